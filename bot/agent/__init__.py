@@ -1,0 +1,160 @@
+"""The agent turn: context in, a stream of events out, tools called in a bounded loop.
+
+The agent is pure: it does not store anything. The gateway persists what `TurnDone` carries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from bot.errors import DecapodError, ProviderError
+from bot.providers.base import (
+    ChatMessage,
+    ChatRequest,
+    Finish,
+    Provider,
+    TextDelta,
+    ToolCall,
+    ToolCallEvent,
+    Usage,
+    UsageEvent,
+)
+from bot.tools import ToolContext, ToolPolicy, ToolRegistry
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    system_prompt: str
+    max_output_tokens: int | None = 1024
+    temperature: float | None = None
+    max_tool_iterations: int = 8
+    turn_deadline_s: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class ToolStarted:
+    call: ToolCall
+
+
+@dataclass(slots=True)
+class TurnResult:
+    #: messages the turn added after the user's: assistant replies and tool results
+    messages: list[ChatMessage] = field(default_factory=list)
+    text: str = ""
+    usage: Usage = field(default_factory=Usage)
+    provider: str = ""
+    model: str = ""
+    #: ok | interrupted | max_iterations | timeout | error
+    outcome: str = "ok"
+    error: BaseException | None = None
+    latency_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TurnDone:
+    result: TurnResult
+
+
+AgentEvent = TextDelta | ToolStarted | TurnDone
+
+
+class Agent:
+    def __init__(
+        self,
+        provider: Provider,
+        tools: ToolRegistry,
+        settings: AgentSettings,
+        *,
+        policy: ToolPolicy | None = None,
+        redact: Callable[[str], str] = lambda s: s,
+    ) -> None:
+        self.provider = provider
+        self.tools = tools
+        self.settings = settings
+        self.policy = policy or ToolPolicy()
+        self.redact = redact
+
+    def system_prompt(self, summary: str = "", extra: str = "") -> str:
+        parts = [self.settings.system_prompt]
+        if summary:
+            parts.append(f"Summary of the earlier conversation:\n{summary}")
+        if extra:
+            parts.append(extra)
+        return "\n\n".join(parts)
+
+    async def run(
+        self,
+        history: list[ChatMessage],
+        user: ChatMessage,
+        ctx: ToolContext,
+        *,
+        summary: str = "",
+        extra_system: str = "",
+    ) -> AsyncIterator[AgentEvent]:
+        """Run one turn. Always ends with exactly one TurnDone, whatever failed."""
+        started = time.perf_counter()
+        result = TurnResult()
+        messages = [*history, user]
+        specs = tuple(t.spec for t in self.tools.available(ctx, self.policy))
+        system = self.system_prompt(summary, extra_system)
+        s = self.settings
+        try:
+            async with asyncio.timeout(s.turn_deadline_s):
+                for _ in range(s.max_tool_iterations):
+                    request = ChatRequest(
+                        model="",
+                        messages=tuple(messages),
+                        system=system,
+                        tools=specs,
+                        max_tokens=s.max_output_tokens,
+                        temperature=s.temperature,
+                    )
+                    calls: list[ToolCall] = []
+                    parts: list[str] = []
+                    sep = "\n\n" if result.text else ""  # between answers around tool calls
+                    finish = Finish()
+                    async for event in self.provider.stream(request):
+                        if isinstance(event, TextDelta):
+                            if sep and not parts:
+                                yield TextDelta(sep)
+                                result.text += sep
+                            parts.append(event.text)
+                            result.text += event.text
+                            yield event
+                        elif isinstance(event, ToolCallEvent):
+                            calls.append(event.call)
+                        elif isinstance(event, UsageEvent):
+                            result.usage = result.usage + event.usage
+                        else:
+                            finish = event
+                    result.provider, result.model = finish.provider, finish.model
+                    interrupted = finish.reason == "interrupted"
+                    reply = ChatMessage(
+                        "assistant", "".join(parts), () if interrupted else tuple(calls)
+                    )
+                    messages.append(reply)
+                    result.messages.append(reply)
+                    if interrupted:
+                        result.outcome = "interrupted"
+                        break
+                    if not calls:
+                        break
+                    for call in calls:
+                        yield ToolStarted(call)
+                        done = await self.tools.call(call, ctx, self.policy)
+                        msg = ChatMessage(
+                            "tool", self.redact(done.content), tool_call_id=call.id, name=call.name
+                        )
+                        messages.append(msg)
+                        result.messages.append(msg)
+                else:
+                    result.outcome = "max_iterations"
+        except TimeoutError as exc:
+            result.outcome, result.error = "timeout", exc
+        except (ProviderError, DecapodError) as exc:
+            result.outcome, result.error = "error", exc
+        result.latency_ms = (time.perf_counter() - started) * 1000
+        yield TurnDone(result)

@@ -1,0 +1,66 @@
+"""`decapod` command line: argument parsing only; the work lives in bot/operate.py.
+
+Nothing heavy is imported here, so `decapod --version` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bot import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="decapod", description="Decapod assistant gateway")
+    parser.add_argument("--version", action="version", version=f"decapod {__version__}")
+    parser.add_argument(
+        "--home", type=Path, help="home folder (default ~/.decapod or $DECAPOD_HOME)"
+    )
+    parser.add_argument("--config", type=Path, help="config file (default HOME/config.toml)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("run", help="start the gateway with the configured channels")
+    sub.add_parser("chat", help="chat with the assistant in this terminal")
+    init = sub.add_parser("init", help="write HOME/config.toml")
+    init.add_argument(
+        "--provider",
+        choices=["ollama", "openai", "anthropic", "vllm", "llamacpp", "lmstudio", "openrouter"],
+    )
+    init.add_argument("--model", help="model name, e.g. llama3.2 or gpt-4o-mini")
+    init.add_argument("--base-url", help="OpenAI-compatible server URL")
+    init.add_argument("--owner", help="your identity key, e.g. telegram:123456789")
+    init.add_argument("--yes", "-y", action="store_true", help="no questions: use defaults")
+    init.add_argument("--force", action="store_true", help="overwrite an existing config")
+    sub.add_parser("doctor", help="check the config, providers, storage and channels")
+    sub.add_parser("migrate", help="apply database migrations")
+    cfg = sub.add_parser("config", help="configuration tools")
+    cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    check = cfg_sub.add_parser("check", help="validate a config file")
+    check.add_argument("path", nargs="?", type=Path)
+    pairing = sub.add_parser("pairing", help="approve people who asked to talk to the bot")
+    pairing_sub = pairing.add_subparsers(dest="pairing_command", metavar="ACTION", required=True)
+    pairing_sub.add_parser("list", help="pending codes and approved people")
+    approve = pairing_sub.add_parser("approve", help="approve a pairing code")
+    approve.add_argument("code")
+    revoke = pairing_sub.add_parser("revoke", help="withdraw an approval")
+    revoke.add_argument("identity", help="channel:user_id")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        build_parser().print_help()
+        return 0
+    from bot import operate
+    from bot.errors import ConfigError
+
+    try:
+        return operate.dispatch(args)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

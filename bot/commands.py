@@ -1,0 +1,73 @@
+"""The shared command table. Every adapter maps these to its platform (Telegram's command
+menu, Slack subcommands of one slash command, Discord application commands).
+
+Commands run in the session's queue, so `/new` after a message applies after that message.
+A handler returns the reply text, or None to let the text go to the model as a normal turn
+(e.g. `/ask question`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.messages import InboundMessage
+
+
+@dataclass(slots=True)
+class CommandContext:
+    message: InboundMessage
+    args: str
+    person_id: str
+    role: str  # owner | operator | user
+    #: what handlers may use, by name: "gateway", "store", "memory", "scheduler", ...
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+CommandHandler = Callable[[CommandContext], Awaitable[str | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    name: str
+    description: str  # one line, shown in menus (Telegram caps it at 256 chars)
+    handler: CommandHandler
+    usage: str = ""
+    #: option name for platforms with typed arguments (Discord): None = no argument
+    arg_name: str | None = None
+    owner_only: bool = False
+
+
+class CommandTable:
+    def __init__(self) -> None:
+        self._specs: dict[str, CommandSpec] = {}
+
+    def register(self, spec: CommandSpec) -> None:
+        if spec.name in self._specs:
+            raise ValueError(f"command /{spec.name} registered twice")
+        self._specs[spec.name] = spec
+
+    def add(
+        self,
+        name: str,
+        description: str,
+        *,
+        usage: str = "",
+        arg_name: str | None = None,
+        owner_only: bool = False,
+    ) -> Callable[[CommandHandler], CommandHandler]:
+        def deco(fn: CommandHandler) -> CommandHandler:
+            self.register(CommandSpec(name, description, fn, usage, arg_name, owner_only))
+            return fn
+
+        return deco
+
+    def get(self, name: str) -> CommandSpec | None:
+        return self._specs.get(name)
+
+    def __iter__(self) -> Any:
+        return iter(self._specs.values())
+
+    def __len__(self) -> int:
+        return len(self._specs)

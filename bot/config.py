@@ -1,0 +1,194 @@
+"""config.toml, validated: every table forbids unknown keys, and an error names the key path
+and what was expected. Secrets never live in the file: `*_env` keys name environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bot.errors import ConfigError
+from bot.providers.config import ModelsConfig, ProviderConfig, check_model_refs
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are Decapod, a helpful personal assistant chatting through a messaging app. "
+    "Answer concisely and plainly. Use tools when they help; never invent tool results."
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GatewayConfig(_Section):
+    #: turns that may run at once across all sessions
+    max_concurrent_turns: int = Field(default=64, ge=1)
+    #: messages of recent history sent with each turn
+    history_messages: int = Field(default=40, ge=2)
+    turn_deadline_s: float = Field(default=120.0, gt=0)
+    max_tool_iterations: int = Field(default=8, ge=1)
+    #: longer messages get a clear reply instead of a model call
+    max_message_chars: int = Field(default=16_000, ge=100)
+    #: default time zone of people who have not set their own
+    timezone: str = "UTC"
+    #: seconds a stop waits for running turns before leaving them for the next start
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+    #: identity keys ("telegram:123456") of the owner: all tools, approvals, alerts
+    owners: list[str] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (expected e.g. 'Europe/Berlin')"
+            ) from None
+        return value
+
+
+class AgentConfig(_Section):
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_output_tokens: int = Field(default=1024, ge=16)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    #: compact when the context estimate passes this share of the model's window
+    compaction_threshold: float = Field(default=0.95, gt=0.1, le=1.0)
+    #: messages kept verbatim when older ones are summarized
+    keep_recent_messages: int = Field(default=8, ge=2)
+
+
+class HttpConfig(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8787, ge=0, le=65535)
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "text"] = "auto"
+    #: a JSON-lines log file under the home folder; empty for none
+    file: str = "logs/decapod.log"
+
+
+class GroupConfig(_Section):
+    #: answer only when mentioned or replied to
+    require_mention: bool = True
+    #: who may talk to the bot in this group; empty means everyone in it
+    allow_users: list[str] = Field(default_factory=list)
+
+
+class ChannelAccessConfig(_Section):
+    """Who may talk to the bot on one channel. Everything unknown is denied."""
+
+    #: pairing: unknown people get a code the owner approves; allowlist: only allow_users;
+    #: open: anyone (not recommended); disabled: no direct messages
+    dm_policy: Literal["pairing", "allowlist", "open", "disabled"] = "pairing"
+    #: platform user ids allowed to write directly
+    allow_users: list[str] = Field(default_factory=list)
+    #: platform user ids with the operator role (more tools, but not the owner's)
+    operators: list[str] = Field(default_factory=list)
+    #: allowed groups by platform chat id ("*" for any group) and their settings
+    groups: dict[str, GroupConfig] = Field(default_factory=dict)
+    #: answer other bots (off: two bots answering each other never stop)
+    allow_bots: bool = False
+
+
+class ConsoleChannelConfig(_Section):
+    type: Literal["console"]
+
+
+ChannelConfig = Annotated[ConsoleChannelConfig, Field(discriminator="type")]
+
+
+def _default_providers() -> dict[str, ProviderConfig]:
+    return {"local": ProviderConfig(preset="ollama", context_window=32_768)}
+
+
+def _default_models() -> ModelsConfig:
+    return ModelsConfig(chat=["local:llama3.2"])
+
+
+class Config(_Section):
+    #: the home folder (DECAPOD_HOME or --home); not usually set in the file
+    home: Path = Field(default_factory=lambda: default_home())
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    providers: dict[str, ProviderConfig] = Field(default_factory=_default_providers)
+    models: ModelsConfig = Field(default_factory=_default_models)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _chains(self) -> Config:
+        check_model_refs(self.providers, self.models)
+        return self
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "decapod.db"
+
+    @property
+    def log_file(self) -> Path | None:
+        return self.home / self.logging.file if self.logging.file else None
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("DECAPOD_HOME") or Path.home() / ".decapod").expanduser()
+
+
+def secret_from_env(env_name: str, key_path: str) -> str:
+    """The value of the environment variable a `*_env` key names, or a ConfigError."""
+    value = os.environ.get(env_name, "")
+    if not value:
+        raise ConfigError(f"environment variable {env_name} is not set", key_path)
+    return value
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not one this version understands; check the spelling)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        lines.append(f"{loc or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict[str, Any], home: Path | None = None) -> Config:
+    if home is not None:
+        data = {**data, "home": home}
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def load_config(path: Path | None = None, home: Path | None = None) -> Config:
+    """Read and validate config.toml. A missing file is fine unless its path was given."""
+    home = (home or default_home()).expanduser()
+    explicit = path is not None
+    path = path or home / "config.toml"
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist")
+        return parse_config({}, home)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        return parse_config(data, home)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}:\n{exc}") from None

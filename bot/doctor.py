@@ -1,0 +1,74 @@
+"""`decapod doctor`: checks the config, storage, providers and channels, and says how to fix."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from bot.config import Config
+
+Check = tuple[str, bool, str]  # (what, ok, detail)
+
+
+async def check_storage(config: Config) -> list[Check]:
+    from bot.store import Store, sqlite
+
+    info = sqlite.info()
+    checks: list[Check] = [
+        ("sqlite", True, f"{info.module} (SQLite {info.sqlite_version})"),
+        (
+            "fts5",
+            info.fts5,
+            "full-text search" if info.fts5 else "FTS5 missing: keyword search off",
+        ),
+        (
+            "sqlite-vec",
+            info.vec_version is not None,
+            info.vec_version or f"{info.vec_error}; memory falls back to keyword-only search",
+        ),
+    ]
+    try:
+        async with Store(config.db_path) as store:
+            await store.read(lambda c: c.execute("PRAGMA quick_check").fetchone())
+        checks.append(("database", True, str(config.db_path)))
+    except Exception as exc:
+        checks.append(("database", False, f"{config.db_path}: {exc}"))
+    return checks
+
+
+async def check_providers(config: Config) -> list[Check]:
+    import aiohttp
+
+    checks: list[Check] = []
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        for name, provider in config.providers.items():
+            base = provider.resolved_base_url().rstrip("/")
+            url = f"{base}/models" if provider.type == "openai" else f"{base}/v1/models"
+            try:
+                async with http.get(url) as resp:
+                    # 401 still proves the server answers; the key is checked on first use
+                    ok = resp.status < 500
+                    checks.append((f"provider {name}", ok, f"{url} answered {resp.status}"))
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                hint = "is the server running?" if provider.is_local() else "network?"
+                checks.append((f"provider {name}", False, f"{url}: {exc or 'timeout'} ({hint})"))
+    return checks
+
+
+#: extra checks that optional parts add (channels, memory, sandbox)
+EXTRA_CHECKS: list[Callable[[Config], Awaitable[list[Check]]]] = []
+
+
+async def run_doctor(config: Config) -> int:
+    checks: list[Check] = [("config", True, f"home {config.home}")]
+    groups: list[Awaitable[list[Check]]] = [check_storage(config), check_providers(config)]
+    groups += [extra(config) for extra in EXTRA_CHECKS]
+    for result in await asyncio.gather(*groups):
+        checks.extend(result)
+    failed = 0
+    for what, ok, detail in checks:
+        print(f"{'ok  ' if ok else 'FAIL'} {what:<18} {detail}")
+        failed += not ok
+    print("all good" if not failed else f"{failed} check(s) failed")
+    return 0 if not failed else 1

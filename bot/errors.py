@@ -1,0 +1,108 @@
+"""The error tree. Every exception Decapod raises on purpose is one of these.
+
+    DecapodError
+    ├── ConfigError                 the operator must fix something (key path + what was expected)
+    ├── StoreError                  SQLite failed in a way a retry will not fix
+    ├── ChannelError                a platform call failed
+    │   └── RateLimited             the platform asked us to wait (retry_after seconds)
+    ├── ProviderError               an LLM call failed
+    │   ├── ProviderHTTPError       status, retry_after, retryable
+    │   │   └── ContextTooLong      the request does not fit the model's window (compact, retry)
+    │   ├── ProviderTimeout         phase: connect | first_token | idle
+    │   └── AllProvidersFailed      every provider in the chain failed (carries the attempts)
+    ├── ToolError                   a tool failed; the message goes back to the model
+    │   └── ToolDenied              policy refused the tool for this person or place
+    ├── SandboxError                the sandbox could not run a command
+    └── AccessDenied                a sender may not use the bot here
+
+Errors that reach a person become one short message (`user_message`); the details go to the log.
+"""
+
+from __future__ import annotations
+
+
+class DecapodError(Exception):
+    """Root of every error Decapod raises on purpose."""
+
+    user_message = "Something went wrong on my side. Please try again."
+
+
+class ConfigError(DecapodError):
+    """The configuration is invalid. `key` is the dotted path of the offending key."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(f"{key}: {message}" if key else message)
+        self.key = key
+
+
+class StoreError(DecapodError):
+    pass
+
+
+class ChannelError(DecapodError):
+    pass
+
+
+class RateLimited(ChannelError):
+    def __init__(self, retry_after: float, message: str = "rate limited") -> None:
+        super().__init__(f"{message} (retry after {retry_after:.1f}s)")
+        self.retry_after = retry_after
+
+
+class ProviderError(DecapodError):
+    user_message = "The language model is not answering right now. Please try again in a moment."
+    #: whether trying again (same or next provider) may succeed
+    retryable = True
+
+
+class ProviderHTTPError(ProviderError):
+    def __init__(
+        self,
+        status: int,
+        message: str = "",
+        *,
+        retry_after: float | None = None,
+        retryable: bool | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(f"HTTP {status}: {message}" if message else f"HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after
+        self.code = code
+        self.retryable = (status == 429 or status >= 500) if retryable is None else retryable
+
+
+class ContextTooLong(ProviderHTTPError):
+    def __init__(self, message: str = "context length exceeded") -> None:
+        super().__init__(400, message, retryable=False, code="context_length_exceeded")
+
+
+class ProviderTimeout(ProviderError):
+    def __init__(self, phase: str, seconds: float) -> None:
+        super().__init__(f"timed out waiting for {phase} after {seconds:g}s")
+        self.phase = phase
+        self.seconds = seconds
+
+
+class AllProvidersFailed(ProviderError):
+    def __init__(self, attempts: list[tuple[str, BaseException]]) -> None:
+        names = ", ".join(f"{name}: {type(exc).__name__}" for name, exc in attempts)
+        super().__init__(f"all providers failed ({names})")
+        self.attempts = attempts
+        self.retryable = False
+
+
+class ToolError(DecapodError):
+    pass
+
+
+class ToolDenied(ToolError):
+    user_message = "That tool is not available to you here."
+
+
+class SandboxError(DecapodError):
+    pass
+
+
+class AccessDenied(DecapodError):
+    user_message = "You are not allowed to use this bot here."

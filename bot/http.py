@@ -1,0 +1,95 @@
+"""The HTTP surface: /health and /metrics on 127.0.0.1 by default; platform webhooks mount here.
+
+/health answers without details to anyone who can reach it; details and /metrics are for
+local callers (a loopback peer, no forwarding headers, a loopback Host) or a bearer token.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger("decapod.http")
+
+_FORWARDING = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
+
+
+def is_local_request(request: web.Request) -> bool:
+    """Local means all three: a loopback peer, no forwarding headers, a loopback Host."""
+    peer = request.remote or ""
+    try:
+        if not ipaddress.ip_address(peer).is_loopback:
+            return False
+    except ValueError:
+        return False
+    if any(h in request.headers for h in _FORWARDING):
+        return False
+    host = (request.host or "").rsplit(":", 1)[0].strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(data, default=str).encode(),
+        status=status,
+        content_type="application/json",
+    )
+
+
+class HttpServer:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        health: Callable[[], Awaitable[dict[str, Any]]],
+        metrics: Callable[[], tuple[bytes, str]],
+        authorize: Callable[[web.Request], bool] | None = None,
+    ) -> None:
+        self.host, self.port = host, port
+        self.app = web.Application(client_max_size=4 * 1024 * 1024)
+        self._health = health
+        self._metrics = metrics
+        # default: only local callers see details; bot/security replaces this with tokens
+        self._authorize = authorize or is_local_request
+        self.app.router.add_get("/health", self._on_health)
+        self.app.router.add_get("/metrics", self._on_metrics)
+        self._runner: web.AppRunner | None = None
+
+    def add_route(self, method: str, path: str, handler: Any) -> None:
+        self.app.router.add_route(method, path, handler)
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        log.info("http listening on %s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _on_health(self, request: web.Request) -> web.Response:
+        report = await self._health()
+        status = 200 if report.get("status") == "ok" else 503
+        if not self._authorize(request):
+            return _json({"status": report.get("status")}, status)
+        return _json(report, status)
+
+    async def _on_metrics(self, request: web.Request) -> web.Response:
+        if not self._authorize(request):
+            return _json({"error": "unauthorized"}, 401)
+        body, content_type = self._metrics()
+        return web.Response(body=body, headers={"Content-Type": content_type})

@@ -1,0 +1,86 @@
+"""Structured logs: JSON lines when not on a terminal, key=value on one.
+
+Call `log.info("turn", extra={"fields": {...}})` or use `log_fields(logger, msg, **fields)`;
+fields are rendered in both formats. Redaction filters are attached to every handler
+(bot/security/redact.py), so secrets never reach a log file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message"}
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    fields = getattr(record, "fields", None)
+    return dict(fields) if isinstance(fields, dict) else {}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        out.update(_fields(record))
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str, separators=(",", ":"))
+
+
+class KeyValueFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        parts = [f"{stamp} {record.levelname[0]} {record.name}: {record.getMessage()}"]
+        parts += [f"{k}={_kv(v)}" for k, v in _fields(record).items()]
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _kv(value: Any) -> str:
+    text = str(value)
+    return json.dumps(text) if (" " in text or not text) else text
+
+
+def log_fields(logger: logging.Logger, msg: str, level: int = logging.INFO, **fields: Any) -> None:
+    if logger.isEnabledFor(level):
+        logger.log(level, msg, extra={"fields": fields})
+
+
+def setup_logging(
+    level: str = "INFO",
+    fmt: str = "auto",
+    file: Path | None = None,
+    stream: Any = None,
+    stream_level: str | None = None,
+) -> None:
+    """Configure the root logger once. fmt: auto | json | text."""
+    stream = stream or sys.stderr
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    use_json = fmt == "json" or (fmt == "auto" and not getattr(stream, "isatty", lambda: False)())
+    handler: logging.Handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter() if use_json else KeyValueFormatter())
+    if stream_level:
+        handler.setLevel(stream_level)
+    root.addHandler(handler)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(file, encoding="utf-8")
+        fh.setFormatter(JsonFormatter())
+        root.addHandler(fh)
+    root.setLevel(level.upper())
+    from bot.security.redact import install_log_redaction
+
+    install_log_redaction(root)

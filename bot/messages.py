@@ -1,0 +1,155 @@
+"""The common message model every channel normalizes into.
+
+Adapters build these at their edge; nothing past an adapter sees a platform SDK type.
+All types are frozen and JSON round-trippable (`to_dict` / `from_dict`), because inbound
+deliveries are persisted before they are handled (see bot/gateway.py).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, NewType
+
+SessionKey = NewType("SessionKey", str)
+
+
+class ConversationKind(StrEnum):
+    DM = "dm"
+    GROUP = "group"
+    CHANNEL = "channel"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """One account on one platform. `key` ("telegram:123456") is the canonical id."""
+
+    channel: str
+    user_id: str
+    display_name: str = ""
+    is_bot: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.channel}:{self.user_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """Where a message was said. `channel` is the configured channel name, not the platform."""
+
+    channel: str
+    chat_id: str
+    kind: ConversationKind = ConversationKind.DM
+    thread_id: str | None = None
+
+    @property
+    def session_key(self) -> SessionKey:
+        # DMs are keyed by their own chat, which every platform makes per person.
+        key = f"{self.channel}:{self.kind.value}:{self.chat_id}"
+        if self.thread_id:
+            key += f":thread:{self.thread_id}"
+        return SessionKey(key)
+
+
+def cron_session_key(job_id: str) -> SessionKey:
+    return SessionKey(f"cron:{job_id}")
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file that came with a message. Bytes are fetched on demand through the channel."""
+
+    kind: str  # image | document | audio | voice | video | other
+    ref: str  # the platform's file id or URL
+    name: str = ""
+    mime: str = ""
+    size: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A parsed slash command: `/remind in 10m stretch` -> Command("remind", "in 10m stretch")."""
+
+    name: str
+    args: str = ""
+
+    @classmethod
+    def parse(cls, text: str, bot_username: str | None = None) -> Command | None:
+        if not text.startswith("/") or len(text) < 2:
+            return None
+        head, _, rest = text[1:].partition(" ")
+        name, _, target = head.partition("@")
+        if target and bot_username and target.lower() != bot_username.lower():
+            return None  # addressed to another bot in a group
+        if not name or not all(c.isalnum() or c == "_" for c in name):
+            return None
+        return cls(name.lower(), rest.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One message from a person. `id` is the platform's delivery id, unique per channel."""
+
+    id: str
+    identity: Identity
+    conversation: Conversation
+    text: str = ""
+    parts: tuple[Attachment, ...] = ()
+    command: Command | None = None
+    mentioned: bool = False
+    reply_to: str | None = None
+    platform_message_id: str | None = None
+    received_at: float = field(default_factory=time.time)
+    #: adapter-specific routing data the reply path needs (e.g. a Slack response_url)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def session_key(self) -> SessionKey:
+        return self.conversation.session_key
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InboundMessage:
+        conv = dict(data["conversation"])
+        conv["kind"] = ConversationKind(conv["kind"])
+        command = data.get("command")
+        return cls(
+            id=data["id"],
+            identity=Identity(**data["identity"]),
+            conversation=Conversation(**conv),
+            text=data.get("text", ""),
+            parts=tuple(Attachment(**p) for p in data.get("parts", ())),
+            command=Command(**command) if command else None,
+            mentioned=data.get("mentioned", False),
+            reply_to=data.get("reply_to"),
+            platform_message_id=data.get("platform_message_id"),
+            received_at=data.get("received_at", time.time()),
+            meta=data.get("meta", {}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    conversation: Conversation
+    text: str
+    parts: tuple[Attachment, ...] = ()
+    reply_to: str | None = None
+    silent: bool = False
+    ephemeral: bool = False
+    #: link previews are an exfiltration path; off unless a caller says otherwise
+    link_preview: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SentRef:
+    """What a channel returns for a sent message, so it can be edited later."""
+
+    conversation: Conversation
+    message_id: str
+    meta: dict[str, Any] = field(default_factory=dict)

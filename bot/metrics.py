@@ -1,0 +1,45 @@
+"""Prometheus metrics, in a registry per gateway (so tests can run several side by side)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Metrics:
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.turns = Counter(
+            "decapod_turns", "Turns by outcome", ["outcome", "channel"], registry=r
+        )
+        self.turn_latency = Histogram(
+            "decapod_turn_latency_seconds",
+            "Inbound to reply sent",
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+        )
+        self.tokens = Counter("decapod_tokens", "Tokens by direction", ["direction"], registry=r)
+        self.provider_errors = Counter(
+            "decapod_provider_errors", "Provider errors by class", ["error"], registry=r
+        )
+        self.duplicates = Counter(
+            "decapod_inbound_duplicates", "Duplicate deliveries dropped", ["channel"], registry=r
+        )
+        self.denied = Counter(
+            "decapod_inbound_denied", "Messages refused by access policy", ["channel"], registry=r
+        )
+        self.queue_depth = Gauge("decapod_queue_depth", "Messages waiting in sessions", registry=r)
+        self.active_turns = Gauge("decapod_active_turns", "Turns running now", registry=r)
+
+    def render(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def observe_turn(self, channel: str, outcome: str, seconds: float, usage: Any) -> None:
+        self.turns.labels(outcome, channel).inc()
+        self.turn_latency.observe(seconds)
+        self.tokens.labels("input").inc(usage.input_tokens)
+        self.tokens.labels("output").inc(usage.output_tokens)

@@ -1,0 +1,217 @@
+"""What the `decapod` subcommands do. Each returns a process exit code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bot import __version__
+from bot.config import Config, HttpConfig, load_config
+from bot.logging import setup_logging
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "run": cmd_run,
+        "chat": cmd_chat,
+        "init": cmd_init,
+        "doctor": cmd_doctor,
+        "migrate": cmd_migrate,
+        "config": cmd_config,
+        "pairing": cmd_pairing,
+    }
+    return handlers[args.command](args)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config, args.home)
+
+
+async def _until_signal(done: Awaitable[Any] | None = None) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if done is not None:
+        waiters.append(asyncio.ensure_future(done))
+    _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for w in pending:
+        w.cancel()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+
+
+# run / chat ----------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _config(args)
+    setup_logging(config.logging.level, config.logging.format, config.log_file)
+    asyncio.run(_run(config))
+    return 0
+
+
+async def _run(config: Config) -> None:
+    from bot.gateway import Gateway
+
+    async with Gateway(config) as gateway:
+        where = ""
+        if gateway.http is not None:
+            where = f"; health: http://{config.http.host}:{gateway.http.port}/health"
+        channels = ", ".join(gateway.channels) or "none configured"
+        print(f"Decapod {__version__} running (channels: {channels}){where}", flush=True)
+        await _until_signal()
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    config = _config(args)
+    # the terminal is for the conversation; logs go to the file, only errors to stderr
+    setup_logging(
+        config.logging.level, config.logging.format, config.log_file, stream_level="ERROR"
+    )
+    asyncio.run(_chat(config))
+    return 0
+
+
+async def _chat(config: Config) -> None:
+    from bot.gateway import Gateway
+    from channels.console import ConsoleChannel
+
+    config = config.model_copy(update={"http": HttpConfig(enabled=False), "channels": {}})
+    console = ConsoleChannel("console")
+    print(
+        f"Decapod {__version__}: chatting with {', '.join(config.models.chat)}. "
+        "/help for commands, /exit or Ctrl-D to leave.",
+        flush=True,
+    )
+    async with Gateway(config, channels={"console": console}):
+        await _until_signal(console.closed.wait())
+
+
+# init ----------------------------------------------------------------------------------------
+_PROVIDERS: dict[str, tuple[str, str, str | None]] = {
+    # name: (type, default model, key variable)
+    "ollama": ("openai", "llama3.2", None),
+    "vllm": ("openai", "meta-llama/Llama-3.1-8B-Instruct", None),
+    "llamacpp": ("openai", "default", None),
+    "lmstudio": ("openai", "default", None),
+    "openai": ("openai", "gpt-4o-mini", "OPENAI_API_KEY"),
+    "openrouter": ("openai", "openai/gpt-4o-mini", "OPENROUTER_API_KEY"),
+    "anthropic": ("anthropic", "claude-sonnet-4-5", "ANTHROPIC_API_KEY"),
+}
+
+
+def _ask(question: str, default: str) -> str:
+    answer = input(f"{question} [{default}]: ").strip()
+    return answer or default
+
+
+def render_init_config(
+    provider: str, model: str | None, base_url: str | None, owner: str | None
+) -> str:
+    kind, default_model, key_env = _PROVIDERS[provider]
+    lines = ["# Decapod configuration. Every key: config.example.toml in the repository.", ""]
+    if owner:
+        lines += ["[gateway]", f"owners = [{owner!r}]".replace("'", '"'), ""]
+    lines += [f"[providers.{provider}]", f'type = "{kind}"']
+    if kind == "openai" and provider != "openai":
+        lines.append(f'preset = "{provider}"')
+    elif kind == "openai":
+        lines.append('preset = "openai"')
+    if base_url:
+        lines.append(f'base_url = "{base_url}"')
+    if key_env:
+        lines.append(f'api_key_env = "{key_env}"')
+    lines += ["", "[models]", f'chat = ["{provider}:{model or default_model}"]', ""]
+    return "\n".join(lines)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from bot.config import default_home, parse_config
+
+    home = (args.home or default_home()).expanduser()
+    path = args.config or home / "config.toml"
+    if path.exists() and not args.force:
+        print(f"{path} exists already; use --force to overwrite it.")
+        return 1
+    provider, model, owner = args.provider, args.model, args.owner
+    if not args.yes and sys.stdin.isatty():
+        provider = provider or _ask("LLM provider (" + ", ".join(_PROVIDERS) + ")", "ollama")
+        model = model or _ask("model", _PROVIDERS.get(provider, ("", "llama3.2", None))[1])
+        owner = owner or _ask("your identity key for owner rights (blank: none)", "") or None
+    provider = provider or "ollama"
+    if provider not in _PROVIDERS:
+        print(f"unknown provider {provider!r}; choose one of {', '.join(_PROVIDERS)}")
+        return 2
+    text = render_init_config(provider, model, args.base_url, owner)
+    import tomllib
+
+    parse_config(tomllib.loads(text), home)  # never write a file that would not load
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+    print(f"wrote {path}")
+    key_env = _PROVIDERS[provider][2]
+    if key_env:
+        print(f"put your API key in the environment: export {key_env}=...")
+    return 0
+
+
+# config check / migrate / doctor -------------------------------------------------------------
+def cmd_config(args: argparse.Namespace) -> int:
+    config = load_config(args.path or args.config, args.home)
+    channels = ", ".join(f"{n} ({c.type})" for n, c in config.channels.items()) or "none"
+    print(f"config ok: models {', '.join(config.models.chat)}; channels: {channels}")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    config = _config(args)
+
+    async def go() -> list[str]:
+        from bot.store import Store
+
+        async with Store(config.db_path) as store:
+            return store.migrations_applied
+
+    applied = asyncio.run(go())
+    print(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from bot.doctor import run_doctor
+
+    return asyncio.run(run_doctor(_config(args)))
+
+
+# pairing -------------------------------------------------------------------------------------
+def cmd_pairing(args: argparse.Namespace) -> int:
+    config = _config(args)
+    return asyncio.run(_pairing(config, args))
+
+
+async def _pairing(config: Config, args: argparse.Namespace) -> int:
+    from bot.store import Store
+
+    async with Store(config.db_path) as store:
+        if args.pairing_command == "approve":
+            found = await store.access.approve(args.code, "cli")
+            if found is None:
+                print(f"no pending code {args.code.upper()} (expired or mistyped)")
+                return 1
+            print(f"approved {found.display_name or found.user_id} on {found.channel}")
+        elif args.pairing_command == "revoke":
+            channel, _, user_id = args.identity.partition(":")
+            ok = await store.access.revoke(channel, user_id)
+            print("revoked" if ok else "no such approval")
+            return 0 if ok else 1
+        else:
+            for code in await store.access.pending():
+                print(f"pending  {code.code}  {code.channel}:{code.user_id}  {code.display_name}")
+            for channel, user_id, name in await store.access.paired():
+                print(f"approved {channel}:{user_id}  {name}")
+    return 0

@@ -1,0 +1,135 @@
+"""The Provider seam: one async stream of chat events per request.
+
+A provider never imports the agent. `FailoverProvider` (a chain) satisfies the same protocol.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # raw JSON text as the model produced it
+
+    def parsed_arguments(self) -> dict[str, Any]:
+        if not self.arguments.strip():
+            return {}
+        value = json.loads(self.arguments)
+        if not isinstance(value, dict):
+            raise ValueError("tool arguments must be a JSON object")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Role
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None  # the tool name, for role="tool"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    model: str
+    messages: tuple[ChatMessage, ...]
+    system: str = ""
+    tools: tuple[ToolSpec, ...] = ()
+    max_tokens: int | None = None
+    temperature: float | None = None
+    #: what the call is for; routing may pick a different chain per purpose
+    purpose: str = "chat"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallEvent:
+    """Emitted only once a tool call is complete; a partial call is never surfaced."""
+
+    call: ToolCall
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    reason: str = "stop"  # stop | tool_calls | length | interrupted
+    provider: str = ""
+    model: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+ChatEvent = TextDelta | ToolCallEvent | UsageEvent | Finish
+
+
+@runtime_checkable
+class Provider(Protocol):
+    name: str
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
+        """Yield events for one model call. Raises ProviderError subclasses on failure."""
+        ...
+
+
+@dataclass(slots=True)
+class Completion:
+    """A whole streamed answer, collected (for compaction and other non-streaming callers)."""
+
+    text: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    finish: Finish = field(default_factory=Finish)
+
+
+async def complete(provider: Provider, request: ChatRequest) -> Completion:
+    out = Completion()
+    parts: list[str] = []
+    async for event in provider.stream(request):
+        if isinstance(event, TextDelta):
+            parts.append(event.text)
+        elif isinstance(event, ToolCallEvent):
+            out.tool_calls.append(event.call)
+        elif isinstance(event, UsageEvent):
+            out.usage = out.usage + event.usage
+        else:
+            out.finish = event
+    out.text = "".join(parts)
+    return out

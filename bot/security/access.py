@@ -1,0 +1,166 @@
+"""Who may talk to the bot, and with which role. Deny by default.
+
+Decisions cost no LLM call and no tool call: an unknown person who writes a DM gets, at most
+once per `notice_interval_s`, a pairing code the owner approves (`decapod pairing approve
+CODE`, or `/pair CODE` from the owner's own chat). Group messages need an allowlisted group
+and, unless that group says otherwise, a mention or a reply to the bot.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from bot.commands import CommandContext, CommandTable
+from bot.config import ChannelAccessConfig, Config
+from bot.messages import ConversationKind, Identity, InboundMessage
+
+if TYPE_CHECKING:
+    from bot.store import Store
+
+#: no 0/O, 1/I/L: codes are read aloud and typed on phones
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CODE_LENGTH = 8
+CODE_TTL_S = 3600.0
+MAX_PENDING_PER_CHANNEL = 3
+
+
+@dataclass(frozen=True, slots=True)
+class AccessDecision:
+    allowed: bool
+    role: str = "user"  # owner | operator | user
+    reason: str = ""
+    #: what to tell the sender (a pairing code); None = stay silent
+    reply: str | None = None
+
+
+class AccessControl(Protocol):
+    async def decide(self, message: InboundMessage) -> AccessDecision: ...
+
+    def role_of(self, identity: Identity) -> str: ...
+
+
+def new_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+class ChannelAccess:
+    """The policies of config.toml, the owners list, and approved pairings in the store."""
+
+    def __init__(self, config: Config, store: Store, *, notice_interval_s: float = 600.0) -> None:
+        self.config = config
+        self.store = store
+        self.owners = frozenset(config.gateway.owners)
+        self.notice_interval_s = notice_interval_s
+        self._paired: set[str] = set()
+        self._last_notice: dict[str, float] = {}
+
+    def _policy(self, channel: str) -> ChannelAccessConfig | None:
+        ch = self.config.channels.get(channel)
+        return getattr(ch, "access", None)
+
+    def _is_local_console(self, channel: str) -> bool:
+        ch = self.config.channels.get(channel)
+        # the console is the operator's own terminal, or a channel injected by code
+        return ch is None or ch.type == "console"
+
+    def role_of(self, identity: Identity) -> str:
+        if identity.key in self.owners or self._is_local_console(identity.channel):
+            return "owner"
+        policy = self._policy(identity.channel)
+        if policy is not None and identity.user_id in policy.operators:
+            return "operator"
+        return "user"
+
+    async def decide(self, message: InboundMessage) -> AccessDecision:
+        identity, conversation = message.identity, message.conversation
+        role = self.role_of(identity)
+        policy = self._policy(conversation.channel)
+        if policy is None:
+            return AccessDecision(role == "owner", role, "" if role == "owner" else "no policy")
+        if identity.is_bot and not policy.allow_bots:
+            return AccessDecision(False, role, "bot sender")
+        if conversation.kind is ConversationKind.DM:
+            return await self._decide_dm(message, policy, role)
+        return self._decide_group(message, policy, role)
+
+    def _decide_group(
+        self, message: InboundMessage, policy: ChannelAccessConfig, role: str
+    ) -> AccessDecision:
+        chat_id = message.conversation.chat_id
+        group = policy.groups.get(chat_id) or policy.groups.get("*")
+        if group is None:
+            return AccessDecision(False, role, "group not allowed")
+        if (
+            group.allow_users
+            and message.identity.user_id not in group.allow_users
+            and role != "owner"
+        ):
+            return AccessDecision(False, role, "user not allowed in group")
+        addressed = message.mentioned or message.command is not None
+        if group.require_mention and not addressed:
+            return AccessDecision(False, role, "not mentioned")
+        return AccessDecision(True, role)
+
+    async def _decide_dm(
+        self, message: InboundMessage, policy: ChannelAccessConfig, role: str
+    ) -> AccessDecision:
+        identity = message.identity
+        if role in ("owner", "operator") or identity.user_id in policy.allow_users:
+            return AccessDecision(True, role)
+        if policy.dm_policy == "open":
+            return AccessDecision(True, role)
+        if policy.dm_policy in ("disabled", "allowlist"):
+            return AccessDecision(False, role, f"dm_policy={policy.dm_policy}")
+        if identity.key in self._paired or await self.store.access.is_paired(
+            identity.channel, identity.user_id
+        ):
+            self._paired.add(identity.key)
+            return AccessDecision(True, role)
+        return AccessDecision(False, role, "unpaired", await self._pairing_notice(identity))
+
+    async def _pairing_notice(self, identity: Identity) -> str | None:
+        now = time.monotonic()
+        last = self._last_notice.get(identity.key)
+        if last is not None and now - last < self.notice_interval_s:
+            return None  # one notice per interval: a flood of messages costs one reply
+        self._last_notice[identity.key] = now
+        code = await self.store.access.issue_code(
+            new_code(),
+            identity.channel,
+            identity.user_id,
+            identity.display_name,
+            CODE_TTL_S,
+            MAX_PENDING_PER_CHANNEL,
+        )
+        if code is None:
+            return "I can't take new people right now. Please try again later."
+        return (
+            "Hi! I don't know you yet. Ask the owner of this bot to approve you with the code "
+            f"{code.code} (valid for one hour)."
+        )
+
+    def forget_paired(self, channel: str, user_id: str) -> None:
+        self._paired.discard(f"{channel}:{user_id}")
+
+
+def register_access_commands(table: CommandTable) -> None:
+    @table.add(
+        "pair", "Approve a person's pairing code", usage="<CODE>", arg_name="code", owner_only=True
+    )
+    async def pair(ctx: CommandContext) -> str:
+        code = ctx.args.strip().upper()
+        if not code:
+            return "Usage: /pair CODE"
+        store: Store = ctx.services["store"]
+        found = await store.access.approve(code, ctx.message.identity.key)
+        if found is None:
+            return f"No pending pairing code {code} (it may have expired)."
+        name = found.display_name or found.user_id
+        return f"Approved {name} on {found.channel}."
+
+
+def build_access(config: Config, store: Store) -> ChannelAccess:
+    return ChannelAccess(config, store)

@@ -1,0 +1,171 @@
+"""Sessions: one turn at a time per session, many sessions at once under a global cap.
+
+Each session key gets a queue and, while it has work, one worker task. Idle sessions drop
+their worker and, past `max_cached`, their cached history, so memory stays flat however
+many people write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from bot.messages import InboundMessage
+from bot.providers.base import ChatMessage
+
+if TYPE_CHECKING:
+    from bot.store import Store
+    from bot.store.repos import SessionRow
+
+log = logging.getLogger("decapod.sessions")
+
+
+class Session:
+    __slots__ = ("busy", "history", "key", "queue", "row", "worker")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.queue: asyncio.Queue[InboundMessage] = asyncio.Queue()
+        self.worker: asyncio.Task[None] | None = None
+        self.busy = False
+        self.row: SessionRow | None = None
+        #: (turn row id, message), oldest first; None until loaded
+        self.history: list[tuple[int, ChatMessage]] | None = None
+
+    @property
+    def idle(self) -> bool:
+        return not self.busy and self.queue.empty() and self.worker is None
+
+    def messages(self) -> list[ChatMessage]:
+        return [m for _, m in self.history or ()]
+
+
+Handler = Callable[[Session, InboundMessage], Awaitable[None]]
+
+
+class SessionManager:
+    def __init__(
+        self,
+        store: Store,
+        handler: Handler,
+        *,
+        max_concurrent: int = 64,
+        history_limit: int = 40,
+        max_cached: int = 2000,
+        idle_exit_s: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.handler = handler
+        self.history_limit = history_limit
+        self.max_cached = max_cached
+        self.idle_exit_s = idle_exit_s
+        self._cap = asyncio.Semaphore(max_concurrent)
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, key: str) -> Session:
+        session = self._sessions.get(key)
+        if session is None:
+            session = self._sessions[key] = Session(key)
+            self._evict()
+        else:
+            self._sessions.move_to_end(key)
+        return session
+
+    def submit(self, message: InboundMessage) -> None:
+        session = self.get(message.session_key)
+        session.queue.put_nowait(message)
+        self._idle.clear()
+        if session.worker is None:
+            session.worker = asyncio.create_task(self._work(session), name=f"session:{session.key}")
+
+    @property
+    def queue_depth(self) -> int:
+        return sum(s.queue.qsize() for s in self._sessions.values())
+
+    @property
+    def active(self) -> int:
+        return sum(1 for s in self._sessions.values() if s.busy)
+
+    async def _work(self, session: Session) -> None:
+        try:
+            while True:
+                try:
+                    message = await asyncio.wait_for(session.queue.get(), self.idle_exit_s)
+                except TimeoutError:
+                    return
+                async with self._cap:
+                    session.busy = True
+                    try:
+                        await self.handler(session, message)
+                    except Exception:
+                        # the handler reports to the person; a bug must not kill the session
+                        log.exception("turn failed in session %s", session.key)
+                    finally:
+                        session.busy = False
+                if session.queue.empty():
+                    self._check_idle()
+        finally:
+            session.worker = None
+            if not session.queue.empty():  # raced with a submit while exiting
+                session.worker = asyncio.create_task(self._work(session))
+            self._check_idle()
+
+    def _check_idle(self) -> None:
+        if all(s.queue.empty() and not s.busy for s in self._sessions.values()):
+            self._idle.set()
+
+    def _evict(self) -> None:
+        excess = len(self._sessions) - self.max_cached
+        for key in list(self._sessions):
+            if excess <= 0:
+                break
+            if self._sessions[key].idle:
+                del self._sessions[key]
+                excess -= 1
+
+    async def load(self, session: Session) -> None:
+        """Load the open session row and its history window, once."""
+        if session.history is not None and session.row is not None:
+            return
+        row = await self.store.sessions.current(session.key)
+        session.row = row
+        session.history = await self.store.turns.history(
+            row.id, row.summary_upto, self.history_limit
+        )
+
+    def remember(self, session: Session, rows: list[tuple[int, ChatMessage]]) -> None:
+        if session.history is None:
+            return
+        session.history.extend(rows)
+        overflow = len(session.history) - self.history_limit
+        if overflow > 0:
+            del session.history[:overflow]
+            # never start the window with a tool result cut off from its call
+            while session.history and session.history[0][1].role == "tool":
+                del session.history[0]
+
+    async def reset(self, session: Session) -> None:
+        session.row = await self.store.sessions.reset(session.key)
+        session.history = []
+
+    async def drain(self, grace_s: float) -> bool:
+        """Wait for queued and running turns to finish; cancel what is left after `grace_s`.
+        Cancelled turns stay pending in the inbound table and run again at the next start."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace_s)
+        workers = [s.worker for s in self._sessions.values() if s.worker is not None]
+        for w in workers:
+            w.cancel()
+        for w in workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await w
+        return not workers or self._idle.is_set()

@@ -1,0 +1,182 @@
+"""Schema migrations: ordered functions, each run once, in name order, inside a transaction.
+
+Add a migration by writing the next `mNNN_what(conn)` function below and decorating it with
+`@migration`. Never edit one that has shipped; write a new one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+Migration = Callable[[Any], None]
+MIGRATIONS: dict[str, Migration] = {}
+
+
+def migration(fn: Migration) -> Migration:
+    MIGRATIONS[fn.__name__] = fn
+    return fn
+
+
+def migrate(conn: Any) -> list[str]:
+    """Apply pending migrations; returns the names applied. Safe to run concurrently."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+    )
+    applied: list[str] = []
+    for name in sorted(MIGRATIONS):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
+                conn.execute("ROLLBACK")
+                continue
+            MIGRATIONS[name](conn)
+            conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
+
+
+@migration
+def m001_core(conn: Any) -> None:
+    for stmt in _M001:
+        conn.execute(stmt)
+
+
+_M001 = [
+    # person_id is the canonical person; identities on several platforms share one after /link
+    """CREATE TABLE identities (
+        key TEXT PRIMARY KEY, channel TEXT NOT NULL, user_id TEXT NOT NULL,
+        display_name TEXT NOT NULL DEFAULT '', is_bot INTEGER NOT NULL DEFAULT 0,
+        person_id TEXT NOT NULL, timezone TEXT, first_seen REAL NOT NULL, last_seen REAL NOT NULL)""",
+    "CREATE INDEX identities_person ON identities(person_id)",
+    # one row per session generation; /new ends the current one and starts another
+    """CREATE TABLE sessions (
+        id INTEGER PRIMARY KEY, key TEXT NOT NULL, created_at REAL NOT NULL, ended_at REAL,
+        summary TEXT NOT NULL DEFAULT '', summary_upto INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE INDEX sessions_key ON sessions(key, id)",
+    """CREATE TABLE turns (
+        id INTEGER PRIMARY KEY, session_id INTEGER NOT NULL REFERENCES sessions(id),
+        turn_id TEXT NOT NULL, role TEXT NOT NULL, content TEXT NOT NULL DEFAULT '',
+        tool_calls TEXT, tool_call_id TEXT, name TEXT, identity_key TEXT,
+        provider TEXT, model TEXT, input_tokens INTEGER, output_tokens INTEGER,
+        cache_read_tokens INTEGER, cache_write_tokens INTEGER, latency_ms REAL, outcome TEXT,
+        created_at REAL NOT NULL)""",
+    "CREATE INDEX turns_session ON turns(session_id, id)",
+    "CREATE INDEX turns_turn ON turns(turn_id)",
+    # every inbound delivery, stored before it is handled: dedupe and crash recovery
+    """CREATE TABLE inbound (
+        channel TEXT NOT NULL, delivery_id TEXT NOT NULL, session_key TEXT NOT NULL,
+        payload TEXT NOT NULL, status TEXT NOT NULL, error TEXT,
+        received_at REAL NOT NULL, updated_at REAL NOT NULL,
+        PRIMARY KEY (channel, delivery_id))""",
+    "CREATE INDEX inbound_open ON inbound(status) WHERE status IN ('pending', 'running')",
+    "CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at REAL NOT NULL)",
+]
+
+
+@migration
+def m002_access(conn: Any) -> None:
+    conn.execute(
+        """CREATE TABLE paired (
+            channel TEXT NOT NULL, user_id TEXT NOT NULL, display_name TEXT NOT NULL DEFAULT '',
+            approved_at REAL NOT NULL, approved_by TEXT NOT NULL,
+            PRIMARY KEY (channel, user_id))"""
+    )
+    conn.execute(
+        """CREATE TABLE pairing_codes (
+            code TEXT PRIMARY KEY, channel TEXT NOT NULL, user_id TEXT NOT NULL,
+            display_name TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL,
+            expires_at REAL NOT NULL)"""
+    )
+    conn.execute("CREATE INDEX pairing_codes_user ON pairing_codes(channel, user_id)")
+
+
+@migration
+def m003_memory(conn: Any) -> None:
+    for stmt in _M003:
+        conn.execute(stmt)
+
+
+_M003 = [
+    # owner is the canonical person id, or 'shared' for the knowledge folder
+    """CREATE TABLE memory_items (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, kind TEXT NOT NULL,
+        text TEXT NOT NULL, text_hash TEXT NOT NULL, source TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL, updated_at REAL NOT NULL, expires_at REAL)""",
+    "CREATE INDEX memory_items_owner ON memory_items(owner, text_hash)",
+    "CREATE INDEX memory_items_expiry ON memory_items(expires_at) WHERE expires_at IS NOT NULL",
+    # AUTOINCREMENT: a chunk id is never reused, so a stale vector can never name a new chunk
+    """CREATE TABLE memory_chunks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        item_id INTEGER NOT NULL REFERENCES memory_items(id) ON DELETE CASCADE,
+        owner TEXT NOT NULL, owner_tag TEXT NOT NULL, seq INTEGER NOT NULL, text TEXT NOT NULL,
+        text_hash TEXT NOT NULL, embedded INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE INDEX memory_chunks_item ON memory_chunks(item_id)",
+    "CREATE INDEX memory_chunks_owner ON memory_chunks(owner)",
+    "CREATE INDEX memory_chunks_hash ON memory_chunks(text_hash)",
+    "CREATE INDEX memory_chunks_pending ON memory_chunks(id) WHERE embedded = 0",
+    # owner_tag is one token per owner, so a MATCH is scoped to an owner inside the index
+    """CREATE VIRTUAL TABLE memory_fts USING fts5(
+        text, owner_tag, content='memory_chunks', content_rowid='id',
+        tokenize='porter unicode61 remove_diacritics 2')""",
+    "INSERT INTO memory_fts(memory_fts, rank) VALUES ('rank', 'bm25(1.0, 0.0)')",
+    """CREATE TRIGGER memory_chunks_ai AFTER INSERT ON memory_chunks BEGIN
+        INSERT INTO memory_fts(rowid, text, owner_tag) VALUES (new.id, new.text, new.owner_tag);
+    END""",
+    """CREATE TRIGGER memory_chunks_ad AFTER DELETE ON memory_chunks BEGIN
+        INSERT INTO memory_fts(memory_fts, rowid, text, owner_tag)
+        VALUES ('delete', old.id, old.text, old.owner_tag);
+    END""",
+    """CREATE TRIGGER memory_chunks_au AFTER UPDATE OF text, owner_tag ON memory_chunks BEGIN
+        INSERT INTO memory_fts(memory_fts, rowid, text, owner_tag)
+        VALUES ('delete', old.id, old.text, old.owner_tag);
+        INSERT INTO memory_fts(rowid, text, owner_tag) VALUES (new.id, new.text, new.owner_tag);
+    END""",
+    # the model behind the vector table (memory_vec, created at run time with this dim)
+    """CREATE TABLE memory_embedding (
+        id INTEGER PRIMARY KEY CHECK (id = 1), model TEXT NOT NULL, dim INTEGER NOT NULL,
+        updated_at REAL NOT NULL)""",
+    # chunk ids whose vectors could not be deleted (no sqlite-vec in that process)
+    "CREATE TABLE memory_vec_orphans (chunk_id INTEGER PRIMARY KEY)",
+    """CREATE TABLE memory_embed_cache (
+        model TEXT NOT NULL, text_hash TEXT NOT NULL, vector BLOB NOT NULL,
+        PRIMARY KEY (model, text_hash)) WITHOUT ROWID""",
+    "CREATE INDEX memory_embed_cache_hash ON memory_embed_cache(text_hash)",
+    """CREATE TABLE memory_knowledge_files (
+        path TEXT PRIMARY KEY, sha256 TEXT NOT NULL,
+        item_id INTEGER NOT NULL REFERENCES memory_items(id) ON DELETE CASCADE)""",
+    """CREATE TABLE memory_link_codes (
+        code TEXT PRIMARY KEY, person_id TEXT NOT NULL, expires_at REAL NOT NULL)""",
+]
+
+
+@migration
+def m004_jobs(conn: Any) -> None:
+    for stmt in _M004:
+        conn.execute(stmt)
+
+
+_M004 = [
+    # reminders and scheduled tasks, and the delivery outbox they are claimed from (leases)
+    """CREATE TABLE jobs (
+        id TEXT PRIMARY KEY, person_id TEXT NOT NULL, identity_key TEXT NOT NULL,
+        kind TEXT NOT NULL, text TEXT NOT NULL,
+        repeat TEXT NOT NULL, interval_s REAL, cron TEXT, timezone TEXT NOT NULL,
+        channel TEXT NOT NULL, chat_id TEXT NOT NULL, conv_kind TEXT NOT NULL, thread_id TEXT,
+        due_at REAL NOT NULL, run_at REAL NOT NULL, status TEXT NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 0, lease_until REAL, attempt_id TEXT,
+        sent_message_id TEXT, late_by REAL, runs INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+        created_at REAL NOT NULL, updated_at REAL NOT NULL)""",
+    "CREATE INDEX jobs_due ON jobs(run_at) WHERE status IN ('pending', 'sending')",
+    "CREATE INDEX jobs_person ON jobs(person_id, status)",
+    # occurrences found too late to deliver; each is reported to its person once
+    """CREATE TABLE job_misses (
+        job_id TEXT NOT NULL REFERENCES jobs(id), due_at REAL NOT NULL, reported_at REAL,
+        PRIMARY KEY (job_id, due_at))""",
+    "CREATE INDEX job_misses_open ON job_misses(job_id) WHERE reported_at IS NULL",
+]

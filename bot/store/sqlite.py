@@ -1,0 +1,104 @@
+"""Which SQLite to use, and how every connection is opened.
+
+The standard library's sqlite3 is used when it can load extensions (needed for sqlite-vec);
+Python builds without `enable_load_extension` fall back to the bundled pysqlite3-binary.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+BUSY_TIMEOUT_MS = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteInfo:
+    module: str  # "sqlite3" or "pysqlite3"
+    sqlite_version: str
+    can_load_extensions: bool
+    fts5: bool
+    vec_version: str | None  # None when sqlite-vec is not available
+    vec_error: str | None = None
+
+
+@functools.cache
+def sqlite_module() -> ModuleType:
+    import sqlite3
+
+    if hasattr(sqlite3.Connection, "enable_load_extension"):
+        return sqlite3
+    try:
+        return importlib.import_module("pysqlite3.dbapi2")
+    except ImportError:
+        return sqlite3
+
+
+def _load_vec(conn: Any) -> str | None:
+    """Load sqlite-vec into `conn`; returns an error string, or None on success."""
+    if not hasattr(conn, "enable_load_extension"):
+        return "this Python's sqlite3 cannot load extensions; install pysqlite3-binary"
+    try:
+        import sqlite_vec
+    except ImportError:
+        return "sqlite-vec is not installed (pip install 'decapod[memory]')"
+    try:
+        conn.enable_load_extension(True)
+        sqlite_vec.load(conn)
+        conn.enable_load_extension(False)
+    except Exception as exc:
+        return f"sqlite-vec failed to load: {exc}"
+    return None
+
+
+@functools.cache
+def _vec_error() -> str | None:
+    conn = sqlite_module().connect(":memory:")
+    try:
+        return _load_vec(conn)
+    finally:
+        conn.close()
+
+
+def connect(path: Path | str, *, load_vec: bool = True) -> Any:
+    """Open a connection in autocommit mode (transactions are explicit), WAL, busy_timeout."""
+    mod = sqlite_module()
+    conn = mod.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if load_vec and _vec_error() is None:
+        _load_vec(conn)
+    return conn
+
+
+def info() -> SqliteInfo:
+    mod = sqlite_module()
+    conn = mod.connect(":memory:")
+    try:
+        try:
+            conn.execute("CREATE VIRTUAL TABLE t USING fts5(body)")
+            fts5 = True
+        except mod.OperationalError:
+            fts5 = False
+        err = _load_vec(conn)
+        vec = None if err else conn.execute("SELECT vec_version()").fetchone()[0]
+        return SqliteInfo(
+            module=mod.__name__.split(".")[0],
+            sqlite_version=mod.sqlite_version,
+            can_load_extensions=hasattr(conn, "enable_load_extension"),
+            fts5=fts5,
+            vec_version=vec,
+            vec_error=err,
+        )
+    finally:
+        conn.close()
+
+
+def vec_available() -> bool:
+    return _vec_error() is None

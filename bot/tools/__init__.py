@@ -1,0 +1,163 @@
+"""Tools the model can call: a typed signature in, a JSON schema out.
+
+    @tool
+    async def current_time(ctx: ToolContext, zone: str | None = None) -> str:
+        '''Current date and time in the person's time zone.'''
+
+The first parameter is always the ToolContext; the others become the JSON schema (through
+pydantic), and the model's arguments are validated against it before the call.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from bot.errors import ToolDenied, ToolError
+from bot.messages import Conversation, Identity
+from bot.providers.base import ToolCall, ToolSpec
+
+ToolFn = Callable[..., Awaitable[str]]
+
+
+@dataclass(slots=True)
+class ToolContext:
+    """Who is asking, where, and what the tool may reach. Built once per turn."""
+
+    identity: Identity
+    conversation: Conversation
+    session_key: str
+    #: the canonical person (identities linked across platforms share one)
+    person_id: str = ""
+    role: str = "user"  # owner | operator | user
+    timezone: str = "UTC"
+    #: services a tool may need (store, sandbox, scheduler, memory), by name
+    services: dict[str, Any] = field(default_factory=dict)
+    #: set by injected or untrusted content; dangerous tools then need approval
+    tainted: bool = False
+
+    @property
+    def is_group(self) -> bool:
+        return self.conversation.kind.value != "dm"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    call_id: str
+    name: str
+    content: str
+    ok: bool
+    elapsed_ms: float
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(eq=False)
+class Tool:
+    name: str
+    description: str
+    fn: ToolFn
+    args_model: type[BaseModel]
+    #: tags a policy filters on, e.g. {"exec"} or {"fs"}
+    tags: frozenset[str] = frozenset()
+
+    @functools.cached_property
+    def spec(self) -> ToolSpec:
+        schema = self.args_model.model_json_schema()
+        schema.pop("title", None)
+        for prop in schema.get("properties", {}).values():
+            prop.pop("title", None)
+        return ToolSpec(self.name, self.description, schema)
+
+    async def invoke(self, ctx: ToolContext, arguments: dict[str, Any]) -> str:
+        try:
+            args = self.args_model.model_validate(arguments)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise ToolError(f"invalid arguments for {self.name}: {problems}") from None
+        return await self.fn(ctx, **{k: getattr(args, k) for k in type(args).model_fields})
+
+
+def tool(fn: ToolFn | None = None, *, name: str | None = None, tags: Iterable[str] = ()) -> Any:
+    """Decorator turning `async def f(ctx, a: int, b: str = "x") -> str` into a Tool."""
+
+    def build(func: ToolFn) -> Tool:
+        sig = inspect.signature(func)
+        hints = get_type_hints(func, include_extras=True)
+        params = list(sig.parameters.values())[1:]  # skip ctx
+        fields: dict[str, Any] = {}
+        for p in params:
+            default = ... if p.default is inspect.Parameter.empty else p.default
+            fields[p.name] = (hints.get(p.name, Any), default)
+        model = create_model(f"{func.__name__}_args", __base__=_Args, **fields)
+        doc = inspect.cleandoc(func.__doc__ or "").strip()
+        return Tool(name or func.__name__, doc, func, model, frozenset(tags))
+
+    return build(fn) if fn is not None else build
+
+
+class ToolRegistry:
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for t in tools:
+            self.register(t)
+
+    def register(self, t: Tool) -> None:
+        if t.name in self._tools:
+            raise ValueError(f"tool {t.name!r} registered twice")
+        self._tools[t.name] = t
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._tools
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+    def available(self, ctx: ToolContext, policy: ToolPolicy | None = None) -> list[Tool]:
+        tools = list(self._tools.values())
+        return [t for t in tools if policy.allows(t, ctx)] if policy else tools
+
+    async def call(
+        self, call: ToolCall, ctx: ToolContext, policy: ToolPolicy | None = None
+    ) -> ToolResult:
+        """Run one tool call. Every failure becomes a result the model can read."""
+        start = time.perf_counter()
+        t = self._tools.get(call.name)
+        try:
+            if t is None:
+                raise ToolError(f"unknown tool {call.name!r}")
+            if policy is not None and not policy.allows(t, ctx):
+                raise ToolDenied(f"tool {call.name!r} is not available here")
+            try:
+                arguments = call.parsed_arguments()
+            except ValueError as exc:
+                raise ToolError(f"arguments are not valid JSON: {exc}") from None
+            content, ok = await t.invoke(ctx, arguments), True
+        except ToolError as exc:
+            content, ok = f"error: {exc}", False
+        elapsed = (time.perf_counter() - start) * 1000
+        return ToolResult(call.id, call.name, content, ok, elapsed)
+
+
+class ToolPolicy:
+    """Decides which tools are offered to whom. The default offers everything untagged,
+    and tagged tools only to the owner in a DM; bot/security refines this."""
+
+    def allows(self, t: Tool, ctx: ToolContext) -> bool:
+        if not t.tags:
+            return True
+        return ctx.role == "owner" and not ctx.is_group

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import load_config, parse_config
+from bot.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_example_config_loads_and_documents_every_section(home: Path) -> None:
+    config = load_config(ROOT / "config.example.toml", home)
+    text = (ROOT / "config.example.toml").read_text()
+    for section in type(config).model_fields:
+        if section != "home":
+            assert f"[{section}" in text, f"config.example.toml does not document [{section}]"
+
+
+def test_defaults_need_no_file_and_bind_loopback(home: Path) -> None:
+    config = load_config(None, home)
+    assert config.http.host == "127.0.0.1"
+    assert config.db_path == home / "decapod.db"
+    assert config.models.chat == ["local:llama3.2"]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"gateway": {"max_concurrent_turns": "many"}}, "gateway.max_concurrent_turns"),
+        ({"gateway": {"timezone": "Mars/Olympus"}}, "unknown time zone"),
+        ({"http": {"prot": 1}}, "http.prot: unknown key"),
+        ({"models": {"chat": ["gpt-4o"]}}, "must be 'provider:model'"),
+        ({"models": {"chat": ["nope:x"]}}, "names provider 'nope'"),
+        ({"channels": {"c": {"type": "pigeon"}}}, "channels.c"),
+        (
+            {"providers": {"p": {"api_key_env": "sk-abc123"}}, "models": {"chat": ["p:m"]}},
+            "name of an environment variable",
+        ),
+    ],
+)
+def test_errors_name_the_key_and_what_was_expected(home: Path, data: dict, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, home)
+    assert expected in str(err.value)
+
+
+def test_secret_value_is_never_echoed_in_errors(home: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(
+            {
+                "providers": {"p": {"api_key_env": "sk-live-SECRETVALUE"}},
+                "models": {"chat": ["p:m"]},
+            },
+            home,
+        )
+    assert "SECRETVALUE" not in str(err.value)
+
+
+def test_bad_toml_names_the_file(home: Path, tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[gateway\nx=1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path, home)
+
+
+def test_config_check_cli_exits_2_naming_the_key(tmp_path: Path, home: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[gateway]\nmax_tool_iterations = 0\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "config", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "gateway.max_tool_iterations" in proc.stderr
+    example = ROOT / "config.example.toml"
+    ok = subprocess.run(
+        [sys.executable, "-m", "bot", "config", "check", str(example)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "config ok" in ok.stdout

@@ -1,0 +1,285 @@
+"""The gateway end to end: inbound -> session -> agent -> reply, through the real openai SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from bot.errors import ProviderHTTPError
+from bot.gateway import Gateway
+from bot.providers.base import ChatRequest, ToolCall
+from bot.providers.testing import FunctionProvider, ScriptedProvider
+from channels.console import ConsoleChannel
+from tests.fakes.channel import RecordingChannel
+from tests.fakes.llm import FakeLLM, Reply
+
+
+def _fake_llm_config(make_config: Any, fake: FakeLLM, **extra: Any) -> Any:
+    return make_config(
+        providers={
+            "fake": {
+                "base_url": fake.base_url + "/v1",
+                "api_key_env": "FAKE_LLM_KEY",
+                "context_window": 8000,
+                "first_token_timeout_s": 5,
+            }
+        },
+        models={"chat": ["fake:test-model"]},
+        **extra,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _fake_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_LLM_KEY", "sk-test-not-a-secret")
+
+
+async def test_turn_with_a_tool_call_through_the_openai_sdk(make_config: Any) -> None:
+    async with FakeLLM() as fake:
+        fake.push(
+            Reply(tool_calls=[ToolCall("call_1", "current_time", '{"zone": "UTC"}')]),
+            Reply(text="It is noon where you are."),
+        )
+        channel = RecordingChannel()
+        async with Gateway(_fake_llm_config(make_config, fake), channels={"test": channel}) as gw:
+            await channel.push("what time is it?")
+            texts = await channel.wait_for_messages(1)
+            await _until(lambda: gw.sessions.active == 0 and not gw.sessions.queue_depth)
+            assert texts == ["It is noon where you are."]
+            first, second = fake.calls(path="/v1/chat/completions")
+            assert first.body["messages"][-1] == {"role": "user", "content": "what time is it?"}
+            assert any(t["function"]["name"] == "current_time" for t in first.body["tools"])
+            tool_msg = second.body["messages"][-1]
+            assert tool_msg["role"] == "tool" and "UTC" in tool_msg["content"]
+            session = gw.sessions.get("test:dm:u1")
+            rows = await gw.store.turns.for_session(session.row.id)  # type: ignore[union-attr]
+            assert [r["role"] for r in rows] == ["user", "assistant", "tool", "assistant"]
+            assert rows[-1]["outcome"] == "ok" and rows[-1]["output_tokens"] > 0
+            assert rows[-1]["model"] == "test-model"
+
+
+async def test_console_channel_end_to_end(make_config: Any) -> None:
+    async with FakeLLM() as fake:
+        fake.push(
+            Reply(tool_calls=[ToolCall("c1", "current_time", "{}")]),
+            Reply(text="Here is the time."),
+        )
+        out = io.StringIO()
+        console = ConsoleChannel(
+            "console", stdin=io.StringIO("hello there\n/status\n"), stdout=out, user="owner"
+        )
+        config = _fake_llm_config(make_config, fake)
+        async with Gateway(config, channels={"console": console}):
+            await asyncio.wait_for(console.closed.wait(), 10)
+        text = out.getvalue()
+        assert "bot> Here is the time." in text
+        assert "session: console:dm:owner" in text
+
+
+async def test_streaming_edits_one_message_at_a_throttled_rate(make_config: Any) -> None:
+    async def slow(request: ChatRequest) -> AsyncIterator[Any]:
+        from bot.providers.base import Finish, TextDelta
+
+        for i in range(30):
+            await asyncio.sleep(0.01)
+            yield TextDelta(f"w{i} ")
+        yield Finish()
+
+    channel = RecordingChannel()
+    async with Gateway(
+        make_config(), provider=FunctionProvider(slow), channels={"test": channel}
+    ) as gw:
+        await channel.push("stream please")
+        await _until(lambda: gw.sessions.active == 0 and channel.texts())
+        await _until(lambda: channel.texts()[0].rstrip().endswith("w29"))
+    sends = [c for c in channel.calls if c[0] == "send"]
+    edits = [c for c in channel.calls if c[0] == "edit"]
+    assert len(sends) == 1 and edits, "one message, edited in place"
+    stamps = [c[2] for c in channel.calls if c[0] in ("send", "edit")]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert min(gaps) >= channel.edit_interval * 0.9
+    assert [t.rstrip() for t in channel.texts()] == [" ".join(f"w{i}" for i in range(30))]
+
+
+async def test_long_reply_is_chunked_at_the_channel_limit(make_config: Any) -> None:
+    long = "\n\n".join(f"Paragraph {i}: " + "lorem ipsum " * 20 for i in range(20))
+    channel = RecordingChannel(max_message_len=500)
+    async with Gateway(
+        make_config(), provider=ScriptedProvider([long]), channels={"test": channel}
+    ) as gw:
+        await channel.push("write a lot")
+        await _until(lambda: gw.sessions.active == 0 and len(channel.texts()) > 1)
+    assert all(len(t) <= 500 for t in channel.texts())
+    assert " ".join(" ".join(channel.texts()).split()) == " ".join(long.split())
+
+
+async def test_per_session_order_and_cross_session_concurrency(make_config: Any) -> None:
+    running: list[str] = []
+    peak = 0
+
+    async def answer(request: ChatRequest) -> str:
+        nonlocal peak
+        text = request.messages[-1].content
+        running.append(text)
+        peak = max(peak, len(running))
+        await asyncio.sleep(0.2)
+        running.remove(text)
+        return f"re: {text}"
+
+    channel = RecordingChannel()
+    async with Gateway(
+        make_config(), provider=FunctionProvider(answer), channels={"test": channel}
+    ):
+        started = time.monotonic()
+        for i in range(3):
+            await channel.push(f"a{i}", user="alice")
+        for i in range(3):
+            await channel.push(f"b{i}", user="bob")
+        await channel.wait_for_messages(3, chat_id="alice")
+        await channel.wait_for_messages(3, chat_id="bob")
+        elapsed = time.monotonic() - started
+    assert channel.texts("alice") == ["re: a0", "re: a1", "re: a2"]
+    assert channel.texts("bob") == ["re: b0", "re: b1", "re: b2"]
+    assert peak == 2, "one turn at a time per session, sessions side by side"
+    assert elapsed < 1.0
+
+
+async def test_duplicate_delivery_is_dropped_before_any_llm_call(make_config: Any) -> None:
+    provider = ScriptedProvider(["one answer", "never used"])
+    channel = RecordingChannel()
+    async with Gateway(make_config(), provider=provider, channels={"test": channel}) as gw:
+        message = channel.inbound("hi", delivery_id="update-42")
+        await channel.sink(message)  # type: ignore[misc]
+        await channel.sink(message)  # type: ignore[misc]
+        await channel.wait_for_messages(1)
+        await _until(lambda: gw.sessions.active == 0)
+        await channel.sink(message)  # type: ignore[misc]
+        await asyncio.sleep(0.1)
+    assert len(provider.requests) == 1
+    assert channel.texts() == ["one answer"]
+
+
+async def test_provider_failure_is_a_short_message_and_the_session_goes_on(
+    make_config: Any,
+) -> None:
+    provider = ScriptedProvider([ProviderHTTPError(500, "boom"), "fine now"])
+    channel = RecordingChannel()
+    async with Gateway(make_config(), provider=provider, channels={"test": channel}) as gw:
+        await channel.push("first")
+        await channel.wait_for_messages(1)
+        await channel.push("second")
+        texts = await channel.wait_for_messages(2)
+        await _until(lambda: gw.sessions.active == 0)
+        session = gw.sessions.get("test:dm:u1")
+        rows = await gw.store.turns.for_session(session.row.id)  # type: ignore[union-attr]
+    assert "not answering" in texts[0]
+    assert texts[1] == "fine now"
+    assert [r["outcome"] for r in rows if r["role"] == "assistant"] == ["error", "ok"]
+    # the failed reply is not history: the second request sees both user messages only
+    assert [m.role for m in provider.requests[1].messages] == ["user", "user"]
+
+
+async def test_garbage_and_timeouts_reach_the_person_as_short_errors(make_config: Any) -> None:
+    async with FakeLLM() as fake:
+        fake.push(Reply.error(400, "invalid_request"), Reply(hang=True))
+        config = _fake_llm_config(
+            make_config,
+            fake,
+            gateway={"turn_deadline_s": 1.0},
+        )
+        channel = RecordingChannel()
+        async with Gateway(config, channels={"test": channel}):
+            await channel.push("first")
+            await channel.wait_for_messages(1)
+            await channel.push("second")
+            texts = await channel.wait_for_messages(2, timeout=8)
+    assert all(len(t) < 200 for t in texts)
+    assert "took too long" in texts[1] or "not answering" in texts[1]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("   ", "empty message"), ("x" * 20_000, "at most 16,000")]
+)
+async def test_empty_and_oversized_messages_get_a_clear_reply(
+    make_config: Any, text: str, expected: str
+) -> None:
+    provider = ScriptedProvider([])
+    channel = RecordingChannel()
+    async with Gateway(make_config(), provider=provider, channels={"test": channel}):
+        await channel.push(text)
+        texts = await channel.wait_for_messages(1)
+    assert expected in texts[0]
+    assert provider.requests == []
+
+
+async def test_new_starts_a_fresh_session(make_config: Any) -> None:
+    provider = ScriptedProvider(["a", "b"])
+    channel = RecordingChannel()
+    async with Gateway(make_config(), provider=provider, channels={"test": channel}):
+        await channel.push("remember x")
+        await channel.wait_for_messages(1)
+        await channel.push("/new")
+        await channel.push("what was x?")
+        await channel.wait_for_messages(3)
+    assert channel.texts()[1] == "Started a fresh conversation."
+    assert [m.content for m in provider.requests[1].messages] == ["what was x?"]
+
+
+async def test_compaction_at_95_percent_keeps_the_newest_verbatim(make_config: Any) -> None:
+    calls: list[ChatRequest] = []
+
+    async def answer(request: ChatRequest) -> str:
+        calls.append(request)
+        if request.purpose == "compaction":
+            return "SUMMARY: the person talked about numbers."
+        return "ok " + "y" * 300
+
+    config = make_config(
+        providers={"local": {"preset": "ollama", "context_window": 1000}},
+        agent={"keep_recent_messages": 2},
+    )
+    channel = RecordingChannel()
+    async with Gateway(config, provider=FunctionProvider(answer), channels={"test": channel}) as gw:
+        for i in range(12):
+            await channel.push(f"message {i} " + "x" * 300)
+        await channel.wait_for_messages(12, timeout=10)
+        session = gw.sessions.get("test:dm:u1")
+    assert any(c.purpose == "compaction" for c in calls)
+    assert session.row is not None and session.row.summary.startswith("SUMMARY")
+    last = [c for c in calls if c.purpose == "chat"][-1]
+    assert "SUMMARY" in last.system
+    assert last.messages[-1].content.startswith("message 11")
+    estimate = sum(len(m.content) for m in last.messages) / 4 + len(last.system) / 4
+    assert estimate < 1000
+
+
+async def test_health_endpoint_on_loopback(make_config: Any) -> None:
+    import aiohttp
+
+    config = make_config(http={"enabled": True, "port": 0})
+    async with Gateway(config, provider=ScriptedProvider([])) as gw:
+        url = f"http://127.0.0.1:{gw.http.port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "/health") as resp:
+                body = await resp.json()
+                assert resp.status == 200 and body["status"] == "ok" and "sessions" in body
+            async with http.get(url + "/health", headers={"X-Forwarded-For": "1.2.3.4"}) as resp:
+                assert await resp.json() == {"status": "ok"}
+            async with http.get(url + "/metrics") as resp:
+                assert resp.status == 200 and "decapod_turns" in await resp.text()
+            async with http.get(url + "/metrics", headers={"Host": "bot.example.com"}) as resp:
+                assert resp.status == 401
+
+
+async def _until(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)

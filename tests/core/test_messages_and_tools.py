@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+import pytest
+from pydantic import Field
+
+from bot.messages import (
+    Attachment,
+    Command,
+    Conversation,
+    ConversationKind,
+    Identity,
+    InboundMessage,
+    cron_session_key,
+)
+from bot.providers.base import ToolCall
+from bot.tools import ToolContext, ToolPolicy, ToolRegistry, tool
+from channels.base import chunk_text
+
+
+def test_session_keys_isolate_dms_per_person_and_threads() -> None:
+    alice = Conversation("telegram", "111", ConversationKind.DM)
+    bob = Conversation("telegram", "222", ConversationKind.DM)
+    assert alice.session_key == "telegram:dm:111" != bob.session_key
+    thread = Conversation("slack", "C024BE91L", ConversationKind.CHANNEL, "1700000000.1234")
+    assert thread.session_key == "slack:channel:C024BE91L:thread:1700000000.1234"
+    assert cron_session_key("j1") == "cron:j1"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/remind in 10m stretch", Command("remind", "in 10m stretch")),
+        ("/new", Command("new", "")),
+        ("/Help@decapod_bot", Command("help", "")),
+        ("/help@other_bot", None),
+        ("hello /new", None),
+        ("/", None),
+        ("/ spaced", None),
+    ],
+)
+def test_command_parse(text: str, expected: Command | None) -> None:
+    assert Command.parse(text, bot_username="decapod_bot") == expected
+
+
+def test_inbound_round_trips_through_json() -> None:
+    msg = InboundMessage(
+        "upd-1",
+        Identity("tg", "1", "Ann"),
+        Conversation("tg", "-5", ConversationKind.GROUP, "7"),
+        text="/ask hi",
+        parts=(Attachment("image", "file1", size=10),),
+        command=Command("ask", "hi"),
+        mentioned=True,
+        reply_to="9",
+        meta={"x": 1},
+    )
+    assert InboundMessage.from_dict(msg.to_dict()) == msg
+
+
+@pytest.mark.parametrize("limit", [50, 100, 4096])
+def test_chunking_respects_limit_and_keeps_all_words(limit: int) -> None:
+    text = "\n\n".join(f"Paragraph {i} " + "word " * (i * 7 % 40) for i in range(60))
+    chunks = chunk_text(text, limit)
+    assert all(len(c) <= limit for c in chunks)
+    assert " ".join(" ".join(chunks).split()) == " ".join(text.split())
+
+
+def test_chunking_never_leaves_a_code_fence_open() -> None:
+    code = "```python\n" + "\n".join(f"print({i})" for i in range(300)) + "\n```"
+    chunks = chunk_text("Here:\n\n" + code + "\n\nDone.", 500)
+    assert len(chunks) > 2
+    for c in chunks:
+        assert c.count("```") % 2 == 0, c
+    assert chunks[1].startswith("```python")
+
+
+def test_chunking_hard_splits_unbroken_text() -> None:
+    assert [len(c) for c in chunk_text("x" * 250, 100)] == [96, 96, 58]
+
+
+@tool(tags=["fs"])
+async def add(
+    ctx: ToolContext,
+    a: int,
+    b: Annotated[int, Field(description="second addend")] = 2,
+) -> str:
+    """Add two numbers."""
+    return str(a + b)
+
+
+def _ctx(role: str = "user", kind: ConversationKind = ConversationKind.DM) -> ToolContext:
+    return ToolContext(Identity("c", "u"), Conversation("c", "u", kind), "c:dm:u", role=role)
+
+
+def test_schema_comes_from_the_signature() -> None:
+    spec = add.spec
+    assert spec.description == "Add two numbers."
+    assert spec.parameters["required"] == ["a"]
+    assert spec.parameters["properties"]["b"]["description"] == "second addend"
+    assert spec.parameters["additionalProperties"] is False
+
+
+async def test_registry_validates_and_reports_errors_to_the_model() -> None:
+    reg = ToolRegistry([add])
+    ok = await reg.call(ToolCall("1", "add", '{"a": 1, "b": 5}'), _ctx("owner"))
+    assert (ok.ok, ok.content) == (True, "6")
+    bad = await reg.call(ToolCall("2", "add", '{"a": "x"}'), _ctx("owner"))
+    assert not bad.ok and "a:" in bad.content
+    extra = await reg.call(ToolCall("3", "add", '{"a": 1, "zz": 1}'), _ctx("owner"))
+    assert not extra.ok and "zz" in extra.content
+    junk = await reg.call(ToolCall("4", "add", "{not json"), _ctx("owner"))
+    assert not junk.ok and "not valid JSON" in junk.content
+    missing = await reg.call(ToolCall("5", "nope", "{}"), _ctx("owner"))
+    assert not missing.ok and "unknown tool" in missing.content
+
+
+async def test_default_policy_keeps_tagged_tools_for_the_owner_in_a_dm() -> None:
+    reg, policy = ToolRegistry([add]), ToolPolicy()
+    assert reg.available(_ctx("owner"), policy) == [add]
+    assert reg.available(_ctx("user"), policy) == []
+    assert reg.available(_ctx("owner", ConversationKind.GROUP), policy) == []
+    denied = await reg.call(ToolCall("1", "add", '{"a": 1}'), _ctx("user"), policy)
+    assert not denied.ok and "not available" in denied.content

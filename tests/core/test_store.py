@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from bot.messages import Conversation, Identity, InboundMessage
+from bot.providers.base import ChatMessage, ToolCall, Usage
+from bot.store import Store, sqlite
+from bot.store.migrations import MIGRATIONS, migrate
+from bot.store.repos import TurnRecord
+
+
+def _inbound(i: str) -> InboundMessage:
+    return InboundMessage(i, Identity("c", "u"), Conversation("c", "u"), text=f"m{i}")
+
+
+async def test_migrations_are_ordered_and_idempotent(tmp_path: Path) -> None:
+    async with Store(tmp_path / "a.db") as store:
+        assert store.migrations_applied == sorted(MIGRATIONS)
+    async with Store(tmp_path / "a.db") as store:
+        assert store.migrations_applied == []
+    conn = sqlite.connect(tmp_path / "a.db")
+    assert migrate(conn) == []
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+async def test_inbound_dedupe_and_open_deliveries(tmp_path: Path) -> None:
+    async with Store(tmp_path / "a.db") as store:
+        assert await store.inbound.insert(_inbound("1"))
+        assert not await store.inbound.insert(_inbound("1"))
+        assert await store.inbound.insert(_inbound("2"))
+        await store.inbound.set_status("c", "1", "done")
+        pending = await store.inbound.open_deliveries()
+        assert [m.id for m in pending] == ["2"]
+        assert pending[0].text == "m2" and pending[0].conversation == Conversation("c", "u")
+
+
+async def test_turns_round_trip_with_tool_calls(tmp_path: Path) -> None:
+    async with Store(tmp_path / "a.db") as store:
+        row = await store.sessions.current("k")
+        call = ToolCall("call1", "current_time", '{"zone": "UTC"}')
+        records = [
+            TurnRecord("t1", ChatMessage("user", "what time?"), identity_key="c:u"),
+            TurnRecord("t1", ChatMessage("assistant", "", (call,))),
+            TurnRecord(
+                "t1", ChatMessage("tool", "12:00", tool_call_id="call1", name="current_time")
+            ),
+            TurnRecord(
+                "t1",
+                ChatMessage("assistant", "It is noon."),
+                provider="p",
+                model="m",
+                usage=Usage(10, 3),
+                latency_ms=5.0,
+                outcome="ok",
+            ),
+            TurnRecord("t2", ChatMessage("assistant", "sorry"), outcome="error"),
+        ]
+        ids = await store.turns.add(row.id, records, inbound_done=None)
+        assert len(ids) == 5
+        history = await store.turns.history(row.id, 0, 10)
+        assert [m for _, m in history] == [r.message for r in records[:4]]
+        rows = await store.turns.for_session(row.id)
+        assert rows[3]["input_tokens"] == 10 and rows[3]["provider"] == "p"
+
+
+async def test_session_reset_starts_a_new_generation(tmp_path: Path) -> None:
+    async with Store(tmp_path / "a.db") as store:
+        first = await store.sessions.current("k")
+        assert (await store.sessions.current("k")).id == first.id
+        fresh = await store.sessions.reset("k")
+        assert fresh.id != first.id
+        assert (await store.sessions.current("k")).id == fresh.id
+
+
+async def test_a_failing_write_does_not_undo_others_in_its_batch(tmp_path: Path) -> None:
+    async with Store(tmp_path / "a.db") as store:
+
+        def bad(conn: object) -> None:
+            raise ValueError("boom")
+
+        results = await asyncio.gather(
+            store.kv.set("a", "1"),
+            store.write(bad),
+            store.kv.set("b", "2"),
+            return_exceptions=True,
+        )
+        assert isinstance(results[1], ValueError)
+        assert await store.kv.get("a") == "1" and await store.kv.get("b") == "2"
+
+
+async def test_r11_sqlite_contention_no_database_locked(tmp_path: Path) -> None:
+    """Three adapters and a scheduler write at once, plus a second process-like connection
+    holding write locks: every write lands, none surfaces 'database is locked'."""
+    path = tmp_path / "a.db"
+    async with Store(path) as store:
+        other = sqlite.connect(path)
+
+        def hog() -> None:
+            for _ in range(20):
+                other.execute("BEGIN IMMEDIATE")
+                other.execute("INSERT OR REPLACE INTO kv VALUES ('hog', 'x', 0)")
+                import time
+
+                time.sleep(0.01)
+                other.execute("COMMIT")
+
+        async def adapter(n: int) -> None:
+            for i in range(100):
+                assert await store.inbound.insert(_inbound(f"{n}-{i}"))
+
+        async def scheduler() -> None:
+            for i in range(100):
+                await store.kv.set(f"job{i}", "due")
+
+        await asyncio.gather(
+            asyncio.to_thread(hog), adapter(1), adapter(2), adapter(3), scheduler()
+        )
+        other.close()
+        count = await store.read(lambda c: c.execute("SELECT count(*) FROM inbound").fetchone()[0])
+        assert count == 300
+        ok = await store.read(lambda c: c.execute("PRAGMA integrity_check").fetchone()[0])
+        assert ok == "ok"

@@ -1,0 +1,93 @@
+"""A channel that records what the gateway sends, for tests of the core."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import Any
+
+from bot.messages import (
+    Command,
+    Conversation,
+    ConversationKind,
+    Identity,
+    InboundMessage,
+    OutboundMessage,
+    SentRef,
+)
+from channels.base import BaseChannel
+
+
+class RecordingChannel(BaseChannel):
+    type = "recording"
+    supports_edit = True
+    edit_interval = 0.05
+    typing_interval = 0.05
+
+    def __init__(self, name: str = "test", max_message_len: int = 4000) -> None:
+        super().__init__(name)
+        self.max_message_len = max_message_len
+        self.messages: dict[str, str] = {}  # message id -> current text
+        self.order: list[tuple[str, str]] = []  # (chat id, message id) in send order
+        self.calls: list[tuple[str, str, float]] = []  # (kind, text, monotonic time)
+        self._ids = itertools.count(1)
+        self._changed = asyncio.Condition()
+        self.delivery_ids = itertools.count(1)
+
+    async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
+        mid = str(next(self._ids))
+        self.messages[mid] = text
+        self.order.append((message.conversation.chat_id, mid))
+        await self._record("send", text)
+        return SentRef(message.conversation, mid)
+
+    async def _edit_text(self, ref: SentRef, text: str) -> None:
+        self.messages[ref.message_id] = text
+        await self._record("edit", text)
+
+    async def _typing(self, conversation: Conversation) -> None:
+        await self._record("typing", "")
+
+    async def _record(self, kind: str, text: str) -> None:
+        async with self._changed:
+            self.calls.append((kind, text, time.monotonic()))
+            self._changed.notify_all()
+
+    def texts(self, chat_id: str | None = None) -> list[str]:
+        return [self.messages[m] for c, m in self.order if chat_id is None or c == chat_id]
+
+    async def wait_for_messages(
+        self, count: int, chat_id: str | None = None, timeout: float = 5.0
+    ) -> list[str]:
+        async def enough() -> None:
+            async with self._changed:
+                await self._changed.wait_for(lambda: len(self.texts(chat_id)) >= count)
+
+        await asyncio.wait_for(enough(), timeout)
+        return self.texts(chat_id)
+
+    def inbound(
+        self,
+        text: str,
+        *,
+        user: str = "u1",
+        chat: str | None = None,
+        kind: ConversationKind = ConversationKind.DM,
+        delivery_id: str | None = None,
+        **extra: Any,
+    ) -> InboundMessage:
+        return InboundMessage(
+            id=delivery_id or f"d{next(self.delivery_ids)}",
+            identity=Identity(self.name, user, user.title()),
+            conversation=Conversation(self.name, chat or user, kind),
+            text=text,
+            command=Command.parse(text),
+            **extra,
+        )
+
+    async def push(self, text: str, **kwargs: Any) -> InboundMessage:
+        message = self.inbound(text, **kwargs)
+        assert self.sink is not None, "channel not started"
+        await self.sink(message)
+        return message
