@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     check = cfg_sub.add_parser("check", help="validate a config file")
     check.add_argument("path", nargs="?", type=Path)
+    providers = sub.add_parser("providers", help="LLM providers")
+    providers_sub = providers.add_subparsers(
+        dest="providers_command", metavar="ACTION", required=True
+    )
+    providers_sub.add_parser("status", help="probe each provider and show the chain's state")
     pairing = sub.add_parser("pairing", help="approve people who asked to talk to the bot")
     pairing_sub = pairing.add_subparsers(dest="pairing_command", metavar="ACTION", required=True)
     pairing_sub.add_parser("list", help="pending codes and approved people")

@@ -37,6 +37,9 @@ class CommandSpec:
     #: option name for platforms with typed arguments (Discord): None = no argument
     arg_name: str | None = None
     owner_only: bool = False
+    #: runs at once instead of waiting behind the session's running turn (/approve answers
+    #: the very turn that is waiting for it)
+    immediate: bool = False
 
 
 class CommandTable:
@@ -56,9 +59,11 @@ class CommandTable:
         usage: str = "",
         arg_name: str | None = None,
         owner_only: bool = False,
+        immediate: bool = False,
     ) -> Callable[[CommandHandler], CommandHandler]:
         def deco(fn: CommandHandler) -> CommandHandler:
-            self.register(CommandSpec(name, description, fn, usage, arg_name, owner_only))
+            spec = CommandSpec(name, description, fn, usage, arg_name, owner_only, immediate)
+            self.register(spec)
             return fn
 
         return deco

@@ -10,10 +10,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from bot.channel_configs.discord import DiscordChannelConfig
+from bot.channel_configs.slack import SlackChannelConfig
+from bot.channel_configs.telegram import TelegramChannelConfig
+from bot.config_base import ChannelAccessConfig, GroupConfig, Section
 from bot.errors import ConfigError
+from bot.memory.config import MemoryConfig
 from bot.providers.config import ModelsConfig, ProviderConfig, check_model_refs
+from bot.sandbox.config import SandboxConfig
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are Decapod, a helpful personal assistant chatting through a messaging app. "
@@ -21,8 +27,8 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Section = Section
+__all__ = ["ChannelAccessConfig", "Config", "GroupConfig", "load_config", "parse_config"]
 
 
 class GatewayConfig(_Section):
@@ -63,6 +69,12 @@ class AgentConfig(_Section):
     keep_recent_messages: int = Field(default=8, ge=2)
 
 
+class SecurityConfig(_Section):
+    #: more environment variables whose values must never leave the process (redacted
+    #: everywhere, like provider keys and platform tokens, which are registered by themselves)
+    secret_env: list[str] = Field(default_factory=list)
+
+
 class HttpConfig(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -76,34 +88,14 @@ class LoggingConfig(_Section):
     file: str = "logs/decapod.log"
 
 
-class GroupConfig(_Section):
-    #: answer only when mentioned or replied to
-    require_mention: bool = True
-    #: who may talk to the bot in this group; empty means everyone in it
-    allow_users: list[str] = Field(default_factory=list)
-
-
-class ChannelAccessConfig(_Section):
-    """Who may talk to the bot on one channel. Everything unknown is denied."""
-
-    #: pairing: unknown people get a code the owner approves; allowlist: only allow_users;
-    #: open: anyone (not recommended); disabled: no direct messages
-    dm_policy: Literal["pairing", "allowlist", "open", "disabled"] = "pairing"
-    #: platform user ids allowed to write directly
-    allow_users: list[str] = Field(default_factory=list)
-    #: platform user ids with the operator role (more tools, but not the owner's)
-    operators: list[str] = Field(default_factory=list)
-    #: allowed groups by platform chat id ("*" for any group) and their settings
-    groups: dict[str, GroupConfig] = Field(default_factory=dict)
-    #: answer other bots (off: two bots answering each other never stop)
-    allow_bots: bool = False
-
-
 class ConsoleChannelConfig(_Section):
     type: Literal["console"]
 
 
-ChannelConfig = Annotated[ConsoleChannelConfig, Field(discriminator="type")]
+ChannelConfig = Annotated[
+    ConsoleChannelConfig | TelegramChannelConfig | SlackChannelConfig | DiscordChannelConfig,
+    Field(discriminator="type"),
+]
 
 
 def _default_providers() -> dict[str, ProviderConfig]:
@@ -122,6 +114,9 @@ class Config(_Section):
     providers: dict[str, ProviderConfig] = Field(default_factory=_default_providers)
     models: ModelsConfig = Field(default_factory=_default_models)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
 
@@ -144,10 +139,14 @@ def default_home() -> Path:
 
 
 def secret_from_env(env_name: str, key_path: str) -> str:
-    """The value of the environment variable a `*_env` key names, or a ConfigError."""
+    """The value of the environment variable a `*_env` key names, or a ConfigError. The value
+    is registered with the redactor, so it can never show up in a log, a prompt or a reply."""
     value = os.environ.get(env_name, "")
     if not value:
         raise ConfigError(f"environment variable {env_name} is not set", key_path)
+    from bot.security.redact import default_registry
+
+    default_registry.add(value, env_name)
     return value
 
 

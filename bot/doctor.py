@@ -56,13 +56,37 @@ async def check_providers(config: Config) -> list[Check]:
     return checks
 
 
-#: extra checks that optional parts add (channels, memory, sandbox)
+async def check_channels(config: Config) -> list[Check]:
+    """Each adapter module may offer `async doctor(name, channel_config) -> list[Check]`."""
+    import importlib
+
+    from channels import ADAPTERS
+
+    checks: list[Check] = []
+    for name, ch_cfg in config.channels.items():
+        module_name = ADAPTERS[ch_cfg.type].partition(":")[0]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            checks.append((f"channel {name}", False, f"adapter not installed: {exc}"))
+            continue
+        doctor = getattr(module, "doctor", None)
+        if doctor is not None:
+            checks.extend(await doctor(name, ch_cfg))
+    return checks
+
+
+#: extra checks that optional parts add (memory, sandbox)
 EXTRA_CHECKS: list[Callable[[Config], Awaitable[list[Check]]]] = []
 
 
 async def run_doctor(config: Config) -> int:
     checks: list[Check] = [("config", True, f"home {config.home}")]
-    groups: list[Awaitable[list[Check]]] = [check_storage(config), check_providers(config)]
+    groups: list[Awaitable[list[Check]]] = [
+        check_storage(config),
+        check_providers(config),
+        check_channels(config),
+    ]
     groups += [extra(config) for extra in EXTRA_CHECKS]
     for result in await asyncio.gather(*groups):
         checks.extend(result)

@@ -1,7 +1,7 @@
 """The HTTP surface: /health and /metrics on 127.0.0.1 by default; platform webhooks mount here.
 
-/health answers without details to anyone who can reach it; details and /metrics are for
-local callers (a loopback peer, no forwarding headers, a loopback Host) or a bearer token.
+/health answers without details to anyone who can reach it; details, /metrics and /admin/...
+need the admin token (bot/security/http_auth.py).
 """
 
 from __future__ import annotations
@@ -10,9 +10,12 @@ import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from bot.security.http_auth import AdminAuth
 
 log = logging.getLogger("decapod.http")
 
@@ -53,20 +56,24 @@ class HttpServer:
         port: int,
         health: Callable[[], Awaitable[dict[str, Any]]],
         metrics: Callable[[], tuple[bytes, str]],
-        authorize: Callable[[web.Request], bool] | None = None,
+        auth: AdminAuth,
     ) -> None:
         self.host, self.port = host, port
-        self.app = web.Application(client_max_size=4 * 1024 * 1024)
+        self.auth = auth
+        self.app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=[auth.middleware])
         self._health = health
         self._metrics = metrics
-        # default: only local callers see details; bot/security replaces this with tokens
-        self._authorize = authorize or is_local_request
         self.app.router.add_get("/health", self._on_health)
         self.app.router.add_get("/metrics", self._on_metrics)
+        self.app.router.add_get("/admin/status", self._on_admin_status)
+        self.app.router.add_post("/setup", auth.setup)
         self._runner: web.AppRunner | None = None
 
-    def add_route(self, method: str, path: str, handler: Any) -> None:
+    def add_route(self, method: str, path: str, handler: Any, *, public: bool = False) -> None:
+        """Mount a route; `public` ones (platform webhooks) must verify their own callers."""
         self.app.router.add_route(method, path, handler)
+        if public:
+            self.auth.public_paths.add(path)
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
@@ -84,12 +91,13 @@ class HttpServer:
     async def _on_health(self, request: web.Request) -> web.Response:
         report = await self._health()
         status = 200 if report.get("status") == "ok" else 503
-        if not self._authorize(request):
+        if not self.auth.is_admin(request):
             return _json({"status": report.get("status")}, status)
         return _json(report, status)
 
+    async def _on_admin_status(self, request: web.Request) -> web.Response:
+        return _json(await self._health())
+
     async def _on_metrics(self, request: web.Request) -> web.Response:
-        if not self._authorize(request):
-            return _json({"error": "unauthorized"}, 401)
         body, content_type = self._metrics()
         return web.Response(body=body, headers={"Content-Type": content_type})

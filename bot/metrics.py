@@ -33,6 +33,10 @@ class Metrics:
         self.queue_depth = Gauge("decapod_queue_depth", "Messages waiting in sessions", registry=r)
         self.active_turns = Gauge("decapod_active_turns", "Turns running now", registry=r)
 
+    def watch_providers(self, provider_set: Any) -> None:
+        """Export the failover chain's own counters and breaker states at scrape time."""
+        self.registry.register(_ProviderCollector(provider_set))
+
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -43,3 +47,44 @@ class Metrics:
         self.turn_latency.observe(seconds)
         self.tokens.labels("input").inc(usage.input_tokens)
         self.tokens.labels("output").inc(usage.output_tokens)
+
+
+_BREAKER_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+
+
+class _ProviderCollector:
+    def __init__(self, provider_set: Any) -> None:
+        self.provider_set = provider_set
+
+    def describe(self) -> list[Any]:
+        return []  # generated at scrape time; nothing to check at registration
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        stats = self.provider_set.stats()
+        calls = CounterMetricFamily(
+            "decapod_provider_calls", "Provider calls by result", labels=["result"]
+        )
+        for result in (
+            "calls",
+            "successes",
+            "failovers",
+            "interrupted",
+            "all_failed",
+            "skipped_open",
+        ):
+            calls.add_metric([result], getattr(stats, result))
+        yield calls
+        errors = CounterMetricFamily(
+            "decapod_provider_errors_by_class", "Provider errors by class", labels=["error"]
+        )
+        for name, count in stats.errors.items():
+            errors.add_metric([name], count)
+        yield errors
+        state = GaugeMetricFamily(
+            "decapod_provider_breaker_state", "0 closed, 1 half-open, 2 open", labels=["entry"]
+        )
+        for entry in self.provider_set.state():
+            state.add_metric([entry["name"]], _BREAKER_VALUE.get(entry["state"], 2))
+        yield state

@@ -23,6 +23,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "migrate": cmd_migrate,
         "config": cmd_config,
         "pairing": cmd_pairing,
+        "providers": cmd_providers,
     }
     return handlers[args.command](args)
 
@@ -63,6 +64,15 @@ async def _run(config: Config) -> None:
             where = f"; health: http://{config.http.host}:{gateway.http.port}/health"
         channels = ", ".join(gateway.channels) or "none configured"
         print(f"Decapod {__version__} running (channels: {channels}){where}", flush=True)
+        if gateway.setup_code is not None and gateway.http is not None:
+            # the terminal only: never the log, which may be shipped elsewhere
+            print(
+                "First start: create the admin token for /metrics and /admin with\n"
+                f"  curl -X POST -H 'X-Setup-Code: {gateway.setup_code}' "
+                f"http://127.0.0.1:{gateway.http.port}/setup\n"
+                "(one use; only from this machine)",
+                flush=True,
+            )
         await _until_signal()
 
 
@@ -186,6 +196,35 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from bot.doctor import run_doctor
 
     return asyncio.run(run_doctor(_config(args)))
+
+
+# providers -----------------------------------------------------------------------------------
+def cmd_providers(args: argparse.Namespace) -> int:
+    config = _config(args)
+    return asyncio.run(_providers_status(config))
+
+
+async def _providers_status(config: Config) -> int:
+    from bot.providers.build import ProviderSet
+
+    failed = 0
+    async with ProviderSet(config.providers, config.models) as providers:
+        for name in providers.providers:
+            error = await providers.probe_once(name)
+            failed += error is not None
+            print(
+                f"{'ok  ' if error is None else 'FAIL'} {name:<16} "
+                f"{config.providers[name].resolved_base_url()}  {error or ''}".rstrip()
+            )
+        for purpose in ("chat", *config.models.routes):
+            print(f"chain {purpose}: {' -> '.join(config.models.chain_for(purpose))}")
+        for entry in providers.state():
+            cooling = entry["cooldown_remaining_s"]
+            print(
+                f"  {entry['name']:<32} {entry['state']:<9}"
+                + (f" cooling {cooling:.0f}s" if cooling else "")
+            )
+    return 0 if not failed else 1
 
 
 # pairing -------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from bot.messages import InboundMessage
+from bot.messages import Conversation, InboundMessage
 from bot.providers.base import ChatMessage
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ log = logging.getLogger("decapod.sessions")
 
 
 class Session:
-    __slots__ = ("busy", "history", "key", "queue", "row", "worker")
+    __slots__ = ("busy", "conversation", "history", "key", "queue", "row", "worker")
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -33,6 +33,8 @@ class Session:
         self.worker: asyncio.Task[None] | None = None
         self.busy = False
         self.row: SessionRow | None = None
+        #: where the session's latest message came from (replies to the owner go there)
+        self.conversation: Conversation | None = None
         #: (turn row id, message), oldest first; None until loaded
         self.history: list[tuple[int, ChatMessage]] | None = None
 
@@ -102,15 +104,15 @@ class SessionManager:
                     message = await asyncio.wait_for(session.queue.get(), self.idle_exit_s)
                 except TimeoutError:
                     return
-                async with self._cap:
-                    session.busy = True
-                    try:
+                session.busy = True  # busy from the moment it leaves the queue
+                try:
+                    async with self._cap:
                         await self.handler(session, message)
-                    except Exception:
-                        # the handler reports to the person; a bug must not kill the session
-                        log.exception("turn failed in session %s", session.key)
-                    finally:
-                        session.busy = False
+                except Exception:
+                    # the handler reports to the person; a bug must not kill the session
+                    log.exception("turn failed in session %s", session.key)
+                finally:
+                    session.busy = False
                 if session.queue.empty():
                     self._check_idle()
         finally:
@@ -156,6 +158,10 @@ class SessionManager:
     async def reset(self, session: Session) -> None:
         session.row = await self.store.sessions.reset(session.key)
         session.history = []
+
+    async def wait_idle(self, timeout: float = 10.0) -> None:
+        """Until no session has a queued or running turn (for tests and benches)."""
+        await asyncio.wait_for(self._idle.wait(), timeout)
 
     async def drain(self, grace_s: float) -> bool:
         """Wait for queued and running turns to finish; cancel what is left after `grace_s`.

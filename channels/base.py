@@ -14,8 +14,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
+from bot.commands import CommandSpec
 from bot.errors import ChannelError, RateLimited
-from bot.messages import Conversation, OutboundMessage, SentRef
+from bot.messages import Attachment, Conversation, OutboundMessage, SentRef
 from channels import InboundSink
 
 log = logging.getLogger("decapod.channels")
@@ -76,6 +77,8 @@ class BaseChannel:
     def __init__(self, name: str) -> None:
         self.name = name
         self.sink: InboundSink | None = None
+        #: the shared command table, set by the gateway before start (menus, slash commands)
+        self.commands: list[CommandSpec] = []
         self._chat_next: dict[str, float] = {}
         self._chat_locks: dict[str, asyncio.Lock] = {}
         self._paused_until = 0.0
@@ -99,6 +102,10 @@ class BaseChannel:
 
     async def _typing(self, conversation: Conversation) -> None:
         return None
+
+    async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
+        """Download an attachment's bytes (on demand, never more than `max_bytes`)."""
+        raise ChannelError(f"{self.type or self.name} cannot download attachments")
 
     async def _pace(self, conversation: Conversation) -> None:
         """Wait until a send to this chat is allowed. Adapters add platform-wide limits."""
@@ -177,6 +184,7 @@ class BaseChannel:
                 if i >= len(state.refs):
                     state.refs.append(await self._send_chunk(template, piece))
                     state.shown.append(piece)
+                    state.last_edit = time.monotonic()  # a send counts towards the edit rate
                 elif state.shown[i] != piece:
                     wait = state.last_edit + self.edit_interval - time.monotonic()
                     if wait > 0:

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import getpass
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, TextIO
@@ -62,11 +63,31 @@ class ConsoleChannel(BaseChannel):
                 await self._reader
         await super().stop()
 
+    def _start_reader_thread(self) -> asyncio.Queue[str]:
+        """stdin is read on a daemon thread: a thread of the default executor blocked in
+        readline() would keep the process from exiting after a signal."""
+        lines: asyncio.Queue[str] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def pump() -> None:
+            while True:
+                line = self.stdin.readline()
+                try:
+                    loop.call_soon_threadsafe(lines.put_nowait, line)
+                except RuntimeError:  # the loop has closed: nobody is listening any more
+                    return
+                if not line:
+                    return
+
+        threading.Thread(target=pump, name="decapod-console-stdin", daemon=True).start()
+        return lines
+
     async def _read_loop(self, sink: InboundSink) -> None:
+        lines = self._start_reader_thread()
         try:
             while True:
                 self._write(self.prompt)
-                line = await asyncio.to_thread(self.stdin.readline)
+                line = await lines.get()
                 if not line:
                     return
                 text = line.rstrip("\n")

@@ -41,6 +41,8 @@ class AccessControl(Protocol):
 
     def role_of(self, identity: Identity) -> str: ...
 
+    def role_of_key(self, identity_key: str) -> str: ...
+
 
 def new_code() -> str:
     return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
@@ -73,6 +75,10 @@ class ChannelAccess:
         if policy is not None and identity.user_id in policy.operators:
             return "operator"
         return "user"
+
+    def role_of_key(self, identity_key: str) -> str:
+        channel, _, user_id = identity_key.partition(":")
+        return self.role_of(Identity(channel, user_id))
 
     async def decide(self, message: InboundMessage) -> AccessDecision:
         identity, conversation = message.identity, message.conversation

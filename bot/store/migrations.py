@@ -52,7 +52,8 @@ _M001 = [
     """CREATE TABLE identities (
         key TEXT PRIMARY KEY, channel TEXT NOT NULL, user_id TEXT NOT NULL,
         display_name TEXT NOT NULL DEFAULT '', is_bot INTEGER NOT NULL DEFAULT 0,
-        person_id TEXT NOT NULL, timezone TEXT, first_seen REAL NOT NULL, last_seen REAL NOT NULL)""",
+        person_id TEXT NOT NULL, timezone TEXT,
+        first_seen REAL NOT NULL, last_seen REAL NOT NULL)""",
     "CREATE INDEX identities_person ON identities(person_id)",
     # one row per session generation; /new ends the current one and starts another
     """CREATE TABLE sessions (

@@ -246,10 +246,12 @@ def _row_message(row: tuple[Any, ...]) -> ChatMessage:
 def _set_inbound_status(
     conn: Conn, key: tuple[str, str], status: str, error: str | None, now: float
 ) -> None:
+    # a finished delivery keeps only its key (for dedupe), not what the person wrote
     conn.execute(
-        "UPDATE inbound SET status = ?, error = ?, updated_at = ? "
+        "UPDATE inbound SET status = ?, error = ?, updated_at = ?, "
+        "payload = CASE WHEN ? IN ('pending', 'running') THEN payload ELSE '' END "
         "WHERE channel = ? AND delivery_id = ?",
-        (status, error, now, key[0], key[1]),
+        (status, error, now, status, key[0], key[1]),
     )
 
 

@@ -1,0 +1,1 @@
+"""Config models of each channel type (pure pydantic: no platform SDK is imported here)."""

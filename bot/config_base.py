@@ -1,0 +1,34 @@
+"""Config building blocks shared by the root config and the channel configs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GroupConfig(Section):
+    #: answer only when mentioned or replied to
+    require_mention: bool = True
+    #: who may talk to the bot in this group; empty means everyone in it
+    allow_users: list[str] = Field(default_factory=list)
+
+
+class ChannelAccessConfig(Section):
+    """Who may talk to the bot on one channel. Everything unknown is denied."""
+
+    #: pairing: unknown people get a code the owner approves; allowlist: only allow_users;
+    #: open: anyone (not recommended); disabled: no direct messages
+    dm_policy: Literal["pairing", "allowlist", "open", "disabled"] = "pairing"
+    #: platform user ids allowed to write directly
+    allow_users: list[str] = Field(default_factory=list)
+    #: platform user ids with the operator role (more tools, but not the owner's)
+    operators: list[str] = Field(default_factory=list)
+    #: allowed groups by platform chat id ("*" for any group) and their settings
+    groups: dict[str, GroupConfig] = Field(default_factory=dict)
+    #: answer other bots (off: two bots answering each other never stop)
+    allow_bots: bool = False

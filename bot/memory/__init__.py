@@ -1,0 +1,34 @@
+"""Per-person memory: hybrid keyword + vector search over what each person shared, a shared
+knowledge folder, identity linking across platforms, exports.
+
+    memory = MemoryService(store, config.memory, home, redact=redact)
+    await memory.start()                       # background: embedder choice, knowledge sync
+    hits = await memory.recall(person_id, text, budget_tokens=400)
+    system_prompt += render_recall(hits)
+    tools += memory_tools()                    # ToolContext.services["memory"] = memory
+    register_memory_commands(command_table)   # /forget, /link
+
+Importing this package loads no numpy, model2vec or sentence-transformers; a local model is
+loaded in the background after `start()`.
+"""
+
+from bot.memory.commands import register_memory_commands
+from bot.memory.config import MemoryConfig
+from bot.memory.embedders import Embedder, EmbedderChain, pull_model
+from bot.memory.search import MemoryHit, render_recall
+from bot.memory.service import MemoryRequestError, MemoryService, MemoryStatus
+from bot.memory.tools import memory_tools
+
+__all__ = [
+    "Embedder",
+    "EmbedderChain",
+    "MemoryConfig",
+    "MemoryHit",
+    "MemoryRequestError",
+    "MemoryService",
+    "MemoryStatus",
+    "memory_tools",
+    "pull_model",
+    "register_memory_commands",
+    "render_recall",
+]

@@ -1,0 +1,135 @@
+"""`decapod memory forget|export|reindex|search` and `decapod models pull`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from bot.memory.config import MemoryConfig
+from bot.memory.embedders import pull_model
+from bot.memory.search import render_hits
+from bot.memory.service import MemoryRequestError, MemoryService
+from bot.store import Store, sqlite
+
+Action = Callable[[argparse.Namespace, MemoryService, Path], Awaitable[int]]
+
+
+def add_subparsers(sub: Any) -> None:
+    """Add `memory` and `models` to the main parser's subcommands (`sub`)."""
+    memory = sub.add_parser("memory", help="search, forget, export or reindex memory")
+    msub = memory.add_subparsers(dest="memory_command", required=True)
+
+    p = msub.add_parser("search", help="search one person's memory (and shared knowledge)")
+    p.add_argument("--person", required=True, help="person id or identity key, e.g. telegram:42")
+    p.add_argument("query")
+    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--mode", choices=("hybrid", "keyword", "vector"), default="hybrid")
+    p.set_defaults(memory_action=_search, memory_needs_embedder=True)
+
+    p = msub.add_parser("forget", help="delete memory for good (rows, index, vectors)")
+    p.add_argument("--person", required=True, help="person id or identity key")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--all", action="store_true", help="everything of this person")
+    what.add_argument("--id", type=int, action="append", dest="ids", help="an item id")
+    what.add_argument("--matching", help="items containing all these words")
+    p.set_defaults(memory_action=_forget, memory_needs_embedder=False)
+
+    p = msub.add_parser("export", help="write Markdown, one file per person")
+    p.add_argument("--person", help="only this person")
+    p.add_argument("--out", type=Path, help="folder (default: <home>/exports/memory)")
+    p.set_defaults(memory_action=_export, memory_needs_embedder=False)
+
+    p = msub.add_parser("reindex", help="rebuild the vector index with the configured embedder")
+    p.set_defaults(memory_action=_reindex, memory_needs_embedder=False)
+
+    models = sub.add_parser("models", help="local embedding models")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    p = models_sub.add_parser("pull", help="install a model2vec model (hub name or local folder)")
+    p.add_argument("name", help="e.g. minishlab/potion-base-8M, or a folder to copy")
+    p.add_argument("--dest", type=Path, help="default: <home>/models/<name>")
+    p.set_defaults(memory_action=None, models_action=_pull)
+
+
+def run(
+    args: argparse.Namespace, home: Path, store_path: Path, config: MemoryConfig | None = None
+) -> int:
+    """Run a `memory` or `models` subcommand; returns the exit code."""
+    if getattr(args, "models_action", None) is not None:
+        return int(args.models_action(args, home))
+    action: Action | None = getattr(args, "memory_action", None)
+    if action is None:
+        print("usage: decapod memory {search,forget,export,reindex} | decapod models pull NAME")
+        return 2
+    code = asyncio.run(_with_service(args, action, home, store_path, config or MemoryConfig()))
+    if code == 0 and action is _forget:
+        # Deleted rows can leave copies in free pages; rebuilding the file removes them.
+        conn = sqlite.connect(store_path)
+        try:
+            conn.execute("VACUUM")
+        finally:
+            conn.close()
+    return code
+
+
+async def _with_service(
+    args: argparse.Namespace, action: Action, home: Path, store_path: Path, config: MemoryConfig
+) -> int:
+    async with Store(store_path) as store:
+        service = MemoryService(store, config, home)
+        if args.memory_needs_embedder:
+            await service.start(watch=False)
+            await service.wait_ready()
+        try:
+            if getattr(args, "person", None):
+                args.person = await store.identities.person_id(args.person) or args.person
+            return await action(args, service, home)
+        except MemoryRequestError as exc:
+            print(f"error: {exc}")
+            return 1
+        finally:
+            await service.stop()
+
+
+async def _search(args: argparse.Namespace, service: MemoryService, home: Path) -> int:
+    status = service.status()
+    print(f"# {status.mode}" + (f" ({status.embedder})" if status.embedder else ""))
+    hits = await service.search(args.person, args.query, limit=args.limit, mode=args.mode)
+    print(render_hits(hits))
+    return 0
+
+
+async def _forget(args: argparse.Namespace, service: MemoryService, home: Path) -> int:
+    gone = await service.forget(
+        args.person, everything=args.all, item_ids=args.ids, matching=args.matching
+    )
+    print(f"forgot {len(gone)} item(s) of {args.person}")
+    return 0
+
+
+async def _export(args: argparse.Namespace, service: MemoryService, home: Path) -> int:
+    dest = args.out or home / "exports" / "memory"
+    for path in await service.export_people(dest, args.person):
+        print(path)
+    return 0
+
+
+async def _reindex(args: argparse.Namespace, service: MemoryService, home: Path) -> int:
+    done = await service.reindex()
+    status = service.status()
+    print(f"reindexed {done} chunk(s) with {status.embedder} (dim {status.dim})")
+    return 0
+
+
+def _pull(args: argparse.Namespace, home: Path) -> int:
+    dest = args.dest or home / "models" / Path(args.name.rstrip("/")).name
+    try:
+        path = pull_model(args.name, dest)
+    except Exception as exc:  # network, hub or file errors: report, do not trace
+        print(f"error: cannot pull {args.name}: {exc}")
+        return 1
+    print(f"installed {path}; to use it, add to the config file:")
+    print(f'[[memory.embedders]]\ntype = "model2vec"\npath = "{path}"')
+    return 0

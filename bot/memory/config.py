@@ -1,0 +1,80 @@
+"""The `[memory]` section of the config file."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OpenAIEmbedderConfig(_Strict):
+    """Any server speaking the OpenAI /v1/embeddings API (OpenAI, Ollama, vLLM, llama.cpp)."""
+
+    type: Literal["openai"]
+    base_url: str = "https://api.openai.com/v1"
+    model: str = "text-embedding-3-small"
+    #: name of the environment variable holding the key; None for servers without auth
+    api_key_env: str | None = "OPENAI_API_KEY"
+    timeout: float = Field(default=10.0, gt=0)
+    batch_size: int = Field(default=64, ge=1, le=2048)
+
+
+class Model2VecEmbedderConfig(_Strict):
+    """A model2vec static model in a local directory (relative paths are under the home)."""
+
+    type: Literal["model2vec"]
+    path: str
+
+
+class SentenceTransformersEmbedderConfig(_Strict):
+    """A sentence-transformers model in a local directory; needs `sentence-transformers`."""
+
+    type: Literal["sentence_transformers"]
+    path: str
+
+
+EmbedderConfig = Annotated[
+    OpenAIEmbedderConfig | Model2VecEmbedderConfig | SentenceTransformersEmbedderConfig,
+    Field(discriminator="type"),
+]
+
+
+def _default_embedders() -> list[EmbedderConfig]:
+    # What `decapod models pull minishlab/potion-base-8M` installs; absent, memory is keyword-only.
+    return [Model2VecEmbedderConfig(type="model2vec", path="models/potion-base-8M")]
+
+
+class MemoryConfig(_Strict):
+    enabled: bool = True
+    #: tried in order at start; the first that answers defines the vector index
+    embedders: list[EmbedderConfig] = Field(default_factory=_default_embedders)
+    #: reciprocal rank fusion: score = sum(weight / (rrf_k + rank))
+    keyword_weight: float = Field(default=1.0, ge=0)
+    vector_weight: float = Field(default=1.0, ge=0)
+    rrf_k: int = Field(default=60, ge=1)
+    #: multiplies a hit's score by 1 + recency_boost * 0.5 ** (age / half life); 0 turns it off
+    recency_boost: float = Field(default=0.1, ge=0)
+    recency_half_life_days: float = Field(default=30.0, gt=0)
+    #: the recalled block in the system prompt: at most this many tokens (chars / 4) and hits
+    recall_budget_tokens: int = Field(default=400, ge=0)
+    recall_limit: int = Field(default=8, ge=1, le=100)
+    chunk_words: int = Field(default=400, ge=20)
+    chunk_overlap: int = Field(default=50, ge=0)
+    #: Markdown files indexed as knowledge shared by everyone (relative paths are under the home)
+    knowledge_dir: str = "knowledge"
+    watch_interval_ms: int = Field(default=500, ge=50)
+    watch_debounce_ms: int = Field(default=500, ge=0)
+    #: Markdown exports of finished sessions, pruned by age and count
+    session_export_dir: str = "exports/sessions"
+    session_export_keep: int = Field(default=200, ge=0)
+    session_export_max_age_days: float = Field(default=90.0, gt=0)
+
+    @model_validator(mode="after")
+    def _overlap_below_chunk(self) -> MemoryConfig:
+        if self.chunk_overlap >= self.chunk_words:
+            raise ValueError("chunk_overlap must be smaller than chunk_words")
+        return self

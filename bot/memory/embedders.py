@@ -1,0 +1,313 @@
+"""Embedders: an OpenAI-compatible server, a local model2vec model, an optional local
+sentence-transformers model, chosen in order with fallback to keyword-only search.
+
+Nothing is downloaded at run time: local embedders load from a directory that must exist,
+with the Hugging Face hub switched offline. `pull_model` fetches a model only when the
+operator asks for it (`decapod models pull NAME`).
+
+Heavy libraries (numpy, model2vec, sentence-transformers) are imported when a local model
+is loaded, never when this module is imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from bot.memory.config import (
+    EmbedderConfig,
+    Model2VecEmbedderConfig,
+    OpenAIEmbedderConfig,
+    SentenceTransformersEmbedderConfig,
+)
+
+log = logging.getLogger("decapod.memory")
+
+
+class EmbedderError(Exception):
+    """An embedder could not produce vectors (server error, timeout, missing model)."""
+
+
+class Embedder(Protocol):
+    #: identifies the vector space: vectors from two names never share an index
+    name: str
+    #: 0 until the first successful call when the server decides it
+    dim: int
+
+    async def embed(self, texts: list[str]) -> list[list[float]]: ...
+
+
+class OpenAIEmbedder:
+    """POST {base_url}/embeddings with aiohttp; every request is bounded by `timeout`."""
+
+    def __init__(self, cfg: OpenAIEmbedderConfig) -> None:
+        self.name = f"openai:{cfg.model}"
+        self.dim = 0
+        self._cfg = cfg
+        self._url = cfg.base_url.rstrip("/") + "/embeddings"
+        self._session: Any = None
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        import aiohttp
+
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._cfg.timeout)
+            )
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self._cfg.api_key_env) if self._cfg.api_key_env else None
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        out: list[list[float]] = []
+        step = self._cfg.batch_size
+        for start in range(0, len(texts), step):
+            body = {"model": self._cfg.model, "input": texts[start : start + step]}
+            try:
+                async with self._session.post(self._url, json=body, headers=headers) as resp:
+                    if resp.status != 200:
+                        raise EmbedderError(f"{self.name}: HTTP {resp.status}")
+                    payload = await resp.json(content_type=None)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                raise EmbedderError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+            out.extend(self._parse(payload, len(body["input"])))
+        return out
+
+    def _parse(self, payload: Any, expected: int) -> list[list[float]]:
+        try:
+            rows = sorted(payload["data"], key=lambda r: r["index"])
+            vectors = [[float(x) for x in r["embedding"]] for r in rows]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EmbedderError(f"{self.name}: malformed response") from exc
+        if len(vectors) != expected or len({len(v) for v in vectors}) > 1:
+            raise EmbedderError(f"{self.name}: wrong number or size of vectors")
+        if vectors:
+            if self.dim and len(vectors[0]) != self.dim:
+                raise EmbedderError(f"{self.name}: dimension changed to {len(vectors[0])}")
+            self.dim = len(vectors[0])
+        return vectors
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _local_model_dir(path: Path) -> Path:
+    if not path.is_dir():
+        raise EmbedderError(f"model directory {path} does not exist (see `decapod models pull`)")
+    # Libraries resolve names they cannot find locally against the hub; never let them.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    return path
+
+
+class Model2VecEmbedder:
+    """A model2vec static model: a token embedding table averaged on the CPU, no torch."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = f"model2vec:{path.name}"
+        self.dim = 0
+        self._model: Any = None
+
+    def load(self) -> None:
+        try:
+            from model2vec import StaticModel
+        except ImportError as exc:
+            raise EmbedderError("model2vec is not installed: pip install decapod[memory]") from exc
+        try:
+            self._model = StaticModel.from_pretrained(_local_model_dir(self.path), normalize=True)
+        except EmbedderError:
+            raise
+        except Exception as exc:
+            raise EmbedderError(f"cannot load model2vec model from {self.path}: {exc}") from exc
+        self.dim = int(self._model.dim)
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        if self._model is None:
+            self.load()
+        vectors = self._model.encode(texts, use_multiprocessing=False, show_progress_bar=False)
+        return [[float(x) for x in row] for row in vectors]
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        return await asyncio.to_thread(self._encode, texts)
+
+
+class SentenceTransformersEmbedder:
+    """A sentence-transformers model from a local directory, on the CPU."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = f"sentence_transformers:{path.name}"
+        self.dim = 0
+        self._model: Any = None
+
+    def load(self) -> None:
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise EmbedderError("sentence-transformers is not installed") from exc
+        try:
+            self._model = SentenceTransformer(
+                str(_local_model_dir(self.path)), device="cpu", local_files_only=True
+            )
+        except EmbedderError:
+            raise
+        except Exception as exc:
+            raise EmbedderError(f"cannot load {self.path}: {exc}") from exc
+        self.dim = int(self._model.get_sentence_embedding_dimension() or 0)
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        if self._model is None:
+            self.load()
+        vectors = self._model.encode(texts, normalize_embeddings=True, show_progress_bar=False)
+        return [[float(x) for x in row] for row in vectors]
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        return await asyncio.to_thread(self._encode, texts)
+
+
+def build_embedders(entries: list[EmbedderConfig], home: Path) -> list[Embedder]:
+    out: list[Embedder] = []
+    for entry in entries:
+        if isinstance(entry, OpenAIEmbedderConfig):
+            out.append(OpenAIEmbedder(entry))
+        elif isinstance(entry, Model2VecEmbedderConfig):
+            out.append(Model2VecEmbedder(home / entry.path))
+        elif isinstance(entry, SentenceTransformersEmbedderConfig):
+            out.append(SentenceTransformersEmbedder(home / entry.path))
+    return out
+
+
+def is_zero(vector: list[float]) -> bool:
+    """Texts made only of words a static model does not know embed to zero, which has no
+    direction: such a vector is neither stored nor searched with."""
+    return math.fsum(x * x for x in vector) < 1e-12
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedderStatus:
+    mode: str  # "hybrid" | "keyword-only"
+    embedder: str | None
+    dim: int
+    #: why the mode is keyword-only, or what the last failure was
+    reason: str | None
+    #: embedders tried at selection and why each one failed
+    failures: tuple[str, ...] = ()
+
+
+class EmbedderChain:
+    """Picks the first embedder that answers, and guards it with a breaker.
+
+    Vectors from different models cannot share one index, so a failure at run time does
+    not switch models: searches run keyword-only until the active one answers again
+    (after `cooldown` seconds), and the chain is walked again only when none is active."""
+
+    def __init__(self, embedders: list[Embedder], *, cooldown: float = 30.0) -> None:
+        self.embedders = embedders
+        self.active: Embedder | None = None
+        self.cooldown = cooldown
+        self.reason: str | None = "no embedder selected yet"
+        self._failures: tuple[str, ...] = ()
+        self._logged: tuple[str, ...] | None = None
+        self._open_until = 0.0
+
+    async def select(self) -> Embedder | None:
+        failures: list[str] = []
+        for embedder in self.embedders:
+            try:
+                probe = await self._bounded(embedder, ["memory probe"])
+                if not probe or not probe[0]:
+                    raise EmbedderError(f"{embedder.name}: empty probe vector")
+            except EmbedderError as exc:
+                failures.append(str(exc))
+                continue
+            embedder.dim = len(probe[0])
+            self.active, self.reason, self._open_until = embedder, None, 0.0
+            self._failures = tuple(failures)
+            return embedder
+        self.active = None
+        self._failures = tuple(failures)
+        self.reason = "no embedder answered" if self.embedders else "no embedder configured"
+        if self._logged != self._failures:  # once, not at every retry
+            self._logged = self._failures
+            log.warning("memory search is keyword-only: %s", "; ".join(failures) or self.reason)
+        return None
+
+    @property
+    def usable(self) -> bool:
+        return self.active is not None and time.monotonic() >= self._open_until
+
+    async def embed(self, texts: list[str]) -> list[list[float]] | None:
+        """Vectors from the active embedder, or None (keyword-only) while it is failing."""
+        if not texts or self.active is None or not self.usable:
+            return None
+        try:
+            vectors = await self._bounded(self.active, texts)
+        except EmbedderError as exc:
+            if self.reason is None:
+                log.warning("embedder %s failed, searching keyword-only: %s", self.active.name, exc)
+            self.reason = str(exc)
+            self._open_until = time.monotonic() + self.cooldown
+            return None
+        self.reason = None
+        return vectors
+
+    async def _bounded(self, embedder: Embedder, texts: list[str]) -> list[list[float]]:
+        # Local models run in a thread; an unexpected error there must not escape as a crash.
+        try:
+            vectors = await embedder.embed(texts)
+        except EmbedderError:
+            raise
+        except Exception as exc:
+            raise EmbedderError(f"{embedder.name}: {type(exc).__name__}: {exc}") from exc
+        if len(vectors) != len(texts):
+            raise EmbedderError(
+                f"{embedder.name}: returned {len(vectors)} vectors for {len(texts)}"
+            )
+        return vectors
+
+    def status(self) -> EmbedderStatus:
+        if self.active is None:
+            return EmbedderStatus("keyword-only", None, 0, self.reason, self._failures)
+        return EmbedderStatus(
+            "hybrid", self.active.name, self.active.dim, self.reason, self._failures
+        )
+
+    async def close(self) -> None:
+        for embedder in self.embedders:
+            close = getattr(embedder, "close", None)
+            if close is not None:
+                await close()
+
+
+def pull_model(name: str, dest: Path) -> Path:
+    """Install a model2vec model into `dest`: from a local directory (copied), or from the
+    Hugging Face hub by repository name (e.g. minishlab/potion-base-8M). Run only on request.
+    The copy is loaded before it replaces `dest`, so a failed pull leaves nothing half-done."""
+    source = Path(name).expanduser()
+    staging = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if source.is_dir():
+            shutil.copytree(source, staging)
+        else:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+            from model2vec import StaticModel
+
+            StaticModel.from_pretrained(name).save_pretrained(staging)
+        Model2VecEmbedder(staging).load()
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(dest, ignore_errors=True)
+    staging.rename(dest)
+    return dest

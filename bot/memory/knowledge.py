@@ -1,0 +1,136 @@
+"""The knowledge folder: Markdown files indexed as memory shared by everyone.
+
+A cheap poll of names, sizes and mtimes every `interval_s` finds changes without a new
+dependency; a file is (re)indexed once it has stopped changing for `debounce_s`, so an
+editor's save in several writes is indexed once. Unchanged content (same SHA-256) is
+never re-embedded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from bot.store.memory import MemoryRepo
+
+log = logging.getLogger("decapod.memory")
+
+SUFFIXES = (".md", ".markdown")
+MAX_FILE_BYTES = 2_000_000
+IndexFile = Callable[[str, str, str], Awaitable[None]]  # (relative path, text, sha256)
+Snapshot = dict[str, tuple[int, int]]  # relative path -> (mtime_ns, size)
+
+
+def scan(root: Path) -> Snapshot:
+    """Markdown files under `root`, skipping hidden files and folders (.git, editor swaps)."""
+    out: Snapshot = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if name.startswith(".") or not name.lower().endswith(SUFFIXES):
+                continue
+            full = os.path.join(folder, name)
+            try:
+                st = os.stat(full)
+            except OSError:  # removed between listing and stat
+                continue
+            out[Path(full).relative_to(root).as_posix()] = (st.st_mtime_ns, st.st_size)
+    return out
+
+
+def _read(path: Path) -> tuple[str, str] | None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data.decode("utf-8", errors="replace"), hashlib.sha256(data).hexdigest()
+
+
+class KnowledgeWatcher:
+    def __init__(
+        self,
+        root: Path,
+        repo: MemoryRepo,
+        index: IndexFile,
+        *,
+        interval_s: float = 0.5,
+        debounce_s: float = 0.5,
+    ) -> None:
+        self.root = root
+        self.repo = repo
+        self.index = index
+        self.interval_s = interval_s
+        self.debounce_s = debounce_s
+        self._seen: Snapshot = {}
+        self._known: dict[str, str] = {}  # relative path -> sha256 of what is indexed
+        self._pending: dict[str, float] = {}  # relative path -> when it last changed
+
+    async def sync(self) -> tuple[int, int]:
+        """Bring the index in line with the folder (files changed while stopped, too).
+        Returns (files indexed, files removed)."""
+        self._known = await self.repo.knowledge_files()
+        self._seen = await asyncio.to_thread(scan, self.root)
+        indexed = removed = 0
+        for path in sorted(self._seen):
+            indexed += await self._refresh(path)
+        for path in sorted(set(self._known) - set(self._seen)):
+            removed += await self._refresh(path)
+        return indexed, removed
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._next_wait())
+            try:
+                await self.poll()
+            except Exception:
+                log.exception("knowledge folder scan failed")
+
+    def _next_wait(self) -> float:
+        if not self._pending:
+            return self.interval_s
+        due = min(self._pending.values()) + self.debounce_s - time.monotonic()
+        return max(0.01, min(self.interval_s, due))
+
+    async def poll(self) -> int:
+        """One scan: note what changed, and refresh what has been quiet for the debounce.
+        Returns the number of files indexed or removed."""
+        now = time.monotonic()
+        snapshot = await asyncio.to_thread(scan, self.root)
+        for path in set(snapshot) | set(self._seen):
+            if snapshot.get(path) != self._seen.get(path):
+                self._pending[path] = now
+        self._seen = snapshot
+        done = 0
+        for path, changed in list(self._pending.items()):
+            if now - changed >= self.debounce_s:
+                del self._pending[path]
+                done += await self._refresh(path)
+        return done
+
+    async def _refresh(self, path: str) -> int:
+        full = self.root / path
+        content = None
+        if path in self._seen:
+            if self._seen[path][1] > MAX_FILE_BYTES:
+                log.warning("knowledge file %s is over %d bytes; not indexed", path, MAX_FILE_BYTES)
+            else:
+                content = await asyncio.to_thread(_read, full)
+        if content is None:
+            if path not in self._known:
+                return 0
+            await self.repo.remove_knowledge(path)
+            del self._known[path]
+            log.info("knowledge file removed from memory: %s", path)
+            return 1
+        text, sha = content
+        if self._known.get(path) == sha:
+            return 0
+        await self.index(path, text, sha)
+        self._known[path] = sha
+        log.info("knowledge file indexed: %s", path)
+        return 1

@@ -1,0 +1,421 @@
+"""MemoryService: what the agent, the tools, the commands and the CLI call.
+
+Memory belongs to a person (the canonical person id shared by linked identities), never to
+a bot or a chat. Every read is scoped to one person plus, when asked, the shared knowledge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from bot.errors import DecapodError
+from bot.memory.config import MemoryConfig
+from bot.memory.embedders import Embedder, EmbedderChain, build_embedders, is_zero
+from bot.memory.export import export_people, export_session
+from bot.memory.extract import extract_before_compaction
+from bot.memory.knowledge import KnowledgeWatcher
+from bot.memory.search import FusionWeights, MemoryHit, fit_budget, fuse
+from bot.memory.text import chunk_text, fts_match, query_terms, text_hash
+from bot.providers.base import ChatMessage, Provider
+from bot.store import Store, sqlite
+from bot.store.memory import SHARED, ItemRow, MemoryRepo, NewChunk, NewItem, pack_vector
+
+log = logging.getLogger("decapod.memory")
+
+KINDS = ("fact", "preference", "note", "session_summary", "knowledge")
+SearchMode = Literal["hybrid", "keyword", "vector"]
+MAX_ITEM_CHARS = 20_000
+LINK_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: easy to read and type
+LINK_TTL_S = 600.0
+_LINK_MAX_FAILURES = 5
+_EMBED_BATCH = 64
+_QUERY_CACHE = 128
+_RESELECT_S = 60.0
+_PRUNE_S = 3600.0
+
+
+class MemoryRequestError(DecapodError):
+    """A memory request that cannot be done; the message is fit to show a person."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryStatus:
+    enabled: bool
+    mode: str  # "hybrid" | "keyword-only" | "disabled"
+    embedder: str | None
+    dim: int
+    vector_extension: bool
+    reason: str | None
+    failures: tuple[str, ...] = ()
+
+
+class MemoryService:
+    def __init__(
+        self,
+        store: Store,
+        config: MemoryConfig,
+        home: Path,
+        *,
+        redact: Callable[[str], str] | None = None,
+        embedders: list[Embedder] | None = None,
+    ) -> None:
+        self.config = config
+        self.repo = MemoryRepo(store)
+        self.chain = EmbedderChain(
+            embedders if embedders is not None else build_embedders(config.embedders, home)
+        )
+        self.weights = FusionWeights(
+            config.keyword_weight,
+            config.vector_weight,
+            config.rrf_k,
+            config.recency_boost,
+            config.recency_half_life_days,
+        )
+        self.watcher = KnowledgeWatcher(
+            home / config.knowledge_dir,
+            self.repo,
+            self._index_knowledge,
+            interval_s=config.watch_interval_ms / 1000,
+            debounce_s=config.watch_debounce_ms / 1000,
+        )
+        self._redact = redact
+        self.session_export_dir = home / config.session_export_dir
+        self._index_model: str | None = None  # set once the vector table matches the embedder
+        self._vec_error = None if sqlite.vec_available() else (sqlite.info().vec_error or "")
+        self._queries: OrderedDict[tuple[str, str], bytes | None] = OrderedDict()
+        self._link_failures: dict[str, list[float]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+        self._backfilling = asyncio.Lock()
+        self._ready = asyncio.Event()
+
+    # lifecycle -------------------------------------------------------------------------------
+    async def start(self, *, watch: bool = True) -> None:
+        """Return at once; embedder selection, index checks and the first knowledge sync run
+        in the background (searches are keyword-only until then). `wait_ready()` waits."""
+        if not self.config.enabled:
+            self._ready.set()
+            return
+        if self._vec_error is not None:
+            log.warning("memory search is keyword-only: %s", self._vec_error)
+        self._tasks.append(asyncio.create_task(self._run(watch), name="memory"))
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.chain.close()
+
+    async def _run(self, watch: bool) -> None:
+        try:
+            await self.repo.prune_expired(time.time())
+            await self.repo.prune_cache()
+            if self._vec_error is None:
+                await self.repo.purge_orphan_vectors()
+                await self._select()
+            await self.watcher.sync()
+        except Exception:
+            log.exception("memory start-up step failed; continuing keyword-only")
+        finally:
+            self._ready.set()
+        self._tasks.append(asyncio.create_task(self._backfill_loop(), name="memory-backfill"))
+        if watch:
+            self._tasks.append(asyncio.create_task(self.watcher.run(), name="memory-knowledge"))
+        last_prune = time.monotonic()
+        while True:
+            await asyncio.sleep(_RESELECT_S)
+            try:
+                if self._vec_error is None and self.chain.active is None:
+                    await self._select()
+                if time.monotonic() - last_prune >= _PRUNE_S:
+                    last_prune = time.monotonic()
+                    await self.repo.prune_expired(time.time())
+                self._wake.set()
+            except Exception:
+                log.exception("memory maintenance failed")
+
+    async def _select(self) -> None:
+        embedder = await self.chain.select()
+        if embedder is None:
+            return
+        async with self._backfilling:
+            recorded = await self.repo.vector_model()
+            if recorded != (embedder.name, embedder.dim):
+                log.warning(
+                    "rebuilding the memory vector index for %s (dim %d); it was %s",
+                    embedder.name,
+                    embedder.dim,
+                    recorded[0] if recorded else "empty",
+                )
+                await self.repo.reset_vectors(embedder.name, embedder.dim)
+            self._index_model = embedder.name
+        self._wake.set()
+
+    def status(self) -> MemoryStatus:
+        if not self.config.enabled:
+            return MemoryStatus(False, "disabled", None, 0, self._vec_error is None, None)
+        if self._vec_error is not None:
+            return MemoryStatus(True, "keyword-only", None, 0, False, self._vec_error)
+        s = self.chain.status()
+        return MemoryStatus(True, s.mode, s.embedder, s.dim, True, s.reason, s.failures)
+
+    # embedding ---------------------------------------------------------------------------------
+    @property
+    def _vector_model(self) -> str | None:
+        """The model whose vectors can be used right now, or None (keyword-only)."""
+        active = self.chain.active
+        if active is None or active.name != self._index_model or not self.chain.usable:
+            return None
+        return active.name
+
+    async def _embed_cached(self, texts: list[str], hashes: list[str]) -> list[bytes] | None:
+        """float32 vectors (b"" for texts without any known word), through the cache."""
+        model = self._vector_model
+        if model is None:
+            return None
+        found = await self.repo.cached_vectors(model, hashes)
+        missing = [i for i, h in enumerate(hashes) if h not in found]
+        if missing:
+            fresh = await self.chain.embed([texts[i] for i in missing])
+            if fresh is None:
+                return None
+            new = [
+                (hashes[i], b"" if is_zero(v) else pack_vector(v))
+                for i, v in zip(missing, fresh, strict=True)
+            ]
+            await self.repo.cache_vectors(model, new)
+            found.update(new)
+        return [found[h] for h in hashes]
+
+    async def _chunks(self, text: str) -> tuple[list[NewChunk], str | None]:
+        pieces = chunk_text(text, self.config.chunk_words, self.config.chunk_overlap)
+        hashes = [text_hash(p.text) for p in pieces]
+        model = self._vector_model
+        blobs = await self._embed_cached([p.text for p in pieces], hashes) if model else None
+        if blobs is None:
+            return [NewChunk(p.seq, p.text, h) for p, h in zip(pieces, hashes, strict=True)], None
+        return [
+            NewChunk(p.seq, p.text, h, b or None)
+            for p, h, b in zip(pieces, hashes, blobs, strict=True)
+        ], model
+
+    async def backfill(self) -> int:
+        """Embed chunks stored without a vector (saved while the embedder was down, or
+        before a reindex). Returns how many were done."""
+        async with self._backfilling:
+            return await self._backfill_locked()
+
+    async def _backfill_locked(self) -> int:
+        done = 0
+        while (model := self._vector_model) is not None:
+            pending = await self.repo.pending_chunks(_EMBED_BATCH)
+            if not pending:
+                break
+            blobs = await self._embed_cached([p[1] for p in pending], [p[2] for p in pending])
+            if blobs is None:
+                break
+            stored = await self.repo.store_vectors(
+                model, [(p[0], b or None) for p, b in zip(pending, blobs, strict=True)]
+            )
+            if stored == 0:
+                break
+            done += stored
+        return done
+
+    async def _backfill_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.backfill()
+            except Exception:
+                log.exception("memory backfill failed")
+
+    async def reindex(self) -> int:
+        """Rebuild the vector index with the first embedder that answers; returns the number
+        of chunks embedded. Raises when there is no vector search to rebuild."""
+        if self._vec_error is not None:
+            raise MemoryRequestError(f"vector search is unavailable: {self._vec_error}")
+        embedder = await self.chain.select()
+        if embedder is None:
+            raise MemoryRequestError(f"no embedder answered: {self.chain.reason}")
+        async with self._backfilling:  # the background backfill must not take the work
+            await self.repo.reset_vectors(embedder.name, embedder.dim)
+            self._index_model = embedder.name
+            await self.repo.prune_cache()
+            return await self._backfill_locked()
+
+    async def _query_vector(self, query: str) -> tuple[bytes | None, str | None]:
+        model = self._vector_model
+        if model is None or not query.strip():
+            return None, None
+        key = (model, query)
+        if key in self._queries:
+            self._queries.move_to_end(key)
+            return self._queries[key], model
+        vectors = await self.chain.embed([query])
+        if vectors is None:
+            return None, None
+        blob = None if is_zero(vectors[0]) else pack_vector(vectors[0])
+        self._queries[key] = blob
+        if len(self._queries) > _QUERY_CACHE:
+            self._queries.popitem(last=False)
+        return blob, model
+
+    # saving and searching ---------------------------------------------------------------------
+    def _owner(self, person_id: str) -> str:
+        if not person_id or person_id == SHARED:
+            raise MemoryRequestError("memory needs a known person")
+        return person_id
+
+    async def save(
+        self,
+        person_id: str,
+        text: str,
+        *,
+        kind: str = "fact",
+        source: str = "",
+        expires_at: float | None = None,
+    ) -> int:
+        """Remember `text` for a person; returns the item id (an existing one for a repeat)."""
+        owner = self._owner(person_id)
+        if kind not in KINDS or kind == "knowledge":
+            raise MemoryRequestError(f"unknown kind {kind!r}")
+        text = (self._redact(text) if self._redact else text).strip()[:MAX_ITEM_CHARS]
+        if not text:
+            raise MemoryRequestError("nothing to remember")
+        chunks, model = await self._chunks(text)
+        item_id, _ = await self.repo.add(
+            NewItem(owner, kind, text, chunks, source, model, expires_at)
+        )
+        if model is None and self._index_model is not None:
+            self._wake.set()
+        return item_id
+
+    async def search(
+        self,
+        person_id: str,
+        query: str,
+        *,
+        limit: int = 10,
+        include_shared: bool = True,
+        mode: SearchMode = "hybrid",
+    ) -> list[MemoryHit]:
+        """The person's best matching items (and shared knowledge), best first."""
+        owner = self._owner(person_id)
+        owners = [owner, SHARED] if include_shared else [owner]
+        match = fts_match(query_terms(query), owners) if mode != "vector" else None
+        blob, model = (None, None) if mode == "keyword" else await self._query_vector(query)
+        now = time.time()
+        found = await self.repo.search(owners, match, blob, model, max(limit * 4, 20), now)
+        return fuse(found, self.weights, limit, now)
+
+    async def recall(
+        self,
+        person_id: str,
+        query: str,
+        *,
+        budget_tokens: int | None = None,
+        include_shared: bool = True,
+    ) -> list[MemoryHit]:
+        """Hits for the system prompt: render them with `render_recall`, which then stays
+        within `budget_tokens` (default: the configured recall budget)."""
+        budget = self.config.recall_budget_tokens if budget_tokens is None else budget_tokens
+        if not self.config.enabled or budget <= 0:
+            return []
+        hits = await self.search(
+            person_id, query, limit=self.config.recall_limit, include_shared=include_shared
+        )
+        return fit_budget(hits, budget)
+
+    async def forget(
+        self,
+        person_id: str,
+        *,
+        item_ids: list[int] | None = None,
+        matching: str | None = None,
+        everything: bool = False,
+    ) -> list[ItemRow]:
+        """Delete a person's own items (rows, index entries, vectors); returns what went."""
+        owner = self._owner(person_id)
+        if everything:
+            return await self.repo.delete(owner)
+        if item_ids:
+            return await self.repo.delete(owner, item_ids)
+        match = fts_match(query_terms(matching or ""), [owner], require_all=True)
+        if match is None:
+            return []
+        found = await self.repo.matching(owner, match)
+        return await self.repo.delete(owner, [r.id for r in found]) if found else []
+
+    async def count(self, person_id: str) -> int:
+        return await self.repo.count(person_id)
+
+    # knowledge -------------------------------------------------------------------------------
+    async def _index_knowledge(self, path: str, text: str, sha: str) -> None:
+        chunks, model = await self._chunks(text)
+        await self.repo.replace_knowledge(path, sha, text, chunks, model)
+        if model is None and self._index_model is not None:
+            self._wake.set()
+
+    # exports and extraction ----------------------------------------------------------------
+    async def export_people(self, dest: Path, person_id: str | None = None) -> list[Path]:
+        """`decapod memory export`: one Markdown file per person under `dest`."""
+        return await export_people(self.repo, dest, person_id)
+
+    async def export_session(self, session_id: int, *, redact: Callable[[str], str]) -> Path | None:
+        """A finished session as Markdown in the configured folder, pruned by age and count."""
+        return await export_session(
+            self.repo,
+            session_id,
+            self.session_export_dir,
+            redact=redact,
+            keep=self.config.session_export_keep,
+            max_age_days=self.config.session_export_max_age_days,
+        )
+
+    async def extract_before_compaction(
+        self, person_id: str, messages: list[ChatMessage], provider: Provider, *, model: str = ""
+    ) -> int:
+        """Save the durable facts of messages about to be compacted; see bot/memory/extract."""
+        return await extract_before_compaction(self, person_id, messages, provider, model=model)
+
+    # identity links --------------------------------------------------------------------------
+    async def create_link_code(self, person_id: str) -> str:
+        owner = self._owner(person_id)
+        code = "".join(secrets.choice(LINK_ALPHABET) for _ in range(8))
+        await self.repo.put_link_code(code, owner, time.time() + LINK_TTL_S)
+        return code
+
+    async def redeem_link_code(self, person_id: str, code: str) -> str:
+        """Join this person to the one who made `code`; returns the person id both now share."""
+        owner = self._owner(person_id)
+        now = time.time()
+        recent = [t for t in self._link_failures.get(owner, []) if now - t < LINK_TTL_S]
+        if len(recent) >= _LINK_MAX_FAILURES:
+            raise MemoryRequestError("Too many wrong codes. Try again in a few minutes.")
+        normalized = "".join(c for c in code.upper() if c.isalnum())
+        target = await self.repo.redeem_link_code(normalized, owner, now)
+        if target is None:
+            self._link_failures[owner] = [*recent, now]
+            raise MemoryRequestError(
+                "That code is unknown or has expired. Send /link where you are already known "
+                "to get a new one."
+            )
+        self._link_failures.pop(owner, None)
+        return target

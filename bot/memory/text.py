@@ -1,0 +1,85 @@
+"""Text handling for memory: chunking, FTS5 query building, hashing, token estimates.
+
+Everything here is pure and synchronous, so it is cheap to test exhaustively.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from bot.store.memory import owner_tag
+
+# Letters and digits only: FTS5's unicode61 tokenizer treats "_" and punctuation as
+# separators, so a token made of them would become an empty phrase.
+_WORD = re.compile(r"[^\W_]+")
+_SPAN = re.compile(r"\S+")
+_MAX_QUERY_TERMS = 16
+
+# Dropped from OR-queries: they match nearly every row, which costs time and adds no signal.
+_STOPWORDS = """a about above after again all am an and any are as at be been before being below
+    between both but by can could did do does doing down during each few for from further
+    had has have having he her here hers herself him himself his how i if in into is it its
+    itself just me more most my myself no nor not now of off on once only or other our ours
+    ourselves out over own same she should so some such than that the their theirs them
+    themselves then there these they this those through to too under until up very was we
+    were what when where which while who whom why will with would you your yours yourself
+    yourselves s t d ll m re ve"""
+STOPWORDS = frozenset(_STOPWORDS.split())
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    seq: int
+    text: str
+
+
+def chunk_text(text: str, words: int, overlap: int) -> list[Chunk]:
+    """Split `text` into windows of `words` words sharing `overlap` words with the previous
+    window. Each chunk is a slice of the original, so line breaks and Markdown survive."""
+    if overlap >= words:
+        raise ValueError("overlap must be smaller than the chunk size")
+    spans = [m.span() for m in _SPAN.finditer(text)]
+    if not spans:
+        return []
+    chunks: list[Chunk] = []
+    start = 0
+    while True:
+        end = min(start + words, len(spans))
+        chunks.append(Chunk(len(chunks), text[spans[start][0] : spans[end - 1][1]]))
+        if end == len(spans):
+            return chunks
+        start = end - overlap
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def query_terms(text: str) -> list[str]:
+    """The distinct words of a user's text, lowercased, without stopwords (unless nothing
+    else is left), at most 16."""
+    seen: dict[str, None] = {}
+    for word in _WORD.findall(text.lower()):
+        seen.setdefault(word, None)
+    terms = list(seen)
+    content = [t for t in terms if t not in STOPWORDS]
+    return (content or terms)[:_MAX_QUERY_TERMS]
+
+
+def fts_match(terms: list[str], owners: list[str], *, require_all: bool = False) -> str | None:
+    """An FTS5 MATCH expression for `terms` in the text column, limited to `owners`.
+
+    Every term is a quoted string of letters and digits, so no user text can form FTS5
+    syntax. None when there is nothing to search for."""
+    if not terms or not owners:
+        return None
+    joiner = " AND " if require_all else " OR "
+    words = joiner.join(f'"{t}"' for t in terms)
+    tags = " OR ".join(owner_tag(o) for o in owners)
+    return f"owner_tag : ({tags}) AND text : ({words})"
+
+
+def estimate_tokens(text: str) -> int:
+    return (len(text) + 3) // 4

@@ -1,0 +1,218 @@
+"""What the OpenAI and Anthropic providers share: key rotation, stream deadlines, error mapping.
+
+Nothing here imports an SDK at module level; `httpx2` (the transport both SDKs use) is imported
+only inside the functions that inspect its exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from bot.errors import ContextTooLong, ProviderError, ProviderHTTPError, ProviderTimeout
+
+T = TypeVar("T")
+ClientT = TypeVar("ClientT")
+
+#: how long a key that was refused (401/403) sits out before it is tried again
+KEY_AUTH_COOLDOWN_S = 600.0
+#: the shortest pause for a key that got a 429
+KEY_RATE_LIMIT_COOLDOWN_S = 5.0
+#: statuses worth another try: the same list the SDKs retry on
+TRANSIENT_STATUSES = frozenset({408, 409, 429})
+
+_CONTEXT_MARKERS = (
+    "context_length",
+    "context length",
+    "context window",
+    "context size",
+    "context limit",
+    "maximum context",
+    "prompt is too long",
+)
+_BILLING_MARKERS = ("insufficient_quota", "billing", "credit balance", "payment required")
+
+
+@dataclass(slots=True)
+class _Key:
+    value: str
+    ready_at: float = 0.0
+
+
+class KeyPool(Generic[ClientT]):
+    """A provider's API keys, each with its own client made on first use, rotated on refusal.
+
+    The key in use stays in use until it is refused or rate-limited; then the next ready one
+    takes over. When none is ready, the one that recovers soonest is used.
+    """
+
+    def __init__(
+        self,
+        keys: Sequence[str],
+        make_client: Callable[[str], ClientT],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not keys:
+            raise ValueError("a provider needs at least one key (a dummy one for local servers)")
+        self._keys = [_Key(value) for value in keys]
+        self._make_client = make_client
+        self._clients: dict[int, ClientT] = {}
+        self._clock = clock
+        self._current = 0
+
+    def pick(self) -> tuple[int, ClientT]:
+        now = self._clock()
+        count = len(self._keys)
+        order = [(self._current + step) % count for step in range(count)]
+        ready = [i for i in order if self._keys[i].ready_at <= now]
+        index = ready[0] if ready else min(order, key=lambda i: self._keys[i].ready_at)
+        self._current = index
+        client = self._clients.get(index)
+        if client is None:
+            client = self._clients[index] = self._make_client(self._keys[index].value)
+        return index, client
+
+    def penalize(self, index: int, error: ProviderHTTPError) -> bool:
+        """Sit a key out after a refusal or a 429. True if the caller may retry with another key.
+
+        Only a refusal is retried at once: a 429 moves on to the next key for the next request,
+        while this one fails over.
+        """
+        if error.status in (401, 403):
+            cooldown = KEY_AUTH_COOLDOWN_S
+        elif error.status == 429:
+            cooldown = max(error.retry_after or 0.0, KEY_RATE_LIMIT_COOLDOWN_S)
+        else:
+            return False
+        now = self._clock()
+        self._keys[index].ready_at = now + cooldown
+        if index == self._current:
+            self._current = (index + 1) % len(self._keys)
+        if error.status == 429:
+            return False
+        return any(key.ready_at <= now for key in self._keys)
+
+    def clients(self) -> Iterator[ClientT]:
+        return iter(list(self._clients.values()))
+
+    def forget_clients(self) -> None:
+        self._clients.clear()
+
+
+class ChunkTimer:
+    """Deadlines for one streamed response.
+
+    The first chunk must arrive within `first_token_s` of sending the request (headers
+    included); after that, each gap between chunks is bounded by `idle_s`. Time the consumer
+    spends between chunks is not counted: each wait starts its own clock.
+    """
+
+    def __init__(self, first_token_s: float, idle_s: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._first_deadline = self._loop.time() + first_token_s
+        self._first_token_s = first_token_s
+        self._idle_s = idle_s
+        self.started = False
+
+    def phase(self) -> str:
+        return "idle" if self.started else "first_token"
+
+    def seconds(self) -> float:
+        return self._idle_s if self.started else self._first_token_s
+
+    async def request(self, awaitable: Awaitable[T]) -> T:
+        """Await the response headers; counted against the first-token deadline."""
+        return await self._within(awaitable, self._first_deadline)
+
+    async def chunk(self, awaitable: Awaitable[T]) -> T:
+        deadline = self._loop.time() + self._idle_s if self.started else self._first_deadline
+        value = await self._within(awaitable, deadline)
+        self.started = True
+        return value
+
+    async def _within(self, awaitable: Awaitable[T], deadline: float) -> T:
+        scope = asyncio.timeout_at(deadline)
+        try:
+            async with scope:
+                return await awaitable
+        except TimeoutError:
+            if scope.expired():
+                raise ProviderTimeout(self.phase(), self.seconds()) from None
+            raise
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Retry-After in seconds: `retry-after-ms`, or `retry-after` as seconds or an HTTP date."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    millis = lowered.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return max(float(millis) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = lowered.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def status_error(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> ProviderHTTPError:
+    """One HTTP error status (with the API's error code and message) as our error type."""
+    text = f"{code or ''} {message}".lower()
+    if status in (400, 413, 422) and any(marker in text for marker in _CONTEXT_MARKERS):
+        return ContextTooLong(message or "context length exceeded")
+    if status == 402 or any(marker in text for marker in _BILLING_MARKERS):
+        return ProviderHTTPError(status, message, retryable=False, code="billing")
+    retryable = status in TRANSIENT_STATUSES or status >= 500
+    return ProviderHTTPError(
+        status,
+        message,
+        retry_after=parse_retry_after(headers or {}),
+        retryable=retryable,
+        code=code,
+    )
+
+
+def transport_error(
+    exc: BaseException, *, connect_s: float, phase: str, seconds: float
+) -> ProviderError:
+    """A transport failure (the SDK's connection error or a raw httpx2 one) as our error type.
+
+    A connect timeout is reported as such; any other timeout as `phase` (first_token or idle),
+    which the caller knows from its ChunkTimer.
+    """
+    import httpx2
+
+    cause = exc if isinstance(exc, httpx2.TransportError) else exc.__cause__
+    if isinstance(cause, httpx2.ConnectTimeout | httpx2.PoolTimeout):
+        return ProviderTimeout("connect", connect_s)
+    if isinstance(cause, httpx2.TimeoutException):
+        return ProviderTimeout(phase, seconds)
+    detail = type(cause).__name__ if cause is not None else type(exc).__name__
+    return ProviderHTTPError(0, f"connection failed ({detail})", retryable=True, code="connection")
+
+
+def incomplete_stream() -> ProviderHTTPError:
+    """The server closed a stream without saying the answer was finished."""
+    return ProviderHTTPError(
+        0, "stream ended before the model finished", retryable=True, code="connection"
+    )

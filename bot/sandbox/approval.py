@@ -1,0 +1,117 @@
+"""Asking the owner before a command runs.
+
+The sandbox is the security boundary; approval is a second gate for commands that look
+destructive, and for every command asked for in a context that untrusted content reached.
+The dangerous-command heuristic is deliberately small: it decides when to ask, never what
+is safe to run unasked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from bot.tools import ToolContext
+
+log = logging.getLogger("decapod.sandbox")
+
+_DANGEROUS = [
+    (re.compile(p), why)
+    for p, why in [
+        (r"\brm\s+(-\w+\s+)*-\w*[rRf]", "recursive or forced delete"),
+        (r"\b(curl|wget)\b[^|;&]*\|\s*(sudo\s+)?(ba|z|da|k)?sh\b", "pipes a download into a shell"),
+        (r"\bbase64\s+(-d|--decode)\b[^|]*\|\s*(ba|z|da)?sh\b", "runs decoded data"),
+        (r"\b(mkfs(\.\w+)?|fdisk|parted|wipefs|shred)\b", "disk or filesystem tool"),
+        (r"\bdd\b.*\bof=", "raw write with dd"),
+        (r"\bchmod\s+(-\w+\s+)*[0-7]*7[0-7]{2}\b|\bch(mod|own)\s+-R\b", "broad permission change"),
+        (r":\(\)\s*\{.*\};\s*:", "fork bomb"),
+        (r"\b(sudo|doas|su)\b", "privilege escalation"),
+        (r"\b(nc|ncat|netcat|socat|telnet|ssh|scp)\b", "network tool"),
+        (r"\b(kill|pkill|killall)\b", "kills processes"),
+        (r"\bfind\b.*\s-delete\b", "find -delete"),
+        (r">\s*/dev/(sd|nvme|hd|mem|kmem)", "writes to a device"),
+        (r"\beval\b", "eval"),
+    ]
+]
+
+
+def dangerous_reason(command: str) -> str | None:
+    """Why a command looks dangerous, or None."""
+    for pattern, why in _DANGEROUS:
+        if pattern.search(command):
+            return why
+    return None
+
+
+class ApprovalBroker(Protocol):
+    async def request(self, ctx: ToolContext, summary: str, timeout: float) -> bool:  # noqa: ASYNC109
+        """True only if the owner approved within `timeout` seconds."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PendingApproval:
+    id: str
+    session_key: str
+    requester: str  # identity key of whoever asked for the command
+    summary: str
+    created_at: float
+    expires_at: float
+
+
+class InMemoryApprovalBroker:
+    """Holds requests until `approve(id)` or `deny(id)`, or until they time out.
+
+    `notify` is called once per request (the gateway sends the owner a message with the id
+    and the summary); if it fails, the request is denied at once.
+    """
+
+    def __init__(self, notify: Callable[[PendingApproval], Awaitable[None]] | None = None) -> None:
+        self._notify = notify
+        self._pending: dict[str, tuple[PendingApproval, asyncio.Future[bool]]] = {}
+
+    async def request(self, ctx: ToolContext, summary: str, timeout: float) -> bool:  # noqa: ASYNC109
+        approval_id = secrets.token_hex(3)
+        while approval_id in self._pending:
+            approval_id = secrets.token_hex(3)
+        now = time.time()
+        info = PendingApproval(
+            approval_id, ctx.session_key, ctx.identity.key, summary, now, now + timeout
+        )
+        decision: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending[approval_id] = (info, decision)
+        try:
+            if self._notify is not None:
+                try:
+                    await self._notify(info)
+                except Exception:
+                    log.exception("could not ask for approval of %s", approval_id)
+                    return False
+            return await asyncio.wait_for(decision, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._pending.pop(approval_id, None)
+
+    def approve(self, approval_id: str) -> bool:
+        return self._decide(approval_id, True)
+
+    def deny(self, approval_id: str) -> bool:
+        return self._decide(approval_id, False)
+
+    def pending(self) -> list[PendingApproval]:
+        return [info for info, _ in self._pending.values()]
+
+    def _decide(self, approval_id: str, approved: bool) -> bool:
+        entry = self._pending.get(approval_id)
+        if entry is None or entry[1].done():
+            return False
+        entry[1].set_result(approved)
+        return True

@@ -1,0 +1,310 @@
+"""Docker backend: one short-lived container per command (see docs/sandbox.md for why).
+
+Each container: no network, read-only root, tmpfs /tmp, the session workspace at /work,
+no capabilities, no-new-privileges, a non-root user, pids/memory/CPU limits, rlimits for
+CPU time, file size and open files, and labels naming the gateway and the session so a
+restarted gateway can remove what a crashed one left behind. `exec_run` has no timeout and
+`wait(timeout)` only stops waiting, so a host-side watchdog kills the container instead.
+
+The SDK is blocking; every call runs on this backend's own thread pool, never the loop's
+default executor, so a slow daemon cannot starve the rest of the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from bot.errors import SandboxError
+from bot.sandbox.base import (
+    WORK_DIR,
+    CappedBuffer,
+    ExecResult,
+    InflightCommands,
+    Limits,
+    Workspace,
+    sandbox_env,
+    signal_exit_reason,
+)
+from bot.sandbox.config import SandboxConfig
+from bot.sandbox.workspace import WorkspaceManager
+
+T = TypeVar("T")
+log = logging.getLogger("decapod.sandbox")
+
+LABEL_GATEWAY = "decapod.sandbox"
+LABEL_SESSION = "decapod.session"
+_TMPFS = "rw,nosuid,nodev,size=64m,mode=1777"
+_API_TIMEOUT_S = 60
+_MAX_THREADS = 32
+
+
+class DockerBackend:
+    name = "docker"
+
+    def __init__(
+        self,
+        config: SandboxConfig,
+        workspaces: WorkspaceManager,
+        client: Any,
+        pool: ThreadPoolExecutor,
+        docker_module: Any,
+    ) -> None:
+        self.config = config
+        self.workspaces = workspaces
+        self._client = client
+        self._pool = pool
+        self._docker = docker_module
+        # Labels carry a digest of the workspace root, so two gateways on one host
+        # never reap each other's containers.
+        self.instance = hashlib.sha256(str(workspaces.root.resolve()).encode()).hexdigest()[:16]
+        owner = workspaces.owner or (os.geteuid(), os.getegid())
+        self.user = f"{owner[0]}:{owner[1]}"
+        self.server_version = "unknown"
+        self._inflight = InflightCommands()
+
+    @classmethod
+    async def start(cls, config: SandboxConfig, workspaces: WorkspaceManager) -> DockerBackend:
+        """Connect, check the image, reap orphans; raise SandboxError with the reason."""
+        try:
+            import docker  # the SDK is optional: decapod[sandbox]
+        except ImportError:
+            raise SandboxError("the docker package is not installed") from None
+        pool = ThreadPoolExecutor(_MAX_THREADS, thread_name_prefix="decapod-docker")
+        loop = asyncio.get_running_loop()
+        if (unreachable := await loop.run_in_executor(pool, unix_socket_problem)) is not None:
+            pool.shutdown(wait=False)
+            raise SandboxError(f"no Docker daemon answers ({unreachable})")
+        try:
+            client = await loop.run_in_executor(
+                pool, functools.partial(docker.from_env, timeout=_API_TIMEOUT_S)
+            )
+        except docker.errors.DockerException as exc:
+            pool.shutdown(wait=False)
+            raise SandboxError(f"no Docker daemon answers ({_short(exc)})") from None
+        backend = cls(config, workspaces, client, pool, docker)
+        try:
+            version = await backend._call(client.version)
+            backend.server_version = str(version.get("Version", "unknown"))
+            await backend._call(client.images.get, config.docker_image)
+            await backend._call(backend._remove_labelled, {LABEL_GATEWAY: backend.instance})
+        except docker.errors.ImageNotFound:
+            await backend._close_client()
+            raise SandboxError(
+                f"image {config.docker_image} is not present "
+                "(build it with .ci/sandbox-setup.sh, or docker pull a pinned image)"
+            ) from None
+        except docker.errors.DockerException as exc:
+            await backend._close_client()
+            raise SandboxError(f"the Docker daemon failed ({_short(exc)})") from None
+        return backend
+
+    def describe(self) -> str:
+        return (
+            f"docker {self.server_version}: image {self.config.docker_image}, "
+            f"user {self.user}, one container per command"
+        )
+
+    async def prepare(self, session_key: str) -> Workspace:
+        return self.workspaces.prepare(session_key)
+
+    async def exec(
+        self,
+        session_key: str,
+        argv: list[str],
+        *,
+        stdin: bytes | None,
+        limits: Limits,
+        timeout: float,  # noqa: ASYNC109 (the SandboxBackend interface)
+    ) -> ExecResult:
+        ws = await self.prepare(session_key)
+        return await self._inflight.run(
+            self._run(ws, argv, stdin, limits, min(timeout, limits.wall_seconds))
+        )
+
+    async def destroy(self, session_key: str) -> None:
+        h = self.workspaces.hash_for(session_key)
+        await self._call(self._remove_labelled, {LABEL_GATEWAY: self.instance, LABEL_SESSION: h})
+        await asyncio.to_thread(self.workspaces.rm, session_key)
+
+    async def aclose(self) -> None:
+        if self._inflight.closed:
+            return
+        await self._inflight.close()
+        await self._call(self._remove_labelled, {LABEL_GATEWAY: self.instance})
+        await self._close_client()
+
+    async def _close_client(self) -> None:
+        await self._call(self._client.close)
+        self._pool.shutdown(wait=False)
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def _run(
+        self, ws: Workspace, argv: list[str], stdin: bytes | None, limits: Limits, wall_s: float
+    ) -> ExecResult:
+        start = time.monotonic()
+        api = self._client.api
+        errors = self._docker.errors
+        try:
+            cid = await self._call(self._create, ws, argv, stdin is not None, limits)
+        except errors.DockerException as exc:
+            raise SandboxError(f"could not create the container: {_short(exc)}") from None
+        out, err = CappedBuffer(limits.output_bytes), CappedBuffer(limits.output_bytes)
+        sock: Any = None
+        pumps: list[asyncio.Future[None]] = []
+        timed_out = False
+        try:
+            params = {"stdin": int(stdin is not None), "stdout": 1, "stderr": 1, "stream": 1}
+            sock = await self._call(api.attach_socket, cid, params)
+            await self._call(api.start, cid)  # a missing executable is tini's exit 127
+            loop = asyncio.get_running_loop()
+            pumps.append(loop.run_in_executor(self._pool, _read_frames, sock._sock, out, err))
+            if stdin is not None:
+                pumps.append(loop.run_in_executor(self._pool, _send_stdin, sock._sock, stdin))
+            done, _ = await asyncio.wait({pumps[0]}, timeout=wall_s)
+            if not done:
+                timed_out = True
+                with contextlib.suppress(errors.NotFound, errors.APIError):
+                    await self._call(api.kill, cid)
+            await pumps[0]
+            status, oom = await self._call(self._outcome, cid)
+        except (errors.DockerException, OSError) as exc:
+            raise SandboxError(f"the container failed: {_short(exc)}") from None
+        finally:
+            try:
+                await asyncio.shield(self._call(self._force_remove, cid))
+            except errors.DockerException as exc:
+                log.warning("could not remove container %s (reaped at next start): %s", cid, exc)
+            if sock is not None:
+                # The daemon keeps the attach connection open while unread stdin is pending,
+                # so a command that ignored its stdin would leave the sender blocked: shut
+                # the socket down (which wakes both pumps) before waiting for them.
+                with contextlib.suppress(OSError):
+                    sock._sock.shutdown(socket.SHUT_RDWR)
+            await asyncio.gather(*pumps, return_exceptions=True)
+            if sock is not None:
+                sock._sock.close()
+                sock.close()
+        if timed_out:
+            reason: str | None = f"wall-clock timeout ({wall_s:g}s)"
+        elif oom:
+            reason = f"memory limit ({limits.memory_mb} MiB)"
+        else:
+            reason = signal_exit_reason(status, limits)
+        return ExecResult(
+            exit_code=status,
+            stdout=out.data,
+            stderr=err.data,
+            timed_out=timed_out,
+            truncated_stdout=out.truncated,
+            truncated_stderr=err.truncated,
+            duration_s=time.monotonic() - start,
+            killed_reason=reason,
+        )
+
+    def _create(self, ws: Workspace, argv: list[str], with_stdin: bool, limits: Limits) -> str:
+        api, types = self._client.api, self._docker.types
+        # Mount objects, not "src:dst:mode" strings: a ':' in <home> cannot break them.
+        mounts = [
+            types.Mount(path, path, type="bind", read_only=True)
+            for path in self.config.docker_ro_binds
+            if os.path.exists(path)
+        ]
+        mounts.append(types.Mount(WORK_DIR, str(ws.path), type="bind", read_only=False))
+        memory = f"{limits.memory_mb}m"
+        file_size = limits.file_size_mb << 20
+        host_config = api.create_host_config(
+            mounts=mounts,
+            network_mode="none",
+            read_only=True,
+            tmpfs={"/tmp": _TMPFS},
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            mem_limit=memory,
+            memswap_limit=memory,  # no swap
+            pids_limit=limits.pids,
+            nano_cpus=int(limits.cpus * 1e9),
+            init=True,  # a real pid 1 reaps zombies and forwards signals
+            ulimits=[
+                types.Ulimit(name="cpu", soft=limits.cpu_seconds, hard=limits.cpu_seconds + 1),
+                types.Ulimit(name="fsize", soft=file_size, hard=file_size),
+                types.Ulimit(name="nofile", soft=limits.nofile, hard=limits.nofile),
+            ],
+            # output comes through the attach stream; nothing is kept on the daemon's disk
+            log_config=types.LogConfig(type="none"),
+        )
+        container = api.create_container(
+            self.config.docker_image,
+            command=argv,
+            user=self.user,
+            environment=sandbox_env(),
+            working_dir=WORK_DIR,
+            hostname="sandbox",
+            stdin_open=with_stdin,  # with detach=False this also sets StdinOnce
+            tty=False,
+            labels={LABEL_GATEWAY: self.instance, LABEL_SESSION: ws.hash},
+            host_config=host_config,
+        )
+        return str(container["Id"])
+
+    def _outcome(self, cid: str) -> tuple[int, bool]:
+        status = self._client.api.wait(cid, timeout=_API_TIMEOUT_S)
+        state = self._client.api.inspect_container(cid)["State"]
+        return int(status["StatusCode"]), bool(state.get("OOMKilled"))
+
+    def _force_remove(self, cid: str) -> None:
+        with contextlib.suppress(self._docker.errors.NotFound):
+            self._client.api.remove_container(cid, force=True)
+
+    def _remove_labelled(self, labels: dict[str, str]) -> int:
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        stale = self._client.api.containers(all=True, quiet=True, filters=filters)
+        for container in stale:
+            self._force_remove(container["Id"])
+        return len(stale)
+
+
+def unix_socket_problem() -> str | None:
+    """Connect to a unix DOCKER_HOST ourselves first: the SDK leaks the socket of a failed
+    connect, and its error message buries the one fact that matters (no socket, refused)."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        return None
+    path = host.removeprefix("unix://")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(_API_TIMEOUT_S)
+        try:
+            probe.connect(path)
+        except OSError as exc:
+            return f"{path}: {exc.strerror or exc}"
+    return None
+
+
+def _read_frames(raw: socket.socket, out: CappedBuffer, err: CappedBuffer) -> None:
+    from docker.utils.socket import STDERR, frames_iter
+
+    for stream, data in frames_iter(raw, tty=False):
+        (err if stream == STDERR else out).feed(data)
+
+
+def _send_stdin(raw: socket.socket, data: bytes) -> None:
+    # A container that never reads stdin must not block its output; hence its own thread.
+    with contextlib.suppress(OSError):
+        raw.sendall(data)
+        raw.shutdown(socket.SHUT_WR)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "explanation", None) or exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -1,0 +1,224 @@
+"""Backends that run commands as local processes: bubblewrap, and the opt-in host mode.
+
+bwrap profile: every namespace new (network = loopback only), uid 1000 inside a user
+namespace, no capabilities, no environment but the allowlist, read-only /usr, fresh /proc,
+/dev and /tmp, and only the session workspace writable at /work. Outside, when the gateway
+is root, the launcher drops to the sandbox uid so RLIMIT_NPROC means something, and a
+per-command cgroup bounds memory, pids and CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from bot.errors import SandboxError
+from bot.sandbox.base import (
+    WORK_DIR,
+    ExecResult,
+    InflightCommands,
+    Limits,
+    Workspace,
+    sandbox_env,
+)
+from bot.sandbox.cgroups import CommandCgroup, reap_orphans, writable_controllers
+from bot.sandbox.config import SandboxConfig
+from bot.sandbox.process import STAGED_WORKSPACE, HostTools, launch_prefix, run_tree
+from bot.sandbox.workspace import WorkspaceManager
+
+_PROBE_TIMEOUT_S = 10.0
+_TMP_BYTES = 64 << 20
+_ETC_FILES = ("/etc/alternatives", "/etc/ssl", "/etc/ld.so.cache")
+
+
+class LocalBackend(ABC):
+    """Shared plumbing: workspaces, cgroups, the launcher, and stopping on close."""
+
+    name = "local"
+
+    def __init__(self, config: SandboxConfig, workspaces: WorkspaceManager) -> None:
+        self.workspaces = workspaces
+        self.tools = HostTools.find()
+        # Switch to the sandbox uid when we are root (and can); otherwise run as ourselves.
+        self.drop_to = (config.uid, config.gid) if os.geteuid() == 0 else None
+        self.controllers = writable_controllers()
+        reap_orphans(self.controllers)
+        self._inflight = InflightCommands()
+
+    async def prepare(self, session_key: str) -> Workspace:
+        return self.workspaces.prepare(session_key)
+
+    async def exec(
+        self,
+        session_key: str,
+        argv: list[str],
+        *,
+        stdin: bytes | None,
+        limits: Limits,
+        timeout: float,  # noqa: ASYNC109 (the SandboxBackend interface)
+    ) -> ExecResult:
+        ws = await self.prepare(session_key)
+        return await self._inflight.run(
+            self._run_in(ws.path, argv, stdin, limits, min(timeout, limits.wall_seconds))
+        )
+
+    async def destroy(self, session_key: str) -> None:
+        await asyncio.to_thread(self.workspaces.rm, session_key)
+
+    async def aclose(self) -> None:
+        await self._inflight.close()
+
+    def describe(self) -> str:
+        who = f"uid {self.drop_to[0]}" if self.drop_to else f"gateway uid {os.geteuid()}"
+        cgroups = ",".join(self.controllers) if self.controllers else "none"
+        return f"{who}, cgroup v1: {cgroups}, rlimits: AS CPU FSIZE NOFILE" + (
+            " NPROC" if self.drop_to else ""
+        )
+
+    @abstractmethod
+    def _command(self, path: Path, argv: list[str]) -> tuple[list[str], dict[str, str]]:
+        """The argv after the launcher prefix, and the environment it starts with."""
+
+    def _stages_workspace(self) -> bool:
+        return False
+
+    async def _run_in(
+        self, path: Path, argv: list[str], stdin: bytes | None, limits: Limits, wall_s: float
+    ) -> ExecResult:
+        cgroup = CommandCgroup(self.controllers) if self.controllers else None
+        try:
+            if cgroup is not None:
+                try:
+                    cgroup.create(limits)
+                except OSError as exc:
+                    raise SandboxError(f"could not create the command's cgroup: {exc}") from exc
+            prefix = launch_prefix(
+                self.tools,
+                limits,
+                cgroup,
+                drop_to=self.drop_to,
+                stage_workspace=self._stages_workspace(),
+            )
+            command, env = self._command(path, argv)
+            return await run_tree(
+                prefix + command,
+                env=env,
+                cwd=str(path),
+                stdin=stdin,
+                wall_s=wall_s,
+                limits=limits,
+                cgroup=cgroup,
+            )
+        finally:
+            if cgroup is not None:
+                await cgroup.remove()
+
+
+class BwrapBackend(LocalBackend):
+    name = "bwrap"
+
+    def __init__(self, config: SandboxConfig, workspaces: WorkspaceManager, bwrap: str) -> None:
+        super().__init__(config, workspaces)
+        self.bwrap = bwrap
+        self.version = "bubblewrap"
+
+    @classmethod
+    async def start(cls, config: SandboxConfig, workspaces: WorkspaceManager) -> BwrapBackend:
+        """Find bwrap and prove the whole launcher works here, or raise with the reason."""
+        bwrap = shutil.which("bwrap")
+        if bwrap is None:
+            raise SandboxError("bwrap is not installed (apt-get install bubblewrap)")
+        backend = cls(config, workspaces, bwrap)
+        await backend._probe()
+        return backend
+
+    def describe(self) -> str:
+        return f"bwrap ({self.version}): {super().describe()}"
+
+    def _stages_workspace(self) -> bool:
+        # bwrap running as the sandbox uid cannot search a root-only <home>
+        return self.drop_to is not None
+
+    def _command(self, path: Path, argv: list[str]) -> tuple[list[str], dict[str, str]]:
+        source = STAGED_WORKSPACE if self._stages_workspace() else str(path)
+        args = [
+            self.bwrap,
+            "--unshare-all",
+            "--unshare-user",
+            "--disable-userns",  # no nested user namespaces: the kernel surface they open
+            "--uid", "1000",
+            "--gid", "1000",
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop", "ALL",
+            "--hostname", "sandbox",
+            "--ro-bind", "/usr", "/usr",
+            "--symlink", "usr/bin", "/bin",
+            "--symlink", "usr/sbin", "/sbin",
+            "--symlink", "usr/lib", "/lib",
+            "--symlink", "usr/lib64", "/lib64",
+        ]  # fmt: skip
+        for etc in _ETC_FILES:
+            args += ["--ro-bind-try", etc, etc]
+        args += [
+            "--proc", "/proc",
+            "--dev", "/dev",
+            "--size", str(_TMP_BYTES), "--tmpfs", "/tmp",
+            "--bind", source, WORK_DIR,
+            "--remount-ro", "/",  # the root tmpfs bwrap builds is writable otherwise
+            "--chdir", WORK_DIR,
+            "--clearenv",
+        ]  # fmt: skip
+        env = sandbox_env()
+        for key, value in env.items():
+            args += ["--setenv", key, value]
+        return [*args, "--", *argv], env
+
+    async def _probe(self) -> None:
+        self.workspaces.ensure_root()
+        probe_dir = Path(tempfile.mkdtemp(prefix=".probe-", dir=self.workspaces.root))
+        try:
+            if self.drop_to is not None:
+                os.chown(probe_dir, *self.drop_to)
+            limits = Limits(256, 32, 5, _PROBE_TIMEOUT_S, 1, 64)
+            result = await self._run_in(probe_dir, ["true"], None, limits, _PROBE_TIMEOUT_S)
+            version = await run_tree(
+                [self.bwrap, "--version"],
+                env=sandbox_env(),
+                cwd="/",
+                stdin=None,
+                wall_s=_PROBE_TIMEOUT_S,
+                limits=limits,
+                cgroup=None,
+            )
+        finally:
+            shutil.rmtree(probe_dir, ignore_errors=True)
+        if result.exit_code != 0:
+            detail = result.stderr.decode(errors="replace").strip()[-300:]
+            raise SandboxError(
+                f"bwrap probe failed (exit {result.exit_code}: {detail or 'no output'}); "
+                "unprivileged user namespaces may be disabled or restricted by AppArmor "
+                "(Ubuntu 24.04: kernel.apparmor_restrict_unprivileged_userns)"
+            )
+        self.version = version.stdout.decode(errors="replace").strip() or self.version
+
+
+class HostBackend(LocalBackend):
+    """UNSAFE: runs commands on the host in the workspace directory, with no isolation
+    beyond rlimits, a cgroup and (as root) the sandbox uid. Owner DMs only."""
+
+    name = "host"
+
+    @classmethod
+    async def start(cls, config: SandboxConfig, workspaces: WorkspaceManager) -> HostBackend:
+        return cls(config, workspaces)
+
+    def describe(self) -> str:
+        return f"host (UNSAFE, no sandbox; owner DMs only): {super().describe()}"
+
+    def _command(self, path: Path, argv: list[str]) -> tuple[list[str], dict[str, str]]:
+        return argv, sandbox_env(home=str(path))

@@ -1,0 +1,232 @@
+"""File operations on a workspace from the host side that cannot leave it.
+
+Every path is walked one component at a time with openat(O_NOFOLLOW) from the workspace's
+directory fd. Neither "..", an absolute path outside /work, nor a symlink planted by a
+sandboxed command (even one swapped in between a check and a use) leads outside. Only
+regular files are read or written: opening a FIFO planted in /work would hang the gateway.
+All calls block; run them in a thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from bot.errors import ToolError
+from bot.sandbox.base import WORK_DIR
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def split_workspace_path(path: str) -> list[str]:
+    """`notes/a.txt`, `./notes/a.txt` and `/work/notes/a.txt` all name the same file."""
+    if "\0" in path:
+        raise ToolError("refused: the path contains a NUL byte")
+    p = path.strip()
+    if p == WORK_DIR or p.startswith(WORK_DIR + "/"):
+        p = p[len(WORK_DIR) :]
+    elif p.startswith("/"):
+        raise ToolError(f"refused: {path} is outside the workspace; only /work is reachable")
+    parts = [part for part in p.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise ToolError(f"refused: {path} contains '..'")
+    return parts
+
+
+class WorkspaceFS:
+    def __init__(self, root: Path, owner: tuple[int, int] | None, max_file_bytes: int) -> None:
+        self.root = root
+        self.owner = owner
+        self.max_file_bytes = max_file_bytes
+
+    def read(self, path: str, offset: int, limit: int) -> tuple[bytes, int]:
+        """Up to `limit` bytes from `offset`, and the file's size."""
+        parent, name = self._parent(path, create=False)
+        try:
+            fd = self._open_file(parent, name, os.O_RDONLY, path)
+            try:
+                size = os.fstat(fd).st_size
+                os.lseek(fd, max(0, offset), os.SEEK_SET)
+                chunks, left = [], limit
+                while left > 0 and (chunk := os.read(fd, min(left, 1 << 16))):
+                    chunks.append(chunk)
+                    left -= len(chunk)
+                return b"".join(chunks), size
+            finally:
+                os.close(fd)
+        finally:
+            os.close(parent)
+
+    def write(self, path: str, data: bytes, *, append: bool = False) -> int:
+        if len(data) > self.max_file_bytes:
+            raise ToolError(f"refused: {len(data)} bytes is over the {self.max_file_bytes} limit")
+        parent, name = self._parent(path, create=True)
+        try:
+            if append:
+                fd = self._open_file(parent, name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, path)
+                try:
+                    if os.fstat(fd).st_size + len(data) > self.max_file_bytes:
+                        raise ToolError(f"refused: {path} would grow over the size limit")
+                    self._chown(fd)
+                    os.write(fd, data)
+                finally:
+                    os.close(fd)
+            else:
+                self._replace(parent, name, data, path)
+            return len(data)
+        finally:
+            os.close(parent)
+
+    def edit(self, path: str, old: str, new: str, *, replace_all: bool) -> int:
+        """Replace exact occurrences of `old`; returns how many were replaced."""
+        if not old:
+            raise ToolError("old_text must not be empty")
+        data, size = self.read(path, 0, self.max_file_bytes + 1)
+        if size > self.max_file_bytes:
+            raise ToolError(f"refused: {path} is larger than the size limit")
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            raise ToolError(f"{path} is not UTF-8 text") from None
+        count = text.count(old)
+        if count == 0:
+            raise ToolError(f"old_text was not found in {path}; nothing changed")
+        if count > 1 and not replace_all:
+            raise ToolError(
+                f"old_text occurs {count} times in {path}; add context to make it unique, "
+                "or set replace_all"
+            )
+        self.write(path, text.replace(old, new).encode())
+        return count
+
+    def listing(self, path: str, *, recursive: bool, max_entries: int) -> tuple[list[str], int]:
+        """Lines like `dir/`, `file (12 bytes)`, `link -> target`; and how many were left off."""
+        parts = split_workspace_path(path)
+        top = self._walk(parts, create=False, shown=path)
+        lines: list[str] = []
+        total = 0
+        try:
+            for dirpath, dirnames, filenames, dfd in os.fwalk(".", dir_fd=top):
+                prefix = "" if dirpath == "." else dirpath[2:] + "/"
+                for name in sorted(dirnames + filenames):
+                    total += 1
+                    if len(lines) < max_entries:
+                        lines.append(prefix + _describe(name, dfd))
+                if not recursive:
+                    break
+        finally:
+            os.close(top)
+        return lines, total - len(lines)
+
+    def _parent(self, path: str, *, create: bool) -> tuple[int, str]:
+        parts = split_workspace_path(path)
+        if not parts:
+            raise ToolError(f"{path} is the workspace itself, not a file")
+        return self._walk(parts[:-1], create=create, shown=path), parts[-1]
+
+    def _walk(self, parts: list[str], *, create: bool, shown: str) -> int:
+        fd = os.open(self.root, _DIR_FLAGS)
+        try:
+            for name in parts:
+                try:
+                    next_fd = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise ToolError(f"{shown}: no such directory") from None
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                    if self.owner is not None:
+                        os.chown(name, *self.owner, dir_fd=fd, follow_symlinks=False)
+                    next_fd = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    raise _refused(shown, exc, _is_symlink(name, fd)) from None
+                os.close(fd)
+                fd = next_fd
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _open_file(self, parent: int, name: str, flags: int, shown: str) -> int:
+        try:
+            fd = os.open(name, flags | _FILE_FLAGS, 0o644, dir_fd=parent)
+        except FileNotFoundError:
+            raise ToolError(f"{shown}: no such file") from None
+        except OSError as exc:
+            raise _refused(shown, exc, _is_symlink(name, parent)) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ToolError(f"refused: {shown} is not a regular file")
+        return fd
+
+    def _replace(self, parent: int, name: str, data: bytes, shown: str) -> None:
+        """Write a sibling temp file and rename it over `name`: readers never see half a
+        file, and a symlink at `name` is replaced rather than followed."""
+        try:
+            existing = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            mode = 0o644
+        else:
+            if stat.S_ISDIR(existing.st_mode):
+                raise ToolError(f"refused: {shown} is a directory")
+            if stat.S_ISLNK(existing.st_mode):
+                raise ToolError(f"refused: {shown} is a symlink; symlinks are not followed")
+            mode = stat.S_IMODE(existing.st_mode) if stat.S_ISREG(existing.st_mode) else 0o644
+        tmp = f".{name[:200]}.{secrets.token_hex(4)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, mode, dir_fd=parent)
+        try:
+            try:
+                os.fchmod(fd, mode)
+                self._chown(fd)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            try:
+                os.unlink(tmp, dir_fd=parent)
+            except OSError:
+                pass
+            raise
+
+    def _chown(self, fd: int) -> None:
+        if self.owner is not None:
+            os.fchown(fd, *self.owner)
+
+
+def _is_symlink(name: str, dir_fd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _refused(shown: str, exc: OSError, symlink: bool) -> ToolError:
+    # O_NOFOLLOW reports a symlink as ELOOP, or as ENOTDIR together with O_DIRECTORY
+    if symlink or exc.errno == errno.ELOOP:
+        return ToolError(f"refused: {shown} goes through a symlink; symlinks are not followed")
+    if exc.errno == errno.ENOTDIR:
+        return ToolError(f"refused: a component of {shown} is not a directory")
+    return ToolError(f"{shown}: {exc.strerror}")
+
+
+def _describe(name: str, dir_fd: int) -> str:
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return name
+    if stat.S_ISDIR(st.st_mode):
+        return name + "/"
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            return f"{name} -> {os.readlink(name, dir_fd=dir_fd)}"
+        except OSError:
+            return f"{name} -> ?"
+    if stat.S_ISREG(st.st_mode):
+        return f"{name} ({st.st_size} bytes)"
+    return f"{name} (special file)"

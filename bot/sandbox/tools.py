@@ -1,0 +1,223 @@
+"""The sandbox tools: exec, and file tools confined to the session workspace.
+
+Services they read from `ctx.services`:
+- "sandbox": the SandboxBackend, or None when exec is disabled
+- "workspaces": the WorkspaceManager (file tools work even without a backend)
+- "sandbox_config": the SandboxConfig (defaults when absent)
+- "approvals": an ApprovalBroker (without one, commands that need approval are refused)
+- "redact": str -> str, applied to every result and error message
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import shlex
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from bot.errors import SandboxError, ToolDenied, ToolError
+from bot.sandbox.base import ExecResult
+from bot.sandbox.config import SandboxConfig
+from bot.sandbox.policy import EXEC_TAG, FS_TAG, approval_reason, exec_denial
+from bot.sandbox.safe_fs import WorkspaceFS
+from bot.sandbox.workspace import WorkspaceManager
+from bot.tools import Tool, ToolContext, tool
+
+log = logging.getLogger("decapod.sandbox")
+
+_MAX_LIST_ENTRIES = 500
+_DECISION_GRACE_S = 5.0
+
+
+def sandbox_tools() -> list[Tool]:
+    """exec (tagged "exec") and the file tools (tagged "fs")."""
+    return [
+        tool(exec_command, name="exec", tags=[EXEC_TAG]),
+        *(tool(fn, tags=[FS_TAG]) for fn in (read_file, write_file, list_files, edit_file)),
+    ]
+
+
+def _redacted(fn: Callable[..., Awaitable[str]]) -> Callable[..., Awaitable[str]]:
+    """Pass the result, and any error message, through ctx.services["redact"]."""
+
+    @functools.wraps(fn)
+    async def wrapper(ctx: ToolContext, **kwargs: Any) -> str:
+        redact: Callable[[str], str] = ctx.services.get("redact") or (lambda s: s)
+        try:
+            return redact(await fn(ctx, **kwargs))
+        except ToolError as exc:
+            raise type(exc)(redact(str(exc))) from None
+
+    return wrapper
+
+
+def _config(ctx: ToolContext) -> SandboxConfig:
+    config = ctx.services.get("sandbox_config")
+    return config if isinstance(config, SandboxConfig) else SandboxConfig()
+
+
+def workspaces_for(ctx: ToolContext) -> WorkspaceManager | None:
+    manager = ctx.services.get("workspaces")
+    if manager is None:
+        manager = getattr(ctx.services.get("sandbox"), "workspaces", None)
+    return manager if isinstance(manager, WorkspaceManager) else None
+
+
+def _fs(ctx: ToolContext) -> WorkspaceFS:
+    manager = workspaces_for(ctx)
+    if manager is None:
+        raise ToolError("no workspace is set up for this conversation")
+    ws = manager.prepare(ctx.session_key)
+    return WorkspaceFS(ws.path, manager.owner, _config(ctx).limits.file_size_mb << 20)
+
+
+_Seconds = Annotated[float | None, Field(description="seconds; the configured default if omitted")]
+
+
+@_redacted
+async def exec_command(
+    ctx: ToolContext,
+    command: Annotated[
+        str | list[str], Field(description="a shell string (run with sh -c) or an argv list")
+    ],
+    stdin: Annotated[str | None, Field(description="text fed to the command's stdin")] = None,
+    timeout: _Seconds = None,  # noqa: ASYNC109 (a parameter the model sets)
+) -> str:
+    """Run a command in this conversation's sandbox: Linux with no network, the workspace
+    at /work (kept between commands), /tmp for scratch. `command` is a shell string (run
+    with sh -c) or an argv list. Returns the exit code, stdout and stderr (each cut at
+    64 KiB). `timeout` is in seconds."""
+    config = _config(ctx)
+    backend = ctx.services.get("sandbox")
+    denial = exec_denial(config, ctx, backend)
+    if denial is not None:
+        raise ToolDenied(f"not run: {denial}")
+    if isinstance(command, str):
+        argv, shown = ["/bin/sh", "-c", command], command
+    else:
+        argv, shown = list(command), shlex.join(command)
+    if not argv or not argv[0] or any("\0" in a for a in argv):
+        raise ToolError("command must be a non-empty string or argv list without NUL bytes")
+    limits = config.limits.to_limits()
+    seconds = min(timeout if timeout and timeout > 0 else config.timeout_s, limits.wall_seconds)
+
+    why = approval_reason(config, ctx, shown)
+    if why is not None:
+        await _ask_owner(ctx, config, shown, why)
+    assert backend is not None  # exec_denial refuses a missing backend
+    try:
+        result = await backend.exec(
+            ctx.session_key,
+            argv,
+            stdin=stdin.encode() if stdin is not None else None,
+            limits=limits,
+            timeout=seconds,
+        )
+    except SandboxError as exc:
+        raise ToolError(f"the sandbox could not run the command: {exc}") from None
+    return format_result(result)
+
+
+async def _ask_owner(ctx: ToolContext, config: SandboxConfig, shown: str, why: str) -> None:
+    broker = ctx.services.get("approvals")
+    if broker is None:
+        raise ToolDenied(
+            f"not run: this command needs the owner's approval because {why}, "
+            "and there is no way to ask for it here"
+        )
+    who = ctx.identity.display_name or ctx.identity.key
+    redact: Callable[[str], str] = ctx.services.get("redact") or (lambda s: s)
+    summary = redact(f"{who} wants to run, because {why}:\n{shown}")
+    wait = config.approval_timeout_s
+    try:
+        # The broker owns the timeout; the outer bound only guards against one that hangs.
+        approved = await asyncio.wait_for(
+            broker.request(ctx, summary, wait), wait + _DECISION_GRACE_S
+        )
+    except TimeoutError:
+        approved = False
+    except Exception:
+        log.exception("approval broker failed; treating the request as denied")
+        approved = False
+    if approved is not True:
+        raise ToolDenied(
+            f"not run: this command needed the owner's approval because {why}, "
+            f"and it was denied or not given within {wait:g} seconds"
+        )
+
+
+def format_result(r: ExecResult) -> str:
+    head = f"exit code {r.exit_code} after {r.duration_s:.2f}s"
+    if r.timed_out:
+        head += f"; timed out ({r.killed_reason}): the command and all it started were killed"
+    elif r.killed_reason:
+        head += f"; stopped by the sandbox: {r.killed_reason}"
+    sections = [head]
+    for label, data, cut in (
+        ("stdout", r.stdout, r.truncated_stdout),
+        ("stderr", r.stderr, r.truncated_stderr),
+    ):
+        if not data and not cut:
+            continue
+        text = data.decode(errors="replace")
+        if cut:
+            text += f"\n[... {label} truncated: only the first {len(data)} bytes are shown ...]"
+        sections.append(f"--- {label} ---\n{text}")
+    if len(sections) == 1:
+        sections.append("(no output)")
+    return "\n".join(sections)
+
+
+_Path = Annotated[str, Field(description="relative to /work, or an absolute /work/... path")]
+
+
+@_redacted
+async def read_file(ctx: ToolContext, path: _Path, offset: int = 0) -> str:
+    """Read a text file from the workspace (/work), up to 64 KiB from byte `offset`."""
+    cap = _config(ctx).limits.output_bytes
+    offset = max(0, offset)
+    data, size = await asyncio.to_thread(_fs(ctx).read, path, offset, cap)
+    if b"\0" in data:
+        return f"{path} is a binary file ({size} bytes); not shown"
+    text = data.decode(errors="replace")
+    end = offset + len(data)
+    if end < size:
+        text += f"\n[... truncated: bytes {offset}-{end} of {size}; read on with offset={end} ...]"
+    return text
+
+
+@_redacted
+async def write_file(ctx: ToolContext, path: _Path, content: str, append: bool = False) -> str:
+    """Write (or with `append`, add to) a text file in the workspace (/work). Missing
+    directories are created."""
+    written = await asyncio.to_thread(_fs(ctx).write, path, content.encode(), append=append)
+    return f"{'appended' if append else 'wrote'} {written} bytes to {path}"
+
+
+@_redacted
+async def list_files(ctx: ToolContext, path: _Path = ".", recursive: bool = False) -> str:
+    """List a directory of the workspace (/work). Symlinks are shown, not followed."""
+    lines, left_off = await asyncio.to_thread(
+        _fs(ctx).listing, path, recursive=recursive, max_entries=_MAX_LIST_ENTRIES
+    )
+    if not lines:
+        return f"{path} is empty"
+    if left_off:
+        lines.append(f"[... {left_off} more entries not shown ...]")
+    return "\n".join(lines)
+
+
+@_redacted
+async def edit_file(
+    ctx: ToolContext, path: _Path, old_text: str, new_text: str, replace_all: bool = False
+) -> str:
+    """Replace exact text in a workspace file. `old_text` must occur exactly once, unless
+    `replace_all` is set."""
+    count = await asyncio.to_thread(
+        _fs(ctx).edit, path, old_text, new_text, replace_all=replace_all
+    )
+    return f"replaced {count} occurrence{'s' if count != 1 else ''} in {path}"

@@ -1,0 +1,132 @@
+"""Authentication of the HTTP surface.
+
+- No default password, ever. On the first start without an admin credential, a one-time setup
+  code (192 bits) is printed to the terminal (never logged); `POST /setup` with it, from a
+  local caller only, returns the admin token once. Only the token's hash is stored.
+- Admin routes (/metrics, /admin/..., the details of /health) need `Authorization: Bearer
+  <token>`; before setup they are open to local callers only. A token in a query string is
+  never accepted. Scopes come from the server's record, never from the request.
+- "Local" means a loopback peer, no forwarding headers and a loopback Host (bot/http.py).
+- Failed attempts are throttled per client: past the limit, 429 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from bot.http import is_local_request
+
+if TYPE_CHECKING:
+    from bot.store import Store
+
+TOKEN_KEY = "http.admin_token_sha256"
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+class FailureThrottle:
+    def __init__(self, limit: int = 5, window_s: float = 60.0) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._fails: dict[str, deque[float]] = {}
+
+    def retry_after(self, client: str) -> float:
+        fails = self._fails.get(client)
+        if not fails:
+            return 0.0
+        now = time.monotonic()
+        while fails and now - fails[0] > self.window_s:
+            fails.popleft()
+        if len(fails) < self.limit:
+            return 0.0
+        return self.window_s - (now - fails[0])
+
+    def failed(self, client: str) -> None:
+        self._fails.setdefault(client, deque()).append(time.monotonic())
+        if len(self._fails) > 10_000:  # bounded memory under a scan
+            self._fails.pop(next(iter(self._fails)))
+
+
+class AdminAuth:
+    def __init__(self, store: Store, *, throttle: FailureThrottle | None = None) -> None:
+        self.store = store
+        self.throttle = throttle or FailureThrottle()
+        self._token_hash: str | None = None
+        self._setup_hash: str | None = None
+        #: paths anyone may call: /health (summary only), /setup (checks its code), and
+        #: platform webhooks, which verify their own signatures
+        self.public_paths: set[str] = {"/health", "/setup"}
+
+    async def start(self) -> str | None:
+        """Load the admin credential; returns a fresh setup code when none exists yet."""
+        self._token_hash = await self.store.kv.get(TOKEN_KEY)
+        if self._token_hash is not None:
+            return None
+        code = secrets.token_urlsafe(24)
+        self._setup_hash = _digest(code)
+        return code
+
+    @property
+    def configured(self) -> bool:
+        return self._token_hash is not None
+
+    def _bearer_ok(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token or self._token_hash is None:
+            return False
+        return hmac.compare_digest(_digest(token.strip()), self._token_hash)
+
+    def is_admin(self, request: web.Request) -> bool:
+        if self._token_hash is None:
+            return is_local_request(request)
+        return self._bearer_ok(request)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: web.Handler) -> web.StreamResponse:
+        client = request.remote or "?"
+        wait = self.throttle.retry_after(client)
+        if wait > 0:
+            raise web.HTTPTooManyRequests(headers={"Retry-After": str(int(wait) + 1)})
+        origin = request.headers.get("Origin")
+        if origin is not None and not _local_origin(origin):
+            raise web.HTTPForbidden(text="foreign origin")
+        if any(k.lower() in ("token", "access_token", "auth") for k in request.query):
+            self.throttle.failed(client)
+            raise web.HTTPUnauthorized(text="tokens are accepted only in the Authorization header")
+        if request.path in self.public_paths:
+            return await handler(request)
+        if not self.is_admin(request):
+            if "Authorization" in request.headers:
+                self.throttle.failed(client)
+            raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    async def setup(self, request: web.Request) -> web.Response:
+        client = request.remote or "?"
+        if self._setup_hash is None or not is_local_request(request):
+            raise web.HTTPForbidden(text="setup is done, or not allowed from here")
+        code = request.headers.get("X-Setup-Code", "")
+        if not code or not hmac.compare_digest(_digest(code), self._setup_hash):
+            self.throttle.failed(client)
+            raise web.HTTPForbidden(text="wrong setup code")
+        token = secrets.token_urlsafe(32)
+        self._setup_hash = None  # one use only
+        self._token_hash = _digest(token)
+        await self.store.kv.set(TOKEN_KEY, self._token_hash)
+        return web.json_response({"token": token, "scopes": ["admin"]})
+
+
+def _local_origin(origin: str) -> bool:
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(origin).hostname or "").lower()
+    return host in ("localhost", "127.0.0.1", "::1")

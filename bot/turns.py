@@ -1,0 +1,254 @@
+"""One turn: a queued message becomes a command reply or a model answer streamed back, and
+what happened is stored (one transaction with the inbound delivery marked done).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from bot.agent import TurnDone, TurnResult
+from bot.agent.context import needs_compaction, split_for_compaction, summarize
+from bot.commands import CommandContext
+from bot.errors import ContextTooLong, DecapodError
+from bot.logging import log_fields
+from bot.messages import InboundMessage, OutboundMessage
+from bot.providers.base import ChatMessage, TextDelta
+from bot.sessions import Session
+from bot.store.repos import TurnRecord
+from bot.tools import ToolContext
+
+if TYPE_CHECKING:
+    from bot.gateway import Gateway
+
+log = logging.getLogger("decapod.gateway")
+turn_log = logging.getLogger("decapod.turn")
+
+_FAILED = ("error", "timeout")
+
+
+class TurnRunner:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+
+    async def run(self, session: Session, message: InboundMessage) -> None:
+        started = time.perf_counter()
+        channel_name, delivery = (
+            message.conversation.channel,
+            (
+                message.conversation.channel,
+                message.id,
+            ),
+        )
+        session.conversation = message.conversation
+        self.gw.metrics.active_turns.inc()
+        try:
+            person = await self.gw.person_of(message)
+            role = self.gw.access.role_of(message.identity)
+            text = message.text
+            if message.command is not None:
+                reply, text = await self._command(message, person, role)
+                if reply is not None:
+                    await self.gw.say(message, reply)
+                    await self.gw.store.inbound.set_status(*delivery, "done")
+                    return
+            problem = self._check_text(text, message)
+            if problem:
+                await self.gw.say(message, problem)
+                await self.gw.store.inbound.set_status(*delivery, "done")
+                return
+            await self.gw.sessions.load(session)
+            ctx = ToolContext(
+                identity=message.identity,
+                conversation=message.conversation,
+                session_key=session.key,
+                person_id=person,
+                role=role,
+                timezone=await self._timezone(message),
+                services=self.gw.services,
+            )
+            user = ChatMessage("user", text + self.gw.redactor.redact(_describe_parts(message)))
+            result = await self._run_and_reply(session, message, user, ctx)
+            await self._persist(session, message, user, result)
+            self.gw.metrics.observe_turn(
+                channel_name, result.outcome, time.perf_counter() - started, result.usage
+            )
+            log_fields(
+                turn_log,
+                "turn",
+                session=session.key,
+                channel=channel_name,
+                provider=result.provider,
+                model=result.model,
+                latency_ms=round((time.perf_counter() - started) * 1000, 1),
+                tokens_in=result.usage.input_tokens,
+                tokens_out=result.usage.output_tokens,
+                outcome=result.outcome,
+            )
+        finally:
+            self.gw.metrics.active_turns.dec()
+            self.gw.metrics.queue_depth.set(self.gw.sessions.queue_depth)
+
+    async def _command(
+        self, message: InboundMessage, person: str, role: str
+    ) -> tuple[str | None, str]:
+        """(reply, text): a reply ends the turn; otherwise `text` goes to the model."""
+        assert message.command is not None
+        spec = self.gw.commands.get(message.command.name)
+        if spec is None:
+            return f"Unknown command /{message.command.name}. /help lists the commands.", ""
+        if spec.owner_only and role != "owner":
+            return "Only the owner can use that command.", ""
+        ctx = CommandContext(message, message.command.args, person, role, self.gw.services)
+        return await spec.handler(ctx), message.command.args
+
+    def _check_text(self, text: str, message: InboundMessage) -> str | None:
+        if not text.strip() and not message.parts:
+            return "I got an empty message. Write me some text and I will answer."
+        limit = self.gw.config.gateway.max_message_chars
+        if len(text) > limit:
+            return (
+                f"That message is {len(text):,} characters long; I take at most {limit:,}. "
+                "Please send it in parts or attach it as a file."
+            )
+        return None
+
+    async def _timezone(self, message: InboundMessage) -> str:
+        zone = await self.gw.store.identities.timezone(message.identity.key)
+        return zone or self.gw.config.gateway.timezone
+
+    async def _run_and_reply(
+        self, session: Session, message: InboundMessage, user: ChatMessage, ctx: ToolContext
+    ) -> TurnResult:
+        holder: list[TurnResult] = []
+        channel = self.gw.channels[message.conversation.channel]
+        template = OutboundMessage(
+            message.conversation, "", reply_to=message.platform_message_id, meta=message.meta
+        )
+        await channel.reply(template, self._reply_stream(session, user, ctx, holder))
+        return holder[-1]
+
+    async def _reply_stream(
+        self, session: Session, user: ChatMessage, ctx: ToolContext, holder: list[TurnResult]
+    ) -> AsyncIterator[str]:
+        """The agent's text, redacted so that no prefix ever shows what the final redaction
+        would change, followed by a short note when the turn did not end well."""
+        assert self.gw.agent is not None and session.row is not None
+        stream = self.gw.redactor.stream()
+        recalled = await self._recall(ctx, user.content)
+        for attempt in range(2):
+            await self._maybe_compact(session, ctx, force=attempt > 0)
+            async for event in self.gw.agent.run(
+                session.messages(), user, ctx, summary=session.row.summary, extra_system=recalled
+            ):
+                if isinstance(event, TextDelta):
+                    out = stream.feed(event.text)
+                    if out:
+                        yield out
+                elif isinstance(event, TurnDone):
+                    holder.append(event.result)
+            result = holder[-1]
+            if not (isinstance(result.error, ContextTooLong) and not stream.emitted):
+                break
+        tail = stream.flush()
+        if tail:
+            yield tail
+        result = holder[-1]
+        if result.outcome in _FAILED:
+            self.gw.metrics.provider_errors.labels(type(result.error).__name__).inc()
+            log.warning("turn failed in %s: %s", session.key, result.error)
+            note = _user_message(result.error, result.outcome)
+            yield f"\n\n{note}" if stream.emitted else note
+        elif result.outcome == "interrupted":
+            yield " … (the answer was interrupted)"
+        elif result.outcome == "max_iterations":
+            yield "\n\n(I stopped after too many tool steps.)"
+        elif not stream.emitted:
+            yield "(no answer)"
+
+    async def _recall(self, ctx: ToolContext, text: str) -> str:
+        """What this person (never anyone else) told us before, plus shared knowledge."""
+        memory = self.gw.services.get("memory")
+        if memory is None:
+            return ""
+        from bot.memory import render_recall
+
+        return render_recall(await memory.recall(ctx.person_id, text, include_shared=True))
+
+    async def _maybe_compact(self, session: Session, ctx: ToolContext, *, force: bool) -> None:
+        assert self.gw.agent is not None and session.row is not None and session.history is not None
+        window = self._context_window()
+        system_tokens = (len(self.gw.agent.system_prompt(session.row.summary)) + 3) // 4
+        messages = session.messages()
+        if not force and not needs_compaction(
+            system_tokens, messages, window, self.gw.config.agent.compaction_threshold
+        ):
+            return
+        older, _recent = split_for_compaction(messages, self.gw.config.agent.keep_recent_messages)
+        if not older:
+            return
+        provider = (
+            self.gw.providers.for_purpose("compaction")
+            if self.gw.providers
+            else self.gw.agent.provider
+        )
+        memory = self.gw.services.get("memory")
+        if memory is not None and not ctx.is_group:
+            # durable facts survive the summary; in a group they could be anyone's, so skip
+            await memory.extract_before_compaction(ctx.person_id, older, provider)
+        summary = await summarize(provider, session.row.summary, older)
+        upto = session.history[len(older) - 1][0]
+        await self.gw.store.sessions.set_summary(session.row.id, summary, upto)
+        session.row.summary, session.row.summary_upto = summary, upto
+        del session.history[: len(older)]
+        log.info("compacted %d messages of %s", len(older), session.key)
+
+    def _context_window(self) -> int:
+        provider_name = self.gw.config.models.chat[0].partition(":")[0]
+        return self.gw.config.providers[provider_name].context_window
+
+    async def _persist(
+        self, session: Session, message: InboundMessage, user: ChatMessage, result: TurnResult
+    ) -> None:
+        assert session.row is not None
+        turn_id = f"{message.conversation.channel}:{message.id}"
+        records = [TurnRecord(turn_id, user, identity_key=message.identity.key)]
+        records += [TurnRecord(turn_id, m) for m in result.messages]
+        if result.outcome in _FAILED or not result.messages:
+            note = ChatMessage("assistant", _user_message(result.error, result.outcome))
+            records.append(TurnRecord(turn_id, note))
+        last = records[-1]
+        last.provider, last.model, last.usage = result.provider, result.model, result.usage
+        last.latency_ms, last.outcome = result.latency_ms, result.outcome
+        ids = await self.gw.store.turns.add(
+            session.row.id,
+            records,
+            inbound_done=(message.conversation.channel, message.id),
+        )
+        kept = [
+            (row_id, rec.message)
+            for row_id, rec in zip(ids, records, strict=True)
+            if rec.outcome not in _FAILED
+        ]
+        self.gw.sessions.remember(session, kept)
+
+
+def _describe_parts(message: InboundMessage) -> str:
+    """Attachments are named for the model; their bytes are fetched only when a tool asks."""
+    if not message.parts:
+        return ""
+    names = [
+        f"{p.name or p.kind} ({p.mime or p.kind}" + (f", {p.size // 1024} KB)" if p.size else ")")
+        for p in message.parts
+    ]
+    return "\n[attached: " + "; ".join(names) + "]"
+
+
+def _user_message(error: BaseException | None, outcome: str) -> str:
+    if outcome == "timeout":
+        return "Sorry, that took too long and I had to stop. Please try again."
+    if isinstance(error, DecapodError):
+        return error.user_message
+    return DecapodError.user_message

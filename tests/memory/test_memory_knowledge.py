@@ -1,0 +1,123 @@
+"""The knowledge folder: indexed at start, re-indexed when a file changes (debounced),
+removed when a file is deleted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest_asyncio
+
+from bot.memory.service import MemoryService
+from bot.store import Store
+from bot.store.memory import SHARED
+from tests.memory.conftest import memory_config
+
+
+@pytest_asyncio.fixture
+async def watched(
+    store: Store, tiny_model: Path, tmp_path: Path
+) -> AsyncIterator[tuple[MemoryService, Path]]:
+    home = tmp_path / "home"
+    folder = home / "knowledge"
+    (folder / "team").mkdir(parents=True)
+    (folder / "team" / "tea.md").write_text("# Tea\n\nThe office keeps oolong and matcha.\n")
+    (folder / ".hidden.md").write_text("hidden oolong")
+    (folder / "notes.txt").write_text("not markdown oolong")
+    cfg = memory_config(tiny_model, watch_interval_ms=50, watch_debounce_ms=150)
+    service = MemoryService(store, cfg, home)
+    await service.start()
+    await service.wait_ready()
+    yield service, folder
+    await service.stop()
+
+
+async def _knowledge(service: MemoryService) -> dict[str, str]:
+    return {r.source: r.text for r in await service.repo.items(SHARED)}
+
+
+async def _until(check, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_start_indexes_markdown_only(watched: tuple[MemoryService, Path]) -> None:
+    service, _ = watched
+    assert await _knowledge(service) == {
+        "team/tea.md": "# Tea\n\nThe office keeps oolong and matcha.\n"
+    }
+    hits = await service.search("alice", "oolong")
+    assert [h.source for h in hits] == ["team/tea.md"] and hits[0].kind == "knowledge"
+    assert await service.search("alice", "oolong", include_shared=False) == []
+
+
+async def test_watcher_reindexes_and_removes(watched: tuple[MemoryService, Path]) -> None:
+    service, folder = watched
+    (folder / "berlin.md").write_text("Trips: berlin in may.")
+    await _until(lambda: _has(service, "berlin.md"))
+    (folder / "team" / "tea.md").write_text("The office switched to chai.")
+    await _until(lambda: _text_is(service, "team/tea.md", "The office switched to chai."))
+    assert [h.source for h in await service.search("bob", "chai", mode="keyword")] == [
+        "team/tea.md"
+    ]
+    assert (await service.search("bob", "oolong", mode="vector"))[0].source == "team/tea.md"
+    assert await service.search("bob", "matcha", mode="keyword") == []
+    (folder / "berlin.md").unlink()
+    await _until(lambda: _gone(service, "berlin.md"))
+    assert await service.search("bob", "berlin", mode="keyword") == []
+
+
+async def _has(service: MemoryService, path: str) -> bool:
+    return path in await _knowledge(service)
+
+
+async def _gone(service: MemoryService, path: str) -> bool:
+    return path not in await _knowledge(service)
+
+
+async def _text_is(service: MemoryService, path: str, text: str) -> bool:
+    return (await _knowledge(service)).get(path) == text
+
+
+async def test_debounce_waits_for_writes_to_settle(
+    store: Store, tiny_model: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "knowledge"
+    folder.mkdir()
+    service = MemoryService(store, memory_config(tiny_model, watch_debounce_ms=300), tmp_path)
+    watcher = service.watcher
+    await watcher.sync()
+    path = folder / "draft.md"
+    path.write_text("first")
+    assert await watcher.poll() == 0  # seen, not yet quiet
+    await asyncio.sleep(0.1)
+    path.write_text("second, longer")
+    assert await watcher.poll() == 0  # changed again: the wait starts over
+    await asyncio.sleep(0.35)
+    assert await watcher.poll() == 1
+    assert await _knowledge(service) == {"draft.md": "second, longer"}
+    os.utime(path)  # touched, same content: not re-embedded
+    await asyncio.sleep(0.35)
+    assert await watcher.poll() == 0 and await watcher.poll() == 0
+
+
+async def test_changes_while_stopped_are_caught_up(
+    store: Store, tiny_model: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "knowledge"
+    folder.mkdir()
+    (folder / "a.md").write_text("alpha doc")
+    (folder / "b.md").write_text("bravo doc")
+    service = MemoryService(store, memory_config(tiny_model), tmp_path)
+    assert await service.watcher.sync() == (2, 0)
+    (folder / "a.md").unlink()
+    (folder / "b.md").write_text("bravo doc, edited")
+    (folder / "c.md").write_text("charlie doc")
+    again = MemoryService(store, memory_config(tiny_model), tmp_path)
+    assert await again.watcher.sync() == (2, 1)
+    assert await _knowledge(again) == {"b.md": "bravo doc, edited", "c.md": "charlie doc"}

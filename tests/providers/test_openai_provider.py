@@ -1,0 +1,329 @@
+"""OpenAIProvider end to end: the real openai SDK against the fake server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from bot.errors import ContextTooLong, ProviderHTTPError, ProviderTimeout
+from bot.providers.base import (
+    ChatMessage,
+    ChatRequest,
+    ToolCall,
+    ToolCallEvent,
+    ToolSpec,
+    Usage,
+    complete,
+)
+from bot.providers.config import ProviderConfig
+from bot.providers.openai import OpenAIProvider
+from bot.providers.testing import ManualClock
+from tests.fakes.llm import DEFAULT_TEXT, FakeLLM, Reply
+
+WEATHER = ToolSpec(
+    "weather",
+    "Current weather for a city",
+    {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+
+
+@pytest_asyncio.fixture
+async def fake() -> AsyncIterator[FakeLLM]:
+    async with FakeLLM() as server:
+        yield server
+
+
+def make(fake: FakeLLM, keys: list[str] | None = None, **options: float) -> OpenAIProvider:
+    config = ProviderConfig(base_url=fake.base_url + "/v1", **options)  # type: ignore[arg-type]
+    return OpenAIProvider("local", config, keys or ["sk-test"], clock=ManualClock())
+
+
+@pytest_asyncio.fixture
+async def provider(fake: FakeLLM) -> AsyncIterator[OpenAIProvider]:
+    built = make(fake)
+    yield built
+    await built.aclose()
+
+
+def ask(text: str = "hi", **fields: object) -> ChatRequest:
+    return ChatRequest(model="gpt-test", messages=(ChatMessage("user", text),), **fields)  # type: ignore[arg-type]
+
+
+async def test_text_usage_and_system_prompt_first(fake: FakeLLM, provider: OpenAIProvider) -> None:
+    fake.push(Reply(text="Bonjour tout le monde", input_tokens=20, cache_read_tokens=30))
+
+    out = await complete(provider, ask(system="You are terse."))
+
+    assert out.text == "Bonjour tout le monde"
+    # prompt_tokens (50) include the 30 cached ones; ours count them apart.
+    assert out.usage == Usage(input_tokens=20, output_tokens=7, cache_read_tokens=30)
+    assert (out.finish.reason, out.finish.provider, out.finish.model) == (
+        "stop",
+        "local",
+        "gpt-test",
+    )
+    body = fake.requests[-1].body
+    assert body["messages"][0] == {"role": "system", "content": "You are terse."}
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+    assert fake.requests[-1].headers["Authorization"] == "Bearer sk-test"
+
+
+async def test_history_and_tools_are_sent_in_chat_completions_shape(
+    fake: FakeLLM, provider: OpenAIProvider
+) -> None:
+    call = ToolCall("call_1", "weather", '{"city": "Oslo"}')
+    request = ChatRequest(
+        model="gpt-test",
+        system="sys",
+        messages=(
+            ChatMessage("user", "weather in Oslo?"),
+            ChatMessage("assistant", "", tool_calls=(call,)),
+            ChatMessage("tool", "-3 C, snow", tool_call_id="call_1", name="weather"),
+        ),
+        tools=(WEATHER,),
+        max_tokens=256,
+        temperature=0.2,
+    )
+
+    await complete(provider, request)
+
+    body = fake.requests[-1].body
+    assert body["messages"] == [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "weather in Oslo?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "weather", "arguments": '{"city": "Oslo"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "-3 C, snow"},
+    ]
+    assert body["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "weather",
+                "description": "Current weather for a city",
+                "parameters": WEATHER.parameters,
+            },
+        }
+    ]
+    # A compatible server gets max_tokens (the official API would get max_completion_tokens).
+    assert body["max_tokens"] == 256
+    assert "max_completion_tokens" not in body
+    assert body["temperature"] == 0.2
+
+
+async def test_tool_call_fragments_are_joined_into_one_event(
+    fake: FakeLLM, provider: OpenAIProvider
+) -> None:
+    first = ToolCall("call_a", "weather", json.dumps({"city": "Reykjavik", "units": "metric"}))
+    second = ToolCall("call_b", "weather", json.dumps({"city": "Lima"}))
+    fake.push(Reply(text="Checking.", tool_calls=[first, second]))
+
+    events = [e async for e in provider.stream(ask(tools=(WEATHER,)))]
+
+    calls = [e.call for e in events if isinstance(e, ToolCallEvent)]
+    assert calls == [first, second]
+    assert calls[0].parsed_arguments() == {"city": "Reykjavik", "units": "metric"}
+    assert events[-1].reason == "tool_calls"  # type: ignore[union-attr]
+
+
+async def test_stream_ending_mid_tool_call_emits_no_tool_call(
+    fake: FakeLLM, provider: OpenAIProvider
+) -> None:
+    call = ToolCall("call_a", "weather", json.dumps({"city": "Reykjavik", "units": "metric"}))
+    # role chunk, tool head, two argument pieces, then the connection drops
+    fake.push(Reply(tool_calls=[call], reset_after_chunks=4))
+    seen: list[object] = []
+
+    with pytest.raises(ProviderHTTPError) as caught:
+        async for event in provider.stream(ask()):
+            seen.append(event)
+
+    assert caught.value.code == "connection"
+    assert not any(isinstance(e, ToolCallEvent) for e in seen)
+
+
+async def test_server_refusing_stream_options_is_retried_once_and_remembered(
+    fake: FakeLLM, provider: OpenAIProvider
+) -> None:
+    fake.rejects_stream_options = True
+    fake.push("first", "second")
+
+    assert (await complete(provider, ask())).text == "first"
+    assert (await complete(provider, ask())).text == "second"
+
+    sent = [r.body.get("stream_options") for r in fake.requests]
+    assert sent == [{"include_usage": True}, None, None]
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind", "status", "code", "retryable"),
+    [
+        (Reply.error(429, retry_after=7), ProviderHTTPError, 429, "rate_limit_exceeded", True),
+        (Reply.error(500), ProviderHTTPError, 500, "server_error", True),
+        (Reply.error(503), ProviderHTTPError, 503, "server_error", True),
+        (Reply.error(401), ProviderHTTPError, 401, "invalid_api_key", False),
+        (Reply.error(400), ProviderHTTPError, 400, "invalid_value", False),
+        (Reply.context_length(), ContextTooLong, 400, "context_length_exceeded", False),
+        (Reply.insufficient_quota(402), ProviderHTTPError, 402, "billing", False),
+        (Reply.insufficient_quota(429), ProviderHTTPError, 429, "billing", False),
+    ],
+)
+async def test_http_errors_map_to_our_error_tree(
+    fake: FakeLLM,
+    provider: OpenAIProvider,
+    reply: Reply,
+    kind: type[Exception],
+    status: int,
+    code: str,
+    retryable: bool,
+) -> None:
+    fake.push(reply)
+
+    with pytest.raises(kind) as caught:
+        await complete(provider, ask())
+
+    error = caught.value
+    assert isinstance(error, ProviderHTTPError)
+    assert (error.status, error.code, error.retryable) == (status, code, retryable)
+    if reply.headers.get("Retry-After"):
+        assert error.retry_after == 7.0
+
+
+async def test_error_event_inside_the_stream_is_typed(
+    fake: FakeLLM, provider: OpenAIProvider
+) -> None:
+    fake.push(Reply(text="partial answer", stream_error="rate_limit", stream_error_after_chunks=2))
+
+    with pytest.raises(ProviderHTTPError) as caught:
+        await complete(provider, ask())
+
+    assert caught.value.status == 429
+
+
+async def test_idle_gap_between_chunks_is_a_typed_timeout(fake: FakeLLM) -> None:
+    provider = make(fake, idle_timeout_s=0.1)
+    fake.push(Reply(text="slow words here", chunk_delay_s=0.4))
+    try:
+        with pytest.raises(ProviderTimeout) as caught:
+            await complete(provider, ask())
+    finally:
+        await provider.aclose()
+
+    assert (caught.value.phase, caught.value.seconds) == ("idle", 0.1)
+
+
+async def test_first_token_timeout_covers_a_server_that_never_answers(fake: FakeLLM) -> None:
+    provider = make(fake, first_token_timeout_s=0.15)
+    fake.push(Reply(hang=True))
+    try:
+        with pytest.raises(ProviderTimeout) as caught:
+            await complete(provider, ask())
+        await fake.wait_idle()
+    finally:
+        await provider.aclose()
+
+    assert caught.value.phase == "first_token"
+    assert fake.disconnects == 1
+
+
+async def test_refused_key_rotates_to_the_next_and_sticks(fake: FakeLLM) -> None:
+    provider = make(fake, keys=["sk-one", "sk-two"])
+    fake.push(Reply.error(401), "with the second key", "again")
+    try:
+        first = await complete(provider, ask())
+        second = await complete(provider, ask())
+    finally:
+        await provider.aclose()
+
+    assert (first.text, second.text) == ("with the second key", "again")
+    keys = [r.headers["Authorization"] for r in fake.requests]
+    assert keys == ["Bearer sk-one", "Bearer sk-two", "Bearer sk-two"]
+
+
+async def test_rate_limited_key_fails_this_call_and_rotates_for_the_next(fake: FakeLLM) -> None:
+    provider = make(fake, keys=["sk-one", "sk-two"])
+    fake.push(Reply.error(429, retry_after=30))
+    try:
+        with pytest.raises(ProviderHTTPError):
+            await complete(provider, ask())
+        await complete(provider, ask())
+    finally:
+        await provider.aclose()
+
+    keys = [r.headers["Authorization"] for r in fake.requests]
+    assert keys == ["Bearer sk-one", "Bearer sk-two"]
+
+
+async def test_every_key_refused_surfaces_the_401(fake: FakeLLM) -> None:
+    provider = make(fake, keys=["sk-one", "sk-two"])
+    fake.push(Reply.error(401), Reply.error(401))
+    try:
+        with pytest.raises(ProviderHTTPError) as caught:
+            await complete(provider, ask())
+    finally:
+        await provider.aclose()
+
+    assert caught.value.status == 401
+    assert len(fake.requests) == 2
+
+
+async def test_one_client_per_key_not_per_request(
+    fake: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import openai
+
+    made: list[str] = []
+
+    class CountingClient(openai.AsyncOpenAI):
+        def __init__(self, **kwargs: object) -> None:
+            made.append(str(kwargs["api_key"]))
+            super().__init__(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(openai, "AsyncOpenAI", CountingClient)
+    provider = make(fake)
+    try:
+        for _ in range(3):
+            await complete(provider, ask())
+    finally:
+        await provider.aclose()
+
+    assert made == ["sk-test"]
+
+
+async def test_probe_lists_models(fake: FakeLLM, provider: OpenAIProvider) -> None:
+    await provider.probe()
+    fake.models_status = 503
+
+    with pytest.raises(ProviderHTTPError) as caught:
+        await provider.probe()
+
+    assert caught.value.status == 503
+    assert [r.path for r in fake.requests] == ["/v1/models", "/v1/models"]
+
+
+def test_importing_the_providers_package_loads_no_sdk() -> None:
+    code = (
+        "import sys, bot.providers.build, bot.providers.failover, bot.providers.testing\n"
+        "loaded = [m for m in ('openai', 'anthropic') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+async def test_default_text_reply(fake: FakeLLM, provider: OpenAIProvider) -> None:
+    assert (await complete(provider, ask())).text == DEFAULT_TEXT

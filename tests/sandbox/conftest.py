@@ -1,0 +1,172 @@
+"""Fixtures for the sandbox tests: real backends, no fakes of the sandbox itself.
+
+`backend` runs each test on bwrap and on docker. The docker half skips, with the reason,
+only when no daemon answers (.ci/sandbox-setup.sh starts one). Every backend is closed
+after its test, and the teardown checks that no container or cgroup was left behind.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.messages import Conversation, ConversationKind, Identity
+from bot.sandbox import Limits, SandboxBackend, SandboxConfig, select_backend
+from bot.sandbox.cgroups import CGROUP_ROOT, CONTROLLERS, PARENT
+from bot.sandbox.docker_backend import unix_socket_problem
+from bot.tools import ToolContext
+
+#: small limits so that every limit test finishes in seconds
+TEST_LIMITS = Limits(
+    memory_mb=256, pids=64, cpu_seconds=2, wall_seconds=30, file_size_mb=10, nofile=256
+)
+
+
+@functools.cache
+def docker_skip_reason() -> str | None:
+    if (problem := unix_socket_problem()) is not None:
+        return f"no Docker daemon answers ({problem}); run .ci/sandbox-setup.sh"
+    try:
+        import docker
+
+        client = docker.from_env(timeout=5)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:
+        return f"no Docker daemon answers ({type(exc).__name__}); run .ci/sandbox-setup.sh"
+    return None
+
+
+def docker_client() -> Any:
+    import docker
+
+    return docker.from_env(timeout=30)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    path = tmp_path / "home"
+    path.mkdir(mode=0o700)
+    return path
+
+
+@pytest.fixture(params=["bwrap", "docker"])
+async def backend(request: pytest.FixtureRequest, home: Path) -> AsyncIterator[SandboxBackend]:
+    kind = request.param
+    if kind == "docker" and (reason := docker_skip_reason()) is not None:
+        pytest.skip(reason)
+    chosen, why = await select_backend(SandboxConfig(backend=kind), home)
+    assert chosen is not None and chosen.name == kind, why
+    try:
+        yield chosen
+    finally:
+        await chosen.aclose()
+    assert_nothing_left(chosen)
+
+
+@pytest.fixture
+async def bwrap_backend(home: Path) -> AsyncIterator[SandboxBackend]:
+    chosen, why = await select_backend(SandboxConfig(backend="bwrap"), home)
+    assert chosen is not None, why
+    try:
+        yield chosen
+    finally:
+        await chosen.aclose()
+    assert_nothing_left(chosen)
+
+
+def assert_nothing_left(backend: SandboxBackend) -> None:
+    mine = f"{os.getpid()}-"
+    for controller in CONTROLLERS:
+        parent = CGROUP_ROOT / controller / PARENT
+        if parent.is_dir():
+            left = [p.name for p in parent.iterdir() if p.is_dir() and p.name.startswith(mine)]
+            assert left == [], f"cgroups left behind in {controller}: {left}"
+    if backend.name == "docker":
+        client = docker_client()
+        try:
+            label = f"decapod.sandbox={backend.instance}"
+            assert client.api.containers(all=True, filters={"label": label}) == []
+        finally:
+            client.close()
+
+
+async def run_sh(
+    backend: SandboxBackend,
+    session: str,
+    script: str,
+    *,
+    timeout: float = 20,
+    limits: Limits = TEST_LIMITS,
+    stdin: bytes | None = None,
+) -> Any:
+    return await backend.exec(
+        session, ["/bin/sh", "-c", script], stdin=stdin, limits=limits, timeout=timeout
+    )
+
+
+async def run_py(
+    backend: SandboxBackend,
+    session: str,
+    code: str,
+    *,
+    timeout: float = 20,
+    limits: Limits = TEST_LIMITS,
+) -> Any:
+    return await backend.exec(
+        session, ["python3", "-c", code], stdin=None, limits=limits, timeout=timeout
+    )
+
+
+def host_pids_matching(marker: str) -> list[int]:
+    """Pids on the host whose command line contains `marker` (the test process excluded)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def pgrep_count(marker: str) -> int:
+    out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True, check=False)
+    return len(out.stdout.split())
+
+
+def make_ctx(
+    *,
+    role: str = "owner",
+    group: bool = False,
+    session: str = "telegram:dm:42",
+    tainted: bool = False,
+    **services: Any,
+) -> ToolContext:
+    kind = ConversationKind.GROUP if group else ConversationKind.DM
+    return ToolContext(
+        identity=Identity("telegram", "42", "Ada"),
+        conversation=Conversation("telegram", "42", kind),
+        session_key=session,
+        role=role,
+        services=dict(services),
+        tainted=tainted,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _host_python() -> None:
+    # The sandboxes borrow the host's /usr, and the tests' payloads are python3 scripts.
+    if not Path("/usr/bin/python3").exists():
+        pytest.skip("tests run /usr/bin/python3 inside the sandbox, and it is missing")
