@@ -51,10 +51,27 @@ def build_parser() -> argparse.ArgumentParser:
     approve.add_argument("code")
     revoke = pairing_sub.add_parser("revoke", help="withdraw an approval")
     revoke.add_argument("identity", help="channel:user_id")
+    security = sub.add_parser("security", help="security checks")
+    security_sub = security.add_subparsers(dest="security_command", metavar="ACTION", required=True)
+    security_sub.add_parser("audit", help="check the config and this host for risky settings")
+    _add_optional_parts(sub)
     return parser
 
 
+def _add_optional_parts(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from bot.memory import cli as memory_cli
+    from bot.sandbox import cli as sandbox_cli
+
+    sandbox_cli.add_subparsers(sub)
+    memory_cli.add_subparsers(sub)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--version"]:
+        # answered before the subcommand tree is built: that imports the optional parts
+        print(f"decapod {__version__}")
+        return 0
     args = build_parser().parse_args(argv)
     if args.command is None:
         build_parser().print_help()

@@ -76,8 +76,40 @@ async def check_channels(config: Config) -> list[Check]:
     return checks
 
 
-#: extra checks that optional parts add (memory, sandbox)
-EXTRA_CHECKS: list[Callable[[Config], Awaitable[list[Check]]]] = []
+async def check_sandbox(config: Config) -> list[Check]:
+    from bot.sandbox import select_backend
+
+    backend, why = await select_backend(config.sandbox, config.home)
+    if backend is not None:
+        await backend.aclose()
+    # no sandbox is not a failure: the exec tool is simply off, and this says why
+    return [("sandbox", True, why if backend is not None else f"exec tool off: {why}")]
+
+
+async def check_memory(config: Config) -> list[Check]:
+    if not config.memory.enabled:
+        return [("memory", True, "disabled in config")]
+    from bot.memory import MemoryService
+    from bot.store import Store
+
+    async with Store(config.db_path) as store:
+        memory = MemoryService(store, config.memory, config.home)
+        await memory.start(watch=False)
+        try:
+            await asyncio.wait_for(memory.wait_ready(), 30)
+            status = memory.status()
+        finally:
+            await memory.stop()
+    detail = status.mode + (
+        f" with {status.embedder} ({status.dim} dims)" if status.embedder else ""
+    )
+    if status.reason:
+        detail += f"; {status.reason}"
+    return [("memory", True, detail)]
+
+
+#: extra checks that optional parts add
+EXTRA_CHECKS: list[Callable[[Config], Awaitable[list[Check]]]] = [check_sandbox, check_memory]
 
 
 async def run_doctor(config: Config) -> int:

@@ -24,6 +24,10 @@ def dispatch(args: argparse.Namespace) -> int:
         "config": cmd_config,
         "pairing": cmd_pairing,
         "providers": cmd_providers,
+        "security": cmd_security,
+        "sandbox": cmd_sandbox,
+        "memory": cmd_memory,
+        "models": cmd_memory,
     }
     return handlers[args.command](args)
 
@@ -195,7 +199,29 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from bot.doctor import run_doctor
 
-    return asyncio.run(run_doctor(_config(args)))
+    config = _config(args)
+    setup_logging("ERROR", "text", None)  # the checks say it all; keep stray warnings out
+    return asyncio.run(run_doctor(config))
+
+
+# optional parts ------------------------------------------------------------------------------
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from bot.sandbox import cli
+
+    return cli.run(args, _config(args).home)
+
+
+def cmd_memory(args: argparse.Namespace) -> int:
+    from bot.memory import cli
+
+    config = _config(args)
+    return cli.run(args, config.home, config.db_path, config.memory)
+
+
+def cmd_security(args: argparse.Namespace) -> int:
+    from bot.security.audit import run_audit
+
+    return run_audit(_config(args), args.config)
 
 
 # providers -----------------------------------------------------------------------------------

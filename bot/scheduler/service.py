@@ -1,0 +1,391 @@
+"""Reminders and scheduled tasks that are never lost.
+
+The jobs table is the truth; APScheduler only wakes the delivery loop at the next due time
+(and the loop wakes every `poll_seconds` anyway). A delivery is:
+
+1. claimed: one atomic UPDATE takes a due row (pending, or sending under an expired lease);
+2. sent through the Deliverer (a task first runs its prompt through the TaskRunner);
+3. committed: sent (or, for a repeating job, pending at its next occurrence) in one
+   transaction, made durable before anything else happens.
+
+A crash between 1 and 2 delivers once the lease runs out; between 2 and 3 it delivers once
+more. Platforms have no idempotency key on send, so at-least-once with at most one duplicate
+per crash is the bound. A job found late (after downtime) is delivered with a "late by" note
+up to `max_lateness_seconds`; later than that it is marked missed, and the person gets one
+message per conversation listing what they missed there. Repeating jobs coalesce the runs
+they missed into one catch-up run and continue from their schedule, not from the delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.errors import ChannelError, DecapodError
+from bot.faults import fault_point
+from bot.messages import Conversation
+from bot.scheduler import text as texts
+from bot.scheduler.config import SchedulerConfig
+from bot.scheduler.timing import When, catch_up, following, plan
+from bot.store.jobs import ActiveJobLimit, Job, JobKind, JobRepo, Miss, NewJob
+
+if TYPE_CHECKING:
+    from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+_WAKE_JOB = "decapod-scheduler-wake"
+_MAX_TEXT = 4000
+_RETRY_FIRST_S = 5.0
+_RETRY_MAX_S = 300.0
+_GONE_NOTICE_TRIES = 3
+
+
+class ConversationGone(ChannelError):
+    """The conversation a job delivers to no longer exists, or the bot was removed from it.
+    Deliverers raise it; the job is paused instead of retried."""
+
+
+class ScheduleError(DecapodError):
+    """A request that cannot be scheduled. The message is written for the person."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.user_message = message
+
+
+class Deliverer(Protocol):
+    async def deliver(self, conversation: Conversation, text: str) -> str:
+        """Send `text`; return the platform's message id. Raise on failure (ConversationGone
+        when the conversation is gone for good)."""
+        ...
+
+
+class TaskRunner(Protocol):
+    async def run_task(self, job: Job) -> str:
+        """Run the job's prompt on session `cron_session_key(job.id)`; return the answer."""
+        ...
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        deliverer: Deliverer,
+        task_runner: TaskRunner | None = None,
+        *,
+        config: SchedulerConfig,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.jobs = JobRepo(store)
+        self.deliverer = deliverer
+        self.task_runner = task_runner
+        self.config = config
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._in_flight: set[str] = set()
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._backlogged = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._aps: Any = None
+
+    # lifecycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        # its INFO lines would repeat on every wake-up
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        self._aps = AsyncIOScheduler(timezone=UTC)
+        self._aps.start()
+        self._loop_task = asyncio.create_task(self._run(), name="decapod-scheduler")
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop waking up; give deliveries under way `grace` seconds, then cancel them (their
+        leases run out and they are delivered after the next start)."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+        if self._aps is not None:
+            self._aps.shutdown(wait=False)
+            self._aps = None
+        if self._deliveries:
+            _, pending = await asyncio.wait(set(self._deliveries), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    # what people and tools call --------------------------------------------------------------
+    def now_in(self, zone: str) -> datetime:
+        return datetime.fromtimestamp(self.clock(), ZoneInfo(zone))
+
+    async def timezone_for(self, identity_key: str) -> str:
+        """The identity's own zone if it set a valid one, else the configured default."""
+        zone = await self.store.identities.timezone(identity_key)
+        return zone if zone and valid_zone(zone) else self.config.default_timezone
+
+    async def schedule(
+        self,
+        *,
+        person_id: str,
+        identity_key: str,
+        conversation: Conversation,
+        text: str,
+        when: When,
+        timezone: str,
+        kind: JobKind = JobKind.REMINDER,
+    ) -> Job:
+        """Store a job delivered to `conversation`; raises ScheduleError with the reason."""
+        text = text.strip()
+        if not person_id:
+            raise ScheduleError("I cannot tell who is asking, so I cannot schedule this.")
+        if not text:
+            raise ScheduleError("There is nothing to send: the text is empty.")
+        if len(text) > _MAX_TEXT:
+            raise ScheduleError(f"That text is too long (at most {_MAX_TEXT} characters).")
+        if kind is JobKind.TASK and self.task_runner is None:
+            raise ScheduleError("Scheduled tasks are not available here; reminders are.")
+        if not valid_zone(timezone):
+            raise ScheduleError(f"{timezone!r} is not a time zone I know.")
+        now = self.clock()
+        try:
+            p = plan(when, timezone, now, self.config.min_interval_seconds)
+        except ValueError as exc:
+            raise ScheduleError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
+        new = NewJob(
+            person_id,
+            identity_key,
+            kind,
+            text,
+            p.repeat,
+            p.interval_s,
+            p.cron,
+            timezone,
+            conversation,
+            p.first_due,
+            now,
+        )
+        try:
+            job = await self.jobs.insert(new, max_active=self.config.max_active_jobs_per_person)
+        except ActiveJobLimit as exc:
+            raise ScheduleError(
+                f"You have {exc.active} active reminders and tasks, the most allowed. "
+                "Cancel one first (/reminders)."
+            ) from None
+        log.info("scheduled %s %s (%s) for %s", kind.value, job.id, p.repeat, person_id)
+        self._wake.set()
+        return job
+
+    async def list_jobs(self, person_id: str) -> list[Job]:
+        """The person's open jobs (pending, being sent, paused), soonest first."""
+        return await self.jobs.listing(include_closed=False, person_id=person_id)
+
+    async def cancel(self, person_id: str, job_id: str) -> bool:
+        """Cancel one of the person's own open jobs; False if there is no such job."""
+        return await self.jobs.cancel(job_id.strip().lower(), person_id, self.clock())
+
+    async def deliver_due(self) -> int:
+        """One pass of the delivery loop, waiting for the deliveries it started."""
+        started = await self._pass()
+        await asyncio.gather(*started)
+        return len(started)
+
+    # the delivery loop -----------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            wake_at: float | None = None
+            try:
+                await self._pass()
+                wake_at = await self.jobs.next_wake(self._in_flight)
+            except Exception:
+                log.exception("scheduler pass failed; retrying in %ss", self.config.poll_seconds)
+            if not self._backlogged:  # else a finishing delivery wakes the loop
+                self._arm(wake_at)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
+
+    def _arm(self, at: float | None) -> None:
+        if at is None:
+            return
+        if at <= self.clock():
+            self._wake.set()
+            return
+        from apscheduler.triggers.date import DateTrigger
+
+        self._aps.add_job(
+            self._wake_up,
+            DateTrigger(run_date=datetime.fromtimestamp(at, UTC)),
+            id=_WAKE_JOB,
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+
+    async def _wake_up(self) -> None:
+        self._wake.set()
+
+    async def _pass(self) -> list[asyncio.Task[None]]:
+        cfg = self.config
+        now = self.clock()
+        free = max(cfg.max_concurrent_deliveries - len(self._in_flight), 0)
+        claimed = await self.jobs.claim_due(
+            now,
+            now + cfg.lease_seconds,
+            limit=free,
+            overdue_before=now - cfg.max_lateness_seconds,
+            busy=self._in_flight,
+        )
+        # at the limit: more may be due, and a finishing delivery wakes the loop for them
+        self._backlogged = len(claimed) >= free
+        started: list[asyncio.Task[None]] = []
+        missed: list[Job] = []
+        for job in claimed:
+            occurrence = catch_up(job, now, cfg.max_lateness_seconds)
+            if occurrence is None:
+                missed.append(job)
+            else:
+                started.append(self._start_delivery(job, occurrence))
+        if missed:
+            await asyncio.gather(*(self._mark_missed(job, now) for job in missed))
+        await self._report_missed()
+        return started
+
+    def _start_delivery(self, job: Job, due: float) -> asyncio.Task[None]:
+        self._in_flight.add(job.id)
+        task = asyncio.create_task(self._deliver(job, due), name=f"decapod-job-{job.id}")
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+        return task
+
+    async def _deliver(self, job: Job, due: float) -> None:
+        try:
+            fault_point("scheduler.claimed")
+            late_by = 0.0
+            try:
+                if job.kind is JobKind.TASK:
+                    body = await self._run_task(job)
+                else:
+                    body = texts.reminder_text(job)
+                late_by = max(self.clock() - due, 0.0)
+                if late_by >= self.config.late_note_after_seconds:
+                    body += "\n" + texts.late_note(due, late_by, job.timezone)
+                message_id = await self._send(job.conversation, body)
+            except ConversationGone as exc:
+                await self._pause(job, exc)
+                return
+            except Exception as exc:
+                await self._retry_later(job, exc)
+                return
+            fault_point("scheduler.delivered")
+            committed = await self.jobs.complete(
+                job,
+                message_id=message_id,
+                late_by=late_by,
+                next_due=following(job, due),
+                now=self.clock(),
+            )
+            if not committed:
+                log.warning("job %s changed while it was delivered (cancelled?)", job.id)
+            fault_point("scheduler.committed")
+        except Exception:
+            log.exception("delivery of job %s failed; its lease will bring it back", job.id)
+        finally:
+            self._in_flight.discard(job.id)
+            # the loop ignored this job while it was in flight: wake it to arm for the job's
+            # next occurrence, or to claim the due jobs it had no room for
+            if self._backlogged or job.repeat != "once":
+                self._wake.set()
+
+    async def _send(self, conversation: Conversation, text: str) -> str:
+        # a send that hangs must not hold up the job or the loop; one that timed out may
+        # still have landed, which is the one duplicate a crash may cause as well
+        async with asyncio.timeout(self.config.lease_seconds):
+            return await self.deliverer.deliver(conversation, text)
+
+    async def _run_task(self, job: Job) -> str:
+        if self.task_runner is None:
+            raise ScheduleError("no task runner is configured")
+        return await self.task_runner.run_task(job)
+
+    async def _retry_later(self, job: Job, exc: Exception) -> None:
+        delay = min(_RETRY_FIRST_S * 2 ** max(job.attempt - 1, 0), _RETRY_MAX_S)
+        log.warning(
+            "delivery of job %s failed (attempt %d), retrying in %.0fs: %s",
+            job.id,
+            job.attempt,
+            delay,
+            exc,
+        )
+        now = self.clock()
+        await self.jobs.retry_later(job, run_at=now + delay, error=_describe(exc), now=now)
+        self._wake.set()  # to arm for the retry
+
+    async def _mark_missed(self, job: Job, now: float) -> None:
+        nxt = following(job, now)
+        log.warning("job %s missed its time (due %.0fs ago)", job.id, now - job.due_at)
+        await self.jobs.mark_missed(job, missed_due=job.due_at, next_due=nxt, now=now)
+
+    async def _pause(self, job: Job, exc: ConversationGone) -> None:
+        log.warning(
+            "job %s paused: its conversation %s is gone (%s)",
+            job.id,
+            job.conversation.session_key,
+            exc,
+        )
+        if not await self.jobs.pause(job, error=_describe(exc), now=self.clock()):
+            return
+        # only where nobody else reads along: the notice quotes the job's text
+        notice = texts.paused_notice(job)
+        others = await self.jobs.direct_conversations(job.person_id, job.conversation)
+        for conversation in others[:_GONE_NOTICE_TRIES]:
+            try:
+                await self._send(conversation, notice)
+                return
+            except Exception as err:
+                log.info(
+                    "could not tell %s in %s: %s", job.person_id, conversation.session_key, err
+                )
+
+    async def _report_missed(self) -> None:
+        misses = await self.jobs.unreported_misses()
+        groups: dict[tuple[str, Conversation], list[Miss]] = {}
+        for miss in misses:
+            groups.setdefault((miss.job.person_id, miss.job.conversation), []).append(miss)
+        # per conversation, not per person: a list of what was set in a DM must not be
+        # posted in a group the person also uses
+        for (person_id, conversation), group in groups.items():
+            summary = texts.missed_summary(group, self.config.max_lateness_seconds)
+            try:
+                await self._send(conversation, summary)
+            except ConversationGone:
+                log.warning(
+                    "%d missed jobs of %s: their conversation is gone", len(group), person_id
+                )
+            except Exception as exc:
+                log.warning(
+                    "could not send the missed-jobs summary to %s (next pass retries): %s",
+                    person_id,
+                    exc,
+                )
+                continue
+            await self.jobs.mark_reported(group, self.clock())
+
+
+def valid_zone(zone: str) -> bool:
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

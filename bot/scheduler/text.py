@@ -1,0 +1,82 @@
+"""What people read about their jobs: confirmations, listings, delivered texts, notices."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.scheduler.timing import describe_repeat, format_local, human_duration
+from bot.store.jobs import Job, JobKind, JobStatus, Miss
+
+REMINDER_MARK = "⏰"
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    one_line = " ".join(text.split())
+    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"
+
+
+def _label(job: Job) -> str:
+    return "Task" if job.kind is JobKind.TASK else "Reminder"
+
+
+def confirmation(job: Job, note: str = "") -> str:
+    """The answer to a new job: its id and when it runs, in the person's zone."""
+    first = format_local(job.due_at, job.timezone)
+    repeat = describe_repeat(job)
+    when = f"{repeat} ({job.timezone}), first {first}" if repeat else f"{first} ({job.timezone})"
+    lines = [f"{_label(job)} {job.id} set for {when}: {_clip(job.text, 200)}"]
+    if note:
+        lines.append(f"({note}.)")
+    return "\n".join(lines)
+
+
+def describe_job(job: Job) -> str:
+    """One listing line: id, next run in the job's zone, how it repeats, state, what."""
+    repeat = describe_repeat(job)
+    parts = [job.id, format_local(job.run_at, job.timezone)]
+    if repeat:
+        parts.append(repeat)
+    if job.status is JobStatus.PAUSED:
+        parts.append(f"PAUSED: {job.last_error or 'delivery failed'}")
+    what = f"task: {_clip(job.text)}" if job.kind is JobKind.TASK else _clip(job.text)
+    return " · ".join([*parts, what])
+
+
+def listing(jobs: Sequence[Job], zone: str) -> str:
+    if not jobs:
+        return "You have no reminders or scheduled tasks."
+    head = f"Your reminders and tasks (your time zone: {zone}):"
+    return "\n".join([head, *(f"• {describe_job(j)}" for j in jobs)])
+
+
+def reminder_text(job: Job) -> str:
+    return f"{REMINDER_MARK} {job.text}"
+
+
+def late_note(due: float, late_by: float, zone: str) -> str:
+    return f"(late by {human_duration(late_by)}: this was due {format_local(due, zone)})"
+
+
+def missed_summary(misses: Sequence[Miss], max_lateness: float) -> str:
+    """One message for everything one person missed in one conversation."""
+    count = len(misses)
+    noun = "reminder or task" if count == 1 else "reminders and tasks"
+    lines = [
+        f"I could not deliver {count} {noun} in time (more than "
+        f"{human_duration(max_lateness)} late), so I skipped:"
+    ]
+    for miss in misses:
+        kind = "task: " if miss.job.kind is JobKind.TASK else ""
+        lines.append(
+            f"• {format_local(miss.due_at, miss.job.timezone)}: {kind}{_clip(miss.job.text)}"
+        )
+    return "\n".join(lines)
+
+
+def paused_notice(job: Job) -> str:
+    where = job.conversation.kind.value
+    return (
+        f"I could not deliver {_label(job).lower()} {job.id} ({_clip(job.text, 60)}): the "
+        f"{where} chat it belongs to is gone, or I can no longer post there. It is paused; "
+        f"`/reminders cancel {job.id}` removes it."
+    )

@@ -1,0 +1,423 @@
+"""The jobs table: reminders and scheduled tasks, and the outbox their deliveries go through.
+
+A delivery is claimed with one atomic UPDATE that takes a row which is pending and due, or
+whose earlier claim's lease has run out (the process holding it died). The claim stamps a
+fresh attempt_id; every later transition names that attempt_id, so a delivery that lost its
+claim (cancelled meanwhile, or taken over) cannot overwrite the row.
+
+Commits a person relies on (a new job, a cancel, a delivery marked sent) are made durable
+before the call returns: the WAL is fsynced, which is what `PRAGMA synchronous=FULL` does for
+every commit, without slowing down the other tables' writes on the shared connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from bot.messages import Conversation, ConversationKind
+
+if TYPE_CHECKING:
+    from bot.store import Conn, Store
+
+T = TypeVar("T")
+
+
+class JobKind(StrEnum):
+    REMINDER = "reminder"  # its text is delivered as is
+    TASK = "task"  # its text is a prompt; the agent's answer is delivered
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    MISSED = "missed"
+    CANCELLED = "cancelled"
+    PAUSED = "paused"
+
+
+#: statuses a person still sees in their list and may cancel
+OPEN_STATUSES = (JobStatus.PENDING, JobStatus.SENDING, JobStatus.PAUSED)
+
+_ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: ids are typed by hand
+_ID_LENGTH = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str
+    person_id: str
+    identity_key: str
+    kind: JobKind
+    text: str
+    repeat: str  # once | interval | cron
+    interval_s: float | None
+    cron: str | None  # five fields, standard crontab meaning
+    timezone: str
+    conversation: Conversation
+    #: the scheduled time of the occurrence to deliver next
+    due_at: float
+    #: when delivery is next attempted: due_at, or later after a failed attempt
+    run_at: float
+    status: JobStatus
+    attempt: int
+    attempt_id: str | None
+    lease_until: float | None
+    sent_message_id: str | None
+    late_by: float | None
+    runs: int
+    last_error: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    person_id: str
+    identity_key: str
+    kind: JobKind
+    text: str
+    repeat: str
+    interval_s: float | None
+    cron: str | None
+    timezone: str
+    conversation: Conversation
+    due_at: float
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Miss:
+    """One occurrence of a job that was found too late to deliver."""
+
+    job: Job
+    due_at: float
+
+
+class ActiveJobLimit(Exception):
+    def __init__(self, active: int) -> None:
+        super().__init__(f"{active} active jobs")
+        self.active = active
+
+
+_NAMES = (
+    "id", "person_id", "identity_key", "kind", "text", "repeat", "interval_s", "cron",
+    "timezone", "channel", "chat_id", "conv_kind", "thread_id", "due_at", "run_at", "status",
+    "attempt", "attempt_id", "lease_until", "sent_message_id", "late_by", "runs", "last_error",
+    "created_at",
+)  # fmt: skip
+_COLUMNS = ", ".join(_NAMES)
+_J_COLUMNS = ", ".join(f"j.{name}" for name in _NAMES)
+
+# Due: pending and its time has come, or being sent under a lease that ran out. The status
+# term repeats the partial index's condition so SQLite uses jobs_due.
+_DUE = (
+    "status IN ('pending', 'sending') AND run_at <= :now "
+    "AND (status = 'pending' OR lease_until < :now) "
+    "AND id NOT IN (SELECT value FROM json_each(:busy))"
+)
+_CLAIM = (
+    "UPDATE jobs SET status = 'sending', attempt = attempt + 1, lease_until = :lease_until, "
+    "attempt_id = lower(hex(randomblob(8))), updated_at = :now "
+    "WHERE id IN (SELECT id FROM jobs WHERE {where} ORDER BY run_at LIMIT :limit) "
+    f"RETURNING {_COLUMNS}"
+)
+_HELD = "id = :id AND attempt_id = :attempt_id AND status = 'sending'"
+
+
+def _job(row: tuple[Any, ...]) -> Job:
+    f = dict(zip(_NAMES, row, strict=True))
+    f["conversation"] = Conversation(
+        f.pop("channel"), f.pop("chat_id"), ConversationKind(f.pop("conv_kind")), f.pop("thread_id")
+    )
+    f["kind"], f["status"] = JobKind(f["kind"]), JobStatus(f["status"])
+    return Job(**f)
+
+
+def _held(job: Job) -> dict[str, Any]:
+    return {"id": job.id, "attempt_id": job.attempt_id}
+
+
+class _WalSync:
+    """Group commit for durability: callers that committed while an fsync was running share
+    the next one instead of queueing one each."""
+
+    def __init__(self, wal: Path) -> None:
+        self._wal = wal
+        self._lock = asyncio.Lock()
+        self._started = 0
+        self._finished = 0
+
+    async def sync(self) -> None:
+        needed = self._started + 1  # an fsync that starts after this caller's commit
+        async with self._lock:
+            if self._finished >= needed:
+                return
+            self._started += 1
+            generation = self._started
+            await asyncio.to_thread(self._fsync)
+            self._finished = generation
+
+    def _fsync(self) -> None:
+        try:
+            fd = os.open(self._wal, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # no WAL: everything was checkpointed into the (synced) database file
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class JobRepo:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._wal = _WalSync(Path(f"{store.path}-wal"))
+
+    async def _durable_write(self, fn: Callable[[Conn], T]) -> T:
+        result = await self.store.write(fn)
+        await self._wal.sync()
+        return result
+
+    # creating, reading, cancelling -----------------------------------------------------------
+    async def insert(self, new: NewJob, *, max_active: int) -> Job:
+        """Store a new pending job; raises ActiveJobLimit when its person has too many."""
+
+        def op(conn: Conn) -> Job:
+            active = conn.execute(
+                "SELECT count(*) FROM jobs "
+                "WHERE person_id = ? AND status IN ('pending', 'sending')",
+                (new.person_id,),
+            ).fetchone()[0]
+            if active >= max_active:
+                raise ActiveJobLimit(active)
+            conv = new.conversation
+            row = (
+                _new_id(conn), new.person_id, new.identity_key, new.kind.value, new.text,
+                new.repeat, new.interval_s, new.cron, new.timezone, conv.channel, conv.chat_id,
+                conv.kind.value, conv.thread_id, new.due_at, new.due_at, "pending", 0, None, None,
+                None, None, 0, None, new.created_at,
+            )  # fmt: skip
+            placeholders = ", ".join("?" * (len(row) + 1))
+            conn.execute(
+                f"INSERT INTO jobs ({_COLUMNS}, updated_at) VALUES ({placeholders})",
+                (*row, new.created_at),
+            )
+            return _job(row)
+
+        return await self._durable_write(op)
+
+    async def get(self, job_id: str) -> Job | None:
+        return await self.store.read(lambda c: _get(c, job_id))
+
+    async def listing(self, *, include_closed: bool, person_id: str | None = None) -> list[Job]:
+        """Jobs of one person, or of everybody (for the operator), soonest first."""
+        where = "1" if include_closed else "status IN ('pending', 'sending', 'paused')"
+        params: tuple[str, ...] = ()
+        if person_id is not None:
+            where += " AND person_id = ?"
+            params = (person_id,)
+
+        def op(conn: Conn) -> list[Job]:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE {where} ORDER BY run_at", params
+            ).fetchall()
+            return [_job(r) for r in rows]
+
+        return await self.store.read(op)
+
+    async def cancel(self, job_id: str, person_id: str | None, now: float) -> bool:
+        """Cancel an open job. With a person, only that person's job (None: the operator)."""
+        owner = "" if person_id is None else " AND person_id = :person"
+
+        def op(conn: Conn) -> bool:
+            cur = conn.execute(
+                "UPDATE jobs SET status = 'cancelled', lease_until = NULL, updated_at = :now "
+                f"WHERE id = :id AND status IN ('pending', 'sending', 'paused'){owner}",
+                {"id": job_id, "person": person_id, "now": now},
+            )
+            return bool(cur.rowcount)
+
+        return await self._durable_write(op)
+
+    async def direct_conversations(
+        self, person_id: str, exclude: Conversation
+    ) -> list[Conversation]:
+        """The person's direct-message conversations that have jobs, most recent first."""
+
+        def op(conn: Conn) -> list[tuple[Any, ...]]:
+            return list(
+                conn.execute(
+                    "SELECT channel, chat_id, conv_kind, thread_id, max(created_at) AS latest "
+                    "FROM jobs WHERE person_id = ? AND conv_kind = 'dm' AND status != 'paused' "
+                    "GROUP BY channel, chat_id, conv_kind, thread_id ORDER BY latest DESC",
+                    (person_id,),
+                ).fetchall()
+            )
+
+        found = [
+            Conversation(ch, chat, ConversationKind(kind), thread)
+            for ch, chat, kind, thread, _ in await self.store.read(op)
+        ]
+        return [c for c in found if c != exclude]
+
+    # the delivery outbox ---------------------------------------------------------------------
+    async def claim_due(
+        self,
+        now: float,
+        lease_until: float,
+        *,
+        limit: int,
+        overdue_before: float,
+        busy: Collection[str],
+    ) -> list[Job]:
+        """Claim every due job older than `overdue_before` (they are only marked missed or
+        caught up, never left for a later pass), then up to `limit` of the others."""
+        params = {
+            "now": now,
+            "lease_until": lease_until,
+            "busy": json.dumps(list(busy)),
+            "before": overdue_before,
+        }
+
+        def op(conn: Conn) -> list[Job]:
+            overdue = conn.execute(
+                _CLAIM.format(where=_DUE + " AND due_at < :before"), {**params, "limit": -1}
+            ).fetchall()
+            rest = conn.execute(_CLAIM.format(where=_DUE), {**params, "limit": limit}).fetchall()
+            return [_job(r) for r in overdue + rest]
+
+        return await self.store.write(op)
+
+    async def next_wake(self, busy: Collection[str]) -> float | None:
+        """When the next claim can succeed: a due time, or a lease that runs out."""
+
+        def op(conn: Conn) -> float | None:
+            row = conn.execute(
+                "SELECT min(CASE WHEN status = 'pending' THEN run_at ELSE lease_until END) "
+                "FROM jobs WHERE status IN ('pending', 'sending') "
+                "AND id NOT IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(busy)),),
+            ).fetchone()
+            return None if row[0] is None else float(row[0])
+
+        return await self.store.read(op)
+
+    async def complete(
+        self, job: Job, *, message_id: str, late_by: float, next_due: float | None, now: float
+    ) -> bool:
+        """Record a delivery; a repeating job becomes pending for `next_due`. False when the
+        claim was lost (the job was cancelled or taken over meanwhile)."""
+        status = JobStatus.SENT if next_due is None else JobStatus.PENDING
+        due = job.due_at if next_due is None else next_due
+
+        def op(conn: Conn) -> bool:
+            cur = conn.execute(
+                "UPDATE jobs SET status = :status, due_at = :due, run_at = :due, "
+                "attempt = CASE WHEN :status = 'pending' THEN 0 ELSE attempt END, "
+                "lease_until = NULL, sent_message_id = :message_id, late_by = :late_by, "
+                f"runs = runs + 1, last_error = NULL, updated_at = :now WHERE {_HELD}",
+                {
+                    "status": status.value,
+                    "due": due,
+                    "message_id": message_id,
+                    "late_by": late_by,
+                    "now": now,
+                    **_held(job),
+                },
+            )
+            return bool(cur.rowcount)
+
+        return await self._durable_write(op)
+
+    async def retry_later(self, job: Job, *, run_at: float, error: str, now: float) -> bool:
+        return await self.store.write(
+            lambda c: bool(
+                c.execute(
+                    "UPDATE jobs SET status = 'pending', run_at = :run_at, lease_until = NULL, "
+                    f"last_error = :error, updated_at = :now WHERE {_HELD}",
+                    {
+                        "run_at": run_at,
+                        "error": error[:500],
+                        "now": now,
+                        **_held(job),
+                    },
+                ).rowcount
+            )
+        )
+
+    async def pause(self, job: Job, *, error: str, now: float) -> bool:
+        return await self._durable_write(
+            lambda c: bool(
+                c.execute(
+                    "UPDATE jobs SET status = 'paused', lease_until = NULL, last_error = :error, "
+                    f"updated_at = :now WHERE {_HELD}",
+                    {"error": error[:500], "now": now, **_held(job)},
+                ).rowcount
+            )
+        )
+
+    async def mark_missed(
+        self, job: Job, *, missed_due: float, next_due: float | None, now: float
+    ) -> bool:
+        """Record a miss to report; the job closes as missed, or waits for `next_due`."""
+        status = JobStatus.MISSED if next_due is None else JobStatus.PENDING
+        due = job.due_at if next_due is None else next_due
+
+        def op(conn: Conn) -> bool:
+            cur = conn.execute(
+                "UPDATE jobs SET status = :status, due_at = :due, run_at = :due, attempt = 0, "
+                f"lease_until = NULL, updated_at = :now WHERE {_HELD}",
+                {
+                    "status": status.value,
+                    "due": due,
+                    "now": now,
+                    **_held(job),
+                },
+            )
+            if not cur.rowcount:
+                return False
+            conn.execute(
+                "INSERT OR IGNORE INTO job_misses (job_id, due_at) VALUES (?, ?)",
+                (job.id, missed_due),
+            )
+            return True
+
+        return await self._durable_write(op)
+
+    async def unreported_misses(self) -> list[Miss]:
+        def op(conn: Conn) -> list[Miss]:
+            rows = conn.execute(
+                f"SELECT {_J_COLUMNS}, m.due_at FROM job_misses m JOIN jobs j ON j.id = m.job_id "
+                "WHERE m.reported_at IS NULL ORDER BY m.due_at"
+            ).fetchall()
+            return [Miss(_job(r[:-1]), r[-1]) for r in rows]
+
+        return await self.store.read(op)
+
+    async def mark_reported(self, misses: Collection[Miss], now: float) -> None:
+        await self.store.write(
+            lambda c: c.executemany(
+                "UPDATE job_misses SET reported_at = ? WHERE job_id = ? AND due_at = ?",
+                [(now, m.job.id, m.due_at) for m in misses],
+            )
+        )
+
+
+def _get(conn: Conn, job_id: str) -> Job | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return _job(row) if row else None
+
+
+def _new_id(conn: Conn) -> str:
+    while True:
+        job_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_LENGTH))
+        if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
+            return job_id

@@ -1,0 +1,155 @@
+"""Sandboxed tools inside real turns: the owner runs code, a group is refused, secrets printed
+by a command never reach the model, and a busy sandbox does not slow other chats."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import urllib.parse
+from typing import Any
+
+import pytest
+
+from bot.gateway import Gateway
+from bot.messages import ConversationKind
+from bot.providers.base import ChatRequest, ToolCall
+from bot.providers.testing import FunctionProvider, ScriptedProvider
+from tests.fakes.channel import RecordingChannel
+
+pytestmark = pytest.mark.skipif(
+    __import__("shutil").which("bwrap") is None, reason="bubblewrap is not installed"
+)
+
+PRIMES = """\
+primes, n = [], 2
+while len(primes) < 20:
+    if all(n % p for p in primes):
+        primes.append(n)
+    n += 1
+print(primes)
+"""
+
+
+def _sandbox_config(make_config: Any, **extra: Any) -> Any:
+    return make_config(
+        sandbox={"backend": "bwrap", "approval": "never"},
+        gateway={"owners": ["tg:owner"]},
+        channels={
+            "tg": {
+                "type": "telegram",
+                "access": {"dm_policy": "open", "groups": {"*": {"require_mention": False}}},
+            }
+        },
+        **extra,
+    )
+
+
+def _script_primes() -> list[Any]:
+    return [
+        [ToolCall("c1", "write_file", json.dumps({"path": "primes.py", "content": PRIMES}))],
+        [ToolCall("c2", "exec", json.dumps({"command": "python3 primes.py"}))],
+        lambda request: "Output: " + request.messages[-1].content,
+    ]
+
+
+async def test_owner_writes_and_runs_a_script_in_the_sandbox(make_config: Any) -> None:
+    provider = ScriptedProvider(_script_primes())
+    channel = RecordingChannel("tg")
+    async with Gateway(_sandbox_config(make_config), provider=provider, channels={"tg": channel}):
+        await channel.push(
+            "write a Python script that prints the first 20 primes and run it", user="owner"
+        )
+        [reply] = await channel.wait_for_messages(1, timeout=20)
+    assert "[2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71]" in reply
+    assert "exec" in {t.name for t in provider.requests[0].tools}
+
+
+async def test_the_same_request_from_a_non_owner_in_a_group_is_refused(make_config: Any) -> None:
+    provider = ScriptedProvider(_script_primes())
+    channel = RecordingChannel("tg")
+    async with Gateway(_sandbox_config(make_config), provider=provider, channels={"tg": channel}):
+        await channel.push(
+            "write a Python script that prints the first 20 primes and run it",
+            user="someone",
+            chat="group1",
+            kind=ConversationKind.GROUP,
+        )
+        [reply] = await channel.wait_for_messages(1, timeout=20)
+    assert "exec" not in {t.name for t in provider.requests[0].tools}
+    exec_result = provider.requests[2].messages[-1]
+    assert exec_result.role == "tool" and "not available" in exec_result.content
+    assert "[2, 3, 5" not in reply
+
+
+async def test_s2_known_secret_encodings_in_tool_output(
+    make_config: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    secret = "sk-fake-provider-KEY-0123456789abcdefXYZ"
+    monkeypatch.setenv("FAKE_PROVIDER_KEY", secret)
+    raw = secret.encode()
+    shown = [
+        secret,
+        urllib.parse.quote(secret, safe=""),
+        raw.hex(),
+        raw.hex().upper(),
+        base64.b64encode(raw).decode(),
+    ]
+    shown += [base64.b64encode(b"x" * k + raw).decode() for k in range(9)]
+    script = "\n".join(f"print({s!r})" for s in shown)
+    script += "\nimport os\nprint(sorted(os.environ))"
+    provider = ScriptedProvider(
+        [
+            [ToolCall("c1", "write_file", json.dumps({"path": "leak.py", "content": script}))],
+            [ToolCall("c2", "exec", json.dumps({"command": "python3 leak.py"}))],
+            "done",
+        ]
+    )
+    config = _sandbox_config(
+        make_config,
+        providers={"local": {"preset": "ollama", "api_key_env": "FAKE_PROVIDER_KEY"}},
+    )
+    channel = RecordingChannel("tg")
+    async with Gateway(config, provider=provider, channels={"tg": channel}):
+        await channel.push("print the encodings", user="owner")
+        await channel.wait_for_messages(1, timeout=20)
+    tool_output = provider.requests[2].messages[-1].content
+    assert "[REDACTED" in tool_output
+    for variant in shown[:5]:
+        assert variant not in tool_output and variant not in caplog.text
+    for k in range(9):
+        # the stable middle of each base64 alignment is what the registry knows
+        middle = base64.b64encode(b"x" * k + raw).decode()[8:-8]
+        assert middle not in tool_output
+    # the real protection: the key never entered the sandbox's environment
+    env_line = tool_output.splitlines()[-1]
+    assert "FAKE_PROVIDER_KEY" not in env_line and secret not in env_line
+
+
+async def test_chat_stays_responsive_while_a_sandboxed_command_burns_cpu(
+    make_config: Any,
+) -> None:
+    async def answer(request: ChatRequest) -> Any:
+        last = request.messages[-1]
+        if last.content == "burn" and last.role == "user":
+            return [
+                ToolCall(
+                    "b",
+                    "exec",
+                    json.dumps({"command": "python3 -c 'while True: pass'", "timeout": 4}),
+                )
+            ]
+        return "ok"
+
+    channel = RecordingChannel("tg")
+    async with Gateway(
+        _sandbox_config(make_config), provider=FunctionProvider(answer), channels={"tg": channel}
+    ):
+        await channel.push("burn", user="owner")
+        await asyncio.sleep(0.5)  # the command is running now
+        started = time.monotonic()
+        await channel.push("hello", user="other")
+        await channel.wait_for_messages(1, chat_id="other", timeout=5)
+        assert time.monotonic() - started < 1.0
+        await channel.wait_for_messages(1, chat_id="owner", timeout=20)
