@@ -61,9 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_optional_parts(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from bot.memory import cli as memory_cli
     from bot.sandbox import cli as sandbox_cli
+    from bot.scheduler import cli as scheduler_cli
 
     sandbox_cli.add_subparsers(sub)
     memory_cli.add_subparsers(sub)
+    scheduler_cli.add_subparsers(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

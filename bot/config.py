@@ -20,6 +20,7 @@ from bot.errors import ConfigError
 from bot.memory.config import MemoryConfig
 from bot.providers.config import ModelsConfig, ProviderConfig, check_model_refs
 from bot.sandbox.config import SandboxConfig
+from bot.scheduler.config import SchedulerConfig
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are Decapod, a helpful personal assistant chatting through a messaging app. "
@@ -117,6 +118,7 @@ class Config(_Section):
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
 

@@ -4,7 +4,8 @@
     ├── ConfigError                 the operator must fix something (key path + what was expected)
     ├── StoreError                  SQLite failed in a way a retry will not fix
     ├── ChannelError                a platform call failed
-    │   └── RateLimited             the platform asked us to wait (retry_after seconds)
+    │   ├── RateLimited             the platform asked us to wait (retry_after seconds)
+    │   └── ConversationGone        the chat is deleted, or the bot was blocked or removed
     ├── ProviderError               an LLM call failed
     │   ├── ProviderHTTPError       status, retry_after, retryable
     │   │   └── ContextTooLong      the request does not fit the model's window (compact, retry)
@@ -47,6 +48,11 @@ class RateLimited(ChannelError):
     def __init__(self, retry_after: float, message: str = "rate limited") -> None:
         super().__init__(f"{message} (retry after {retry_after:.1f}s)")
         self.retry_after = retry_after
+
+
+class ConversationGone(ChannelError):
+    """The conversation no longer exists, or the bot was removed from it. Adapters raise it;
+    scheduled jobs for that conversation are paused instead of retried."""
 
 
 class ProviderError(DecapodError):

@@ -9,11 +9,13 @@ import logging
 from typing import TYPE_CHECKING
 
 from bot.commands import CommandContext
+from bot.errors import ConversationGone
 from bot.messages import Conversation, ConversationKind, OutboundMessage
 
 if TYPE_CHECKING:
     from bot.gateway import Gateway
     from bot.sandbox import PendingApproval
+    from bot.store.jobs import Job
 
 log = logging.getLogger("decapod.gateway")
 
@@ -57,6 +59,43 @@ async def start_memory(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
     for t in memory_tools():
         gw.tools.register(t)
     register_memory_commands(gw.commands)
+
+
+async def start_scheduler(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
+    from bot.scheduler import Scheduler, register_scheduler_commands, scheduler_tools
+
+    cfg = gw.config.scheduler
+    if "default_timezone" not in cfg.model_fields_set:
+        cfg = cfg.model_copy(update={"default_timezone": gw.config.gateway.timezone})
+    scheduler = Scheduler(gw.store, _ChannelDeliverer(gw), _TaskRunner(gw), config=cfg)
+    gw.services["scheduler"] = scheduler
+    for t in scheduler_tools():
+        gw.tools.register(t)
+    register_scheduler_commands(gw.commands)
+    gw.start_after_channels.append(scheduler.start)
+    stack.push_async_callback(scheduler.stop)
+
+
+class _ChannelDeliverer:
+    """Reminders leave through the channel's normal send path (chunking, pacing, retries)."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+
+    async def deliver(self, conversation: Conversation, text: str) -> str:
+        channel = self.gw.channels.get(conversation.channel)
+        if channel is None:
+            raise ConversationGone(f"channel {conversation.channel!r} is not configured")
+        ref = await channel.send(OutboundMessage(conversation, text))
+        return ref.message_id
+
+
+class _TaskRunner:
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+
+    async def run_task(self, job: Job) -> str:
+        return await self.gw.turns.answer_task(job)
 
 
 async def ask_approval(gw: Gateway, pending: PendingApproval) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.agent import Agent, AgentSettings
@@ -80,6 +81,8 @@ class Gateway:
         self._persons: dict[str, str] = {}
         self._live_at_start: set[tuple[str, str]] | None = None
         self._immediate: set[asyncio.Task[None]] = set()
+        #: parts that deliver through channels (the scheduler) start once channels are up
+        self.start_after_channels: list[Callable[[], Awaitable[None]]] = []
 
     # lifecycle -----------------------------------------------------------------------------
     async def start(self) -> Gateway:
@@ -111,6 +114,7 @@ class Gateway:
             await features.start_sandbox(self, self._stack)
         if cfg.memory.enabled:
             await features.start_memory(self, self._stack)
+        await features.start_scheduler(self, self._stack)
         self.agent = Agent(
             self.provider,
             self.tools,
@@ -147,6 +151,8 @@ class Gateway:
                 channel.commands = list(self.commands)
             await channel.start(self.handle_inbound)
             self._stack.push_async_callback(channel.stop)
+        for start in self.start_after_channels:
+            await start()
         # runs first on close: turns finish while channels can still send their replies
         self._stack.push_async_callback(self._drain)
         # Deliveries stored but unfinished (a crash, a stop, or arrivals while channels were

@@ -35,6 +35,11 @@ class Identity:
         return f"{self.channel}:{self.user_id}"
 
 
+def identity_from_key(key: str) -> Identity:
+    channel, _, user_id = key.partition(":")
+    return Identity(channel, user_id)
+
+
 @dataclass(frozen=True, slots=True)
 class Conversation:
     """Where a message was said. `channel` is the configured channel name, not the platform."""

@@ -28,6 +28,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "sandbox": cmd_sandbox,
         "memory": cmd_memory,
         "models": cmd_memory,
+        "reminders": cmd_reminders,
     }
     return handlers[args.command](args)
 
@@ -216,6 +217,12 @@ def cmd_memory(args: argparse.Namespace) -> int:
 
     config = _config(args)
     return cli.run(args, config.home, config.db_path, config.memory)
+
+
+def cmd_reminders(args: argparse.Namespace) -> int:
+    from bot.scheduler import cli
+
+    return cli.run(args, _config(args).db_path)
 
 
 def cmd_security(args: argparse.Namespace) -> int:

@@ -5,16 +5,23 @@ what happened is stored (one transaction with the inbound delivery marked done).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from bot.agent import TurnDone, TurnResult
 from bot.agent.context import needs_compaction, split_for_compaction, summarize
-from bot.commands import CommandContext
+from bot.commands import CommandContext, CommandTable
 from bot.errors import ContextTooLong, DecapodError
 from bot.logging import log_fields
-from bot.messages import InboundMessage, OutboundMessage
+from bot.messages import (
+    Command,
+    InboundMessage,
+    OutboundMessage,
+    cron_session_key,
+    identity_from_key,
+)
 from bot.providers.base import ChatMessage, TextDelta
 from bot.sessions import Session
 from bot.store.repos import TurnRecord
@@ -22,6 +29,7 @@ from bot.tools import ToolContext
 
 if TYPE_CHECKING:
     from bot.gateway import Gateway
+    from bot.store.jobs import Job
 
 log = logging.getLogger("decapod.gateway")
 turn_log = logging.getLogger("decapod.turn")
@@ -35,21 +43,17 @@ class TurnRunner:
 
     async def run(self, session: Session, message: InboundMessage) -> None:
         started = time.perf_counter()
-        channel_name, delivery = (
-            message.conversation.channel,
-            (
-                message.conversation.channel,
-                message.id,
-            ),
-        )
+        channel_name = message.conversation.channel
+        delivery = (channel_name, message.id)
         session.conversation = message.conversation
         self.gw.metrics.active_turns.inc()
         try:
             person = await self.gw.person_of(message)
             role = self.gw.access.role_of(message.identity)
             text = message.text
-            if message.command is not None:
-                reply, text = await self._command(message, person, role)
+            command = message.command or _natural_command(text, self.gw.commands)
+            if command is not None:
+                reply, text = await self._command(message, command, person, role)
                 if reply is not None:
                     await self.gw.say(message, reply)
                     await self.gw.store.inbound.set_status(*delivery, "done")
@@ -71,7 +75,8 @@ class TurnRunner:
             )
             user = ChatMessage("user", text + self.gw.redactor.redact(_describe_parts(message)))
             result = await self._run_and_reply(session, message, user, ctx)
-            await self._persist(session, message, user, result)
+            turn_id = f"{channel_name}:{message.id}"
+            await self._persist(session, turn_id, message.identity.key, user, result, delivery)
             self.gw.metrics.observe_turn(
                 channel_name, result.outcome, time.perf_counter() - started, result.usage
             )
@@ -91,18 +96,40 @@ class TurnRunner:
             self.gw.metrics.active_turns.dec()
             self.gw.metrics.queue_depth.set(self.gw.sessions.queue_depth)
 
+    async def answer_task(self, job: Job) -> str:
+        """A scheduled task: its prompt runs as a turn of the job's own `cron:` session, with
+        the creator's identity and role (never the owner's), and the answer is returned for
+        delivery to the conversation that scheduled it."""
+        identity = identity_from_key(job.identity_key)
+        session = self.gw.sessions.get(cron_session_key(job.id))
+        await self.gw.sessions.load(session)
+        ctx = ToolContext(
+            identity=identity,
+            conversation=job.conversation,
+            session_key=session.key,
+            person_id=job.person_id,
+            role=self.gw.access.role_of(identity),
+            timezone=job.timezone,
+            services=self.gw.services,
+        )
+        user = ChatMessage("user", self.gw.redactor.redact(job.text))
+        holder: list[TurnResult] = []
+        answer = "".join([part async for part in self._reply_stream(session, user, ctx, holder)])
+        turn_id = f"cron:{job.id}:{int(job.due_at)}"
+        await self._persist(session, turn_id, identity.key, user, holder[-1], None)
+        return answer
+
     async def _command(
-        self, message: InboundMessage, person: str, role: str
+        self, message: InboundMessage, command: Command, person: str, role: str
     ) -> tuple[str | None, str]:
         """(reply, text): a reply ends the turn; otherwise `text` goes to the model."""
-        assert message.command is not None
-        spec = self.gw.commands.get(message.command.name)
+        spec = self.gw.commands.get(command.name)
         if spec is None:
-            return f"Unknown command /{message.command.name}. /help lists the commands.", ""
+            return f"Unknown command /{command.name}. /help lists the commands.", ""
         if spec.owner_only and role != "owner":
             return "Only the owner can use that command.", ""
-        ctx = CommandContext(message, message.command.args, person, role, self.gw.services)
-        return await spec.handler(ctx), message.command.args
+        ctx = CommandContext(message, command.args, person, role, self.gw.services)
+        return await spec.handler(ctx), command.args
 
     def _check_text(self, text: str, message: InboundMessage) -> str | None:
         if not text.strip() and not message.parts:
@@ -210,11 +237,16 @@ class TurnRunner:
         return self.gw.config.providers[provider_name].context_window
 
     async def _persist(
-        self, session: Session, message: InboundMessage, user: ChatMessage, result: TurnResult
+        self,
+        session: Session,
+        turn_id: str,
+        identity_key: str,
+        user: ChatMessage,
+        result: TurnResult,
+        inbound_done: tuple[str, str] | None,
     ) -> None:
         assert session.row is not None
-        turn_id = f"{message.conversation.channel}:{message.id}"
-        records = [TurnRecord(turn_id, user, identity_key=message.identity.key)]
+        records = [TurnRecord(turn_id, user, identity_key=identity_key)]
         records += [TurnRecord(turn_id, m) for m in result.messages]
         if result.outcome in _FAILED or not result.messages:
             note = ChatMessage("assistant", _user_message(result.error, result.outcome))
@@ -222,17 +254,25 @@ class TurnRunner:
         last = records[-1]
         last.provider, last.model, last.usage = result.provider, result.model, result.usage
         last.latency_ms, last.outcome = result.latency_ms, result.outcome
-        ids = await self.gw.store.turns.add(
-            session.row.id,
-            records,
-            inbound_done=(message.conversation.channel, message.id),
-        )
+        ids = await self.gw.store.turns.add(session.row.id, records, inbound_done=inbound_done)
         kept = [
             (row_id, rec.message)
             for row_id, rec in zip(ids, records, strict=True)
             if rec.outcome not in _FAILED
         ]
         self.gw.sessions.remember(session, kept)
+
+
+_REMIND_ME = re.compile(r"^\s*remind me\b", re.IGNORECASE)
+
+
+def _natural_command(text: str, commands: CommandTable) -> Command | None:
+    """ "remind me in 20 minutes to stretch" is read by the reminder grammar itself: a
+    reminder must not depend on how well a small local model calls tools. Text the grammar
+    cannot read still gets its clarifying question, never a guess."""
+    if _REMIND_ME.match(text) and commands.get("remind") is not None:
+        return Command("remind", text.strip())
+    return None
 
 
 def _describe_parts(message: InboundMessage) -> str:

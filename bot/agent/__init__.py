@@ -22,7 +22,7 @@ from bot.providers.base import (
     Usage,
     UsageEvent,
 )
-from bot.tools import ToolContext, ToolPolicy, ToolRegistry
+from bot.tools import UNTRUSTED_TAG, ToolContext, ToolPolicy, ToolRegistry
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +145,10 @@ class Agent:
                     for call in calls:
                         yield ToolStarted(call)
                         done = await self.tools.call(call, ctx, self.policy)
+                        called = self.tools.get(call.name)
+                        if called is not None and UNTRUSTED_TAG in called.tags:
+                            # outside content may carry instructions: later exec needs approval
+                            ctx.tainted = True
                         msg = ChatMessage(
                             "tool", self.redact(done.content), tool_call_id=call.id, name=call.name
                         )

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.errors import ChannelError, DecapodError
+from bot.errors import ConversationGone, DecapodError
 from bot.faults import fault_point
 from bot.messages import Conversation
 from bot.scheduler import text as texts
@@ -45,11 +45,6 @@ _MAX_TEXT = 4000
 _RETRY_FIRST_S = 5.0
 _RETRY_MAX_S = 300.0
 _GONE_NOTICE_TRIES = 3
-
-
-class ConversationGone(ChannelError):
-    """The conversation a job delivers to no longer exists, or the bot was removed from it.
-    Deliverers raise it; the job is paused instead of retried."""
 
 
 class ScheduleError(DecapodError):

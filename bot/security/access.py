@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from bot.commands import CommandContext, CommandTable
 from bot.config import ChannelAccessConfig, Config
-from bot.messages import ConversationKind, Identity, InboundMessage
+from bot.messages import ConversationKind, Identity, InboundMessage, identity_from_key
 
 if TYPE_CHECKING:
     from bot.store import Store
@@ -77,8 +77,7 @@ class ChannelAccess:
         return "user"
 
     def role_of_key(self, identity_key: str) -> str:
-        channel, _, user_id = identity_key.partition(":")
-        return self.role_of(Identity(channel, user_id))
+        return self.role_of(identity_from_key(identity_key))
 
     async def decide(self, message: InboundMessage) -> AccessDecision:
         identity, conversation = message.identity, message.conversation

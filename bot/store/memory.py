@@ -486,6 +486,10 @@ class MemoryRepo:
                     "UPDATE identities SET person_id = ? WHERE person_id = ?", (target, person_id)
                 )
                 _reown(conn, person_id, target)
+                # reminders follow the person too
+                conn.execute(
+                    "UPDATE jobs SET person_id = ? WHERE person_id = ?", (target, person_id)
+                )
             return target
 
         return await self.store.write(op)

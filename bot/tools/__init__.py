@@ -25,6 +25,10 @@ from bot.providers.base import ToolCall, ToolSpec
 
 ToolFn = Callable[..., Awaitable[str]]
 
+#: a tool whose output is outside content (a web page, a downloaded file): once such output
+#: is in the context, commands need the owner's approval (sandbox approval = "ask")
+UNTRUSTED_TAG = "untrusted"
+
 
 @dataclass(slots=True)
 class ToolContext:

@@ -29,8 +29,13 @@ async def test_anthropic_provider_through_the_gateway_with_tool_use(make_config:
             Reply(text="It is evening in Berlin.", cache_read_tokens=5),
         )
         config = make_config(
-            providers={"claude": {"type": "anthropic", "base_url": fake.base_url,
-                                  "api_key_env": "PRIMARY_KEY"}},
+            providers={
+                "claude": {
+                    "type": "anthropic",
+                    "base_url": fake.base_url,
+                    "api_key_env": "PRIMARY_KEY",
+                }
+            },
             models={"chat": ["claude:claude-test"]},
         )
         channel = RecordingChannel()
@@ -58,13 +63,23 @@ async def test_chat_keeps_answering_while_the_primary_is_down_and_returns_to_it(
     fallback.default_text = "from fallback"
     config = make_config(
         providers={
-            "primary": {"base_url": f"http://127.0.0.1:{port}/v1", "api_key_env": "PRIMARY_KEY",
-                        "health_probe": False},
-            "fallback": {"base_url": fallback.base_url + "/v1", "api_key_env": "FALLBACK_KEY",
-                         "health_probe": False},
+            "primary": {
+                "base_url": f"http://127.0.0.1:{port}/v1",
+                "api_key_env": "PRIMARY_KEY",
+                "health_probe": False,
+            },
+            "fallback": {
+                "base_url": fallback.base_url + "/v1",
+                "api_key_env": "FALLBACK_KEY",
+                "health_probe": False,
+            },
         },
-        models={"chat": ["primary:p", "fallback:f"], "failure_threshold": 1,
-                "base_cooldown_s": 0.5, "max_cooldown_s": 1},
+        models={
+            "chat": ["primary:p", "fallback:f"],
+            "failure_threshold": 1,
+            "base_cooldown_s": 0.5,
+            "max_cooldown_s": 1,
+        },
     )
     channel = RecordingChannel()
     try:
@@ -91,8 +106,13 @@ async def test_provider_state_is_in_health_and_metrics(make_config: Any) -> None
     async with FakeLLM() as fake:
         config = make_config(
             http={"enabled": True, "port": 0},
-            providers={"p": {"base_url": fake.base_url + "/v1", "api_key_env": "PRIMARY_KEY",
-                             "health_probe": False}},
+            providers={
+                "p": {
+                    "base_url": fake.base_url + "/v1",
+                    "api_key_env": "PRIMARY_KEY",
+                    "health_probe": False,
+                }
+            },
             models={"chat": ["p:m"]},
         )
         async with Gateway(config) as gw:

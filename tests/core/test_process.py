@@ -175,3 +175,29 @@ async def test_sigterm_lets_the_running_turn_finish(tmp_path: Path) -> None:
         finally:
             chat.kill()
         assert _inbound_statuses(home / "decapod.db") == ["done"]
+
+
+@pytest.mark.slow
+async def test_reminder_typed_in_chat_arrives_after_a_restart(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    async with FakeLLM() as fake:
+        _write_config(home, fake)
+        with (home / "config.toml").open("a") as f:
+            f.write("\n[scheduler]\nlate_note_after_seconds = 0\n")
+        chat = await Chat(home).start()
+        try:
+            await chat.expect("you> ")
+            await chat.say("remind me in 2 seconds to stretch")
+            await chat.expect("stretch")
+            assert await chat.close() == 0
+        finally:
+            chat.kill()
+        await asyncio.sleep(2.5)
+        chat = await Chat(home).start()
+        try:
+            await chat.expect("late by", timeout=20)
+            assert "stretch" in chat.out
+            assert await chat.close() == 0
+        finally:
+            chat.kill()
+        assert fake.calls(path="/v1/chat/completions") == []

@@ -1,0 +1,80 @@
+"""Reminders and tasks through the gateway: typed in a chat, delivered to that chat, also
+across a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from bot.gateway import Gateway
+from bot.providers.base import ToolCall
+from bot.providers.testing import ScriptedProvider
+from tests.fakes.channel import RecordingChannel
+
+
+async def test_remind_command_delivers_verbatim_to_the_same_chat(make_config: Any) -> None:
+    provider = ScriptedProvider([])
+    channel = RecordingChannel()
+    async with Gateway(make_config(), provider=provider, channels={"test": channel}):
+        await channel.push("/remind in 2s stretch your back")
+        confirmation = (await channel.wait_for_messages(1))[0]
+        assert "stretch your back" in confirmation
+        texts = await channel.wait_for_messages(2, timeout=10)
+    assert texts[1].endswith("stretch your back") and "late" not in texts[1]
+    assert provider.requests == [], "no model decides whether a reminder is sent"
+
+
+async def test_plain_remind_me_sentence_needs_no_model(make_config: Any) -> None:
+    provider = ScriptedProvider([])
+    channel = RecordingChannel()
+    async with Gateway(make_config(), provider=provider, channels={"test": channel}):
+        await channel.push("remind me in 2 seconds to drink water")
+        await channel.push("remind me at 9 to call")
+        texts = await channel.wait_for_messages(3, timeout=10)
+    assert "morning or in the evening" in texts[1]  # ambiguous: a question, never a guess
+    assert texts[2].endswith("drink water")
+    assert provider.requests == []
+
+
+async def test_reminder_due_while_down_arrives_after_restart_marked_late(
+    make_config: Any,
+) -> None:
+    config = make_config(scheduler={"late_note_after_seconds": 0})
+    first = RecordingChannel()
+    async with Gateway(config, provider=ScriptedProvider([]), channels={"test": first}):
+        await first.push("/remind in 1s stand up")
+        await first.wait_for_messages(1)
+    await asyncio.sleep(2.0)  # due while nothing runs
+    second = RecordingChannel()
+    async with Gateway(config, provider=ScriptedProvider([]), channels={"test": second}):
+        [late] = await second.wait_for_messages(1, timeout=10)
+        await asyncio.sleep(0.3)
+    assert "stand up" in late and "late by" in late
+    assert len(second.texts()) == 1, "delivered once"
+
+
+async def test_a_scheduled_task_runs_the_agent_and_delivers_its_answer(make_config: Any) -> None:
+    provider = ScriptedProvider(
+        [
+            [
+                ToolCall(
+                    "s1",
+                    "schedule_job",
+                    json.dumps({"text": "tell me a fun fact", "kind": "task", "delay": "2s"}),
+                )
+            ],
+            "Scheduled.",
+            "Octopuses have three hearts.",
+        ]
+    )
+    channel = RecordingChannel()
+    async with Gateway(make_config(), provider=provider, channels={"test": channel}) as gw:
+        await channel.push("in 2 seconds tell me a fun fact")
+        texts = await channel.wait_for_messages(2, timeout=10)
+        jobs = await gw.services["scheduler"].list_jobs("test:u1")
+    assert texts[0] == "Scheduled."
+    assert "three hearts" in texts[1]
+    task_request = provider.requests[2]
+    assert task_request.messages[-1].content == "tell me a fun fact"
+    assert jobs == []  # a one-shot task is done after it ran
