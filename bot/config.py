@@ -152,10 +152,21 @@ def secret_from_env(env_name: str, key_path: str) -> str:
     return value
 
 
+_CHANNEL_TYPES = frozenset({"console", "telegram", "slack", "discord"})
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if not str(p).startswith("function-")]
+    # a channel table's loc carries the union's tag (channels.tg.telegram.x): not a key
+    if len(parts) > 2 and parts[0] == "channels" and parts[2] in _CHANNEL_TYPES:
+        del parts[2]
+    return ".".join(parts)
+
+
 def format_validation_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        loc = _key_path(err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (not one this version understands; check the spelling)"

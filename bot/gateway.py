@@ -212,6 +212,13 @@ class Gateway:
             )
             if decision.reply:
                 await self.say(message, decision.reply)
+            else:
+                # e.g. a deferred interaction that would otherwise show "thinking" for minutes
+                on_denied = getattr(
+                    self.channels.get(message.conversation.channel), "on_denied", None
+                )
+                if on_denied is not None:
+                    await on_denied(message)
             return
         spec = self.commands.get(message.command.name) if message.command else None
         if spec is not None and spec.immediate:

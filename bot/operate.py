@@ -29,6 +29,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "memory": cmd_memory,
         "models": cmd_memory,
         "reminders": cmd_reminders,
+        "discord": cmd_discord,
     }
     return handlers[args.command](args)
 
@@ -223,6 +224,12 @@ def cmd_reminders(args: argparse.Namespace) -> int:
     from bot.scheduler import cli
 
     return cli.run(args, _config(args).db_path)
+
+
+def cmd_discord(args: argparse.Namespace) -> int:
+    from channels import discord_cli
+
+    return discord_cli.run(args, _config(args))
 
 
 def cmd_security(args: argparse.Namespace) -> int:

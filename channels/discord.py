@@ -1,0 +1,349 @@
+"""The Discord channel, on discord.py's Client and an app_commands CommandTree.
+
+- Slash commands come from the shared command table (channels/discord_commands.py) and are
+  synced at start, globally or to the servers in `sync_commands_to`. Each is deferred at once
+  ("thinking…") and answered by editing that response (channels/discord_outbound.py).
+- DMs, guild channels and threads are normalized in channels/discord_inbound.py. Guild
+  messages reach the access layer with `mentioned` set when the bot was mentioned (user or
+  its managed role) or replied to; servers outside `guilds` are ignored here.
+- Inbound events pass through one queue, so the gateway sees them in the order Discord sent
+  them. The delivery id is the message or interaction snowflake, so an event that a RESUME
+  replays is dropped by the gateway's store.
+- discord.py reconnects and resumes; channels/discord_connection.py adds the heartbeat-ACK
+  watchdog and keeps a malformed dispatch from ending the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import aiohttp
+import discord
+import discord.gateway
+import discord.http
+import yarl
+from discord import app_commands
+
+from bot.channel_configs.discord import DiscordChannelConfig
+from bot.config import secret_from_env
+from bot.errors import ChannelError, ConfigError
+from bot.messages import (
+    Attachment,
+    Conversation,
+    ConversationKind,
+    InboundMessage,
+    OutboundMessage,
+    SentRef,
+)
+from bot.security.redact import default_registry
+from channels import InboundSink
+from channels.base import BaseChannel
+from channels.discord_cli import doctor
+from channels.discord_commands import CheckedCommandTree, add_commands, sync_commands
+from channels.discord_connection import HeartbeatWatchdog, guard_parsers
+from channels.discord_inbound import Normalizer
+from channels.discord_outbound import DiscordSender
+
+__all__ = ["DiscordChannel", "create", "doctor"]
+
+log = logging.getLogger("decapod.channels.discord")
+
+#: how long start() waits for the first READY before it lets the gateway go on
+READY_TIMEOUT_S = 30.0
+#: discord.py fires on_ready this long after the last GUILD_CREATE; we never wait for it
+GUILD_READY_TIMEOUT_S = 0.1
+#: a 429 asking for a longer wait than this surfaces as RateLimited (discord.py's minimum)
+MAX_RATELIMIT_WAIT_S = 30.0
+#: after an unexpected gateway failure: the first wait before a new connection, and the cap
+RESTART_FIRST_S = 1.0
+RESTART_MAX_S = 60.0
+#: at stop, how long events already received may take to reach the store
+DRAIN_TIMEOUT_S = 5.0
+
+InboundJob = Callable[[], Awaitable[InboundMessage | None]]
+
+
+class _Client(discord.Client):
+    def __init__(self, channel: DiscordChannel, **options: Any) -> None:
+        super().__init__(**options)
+        self.channel = channel
+
+    async def on_message(self, message: discord.Message) -> None:
+        self.channel.on_message(message)
+
+    async def on_connect(self) -> None:
+        self.channel.on_connected()
+
+    async def on_resumed(self) -> None:
+        self.channel.on_connected()
+
+    async def on_disconnect(self) -> None:
+        self.channel.on_disconnected()
+
+
+class DiscordChannel(BaseChannel):
+    type = "discord"
+    max_message_len = 2000
+    supports_edit = True
+    edit_interval = 1.0
+    typing_interval = 8.0  # Discord shows "typing" for about 10 s per request
+
+    def __init__(self, name: str, config: DiscordChannelConfig) -> None:
+        super().__init__(name)
+        self.config = config
+        self.supports_edit = config.stream
+        self.client: _Client | None = None
+        self.tree: app_commands.CommandTree[Any] | None = None
+        self.connections = 0  # READY or RESUMED: the first connection and every reconnect
+        self.malformed_events = 0
+        self._connected = asyncio.Event()
+        self._inbound: asyncio.Queue[InboundJob] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._watchdog: HeartbeatWatchdog | None = None
+        self._downloads: aiohttp.ClientSession | None = None
+        self._sender: DiscordSender | None = None
+        self._normalizer: Normalizer | None = None
+
+    # lifecycle ------------------------------------------------------------------------------
+    async def start(self, sink: InboundSink) -> None:
+        await super().start(sink)
+        cfg = self.config
+        key = f"channels.{self.name}.token_env"
+        token = secret_from_env(cfg.token_env, key)
+        default_registry.add(token, "discord-token")
+        # discord.py keeps these as class attributes: the REST base and the first gateway
+        discord.http.Route.BASE = cfg.api_base_url
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(cfg.gateway_url)
+        client = self.client = self._make_client()
+        self._sender = DiscordSender(client, list(cfg.allowed_mentions))
+        self._normalizer = Normalizer(self.name, client)
+        self.tree = CheckedCommandTree(client, self._count_malformed)
+        add_commands(self.tree, self.commands, self._on_command)
+        guard_parsers(client, self._count_malformed)
+        try:
+            await client.login(token)
+        except discord.LoginFailure:
+            await self.stop()
+            raise ConfigError(f"Discord rejected the token in ${cfg.token_env}", key) from None
+        except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
+            await self.stop()
+            raise ChannelError(f"cannot reach Discord at {cfg.api_base_url}: {exc!r}") from None
+        try:
+            await sync_commands(self.tree, self.config.sync_commands_to)
+            self._watchdog = HeartbeatWatchdog(client, cfg.watchdog_s)
+            self._tasks = [
+                asyncio.create_task(self._run_gateway(client), name=f"discord-{self.name}"),
+                asyncio.create_task(self._watchdog.run(), name=f"discord-{self.name}-watchdog"),
+                asyncio.create_task(self._deliver(sink), name=f"discord-{self.name}-inbound"),
+            ]
+            await asyncio.wait_for(self._connected.wait(), READY_TIMEOUT_S)
+        except TimeoutError:
+            log.warning(
+                "Discord %s: not connected after %.0fs; still trying", self.name, READY_TIMEOUT_S
+            )
+        except BaseException:
+            await self.stop()
+            raise
+
+    def _make_client(self) -> _Client:
+        intents = discord.Intents.none()
+        intents.guilds = True  # channels and threads
+        intents.guild_messages = True
+        intents.dm_messages = True
+        intents.message_content = self.config.message_content_intent
+        mentions = set(self.config.allowed_mentions)
+        return _Client(
+            self,
+            intents=intents,
+            allowed_mentions=discord.AllowedMentions(
+                everyone="everyone" in mentions,
+                users="users" in mentions,
+                roles="roles" in mentions,
+                replied_user="users" in mentions,
+            ),
+            max_messages=None,  # no message cache: replies carry the message they answer
+            guild_ready_timeout=GUILD_READY_TIMEOUT_S,
+            max_ratelimit_timeout=MAX_RATELIMIT_WAIT_S,
+        )
+
+    async def _run_gateway(self, client: discord.Client) -> None:
+        """discord.py's connect loop reconnects and resumes by itself. What escapes it is
+        either final (a rejected token or intents: said once, clearly) or an error in its
+        receive loop (a frame that is not JSON), after which a new connection is made."""
+        failures = 0
+        while not client.is_closed():
+            try:
+                await client.connect(reconnect=True)
+            except discord.PrivilegedIntentsRequired:
+                log.error(
+                    "Discord %s: the Message Content intent is not enabled for this bot. Turn it "
+                    "on (Developer Portal > Bot > Privileged Gateway Intents) or set "
+                    "message_content_intent = false",
+                    self.name,
+                )
+                return
+            except discord.ConnectionClosed as exc:
+                log.error("Discord %s: the gateway closed for good (code %s)", self.name, exc.code)
+                return
+            except Exception:
+                failures += 1
+                delay = min(RESTART_MAX_S, RESTART_FIRST_S * 2 ** (failures - 1))
+                log.exception(
+                    "Discord %s: the gateway connection failed; new one in %.0fs", self.name, delay
+                )
+                if client.ws is not None:
+                    with contextlib.suppress(Exception):
+                        await client.ws.close(code=4000)
+                await asyncio.sleep(delay)
+            finally:
+                self._connected.clear()
+
+    async def stop(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            await client.close()
+        # what Discord delivered before the close still reaches the store (and runs next start)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._inbound.join(), DRAIN_TIMEOUT_S)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._downloads is not None:
+            await self._downloads.close()
+            self._downloads = None
+        await super().stop()
+
+    def health(self) -> dict[str, Any]:
+        latency = self.client.latency if self.client is not None else math.inf
+        return {
+            "type": self.type,
+            "running": self._connected.is_set(),
+            "latency_ms": round(latency * 1000, 1) if math.isfinite(latency) else None,
+            "reconnects": max(0, self.connections - 1),
+            "watchdog_restarts": self._watchdog.restarts if self._watchdog else 0,
+            "malformed_events": self.malformed_events,
+        }
+
+    # gateway events ---------------------------------------------------------------------------
+    def on_connected(self) -> None:
+        self.connections += 1
+        self._connected.set()
+
+    def on_disconnected(self) -> None:
+        self._connected.clear()
+
+    def _count_malformed(self, event: str) -> None:
+        self.malformed_events += 1
+
+    def _guild_allowed(self, guild_id: int | None) -> bool:
+        return guild_id is None or not self.config.guilds or str(guild_id) in self.config.guilds
+
+    def _channel_enabled(self, interaction: discord.Interaction) -> bool:
+        """Whether `access.groups` has an entry for a command's channel (a thread's parent).
+        The access layer decides the rest; this first check is repeated here because a
+        command it denies silently would leave "thinking…" on screen for 15 minutes."""
+        if interaction.guild_id is None:
+            return True
+        groups = self.config.access.groups
+        channel = interaction.channel
+        chat_id = (
+            channel.parent_id if isinstance(channel, discord.Thread) else interaction.channel_id
+        )
+        return "*" in groups or str(chat_id) in groups
+
+    def on_message(self, message: discord.Message) -> None:
+        if self._normalizer is None or not self._guild_allowed(
+            message.guild.id if message.guild is not None else None
+        ):
+            return
+        self._inbound.put_nowait(partial(self._normalizer.from_message, message))
+
+    async def _deliver(self, sink: InboundSink) -> None:
+        while True:
+            job = await self._inbound.get()
+            try:
+                message = await job()
+                if message is not None:
+                    self._remember_dm(message)
+                    await sink(message)
+            except Exception:
+                log.exception("Discord %s: could not take an inbound event", self.name)
+            finally:
+                self._inbound.task_done()
+
+    def _remember_dm(self, message: InboundMessage) -> None:
+        if message.conversation.kind is ConversationKind.DM and self._sender is not None:
+            self._sender.remember_dm(message.conversation.chat_id, message.meta["channel_id"])
+
+    # slash commands -------------------------------------------------------------------------
+    async def _on_command(self, interaction: discord.Interaction, name: str, args: str) -> None:
+        if self._normalizer is None:
+            return
+        if not self._guild_allowed(interaction.guild_id) or not self._channel_enabled(interaction):
+            await interaction.response.send_message("I am not enabled here.", ephemeral=True)
+            return
+        deferred = True
+        try:
+            await interaction.response.defer(thinking=True)
+        except discord.HTTPException as exc:
+            # Replayed after a RESUME (acknowledged the first time; the store drops the
+            # duplicate) or too late (the interaction is gone): answer in the channel instead.
+            log.info("Discord %s: /%s not deferred (HTTP %s)", self.name, name, exc.status)
+            deferred = False
+        job = partial(self._normalizer.from_command, interaction, name, args, deferred=deferred)
+        self._inbound.put_nowait(job)
+
+    # the send path (channels/base.py does chunking, pacing, streaming) ---------------------------
+    def _out(self) -> DiscordSender:
+        if self._sender is None:
+            raise ChannelError(f"Discord channel {self.name} is not started")
+        return self._sender
+
+    async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
+        return await self._out().send(message, text)
+
+    async def _edit_text(self, ref: SentRef, text: str) -> None:
+        await self._out().edit(ref, text)
+
+    async def on_denied(self, message: InboundMessage) -> None:
+        """A deferred command the access layer refused silently still needs an answer, or
+        "thinking…" stays on screen until the token expires."""
+        if message.meta.get("interaction_token"):
+            notice = OutboundMessage(
+                message.conversation, "I can't answer that here.", meta=message.meta
+            )
+            await self._out().send(notice, notice.text)
+
+    async def _typing(self, conversation: Conversation) -> None:
+        await self._out().typing(conversation)
+
+    async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
+        if attachment.size is not None and attachment.size > max_bytes:
+            raise ChannelError(f"{attachment.name or 'the file'} is larger than {max_bytes} bytes")
+        if self._downloads is None:
+            self._downloads = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+        data = bytearray()
+        try:
+            async with self._downloads.get(attachment.ref) as resp:
+                if resp.status != 200:
+                    raise ChannelError(f"Discord CDN answered {resp.status} for {attachment.name}")
+                async for block in resp.content.iter_chunked(64 * 1024):
+                    data += block
+                    if len(data) > max_bytes:
+                        raise ChannelError(f"{attachment.name} is larger than {max_bytes} bytes")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ChannelError(f"cannot download {attachment.name}: {exc!r}") from None
+        return bytes(data)
+
+
+def create(name: str, channel_config: DiscordChannelConfig, config: Any) -> DiscordChannel:
+    return DiscordChannel(name, channel_config)

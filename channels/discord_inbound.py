@@ -1,0 +1,175 @@
+"""Discord messages and slash commands, normalized into InboundMessage.
+
+Where a message was said:
+- a DM is Conversation(kind=DM, chat_id=<user id>), so a person's DMs are one session and
+  owner notices and reminders can reach them by user id alone;
+- a guild channel is Conversation(kind=CHANNEL, chat_id=<channel id>);
+- a thread is Conversation(kind=CHANNEL, chat_id=<parent channel id>, thread_id=<thread id>):
+  its own session, while `access.groups` entries keyed by the parent channel cover its threads.
+
+`meta["channel_id"]` is the Discord channel to answer in (the DM channel, the channel or the
+thread). Slash commands add the interaction's id, token, application id and creation time,
+which the reply path needs to answer through the interaction's webhook.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import discord
+
+from bot.messages import (
+    Attachment,
+    Command,
+    Conversation,
+    ConversationKind,
+    Identity,
+    InboundMessage,
+)
+
+log = logging.getLogger("decapod.channels.discord")
+
+#: message types that carry what a person wrote (others are joins, pins, thread notices...)
+_CONVERSATIONAL = (discord.MessageType.default, discord.MessageType.reply)
+_VOICE_MESSAGE_FLAG = 1 << 13
+_PARENT_CACHE_LIMIT = 4096
+
+
+def attachment_kind(content_type: str, flags: int) -> str:
+    if flags & _VOICE_MESSAGE_FLAG:
+        return "voice"
+    major = content_type.partition("/")[0]
+    return {"image": "image", "audio": "audio", "video": "video"}.get(major, "document")
+
+
+class Normalizer:
+    """Builds InboundMessages for one configured channel. Looks up, once per channel, the
+    parent of a channel that discord.py has not cached (it may be a thread)."""
+
+    def __init__(self, name: str, client: discord.Client) -> None:
+        self.name = name
+        self.client = client
+        self._parents: dict[int, int | None] = {}
+
+    def _identity(self, user: discord.abc.User) -> Identity:
+        return Identity(self.name, str(user.id), user.display_name, user.bot)
+
+    async def conversation(
+        self, channel: Any, guild_id: int | None, user_id: int
+    ) -> tuple[Conversation, str]:
+        """(conversation, id of the Discord channel to answer in)."""
+        answer_in = str(channel.id)
+        if guild_id is None:
+            if isinstance(channel, discord.GroupChannel):
+                return Conversation(self.name, answer_in, ConversationKind.GROUP), answer_in
+            return Conversation(self.name, str(user_id), ConversationKind.DM), answer_in
+        parent = await self._parent_of(channel)
+        if parent is None:
+            return Conversation(self.name, answer_in, ConversationKind.CHANNEL), answer_in
+        thread = Conversation(self.name, str(parent), ConversationKind.CHANNEL, answer_in)
+        return thread, answer_in
+
+    async def _parent_of(self, channel: Any) -> int | None:
+        """The parent channel of a thread; None for anything else."""
+        if isinstance(channel, discord.Thread):
+            return channel.parent_id
+        if not isinstance(channel, discord.PartialMessageable):
+            return None
+        if channel.id in self._parents:
+            return self._parents[channel.id]
+        try:
+            fetched = await self.client.fetch_channel(channel.id)
+        except discord.DiscordException as exc:
+            log.warning("cannot look up channel %s (%s); treating it as a channel", channel.id, exc)
+            return None
+        parent = fetched.parent_id if isinstance(fetched, discord.Thread) else None
+        if len(self._parents) >= _PARENT_CACHE_LIMIT:
+            self._parents.clear()
+        self._parents[channel.id] = parent
+        return parent
+
+    async def from_message(self, message: discord.Message) -> InboundMessage | None:
+        """None for what is not a person's message: system notices, the bot's own."""
+        me = self.client.user
+        if me is None or message.author.id == me.id or message.type not in _CONVERSATIONAL:
+            return None
+        guild_id = message.guild.id if message.guild is not None else None
+        conversation, channel_id = await self.conversation(
+            message.channel, guild_id, message.author.id
+        )
+        text, mentioned = self._strip_mentions(message, me.id)
+        reference = message.reference
+        resolved = reference.resolved if reference is not None else None
+        replied_to_me = isinstance(resolved, discord.Message) and resolved.author.id == me.id
+        parts = tuple(
+            Attachment(
+                kind=attachment_kind(a.content_type or "", message.flags.value),
+                ref=a.url,
+                name=a.filename,
+                mime=a.content_type or "",
+                size=a.size,
+                meta={"id": str(a.id)},
+            )
+            for a in message.attachments
+        )
+        return InboundMessage(
+            id=str(message.id),
+            identity=self._identity(message.author),
+            conversation=conversation,
+            text=text,
+            parts=parts,
+            command=Command.parse(text, me.name),
+            mentioned=mentioned or replied_to_me,
+            reply_to=str(reference.message_id) if reference and reference.message_id else None,
+            platform_message_id=str(message.id),
+            meta={"channel_id": channel_id, "guild_id": str(guild_id) if guild_id else None},
+        )
+
+    def _strip_mentions(self, message: discord.Message, me_id: int) -> tuple[str, bool]:
+        """The text without the bot's user or role mention, and whether one was there."""
+        tokens = [f"<@{me_id}>", f"<@!{me_id}>"]
+        mentioned = any(user.id == me_id for user in message.mentions)
+        role = message.guild.self_role if message.guild is not None else None
+        if role is not None:
+            tokens.append(f"<@&{role.id}>")
+            mentioned = mentioned or role in message.role_mentions
+        text = message.content
+        for token in tokens:
+            text = text.replace(token, " ")
+        return re.sub(r"[ \t]{2,}", " ", text).strip(), mentioned
+
+    async def from_command(
+        self, interaction: discord.Interaction, name: str, args: str, *, deferred: bool = True
+    ) -> InboundMessage:
+        """A slash command. Unless it was `deferred`, its answer goes to the channel: an
+        interaction that could not be acknowledged cannot be answered through its webhook."""
+        channel: Any = interaction.channel
+        if channel is None:  # discord.py could not model the channel: answer where it was used
+            channel = self.client.get_partial_messageable(
+                interaction.channel_id or 0, guild_id=interaction.guild_id
+            )
+        conversation, channel_id = await self.conversation(
+            channel, interaction.guild_id, interaction.user.id
+        )
+        meta: dict[str, Any] = {
+            "channel_id": channel_id,
+            "guild_id": str(interaction.guild_id) if interaction.guild_id else None,
+        }
+        if deferred:
+            meta.update(
+                interaction_id=str(interaction.id),
+                interaction_token=interaction.token,
+                application_id=str(interaction.application_id),
+                interaction_created=interaction.created_at.timestamp(),
+            )
+        return InboundMessage(
+            id=str(interaction.id),
+            identity=self._identity(interaction.user),
+            conversation=conversation,
+            text=f"/{name} {args}".rstrip(),
+            command=Command(name, args),
+            mentioned=True,
+            meta=meta,
+        )

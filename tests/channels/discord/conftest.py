@@ -1,0 +1,95 @@
+"""Fixtures: a fake Discord, and the real Gateway with a discord channel pointed at it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import discord.gateway
+import discord.http
+import pytest
+
+from bot.gateway import Gateway
+from bot.providers.base import Provider
+from channels.discord import DiscordChannel
+from tests.fakes.discord import FakeDiscord
+
+TOKEN_ENV = "DECAPOD_TEST_DISCORD_TOKEN"
+
+
+def pings_nobody(allowed_mentions: dict[str, Any] | None) -> bool:
+    """Discord pings only what allowed_mentions lets through; without it, everything."""
+    if allowed_mentions is None:
+        return False
+    listed = allowed_mentions.get("users") or allowed_mentions.get("roles")
+    return (
+        allowed_mentions.get("parse") == []
+        and not listed
+        and not allowed_mentions.get("replied_user")
+    )
+
+
+def message_bodies(fake: FakeDiscord) -> list[dict[str, Any]]:
+    """The JSON of every message the bot created or edited (interaction callbacks included)."""
+    bodies = []
+    for call in fake.calls:
+        body = call.body
+        if isinstance(body, dict) and call.path.endswith("/callback"):
+            body = body.get("data")
+        if isinstance(body, dict) and "content" in body:
+            bodies.append(body)
+    return bodies
+
+
+@pytest.fixture
+async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
+    # the adapter points these process-wide class attributes at its config; put them back
+    saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    async with FakeDiscord(heartbeat_interval_s=1.0) as fake:
+        monkeypatch.setenv(TOKEN_ENV, fake.token)
+        yield fake
+    for body in message_bodies(fake):
+        assert pings_nobody(body.get("allowed_mentions")), body
+    discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
+
+
+@pytest.fixture
+def discord_config(make_config: Any, fake: FakeDiscord) -> Callable[..., Any]:
+    """A config with one discord channel on the fake; keyword arguments override its keys."""
+
+    def build(**channel: Any) -> Any:
+        settings: dict[str, Any] = {
+            "type": "discord",
+            "token_env": TOKEN_ENV,
+            "api_base_url": fake.api_base,
+            "gateway_url": fake.gateway_url,
+            "access": {"dm_policy": "open", "groups": {"*": {}}},
+        }
+        settings.update(channel)
+        return make_config(channels={"discord": settings})
+
+    return build
+
+
+@asynccontextmanager
+async def running(config: Any, provider: Provider) -> AsyncIterator[Gateway]:
+    async with Gateway(config, provider=provider) as gateway:
+        yield gateway
+
+
+def channel_of(gateway: Gateway) -> DiscordChannel:
+    channel = gateway.channels["discord"]
+    assert isinstance(channel, DiscordChannel)
+    return channel
+
+
+async def settle(gateway: Gateway, timeout: float = 5.0) -> None:
+    """Until no turn is running or queued."""
+
+    async def idle() -> None:
+        while gateway.sessions.active or gateway.sessions.queue_depth:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(idle(), timeout)

@@ -1,0 +1,178 @@
+"""Slash commands: synced from the shared table, deferred at once, answered through the
+interaction (streamed edits of @original, followups past 2,000 characters), and in the
+channel once the interaction's token is too old."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+import channels.discord_outbound
+from bot.providers.base import ChatEvent, ChatRequest, TextDelta
+from bot.providers.testing import FunctionProvider, ScriptedProvider
+from tests.channels.discord.conftest import running, settle
+from tests.fakes.discord import ALICE, BOT_ID, CHANNEL_ID, GUILD_ID, FakeDiscord
+
+
+def piece(i: int) -> str:
+    # long enough that the gateway's stream redactor (which releases text in batches of
+    # 64 characters) lets the answer out while it is still being written
+    return f"part {i:02d} of a long answer. "
+
+
+def full(count: int) -> str:
+    return "".join(piece(i) for i in range(count))
+
+
+def slow_pieces(count: int, gap: float) -> Callable[[ChatRequest], AsyncIterator[ChatEvent]]:
+    async def answer(request: ChatRequest) -> AsyncIterator[ChatEvent]:
+        for i in range(count):
+            await asyncio.sleep(gap)
+            yield TextDelta(piece(i))
+
+    return answer
+
+
+async def test_commands_from_the_shared_table_are_synced_globally(
+    fake: FakeDiscord, discord_config: Any
+) -> None:
+    async with running(discord_config(), ScriptedProvider([])) as gateway:
+        synced = {c["name"]: c for c in fake.commands["global"]}
+        assert set(synced) == {spec.name for spec in gateway.commands}
+        assert {"ask", "new", "status"} <= set(synced)
+        assert synced["ask"]["options"] == [
+            {"type": 3, "name": "question", "description": "<question>", "required": True}
+        ]
+        assert "options" not in synced["new"] or not synced["new"]["options"]
+        forget = synced.get("forget")
+        if forget is not None:  # "/forget [all | words]": the argument is optional
+            assert forget["options"][0]["required"] is False
+
+
+async def test_commands_go_to_the_configured_guilds_only(
+    fake: FakeDiscord, discord_config: Any
+) -> None:
+    async with running(discord_config(sync_commands_to=[int(GUILD_ID)]), ScriptedProvider([])):
+        assert list(fake.commands) == [GUILD_ID]
+        assert any(c["name"] == "ask" for c in fake.commands[GUILD_ID])
+
+
+async def test_slash_command_is_deferred_then_streamed_into_the_original(
+    fake: FakeDiscord, discord_config: Any
+) -> None:
+    provider = FunctionProvider(slow_pieces(24, 0.1))
+    async with running(discord_config(), provider) as gateway:
+        start = len(fake.calls)
+        sent = await fake.send_slash_command("ask", {"question": "what is a decapod?"})
+        token = sent["token"]
+        callback = await fake.wait_for("POST", "/callback", start=start)
+        assert callback.body == {"type": 5}
+        await fake.until(
+            lambda: [t.strip() for t in fake.interaction_texts(token)] == [full(24).strip()], 10
+        )
+        await settle(gateway)
+    assert provider.requests[0].messages[-1].content == "what is a decapod?"
+    edits = fake.calls_to("PATCH", f"/webhooks/{BOT_ID}/{token}/messages/@original")
+    assert len(edits) >= 2, "the answer is streamed by editing the original response"
+    assert callback.at <= edits[0].at
+    gaps = [b.at - a.at for a, b in itertools.pairwise(edits)]
+    assert min(gaps) >= 0.9, f"edits of @original at most about once a second: {gaps}"
+    assert [t.strip() for t in fake.interaction_texts(token)] == [full(24).strip()]
+    assert not fake.calls_to("POST", f"/channels/{CHANNEL_ID}/messages")
+
+
+async def test_long_answer_continues_in_followups(fake: FakeDiscord, discord_config: Any) -> None:
+    code = "```python\n" + "\n".join(f"print({i})" for i in range(150)) + "\n```"
+    answer = "\n\n".join(
+        [*(f"Paragraph {i}: " + "words " * 60 for i in range(8)), code, "The end."]
+    )
+    async with running(discord_config(), ScriptedProvider([answer])) as gateway:
+        sent = await fake.send_slash_command("ask", {"question": "write a lot"})
+        await fake.wait_for("POST", f"/webhooks/{BOT_ID}/{sent['token']}", count=2)
+        await settle(gateway)
+    texts = fake.interaction_texts(sent["token"])
+    assert len(texts) >= 3 and all(len(t) <= 2000 for t in texts)
+    assert all(t.count("```") % 2 == 0 for t in texts), "no message leaves a code block open"
+    joined = " ".join(" ".join(texts).replace("```python", "").replace("```", "").split())
+    assert joined == " ".join(answer.replace("```python", "").replace("```", "").split())
+    assert fake.calls_to("PATCH", "/messages/@original"), "the first part edits the original"
+
+
+async def test_command_in_a_dm_is_answered_through_the_interaction(
+    fake: FakeDiscord, discord_config: Any
+) -> None:
+    async with running(discord_config(), ScriptedProvider([])) as gateway:
+        sent = await fake.send_slash_command("status", dm=True)
+        await fake.until(lambda: "session:" in "".join(fake.interaction_texts(sent["token"])))
+        await settle(gateway)
+    (status,) = fake.interaction_texts(sent["token"])
+    assert f"session: discord:dm:{ALICE}" in status
+
+
+async def test_unknown_person_using_a_command_in_a_dm_gets_a_pairing_code(
+    fake: FakeDiscord, discord_config: Any
+) -> None:
+    provider = ScriptedProvider([])
+    config = discord_config(access={"dm_policy": "pairing"})
+    async with running(config, provider) as gateway:
+        sent = await fake.send_slash_command("ask", {"question": "hi"}, dm=True)
+        await fake.until(lambda: "code" in "".join(fake.interaction_texts(sent["token"])))
+        await settle(gateway)
+    assert provider.requests == []
+
+
+@pytest.mark.parametrize("case", ["token_nearly_expired", "too_late_to_defer"])
+async def test_old_interaction_is_answered_in_the_channel(
+    fake: FakeDiscord, discord_config: Any, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    if case == "token_nearly_expired":
+        # Discord accepted the deferral, but the turn ran late: 14.5 of its 15 minutes are gone
+        monkeypatch.setattr("tests.fakes.discord.INTERACTION_CALLBACK_S", 3600.0)
+    async with running(discord_config(), ScriptedProvider(["late but here"])) as gateway:
+        sent = await fake.send_slash_command(
+            "ask", {"question": "still there?"}, created_at=time.time() - 14.5 * 60
+        )
+        await fake.wait_for("POST", f"/channels/{CHANNEL_ID}/messages")
+        await settle(gateway)
+    assert fake.texts_in(CHANNEL_ID)[-1] == "late but here"
+    assert not fake.calls_to("POST", "/webhooks/") and not fake.calls_to("PATCH", "/webhooks/")
+    deferred = fake.calls_to("POST", f"/{sent['token']}/callback")
+    assert len(deferred) == (1 if case == "token_nearly_expired" else 0)
+
+
+async def test_token_expiring_mid_answer_moves_the_rest_to_the_channel(
+    fake: FakeDiscord, discord_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a token usable for 1.5 s: the answer starts in the interaction and ends in the channel
+    ttl = channels.discord_outbound.TOKEN_MARGIN_S + 1.5
+    monkeypatch.setattr(channels.discord_outbound, "INTERACTION_TOKEN_TTL_S", ttl)
+    async with running(discord_config(), FunctionProvider(slow_pieces(30, 0.1))) as gateway:
+        sent = await fake.send_slash_command("ask", {"question": "long one"})
+        await fake.until(
+            lambda: full(30).strip() in [t.strip() for t in fake.texts_in(CHANNEL_ID)], 10
+        )
+        await settle(gateway)
+    assert fake.interaction_texts(sent["token"])[0].startswith("part 00")
+    assert fake.texts_in(CHANNEL_ID)[-1].strip() == full(30).strip()
+    moved = fake.calls_to("POST", f"/channels/{CHANNEL_ID}/messages")
+    assert len(moved) == 1, "the message moves once, then is edited in the channel"
+
+
+async def test_a_command_refused_silently_still_ends_the_thinking_state(
+    fake: FakeDiscord, discord_config: Any
+) -> None:
+    """A listed channel that allows only some people: the others' commands are refused by
+    the access layer without a model call, and the deferred response says so."""
+    only_bob = {"dm_policy": "open", "groups": {CHANNEL_ID: {"allow_users": ["424242"]}}}
+    provider = ScriptedProvider([])
+    async with running(discord_config(access=only_bob), provider) as gateway:
+        sent = await fake.send_slash_command("ask", {"question": "let me in?"})
+        await fake.until(lambda: fake.interaction_texts(sent["token"]), 5)
+        await settle(gateway)
+    assert fake.interaction_texts(sent["token"]) == ["I can't answer that here."]
+    assert provider.requests == []
