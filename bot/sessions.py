@@ -67,6 +67,9 @@ class SessionManager:
         self.idle_exit_s = idle_exit_s
         self._cap = asyncio.Semaphore(max_concurrent)
         self._sessions: OrderedDict[str, Session] = OrderedDict()
+        # counted as they change, so no per-message walk over every session is needed
+        self._queued = 0
+        self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -85,17 +88,18 @@ class SessionManager:
     def submit(self, message: InboundMessage) -> None:
         session = self.get(message.session_key)
         session.queue.put_nowait(message)
+        self._queued += 1
         self._idle.clear()
         if session.worker is None:
             session.worker = asyncio.create_task(self._work(session), name=f"session:{session.key}")
 
     @property
     def queue_depth(self) -> int:
-        return sum(s.queue.qsize() for s in self._sessions.values())
+        return self._queued
 
     @property
     def active(self) -> int:
-        return sum(1 for s in self._sessions.values() if s.busy)
+        return self._busy
 
     async def _work(self, session: Session) -> None:
         try:
@@ -105,6 +109,8 @@ class SessionManager:
                 except TimeoutError:
                     return
                 session.busy = True  # busy from the moment it leaves the queue
+                self._queued -= 1
+                self._busy += 1
                 try:
                     async with self._cap:
                         await self.handler(session, message)
@@ -113,6 +119,7 @@ class SessionManager:
                     log.exception("turn failed in session %s", session.key)
                 finally:
                     session.busy = False
+                    self._busy -= 1
                 if session.queue.empty():
                     self._check_idle()
         finally:
@@ -122,7 +129,7 @@ class SessionManager:
             self._check_idle()
 
     def _check_idle(self) -> None:
-        if all(s.queue.empty() and not s.busy for s in self._sessions.values()):
+        if not self._queued and not self._busy:
             self._idle.set()
 
     def _evict(self) -> None:
@@ -159,9 +166,9 @@ class SessionManager:
         session.row = await self.store.sessions.reset(session.key)
         session.history = []
 
-    async def wait_idle(self, timeout: float = 10.0) -> None:
+    async def wait_idle(self) -> None:
         """Until no session has a queued or running turn (for tests and benches)."""
-        await asyncio.wait_for(self._idle.wait(), timeout)
+        await self._idle.wait()
 
     async def drain(self, grace_s: float) -> bool:
         """Wait for queued and running turns to finish; cancel what is left after `grace_s`.

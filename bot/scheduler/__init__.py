@@ -9,10 +9,10 @@
 See service.py for the delivery guarantees and grammar.py for what `/remind` understands.
 """
 
+from bot.errors import ConversationGone
 from bot.scheduler.commands import register_scheduler_commands
 from bot.scheduler.config import SchedulerConfig
 from bot.scheduler.service import (
-    ConversationGone,
     Deliverer,
     ScheduleError,
     Scheduler,

@@ -20,6 +20,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from bot.http import is_local_request
 
@@ -91,7 +92,7 @@ class AdminAuth:
         return self._bearer_ok(request)
 
     @web.middleware
-    async def middleware(self, request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         client = request.remote or "?"
         wait = self.throttle.retry_after(client)
         if wait > 0:

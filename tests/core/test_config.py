@@ -36,8 +36,10 @@ def test_defaults_need_no_file_and_bind_loopback(home: Path) -> None:
         ({"models": {"chat": ["gpt-4o"]}}, "must be 'provider:model'"),
         ({"models": {"chat": ["nope:x"]}}, "names provider 'nope'"),
         ({"channels": {"c": {"type": "pigeon"}}}, "channels.c"),
-        ({"channels": {"tg": {"type": "telegram", "tokn_env": "X"}}},
-         "channels.tg.tokn_env: unknown key"),
+        (
+            {"channels": {"tg": {"type": "telegram", "tokn_env": "X"}}},
+            "channels.tg.tokn_env: unknown key",
+        ),
         (
             {"providers": {"p": {"api_key_env": "sk-abc123"}}, "models": {"chat": ["p:m"]}},
             "name of an environment variable",

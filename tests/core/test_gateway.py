@@ -86,9 +86,9 @@ async def test_streaming_edits_one_message_at_a_throttled_rate(make_config: Any)
     async def slow(request: ChatRequest) -> AsyncIterator[Any]:
         from bot.providers.base import Finish, TextDelta
 
-        for i in range(30):
+        for i in range(60):
             await asyncio.sleep(0.01)
-            yield TextDelta(f"w{i} ")
+            yield TextDelta(f"word{i:03d} ")
         yield Finish()
 
     channel = RecordingChannel()
@@ -97,14 +97,14 @@ async def test_streaming_edits_one_message_at_a_throttled_rate(make_config: Any)
     ) as gw:
         await channel.push("stream please")
         await _until(lambda: gw.sessions.active == 0 and channel.texts())
-        await _until(lambda: channel.texts()[0].rstrip().endswith("w29"))
+        await _until(lambda: channel.texts()[0].rstrip().endswith("word059"))
     sends = [c for c in channel.calls if c[0] == "send"]
     edits = [c for c in channel.calls if c[0] == "edit"]
     assert len(sends) == 1 and edits, "one message, edited in place"
     stamps = [c[2] for c in channel.calls if c[0] in ("send", "edit")]
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert min(gaps) >= channel.edit_interval * 0.9
-    assert [t.rstrip() for t in channel.texts()] == [" ".join(f"w{i}" for i in range(30))]
+    assert [t.rstrip() for t in channel.texts()] == [" ".join(f"word{i:03d}" for i in range(60))]
 
 
 async def test_long_reply_is_chunked_at_the_channel_limit(make_config: Any) -> None:

@@ -36,20 +36,24 @@ async def gateway(make_config: Any) -> Any:
 
 async def _get(url: str, case: dict[str, Any], extra: dict[str, str] | None = None) -> int:
     headers = {**case.get("headers", {}), **(extra or {})}
-    async with aiohttp.ClientSession() as http:
-        async with http.get(url, headers=headers, params=case.get("params")) as resp:
-            return resp.status
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(url, headers=headers, params=case.get("params")) as resp,
+    ):
+        return resp.status
 
 
 async def _setup(base: str, code: str, case: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as http:
-        async with http.post(
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
             base + "/setup",
             params=case.get("params"),
             headers={**case.get("headers", {}), "X-Setup-Code": code},
-        ) as resp:
-            body = await resp.json() if resp.status == 200 else {}
-            return resp.status, body
+        ) as resp,
+    ):
+        body = await resp.json() if resp.status == 200 else {}
+        return resp.status, body
 
 
 async def test_before_setup_only_a_plain_local_request_reaches_setup(gateway: Any) -> None:

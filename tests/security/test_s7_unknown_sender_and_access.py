@@ -21,7 +21,7 @@ def _config(make_config: Any, **access: Any) -> Any:
 
 
 async def _settle(gw: Gateway) -> None:
-    await gw.sessions.wait_idle()
+    await asyncio.wait_for(gw.sessions.wait_idle(), 10)
     await asyncio.sleep(0.02)  # replies are sent by the turn before it ends; this is slack
 
 

@@ -1,0 +1,401 @@
+"""Slack (slack-bolt AsyncApp): Socket Mode by default, or the Events API on our HTTP server.
+
+Inbound: every event is normalized (channels/slack_inbound.py) and handed to the gateway's
+sink, which only stores and queues it; the event is acknowledged when that returns, or after
+`ack_budget_s` at the latest, so Slack always gets its answer within 3 s. If the sink fails,
+the event is not acknowledged (HTTP 500 / no Socket Mode ack) and Slack's retry is processed;
+a retry of an event already stored is dropped by the gateway's dedupe. Slash commands are
+acknowledged first and handed on afterwards; their answers go to the response_url.
+
+Outbound: Markdown becomes mrkdwn, chunks of ~4,000 characters, streaming by chat.update
+at most once a second, at most one message a second per Slack channel, and Retry-After is
+honoured both by the SDK's retry and by pausing every send of the channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
+
+from bot.channel_configs.slack import SlackChannelConfig
+from bot.config import secret_from_env
+from bot.errors import ChannelError
+from bot.messages import (
+    Attachment,
+    Conversation,
+    ConversationKind,
+    InboundMessage,
+    OutboundMessage,
+    SentRef,
+)
+from channels import InboundSink
+from channels.base import BaseChannel
+from channels.slack_api import SlackApi, WorkingSignal, doctor, signed
+from channels.slack_inbound import (
+    Normalizer,
+    RecentDeliveries,
+    ThreadMemory,
+    help_text,
+    split_subcommand,
+)
+from channels.slack_mrkdwn import to_mrkdwn
+
+log = logging.getLogger("decapod.channels.slack")
+
+
+class _QuietBolt(logging.Filter):
+    """Bolt also reads SLACK_BOT_TOKEN, the default name of our own variable, and then warns
+    on every start that the token beside our client is unused. It is the same token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("As you gave `client` as well")
+
+
+_bolt_log = log.getChild("bolt")
+_bolt_log.addFilter(_QuietBolt())
+
+EVENTS_PATH = "/slack/events"
+#: a response_url takes at most five posts (within 30 minutes)
+MAX_RESPONSES = 5
+CONNECT_TIMEOUT_S = 30.0
+__all__ = ["SlackChannel", "create", "doctor"]
+
+
+class SlackChannel(BaseChannel):
+    type = "slack"
+    max_message_len = 4000
+    edit_interval = 1.0
+    #: Slack allows about one chat.postMessage a second per channel
+    chat_interval = 1.0
+    #: seconds an event waits for the sink before it is acknowledged anyway (Slack allows 3)
+    ack_budget_s = 2.0
+
+    def __init__(self, name: str, settings: SlackChannelConfig, home: Path | None) -> None:
+        super().__init__(name)
+        self.settings = settings
+        self.supports_edit = settings.stream
+        key = f"channels.{name}"
+        self._bot_token = secret_from_env(settings.bot_token_env, f"{key}.bot_token_env")
+        self._app_token = ""
+        self._verifier: SignatureVerifier | None = None
+        if settings.mode == "socket":
+            self._app_token = secret_from_env(settings.app_token_env, f"{key}.app_token_env")
+        else:
+            secret = secret_from_env(settings.signing_secret_env, f"{key}.signing_secret_env")
+            self._verifier = SignatureVerifier(secret)
+        self.max_file_bytes = int(settings.max_file_mb * 1_048_576)
+        self.threads = ThreadMemory(home / f"slack-{name}-threads.json" if home else None)
+        self._recent = RecentDeliveries()
+        self._api: SlackApi | None = None
+        self._app: AsyncApp | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self._normalizer: Normalizer | None = None
+        self._late: set[asyncio.Task[None]] = set()  # hand-ons still running after an ack
+        self._working = WorkingSignal(self._web, settings.working_signal)
+        self.bot_user_id = ""
+
+    # lifecycle -------------------------------------------------------------------------------
+    async def start(self, sink: InboundSink) -> None:
+        await super().start(sink)
+        try:
+            await self._connect()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _connect(self) -> None:
+        await asyncio.to_thread(self.threads.load)
+        self._api = SlackApi(self._bot_token, self.settings.api_url, self._pause)
+        try:
+            auth = await self._api.call("auth.test")
+        except ChannelError as exc:
+            raise ChannelError(f"{exc}; check {self.settings.bot_token_env}") from None
+        self.bot_user_id = str(auth.get("user_id") or "")
+        self._normalizer = Normalizer(
+            self.name, self.bot_user_id, self.max_file_bytes, self.threads
+        )
+        app = AsyncApp(
+            client=self._api.client,
+            name=f"decapod-{self.name}",
+            # our listeners only store and queue, so they finish well inside Slack's 3 s, and
+            # the acknowledgement then tells Slack whether the event was really taken
+            process_before_response=True,
+            signing_secret=self._verifier.signing_secret if self._verifier else None,
+            request_verification_enabled=self._verifier is not None,
+            logger=_bolt_log,
+        )
+        app.event(re.compile(".*"))(self._on_event)
+        app.command(self.settings.slash_command)(self._on_slash)
+        self._app = app
+        if self.settings.mode == "socket":
+            await self._open_socket(app)
+        log.info(
+            "slack %s connected as %s (%s mode)", self.name, self.bot_user_id, self.settings.mode
+        )
+
+    async def _open_socket(self, app: AsyncApp) -> None:
+        # The SDK retries a failed connect forever; a wrong app token or Socket Mode being
+        # off must stop the start instead, so the token is tried once by hand first.
+        try:
+            await self._web().client.apps_connections_open(app_token=self._app_token)
+        except SlackApiError as exc:
+            raise ChannelError(
+                f"slack {self.name}: apps.connections.open failed ({exc.response.get('error')});"
+                f" check {self.settings.app_token_env} and that Socket Mode is on"
+            ) from None
+        self._socket = AsyncSocketModeHandler(app, self._app_token)
+        connecting = self._socket.connect_async()  # type: ignore[no-untyped-call]
+        try:
+            await asyncio.wait_for(connecting, CONNECT_TIMEOUT_S)
+        except TimeoutError:
+            raise ChannelError(
+                f"slack {self.name}: no Socket Mode connection within {CONNECT_TIMEOUT_S:g}s"
+            ) from None
+
+    async def stop(self) -> None:
+        if self._socket is not None:
+            await self._socket.close_async()  # type: ignore[no-untyped-call]
+            self._socket = None
+        if self._late:
+            await asyncio.wait(self._late, timeout=self.ack_budget_s)
+        self._app = None
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
+        await super().stop()
+
+    def health(self) -> dict[str, Any]:
+        connected = self._app is not None
+        if self._socket is not None:
+            session = self._socket.client.current_session
+            connected = connected and session is not None and not session.closed
+        return {
+            "type": self.type,
+            "mode": self.settings.mode,
+            "running": self.sink is not None and connected,
+            "bot_user_id": self.bot_user_id,
+        }
+
+    def http_routes(self) -> list[tuple[str, str, Callable[[web.Request], Any]]]:
+        return [("POST", EVENTS_PATH, self._on_http)] if self.settings.mode == "http" else []
+
+    # inbound -------------------------------------------------------------------------------
+    async def _on_http(self, request: web.Request) -> web.StreamResponse:
+        app, verifier = self._app, self._verifier
+        if app is None or verifier is None:
+            return web.Response(status=503, headers={"Retry-After": "1"})
+        raw = await request.read()
+        if not signed(verifier, raw, request.headers):
+            return web.Response(status=401, text="invalid signature")
+        try:
+            bolt_request = AsyncBoltRequest(
+                body=raw.decode("utf-8"), query=request.query_string, headers=dict(request.headers)
+            )
+            readable = isinstance(bolt_request.body, dict)
+        except (ValueError, AttributeError, TypeError):
+            # not UTF-8, not JSON, or JSON that is not an object (Bolt assumes one)
+            readable = False
+        if not readable:
+            log.warning("slack %s: skipped a signed request whose body is unreadable", self.name)
+            return web.Response(status=400, headers={"X-Slack-No-Retry": "1"})
+        return await to_aiohttp_response(await app.async_dispatch(bolt_request))
+
+    async def _on_event(self, body: dict[str, Any]) -> None:
+        assert self._normalizer is not None
+        try:
+            normalized = self._normalizer.event(body)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            log.warning("slack %s: skipped a malformed event: %r", self.name, exc)
+            return
+        if normalized is None:
+            return
+        message, keys = normalized
+        if not self._addressed_or_open(message):
+            return
+        if not await self._recent.claim(keys):
+            log.debug("slack %s: dropped a repeated delivery of %s", self.name, message.id)
+            return
+        handed_on = False
+        try:
+            await self._hand_on(message)
+            handed_on = True
+        finally:
+            self._recent.settle(keys, handed_on)
+
+    def _addressed_or_open(self, message: InboundMessage) -> bool:
+        """Channel chatter the access policy would refuse anyway is not handed on, so the inbox
+        does not keep every message of every channel the bot is in. The gateway still decides."""
+        conversation = message.conversation
+        if conversation.kind is ConversationKind.DM or message.mentioned:
+            return True
+        groups = self.settings.access.groups
+        group = groups.get(conversation.chat_id) or groups.get("*")
+        return group is not None and not group.require_mention
+
+    async def _hand_on(self, message: InboundMessage) -> None:
+        """Give the message to the sink; raise if it failed, so the event is not acknowledged
+        and Slack delivers it again. Past the budget, acknowledge and let the sink finish."""
+        if self.sink is None:
+            raise ChannelError(f"slack {self.name} is not running")
+        task = asyncio.create_task(self.sink(message))
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.ack_budget_s)
+        except TimeoutError:
+            log.warning("slack %s: acknowledged %s before the inbox took it", self.name, message.id)
+            self._keep(task)
+        except asyncio.CancelledError:
+            self._keep(task)  # the listener was cancelled, not the delivery
+            raise
+
+    def _keep(self, task: asyncio.Task[None]) -> None:
+        self._late.add(task)
+        task.add_done_callback(self._finished_late)
+
+    def _finished_late(self, task: asyncio.Task[None]) -> None:
+        self._late.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "slack %s: a delivery failed after its ack", self.name, exc_info=task.exception()
+            )
+
+    async def _on_slash(self, body: dict[str, Any], ack: AsyncAck) -> None:
+        assert self._normalizer is not None
+        split = split_subcommand(str(body.get("text") or ""), [c.name for c in self.commands])
+        if split is None:
+            await ack(
+                response_type="ephemeral",
+                text=help_text(self.settings.slash_command, self.commands),
+            )
+            return
+        message = self._normalizer.slash(body, *split)
+        if message is None:
+            await ack(
+                response_type="ephemeral", text="That command arrived incomplete; please try again."
+            )
+            return
+        # acknowledged first (the ack leaves when this listener returns); handed on after
+        if split[0] == "ask":
+            await ack(response_type="ephemeral", text="Working on it…")
+        else:
+            await ack()
+        self._keep(asyncio.create_task(self._hand_on_command(message)))
+
+    async def _hand_on_command(self, message: InboundMessage) -> None:
+        keys = [message.id]
+        if not await self._recent.claim(keys):
+            return
+        handed_on = False
+        try:
+            await self._hand_on(message)
+            handed_on = True
+        except Exception:
+            log.exception("slack %s: could not take command %s", self.name, message.id)
+            with contextlib.suppress(ChannelError):
+                await self._respond(
+                    message.meta["response_url"],
+                    "Sorry, I could not take that command. Please try again.",
+                    in_channel=False,
+                )
+        finally:
+            self._recent.settle(keys, handed_on)
+
+    # outbound ------------------------------------------------------------------------------
+    async def send(self, message: OutboundMessage) -> SentRef:
+        url = message.meta.get("response_url")
+        if url:  # a command's own reply: only the person who asked sees it
+            return await self._answer_command(message, url, message.text, in_channel=False)
+        return await super().send(message)
+
+    async def reply(self, template: OutboundMessage, deltas: AsyncIterator[str]) -> list[SentRef]:
+        url = template.meta.get("response_url")
+        if url:  # `/decapod ask`: the answer is posted once, for the whole channel
+            text = "".join([delta async for delta in deltas])
+            return [await self._answer_command(template, url, text, in_channel=True)]
+        # shown alongside the model call, not before it: one Slack round trip less to wait
+        showing = asyncio.create_task(self._working.show(template.conversation, template.reply_to))
+        try:
+            return await super().reply(template, deltas)
+        finally:
+            await self._working.hide(await showing)
+
+    async def _answer_command(
+        self, message: OutboundMessage, url: str, text: str, *, in_channel: bool
+    ) -> SentRef:
+        pieces = self.chunks(text)
+        if len(pieces) > MAX_RESPONSES:
+            pieces = pieces[:MAX_RESPONSES]
+            pieces[-1] += "\n… (cut: too long for a command reply; ask me in a message instead)"
+        for piece in pieces:
+            await self._retrying(message.conversation, self._respond, url, piece, in_channel)
+        return SentRef(message.conversation, f"response:{len(pieces)}", {"response_url": url})
+
+    async def _respond(self, url: str, text: str, in_channel: bool) -> None:
+        payload = {
+            "text": to_mrkdwn(text),
+            "response_type": "in_channel" if in_channel else "ephemeral",
+        }
+        await self._web().respond(url, payload)
+
+    async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
+        conversation = message.conversation
+        thread_ts = message.meta.get("thread_ts") or conversation.thread_id
+        resp = await self._web().call(
+            "chat.postMessage",
+            channel=conversation.chat_id,
+            text=to_mrkdwn(text),
+            thread_ts=thread_ts,
+            unfurl_links=message.link_preview,
+            unfurl_media=message.link_preview,
+        )
+        self._landed(conversation)
+        channel_id, ts = str(resp.get("channel") or conversation.chat_id), str(resp["ts"])
+        if conversation.kind is not ConversationKind.DM:
+            # replies in this thread now reach the bot without a new mention
+            await self.threads.add(channel_id, thread_ts or ts)
+        return SentRef(conversation, ts, {"channel": channel_id})
+
+    async def _edit_text(self, ref: SentRef, text: str) -> None:
+        channel = ref.meta.get("channel", ref.conversation.chat_id)
+        await self._web().call(
+            "chat.update", channel=channel, ts=ref.message_id, text=to_mrkdwn(text)
+        )
+        self._landed(ref.conversation)
+
+    def _landed(self, conversation: Conversation) -> None:
+        """The next send to this chat waits a full interval from now: a call the SDK retried
+        after a 429 landed late, and the pace set before it must not let the next one follow
+        at once."""
+        self._chat_next[conversation.chat_id] = time.monotonic() + self.chat_interval
+
+    def _pause(self, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+    async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
+        limit = min(max_bytes, self.max_file_bytes)
+        name = attachment.name or "file"
+        if attachment.size is not None and attachment.size > limit:
+            raise ChannelError(f"{name} is larger than {limit} bytes")
+        return await self._web().download(attachment.ref, limit, name)
+
+    def _web(self) -> SlackApi:
+        if self._api is None:
+            raise ChannelError(f"slack {self.name} is not running")
+        return self._api
+
+
+def create(name: str, channel_config: SlackChannelConfig, config: Any) -> SlackChannel:
+    return SlackChannel(name, channel_config, config.home)

@@ -1,0 +1,240 @@
+"""Slack's Web API, response_urls and file downloads over one aiohttp session, with Slack's
+errors mapped to ours: a 429 (or `ratelimited`) becomes RateLimited carrying Retry-After,
+anything else a ChannelError. Also the token checks of `decapod doctor`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.channel_configs.slack import SlackChannelConfig
+from bot.errors import ChannelError, RateLimited
+from bot.messages import Conversation
+
+log = logging.getLogger("decapod.channels.slack")
+
+Check = tuple[str, bool, str]
+
+
+class SlackApi:
+    def __init__(self, token: str, api_url: str, pause: Callable[[float], None]) -> None:
+        self.api_url = api_url
+        self._token = token
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        self.client = AsyncWebClient(
+            token=token,
+            base_url=api_url,
+            session=self.session,
+            retry_handlers=[AsyncConnectionErrorRetryHandler(), _PausingRetry(pause)],
+        )
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        body = {k: v for k, v in params.items() if v is not None}
+        try:
+            response = await self.client.api_call(method, json=body)
+        except SlackApiError as exc:
+            error = exc.response
+            if error.status_code == 429 or error.get("error") == "ratelimited":
+                raise RateLimited(retry_after(error.headers)) from None
+            raise ChannelError(f"slack {method} failed: {error.get('error')}") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ChannelError(f"slack {method} failed: {exc!r}") from None
+        data = response.data
+        return data if isinstance(data, dict) else {}
+
+    async def respond(self, url: str, payload: dict[str, Any]) -> None:
+        """POST to a slash command's response_url (it needs no token)."""
+        try:
+            async with self.session.post(url, json=payload) as resp:
+                if resp.status == 429:
+                    raise RateLimited(retry_after(resp.headers))
+                if resp.status >= 400:
+                    raise ChannelError(f"slack response_url answered HTTP {resp.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ChannelError(f"slack response_url failed: {exc!r}") from None
+
+    async def download(self, url: str, limit: int, name: str) -> bytes:
+        """A file's bytes with the bot token, from Slack only: the token never goes elsewhere,
+        and redirects are not followed."""
+        if not self.is_slack_url(url):
+            raise ChannelError("not a Slack file URL")
+        too_large = ChannelError(f"{name} is larger than {limit} bytes")
+        headers = {"Authorization": f"Bearer {self._token}"}
+        try:
+            async with self.session.get(url, headers=headers, allow_redirects=False) as resp:
+                if resp.status != 200:
+                    raise ChannelError(f"slack file download answered HTTP {resp.status}")
+                if resp.content_type == "text/html":
+                    raise ChannelError("Slack sent a web page, not the file: add files:read")
+                data = bytearray()
+                async for block in resp.content.iter_chunked(65536):
+                    data += block
+                    if len(data) > limit:
+                        raise too_large
+                return bytes(data)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ChannelError(f"slack file download failed: {exc!r}") from None
+
+    def is_slack_url(self, url: str) -> bool:
+        parts, api = urlsplit(url), urlsplit(self.api_url)
+        if (parts.scheme, parts.netloc) == (api.scheme, api.netloc):
+            return True
+        host = (parts.hostname or "").lower()
+        return parts.scheme == "https" and (host == "slack.com" or host.endswith(".slack.com"))
+
+
+class WorkingSignal:
+    """What shows that the model is working: the assistant thread status where Slack offers
+    it (apps with assistant:write), else a reaction on the person's message. Both stay until
+    removed, so unlike a typing indicator they are set once per answer."""
+
+    def __init__(self, api: Callable[[], SlackApi], reaction: str) -> None:
+        self._api = api
+        self.reaction = reaction
+        self.status_works: bool | None = None  # unknown until tried once
+
+    async def show(self, conversation: Conversation, ts: str | None) -> Shown | None:
+        chat, thread = conversation.chat_id, conversation.thread_id
+        if (
+            thread
+            and self.status_works is not False
+            and await self._set_status(chat, thread, "is thinking…")
+        ):
+            return Shown("status", chat, thread)
+        if self.reaction and ts:
+            with contextlib.suppress(ChannelError):
+                await self._api().call(
+                    "reactions.add", channel=conversation.chat_id, timestamp=ts, name=self.reaction
+                )
+                return Shown("reaction", conversation.chat_id, ts)
+        return None
+
+    async def hide(self, shown: Shown | None) -> None:
+        if shown is None:
+            return
+        if shown.kind == "status":
+            await self._set_status(shown.channel, shown.ts, "")
+            return
+        with contextlib.suppress(ChannelError):
+            await self._api().call(
+                "reactions.remove", channel=shown.channel, timestamp=shown.ts, name=self.reaction
+            )
+
+    async def _set_status(self, channel: str, thread_ts: str, status: str) -> bool:
+        try:
+            await self._api().call(
+                "assistant.threads.setStatus",
+                channel_id=channel,
+                thread_ts=thread_ts,
+                status=status,
+            )
+        except ChannelError as exc:
+            if self.status_works is None:
+                log.info("slack: no assistant thread status (%s); using reactions", exc)
+                self.status_works = False
+            return False
+        self.status_works = True
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    kind: str  # status | reaction
+    channel: str
+    ts: str
+
+
+class _PausingRetry(AsyncRateLimitErrorRetryHandler):
+    """The SDK's retry after a 429 (it sleeps Retry-After), which also pauses every other send
+    of the channel for that long: Slack throttles the app, not one request."""
+
+    def __init__(self, pause: Callable[[float], None]) -> None:
+        super().__init__(max_retry_count=1)
+        self._pause = pause
+
+    async def prepare_for_next_attempt_async(self, **kwargs: Any) -> None:
+        response = kwargs.get("response")
+        if response is not None:
+            self._pause(retry_after(response.headers))
+        await super().prepare_for_next_attempt_async(**kwargs)
+
+
+def retry_after(headers: Mapping[str, Any]) -> float:
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list) and value else value
+            with contextlib.suppress(TypeError, ValueError):
+                return max(float(raw), 0.0)
+    return 1.0
+
+
+def signed(verifier: SignatureVerifier, body: bytes, headers: Mapping[str, str]) -> bool:
+    """Slack's v0 signature over the raw body, with a timestamp within five minutes."""
+    try:
+        return verifier.is_valid(
+            body=body,
+            timestamp=headers.get("X-Slack-Request-Timestamp"),
+            signature=headers.get("X-Slack-Signature"),
+        )
+    except ValueError:  # a timestamp that is not a number
+        return False
+
+
+async def doctor(name: str, settings: SlackChannelConfig) -> list[Check]:
+    """The bot token by auth.test; the app token by apps.connections.open (Socket Mode must
+    be on for it to pass); the signing secret by presence (only Slack can test it)."""
+    what = f"slack {name}"
+    token = os.environ.get(settings.bot_token_env, "")
+    if not token:
+        return [(what, False, f"environment variable {settings.bot_token_env} is not set")]
+    checks: list[Check] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        client = AsyncWebClient(token=token, base_url=settings.api_url, session=session)
+        try:
+            auth = await client.auth_test()
+            checks.append((what, True, f"bot @{auth.get('user')} in {auth.get('team')}"))
+        except SlackApiError as exc:
+            detail = f"auth.test: {exc.response.get('error')} (check {settings.bot_token_env})"
+            checks.append((what, False, detail))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            checks.append((what, False, f"{settings.api_url} unreachable: {exc!r}"))
+        if settings.mode == "socket":
+            checks.append(await _check_app_token(client, settings))
+    if settings.mode == "http":
+        present = bool(os.environ.get(settings.signing_secret_env))
+        detail = "signing secret set" if present else f"{settings.signing_secret_env} is not set"
+        checks.append((f"{what} signing", present, detail))
+    return checks
+
+
+async def _check_app_token(client: AsyncWebClient, settings: SlackChannelConfig) -> Check:
+    what = "slack app token"
+    app_token = os.environ.get(settings.app_token_env, "")
+    if not app_token.startswith("xapp-"):
+        return (what, False, f"{settings.app_token_env} must hold an xapp-... app-level token")
+    try:
+        await client.apps_connections_open(app_token=app_token)
+    except SlackApiError as exc:
+        error = exc.response.get("error")
+        return (what, False, f"apps.connections.open: {error} (is Socket Mode enabled?)")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return (what, False, f"unreachable: {exc!r}")
+    return (what, True, "Socket Mode connection allowed")

@@ -1,0 +1,126 @@
+"""The send path against the fake: pacing, 429s, streaming edits, threads remembered."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.channel_configs.slack import SlackChannelConfig
+from bot.messages import Conversation, ConversationKind, InboundMessage, OutboundMessage
+from bot.providers.base import ChatRequest, Finish, TextDelta
+from bot.providers.testing import FunctionProvider, ScriptedProvider
+from channels.slack import SlackChannel
+from tests.channels.slack.conftest import idle, until, user_texts
+from tests.fakes.slack import FakeSlack
+
+
+@pytest.fixture
+async def channel(fake: FakeSlack, tmp_path: Path) -> AsyncIterator[SlackChannel]:
+    settings = SlackChannelConfig(type="slack", api_url=fake.api_url)
+    channel = SlackChannel("slack", settings, tmp_path)
+
+    async def sink(message: InboundMessage) -> None:
+        return None
+
+    await channel.start(sink)
+    yield channel
+    await channel.stop()
+
+
+def _to(chat_id: str, text: str) -> OutboundMessage:
+    return OutboundMessage(Conversation("slack", chat_id, ConversationKind.CHANNEL), text)
+
+
+async def test_r8_slack_outbound_rate_limits_and_429(
+    fake: FakeSlack, channel: SlackChannel
+) -> None:
+    assert SlackChannel.chat_interval == 1.0  # Slack's one message a second per channel
+    channel.chat_interval = 0.25  # the same rule, faster, so the test stays short
+    fake.fail("chat.postMessage", status=429, retry_after=1, after=3)
+    burst = asyncio.gather(*(channel.send(_to("C0001", f"m{i}")) for i in range(10)))
+    await until(lambda: channel._paused_until > time.monotonic())  # the SDK saw the 429
+    # the 429 pauses every send of the channel, not only this Slack channel's
+    other = await channel.send(_to("C0002", "elsewhere"))
+    await burst
+    posts = fake.method_calls("chat.postMessage", status=None)
+    (limited,) = [c for c in posts if c.status == 429]
+    done = [c for c in posts if c.status == 200 and c.params["channel"] == "C0001"]
+    assert [c.params["text"] for c in done] == [f"m{i}" for i in range(10)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(done)]
+    assert min(gaps) >= 0.25 * 0.95, gaps
+    after = next(c for c in posts if c.at > limited.at and c.status == 200)
+    assert after.at - limited.at >= 1.0
+    (elsewhere,) = [c for c in posts if c.params["channel"] == "C0002"]
+    assert elsewhere.at - limited.at >= 0.95 and other.message_id
+
+
+async def test_429s_beyond_the_sdks_retry_pause_and_retry_in_the_channel(
+    fake: FakeSlack, channel: SlackChannel
+) -> None:
+    channel.chat_interval = 0.0
+    fake.fail("chat.postMessage", status=429, retry_after=1, times=2)
+    started = time.monotonic()
+    ref = await channel.send(_to("C0001", "eventually"))
+    posts = fake.method_calls("chat.postMessage", status=None)
+    assert [c.status for c in posts] == [429, 429, 200]
+    # the SDK waited out the first Retry-After, the channel's pause the second
+    assert time.monotonic() - started >= 2.0
+    assert ref.message_id and posts[-1].params["text"] == "eventually"
+
+
+async def test_answers_stream_by_edits_at_most_once_a_second(fake: FakeSlack, running: Any) -> None:
+    async def slowly(request: ChatRequest) -> AsyncIterator[Any]:
+        for i in range(25):
+            await asyncio.sleep(0.1)
+            yield TextDelta(f"w{i} ")
+        yield Finish()
+
+    async with running(FunctionProvider(slowly)) as (gateway, _channel):
+        await fake.socket_send("events_api", fake.event("dm_message"))
+        await until(lambda: fake.method_calls("chat.update"), timeout=5)
+        await idle(gateway)
+    posts = fake.method_calls("chat.postMessage")
+    writes = sorted(posts + fake.method_calls("chat.update"), key=lambda c: c.at)
+    assert len(posts) == 1 and len(writes) >= 2
+    gaps = [b.at - a.at for a, b in itertools.pairwise(writes)]
+    assert min(gaps) >= 0.95, gaps
+    assert writes[-1].params["text"].split() == [f"w{i}" for i in range(25)]
+
+
+async def test_without_streaming_one_message_carries_the_whole_answer(
+    fake: FakeSlack, running: Any
+) -> None:
+    long = "\n\n".join(f"Paragraph {i}. " + "word " * 150 for i in range(8))
+    async with running(ScriptedProvider([long]), stream=False) as (gateway, _channel):
+        await fake.socket_send("events_api", fake.event("dm_message"))
+        await until(lambda: len(fake.method_calls("chat.postMessage")) >= 2)
+        await idle(gateway)
+    texts = [c.params["text"] for c in fake.method_calls("chat.postMessage")]
+    assert not fake.method_calls("chat.update")
+    assert all(len(t) <= 4000 for t in texts) and len(texts) == 2
+    assert " ".join(" ".join(texts).split()) == " ".join(long.split())
+
+
+async def test_the_bots_threads_are_remembered_across_a_restart(
+    fake: FakeSlack, running: Any
+) -> None:
+    provider = ScriptedProvider(["Paris.", "Rome."])
+    mention = fake.event("app_mention")
+    root = mention["event"]["ts"]
+    async with running(provider) as (gateway, _channel):
+        await fake.socket_send("events_api", mention)
+        await fake.wait_for("chat.postMessage", thread_ts=root)
+        await idle(gateway)
+    start = len(fake.calls)
+    async with running(provider) as (gateway, channel):
+        assert ("C0001", root) in channel.threads
+        await fake.socket_send("events_api", fake.event("thread_reply", thread_ts=root))
+        await fake.wait_for("chat.postMessage", start=start, thread_ts=root)
+        await idle(gateway)
+    assert user_texts(provider)[-1] == "and of Italy?"

@@ -1,0 +1,209 @@
+"""S3 stream_redaction_chunk_invariance.
+
+For any split of the input into chunks, the text a StreamRedactor releases, joined with its
+flush(), equals Redactor.redact() of the whole input; every prefix it has released is a
+prefix of that final text and contains no registered secret in any of its encodings. A flush
+in the middle (end of stream, error, cancel) returns the redaction of what was fed so far.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import random
+import re
+import string
+from urllib.parse import quote
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bot.security.patterns import PEM_CAP, PIECE
+from bot.security.redact import (
+    STREAM_BATCH,
+    Redactor,
+    SecretRegistry,
+    StreamRedactor,
+    variants,
+)
+from tests.security.test_secret_corpus import BASE64, fake_pem, fake_tokens, pick
+
+_RNG = random.Random(20241121)
+SECRETS = [
+    "sk-live-" + pick(_RNG, string.ascii_letters + string.digits, 32),
+    "p@ss w/rd+" + pick(_RNG, string.ascii_letters, 10),
+    pick(_RNG, string.ascii_letters + string.digits, 12),
+]
+REGISTRY = SecretRegistry()
+for _secret in SECRETS:
+    REGISTRY.add(_secret, label="test")
+REDACTOR = Redactor(REGISTRY)
+NEEDLES = sorted({needle for secret in SECRETS for needle in variants(secret)})
+NEEDLE = re.compile("|".join(map(re.escape, NEEDLES)))
+TOKENS = [token for seed in range(3) for _, token in fake_tokens(random.Random(seed))]
+LONG_RUN = pick(_RNG, BASE64, 2 * PIECE + 300)
+
+
+def encoded(secret: str, shift: int, form: str) -> str:
+    raw = bytes(range(shift)) + secret.encode() + b"\x00tail"
+    if form == "base64":
+        return base64.b64encode(raw).decode()
+    if form == "urlsafe":
+        return base64.urlsafe_b64encode(raw).decode()
+    if form == "hex":
+        return raw.hex()
+    if form == "HEX":
+        return raw.hex().upper()
+    if form == "url":
+        return quote(secret, safe="")
+    return secret
+
+
+def pem(lines: int, closed: bool) -> str:
+    block = fake_pem(random.Random(lines), "RSA PRIVATE KEY", lines)
+    return block if closed else block.rsplit("\n", 1)[0]
+
+
+fragments = st.one_of(
+    st.sampled_from([" ", "\n", "the ", "reply", ". ", ", ", ":", "=", '"', "'", "-", "/", "\t"]),
+    st.text(max_size=8),
+    st.builds(
+        encoded,
+        st.sampled_from(SECRETS),
+        st.integers(0, 8),
+        st.sampled_from(["raw", "base64", "urlsafe", "hex", "HEX", "url"]),
+    ),
+    st.sampled_from(TOKENS),
+    st.tuples(
+        st.sampled_from(
+            ['password = "', "token: '", "API_KEY=", "secret: ", "Bearer ", "bearer\t"]
+        ),
+        st.text(alphabet=string.ascii_letters + string.digits + " !@#.", max_size=30),
+        st.sampled_from(['"', "'", " ", "\n", ""]),
+    ).map("".join),
+    st.builds(pem, st.integers(0, 6), st.booleans()),
+    st.sampled_from(
+        ["-----BEGIN", "-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----"]
+    ),
+    st.integers(PIECE - 30, len(LONG_RUN)).map(lambda size: LONG_RUN[:size]),
+)
+texts = st.lists(fragments, max_size=24).map("".join)
+
+
+def split(text: str, cuts: list[int]) -> list[str]:
+    points = [0, *sorted({cut % (len(text) + 1) for cut in cuts}), len(text)]
+    return [text[a:b] for a, b in itertools.pairwise(points) if b > a]
+
+
+def run_stream(stream: StreamRedactor, chunks: list[str], whole: str) -> str:
+    released = ""
+    for chunk in chunks:
+        released += stream.feed(chunk)
+        assert stream.emitted == released
+        assert whole.startswith(released)
+        assert NEEDLE.search(released) is None
+    released += stream.flush()
+    assert stream.emitted == released
+    return released
+
+
+def check_invariance(text: str, chunks: list[str], batch: int) -> None:
+    whole = REDACTOR.redact(text)
+    assert NEEDLE.search(whole) is None
+    released = run_stream(REDACTOR.stream(batch=batch), chunks, whole)
+    assert released == whole
+    for finding in REDACTOR.find(text):
+        hidden = text[finding.start : finding.end]
+        assert hidden in whole or hidden not in released
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    text=texts,
+    cuts=st.lists(st.integers(min_value=0), max_size=60),
+    single_chars=st.booleans(),
+    batch=st.sampled_from([1, 5, 64]),
+)
+def test_stream_redaction_chunk_invariance(
+    text: str, cuts: list[int], single_chars: bool, batch: int
+) -> None:
+    chunks = list(text) if single_chars and len(text) < 3000 else split(text, cuts)
+    check_invariance(text, chunks, batch)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=texts, cuts=st.lists(st.integers(min_value=0), min_size=1, max_size=20), data=st.data())
+def test_flush_midway_returns_the_redaction_of_what_was_fed(
+    text: str, cuts: list[int], data: st.DataObject
+) -> None:
+    chunks = split(text, cuts)
+    stop = data.draw(st.integers(0, len(chunks)))
+    fed = "".join(chunks[:stop])
+    stream = REDACTOR.stream(batch=1)
+    released = "".join(stream.feed(chunk) for chunk in chunks[:stop]) + stream.flush()
+    assert released == REDACTOR.redact(fed)
+
+
+def everything() -> str:
+    rng = random.Random(5)
+    parts = [f"token {token} and " for token in TOKENS[:14]]
+    parts += [encoded(secret, shift, "base64") + "\n" for secret in SECRETS for shift in range(3)]
+    parts += [f"hex {encoded(SECRETS[1], 0, 'hex')} url {encoded(SECRETS[1], 0, 'url')}\n"]
+    parts += ['password = "correct horse battery"\n', f"Bearer {pick(rng, BASE64, 40)}\n"]
+    parts += [pem(8, True), "\nafter the key\n", f"secret is {pick(rng, '0123456789abcdef', 40)}"]
+    return "".join(parts)
+
+
+def test_one_character_chunks_through_every_kind() -> None:
+    text = everything()
+    for batch in (1, 64):
+        check_invariance(text, list(text), batch)
+
+
+def test_every_split_point_inside_a_pem_block_and_a_needle() -> None:
+    text = f"before {SECRETS[1]} key:\n{pem(3, True)}\nafter"
+    for cut in range(len(text) + 1):
+        check_invariance(text, [text[:cut], text[cut:]], batch=1)
+
+
+def test_ordinary_text_is_released_promptly() -> None:
+    """Holding everything until flush() would satisfy every other test here."""
+    prose = "The answer is forty-two, and the rest of this reply explains why. " * 20
+    for redactor, needle_hold in (
+        (Redactor(), 0),
+        (REDACTOR, max(map(len, NEEDLES))),
+    ):
+        stream = redactor.stream()
+        released = ""
+        for at in range(0, len(prose), 10):
+            released += stream.feed(prose[at : at + 10])
+            assert prose.startswith(released)
+            assert at + 10 - len(released) <= STREAM_BATCH + needle_hold + 20
+
+
+def test_hold_back_is_capped_for_unbroken_output() -> None:
+    text = "blob: " + LONG_RUN * 3 + " end"
+    whole = REDACTOR.redact(text)
+    assert whole == "blob: " + "[REDACTED:high-entropy]" * (len(LONG_RUN) * 3 // PIECE + 1) + " end"
+    stream = REDACTOR.stream()
+    released = ""
+    for at in range(0, len(text), 100):
+        released += stream.feed(text[at : at + 100])
+        complete_pieces = (at + 100 - len("blob: ")) // PIECE
+        assert released.count("[REDACTED:high-entropy]") >= complete_pieces - 1
+    assert released + stream.flush() == whole
+
+
+def test_pem_block_without_end_is_held_only_up_to_the_cap() -> None:
+    rng = random.Random(9)
+    body = "\n".join(pick(rng, BASE64, 64) for _ in range(PEM_CAP // 65 + 40))
+    text = f"-----BEGIN PRIVATE KEY-----\n{body}\nand then prose"
+    stream = REDACTOR.stream()
+    released = "".join(stream.feed(text[at : at + 50]) for at in range(0, len(text), 50))
+    assert released.startswith("[REDACTED:pem_private_key]")
+    assert released + stream.flush() == REDACTOR.redact(text)
+    assert body.splitlines()[0] not in REDACTOR.redact(text)
