@@ -3,6 +3,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +92,15 @@ def test_config_check_cli_exits_2_naming_the_key(tmp_path: Path, home: Path) -> 
     )
     assert ok.returncode == 0, ok.stderr
     assert "config ok" in ok.stdout
+
+
+@pytest.mark.parametrize("provider", ["ollama", "openai", "anthropic", "openrouter"])
+def test_init_writes_a_config_that_loads(home: Path, provider: str, capsys: Any) -> None:
+    from bot.cli import main
+
+    assert main(["init", "--yes", "--provider", provider, "--owner", "telegram:42"]) == 0
+    config = load_config(None, home)
+    assert config.models.chat[0].startswith(f"{provider}:")
+    assert config.gateway.owners == ["telegram:42"]
+    assert oct((home / "config.toml").stat().st_mode & 0o777) == "0o600"
+    assert main(["init", "--yes"]) == 1, "an existing config is not overwritten"

@@ -1,0 +1,92 @@
+"""Memory recalled across sessions for the same person only; the owner's approval of a
+dangerous command given from the chat while the turn waits."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from typing import Any
+
+import pytest
+
+from bot.gateway import Gateway
+from bot.messages import ConversationKind
+from bot.providers.base import ChatRequest, ToolCall
+from bot.providers.testing import FunctionProvider
+from tests.fakes.channel import RecordingChannel
+
+
+async def test_a_fact_is_recalled_in_a_new_session_and_never_for_another_person(
+    make_config: Any,
+) -> None:
+    seen: list[ChatRequest] = []
+
+    async def model(request: ChatRequest) -> Any:
+        seen.append(request)
+        last = request.messages[-1]
+        if last.role == "user" and "sister" in last.content and "name is" in last.content:
+            return [
+                ToolCall(
+                    "m1", "memory_save", json.dumps({"text": "The person's sister is called Ana."})
+                )
+            ]
+        return "noted"
+
+    channel = RecordingChannel()
+    config = make_config(
+        channels={
+            "test": {
+                "type": "telegram",
+                "access": {"dm_policy": "open", "groups": {"*": {"require_mention": False}}},
+            }
+        }
+    )
+    async with Gateway(config, provider=FunctionProvider(model), channels={"test": channel}):
+        await channel.push("my sister's name is Ana", user="alice")
+        await channel.wait_for_messages(1, chat_id="alice")
+        await channel.push("/new", user="alice")
+        await channel.push("what is my sister called?", user="alice")
+        await channel.wait_for_messages(3, chat_id="alice")
+        await channel.push("what is my sister called?", user="bob")
+        await channel.wait_for_messages(1, chat_id="bob")
+        await channel.push(
+            "what is my sister called?", user="bob", chat="g", kind=ConversationKind.GROUP
+        )
+        await channel.wait_for_messages(1, chat_id="g")
+    by_question = [r for r in seen if r.messages[-1].content == "what is my sister called?"]
+    alice, bob_dm, bob_group = by_question
+    assert "Ana" in alice.system
+    assert [m.content for m in alice.messages] == ["what is my sister called?"], "a new session"
+    assert "Ana" not in bob_dm.system and "Ana" not in bob_group.system
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+@pytest.mark.parametrize("decision", ["approve", "deny"])
+async def test_owner_approves_or_denies_a_dangerous_command_from_the_chat(
+    make_config: Any, decision: str
+) -> None:
+    async def model(request: ChatRequest) -> Any:
+        last = request.messages[-1]
+        if last.role == "user":
+            return [
+                ToolCall(
+                    "x1", "exec", json.dumps({"command": "mkdir -p d && rm -rf d && echo cleaned"})
+                )
+            ]
+        return "result: " + last.content
+
+    channel = RecordingChannel()
+    config = make_config(sandbox={"backend": "bwrap", "approval": "ask"})
+    async with Gateway(config, provider=FunctionProvider(model), channels={"test": channel}):
+        await channel.push("clean up the folder", user="owner")
+        [ask] = await channel.wait_for_messages(1, timeout=10)
+        approval_id = re.search(rf"/{decision} (\w+)", ask).group(1)  # type: ignore[union-attr]
+        await channel.push(f"/{decision} {approval_id}", user="owner")
+        texts = await channel.wait_for_messages(3, timeout=20)
+    assert "Approval needed" in ask and "recursive or forced delete" in ask
+    assert texts[1] == ("Approved." if decision == "approve" else "Denied.")
+    if decision == "approve":
+        assert "cleaned" in texts[2]
+    else:
+        assert "cleaned" not in texts[2] and "denied" in texts[2]
