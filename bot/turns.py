@@ -165,19 +165,22 @@ class TurnRunner:
         assert self.gw.agent is not None and session.row is not None
         stream = self.gw.redactor.stream()
         recalled = await self._recall(ctx, user.content)
+        produced_text = False
         for attempt in range(2):
             await self._maybe_compact(session, ctx, force=attempt > 0)
             async for event in self.gw.agent.run(
                 session.messages(), user, ctx, summary=session.row.summary, extra_system=recalled
             ):
                 if isinstance(event, TextDelta):
+                    produced_text = True
                     out = stream.feed(event.text)
                     if out:
                         yield out
                 elif isinstance(event, TurnDone):
                     holder.append(event.result)
             result = holder[-1]
-            if not (isinstance(result.error, ContextTooLong) and not stream.emitted):
+            # too long for the window before any text: compact and ask once more
+            if not (isinstance(result.error, ContextTooLong) and not produced_text):
                 break
         tail = stream.flush()
         if tail:

@@ -12,7 +12,8 @@ early and still agree exactly with a one-shot redaction of the whole text:
   characters, cut every PIECE characters counted from the start of the run;
 - ``key = value`` assignments and ``Bearer`` values are tried at every place a keyword
   starts, need at most CONTEXT characters before their value, and have a bounded length;
-- a PEM private-key block ends at its END line, or PEM_CAP characters after its BEGIN line.
+- a PEM private-key block ends at its END line, or at the last line break within PEM_CAP
+  characters of its BEGIN line.
 """
 
 from __future__ import annotations

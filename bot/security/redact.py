@@ -145,7 +145,7 @@ class SecretRegistry:
                 self.add(value, label=name)
 
     def labels(self) -> list[str]:
-        """What the registered secrets are, for diagnostics; never their values."""
+        """The labels of the registered secrets, for diagnostics; never their values."""
         with self._lock:
             return sorted(set(self._labels.values()))
 
@@ -275,8 +275,8 @@ class StreamRedactor:
         while not final:
             if findings and findings[-1].end > cut:
                 cut = min(cut, findings.pop().start)
-            elif (snapped := self._piece_start(text, cut)) < cut:
-                cut = max(snapped, done)
+            elif (snapped := max(self._piece_start(text, cut), done)) < cut:
+                cut = snapped
             else:
                 break
         released = _apply(text, done, cut, findings)

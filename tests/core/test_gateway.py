@@ -283,3 +283,31 @@ async def _until(predicate: Any, timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.01)
+
+
+async def test_context_too_long_compacts_and_retries_the_same_model(make_config: Any) -> None:
+    from bot.errors import ContextTooLong
+
+    calls: list[ChatRequest] = []
+
+    async def answer(request: ChatRequest) -> str:
+        calls.append(request)
+        if request.purpose == "compaction":
+            return "SUMMARY of earlier talk"
+        if len([c for c in calls if c.purpose == "chat"]) == 3:
+            raise ContextTooLong()
+        return "fine"
+
+    channel = RecordingChannel()
+    async with Gateway(
+        make_config(agent={"keep_recent_messages": 2}),
+        provider=FunctionProvider(answer),
+        channels={"test": channel},
+    ):
+        for i in range(3):
+            await channel.push(f"message {i}")
+            await channel.wait_for_messages(i + 1)
+    purposes = [c.purpose for c in calls]
+    assert purposes == ["chat", "chat", "chat", "memory_extract", "compaction", "chat"]
+    assert channel.texts()[-1] == "fine"
+    assert "SUMMARY" in calls[-1].system

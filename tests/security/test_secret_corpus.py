@@ -183,7 +183,7 @@ def test_high_entropy_backstop() -> None:
     assert Redactor(entropy=False).find(f"the blob {blob} is here") == []
 
 
-# Known secrets in the forms a tool may print them.
+# Known secrets in the forms a sandboxed command may print them.
 
 
 @pytest.fixture
