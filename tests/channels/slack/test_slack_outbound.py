@@ -83,7 +83,7 @@ async def test_answers_stream_by_edits_at_most_once_a_second(fake: FakeSlack, ru
 
     async with running(FunctionProvider(slowly)) as (gateway, _channel):
         await fake.socket_send("events_api", fake.event("dm_message"))
-        await until(lambda: fake.method_calls("chat.update"), timeout=5)
+        await until(lambda: fake.method_calls("chat.update"), timeout=15)
         await idle(gateway)
     posts = fake.method_calls("chat.postMessage")
     writes = sorted(posts + fake.method_calls("chat.update"), key=lambda c: c.at)

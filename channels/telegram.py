@@ -1,0 +1,314 @@
+"""Telegram through python-telegram-bot's Bot, with Decapod's own lifecycle.
+
+Long polling by default (channels/telegram_polling.py: the offset moves only past stored
+updates); webhook mode serves Telegram's posts on the gateway's HTTP server and checks the
+secret token. Replies are Markdown rendered to Telegram HTML (channels/telegram_html.py),
+sent again as plain text when Telegram rejects the formatting, with link previews off and
+within Telegram's send limits (channels/telegram_pacing.py).
+
+The token never appears in a log line or an error: it is registered with the redactor, the
+HTTP loggers (which print request URLs, and Telegram's URLs contain the token) are held at
+WARNING, and every error text passes through `scrub`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiohttp import web
+from telegram import BotCommand, BotCommandScopeChat, Update
+from telegram.error import BadRequest, InvalidToken, TelegramError
+from telegram.request import HTTPXRequest
+
+from bot.channel_configs.telegram import TelegramChannelConfig
+from bot.config import secret_from_env
+from bot.errors import ChannelError, ConfigError
+from bot.security.redact import default_registry, scrub
+from channels import InboundSink
+from channels.telegram_inbound import BotIdentity, ChatMigrations, normalize
+from channels.telegram_outbound import TelegramOutbound
+from channels.telegram_polling import RawUpdatesBot, UpdatePoller, describe, excerpt
+
+log = logging.getLogger("decapod.channels.telegram")
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+ALLOWED_UPDATES = ["message", "edited_message"]
+_COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
+#: seconds a stop waits for the update being stored before it gives up on it
+_STOP_GRACE_S = 5.0
+
+
+def quiet_http_loggers() -> None:
+    """httpx logs every request URL at INFO, and a Telegram URL contains the token."""
+    for name in ("httpx", "httpcore", "telegram"):
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+
+
+def register_token(token: str) -> None:
+    default_registry.add(token, "telegram token")
+    # the part after the colon is the secret; it must not leak on its own either
+    default_registry.add(token.partition(":")[2], "telegram token")
+
+
+class TelegramChannel(TelegramOutbound):
+    def __init__(
+        self,
+        name: str,
+        config: TelegramChannelConfig,
+        token: str,
+        *,
+        home: Path,
+        owners: list[str] | None = None,
+        webhook_secret: str | None = None,
+    ) -> None:
+        super().__init__(name, config, ChatMigrations(home / f"telegram-{name}-chats.json"))
+        self.me: BotIdentity | None = None
+        self._token = token
+        self._owner_ids = [o.partition(":")[2] for o in owners or () if o.startswith(name + ":")]
+        self._secret = webhook_secret or secrets.token_urlsafe(32)
+        default_registry.add(self._secret, "telegram webhook secret")
+        self._poller: UpdatePoller | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._inbound_lock = asyncio.Lock()
+
+    # lifecycle ---------------------------------------------------------------------------
+    async def start(self, sink: InboundSink) -> None:
+        await super().start(sink)
+        self._stopping.clear()
+        cfg = self.config
+        self._bot = RawUpdatesBot(
+            self._token,
+            base_url=cfg.api_base_url,
+            base_file_url=cfg.file_base_url,
+            request=HTTPXRequest(connection_pool_size=32, pool_timeout=10.0),
+            get_updates_request=HTTPXRequest(connection_pool_size=2),
+        )
+        self._downloads = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
+        try:
+            await self._connect()
+        except InvalidToken:
+            await self._close_clients()
+            raise ChannelError(
+                f"channels.{self.name}: Telegram rejected the bot token in {cfg.token_env}"
+            ) from None
+        except TelegramError as exc:
+            log.warning("telegram %s: %s; connecting in the background", self.name, describe(exc))
+        self._task = asyncio.create_task(self._run(), name=f"telegram-{self.name}")
+        self._task.add_done_callback(self._task_ended)
+
+    async def _connect(self) -> None:
+        bot, cfg = self.bot, self.config
+        await bot.initialize()
+        self.me = BotIdentity(bot.id, bot.username)
+        await self._register_commands()
+        if cfg.mode == "webhook":
+            await bot.set_webhook(
+                cfg.webhook_url,
+                allowed_updates=ALLOWED_UPDATES,
+                secret_token=self._secret,
+                # one at a time keeps the messages of a chat in order
+                max_connections=1,
+                drop_pending_updates=False,
+            )
+        else:
+            # getUpdates is refused while a webhook is set; pending updates stay queued
+            await bot.delete_webhook(drop_pending_updates=False)
+        self._ready.set()
+        log.info("telegram %s connected as @%s (%s)", self.name, self.me.username, cfg.mode)
+
+    async def _run(self) -> None:
+        backoff = 1.0
+        while not self._ready.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), backoff)
+                return
+            try:
+                await self._connect()
+            except TelegramError as exc:
+                log.warning("telegram %s: still not connected: %s", self.name, describe(exc))
+                backoff = min(backoff * 2, 60.0)
+        if self.config.mode == "polling":
+            self._poller = UpdatePoller(
+                self.bot,
+                self._handle_update,
+                self._stopping,
+                timeout_s=self.config.poll_timeout_s,
+                allowed_updates=ALLOWED_UPDATES,
+            )
+            await self._poller.run()
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            log.error("telegram %s stopped receiving: %s", self.name, describe(error))
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._ready.clear()  # webhook posts get 503 from now on: Telegram sends them again
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), _STOP_GRACE_S)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+        if self._poller is not None:
+            await self._poller.confirm()
+            self._poller = None
+        # a webhook stays set: Telegram keeps the updates until the next start
+        await self._close_clients()
+        await super().stop()
+
+    async def _close_clients(self) -> None:
+        if self._downloads is not None:
+            await self._downloads.aclose()
+            self._downloads = None
+        if self._bot is not None:
+            with contextlib.suppress(TelegramError):
+                await self._bot.shutdown()
+            self._bot = None
+
+    def health(self) -> dict[str, Any]:
+        report = super().health()
+        report.update(mode=self.config.mode, connected=self._ready.is_set())
+        if self.me is not None:
+            report["username"] = self.me.username
+        poller = self._poller
+        if poller is not None and poller.last_ok is not None:
+            age = time.monotonic() - poller.last_ok
+            report["last_poll_s"] = round(age, 1)
+            # a poll that has not come back well past its timeout is a stalled connection
+            report["running"] = report["running"] and age < 3 * (self.config.poll_timeout_s + 10)
+        return report
+
+    async def _register_commands(self) -> None:
+        # Telegram takes names of a-z, 0-9 and _ only, and 1 to 256 characters of description
+        specs = [s for s in self.commands if _COMMAND_NAME.match(s.name)]
+        menu = {s.name: BotCommand(s.name, (s.description or s.name)[:256]) for s in specs}
+        public = [menu[s.name] for s in specs if not s.owner_only]
+        everything = list(menu.values())
+        try:
+            await self.bot.set_my_commands(public[:100])
+        except BadRequest as exc:
+            log.warning("telegram %s: command menu not set: %s", self.name, describe(exc))
+        for owner in self._owner_ids:
+            with contextlib.suppress(BadRequest, ValueError):  # the owner never opened the chat
+                await self.bot.set_my_commands(everything[:100], BotCommandScopeChat(int(owner)))
+
+    # inbound -----------------------------------------------------------------------------
+    def http_routes(self) -> list[tuple[str, str, Callable[[web.Request], Awaitable[Any]]]]:
+        if self.config.mode != "webhook":
+            return []
+        return [("POST", self.config.route_path, self._on_webhook)]
+
+    async def _on_webhook(self, request: web.Request) -> web.Response:
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        if not hmac.compare_digest(given, self._secret.encode()):
+            return web.Response(status=401)
+        if self.sink is None or not self._ready.is_set():
+            return web.Response(status=503)  # Telegram tries again later
+        try:
+            raw = await request.json()
+        except ValueError:
+            log.warning("telegram %s: a webhook body that is not JSON; skipped", self.name)
+            return web.Response(status=200)
+        try:
+            await self._handle_update(raw)
+        except Exception as exc:
+            log.error("could not store a telegram update: %s", describe(exc))
+            return web.Response(status=500)  # not stored: Telegram delivers it again
+        return web.Response(status=200)
+
+    async def _handle_update(self, raw: Any) -> None:
+        """Store one update through the sink, or drop it. Raises only when storing failed."""
+        assert self.me is not None
+        bot = self.bot
+        async with self._inbound_lock:
+            try:
+                message = normalize(Update.de_json(raw, bot), self.name, self.me, self.migrations)
+            except Exception as exc:  # any broken shape: the update is skipped, never fatal
+                log.warning(
+                    "skipping a malformed telegram update (%s): %s", describe(exc), excerpt(raw)
+                )
+                return
+            if message is not None and self.sink is not None:
+                await self.sink(message)
+
+
+def create(name: str, channel_config: TelegramChannelConfig, config: Any) -> TelegramChannel:
+    token = secret_from_env(channel_config.token_env, f"channels.{name}.token_env")
+    register_token(token)
+    quiet_http_loggers()
+    if channel_config.mode == "webhook" and not config.http.enabled:
+        raise ConfigError(
+            "webhook mode is served by Decapod's HTTP server; set [http] enabled = true",
+            f"channels.{name}.mode",
+        )
+    secret = None
+    if channel_config.webhook_secret_env:
+        secret = secret_from_env(
+            channel_config.webhook_secret_env, f"channels.{name}.webhook_secret_env"
+        )
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            raise ConfigError(
+                f"{channel_config.webhook_secret_env} may hold only A-Z, a-z, 0-9, _ and - "
+                "(1 to 256 characters)",
+                f"channels.{name}.webhook_secret_env",
+            )
+    return TelegramChannel(
+        name,
+        channel_config,
+        token,
+        home=config.home,
+        owners=list(config.gateway.owners),
+        webhook_secret=secret,
+    )
+
+
+async def doctor(name: str, channel_config: TelegramChannelConfig) -> list[tuple[str, bool, str]]:
+    """Is the token valid (getMe), and does Telegram deliver the way the config says?"""
+    label = f"channel {name}"
+    try:
+        token = secret_from_env(channel_config.token_env, f"channels.{name}.token_env")
+    except ConfigError as exc:
+        return [(label, False, f"{exc} (the token @BotFather gave you)")]
+    register_token(token)
+    quiet_http_loggers()
+    bot = RawUpdatesBot(
+        token,
+        base_url=channel_config.api_base_url,
+        base_file_url=channel_config.file_base_url,
+        request=HTTPXRequest(connection_pool_size=1),
+    )
+    try:
+        async with bot:
+            checks = [(label, True, f"telegram bot @{bot.username}")]
+            info = await bot.get_webhook_info()
+    except InvalidToken:
+        return [(label, False, f"Telegram rejected the token in {channel_config.token_env}")]
+    except TelegramError as exc:
+        return [(label, False, f"cannot reach Telegram: {describe(exc)}")]
+    if channel_config.mode == "webhook":
+        ok = info.url == channel_config.webhook_url
+        detail = f"webhook {'set' if ok else 'not set yet (set at start)'}"
+        if info.last_error_message:
+            detail += f"; Telegram's last delivery error: {scrub(info.last_error_message)}"
+        checks.append((f"{label} webhook", ok or not info.url, detail))
+    elif info.url:
+        checks.append((f"{label} webhook", True, "a webhook is set; polling removes it at start"))
+    return checks

@@ -1,0 +1,224 @@
+"""The send side of the Telegram channel: Markdown rendered to Telegram HTML with a plain-text
+retry when Telegram refuses the formatting, chunks that fit Telegram's 4096 limit, link
+previews off, Telegram's send limits, and Telegram's errors mapped to Decapod's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+from telegram import LinkPreviewOptions, ReplyParameters
+from telegram.constants import ChatAction, ParseMode
+from telegram.error import BadRequest, ChatMigrated, NetworkError, RetryAfter, TelegramError
+
+from bot.channel_configs.telegram import TelegramChannelConfig
+from bot.errors import ChannelError, RateLimited
+from bot.messages import Attachment, Conversation, ConversationKind, OutboundMessage, SentRef
+from channels.base import BaseChannel, chunk_text
+from channels.telegram_html import markdown_to_html, utf16_len
+from channels.telegram_inbound import ChatMigrations
+from channels.telegram_pacing import RateLimits, SendPacer
+from channels.telegram_polling import RawUpdatesBot, describe, retry_after_seconds
+
+log = logging.getLogger("decapod.channels.telegram")
+
+T = TypeVar("T")
+_NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+_CONNECT_ATTEMPTS = 3
+
+
+def _entities_rejected(exc: BadRequest) -> bool:
+    return "can't parse entities" in str(exc).lower()
+
+
+class TelegramOutbound(BaseChannel):
+    type = "telegram"
+    max_message_len = 4096
+    supports_edit = True
+    edit_interval = 1.0
+
+    def __init__(
+        self, name: str, config: TelegramChannelConfig, migrations: ChatMigrations
+    ) -> None:
+        super().__init__(name)
+        self.config = config
+        self.supports_edit = config.stream
+        self.migrations = migrations
+        self.pacer = SendPacer(
+            RateLimits(
+                chat_interval_s=config.chat_interval_s,
+                group_limit=config.group_messages_per_minute,
+                global_limit=config.messages_per_second,
+            )
+        )
+        self._bot: RawUpdatesBot | None = None
+        self._downloads: httpx.AsyncClient | None = None
+
+    @property
+    def bot(self) -> RawUpdatesBot:
+        if self._bot is None:
+            raise ChannelError(f"telegram channel {self.name} is not started")
+        return self._bot
+
+    def chunks(self, text: str) -> list[str]:
+        out: list[str] = []
+        for piece in chunk_text(text, self.max_message_len):
+            out.extend(self._fit(piece, self.max_message_len))
+        return out
+
+    def _fit(self, piece: str, limit: int) -> list[str]:
+        # Telegram counts the text after parsing the HTML, in UTF-16 units. The HTML itself
+        # is never shorter, so a piece whose HTML fits also fits as parsed text, and as the
+        # plain-text fallback when its source fits too. Escapes and tags can grow a piece;
+        # split those again, smaller.
+        size = max(utf16_len(markdown_to_html(piece)), utf16_len(piece))
+        if size <= self.max_message_len or limit <= 512:
+            return [piece]
+        smaller = limit // 2
+        return [p for part in chunk_text(piece, smaller) for p in self._fit(part, smaller)]
+
+    async def _pace(self, conversation: Conversation) -> None:
+        is_group = conversation.kind is not ConversationKind.DM
+        while True:
+            now = time.monotonic()
+            wait = max(
+                self._paused_until - now, self.pacer.wait(conversation.chat_id, is_group, now)
+            )
+            if wait <= 0:
+                self.pacer.record(conversation.chat_id, is_group, now)
+                return
+            await asyncio.sleep(wait)
+
+    async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
+        conv = message.conversation
+        reply = None
+        if message.reply_to and message.reply_to.isdigit() and conv.kind is not ConversationKind.DM:
+            # in a group, quote the message being answered; a DM needs no quote
+            reply = ReplyParameters(int(message.reply_to), allow_sending_without_reply=True)
+        preview = None if message.link_preview else _NO_PREVIEW
+
+        async def send(chat_id: int, body: str, mode: str | None) -> Any:
+            return await self.bot.send_message(
+                chat_id,
+                body,
+                parse_mode=mode,
+                message_thread_id=_thread(conv),
+                reply_parameters=reply,
+                link_preview_options=preview,
+                disable_notification=message.silent,
+            )
+
+        sent = await self._formatted(conv, text, send)
+        return SentRef(conv, str(sent.message_id))
+
+    async def _edit_text(self, ref: SentRef, text: str) -> None:
+        async def edit(chat_id: int, body: str, mode: str | None) -> Any:
+            try:
+                return await self.bot.edit_message_text(
+                    body,
+                    chat_id=chat_id,
+                    message_id=int(ref.message_id),
+                    parse_mode=mode,
+                    link_preview_options=_NO_PREVIEW,
+                )
+            except BadRequest as exc:
+                reason = str(exc).lower()
+                if "message is not modified" in reason:
+                    return None  # the edit changed nothing Telegram shows
+                if "message to edit not found" in reason:
+                    log.info("telegram %s: message %s was deleted", self.name, ref.message_id)
+                    return None
+                raise
+
+        await self._formatted(ref.conversation, text, edit)
+
+    async def _typing(self, conversation: Conversation) -> None:
+        async def typing(chat_id: int) -> bool:
+            return await self.bot.send_chat_action(
+                chat_id, ChatAction.TYPING, message_thread_id=_thread(conversation)
+            )
+
+        await self._call(typing, conversation)
+
+    async def _formatted(
+        self,
+        conv: Conversation,
+        text: str,
+        call: Callable[[int, str, str | None], Awaitable[T]],
+    ) -> T:
+        html = markdown_to_html(text)
+
+        async def attempt(chat_id: int) -> T:
+            try:
+                return await call(chat_id, html, ParseMode.HTML)
+            except BadRequest as exc:
+                if not _entities_rejected(exc):
+                    raise
+                log.info("telegram refused the formatting (%s); sent as plain text", describe(exc))
+                return await call(chat_id, text, None)
+
+        return await self._call(attempt, conv)
+
+    async def _call(self, fn: Callable[[int], Awaitable[T]], conv: Conversation) -> T:
+        """One API call for a chat, with Telegram's errors made Decapod's: RetryAfter becomes
+        RateLimited (the base class pauses the whole channel), a migrated group is followed,
+        a connection that was never made is tried again, the rest is a ChannelError."""
+        chat_id = self.migrations.current(int(conv.chat_id))
+        for attempt in range(_CONNECT_ATTEMPTS):
+            try:
+                return await fn(chat_id)
+            except RetryAfter as exc:
+                raise RateLimited(retry_after_seconds(exc)) from None
+            except ChatMigrated as exc:
+                self.migrations.record(chat_id, int(exc.new_chat_id))
+                chat_id = int(exc.new_chat_id)
+            except NetworkError as exc:
+                never_sent = isinstance(exc.__cause__, httpx.ConnectError)
+                if not never_sent or attempt == _CONNECT_ATTEMPTS - 1:
+                    raise ChannelError(f"telegram: {describe(exc)}") from None
+                await asyncio.sleep(0.5 * (attempt + 1))
+            except TelegramError as exc:
+                raise ChannelError(f"telegram: {describe(exc)}") from None
+        raise ChannelError("telegram: the chat keeps moving")
+
+    async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
+        cap = min(max_bytes, int(self.config.max_download_mb * 1024 * 1024))
+        what = attachment.name or attachment.kind
+        if attachment.size is not None and attachment.size > cap:
+            raise ChannelError(f"{what} is {_size(attachment.size)}; the limit is {_size(cap)}")
+        try:
+            file = await self.bot.get_file(attachment.ref)
+        except TelegramError as exc:
+            raise ChannelError(f"telegram: {describe(exc)}") from None
+        if file.file_size is not None and file.file_size > cap:
+            raise ChannelError(f"{what} is {_size(file.file_size)}; the limit is {_size(cap)}")
+        if not file.file_path or self._downloads is None:
+            raise ChannelError(f"telegram did not offer {what} for download")
+        data = bytearray()
+        try:
+            async with self._downloads.stream("GET", file.file_path) as response:
+                if response.status_code != 200:
+                    raise ChannelError(f"downloading {what} failed: HTTP {response.status_code}")
+                async for block in response.aiter_bytes():
+                    data += block
+                    if len(data) > cap:
+                        raise ChannelError(f"{what} is larger than {_size(cap)}")
+        except httpx.HTTPError as exc:
+            # httpx errors can carry the URL, and the URL carries the token
+            raise ChannelError(f"downloading {what} failed: {type(exc).__name__}") from None
+        return bytes(data)
+
+
+def _thread(conv: Conversation) -> int | None:
+    return int(conv.thread_id) if conv.thread_id else None
+
+
+def _size(size: int) -> str:
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} KB" if size >= 1024 else f"{size} bytes"
+    return f"{size / 1024 / 1024:.1f} MB"

@@ -1,0 +1,469 @@
+"""A fake Telegram Bot API server on 127.0.0.1, for the real python-telegram-bot.
+
+    async with FakeTelegram() as fake:
+        channel config: api_base_url = fake.base_url, file_base_url = fake.file_base_url
+        fake.push_private("hello", user_id=42)          # user -> bot, through getUpdates
+        sent = await fake.wait_for("sendMessage", chat_id=42)
+
+Wire format as PTB speaks it: `POST /bot<TOKEN>/<method>`, form-encoded with non-string values
+JSON-encoded; answers `{"ok": true, "result": ...}` or `{"ok": false, "error_code", "description",
+"parameters"}`. Like Telegram it confirms updates below the `offset` of a getUpdates call,
+validates the HTML of `parse_mode=HTML` texts (known tags, balanced, escaped; 4096 UTF-16 units
+after parsing), refuses to edit a message into its own text ("message is not modified"), and
+redirects sends to a migrated group. Faults: `fail_next(method, status, description,
+retry_after=...)`, `status_override` for every call, `reject_html`. Files: `add_file(bytes)`,
+then getFile and `/file/bot<TOKEN>/<path>`. Webhooks: setWebhook is recorded and
+`deliver(url, update)` posts an update the way Telegram does, with the secret header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import itertools
+import json
+import re
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+TOKEN = "7000000001:AAHfakeTokenForTestsOnly_abcdefghijk"
+BOT_ID = 7000000001
+USERNAME = "decapod_test_bot"
+
+_JSON_KEYS = {"reply_markup", "entities", "commands", "allowed_updates", "scope",
+              "link_preview_options", "reply_parameters"}  # fmt: skip
+_INT_KEYS = {"chat_id", "message_id", "offset", "limit", "timeout", "message_thread_id",
+             "max_connections"}  # fmt: skip
+_ALWAYS_TRUE = {"setMyCommands", "sendChatAction"}
+_BOOL_KEYS = {"drop_pending_updates", "disable_notification", "protect_content"}
+_ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre",
+                 "tg-spoiler", "span", "blockquote", "tg-emoji"}  # fmt: skip
+_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z-]*)((?:\s+[a-z-]+(?:=\"[^\"<>]*\")?)*)\s*>")
+_ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
+NOT_MODIFIED = (
+    "Bad Request: message is not modified: specified new message content and reply markup "
+    "are exactly the same as a current content and reply markup of the message"
+)
+
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def parse_html(text: str) -> str:
+    """The visible text of Telegram HTML; ValueError worded like Telegram's refusal."""
+    stack: list[str] = []
+    visible: list[str] = []
+    pos = 0
+    for match in _TAG.finditer(text):
+        visible.append(text[pos : match.start()])
+        pos = match.end()
+        closing, tag = match.group(1), match.group(2).lower()
+        if tag not in _ALLOWED_TAGS:
+            raise ValueError(f'Unsupported start tag "{tag}" at byte offset {match.start()}')
+        if not closing:
+            stack.append(tag)
+        elif not stack or stack.pop() != tag:
+            raise ValueError(f'Unmatched end tag at byte offset {match.start()}, expected "{tag}"')
+    visible.append(text[pos:])
+    if stack:
+        raise ValueError(f'Can\'t find end tag corresponding to start tag "{stack[-1]}"')
+    raw = "".join(visible)
+    if "<" in raw or ">" in raw or "&" in _ENTITY.sub("", raw):
+        raise ValueError("Unexpected character: a raw <, > or & must be escaped")
+    return html.unescape(raw)
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)
+    #: the HTTP status the fake answered with
+    status: int = 0
+
+
+@dataclass
+class Fault:
+    status: int
+    description: str
+    parameters: dict[str, Any] | None = None
+
+
+class FakeTelegram:
+    def __init__(self, token: str = TOKEN, *, host: str = "127.0.0.1") -> None:
+        assert host.startswith("127.") or host == "localhost", "the fake binds to loopback only"
+        self.token, self.host = token, host
+        self.bot_id, self.username = BOT_ID, USERNAME
+        self.calls: list[Call] = []
+        self.pending: list[dict[str, Any]] = []  # updates not confirmed by an offset yet
+        self.offsets: list[int | None] = []  # the offset of every getUpdates, in order
+        self.messages: dict[tuple[int, int], dict[str, Any]] = {}
+        self.sent_order: list[tuple[int, int]] = []
+        self.files: dict[str, bytes] = {}
+        self.file_sizes: dict[str, int] = {}
+        self.migrated: dict[int, int] = {}  # old group id -> supergroup id
+        self.webhook: dict[str, Any] = {}
+        self.faults: dict[str, deque[Fault]] = {}
+        self.status_override: int | None = None
+        self.reject_html = False
+        self.port = 0
+        self._last_update_id = 99
+        self._message_ids = itertools.count(5000)
+        self._file_ids = itertools.count(1)
+        self._new_update = asyncio.Event()
+        self._changed = asyncio.Condition()
+        self._released = False
+        self._sent: set[int] = set()
+        self._runner: web.AppRunner | None = None
+
+    # lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> FakeTelegram:
+        app = web.Application()
+        app.router.add_route("POST", "/bot{token}/{method}", self._handle)
+        app.router.add_route("GET", "/file/bot{token}/{path:.*}", self._file)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        self.port = self._runner.addresses[0][1]  # kept: a restart listens on the same port
+        self._released = False
+        return self
+
+    async def stop(self) -> None:
+        self.release_pollers()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeTelegram:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def release_pollers(self) -> None:
+        """Answer every waiting long poll now (a clean teardown)."""
+        self._released = True
+        self._new_update.set()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/bot"
+
+    @property
+    def file_base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/file/bot"
+
+    # user -> bot ---------------------------------------------------------------------------
+    def push_update(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Queue an update; a payload's own update_id is kept (a redelivery), later ones
+        are numbered after it, as Telegram's ids only grow."""
+        update = dict(payload)
+        if not isinstance(update.get("update_id"), int):
+            update["update_id"] = self._last_update_id + 1
+        self._last_update_id = max(self._last_update_id, update["update_id"])
+        self.pending.append(update)
+        self.pending.sort(key=_update_id)
+        self._new_update.set()
+        return update
+
+    def push_raw(self, anything: Any) -> None:
+        """Queue whatever a broken server might send as an update (answered once)."""
+        self.pending.append(anything)
+        self._new_update.set()
+
+    def message(
+        self,
+        text: str,
+        *,
+        chat: dict[str, Any],
+        user_id: int,
+        first_name: str = "Alice",
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """A message as Telegram shows it, with command and mention entities."""
+        sender = {"id": user_id, "is_bot": False, "first_name": first_name}
+        msg = {"message_id": next(self._message_ids), "date": int(time.time()), "chat": chat,
+               "from": sender, "text": text, **extra}  # fmt: skip
+        if entities := _entities(text):
+            msg["entities"] = entities
+        return msg
+
+    def push_private(self, text: str, *, user_id: int = 42, **extra: Any) -> dict[str, Any]:
+        chat = {"id": user_id, "type": "private", "first_name": extra.get("first_name", "Alice")}
+        return self.push_update(
+            {"message": self.message(text, chat=chat, user_id=user_id, **extra)}
+        )
+
+    def push_group(
+        self,
+        text: str,
+        *,
+        chat_id: int = -1001234567890,
+        user_id: int = 42,
+        thread_id: int | None = None,
+        reply_to: dict[str, Any] | None = None,
+        chat_type: str = "supergroup",
+        **extra: Any,
+    ) -> dict[str, Any]:
+        chat: dict[str, Any] = {"id": chat_id, "type": chat_type, "title": "Test group"}
+        if thread_id is not None:
+            chat["is_forum"] = True
+            extra.update(message_thread_id=thread_id, is_topic_message=True)
+            reply_to = reply_to or {
+                "message_id": thread_id,
+                "date": int(time.time()),
+                "chat": chat,
+                "from": {"id": user_id, "is_bot": False, "first_name": "Alice"},
+                "forum_topic_created": {"name": f"Topic {thread_id}", "icon_color": 7322096},
+            }
+        if reply_to is not None:
+            extra["reply_to_message"] = reply_to
+        msg = self.message(text, chat=chat, user_id=user_id, **extra)
+        return self.push_update({"message": msg})
+
+    def confirmed_below(self) -> int:
+        """Every update below this id has been confirmed by an offset."""
+        offsets = [o for o in self.offsets if o]
+        return max(offsets, default=0)
+
+    # bot -> user: assertions ---------------------------------------------------------------
+    def calls_of(self, method: str, **match: Any) -> list[Call]:
+        return [
+            c
+            for c in self.calls
+            if c.method == method and all(c.params.get(k) == v for k, v in match.items())
+        ]
+
+    async def wait_for(self, method: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
+        """The first `method` call whose params include `match`, waiting for it."""
+
+        def found() -> list[Call]:
+            return self.calls_of(method, **match)
+
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(found), timeout)
+        return found()[0].params
+
+    async def wait_until(self, predicate: Any, timeout: float = 5.0) -> None:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
+
+    def texts(self, chat_id: int) -> list[str]:
+        """What the bot's messages in a chat show now (after edits), in send order."""
+        return [self.messages[k]["text"] for k in self.sent_order if k[0] == chat_id]
+
+    # faults and files ----------------------------------------------------------------------
+    def fail_next(
+        self, method: str, status: int, description: str, *, count: int = 1, **parameters: Any
+    ) -> None:
+        fault = Fault(status, description, parameters or None)
+        self.faults.setdefault(method, deque()).extend([fault] * count)
+
+    def add_file(self, content: bytes, *, reported_size: int | None = None) -> str:
+        file_id = f"FILE{next(self._file_ids)}"
+        self.files[file_id] = content
+        self.file_sizes[file_id] = len(content) if reported_size is None else reported_size
+        return file_id
+
+    async def deliver(self, url: str, update: Any, secret: str | None = None) -> int:
+        """POST an update to a webhook as Telegram does; the HTTP status it got."""
+        token = self.webhook.get("secret_token", "") if secret is None else secret
+        headers = {"X-Telegram-Bot-Api-Secret-Token": token} if token else {}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(url, json=update, headers=headers) as resp,
+        ):
+            return resp.status
+
+    # server --------------------------------------------------------------------------------
+    async def _params(self, request: web.Request) -> dict[str, Any]:
+        params: dict[str, Any] = dict(request.query)
+        if request.content_type == "application/json":
+            params.update(await request.json())
+        elif request.body_exists:
+            params.update((await request.post()).items())
+        for key, value in list(params.items()):
+            if isinstance(value, str) and key in _JSON_KEYS:
+                params[key] = json.loads(value)
+            elif isinstance(value, str) and key in _BOOL_KEYS:
+                params[key] = value == "true"
+            elif isinstance(value, str) and key in _INT_KEYS:
+                params[key] = int(value) if re.fullmatch(r"-?\d+", value) else value
+        return params
+
+    @staticmethod
+    def _ok(result: Any) -> web.Response:
+        return web.json_response({"ok": True, "result": result})
+
+    @staticmethod
+    def _error(status: int, description: str, parameters: Any = None) -> web.Response:
+        body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+        if parameters:
+            body["parameters"] = parameters
+        return web.json_response(body, status=status)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        arrived = time.monotonic()
+        if request.match_info["token"] != self.token:
+            return self._error(401, "Unauthorized")
+        method = request.match_info["method"]
+        params = await self._params(request)
+        if method == "getUpdates":
+            if self.status_override is not None:
+                return self._error(self.status_override, "Internal Server Error")
+            return await self._get_updates(params)
+        call = Call(method, params, arrived)
+        self.calls.append(call)
+        response = await self._answer(method, params)
+        call.status = response.status
+        async with self._changed:
+            self._changed.notify_all()
+        return response
+
+    async def _answer(self, method: str, params: dict[str, Any]) -> web.Response:
+        if self.status_override is not None:
+            return self._error(self.status_override, "Internal Server Error")
+        queue = self.faults.get(method)
+        if queue:
+            fault = queue.popleft()
+            return self._error(fault.status, fault.description, fault.parameters)
+        if method in _ALWAYS_TRUE:
+            return self._ok(True)
+        handler = getattr(self, f"_m_{method}", None)
+        if handler is None:
+            return self._error(404, f"Not Found: method {method}")
+        response: web.Response = await handler(params)
+        return response
+
+    async def _get_updates(self, params: dict[str, Any]) -> web.Response:
+        offset = params.get("offset")
+        self.offsets.append(offset)
+        # confirmed updates go, and so do id-less ones already answered once
+        self.pending = [
+            u
+            for u in self.pending
+            if (id(u) not in self._sent if _update_id(u) < 0 else _update_id(u) >= (offset or 0))
+        ]
+        deadline = time.monotonic() + float(params.get("timeout") or 0)
+        while not self.pending and not self._released and time.monotonic() < deadline:
+            self._new_update.clear()
+            try:
+                await asyncio.wait_for(self._new_update.wait(), deadline - time.monotonic())
+            except TimeoutError:
+                break
+        async with self._changed:
+            self._changed.notify_all()
+        batch = self.pending[: int(params.get("limit") or 100)]
+        self._sent.update(id(u) for u in batch)
+        return self._ok(batch)
+
+    def _bot_user(self) -> dict[str, Any]:
+        return {"id": self.bot_id, "is_bot": True, "first_name": "Decapod",
+                "username": self.username, "can_join_groups": True,
+                "can_read_all_group_messages": False, "supports_inline_queries": False}  # fmt: skip
+
+    async def _m_getMe(self, params: dict[str, Any]) -> web.Response:
+        return self._ok(self._bot_user())
+
+    async def _m_deleteWebhook(self, params: dict[str, Any]) -> web.Response:
+        if params.get("drop_pending_updates"):
+            self.pending.clear()
+        self.webhook = {}
+        return self._ok(True)
+
+    async def _m_setWebhook(self, params: dict[str, Any]) -> web.Response:
+        self.webhook = params
+        return self._ok(True)
+
+    async def _m_getWebhookInfo(self, params: dict[str, Any]) -> web.Response:
+        return self._ok({"url": self.webhook.get("url", ""), "has_custom_certificate": False,
+                         "pending_update_count": len(self.pending)})  # fmt: skip
+
+    def _visible(self, params: dict[str, Any]) -> str:
+        text = str(params.get("text", ""))
+        if params.get("parse_mode") == "HTML":
+            if self.reject_html:
+                raise ValueError('Unsupported start tag "b" at byte offset 0')
+            text = parse_html(text)
+        if not text.strip():
+            raise ValueError("message text is empty")
+        if utf16_len(text) > 4096:
+            raise ValueError("message is too long")
+        return text
+
+    async def _m_sendMessage(self, params: dict[str, Any]) -> web.Response:
+        chat_id = params["chat_id"]
+        if chat_id in self.migrated:
+            return self._error(400, "Bad Request: group chat was upgraded to a supergroup chat",
+                               {"migrate_to_chat_id": self.migrated[chat_id]})  # fmt: skip
+        try:
+            text = self._visible(params)
+        except ValueError as exc:
+            return self._error(400, _bad_request(exc))
+        message_id = next(self._message_ids)
+        chat = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}
+        msg = {"message_id": message_id, "date": int(time.time()), "chat": chat,
+               "from": self._bot_user(), "text": text, "html": params.get("text")}  # fmt: skip
+        self.messages[(chat_id, message_id)] = msg
+        self.sent_order.append((chat_id, message_id))
+        return self._ok({k: v for k, v in msg.items() if k != "html"})
+
+    async def _m_editMessageText(self, params: dict[str, Any]) -> web.Response:
+        key = (params.get("chat_id"), params.get("message_id"))
+        msg = self.messages.get(key)  # type: ignore[arg-type]
+        if msg is None:
+            return self._error(400, "Bad Request: message to edit not found")
+        try:
+            text = self._visible(params)
+        except ValueError as exc:
+            return self._error(400, _bad_request(exc))
+        if text == msg["text"] and params.get("text") == msg["html"]:
+            return self._error(400, NOT_MODIFIED)
+        msg.update(text=text, html=params.get("text"), edit_date=int(time.time()))
+        return self._ok({k: v for k, v in msg.items() if k != "html"})
+
+    async def _m_getFile(self, params: dict[str, Any]) -> web.Response:
+        file_id = params.get("file_id", "")
+        if file_id not in self.files:
+            return self._error(400, "Bad Request: invalid file_id")
+        return self._ok({"file_id": file_id, "file_unique_id": f"u{file_id}",
+                         "file_size": self.file_sizes[file_id],
+                         "file_path": f"documents/{file_id}.bin"})  # fmt: skip
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        file_id = request.match_info["path"].rpartition("/")[2].removesuffix(".bin")
+        if file_id not in self.files:
+            return web.Response(status=404)
+        return web.Response(body=self.files[file_id])
+
+
+def _update_id(update: Any) -> int:
+    value = update.get("update_id") if isinstance(update, dict) else None
+    return value if isinstance(value, int) else -1
+
+
+def _bad_request(exc: ValueError) -> str:
+    text = str(exc)
+    if text.startswith(("message", "Bad")):
+        return f"Bad Request: {text}"
+    return f"Bad Request: can't parse entities: {text}"
+
+
+def _entities(text: str) -> list[dict[str, Any]]:
+    """bot_command for a leading /command, mention for every @name (UTF-16 offsets)."""
+    found = []
+    for match in re.finditer(r"(?<!\w)(/[a-zA-Z0-9_]+(?:@\w+)?|@\w{5,})", text):
+        kind = "bot_command" if match.group(0).startswith("/") else "mention"
+        if kind == "bot_command" and match.start() != 0:
+            continue
+        offset = utf16_len(text[: match.start()])
+        found.append({"type": kind, "offset": offset, "length": utf16_len(match.group(0))})
+    return found
