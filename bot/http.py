@@ -32,8 +32,12 @@ def is_local_request(request: web.Request) -> bool:
         return False
     if any(h in request.headers for h in _FORWARDING):
         return False
-    host = (request.host or "").rsplit(":", 1)[0].strip("[]").lower()
-    if host == "localhost":
+    return is_loopback_host((request.host or "").rsplit(":", 1)[0].strip("[]"))
+
+
+def is_loopback_host(host: str) -> bool:
+    """`localhost` or a loopback address; a name that merely starts with 127. is not."""
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

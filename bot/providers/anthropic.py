@@ -8,11 +8,9 @@ consecutive messages of one role merged. The SDK is imported when the first clie
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,6 +29,7 @@ from bot.providers.config import ProviderConfig
 from bot.providers.remote import (
     ChunkTimer,
     KeyPool,
+    SdkProvider,
     incomplete_stream,
     status_error,
     transport_error,
@@ -70,7 +69,7 @@ _STATUS_BY_ERROR_TYPE = {
 }
 
 
-class AnthropicProvider:
+class AnthropicProvider(SdkProvider["AsyncAnthropic"]):
     """A Provider over the Anthropic Messages API (or a server that speaks it)."""
 
     def __init__(
@@ -101,23 +100,6 @@ class AnthropicProvider:
         return anthropic.AsyncAnthropic(
             api_key=key, base_url=self.base_url, max_retries=0, timeout=timeout
         )
-
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
-        while True:
-            index, client = self._keys.pick()
-            emitted = False
-            try:
-                async with aclosing(self._stream_once(client, request)) as events:
-                    async for event in events:
-                        emitted = True
-                        yield event
-                return
-            except ProviderHTTPError as exc:
-                if emitted or not self._keys.penalize(index, exc):
-                    raise
-                log.warning(
-                    "provider %s: key %d refused (HTTP %d), rotating", self.name, index, exc.status
-                )
 
     async def _stream_once(
         self, client: AsyncAnthropic, request: ChatRequest
@@ -176,28 +158,17 @@ class AnthropicProvider:
             stream=True,
         )
 
-    async def probe(self) -> None:
-        """A cheap reachability check (GET /v1/models). Raises a ProviderError when down."""
+    def _probe_error(self, exc: Exception) -> ProviderError | None:
         import anthropic
 
-        _, client = self._keys.pick()
-        seconds = self.config.connect_timeout_s + 5.0
-        try:
-            async with asyncio.timeout(seconds):
-                await client.models.list()
-        except TimeoutError:
-            raise ProviderHTTPError(0, "health probe timed out", code="connection") from None
-        except anthropic.APIStatusError as exc:
-            raise _status_error(exc) from exc
-        except anthropic.APIConnectionError as exc:
-            raise transport_error(
+        if isinstance(exc, anthropic.APIStatusError):
+            return _status_error(exc)
+        if isinstance(exc, anthropic.APIConnectionError):
+            seconds = self.config.connect_timeout_s + 5.0
+            return transport_error(
                 exc, connect_s=self.config.connect_timeout_s, phase="first_token", seconds=seconds
-            ) from exc
-
-    async def aclose(self) -> None:
-        for client in self._keys.clients():
-            await client.close()
-        self._keys.forget_clients()
+            )
+        return None
 
 
 @dataclass(slots=True)

@@ -7,13 +7,11 @@ client is made, so configs that never name an OpenAI provider never load it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +30,7 @@ from bot.providers.config import ProviderConfig
 from bot.providers.remote import (
     ChunkTimer,
     KeyPool,
+    SdkProvider,
     incomplete_stream,
     status_error,
     transport_error,
@@ -58,7 +57,7 @@ _STATUS_BY_STREAM_CODE = {
 }
 
 
-class OpenAIProvider:
+class OpenAIProvider(SdkProvider["AsyncOpenAI"]):
     """A Provider over one OpenAI-compatible endpoint."""
 
     def __init__(
@@ -93,23 +92,6 @@ class OpenAIProvider:
         )
         _ = client.chat.completions  # the SDK imports resource modules on first access
         return client
-
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
-        while True:
-            index, client = self._keys.pick()
-            emitted = False
-            try:
-                async with aclosing(self._stream_once(client, request)) as events:
-                    async for event in events:
-                        emitted = True
-                        yield event
-                return
-            except ProviderHTTPError as exc:
-                if emitted or not self._keys.penalize(index, exc):
-                    raise
-                log.warning(
-                    "provider %s: key %d refused (HTTP %d), rotating", self.name, index, exc.status
-                )
 
     async def _stream_once(
         self, client: AsyncOpenAI, request: ChatRequest
@@ -179,28 +161,17 @@ class OpenAIProvider:
         self._usage_in_stream = False
         return await self._open(client, request, timer)
 
-    async def probe(self) -> None:
-        """A cheap reachability check (GET /models). Raises a ProviderError when down."""
+    def _probe_error(self, exc: Exception) -> ProviderError | None:
         import openai
 
-        _, client = self._keys.pick()
-        seconds = self.config.connect_timeout_s + 5.0
-        try:
-            async with asyncio.timeout(seconds):
-                await client.models.list()
-        except TimeoutError:
-            raise ProviderHTTPError(0, "health probe timed out", code="connection") from None
-        except openai.APIStatusError as exc:
-            raise _status_error(exc) from exc
-        except openai.APIError as exc:
-            raise transport_error(
+        if isinstance(exc, openai.APIStatusError):
+            return _status_error(exc)
+        if isinstance(exc, openai.APIError):
+            seconds = self.config.connect_timeout_s + 5.0
+            return transport_error(
                 exc, connect_s=self.config.connect_timeout_s, phase="first_token", seconds=seconds
-            ) from exc
-
-    async def aclose(self) -> None:
-        for client in self._keys.clients():
-            await client.close()
-        self._keys.forget_clients()
+            )
+        return None
 
 
 @dataclass(slots=True)

@@ -8,12 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from bot.errors import ContextTooLong, ProviderError, ProviderHTTPError, ProviderTimeout
+from bot.providers.base import ChatEvent, ChatRequest
+from bot.providers.config import ProviderConfig
+
+log = logging.getLogger("bot.providers")
 
 T = TypeVar("T")
 ClientT = TypeVar("ClientT")
@@ -216,3 +230,60 @@ def incomplete_stream() -> ProviderHTTPError:
     return ProviderHTTPError(
         0, "stream ended before the model finished", retryable=True, code="connection"
     )
+
+
+class SdkProvider(Generic[ClientT]):
+    """The shared half of a provider over an official SDK: key rotation around each stream,
+    the health probe and closing the clients. A subclass opens one stream (`_stream_once`)
+    and says which SDK exceptions mean what (`_probe_error`)."""
+
+    name: str
+    config: ProviderConfig
+    _keys: KeyPool[ClientT]
+
+    def _stream_once(
+        self, client: ClientT, request: ChatRequest
+    ) -> AsyncGenerator[ChatEvent, None]:
+        raise NotImplementedError
+
+    def _probe_error(self, exc: Exception) -> ProviderError | None:
+        """The error an SDK exception from the probe stands for, or None to re-raise it."""
+        raise NotImplementedError
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
+        while True:
+            index, client = self._keys.pick()
+            emitted = False
+            try:
+                async with aclosing(self._stream_once(client, request)) as events:
+                    async for event in events:
+                        emitted = True
+                        yield event
+                return
+            except ProviderHTTPError as exc:
+                if emitted or not self._keys.penalize(index, exc):
+                    raise
+                log.warning(
+                    "provider %s: key %d refused (HTTP %d), rotating", self.name, index, exc.status
+                )
+
+    async def probe(self) -> None:
+        """A cheap reachability check (list the models). Raises a ProviderError when down."""
+        _, client = self._keys.pick()
+        sdk_client: Any = client  # both SDKs: client.models.list(), client.close()
+        try:
+            async with asyncio.timeout(self.config.connect_timeout_s + 5.0):
+                await sdk_client.models.list()
+        except TimeoutError:
+            raise ProviderHTTPError(0, "health probe timed out", code="connection") from None
+        except Exception as exc:
+            mapped = self._probe_error(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    async def aclose(self) -> None:
+        clients: list[Any] = list(self._keys.clients())
+        for client in clients:
+            await client.close()
+        self._keys.forget_clients()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import Config
+from bot.http import is_loopback_host
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,18 +17,9 @@ class Finding:
     fix: str
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _config_findings(config: Config) -> list[Finding]:
     found: list[Finding] = []
-    if config.http.enabled and not _loopback(config.http.host):
+    if config.http.enabled and not is_loopback_host(config.http.host):
         found.append(
             Finding(
                 "high",

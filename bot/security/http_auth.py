@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from bot.http import is_local_request
+from bot.http import is_local_request, is_loopback_host
 
 if TYPE_CHECKING:
     from bot.store import Store
@@ -129,5 +129,4 @@ class AdminAuth:
 def _local_origin(origin: str) -> bool:
     from urllib.parse import urlsplit
 
-    host = (urlsplit(origin).hostname or "").lower()
-    return host in ("localhost", "127.0.0.1", "::1")
+    return is_loopback_host(urlsplit(origin).hostname or "")
