@@ -30,9 +30,7 @@ async def start_sandbox(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
     )
 
     cfg = gw.config.sandbox
-    backend, why = await select_backend(cfg, gw.config.home)
-    log.info("sandbox: %s", why)
-    gw.sandbox_status = why
+    backend, gw.sandbox_status = await select_backend(cfg, gw.config.home)
     if backend is not None:
         stack.push_async_callback(backend.aclose)
     broker = InMemoryApprovalBroker(notify=lambda pending: ask_approval(gw, pending))

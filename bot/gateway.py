@@ -280,14 +280,18 @@ class Gateway:
 
     async def health(self) -> dict[str, Any]:
         channels = {name: ch.health() for name, ch in self.channels.items()}
-        providers = self.providers.state() if self.providers is not None else {}
-        ok = all(c.get("running", False) for c in channels.values())
+        providers = self.providers.state() if self.providers is not None else []
+        # degraded: a channel is down, or no model of the chat chain would be tried now
+        ok = all(c.get("running", False) for c in channels.values()) and (
+            not providers or any(p["state"] != "open" for p in providers)
+        )
         return {
             "status": "ok" if ok else "degraded",
             "version": VERSION_LINE,
             "uptime_s": round(time.monotonic() - self._started, 1),
             "channels": channels,
             "providers": providers,
+            "sandbox": self.sandbox_status,
             "sessions": len(self.sessions),
             "active_turns": self.sessions.active,
             "queue_depth": self.sessions.queue_depth,

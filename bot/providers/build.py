@@ -223,8 +223,13 @@ class ProviderSet:
         return error
 
     async def _probe_forever(self, name: str, interval: float) -> None:
+        last: str | None = None
         while True:
             error = await self.probe_once(name)
-            if error is not None:
+            # a change is news; the same outage every interval is noise
+            if error is not None and error != last:
                 log.warning("health probe: provider %s is down (%s)", name, error)
+            elif error is None and last is not None:
+                log.info("health probe: provider %s answers again", name)
+            last = error
             await asyncio.sleep(interval)

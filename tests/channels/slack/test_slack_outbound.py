@@ -76,8 +76,8 @@ async def test_429s_beyond_the_sdks_retry_pause_and_retry_in_the_channel(
 
 async def test_answers_stream_by_edits_at_most_once_a_second(fake: FakeSlack, running: Any) -> None:
     async def slowly(request: ChatRequest) -> AsyncIterator[Any]:
-        for i in range(25):
-            await asyncio.sleep(0.1)
+        for i in range(50):
+            await asyncio.sleep(0.08)
             yield TextDelta(f"w{i} ")
         yield Finish()
 
@@ -90,7 +90,7 @@ async def test_answers_stream_by_edits_at_most_once_a_second(fake: FakeSlack, ru
     assert len(posts) == 1 and len(writes) >= 2
     gaps = [b.at - a.at for a, b in itertools.pairwise(writes)]
     assert min(gaps) >= 0.95, gaps
-    assert writes[-1].params["text"].split() == [f"w{i}" for i in range(25)]
+    assert writes[-1].params["text"].split() == [f"w{i}" for i in range(50)]
 
 
 async def test_without_streaming_one_message_carries_the_whole_answer(
