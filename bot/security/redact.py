@@ -103,6 +103,12 @@ class _NeedleIndex:
             ]
             branches.append(re.escape(char) + "(?:" + "|".join(alternatives) + ")")
         self._pattern = re.compile("|".join(branches)) if branches else None
+        # No needle can contain a character that none of them has: a needle starting before
+        # the text's trailing run of such characters is already whole, and can be judged.
+        chars = "".join(
+            sorted({c for needle in self._by_anchor.values() for _, n in needle for c in n})
+        )
+        self._trailing_run = re.compile(f"[{re.escape(chars)}]*\\Z") if chars else None
 
     def scan(self, text: str, start: int, final: bool, out: list[Span]) -> int:
         # Every occurrence counts, overlapping ones too, so a finding never depends on
@@ -110,6 +116,9 @@ class _NeedleIndex:
         if self._pattern is None:
             return len(text)
         limit = len(text) if final else len(text) - self.longest + 1
+        if not final and self._trailing_run is not None:
+            tail = self._trailing_run.search(text, start)
+            limit = max(limit, tail.start() if tail is not None else len(text))
         search = self._pattern.search
         match = search(text, start)
         while match is not None:

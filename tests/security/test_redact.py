@@ -260,3 +260,16 @@ def test_scrub_exception_text() -> None:
         scrub(str(error))
         == '401 {"message": "Bad credentials", "token": "[REDACTED:github_token]"}'
     )
+
+
+def test_a_long_registered_secret_does_not_hold_back_ordinary_words() -> None:
+    """Needles cannot span characters none of them contains, so a stream of words is
+    released as it comes even when a registered secret's hex form is 160 characters long."""
+    registry = SecretRegistry()
+    secret = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GfAke1.fake-hmac-for-tests-only-000000000000000"
+    registry.add(secret, "token")
+    stream = Redactor(registry).stream()
+    released = "".join(stream.feed(f"w{i} ") for i in range(60))
+    assert len(released) > 150
+    tail = stream.feed(" then " + secret[:30]) + stream.feed(secret[30:] + " end") + stream.flush()
+    assert secret not in released + tail and "[REDACTED:" in tail
