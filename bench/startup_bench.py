@@ -1,19 +1,26 @@
 """P4: cold start (`decapod --version`; `decapod run` until /health answers) and P5: idle RSS
-of `decapod run`."""
+of `decapod run`, with three channels (Telegram, Slack, Discord) configured against the fakes
+of tests/fakes/, which run in a process of their own (bench/platform_fakes.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.common import free_port, median, rss_mb
+from bench.common import PlatformFakes, free_port, median, rss_mb
+from bench.platform_fakes import channels_env
+from bench.platform_fakes import channels_toml as fake_channels_toml
+
+IDLE_S = 2.0
 
 
 def _version_times(runs: int) -> list[float]:
@@ -34,48 +41,86 @@ def _write_config(home: Path, port: int, extra: str) -> None:
     )
 
 
-def _run_until_health(home: Path, port: int, env: dict[str, str]) -> tuple[float, float]:
+def _health(port: int) -> tuple[int, dict[str, Any]]:
+    """(status, body) of GET /health; 503 (a channel not running yet) is an answer too."""
+    url = f"http://127.0.0.1:{port}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return r.status, dict(json.loads(r.read()))
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(json.loads(exc.read() or b"{}"))
+
+
+def _run_until_health(home: Path, port: int, env: dict[str, str]) -> dict[str, float]:
+    """Seconds until /health first answers and until it says every channel runs; RSS in MB
+    after IDLE_S idle; channels running then."""
     start = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot", "run"],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
+    answered = 0.0
     try:
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
-                    if r.status in (200, 503):
-                        break
+                status, _ = _health(port)
             except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError("decapod run exited early") from None
-                time.sleep(0.005)
-        ready = time.perf_counter() - start
-        time.sleep(2.0)  # idle
-        return ready, rss_mb(proc.pid)
+                status = 0
+            now = time.perf_counter() - start
+            if status and not answered:
+                answered = now
+            if status == 200 or now > 30:
+                break
+            if proc.poll() is not None:
+                err = (proc.stderr.read() if proc.stderr else "").strip().splitlines()
+                raise RuntimeError(f"decapod run exited early: {err[-1:]}")
+            time.sleep(0.005)
+        all_up = time.perf_counter() - start
+        time.sleep(IDLE_S)
+        channels = _health(port)[1].get("channels") or {}
+        running = sum(1 for c in channels.values() if isinstance(c, dict) and c.get("running"))
+        return {"answered": answered, "all_up": all_up, "rss": rss_mb(proc.pid), "up": running}
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def run(
-    quick: bool = False, channels_toml: str = "", env: dict[str, str] | None = None
+    quick: bool = False, channels_toml: str | None = None, env: dict[str, str] | None = None
 ) -> dict[str, Any]:
+    """`channels_toml`: the channel tables to configure; None: the three fakes."""
+    if channels_toml is None:
+        with PlatformFakes() as fakes:
+            toml = fake_channels_toml(fakes.info)
+            return _measure(quick, toml, {**channels_env(fakes.info), **(env or {})}, 3)
+    return _measure(quick, channels_toml, env or {}, channels_toml.count("[channels."))
+
+
+def _measure(quick: bool, channels_toml: str, env: dict[str, str], channels: int) -> dict[str, Any]:
     version = _version_times(3 if quick else 7)
-    readies, rss = [], []
+    runs = []
     for _ in range(2 if quick else 4):
         with tempfile.TemporaryDirectory() as tmp:
             home, port = Path(tmp) / "home", free_port()
             _write_config(home, port, channels_toml)
-            full_env = {**os.environ, **(env or {}), "DECAPOD_HOME": str(home)}
-            ready, idle = _run_until_health(home, port, full_env)
-            readies.append(ready)
-            rss.append(idle)
+            full_env = {**os.environ, **env, "DECAPOD_HOME": str(home)}
+            runs.append(_run_until_health(home, port, full_env))
     return {
-        "P4": {"version_s": median(version), "run_to_health_s": median(readies)},
-        "P5": {"idle_rss_mb": median(rss)},
+        "P4": {
+            "version_s": median(version),
+            "run_to_health_s": median([r["answered"] for r in runs]),
+            "run_to_channels_up_s": median([r["all_up"] for r in runs]),
+            "channels": channels,
+            "channels_running": min(r["up"] for r in runs),
+        },
+        "P5": {"idle_rss_mb": median([r["rss"] for r in runs]), "idle_s": IDLE_S},
     }
 
 

@@ -164,6 +164,10 @@ class Gateway:
             if message.conversation.channel in self.channels and key not in self._live_at_start:
                 await self._accept(message)
         self._live_at_start = None
+        if self.providers is not None:
+            # the SDKs load now that everything is up, so the start does not wait for them
+            warming = asyncio.create_task(self.providers.warm_up(), name="providers-warm-up")
+            self._stack.callback(warming.cancel)
 
     async def stop(self) -> None:
         await self._stack.aclose()

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 from bot.commands import CommandSpec
@@ -82,6 +82,7 @@ class BaseChannel:
         self._chat_next: dict[str, float] = {}
         self._chat_locks: dict[str, asyncio.Lock] = {}
         self._paused_until = 0.0
+        self._background: set[asyncio.Future[None]] = set()
 
     # lifecycle (adapters extend) ----------------------------------------------------------
     async def start(self, sink: InboundSink) -> None:
@@ -167,8 +168,15 @@ class BaseChannel:
         while True:
             now = time.monotonic()
             if not state.text.strip() and now >= next_typing:
+                # Shielded: when the answer ends the ticker, a typing request still in flight
+                # finishes on its own. Cancelled mid-flight, an SDK's HTTP request can keep its
+                # pooled connection (python-telegram-bot's does), and after pool-size such
+                # replies every send waits for a connection that never frees.
+                typing = asyncio.ensure_future(self._typing(template.conversation))
+                self._background.add(typing)
+                typing.add_done_callback(_forget_typing(self._background))
                 with contextlib.suppress(ChannelError):
-                    await self._typing(template.conversation)
+                    await asyncio.shield(typing)
                 next_typing = now + self.typing_interval
             if self.supports_edit and state.text.strip():
                 await self._flush(template, state, final=False)
@@ -194,6 +202,20 @@ class BaseChannel:
                     )
                     state.shown[i] = piece
                     state.last_edit = time.monotonic()
+
+
+def _forget_typing(
+    background: set[asyncio.Future[None]],
+) -> Callable[[asyncio.Future[None]], None]:
+    """A done-callback: drop the finished typing request, and take its failure (a typing
+    notice that failed after the answer went out matters to no one)."""
+
+    def done(future: asyncio.Future[None]) -> None:
+        background.discard(future)
+        if not future.cancelled():
+            future.exception()
+
+    return done
 
 
 class _StreamState:

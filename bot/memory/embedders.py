@@ -118,12 +118,14 @@ class Model2VecEmbedder:
         self._model: Any = None
 
     def load(self) -> None:
+        # the folder first: with no model installed, model2vec (and numpy) are never imported
+        model_dir = _local_model_dir(self.path)
         try:
             from model2vec import StaticModel
         except ImportError as exc:
             raise EmbedderError("model2vec is not installed: pip install decapod[memory]") from exc
         try:
-            self._model = StaticModel.from_pretrained(_local_model_dir(self.path), normalize=True)
+            self._model = StaticModel.from_pretrained(model_dir, normalize=True)
         except EmbedderError:
             raise
         except Exception as exc:

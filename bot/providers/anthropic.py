@@ -72,6 +72,8 @@ _STATUS_BY_ERROR_TYPE = {
 class AnthropicProvider(SdkProvider["AsyncAnthropic"]):
     """A Provider over the Anthropic Messages API (or a server that speaks it)."""
 
+    sdk_modules = ("anthropic",)
+
     def __init__(
         self,
         name: str,
@@ -86,9 +88,8 @@ class AnthropicProvider(SdkProvider["AsyncAnthropic"]):
         base_url = config.resolved_base_url()
         self.base_url = base_url.removesuffix("/v1")
         self._keys: KeyPool[AsyncAnthropic] = KeyPool(api_keys, self._make_client, clock=clock)
-        # Load the SDK and make the first client now, at build time: the import takes most of a
-        # second, which must not count against the first turn's deadlines.
-        self._keys.pick()
+        # The SDK is loaded by warm_up(), in the background once the gateway is up.
+        self._check_sdk()
 
     def _make_client(self, key: str) -> AsyncAnthropic:
         import anthropic

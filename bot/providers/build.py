@@ -185,6 +185,15 @@ class ProviderSet:
                 )
                 self._probes.append(task)
 
+    async def warm_up(self) -> None:
+        """Load every provider's SDK (in worker threads) and make its first client."""
+        results = await asyncio.gather(
+            *(p.warm_up() for p in self.providers.values()), return_exceptions=True
+        )
+        for name, result in zip(self.providers, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("provider %s: cannot load its SDK: %s", name, result)
+
     async def stop(self) -> None:
         for task in self._probes:
             task.cancel()

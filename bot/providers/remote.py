@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import importlib
+import importlib.util
 import logging
 import time
 from collections.abc import (
@@ -240,6 +242,33 @@ class SdkProvider(Generic[ClientT]):
     name: str
     config: ProviderConfig
     _keys: KeyPool[ClientT]
+    #: the SDK's modules, imported off the event loop before the first client is made
+    sdk_modules: tuple[str, ...] = ()
+    _warm = False
+    _loading: asyncio.Task[None] | None = None
+
+    def _check_sdk(self) -> None:
+        """Fail at build time, as an eager import would, when the SDK is not installed."""
+        for module in self.sdk_modules[:1]:
+            if importlib.util.find_spec(module) is None:
+                raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+
+    async def warm_up(self) -> None:
+        """Import the SDK in a worker thread, then make the first client. The import takes
+        most of a second: it must hold up neither the start nor the event loop, and must not
+        count against a turn's first-token deadline."""
+        if self._warm:
+            return
+        loop = asyncio.get_running_loop()
+        if self._loading is None or self._loading.get_loop() is not loop:
+            self._loading = loop.create_task(self._load())  # one load, however many wait
+        await asyncio.shield(self._loading)
+
+    async def _load(self) -> None:
+        for module in self.sdk_modules:
+            await asyncio.to_thread(importlib.import_module, module)
+        self._keys.pick()
+        self._warm = True
 
     def _stream_once(
         self, client: ClientT, request: ChatRequest
@@ -251,6 +280,7 @@ class SdkProvider(Generic[ClientT]):
         raise NotImplementedError
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
+        await self.warm_up()
         while True:
             index, client = self._keys.pick()
             emitted = False
@@ -269,6 +299,7 @@ class SdkProvider(Generic[ClientT]):
 
     async def probe(self) -> None:
         """A cheap reachability check (list the models). Raises a ProviderError when down."""
+        await self.warm_up()
         _, client = self._keys.pick()
         sdk_client: Any = client  # both SDKs: client.models.list(), client.close()
         try:

@@ -152,8 +152,13 @@ class Store:
                 conn.execute("ROLLBACK")
             failed = StoreError(f"write failed: {exc}")
             results = [(fut, None, failed) for _, fut in batch]
-        for fut, value, err in results:
-            loop.call_soon_threadsafe(_settle, fut, value, err)
+        # one wake-up of the event loop for the whole batch, not one per write
+        loop.call_soon_threadsafe(_settle_all, results)
+
+
+def _settle_all(results: list[tuple[Any, Any, BaseException | None]]) -> None:
+    for fut, value, err in results:
+        _settle(fut, value, err)
 
 
 def _settle(fut: asyncio.Future[Any], value: Any, err: BaseException | None) -> None:

@@ -20,6 +20,14 @@ class _Repo:
 
 
 class IdentityRepo(_Repo):
+    #: time zones looked up or set, so a turn does not read the table again
+    _MAX_CACHED_ZONES = 10_000
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self._zones: dict[str, str | None] = {}
+        self._zone_writes = 0  # a lookup that raced with a write is not cached
+
     async def touch(self, identity: Identity) -> str:
         """Record that an identity was seen; returns its canonical person id."""
         now = time.time()
@@ -60,20 +68,34 @@ class IdentityRepo(_Repo):
         return await self.store.read(op)
 
     async def timezone(self, identity_key: str) -> str | None:
+        if identity_key in self._zones:
+            return self._zones[identity_key]
+
         def op(conn: Conn) -> str | None:
             row = conn.execute(
                 "SELECT timezone FROM identities WHERE key = ?", (identity_key,)
             ).fetchone()
             return row[0] if row else None
 
-        return await self.store.read(op)
+        writes = self._zone_writes
+        zone = await self.store.read(op)
+        if writes == self._zone_writes:
+            self._remember_zone(identity_key, zone)
+        return zone
 
     async def set_timezone(self, identity_key: str, zone: str) -> None:
+        self._zone_writes += 1
         await self.store.write(
             lambda c: c.execute(
                 "UPDATE identities SET timezone = ? WHERE key = ?", (zone, identity_key)
             )
         )
+        self._remember_zone(identity_key, zone)
+
+    def _remember_zone(self, identity_key: str, zone: str | None) -> None:
+        if len(self._zones) >= self._MAX_CACHED_ZONES:
+            self._zones.clear()
+        self._zones[identity_key] = zone
 
 
 @dataclass(slots=True)

@@ -1,0 +1,452 @@
+"""`make bench`: every figure the code supports (P1-P10, the failover overhead, memory recall),
+side by side with nanobot where it has the figure, as one table; bench/results.json keeps
+the figures, the machine and the versions measured.
+
+    python -m bench [--quick] [--only P1,P4] [--no-peer]
+
+Each figure lives in its own module; a module that is missing or fails prints its row as
+"not run" with the reason, and the others still run. nanobot is installed once into its own
+environment under ~/.cache/decapod-bench/ (bench/peer/); offline, its column says why it is
+unavailable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import FakeLLMProcess
+from bench.table import Row, kb, mb, ms, ratio, render, sec, verdict
+
+FIGURES = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10", "FO", "ME")
+PEER_FIGURES = {"P1", "P4", "P5", "P7"}
+RESULTS = Path(__file__).resolve().parent / "results.json"
+CHANNELS = ("telegram", "slack", "discord")
+SDKS = (
+    "openai",
+    "httpx2",
+    "aiohttp",
+    "pydantic",
+    "python-telegram-bot",
+    "slack-bolt",
+    "slack-sdk",
+    "discord.py",
+    "apscheduler",
+    "sqlite-vec",
+)
+
+
+def _machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _versions() -> dict[str, str]:
+    from bot import __version__
+    from bot.store.sqlite import sqlite_module
+
+    out = {"decapod": __version__, "sqlite": sqlite_module().sqlite_version}
+    for name in SDKS:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            out[name] = importlib.metadata.version(name)
+    return out
+
+
+def _step(name: str, fn: Callable[[], dict[str, Any]], results: dict[str, Any]) -> None:
+    """Run one bench; a failure is recorded as the reason, and the others go on."""
+    print(f"\n== {name}", flush=True)
+    started = time.perf_counter()
+    try:
+        results.update(fn())
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        results.setdefault("_errors", {})[name] = reason
+        print(f"{name}: not run: {reason}", flush=True)
+        if os.environ.get("BENCH_TRACEBACK"):
+            traceback.print_exc()
+    print(f"({name}: {time.perf_counter() - started:.1f} s)", flush=True)
+
+
+def _module_run(module: str, quick: bool, **kwargs: Any) -> Callable[[], dict[str, Any]]:
+    def call() -> dict[str, Any]:
+        mod = importlib.import_module(f"bench.{module}")
+        return dict(mod.run(quick, **kwargs))
+
+    return call
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Benches print their own lines; the gateway's warnings (a keyword-only memory, a
+    fail-over the bench provoked) would only bury them."""
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.ERROR)
+    yield
+
+
+def _p1_rows(r: dict[str, Any], peer: dict[str, Any] | None, errors: dict[str, str]) -> list[Row]:
+    rows = []
+    p1 = r.get("P1")
+    nb = (peer or {}).get("P1_inproc", {})
+    if p1:
+        ok = p1["p50_ms"] <= 5 and p1["p99_ms"] <= 20
+        rows.append(
+            Row(
+                "P1 in-process p50 / p99",
+                f"{ms(p1['p50_ms'])} / {ms(p1['p99_ms'])}",
+                "<= 5 / 20 ms",
+                verdict(ok),
+                f"{ms(nb.get('median_ms'))} (SDK)" if nb else "",
+                ratio(nb.get("median_ms"), p1["p50_ms"]) if nb else "",
+            )
+        )
+    else:
+        rows.append(Row("P1 in-process p50 / p99", "not run", "<= 5 / 20 ms", "not run"))
+    ws = (peer or {}).get("P1_ws", {})
+    bus = (peer or {}).get("P1_bus", {})
+    for channel in CHANNELS:
+        key = f"P1_{channel}"
+        fig = r.get(key)
+        label = f"P1 via {channel} adapter"
+        peer_cell = f"{ms(ws.get('median_ms'))} (WebSocket)" if ws else ""
+        if fig:
+            rows.append(
+                Row(
+                    label,
+                    f"{ms(fig['p50_ms'])} / {ms(fig['p99_ms'])}",
+                    "(adapter cost)",
+                    "info",
+                    peer_cell,
+                    ratio(ws.get("median_ms"), fig["p50_ms"]) if ws else "",
+                )
+            )
+        else:
+            reason = errors.get(f"{channel}_bench", "no result")
+            rows.append(Row(label, "not run", "", "not run", peer_cell, notes=[reason]))
+    if bus:
+        rows.append(
+            Row(
+                "P1 peer: message bus path",
+                "-",
+                "",
+                "info",
+                ms(bus.get("median_ms")),
+                notes=["the path a nanobot channel takes, without a socket"],
+            )
+        )
+    return rows
+
+
+def _rows(r: dict[str, Any], peer: dict[str, Any] | None, only: set[str]) -> list[Row]:
+    errors = r.get("_errors", {})
+    rows: list[Row] = []
+
+    def missing(figure: str, label: str, target: str, module: str) -> Row:
+        reason = errors.get(module, "no result")
+        return Row(label, "not run", target, "not run", notes=[reason])
+
+    if "P1" in only:
+        rows += _p1_rows(r, peer, errors)
+    if "P2" in only:
+        p2 = r.get("P2")
+        rows.append(
+            Row(
+                "P2 throughput, 1,000 sessions",
+                f"{p2['msgs_per_s']:.0f} msg/s",
+                ">= 500 msg/s",
+                verdict(p2["msgs_per_s"] >= 500),
+            )
+            if p2
+            else missing("P2", "P2 throughput, 1,000 sessions", ">= 500 msg/s", "message_bench")
+        )
+    if "P3" in only:
+        p3 = r.get("P3") or {}
+        label, target = "P3 2,000 sessions x 2 s LLM", "all; p99 <= 2.5 s; <= 300 MB"
+        if "p99_s" in p3:
+            rows.append(
+                Row(
+                    label,
+                    f"{p3['answered']}/{p3['sessions']}; p99 {p3['p99_s']:.2f} s; "
+                    f"{p3['peak_rss_mb']:.0f} MB",
+                    target,
+                    verdict(p3["ok"]),
+                    notes=[
+                        f"p50 {p3['p50_s']:.2f} s; the last request reached the model "
+                        f"{p3['llm_requests_s'][1]:.2f} s after the burst"
+                    ],
+                )
+            )
+        else:
+            rows.append(Row(label, "not run", target, "not run", notes=[p3.get("error", "")]))
+    if "P4" in only:
+        p4 = r.get("P4")
+        if p4:
+            rows.append(
+                Row(
+                    "P4 decapod --version",
+                    sec(p4["version_s"]),
+                    "<= 0.25 s",
+                    verdict(p4["version_s"] <= 0.25),
+                    sec(peer["version_s"]) if peer else "",
+                    ratio(peer["version_s"], p4["version_s"]) if peer else "",
+                )
+            )
+            rows.append(
+                Row(
+                    f"P4 decapod run -> /health ({p4['channels']} channels)",
+                    sec(p4["run_to_channels_up_s"]),
+                    "<= 1.0 s",
+                    verdict(p4["run_to_channels_up_s"] <= 1.0),
+                    f"{sec(peer['gateway_ready_s'])} (1 channel)" if peer else "",
+                    ratio(peer["gateway_ready_s"], p4["run_to_channels_up_s"]) if peer else "",
+                    notes=[
+                        f"/health answers first (503, channels starting) after "
+                        f"{p4['run_to_health_s']:.2f} s, and says ok with "
+                        f"{p4['channels_running']} channels running after "
+                        f"{p4['run_to_channels_up_s']:.2f} s"
+                    ],
+                )
+            )
+        else:
+            rows.append(missing("P4", "P4 cold start", "<= 0.25 s; <= 1.0 s", "startup_bench"))
+    if "P5" in only:
+        p5, p4 = r.get("P5"), r.get("P4") or {}
+        if p5:
+            rows.append(
+                Row(
+                    f"P5 idle RSS ({p4.get('channels', '?')} channels)",
+                    mb(p5["idle_rss_mb"]),
+                    "<= 80 MB",
+                    verdict(p5["idle_rss_mb"] <= 80),
+                    f"{mb(peer['gateway_idle_rss_mb'])} (1 channel)" if peer else "",
+                    ratio(peer["gateway_idle_rss_mb"], p5["idle_rss_mb"]) if peer else "",
+                )
+            )
+        else:
+            rows.append(missing("P5", "P5 idle RSS", "<= 80 MB", "startup_bench"))
+    if "P6" in only:
+        p6 = (r.get("P6") or {}).get("sizes") or r.get("sizes")
+        if p6:
+            for size, fig in p6.items():
+                target = fig["target_p95_ms"]
+                rows.append(
+                    Row(
+                        f"P6 memory search p95, {int(size) // 1000}k items",
+                        ms(fig["hybrid"]["p95_ms"]),
+                        f"<= {target:g} ms",
+                        verdict(fig["ok"]),
+                    )
+                )
+        else:
+            rows.append(missing("P6", "P6 memory search", "<= 15 / 100 ms", "memory_bench"))
+    if "P7" in only:
+        p7 = r.get("P7")
+        nb = (peer or {}).get("prompt")
+        if p7:
+            rows.append(
+                Row(
+                    f"P7 prompt weight ({p7['tools']} tools)",
+                    kb(p7["bytes"]),
+                    "<= 8 KB",
+                    verdict(p7["ok"]),
+                    f"{kb(nb['bytes'])} ({nb['tools']} tools)" if nb else "",
+                    ratio(nb["bytes"], p7["bytes"]) if nb else "",
+                )
+            )
+        else:
+            rows.append(missing("P7", "P7 prompt weight", "<= 8 KB", "p7_prompt"))
+    if "P8" in only:
+        for key, label in (("P8", "in-process"), ("P8_telegram", "telegram adapter")):
+            p8 = r.get(key) or {}
+            title = f"P8 RSS growth, {label}"
+            if "growth" in p8:
+                rows.append(
+                    Row(
+                        title,
+                        f"{p8['growth']:+.1%} ({mb(p8['rss_at_first_mb'])} -> "
+                        f"{mb(p8['rss_at_last_mb'])})",
+                        "<= 10 %",
+                        verdict(p8["ok"]),
+                        notes=[
+                            f"{p8['first_messages']:,} -> {p8['last_messages']:,} messages, "
+                            f"{p8['sessions']:,} sessions, {p8['msgs_per_s']:.0f} msg/s"
+                        ],
+                    )
+                )
+            else:
+                reason = p8.get("error") or errors.get("p8_leak", "no result")
+                rows.append(Row(title, "not run", "<= 10 %", "not run", notes=[reason]))
+    if "P9" in only:
+        p9 = r.get("P9") or (r if "p99_lateness_ms" in r else None)
+        if p9:
+            rows.append(
+                Row(
+                    "P9 reminder lateness, 1,000 due",
+                    f"max {ms(p9['max_lateness_ms'])}; lost {p9['lost']}, twice {p9['duplicated']}",
+                    "<= 1 s; none lost/twice",
+                    verdict(p9["ok"]),
+                )
+            )
+        else:
+            rows.append(missing("P9", "P9 reminder precision", "<= 1 s", "reminder_bench"))
+    if "P10" in only:
+        rows.append(
+            Row(
+                "P10 skill reload",
+                "not supported yet",
+                "<= 1 s",
+                "",
+                notes=["Decapod has no skills yet"],
+            )
+        )
+    if "FO" in only:
+        fo = r.get("failover")
+        if fo:
+            rows.append(
+                Row(
+                    "Failover overhead after a 429",
+                    f"+{ms(fo['extra_p50_ms'])}",
+                    "< 50 ms",
+                    verdict(fo["ok"]),
+                    notes=[
+                        f"first text {ms(fo['failover_p50_ms'])} vs "
+                        f"{ms(fo['fallback_only_p50_ms'])} on the fallback alone "
+                        f"(p95 +{ms(fo['extra_p95_ms'])})"
+                    ],
+                )
+            )
+        else:
+            rows.append(missing("FO", "Failover overhead", "< 50 ms", "failover_bench"))
+    if "ME" in only:
+        me = r.get("memory_eval")
+        if me:
+            hybrid = me["scores"]["hybrid"]
+            rows.append(
+                Row(
+                    "Memory recall@5 / @10 (hybrid)",
+                    f"{hybrid['recall@5']:.2f} / {hybrid['recall@10']:.2f}",
+                    "",
+                    "info",
+                    notes=[f"{me['dataset']}, {me['questions']} questions, {me['embedder']}"],
+                )
+            )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer samples (about 3 minutes)")
+    parser.add_argument(
+        "--only", default="", help=f"figures to run, e.g. P1,P4 ({','.join(FIGURES)})"
+    )
+    parser.add_argument("--no-peer", action="store_true", help="do not measure nanobot")
+    args = parser.parse_args(argv)
+    only = {f.strip().upper() for f in args.only.split(",") if f.strip()} or set(FIGURES)
+    unknown = only - set(FIGURES)
+    if unknown:
+        parser.error(f"unknown figures: {', '.join(sorted(unknown))}")
+    q = args.quick
+    started = time.perf_counter()
+    record: dict[str, Any] = {
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": q,
+        "only": sorted(only),
+        "machine": _machine(),
+        "versions": _versions(),
+    }
+    results: dict[str, Any] = {}
+    peer: dict[str, Any] | None = None
+    peer_status = "not measured (--no-peer)" if args.no_peer else "not needed"
+    with _quiet(), FakeLLMProcess() as llm:
+        if only & {"P1", "P2"}:
+            figures = tuple(sorted(only & {"P1", "P2"}))
+            _step(
+                "message_bench", _module_run("message_bench", q, fake=llm, figures=figures), results
+            )
+        if "P1" in only:
+            for channel in CHANNELS:
+                _step(f"{channel}_bench", _module_run(f"{channel}_bench", q), results)
+        if "P3" in only:
+            _step("p3_concurrency", _module_run("p3_concurrency", q), results)
+        if only & {"P4", "P5"}:
+            _step("startup_bench", _module_run("startup_bench", q), results)
+        if "P6" in only:
+            _step("memory_bench", lambda: {"P6": _module_run("memory_bench", q)()}, results)
+        if "P7" in only:
+            _step("p7_prompt", _module_run("p7_prompt", q), results)
+        if "P8" in only:
+            _step("p8_leak", _module_run("p8_leak", q), results)
+        if "P9" in only:
+            _step("reminder_bench", lambda: {"P9": _module_run("reminder_bench", q)()}, results)
+        if "FO" in only:
+            _step("failover_bench", _module_run("failover_bench", q), results)
+        if "ME" in only:
+            _step("memory_eval", lambda: {"memory_eval": _module_run("memory_eval", q)()}, results)
+        if only & PEER_FIGURES and not args.no_peer:
+            print("\n== nanobot (peer)", flush=True)
+            peer_started = time.perf_counter()
+            try:
+                from bench.peer.measure import measure
+
+                peer = measure(llm, q)
+                peer_status = f"nanobot-ai {peer['version']}"
+            except Exception as exc:
+                reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                peer_status = f"unavailable: {reason}"
+                print(f"nanobot: {peer_status}", flush=True)
+            print(f"(nanobot: {time.perf_counter() - peer_started:.1f} s)", flush=True)
+    rows = _rows(results, peer, only)
+    peer_name = f"nanobot {peer['version']}" if peer else "nanobot"
+    if not peer and only & PEER_FIGURES:
+        peer_rows = [r for r in rows if r.figure.startswith(("P1 in", "P4", "P5", "P7"))]
+        for row in peer_rows:
+            row.peer = "-" if args.no_peer else "unavailable"
+        if peer_rows and not args.no_peer:
+            peer_rows[0].notes.append(f"nanobot {peer_status}")
+    record["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+    record["elapsed_s"] = round(time.perf_counter() - started, 1)
+    if peer:
+        record["versions"]["nanobot-ai"] = peer["version"]
+        record["peer_versions"] = peer["packages"]
+    record["peer"] = peer if peer else {"status": peer_status}
+    record["figures"] = results
+    record["table"] = [r.__dict__ for r in rows]
+    RESULTS.write_text(json.dumps(record, indent=2, default=str))
+    m = record["machine"]
+    print(
+        f"\nDecapod {record['versions']['decapod']} on {m['cores']} cores ({m['cpu'] or '?'}), "
+        f"Python {m['python']}; load {m['load_avg_start'][0]} at start, "
+        f"{m['load_avg_end'][0]} at end; {'quick' if q else 'full'} run, "
+        f"{record['elapsed_s']:.0f} s; peer: {peer_status}\n"
+    )
+    print(render(rows, peer_name))
+    print(f"\nwritten: {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

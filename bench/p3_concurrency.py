@@ -1,0 +1,127 @@
+"""P3: concurrency. 2,000 sessions each send one message at the same moment; the model (the
+fake LLM in its own process) takes 2 s to answer each, through the real openai SDK. Every
+message must be answered; latency is counted from the moment the burst is handed to the
+gateway to each reply; p99 <= 2.5 s and RSS <= 300 MB.
+
+The gateway runs with `gateway.max_concurrent_turns = 2000` (the default, 64, protects a
+local model server; a hosted API takes 2,000 waiting requests). It runs in a fresh process,
+so the RSS is the gateway's own.
+
+    python -m bench.p3_concurrency [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from bench.common import FakeLLMProcess, child_json, median, pct, rss_mb, run_child_main
+from bench.load import CountingChannel, InProcessLoad
+
+LLM_DELAY_S = 2.0
+TARGET_P99_S = 2.5
+TARGET_RSS_MB = 300.0
+
+
+class _StampingChannel(CountingChannel):
+    """Also records when each reply was sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent_at: list[float] = []
+
+    async def _send_text(self, message: Any, text: str) -> Any:
+        self.sent_at.append(time.perf_counter())
+        return await super()._send_text(message, text)
+
+
+async def _measure(sessions: int) -> dict[str, Any]:
+    with FakeLLMProcess(delay_s=LLM_DELAY_S) as fake:
+        load = InProcessLoad(fake.base_url, gateway={"max_concurrent_turns": sessions})
+        load.channel = channel = _StampingChannel()
+        async with load:
+            assert load.gateway is not None
+            peak = rss_mb()
+            start, start_epoch = time.perf_counter(), time.time()
+            burst = [channel.inbound("hello", f"s{s}") for s in range(sessions)]
+            done = channel.arm(sessions)
+            accepted = asyncio.gather(*(load.gateway.handle_inbound(m) for m in burst))
+
+            async def watch_rss() -> None:
+                nonlocal peak
+                while not done.is_set():
+                    peak = max(peak, rss_mb())
+                    await asyncio.sleep(0.1)
+
+            watcher = asyncio.create_task(watch_rss())
+            await accepted
+            accepted_s = time.perf_counter() - start
+            try:
+                await asyncio.wait_for(done.wait(), 120)
+            except TimeoutError:
+                pass
+            watcher.cancel()
+            peak = max(peak, rss_mb())
+            latencies = [t - start for t in channel.sent_at]
+            answered, failed = channel.replies, channel.failed
+            stats = fake.stats()
+            calls = stats["chat_requests"]
+            requests_out = [
+                round(stats[k] - start_epoch, 3) if stats[k] else None
+                for k in ("first_at", "last_at")
+            ]
+    ok_answers = answered - failed
+    p99 = pct(latencies, 99)
+    return {
+        "sessions": sessions,
+        "llm_delay_s": LLM_DELAY_S,
+        "answered": ok_answers,
+        "failed": failed,
+        "llm_calls": calls,
+        "accepted_s": round(accepted_s, 3),
+        #: when the first and the last request reached the model, from the burst
+        "llm_requests_s": requests_out,
+        "p50_s": round(median(latencies), 3),
+        "p99_s": round(p99, 3),
+        "max_s": round(max(latencies, default=float("nan")), 3),
+        "peak_rss_mb": round(peak, 1),
+        "ok": ok_answers == sessions and p99 <= TARGET_P99_S and peak <= TARGET_RSS_MB,
+    }
+
+
+def _child(sessions: int) -> None:
+    logging.basicConfig(level=logging.ERROR)
+    print(json.dumps(run_child_main(_measure(sessions))), flush=True)
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    sessions = 2000  # the figure is defined at this size; quick changes nothing
+    result = child_json(["bench.p3_concurrency", "--child", str(sessions)], 300)
+    if "error" in result:
+        print(f"P3 concurrency: not run: {result['error']}")
+    else:
+        print(
+            f"P3 concurrency: {result['answered']}/{result['sessions']} answered "
+            f"({result['failed']} failed), p50 {result['p50_s']} s, p99 {result['p99_s']} s, "
+            f"peak RSS {result['peak_rss_mb']} MB"
+        )
+    return {"P3": result}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="P3 concurrency")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--child", type=int, metavar="SESSIONS")
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child)
+    else:
+        print(json.dumps(run(args.quick), indent=2))
+
+
+if __name__ == "__main__":
+    main()
