@@ -5,6 +5,7 @@ Secrets never live in the file: a provider names the environment variables that 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Literal
 from urllib.parse import urlsplit
@@ -35,7 +36,6 @@ DEFAULT_BASE_URLS: dict[str, str] = {
     "openai": PRESET_BASE_URLS["openai"],
     "anthropic": "https://api.anthropic.com",
 }
-LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -110,7 +110,14 @@ class ProviderConfig(BaseModel):
         if self.base_url is None and self.preset in LOCAL_PRESETS:
             return True
         host = urlsplit(self.resolved_base_url()).hostname or ""
-        return host in LOCAL_HOSTS or host.startswith("127.")
+        if host == "localhost":
+            return True
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        # a server told to listen on every address is also on this machine
+        return address.is_loopback or address.is_unspecified
 
     def key_env_names(self) -> list[tuple[str, str]]:
         """(key path, variable name) for every configured key variable, in rotation order."""
