@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,3 +148,33 @@ def signal_exit_reason(exit_code: int, limits: Limits) -> str | None:
     if exit_code == 128 + 25:  # SIGXFSZ: RLIMIT_FSIZE
         return f"file size limit ({limits.file_size_mb} MiB)"
     return None
+
+
+def command_result(
+    exit_code: int,
+    out: CappedBuffer,
+    err: CappedBuffer,
+    limits: Limits,
+    *,
+    started: float,
+    wall_s: float,
+    timed_out: bool,
+    oom_killed: bool,
+) -> ExecResult:
+    """The result of a finished command, naming the limit that ended it, if one did."""
+    if timed_out:
+        reason: str | None = f"wall-clock timeout ({wall_s:g}s)"
+    elif oom_killed:
+        reason = f"memory limit ({limits.memory_mb} MiB)"
+    else:
+        reason = signal_exit_reason(exit_code, limits)
+    return ExecResult(
+        exit_code=exit_code,
+        stdout=out.data,
+        stderr=err.data,
+        timed_out=timed_out,
+        truncated_stdout=out.truncated,
+        truncated_stderr=err.truncated,
+        duration_s=time.monotonic() - started,
+        killed_reason=reason,
+    )

@@ -32,8 +32,8 @@ from bot.sandbox.base import (
     InflightCommands,
     Limits,
     Workspace,
+    command_result,
     sandbox_env,
-    signal_exit_reason,
 )
 from bot.sandbox.config import SandboxConfig
 from bot.sandbox.workspace import WorkspaceManager
@@ -196,21 +196,15 @@ class DockerBackend:
             if sock is not None:
                 sock._sock.close()
                 sock.close()
-        if timed_out:
-            reason: str | None = f"wall-clock timeout ({wall_s:g}s)"
-        elif oom:
-            reason = f"memory limit ({limits.memory_mb} MiB)"
-        else:
-            reason = signal_exit_reason(status, limits)
-        return ExecResult(
-            exit_code=status,
-            stdout=out.data,
-            stderr=err.data,
+        return command_result(
+            status,
+            out,
+            err,
+            limits,
+            started=start,
+            wall_s=wall_s,
             timed_out=timed_out,
-            truncated_stdout=out.truncated,
-            truncated_stderr=err.truncated,
-            duration_s=time.monotonic() - start,
-            killed_reason=reason,
+            oom_killed=oom,
         )
 
     def _create(self, ws: Workspace, argv: list[str], with_stdin: bool, limits: Limits) -> str:

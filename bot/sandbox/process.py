@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 from bot.errors import SandboxError
-from bot.sandbox.base import CappedBuffer, ExecResult, Limits, signal_exit_reason
+from bot.sandbox.base import CappedBuffer, ExecResult, Limits, command_result
 from bot.sandbox.cgroups import CommandCgroup
 
 #: where the workspace is bind-mounted inside the launcher's private mount namespace, so
@@ -144,21 +144,16 @@ async def run_tree(
         await _reap(proc, pumps)
     code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
     exit_code = 128 - code if code < 0 else code
-    if timed_out:
-        reason: str | None = f"wall-clock timeout ({wall_s:g}s)"
-    elif cgroup is not None and cgroup.oom_killed():
-        reason = f"memory limit ({limits.memory_mb} MiB)"
-    else:
-        reason = signal_exit_reason(exit_code, limits)
-    return ExecResult(
-        exit_code=exit_code,
-        stdout=out.data,
-        stderr=err.data,
+    oom = cgroup is not None and cgroup.oom_killed()
+    return command_result(
+        exit_code,
+        out,
+        err,
+        limits,
+        started=start,
+        wall_s=wall_s,
         timed_out=timed_out,
-        truncated_stdout=out.truncated,
-        truncated_stderr=err.truncated,
-        duration_s=time.monotonic() - start,
-        killed_reason=reason,
+        oom_killed=oom,
     )
 
 
