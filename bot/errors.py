@@ -3,9 +3,12 @@
     DecapodError
     ├── ConfigError                 the operator must fix something (key path + what was expected)
     ├── StoreError                  SQLite failed in a way a retry will not fix
-    ├── ChannelError                a platform call failed
+    ├── ChannelError                a platform call failed (transient: back off and try again)
     │   ├── RateLimited             the platform asked us to wait (retry_after seconds)
-    │   └── ConversationGone        the chat is deleted, or the bot was blocked or removed
+    │   ├── EditRejected            this message can no longer be edited (deleted, too old, an
+    │   │                           expired interaction token): send the rest as new messages
+    │   └── DeliveryRefused         permanent: the same send will never succeed (reason)
+    │       └── ConversationGone    the chat is deleted, or the bot was blocked or removed
     ├── ProviderError               an LLM call failed
     │   ├── ProviderHTTPError       status, retry_after, retryable
     │   │   └── ContextTooLong      the request does not fit the model's window (compact, retry)
@@ -50,9 +53,28 @@ class RateLimited(ChannelError):
         self.retry_after = retry_after
 
 
-class ConversationGone(ChannelError):
+class EditRejected(ChannelError):
+    """Editing this sent message is no longer possible (it was deleted, is too old, or the
+    interaction token that could edit it expired). The shared send path continues the
+    answer in new messages; what was already shown is not repeated."""
+
+
+class DeliveryRefused(ChannelError):
+    """A permanent refusal, classified per platform (Telegram 400 "message thread not found",
+    Slack `not_in_channel`, Discord 403/404 on a channel): retrying the same send cannot
+    succeed. `reason` is the platform's short error code or text, kept with the delivery."""
+
+    def __init__(self, reason: str, message: str | None = None) -> None:
+        super().__init__(message or reason)
+        self.reason = reason
+
+
+class ConversationGone(DeliveryRefused):
     """The conversation no longer exists, or the bot was removed from it. Adapters raise it;
     scheduled jobs for that conversation are paused instead of retried."""
+
+    def __init__(self, reason: str = "conversation gone", message: str | None = None) -> None:
+        super().__init__(reason, message)
 
 
 class ProviderError(DecapodError):
