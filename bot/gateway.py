@@ -96,7 +96,14 @@ class Gateway:
     async def _start(self) -> None:
         cfg = self.config
         self._register_secrets()
-        cfg.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        from bot.security.files import secure_home
+
+        repaired = secure_home(cfg.home, [cfg.log_file])
+        if repaired:
+            log.warning(
+                "other users could read %s; made private (files 0600, folders 0700)",
+                ", ".join(str(p) for p in repaired),
+            )
         await self.store.start()
         self._stack.push_async_callback(self.store.stop)
         if self._provider_override is None:

@@ -76,7 +76,10 @@ def setup_logging(
         handler.setLevel(stream_level)
     root.addHandler(handler)
     if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
+        from bot.security.files import create_private_file, private_dirs
+
+        private_dirs(file.parent)
+        create_private_file(file)  # the handler would create it with the umask's 0644
         fh = logging.FileHandler(file, encoding="utf-8")
         fh.setFormatter(JsonFormatter())
         root.addHandler(fh)

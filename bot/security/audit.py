@@ -113,6 +113,20 @@ def _host_findings(config: Config, config_path: Path | None) -> list[Finding]:
             )
         )
     path = config_path or home / "config.toml"
+    from bot.security.files import shared_entries
+
+    shared = shared_entries(home, [config.log_file])
+    readable = [p for p in shared if p not in (home.resolve(), path.resolve())]
+    if readable:
+        found.append(
+            Finding(
+                # behind a private home folder nobody else can reach them
+                "high" if home.resolve() in shared else "medium",
+                f"other users can read {', '.join(str(p) for p in readable)}",
+                f"chmod go-rwx {' '.join(str(p) for p in readable)} (decapod run also does this "
+                "at start)",
+            )
+        )
     if path.exists():
         if stat.S_IMODE(path.stat().st_mode) & 0o077:
             found.append(

@@ -49,7 +49,9 @@ class Store:
 
     # lifecycle -----------------------------------------------------------------------------
     async def start(self) -> Store:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        from bot.security.files import private_dirs
+
+        private_dirs(self.path.parent)
         ready: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
         self._writer = threading.Thread(
             target=self._write_loop,

@@ -75,7 +75,17 @@ def _vec_error() -> str | None:
 
 
 def connect(path: Path | str, *, load_vec: bool = True) -> Any:
-    """Open a connection in autocommit mode (transactions are explicit), WAL, busy_timeout."""
+    """Open a connection in autocommit mode (transactions are explicit), WAL, busy_timeout.
+
+    The database file is created 0600 before SQLite opens it (SQLite would make it 0644 under
+    the usual umask); its -wal and -shm files take the database file's mode.
+    """
+    from bot.security.files import create_private_file, tighten
+
+    if str(path) != ":memory:":
+        db = Path(path)
+        create_private_file(db)
+        tighten([db, *(db.with_name(db.name + suffix) for suffix in ("-wal", "-shm"))])
     mod = sqlite_module()
     conn = mod.connect(str(path), isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
