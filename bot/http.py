@@ -74,10 +74,11 @@ class HttpServer:
         self._runner: web.AppRunner | None = None
 
     def add_route(self, method: str, path: str, handler: Any, *, public: bool = False) -> None:
-        """Mount a route; `public` ones (platform webhooks) must verify their own callers."""
+        """Mount a route; `public` ones (platform webhooks) must verify their own callers: the
+        admin token is neither asked for nor throttled on them."""
         self.app.router.add_route(method, path, handler)
         if public:
-            self.auth.public_paths.add(path)
+            self.auth.webhook_paths.add(path)
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)

@@ -7,7 +7,12 @@
   <token>`; before setup they are open to local callers only. A token in a query string is
   never accepted. Scopes come from the server's record, never from the request.
 - "Local" means a loopback peer, no forwarding headers and a loopback Host (bot/http.py).
-- Failed attempts are throttled per client: past the limit, 429 with Retry-After.
+- Failed attempts are throttled per client address and per credential: wrong admin tokens
+  (anywhere, /health included) lock that address out of requests that carry a token; wrong
+  setup codes lock it out of /setup. Past the limit: 429 with Retry-After. Requests without a
+  credential (the /health summary) are never throttled, and platform webhooks are judged by
+  their own secrets only: behind a reverse proxy every client shares one address, and a
+  stranger's guesses must not stop the platform's deliveries.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import hmac
 import secrets
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -28,6 +33,10 @@ if TYPE_CHECKING:
     from bot.store import Store
 
 TOKEN_KEY = "http.admin_token_sha256"
+_QUERY_CREDENTIALS = frozenset({"token", "access_token", "auth"})
+
+#: what a failure was a guess at; each has its own count per client address
+Credential = Literal["admin", "setup"]
 
 
 def _digest(value: str) -> str:
@@ -37,10 +46,11 @@ def _digest(value: str) -> str:
 class FailureThrottle:
     def __init__(self, limit: int = 5, window_s: float = 60.0) -> None:
         self.limit, self.window_s = limit, window_s
-        self._fails: dict[str, deque[float]] = {}
+        self._fails: dict[tuple[Credential, str], deque[float]] = {}
 
-    def retry_after(self, client: str) -> float:
-        fails = self._fails.get(client)
+    def retry_after(self, credential: Credential, client: str) -> float:
+        """Seconds until `client` may try `credential` again; 0 when it may now."""
+        fails = self._fails.get((credential, client))
         if not fails:
             return 0.0
         now = time.monotonic()
@@ -50,8 +60,8 @@ class FailureThrottle:
             return 0.0
         return self.window_s - (now - fails[0])
 
-    def failed(self, client: str) -> None:
-        self._fails.setdefault(client, deque()).append(time.monotonic())
+    def failed(self, credential: Credential, client: str) -> None:
+        self._fails.setdefault((credential, client), deque()).append(time.monotonic())
         if len(self._fails) > 10_000:  # bounded memory under a scan
             self._fails.pop(next(iter(self._fails)))
 
@@ -62,9 +72,8 @@ class AdminAuth:
         self.throttle = throttle or FailureThrottle()
         self._token_hash: str | None = None
         self._setup_hash: str | None = None
-        #: paths anyone may call: /health (summary only), /setup (checks its code), and
-        #: platform webhooks, which verify their own signatures
-        self.public_paths: set[str] = {"/health", "/setup"}
+        #: platform webhooks: they verify their own signatures and nothing here touches them
+        self.webhook_paths: set[str] = set()
 
     async def start(self) -> str | None:
         """Load the admin credential; returns a fresh setup code when none exists yet."""
@@ -91,25 +100,35 @@ class AdminAuth:
             return is_local_request(request)
         return self._bearer_ok(request)
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        client = request.remote or "?"
-        wait = self.throttle.retry_after(client)
+    def _check_throttle(self, credential: Credential, client: str) -> None:
+        wait = self.throttle.retry_after(credential, client)
         if wait > 0:
             raise web.HTTPTooManyRequests(headers={"Retry-After": str(int(wait) + 1)})
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if path in self.webhook_paths:
+            return await handler(request)
+        client = request.remote or "?"
         origin = request.headers.get("Origin")
         if origin is not None and not _local_origin(origin):
             raise web.HTTPForbidden(text="foreign origin")
-        if any(k.lower() in ("token", "access_token", "auth") for k in request.query):
-            self.throttle.failed(client)
+        if any(k.lower() in _QUERY_CREDENTIALS for k in request.query):
+            # refused, never checked: a guess here cannot succeed, so it is not counted either
             raise web.HTTPUnauthorized(text="tokens are accepted only in the Authorization header")
-        if request.path in self.public_paths:
+        if path == "/setup":
+            self._check_throttle("setup", client)
             return await handler(request)
-        if not self.is_admin(request):
-            if "Authorization" in request.headers:
-                self.throttle.failed(client)
-            raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
-        return await handler(request)
+        presented = "Authorization" in request.headers
+        if presented:
+            self._check_throttle("admin", client)
+        admin = self.is_admin(request)
+        if presented and not admin:
+            self.throttle.failed("admin", client)
+        if path == "/health" or admin:
+            return await handler(request)  # /health without the token shows the summary only
+        raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
 
     async def setup(self, request: web.Request) -> web.Response:
         client = request.remote or "?"
@@ -117,7 +136,7 @@ class AdminAuth:
             raise web.HTTPForbidden(text="setup is done, or not allowed from here")
         code = request.headers.get("X-Setup-Code", "")
         if not code or not hmac.compare_digest(_digest(code), self._setup_hash):
-            self.throttle.failed(client)
+            self.throttle.failed("setup", client)
             raise web.HTTPForbidden(text="wrong setup code")
         token = secrets.token_urlsafe(32)
         self._setup_hash = None  # one use only
