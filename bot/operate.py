@@ -289,8 +289,21 @@ async def _pairing(config: Config, args: argparse.Namespace) -> int:
             print("revoked" if ok else "no such approval")
             return 0 if ok else 1
         else:
-            for code in await store.access.pending():
+            pending = await store.access.pending()
+            for code in pending:
                 print(f"pending  {code.code}  {code.channel}:{code.user_id}  {code.display_name}")
             for channel, user_id, name in await store.access.paired():
                 print(f"approved {channel}:{user_id}  {name}")
+            _print_pending_counts([code.channel for code in pending])
     return 0
+
+
+def _print_pending_counts(channels: list[str]) -> None:
+    from collections import Counter
+
+    from bot.security.access import MAX_PENDING_PER_CHANNEL as cap
+
+    for channel, count in sorted(Counter(channels).items()):
+        full = count >= cap
+        note = " - full: new people get no code until some are approved or expire" if full else ""
+        print(f"{channel}: {count} of at most {cap} codes pending{note}")

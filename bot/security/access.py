@@ -4,10 +4,14 @@ Decisions cost no LLM call and no tool call: an unknown person who writes a DM g
 once per `notice_interval_s`, a pairing code the owner approves (`decapod pairing approve
 CODE`, or `/pair CODE` from the owner's own chat). Group messages need an allowlisted group
 and, unless that group says otherwise, a mention or a reply to the bot.
+
+Approved people are cached in memory; the cache is dropped whenever the store's access
+revision moves, which includes `decapod pairing revoke` run from another process.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -20,11 +24,15 @@ from bot.messages import ConversationKind, Identity, InboundMessage, identity_fr
 if TYPE_CHECKING:
     from bot.store import Store
 
+log = logging.getLogger("decapod.access")
+
 #: no 0/O, 1/I/L: codes are read aloud and typed on phones
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 8
 CODE_TTL_S = 3600.0
-MAX_PENDING_PER_CHANNEL = 3
+#: bounds the table under a flood of new accounts; each sender has one live code at a time, so
+#: reaching it takes this many distinct accounts within an hour (`decapod pairing list` shows it)
+MAX_PENDING_PER_CHANNEL = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +65,9 @@ class ChannelAccess:
         self.owners = frozenset(config.gateway.owners)
         self.notice_interval_s = notice_interval_s
         self._paired: set[str] = set()
+        self._paired_revision = -1
         self._last_notice: dict[str, float] = {}
+        self._full: set[str] = set()  # channels whose full code table was logged
 
     def _policy(self, channel: str) -> ChannelAccessConfig | None:
         ch = self.config.channels.get(channel)
@@ -119,10 +129,15 @@ class ChannelAccess:
             return AccessDecision(True, role)
         if policy.dm_policy in ("disabled", "allowlist"):
             return AccessDecision(False, role, f"dm_policy={policy.dm_policy}")
-        if identity.key in self._paired or await self.store.access.is_paired(
-            identity.channel, identity.user_id
-        ):
-            self._paired.add(identity.key)
+        revision = self.store.access.revision
+        if revision != self._paired_revision:  # an approval may have been revoked
+            self._paired.clear()
+            self._paired_revision = revision
+        if identity.key in self._paired:
+            return AccessDecision(True, role)
+        if await self.store.access.is_paired(identity.channel, identity.user_id):
+            if self.store.access.revision == revision:  # not revoked while we asked
+                self._paired.add(identity.key)
             return AccessDecision(True, role)
         return AccessDecision(False, role, "unpaired", await self._pairing_notice(identity))
 
@@ -141,14 +156,20 @@ class ChannelAccess:
             MAX_PENDING_PER_CHANNEL,
         )
         if code is None:
+            if identity.channel not in self._full:
+                self._full.add(identity.channel)
+                log.warning(
+                    "%s: %d pairing codes are pending; new people get none until some are "
+                    "approved or expire (decapod pairing list)",
+                    identity.channel,
+                    MAX_PENDING_PER_CHANNEL,
+                )
             return "I can't take new people right now. Please try again later."
+        self._full.discard(identity.channel)
         return (
             "Hi! I don't know you yet. Ask the owner of this bot to approve you with the code "
             f"{code.code} (valid for one hour)."
         )
-
-    def forget_paired(self, channel: str, user_id: str) -> None:
-        self._paired.discard(f"{channel}:{user_id}")
 
 
 def register_access_commands(table: CommandTable) -> None:

@@ -37,6 +37,11 @@ class Store:
         self._reader_conns: list[Conn] = []
         self._conns_lock = threading.Lock()
         self.migrations_applied: list[str] = []
+        #: how many write batches found commits made by another connection (another
+        #: process, such as the CLI) since the batch before: caches of rows that others may
+        #: change compare it
+        self.foreign_commits = 0
+        self._data_version = 0
         from bot.store.access import AccessRepo
         from bot.store.repos import IdentityRepo, InboundRepo, KvRepo, SessionRepo, TurnRepo
 
@@ -112,6 +117,7 @@ class Store:
         try:
             conn = sqlite.connect(self.path)
             applied = migrate(conn)
+            self._data_version = _data_version(conn)
         except Exception as exc:
             err = StoreError(f"cannot open {self.path}: {exc}")
             loop.call_soon_threadsafe(_settle, ready, None, err)
@@ -138,6 +144,11 @@ class Store:
         results: list[tuple[Any, Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
+            # one cheap pragma per batch; it changes only when another connection committed
+            version = _data_version(conn)
+            if version != self._data_version:
+                self._data_version = version
+                self.foreign_commits += 1
             for fn, fut in batch:
                 conn.execute("SAVEPOINT item")
                 try:
@@ -156,6 +167,10 @@ class Store:
             results = [(fut, None, failed) for _, fut in batch]
         # one wake-up of the event loop for the whole batch, not one per write
         loop.call_soon_threadsafe(_settle_all, results)
+
+
+def _data_version(conn: Conn) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
 def _settle_all(results: list[tuple[Any, Any, BaseException | None]]) -> None:

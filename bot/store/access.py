@@ -22,6 +22,15 @@ class PairingCode:
 class AccessRepo:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._revokes = 0
+
+    @property
+    def revision(self) -> int:
+        """Changes whenever an approval may have been withdrawn: by a revoke through this
+        store, or by any commit of another process (`decapod pairing revoke`), which the
+        store's writer notices at its next batch. Every delivery is stored (a batch) before
+        access is decided, so a cache checked against this is never a message behind."""
+        return self._revokes + self.store.foreign_commits
 
     async def is_paired(self, channel: str, user_id: str) -> bool:
         def op(conn: Conn) -> bool:
@@ -96,7 +105,9 @@ class AccessRepo:
                 ).rowcount
             )
 
-        return await self.store.write(op)
+        revoked = await self.store.write(op)
+        self._revokes += revoked
+        return revoked
 
     async def pending(self) -> list[PairingCode]:
         def op(conn: Conn) -> list[PairingCode]:
