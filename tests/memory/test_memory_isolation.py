@@ -17,6 +17,7 @@ from bot.messages import Conversation, ConversationKind, Identity
 from bot.store import Store
 from bot.store.memory import SHARED, NewChunk
 from bot.tools import ToolContext
+from tests.deps import make_deps
 from tests.memory.conftest import VOCAB, memory_config
 
 PEOPLE = ("alice", "bob", "carol")
@@ -98,8 +99,8 @@ def _ctx(memory: MemoryService, person: str, group: bool) -> ToolContext:
         identity=Identity("telegram", person),
         conversation=Conversation("tg", "chat", kind),
         session_key="s",
+        deps=make_deps(memory=memory),
         person_id=person,
-        services={"memory": memory},
     )
 
 
