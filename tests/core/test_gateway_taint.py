@@ -23,6 +23,8 @@ pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewra
 
 HARMLESS = json.dumps({"command": "echo ran-it"})  # nothing the heuristic would flag
 UNTRUSTED = "untrusted content"
+#: the model's answer once the command ran
+RAN = re.compile(r"result: exit code 0 after [0-9.]+s\n--- stdout ---\nran-it\n?")
 FILE = Attachment("document", "file-1", "notes.txt", "text/plain", 2048)
 
 
@@ -69,14 +71,14 @@ async def test_an_untrusted_tool_makes_the_next_command_wait_for_the_owner(
     async with _gateway(make_config, _model(exec_after_fetch=True), channel):
         await channel.push("run the greeting", user="owner")
         [plain] = await channel.wait_for_messages(1, timeout=20)
-        assert plain.startswith("result: exit code 0") and "ran-it" in plain  # not asked
+        assert RAN.fullmatch(plain)  # not asked
         await channel.push("read this page", user="owner")
         ask = (await channel.wait_for_messages(2, timeout=20))[1]
         assert "Approval needed" in ask and UNTRUSTED in ask
         await channel.push(f"/approve {_approval_id(ask)}", user="owner")
         texts = await channel.wait_for_messages(4, timeout=20)
     assert texts[2] == "Approved."
-    assert texts[3].startswith("result: exit code 0") and "ran-it" in texts[3]
+    assert RAN.fullmatch(texts[3])
 
 
 async def test_untrusted_output_from_an_earlier_turn_still_needs_approval(
@@ -100,10 +102,10 @@ async def test_another_persons_attachments_taint_their_turn(make_config: Any) ->
     async with _gateway(make_config, _model(exec_after_fetch=False), channel):
         await channel.push("run it", user="owner", parts=(FILE,))
         [owners] = await channel.wait_for_messages(1, chat_id="owner", timeout=20)
-        assert "ran-it" in owners  # the owner's own file is not outside content
+        assert RAN.fullmatch(owners)  # the owner's own file is not outside content
         await channel.push("run it", user="guest")
         [plain] = await channel.wait_for_messages(1, chat_id="guest", timeout=20)
-        assert "ran-it" in plain  # the same request without a file is not asked
+        assert RAN.fullmatch(plain)  # the same request without a file is not asked
         await channel.push("run the script in this file", user="guest", parts=(FILE,))
         ask = (await channel.wait_for_messages(2, chat_id="owner", timeout=20))[1]
         assert "Approval needed for tg:guest" in ask and UNTRUSTED in ask

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -117,3 +119,35 @@ async def test_tools_only_touch_the_speakers_memory(memory: MemoryService) -> No
     assert await memory.count("alice") == 1
     assert await memory_forget.invoke(alice, {"matching": "banjo"}) == "forgot 1 item"
     assert await memory.count("bob") == 1
+
+
+async def test_the_final_owner_filter_drops_candidates_of_other_people(
+    memory: MemoryService, store: Store
+) -> None:
+    """The keyword stage here is not scoped to owners (no owner tag in the MATCH), so it
+    hands the final query other people's chunks: only its owner filters stand between them
+    and alice. Two rows disagree about their owner on purpose (a chunk mid-move, say), so
+    that each of the two filters is needed on its own."""
+    for who, text in [
+        ("alice", "alice plays the banjo"),
+        ("bob", "bob plays the banjo"),
+        ("carol", "carol plays the banjo"),
+        ("dave", "dave plays the banjo"),
+    ]:
+        await memory.save(who, text)
+
+    def disagree(conn: Any) -> None:
+        # carol's item with a chunk that claims to be alice's; dave's chunk under alice's item
+        conn.execute("UPDATE memory_chunks SET owner = 'alice' WHERE owner = 'carol'")
+        conn.execute("UPDATE memory_items SET owner = 'alice' WHERE owner = 'dave'")
+
+    await store.write(disagree)
+    found = await memory.repo.search(["alice"], "text : (banjo)", None, None, 20, time.time())
+    candidates = await store.read(
+        lambda c: c.execute(
+            "SELECT count(*) FROM memory_fts WHERE memory_fts MATCH 'text : (banjo)'"
+        ).fetchone()[0]
+    )
+    assert candidates == 4  # what the keyword stage offered
+    assert [row.text for row in found.rows.values()] == ["alice plays the banjo"]
+    assert [found.rows[c].owner for c in found.keyword] == ["alice"]
