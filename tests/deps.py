@@ -10,6 +10,9 @@ from bot.deps import Deps
 from bot.security.redact import default_redactor
 from bot.store import Store
 
+#: the real redactor, as the gateway builds it
+REDACT = default_redactor().redact
+
 
 def make_deps(
     *, store: Store | None = None, redact: Callable[[str], str] | None = None, **parts: Any
@@ -18,6 +21,6 @@ def make_deps(
     started: the tools under test do not touch it, and one that did would fail loudly."""
     return Deps(
         store=store if store is not None else Store(Path("/nonexistent/unused.db")),
-        redact=redact if redact is not None else default_redactor().redact,
+        redact=redact if redact is not None else REDACT,
         **parts,
     )

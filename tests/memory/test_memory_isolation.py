@@ -19,7 +19,7 @@ from bot.messages import Conversation, ConversationKind, Identity
 from bot.store import Store
 from bot.store.memory import SHARED, NewChunk
 from bot.tools import ToolContext
-from tests.deps import make_deps
+from tests.deps import REDACT, make_deps
 from tests.memory.conftest import VOCAB, memory_config
 
 PEOPLE = ("alice", "bob", "carol")
@@ -37,7 +37,7 @@ async def _add_knowledge(service: MemoryService, path: str, text: str) -> None:
 def test_no_query_crosses_people(tmp_path_factory, tiny_model: Path) -> None:  # type: ignore[no-untyped-def]
     loop = asyncio.new_event_loop()
     store = Store(tmp_path_factory.mktemp("iso") / "db.sqlite")
-    service = MemoryService(store, memory_config(tiny_model), Path("/nonexistent"))
+    service = MemoryService(store, memory_config(tiny_model), Path("/nonexistent"), redact=REDACT)
 
     async def setup() -> None:
         await store.start()
