@@ -158,7 +158,7 @@ class Agent:
                         break
                     for call in calls:
                         yield ToolStarted(call)
-                        # the tool gets the arguments as written; the transcript the redacted
+                        # runs with the arguments as written; the transcript keeps them redacted
                         done = await self.tools.call(call, ctx, self.policy)
                         msg = ChatMessage(
                             "tool", self.redact(done.content), tool_call_id=call.id, name=call.name

@@ -45,7 +45,7 @@ class ToolContext:
     identity: Identity
     conversation: Conversation
     session_key: str
-    #: what a tool may reach; built by the gateway, the same for every turn
+    #: what a tool may reach (bot/deps.py); the gateway's, shared by every turn
     deps: Deps
     #: the canonical person (identities linked across platforms share one)
     person_id: str = ""
