@@ -96,7 +96,8 @@ async def check_memory(config: Config) -> list[Check]:
         memory = MemoryService(store, config.memory, config.home)
         await memory.start(watch=False)
         try:
-            await asyncio.wait_for(memory.wait_ready(), 30)
+            async with asyncio.timeout(30):
+                await memory.wait_ready()
             status = memory.status()
         finally:
             await memory.stop()

@@ -395,3 +395,23 @@ def test_config_rejects_unknown_keys_and_zones() -> None:
         SchedulerConfig(default_timezone="Mars/Base")
     with pytest.raises(ValidationError, match="greater than 0"):
         SchedulerConfig(lease_seconds=0)
+
+
+async def test_stop_completes_when_a_wake_up_lands_with_the_cancellation(
+    store: Store, deliverer: RecordingDeliverer
+) -> None:
+    """A wake-up and the stop's cancellation in the same loop iteration: the loop's wait
+    must give the cancellation precedence, or the loop runs on and stop() never returns."""
+    from bot.scheduler import SchedulerConfig
+
+    config = SchedulerConfig(poll_seconds=3600)
+    far = Once(datetime.fromtimestamp(time.time() + 86_400, UTC))
+    for i in range(30):
+        scheduler = Scheduler(store, deliverer, config=config)
+        await scheduler.start()
+        await asyncio.sleep(0.02)  # the loop has made its pass and is parked in its wait
+        # schedule() sets the wake-up and returns without yielding, so the cancellation
+        # reaches the loop in the same iteration as the wake-up
+        await remind(scheduler, far, f"r{i}")
+        async with asyncio.timeout(10):
+            await scheduler.stop()
