@@ -343,10 +343,10 @@ async def test_running_loop_is_woken_for_the_due_time(
         start = time.time()
         await remind(scheduler, Once(datetime.fromtimestamp(start + 0.3, UTC)), "one")
         await remind(scheduler, Every(timedelta(seconds=1)), "tick")
-        while len(deliverer.sent) < 3 and time.time() - start < 5:
+        while len(deliverer.sent) < 3 and time.time() - start < 20:
             await asyncio.sleep(0.02)
         assert deliverer.texts()[:3] == ["⏰ one", "⏰ tick", "⏰ tick"]
-        assert time.time() - start < 2.5
+        assert time.time() - start < 20  # well before the 30 s poll; loose for a busy machine
     finally:
         await scheduler.stop()
 
@@ -374,11 +374,11 @@ async def test_concurrent_deliveries_are_bounded_and_the_backlog_drains(store: S
     await scheduler.start()
     try:
         start = time.time()
-        while len(deliverer.sent) < 10 and time.time() - start < 5:
+        while len(deliverer.sent) < 10 and time.time() - start < 20:
             await asyncio.sleep(0.02)
         assert sorted(deliverer.texts()) == sorted(f"⏰ r{i}" for i in range(10))
         assert deliverer.most == 2
-        assert time.time() - start < 2
+        assert time.time() - start < 20  # well before the 30 s poll; loose for a busy machine
     finally:
         await scheduler.stop()
 
