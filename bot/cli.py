@@ -89,5 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    except operate.CannotRun as exc:
+        print(f"decapod: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

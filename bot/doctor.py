@@ -185,15 +185,24 @@ async def check_memory(config: Config) -> list[Check]:
 EXTRA_CHECKS: list[Callable[[Config], Awaitable[list[Check]]]] = [check_sandbox, check_memory]
 
 
+async def _guarded(
+    group: Callable[[Config], Awaitable[list[Check]]], config: Config
+) -> list[Check]:
+    """A group of checks that cannot run at all (a read-only home, say) is one failed check,
+    not the end of the report."""
+    try:
+        return await group(config)
+    except Exception as exc:
+        from bot.operate import explain
+
+        what = group.__name__.removeprefix("check_")
+        return [(what, False, explain(exc) or f"{type(exc).__name__}: {exc}")]
+
+
 async def run_doctor(config: Config) -> int:
     checks: list[Check] = [("config", True, f"home {config.home}")]
-    groups: list[Awaitable[list[Check]]] = [
-        check_storage(config),
-        check_providers(config),
-        check_channels(config),
-    ]
-    groups += [extra(config) for extra in EXTRA_CHECKS]
-    for result in await asyncio.gather(*groups):
+    groups = [check_storage, check_providers, check_channels, *EXTRA_CHECKS]
+    for result in await asyncio.gather(*(_guarded(group, config) for group in groups)):
         checks.extend(result)
     failed = 0
     for what, ok, detail in checks:
