@@ -66,9 +66,9 @@ def _add_optional_parts(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     sandbox_cli.add_subparsers(sub)
     memory_cli.add_subparsers(sub)
     scheduler_cli.add_subparsers(sub)
-    from channels import discord_cli
+    from channels import add_channel_commands
 
-    discord_cli.add_subparsers(sub)
+    add_channel_commands(sub)  # `decapod discord ...`, through the channel registry
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -129,22 +129,11 @@ def _serves(served: set[str], model: str) -> bool:
 
 
 async def check_channels(config: Config) -> list[Check]:
-    """Each adapter module may offer `async doctor(name, channel_config) -> list[Check]`."""
-    import importlib
-
-    from channels import ADAPTERS
+    from channels import adapter_checks
 
     checks: list[Check] = []
     for name, ch_cfg in config.channels.items():
-        module_name = ADAPTERS[ch_cfg.type].partition(":")[0]
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            checks.append((f"channel {name}", False, f"adapter not installed: {exc}"))
-            continue
-        doctor = getattr(module, "doctor", None)
-        if doctor is not None:
-            checks.extend(await doctor(name, ch_cfg))
+        checks.extend(await adapter_checks(name, ch_cfg))
     return checks
 
 

@@ -61,10 +61,10 @@ def dispatch(args: argparse.Namespace) -> int:
         "memory": cmd_memory,
         "models": cmd_memory,
         "reminders": cmd_reminders,
-        "discord": cmd_discord,
     }
     try:
-        return handlers[args.command](args)
+        # any other command is a channel's own (`decapod discord ...`)
+        return handlers.get(args.command, cmd_channel)(args)
     except (OSError, StoreError) as exc:
         line = explain(exc)
         if line is None:
@@ -273,10 +273,10 @@ def cmd_reminders(args: argparse.Namespace) -> int:
     return cli.run(args, _config(args).db_path)
 
 
-def cmd_discord(args: argparse.Namespace) -> int:
-    from channels import discord_cli
+def cmd_channel(args: argparse.Namespace) -> int:
+    from channels import run_channel_command
 
-    return discord_cli.run(args, _config(args))
+    return run_channel_command(args, _config(args))
 
 
 def cmd_security(args: argparse.Namespace) -> int:
