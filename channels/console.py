@@ -103,8 +103,10 @@ class ConsoleChannel(BaseChannel):
                     # not stored (a full or read-only disk): say so, and keep the chat open
                     self._write(f"bot> {exc.user_message}\n")
                     continue
+                # asyncio.timeout: on 3.11 wait_for can drop the cancellation of stop()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._answered.wait(), self.reply_timeout_s)
+                    async with asyncio.timeout(self.reply_timeout_s):
+                        await self._answered.wait()
         finally:
             self.closed.set()
 
