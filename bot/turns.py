@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from bot.agent import TurnDone, TurnResult
 from bot.agent.context import needs_compaction, split_for_compaction, summarize
 from bot.commands import CommandContext, CommandTable
-from bot.errors import ContextTooLong, DecapodError
+from bot.errors import ContextTooLong, DecapodError, StorageUnavailable
 from bot.logging import log_fields
 from bot.messages import (
     Command,
@@ -95,6 +95,10 @@ class TurnRunner:
                 outcome=result.outcome,
                 tainted=ctx.tainted,
             )
+        except StorageUnavailable as exc:
+            # nothing of the turn was saved, so the delivery stays pending: said, not a crash
+            log.error("turn in %s not saved: %s", session.key, exc)
+            await self.gw.say(message, exc.user_message)
         finally:
             self.gw.metrics.active_turns.dec()
             self.gw.metrics.queue_depth.set(self.gw.sessions.queue_depth)

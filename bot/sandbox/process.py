@@ -135,7 +135,8 @@ async def run_tree(
         pumps.append(asyncio.create_task(_feed(proc.stdin, stdin)))
     timed_out = False
     try:
-        await asyncio.wait_for(proc.wait(), wall_s)
+        async with asyncio.timeout(wall_s):  # not wait_for: on 3.11 it can drop a cancel
+            await proc.wait()
     except TimeoutError:
         timed_out = True
     finally:

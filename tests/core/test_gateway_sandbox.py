@@ -151,5 +151,7 @@ async def test_chat_stays_responsive_while_a_sandboxed_command_burns_cpu(
         started = time.monotonic()
         await channel.push("hello", user="other")
         await channel.wait_for_messages(1, chat_id="other", timeout=5)
-        assert time.monotonic() - started < 1.0
+        # answered while the 4 s command still burns (a blocked loop would answer after it);
+        # the bound is loose for a busy machine, the order is the point
+        assert time.monotonic() - started < 3.0 and channel.texts("owner") == []
         await channel.wait_for_messages(1, chat_id="owner", timeout=20)

@@ -279,7 +279,7 @@ setsid nohup {sleep} {marker}-setsid >/dev/null 2>&1 &
 async def test_event_loop_stays_responsive_while_sandbox_burns_cpu(
     backend: SandboxBackend,
 ) -> None:
-    burner = asyncio.create_task(run_py(backend, "burn", "while True: pass", timeout=3))
+    burner = asyncio.create_task(run_py(backend, "burn", "while True: pass", timeout=5))
     await asyncio.sleep(0.3)
     gaps: list[float] = []
 
@@ -292,14 +292,15 @@ async def test_event_loop_stays_responsive_while_sandbox_burns_cpu(
             last = now
 
     ticker = asyncio.create_task(tick())
-    start = time.monotonic()
     echo = await backend.exec("echo", ["echo", "hi"], stdin=None, limits=TEST_LIMITS, timeout=5)
-    echo_s = time.monotonic() - start
+    echo_while_burning = not burner.done()
     burned = await burner
     await ticker
-    assert echo.stdout == b"hi\n" and echo_s < 1.0, (echo, echo_s)
+    # Order, not speed: the echo ran while the burner still burned (5 s), and the loop kept
+    # ticking; the gap bound is loose for a busy machine, a blocked loop stalls for seconds.
+    assert echo.stdout == b"hi\n" and echo_while_burning, echo
     assert burned.timed_out or burned.killed_reason, burned
-    assert len(gaps) > 50 and max(gaps) < 0.25, max(gaps)
+    assert len(gaps) > 20 and max(gaps) < 1.0, max(gaps)
 
 
 async def test_stdin_reaches_the_command(backend: SandboxBackend) -> None:
