@@ -72,7 +72,8 @@ def _fs(ctx: ToolContext) -> WorkspaceFS:
     if manager is None:
         raise ToolError("no workspace is set up for this conversation")
     ws = manager.prepare(ctx.session_key)
-    return WorkspaceFS(ws.path, manager.owner, _config(ctx).limits.file_size_mb << 20)
+    limit = _config(ctx).limits.file_size_mb << 20
+    return WorkspaceFS(ws.path, manager.owner, limit, manager.quota)
 
 
 _Seconds = Annotated[float | None, Field(description="seconds; the configured default if omitted")]
