@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bot.errors import SandboxError, ToolError
-from bot.sandbox.base import ExecResult
+from bot.sandbox.base import WORK_DIR, ExecResult
 
 #: every killed_reason this module writes starts so
 QUOTA_REASON = "workspace quota"
@@ -141,7 +141,8 @@ class WorkspaceQuota:
                     break
             code = proc.wait()
             err.seek(0)
-            out = _FindOutput(b"".join(chunks), capped, code, err.read(_ERR_KEEP))
+            message = err.read(_ERR_KEEP).replace(os.fsencode(path), WORK_DIR.encode())
+            out = _FindOutput(b"".join(chunks), capped, code, message)
         return _snapshot_from(out).usage
 
     async def _run_find(self, path: Path, fmt: str, sep: bytes) -> _FindOutput:
@@ -172,6 +173,8 @@ class WorkspaceQuota:
                     proc.kill()
             code = await proc.wait()
             err = await errors
+        # the model reads this: name the workspace as it knows it, not by its host path
+        err = err.replace(os.fsencode(path), WORK_DIR.encode())
         return _FindOutput(b"".join(chunks), capped, code, err)
 
     def _find_argv(self, path: Path, fmt: str) -> list[str]:
@@ -203,7 +206,9 @@ class WorkspaceQuota:
             usage = await self.usage(path)
             # a big tree is measured less often, so that measuring stays a small cost
             interval = max(_MIN_POLL_S, 4 * (time.monotonic() - started))
-            if usage.error or not _within(usage, allowed):
+            if usage.error:
+                return f"{QUOTA_REASON} ({self.describe()}): {usage.error}"
+            if not _within(usage, allowed):
                 return f"{QUOTA_REASON} ({self.describe()}): /work reached {_shown(usage)}"
 
     async def settle(self, path: Path, before: Snapshot, result: ExecResult) -> ExecResult:
@@ -225,14 +230,21 @@ class WorkspaceQuota:
             undone += done
             failed += errors
             after = await self.usage(path)
-        reason = f"{QUOTA_REASON} ({self.describe()}) exceeded: /work reached {_shown(reached)}"
+        if after.error:
+            reason = (
+                f"{QUOTA_REASON} ({self.describe()}): {after.error}; no command runs until "
+                "/work can be measured again"
+            )
+        else:
+            reason = f"{QUOTA_REASON} ({self.describe()}) exceeded: /work reached {_shown(reached)}"
         if undone:
             reason += f"; undone, newest first: {_listed(undone)}"
         if failed:
             reason += f"; could not undo: {_listed(failed)}"
-        reason += f"; /work now holds {_shown(after)}"
-        if after.error or not _within(after, allowed):
-            reason += "; it is still over the quota: remove files before writing more"
+        if not after.error:
+            reason += f"; /work now holds {_shown(after)}"
+            if not _within(after, allowed):
+                reason += "; it is still over the quota: remove files before writing more"
         if result.killed_reason and not result.killed_reason.startswith(QUOTA_REASON):
             reason = f"{result.killed_reason}; {reason}"
         return replace(result, killed_reason=reason)
@@ -356,8 +368,7 @@ def _blocks(size: int) -> int:
 
 
 def _shown(usage: Usage) -> str:
-    text = f"{_size(usage.bytes)} in {usage.entries} entries"
-    return f"{text}; {usage.error}" if usage.error else text
+    return f"{_size(usage.bytes)} in {usage.entries} entries"
 
 
 def _size(n: int) -> str:

@@ -180,9 +180,12 @@ print(json.dumps({
         run_py(backend, "s10", f"import time; time.sleep(30)  # {marker}", timeout=30)
     )
     try:
+        # Wait for the command itself: until the launcher has exec'd past its root-owned
+        # first steps, its command line carries the marker too.
         pids: list[int] = []
-        for _ in range(100):
-            if pids := host_pids_matching(marker):
+        for _ in range(200):
+            pids = host_pids_matching(marker)
+            if any(_cmdline(pid).startswith(b"python3\0") for pid in pids):
                 break
             await asyncio.sleep(0.05)
         assert pids, "the sandboxed process never showed up on the host"
@@ -197,6 +200,13 @@ print(json.dumps({
     finally:
         sleeper.cancel()
         await asyncio.gather(sleeper, return_exceptions=True)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 async def test_s11_sandbox_resource_limits(backend: SandboxBackend) -> None:

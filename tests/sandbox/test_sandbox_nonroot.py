@@ -104,7 +104,17 @@ LIMITS = {
     "file_size_mb": 10,
     "nofile": 256,
 }
-COMMANDS = {"forks": ["python3", "-c", FORKS], "spread": ["python3", "-c", SPREAD]}
+#: files past the quota, in a directory its owner (the gateway's uid) can no longer read
+HIDDEN = (
+    "mkdir -p hide/deep && head -c 9000000 /dev/zero > hide/deep/a && "
+    "head -c 9000000 /dev/zero > hide/deep/b; chmod 000 hide"
+)
+COMMANDS = {
+    "forks": ["python3", "-c", FORKS],
+    "spread": ["python3", "-c", SPREAD],
+    "hidden": ["/bin/sh", "-c", HIDDEN],
+}
+QUOTA = {"workspace_quota_mb": 16}
 
 
 def identity() -> tuple[int, int] | None:
@@ -227,7 +237,7 @@ def test_without_a_cgroup_exec_stays_off_and_says_which_limits(user_home: Path) 
 
 
 def test_the_owner_may_opt_in_and_processes_are_still_bounded(user_home: Path) -> None:
-    out = run_gateway(user_home, config={"allow_unenforced_limits": True})
+    out = run_gateway(user_home, config={"allow_unenforced_limits": True, **QUOTA})
     assert out["runs"], out["line"]
     assert "processes: RLIMIT_NPROC in the sandbox's user namespace" in out["line"]
     # RLIMIT_NPROC, set inside the sandbox's user namespace, counts this command only
@@ -239,6 +249,9 @@ def test_the_owner_may_opt_in_and_processes_are_still_bounded(user_home: Path) -
         assert out["results"]["spread"]["stdout"].count("allocated") == 3
         ok, detail = doctor_row(out, "sandbox limits")
         assert ok and "allowed by allow_unenforced_limits" in detail
+    # the gateway owns the files: it opens what the sandbox hid, then undoes the growth
+    hidden = out["results"]["hidden"]["killed_reason"] or ""
+    assert "removed hide/deep/b (new" in hidden and "still over" not in hidden, hidden
 
 
 @pytest.fixture
