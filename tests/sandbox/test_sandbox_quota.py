@@ -143,7 +143,8 @@ async def test_a_workspace_over_a_lowered_quota_may_shrink_but_not_grow(home: Pa
 
 async def test_file_tools_refuse_writes_past_the_quota(home: Path) -> None:
     config = SandboxConfig(workspace_quota_mb=1, workspace_max_files=MAX_ENTRIES)
-    ctx = make_ctx(workspaces=workspace_manager(config, home), sandbox_config=config)
+    manager = workspace_manager(config, home)
+    ctx = make_ctx(workspaces=manager, sandbox_config=config)
     registry = ToolRegistry(sandbox_tools())
 
     async def write(path: str, content: str, append: bool = False) -> tuple[str, bool]:
@@ -156,7 +157,7 @@ async def test_file_tools_refuse_writes_past_the_quota(home: Path) -> None:
     assert not ok and "past its quota (1 MiB" in out, out
     out, ok = await write("a.txt", "z" * 600_000, append=True)
     assert not ok and "past its quota" in out, out
-    ws = ctx.services["workspaces"].prepare(ctx.session_key).path
+    ws = manager.prepare(ctx.session_key).path
     assert not (ws / "b.txt").exists() and (ws / "a.txt").stat().st_size == 600_000
     out, ok = await write("a.txt", "small")  # replacing with less always fits
     assert ok, out
