@@ -138,13 +138,32 @@ async def check_channels(config: Config) -> list[Check]:
 
 
 async def check_sandbox(config: Config) -> list[Check]:
-    from bot.sandbox import select_backend
+    """Which backend runs commands, and which limits it enforces here. Run it as the
+    service runs (its user, its cgroup): a limit depends on both."""
+    from bot.sandbox import choose_backend
 
-    backend, why = await select_backend(config.sandbox, config.home)
-    if backend is not None:
-        await backend.aclose()
+    selection = await choose_backend(config.sandbox, config.home)
+    if selection.backend is not None:
+        await selection.backend.aclose()
     # no sandbox is not a failure: the exec tool is simply off, and this says why
-    return [("sandbox", True, why if backend is not None else f"exec tool off: {why}")]
+    line = selection.line if selection.backend is not None else f"exec tool off: {selection.line}"
+    checks: list[Check] = [("sandbox", True, line)]
+    enforced = selection.enforcement
+    if enforced is None:
+        return checks
+    if not enforced.missing:
+        checks.append(("sandbox limits", True, f"all enforced: {enforced.summary()}"))
+    elif selection.backend is not None:
+        detail = f"NOT enforced: {enforced.missing_text()} (allowed by allow_unenforced_limits)"
+        checks.append(("sandbox limits", True, detail))
+    else:
+        detail = (
+            f"NOT enforced: {enforced.missing_text()}; so exec is off. Run under systemd with "
+            "Delegate=yes (systemd/decapod.service) or as root, or set "
+            "sandbox.allow_unenforced_limits = true"
+        )
+        checks.append(("sandbox limits", False, detail))
+    return checks
 
 
 async def check_memory(config: Config) -> list[Check]:

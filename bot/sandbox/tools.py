@@ -63,7 +63,7 @@ def _fs(ctx: ToolContext) -> WorkspaceFS:
     sandbox = _sandbox(ctx)
     ws = sandbox.workspaces.prepare(ctx.session_key)
     limit = sandbox.config.limits.file_size_mb << 20
-    return WorkspaceFS(ws.path, sandbox.workspaces.owner, limit)
+    return WorkspaceFS(ws.path, sandbox.workspaces.owner, limit, sandbox.workspaces.quota)
 
 
 _Seconds = Annotated[float | None, Field(description="seconds; the configured default if omitted")]
