@@ -98,8 +98,10 @@ class Agent:
         started = time.perf_counter()
         result = TurnResult()
         messages = [*history, user]
-        specs = tuple(t.spec for t in self.tools.available(ctx, self.policy))
-        system = self.system_prompt(summary, extra_system)
+        offered = self.tools.available(ctx, self.policy)
+        specs = tuple(t.spec for t in offered)
+        rules = dict.fromkeys(t.guidance for t in offered if t.guidance)
+        system = self.system_prompt(summary, "\n\n".join(p for p in (extra_system, *rules) if p))
         s = self.settings
         try:
             async with asyncio.timeout(s.turn_deadline_s):
