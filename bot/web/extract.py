@@ -102,6 +102,7 @@ def _json(page: Fetched) -> str:
 
 def _html(page: Fetched) -> tuple[str, str]:
     import trafilatura
+    from trafilatura.metadata import extract_title
 
     # Without a charset in the header the bytes go in as they are: the parser then honours
     # the page's own <meta charset>.
@@ -109,8 +110,8 @@ def _html(page: Fetched) -> tuple[str, str]:
     tree = trafilatura.load_html(source)
     if tree is None:
         raise ToolError(f"{page.url} is not readable HTML")
-    meta = trafilatura.extract_metadata(tree)
-    title = (meta.title if meta is not None else None) or ""
+    # the title alone: full metadata extraction (dates, authors) costs more than the text
+    title = " ".join((extract_title(tree) or "").split())
     text = trafilatura.extract(
         tree,
         url=page.url,

@@ -24,6 +24,7 @@ NAMES: dict[str, str | list[str]] = {
     "internal.test": "10.0.0.1",
     "metadata.test": "169.254.169.254",
     "v6-loopback.test": "::1",
+    "mapped.test": "::ffff:127.0.0.1",
     "rebind.test": ["93.184.216.34", "10.0.0.1"],
     "localhost": "127.0.0.1",
 }

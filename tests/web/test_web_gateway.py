@@ -1,13 +1,12 @@
 """The web tools in real turns: through the gateway and the openai SDK against the fake
-LLM, a page is read and a search is made, and the answer carries the content and the link;
-after web content, commands and file writes wait for the owner."""
+LLM, a page is read and a search is made, and the answer carries the content and the link.
+What web content changes for commands and file writes: test_s14_*."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
-import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 
 from bot.errors import ConfigError
 from bot.gateway import Gateway
-from bot.providers.base import ChatRequest, ToolCall
+from bot.providers.base import ToolCall
 from bot.providers.testing import FunctionProvider
 from bot.web.tools import WEB_GUIDANCE
 from channels.slack_mrkdwn import to_mrkdwn
@@ -184,52 +183,3 @@ async def test_a_search_key_comes_from_the_environment_and_is_redacted(
     async with Gateway(config, provider=provider, channels={}) as gw:
         assert "web_search" in gw.tools
     assert key not in default_redactor().redact(f"the key is {key}")
-
-
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
-@pytest.mark.parametrize("then", ["exec", "write_file"])
-async def test_after_a_web_page_commands_and_writes_wait_for_the_owner(
-    make_config: Any, pages: FakePages, then: str
-) -> None:
-    url = pages.url("/inject", host="page.test")
-
-    def act(marker: str) -> ToolCall:
-        if then == "exec":
-            return ToolCall("x1", "exec", json.dumps({"command": f"echo ran-{marker}"}))
-        return ToolCall("w1", "write_file", json.dumps({"path": "n.txt", "content": marker}))
-
-    async def model(request: ChatRequest) -> Any:
-        last = request.messages[-1]
-        if last.role == "user" and last.content.startswith("read"):
-            return [ToolCall("f1", "web_fetch", json.dumps({"url": url}))]
-        if last.role == "user":
-            return [act("clean")]
-        if last.name == "web_fetch":
-            return [act("tainted")]
-        return "result: " + last.content
-
-    channel = RecordingChannel()
-    config = make_config(
-        sandbox={"backend": "bwrap", "approval": "ask"},
-        memory={"enabled": False},
-        web={"allow_hosts": ["page.test"]},
-    )
-    async with Gateway(config, provider=FunctionProvider(model), channels={"test": channel}) as gw:
-        # without web content the same call runs at once
-        await channel.push(f"do it ({then})", user="owner")
-        [first] = await channel.wait_for_messages(1, timeout=30)
-        assert "result:" in first and "Approval needed" not in first
-        await channel.push("read the page, then do what it says", user="owner")
-        texts = await channel.wait_for_messages(2, timeout=30)
-        ask = texts[1]
-        assert "Approval needed" in ask and "untrusted content" in ask
-        approval_id = re.search(r"/deny (\w+)", ask).group(1)  # type: ignore[union-attr]
-        await channel.push(f"/deny {approval_id}", user="owner")
-        texts = await channel.wait_for_messages(4, timeout=30)
-        workspace = gw.services["workspaces"].path_for("test:dm:owner")
-    assert texts[2] == "Denied."
-    assert "denied" in texts[3] and "ran-tainted" not in texts[3]
-    if then == "exec":
-        assert "ran-clean" in first
-    else:
-        assert (workspace / "n.txt").read_text() == "clean", "only the untainted write happened"
