@@ -33,6 +33,8 @@ class PageText:
     kind: str
     #: the body was cut at the byte cap before it was read
     truncated: bool = False
+    #: characters of the whole text, when `text` holds only its start (0: all of it)
+    chars: int = 0
 
 
 def extractor_installed() -> bool:

@@ -10,6 +10,7 @@ redactor, workspace saver); from the context they read only who is asking and wh
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from typing import Annotated
 
@@ -126,6 +127,8 @@ class WebTools:
         if page is None:
             self._take(ctx, self.fetch_limit, "fetches")
             page = await asyncio.to_thread(page_text, await self.fetcher.get(url))
+            if len(page.text) > MAX_CHARS:  # no call returns more: the cache keeps no more
+                page = dataclasses.replace(page, text=page.text[:MAX_CHARS], chars=len(page.text))
             self.cache.put(url, page)
         limit = max(200, max_chars) if max_chars else self.config.max_chars
         return untrusted(page.url, _render(page, limit, self.config.max_bytes))
@@ -170,9 +173,10 @@ def _render(page: PageText, limit: int, max_bytes: int) -> str:
     notes = []
     if page.truncated:
         notes.append(f"[... the page is longer than {max_bytes:,} bytes; only its start was read]")
-    if len(text) > limit:
+    total = page.chars or len(text)
+    if total > limit:
         notes.append(
-            f"[... cut at {limit:,} of {len(text):,} characters; ask for more with max_chars "
+            f"[... cut at {limit:,} of {total:,} characters; ask for more with max_chars "
             f"(up to {MAX_CHARS:,})]"
         )
         text = text[:limit]

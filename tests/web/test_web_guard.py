@@ -4,6 +4,7 @@ what `allow_private` / `allow_hosts` open up."""
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import pytest
 
@@ -131,3 +132,13 @@ def test_allow_hosts_entries_are_validated(make_config: object) -> None:
         make_config(web={"search": [{"type": "brave", "api_key_env": "BSA-123-abc"}]})  # type: ignore[operator]
     with pytest.raises(ConfigError, match=r"web\.serach: unknown key"):
         make_config(web={"serach": []})  # type: ignore[operator]
+
+
+def test_security_audit_reports_an_open_guard(make_config: Any) -> None:
+    from bot.security.audit import audit
+
+    open_guard = make_config(web={"allow_private": True}, gateway={"owners": ["telegram:1"]})
+    [finding] = [f for f in audit(open_guard, None) if "web.allow_private" in f.what]
+    assert finding.risk == "high" and "allow_hosts" in finding.fix
+    listed = make_config(web={"allow_hosts": ["wiki.lan"]}, gateway={"owners": ["telegram:1"]})
+    assert not [f for f in audit(listed, None) if "web." in f.what]

@@ -4,6 +4,7 @@ is offered them, secrets kept in, and save_as into the workspace."""
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from bot.tools import UNTRUSTED_TAG, ToolContext, ToolPolicy, ToolRegistry, tool
 from bot.web.config import WebConfig
 from bot.web.save import WorkspaceSaver
 from bot.web.search import SearchChain, build_provider
-from bot.web.tools import WEB_GUIDANCE, WEB_TAG, WebTools
+from bot.web.tools import MAX_CHARS, WEB_GUIDANCE, WEB_TAG, WebTools
 from tests.fakes.web import ARTICLE_SENTENCE, FakePages, FakeSearchAPI, LoopbackNetwork
 from tests.web.conftest import open_fetcher
 
@@ -282,3 +283,18 @@ async def test_the_untrusted_tag_taints_the_turn_through_the_registry(pages: Fak
     assert isinstance(done, TurnDone) and done.result.outcome == "ok"
     assert ctx.tainted
     assert WEB_GUIDANCE in provider.requests[0].system
+
+
+async def test_a_long_page_is_cut_with_a_note_and_cached_only_as_far_as_a_call_can_read(
+    pages: FakePages,
+) -> None:
+    url = pages.url("/page-200k", host="page.test")
+    async with web_tools() as t:
+        short = await call(t, "web_fetch", url=url)
+        longest = await call(t, "web_fetch", url=url, max_chars=MAX_CHARS)
+        cached = t.cache.get(url)
+    assert pages.hits["/page-200k"] == 1
+    total = re.search(r"cut at 20,000 of ([\d,]+) characters", short).group(1)  # type: ignore[union-attr]
+    assert int(total.replace(",", "")) > MAX_CHARS
+    assert f"cut at {MAX_CHARS:,} of {total} characters" in longest
+    assert cached is not None and len(cached.text) == MAX_CHARS
