@@ -11,10 +11,13 @@ import argparse
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.common import median, pct
+from bot.deps import Deps
 from bot.messages import Conversation, ConversationKind, Identity
+from bot.store import Store
 from bot.tools import ToolContext
 from bot.web.config import WebConfig
 from bot.web.extract import page_text
@@ -33,6 +36,7 @@ async def _measure(samples: int) -> dict[str, Any]:
         identity=Identity("bench", "1"),
         conversation=Conversation("bench", "1", ConversationKind.DM),
         session_key="bench:dm:1",
+        deps=Deps(store=Store(Path("/nonexistent/unused.db")), redact=str),
         person_id="p1",
         role="owner",
     )

@@ -90,10 +90,11 @@ async def check_memory(config: Config) -> list[Check]:
     if not config.memory.enabled:
         return [("memory", True, "disabled in config")]
     from bot.memory import MemoryService
+    from bot.security.redact import default_redactor
     from bot.store import Store
 
     async with Store(config.db_path) as store:
-        memory = MemoryService(store, config.memory, config.home)
+        memory = MemoryService(store, config.memory, config.home, redact=default_redactor().redact)
         await memory.start(watch=False)
         try:
             await asyncio.wait_for(memory.wait_ready(), 30)

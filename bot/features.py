@@ -5,16 +5,18 @@ commands and pushes its own stop onto the gateway's exit stack."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
 from bot.commands import CommandContext
+from bot.deps import SandboxDeps
 from bot.errors import ConfigError, ConversationGone
 from bot.messages import Conversation, ConversationKind, OutboundMessage
 
 if TYPE_CHECKING:
     from bot.gateway import Gateway
-    from bot.sandbox import PendingApproval
+    from bot.sandbox import InMemoryApprovalBroker, PendingApproval
     from bot.store.jobs import Job
     from bot.web.save import WorkspaceSaver
 
@@ -41,11 +43,13 @@ async def start_sandbox(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
         log.info(
             "removed %d workspaces unused for %d days", len(pruned), cfg.workspace_max_age_days
         )
-    gw.services.update(sandbox=backend, workspaces=workspaces, sandbox_config=cfg, approvals=broker)
+    gw.deps = dataclasses.replace(
+        gw.deps, sandbox=SandboxDeps(cfg, workspaces, backend, approvals=broker)
+    )
     for t in sandbox_tools():
         gw.tools.register(t)
     gw.policy = SandboxToolPolicy(cfg)
-    _register_approval_commands(gw)
+    _register_approval_commands(gw, broker)
 
 
 async def start_memory(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
@@ -54,10 +58,10 @@ async def start_memory(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
     memory = MemoryService(gw.store, gw.config.memory, gw.config.home, redact=gw.redactor.redact)
     await memory.start()
     stack.push_async_callback(memory.stop)
-    gw.services["memory"] = memory
+    gw.deps = dataclasses.replace(gw.deps, memory=memory)
     for t in memory_tools():
         gw.tools.register(t)
-    register_memory_commands(gw.commands)
+    register_memory_commands(gw.commands, on_linked=gw.forget_persons)
 
 
 async def start_scheduler(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
@@ -67,7 +71,7 @@ async def start_scheduler(gw: Gateway, stack: contextlib.AsyncExitStack) -> None
     if "default_timezone" not in cfg.model_fields_set:
         cfg = cfg.model_copy(update={"default_timezone": gw.config.gateway.timezone})
     scheduler = Scheduler(gw.store, _ChannelDeliverer(gw), _TaskRunner(gw), config=cfg)
-    gw.services["scheduler"] = scheduler
+    gw.deps = dataclasses.replace(gw.deps, scheduler=scheduler)
     for t in scheduler_tools():
         gw.tools.register(t)
     register_scheduler_commands(gw.commands)
@@ -126,12 +130,12 @@ async def start_web(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
 def _workspace_saver(gw: Gateway) -> WorkspaceSaver | None:
     """The one place the web tools reach into the sandbox feature: its workspaces, config
     and approval broker, for web_fetch(save_as=...)."""
-    workspaces = gw.services.get("workspaces")
-    if workspaces is None:
+    sandbox = gw.deps.sandbox
+    if sandbox is None:
         return None
     from bot.web.save import WorkspaceSaver
 
-    return WorkspaceSaver(workspaces, gw.services["sandbox_config"], gw.services.get("approvals"))
+    return WorkspaceSaver(sandbox.workspaces, sandbox.config, sandbox.approvals)
 
 
 class _ChannelDeliverer:
@@ -174,9 +178,8 @@ async def ask_approval(gw: Gateway, pending: PendingApproval) -> None:
     await gw.notify_owner(text)
 
 
-def _register_approval_commands(gw: Gateway) -> None:
+def _register_approval_commands(gw: Gateway, broker: InMemoryApprovalBroker) -> None:
     async def decide(ctx: CommandContext, approve: bool) -> str:
-        broker = ctx.services["approvals"]
         approval_id = ctx.args.strip()
         if not approval_id:
             waiting = broker.pending()

@@ -19,6 +19,7 @@ from bot.agent import Agent, AgentSettings
 from bot.builtin import VERSION_LINE, builtin_tools, register_builtin_commands, uptime_text
 from bot.commands import CommandTable
 from bot.config import Config
+from bot.deps import Deps
 from bot.errors import DecapodError
 from bot.messages import InboundMessage, OutboundMessage
 from bot.metrics import Metrics
@@ -49,7 +50,7 @@ class Gateway:
         self.metrics = Metrics()
         self.redactor = default_redactor()
         self.commands = CommandTable()
-        register_builtin_commands(self.commands)
+        register_builtin_commands(self.commands, self)
         register_access_commands(self.commands)
         self.tools = tools or ToolRegistry(builtin_tools())
         self.channels: dict[str, Channel] = dict(channels or {})
@@ -70,11 +71,8 @@ class Gateway:
             max_concurrent=config.gateway.max_concurrent_turns,
             history_limit=config.gateway.history_messages,
         )
-        self.services: dict[str, Any] = {
-            "gateway": self,
-            "store": self.store,
-            "redact": self.redactor.redact,
-        }
+        #: what tools and commands reach; the optional parts are added as they start
+        self.deps = Deps(store=self.store, redact=self.redactor.redact)
         self._stack = contextlib.AsyncExitStack()
         self._accepting = False
         self._started = time.monotonic()

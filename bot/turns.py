@@ -68,10 +68,12 @@ class TurnRunner:
                 identity=message.identity,
                 conversation=message.conversation,
                 session_key=session.key,
+                deps=self.gw.deps,
                 person_id=person,
                 role=role,
                 timezone=await self._timezone(message),
-                services=self.gw.services,
+                # another person's files (even their names) are outside content
+                tainted=bool(message.parts) and role != "owner",
             )
             user = ChatMessage("user", text + self.gw.redactor.redact(_describe_parts(message)))
             result = await self._run_and_reply(session, message, user, ctx)
@@ -91,6 +93,7 @@ class TurnRunner:
                 tokens_in=result.usage.input_tokens,
                 tokens_out=result.usage.output_tokens,
                 outcome=result.outcome,
+                tainted=ctx.tainted,
             )
         finally:
             self.gw.metrics.active_turns.dec()
@@ -107,10 +110,10 @@ class TurnRunner:
             identity=identity,
             conversation=job.conversation,
             session_key=session.key,
+            deps=self.gw.deps,
             person_id=job.person_id,
             role=self.gw.access.role_of(identity),
             timezone=job.timezone,
-            services=self.gw.services,
         )
         user = ChatMessage("user", self.gw.redactor.redact(job.text))
         holder: list[TurnResult] = []
@@ -128,7 +131,7 @@ class TurnRunner:
             return f"Unknown command /{command.name}. /help lists the commands.", ""
         if spec.owner_only and role != "owner":
             return "Only the owner can use that command.", ""
-        ctx = CommandContext(message, command.args, person, role, self.gw.services)
+        ctx = CommandContext(message, command.args, person, role, self.gw.deps)
         return await spec.handler(ctx), command.args
 
     def _check_text(self, text: str, message: InboundMessage) -> str | None:
@@ -200,7 +203,7 @@ class TurnRunner:
 
     async def _recall(self, ctx: ToolContext, text: str) -> str:
         """What this person (never anyone else) told us before, plus shared knowledge."""
-        memory = self.gw.services.get("memory")
+        memory = self.gw.deps.memory
         if memory is None:
             return ""
         from bot.memory import render_recall
@@ -224,7 +227,7 @@ class TurnRunner:
             if self.gw.providers
             else self.gw.agent.provider
         )
-        memory = self.gw.services.get("memory")
+        memory = self.gw.deps.memory
         if memory is not None and not ctx.is_group:
             # durable facts survive the summary; in a group they could be anyone's, so skip
             await memory.extract_before_compaction(ctx.person_id, older, provider)

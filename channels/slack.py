@@ -1,11 +1,19 @@
 """Slack (slack-bolt AsyncApp): Socket Mode by default, or the Events API on our HTTP server.
 
-Inbound: every event is normalized (channels/slack_inbound.py) and handed to the gateway's
-sink, which only stores and queues it; the event is acknowledged when that returns, or after
-`ack_budget_s` at the latest, so Slack always gets its answer within 3 s. If the sink fails,
-the event is not acknowledged (HTTP 500 / no Socket Mode ack) and Slack's retry is processed;
-a retry of an event already stored is dropped by the gateway's dedupe. Slash commands are
-acknowledged first and handed on afterwards; their answers go to the response_url.
+Inbound: Bolt's own matchers route `message` and `app_mention` events here; every other event
+type is acknowledged and ignored on purpose (left unmatched, Bolt would answer 404 and Slack
+would send it again). Each event is normalized (channels/slack_inbound.py) and handed to the
+gateway's sink, which only stores and queues it; the event is acknowledged when that returns,
+or after `ack_budget_s` at the latest (channels/slack_handover.py says why Bolt's own ack
+modes cannot give that). Slash commands are acknowledged first and handed on afterwards;
+their answers go to the response_url.
+
+A channel mention that is taken makes its thread the bot's at once (kept on disk), so a
+reply in that thread needs no mention even while the first answer is still being written.
+
+HTTP mode checks Slack's signature once, with slack_sdk's SignatureVerifier, before the body
+is parsed; Bolt's RequestVerification middleware is off because it could only check the same
+signature again after Bolt had parsed the body.
 
 Outbound: Markdown becomes mrkdwn, chunks of ~4,000 characters, streaming by chat.update
 at most once a second, at most one message a second per Slack channel, and Retry-After is
@@ -20,6 +28,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +42,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.channel_configs.slack import SlackChannelConfig
 from bot.config import secret_from_env
+from bot.config_base import GroupConfig
 from bot.errors import ChannelError
 from bot.messages import (
     Attachment,
@@ -45,13 +55,8 @@ from bot.messages import (
 from channels import InboundSink
 from channels.base import BaseChannel
 from channels.slack_api import SlackApi, WorkingSignal, doctor, signed
-from channels.slack_inbound import (
-    Normalizer,
-    RecentDeliveries,
-    ThreadMemory,
-    help_text,
-    split_subcommand,
-)
+from channels.slack_handover import Handover
+from channels.slack_inbound import Normalizer, ThreadMemory, help_text, split_subcommand
 from channels.slack_mrkdwn import to_mrkdwn
 
 log = logging.getLogger("decapod.channels.slack")
@@ -99,12 +104,12 @@ class SlackChannel(BaseChannel):
             self._verifier = SignatureVerifier(secret)
         self.max_file_bytes = int(settings.max_file_mb * 1_048_576)
         self.threads = ThreadMemory(home / f"slack-{name}-threads.json" if home else None)
-        self._recent = RecentDeliveries()
+        self._handover = Handover(name, self.ack_budget_s)
         self._api: SlackApi | None = None
         self._app: AsyncApp | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._normalizer: Normalizer | None = None
-        self._late: set[asyncio.Task[None]] = set()  # hand-ons still running after an ack
+        self._commands: set[asyncio.Task[None]] = set()  # commands handed on after their ack
         self._working = WorkingSignal(self._web, settings.working_signal)
         self.bot_user_id = ""
 
@@ -134,11 +139,13 @@ class SlackChannel(BaseChannel):
             # our listeners only store and queue, so they finish well inside Slack's 3 s, and
             # the acknowledgement then tells Slack whether the event was really taken
             process_before_response=True,
-            signing_secret=self._verifier.signing_secret if self._verifier else None,
-            request_verification_enabled=self._verifier is not None,
+            # checked by _on_http before the body is parsed (module docstring)
+            request_verification_enabled=False,
             logger=_bolt_log,
         )
-        app.event(re.compile(".*"))(self._on_event)
+        app.event("message")(self._on_event)
+        app.event("app_mention")(self._on_event)
+        app.event(re.compile(".*"))(self._on_other_event)  # the first match wins: keep it last
         app.command(self.settings.slash_command)(self._on_slash)
         self._app = app
         if self.settings.mode == "socket":
@@ -160,7 +167,8 @@ class SlackChannel(BaseChannel):
         self._socket = AsyncSocketModeHandler(app, self._app_token)
         connecting = self._socket.connect_async()  # type: ignore[no-untyped-call]
         try:
-            await asyncio.wait_for(connecting, CONNECT_TIMEOUT_S)
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await connecting
         except TimeoutError:
             raise ChannelError(
                 f"slack {self.name}: no Socket Mode connection within {CONNECT_TIMEOUT_S:g}s"
@@ -170,8 +178,9 @@ class SlackChannel(BaseChannel):
         if self._socket is not None:
             await self._socket.close_async()  # type: ignore[no-untyped-call]
             self._socket = None
-        if self._late:
-            await asyncio.wait(self._late, timeout=self.ack_budget_s)
+        if self._commands:
+            await asyncio.wait(self._commands, timeout=self.ack_budget_s)
+        await self._handover.close(self.ack_budget_s)
         self._app = None
         if self._api is not None:
             await self._api.close()
@@ -216,6 +225,7 @@ class SlackChannel(BaseChannel):
 
     async def _on_event(self, body: dict[str, Any]) -> None:
         assert self._normalizer is not None
+        deadline = self._handover.deadline()
         try:
             normalized = self._normalizer.event(body)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
@@ -226,15 +236,16 @@ class SlackChannel(BaseChannel):
         message, keys = normalized
         if not self._addressed_or_open(message):
             return
-        if not await self._recent.claim(keys):
-            log.debug("slack %s: dropped a repeated delivery of %s", self.name, message.id)
-            return
-        handed_on = False
-        try:
-            await self._hand_on(message)
-            handed_on = True
-        finally:
-            self._recent.settle(keys, handed_on)
+        await self._handover.deliver(message.id, keys, partial(self._take, message), deadline)
+
+    async def _on_other_event(self, body: dict[str, Any]) -> None:
+        event = body.get("event")
+        kind = event.get("type") if isinstance(event, dict) else None
+        log.debug("slack %s: acknowledged and ignored a %s event", self.name, kind)
+
+    def _group(self, chat_id: str) -> GroupConfig | None:
+        groups = self.settings.access.groups
+        return groups.get(chat_id) or groups.get("*")
 
     def _addressed_or_open(self, message: InboundMessage) -> bool:
         """Channel chatter the access policy would refuse anyway is not handed on, so the inbox
@@ -242,35 +253,23 @@ class SlackChannel(BaseChannel):
         conversation = message.conversation
         if conversation.kind is ConversationKind.DM or message.mentioned:
             return True
-        groups = self.settings.access.groups
-        group = groups.get(conversation.chat_id) or groups.get("*")
+        group = self._group(conversation.chat_id)
         return group is not None and not group.require_mention
 
-    async def _hand_on(self, message: InboundMessage) -> None:
-        """Give the message to the sink; raise if it failed, so the event is not acknowledged
-        and Slack delivers it again. Past the budget, acknowledge and let the sink finish."""
+    async def _take(self, message: InboundMessage) -> None:
+        """Store one message through the sink. A mention in a channel the bot may answer in
+        makes its thread the bot's first, so the replies that follow it are heard."""
         if self.sink is None:
             raise ChannelError(f"slack {self.name} is not running")
-        task = asyncio.create_task(self.sink(message))
-        try:
-            await asyncio.wait_for(asyncio.shield(task), self.ack_budget_s)
-        except TimeoutError:
-            log.warning("slack %s: acknowledged %s before the inbox took it", self.name, message.id)
-            self._keep(task)
-        except asyncio.CancelledError:
-            self._keep(task)  # the listener was cancelled, not the delivery
-            raise
-
-    def _keep(self, task: asyncio.Task[None]) -> None:
-        self._late.add(task)
-        task.add_done_callback(self._finished_late)
-
-    def _finished_late(self, task: asyncio.Task[None]) -> None:
-        self._late.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error(
-                "slack %s: a delivery failed after its ack", self.name, exc_info=task.exception()
-            )
+        conversation = message.conversation
+        if (
+            message.mentioned
+            and conversation.kind is ConversationKind.CHANNEL
+            and conversation.thread_id
+            and self._group(conversation.chat_id) is not None
+        ):
+            await self.threads.add(conversation.chat_id, conversation.thread_id)
+        await self.sink(message)
 
     async def _on_slash(self, body: dict[str, Any], ack: AsyncAck) -> None:
         assert self._normalizer is not None
@@ -292,16 +291,14 @@ class SlackChannel(BaseChannel):
             await ack(response_type="ephemeral", text="Working on it…")
         else:
             await ack()
-        self._keep(asyncio.create_task(self._hand_on_command(message)))
+        task = asyncio.create_task(self._hand_on_command(message))
+        self._commands.add(task)
+        task.add_done_callback(self._commands.discard)
 
     async def _hand_on_command(self, message: InboundMessage) -> None:
-        keys = [message.id]
-        if not await self._recent.claim(keys):
-            return
-        handed_on = False
+        store = partial(self._take, message)
         try:
-            await self._hand_on(message)
-            handed_on = True
+            await self._handover.deliver(message.id, [message.id], store, self._handover.deadline())
         except Exception:
             log.exception("slack %s: could not take command %s", self.name, message.id)
             with contextlib.suppress(ChannelError):
@@ -310,8 +307,6 @@ class SlackChannel(BaseChannel):
                     "Sorry, I could not take that command. Please try again.",
                     in_channel=False,
                 )
-        finally:
-            self._recent.settle(keys, handed_on)
 
     # outbound ------------------------------------------------------------------------------
     async def send(self, message: OutboundMessage) -> SentRef:

@@ -37,7 +37,13 @@ from bot.security.redact import default_registry, scrub
 from channels import InboundSink
 from channels.telegram_inbound import BotIdentity, ChatMigrations, normalize
 from channels.telegram_outbound import TelegramOutbound
-from channels.telegram_polling import RawUpdatesBot, UpdatePoller, describe, excerpt
+from channels.telegram_polling import (
+    RawUpdatesBot,
+    UpdatePoller,
+    describe,
+    excerpt,
+    sleep_unless,
+)
 
 log = logging.getLogger("decapod.channels.telegram")
 
@@ -133,8 +139,8 @@ class TelegramChannel(TelegramOutbound):
     async def _run(self) -> None:
         backoff = 1.0
         while not self._ready.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), backoff)
+            await sleep_unless(self._stopping, backoff)
+            if self._stopping.is_set():
                 return
             try:
                 await self._connect()
@@ -161,7 +167,8 @@ class TelegramChannel(TelegramOutbound):
         self._ready.clear()  # webhook posts get 503 from now on: Telegram sends them again
         if self._task is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), _STOP_GRACE_S)
+                async with asyncio.timeout(_STOP_GRACE_S):
+                    await asyncio.shield(self._task)
             except TimeoutError:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

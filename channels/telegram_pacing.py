@@ -3,6 +3,18 @@ thirty a second for the whole bot. Telegram does not publish exact numbers; goin
 earns a 429 with retry_after, which pauses the whole bot (see channels/base.py).
 
 The windows slide: a group may send twenty messages in any sixty seconds, never twenty-one.
+
+Why not python-telegram-bot's own AIORateLimiter (`ExtBot(rate_limiter=...)`, the
+`[rate-limiter]` extra): it cannot give these guarantees.
+- It has no per-chat limit: only the whole bot and each group (negative chat ids) are
+  limited, so a private chat gets answers as fast as the bot-wide 30 a second allows.
+- aiolimiter's AsyncLimiter is a leaky bucket: twenty go at once, then one every three
+  seconds, so a group gets a 21st message three seconds after a burst of twenty.
+- RetryAfter: with its default max_retries=0 it re-raises and pauses nothing. With retries,
+  the pause is an event the limited request clears and every request sets again in a
+  `finally` as it ends, so any request finishing during the pause lifts it for everyone.
+Here a 429 pauses every send for retry_after (channels/base.py), and the pacer takes its
+clock as an argument, so the default limits are checked on a virtual clock.
 """
 
 from __future__ import annotations

@@ -4,9 +4,13 @@ Telegram forgets an update once `getUpdates` is called with a higher offset. PTB
 moves the offset as soon as it fetches a batch, and on stop asks once more to mark all it
 fetched as read, so a graceful stop loses what was queued in memory. Here the offset moves
 past an update only after the sink call for it has returned (the gateway stores a delivery
-before it returns), or when the update is dropped on purpose. Updates are handed over one
-at a time in update_id order, so "every id below the offset is stored" holds without a
-min-pending rule, and messages of one chat keep their order.
+before it returns), or when the update is dropped on purpose. Each batch is handed over one
+update at a time in update_id order, whatever order it came in, and stops at the first that
+cannot be stored, so "every id below the offset is stored" holds without a min-pending rule,
+and messages of one chat keep their order. An id below the offset is skipped: it is stored.
+
+That is what PTB's Updater cannot be told to do (it fills its `update_queue` and moves the
+offset before any handler runs, to the last update of the batch + 1), so the loop is ours.
 
 A crash after the sink returned but before the next `getUpdates` makes Telegram send the
 update again; the gateway drops it as a duplicate by its id.
@@ -127,16 +131,21 @@ class UpdatePoller:
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
     async def _deliver(self, batch: list[Any]) -> bool:
-        """Hand the batch over in order; False when the sink failed (asked again later)."""
+        """Hand the batch over in update_id order; False when the sink failed (asked again
+        later, from the update that failed)."""
+        updates: list[tuple[int, Any]] = []
         for raw in batch:
-            if self.stopping.is_set():
-                return True
             update_id = raw.get("update_id") if isinstance(raw, dict) else None
             if not isinstance(update_id, int) or isinstance(update_id, bool):
                 log.warning("telegram sent an update without an id; skipped: %s", excerpt(raw))
                 continue
+            updates.append((update_id, raw))
+        updates.sort(key=lambda update: update[0])
+        for update_id, raw in updates:
+            if self.stopping.is_set():
+                return True
             if self.offset is not None and update_id < self.offset:
-                continue  # handed over already (a batch that repeats an id)
+                continue  # stored already (a batch that repeats an id)
             try:
                 await self.handle(raw)
             except Exception as exc:
@@ -164,8 +173,7 @@ class UpdatePoller:
         return batch
 
     async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), seconds)
+        await sleep_unless(self.stopping, seconds)
 
     async def confirm(self) -> None:
         """Tell Telegram about everything stored since the last request, and nothing more."""
@@ -180,6 +188,15 @@ class UpdatePoller:
                 "dropped as duplicates",
                 describe(exc),
             )
+
+
+async def sleep_unless(event: asyncio.Event, seconds: float) -> None:
+    """Sleep `seconds`, or less once `event` is set. asyncio.timeout, not wait_for: on Python
+    3.11 wait_for returns normally when it is cancelled just as the event is set, and the
+    cancellation of the loop around it is lost."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
 
 
 def excerpt(raw: Any, limit: int = 300) -> str:

@@ -1,8 +1,8 @@
 """Sandboxed command execution and workspace files, one workspace per session.
 
     backend, why = await select_backend(config.sandbox, home)   # docker → bwrap → none
-    services["sandbox"] = backend                                # None: exec is disabled
-    services["workspaces"] = workspace_manager(config.sandbox, home)
+    workspaces = workspace_manager(config.sandbox, home)
+    deps = dataclasses.replace(deps, sandbox=SandboxDeps(config.sandbox, workspaces, backend))
     registry = ToolRegistry([*sandbox_tools(), ...]); policy = SandboxToolPolicy(config.sandbox)
 
 Importing this package does not import the docker SDK; only starting the docker backend does.

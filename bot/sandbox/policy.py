@@ -65,11 +65,9 @@ class SandboxToolPolicy(ToolPolicy):
         self.config = config
 
     def allows(self, t: Tool, ctx: ToolContext) -> bool:
+        sandbox = ctx.deps.sandbox
         if EXEC_TAG in t.tags:
-            return exec_denial(self.config, ctx, ctx.services.get("sandbox")) is None
+            return exec_denial(self.config, ctx, sandbox and sandbox.backend) is None
         if FS_TAG in t.tags:
-            return (
-                ctx.services.get("sandbox") is not None
-                or ctx.services.get("workspaces") is not None
-            )
+            return sandbox is not None
         return super().allows(t, ctx)

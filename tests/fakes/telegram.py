@@ -11,7 +11,8 @@ JSON-encoded; answers `{"ok": true, "result": ...}` or `{"ok": false, "error_cod
 validates the HTML of `parse_mode=HTML` texts (known tags, balanced, escaped; 4096 UTF-16 units
 after parsing), refuses to edit a message into its own text ("message is not modified"), and
 redirects sends to a migrated group. Faults: `fail_next(method, status, description,
-retry_after=...)`, `status_override` for every call, `reject_html`. Files: `add_file(bytes)`,
+retry_after=...)`, `status_override` for every call, `reject_html`, `batch_order` (reorders
+each getUpdates batch, e.g. [5, 3, 4]). Files: `add_file(bytes)`,
 then getFile and `/file/bot<TOKEN>/<path>`. Webhooks: setWebhook is recorded and
 `deliver(url, update)` posts an update the way Telegram does, with the secret header.
 """
@@ -25,6 +26,7 @@ import json
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,6 +114,8 @@ class FakeTelegram:
         self.faults: dict[str, deque[Fault]] = {}
         self.status_override: int | None = None
         self.reject_html = False
+        #: reorders each getUpdates batch (Telegram's own order is by update_id)
+        self.batch_order: Callable[[list[Any]], list[Any]] | None = None
         self.port = 0
         self._last_update_id = 99
         self._message_ids = itertools.count(5000)
@@ -360,6 +364,8 @@ class FakeTelegram:
         async with self._changed:
             self._changed.notify_all()
         batch = self.pending[: int(params.get("limit") or 100)]
+        if self.batch_order is not None:
+            batch = self.batch_order(batch)
         self._sent.update(id(u) for u in batch)
         return self._ok(batch)
 

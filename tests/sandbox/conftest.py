@@ -10,17 +10,26 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.deps import SandboxDeps
 from bot.messages import Conversation, ConversationKind, Identity
-from bot.sandbox import Limits, SandboxBackend, SandboxConfig, select_backend
+from bot.sandbox import (
+    ApprovalBroker,
+    Limits,
+    SandboxBackend,
+    SandboxConfig,
+    WorkspaceManager,
+    select_backend,
+)
 from bot.sandbox.cgroups import CGROUP_ROOT, CONTROLLERS, PARENT
 from bot.sandbox.docker_backend import unix_socket_problem
 from bot.tools import ToolContext
+from tests.deps import make_deps
 
 #: small limits so that every limit test finishes in seconds
 TEST_LIMITS = Limits(
@@ -152,15 +161,26 @@ def make_ctx(
     group: bool = False,
     session: str = "telegram:dm:42",
     tainted: bool = False,
-    **services: Any,
+    sandbox: Any = None,
+    workspaces: WorkspaceManager | None = None,
+    sandbox_config: SandboxConfig | None = None,
+    approvals: ApprovalBroker | None = None,
+    redact: Callable[[str], str] | None = None,
 ) -> ToolContext:
+    """A tool context with the sandbox part built from what the test gives: `sandbox` is
+    the backend (its own workspaces serve when `workspaces` is not given); with neither,
+    the sandbox part is off."""
     kind = ConversationKind.GROUP if group else ConversationKind.DM
+    workspaces = workspaces or getattr(sandbox, "workspaces", None)
+    part = None
+    if sandbox is not None or workspaces is not None:
+        part = SandboxDeps(sandbox_config or SandboxConfig(), workspaces, sandbox, approvals)  # type: ignore[arg-type]
     return ToolContext(
         identity=Identity("telegram", "42", "Ada"),
         conversation=Conversation("telegram", "42", kind),
         session_key=session,
+        deps=make_deps(redact=redact, sandbox=part),
         role=role,
-        services=dict(services),
         tainted=tainted,
     )
 

@@ -22,6 +22,7 @@ from bot.web.config import WebConfig
 from bot.web.save import WorkspaceSaver
 from bot.web.search import SearchChain, build_provider
 from bot.web.tools import MAX_CHARS, WEB_GUIDANCE, WEB_TAG, WebTools
+from tests.deps import make_deps
 from tests.fakes.web import ARTICLE_SENTENCE, FakePages, FakeSearchAPI, LoopbackNetwork
 from tests.web.conftest import open_fetcher
 
@@ -36,6 +37,7 @@ def ctx_for(
         identity=Identity("telegram", user, f"user {user}"),
         conversation=Conversation("telegram", "g1" if group else user, kind),
         session_key=f"telegram:dm:{user}",
+        deps=make_deps(),
         person_id=f"p{user}",
         role=role,
         tainted=tainted,
@@ -275,7 +277,11 @@ async def test_the_untrusted_tag_taints_the_turn_through_the_registry(pages: Fak
             [[ToolCall("c1", "web_fetch", f'{{"url": "{url}"}}')], "It says crabs move."]
         )
         agent = Agent(
-            provider, registry, AgentSettings(system_prompt="sys"), policy=t.policy(ToolPolicy())
+            provider,
+            registry,
+            AgentSettings(system_prompt="sys"),
+            policy=t.policy(ToolPolicy()),
+            redact=str,
         )
         ctx = ctx_for("user")
         events = [e async for e in agent.run([], ChatMessage("user", "read it"), ctx)]

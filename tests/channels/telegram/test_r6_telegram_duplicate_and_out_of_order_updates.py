@@ -1,6 +1,7 @@
 """R6: an update is stored before Telegram is told it arrived; a redelivered update_id runs
-once; after kill -9 the unfinished update runs once and a finished one never again; a
-graceful stop never confirms an update it has not stored."""
+once; a batch out of update_id order is stored whole, in id order; after kill -9 the
+unfinished update runs once and a finished one never again; a graceful stop never confirms
+an update it has not stored."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 import channels.telegram
+from bot.errors import StoreError
 from bot.gateway import Gateway
 from bot.messages import InboundMessage
 from bot.providers.testing import ScriptedProvider
@@ -59,6 +61,33 @@ async def test_r6_redelivered_update_id_is_answered_once(
         assert gw.metrics.duplicates.labels("tg")._value.get() == 1
     assert len(provider.requests) == 1
     assert fake.texts(ALICE) == ["the one answer"]
+
+
+async def test_r6_an_out_of_order_batch_is_stored_whole_in_id_order(
+    fake: FakeTelegram, start_channel: Callable[..., Awaitable[TelegramChannel]]
+) -> None:
+    one, two, three = (fake.push_private(t) for t in ("one", "two", "three"))
+    # Telegram hands over [three, one, two] (and [three, two] when asked again)
+    rank = {three["update_id"]: 0, one["update_id"]: 1, two["update_id"]: 2}
+    fake.batch_order = lambda batch: sorted(batch, key=lambda u: rank[u["update_id"]])
+    attempts: list[str] = []
+    stored: list[str] = []
+    told_before: dict[str, list[int | None]] = {}  # the offsets Telegram had when each was stored
+
+    async def sink(message: InboundMessage) -> None:
+        attempts.append(message.text)
+        if message.text == "two" and attempts.count("two") == 1:
+            raise StoreError("database is locked")  # "two" cannot be stored the first time
+        stored.append(message.text)
+        told_before[message.text] = list(fake.offsets)
+
+    await start_channel(sink)
+    await until(lambda: len(stored) == 3)
+    await until(lambda: fake.confirmed_below() > three["update_id"] and not fake.pending)
+    assert stored == ["one", "two", "three"]
+    assert attempts == ["one", "two", "two", "three"]
+    # Telegram was never told to forget "two" before it was stored
+    assert all(o is None or o <= two["update_id"] for o in told_before["two"])
 
 
 async def test_r6_graceful_stop_never_acknowledges_unstored_updates(

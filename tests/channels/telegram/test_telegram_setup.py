@@ -3,6 +3,7 @@ start with a clear error; an unreachable Telegram does not, and the channel conn
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from bot.config import parse_config
 from bot.errors import ChannelError, ConfigError
 from channels.telegram import create, doctor
+from channels.telegram_polling import sleep_unless
 from tests.channels.telegram.conftest import TOKEN_ENV, RecordingSink, channel_table, until
 from tests.fakes.telegram import FakeTelegram
 
@@ -123,3 +125,15 @@ async def test_a_failing_store_leaves_the_update_with_telegram(
     sink.fail = False
     await until(lambda: [m.text for m in sink.messages] == ["keep me"], 10)
     await until(lambda: fake.confirmed_below() > update["update_id"])
+
+
+async def test_a_pause_cancelled_as_its_event_is_set_stays_cancelled() -> None:
+    """The polling loops sleep until a stop; a cancellation that lands in the same turn as
+    the stop must not be swallowed (asyncio.wait_for on Python 3.11 returns normally then)."""
+    stopping = asyncio.Event()
+    pause = asyncio.create_task(sleep_unless(stopping, 30.0))
+    await asyncio.sleep(0)  # the pause is waiting now
+    stopping.set()
+    pause.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pause
