@@ -124,6 +124,8 @@ class Gateway:
         if cfg.memory.enabled:
             await features.start_memory(self, self._stack)
         await features.start_scheduler(self, self._stack)
+        if cfg.web.enabled:
+            await features.start_web(self, self._stack)
         self.agent = Agent(
             self.provider,
             self.tools,

@@ -110,8 +110,10 @@ class Agent:
             # an earlier turn's outside content is still in the context this turn sends
             ctx.tainted = True
         messages = [*history, user]
-        specs = tuple(t.spec for t in self.tools.available(ctx, self.policy))
-        system = self.system_prompt(summary, extra_system)
+        offered = self.tools.available(ctx, self.policy)
+        specs = tuple(t.spec for t in offered)
+        rules = dict.fromkeys(t.guidance for t in offered if t.guidance)
+        system = self.system_prompt(summary, "\n\n".join(p for p in (extra_system, *rules) if p))
         s = self.settings
         try:
             async with asyncio.timeout(s.turn_deadline_s):

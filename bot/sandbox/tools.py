@@ -20,7 +20,13 @@ from pydantic import Field
 from bot.deps import SandboxDeps
 from bot.errors import SandboxError, ToolDenied, ToolError
 from bot.sandbox.base import ExecResult
-from bot.sandbox.policy import EXEC_TAG, FS_TAG, approval_reason, exec_denial
+from bot.sandbox.policy import (
+    EXEC_TAG,
+    FS_TAG,
+    approval_reason,
+    exec_denial,
+    write_approval_reason,
+)
 from bot.sandbox.safe_fs import WorkspaceFS
 from bot.tools import Tool, ToolContext, tool
 
@@ -141,6 +147,13 @@ async def _ask_owner(ctx: ToolContext, sandbox: SandboxDeps, shown: str, why: st
         )
 
 
+async def _approve_write(ctx: ToolContext, tool_name: str, path: str) -> None:
+    sandbox = _sandbox(ctx)
+    why = write_approval_reason(sandbox.config, ctx)
+    if why is not None:
+        await _ask_owner(ctx, sandbox, f"{tool_name} {path}", why)
+
+
 def format_result(r: ExecResult) -> str:
     head = f"exit code {r.exit_code} after {r.duration_s:.2f}s"
     if r.timed_out:
@@ -185,6 +198,7 @@ async def read_file(ctx: ToolContext, path: _Path, offset: int = 0) -> str:
 async def write_file(ctx: ToolContext, path: _Path, content: str, append: bool = False) -> str:
     """Write (or with `append`, add to) a text file in the workspace (/work). Missing
     directories are created."""
+    await _approve_write(ctx, "write_file", path)
     written = await asyncio.to_thread(_fs(ctx).write, path, content.encode(), append=append)
     return f"{'appended' if append else 'wrote'} {written} bytes to {path}"
 
@@ -208,6 +222,7 @@ async def edit_file(
 ) -> str:
     """Replace exact text in a workspace file. `old_text` must occur exactly once, unless
     `replace_all` is set."""
+    await _approve_write(ctx, "edit_file", path)
     count = await asyncio.to_thread(
         _fs(ctx).edit, path, old_text, new_text, replace_all=replace_all
     )
