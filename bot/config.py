@@ -22,6 +22,7 @@ from bot.providers.config import ModelsConfig, ProviderConfig, check_model_refs
 from bot.sandbox.config import SandboxConfig
 from bot.scheduler.config import SchedulerConfig
 from bot.web.config import WebConfig
+from bot.webui.config import WebUIConfig
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are Decapod, a helpful personal assistant chatting through a messaging app. "
@@ -121,12 +122,18 @@ class Config(_Section):
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    webui: WebUIConfig = Field(default_factory=WebUIConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _chains(self) -> Config:
         check_model_refs(self.providers, self.models)
+        if "web" in self.channels and self.http.enabled and self.webui.enabled:
+            raise ValueError(
+                "channels.web: `web` is the web UI's chat; rename this channel "
+                "(or set webui.enabled = false)"
+            )
         return self
 
     @property

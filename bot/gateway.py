@@ -151,6 +151,12 @@ class Gateway:
             self.http = HttpServer(
                 cfg.http.host, cfg.http.port, self.health, self.metrics.render, auth
             )
+            if cfg.webui.enabled:
+                from bot.webui import WebChannelConfig, start_webui
+
+                if "web" not in self.channels:
+                    self.channels["web"] = create_channel("web", WebChannelConfig(), cfg)
+                await start_webui(self, self.http)
             for channel in self.channels.values():
                 # webhook-mode adapters serve their platform's callbacks on our server
                 for method, path, handler in channel.http_routes():

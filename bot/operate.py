@@ -119,13 +119,23 @@ async def _run(config: Config) -> None:
         print(f"Decapod {__version__} running (channels: {channels}){where}", flush=True)
         if gateway.setup_code is not None and gateway.http is not None:
             # the terminal only: never the log, which may be shipped elsewhere
-            print(
-                "First start: create the admin token for /metrics and /admin with\n"
-                f"  curl -X POST -H 'X-Setup-Code: {gateway.setup_code}' "
-                f"http://127.0.0.1:{gateway.http.port}/setup\n"
-                "(one use; only from this machine)",
-                flush=True,
-            )
+            port = gateway.http.port
+            if config.webui.enabled:
+                print(
+                    f"First start: open http://127.0.0.1:{port}/ and enter the setup code\n"
+                    f"  {gateway.setup_code}\n"
+                    "(one use; only from this machine)",
+                    flush=True,
+                )
+            if not gateway.http.auth.configured:
+                lead = "Or create" if config.webui.enabled else "First start: create"
+                print(
+                    f"{lead} the admin token for /metrics and /admin with\n"
+                    f"  curl -X POST -H 'X-Setup-Code: {gateway.setup_code}' "
+                    f"http://127.0.0.1:{port}/setup\n"
+                    "(one use; only from this machine)",
+                    flush=True,
+                )
         await _until_signal()
 
 

@@ -79,6 +79,7 @@ ADAPTERS: dict[str, str] = {
     "telegram": "channels.telegram:create",
     "slack": "channels.slack:create",
     "discord": "channels.discord:create",
+    "web": "channels.web:create",  # the web UI's chat, built by the gateway (bot/webui)
 }
 #: config `type` -> "module:function" of the adapter's own doctor checks,
 #: `async (name, channel_config) -> list[Check]`

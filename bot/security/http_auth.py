@@ -36,7 +36,7 @@ TOKEN_KEY = "http.admin_token_sha256"
 _QUERY_CREDENTIALS = frozenset({"token", "access_token", "auth"})
 
 #: what a failure was a guess at; each has its own count per client address
-Credential = Literal["admin", "setup"]
+Credential = Literal["admin", "setup", "login"]
 
 
 def _digest(value: str) -> str:
@@ -134,15 +134,24 @@ class AdminAuth:
         client = request.remote or "?"
         if self._setup_hash is None or not is_local_request(request):
             raise web.HTTPForbidden(text="setup is done, or not allowed from here")
-        code = request.headers.get("X-Setup-Code", "")
+        token = await self.redeem(request.headers.get("X-Setup-Code", ""), client)
+        if token is None:
+            raise web.HTTPForbidden(text="wrong setup code")
+        return web.json_response({"token": token, "scopes": ["admin"]})
+
+    async def redeem(self, code: str, client: str) -> str | None:
+        """The admin token for the right setup code (once), else None and a counted failure.
+        The caller checks the throttle and that the request is local."""
+        if self._setup_hash is None:
+            return None
         if not code or not hmac.compare_digest(_digest(code), self._setup_hash):
             self.throttle.failed("setup", client)
-            raise web.HTTPForbidden(text="wrong setup code")
+            return None
         token = secrets.token_urlsafe(32)
         self._setup_hash = None  # one use only
         self._token_hash = _digest(token)
         await self.store.kv.set(TOKEN_KEY, self._token_hash)
-        return web.json_response({"token": token, "scopes": ["admin"]})
+        return token
 
 
 def _local_origin(origin: str) -> bool:

@@ -1,0 +1,27 @@
+"""The web UI: a chat page (the `web` channel) and the owner's control panel, served by the
+gateway's own HTTP server (127.0.0.1 by default; remote use goes through a TLS reverse proxy,
+see docs/webui.md). Pages are rendered on the server; a small script drives the chat."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bot.webui.config import WebChannelConfig, WebUIConfig
+
+if TYPE_CHECKING:
+    from bot.gateway import Gateway
+    from bot.http import HttpServer
+
+__all__ = ["WebChannelConfig", "WebUIConfig", "start_webui"]
+
+
+async def start_webui(gw: Gateway, http: HttpServer) -> None:
+    """Load the owner's password (or make the setup code) and mount the pages on `http`."""
+    from bot.webui.app import WebUI
+    from bot.webui.auth import WebAuth
+
+    auth = WebAuth(gw.store, http.auth, session_ttl_s=gw.config.webui.session_ttl_s)
+    gw.setup_code = await auth.start(gw.setup_code)
+    ui = WebUI(gw, auth)
+    for method, path, handler in ui.routes():
+        http.add_route(method, path, handler, public=True)

@@ -1,0 +1,237 @@
+"""The web UI's pages: first-run setup, login and logout, the chat page, and the shared
+parts of every page (security headers, the session check, CSRF, static assets).
+
+Every route here is mounted as its own gatekeeper (the admin token is not asked for): pages
+need the owner's session cookie, and every POST and the WebSocket handshake need the session's
+CSRF token and a same-origin (or no) Origin header. Before login, the setup and login forms
+carry a double-submit token (a cookie and a form field that must match).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from bot.store.panel import PanelQueries
+from bot.webui.auth import MIN_PASSWORD_CHARS, SESSION, WebAuth, WebSession, csrf_ok
+from bot.webui.proxy import Forwarding
+
+if TYPE_CHECKING:
+    from bot.gateway import Gateway
+
+log = logging.getLogger("decapod.webui")
+
+SESSION_COOKIE = "decapod_session"
+FORM_COOKIE = "decapod_form"
+OWNER = "owner"
+_HERE = Path(__file__).parent
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class WebUI:
+    def __init__(self, gw: Gateway, auth: WebAuth) -> None:
+        import jinja2
+
+        self.gw = gw
+        self.auth = auth
+        self.fwd = Forwarding(gw.config.webui.trusted_proxies)
+        self.panel_queries = PanelQueries(gw.store)
+        self.templates = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(_HERE / "templates"),
+            autoescape=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        #: name -> (bytes, content type, etag), read once at start
+        self.assets: dict[str, tuple[bytes, str, str]] = {}
+        for path in sorted((_HERE / "static").iterdir()):
+            body = path.read_bytes()
+            etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+            self.assets[path.name] = (body, _TYPES.get(path.suffix, "text/plain"), etag)
+
+    def routes(self) -> list[tuple[str, str, Handler]]:
+        from bot.webui.chat import ChatSocket
+        from bot.webui.panel import Panel
+
+        routes: list[tuple[str, str, Handler]] = [
+            ("GET", "/", self.page(self._index, login=False)),
+            ("POST", "/welcome", self.page(self._welcome, login=False)),
+            ("GET", "/login", self.page(self._login_form, login=False)),
+            ("POST", "/login", self.page(self._login, login=False)),
+            ("POST", "/logout", self.page(self._logout)),
+            ("GET", "/ws", self.page(ChatSocket(self).handle)),
+        ]
+        routes += [("GET", f"/static/{name}", self._asset) for name in self.assets]
+        routes += [(m, p, self.page(h)) for m, p, h in Panel(self).routes()]
+        return routes
+
+    # the shared wrapper -----------------------------------------------------------------------
+    def page(self, handler: Handler, *, login: bool = True) -> Handler:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            try:
+                if request.method != "GET" and not self.fwd.same_origin(request):
+                    raise web.HTTPForbidden(text="foreign origin")
+                if login:
+                    session = self.session_of(request)
+                    if session is None:
+                        if request.method == "GET" and request.path != "/ws":
+                            raise web.HTTPSeeOther("/login")
+                        raise web.HTTPForbidden(text="not signed in")
+                    request[SESSION] = session
+                    if request.method == "POST":
+                        form = await request.post()
+                        token = form.get("csrf")
+                        if not csrf_ok(session.csrf, token if isinstance(token, str) else None):
+                            raise web.HTTPForbidden(text="missing or wrong CSRF token")
+                response = await handler(request)
+            except web.HTTPException as exc:
+                exc.headers.update(_SECURITY_HEADERS)
+                raise
+            if not isinstance(response, web.WebSocketResponse):
+                response.headers.update(_SECURITY_HEADERS)
+                response.headers.setdefault("Cache-Control", "no-store")
+            return response
+
+        return wrapped
+
+    def session_of(self, request: web.Request) -> WebSession | None:
+        return self.auth.session(request.cookies.get(SESSION_COOKIE))
+
+    def render(self, request: web.Request, name: str, **context: Any) -> web.Response:
+        session: WebSession | None = request.get(SESSION)
+        html = self.templates.get_template(name).render(
+            csrf=session.csrf if session else "", signed_in=session is not None, **context
+        )
+        return web.Response(text=html, content_type="text/html", charset="utf-8")
+
+    def _cookie(
+        self,
+        response: web.StreamResponse,
+        request: web.Request,
+        name: str,
+        value: str,
+        max_age: float | None,
+    ) -> None:
+        response.set_cookie(
+            name,
+            value,
+            path="/",
+            max_age=None if max_age is None else int(max_age),
+            httponly=True,
+            samesite="Strict",
+            secure=self.fwd.secure(request),
+        )
+
+    def _form_page(self, request: web.Request, name: str, **context: Any) -> web.Response:
+        """A page with a pre-login form: its double-submit token goes in a cookie too."""
+        token = request.cookies.get(FORM_COOKIE) or secrets.token_urlsafe(24)
+        response = self.render(request, name, form_token=token, **context)
+        self._cookie(response, request, FORM_COOKIE, token, None)
+        return response
+
+    async def _form_checked(self, request: web.Request) -> Any:
+        form = await request.post()
+        token = form.get("csrf")
+        cookie = request.cookies.get(FORM_COOKIE)
+        if not cookie or not csrf_ok(cookie, token if isinstance(token, str) else None):
+            raise web.HTTPForbidden(text="missing or wrong form token; reload the page")
+        return form
+
+    def _signed_in(self, request: web.Request, location: str, **context: Any) -> web.Response:
+        sid, session = self.auth.new_session(OWNER)
+        request[SESSION] = session
+        if not context:
+            redirect = web.HTTPSeeOther(location)
+            self._cookie(redirect, request, SESSION_COOKIE, sid, self.auth.session_ttl_s)
+            raise redirect
+        response = self.render(request, "welcome_done.html", **context)
+        self._cookie(response, request, SESSION_COOKIE, sid, self.auth.session_ttl_s)
+        return response
+
+    def _throttled(self, request: web.Request, credential: Any) -> None:
+        wait = self.auth.admin.throttle.retry_after(credential, self.fwd.client(request))
+        if wait > 0:
+            raise web.HTTPTooManyRequests(
+                text="too many failed attempts; try again later",
+                headers={"Retry-After": str(int(wait) + 1)},
+            )
+
+    # handlers -------------------------------------------------------------------------------
+    async def _index(self, request: web.Request) -> web.StreamResponse:
+        if not self.auth.configured:
+            if not self.fwd.may_set_up(request):
+                raise web.HTTPForbidden(text="first-run setup is only offered on this machine")
+            return self._form_page(request, "welcome.html", min_chars=MIN_PASSWORD_CHARS)
+        session = self.session_of(request)
+        if session is None:
+            raise web.HTTPSeeOther("/login")
+        request[SESSION] = session
+        return self.render(request, "chat.html", page="chat")
+
+    async def _welcome(self, request: web.Request) -> web.StreamResponse:
+        if self.auth.configured or not self.fwd.may_set_up(request):
+            raise web.HTTPForbidden(text="setup is done, or not allowed from here")
+        client = self.fwd.client(request)
+        self._throttled(request, "setup")
+        form = await self._form_checked(request)
+        code, password = str(form.get("code", "")).strip(), str(form.get("password", ""))
+        error = None
+        if len(password) < MIN_PASSWORD_CHARS:
+            error = f"The password needs at least {MIN_PASSWORD_CHARS} characters."
+        elif password != form.get("confirm"):
+            error = "The two passwords differ."
+        if error is None:
+            accepted, token = await self.auth.redeem_setup_code(code, client)
+            if not accepted:
+                error = "That is not the setup code (it is printed in the gateway's terminal)."
+            else:
+                await self.auth.set_password(password)
+                log.info("web UI: owner password set")
+                return self._signed_in(request, "/", admin_token=token or "", page="welcome")
+        return self._form_page(request, "welcome.html", error=error, min_chars=MIN_PASSWORD_CHARS)
+
+    async def _login_form(self, request: web.Request) -> web.StreamResponse:
+        if not self.auth.configured:
+            raise web.HTTPSeeOther("/")
+        return self._form_page(request, "login.html")
+
+    async def _login(self, request: web.Request) -> web.StreamResponse:
+        client = self.fwd.client(request)
+        self._throttled(request, "login")
+        form = await self._form_checked(request)
+        if await self.auth.check_password(str(form.get("password", ""))):
+            return self._signed_in(request, "/")
+        self.auth.admin.throttle.failed("login", client)
+        log.warning("web UI: failed login from %s", client)
+        return self._form_page(request, "login.html", error="Wrong password.")
+
+    async def _logout(self, request: web.Request) -> web.StreamResponse:
+        self.auth.end_session(request.cookies.get(SESSION_COOKIE))
+        redirect = web.HTTPSeeOther("/login")
+        redirect.del_cookie(SESSION_COOKIE, path="/")
+        raise redirect
+
+    async def _asset(self, request: web.Request) -> web.StreamResponse:
+        body, content_type, etag = self.assets[request.path.rsplit("/", 1)[1]]
+        headers = {"ETag": etag, "Cache-Control": "no-cache", **_SECURITY_HEADERS}
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=body, content_type=content_type, headers=headers)

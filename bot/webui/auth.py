@@ -1,0 +1,160 @@
+"""The owner's password and browser sessions of the web UI.
+
+- First visit: the one-time setup code printed in the terminal, then an owner password. The
+  password is stored only as a scrypt hash (random salt) in the store's kv table.
+- A login is a random session id in an HttpOnly, SameSite=Strict cookie (Secure when the
+  request came over TLS); the server keeps only its SHA-256, with a CSRF token and an expiry.
+  Sessions live in memory: a restart signs everyone out, which costs one login.
+- Wrong passwords and wrong setup codes are counted by the HTTP server's failure throttle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.security.http_auth import AdminAuth
+    from bot.store import Store
+
+PASSWORD_KEY = "webui.owner_password"
+MIN_PASSWORD_CHARS = 10
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**15, 8, 1
+_SCRYPT_MAXMEM = 64 * 1024 * 1024
+_MAX_SESSIONS = 1000
+
+
+def _sha(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(
+        password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, maxmem=_SCRYPT_MAXMEM
+    )
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    got = hashlib.scrypt(
+        password.encode(),
+        salt=bytes.fromhex(salt),
+        n=int(n),
+        r=int(r),
+        p=int(p),
+        maxmem=_SCRYPT_MAXMEM,
+    )
+    return hmac.compare_digest(got.hex(), digest)
+
+
+@dataclass(slots=True)
+class WebSession:
+    user: str
+    csrf: str
+    expires_at: float
+
+
+class WebAuth:
+    def __init__(self, store: Store, admin: AdminAuth, *, session_ttl_s: float) -> None:
+        self.store = store
+        self.admin = admin
+        self.session_ttl_s = session_ttl_s
+        self._password_hash: str | None = None
+        #: a code of our own when the admin token exists already but no password does
+        self._own_code_hash: str | None = None
+        self._sessions: dict[str, WebSession] = {}
+
+    async def start(self, admin_setup_code: str | None) -> str | None:
+        """Load the password hash; returns the setup code to print when there is none yet."""
+        self._password_hash = await self.store.kv.get(PASSWORD_KEY)
+        if self._password_hash is not None:
+            return None
+        if admin_setup_code is not None:
+            return admin_setup_code  # one code for both: redeeming it also makes the token
+        code = secrets.token_urlsafe(24)
+        self._own_code_hash = _sha(code)
+        return code
+
+    @property
+    def configured(self) -> bool:
+        return self._password_hash is not None
+
+    async def redeem_setup_code(self, code: str, client: str) -> tuple[bool, str | None]:
+        """(accepted, admin token made by it if any). One use; failures are counted."""
+        if self._own_code_hash is not None:
+            if code and hmac.compare_digest(_sha(code), self._own_code_hash):
+                self._own_code_hash = None
+                return True, None
+            self.admin.throttle.failed("setup", client)
+            return False, None
+        token = await self.admin.redeem(code, client)
+        return token is not None, token
+
+    async def set_password(self, password: str) -> None:
+        hashed = await asyncio.to_thread(hash_password, password)
+        await self.store.kv.set(PASSWORD_KEY, hashed)
+        self._password_hash = hashed
+
+    async def check_password(self, password: str) -> bool:
+        stored = self._password_hash
+        if stored is None or not password:
+            return False
+        return await asyncio.to_thread(verify_password, password, stored)
+
+    # sessions -------------------------------------------------------------------------------
+    def new_session(self, user: str) -> tuple[str, WebSession]:
+        now = time.time()
+        if len(self._sessions) >= _MAX_SESSIONS:
+            self._expire(now)
+            while len(self._sessions) >= _MAX_SESSIONS:
+                self._sessions.pop(next(iter(self._sessions)))
+        sid = secrets.token_urlsafe(32)
+        session = WebSession(user, secrets.token_urlsafe(24), now + self.session_ttl_s)
+        self._sessions[_sha(sid)] = session
+        return sid, session
+
+    def session(self, sid: str | None) -> WebSession | None:
+        if not sid:
+            return None
+        key = _sha(sid)
+        session = self._sessions.get(key)
+        if session is None:
+            return None
+        if session.expires_at < time.time():
+            del self._sessions[key]
+            return None
+        return session
+
+    def end_session(self, sid: str | None) -> None:
+        if sid:
+            self._sessions.pop(_sha(sid), None)
+
+    def _expire(self, now: float) -> None:
+        for key in [k for k, s in self._sessions.items() if s.expires_at < now]:
+            del self._sessions[key]
+
+
+def csrf_ok(expected: str, presented: str | None) -> bool:
+    return bool(presented) and hmac.compare_digest(expected, presented or "")
+
+
+def _session_key() -> Any:
+    from aiohttp import web
+
+    return web.RequestKey("webui_session", WebSession)
+
+
+#: where a page handler finds the signed-in session
+SESSION = _session_key()

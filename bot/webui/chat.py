@@ -1,0 +1,151 @@
+"""The chat page's WebSocket: messages in, streamed answers out, resumable.
+
+The page opens `/ws?csrf=<the session's token>` (browsers cannot set headers on a WebSocket,
+and a foreign page cannot read the token) and first says hello:
+`{"type": "hello", "after": <seq of its first connection or null>, "have": {answer id: chars}}`.
+A fresh page (`after` null) gets the session's history; every page then gets what it missed
+(see channels/web.py). `{"type": "send", "id": <client id>, "text": ...}` is acknowledged
+once stored; a page re-sends what was not acknowledged, under the same id, after a reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from aiohttp import WSMsgType, web
+
+from bot.errors import DecapodError
+from bot.messages import Conversation, ConversationKind
+from bot.webui.auth import SESSION, WebSession, csrf_ok
+
+if TYPE_CHECKING:
+    from bot.webui.app import WebUI
+
+log = logging.getLogger("decapod.webui")
+
+Event = dict[str, Any]
+_CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+HISTORY_MESSAGES = 100
+_MAX_FRAME = 256 * 1024
+
+
+class WebChatHub(Protocol):
+    """What the socket uses of the web channel (channels/web.py)."""
+
+    last_seq: int
+
+    async def submit(self, user_id: str, display_name: str, client_id: str, text: str) -> None: ...
+
+    def attach(
+        self, user_id: str, after: int | None, have: dict[str, int]
+    ) -> tuple[asyncio.Queue[Event], list[Event]]: ...
+
+    def detach(self, user_id: str, queue: asyncio.Queue[Event]) -> None: ...
+
+
+class ChatSocket:
+    def __init__(self, ui: WebUI) -> None:
+        self.ui = ui
+
+    @property
+    def hub(self) -> WebChatHub:
+        return cast(WebChatHub, self.ui.gw.channels["web"])
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        session: WebSession = request[SESSION]
+        # a WebSocket is not bound by the same-origin policy: the Origin and the token are
+        if "Origin" not in request.headers or not self.ui.fwd.same_origin(request):
+            raise web.HTTPForbidden(text="foreign origin")
+        if not csrf_ok(session.csrf, request.query.get("csrf")):
+            raise web.HTTPForbidden(text="missing or wrong CSRF token")
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=_MAX_FRAME)
+        await ws.prepare(request)
+        queue: asyncio.Queue[Event] | None = None
+        pump: asyncio.Task[None] | None = None
+        try:
+            hello = await self._hello(ws)
+            if hello is None:
+                return ws
+            after, have = hello
+            if after is None:
+                await ws.send_json({"type": "history", "items": await self._history(session)})
+            seq = self.hub.last_seq
+            queue, replay = self.hub.attach(session.user, after, have)
+            await ws.send_json({"type": "ready", "seq": seq if after is None else after})
+            for event in replay:
+                await ws.send_json(event)
+            pump = asyncio.create_task(_pump(queue, ws))
+            await self._read(ws, session, queue)
+        finally:
+            if pump is not None:
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+            if queue is not None:
+                self.hub.detach(session.user, queue)
+        return ws
+
+    async def _hello(self, ws: web.WebSocketResponse) -> tuple[int | None, dict[str, int]] | None:
+        msg = await ws.receive(timeout=30)
+        data = _parse(msg)
+        if data is None or data.get("type") != "hello":
+            await ws.close(code=4400, message=b"expected hello")
+            return None
+        after = data.get("after")
+        have_raw = data.get("have") or {}
+        if not isinstance(have_raw, dict):
+            have_raw = {}
+        have = {str(k): v for k, v in have_raw.items() if isinstance(v, int) and v >= 0}
+        return (after if isinstance(after, int) else None), have
+
+    async def _history(self, session: WebSession) -> list[Event]:
+        key = Conversation("web", session.user, ConversationKind.DM).session_key
+        rows = await self.ui.panel_queries.history(key, HISTORY_MESSAGES)
+        return [{"role": role, "text": text} for role, text in rows]
+
+    async def _read(
+        self, ws: web.WebSocketResponse, session: WebSession, queue: asyncio.Queue[Event]
+    ) -> None:
+        async for msg in ws:
+            data = _parse(msg)
+            if data is None or data.get("type") != "send":
+                continue
+            client_id, text = data.get("id"), data.get("text")
+            if not isinstance(client_id, str) or not _CLIENT_ID.fullmatch(client_id):
+                await ws.send_json({"type": "error", "text": "bad message id"})
+                continue
+            if not isinstance(text, str):
+                continue
+            try:
+                await self.hub.submit(session.user, "owner", client_id, text)
+            except DecapodError as exc:
+                queue.put_nowait({"type": "error", "id": client_id, "text": exc.user_message})
+                continue
+            # through the queue: the ack is never sent ahead of events already queued
+            queue.put_nowait({"type": "ack", "id": client_id})
+
+
+async def _pump(queue: asyncio.Queue[Event], ws: web.WebSocketResponse) -> None:
+    while True:
+        event = await queue.get()
+        if ws.closed:
+            return
+        try:
+            await ws.send_json(event)
+        except ConnectionError:
+            return
+
+
+def _parse(msg: Any) -> dict[str, Any] | None:
+    if msg.type != WSMsgType.TEXT:
+        return None
+    try:
+        data = json.loads(msg.data)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,223 @@
+// The chat page: a WebSocket that resumes, and a small Markdown renderer that builds DOM
+// nodes (text goes in through textContent only: model output can never become markup).
+"use strict";
+
+(function () {
+  const root = document.getElementById("chat");
+  if (!root) return;
+  const csrf = root.dataset.csrf;
+  const list = document.getElementById("messages");
+  const status = document.getElementById("status");
+  const form = document.getElementById("composer");
+  const input = document.getElementById("input");
+
+  let socket = null;
+  let after = null; // the server's answer sequence when this page first connected
+  let retry = 500;
+  const answers = new Map(); // answer id -> {el, text, done}
+  const unacked = new Map(); // client id -> text, re-sent after a reconnect
+
+  // --- Markdown, safely -------------------------------------------------------------------
+  const SAFE_SCHEMES = ["http:", "https:", "mailto:"];
+
+  function safeHref(url) {
+    try {
+      const parsed = new URL(url, location.href);
+      return SAFE_SCHEMES.includes(parsed.protocol) ? parsed.href : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function inline(parent, text) {
+    const pattern = /(`[^`\n]+`)|(\*\*[^*\n]+\*\*)|(\*[^*\n]+\*)|(\[[^\]\n]+\]\([^)\s]+\))/g;
+    let last = 0;
+    let m;
+    while ((m = pattern.exec(text)) !== null) {
+      if (m.index > last) parent.appendChild(document.createTextNode(text.slice(last, m.index)));
+      const token = m[0];
+      let node;
+      if (m[1]) {
+        node = document.createElement("code");
+        node.textContent = token.slice(1, -1);
+      } else if (m[2]) {
+        node = document.createElement("strong");
+        node.textContent = token.slice(2, -2);
+      } else if (m[3]) {
+        node = document.createElement("em");
+        node.textContent = token.slice(1, -1);
+      } else {
+        const split = token.indexOf("](");
+        const label = token.slice(1, split);
+        const href = safeHref(token.slice(split + 2, -1));
+        if (href) {
+          node = document.createElement("a");
+          node.href = href;
+          node.rel = "noopener noreferrer nofollow";
+          node.target = "_blank";
+          node.textContent = label;
+        } else {
+          node = document.createTextNode(token);
+        }
+      }
+      parent.appendChild(node);
+      last = m.index + token.length;
+    }
+    if (last < text.length) parent.appendChild(document.createTextNode(text.slice(last)));
+  }
+
+  function lines(parent, block) {
+    block.split("\n").forEach((line, i) => {
+      if (i > 0) parent.appendChild(document.createElement("br"));
+      inline(parent, line);
+    });
+  }
+
+  function renderMarkdown(target, text) {
+    const frag = document.createDocumentFragment();
+    const parts = text.split(/^```/m);
+    parts.forEach((part, i) => {
+      if (i % 2 === 1) {
+        const newline = part.indexOf("\n");
+        const lang = newline >= 0 ? part.slice(0, newline).trim() : "";
+        const pre = document.createElement("pre");
+        const code = document.createElement("code");
+        if (/^[\w+-]+$/.test(lang)) code.dataset.lang = lang;
+        code.textContent = newline >= 0 ? part.slice(newline + 1).replace(/\n$/, "") : "";
+        pre.appendChild(code);
+        frag.appendChild(pre);
+        return;
+      }
+      part.split(/\n{2,}/).forEach((block) => {
+        if (!block.trim()) return;
+        const rows = block.split("\n");
+        const bullet = /^\s*[-*] /;
+        const numbered = /^\s*\d+[.)] /;
+        if (rows.every((r) => bullet.test(r)) || rows.every((r) => numbered.test(r))) {
+          const ordered = numbered.test(rows[0]);
+          const ul = document.createElement(ordered ? "ol" : "ul");
+          rows.forEach((r) => {
+            const li = document.createElement("li");
+            inline(li, r.replace(ordered ? numbered : bullet, ""));
+            ul.appendChild(li);
+          });
+          frag.appendChild(ul);
+          return;
+        }
+        const heading = /^(#{1,6}) (.*)$/.exec(block);
+        const p = document.createElement(heading ? "h3" : "p");
+        lines(p, heading ? heading[2] : block);
+        frag.appendChild(p);
+      });
+    });
+    target.replaceChildren(frag);
+  }
+
+  // --- the message list -------------------------------------------------------------------
+  function bubble(role, text) {
+    const li = document.createElement("li");
+    li.className = "msg " + role;
+    const body = document.createElement("div");
+    body.className = "body";
+    li.appendChild(body);
+    if (role === "user") body.textContent = text;
+    else renderMarkdown(body, text);
+    list.appendChild(li);
+    li.scrollIntoView({ block: "end" });
+    return li;
+  }
+
+  function answer(event) {
+    let a = answers.get(event.id);
+    if (!a) {
+      a = { el: bubble("assistant", ""), text: "", done: false };
+      a.el.dataset.answer = event.id;
+      answers.set(event.id, a);
+    }
+    return a;
+  }
+
+  function onDelta(event) {
+    const a = answer(event);
+    const end = event.at + event.text.length;
+    if (event.at > a.text.length || end <= a.text.length) return; // a gap or already shown
+    a.text += event.text.slice(a.text.length - event.at);
+    a.el.classList.add("streaming");
+    renderMarkdown(a.el.firstChild, a.text);
+    a.el.scrollIntoView({ block: "end" });
+  }
+
+  function onDone(event) {
+    const a = answer(event);
+    a.done = true;
+    a.el.classList.remove("streaming");
+    a.el.classList.add("done");
+  }
+
+  // --- the socket -------------------------------------------------------------------------
+  function setStatus(text, ok) {
+    status.textContent = text;
+    status.classList.toggle("ok", !!ok);
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    socket = new WebSocket(scheme + "//" + location.host + "/ws?csrf=" + encodeURIComponent(csrf));
+    socket.addEventListener("open", () => {
+      const have = {};
+      answers.forEach((a, id) => { have[id] = a.text.length; });
+      socket.send(JSON.stringify({ type: "hello", after: after, have: have }));
+      unacked.forEach((text, id) => socket.send(JSON.stringify({ type: "send", id: id, text: text })));
+    });
+    socket.addEventListener("message", (msg) => {
+      let event;
+      try { event = JSON.parse(msg.data); } catch (e) { return; }
+      switch (event.type) {
+        case "history":
+          event.items.forEach((item) => bubble(item.role === "user" ? "user" : "assistant", item.text));
+          break;
+        case "ready":
+          if (after === null) after = event.seq;
+          retry = 500;
+          setStatus("connected", true);
+          break;
+        case "delta": onDelta(event); break;
+        case "done": onDone(event); break;
+        case "ack": unacked.delete(event.id); break;
+        case "error": setStatus(event.text, false); break;
+      }
+    });
+    socket.addEventListener("close", () => {
+      setStatus("reconnecting…", false);
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 10000);
+    });
+  }
+
+  function newId() {
+    const bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const text = input.value.trim();
+    if (!text) return;
+    const id = newId();
+    unacked.set(id, text);
+    bubble("user", text);
+    input.value = "";
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify({ type: "send", id: id, text: text }));
+    }
+  });
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) {
+      e.preventDefault();
+      form.requestSubmit();
+    }
+  });
+
+  connect();
+})();

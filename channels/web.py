@@ -1,0 +1,161 @@
+"""The web chat channel: the browser page of the web UI, in the same session model as every
+other channel (the gateway stores, dedupes and access-checks its deliveries like any other).
+
+The web UI's WebSocket handler authenticates the person and calls `submit`; answers stream to
+every open page of that person as `delta` events with their character offset, and are kept
+(bounded) so a page that lost its socket gets exactly what it missed when it comes back:
+`attach(after, have)` replays from the offsets it already has. A message the page sends again
+after a reconnect carries the same client id, which is the delivery id: the gateway drops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from bot.errors import ChannelError
+from bot.messages import (
+    Command,
+    Conversation,
+    ConversationKind,
+    Identity,
+    InboundMessage,
+    OutboundMessage,
+    SentRef,
+)
+from channels.base import BaseChannel
+
+#: answers kept for replay; older finished ones are in the session history
+KEEP_ANSWERS = 500
+
+Event = dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Answer:
+    id: str
+    chat_id: str
+    reply_to: str
+    seq: int
+    text: str = ""
+    done: bool = False
+
+
+class WebChannel(BaseChannel):
+    type = "web"
+    max_message_len = 1_000_000
+
+    def __init__(self, name: str = "web") -> None:
+        super().__init__(name)
+        self._answers: OrderedDict[str, _Answer] = OrderedDict()
+        self._listeners: dict[str, set[asyncio.Queue[Event]]] = {}
+        self._seq = itertools.count(1)
+        self.last_seq = 0
+
+    # the web UI's side ----------------------------------------------------------------------
+    async def submit(self, user_id: str, display_name: str, client_id: str, text: str) -> None:
+        """Hand a message to the gateway; returns once it is stored (or was seen before)."""
+        if self.sink is None:
+            raise ChannelError("the web chat is not running")
+        conversation = Conversation(self.name, user_id, ConversationKind.DM)
+        await self.sink(
+            InboundMessage(
+                id=f"{user_id}:{client_id}",
+                identity=Identity(self.name, user_id, display_name),
+                conversation=conversation,
+                text=text,
+                command=Command.parse(text),
+                platform_message_id=client_id,
+            )
+        )
+
+    def attach(
+        self, user_id: str, after: int | None, have: dict[str, int]
+    ) -> tuple[asyncio.Queue[Event], list[Event]]:
+        """Subscribe a page to its person's answers. Returns its queue and what it missed:
+        the rest of the answers it has (from the offsets in `have`), the whole of those it
+        never saw that came after `after` (its first connection), and, for a fresh page
+        (`after` None), the answers still being written. Atomic: nothing can slip between
+        the replay and the subscription."""
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        replay: list[Event] = []
+        for answer in self._answers.values():
+            if answer.chat_id != user_id:
+                continue
+            if answer.id in have:
+                start = have[answer.id]
+            elif (after is None and not answer.done) or (after is not None and answer.seq > after):
+                start = 0
+            else:
+                continue
+            if start < len(answer.text):
+                replay.append(_delta(answer, start, answer.text[start:]))
+            if answer.done:
+                replay.append(_done(answer))
+        self._listeners.setdefault(user_id, set()).add(queue)
+        return queue, replay
+
+    def detach(self, user_id: str, queue: asyncio.Queue[Event]) -> None:
+        listeners = self._listeners.get(user_id)
+        if listeners is not None:
+            listeners.discard(queue)
+            if not listeners:
+                del self._listeners[user_id]
+
+    def publish(self, user_id: str, event: Event) -> None:
+        for queue in self._listeners.get(user_id, ()):
+            queue.put_nowait(event)
+
+    # the gateway's side ---------------------------------------------------------------------
+    async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
+        answer = self._new_answer(message)
+        self._append(answer, text)
+        self._finish(answer)
+        return SentRef(message.conversation, answer.id)
+
+    async def reply(self, template: OutboundMessage, deltas: AsyncIterator[str]) -> list[SentRef]:
+        answer = self._new_answer(template)
+        try:
+            async for delta in deltas:
+                if delta:
+                    self._append(answer, delta)
+        finally:
+            self._finish(answer)
+        return [SentRef(template.conversation, answer.id)]
+
+    def _new_answer(self, message: OutboundMessage) -> _Answer:
+        reply_to = message.reply_to or ""
+        answer_id = reply_to if reply_to and reply_to not in self._answers else uuid.uuid4().hex
+        seq = next(self._seq)
+        self.last_seq = seq
+        answer = _Answer(answer_id, message.conversation.chat_id, reply_to, seq)
+        self._answers[answer_id] = answer
+        while len(self._answers) > KEEP_ANSWERS:
+            self._answers.popitem(last=False)
+        return answer
+
+    def _append(self, answer: _Answer, text: str) -> None:
+        event = _delta(answer, len(answer.text), text)
+        answer.text += text
+        self.publish(answer.chat_id, event)
+
+    def _finish(self, answer: _Answer) -> None:
+        answer.done = True
+        self.publish(answer.chat_id, _done(answer))
+
+
+def _delta(answer: _Answer, at: int, text: str) -> Event:
+    return {"type": "delta", "id": answer.id, "re": answer.reply_to, "at": at, "text": text}
+
+
+def _done(answer: _Answer) -> Event:
+    return {"type": "done", "id": answer.id, "re": answer.reply_to, "at": len(answer.text)}
+
+
+def create(name: str, channel_config: Any, config: Any) -> WebChannel:
+    return WebChannel(name)

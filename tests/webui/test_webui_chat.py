@@ -1,0 +1,132 @@
+"""The web chat over its WebSocket: the `web` channel goes through the gateway's store,
+dedupe and session path; answers stream; a dropped socket resumes without loss or doubling."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+
+from bot.gateway import Gateway
+from tests.fakes.llm import FakeLLM, Reply
+from tests.webui.conftest import SignedIn
+
+LONG = " ".join(f"word{i}" for i in range(120))
+
+
+async def _open(s: SignedIn, after: int | None = None, have: dict[str, int] | None = None) -> Any:
+    ws = await s.http.ws_connect(f"{s.base}/ws?csrf={s.csrf}", headers={"Origin": s.base})
+    await ws.send_json({"type": "hello", "after": after, "have": have or {}})
+    return ws
+
+
+async def _until(ws: aiohttp.ClientWebSocketResponse, kind: str) -> list[dict[str, Any]]:
+    seen = []
+    while True:
+        event = await ws.receive_json(timeout=30)
+        seen.append(event)
+        if event["type"] == kind:
+            return seen
+
+
+def _text(events: list[dict[str, Any]], answer_id: str) -> str:
+    """The answer as a page builds it: each delta applied at its offset, repeats dropped."""
+    text = ""
+    for e in events:
+        if e["type"] == "delta" and e["id"] == answer_id:
+            assert e["at"] <= len(text), "a gap in the stream"
+            text += e["text"][len(text) - e["at"] :]
+    return text
+
+
+async def test_an_answer_streams_and_joins_the_history(
+    gateway: Gateway, signed_in: SignedIn, fake_llm: FakeLLM
+) -> None:
+    fake_llm.push(Reply(text="Hello **there**, owner."))
+    ws = await _open(signed_in)
+    first = await _until(ws, "ready")
+    assert first[0] == {"type": "history", "items": []}
+    await ws.send_json({"type": "send", "id": "msg-00000001", "text": "hi"})
+    events = await _until(ws, "done")
+    assert {"type": "ack", "id": "msg-00000001"} in events
+    assert _text(events, "msg-00000001") == "Hello **there**, owner."
+    await ws.close()
+    status = await gateway.store.inbound.status("web", "owner:msg-00000001")
+    for _ in range(100):
+        if status == "done":
+            break
+        await asyncio.sleep(0.05)
+        status = await gateway.store.inbound.status("web", "owner:msg-00000001")
+    assert status == "done"
+    ws = await _open(signed_in)
+    history = (await _until(ws, "ready"))[0]
+    assert history["items"] == [
+        {"role": "user", "text": "hi"},
+        {"role": "assistant", "text": "Hello **there**, owner."},
+    ]
+    await ws.close()
+
+
+async def test_commands_answer_in_the_chat_as_the_owner(
+    signed_in: SignedIn, fake_llm: FakeLLM
+) -> None:
+    ws = await _open(signed_in)
+    await _until(ws, "ready")
+    await ws.send_json({"type": "send", "id": "cmd-00000001", "text": "/pair NOPE2345"})
+    events = await _until(ws, "done")
+    # an owner-only command runs: the web chat is the owner's, signed in with the password
+    assert "No pending pairing code NOPE2345" in _text(events, "cmd-00000001")
+    assert fake_llm.requests == [] or all("/pair" not in str(r.body) for r in fake_llm.requests)
+    await ws.close()
+
+
+async def test_a_drop_mid_answer_resumes_without_loss_or_doubling(
+    gateway: Gateway, signed_in: SignedIn, fake_llm: FakeLLM
+) -> None:
+    fake_llm.push(Reply(text=LONG, chunk_delay_s=0.02))
+    ws = await _open(signed_in)
+    ready = await _until(ws, "ready")
+    after = ready[-1]["seq"]
+    await ws.send_json({"type": "send", "id": "long-0000001", "text": "talk a while"})
+    got = await _until(ws, "delta")
+    await ws.close()  # the socket drops mid-answer
+    partial = _text(got, "long-0000001")
+    assert 0 < len(partial) < len(LONG)
+    # the page comes back, says what it has, and sends its message again (no ack seen? same id)
+    ws = await _open(signed_in, after=after, have={"long-0000001": len(partial)})
+    await ws.send_json({"type": "send", "id": "long-0000001", "text": "talk a while"})
+    rest = await _until(ws, "done")
+    await ws.close()
+    events = [e for e in got if e["type"] == "delta"] + rest
+    assert _text(events, "long-0000001") == LONG
+    # the second send was a duplicate delivery: one model call, one stored turn
+    chats = fake_llm.calls(path="/v1/chat/completions")
+    assert len(chats) == 1
+    assert gateway.metrics.duplicates.labels("web")._value.get() == 1
+
+
+async def test_a_page_that_missed_a_whole_answer_gets_it_on_resume(
+    signed_in: SignedIn, fake_llm: FakeLLM
+) -> None:
+    fake_llm.push(Reply(text="all of it"))
+    ws = await _open(signed_in)
+    after = (await _until(ws, "ready"))[-1]["seq"]
+    await ws.send_json({"type": "send", "id": "gone-0000001", "text": "hello"})
+    await _until(ws, "ack")
+    await ws.close()  # gone before any of the answer arrived
+    await asyncio.sleep(0.5)
+    ws = await _open(signed_in, after=after, have={})
+    events = await _until(ws, "done")
+    assert _text(events, "gone-0000001") == "all of it"
+    await ws.close()
+
+
+async def test_bad_frames_are_refused_without_harm(signed_in: SignedIn) -> None:
+    ws = await _open(signed_in)
+    await _until(ws, "ready")
+    await ws.send_str("not json")
+    await ws.send_json({"type": "send", "id": "x", "text": "id too short"})
+    event = await ws.receive_json(timeout=10)
+    assert event == {"type": "error", "text": "bad message id"}
+    await ws.close()
