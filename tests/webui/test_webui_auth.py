@@ -151,7 +151,9 @@ async def test_websocket_needs_the_token_and_this_origin(gateway: Gateway) -> No
 
 
 async def test_pages_have_a_strict_policy_and_no_inline_script(signed_in: Any) -> None:
-    for path in ["/", "/login"]:
+    from bot.webui.panel import TABS
+
+    for path in ["/", "/login", *(href for href, _ in TABS)]:
         async with signed_in.http.get(signed_in.base + path) as resp:
             html = await resp.text()
             policy = resp.headers["Content-Security-Policy"]
