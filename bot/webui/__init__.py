@@ -25,3 +25,4 @@ async def start_webui(gw: Gateway, http: HttpServer) -> None:
     ui = WebUI(gw, auth)
     for method, path, handler in ui.routes():
         http.add_route(method, path, handler, public=True)
+    http.app.on_shutdown.append(ui.chat.close_all)

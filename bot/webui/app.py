@@ -39,7 +39,8 @@ _SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # not no-referrer: under it a browser sends `Origin: null` with our own form posts
+    "Referrer-Policy": "same-origin",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 _TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
@@ -60,6 +61,9 @@ class WebUI:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        from bot.webui.chat import ChatSocket
+
+        self.chat = ChatSocket(self)
         #: name -> (bytes, content type, etag), read once at start
         self.assets: dict[str, tuple[bytes, str, str]] = {}
         for path in sorted((_HERE / "static").iterdir()):
@@ -68,7 +72,6 @@ class WebUI:
             self.assets[path.name] = (body, _TYPES.get(path.suffix, "text/plain"), etag)
 
     def routes(self) -> list[tuple[str, str, Handler]]:
-        from bot.webui.chat import ChatSocket
         from bot.webui.panel import Panel
 
         routes: list[tuple[str, str, Handler]] = [
@@ -77,7 +80,7 @@ class WebUI:
             ("GET", "/login", self.page(self._login_form, login=False)),
             ("POST", "/login", self.page(self._login, login=False)),
             ("POST", "/logout", self.page(self._logout)),
-            ("GET", "/ws", self.page(ChatSocket(self).handle)),
+            ("GET", "/ws", self.page(self.chat.handle)),
         ]
         routes += [("GET", f"/static/{name}", self._asset) for name in self.assets]
         routes += [(m, p, self.page(h)) for m, p, h in Panel(self).routes()]

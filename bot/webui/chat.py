@@ -51,6 +51,12 @@ class WebChatHub(Protocol):
 class ChatSocket:
     def __init__(self, ui: WebUI) -> None:
         self.ui = ui
+        self.open: set[web.WebSocketResponse] = set()
+
+    async def close_all(self, app: web.Application) -> None:
+        """On shutdown: a page that is still open must not hold the server's stop."""
+        for ws in list(self.open):
+            await ws.close(code=1001, message=b"server stopping")
 
     @property
     def hub(self) -> WebChatHub:
@@ -65,6 +71,7 @@ class ChatSocket:
             raise web.HTTPForbidden(text="missing or wrong CSRF token")
         ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=_MAX_FRAME)
         await ws.prepare(request)
+        self.open.add(ws)
         queue: asyncio.Queue[Event] | None = None
         pump: asyncio.Task[None] | None = None
         try:
@@ -82,6 +89,7 @@ class ChatSocket:
             pump = asyncio.create_task(_pump(queue, ws))
             await self._read(ws, session, queue)
         finally:
+            self.open.discard(ws)
             if pump is not None:
                 pump.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -130,3 +130,23 @@ async def test_bad_frames_are_refused_without_harm(signed_in: SignedIn) -> None:
     event = await ws.receive_json(timeout=10)
     assert event == {"type": "error", "text": "bad message id"}
     await ws.close()
+
+
+async def test_stopping_the_gateway_closes_open_chats(make_config: Any, fake_llm: FakeLLM) -> None:
+    from tests.webui.conftest import base_url, client, gateway_config, page_csrf, set_up
+
+    gw = await Gateway(gateway_config(make_config, fake_llm)).start()
+    try:
+        async with client() as http:
+            await set_up(http, gw)
+            async with http.get(base_url(gw) + "/") as resp:
+                s = SignedIn(http, base_url(gw), page_csrf(await resp.text()))
+            ws = await _open(s)
+            await _until(ws, "ready")
+            # an open page must not hold the stop for the server's 60 s shutdown timeout
+            async with asyncio.timeout(30):
+                await gw.stop()
+                msg = await ws.receive()
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    finally:
+        await gw.stop()

@@ -1,0 +1,235 @@
+"""The web UI in a real headless Chromium (Debian's `chromium`, driven by Playwright): setup
+code -> password -> a streamed answer -> approve a pairing -> forget a memory -> cancel a
+reminder -> log out; hostile model output and names stay text; cookie flags and CSRF hold
+against a page of another origin; a WebSocket dropped mid-answer resumes exactly.
+
+Screenshots of each page go to the test's tmp folder for review.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from playwright.async_api import Browser, Page, WebSocketRoute, async_playwright, expect
+
+from bot.gateway import Gateway
+from bot.messages import Identity
+from tests.fakes.llm import FakeLLM, Reply
+from tests.webui.conftest import PASSWORD, base_url, gateway_config
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="the browser tests need Chromium: apt-get install chromium"
+    ),
+    pytest.mark.slow,
+]
+HOSTILE = (
+    "Here you go <img src=x onerror=\"alert('img')\"> and <script>alert('script')</script>\n\n"
+    "[click me](javascript:alert('link')) [docs](https://example.org/docs)\n\n"
+    "```html\n<b onmouseover=alert('code')>bold</b>\n```"
+)
+LONG = " ".join(f"word{i}" for i in range(150))
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    args = ["--no-sandbox"] if os.geteuid() == 0 else []  # Chromium refuses root otherwise
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=args)
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+async def gw(make_config: Any, fake_llm: FakeLLM) -> AsyncIterator[Gateway]:
+    config = gateway_config(make_config, fake_llm, memory={"enabled": True, "embedders": []})
+    async with Gateway(config) as gateway:
+        yield gateway
+
+
+class Dialogs:
+    """Every alert/confirm a page opens: an XSS that ran would show up here."""
+
+    def __init__(self, page: Page) -> None:
+        self.seen: list[str] = []
+        page.on("dialog", self._on_dialog)
+
+    async def _on_dialog(self, dialog: Any) -> None:
+        self.seen.append(dialog.message)
+        await dialog.dismiss()
+
+
+async def _set_up(page: Page, gw: Gateway, shots: Path) -> None:
+    await page.goto(base_url(gw) + "/")
+    await page.screenshot(path=shots / "1-welcome.png", full_page=True)
+    await page.fill("#code", gw.setup_code or "")
+    await page.fill("#password", PASSWORD)
+    await page.fill("#confirm", PASSWORD)
+    await page.click("#welcome button[type=submit]")
+    await expect(page.locator("#admin-token")).to_be_visible()
+    await page.screenshot(path=shots / "2-set-up.png", full_page=True)
+    await page.click("#to-chat")
+    await expect(page.locator("#status")).to_have_text("connected")
+
+
+async def _ask(page: Page, text: str) -> Any:
+    answers = page.locator(".msg.assistant.done")
+    before = await answers.count()
+    await page.fill("#input", text)
+    await page.press("#input", "Enter")
+    await expect(answers).to_have_count(before + 1, timeout=30_000)
+    return answers.nth(before)
+
+
+async def test_the_owner_flow_end_to_end(
+    browser: Browser, gw: Gateway, fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    shots = tmp_path
+    page = await browser.new_page(viewport={"width": 1100, "height": 760})
+    dialogs = Dialogs(page)
+    await _set_up(page, gw, shots)
+
+    fake_llm.push(Reply(text="Hello! Here is **bold** and `code`:\n\n```python\nprint('hi')\n```"))
+    answer = await _ask(page, "hello there")
+    await expect(answer.locator("strong")).to_have_text("bold")
+    await expect(answer.locator("pre code")).to_have_text("print('hi')")
+    await page.screenshot(path=shots / "3-chat.png", full_page=True)
+
+    # a pairing request from someone whose name is an attack
+    code = await gw.store.access.issue_code(
+        "PAIRME23", "tg", "777", "<img src=x onerror=\"alert('name')\">Eve", 3600, 100
+    )
+    assert code is not None
+    await page.click("nav >> text=Panel")
+    await expect(page.locator("#pending .name")).to_contain_text("<img src=x")
+    assert await page.locator("#pending img").count() == 0
+    await page.screenshot(path=shots / "4-panel.png", full_page=True)
+    await page.click("[data-approve=PAIRME23]")
+    await expect(page.locator("#note")).to_contain_text("approved")
+    assert await gw.store.access.is_paired("tg", "777")
+
+    memory = gw.deps.memory
+    assert memory is not None
+    person = await gw.store.identities.touch(Identity("tg", "777", "Eve"))
+    item = await memory.save(person, "Eve's door code is 4321")
+    await page.goto(f"{base_url(gw)}/panel/memory?person={person}")
+    await expect(page.locator(".memory-text")).to_have_text("Eve's door code is 4321")
+    await page.screenshot(path=shots / "5-memory.png", full_page=True)
+    await page.click(f"[data-forget='{item}']")
+    await expect(page.locator("#note")).to_contain_text("forgot 1")
+    assert await memory.repo.items(person) == []
+
+    await page.click(".tabs >> text=Reminders")
+    await page.fill("#reminder-text", "in 3 hours call the vet")
+    await page.click("#new-reminder button")
+    await expect(page.locator("#jobs")).to_contain_text("call the vet")
+    await page.screenshot(path=shots / "6-reminders.png", full_page=True)
+    await page.click("[data-cancel]")
+    await expect(page.locator("#note")).to_have_text("cancelled")
+    await expect(page.locator("#jobs")).to_contain_text("No open reminders")
+
+    for href in ("/panel/usage", "/panel/sessions", "/panel/providers", "/panel/config"):
+        await page.goto(base_url(gw) + href)
+        await page.screenshot(path=shots / f"7-{href.rsplit('/', 1)[1]}.png", full_page=True)
+
+    await page.click("#logout")
+    await expect(page).to_have_url(base_url(gw) + "/login")
+    await page.screenshot(path=shots / "8-logged-out.png", full_page=True)
+    await page.goto(base_url(gw) + "/panel")
+    await expect(page).to_have_url(base_url(gw) + "/login")
+    assert dialogs.seen == []
+
+
+async def test_hostile_model_output_stays_text(
+    browser: Browser, gw: Gateway, fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    page = await browser.new_page()
+    dialogs = Dialogs(page)
+    await _set_up(page, gw, tmp_path)
+    fake_llm.push(Reply(text=HOSTILE))
+    answer = await _ask(page, "say something nasty")
+    await expect(answer).to_contain_text("<img src=x")
+    await expect(answer).to_contain_text("<script>alert('script')</script>")
+    assert await page.locator("#messages img, #messages script, #messages b").count() == 0
+    links = answer.locator("a")
+    await expect(links).to_have_count(1)  # the javascript: one stayed text
+    assert await links.first.get_attribute("href") == "https://example.org/docs"
+    await expect(answer.locator("pre code")).to_contain_text("<b onmouseover")
+    await page.reload()  # the same text from the stored history
+    await expect(page.locator(".msg.assistant")).to_contain_text("<script>alert('script')")
+    assert await page.locator("#messages img, #messages script, #messages b").count() == 0
+    await page.hover("#messages pre")
+    await page.screenshot(path=tmp_path / "xss.png", full_page=True)
+    assert dialogs.seen == []
+
+
+async def test_cookie_flags_and_csrf_from_another_origin(
+    browser: Browser, gw: Gateway, tmp_path: Path
+) -> None:
+    context = await browser.new_context()
+    page = await context.new_page()
+    await _set_up(page, gw, tmp_path)
+    cookies = {c["name"]: c for c in await context.cookies()}
+    session = cookies["decapod_session"]
+    assert session["httpOnly"] and session["sameSite"] == "Strict"
+    assert await page.evaluate("document.cookie") == ""  # script cannot read it
+
+    # a page on another origin posts to the gateway: no cookie goes with it, and no token
+    async def evil(request: web.Request) -> web.Response:
+        return web.Response(
+            text=f'<form method="post" action="{base_url(gw)}/logout">'
+            '<button id="go">win a prize</button></form>',
+            content_type="text/html",
+        )
+
+    app = web.Application()
+    app.router.add_get("/", evil)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        attacker = await context.new_page()
+        await attacker.goto(f"http://localhost:{port}/")
+        async with attacker.expect_response(base_url(gw) + "/logout") as info:
+            await attacker.click("#go")
+        assert (await info.value).status == 403
+    finally:
+        await runner.cleanup()
+    await page.goto(base_url(gw) + "/panel")
+    await expect(page).to_have_url(base_url(gw) + "/panel")  # still signed in
+
+
+async def test_a_socket_dropped_mid_answer_resumes_exactly(
+    browser: Browser, gw: Gateway, fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    page = await browser.new_page()
+    routes: list[WebSocketRoute] = []
+
+    def through(ws: WebSocketRoute) -> None:
+        routes.append(ws)
+        ws.connect_to_server()
+
+    await page.route_web_socket("**/ws*", through)
+    await _set_up(page, gw, tmp_path)
+    fake_llm.push(Reply(text=LONG, chunk_delay_s=0.03))
+    await page.fill("#input", "talk for a while")
+    await page.press("#input", "Enter")
+    await expect(page.locator(".msg.assistant.streaming")).to_have_count(1, timeout=30_000)
+    await routes[-1].close()  # the connection drops mid-answer
+    await expect(page.locator("#status")).to_have_text("reconnecting…")
+    await expect(page.locator(".msg.assistant.done")).to_have_count(1, timeout=30_000)
+    assert len(routes) >= 2
+    await expect(page.locator(".msg.assistant")).to_have_count(1)
+    await expect(page.locator(".msg.assistant")).to_have_text(LONG)
+    await expect(page.locator(".msg.user")).to_have_count(1)
+    assert len(fake_llm.calls(path="/v1/chat/completions")) == 1
+    await page.screenshot(path=tmp_path / "resumed.png", full_page=True)
