@@ -1,5 +1,5 @@
 """`make bench`: every figure the code supports (P1-P10, the failover overhead, memory recall,
-web_fetch overhead), side by side with nanobot where it has the figure, as one table;
+web_fetch overhead, the web UI), side by side with nanobot where it has the figure, as one table;
 bench/results.json keeps the figures, the machine and the versions measured.
 
     python -m bench [--quick] [--only P1,P4] [--no-peer]
@@ -31,7 +31,7 @@ from typing import Any
 from bench.common import FakeLLMProcess
 from bench.table import Row, kb, mb, ms, ratio, render, sec, verdict
 
-FIGURES = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10", "FO", "ME", "WF")
+FIGURES = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10", "FO", "ME", "WF", "UI")
 PEER_FIGURES = {"P1", "P4", "P5", "P7"}
 RESULTS = Path(__file__).resolve().parent / "results.json"
 CHANNELS = ("telegram", "slack", "discord")
@@ -371,6 +371,37 @@ def _rows(r: dict[str, Any], peer: dict[str, Any] | None, only: set[str]) -> lis
             )
         else:
             rows.append(missing("WF", "web_fetch overhead", "", "web_bench"))
+    if "UI" in only:
+        ui = r.get("webui")
+        if ui:
+            rows += [
+                Row(
+                    "web UI: TTFB of / p50",
+                    ms(ui["page_ttfb_p50_ms"]),
+                    "",
+                    "info",
+                    notes=[f"p95 {ms(ui['page_ttfb_p95_ms'])}; the signed-in chat page"],
+                ),
+                Row(
+                    "web UI: chat answer TTFB p50",
+                    ms(ui["answer_ttfb_p50_ms"]),
+                    "",
+                    "info",
+                    notes=[
+                        f"p95 {ms(ui['answer_ttfb_p95_ms'])}; send -> first streamed text over "
+                        "the WebSocket, the fake LLM answering at once"
+                    ],
+                ),
+                Row(
+                    "web UI: chat page weight",
+                    kb(ui["page_weight_bytes"]),
+                    "< 100 KB",
+                    verdict(ui["page_weight_ok"]),
+                    notes=[f"HTML {kb(ui['html_bytes'])} + CSS and JS {kb(ui['asset_bytes'])}"],
+                ),
+            ]
+        else:
+            rows.append(missing("UI", "web UI", "", "webui_bench"))
     return rows
 
 
@@ -425,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
             _step("memory_eval", lambda: {"memory_eval": _module_run("memory_eval", q)()}, results)
         if "WF" in only:
             _step("web_bench", _module_run("web_bench", q), results)
+        if "UI" in only:
+            _step("webui_bench", _module_run("webui_bench", q), results)
         if only & PEER_FIGURES and not args.no_peer:
             print("\n== nanobot (peer)", flush=True)
             peer_started = time.perf_counter()
