@@ -19,6 +19,7 @@ from aiohttp import web
 
 from bot.errors import ConfigError
 from bot.messages import Conversation, ConversationKind, Identity
+from bot.store.memory import SHARED
 from bot.webui.charts import usage_chart
 
 if TYPE_CHECKING:
@@ -105,14 +106,15 @@ class Panel:
         memory = self.gw.deps.memory
         owners = set(await memory.repo.owners()) if memory is not None else set()
         owners |= {r.person_id for r in await self.ui.panel_queries.identities()}
-        return sorted(owners)
+        # shared knowledge is the knowledge folder's, edited there, not a person's memory
+        return sorted(owners - {SHARED})
 
     async def memory(self, request: web.Request) -> web.StreamResponse:
         memory = self.gw.deps.memory
         person = request.query.get("person", "")
         query = request.query.get("q", "").strip()
         items: list[Any] = []
-        if memory is not None and person:
+        if memory is not None and person and person != SHARED:
             if query:
                 hits = await memory.search(person, query, limit=50, include_shared=False)
                 items = [(h.item_id, h.kind, h.text, h.updated_at) for h in hits]
@@ -135,7 +137,7 @@ class Panel:
         memory = self.gw.deps.memory
         form = await self._form(request)
         person = form.get("person", "")
-        if memory is None or not person or not form.get("item", "").isdigit():
+        if memory is None or person in ("", SHARED) or not form.get("item", "").isdigit():
             raise web.HTTPBadRequest(text="memory is off, or no person or item given")
         gone = await memory.forget(person, item_ids=[int(form["item"])])
         log.info("web UI: forgot %d memory items of %s", len(gone), person)
@@ -146,7 +148,7 @@ class Panel:
 
         memory = self.gw.deps.memory
         person = (await self._form(request)).get("person", "")
-        if memory is None or not person:
+        if memory is None or person in ("", SHARED):
             raise web.HTTPBadRequest(text="memory is off, or no person given")
         text = person_markdown(person, await memory.repo.items(person))
         return web.Response(
