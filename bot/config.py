@@ -17,6 +17,7 @@ from bot.channel_configs.slack import SlackChannelConfig
 from bot.channel_configs.telegram import TelegramChannelConfig
 from bot.config_base import ChannelAccessConfig, GroupConfig, Section
 from bot.errors import ConfigError
+from bot.mcp.config import McpConfig
 from bot.memory.config import MemoryConfig
 from bot.providers.config import ModelsConfig, ProviderConfig, check_model_refs
 from bot.sandbox.config import SandboxConfig
@@ -119,6 +120,7 @@ class Config(_Section):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    mcp: McpConfig = Field(default_factory=McpConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
 
@@ -153,6 +155,7 @@ def secret_from_env(env_name: str, key_path: str) -> str:
 
 
 _CHANNEL_TYPES = frozenset({"console", "telegram", "slack", "discord"})
+_MCP_TRANSPORTS = frozenset({"stdio", "http", "sse"})
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
@@ -160,6 +163,9 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     # a channel table's loc carries the union's tag (channels.tg.telegram.x): not a key
     if len(parts) > 2 and parts[0] == "channels" and parts[2] in _CHANNEL_TYPES:
         del parts[2]
+    # so does an MCP server's (mcp.servers.files.stdio.command)
+    if len(parts) > 3 and parts[:2] == ["mcp", "servers"] and parts[3] in _MCP_TRANSPORTS:
+        del parts[3]
     return ".".join(parts)
 
 
@@ -172,6 +178,8 @@ def format_validation_error(exc: ValidationError) -> str:
             msg = "unknown key (not one this version understands; check the spelling)"
         elif err["type"] == "missing":
             msg = "required key is missing"
+        elif err["type"] == "union_tag_not_found":
+            msg = f"required key {err.get('ctx', {}).get('discriminator', '')} is missing"
         lines.append(f"{loc or '(top level)'}: {msg}")
     return "\n".join(lines)
 

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.agent import Agent, AgentSettings
 from bot.builtin import VERSION_LINE, builtin_tools, register_builtin_commands, uptime_text
@@ -30,6 +30,9 @@ from bot.store import Store
 from bot.tools import ToolPolicy, ToolRegistry
 from bot.turns import TurnRunner
 from channels import Channel, create_channel
+
+if TYPE_CHECKING:
+    from bot.mcp.manager import McpManager
 
 log = logging.getLogger("decapod.gateway")
 turn_log = logging.getLogger("decapod.turn")
@@ -59,6 +62,7 @@ class Gateway:
         self.agent: Agent | None = None
         self.policy = ToolPolicy()
         self.sandbox_status = "off (sandbox.backend = none)"
+        self.mcp: McpManager | None = None
         self.access: AccessControl = build_access(config, self.store)
         self.http: Any = None
         #: printed to the terminal by `decapod run` until an admin credential exists
@@ -122,6 +126,8 @@ class Gateway:
         if cfg.memory.enabled:
             await features.start_memory(self, self._stack)
         await features.start_scheduler(self, self._stack)
+        if cfg.mcp.servers:
+            await features.start_mcp(self, self._stack)
         self.agent = Agent(
             self.provider,
             self.tools,
@@ -275,6 +281,8 @@ class Gateway:
             f"session: {key} ({len(session.history or [])} recent messages)",
             f"uptime: {uptime_text(self._started)}; active turns: {self.sessions.active}",
         ]
+        if self.mcp is not None:
+            lines += self.mcp.status_lines()
         return "\n".join(lines)
 
     async def notify_owner(self, text: str) -> None:

@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 
 from bot.errors import SandboxError
@@ -33,6 +34,8 @@ from bot.sandbox.workspace import WorkspaceManager
 _PROBE_TIMEOUT_S = 10.0
 _TMP_BYTES = 64 << 20
 _ETC_FILES = ("/etc/alternatives", "/etc/ssl", "/etc/ld.so.cache")
+#: name resolution, for a server that may use the network
+_NET_ETC_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf")
 
 
 class LocalBackend(ABC):
@@ -144,10 +147,44 @@ class BwrapBackend(LocalBackend):
         return self.drop_to is not None
 
     def _command(self, path: Path, argv: list[str]) -> tuple[list[str], dict[str, str]]:
+        args = [*self._profile(path), "--clearenv"]
+        env = sandbox_env()
+        for key, value in env.items():
+            args += ["--setenv", key, value]
+        return [*args, "--", *argv], env
+
+    def server_command(
+        self,
+        path: Path,
+        argv: list[str],
+        limits: Limits,
+        *,
+        network: bool = False,
+        ro_binds: Sequence[tuple[str, str]] = (),
+        rw_binds: Sequence[tuple[str, str]] = (),
+    ) -> list[str]:
+        """The whole launcher argv for a long-lived server (an MCP server over stdio) in the
+        exec profile, with `path` at /work and the (host, inside) binds. Its environment is
+        the one the launcher starts with, so secret values never appear in an argv; no
+        cgroup, the rlimits bound it."""
+        prefix = launch_prefix(
+            self.tools, limits, None, drop_to=self.drop_to, stage_workspace=self._stages_workspace()
+        )
+        extra: list[str] = []
+        for source, dest in ro_binds:
+            extra += ["--ro-bind", source, dest]
+        for source, dest in rw_binds:
+            extra += ["--bind", source, dest]
+        return [*prefix, *self._profile(path, network=network, extra=extra), "--", *argv]
+
+    def _profile(
+        self, path: Path, *, network: bool = False, extra: Sequence[str] = ()
+    ) -> list[str]:
         source = STAGED_WORKSPACE if self._stages_workspace() else str(path)
         args = [
             self.bwrap,
             "--unshare-all",
+            *(["--share-net"] if network else []),
             "--unshare-user",
             "--disable-userns",  # no nested user namespaces: the kernel surface they open
             "--uid", "1000",
@@ -162,21 +199,18 @@ class BwrapBackend(LocalBackend):
             "--symlink", "usr/lib", "/lib",
             "--symlink", "usr/lib64", "/lib64",
         ]  # fmt: skip
-        for etc in _ETC_FILES:
+        for etc in _ETC_FILES + (_NET_ETC_FILES if network else ()):
             args += ["--ro-bind-try", etc, etc]
         args += [
             "--proc", "/proc",
             "--dev", "/dev",
             "--size", str(_TMP_BYTES), "--tmpfs", "/tmp",
             "--bind", source, WORK_DIR,
+            *extra,
             "--remount-ro", "/",  # the root tmpfs bwrap builds is writable otherwise
             "--chdir", WORK_DIR,
-            "--clearenv",
         ]  # fmt: skip
-        env = sandbox_env()
-        for key, value in env.items():
-            args += ["--setenv", key, value]
-        return [*args, "--", *argv], env
+        return args
 
     async def _probe(self) -> None:
         self.workspaces.ensure_root()
