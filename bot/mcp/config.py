@@ -145,6 +145,8 @@ class McpConfig(Section):
     max_description_chars: int = Field(default=1_000, ge=80)
     #: how often a quiet server is pinged to find one that stopped answering
     ping_interval_s: float = Field(default=30.0, gt=0)
+    #: a server that does not answer a ping this fast is restarted
+    ping_timeout_s: float = Field(default=10.0, gt=0)
     #: restarts back off exponentially from 1 s up to this
     restart_backoff_max_s: float = Field(default=300.0, ge=1)
     servers: dict[str, McpServerConfig] = Field(default_factory=dict)

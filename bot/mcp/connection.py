@@ -34,7 +34,6 @@ from bot.mcp.transport import TransportOpener
 log = logging.getLogger("decapod.mcp")
 
 CLIENT_INFO = types.Implementation(name="decapod", version=__version__)
-_PING_TIMEOUT_S = 10.0
 _MAX_PAGES = 50
 #: a connection that stayed up this long starts its next backoff from 1 s again
 _STABLE_S = 60.0
@@ -77,6 +76,7 @@ class McpConnection:
         self._ended = False
         self._relist = False
         self._inflight = 0
+        self._attempt: object = None
         self.ready = asyncio.Event()
 
     def describe(self) -> str:
@@ -118,11 +118,14 @@ class McpConnection:
                 self._opener = await self._make_opener()
             except Exception as exc:
                 raise PermanentProblem(str(exc)) from exc
+        # a fresh start: nothing a previous connection left behind wakes this one
         self._ended, self._relist = False, False
+        self._poke.clear()
+        this = self._attempt = object()
         bound = self.entry.startup_timeout_s
         with anyio.CancelScope(deadline=anyio.current_time() + bound) as startup:
             async with Client(
-                self._opener.open(self._end),
+                self._opener.open(lambda: self._end(this)),
                 mode="legacy",
                 cache=None,
                 client_info=CLIENT_INFO,
@@ -154,10 +157,10 @@ class McpConnection:
             if self._inflight:
                 continue
             try:
-                with anyio.fail_after(_PING_TIMEOUT_S):
-                    await client.send_ping()
+                with anyio.fail_after(self.settings.ping_timeout_s):
+                    await client.session.send_ping()
             except TimeoutError:
-                return f"no answer to a ping within {_PING_TIMEOUT_S:g} s"
+                return f"no answer to a ping within {self.settings.ping_timeout_s:g} s"
             except MCPError as exc:
                 return f"a ping failed: {exc.message}"
 
@@ -189,9 +192,14 @@ class McpConnection:
         elif isinstance(message, Exception):
             log.warning("mcp server %s: transport error: %s", self.name, message)
 
-    def _end(self) -> None:
+    def _end(self, attempt: object) -> None:
+        if attempt is not self._attempt:
+            return  # a late word from a connection already replaced
         self._ended = True
         self._poke.set()
+        if self.client is not None:
+            # no turn may be offered or call the tools while the connection winds down
+            self._down("restarting", "the connection closed")
 
     def _set_ready(self, client: Client) -> None:
         self.client = client

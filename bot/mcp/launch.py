@@ -1,7 +1,7 @@
 """How a stdio server is launched: on the host, or through the sandbox's bwrap launcher.
 
-Either way the server's environment is exactly PATH, HOME and the variables its entry names
-(plus LANG and TZ in the sandbox). The values travel in the launcher's environment, never
+Either way the server's environment is exactly a minimal PATH, HOME (its folder), LANG, TZ
+and the variables its entry names. The values travel in the launcher's environment, never
 in an argv, where any local user could read them in /proc. The SDK adds a few login
 variables (USER, LOGNAME, SHELL, TERM) to every server it starts; `env -u` removes them
 again before the server runs.
@@ -82,7 +82,7 @@ def stdio_launch(
         env = sandbox_env() | values
         cwd = str(folder)
     else:
-        env = {"PATH": SANDBOX_PATH, "HOME": str(folder)} | values
+        env = sandbox_env(home=str(folder)) | values
         cwd = entry.cwd or str(folder)
     unset = sorted(_sdk_added_names() - set(env))
     if unset:

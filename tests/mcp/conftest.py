@@ -58,7 +58,7 @@ async def fake() -> AsyncIterator[FakeLLM]:
 def gateway_config(make_config: Any, fake: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("FAKE_LLM_KEY", "sk-fake-llm")
 
-    def build(servers: dict[str, Any], **sections: Any) -> Any:
+    def build(servers: dict[str, Any], mcp: dict[str, Any] | None = None, **sections: Any) -> Any:
         return make_config(
             providers={
                 "fake": {
@@ -80,7 +80,7 @@ def gateway_config(make_config: Any, fake: FakeLLM, monkeypatch: pytest.MonkeyPa
                 }
             },
             sandbox={"backend": "none"},
-            mcp={"servers": servers},
+            mcp={**(mcp or {}), "servers": servers},
             **sections,
         )
 

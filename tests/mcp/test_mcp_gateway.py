@@ -49,7 +49,11 @@ async def test_streamable_http_server_with_a_header_from_the_environment(
         Reply(tool_calls=[ToolCall("c1", "web__header", json.dumps({"name": "authorization"}))]),
         Reply(text="ok"),
     )
-    entry = {"transport": "http", "url": http_server, "headers_env": {"Authorization": "MCP_TEST_TOKEN"}}
+    entry = {
+        "transport": "http",
+        "url": http_server,
+        "headers_env": {"Authorization": "MCP_TEST_TOKEN"},
+    }
     async with running(gateway_config({"web": entry}), "web") as (gw, channel):
         await channel.push("which header?", user="owner")
         await channel.wait_for_messages(1, timeout=60)
