@@ -27,7 +27,7 @@ async def test_tools_appear_with_their_schemas_and_a_call_runs_through_the_agent
         Reply(text="The sum is 42."),
     )
     config = gateway_config({"calc": stdio_entry()})
-    async with running(config, "calc") as (gw, channel):
+    async with running(config, "calc") as (_, channel):
         await channel.push("what is 2 + 40?", user="owner")
         [reply] = await channel.wait_for_messages(1, timeout=60)
     assert reply == "The sum is 42."

@@ -5,7 +5,6 @@ in the background without delaying the gateway, its tools never offered."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
