@@ -30,6 +30,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "models": cmd_memory,
         "reminders": cmd_reminders,
         "discord": cmd_discord,
+        "mcp": cmd_mcp,
     }
     return handlers[args.command](args)
 
@@ -230,6 +231,14 @@ def cmd_discord(args: argparse.Namespace) -> int:
     from channels import discord_cli
 
     return discord_cli.run(args, _config(args))
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from bot.mcp import cli
+
+    config = _config(args)
+    setup_logging("ERROR", "text", None)  # a server's own chatter is not the answer
+    return cli.run(args, config)
 
 
 def cmd_security(args: argparse.Namespace) -> int:

@@ -98,7 +98,7 @@ class McpConnection:
                 self.on_outage(self, str(exc))
                 return
             except Exception as exc:
-                reason = self._explain(exc)
+                reason = self.explain(exc)
             if up_since is not None and time.monotonic() - up_since >= _STABLE_S:
                 failures = 0
             delay = min(self.settings.restart_backoff_max_s, 2.0**failures)
@@ -151,7 +151,7 @@ class McpConnection:
                     with anyio.fail_after(self.entry.startup_timeout_s):
                         await self._list(client)
                 except (TimeoutError, MCPError, ValidationError) as exc:
-                    return f"listing its tools again failed: {self._explain(exc)}"
+                    return f"listing its tools again failed: {self.explain(exc)}"
                 self.on_change(self)
                 continue
             if self._inflight:
@@ -217,7 +217,8 @@ class McpConnection:
     def stopped(self) -> None:
         self._down("stopped", "")
 
-    def _explain(self, exc: BaseException) -> str:
+    def explain(self, exc: BaseException) -> str:
+        """One line on why a connection failed, with the server's last words if any."""
         leaf = _leaf(exc)
         text = leaf.message if isinstance(leaf, MCPError) else str(leaf) or type(leaf).__name__
         said = self._opener.last_words() if self._opener is not None else ""

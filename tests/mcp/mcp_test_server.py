@@ -26,6 +26,7 @@ if "--hang" in sys.argv:
     sys.exit(0)
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ImageContent, TextContent
 
 app = MCPServer("decapod-test")
@@ -87,8 +88,8 @@ def picture() -> list[ImageContent | TextContent]:
 
 @app.tool()
 def fail(reason: str) -> str:
-    """Always fails."""
-    raise ValueError(reason)
+    """Always fails, saying why."""
+    raise ToolError(reason)
 
 
 @app.tool()
