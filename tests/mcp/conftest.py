@@ -59,17 +59,17 @@ def gateway_config(make_config: Any, fake: FakeLLM, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("FAKE_LLM_KEY", "sk-fake-llm")
 
     def build(servers: dict[str, Any], mcp: dict[str, Any] | None = None, **sections: Any) -> Any:
-        return make_config(
-            providers={
+        defaults: dict[str, Any] = {
+            "providers": {
                 "fake": {
                     "base_url": fake.base_url + "/v1",
                     "api_key_env": "FAKE_LLM_KEY",
                     "health_probe": False,
                 }
             },
-            models={"chat": ["fake:m"]},
-            gateway={"owners": ["tg:owner"]},
-            channels={
+            "models": {"chat": ["fake:m"]},
+            "gateway": {"owners": ["tg:owner"]},
+            "channels": {
                 "tg": {
                     "type": "telegram",
                     "access": {
@@ -79,10 +79,9 @@ def gateway_config(make_config: Any, fake: FakeLLM, monkeypatch: pytest.MonkeyPa
                     },
                 }
             },
-            sandbox={"backend": "none"},
-            mcp={**(mcp or {}), "servers": servers},
-            **sections,
-        )
+            "sandbox": {"backend": "none"},
+        }
+        return make_config(**(defaults | sections), mcp={**(mcp or {}), "servers": servers})
 
     return build
 
@@ -125,16 +124,26 @@ def free_port() -> int:
 @pytest.fixture
 def http_server(state: Path) -> Iterator[str]:
     """The test server on streamable HTTP; its URL."""
+    yield from _serve("--http", "/mcp")
+
+
+@pytest.fixture
+def sse_server(state: Path) -> Iterator[str]:
+    """The test server on SSE; its URL."""
+    yield from _serve("--sse", "/sse")
+
+
+def _serve(mode: str, path: str) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, str(SERVER), "--http", str(port)],
+        [sys.executable, str(SERVER), mode, str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
         _wait_for_port(port, proc)
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield f"http://127.0.0.1:{port}{path}"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)

@@ -2,6 +2,7 @@
 
     python mcp_test_server.py            # stdio
     python mcp_test_server.py --http N   # streamable HTTP on 127.0.0.1:N (path /mcp)
+    python mcp_test_server.py --sse N    # SSE on 127.0.0.1:N (path /sse)
     python mcp_test_server.py --hang     # never answers, not even initialize
 
 With MCP_TEST_STATE naming a folder, the server writes `pid` there when it starts and
@@ -15,6 +16,7 @@ import asyncio
 import base64
 import json
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -77,6 +79,16 @@ def peek(path: str) -> str:
 
 
 @app.tool()
+def connect(port: int) -> str:
+    """Whether a TCP connection to 127.0.0.1:port succeeds."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            return "connected"
+    except OSError as exc:
+        return f"cannot connect: {exc.strerror or exc}"
+
+
+@app.tool()
 def picture() -> list[ImageContent | TextContent]:
     """A small picture and a caption."""
     data = base64.b64encode(b"\x89PNG" + b"\0" * 2044).decode()
@@ -124,5 +136,8 @@ if __name__ == "__main__":
     if "--http" in sys.argv:
         port = int(sys.argv[sys.argv.index("--http") + 1])
         app.run("streamable-http", host="127.0.0.1", port=port)
+    elif "--sse" in sys.argv:
+        port = int(sys.argv[sys.argv.index("--sse") + 1])
+        app.run("sse", host="127.0.0.1", port=port)
     else:
         app.run("stdio")

@@ -66,6 +66,21 @@ async def test_streamable_http_server_with_a_header_from_the_environment(
     assert "test-token-123" not in content and "REDACTED" in content
 
 
+async def test_sse_server(gateway_config: Any, fake: FakeLLM, sse_server: str) -> None:
+    fake.push(
+        Reply(tool_calls=[ToolCall("c1", "old__echo", json.dumps({"text": "over sse"}))]),
+        Reply(text="ok"),
+    )
+    entry = {"transport": "sse", "url": sse_server}
+    async with running(gateway_config({"old": entry}), "old") as (gw, channel):
+        await channel.push("echo", user="owner")
+        await channel.wait_for_messages(1, timeout=60)
+        assert gw.mcp is not None
+        [(_, state, detail)] = gw.mcp.states()
+    assert state == "ready" and detail.endswith(f"SSE {sse_server}")
+    assert fake.calls()[1].body["messages"][-1]["content"] == "over sse"
+
+
 async def test_allowlist_and_exclude_decide_which_tools_are_registered(
     gateway_config: Any, state: Any
 ) -> None:

@@ -13,9 +13,24 @@ import mcp
 import pytest
 
 from tests.fakes.llm import FakeLLM, Reply
-from tests.mcp.conftest import SERVER, alive, running, stdio_entry, until
+from tests.mcp.conftest import SERVER, START_S, alive, running, stdio_entry, until
 
 _SDK_LOGIN_VARIABLES = {"USER", "LOGNAME", "SHELL", "TERM"}
+
+
+def _sandboxed(**extra: Any) -> dict[str, Any]:
+    """The SDK test server on the system's Python, the SDK's packages bound read-only (the
+    test sets PYTHONPATH=/opt/site)."""
+    site = Path(mcp.__file__).resolve().parents[1]
+    return {
+        "transport": "stdio",
+        "command": "/usr/bin/python3",
+        "args": ["/opt/srv/" + SERVER.name],
+        "env": ["PYTHONPATH"],
+        "ro_binds": [f"{site}:/opt/site", f"{SERVER.parent}:/opt/srv"],
+        "startup_timeout_s": START_S,
+        **extra,
+    }
 
 
 async def test_s16_a_host_server_sees_only_the_variables_its_entry_names(
@@ -38,19 +53,9 @@ async def test_s16_a_host_server_sees_only_the_variables_its_entry_names(
 async def test_s16_a_sandboxed_server_sees_its_variables_and_folder_and_not_the_home(
     gateway_config: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # the SDK server on the system's Python, with the SDK's packages bound read-only
-    site = Path(mcp.__file__).resolve().parents[1]
     monkeypatch.setenv("PYTHONPATH", "/opt/site")
     monkeypatch.setenv("GATEWAY_ONLY_SECRET", "never-for-servers-0123456789")
-    entry = {
-        "transport": "stdio",
-        "command": "/usr/bin/python3",
-        "args": ["/opt/srv/" + SERVER.name],
-        "env": ["PYTHONPATH"],
-        "ro_binds": [f"{site}:/opt/site", f"{SERVER.parent}:/opt/srv"],
-        "startup_timeout_s": 90,
-    }
-    config = gateway_config({"s": entry})
+    config = gateway_config({"s": _sandboxed()})
     async with running(config, "s") as (gw, _):
         assert gw.mcp is not None
         conn = gw.mcp.connections["s"]
@@ -66,6 +71,21 @@ async def test_s16_a_sandboxed_server_sees_its_variables_and_folder_and_not_the_
     assert env["HOME"] == env["PWD"] == "/work"
     assert work == "listed: " and work_after == "listed: note.txt"
     assert state == "ready" and "stdio, sandboxed (bwrap)" in detail
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+async def test_s16_a_sandboxed_server_reaches_the_network_only_when_allowed(
+    gateway_config: Any, fake: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", "/opt/site")
+    offline, online = _sandboxed(), _sandboxed(network=True)
+    async with running(gateway_config({"off": offline, "on": online}), "off", "on") as (gw, _):
+        assert gw.mcp is not None
+        port = {"port": fake.port}  # listening on the host's loopback
+        refused = await gw.mcp.connections["off"].call("connect", port)
+        reached = await gw.mcp.connections["on"].call("connect", port)
+    assert refused.content[0].text.startswith("cannot connect")  # type: ignore[union-attr]
+    assert reached.content[0].text == "connected"  # type: ignore[union-attr]
 
 
 async def test_s16_a_server_that_never_answers_initialize_does_not_delay_the_gateway(
