@@ -217,6 +217,9 @@ class McpConnection:
     def stopped(self) -> None:
         self._down("stopped", "")
 
+    def fail(self, reason: str) -> None:
+        self._down("failed", reason)
+
     def explain(self, exc: BaseException) -> str:
         """One line on why a connection failed, with the server's last words if any."""
         leaf = _leaf(exc)

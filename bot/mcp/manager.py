@@ -91,8 +91,18 @@ class McpManager:
                 on_outage=self._outage,
             )
             self.connections[name] = conn
-            self._tasks.append(asyncio.create_task(conn.run(), name=f"mcp-{name}"))
+            task = asyncio.create_task(conn.run(), name=f"mcp-{name}")
+            task.add_done_callback(functools.partial(self._ended, conn))
+            self._tasks.append(task)
         self._created.set()
+
+    def _ended(self, conn: McpConnection, task: asyncio.Task[None]) -> None:
+        """A connection's task ends only when stopped or failed for good; anything else is a
+        bug, which takes that server down, never the gateway."""
+        if task.cancelled() or task.exception() is None:
+            return
+        log.error("mcp server %s stopped by an error", conn.name, exc_info=task.exception())
+        conn.fail(f"internal error: {task.exception()!r}")
 
     async def stop(self) -> None:
         running = [t for t in (self._starting, *self._tasks, *self._notices) if t is not None]
