@@ -49,8 +49,9 @@ class StdioLaunch:
 
 def server_folder(home: Path, name: str, owner: tuple[int, int] | None = None) -> Path:
     folder = home / "mcp" / name
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)
+    for private in (folder.parent, folder):
+        private.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(private, 0o700)
     if owner is not None:
         os.chown(folder, *owner)
     return folder

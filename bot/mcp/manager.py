@@ -195,7 +195,8 @@ class McpManager:
                 rows.append((name, "starting", ""))
             elif conn.state == "ready":
                 tools = len(self._registered.get(name, {}))
-                rows.append((name, "ready", f"{tools} tools, {conn.describe()}"))
+                again = f", restarted {conn.restarts}x" if conn.restarts else ""
+                rows.append((name, "ready", f"{tools} tools, {conn.describe()}{again}"))
             else:
                 rows.append((name, conn.state, conn.detail))
         return rows

@@ -135,6 +135,14 @@ def sse_server(state: Path) -> Iterator[str]:
 
 def _serve(mode: str, path: str) -> Iterator[str]:
     port = free_port()
+    proc = start_http_server(mode, port)
+    try:
+        yield f"http://127.0.0.1:{port}{path}"
+    finally:
+        stop_http_server(proc)
+
+
+def start_http_server(mode: str, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, str(SERVER), mode, str(port)],
         stdout=subprocess.DEVNULL,
@@ -143,11 +151,16 @@ def _serve(mode: str, path: str) -> Iterator[str]:
     )
     try:
         _wait_for_port(port, proc)
-        yield f"http://127.0.0.1:{port}{path}"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+    except BaseException:
+        stop_http_server(proc)
+        raise
+    return proc
+
+
+def stop_http_server(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:

@@ -17,7 +17,15 @@ import pytest
 
 from bot.providers.base import ToolCall
 from tests.fakes.llm import FakeLLM, Reply
-from tests.mcp.conftest import alive, running, stdio_entry, until
+from tests.mcp.conftest import (
+    alive,
+    free_port,
+    running,
+    start_http_server,
+    stdio_entry,
+    stop_http_server,
+    until,
+)
 
 
 async def test_a_server_killed_mid_call_gives_the_model_an_error_and_comes_back(
@@ -63,6 +71,7 @@ async def test_tools_are_withdrawn_while_the_server_is_down(
         assert "t__echo" not in gw.tools and conn.state in ("restarting", "starting")
         await asyncio.wait_for(gw.mcp.wait_ready("t"), 90)
         assert "t__echo" in gw.tools
+        assert "restarted 1x" in gw.mcp.states()[0][2]
 
 
 async def test_list_changed_adds_a_tool(gateway_config: Any, fake: FakeLLM, state: Path) -> None:
@@ -122,3 +131,25 @@ async def test_s14_an_mcp_result_makes_later_commands_wait_for_approval(
         assert "ran-it" not in result and "not run" in result
     else:
         assert "ran-it" in result and not any(r.startswith("Approval") for r in replies)
+
+
+async def test_an_http_server_that_goes_away_is_reconnected_when_it_is_back(
+    gateway_config: Any, state: Path
+) -> None:
+    port = free_port()
+    server = start_http_server("--http", port)
+    entry = {"transport": "http", "url": f"http://127.0.0.1:{port}/mcp"}
+    config = gateway_config({"web": entry}, mcp={"ping_interval_s": 0.5, "ping_timeout_s": 2})
+    try:
+        async with running(config, "web") as (gw, _):
+            assert gw.mcp is not None
+            conn = gw.mcp.connections["web"]
+            stop_http_server(server)
+            await until(lambda: conn.state != "ready")
+            assert "web__echo" not in gw.tools
+            server = start_http_server("--http", port)
+            await asyncio.wait_for(gw.mcp.wait_ready("web"), 90)
+            result = await conn.call("echo", {"text": "back"})
+    finally:
+        stop_http_server(server)
+    assert result.content[0].text == "back"  # type: ignore[union-attr]
