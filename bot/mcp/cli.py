@@ -14,11 +14,10 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bot.config import Config
-from bot.mcp.config import HttpServerConfig, StdioServerConfig
-
 if TYPE_CHECKING:
+    from bot.config import Config
     from bot.mcp.build import ServerBuilder
+    from bot.mcp.config import HttpServerConfig, StdioServerConfig
     from bot.mcp.schema import ListedTool
 
 Check = tuple[str, bool, str]

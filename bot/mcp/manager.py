@@ -70,6 +70,12 @@ class McpManager:
 
     async def _start_all(self) -> None:
         try:
+            await self._connect_all()
+        finally:
+            self._created.set()
+
+    async def _connect_all(self) -> None:
+        try:
             # 1-2 s of imports: in a thread, so the event loop keeps starting the gateway
             await asyncio.to_thread(importlib.import_module, "bot.mcp.build")
             await asyncio.to_thread(importlib.import_module, "bot.mcp.connection")
@@ -94,7 +100,6 @@ class McpManager:
             task = asyncio.create_task(conn.run(), name=f"mcp-{name}")
             task.add_done_callback(functools.partial(self._ended, conn))
             self._tasks.append(task)
-        self._created.set()
 
     def _ended(self, conn: McpConnection, task: asyncio.Task[None]) -> None:
         """A connection's task ends only when stopped or failed for good; anything else is a
@@ -116,7 +121,7 @@ class McpManager:
             await self._builder.aclose()
 
     async def wait_ready(self, name: str) -> McpConnection:
-        """Until the server is ready (the caller bounds the wait)."""
+        """Until the server is ready (the caller bounds the wait); KeyError if it never ran."""
         await self._created.wait()
         conn = self.connections[name]
         await conn.ready.wait()
