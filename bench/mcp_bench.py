@@ -20,9 +20,11 @@ from typing import Any
 
 from bench.common import median, pct
 from bot.config import parse_config
+from bot.deps import Deps
 from bot.mcp.manager import McpManager
 from bot.messages import Conversation, ConversationKind, Identity
 from bot.providers.base import ToolCall
+from bot.store import Store
 from bot.tools import ToolContext, ToolRegistry, tool
 
 SERVER = Path(__file__).resolve().parent / "mcp_echo_server.py"
@@ -100,6 +102,7 @@ async def _measure(samples: int) -> dict[str, Any]:
                 identity=Identity("bench", "owner"),
                 conversation=Conversation("bench", "owner", ConversationKind.DM),
                 session_key="bench:dm:owner",
+                deps=Deps(store=Store(Path("/nonexistent/unused.db")), redact=str),
                 role="owner",
             )
             policy = McpToolPolicy(ToolPolicy())

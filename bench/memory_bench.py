@@ -27,6 +27,7 @@ from bench.common import median, pct
 from bot.memory.config import MemoryConfig
 from bot.memory.service import MemoryService
 from bot.memory.text import text_hash
+from bot.security.redact import default_redactor
 from bot.store import Store
 from bot.store.memory import NewChunk, NewItem
 
@@ -72,7 +73,9 @@ async def _build(path: Path, items: int, embedder: RandomUnitEmbedder, seed: int
     rng = random.Random(seed)
     words, weights = _vocabulary(rng)
     async with Store(path) as store:
-        service = MemoryService(store, MemoryConfig(embedders=[]), path.parent)
+        service = MemoryService(
+            store, MemoryConfig(embedders=[]), path.parent, redact=default_redactor().redact
+        )
         await service.repo.reset_vectors(embedder.name, embedder.dim)
         for start in range(0, items, 500):  # the writer runs queued writes in one transaction
             texts = [_sentence(rng, words, weights, rng.randint(8, 30)) for _ in range(500)]
@@ -99,7 +102,11 @@ async def _measure(path: Path, embedder: RandomUnitEmbedder, seed: int) -> dict[
     out: dict[str, Any] = {}
     async with Store(path) as store:
         service = MemoryService(
-            store, MemoryConfig(recency_boost=0.1), path.parent, embedders=[embedder]
+            store,
+            MemoryConfig(recency_boost=0.1),
+            path.parent,
+            embedders=[embedder],
+            redact=default_redactor().redact,
         )
         await service.start(watch=False)
         await service.wait_ready()

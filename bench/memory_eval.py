@@ -32,6 +32,7 @@ from bot.memory.config import MemoryConfig
 from bot.memory.embedders import Embedder, Model2VecEmbedder
 from bot.memory.service import MemoryService
 from bot.memory.text import STOPWORDS
+from bot.security.redact import default_redactor
 from bot.store import Store
 
 DATA = Path(__file__).parent / "data" / "memory_eval.json"
@@ -168,7 +169,9 @@ async def _evaluate(data: Dataset, embedder: Embedder, db: Path) -> dict[str, An
     totals = {mode: dict.fromkeys(KS, 0.0) for mode in MODES}
     async with Store(db) as store:
         config = MemoryConfig(embedders=[], recency_boost=0.0)
-        service = MemoryService(store, config, db.parent, embedders=[embedder])
+        service = MemoryService(
+            store, config, db.parent, embedders=[embedder], redact=default_redactor().redact
+        )
         await service.start(watch=False)
         await service.wait_ready()
         if service.status().mode != "hybrid":

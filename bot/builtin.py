@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field
@@ -14,8 +14,11 @@ from bot.commands import CommandContext, CommandTable
 from bot.errors import ToolError
 from bot.tools import Tool, ToolContext, tool
 
+if TYPE_CHECKING:
+    from bot.gateway import Gateway
 
-def register_builtin_commands(table: CommandTable) -> None:
+
+def register_builtin_commands(table: CommandTable, gateway: Gateway) -> None:
     @table.add("start", "Say hello and show what I can do")
     async def start(ctx: CommandContext) -> str:
         name = ctx.message.identity.display_name or "there"
@@ -28,14 +31,12 @@ def register_builtin_commands(table: CommandTable) -> None:
 
     @table.add("new", "Start a fresh conversation (forget the recent context)")
     async def new(ctx: CommandContext) -> str:
-        gateway = ctx.services["gateway"]
         await gateway.reset_session(ctx.message.session_key)
         return "Started a fresh conversation."
 
     @table.add("status", "Show the model, this session and the gateway's state")
     async def status(ctx: CommandContext) -> str:
-        gateway = ctx.services["gateway"]
-        return str(await gateway.status_text(ctx.message.session_key))
+        return await gateway.status_text(ctx.message.session_key)
 
     @table.add("ask", "Ask a question", usage="<question>", arg_name="question")
     async def ask(ctx: CommandContext) -> str | None:
@@ -69,8 +70,7 @@ async def set_timezone(
 ) -> str:
     """Remember the person's time zone (used for times and reminders)."""
     _zone(zone)
-    store = ctx.services["store"]
-    await store.identities.set_timezone(ctx.identity.key, zone)
+    await ctx.deps.store.identities.set_timezone(ctx.identity.key, zone)
     ctx.timezone = zone
     return f"time zone set to {zone}"
 

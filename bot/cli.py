@@ -68,9 +68,9 @@ def _add_optional_parts(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     memory_cli.add_subparsers(sub)
     scheduler_cli.add_subparsers(sub)
     mcp_cli.add_subparsers(sub)
-    from channels import discord_cli
+    from channels import add_channel_commands
 
-    discord_cli.add_subparsers(sub)
+    add_channel_commands(sub)  # `decapod discord ...`, through the channel registry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,5 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    except operate.CannotRun as exc:
+        print(f"decapod: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

@@ -8,10 +8,10 @@ A handler returns the reply text, or None to let the text go to the model as a n
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 
+from bot.deps import Deps
 from bot.messages import InboundMessage
 
 
@@ -21,8 +21,9 @@ class CommandContext:
     args: str
     person_id: str
     role: str  # owner | operator | user
-    #: what handlers may use, by name: "gateway", "store", "memory", "scheduler", ...
-    services: dict[str, Any] = field(default_factory=dict)
+    #: what handlers may use (store, memory, scheduler, ...); commands that steer the
+    #: gateway itself close over it when they are registered
+    deps: Deps
 
 
 CommandHandler = Callable[[CommandContext], Awaitable[str | None]]
@@ -71,7 +72,7 @@ class CommandTable:
     def get(self, name: str) -> CommandSpec | None:
         return self._specs.get(name)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[CommandSpec]:
         return iter(self._specs.values())
 
     def __len__(self) -> int:

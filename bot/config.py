@@ -22,6 +22,7 @@ from bot.memory.config import MemoryConfig
 from bot.providers.config import ModelsConfig, ProviderConfig, check_model_refs
 from bot.sandbox.config import SandboxConfig
 from bot.scheduler.config import SchedulerConfig
+from bot.web.config import WebConfig
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are Decapod, a helpful personal assistant chatting through a messaging app. "
@@ -121,6 +122,7 @@ class Config(_Section):
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     mcp: McpConfig = Field(default_factory=McpConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
 
@@ -156,15 +158,18 @@ def secret_from_env(env_name: str, key_path: str) -> str:
 
 _CHANNEL_TYPES = frozenset({"console", "telegram", "slack", "discord"})
 _MCP_TRANSPORTS = frozenset({"stdio", "http", "sse"})
+_SEARCH_TYPES = frozenset({"searxng", "brave", "tavily"})
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
     parts = [str(p) for p in loc if not str(p).startswith("function-")]
-    # a channel table's loc carries the union's tag (channels.tg.telegram.x): not a key
+    # a tagged table's loc carries the union's tag (channels.tg.telegram.x,
+    # web.search.0.brave.x, mcp.servers.files.stdio.command): not a key
     if len(parts) > 2 and parts[0] == "channels" and parts[2] in _CHANNEL_TYPES:
         del parts[2]
-    # so does an MCP server's (mcp.servers.files.stdio.command)
     if len(parts) > 3 and parts[:2] == ["mcp", "servers"] and parts[3] in _MCP_TRANSPORTS:
+        del parts[3]
+    if len(parts) > 3 and parts[:2] == ["web", "search"] and parts[3] in _SEARCH_TYPES:
         del parts[3]
     return ".".join(parts)
 

@@ -1,21 +1,24 @@
 """The optional parts, wired into a starting gateway: the sandbox (exec and file tools),
-memory, the scheduler, and MCP servers. Each start function registers its tools and commands
-and pushes its own stop onto the gateway's exit stack."""
+memory, the scheduler, the web tools and MCP servers. Each start function registers its
+tools and commands and pushes its own stop onto the gateway's exit stack."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
 from bot.commands import CommandContext
-from bot.errors import ConversationGone
+from bot.deps import SandboxDeps
+from bot.errors import ConfigError, ConversationGone
 from bot.messages import Conversation, ConversationKind, OutboundMessage
 
 if TYPE_CHECKING:
     from bot.gateway import Gateway
-    from bot.sandbox import PendingApproval
+    from bot.sandbox import InMemoryApprovalBroker, PendingApproval
     from bot.store.jobs import Job
+    from bot.web.save import WorkspaceSaver
 
 log = logging.getLogger("decapod.gateway")
 
@@ -40,11 +43,13 @@ async def start_sandbox(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
         log.info(
             "removed %d workspaces unused for %d days", len(pruned), cfg.workspace_max_age_days
         )
-    gw.services.update(sandbox=backend, workspaces=workspaces, sandbox_config=cfg, approvals=broker)
+    gw.deps = dataclasses.replace(
+        gw.deps, sandbox=SandboxDeps(cfg, workspaces, backend, approvals=broker)
+    )
     for t in sandbox_tools():
         gw.tools.register(t)
     gw.policy = SandboxToolPolicy(cfg)
-    _register_approval_commands(gw)
+    _register_approval_commands(gw, broker)
 
 
 async def start_memory(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
@@ -53,10 +58,10 @@ async def start_memory(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
     memory = MemoryService(gw.store, gw.config.memory, gw.config.home, redact=gw.redactor.redact)
     await memory.start()
     stack.push_async_callback(memory.stop)
-    gw.services["memory"] = memory
+    gw.deps = dataclasses.replace(gw.deps, memory=memory)
     for t in memory_tools():
         gw.tools.register(t)
-    register_memory_commands(gw.commands)
+    register_memory_commands(gw.commands, on_linked=gw.forget_persons)
 
 
 async def start_scheduler(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
@@ -66,12 +71,71 @@ async def start_scheduler(gw: Gateway, stack: contextlib.AsyncExitStack) -> None
     if "default_timezone" not in cfg.model_fields_set:
         cfg = cfg.model_copy(update={"default_timezone": gw.config.gateway.timezone})
     scheduler = Scheduler(gw.store, _ChannelDeliverer(gw), _TaskRunner(gw), config=cfg)
-    gw.services["scheduler"] = scheduler
+    gw.deps = dataclasses.replace(gw.deps, scheduler=scheduler)
     for t in scheduler_tools():
         gw.tools.register(t)
     register_scheduler_commands(gw.commands)
     gw.start_after_channels.append(scheduler.start)
     stack.push_async_callback(scheduler.stop)
+
+
+async def start_web(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
+    """web_fetch (behind the address guard) when the extractor is installed, web_search when
+    a provider is configured. Runs after start_sandbox: save_as needs its workspaces, and
+    the web policy wraps the sandbox's."""
+    from bot.config import secret_from_env
+    from bot.web import net
+    from bot.web.extract import extractor_installed
+    from bot.web.fetch import Fetcher
+    from bot.web.guard import AddressGuard
+    from bot.web.search import SearchChain, build_provider
+    from bot.web.tools import WebTools
+
+    cfg = gw.config.web
+    network = net.system_network()
+    fetcher = None
+    if extractor_installed():
+        guard = AddressGuard(allow_private=cfg.allow_private, allow_hosts=cfg.allow_hosts)
+        session = net.open_session(network, user_agent=cfg.user_agent, guard=guard)
+        stack.push_async_callback(session.close)
+        fetcher = Fetcher(cfg, session, guard)
+    elif "enabled" in cfg.model_fields_set:
+        raise ConfigError("web_fetch needs trafilatura: pip install 'decapod[web]'", "web.enabled")
+    else:
+        log.warning("web_fetch is off: trafilatura is not installed (pip install 'decapod[web]')")
+    search = None
+    if cfg.search:
+        keys = [
+            secret_from_env(p.api_key_env, f"web.search[{i}].api_key_env")
+            if p.api_key_env
+            else None
+            for i, p in enumerate(cfg.search)
+        ]
+        # no address guard here: these are endpoints the operator chose (SearXNG is often
+        # on this machine), never URLs from a chat
+        api = net.open_session(network, user_agent=cfg.user_agent)
+        stack.push_async_callback(api.close)
+        providers = [build_provider(p, api, key) for p, key in zip(cfg.search, keys, strict=True)]
+        search = SearchChain(providers, cfg.search_cooldown_s)
+    else:
+        log.info("web_search is off: no search provider is configured ([[web.search]])")
+    web = WebTools(
+        cfg, fetcher=fetcher, search=search, redact=gw.redactor.redact, saver=_workspace_saver(gw)
+    )
+    for t in web.tools():
+        gw.tools.register(t)
+    gw.policy = web.policy(gw.policy)
+
+
+def _workspace_saver(gw: Gateway) -> WorkspaceSaver | None:
+    """The one place the web tools reach into the sandbox feature: its workspaces, config
+    and approval broker, for web_fetch(save_as=...)."""
+    sandbox = gw.deps.sandbox
+    if sandbox is None:
+        return None
+    from bot.web.save import WorkspaceSaver
+
+    return WorkspaceSaver(sandbox.workspaces, sandbox.config, sandbox.approvals)
 
 
 async def start_mcp(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
@@ -135,9 +199,8 @@ async def ask_approval(gw: Gateway, pending: PendingApproval) -> None:
     await gw.notify_owner(text)
 
 
-def _register_approval_commands(gw: Gateway) -> None:
+def _register_approval_commands(gw: Gateway, broker: InMemoryApprovalBroker) -> None:
     async def decide(ctx: CommandContext, approve: bool) -> str:
-        broker = ctx.services["approvals"]
         approval_id = ctx.args.strip()
         if not approval_id:
             waiting = broker.pending()

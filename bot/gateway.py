@@ -19,6 +19,7 @@ from bot.agent import Agent, AgentSettings
 from bot.builtin import VERSION_LINE, builtin_tools, register_builtin_commands, uptime_text
 from bot.commands import CommandTable
 from bot.config import Config
+from bot.deps import Deps
 from bot.errors import DecapodError
 from bot.messages import InboundMessage, OutboundMessage
 from bot.metrics import Metrics
@@ -32,7 +33,9 @@ from bot.turns import TurnRunner
 from channels import Channel, create_channel
 
 if TYPE_CHECKING:
+    from bot.http import HttpServer
     from bot.mcp.manager import McpManager
+    from bot.providers.build import ProviderSet
 
 log = logging.getLogger("decapod.gateway")
 turn_log = logging.getLogger("decapod.turn")
@@ -52,19 +55,19 @@ class Gateway:
         self.metrics = Metrics()
         self.redactor = default_redactor()
         self.commands = CommandTable()
-        register_builtin_commands(self.commands)
+        register_builtin_commands(self.commands, self)
         register_access_commands(self.commands)
         self.tools = tools or ToolRegistry(builtin_tools())
         self.channels: dict[str, Channel] = dict(channels or {})
         self._provider_override = provider
-        self.providers: Any = None  # a ProviderSet, built at start
+        self.providers: ProviderSet | None = None  # built at start
         self.provider: Provider | None = provider
         self.agent: Agent | None = None
         self.policy = ToolPolicy()
         self.sandbox_status = "off (sandbox.backend = none)"
         self.mcp: McpManager | None = None
         self.access: AccessControl = build_access(config, self.store)
-        self.http: Any = None
+        self.http: HttpServer | None = None
         #: printed to the terminal by `decapod run` until an admin credential exists
         self.setup_code: str | None = None
         self.turns = TurnRunner(self)
@@ -74,11 +77,8 @@ class Gateway:
             max_concurrent=config.gateway.max_concurrent_turns,
             history_limit=config.gateway.history_messages,
         )
-        self.services: dict[str, Any] = {
-            "gateway": self,
-            "store": self.store,
-            "redact": self.redactor.redact,
-        }
+        #: what tools and commands reach; the optional parts are added as they start
+        self.deps = Deps(store=self.store, redact=self.redactor.redact)
         self._stack = contextlib.AsyncExitStack()
         self._accepting = False
         self._started = time.monotonic()
@@ -126,6 +126,10 @@ class Gateway:
         if cfg.memory.enabled:
             await features.start_memory(self, self._stack)
         await features.start_scheduler(self, self._stack)
+        # the web and MCP policies each wrap the policy before them, so both start after
+        # the sandbox, which sets its own
+        if cfg.web.enabled:
+            await features.start_web(self, self._stack)
         if cfg.mcp.servers:
             await features.start_mcp(self, self._stack)
         self.agent = Agent(
@@ -155,13 +159,12 @@ class Gateway:
             )
             for channel in self.channels.values():
                 # webhook-mode adapters serve their platform's callbacks on our server
-                for method, path, handler in getattr(channel, "http_routes", list)():
+                for method, path, handler in channel.http_routes():
                     self.http.add_route(method, path, handler, public=True)
             await self.http.start()
             self._stack.push_async_callback(self.http.stop)
         for channel in self.channels.values():
-            if hasattr(channel, "commands"):
-                channel.commands = list(self.commands)
+            channel.commands = list(self.commands)
             await channel.start(self.handle_inbound)
             self._stack.push_async_callback(channel.stop)
         for start in self.start_after_channels:
@@ -231,11 +234,7 @@ class Gateway:
                 await self.say(message, decision.reply)
             else:
                 # e.g. a deferred interaction that would otherwise show "thinking" for minutes
-                on_denied = getattr(
-                    self.channels.get(message.conversation.channel), "on_denied", None
-                )
-                if on_denied is not None:
-                    await on_denied(message)
+                await self.channels[message.conversation.channel].on_denied(message)
             return
         spec = self.commands.get(message.command.name) if message.command else None
         if spec is not None and spec.immediate:

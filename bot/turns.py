@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from bot.agent import TurnDone, TurnResult
 from bot.agent.context import needs_compaction, split_for_compaction, summarize
 from bot.commands import CommandContext, CommandTable
-from bot.errors import ContextTooLong, DecapodError
+from bot.errors import ContextTooLong, DecapodError, StorageUnavailable
 from bot.logging import log_fields
 from bot.messages import (
     Command,
@@ -68,10 +68,12 @@ class TurnRunner:
                 identity=message.identity,
                 conversation=message.conversation,
                 session_key=session.key,
+                deps=self.gw.deps,
                 person_id=person,
                 role=role,
                 timezone=await self._timezone(message),
-                services=self.gw.services,
+                # another person's files (even their names) are outside content
+                tainted=bool(message.parts) and role != "owner",
             )
             user = ChatMessage("user", text + self.gw.redactor.redact(_describe_parts(message)))
             result = await self._run_and_reply(session, message, user, ctx)
@@ -91,7 +93,12 @@ class TurnRunner:
                 tokens_in=result.usage.input_tokens,
                 tokens_out=result.usage.output_tokens,
                 outcome=result.outcome,
+                tainted=ctx.tainted,
             )
+        except StorageUnavailable as exc:
+            # nothing of the turn was saved, so the delivery stays pending: said, not a crash
+            log.error("turn in %s not saved: %s", session.key, exc)
+            await self.gw.say(message, exc.user_message)
         finally:
             self.gw.metrics.active_turns.dec()
             self.gw.metrics.queue_depth.set(self.gw.sessions.queue_depth)
@@ -107,10 +114,10 @@ class TurnRunner:
             identity=identity,
             conversation=job.conversation,
             session_key=session.key,
+            deps=self.gw.deps,
             person_id=job.person_id,
             role=self.gw.access.role_of(identity),
             timezone=job.timezone,
-            services=self.gw.services,
         )
         user = ChatMessage("user", self.gw.redactor.redact(job.text))
         holder: list[TurnResult] = []
@@ -128,7 +135,7 @@ class TurnRunner:
             return f"Unknown command /{command.name}. /help lists the commands.", ""
         if spec.owner_only and role != "owner":
             return "Only the owner can use that command.", ""
-        ctx = CommandContext(message, command.args, person, role, self.gw.services)
+        ctx = CommandContext(message, command.args, person, role, self.gw.deps)
         return await spec.handler(ctx), command.args
 
     def _check_text(self, text: str, message: InboundMessage) -> str | None:
@@ -162,22 +169,31 @@ class TurnRunner:
     ) -> AsyncIterator[str]:
         """The agent's text, redacted so that no prefix ever shows what the final redaction
         would change, followed by a short note when the turn did not end well."""
+        from contextlib import aclosing
+
+        from bot.security.redact import Released, release_on_time
+
         assert self.gw.agent is not None and session.row is not None
         stream = self.gw.redactor.stream()
         recalled = await self._recall(ctx, user.content)
         produced_text = False
         for attempt in range(2):
             await self._maybe_compact(session, ctx, force=attempt > 0)
-            async for event in self.gw.agent.run(
+            events = self.gw.agent.run(
                 session.messages(), user, ctx, summary=session.row.summary, extra_system=recalled
-            ):
-                if isinstance(event, TextDelta):
-                    produced_text = True
-                    out = stream.feed(event.text)
-                    if out:
-                        yield out
-                elif isinstance(event, TurnDone):
-                    holder.append(event.result)
+            )
+            # A slow model's text is shown as it becomes safe, not only every STREAM_BATCH chars.
+            async with aclosing(release_on_time(stream, events)) as timed:
+                async for event in timed:
+                    if isinstance(event, Released):
+                        yield event.text
+                    elif isinstance(event, TextDelta):
+                        produced_text = True
+                        out = stream.feed(event.text)
+                        if out:
+                            yield out
+                    elif isinstance(event, TurnDone):
+                        holder.append(event.result)
             result = holder[-1]
             # too long for the window before any text: compact and ask once more
             if not (isinstance(result.error, ContextTooLong) and not produced_text):
@@ -200,7 +216,7 @@ class TurnRunner:
 
     async def _recall(self, ctx: ToolContext, text: str) -> str:
         """What this person (never anyone else) told us before, plus shared knowledge."""
-        memory = self.gw.services.get("memory")
+        memory = self.gw.deps.memory
         if memory is None:
             return ""
         from bot.memory import render_recall
@@ -224,7 +240,7 @@ class TurnRunner:
             if self.gw.providers
             else self.gw.agent.provider
         )
-        memory = self.gw.services.get("memory")
+        memory = self.gw.deps.memory
         if memory is not None and not ctx.is_group:
             # durable facts survive the summary; in a group they could be anyone's, so skip
             await memory.extract_before_compaction(ctx.person_id, older, provider)

@@ -1,14 +1,19 @@
 """The agent turn: context in, a stream of events out, tools called in a bounded loop.
 
-The agent is pure: it does not store anything. The gateway persists what `TurnDone` carries.
+The agent is pure: it does not store anything. The gateway persists what `TurnDone` carries,
+and the next request re-sends it, so every message the turn adds is redacted here first: the
+model's text, the tool-call arguments it wrote, and the tool results. Only the streamed
+deltas leave raw; the reply path runs them through its own stream redactor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from bot.errors import DecapodError, ProviderError
 from bot.providers.base import (
@@ -22,7 +27,9 @@ from bot.providers.base import (
     Usage,
     UsageEvent,
 )
-from bot.tools import UNTRUSTED_TAG, ToolContext, ToolPolicy, ToolRegistry
+from bot.tools import ToolContext, ToolPolicy, ToolRegistry
+
+Redact = Callable[[str], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +76,10 @@ class Agent:
         settings: AgentSettings,
         *,
         policy: ToolPolicy | None = None,
-        redact: Callable[[str], str] = lambda s: s,
+        redact: Redact,
     ) -> None:
+        if not callable(redact):
+            raise TypeError("Agent needs a redactor: redact must be a function str -> str")
         self.provider = provider
         self.tools = tools
         self.settings = settings
@@ -97,9 +106,14 @@ class Agent:
         """Run one turn. Always ends with exactly one TurnDone, whatever failed."""
         started = time.perf_counter()
         result = TurnResult()
+        if any(m.role == "tool" and self.tools.is_untrusted(m.name) for m in history):
+            # an earlier turn's outside content is still in the context this turn sends
+            ctx.tainted = True
         messages = [*history, user]
-        specs = tuple(t.spec for t in self.tools.available(ctx, self.policy))
-        system = self.system_prompt(summary, extra_system)
+        offered = self.tools.available(ctx, self.policy)
+        specs = tuple(t.spec for t in offered)
+        rules = dict.fromkeys(t.guidance for t in offered if t.guidance)
+        system = self.system_prompt(summary, "\n\n".join(p for p in (extra_system, *rules) if p))
         s = self.settings
         try:
             async with asyncio.timeout(s.turn_deadline_s):
@@ -133,7 +147,9 @@ class Agent:
                     result.provider, result.model = finish.provider, finish.model
                     interrupted = finish.reason == "interrupted"
                     reply = ChatMessage(
-                        "assistant", "".join(parts), () if interrupted else tuple(calls)
+                        "assistant",
+                        self.redact("".join(parts)),
+                        () if interrupted else tuple(self._redact_call(c) for c in calls),
                     )
                     messages.append(reply)
                     result.messages.append(reply)
@@ -144,11 +160,8 @@ class Agent:
                         break
                     for call in calls:
                         yield ToolStarted(call)
+                        # runs with the arguments as written; the transcript keeps them redacted
                         done = await self.tools.call(call, ctx, self.policy)
-                        called = self.tools.get(call.name)
-                        if called is not None and UNTRUSTED_TAG in called.tags:
-                            # outside content may carry instructions: later exec needs approval
-                            ctx.tainted = True
                         msg = ChatMessage(
                             "tool", self.redact(done.content), tool_call_id=call.id, name=call.name
                         )
@@ -162,3 +175,25 @@ class Agent:
             result.outcome, result.error = "error", exc
         result.latency_ms = (time.perf_counter() - started) * 1000
         yield TurnDone(result)
+
+    def _redact_call(self, call: ToolCall) -> ToolCall:
+        """The call with every string in its arguments redacted; the JSON stays valid, since
+        a provider may parse it when the transcript is sent again."""
+        try:
+            parsed = json.loads(call.arguments)
+        except ValueError:
+            return ToolCall(call.id, call.name, self.redact(call.arguments))
+        cleaned = _redact_strings(parsed, self.redact)
+        if cleaned == parsed:
+            return call  # unchanged text keeps the model's own formatting
+        return ToolCall(call.id, call.name, json.dumps(cleaned, ensure_ascii=False))
+
+
+def _redact_strings(value: Any, redact: Redact) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redact_strings(v, redact) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact_strings(v, redact) for k, v in value.items()}
+    return value

@@ -5,8 +5,8 @@ knowledge folder, identity linking across platforms, exports.
     await memory.start()                       # background: embedder choice, knowledge sync
     hits = await memory.recall(person_id, text, budget_tokens=400)
     system_prompt += render_recall(hits)
-    tools += memory_tools()                    # ToolContext.services["memory"] = memory
-    register_memory_commands(command_table)   # /forget, /link
+    tools += memory_tools()                    # Deps(..., memory=memory) reaches them
+    register_memory_commands(command_table, on_linked=forget_persons)   # /forget, /link
 
 Importing this package loads no numpy, model2vec or sentence-transformers; a local model is
 loaded in the background after `start()`.

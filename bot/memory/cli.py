@@ -77,8 +77,10 @@ def run(
 async def _with_service(
     args: argparse.Namespace, action: Action, home: Path, store_path: Path, config: MemoryConfig
 ) -> int:
+    from bot.security.redact import default_redactor
+
     async with Store(store_path) as store:
-        service = MemoryService(store, config, home)
+        service = MemoryService(store, config, home, redact=default_redactor().redact)
         if args.memory_needs_embedder:
             await service.start(watch=False)
             await service.wait_ready()

@@ -11,18 +11,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from bot.commands import CommandContext, CommandTable
-from bot.memory.service import MemoryRequestError, MemoryService
+from bot.memory.service import MemoryRequestError
 from bot.messages import ConversationKind
 
 CONFIRM_WINDOW_S = 300.0
 _PREVIEW_CHARS = 60
-
-
-def _service(ctx: CommandContext) -> MemoryService | None:
-    service = ctx.services.get("memory")
-    return service if isinstance(service, MemoryService) else None
 
 
 def _preview(text: str) -> str:
@@ -35,7 +31,7 @@ class _ForgetCommand:
         self._asked: dict[str, float] = {}  # person id -> when /forget asked to confirm
 
     async def __call__(self, ctx: CommandContext) -> str:
-        service = _service(ctx)
+        service = ctx.deps.memory
         if service is None or not ctx.person_id:
             return "Memory is not enabled."
         args = ctx.args.strip()
@@ -64,31 +60,36 @@ class _ForgetCommand:
         return "\n".join(lines)
 
 
-async def _link(ctx: CommandContext) -> str:
-    service = _service(ctx)
-    if service is None or not ctx.person_id:
-        return "Memory is not enabled."
-    # A code seen by a group could be redeemed by anyone in it, joining them to you.
-    if ctx.message.conversation.kind != ConversationKind.DM:
-        return "Use /link in a direct message with me."
-    code = ctx.args.strip()
-    try:
-        if not code:
-            new = await service.create_link_code(ctx.person_id)
-            return (
-                f"Your link code: {new}\nSend /link {new} to me from your other account "
-                "within 10 minutes, and both accounts will share one memory."
-            )
-        await service.redeem_link_code(ctx.person_id, code)
-    except MemoryRequestError as exc:
-        return str(exc)
-    gateway = ctx.services.get("gateway")
-    if gateway is not None:
-        gateway.forget_persons()  # identities now resolve to the linked person
-    return "Linked: this account now shares memory with your other account."
+class _LinkCommand:
+    def __init__(self, on_linked: Callable[[], None]) -> None:
+        #: the gateway caches who is which person; a link changes that
+        self._on_linked = on_linked
+
+    async def __call__(self, ctx: CommandContext) -> str:
+        service = ctx.deps.memory
+        if service is None or not ctx.person_id:
+            return "Memory is not enabled."
+        # A code seen by a group could be redeemed by anyone in it, joining them to you.
+        if ctx.message.conversation.kind != ConversationKind.DM:
+            return "Use /link in a direct message with me."
+        code = ctx.args.strip()
+        try:
+            if not code:
+                new = await service.create_link_code(ctx.person_id)
+                return (
+                    f"Your link code: {new}\nSend /link {new} to me from your other account "
+                    "within 10 minutes, and both accounts will share one memory."
+                )
+            await service.redeem_link_code(ctx.person_id, code)
+        except MemoryRequestError as exc:
+            return str(exc)
+        self._on_linked()
+        return "Linked: this account now shares memory with your other account."
 
 
-def register_memory_commands(table: CommandTable) -> None:
+def register_memory_commands(table: CommandTable, *, on_linked: Callable[[], None]) -> None:
+    """`on_linked` runs after a /link joined two accounts (the gateway forgets which person
+    each identity was, so the next message resolves to the joined one)."""
     table.add(
         "forget",
         "Forget what I remember about you",
@@ -100,4 +101,4 @@ def register_memory_commands(table: CommandTable) -> None:
         "Link your accounts on different platforms",
         usage="[code]",
         arg_name="code",
-    )(_link)
+    )(_LinkCommand(on_linked))

@@ -65,9 +65,12 @@ class MemoryService:
         config: MemoryConfig,
         home: Path,
         *,
-        redact: Callable[[str], str] | None = None,
+        redact: Callable[[str], str],
         embedders: list[Embedder] | None = None,
     ) -> None:
+        if not callable(redact):
+            # what a person or the model saves must not keep a secret at rest
+            raise TypeError("MemoryService needs a redactor: redact must be a function str -> str")
         self.config = config
         self.repo = MemoryRepo(store)
         self.chain = EmbedderChain(
@@ -296,7 +299,7 @@ class MemoryService:
         owner = self._owner(person_id)
         if kind not in KINDS or kind == "knowledge":
             raise MemoryRequestError(f"unknown kind {kind!r}")
-        text = (self._redact(text) if self._redact else text).strip()[:MAX_ITEM_CHARS]
+        text = self._redact(text).strip()[:MAX_ITEM_CHARS]
         if not text:
             raise MemoryRequestError("nothing to remember")
         chunks, model = await self._chunks(text)

@@ -16,8 +16,8 @@ from bot.tools import Tool, ToolContext, tool
 
 
 def _service(ctx: ToolContext) -> MemoryService:
-    service = ctx.services.get("memory")
-    if not isinstance(service, MemoryService):
+    service = ctx.deps.memory
+    if service is None:
         raise ToolError("memory is not enabled")
     if not ctx.person_id:
         raise ToolError("memory needs a known person")

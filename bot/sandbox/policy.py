@@ -52,16 +52,22 @@ def approval_reason(config: SandboxConfig, ctx: ToolContext, command: str) -> st
     return f"it looks dangerous ({why})" if why else None
 
 
+def write_approval_reason(config: SandboxConfig, ctx: ToolContext) -> str | None:
+    """Why a file write needs the owner's approval first, or None: a write is asked for
+    only once untrusted content (a web page) reached the conversation."""
+    if config.approval != "never" and ctx.tainted:
+        return "the conversation contains untrusted content"
+    return None
+
+
 class SandboxToolPolicy(ToolPolicy):
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
 
     def allows(self, t: Tool, ctx: ToolContext) -> bool:
+        sandbox = ctx.deps.sandbox
         if EXEC_TAG in t.tags:
-            return exec_denial(self.config, ctx, ctx.services.get("sandbox")) is None
+            return exec_denial(self.config, ctx, sandbox and sandbox.backend) is None
         if FS_TAG in t.tags:
-            return (
-                ctx.services.get("sandbox") is not None
-                or ctx.services.get("workspaces") is not None
-            )
+            return sandbox is not None
         return super().allows(t, ctx)

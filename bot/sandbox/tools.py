@@ -1,11 +1,9 @@
 """The sandbox tools: exec, and file tools confined to the session workspace.
 
-Services they read from `ctx.services`:
-- "sandbox": the SandboxBackend, or None when exec is disabled
-- "workspaces": the WorkspaceManager (file tools work even without a backend)
-- "sandbox_config": the SandboxConfig (defaults when absent)
-- "approvals": an ApprovalBroker (without one, commands that need approval are refused)
-- "redact": str -> str, applied to every result and error message
+They read the sandbox part of the dependencies, `ctx.deps.sandbox` (bot/deps.py): its
+config, the WorkspaceManager, the backend (None: exec is off) and the approval broker (None:
+commands that need approval are refused). Every result and error message passes through
+`ctx.deps.redact`, and the agent redacts the transcript again.
 """
 
 from __future__ import annotations
@@ -19,12 +17,17 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from bot.deps import SandboxDeps
 from bot.errors import SandboxError, ToolDenied, ToolError
 from bot.sandbox.base import ExecResult
-from bot.sandbox.config import SandboxConfig
-from bot.sandbox.policy import EXEC_TAG, FS_TAG, approval_reason, exec_denial
+from bot.sandbox.policy import (
+    EXEC_TAG,
+    FS_TAG,
+    approval_reason,
+    exec_denial,
+    write_approval_reason,
+)
 from bot.sandbox.safe_fs import WorkspaceFS
-from bot.sandbox.workspace import WorkspaceManager
 from bot.tools import Tool, ToolContext, tool
 
 log = logging.getLogger("decapod.sandbox")
@@ -42,11 +45,11 @@ def sandbox_tools() -> list[Tool]:
 
 
 def _redacted(fn: Callable[..., Awaitable[str]]) -> Callable[..., Awaitable[str]]:
-    """Pass the result, and any error message, through ctx.services["redact"]."""
+    """Pass the result, and any error message, through ctx.deps.redact."""
 
     @functools.wraps(fn)
     async def wrapper(ctx: ToolContext, **kwargs: Any) -> str:
-        redact: Callable[[str], str] = ctx.services.get("redact") or (lambda s: s)
+        redact = ctx.deps.redact
         try:
             return redact(await fn(ctx, **kwargs))
         except ToolError as exc:
@@ -55,24 +58,18 @@ def _redacted(fn: Callable[..., Awaitable[str]]) -> Callable[..., Awaitable[str]
     return wrapper
 
 
-def _config(ctx: ToolContext) -> SandboxConfig:
-    config = ctx.services.get("sandbox_config")
-    return config if isinstance(config, SandboxConfig) else SandboxConfig()
-
-
-def workspaces_for(ctx: ToolContext) -> WorkspaceManager | None:
-    manager = ctx.services.get("workspaces")
-    if manager is None:
-        manager = getattr(ctx.services.get("sandbox"), "workspaces", None)
-    return manager if isinstance(manager, WorkspaceManager) else None
+def _sandbox(ctx: ToolContext) -> SandboxDeps:
+    sandbox = ctx.deps.sandbox
+    if sandbox is None:
+        raise ToolError("no workspace is set up for this conversation")
+    return sandbox
 
 
 def _fs(ctx: ToolContext) -> WorkspaceFS:
-    manager = workspaces_for(ctx)
-    if manager is None:
-        raise ToolError("no workspace is set up for this conversation")
-    ws = manager.prepare(ctx.session_key)
-    return WorkspaceFS(ws.path, manager.owner, _config(ctx).limits.file_size_mb << 20)
+    sandbox = _sandbox(ctx)
+    ws = sandbox.workspaces.prepare(ctx.session_key)
+    limit = sandbox.config.limits.file_size_mb << 20
+    return WorkspaceFS(ws.path, sandbox.workspaces.owner, limit, sandbox.workspaces.quota)
 
 
 _Seconds = Annotated[float | None, Field(description="seconds; the configured default if omitted")]
@@ -91,8 +88,10 @@ async def exec_command(
     at /work (kept between commands), /tmp for scratch. `command` is a shell string (run
     with sh -c) or an argv list. Returns the exit code, stdout and stderr (each cut at
     64 KiB). `timeout` is in seconds."""
-    config = _config(ctx)
-    backend = ctx.services.get("sandbox")
+    sandbox = ctx.deps.sandbox
+    if sandbox is None:
+        raise ToolDenied("not run: no sandbox is available here, so commands cannot be run")
+    config, backend = sandbox.config, sandbox.backend
     denial = exec_denial(config, ctx, backend)
     if denial is not None:
         raise ToolDenied(f"not run: {denial}")
@@ -107,7 +106,7 @@ async def exec_command(
 
     why = approval_reason(config, ctx, shown)
     if why is not None:
-        await _ask_owner(ctx, config, shown, why)
+        await _ask_owner(ctx, sandbox, shown, why)
     assert backend is not None  # exec_denial refuses a missing backend
     try:
         result = await backend.exec(
@@ -122,22 +121,20 @@ async def exec_command(
     return format_result(result)
 
 
-async def _ask_owner(ctx: ToolContext, config: SandboxConfig, shown: str, why: str) -> None:
-    broker = ctx.services.get("approvals")
+async def _ask_owner(ctx: ToolContext, sandbox: SandboxDeps, shown: str, why: str) -> None:
+    broker = sandbox.approvals
     if broker is None:
         raise ToolDenied(
             f"not run: this command needs the owner's approval because {why}, "
             "and there is no way to ask for it here"
         )
     who = ctx.identity.display_name or ctx.identity.key
-    redact: Callable[[str], str] = ctx.services.get("redact") or (lambda s: s)
-    summary = redact(f"{who} wants to run, because {why}:\n{shown}")
-    wait = config.approval_timeout_s
+    summary = ctx.deps.redact(f"{who} wants to run, because {why}:\n{shown}")
+    wait = sandbox.config.approval_timeout_s
     try:
         # The broker owns the timeout; the outer bound only guards against one that hangs.
-        approved = await asyncio.wait_for(
-            broker.request(ctx, summary, wait), wait + _DECISION_GRACE_S
-        )
+        async with asyncio.timeout(wait + _DECISION_GRACE_S):  # wait_for can drop a cancel
+            approved = await broker.request(ctx, summary, wait)
     except TimeoutError:
         approved = False
     except Exception:
@@ -148,6 +145,13 @@ async def _ask_owner(ctx: ToolContext, config: SandboxConfig, shown: str, why: s
             f"not run: this command needed the owner's approval because {why}, "
             f"and it was denied or not given within {wait:g} seconds"
         )
+
+
+async def _approve_write(ctx: ToolContext, tool_name: str, path: str) -> None:
+    sandbox = _sandbox(ctx)
+    why = write_approval_reason(sandbox.config, ctx)
+    if why is not None:
+        await _ask_owner(ctx, sandbox, f"{tool_name} {path}", why)
 
 
 def format_result(r: ExecResult) -> str:
@@ -178,7 +182,7 @@ _Path = Annotated[str, Field(description="relative to /work, or an absolute /wor
 @_redacted
 async def read_file(ctx: ToolContext, path: _Path, offset: int = 0) -> str:
     """Read a text file from the workspace (/work), up to 64 KiB from byte `offset`."""
-    cap = _config(ctx).limits.output_bytes
+    cap = _sandbox(ctx).config.limits.output_bytes
     offset = max(0, offset)
     data, size = await asyncio.to_thread(_fs(ctx).read, path, offset, cap)
     if b"\0" in data:
@@ -194,6 +198,7 @@ async def read_file(ctx: ToolContext, path: _Path, offset: int = 0) -> str:
 async def write_file(ctx: ToolContext, path: _Path, content: str, append: bool = False) -> str:
     """Write (or with `append`, add to) a text file in the workspace (/work). Missing
     directories are created."""
+    await _approve_write(ctx, "write_file", path)
     written = await asyncio.to_thread(_fs(ctx).write, path, content.encode(), append=append)
     return f"{'appended' if append else 'wrote'} {written} bytes to {path}"
 
@@ -217,6 +222,7 @@ async def edit_file(
 ) -> str:
     """Replace exact text in a workspace file. `old_text` must occur exactly once, unless
     `replace_all` is set."""
+    await _approve_write(ctx, "edit_file", path)
     count = await asyncio.to_thread(
         _fs(ctx).edit, path, old_text, new_text, replace_all=replace_all
     )

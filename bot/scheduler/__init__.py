@@ -2,7 +2,7 @@
 
     scheduler = Scheduler(store, deliverer, task_runner, config=config.scheduler)
     await scheduler.start()          # APScheduler is imported here, not on import
-    services["scheduler"] = scheduler
+    deps = dataclasses.replace(deps, scheduler=scheduler)
     for t in scheduler_tools(): registry.register(t)
     register_scheduler_commands(commands)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.commands import CommandContext, CommandSpec, CommandTable
 from bot.scheduler import text as texts
 from bot.scheduler.grammar import EXAMPLES, Clarify, parse_reminder
-from bot.scheduler.service import ScheduleError, Scheduler
+from bot.scheduler.service import ScheduleError
 
 _REMINDERS_USAGE = "/reminders lists yours with their ids; /reminders cancel ID cancels one."
 
@@ -31,13 +31,8 @@ def register_scheduler_commands(table: CommandTable) -> None:
     )
 
 
-def _scheduler(ctx: CommandContext) -> Scheduler | None:
-    scheduler = ctx.services.get("scheduler")
-    return scheduler if isinstance(scheduler, Scheduler) else None
-
-
 async def _remind(ctx: CommandContext) -> str:
-    scheduler = _scheduler(ctx)
+    scheduler = ctx.deps.scheduler
     if scheduler is None:
         return "Reminders are not available here."
     identity = ctx.message.identity
@@ -60,7 +55,7 @@ async def _remind(ctx: CommandContext) -> str:
 
 
 async def _reminders(ctx: CommandContext) -> str:
-    scheduler = _scheduler(ctx)
+    scheduler = ctx.deps.scheduler
     if scheduler is None:
         return "Reminders are not available here."
     words = ctx.args.split()

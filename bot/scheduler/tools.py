@@ -32,8 +32,8 @@ _JOB_ID = r"^[a-z0-9]{6}$"
 
 
 def _scheduler(ctx: ToolContext) -> Scheduler:
-    scheduler = ctx.services.get("scheduler")
-    if not isinstance(scheduler, Scheduler):
+    scheduler = ctx.deps.scheduler
+    if scheduler is None:
         raise ToolError("scheduling is not available here")
     if not ctx.person_id:
         raise ToolError("the person asking is unknown, so nothing can be scheduled for them")

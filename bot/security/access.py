@@ -180,8 +180,7 @@ def register_access_commands(table: CommandTable) -> None:
         code = ctx.args.strip().upper()
         if not code:
             return "Usage: /pair CODE"
-        store: Store = ctx.services["store"]
-        found = await store.access.approve(code, ctx.message.identity.key)
+        found = await ctx.deps.store.access.approve(code, ctx.message.identity.key)
         if found is None:
             return f"No pending pairing code {code} (it may have expired)."
         name = found.display_name or found.user_id

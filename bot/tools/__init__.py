@@ -5,28 +5,36 @@
         '''Current date and time in the person's time zone.'''
 
 The first parameter is always the ToolContext; the others become the JSON schema (through
-pydantic), and the model's arguments are validated against it before the call.
+pydantic), and the model's arguments are validated against it before the call. What a tool
+may reach (store, sandbox, memory, scheduler, the redactor) is `ctx.deps` (bot/deps.py).
+
+Every failure inside a tool becomes a result the model reads; only cancellation escapes.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from bot.deps import Deps
 from bot.errors import ToolDenied, ToolError
 from bot.messages import Conversation, Identity
 from bot.providers.base import ToolCall, ToolSpec
 
+log = logging.getLogger("decapod.tools")
+
 ToolFn = Callable[..., Awaitable[str]]
 
-#: a tool whose output is outside content (a web page, a downloaded file): once such output
-#: is in the context, commands need the owner's approval (sandbox approval = "ask")
+#: a tool whose output is outside content (a web page, a downloaded file): calling it taints
+#: the turn, and while such output is in the context, commands need the owner's approval
+#: (sandbox approval = "ask")
 UNTRUSTED_TAG = "untrusted"
 
 
@@ -37,13 +45,14 @@ class ToolContext:
     identity: Identity
     conversation: Conversation
     session_key: str
+    #: what a tool may reach (bot/deps.py); the gateway's, shared by every turn
+    deps: Deps
     #: the canonical person (identities linked across platforms share one)
     person_id: str = ""
     role: str = "user"  # owner | operator | user
     timezone: str = "UTC"
-    #: services a tool may need (store, sandbox, scheduler, memory), by name
-    services: dict[str, Any] = field(default_factory=dict)
-    #: set by injected or untrusted content; dangerous tools then need approval
+    #: outside content reached this turn's context (an untrusted tool's output, a non-owner's
+    #: attachments): commands then need the owner's approval
     tainted: bool = False
 
     @property
@@ -72,6 +81,8 @@ class Tool:
     args_model: type[BaseModel]
     #: tags a policy filters on, e.g. {"exec"} or {"fs"}
     tags: frozenset[str] = frozenset()
+    #: a rule for the system prompt, added (once) to turns that offer this tool
+    guidance: str = ""
 
     @functools.cached_property
     def spec(self) -> ToolSpec:
@@ -136,6 +147,11 @@ class ToolRegistry:
     def names(self) -> list[str]:
         return list(self._tools)
 
+    def is_untrusted(self, name: str | None) -> bool:
+        """Whether the tool called `name` brings outside content."""
+        t = self._tools.get(name or "")
+        return t is not None and UNTRUSTED_TAG in t.tags
+
     def available(self, ctx: ToolContext, policy: ToolPolicy | None = None) -> list[Tool]:
         tools = list(self._tools.values())
         return [t for t in tools if policy.allows(t, ctx)] if policy else tools
@@ -143,7 +159,8 @@ class ToolRegistry:
     async def call(
         self, call: ToolCall, ctx: ToolContext, policy: ToolPolicy | None = None
     ) -> ToolResult:
-        """Run one tool call. Every failure becomes a result the model can read."""
+        """Run one tool call. Every failure becomes a result the model can read; only
+        cancellation (a BaseException) passes through."""
         start = time.perf_counter()
         t = self._tools.get(call.name)
         try:
@@ -155,11 +172,29 @@ class ToolRegistry:
                 arguments = call.parsed_arguments()
             except ValueError as exc:
                 raise ToolError(f"arguments are not valid JSON: {exc}") from None
-            content, ok = await t.invoke(ctx, arguments), True
+            try:
+                content, ok = await t.invoke(ctx, arguments), True
+            finally:
+                if UNTRUSTED_TAG in t.tags:
+                    # what it fetched, even in an error message, is outside content
+                    ctx.tainted = True
         except ToolError as exc:
             content, ok = f"error: {exc}", False
+        except Exception as exc:
+            # A bug or an OS error in one tool must not end the turn: left to propagate, the
+            # delivery would stay pending and every restart would run into it again.
+            log.exception("tool %s failed", call.name)
+            content, ok = f"error: {call.name} failed: {_failure(exc)}", False
         elapsed = (time.perf_counter() - start) * 1000
         return ToolResult(call.id, call.name, content, ok, elapsed)
+
+
+def _failure(exc: Exception) -> str:
+    """What the model is told about an unexpected failure: the OS's reason without the host
+    path it names, otherwise only the kind of error (the details are in the log)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"an internal error ({type(exc).__name__}); the details are in the gateway's log"
 
 
 class ToolPolicy:

@@ -17,6 +17,7 @@ from bot.messages import (
 from bot.providers.base import ToolCall
 from bot.tools import ToolContext, ToolPolicy, ToolRegistry, tool
 from channels.base import chunk_text
+from tests.deps import make_deps
 
 
 def test_session_keys_isolate_dms_per_person_and_threads() -> None:
@@ -91,7 +92,8 @@ async def add(
 
 
 def _ctx(role: str = "user", kind: ConversationKind = ConversationKind.DM) -> ToolContext:
-    return ToolContext(Identity("c", "u"), Conversation("c", "u", kind), "c:dm:u", role=role)
+    conversation = Conversation("c", "u", kind)
+    return ToolContext(Identity("c", "u"), conversation, "c:dm:u", make_deps(), role=role)
 
 
 def test_schema_comes_from_the_signature() -> None:
@@ -129,6 +131,7 @@ async def test_untrusted_tool_output_taints_the_turn() -> None:
     from bot.agent import Agent, AgentSettings
     from bot.providers.base import ChatMessage
     from bot.providers.testing import ScriptedProvider
+    from bot.security.redact import default_redactor
 
     @tool(tags=["untrusted"])
     async def fetch_page(ctx: ToolContext) -> str:
@@ -140,6 +143,7 @@ async def test_untrusted_tool_output_taints_the_turn() -> None:
         ScriptedProvider([[ToolCall("1", "fetch_page", "{}")], "done"]),
         ToolRegistry([fetch_page]),
         AgentSettings(system_prompt="s"),
+        redact=default_redactor().redact,
     )
     events = [e async for e in agent.run([], ChatMessage("user", "read it"), ctx)]
     assert ctx.tainted and events[-1].result.outcome == "ok"  # type: ignore[union-attr]

@@ -16,6 +16,7 @@ import asyncio
 import base64
 import json
 import os
+import resource
 import socket
 import sys
 import time
@@ -58,6 +59,13 @@ async def slow(seconds: float) -> str:
     _mark("slow-started", str(os.getpid()))
     await asyncio.sleep(seconds)
     return "slept"
+
+
+@app.tool()
+def max_processes() -> str:
+    """This process's soft RLIMIT_NPROC ("unlimited" when none is set)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
+    return "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
 
 
 @app.tool()

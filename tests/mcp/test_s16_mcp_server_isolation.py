@@ -64,12 +64,15 @@ async def test_s16_a_sandboxed_server_sees_its_variables_and_folder_and_not_the_
         work = (await conn.call("peek", {"path": "/work"})).content[0].text  # type: ignore[union-attr]
         (config.home / "mcp" / "s" / "note.txt").write_text("mine")
         work_after = (await conn.call("peek", {"path": "/work"})).content[0].text  # type: ignore[union-attr]
+        nproc = (await conn.call("max_processes", {})).content[0].text  # type: ignore[union-attr]
         [(_, state, detail)] = gw.mcp.states()
     assert config.db_path.exists() and home_db.startswith("cannot read")
     # bwrap sets PWD to the folder it changed into
     assert set(env) == {"PATH", "HOME", "LANG", "TZ", "PYTHONPATH", "PWD"}
     assert env["HOME"] == env["PWD"] == "/work"
     assert work == "listed: " and work_after == "listed: note.txt"
+    # no cgroup holds a server: RLIMIT_NPROC, set inside its user namespace, bounds its processes
+    assert nproc == str(config.sandbox.limits.pids)
     assert state == "ready" and "stdio, sandboxed (bwrap)" in detail
 
 

@@ -16,6 +16,7 @@ from aiohttp import web
 from bot.memory.config import MemoryConfig, Model2VecEmbedderConfig
 from bot.memory.service import MemoryService
 from bot.store import Store
+from tests.deps import REDACT
 
 # Words in one group get nearby vectors, so the tiny model knows they mean about the same.
 SYNONYMS = [
@@ -85,7 +86,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 @pytest_asyncio.fixture
 async def memory(store: Store, tiny_model: Path, tmp_path: Path) -> AsyncIterator[MemoryService]:
-    service = MemoryService(store, memory_config(tiny_model), tmp_path / "home")
+    service = MemoryService(store, memory_config(tiny_model), tmp_path / "home", redact=REDACT)
     await service.start(watch=False)
     await service.wait_ready()
     yield service

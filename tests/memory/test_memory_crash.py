@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bot.memory.service import MemoryService
 from bot.store import Store, sqlite
+from tests.deps import REDACT
 from tests.memory.conftest import memory_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,12 +22,13 @@ from pathlib import Path
 from bot.memory.config import MemoryConfig, Model2VecEmbedderConfig
 from bot.memory.service import MemoryService
 from bot.store import Store
+from bot.security.redact import default_redactor
 
 async def main(db, home, model):
     cfg = MemoryConfig(embedders=[Model2VecEmbedderConfig(type="model2vec", path=model)],
                        chunk_words=40, chunk_overlap=5)
     async with Store(db) as store:
-        service = MemoryService(store, cfg, Path(home))
+        service = MemoryService(store, cfg, Path(home), redact=default_redactor().redact)
         await service.start(watch=False)
         await service.wait_ready()
         folder = Path(home) / "knowledge"
@@ -87,7 +89,7 @@ async def test_kill_during_indexing(tmp_path: Path, tiny_model: Path) -> None:
     _check(db)
 
     async with Store(db) as store:
-        service = MemoryService(store, memory_config(tiny_model), home)
+        service = MemoryService(store, memory_config(tiny_model), home, redact=REDACT)
         await service.start(watch=False)
         await service.wait_ready()
         try:

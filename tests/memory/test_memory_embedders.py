@@ -26,6 +26,7 @@ from bot.memory.embedders import (
 )
 from bot.memory.service import MemoryService
 from bot.store import Store
+from tests.deps import REDACT
 from tests.memory.conftest import FakeEmbeddingServer, memory_config
 
 
@@ -149,7 +150,7 @@ async def test_runtime_failure_searches_keyword_only_without_waiting(
         ]
     )
     async with Store(tmp_path / "db.sqlite") as store:
-        service = MemoryService(store, cfg, tmp_path)
+        service = MemoryService(store, cfg, tmp_path, redact=REDACT)
         await service.start(watch=False)
         await service.wait_ready()
         try:
@@ -159,7 +160,7 @@ async def test_runtime_failure_searches_keyword_only_without_waiting(
             start = time.monotonic()
             hits = await service.search("alice", "oolong morning")
             assert [h.text for h in hits] == ["alice drinks oolong every morning"]
-            assert time.monotonic() - start < 2
+            assert time.monotonic() - start < 5  # the server hangs for good; loose bound
             calls = embed_server.calls
             await service.save("alice", "saved while the server hangs")
             hits = await service.search("alice", "server hangs")

@@ -16,6 +16,7 @@ from bot.memory.service import MemoryService
 from bot.providers.base import ChatEvent, ChatMessage, ChatRequest, Finish, TextDelta, ToolCall
 from bot.store import Store
 from bot.store.repos import TurnRecord
+from tests.deps import REDACT
 from tests.memory.conftest import build_tiny_model, memory_config
 
 
@@ -157,7 +158,7 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
     async def seed() -> None:
         async with Store(db) as store:
-            service = MemoryService(store, config, home)
+            service = MemoryService(store, config, home, redact=REDACT)
             for i in range(20):
                 await service.save("telegram:42", f"note {i}: quasarzebra likes matcha")
             await service.save("telegram:7", "bob plays banjo")

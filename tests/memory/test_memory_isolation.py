@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,6 +19,7 @@ from bot.messages import Conversation, ConversationKind, Identity
 from bot.store import Store
 from bot.store.memory import SHARED, NewChunk
 from bot.tools import ToolContext
+from tests.deps import REDACT, make_deps
 from tests.memory.conftest import VOCAB, memory_config
 
 PEOPLE = ("alice", "bob", "carol")
@@ -34,7 +37,7 @@ async def _add_knowledge(service: MemoryService, path: str, text: str) -> None:
 def test_no_query_crosses_people(tmp_path_factory, tiny_model: Path) -> None:  # type: ignore[no-untyped-def]
     loop = asyncio.new_event_loop()
     store = Store(tmp_path_factory.mktemp("iso") / "db.sqlite")
-    service = MemoryService(store, memory_config(tiny_model), Path("/nonexistent"))
+    service = MemoryService(store, memory_config(tiny_model), Path("/nonexistent"), redact=REDACT)
 
     async def setup() -> None:
         await store.start()
@@ -98,8 +101,8 @@ def _ctx(memory: MemoryService, person: str, group: bool) -> ToolContext:
         identity=Identity("telegram", person),
         conversation=Conversation("tg", "chat", kind),
         session_key="s",
+        deps=make_deps(memory=memory),
         person_id=person,
-        services={"memory": memory},
     )
 
 
@@ -116,3 +119,35 @@ async def test_tools_only_touch_the_speakers_memory(memory: MemoryService) -> No
     assert await memory.count("alice") == 1
     assert await memory_forget.invoke(alice, {"matching": "banjo"}) == "forgot 1 item"
     assert await memory.count("bob") == 1
+
+
+async def test_the_final_owner_filter_drops_candidates_of_other_people(
+    memory: MemoryService, store: Store
+) -> None:
+    """The keyword stage here is not scoped to owners (no owner tag in the MATCH), so it
+    hands the final query other people's chunks: only its owner filters stand between them
+    and alice. Two rows disagree about their owner on purpose (a chunk mid-move, say), so
+    that each of the two filters is needed on its own."""
+    for who, text in [
+        ("alice", "alice plays the banjo"),
+        ("bob", "bob plays the banjo"),
+        ("carol", "carol plays the banjo"),
+        ("dave", "dave plays the banjo"),
+    ]:
+        await memory.save(who, text)
+
+    def disagree(conn: Any) -> None:
+        # carol's item with a chunk that claims to be alice's; dave's chunk under alice's item
+        conn.execute("UPDATE memory_chunks SET owner = 'alice' WHERE owner = 'carol'")
+        conn.execute("UPDATE memory_items SET owner = 'alice' WHERE owner = 'dave'")
+
+    await store.write(disagree)
+    found = await memory.repo.search(["alice"], "text : (banjo)", None, None, 20, time.time())
+    candidates = await store.read(
+        lambda c: c.execute(
+            "SELECT count(*) FROM memory_fts WHERE memory_fts MATCH 'text : (banjo)'"
+        ).fetchone()[0]
+    )
+    assert candidates == 4  # what the keyword stage offered
+    assert [row.text for row in found.rows.values()] == ["alice plays the banjo"]
+    assert [found.rows[c].owner for c in found.keyword] == ["alice"]

@@ -14,6 +14,7 @@ import pytest_asyncio
 from bot.memory.service import MemoryService
 from bot.store import Store
 from bot.store.memory import SHARED
+from tests.deps import REDACT
 from tests.memory.conftest import memory_config
 
 
@@ -28,7 +29,7 @@ async def watched(
     (folder / ".hidden.md").write_text("hidden oolong")
     (folder / "notes.txt").write_text("not markdown oolong")
     cfg = memory_config(tiny_model, watch_interval_ms=50, watch_debounce_ms=150)
-    service = MemoryService(store, cfg, home)
+    service = MemoryService(store, cfg, home, redact=REDACT)
     await service.start()
     await service.wait_ready()
     yield service, folder
@@ -89,7 +90,9 @@ async def test_debounce_waits_for_writes_to_settle(
 ) -> None:
     folder = tmp_path / "knowledge"
     folder.mkdir()
-    service = MemoryService(store, memory_config(tiny_model, watch_debounce_ms=300), tmp_path)
+    service = MemoryService(
+        store, memory_config(tiny_model, watch_debounce_ms=300), tmp_path, redact=REDACT
+    )
     watcher = service.watcher
     await watcher.sync()
     path = folder / "draft.md"
@@ -113,11 +116,11 @@ async def test_changes_while_stopped_are_caught_up(
     folder.mkdir()
     (folder / "a.md").write_text("alpha doc")
     (folder / "b.md").write_text("bravo doc")
-    service = MemoryService(store, memory_config(tiny_model), tmp_path)
+    service = MemoryService(store, memory_config(tiny_model), tmp_path, redact=REDACT)
     assert await service.watcher.sync() == (2, 0)
     (folder / "a.md").unlink()
     (folder / "b.md").write_text("bravo doc, edited")
     (folder / "c.md").write_text("charlie doc")
-    again = MemoryService(store, memory_config(tiny_model), tmp_path)
+    again = MemoryService(store, memory_config(tiny_model), tmp_path, redact=REDACT)
     assert await again.watcher.sync() == (2, 1)
     assert await _knowledge(again) == {"b.md": "bravo doc, edited", "c.md": "charlie doc"}

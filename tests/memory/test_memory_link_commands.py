@@ -11,6 +11,7 @@ from bot.memory.commands import register_memory_commands
 from bot.memory.service import LINK_ALPHABET, MemoryRequestError, MemoryService
 from bot.messages import Conversation, ConversationKind, Identity, InboundMessage
 from bot.store import Store
+from tests.deps import make_deps
 
 
 def _command(
@@ -28,8 +29,7 @@ def _command(
         conversation=Conversation(identity.channel, "c", kind),
         text=f"/{name} {args}",
     )
-    services = {"memory": memory} if memory is not None else {}
-    return CommandContext(msg, args, person, "user", services)
+    return CommandContext(msg, args, person, "user", make_deps(memory=memory))
 
 
 async def _run(table: CommandTable, ctx: CommandContext) -> str:
@@ -48,14 +48,15 @@ async def test_link_joins_identities_and_moves_memory(store: Store, memory: Memo
     await memory.save(slack_person, "alice drinks matcha")
     assert [h.text for h in await memory.search(tg_person, "matcha", mode="keyword")] == []
 
-    table = CommandTable()
-    register_memory_commands(table)
+    table, relinked = CommandTable(), []
+    register_memory_commands(table, on_linked=lambda: relinked.append(True))
     reply = await _run(table, _command(table, "link", "", tg, tg_person, memory))
+    assert relinked == []  # a code alone links nothing
     code = reply.split(": ")[1].split()[0]
     assert len(code) == 8 and set(code) <= set(LINK_ALPHABET)
     spaced = f"{code[:4].lower()} {code[4:]}"  # typed by hand
     reply = await _run(table, _command(table, "link", spaced, slack, slack_person, memory))
-    assert reply.startswith("Linked")
+    assert reply.startswith("Linked") and relinked == [True]  # the gateway re-reads persons
 
     assert await store.identities.person_id(slack.key) == tg_person
     assert await memory.count(slack_person) == 0 and await memory.count(tg_person) == 2
@@ -84,7 +85,7 @@ async def test_link_codes_expire_and_guess_attempts_are_limited(memory: MemorySe
 
 async def test_link_only_in_direct_messages(memory: MemoryService) -> None:
     table = CommandTable()
-    register_memory_commands(table)
+    register_memory_commands(table, on_linked=lambda: None)
     ctx = _command(
         table, "link", "", Identity("telegram", "1"), "alice", memory, ConversationKind.GROUP
     )
@@ -93,7 +94,7 @@ async def test_link_only_in_direct_messages(memory: MemoryService) -> None:
 
 async def test_forget_asks_then_deletes_everything(memory: MemoryService) -> None:
     table = CommandTable()
-    register_memory_commands(table)
+    register_memory_commands(table, on_linked=lambda: None)
     who = Identity("telegram", "1")
     for text in ("likes tea", "lives in berlin", "plays banjo"):
         await memory.save("alice", text)

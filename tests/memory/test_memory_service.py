@@ -11,6 +11,7 @@ from bot.memory.search import render_recall as render
 from bot.memory.service import MemoryRequestError, MemoryService
 from bot.memory.text import estimate_tokens, text_hash
 from bot.store import Store
+from tests.deps import REDACT
 from tests.memory.conftest import build_tiny_model, memory_config
 
 
@@ -54,6 +55,10 @@ async def test_redaction_and_refusals(store: Store, tiny_model: Path, tmp_path: 
         await service.save("alice", "x", kind="knowledge")
     with pytest.raises(MemoryRequestError):
         await service.save("alice", "   ")
+    with pytest.raises(TypeError, match="redact"):
+        MemoryService(store, memory_config(tiny_model), tmp_path)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="redactor"):
+        MemoryService(store, memory_config(tiny_model), tmp_path, redact=None)  # type: ignore[arg-type]
 
 
 async def test_forget_really_deletes(store: Store, memory: MemoryService) -> None:
@@ -110,7 +115,7 @@ async def test_recall_fits_the_budget(memory: MemoryService) -> None:
 
 
 async def test_keyword_only_without_embedders(store: Store, tmp_path: Path) -> None:
-    service = MemoryService(store, memory_config(None), tmp_path)
+    service = MemoryService(store, memory_config(None), tmp_path, redact=REDACT)
     await service.start(watch=False)
     await service.wait_ready()
     try:
@@ -133,7 +138,7 @@ async def test_keyword_only_without_sqlite_vec(
 
     monkeypatch.setattr(sqlite, "_vec_error", lambda: "sqlite-vec missing (test)")
     async with Store(tmp_path / "db.sqlite") as store:
-        service = MemoryService(store, memory_config(tiny_model), tmp_path)
+        service = MemoryService(store, memory_config(tiny_model), tmp_path, redact=REDACT)
         await service.start(watch=False)
         await service.wait_ready()
         try:
@@ -149,7 +154,7 @@ async def test_keyword_only_without_sqlite_vec(
 async def test_model_change_rebuilds_the_vector_index(tmp_path: Path, tiny_model: Path) -> None:
     other = build_tiny_model(tmp_path / "tiny8", dim=8, seed=3)
     async with Store(tmp_path / "db.sqlite") as store:
-        first = MemoryService(store, memory_config(tiny_model), tmp_path)
+        first = MemoryService(store, memory_config(tiny_model), tmp_path, redact=REDACT)
         await first.start(watch=False)
         await first.wait_ready()
         await first.save("alice", "my puppy sleeps a lot")
@@ -159,7 +164,7 @@ async def test_model_change_rebuilds_the_vector_index(tmp_path: Path, tiny_model
             ("model2vec:tiny", 16)
         ]
 
-        second = MemoryService(store, memory_config(other), tmp_path)
+        second = MemoryService(store, memory_config(other), tmp_path, redact=REDACT)
         await second.start(watch=False)
         await second.wait_ready()
         try:

@@ -38,19 +38,15 @@ async def wait_pending(broker: InMemoryApprovalBroker) -> PendingApproval:
 
 
 def ctx_for(backend: SandboxBackend, approval: str, **kw: Any) -> ToolContext:
-    services = {
-        "sandbox": backend,
-        "sandbox_config": SandboxConfig(approval=approval, approval_timeout_s=5),  # type: ignore[arg-type]
-    }
-    services.update(kw.pop("services", {}))
-    return make_ctx(**kw, **services)
+    config = SandboxConfig(approval=approval, approval_timeout_s=5)  # type: ignore[arg-type]
+    return make_ctx(sandbox=backend, sandbox_config=config, **kw)
 
 
 async def test_ask_dangerous_command_waits_and_runs_once_approved(
     bwrap_backend: SandboxBackend,
 ) -> None:
     broker = InMemoryApprovalBroker()
-    ctx = ctx_for(bwrap_backend, "ask", services={"approvals": broker})
+    ctx = ctx_for(bwrap_backend, "ask", approvals=broker)
     call = asyncio.create_task(exec_call(ctx, DANGEROUS))
     request = await wait_pending(broker)
     assert not call.done()  # nothing runs while the owner decides
@@ -58,14 +54,14 @@ async def test_ask_dangerous_command_waits_and_runs_once_approved(
     assert DANGEROUS in request.summary and "recursive or forced delete" in request.summary
     assert broker.approve(request.id)
     out, ok = await call
-    assert ok and out.startswith("exit code 0") and "removed" in out
+    assert ok and out.startswith("exit code 0") and "removed" in out, out
     assert broker.pending() == []
     assert not broker.approve(request.id)  # a decision is taken once
 
 
 async def test_ask_denied_command_is_not_run(bwrap_backend: SandboxBackend) -> None:
     broker = InMemoryApprovalBroker()
-    ctx = ctx_for(bwrap_backend, "ask", services={"approvals": broker})
+    ctx = ctx_for(bwrap_backend, "ask", approvals=broker)
     call = asyncio.create_task(exec_call(ctx, "rm -rf /work/x && touch /work/ran"))
     request = await wait_pending(broker)
     assert broker.deny(request.id)
@@ -94,7 +90,7 @@ async def test_tainted_context_needs_approval_for_any_command(
     bwrap_backend: SandboxBackend,
 ) -> None:
     broker = InMemoryApprovalBroker()
-    ctx = ctx_for(bwrap_backend, "ask", tainted=True, services={"approvals": broker})
+    ctx = ctx_for(bwrap_backend, "ask", tainted=True, approvals=broker)
     call = asyncio.create_task(exec_call(ctx, "echo harmless"))
     request = await wait_pending(broker)
     assert "untrusted content" in request.summary
@@ -102,14 +98,14 @@ async def test_tainted_context_needs_approval_for_any_command(
     out, ok = await call
     assert ok and "harmless" in out
 
-    clean = ctx_for(bwrap_backend, "ask", services={"approvals": broker})
+    clean = ctx_for(bwrap_backend, "ask", approvals=broker)
     out, ok = await exec_call(clean, "echo harmless")  # no approval needed, none asked
     assert ok and "harmless" in out
 
 
 async def test_always_and_never_modes(bwrap_backend: SandboxBackend) -> None:
     broker = InMemoryApprovalBroker()
-    always = ctx_for(bwrap_backend, "always", services={"approvals": broker})
+    always = ctx_for(bwrap_backend, "always", approvals=broker)
     call = asyncio.create_task(exec_call(always, "echo hi"))
     broker.deny((await wait_pending(broker)).id)
     out, ok = await call
@@ -127,7 +123,7 @@ async def test_notify_is_called_and_its_failure_denies(bwrap_backend: SandboxBac
         seen.append(request)
 
     broker = InMemoryApprovalBroker(notify)
-    ctx = ctx_for(bwrap_backend, "always", services={"approvals": broker})
+    ctx = ctx_for(bwrap_backend, "always", approvals=broker)
     call = asyncio.create_task(exec_call(ctx, "echo hi"))
     request = await wait_pending(broker)
     broker.approve(request.id)
@@ -137,9 +133,7 @@ async def test_notify_is_called_and_its_failure_denies(bwrap_backend: SandboxBac
     async def broken(request: PendingApproval) -> None:
         raise RuntimeError("the owner's chat is unreachable")
 
-    failing = ctx_for(
-        bwrap_backend, "always", services={"approvals": InMemoryApprovalBroker(broken)}
-    )
+    failing = ctx_for(bwrap_backend, "always", approvals=InMemoryApprovalBroker(broken))
     out, ok = await exec_call(failing, "echo hi")
     assert not ok and "not run" in out
 

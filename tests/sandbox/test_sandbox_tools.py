@@ -30,7 +30,8 @@ def fs_ctx(home: Path) -> ToolContext:
 
 
 def workspace_of(ctx: ToolContext) -> Path:
-    return Path(ctx.services["workspaces"].prepare(ctx.session_key).path)
+    assert ctx.deps.sandbox is not None
+    return Path(ctx.deps.sandbox.workspaces.prepare(ctx.session_key).path)
 
 
 async def test_file_tools_round_trip(fs_ctx: ToolContext) -> None:

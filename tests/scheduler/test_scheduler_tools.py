@@ -21,6 +21,7 @@ from bot.scheduler.cli import add_subparsers, run
 from bot.scheduler.timing import following
 from bot.store import Store
 from bot.tools import Tool, ToolContext, ToolRegistry
+from tests.deps import make_deps
 
 from .conftest import DM, GROUP, FakeClock, RecordingDeliverer
 
@@ -29,11 +30,10 @@ ALICE = Identity("test", "alice", "Alice")
 
 
 def tool_context(scheduler: Scheduler | None, person: str = "alice", **kw: Any) -> ToolContext:
-    services = {"scheduler": scheduler} if scheduler else {}
     identity = Identity("test", person)
     return ToolContext(
-        identity, kw.pop("conversation", DM), DM.session_key, person_id=person,
-        timezone=kw.pop("timezone", "Europe/Berlin"), services=services, **kw,
+        identity, kw.pop("conversation", DM), DM.session_key, make_deps(scheduler=scheduler),
+        person_id=person, timezone=kw.pop("timezone", "Europe/Berlin"), **kw,
     )  # fmt: skip
 
 
@@ -121,7 +121,7 @@ def command_context(scheduler: Scheduler, name: str, args: str, person: str = "a
         "d1", identity, GROUP if person == "bob" else DM, f"/{name} {args}",
         command=Command(name, args),
     )  # fmt: skip
-    return CommandContext(message, args, person, "user", {"scheduler": scheduler})
+    return CommandContext(message, args, person, "user", make_deps(scheduler=scheduler))
 
 
 async def test_remind_and_reminders_commands(

@@ -1,0 +1,104 @@
+"""A tool that fails in a way nobody planned for (an OS error, a bug) still ends in an
+answer: the model reads an error result, the person gets a reply, and the delivery is done,
+so a restart does not run the same crash again."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import shutil
+import time
+from typing import Any
+
+import pytest
+
+from bot.builtin import builtin_tools
+from bot.gateway import Gateway
+from bot.messages import InboundMessage
+from bot.providers.base import ChatRequest, ToolCall
+from bot.providers.testing import ScriptedProvider
+from bot.tools import ToolContext, ToolRegistry, tool
+from tests.fakes.channel import RecordingChannel
+
+
+def _answer_with_what_the_tool_said(request: ChatRequest) -> str:
+    return "The tool said: " + request.messages[-1].content
+
+
+async def _delivery_status(gw: Gateway, message: InboundMessage) -> str | None:
+    """The delivery's status once its turn is stored (the reply goes out just before)."""
+    deadline = time.monotonic() + 10
+    while True:
+        status = await gw.store.inbound.status(message.conversation.channel, message.id)
+        if status != "pending" or time.monotonic() > deadline:
+            return status
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+async def test_write_file_with_a_300_character_name_answers_and_finishes(
+    make_config: Any,
+) -> None:
+    long_name = "n" * 300 + ".txt"
+    provider = ScriptedProvider(
+        [
+            [ToolCall("w1", "write_file", json.dumps({"path": long_name, "content": "x"}))],
+            _answer_with_what_the_tool_said,
+        ]
+    )
+    channel = RecordingChannel()
+    config = make_config(sandbox={"backend": "bwrap", "approval": "never"})
+    async with Gateway(config, provider=provider, channels={"test": channel}) as gw:
+        message = await channel.push("save a note under a very long name")
+        [reply] = await channel.wait_for_messages(1, timeout=20)
+        assert await _delivery_status(gw, message) == "done"
+        assert await gw.store.inbound.open_deliveries() == []  # nothing for a restart to redo
+    seen = provider.requests[1].messages[-1]
+    assert seen.role == "tool" and seen.name == "write_file"
+    assert seen.content == "error: write_file failed: File name too long"
+    assert reply == "The tool said: error: write_file failed: File name too long"
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        RuntimeError("walked into a broken invariant"),
+        FileExistsError(errno.EEXIST, "File exists", "/var/lib/decapod/workspaces/ab12"),
+    ],
+    ids=["RuntimeError", "FileExistsError"],
+)
+async def test_an_unexpected_exception_in_a_tool_still_answers(
+    make_config: Any, exc: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
+    @tool
+    async def tidy(ctx: ToolContext) -> str:
+        """Tidy the workspace."""
+        raise exc
+
+    provider = ScriptedProvider([[ToolCall("t1", "tidy", "{}")], _answer_with_what_the_tool_said])
+    channel = RecordingChannel()
+
+    def tools() -> ToolRegistry:  # a gateway registers its optional parts' tools into it
+        return ToolRegistry([*builtin_tools(), tidy])
+
+    caplog.set_level(logging.ERROR, "decapod.tools")
+    async with Gateway(
+        make_config(), provider=provider, channels={"test": channel}, tools=tools()
+    ) as gw:
+        message = await channel.push("tidy up")
+        [reply] = await channel.wait_for_messages(1, timeout=10)
+        assert await _delivery_status(gw, message) == "done"
+    assert provider.remaining == 0 and len(provider.requests) == 2
+    seen = provider.requests[1].messages[-1]
+    assert seen.role == "tool" and seen.content.startswith("error: tidy failed: ")
+    assert reply.startswith("The tool said: error: tidy failed: ")
+    assert any(r.exc_info and r.exc_info[1] is exc for r in caplog.records), "traceback logged"
+
+    # A restart runs no turn again (a replayed one would finish before the stop returns, and
+    # would find the script used up).
+    again = RecordingChannel()
+    async with Gateway(make_config(), provider=provider, channels={"test": again}, tools=tools()):
+        pass
+    assert len(provider.requests) == 2 and again.texts() == []
