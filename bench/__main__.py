@@ -1,6 +1,7 @@
 """`make bench`: every figure the code supports (P1-P10, the failover overhead, memory recall,
-web_fetch overhead, the web UI), side by side with nanobot where it has the figure, as one table;
-bench/results.json keeps the figures, the machine and the versions measured.
+web_fetch overhead, the MCP tool-call overhead, the web UI), side by side with nanobot where it
+has the figure, as one table; bench/results.json keeps the figures, the machine and the versions
+measured.
 
     python -m bench [--quick] [--only P1,P4] [--no-peer]
 
@@ -31,7 +32,23 @@ from typing import Any
 from bench.common import FakeLLMProcess
 from bench.table import Row, kb, mb, ms, ratio, render, sec, verdict
 
-FIGURES = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10", "FO", "ME", "WF", "UI")
+FIGURES = (
+    "P1",
+    "P2",
+    "P3",
+    "P4",
+    "P5",
+    "P6",
+    "P7",
+    "P8",
+    "P9",
+    "P10",
+    "FO",
+    "ME",
+    "WF",
+    "MC",
+    "UI",
+)
 PEER_FIGURES = {"P1", "P4", "P5", "P7"}
 RESULTS = Path(__file__).resolve().parent / "results.json"
 CHANNELS = ("telegram", "slack", "discord")
@@ -46,6 +63,7 @@ SDKS = (
     "discord.py",
     "apscheduler",
     "sqlite-vec",
+    "mcp",
 )
 
 
@@ -341,6 +359,23 @@ def _rows(r: dict[str, Any], peer: dict[str, Any] | None, only: set[str]) -> lis
             )
         else:
             rows.append(missing("FO", "Failover overhead", "< 50 ms", "failover_bench"))
+    if "MC" in only:
+        mc = r.get("mcp")
+        if mc and "host_p50_ms" in mc:
+            notes = [f"p95 {ms(mc['host_p95_ms'])} vs {ms(mc['builtin_p95_ms'])}"]
+            if "boxed_p50_ms" in mc:
+                notes.append(f"in the bwrap sandbox: p50 {ms(mc['boxed_p50_ms'])}")
+            rows.append(
+                Row(
+                    "MCP tool call p50, stdio vs built-in",
+                    f"{ms(mc['host_p50_ms'])} vs {ms(mc['builtin_p50_ms'])}",
+                    "",
+                    "info",
+                    notes=notes,
+                )
+            )
+        else:
+            rows.append(missing("MC", "MCP tool-call overhead", "", "mcp_bench"))
     if "ME" in only:
         me = r.get("memory_eval")
         if me:
@@ -452,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
             _step("reminder_bench", lambda: {"P9": _module_run("reminder_bench", q)()}, results)
         if "FO" in only:
             _step("failover_bench", _module_run("failover_bench", q), results)
+        if "MC" in only:
+            _step("mcp_bench", _module_run("mcp_bench", q), results)
         if "ME" in only:
             _step("memory_eval", lambda: {"memory_eval": _module_run("memory_eval", q)()}, results)
         if "WF" in only:

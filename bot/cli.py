@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_optional_parts(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from bot.mcp import cli as mcp_cli
     from bot.memory import cli as memory_cli
     from bot.sandbox import cli as sandbox_cli
     from bot.scheduler import cli as scheduler_cli
@@ -66,6 +67,7 @@ def _add_optional_parts(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     sandbox_cli.add_subparsers(sub)
     memory_cli.add_subparsers(sub)
     scheduler_cli.add_subparsers(sub)
+    mcp_cli.add_subparsers(sub)
     from channels import add_channel_commands
 
     add_channel_commands(sub)  # `decapod discord ...`, through the channel registry

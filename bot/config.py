@@ -17,6 +17,7 @@ from bot.channel_configs.slack import SlackChannelConfig
 from bot.channel_configs.telegram import TelegramChannelConfig
 from bot.config_base import ChannelAccessConfig, GroupConfig, Section
 from bot.errors import ConfigError
+from bot.mcp.config import McpConfig
 from bot.memory.config import MemoryConfig
 from bot.providers.config import ModelsConfig, ProviderConfig, check_model_refs
 from bot.sandbox.config import SandboxConfig
@@ -121,6 +122,7 @@ class Config(_Section):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    mcp: McpConfig = Field(default_factory=McpConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     webui: WebUIConfig = Field(default_factory=WebUIConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
@@ -162,15 +164,18 @@ def secret_from_env(env_name: str, key_path: str) -> str:
 
 
 _CHANNEL_TYPES = frozenset({"console", "telegram", "slack", "discord"})
+_MCP_TRANSPORTS = frozenset({"stdio", "http", "sse"})
 _SEARCH_TYPES = frozenset({"searxng", "brave", "tavily"})
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
     parts = [str(p) for p in loc if not str(p).startswith("function-")]
     # a tagged table's loc carries the union's tag (channels.tg.telegram.x,
-    # web.search.0.brave.x): not a key
+    # web.search.0.brave.x, mcp.servers.files.stdio.command): not a key
     if len(parts) > 2 and parts[0] == "channels" and parts[2] in _CHANNEL_TYPES:
         del parts[2]
+    if len(parts) > 3 and parts[:2] == ["mcp", "servers"] and parts[3] in _MCP_TRANSPORTS:
+        del parts[3]
     if len(parts) > 3 and parts[:2] == ["web", "search"] and parts[3] in _SEARCH_TYPES:
         del parts[3]
     return ".".join(parts)
@@ -185,6 +190,8 @@ def format_validation_error(exc: ValidationError) -> str:
             msg = "unknown key (not one this version understands; check the spelling)"
         elif err["type"] == "missing":
             msg = "required key is missing"
+        elif err["type"] == "union_tag_not_found":
+            msg = f"required key {err.get('ctx', {}).get('discriminator', '')} is missing"
         lines.append(f"{loc or '(top level)'}: {msg}")
     return "\n".join(lines)
 

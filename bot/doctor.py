@@ -190,8 +190,19 @@ async def check_memory(config: Config) -> list[Check]:
     return [("memory", True, detail)]
 
 
+async def check_mcp(config: Config) -> list[Check]:
+    """Each MCP server started, listed and stopped, as the gateway would."""
+    from bot.mcp.cli import doctor_checks
+
+    return await doctor_checks(config)
+
+
 #: extra checks that optional parts add
-EXTRA_CHECKS: list[Callable[[Config], Awaitable[list[Check]]]] = [check_sandbox, check_memory]
+EXTRA_CHECKS: list[Callable[[Config], Awaitable[list[Check]]]] = [
+    check_sandbox,
+    check_memory,
+    check_mcp,
+]
 
 
 async def _guarded(

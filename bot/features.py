@@ -1,6 +1,6 @@
 """The optional parts, wired into a starting gateway: the sandbox (exec and file tools),
-memory, the scheduler, and the web tools. Each start function registers its tools and
-commands and pushes its own stop onto the gateway's exit stack."""
+memory, the scheduler, the web tools and MCP servers. Each start function registers its
+tools and commands and pushes its own stop onto the gateway's exit stack."""
 
 from __future__ import annotations
 
@@ -136,6 +136,27 @@ def _workspace_saver(gw: Gateway) -> WorkspaceSaver | None:
     from bot.web.save import WorkspaceSaver
 
     return WorkspaceSaver(sandbox.workspaces, sandbox.config, sandbox.approvals)
+
+
+async def start_mcp(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
+    """MCP servers connect in the background; their tools join the registry as they list
+    them. Runs after the sandbox, whose policy the MCP policy wraps."""
+    from bot.mcp.manager import McpManager
+    from bot.mcp.tools import McpToolPolicy
+
+    manager = McpManager(
+        gw.config.mcp,
+        home=gw.config.home,
+        sandbox=gw.config.sandbox,
+        registry=gw.tools,
+        redact=gw.redactor.redact,
+        notify=gw.notify_owner,
+    )
+    gw.mcp = manager
+    gw.policy = McpToolPolicy(gw.policy)
+    manager.start()
+    stack.push_async_callback(manager.stop)
+    gw.start_after_channels.append(manager.channels_started)
 
 
 class _ChannelDeliverer:

@@ -34,6 +34,7 @@ from channels import Channel, create_channel
 
 if TYPE_CHECKING:
     from bot.http import HttpServer
+    from bot.mcp.manager import McpManager
     from bot.providers.build import ProviderSet
 
 log = logging.getLogger("decapod.gateway")
@@ -64,6 +65,7 @@ class Gateway:
         self.agent: Agent | None = None
         self.policy = ToolPolicy()
         self.sandbox_status = "off (sandbox.backend = none)"
+        self.mcp: McpManager | None = None
         self.access: AccessControl = build_access(config, self.store)
         self.http: HttpServer | None = None
         #: printed to the terminal by `decapod run` until an admin credential exists
@@ -124,8 +126,12 @@ class Gateway:
         if cfg.memory.enabled:
             await features.start_memory(self, self._stack)
         await features.start_scheduler(self, self._stack)
+        # the web and MCP policies each wrap the policy before them, so both start after
+        # the sandbox, which sets its own
         if cfg.web.enabled:
             await features.start_web(self, self._stack)
+        if cfg.mcp.servers:
+            await features.start_mcp(self, self._stack)
         self.agent = Agent(
             self.provider,
             self.tools,
@@ -280,6 +286,8 @@ class Gateway:
             f"session: {key} ({len(session.history or [])} recent messages)",
             f"uptime: {uptime_text(self._started)}; active turns: {self.sessions.active}",
         ]
+        if self.mcp is not None:
+            lines += self.mcp.status_lines()
         return "\n".join(lines)
 
     async def notify_owner(self, text: str) -> None:

@@ -61,6 +61,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "memory": cmd_memory,
         "models": cmd_memory,
         "reminders": cmd_reminders,
+        "mcp": cmd_mcp,
     }
     try:
         # any other command is a channel's own (`decapod discord ...`)
@@ -287,6 +288,14 @@ def cmd_channel(args: argparse.Namespace) -> int:
     from channels import run_channel_command
 
     return run_channel_command(args, _config(args))
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from bot.mcp import cli
+
+    config = _config(args)
+    setup_logging("ERROR", "text", None)  # a server's own chatter is not the answer
+    return cli.run(args, config)
 
 
 def cmd_security(args: argparse.Namespace) -> int:

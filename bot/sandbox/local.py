@@ -18,6 +18,7 @@ import re
 import shutil
 import tempfile
 from abc import abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 
 from bot.errors import SandboxError
@@ -45,6 +46,8 @@ from bot.sandbox.workspace import WorkspaceManager
 _PROBE_TIMEOUT_S = 10.0
 _TMP_BYTES = 64 << 20
 _ETC_FILES = ("/etc/alternatives", "/etc/ssl", "/etc/ld.so.cache")
+#: name resolution, for a server that may use the network
+_NET_ETC_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf")
 #: the kernel counts RLIMIT_NPROC per user namespace since this release
 _NPROC_PER_USERNS = (5, 14)
 _LIMIT_CONTROLLERS = {MEMORY: "memory", PROCESSES: "pids", CPU_SHARE: "cpu"}
@@ -200,12 +203,55 @@ class BwrapBackend(LocalBackend):
     def _command(
         self, path: Path, argv: list[str], limits: Limits
     ) -> tuple[list[str], dict[str, str]]:
+        args = [*self._profile(path), "--clearenv"]
+        env = sandbox_env()
+        for key, value in env.items():
+            args += ["--setenv", key, value]
+        return [*args, "--", *self._nproc_bounded(argv, limits)], env
+
+    def server_command(
+        self,
+        path: Path,
+        argv: list[str],
+        limits: Limits,
+        *,
+        network: bool = False,
+        ro_binds: Sequence[tuple[str, str]] = (),
+        rw_binds: Sequence[tuple[str, str]] = (),
+    ) -> list[str]:
+        """The whole launcher argv for a long-lived server (an MCP server over stdio) in the
+        exec profile, with `path` at /work and the (host, inside) binds. Its environment is
+        the one the launcher starts with, so secret values never appear in an argv; no
+        cgroup, the rlimits bound it."""
+        prefix = launch_prefix(
+            self.tools,
+            limits,
+            None,
+            drop_to=self.drop_to,
+            stage_workspace=self._stages_workspace(),
+            uid_nproc=self._uid_nproc(),
+        )
+        extra: list[str] = []
+        for source, dest in ro_binds:
+            extra += ["--ro-bind", source, dest]
+        for source, dest in rw_binds:
+            extra += ["--bind", source, dest]
+        profile = self._profile(path, network=network, extra=extra)
+        return [*prefix, *profile, "--", *self._nproc_bounded(argv, limits)]
+
+    def _nproc_bounded(self, argv: list[str], limits: Limits) -> list[str]:
         if self.nproc_problem is None:
-            argv = nproc_prefix(self.tools, limits) + argv
+            return nproc_prefix(self.tools, limits) + argv
+        return argv
+
+    def _profile(
+        self, path: Path, *, network: bool = False, extra: Sequence[str] = ()
+    ) -> list[str]:
         source = STAGED_WORKSPACE if self._stages_workspace() else str(path)
         args = [
             self.bwrap,
             "--unshare-all",
+            *(["--share-net"] if network else []),
             "--unshare-user",
             "--disable-userns",  # no nested user namespaces: the kernel surface they open
             "--uid", "1000",
@@ -220,21 +266,18 @@ class BwrapBackend(LocalBackend):
             "--symlink", "usr/lib", "/lib",
             "--symlink", "usr/lib64", "/lib64",
         ]  # fmt: skip
-        for etc in _ETC_FILES:
+        for etc in _ETC_FILES + (_NET_ETC_FILES if network else ()):
             args += ["--ro-bind-try", etc, etc]
         args += [
             "--proc", "/proc",
             "--dev", "/dev",
             "--size", str(_TMP_BYTES), "--tmpfs", "/tmp",
             "--bind", source, WORK_DIR,
+            *extra,
             "--remount-ro", "/",  # the root tmpfs bwrap builds is writable otherwise
             "--chdir", WORK_DIR,
-            "--clearenv",
         ]  # fmt: skip
-        env = sandbox_env()
-        for key, value in env.items():
-            args += ["--setenv", key, value]
-        return [*args, "--", *argv], env
+        return args
 
     async def _probe(self) -> None:
         self.workspaces.ensure_root()

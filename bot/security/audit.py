@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from bot.config import Config
 from bot.http import is_loopback_host
@@ -98,6 +99,7 @@ def _config_findings(config: Config) -> list[Finding]:
                 "set allow_private = false and list what must be reachable in web.allow_hosts",
             )
         )
+    found += _mcp_findings(config)
     if not config.gateway.owners:
         found.append(
             Finding(
@@ -106,6 +108,35 @@ def _config_findings(config: Config) -> list[Finding]:
                 'add your identity key to [gateway] owners, e.g. ["telegram:123456789"]',
             )
         )
+    return found
+
+
+def _mcp_findings(config: Config) -> list[Finding]:
+    found: list[Finding] = []
+    for name, server in config.mcp.servers.items():
+        if not server.enabled:
+            continue
+        others = sorted(set(server.roles) - {"owner"})
+        if server.transport == "stdio" and not server.run_in_sandbox:
+            found.append(
+                Finding(
+                    "high" if others else "medium",
+                    f"mcp.servers.{name} runs on this host unsandboxed (run_in_sandbox = false): "
+                    "its tools act with the gateway's rights"
+                    + (f", for {' and '.join(others)}s too" if others else ""),
+                    "set run_in_sandbox = true (bubblewrap) and bind only the folders it needs",
+                )
+            )
+        if server.transport != "stdio" and server.headers_env:
+            url = urlsplit(server.url)
+            if url.scheme == "http" and not is_loopback_host(url.hostname or ""):
+                found.append(
+                    Finding(
+                        "medium",
+                        f"mcp.servers.{name} sends its credentials unencrypted to {server.url}",
+                        "use an https:// URL",
+                    )
+                )
     return found
 
 

@@ -133,6 +133,11 @@ class ToolRegistry:
             raise ValueError(f"tool {t.name!r} registered twice")
         self._tools[t.name] = t
 
+    def unregister(self, name: str) -> Tool | None:
+        """Withdraw a tool at run time (its MCP server went away). A turn that was offered it
+        already and calls it now gets an "unknown tool" result."""
+        return self._tools.pop(name, None)
+
     def __contains__(self, name: str) -> bool:
         return name in self._tools
 

@@ -1,0 +1,61 @@
+"""A tool result from an MCP server, as the text the model reads.
+
+Text blocks pass through; binary blocks (images, audio, blobs) are described by kind, type and
+size, never inlined: the gateway has no media path for tool output, and base64 in a prompt
+costs tokens and says nothing. Structured content is used when a result has no text.
+The whole is cut at a character cap, and the caller redacts it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mcp_types import CallToolResult, ContentBlock
+
+
+def result_text(result: CallToolResult, max_chars: int) -> str:
+    parts = [_block_text(block) for block in result.content]
+    if not any(parts) and result.structured_content is not None:
+        parts = [json.dumps(result.structured_content, ensure_ascii=False)]
+    return cap("\n".join(p for p in parts if p) or "(no output)", max_chars)
+
+
+def cap(text: str, max_chars: int) -> str:
+    if len(text) <= max_chars:
+        return text
+    cut = len(text) - max_chars
+    return text[:max_chars] + f"\n[… {cut:,} more characters cut]"
+
+
+def _block_text(block: ContentBlock) -> str:
+    import mcp_types as t
+
+    if isinstance(block, t.TextContent):
+        return block.text
+    if isinstance(block, t.ImageContent | t.AudioContent):
+        kind = "image" if isinstance(block, t.ImageContent) else "audio"
+        return f"[{kind}: {block.mime_type}, {_size(_b64_bytes(block.data))}]"
+    if isinstance(block, t.ResourceLink):
+        size = f", {_size(block.size)}" if block.size is not None else ""
+        return f"[resource: {block.name} <{block.uri}>{size}]"
+    if isinstance(block, t.EmbeddedResource):
+        res = block.resource
+        if isinstance(res, t.TextResourceContents):
+            return f"[resource {res.uri}]\n{res.text}"
+        mime = f"{res.mime_type}, " if res.mime_type else ""
+        return f"[resource: {res.uri}, {mime}{_size(_b64_bytes(res.blob))}]"
+    return f"[{getattr(block, 'type', 'unknown')} content]"
+
+
+def _b64_bytes(data: str) -> int:
+    return len(data.rstrip("=")) * 3 // 4
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.0f} KB"
+    return f"{n / (1024 * 1024):.1f} MB"

@@ -1,0 +1,151 @@
+"""An MCP server for the tests, built with the SDK's MCPServer (FastMCP in mcp 1.x).
+
+    python mcp_test_server.py            # stdio
+    python mcp_test_server.py --http N   # streamable HTTP on 127.0.0.1:N (path /mcp)
+    python mcp_test_server.py --sse N    # SSE on 127.0.0.1:N (path /sse)
+    python mcp_test_server.py --hang     # never answers, not even initialize
+
+With MCP_TEST_STATE naming a folder, the server writes `pid` there when it starts and
+`slow-started` when a `slow` call begins, so a test can kill it mid-call.
+Standalone on purpose: it also runs inside the sandbox, on the system's Python.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import resource
+import socket
+import sys
+import time
+from pathlib import Path
+
+if "--hang" in sys.argv:
+    if os.environ.get("MCP_TEST_STATE"):
+        Path(os.environ["MCP_TEST_STATE"], "pid").write_text(str(os.getpid()))
+    time.sleep(3600)
+    sys.exit(0)
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ImageContent, TextContent
+
+app = MCPServer("decapod-test")
+STATE = Path(os.environ["MCP_TEST_STATE"]) if os.environ.get("MCP_TEST_STATE") else None
+
+
+def _mark(name: str, text: str = "") -> None:
+    if STATE is not None:
+        (STATE / name).write_text(text)
+
+
+@app.tool()
+def echo(text: str, times: int = 1) -> str:
+    """Repeat the text."""
+    return text * times
+
+
+@app.tool()
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+@app.tool()
+async def slow(seconds: float) -> str:
+    """Wait, then answer."""
+    _mark("slow-started", str(os.getpid()))
+    await asyncio.sleep(seconds)
+    return "slept"
+
+
+@app.tool()
+def max_processes() -> str:
+    """This process's soft RLIMIT_NPROC ("unlimited" when none is set)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
+    return "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
+
+
+@app.tool()
+def environment() -> str:
+    """The server's environment variables, as JSON."""
+    return json.dumps(dict(os.environ), sort_keys=True)
+
+
+@app.tool()
+def peek(path: str) -> str:
+    """Whether this server can read a path, and what it found."""
+    try:
+        if os.path.isdir(path):
+            return "listed: " + ", ".join(sorted(os.listdir(path)))
+        with open(path, "rb") as f:
+            return f"read {len(f.read())} bytes"
+    except OSError as exc:
+        return f"cannot read: {exc.strerror}"
+
+
+@app.tool()
+def connect(port: int) -> str:
+    """Whether a TCP connection to 127.0.0.1:port succeeds."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            return "connected"
+    except OSError as exc:
+        return f"cannot connect: {exc.strerror or exc}"
+
+
+@app.tool()
+def picture() -> list[ImageContent | TextContent]:
+    """A small picture and a caption."""
+    data = base64.b64encode(b"\x89PNG" + b"\0" * 2044).decode()
+    return [
+        TextContent(type="text", text="a grey square"),
+        ImageContent(type="image", data=data, mime_type="image/png"),
+    ]
+
+
+@app.tool()
+def fail(reason: str) -> str:
+    """Always fails, saying why."""
+    raise ToolError(reason)
+
+
+@app.tool()
+def big(chars: int) -> str:
+    """A long text."""
+    return "x" * chars
+
+
+@app.tool()
+def header(ctx: Context, name: str) -> str:
+    """A header of the HTTP request that carried this call."""
+    request = ctx.request_context.request
+    headers = getattr(request, "headers", None)
+    return str(headers.get(name)) if headers is not None else "(not over HTTP)"
+
+
+@app.tool()
+async def grow(ctx: Context) -> str:
+    """Add the tool `extra` and tell the client its tool list changed."""
+
+    def extra(word: str) -> str:
+        """A tool that appeared later."""
+        return f"extra {word}"
+
+    app.add_tool(extra, name="extra")
+    await ctx.request_context.session.send_tool_list_changed()
+    return "grown"
+
+
+if __name__ == "__main__":
+    _mark("pid", str(os.getpid()))
+    if "--http" in sys.argv:
+        port = int(sys.argv[sys.argv.index("--http") + 1])
+        app.run("streamable-http", host="127.0.0.1", port=port)
+    elif "--sse" in sys.argv:
+        port = int(sys.argv[sys.argv.index("--sse") + 1])
+        app.run("sse", host="127.0.0.1", port=port)
+    else:
+        app.run("stdio")

@@ -1,0 +1,163 @@
+"""A server's listing made fit for the model (names, schema checks, trimming), and its results
+as text (capped, binary described), also end to end through a turn."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import mcp_types as types
+import pytest
+
+from bot.mcp.results import result_text
+from bot.mcp.schema import TRIMMED_NOTE, fit_schema, listed_tools
+from bot.providers.base import ToolCall
+from tests.fakes.llm import FakeLLM, Reply
+from tests.mcp.conftest import running, stdio_entry
+
+
+def _wide_schema(properties: int) -> dict[str, Any]:
+    nested = {
+        "type": "object",
+        "description": "a nested option " * 10,
+        "properties": {"deep": {"type": "string", "description": "deep detail " * 20}},
+        "examples": [{"deep": "x" * 50}],
+    }
+    return {
+        "type": "object",
+        "title": "wide",
+        "properties": {
+            f"field_{i}": {
+                "type": "string",
+                "description": f"what field {i} means " * 5,
+                "title": "F",
+            }
+            | ({"items": nested} if i % 2 else {})
+            for i in range(properties)
+        },
+        "required": ["field_0"],
+    }
+
+
+def _tool(name: str, schema: Any, description: str = "Does a thing.") -> types.Tool:
+    return types.Tool.model_construct(
+        name=name, title=None, description=description, input_schema=schema
+    )
+
+
+def _listing(tools: list[types.Tool], **kw: Any) -> tuple[list[Any], list[str]]:
+    options: dict[str, Any] = {
+        "allow": [],
+        "exclude": [],
+        "max_schema_chars": 4000,
+        "max_description_chars": 200,
+    }
+    options.update(kw)
+    return listed_tools("srv", tools, **options)
+
+
+def test_a_schema_that_fits_is_kept_as_it_is() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer", "title": "A"}}}
+    assert fit_schema(schema, 4000) == (schema, False)
+
+
+@pytest.mark.parametrize("cap", [6000, 2500, 600, 200])
+def test_an_oversized_schema_is_trimmed_below_the_cap_keeping_what_it_can(cap: int) -> None:
+    schema = _wide_schema(30)
+    trimmed, was_trimmed = fit_schema(schema, cap)
+    assert was_trimmed and len(json.dumps(trimmed, separators=(",", ":"))) <= cap
+    assert trimmed["type"] == "object"
+    if cap >= 600:  # room for the property names at least
+        assert set(trimmed["properties"]) == set(schema["properties"])
+        assert trimmed["required"] == ["field_0"]
+
+
+def test_listing_names_checks_trims_and_notes() -> None:
+    tools = [
+        _tool("get.page", {"type": "object", "properties": {"url": {"type": "string"}}}),
+        _tool("wide", _wide_schema(30), description="Wide. " * 100),
+        _tool("scalar", {"type": "string"}),
+        _tool("broken", {"type": "object", "properties": 5}),
+        _tool("get_page", {"type": "object"}),
+        _tool("secret_admin", {"type": "object"}),
+    ]
+    listed, problems = _listing(tools, exclude=["secret_admin"])
+    by_name = {t.name: t for t in listed}
+    assert set(by_name) == {"srv__get_page", "srv__wide"}
+    assert by_name["srv__get_page"].remote_name == "get.page"
+    wide = by_name["srv__wide"]
+    assert wide.description.endswith(TRIMMED_NOTE)
+    assert len(wide.description) <= 200 + len(TRIMMED_NOTE)
+    assert wide.full_schema == {**_wide_schema(30)} and wide.schema != wide.full_schema
+    assert any(p.startswith("scalar: ") and "'string'" in p for p in problems)
+    assert any(p.startswith("broken: invalid input schema") for p in problems)
+    assert any(p.startswith("get_page: its name clashes") for p in problems)
+
+
+def test_an_allowlist_offers_only_the_named_tools() -> None:
+    tools = [_tool(n, {"type": "object"}) for n in ("a", "b", "c")]
+    listed, _ = _listing(tools, allow=["a", "c"], exclude=["c"])
+    assert [t.name for t in listed] == ["srv__a"]
+
+
+def test_results_become_text_with_binary_content_described_and_a_cap() -> None:
+    png = base64.b64encode(b"\x89PNG" + b"\0" * 3068).decode()
+    result = types.CallToolResult(
+        content=[
+            types.TextContent(type="text", text="caption"),
+            types.ImageContent(type="image", data=png, mime_type="image/png"),
+            types.EmbeddedResource(
+                type="resource",
+                resource=types.TextResourceContents(uri="file:///a.txt", text="inside"),
+            ),
+            types.ResourceLink(type="resource_link", name="b.bin", uri="file:///b.bin", size=10),
+        ]
+    )
+    text = result_text(result, 10_000)
+    assert text.splitlines() == [
+        "caption",
+        "[image: image/png, 3 KB]",
+        "[resource file:///a.txt]",
+        "inside",
+        "[resource: b.bin <file:///b.bin>, 10 bytes]",
+    ]
+    assert png[:40] not in text
+    structured = types.CallToolResult(content=[], structured_content={"n": 1})
+    assert result_text(structured, 100) == '{"n": 1}'
+    long = types.CallToolResult(content=[types.TextContent(type="text", text="y" * 500)])
+    assert result_text(long, 200) == "y" * 200 + "\n[… 300 more characters cut]"
+
+
+async def test_results_in_a_turn_are_described_capped_checked_and_redacted(
+    gateway_config: Any, fake: FakeLLM, state: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-test-SECRET-value-0123456789abcdef"
+    monkeypatch.setenv("SERVER_SIDE_SECRET", secret)
+    fake.push(
+        Reply(
+            tool_calls=[
+                ToolCall("c1", "t__picture", "{}"),
+                ToolCall("c2", "t__fail", json.dumps({"reason": "disk full"})),
+                ToolCall("c3", "t__big", json.dumps({"chars": 5000})),
+                ToolCall("c4", "t__echo", json.dumps({"text": f"key={secret}"})),
+                ToolCall("c5", "t__add", json.dumps({"a": "two", "b": 3})),
+            ]
+        ),
+        Reply(text="done"),
+    )
+    config = gateway_config(
+        {"t": stdio_entry()},
+        mcp={"max_result_chars": 1000},
+        security={"secret_env": ["SERVER_SIDE_SECRET"]},
+    )
+    async with running(config, "t") as (_, channel):
+        await channel.push("try everything", user="owner")
+        await channel.wait_for_messages(1, timeout=60)
+    results = [m["content"] for m in fake.calls()[1].body["messages"] if m["role"] == "tool"]
+    picture, failed, big, echoed, invalid = results
+    assert picture == "a grey square\n[image: image/png, 2 KB]"
+    assert failed.startswith("error: fail failed: ") and "disk full" in failed
+    assert big == "x" * 1000 + "\n[… 4,000 more characters cut]"
+    assert secret not in echoed and "REDACTED" in echoed
+    assert invalid.startswith("error: invalid arguments for t__add: a: 'two' is not of type")
