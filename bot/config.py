@@ -17,10 +17,12 @@ from bot.channel_configs.slack import SlackChannelConfig
 from bot.channel_configs.telegram import TelegramChannelConfig
 from bot.config_base import ChannelAccessConfig, GroupConfig, Section
 from bot.errors import ConfigError
+from bot.hooks.config import HooksConfig
 from bot.memory.config import MemoryConfig
 from bot.providers.config import ModelsConfig, ProviderConfig, check_model_refs
 from bot.sandbox.config import SandboxConfig
 from bot.scheduler.config import SchedulerConfig
+from bot.skills.config import SkillsConfig
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are Decapod, a helpful personal assistant chatting through a messaging app. "
@@ -119,6 +121,8 @@ class Config(_Section):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    skills: SkillsConfig = Field(default_factory=SkillsConfig)
+    hooks: HooksConfig = Field(default_factory=HooksConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
 

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.agent import Agent, AgentSettings
+from bot.approvals import ApprovalDesk
 from bot.builtin import VERSION_LINE, builtin_tools, register_builtin_commands, uptime_text
 from bot.commands import CommandTable
 from bot.config import Config
@@ -52,6 +53,8 @@ class Gateway:
         self.commands = CommandTable()
         register_builtin_commands(self.commands, self)
         register_access_commands(self.commands)
+        #: /approve and /deny for whatever waits for the owner (sandbox commands, skill drafts)
+        self.approvals = ApprovalDesk(self.commands)
         self.tools = tools or ToolRegistry(builtin_tools())
         self.channels: dict[str, Channel] = dict(channels or {})
         self._provider_override = provider
@@ -115,11 +118,14 @@ class Gateway:
         assert self.provider is not None
         from bot import features
 
+        await features.start_hooks(self, self._stack)
         if cfg.sandbox.backend != "none" or cfg.sandbox.allow_host_exec:
             await features.start_sandbox(self, self._stack)
         if cfg.memory.enabled:
             await features.start_memory(self, self._stack)
         await features.start_scheduler(self, self._stack)
+        if cfg.skills.enabled:
+            await features.start_skills(self, self._stack)  # last: its tools requirement
         self.agent = Agent(
             self.provider,
             self.tools,
@@ -229,6 +235,8 @@ class Gateway:
                 if on_denied is not None:
                     await on_denied(message)
             return
+        if self.deps.hooks is not None:
+            self.deps.hooks.message_received(message)
         spec = self.commands.get(message.command.name) if message.command else None
         if spec is not None and spec.immediate:
             # answers a turn that may be waiting in this very session (/approve)
@@ -263,6 +271,8 @@ class Gateway:
     # services for commands, the scheduler and the owner ------------------------------------
     async def reset_session(self, key: str) -> None:
         await self.sessions.reset(self.sessions.get(key))
+        if self.deps.hooks is not None:
+            self.deps.hooks.session_reset(key)
 
     async def status_text(self, key: str) -> str:
         session = self.sessions.get(key)
