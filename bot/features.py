@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.deps import SandboxDeps
@@ -32,11 +34,12 @@ async def start_sandbox(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
     )
 
     cfg = gw.config.sandbox
-    backend, gw.sandbox_status = await select_backend(cfg, gw.config.home)
+    mounts = _skills_mount(gw)
+    backend, gw.sandbox_status = await select_backend(cfg, gw.config.home, mounts)
     if backend is not None:
         stack.push_async_callback(backend.aclose)
     broker = InMemoryApprovalBroker(notify=lambda pending: ask_approval(gw, pending))
-    workspaces = workspace_manager(cfg, gw.config.home)
+    workspaces = workspace_manager(cfg, gw.config.home, mounts)
     pruned = workspaces.prune(cfg.workspace_max_age_days * 86400)
     if pruned:
         log.info(
@@ -49,6 +52,21 @@ async def start_sandbox(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
         gw.tools.register(t)
     gw.policy = SandboxToolPolicy(cfg)
     gw.approvals.add(_CommandApprovals(broker))
+
+
+def _skills_mount(gw: Gateway) -> dict[str, Path]:
+    """The owner's skills, read-only at /skills in every command's sandbox. Not when the
+    gateway runs as root: commands then run as the sandbox uid, which cannot read the
+    owner's private folder (the packaged service runs as its own user)."""
+    from bot.skills.tools import SANDBOX_SKILLS_DIR
+
+    skills = gw.config.skills
+    if not skills.enabled:
+        return {}
+    if os.geteuid() == 0:
+        log.info("skills' files are not mounted into the sandbox: the gateway runs as root")
+        return {}
+    return {SANDBOX_SKILLS_DIR: gw.config.home / skills.dir}
 
 
 async def start_memory(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:

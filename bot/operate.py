@@ -30,6 +30,8 @@ def dispatch(args: argparse.Namespace) -> int:
         "models": cmd_memory,
         "reminders": cmd_reminders,
         "discord": cmd_discord,
+        "skills": cmd_skills,
+        "hooks": cmd_hooks,
     }
     return handlers[args.command](args)
 
@@ -224,6 +226,18 @@ def cmd_reminders(args: argparse.Namespace) -> int:
     from bot.scheduler import cli
 
     return cli.run(args, _config(args).db_path)
+
+
+def cmd_skills(args: argparse.Namespace) -> int:
+    from bot.skills import cli
+
+    return cli.run(args, _config(args))
+
+
+def cmd_hooks(args: argparse.Namespace) -> int:
+    from bot.hooks import cli
+
+    return cli.run(args, _config(args))
 
 
 def cmd_discord(args: argparse.Namespace) -> int:

@@ -169,6 +169,8 @@ class BwrapBackend(LocalBackend):
             "--dev", "/dev",
             "--size", str(_TMP_BYTES), "--tmpfs", "/tmp",
             "--bind", source, WORK_DIR,
+            *(a for dest, src in self.workspaces.ro_mounts.items()
+              for a in ("--ro-bind-try", str(src), dest)),
             "--remount-ro", "/",  # the root tmpfs bwrap builds is writable otherwise
             "--chdir", WORK_DIR,
             "--clearenv",

@@ -18,16 +18,20 @@ log = logging.getLogger("decapod.sandbox")
 _DAY_S = 86400.0
 
 
-def workspace_manager(config: SandboxConfig, home: Path) -> WorkspaceManager:
+def workspace_manager(
+    config: SandboxConfig, home: Path, ro_mounts: dict[str, Path] | None = None
+) -> WorkspaceManager:
     """The session workspaces under `<home>/sandboxes`, owned by the sandbox uid when root.
 
     File tools need this even when no backend can run commands.
     """
     owner = (config.uid, config.gid) if os.geteuid() == 0 else None
-    return WorkspaceManager(home / "sandboxes", owner=owner)
+    return WorkspaceManager(home / "sandboxes", owner=owner, ro_mounts=ro_mounts)
 
 
-async def select_backend(config: SandboxConfig, home: Path) -> tuple[SandboxBackend | None, str]:
+async def select_backend(
+    config: SandboxConfig, home: Path, ro_mounts: dict[str, Path] | None = None
+) -> tuple[SandboxBackend | None, str]:
     """The backend to run commands with, or None; and a line saying what and why.
 
     An explicit `backend = "docker"` or `"bwrap"` never falls back to the other one: when
@@ -35,7 +39,7 @@ async def select_backend(config: SandboxConfig, home: Path) -> tuple[SandboxBack
     Host execution is used only with `allow_host_exec = true`, and only when `backend` is
     "auto" or "none".
     """
-    workspaces = workspace_manager(config, home)
+    workspaces = workspace_manager(config, home, ro_mounts)
     pruned = workspaces.prune(config.workspace_max_age_days * _DAY_S)
     if pruned:
         log.info(

@@ -42,9 +42,17 @@ class WorkspaceManager:
     workspaces and the files the gateway writes into them are handed to that owner.
     """
 
-    def __init__(self, root: Path, owner: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        owner: tuple[int, int] | None = None,
+        ro_mounts: dict[str, Path] | None = None,
+    ) -> None:
         self.root = root
         self.owner = owner
+        #: host folders every command sees read-only (sandbox path -> host path), e.g. the
+        #: owner's skills at /skills
+        self.ro_mounts = dict(ro_mounts or {})
         self._key: bytes | None = None
 
     def ensure_root(self) -> None:

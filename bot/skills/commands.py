@@ -90,7 +90,7 @@ def register_skill_commands(table: CommandTable, runtime: SkillRuntime) -> None:
             return _USAGE
         try:
             if action == "show":
-                return await asyncio.to_thread(_show, library, name)
+                return await asyncio.to_thread(show_text, library, name)
             if action == "enable":
                 return await enable(runtime, name)
             if action == "discard":
@@ -101,7 +101,7 @@ def register_skill_commands(table: CommandTable, runtime: SkillRuntime) -> None:
         return _USAGE
 
 
-def _show(library: SkillLibrary, name: str) -> str:
+def show_text(library: SkillLibrary, name: str, limit: int | None = _SHOW_CHARS) -> str:
     """A draft's SKILL.md (what the owner approves), else the enabled skill's."""
     draft = library.draft(name)
     folder = draft.folder if draft is not None else None
@@ -120,6 +120,6 @@ def _show(library: SkillLibrary, name: str) -> str:
     head = f"{'draft' if draft else 'skill'} {name}"
     if others:
         head += f"; files: {', '.join(others)}"
-    if len(text) > _SHOW_CHARS:
-        text = text[:_SHOW_CHARS] + f"\n[... {len(text) - _SHOW_CHARS} more characters ...]"
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + f"\n[... {len(text) - limit} more characters ...]"
     return f"{head}\n{text}"

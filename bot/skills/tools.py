@@ -55,8 +55,18 @@ async def use_skill(ctx: ToolContext, name: str) -> str:
     files = await asyncio.to_thread(_other_files, skill)
     head = f"# skill {skill.name}"
     if files:
-        where = f"{SANDBOX_SKILLS_DIR}/{skill.folder.name}"
-        head += f"\nIts files (read-only in the sandbox at {where}/): {', '.join(files)}"
+        sandbox = ctx.deps.sandbox
+        mounted = (
+            sandbox is not None
+            and sandbox.backend is not None
+            and SANDBOX_SKILLS_DIR in sandbox.workspaces.ro_mounts
+        )
+        where = (
+            f"read-only in the sandbox at {SANDBOX_SKILLS_DIR}/{skill.folder.name}/"
+            if mounted
+            else "not reachable here: commands cannot run"
+        )
+        head += f"\nIts files ({where}): {', '.join(files)}"
     return ctx.deps.redact(f"{head}\n\n{skill.body}")
 
 
