@@ -164,37 +164,50 @@ def prompt_block(skills: Iterable[Skill], budget_bytes: int) -> str:
     """`name: description` lines while they fit the budget, then bare names, then a count.
 
     The budget holds whatever is installed: fifty skills cost the prompt no more than
-    the budget, and a skill left unlisted is still found by use_skill.
+    the budget, and a skill left unlisted is still found by use_skill (which lists them all
+    when asked for a name it does not know).
     """
     skills = list(skills)
     if not skills or budget_bytes <= 0:
         return ""
+    full = [f"- {s.name}: {_shorten(s.description)}" for s in skills]
+    text = "\n".join([PROMPT_HEADER, *full])
+    if _size(text) <= budget_bytes:
+        return text
     lines = [PROMPT_HEADER]
-    used = len(PROMPT_HEADER.encode())
-    rest: list[Skill] = []
-    for skill in skills:
-        line = f"- {skill.name}: {_shorten(skill.description)}"
-        cost = len(line.encode()) + 1
-        if rest or used + cost > budget_bytes:
-            rest.append(skill)
-            continue
-        lines.append(line)
-        used += cost
-    if rest:
-        names: list[str] = []
-        for i, skill in enumerate(rest):
-            left = len(rest) - i - 1
-            tail = f" (+{left} more)" if left else ""
-            attempt = "- also: " + ", ".join([*names, skill.name]) + tail
-            if used + len(attempt.encode()) + 1 > budget_bytes:
-                break
-            names.append(skill.name)
-        left = len(rest) - len(names)
-        if names:
-            lines.append("- also: " + ", ".join(names) + (f" (+{left} more)" if left else ""))
-        else:
-            lines.append(f"- (+{left} more: use_skill with any name lists them)")
+    used = _size(PROMPT_HEADER)
+    room_for_count = _size(f"\n{_count_line(len(skills))}")
+    described = 0
+    while (
+        described < len(full) and used + 1 + _size(full[described]) + room_for_count <= budget_bytes
+    ):
+        lines.append(full[described])
+        used += 1 + _size(full[described])
+        described += 1
+    names: list[str] = []
+    for skill in skills[described:]:
+        left = len(skills) - described - len(names) - 1
+        if used + 1 + _size(_also_line([*names, skill.name], left)) > budget_bytes:
+            break
+        names.append(skill.name)
+    left = len(skills) - described - len(names)
+    if names:
+        lines.append(_also_line(names, left))
+    elif left:
+        lines.append(_count_line(left))
     return "\n".join(lines)
+
+
+def _also_line(names: list[str], left: int) -> str:
+    return "- also: " + ", ".join(names) + (f" (+{left} more)" if left else "")
+
+
+def _count_line(left: int) -> str:
+    return f"- (+{left} more; use_skill lists them)"
+
+
+def _size(text: str) -> int:
+    return len(text.encode())
 
 
 def _shorten(text: str) -> str:
