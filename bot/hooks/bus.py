@@ -1,8 +1,9 @@
 """The hook bus: events in, each hook called with a timeout behind its own circuit breaker.
 
-Only `before_tool` is waited for (a hook may block the call, with a reason the model reads).
-Every other event is queued per hook and delivered by that hook's own task, in order, so a
-slow or dead hook never delays a turn. A hook that fails (raises, times out, answers
+Every event is queued per hook and delivered by that hook's own task, so each hook sees
+events in the order they happened. Only `before_tool` is waited for (a hook may block the
+call, with a reason the model reads); the rest are not, so a slow or dead hook never delays
+a turn. A hook that fails (raises, times out, answers
 nonsense) `failure_threshold` times in a row is switched off for `cooldown_s`, and the owner
 is told once; after the cooldown one call is let through, and success switches it back on.
 A failing hook never fails a turn: only a deliberate block stops a tool call.
@@ -56,7 +57,9 @@ class _Slot:
     def __init__(self, hook: Hook, breaker: Breaker, queue_size: int) -> None:
         self.hook = hook
         self.breaker = breaker
-        self.queue: asyncio.Queue[HookEvent] = asyncio.Queue(queue_size)
+        #: events, each with the future a waiting before_tool call reads the reply from
+        self.queue: asyncio.Queue[tuple[HookEvent, asyncio.Future[HookReply | None] | None]]
+        self.queue = asyncio.Queue(queue_size)
         self.worker: asyncio.Task[None] | None = None
         self.dropped = 0
 
@@ -144,8 +147,12 @@ class HookBus:
         if not slots:
             return None
         event = self._redacted(_event(_E.BEFORE_TOOL, ctx, {"tool": tool, "arguments": arguments}))
+        loop = asyncio.get_running_loop()
         for slot in slots:
-            reply = await self._call(slot, event)
+            answer: asyncio.Future[HookReply | None] = loop.create_future()
+            # behind the events already queued for this hook: it sees them in order
+            await slot.queue.put((event, answer))
+            reply = await answer
             if reply is not None and reply.block:
                 log.info("hook %s blocked %s: %s", slot.hook.name, tool, reply.block)
                 return f"{reply.block} (hook {slot.hook.name})"
@@ -195,7 +202,7 @@ class HookBus:
         event = self._redacted(event)
         for slot in slots:
             try:
-                slot.queue.put_nowait(event)
+                slot.queue.put_nowait((event, None))
             except asyncio.QueueFull:
                 slot.dropped += 1
                 if slot.dropped == 1 or slot.dropped % 100 == 0:
@@ -227,10 +234,14 @@ class HookBus:
     # plumbing --------------------------------------------------------------------------------
     async def _drain(self, slot: _Slot) -> None:
         while True:
-            event = await slot.queue.get()
+            event, answer = await slot.queue.get()
             try:
-                await self._call(slot, event)
+                reply = await self._call(slot, event)
+                if answer is not None and not answer.done():
+                    answer.set_result(reply)
             finally:
+                if answer is not None and not answer.done():
+                    answer.set_result(None)  # stopped meanwhile: the call is not blocked
                 slot.queue.task_done()
 
     async def _call(self, slot: _Slot, event: HookEvent) -> HookReply | None:

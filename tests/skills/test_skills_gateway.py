@@ -43,9 +43,7 @@ async def test_prompt_lists_skills_and_use_skill_returns_the_body(
         return "done"
 
     channel = RecordingChannel()
-    async with Gateway(
-        make_config(), provider=FunctionProvider(model), channels={"test": channel}
-    ):
+    async with Gateway(make_config(), provider=FunctionProvider(model), channels={"test": channel}):
         await channel.push("help me pack", user="owner")
         await channel.wait_for_messages(1, timeout=WAIT_S)
     first, second = seen
@@ -76,9 +74,7 @@ async def test_owner_asks_for_a_skill_approves_it_and_the_next_turn_uses_it(
         return "ok"
 
     channel = RecordingChannel()
-    async with Gateway(
-        make_config(), provider=FunctionProvider(model), channels={"test": channel}
-    ):
+    async with Gateway(make_config(), provider=FunctionProvider(model), channels={"test": channel}):
         await channel.push("make yourself a skill for brewing tea", user="owner")
         await channel.wait_for_messages(1, timeout=WAIT_S)
         await channel.push("how long do I brew green tea?", user="owner")
