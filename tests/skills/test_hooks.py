@@ -238,3 +238,42 @@ def _tool_context() -> Any:
         session_key="test:owner",
         deps=make_deps(),
     )
+
+
+async def test_a_delivered_job_is_a_job_fired_event(tmp_path: Path) -> None:
+    from bot.hooks.runners import PythonHook
+    from bot.scheduler.config import SchedulerConfig
+    from bot.scheduler.service import Scheduler
+    from bot.store import Store
+    from tests.scheduler.conftest import FakeClock, RecordingDeliverer
+    from tests.scheduler.test_scheduler_service import once_in, remind
+
+    got: list[Any] = []
+
+    async def hook(event: Any) -> None:
+        got.append(event)
+
+    config = HooksConfig()
+    bus = HookBus([PythonHook("jobs", "test", hook, 5.0)], config, redact=REDACT)
+    await bus.start()
+    clock = FakeClock()
+    async with Store(tmp_path / "decapod.db") as store:
+        scheduler = Scheduler(
+            store,
+            RecordingDeliverer(),
+            config=SchedulerConfig(default_timezone="Europe/Berlin"),
+            clock=clock,
+            on_fired=lambda job, late: bus.job_fired(job, late_by_s=late),
+        )
+        job_id = await remind(scheduler, once_in(clock, 60), "Stretch")
+        clock.advance(90)
+        assert await scheduler.deliver_due() == 1
+    await bus.stop()
+    [event] = got
+    assert event.name is HookEventName.JOB_FIRED and event.identity == "test:alice"
+    assert dict(event.data) == {
+        "job": job_id,
+        "kind": "reminder",
+        "text": "Stretch",
+        "late_by_s": 30.0,
+    }
