@@ -35,7 +35,7 @@ def add_subparsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 def run(args: argparse.Namespace, config: Any) -> int:
     lines = hook_lines(config.hooks, config.home)
     if not lines:
-        print("no hooks (configure [[hooks.commands]], or install a decapod.hooks package)")
+        print("no hooks (add [[hooks.commands]], or hooks.entry_points = true for packages)")
     for line in lines:
         print(f"{'ok  ' if line.ok else 'FAIL'} {line.name:<20} {line.detail}")
     return 0

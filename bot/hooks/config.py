@@ -40,8 +40,10 @@ class CommandHookConfig(Section):
 
 class HooksConfig(Section):
     commands: list[CommandHookConfig] = Field(default_factory=list)
-    #: load the Python hooks that installed packages declare (entry point group decapod.hooks)
-    entry_points: bool = True
+    #: load the Python hooks that installed packages declare (entry point group
+    #: decapod.hooks). Off by default: a hook sees every message, so a package installed for
+    #: something else must not start reading them unasked (and the scan costs the start time)
+    entry_points: bool = False
     #: names of hooks (commands or entry points) that stay off
     disabled: list[str] = Field(default_factory=list)
     #: the default time a hook may take

@@ -16,7 +16,7 @@ import os
 import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bot.hooks.config import CommandHookConfig, HookEventName, HooksConfig
 from bot.hooks.events import HookEvent, HookReply, block_reason
@@ -162,7 +162,21 @@ class UnloadedHook:
     reason: str
 
 
-Hook = CommandHook | PythonHook
+class Hook(Protocol):
+    """One hook, whatever runs it."""
+
+    name: str
+    kind: str  # command | python
+    events: frozenset[HookEventName]
+    timeout_s: float
+
+    def describe(self) -> str:
+        """What runs: the command line, or the entry point's target."""
+        ...
+
+    async def run(self, event: HookEvent) -> HookReply:
+        """Raises HookFailure (or anything) on failure; the bus times it out."""
+        ...
 
 
 def build_hooks(config: HooksConfig) -> tuple[list[Hook], list[UnloadedHook]]:

@@ -209,6 +209,7 @@ class SkillLibrary:
             if base is not None:
                 # symlinks are left behind: what the model writes next must not follow one
                 shutil.copytree(base, tmp, ignore=_symlinks)
+                _make_private(tmp)  # a shipped skill's files come with the package's modes
             else:
                 tmp.mkdir(mode=0o700)
             _write_new(tmp, PurePosixPath(SKILL_FILE), text.encode())
@@ -286,3 +287,13 @@ def _symlinks(folder: str, names: list[str]) -> list[str]:
 
 def broken_line(b: Broken) -> str:
     return f"{b.folder.name} ({b.origin.value}): {b.reason}"
+
+
+def _make_private(root: Path) -> None:
+    """Folders 0700 and files 0600 (0700 for scripts), like everything under the home."""
+    for folder, _dirs, files in os.walk(root):
+        os.chmod(folder, 0o700)
+        for name in files:
+            path = os.path.join(folder, name)
+            runnable = os.stat(path).st_mode & 0o100
+            os.chmod(path, 0o700 if runnable else 0o600)

@@ -123,9 +123,8 @@ async def test_a_hook_answering_json_blocks_and_an_entry_point_hook_is_loaded(
         return "done"
 
     channel = RecordingChannel()
-    async with Gateway(
-        make_config(), provider=FunctionProvider(model), channels={"test": channel}
-    ) as gw:
+    config = make_config(hooks={"entry_points": True})
+    async with Gateway(config, provider=FunctionProvider(model), channels={"test": channel}) as gw:
         await channel.push("I live in Tokyo", user="owner")
         [reply] = await channel.wait_for_messages(1, timeout=WAIT_S)
         bus = gw.deps.hooks
@@ -212,7 +211,7 @@ def test_hook_config_is_checked() -> None:
     from bot.config import parse_config
     from bot.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="hooks.commands.0.events.0"):
+    with pytest.raises(ConfigError, match=r"hooks\.commands\.0\.events\.0"):
         parse_config({"hooks": {"commands": [{"name": "a", "command": ["x"], "events": ["x"]}]}})
     with pytest.raises(ConfigError, match="repeated: a"):
         parse_config(

@@ -41,7 +41,9 @@ metadata:
 # metadata as a string map.
 PEER_AGENTSKILLS = """---
 name: pdf-notes
-description: Extract the headings of a PDF and write notes about them. Use when the person sends a PDF.
+description: >-
+  Extract the headings of a PDF and write notes about them.
+  Use when the person sends a PDF.
 license: Apache-2.0
 compatibility: Needs a sandbox with python3
 allowed-tools: Bash(python3:*) Read

@@ -165,3 +165,12 @@ def test_auto_enable_writes_straight_into_the_skills_folder(home: Path) -> None:
     lib = library(home, auto_enable=True)
     skill, enabled = lib.write("quick", description="Q.", instructions="Do Q.", create=True)
     assert enabled and skill.folder == home / "skills" / "quick"
+
+
+def test_a_draft_from_a_shipped_skill_is_private_like_the_rest_of_the_home(home: Path) -> None:
+    lib = library(home)
+    lib.write("daily-briefing", description="Mine.", instructions=None, create=False)
+    draft = home / "skill_drafts" / "daily-briefing"
+    assert stat.S_IMODE(draft.stat().st_mode) == 0o700
+    assert stat.S_IMODE((draft / "SKILL.md").stat().st_mode) == 0o600
+    assert "Set up a daily briefing" not in (draft / "SKILL.md").read_text()

@@ -125,15 +125,14 @@ async def test_an_edit_reaches_the_next_turn_while_the_running_turn_keeps_its_ve
     folder = write_skill(skills_root, "greet", simple_skill("greet", "Old greeting.", "SAY-OLD"))
     seen: list[ChatRequest] = []
     edited = asyncio.Event()
-    gateway: Gateway | None = None
+    running: list[Gateway] = []
 
     async def model(request: ChatRequest) -> Any:
         seen.append(request)
         last = request.messages[-1]
         if last.role == "user" and last.content == "first":
             # the skill changes on disk while this turn runs
-            assert gateway is not None
-            runtime = _runtime(gateway)
+            runtime = _runtime(running[0])
             generation = runtime.current.generation
             (folder / "SKILL.md").write_text(simple_skill("greet", "New greeting.", "SAY-NEW"))
             await asyncio.wait_for(runtime.wait_for_generation(generation + 1), WAIT_S)
@@ -147,6 +146,7 @@ async def test_an_edit_reaches_the_next_turn_while_the_running_turn_keeps_its_ve
     async with Gateway(
         make_config(), provider=FunctionProvider(model), channels={"test": channel}
     ) as gateway:
+        running.append(gateway)
         await asyncio.wait_for(_runtime(gateway).watching.wait(), WAIT_S)
         await channel.push("first", user="owner")
         await channel.wait_for_messages(1, timeout=WAIT_S)
