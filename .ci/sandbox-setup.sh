@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Prepare a CI machine for the sandbox tests: bubblewrap, a Docker daemon and the local
-# sandbox image. Idempotent: every step checks first and does nothing when already done.
+# Prepare a CI machine for the sandbox tests: bubblewrap, a non-root test user, a Docker
+# daemon and the local sandbox image. Idempotent: every step checks first and does nothing
+# when already done.
 #
 #   .ci/sandbox-setup.sh [--no-docker] [--image TAG]
 #
 # Environment: DECAPOD_SANDBOX_IMAGE (default decapod/sandbox:local, the config default),
+# DECAPOD_TEST_USER (default decapod-ci: tests/sandbox/test_sandbox_nonroot.py runs the
+# gateway as this user, as the shipped systemd unit runs it as a non-root one),
 # DOCKERD_LOG (default /var/log/decapod-dockerd.log), DOCKERD_WAIT (seconds, default 60).
 # Docker is optional for the test suite: where it cannot be installed, or started without
 # root, the script says so and exits 0 (the docker tests then skip, with that reason).
@@ -12,6 +15,7 @@
 set -euo pipefail
 
 IMAGE="${DECAPOD_SANDBOX_IMAGE:-decapod/sandbox:local}"
+TEST_USER="${DECAPOD_TEST_USER:-decapod-ci}"
 DOCKERD_LOG="${DOCKERD_LOG:-/var/log/decapod-dockerd.log}"
 DOCKERD_WAIT="${DOCKERD_WAIT:-60}"
 WANT_DOCKER=1
@@ -19,7 +23,7 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --no-docker) WANT_DOCKER=0 ;;
         --image) IMAGE="$2"; shift ;;
-        -h|--help) sed -n "2,11p" "$0"; exit 0 ;;
+        -h|--help) sed -n "2,14p" "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -54,6 +58,25 @@ if bwrap --unshare-all --unshare-user --uid 1000 --ro-bind /usr /usr --symlink u
 else
     say "bwrap probe FAILED: user namespaces may be restricted (AppArmor userns, sysctl)"
 fi
+
+# The user the non-root sandbox tests switch to (with setpriv) when they run as root. As
+# any other user the tests need none: they run the gateway as that user itself.
+if id -u "$TEST_USER" >/dev/null 2>&1; then
+    say "test user $TEST_USER present (uid $(id -u "$TEST_USER"))"
+elif [[ $(id -u) -eq 0 ]]; then
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
+        "$TEST_USER"
+    say "created test user $TEST_USER (uid $(id -u "$TEST_USER"))"
+else
+    say "not root: no test user needed (the non-root tests run as $(id -un))"
+fi
+# For the log: which cgroups the sandbox can use here (docs/sandbox.md, "Limits")
+case "$(stat -fc %T /sys/fs/cgroup 2>/dev/null || true)" in
+    cgroup2fs) cgroups="cgroup v2 (unified)" ;;
+    tmpfs) cgroups="cgroup v1$([[ -e /sys/fs/cgroup/unified ]] && echo ' + v2 (hybrid)')" ;;
+    *) cgroups="no cgroup hierarchy" ;;
+esac
+say "$cgroups; kernel $(uname -r)"
 
 [[ $WANT_DOCKER -eq 1 ]] || { say "docker skipped (--no-docker)"; exit 0; }
 

@@ -1,6 +1,6 @@
-"""`make bench`: every figure the code supports (P1-P10, the failover overhead, memory recall),
-side by side with nanobot where it has the figure, as one table; bench/results.json keeps
-the figures, the machine and the versions measured.
+"""`make bench`: every figure the code supports (P1-P10, the failover overhead, memory recall,
+web_fetch overhead), side by side with nanobot where it has the figure, as one table;
+bench/results.json keeps the figures, the machine and the versions measured.
 
     python -m bench [--quick] [--only P1,P4] [--no-peer]
 
@@ -31,7 +31,7 @@ from typing import Any
 from bench.common import FakeLLMProcess
 from bench.table import Row, kb, mb, ms, ratio, render, sec, verdict
 
-FIGURES = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10", "FO", "ME")
+FIGURES = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10", "FO", "ME", "WF")
 PEER_FIGURES = {"P1", "P4", "P5", "P7"}
 RESULTS = Path(__file__).resolve().parent / "results.json"
 CHANNELS = ("telegram", "slack", "discord")
@@ -363,6 +363,23 @@ def _rows(r: dict[str, Any], peer: dict[str, Any] | None, only: set[str]) -> lis
                     notes=[f"{me['dataset']}, {me['questions']} questions, {me['embedder']}"],
                 )
             )
+    if "WF" in only:
+        wf = r.get("web_fetch")
+        if wf:
+            rows.append(
+                Row(
+                    f"web_fetch, {wf['page_bytes'] // 1000} KB page, p50",
+                    ms(wf["p50_ms"]),
+                    "",
+                    "info",
+                    notes=[
+                        f"p95 {ms(wf['p95_ms'])}; the loopback fetch {ms(wf['fetch_p50_ms'])}, "
+                        f"the extraction to Markdown {ms(wf['extract_p50_ms'])}"
+                    ],
+                )
+            )
+        else:
+            rows.append(missing("WF", "web_fetch overhead", "", "web_bench"))
     return rows
 
 
@@ -417,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
             _step("failover_bench", _module_run("failover_bench", q), results)
         if "ME" in only:
             _step("memory_eval", lambda: {"memory_eval": _module_run("memory_eval", q)()}, results)
+        if "WF" in only:
+            _step("web_bench", _module_run("web_bench", q), results)
         if only & PEER_FIGURES and not args.no_peer:
             print("\n== nanobot (peer)", flush=True)
             peer_started = time.perf_counter()

@@ -70,9 +70,9 @@ def _add_optional_parts(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     scheduler_cli.add_subparsers(sub)
     skills_cli.add_subparsers(sub)
     hooks_cli.add_subparsers(sub)
-    from channels import discord_cli
+    from channels import add_channel_commands
 
-    discord_cli.add_subparsers(sub)
+    add_channel_commands(sub)  # `decapod discord ...`, through the channel registry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,5 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    except operate.CannotRun as exc:
+        print(f"decapod: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

@@ -23,6 +23,7 @@ from bot.providers.config import ModelsConfig, ProviderConfig, check_model_refs
 from bot.sandbox.config import SandboxConfig
 from bot.scheduler.config import SchedulerConfig
 from bot.skills.config import SkillsConfig
+from bot.web.config import WebConfig
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are Decapod, a helpful personal assistant chatting through a messaging app. "
@@ -123,6 +124,7 @@ class Config(_Section):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
     hooks: HooksConfig = Field(default_factory=HooksConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
 
@@ -157,13 +159,17 @@ def secret_from_env(env_name: str, key_path: str) -> str:
 
 
 _CHANNEL_TYPES = frozenset({"console", "telegram", "slack", "discord"})
+_SEARCH_TYPES = frozenset({"searxng", "brave", "tavily"})
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
     parts = [str(p) for p in loc if not str(p).startswith("function-")]
-    # a channel table's loc carries the union's tag (channels.tg.telegram.x): not a key
+    # a tagged table's loc carries the union's tag (channels.tg.telegram.x,
+    # web.search.0.brave.x): not a key
     if len(parts) > 2 and parts[0] == "channels" and parts[2] in _CHANNEL_TYPES:
         del parts[2]
+    if len(parts) > 3 and parts[:2] == ["web", "search"] and parts[3] in _SEARCH_TYPES:
+        del parts[3]
     return ".".join(parts)
 
 

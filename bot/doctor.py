@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from bot.config import Config
+from bot.providers.config import ProviderConfig, split_model_ref
+
+if TYPE_CHECKING:
+    import aiohttp
 
 Check = tuple[str, bool, str]  # (what, ok, detail)
 
@@ -37,53 +43,127 @@ async def check_storage(config: Config) -> list[Check]:
 
 
 async def check_providers(config: Config) -> list[Check]:
+    """Each provider: its key variables are set, the server takes the key, and it serves every
+    model the chains name. A 401 is a failure here, not proof that the server answers."""
     import aiohttp
 
-    checks: list[Check] = []
-    timeout = aiohttp.ClientTimeout(total=5)
-    async with aiohttp.ClientSession(timeout=timeout) as http:
-        for name, provider in config.providers.items():
-            base = provider.resolved_base_url().rstrip("/")
-            url = f"{base}/models" if provider.type == "openai" else f"{base}/v1/models"
-            try:
-                async with http.get(url) as resp:
-                    # 401 still proves the server answers; the key is checked on first use
-                    ok = resp.status < 500
-                    checks.append((f"provider {name}", ok, f"{url} answered {resp.status}"))
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                hint = "is the server running?" if provider.is_local() else "network?"
-                checks.append((f"provider {name}", False, f"{url}: {exc or 'timeout'} ({hint})"))
+    wanted: dict[str, list[str]] = {}
+    for ref in [*config.models.chat, *(r for refs in config.models.routes.values() for r in refs)]:
+        provider, model = split_model_ref(ref)
+        if model not in wanted.setdefault(provider, []):
+            wanted[provider].append(model)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        results = await asyncio.gather(
+            *(
+                _check_provider(http, name, provider, wanted.get(name, []))
+                for name, provider in config.providers.items()
+            )
+        )
+    return [check for checks in results for check in checks]
+
+
+async def _check_provider(
+    http: aiohttp.ClientSession, name: str, provider: ProviderConfig, models: list[str]
+) -> list[Check]:
+    import aiohttp
+
+    what = f"provider {name}"
+    keys: list[tuple[str | None, str | None]] = []
+    for path, env in provider.key_env_names():
+        value = os.environ.get(env, "").strip()
+        if not value:
+            return [(what, False, f"${env} is not set (providers.{name}.{path}): export it")]
+        keys.append((env, value))
+    base = provider.resolved_base_url().rstrip("/")
+    url = f"{base}/models" if provider.type == "openai" else f"{base}/v1/models"
+    served: set[str] | None = None
+    for variable, key in keys or [(None, None)]:
+        try:
+            async with http.get(url, headers=_auth_headers(provider, key)) as resp:
+                status = resp.status
+                body = await resp.json(content_type=None) if status == 200 else None
+        except (aiohttp.ClientError, ValueError, TimeoutError) as exc:
+            hint = "is the server running?" if provider.is_local() else "network?"
+            return [(what, False, f"{url}: {exc or 'timeout'} ({hint})")]
+        if status in (401, 403):
+            whose = f"the key in ${variable}" if variable else "requests without a key"
+            return [(what, False, f"{url} refused {whose} ({status}): check the key")]
+        if status == 404:
+            return [(what, False, f"{url} not found: is base_url right (often it ends in /v1)?")]
+        if status != 200:
+            return [(what, False, f"{url} answered {status}")]
+        if served is None:
+            served = _model_ids(body)
+    checks: list[Check] = [(what, True, f"{url} answered" + (" (key accepted)" if keys else ""))]
+    for model in models:
+        if served is not None and not _serves(served, model):
+            listed = ", ".join(sorted(served)[:8]) + (", …" if len(served) > 8 else "")
+            checks.append(
+                (
+                    f"model {name}:{model}",
+                    False,
+                    f"{name} has no model {model!r} (it has: {listed or 'none'}); "
+                    "fix [models] or install the model on the server",
+                )
+            )
     return checks
 
 
-async def check_channels(config: Config) -> list[Check]:
-    """Each adapter module may offer `async doctor(name, channel_config) -> list[Check]`."""
-    import importlib
+def _auth_headers(provider: ProviderConfig, key: str | None) -> dict[str, str]:
+    if provider.type == "anthropic":
+        return {"anthropic-version": "2023-06-01", **({"x-api-key": key} if key else {})}
+    return {"Authorization": f"Bearer {key}"} if key else {}
 
-    from channels import ADAPTERS
+
+def _model_ids(body: object) -> set[str] | None:
+    """The ids in an OpenAI/Anthropic model list; None when the body is not one."""
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        return None
+    return {str(m["id"]) for m in data if isinstance(m, dict) and "id" in m}
+
+
+def _serves(served: set[str], model: str) -> bool:
+    # Ollama lists "llama3.2:latest" for the "llama3.2" it also answers to
+    return model in served or f"{model}:latest" in served
+
+
+async def check_channels(config: Config) -> list[Check]:
+    from channels import adapter_checks
 
     checks: list[Check] = []
     for name, ch_cfg in config.channels.items():
-        module_name = ADAPTERS[ch_cfg.type].partition(":")[0]
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            checks.append((f"channel {name}", False, f"adapter not installed: {exc}"))
-            continue
-        doctor = getattr(module, "doctor", None)
-        if doctor is not None:
-            checks.extend(await doctor(name, ch_cfg))
+        checks.extend(await adapter_checks(name, ch_cfg))
     return checks
 
 
 async def check_sandbox(config: Config) -> list[Check]:
-    from bot.sandbox import select_backend
+    """Which backend runs commands, and which limits it enforces here. Run it as the
+    service runs (its user, its cgroup): a limit depends on both."""
+    from bot.sandbox import choose_backend
 
-    backend, why = await select_backend(config.sandbox, config.home)
-    if backend is not None:
-        await backend.aclose()
+    selection = await choose_backend(config.sandbox, config.home)
+    if selection.backend is not None:
+        await selection.backend.aclose()
     # no sandbox is not a failure: the exec tool is simply off, and this says why
-    return [("sandbox", True, why if backend is not None else f"exec tool off: {why}")]
+    line = selection.line if selection.backend is not None else f"exec tool off: {selection.line}"
+    checks: list[Check] = [("sandbox", True, line)]
+    enforced = selection.enforcement
+    if enforced is None:
+        return checks
+    if not enforced.missing:
+        checks.append(("sandbox limits", True, f"all enforced: {enforced.summary()}"))
+    elif selection.backend is not None:
+        detail = f"NOT enforced: {enforced.missing_text()} (allowed by allow_unenforced_limits)"
+        checks.append(("sandbox limits", True, detail))
+    else:
+        detail = (
+            f"NOT enforced: {enforced.missing_text()}; so exec is off. Run under systemd with "
+            "Delegate=yes (systemd/decapod.service) or as root, or set "
+            "sandbox.allow_unenforced_limits = true"
+        )
+        checks.append(("sandbox limits", False, detail))
+    return checks
 
 
 async def check_memory(config: Config) -> list[Check]:
@@ -97,7 +177,8 @@ async def check_memory(config: Config) -> list[Check]:
         memory = MemoryService(store, config.memory, config.home, redact=default_redactor().redact)
         await memory.start(watch=False)
         try:
-            await asyncio.wait_for(memory.wait_ready(), 30)
+            async with asyncio.timeout(30):
+                await memory.wait_ready()
             status = memory.status()
         finally:
             await memory.stop()
@@ -140,15 +221,24 @@ EXTRA_CHECKS: list[Callable[[Config], Awaitable[list[Check]]]] = [
 ]
 
 
+async def _guarded(
+    group: Callable[[Config], Awaitable[list[Check]]], config: Config
+) -> list[Check]:
+    """A group of checks that cannot run at all (a read-only home, say) is one failed check,
+    not the end of the report."""
+    try:
+        return await group(config)
+    except Exception as exc:
+        from bot.operate import explain
+
+        what = group.__name__.removeprefix("check_")
+        return [(what, False, explain(exc) or f"{type(exc).__name__}: {exc}")]
+
+
 async def run_doctor(config: Config) -> int:
     checks: list[Check] = [("config", True, f"home {config.home}")]
-    groups: list[Awaitable[list[Check]]] = [
-        check_storage(config),
-        check_providers(config),
-        check_channels(config),
-    ]
-    groups += [extra(config) for extra in EXTRA_CHECKS]
-    for result in await asyncio.gather(*groups):
+    groups = [check_storage, check_providers, check_channels, *EXTRA_CHECKS]
+    for result in await asyncio.gather(*(_guarded(group, config) for group in groups)):
         checks.extend(result)
     failed = 0
     for what, ok, detail in checks:

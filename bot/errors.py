@@ -3,6 +3,7 @@
     DecapodError
     ├── ConfigError                 the operator must fix something (key path + what was expected)
     ├── StoreError                  SQLite failed in a way a retry will not fix
+    │   └── StorageUnavailable      the disk refuses writes: full, or read-only (reason)
     ├── ChannelError                a platform call failed (transient: back off and try again)
     │   ├── RateLimited             the platform asked us to wait (retry_after seconds)
     │   ├── EditRejected            this message can no longer be edited (deleted, too old, an
@@ -41,6 +42,20 @@ class ConfigError(DecapodError):
 
 class StoreError(DecapodError):
     pass
+
+
+class StorageUnavailable(StoreError):
+    """The disk refuses writes: it is full, or the database or its folder is read-only.
+    Nothing stored before is lost; a delivery whose turn could not be saved stays pending."""
+
+    def __init__(self, reason: str, path: str) -> None:
+        super().__init__(f"storage is {reason} ({path})")
+        self.reason = reason  # "full" | "read-only"
+        self.path = path
+        self.user_message = (
+            f"Sorry, I cannot save anything right now: storage is {reason}. "
+            "Your message is kept; please try again later."
+        )
 
 
 class ChannelError(DecapodError):

@@ -1,6 +1,6 @@
 """The optional parts, wired into a starting gateway: hooks, the sandbox (exec and file
-tools), memory, the scheduler and skills. Each start function registers its tools and
-commands and pushes its own stop onto the gateway's exit stack."""
+tools), memory, the scheduler, the web tools and skills. Each start function registers its
+tools and commands and pushes its own stop onto the gateway's exit stack."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.deps import SandboxDeps
-from bot.errors import ConversationGone
+from bot.errors import ConfigError, ConversationGone
 from bot.messages import Conversation, ConversationKind, OutboundMessage
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from bot.sandbox import InMemoryApprovalBroker, PendingApproval
     from bot.skills.catalog import SkillSet
     from bot.store.jobs import Job
+    from bot.web.save import WorkspaceSaver
 
 log = logging.getLogger("decapod.gateway")
 
@@ -155,6 +156,65 @@ async def start_skills(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
         len(current.unavailable),
         len(current.broken),
     )
+
+
+async def start_web(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
+    """web_fetch (behind the address guard) when the extractor is installed, web_search when
+    a provider is configured. Runs after start_sandbox: save_as needs its workspaces, and
+    the web policy wraps the sandbox's."""
+    from bot.config import secret_from_env
+    from bot.web import net
+    from bot.web.extract import extractor_installed
+    from bot.web.fetch import Fetcher
+    from bot.web.guard import AddressGuard
+    from bot.web.search import SearchChain, build_provider
+    from bot.web.tools import WebTools
+
+    cfg = gw.config.web
+    network = net.system_network()
+    fetcher = None
+    if extractor_installed():
+        guard = AddressGuard(allow_private=cfg.allow_private, allow_hosts=cfg.allow_hosts)
+        session = net.open_session(network, user_agent=cfg.user_agent, guard=guard)
+        stack.push_async_callback(session.close)
+        fetcher = Fetcher(cfg, session, guard)
+    elif "enabled" in cfg.model_fields_set:
+        raise ConfigError("web_fetch needs trafilatura: pip install 'decapod[web]'", "web.enabled")
+    else:
+        log.warning("web_fetch is off: trafilatura is not installed (pip install 'decapod[web]')")
+    search = None
+    if cfg.search:
+        keys = [
+            secret_from_env(p.api_key_env, f"web.search[{i}].api_key_env")
+            if p.api_key_env
+            else None
+            for i, p in enumerate(cfg.search)
+        ]
+        # no address guard here: these are endpoints the operator chose (SearXNG is often
+        # on this machine), never URLs from a chat
+        api = net.open_session(network, user_agent=cfg.user_agent)
+        stack.push_async_callback(api.close)
+        providers = [build_provider(p, api, key) for p, key in zip(cfg.search, keys, strict=True)]
+        search = SearchChain(providers, cfg.search_cooldown_s)
+    else:
+        log.info("web_search is off: no search provider is configured ([[web.search]])")
+    web = WebTools(
+        cfg, fetcher=fetcher, search=search, redact=gw.redactor.redact, saver=_workspace_saver(gw)
+    )
+    for t in web.tools():
+        gw.tools.register(t)
+    gw.policy = web.policy(gw.policy)
+
+
+def _workspace_saver(gw: Gateway) -> WorkspaceSaver | None:
+    """The one place the web tools reach into the sandbox feature: its workspaces, config
+    and approval broker, for web_fetch(save_as=...)."""
+    sandbox = gw.deps.sandbox
+    if sandbox is None:
+        return None
+    from bot.web.save import WorkspaceSaver
+
+    return WorkspaceSaver(sandbox.workspaces, sandbox.config, sandbox.approvals)
 
 
 class _ChannelDeliverer:

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.agent import Agent, AgentSettings
 from bot.approvals import ApprovalDesk
@@ -32,6 +32,10 @@ from bot.store import Store
 from bot.tools import ToolPolicy, ToolRegistry
 from bot.turns import TurnRunner
 from channels import Channel, create_channel
+
+if TYPE_CHECKING:
+    from bot.http import HttpServer
+    from bot.providers.build import ProviderSet
 
 log = logging.getLogger("decapod.gateway")
 turn_log = logging.getLogger("decapod.turn")
@@ -58,13 +62,13 @@ class Gateway:
         self.tools = tools or ToolRegistry(builtin_tools())
         self.channels: dict[str, Channel] = dict(channels or {})
         self._provider_override = provider
-        self.providers: Any = None  # a ProviderSet, built at start
+        self.providers: ProviderSet | None = None  # built at start
         self.provider: Provider | None = provider
         self.agent: Agent | None = None
         self.policy = ToolPolicy()
         self.sandbox_status = "off (sandbox.backend = none)"
         self.access: AccessControl = build_access(config, self.store)
-        self.http: Any = None
+        self.http: HttpServer | None = None
         #: printed to the terminal by `decapod run` until an admin credential exists
         self.setup_code: str | None = None
         self.turns = TurnRunner(self)
@@ -124,6 +128,8 @@ class Gateway:
         if cfg.memory.enabled:
             await features.start_memory(self, self._stack)
         await features.start_scheduler(self, self._stack)
+        if cfg.web.enabled:
+            await features.start_web(self, self._stack)
         if cfg.skills.enabled:
             await features.start_skills(self, self._stack)  # last: its tools requirement
         self.agent = Agent(
@@ -153,13 +159,12 @@ class Gateway:
             )
             for channel in self.channels.values():
                 # webhook-mode adapters serve their platform's callbacks on our server
-                for method, path, handler in getattr(channel, "http_routes", list)():
+                for method, path, handler in channel.http_routes():
                     self.http.add_route(method, path, handler, public=True)
             await self.http.start()
             self._stack.push_async_callback(self.http.stop)
         for channel in self.channels.values():
-            if hasattr(channel, "commands"):
-                channel.commands = list(self.commands)
+            channel.commands = list(self.commands)
             await channel.start(self.handle_inbound)
             self._stack.push_async_callback(channel.stop)
         for start in self.start_after_channels:
@@ -229,11 +234,7 @@ class Gateway:
                 await self.say(message, decision.reply)
             else:
                 # e.g. a deferred interaction that would otherwise show "thinking" for minutes
-                on_denied = getattr(
-                    self.channels.get(message.conversation.channel), "on_denied", None
-                )
-                if on_denied is not None:
-                    await on_denied(message)
+                await self.channels[message.conversation.channel].on_denied(message)
             return
         if self.deps.hooks is not None:
             self.deps.hooks.message_received(message)

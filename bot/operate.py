@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -11,7 +12,38 @@ from typing import Any
 
 from bot import __version__
 from bot.config import Config, HttpConfig, load_config
+from bot.errors import StorageUnavailable, StoreError
 from bot.logging import setup_logging
+
+
+class CannotRun(Exception):
+    """Something on this machine stops the command (a port in use, a read-only or full disk).
+    The message is one line that names the cause and the fix; no traceback is shown."""
+
+
+_FIX_HOME = "make it writable, or point --home or DECAPOD_HOME at a folder that is"
+
+
+def explain(exc: BaseException) -> str | None:
+    """One line for a failure the operator fixes on the machine; None for anything else."""
+    if isinstance(exc, StorageUnavailable):
+        if exc.reason == "full":
+            return f"the disk holding {exc.path} is full: free some space, then start again"
+        return f"the database {exc.path} is read-only: {_FIX_HOME}"
+    if isinstance(exc, StoreError):
+        return f"{exc}: is the home folder writable and the disk not full?"
+    if not isinstance(exc, OSError):
+        return None
+    where = exc.filename or "a file"
+    if exc.errno == errno.EROFS:
+        return f"{where} is on a read-only file system: decapod writes to its home; {_FIX_HOME}"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"no permission to write {where}: {_FIX_HOME}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the disk holding {where}: free some space, then start again"
+    if exc.errno == errno.ENOTDIR:
+        return f"{where}: a part of this path is a file, not a folder; {_FIX_HOME}"
+    return None
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -29,11 +61,17 @@ def dispatch(args: argparse.Namespace) -> int:
         "memory": cmd_memory,
         "models": cmd_memory,
         "reminders": cmd_reminders,
-        "discord": cmd_discord,
         "skills": cmd_skills,
         "hooks": cmd_hooks,
     }
-    return handlers[args.command](args)
+    try:
+        # any other command is a channel's own (`decapod discord ...`)
+        return handlers.get(args.command, cmd_channel)(args)
+    except (OSError, StoreError) as exc:
+        line = explain(exc)
+        if line is None:
+            raise
+        raise CannotRun(line) from exc
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -59,7 +97,16 @@ async def _until_signal(done: Awaitable[Any] | None = None) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
     setup_logging(config.logging.level, config.logging.format, config.log_file)
-    asyncio.run(_run(config))
+    try:
+        asyncio.run(_run(config))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        address = f"{config.http.host}:{config.http.port}"
+        raise CannotRun(
+            f"cannot listen on {address}: another program (another decapod?) uses that port; "
+            "stop it, or set a free port in the config ([http] port = ...)"
+        ) from None
     return 0
 
 
@@ -240,10 +287,10 @@ def cmd_hooks(args: argparse.Namespace) -> int:
     return cli.run(args, _config(args))
 
 
-def cmd_discord(args: argparse.Namespace) -> int:
-    from channels import discord_cli
+def cmd_channel(args: argparse.Namespace) -> int:
+    from channels import run_channel_command
 
-    return discord_cli.run(args, _config(args))
+    return run_channel_command(args, _config(args))
 
 
 def cmd_security(args: argparse.Namespace) -> int:

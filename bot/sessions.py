@@ -102,10 +102,14 @@ class SessionManager:
         return self._busy
 
     async def _work(self, session: Session) -> None:
+        respawn = True
         try:
             while True:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for returns the message when a
+                # cancellation (drain) lands as the message arrives, and the worker runs on
                 try:
-                    message = await asyncio.wait_for(session.queue.get(), self.idle_exit_s)
+                    async with asyncio.timeout(self.idle_exit_s):
+                        message = await session.queue.get()
                 except TimeoutError:
                     return
                 session.busy = True  # busy from the moment it leaves the queue
@@ -122,9 +126,12 @@ class SessionManager:
                     self._busy -= 1
                 if session.queue.empty():
                     self._check_idle()
+        except asyncio.CancelledError:
+            respawn = False  # a drain: what is still queued stays pending for the next start
+            raise
         finally:
             session.worker = None
-            if not session.queue.empty():  # raced with a submit while exiting
+            if respawn and not session.queue.empty():  # raced with a submit while exiting
                 session.worker = asyncio.create_task(self._work(session))
             self._check_idle()
 
@@ -174,11 +181,13 @@ class SessionManager:
         """Wait for queued and running turns to finish; cancel what is left after `grace_s`.
         Cancelled turns stay pending in the inbound table and run again at the next start."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), grace_s)
+            async with asyncio.timeout(grace_s):
+                await self._idle.wait()
         workers = [s.worker for s in self._sessions.values() if s.worker is not None]
         for w in workers:
             w.cancel()
-        for w in workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await w
+        if workers:
+            # wait() does not raise the workers' CancelledError, so a cancellation of the
+            # caller still propagates
+            await asyncio.wait(workers)
         return not workers or self._idle.is_set()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from bot.agent import TurnDone, TurnResult
 from bot.agent.context import needs_compaction, split_for_compaction, summarize
 from bot.commands import CommandContext, CommandTable
-from bot.errors import ContextTooLong, DecapodError
+from bot.errors import ContextTooLong, DecapodError, StorageUnavailable
 from bot.logging import log_fields
 from bot.messages import (
     Command,
@@ -97,6 +97,10 @@ class TurnRunner:
                 outcome=result.outcome,
                 tainted=ctx.tainted,
             )
+        except StorageUnavailable as exc:
+            # nothing of the turn was saved, so the delivery stays pending: said, not a crash
+            log.error("turn in %s not saved: %s", session.key, exc)
+            await self.gw.say(message, exc.user_message)
         finally:
             self.gw.metrics.active_turns.dec()
             self.gw.metrics.queue_depth.set(self.gw.sessions.queue_depth)
@@ -167,22 +171,31 @@ class TurnRunner:
     ) -> AsyncIterator[str]:
         """The agent's text, redacted so that no prefix ever shows what the final redaction
         would change, followed by a short note when the turn did not end well."""
+        from contextlib import aclosing
+
+        from bot.security.redact import Released, release_on_time
+
         assert self.gw.agent is not None and session.row is not None
         stream = self.gw.redactor.stream()
         recalled = await self._recall(ctx, user.content)
         produced_text = False
         for attempt in range(2):
             await self._maybe_compact(session, ctx, force=attempt > 0)
-            async for event in self.gw.agent.run(
+            events = self.gw.agent.run(
                 session.messages(), user, ctx, summary=session.row.summary, extra_system=recalled
-            ):
-                if isinstance(event, TextDelta):
-                    produced_text = True
-                    out = stream.feed(event.text)
-                    if out:
-                        yield out
-                elif isinstance(event, TurnDone):
-                    holder.append(event.result)
+            )
+            # A slow model's text is shown as it becomes safe, not only every STREAM_BATCH chars.
+            async with aclosing(release_on_time(stream, events)) as timed:
+                async for event in timed:
+                    if isinstance(event, Released):
+                        yield event.text
+                    elif isinstance(event, TextDelta):
+                        produced_text = True
+                        out = stream.feed(event.text)
+                        if out:
+                            yield out
+                    elif isinstance(event, TurnDone):
+                        holder.append(event.result)
             result = holder[-1]
             # too long for the window before any text: compact and ask once more
             if not (isinstance(result.error, ContextTooLong) and not produced_text):

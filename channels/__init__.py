@@ -1,20 +1,32 @@
 """Channel adapters: the Channel protocol and a registry that imports adapters lazily by type.
 
-Adapters import only bot.messages, bot.errors, bot.config and channels.base; nothing in bot/
-imports a concrete adapter (only bot/gateway.py touches this registry).
+Adapters import only bot's public model (bot.messages, bot.errors, bot.config*,
+bot.channel_configs, bot.commands, bot.redaction) and channels.base; nothing in bot/ imports
+a concrete adapter: the gateway, the doctor and the command line reach them through this
+registry (the rules are import-linter contracts in pyproject.toml, checked by `make lint`).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from bot.commands import CommandSpec
 from bot.errors import ConfigError
-from bot.messages import InboundMessage, OutboundMessage, SentRef
+from bot.messages import Attachment, InboundMessage, OutboundMessage, SentRef
 
 if TYPE_CHECKING:
+    import argparse
+
+    from aiohttp import web
+
     from bot.config import Config
+
+#: (method, path, handler) of a platform callback served on the gateway's HTTP server
+HttpRoute = tuple[str, str, Callable[["web.Request"], Awaitable[Any]]]
+#: one line of `decapod doctor`: (what, ok, detail)
+Check = tuple[str, bool, str]
 
 
 class InboundSink(Protocol):
@@ -25,8 +37,14 @@ class InboundSink(Protocol):
 
 @runtime_checkable
 class Channel(Protocol):
+    """What the gateway uses of an adapter. channels.base.BaseChannel implements the optional
+    parts as no-ops (no webhooks, no downloads, nothing to do on a denial), so an adapter
+    overrides only what its platform has."""
+
     name: str
     max_message_len: int
+    #: the shared command table, set by the gateway before start (menus, slash commands)
+    commands: list[CommandSpec]
 
     async def start(self, sink: InboundSink) -> None: ...
 
@@ -40,6 +58,20 @@ class Channel(Protocol):
 
     def health(self) -> dict[str, Any]: ...
 
+    def http_routes(self) -> list[HttpRoute]:
+        """Platform callbacks (webhook mode), mounted on the gateway's server as public
+        routes: each handler verifies its caller itself."""
+        ...
+
+    async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
+        """An attachment's bytes, downloaded on demand, never more than `max_bytes`."""
+        ...
+
+    async def on_denied(self, message: InboundMessage) -> None:
+        """Access was denied without a reply: close what the platform keeps open (a deferred
+        interaction would otherwise show "thinking" for minutes)."""
+        ...
+
 
 #: config `type` -> "module:factory"; the factory takes (name, channel_config, config)
 ADAPTERS: dict[str, str] = {
@@ -48,20 +80,65 @@ ADAPTERS: dict[str, str] = {
     "slack": "channels.slack:create",
     "discord": "channels.discord:create",
 }
+#: config `type` -> "module:function" of the adapter's own doctor checks,
+#: `async (name, channel_config) -> list[Check]`
+DOCTORS: dict[str, str] = {
+    "telegram": "channels.telegram:doctor",
+    "slack": "channels.slack_api:doctor",
+    "discord": "channels.discord_cli:doctor",
+}
+#: `decapod <command> ...` -> the module of a channel's command line tools, which offers
+#: `add_subparsers(sub)` and `run(args, config) -> int` and imports no platform SDK
+COMMANDS: dict[str, str] = {
+    "discord": "channels.discord_cli",
+}
 
 
 def create_channel(name: str, channel_config: Any, config: Config) -> Channel:
-    target = ADAPTERS.get(channel_config.type)
-    if target is None:
+    factory = _load(ADAPTERS, channel_config.type, name)
+    if factory is None:
         raise ConfigError(f"unknown channel type {channel_config.type!r}", f"channels.{name}.type")
-    module_name, _, factory = target.partition(":")
+    channel: Channel = factory(name, channel_config, config)
+    return channel
+
+
+async def adapter_checks(name: str, channel_config: Any) -> list[Check]:
+    """The adapter's own checks of a configured channel (its token, its intents)."""
+    try:
+        _load(ADAPTERS, channel_config.type, name)  # the adapter loads: its SDK is installed
+        doctor = _load(DOCTORS, channel_config.type, name)
+    except ConfigError as exc:
+        return [(f"channel {name}", False, str(exc))]
+    if doctor is None:
+        return []
+    checks: list[Check] = await doctor(name, channel_config)
+    return checks
+
+
+def add_channel_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add each channel's `decapod <command> ...` to the command line."""
+    for module_name in COMMANDS.values():
+        importlib.import_module(module_name).add_subparsers(sub)
+
+
+def run_channel_command(args: argparse.Namespace, config: Config) -> int:
+    code: int = importlib.import_module(COMMANDS[args.command]).run(args, config)
+    return code
+
+
+def _load(table: dict[str, str], kind: str, name: str) -> Any:
+    """The object `table[kind]` names, or None when the type has no entry. An adapter whose
+    optional dependency is missing is a ConfigError that says what to install."""
+    target = table.get(kind)
+    if target is None:
+        return None
+    module_name, _, attribute = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(
-            f"the {channel_config.type} channel needs an optional dependency "
-            f"(pip install 'decapod[{channel_config.type}]'): {exc}",
+            f"the {kind} channel needs an optional dependency "
+            f"(pip install 'decapod[{kind}]'): {exc}",
             f"channels.{name}",
         ) from exc
-    channel: Channel = getattr(module, factory)(name, channel_config, config)
-    return channel
+    return getattr(module, attribute)

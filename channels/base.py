@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 
 from bot.commands import CommandSpec
 from bot.errors import ChannelError, RateLimited
-from bot.messages import Attachment, Conversation, OutboundMessage, SentRef
-from channels import InboundSink
+from bot.messages import Attachment, Conversation, InboundMessage, OutboundMessage, SentRef
+from channels import HttpRoute, InboundSink
 
 log = logging.getLogger("decapod.channels")
 
@@ -107,6 +107,14 @@ class BaseChannel:
     async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
         """Download an attachment's bytes (on demand, never more than `max_bytes`)."""
         raise ChannelError(f"{self.type or self.name} cannot download attachments")
+
+    def http_routes(self) -> list[HttpRoute]:
+        """Platform callbacks to serve on the gateway's HTTP server: none unless webhooks."""
+        return []
+
+    async def on_denied(self, message: InboundMessage) -> None:
+        """Access was denied without a reply: nothing is left open, unless a platform says."""
+        return None
 
     async def _pace(self, conversation: Conversation) -> None:
         """Wait until a send to this chat is allowed. Adapters add platform-wide limits."""

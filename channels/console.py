@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, TextIO
 
+from bot.errors import DecapodError
 from bot.messages import (
     Command,
     Conversation,
@@ -96,9 +97,16 @@ class ConsoleChannel(BaseChannel):
                 if text.strip() in ("/exit", "/quit"):
                     return
                 self._answered.clear()
-                await sink(self._inbound(text))
+                try:
+                    await sink(self._inbound(text))
+                except DecapodError as exc:
+                    # not stored (a full or read-only disk): say so, and keep the chat open
+                    self._write(f"bot> {exc.user_message}\n")
+                    continue
+                # asyncio.timeout: on 3.11 wait_for can drop the cancellation of stop()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._answered.wait(), self.reply_timeout_s)
+                    async with asyncio.timeout(self.reply_timeout_s):
+                        await self._answered.wait()
         finally:
             self.closed.set()
 

@@ -41,7 +41,7 @@ from bot.messages import (
     OutboundMessage,
     SentRef,
 )
-from bot.security.redact import default_registry
+from bot.redaction import register_secret
 from channels import InboundSink
 from channels.base import BaseChannel
 from channels.discord_cli import doctor
@@ -116,7 +116,7 @@ class DiscordChannel(BaseChannel):
         cfg = self.config
         key = f"channels.{self.name}.token_env"
         token = secret_from_env(cfg.token_env, key)
-        default_registry.add(token, "discord-token")
+        register_secret(token, "discord-token")
         # discord.py keeps these as class attributes: the REST base and the first gateway
         discord.http.Route.BASE = cfg.api_base_url
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(cfg.gateway_url)

@@ -33,7 +33,7 @@ from telegram.request import HTTPXRequest
 from bot.channel_configs.telegram import TelegramChannelConfig
 from bot.config import secret_from_env
 from bot.errors import ChannelError, ConfigError
-from bot.security.redact import default_registry, scrub
+from bot.redaction import register_secret, scrub
 from channels import InboundSink
 from channels.telegram_inbound import BotIdentity, ChatMigrations, normalize
 from channels.telegram_outbound import TelegramOutbound
@@ -63,9 +63,9 @@ def quiet_http_loggers() -> None:
 
 
 def register_token(token: str) -> None:
-    default_registry.add(token, "telegram token")
+    register_secret(token, "telegram token")
     # the part after the colon is the secret; it must not leak on its own either
-    default_registry.add(token.partition(":")[2], "telegram token")
+    register_secret(token.partition(":")[2], "telegram token")
 
 
 class TelegramChannel(TelegramOutbound):
@@ -84,7 +84,7 @@ class TelegramChannel(TelegramOutbound):
         self._token = token
         self._owner_ids = [o.partition(":")[2] for o in owners or () if o.startswith(name + ":")]
         self._secret = webhook_secret or secrets.token_urlsafe(32)
-        default_registry.add(self._secret, "telegram webhook secret")
+        register_secret(self._secret, "telegram webhook secret")
         self._poller: UpdatePoller | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()

@@ -30,7 +30,7 @@ from typing import Any
 from telegram import Bot
 from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 
-from bot.security.redact import scrub
+from bot.redaction import scrub
 
 log = logging.getLogger("decapod.channels.telegram")
 

@@ -112,10 +112,14 @@ class Agent:
             # an earlier turn's outside content is still in the context this turn sends
             ctx.tainted = True
         messages = [*history, user]
-        specs = tuple(t.spec for t in self.tools.available(ctx, self.policy))
+        offered = self.tools.available(ctx, self.policy)
+        specs = tuple(t.spec for t in offered)
+        rules = dict.fromkeys(t.guidance for t in offered if t.guidance)
         skills = ctx.deps.skills  # the set this turn started with, whatever reloads meanwhile
         system = self.system_prompt(
-            summary, extra_system, skills.current.prompt_block if skills else ""
+            summary,
+            "\n\n".join(p for p in (extra_system, *rules) if p),
+            skills.current.prompt_block if skills else "",
         )
         hooks = ctx.deps.hooks
         s = self.settings

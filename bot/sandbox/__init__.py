@@ -14,7 +14,7 @@ from bot.sandbox.approval import ApprovalBroker, InMemoryApprovalBroker, Pending
 from bot.sandbox.base import ExecResult, Limits, SandboxBackend, Workspace
 from bot.sandbox.config import SandboxConfig, SandboxLimits
 from bot.sandbox.policy import SandboxToolPolicy
-from bot.sandbox.selection import select_backend, workspace_manager
+from bot.sandbox.selection import Selection, choose_backend, select_backend, workspace_manager
 from bot.sandbox.tools import sandbox_tools
 from bot.sandbox.workspace import WorkspaceInfo, WorkspaceManager
 
@@ -28,9 +28,11 @@ __all__ = [
     "SandboxConfig",
     "SandboxLimits",
     "SandboxToolPolicy",
+    "Selection",
     "Workspace",
     "WorkspaceInfo",
     "WorkspaceManager",
+    "choose_backend",
     "sandbox_tools",
     "select_backend",
     "workspace_manager",

@@ -94,7 +94,8 @@ class InMemoryApprovalBroker:
                 except Exception:
                     log.exception("could not ask for approval of %s", approval_id)
                     return False
-            return await asyncio.wait_for(decision, timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can drop a cancel
+                return await decision
         except TimeoutError:
             return False
         finally:

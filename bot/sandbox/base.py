@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from bot.errors import SandboxError
+
+if TYPE_CHECKING:
+    from bot.sandbox.enforcement import Enforcement
 
 T = TypeVar("T")
 
@@ -63,8 +66,18 @@ class Workspace:
     last_used: float
 
 
+#: a check that runs beside a command and returns, saying why, only when the command
+#: must be stopped (the workspace quota's watch)
+Watchdog = Callable[[], Coroutine[Any, Any, str]]
+
+
 class SandboxBackend(Protocol):
     name: str
+
+    @property
+    def enforcement(self) -> Enforcement: ...
+
+    def describe(self) -> str: ...
 
     async def prepare(self, session_key: str) -> Workspace: ...
 
@@ -150,6 +163,38 @@ def signal_exit_reason(exit_code: int, limits: Limits) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Why a command was stopped before it finished."""
+
+    reason: str
+    timed_out: bool
+
+
+async def supervise(
+    finished: asyncio.Future[Any], wall_s: float, watchdog: Watchdog | None
+) -> Stop | None:
+    """Wait until `finished` is done (it is never cancelled here), the wall-clock limit
+    passes, or the watchdog returns; None means the command finished by itself."""
+    waiting: set[asyncio.Future[Any]] = {finished}
+    guard = asyncio.ensure_future(watchdog()) if watchdog is not None else None
+    if guard is not None:
+        waiting.add(guard)
+    try:
+        done, _ = await asyncio.wait(waiting, timeout=wall_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if guard is not None and not guard.done():
+            guard.cancel()
+            await asyncio.wait({guard})
+    if finished in done:
+        if guard is not None and guard.done() and not guard.cancelled():
+            guard.exception()  # retrieved: a verdict that came too late is moot
+        return None
+    if guard is not None and guard in done:
+        return Stop(guard.result(), timed_out=False)  # a failing watchdog raises here
+    return Stop(f"wall-clock timeout ({wall_s:g}s)", timed_out=True)
+
+
 def command_result(
     exit_code: int,
     out: CappedBuffer,
@@ -157,13 +202,12 @@ def command_result(
     limits: Limits,
     *,
     started: float,
-    wall_s: float,
-    timed_out: bool,
+    stop: Stop | None,
     oom_killed: bool,
 ) -> ExecResult:
     """The result of a finished command, naming the limit that ended it, if one did."""
-    if timed_out:
-        reason: str | None = f"wall-clock timeout ({wall_s:g}s)"
+    if stop is not None:
+        reason: str | None = stop.reason
     elif oom_killed:
         reason = f"memory limit ({limits.memory_mb} MiB)"
     else:
@@ -172,7 +216,7 @@ def command_result(
         exit_code=exit_code,
         stdout=out.data,
         stderr=err.data,
-        timed_out=timed_out,
+        timed_out=stop is not None and stop.timed_out,
         truncated_stdout=out.truncated,
         truncated_stderr=err.truncated,
         duration_s=time.monotonic() - started,

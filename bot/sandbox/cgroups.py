@@ -1,9 +1,17 @@
-"""Per-command cgroup v1 groups (memory, pids, cpu), used when the hierarchy is writable.
+"""Per-command cgroups: memory, pids and CPU share for a whole process tree.
 
-Each command gets `/sys/fs/cgroup/<controller>/decapod-sandbox/<gateway pid>-<n>`. The
-launcher shell writes its own pid into every `cgroup.procs` before it execs the sandbox, so
-nothing the command forks can start outside the group. The group is emptied with SIGKILL
-and removed after the command, and groups left by a gateway that died are reaped at start.
+`find_cgroups(parent)` picks, once at start, where each command's group is made:
+
+- cgroup v2, in the gateway's own delegated group (systemd `Delegate=yes`, or a group an
+  administrator chowned to the gateway's user), or, for a root gateway outside any
+  delegation, under the hierarchy's root; see cgroup_v2.py;
+- cgroup v1, under `/sys/fs/cgroup/<controller>/<parent>` when that is writable (as root,
+  or after an administrator made it and chowned it to the gateway's user); see cgroup_v1.py.
+
+Each command gets a group named `<gateway pid>-<n>`. The launcher shell writes its own pid
+into the group's `cgroup.procs` before it execs the sandbox, so nothing the command forks
+starts outside it. After the command the group is emptied with SIGKILL and removed, and
+groups left by a gateway that died are reaped at the next start.
 """
 
 from __future__ import annotations
@@ -13,52 +21,122 @@ import itertools
 import logging
 import os
 import signal
+from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Protocol
 
 from bot.sandbox.base import Limits
 
 log = logging.getLogger("decapod.sandbox")
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-PARENT = "decapod-sandbox"
 CONTROLLERS = ("memory", "pids", "cpu")
-_CFS_PERIOD_US = 100_000
+CFS_PERIOD_US = 100_000
 _counter = itertools.count(1)
 
 
-def writable_controllers(root: Path = CGROUP_ROOT) -> tuple[str, ...]:
-    """The v1 controllers we can create per-command groups in."""
-    found = []
-    for name in CONTROLLERS:
-        base = root / name
-        if not (base / "cgroup.procs").exists():
-            continue  # not a v1 hierarchy (v2 unified or not mounted)
-        try:
-            (base / PARENT).mkdir(exist_ok=True)
-        except OSError:
-            continue
-        # an existing parent (made by an earlier root run) proves nothing about us
-        if os.access(base / PARENT, os.W_OK | os.X_OK):
-            found.append(name)
-    return tuple(found)
+class CommandCgroup(ABC):
+    """The group(s) one command runs in: one directory per controller on v1, one on v2."""
+
+    def __init__(self, dirs: dict[str, Path]) -> None:
+        self.dirs = dirs
+
+    @abstractmethod
+    def create(self, limits: Limits) -> None:
+        """Make the group(s) and write the limits."""
+
+    @abstractmethod
+    def oom_killed(self) -> bool:
+        """Whether the kernel killed a task of this group for going over its memory."""
+
+    @property
+    def procs_files(self) -> list[Path]:
+        """The files the launcher writes its pid into."""
+        return [path / "cgroup.procs" for path in dict.fromkeys(self.dirs.values())]
+
+    def enforces(self, controller: str) -> bool:
+        return controller in self.dirs
+
+    def kill_all(self) -> None:
+        for path in dict.fromkeys(self.dirs.values()):
+            kill_procs(path)
+
+    async def remove(self) -> None:
+        """Kill what is left and remove the groups; a group is busy until its tasks exit."""
+        for path in dict.fromkeys(self.dirs.values()):
+            for _ in range(100):
+                kill_procs(path)
+                try:
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    await asyncio.sleep(0.01)
+            else:
+                log.warning("cgroup %s still busy; reaped at next start", path)
 
 
-def reap_orphans(controllers: tuple[str, ...], root: Path = CGROUP_ROOT) -> int:
-    """Kill and remove groups whose gateway process is gone. Returns how many were removed."""
+class CgroupHierarchy(Protocol):
+    @property
+    def version(self) -> str:
+        """ "cgroup v1" or "cgroup v2", as the start-up line shows it."""
+
+    @property
+    def controllers(self) -> tuple[str, ...]:
+        """The controllers each command's group enforces, a subset of CONTROLLERS."""
+
+    def command_group(self) -> CommandCgroup: ...
+
+    def reap_orphans(self) -> int: ...
+
+
+def find_cgroups(parent: str, root: Path = CGROUP_ROOT) -> tuple[CgroupHierarchy | None, str]:
+    """The hierarchy with the most usable controllers (v2 on a tie), and why the controllers
+    it lacks are unavailable (empty when it has all of them)."""
+    from bot.sandbox.cgroup_v1 import V1Hierarchy
+    from bot.sandbox.cgroup_v2 import V2Hierarchy
+
+    v2, why_v2 = V2Hierarchy.find(parent)
+    if v2 is not None and len(v2.controllers) == len(CONTROLLERS):
+        return v2, ""
+    v1, why_v1 = V1Hierarchy.find(parent, root)
+    found = [h for h in (v2, v1) if h is not None]
+    best = max(found, key=lambda h: len(h.controllers), default=None)
+    return best, "; ".join(why for why in (why_v2, why_v1) if why)
+
+
+def next_group_name() -> str:
+    return f"{os.getpid()}-{next(_counter)}"
+
+
+def reap_groups(parent: Path) -> int:
+    """Kill and remove the groups under `parent` whose gateway process is gone."""
     removed = 0
-    for name in controllers:
-        parent = root / name / PARENT
-        for group in parent.iterdir() if parent.is_dir() else ():
-            owner = group.name.split("-", 1)[0]
-            if not group.is_dir() or not owner.isdigit() or _alive(int(owner)):
-                continue
-            _kill_procs(group)
-            try:
-                group.rmdir()
-                removed += 1
-            except OSError as exc:
-                log.warning("could not remove stale cgroup %s: %s", group, exc)
+    for group in parent.iterdir() if parent.is_dir() else ():
+        owner = group.name.split("-", 1)[0]
+        if not group.is_dir() or not owner.isdigit() or _alive(int(owner)):
+            continue
+        kill_procs(group)
+        try:
+            group.rmdir()
+            removed += 1
+        except OSError as exc:
+            log.warning("could not remove stale cgroup %s: %s", group, exc)
     return removed
+
+
+def kill_procs(group: Path) -> int:
+    try:
+        pids = [int(p) for p in (group / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return 0
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return len(pids)
 
 
 def _alive(pid: int) -> bool:
@@ -69,77 +147,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _kill_procs(group: Path) -> int:
-    try:
-        pids = [int(p) for p in (group / "cgroup.procs").read_text().split()]
-    except (OSError, ValueError):
-        return 0
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return len(pids)
-
-
-class CommandCgroup:
-    """The groups for one command, one per available controller."""
-
-    def __init__(self, controllers: tuple[str, ...], root: Path = CGROUP_ROOT) -> None:
-        name = f"{os.getpid()}-{next(_counter)}"
-        self.dirs = {c: root / c / PARENT / name for c in controllers}
-
-    def create(self, limits: Limits) -> None:
-        for controller, path in self.dirs.items():
-            path.mkdir()
-            if controller == "memory":
-                limit = str(limits.memory_mb << 20)
-                (path / "memory.limit_in_bytes").write_text(limit)
-                if (path / "memory.memsw.limit_in_bytes").exists():  # no swap either
-                    (path / "memory.memsw.limit_in_bytes").write_text(limit)
-            elif controller == "pids":
-                (path / "pids.max").write_text(str(limits.pids))
-            elif controller == "cpu":
-                (path / "cpu.cfs_period_us").write_text(str(_CFS_PERIOD_US))
-                (path / "cpu.cfs_quota_us").write_text(str(int(limits.cpus * _CFS_PERIOD_US)))
-
-    @property
-    def procs_files(self) -> list[Path]:
-        return [path / "cgroup.procs" for path in self.dirs.values()]
-
-    def enforces(self, controller: str) -> bool:
-        return controller in self.dirs
-
-    def kill_all(self) -> None:
-        for path in self.dirs.values():
-            _kill_procs(path)
-
-    def oom_killed(self) -> bool:
-        path = self.dirs.get("memory")
-        if path is None:
-            return False
-        try:
-            for line in (path / "memory.oom_control").read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
-                    return int(value) > 0
-        except (OSError, ValueError):
-            pass
-        return False
-
-    async def remove(self) -> None:
-        """Kill what is left and remove the groups; a group is busy until its tasks exit."""
-        for path in self.dirs.values():
-            for _ in range(100):
-                _kill_procs(path)
-                try:
-                    path.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    await asyncio.sleep(0.01)
-            else:
-                log.warning("cgroup %s still busy; reaped at next start", path)

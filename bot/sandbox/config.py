@@ -67,4 +67,14 @@ class SandboxConfig(BaseModel):
     exec_in_groups: bool = False
     #: UNSAFE: with no sandbox available, run commands directly on the host (owner DMs only)
     allow_host_exec: bool = False
+    #: run commands even where the backend cannot enforce every limit (e.g. total memory
+    #: for a non-root gateway without a delegated cgroup); the start-up line says which
+    allow_unenforced_limits: bool = False
+    #: the directory under each cgroup v1 controller, or the child of the gateway's own
+    #: cgroup v2 group, that holds one group per command
+    cgroup_parent: str = Field(default="decapod-sandbox", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     workspace_max_age_days: float = Field(default=30.0, gt=0)
+    #: a workspace's disk use (allocated bytes) and number of entries, measured by the
+    #: gateway while each command runs and after it: growth past either is undone
+    workspace_quota_mb: int = Field(default=256, ge=1)
+    workspace_max_files: int = Field(default=100_000, ge=100)

@@ -25,17 +25,21 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from bot.errors import SandboxError
+from bot.sandbox.backend import CommandBackend
 from bot.sandbox.base import (
     WORK_DIR,
     CappedBuffer,
     ExecResult,
-    InflightCommands,
     Limits,
+    Stop,
+    Watchdog,
     Workspace,
     command_result,
     sandbox_env,
+    supervise,
 )
 from bot.sandbox.config import SandboxConfig
+from bot.sandbox.enforcement import CPU_SHARE, MEMORY, PROCESSES, Enforcement
 from bot.sandbox.workspace import WorkspaceManager
 
 T = TypeVar("T")
@@ -46,9 +50,11 @@ LABEL_SESSION = "decapod.session"
 _TMPFS = "rw,nosuid,nodev,size=64m,mode=1777"
 _API_TIMEOUT_S = 60
 _MAX_THREADS = 32
+#: `docker info` flags that say the daemon can apply each limit
+_INFO_FLAGS = {MEMORY: "MemoryLimit", PROCESSES: "PidsLimit", CPU_SHARE: "CpuCfsQuota"}
 
 
-class DockerBackend:
+class DockerBackend(CommandBackend):
     name = "docker"
 
     def __init__(
@@ -59,8 +65,8 @@ class DockerBackend:
         pool: ThreadPoolExecutor,
         docker_module: Any,
     ) -> None:
+        super().__init__(workspaces)
         self.config = config
-        self.workspaces = workspaces
         self._client = client
         self._pool = pool
         self._docker = docker_module
@@ -70,7 +76,7 @@ class DockerBackend:
         owner = workspaces.owner or (os.geteuid(), os.getegid())
         self.user = f"{owner[0]}:{owner[1]}"
         self.server_version = "unknown"
-        self._inflight = InflightCommands()
+        self._info: dict[str, Any] = {}
 
     @classmethod
     async def start(cls, config: SandboxConfig, workspaces: WorkspaceManager) -> DockerBackend:
@@ -95,6 +101,7 @@ class DockerBackend:
         try:
             version = await backend._call(client.version)
             backend.server_version = str(version.get("Version", "unknown"))
+            backend._info = await backend._call(client.info)
             await backend._call(client.images.get, config.docker_image)
             await backend._call(backend._remove_labelled, {LABEL_GATEWAY: backend.instance})
         except docker.errors.ImageNotFound:
@@ -111,25 +118,20 @@ class DockerBackend:
     def describe(self) -> str:
         return (
             f"docker {self.server_version}: image {self.config.docker_image}, "
-            f"user {self.user}, one container per command"
+            f"user {self.user}, one container per command; {self.enforcement.summary()}"
         )
 
-    async def prepare(self, session_key: str) -> Workspace:
-        return self.workspaces.prepare(session_key)
-
-    async def exec(
-        self,
-        session_key: str,
-        argv: list[str],
-        *,
-        stdin: bytes | None,
-        limits: Limits,
-        timeout: float,  # noqa: ASYNC109 (the SandboxBackend interface)
-    ) -> ExecResult:
-        ws = await self.prepare(session_key)
-        return await self._inflight.run(
-            self._run(ws, argv, stdin, limits, min(timeout, limits.wall_seconds))
-        )
+    @property
+    def enforcement(self) -> Enforcement:
+        by: dict[str, str] = {}
+        missing: dict[str, str] = {}
+        for limit, flag in _INFO_FLAGS.items():
+            if self._info.get(flag, True):  # an older daemon that does not say: it can
+                by[limit] = "docker"
+            else:
+                missing[limit] = f"{flag}: false"
+        cause = "the Docker daemon cannot apply them (see `docker info`)"
+        return Enforcement(by, missing, cause, self.quota.describe())
 
     async def destroy(self, session_key: str) -> None:
         h = self.workspaces.hash_for(session_key)
@@ -139,7 +141,7 @@ class DockerBackend:
     async def aclose(self) -> None:
         if self._inflight.closed:
             return
-        await self._inflight.close()
+        await super().aclose()
         await self._call(self._remove_labelled, {LABEL_GATEWAY: self.instance})
         await self._close_client()
 
@@ -151,7 +153,13 @@ class DockerBackend:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def _run(
-        self, ws: Workspace, argv: list[str], stdin: bytes | None, limits: Limits, wall_s: float
+        self,
+        ws: Workspace,
+        argv: list[str],
+        stdin: bytes | None,
+        limits: Limits,
+        wall_s: float,
+        watchdog: Watchdog,
     ) -> ExecResult:
         start = time.monotonic()
         api = self._client.api
@@ -163,7 +171,7 @@ class DockerBackend:
         out, err = CappedBuffer(limits.output_bytes), CappedBuffer(limits.output_bytes)
         sock: Any = None
         pumps: list[asyncio.Future[None]] = []
-        timed_out = False
+        stop: Stop | None = None
         try:
             params = {"stdin": int(stdin is not None), "stdout": 1, "stderr": 1, "stream": 1}
             sock = await self._call(api.attach_socket, cid, params)
@@ -172,9 +180,8 @@ class DockerBackend:
             pumps.append(loop.run_in_executor(self._pool, _read_frames, sock._sock, out, err))
             if stdin is not None:
                 pumps.append(loop.run_in_executor(self._pool, _send_stdin, sock._sock, stdin))
-            done, _ = await asyncio.wait({pumps[0]}, timeout=wall_s)
-            if not done:
-                timed_out = True
+            stop = await supervise(pumps[0], wall_s, watchdog)
+            if stop is not None:  # killing the container kills every process in it
                 with contextlib.suppress(errors.NotFound, errors.APIError):
                     await self._call(api.kill, cid)
             await pumps[0]
@@ -196,16 +203,7 @@ class DockerBackend:
             if sock is not None:
                 sock._sock.close()
                 sock.close()
-        return command_result(
-            status,
-            out,
-            err,
-            limits,
-            started=start,
-            wall_s=wall_s,
-            timed_out=timed_out,
-            oom_killed=oom,
-        )
+        return command_result(status, out, err, limits, started=start, stop=stop, oom_killed=oom)
 
     def _create(self, ws: Workspace, argv: list[str], with_stdin: bool, limits: Limits) -> str:
         api, types = self._client.api, self._docker.types

@@ -3,93 +3,128 @@
 bwrap profile: every namespace new (network = loopback only), uid 1000 inside a user
 namespace, no capabilities, no environment but the allowlist, read-only /usr, fresh /proc,
 /dev and /tmp, and only the session workspace writable at /work. Outside, when the gateway
-is root, the launcher drops to the sandbox uid so RLIMIT_NPROC means something, and a
-per-command cgroup bounds memory, pids and CPU.
+is root, the launcher drops to the sandbox uid; a per-command cgroup (v2 delegated, or v1)
+bounds memory, pids and CPU share where one can be had, and RLIMIT_NPROC set inside the
+sandbox's user namespace bounds its processes everywhere (Linux 5.14 and later).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+import platform
+import re
 import shutil
 import tempfile
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from pathlib import Path
 
 from bot.errors import SandboxError
+from bot.sandbox.backend import CommandBackend
 from bot.sandbox.base import (
     WORK_DIR,
     ExecResult,
-    InflightCommands,
     Limits,
+    Watchdog,
     Workspace,
     sandbox_env,
 )
-from bot.sandbox.cgroups import CommandCgroup, reap_orphans, writable_controllers
+from bot.sandbox.cgroups import find_cgroups
 from bot.sandbox.config import SandboxConfig
-from bot.sandbox.process import STAGED_WORKSPACE, HostTools, launch_prefix, run_tree
+from bot.sandbox.enforcement import CPU_SHARE, MEMORY, PROCESSES, Enforcement
+from bot.sandbox.process import (
+    STAGED_WORKSPACE,
+    HostTools,
+    launch_prefix,
+    nproc_prefix,
+    run_tree,
+)
 from bot.sandbox.workspace import WorkspaceManager
 
 _PROBE_TIMEOUT_S = 10.0
 _TMP_BYTES = 64 << 20
 _ETC_FILES = ("/etc/alternatives", "/etc/ssl", "/etc/ld.so.cache")
+#: the kernel counts RLIMIT_NPROC per user namespace since this release
+_NPROC_PER_USERNS = (5, 14)
+_LIMIT_CONTROLLERS = {MEMORY: "memory", PROCESSES: "pids", CPU_SHARE: "cpu"}
 
 
-class LocalBackend(ABC):
-    """Shared plumbing: workspaces, cgroups, the launcher, and stopping on close."""
+class LocalBackend(CommandBackend):
+    """Shared plumbing: cgroups, the uid switch and the launcher."""
 
     name = "local"
 
     def __init__(self, config: SandboxConfig, workspaces: WorkspaceManager) -> None:
-        self.workspaces = workspaces
+        super().__init__(workspaces)
         self.tools = HostTools.find()
         # Switch to the sandbox uid when we are root (and can); otherwise run as ourselves.
         self.drop_to = (config.uid, config.gid) if os.geteuid() == 0 else None
-        self.controllers = writable_controllers()
-        reap_orphans(self.controllers)
-        self._inflight = InflightCommands()
-
-    async def prepare(self, session_key: str) -> Workspace:
-        return self.workspaces.prepare(session_key)
-
-    async def exec(
-        self,
-        session_key: str,
-        argv: list[str],
-        *,
-        stdin: bytes | None,
-        limits: Limits,
-        timeout: float,  # noqa: ASYNC109 (the SandboxBackend interface)
-    ) -> ExecResult:
-        ws = await self.prepare(session_key)
-        return await self._inflight.run(
-            self._run_in(ws.path, argv, stdin, limits, min(timeout, limits.wall_seconds))
-        )
+        self.cgroups, self.cgroups_missing = find_cgroups(config.cgroup_parent)
+        if self.cgroups is not None:
+            self.cgroups.reap_orphans()
 
     async def destroy(self, session_key: str) -> None:
         await asyncio.to_thread(self.workspaces.rm, session_key)
 
-    async def aclose(self) -> None:
-        await self._inflight.close()
-
     def describe(self) -> str:
         who = f"uid {self.drop_to[0]}" if self.drop_to else f"gateway uid {os.geteuid()}"
-        cgroups = ",".join(self.controllers) if self.controllers else "none"
-        return f"{who}, cgroup v1: {cgroups}, rlimits: AS CPU FSIZE NOFILE" + (
-            " NPROC" if self.drop_to else ""
-        )
+        return f"{who}; {self.enforcement.summary()}"
+
+    @property
+    def enforcement(self) -> Enforcement:
+        by: dict[str, str] = {}
+        missing: dict[str, str] = {}
+        controllers = self.cgroups.controllers if self.cgroups is not None else ()
+        for limit, controller in _LIMIT_CONTROLLERS.items():
+            if self.cgroups is not None and controller in controllers:
+                by[limit] = self.cgroups.version
+            elif limit == PROCESSES and self.nproc_problem is None:
+                by[limit] = "RLIMIT_NPROC in the sandbox's user namespace"
+            elif limit == MEMORY:
+                missing[limit] = "RLIMIT_AS bounds each process, not their sum"
+            elif limit == PROCESSES:
+                missing[limit] = self.nproc_problem or ""
+            else:
+                missing[limit] = ""
+        cause = f"no usable cgroup ({self.cgroups_missing or 'none found'})"
+        return Enforcement(by, missing, cause, self.quota.describe())
+
+    @functools.cached_property
+    def nproc_problem(self) -> str | None:
+        """Why RLIMIT_NPROC cannot bound one command's processes here, or None if it can."""
+        return "RLIMIT_NPROC would count every process of the host uid"
 
     @abstractmethod
-    def _command(self, path: Path, argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    def _command(
+        self, path: Path, argv: list[str], limits: Limits
+    ) -> tuple[list[str], dict[str, str]]:
         """The argv after the launcher prefix, and the environment it starts with."""
 
     def _stages_workspace(self) -> bool:
         return False
 
-    async def _run_in(
-        self, path: Path, argv: list[str], stdin: bytes | None, limits: Limits, wall_s: float
+    async def _run(
+        self,
+        ws: Workspace,
+        argv: list[str],
+        stdin: bytes | None,
+        limits: Limits,
+        wall_s: float,
+        watchdog: Watchdog,
     ) -> ExecResult:
-        cgroup = CommandCgroup(self.controllers) if self.controllers else None
+        return await self._run_in(ws.path, argv, stdin, limits, wall_s, watchdog)
+
+    async def _run_in(
+        self,
+        path: Path,
+        argv: list[str],
+        stdin: bytes | None,
+        limits: Limits,
+        wall_s: float,
+        watchdog: Watchdog | None,
+    ) -> ExecResult:
+        cgroup = self.cgroups.command_group() if self.cgroups is not None else None
         try:
             if cgroup is not None:
                 try:
@@ -102,8 +137,9 @@ class LocalBackend(ABC):
                 cgroup,
                 drop_to=self.drop_to,
                 stage_workspace=self._stages_workspace(),
+                uid_nproc=self._uid_nproc(),
             )
-            command, env = self._command(path, argv)
+            command, env = self._command(path, argv, limits)
             return await run_tree(
                 prefix + command,
                 env=env,
@@ -112,10 +148,14 @@ class LocalBackend(ABC):
                 wall_s=wall_s,
                 limits=limits,
                 cgroup=cgroup,
+                watchdog=watchdog,
             )
         finally:
             if cgroup is not None:
                 await cgroup.remove()
+
+    def _uid_nproc(self) -> bool:
+        return False
 
 
 class BwrapBackend(LocalBackend):
@@ -143,7 +183,25 @@ class BwrapBackend(LocalBackend):
         # bwrap running as the sandbox uid cannot search a root-only <home>
         return self.drop_to is not None
 
-    def _command(self, path: Path, argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    @functools.cached_property
+    def nproc_problem(self) -> str | None:
+        match = re.match(r"(\d+)\.(\d+)", platform.release())
+        kernel = (int(match[1]), int(match[2])) if match else (0, 0)
+        if kernel < _NPROC_PER_USERNS:
+            return (
+                f"Linux {platform.release()} counts RLIMIT_NPROC per host uid, not per user "
+                "namespace (5.14 and later do)"
+            )
+        prlimit = os.path.realpath(self.tools.prlimit)
+        if not prlimit.startswith("/usr/"):
+            return f"{prlimit} is outside /usr, so the sandbox cannot run it"
+        return None
+
+    def _command(
+        self, path: Path, argv: list[str], limits: Limits
+    ) -> tuple[list[str], dict[str, str]]:
+        if self.nproc_problem is None:
+            argv = nproc_prefix(self.tools, limits) + argv
         source = STAGED_WORKSPACE if self._stages_workspace() else str(path)
         args = [
             self.bwrap,
@@ -187,7 +245,9 @@ class BwrapBackend(LocalBackend):
             if self.drop_to is not None:
                 os.chown(probe_dir, *self.drop_to)
             limits = Limits(256, 32, 5, _PROBE_TIMEOUT_S, 1, 64)
-            result = await self._run_in(probe_dir, ["true"], None, limits, _PROBE_TIMEOUT_S)
+            result = await self._run_in(
+                probe_dir, ["true"], None, limits, _PROBE_TIMEOUT_S, watchdog=None
+            )
             version = await run_tree(
                 [self.bwrap, "--version"],
                 env=sandbox_env(),
@@ -222,5 +282,11 @@ class HostBackend(LocalBackend):
     def describe(self) -> str:
         return f"host (UNSAFE, no sandbox; owner DMs only): {super().describe()}"
 
-    def _command(self, path: Path, argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    def _uid_nproc(self) -> bool:
+        # a backstop shared by every process of the sandbox uid; never the gateway's own uid
+        return self.drop_to is not None
+
+    def _command(
+        self, path: Path, argv: list[str], limits: Limits
+    ) -> tuple[list[str], dict[str, str]]:
         return argv, sandbox_env(home=str(path))

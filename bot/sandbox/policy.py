@@ -52,6 +52,14 @@ def approval_reason(config: SandboxConfig, ctx: ToolContext, command: str) -> st
     return f"it looks dangerous ({why})" if why else None
 
 
+def write_approval_reason(config: SandboxConfig, ctx: ToolContext) -> str | None:
+    """Why a file write needs the owner's approval first, or None: a write is asked for
+    only once untrusted content (a web page) reached the conversation."""
+    if config.approval != "never" and ctx.tainted:
+        return "the conversation contains untrusted content"
+    return None
+
+
 class SandboxToolPolicy(ToolPolicy):
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config

@@ -1,9 +1,12 @@
-"""Run one local process tree with rlimits, a cgroup, capped output and a wall-clock watchdog.
+"""Run one local process tree with rlimits, a cgroup, capped output and watchdogs (the
+wall clock, the workspace quota).
 
 The launcher is a chain of execs, so the pid the gateway sees is the whole chain:
 
     [unshare --mount] [sh -c 'join cgroups; stage workspace; exec "$@"']
         setpriv [--reuid --regid --clear-groups] --no-new-privs  prlimit ...  <command>
+
+bwrap's command then starts with `prlimit --nproc` inside the sandbox: see `nproc_prefix`.
 
 No `preexec_fn`: it is unsafe in a process with threads, and the gateway has some.
 """
@@ -20,7 +23,14 @@ import time
 from dataclasses import dataclass
 
 from bot.errors import SandboxError
-from bot.sandbox.base import CappedBuffer, ExecResult, Limits, command_result
+from bot.sandbox.base import (
+    CappedBuffer,
+    ExecResult,
+    Limits,
+    Watchdog,
+    command_result,
+    supervise,
+)
 from bot.sandbox.cgroups import CommandCgroup
 
 #: where the workspace is bind-mounted inside the launcher's private mount namespace, so
@@ -28,7 +38,7 @@ from bot.sandbox.cgroups import CommandCgroup
 STAGED_WORKSPACE = "/tmp/decapod-work"
 #: when a cgroup enforces memory and pids exactly, the per-process RLIMIT_AS and the per-uid
 #: RLIMIT_NPROC become backstops: runtimes reserve address space they never touch, and
-#: every concurrent sandbox shares the one sandbox uid
+#: every concurrent command shares the one sandbox uid
 _BACKSTOP_FACTOR = 4
 _DRAIN_GRACE_S = 1.0
 
@@ -57,10 +67,12 @@ def launch_prefix(
     *,
     drop_to: tuple[int, int] | None,
     stage_workspace: bool,
+    uid_nproc: bool,
 ) -> list[str]:
     """The argv that puts the command in its cgroup, drops privileges and applies rlimits.
 
     With `stage_workspace`, the launcher's cwd (the workspace) is bound at STAGED_WORKSPACE.
+    `uid_nproc` sets RLIMIT_NPROC here, where it counts every process of the host uid.
     """
     steps = [f"echo $$ > {shlex.quote(str(p))}" for p in cgroup.procs_files] if cgroup else []
     if stage_workspace:
@@ -79,7 +91,20 @@ def launch_prefix(
     if drop_to is not None:
         prefix += [f"--reuid={drop_to[0]}", f"--regid={drop_to[1]}", "--clear-groups"]
     prefix += ["--no-new-privs", "--"]
-    return prefix + rlimit_args(tools, limits, cgroup, nproc=drop_to is not None)
+    return prefix + rlimit_args(tools, limits, cgroup, nproc=uid_nproc)
+
+
+def nproc_prefix(tools: HostTools, limits: Limits) -> list[str]:
+    """RLIMIT_NPROC set inside the sandbox's own user namespace.
+
+    Since Linux 5.14 the kernel counts processes per (user namespace, uid) and checks the
+    limit of the namespace the process runs in, so a limit set after bwrap made the
+    namespace counts this command's processes only: not the gateway's, nor another
+    sandbox's, though they all map to one host uid. Set before bwrap, the same limit would
+    also become the cap of the whole host uid (the kernel copies it into the namespace it
+    creates) and fail bwrap itself.
+    """
+    return [tools.prlimit, f"--nproc={limits.pids}", "--"]
 
 
 def rlimit_args(
@@ -96,7 +121,7 @@ def rlimit_args(
         f"--fsize={limits.file_size_mb << 20}",
         f"--nofile={limits.nofile}",
     ]
-    if nproc:  # only meaningful for a dedicated uid; it counts every process of that uid
+    if nproc:  # counts every process of the uid, host-wide: only for the host backend
         args.append(f"--nproc={limits.pids * (_BACKSTOP_FACTOR if exact_pids else 1)}")
     return [*args, "--"]
 
@@ -110,8 +135,9 @@ async def run_tree(
     wall_s: float,
     limits: Limits,
     cgroup: CommandCgroup | None,
+    watchdog: Watchdog | None = None,
 ) -> ExecResult:
-    """Run argv in a new session; on exit, timeout or cancel, kill the whole tree."""
+    """Run argv in a new session; on exit, timeout, watchdog or cancel, kill the whole tree."""
     start = time.monotonic()
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -133,28 +159,18 @@ async def run_tree(
     ]
     if stdin is not None and proc.stdin is not None:
         pumps.append(asyncio.create_task(_feed(proc.stdin, stdin)))
-    timed_out = False
+    exited = asyncio.ensure_future(proc.wait())
     try:
-        await asyncio.wait_for(proc.wait(), wall_s)
-    except TimeoutError:
-        timed_out = True
+        stop = await supervise(exited, wall_s, watchdog)
     finally:
         # Whatever happened, nothing the command started may outlive it.
         _kill_tree(proc.pid, cgroup)
         await _reap(proc, pumps)
+        await exited
     code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
     exit_code = 128 - code if code < 0 else code
     oom = cgroup is not None and cgroup.oom_killed()
-    return command_result(
-        exit_code,
-        out,
-        err,
-        limits,
-        started=start,
-        wall_s=wall_s,
-        timed_out=timed_out,
-        oom_killed=oom,
-    )
+    return command_result(exit_code, out, err, limits, started=start, stop=stop, oom_killed=oom)
 
 
 def _kill_tree(pgid: int, cgroup: CommandCgroup | None) -> None:

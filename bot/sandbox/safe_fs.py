@@ -14,9 +14,13 @@ import os
 import secrets
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bot.errors import ToolError
+from bot.errors import SandboxError, ToolError
 from bot.sandbox.base import WORK_DIR
+
+if TYPE_CHECKING:
+    from bot.sandbox.quota import WorkspaceQuota
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -38,10 +42,17 @@ def split_workspace_path(path: str) -> list[str]:
 
 
 class WorkspaceFS:
-    def __init__(self, root: Path, owner: tuple[int, int] | None, max_file_bytes: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        owner: tuple[int, int] | None,
+        max_file_bytes: int,
+        quota: WorkspaceQuota | None = None,
+    ) -> None:
         self.root = root
         self.owner = owner
         self.max_file_bytes = max_file_bytes
+        self.quota = quota
 
     def read(self, path: str, offset: int, limit: int) -> tuple[bytes, int]:
         """Up to `limit` bytes from `offset`, and the file's size."""
@@ -66,6 +77,8 @@ class WorkspaceFS:
             raise ToolError(f"refused: {len(data)} bytes is over the {self.max_file_bytes} limit")
         parent, name = self._parent(path, create=True)
         try:
+            if self.quota is not None:
+                self._check_quota(self.quota, parent, name, len(data), append=append, shown=path)
             if append:
                 fd = self._open_file(parent, name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, path)
                 try:
@@ -121,6 +134,69 @@ class WorkspaceFS:
         finally:
             os.close(top)
         return lines, total - len(lines)
+
+    def remove_entry(self, parts: list[str], inode: int) -> bool:
+        """Remove the entry at `parts` (a directory only if empty) if it is still `inode`."""
+        parent = self._walk(parts[:-1], create=False, shown="/".join(parts))
+        try:
+            st = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+            if st.st_ino != inode:
+                return False
+            if stat.S_ISDIR(st.st_mode):
+                os.rmdir(parts[-1], dir_fd=parent)
+            else:
+                os.unlink(parts[-1], dir_fd=parent)
+            return True
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTEMPTY):
+                return False
+            raise
+        finally:
+            os.close(parent)
+
+    def cut_back(self, parts: list[str], inode: int, size: int) -> bool:
+        """Truncate the regular file at `parts` to `size` if it is still inode `inode`."""
+        parent = self._walk(parts[:-1], create=False, shown="/".join(parts))
+        try:
+            fd = os.open(parts[-1], os.O_WRONLY | _FILE_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            return False
+        finally:
+            os.close(parent)
+        try:
+            st = os.fstat(fd)
+            if st.st_ino != inode or not stat.S_ISREG(st.st_mode) or st.st_size <= size:
+                return False
+            os.ftruncate(fd, size)
+            return True
+        finally:
+            os.close(fd)
+
+    def _check_quota(
+        self, quota: WorkspaceQuota, parent: int, name: str, n: int, *, append: bool, shown: str
+    ) -> None:
+        try:
+            existing = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            old_size, new_entries = 0, 1
+        else:
+            old_size = existing.st_size if stat.S_ISREG(existing.st_mode) else 0
+            new_entries = 0
+        grows_by = n if append else n - old_size
+        try:
+            usage = quota.usage_sync(self.root)
+        except SandboxError as exc:
+            raise ToolError(f"refused: {exc}") from None
+        if usage.error:
+            raise ToolError(f"refused: {usage.error}")
+        over_bytes = grows_by > 0 and usage.bytes + grows_by > quota.max_bytes
+        over_entries = new_entries > 0 and usage.entries + new_entries > quota.max_entries
+        if over_bytes or over_entries:
+            raise ToolError(
+                f"refused: writing {n} bytes to {shown} would take the workspace past its "
+                f"quota ({quota.describe()}); it holds {usage.bytes} bytes in "
+                f"{usage.entries} entries. Remove files first."
+            )
 
     def _parent(self, path: str, *, create: bool) -> tuple[int, str]:
         parts = split_workspace_path(path)

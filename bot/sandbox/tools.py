@@ -20,7 +20,13 @@ from pydantic import Field
 from bot.deps import SandboxDeps
 from bot.errors import SandboxError, ToolDenied, ToolError
 from bot.sandbox.base import ExecResult
-from bot.sandbox.policy import EXEC_TAG, FS_TAG, approval_reason, exec_denial
+from bot.sandbox.policy import (
+    EXEC_TAG,
+    FS_TAG,
+    approval_reason,
+    exec_denial,
+    write_approval_reason,
+)
 from bot.sandbox.safe_fs import WorkspaceFS
 from bot.tools import Tool, ToolContext, tool
 
@@ -63,7 +69,7 @@ def _fs(ctx: ToolContext) -> WorkspaceFS:
     sandbox = _sandbox(ctx)
     ws = sandbox.workspaces.prepare(ctx.session_key)
     limit = sandbox.config.limits.file_size_mb << 20
-    return WorkspaceFS(ws.path, sandbox.workspaces.owner, limit)
+    return WorkspaceFS(ws.path, sandbox.workspaces.owner, limit, sandbox.workspaces.quota)
 
 
 _Seconds = Annotated[float | None, Field(description="seconds; the configured default if omitted")]
@@ -127,9 +133,8 @@ async def _ask_owner(ctx: ToolContext, sandbox: SandboxDeps, shown: str, why: st
     wait = sandbox.config.approval_timeout_s
     try:
         # The broker owns the timeout; the outer bound only guards against one that hangs.
-        approved = await asyncio.wait_for(
-            broker.request(ctx, summary, wait), wait + _DECISION_GRACE_S
-        )
+        async with asyncio.timeout(wait + _DECISION_GRACE_S):  # wait_for can drop a cancel
+            approved = await broker.request(ctx, summary, wait)
     except TimeoutError:
         approved = False
     except Exception:
@@ -140,6 +145,13 @@ async def _ask_owner(ctx: ToolContext, sandbox: SandboxDeps, shown: str, why: st
             f"not run: this command needed the owner's approval because {why}, "
             f"and it was denied or not given within {wait:g} seconds"
         )
+
+
+async def _approve_write(ctx: ToolContext, tool_name: str, path: str) -> None:
+    sandbox = _sandbox(ctx)
+    why = write_approval_reason(sandbox.config, ctx)
+    if why is not None:
+        await _ask_owner(ctx, sandbox, f"{tool_name} {path}", why)
 
 
 def format_result(r: ExecResult) -> str:
@@ -186,6 +198,7 @@ async def read_file(ctx: ToolContext, path: _Path, offset: int = 0) -> str:
 async def write_file(ctx: ToolContext, path: _Path, content: str, append: bool = False) -> str:
     """Write (or with `append`, add to) a text file in the workspace (/work). Missing
     directories are created."""
+    await _approve_write(ctx, "write_file", path)
     written = await asyncio.to_thread(_fs(ctx).write, path, content.encode(), append=append)
     return f"{'appended' if append else 'wrote'} {written} bytes to {path}"
 
@@ -209,6 +222,7 @@ async def edit_file(
 ) -> str:
     """Replace exact text in a workspace file. `old_text` must occur exactly once, unless
     `replace_all` is set."""
+    await _approve_write(ctx, "edit_file", path)
     count = await asyncio.to_thread(
         _fs(ctx).edit, path, old_text, new_text, replace_all=replace_all
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.sandbox.base import Workspace
+from bot.sandbox.quota import WorkspaceQuota
 
 _HASH = re.compile(r"^[0-9a-f]{32}$")
 _KEY_FILE = ".hmac-key"
@@ -40,16 +41,20 @@ class WorkspaceManager:
 
     `owner` is the (uid, gid) that sandboxed commands run as; when the gateway runs as root,
     workspaces and the files the gateway writes into them are handed to that owner.
+    `quota` bounds each workspace; backends refuse to start without one (listing and
+    removing, as `decapod sandbox` does, need none).
     """
 
     def __init__(
         self,
         root: Path,
         owner: tuple[int, int] | None = None,
+        quota: WorkspaceQuota | None = None,
         ro_mounts: dict[str, Path] | None = None,
     ) -> None:
         self.root = root
         self.owner = owner
+        self.quota = quota
         #: host folders every command sees read-only (sandbox path -> host path), e.g. the
         #: owner's skills at /skills
         self.ro_mounts = dict(ro_mounts or {})

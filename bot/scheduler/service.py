@@ -108,10 +108,11 @@ class Scheduler:
         """Stop waking up; give deliveries under way `grace` seconds, then cancel them (their
         leases run out and they are delivered after the next start)."""
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-            self._loop_task = None
+            loop_task, self._loop_task = self._loop_task, None
+            loop_task.cancel()
+            # wait() never raises the task's CancelledError, so a cancellation of the caller
+            # itself still propagates (suppressing CancelledError here would swallow it)
+            await asyncio.wait([loop_task])
         if self._aps is not None:
             self._aps.shutdown(wait=False)
             self._aps = None
@@ -208,8 +209,11 @@ class Scheduler:
                 log.exception("scheduler pass failed; retrying in %ss", self.config.poll_seconds)
             if not self._backlogged:  # else a finishing delivery wakes the loop
                 self._arm(wake_at)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for returns normally when the
+            # cancellation of stop() lands as the wake-up does, and the loop never ends
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
+                async with asyncio.timeout(self.config.poll_seconds):
+                    await self._wake.wait()
 
     def _arm(self, at: float | None) -> None:
         if at is None:

@@ -90,6 +90,14 @@ def _config_findings(config: Config) -> list[Finding]:
                 'set sandbox.approval = "ask" or "always"',
             )
         )
+    if config.web.enabled and config.web.allow_private:
+        found.append(
+            Finding(
+                "high",
+                "web.allow_private = true: web_fetch reaches this machine and its network",
+                "set allow_private = false and list what must be reachable in web.allow_hosts",
+            )
+        )
     if not config.gateway.owners:
         found.append(
             Finding(

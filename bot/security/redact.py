@@ -3,64 +3,91 @@
 Three layers, each reporting `(start, end, kind)` spans that are merged and replaced by
 ``[REDACTED:<kind>]``:
 
-1. **Known secrets** (`SecretRegistry`): every secret the process holds, matched exactly in
-   one pass together with its variants: URL-encoded, hex in both cases, and standard and
-   URL-safe base64 at all three byte alignments (so the secret is caught inside a larger
-   encoded blob, whatever its offset).
-2. **Pattern catalog** (bot/security/patterns.py): platform tokens, provider keys, JWTs, PEM
-   private keys, ``Bearer`` values and ``key = value`` assignments.
+1. **Known secrets** (`SecretRegistry`, bot/security/known.py): every secret the process
+   holds, matched exactly together with its variants: URL-encoded, hex in both cases, and
+   standard and URL-safe base64 at all three byte alignments (so the secret is caught inside a
+   larger encoded blob, whatever its offset). A variant of 12 or more characters is also
+   caught when line breaks cut it (a wrapped line, ``base64`` without ``-w0``, ``xxd -p``).
+2. **Pattern catalog** (bot/security/tokens.py, bot/security/patterns.py): platform tokens,
+   provider keys, JWTs, PEM private keys, ``Bearer`` values, ``key = value`` assignments, the
+   password in ``scheme://user:password@host`` (the rest of the URL stays), and base64 that
+   decodes to any of these.
 3. **Entropy backstop**: long, mixed-class runs with Shannon entropy of at least 4.5 bits.
 
 `StreamRedactor` applies the same rules to text that arrives in chunks. It releases only
 text whose redaction can no longer change, so for any split of the input the released text
 joined with `flush()` equals `redact()` of the whole input, and no released prefix ever
-shows a secret that the final redaction would hide.
+shows a secret that the final redaction would hide. It is a plain synchronous object: it
+judges its held-back text every STREAM_BATCH new characters, or when `release()` is called;
+`release_on_time` calls `release()` for a stream that is fed from an async source, so text
+never waits longer than RELEASE_INTERVAL when the source goes quiet.
 
-Limitations: a secret that is transformed is not caught. That includes base64 or hex wrapped
-over several lines (``base64`` without ``-w0``, ``xxd -p``), other encodings (rot13,
-compression, spelling it out character by character), and a registered value of fewer than
-eight characters. Redaction is the second line of defence; the first is keeping secrets out
-of the sandbox and out of the model's context.
+Limitations: a secret that is transformed is not caught. That includes a pattern-shaped
+secret (not registered) cut by a line break, base64 of a pattern-shaped secret wrapped over
+several lines or not aligned with the start of its run, base64 of non-ASCII text, a
+registered value cut by a line break when the piece is shorter than 12 characters, or cut
+inside a space it contains, hex dumps with offsets or an ASCII column (``xxd``, ``hexdump
+-C``), other encodings (rot13, compression, spelling it out character by character), a URL
+password whose user name is longer than 64 characters, and a registered value of fewer than
+eight characters. Long base64 runs are still judged by their own entropy, so base64 of
+ordinary text of 24 or more characters is redacted as high-entropy. Redaction is the second
+line of defence; the first is keeping secrets out of the sandbox and out of the model's
+context.
 """
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import functools
 import logging
-import os
 import re
-import threading
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from urllib.parse import quote, quote_plus
+from typing import TypeVar
 
+from bot.security.known import MIN_SECRET_LEN, MIN_SPLIT_LEN, SecretRegistry, variants
 from bot.security.patterns import (
     CONTEXT,
     PIECE,
-    RANK_KNOWN,
     TOKEN_CHARS,
     Span,
     scan_pem,
-    scan_runs,
+    scan_url_passwords,
     scan_values,
 )
+from bot.security.tokens import scan_runs
 
-MIN_SECRET_LEN = 8
+__all__ = [
+    "MIN_SECRET_LEN",
+    "MIN_SPLIT_LEN",
+    "NOISY_LOGGERS",
+    "RELEASE_INTERVAL",
+    "STREAM_BATCH",
+    "Finding",
+    "RedactedTraceback",
+    "RedactingFilter",
+    "Redactor",
+    "Released",
+    "SecretRegistry",
+    "StreamRedactor",
+    "default_redactor",
+    "default_registry",
+    "install_log_redaction",
+    "release_on_time",
+    "scrub",
+    "variants",
+]
+
 #: new characters a stream collects before it judges its held-back text again
 STREAM_BATCH = 64
+#: the longest a stream's text waits to be judged while no new text arrives (seconds)
+RELEASE_INTERVAL = 0.25
 #: third-party loggers that would otherwise log URLs, headers or bodies below WARNING
 NOISY_LOGGERS = ("httpx", "httpcore", "openai", "anthropic", "telegram", "slack_sdk", "discord")
 
-# Characters from most to least common in chat, code and logs. Each needle is anchored on its
-# rarest character, so the combined regex skips most of the text without trying any needle.
-_COMMON_FIRST = (
-    " etaoinsrhldcumfpgwybvk,.-_x'\"\n0123456789TAISOCMWBNPHDRLFEGUVYJKQXZjqz:/=()"
-    ";!?+*&%$#@~^|\\{}<>[]`\t"
-)
-_COMMONNESS = {char: rank for rank, char in enumerate(_COMMON_FIRST)}
 _RUN_TO = re.compile("[" + re.escape("".join(sorted(TOKEN_CHARS))) + r"]*\Z")
 _LOOKBEHIND = 8
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,108 +95,6 @@ class Finding:
     start: int
     end: int
     kind: str
-
-
-def variants(value: str) -> set[str]:
-    """The forms in which `value` is matched: raw, URL-encoded, hex, and the base64 characters
-    that depend only on `value` when it is encoded at each of the three byte alignments."""
-    raw = value.encode("utf-8")
-    forms = {value, quote(value, safe=""), quote_plus(value, safe=""), raw.hex(), raw.hex().upper()}
-    for shift in range(3):
-        first = -(-8 * shift // 6)
-        last = 8 * (shift + len(raw)) // 6
-        for encode in (base64.b64encode, base64.urlsafe_b64encode):
-            forms.add(encode(bytes(shift) + raw)[first:last].decode("ascii"))
-    return {form for form in forms if len(form) >= MIN_SECRET_LEN}
-
-
-class _NeedleIndex:
-    """All variants of all registered secrets, found in one regex pass."""
-
-    def __init__(self, needles: Iterable[str]) -> None:
-        self.longest = 0
-        self._by_anchor: dict[str, list[tuple[int, str]]] = {}
-        for needle in sorted(set(needles), key=len, reverse=True):
-            anchor = max(range(len(needle)), key=lambda i: _COMMONNESS.get(needle[i], 999))
-            self._by_anchor.setdefault(needle[anchor], []).append((anchor, needle))
-            self.longest = max(self.longest, len(needle))
-        branches = []
-        for char, entries in self._by_anchor.items():
-            # Match the anchor first, then look back for the head and forward for the tail.
-            alternatives = [
-                (f"(?<={re.escape(needle[: offset + 1])})" if offset else "")
-                + re.escape(needle[offset + 1 :])
-                for offset, needle in entries
-            ]
-            branches.append(re.escape(char) + "(?:" + "|".join(alternatives) + ")")
-        self._pattern = re.compile("|".join(branches)) if branches else None
-        # No needle can contain a character that none of them has: a needle starting before
-        # the text's trailing run of such characters is already whole, and can be judged.
-        chars = "".join(
-            sorted({c for needle in self._by_anchor.values() for _, n in needle for c in n})
-        )
-        self._trailing_run = re.compile(f"[{re.escape(chars)}]*\\Z") if chars else None
-
-    def scan(self, text: str, start: int, final: bool, out: list[Span]) -> int:
-        # Every occurrence counts, overlapping ones too, so a finding never depends on
-        # where an earlier match happened to end.
-        if self._pattern is None:
-            return len(text)
-        limit = len(text) if final else len(text) - self.longest + 1
-        if not final and self._trailing_run is not None:
-            tail = self._trailing_run.search(text, start)
-            limit = max(limit, tail.start() if tail is not None else len(text))
-        search = self._pattern.search
-        match = search(text, start)
-        while match is not None:
-            at = match.start()
-            for offset, needle in self._by_anchor[text[at]]:
-                begin = at - offset
-                if start <= begin < limit and text.startswith(needle, begin):
-                    out.append((begin, begin + len(needle), RANK_KNOWN, "known_secret"))
-            match = search(text, at + 1)
-        return limit
-
-
-class SecretRegistry:
-    """Every secret value the process holds. Thread-safe; the matcher is rebuilt lazily."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._labels: dict[str, str] = {}
-        self._index: _NeedleIndex | None = _NeedleIndex(())
-
-    def add(self, value: str, label: str = "secret") -> None:
-        """Register `value` (and its stripped form); values under 8 characters are ignored."""
-        with self._lock:
-            for candidate in {value, value.strip()}:
-                if len(candidate) >= MIN_SECRET_LEN and candidate not in self._labels:
-                    self._labels[candidate] = label
-                    self._index = None
-
-    def add_env(self, names: Iterable[str]) -> None:
-        for name in names:
-            value = os.environ.get(name)
-            if value:
-                self.add(value, label=name)
-
-    def labels(self) -> list[str]:
-        """The labels of the registered secrets, for diagnostics; never their values."""
-        with self._lock:
-            return sorted(set(self._labels.values()))
-
-    def __len__(self) -> int:
-        return len(self._labels)
-
-    def index(self) -> _NeedleIndex:
-        index = self._index
-        if index is None:
-            with self._lock:
-                index = self._index
-                if index is None:
-                    index = _NeedleIndex(n for value in self._labels for n in variants(value))
-                    self._index = index
-        return index
 
 
 def _merge(spans: list[Span]) -> list[Finding]:
@@ -221,6 +146,7 @@ class Redactor:
             scan_pem(text, start, final, out),
             scan_runs(text, latin, start, final, self.entropy, out),
             scan_values(text, latin, start, final, out),
+            scan_url_passwords(text, start, final, out),
         )
         return out, frontier
 
@@ -230,6 +156,8 @@ class StreamRedactor:
 
     Text is judged again once `batch` new characters have arrived, so `feed` mostly just
     appends, and the held-back text never grows past the longest span a rule can cover.
+    `release()` judges it at once, whatever the batch: a caller with a clock calls it when the
+    text has waited long enough.
     """
 
     def __init__(self, redactor: Redactor, *, batch: int = STREAM_BATCH) -> None:
@@ -257,6 +185,17 @@ class StreamRedactor:
         self._fresh.append(chunk)
         self._fresh_size += len(chunk)
         if self._fresh_size < self._batch:
+            return ""
+        return self._release(final=False)
+
+    @property
+    def waiting(self) -> bool:
+        """Text was fed that has not been judged yet."""
+        return bool(self._fresh)
+
+    def release(self) -> str:
+        """Judge the held-back text now; return the part that is final (often all of it)."""
+        if self._closed or not self._fresh:
             return ""
         return self._release(final=False)
 
@@ -315,6 +254,65 @@ class StreamRedactor:
         self._text = self._text[drop:]
         self._base += drop
         self._scan = self._base + target - drop
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """Text a stream released on time, between the events of its source."""
+
+    text: str
+
+
+class _End:
+    """The source is exhausted."""
+
+
+async def release_on_time(
+    stream: StreamRedactor, events: AsyncIterator[T], interval: float = RELEASE_INTERVAL
+) -> AsyncGenerator[T | Released, None]:
+    """The events of `events`, and `Released` text whenever text fed to `stream` has waited
+    `interval` seconds without the source producing anything.
+
+    The caller feeds `stream` from the events. The source runs in a task of its own, so the
+    clock can stop waiting for it without interrupting it; all of it runs in that one task, so
+    a timeout it sets around its own yields keeps working. Closing this iterator cancels it.
+    """
+    queue: asyncio.Queue[T | _End | BaseException] = asyncio.Queue()
+    source = asyncio.create_task(_pump(events, queue))
+    loop = asyncio.get_running_loop()
+    deadline: float | None = None
+    try:
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    item = await queue.get()
+            except TimeoutError:
+                deadline = None
+                if released := stream.release():
+                    yield Released(released)
+                continue
+            if isinstance(item, _End):
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if not stream.waiting:
+                deadline = None
+            elif deadline is None:
+                deadline = loop.time() + interval
+    finally:
+        source.cancel()
+        await asyncio.wait({source})
+
+
+async def _pump(events: AsyncIterator[T], queue: asyncio.Queue[T | _End | BaseException]) -> None:
+    try:
+        async for event in events:
+            queue.put_nowait(event)
+    except (Exception, asyncio.CancelledError) as exc:  # raised again by the consumer
+        queue.put_nowait(exc)
+    else:
+        queue.put_nowait(_End())
 
 
 default_registry = SecretRegistry()

@@ -17,7 +17,7 @@ from bot.skills.skill import Origin, Skill, SkillFormatError, Surroundings, load
 
 log = logging.getLogger("decapod.skills")
 
-PROMPT_HEADER = "Skills (when one fits the task, read it with use_skill first):"
+PROMPT_HEADER = "Skills (read one with use_skill when it fits):"
 _DESCRIPTION_CHARS = 100
 
 

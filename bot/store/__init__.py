@@ -8,15 +8,16 @@ savepoint, so one failing write does not undo the others). SQL stays inside bot/
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from bot.errors import StoreError
+from bot.errors import StorageUnavailable, StoreError
 from bot.store import sqlite
 from bot.store.migrations import migrate
 
@@ -65,7 +66,7 @@ class Store:
             name="decapod-store-writer",
         )
         self._writer.start()
-        self.migrations_applied = await ready
+        self.migrations_applied = await self._refusal_named(ready)
         self._readers = ThreadPoolExecutor(2, thread_name_prefix="decapod-store-reader")
         return self
 
@@ -97,12 +98,24 @@ class Store:
             raise StoreError("store is not started")
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put((fn, fut))
-        return await fut
+        return await self._refusal_named(fut)
 
     async def read(self, fn: Callable[[Conn], T]) -> T:
         if self._readers is None:
             raise StoreError("store is not started")
-        return await asyncio.get_running_loop().run_in_executor(self._readers, self._read, fn)
+        loop = asyncio.get_running_loop()
+        return await self._refusal_named(loop.run_in_executor(self._readers, self._read, fn))
+
+    async def _refusal_named(self, pending: Awaitable[T]) -> T:
+        """`pending`'s result; a full or read-only disk behind its error is raised as
+        StorageUnavailable, so every caller can tell the person and the operator plainly."""
+        try:
+            return await pending
+        except Exception as exc:
+            refused = _refused(exc, self.path)
+            if refused is None or refused is exc:
+                raise
+            raise refused from exc
 
     def _read(self, fn: Callable[[Conn], T]) -> T:
         conn = getattr(self._local, "conn", None)
@@ -119,7 +132,7 @@ class Store:
             applied = migrate(conn)
             self._data_version = _data_version(conn)
         except Exception as exc:
-            err = StoreError(f"cannot open {self.path}: {exc}")
+            err = _refused(exc, self.path) or StoreError(f"cannot open {self.path}: {exc}")
             loop.call_soon_threadsafe(_settle, ready, None, err)
             return
         loop.call_soon_threadsafe(_settle, ready, applied, None)
@@ -163,7 +176,7 @@ class Store:
         except Exception as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            failed = StoreError(f"write failed: {exc}")
+            failed = _refused(exc, self.path) or StoreError(f"write failed: {exc}")
             results = [(fut, None, failed) for _, fut in batch]
         # one wake-up of the event loop for the whole batch, not one per write
         loop.call_soon_threadsafe(_settle_all, results)
@@ -171,6 +184,28 @@ class Store:
 
 def _data_version(conn: Conn) -> int:
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+_SQLITE_READONLY, _SQLITE_FULL, _SQLITE_CANTOPEN = 8, 13, 14
+
+
+def _refused(exc: BaseException, path: Path) -> StorageUnavailable | None:
+    """The full or read-only disk behind `exc`, also when it surfaced as a later error (SQLite
+    rolls the whole transaction back on SQLITE_FULL, so the savepoint's rollback fails)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, StorageUnavailable):
+            return seen
+        code = getattr(seen, "sqlite_errorcode", None)  # the primary code is the low byte
+        if isinstance(code, int) and code & 0xFF == _SQLITE_FULL:
+            return StorageUnavailable("full", str(path))
+        if isinstance(code, int) and (
+            code & 0xFF == _SQLITE_READONLY
+            or (code & 0xFF == _SQLITE_CANTOPEN and not os.access(path.parent, os.W_OK))
+        ):
+            return StorageUnavailable("read-only", str(path))
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _settle_all(results: list[tuple[Any, Any, BaseException | None]]) -> None:

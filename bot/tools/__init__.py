@@ -81,6 +81,8 @@ class Tool:
     args_model: type[BaseModel]
     #: tags a policy filters on, e.g. {"exec"} or {"fs"}
     tags: frozenset[str] = frozenset()
+    #: a rule for the system prompt, added (once) to turns that offer this tool
+    guidance: str = ""
 
     @functools.cached_property
     def spec(self) -> ToolSpec:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import itertools
 import time
@@ -122,13 +123,20 @@ async def test_long_reply_is_chunked_at_the_channel_limit(make_config: Any) -> N
 async def test_per_session_order_and_cross_session_concurrency(make_config: Any) -> None:
     running: list[str] = []
     peak = 0
+    overlapped = asyncio.Event()
 
     async def answer(request: ChatRequest) -> str:
         nonlocal peak
         text = request.messages[-1].content
         running.append(text)
         peak = max(peak, len(running))
-        await asyncio.sleep(0.2)
+        if len(running) > 1:
+            overlapped.set()
+        # a turn waits (a while) for another session's turn to overlap it: no sleep of a
+        # guessed length, which a busy machine could outlast before the other one starts
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3):
+                await overlapped.wait()
         running.remove(text)
         return f"re: {text}"
 
@@ -136,18 +144,15 @@ async def test_per_session_order_and_cross_session_concurrency(make_config: Any)
     async with Gateway(
         make_config(), provider=FunctionProvider(answer), channels={"test": channel}
     ):
-        started = time.monotonic()
         for i in range(3):
             await channel.push(f"a{i}", user="alice")
         for i in range(3):
             await channel.push(f"b{i}", user="bob")
         await channel.wait_for_messages(3, chat_id="alice")
         await channel.wait_for_messages(3, chat_id="bob")
-        elapsed = time.monotonic() - started
     assert channel.texts("alice") == ["re: a0", "re: a1", "re: a2"]
     assert channel.texts("bob") == ["re: b0", "re: b1", "re: b2"]
     assert peak == 2, "one turn at a time per session, sessions side by side"
-    assert elapsed < 1.0
 
 
 async def test_duplicate_delivery_is_dropped_before_any_llm_call(make_config: Any) -> None:
@@ -277,7 +282,7 @@ async def test_health_endpoint_on_loopback(make_config: Any) -> None:
                 assert resp.status == 401
 
 
-async def _until(predicate: Any, timeout: float = 5.0) -> None:
+async def _until(predicate: Any, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

@@ -8,6 +8,11 @@ import time
 from typing import Any
 
 import aiohttp
+
+# The SDKs load here, before any test's clock starts: on a busy machine the import alone
+# outlasts a reply's wait.
+import anthropic  # noqa: F401
+import openai  # noqa: F401
 import pytest
 
 from bot.gateway import Gateway
@@ -127,7 +132,7 @@ async def test_provider_state_is_in_health_and_metrics(make_config: Any) -> None
     assert "decapod_provider_calls_total" in metrics
 
 
-async def _until(predicate: Any, timeout: float = 5.0) -> None:
+async def _until(predicate: Any, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"

@@ -73,7 +73,10 @@ async def test_a_scheduled_task_runs_the_agent_and_delivers_its_answer(make_conf
         await channel.push("in 2 seconds tell me a fun fact")
         texts = await channel.wait_for_messages(2, timeout=10)
         assert gw.deps.scheduler is not None
-        jobs = await gw.deps.scheduler.list_jobs("test:u1")
+        # the job is marked done just after its answer is sent: wait for that, not a guess
+        async with asyncio.timeout(10):
+            while jobs := await gw.deps.scheduler.list_jobs("test:u1"):
+                await asyncio.sleep(0.02)
     assert texts[0] == "Scheduled."
     assert "three hearts" in texts[1]
     task_request = provider.requests[2]

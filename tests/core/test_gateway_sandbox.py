@@ -83,10 +83,17 @@ async def test_the_same_request_from_a_non_owner_in_a_group_is_refused(make_conf
     assert "[2, 3, 5" not in reply
 
 
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "sk-fake-provider-KEY-0123456789abcdefXYZ",
+        # Low entropy and no known shape: only the registry's variants can hide its encodings.
+        "changeme-changeme-changeme",
+    ],
+)
 async def test_s2_known_secret_encodings_in_tool_output(
-    make_config: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any
+    secret: str, make_config: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
-    secret = "sk-fake-provider-KEY-0123456789abcdefXYZ"
     monkeypatch.setenv("FAKE_PROVIDER_KEY", secret)
     raw = secret.encode()
     shown = [
@@ -151,5 +158,7 @@ async def test_chat_stays_responsive_while_a_sandboxed_command_burns_cpu(
         started = time.monotonic()
         await channel.push("hello", user="other")
         await channel.wait_for_messages(1, chat_id="other", timeout=5)
-        assert time.monotonic() - started < 1.0
+        # answered while the 4 s command still burns (a blocked loop would answer after it);
+        # the bound is loose for a busy machine, the order is the point
+        assert time.monotonic() - started < 3.0 and channel.texts("owner") == []
         await channel.wait_for_messages(1, chat_id="owner", timeout=20)

@@ -58,8 +58,10 @@ class RecordingChannel(BaseChannel):
         return [self.messages[m] for c, m in self.order if chat_id is None or c == chat_id]
 
     async def wait_for_messages(
-        self, count: int, chat_id: str | None = None, timeout: float = 5.0
+        self, count: int, chat_id: str | None = None, timeout: float = 15.0
     ) -> list[str]:
+        """Until `count` texts arrived; `timeout` only bounds a failing test's wait."""
+
         async def enough() -> None:
             async with self._changed:
                 await self._changed.wait_for(lambda: len(self.texts(chat_id)) >= count)

@@ -14,8 +14,9 @@ fault: an error status with the API's own error body and headers (`Reply.error(4
 retry_after=2)`, `Reply.context_length()`, `Reply.insufficient_quota()`), a hang before the first
 byte (`hang`), a connection reset after N chunks (`reset_after_chunks`, also inside tool-call
 JSON), an error event inside the stream (`stream_error`), a fixed delay (`delay_s`,
-`chunk_delay_s`). Server-wide: `rejects_stream_options`, `models_status`. Every request is
-recorded in `.requests`; `calls(model=..., path=...)` filters them.
+`chunk_delay_s`). Server-wide: `rejects_stream_options`, `models_status`, `model_ids` (what
+GET /v1/models lists), `api_keys` (when set, any other key gets the API's own 401). Every
+request is recorded in `.requests`; `calls(model=..., path=...)` filters them.
 """
 
 from __future__ import annotations
@@ -144,8 +145,11 @@ class FakeLLM:
         self.reply_fn: Callable[[RecordedRequest], Reply] | None = None
         #: answer 400 to any request with stream_options, like some compatible servers
         self.rejects_stream_options = False
-        #: status for GET /v1/models (health probes)
+        #: status for GET /v1/models (health probes), and the model ids it lists
         self.models_status = 200
+        self.model_ids: list[str] = ["fake-model"]
+        #: None: any key is accepted; else a request with another key (or none) gets a 401
+        self.api_keys: set[str] | None = None
         self.requests: list[RecordedRequest] = []
         #: requests being answered right now (a hung one counts until the client goes away)
         self.open_requests = 0
@@ -160,7 +164,7 @@ class FakeLLM:
 
     async def start(self, port: int = 0) -> FakeLLM:
         """Listen on `port` (0: any free one); a stopped fake can come back on its old port."""
-        app = web.Application()
+        app = web.Application(middlewares=[self._check_key])
         app.router.add_post("/v1/chat/completions", self._openai_chat)
         app.router.add_post("/v1/messages", self._anthropic_messages)
         app.router.add_post("/v1/embeddings", self._embeddings)
@@ -232,6 +236,20 @@ class FakeLLM:
         return recorded
 
     # handlers
+
+    @web.middleware
+    async def _check_key(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self.api_keys is None:
+            return await handler(request)
+        anthropic = "x-api-key" in request.headers
+        given = request.headers.get("x-api-key") or request.headers.get("Authorization", "")
+        if given.removeprefix("Bearer ") in self.api_keys:
+            return await handler(request)
+        self.requests.append(
+            RecordedRequest(request.method, request.path, dict(request.headers), {})
+        )
+        render = _AnthropicRender({}) if anthropic else _OpenAIRender({})
+        return web.json_response(render.error("auth"), status=401)
 
     async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
         recorded = await self._record(request)
@@ -325,12 +343,14 @@ class FakeLLM:
         self.requests.append(RecordedRequest("GET", request.path, dict(request.headers), {}))
         if self.models_status != 200:
             return web.json_response({"error": {"message": "down"}}, status=self.models_status)
-        # One entry that satisfies both SDKs' model-list types.
+        # Entries that satisfy both SDKs' model-list types.
         # fmt: off
-        model = {"id": "fake-model", "object": "model", "type": "model", "created": 0,
-                 "created_at": "2025-01-01T00:00:00Z", "owned_by": "fake", "display_name": "F"}
+        models = [{"id": i, "object": "model", "type": "model", "created": 0,
+                   "created_at": "2025-01-01T00:00:00Z", "owned_by": "fake", "display_name": i}
+                  for i in self.model_ids]
         # fmt: on
-        page = {"object": "list", "data": [model], "has_more": False, "first_id": "fake-model"}
+        first = self.model_ids[0] if self.model_ids else None
+        page = {"object": "list", "data": models, "has_more": False, "first_id": first}
         return web.json_response(page)
 
 

@@ -26,7 +26,7 @@ from bot.sandbox import (
     WorkspaceManager,
     select_backend,
 )
-from bot.sandbox.cgroups import CGROUP_ROOT, CONTROLLERS, PARENT
+from bot.sandbox.cgroups import CGROUP_ROOT, CONTROLLERS
 from bot.sandbox.docker_backend import unix_socket_problem
 from bot.tools import ToolContext
 from tests.deps import make_deps
@@ -67,13 +67,21 @@ def home(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture(params=["bwrap", "docker"])
-async def backend(request: pytest.FixtureRequest, home: Path) -> AsyncIterator[SandboxBackend]:
-    kind = request.param
+async def start_backend(kind: str, home: Path, **config: Any) -> SandboxBackend:
+    """A real backend of this kind; the docker one skips, saying why, without a daemon."""
     if kind == "docker" and (reason := docker_skip_reason()) is not None:
         pytest.skip(reason)
-    chosen, why = await select_backend(SandboxConfig(backend=kind), home)
+    # These tests check isolation and limits by running commands; whether a backend that
+    # cannot enforce every limit is used at all is test_sandbox_nonroot.py's subject.
+    config.setdefault("allow_unenforced_limits", True)
+    chosen, why = await select_backend(SandboxConfig(backend=kind, **config), home)
     assert chosen is not None and chosen.name == kind, why
+    return chosen
+
+
+@pytest.fixture(params=["bwrap", "docker"])
+async def backend(request: pytest.FixtureRequest, home: Path) -> AsyncIterator[SandboxBackend]:
+    chosen = await start_backend(request.param, home)
     try:
         yield chosen
     finally:
@@ -83,8 +91,7 @@ async def backend(request: pytest.FixtureRequest, home: Path) -> AsyncIterator[S
 
 @pytest.fixture
 async def bwrap_backend(home: Path) -> AsyncIterator[SandboxBackend]:
-    chosen, why = await select_backend(SandboxConfig(backend="bwrap"), home)
-    assert chosen is not None, why
+    chosen = await start_backend("bwrap", home)
     try:
         yield chosen
     finally:
@@ -94,8 +101,11 @@ async def bwrap_backend(home: Path) -> AsyncIterator[SandboxBackend]:
 
 def assert_nothing_left(backend: SandboxBackend) -> None:
     mine = f"{os.getpid()}-"
+    parent_name = SandboxConfig().cgroup_parent
+    cgroups = getattr(backend, "cgroups", None)
+    v2_base = getattr(cgroups, "base", None)
     for controller in CONTROLLERS:
-        parent = CGROUP_ROOT / controller / PARENT
+        parent = v2_base or CGROUP_ROOT / controller / parent_name
         if parent.is_dir():
             left = [p.name for p in parent.iterdir() if p.is_dir() and p.name.startswith(mine)]
             assert left == [], f"cgroups left behind in {controller}: {left}"

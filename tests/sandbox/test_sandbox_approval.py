@@ -54,7 +54,7 @@ async def test_ask_dangerous_command_waits_and_runs_once_approved(
     assert DANGEROUS in request.summary and "recursive or forced delete" in request.summary
     assert broker.approve(request.id)
     out, ok = await call
-    assert ok and out.startswith("exit code 0") and "removed" in out
+    assert ok and out.startswith("exit code 0") and "removed" in out, out
     assert broker.pending() == []
     assert not broker.approve(request.id)  # a decision is taken once
 

@@ -25,6 +25,8 @@ from bot.sandbox import SandboxBackend
 from bot.sandbox.tools import format_result
 
 ALLOWED_ENV = {"PATH", "HOME", "LANG", "TZ", "HOSTNAME", "PWD"}  # docker: HOSTNAME; bwrap: PWD
+#: long enough for a container and three processes to start on a loaded machine
+S12_TIMEOUT_S = 5.0
 
 
 async def test_s8_sandbox_network_blocked(backend: SandboxBackend) -> None:
@@ -178,9 +180,12 @@ print(json.dumps({
         run_py(backend, "s10", f"import time; time.sleep(30)  # {marker}", timeout=30)
     )
     try:
+        # Wait for the command itself: until the launcher has exec'd past its root-owned
+        # first steps, its command line carries the marker too.
         pids: list[int] = []
-        for _ in range(100):
-            if pids := host_pids_matching(marker):
+        for _ in range(200):
+            pids = host_pids_matching(marker)
+            if any(_cmdline(pid).startswith(b"python3\0") for pid in pids):
                 break
             await asyncio.sleep(0.05)
         assert pids, "the sandboxed process never showed up on the host"
@@ -195,6 +200,13 @@ print(json.dumps({
     finally:
         sleeper.cancel()
         await asyncio.gather(sleeper, return_exceptions=True)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 async def test_s11_sandbox_resource_limits(backend: SandboxBackend) -> None:
@@ -253,16 +265,16 @@ setsid nohup {sleep} {marker}-setsid >/dev/null 2>&1 &
 {sleep} {marker}-main
 """
     start = time.monotonic()
-    task = asyncio.create_task(run_sh(backend, "s12", script, timeout=2))
-    for _ in range(40):  # all three must really run before the timeout hits
-        if pgrep_count(marker) >= 3:
-            break
+    task = asyncio.create_task(run_sh(backend, "s12", script, timeout=S12_TIMEOUT_S))
+    while pgrep_count(marker) < 3 and not task.done():  # the whole tree must really run
         await asyncio.sleep(0.05)
-    assert pgrep_count(marker) >= 3, "the process tree never started"
+    assert pgrep_count(marker) >= 3, "the process tree never started before the timeout"
     result = await task
     elapsed = time.monotonic() - start
-    assert result.timed_out and "timeout" in (result.killed_reason or "")
-    assert elapsed <= 3.0, elapsed
+    # Order, not speed: the tree ran, the timeout fired no earlier than it was due, and
+    # afterwards nothing of the tree is left. A busy machine only makes the kill later.
+    assert result.timed_out and "timeout" in (result.killed_reason or ""), result
+    assert S12_TIMEOUT_S <= elapsed < S12_TIMEOUT_S + 60, elapsed
     assert pgrep_count(marker) == 0
     if backend.name == "docker":
         session = backend.workspaces.hash_for("s12")
@@ -279,7 +291,7 @@ setsid nohup {sleep} {marker}-setsid >/dev/null 2>&1 &
 async def test_event_loop_stays_responsive_while_sandbox_burns_cpu(
     backend: SandboxBackend,
 ) -> None:
-    burner = asyncio.create_task(run_py(backend, "burn", "while True: pass", timeout=3))
+    burner = asyncio.create_task(run_py(backend, "burn", "while True: pass", timeout=5))
     await asyncio.sleep(0.3)
     gaps: list[float] = []
 
@@ -292,14 +304,15 @@ async def test_event_loop_stays_responsive_while_sandbox_burns_cpu(
             last = now
 
     ticker = asyncio.create_task(tick())
-    start = time.monotonic()
     echo = await backend.exec("echo", ["echo", "hi"], stdin=None, limits=TEST_LIMITS, timeout=5)
-    echo_s = time.monotonic() - start
+    echo_while_burning = not burner.done()
     burned = await burner
     await ticker
-    assert echo.stdout == b"hi\n" and echo_s < 1.0, (echo, echo_s)
+    # Order, not speed: the echo ran while the burner still burned (5 s), and the loop kept
+    # ticking; the gap bound is loose for a busy machine, a blocked loop stalls for seconds.
+    assert echo.stdout == b"hi\n" and echo_while_burning, echo
     assert burned.timed_out or burned.killed_reason, burned
-    assert len(gaps) > 50 and max(gaps) < 0.25, max(gaps)
+    assert len(gaps) > 20 and max(gaps) < 1.0, max(gaps)
 
 
 async def test_stdin_reaches_the_command(backend: SandboxBackend) -> None:

@@ -1,9 +1,14 @@
 """S3 stream_redaction_chunk_invariance.
 
-For any split of the input into chunks, the text a StreamRedactor releases, joined with its
-flush(), equals Redactor.redact() of the whole input; every prefix it has released is a
-prefix of that final text and contains no registered secret in any of its encodings. A flush
-in the middle (end of stream, error, cancel) returns the redaction of what was fed so far.
+For any split of the input into chunks, and whenever release() is called between them (as the
+clock does for a slow stream), the text a StreamRedactor releases, joined with its flush(),
+equals Redactor.redact() of the whole input; every prefix it has released is a prefix of that
+final text and contains no registered secret in any of its encodings. A flush in the middle
+(end of stream, error, cancel) returns the redaction of what was fed so far.
+
+The inputs mix every kind the redactor knows: registered secrets raw, encoded, wrapped over
+lines and cut by line breaks; catalog tokens and their base64; assignments, Bearer values,
+URL passwords, PEM blocks and long runs.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ import itertools
 import random
 import re
 import string
+from collections.abc import Sequence
 from urllib.parse import quote
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.security.known import MIN_SPLIT_LEN, _join_lines
 from bot.security.patterns import PEM_CAP, PIECE
 from bot.security.redact import (
     STREAM_BATCH,
@@ -27,6 +34,7 @@ from bot.security.redact import (
     variants,
 )
 from tests.security.test_secret_corpus import BASE64, fake_pem, fake_tokens, pick
+from tests.security.test_secret_forms import HARMLESS, b64, encoded_secrets
 
 _RNG = random.Random(20241121)
 SECRETS = [
@@ -34,13 +42,30 @@ SECRETS = [
     "p@ss w/rd+" + pick(_RNG, string.ascii_letters, 10),
     pick(_RNG, string.ascii_letters + string.digits, 12),
 ]
-REGISTRY = SecretRegistry()
-for _secret in SECRETS:
-    REGISTRY.add(_secret, label="test")
-REDACTOR = Redactor(REGISTRY)
+
+
+def registered(secrets: list[str]) -> Redactor:
+    registry = SecretRegistry()
+    for secret in secrets:
+        registry.add(secret, label="test")
+    return Redactor(registry)
+
+
+def needle_patterns(secrets: list[str]) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """Every needle, and every needle that is also caught when line breaks cut it."""
+    needles = sorted({needle for secret in secrets for needle in variants(secret)})
+    return (
+        re.compile("|".join(map(re.escape, needles))),
+        re.compile("|".join(re.escape(n) for n in needles if len(n) >= MIN_SPLIT_LEN)),
+    )
+
+
+REDACTOR = registered(SECRETS)
+# A space in a needle holds back text before a space; without one, line breaks must do it.
+UNSPACED = registered([SECRETS[0], SECRETS[2]])
 PLAIN = Redactor()
 NEEDLES = sorted({needle for secret in SECRETS for needle in variants(secret)})
-NEEDLE = re.compile("|".join(map(re.escape, NEEDLES)))
+KNOWN = {REDACTOR: needle_patterns(SECRETS), UNSPACED: needle_patterns([SECRETS[0], SECRETS[2]])}
 TOKENS = [token for seed in range(3) for _, token in fake_tokens(random.Random(seed))]
 LONG_RUN = pick(_RNG, BASE64, 2 * PIECE + 300)
 
@@ -57,7 +82,18 @@ def encoded(secret: str, shift: int, form: str) -> str:
         return raw.hex().upper()
     if form == "url":
         return quote(secret, safe="")
+    if form == "wrapped":
+        return base64.encodebytes(raw).decode()
     return secret
+
+
+def cut_by_lines(secret: str, cut: int, breaker: str) -> str:
+    cut = 1 + cut % (len(secret) - 1)
+    return secret[:cut] + breaker + secret[cut:]
+
+
+ENCODED_SECRETS = [b64(plain, urlsafe) for _, plain in encoded_secrets(0) for urlsafe in (0, 1)]
+HARMLESS_BASE64 = [b64(plain) for plain in HARMLESS]
 
 
 def pem(lines: int, closed: bool) -> str:
@@ -72,8 +108,24 @@ fragments = st.one_of(
         encoded,
         st.sampled_from(SECRETS),
         st.integers(0, 8),
-        st.sampled_from(["raw", "base64", "urlsafe", "hex", "HEX", "url"]),
+        st.sampled_from(["raw", "base64", "urlsafe", "hex", "HEX", "url", "wrapped"]),
     ),
+    st.builds(
+        cut_by_lines,
+        st.sampled_from(SECRETS),
+        st.integers(0, 40),
+        st.sampled_from(["\n", "\r\n", " \n  ", "\n\n", "\n\t"]),
+    ),
+    st.sampled_from(ENCODED_SECRETS + HARMLESS_BASE64),
+    st.builds(
+        "{}://{}:{}@{}{}".format,
+        st.sampled_from(["postgres", "https", "redis", ""]),
+        st.sampled_from(["admin", "", "u.s-er"]),
+        st.text(alphabet=string.ascii_letters + string.digits + "@:!%~.", min_size=1, max_size=12),
+        st.sampled_from(["db.internal:5432", "host", "h@st", ""]),
+        st.sampled_from(["/app", "?q=1", "#x", " ", "\n", ""]),
+    ),
+    st.sampled_from(["http://example.com/path", "://", "http://host:8080/x?to=a@b", "user@host"]),
     st.sampled_from(TOKENS),
     st.tuples(
         st.sampled_from(
@@ -96,23 +148,34 @@ def split(text: str, cuts: list[int]) -> list[str]:
     return [text[a:b] for a, b in itertools.pairwise(points) if b > a]
 
 
-def run_stream(stream: StreamRedactor, chunks: list[str], whole: str, known: bool) -> str:
+def run_stream(
+    stream: StreamRedactor,
+    chunks: list[str],
+    whole: str,
+    needle: re.Pattern[str] | None,
+    releases: Sequence[bool],
+) -> str:
     released = ""
-    for chunk in chunks:
+    for at, chunk in enumerate(chunks):
         released += stream.feed(chunk)
+        if releases and releases[at % len(releases)]:
+            released += stream.release()
         assert stream.emitted == released
         assert whole.startswith(released)
-        assert not known or NEEDLE.search(released) is None
+        assert needle is None or needle.search(released) is None
     released += stream.flush()
     assert stream.emitted == released
     return released
 
 
-def check_invariance(text: str, chunks: list[str], batch: int, redactor: Redactor) -> None:
-    known = redactor is REDACTOR
+def check_invariance(
+    text: str, chunks: list[str], batch: int, redactor: Redactor, releases: Sequence[bool] = ()
+) -> None:
+    needle, split_needle = KNOWN.get(redactor, (None, None))
     whole = redactor.redact(text)
-    assert not known or NEEDLE.search(whole) is None
-    released = run_stream(redactor.stream(batch=batch), chunks, whole, known)
+    assert needle is None or needle.search(whole) is None
+    assert split_needle is None or split_needle.search(_join_lines(whole)[0]) is None
+    released = run_stream(redactor.stream(batch=batch), chunks, whole, needle, releases)
     assert released == whole
     for finding in redactor.find(text):
         hidden = text[finding.start : finding.end]
@@ -120,7 +183,7 @@ def check_invariance(text: str, chunks: list[str], batch: int, redactor: Redacto
 
 
 @settings(
-    max_examples=150,
+    max_examples=250,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -130,13 +193,19 @@ def check_invariance(text: str, chunks: list[str], batch: int, redactor: Redacto
     single_chars=st.booleans(),
     batch=st.sampled_from([1, 5, 64]),
     # Without registered secrets nothing is held back for them, which exposes the other rules.
-    redactor=st.sampled_from([REDACTOR, PLAIN]),
+    redactor=st.sampled_from([REDACTOR, UNSPACED, PLAIN]),
+    releases=st.lists(st.booleans(), max_size=8),
 )
 def test_stream_redaction_chunk_invariance(
-    text: str, cuts: list[int], single_chars: bool, batch: int, redactor: Redactor
+    text: str,
+    cuts: list[int],
+    single_chars: bool,
+    batch: int,
+    redactor: Redactor,
+    releases: list[bool],
 ) -> None:
     chunks = list(text) if single_chars and len(text) < 3000 else split(text, cuts)
-    check_invariance(text, chunks, batch, redactor)
+    check_invariance(text, chunks, batch, redactor, releases)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -159,23 +228,29 @@ def everything() -> str:
     parts += [f"hex {encoded(SECRETS[1], 0, 'hex')} url {encoded(SECRETS[1], 0, 'url')}\n"]
     parts += ['password = "correct horse battery"\n', f"Bearer {pick(rng, BASE64, 40)}\n"]
     parts += [pem(8, True), "\nafter the key\n", f"secret is {pick(rng, '0123456789abcdef', 40)}"]
+    parts += [f"\nurl postgres://admin:{pick(rng, BASE64, 12)}@db:5432/app and "]
+    parts += [f"{cut_by_lines(secret, 7, breaker)} " for secret in SECRETS for breaker in "\n "]
+    parts += [encoded(SECRETS[0], 1, "wrapped"), " ".join(ENCODED_SECRETS[:6])]
     return "".join(parts)
 
 
 def test_one_character_chunks_through_every_kind() -> None:
     text = everything()
     for batch in (1, 64):
-        for redactor in (REDACTOR, PLAIN):
+        for redactor in (REDACTOR, UNSPACED, PLAIN):
             check_invariance(text, list(text), batch, redactor)
 
 
 def test_every_split_point_of_pending_constructs() -> None:
     """Values, open quotes, Bearer tokens, PEM blocks and needles cut at every position."""
+    split_secret = cut_by_lines(SECRETS[0], 9, " \n  ")
     text = (
         f'x password = "ab!c d@e" y\nDB_PASSWORD=p!ss#word z\n"token": \'k3y w!th space\'\n'
         f"Bearer abc.def~ghi/jkl+mno= w\nbefore {SECRETS[1]} key:\n{pem(3, True)}\nafter"
+        " redis://u:p@ss:w@h/0 amqp://guest:pa!ss%20w@rabbit"
+        f" then {split_secret} {ENCODED_SECRETS[0]}."
     )
-    for redactor in (REDACTOR, PLAIN):
+    for redactor in (REDACTOR, UNSPACED, PLAIN):
         for cut in range(len(text) + 1):
             check_invariance(text, [text[:cut], text[cut:]], 1, redactor)
 

@@ -235,16 +235,16 @@ def test_hex_and_url_encodings(known: tuple[str, Redactor]) -> None:
     assert_hidden(redactor, f"raw: {secret}!", 5, 5 + len(secret))
 
 
-def test_wrapped_encodings_are_not_caught(known: tuple[str, Redactor]) -> None:
-    """A stated limitation: once the encoded secret is broken over lines, exact matching cannot
-    see it. The defence is keeping secrets out of the sandbox, not redaction."""
+def test_hex_dumps_with_offsets_are_not_caught(known: tuple[str, Redactor]) -> None:
+    """A stated limitation: a dump that cuts the encoded secret with more than line breaks
+    (offsets, spaces between groups, an ASCII column: ``xxd``, ``hexdump -C``) hides it from
+    exact matching. The defence is keeping secrets out of the sandbox, not redaction."""
     secret, redactor = known
     blob = bytes(range(50)) + secret.encode() + bytes(range(50))
-    wrapped_b64 = base64.encodebytes(blob).decode()  # 76 characters a line
-    hex_lines = blob.hex()
-    xxd_plain = "\n".join(hex_lines[i : i + 60] for i in range(0, len(hex_lines), 60))
-    for dump in (wrapped_b64, xxd_plain):
-        assert not any(f.kind == "known_secret" for f in redactor.find(dump))
+    xxd = "\n".join(
+        f"{at:08x}: {blob[at : at + 16].hex(' ', 2)}  {'.' * 16}" for at in range(0, len(blob), 16)
+    )
+    assert not any(f.kind == "known_secret" for f in redactor.find(xxd))
 
 
 # Ordinary text must come through untouched.

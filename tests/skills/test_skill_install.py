@@ -173,4 +173,4 @@ def test_a_draft_from_a_shipped_skill_is_private_like_the_rest_of_the_home(home:
     draft = home / "skill_drafts" / "daily-briefing"
     assert stat.S_IMODE(draft.stat().st_mode) == 0o700
     assert stat.S_IMODE((draft / "SKILL.md").stat().st_mode) == 0o600
-    assert "Set up a daily briefing" not in (draft / "SKILL.md").read_text()
+    assert "A daily briefing (agenda" not in (draft / "SKILL.md").read_text()

@@ -89,7 +89,9 @@ async def test_answers_stream_by_edits_at_most_once_a_second(fake: FakeSlack, ru
     writes = sorted(posts + fake.method_calls("chat.update"), key=lambda c: c.at)
     assert len(posts) == 1 and len(writes) >= 2
     gaps = [b.at - a.at for a, b in itertools.pairwise(writes)]
-    assert min(gaps) >= 0.95, gaps
+    # sent a second apart; measured on arrival, where a busy machine can delay one request
+    # more than the next (an unthrottled stream would arrive 0.08 s apart)
+    assert min(gaps) >= 0.8, gaps
     assert writes[-1].params["text"].split() == [f"w{i}" for i in range(50)]
 
 

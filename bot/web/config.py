@@ -1,0 +1,141 @@
+"""The `[web]` section: web_fetch (on by default, behind the address guard) and the
+web_search provider chain (on when at least one provider is listed)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from bot.config_base import Section
+
+Role = Literal["owner", "operator", "user"]
+ALL_ROLES: tuple[Role, ...] = ("owner", "operator", "user")
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HOST_NAME = re.compile(
+    r"(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*"
+)
+
+
+def _env_name(value: str) -> str:
+    # The message never repeats the value: a pasted key must not end up in a log line.
+    if not _ENV_NAME.fullmatch(value):
+        raise ValueError(
+            "must be the name of an environment variable (like BRAVE_API_KEY), not a key value"
+        )
+    return value
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+class _Provider(Section):
+    #: seconds one search request may take before the next provider is tried
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("base_url", check_fields=False)
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _http_url(value)
+
+
+class SearxngSearchConfig(_Provider):
+    """A SearXNG instance with the JSON format enabled (`search.formats: [html, json]`)."""
+
+    type: Literal["searxng"]
+    base_url: str
+    #: for an instance behind HTTP basic auth or a token proxy: sent as a Bearer token
+    api_key_env: str | None = None
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        return None if value is None else _env_name(value)
+
+
+class BraveSearchConfig(_Provider):
+    """The Brave Search API (api.search.brave.com), key in X-Subscription-Token."""
+
+    type: Literal["brave"]
+    base_url: str = "https://api.search.brave.com/res/v1"
+    api_key_env: str = "BRAVE_API_KEY"
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        return _env_name(value)
+
+
+class TavilySearchConfig(_Provider):
+    """The Tavily search API (api.tavily.com), key sent as a Bearer token."""
+
+    type: Literal["tavily"]
+    base_url: str = "https://api.tavily.com"
+    api_key_env: str = "TAVILY_API_KEY"
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        return _env_name(value)
+
+
+SearchProviderConfig = Annotated[
+    SearxngSearchConfig | BraveSearchConfig | TavilySearchConfig, Field(discriminator="type")
+]
+
+
+class WebConfig(Section):
+    #: the web tools at all; web_search also needs a provider in `search`
+    enabled: bool = True
+    #: who gets the web tools
+    roles: list[Role] = Field(default_factory=lambda: list(ALL_ROLES))
+    #: offer them in group chats too
+    in_groups: bool = True
+    #: fetch addresses that are not public (loopback, private, link-local, CGNAT); cloud
+    #: metadata addresses stay refused unless listed in allow_hosts by address
+    allow_private: bool = False
+    #: exceptions to the address guard: host names ("wiki.lan", "*.corp.example"), addresses
+    #: or networks ("192.168.1.10", "10.1.0.0/16")
+    allow_hosts: list[str] = Field(default_factory=list)
+    #: seconds one fetch may take, redirects included
+    timeout_s: float = Field(default=20.0, gt=0)
+    #: bytes read from one response; a longer page is cut, a longer file is not saved
+    max_bytes: int = Field(default=5 << 20, ge=1024)
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    #: characters of page text handed to the model when the call does not say
+    max_chars: int = Field(default=20_000, ge=500)
+    user_agent: str = "Mozilla/5.0 (compatible; Decapod)"
+    #: a page fetched again within this many seconds comes from memory
+    cache_ttl_s: float = Field(default=300.0, ge=0)
+    cache_entries: int = Field(default=64, ge=0)
+    #: per person, in a sliding minute
+    fetches_per_minute: int = Field(default=20, ge=1)
+    searches_per_minute: int = Field(default=10, ge=1)
+    #: results a search returns when the call does not say
+    search_results: int = Field(default=5, ge=1, le=20)
+    #: a provider that failed is skipped this long (a 429's Retry-After when longer)
+    search_cooldown_s: float = Field(default=60.0, ge=0)
+    #: search providers, tried in order
+    search: list[SearchProviderConfig] = Field(default_factory=list)
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _hosts(cls, values: list[str]) -> list[str]:
+        out = []
+        for value in values:
+            entry = value.strip().lower().rstrip(".")
+            try:
+                ipaddress.ip_network(entry.strip("[]"), strict=False)
+            except ValueError:
+                if not _HOST_NAME.fullmatch(entry):
+                    raise ValueError(
+                        f"{value!r} is neither a host name, an address nor a network"
+                    ) from None
+            out.append(entry)
+        return out

@@ -1,0 +1,70 @@
+"""web_fetch(..., save_as=...): a download written into the session's workspace, confined
+like the file tools (no "..", no symlinks followed, the file size limit), and, once
+untrusted content reached the conversation, only with the owner's approval."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from bot.errors import ToolDenied
+from bot.sandbox.policy import write_approval_reason
+from bot.sandbox.safe_fs import WorkspaceFS, split_workspace_path
+
+if TYPE_CHECKING:
+    from bot.sandbox.approval import ApprovalBroker
+    from bot.sandbox.config import SandboxConfig
+    from bot.sandbox.workspace import WorkspaceManager
+    from bot.tools import ToolContext
+
+log = logging.getLogger("decapod.web")
+
+_DECISION_GRACE_S = 5.0
+
+
+class WorkspaceSaver:
+    def __init__(
+        self,
+        workspaces: WorkspaceManager,
+        config: SandboxConfig,
+        approvals: ApprovalBroker | None,
+    ) -> None:
+        self.workspaces = workspaces
+        self.config = config
+        self.approvals = approvals
+
+    async def approve(self, ctx: ToolContext, path: str, source: str) -> str:
+        """Check the path and, where needed, get the owner's approval, before anything is
+        downloaded; returns the path as the sandbox sees it."""
+        shown = "/work/" + "/".join(split_workspace_path(path))
+        why = write_approval_reason(self.config, ctx)
+        if why is not None:
+            await self._ask(ctx, f"save {source} as {shown}", why)
+        return shown
+
+    async def write(self, ctx: ToolContext, path: str, data: bytes) -> None:
+        ws = self.workspaces.prepare(ctx.session_key)
+        fs = WorkspaceFS(ws.path, self.workspaces.owner, self.config.limits.file_size_mb << 20)
+        await asyncio.to_thread(fs.write, path, data)
+
+    async def _ask(self, ctx: ToolContext, what: str, why: str) -> None:
+        if self.approvals is None:
+            raise ToolDenied(f"not saved: saving needs the owner's approval because {why}")
+        who = ctx.identity.display_name or ctx.identity.key
+        wait = self.config.approval_timeout_s
+        try:
+            approved = await asyncio.wait_for(
+                self.approvals.request(ctx, f"{who} wants to {what}, because {why}", wait),
+                wait + _DECISION_GRACE_S,
+            )
+        except TimeoutError:
+            approved = False
+        except Exception:
+            log.exception("approval broker failed; treating the request as denied")
+            approved = False
+        if approved is not True:
+            raise ToolDenied(
+                f"not saved: saving needed the owner's approval because {why}, and it was "
+                f"denied or not given within {wait:g} seconds"
+            )

@@ -1,0 +1,89 @@
+"""`decapod doctor` against the fake LLM: a key variable that is unset or refused, and a model
+name the server does not have, each fail the doctor and name what to fix."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from bot.doctor import check_providers, run_doctor
+from tests.fakes.llm import FakeLLM
+
+KEY_ENV = "DOCTOR_TEST_KEY"
+
+
+@pytest_asyncio.fixture
+async def fake() -> AsyncIterator[FakeLLM]:
+    async with FakeLLM() as server:
+        server.model_ids = ["small-model", "llama3.2:latest"]
+        server.api_keys = {"sk-right-key"}
+        yield server
+
+
+def _config(make_config: Any, fake: FakeLLM, *chat: str, kind: str = "openai") -> Any:
+    base_url = fake.base_url + ("/v1" if kind == "openai" else "")
+    return make_config(
+        providers={"fake": {"type": kind, "base_url": base_url, "api_key_env": KEY_ENV}},
+        models={"chat": [f"fake:{model}" for model in chat]},
+        sandbox={"backend": "none"},
+        memory={"enabled": False},
+    )
+
+
+async def test_unset_key_variable_fails_and_names_it(
+    fake: FakeLLM, make_config: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    config = _config(make_config, fake, "small-model")
+
+    assert await run_doctor(config) == 1
+    out = capsys.readouterr().out
+    assert "FAIL provider fake" in out and f"${KEY_ENV} is not set" in out
+    assert "providers.fake.api_key_env" in out
+    assert "all good" not in out
+
+
+async def test_refused_key_fails_and_names_the_variable(
+    fake: FakeLLM, make_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-wrong-key")
+    for kind in ("openai", "anthropic"):
+        ((what, ok, detail),) = await check_providers(
+            _config(make_config, fake, "small-model", kind=kind)
+        )
+        assert (what, ok) == ("provider fake", False)
+        assert f"refused the key in ${KEY_ENV} (401)" in detail
+        assert "sk-wrong-key" not in detail
+
+
+async def test_model_the_server_lacks_fails_and_names_it(
+    fake: FakeLLM, make_config: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-right-key")
+    config = _config(make_config, fake, "small-model", "big-model")
+
+    assert await run_doctor(config) == 1
+    out = capsys.readouterr().out
+    assert "ok   provider fake" in out
+    assert "FAIL model fake:big-model" in out and "no model 'big-model'" in out
+    assert "model fake:small-model" not in out
+    assert "all good" not in out
+
+
+async def test_key_accepted_and_models_served_is_all_good(
+    fake: FakeLLM, make_config: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-right-key")
+    for kind in ("openai", "anthropic"):
+        # "llama3.2" is how Ollama's "llama3.2:latest" is asked for
+        config = _config(make_config, fake, "small-model", "llama3.2", kind=kind)
+        assert await run_doctor(config) == 0
+        out = capsys.readouterr().out
+        assert "ok   provider fake" in out and "(key accepted)" in out
+        assert out.rstrip().endswith("all good")
+    sent = [r.headers for r in fake.calls(path="/v1/models")]
+    assert sent[0]["Authorization"] == "Bearer sk-right-key"
+    assert sent[-1]["x-api-key"] == "sk-right-key"

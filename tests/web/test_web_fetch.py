@@ -1,0 +1,96 @@
+"""web_fetch's fetching and reading against the loopback page server: readable text, the
+byte cap and the deadline, encodings and types. The address guard: test_s13_*."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import pytest
+
+from bot.errors import ToolError
+from bot.web.extract import page_text
+from tests.fakes.web import ARTICLE_SENTENCE, CYRILLIC_SENTENCE, FakePages
+from tests.web.conftest import open_fetcher
+
+
+async def test_article_text_is_extracted_without_scripts_or_navigation(pages: FakePages) -> None:
+    async with open_fetcher() as fetcher:
+        page = page_text(await fetcher.get(pages.url("/article", host="page.test")))
+    assert page.kind == "html" and page.title
+    assert ARTICLE_SENTENCE in page.text
+    assert "All about hermit crabs" in page.text
+    # links come out as Markdown, made absolute against the page's URL
+    assert f"[biology notes]({pages.url('/sources/biology', host='page.test')})" in page.text
+    for junk in ("SCRIPT_TEXT", "STYLE_TEXT", "NAVIGATION_", "FOOTER_COPYRIGHT"):
+        assert junk not in page.text
+
+
+async def test_a_50_mb_body_is_cut_at_the_byte_cap(pages: FakePages) -> None:
+    async with open_fetcher(max_bytes=256 * 1024) as fetcher:
+        fetched = await fetcher.get(pages.url("/big", host="page.test"))
+    assert fetched.truncated and len(fetched.body) == 256 * 1024
+    # the connection was dropped, not drained: the server could not write the 50 MB
+    await asyncio.sleep(0.2)
+    assert pages.served < FakePages.BIG_BYTES
+
+
+async def test_a_slow_body_is_stopped_at_the_deadline(pages: FakePages) -> None:
+    async with open_fetcher(timeout_s=1.0) as fetcher:
+        started = time.monotonic()
+        with pytest.raises(ToolError, match=r"did not answer in full within 1 s"):
+            await fetcher.get(pages.url("/slow", host="page.test"))
+        elapsed = time.monotonic() - started
+    await asyncio.wait_for(pages.slow_disconnected.wait(), 10)
+    assert 0.9 <= elapsed < 30
+
+
+async def test_a_redirect_loop_gives_up(pages: FakePages) -> None:
+    async with open_fetcher(max_redirects=3) as fetcher:
+        with pytest.raises(ToolError, match="more than 3 redirects"):
+            await fetcher.get(pages.url("/loop", host="page.test"))
+
+
+async def test_an_error_status_is_reported(pages: FakePages) -> None:
+    async with open_fetcher() as fetcher:
+        with pytest.raises(ToolError, match="HTTP 404"):
+            await fetcher.get(pages.url("/missing", host="page.test"))
+
+
+@pytest.mark.parametrize("path", ["/cp1251", "/cp1251-header"])
+async def test_a_page_that_is_not_utf8_is_decoded(pages: FakePages, path: str) -> None:
+    async with open_fetcher() as fetcher:
+        page = page_text(await fetcher.get(pages.url(path, host="page.test")))
+    assert CYRILLIC_SENTENCE in page.text
+
+
+async def test_json_and_text_pass_through(pages: FakePages) -> None:
+    async with open_fetcher() as fetcher:
+        data = page_text(await fetcher.get(pages.url("/json", host="page.test")))
+        text = page_text(await fetcher.get(pages.url("/text", host="page.test")))
+    assert data.kind == "json" and '"answer": 42' in data.text
+    assert text.kind == "text" and text.text == "plain words, café\n"
+
+
+async def test_a_pdf_is_read_with_pypdf(pages: FakePages) -> None:
+    async with open_fetcher() as fetcher:
+        page = page_text(await fetcher.get(pages.url("/pdf", host="page.test")))
+    assert page.kind == "pdf" and "Crabs in a PDF document" in page.text
+
+
+async def test_without_pypdf_a_pdf_is_refused_clearly(
+    pages: FakePages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "pypdf", None)  # import pypdf now raises ImportError
+    async with open_fetcher() as fetcher:
+        fetched = await fetcher.get(pages.url("/pdf", host="page.test"))
+    with pytest.raises(ToolError, match=r"reading PDFs needs pypdf.*save_as"):
+        page_text(fetched)
+
+
+async def test_binary_content_is_refused_with_what_it_was(pages: FakePages) -> None:
+    async with open_fetcher() as fetcher:
+        fetched = await fetcher.get(pages.url("/image.png", host="page.test"))
+    with pytest.raises(ToolError, match=r"image/png \(2,056 bytes\).*save_as"):
+        page_text(fetched)
