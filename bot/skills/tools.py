@@ -1,5 +1,5 @@
-"""The model's skill tools: `use_skill` reads a skill's instructions; `skill_create`,
-`skill_update` and `skill_delete` let the model extend itself (the owner's DMs only).
+"""The model's skill tools: `use_skill` reads a skill's instructions; `skill_edit` (create,
+update, delete) lets the model extend itself (the owner's DMs only).
 
 `use_skill` reads the set the turn started with (`ctx.deps.skills.current`), so a skill
 edited while a turn runs does not change under it. What the model writes is a draft until
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Literal
 
 from bot.errors import ToolError
 from bot.skills.library import SkillError
@@ -26,13 +27,8 @@ _MAX_LISTED_FILES = 40
 
 
 def skill_tools() -> list[Tool]:
-    admin = [SKILL_ADMIN_TAG]
-    return [
-        tool(use_skill),
-        tool(skill_create, tags=admin),
-        tool(skill_update, tags=admin),
-        tool(skill_delete, tags=admin),
-    ]
+    # one tool for the three edits: a schema costs every owner's request its bytes
+    return [tool(use_skill), tool(skill_edit, tags=[SKILL_ADMIN_TAG])]
 
 
 def _skills(ctx: ToolContext) -> SkillsDeps:
@@ -70,26 +66,25 @@ async def use_skill(ctx: ToolContext, name: str) -> str:
     return ctx.deps.redact(f"{head}\n\n{skill.body}")
 
 
-async def skill_create(ctx: ToolContext, name: str, description: str, instructions: str) -> str:
-    """Save a new skill: a one-line description (what, when) and Markdown instructions.
-    It waits for the owner's approval."""
-    return await _write(ctx, name, description, instructions, create=True)
-
-
-async def skill_update(
-    ctx: ToolContext, name: str, description: str = "", instructions: str = ""
+async def skill_edit(
+    ctx: ToolContext,
+    action: Literal["create", "update", "delete"],
+    name: str,
+    description: str = "",
+    instructions: str = "",
 ) -> str:
-    """Change a skill (empty fields stay); it waits for approval again."""
+    """Create, update (empty fields stay) or delete a skill. description: one line, what
+    and when; instructions: Markdown. Edits wait for the owner's approval."""
+    if action == "delete":
+        library = _skills(ctx).library
+        try:
+            return await asyncio.to_thread(library.delete, name)
+        except SkillError as exc:
+            raise ToolError(str(exc)) from None
+    if action == "create":
+        # the library refuses a skill without a description or instructions
+        return await _write(ctx, name, description, instructions, create=True)
     return await _write(ctx, name, description or None, instructions or None, create=False)
-
-
-async def skill_delete(ctx: ToolContext, name: str) -> str:
-    """Delete a skill or draft."""
-    library = _skills(ctx).library
-    try:
-        return await asyncio.to_thread(library.delete, name)
-    except SkillError as exc:
-        raise ToolError(str(exc)) from None
 
 
 async def _write(

@@ -64,11 +64,12 @@ async def test_owner_asks_for_a_skill_approves_it_and_the_next_turn_uses_it(
         last = request.messages[-1]
         if last.role == "user" and "make yourself a skill" in last.content:
             args = {
+                "action": "create",
                 "name": "tea-timer",
                 "description": "Brew tea: steep times per kind of tea.",
                 "instructions": "Green tea: 2 minutes. Black tea: 4 minutes.",
             }
-            return [ToolCall("c1", "skill_create", json.dumps(args))]
+            return [ToolCall("c1", "skill_edit", json.dumps(args))]
         if last.role == "user" and "brew" in last.content:
             return [ToolCall("c2", "use_skill", json.dumps({"name": "tea-timer"}))]
         return "ok"
@@ -115,8 +116,43 @@ async def test_skill_tools_are_the_owners_alone(make_config: Any) -> None:
         await channel.wait_for_messages(1, chat_id="guest", timeout=WAIT_S)
     owner_tools = {t.name for t in seen[0].tools}
     guest_tools = {t.name for t in seen[1].tools}
-    assert {"use_skill", "skill_create", "skill_update", "skill_delete"} <= owner_tools
-    assert "use_skill" in guest_tools and not guest_tools & {"skill_create", "skill_delete"}
+    assert {"use_skill", "skill_edit"} <= owner_tools
+    assert "use_skill" in guest_tools and "skill_edit" not in guest_tools
+
+
+async def test_skill_edit_creates_updates_and_deletes_through_one_tool(
+    make_config: Any, home: Path, skills_root: Path
+) -> None:
+    write_skill(skills_root, "notes", simple_skill("notes", "Take notes.", "OLD BODY"))
+    edits = iter(
+        [
+            {"action": "create", "name": "half", "description": "Half a skill."},
+            {"action": "update", "name": "notes", "instructions": "NEW BODY"},
+            {"action": "delete", "name": "notes"},
+            {"action": "rename", "name": "notes"},
+        ]
+    )
+    seen: list[ChatRequest] = []
+
+    async def model(request: ChatRequest) -> Any:
+        seen.append(request)
+        args = next(edits, None)
+        if args is None:
+            return "done"
+        return [ToolCall(f"c{len(seen)}", "skill_edit", json.dumps(args))]
+
+    channel = RecordingChannel()
+    async with Gateway(make_config(), provider=FunctionProvider(model), channels={"test": channel}):
+        await channel.push("tidy my skills", user="owner")
+        await channel.wait_for_messages(1, timeout=WAIT_S)
+    refused, updated, deleted, unknown = _tool_results(seen[-1])
+    assert "the skill has no instructions" in refused
+    assert not (home / "skill_drafts" / "half").exists()
+    assert "updated skill notes as a draft" in updated
+    assert "deleted the draft of notes" in deleted, "delete takes the pending draft first"
+    assert not (home / "skill_drafts" / "notes").exists()
+    assert "OLD BODY" in (skills_root / "notes" / "SKILL.md").read_text()
+    assert "invalid arguments for skill_edit" in unknown and "action" in unknown
 
 
 async def test_an_edit_reaches_the_next_turn_while_the_running_turn_keeps_its_version(
