@@ -332,15 +332,24 @@ def _rows(r: dict[str, Any], peer: dict[str, Any] | None, only: set[str]) -> lis
         else:
             rows.append(missing("P9", "P9 reminder precision", "<= 1 s", "reminder_bench"))
     if "P10" in only:
-        rows.append(
-            Row(
-                "P10 skill reload",
-                "not supported yet",
-                "<= 1 s",
-                "",
-                notes=["Decapod has no skills yet"],
+        p10 = r.get("P10")
+        if p10:
+            rows.append(
+                Row(
+                    "P10 skill reload",
+                    f"max {ms(p10['reload_max_ms'])} (p50 {ms(p10['reload_p50_ms'])})",
+                    "<= 1 s",
+                    verdict(p10["ok"]),
+                    notes=[
+                        f"{p10['seen_by_next_turn']}/{p10['rounds']} edits seen by the next "
+                        f"turn; {p10['skills_installed']} skills: system prompt "
+                        f"{p10['system_bytes_50']:,} bytes, request {kb(p10['body_bytes_50'])} "
+                        "(<= 8 KB)"
+                    ],
+                )
             )
-        )
+        else:
+            rows.append(missing("P10", "P10 skill reload", "<= 1 s", "skills_bench"))
     if "FO" in only:
         fo = r.get("failover")
         if fo:
@@ -485,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
             _step("p8_leak", _module_run("p8_leak", q), results)
         if "P9" in only:
             _step("reminder_bench", lambda: {"P9": _module_run("reminder_bench", q)()}, results)
+        if "P10" in only:
+            _step("skills_bench", _module_run("skills_bench", q), results)
         if "FO" in only:
             _step("failover_bench", _module_run("failover_bench", q), results)
         if "MC" in only:

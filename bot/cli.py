@@ -59,15 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_optional_parts(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from bot.hooks import cli as hooks_cli
     from bot.mcp import cli as mcp_cli
     from bot.memory import cli as memory_cli
     from bot.sandbox import cli as sandbox_cli
     from bot.scheduler import cli as scheduler_cli
+    from bot.skills import cli as skills_cli
 
     sandbox_cli.add_subparsers(sub)
     memory_cli.add_subparsers(sub)
     scheduler_cli.add_subparsers(sub)
     mcp_cli.add_subparsers(sub)
+    skills_cli.add_subparsers(sub)
+    hooks_cli.add_subparsers(sub)
     from channels import add_channel_commands
 
     add_channel_commands(sub)  # `decapod discord ...`, through the channel registry

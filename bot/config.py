@@ -17,11 +17,13 @@ from bot.channel_configs.slack import SlackChannelConfig
 from bot.channel_configs.telegram import TelegramChannelConfig
 from bot.config_base import ChannelAccessConfig, GroupConfig, Section
 from bot.errors import ConfigError
+from bot.hooks.config import HooksConfig
 from bot.mcp.config import McpConfig
 from bot.memory.config import MemoryConfig
 from bot.providers.config import ModelsConfig, ProviderConfig, check_model_refs
 from bot.sandbox.config import SandboxConfig
 from bot.scheduler.config import SchedulerConfig
+from bot.skills.config import SkillsConfig
 from bot.web.config import WebConfig
 from bot.webui.config import WebUIConfig
 
@@ -123,6 +125,8 @@ class Config(_Section):
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     mcp: McpConfig = Field(default_factory=McpConfig)
+    skills: SkillsConfig = Field(default_factory=SkillsConfig)
+    hooks: HooksConfig = Field(default_factory=HooksConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     webui: WebUIConfig = Field(default_factory=WebUIConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)

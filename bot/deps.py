@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from bot.hooks.bus import HookBus
     from bot.memory.service import MemoryService
     from bot.sandbox.approval import ApprovalBroker
     from bot.sandbox.base import SandboxBackend
     from bot.sandbox.config import SandboxConfig
     from bot.sandbox.workspace import WorkspaceManager
     from bot.scheduler.service import Scheduler
+    from bot.skills.runtime import SkillsDeps
     from bot.store import Store
 
 
@@ -45,6 +47,10 @@ class Deps:
     sandbox: SandboxDeps | None = None
     memory: MemoryService | None = None
     scheduler: Scheduler | None = None
+    #: the skill set current when the turn began (a reload swaps in a new Deps)
+    skills: SkillsDeps | None = None
+    #: None when no hook is configured
+    hooks: HookBus | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.redact):

@@ -197,11 +197,35 @@ async def check_mcp(config: Config) -> list[Check]:
     return await doctor_checks(config)
 
 
+async def check_skills(config: Config) -> list[Check]:
+    if not config.skills.enabled:
+        return [("skills", True, "disabled in config")]
+    from bot.skills.cli import load_report
+
+    current, drafts = await asyncio.to_thread(load_report, config)
+    summary = (
+        f"{len(current.available)} available, {len(current.unavailable)} unavailable, "
+        f"{len(drafts)} drafts waiting"
+    )
+    checks: list[Check] = [("skills", True, summary)]
+    checks += [(f"skill {b.folder.name}", False, b.reason) for b in current.broken]
+    return checks
+
+
+async def check_hooks(config: Config) -> list[Check]:
+    from bot.hooks.cli import hook_lines
+
+    lines = await asyncio.to_thread(hook_lines, config.hooks, config.home)
+    return [(f"hook {line.name}", line.ok, line.detail) for line in lines]
+
+
 #: extra checks that optional parts add
 EXTRA_CHECKS: list[Callable[[Config], Awaitable[list[Check]]]] = [
     check_sandbox,
     check_memory,
     check_mcp,
+    check_skills,
+    check_hooks,
 ]
 
 

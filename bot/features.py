@@ -1,15 +1,16 @@
-"""The optional parts, wired into a starting gateway: the sandbox (exec and file tools),
-memory, the scheduler, the web tools and MCP servers. Each start function registers its
-tools and commands and pushes its own stop onto the gateway's exit stack."""
+"""The optional parts, wired into a starting gateway: hooks, the sandbox (exec and file
+tools), memory, the scheduler, the web tools, MCP servers and skills. Each start function
+registers its tools and commands and pushes its own stop onto the gateway's exit stack."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import logging
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.commands import CommandContext
 from bot.deps import SandboxDeps
 from bot.errors import ConfigError, ConversationGone
 from bot.messages import Conversation, ConversationKind, OutboundMessage
@@ -17,6 +18,7 @@ from bot.messages import Conversation, ConversationKind, OutboundMessage
 if TYPE_CHECKING:
     from bot.gateway import Gateway
     from bot.sandbox import InMemoryApprovalBroker, PendingApproval
+    from bot.skills.catalog import SkillSet
     from bot.store.jobs import Job
     from bot.web.save import WorkspaceSaver
 
@@ -33,11 +35,12 @@ async def start_sandbox(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
     )
 
     cfg = gw.config.sandbox
-    backend, gw.sandbox_status = await select_backend(cfg, gw.config.home)
+    mounts = _skills_mount(gw)
+    backend, gw.sandbox_status = await select_backend(cfg, gw.config.home, mounts)
     if backend is not None:
         stack.push_async_callback(backend.aclose)
     broker = InMemoryApprovalBroker(notify=lambda pending: ask_approval(gw, pending))
-    workspaces = workspace_manager(cfg, gw.config.home)
+    workspaces = workspace_manager(cfg, gw.config.home, mounts)
     pruned = workspaces.prune(cfg.workspace_max_age_days * 86400)
     if pruned:
         log.info(
@@ -49,7 +52,22 @@ async def start_sandbox(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
     for t in sandbox_tools():
         gw.tools.register(t)
     gw.policy = SandboxToolPolicy(cfg)
-    _register_approval_commands(gw, broker)
+    gw.approvals.add(_CommandApprovals(broker))
+
+
+def _skills_mount(gw: Gateway) -> dict[str, Path]:
+    """The owner's skills, read-only at /skills in every command's sandbox. Not when the
+    gateway runs as root: commands then run as the sandbox uid, which cannot read the
+    owner's private folder (the packaged service runs as its own user)."""
+    from bot.skills.tools import SANDBOX_SKILLS_DIR
+
+    skills = gw.config.skills
+    if not skills.enabled:
+        return {}
+    if os.geteuid() == 0:
+        log.info("skills' files are not mounted into the sandbox: the gateway runs as root")
+        return {}
+    return {SANDBOX_SKILLS_DIR: gw.config.home / skills.dir}
 
 
 async def start_memory(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
@@ -70,13 +88,74 @@ async def start_scheduler(gw: Gateway, stack: contextlib.AsyncExitStack) -> None
     cfg = gw.config.scheduler
     if "default_timezone" not in cfg.model_fields_set:
         cfg = cfg.model_copy(update={"default_timezone": gw.config.gateway.timezone})
-    scheduler = Scheduler(gw.store, _ChannelDeliverer(gw), _TaskRunner(gw), config=cfg)
+
+    def fired(job: Job, late_by: float) -> None:
+        if gw.deps.hooks is not None:
+            gw.deps.hooks.job_fired(job, late_by_s=late_by)
+
+    scheduler = Scheduler(
+        gw.store, _ChannelDeliverer(gw), _TaskRunner(gw), config=cfg, on_fired=fired
+    )
     gw.deps = dataclasses.replace(gw.deps, scheduler=scheduler)
     for t in scheduler_tools():
         gw.tools.register(t)
     register_scheduler_commands(gw.commands)
     gw.start_after_channels.append(scheduler.start)
     stack.push_async_callback(scheduler.stop)
+
+
+async def start_hooks(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
+    """The configured and installed hooks; with none, `deps.hooks` stays None."""
+    from bot.hooks.bus import STATE_FILE, HookBus
+    from bot.hooks.runners import build_hooks
+
+    cfg = gw.config.hooks
+    hooks, _unloaded = build_hooks(cfg)  # what did not load is logged, and shown by doctor
+    if not hooks:
+        return
+    bus = HookBus(
+        hooks,
+        cfg,
+        redact=gw.redactor.redact,
+        notify=gw.notify_owner,
+        state_file=gw.config.home / STATE_FILE,
+    )
+    await bus.start()
+    stack.push_async_callback(bus.stop)
+    gw.deps = dataclasses.replace(gw.deps, hooks=bus)
+    log.info("hooks: %s", ", ".join(h.name for h in hooks))
+
+
+async def start_skills(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
+    from bot.skills.commands import SkillDraftApprovals, register_skill_commands
+    from bot.skills.library import SkillLibrary
+    from bot.skills.runtime import SkillRuntime, SkillsDeps
+    from bot.skills.tools import skill_tools
+
+    cfg = gw.config.skills
+    for t in skill_tools():
+        gw.tools.register(t)
+
+    def swap_in(current: SkillSet) -> None:
+        # turns that already began keep the Deps (and so the skills) they started with
+        gw.deps = dataclasses.replace(gw.deps, skills=SkillsDeps(runtime, current))
+
+    runtime = SkillRuntime(
+        SkillLibrary(cfg, gw.config.home),
+        config=gw.config,
+        tool_names=gw.tools.names,
+        on_reload=swap_in,
+    )
+    current = await runtime.start(watch=cfg.watch)
+    stack.push_async_callback(runtime.stop)
+    register_skill_commands(gw.commands, runtime)
+    gw.approvals.add(SkillDraftApprovals(runtime))
+    log.info(
+        "skills: %d available, %d unavailable, %d broken",
+        len(current.available),
+        len(current.unavailable),
+        len(current.broken),
+    )
 
 
 async def start_web(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
@@ -199,40 +278,20 @@ async def ask_approval(gw: Gateway, pending: PendingApproval) -> None:
     await gw.notify_owner(text)
 
 
-def _register_approval_commands(gw: Gateway, broker: InMemoryApprovalBroker) -> None:
-    async def decide(ctx: CommandContext, approve: bool) -> str:
-        approval_id = ctx.args.strip()
-        if not approval_id:
-            waiting = broker.pending()
-            if not waiting:
-                return "Nothing is waiting for approval."
-            return "\n".join(f"{p.id}: {p.summary}" for p in waiting)
-        done = broker.approve(approval_id) if approve else broker.deny(approval_id)
+class _CommandApprovals:
+    """The sandbox's commands waiting for the owner, for /approve and /deny."""
+
+    def __init__(self, broker: InMemoryApprovalBroker) -> None:
+        self.broker = broker
+
+    def waiting(self) -> list[str]:
+        return [f"{p.id}: {p.summary}" for p in self.broker.pending()]
+
+    async def decide(self, key: str, approve: bool) -> str | None:
+        done = self.broker.approve(key) if approve else self.broker.deny(key)
         if not done:
-            return f"No pending request {approval_id} (it may have expired)."
+            return None
         return "Approved." if approve else "Denied."
-
-    @gw.commands.add(
-        "approve",
-        "Approve a command waiting for you",
-        usage="<id>",
-        arg_name="id",
-        owner_only=True,
-        immediate=True,
-    )
-    async def approve(ctx: CommandContext) -> str:
-        return await decide(ctx, True)
-
-    @gw.commands.add(
-        "deny",
-        "Refuse a command waiting for you",
-        usage="<id>",
-        arg_name="id",
-        owner_only=True,
-        immediate=True,
-    )
-    async def deny(ctx: CommandContext) -> str:
-        return await decide(ctx, False)
 
 
 def owner_dm(owner_key: str) -> Conversation:

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from bot.agent import Agent, AgentSettings
+from bot.approvals import ApprovalDesk
 from bot.builtin import VERSION_LINE, builtin_tools, register_builtin_commands, uptime_text
 from bot.commands import CommandTable
 from bot.config import Config
@@ -57,6 +58,8 @@ class Gateway:
         self.commands = CommandTable()
         register_builtin_commands(self.commands, self)
         register_access_commands(self.commands)
+        #: /approve and /deny for whatever waits for the owner (sandbox commands, skill drafts)
+        self.approvals = ApprovalDesk(self.commands)
         self.tools = tools or ToolRegistry(builtin_tools())
         self.channels: dict[str, Channel] = dict(channels or {})
         self._provider_override = provider
@@ -121,6 +124,7 @@ class Gateway:
         assert self.provider is not None
         from bot import features
 
+        await features.start_hooks(self, self._stack)
         if cfg.sandbox.backend != "none" or cfg.sandbox.allow_host_exec:
             await features.start_sandbox(self, self._stack)
         if cfg.memory.enabled:
@@ -132,6 +136,9 @@ class Gateway:
             await features.start_web(self, self._stack)
         if cfg.mcp.servers:
             await features.start_mcp(self, self._stack)
+        if cfg.skills.enabled:
+            # last: a skill's `tools` requirement sees every tool registered so far
+            await features.start_skills(self, self._stack)
         self.agent = Agent(
             self.provider,
             self.tools,
@@ -242,6 +249,8 @@ class Gateway:
                 # e.g. a deferred interaction that would otherwise show "thinking" for minutes
                 await self.channels[message.conversation.channel].on_denied(message)
             return
+        if self.deps.hooks is not None:
+            self.deps.hooks.message_received(message)
         spec = self.commands.get(message.command.name) if message.command else None
         if spec is not None and spec.immediate:
             # answers a turn that may be waiting in this very session (/approve)
@@ -276,6 +285,8 @@ class Gateway:
     # services for commands, the scheduler and the owner ------------------------------------
     async def reset_session(self, key: str) -> None:
         await self.sessions.reset(self.sessions.get(key))
+        if self.deps.hooks is not None:
+            self.deps.hooks.session_reset(key)
 
     async def status_text(self, key: str) -> str:
         session = self.sessions.get(key)

@@ -62,6 +62,8 @@ def dispatch(args: argparse.Namespace) -> int:
         "models": cmd_memory,
         "reminders": cmd_reminders,
         "mcp": cmd_mcp,
+        "skills": cmd_skills,
+        "hooks": cmd_hooks,
     }
     try:
         # any other command is a channel's own (`decapod discord ...`)
@@ -282,6 +284,18 @@ def cmd_reminders(args: argparse.Namespace) -> int:
     from bot.scheduler import cli
 
     return cli.run(args, _config(args).db_path)
+
+
+def cmd_skills(args: argparse.Namespace) -> int:
+    from bot.skills import cli
+
+    return cli.run(args, _config(args))
+
+
+def cmd_hooks(args: argparse.Namespace) -> int:
+    from bot.hooks import cli
+
+    return cli.run(args, _config(args))
 
 
 def cmd_channel(args: argparse.Namespace) -> int:

@@ -77,6 +77,8 @@ class TurnRunner:
             )
             user = ChatMessage("user", text + self.gw.redactor.redact(_describe_parts(message)))
             result = await self._run_and_reply(session, message, user, ctx)
+            if ctx.deps.hooks is not None:
+                ctx.deps.hooks.reply_sent(ctx, result.text, result.outcome)
             turn_id = f"{channel_name}:{message.id}"
             await self._persist(session, turn_id, message.identity.key, user, result, delivery)
             self.gw.metrics.observe_turn(

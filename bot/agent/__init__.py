@@ -86,8 +86,10 @@ class Agent:
         self.policy = policy or ToolPolicy()
         self.redact = redact
 
-    def system_prompt(self, summary: str = "", extra: str = "") -> str:
+    def system_prompt(self, summary: str = "", extra: str = "", skills: str = "") -> str:
         parts = [self.settings.system_prompt]
+        if skills:
+            parts.append(skills)
         if summary:
             parts.append(f"Summary of the earlier conversation:\n{summary}")
         if extra:
@@ -113,11 +115,17 @@ class Agent:
         offered = self.tools.available(ctx, self.policy)
         specs = tuple(t.spec for t in offered)
         rules = dict.fromkeys(t.guidance for t in offered if t.guidance)
-        system = self.system_prompt(summary, "\n\n".join(p for p in (extra_system, *rules) if p))
+        skills = ctx.deps.skills  # the set this turn started with, whatever reloads meanwhile
+        system = self.system_prompt(
+            summary,
+            "\n\n".join(p for p in (extra_system, *rules) if p),
+            skills.current.prompt_block if skills else "",
+        )
+        hooks = ctx.deps.hooks
         s = self.settings
         try:
             async with asyncio.timeout(s.turn_deadline_s):
-                for _ in range(s.max_tool_iterations):
+                for step in range(s.max_tool_iterations):
                     request = ChatRequest(
                         model="",
                         messages=tuple(messages),
@@ -126,6 +134,8 @@ class Agent:
                         max_tokens=s.max_output_tokens,
                         temperature=s.temperature,
                     )
+                    if hooks is not None:
+                        hooks.before_model(ctx, step=step, messages=len(messages), tools=len(specs))
                     calls: list[ToolCall] = []
                     parts: list[str] = []
                     sep = "\n\n" if result.text else ""  # between answers around tool calls

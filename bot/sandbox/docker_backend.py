@@ -214,6 +214,11 @@ class DockerBackend(CommandBackend):
             if os.path.exists(path)
         ]
         mounts.append(types.Mount(WORK_DIR, str(ws.path), type="bind", read_only=False))
+        mounts += [
+            types.Mount(dest, str(src), type="bind", read_only=True)
+            for dest, src in self.workspaces.ro_mounts.items()
+            if src.is_dir()
+        ]
         memory = f"{limits.memory_mb}m"
         file_size = limits.file_size_mb << 20
         host_config = api.create_host_config(

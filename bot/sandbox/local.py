@@ -203,7 +203,14 @@ class BwrapBackend(LocalBackend):
     def _command(
         self, path: Path, argv: list[str], limits: Limits
     ) -> tuple[list[str], dict[str, str]]:
-        args = [*self._profile(path), "--clearenv"]
+        # the read-only mounts (/skills) are the exec sandbox's; an MCP server gets only the
+        # binds its own config names
+        mounts = [
+            arg
+            for dest, src in self.workspaces.ro_mounts.items()
+            for arg in ("--ro-bind-try", str(src), dest)
+        ]
+        args = [*self._profile(path, extra=mounts), "--clearenv"]
         env = sandbox_env()
         for key, value in env.items():
             args += ["--setenv", key, value]

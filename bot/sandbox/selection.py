@@ -24,7 +24,9 @@ _DAY_S = 86400.0
 Starter = Callable[[SandboxConfig, WorkspaceManager], Awaitable[SandboxBackend]]
 
 
-def workspace_manager(config: SandboxConfig, home: Path) -> WorkspaceManager:
+def workspace_manager(
+    config: SandboxConfig, home: Path, ro_mounts: dict[str, Path] | None = None
+) -> WorkspaceManager:
     """The session workspaces under `<home>/sandboxes`, owned by the sandbox uid when root.
 
     File tools need this even when no backend can run commands.
@@ -35,7 +37,7 @@ def workspace_manager(config: SandboxConfig, home: Path) -> WorkspaceManager:
         config.workspace_max_files,
         repair_access=os.geteuid() != 0,
     )
-    return WorkspaceManager(home / "sandboxes", owner=owner, quota=quota)
+    return WorkspaceManager(home / "sandboxes", owner=owner, quota=quota, ro_mounts=ro_mounts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +49,17 @@ class Selection:
     enforcement: Enforcement | None
 
 
-async def select_backend(config: SandboxConfig, home: Path) -> tuple[SandboxBackend | None, str]:
+async def select_backend(
+    config: SandboxConfig, home: Path, ro_mounts: dict[str, Path] | None = None
+) -> tuple[SandboxBackend | None, str]:
     """The backend to run commands with, or None; and a line saying what and why."""
-    selection = await choose_backend(config, home)
+    selection = await choose_backend(config, home, ro_mounts)
     return selection.backend, selection.line
 
 
-async def choose_backend(config: SandboxConfig, home: Path) -> Selection:
+async def choose_backend(
+    config: SandboxConfig, home: Path, ro_mounts: dict[str, Path] | None = None
+) -> Selection:
     """Pick the backend, once, at start.
 
     An explicit `backend = "docker"` or `"bwrap"` never falls back to the other one: when
@@ -62,7 +68,7 @@ async def choose_backend(config: SandboxConfig, home: Path) -> Selection:
     "auto" or "none". A backend that cannot enforce every limit is passed over unless
     `allow_unenforced_limits = true`.
     """
-    workspaces = workspace_manager(config, home)
+    workspaces = workspace_manager(config, home, ro_mounts)
     pruned = workspaces.prune(config.workspace_max_age_days * _DAY_S)
     if pruned:
         log.info(

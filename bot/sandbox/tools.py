@@ -72,22 +72,21 @@ def _fs(ctx: ToolContext) -> WorkspaceFS:
     return WorkspaceFS(ws.path, sandbox.workspaces.owner, limit, sandbox.workspaces.quota)
 
 
-_Seconds = Annotated[float | None, Field(description="seconds; the configured default if omitted")]
+_Seconds = Annotated[float | None, Field(description="seconds (default: the configured)")]
 
 
 @_redacted
 async def exec_command(
     ctx: ToolContext,
     command: Annotated[
-        str | list[str], Field(description="a shell string (run with sh -c) or an argv list")
+        str | list[str], Field(description="a shell string (sh -c) or an argv list")
     ],
-    stdin: Annotated[str | None, Field(description="text fed to the command's stdin")] = None,
+    stdin: str | None = None,
     timeout: _Seconds = None,  # noqa: ASYNC109 (a parameter the model sets)
 ) -> str:
-    """Run a command in this conversation's sandbox: Linux with no network, the workspace
-    at /work (kept between commands), /tmp for scratch. `command` is a shell string (run
-    with sh -c) or an argv list. Returns the exit code, stdout and stderr (each cut at
-    64 KiB). `timeout` is in seconds."""
+    """Run a command in this conversation's sandbox: Linux, no network, the workspace /work
+    kept between commands, /tmp for scratch. Returns the exit code, stdout and stderr (each
+    cut at 64 KiB)."""
     sandbox = ctx.deps.sandbox
     if sandbox is None:
         raise ToolDenied("not run: no sandbox is available here, so commands cannot be run")
@@ -176,12 +175,12 @@ def format_result(r: ExecResult) -> str:
     return "\n".join(sections)
 
 
-_Path = Annotated[str, Field(description="relative to /work, or an absolute /work/... path")]
+_Path = Annotated[str, Field(description="relative to /work, or /work/...")]
 
 
 @_redacted
 async def read_file(ctx: ToolContext, path: _Path, offset: int = 0) -> str:
-    """Read a text file from the workspace (/work), up to 64 KiB from byte `offset`."""
+    """Read a text file in the workspace, up to 64 KiB from byte `offset`."""
     cap = _sandbox(ctx).config.limits.output_bytes
     offset = max(0, offset)
     data, size = await asyncio.to_thread(_fs(ctx).read, path, offset, cap)
@@ -196,8 +195,7 @@ async def read_file(ctx: ToolContext, path: _Path, offset: int = 0) -> str:
 
 @_redacted
 async def write_file(ctx: ToolContext, path: _Path, content: str, append: bool = False) -> str:
-    """Write (or with `append`, add to) a text file in the workspace (/work). Missing
-    directories are created."""
+    """Write (or `append` to) a text file in the workspace, making missing folders."""
     await _approve_write(ctx, "write_file", path)
     written = await asyncio.to_thread(_fs(ctx).write, path, content.encode(), append=append)
     return f"{'appended' if append else 'wrote'} {written} bytes to {path}"
@@ -205,7 +203,7 @@ async def write_file(ctx: ToolContext, path: _Path, content: str, append: bool =
 
 @_redacted
 async def list_files(ctx: ToolContext, path: _Path = ".", recursive: bool = False) -> str:
-    """List a directory of the workspace (/work). Symlinks are shown, not followed."""
+    """List a folder of the workspace (symlinks are shown, not followed)."""
     lines, left_off = await asyncio.to_thread(
         _fs(ctx).listing, path, recursive=recursive, max_entries=_MAX_LIST_ENTRIES
     )
@@ -220,8 +218,8 @@ async def list_files(ctx: ToolContext, path: _Path = ".", recursive: bool = Fals
 async def edit_file(
     ctx: ToolContext, path: _Path, old_text: str, new_text: str, replace_all: bool = False
 ) -> str:
-    """Replace exact text in a workspace file. `old_text` must occur exactly once, unless
-    `replace_all` is set."""
+    """Replace exact text in a workspace file: `old_text` must occur once, unless
+    `replace_all`."""
     await _approve_write(ctx, "edit_file", path)
     count = await asyncio.to_thread(
         _fs(ctx).edit, path, old_text, new_text, replace_all=replace_all

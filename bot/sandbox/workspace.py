@@ -50,10 +50,14 @@ class WorkspaceManager:
         root: Path,
         owner: tuple[int, int] | None = None,
         quota: WorkspaceQuota | None = None,
+        ro_mounts: dict[str, Path] | None = None,
     ) -> None:
         self.root = root
         self.owner = owner
         self.quota = quota
+        #: host folders every command sees read-only (sandbox path -> host path), e.g. the
+        #: owner's skills at /skills
+        self.ro_mounts = dict(ro_mounts or {})
         self._key: bytes | None = None
 
     def ensure_root(self) -> None:

@@ -77,8 +77,11 @@ class Scheduler:
         *,
         config: SchedulerConfig,
         clock: Callable[[], float] = time.time,
+        on_fired: Callable[[Job, float], None] | None = None,
     ) -> None:
         self.store = store
+        #: told of each delivered job and how late it was (the `job_fired` hook event)
+        self.on_fired = on_fired
         self.jobs = JobRepo(store)
         self.deliverer = deliverer
         self.task_runner = task_runner
@@ -284,6 +287,8 @@ class Scheduler:
                 await self._retry_later(job, exc)
                 return
             fault_point("scheduler.delivered")
+            if self.on_fired is not None:
+                self.on_fired(job, late_by)
             committed = await self.jobs.complete(
                 job,
                 message_id=message_id,

@@ -95,41 +95,25 @@ async def schedule_job(
         Field(
             min_length=1,
             max_length=4000,
-            description="For a reminder, the exact text to send. For a task, the instruction to "
-            "carry out at that time; its answer is sent.",
+            description="reminder: the text, sent as is. task: an instruction run at that "
+            "time; its answer is sent.",
         ),
     ],
-    kind: Annotated[
-        Literal["reminder", "task"],
-        Field(
-            description="reminder: send the text as is. task: run the text as a prompt, send the "
-            "answer."
-        ),
-    ] = "reminder",
+    kind: Literal["reminder", "task"] = "reminder",
     at: Annotated[
         str | None,
-        Field(
-            description="Local date and time in the person's time zone, ISO 8601 without offset: "
-            "2025-03-04T18:30"
-        ),
+        Field(description="the person's local time, ISO 8601 without offset: 2025-03-04T18:30"),
     ] = None,
-    delay: Annotated[
-        str | None, Field(description="Once, after this long from now: 20m, 1h30m, 2d")
-    ] = None,
-    every: Annotated[
-        str | None, Field(description="Repeatedly, at this interval from now: 30m, 2h, 1d")
-    ] = None,
+    delay: Annotated[str | None, Field(description="once, after this long: 20m, 1h30m, 2d")] = None,
+    every: Annotated[str | None, Field(description="repeat at this interval: 30m, 2h, 1d")] = None,
     cron: Annotated[
         str | None,
-        Field(
-            description="Repeatedly, on a five-field crontab schedule in the person's time zone: "
-            "'0 9 * * 1-5' is weekdays at 09:00"
-        ),
+        Field(description="crontab (5 fields, local time): '0 9 * * 1-5' is weekdays at 09:00"),
     ] = None,
 ) -> str:
-    """Schedule a reminder or a task in this conversation. Give exactly one of at, delay,
-    every or cron. If the person's request is ambiguous (no am/pm, no day), ask them first.
-    The result states the time it resolved to; tell the person."""
+    """Schedule a reminder or task here, with exactly one of at, delay, every, cron. If the
+    request is ambiguous (no am/pm, no day), ask first. Tell the person the time the result
+    states."""
     scheduler = _scheduler(ctx)
     zone = _zone(ctx, scheduler)
     when = _when(at, delay, every, cron, zone, scheduler)

@@ -163,6 +163,7 @@ class ToolRegistry:
         cancellation (a BaseException) passes through."""
         start = time.perf_counter()
         t = self._tools.get(call.name)
+        hooks = ctx.deps.hooks
         try:
             if t is None:
                 raise ToolError(f"unknown tool {call.name!r}")
@@ -172,6 +173,8 @@ class ToolRegistry:
                 arguments = call.parsed_arguments()
             except ValueError as exc:
                 raise ToolError(f"arguments are not valid JSON: {exc}") from None
+            if hooks is not None and (blocked := await hooks.before_tool(ctx, t.name, arguments)):
+                raise ToolDenied(f"not run: {blocked}")
             try:
                 content, ok = await t.invoke(ctx, arguments), True
             finally:
@@ -186,7 +189,10 @@ class ToolRegistry:
             log.exception("tool %s failed", call.name)
             content, ok = f"error: {call.name} failed: {_failure(exc)}", False
         elapsed = (time.perf_counter() - start) * 1000
-        return ToolResult(call.id, call.name, content, ok, elapsed)
+        result = ToolResult(call.id, call.name, content, ok, elapsed)
+        if hooks is not None:
+            hooks.after_tool(ctx, result)
+        return result
 
 
 def _failure(exc: Exception) -> str:
