@@ -146,8 +146,13 @@ async def start_skills(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
         tool_names=gw.tools.names,
         on_reload=swap_in,
     )
-    current = await runtime.start(watch=cfg.watch)
     stack.push_async_callback(runtime.stop)
+    if gw.mcp is not None:
+        # MCP servers connect in the background: a skill that needs one of their tools
+        # becomes available when the server lists it, and not while it is down (hooked up
+        # before the first load, so a server ready meanwhile is not missed)
+        gw.mcp.on_tools_changed = runtime.tools_changed
+    current = await runtime.start(watch=cfg.watch)
     register_skill_commands(gw.commands, runtime)
     gw.approvals.add(SkillDraftApprovals(runtime))
     log.info(

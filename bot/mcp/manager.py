@@ -59,6 +59,8 @@ class McpManager:
         self._starting: asyncio.Task[None] | None = None
         self._import_error: str | None = None
         self._created = asyncio.Event()
+        #: called after the registered tools changed (skills check their `tools` again)
+        self.on_tools_changed: Callable[[], None] | None = None
 
     def enabled(self) -> dict[str, StdioServerConfig | HttpServerConfig]:
         return {name: e for name, e in self.config.servers.items() if e.enabled}
@@ -134,6 +136,7 @@ class McpManager:
         from bot.mcp.tools import McpTool
 
         mine = self._registered.setdefault(conn.name, {})
+        before = set(mine)
         wanted = {t.name: t for t in conn.tools} if conn.state == "ready" else {}
         for name, tool in list(mine.items()):
             if wanted.get(name) != tool.listed:
@@ -157,6 +160,8 @@ class McpManager:
             self.registry.register(mine[name])
         if conn.state == "ready":
             self._noticed.discard(conn.name)  # a later outage is news again
+        if set(mine) != before and self.on_tools_changed is not None:
+            self.on_tools_changed()
 
     # the owner ---------------------------------------------------------------------------------
     def _outage(self, conn: McpConnection, reason: str) -> None:

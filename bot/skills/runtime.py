@@ -61,6 +61,8 @@ class SkillRuntime:
         self._changed = asyncio.Condition()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._recheck: asyncio.Task[None] | None = None
+        self._recheck_again = False
         self.current = SkillSet()
         #: set once the watcher sees changes (tests and benchmarks wait for it)
         self.watching = asyncio.Event()
@@ -74,11 +76,27 @@ class SkillRuntime:
 
     async def stop(self) -> None:
         self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._recheck):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._recheck = None
+
+    def tools_changed(self) -> None:
+        """Tools came or went after start (an MCP server listed or withdrew its tools): check
+        the skills' `tools` requirements again, in the background. Changes that arrive
+        during a reload are taken up by one more reload, never one each."""
+        if self._stop.is_set():
+            return
+        self._recheck_again = True
+        if self._recheck is None or self._recheck.done():
+            self._recheck = asyncio.create_task(self._recheck_tools(), name="skills-tools")
+
+    async def _recheck_tools(self) -> None:
+        while self._recheck_again:
+            self._recheck_again = False
+            await self._reload_logged()
 
     async def reload(self) -> SkillSet:
         async with self._lock:
