@@ -13,8 +13,6 @@ import urllib.error
 import urllib.request
 
 _ANY = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
-#: never through an HTTP_PROXY from the environment: the gateway is on this host
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def health_url(host: str, port: int) -> str:
@@ -23,8 +21,10 @@ def health_url(host: str, port: int) -> str:
 
 
 def check(url: str, timeout_s: float) -> tuple[bool, str]:
+    # never through an HTTP_PROXY from the environment: the gateway is on this host
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with _DIRECT.open(url, timeout=timeout_s) as response:
+        with direct.open(url, timeout=timeout_s) as response:
             status = json.loads(response.read() or b"{}").get("status")
     except urllib.error.HTTPError as exc:  # 503: the gateway answers, something is down
         return False, f"{url}: HTTP {exc.code}"
