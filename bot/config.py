@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -209,22 +210,31 @@ def parse_config(data: dict[str, Any], home: Path | None = None) -> Config:
         raise ConfigError(format_validation_error(exc)) from None
 
 
-def load_config(path: Path | None = None, home: Path | None = None) -> Config:
-    """Read and validate config.toml. A missing file is fine unless its path was given."""
+def load_config(
+    path: Path | None = None, home: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Read and validate config.toml, then the `DECAPOD_<TABLE>__<KEY>` variables of the
+    environment over it (bot/config_env.py). A missing file is fine unless its path was given."""
+    from bot.config_env import apply_overrides, describe, env_overrides
+
     home = (home or default_home()).expanduser()
+    overrides = env_overrides(os.environ if environ is None else environ)
     explicit = path is not None
     path = path or home / "config.toml"
-    if not path.exists():
-        if explicit:
-            raise ConfigError(f"config file {path} does not exist")
-        return parse_config({}, home)
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    elif explicit:
+        raise ConfigError(f"config file {path} does not exist")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        return parse_config(data, home)
+        return parse_config(apply_overrides(data, overrides), home)
     except ConfigError as exc:
-        raise ConfigError(f"{path}:\n{exc}") from None
+        where = f"{path}" if path.exists() else "the defaults"
+        if overrides:
+            where += f" with keys from the environment: {describe(overrides)}"
+        raise ConfigError(f"{where}:\n{exc}") from None
