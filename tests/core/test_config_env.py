@@ -1,14 +1,18 @@
 """`DECAPOD_<TABLE>__<KEY>` variables set config keys over the file (the container's route to
-listening on its own interface while the default stays 127.0.0.1)."""
+listening on its own interface while the default stays 127.0.0.1), in every section,
+the optional parts' included."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bot.cli import main
-from bot.config import load_config
+from bot.config import Config, load_config
 from bot.errors import ConfigError
 
 
@@ -111,3 +115,99 @@ def test_the_command_line_reads_the_process_environment(
     monkeypatch.setenv("DECAPOD_HTTP__PORT", "eighty")
     assert main(["config", "check"]) == 2
     assert "DECAPOD_HTTP__PORT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "read"),
+    [
+        ("DECAPOD_WEBUI__ENABLED", "false", lambda c: c.webui.enabled is False),
+        (
+            "DECAPOD_WEBUI__TRUSTED_PROXIES",
+            '["172.18.0.1"]',
+            lambda c: c.webui.trusted_proxies == ["172.18.0.1"],
+        ),
+        (
+            "DECAPOD_WEBUI__PRICES",
+            '{"openai:gpt-4o" = [2.5, 10.0]}',
+            lambda c: c.webui.prices == {"openai:gpt-4o": (2.5, 10.0)},
+        ),
+        ("DECAPOD_SKILLS__ENABLED", "false", lambda c: c.skills.enabled is False),
+        ("DECAPOD_SKILLS__DIR", "my-skills", lambda c: c.skills.dir == "my-skills"),
+        (
+            "DECAPOD_HOOKS__COMMANDS",
+            '[{name = "audit", command = ["/bin/true"], events = ["before_tool"]}]',
+            lambda c: [h.name for h in c.hooks.commands] == ["audit"],
+        ),
+        ("DECAPOD_WEB__ENABLED", "false", lambda c: c.web.enabled is False),
+        (
+            "DECAPOD_WEB__SEARCH",
+            '[{type = "searxng", base_url = "http://127.0.0.1:8888"}]',
+            lambda c: c.web.search[0].base_url == "http://127.0.0.1:8888",
+        ),
+        (
+            "DECAPOD_MCP__SERVERS__FILES__ENABLED",
+            "false",
+            lambda c: c.mcp.servers["files"].enabled is False,
+        ),
+        (
+            "DECAPOD_SANDBOX__ALLOW_UNENFORCED_LIMITS",
+            "true",
+            lambda c: c.sandbox.allow_unenforced_limits is True,
+        ),
+    ],
+)
+def test_the_optional_parts_sections_take_variables_too(
+    home: Path, variable: str, raw: str, read: Callable[[Config], bool]
+) -> None:
+    # a server from the file, so that a variable can change one key of it
+    _write(home, '[mcp.servers.files]\ntransport = "stdio"\ncommand = "/usr/bin/mcp-files"\n')
+
+    config = load_config(None, home, {variable: raw})
+
+    assert read(config)
+    assert config.mcp.servers["files"].command == "/usr/bin/mcp-files"
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"DECAPOD_MCP__SERVERS__FILES__TIMEOUT_S": "-1"}, "mcp.servers.files.timeout_s"),
+        ({"DECAPOD_WEB__SEARCH__0__BASE_URL": "x"}, "web.search is a value, not a table"),
+        ({"DECAPOD_HOOKS__COMMANDS": '[{name = "a"}]'}, "hooks.commands.0.command"),
+        ({"DECAPOD_WEBUI__TRUSTED_PROXIES": '["nowhere"]'}, "webui.trusted_proxies"),
+        ({"DECAPOD_SKILLS__WATCHING": "true"}, "skills.watching: unknown key"),
+    ],
+)
+def test_a_bad_variable_in_an_optional_part_names_it(
+    home: Path, environ: dict[str, str], expected: str
+) -> None:
+    _write(
+        home,
+        '[mcp.servers.files]\ntransport = "stdio"\ncommand = "/usr/bin/mcp-files"\n'
+        '[[web.search]]\ntype = "searxng"\nbase_url = "http://127.0.0.1:8888"\n',
+    )
+
+    with pytest.raises(ConfigError) as err:
+        load_config(None, home, environ)
+
+    assert expected in str(err.value)
+    assert next(iter(environ)) in str(err.value)
+
+
+def test_compose_environment_loads_and_lets_exec_run_in_the_container(home: Path) -> None:
+    """compose.yaml's DECAPOD_ keys over the image's own (the Dockerfile's ENV): a config that
+    loads, listens on the container's interface, and opts in to exec without a cgroup of its
+    own (the container's limits bound the whole tree; docs/install.md)."""
+    root = Path(__file__).resolve().parents[2]
+    environ = dict(re.findall(r"(DECAPOD_\w+__\w+)=(\S+)", (root / "Dockerfile").read_text()))
+    compose = yaml.safe_load((root / "compose.yaml").read_text())
+    environ.update(
+        (key, str(value))
+        for key, value in compose["services"]["decapod"]["environment"].items()
+        if key.startswith("DECAPOD_")
+    )
+
+    config = load_config(None, home, environ)
+
+    assert config.http.host == "0.0.0.0"
+    assert config.sandbox.allow_unenforced_limits is True
