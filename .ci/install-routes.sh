@@ -126,6 +126,13 @@ route_wheel() {
     fi
     "$WORK/tools/bin/twine" check --strict "$WORK"/dist/*
     ls -l "$WORK/dist"
+    # the data files the code reads at run time: the web UI's pages and the bundled skills
+    local listing
+    listing=$("$WORK/tools/bin/python" -m zipfile -l "$WORK"/dist/decapod-*.whl)
+    for wanted in bot/webui/templates/welcome.html bot/webui/static/chat.js \
+        bot/skills/bundled/daily-briefing/SKILL.md; do
+        grep -qF "$wanted" <<<"$listing" || die "the wheel has no $wanted"
+    done
 }
 
 route_pipx() {
@@ -198,6 +205,11 @@ opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 body = json.loads(opener.open(f"http://127.0.0.1:{sys.argv[1]}/health", timeout=10).read())
 print(body["status"], "|", body.get("sandbox"))
 assert body["status"] == "ok", body
+# the web UI's first-run page, rendered from the image's templates (the host network: CI's
+# browser would be a loopback caller)
+page = opener.open(f"http://127.0.0.1:{sys.argv[1]}/", timeout=10).read().decode()
+assert "<title>Set up Decapod" in page, page[:300]
+print("web UI: first-run page served")
 PY
     grep -qxF 'docker compose exec decapod decapod chat' README.md ||
         die "README.md no longer prints the compose chat line"
