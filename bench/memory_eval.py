@@ -159,8 +159,8 @@ async def _evaluate(data: Dataset, tmp: Path, embedders: list[str]) -> dict[str,
 
 GRID: dict[str, list[Any]] = {
     "fusion": ["score"],
-    "vector_weight": [0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5],
-    "context_weight": [0.0, 0.15, 0.3, 0.5, 1.0],
+    "vector_weight": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0],
+    "context_weight": [0.0, 0.15, 0.3, 0.5],
 }
 RRF_GRID: dict[str, list[Any]] = {
     "fusion": ["rrf"],

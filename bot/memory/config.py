@@ -66,11 +66,11 @@ class MemoryConfig(_Strict):
     #: "rrf": reciprocal rank fusion, sum of weight / (rrf_k + rank)
     fusion: Literal["score", "rrf"] = "score"
     keyword_weight: float = Field(default=1.0, ge=0)
-    vector_weight: float = Field(default=1.0, ge=0)
+    vector_weight: float = Field(default=1.5, ge=0)
     rrf_k: int = Field(default=10, ge=1)
     #: a query word found in what an item depends on (the turn before, the day it was said)
     #: counts this much of one found in the item itself
-    context_weight: float = Field(default=0.3, ge=0)
+    context_weight: float = Field(default=0.5, ge=0)
     #: multiplies a hit's score by 1 + recency_boost * 0.5 ** (age / half life); 0 turns it off
     recency_boost: float = Field(default=0.1, ge=0)
     recency_half_life_days: float = Field(default=30.0, gt=0)

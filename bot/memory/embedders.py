@@ -190,55 +190,67 @@ _WORDLLAMA_TOKENIZER = ("tokenizers", "l2_supercat_tokenizer_config.json")
 
 
 class WordLlamaEmbedder:
-    """WordLlama (l2_supercat, 256 dims): a token embedding table averaged on the CPU, from
-    the files inside the `wordllama` package. Loaded by the first `embed`, not at start."""
+    """WordLlama (l2_supercat, 256 dims): the mean of a text's token vectors, from the
+    weights and tokenizer inside the installed `wordllama` package. The package itself is
+    never imported (its import configures the root logger, and its loader downloads the
+    tokenizer it fails to find); the table stays float16. Loaded by the first `embed`."""
 
     name = "wordllama:l2_supercat_256"
     dim = 256
 
     def __init__(self) -> None:
-        self._model: Any = None
+        self._table: Any = None
+        self._tokenizer: Any = None
 
     def _files(self) -> tuple[Path, Path]:
         import importlib.util
 
-        spec = importlib.util.find_spec("wordllama")
+        spec = importlib.util.find_spec("wordllama")  # finds the folder, imports nothing
         if spec is None or not spec.submodule_search_locations:
             raise EmbedderError("wordllama is not installed: pip install decapod[memory]")
         root = Path(next(iter(spec.submodule_search_locations)))
-        weights, tokenizer = (
-            root.joinpath(*_WORDLLAMA_WEIGHTS),
-            root.joinpath(*_WORDLLAMA_TOKENIZER),
-        )
+        weights = root.joinpath(*_WORDLLAMA_WEIGHTS)
+        tokenizer = root.joinpath(*_WORDLLAMA_TOKENIZER)
         for path in (weights, tokenizer):
             if not path.is_file():
                 raise EmbedderError(f"wordllama's package has no {path.name}")
         return weights, tokenizer
 
     def check(self) -> None:
-        """Raise EmbedderError unless the model can be loaded; loads nothing."""
+        """Raise EmbedderError unless the model's files are there; loads nothing."""
         self._files()
 
     def load(self) -> None:
         weights, tokenizer_file = self._files()
         try:
-            from safetensors import safe_open
+            from safetensors.numpy import load_file
             from tokenizers import Tokenizer
-            from wordllama.inference import WordLlamaInference
 
-            # WordLlama.load() looks for its tokenizer in the wrong folder and then downloads
-            # it; building the inference object from the package's files never does.
-            with safe_open(str(weights), framework="np") as f:
-                table = f.get_tensor("embedding.weight")
-            self._model = WordLlamaInference(table, Tokenizer.from_file(str(tokenizer_file)))
+            table = load_file(str(weights))["embedding.weight"]
+            tokenizer = Tokenizer.from_file(str(tokenizer_file))
         except Exception as exc:
             raise EmbedderError(f"cannot load wordllama: {type(exc).__name__}: {exc}") from exc
+        if table.ndim != 2 or table.shape[1] != self.dim:
+            raise EmbedderError(f"wordllama's table has shape {table.shape}, not (n, {self.dim})")
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        self._table, self._tokenizer = table, tokenizer
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
-        if self._model is None:
+        import numpy as np
+
+        if self._table is None:
             self.load()
-        vectors = self._model.embed(texts, norm=True)
-        return [[float(x) for x in row] for row in vectors]
+        out: list[list[float]] = []
+        for encoding in self._tokenizer.encode_batch(texts, add_special_tokens=False):
+            ids = np.clip(np.asarray(encoding.ids, dtype=np.int64), 0, len(self._table) - 1)
+            if not len(ids):  # no token, no direction: a zero vector, which is never stored
+                out.append([0.0] * self.dim)
+                continue
+            mean = self._table[ids].astype(np.float32).mean(axis=0)
+            norm = float(np.linalg.norm(mean))
+            out.append([float(x) / norm for x in mean] if norm > 0 else [0.0] * self.dim)
+        return out
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         return await asyncio.to_thread(self._encode, texts)

@@ -45,23 +45,39 @@ class FusionWeights:
 
 
 def _scaled(scores: dict[int, float]) -> dict[int, float]:
-    """Scores divided by the best one (1.0 for the best, 0 and below for useless ones)."""
+    """BM25 scores divided by the best one: 1.0 for the best, and 0 means no match."""
     best = max(scores.values(), default=0.0)
     return {cid: s / best for cid, s in scores.items()} if best > 0 else {}
+
+
+_MIN_SPREAD = 0.1
+
+
+def _spread(scores: dict[int, float]) -> dict[int, float]:
+    """Cosine similarities from the worst candidate (0.0) to the best (1.0). Models differ
+    in where their cosines sit (a static model's spread over 0.1-0.7, E5's over 0.75-0.9):
+    only the order and spacing among the candidates says anything."""
+    if not scores:
+        return {}
+    low, high = min(scores.values()), max(scores.values())
+    # cosines closer than this are about equally near: their gap must not become a big one
+    spread = max(high - low, _MIN_SPREAD)
+    return {cid: (s - low) / spread for cid, s in scores.items()}
 
 
 def fuse(
     found: SearchRows, weights: FusionWeights, limit: int, now: float | None = None
 ) -> list[MemoryHit]:
-    """Merge the keyword and vector lists: by scaled scores (weight * score / best score,
-    summed) or by reciprocal rank (sum of weight / (rrf_k + rank)); either times an
-    optional boost for recent items. Ties keep keyword order, then vector order."""
+    """Merge the keyword and vector lists: by scaled scores (weight * BM25 / best BM25 +
+    weight * cosine scaled from the worst candidate to the best) or by reciprocal rank
+    (sum of weight / (rrf_k + rank)); either times an optional boost for recent items.
+    Ties keep keyword order, then vector order."""
     now = time.time() if now is None else now
     keyword_rank = {cid: i + 1 for i, cid in enumerate(found.keyword)}
     vector_rank = {cid: i + 1 for i, cid in enumerate(found.vector)}
     by_score = weights.method == "score"
     keyword_scaled = _scaled(found.keyword_score) if by_score else {}
-    vector_scaled = _scaled(found.vector_score) if by_score else {}
+    vector_scaled = _spread(found.vector_score) if by_score else {}
     hits: list[MemoryHit] = []
     for cid in dict.fromkeys(found.keyword + found.vector):
         row = found.rows[cid]
@@ -69,7 +85,7 @@ def fuse(
         score = 0.0
         if by_score:
             score += weights.keyword * keyword_scaled.get(cid, 0.0)
-            score += weights.vector * max(0.0, vector_scaled.get(cid, 0.0))
+            score += weights.vector * vector_scaled.get(cid, 0.0)
         else:
             if kr is not None:
                 score += weights.keyword / (weights.rrf_k + kr)

@@ -300,7 +300,7 @@ class MemoryRepo:
         model: str | None,
         limit: int,
         now: float,
-        context_weight: float = 0.3,
+        context_weight: float = 0.5,
     ) -> SearchRows:
         """Keyword and vector candidates among `owners`' unexpired items. The vector side
         runs only when `vector` is in the space of the model the index was built with.

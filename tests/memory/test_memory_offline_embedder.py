@@ -67,9 +67,9 @@ async def test_packaged_model_loads_on_first_use_not_at_start(tmp_path: Path) ->
             "wordllama:l2_supercat_256",
             256,
         )
-        assert embedder._model is None  # an idle gateway holds no model
+        assert embedder._table is None  # an idle gateway holds no model
         item = await service.save("alice", "I bought tickets to Toronto for the summer")
-        assert embedder._model is not None
+        assert embedder._table is not None
         hits = await service.search("alice", "holiday in Canada", mode="vector")
         assert hits[0].item_id == item
         await service.stop()
