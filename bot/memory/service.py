@@ -48,6 +48,8 @@ _EMBED_BATCH = 64
 _QUERY_CACHE = 128
 _RESELECT_S = 60.0
 _PRUNE_S = 3600.0
+_EARLIEST = 0.0
+_DAY_S = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +319,8 @@ class MemoryService:
         if kind not in KINDS or kind == "knowledge":
             raise MemoryRequestError(f"unknown kind {kind!r}")
         said = time.time() if at is None else at
+        if not _EARLIEST <= said <= time.time() + _DAY_S:
+            raise MemoryRequestError("`at` must be a time between 1970 and tomorrow")
         text = self._redact(text).strip()[:MAX_ITEM_CHARS]
         if not text:
             raise MemoryRequestError("nothing to remember")

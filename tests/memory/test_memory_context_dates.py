@@ -6,9 +6,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pytest
+
 from bot.memory.dates import query_dates, resolve_relative
 from bot.memory.search import FusionWeights, MemoryHit, fuse, merge_phrasings
-from bot.memory.service import MemoryService
+from bot.memory.service import MemoryRequestError, MemoryService
 from bot.store import Store, migrations, sqlite
 from bot.store.memory import ChunkRow, SearchRows, owner_tag
 from tests.deps import REDACT
@@ -168,3 +170,10 @@ async def test_an_older_database_gets_the_context_column(tmp_path: Path) -> None
         hits = await service.search("alice", "instruments", mode="keyword")
         assert [h.item_id for h in hits] == [item]
         await service.stop()
+
+
+async def test_a_time_that_cannot_be_when_it_was_said_is_refused(memory: MemoryService) -> None:
+    for at in (float("nan"), -1.0, 1e300, dt.datetime(2999, 1, 1).timestamp()):
+        with pytest.raises(MemoryRequestError, match="between 1970 and tomorrow"):
+            await memory.save("alice", "hello", at=at)
+    assert await memory.count("alice") == 0

@@ -141,3 +141,11 @@ async def test_doctor_names_the_active_embedder(make_config: Any) -> None:
     ((what, ok, detail),) = await check_memory(config)
     assert (what, ok) == ("memory", True)
     assert detail == "hybrid, embedder wordllama:l2_supercat_256 (256 dims)"
+
+
+async def test_a_text_without_tokens_embeds_to_no_direction() -> None:
+    embedder = WordLlamaEmbedder()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no division by zero on the way
+        (vector,) = await embedder.embed([""])
+    assert vector == [0.0] * 256
