@@ -157,7 +157,7 @@ _M003 = [
 
 
 @migration
-def m005_memory_context(conn: Any) -> None:
+def m006_memory_context(conn: Any) -> None:
     """Memory chunks get a `context` column (the speaker's neighbouring turn, the date it was
     said): indexed in its own FTS5 column, weighted below the text itself at query time."""
     conn.execute("ALTER TABLE memory_chunks ADD COLUMN context TEXT NOT NULL DEFAULT ''")

@@ -143,7 +143,7 @@ async def test_search_phrasings_finds_what_one_wording_misses(memory: MemoryServ
 async def test_an_older_database_gets_the_context_column(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     conn = sqlite.connect(path)
-    newer = {n: f for n, f in migrations.MIGRATIONS.items() if n >= "m005_memory_context"}
+    newer = {n: f for n, f in migrations.MIGRATIONS.items() if n >= "m006_memory_context"}
     try:
         for name in newer:
             del migrations.MIGRATIONS[name]
