@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -17,34 +16,40 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bot.errors import DecapodError
 from bot.memory.config import MemoryConfig
 from bot.memory.embedders import Embedder, EmbedderChain, build_embedders, is_zero
 from bot.memory.export import export_people, export_session
 from bot.memory.extract import extract_before_compaction
 from bot.memory.knowledge import KnowledgeWatcher
-from bot.memory.search import FusionWeights, MemoryHit, fit_budget, fuse
-from bot.memory.text import chunk_text, fts_match, query_terms, text_hash
+from bot.memory.links import LINK_ALPHABET, LINK_TTL_S, LinkCodes, MemoryRequestError
+from bot.memory.search import FusionWeights, MemoryHit, fit_budget, fuse, merge_phrasings
+from bot.memory.text import (
+    SEARCHED,
+    chunk_text,
+    embedding_input,
+    fts_match,
+    indexed_context,
+    indexed_text,
+    query_terms,
+    text_hash,
+    with_dates,
+)
 from bot.providers.base import ChatMessage, Provider
 from bot.store import Store, sqlite
 from bot.store.memory import SHARED, ItemRow, MemoryRepo, NewChunk, NewItem, pack_vector
 
 log = logging.getLogger("decapod.memory")
+__all__ = ["LINK_ALPHABET", "LINK_TTL_S", "MemoryRequestError", "MemoryService", "MemoryStatus"]
 
 KINDS = ("fact", "preference", "note", "session_summary", "knowledge")
 SearchMode = Literal["hybrid", "keyword", "vector"]
 MAX_ITEM_CHARS = 20_000
-LINK_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: easy to read and type
-LINK_TTL_S = 600.0
-_LINK_MAX_FAILURES = 5
 _EMBED_BATCH = 64
 _QUERY_CACHE = 128
 _RESELECT_S = 60.0
 _PRUNE_S = 3600.0
-
-
-class MemoryRequestError(DecapodError):
-    """A memory request that cannot be done; the message is fit to show a person."""
+_EARLIEST = 0.0
+_DAY_S = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,7 @@ class MemoryService:
             config.rrf_k,
             config.recency_boost,
             config.recency_half_life_days,
+            config.fusion,
         )
         self.watcher = KnowledgeWatcher(
             home / config.knowledge_dir,
@@ -95,7 +101,7 @@ class MemoryService:
         self._index_model: str | None = None  # set once the vector table matches the embedder
         self._vec_error = None if sqlite.vec_available() else (sqlite.info().vec_error or "")
         self._queries: OrderedDict[tuple[str, str], bytes | None] = OrderedDict()
-        self._link_failures: dict[str, list[float]] = {}
+        self.links = LinkCodes(self.repo)
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._backfilling = asyncio.Lock()
@@ -205,15 +211,19 @@ class MemoryService:
             found.update(new)
         return [found[h] for h in hashes]
 
-    async def _chunks(self, text: str) -> tuple[list[NewChunk], str | None]:
+    async def _chunks(self, text: str, context: str = "") -> tuple[list[NewChunk], str | None]:
         pieces = chunk_text(text, self.config.chunk_words, self.config.chunk_overlap)
-        hashes = [text_hash(p.text) for p in pieces]
+        inputs = [embedding_input(p.text) for p in pieces]
+        hashes = [text_hash(i) for i in inputs]  # the cache's key: what is embedded
         model = self._vector_model
-        blobs = await self._embed_cached([p.text for p in pieces], hashes) if model else None
+        blobs = await self._embed_cached(inputs, hashes) if model else None
         if blobs is None:
-            return [NewChunk(p.seq, p.text, h) for p, h in zip(pieces, hashes, strict=True)], None
+            return [
+                NewChunk(p.seq, p.text, h, context=context)
+                for p, h in zip(pieces, hashes, strict=True)
+            ], None
         return [
-            NewChunk(p.seq, p.text, h, b or None)
+            NewChunk(p.seq, p.text, h, b or None, context)
             for p, h, b in zip(pieces, hashes, blobs, strict=True)
         ], model
 
@@ -229,7 +239,8 @@ class MemoryService:
             pending = await self.repo.pending_chunks(_EMBED_BATCH)
             if not pending:
                 break
-            blobs = await self._embed_cached([p[1] for p in pending], [p[2] for p in pending])
+            inputs = [embedding_input(p[1]) for p in pending]
+            blobs = await self._embed_cached(inputs, [p[2] for p in pending])
             if blobs is None:
                 break
             stored = await self.repo.store_vectors(
@@ -271,7 +282,7 @@ class MemoryService:
         if key in self._queries:
             self._queries.move_to_end(key)
             return self._queries[key], model
-        vectors = await self.chain.embed([query])
+        vectors = await self.chain.embed([embedding_input(query)])
         if vectors is None:
             return None, None
         blob = None if is_zero(vectors[0]) else pack_vector(vectors[0])
@@ -294,17 +305,29 @@ class MemoryService:
         kind: str = "fact",
         source: str = "",
         expires_at: float | None = None,
+        at: float | None = None,
+        speaker: str = "",
+        context: str = "",
     ) -> int:
-        """Remember `text` for a person; returns the item id (an existing one for a repeat)."""
+        """Remember `text` for a person; returns the item id (an existing one for a repeat).
+
+        `at` is when it was said (default: now): relative dates in the text ("yesterday",
+        "last Saturday") are resolved against it and written after them. `speaker` is who
+        said it, kept in front of the text. `context` is what the text depends on, such as the
+        turn it answers ("How was the road trip?"): searched with a lower weight, not shown."""
         owner = self._owner(person_id)
         if kind not in KINDS or kind == "knowledge":
             raise MemoryRequestError(f"unknown kind {kind!r}")
+        said = time.time() if at is None else at
+        if not _EARLIEST <= said <= time.time() + _DAY_S:
+            raise MemoryRequestError("`at` must be a time between 1970 and tomorrow")
         text = self._redact(text).strip()[:MAX_ITEM_CHARS]
         if not text:
             raise MemoryRequestError("nothing to remember")
-        chunks, model = await self._chunks(text)
+        text = indexed_text(text, speaker=self._redact(speaker).strip(), said=said)
+        chunks, model = await self._chunks(text, indexed_context(self._redact(context), said))
         item_id, _ = await self.repo.add(
-            NewItem(owner, kind, text, chunks, source, model, expires_at)
+            NewItem(owner, kind, text, chunks, source, model, expires_at, at)
         )
         if model is None and self._index_model is not None:
             self._wake.set()
@@ -322,11 +345,26 @@ class MemoryService:
         """The person's best matching items (and shared knowledge), best first."""
         owner = self._owner(person_id)
         owners = [owner, SHARED] if include_shared else [owner]
-        match = fts_match(query_terms(query), owners) if mode != "vector" else None
-        blob, model = (None, None) if mode == "keyword" else await self._query_vector(query)
         now = time.time()
-        found = await self.repo.search(owners, match, blob, model, max(limit * 4, 20), now)
+        terms = query_terms(with_dates(query, now))
+        match = fts_match(terms, owners, columns=SEARCHED) if mode != "vector" else None
+        blob, model = (None, None) if mode == "keyword" else await self._query_vector(query)
+        found = await self.repo.search(
+            owners, match, blob, model, max(limit * 4, 20), now, self.config.context_weight
+        )
         return fuse(found, self.weights, limit, now)
+
+    async def search_phrasings(
+        self, person_id: str, phrasings: list[str], *, limit: int = 10
+    ) -> list[MemoryHit]:
+        """Search several phrasings of one question and merge them: an item's score is its
+        best score plus a share of the others, so one found by several phrasings ranks
+        higher, and one strong match is never buried by weak ones."""
+        queries = list(dict.fromkeys(q for q in phrasings if q.strip()))
+        if len(queries) <= 1:
+            return await self.search(person_id, queries[0] if queries else "", limit=limit)
+        results = [await self.search(person_id, q, limit=limit * 2) for q in queries]
+        return merge_phrasings(results, limit)
 
     async def recall(
         self,
@@ -400,25 +438,8 @@ class MemoryService:
 
     # identity links --------------------------------------------------------------------------
     async def create_link_code(self, person_id: str) -> str:
-        owner = self._owner(person_id)
-        code = "".join(secrets.choice(LINK_ALPHABET) for _ in range(8))
-        await self.repo.put_link_code(code, owner, time.time() + LINK_TTL_S)
-        return code
+        return await self.links.create(self._owner(person_id))
 
     async def redeem_link_code(self, person_id: str, code: str) -> str:
         """Join this person to the one who made `code`; returns the person id both now share."""
-        owner = self._owner(person_id)
-        now = time.time()
-        recent = [t for t in self._link_failures.get(owner, []) if now - t < LINK_TTL_S]
-        if len(recent) >= _LINK_MAX_FAILURES:
-            raise MemoryRequestError("Too many wrong codes. Try again in a few minutes.")
-        normalized = "".join(c for c in code.upper() if c.isalnum())
-        target = await self.repo.redeem_link_code(normalized, owner, now)
-        if target is None:
-            self._link_failures[owner] = [*recent, now]
-            raise MemoryRequestError(
-                "That code is unknown or has expired. Send /link where you are already known "
-                "to get a new one."
-            )
-        self._link_failures.pop(owner, None)
-        return target
+        return await self.links.redeem(self._owner(person_id), code)

@@ -11,7 +11,7 @@ import hashlib
 import struct
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bot.store import sqlite
@@ -43,6 +43,8 @@ class NewChunk:
     text_hash: str
     #: float32 bytes in the space of the model passed alongside; None = nothing to store
     vector: bytes | None = None
+    #: what the text depends on (the turn it answers, when it was said): searched, not shown
+    context: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,8 @@ class NewItem:
     #: the model that made the chunks' vectors; None = not embedded yet
     model: str | None = None
     expires_at: float | None = None
+    #: when it was said (default: now); also what recency and the recalled date go by
+    at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,9 @@ class SearchRows:
     keyword: list[int]  # chunk ids, best first
     vector: list[int]  # chunk ids, nearest first
     rows: dict[int, ChunkRow]
+    #: BM25 relevance (higher is better) and cosine similarity of the listed chunks
+    keyword_score: dict[int, float] = field(default_factory=dict)
+    vector_score: dict[int, float] = field(default_factory=dict)
 
 
 def _batches(ids: Sequence[Any]) -> Iterator[tuple[Sequence[Any], str]]:
@@ -151,6 +158,7 @@ def _delete_items(conn: Conn, item_ids: Sequence[int]) -> int:
 
 def _insert_item(conn: Conn, item: NewItem, now: float) -> int:
     digest = hashlib.sha256(item.text.encode()).hexdigest()
+    now = now if item.at is None else item.at
     item_id = int(
         conn.execute(
             "INSERT INTO memory_items (owner, kind, text, text_hash, source, created_at,"
@@ -163,9 +171,9 @@ def _insert_item(conn: Conn, item: NewItem, now: float) -> int:
     tag = owner_tag(item.owner)
     for ch in item.chunks:
         cid = conn.execute(
-            "INSERT INTO memory_chunks (item_id, owner, owner_tag, seq, text, text_hash, embedded)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (item_id, item.owner, tag, ch.seq, ch.text, ch.text_hash, int(in_space)),
+            "INSERT INTO memory_chunks (item_id, owner, owner_tag, seq, text, text_hash, embedded,"
+            " context) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (item_id, item.owner, tag, ch.seq, ch.text, ch.text_hash, int(in_space), ch.context),
         ).lastrowid
         if in_space and ch.vector is not None:
             _put_vector(conn, cid, item.owner, ch.vector)
@@ -228,9 +236,11 @@ class MemoryRepo:
             )
             if not found:
                 return _insert_item(conn, item, now), True
+            # said again: as recent as the latest time it was said
             conn.execute(
-                "UPDATE memory_items SET updated_at = ?, expires_at = ? WHERE id = ?",
-                (now, item.expires_at, found[0]),
+                "UPDATE memory_items SET updated_at = max(updated_at, ?), expires_at = ?"
+                " WHERE id = ?",
+                (now if item.at is None else item.at, item.expires_at, found[0]),
             )
             return int(found[0]), False
 
@@ -290,13 +300,21 @@ class MemoryRepo:
         model: str | None,
         limit: int,
         now: float,
+        context_weight: float = 0.5,
     ) -> SearchRows:
         """Keyword and vector candidates among `owners`' unexpired items. The vector side
-        runs only when `vector` is in the space of the model the index was built with."""
+        runs only when `vector` is in the space of the model the index was built with.
+        A word found in a chunk's context counts `context_weight` times one in its text."""
 
         def op(conn: Conn) -> SearchRows:
-            fts = "SELECT rowid FROM memory_fts WHERE memory_fts MATCH ? ORDER BY rank LIMIT ?"
-            keyword: list[int] = _col(conn, fts, (match, limit)) if match else []
+            fts = (
+                "SELECT rowid, bm25(memory_fts, 1.0, 0.0, ?) AS score FROM memory_fts"
+                " WHERE memory_fts MATCH ? ORDER BY score LIMIT ?"
+            )
+            found = conn.execute(fts, (context_weight, match, limit)).fetchall() if match else []
+            keyword: list[int] = [int(r[0]) for r in found]
+            # SQLite's bm25() is negative, more so for a better match
+            keyword_score = {int(r[0]): -float(r[1]) for r in found}
             nearest: list[tuple[float, int]] = []
             recorded = _vec_model(conn) if vector is not None else None
             if recorded is not None and recorded[0] == model and sqlite.vec_available():
@@ -307,7 +325,9 @@ class MemoryRepo:
                         " AND k = ? AND owner = ?",
                         (vector, k, owner),
                     ).fetchall()
-            by_distance = [cid for _, cid in sorted(nearest)[:limit]]
+            closest = sorted(nearest)[:limit]
+            by_distance = [cid for _, cid in closest]
+            vector_score = {cid: 1.0 - float(d) for d, cid in closest}
             rows: dict[int, ChunkRow] = {}
             ids = list(dict.fromkeys(keyword + by_distance))
             oqs = ",".join("?" * len(owners))
@@ -321,7 +341,11 @@ class MemoryRepo:
                 ).fetchall():
                     rows[r[0]] = ChunkRow(*r)
             return SearchRows(
-                [c for c in keyword if c in rows], [c for c in by_distance if c in rows], rows
+                [c for c in keyword if c in rows],
+                [c for c in by_distance if c in rows],
+                rows,
+                {c: v for c, v in keyword_score.items() if c in rows},
+                {c: v for c, v in vector_score.items() if c in rows},
             )
 
         return await self.store.read(op)
