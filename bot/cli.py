@@ -23,16 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="start the gateway with the configured channels")
     sub.add_parser("chat", help="chat with the assistant in this terminal")
-    init = sub.add_parser("init", help="write HOME/config.toml")
-    init.add_argument(
-        "--provider",
-        choices=["ollama", "openai", "anthropic", "vllm", "llamacpp", "lmstudio", "openrouter"],
-    )
-    init.add_argument("--model", help="model name, e.g. llama3.2 or gpt-4o-mini")
-    init.add_argument("--base-url", help="OpenAI-compatible server URL")
-    init.add_argument("--owner", help="your identity key, e.g. telegram:123456789")
-    init.add_argument("--yes", "-y", action="store_true", help="no questions: use defaults")
-    init.add_argument("--force", action="store_true", help="overwrite an existing config")
+    from bot import cli_init
+
+    cli_init.add_subparsers(sub)
     sub.add_parser("doctor", help="check the config, providers, storage and channels")
     sub.add_parser("migrate", help="apply database migrations")
     cfg = sub.add_parser("config", help="configuration tools")
@@ -55,7 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     security_sub = security.add_subparsers(dest="security_command", metavar="ACTION", required=True)
     security_sub.add_parser("audit", help="check the config and this host for risky settings")
     _add_optional_parts(sub)
+    _add_operator_commands(sub)
     return parser
+
+
+def _add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Commands whose module adds its own parser and handler (`set_defaults(run_command=)`)."""
+    from bot import cli_ask, cli_completion, cli_logs, cli_status
+
+    cli_ask.add_subparsers(sub)
+    cli_status.add_subparsers(sub)
+    cli_logs.add_subparsers(sub)
+    cli_completion.add_subparsers(sub)
 
 
 def _add_optional_parts(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
