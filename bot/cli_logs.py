@@ -69,15 +69,22 @@ def run(args: argparse.Namespace) -> int:
         return 1
     keep = LogFilter(LEVELS.index(args.level) if args.level else 0, args.session)
     out = sys.stdout
-    for line in last_lines(path, keep, args.lines):
+    # the current file is read through the handle that then follows it: no line written in
+    # between is missed
+    handle = _open(path)
+    current = handle.read() if handle is not None else ""
+    for line in last_lines(path, keep, args.lines, current):
         _emit(line, args.json, out)
-    if args.follow:
-        try:
-            for line in follow(path):
-                if keep.matches(parse(line)):
-                    _emit(line, args.json, out)
-        except KeyboardInterrupt:
-            return 0
+    if not args.follow:
+        if handle is not None:
+            handle.close()
+        return 0
+    try:
+        for line in follow(path, handle):
+            if keep.matches(parse(line)):
+                _emit(line, args.json, out)
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
@@ -120,16 +127,19 @@ def generations(path: Path) -> list[Path]:
     return [*older, path]
 
 
-def last_lines(path: Path, keep: LogFilter, count: int) -> list[str]:
-    """The last `count` matching lines (all when 0), reading older files only when needed."""
+def last_lines(path: Path, keep: LogFilter, count: int, current: str) -> list[str]:
+    """The last `count` matching lines (all when 0): of `current` (the current file's text),
+    and of the rotated files before it when more are wanted."""
     found: deque[str] = deque()
     for file in reversed(generations(path)):
-        if not file.exists():
+        if file == path:
+            text = current
+        elif file.exists():
+            text = file.read_text(encoding="utf-8", errors="replace")
+        else:
             continue
         matching = [
-            line
-            for line in file.read_text(encoding="utf-8", errors="replace").splitlines()
-            if line.strip() and keep.matches(parse(line))
+            line for line in text.splitlines() if line.strip() and keep.matches(parse(line))
         ]
         found.extendleft(reversed(matching))
         if count and len(found) >= count:
@@ -138,10 +148,11 @@ def last_lines(path: Path, keep: LogFilter, count: int) -> list[str]:
     return lines[-count:] if count else lines
 
 
-def follow(path: Path, poll_s: float = _FOLLOW_POLL_S) -> Iterator[str]:
-    """New lines of `path` as they are written, from its current end; a rotation (the file
-    replaced or shortened) is followed into the new file from its start."""
-    handle = _open_at_end(path)
+def follow(path: Path, handle: TextIO | None, poll_s: float = _FOLLOW_POLL_S) -> Iterator[str]:
+    """New lines of `path` as they are written, from where `handle` stands (None: the file
+    does not exist yet). After a rotation the file being read is finished, then the
+    generation after it, up to the current file, so lines written while several rotations
+    passed are not skipped."""
     partial = ""
     while True:
         chunk = handle.read() if handle is not None else ""
@@ -150,14 +161,15 @@ def follow(path: Path, poll_s: float = _FOLLOW_POLL_S) -> Iterator[str]:
             *complete, partial = partial.split("\n")
             yield from (line for line in complete if line.strip())
             continue
-        if _rotated(path, handle):
-            if handle is not None:
-                # what was written to the old file between the last read and its rotation
-                partial += handle.read()
-                handle.close()
-            handle = _open(path)
+        if not _moved_on(path, handle):
+            time.sleep(poll_s)
             continue
-        time.sleep(poll_s)
+        following = path
+        if handle is not None:
+            partial += handle.read()  # written between the last read and the rotation
+            following = _generation_after(path, os.fstat(handle.fileno()))
+            handle.close()
+        handle = _open(following)
 
 
 def _open(path: Path) -> TextIO | None:
@@ -167,14 +179,8 @@ def _open(path: Path) -> TextIO | None:
         return None
 
 
-def _open_at_end(path: Path) -> TextIO | None:
-    handle = _open(path)
-    if handle is not None:
-        handle.seek(0, 2)
-    return handle
-
-
-def _rotated(path: Path, handle: TextIO | None) -> bool:
+def _moved_on(path: Path, handle: TextIO | None) -> bool:
+    """The file being read is no longer the current one (rotated), or was cut short."""
     try:
         now = path.stat()
     except FileNotFoundError:
@@ -185,3 +191,17 @@ def _rotated(path: Path, handle: TextIO | None) -> bool:
     return (now.st_ino, now.st_dev) != (current.st_ino, current.st_dev) or (
         now.st_size < handle.tell()
     )
+
+
+def _generation_after(path: Path, done: os.stat_result) -> Path:
+    """The file written after the one `done` describes; the current file when that one was
+    already removed (rotated past the backups kept) or was the current one."""
+    files = generations(path)
+    for n, file in enumerate(files[:-1]):
+        try:
+            info = file.stat()
+        except FileNotFoundError:
+            continue
+        if (info.st_ino, info.st_dev) == (done.st_ino, done.st_dev):
+            return files[n + 1]
+    return path

@@ -45,6 +45,13 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.home)
     runtime = read_runtime(config.home)
+    if runtime is None and args.url is None and not config.http.enabled:
+        print(
+            "decapod: the gateway's HTTP server is off ([http] enabled = false), and "
+            "`decapod status` asks it there",
+            file=sys.stderr,
+        )
+        return NOT_RUNNING
     url = args.url or (
         runtime.url if runtime else local_url(config.http.host, config.http.port)
     ).rstrip("/")

@@ -90,9 +90,9 @@ DOCTORS: dict[str, str] = {
 #: config `type` -> what to do on the platform once the token works (`decapod init` says it)
 SETUP_STEPS: dict[str, str] = {
     "telegram": (
-        "In Telegram, open your bot (the t.me link @BotFather gave) and send it a message. "
-        "You get a pairing code: approve it with `decapod pairing approve CODE`, or put your "
-        "id in [gateway] owners (docs/channels/telegram.md)."
+        "In Telegram, open your bot (the t.me link @BotFather gave) and write to it. People "
+        "you have not approved get a pairing code: approve it with `decapod pairing approve "
+        "CODE` (docs/channels/telegram.md)."
     ),
     "slack": (
         "Create the Slack app from the manifest docs/channels/slack-manifest.json "
