@@ -23,9 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="start the gateway with the configured channels")
     sub.add_parser("chat", help="chat with the assistant in this terminal")
-    from bot import cli_init
-
-    cli_init.add_subparsers(sub)
+    _add_operator_commands(sub)
     sub.add_parser("doctor", help="check the config, providers, storage and channels")
     sub.add_parser("migrate", help="apply database migrations")
     cfg = sub.add_parser("config", help="configuration tools")
@@ -48,18 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
     security_sub = security.add_subparsers(dest="security_command", metavar="ACTION", required=True)
     security_sub.add_parser("audit", help="check the config and this host for risky settings")
     _add_optional_parts(sub)
-    _add_operator_commands(sub)
+    from bot import cli_completion
+
+    cli_completion.add_subparsers(sub)  # last in the list: a tool about all the others
     return parser
 
 
 def _add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Commands whose module adds its own parser and handler (`set_defaults(run_command=)`)."""
-    from bot import cli_ask, cli_completion, cli_logs, cli_status
+    from bot import cli_ask, cli_init, cli_logs, cli_status
 
+    cli_init.add_subparsers(sub)
     cli_ask.add_subparsers(sub)
     cli_status.add_subparsers(sub)
     cli_logs.add_subparsers(sub)
-    cli_completion.add_subparsers(sub)
 
 
 def _add_optional_parts(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from dataclasses import asdict, dataclass, field
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from bot.gateway import Gateway
     from channels.oneshot import OneShotChannel
 
+_NOTHING = "no answer came (`decapod logs --level warning` shows why)"
 _CUT_SHORT = {
     "interrupted": "the answer was cut off (the model's stream broke)",
     "max_iterations": "the answer stopped after too many tool steps",
@@ -110,8 +112,10 @@ async def ask(config: Config, question: str, *, stream: bool = False) -> AskResu
         message = await channel.ask(question)
         try:
             await gateway.sessions.wait_idle()
-            # an immediate command runs beside the session queue
-            await asyncio.wait_for(channel.answered.wait(), 30)
+            if not channel.answered.is_set():
+                # an immediate command (/approve) runs beside the session queue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(channel.answered.wait(), 30)
             return await _result(gateway, channel, message.session_key)
         finally:
             status = await gateway.store.inbound.status(channel.name, message.id)
@@ -124,6 +128,8 @@ async def _result(gateway: Gateway, channel: OneShotChannel, session_key: str) -
     session = gateway.sessions.get(session_key)
     if session.row is None:  # a command answered; no model turn ran
         channel.release()
+        if not channel.answered.is_set():
+            return AskResult("", "error", session=session_key, error=_NOTHING)
         return AskResult(channel.text.strip(), session=session_key)
     rows = await gateway.store.turns.for_session(session.row.id)
     last: dict[str, Any] = next((r for r in reversed(rows) if r.get("outcome")), {})

@@ -158,7 +158,15 @@ async def _reindex(args: argparse.Namespace, service: MemoryService, home: Path)
 
 
 def _pull(args: argparse.Namespace, home: Path) -> int:
+    import os
+    import sys
+
     dest = args.dest or home / "models" / Path(args.name.rstrip("/")).name
+    # from the hub, its own bars (counts, ETA) show on a terminal; elsewhere they would fill
+    # a log with carriage returns, so one line says what is going on instead
+    if not Path(args.name).expanduser().is_dir() and not args.progress.on_terminal:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        print(f"pull: downloading {args.name} from the Hugging Face hub", file=sys.stderr)
     try:
         path = pull_model(args.name, dest, args.progress)
     except Exception as exc:  # network, hub or file errors: report, do not trace

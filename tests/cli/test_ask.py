@@ -84,7 +84,7 @@ async def test_a_command_is_answered_without_the_model(home: Path) -> None:
 
 
 async def test_on_a_terminal_the_answer_shows_while_the_model_still_writes(home: Path) -> None:
-    words = " ".join(f"word{n}" for n in range(60))
+    words = " ".join(f"word{n}" for n in range(40))
     async with FakeLLM() as fake:
         fake.push(Reply(text=words, chunk_delay_s=0.1))
         write_config(home, fake_llm_config(fake.base_url))
@@ -113,7 +113,7 @@ async def test_on_a_terminal_the_answer_shows_while_the_model_still_writes(home:
                     await asyncio.sleep(0.02)
             # the start is on screen while the fake is still sending the rest
             assert fake.open_requests == 1
-            assert b"word59" not in shown
+            assert b"word39" not in shown
             assert await asyncio.wait_for(proc.wait(), 60) == 0
         finally:
             if proc.returncode is None:

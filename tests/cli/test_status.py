@@ -47,6 +47,15 @@ async def test_status_without_a_gateway_says_so_and_exits_3(home: Path) -> None:
     )
 
 
+async def test_status_says_when_the_config_turns_the_http_server_off(home: Path) -> None:
+    write_config(home, "[http]\nenabled = false\n")
+
+    done = await decapod(home, "status")
+
+    assert done.returncode == 3
+    assert "[http] enabled = false" in done.stderr
+
+
 async def test_status_after_a_crash_ignores_the_stale_runtime_file(home: Path) -> None:
     write_config(home, "")
     stale = f"http://127.0.0.1:{_free_port()}"
