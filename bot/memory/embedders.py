@@ -23,7 +23,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.memory.config import (
     EmbedderConfig,
@@ -32,6 +32,9 @@ from bot.memory.config import (
     SentenceTransformersEmbedderConfig,
     WordLlamaEmbedderConfig,
 )
+
+if TYPE_CHECKING:
+    from bot.progress import ProgressSink
 
 log = logging.getLogger("decapod.memory")
 
@@ -379,17 +382,19 @@ class EmbedderChain:
                 await close()
 
 
-def pull_model(name: str, dest: Path) -> Path:
-    """Install a model2vec model into `dest`: from a local directory (copied), or from the
-    Hugging Face hub by repository name (e.g. minishlab/potion-base-8M). Run only on request.
-    The copy is loaded before it replaces `dest`, so a failed pull leaves nothing half-done."""
+def pull_model(name: str, dest: Path, progress: ProgressSink | None = None) -> Path:
+    """Install a model2vec model into `dest`: from a local directory (copied, its bytes
+    reported to `progress`), or from the Hugging Face hub by repository name (e.g.
+    minishlab/potion-base-8M; the hub's own bars show on a terminal). Run only on request.
+    The copy is loaded before it replaces `dest`, so a failed or interrupted pull leaves
+    nothing half-done."""
     source = Path(name).expanduser()
     staging = dest.with_name(dest.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.parent.mkdir(parents=True, exist_ok=True)
     try:
         if source.is_dir():
-            shutil.copytree(source, staging)
+            _copy_tree(source, staging, progress)
         else:
             os.environ.pop("HF_HUB_OFFLINE", None)
             from model2vec import StaticModel
@@ -402,3 +407,22 @@ def pull_model(name: str, dest: Path) -> Path:
     shutil.rmtree(dest, ignore_errors=True)
     staging.rename(dest)
     return dest
+
+
+_COPY_BLOCK = 1024 * 1024
+
+
+def _copy_tree(source: Path, target: Path, progress: ProgressSink | None) -> None:
+    files = sorted(p for p in source.rglob("*") if p.is_file())
+    if progress is not None:
+        progress.begin(sum(p.stat().st_size for p in files))
+    target.mkdir(parents=True)
+    for path in files:
+        out = target / path.relative_to(source)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("rb") as src, out.open("wb") as dst:
+            while block := src.read(_COPY_BLOCK):
+                dst.write(block)
+                if progress is not None:
+                    progress.advance(len(block))
+        shutil.copystat(path, out)

@@ -34,6 +34,7 @@ from bot.memory.text import (
     text_hash,
     with_dates,
 )
+from bot.progress import ProgressSink
 from bot.providers.base import ChatMessage, Provider
 from bot.store import Store, sqlite
 from bot.store.memory import SHARED, ItemRow, MemoryRepo, NewChunk, NewItem, pack_vector
@@ -50,6 +51,10 @@ _RESELECT_S = 60.0
 _PRUNE_S = 3600.0
 _EARLIEST = 0.0
 _DAY_S = 86400.0
+
+
+class NoEmbedder(MemoryRequestError):
+    """No embedder is configured, or none answered: there is no vector index to build."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +238,7 @@ class MemoryService:
         async with self._backfilling:
             return await self._backfill_locked()
 
-    async def _backfill_locked(self) -> int:
+    async def _backfill_locked(self, progress: ProgressSink | None = None) -> int:
         done = 0
         while (model := self._vector_model) is not None:
             pending = await self.repo.pending_chunks(_EMBED_BATCH)
@@ -243,12 +248,16 @@ class MemoryService:
             blobs = await self._embed_cached(inputs, [p[2] for p in pending])
             if blobs is None:
                 break
+            # each batch is its own transaction: a reindex stopped between two batches leaves
+            # a usable index, the rest of the chunks waiting for their vectors
             stored = await self.repo.store_vectors(
                 model, [(p[0], b or None) for p, b in zip(pending, blobs, strict=True)]
             )
             if stored == 0:
                 break
             done += stored
+            if progress is not None:
+                progress.advance(stored)
         return done
 
     async def _backfill_loop(self) -> None:
@@ -260,19 +269,29 @@ class MemoryService:
             except Exception:
                 log.exception("memory backfill failed")
 
-    async def reindex(self) -> int:
+    async def reindex(self, *, resume: bool = False, progress: ProgressSink | None = None) -> int:
         """Rebuild the vector index with the first embedder that answers; returns the number
-        of chunks embedded. Raises when there is no vector search to rebuild."""
+        of chunks embedded. With `resume`, an index already made for that embedder keeps its
+        vectors and only the chunks still without one are embedded (what an interrupted
+        reindex left). Raises when there is no vector search to rebuild."""
         if self._vec_error is not None:
             raise MemoryRequestError(f"vector search is unavailable: {self._vec_error}")
         embedder = await self.chain.select()
         if embedder is None:
-            raise MemoryRequestError(f"no embedder answered: {self.chain.reason}")
+            tried = "; ".join(self.chain.status().failures)
+            raise NoEmbedder(
+                f"no embedder answered ({tried})"
+                if tried
+                else "no embedder is configured ([memory] embedders is empty)"
+            )
         async with self._backfilling:  # the background backfill must not take the work
-            await self.repo.reset_vectors(embedder.name, embedder.dim)
+            if not resume or await self.repo.vector_model() != (embedder.name, embedder.dim):
+                await self.repo.reset_vectors(embedder.name, embedder.dim)
             self._index_model = embedder.name
             await self.repo.prune_cache()
-            return await self._backfill_locked()
+            if progress is not None:
+                progress.begin(await self.repo.count_pending_chunks())
+            return await self._backfill_locked(progress)
 
     async def _query_vector(self, query: str) -> tuple[bytes | None, str | None]:
         model = self._vector_model
@@ -415,9 +434,11 @@ class MemoryService:
             self._wake.set()
 
     # exports and extraction ----------------------------------------------------------------
-    async def export_people(self, dest: Path, person_id: str | None = None) -> list[Path]:
+    async def export_people(
+        self, dest: Path, person_id: str | None = None, progress: ProgressSink | None = None
+    ) -> list[Path]:
         """`decapod memory export`: one Markdown file per person under `dest`."""
-        return await export_people(self.repo, dest, person_id)
+        return await export_people(self.repo, dest, person_id, progress)
 
     async def export_session(self, session_id: int, *, redact: Callable[[str], str]) -> Path | None:
         """A finished session as Markdown in the configured folder, pruned by age and count."""

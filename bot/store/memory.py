@@ -395,6 +395,14 @@ class MemoryRepo:
 
         return await self.store.read(op)
 
+    async def count_pending_chunks(self) -> int:
+        """How many chunks still wait for a vector (what a reindex has left to do)."""
+        return await self.store.read(
+            lambda conn: int(
+                conn.execute("SELECT count(*) FROM memory_chunks WHERE embedded = 0").fetchone()[0]
+            )
+        )
+
     async def store_vectors(self, model: str, vectors: list[tuple[int, bytes | None]]) -> int:
         """Attach vectors to pending chunks, unless the index moved to another model since."""
 

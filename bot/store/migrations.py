@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.progress import ProgressSink
 
 Migration = Callable[[Any], None]
 MIGRATIONS: dict[str, Migration] = {}
@@ -19,25 +22,32 @@ def migration(fn: Migration) -> Migration:
     return fn
 
 
-def migrate(conn: Any) -> list[str]:
-    """Apply pending migrations; returns the names applied. Safe to run concurrently."""
+def migrate(conn: Any, progress: ProgressSink | None = None) -> list[str]:
+    """Apply pending migrations; returns the names applied. Safe to run concurrently. Each
+    runs in its own transaction, so a stop between two leaves the first one whole."""
     conn.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
     )
+    done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+    todo = [name for name in sorted(MIGRATIONS) if name not in done]
+    if progress is not None and todo:
+        progress.begin(len(todo))
     applied: list[str] = []
-    for name in sorted(MIGRATIONS):
+    for name in todo:
         conn.execute("BEGIN IMMEDIATE")
         try:
             if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
-                conn.execute("ROLLBACK")
-                continue
-            MIGRATIONS[name](conn)
-            conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
-            conn.execute("COMMIT")
+                conn.execute("ROLLBACK")  # another process applied it meanwhile
+            else:
+                MIGRATIONS[name](conn)
+                conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+                conn.execute("COMMIT")
+                applied.append(name)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        applied.append(name)
+        if progress is not None:
+            progress.advance()
     return applied
 
 
