@@ -86,7 +86,18 @@ async def _seed(db: Path, home: Path) -> None:
     async with Store(db) as store:
         memory = MemoryService(store, MemoryConfig(embedders=[]), home, redact=REDACT)
         for n in range(CHUNKS):
-            await memory.save("person-1", f"fact number {n}: item {n * 7919 % 10007}")
+            await memory.save("person-1", f"the fact called {_word(n)} is kept")
+
+
+def _word(n: int) -> str:
+    """A distinct word per chunk: what is embedded leaves digits out, and equal inputs would
+    share one cached vector, so fewer batches would reach the embedder."""
+    letters = ""
+    while True:
+        n, digit = divmod(n, 26)
+        letters += chr(ord("a") + digit)
+        if n == 0:
+            return "zq" + letters
 
 
 def _embedded(db: Path) -> int:
