@@ -167,42 +167,6 @@ _M003 = [
 
 
 @migration
-def m006_memory_context(conn: Any) -> None:
-    """Memory chunks get a `context` column (the speaker's neighbouring turn, the date it was
-    said): indexed in its own FTS5 column, weighted below the text itself at query time."""
-    conn.execute("ALTER TABLE memory_chunks ADD COLUMN context TEXT NOT NULL DEFAULT ''")
-    for trigger in ("memory_chunks_ai", "memory_chunks_ad", "memory_chunks_au"):
-        conn.execute(f"DROP TRIGGER {trigger}")
-    conn.execute("DROP TABLE memory_fts")
-    for stmt in _M005:
-        conn.execute(stmt)
-    conn.execute("INSERT INTO memory_fts(memory_fts) VALUES ('rebuild')")
-
-
-_M005 = [
-    """CREATE VIRTUAL TABLE memory_fts USING fts5(
-        text, owner_tag, context, content='memory_chunks', content_rowid='id',
-        tokenize='porter unicode61 remove_diacritics 2')""",
-    "INSERT INTO memory_fts(memory_fts, rank) VALUES ('rank', 'bm25(1.0, 0.0, 0.3)')",
-    """CREATE TRIGGER memory_chunks_ai AFTER INSERT ON memory_chunks BEGIN
-        INSERT INTO memory_fts(rowid, text, owner_tag, context)
-        VALUES (new.id, new.text, new.owner_tag, new.context);
-    END""",
-    """CREATE TRIGGER memory_chunks_ad AFTER DELETE ON memory_chunks BEGIN
-        INSERT INTO memory_fts(memory_fts, rowid, text, owner_tag, context)
-        VALUES ('delete', old.id, old.text, old.owner_tag, old.context);
-    END""",
-    """CREATE TRIGGER memory_chunks_au AFTER UPDATE OF text, owner_tag, context ON memory_chunks
-    BEGIN
-        INSERT INTO memory_fts(memory_fts, rowid, text, owner_tag, context)
-        VALUES ('delete', old.id, old.text, old.owner_tag, old.context);
-        INSERT INTO memory_fts(rowid, text, owner_tag, context)
-        VALUES (new.id, new.text, new.owner_tag, new.context);
-    END""",
-]
-
-
-@migration
 def m004_jobs(conn: Any) -> None:
     for stmt in _M004:
         conn.execute(stmt)
@@ -226,4 +190,40 @@ _M004 = [
         job_id TEXT NOT NULL REFERENCES jobs(id), due_at REAL NOT NULL, reported_at REAL,
         PRIMARY KEY (job_id, due_at))""",
     "CREATE INDEX job_misses_open ON job_misses(job_id) WHERE reported_at IS NULL",
+]
+
+
+@migration
+def m006_memory_context(conn: Any) -> None:
+    """Memory chunks get a `context` column (the speaker's neighbouring turn, the date it was
+    said): indexed in its own FTS5 column, weighted below the text itself at query time."""
+    conn.execute("ALTER TABLE memory_chunks ADD COLUMN context TEXT NOT NULL DEFAULT ''")
+    for trigger in ("memory_chunks_ai", "memory_chunks_ad", "memory_chunks_au"):
+        conn.execute(f"DROP TRIGGER {trigger}")
+    conn.execute("DROP TABLE memory_fts")
+    for stmt in _M006:
+        conn.execute(stmt)
+    conn.execute("INSERT INTO memory_fts(memory_fts) VALUES ('rebuild')")
+
+
+_M006 = [
+    """CREATE VIRTUAL TABLE memory_fts USING fts5(
+        text, owner_tag, context, content='memory_chunks', content_rowid='id',
+        tokenize='porter unicode61 remove_diacritics 2')""",
+    "INSERT INTO memory_fts(memory_fts, rank) VALUES ('rank', 'bm25(1.0, 0.0, 0.3)')",
+    """CREATE TRIGGER memory_chunks_ai AFTER INSERT ON memory_chunks BEGIN
+        INSERT INTO memory_fts(rowid, text, owner_tag, context)
+        VALUES (new.id, new.text, new.owner_tag, new.context);
+    END""",
+    """CREATE TRIGGER memory_chunks_ad AFTER DELETE ON memory_chunks BEGIN
+        INSERT INTO memory_fts(memory_fts, rowid, text, owner_tag, context)
+        VALUES ('delete', old.id, old.text, old.owner_tag, old.context);
+    END""",
+    """CREATE TRIGGER memory_chunks_au AFTER UPDATE OF text, owner_tag, context ON memory_chunks
+    BEGIN
+        INSERT INTO memory_fts(memory_fts, rowid, text, owner_tag, context)
+        VALUES ('delete', old.id, old.text, old.owner_tag, old.context);
+        INSERT INTO memory_fts(rowid, text, owner_tag, context)
+        VALUES (new.id, new.text, new.owner_tag, new.context);
+    END""",
 ]
