@@ -10,51 +10,49 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from bot.memory.config import MemoryConfig
-from bot.memory.embedders import Embedder, EmbedderChain, build_embedders, is_zero
+from bot.memory.embedders import Embedder, EmbedderChain, build_embedders
 from bot.memory.export import export_people, export_session
 from bot.memory.extract import extract_before_compaction
+from bot.memory.index import NoEmbedder, VectorIndex
 from bot.memory.knowledge import KnowledgeWatcher
 from bot.memory.links import LINK_ALPHABET, LINK_TTL_S, LinkCodes, MemoryRequestError
 from bot.memory.search import FusionWeights, MemoryHit, fit_budget, fuse, merge_phrasings
 from bot.memory.text import (
     SEARCHED,
-    chunk_text,
-    embedding_input,
     fts_match,
     indexed_context,
     indexed_text,
     query_terms,
-    text_hash,
     with_dates,
 )
 from bot.progress import ProgressSink
 from bot.providers.base import ChatMessage, Provider
-from bot.store import Store, sqlite
-from bot.store.memory import SHARED, ItemRow, MemoryRepo, NewChunk, NewItem, pack_vector
+from bot.store import Store
+from bot.store.memory import SHARED, ItemRow, MemoryRepo, NewChunk, NewItem
 
 log = logging.getLogger("decapod.memory")
-__all__ = ["LINK_ALPHABET", "LINK_TTL_S", "MemoryRequestError", "MemoryService", "MemoryStatus"]
+__all__ = [
+    "LINK_ALPHABET",
+    "LINK_TTL_S",
+    "MemoryRequestError",
+    "MemoryService",
+    "MemoryStatus",
+    "NoEmbedder",
+]
 
 KINDS = ("fact", "preference", "note", "session_summary", "knowledge")
 SearchMode = Literal["hybrid", "keyword", "vector"]
 MAX_ITEM_CHARS = 20_000
-_EMBED_BATCH = 64
-_QUERY_CACHE = 128
 _RESELECT_S = 60.0
 _PRUNE_S = 3600.0
 _EARLIEST = 0.0
 _DAY_S = 86400.0
-
-
-class NoEmbedder(MemoryRequestError):
-    """No embedder is configured, or none answered: there is no vector index to build."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +101,9 @@ class MemoryService:
         )
         self._redact = redact
         self.session_export_dir = home / config.session_export_dir
-        self._index_model: str | None = None  # set once the vector table matches the embedder
-        self._vec_error = None if sqlite.vec_available() else (sqlite.info().vec_error or "")
-        self._queries: OrderedDict[tuple[str, str], bytes | None] = OrderedDict()
+        self.index = VectorIndex(self.repo.vectors, self.chain)
         self.links = LinkCodes(self.repo)
         self._tasks: list[asyncio.Task[None]] = []
-        self._wake = asyncio.Event()
-        self._backfilling = asyncio.Lock()
         self._ready = asyncio.Event()
 
     # lifecycle -------------------------------------------------------------------------------
@@ -119,8 +113,8 @@ class MemoryService:
         if not self.config.enabled:
             self._ready.set()
             return
-        if self._vec_error is not None:
-            log.warning("memory search is keyword-only: %s", self._vec_error)
+        if self.index.vec_error is not None:
+            log.warning("memory search is keyword-only: %s", self.index.vec_error)
         self._tasks.append(asyncio.create_task(self._run(watch), name="memory"))
 
     async def wait_ready(self) -> None:
@@ -138,177 +132,53 @@ class MemoryService:
     async def _run(self, watch: bool) -> None:
         try:
             await self.repo.prune_expired(time.time())
-            await self.repo.prune_cache()
-            if self._vec_error is None:
-                await self.repo.purge_orphan_vectors()
-                await self._select()
+            await self.repo.vectors.prune_cache()
+            if self.index.vec_error is None:
+                await self.repo.vectors.purge_orphan_vectors()
+                await self.index.select()
             await self.watcher.sync()
         except Exception:
             log.exception("memory start-up step failed; continuing keyword-only")
         finally:
             self._ready.set()
-        self._tasks.append(asyncio.create_task(self._backfill_loop(), name="memory-backfill"))
+        self._tasks.append(asyncio.create_task(self.index.backfill_loop(), name="memory-backfill"))
         if watch:
             self._tasks.append(asyncio.create_task(self.watcher.run(), name="memory-knowledge"))
         last_prune = time.monotonic()
         while True:
             await asyncio.sleep(_RESELECT_S)
             try:
-                if self._vec_error is None and self.chain.active is None:
-                    await self._select()
+                if self.index.vec_error is None and self.chain.active is None:
+                    await self.index.select()
                 if time.monotonic() - last_prune >= _PRUNE_S:
                     last_prune = time.monotonic()
                     await self.repo.prune_expired(time.time())
-                self._wake.set()
+                self.index.wake.set()
             except Exception:
                 log.exception("memory maintenance failed")
 
-    async def _select(self) -> None:
-        embedder = await self.chain.select()
-        if embedder is None:
-            return
-        async with self._backfilling:
-            recorded = await self.repo.vector_model()
-            if recorded != (embedder.name, embedder.dim):
-                log.warning(
-                    "rebuilding the memory vector index for %s (dim %d); it was %s",
-                    embedder.name,
-                    embedder.dim,
-                    recorded[0] if recorded else "empty",
-                )
-                await self.repo.reset_vectors(embedder.name, embedder.dim)
-            self._index_model = embedder.name
-        self._wake.set()
-
     def status(self) -> MemoryStatus:
+        vec_error = self.index.vec_error
         if not self.config.enabled:
-            return MemoryStatus(False, "disabled", None, 0, self._vec_error is None, None)
-        if self._vec_error is not None:
-            return MemoryStatus(True, "keyword-only", None, 0, False, self._vec_error)
+            return MemoryStatus(False, "disabled", None, 0, vec_error is None, None)
+        if vec_error is not None:
+            return MemoryStatus(True, "keyword-only", None, 0, False, vec_error)
         s = self.chain.status()
         return MemoryStatus(True, s.mode, s.embedder, s.dim, True, s.reason, s.failures)
 
-    # embedding ---------------------------------------------------------------------------------
-    @property
-    def _vector_model(self) -> str | None:
-        """The model whose vectors can be used right now, or None (keyword-only)."""
-        active = self.chain.active
-        if active is None or active.name != self._index_model or not self.chain.usable:
-            return None
-        return active.name
-
-    async def _embed_cached(self, texts: list[str], hashes: list[str]) -> list[bytes] | None:
-        """float32 vectors (b"" for texts without any known word), through the cache."""
-        model = self._vector_model
-        if model is None:
-            return None
-        found = await self.repo.cached_vectors(model, hashes)
-        missing = [i for i, h in enumerate(hashes) if h not in found]
-        if missing:
-            fresh = await self.chain.embed([texts[i] for i in missing])
-            if fresh is None:
-                return None
-            new = [
-                (hashes[i], b"" if is_zero(v) else pack_vector(v))
-                for i, v in zip(missing, fresh, strict=True)
-            ]
-            await self.repo.cache_vectors(model, new)
-            found.update(new)
-        return [found[h] for h in hashes]
-
+    # the vector index (bot/memory/index.py) ---------------------------------------------------
     async def _chunks(self, text: str, context: str = "") -> tuple[list[NewChunk], str | None]:
-        pieces = chunk_text(text, self.config.chunk_words, self.config.chunk_overlap)
-        inputs = [embedding_input(p.text) for p in pieces]
-        hashes = [text_hash(i) for i in inputs]  # the cache's key: what is embedded
-        model = self._vector_model
-        blobs = await self._embed_cached(inputs, hashes) if model else None
-        if blobs is None:
-            return [
-                NewChunk(p.seq, p.text, h, context=context)
-                for p, h in zip(pieces, hashes, strict=True)
-            ], None
-        return [
-            NewChunk(p.seq, p.text, h, b or None, context)
-            for p, h, b in zip(pieces, hashes, blobs, strict=True)
-        ], model
+        return await self.index.chunks(
+            text, self.config.chunk_words, self.config.chunk_overlap, context
+        )
 
     async def backfill(self) -> int:
-        """Embed chunks stored without a vector (saved while the embedder was down, or
-        before a reindex). Returns how many were done."""
-        async with self._backfilling:
-            return await self._backfill_locked()
-
-    async def _backfill_locked(self, progress: ProgressSink | None = None) -> int:
-        done = 0
-        while (model := self._vector_model) is not None:
-            pending = await self.repo.pending_chunks(_EMBED_BATCH)
-            if not pending:
-                break
-            inputs = [embedding_input(p[1]) for p in pending]
-            blobs = await self._embed_cached(inputs, [p[2] for p in pending])
-            if blobs is None:
-                break
-            # each batch is its own transaction: a reindex stopped between two batches leaves
-            # a usable index, the rest of the chunks waiting for their vectors
-            stored = await self.repo.store_vectors(
-                model, [(p[0], b or None) for p, b in zip(pending, blobs, strict=True)]
-            )
-            if stored == 0:
-                break
-            done += stored
-            if progress is not None:
-                progress.advance(stored)
-        return done
-
-    async def _backfill_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self.backfill()
-            except Exception:
-                log.exception("memory backfill failed")
+        """Embed chunks stored without a vector; returns how many were done."""
+        return await self.index.backfill()
 
     async def reindex(self, *, resume: bool = False, progress: ProgressSink | None = None) -> int:
-        """Rebuild the vector index with the first embedder that answers; returns the number
-        of chunks embedded. With `resume`, an index already made for that embedder keeps its
-        vectors and only the chunks still without one are embedded (what an interrupted
-        reindex left). Raises when there is no vector search to rebuild."""
-        if self._vec_error is not None:
-            raise MemoryRequestError(f"vector search is unavailable: {self._vec_error}")
-        embedder = await self.chain.select()
-        if embedder is None:
-            tried = "; ".join(self.chain.status().failures)
-            raise NoEmbedder(
-                f"no embedder answered ({tried})"
-                if tried
-                else "no embedder is configured ([memory] embedders is empty)"
-            )
-        async with self._backfilling:  # the background backfill must not take the work
-            if not resume or await self.repo.vector_model() != (embedder.name, embedder.dim):
-                await self.repo.reset_vectors(embedder.name, embedder.dim)
-            self._index_model = embedder.name
-            await self.repo.prune_cache()
-            if progress is not None:
-                progress.begin(await self.repo.count_pending_chunks())
-            return await self._backfill_locked(progress)
-
-    async def _query_vector(self, query: str) -> tuple[bytes | None, str | None]:
-        model = self._vector_model
-        if model is None or not query.strip():
-            return None, None
-        key = (model, query)
-        if key in self._queries:
-            self._queries.move_to_end(key)
-            return self._queries[key], model
-        vectors = await self.chain.embed([embedding_input(query)])
-        if vectors is None:
-            return None, None
-        blob = None if is_zero(vectors[0]) else pack_vector(vectors[0])
-        self._queries[key] = blob
-        if len(self._queries) > _QUERY_CACHE:
-            self._queries.popitem(last=False)
-        return blob, model
+        """Rebuild the vector index (or, with `resume`, finish one); see VectorIndex.reindex."""
+        return await self.index.reindex(resume=resume, progress=progress)
 
     # saving and searching ---------------------------------------------------------------------
     def _owner(self, person_id: str) -> str:
@@ -348,8 +218,7 @@ class MemoryService:
         item_id, _ = await self.repo.add(
             NewItem(owner, kind, text, chunks, source, model, expires_at, at)
         )
-        if model is None and self._index_model is not None:
-            self._wake.set()
+        self.index.stored_without_vectors(model)
         return item_id
 
     async def search(
@@ -367,7 +236,7 @@ class MemoryService:
         now = time.time()
         terms = query_terms(with_dates(query, now))
         match = fts_match(terms, owners, columns=SEARCHED) if mode != "vector" else None
-        blob, model = (None, None) if mode == "keyword" else await self._query_vector(query)
+        blob, model = (None, None) if mode == "keyword" else await self.index.query_vector(query)
         found = await self.repo.search(
             owners, match, blob, model, max(limit * 4, 20), now, self.config.context_weight
         )
@@ -430,8 +299,7 @@ class MemoryService:
     async def _index_knowledge(self, path: str, text: str, sha: str) -> None:
         chunks, model = await self._chunks(text)
         await self.repo.replace_knowledge(path, sha, text, chunks, model)
-        if model is None and self._index_model is not None:
-            self._wake.set()
+        self.index.stored_without_vectors(model)
 
     # exports and extraction ----------------------------------------------------------------
     async def export_people(
