@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint format bench install dist clean
 
 $(STAMP): pyproject.toml
+	@echo "installing dependencies into $(VENV) (about a minute, the first time only)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[all,dev]'

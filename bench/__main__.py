@@ -388,14 +388,14 @@ def _rows(r: dict[str, Any], peer: dict[str, Any] | None, only: set[str]) -> lis
     if "ME" in only:
         me = r.get("memory_eval")
         if me:
-            hybrid = me["scores"]["hybrid"]
+            default, keyword = me["rows"]["default"], me["rows"]["keyword"]
             rows.append(
                 Row(
-                    "Memory recall@5 / @10 (hybrid)",
-                    f"{hybrid['recall@5']:.2f} / {hybrid['recall@10']:.2f}",
-                    "",
-                    "info",
-                    notes=[f"{me['dataset']}, {me['questions']} questions, {me['embedder']}"],
+                    "Memory recall@5 / @10 (default)",
+                    f"{default['recall@5']:.2f} / {default['recall@10']:.2f}",
+                    f"> keyword {keyword['recall@5']:.2f} / {keyword['recall@10']:.2f}",
+                    verdict(default["recall@10"] > keyword["recall@10"]),
+                    notes=[f"{me['dataset']}, {me['questions']} questions, {default['embedder']}"],
                 )
             )
     if "WF" in only:

@@ -76,7 +76,7 @@ async def _build(path: Path, items: int, embedder: RandomUnitEmbedder, seed: int
         service = MemoryService(
             store, MemoryConfig(embedders=[]), path.parent, redact=default_redactor().redact
         )
-        await service.repo.reset_vectors(embedder.name, embedder.dim)
+        await service.repo.vectors.reset_vectors(embedder.name, embedder.dim)
         for start in range(0, items, 500):  # the writer runs queued writes in one transaction
             texts = [_sentence(rng, words, weights, rng.randint(8, 30)) for _ in range(500)]
             vectors = embedder.vectors(texts)

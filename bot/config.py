@@ -65,6 +65,18 @@ class GatewayConfig(_Section):
             ) from None
         return value
 
+    @field_validator("owners")
+    @classmethod
+    def _identity_keys(cls, value: list[str]) -> list[str]:
+        for key in value:
+            channel, _, user_id = key.partition(":")
+            if not channel.strip() or not user_id.strip():
+                raise ValueError(
+                    f"{key!r} is not an identity key: expected the form channel:user_id, "
+                    'e.g. "telegram:123456789" (the channel\'s name in [channels], or "console")'
+                )
+        return value
+
 
 class AgentConfig(_Section):
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
@@ -91,8 +103,11 @@ class HttpConfig(_Section):
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "json", "text"] = "auto"
-    #: a JSON-lines log file under the home folder; empty for none
+    #: a JSON-lines log file under the home folder (what `decapod logs` reads); empty for none
     file: str = "logs/decapod.log"
+    #: the file is rotated at this size; `file_backups` older files are kept beside it
+    file_max_mb: float = Field(default=10.0, gt=0)
+    file_backups: int = Field(default=5, ge=0)
 
 
 class ConsoleChannelConfig(_Section):

@@ -179,11 +179,13 @@ async def check_memory(config: Config) -> list[Check]:
         try:
             async with asyncio.timeout(30):
                 await memory.wait_ready()
+                if memory.status().embedder:  # a packaged model loads on first use: try it
+                    await memory.chain.embed(["doctor probe"])
             status = memory.status()
         finally:
             await memory.stop()
     detail = status.mode + (
-        f" with {status.embedder} ({status.dim} dims)" if status.embedder else ""
+        f", embedder {status.embedder} ({status.dim} dims)" if status.embedder else ""
     )
     if status.reason:
         detail += f"; {status.reason}"

@@ -50,8 +50,12 @@ class Gateway:
         provider: Provider | None = None,
         channels: dict[str, Channel] | None = None,
         tools: ToolRegistry | None = None,
+        deliver_scheduled: bool = True,
     ) -> None:
         self.config = config
+        #: False in a one-shot process (`decapod ask`): it lacks the other channels, so it
+        #: would pause their reminders as undeliverable; the running gateway delivers them
+        self.deliver_scheduled = deliver_scheduled
         self.store = Store(config.db_path)
         self.metrics = Metrics()
         self.redactor = default_redactor()
@@ -180,7 +184,7 @@ class Gateway:
             channel.commands = list(self.commands)
             await channel.start(self.handle_inbound)
             self._stack.push_async_callback(channel.stop)
-        for start in self.start_after_channels:
+        for start in self.start_after_channels if self.deliver_scheduled else ():
             await start()
         # runs first on close: turns finish while channels can still send their replies
         self._stack.push_async_callback(self._drain)

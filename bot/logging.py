@@ -1,4 +1,6 @@
-"""Structured logs: JSON lines when not on a terminal, key=value on one.
+"""Structured logs: JSON lines when not on a terminal, key=value on one; and always JSON
+lines in the home's log file (`logs/decapod.log`, rotated by size, every file 0600), which
+`decapod logs` reads.
 
 Call `log.info("turn", extra={"fields": {...}})` or use `log_fields(logger, msg, **fields)`;
 fields are rendered in both formats. Redaction filters are attached to every handler
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
+import os
 import sys
 import time
 from pathlib import Path
@@ -57,12 +61,33 @@ def log_fields(logger: logging.Logger, msg: str, level: int = logging.INFO, **fi
         logger.log(level, msg, extra={"fields": fields})
 
 
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A size-rotated log file whose every generation is 0600: the base class would open the
+    fresh file after a rotation with the umask's 0644."""
+
+    def _open(self) -> Any:
+        from bot.security.files import create_private_file
+
+        create_private_file(Path(self.baseFilename))
+        stream = super()._open()
+        os.fchmod(stream.fileno(), 0o600)  # an existing file made earlier under another umask
+        return stream
+
+
+#: the defaults of [logging]: 10 MB per file, the current one and 5 older ones
+LOG_FILE_MAX_BYTES = 10 * 1024 * 1024
+LOG_FILE_BACKUPS = 5
+
+
 def setup_logging(
     level: str = "INFO",
     fmt: str = "auto",
     file: Path | None = None,
     stream: Any = None,
     stream_level: str | None = None,
+    *,
+    max_bytes: int = LOG_FILE_MAX_BYTES,
+    backups: int = LOG_FILE_BACKUPS,
 ) -> None:
     """Configure the root logger once. fmt: auto | json | text."""
     stream = stream or sys.stderr
@@ -76,11 +101,12 @@ def setup_logging(
         handler.setLevel(stream_level)
     root.addHandler(handler)
     if file is not None:
-        from bot.security.files import create_private_file, private_dirs
+        from bot.security.files import private_dirs
 
         private_dirs(file.parent)
-        create_private_file(file)  # the handler would create it with the umask's 0644
-        fh = logging.FileHandler(file, encoding="utf-8")
+        fh = PrivateRotatingFileHandler(
+            file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+        )
         fh.setFormatter(JsonFormatter())
         root.addHandler(fh)
     root.setLevel(level.upper())

@@ -6,14 +6,17 @@ import argparse
 import asyncio
 import errno
 import signal
-import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot import __version__
 from bot.config import Config, HttpConfig, load_config
 from bot.errors import StorageUnavailable, StoreError
 from bot.logging import setup_logging
+
+if TYPE_CHECKING:
+    from bot.gateway import Gateway
+    from bot.http import HttpServer
 
 
 class CannotRun(Exception):
@@ -50,7 +53,6 @@ def dispatch(args: argparse.Namespace) -> int:
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": cmd_run,
         "chat": cmd_chat,
-        "init": cmd_init,
         "doctor": cmd_doctor,
         "migrate": cmd_migrate,
         "config": cmd_config,
@@ -65,9 +67,11 @@ def dispatch(args: argparse.Namespace) -> int:
         "skills": cmd_skills,
         "hooks": cmd_hooks,
     }
+    # a command whose module set its own handler, else one of the table; any other command
+    # is a channel's own (`decapod discord ...`)
+    handler = getattr(args, "run_command", None) or handlers.get(args.command, cmd_channel)
     try:
-        # any other command is a channel's own (`decapod discord ...`)
-        return handlers.get(args.command, cmd_channel)(args)
+        return handler(args)
     except (OSError, StoreError) as exc:
         line = explain(exc)
         if line is None:
@@ -95,9 +99,20 @@ async def _until_signal(done: Awaitable[Any] | None = None) -> None:
 
 
 # run / chat ----------------------------------------------------------------------------------
+def _setup_logging(config: Config, stream_level: str | None = None) -> None:
+    setup_logging(
+        config.logging.level,
+        config.logging.format,
+        config.log_file,
+        stream_level=stream_level,
+        max_bytes=int(config.logging.file_max_mb * 1024 * 1024),
+        backups=config.logging.file_backups,
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
-    setup_logging(config.logging.level, config.logging.format, config.log_file)
+    _setup_logging(config)
     try:
         asyncio.run(_run(config))
     except OSError as exc:
@@ -112,42 +127,86 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _run(config: Config) -> None:
+    import os
+    import time
+
     from bot.gateway import Gateway
+    from bot.runtime import GatewayRuntime, local_url, remove_runtime, write_runtime
 
     async with Gateway(config) as gateway:
-        where = ""
+        runtime = None
         if gateway.http is not None:
-            where = f"; health: http://{config.http.host}:{gateway.http.port}/health"
-        channels = ", ".join(gateway.channels) or "none configured"
-        print(f"Decapod {__version__} running (channels: {channels}){where}", flush=True)
-        if gateway.setup_code is not None and gateway.http is not None:
-            # the terminal only: never the log, which may be shipped elsewhere
-            port = gateway.http.port
-            if config.webui.enabled:
-                print(
-                    f"First start: open http://127.0.0.1:{port}/ and enter the setup code\n"
-                    f"  {gateway.setup_code}\n"
-                    "(one use; only from this machine)",
-                    flush=True,
-                )
-            if not gateway.http.auth.configured:
-                lead = "Or create" if config.webui.enabled else "First start: create"
-                print(
-                    f"{lead} the admin token for /metrics and /admin with\n"
-                    f"  curl -X POST -H 'X-Setup-Code: {gateway.setup_code}' "
-                    f"http://127.0.0.1:{port}/setup\n"
-                    "(one use; only from this machine)",
-                    flush=True,
-                )
-        await _until_signal()
+            url = local_url(config.http.host, gateway.http.port)
+            token = gateway.http.auth.issue_local_token()
+            runtime = GatewayRuntime(url, token, os.getpid(), time.time())
+            write_runtime(config.home, runtime)
+        print(start_banner(gateway), flush=True)
+        try:
+            await _until_signal()
+        finally:
+            if runtime is not None:
+                remove_runtime(config.home, runtime)
+
+
+def start_banner(gateway: Gateway) -> str:
+    """What `decapod run` prints once it is up: where to chat, and the HTTP endpoints that
+    exist on this gateway (read from its router, so none is named that does not answer)."""
+    from bot.runtime import local_url
+    from bot.webui import CHAT_PAGE
+
+    config = gateway.config
+    channels = ", ".join(gateway.channels) or "none configured"
+    lines = [
+        f"Decapod {__version__} running (channels: {channels})",
+        "  chat in a terminal:  decapod chat",
+    ]
+    http = gateway.http
+    if http is None:
+        lines.append("  state and logs:      decapod status; decapod logs -f")
+        return "\n".join(lines)
+    url = local_url(config.http.host, http.port)
+    webui = config.webui.enabled
+    if webui:
+        lines.append(f"  chat in a browser:   {url}{CHAT_PAGE}")
+    # the web UI's pages and the platforms' webhooks are public routes: left out here
+    admin = http_paths(http).get("GET", [])
+    lines.append(f"  http:                {url}  " + ", ".join(admin))
+    lines.append("  state and logs:      decapod status; decapod logs -f")
+    if gateway.setup_code is not None:
+        # the terminal only: never the log, which may be shipped elsewhere
+        if webui:
+            lines += [
+                f"First start: open {url}{CHAT_PAGE} and enter the setup code",
+                f"  {gateway.setup_code}",
+                "(one use; only from this machine)",
+            ]
+        if not http.auth.configured:
+            protected = ", ".join(p for p in admin if p != "/health")
+            lead = "Or create" if webui else "First start: create"
+            lines += [
+                f"{lead} the admin token for {protected} with",
+                f"  curl -X POST -H 'X-Setup-Code: {gateway.setup_code}' {url}/setup",
+                "(one use; only from this machine)",
+            ]
+    return "\n".join(lines)
+
+
+def http_paths(http: HttpServer) -> dict[str, list[str]]:
+    """Method -> paths the server answers, without the public ones (the platforms' webhooks,
+    the web UI's pages), which are named apart or not at all."""
+    found: dict[str, list[str]] = {}
+    for route in http.app.router.routes():
+        info = route.resource.get_info() if route.resource is not None else {}
+        path = info.get("path") or info.get("formatter")
+        if path and path not in http.auth.webhook_paths and route.method != "HEAD":
+            found.setdefault(route.method, []).append(path)
+    return found
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
     config = _config(args)
     # the terminal is for the conversation; logs go to the file, only errors to stderr
-    setup_logging(
-        config.logging.level, config.logging.format, config.log_file, stream_level="ERROR"
-    )
+    _setup_logging(config, stream_level="ERROR")
     asyncio.run(_chat(config))
     return 0
 
@@ -167,75 +226,6 @@ async def _chat(config: Config) -> None:
         await _until_signal(console.closed.wait())
 
 
-# init ----------------------------------------------------------------------------------------
-_PROVIDERS: dict[str, tuple[str, str, str | None]] = {
-    # name: (type, default model, key variable)
-    "ollama": ("openai", "llama3.2", None),
-    "vllm": ("openai", "meta-llama/Llama-3.1-8B-Instruct", None),
-    "llamacpp": ("openai", "default", None),
-    "lmstudio": ("openai", "default", None),
-    "openai": ("openai", "gpt-4o-mini", "OPENAI_API_KEY"),
-    "openrouter": ("openai", "openai/gpt-4o-mini", "OPENROUTER_API_KEY"),
-    "anthropic": ("anthropic", "claude-sonnet-4-5", "ANTHROPIC_API_KEY"),
-}
-
-
-def _ask(question: str, default: str) -> str:
-    answer = input(f"{question} [{default}]: ").strip()
-    return answer or default
-
-
-def render_init_config(
-    provider: str, model: str | None, base_url: str | None, owner: str | None
-) -> str:
-    kind, default_model, key_env = _PROVIDERS[provider]
-    lines = ["# Decapod configuration. Every key: config.example.toml in the repository.", ""]
-    if owner:
-        lines += ["[gateway]", f"owners = [{owner!r}]".replace("'", '"'), ""]
-    lines += [f"[providers.{provider}]", f'type = "{kind}"']
-    if kind == "openai" and provider != "openai":
-        lines.append(f'preset = "{provider}"')
-    elif kind == "openai":
-        lines.append('preset = "openai"')
-    if base_url:
-        lines.append(f'base_url = "{base_url}"')
-    if key_env:
-        lines.append(f'api_key_env = "{key_env}"')
-    lines += ["", "[models]", f'chat = ["{provider}:{model or default_model}"]', ""]
-    return "\n".join(lines)
-
-
-def cmd_init(args: argparse.Namespace) -> int:
-    from bot.config import default_home, parse_config
-
-    home = (args.home or default_home()).expanduser()
-    path = args.config or home / "config.toml"
-    if path.exists() and not args.force:
-        print(f"{path} exists already; use --force to overwrite it.")
-        return 1
-    provider, model, owner = args.provider, args.model, args.owner
-    if not args.yes and sys.stdin.isatty():
-        provider = provider or _ask("LLM provider (" + ", ".join(_PROVIDERS) + ")", "ollama")
-        model = model or _ask("model", _PROVIDERS.get(provider, ("", "llama3.2", None))[1])
-        owner = owner or _ask("your identity key for owner rights (blank: none)", "") or None
-    provider = provider or "ollama"
-    if provider not in _PROVIDERS:
-        print(f"unknown provider {provider!r}; choose one of {', '.join(_PROVIDERS)}")
-        return 2
-    text = render_init_config(provider, model, args.base_url, owner)
-    import tomllib
-
-    parse_config(tomllib.loads(text), home)  # never write a file that would not load
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.write_text(text, encoding="utf-8")
-    path.chmod(0o600)
-    print(f"wrote {path}")
-    key_env = _PROVIDERS[provider][2]
-    if key_env:
-        print(f"put your API key in the environment: export {key_env}=...")
-    return 0
-
-
 # config check / migrate / doctor -------------------------------------------------------------
 def cmd_config(args: argparse.Namespace) -> int:
     config = load_config(args.path or args.config, args.home)
@@ -245,15 +235,25 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from bot.progress import Progress, interrupted
+
     config = _config(args)
+    progress = Progress("migrate", unit="migrations")
 
     async def go() -> list[str]:
         from bot.store import Store
 
-        async with Store(config.db_path) as store:
+        async with Store(config.db_path, migration_progress=progress) as store:
             return store.migrations_applied
 
-    applied = asyncio.run(go())
+    try:
+        with progress:
+            applied = asyncio.run(go())
+    except KeyboardInterrupt:
+        return interrupted(
+            f"{progress.done} of {progress.total or 0} migrations applied, each one whole",
+            "run `decapod migrate` again to apply the rest",
+        )
     print(f"applied: {', '.join(applied)}" if applied else "database is up to date")
     return 0
 
@@ -370,6 +370,8 @@ async def _pairing(config: Config, args: argparse.Namespace) -> int:
             return 0 if ok else 1
         else:
             pending = await store.access.pending()
+            if not pending:
+                print("no pending requests")
             for code in pending:
                 print(f"pending  {code.code}  {code.channel}:{code.user_id}  {code.display_name}")
             for channel, user_id, name in await store.access.paired():

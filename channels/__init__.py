@@ -88,6 +88,23 @@ DOCTORS: dict[str, str] = {
     "slack": "channels.slack_api:doctor",
     "discord": "channels.discord_cli:doctor",
 }
+#: config `type` -> what to do on the platform once the token works (`decapod init` says it)
+SETUP_STEPS: dict[str, str] = {
+    "telegram": (
+        "In Telegram, open your bot (the t.me link @BotFather gave) and write to it. People "
+        "you have not approved get a pairing code: approve it with `decapod pairing approve "
+        "CODE` (docs/channels/telegram.md)."
+    ),
+    "slack": (
+        "Create the Slack app from the manifest docs/channels/slack-manifest.json "
+        "(api.slack.com/apps > Create New App > From a manifest), install it to your "
+        "workspace, then write to it in a DM (docs/channels/slack.md)."
+    ),
+    "discord": (
+        "Invite the bot to a server: open the link `decapod discord invite-url` prints, then "
+        "mention the bot or write to it in a DM (docs/channels/discord.md)."
+    ),
+}
 #: `decapod <command> ...` -> the module of a channel's command line tools, which offers
 #: `add_subparsers(sub)` and `run(args, config) -> int` and imports no platform SDK
 COMMANDS: dict[str, str] = {

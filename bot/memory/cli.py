@@ -11,7 +11,7 @@ from typing import Any
 from bot.memory.config import MemoryConfig
 from bot.memory.embedders import pull_model
 from bot.memory.search import render_hits
-from bot.memory.service import MemoryRequestError, MemoryService
+from bot.memory.service import MemoryRequestError, MemoryService, NoEmbedder
 from bot.store import Store, sqlite
 
 Action = Callable[[argparse.Namespace, MemoryService, Path], Awaitable[int]]
@@ -43,6 +43,11 @@ def add_subparsers(sub: Any) -> None:
     p.set_defaults(memory_action=_export, memory_needs_embedder=False)
 
     p = msub.add_parser("reindex", help="rebuild the vector index with the configured embedder")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish an interrupted reindex: keep the vectors made, embed the rest",
+    )
     p.set_defaults(memory_action=_reindex, memory_needs_embedder=False)
 
     models = sub.add_parser("models", help="local embedding models")
@@ -53,10 +58,34 @@ def add_subparsers(sub: Any) -> None:
     p.set_defaults(memory_action=None, models_action=_pull)
 
 
+#: get one: said when reindex finds no embedder
+_EMBEDDER_HINT = (
+    "to get one: `pip install 'decapod[memory]'` brings the default embedder (WordLlama, "
+    "its weights inside the package); or `decapod models pull minishlab/potion-base-8M` "
+    'and an [[memory.embedders]] table with type = "model2vec" and its path; or one with '
+    'type = "openai" for an embeddings server (OpenAI, or Ollama with nomic-embed-text)'
+)
+
+
 def run(
     args: argparse.Namespace, home: Path, store_path: Path, config: MemoryConfig | None = None
 ) -> int:
     """Run a `memory` or `models` subcommand; returns the exit code."""
+    from bot.progress import Progress
+
+    action = _action_of(args)
+    # on stderr: the actions' results stay alone on stdout
+    args.progress = Progress(_PROGRESS_LABELS.get(action, ""), unit=_PROGRESS_UNITS.get(action, ""))
+    try:
+        with args.progress:
+            return _run(args, home, store_path, config)
+    except KeyboardInterrupt:
+        return _interrupted(args)
+
+
+def _run(
+    args: argparse.Namespace, home: Path, store_path: Path, config: MemoryConfig | None
+) -> int:
     if getattr(args, "models_action", None) is not None:
         return int(args.models_action(args, home))
     action: Action | None = getattr(args, "memory_action", None)
@@ -113,25 +142,69 @@ async def _forget(args: argparse.Namespace, service: MemoryService, home: Path) 
 
 async def _export(args: argparse.Namespace, service: MemoryService, home: Path) -> int:
     dest = args.out or home / "exports" / "memory"
-    for path in await service.export_people(dest, args.person):
+    for path in await service.export_people(dest, args.person, args.progress):
         print(path)
     return 0
 
 
 async def _reindex(args: argparse.Namespace, service: MemoryService, home: Path) -> int:
-    done = await service.reindex()
+    try:
+        done = await service.reindex(resume=args.resume, progress=args.progress)
+    except NoEmbedder as exc:
+        print(f"error: {exc}; {_EMBEDDER_HINT}")
+        return 1
     status = service.status()
     print(f"reindexed {done} chunk(s) with {status.embedder} (dim {status.dim})")
     return 0
 
 
 def _pull(args: argparse.Namespace, home: Path) -> int:
+    import os
+    import sys
+
     dest = args.dest or home / "models" / Path(args.name.rstrip("/")).name
+    # from the hub, its own bars (counts, ETA) show on a terminal; elsewhere they would fill
+    # a log with carriage returns, so one line says what is going on instead
+    if not Path(args.name).expanduser().is_dir() and not args.progress.on_terminal:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        print(f"pull: downloading {args.name} from the Hugging Face hub", file=sys.stderr)
     try:
-        path = pull_model(args.name, dest)
+        path = pull_model(args.name, dest, args.progress)
     except Exception as exc:  # network, hub or file errors: report, do not trace
         print(f"error: cannot pull {args.name}: {exc}")
         return 1
     print(f"installed {path}; to use it, add to the config file:")
     print(f'[[memory.embedders]]\ntype = "model2vec"\npath = "{path}"')
     return 0
+
+
+def _action_of(args: argparse.Namespace) -> object:
+    return getattr(args, "models_action", None) or getattr(args, "memory_action", None)
+
+
+_PROGRESS_LABELS: dict[object, str] = {_export: "export", _reindex: "reindex", _pull: "pull"}
+_PROGRESS_UNITS: dict[object, str] = {_export: "people", _reindex: "chunks", _pull: "B"}
+
+
+def _interrupted(args: argparse.Namespace) -> int:
+    """Ctrl-C: say what is left, and how to carry on."""
+    from bot.progress import human_count, interrupted
+
+    action = _action_of(args)
+    p = args.progress
+    if action is _reindex:
+        return interrupted(
+            f"{p.done} of {p.total or 0} chunks have their vectors; the index is usable (the "
+            "others are found by keyword until then)",
+            "`decapod memory reindex --resume` embeds the rest (a running gateway does too, "
+            "in the background)",
+        )
+    if action is _export:
+        return interrupted(
+            f"{p.done} of {p.total or 0} people exported, each file whole",
+            "run the same command again to export everyone (files are replaced whole)",
+        )
+    if action is _pull:
+        copied = f" ({human_count(p.done, 'B')} copied, removed again)" if p.done else ""
+        return interrupted(f"nothing was installed{copied}", "run the same command again")
+    return interrupted("nothing was changed", "run the same command again")

@@ -37,25 +37,40 @@ class SentenceTransformersEmbedderConfig(_Strict):
     path: str
 
 
+class WordLlamaEmbedderConfig(_Strict):
+    """WordLlama's static embeddings, whose weights ship inside the `wordllama` package:
+    works offline with nothing to download, on the CPU, without torch."""
+
+    type: Literal["wordllama"]
+
+
 EmbedderConfig = Annotated[
-    OpenAIEmbedderConfig | Model2VecEmbedderConfig | SentenceTransformersEmbedderConfig,
+    OpenAIEmbedderConfig
+    | Model2VecEmbedderConfig
+    | SentenceTransformersEmbedderConfig
+    | WordLlamaEmbedderConfig,
     Field(discriminator="type"),
 ]
 
 
 def _default_embedders() -> list[EmbedderConfig]:
-    # What `decapod models pull minishlab/potion-base-8M` installs; absent, memory is keyword-only.
-    return [Model2VecEmbedderConfig(type="model2vec", path="models/potion-base-8M")]
+    # Installed with `decapod[memory]`; without the package, memory is keyword-only.
+    return [WordLlamaEmbedderConfig(type="wordllama")]
 
 
 class MemoryConfig(_Strict):
     enabled: bool = True
     #: tried in order at start; the first that answers defines the vector index
     embedders: list[EmbedderConfig] = Field(default_factory=_default_embedders)
-    #: reciprocal rank fusion: score = sum(weight / (rrf_k + rank))
+    #: "score": weight * (BM25 / best BM25) + weight * (cosine / best cosine);
+    #: "rrf": reciprocal rank fusion, sum of weight / (rrf_k + rank)
+    fusion: Literal["score", "rrf"] = "score"
     keyword_weight: float = Field(default=1.0, ge=0)
-    vector_weight: float = Field(default=1.0, ge=0)
-    rrf_k: int = Field(default=60, ge=1)
+    vector_weight: float = Field(default=1.5, ge=0)
+    rrf_k: int = Field(default=10, ge=1)
+    #: a query word found in what an item depends on (the turn before, the day it was said)
+    #: counts this much of one found in the item itself
+    context_weight: float = Field(default=0.5, ge=0)
     #: multiplies a hit's score by 1 + recency_boost * 0.5 ** (age / half life); 0 turns it off
     recency_boost: float = Field(default=0.1, ge=0)
     recency_half_life_days: float = Field(default=30.0, gt=0)

@@ -1,12 +1,16 @@
-"""Embedders: an OpenAI-compatible server, a local model2vec model, an optional local
-sentence-transformers model, chosen in order with fallback to keyword-only search.
+"""Embedders: WordLlama's static embeddings shipped inside its package (the default), an
+OpenAI-compatible server, a local model2vec model, an optional local sentence-transformers
+model, chosen in order with fallback to keyword-only search.
 
-Nothing is downloaded at run time: local embedders load from a directory that must exist,
-with the Hugging Face hub switched offline. `pull_model` fetches a model only when the
-operator asks for it (`decapod models pull NAME`).
+Nothing is downloaded at run time: WordLlama's weights and tokenizer are files of the
+installed package; other local embedders load from a directory that must exist, with the
+Hugging Face hub switched offline. `pull_model` fetches a model only when the operator asks
+for it (`decapod models pull NAME`).
 
-Heavy libraries (numpy, model2vec, sentence-transformers) are imported when a local model
-is loaded, never when this module is imported.
+Heavy libraries (numpy, tokenizers, model2vec, sentence-transformers) are imported when a
+local model is loaded, never when this module is imported. A packaged model is not even
+loaded at selection: `check()` finds its files, and the first text to embed loads it, so an
+idle gateway does not hold it in memory.
 """
 
 from __future__ import annotations
@@ -19,14 +23,18 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.memory.config import (
     EmbedderConfig,
     Model2VecEmbedderConfig,
     OpenAIEmbedderConfig,
     SentenceTransformersEmbedderConfig,
+    WordLlamaEmbedderConfig,
 )
+
+if TYPE_CHECKING:
+    from bot.progress import ProgressSink
 
 log = logging.getLogger("decapod.memory")
 
@@ -164,7 +172,11 @@ class SentenceTransformersEmbedder:
             raise
         except Exception as exc:
             raise EmbedderError(f"cannot load {self.path}: {exc}") from exc
-        self.dim = int(self._model.get_sentence_embedding_dimension() or 0)
+        # sentence-transformers 5.4 renamed the method and warns on the old name
+        dimension = getattr(self._model, "get_embedding_dimension", None)
+        if dimension is None:
+            dimension = self._model.get_sentence_embedding_dimension
+        self.dim = int(dimension() or 0)
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
         if self._model is None:
@@ -176,10 +188,83 @@ class SentenceTransformersEmbedder:
         return await asyncio.to_thread(self._encode, texts)
 
 
+_WORDLLAMA_WEIGHTS = ("weights", "l2_supercat_256.safetensors")
+_WORDLLAMA_TOKENIZER = ("tokenizers", "l2_supercat_tokenizer_config.json")
+
+
+class WordLlamaEmbedder:
+    """WordLlama (l2_supercat, 256 dims): the mean of a text's token vectors, from the
+    weights and tokenizer inside the installed `wordllama` package. The package itself is
+    never imported (its import configures the root logger, and its loader downloads the
+    tokenizer it fails to find); the table stays float16. Loaded by the first `embed`."""
+
+    name = "wordllama:l2_supercat_256"
+    dim = 256
+
+    def __init__(self) -> None:
+        self._table: Any = None
+        self._tokenizer: Any = None
+
+    def _files(self) -> tuple[Path, Path]:
+        import importlib.util
+
+        spec = importlib.util.find_spec("wordllama")  # finds the folder, imports nothing
+        if spec is None or not spec.submodule_search_locations:
+            raise EmbedderError("wordllama is not installed: pip install decapod[memory]")
+        root = Path(next(iter(spec.submodule_search_locations)))
+        weights = root.joinpath(*_WORDLLAMA_WEIGHTS)
+        tokenizer = root.joinpath(*_WORDLLAMA_TOKENIZER)
+        for path in (weights, tokenizer):
+            if not path.is_file():
+                raise EmbedderError(f"wordllama's package has no {path.name}")
+        return weights, tokenizer
+
+    def check(self) -> None:
+        """Raise EmbedderError unless the model's files are there; loads nothing."""
+        self._files()
+
+    def load(self) -> None:
+        weights, tokenizer_file = self._files()
+        try:
+            from safetensors.numpy import load_file
+            from tokenizers import Tokenizer
+
+            table = load_file(str(weights))["embedding.weight"]
+            tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        except Exception as exc:
+            raise EmbedderError(f"cannot load wordllama: {type(exc).__name__}: {exc}") from exc
+        if table.ndim != 2 or table.shape[1] != self.dim:
+            raise EmbedderError(f"wordllama's table has shape {table.shape}, not (n, {self.dim})")
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        self._table, self._tokenizer = table, tokenizer
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        import numpy as np
+
+        if self._table is None:
+            self.load()
+        out: list[list[float]] = []
+        for encoding in self._tokenizer.encode_batch(texts, add_special_tokens=False):
+            ids = np.clip(np.asarray(encoding.ids, dtype=np.int64), 0, len(self._table) - 1)
+            if not len(ids):  # no token, no direction: a zero vector, which is never stored
+                out.append([0.0] * self.dim)
+                continue
+            mean = self._table[ids].astype(np.float32).mean(axis=0)
+            norm = float(np.linalg.norm(mean))
+            out.append([float(x) / norm for x in mean] if norm > 0 else [0.0] * self.dim)
+        return out
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        return await asyncio.to_thread(self._encode, texts)
+
+
 def build_embedders(entries: list[EmbedderConfig], home: Path) -> list[Embedder]:
     out: list[Embedder] = []
     for entry in entries:
-        if isinstance(entry, OpenAIEmbedderConfig):
+        if isinstance(entry, WordLlamaEmbedderConfig):
+            out.append(WordLlamaEmbedder())
+        elif isinstance(entry, OpenAIEmbedderConfig):
             out.append(OpenAIEmbedder(entry))
         elif isinstance(entry, Model2VecEmbedderConfig):
             out.append(Model2VecEmbedder(home / entry.path))
@@ -225,13 +310,10 @@ class EmbedderChain:
         failures: list[str] = []
         for embedder in self.embedders:
             try:
-                probe = await self._bounded(embedder, ["memory probe"])
-                if not probe or not probe[0]:
-                    raise EmbedderError(f"{embedder.name}: empty probe vector")
+                await self._probe(embedder)
             except EmbedderError as exc:
                 failures.append(str(exc))
                 continue
-            embedder.dim = len(probe[0])
             self.active, self.reason, self._open_until = embedder, None, 0.0
             self._failures = tuple(failures)
             return embedder
@@ -242,6 +324,16 @@ class EmbedderChain:
             self._logged = self._failures
             log.warning("memory search is keyword-only: %s", "; ".join(failures) or self.reason)
         return None
+
+    async def _probe(self, embedder: Embedder) -> None:
+        check = getattr(embedder, "check", None)
+        if check is not None:  # a packaged model of known size: find it, load it later
+            check()
+            return
+        probe = await self._bounded(embedder, ["memory probe"])
+        if not probe or not probe[0]:
+            raise EmbedderError(f"{embedder.name}: empty probe vector")
+        embedder.dim = len(probe[0])
 
     @property
     def usable(self) -> bool:
@@ -290,17 +382,19 @@ class EmbedderChain:
                 await close()
 
 
-def pull_model(name: str, dest: Path) -> Path:
-    """Install a model2vec model into `dest`: from a local directory (copied), or from the
-    Hugging Face hub by repository name (e.g. minishlab/potion-base-8M). Run only on request.
-    The copy is loaded before it replaces `dest`, so a failed pull leaves nothing half-done."""
+def pull_model(name: str, dest: Path, progress: ProgressSink | None = None) -> Path:
+    """Install a model2vec model into `dest`: from a local directory (copied, its bytes
+    reported to `progress`), or from the Hugging Face hub by repository name (e.g.
+    minishlab/potion-base-8M; the hub's own bars show on a terminal). Run only on request.
+    The copy is loaded before it replaces `dest`, so a failed or interrupted pull leaves
+    nothing half-done."""
     source = Path(name).expanduser()
     staging = dest.with_name(dest.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.parent.mkdir(parents=True, exist_ok=True)
     try:
         if source.is_dir():
-            shutil.copytree(source, staging)
+            _copy_tree(source, staging, progress)
         else:
             os.environ.pop("HF_HUB_OFFLINE", None)
             from model2vec import StaticModel
@@ -313,3 +407,22 @@ def pull_model(name: str, dest: Path) -> Path:
     shutil.rmtree(dest, ignore_errors=True)
     staging.rename(dest)
     return dest
+
+
+_COPY_BLOCK = 1024 * 1024
+
+
+def _copy_tree(source: Path, target: Path, progress: ProgressSink | None) -> None:
+    files = sorted(p for p in source.rglob("*") if p.is_file())
+    if progress is not None:
+        progress.begin(sum(p.stat().st_size for p in files))
+    target.mkdir(parents=True)
+    for path in files:
+        out = target / path.relative_to(source)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("rb") as src, out.open("wb") as dst:
+            while block := src.read(_COPY_BLOCK):
+                dst.write(block)
+                if progress is not None:
+                    progress.advance(len(block))
+        shutil.copystat(path, out)

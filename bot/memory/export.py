@@ -12,8 +12,12 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.store.memory import ItemRow, MemoryRepo
+
+if TYPE_CHECKING:
+    from bot.progress import ProgressSink
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _KIND_TITLES = {
@@ -54,15 +58,25 @@ def person_markdown(person_id: str, items: list[ItemRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def export_people(repo: MemoryRepo, dest: Path, person_id: str | None = None) -> list[Path]:
-    """One Markdown file per person (or only `person_id`); returns the files written."""
+async def export_people(
+    repo: MemoryRepo,
+    dest: Path,
+    person_id: str | None = None,
+    progress: ProgressSink | None = None,
+) -> list[Path]:
+    """One Markdown file per person (or only `person_id`); returns the files written. Each
+    file is whole or absent, so an export stopped midway leaves complete files only."""
     owners = [person_id] if person_id else await repo.owners()
+    if progress is not None:
+        progress.begin(len(owners))
     written: list[Path] = []
     for owner in owners:
         items = await repo.items(owner)
         path = dest / f"{safe_name(owner)}.md"
         _write(path, person_markdown(owner, items))
         written.append(path)
+        if progress is not None:
+            progress.advance()
     return written
 
 

@@ -1,4 +1,8 @@
-"""Merging keyword and vector results (reciprocal rank fusion), and the recall block."""
+"""Merging keyword and vector results, and the recall block.
+
+Score fusion (the default) adds each list's scores scaled to its best one, so a strong
+keyword match is not outranked by a chunk both lists found weakly, as reciprocal rank
+fusion with a large k does; rank fusion stays available for comparison."""
 
 from __future__ import annotations
 
@@ -37,25 +41,56 @@ class FusionWeights:
     rrf_k: int = 60
     recency_boost: float = 0.0
     half_life_days: float = 30.0
+    method: str = "rrf"  # "rrf" | "score"
+
+
+def _scaled(scores: dict[int, float]) -> dict[int, float]:
+    """BM25 scores divided by the best one: 1.0 for the best, and 0 means no match."""
+    best = max(scores.values(), default=0.0)
+    return {cid: s / best for cid, s in scores.items()} if best > 0 else {}
+
+
+_MIN_SPREAD = 0.1
+
+
+def _spread(scores: dict[int, float]) -> dict[int, float]:
+    """Cosine similarities from the worst candidate (0.0) to the best (1.0). Models differ
+    in where their cosines sit (a static model's spread over 0.1-0.7, E5's over 0.75-0.9):
+    only the order and spacing among the candidates says anything."""
+    if not scores:
+        return {}
+    low, high = min(scores.values()), max(scores.values())
+    # cosines closer than this are about equally near: their gap must not become a big one
+    spread = max(high - low, _MIN_SPREAD)
+    return {cid: (s - low) / spread for cid, s in scores.items()}
 
 
 def fuse(
     found: SearchRows, weights: FusionWeights, limit: int, now: float | None = None
 ) -> list[MemoryHit]:
-    """Reciprocal rank fusion: score = sum over lists of weight / (rrf_k + rank), times an
-    optional boost for recently updated items. Ties keep keyword order, then vector order."""
+    """Merge the keyword and vector lists: by scaled scores (weight * BM25 / best BM25 +
+    weight * cosine scaled from the worst candidate to the best) or by reciprocal rank
+    (sum of weight / (rrf_k + rank)); either times an optional boost for recent items.
+    Ties keep keyword order, then vector order."""
     now = time.time() if now is None else now
     keyword_rank = {cid: i + 1 for i, cid in enumerate(found.keyword)}
     vector_rank = {cid: i + 1 for i, cid in enumerate(found.vector)}
+    by_score = weights.method == "score"
+    keyword_scaled = _scaled(found.keyword_score) if by_score else {}
+    vector_scaled = _spread(found.vector_score) if by_score else {}
     hits: list[MemoryHit] = []
     for cid in dict.fromkeys(found.keyword + found.vector):
         row = found.rows[cid]
         kr, vr = keyword_rank.get(cid), vector_rank.get(cid)
         score = 0.0
-        if kr is not None:
-            score += weights.keyword / (weights.rrf_k + kr)
-        if vr is not None:
-            score += weights.vector / (weights.rrf_k + vr)
+        if by_score:
+            score += weights.keyword * keyword_scaled.get(cid, 0.0)
+            score += weights.vector * vector_scaled.get(cid, 0.0)
+        else:
+            if kr is not None:
+                score += weights.keyword / (weights.rrf_k + kr)
+            if vr is not None:
+                score += weights.vector / (weights.rrf_k + vr)
         if weights.recency_boost:
             age_days = max(0.0, now - row.updated_at) / _DAY
             score *= 1.0 + weights.recency_boost * 0.5 ** (age_days / weights.half_life_days)
@@ -76,6 +111,26 @@ def fuse(
         )
     hits.sort(key=lambda h: -h.score)  # stable: equal scores keep first-seen order
     return hits[:limit]
+
+
+#: in a search of several phrasings, what each further phrasing's score adds
+_AGREEMENT = 0.25
+
+
+def merge_phrasings(results: list[list[MemoryHit]], limit: int) -> list[MemoryHit]:
+    """Merge the hits of several phrasings of one question: an item's score is its best
+    score plus a share of the others, so one found by several phrasings ranks higher and
+    one strong match is not buried by weak ones."""
+    merged: dict[int, tuple[MemoryHit, list[float]]] = {}
+    for hits in results:
+        for hit in hits:
+            merged.setdefault(hit.chunk_id, (hit, []))[1].append(hit.score)
+
+    def score(entry: tuple[MemoryHit, list[float]]) -> float:
+        best = max(entry[1])
+        return best + _AGREEMENT * (sum(entry[1]) - best)
+
+    return [hit for hit, _ in sorted(merged.values(), key=lambda e: -score(e))[:limit]]
 
 
 def _line(hit: MemoryHit) -> str:

@@ -9,42 +9,50 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bot.errors import DecapodError
 from bot.memory.config import MemoryConfig
-from bot.memory.embedders import Embedder, EmbedderChain, build_embedders, is_zero
+from bot.memory.embedders import Embedder, EmbedderChain, build_embedders
 from bot.memory.export import export_people, export_session
 from bot.memory.extract import extract_before_compaction
+from bot.memory.index import NoEmbedder, VectorIndex
 from bot.memory.knowledge import KnowledgeWatcher
-from bot.memory.search import FusionWeights, MemoryHit, fit_budget, fuse
-from bot.memory.text import chunk_text, fts_match, query_terms, text_hash
+from bot.memory.links import LINK_ALPHABET, LINK_TTL_S, LinkCodes, MemoryRequestError
+from bot.memory.search import FusionWeights, MemoryHit, fit_budget, fuse, merge_phrasings
+from bot.memory.text import (
+    SEARCHED,
+    fts_match,
+    indexed_context,
+    indexed_text,
+    query_terms,
+    with_dates,
+)
+from bot.progress import ProgressSink
 from bot.providers.base import ChatMessage, Provider
-from bot.store import Store, sqlite
-from bot.store.memory import SHARED, ItemRow, MemoryRepo, NewChunk, NewItem, pack_vector
+from bot.store import Store
+from bot.store.memory import SHARED, ItemRow, MemoryRepo, NewChunk, NewItem
 
 log = logging.getLogger("decapod.memory")
+__all__ = [
+    "LINK_ALPHABET",
+    "LINK_TTL_S",
+    "MemoryRequestError",
+    "MemoryService",
+    "MemoryStatus",
+    "NoEmbedder",
+]
 
 KINDS = ("fact", "preference", "note", "session_summary", "knowledge")
 SearchMode = Literal["hybrid", "keyword", "vector"]
 MAX_ITEM_CHARS = 20_000
-LINK_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: easy to read and type
-LINK_TTL_S = 600.0
-_LINK_MAX_FAILURES = 5
-_EMBED_BATCH = 64
-_QUERY_CACHE = 128
 _RESELECT_S = 60.0
 _PRUNE_S = 3600.0
-
-
-class MemoryRequestError(DecapodError):
-    """A memory request that cannot be done; the message is fit to show a person."""
+_EARLIEST = 0.0
+_DAY_S = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +90,7 @@ class MemoryService:
             config.rrf_k,
             config.recency_boost,
             config.recency_half_life_days,
+            config.fusion,
         )
         self.watcher = KnowledgeWatcher(
             home / config.knowledge_dir,
@@ -92,13 +101,9 @@ class MemoryService:
         )
         self._redact = redact
         self.session_export_dir = home / config.session_export_dir
-        self._index_model: str | None = None  # set once the vector table matches the embedder
-        self._vec_error = None if sqlite.vec_available() else (sqlite.info().vec_error or "")
-        self._queries: OrderedDict[tuple[str, str], bytes | None] = OrderedDict()
-        self._link_failures: dict[str, list[float]] = {}
+        self.index = VectorIndex(self.repo.vectors, self.chain)
+        self.links = LinkCodes(self.repo)
         self._tasks: list[asyncio.Task[None]] = []
-        self._wake = asyncio.Event()
-        self._backfilling = asyncio.Lock()
         self._ready = asyncio.Event()
 
     # lifecycle -------------------------------------------------------------------------------
@@ -108,8 +113,8 @@ class MemoryService:
         if not self.config.enabled:
             self._ready.set()
             return
-        if self._vec_error is not None:
-            log.warning("memory search is keyword-only: %s", self._vec_error)
+        if self.index.vec_error is not None:
+            log.warning("memory search is keyword-only: %s", self.index.vec_error)
         self._tasks.append(asyncio.create_task(self._run(watch), name="memory"))
 
     async def wait_ready(self) -> None:
@@ -127,158 +132,53 @@ class MemoryService:
     async def _run(self, watch: bool) -> None:
         try:
             await self.repo.prune_expired(time.time())
-            await self.repo.prune_cache()
-            if self._vec_error is None:
-                await self.repo.purge_orphan_vectors()
-                await self._select()
+            await self.repo.vectors.prune_cache()
+            if self.index.vec_error is None:
+                await self.repo.vectors.purge_orphan_vectors()
+                await self.index.select()
             await self.watcher.sync()
         except Exception:
             log.exception("memory start-up step failed; continuing keyword-only")
         finally:
             self._ready.set()
-        self._tasks.append(asyncio.create_task(self._backfill_loop(), name="memory-backfill"))
+        self._tasks.append(asyncio.create_task(self.index.backfill_loop(), name="memory-backfill"))
         if watch:
             self._tasks.append(asyncio.create_task(self.watcher.run(), name="memory-knowledge"))
         last_prune = time.monotonic()
         while True:
             await asyncio.sleep(_RESELECT_S)
             try:
-                if self._vec_error is None and self.chain.active is None:
-                    await self._select()
+                if self.index.vec_error is None and self.chain.active is None:
+                    await self.index.select()
                 if time.monotonic() - last_prune >= _PRUNE_S:
                     last_prune = time.monotonic()
                     await self.repo.prune_expired(time.time())
-                self._wake.set()
+                self.index.wake.set()
             except Exception:
                 log.exception("memory maintenance failed")
 
-    async def _select(self) -> None:
-        embedder = await self.chain.select()
-        if embedder is None:
-            return
-        async with self._backfilling:
-            recorded = await self.repo.vector_model()
-            if recorded != (embedder.name, embedder.dim):
-                log.warning(
-                    "rebuilding the memory vector index for %s (dim %d); it was %s",
-                    embedder.name,
-                    embedder.dim,
-                    recorded[0] if recorded else "empty",
-                )
-                await self.repo.reset_vectors(embedder.name, embedder.dim)
-            self._index_model = embedder.name
-        self._wake.set()
-
     def status(self) -> MemoryStatus:
+        vec_error = self.index.vec_error
         if not self.config.enabled:
-            return MemoryStatus(False, "disabled", None, 0, self._vec_error is None, None)
-        if self._vec_error is not None:
-            return MemoryStatus(True, "keyword-only", None, 0, False, self._vec_error)
+            return MemoryStatus(False, "disabled", None, 0, vec_error is None, None)
+        if vec_error is not None:
+            return MemoryStatus(True, "keyword-only", None, 0, False, vec_error)
         s = self.chain.status()
         return MemoryStatus(True, s.mode, s.embedder, s.dim, True, s.reason, s.failures)
 
-    # embedding ---------------------------------------------------------------------------------
-    @property
-    def _vector_model(self) -> str | None:
-        """The model whose vectors can be used right now, or None (keyword-only)."""
-        active = self.chain.active
-        if active is None or active.name != self._index_model or not self.chain.usable:
-            return None
-        return active.name
-
-    async def _embed_cached(self, texts: list[str], hashes: list[str]) -> list[bytes] | None:
-        """float32 vectors (b"" for texts without any known word), through the cache."""
-        model = self._vector_model
-        if model is None:
-            return None
-        found = await self.repo.cached_vectors(model, hashes)
-        missing = [i for i, h in enumerate(hashes) if h not in found]
-        if missing:
-            fresh = await self.chain.embed([texts[i] for i in missing])
-            if fresh is None:
-                return None
-            new = [
-                (hashes[i], b"" if is_zero(v) else pack_vector(v))
-                for i, v in zip(missing, fresh, strict=True)
-            ]
-            await self.repo.cache_vectors(model, new)
-            found.update(new)
-        return [found[h] for h in hashes]
-
-    async def _chunks(self, text: str) -> tuple[list[NewChunk], str | None]:
-        pieces = chunk_text(text, self.config.chunk_words, self.config.chunk_overlap)
-        hashes = [text_hash(p.text) for p in pieces]
-        model = self._vector_model
-        blobs = await self._embed_cached([p.text for p in pieces], hashes) if model else None
-        if blobs is None:
-            return [NewChunk(p.seq, p.text, h) for p, h in zip(pieces, hashes, strict=True)], None
-        return [
-            NewChunk(p.seq, p.text, h, b or None)
-            for p, h, b in zip(pieces, hashes, blobs, strict=True)
-        ], model
+    # the vector index (bot/memory/index.py) ---------------------------------------------------
+    async def _chunks(self, text: str, context: str = "") -> tuple[list[NewChunk], str | None]:
+        return await self.index.chunks(
+            text, self.config.chunk_words, self.config.chunk_overlap, context
+        )
 
     async def backfill(self) -> int:
-        """Embed chunks stored without a vector (saved while the embedder was down, or
-        before a reindex). Returns how many were done."""
-        async with self._backfilling:
-            return await self._backfill_locked()
+        """Embed chunks stored without a vector; returns how many were done."""
+        return await self.index.backfill()
 
-    async def _backfill_locked(self) -> int:
-        done = 0
-        while (model := self._vector_model) is not None:
-            pending = await self.repo.pending_chunks(_EMBED_BATCH)
-            if not pending:
-                break
-            blobs = await self._embed_cached([p[1] for p in pending], [p[2] for p in pending])
-            if blobs is None:
-                break
-            stored = await self.repo.store_vectors(
-                model, [(p[0], b or None) for p, b in zip(pending, blobs, strict=True)]
-            )
-            if stored == 0:
-                break
-            done += stored
-        return done
-
-    async def _backfill_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self.backfill()
-            except Exception:
-                log.exception("memory backfill failed")
-
-    async def reindex(self) -> int:
-        """Rebuild the vector index with the first embedder that answers; returns the number
-        of chunks embedded. Raises when there is no vector search to rebuild."""
-        if self._vec_error is not None:
-            raise MemoryRequestError(f"vector search is unavailable: {self._vec_error}")
-        embedder = await self.chain.select()
-        if embedder is None:
-            raise MemoryRequestError(f"no embedder answered: {self.chain.reason}")
-        async with self._backfilling:  # the background backfill must not take the work
-            await self.repo.reset_vectors(embedder.name, embedder.dim)
-            self._index_model = embedder.name
-            await self.repo.prune_cache()
-            return await self._backfill_locked()
-
-    async def _query_vector(self, query: str) -> tuple[bytes | None, str | None]:
-        model = self._vector_model
-        if model is None or not query.strip():
-            return None, None
-        key = (model, query)
-        if key in self._queries:
-            self._queries.move_to_end(key)
-            return self._queries[key], model
-        vectors = await self.chain.embed([query])
-        if vectors is None:
-            return None, None
-        blob = None if is_zero(vectors[0]) else pack_vector(vectors[0])
-        self._queries[key] = blob
-        if len(self._queries) > _QUERY_CACHE:
-            self._queries.popitem(last=False)
-        return blob, model
+    async def reindex(self, *, resume: bool = False, progress: ProgressSink | None = None) -> int:
+        """Rebuild the vector index (or, with `resume`, finish one); see VectorIndex.reindex."""
+        return await self.index.reindex(resume=resume, progress=progress)
 
     # saving and searching ---------------------------------------------------------------------
     def _owner(self, person_id: str) -> str:
@@ -294,20 +194,31 @@ class MemoryService:
         kind: str = "fact",
         source: str = "",
         expires_at: float | None = None,
+        at: float | None = None,
+        speaker: str = "",
+        context: str = "",
     ) -> int:
-        """Remember `text` for a person; returns the item id (an existing one for a repeat)."""
+        """Remember `text` for a person; returns the item id (an existing one for a repeat).
+
+        `at` is when it was said (default: now): relative dates in the text ("yesterday",
+        "last Saturday") are resolved against it and written after them. `speaker` is who
+        said it, kept in front of the text. `context` is what the text depends on, such as the
+        turn it answers ("How was the road trip?"): searched with a lower weight, not shown."""
         owner = self._owner(person_id)
         if kind not in KINDS or kind == "knowledge":
             raise MemoryRequestError(f"unknown kind {kind!r}")
+        said = time.time() if at is None else at
+        if not _EARLIEST <= said <= time.time() + _DAY_S:
+            raise MemoryRequestError("`at` must be a time between 1970 and tomorrow")
         text = self._redact(text).strip()[:MAX_ITEM_CHARS]
         if not text:
             raise MemoryRequestError("nothing to remember")
-        chunks, model = await self._chunks(text)
+        text = indexed_text(text, speaker=self._redact(speaker).strip(), said=said)
+        chunks, model = await self._chunks(text, indexed_context(self._redact(context), said))
         item_id, _ = await self.repo.add(
-            NewItem(owner, kind, text, chunks, source, model, expires_at)
+            NewItem(owner, kind, text, chunks, source, model, expires_at, at)
         )
-        if model is None and self._index_model is not None:
-            self._wake.set()
+        self.index.stored_without_vectors(model)
         return item_id
 
     async def search(
@@ -322,11 +233,26 @@ class MemoryService:
         """The person's best matching items (and shared knowledge), best first."""
         owner = self._owner(person_id)
         owners = [owner, SHARED] if include_shared else [owner]
-        match = fts_match(query_terms(query), owners) if mode != "vector" else None
-        blob, model = (None, None) if mode == "keyword" else await self._query_vector(query)
         now = time.time()
-        found = await self.repo.search(owners, match, blob, model, max(limit * 4, 20), now)
+        terms = query_terms(with_dates(query, now))
+        match = fts_match(terms, owners, columns=SEARCHED) if mode != "vector" else None
+        blob, model = (None, None) if mode == "keyword" else await self.index.query_vector(query)
+        found = await self.repo.search(
+            owners, match, blob, model, max(limit * 4, 20), now, self.config.context_weight
+        )
         return fuse(found, self.weights, limit, now)
+
+    async def search_phrasings(
+        self, person_id: str, phrasings: list[str], *, limit: int = 10
+    ) -> list[MemoryHit]:
+        """Search several phrasings of one question and merge them: an item's score is its
+        best score plus a share of the others, so one found by several phrasings ranks
+        higher, and one strong match is never buried by weak ones."""
+        queries = list(dict.fromkeys(q for q in phrasings if q.strip()))
+        if len(queries) <= 1:
+            return await self.search(person_id, queries[0] if queries else "", limit=limit)
+        results = [await self.search(person_id, q, limit=limit * 2) for q in queries]
+        return merge_phrasings(results, limit)
 
     async def recall(
         self,
@@ -373,13 +299,14 @@ class MemoryService:
     async def _index_knowledge(self, path: str, text: str, sha: str) -> None:
         chunks, model = await self._chunks(text)
         await self.repo.replace_knowledge(path, sha, text, chunks, model)
-        if model is None and self._index_model is not None:
-            self._wake.set()
+        self.index.stored_without_vectors(model)
 
     # exports and extraction ----------------------------------------------------------------
-    async def export_people(self, dest: Path, person_id: str | None = None) -> list[Path]:
+    async def export_people(
+        self, dest: Path, person_id: str | None = None, progress: ProgressSink | None = None
+    ) -> list[Path]:
         """`decapod memory export`: one Markdown file per person under `dest`."""
-        return await export_people(self.repo, dest, person_id)
+        return await export_people(self.repo, dest, person_id, progress)
 
     async def export_session(self, session_id: int, *, redact: Callable[[str], str]) -> Path | None:
         """A finished session as Markdown in the configured folder, pruned by age and count."""
@@ -400,25 +327,8 @@ class MemoryService:
 
     # identity links --------------------------------------------------------------------------
     async def create_link_code(self, person_id: str) -> str:
-        owner = self._owner(person_id)
-        code = "".join(secrets.choice(LINK_ALPHABET) for _ in range(8))
-        await self.repo.put_link_code(code, owner, time.time() + LINK_TTL_S)
-        return code
+        return await self.links.create(self._owner(person_id))
 
     async def redeem_link_code(self, person_id: str, code: str) -> str:
         """Join this person to the one who made `code`; returns the person id both now share."""
-        owner = self._owner(person_id)
-        now = time.time()
-        recent = [t for t in self._link_failures.get(owner, []) if now - t < LINK_TTL_S]
-        if len(recent) >= _LINK_MAX_FAILURES:
-            raise MemoryRequestError("Too many wrong codes. Try again in a few minutes.")
-        normalized = "".join(c for c in code.upper() if c.isalnum())
-        target = await self.repo.redeem_link_code(normalized, owner, now)
-        if target is None:
-            self._link_failures[owner] = [*recent, now]
-            raise MemoryRequestError(
-                "That code is unknown or has expired. Send /link where you are already known "
-                "to get a new one."
-            )
-        self._link_failures.pop(owner, None)
-        return target
+        return await self.links.redeem(self._owner(person_id), code)

@@ -5,10 +5,12 @@ Everything here is pure and synchronous, so it is cheap to test exhaustively.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 from dataclasses import dataclass
 
+from bot.memory.dates import day_words, query_dates, resolve_relative
 from bot.store.memory import owner_tag
 
 # Letters and digits only: FTS5's unicode61 tokenizer treats "_" and punctuation as
@@ -16,6 +18,9 @@ from bot.store.memory import owner_tag
 _WORD = re.compile(r"[^\W_]+")
 _SPAN = re.compile(r"\S+")
 _MAX_QUERY_TERMS = 16
+_CONTEXT_CHARS = 300
+#: the FTS5 columns a search looks in: what was said, and what it depends on
+SEARCHED = "{text context}"
 
 # Dropped from OR-queries: they match nearly every row, which costs time and adds no signal.
 _STOPWORDS = """a about above after again all am an and any are as at be been before being below
@@ -57,6 +62,20 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+_SPEAKER = re.compile(r"^[^:\n]{1,40}:\s")
+
+
+def embedding_input(text: str) -> str:
+    """What an embedder is given for a text: its content words. A static model averages
+    every token, so a speaker's name in front and function words ("how", "are", "you")
+    would make every short remark of one person look alike."""
+    words = [
+        w for w in _WORD.findall(_SPEAKER.sub("", text, count=1))
+        if w.lower() not in STOPWORDS and not w.isdigit()
+    ]  # fmt: skip
+    return " ".join(words) or text.strip()
+
+
 def query_terms(text: str) -> list[str]:
     """The distinct words of a user's text, lowercased, without stopwords (unless nothing
     else is left), at most 16."""
@@ -68,8 +87,11 @@ def query_terms(text: str) -> list[str]:
     return (content or terms)[:_MAX_QUERY_TERMS]
 
 
-def fts_match(terms: list[str], owners: list[str], *, require_all: bool = False) -> str | None:
-    """An FTS5 MATCH expression for `terms` in the text column, limited to `owners`.
+def fts_match(
+    terms: list[str], owners: list[str], *, require_all: bool = False, columns: str = "text"
+) -> str | None:
+    """An FTS5 MATCH expression for `terms` in `columns` (the text column, or SEARCHED),
+    limited to `owners`.
 
     Every term is a quoted string of letters and digits, so no user text can form FTS5
     syntax. None when there is nothing to search for."""
@@ -78,7 +100,33 @@ def fts_match(terms: list[str], owners: list[str], *, require_all: bool = False)
     joiner = " AND " if require_all else " OR "
     words = joiner.join(f'"{t}"' for t in terms)
     tags = " OR ".join(owner_tag(o) for o in owners)
-    return f"owner_tag : ({tags}) AND text : ({words})"
+    return f"owner_tag : ({tags}) AND {columns} : ({words})"
+
+
+def _day(at: float) -> dt.date:
+    return dt.datetime.fromtimestamp(at, dt.UTC).date()
+
+
+def indexed_text(text: str, *, speaker: str, said: float) -> str:
+    """What an item stores and shows: the speaker in front, and each relative date followed
+    by the date it means ("Maria: I fell yesterday (7 May 2023)")."""
+    text = resolve_relative(text, _day(said))
+    return f"{speaker}: {text}" if speaker else text
+
+
+def indexed_context(context: str, said: float) -> str:
+    """What an item is searched by besides its text: the day it was said, and (the start
+    of) the turn it depends on."""
+    context = " ".join(context.split())
+    if len(context) > _CONTEXT_CHARS:
+        context = context[:_CONTEXT_CHARS].rsplit(" ", 1)[0]
+    return f"said on {day_words(_day(said))}" + (f"; after: {context}" if context else "")
+
+
+def with_dates(query: str, now: float) -> str:
+    """The query with the dates it names appended as the index writes them."""
+    dates = query_dates(query, _day(now))
+    return " ".join([query, *dates]) if dates else query
 
 
 def estimate_tokens(text: str) -> int:

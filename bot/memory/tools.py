@@ -51,11 +51,17 @@ async def memory_search(
     ctx: ToolContext,
     query: Annotated[str, Field(min_length=1, max_length=500)],
     limit: Annotated[int, Field(ge=1, le=20)] = 5,
+    rephrased: Annotated[list[Annotated[str, Field(max_length=500)]], Field(max_length=4)]
+    | None = None,
 ) -> str:
-    """Search what you remember about this person (and the shared knowledge folder)."""
+    """Search what you remember about this person (and the shared knowledge folder).
+    `rephrased`: up to 4 other ways to say the query (synonyms, the words the person may
+    have used, a named date), searched too; an item found by several counts more."""
     service = _service(ctx)
     with _refusals_as_tool_errors():
-        hits = await service.search(ctx.person_id, query, limit=limit)
+        hits = await service.search_phrasings(
+            ctx.person_id, [query, *(rephrased or [])], limit=limit
+        )
     return render_hits(hits)
 
 

@@ -48,18 +48,31 @@ async def _run(args: argparse.Namespace, store_path: Path) -> int:
         if not rows:
             print("no jobs")
             return 0
-        for job in rows:
-            print(_row(job))
+        print(render_table([_cells(job) for job in rows]))
         return 0
 
 
-def _row(job: Job) -> str:
+HEADER = ("ID", "STATUS", "DUE", "REPEAT", "KIND", "PERSON", "WHERE", "TEXT")
+
+
+def render_table(rows: list[list[str]]) -> str:
+    """The rows under HEADER, each column as wide as its widest cell (the text, last, is not
+    padded)."""
+    table = [list(HEADER), *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(HEADER) - 1)]
+    return "\n".join(
+        "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]])
+        for row in table
+    )
+
+
+def _cells(job: Job) -> list[str]:
     conv = job.conversation
     where = f"{conv.channel}:{conv.kind.value}:{conv.chat_id}"
     repeat = describe_repeat(job) or "once"
     text = " ".join(job.text.split())
     text = text if len(text) <= 60 else text[:59] + "…"
-    cells = [
+    return [
         job.id,
         job.status.value,
         format_local(job.run_at, job.timezone),
@@ -69,4 +82,3 @@ def _row(job: Job) -> str:
         where,
         text,
     ]
-    return "  ".join(cells)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.commands import CommandContext, CommandSpec, CommandTable
 from bot.scheduler import text as texts
-from bot.scheduler.grammar import EXAMPLES, Clarify, parse_reminder
+from bot.scheduler.grammar import Clarify, parse_reminder
 from bot.scheduler.service import ScheduleError
 
 _REMINDERS_USAGE = "/reminders lists yours with their ids; /reminders cancel ID cancels one."
@@ -16,7 +16,7 @@ def register_scheduler_commands(table: CommandTable) -> None:
             "remind",
             "Set a reminder: /remind in 20m stretch",
             _remind,
-            usage=f"/remind <when> <what>, for example {EXAMPLES}",
+            usage="<when> <what>",
             arg_name="request",
         )
     )
@@ -25,7 +25,7 @@ def register_scheduler_commands(table: CommandTable) -> None:
             "reminders",
             "List your reminders, or cancel one: /reminders cancel ID",
             _reminders,
-            usage=_REMINDERS_USAGE,
+            usage="[cancel ID]",
             arg_name="action",
         )
     )

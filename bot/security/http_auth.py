@@ -4,8 +4,12 @@
   code (192 bits) is printed to the terminal (never logged); `POST /setup` with it, from a
   local caller only, returns the admin token once. Only the token's hash is stored.
 - Admin routes (/metrics, /admin/..., the details of /health) need `Authorization: Bearer
-  <token>`; before setup they are open to local callers only. A token in a query string is
-  never accepted. Scopes come from the server's record, never from the request.
+  <token>`; before setup they are open to local callers only.
+- The command line on this machine (`decapod status`) uses a second admin token, made fresh at
+  each start and written to a 0600 file in the home (bot/runtime.py): whoever can read the
+  home can read the database anyway, and the token dies with the process.
+- A token in a query string is never accepted. Scopes come from the server's record, never
+  from the request.
 - "Local" means a loopback peer, no forwarding headers and a loopback Host (bot/http.py).
 - Failed attempts are throttled per client address and per credential: wrong admin tokens
   (anywhere, /health included) lock that address out of requests that carry a token; wrong
@@ -71,6 +75,7 @@ class AdminAuth:
         self.store = store
         self.throttle = throttle or FailureThrottle()
         self._token_hash: str | None = None
+        self._local_hash: str | None = None
         self._setup_hash: str | None = None
         #: platform webhooks: they verify their own signatures and nothing here touches them
         self.webhook_paths: set[str] = set()
@@ -88,16 +93,27 @@ class AdminAuth:
     def configured(self) -> bool:
         return self._token_hash is not None
 
+    def issue_local_token(self) -> str:
+        """A fresh admin token for the command line of this machine, valid until the process
+        ends (the caller writes it to the home; only its hash stays here)."""
+        token = secrets.token_urlsafe(32)
+        self._local_hash = _digest(token)
+        return token
+
     def _bearer_ok(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token or self._token_hash is None:
+        if scheme.lower() != "bearer" or not token:
             return False
-        return hmac.compare_digest(_digest(token.strip()), self._token_hash)
+        presented = _digest(token.strip())
+        return any(
+            known is not None and hmac.compare_digest(presented, known)
+            for known in (self._token_hash, self._local_hash)
+        )
 
     def is_admin(self, request: web.Request) -> bool:
-        if self._token_hash is None:
-            return is_local_request(request)
+        if self._token_hash is None and is_local_request(request):
+            return True
         return self._bearer_ok(request)
 
     def _check_throttle(self, credential: Credential, client: str) -> None:

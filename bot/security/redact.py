@@ -83,7 +83,17 @@ STREAM_BATCH = 64
 #: the longest a stream's text waits to be judged while no new text arrives (seconds)
 RELEASE_INTERVAL = 0.25
 #: third-party loggers that would otherwise log URLs, headers or bodies below WARNING
-NOISY_LOGGERS = ("httpx", "httpcore", "openai", "anthropic", "telegram", "slack_sdk", "discord")
+NOISY_LOGGERS = (
+    "httpx",
+    "httpx2",  # the transport of both LLM SDKs: one INFO line per request
+    "httpcore",
+    "urllib3",
+    "openai",
+    "anthropic",
+    "telegram",
+    "slack_sdk",
+    "discord",
+)
 
 _RUN_TO = re.compile("[" + re.escape("".join(sorted(TOKEN_CHARS))) + r"]*\Z")
 _LOOKBEHIND = 8

@@ -15,11 +15,14 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.errors import StorageUnavailable, StoreError
 from bot.store import sqlite
 from bot.store.migrations import migrate
+
+if TYPE_CHECKING:
+    from bot.progress import ProgressSink
 
 T = TypeVar("T")
 Conn = Any  # a DB-API connection from sqlite3 or pysqlite3
@@ -29,8 +32,11 @@ _STOP = object()
 
 
 class Store:
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, migration_progress: ProgressSink | None = None) -> None:
         self.path = Path(path)
+        #: told of each migration applied at start (`decapod migrate` shows it); called on the
+        #: writer thread
+        self._migration_progress = migration_progress
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._readers: ThreadPoolExecutor | None = None
@@ -129,7 +135,7 @@ class Store:
     def _write_loop(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[Any]) -> None:
         try:
             conn = sqlite.connect(self.path)
-            applied = migrate(conn)
+            applied = migrate(conn, self._migration_progress)
             self._data_version = _data_version(conn)
         except Exception as exc:
             err = _refused(exc, self.path) or StoreError(f"cannot open {self.path}: {exc}")

@@ -1,5 +1,6 @@
 """SQL for per-person memory: items, their chunks, the FTS5 index (kept by triggers), the
-sqlite-vec table partitioned by owner, the embedding cache, knowledge files, link codes.
+search over it and the sqlite-vec table, knowledge files, link codes. The vector table's own
+upkeep and the embedding cache are in bot/store/memory_vectors.py.
 
 Every query that returns memory takes the owners it may return and filters on them in SQL,
 so one person's items can reach another only through a bug in this file.
@@ -8,20 +9,27 @@ so one person's items can reach another only through a bug in this file.
 from __future__ import annotations
 
 import hashlib
-import struct
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bot.store import sqlite
+from bot.store.memory_vectors import (
+    VEC_TABLE,
+    VectorRepo,
+    drop_vectors,
+    first_column,
+    in_batches,
+    move_vectors,
+    put_vector,
+    vec_model,
+)
 
 if TYPE_CHECKING:
     from bot.store import Conn, Store
 
 SHARED = "shared"
-_BATCH = 500
-_VEC_TABLE = "memory_vec"
 _ITEM_COLS = "id, owner, kind, text, source, created_at, updated_at, expires_at"
 _KNOWLEDGE_ITEM = "SELECT item_id FROM memory_knowledge_files WHERE path = ?"
 
@@ -32,10 +40,6 @@ def owner_tag(owner: str) -> str:
     return "o" + str(int(hashlib.sha256(owner.encode("utf-8")).hexdigest()[:15], 16))
 
 
-def pack_vector(vector: Sequence[float]) -> bytes:
-    return struct.pack(f"{len(vector)}f", *vector)
-
-
 @dataclass(frozen=True, slots=True)
 class NewChunk:
     seq: int
@@ -43,6 +47,8 @@ class NewChunk:
     text_hash: str
     #: float32 bytes in the space of the model passed alongside; None = nothing to store
     vector: bytes | None = None
+    #: what the text depends on (the turn it answers, when it was said): searched, not shown
+    context: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,8 @@ class NewItem:
     #: the model that made the chunks' vectors; None = not embedded yet
     model: str | None = None
     expires_at: float | None = None
+    #: when it was said (default: now); also what recency and the recalled date go by
+    at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,39 +94,9 @@ class SearchRows:
     keyword: list[int]  # chunk ids, best first
     vector: list[int]  # chunk ids, nearest first
     rows: dict[int, ChunkRow]
-
-
-def _batches(ids: Sequence[Any]) -> Iterator[tuple[Sequence[Any], str]]:
-    for start in range(0, len(ids), _BATCH):
-        part = ids[start : start + _BATCH]
-        yield part, ",".join("?" * len(part))
-
-
-def _col(conn: Conn, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-    """The first column of every row."""
-    return [r[0] for r in conn.execute(sql, params).fetchall()]
-
-
-def _vec_exists(conn: Conn) -> bool:
-    row = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (_VEC_TABLE,)).fetchone()
-    return row is not None
-
-
-def _vec_model(conn: Conn) -> tuple[str, int] | None:
-    row = conn.execute("SELECT model, dim FROM memory_embedding WHERE id = 1").fetchone()
-    return (str(row[0]), int(row[1])) if row and _vec_exists(conn) else None
-
-
-def _drop_vectors(conn: Conn, chunk_ids: Sequence[int]) -> None:
-    if not chunk_ids or not _vec_exists(conn):
-        return
-    if sqlite.vec_available():
-        for cid in chunk_ids:
-            conn.execute(f"DELETE FROM {_VEC_TABLE} WHERE chunk_id = ?", (cid,))
-    else:
-        conn.executemany(
-            "INSERT OR IGNORE INTO memory_vec_orphans VALUES (?)", [(c,) for c in chunk_ids]
-        )
+    #: BM25 relevance (higher is better) and cosine similarity of the listed chunks
+    keyword_score: dict[int, float] = field(default_factory=dict)
+    vector_score: dict[int, float] = field(default_factory=dict)
 
 
 def _delete_items(conn: Conn, item_ids: Sequence[int]) -> int:
@@ -130,14 +108,14 @@ def _delete_items(conn: Conn, item_ids: Sequence[int]) -> int:
     conn.execute("PRAGMA secure_delete = 1")
     try:
         deleted = 0
-        for part, qs in _batches(item_ids):
+        for part, qs in in_batches(item_ids):
             chunks = conn.execute(
                 f"SELECT id, text_hash FROM memory_chunks WHERE item_id IN ({qs})", part
             ).fetchall()
-            _drop_vectors(conn, [c[0] for c in chunks])
+            drop_vectors(conn, [c[0] for c in chunks])
             deleted += conn.execute(f"DELETE FROM memory_items WHERE id IN ({qs})", part).rowcount
             hashes = sorted({c[1] for c in chunks})
-            for hpart, hqs in _batches(hashes):
+            for hpart, hqs in in_batches(hashes):
                 conn.execute(
                     f"DELETE FROM memory_embed_cache WHERE text_hash IN ({hqs}) AND text_hash "
                     f"NOT IN (SELECT text_hash FROM memory_chunks WHERE text_hash IN ({hqs}))",
@@ -151,6 +129,7 @@ def _delete_items(conn: Conn, item_ids: Sequence[int]) -> int:
 
 def _insert_item(conn: Conn, item: NewItem, now: float) -> int:
     digest = hashlib.sha256(item.text.encode()).hexdigest()
+    now = now if item.at is None else item.at
     item_id = int(
         conn.execute(
             "INSERT INTO memory_items (owner, kind, text, text_hash, source, created_at,"
@@ -158,25 +137,18 @@ def _insert_item(conn: Conn, item: NewItem, now: float) -> int:
             (item.owner, item.kind, item.text, digest, item.source, now, now, item.expires_at),
         ).lastrowid
     )
-    recorded = _vec_model(conn)
+    recorded = vec_model(conn)
     in_space = bool(recorded and recorded[0] == item.model and sqlite.vec_available())
     tag = owner_tag(item.owner)
     for ch in item.chunks:
         cid = conn.execute(
-            "INSERT INTO memory_chunks (item_id, owner, owner_tag, seq, text, text_hash, embedded)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (item_id, item.owner, tag, ch.seq, ch.text, ch.text_hash, int(in_space)),
+            "INSERT INTO memory_chunks (item_id, owner, owner_tag, seq, text, text_hash, embedded,"
+            " context) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (item_id, item.owner, tag, ch.seq, ch.text, ch.text_hash, int(in_space), ch.context),
         ).lastrowid
         if in_space and ch.vector is not None:
-            _put_vector(conn, cid, item.owner, ch.vector)
+            put_vector(conn, cid, item.owner, ch.vector)
     return item_id
-
-
-def _put_vector(conn: Conn, chunk_id: int, owner: str, blob: bytes) -> None:
-    conn.execute(
-        f"INSERT INTO {_VEC_TABLE} (chunk_id, owner, embedding) VALUES (?, ?, ?)",
-        (chunk_id, owner, blob),
-    )
 
 
 def _item_rows(conn: Conn, where: str, params: Sequence[Any]) -> list[ItemRow]:
@@ -187,31 +159,21 @@ def _item_rows(conn: Conn, where: str, params: Sequence[Any]) -> list[ItemRow]:
 def _reown(conn: Conn, source: str, target: str) -> None:
     """Move every item of `source` to `target`: rows, FTS owner tags, vector partitions."""
     conn.execute("UPDATE memory_items SET owner = ? WHERE owner = ?", (target, source))
-    ids = _col(conn, "SELECT id FROM memory_chunks WHERE owner = ? AND embedded = 1", (source,))
+    ids = first_column(
+        conn, "SELECT id FROM memory_chunks WHERE owner = ? AND embedded = 1", (source,)
+    )
     conn.execute(
         "UPDATE memory_chunks SET owner = ?, owner_tag = ? WHERE owner = ?",
         (target, owner_tag(target), source),
     )
-    if not ids or not _vec_exists(conn):
-        return
-    if not sqlite.vec_available():  # re-embedded into the right partition later
-        _drop_vectors(conn, ids)
-        for part, qs in _batches(ids):
-            conn.execute(f"UPDATE memory_chunks SET embedded = 0 WHERE id IN ({qs})", part)
-        return
-    # sqlite-vec cannot update a partition key: move each vector by delete and insert.
-    for cid in ids:
-        row = conn.execute(
-            f"SELECT embedding FROM {_VEC_TABLE} WHERE chunk_id = ?", (cid,)
-        ).fetchone()
-        if row is not None:
-            conn.execute(f"DELETE FROM {_VEC_TABLE} WHERE chunk_id = ?", (cid,))
-            _put_vector(conn, cid, target, row[0])
+    move_vectors(conn, ids, target)
 
 
 class MemoryRepo:
     def __init__(self, store: Store) -> None:
         self.store = store
+        #: the vector table, the model it is in, pending chunks, the embedding cache
+        self.vectors = VectorRepo(store)
 
     # items -----------------------------------------------------------------------------------
     async def add(self, item: NewItem) -> tuple[int, bool]:
@@ -221,16 +183,18 @@ class MemoryRepo:
 
         def op(conn: Conn) -> tuple[int, bool]:
             now = time.time()
-            found = _col(
+            found = first_column(
                 conn,
                 "SELECT id FROM memory_items WHERE owner = ? AND text_hash = ? AND text = ?",
                 (item.owner, digest, item.text),
             )
             if not found:
                 return _insert_item(conn, item, now), True
+            # said again: as recent as the latest time it was said
             conn.execute(
-                "UPDATE memory_items SET updated_at = ?, expires_at = ? WHERE id = ?",
-                (now, item.expires_at, found[0]),
+                "UPDATE memory_items SET updated_at = max(updated_at, ?), expires_at = ?"
+                " WHERE id = ?",
+                (now if item.at is None else item.at, item.expires_at, found[0]),
             )
             return int(found[0]), False
 
@@ -244,7 +208,7 @@ class MemoryRepo:
                 rows = _item_rows(conn, "owner = ?", (owner,))
             else:
                 rows = []
-                for part, qs in _batches(list(item_ids)):
+                for part, qs in in_batches(list(item_ids)):
                     rows += _item_rows(conn, f"owner = ? AND id IN ({qs})", (owner, *part))
             _delete_items(conn, [r.id for r in rows])
             return rows
@@ -270,16 +234,16 @@ class MemoryRepo:
 
     async def owners(self) -> list[str]:
         return await self.store.read(
-            lambda c: _col(c, "SELECT DISTINCT owner FROM memory_items ORDER BY owner")
+            lambda c: first_column(c, "SELECT DISTINCT owner FROM memory_items ORDER BY owner")
         )
 
     async def count(self, owner: str) -> int:
         sql = "SELECT count(*) FROM memory_items WHERE owner = ?"
-        return int((await self.store.read(lambda c: _col(c, sql, (owner,))))[0])
+        return int((await self.store.read(lambda c: first_column(c, sql, (owner,))))[0])
 
     async def prune_expired(self, now: float) -> int:
         sql = "SELECT id FROM memory_items WHERE expires_at IS NOT NULL AND expires_at <= ?"
-        return await self.store.write(lambda c: _delete_items(c, _col(c, sql, (now,))))
+        return await self.store.write(lambda c: _delete_items(c, first_column(c, sql, (now,))))
 
     # search ----------------------------------------------------------------------------------
     async def search(
@@ -290,28 +254,38 @@ class MemoryRepo:
         model: str | None,
         limit: int,
         now: float,
+        context_weight: float = 0.5,
     ) -> SearchRows:
         """Keyword and vector candidates among `owners`' unexpired items. The vector side
-        runs only when `vector` is in the space of the model the index was built with."""
+        runs only when `vector` is in the space of the model the index was built with.
+        A word found in a chunk's context counts `context_weight` times one in its text."""
 
         def op(conn: Conn) -> SearchRows:
-            fts = "SELECT rowid FROM memory_fts WHERE memory_fts MATCH ? ORDER BY rank LIMIT ?"
-            keyword: list[int] = _col(conn, fts, (match, limit)) if match else []
+            fts = (
+                "SELECT rowid, bm25(memory_fts, 1.0, 0.0, ?) AS score FROM memory_fts"
+                " WHERE memory_fts MATCH ? ORDER BY score LIMIT ?"
+            )
+            found = conn.execute(fts, (context_weight, match, limit)).fetchall() if match else []
+            keyword: list[int] = [int(r[0]) for r in found]
+            # SQLite's bm25() is negative, more so for a better match
+            keyword_score = {int(r[0]): -float(r[1]) for r in found}
             nearest: list[tuple[float, int]] = []
-            recorded = _vec_model(conn) if vector is not None else None
+            recorded = vec_model(conn) if vector is not None else None
             if recorded is not None and recorded[0] == model and sqlite.vec_available():
                 k = min(limit, 4096)
                 for owner in owners:  # one KNN per partition: each touches only that owner
                     nearest += conn.execute(
-                        f"SELECT distance, chunk_id FROM {_VEC_TABLE} WHERE embedding MATCH ?"
+                        f"SELECT distance, chunk_id FROM {VEC_TABLE} WHERE embedding MATCH ?"
                         " AND k = ? AND owner = ?",
                         (vector, k, owner),
                     ).fetchall()
-            by_distance = [cid for _, cid in sorted(nearest)[:limit]]
+            closest = sorted(nearest)[:limit]
+            by_distance = [cid for _, cid in closest]
+            vector_score = {cid: 1.0 - float(d) for d, cid in closest}
             rows: dict[int, ChunkRow] = {}
             ids = list(dict.fromkeys(keyword + by_distance))
             oqs = ",".join("?" * len(owners))
-            for part, qs in _batches(ids):
+            for part, qs in in_batches(ids):
                 for r in conn.execute(
                     "SELECT c.id, c.item_id, c.owner, i.kind, c.text, i.source, i.created_at,"
                     " i.updated_at FROM memory_chunks c JOIN memory_items i ON i.id = c.item_id"
@@ -321,107 +295,14 @@ class MemoryRepo:
                 ).fetchall():
                     rows[r[0]] = ChunkRow(*r)
             return SearchRows(
-                [c for c in keyword if c in rows], [c for c in by_distance if c in rows], rows
+                [c for c in keyword if c in rows],
+                [c for c in by_distance if c in rows],
+                rows,
+                {c: v for c, v in keyword_score.items() if c in rows},
+                {c: v for c, v in vector_score.items() if c in rows},
             )
 
         return await self.store.read(op)
-
-    # vectors ---------------------------------------------------------------------------------
-    async def vector_model(self) -> tuple[str, int] | None:
-        return await self.store.read(_vec_model)
-
-    async def reset_vectors(self, model: str, dim: int) -> None:
-        """Recreate the vector table for `model` and mark every chunk for embedding."""
-
-        def op(conn: Conn) -> None:
-            conn.execute(f"DROP TABLE IF EXISTS {_VEC_TABLE}")
-            conn.execute(
-                f"CREATE VIRTUAL TABLE {_VEC_TABLE} USING vec0(chunk_id INTEGER PRIMARY KEY,"
-                f" owner TEXT PARTITION KEY, embedding FLOAT[{int(dim)}] distance_metric=cosine,"
-                " chunk_size=256)"
-            )
-            conn.execute(
-                "INSERT OR REPLACE INTO memory_embedding VALUES (1, ?, ?, ?)",
-                (model, dim, time.time()),
-            )
-            conn.execute("UPDATE memory_chunks SET embedded = 0 WHERE embedded != 0")
-            conn.execute("DELETE FROM memory_vec_orphans")
-
-        await self.store.write(op)
-
-    async def purge_orphan_vectors(self) -> int:
-        def op(conn: Conn) -> int:
-            ids = _col(conn, "SELECT chunk_id FROM memory_vec_orphans")
-            conn.execute("DELETE FROM memory_vec_orphans")
-            _drop_vectors(conn, ids)
-            return len(ids)
-
-        return await self.store.write(op)
-
-    async def pending_chunks(self, limit: int) -> list[tuple[int, str, str]]:
-        """(chunk id, text, text hash) of chunks still waiting for a vector."""
-
-        def op(conn: Conn) -> list[tuple[int, str, str]]:
-            rows = conn.execute(
-                "SELECT id, text, text_hash FROM memory_chunks WHERE embedded = 0 ORDER BY id"
-                " LIMIT ?",
-                (limit,),
-            )
-            return [(int(r[0]), str(r[1]), str(r[2])) for r in rows.fetchall()]
-
-        return await self.store.read(op)
-
-    async def store_vectors(self, model: str, vectors: list[tuple[int, bytes | None]]) -> int:
-        """Attach vectors to pending chunks, unless the index moved to another model since."""
-
-        def op(conn: Conn) -> int:
-            recorded = _vec_model(conn)
-            if recorded is None or recorded[0] != model:
-                return 0
-            done = 0
-            for cid, blob in vectors:
-                owner = _col(
-                    conn, "SELECT owner FROM memory_chunks WHERE id = ? AND embedded = 0", (cid,)
-                )
-                if not owner:
-                    continue
-                if blob is not None:
-                    _put_vector(conn, cid, owner[0], blob)
-                conn.execute("UPDATE memory_chunks SET embedded = 1 WHERE id = ?", (cid,))
-                done += 1
-            return done
-
-        return await self.store.write(op)
-
-    async def cached_vectors(self, model: str, hashes: list[str]) -> dict[str, bytes]:
-        def op(conn: Conn) -> dict[str, bytes]:
-            out: dict[str, bytes] = {}
-            for part, qs in _batches(hashes):
-                for h, blob in conn.execute(
-                    "SELECT text_hash, vector FROM memory_embed_cache WHERE model = ?"
-                    f" AND text_hash IN ({qs})",
-                    (model, *part),
-                ).fetchall():
-                    out[h] = bytes(blob)
-            return out
-
-        return await self.store.read(op)
-
-    async def cache_vectors(self, model: str, entries: list[tuple[str, bytes]]) -> None:
-        await self.store.write(
-            lambda c: c.executemany(
-                "INSERT OR IGNORE INTO memory_embed_cache VALUES (?, ?, ?)",
-                [(model, h, blob) for h, blob in entries],
-            )
-        )
-
-    async def prune_cache(self) -> int:
-        """Drop cached embeddings of texts no chunk holds any more."""
-        sql = (
-            "DELETE FROM memory_embed_cache WHERE text_hash NOT IN"
-            " (SELECT text_hash FROM memory_chunks)"
-        )
-        return int(await self.store.write(lambda c: c.execute(sql).rowcount))
 
     # knowledge files -------------------------------------------------------------------------
     async def knowledge_files(self) -> dict[str, str]:
@@ -438,7 +319,7 @@ class MemoryRepo:
         new = NewItem(SHARED, "knowledge", text, chunks, source=path, model=model)
 
         def op(conn: Conn) -> int:
-            _delete_items(conn, _col(conn, _KNOWLEDGE_ITEM, (path,)))
+            _delete_items(conn, first_column(conn, _KNOWLEDGE_ITEM, (path,)))
             item_id = _insert_item(conn, new, time.time())
             conn.execute(
                 "INSERT OR REPLACE INTO memory_knowledge_files VALUES (?, ?, ?)",
@@ -451,7 +332,7 @@ class MemoryRepo:
     async def remove_knowledge(self, path: str) -> bool:
         # the file's row goes with its item (ON DELETE CASCADE)
         return await self.store.write(
-            lambda c: _delete_items(c, _col(c, _KNOWLEDGE_ITEM, (path,))) > 0
+            lambda c: _delete_items(c, first_column(c, _KNOWLEDGE_ITEM, (path,))) > 0
         )
 
     # identity links --------------------------------------------------------------------------

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.progress import ProgressSink
 
 Migration = Callable[[Any], None]
 MIGRATIONS: dict[str, Migration] = {}
@@ -19,25 +22,32 @@ def migration(fn: Migration) -> Migration:
     return fn
 
 
-def migrate(conn: Any) -> list[str]:
-    """Apply pending migrations; returns the names applied. Safe to run concurrently."""
+def migrate(conn: Any, progress: ProgressSink | None = None) -> list[str]:
+    """Apply pending migrations; returns the names applied. Safe to run concurrently. Each
+    runs in its own transaction, so a stop between two leaves the first one whole."""
     conn.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
     )
+    done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+    todo = [name for name in sorted(MIGRATIONS) if name not in done]
+    if progress is not None and todo:
+        progress.begin(len(todo))
     applied: list[str] = []
-    for name in sorted(MIGRATIONS):
+    for name in todo:
         conn.execute("BEGIN IMMEDIATE")
         try:
             if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
-                conn.execute("ROLLBACK")
-                continue
-            MIGRATIONS[name](conn)
-            conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
-            conn.execute("COMMIT")
+                conn.execute("ROLLBACK")  # another process applied it meanwhile
+            else:
+                MIGRATIONS[name](conn)
+                conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+                conn.execute("COMMIT")
+                applied.append(name)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        applied.append(name)
+        if progress is not None:
+            progress.advance()
     return applied
 
 
@@ -180,4 +190,40 @@ _M004 = [
         job_id TEXT NOT NULL REFERENCES jobs(id), due_at REAL NOT NULL, reported_at REAL,
         PRIMARY KEY (job_id, due_at))""",
     "CREATE INDEX job_misses_open ON job_misses(job_id) WHERE reported_at IS NULL",
+]
+
+
+@migration
+def m006_memory_context(conn: Any) -> None:
+    """Memory chunks get a `context` column (the speaker's neighbouring turn, the date it was
+    said): indexed in its own FTS5 column, weighted below the text itself at query time."""
+    conn.execute("ALTER TABLE memory_chunks ADD COLUMN context TEXT NOT NULL DEFAULT ''")
+    for trigger in ("memory_chunks_ai", "memory_chunks_ad", "memory_chunks_au"):
+        conn.execute(f"DROP TRIGGER {trigger}")
+    conn.execute("DROP TABLE memory_fts")
+    for stmt in _M006:
+        conn.execute(stmt)
+    conn.execute("INSERT INTO memory_fts(memory_fts) VALUES ('rebuild')")
+
+
+_M006 = [
+    """CREATE VIRTUAL TABLE memory_fts USING fts5(
+        text, owner_tag, context, content='memory_chunks', content_rowid='id',
+        tokenize='porter unicode61 remove_diacritics 2')""",
+    "INSERT INTO memory_fts(memory_fts, rank) VALUES ('rank', 'bm25(1.0, 0.0, 0.3)')",
+    """CREATE TRIGGER memory_chunks_ai AFTER INSERT ON memory_chunks BEGIN
+        INSERT INTO memory_fts(rowid, text, owner_tag, context)
+        VALUES (new.id, new.text, new.owner_tag, new.context);
+    END""",
+    """CREATE TRIGGER memory_chunks_ad AFTER DELETE ON memory_chunks BEGIN
+        INSERT INTO memory_fts(memory_fts, rowid, text, owner_tag, context)
+        VALUES ('delete', old.id, old.text, old.owner_tag, old.context);
+    END""",
+    """CREATE TRIGGER memory_chunks_au AFTER UPDATE OF text, owner_tag, context ON memory_chunks
+    BEGIN
+        INSERT INTO memory_fts(memory_fts, rowid, text, owner_tag, context)
+        VALUES ('delete', old.id, old.text, old.owner_tag, old.context);
+        INSERT INTO memory_fts(rowid, text, owner_tag, context)
+        VALUES (new.id, new.text, new.owner_tag, new.context);
+    END""",
 ]

@@ -12,7 +12,10 @@ if TYPE_CHECKING:
     from bot.gateway import Gateway
     from bot.http import HttpServer
 
-__all__ = ["WebChannelConfig", "WebUIConfig", "start_webui"]
+__all__ = ["CHAT_PAGE", "WebChannelConfig", "WebUIConfig", "start_webui"]
+
+#: the signed-in chat page (a first start's setup form before the password exists)
+CHAT_PAGE = "/"
 
 
 async def start_webui(gw: Gateway, http: HttpServer) -> None:

@@ -72,10 +72,11 @@ class WebUI:
             self.assets[path.name] = (body, _TYPES.get(path.suffix, "text/plain"), etag)
 
     def routes(self) -> list[tuple[str, str, Handler]]:
+        from bot.webui import CHAT_PAGE
         from bot.webui.panel import Panel
 
         routes: list[tuple[str, str, Handler]] = [
-            ("GET", "/", self.page(self._index, login=False)),
+            ("GET", CHAT_PAGE, self.page(self._index, login=False)),
             ("POST", "/welcome", self.page(self._welcome, login=False)),
             ("GET", "/login", self.page(self._login_form, login=False)),
             ("POST", "/login", self.page(self._login, login=False)),

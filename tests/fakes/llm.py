@@ -15,7 +15,8 @@ retry_after=2)`, `Reply.context_length()`, `Reply.insufficient_quota()`), a hang
 byte (`hang`), a connection reset after N chunks (`reset_after_chunks`, also inside tool-call
 JSON), an error event inside the stream (`stream_error`), a fixed delay (`delay_s`,
 `chunk_delay_s`). Server-wide: `rejects_stream_options`, `models_status`, `model_ids` (what
-GET /v1/models lists), `api_keys` (when set, any other key gets the API's own 401). Every
+GET /v1/models lists), `api_keys` (when set, any other key gets the API's own 401),
+`embed_delay_s` (every embeddings answer waits that long). Every
 request is recorded in `.requests`; `calls(model=..., path=...)` filters them.
 """
 
@@ -150,6 +151,8 @@ class FakeLLM:
         self.model_ids: list[str] = ["fake-model"]
         #: None: any key is accepted; else a request with another key (or none) gets a 401
         self.api_keys: set[str] | None = None
+        #: seconds each /v1/embeddings request waits before it answers (slow embedders)
+        self.embed_delay_s = 0.0
         self.requests: list[RecordedRequest] = []
         #: requests being answered right now (a hung one counts until the client goes away)
         self.open_requests = 0
@@ -318,6 +321,8 @@ class FakeLLM:
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         recorded = await self._record(request)
+        if self.embed_delay_s:
+            await asyncio.sleep(self.embed_delay_s)
         raw = recorded.body.get("input", "")
         texts = [raw] if isinstance(raw, str) else list(raw)
         data = []

@@ -151,3 +151,14 @@ async def test_the_final_owner_filter_drops_candidates_of_other_people(
     assert candidates == 4  # what the keyword stage offered
     assert [row.text for row in found.rows.values()] == ["alice plays the banjo"]
     assert [found.rows[c].owner for c in found.keyword] == ["alice"]
+
+
+async def test_rephrased_searches_stay_in_the_speakers_memory(memory: MemoryService) -> None:
+    alice, bob = _ctx(memory, "alice", group=True), _ctx(memory, "bob", group=True)
+    await memory_save.invoke(alice, {"text": "alice booked tickets to toronto"})
+    await memory_save.invoke(bob, {"text": "bob booked tickets to toronto"})
+    assert await memory_search.invoke(bob, {"query": "trip to canada"}) == "No matching memories."
+    found = await memory_search.invoke(
+        bob, {"query": "trip to canada", "rephrased": ["toronto tickets", "flights"]}
+    )
+    assert "bob booked tickets to toronto" in found and "alice" not in found

@@ -9,7 +9,7 @@ import pytest
 
 from bot.memory.search import render_recall as render
 from bot.memory.service import MemoryRequestError, MemoryService
-from bot.memory.text import estimate_tokens, text_hash
+from bot.memory.text import embedding_input, estimate_tokens, text_hash
 from bot.store import Store
 from tests.deps import REDACT
 from tests.memory.conftest import build_tiny_model, memory_config
@@ -80,7 +80,9 @@ async def test_forget_really_deletes(store: Store, memory: MemoryService) -> Non
         lambda c: c.execute("INSERT INTO memory_fts(memory_fts) VALUES ('integrity-check')")
     )
     assert await _rows(
-        store, "SELECT 1 FROM memory_embed_cache WHERE text_hash = ?", text_hash(secret)
+        store,
+        "SELECT 1 FROM memory_embed_cache WHERE text_hash = ?",
+        text_hash(embedding_input(secret)),
     )  # still bob's
     assert [h.text for h in await memory.search("alice", "zebrasecret berlin")] != [secret]
 

@@ -1,0 +1,382 @@
+"""A generated long-conversation memory set in LoCoMo's JSON format: two people chat over
+many dated sessions; questions about what they said come later, in other words.
+
+Seeded and deterministic: the same seed writes the same file. Conversations whose
+`sample_id` holds `-tune-` are for choosing settings, `-heldout-` ones only for reporting.
+
+What makes it hard, each on purpose and in the proportions below:
+- paraphrase: a fact is said with one word and asked with another ("tickets to Toronto" /
+  "trip to Canada", "greyhound" / "dog", "highly recommend" / "suggest");
+- context: the answer is a reply whose meaning sits in the other person's question before it
+  ("How was the road trip?" / "Amazing, we hiked to a waterfall");
+- time: things happen "yesterday", "last Saturday", "two weeks ago", and some questions name
+  the date itself;
+- multi-hop: the answer needs two or three turns from different sessions;
+- distractors: both people talk about the same topics, chit-chat repeats the words of facts,
+  and every turn carries a speaker's name.
+
+    python -m bench.memory_gen [--seed 7] [--conversations 24] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.memory_gen_words import (
+    ALLERGIES,
+    BANDS,
+    BOOKS,
+    CARS,
+    CHITCHAT,
+    COURSES,
+    DECK,
+    EVENTS,
+    FAMILY,
+    GREETINGS,
+    HOBBIES,
+    INJURIES,
+    JOBS,
+    MOVES,
+    MULTI_BOTH,
+    MULTI_ONE,
+    NAMES,
+    PET_NAMES,
+    PETS,
+    RACES,
+    REACTIONS,
+    TRAVEL,
+    VOLUNTEER,
+    WHEN_WORDS,
+)
+
+OUT = Path(__file__).parent / "data" / "memory_gen.json"
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
+
+
+@dataclass
+class Turn:
+    speaker: str
+    text: str
+    dia_id: str = ""
+
+
+@dataclass
+class Session:
+    when: dt.datetime
+    turns: list[Turn] = field(default_factory=list)
+
+
+@dataclass
+class Fact:
+    """One thing a person said, with the questions it can answer."""
+
+    person: str
+    topic: str
+    session: int
+    turn: Turn
+    asked: str  # the paraphrased name of the thing, used in questions
+    facts: dict[str, str] = field(default_factory=dict)
+
+
+def _day(d: dt.date) -> str:
+    return f"{d.day} {d.strftime('%B')} {d.year}"
+
+
+def _locomo_time(t: dt.datetime) -> str:
+    hour = t.hour % 12 or 12
+    half = "am" if t.hour < 12 else "pm"
+    return f"{hour}:{t.minute:02d} {half} on {t.day} {t.strftime('%B')}, {t.year}"
+
+
+class _Conversation:
+    def __init__(self, rng: random.Random, sample_id: str, a: str, b: str) -> None:
+        self.rng, self.sample_id, self.people = rng, sample_id, (a, b)
+        self.sessions: list[Session] = []
+        self.facts: list[Fact] = []
+        self.qa: list[dict[str, Any]] = []
+
+    def other(self, person: str) -> str:
+        return self.people[1] if person == self.people[0] else self.people[0]
+
+    # what people say -------------------------------------------------------------------------
+    def say(self, s: int, speaker: str, text: str) -> Turn:
+        turn = Turn(speaker, text)
+        self.sessions[s].turns.append(turn)
+        return turn
+
+    def fact(self, s: int, person: str, topic: str, text: str, asked: str, **facts: str) -> Fact:
+        f = Fact(person, topic, s, self.say(s, person, text), asked, facts)
+        self.facts.append(f)
+        return f
+
+    def chitchat(self, s: int, n: int) -> None:
+        for _ in range(n):
+            self.say(s, self.rng.choice(self.people), self.rng.choice(CHITCHAT))
+
+    def ask(self, category: int, question: str, answer: str, evidence: list[Turn]) -> None:
+        self.qa.append(
+            {
+                "question": question,
+                "answer": answer,
+                "evidence": [t.dia_id for t in evidence],
+                "category": category,
+            }
+        )
+
+    # one topic each: a statement in one session, questions phrased another way --------------
+    def travel(self, s: int, p: str) -> Fact:
+        city, country = self.rng.choice(TRAVEL)
+        text = self.rng.choice(
+            [
+                f"Guess what, I just bought tickets to {city} for the summer!",
+                f"We finally booked flights to {city}, I can't wait.",
+                f"I'm heading to {city} next month for ten days.",
+            ]
+        )
+        return self.fact(s, p, "travel", text, country, city=city)
+
+    def pet(self, s: int, p: str) -> Fact:
+        kind, asked = self.rng.choice(PETS)
+        name = self.rng.choice(PET_NAMES)
+        text = self.rng.choice(
+            [
+                f"We adopted a {kind} over the weekend, we named her {name}!",
+                f"Meet {name}, my new {kind}. Best decision ever.",
+            ]
+        )
+        return self.fact(s, p, "pet", text, asked, kind=kind, name=name)
+
+    def job(self, s: int, p: str) -> Fact:
+        job, asked = self.rng.choice(JOBS)
+        text = self.rng.choice(
+            [
+                f"Big news: I started a new position as a {job}.",
+                f"I got the offer! I'm a {job} now.",
+            ]
+        )
+        return self.fact(s, p, "job", text, asked, job=job)
+
+    def hobby(self, s: int, p: str) -> Fact:
+        hobby, asked = self.rng.choice(HOBBIES)
+        text = self.rng.choice(
+            [
+                f"I signed up for {hobby} lessons on Tuesday evenings.",
+                f"I've been getting really into {hobby} lately, it calms me down.",
+            ]
+        )
+        return self.fact(s, p, "hobby", text, asked, hobby=hobby)
+
+    def book(self, s: int, p: str) -> Fact:
+        title = self.rng.choice(BOOKS)
+        text = self.rng.choice(
+            [
+                f"You have to read '{title}', I highly recommend it.",
+                f"If you need something for the flight, '{title}' is fantastic.",
+            ]
+        )
+        return self.fact(s, p, "book", text, "book", title=title)
+
+    def injury(self, s: int, p: str, when: tuple[str, int | None]) -> Fact:
+        what, verb, part = self.rng.choice(INJURIES)
+        text = f"Ugh, I {what} {when[0]}."
+        return self.fact(s, p, "injury", text, part, what=what, verb=verb, when=when[0])
+
+    def family(self, s: int, p: str) -> Fact:
+        who, what, asked = self.rng.choice(FAMILY)
+        text = f"My {who} {what}! The whole family is celebrating."
+        return self.fact(s, p, "family", text, asked, who=who, what=what)
+
+    def allergy(self, s: int, p: str) -> Fact:
+        food, asked = self.rng.choice(ALLERGIES)
+        text = f"Just so you know for the party, I'm allergic to {food}."
+        return self.fact(s, p, "allergy", text, asked, food=food)
+
+    def move(self, s: int, p: str) -> Fact:
+        place, asked = self.rng.choice(MOVES)
+        text = f"We finally moved into {place}, boxes everywhere."
+        return self.fact(s, p, "move", text, asked, place=place)
+
+    def car(self, s: int, p: str) -> Fact:
+        car, asked = self.rng.choice(CARS)
+        text = f"I bought a {car}, so no more waiting for the bus."
+        return self.fact(s, p, "car", text, asked, car=car)
+
+    def concert(self, s: int, p: str, when: tuple[str, int | None]) -> Fact:
+        band = self.rng.choice(BANDS)
+        text = f"We saw {band} live {when[0]}, what a show."
+        return self.fact(s, p, "concert", text, "performance", band=band, when=when[0])
+
+    def course(self, s: int, p: str) -> Fact:
+        course, asked = self.rng.choice(COURSES)
+        text = f"I enrolled in an online course on {course}."
+        return self.fact(s, p, "course", text, asked, course=course)
+
+    def race(self, s: int, p: str) -> Fact:
+        race, asked = self.rng.choice(RACES)
+        text = f"I'm training for a {race} in the autumn, up at six every day."
+        return self.fact(s, p, "race", text, asked, race=race)
+
+    def volunteer(self, s: int, p: str, when: tuple[str, int | None]) -> Fact:
+        place, asked = self.rng.choice(VOLUNTEER)
+        text = f"I spent {when[0]} volunteering at {place}."
+        return self.fact(s, p, "volunteer", text, asked, place=place, when=when[0])
+
+    def event(self, s: int, p: str) -> Fact:
+        told = {f.facts["event"] for f in self.facts if f.person == p and f.topic == "event"}
+        event, reply, asked = self.rng.choice([e for e in EVENTS if e[0] not in told])
+        self.say(s, self.other(p), f"So how was the {event}?")
+        text = self.rng.choice([f"Amazing! {reply.capitalize()}.", f"So good, {reply}."])
+        return self.fact(s, p, "event", text, asked, event=event)
+
+
+def _resolve(when: tuple[str, int | None], said: dt.date) -> dt.date:
+    _, days = when
+    if days is not None:
+        return said - dt.timedelta(days=days)
+    # "last weekend" and "last Saturday": the Saturday before the day it was said
+    back = (said.weekday() - 5) % 7 or 7
+    return said - dt.timedelta(days=back)
+
+
+def _questions(c: _Conversation) -> None:
+    rng = c.rng
+    by: dict[tuple[str, str], list[Fact]] = {}
+    for f in c.facts:
+        by.setdefault((f.person, f.topic), []).append(f)
+        if f.topic == "event":  # each outing is its own question
+            by[(f.person, f.topic)] = by[(f.person, f.topic)][-1:]
+    for f in c.facts:
+        p, x, ev = f.person, f.facts, [f.turn]
+        when = c.sessions[f.session].when.date()
+        single: dict[str, tuple[str, str]] = {
+            "travel": (f"Which country is {p} planning to visit?", f.asked),
+            "pet": (f"What kind of animal did {p} adopt?", x.get("kind", "")),
+            "job": (f"What does {p} do for a living now?", x.get("job", "")),
+            "hobby": (f"What has {p} been doing in their free time?", x.get("hobby", "")),
+            "book": (f"Which novel did {p} suggest to {c.other(p)}?", x.get("title", "")),
+            "injury": (f"What happened to {p}'s {f.asked}?", x.get("what", "")),
+            "family": (f"What is new in {p}'s family?", f"{x.get('who')} {x.get('what')}"),
+            "allergy": (f"What food must {p} avoid?", x.get("food", "")),
+            "move": (f"Where does {p} live now?", x.get("place", "")),
+            "car": (f"What did {p} purchase to get around?", x.get("car", "")),
+            "concert": (f"Which musical performance did {p} go to?", x.get("band", "")),
+            "course": (f"What subject is {p} studying?", x.get("course", "")),
+            "race": (f"What event is {p} preparing for?", x.get("race", "")),
+            "volunteer": (f"Where does {p} help out as a volunteer?", x.get("place", "")),
+            "event": (f"What was the highlight of {p}'s {x.get('event')}?", f.turn.text),
+        }
+        question, answer = single[f.topic]
+        # a topic a person raised more than once is asked about as multi-hop below
+        if len(by[(p, f.topic)]) == 1:
+            # open-domain: the question names only what the thing is ("seafood", "Canada")
+            c.ask(3 if f.topic in ("travel", "allergy", "pet") else 4, question, answer, ev)
+        if "when" in x:
+            day = _resolve((x["when"], dict(WHEN_WORDS)[x["when"]]), when)
+            verb = {
+                "injury": f"get {x.get('verb')}",
+                "concert": f"see {x.get('band')}",
+                "volunteer": f"volunteer at {x.get('place')}",
+            }[f.topic]
+            c.ask(2, f"When did {p} {verb}?", _day(day), ev)
+            if x["when"] not in ("last week", "last weekend"):  # those name no single day
+                c.ask(2, f"What did {p} do on {_day(day)}?", f.turn.text, ev)
+        if f.topic in ("travel", "job", "move") and rng.random() < 0.5:
+            c.ask(2, f"In which month did {p} mention {f.asked}?", when.strftime("%B %Y"), ev)
+    # multi-hop: the same topic twice for one person, or once for each of them
+    for (p, topic), facts in by.items():
+        if len(facts) >= 2:
+            question = MULTI_ONE.get(topic, "What has {p} said about their {topic} over time?")
+            c.ask(
+                1,
+                question.format(p=p, topic=topic),
+                "; ".join(f.turn.text for f in facts),
+                [f.turn for f in facts],
+            )
+    a_name, b_name = c.people
+    for topic, question in MULTI_BOTH.items():
+        a, b = (by.get((person, topic)) for person in c.people)
+        if a and b and len(a) == len(b) == 1:
+            c.ask(
+                1,
+                question.format(a=a_name, b=b_name),
+                f"{a[0].turn.text} / {b[0].turn.text}",
+                [a[0].turn, b[0].turn],
+            )
+    # adversarial: asked about the wrong person (skipped by default, as in LoCoMo)
+    for f in rng.sample(c.facts, min(3, len(c.facts))):
+        c.qa.append(
+            {
+                "question": f"Did {c.other(f.person)} mention {f.asked}?",
+                "adversarial_answer": "no",
+                "evidence": [f.turn.dia_id],
+                "category": 5,
+            }
+        )
+
+
+def conversation(rng: random.Random, sample_id: str) -> dict[str, Any]:
+    a, b = rng.sample(NAMES, 2)
+    c = _Conversation(rng, sample_id, a, b)
+    start = dt.datetime(2023, 1, 1, 9) + dt.timedelta(days=rng.randint(0, 300))
+    when = start
+    # each person raises each topic at most as often as it appears in their deck
+    decks = {p: rng.sample(DECK, len(DECK)) for p in c.people}
+    for s in range(rng.randint(13, 16)):
+        when = when + dt.timedelta(days=rng.randint(3, 18), minutes=rng.randint(0, 600))
+        c.sessions.append(Session(when))
+        c.say(s, rng.choice(c.people), rng.choice(GREETINGS))
+        for _ in range(rng.randint(2, 3)):
+            p = rng.choice([q for q in c.people if decks[q]] or c.people)
+            c.chitchat(s, rng.randint(1, 3))
+            if not decks[p]:
+                continue
+            topic = decks[p].pop()
+            if topic in ("injury", "concert", "volunteer"):
+                getattr(c, topic)(s, p, rng.choice(WHEN_WORDS))
+            else:
+                getattr(c, topic)(s, p)
+            c.say(s, c.other(p), rng.choice(REACTIONS))
+        c.chitchat(s, rng.randint(1, 3))
+    sessions: dict[str, Any] = {"speaker_a": a, "speaker_b": b}
+    for n, session in enumerate(c.sessions, start=1):
+        for i, turn in enumerate(session.turns, start=1):
+            turn.dia_id = f"D{n}:{i}"
+        sessions[f"session_{n}_date_time"] = _locomo_time(session.when)
+        sessions[f"session_{n}"] = [
+            {"speaker": t.speaker, "dia_id": t.dia_id, "text": t.text} for t in session.turns
+        ]
+    _questions(c)
+    return {"sample_id": sample_id, "conversation": sessions, "qa": c.qa}
+
+
+def generate(seed: int = 7, conversations: int = 24) -> list[dict[str, Any]]:
+    """Half the conversations are the tuning split, half the held-out split."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(conversations):
+        split = "tune" if i % 2 == 0 else "heldout"
+        out.append(conversation(random.Random(rng.getrandbits(64)), f"gen-{split}-{i:02d}"))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--conversations", type=int, default=24)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    samples = generate(args.seed, args.conversations)
+    args.out.write_text(json.dumps(samples, indent=1) + "\n", encoding="utf-8")
+    turns = sum(len(v) for s in samples for k, v in s["conversation"].items() if k[-1].isdigit())
+    questions = sum(1 for s in samples for q in s["qa"] if q["category"] != 5)
+    print(f"wrote {args.out}: {len(samples)} conversations, {turns} turns, {questions} questions")
+
+
+if __name__ == "__main__":
+    main()

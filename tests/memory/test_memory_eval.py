@@ -1,0 +1,121 @@
+"""The retrieval evaluation: LoCoMo's JSON read as published, the generated set (seeded,
+large, split), and the table's rows, with the shipped default beating keyword search on the
+held-out split."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import memory_eval
+from bench.memory_data import load, parse_locomo_time
+from bench.memory_gen import generate
+
+SAMPLE: list[dict[str, Any]] = [
+    {
+        "sample_id": "conv-1",
+        "conversation": {
+            "speaker_a": "Caroline",
+            "speaker_b": "Melanie",
+            "session_1_date_time": "1:56 pm on 8 May, 2023",
+            "session_1": [
+                {"speaker": "Caroline", "dia_id": "D1:1", "text": "Hey Mel! Good to see you!"},
+                {"speaker": "Melanie", "dia_id": "D1:2", "text": "How was the road trip?"},
+                {
+                    "speaker": "Caroline",
+                    "dia_id": "D1:3",
+                    "text": "Amazing, we hiked to a waterfall yesterday.",
+                    "img_url": ["https://example.invalid/x.jpg"],
+                    "blip_caption": "a photo of a waterfall in a forest",
+                },
+            ],
+            "session_2_date_time": "10:37 am on 27 June, 2023",
+            "session_2": [
+                {"speaker": "Melanie", "dia_id": "D2:1", "text": "I signed up for pottery."},
+                {"speaker": "Caroline", "dia_id": "D2:2", "text": "I adopted a greyhound!"},
+            ],
+        },
+        "qa": [
+            {"question": "What did Caroline do on the road trip?", "answer": "hiked",
+             "evidence": ["D1:3"], "category": 4},
+            {"question": "When did Caroline hike to a waterfall?", "answer": "7 May 2023",
+             "evidence": ["D1:3"], "category": 2},
+            {"question": "What are Melanie's and Caroline's new hobbies and pets?",
+             "answer": "pottery; greyhound", "evidence": ["D2:1; D2:2"], "category": 1},
+            {"question": "What did Melanie adopt?", "adversarial_answer": "a greyhound",
+             "evidence": ["D2:2"], "category": 5},
+            {"question": "What is Caroline's favourite colour?", "answer": "unknown",
+             "evidence": [], "category": 3},
+        ],
+    }
+]  # fmt: skip
+
+
+@pytest.fixture
+def locomo_file(tmp_path: Path) -> Path:
+    path = tmp_path / "locomo_small.json"
+    path.write_text(json.dumps(SAMPLE))
+    return path
+
+
+def test_locomo_reader_takes_the_published_format(locomo_file: Path) -> None:
+    data = load(locomo_file)
+    (conv,) = data.conversations
+    assert [t.id for t in conv.turns] == ["D1:1", "D1:2", "D1:3", "D2:1", "D2:2"]
+    reply = conv.turns[2]
+    assert reply.speaker == "Caroline" and reply.context == "Melanie: How was the road trip?"
+    assert reply.text.endswith("[shares a photo: a photo of a waterfall in a forest]")
+    assert reply.at == parse_locomo_time("1:56 pm on 8 May, 2023") + 2
+    assert conv.turns[3].context == ""  # a new session starts afresh
+    # category 5 is skipped by default, a question without evidence always
+    assert [q.category for q in data.questions] == [4, 2, 1]
+    assert data.questions[2].evidence == ["D2:1", "D2:2"]
+    assert [q.category for q in load(locomo_file, with_adversarial=True).questions] == [4, 2, 1, 5]
+    assert parse_locomo_time("12:05 am on 1 January, 2024") == 1704067500.0
+    assert parse_locomo_time("sometime") is None
+
+
+def test_evaluation_reports_rows_categories_and_latency(
+    locomo_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = memory_eval.run(data_path=locomo_file)
+    rows = result["rows"]
+    assert list(rows) == ["default", "keyword", "vector", "rrf k=60", "keyword, plain turns"]
+    assert rows["default"]["embedder"] == "wordllama:l2_supercat_256"
+    for row in rows.values():
+        assert set(row["categories"]) == {"multi-hop", "temporal", "single-hop"}
+        assert 0.0 <= row["recall@5"] <= row["recall@10"] <= 1.0
+        assert row["p50_ms"] <= row["p95_ms"]
+    assert rows["default"]["recall@5"] == 1.0  # five turns: everything is within reach
+    assert "default" in capsys.readouterr().out
+
+
+def test_generated_set_is_seeded_large_and_split() -> None:
+    first, again = generate(seed=7), generate(seed=7)
+    assert first == again and first != generate(seed=8)
+    questions = [q for s in first for q in s["qa"] if q["category"] != 5]
+    assert len(questions) >= 1000
+    splits = Counter(s["sample_id"].split("-")[1] for s in first)
+    assert splits == {"tune": 12, "heldout": 12}
+    assert set(Counter(q["category"] for q in questions)) == {1, 2, 3, 4}
+    assert sum(len(q["evidence"]) > 1 for q in questions) >= 150  # multi-hop
+    assert len({s["conversation"]["speaker_a"] for s in first}) >= 10  # several people
+    for sample in first:
+        said = {
+            t["dia_id"] for k, v in sample["conversation"].items() if k[-1].isdigit() for t in v
+        }
+        assert all(set(q["evidence"]) <= said for q in sample["qa"])
+
+
+@pytest.mark.slow
+def test_default_beats_keyword_search_on_the_heldout_split() -> None:
+    result = memory_eval.run(quick=True)
+    rows = result["rows"]
+    assert result["dataset"] == "memory_gen (heldout)"
+    for k in ("recall@5", "recall@10"):
+        assert rows["default"][k] > rows["keyword"][k]
+        assert rows["default"][k] >= rows["vector"][k]
