@@ -6,6 +6,7 @@ partly shown."""
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -20,6 +21,7 @@ from bot.messages import Conversation, ConversationKind, OutboundMessage, SentRe
 from bot.providers.base import ChatRequest, Finish, TextDelta
 from bot.providers.testing import FunctionProvider, ScriptedProvider
 from channels.base import BaseChannel, split_text
+from channels.console import ConsoleChannel
 from tests.fakes.channel import RecordingChannel
 
 CHAT = Conversation("flaky", "c1", ConversationKind.DM)
@@ -148,6 +150,20 @@ async def test_a_send_that_keeps_failing_is_raised_after_the_whole_answer() -> N
     assert pulled == WORDS, "the whole answer was read, so it can be kept"
     assert progress.seen == [] and channel.messages == {}
     assert time.monotonic() - started < 30
+
+
+async def test_the_console_reports_what_it_printed() -> None:
+    out = io.StringIO()
+    console = ConsoleChannel("console", stdin=io.StringIO(""), stdout=out, user="owner")
+    progress = Progress()
+
+    async def parts() -> AsyncIterator[str]:
+        yield "Hello"
+        yield ", world"
+
+    refs = await console.reply(OutboundMessage(console.conversation, ""), parts(), progress)
+    assert out.getvalue() == "bot> Hello, world\n"
+    assert progress.seen == [(1, 5), (1, 12)] and len(refs) == 1
 
 
 def test_chunk_spans_cover_the_text_in_order() -> None:
