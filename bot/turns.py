@@ -58,7 +58,8 @@ class TurnRunner:
         except DeliveryRefused as exc:
             await self.gw.deliveries.give_up(message, outbox.state, exc.reason)
         except ChannelError as exc:
-            # a command's reply or a note: sent once, never by running the command again
+            # a command's reply or a note, still failing after the channel's retries: it is
+            # not tried later, as that would run the command again
             await self.gw.deliveries.give_up(message, outbox.state, str(exc))
         finally:
             self.gw.metrics.active_turns.dec()

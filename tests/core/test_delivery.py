@@ -223,3 +223,40 @@ async def _until(predicate: Any, timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.01)
+
+
+class Unreachable(RecordingChannel):
+    """Every send to the chats in `down` fails transiently."""
+
+    retry_backoff_s = 0.01
+
+    def __init__(self, *down: str) -> None:
+        super().__init__()
+        self.down = set(down)
+        self.tries = 0
+
+    async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
+        if message.conversation.chat_id in self.down:
+            self.tries += 1
+            raise ChannelError("HTTP 503")
+        return await super()._send_text(message, text)
+
+
+async def test_a_commands_reply_that_cannot_be_sent_is_given_up_not_run_again(
+    make_config: Any,
+) -> None:
+    config = make_config(gateway={"owners": ["test:boss"]})
+    first = Unreachable("u1")
+    async with Gateway(config, provider=ScriptedProvider([]), channels={"test": first}) as gw:
+        message = await first.push("/status")
+        [notice] = await first.wait_for_messages(1, chat_id="boss")
+        await _until(lambda: gw.sessions.active == 0)
+        status, error, _state = await gw.store.deliveries.get(("test", message.id))  # type: ignore[misc]
+    assert status == "failed" and error is not None and "HTTP 503" in error
+    assert first.tries == BaseChannel.max_transient_attempts
+    assert "test:u1" in notice and "HTTP 503" in notice
+
+    second = RecordingChannel()
+    async with Gateway(config, provider=ScriptedProvider([]), channels={"test": second}):
+        await asyncio.sleep(0.3)
+    assert second.texts() == [], "not sent again, the command not run again"

@@ -7,6 +7,7 @@ person sees is read back from the fake's record of messages."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,7 +20,7 @@ from bot.gateway import Gateway
 from bot.messages import Conversation, ConversationKind, OutboundMessage
 from bot.providers.base import ChatRequest, Finish, TextDelta
 from bot.providers.testing import FunctionProvider, ScriptedProvider
-from channels.base import BaseChannel
+from channels.base import BaseChannel, split_text
 from channels.telegram import TelegramChannel
 from tests.channels.telegram.conftest import ALICE, GROUP, settled, until
 from tests.fakes.telegram import FakeTelegram
@@ -227,3 +228,18 @@ async def test_telegrams_errors_are_classified(
     assert type(caught.value) is raised
     if isinstance(caught.value, DeliveryRefused):
         assert caught.value.reason in description.lower()
+
+
+async def test_chunks_resplit_for_telegrams_html_still_name_their_span_of_the_answer(
+    start_channel: Callable[..., Awaitable[TelegramChannel]],
+) -> None:
+    # escapes make the HTML of this text far longer than the text: chunks are split again
+    text = "\n\n".join(f"Step {i}: compare a<b & c>d, then `x<y`." for i in range(400))
+    channel = await start_channel()
+    chunks = channel.split(text)
+    assert len(chunks) > len(split_text(text, channel.max_message_len))
+    assert chunks[0].start == 0 and chunks[-1].end == len(text)
+    for before, after in itertools.pairwise(chunks):
+        assert before.end <= after.start and not text[before.end : after.start].strip()
+    for chunk in chunks:
+        assert text[chunk.start : chunk.end].rstrip() == chunk.text[chunk.lead :].rstrip()
