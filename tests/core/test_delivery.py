@@ -114,17 +114,19 @@ async def test_a_message_that_cannot_be_edited_is_continued_without_repeating_it
 async def test_transient_edit_failures_are_retried_in_place() -> None:
     channel = Flaky()
     channel.failing_edits = 2  # fewer than max_transient_attempts
-    refs = await channel.reply(OutboundMessage(CHAT, ""), _words([]))
-    assert channel.texts()[0].startswith("word000")
+    refs = await channel.reply(OutboundMessage(CHAT, ""), _words([], 0.01))
+    assert channel.failing_edits == 0, "both failures happened"
     assert " ".join(channel.texts()).split() == WORDS
-    assert len(refs) == len(split_text(ANSWER, channel.max_message_len))
+    assert len(refs) == len(split_text(ANSWER, channel.max_message_len)), "no message added"
 
 
 async def test_an_edit_that_keeps_failing_is_continued_in_a_new_message() -> None:
     channel = Flaky()
     channel.failing_edits = channel.max_transient_attempts
-    await channel.reply(OutboundMessage(CHAT, ""), _words([]))
-    assert len(channel.texts()) > len(split_text(ANSWER, channel.max_message_len))
+    refs = await channel.reply(OutboundMessage(CHAT, ""), _words([], 0.01))
+    failed = channel.edits[0]
+    assert channel.edits.count(failed) == channel.max_transient_attempts, "then left alone"
+    assert refs[-1].message_id != failed
     assert " ".join(channel.texts()).split() == WORDS
 
 
