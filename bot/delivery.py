@@ -121,15 +121,16 @@ class Deliveries:
         if plan is None:
             await self.give_up(message, outbox.state, str(error))
             return
+        delay = (plan.state.retry_at or 0.0) - time.time()
         log.warning(
             "could not deliver %s (%s); trying again in %.0fs (try %d of %d)",
             _where(message.conversation),
             error,
-            (plan.state.retry_at or 0.0) - time.time(),
+            delay,
             plan.state.attempts + 1,
             MAX_ATTEMPTS,
         )
-        self._schedule(message, plan.state, (plan.state.retry_at or 0.0) - time.time())
+        self._schedule(message, plan.state, delay)
 
     async def failed(self, message: InboundMessage, outbox: Outbox, error: ChannelError) -> None:
         """A try of a stored answer failed: keep it for the next try, or end it."""
@@ -151,10 +152,11 @@ class Deliveries:
         )
 
     def stop(self) -> None:
+        """Stop waiting for tries that are not due. (What is queued keeps its state: the
+        drain may still run it.)"""
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        self._waiting.clear()
 
     def _schedule(self, message: InboundMessage, state: DeliveryState, delay: float) -> None:
         self._waiting[delivery_key(message)] = state
