@@ -22,6 +22,7 @@ from bot.providers.base import ChatRequest, Finish, TextDelta
 from bot.providers.testing import FunctionProvider, ScriptedProvider
 from channels.base import BaseChannel, split_text
 from channels.console import ConsoleChannel
+from channels.web import WebChannel
 from tests.fakes.channel import RecordingChannel
 
 CHAT = Conversation("flaky", "c1", ConversationKind.DM)
@@ -49,9 +50,11 @@ class Flaky(BaseChannel):
         self.failing_edits = 0
         self.failing_sends = 0
         self.refusing = False
+        self.sends = 0  # tries, failed ones included
         self._ids = itertools.count(1)
 
     async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
+        self.sends += 1
         if self.refusing:
             raise DeliveryRefused("message thread not found")
         if self.failing_sends:
@@ -82,8 +85,16 @@ class Progress:
         self.seen.append((len(refs), upto))
 
 
-async def _words(pulled: list[str], pause: float = 0.002) -> AsyncIterator[str]:
+async def _words(
+    pulled: list[str], pause: float = 0.002, *, sent: Flaky | None = None
+) -> AsyncIterator[str]:
+    """The answer word by word. With `sent`, the rest waits after the first words until the
+    channel has tried to send a message, so that the answer certainly grows after a send
+    (and is edited), however late a loaded machine runs the first streaming flush."""
     for i, word in enumerate(WORDS):
+        if i == 5 and sent is not None:
+            while not sent.sends:
+                await asyncio.sleep(0.005)
         await asyncio.sleep(pause)
         pulled.append(word)
         yield word if i == 0 else " " + word
@@ -100,7 +111,9 @@ async def test_a_message_that_cannot_be_edited_is_continued_without_repeating_it
         channel.rejecting.add("1")
 
     rejecting = asyncio.create_task(reject_the_first_message())
-    refs = await channel.reply(OutboundMessage(CHAT, ""), _words(pulled, 0.01), progress)
+    refs = await channel.reply(
+        OutboundMessage(CHAT, ""), _words(pulled, 0.01, sent=channel), progress
+    )
     await rejecting
     texts = channel.texts()
     assert len(texts) >= 2 and len(refs) == len(texts)
@@ -114,7 +127,7 @@ async def test_a_message_that_cannot_be_edited_is_continued_without_repeating_it
 async def test_transient_edit_failures_are_retried_in_place() -> None:
     channel = Flaky()
     channel.failing_edits = 2  # fewer than max_transient_attempts
-    refs = await channel.reply(OutboundMessage(CHAT, ""), _words([], 0.01))
+    refs = await channel.reply(OutboundMessage(CHAT, ""), _words([], 0.01, sent=channel))
     assert channel.failing_edits == 0, "both failures happened"
     assert " ".join(channel.texts()).split() == WORDS
     assert len(refs) == len(split_text(ANSWER, channel.max_message_len)), "no message added"
@@ -123,7 +136,7 @@ async def test_transient_edit_failures_are_retried_in_place() -> None:
 async def test_an_edit_that_keeps_failing_is_continued_in_a_new_message() -> None:
     channel = Flaky()
     channel.failing_edits = channel.max_transient_attempts
-    refs = await channel.reply(OutboundMessage(CHAT, ""), _words([], 0.01))
+    refs = await channel.reply(OutboundMessage(CHAT, ""), _words([], 0.01, sent=channel))
     failed = channel.edits[0]
     assert channel.edits.count(failed) == channel.max_transient_attempts, "then left alone"
     assert refs[-1].message_id != failed
@@ -135,7 +148,7 @@ async def test_a_refusal_stops_reading_the_answer() -> None:
     channel.refusing = True
     pulled: list[str] = []
     with pytest.raises(DeliveryRefused):
-        await channel.reply(OutboundMessage(CHAT, ""), _words(pulled, pause=0.01))
+        await channel.reply(OutboundMessage(CHAT, ""), _words(pulled, 0.01, sent=channel))
     assert 0 < len(pulled) < len(WORDS), "the model's stream was left at the refusal"
     assert channel.messages == {}
 
@@ -166,6 +179,23 @@ async def test_the_console_reports_what_it_printed() -> None:
     refs = await console.reply(OutboundMessage(console.conversation, ""), parts(), progress)
     assert out.getvalue() == "bot> Hello, world\n"
     assert progress.seen == [(1, 5), (1, 12)] and len(refs) == 1
+
+
+async def test_the_web_chat_reports_what_it_published() -> None:
+    web = WebChannel()
+    queue, _replay = web.attach("u1", None, {})
+    progress = Progress()
+
+    async def parts() -> AsyncIterator[str]:
+        yield "Hello"
+        yield ""
+        yield ", world"
+
+    chat = Conversation("web", "u1", ConversationKind.DM)
+    refs = await web.reply(OutboundMessage(chat, "", reply_to="c1"), parts(), progress)
+    assert progress.seen == [(1, 5), (1, 12)] and [r.message_id for r in refs] == ["c1"]
+    events = [queue.get_nowait() for _ in range(queue.qsize())]
+    assert [(e["type"], e["at"]) for e in events] == [("delta", 0), ("delta", 5), ("done", 12)]
 
 
 def test_chunk_spans_cover_the_text_in_order() -> None:
