@@ -1,8 +1,7 @@
 """A fake Discord (REST v10 + gateway) on 127.0.0.1 for discord.py 2.x, end to end.
 
     async with FakeDiscord(heartbeat_interval_s=0.25) as fake:
-        discord.http.Route.BASE = fake.api_base            # what the adapter's config sets
-        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)
+        # the channel's config: api_base_url = fake.api_base, gateway_url = fake.gateway_url
         await fake.send_message("hi", dm=True)
         call = await fake.wait_for("POST", "/messages")
 
@@ -12,7 +11,7 @@ mode that stops ACKing heartbeats, and raw frames for malformed dispatches. Fram
 JSON, or one zlib stream when the client asks for compress=zlib-stream.
 
 REST: login, app info, command sync (global and per guild), channel messages and typing, DM
-channels, interaction callbacks, webhook followups and edits (@original included), a CDN
+channels, interaction callbacks, webhook followups, reads and edits (@original included), a CDN
 stand-in for attachments. Interactions behave like Discord's: a callback later than 3 s gets
 404 (10062) and webhook calls after 15 minutes get 401 (50027). `rate_limit()` answers the
 next matching calls with 429, `retry_after` and the X-RateLimit headers.
@@ -175,6 +174,7 @@ class FakeDiscord:
             ("POST", "/channels/{channel}/typing", self._typing),
             ("POST", "/interactions/{interaction}/{token}/callback", self._callback),
             ("POST", "/webhooks/{app}/{token}", self._followup),
+            ("GET", "/webhooks/{app}/{token}/messages/{message}", self._get_webhook_message),
             ("PATCH", "/webhooks/{app}/{token}/messages/{message}", self._edit_webhook_message),
         ]
         for method, path, handler in routes:
@@ -634,14 +634,28 @@ class FakeDiscord:
         message["_token"] = token
         return _json({k: v for k, v in message.items() if not k.startswith("_")})
 
+    def _webhook_message_id(self, request: web.Request) -> str:
+        """The id of a message this interaction's webhook sent ("" if it sent no such one)."""
+        token, message_id = request.match_info["token"], request.match_info["message"]
+        if message_id == "@original":
+            return self.originals.get(token, "")
+        message = self.messages.get(message_id)
+        return message_id if message is not None and message.get("_token") == token else ""
+
+    async def _get_webhook_message(self, request: web.Request) -> web.Response:
+        problem = self._webhook_problem(request)
+        if problem is not None:
+            return problem
+        message = self.messages.get(self._webhook_message_id(request))
+        if message is None:
+            return _error(404, 10008, "Unknown Message")
+        return _json({k: v for k, v in message.items() if not k.startswith("_")})
+
     async def _edit_webhook_message(self, request: web.Request) -> web.Response:
         problem = self._webhook_problem(request)
         if problem is not None:
             return problem
-        message_id = request.match_info["message"]
-        if message_id == "@original":
-            message_id = self.originals.get(request.match_info["token"], "")
-        return self._edit(message_id, request[_BODY] or {})
+        return self._edit(self._webhook_message_id(request), request[_BODY] or {})
 
     async def _cdn(self, request: web.Request) -> web.Response:
         blob = self.attachments.get(request.match_info["name"])

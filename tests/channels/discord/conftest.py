@@ -10,7 +10,9 @@ from typing import Any
 import discord.gateway
 import discord.http
 import pytest
+import yarl
 
+from bot.channel_configs.discord import DISCORD_API, DISCORD_GATEWAY
 from bot.gateway import Gateway
 from bot.providers.base import Provider
 from channels.discord import DiscordChannel
@@ -45,14 +47,14 @@ def message_bodies(fake: FakeDiscord) -> list[dict[str, Any]]:
 
 @pytest.fixture
 async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
-    # the adapter points these process-wide class attributes at its config; put them back
-    saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
     async with FakeDiscord(heartbeat_interval_s=1.0) as fake:
         monkeypatch.setenv(TOKEN_ENV, fake.token)
         yield fake
     for body in message_bodies(fake):
         assert pings_nobody(body.get("allowed_mentions")), body
-    discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
+    # the channel pointed discord.py's process-wide URLs at the fake only while it ran
+    assert discord.http.Route.BASE == DISCORD_API
+    assert yarl.URL(DISCORD_GATEWAY) == discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
 
 
 @pytest.fixture

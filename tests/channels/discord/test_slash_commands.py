@@ -1,6 +1,6 @@
-"""Slash commands: synced from the shared table, deferred at once, answered through the
-interaction (streamed edits of @original, followups past 2,000 characters), and in the
-channel once the interaction's token is too old."""
+"""Slash commands: synced from the shared table, acknowledged at once with a placeholder,
+answered through the interaction (streamed edits of the placeholder, followups past 2,000
+characters), and in the channel once the interaction's token is too old."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 import channels.discord_outbound
 from bot.providers.base import ChatEvent, ChatRequest, TextDelta
 from bot.providers.testing import FunctionProvider, ScriptedProvider
+from channels.discord_outbound import PLACEHOLDER
 from tests.channels.discord.conftest import running, settle
 from tests.fakes.discord import ALICE, BOT_ID, CHANNEL_ID, GUILD_ID, FakeDiscord
 
@@ -62,7 +63,7 @@ async def test_commands_go_to_the_configured_guilds_only(
         assert any(c["name"] == "ask" for c in fake.commands[GUILD_ID])
 
 
-async def test_slash_command_is_deferred_then_streamed_into_the_original(
+async def test_slash_command_is_acknowledged_then_streamed_into_the_placeholder(
     fake: FakeDiscord, discord_config: Any
 ) -> None:
     provider = FunctionProvider(slow_pieces(24, 0.1))
@@ -71,14 +72,17 @@ async def test_slash_command_is_deferred_then_streamed_into_the_original(
         sent = await fake.send_slash_command("ask", {"question": "what is a decapod?"})
         token = sent["token"]
         callback = await fake.wait_for("POST", "/callback", start=start)
-        assert callback.body == {"type": 5}
+        assert callback.body["type"] == 4, "a message at once, before the model is asked"
+        assert callback.body["data"]["content"] == PLACEHOLDER
+        assert callback.body["data"]["flags"] == 4, "created without link previews, for good"
         await fake.until(
             lambda: [t.strip() for t in fake.interaction_texts(token)] == [full(24).strip()], 10
         )
         await settle(gateway)
     assert provider.requests[0].messages[-1].content == "what is a decapod?"
-    edits = fake.calls_to("PATCH", f"/webhooks/{BOT_ID}/{token}/messages/@original")
-    assert len(edits) >= 2, "the answer is streamed by editing the original response"
+    placeholder = fake.originals[token]
+    edits = fake.calls_to("PATCH", f"/webhooks/{BOT_ID}/{token}/messages/{placeholder}")
+    assert len(edits) >= 2, "the answer is streamed by editing the placeholder"
     assert callback.at <= edits[0].at
     gaps = [b.at - a.at for a, b in itertools.pairwise(edits)]
     assert min(gaps) >= 0.9, f"edits of @original at most about once a second: {gaps}"
@@ -100,7 +104,9 @@ async def test_long_answer_continues_in_followups(fake: FakeDiscord, discord_con
     assert all(t.count("```") % 2 == 0 for t in texts), "no message leaves a code block open"
     joined = " ".join(" ".join(texts).replace("```python", "").replace("```", "").split())
     assert joined == " ".join(answer.replace("```python", "").replace("```", "").split())
-    assert fake.calls_to("PATCH", "/messages/@original"), "the first part edits the original"
+    placeholder = fake.originals[sent["token"]]
+    assert fake.calls_to("PATCH", f"/messages/{placeholder}"), "the first part replaces it"
+    assert all(m["flags"] == 4 for m in fake.messages.values()), "no link previews anywhere"
 
 
 async def test_command_in_a_dm_is_answered_through_the_interaction(
@@ -176,3 +182,30 @@ async def test_a_command_refused_silently_still_ends_the_thinking_state(
         await fake.until(lambda: fake.interaction_texts(sent["token"]) == refusal, 5)
         await settle(gateway)
     assert provider.requests == []
+
+
+async def test_answer_after_a_restart_replaces_the_placeholder(
+    fake: FakeDiscord, discord_config: Any
+) -> None:
+    """The turn did not finish before a stop; at the next start the delivery runs again and
+    its answer still replaces the placeholder (read back from Discord to see it is unused)."""
+    stuck = asyncio.Event()
+
+    async def never(request: ChatRequest) -> AsyncIterator[ChatEvent]:
+        await stuck.wait()
+        yield TextDelta("never shown")
+
+    config = discord_config()
+    config.gateway.shutdown_grace_s = 0.2
+    async with running(config, FunctionProvider(never)):
+        sent = await fake.send_slash_command("ask", {"question": "survive a restart?"})
+        token = sent["token"]
+        await fake.wait_for("POST", f"/{token}/callback")
+    assert fake.interaction_texts(token) == [PLACEHOLDER]
+    async with running(config, ScriptedProvider(["after the restart"])) as gateway:
+        await fake.until(lambda: fake.interaction_texts(token) == ["after the restart"])
+        await settle(gateway)
+    placeholder = fake.originals[token]
+    assert fake.calls_to("GET", f"/webhooks/{BOT_ID}/{token}/messages/{placeholder}")
+    assert not fake.calls_to("POST", f"/webhooks/{BOT_ID}/{token}"), "no followup"
+    assert not fake.calls_to("POST", f"/channels/{CHANNEL_ID}/messages")
