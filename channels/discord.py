@@ -46,7 +46,7 @@ from channels.discord_cli import doctor
 from channels.discord_commands import CheckedCommandTree, add_commands, sync_commands
 from channels.discord_connection import HeartbeatWatchdog
 from channels.discord_inbound import Normalizer
-from channels.discord_outbound import DiscordSender
+from channels.discord_outbound import CONTINUED, DiscordSender
 
 __all__ = ["DiscordChannel", "create", "doctor"]
 
@@ -87,7 +87,8 @@ class _Client(discord.Client):
 
 class DiscordChannel(BaseChannel):
     type = "discord"
-    max_message_len = 2000
+    # Discord's limit, less the note that starts an interaction's answer moved to the channel
+    max_message_len = 2000 - len(CONTINUED)
     supports_edit = True
     edit_interval = 1.0
     typing_interval = 8.0  # Discord shows "typing" for about 10 s per request

@@ -2,9 +2,9 @@
 exceptions become bot.errors.
 
 - `EditRejected`: the message cannot be edited any more. 10008 Unknown Message (deleted),
-  50027 Invalid Webhook Token and 10015 Unknown Webhook (the interaction's token expired).
-  The shared send path continues the answer in new messages. Only edits raise it; the same
-  codes on a send are a refusal.
+  and `TokenExpired` for 50027 Invalid Webhook Token and 10015 Unknown Webhook (the
+  interaction's token expired). The shared send path continues the answer in new messages.
+  Only calls made with `editing=True` raise it; the same codes elsewhere are a refusal.
 - `ConversationGone`: the conversation is out of reach for good. 10003 Unknown Channel,
   50001 Missing Access (the bot no longer sees the channel), 50007 Cannot send messages to
   this user (DMs closed, or the bot is blocked), 10013 Unknown User.
@@ -37,9 +37,13 @@ CANNOT_DM_USER = 50007
 MISSING_PERMISSIONS = 50013
 INVALID_WEBHOOK_TOKEN = 50027
 
-#: the message is gone, or so is the token that could edit it
-EDIT_GONE = frozenset({UNKNOWN_MESSAGE, UNKNOWN_WEBHOOK, INVALID_WEBHOOK_TOKEN})
+#: the interaction's token no longer works (it expired, or Discord forgot the interaction)
+TOKEN_GONE = frozenset({UNKNOWN_WEBHOOK, INVALID_WEBHOOK_TOKEN})
 CONVERSATION_GONE = frozenset({UNKNOWN_CHANNEL, MISSING_ACCESS, CANNOT_DM_USER, UNKNOWN_USER})
+
+
+class TokenExpired(EditRejected):
+    """Nothing more can be sent or edited through this interaction."""
 
 
 def classify(exc: BaseException, action: str, *, editing: bool = False) -> ChannelError:
@@ -61,7 +65,9 @@ def _from_http(exc: discord.HTTPException, action: str, *, editing: bool) -> Cha
     message = f"Discord {action}: HTTP {status} {what}"
     if status >= 500 or status == 408:
         return ChannelError(message)
-    if editing and code in EDIT_GONE:
+    if editing and code in TOKEN_GONE:
+        return TokenExpired(message)
+    if editing and code == UNKNOWN_MESSAGE:
         return EditRejected(message)
     if code in CONVERSATION_GONE:
         return ConversationGone(what, message)

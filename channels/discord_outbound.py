@@ -15,8 +15,11 @@ which the delivery keeps, so an answer resumed after a restart reaches the same 
 A placeholder rather than Discord's "thinking" deferral, because an edit cannot set the
 SUPPRESS_EMBEDS flag through discord.py, while a message created with it keeps it.
 
-Interaction tokens expire after 15 minutes. From a minute before that, new messages of the
-answer go to the channel as ordinary messages.
+Interaction tokens expire after 15 minutes. From a minute before that (or as soon as
+Discord answers 401 Invalid Webhook Token), editing an interaction message raises
+EditRejected: the shared send path then continues the answer in new messages from where
+that message stopped, and those go to the channel. The first of them starts with
+CONTINUED, so the part in the channel reads as the rest of the interaction's answer.
 """
 
 from __future__ import annotations
@@ -26,14 +29,17 @@ from typing import Any
 
 import discord
 
+from bot.errors import EditRejected
 from bot.messages import Conversation, ConversationKind, OutboundMessage, SentRef
-from channels.discord_errors import translated
+from channels.discord_errors import TokenExpired, translated
 
 INTERACTION_TOKEN_TTL_S = 15 * 60.0
 #: stop using an interaction's token this long before Discord expires it (clock skew, slow calls)
 TOKEN_MARGIN_S = 60.0
 #: what a slash command shows until its answer replaces it
 PLACEHOLDER = "*thinking…*"
+#: the first line of an interaction's answer that moved to the channel mid-answer
+CONTINUED = "*(continued)*\n"
 _CACHE_LIMIT = 4096
 
 
@@ -52,6 +58,10 @@ class DiscordSender:
         self._dm_channels: dict[str, str] = {}  # user id -> DM channel id
         #: interaction id -> whether its placeholder still waits for the answer
         self._placeholder_free: dict[str, bool] = {}
+        #: interactions whose token Discord refused before the clock said so (id -> True)
+        self._token_dead: dict[str, bool] = {}
+        #: interactions whose answer already continues in the channel (id -> True)
+        self._moved: dict[str, bool] = {}
 
     # slash commands --------------------------------------------------------------------------
     async def acknowledge(self, interaction: discord.Interaction) -> str | None:
@@ -77,6 +87,11 @@ class DiscordSender:
         _remember(self._placeholder_free, interaction_id, False)
         return free
 
+    def _token_usable(self, meta: dict[str, Any]) -> bool:
+        return token_fresh(meta.get("interaction_created")) and not self._token_dead.get(
+            str(meta.get("interaction_id"))
+        )
+
     def _webhook(self, meta: dict[str, Any]) -> discord.Webhook:
         return discord.Webhook.partial(
             int(meta["application_id"]), str(meta["interaction_token"]), client=self.client
@@ -85,8 +100,22 @@ class DiscordSender:
     # sending -----------------------------------------------------------------------------------
     async def send(self, message: OutboundMessage, text: str) -> SentRef:
         meta = message.meta
-        if meta.get("interaction_message_id") and token_fresh(meta.get("interaction_created")):
-            return await self._send_interaction(message, text)
+        note = ""
+        if meta.get("interaction_message_id"):
+            interaction_id = str(meta["interaction_id"])
+            if self._token_usable(meta):
+                try:
+                    return await self._send_interaction(message, text)
+                except TokenExpired:
+                    _remember(self._token_dead, interaction_id, True)
+                except EditRejected:
+                    pass  # the placeholder was deleted: this part goes to the channel
+            if self._placeholder_free.get(interaction_id) is not True and not self._moved.get(
+                interaction_id
+            ):
+                # part of this answer is on screen in the interaction (or may be: a restart)
+                note = CONTINUED
+            _remember(self._moved, interaction_id, True)
         channel_id = await self.channel_for(message.conversation, meta)
         channel = self.client.get_partial_messageable(int(channel_id))
         reference = None
@@ -98,25 +127,27 @@ class DiscordSender:
             )
         async with translated("send to channel"):
             sent = await channel.send(
-                text,
+                note + text,
                 allowed_mentions=self.mentions,
                 suppress_embeds=not message.link_preview,
                 reference=reference,  # type: ignore[arg-type]  # None (the default): no reply
             )
-        return SentRef(message.conversation, str(sent.id), {"channel_id": channel_id})
+        ref_meta = {"channel_id": channel_id, "note": note} if note else {"channel_id": channel_id}
+        return SentRef(message.conversation, str(sent.id), ref_meta)
 
     async def _send_interaction(self, message: OutboundMessage, text: str) -> SentRef:
         meta = message.meta
         webhook = self._webhook(meta)
         if await self._placeholder_waits(webhook, meta):
-            async with translated("answer the interaction"):
+            async with translated("answer the interaction", editing=True):
                 sent = await webhook.edit_message(
                     int(meta["interaction_message_id"]),
                     content=text,
                     allowed_mentions=self.mentions,
                 )
         else:
-            async with translated("send a followup"):
+            # editing: a refused token means the same as for an edit (answer elsewhere)
+            async with translated("send a followup", editing=True):
                 sent = await webhook.send(
                     text,
                     wait=True,
@@ -124,6 +155,7 @@ class DiscordSender:
                     suppress_embeds=not message.link_preview,
                 )
         hook = {
+            "interaction_id": meta["interaction_id"],
             "application_id": meta["application_id"],
             "interaction_token": meta["interaction_token"],
             "interaction_created": meta["interaction_created"],
@@ -132,26 +164,24 @@ class DiscordSender:
         return SentRef(message.conversation, str(sent.id), hook)
 
     async def edit(self, ref: SentRef, text: str) -> None:
+        """Raises EditRejected when the message is gone or its interaction token expired."""
         meta = ref.meta
-        if "interaction_token" in meta and "moved_to" not in meta:
-            if token_fresh(meta["interaction_created"]):
+        if "interaction_token" in meta:
+            if not self._token_usable(meta):
+                raise EditRejected("the interaction's token expired")
+            try:
                 async with translated("edit the interaction answer", editing=True):
                     await self._webhook(meta).edit_message(
                         int(ref.message_id), content=text, allowed_mentions=self.mentions
                     )
-                return
-            # The token ran out mid-answer: the rest of this message continues in the channel.
-            template = OutboundMessage(
-                ref.conversation, text, meta={"channel_id": meta.get("channel_id")}
-            )
-            moved = await self.send(template, text)
-            meta["moved_to"] = moved.message_id
-            meta["channel_id"] = moved.meta["channel_id"]
+            except TokenExpired:
+                _remember(self._token_dead, str(meta["interaction_id"]), True)
+                raise
             return
         channel = self.client.get_partial_messageable(int(meta["channel_id"]))
-        message = channel.get_partial_message(int(meta.get("moved_to") or ref.message_id))
+        message = channel.get_partial_message(int(ref.message_id))
         async with translated("edit", editing=True):
-            await message.edit(content=text, allowed_mentions=self.mentions)
+            await message.edit(content=meta.get("note", "") + text, allowed_mentions=self.mentions)
 
     # conversations -------------------------------------------------------------------------------
     def remember_dm(self, user_id: str, channel_id: str) -> None:
