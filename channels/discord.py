@@ -320,8 +320,8 @@ class DiscordChannel(BaseChannel):
         await self._out().edit(ref, text)
 
     async def on_denied(self, message: InboundMessage) -> None:
-        """A deferred command the access layer refused silently still needs an answer, or
-        "thinking…" stays on screen until the token expires."""
+        """A command the access layer refused silently still needs an answer, or its
+        placeholder ("thinking…") stays on screen."""
         if message.meta.get("interaction_token"):
             notice = OutboundMessage(
                 message.conversation, "I can't answer that here.", meta=message.meta

@@ -81,9 +81,14 @@ class DiscordSender:
         interaction_id = str(meta["interaction_id"])
         free = self._placeholder_free.get(interaction_id)
         if free is None:
-            async with translated("read the interaction's placeholder"):
-                shown = await webhook.fetch_message(int(meta["interaction_message_id"]))
-            free = shown.content == PLACEHOLDER
+            try:
+                async with translated("read the interaction's placeholder", editing=True):
+                    shown = await webhook.fetch_message(int(meta["interaction_message_id"]))
+                free = shown.content == PLACEHOLDER
+            except TokenExpired:
+                raise
+            except EditRejected:
+                free = False  # someone deleted it: the answer comes as followups
         _remember(self._placeholder_free, interaction_id, False)
         return free
 

@@ -14,7 +14,7 @@ import yarl
 
 from bot.channel_configs.discord import DISCORD_API, DISCORD_GATEWAY
 from bot.gateway import Gateway
-from bot.providers.base import Provider
+from bot.providers.base import ChatEvent, ChatRequest, Provider, TextDelta
 from channels.discord import DiscordChannel
 from tests.fakes.discord import FakeDiscord
 
@@ -73,6 +73,27 @@ def discord_config(make_config: Any, fake: FakeDiscord) -> Callable[..., Any]:
         return make_config(channels={"discord": settings})
 
     return build
+
+
+def piece(i: int) -> str:
+    # long enough that the gateway's stream redactor (which releases text in batches of
+    # 64 characters) lets the answer out while it is still being written
+    return f"part {i:02d} of a long answer. "
+
+
+def full(count: int) -> str:
+    return "".join(piece(i) for i in range(count))
+
+
+def slow_pieces(count: int, gap: float) -> Callable[[ChatRequest], AsyncIterator[ChatEvent]]:
+    """A model that writes `full(count)` one piece every `gap` seconds."""
+
+    async def answer(request: ChatRequest) -> AsyncIterator[ChatEvent]:
+        for i in range(count):
+            await asyncio.sleep(gap)
+            yield TextDelta(piece(i))
+
+    return answer
 
 
 @asynccontextmanager

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,28 +15,9 @@ import pytest
 import channels.discord_outbound
 from bot.providers.base import ChatEvent, ChatRequest, TextDelta
 from bot.providers.testing import FunctionProvider, ScriptedProvider
-from channels.discord_outbound import PLACEHOLDER
-from tests.channels.discord.conftest import running, settle
+from channels.discord_outbound import CONTINUED, PLACEHOLDER
+from tests.channels.discord.conftest import full, running, settle, slow_pieces
 from tests.fakes.discord import ALICE, BOT_ID, CHANNEL_ID, GUILD_ID, FakeDiscord
-
-
-def piece(i: int) -> str:
-    # long enough that the gateway's stream redactor (which releases text in batches of
-    # 64 characters) lets the answer out while it is still being written
-    return f"part {i:02d} of a long answer. "
-
-
-def full(count: int) -> str:
-    return "".join(piece(i) for i in range(count))
-
-
-def slow_pieces(count: int, gap: float) -> Callable[[ChatRequest], AsyncIterator[ChatEvent]]:
-    async def answer(request: ChatRequest) -> AsyncIterator[ChatEvent]:
-        for i in range(count):
-            await asyncio.sleep(gap)
-            yield TextDelta(piece(i))
-
-    return answer
 
 
 async def test_commands_from_the_shared_table_are_synced_globally(
@@ -132,12 +113,12 @@ async def test_unknown_person_using_a_command_in_a_dm_gets_a_pairing_code(
     assert provider.requests == []
 
 
-@pytest.mark.parametrize("case", ["token_nearly_expired", "too_late_to_defer"])
+@pytest.mark.parametrize("case", ["token_nearly_expired", "too_late_to_acknowledge"])
 async def test_old_interaction_is_answered_in_the_channel(
     fake: FakeDiscord, discord_config: Any, monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
     if case == "token_nearly_expired":
-        # Discord accepted the deferral, but the turn ran late: 14.5 of its 15 minutes are gone
+        # Discord took the acknowledgement, but the turn ran late: 14.5 of its 15 minutes are gone
         monkeypatch.setattr("tests.fakes.discord.INTERACTION_CALLBACK_S", 3600.0)
     async with running(discord_config(), ScriptedProvider(["late but here"])) as gateway:
         sent = await fake.send_slash_command(
@@ -147,33 +128,42 @@ async def test_old_interaction_is_answered_in_the_channel(
         await settle(gateway)
     assert fake.texts_in(CHANNEL_ID)[-1] == "late but here"
     assert not fake.calls_to("POST", "/webhooks/") and not fake.calls_to("PATCH", "/webhooks/")
-    deferred = fake.calls_to("POST", f"/{sent['token']}/callback")
-    assert len(deferred) == (1 if case == "token_nearly_expired" else 0)
+    acknowledged = fake.calls_to("POST", f"/{sent['token']}/callback")
+    assert len(acknowledged) == (1 if case == "token_nearly_expired" else 0)
 
 
-async def test_token_expiring_mid_answer_moves_the_rest_to_the_channel(
+async def test_token_expiring_mid_answer_continues_in_the_channel_where_it_stopped(
     fake: FakeDiscord, discord_config: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The clock says the token is about to expire: the interaction's reply stays as it is,
+    and the channel message starts, after a one-line note, where the reply stopped."""
     # a token usable for 1.5 s: the answer starts in the interaction and ends in the channel
     ttl = channels.discord_outbound.TOKEN_MARGIN_S + 1.5
     monkeypatch.setattr(channels.discord_outbound, "INTERACTION_TOKEN_TTL_S", ttl)
     async with running(discord_config(), FunctionProvider(slow_pieces(30, 0.1))) as gateway:
         sent = await fake.send_slash_command("ask", {"question": "long one"})
-        await fake.until(
-            lambda: full(30).strip() in [t.strip() for t in fake.texts_in(CHANNEL_ID)], 10
-        )
+        token = sent["token"]
+
+        def shown() -> str:
+            return "".join(fake.texts_in(CHANNEL_ID)).replace(CONTINUED, "")
+
+        await fake.until(lambda: "".join(shown().split()) == "".join(full(30).split()), 10)
         await settle(gateway)
-    assert fake.interaction_texts(sent["token"])[0].startswith("part 00")
-    assert fake.texts_in(CHANNEL_ID)[-1].strip() == full(30).strip()
-    moved = fake.calls_to("POST", f"/channels/{CHANNEL_ID}/messages")
-    assert len(moved) == 1, "the message moves once, then is edited in the channel"
+    (reply,) = fake.interaction_texts(token)
+    (moved,) = [t for t in fake.texts_in(CHANNEL_ID) if t != reply]
+    assert reply.startswith("part 00") and moved.startswith(CONTINUED)
+    rest = moved.removeprefix(CONTINUED)
+    assert not rest.lstrip().startswith("part 00"), "nothing shown is repeated"
+    assert "".join((reply + rest).split()) == "".join(full(30).split())
+    assert len(fake.calls_to("POST", f"/channels/{CHANNEL_ID}/messages")) == 1
+    assert not fake.calls_to("PATCH", "/webhooks/", status=401), "the clock said it first"
 
 
 async def test_a_command_refused_silently_still_ends_the_thinking_state(
     fake: FakeDiscord, discord_config: Any
 ) -> None:
     """A listed channel that allows only some people: the others' commands are refused by
-    the access layer without a model call, and the deferred response says so."""
+    the access layer without a model call, and the placeholder says so."""
     only_bob = {"dm_policy": "open", "groups": {CHANNEL_ID: {"allow_users": ["424242"]}}}
     provider = ScriptedProvider([])
     async with running(discord_config(access=only_bob), provider) as gateway:
@@ -184,11 +174,13 @@ async def test_a_command_refused_silently_still_ends_the_thinking_state(
     assert provider.requests == []
 
 
+@pytest.mark.parametrize("placeholder_deleted", [False, True], ids=["waiting", "deleted"])
 async def test_answer_after_a_restart_replaces_the_placeholder(
-    fake: FakeDiscord, discord_config: Any
+    fake: FakeDiscord, discord_config: Any, placeholder_deleted: bool
 ) -> None:
     """The turn did not finish before a stop; at the next start the delivery runs again and
-    its answer still replaces the placeholder (read back from Discord to see it is unused)."""
+    its answer still replaces the placeholder (read back from Discord to see it is unused),
+    or comes as a followup when someone deleted the placeholder meanwhile."""
     stuck = asyncio.Event()
 
     async def never(request: ChatRequest) -> AsyncIterator[ChatEvent]:
@@ -202,10 +194,13 @@ async def test_answer_after_a_restart_replaces_the_placeholder(
         token = sent["token"]
         await fake.wait_for("POST", f"/{token}/callback")
     assert fake.interaction_texts(token) == [PLACEHOLDER]
+    placeholder = fake.originals[token]
+    if placeholder_deleted:
+        del fake.messages[placeholder]
     async with running(config, ScriptedProvider(["after the restart"])) as gateway:
         await fake.until(lambda: fake.interaction_texts(token) == ["after the restart"])
         await settle(gateway)
-    placeholder = fake.originals[token]
-    assert fake.calls_to("GET", f"/webhooks/{BOT_ID}/{token}/messages/{placeholder}")
-    assert not fake.calls_to("POST", f"/webhooks/{BOT_ID}/{token}"), "no followup"
+    assert fake.calls_to("GET", f"/webhooks/{BOT_ID}/{token}/messages/{placeholder}", status=None)
+    followups = fake.calls_to("POST", f"/webhooks/{BOT_ID}/{token}")
+    assert len(followups) == (1 if placeholder_deleted else 0)
     assert not fake.calls_to("POST", f"/channels/{CHANNEL_ID}/messages")
