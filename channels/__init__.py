@@ -7,7 +7,7 @@ imports a concrete adapter (only bot/gateway.py touches this registry).
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bot.errors import ConfigError
@@ -23,6 +23,14 @@ class InboundSink(Protocol):
     async def __call__(self, message: InboundMessage) -> None: ...
 
 
+class ReplyProgress(Protocol):
+    """Told after every send or edit of a streamed answer: the messages sent so far, and how
+    many characters of the streamed text the person can now see. What it records lets a
+    retry or a restart send only the rest."""
+
+    async def shown(self, refs: Sequence[SentRef], upto: int) -> None: ...
+
+
 @runtime_checkable
 class Channel(Protocol):
     name: str
@@ -35,7 +43,10 @@ class Channel(Protocol):
     async def send(self, message: OutboundMessage) -> SentRef: ...
 
     async def reply(
-        self, template: OutboundMessage, deltas: AsyncIterator[str]
+        self,
+        template: OutboundMessage,
+        deltas: AsyncIterator[str],
+        progress: ReplyProgress | None = None,
     ) -> list[SentRef]: ...
 
     def health(self) -> dict[str, Any]: ...

@@ -38,12 +38,14 @@ class Store:
         self._conns_lock = threading.Lock()
         self.migrations_applied: list[str] = []
         from bot.store.access import AccessRepo
+        from bot.store.deliveries import DeliveryRepo
         from bot.store.repos import IdentityRepo, InboundRepo, KvRepo, SessionRepo, TurnRepo
 
         self.identities = IdentityRepo(self)
         self.sessions = SessionRepo(self)
         self.turns = TurnRepo(self)
         self.inbound = InboundRepo(self)
+        self.deliveries = DeliveryRepo(self)
         self.kv = KvRepo(self)
         self.access = AccessRepo(self)
 
