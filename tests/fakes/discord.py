@@ -121,6 +121,7 @@ class _Fault:
     code: int
     message: str
     times: int | None  # None: every matching call
+    after: int = 0  # matching calls let through first
 
 
 @dataclass
@@ -485,10 +486,11 @@ class FakeDiscord:
         message: str,
         *,
         times: int | None = 1,
+        after: int = 0,
     ) -> None:
-        """Answer the next `times` matching calls (None: all of them) with Discord's error
-        `{"code": code, "message": message}` and `status`."""
-        self._faults.append(_Fault(method, path_part, status, code, message, times))
+        """Answer `times` matching calls (None: all of them) with Discord's error
+        `{"code": code, "message": message}` and `status`, once `after` went through."""
+        self._faults.append(_Fault(method, path_part, status, code, message, times, after))
 
     def expire_token(self, token: str, *, after_edits: int) -> None:
         """The interaction's token expires once its webhook has edited `after_edits`
@@ -498,6 +500,9 @@ class FakeDiscord:
     def _take_fault(self, method: str, path: str) -> web.Response | None:
         for fault in self._faults:
             if fault.method == method and fault.path_part in path and fault.times != 0:
+                if fault.after > 0:
+                    fault.after -= 1
+                    continue
                 if fault.times is not None:
                     fault.times -= 1
                 return _error(fault.status, fault.code, fault.message)

@@ -5,11 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from bot import delivery
 from bot.providers.base import ChatRequest
-from bot.providers.testing import FunctionProvider
+from bot.providers.testing import FunctionProvider, ScriptedProvider
+from channels.base import BaseChannel
 from channels.discord_outbound import CONTINUED
 from tests.channels.discord.conftest import full, running, settle, slow_pieces
-from tests.fakes.discord import ALICE, BOB, CHANNEL_ID, FakeDiscord
+from tests.fakes.discord import ALICE, BOB, BOT_ID, CHANNEL_ID, FakeDiscord
+
+
+@pytest.fixture(autouse=True)
+def _quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the same rules as in production, on a shorter clock
+    monkeypatch.setattr(BaseChannel, "retry_backoff_s", 0.05)
+    monkeypatch.setattr(delivery, "RETRY_DELAYS_S", (1.0, 0.3))
 
 
 def squeeze(text: str) -> str:
@@ -77,8 +88,9 @@ async def test_an_interaction_token_refused_mid_answer_continues_in_the_channel(
 
         await fake.until(lambda: squeeze(shown().replace(CONTINUED, "")) == squeeze(full(30)), 10)
         await settle(gateway)
+        dm = fake.dm_channel_id(ALICE)
         await fake.send_message("still there?", dm=True)
-        await fake.wait_for("POST", f"/channels/{fake.dm_channel_id(ALICE)}/messages")
+        await fake.until(lambda: squeeze("".join(fake.texts_in(dm))) == squeeze(full(30)), 10)
         await settle(gateway)
     (reply,) = fake.interaction_texts(token)
     (moved,) = channel_messages(fake, CHANNEL_ID)
@@ -88,7 +100,7 @@ async def test_an_interaction_token_refused_mid_answer_continues_in_the_channel(
     assert not rest.lstrip().startswith("part 00"), "the channel does not repeat the reply"
     assert squeeze(reply + rest) == squeeze(full(30))
     assert fake.calls_to("PATCH", "/webhooks/", status=401)
-    assert fake.texts_in(fake.dm_channel_id(ALICE)) == ["re: still there?"]
+    assert len(fake.texts_in(dm)) == 1, "the next message is answered as usual"
 
 
 async def test_a_channel_that_refuses_every_send_ends_the_delivery_with_its_reason(
@@ -105,11 +117,66 @@ async def test_a_channel_that_refuses_every_send_ends_the_delivery_with_its_reas
         await fake.send_message("and here?", dm=True)
         await fake.wait_for("POST", f"/channels/{fake.dm_channel_id(ALICE)}/messages")
         await settle(gateway)
-        status = await gateway.store.inbound.status("discord", asked["id"])
+        found = await gateway.store.deliveries.get(("discord", asked["id"]))
     refused = fake.calls_to("POST", f"/channels/{CHANNEL_ID}/messages", status=403)
-    assert 1 <= len(refused) <= 2, "a refusal is not retried"
-    assert status == "failed"
+    assert len(refused) == 1, "a refusal is not retried"
+    assert found is not None
+    status, reason, _state = found
+    assert (status, reason) == ("failed", "Missing Access (50001)")
     (notice,) = fake.texts_in(fake.dm_channel_id(BOB))
     assert "Missing Access (50001)" in notice
     assert [r.messages[-1].content for r in provider.requests] == ["anyone?", "and here?"]
     assert fake.texts_in(fake.dm_channel_id(ALICE)) == ["re: and here?"]
+
+
+async def test_an_answer_cut_by_failing_sends_is_finished_after_a_restart_once(
+    fake: FakeDiscord, discord_config: Any
+) -> None:
+    """Discord answers 503 to every send after the first: the answer is kept, and after a
+    restart the rest follows the part already shown, without asking the model again."""
+    answer = "\n\n".join(f"Part {i}. " + "lorem ipsum dolor sit amet " * 60 for i in range(4))
+    provider = ScriptedProvider([answer])
+    dm = fake.dm_channel_id(ALICE)
+    fake.fail("POST", f"/channels/{dm}/messages", 503, 0, "Service Unavailable", times=3, after=1)
+    config = discord_config(stream=False)
+    async with running(config, provider) as gateway:
+        asked = await fake.send_message("write a lot", dm=True)
+        await fake.until(lambda: len(fake.calls_to("POST", dm, status=503)) == 3)
+        await settle(gateway)
+        found = await gateway.store.deliveries.get(("discord", asked["id"]))
+    assert found is not None
+    status, _reason, state = found
+    assert status == "pending" and state.final and 0 < state.shown < len(answer)
+    assert len(fake.texts_in(dm)) == 1
+
+    async with running(config, ScriptedProvider([])) as gateway:
+        await fake.until(lambda: squeeze("".join(fake.texts_in(dm))) == squeeze(answer), 10)
+        await settle(gateway)
+        found = await gateway.store.deliveries.get(("discord", asked["id"]))
+    assert found is not None and found[0] == "done"
+    assert " ".join(fake.texts_in(dm)).split() == answer.split(), "the rest, once, in order"
+    assert len(provider.requests) == 1
+
+
+async def test_a_slash_command_cut_by_a_restart_is_not_answered_twice(
+    fake: FakeDiscord, discord_config: Any
+) -> None:
+    """The process stops while the model is still writing a slash command's answer: after
+    the restart the interaction gets a note, the part shown stays, and nothing is repeated
+    or asked of the model again."""
+    provider = FunctionProvider(slow_pieces(40, 0.1))
+    config = discord_config()
+    config.gateway.shutdown_grace_s = 0.1
+    async with running(config, provider):
+        sent = await fake.send_slash_command("ask", {"question": "a long one"})
+        token = sent["token"]
+        await fake.wait_for("PATCH", f"/webhooks/{BOT_ID}/{token}/messages/", count=2)
+    (cut,) = fake.interaction_texts(token)
+    assert cut.startswith("part 00") and squeeze(cut) != squeeze(full(40))
+
+    async with running(config, ScriptedProvider([])) as gateway:
+        await fake.until(lambda: len(fake.interaction_texts(token)) == 2)
+        await settle(gateway)
+    assert fake.interaction_texts(token) == [cut, delivery.INTERRUPTED_NOTE]
+    assert len(provider.requests) == 1, "the model is not asked again"
+    assert not channel_messages(fake, CHANNEL_ID), "nothing went to the channel"
