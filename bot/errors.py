@@ -77,7 +77,8 @@ class EditRejected(ChannelError):
 class DeliveryRefused(ChannelError):
     """A permanent refusal, classified per platform (Telegram 400 "message thread not found",
     Slack `not_in_channel`, Discord 403/404 on a channel): retrying the same send cannot
-    succeed. `reason` is the platform's short error code or text, kept with the delivery."""
+    succeed. `reason` is the platform's short error code or text, kept with the delivery
+    (and with a scheduled job, which is paused instead of retried)."""
 
     def __init__(self, reason: str, message: str | None = None) -> None:
         super().__init__(message or reason)
@@ -85,8 +86,7 @@ class DeliveryRefused(ChannelError):
 
 
 class ConversationGone(DeliveryRefused):
-    """The conversation no longer exists, or the bot was removed from it. Adapters raise it;
-    scheduled jobs for that conversation are paused instead of retried."""
+    """The conversation no longer exists, or the bot was removed from it. Adapters raise it."""
 
     def __init__(self, reason: str = "conversation gone", message: str | None = None) -> None:
         super().__init__(reason, message)

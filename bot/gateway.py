@@ -2,7 +2,8 @@
 
 Start-up enters each component through one AsyncExitStack, so a failed start stops what had
 started. A stop first lets running turns finish (up to `gateway.shutdown_grace_s`); what is
-still unfinished stays pending in the inbound table and runs again at the next start.
+still unfinished stays pending in the inbound table and runs again at the next start, except
+that an answer the person has partly seen is never asked of the model again (bot/delivery.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bot.approvals import ApprovalDesk
 from bot.builtin import VERSION_LINE, builtin_tools, register_builtin_commands, uptime_text
 from bot.commands import CommandTable
 from bot.config import Config
+from bot.delivery import Deliveries
 from bot.deps import Deps
 from bot.errors import DecapodError
 from bot.messages import InboundMessage, OutboundMessage
@@ -78,6 +80,9 @@ class Gateway:
         #: printed to the terminal by `decapod run` until an admin credential exists
         self.setup_code: str | None = None
         self.turns = TurnRunner(self)
+        self.deliveries = Deliveries(
+            self.store.deliveries, accept=self._accept, notify=self.notify_owner
+        )
         self.sessions = SessionManager(
             self.store,
             self.turns.run,
@@ -188,14 +193,18 @@ class Gateway:
             await start()
         # runs first on close: turns finish while channels can still send their replies
         self._stack.push_async_callback(self._drain)
-        # Deliveries stored but unfinished (a crash, a stop, or arrivals while channels were
-        # starting) run now, except those accepted live since `_accepting` was set.
+        # and before it, the tries of failed sends waiting for their time stop waiting
+        self._stack.callback(self.deliveries.stop)
+        # Deliveries stored but unfinished (a crash, a stop, a send waiting for its next try,
+        # or arrivals while channels were starting) run now or when their try is due, except
+        # those accepted live since `_accepting` was set.
         self._live_at_start = set()
         self._accepting = True
-        for message in await self.store.inbound.open_deliveries():
+        for delivery in await self.store.deliveries.unfinished():
+            message = delivery.message
             key = (message.conversation.channel, message.id)
             if message.conversation.channel in self.channels and key not in self._live_at_start:
-                await self._accept(message)
+                await self.deliveries.resume(delivery)
         self._live_at_start = None
         if self.providers is not None:
             # the SDKs load now that everything is up, so the start does not wait for them

@@ -1,5 +1,9 @@
 """One turn: a queued message becomes a command reply or a model answer streamed back, and
 what happened is stored (one transaction with the inbound delivery marked done).
+
+What the person was shown of an answer is recorded as it is sent (bot/delivery.py): a
+send that keeps failing keeps the answer for a later try, a refusal ends the delivery, and
+another try of a delivery that already showed something never asks the model again.
 """
 
 from __future__ import annotations
@@ -7,13 +11,20 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from bot.agent import TurnDone, TurnResult
 from bot.agent.context import needs_compaction, split_for_compaction, summarize
 from bot.commands import CommandContext, CommandTable
-from bot.errors import ContextTooLong, DecapodError, StorageUnavailable
+from bot.delivery import INTERRUPTED_NOTE, Outbox, delivery_key
+from bot.errors import (
+    ChannelError,
+    ContextTooLong,
+    DecapodError,
+    DeliveryRefused,
+    StorageUnavailable,
+)
 from bot.logging import log_fields
 from bot.messages import (
     Command,
@@ -24,6 +35,7 @@ from bot.messages import (
 )
 from bot.providers.base import ChatMessage, TextDelta
 from bot.sessions import Session
+from bot.store.deliveries import DeliveryUpdate
 from bot.store.repos import TurnRecord
 from bot.tools import ToolContext
 
@@ -42,61 +54,19 @@ class TurnRunner:
         self.gw = gateway
 
     async def run(self, session: Session, message: InboundMessage) -> None:
-        started = time.perf_counter()
-        channel_name = message.conversation.channel
-        delivery = (channel_name, message.id)
-        session.conversation = message.conversation
         self.gw.metrics.active_turns.inc()
+        outbox = self.gw.deliveries.outbox(message)
         try:
-            person = await self.gw.person_of(message)
-            role = self.gw.access.role_of(message.identity)
-            text = message.text
-            command = message.command or _natural_command(text, self.gw.commands)
-            if command is not None:
-                reply, text = await self._command(message, command, person, role)
-                if reply is not None:
-                    await self.gw.say(message, reply)
-                    await self.gw.store.inbound.set_status(*delivery, "done")
-                    return
-            problem = self._check_text(text, message)
-            if problem:
-                await self.gw.say(message, problem)
-                await self.gw.store.inbound.set_status(*delivery, "done")
-                return
-            await self.gw.sessions.load(session)
-            ctx = ToolContext(
-                identity=message.identity,
-                conversation=message.conversation,
-                session_key=session.key,
-                deps=self.gw.deps,
-                person_id=person,
-                role=role,
-                timezone=await self._timezone(message),
-                # another person's files (even their names) are outside content
-                tainted=bool(message.parts) and role != "owner",
-            )
-            user = ChatMessage("user", text + self.gw.redactor.redact(_describe_parts(message)))
-            result = await self._run_and_reply(session, message, user, ctx)
-            if ctx.deps.hooks is not None:
-                ctx.deps.hooks.reply_sent(ctx, result.text, result.outcome)
-            turn_id = f"{channel_name}:{message.id}"
-            await self._persist(session, turn_id, message.identity.key, user, result, delivery)
-            self.gw.metrics.observe_turn(
-                channel_name, result.outcome, time.perf_counter() - started, result.usage
-            )
-            log_fields(
-                turn_log,
-                "turn",
-                session=session.key,
-                channel=channel_name,
-                provider=result.provider,
-                model=result.model,
-                latency_ms=round((time.perf_counter() - started) * 1000, 1),
-                tokens_in=result.usage.input_tokens,
-                tokens_out=result.usage.output_tokens,
-                outcome=result.outcome,
-                tainted=ctx.tainted,
-            )
+            if outbox.state.final or outbox.state.started:
+                await self._resume(session, message, outbox)
+            else:
+                await self._turn(session, message, outbox)
+        except DeliveryRefused as exc:
+            await self.gw.deliveries.give_up(message, outbox.state, exc.reason)
+        except ChannelError as exc:
+            # a command's reply or a note, still failing after the channel's retries: it is
+            # not tried later, as that would run the command again
+            await self.gw.deliveries.give_up(message, outbox.state, str(exc))
         except StorageUnavailable as exc:
             # nothing of the turn was saved, so the delivery stays pending: said, not a crash
             log.error("turn in %s not saved: %s", session.key, exc)
@@ -104,6 +74,102 @@ class TurnRunner:
         finally:
             self.gw.metrics.active_turns.dec()
             self.gw.metrics.queue_depth.set(self.gw.sessions.queue_depth)
+
+    async def _turn(self, session: Session, message: InboundMessage, outbox: Outbox) -> None:
+        started = time.perf_counter()
+        channel_name = message.conversation.channel
+        delivery = delivery_key(message)
+        session.conversation = message.conversation
+        person = await self.gw.person_of(message)
+        role = self.gw.access.role_of(message.identity)
+        text = message.text
+        command = message.command or _natural_command(text, self.gw.commands)
+        if command is not None:
+            reply, text = await self._command(message, command, person, role)
+            if reply is not None:
+                await self.gw.say(message, reply)
+                await self.gw.store.inbound.set_status(*delivery, "done")
+                return
+        problem = self._check_text(text, message)
+        if problem:
+            await self.gw.say(message, problem)
+            await self.gw.store.inbound.set_status(*delivery, "done")
+            return
+        await self.gw.sessions.load(session)
+        ctx = ToolContext(
+            identity=message.identity,
+            conversation=message.conversation,
+            session_key=session.key,
+            deps=self.gw.deps,
+            person_id=person,
+            role=role,
+            timezone=await self._timezone(message),
+            # another person's files (even their names) are outside content
+            tainted=bool(message.parts) and role != "owner",
+        )
+        user = _user_message_of(message, text, self.gw.redactor.redact)
+        result, failure = await self._run_and_reply(session, message, user, ctx, outbox)
+        turn_id = f"{channel_name}:{message.id}"
+        identity = message.identity.key
+        if failure is None:
+            if ctx.deps.hooks is not None:
+                ctx.deps.hooks.reply_sent(ctx, result.text, result.outcome)
+            sent = DeliveryUpdate(delivery, outbox.state)
+            await self._persist(session, turn_id, identity, user, result, delivery, sent)
+        else:
+            # the answer is complete and stored with the turn; only its sending is retried
+            plan = self.gw.deliveries.plan_retry(outbox, failure)
+            await self._persist(session, turn_id, identity, user, result, None, plan)
+            await self.gw.deliveries.retry_or_give_up(message, outbox, failure, plan)
+        self.gw.metrics.observe_turn(
+            channel_name, result.outcome, time.perf_counter() - started, result.usage
+        )
+        log_fields(
+            turn_log,
+            "turn",
+            session=session.key,
+            channel=channel_name,
+            provider=result.provider,
+            model=result.model,
+            latency_ms=round((time.perf_counter() - started) * 1000, 1),
+            tokens_in=result.usage.input_tokens,
+            tokens_out=result.usage.output_tokens,
+            outcome=result.outcome,
+            tainted=ctx.tainted,
+        )
+
+    async def _resume(self, session: Session, message: InboundMessage, outbox: Outbox) -> None:
+        """Another try of a delivery whose answer the person has partly seen, or that is
+        stored whole: no model call. A complete answer goes on from the first character not
+        shown; one the model was still writing when the process ended gets a note, and is
+        kept in the history as far as it was shown."""
+        state = outbox.state
+        if not state.final:
+            await self.gw.say(message, INTERRUPTED_NOTE)
+            await self.gw.sessions.load(session)
+            assert session.row is not None
+            turn_id = f"{message.conversation.channel}:{message.id}"
+            user = _user_message_of(message, message.text, self.gw.redactor.redact)
+            records = [
+                TurnRecord(turn_id, user, identity_key=message.identity.key),
+                TurnRecord(turn_id, ChatMessage("assistant", state.answer), outcome="interrupted"),
+            ]
+            key = delivery_key(message)
+            ids = await self.gw.store.turns.add(
+                session.row.id, records, inbound_done=key, delivery=DeliveryUpdate(key, state)
+            )
+            rows = [(row_id, rec.message) for row_id, rec in zip(ids, records, strict=True)]
+            self.gw.sessions.remember(session, rows)
+            return
+        rest = state.answer[state.shown :]
+        if rest.strip():
+            channel = self.gw.channels[message.conversation.channel]
+            try:
+                await channel.reply(_template(message), _once(rest), outbox)
+            except ChannelError as exc:
+                await self.gw.deliveries.failed(message, outbox, exc)
+                return
+        await self.gw.store.deliveries.finish(delivery_key(message), state)
 
     async def answer_task(self, job: Job) -> str:
         """A scheduled task: its prompt runs as a turn of the job's own `cron:` session, with
@@ -156,19 +222,36 @@ class TurnRunner:
         return zone or self.gw.config.gateway.timezone
 
     async def _run_and_reply(
-        self, session: Session, message: InboundMessage, user: ChatMessage, ctx: ToolContext
-    ) -> TurnResult:
+        self,
+        session: Session,
+        message: InboundMessage,
+        user: ChatMessage,
+        ctx: ToolContext,
+        outbox: Outbox,
+    ) -> tuple[TurnResult, ChannelError | None]:
+        """The turn's result, and the error that kept its answer from being sent in full
+        (the channel reads the whole answer before it gives up, so the answer is kept)."""
         holder: list[TurnResult] = []
         channel = self.gw.channels[message.conversation.channel]
-        template = OutboundMessage(
-            message.conversation, "", reply_to=message.platform_message_id, meta=message.meta
-        )
-        await channel.reply(template, self._reply_stream(session, user, ctx, holder))
-        return holder[-1]
+        answer = self._reply_stream(session, user, ctx, holder)
+        collected = outbox.collect(answer)
+        try:
+            await channel.reply(_template(message), collected, outbox)
+        except DeliveryRefused:
+            raise  # the model stops with the stream: nothing more is asked of it
+        except ChannelError as exc:
+            if not holder:
+                raise
+            outbox.state.final = True
+            return holder[-1], exc
+        finally:
+            await collected.aclose()
+            await answer.aclose()
+        return holder[-1], None
 
     async def _reply_stream(
         self, session: Session, user: ChatMessage, ctx: ToolContext, holder: list[TurnResult]
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """The agent's text, redacted so that no prefix ever shows what the final redaction
         would change, followed by a short note when the turn did not end well."""
         from contextlib import aclosing
@@ -265,6 +348,7 @@ class TurnRunner:
         user: ChatMessage,
         result: TurnResult,
         inbound_done: tuple[str, str] | None,
+        delivery: DeliveryUpdate | None = None,
     ) -> None:
         assert session.row is not None
         records = [TurnRecord(turn_id, user, identity_key=identity_key)]
@@ -275,13 +359,32 @@ class TurnRunner:
         last = records[-1]
         last.provider, last.model, last.usage = result.provider, result.model, result.usage
         last.latency_ms, last.outcome = result.latency_ms, result.outcome
-        ids = await self.gw.store.turns.add(session.row.id, records, inbound_done=inbound_done)
+        ids = await self.gw.store.turns.add(
+            session.row.id, records, inbound_done=inbound_done, delivery=delivery
+        )
         kept = [
             (row_id, rec.message)
             for row_id, rec in zip(ids, records, strict=True)
             if rec.outcome not in _FAILED
         ]
         self.gw.sessions.remember(session, kept)
+
+
+def _template(message: InboundMessage) -> OutboundMessage:
+    """What an answer to `message` is sent as (the text comes from the stream)."""
+    return OutboundMessage(
+        message.conversation, "", reply_to=message.platform_message_id, meta=message.meta
+    )
+
+
+async def _once(text: str) -> AsyncIterator[str]:
+    yield text
+
+
+def _user_message_of(
+    message: InboundMessage, text: str, redact: Callable[[str], str]
+) -> ChatMessage:
+    return ChatMessage("user", text + redact(_describe_parts(message)))
 
 
 _REMIND_ME = re.compile(r"^\s*remind me\b", re.IGNORECASE)

@@ -9,7 +9,7 @@ registry (the rules are import-linter contracts in pyproject.toml, checked by `m
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bot.commands import CommandSpec
@@ -35,6 +35,14 @@ class InboundSink(Protocol):
     async def __call__(self, message: InboundMessage) -> None: ...
 
 
+class ReplyProgress(Protocol):
+    """Told after every send or edit of a streamed answer: the messages sent so far, and how
+    many characters of the streamed text the person can now see. What it records lets a
+    retry or a restart send only the rest."""
+
+    async def shown(self, refs: Sequence[SentRef], upto: int) -> None: ...
+
+
 @runtime_checkable
 class Channel(Protocol):
     """What the gateway uses of an adapter. channels.base.BaseChannel implements the optional
@@ -53,7 +61,10 @@ class Channel(Protocol):
     async def send(self, message: OutboundMessage) -> SentRef: ...
 
     async def reply(
-        self, template: OutboundMessage, deltas: AsyncIterator[str]
+        self,
+        template: OutboundMessage,
+        deltas: AsyncIterator[str],
+        progress: ReplyProgress | None = None,
     ) -> list[SentRef]: ...
 
     def health(self) -> dict[str, Any]: ...

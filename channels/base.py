@@ -1,8 +1,11 @@
-"""The shared send path every adapter inherits: chunking, pacing, retry on RateLimited,
-typing while the model works, and streaming by throttled edits of one message.
+"""The shared send path every adapter inherits: chunking, pacing, retries, typing while the
+model works, and streaming by throttled edits of one message.
 
 An adapter implements the platform calls only: `_send_text`, and where the platform has
-them `_edit_text` and `_typing`.
+them `_edit_text` and `_typing`, and raises the errors of bot/errors.py: `RateLimited` (the
+whole channel pauses), `EditRejected` (that message is continued in a new one),
+`DeliveryRefused` (permanent: never retried here), any other `ChannelError` (transient:
+retried with backoff a few times).
 """
 
 from __future__ import annotations
@@ -12,38 +15,76 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from bot.commands import CommandSpec
-from bot.errors import ChannelError, RateLimited
+from bot.errors import ChannelError, DeliveryRefused, EditRejected, RateLimited
 from bot.messages import Attachment, Conversation, InboundMessage, OutboundMessage, SentRef
-from channels import HttpRoute, InboundSink
+from channels import HttpRoute, InboundSink, ReplyProgress
 
 log = logging.getLogger("decapod.channels")
 
 _FENCE = "```"
+_MAX_LANG = 20  # a language tag; a longer word after ``` is text, not a tag
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One message's text, and the span of the source text it shows: `start` and `end` are
+    offsets in the source; the first `lead` characters of `text` are not from the source
+    (a code fence reopened at the top of a chunk that continues a code block)."""
+
+    text: str
+    start: int
+    end: int
+    lead: int = 0
+
+    def part(self, inner: Chunk) -> Chunk:
+        """`inner`, a chunk cut from this chunk's text, with its span in this chunk's source."""
+        width = self.end - self.start
+
+        def source(offset: int) -> int:
+            return self.start + min(max(offset - self.lead, 0), width)
+
+        lead = inner.lead + max(self.lead - inner.start, 0)
+        return Chunk(inner.text, source(inner.start), source(inner.end), lead)
+
+
+def split_text(text: str, limit: int) -> list[Chunk]:
+    """Split at paragraph, then line, then word boundaries; never inside a code fence
+    without closing it at the end of one chunk and reopening it at the start of the next.
+    A chunk's boundaries depend only on the text before them, so while a text grows, every
+    chunk but the last stays as it is."""
+    if limit < 16:
+        raise ValueError("chunk limit too small")
+    chunks: list[Chunk] = []
+    pos, lead, rest = 0, "", text  # rest = text[pos:], shown after `lead`
+    while len(lead) + len(rest) > limit:
+        body = lead + rest
+        budget = limit - len(_FENCE) - 1  # room to close a fence we split
+        cut = _best_cut(body, budget)
+        head = body[:cut].rstrip()
+        consumed = max(cut - len(lead), 0)
+        if not consumed and lead:  # a reopened fence that leaves no room: show it plain
+            lead = ""
+            continue
+        tail = rest[consumed:].lstrip("\n")
+        end = pos + consumed
+        next_lead = ""
+        if head.count(_FENCE) % 2 == 1:
+            next_lead = f"{_FENCE}{_open_fence_lang(head)}\n"
+            head += "\n" + _FENCE
+        if head:
+            chunks.append(Chunk(head, pos, end, len(lead)))
+        pos, lead, rest = len(text) - len(tail), next_lead, tail
+    if rest.strip() or not chunks:
+        chunks.append(Chunk(lead + rest, pos, len(text), len(lead)))
+    return chunks
 
 
 def chunk_text(text: str, limit: int) -> list[str]:
-    """Split at paragraph, then line, then word boundaries; never inside a code fence
-    without closing it at the end of one chunk and reopening it at the start of the next."""
-    if limit < 16:
-        raise ValueError("chunk limit too small")
-    chunks: list[str] = []
-    rest = text
-    while len(rest) > limit:
-        budget = limit - len(_FENCE) - 1  # room to close a fence we split
-        cut = _best_cut(rest, budget)
-        head, rest = rest[:cut].rstrip(), rest[cut:].lstrip("\n")
-        if head.count(_FENCE) % 2 == 1:
-            lang = _open_fence_lang(head)
-            head += "\n" + _FENCE
-            rest = f"{_FENCE}{lang}\n{rest}"
-        if head:
-            chunks.append(head)
-    if rest.strip() or not chunks:
-        chunks.append(rest)
-    return chunks
+    return [chunk.text for chunk in split_text(text, limit)]
 
 
 def _best_cut(text: str, budget: int) -> int:
@@ -56,8 +97,8 @@ def _best_cut(text: str, budget: int) -> int:
 
 
 def _open_fence_lang(head: str) -> str:
-    line = head[head.rfind(_FENCE) + len(_FENCE) :].split("\n", 1)[0]
-    return line.strip() if line.strip().isidentifier() else ""
+    line = head[head.rfind(_FENCE) + len(_FENCE) :].split("\n", 1)[0].strip()
+    return line if line.isidentifier() and len(line) <= _MAX_LANG else ""
 
 
 class BaseChannel:
@@ -73,6 +114,10 @@ class BaseChannel:
     chat_interval: float = 0.0
     typing_interval: float = 5.0
     max_send_attempts: int = 5
+    #: tries of one call that fails transiently (5xx, network), the first after this pause,
+    #: each next one after twice the one before
+    max_transient_attempts: int = 3
+    retry_backoff_s: float = 0.5
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -99,6 +144,8 @@ class BaseChannel:
         raise NotImplementedError
 
     async def _edit_text(self, ref: SentRef, text: str) -> None:
+        """Replace a sent message's text. EditRejected when that message cannot be edited
+        any more; the rest of the answer then goes out in new messages."""
         raise NotImplementedError
 
     async def _typing(self, conversation: Conversation) -> None:
@@ -124,14 +171,18 @@ class BaseChannel:
             await asyncio.sleep(wait)
         self._chat_next[conversation.chat_id] = time.monotonic() + self.chat_interval
 
+    def split(self, text: str) -> list[Chunk]:
+        """The messages `text` needs, with the span of `text` each one shows."""
+        return split_text(text, self.max_message_len)
+
+    def chunks(self, text: str) -> list[str]:
+        return [chunk.text for chunk in self.split(text)]
+
     # the shared path -----------------------------------------------------------------------
     async def send(self, message: OutboundMessage) -> SentRef:
         """Send a whole message, chunked; returns the reference of the last chunk."""
         refs = [await self._send_chunk(message, c) for c in self.chunks(message.text)]
         return refs[-1]
-
-    def chunks(self, text: str) -> list[str]:
-        return chunk_text(text, self.max_message_len)
 
     async def _send_chunk(self, message: OutboundMessage, text: str) -> SentRef:
         # one lock per chat keeps chunks and replies in order under concurrent senders
@@ -143,6 +194,7 @@ class BaseChannel:
             return ref
 
     async def _retrying(self, conversation: Conversation, fn: Any, *args: Any) -> Any:
+        transient = 0
         for attempt in range(1, self.max_send_attempts + 1):
             await self._pace(conversation)
             try:
@@ -153,27 +205,55 @@ class BaseChannel:
                 # the platform throttles the whole bot, not only this chat
                 self._paused_until = time.monotonic() + exc.retry_after
                 log.warning("rate limited on %s; waiting %.1fs", self.name, exc.retry_after)
+            except (EditRejected, DeliveryRefused):
+                raise  # the same call cannot succeed
+            except ChannelError as exc:
+                transient += 1
+                if transient >= self.max_transient_attempts or attempt == self.max_send_attempts:
+                    raise
+                pause = self.retry_backoff_s * 2 ** (transient - 1)
+                log.info("%s: %s; trying again in %.1fs", self.name, exc, pause)
+                await asyncio.sleep(pause)
         raise ChannelError("unreachable")
 
-    async def reply(self, template: OutboundMessage, deltas: AsyncIterator[str]) -> list[SentRef]:
+    async def reply(
+        self,
+        template: OutboundMessage,
+        deltas: AsyncIterator[str],
+        progress: ReplyProgress | None = None,
+    ) -> list[SentRef]:
         """Deliver a streamed answer: typing until text arrives, then (where the platform can
         edit) one message edited at most every `edit_interval`, split when it outgrows the
-        limit; finally the complete text. Only redacted, final-safe text reaches here."""
-        state = _StreamState()
+        limit; finally the complete text. Only redacted, final-safe text reaches here.
+
+        `progress` hears of every send and edit. A message that can no longer be edited
+        stays as it is, and the answer goes on in new messages from the first character it
+        does not show. DeliveryRefused stops reading `deltas` at once; a send that keeps
+        failing otherwise is raised once the whole answer was read (so it can be kept and
+        sent later)."""
+        state = _StreamState(progress)
         ticker = asyncio.create_task(self._stream_ticker(template, state))
         try:
             async for delta in deltas:
                 state.text += delta
-        finally:
+                if state.refused is not None:
+                    break
+        except BaseException:
             ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(BaseException):
                 await ticker
-        await self._flush(template, state, final=True)
+            raise
+        # woken, not cancelled: a send or edit in flight finishes (see _stream_ticker)
+        state.finished.set()
+        await ticker
+        if state.refused is not None:
+            raise state.refused
+        await self._flush(template, state)
         return state.refs
 
     async def _stream_ticker(self, template: OutboundMessage, state: _StreamState) -> None:
         next_typing = 0.0
-        while True:
+        while not state.finished.is_set():
             now = time.monotonic()
             if not state.text.strip() and now >= next_typing:
                 # Shielded: when the answer ends the ticker, a typing request still in flight
@@ -186,30 +266,75 @@ class BaseChannel:
                 with contextlib.suppress(ChannelError):
                     await asyncio.shield(typing)
                 next_typing = now + self.typing_interval
-            if self.supports_edit and state.text.strip():
-                await self._flush(template, state, final=False)
-            await asyncio.sleep(self.edit_interval if state.text.strip() else 0.25)
+            if self.supports_edit and state.text.strip() and not state.stalled:
+                try:
+                    await self._flush(template, state)
+                except DeliveryRefused as exc:
+                    state.refused = exc
+                    return
+                except ChannelError as exc:
+                    # the final flush tries again, with the whole answer
+                    log.warning("%s: streaming paused: %s", self.name, exc)
+                    state.stalled = True
+            pause = self.edit_interval if state.text.strip() else 0.25
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.finished.wait(), pause)
 
-    async def _flush(self, template: OutboundMessage, state: _StreamState, *, final: bool) -> None:
-        # Chunking the whole text each time keeps message i showing chunk i: chunk boundaries
-        # depend only on the text before them, so finished messages never change again.
+    async def _flush(self, template: OutboundMessage, state: _StreamState) -> None:
         async with state.lock:
-            if not state.text.strip():
-                return
-            for i, piece in enumerate(self.chunks(state.text)):
-                if i >= len(state.refs):
-                    state.refs.append(await self._send_chunk(template, piece))
-                    state.shown.append(piece)
-                    state.last_edit = time.monotonic()  # a send counts towards the edit rate
-                elif state.shown[i] != piece:
-                    wait = state.last_edit + self.edit_interval - time.monotonic()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                    await self._retrying(
-                        template.conversation, self._edit_text, state.refs[i], piece
-                    )
-                    state.shown[i] = piece
-                    state.last_edit = time.monotonic()
+            while not await self._show(template, state):
+                pass  # a message could not be edited: go on from what it shows
+
+    async def _show(self, template: OutboundMessage, state: _StreamState) -> bool:
+        """Bring the messages up to `state.text`; False when one of them could not be edited.
+
+        Chunking the text from `origin` each time keeps message i showing chunk i: a chunk's
+        boundaries depend only on the text before it, so messages before the last never
+        change again, and only the last one can be the one that cannot be edited."""
+        tail = state.text[state.origin :]
+        if not state.live:  # a new message does not start with the blank that ended the last
+            blank = len(tail) - len(tail.lstrip())
+            state.origin += blank
+            tail = tail[blank:]
+        if not tail.strip():
+            return True
+        for i, chunk in enumerate(self.split(tail)):
+            end = state.origin + chunk.end
+            if i >= len(state.live):
+                ref = await self._send_chunk(template, chunk.text)
+                state.refs.append(ref)
+                state.live.append(_Live(ref, chunk.text, end))
+                state.last_edit = time.monotonic()  # a send counts towards the edit rate
+            elif state.live[i].text != chunk.text:
+                wait = state.last_edit + self.edit_interval - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                shown = state.live[i]
+                if not await self._edited(template.conversation, shown.ref, chunk.text):
+                    # never edited again; what it does not show starts the next message
+                    state.origin = shown.end
+                    state.live.clear()
+                    return False
+                shown.text, shown.end = chunk.text, end
+                state.last_edit = time.monotonic()
+            else:
+                state.live[i].end = end
+                continue
+            await state.report()
+        return True
+
+    async def _edited(self, conversation: Conversation, ref: SentRef, text: str) -> bool:
+        try:
+            await self._retrying(conversation, self._edit_text, ref, text)
+        except DeliveryRefused:
+            raise
+        except EditRejected as exc:
+            log.info("%s: message %s cannot be edited (%s)", self.name, ref.message_id, exc)
+            return False
+        except ChannelError as exc:
+            log.warning("%s: editing message %s failed: %s", self.name, ref.message_id, exc)
+            return False
+        return True
 
 
 def _forget_typing(
@@ -226,10 +351,29 @@ def _forget_typing(
     return done
 
 
+@dataclass(slots=True)
+class _Live:
+    """A message of the answer that may still be edited."""
+
+    ref: SentRef
+    text: str  # what it shows now
+    end: int  # where in the answer what it shows ends
+
+
 class _StreamState:
-    def __init__(self) -> None:
+    def __init__(self, progress: ReplyProgress | None) -> None:
         self.text = ""
-        self.refs: list[SentRef] = []
-        self.shown: list[str] = []  # what each sent message shows now
+        self.refs: list[SentRef] = []  # every message of the answer, in order
+        self.origin = 0  # where in `text` the messages that may still change begin
+        self.live: list[_Live] = []  # those messages
         self.last_edit = 0.0
         self.lock = asyncio.Lock()
+        self.finished = asyncio.Event()  # every delta has arrived
+        self.stalled = False  # a send failed while streaming: wait for the final flush
+        self.refused: DeliveryRefused | None = None
+        self.progress = progress
+
+    async def report(self) -> None:
+        if self.progress is not None:
+            upto = self.live[-1].end if self.live else self.origin
+            await self.progress.shown(self.refs, upto)

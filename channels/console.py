@@ -24,7 +24,7 @@ from bot.messages import (
     OutboundMessage,
     SentRef,
 )
-from channels import InboundSink
+from channels import InboundSink, ReplyProgress
 from channels.base import BaseChannel
 
 
@@ -128,16 +128,25 @@ class ConsoleChannel(BaseChannel):
         self._answered.set()
         return SentRef(message.conversation, uuid.uuid4().hex)
 
-    async def reply(self, template: OutboundMessage, deltas: AsyncIterator[str]) -> list[SentRef]:
-        started = False
+    async def reply(
+        self,
+        template: OutboundMessage,
+        deltas: AsyncIterator[str],
+        progress: ReplyProgress | None = None,
+    ) -> list[SentRef]:
+        refs = [SentRef(template.conversation, uuid.uuid4().hex)]
+        started, written = False, 0
         async for delta in deltas:
             if not started:
                 self._write("bot> ")
                 started = True
             self._write(delta)
+            written += len(delta)
+            if progress is not None and delta:
+                await progress.shown(refs, written)
         self._write("\n" if started else "bot> (no answer)\n")
         self._answered.set()
-        return [SentRef(template.conversation, uuid.uuid4().hex)]
+        return refs
 
     def health(self) -> dict[str, Any]:
         return {"type": self.type, "running": not self.closed.is_set()}

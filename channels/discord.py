@@ -1,8 +1,8 @@
 """The Discord channel, on discord.py's Client and an app_commands CommandTree.
 
 - Slash commands come from the shared command table (channels/discord_commands.py) and are
-  synced at start, globally or to the servers in `sync_commands_to`. Each is deferred at once
-  ("thinking…") and answered by editing that response (channels/discord_outbound.py).
+  synced at start, globally or to the servers in `sync_commands_to`. Each is acknowledged at
+  once with a placeholder ("thinking…") that its answer replaces (channels/discord_outbound.py).
 - DMs, guild channels and threads are normalized in channels/discord_inbound.py. Guild
   messages reach the access layer with `mentioned` set when the bot was mentioned (user or
   its managed role) or replied to; servers outside `guilds` are ignored here.
@@ -10,7 +10,8 @@
   them. The delivery id is the message or interaction snowflake, so an event that a RESUME
   replays is dropped by the gateway's store.
 - discord.py reconnects and resumes; channels/discord_connection.py adds the heartbeat-ACK
-  watchdog and keeps a malformed dispatch from ending the connection.
+  watchdog. What the channel needs from discord.py's internals (the API and gateway URLs,
+  the dispatch parsers, the heartbeat's state) is in channels/discord_private.py.
 """
 
 from __future__ import annotations
@@ -25,9 +26,6 @@ from typing import Any
 
 import aiohttp
 import discord
-import discord.gateway
-import discord.http
-import yarl
 from discord import app_commands
 
 from bot.channel_configs.discord import DiscordChannelConfig
@@ -42,13 +40,13 @@ from bot.messages import (
     SentRef,
 )
 from bot.redaction import register_secret
-from channels import InboundSink
+from channels import InboundSink, discord_private
 from channels.base import BaseChannel
 from channels.discord_cli import doctor
 from channels.discord_commands import CheckedCommandTree, add_commands, sync_commands
-from channels.discord_connection import HeartbeatWatchdog, guard_parsers
+from channels.discord_connection import HeartbeatWatchdog
 from channels.discord_inbound import Normalizer
-from channels.discord_outbound import DiscordSender
+from channels.discord_outbound import CONTINUED, DiscordSender
 
 __all__ = ["DiscordChannel", "create", "doctor"]
 
@@ -89,7 +87,8 @@ class _Client(discord.Client):
 
 class DiscordChannel(BaseChannel):
     type = "discord"
-    max_message_len = 2000
+    # Discord's limit, less the note that starts an interaction's answer moved to the channel
+    max_message_len = 2000 - len(CONTINUED)
     supports_edit = True
     edit_interval = 1.0
     typing_interval = 8.0  # Discord shows "typing" for about 10 s per request
@@ -117,15 +116,13 @@ class DiscordChannel(BaseChannel):
         key = f"channels.{self.name}.token_env"
         token = secret_from_env(cfg.token_env, key)
         register_secret(token, "discord-token")
-        # discord.py keeps these as class attributes: the REST base and the first gateway
-        discord.http.Route.BASE = cfg.api_base_url
-        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(cfg.gateway_url)
+        discord_private.point_at(self.name, cfg.api_base_url, cfg.gateway_url)
         client = self.client = self._make_client()
-        self._sender = DiscordSender(client, list(cfg.allowed_mentions))
+        self._sender = DiscordSender(client, self._mentions())
         self._normalizer = Normalizer(self.name, client)
         self.tree = CheckedCommandTree(client, self._count_malformed)
         add_commands(self.tree, self.commands, self._on_command)
-        guard_parsers(client, self._count_malformed)
+        discord_private.guard_parsers(client, self._count_malformed)
         try:
             await client.login(token)
         except discord.LoginFailure:
@@ -151,22 +148,27 @@ class DiscordChannel(BaseChannel):
             await self.stop()
             raise
 
+    def _mentions(self) -> discord.AllowedMentions:
+        """What the bot's messages may ping (nothing by default); replies ping their author
+        only when users may be pinged."""
+        mentions = set(self.config.allowed_mentions)
+        return discord.AllowedMentions(
+            everyone="everyone" in mentions,
+            users="users" in mentions,
+            roles="roles" in mentions,
+            replied_user="users" in mentions,
+        )
+
     def _make_client(self) -> _Client:
         intents = discord.Intents.none()
         intents.guilds = True  # channels and threads
         intents.guild_messages = True
         intents.dm_messages = True
         intents.message_content = self.config.message_content_intent
-        mentions = set(self.config.allowed_mentions)
         return _Client(
             self,
             intents=intents,
-            allowed_mentions=discord.AllowedMentions(
-                everyone="everyone" in mentions,
-                users="users" in mentions,
-                roles="roles" in mentions,
-                replied_user="users" in mentions,
-            ),
+            allowed_mentions=self._mentions(),
             max_messages=None,  # no message cache: replies carry the message they answer
             guild_ready_timeout=GUILD_READY_TIMEOUT_S,
             max_ratelimit_timeout=MAX_RATELIMIT_WAIT_S,
@@ -197,9 +199,10 @@ class DiscordChannel(BaseChannel):
                 log.exception(
                     "Discord %s: the gateway connection failed; new one in %.0fs", self.name, delay
                 )
-                if client.ws is not None:
+                socket = discord_private.live_socket(client)
+                if socket is not None:
                     with contextlib.suppress(Exception):
-                        await client.ws.close(code=4000)
+                        await discord_private.drop(socket)
                 await asyncio.sleep(delay)
             finally:
                 self._connected.clear()
@@ -220,6 +223,7 @@ class DiscordChannel(BaseChannel):
         if self._downloads is not None:
             await self._downloads.close()
             self._downloads = None
+        discord_private.release(self.name)
         await super().stop()
 
     def health(self) -> dict[str, Any]:
@@ -291,15 +295,16 @@ class DiscordChannel(BaseChannel):
         if not self._guild_allowed(interaction.guild_id) or not self._channel_enabled(interaction):
             await interaction.response.send_message("I am not enabled here.", ephemeral=True)
             return
-        deferred = True
+        placeholder: str | None = None
         try:
-            await interaction.response.defer(thinking=True)
+            placeholder = await self._out().acknowledge(interaction)
         except discord.HTTPException as exc:
             # Replayed after a RESUME (acknowledged the first time; the store drops the
             # duplicate) or too late (the interaction is gone): answer in the channel instead.
-            log.info("Discord %s: /%s not deferred (HTTP %s)", self.name, name, exc.status)
-            deferred = False
-        job = partial(self._normalizer.from_command, interaction, name, args, deferred=deferred)
+            log.info("Discord %s: /%s not acknowledged (HTTP %s)", self.name, name, exc.status)
+        job = partial(
+            self._normalizer.from_command, interaction, name, args, placeholder=placeholder
+        )
         self._inbound.put_nowait(job)
 
     # the send path (channels/base.py does chunking, pacing, streaming) ---------------------------
@@ -315,8 +320,8 @@ class DiscordChannel(BaseChannel):
         await self._out().edit(ref, text)
 
     async def on_denied(self, message: InboundMessage) -> None:
-        """A deferred command the access layer refused silently still needs an answer, or
-        "thinking…" stays on screen until the token expires."""
+        """A command the access layer refused silently still needs an answer, or its
+        placeholder ("thinking…") stays on screen."""
         if message.meta.get("interaction_token"):
             notice = OutboundMessage(
                 message.conversation, "I can't answer that here.", meta=message.meta

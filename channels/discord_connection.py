@@ -5,11 +5,9 @@ on a connection only after `heartbeat_timeout` (60 s) in which *nothing at all* 
 connection that still delivers some frames but no longer acknowledges heartbeats (a zombie,
 in Discord's words) is never noticed, and one that goes silent takes a minute. Discord's
 advice is to drop a connection whose heartbeat goes unacknowledged and resume; the
-`HeartbeatWatchdog` does that within `window_s` of the first unanswered heartbeat.
-
-`guard_parsers` makes a malformed dispatch cost one logged event instead of the connection:
-discord.py parses each dispatch inside its receive loop, and an exception there (a missing
-key, a null payload) would end `Client.connect`.
+`HeartbeatWatchdog` does that within `window_s` of the first unanswered heartbeat. discord.py
+offers no hook for this, so the watchdog reads the acknowledgement time through
+channels/discord_private.py.
 """
 
 from __future__ import annotations
@@ -17,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
 
 import discord
+
+from channels import discord_private
 
 log = logging.getLogger("decapod.channels.discord")
 
@@ -38,35 +36,29 @@ class HeartbeatWatchdog:
     def ack_overdue_s(self) -> float | None:
         """Seconds since the first heartbeat that went unanswered (<= 0: none overdue);
         None while no connection is heartbeating."""
-        keep_alive = self._keep_alive()
-        if keep_alive is None:
+        socket = discord_private.live_socket(self.client)
+        if socket is None or socket is self._dropped:
             return None
-        # discord.py's heartbeat thread records when it last got an ACK; the next heartbeat
-        # is due one interval after that, so anything beyond it is unanswered time.
-        last_ack: float = keep_alive._last_ack
-        interval = float(keep_alive.interval or 0.0)
+        beat = discord_private.heartbeat(socket)
+        if beat is None:
+            return None
+        # the next heartbeat is due one interval after the last ACK; beyond it is unanswered
+        last_ack, interval = beat
         return time.perf_counter() - last_ack - interval
-
-    def _keep_alive(self) -> Any:
-        ws = self.client.ws
-        if ws is None or ws is self._dropped:
-            return None
-        return getattr(ws, "_keep_alive", None)
 
     async def check(self) -> bool:
         """Drop the connection if its heartbeats go unanswered; True if it was dropped."""
         overdue = self.ack_overdue_s()
         if overdue is None or overdue <= self.window_s:
             return False
-        ws = self.client.ws
+        socket = discord_private.live_socket(self.client)
         log.warning(
             "Discord stopped acknowledging heartbeats %.1fs ago; reconnecting and resuming",
             overdue,
         )
-        self._dropped = ws
+        self._dropped = socket
         self.restarts += 1
-        # 4000 is not a clean close: discord.py reconnects to the resume URL and sends RESUME
-        await ws.close(code=4000)
+        await discord_private.drop(socket)
         return True
 
     async def run(self) -> None:
@@ -77,24 +69,3 @@ class HeartbeatWatchdog:
                 await self.check()
             except Exception:
                 log.exception("the Discord watchdog failed to restart the connection")
-
-
-def guard_parsers(client: discord.Client, on_malformed: Callable[[str], None]) -> None:
-    """Wrap each of discord.py's dispatch parsers so an exception skips the event."""
-    parsers: dict[str, Callable[[Any], None]] = client._connection.parsers
-    for event, parser in list(parsers.items()):
-        parsers[event] = _guarded(event, parser, on_malformed)
-
-
-def _guarded(
-    event: str, parser: Callable[[Any], None], on_malformed: Callable[[str], None]
-) -> Callable[[Any], None]:
-    def parse(data: Any) -> None:
-        try:
-            parser(data)
-        except Exception as exc:
-            # the payload itself is not logged: it is a person's message
-            log.warning("skipped a malformed %s dispatch (%s: %s)", event, type(exc).__name__, exc)
-            on_malformed(event)
-
-    return parse

@@ -9,7 +9,8 @@ Where a message was said:
 
 `meta["channel_id"]` is the Discord channel to answer in (the DM channel, the channel or the
 thread). Slash commands add the interaction's id, token, application id and creation time,
-which the reply path needs to answer through the interaction's webhook.
+and the id of the placeholder that acknowledged it: the reply path answers through the
+interaction's webhook with them.
 """
 
 from __future__ import annotations
@@ -141,10 +142,16 @@ class Normalizer:
         return re.sub(r"[ \t]{2,}", " ", text).strip(), mentioned
 
     async def from_command(
-        self, interaction: discord.Interaction, name: str, args: str, *, deferred: bool = True
+        self,
+        interaction: discord.Interaction,
+        name: str,
+        args: str,
+        *,
+        placeholder: str | None = None,
     ) -> InboundMessage:
-        """A slash command. Unless it was `deferred`, its answer goes to the channel: an
-        interaction that could not be acknowledged cannot be answered through its webhook."""
+        """A slash command; `placeholder` is the id of the message that acknowledged it.
+        Without one its answer goes to the channel: an interaction that could not be
+        acknowledged cannot be answered through its webhook."""
         channel: Any = interaction.channel
         if channel is None:  # discord.py could not model the channel: answer where it was used
             channel = self.client.get_partial_messageable(
@@ -157,9 +164,10 @@ class Normalizer:
             "channel_id": channel_id,
             "guild_id": str(interaction.guild_id) if interaction.guild_id else None,
         }
-        if deferred:
+        if placeholder is not None:
             meta.update(
                 interaction_id=str(interaction.id),
+                interaction_message_id=placeholder,
                 interaction_token=interaction.token,
                 application_id=str(interaction.application_id),
                 interaction_created=interaction.created_at.timestamp(),

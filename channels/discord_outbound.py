@@ -1,16 +1,25 @@
-"""Discord REST for replies: channel messages, interaction webhooks, typing, DM channels.
+"""Discord replies through discord.py's public API: channel messages, interaction answers,
+typing and DM channels.
 
-Every call goes through discord.py's HTTP client, so its per-route buckets and its handling
-of a 429 apply: it sleeps `retry_after` and tries again when the wait is short. A wait longer
-than the client's `max_ratelimit_timeout`, or a 429 without Discord's `Via` header (an edge
-ban that discord.py does not retry), surfaces here as bot.errors.RateLimited, and the shared
-send path in channels/base.py pauses the channel and retries.
+Channel messages are `PartialMessageable.send` and `PartialMessage.edit` on
+`client.get_partial_messageable(id)` (no channel cache needed); DMs to a person named only
+by user id open with `Client.create_dm`. discord.py's HTTP client applies its per-route
+buckets and waits out a short 429 by itself; what it raises becomes bot.errors in
+channels/discord_errors.py.
 
-A slash command's answer goes through the interaction: the first message edits the deferred
-response (PATCH /webhooks/{app}/{token}/messages/@original), further chunks are followups
-(POST /webhooks/{app}/{token}). Interaction tokens expire after 15 minutes, so from a minute
-before that the answer goes to the channel as ordinary messages, and a streamed message whose
-token runs out mid-answer continues as a channel message.
+A slash command is acknowledged at once with a placeholder message ("thinking…") sent with
+link previews suppressed; its answer replaces that placeholder, and chunks past the first
+are followups. Both go through the interaction's webhook (`discord.Webhook.partial`, the
+same object as `Interaction.followup`): it needs only the application id and the token,
+which the delivery keeps, so an answer resumed after a restart reaches the same messages.
+A placeholder rather than Discord's "thinking" deferral, because an edit cannot set the
+SUPPRESS_EMBEDS flag through discord.py, while a message created with it keeps it.
+
+Interaction tokens expire after 15 minutes. From a minute before that (or as soon as
+Discord answers 401 Invalid Webhook Token), editing an interaction message raises
+EditRejected: the shared send path then continues the answer in new messages from where
+that message stopped, and those go to the channel. The first of them starts with
+CONTINUED, so the part in the channel reads as the rest of the interaction's answer.
 """
 
 from __future__ import annotations
@@ -18,19 +27,20 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import aiohttp
 import discord
-from discord.http import Route
 
-from bot.errors import ChannelError, RateLimited
+from bot.errors import EditRejected
 from bot.messages import Conversation, ConversationKind, OutboundMessage, SentRef
+from channels.discord_errors import TokenExpired, translated
 
 INTERACTION_TOKEN_TTL_S = 15 * 60.0
 #: stop using an interaction's token this long before Discord expires it (clock skew, slow calls)
 TOKEN_MARGIN_S = 60.0
-#: message flag: no link previews (they can carry data out of a conversation)
-SUPPRESS_EMBEDS = 1 << 2
-_DM_CACHE_LIMIT = 4096
+#: what a slash command shows until its answer replaces it
+PLACEHOLDER = "*thinking…*"
+#: the first line of an interaction's answer that moved to the channel mid-answer
+CONTINUED = "*(continued)*\n"
+_CACHE_LIMIT = 4096
 
 
 def token_fresh(created: float | None, now: float | None = None) -> bool:
@@ -41,35 +51,146 @@ def token_fresh(created: float | None, now: float | None = None) -> bool:
 
 
 class DiscordSender:
-    def __init__(self, client: discord.Client, allowed_mentions: list[str]) -> None:
+    def __init__(self, client: discord.Client, mentions: discord.AllowedMentions) -> None:
         self.client = client
-        parse = sorted(set(allowed_mentions))
-        #: the same policy on every message; replies ping their author only if users may be
-        self.allowed_mentions = {"parse": parse, "replied_user": "users" in parse}
+        #: passed with every message: the policy holds whatever the client's default says
+        self.mentions = mentions
         self._dm_channels: dict[str, str] = {}  # user id -> DM channel id
-        #: interactions whose deferred response has been replaced by an answer (id -> created)
-        self._answered: dict[str, float] = {}
+        #: interaction id -> whether its placeholder still waits for the answer
+        self._placeholder_free: dict[str, bool] = {}
+        #: interactions whose token Discord refused before the clock said so (id -> True)
+        self._token_dead: dict[str, bool] = {}
+        #: interactions whose answer already continues in the channel (id -> True)
+        self._moved: dict[str, bool] = {}
 
-    # the platform calls --------------------------------------------------------------------
-    async def request(self, route: Route, **kwargs: Any) -> Any:
-        try:
-            return await self.client.http.request(route, **kwargs)
-        except discord.RateLimited as exc:
-            raise RateLimited(exc.retry_after) from None
-        except discord.HTTPException as exc:
-            if exc.status == 429:
-                raise RateLimited(_retry_after(exc)) from None
-            # route.path is the template: no ids or interaction tokens in the message
-            raise ChannelError(
-                f"Discord {route.method} {route.path}: HTTP {exc.status} {exc.text}"
-            ) from None
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise ChannelError(f"Discord {route.method} {route.path}: {exc!r}") from None
+    # slash commands --------------------------------------------------------------------------
+    async def acknowledge(self, interaction: discord.Interaction) -> str | None:
+        """Answer a slash command with the placeholder; the placeholder's message id.
+        Raises discord.HTTPException when Discord no longer takes an acknowledgement."""
+        response = await interaction.response.send_message(
+            PLACEHOLDER, suppress_embeds=True, allowed_mentions=self.mentions
+        )
+        if response.message_id is None:
+            return None
+        _remember(self._placeholder_free, str(interaction.id), True)
+        return str(response.message_id)
 
+    async def _placeholder_waits(self, webhook: discord.Webhook, meta: dict[str, Any]) -> bool:
+        """Whether the answer's first message should replace the placeholder. Asked of
+        Discord only when this process did not acknowledge the command (a restart)."""
+        interaction_id = str(meta["interaction_id"])
+        free = self._placeholder_free.get(interaction_id)
+        if free is None:
+            try:
+                async with translated("read the interaction's placeholder", editing=True):
+                    shown = await webhook.fetch_message(int(meta["interaction_message_id"]))
+                free = shown.content == PLACEHOLDER
+            except TokenExpired:
+                raise
+            except EditRejected:
+                free = False  # someone deleted it: the answer comes as followups
+        _remember(self._placeholder_free, interaction_id, False)
+        return free
+
+    def _token_usable(self, meta: dict[str, Any]) -> bool:
+        return token_fresh(meta.get("interaction_created")) and not self._token_dead.get(
+            str(meta.get("interaction_id"))
+        )
+
+    def _webhook(self, meta: dict[str, Any]) -> discord.Webhook:
+        return discord.Webhook.partial(
+            int(meta["application_id"]), str(meta["interaction_token"]), client=self.client
+        )
+
+    # sending -----------------------------------------------------------------------------------
+    async def send(self, message: OutboundMessage, text: str) -> SentRef:
+        meta = message.meta
+        note = ""
+        if meta.get("interaction_message_id"):
+            interaction_id = str(meta["interaction_id"])
+            if self._token_usable(meta):
+                try:
+                    return await self._send_interaction(message, text)
+                except TokenExpired:
+                    _remember(self._token_dead, interaction_id, True)
+                except EditRejected:
+                    pass  # the placeholder was deleted: this part goes to the channel
+            if self._placeholder_free.get(interaction_id) is not True and not self._moved.get(
+                interaction_id
+            ):
+                # part of this answer is on screen in the interaction (or may be: a restart)
+                note = CONTINUED
+            _remember(self._moved, interaction_id, True)
+        channel_id = await self.channel_for(message.conversation, meta)
+        channel = self.client.get_partial_messageable(int(channel_id))
+        reference = None
+        if message.reply_to and message.conversation.kind is not ConversationKind.DM:
+            reference = discord.MessageReference(
+                message_id=int(message.reply_to),
+                channel_id=int(channel_id),
+                fail_if_not_exists=False,
+            )
+        async with translated("send to channel"):
+            sent = await channel.send(
+                note + text,
+                allowed_mentions=self.mentions,
+                suppress_embeds=not message.link_preview,
+                reference=reference,  # type: ignore[arg-type]  # None (the default): no reply
+            )
+        ref_meta = {"channel_id": channel_id, "note": note} if note else {"channel_id": channel_id}
+        return SentRef(message.conversation, str(sent.id), ref_meta)
+
+    async def _send_interaction(self, message: OutboundMessage, text: str) -> SentRef:
+        meta = message.meta
+        webhook = self._webhook(meta)
+        if await self._placeholder_waits(webhook, meta):
+            async with translated("answer the interaction", editing=True):
+                sent = await webhook.edit_message(
+                    int(meta["interaction_message_id"]),
+                    content=text,
+                    allowed_mentions=self.mentions,
+                )
+        else:
+            # editing: a refused token means the same as for an edit (answer elsewhere)
+            async with translated("send a followup", editing=True):
+                sent = await webhook.send(
+                    text,
+                    wait=True,
+                    allowed_mentions=self.mentions,
+                    suppress_embeds=not message.link_preview,
+                )
+        hook = {
+            "interaction_id": meta["interaction_id"],
+            "application_id": meta["application_id"],
+            "interaction_token": meta["interaction_token"],
+            "interaction_created": meta["interaction_created"],
+            "channel_id": meta.get("channel_id"),
+        }
+        return SentRef(message.conversation, str(sent.id), hook)
+
+    async def edit(self, ref: SentRef, text: str) -> None:
+        """Raises EditRejected when the message is gone or its interaction token expired."""
+        meta = ref.meta
+        if "interaction_token" in meta:
+            if not self._token_usable(meta):
+                raise EditRejected("the interaction's token expired")
+            try:
+                async with translated("edit the interaction answer", editing=True):
+                    await self._webhook(meta).edit_message(
+                        int(ref.message_id), content=text, allowed_mentions=self.mentions
+                    )
+            except TokenExpired:
+                _remember(self._token_dead, str(meta["interaction_id"]), True)
+                raise
+            return
+        channel = self.client.get_partial_messageable(int(meta["channel_id"]))
+        message = channel.get_partial_message(int(ref.message_id))
+        async with translated("edit", editing=True):
+            await message.edit(content=meta.get("note", "") + text, allowed_mentions=self.mentions)
+
+    # conversations -------------------------------------------------------------------------------
     def remember_dm(self, user_id: str, channel_id: str) -> None:
-        if len(self._dm_channels) >= _DM_CACHE_LIMIT:
-            self._dm_channels.clear()
-        self._dm_channels[user_id] = channel_id
+        _remember(self._dm_channels, user_id, channel_id)
 
     async def channel_for(self, conversation: Conversation, meta: dict[str, Any]) -> str:
         """The Discord channel a conversation is answered in."""
@@ -81,112 +202,21 @@ class DiscordSender:
             return conversation.chat_id
         known = self._dm_channels.get(conversation.chat_id)
         if known is None:
-            route = Route("POST", "/users/@me/channels")
-            channel = await self.request(route, json={"recipient_id": conversation.chat_id})
-            known = str(channel["id"])
+            async with translated("open a DM"):
+                dm = await self.client.create_dm(discord.Object(int(conversation.chat_id)))
+            known = str(dm.id)
             self.remember_dm(conversation.chat_id, known)
         return known
 
-    def _body(self, text: str, *, link_preview: bool = False) -> dict[str, Any]:
-        body: dict[str, Any] = {"content": text, "allowed_mentions": self.allowed_mentions}
-        if not link_preview:
-            body["flags"] = SUPPRESS_EMBEDS
-        return body
-
-    # sending ---------------------------------------------------------------------------------
-    async def send(self, message: OutboundMessage, text: str) -> SentRef:
-        meta = message.meta
-        created = meta.get("interaction_created")
-        if meta.get("interaction_token") and token_fresh(created):
-            return await self._send_interaction(message, text)
-        channel_id = await self.channel_for(message.conversation, meta)
-        body = self._body(text, link_preview=message.link_preview)
-        if message.reply_to and message.conversation.kind is not ConversationKind.DM:
-            body["message_reference"] = {
-                "message_id": message.reply_to,
-                "fail_if_not_exists": False,
-            }
-        route = Route("POST", "/channels/{channel_id}/messages", channel_id=channel_id)
-        sent = await self.request(route, json=body)
-        return SentRef(message.conversation, str(sent["id"]), {"channel_id": channel_id})
-
-    async def _send_interaction(self, message: OutboundMessage, text: str) -> SentRef:
-        meta = message.meta
-        app_id, token = str(meta["application_id"]), str(meta["interaction_token"])
-        hook = {
-            "application_id": app_id,
-            "interaction_token": token,
-            "interaction_created": meta["interaction_created"],
-            "channel_id": meta.get("channel_id"),
-        }
-        body = self._body(text, link_preview=message.link_preview)
-        interaction_id = str(meta["interaction_id"])
-        if interaction_id not in self._answered:
-            await self._edit_webhook(app_id, token, "@original", body)
-            self._mark_answered(interaction_id, float(meta["interaction_created"]))
-            return SentRef(message.conversation, "@original", hook)
-        route = Route(
-            "POST", "/webhooks/{webhook_id}/{webhook_token}", webhook_id=app_id, webhook_token=token
-        )
-        sent = await self.request(route, json=body, params={"wait": "true"})
-        return SentRef(message.conversation, str(sent["id"]), hook)
-
-    def _mark_answered(self, interaction_id: str, created: float) -> None:
-        now = time.time()
-        for key, at in list(self._answered.items()):
-            if now - at > INTERACTION_TOKEN_TTL_S:
-                del self._answered[key]
-        self._answered[interaction_id] = created
-
-    async def _edit_webhook(
-        self, app_id: str, token: str, message_id: str, body: dict[str, Any]
-    ) -> None:
-        route = Route(
-            "PATCH",
-            "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}",
-            webhook_id=app_id,
-            webhook_token=token,
-            message_id=message_id,
-        )
-        await self.request(route, json=body)
-
-    async def edit(self, ref: SentRef, text: str) -> None:
-        meta = ref.meta
-        if "interaction_token" in meta and "moved_to" not in meta:
-            if token_fresh(meta["interaction_created"]):
-                body = self._body(text)
-                token = str(meta["interaction_token"])
-                await self._edit_webhook(str(meta["application_id"]), token, ref.message_id, body)
-                return
-            # The token ran out mid-answer: the rest of this message continues in the channel.
-            template = OutboundMessage(
-                ref.conversation, text, meta={"channel_id": meta.get("channel_id")}
-            )
-            moved = await self.send(template, text)
-            meta["moved_to"] = moved.message_id
-            meta["channel_id"] = moved.meta["channel_id"]
-            return
-        channel_id = str(meta["channel_id"])
-        message_id = str(meta.get("moved_to") or ref.message_id)
-        route = Route(
-            "PATCH",
-            "/channels/{channel_id}/messages/{message_id}",
-            channel_id=channel_id,
-            message_id=message_id,
-        )
-        await self.request(route, json=self._body(text))
-
     async def typing(self, conversation: Conversation) -> None:
         channel_id = await self.channel_for(conversation, {})
-        await self.request(Route("POST", "/channels/{channel_id}/typing", channel_id=channel_id))
+        async with translated("typing"):
+            await self.client.get_partial_messageable(int(channel_id)).typing()
 
 
-def _retry_after(exc: discord.HTTPException) -> float:
-    """The wait a 429 asks for: the precise bucket reset if given, else Retry-After."""
-    headers = exc.response.headers
-    for name in ("X-RateLimit-Reset-After", "Retry-After"):
-        try:
-            return max(0.0, float(headers[name]))
-        except (KeyError, ValueError):
-            continue
-    return 1.0
+def _remember(cache: dict[str, Any], key: str, value: Any) -> None:
+    """A bounded map: the oldest entry goes when it is full."""
+    cache.pop(key, None)
+    if len(cache) >= _CACHE_LIMIT:
+        del cache[next(iter(cache))]
+    cache[key] = value

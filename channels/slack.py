@@ -52,7 +52,7 @@ from bot.messages import (
     OutboundMessage,
     SentRef,
 )
-from channels import InboundSink
+from channels import InboundSink, ReplyProgress
 from channels.base import BaseChannel
 from channels.slack_api import SlackApi, WorkingSignal, doctor, signed
 from channels.slack_handover import Handover
@@ -315,15 +315,23 @@ class SlackChannel(BaseChannel):
             return await self._answer_command(message, url, message.text, in_channel=False)
         return await super().send(message)
 
-    async def reply(self, template: OutboundMessage, deltas: AsyncIterator[str]) -> list[SentRef]:
+    async def reply(
+        self,
+        template: OutboundMessage,
+        deltas: AsyncIterator[str],
+        progress: ReplyProgress | None = None,
+    ) -> list[SentRef]:
         url = template.meta.get("response_url")
         if url:  # `/decapod ask`: the answer is posted once, for the whole channel
             text = "".join([delta async for delta in deltas])
-            return [await self._answer_command(template, url, text, in_channel=True)]
+            refs = [await self._answer_command(template, url, text, in_channel=True)]
+            if progress is not None:
+                await progress.shown(refs, len(text))
+            return refs
         # shown alongside the model call, not before it: one Slack round trip less to wait
         showing = asyncio.create_task(self._working.show(template.conversation, template.reply_to))
         try:
-            return await super().reply(template, deltas)
+            return await super().reply(template, deltas, progress)
         finally:
             await self._working.hide(await showing)
 

@@ -1,6 +1,8 @@
 """Slack's Web API, response_urls and file downloads over one aiohttp session, with Slack's
-errors mapped to ours: a 429 (or `ratelimited`) becomes RateLimited carrying Retry-After,
-anything else a ChannelError. Also the token checks of `decapod doctor`.
+errors mapped to ours (`classified`): a 429 (or `ratelimited`) becomes RateLimited carrying
+Retry-After, a refusal a retry cannot change DeliveryRefused (ConversationGone when the bot
+can no longer reach the conversation), a message that cannot be updated EditRejected,
+anything else a ChannelError (transient). Also the token checks of `decapod doctor`.
 """
 
 from __future__ import annotations
@@ -23,12 +25,43 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.channel_configs.slack import SlackChannelConfig
-from bot.errors import ChannelError, RateLimited
+from bot.errors import (
+    ChannelError,
+    ConversationGone,
+    DeliveryRefused,
+    EditRejected,
+    RateLimited,
+)
 from bot.messages import Conversation
 
 log = logging.getLogger("decapod.channels.slack")
 
 Check = tuple[str, bool, str]
+
+# Slack's error codes (chat.postMessage, chat.update) that a retry cannot change
+_GONE = frozenset({"channel_not_found", "not_in_channel", "is_archived", "is_inactive"})
+_REFUSED = frozenset(
+    {
+        "account_inactive",
+        "invalid_auth",
+        "not_authed",
+        "token_revoked",
+        "token_expired",
+        "no_permission",
+        "missing_scope",
+        "access_denied",
+        "ekm_access_denied",
+        "restricted_action",
+        "restricted_action_read_only_channel",
+        "restricted_action_thread_only_channel",
+        "restricted_action_non_threadable_channel",
+        "team_access_not_granted",
+        "not_allowed_token_type",
+    }
+)
+_EDIT_REJECTED = frozenset(
+    {"message_not_found", "cant_update_message", "edit_window_closed", "streaming_state_conflict"}
+)
 
 
 class SlackApi:
@@ -51,10 +84,7 @@ class SlackApi:
         try:
             response = await self.client.api_call(method, json=body)
         except SlackApiError as exc:
-            error = exc.response
-            if error.status_code == 429 or error.get("error") == "ratelimited":
-                raise RateLimited(retry_after(error.headers)) from None
-            raise ChannelError(f"slack {method} failed: {error.get('error')}") from None
+            raise classified(method, exc) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ChannelError(f"slack {method} failed: {exc!r}") from None
         data = response.data
@@ -175,6 +205,22 @@ class _PausingRetry(AsyncRateLimitErrorRetryHandler):
         if response is not None:
             self._pause(retry_after(response.headers))
         await super().prepare_for_next_attempt_async(**kwargs)
+
+
+def classified(method: str, exc: SlackApiError) -> ChannelError:
+    """A failed Web API call as one of Decapod's errors."""
+    response = exc.response
+    code = str(response.get("error") or f"HTTP {response.status_code}")
+    detail = f"slack {method} failed: {code}"
+    if response.status_code == 429 or code in ("ratelimited", "rate_limited"):
+        return RateLimited(retry_after(response.headers))
+    if code in _GONE:
+        return ConversationGone(code, detail)
+    if code in _REFUSED:
+        return DeliveryRefused(code, detail)
+    if code in _EDIT_REJECTED:
+        return EditRejected(detail)
+    return ChannelError(detail)
 
 
 def retry_after(headers: Mapping[str, Any]) -> float:

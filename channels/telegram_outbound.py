@@ -1,6 +1,7 @@
 """The send side of the Telegram channel: Markdown rendered to Telegram HTML with a plain-text
 retry when Telegram refuses the formatting, chunks that fit Telegram's 4096 limit, link
-previews off, Telegram's send limits, and Telegram's errors mapped to Decapod's.
+previews off, Telegram's send limits, and Telegram's errors mapped to Decapod's (in `_call`
+and `_classified`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,26 @@ from typing import Any, TypeVar
 import httpx
 from telegram import LinkPreviewOptions, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
-from telegram.error import BadRequest, ChatMigrated, NetworkError, RetryAfter, TelegramError
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
 
 from bot.channel_configs.telegram import TelegramChannelConfig
-from bot.errors import ChannelError, RateLimited
+from bot.errors import (
+    ChannelError,
+    ConversationGone,
+    DeliveryRefused,
+    EditRejected,
+    RateLimited,
+)
 from bot.messages import Attachment, Conversation, ConversationKind, OutboundMessage, SentRef
-from channels.base import BaseChannel, chunk_text
+from channels.base import BaseChannel, Chunk, split_text
 from channels.telegram_html import markdown_to_html, utf16_len
 from channels.telegram_inbound import ChatMigrations
 from channels.telegram_pacing import RateLimits, SendPacer
@@ -30,6 +45,17 @@ log = logging.getLogger("decapod.channels.telegram")
 T = TypeVar("T")
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 _CONNECT_ATTEMPTS = 3
+# Bad Request texts (lowercase, as python-telegram-bot words them) that a retry cannot change
+_EDIT_REJECTED = ("message to edit not found", "message can't be edited")
+_GONE = ("chat not found", "group is deactivated", "peer_id_invalid")
+_REFUSED = (
+    "message thread not found",
+    "topic_closed",
+    "topic_deleted",
+    "not enough rights to send",
+    "have no rights to send",
+    "chat_write_forbidden",
+)
 
 
 def _entities_rejected(exc: BadRequest) -> bool:
@@ -65,22 +91,26 @@ class TelegramOutbound(BaseChannel):
             raise ChannelError(f"telegram channel {self.name} is not started")
         return self._bot
 
-    def chunks(self, text: str) -> list[str]:
-        out: list[str] = []
-        for piece in chunk_text(text, self.max_message_len):
-            out.extend(self._fit(piece, self.max_message_len))
+    def split(self, text: str) -> list[Chunk]:
+        out: list[Chunk] = []
+        for chunk in split_text(text, self.max_message_len):
+            out.extend(self._fit(chunk, self.max_message_len))
         return out
 
-    def _fit(self, piece: str, limit: int) -> list[str]:
+    def _fit(self, chunk: Chunk, limit: int) -> list[Chunk]:
         # Telegram counts the text after parsing the HTML, in UTF-16 units. The HTML itself
         # is never shorter, so a piece whose HTML fits also fits as parsed text, and as the
         # plain-text fallback when its source fits too. Escapes and tags can grow a piece;
         # split those again, smaller.
-        size = max(utf16_len(markdown_to_html(piece)), utf16_len(piece))
+        size = max(utf16_len(markdown_to_html(chunk.text)), utf16_len(chunk.text))
         if size <= self.max_message_len or limit <= 512:
-            return [piece]
+            return [chunk]
         smaller = limit // 2
-        return [p for part in chunk_text(piece, smaller) for p in self._fit(part, smaller)]
+        return [
+            fitted
+            for part in split_text(chunk.text, smaller)
+            for fitted in self._fit(chunk.part(part), smaller)
+        ]
 
     async def _pace(self, conversation: Conversation) -> None:
         is_group = conversation.kind is not ConversationKind.DM
@@ -127,12 +157,8 @@ class TelegramOutbound(BaseChannel):
                     link_preview_options=_NO_PREVIEW,
                 )
             except BadRequest as exc:
-                reason = str(exc).lower()
-                if "message is not modified" in reason:
+                if "message is not modified" in str(exc).lower():
                     return None  # the edit changed nothing Telegram shows
-                if "message to edit not found" in reason:
-                    log.info("telegram %s: message %s was deleted", self.name, ref.message_id)
-                    return None
                 raise
 
         await self._formatted(ref.conversation, text, edit)
@@ -167,7 +193,8 @@ class TelegramOutbound(BaseChannel):
     async def _call(self, fn: Callable[[int], Awaitable[T]], conv: Conversation) -> T:
         """One API call for a chat, with Telegram's errors made Decapod's: RetryAfter becomes
         RateLimited (the base class pauses the whole channel), a migrated group is followed,
-        a connection that was never made is tried again, the rest is a ChannelError."""
+        a connection that was never made is tried again, refusals are classified
+        (`_classified`), the rest is a ChannelError (transient)."""
         chat_id = self.migrations.current(int(conv.chat_id))
         for attempt in range(_CONNECT_ATTEMPTS):
             try:
@@ -177,6 +204,8 @@ class TelegramOutbound(BaseChannel):
             except ChatMigrated as exc:
                 self.migrations.record(chat_id, int(exc.new_chat_id))
                 chat_id = int(exc.new_chat_id)
+            except (BadRequest, Forbidden, InvalidToken) as exc:
+                raise _classified(exc) from None
             except NetworkError as exc:
                 never_sent = isinstance(exc.__cause__, httpx.ConnectError)
                 if not never_sent or attempt == _CONNECT_ATTEMPTS - 1:
@@ -212,6 +241,20 @@ class TelegramOutbound(BaseChannel):
             # httpx errors can carry the URL, and the URL carries the token
             raise ChannelError(f"downloading {what} failed: {type(exc).__name__}") from None
         return bytes(data)
+
+
+def _classified(exc: TelegramError) -> ChannelError:
+    """A refusal by Telegram as one of Decapod's errors. Forbidden: the bot was blocked,
+    kicked, or is no member; a wrong token (InvalidToken) fails every send alike."""
+    reason = exc.message.lower()
+    detail = f"telegram: {describe(exc)}"
+    if isinstance(exc, Forbidden) or any(text in reason for text in _GONE):
+        return ConversationGone(reason, detail)
+    if isinstance(exc, InvalidToken) or any(text in reason for text in _REFUSED):
+        return DeliveryRefused(reason, detail)
+    if any(text in reason for text in _EDIT_REJECTED):
+        return EditRejected(detail)
+    return ChannelError(detail)
 
 
 def _thread(conv: Conversation) -> int | None:

@@ -28,6 +28,7 @@ from bot.messages import (
     OutboundMessage,
     SentRef,
 )
+from channels import ReplyProgress
 from channels.base import BaseChannel
 
 #: answers kept for replay; older finished ones are in the session history
@@ -118,15 +119,23 @@ class WebChannel(BaseChannel):
         self._finish(answer)
         return SentRef(message.conversation, answer.id)
 
-    async def reply(self, template: OutboundMessage, deltas: AsyncIterator[str]) -> list[SentRef]:
+    async def reply(
+        self,
+        template: OutboundMessage,
+        deltas: AsyncIterator[str],
+        progress: ReplyProgress | None = None,
+    ) -> list[SentRef]:
         answer = self._new_answer(template)
+        refs = [SentRef(template.conversation, answer.id)]
         try:
             async for delta in deltas:
                 if delta:
                     self._append(answer, delta)
+                    if progress is not None:
+                        await progress.shown(refs, len(answer.text))
         finally:
             self._finish(answer)
-        return [SentRef(template.conversation, answer.id)]
+        return refs
 
     def _new_answer(self, message: OutboundMessage) -> _Answer:
         reply_to = message.reply_to or ""

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.errors import ConversationGone, DecapodError
+from bot.errors import DecapodError, DeliveryRefused
 from bot.faults import fault_point
 from bot.messages import Conversation
 from bot.scheduler import text as texts
@@ -57,8 +57,9 @@ class ScheduleError(DecapodError):
 
 class Deliverer(Protocol):
     async def deliver(self, conversation: Conversation, text: str) -> str:
-        """Send `text`; return the platform's message id. Raise on failure (ConversationGone
-        when the conversation is gone for good)."""
+        """Send `text`; return the platform's message id. Raise on failure (DeliveryRefused
+        when the platform refuses it for good, ConversationGone when the conversation is
+        gone)."""
         ...
 
 
@@ -280,7 +281,8 @@ class Scheduler:
                 if late_by >= self.config.late_note_after_seconds:
                     body += "\n" + texts.late_note(due, late_by, job.timezone)
                 message_id = await self._send(job.conversation, body)
-            except ConversationGone as exc:
+            except DeliveryRefused as exc:
+                # sending again cannot succeed (the chat or topic is gone, the bot was removed)
                 await self._pause(job, exc)
                 return
             except Exception as exc:
@@ -337,17 +339,19 @@ class Scheduler:
         log.warning("job %s missed its time (due %.0fs ago)", job.id, now - job.due_at)
         await self.jobs.mark_missed(job, missed_due=job.due_at, next_due=nxt, now=now)
 
-    async def _pause(self, job: Job, exc: ConversationGone) -> None:
+    async def _pause(self, job: Job, exc: DeliveryRefused) -> None:
         log.warning(
-            "job %s paused: its conversation %s is gone (%s)",
+            "job %s paused: %s refused its delivery (%s)",
             job.id,
             job.conversation.session_key,
-            exc,
+            exc.reason,
         )
-        if not await self.jobs.pause(job, error=_describe(exc), now=self.clock()):
+        # the platform's short reason, as a failed delivery keeps it
+        error = f"{type(exc).__name__}: {exc.reason}"
+        if not await self.jobs.pause(job, error=error, now=self.clock()):
             return
         # only where nobody else reads along: the notice quotes the job's text
-        notice = texts.paused_notice(job)
+        notice = texts.paused_notice(job, exc.reason)
         others = await self.jobs.direct_conversations(job.person_id, job.conversation)
         for conversation in others[:_GONE_NOTICE_TRIES]:
             try:
@@ -369,9 +373,12 @@ class Scheduler:
             summary = texts.missed_summary(group, self.config.max_lateness_seconds)
             try:
                 await self._send(conversation, summary)
-            except ConversationGone:
+            except DeliveryRefused as exc:
                 log.warning(
-                    "%d missed jobs of %s: their conversation is gone", len(group), person_id
+                    "%d missed jobs of %s: their conversation refused the summary (%s)",
+                    len(group),
+                    person_id,
+                    exc.reason,
                 )
             except Exception as exc:
                 log.warning(

@@ -73,10 +73,10 @@ def missed_summary(misses: Sequence[Miss], max_lateness: float) -> str:
     return "\n".join(lines)
 
 
-def paused_notice(job: Job) -> str:
+def paused_notice(job: Job, reason: str) -> str:
     where = job.conversation.kind.value
     return (
         f"I could not deliver {_label(job).lower()} {job.id} ({_clip(job.text, 60)}): the "
-        f"{where} chat it belongs to is gone, or I can no longer post there. It is paused; "
-        f"`/reminders cancel {job.id}` removes it."
+        f"{where} chat it belongs to is gone, or I can no longer post there "
+        f"({_clip(reason, 80)}). It is paused; `/reminders cancel {job.id}` removes it."
     )

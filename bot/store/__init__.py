@@ -50,12 +50,14 @@ class Store:
         self.foreign_commits = 0
         self._data_version = 0
         from bot.store.access import AccessRepo
+        from bot.store.deliveries import DeliveryRepo
         from bot.store.repos import IdentityRepo, InboundRepo, KvRepo, SessionRepo, TurnRepo
 
         self.identities = IdentityRepo(self)
         self.sessions = SessionRepo(self)
         self.turns = TurnRepo(self)
         self.inbound = InboundRepo(self)
+        self.deliveries = DeliveryRepo(self)
         self.kv = KvRepo(self)
         self.access = AccessRepo(self)
 

@@ -194,6 +194,25 @@ _M004 = [
 
 
 @migration
+def m005_delivery_progress(conn: Any) -> None:
+    # the outbound side of a delivery: what of its answer the person can see (so a retry or
+    # a restart sends only the rest), the answer itself while it is unfinished, and how
+    # often sending failed (a delivery ends as 'failed' after a bounded number of tries)
+    for stmt in _M005:
+        conn.execute(stmt)
+
+
+_M005 = [
+    "ALTER TABLE inbound ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE inbound ADD COLUMN retry_at REAL",
+    "ALTER TABLE inbound ADD COLUMN answer TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE inbound ADD COLUMN answer_final INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE inbound ADD COLUMN shown_chars INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE inbound ADD COLUMN sent_refs TEXT NOT NULL DEFAULT '[]'",
+]
+
+
+@migration
 def m006_memory_context(conn: Any) -> None:
     """Memory chunks get a `context` column (the speaker's neighbouring turn, the date it was
     said): indexed in its own FTS5 column, weighted below the text itself at query time."""

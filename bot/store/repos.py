@@ -12,6 +12,10 @@ from bot.providers.base import ChatMessage, ToolCall, Usage
 
 if TYPE_CHECKING:
     from bot.store import Conn, Store
+    from bot.store.deliveries import DeliveryUpdate
+
+#: the statuses of an unfinished delivery, as SQL
+OPEN = "('pending', 'running')"
 
 
 class _Repo:
@@ -205,15 +209,23 @@ def _insert_turn(conn: Conn, session_id: int, rec: TurnRecord, now: float) -> in
 
 class TurnRepo(_Repo):
     async def add(
-        self, session_id: int, records: list[TurnRecord], *, inbound_done: tuple[str, str] | None
+        self,
+        session_id: int,
+        records: list[TurnRecord],
+        *,
+        inbound_done: tuple[str, str] | None,
+        delivery: DeliveryUpdate | None = None,
     ) -> list[int]:
-        """Store a turn's messages, and mark its inbound delivery done, in one transaction."""
+        """Store a turn's messages, what of its answer was delivered, and mark its inbound
+        delivery done (or keep it for a later try of its sending), in one transaction."""
 
         def op(conn: Conn) -> list[int]:
             now = time.time()
             ids = [_insert_turn(conn, session_id, r, now) for r in records]
+            if delivery is not None:
+                delivery.apply(conn, now)
             if inbound_done is not None:
-                _set_inbound_status(conn, inbound_done, "done", None, now)
+                set_inbound_status(conn, inbound_done, "done", None, now)
             return ids
 
         return await self.store.write(op)
@@ -265,15 +277,16 @@ def _row_message(row: tuple[Any, ...]) -> ChatMessage:
     return ChatMessage(role, content, tool_calls, call_id, name)
 
 
-def _set_inbound_status(
+def set_inbound_status(
     conn: Conn, key: tuple[str, str], status: str, error: str | None, now: float
 ) -> None:
-    # a finished delivery keeps only its key (for dedupe), not what the person wrote
+    # a finished delivery keeps only its key (for dedupe) and counts, not what was written
     conn.execute(
         "UPDATE inbound SET status = ?, error = ?, updated_at = ?, "
-        "payload = CASE WHEN ? IN ('pending', 'running') THEN payload ELSE '' END "
+        f"payload = CASE WHEN ? IN {OPEN} THEN payload ELSE '' END, "
+        f"answer = CASE WHEN ? IN {OPEN} THEN answer ELSE '' END "
         "WHERE channel = ? AND delivery_id = ?",
-        (status, error, now, status, key[0], key[1]),
+        (status, error, now, status, status, key[0], key[1]),
     )
 
 
@@ -284,7 +297,8 @@ class InboundRepo(_Repo):
 
         def op(conn: Conn) -> bool:
             cur = conn.execute(
-                "INSERT OR IGNORE INTO inbound VALUES (?, ?, ?, ?, 'pending', NULL, ?, ?)",
+                "INSERT OR IGNORE INTO inbound (channel, delivery_id, session_key, payload, "
+                "status, received_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
                 (
                     msg.conversation.channel,
                     msg.id,
@@ -303,20 +317,13 @@ class InboundRepo(_Repo):
     ) -> None:
         now = time.time()
         await self.store.write(
-            lambda c: _set_inbound_status(c, (channel, delivery_id), status, error, now)
+            lambda c: set_inbound_status(c, (channel, delivery_id), status, error, now)
         )
 
     async def open_deliveries(self) -> list[InboundMessage]:
-        """Deliveries stored but not finished (a crash or a stop mid-turn), oldest first."""
-
-        def op(conn: Conn) -> list[str]:
-            rows = conn.execute(
-                "SELECT payload FROM inbound WHERE status IN ('pending', 'running') "
-                "ORDER BY received_at, rowid"
-            ).fetchall()
-            return [r[0] for r in rows]
-
-        return [InboundMessage.from_dict(json.loads(p)) for p in await self.store.read(op)]
+        """Deliveries stored but not finished, oldest first (with their progress:
+        `store.deliveries.unfinished()`)."""
+        return [d.message for d in await self.store.deliveries.unfinished()]
 
     async def status(self, channel: str, delivery_id: str) -> str | None:
         def op(conn: Conn) -> str | None:
@@ -334,8 +341,7 @@ class InboundRepo(_Repo):
         def op(conn: Conn) -> int:
             return int(
                 conn.execute(
-                    "DELETE FROM inbound WHERE status NOT IN ('pending', 'running') "
-                    "AND updated_at < ?",
+                    f"DELETE FROM inbound WHERE status NOT IN {OPEN} AND updated_at < ?",
                     (cutoff,),
                 ).rowcount
             )

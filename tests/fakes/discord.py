@@ -1,8 +1,7 @@
 """A fake Discord (REST v10 + gateway) on 127.0.0.1 for discord.py 2.x, end to end.
 
     async with FakeDiscord(heartbeat_interval_s=0.25) as fake:
-        discord.http.Route.BASE = fake.api_base            # what the adapter's config sets
-        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)
+        # the channel's config: api_base_url = fake.api_base, gateway_url = fake.gateway_url
         await fake.send_message("hi", dm=True)
         call = await fake.wait_for("POST", "/messages")
 
@@ -12,10 +11,12 @@ mode that stops ACKing heartbeats, and raw frames for malformed dispatches. Fram
 JSON, or one zlib stream when the client asks for compress=zlib-stream.
 
 REST: login, app info, command sync (global and per guild), channel messages and typing, DM
-channels, interaction callbacks, webhook followups and edits (@original included), a CDN
+channels, interaction callbacks, webhook followups, reads and edits (@original included), a CDN
 stand-in for attachments. Interactions behave like Discord's: a callback later than 3 s gets
 404 (10062) and webhook calls after 15 minutes get 401 (50027). `rate_limit()` answers the
-next matching calls with 429, `retry_after` and the X-RateLimit headers.
+next matching calls with 429, `retry_after` and the X-RateLimit headers; `fail()` answers
+them with any Discord error (404 10008 on an edit, 403 50001 on a send, a 502), and
+`expire_token()` lets an interaction's token run out after a number of webhook edits.
 
 Payload shapes come from tests/channels/payloads/discord/*.json; ids are fresh snowflakes
 that encode the current time, as Discord's do. REST replies carry a Content-Type of exactly
@@ -113,6 +114,17 @@ class _RateLimit:
 
 
 @dataclass
+class _Fault:
+    method: str
+    path_part: str
+    status: int
+    code: int
+    message: str
+    times: int | None  # None: every matching call
+    after: int = 0  # matching calls let through first
+
+
+@dataclass
 class _Connection:
     ws: web.WebSocketResponse
     compressor: Any
@@ -151,6 +163,8 @@ class FakeDiscord:
         self._session_id = "fake-session-" + snowflake()
         self._live: _Connection | None = None
         self._limits: list[_RateLimit] = []
+        self._faults: list[_Fault] = []
+        self._edits_until_expiry: dict[str, int] = {}  # interaction token -> edits left
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -175,6 +189,7 @@ class FakeDiscord:
             ("POST", "/channels/{channel}/typing", self._typing),
             ("POST", "/interactions/{interaction}/{token}/callback", self._callback),
             ("POST", "/webhooks/{app}/{token}", self._followup),
+            ("GET", "/webhooks/{app}/{token}/messages/{message}", self._get_webhook_message),
             ("PATCH", "/webhooks/{app}/{token}/messages/{message}", self._edit_webhook_message),
         ]
         for method, path, handler in routes:
@@ -462,6 +477,37 @@ class FakeDiscord:
         Cloudflare's, which discord.py does not retry by itself."""
         self._limits.append(_RateLimit(method, path_part, retry_after, times, via))
 
+    def fail(
+        self,
+        method: str,
+        path_part: str,
+        status: int,
+        code: int,
+        message: str,
+        *,
+        times: int | None = 1,
+        after: int = 0,
+    ) -> None:
+        """Answer `times` matching calls (None: all of them) with Discord's error
+        `{"code": code, "message": message}` and `status`, once `after` went through."""
+        self._faults.append(_Fault(method, path_part, status, code, message, times, after))
+
+    def expire_token(self, token: str, *, after_edits: int) -> None:
+        """The interaction's token expires once its webhook has edited `after_edits`
+        messages: every webhook call after that gets 401 50027, as after 15 minutes."""
+        self._edits_until_expiry[token] = after_edits
+
+    def _take_fault(self, method: str, path: str) -> web.Response | None:
+        for fault in self._faults:
+            if fault.method == method and fault.path_part in path and fault.times != 0:
+                if fault.after > 0:
+                    fault.after -= 1
+                    continue
+                if fault.times is not None:
+                    fault.times -= 1
+                return _error(fault.status, fault.code, fault.message)
+        return None
+
     def _take_limit(self, method: str, path: str) -> _RateLimit | None:
         for limit in self._limits:
             if limit.times > 0 and limit.method == method and limit.path_part in path:
@@ -488,6 +534,9 @@ class FakeDiscord:
         elif limit := self._take_limit(request.method, path):
             call.status = 429
             response = self._too_many(limit)
+        elif (fault := self._take_fault(request.method, path)) is not None:
+            call.status = fault.status
+            response = fault
         else:
             response = await handler(request)
             call.status = response.status
@@ -618,9 +667,16 @@ class FakeDiscord:
         return CHANNEL_ID
 
     def _webhook_problem(self, request: web.Request) -> web.Response | None:
-        created = self.interaction_tokens.get(request.match_info["token"])
+        token = request.match_info["token"]
+        created = self.interaction_tokens.get(token)
         if request.match_info["app"] != BOT_ID or created is None:
             return _error(404, 10015, "Unknown Webhook")
+        left = self._edits_until_expiry.get(token)
+        if left is not None and request.method == "PATCH":
+            self._edits_until_expiry[token] = left - 1
+            if left <= 0:  # from now on the token is as old as Discord allows
+                self.interaction_tokens[token] = time.time() - INTERACTION_TOKEN_TTL_S - 1
+                created = self.interaction_tokens[token]
         if time.time() - created > INTERACTION_TOKEN_TTL_S:
             return _error(401, 50027, "Invalid Webhook Token")
         return None
@@ -634,14 +690,28 @@ class FakeDiscord:
         message["_token"] = token
         return _json({k: v for k, v in message.items() if not k.startswith("_")})
 
+    def _webhook_message_id(self, request: web.Request) -> str:
+        """The id of a message this interaction's webhook sent ("" if it sent no such one)."""
+        token, message_id = request.match_info["token"], request.match_info["message"]
+        if message_id == "@original":
+            return self.originals.get(token, "")
+        message = self.messages.get(message_id)
+        return message_id if message is not None and message.get("_token") == token else ""
+
+    async def _get_webhook_message(self, request: web.Request) -> web.Response:
+        problem = self._webhook_problem(request)
+        if problem is not None:
+            return problem
+        message = self.messages.get(self._webhook_message_id(request))
+        if message is None:
+            return _error(404, 10008, "Unknown Message")
+        return _json({k: v for k, v in message.items() if not k.startswith("_")})
+
     async def _edit_webhook_message(self, request: web.Request) -> web.Response:
         problem = self._webhook_problem(request)
         if problem is not None:
             return problem
-        message_id = request.match_info["message"]
-        if message_id == "@original":
-            message_id = self.originals.get(request.match_info["token"], "")
-        return self._edit(message_id, request[_BODY] or {})
+        return self._edit(self._webhook_message_id(request), request[_BODY] or {})
 
     async def _cdn(self, request: web.Request) -> web.Response:
         blob = self.attachments.get(request.match_info["name"])

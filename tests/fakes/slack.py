@@ -10,8 +10,11 @@ Web API: POST /api/<method> with a JSON, form or query body and `Authorization: 
 auth.test, chat.postMessage/update/postEphemeral, reactions.add/remove,
 assistant.threads.setStatus (or `missing_scope` when `assistant_status = False`),
 apps.connections.open (checks the xapp token), users.info, conversations.info. `fail(method,
-...)` makes the next calls answer an error, e.g. HTTP 429 with Retry-After. Every call is
-recorded in `.calls` with the monotonic time it arrived.
+...)` makes the next calls answer an error, e.g. HTTP 429 with Retry-After; `refuse(channel,
+error)` answers every post and update in a channel with an error until `allow(channel)`.
+Every call is recorded in `.calls` with the monotonic time it arrived; what the bot's
+messages show now (after updates) is `texts(channel)`; chat.update of a message that does
+not exist answers `message_not_found`.
 
 Socket Mode: apps.connections.open returns ws://127.0.0.1/link; the fake says hello, then
 `socket_send` pushes an envelope (with retry_attempt/retry_reason) and returns the client's
@@ -95,6 +98,8 @@ class FakeSlack:
         #: whether assistant.threads.setStatus works (an app with the assistant scope)
         self.assistant_status = True
         self._failures: dict[str, list[_Failure]] = {}
+        self.refusals: dict[str, str] = {}  # channel -> error for posts and updates
+        self.messages: dict[tuple[str, str], str] = {}  # (channel, ts) -> text shown
         self._changed = asyncio.Condition()
         self._seq = itertools.count(1)
         self._ws: web.WebSocketResponse | None = None
@@ -157,6 +162,22 @@ class FakeSlack:
         """`times` calls of `method`, after the next `after` ones, answer this error."""
         failure = _Failure(status, error, retry_after, times, after)
         self._failures.setdefault(method, []).append(failure)
+
+    def refuse(self, channel: str, error: str) -> None:
+        """Posts and updates in `channel` answer `error` (HTTP 200, ok: false), as Slack does
+        for `not_in_channel` or `is_archived`, until `allow(channel)`."""
+        self.refusals[channel] = error
+
+    def allow(self, channel: str) -> None:
+        self.refusals.pop(channel, None)
+
+    def texts(self, channel: str) -> list[str]:
+        """What the bot's messages in a channel show now, in the order they were posted."""
+        return [text for (where, _ts), text in self.messages.items() if where == channel]
+
+    def timestamps(self, channel: str) -> list[str]:
+        """The ts of the bot's messages in a channel, in the order they were posted."""
+        return [ts for where, ts in self.messages if where == channel]
 
     # assertions --------------------------------------------------------------------------------
     def method_calls(self, method: str, status: int | None = 200) -> list[ApiCall]:
@@ -251,6 +272,17 @@ class FakeSlack:
                 "bot_id": BOT_ID,
                 "is_enterprise_install": False,
             }
+        if method in ("chat.postMessage", "chat.update") and params.get("channel") in self.refusals:
+            return {"ok": False, "error": self.refusals[params["channel"]]}
+        if (
+            method == "chat.update"
+            and (params.get("channel"), params.get("ts")) not in self.messages
+        ):
+            return {"ok": False, "error": "message_not_found"}
+        if method in ("chat.postMessage", "chat.update"):
+            key = (str(params.get("channel")), str(params.get("ts") or self.next_ts()))
+            self.messages[key] = str(params.get("text", ""))
+            params = {**params, "ts": key[1]}
         if method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
             ts = params.get("ts") or self.next_ts()
             message = {"type": "message", "text": params.get("text", ""), "user": BOT_USER_ID}

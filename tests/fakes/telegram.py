@@ -11,9 +11,10 @@ JSON-encoded; answers `{"ok": true, "result": ...}` or `{"ok": false, "error_cod
 validates the HTML of `parse_mode=HTML` texts (known tags, balanced, escaped; 4096 UTF-16 units
 after parsing), refuses to edit a message into its own text ("message is not modified"), and
 redirects sends to a migrated group. Faults: `fail_next(method, status, description,
-retry_after=...)`, `status_override` for every call, `reject_html`, `batch_order` (reorders
-each getUpdates batch, e.g. [5, 3, 4]). Files: `add_file(bytes)`,
-then getFile and `/file/bot<TOKEN>/<path>`. Webhooks: setWebhook is recorded and
+count=..., after=..., retry_after=...)`, `refuse(chat_id, status, description, thread_id=...)`
+for every send to a chat or topic until `allow(chat_id)`, `status_override` for every call,
+`reject_html`, `batch_order` (reorders each getUpdates batch, e.g. [5, 3, 4]). Files:
+`add_file(bytes)`, then getFile and `/file/bot<TOKEN>/<path>`. Webhooks: setWebhook is recorded and
 `deliver(url, update)` posts an update the way Telegram does, with the secret header.
 """
 
@@ -111,7 +112,8 @@ class FakeTelegram:
         self.file_sizes: dict[str, int] = {}
         self.migrated: dict[int, int] = {}  # old group id -> supergroup id
         self.webhook: dict[str, Any] = {}
-        self.faults: dict[str, deque[Fault]] = {}
+        self.faults: dict[str, deque[Fault | None]] = {}  # None: that call goes through
+        self.refusals: dict[tuple[int, int | None], tuple[tuple[str, ...], Fault]] = {}
         self.status_override: int | None = None
         self.reject_html = False
         #: reorders each getUpdates batch (Telegram's own order is by update_id)
@@ -264,10 +266,34 @@ class FakeTelegram:
 
     # faults and files ----------------------------------------------------------------------
     def fail_next(
-        self, method: str, status: int, description: str, *, count: int = 1, **parameters: Any
+        self,
+        method: str,
+        status: int,
+        description: str,
+        *,
+        count: int = 1,
+        after: int = 0,
+        **parameters: Any,
     ) -> None:
+        """The next `count` calls of `method`, once `after` more went through, answer this."""
         fault = Fault(status, description, parameters or None)
-        self.faults.setdefault(method, deque()).extend([fault] * count)
+        self.faults.setdefault(method, deque()).extend([None] * after + [fault] * count)
+
+    def refuse(
+        self,
+        chat_id: int,
+        status: int,
+        description: str,
+        *,
+        thread_id: int | None = None,
+        methods: tuple[str, ...] = ("sendMessage", "editMessageText", "sendChatAction"),
+    ) -> None:
+        """Every call of `methods` to this chat (with `thread_id`: to this forum topic)
+        answers this error, until `allow(chat_id)`: a deleted topic, a bot that was blocked."""
+        self.refusals[(chat_id, thread_id)] = (methods, Fault(status, description))
+
+    def allow(self, chat_id: int) -> None:
+        self.refusals = {k: v for k, v in self.refusals.items() if k[0] != chat_id}
 
     def add_file(self, content: bytes, *, reported_size: int | None = None) -> str:
         file_id = f"FILE{next(self._file_ids)}"
@@ -333,9 +359,13 @@ class FakeTelegram:
     async def _answer(self, method: str, params: dict[str, Any]) -> web.Response:
         if self.status_override is not None:
             return self._error(self.status_override, "Internal Server Error")
+        chat, thread = params.get("chat_id"), params.get("message_thread_id")
+        refusal = self.refusals.get((chat, thread)) or self.refusals.get((chat, None))
+        if refusal is not None and method in refusal[0]:
+            return self._error(refusal[1].status, refusal[1].description)
         queue = self.faults.get(method)
-        if queue:
-            fault = queue.popleft()
+        fault = queue.popleft() if queue else None
+        if fault is not None:
             return self._error(fault.status, fault.description, fault.parameters)
         if method in _ALWAYS_TRUE:
             return self._ok(True)

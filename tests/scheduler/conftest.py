@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from bot.errors import DeliveryRefused
 from bot.messages import Conversation, ConversationKind
 from bot.scheduler import ConversationGone, Job, Scheduler, SchedulerConfig
 from bot.store import Store
@@ -35,15 +36,19 @@ class FakeClock:
 @dataclass
 class RecordingDeliverer:
     """Stands in for the gateway: records every send; chats in `gone` raise ConversationGone,
-    and `failures` sends in a row raise an ordinary error first."""
+    chats in `refusing` raise DeliveryRefused with their reason, and `failures` sends in a
+    row raise an ordinary error first."""
 
     sent: list[tuple[Conversation, str]] = field(default_factory=list)
     gone: set[str] = field(default_factory=set)
+    refusing: dict[str, str] = field(default_factory=dict)
     failures: int = 0
 
     async def deliver(self, conversation: Conversation, text: str) -> str:
         if conversation.chat_id in self.gone:
             raise ConversationGone(f"chat {conversation.chat_id} was deleted")
+        if conversation.chat_id in self.refusing:
+            raise DeliveryRefused(self.refusing[conversation.chat_id])
         if self.failures:
             self.failures -= 1
             raise RuntimeError("platform answered 502")

@@ -163,6 +163,25 @@ async def test_gone_conversation_pauses_the_job_and_tells_the_person_elsewhere(
     assert await scheduler.cancel("alice", job_id)
 
 
+async def test_a_refused_delivery_pauses_the_job_with_the_platforms_reason(
+    make_scheduler: MakeScheduler, clock: FakeClock, deliverer: RecordingDeliverer
+) -> None:
+    scheduler = make_scheduler()
+    await remind(scheduler, once_in(clock, 7200), "later", conversation=DM)
+    job_id = await remind(scheduler, once_in(clock, 60), "team lunch", conversation=GROUP)
+    deliverer.refusing[GROUP.chat_id] = "message thread not found"  # a deleted forum topic
+    clock.advance(60)
+    await scheduler.deliver_due()
+    job = await scheduler.jobs.get(job_id)
+    assert job is not None and job.status is JobStatus.PAUSED
+    assert job.last_error == "DeliveryRefused: message thread not found"
+    [notice] = deliverer.texts(DM.chat_id)
+    assert "message thread not found" in notice and f"/reminders cancel {job_id}" in notice
+    clock.advance(3600)
+    await scheduler.deliver_due()  # paused: not tried again
+    assert len(deliverer.sent) == 1
+
+
 async def test_notice_about_a_gone_direct_chat_is_not_posted_in_a_group(
     make_scheduler: MakeScheduler, clock: FakeClock, deliverer: RecordingDeliverer
 ) -> None:

@@ -10,9 +10,11 @@ from typing import Any
 import discord.gateway
 import discord.http
 import pytest
+import yarl
 
+from bot.channel_configs.discord import DISCORD_API, DISCORD_GATEWAY
 from bot.gateway import Gateway
-from bot.providers.base import Provider
+from bot.providers.base import ChatEvent, ChatRequest, Provider, TextDelta
 from channels.discord import DiscordChannel
 from tests.fakes.discord import FakeDiscord
 
@@ -45,14 +47,14 @@ def message_bodies(fake: FakeDiscord) -> list[dict[str, Any]]:
 
 @pytest.fixture
 async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
-    # the adapter points these process-wide class attributes at its config; put them back
-    saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
     async with FakeDiscord(heartbeat_interval_s=1.0) as fake:
         monkeypatch.setenv(TOKEN_ENV, fake.token)
         yield fake
     for body in message_bodies(fake):
         assert pings_nobody(body.get("allowed_mentions")), body
-    discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
+    # the channel pointed discord.py's process-wide URLs at the fake only while it ran
+    assert discord.http.Route.BASE == DISCORD_API
+    assert yarl.URL(DISCORD_GATEWAY) == discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
 
 
 @pytest.fixture
@@ -71,6 +73,27 @@ def discord_config(make_config: Any, fake: FakeDiscord) -> Callable[..., Any]:
         return make_config(channels={"discord": settings})
 
     return build
+
+
+def piece(i: int) -> str:
+    # long enough that the gateway's stream redactor (which releases text in batches of
+    # 64 characters) lets the answer out while it is still being written
+    return f"part {i:02d} of a long answer. "
+
+
+def full(count: int) -> str:
+    return "".join(piece(i) for i in range(count))
+
+
+def slow_pieces(count: int, gap: float) -> Callable[[ChatRequest], AsyncIterator[ChatEvent]]:
+    """A model that writes `full(count)` one piece every `gap` seconds."""
+
+    async def answer(request: ChatRequest) -> AsyncIterator[ChatEvent]:
+        for i in range(count):
+            await asyncio.sleep(gap)
+            yield TextDelta(piece(i))
+
+    return answer
 
 
 @asynccontextmanager

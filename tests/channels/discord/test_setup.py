@@ -110,3 +110,19 @@ async def test_a_rejected_token_stops_the_start_with_a_config_error(
     with pytest.raises(ConfigError, match=f"channels.discord.token_env: .*{TOKEN_ENV}"):
         await Gateway(discord_config(), provider=ScriptedProvider([])).start()
     assert not fake.connected
+
+
+async def test_two_channels_cannot_point_discord_py_at_different_urls(
+    fake: FakeDiscord, make_config: Any
+) -> None:
+    """discord.py takes one API URL per process: a second channel that wants another one
+    is refused at start, and the first keeps working."""
+    settings = {"type": "discord", "token_env": TOKEN_ENV, "gateway_url": fake.gateway_url}
+    config = make_config(
+        channels={
+            "dc": {**settings, "api_base_url": fake.api_base},
+            "dc2": {**settings, "api_base_url": fake.api_base + "/elsewhere"},
+        }
+    )
+    with pytest.raises(ConfigError, match=r"channels\.dc2\.api_base_url: .*channel dc uses"):
+        await Gateway(config, provider=ScriptedProvider([])).start()

@@ -1,13 +1,13 @@
-"""Slash commands: synced from the shared table, deferred at once, answered through the
-interaction (streamed edits of @original, followups past 2,000 characters), and in the
-channel once the interaction's token is too old."""
+"""Slash commands: synced from the shared table, acknowledged at once with a placeholder,
+answered through the interaction (streamed edits of the placeholder, followups past 2,000
+characters), and in the channel once the interaction's token is too old."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,27 +15,9 @@ import pytest
 import channels.discord_outbound
 from bot.providers.base import ChatEvent, ChatRequest, TextDelta
 from bot.providers.testing import FunctionProvider, ScriptedProvider
-from tests.channels.discord.conftest import running, settle
+from channels.discord_outbound import CONTINUED, PLACEHOLDER
+from tests.channels.discord.conftest import full, running, settle, slow_pieces
 from tests.fakes.discord import ALICE, BOT_ID, CHANNEL_ID, GUILD_ID, FakeDiscord
-
-
-def piece(i: int) -> str:
-    # long enough that the gateway's stream redactor (which releases text in batches of
-    # 64 characters) lets the answer out while it is still being written
-    return f"part {i:02d} of a long answer. "
-
-
-def full(count: int) -> str:
-    return "".join(piece(i) for i in range(count))
-
-
-def slow_pieces(count: int, gap: float) -> Callable[[ChatRequest], AsyncIterator[ChatEvent]]:
-    async def answer(request: ChatRequest) -> AsyncIterator[ChatEvent]:
-        for i in range(count):
-            await asyncio.sleep(gap)
-            yield TextDelta(piece(i))
-
-    return answer
 
 
 async def test_commands_from_the_shared_table_are_synced_globally(
@@ -62,7 +44,7 @@ async def test_commands_go_to_the_configured_guilds_only(
         assert any(c["name"] == "ask" for c in fake.commands[GUILD_ID])
 
 
-async def test_slash_command_is_deferred_then_streamed_into_the_original(
+async def test_slash_command_is_acknowledged_then_streamed_into_the_placeholder(
     fake: FakeDiscord, discord_config: Any
 ) -> None:
     provider = FunctionProvider(slow_pieces(24, 0.1))
@@ -71,14 +53,17 @@ async def test_slash_command_is_deferred_then_streamed_into_the_original(
         sent = await fake.send_slash_command("ask", {"question": "what is a decapod?"})
         token = sent["token"]
         callback = await fake.wait_for("POST", "/callback", start=start)
-        assert callback.body == {"type": 5}
+        assert callback.body["type"] == 4, "a message at once, before the model is asked"
+        assert callback.body["data"]["content"] == PLACEHOLDER
+        assert callback.body["data"]["flags"] == 4, "created without link previews, for good"
         await fake.until(
             lambda: [t.strip() for t in fake.interaction_texts(token)] == [full(24).strip()], 10
         )
         await settle(gateway)
     assert provider.requests[0].messages[-1].content == "what is a decapod?"
-    edits = fake.calls_to("PATCH", f"/webhooks/{BOT_ID}/{token}/messages/@original")
-    assert len(edits) >= 2, "the answer is streamed by editing the original response"
+    placeholder = fake.originals[token]
+    edits = fake.calls_to("PATCH", f"/webhooks/{BOT_ID}/{token}/messages/{placeholder}")
+    assert len(edits) >= 2, "the answer is streamed by editing the placeholder"
     assert callback.at <= edits[0].at
     gaps = [b.at - a.at for a, b in itertools.pairwise(edits)]
     assert min(gaps) >= 0.9, f"edits of @original at most about once a second: {gaps}"
@@ -100,7 +85,9 @@ async def test_long_answer_continues_in_followups(fake: FakeDiscord, discord_con
     assert all(t.count("```") % 2 == 0 for t in texts), "no message leaves a code block open"
     joined = " ".join(" ".join(texts).replace("```python", "").replace("```", "").split())
     assert joined == " ".join(answer.replace("```python", "").replace("```", "").split())
-    assert fake.calls_to("PATCH", "/messages/@original"), "the first part edits the original"
+    placeholder = fake.originals[sent["token"]]
+    assert fake.calls_to("PATCH", f"/messages/{placeholder}"), "the first part replaces it"
+    assert all(m["flags"] == 4 for m in fake.messages.values()), "no link previews anywhere"
 
 
 async def test_command_in_a_dm_is_answered_through_the_interaction(
@@ -126,12 +113,12 @@ async def test_unknown_person_using_a_command_in_a_dm_gets_a_pairing_code(
     assert provider.requests == []
 
 
-@pytest.mark.parametrize("case", ["token_nearly_expired", "too_late_to_defer"])
+@pytest.mark.parametrize("case", ["token_nearly_expired", "too_late_to_acknowledge"])
 async def test_old_interaction_is_answered_in_the_channel(
     fake: FakeDiscord, discord_config: Any, monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
     if case == "token_nearly_expired":
-        # Discord accepted the deferral, but the turn ran late: 14.5 of its 15 minutes are gone
+        # Discord took the acknowledgement, but the turn ran late: 14.5 of its 15 minutes are gone
         monkeypatch.setattr("tests.fakes.discord.INTERACTION_CALLBACK_S", 3600.0)
     async with running(discord_config(), ScriptedProvider(["late but here"])) as gateway:
         sent = await fake.send_slash_command(
@@ -141,33 +128,42 @@ async def test_old_interaction_is_answered_in_the_channel(
         await settle(gateway)
     assert fake.texts_in(CHANNEL_ID)[-1] == "late but here"
     assert not fake.calls_to("POST", "/webhooks/") and not fake.calls_to("PATCH", "/webhooks/")
-    deferred = fake.calls_to("POST", f"/{sent['token']}/callback")
-    assert len(deferred) == (1 if case == "token_nearly_expired" else 0)
+    acknowledged = fake.calls_to("POST", f"/{sent['token']}/callback")
+    assert len(acknowledged) == (1 if case == "token_nearly_expired" else 0)
 
 
-async def test_token_expiring_mid_answer_moves_the_rest_to_the_channel(
+async def test_token_expiring_mid_answer_continues_in_the_channel_where_it_stopped(
     fake: FakeDiscord, discord_config: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The clock says the token is about to expire: the interaction's reply stays as it is,
+    and the channel message starts, after a one-line note, where the reply stopped."""
     # a token usable for 1.5 s: the answer starts in the interaction and ends in the channel
     ttl = channels.discord_outbound.TOKEN_MARGIN_S + 1.5
     monkeypatch.setattr(channels.discord_outbound, "INTERACTION_TOKEN_TTL_S", ttl)
     async with running(discord_config(), FunctionProvider(slow_pieces(30, 0.1))) as gateway:
         sent = await fake.send_slash_command("ask", {"question": "long one"})
-        await fake.until(
-            lambda: full(30).strip() in [t.strip() for t in fake.texts_in(CHANNEL_ID)], 10
-        )
+        token = sent["token"]
+
+        def shown() -> str:
+            return "".join(fake.texts_in(CHANNEL_ID)).replace(CONTINUED, "")
+
+        await fake.until(lambda: "".join(shown().split()) == "".join(full(30).split()), 10)
         await settle(gateway)
-    assert fake.interaction_texts(sent["token"])[0].startswith("part 00")
-    assert fake.texts_in(CHANNEL_ID)[-1].strip() == full(30).strip()
-    moved = fake.calls_to("POST", f"/channels/{CHANNEL_ID}/messages")
-    assert len(moved) == 1, "the message moves once, then is edited in the channel"
+    (reply,) = fake.interaction_texts(token)
+    (moved,) = [t for t in fake.texts_in(CHANNEL_ID) if t != reply]
+    assert reply.startswith("part 00") and moved.startswith(CONTINUED)
+    rest = moved.removeprefix(CONTINUED)
+    assert not rest.lstrip().startswith("part 00"), "nothing shown is repeated"
+    assert "".join((reply + rest).split()) == "".join(full(30).split())
+    assert len(fake.calls_to("POST", f"/channels/{CHANNEL_ID}/messages")) == 1
+    assert not fake.calls_to("PATCH", "/webhooks/", status=401), "the clock said it first"
 
 
 async def test_a_command_refused_silently_still_ends_the_thinking_state(
     fake: FakeDiscord, discord_config: Any
 ) -> None:
     """A listed channel that allows only some people: the others' commands are refused by
-    the access layer without a model call, and the deferred response says so."""
+    the access layer without a model call, and the placeholder says so."""
     only_bob = {"dm_policy": "open", "groups": {CHANNEL_ID: {"allow_users": ["424242"]}}}
     provider = ScriptedProvider([])
     async with running(discord_config(access=only_bob), provider) as gateway:
@@ -176,3 +172,35 @@ async def test_a_command_refused_silently_still_ends_the_thinking_state(
         await fake.until(lambda: fake.interaction_texts(sent["token"]) == refusal, 5)
         await settle(gateway)
     assert provider.requests == []
+
+
+@pytest.mark.parametrize("placeholder_deleted", [False, True], ids=["waiting", "deleted"])
+async def test_answer_after_a_restart_replaces_the_placeholder(
+    fake: FakeDiscord, discord_config: Any, placeholder_deleted: bool
+) -> None:
+    """The turn did not finish before a stop; at the next start the delivery runs again and
+    its answer still replaces the placeholder (read back from Discord to see it is unused),
+    or comes as a followup when someone deleted the placeholder meanwhile."""
+    stuck = asyncio.Event()
+
+    async def never(request: ChatRequest) -> AsyncIterator[ChatEvent]:
+        await stuck.wait()
+        yield TextDelta("never shown")
+
+    config = discord_config()
+    config.gateway.shutdown_grace_s = 0.2
+    async with running(config, FunctionProvider(never)):
+        sent = await fake.send_slash_command("ask", {"question": "survive a restart?"})
+        token = sent["token"]
+        await fake.wait_for("POST", f"/{token}/callback")
+    assert fake.interaction_texts(token) == [PLACEHOLDER]
+    placeholder = fake.originals[token]
+    if placeholder_deleted:
+        del fake.messages[placeholder]
+    async with running(config, ScriptedProvider(["after the restart"])) as gateway:
+        await fake.until(lambda: fake.interaction_texts(token) == ["after the restart"])
+        await settle(gateway)
+    assert fake.calls_to("GET", f"/webhooks/{BOT_ID}/{token}/messages/{placeholder}", status=None)
+    followups = fake.calls_to("POST", f"/webhooks/{BOT_ID}/{token}")
+    assert len(followups) == (1 if placeholder_deleted else 0)
+    assert not fake.calls_to("POST", f"/channels/{CHANNEL_ID}/messages")

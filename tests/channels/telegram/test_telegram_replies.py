@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.errors import ChannelError
+from bot.errors import ChannelError, EditRejected
 from bot.gateway import Gateway
 from bot.messages import Attachment, Conversation, ConversationKind, OutboundMessage
 from bot.providers.base import ChatRequest, Finish, TextDelta
@@ -119,7 +119,8 @@ async def test_an_edit_that_changes_nothing_is_not_an_error(
     await channel._edit_text(ref, "same **text**")
     assert fake.calls_of("editMessageText")
     fake.messages.clear()
-    await channel._edit_text(ref, "the message is gone")  # deleted by the person: no error
+    with pytest.raises(EditRejected):  # deleted by the person: continued in a new message
+        await channel._edit_text(ref, "the message is gone")
 
 
 async def test_attachments_reach_the_model_as_names_and_are_fetched_with_a_cap(

@@ -1,0 +1,174 @@
+"""An answer on its way out, and what happens to it when the platform errors.
+
+Every send and edit of an answer is recorded with its delivery (`Outbox`), so that:
+
+- a send that still fails after the channel's own retries keeps the whole answer with the
+  delivery and tries again later (`RETRY_DELAYS_S`), sending only what the person has not
+  seen yet;
+- a refusal (DeliveryRefused), or a send still failing at its `MAX_ATTEMPTS`th try (counted
+  across restarts), ends the delivery as failed with its reason and tells the owner once;
+  a failed delivery never costs another model call;
+- a restart never asks the model again for an answer that was partly shown: a complete one
+  is sent on from where it stopped, one the model was still writing gets a one-line note.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+
+from bot.errors import ChannelError, DeliveryRefused
+from bot.messages import Conversation, InboundMessage, SentRef
+from bot.store.deliveries import DeliveryRepo, DeliveryState, DeliveryUpdate, Key, OpenDelivery
+
+log = logging.getLogger("decapod.delivery")
+
+#: tries of one answer's sending, the first included, before it ends as failed
+MAX_ATTEMPTS = 3
+#: seconds before the second and the third try
+RETRY_DELAYS_S = (15.0, 60.0)
+#: an answer being edited in place is recorded at most this often (every new message is)
+SAVE_EVERY_S = 2.0
+INTERRUPTED_NOTE = "(My answer above was cut off by a restart. Ask me again if you need the rest.)"
+
+
+def delivery_key(message: InboundMessage) -> Key:
+    return (message.conversation.channel, message.id)
+
+
+class Outbox:
+    """One delivery's answer and what of it the person can see; a channels.ReplyProgress
+    that records itself as the channel sends."""
+
+    def __init__(self, repo: DeliveryRepo, key: Key, state: DeliveryState) -> None:
+        self.repo, self.key, self.state = repo, key, state
+        self._base = state.shown  # a resumed answer's channel offsets start here
+        self._earlier = list(state.refs)
+        self._saved = (len(state.refs), time.monotonic())
+
+    async def collect(self, parts: AsyncIterator[str]) -> AsyncGenerator[str, None]:
+        """Pass the answer on to the channel, keeping it."""
+        async for part in parts:
+            self.state.answer += part
+            yield part
+
+    async def shown(self, refs: Sequence[SentRef], upto: int) -> None:
+        state = self.state
+        state.shown = self._base + upto
+        state.refs = self._earlier + [ref.message_id for ref in refs]
+        count, at = self._saved
+        now = time.monotonic()
+        if len(state.refs) != count or now - at >= SAVE_EVERY_S:
+            self._saved = (len(state.refs), now)
+            await self.repo.save(self.key, state)
+
+
+class Deliveries:
+    """The deliveries waiting for another try, and how one ends when it cannot be sent."""
+
+    def __init__(
+        self,
+        repo: DeliveryRepo,
+        *,
+        accept: Callable[[InboundMessage], Awaitable[None]],
+        notify: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self.repo = repo
+        self._accept = accept
+        self._notify = notify
+        self._waiting: dict[Key, DeliveryState] = {}
+        self._timers: set[asyncio.Task[None]] = set()
+
+    def outbox(self, message: InboundMessage) -> Outbox:
+        """The outbox of a delivery about to run: the one it had if this is another try."""
+        key = delivery_key(message)
+        return Outbox(self.repo, key, self._waiting.pop(key, DeliveryState()))
+
+    async def resume(self, delivery: OpenDelivery) -> None:
+        """An unfinished delivery found at start: run it again now or when its try is due."""
+        message, state = delivery.message, delivery.state
+        if state.attempts >= MAX_ATTEMPTS:
+            await self.give_up(message, state, "no tries left")
+            return
+        delay = (state.retry_at or 0.0) - time.time()
+        if delay > 0:
+            self._schedule(message, state, delay)
+            return
+        if state != DeliveryState():
+            self._waiting[delivery_key(message)] = state
+        await self._accept(message)  # at once and in order: a session's turns keep theirs
+
+    def plan_retry(self, outbox: Outbox, error: ChannelError) -> DeliveryUpdate | None:
+        """Count a failed try; the record of the next one, or None when none is left."""
+        state = outbox.state
+        state.attempts += 1
+        if state.attempts >= MAX_ATTEMPTS:
+            return None
+        delay = RETRY_DELAYS_S[min(state.attempts, len(RETRY_DELAYS_S)) - 1]
+        state.retry_at = time.time() + delay
+        return DeliveryUpdate(outbox.key, state, str(error))
+
+    async def retry_or_give_up(
+        self,
+        message: InboundMessage,
+        outbox: Outbox,
+        error: ChannelError,
+        plan: DeliveryUpdate | None,
+    ) -> None:
+        """After a try that failed: wait for the next one (its plan is stored), or end it."""
+        if plan is None:
+            await self.give_up(message, outbox.state, str(error))
+            return
+        delay = (plan.state.retry_at or 0.0) - time.time()
+        log.warning(
+            "could not deliver %s (%s); trying again in %.0fs (try %d of %d)",
+            _where(message.conversation),
+            error,
+            delay,
+            plan.state.attempts + 1,
+            MAX_ATTEMPTS,
+        )
+        self._schedule(message, plan.state, delay)
+
+    async def failed(self, message: InboundMessage, outbox: Outbox, error: ChannelError) -> None:
+        """A try of a stored answer failed: keep it for the next try, or end it."""
+        if isinstance(error, DeliveryRefused):
+            await self.give_up(message, outbox.state, error.reason)
+            return
+        plan = self.plan_retry(outbox, error)
+        if plan is not None:
+            await self.repo.record(plan)
+        await self.retry_or_give_up(message, outbox, error, plan)
+
+    async def give_up(self, message: InboundMessage, state: DeliveryState, reason: str) -> None:
+        """End a delivery as failed: recorded with its reason, never tried again, the owner
+        told once (which is also its one line in the log)."""
+        await self.repo.fail(delivery_key(message), state, reason)
+        await self._notify(
+            f"I could not deliver an answer in {_where(message.conversation)} and gave up: "
+            f"{reason}."
+        )
+
+    def stop(self) -> None:
+        """Stop waiting for tries that are not due. (What is queued keeps its state: the
+        drain may still run it.)"""
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+
+    def _schedule(self, message: InboundMessage, state: DeliveryState, delay: float) -> None:
+        self._waiting[delivery_key(message)] = state
+        timer = asyncio.create_task(self._later(message, max(delay, 0.0)))
+        self._timers.add(timer)
+        timer.add_done_callback(self._timers.discard)
+
+    async def _later(self, message: InboundMessage, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._accept(message)
+
+
+def _where(conversation: Conversation) -> str:
+    place = f"{conversation.channel}:{conversation.chat_id}"
+    return f"{place} (thread {conversation.thread_id})" if conversation.thread_id else place
