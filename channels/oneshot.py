@@ -25,6 +25,7 @@ from bot.messages import (
     OutboundMessage,
     SentRef,
 )
+from channels import ReplyProgress
 from channels.base import BaseChannel
 
 
@@ -87,14 +88,24 @@ class OneShotChannel(BaseChannel):
         self.answered.set()
         return SentRef(message.conversation, uuid.uuid4().hex)
 
-    async def reply(self, template: OutboundMessage, deltas: AsyncIterator[str]) -> list[SentRef]:
+    async def reply(
+        self,
+        template: OutboundMessage,
+        deltas: AsyncIterator[str],
+        progress: ReplyProgress | None = None,
+    ) -> list[SentRef]:
+        refs = [SentRef(template.conversation, uuid.uuid4().hex)]
+        shown = 0
         async for delta in deltas:
             if self.held:
                 self._write(self.held)
                 self.parts.append(self.held)
+                shown += len(self.held)
+                if progress is not None:
+                    await progress.shown(refs, shown)
             self.held = delta
         self.answered.set()
-        return [SentRef(template.conversation, uuid.uuid4().hex)]
+        return refs
 
     def health(self) -> dict[str, Any]:
         return {"type": self.type, "running": self.sink is not None}
