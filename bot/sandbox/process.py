@@ -33,9 +33,11 @@ from bot.sandbox.base import (
 )
 from bot.sandbox.cgroups import CommandCgroup
 
-#: where the workspace is bind-mounted inside the launcher's private mount namespace, so
-#: that bwrap, running as the unprivileged uid, can reach it without searching <home>
-STAGED_WORKSPACE = "/tmp/decapod-work"
+#: where a root launcher stages the workspace for bwrap, in its own mount namespace. Not under
+#: /tmp: the tmpfs that makes the mount point would hide the host's /tmp, and with it any
+#: path under /tmp that bwrap is asked to bind (a checkout or virtualenv an MCP server runs
+#: from). /dev/shm is on every Linux host and never a bind source.
+STAGED_WORKSPACE = "/dev/shm/decapod-work"
 #: when a cgroup enforces memory and pids exactly, the per-process RLIMIT_AS and the per-uid
 #: RLIMIT_NPROC become backstops: runtimes reserve address space they never touch, and
 #: every concurrent command shares the one sandbox uid
@@ -77,7 +79,7 @@ def launch_prefix(
     steps = [f"echo $$ > {shlex.quote(str(p))}" for p in cgroup.procs_files] if cgroup else []
     if stage_workspace:
         steps += [
-            "mount -t tmpfs -o size=16k,mode=0755 decapod-sandbox /tmp",
+            "mount -t tmpfs -o size=16k,mode=0755 decapod-sandbox /dev/shm",
             f"mkdir {STAGED_WORKSPACE}",
             # /proc/self/cwd, not a path: the gateway's home need not be searchable
             f"mount --no-canonicalize --bind /proc/self/cwd {STAGED_WORKSPACE}",
