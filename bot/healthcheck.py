@@ -12,12 +12,11 @@ import sys
 import urllib.error
 import urllib.request
 
-_ANY = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
-
 
 def health_url(host: str, port: int) -> str:
-    host = _ANY.get(host, host)
-    return f"http://[{host}]:{port}/health" if ":" in host else f"http://{host}:{port}/health"
+    from bot.runtime import local_url
+
+    return f"{local_url(host, port)}/health"
 
 
 def check(url: str, timeout_s: float) -> tuple[bool, str]:

@@ -24,10 +24,13 @@ class GatewayRuntime:
     started_at: float
 
 
+_WILDCARD_TO_LOOPBACK = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
 def local_url(host: str, port: int) -> str:
-    """The address this machine reaches a server on: a wildcard bind is reached on loopback."""
-    if host in ("", "0.0.0.0", "::"):
-        host = "127.0.0.1"
+    """The address this machine reaches a server on: a wildcard bind is reached on loopback
+    (of its own address family)."""
+    host = _WILDCARD_TO_LOOPBACK.get(host, host)
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port}"
