@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from bot.deps import Deps
-from bot.messages import InboundMessage
+from bot.messages import Choice, InboundMessage
 
 
 @dataclass(slots=True)
@@ -26,7 +26,15 @@ class CommandContext:
     deps: Deps
 
 
-CommandHandler = Callable[[CommandContext], Awaitable[str | None]]
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A command's answer with buttons (a picker, an approval)."""
+
+    text: str
+    choices: tuple[Choice, ...] = ()
+
+
+CommandHandler = Callable[[CommandContext], Awaitable[str | Reply | None]]
 
 
 @dataclass(frozen=True, slots=True)

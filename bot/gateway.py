@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from bot.agent import Agent, AgentSettings
 from bot.approvals import ApprovalDesk
 from bot.builtin import VERSION_LINE, builtin_tools, register_builtin_commands, uptime_text
-from bot.commands import CommandTable
+from bot.commands import CommandTable, Reply
 from bot.config import Config
 from bot.delivery import Deliveries
 from bot.deps import Deps
@@ -287,11 +287,16 @@ class Gateway:
         """Identities were linked: look their canonical person up again."""
         self._persons.clear()
 
-    async def say(self, message: InboundMessage, text: str) -> None:
+    async def say(self, message: InboundMessage, text: str | Reply) -> None:
+        reply = text if isinstance(text, Reply) else Reply(text)
         channel = self.channels[message.conversation.channel]
         await channel.send(
             OutboundMessage(
-                message.conversation, text, reply_to=message.platform_message_id, meta=message.meta
+                message.conversation,
+                reply.text,
+                choices=reply.choices,
+                reply_to=message.platform_message_id,
+                meta=message.meta,
             )
         )
 

@@ -139,10 +139,21 @@ class InboundMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class Choice:
+    """A button under a message. Pressing it runs `command` as the person who pressed it,
+    through the same access and role checks as typing it; platforms without buttons show
+    the command as text instead."""
+
+    label: str
+    command: str  # "/approve a1b2c3"
+
+
+@dataclass(frozen=True, slots=True)
 class OutboundMessage:
     conversation: Conversation
     text: str
     parts: tuple[Attachment, ...] = ()
+    choices: tuple[Choice, ...] = ()
     reply_to: str | None = None
     silent: bool = False
     ephemeral: bool = False

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from bot.agent import TurnDone, TurnResult
 from bot.agent.context import needs_compaction, split_for_compaction, summarize
-from bot.commands import CommandContext, CommandTable
+from bot.commands import CommandContext, CommandTable, Reply
 from bot.delivery import INTERRUPTED_NOTE, Outbox, delivery_key
 from bot.errors import (
     ChannelError,
@@ -196,7 +196,7 @@ class TurnRunner:
 
     async def _command(
         self, message: InboundMessage, command: Command, person: str, role: str
-    ) -> tuple[str | None, str]:
+    ) -> tuple[str | Reply | None, str]:
         """(reply, text): a reply ends the turn; otherwise `text` goes to the model."""
         spec = self.gw.commands.get(command.name)
         if spec is None:

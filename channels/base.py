@@ -101,6 +101,14 @@ def _open_fence_lang(head: str) -> str:
     return line if line.isidentifier() and len(line) <= _MAX_LANG else ""
 
 
+def choices_as_text(message: OutboundMessage) -> str:
+    """Buttons as lines a person can type, for platforms (and consoles) without buttons."""
+    if not message.choices:
+        return message.text
+    lines = [f"{choice.label}: {choice.command}" for choice in message.choices]
+    return message.text + "\n" + "\n".join(lines)
+
+
 class BaseChannel:
     """Base class for adapters. Limits are per platform; the config may lower them."""
 
@@ -114,6 +122,8 @@ class BaseChannel:
     chat_interval: float = 0.0
     typing_interval: float = 5.0
     max_send_attempts: int = 5
+    #: renders `OutboundMessage.choices` as native buttons; otherwise they become text lines
+    supports_buttons: bool = False
     #: tries of one call that fails transiently (5xx, network), the first after this pause,
     #: each next one after twice the one before
     max_transient_attempts: int = 3
@@ -181,7 +191,8 @@ class BaseChannel:
     # the shared path -----------------------------------------------------------------------
     async def send(self, message: OutboundMessage) -> SentRef:
         """Send a whole message, chunked; returns the reference of the last chunk."""
-        refs = [await self._send_chunk(message, c) for c in self.chunks(message.text)]
+        text = message.text if self.supports_buttons else choices_as_text(message)
+        refs = [await self._send_chunk(message, c) for c in self.chunks(text)]
         return refs[-1]
 
     async def _send_chunk(self, message: OutboundMessage, text: str) -> SentRef:
