@@ -2,19 +2,35 @@
 
 Each part that asks (the sandbox's command approvals, the skill drafts) adds an
 ApprovalSource; the commands are registered when the first one is added. `/approve ID`
-goes to the first source that knows ID; `/approve` alone lists what is waiting.
+goes to the first source that knows ID; `/approve` alone lists what is waiting, with
+Approve / Deny buttons for each (typed commands where a platform has no buttons).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
-from bot.commands import CommandContext, CommandTable
+from bot.commands import CommandContext, CommandTable, Reply
+from bot.messages import Choice
+
+#: Discord shows at most 25 buttons under a message, Slack 25 per actions block
+MAX_LISTED = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    key: str  # what /approve and /deny take
+    summary: str
+
+
+def approval_choices(key: str) -> tuple[Choice, ...]:
+    return (Choice("Approve", f"/approve {key}"), Choice("Deny", f"/deny {key}"))
 
 
 class ApprovalSource(Protocol):
-    def waiting(self) -> list[str]:
-        """One line per thing waiting, starting with the id to approve it by."""
+    def waiting(self) -> list[Waiting]:
+        """Everything of this source that waits for the owner."""
         ...
 
     async def decide(self, key: str, approve: bool) -> str | None:
@@ -32,11 +48,20 @@ class ApprovalDesk:
             self._register()
         self._sources.append(source)
 
-    async def decide(self, key: str, approve: bool) -> str:
+    async def decide(self, key: str, approve: bool) -> str | Reply:
         key = key.strip()
         if not key:
-            waiting = [line for source in self._sources for line in source.waiting()]
-            return "\n".join(waiting) if waiting else "Nothing is waiting for approval."
+            waiting = [item for source in self._sources for item in source.waiting()]
+            if not waiting:
+                return "Nothing is waiting for approval."
+            lines = [f"{item.key}: {item.summary}" for item in waiting]
+            listed = waiting[:MAX_LISTED]
+            choices = tuple(
+                Choice(f"{label} {item.key}", f"/{verb} {item.key}")
+                for item in listed
+                for label, verb in (("Approve", "approve"), ("Deny", "deny"))
+            )
+            return Reply("\n".join(lines), choices)
         for source in self._sources:
             reply = await source.decide(key, approve)
             if reply is not None:
@@ -52,7 +77,7 @@ class ApprovalDesk:
             owner_only=True,
             immediate=True,
         )
-        async def approve(ctx: CommandContext) -> str:
+        async def approve(ctx: CommandContext) -> str | Reply:
             return await self.decide(ctx.args, True)
 
         @self._commands.add(
@@ -63,5 +88,5 @@ class ApprovalDesk:
             owner_only=True,
             immediate=True,
         )
-        async def deny(ctx: CommandContext) -> str:
+        async def deny(ctx: CommandContext) -> str | Reply:
             return await self.decide(ctx.args, False)

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot.approvals import Waiting, approval_choices
 from bot.deps import SandboxDeps
 from bot.errors import ConfigError, ConversationGone
 from bot.messages import Conversation, ConversationKind, OutboundMessage
@@ -266,21 +267,27 @@ class _TaskRunner:
 
 
 async def ask_approval(gw: Gateway, pending: PendingApproval) -> None:
-    """Ask the owner: in the conversation the request came from when the owner asked there
-    themselves, otherwise in the owner's DMs."""
+    """Ask the owner, with Approve / Deny buttons (typed commands where a platform has
+    none): in the conversation the request came from when the owner asked there
+    themselves, otherwise in the owner's DMs. Only the owners' presses count."""
     minutes = max(1, round((pending.expires_at - pending.created_at) / 60))
-    text = (
-        f"Approval needed for {pending.requester}: {pending.summary}\n"
-        f"Reply /approve {pending.id} or /deny {pending.id} (expires in {minutes} min)."
-    )
+    text = f"Approval needed for {pending.requester}: {pending.summary}\n(expires in {minutes} min)"
+    choices = approval_choices(pending.id)
     session = gw.sessions.get(pending.session_key)
     if gw.access.role_of_key(pending.requester) == "owner" and session.conversation is not None:
         channel = gw.channels[session.conversation.channel]
-        await channel.send(OutboundMessage(session.conversation, text))
+        ask = OutboundMessage(
+            session.conversation,
+            text,
+            choices=choices,
+            choices_for=tuple(gw.config.gateway.owners) or (pending.requester,),
+            choices_until=pending.expires_at,
+        )
+        await channel.send(ask)
         return
     if not gw.config.gateway.owners:
         raise RuntimeError("no owner is configured to approve commands")
-    await gw.notify_owner(text)
+    await gw.notify_owner(text, choices, pending.expires_at)
 
 
 class _CommandApprovals:
@@ -289,8 +296,8 @@ class _CommandApprovals:
     def __init__(self, broker: InMemoryApprovalBroker) -> None:
         self.broker = broker
 
-    def waiting(self) -> list[str]:
-        return [f"{p.id}: {p.summary}" for p in self.broker.pending()]
+    def waiting(self) -> list[Waiting]:
+        return [Waiting(p.id, p.summary) for p in self.broker.pending()]
 
     async def decide(self, key: str, approve: bool) -> str | None:
         done = self.broker.approve(key) if approve else self.broker.deny(key)

@@ -24,10 +24,15 @@ from bot.config import Config
 from bot.delivery import Deliveries
 from bot.deps import Deps
 from bot.errors import DecapodError
-from bot.messages import InboundMessage, OutboundMessage
+from bot.messages import Choice, InboundMessage, OutboundMessage
 from bot.metrics import Metrics
 from bot.providers.base import Provider
-from bot.security.access import AccessControl, build_access, register_access_commands
+from bot.security.access import (
+    AccessControl,
+    build_access,
+    pairing_request,
+    register_access_commands,
+)
 from bot.security.redact import default_redactor
 from bot.sessions import SessionManager
 from bot.store import Store
@@ -256,6 +261,9 @@ class Gateway:
             await self.store.inbound.set_status(
                 message.conversation.channel, message.id, "denied", decision.reason
             )
+            if decision.pairing is not None and self.config.gateway.owners:
+                text, choices = pairing_request(decision.pairing)
+                await self.notify_owner(text, choices, decision.pairing.expires_at)
             if decision.reply:
                 await self.say(message, decision.reply)
             else:
@@ -295,6 +303,8 @@ class Gateway:
                 message.conversation,
                 reply.text,
                 choices=reply.choices,
+                # the buttons answer the person who asked, not whoever sees them
+                choices_for=(message.identity.key,) if reply.choices else (),
                 reply_to=message.platform_message_id,
                 meta=message.meta,
             )
@@ -319,17 +329,24 @@ class Gateway:
             lines += self.mcp.status_lines()
         return "\n".join(lines)
 
-    async def notify_owner(self, text: str) -> None:
-        """Tell the owner something once (a provider that stays down, say): log + DM."""
+    async def notify_owner(
+        self, text: str, choices: tuple[Choice, ...] = (), until: float | None = None
+    ) -> None:
+        """Tell the owner something once (a provider that stays down, say): log + DM.
+        `choices` become buttons only the owners' presses count on, until `until`."""
         from bot.features import owner_dm
 
         log.warning("owner notice: %s", text)
-        for owner in self.config.gateway.owners:
+        owners = tuple(self.config.gateway.owners)
+        for owner in owners:
             conversation = owner_dm(owner)
             channel = self.channels.get(conversation.channel)
             if channel is not None:
+                notice = OutboundMessage(
+                    conversation, text, choices=choices, choices_for=owners, choices_until=until
+                )
                 with contextlib.suppress(DecapodError):
-                    await channel.send(OutboundMessage(conversation, text))
+                    await channel.send(notice)
 
     async def health(self) -> dict[str, Any]:
         channels = {name: ch.health() for name, ch in self.channels.items()}

@@ -154,6 +154,11 @@ class OutboundMessage:
     text: str
     parts: tuple[Attachment, ...] = ()
     choices: tuple[Choice, ...] = ()
+    #: identity keys whose presses count (the person asked, the owners); empty: anyone in
+    #: the conversation. A press by someone else is answered "not yours" and changes nothing.
+    choices_for: tuple[str, ...] = ()
+    #: epoch seconds after which a press is answered "expired" (None: the channel's default)
+    choices_until: float | None = None
     reply_to: str | None = None
     silent: bool = False
     ephemeral: bool = False

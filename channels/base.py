@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -20,8 +21,16 @@ from typing import Any, ClassVar
 
 from bot.commands import CommandSpec
 from bot.errors import ChannelError, DeliveryRefused, EditRejected, RateLimited
-from bot.messages import Attachment, Conversation, InboundMessage, OutboundMessage, SentRef
+from bot.messages import (
+    Attachment,
+    Command,
+    Conversation,
+    InboundMessage,
+    OutboundMessage,
+    SentRef,
+)
 from channels import HttpRoute, InboundSink, ReplyProgress
+from channels.buttons import Button, ButtonBook, Press, Pressed, Refused
 
 log = logging.getLogger("decapod.channels")
 
@@ -138,6 +147,8 @@ class BaseChannel:
         self._chat_locks: dict[str, asyncio.Lock] = {}
         self._paused_until = 0.0
         self._background: set[asyncio.Future[None]] = set()
+        #: the live buttons; adapters with native buttons give it a file under the home
+        self.buttons = ButtonBook(None)
 
     # lifecycle (adapters extend) ----------------------------------------------------------
     async def start(self, sink: InboundSink) -> None:
@@ -156,6 +167,12 @@ class BaseChannel:
     async def _edit_text(self, ref: SentRef, text: str) -> None:
         """Replace a sent message's text. EditRejected when that message cannot be edited
         any more; the rest of the answer then goes out in new messages."""
+        raise NotImplementedError
+
+    async def _send_buttons(
+        self, message: OutboundMessage, text: str, buttons: list[Button]
+    ) -> SentRef:
+        """Send `text` with `buttons` under it (adapters with `supports_buttons`)."""
         raise NotImplementedError
 
     async def _typing(self, conversation: Conversation) -> None:
@@ -191,9 +208,51 @@ class BaseChannel:
     # the shared path -----------------------------------------------------------------------
     async def send(self, message: OutboundMessage) -> SentRef:
         """Send a whole message, chunked; returns the reference of the last chunk."""
-        text = message.text if self.supports_buttons else choices_as_text(message)
-        refs = [await self._send_chunk(message, c) for c in self.chunks(text)]
-        return refs[-1]
+        if not message.choices or not self.supports_buttons:
+            refs = [
+                await self._send_chunk(message, c) for c in self.chunks(choices_as_text(message))
+            ]
+            return refs[-1]
+        # the buttons go under the last chunk, where the question ends
+        *head, last = self.chunks(message.text)
+        plain = dataclasses.replace(message, choices=())
+        for chunk in head:
+            await self._send_chunk(plain, chunk)
+        buttons = await self.buttons.issue(message, last)
+        lock = self._chat_locks.setdefault(message.conversation.chat_id, asyncio.Lock())
+        async with lock:
+            ref: SentRef = await self._retrying(
+                message.conversation, self._send_buttons, message, last, buttons
+            )
+            return ref
+
+    async def take_press(
+        self, press: Press, meta: dict[str, Any] | None = None
+    ) -> Pressed | Refused:
+        """A button press as the presser's own command, stored through the sink like a typed
+        one (access, roles, dedupe by the press id, the session queue all apply). Refused:
+        the adapter shows the reason to the presser alone, and nothing else happens."""
+        claim = await self.buttons.claim(press)
+        if isinstance(claim, Refused):
+            return claim
+        if self.sink is None:
+            await self.buttons.release(press)
+            return Refused("Not running; please try again in a moment.")
+        message = InboundMessage(
+            id=f"press:{press.id}",
+            identity=press.identity,
+            conversation=claim.conversation,
+            text=claim.command,
+            command=Command.parse(claim.command),
+            mentioned=True,
+            meta=meta or {},
+        )
+        try:
+            await self.sink(message)
+        except BaseException:
+            await self.buttons.release(press)
+            raise
+        return claim
 
     async def _send_chunk(self, message: OutboundMessage, text: str) -> SentRef:
         # one lock per chat keeps chunks and replies in order under concurrent senders

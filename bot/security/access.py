@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from bot.commands import CommandContext, CommandTable
 from bot.config import ChannelAccessConfig, Config
-from bot.messages import ConversationKind, Identity, InboundMessage, identity_from_key
+from bot.messages import Choice, ConversationKind, Identity, InboundMessage, identity_from_key
+from bot.store.access import PairingCode
 
 if TYPE_CHECKING:
     from bot.store import Store
@@ -42,6 +43,8 @@ class AccessDecision:
     reason: str = ""
     #: what to tell the sender (a pairing code); None = stay silent
     reply: str | None = None
+    #: a pairing code just given to the sender: the owner is asked to approve it
+    pairing: PairingCode | None = None
 
 
 class AccessControl(Protocol):
@@ -139,13 +142,14 @@ class ChannelAccess:
             if self.store.access.revision == revision:  # not revoked while we asked
                 self._paired.add(identity.key)
             return AccessDecision(True, role)
-        return AccessDecision(False, role, "unpaired", await self._pairing_notice(identity))
+        reply, code = await self._pairing_notice(identity)
+        return AccessDecision(False, role, "unpaired", reply, code)
 
-    async def _pairing_notice(self, identity: Identity) -> str | None:
+    async def _pairing_notice(self, identity: Identity) -> tuple[str | None, PairingCode | None]:
         now = time.monotonic()
         last = self._last_notice.get(identity.key)
         if last is not None and now - last < self.notice_interval_s:
-            return None  # one notice per interval: a flood of messages costs one reply
+            return None, None  # one notice per interval: a flood of messages costs one reply
         self._last_notice[identity.key] = now
         code = await self.store.access.issue_code(
             new_code(),
@@ -164,23 +168,44 @@ class ChannelAccess:
                     identity.channel,
                     MAX_PENDING_PER_CHANNEL,
                 )
-            return "I can't take new people right now. Please try again later."
+            return "I can't take new people right now. Please try again later.", None
         self._full.discard(identity.channel)
-        return (
+        reply = (
             "Hi! I don't know you yet. Ask the owner of this bot to approve you with the code "
             f"{code.code} (valid for one hour)."
         )
+        return reply, code
+
+
+def pairing_request(code: PairingCode) -> tuple[str, tuple[Choice, ...]]:
+    """What the owners are told of a new pairing code, with Approve / Deny buttons."""
+    name = code.display_name or code.user_id
+    text = f"{name} ({code.channel}:{code.user_id}) asks to talk to the bot (code {code.code})."
+    choices = (Choice("Approve", f"/pair {code.code}"), Choice("Deny", f"/pair deny {code.code}"))
+    return text, choices
 
 
 def register_access_commands(table: CommandTable) -> None:
     @table.add(
-        "pair", "Approve a person's pairing code", usage="<CODE>", arg_name="code", owner_only=True
+        "pair",
+        "Approve (or deny) a person's pairing code",
+        usage="[deny] <CODE>",
+        arg_name="code",
+        owner_only=True,
     )
     async def pair(ctx: CommandContext) -> str:
-        code = ctx.args.strip().upper()
+        verb, _, rest = ctx.args.strip().partition(" ")
+        deny = verb.lower() == "deny"
+        code = (rest if deny else ctx.args).strip().upper()
         if not code:
-            return "Usage: /pair CODE"
-        found = await ctx.deps.store.access.approve(code, ctx.message.identity.key)
+            return "Usage: /pair CODE, or /pair deny CODE"
+        access = ctx.deps.store.access
+        if deny:
+            refused = await access.deny(code)
+            if refused is None:
+                return f"No pending pairing code {code} (it may have expired)."
+            return f"Denied {refused.display_name or refused.user_id} on {refused.channel}."
+        found = await access.approve(code, ctx.message.identity.key)
         if found is None:
             return f"No pending pairing code {code} (it may have expired)."
         name = found.display_name or found.user_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from bot.approvals import Waiting
 from bot.commands import CommandContext, CommandTable
 from bot.skills.catalog import SkillSet
 from bot.skills.library import Draft, SkillError, SkillLibrary, broken_line
@@ -38,9 +39,9 @@ class SkillDraftApprovals:
     def __init__(self, runtime: SkillRuntime) -> None:
         self.runtime = runtime
 
-    def waiting(self) -> list[str]:
+    def waiting(self) -> list[Waiting]:
         return [
-            f"{d.name}: skill draft: {d.skill.description if d.skill else d.problem}"
+            Waiting(d.name, f"skill draft: {d.skill.description if d.skill else d.problem}")
             for d in self.runtime.library.drafts()
         ]
 

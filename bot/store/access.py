@@ -97,6 +97,22 @@ class AccessRepo:
 
         return await self.store.write(op)
 
+    async def deny(self, code: str) -> PairingCode | None:
+        """Withdraw a pending code; the person is told nothing and may ask again later."""
+
+        def op(conn: Conn) -> PairingCode | None:
+            row = conn.execute(
+                "SELECT code, channel, user_id, display_name, expires_at FROM pairing_codes "
+                "WHERE code = ? AND expires_at >= ?",
+                (code.upper(), time.time()),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute("DELETE FROM pairing_codes WHERE code = ?", (row[0],))
+            return PairingCode(*row)
+
+        return await self.store.write(op)
+
     async def revoke(self, channel: str, user_id: str) -> bool:
         def op(conn: Conn) -> bool:
             return bool(

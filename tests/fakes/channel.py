@@ -17,6 +17,7 @@ from bot.messages import (
     SentRef,
 )
 from channels.base import BaseChannel
+from channels.buttons import Button
 
 
 class RecordingChannel(BaseChannel):
@@ -34,6 +35,7 @@ class RecordingChannel(BaseChannel):
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
         self.delivery_ids = itertools.count(1)
+        self.button_rows: dict[str, list[Button]] = {}  # message id -> buttons under it
 
     async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
         mid = str(next(self._ids))
@@ -41,6 +43,13 @@ class RecordingChannel(BaseChannel):
         self.order.append((message.conversation.chat_id, mid))
         await self._record("send", text)
         return SentRef(message.conversation, mid)
+
+    async def _send_buttons(
+        self, message: OutboundMessage, text: str, buttons: list[Button]
+    ) -> SentRef:
+        ref = await self._send_text(message, text)
+        self.button_rows[ref.message_id] = buttons
+        return ref
 
     async def _edit_text(self, ref: SentRef, text: str) -> None:
         self.messages[ref.message_id] = text

@@ -35,10 +35,12 @@ async def test_s7_unknown_dm_gets_one_pairing_code_and_no_llm_call(make_config: 
         assert provider.requests == []
         [notice] = channel.texts("stranger")
         code = re.search(rf"[{CODE_ALPHABET}]{{{CODE_LENGTH}}}", notice).group(0)  # type: ignore[union-attr]
-        # the owner approves from chat; the next message reaches the model
+        # the owner is asked once, and approves from chat; the next message reaches the model
+        [request] = channel.texts("boss")
+        assert f"code {code}" in request and f"Approve: /pair {code}" in request
         await channel.push(f"/pair {code}", user="boss")
-        await channel.wait_for_messages(1, chat_id="boss")
-        assert channel.texts("boss")[0].startswith("Approved")
+        await channel.wait_for_messages(2, chat_id="boss")
+        assert channel.texts("boss")[1].startswith("Approved")
         await channel.push("now?", user="stranger")
         assert (await channel.wait_for_messages(2, chat_id="stranger"))[-1] == "hello stranger"
     assert len(provider.requests) == 1
