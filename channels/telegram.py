@@ -26,17 +26,19 @@ from typing import Any
 
 import httpx
 from aiohttp import web
-from telegram import BotCommand, BotCommandScopeChat, Update
+from telegram import BotCommand, BotCommandScopeChat, CallbackQuery, Update
 from telegram.error import BadRequest, InvalidToken, TelegramError
 from telegram.request import HTTPXRequest
 
 from bot.channel_configs.telegram import TelegramChannelConfig
 from bot.config import secret_from_env
 from bot.errors import ChannelError, ConfigError
+from bot.messages import Identity, SentRef
 from bot.redaction import register_secret, scrub
 from channels import InboundSink
+from channels.buttons import EXPIRED, ButtonBook, Press, Refused
 from channels.telegram_inbound import BotIdentity, ChatMigrations, normalize
-from channels.telegram_outbound import TelegramOutbound
+from channels.telegram_outbound import CALLBACK_PREFIX, TelegramOutbound
 from channels.telegram_polling import (
     RawUpdatesBot,
     UpdatePoller,
@@ -48,7 +50,7 @@ from channels.telegram_polling import (
 log = logging.getLogger("decapod.channels.telegram")
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-ALLOWED_UPDATES = ["message", "edited_message"]
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 _COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
 #: seconds a stop waits for the update being stored before it gives up on it
 _STOP_GRACE_S = 5.0
@@ -81,6 +83,7 @@ class TelegramChannel(TelegramOutbound):
     ) -> None:
         super().__init__(name, config, ChatMigrations(home / f"telegram-{name}-chats.json"))
         self.me: BotIdentity | None = None
+        self.buttons = ButtonBook(home / f"telegram-{name}-buttons.json")
         self._token = token
         self._owner_ids = [o.partition(":")[2] for o in owners or () if o.startswith(name + ":")]
         self._secret = webhook_secret or secrets.token_urlsafe(32)
@@ -247,14 +250,40 @@ class TelegramChannel(TelegramOutbound):
         bot = self.bot
         async with self._inbound_lock:
             try:
-                message = normalize(Update.de_json(raw, bot), self.name, self.me, self.migrations)
+                update = Update.de_json(raw, bot)
+                press = update.callback_query
+                message = None if press else normalize(update, self.name, self.me, self.migrations)
             except Exception as exc:  # any broken shape: the update is skipped, never fatal
                 log.warning(
                     "skipping a malformed telegram update (%s): %s", describe(exc), excerpt(raw)
                 )
                 return
-            if message is not None and self.sink is not None:
+            if press is not None:
+                await self._on_press(press)
+            elif message is not None and self.sink is not None:
                 await self.sink(message)
+
+    async def _on_press(self, query: CallbackQuery) -> None:
+        """A tap on an inline button. Stored as the presser's command before Telegram hears
+        back (a failure leaves the update unconfirmed, so it comes again); then the spinner
+        is stopped with answerCallbackQuery, and the message loses its buttons. A refused
+        press is answered with an alert only the presser sees."""
+        data = query.data or ""
+        user = query.from_user
+        identity = Identity(self.name, str(user.id), user.full_name, is_bot=user.is_bot)
+        press = Press(str(query.id), data.removeprefix(CALLBACK_PREFIX), identity)
+        result = (
+            await self.take_press(press) if data.startswith(CALLBACK_PREFIX) else Refused(EXPIRED)
+        )
+        refused = result.reason if isinstance(result, Refused) else None
+        try:
+            await self.bot.answer_callback_query(query.id, text=refused, show_alert=bool(refused))
+        except TelegramError as exc:  # too late (Telegram waits about 15 s): the press stands
+            log.info("telegram %s: press %s not answered: %s", self.name, query.id, describe(exc))
+        shown = query.message
+        if shown is not None and not isinstance(result, Refused):
+            ref = SentRef(result.conversation, str(shown.message_id))
+            await self._edited(result.conversation, ref, result.shown)
 
 
 def create(name: str, channel_config: TelegramChannelConfig, config: Any) -> TelegramChannel:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
-from telegram import LinkPreviewOptions, ReplyParameters
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import (
     BadRequest,
@@ -35,6 +35,7 @@ from bot.errors import (
 )
 from bot.messages import Attachment, Conversation, ConversationKind, OutboundMessage, SentRef
 from channels.base import BaseChannel, Chunk, split_text
+from channels.buttons import Button
 from channels.telegram_html import markdown_to_html, utf16_len
 from channels.telegram_inbound import ChatMigrations
 from channels.telegram_pacing import RateLimits, SendPacer
@@ -45,6 +46,9 @@ log = logging.getLogger("decapod.channels.telegram")
 T = TypeVar("T")
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 _CONNECT_ATTEMPTS = 3
+#: a button's callback_data: this prefix and the book's token (Telegram allows 64 bytes)
+CALLBACK_PREFIX = "b:"
+_BUTTONS_PER_ROW = 2
 # Bad Request texts (lowercase, as python-telegram-bot words them) that a retry cannot change
 _EDIT_REJECTED = ("message to edit not found", "message can't be edited")
 _GONE = ("chat not found", "group is deactivated", "peer_id_invalid")
@@ -66,6 +70,7 @@ class TelegramOutbound(BaseChannel):
     type = "telegram"
     max_message_len = 4096
     supports_edit = True
+    supports_buttons = True
     edit_interval = 1.0
 
     def __init__(
@@ -125,6 +130,20 @@ class TelegramOutbound(BaseChannel):
             await asyncio.sleep(wait)
 
     async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
+        return await self._send(message, text, None)
+
+    async def _send_buttons(
+        self, message: OutboundMessage, text: str, buttons: list[Button]
+    ) -> SentRef:
+        keys = [
+            InlineKeyboardButton(b.label, callback_data=CALLBACK_PREFIX + b.token) for b in buttons
+        ]
+        rows = [keys[i : i + _BUTTONS_PER_ROW] for i in range(0, len(keys), _BUTTONS_PER_ROW)]
+        return await self._send(message, text, InlineKeyboardMarkup(rows))
+
+    async def _send(
+        self, message: OutboundMessage, text: str, keyboard: InlineKeyboardMarkup | None
+    ) -> SentRef:
         conv = message.conversation
         reply = None
         if message.reply_to and message.reply_to.isdigit() and conv.kind is not ConversationKind.DM:
@@ -141,12 +160,15 @@ class TelegramOutbound(BaseChannel):
                 reply_parameters=reply,
                 link_preview_options=preview,
                 disable_notification=message.silent,
+                reply_markup=keyboard,
             )
 
         sent = await self._formatted(conv, text, send)
         return SentRef(conv, str(sent.message_id))
 
     async def _edit_text(self, ref: SentRef, text: str) -> None:
+        """Also takes a message's buttons away: an edit without reply_markup drops them."""
+
         async def edit(chat_id: int, body: str, mode: str | None) -> Any:
             try:
                 return await self.bot.edit_message_text(

@@ -16,6 +16,10 @@ for every send to a chat or topic until `allow(chat_id)`, `status_override` for 
 `reject_html`, `batch_order` (reorders each getUpdates batch, e.g. [5, 3, 4]). Files:
 `add_file(bytes)`, then getFile and `/file/bot<TOKEN>/<path>`. Webhooks: setWebhook is recorded and
 `deliver(url, update)` posts an update the way Telegram does, with the secret header.
+Inline keyboards: a sent message keeps its `reply_markup` (callback_data over 64 bytes is
+refused as Telegram does), an edit without one drops it; `buttons(chat_id)` shows the latest
+keyboard, `push_press(chat_id, message_id, data, user_id=...)` queues the callback_query a tap
+makes, and answerCallbackQuery is recorded.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ _JSON_KEYS = {"reply_markup", "entities", "commands", "allowed_updates", "scope"
 _INT_KEYS = {"chat_id", "message_id", "offset", "limit", "timeout", "message_thread_id",
              "max_connections"}  # fmt: skip
 _ALWAYS_TRUE = {"setMyCommands", "sendChatAction"}
-_BOOL_KEYS = {"drop_pending_updates", "disable_notification", "protect_content"}
+_BOOL_KEYS = {"drop_pending_updates", "disable_notification", "protect_content", "show_alert"}
 _ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre",
                  "tg-spoiler", "span", "blockquote", "tg-emoji"}  # fmt: skip
 _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z-]*)((?:\s+[a-z-]+(?:=\"[^\"<>]*\")?)*)\s*>")
@@ -121,6 +125,7 @@ class FakeTelegram:
         self.port = 0
         self._last_update_id = 99
         self._message_ids = itertools.count(5000)
+        self._press_ids = 0
         self._file_ids = itertools.count(1)
         self._new_update = asyncio.Event()
         self._changed = asyncio.Condition()
@@ -232,6 +237,37 @@ class FakeTelegram:
             extra["reply_to_message"] = reply_to
         msg = self.message(text, chat=chat, user_id=user_id, **extra)
         return self.push_update({"message": msg})
+
+    def push_press(
+        self,
+        chat_id: int,
+        message_id: int,
+        data: str,
+        *,
+        user_id: int = 42,
+        first_name: str = "Alice",
+    ) -> dict[str, Any]:
+        """The callback_query of a tap on an inline button of a bot message."""
+        shown = {k: v for k, v in self.messages[(chat_id, message_id)].items() if k != "html"}
+        self._press_ids += 1
+        query = {
+            "id": f"{user_id}{self._press_ids:08d}",
+            "from": {"id": user_id, "is_bot": False, "first_name": first_name},
+            "message": shown,
+            "chat_instance": f"ci{chat_id}",
+            "data": data,
+        }
+        return self.push_update({"callback_query": query})
+
+    def buttons(self, chat_id: int) -> tuple[int, list[tuple[str, str]]]:
+        """(message id, [(label, callback_data)]) of the newest bot message in a chat that
+        shows an inline keyboard now; (0, []) when none does."""
+        for key in reversed(self.sent_order):
+            markup = self.messages[key].get("reply_markup")
+            if key[0] == chat_id and markup:
+                rows = markup["inline_keyboard"]
+                return key[1], [(b["text"], b["callback_data"]) for row in rows for b in row]
+        return 0, []
 
     def confirmed_below(self) -> int:
         """Every update below this id has been confirmed by an offset."""
@@ -444,8 +480,14 @@ class FakeTelegram:
             return self._error(400, _bad_request(exc))
         message_id = next(self._message_ids)
         chat = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}
+        markup = params.get("reply_markup")
+        for row in (markup or {}).get("inline_keyboard", []):
+            if any(len(b.get("callback_data", "").encode()) > 64 for b in row):
+                return self._error(400, "Bad Request: BUTTON_DATA_INVALID")
         msg = {"message_id": message_id, "date": int(time.time()), "chat": chat,
                "from": self._bot_user(), "text": text, "html": params.get("text")}  # fmt: skip
+        if markup:
+            msg["reply_markup"] = markup
         self.messages[(chat_id, message_id)] = msg
         self.sent_order.append((chat_id, message_id))
         return self._ok({k: v for k, v in msg.items() if k != "html"})
@@ -459,10 +501,22 @@ class FakeTelegram:
             text = self._visible(params)
         except ValueError as exc:
             return self._error(400, _bad_request(exc))
-        if text == msg["text"] and params.get("text") == msg["html"]:
+        markup = params.get("reply_markup")
+        if (
+            text == msg["text"]
+            and params.get("text") == msg["html"]
+            and markup == msg.get("reply_markup")
+        ):
             return self._error(400, NOT_MODIFIED)
         msg.update(text=text, html=params.get("text"), edit_date=int(time.time()))
+        # like Telegram: an edit that sends no reply_markup takes the inline keyboard away
+        msg.pop("reply_markup", None)
+        if markup:
+            msg["reply_markup"] = markup
         return self._ok({k: v for k, v in msg.items() if k != "html"})
+
+    async def _m_answerCallbackQuery(self, params: dict[str, Any]) -> web.Response:
+        return self._ok(True)
 
     async def _m_getFile(self, params: dict[str, Any]) -> web.Response:
         file_id = params.get("file_id", "")

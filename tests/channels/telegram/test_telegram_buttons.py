@@ -1,0 +1,133 @@
+"""Inline keyboards end to end through python-telegram-bot: the owner approves a sandbox
+command with a tap; someone else's tap, a tap on an expired request and a second tap are
+answered with an alert and change nothing; a pairing request's buttons still work after a
+restart."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from bot.gateway import Gateway
+from bot.providers.base import ChatRequest, ToolCall
+from bot.providers.testing import FunctionProvider, ScriptedProvider
+from channels.buttons import EXPIRED, NOT_YOURS
+from tests.channels.telegram.conftest import ALICE, channel_table, settled, until
+from tests.fakes.telegram import FakeTelegram
+
+BOB = 43
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+
+
+def _config(make_config: Callable[..., Any], fake: FakeTelegram, **sandbox: Any) -> Any:
+    return make_config(
+        channels={
+            "tg": channel_table(fake, access={"dm_policy": "pairing", "allow_users": [str(BOB)]})
+        },
+        gateway={"owners": [f"tg:{ALICE}"]},
+        sandbox={"backend": "bwrap", "approval": "always", **sandbox},
+        memory={"enabled": False},
+    )
+
+
+def _runs_a_command() -> FunctionProvider:
+    async def model(request: ChatRequest) -> Any:
+        last = request.messages[-1]
+        if last.role == "user":
+            return [ToolCall("x1", "exec", json.dumps({"command": "echo ran-$((40+2))"}))]
+        return "result: " + last.content
+
+    return FunctionProvider(model)
+
+
+async def _answer(fake: FakeTelegram, update: dict[str, Any]) -> dict[str, Any]:
+    query_id = update["callback_query"]["id"]
+    return await fake.wait_for("answerCallbackQuery", timeout=10, callback_query_id=query_id)
+
+
+@needs_bwrap
+async def test_the_owner_approves_with_a_tap_once_and_other_taps_change_nothing(
+    fake: FakeTelegram, make_config: Callable[..., Any]
+) -> None:
+    async with Gateway(_config(make_config, fake), provider=_runs_a_command()) as gw:
+        fake.push_private("tidy up", user_id=ALICE)
+        await until(lambda: fake.buttons(ALICE)[1], timeout=15)
+        message_id, keys = fake.buttons(ALICE)
+        assert [label for label, _ in keys] == ["Approve", "Deny"]
+        approve = keys[0][1]
+        assert approve.startswith("b:") and len(approve.encode()) <= 64
+        ask = fake.texts(ALICE)[-1]
+        assert "Approval needed" in ask and "/approve" not in ask  # the buttons say it
+
+        foreign = fake.push_press(ALICE, message_id, approve, user_id=BOB, first_name="Bob")
+        refusal = await _answer(fake, foreign)
+        assert refusal["text"] == NOT_YOURS and refusal["show_alert"] is True
+        assert fake.buttons(ALICE) == (message_id, keys), "the buttons stay for the owner"
+
+        first = fake.push_press(ALICE, message_id, approve)
+        second = fake.push_press(ALICE, message_id, approve)
+        taken, again = await _answer(fake, first), await _answer(fake, second)
+        await until(lambda: any(t.startswith("result:") for t in fake.texts(ALICE)), timeout=20)
+        await settled(gw)
+    assert "text" not in taken or not taken["text"]
+    assert again["text"] == EXPIRED and again["show_alert"] is True
+    texts = fake.texts(ALICE)
+    assert texts.count("Approved.") == 1
+    assert "ran-42" in texts[-1]
+    assert fake.buttons(ALICE) == (0, []), "the decided message lost its buttons"
+    decided = fake.messages[(ALICE, message_id)]["text"]
+    assert decided.startswith("Approval needed") and decided.endswith("→ Approve (Alice)")
+    assert not any("not yours" in t.lower() for t in texts), "a refusal is an alert only"
+
+
+@needs_bwrap
+async def test_a_tap_on_an_expired_request_or_an_unknown_button_changes_nothing(
+    fake: FakeTelegram, make_config: Callable[..., Any]
+) -> None:
+    config = _config(make_config, fake, approval_timeout_s=0.5)
+    async with Gateway(config, provider=_runs_a_command()) as gw:
+        fake.push_private("tidy up", user_id=ALICE)
+        await until(lambda: any(t.startswith("result:") for t in fake.texts(ALICE)), timeout=20)
+        message_id, keys = fake.buttons(ALICE)
+        late = fake.push_press(ALICE, message_id, keys[0][1])
+        unknown = fake.push_press(ALICE, message_id, "b:no-such-token")
+        late_answer, unknown_answer = await _answer(fake, late), await _answer(fake, unknown)
+        await settled(gw)
+        stored = await gw.store.inbound.status("tg", f"press:{late['callback_query']['id']}")
+    assert late_answer["text"] == EXPIRED and late_answer["show_alert"] is True
+    assert unknown_answer["text"] == EXPIRED
+    assert stored is None, "an expired press never reaches the inbox"
+    texts = fake.texts(ALICE)
+    assert "not run" in texts[-1] and "ran-42" not in texts[-1]
+    assert not any(t.startswith(("Approved", "No pending")) for t in texts)
+
+
+async def test_a_pairing_request_is_approved_with_a_tap_after_a_restart(
+    fake: FakeTelegram, make_config: Callable[..., Any]
+) -> None:
+    stranger = 77
+    config = make_config(
+        channels={"tg": channel_table(fake)},
+        gateway={"owners": [f"tg:{ALICE}"]},
+        sandbox={"backend": "none"},
+        memory={"enabled": False},
+    )
+    provider = ScriptedProvider(["hello stranger"])
+    async with Gateway(config, provider=provider):
+        fake.push_private("hi", user_id=stranger, first_name="Sam")
+        await until(lambda: fake.buttons(ALICE)[1])
+    message_id, keys = fake.buttons(ALICE)
+    assert [label for label, _ in keys] == ["Approve", "Deny"]
+    assert "Sam" in fake.texts(ALICE)[-1]
+    async with Gateway(config, provider=provider) as gw:
+        press = fake.push_press(ALICE, message_id, keys[0][1])
+        await _answer(fake, press)
+        await until(lambda: any(t.startswith("Approved Sam") for t in fake.texts(ALICE)))
+        fake.push_private("now?", user_id=stranger, first_name="Sam")
+        await until(lambda: "hello stranger" in fake.texts(stranger))
+        await settled(gw)
+    assert fake.buttons(ALICE) == (0, [])
