@@ -8,6 +8,12 @@ or after `ack_budget_s` at the latest (channels/slack_handover.py says why Bolt'
 modes cannot give that). Slash commands are acknowledged first and handed on afterwards;
 their answers go to the response_url.
 
+Buttons (approvals, pickers) are Block Kit: a section with the text and an actions block,
+with the plain text kept as the notification fallback. A press reaches bolt's `action`
+handler as `decapod:<token>`; it is acknowledged, stored as the presser's own command, and
+the message is replaced through the press's response_url to show the decision without the
+buttons. A refused press (someone else's buttons, expired) gets an ephemeral answer.
+
 A channel mention that is taken makes its thread the bot's at once (kept on disk), so a
 reply in that thread needs no mention even while the first answer is still being written.
 
@@ -54,7 +60,9 @@ from bot.messages import (
 )
 from channels import InboundSink, ReplyProgress
 from channels.base import BaseChannel
+from channels.buttons import Button, ButtonBook
 from channels.slack_api import SlackApi, WorkingSignal, doctor, signed
+from channels.slack_buttons import ACTION_PREFIX, press_answer, press_of, with_buttons
 from channels.slack_handover import Handover
 from channels.slack_inbound import Normalizer, ThreadMemory, help_text, split_subcommand
 from channels.slack_mrkdwn import to_mrkdwn
@@ -86,6 +94,7 @@ class SlackChannel(BaseChannel):
     edit_interval = 1.0
     #: Slack allows about one chat.postMessage a second per channel
     chat_interval = 1.0
+    supports_buttons = True
     #: seconds an event waits for the sink before it is acknowledged anyway (Slack allows 3)
     ack_budget_s = 2.0
 
@@ -104,6 +113,7 @@ class SlackChannel(BaseChannel):
             self._verifier = SignatureVerifier(secret)
         self.max_file_bytes = int(settings.max_file_mb * 1_048_576)
         self.threads = ThreadMemory(home / f"slack-{name}-threads.json" if home else None)
+        self.buttons = ButtonBook(home / f"slack-{name}-buttons.json" if home else None)
         self._handover = Handover(name, self.ack_budget_s)
         self._api: SlackApi | None = None
         self._app: AsyncApp | None = None
@@ -147,6 +157,7 @@ class SlackChannel(BaseChannel):
         app.event("app_mention")(self._on_event)
         app.event(re.compile(".*"))(self._on_other_event)  # the first match wins: keep it last
         app.command(self.settings.slash_command)(self._on_slash)
+        app.action(re.compile("^" + re.escape(ACTION_PREFIX)))(self._on_action)
         self._app = app
         if self.settings.mode == "socket":
             await self._open_socket(app)
@@ -308,12 +319,37 @@ class SlackChannel(BaseChannel):
                     in_channel=False,
                 )
 
+    async def _on_action(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        press = press_of(self.name, body)
+        if press is None:
+            log.warning("slack %s: skipped a block action without actions or user", self.name)
+            return
+        result = await self.take_press(press)
+        url = body.get("response_url")
+        if isinstance(url, str):
+            # after the ack: the answer may take its time, the press is stored already
+            task = asyncio.create_task(self._after_press(url, press_answer(result)))
+            self._commands.add(task)
+            task.add_done_callback(self._commands.discard)
+
+    async def _after_press(self, url: str, payload: dict[str, Any]) -> None:
+        try:
+            await self._web().respond(url, payload)
+        except ChannelError as exc:
+            log.warning("slack %s: could not answer a button press: %s", self.name, exc)
+
     # outbound ------------------------------------------------------------------------------
     async def send(self, message: OutboundMessage) -> SentRef:
         url = message.meta.get("response_url")
         if url:  # a command's own reply: only the person who asked sees it
             return await self._answer_command(message, url, message.text, in_channel=False)
         return await super().send(message)
+
+    async def _send_buttons(
+        self, message: OutboundMessage, text: str, buttons: list[Button]
+    ) -> SentRef:
+        return await self._post(message, text, with_buttons(to_mrkdwn(text), buttons))
 
     async def reply(
         self,
@@ -342,24 +378,36 @@ class SlackChannel(BaseChannel):
         if len(pieces) > MAX_RESPONSES:
             pieces = pieces[:MAX_RESPONSES]
             pieces[-1] += "\n… (cut: too long for a command reply; ask me in a message instead)"
-        for piece in pieces:
-            await self._retrying(message.conversation, self._respond, url, piece, in_channel)
+        buttons = await self.buttons.issue(message, pieces[-1]) if message.choices else []
+        for i, piece in enumerate(pieces):
+            last = buttons if i == len(pieces) - 1 else []
+            await self._retrying(message.conversation, self._respond, url, piece, in_channel, last)
         return SentRef(message.conversation, f"response:{len(pieces)}", {"response_url": url})
 
-    async def _respond(self, url: str, text: str, in_channel: bool) -> None:
-        payload = {
+    async def _respond(
+        self, url: str, text: str, in_channel: bool, buttons: list[Button] | None = None
+    ) -> None:
+        payload: dict[str, Any] = {
             "text": to_mrkdwn(text),
             "response_type": "in_channel" if in_channel else "ephemeral",
         }
+        if buttons:
+            payload["blocks"] = with_buttons(payload["text"], buttons)
         await self._web().respond(url, payload)
 
     async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
+        return await self._post(message, text, None)
+
+    async def _post(
+        self, message: OutboundMessage, text: str, blocks: list[dict[str, Any]] | None
+    ) -> SentRef:
         conversation = message.conversation
         thread_ts = message.meta.get("thread_ts") or conversation.thread_id
         resp = await self._web().call(
             "chat.postMessage",
             channel=conversation.chat_id,
-            text=to_mrkdwn(text),
+            text=to_mrkdwn(text),  # the fallback: notifications, and clients without blocks
+            blocks=blocks,
             thread_ts=thread_ts,
             unfurl_links=message.link_preview,
             unfurl_media=message.link_preview,

@@ -23,6 +23,11 @@ ack, or None when none came in time.
 Events API: `post_signed(url, body)` signs like Slack (v0 HMAC-SHA256) and can add
 X-Slack-Retry-Num / X-Slack-Retry-Reason; it returns the status, body and elapsed time.
 
+Buttons: a posted message keeps its `blocks`; `buttons(channel)` shows the newest actions
+block, `block_actions(channel, ts, action_id, user=...)` builds the payload a tap sends (over
+Socket Mode as an `interactive` envelope) with a response_url bound to that message: a POST
+there with `replace_original` replaces the message, an ephemeral one is only recorded.
+
 Payloads are real-shaped JSON in tests/channels/payloads/slack/; `event(name, **fields)`
 loads one with fresh ids and timestamps and overrides fields of its `event`.
 """
@@ -100,6 +105,8 @@ class FakeSlack:
         self._failures: dict[str, list[_Failure]] = {}
         self.refusals: dict[str, str] = {}  # channel -> error for posts and updates
         self.messages: dict[tuple[str, str], str] = {}  # (channel, ts) -> text shown
+        self.blocks: dict[tuple[str, str], list[Any]] = {}  # (channel, ts) -> blocks shown
+        self._response_targets: dict[str, tuple[str, str]] = {}  # response_url id -> message
         self._changed = asyncio.Condition()
         self._seq = itertools.count(1)
         self._ws: web.WebSocketResponse | None = None
@@ -282,6 +289,8 @@ class FakeSlack:
         if method in ("chat.postMessage", "chat.update"):
             key = (str(params.get("channel")), str(params.get("ts") or self.next_ts()))
             self.messages[key] = str(params.get("text", ""))
+            blocks = params.get("blocks")
+            self.blocks[key] = json.loads(blocks) if isinstance(blocks, str) else blocks or []
             params = {**params, "ts": key[1]}
         if method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
             ts = params.get("ts") or self.next_ts()
@@ -307,10 +316,61 @@ class FakeSlack:
         return {"ok": False, "error": "unknown_method"}
 
     async def _respond(self, request: web.Request) -> web.Response:
-        await self._record(
-            self.responses, ApiCall("response_url", await request.json(), time.monotonic())
-        )
+        body = await request.json()
+        target = self._response_targets.get(request.match_info["rid"])
+        if target is not None and body.get("replace_original"):
+            self.messages[target] = str(body.get("text", ""))
+            self.blocks[target] = body.get("blocks") or []
+        await self._record(self.responses, ApiCall("response_url", body, time.monotonic()))
         return web.Response(text="ok")
+
+    # buttons -----------------------------------------------------------------------------------
+    def buttons(self, channel: str) -> tuple[str, list[tuple[str, str]]]:
+        """(ts, [(label, action_id)]) of the newest bot message in `channel` that shows
+        buttons now; ("", []) when none does."""
+        for (where, ts), blocks in reversed(list(self.blocks.items())):
+            actions = [b for b in blocks if b.get("type") == "actions"]
+            if where == channel and actions:
+                elements = actions[0]["elements"]
+                return ts, [(e["text"]["text"], e["action_id"]) for e in elements]
+        return "", []
+
+    def block_actions(
+        self, channel: str, ts: str, action_id: str, *, user: str = "U0001", name: str = "alice"
+    ) -> dict[str, Any]:
+        """The payload of a tap on the button `action_id` of the bot's message `ts`."""
+        rid = uuid.uuid4().hex
+        self._response_targets[rid] = (channel, ts)
+        message = {"type": "message", "user": BOT_USER_ID, "ts": ts, "bot_id": BOT_ID,
+                   "text": self.messages.get((channel, ts), ""),
+                   "blocks": self.blocks.get((channel, ts), [])}  # fmt: skip
+        return {
+            "type": "block_actions",
+            "user": {"id": user, "username": name, "name": name, "team_id": TEAM_ID},
+            "api_app_id": APP_ID,
+            "token": "ZZZZZZWSxiZZZ2yIvs3peJ",
+            "container": {
+                "type": "message",
+                "message_ts": ts,
+                "channel_id": channel,
+                "is_ephemeral": False,
+            },
+            "trigger_id": f"{time.time():.6f}.{uuid.uuid4().hex}",
+            "team": {"id": TEAM_ID, "domain": "fake"},
+            "channel": {"id": channel, "name": "directmessage"},
+            "message": message,
+            "response_url": f"{self.base_url}/respond/{rid}",
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": "b1",
+                    "type": "button",
+                    "value": action_id.partition(":")[2],
+                    "action_ts": self.next_ts(),
+                    "text": {"type": "plain_text", "text": "button"},
+                }
+            ],
+        }
 
     async def _file(self, request: web.Request) -> web.Response:
         self.file_requests.append(dict(request.headers))

@@ -39,7 +39,7 @@ async def test_webhook_delivers_once_and_checks_the_secret(
         assert gw.http.host == "127.0.0.1"
         hook = await fake.wait_for("setWebhook")
         assert hook["url"] == HOOK_URL and hook["secret_token"] == SECRET
-        assert hook["allowed_updates"] == ["message", "edited_message"]
+        assert hook["allowed_updates"] == ["message", "edited_message", "callback_query"]
         assert hook["max_connections"] == 1 and hook["drop_pending_updates"] is False
         local = f"http://127.0.0.1:{gw.http.port}/telegram/tg"
         message = fake.message(
