@@ -9,6 +9,9 @@
 - Inbound events pass through one queue, so the gateway sees them in the order Discord sent
   them. The delivery id is the message or interaction snowflake, so an event that a RESUME
   replays is dropped by the gateway's store.
+- Buttons are a `discord.ui.View` of dynamic items (channels/discord_buttons.py); a press is
+  stored as the presser's command, then answered by updating the message (the decision,
+  no buttons), or, when refused, with an ephemeral reply.
 - discord.py reconnects and resumes; channels/discord_connection.py adds the heartbeat-ACK
   watchdog. What the channel needs from discord.py's internals (the API and gateway URLs,
   the dispatch parsers, the heartbeat's state) is in channels/discord_private.py.
@@ -22,6 +25,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -42,6 +46,8 @@ from bot.messages import (
 from bot.redaction import register_secret
 from channels import InboundSink, discord_private
 from channels.base import BaseChannel
+from channels.buttons import Button, ButtonBook, Press, Refused
+from channels.discord_buttons import PressButton, view_of
 from channels.discord_cli import doctor
 from channels.discord_commands import CheckedCommandTree, add_commands, sync_commands
 from channels.discord_connection import HeartbeatWatchdog
@@ -84,6 +90,9 @@ class _Client(discord.Client):
     async def on_disconnect(self) -> None:
         self.channel.on_disconnected()
 
+    async def on_press(self, interaction: discord.Interaction, token: str) -> None:
+        await self.channel.on_press(interaction, token)
+
 
 class DiscordChannel(BaseChannel):
     type = "discord"
@@ -92,10 +101,12 @@ class DiscordChannel(BaseChannel):
     supports_edit = True
     edit_interval = 1.0
     typing_interval = 8.0  # Discord shows "typing" for about 10 s per request
+    supports_buttons = True
 
-    def __init__(self, name: str, config: DiscordChannelConfig) -> None:
+    def __init__(self, name: str, config: DiscordChannelConfig, home: Path | None = None) -> None:
         super().__init__(name)
         self.config = config
+        self.buttons = ButtonBook(home / f"discord-{name}-buttons.json" if home else None)
         self.supports_edit = config.stream
         self.client: _Client | None = None
         self.tree: app_commands.CommandTree[Any] | None = None
@@ -120,6 +131,7 @@ class DiscordChannel(BaseChannel):
         client = self.client = self._make_client()
         self._sender = DiscordSender(client, self._mentions())
         self._normalizer = Normalizer(self.name, client)
+        client.add_dynamic_items(PressButton)
         self.tree = CheckedCommandTree(client, self._count_malformed)
         add_commands(self.tree, self.commands, self._on_command)
         discord_private.guard_parsers(client, self._count_malformed)
@@ -316,8 +328,31 @@ class DiscordChannel(BaseChannel):
     async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
         return await self._out().send(message, text)
 
+    async def _send_buttons(
+        self, message: OutboundMessage, text: str, buttons: list[Button]
+    ) -> SentRef:
+        return await self._out().send(message, text, view_of(buttons))
+
     async def _edit_text(self, ref: SentRef, text: str) -> None:
         await self._out().edit(ref, text)
+
+    async def on_press(self, interaction: discord.Interaction, token: str) -> None:
+        """Stored first, answered within Discord's 3 s after: the message is updated to
+        show the decision without buttons, or a refusal is shown to the presser alone."""
+        if self._normalizer is None:
+            return
+        identity = self._normalizer.identity(interaction.user)
+        meta = {"channel_id": str(interaction.channel_id)} if interaction.channel_id else {}
+        result = await self.take_press(Press(str(interaction.id), token, identity), meta)
+        try:
+            if isinstance(result, Refused):
+                await interaction.response.send_message(result.reason, ephemeral=True)
+            else:
+                await interaction.response.edit_message(content=result.shown, view=None)
+        except discord.HTTPException as exc:  # too late: the press stands all the same
+            log.info(
+                "Discord %s: press %s not answered (HTTP %s)", self.name, interaction.id, exc.status
+            )
 
     async def on_denied(self, message: InboundMessage) -> None:
         """A command the access layer refused silently still needs an answer, or its
@@ -351,4 +386,4 @@ class DiscordChannel(BaseChannel):
 
 
 def create(name: str, channel_config: DiscordChannelConfig, config: Any) -> DiscordChannel:
-    return DiscordChannel(name, channel_config)
+    return DiscordChannel(name, channel_config, config.home)

@@ -54,7 +54,7 @@ class Normalizer:
         self.client = client
         self._parents: dict[int, int | None] = {}
 
-    def _identity(self, user: discord.abc.User) -> Identity:
+    def identity(self, user: discord.abc.User) -> Identity:
         return Identity(self.name, str(user.id), user.display_name, user.bot)
 
     async def conversation(
@@ -117,7 +117,7 @@ class Normalizer:
         )
         return InboundMessage(
             id=str(message.id),
-            identity=self._identity(message.author),
+            identity=self.identity(message.author),
             conversation=conversation,
             text=text,
             parts=parts,
@@ -174,7 +174,7 @@ class Normalizer:
             )
         return InboundMessage(
             id=str(interaction.id),
-            identity=self._identity(interaction.user),
+            identity=self.identity(interaction.user),
             conversation=conversation,
             text=f"/{name} {args}".rstrip(),
             command=Command(name, args),

@@ -103,14 +103,17 @@ class DiscordSender:
         )
 
     # sending -----------------------------------------------------------------------------------
-    async def send(self, message: OutboundMessage, text: str) -> SentRef:
+    async def send(
+        self, message: OutboundMessage, text: str, view: discord.ui.View | None = None
+    ) -> SentRef:
+        """`view`: buttons under the message."""
         meta = message.meta
         note = ""
         if meta.get("interaction_message_id"):
             interaction_id = str(meta["interaction_id"])
             if self._token_usable(meta):
                 try:
-                    return await self._send_interaction(message, text)
+                    return await self._send_interaction(message, text, view)
                 except TokenExpired:
                     _remember(self._token_dead, interaction_id, True)
                 except EditRejected:
@@ -136,11 +139,14 @@ class DiscordSender:
                 allowed_mentions=self.mentions,
                 suppress_embeds=not message.link_preview,
                 reference=reference,  # type: ignore[arg-type]  # None (the default): no reply
+                **_with(view),
             )
         ref_meta = {"channel_id": channel_id, "note": note} if note else {"channel_id": channel_id}
         return SentRef(message.conversation, str(sent.id), ref_meta)
 
-    async def _send_interaction(self, message: OutboundMessage, text: str) -> SentRef:
+    async def _send_interaction(
+        self, message: OutboundMessage, text: str, view: discord.ui.View | None
+    ) -> SentRef:
         meta = message.meta
         webhook = self._webhook(meta)
         if await self._placeholder_waits(webhook, meta):
@@ -149,6 +155,7 @@ class DiscordSender:
                     int(meta["interaction_message_id"]),
                     content=text,
                     allowed_mentions=self.mentions,
+                    **_with(view),
                 )
         else:
             # editing: a refused token means the same as for an edit (answer elsewhere)
@@ -158,6 +165,7 @@ class DiscordSender:
                     wait=True,
                     allowed_mentions=self.mentions,
                     suppress_embeds=not message.link_preview,
+                    **_with(view),
                 )
         hook = {
             "interaction_id": meta["interaction_id"],
@@ -212,6 +220,12 @@ class DiscordSender:
         channel_id = await self.channel_for(conversation, {})
         async with translated("typing"):
             await self.client.get_partial_messageable(int(channel_id)).typing()
+
+
+def _with(view: discord.ui.View | None) -> dict[str, Any]:
+    """The `view` keyword when there are buttons: discord.py tells None (remove the
+    components) from not given."""
+    return {"view": view} if view is not None else {}
 
 
 def _remember(cache: dict[str, Any], key: str, value: Any) -> None:

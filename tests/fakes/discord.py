@@ -17,6 +17,9 @@ stand-in for attachments. Interactions behave like Discord's: a callback later t
 next matching calls with 429, `retry_after` and the X-RateLimit headers; `fail()` answers
 them with any Discord error (404 10008 on an edit, 403 50001 on a send, a 502), and
 `expire_token()` lets an interaction's token run out after a number of webhook edits.
+Buttons: a message keeps its `components`; `buttons_in(channel_id)` shows the newest message's
+buttons, `press(message_id, custom_id, user=...)` dispatches the component INTERACTION_CREATE a
+tap makes (with the message), and a type 7 callback (UPDATE_MESSAGE) edits that message.
 
 Payload shapes come from tests/channels/payloads/discord/*.json; ids are fresh snowflakes
 that encode the current time, as Discord's do. REST replies carry a Content-Type of exactly
@@ -462,6 +465,50 @@ class FakeDiscord:
         self.interaction_tokens[data["token"]] = created
         return data
 
+    def component_interaction(
+        self, message_id: str, custom_id: str, *, user: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The INTERACTION_CREATE of a tap on a button of the bot's message `message_id`
+        (a DM's when the message is in one, else #general's)."""
+        message = self.messages[message_id]
+        user = user or self.user()
+        dm = message["channel_id"] != CHANNEL_ID and message["channel_id"] not in self.threads
+        data = payload("interaction_create_dm" if dm else "interaction_create_guild")
+        created = time.time()
+        data.update(id=snowflake(created), token="itok-" + snowflake(created), type=3)
+        if dm:
+            data["user"] = user
+            data["channel"]["recipients"] = [user]
+        else:
+            data["member"]["user"] = user
+        data["channel_id"] = data["channel"]["id"] = message["channel_id"]
+        data["message"] = {k: v for k, v in message.items() if not k.startswith("_")}
+        data["data"] = {"custom_id": custom_id, "component_type": 2}
+        self.interaction_tokens[data["token"]] = created
+        return data
+
+    async def press(
+        self, message_id: str, custom_id: str, *, user: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        data = self.component_interaction(message_id, custom_id, user=user)
+        await self.dispatch("INTERACTION_CREATE", data)
+        return data
+
+    def buttons_in(self, channel_id: str) -> tuple[str, list[tuple[str, str]]]:
+        """(message id, [(label, custom_id)]) of the newest message in a channel that shows
+        buttons now; ("", []) when none does."""
+        for message in reversed(list(self.messages.values())):
+            rows = message.get("components") or []
+            if message["channel_id"] == channel_id and rows:
+                found = [(b["label"], b["custom_id"]) for row in rows for b in row["components"]]
+                return str(message["id"]), found
+        return "", []
+
+    def callback_answers(self, interaction: dict[str, Any]) -> list[dict[str, Any]]:
+        """The callback bodies the bot answered an interaction with."""
+        path = f"/interactions/{interaction['id']}/{interaction['token']}/callback"
+        return [c.body for c in self.calls if c.path == path and c.status == 200]
+
     async def send_slash_command(
         self, name: str, options: dict[str, Any] | None = None, **kw: Any
     ) -> dict[str, Any]:
@@ -613,6 +660,7 @@ class FakeDiscord:
             content=body.get("content") or "",
             timestamp=now_iso(),
             flags=body.get("flags") or 0,
+            components=body.get("components") or [],
         )
         self.messages[message["id"]] = message
         return message
@@ -623,6 +671,8 @@ class FakeDiscord:
             return _error(404, 10008, "Unknown Message")
         if "content" in body:
             message["content"] = body["content"]
+        if "components" in body:
+            message["components"] = body["components"] or []
         message["edited_timestamp"] = now_iso()
         return _json({k: v for k, v in message.items() if not k.startswith("_")})
 
@@ -646,8 +696,13 @@ class FakeDiscord:
         kind = body.get("type")
         data = body.get("data") or {}
         channel = self._interaction_channel(token)
-        message = self._bot_message(channel, data)
-        message["_token"] = token
+        if kind == 7:  # UPDATE_MESSAGE: the message whose button was pressed
+            pressed = self._interaction_message(token)
+            self._edit(pressed, data)
+            message = self.messages[pressed]
+        else:
+            message = self._bot_message(channel, data)
+            message["_token"] = token
         self.originals[token] = message["id"]
         interaction = {
             "id": request.match_info["interaction"],
@@ -658,6 +713,13 @@ class FakeDiscord:
         }
         public = {k: v for k, v in message.items() if not k.startswith("_")}
         return _json({"interaction": interaction, "resource": {"type": kind, "message": public}})
+
+    def _interaction_message(self, token: str) -> str:
+        for frame in reversed(self._history):
+            data = frame[2]
+            if frame[1] == "INTERACTION_CREATE" and data and data.get("token") == token:
+                return str((data.get("message") or {}).get("id", ""))
+        return ""
 
     def _interaction_channel(self, token: str) -> str:
         for frame in reversed(self._history):
