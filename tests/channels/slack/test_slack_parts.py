@@ -256,6 +256,7 @@ def test_the_manifest_matches_what_the_adapter_needs() -> None:
     assert command["command"] == SlackChannelConfig(type="slack").slash_command
     settings = manifest["settings"]
     assert settings["socket_mode_enabled"] is True
+    assert settings["interactivity"]["is_enabled"] is True  # buttons (approvals, pickers)
     assert {"app_mention", "message.im", "message.channels"} <= set(
         settings["event_subscriptions"]["bot_events"]
     )
