@@ -23,14 +23,21 @@ from bot.commands import CommandSpec
 from bot.errors import ChannelError, DeliveryRefused, EditRejected, RateLimited
 from bot.messages import (
     Attachment,
-    Command,
     Conversation,
     InboundMessage,
     OutboundMessage,
     SentRef,
 )
 from channels import HttpRoute, InboundSink, ReplyProgress
-from channels.buttons import Button, ButtonBook, Press, Pressed, Refused
+from channels.buttons import (
+    Button,
+    ButtonBook,
+    Press,
+    Pressed,
+    Refused,
+    choices_as_text,
+    hand_on,
+)
 
 log = logging.getLogger("decapod.channels")
 
@@ -108,14 +115,6 @@ def _best_cut(text: str, budget: int) -> int:
 def _open_fence_lang(head: str) -> str:
     line = head[head.rfind(_FENCE) + len(_FENCE) :].split("\n", 1)[0].strip()
     return line if line.isidentifier() and len(line) <= _MAX_LANG else ""
-
-
-def choices_as_text(message: OutboundMessage) -> str:
-    """Buttons as lines a person can type, for platforms (and consoles) without buttons."""
-    if not message.choices:
-        return message.text
-    lines = [f"{choice.label}: {choice.command}" for choice in message.choices]
-    return message.text + "\n" + "\n".join(lines)
 
 
 class BaseChannel:
@@ -229,30 +228,9 @@ class BaseChannel:
     async def take_press(
         self, press: Press, meta: dict[str, Any] | None = None
     ) -> Pressed | Refused:
-        """A button press as the presser's own command, stored through the sink like a typed
-        one (access, roles, dedupe by the press id, the session queue all apply). Refused:
-        the adapter shows the reason to the presser alone, and nothing else happens."""
-        claim = await self.buttons.claim(press)
-        if isinstance(claim, Refused):
-            return claim
-        if self.sink is None:
-            await self.buttons.release(press)
-            return Refused("Not running; please try again in a moment.")
-        message = InboundMessage(
-            id=f"press:{press.id}",
-            identity=press.identity,
-            conversation=claim.conversation,
-            text=claim.command,
-            command=Command.parse(claim.command),
-            mentioned=True,
-            meta=meta or {},
-        )
-        try:
-            await self.sink(message)
-        except BaseException:
-            await self.buttons.release(press)
-            raise
-        return claim
+        """A button press as the presser's own command (channels/buttons.py). Refused: the
+        adapter shows the reason to the presser alone, and nothing else happens."""
+        return await hand_on(self.buttons, self.sink, press, meta or {})
 
     async def _send_chunk(self, message: OutboundMessage, text: str) -> SentRef:
         # one lock per chat keeps chunks and replies in order under concurrent senders

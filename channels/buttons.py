@@ -23,8 +23,19 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from bot.messages import Conversation, ConversationKind, Identity, OutboundMessage
+if TYPE_CHECKING:
+    from channels import InboundSink
+
+from bot.messages import (
+    Command,
+    Conversation,
+    ConversationKind,
+    Identity,
+    InboundMessage,
+    OutboundMessage,
+)
 
 log = logging.getLogger("decapod.channels")
 
@@ -176,6 +187,43 @@ class ButtonBook:
             return
         data = {key: asdict(entry) for key, entry in self._entries.items()}
         await asyncio.to_thread(_write, self.path, data)
+
+
+def choices_as_text(message: OutboundMessage) -> str:
+    """Buttons as lines a person can type, for platforms (and consoles) without buttons."""
+    if not message.choices:
+        return message.text
+    lines = [f"{choice.label}: {choice.command}" for choice in message.choices]
+    return message.text + "\n" + "\n".join(lines)
+
+
+async def hand_on(
+    book: ButtonBook, sink: InboundSink | None, press: Press, meta: dict[str, Any]
+) -> Pressed | Refused:
+    """A press stored through the sink as the presser's own command, like a typed one:
+    access, roles, dedupe (the press id is the delivery id) and the session queue apply.
+    A press the sink could not take gives the buttons back, and raises."""
+    claim = await book.claim(press)
+    if isinstance(claim, Refused):
+        return claim
+    if sink is None:
+        await book.release(press)
+        return Refused("Not running; please try again in a moment.")
+    message = InboundMessage(
+        id=f"press:{press.id}",
+        identity=press.identity,
+        conversation=claim.conversation,
+        text=claim.command,
+        command=Command.parse(claim.command),
+        mentioned=True,
+        meta=meta,
+    )
+    try:
+        await sink(message)
+    except BaseException:
+        await book.release(press)
+        raise
+    return claim
 
 
 def _conversation(entry: _Entry) -> Conversation:
