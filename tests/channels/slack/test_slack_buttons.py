@@ -1,6 +1,7 @@
-"""Block Kit buttons end to end through slack-bolt (Socket Mode): the owner approves a
-sandbox command with a tap; someone else's tap, a tap on an expired request and a second tap
-get an ephemeral answer and change nothing."""
+"""Block Kit buttons end to end through slack-bolt: the owner approves a sandbox command with
+a tap (Socket Mode); someone else's tap, a tap on an expired request and a second tap get an
+ephemeral answer and change nothing; a pairing request's buttons work after a restart, in
+HTTP mode (interactivity on the Events API's URL)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,17 @@ import json
 import shutil
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bot.gateway import Gateway
 from bot.providers.base import ChatRequest, ToolCall
-from bot.providers.testing import FunctionProvider
+from bot.providers.testing import FunctionProvider, ScriptedProvider
 from channels.buttons import EXPIRED, NOT_YOURS
-from tests.channels.slack.conftest import OPEN_ACCESS, idle, slack_settings, until
+from tests.channels.slack.conftest import OPEN_ACCESS, events_url, idle, slack_settings, until
 from tests.fakes.slack import FakeSlack
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 OWNER, OTHER, DM = "U0001", "U0002", "D0001"
 
 
@@ -54,6 +56,7 @@ def _ephemeral(fake: FakeSlack) -> list[str]:
     ]
 
 
+@needs_bwrap
 async def test_the_owner_approves_with_a_tap_once_and_other_taps_change_nothing(
     make_config: Any, fake: FakeSlack
 ) -> None:
@@ -86,6 +89,7 @@ async def test_the_owner_approves_with_a_tap_once_and_other_taps_change_nothing(
     assert fake.messages[(DM, ts)].endswith("→ Approve (alice)")
 
 
+@needs_bwrap
 async def test_a_tap_on_an_expired_request_or_an_unknown_button_changes_nothing(
     make_config: Any, fake: FakeSlack
 ) -> None:
@@ -105,3 +109,36 @@ async def test_a_tap_on_an_expired_request_or_an_unknown_button_changes_nothing(
     texts = fake.texts(DM)
     assert "not run" in texts[-1] and "ran-42" not in texts[-1]
     assert not any(t.startswith(("Approved", "No pending")) for t in texts)
+
+
+async def test_a_pairing_request_is_approved_with_a_tap_after_a_restart_in_http_mode(
+    make_config: Any, fake: FakeSlack
+) -> None:
+    settings = slack_settings(fake, mode="http", access={"dm_policy": "pairing"})
+    config = make_config(
+        channels={"slack": settings},
+        gateway={"owners": [f"slack:{OWNER}"], "shutdown_grace_s": 0.5},
+        http={"enabled": True, "port": 0},
+        sandbox={"backend": "none"},
+        memory={"enabled": False},
+    )
+    provider = ScriptedProvider(["hello stranger"])
+    stranger_dm = "D0009"
+    async with aiohttp.ClientSession() as http:
+        async with Gateway(config, provider=provider) as gw:
+            hi = fake.event("dm_message", user="U0009", channel=stranger_dm, text="hi")
+            assert (await fake.post_signed(http, events_url(gw), hi)).status == 200
+            await until(lambda: fake.buttons(OWNER)[1])
+        ts, keys = fake.buttons(OWNER)
+        assert [label for label, _ in keys] == ["Approve", "Deny"]
+        async with Gateway(config, provider=provider) as gw:
+            press = fake.block_actions(OWNER, ts, keys[0][1], user=OWNER)
+            form = {"payload": json.dumps(press)}
+            assert (await fake.post_signed(http, events_url(gw), form, form=True)).status == 200
+            await until(lambda: any(t.startswith("Approved") for t in fake.texts(OWNER)))
+            now = fake.event("dm_message", user="U0009", channel=stranger_dm, text="now?")
+            assert (await fake.post_signed(http, events_url(gw), now)).status == 200
+            await until(lambda: "hello stranger" in fake.texts(stranger_dm))
+            await until(lambda: fake.buttons(OWNER) == ("", []))
+            await idle(gw)
+    assert fake.messages[(OWNER, ts)].endswith("→ Approve (alice)")
