@@ -271,7 +271,10 @@ async def ask_approval(gw: Gateway, pending: PendingApproval) -> None:
     none): in the conversation the request came from when the owner asked there
     themselves, otherwise in the owner's DMs. Only the owners' presses count."""
     minutes = max(1, round((pending.expires_at - pending.created_at) / 60))
-    text = f"Approval needed for {pending.requester}: {pending.summary}\n(expires in {minutes} min)"
+    text = (
+        f"Approval needed for {pending.requester}: {pending.summary}\n"
+        f"(request {pending.id}, expires in {minutes} min)"
+    )
     choices = approval_choices(pending.id)
     session = gw.sessions.get(pending.session_key)
     if gw.access.role_of_key(pending.requester) == "owner" and session.conversation is not None:

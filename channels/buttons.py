@@ -21,7 +21,7 @@ import logging
 import os
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,7 +87,6 @@ class _Entry:
     allowed: list[str]  # identity keys; empty: anyone the access layer lets in
     choices: list[tuple[str, str, str]]  # (token, label, command)
     used_by: str | None = None  # the press that used the buttons up
-    created: float = field(default_factory=time.time)
 
 
 class ButtonBook:
