@@ -21,23 +21,9 @@ from typing import Any, ClassVar
 
 from bot.commands import CommandSpec
 from bot.errors import ChannelError, DeliveryRefused, EditRejected, RateLimited
-from bot.messages import (
-    Attachment,
-    Conversation,
-    InboundMessage,
-    OutboundMessage,
-    SentRef,
-)
+from bot.messages import Attachment, Conversation, InboundMessage, OutboundMessage, SentRef
 from channels import HttpRoute, InboundSink, ReplyProgress
-from channels.buttons import (
-    Button,
-    ButtonBook,
-    Press,
-    Pressed,
-    Refused,
-    choices_as_text,
-    hand_on,
-)
+from channels.buttons import Button, ButtonBook, Press, Pressed, Refused, choices_as_text, hand_on
 
 log = logging.getLogger("decapod.channels")
 
