@@ -96,6 +96,10 @@ class TurnRunner:
             await self.gw.store.inbound.set_status(*delivery, "done")
             return
         await self.gw.sessions.load(session)
+        user, untrusted = await self._with_media(message, text)
+        if user is None:  # only attachments, none usable: each was named in a reply
+            await self.gw.store.inbound.set_status(*delivery, "done")
+            return
         ctx = ToolContext(
             identity=message.identity,
             conversation=message.conversation,
@@ -104,10 +108,10 @@ class TurnRunner:
             person_id=person,
             role=role,
             timezone=await self._timezone(message),
-            # another person's files (even their names) are outside content
-            tainted=bool(message.parts) and role != "owner",
+            # another person's files (even their names) are outside content, and so is
+            # any text read from a file
+            tainted=(bool(message.parts) and role != "owner") or untrusted,
         )
-        user = _user_message_of(message, text, self.gw.redactor.redact)
         result, failure = await self._run_and_reply(session, message, user, ctx, outbox)
         turn_id = f"{channel_name}:{message.id}"
         identity = message.identity.key
@@ -137,6 +141,29 @@ class TurnRunner:
             outcome=result.outcome,
             tainted=ctx.tainted,
         )
+
+    async def _with_media(
+        self, message: InboundMessage, text: str
+    ) -> tuple[ChatMessage | None, bool]:
+        """The user message with what came attached (bot/media/intake.py), and whether it
+        holds text from a file. A problem with an attachment is said before the answer, as
+        is what a voice note was heard to say; None when nothing is left to answer."""
+        redact = self.gw.redactor.redact
+        media = self.gw.media
+        if not message.parts or media is None:
+            return _user_message_of(message, text, redact), False
+        channel = self.gw.channels[message.conversation.channel]
+        sandbox = self.gw.deps.sandbox
+        intake = await media.take(message, channel, sandbox, redact)
+        if intake.problems:
+            await self.gw.say(message, "\n".join(intake.problems))
+        if intake.spoken:
+            await self.gw.say(message, _heard_line(" ".join(intake.spoken)))
+        text = "\n".join(t for t in (text, *intake.spoken) if t.strip())
+        if not text.strip() and not intake.text and not intake.images:
+            return None, False
+        user = ChatMessage("user", text + intake.text, images=tuple(intake.images))
+        return user, intake.untrusted
 
     async def _resume(self, session: Session, message: InboundMessage, outbox: Outbox) -> None:
         """Another try of a delivery whose answer the person has partly seen, or that is
@@ -351,7 +378,8 @@ class TurnRunner:
         delivery: DeliveryUpdate | None = None,
     ) -> None:
         assert session.row is not None
-        records = [TurnRecord(turn_id, user, identity_key=identity_key)]
+        # the pixels stay with this turn; the history keeps the line that names the image
+        records = [TurnRecord(turn_id, user.without_images(), identity_key=identity_key)]
         records += [TurnRecord(turn_id, m) for m in result.messages]
         if result.outcome in _FAILED or not result.messages:
             note = ChatMessage("assistant", _user_message(result.error, result.outcome))
@@ -399,8 +427,15 @@ def _natural_command(text: str, commands: CommandTable) -> Command | None:
     return None
 
 
+def _heard_line(spoken: str) -> str:
+    """One short line that shows the person what their voice note was heard to say."""
+    short = spoken if len(spoken) <= 200 else spoken[:199].rstrip() + "…"
+    return f'🎤 "{short}"'
+
+
 def _describe_parts(message: InboundMessage) -> str:
-    """Attachments are named for the model; their bytes are fetched only when a tool asks."""
+    """Attachments named for the model where they were not read (a retry of an interrupted
+    turn, a gateway without the media intake)."""
     if not message.parts:
         return ""
     names = [
