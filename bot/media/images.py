@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import io
 import warnings
+from typing import TYPE_CHECKING
 
 from bot.media.errors import MediaProblem
 from bot.providers.base import ImagePart
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 #: a decoded image larger than this many pixels is refused (a decompression bomb)
 MAX_PIXELS = 120_000_000
-_JPEG_QUALITY = 85
+#: the most an encoded image may weigh: far under every provider's per-image limit (Anthropic
+#: 5 MB), and small enough that a request with a photo uploads quickly; a noisy photo gets a
+#: lower JPEG quality, then fewer pixels, until it fits
+MAX_ENCODED_BYTES = 600 * 1024
+_JPEG_QUALITIES = (85, 70, 55)
 
 
 def prepare_image(data: bytes, name: str, max_side: int) -> tuple[ImagePart, tuple[int, int]]:
@@ -41,18 +49,34 @@ def prepare_image(data: bytes, name: str, max_side: int) -> tuple[ImagePart, tup
                 opened.draft("RGB", (max_side, max_side))  # JPEG only: decode smaller
                 image = ImageOps.exif_transpose(opened)
                 image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-                has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-                out = io.BytesIO()
-                if has_alpha:
-                    image.save(out, "PNG", optimize=False)
-                    mime = "image/png"
-                else:
-                    image.convert("RGB").save(out, "JPEG", quality=_JPEG_QUALITY)
-                    mime = "image/jpeg"
+                encoded = _encode(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise MediaProblem(f"{name} has too many pixels for me to open") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise MediaProblem(
             f"{name} is not an image I can read (damaged or unknown format)"
         ) from None
-    return ImagePart(mime, out.getvalue()), size
+    return encoded, size
+
+
+def _encode(image: Image.Image) -> ImagePart:
+    """PNG when the image has transparency (JPEG has none), else JPEG; within the budget."""
+    from PIL import Image
+
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    if not has_alpha:
+        image = image.convert("RGB")
+    while True:
+        for quality in (None,) if has_alpha else _JPEG_QUALITIES:
+            out = io.BytesIO()
+            if quality is None:
+                image.save(out, "PNG")
+            else:
+                image.save(out, "JPEG", quality=quality)
+            if out.tell() <= MAX_ENCODED_BYTES:
+                return ImagePart("image/png" if has_alpha else "image/jpeg", out.getvalue())
+        width, height = image.size
+        if max(width, height) <= 256:
+            return ImagePart("image/png" if has_alpha else "image/jpeg", out.getvalue())
+        smaller = (max(1, width * 3 // 4), max(1, height * 3 // 4))
+        image = image.resize(smaller, Image.Resampling.LANCZOS)
