@@ -145,25 +145,17 @@ class TurnRunner:
     async def _with_media(
         self, message: InboundMessage, text: str
     ) -> tuple[ChatMessage | None, bool]:
-        """The user message with what came attached (bot/media/intake.py), and whether it
-        holds text from a file. A problem with an attachment is said before the answer, as
-        is what a voice note was heard to say; None when nothing is left to answer."""
-        redact = self.gw.redactor.redact
+        """The user message with what came attached (bot/media/), and whether it holds text
+        from a file. Problems with attachments, and what a voice note was heard to say, are
+        said before the answer; None when nothing is left to answer."""
         media = self.gw.media
         if not message.parts or media is None:
-            return _user_message_of(message, text, redact), False
+            return _user_message_of(message, text, self.gw.redactor.redact), False
         channel = self.gw.channels[message.conversation.channel]
-        sandbox = self.gw.deps.sandbox
-        intake = await media.take(message, channel, sandbox, redact)
-        if intake.problems:
-            await self.gw.say(message, "\n".join(intake.problems))
-        if intake.spoken:
-            await self.gw.say(message, _heard_line(" ".join(intake.spoken)))
-        text = "\n".join(t for t in (text, *intake.spoken) if t.strip())
-        if not text.strip() and not intake.text and not intake.images:
-            return None, False
-        user = ChatMessage("user", text + intake.text, images=tuple(intake.images))
-        return user, intake.untrusted
+        intake = await media.take(message, channel, self.gw.deps.sandbox, self.gw.redactor.redact)
+        for note in intake.notes():
+            await self.gw.say(message, note)
+        return intake.user_message(text), intake.untrusted
 
     async def _resume(self, session: Session, message: InboundMessage, outbox: Outbox) -> None:
         """Another try of a delivery whose answer the person has partly seen, or that is
@@ -425,12 +417,6 @@ def _natural_command(text: str, commands: CommandTable) -> Command | None:
     if _REMIND_ME.match(text) and commands.get("remind") is not None:
         return Command("remind", text.strip())
     return None
-
-
-def _heard_line(spoken: str) -> str:
-    """One short line that shows the person what their voice note was heard to say."""
-    short = spoken if len(spoken) <= 200 else spoken[:199].rstrip() + "…"
-    return f'🎤 "{short}"'
 
 
 def _describe_parts(message: InboundMessage) -> str:

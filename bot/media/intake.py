@@ -26,7 +26,7 @@ from bot.media.images import prepare_image
 from bot.media.transcribe import Transcriber
 from bot.media.vision import describe, takes_images
 from bot.messages import Attachment, InboundMessage
-from bot.providers.base import ImagePart
+from bot.providers.base import ChatMessage, ImagePart
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -61,6 +61,24 @@ class Intake:
     problems: list[str] = field(default_factory=list)
     #: text from a file (or from an image, through a vision model) is outside content
     untrusted: bool = False
+
+    def notes(self) -> list[str]:
+        """What the person is told before the answer: the problems, one line each, then one
+        quoted line of what their voice notes were heard to say."""
+        notes = ["\n".join(self.problems)] if self.problems else []
+        if self.spoken:
+            heard = " ".join(self.spoken)
+            short = heard if len(heard) <= 200 else heard[:199].rstrip() + "…"
+            notes.append(f'🎤 "{short}"')
+        return notes
+
+    def user_message(self, text: str) -> ChatMessage | None:
+        """The person's text, then the words of their voice notes, then what names (and
+        holds) each attachment; None when there is nothing to answer."""
+        said = "\n".join(t for t in (text, *self.spoken) if t.strip())
+        if not said.strip() and not self.text and not self.images:
+            return None
+        return ChatMessage("user", said + self.text, images=tuple(self.images))
 
 
 class MediaIntake:
