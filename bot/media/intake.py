@@ -23,7 +23,7 @@ from bot.errors import ChannelError, DecapodError
 from bot.media import documents
 from bot.media.errors import MediaProblem
 from bot.media.images import prepare_image
-from bot.media.transcribe import Transcriber
+from bot.media.transcribe import HOW_TO_ENABLE, Transcriber
 from bot.media.vision import describe, takes_images
 from bot.messages import Attachment, InboundMessage
 from bot.providers.base import ChatMessage, ImagePart
@@ -92,8 +92,8 @@ class MediaIntake:
         self.media = config.media
         self.transcriber = transcriber
         self.vision = vision
-        # the primary of the chat chain decides: a fallback that cannot see gets text only
-        # when it is the primary, so that an outage does not change what the person is told
+        # The chat chain's primary decides. A fallback that cannot see, handed pixels during
+        # an outage, refuses the request and the chain moves on (or the turn says it failed).
         self.chat_sees_images = takes_images(config.models.chat[0], self.media.vision_models)
         self._told_blind: set[str] = set()
 
@@ -147,10 +147,7 @@ class MediaIntake:
                 "(I take images, PDFs, text files and voice notes)"
             )
         if kind == "audio" and not self.transcriber.configured:
-            raise MediaProblem(
-                f"{name}: " + "I can't listen to voice notes yet; the operator can enable "
-                "it with a [transcription] chain in config.toml (see the README, Voice notes)"
-            )
+            raise MediaProblem(HOW_TO_ENABLE)  # before the download: nothing could use it
         if part.size is not None and part.size > cap:
             raise MediaProblem(f"{name} is {_size(part.size)}; I take files up to {_size(cap)}")
         data = await channel.fetch(part, cap)

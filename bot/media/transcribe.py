@@ -22,7 +22,7 @@ log = logging.getLogger("decapod.media")
 HOW_TO_ENABLE = (
     "I can't listen to voice notes yet: no transcription server is set up. The operator "
     "can enable it with a [transcription] chain in config.toml (for example "
-    'chain = ["openai:whisper-1"]; see the README, "Voice notes").'
+    'chain = ["openai:whisper-1"]; see "Photos, documents and voice notes" in the README).'
 )
 
 
