@@ -26,6 +26,7 @@ from bot.errors import (
     StorageUnavailable,
 )
 from bot.logging import log_fields
+from bot.media.outside import holds_outside_content
 from bot.messages import (
     Command,
     InboundMessage,
@@ -109,8 +110,10 @@ class TurnRunner:
             role=role,
             timezone=await self._timezone(message),
             # another person's files (even their names) are outside content, and so is
-            # any text read from a file
-            tainted=(bool(message.parts) and role != "owner") or untrusted,
+            # any text read from a file, now or still in the history
+            tainted=(bool(message.parts) and role != "owner")
+            or untrusted
+            or holds_outside_content(session.messages()),
         )
         result, failure = await self._run_and_reply(session, message, user, ctx, outbox)
         turn_id = f"{channel_name}:{message.id}"

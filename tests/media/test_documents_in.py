@@ -28,7 +28,7 @@ async def test_a_pdf_s_text_reaches_the_model_and_the_file_is_in_the_workspace_i
     make_config: Any, fake: FakeLLM, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "decapod.turn")
-    fake.push("The total is 42 EUR.")
+    fake.push("The total is 42 EUR.", "Paid on time.")
     report = pdf("Invoice total 42 EUR")
     part = Attachment("document", "doc-1", "invoice.pdf", "application/pdf", len(report))
     async with running(
@@ -41,12 +41,15 @@ async def test_a_pdf_s_text_reaches_the_model_and_the_file_is_in_the_workspace_i
         assert gw.deps.sandbox is not None
         inbox = gw.deps.sandbox.workspaces.path_for("test:dm:u1") / "inbox"
         assert (inbox / "invoice.pdf").read_bytes() == report
-    [call] = fake.calls(path="/v1/chat/completions")
+        await channel.push("was it paid on time?")
+        await channel.wait_for_messages(2)
+        assert await settled(gw, delivery="d2") == "done"
+    call, _ = fake.calls(path="/v1/chat/completions")
     user = call.body["messages"][-1]["content"]
     assert user.startswith("what is the total?")
     assert "saved as /work/inbox/invoice.pdf" in user and "Invoice total 42 EUR" in user
-    # the owner's own file, yet its text is outside content
-    assert _tainted(caplog) == [True]
+    # the owner's own file, yet its text is outside content, also while it is in the history
+    assert _tainted(caplog) == [True, True]
 
 
 async def test_a_long_text_file_is_cut_with_a_note(make_config: Any, fake: FakeLLM) -> None:
