@@ -1,7 +1,7 @@
 """`make bench`: every figure the code supports (P1-P10, the failover overhead, memory recall,
-web_fetch overhead, the MCP tool-call overhead, the web UI), side by side with nanobot where it
-has the figure, as one table; bench/results.json keeps the figures, the machine and the versions
-measured.
+web_fetch overhead, the MCP tool-call overhead, the web UI, image messages), side by side with
+nanobot where it has the figure, as one table; bench/results.json keeps the figures, the
+machine and the versions measured.
 
     python -m bench [--quick] [--only P1,P4] [--no-peer]
 
@@ -48,6 +48,7 @@ FIGURES = (
     "WF",
     "MC",
     "UI",
+    "IM",
 )
 PEER_FIGURES = {"P1", "P4", "P5", "P7"}
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -446,6 +447,30 @@ def _rows(r: dict[str, Any], peer: dict[str, Any] | None, only: set[str]) -> lis
             ]
         else:
             rows.append(missing("UI", "web UI", "", "webui_bench"))
+    if "IM" in only:
+        im = r.get("media")
+        if im:
+            rows += [
+                Row(
+                    "Image message overhead p50 (no model)",
+                    ms(im["p50_ms"]),
+                    "",
+                    "info",
+                    notes=[
+                        f"p95 {ms(im['p95_ms'])}; a {mb(im['image_bytes'] / 2**20)} 12 MP JPEG: "
+                        f"download, downscale, encode, request body {kb(im['body_bytes'])}"
+                    ],
+                ),
+                Row(
+                    f"Peak RSS handling a {im['big_image_bytes'] / 2**20:.0f} MB image",
+                    mb(im["peak_rss_mb"]),
+                    "",
+                    "info",
+                    notes=[f"{mb(im['imports_peak_rss_mb'])} after the imports alone"],
+                ),
+            ]
+        else:
+            rows.append(missing("IM", "image message overhead", "", "media_bench"))
     return rows
 
 
@@ -506,6 +531,8 @@ def main(argv: list[str] | None = None) -> int:
             _step("web_bench", _module_run("web_bench", q), results)
         if "UI" in only:
             _step("webui_bench", _module_run("webui_bench", q), results)
+        if "IM" in only:
+            _step("media_bench", _module_run("media_bench", q), results)
         if only & PEER_FIGURES and not args.no_peer:
             print("\n== nanobot (peer)", flush=True)
             peer_started = time.perf_counter()

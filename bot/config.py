@@ -20,8 +20,14 @@ from bot.config_base import ChannelAccessConfig, GroupConfig, Section
 from bot.errors import ConfigError
 from bot.hooks.config import HooksConfig
 from bot.mcp.config import McpConfig
+from bot.media.config import MediaConfig, TranscriptionConfig
 from bot.memory.config import MemoryConfig
-from bot.providers.config import ModelsConfig, ProviderConfig, check_model_refs
+from bot.providers.config import (
+    ModelsConfig,
+    ProviderConfig,
+    check_model_refs,
+    split_model_ref,
+)
 from bot.sandbox.config import SandboxConfig
 from bot.scheduler.config import SchedulerConfig
 from bot.skills.config import SkillsConfig
@@ -145,12 +151,15 @@ class Config(_Section):
     hooks: HooksConfig = Field(default_factory=HooksConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     webui: WebUIConfig = Field(default_factory=WebUIConfig)
+    media: MediaConfig = Field(default_factory=MediaConfig)
+    transcription: TranscriptionConfig = Field(default_factory=TranscriptionConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _chains(self) -> Config:
         check_model_refs(self.providers, self.models)
+        _check_transcribers(self.providers, self.transcription)
         if "web" in self.channels and self.http.enabled and self.webui.enabled:
             raise ValueError(
                 "channels.web: `web` is the web UI's chat; rename this channel "
@@ -165,6 +174,24 @@ class Config(_Section):
     @property
     def log_file(self) -> Path | None:
         return self.home / self.logging.file if self.logging.file else None
+
+
+def _check_transcribers(
+    providers: dict[str, ProviderConfig], transcription: TranscriptionConfig
+) -> None:
+    for ref in transcription.chain:
+        name, _ = split_model_ref(ref)
+        provider = providers.get(name)
+        if provider is None:
+            raise ValueError(
+                f"transcription.chain: {ref!r} names provider {name!r}, which is not "
+                "configured under [providers]"
+            )
+        if provider.type != "openai":
+            raise ValueError(
+                f"transcription.chain: {ref!r}: provider {name!r} must be OpenAI-compatible "
+                "(type = 'openai'): transcription uses /v1/audio/transcriptions"
+            )
 
 
 def default_home() -> Path:

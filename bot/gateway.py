@@ -43,6 +43,7 @@ from channels import Channel, create_channel
 if TYPE_CHECKING:
     from bot.http import HttpServer
     from bot.mcp.manager import McpManager
+    from bot.media.intake import MediaIntake
     from bot.providers.build import ProviderSet
 
 log = logging.getLogger("decapod.gateway")
@@ -75,6 +76,7 @@ class Gateway:
         self.channels: dict[str, Channel] = dict(channels or {})
         self._provider_override = provider
         self.providers: ProviderSet | None = None  # built at start
+        self.media: MediaIntake | None = None  # built at start
         self.provider: Provider | None = provider
         self.agent: Agent | None = None
         self.policy = ToolPolicy()
@@ -166,6 +168,9 @@ class Gateway:
             policy=self.policy,
             redact=self.redactor.redact,
         )
+        from bot.media.intake import start_media
+
+        self.media = await start_media(cfg, self.providers, self._stack)
         for name, ch_cfg in cfg.channels.items():
             if name not in self.channels:
                 self.channels[name] = create_channel(name, ch_cfg, cfg)

@@ -26,6 +26,7 @@ from bot.errors import (
     StorageUnavailable,
 )
 from bot.logging import log_fields
+from bot.media.outside import holds_outside_content
 from bot.messages import (
     Command,
     InboundMessage,
@@ -96,6 +97,10 @@ class TurnRunner:
             await self.gw.store.inbound.set_status(*delivery, "done")
             return
         await self.gw.sessions.load(session)
+        user, untrusted = await self._with_media(message, text)
+        if user is None:  # only attachments, none usable: each was named in a reply
+            await self.gw.store.inbound.set_status(*delivery, "done")
+            return
         ctx = ToolContext(
             identity=message.identity,
             conversation=message.conversation,
@@ -104,10 +109,12 @@ class TurnRunner:
             person_id=person,
             role=role,
             timezone=await self._timezone(message),
-            # another person's files (even their names) are outside content
-            tainted=bool(message.parts) and role != "owner",
+            # another person's files (even their names) are outside content, and so is
+            # any text read from a file, now or still in the history
+            tainted=(bool(message.parts) and role != "owner")
+            or untrusted
+            or holds_outside_content(session.messages()),
         )
-        user = _user_message_of(message, text, self.gw.redactor.redact)
         result, failure = await self._run_and_reply(session, message, user, ctx, outbox)
         turn_id = f"{channel_name}:{message.id}"
         identity = message.identity.key
@@ -137,6 +144,21 @@ class TurnRunner:
             outcome=result.outcome,
             tainted=ctx.tainted,
         )
+
+    async def _with_media(
+        self, message: InboundMessage, text: str
+    ) -> tuple[ChatMessage | None, bool]:
+        """The user message with what came attached (bot/media/), and whether it holds text
+        from a file. Problems with attachments, and what a voice note was heard to say, are
+        said before the answer; None when nothing is left to answer."""
+        media = self.gw.media
+        if not message.parts or media is None:
+            return _user_message_of(message, text, self.gw.redactor.redact), False
+        channel = self.gw.channels[message.conversation.channel]
+        intake = await media.take(message, channel, self.gw.deps.sandbox, self.gw.redactor.redact)
+        for note in intake.notes():
+            await self.gw.say(message, note)
+        return intake.user_message(text), intake.untrusted
 
     async def _resume(self, session: Session, message: InboundMessage, outbox: Outbox) -> None:
         """Another try of a delivery whose answer the person has partly seen, or that is
@@ -351,7 +373,8 @@ class TurnRunner:
         delivery: DeliveryUpdate | None = None,
     ) -> None:
         assert session.row is not None
-        records = [TurnRecord(turn_id, user, identity_key=identity_key)]
+        # the pixels stay with this turn; the history keeps the line that names the image
+        records = [TurnRecord(turn_id, user.without_images(), identity_key=identity_key)]
         records += [TurnRecord(turn_id, m) for m in result.messages]
         if result.outcome in _FAILED or not result.messages:
             note = ChatMessage("assistant", _user_message(result.error, result.outcome))
@@ -400,7 +423,8 @@ def _natural_command(text: str, commands: CommandTable) -> Command | None:
 
 
 def _describe_parts(message: InboundMessage) -> str:
-    """Attachments are named for the model; their bytes are fetched only when a tool asks."""
+    """Attachments named for the model where they were not read (a retry of an interrupted
+    turn, a gateway without the media intake)."""
     if not message.parts:
         return ""
     names = [

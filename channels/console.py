@@ -1,6 +1,8 @@
 """The terminal channel (`decapod chat`): the same gateway core, no account anywhere.
 
 The person at the terminal is the owner. Replies stream to the terminal as they arrive.
+`/attach PATH [text]` sends a local file (an image, a document, a voice recording) with the
+text, or with the next message when no text follows.
 """
 
 from __future__ import annotations
@@ -8,14 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import mimetypes
+import shlex
 import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, TextIO
 
-from bot.errors import DecapodError
+from bot.errors import ChannelError, DecapodError
 from bot.messages import (
+    Attachment,
     Command,
     Conversation,
     ConversationKind,
@@ -52,6 +58,8 @@ class ConsoleChannel(BaseChannel):
         self.closed = asyncio.Event()
         self._answered = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
+        #: files named by /attach, sent with the next message
+        self._attached: list[Attachment] = []
 
     async def start(self, sink: InboundSink) -> None:
         await super().start(sink)
@@ -96,6 +104,10 @@ class ConsoleChannel(BaseChannel):
                     continue
                 if text.strip() in ("/exit", "/quit"):
                     return
+                if text.split(maxsplit=1)[0] == "/attach":
+                    text = self._attach(text)
+                    if not text:
+                        continue
                 self._answered.clear()
                 try:
                     await sink(self._inbound(text))
@@ -111,13 +123,51 @@ class ConsoleChannel(BaseChannel):
             self.closed.set()
 
     def _inbound(self, text: str) -> InboundMessage:
+        parts, self._attached = tuple(self._attached), []
         return InboundMessage(
             id=uuid.uuid4().hex,
             identity=Identity(self.name, self.user, self.user),
             conversation=self.conversation,
             text=text,
-            command=Command.parse(text),
+            parts=parts,
+            command=None if parts else Command.parse(text),
         )
+
+    def _attach(self, line: str) -> str:
+        """Queue the file `/attach PATH [text]` names; the text to send now ("" for none)."""
+        try:
+            words = shlex.split(line)[1:]
+        except ValueError as exc:
+            self._write(f"bot> /attach: {exc}\n")
+            return ""
+        if not words:
+            self._write('bot> usage: /attach PATH [text]   (quote a path with spaces: "a b.pdf")\n')
+            return ""
+        path = Path(words[0]).expanduser()
+        if not path.is_file():
+            self._write(f"bot> /attach: {path} is not a file\n")
+            return ""
+        mime = mimetypes.guess_type(path.name)[0] or ""
+        kind = mime.split("/")[0] if mime.split("/")[0] in ("image", "audio") else "document"
+        size = path.stat().st_size
+        self._attached.append(Attachment(kind, str(path.resolve()), path.name, mime, size))
+        rest = " ".join(words[1:])
+        if not rest:
+            self._write(f"bot> attached {path.name}; it goes with your next message\n")
+        return rest
+
+    async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
+        def read() -> bytes:
+            with Path(attachment.ref).open("rb") as f:
+                return f.read(max_bytes + 1)
+
+        try:
+            data = await asyncio.to_thread(read)
+        except OSError as exc:
+            raise ChannelError(f"cannot read {attachment.name}: {exc.strerror}") from None
+        if len(data) > max_bytes:
+            raise ChannelError(f"{attachment.name} is larger than {max_bytes:,} bytes")
+        return data
 
     def _write(self, text: str) -> None:
         self.stdout.write(text)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from bot.errors import ProviderError, ProviderHTTPError
 from bot.providers.base import (
     ChatEvent,
+    ChatMessage,
     ChatRequest,
     Finish,
     TextDelta,
@@ -274,7 +275,7 @@ def to_anthropic_messages(request: ChatRequest) -> tuple[list[TextBlockParam], l
                 ],
             )
         elif message.role == "user":
-            add("user", _text_blocks(message.content))
+            add("user", [*_image_blocks(message), *_text_blocks(message.content)])
         else:
             blocks = _text_blocks(message.content)
             blocks += [
@@ -302,6 +303,27 @@ def to_anthropic_messages(request: ChatRequest) -> tuple[list[TextBlockParam], l
 def _text_blocks(text: str) -> list[ContentBlockParam]:
     # The API refuses empty text blocks.
     return [{"type": "text", "text": text}] if text else []
+
+
+def _image_blocks(message: ChatMessage) -> list[ContentBlockParam]:
+    # Images ahead of the text that asks about them, as Anthropic's guide recommends.
+    return [
+        {
+            "type": "image",
+            "source": {"type": "base64", "media_type": _media_type(i.mime), "data": i.base64()},
+        }
+        for i in message.images
+    ]
+
+
+def _media_type(mime: str) -> Literal["image/jpeg", "image/png", "image/gif", "image/webp"]:
+    if mime == "image/png":
+        return "image/png"
+    if mime == "image/gif":
+        return "image/gif"
+    if mime == "image/webp":
+        return "image/webp"
+    return "image/jpeg"
 
 
 def _tool_input(call: ToolCall) -> dict[str, Any]:

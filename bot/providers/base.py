@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -29,12 +29,31 @@ class ToolCall:
 
 
 @dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image the model sees, already downscaled and encoded (bot/media/images.py)."""
+
+    mime: str  # image/jpeg | image/png
+    data: bytes = field(repr=False)  # never printed: a log line must not carry pixels
+
+    def base64(self) -> str:
+        import base64
+
+        return base64.b64encode(self.data).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: Role
     content: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None  # the tool name, for role="tool"
+    #: pixels for a user message, carried only by the turn they came with: the stored
+    #: history keeps the text (which names the image), never the bytes
+    images: tuple[ImagePart, ...] = field(default=(), repr=False)
+
+    def without_images(self) -> ChatMessage:
+        return replace(self, images=()) if self.images else self
 
 
 @dataclass(frozen=True, slots=True)

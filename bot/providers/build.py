@@ -143,7 +143,7 @@ class ProviderSet:
         self._models = models
         policy = policy_from(models)
         self.board = BreakerBoard(policy.breaker, clock=clock, notify=notify)
-        purposes = ["chat", *models.routes]
+        purposes = ["chat", *models.routes, *(["vision"] if models.vision else [])]
         names = {split_model_ref(r)[0] for p in purposes for r in models.chain_for(p)}
         self.providers: dict[str, SdkProvider] = {
             name: make_provider(name, providers[name], environ=environ, clock=clock)

@@ -153,6 +153,8 @@ class ModelsConfig(BaseModel):
     chat: list[str] = Field(min_length=1)
     #: purpose -> its own chain; a purpose without a route uses `chat`
     routes: dict[Purpose, list[str]] = Field(default_factory=dict)
+    #: models that describe an image for a chat model that cannot see it, in order
+    vision: list[str] = Field(default_factory=list)
     #: wait (within the deadline) for a cooling primary instead of failing over
     wait_for_primary: bool = False
     #: consecutive failures that open an entry's breaker
@@ -172,7 +174,7 @@ class ModelsConfig(BaseModel):
     #: seconds one turn may spend before a first visible token
     deadline_s: float = Field(default=90.0, gt=0)
 
-    @field_validator("chat")
+    @field_validator("chat", "vision")
     @classmethod
     def _chat_refs(cls, refs: list[str]) -> list[str]:
         for ref in refs:
@@ -196,6 +198,8 @@ class ModelsConfig(BaseModel):
         return self
 
     def chain_for(self, purpose: str) -> list[str]:
+        if purpose == "vision" and self.vision:
+            return self.vision
         for routed, refs in self.routes.items():
             if routed == purpose:
                 return refs
@@ -206,6 +210,7 @@ def check_model_refs(providers: dict[str, ProviderConfig], models: ModelsConfig)
     """Every chain names configured providers. Raises ValueError naming the model string."""
     chains: list[tuple[str, list[str]]] = [("models.chat", models.chat)]
     chains += [(f"models.routes.{purpose}", refs) for purpose, refs in models.routes.items()]
+    chains.append(("models.vision", models.vision))
     for where, refs in chains:
         for ref in refs:
             provider, _ = split_model_ref(ref)

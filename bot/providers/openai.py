@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from bot.errors import ProviderError, ProviderHTTPError
 from bot.providers.base import (
     ChatEvent,
+    ChatMessage,
     ChatRequest,
     Finish,
     TextDelta,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from openai import AsyncOpenAI, AsyncStream
     from openai.types.chat import (
         ChatCompletionChunk,
+        ChatCompletionContentPartParam,
         ChatCompletionMessageParam,
         ChatCompletionToolParam,
     )
@@ -257,6 +259,8 @@ def to_openai_messages(request: ChatRequest) -> list[ChatCompletionMessageParam]
     for message in request.messages:
         if message.role == "system":
             out.append({"role": "system", "content": message.content})
+        elif message.role == "user" and message.images:
+            out.append({"role": "user", "content": _openai_user_parts(message)})
         elif message.role == "user":
             out.append({"role": "user", "content": message.content})
         elif message.role == "tool":
@@ -285,6 +289,17 @@ def to_openai_messages(request: ChatRequest) -> list[ChatCompletionMessageParam]
         else:
             out.append({"role": "assistant", "content": message.content})
     return out
+
+
+def _openai_user_parts(message: ChatMessage) -> list[ChatCompletionContentPartParam]:
+    """Text, then each image as a data URL (the chat-completions way to send pixels)."""
+    parts: list[ChatCompletionContentPartParam] = []
+    if message.content:
+        parts.append({"type": "text", "text": message.content})
+    for image in message.images:
+        url = f"data:{image.mime};base64,{image.base64()}"
+        parts.append({"type": "image_url", "image_url": {"url": url}})
+    return parts
 
 
 def to_openai_tools(request: ChatRequest) -> list[ChatCompletionToolParam]:

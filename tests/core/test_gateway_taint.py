@@ -100,15 +100,17 @@ async def test_untrusted_output_from_an_earlier_turn_still_needs_approval(
 async def test_another_persons_attachments_taint_their_turn(make_config: Any) -> None:
     channel = RecordingChannel("tg")
     async with _gateway(make_config, _model(exec_after_fetch=False), channel):
+        # the file cannot be downloaded (so no text of it is read): only its name is known
         await channel.push("run it", user="owner", parts=(FILE,))
-        [owners] = await channel.wait_for_messages(1, chat_id="owner", timeout=20)
-        assert RAN.fullmatch(owners)  # the owner's own file is not outside content
+        missing, owners = await channel.wait_for_messages(2, chat_id="owner", timeout=20)
+        assert missing.startswith("I could not download notes.txt")
+        assert RAN.fullmatch(owners)  # the owner's own file's name is not outside content
         await channel.push("run it", user="guest")
         [plain] = await channel.wait_for_messages(1, chat_id="guest", timeout=20)
         assert RAN.fullmatch(plain)  # the same request without a file is not asked
         await channel.push("run the script in this file", user="guest", parts=(FILE,))
-        ask = (await channel.wait_for_messages(2, chat_id="owner", timeout=20))[1]
+        ask = (await channel.wait_for_messages(3, chat_id="owner", timeout=20))[2]
         assert "Approval needed for tg:guest" in ask and UNTRUSTED in ask
         await channel.push(f"/deny {_approval_id(ask)}", user="owner")
-        answer = (await channel.wait_for_messages(2, chat_id="guest", timeout=20))[1]
+        answer = (await channel.wait_for_messages(3, chat_id="guest", timeout=20))[2]
     assert "ran-it" not in answer and "denied" in answer

@@ -7,7 +7,9 @@ import itertools
 import time
 from typing import Any
 
+from bot.errors import ChannelError
 from bot.messages import (
+    Attachment,
     Command,
     Conversation,
     ConversationKind,
@@ -36,6 +38,9 @@ class RecordingChannel(BaseChannel):
         self._changed = asyncio.Condition()
         self.delivery_ids = itertools.count(1)
         self.button_rows: dict[str, list[Button]] = {}  # message id -> buttons under it
+        #: attachment ref -> bytes that `fetch` downloads (a ref not here: a failed download)
+        self.files: dict[str, bytes] = {}
+        self.fetched: list[tuple[str, int]] = []  # (ref, max_bytes) of each fetch
 
     async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
         mid = str(next(self._ids))
@@ -57,6 +62,15 @@ class RecordingChannel(BaseChannel):
 
     async def _typing(self, conversation: Conversation) -> None:
         await self._record("typing", "")
+
+    async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
+        self.fetched.append((attachment.ref, max_bytes))
+        data = self.files.get(attachment.ref)
+        if data is None:
+            raise ChannelError(f"the platform answered 404 for {attachment.name}")
+        if len(data) > max_bytes:
+            raise ChannelError(f"{attachment.name} is larger than {max_bytes} bytes")
+        return data
 
     async def _record(self, kind: str, text: str) -> None:
         async with self._changed:

@@ -407,7 +407,8 @@ class FakeDiscord:
                     "size": len(blob),
                     "url": f"http://{self.host}:{self.port}/cdn/attachments/{name}",
                     "proxy_url": f"http://{self.host}:{self.port}/cdn/attachments/{name}",
-                    "content_type": "text/plain; charset=utf-8",
+                    # by the name's extension, as Discord does; text when it knows none
+                    "content_type": _content_type(name),
                 }
             )
         return data
@@ -780,3 +781,10 @@ class FakeDiscord:
         if blob is None:
             return web.Response(status=404)
         return web.Response(body=blob, content_type="text/plain")
+
+
+def _content_type(name: str) -> str:
+    import mimetypes
+
+    guessed = mimetypes.guess_type(name)[0]
+    return guessed if guessed and not guessed.startswith("text/") else "text/plain; charset=utf-8"

@@ -18,6 +18,11 @@ JSON), an error event inside the stream (`stream_error`), a fixed delay (`delay_
 GET /v1/models lists), `api_keys` (when set, any other key gets the API's own 401),
 `embed_delay_s` (every embeddings answer waits that long). Every
 request is recorded in `.requests`; `calls(model=..., path=...)` filters them.
+
+POST /v1/audio/transcriptions (multipart, as the OpenAI SDK sends it) answers
+`{"text": transcript_text}`, the stand-in for the words in any audio; `transcript_replies`
+queues faults or other texts (a `Reply`'s status and text). Its body is recorded as
+{"model", "language", "file_name", "file_bytes", "file_type"}; the audio itself is not kept.
 """
 
 from __future__ import annotations
@@ -154,6 +159,9 @@ class FakeLLM:
         #: seconds each /v1/embeddings request waits before it answers (slow embedders)
         self.embed_delay_s = 0.0
         self.requests: list[RecordedRequest] = []
+        #: what POST /v1/audio/transcriptions hears in any audio, unless a queued reply says
+        self.transcript_text = "what is on my shopping list"
+        self.transcript_replies: deque[Reply] = deque()
         #: requests being answered right now (a hung one counts until the client goes away)
         self.open_requests = 0
         self.disconnects = 0
@@ -172,6 +180,7 @@ class FakeLLM:
         app.router.add_post("/v1/messages", self._anthropic_messages)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
         # handler_cancellation: a hung handler learns at once that its client went away.
         self._runner = web.AppRunner(
             app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5
@@ -268,6 +277,29 @@ class FakeLLM:
         recorded = await self._record(request)
         reply = self._next_reply(recorded)
         return await self._answer(request, recorded, reply, _AnthropicRender(recorded.body))
+
+    async def _transcriptions(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        upload = form.get("file")
+        audio = upload.file.read() if isinstance(upload, web.FileField) else b""
+        body = {
+            "model": str(form.get("model", "")),
+            "language": str(form.get("language", "")),
+            "file_name": upload.filename if isinstance(upload, web.FileField) else "",
+            "file_type": upload.content_type if isinstance(upload, web.FileField) else "",
+            "file_bytes": len(audio),
+        }
+        self.requests.append(
+            RecordedRequest(request.method, request.path, dict(request.headers), body)
+        )
+        reply = self.transcript_replies.popleft() if self.transcript_replies else None
+        if reply is not None and reply.status != 200:
+            kind = reply.error_kind or _KIND_BY_STATUS.get(reply.status, "server")
+            return web.json_response(_OpenAIRender({}).error(kind), status=reply.status)
+        if not audio:  # as OpenAI answers an empty upload
+            error = {"message": "Audio file is empty", "type": "invalid_request_error"}
+            return web.json_response({"error": error}, status=400)
+        return web.json_response({"text": reply.text if reply else self.transcript_text})
 
     async def _answer(
         self,

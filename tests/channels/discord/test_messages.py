@@ -152,7 +152,8 @@ async def test_attachment_is_named_for_the_model_and_fetched_on_demand(
         assert await channel.fetch(part, max_bytes=1000) == b"buy apples\n" * 10
         with pytest.raises(ChannelError):
             await channel.fetch(part, max_bytes=50)
-    assert "[attached: notes.txt (text/plain" in provider.requests[0].messages[-1].content
+    asked = provider.requests[0].messages[-1].content
+    assert "[document notes.txt" in asked and "buy apples" in asked  # read, as text
 
 
 async def test_own_messages_and_system_messages_are_ignored(

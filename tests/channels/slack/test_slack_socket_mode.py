@@ -225,4 +225,4 @@ async def test_files_become_attachments_within_the_size_cap(fake: FakeSlack, run
             await channel.fetch(elsewhere, 1000)
     prompt = user_texts(provider)[0]
     assert "holiday.mov not attached: 700.0 MB is over the 20 MB limit" in prompt
-    assert "[attached: notes.txt (text/plain" in prompt
+    assert "[document notes.txt" in prompt and "buy more milk" in prompt  # read, as text

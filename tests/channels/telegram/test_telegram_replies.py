@@ -18,6 +18,7 @@ from bot.providers.testing import FunctionProvider, ScriptedProvider
 from channels.telegram import TelegramChannel
 from tests.channels.telegram.conftest import ALICE, GROUP, payload, settled, until
 from tests.fakes.telegram import FakeTelegram
+from tests.media.files import pdf
 
 StartChannel = Callable[..., Awaitable[TelegramChannel]]
 DM = Conversation("tg", str(ALICE), ConversationKind.DM)
@@ -126,7 +127,7 @@ async def test_an_edit_that_changes_nothing_is_not_an_error(
 async def test_attachments_reach_the_model_as_names_and_are_fetched_with_a_cap(
     fake: FakeTelegram, tg_config: Callable[..., Any]
 ) -> None:
-    content = b"%PDF-1.7 " + b"x" * 3000
+    content = pdf("Quarterly report " + "x" * 2600)
     update = payload("document")
     update["message"]["document"]["file_id"] = fake.add_file(content)
     update["message"]["document"]["file_size"] = len(content)
@@ -136,7 +137,8 @@ async def test_attachments_reach_the_model_as_names_and_are_fetched_with_a_cap(
         await until(lambda: fake.texts(ALICE) == ["Got your report."])
         await settled(gw)
         (asked,) = provider.requests
-        assert "report.pdf (application/pdf" in asked.messages[-1].content
+        assert "[document report.pdf" in asked.messages[-1].content
+        assert "Quarterly report" in asked.messages[-1].content  # read, as text
         channel = gw.channels["tg"]
         doc = Attachment("document", update["message"]["document"]["file_id"], "report.pdf")
         assert await channel.fetch(doc, max_bytes=1_000_000) == content  # type: ignore[attr-defined]

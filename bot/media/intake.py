@@ -1,0 +1,278 @@
+"""What came with a message, made into what the model gets: images as pixels (or a vision
+model's description of them), documents as text (also saved in the session's workspace under
+`inbox/`), voice notes as their transcript. Each attachment that cannot be used becomes one
+line for the person; the rest of the message is still answered.
+
+Bytes are fetched through the channel's authenticated download with a size cap and are
+never logged. Only the current turn carries an image's pixels: the history keeps the line
+that names it (and a description, when one was made), so a later turn costs no upload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Protocol
+
+from bot.errors import ChannelError, DecapodError
+from bot.media import documents
+from bot.media.errors import MediaProblem
+from bot.media.images import prepare_image
+from bot.media.outside import OUTSIDE_CONTENT
+from bot.media.transcribe import HOW_TO_ENABLE, Transcriber
+from bot.media.vision import describe, takes_images
+from bot.messages import Attachment, InboundMessage
+from bot.providers.base import ChatMessage, ImagePart
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from bot.config import Config
+    from bot.deps import SandboxDeps
+    from bot.providers.base import Provider
+    from bot.providers.build import ProviderSet
+
+log = logging.getLogger("decapod.media")
+
+INBOX = "inbox"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+
+
+class Fetcher(Protocol):
+    """The part of a channel the intake uses: its authenticated, size-capped download."""
+
+    async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes: ...
+
+
+@dataclass(slots=True)
+class Intake:
+    """One message's attachments, ready for the turn."""
+
+    #: lines that name each attachment, and a document's text, appended to the user message
+    text: str = ""
+    #: what a voice note said: the person's words, in the order they were sent
+    spoken: list[str] = field(default_factory=list)
+    images: list[ImagePart] = field(default_factory=list)
+    #: one line each, said to the person before the answer
+    problems: list[str] = field(default_factory=list)
+    #: text from a file (or from an image, through a vision model) is outside content
+    untrusted: bool = False
+
+    def notes(self) -> list[str]:
+        """What the person is told before the answer: the problems, one line each, then one
+        quoted line of what their voice notes were heard to say."""
+        notes = ["\n".join(self.problems)] if self.problems else []
+        if self.spoken:
+            heard = " ".join(self.spoken)
+            short = heard if len(heard) <= 200 else heard[:199].rstrip() + "…"
+            notes.append(f'🎤 "{short}"')
+        return notes
+
+    def user_message(self, text: str) -> ChatMessage | None:
+        """The person's text, then the words of their voice notes, then what names (and
+        holds) each attachment; None when there is nothing to answer."""
+        said = "\n".join(t for t in (text, *self.spoken) if t.strip())
+        if not said.strip() and not self.text and not self.images:
+            return None
+        return ChatMessage("user", said + self.text, images=tuple(self.images))
+
+
+class MediaIntake:
+    def __init__(
+        self,
+        config: Config,
+        transcriber: Transcriber,
+        vision: Provider | None,
+    ) -> None:
+        self.config = config
+        self.media = config.media
+        self.transcriber = transcriber
+        self.vision = vision
+        # The chat chain's primary decides. A fallback that cannot see, handed pixels during
+        # an outage, refuses the request and the chain moves on (or the turn says it failed).
+        self.chat_sees_images = takes_images(config.models.chat[0], self.media.vision_models)
+        self._told_blind: set[str] = set()
+
+    async def take(
+        self,
+        message: InboundMessage,
+        channel: Fetcher,
+        sandbox: SandboxDeps | None,
+        redact: Callable[[str], str],
+    ) -> Intake:
+        intake = Intake()
+        cap = self.media.max_bytes_for(message.conversation.channel)
+        for part in message.parts:
+            started = time.perf_counter()
+            name = _display_name(part)
+            try:
+                await self._one(part, name, cap, message, channel, sandbox, redact, intake)
+            except MediaProblem as exc:
+                intake.problems.append(exc.user_message)
+            except ChannelError as exc:
+                intake.problems.append(f"I could not download {name}: {_one_line(str(exc))}")
+            except Exception:
+                # a bug here must cost one attachment, not the turn (the text is still answered)
+                log.exception("attachment %s could not be handled", part.kind)
+                intake.problems.append(f"I could not use {name}: something went wrong on my side")
+            log.info(
+                "attachment %s (%s, %s bytes) handled in %.0f ms",
+                part.kind,
+                part.mime or "?",
+                part.size if part.size is not None else "?",
+                (time.perf_counter() - started) * 1000,
+            )
+        return intake
+
+    async def _one(
+        self,
+        part: Attachment,
+        name: str,
+        cap: int,
+        message: InboundMessage,
+        channel: Fetcher,
+        sandbox: SandboxDeps | None,
+        redact: Callable[[str], str],
+        intake: Intake,
+    ) -> None:
+        kind = kind_of(part)
+        if kind is None:
+            what = part.mime or PurePosixPath(name).suffix or "this kind of"
+            raise MediaProblem(
+                f"I can't open {name}: I don't read {what} files "
+                "(I take images, PDFs, text files and voice notes)"
+            )
+        if kind == "audio" and not self.transcriber.configured:
+            raise MediaProblem(HOW_TO_ENABLE)  # before the download: nothing could use it
+        if part.size is not None and part.size > cap:
+            raise MediaProblem(f"{name} is {_size(part.size)}; I take files up to {_size(cap)}")
+        data = await channel.fetch(part, cap)
+        if kind == "image":
+            await self._image(data, name, message, redact, intake)
+        elif kind == "audio":
+            heard = await self.transcriber.transcribe(data, name, part.mime)
+            if not heard:
+                raise MediaProblem(f"I heard no words in {name}")
+            intake.spoken.append(redact(heard))
+        else:
+            text = await asyncio.to_thread(
+                documents.extract_text, data, name, part.mime, self.media.document_max_chars
+            )
+            where = await _save(sandbox, message, name, data)
+            intake.untrusted = True
+            intake.text += (
+                f"\n[document {name}{where}; its text follows, {OUTSIDE_CONTENT}]"
+                f"\n<<<\n{redact(text)}\n>>>"
+            )
+
+    async def _image(
+        self,
+        data: bytes,
+        name: str,
+        message: InboundMessage,
+        redact: Callable[[str], str],
+        intake: Intake,
+    ) -> None:
+        max_side = self.media.image_max_side
+        image, (width, height) = await asyncio.to_thread(prepare_image, data, name, max_side)
+        if self.chat_sees_images:
+            intake.images.append(image)
+            intake.text += f"\n[image {name}, {width}×{height}: shown with this message]"
+            return
+        if self.vision is None:
+            intake.text += f"\n[image {name}: not shown; no model here can see images]"
+            if message.session_key not in self._told_blind:
+                self._told_blind.add(message.session_key)
+                raise MediaProblem(
+                    "I can't see images: my model does not take them and no vision model is "
+                    "set up ([models] vision in config.toml)."
+                )
+            return
+        try:
+            seen = await describe(self.vision, image, message.text)
+        except DecapodError as exc:
+            log.warning("the vision chain could not describe %s: %s", name, exc)
+            raise MediaProblem(f"I could not look at {name}: the vision model failed") from None
+        intake.untrusted = True
+        intake.text += (
+            f"\n[image {name}, as a vision model describes it ({OUTSIDE_CONTENT}): {redact(seen)}]"
+        )
+
+    async def aclose(self) -> None:
+        await self.transcriber.aclose()
+
+
+def kind_of(part: Attachment) -> str | None:
+    """image | audio | document, or None for what is not read (video, archives, binaries)."""
+    mime = part.mime.lower()
+    name = part.name or ""
+    if mime == "image/svg+xml":
+        return "document"
+    if part.kind == "image" or mime.startswith("image/"):
+        return "image"
+    if part.kind in ("voice", "audio") or mime.startswith("audio/"):
+        return "audio"
+    if part.kind == "video" or mime.startswith("video/"):
+        return None
+    return "document" if documents.is_document(name, mime) else None
+
+
+def inbox_name(name: str) -> str:
+    """A file name safe in the workspace: no folders, no leading dot, plain characters."""
+    base = _UNSAFE.sub("_", PurePosixPath(name.replace("\\", "/")).name).strip(" .")
+    return base[:120] or "file"
+
+
+async def _save(
+    sandbox: SandboxDeps | None, message: InboundMessage, name: str, data: bytes
+) -> str:
+    """Where the file is now in the workspace, as the model should read it ("" if nowhere)."""
+    if sandbox is None:
+        return ""
+    from bot.sandbox.safe_fs import WorkspaceFS
+
+    ws = sandbox.workspaces.prepare(message.session_key)
+    limit = sandbox.config.limits.file_size_mb << 20
+    fs = WorkspaceFS(ws.path, sandbox.workspaces.owner, limit, sandbox.workspaces.quota)
+    path = f"{INBOX}/{inbox_name(name)}"
+    try:
+        await asyncio.to_thread(fs.write, path, data)
+    except DecapodError as exc:
+        log.warning("could not save %s in the workspace: %s", name, exc)
+        return " (not saved in the workspace: " + _one_line(str(exc)) + ")"
+    return f", saved as /work/{path}"
+
+
+def _display_name(part: Attachment) -> str:
+    if part.name:
+        return part.name
+    return {"voice": "the voice note", "image": "the image"}.get(part.kind, "the file")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:300]
+
+
+def _size(size: int) -> str:
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} KB" if size >= 1024 else f"{size} bytes"
+    return f"{size / 1024 / 1024:.1f} MB"
+
+
+async def start_media(
+    config: Config, providers: ProviderSet | None, stack: contextlib.AsyncExitStack
+) -> MediaIntake:
+    """The gateway's intake: the transcription chain (keys checked now: a missing one is a
+    start-up error) and the vision chain, when configured."""
+    transcriber = Transcriber(config.transcription, config.providers)
+    vision = None
+    if config.models.vision and providers is not None:
+        vision = providers.for_purpose("vision")
+    intake = MediaIntake(config, transcriber, vision)
+    stack.push_async_callback(intake.aclose)
+    return intake

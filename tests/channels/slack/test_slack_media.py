@@ -1,0 +1,78 @@
+"""Media from Slack end to end: files are downloaded from `url_private` with the bot token
+(the fake refuses any other caller) and reach the model (the real OpenAI SDK against the fake
+LLM): an image as an image part, a PDF as its text."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+from typing import Any
+
+import openai  # noqa: F401  (loaded before any clock starts)
+import pytest
+
+from bot.gateway import Gateway
+from tests.channels.slack.conftest import slack_settings
+from tests.fakes.llm import FakeLLM
+from tests.fakes.slack import FakeSlack
+from tests.media.files import image_size, pdf, png
+
+
+@pytest.fixture(autouse=True)
+def _llm_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLM_KEY", "sk-slack-media")
+
+
+def _file(fake: FakeSlack, name: str, data: bytes, mime: str) -> dict[str, Any]:
+    url = fake.add_file(name, data, mime)
+    return {"id": "F0009", "name": name, "mimetype": mime, "size": len(data),
+            "url_private": url, "url_private_download": url}  # fmt: skip
+
+
+def _config(make_config: Any, fake: FakeSlack, llm: FakeLLM, **sections: Any) -> Any:
+    provider = {"base_url": llm.base_url + "/v1", "api_key_env": "LLM_KEY", "health_probe": False}
+    return make_config(
+        channels={"slack": slack_settings(fake)},
+        providers={"oa": provider},
+        models={"chat": ["oa:gpt-4o"]},
+        **sections,
+    )
+
+
+async def test_a_slack_image_is_fetched_with_the_bot_token_and_reaches_the_model(
+    make_config: Any, fake: FakeSlack
+) -> None:
+    async with FakeLLM() as llm:
+        llm.push("A blue square.")
+        async with Gateway(_config(make_config, fake, llm)):
+            await fake.wait_connected()
+            body = fake.event(
+                "file_share", files=[_file(fake, "shot.png", png(64, 64), "image/png")]
+            )
+            await fake.socket_send("events_api", body)
+            posted = await fake.wait_for("chat.postMessage")
+        [call] = llm.calls(path="/v1/chat/completions")
+    assert posted["text"] == "A blue square."
+    text, image = call.body["messages"][-1]["content"]
+    assert text["text"].startswith("what does this say?")
+    pixels = base64.b64decode(image["image_url"]["url"].split(",", 1)[1])
+    assert image_size(pixels) == (64, 64)
+    assert fake.bot_token not in str(call.body)
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+async def test_a_slack_pdf_s_text_reaches_the_model(make_config: Any, fake: FakeSlack) -> None:
+    report = pdf("Quarterly revenue 7 million")
+    async with FakeLLM() as llm:
+        llm.push("Seven million.")
+        config = _config(make_config, fake, llm, sandbox={"backend": "bwrap"})
+        async with Gateway(config) as gw:
+            await fake.wait_connected()
+            files = [_file(fake, "q3.pdf", report, "application/pdf")]
+            await fake.socket_send("events_api", fake.event("file_share", files=files))
+            await fake.wait_for("chat.postMessage")
+            assert gw.deps.sandbox is not None
+            saved = [p for p in gw.deps.sandbox.workspaces.root.glob("*/inbox/q3.pdf")]
+            assert [p.read_bytes() for p in saved] == [report]
+        [call] = llm.calls(path="/v1/chat/completions")
+    assert "Quarterly revenue 7 million" in call.body["messages"][-1]["content"]

@@ -1,0 +1,100 @@
+"""Media from Telegram end to end: a photo and a voice note are downloaded through getFile
+and the file URL (python-telegram-bot against the fake Bot API), then reach the model (the
+real OpenAI SDK against the fake LLM) as an image part and as the transcript."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+import openai  # noqa: F401  (loaded before any clock starts)
+import pytest
+
+from bot.gateway import Gateway
+from tests.channels.telegram.conftest import ALICE, payload, settled, until
+from tests.fakes.llm import FakeLLM
+from tests.fakes.telegram import TOKEN, FakeTelegram
+from tests.media.files import image_size, jpeg, wav_silence
+
+
+@pytest.fixture(autouse=True)
+def _llm_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLM_KEY", "sk-telegram-media")
+
+
+def _with_llm(config: Any, llm: FakeLLM, **sections: Any) -> Any:
+    data = config.model_dump()
+    data["providers"] = {
+        "oa": {"base_url": llm.base_url + "/v1", "api_key_env": "LLM_KEY", "health_probe": False}
+    }
+    data["models"] = {"chat": ["oa:gpt-4o-mini"]}
+    data.update(sections)
+    data.pop("home")
+    from bot.config import parse_config
+
+    return parse_config(data, config.home)
+
+
+async def test_a_telegram_photo_reaches_the_model_as_an_image_part(
+    fake: FakeTelegram, tg_config: Callable[..., Any]
+) -> None:
+    photo = jpeg(1280, 960)
+    update = payload("photo")
+    update["message"]["photo"][-1].update(file_id=fake.add_file(photo), file_size=len(photo))
+    async with FakeLLM() as llm:
+        llm.push("A photo of noise.")
+        async with Gateway(_with_llm(tg_config(), llm)) as gw:
+            fake.push_update(update)
+            await until(lambda: fake.texts(ALICE) == ["A photo of noise."], timeout=20)
+            await settled(gw)
+        [call] = llm.calls(path="/v1/chat/completions")
+    text, image = call.body["messages"][-1]["content"]
+    assert text["text"].startswith("what is this?")  # the caption
+    url = image["image_url"]["url"]
+    assert image_size(base64.b64decode(url.removeprefix("data:image/jpeg;base64,"))) == (
+        1280,
+        960,
+    )
+    [asked] = fake.calls_of("getFile")
+    assert asked.params["file_id"] == update["message"]["photo"][-1]["file_id"]
+    assert TOKEN not in str(call.body)
+
+
+async def test_a_telegram_voice_note_is_transcribed_and_answered(
+    fake: FakeTelegram, tg_config: Callable[..., Any]
+) -> None:
+    audio = wav_silence(0.5)
+    update = payload("voice")
+    update["message"]["voice"].update(file_id=fake.add_file(audio), file_size=len(audio))
+    async with FakeLLM() as llm:
+        llm.push("Milk and eggs.")
+        config = _with_llm(tg_config(), llm, transcription={"chain": ["oa:whisper-1"]})
+        async with Gateway(config) as gw:
+            fake.push_update(update)
+            await until(lambda: len(fake.texts(ALICE)) == 2, timeout=20)
+            await settled(gw)
+        [heard] = llm.calls(path="/v1/audio/transcriptions")
+        [call] = llm.calls(path="/v1/chat/completions")
+    assert fake.texts(ALICE) == ['🎤 "what is on my shopping list"', "Milk and eggs."]
+    assert heard.body["file_bytes"] == len(audio) and heard.body["file_type"] == "audio/ogg"
+    assert call.body["messages"][-1]["content"] == "what is on my shopping list"
+
+
+async def test_a_telegram_file_over_the_channel_s_cap_gets_one_line(
+    fake: FakeTelegram, tg_config: Callable[..., Any]
+) -> None:
+    update = payload("photo")
+    update["message"]["photo"][-1].update(file_id=fake.add_file(b"x" * 10), file_size=3_000_000)
+    async with FakeLLM() as llm:
+        llm.push("Sure.")
+        async with Gateway(_with_llm(tg_config(max_download_mb=2), llm)) as gw:
+            fake.push_update(update)
+            await until(lambda: len(fake.texts(ALICE)) == 2, timeout=20)
+            await settled(gw)
+    name = update["message"]["photo"][-1]["file_unique_id"]
+    assert fake.texts(ALICE) == [
+        f"I could not download photo-{name}.jpg: photo-{name}.jpg is 2.9 MB; the limit is 2.0 MB",
+        "Sure.",
+    ]
+    assert fake.calls_of("getFile") == []  # refused on the size Telegram reported

@@ -1,0 +1,75 @@
+"""Voice in: a voice note is transcribed by the first transcription server that answers;
+the transcript is the user message, and the person sees one quoted line of it first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.messages import Attachment
+from tests.fakes.llm import FakeLLM, Reply
+from tests.media.conftest import providers, running, settled
+from tests.media.files import wav_silence
+
+NOTE = Attachment("voice", "voice-1", "voice-1.wav", "audio/wav", None)
+
+
+async def test_a_voice_note_s_transcript_is_the_user_message(
+    make_config: Any, fake: FakeLLM
+) -> None:
+    fake.push("Milk, eggs and bread.")
+    audio = wav_silence(1.0)
+    async with running(
+        make_config,
+        fake,
+        models={"chat": ["oa:gpt-4o-mini"]},
+        transcription={"chain": ["oa:whisper-1"]},
+    ) as (gw, channel):
+        channel.files["voice-1"] = audio
+        await channel.push("", parts=(NOTE,))
+        texts = await channel.wait_for_messages(2)
+        assert await settled(gw) == "done"
+    assert texts == ['🎤 "what is on my shopping list"', "Milk, eggs and bread."]
+    [heard] = fake.calls(path="/v1/audio/transcriptions")
+    assert heard.body["model"] == "whisper-1" and heard.body["file_bytes"] == len(audio)
+    assert heard.body["file_name"] == "voice-1.wav"
+    assert heard.headers["Authorization"] == "Bearer sk-media-test"
+    [chat] = fake.calls(path="/v1/chat/completions")
+    assert chat.body["messages"][-1] == {"role": "user", "content": "what is on my shopping list"}
+
+
+async def test_transcription_fails_over_to_the_next_server(make_config: Any, fake: FakeLLM) -> None:
+    async with FakeLLM() as backup:
+        backup.transcript_text = "call mum at six"
+        fake.transcript_replies.append(Reply.error(503))
+        fake.transcript_replies.append(Reply.error(503))  # the SDK's one retry
+        extra = {"backup": {"base_url": backup.base_url + "/v1", "health_probe": False}}
+        async with running(
+            make_config,
+            fake,
+            providers=providers(fake, **extra),
+            models={"chat": ["oa:gpt-4o-mini"]},
+            transcription={"chain": ["oa:whisper-1", "backup:whisper-large-v3"]},
+        ) as (_gw, channel):
+            channel.files["voice-1"] = wav_silence(0.5)
+            await channel.push("", parts=(NOTE,))
+            texts = await channel.wait_for_messages(2)
+        assert len(backup.calls(path="/v1/audio/transcriptions")) == 1
+    assert texts[0] == '🎤 "call mum at six"'
+    [chat] = fake.calls(path="/v1/chat/completions")
+    assert chat.body["messages"][-1]["content"] == "call mum at six"
+
+
+async def test_without_a_transcriber_the_reply_says_how_to_enable_it(
+    make_config: Any, fake: FakeLLM
+) -> None:
+    fake.push("Hi!")
+    async with running(make_config, fake, models={"chat": ["oa:gpt-4o-mini"]}) as (gw, channel):
+        channel.files["voice-1"] = wav_silence(0.5)
+        await channel.push("hello", parts=(NOTE,))
+        texts = await channel.wait_for_messages(2)
+        assert await settled(gw) == "done"
+    assert "voice notes" in texts[0] and "[transcription] chain" in texts[0]
+    assert "\n" not in texts[0]
+    assert texts[1] == "Hi!"  # the text that came with it is still answered
+    assert fake.calls(path="/v1/audio/transcriptions") == []
+    assert channel.fetched == []  # nothing downloaded that nobody can use
