@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from bot.store.panel import PanelQueries
-from bot.webui.auth import MIN_PASSWORD_CHARS, SESSION, WebAuth, WebSession, csrf_ok
+from bot.webui.auth import MIN_PASSWORD_CHARS, OWNER, SESSION, WebAuth, WebSession, csrf_ok
 from bot.webui.proxy import Forwarding
 
 if TYPE_CHECKING:
@@ -29,7 +29,6 @@ log = logging.getLogger("decapod.webui")
 
 SESSION_COOKIE = "decapod_session"
 FORM_COOKIE = "decapod_form"
-OWNER = "owner"
 _HERE = Path(__file__).parent
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -94,7 +93,7 @@ class WebUI:
                 if request.method != "GET" and not self.fwd.same_origin(request):
                     raise web.HTTPForbidden(text="foreign origin")
                 if login:
-                    session = self.session_of(request)
+                    session = await self.session_of(request)
                     if session is None:
                         if request.method == "GET" and request.path != "/ws":
                             raise web.HTTPSeeOther("/login")
@@ -116,8 +115,8 @@ class WebUI:
 
         return wrapped
 
-    def session_of(self, request: web.Request) -> WebSession | None:
-        return self.auth.session(request.cookies.get(SESSION_COOKIE))
+    async def session_of(self, request: web.Request) -> WebSession | None:
+        return await self.auth.session(request.cookies.get(SESSION_COOKIE))
 
     def render(self, request: web.Request, name: str, **context: Any) -> web.Response:
         session: WebSession | None = request.get(SESSION)
@@ -159,8 +158,8 @@ class WebUI:
             raise web.HTTPForbidden(text="missing or wrong form token; reload the page")
         return form
 
-    def _signed_in(self, request: web.Request, location: str, **context: Any) -> web.Response:
-        sid, session = self.auth.new_session(OWNER)
+    async def _signed_in(self, request: web.Request, location: str, **context: Any) -> web.Response:
+        sid, session = await self.auth.new_session(OWNER)
         request[SESSION] = session
         if not context:
             redirect = web.HTTPSeeOther(location)
@@ -184,7 +183,7 @@ class WebUI:
             if not self.fwd.may_set_up(request):
                 raise web.HTTPForbidden(text="first-run setup is only offered on this machine")
             return self._form_page(request, "welcome.html", min_chars=MIN_PASSWORD_CHARS)
-        session = self.session_of(request)
+        session = await self.session_of(request)
         if session is None:
             raise web.HTTPSeeOther("/login")
         request[SESSION] = session
@@ -209,7 +208,7 @@ class WebUI:
             else:
                 await self.auth.set_password(password)
                 log.info("web UI: owner password set")
-                return self._signed_in(request, "/", admin_token=token or "", page="welcome")
+                return await self._signed_in(request, "/", admin_token=token or "", page="welcome")
         return self._form_page(request, "welcome.html", error=error, min_chars=MIN_PASSWORD_CHARS)
 
     async def _login_form(self, request: web.Request) -> web.StreamResponse:
@@ -222,13 +221,13 @@ class WebUI:
         self._throttled(request, "login")
         form = await self._form_checked(request)
         if await self.auth.check_password(str(form.get("password", ""))):
-            return self._signed_in(request, "/")
+            return await self._signed_in(request, "/")
         self.auth.admin.throttle.failed("login", client)
         log.warning("web UI: failed login from %s", client)
         return self._form_page(request, "login.html", error="Wrong password.")
 
     async def _logout(self, request: web.Request) -> web.StreamResponse:
-        self.auth.end_session(request.cookies.get(SESSION_COOKIE))
+        await self.auth.end_session(request.cookies.get(SESSION_COOKIE))
         redirect = web.HTTPSeeOther("/login")
         redirect.del_cookie(SESSION_COOKIE, path="/")
         raise redirect

@@ -130,7 +130,7 @@ class ChatSocket:
             if not isinstance(text, str):
                 continue
             try:
-                await self.hub.submit(session.user, "owner", client_id, text)
+                await self.hub.submit(session.user, session.name, client_id, text)
             except DecapodError as exc:
                 queue.put_nowait({"type": "error", "id": client_id, "text": exc.user_message})
                 continue

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from yarl import URL
+
 from bot.gateway import Gateway
 from bot.webui.auth import PASSWORD_KEY
 from tests.fakes.llm import FakeLLM
@@ -218,3 +220,45 @@ async def test_a_web_setup_code_exists_when_only_the_admin_token_does(
         await set_up(http, gw)
     async with Gateway(config) as gw:
         assert gw.setup_code is None
+
+
+async def _session_rows(gw: Gateway) -> list[tuple[str, str, float]]:
+    return await gw.store.read(
+        lambda c: c.execute("SELECT key, user, expires_at FROM web_sessions").fetchall()
+    )
+
+
+async def test_a_login_survives_a_restart_and_only_its_hash_is_stored(
+    make_config: Any, fake_llm: FakeLLM
+) -> None:
+    config = gateway_config(make_config, fake_llm)
+    async with client() as http:
+        async with Gateway(config) as gw:
+            await set_up(http, gw)
+            base = base_url(gw)
+            rows = await _session_rows(gw)
+        cookie = http.cookie_jar.filter_cookies(URL(base))["decapod_session"].value
+        assert len(rows) == 1 and rows[0][1] == "owner" and cookie not in rows[0][0]
+        async with Gateway(config) as gw:  # the same home, a new process's state
+            base = base_url(gw)
+            http.cookie_jar.update_cookies({"decapod_session": cookie}, URL(base))
+            async with http.get(base + "/", allow_redirects=False) as resp:
+                assert resp.status == 200 and 'id="chat"' in await resp.text()
+                csrf = page_csrf(await resp.text())
+            async with http.post(
+                base + "/logout", data={"csrf": csrf}, allow_redirects=False
+            ) as resp:
+                assert resp.status == 303
+            assert await _session_rows(gw) == []  # logout deletes it
+            http.cookie_jar.update_cookies({"decapod_session": cookie}, URL(base))
+            async with http.get(base + "/", allow_redirects=False) as resp:
+                assert resp.status == 303
+
+
+async def test_an_expired_login_opens_nothing_and_is_deleted(
+    signed_in: Any, gateway: Gateway
+) -> None:
+    await gateway.store.write(lambda c: c.execute("UPDATE web_sessions SET expires_at = 1"))
+    async with signed_in.http.get(signed_in.base + "/", allow_redirects=False) as resp:
+        assert resp.status == 303 and resp.headers["Location"] == "/login"
+    assert await _session_rows(gateway) == []
