@@ -16,7 +16,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bot.errors import ChannelError
 from bot.messages import (
@@ -35,6 +35,13 @@ from channels.base import BaseChannel
 KEEP_ANSWERS = 500
 
 Event = dict[str, Any]
+
+
+class WebOutbox(Protocol):
+    """Where a message sent outside a turn (a reminder, a notice) is kept, so a page opened
+    later shows it in the history: turns are in the session, these are not."""
+
+    async def remember(self, chat_id: str, text: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -57,6 +64,8 @@ class WebChannel(BaseChannel):
         self._listeners: dict[str, set[asyncio.Queue[Event]]] = {}
         self._seq = itertools.count(1)
         self.last_seq = 0
+        #: set by the web UI at start
+        self.outbox: WebOutbox | None = None
 
     # the web UI's side ----------------------------------------------------------------------
     async def submit(self, user_id: str, display_name: str, client_id: str, text: str) -> None:
@@ -114,6 +123,8 @@ class WebChannel(BaseChannel):
 
     # the gateway's side ---------------------------------------------------------------------
     async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
+        if not message.reply_to and self.outbox is not None:
+            await self.outbox.remember(message.conversation.chat_id, text)
         answer = self._new_answer(message)
         self._append(answer, text)
         self._finish(answer)

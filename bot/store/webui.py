@@ -72,3 +72,38 @@ class WebUIRepo:
             return int(conn.execute("DELETE FROM web_sessions WHERE user = ?", (user,)).rowcount)
 
         return await self.store.write(op)
+
+    # the chat's history ----------------------------------------------------------------------
+    async def remember(self, chat_id: str, text: str) -> None:
+        now = time.time()
+        await self.store.write(
+            lambda c: c.execute(
+                "INSERT INTO web_messages (chat_id, text, created_at) VALUES (?, ?, ?)",
+                (chat_id, text, now),
+            )
+        )
+
+    async def history(self, session_key: str, chat_id: str, limit: int) -> list[tuple[str, str]]:
+        """(role, text) of the newest messages of the session's current generation, oldest
+        first: its user and assistant turns, and what was sent to the chat outside a turn."""
+
+        def op(conn: Conn) -> list[tuple[str, str]]:
+            session = conn.execute(
+                "SELECT id, created_at FROM sessions WHERE key = ? ORDER BY id DESC LIMIT 1",
+                (session_key,),
+            ).fetchone()
+            session_id, since = session if session else (None, 0.0)
+            rows = conn.execute(
+                """SELECT role, text FROM (
+                     SELECT t.role AS role, t.content AS text, t.created_at AS at, t.id AS n
+                       FROM turns t WHERE t.session_id = ?
+                       AND t.role IN ('user', 'assistant') AND t.content != ''
+                     UNION ALL
+                     SELECT 'assistant', m.text, m.created_at, m.id FROM web_messages m
+                       WHERE m.chat_id = ? AND m.created_at >= ?)
+                   ORDER BY at DESC, n DESC LIMIT ?""",
+                (session_id, chat_id, since, limit),
+            ).fetchall()
+            return [(r[0], r[1]) for r in reversed(rows)]
+
+        return await self.store.read(op)

@@ -113,7 +113,7 @@ class ChatSocket:
 
     async def _history(self, session: WebSession) -> list[Event]:
         key = Conversation("web", session.user, ConversationKind.DM).session_key
-        rows = await self.ui.panel_queries.history(key, HISTORY_MESSAGES)
+        rows = await self.ui.auth.repo.history(key, session.user, HISTORY_MESSAGES)
         return [{"role": role, "text": text} for role, text in rows]
 
     async def _read(

@@ -150,3 +150,45 @@ async def test_stopping_the_gateway_closes_open_chats(make_config: Any, fake_llm
             assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     finally:
         await gw.stop()
+
+
+async def test_a_reminder_sent_while_no_page_is_open_is_in_the_history(
+    gateway: Gateway, signed_in: SignedIn, fake_llm: FakeLLM
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bot.messages import Conversation, ConversationKind
+    from bot.scheduler.timing import Once
+    from bot.store.jobs import JobStatus
+
+    fake_llm.push(Reply(text="Sure."))
+    ws = await _open(signed_in)
+    await _until(ws, "ready")
+    await ws.send_json({"type": "send", "id": "before-00001", "text": "hello"})
+    await _until(ws, "done")
+    await ws.close()
+    for _ in range(100):
+        if await gateway.store.inbound.status("web", "owner:before-00001") == "done":
+            break
+        await asyncio.sleep(0.05)
+    scheduler = gateway.deps.scheduler
+    assert scheduler is not None
+    job = await scheduler.schedule(
+        person_id="web:owner",
+        identity_key="web:owner",
+        conversation=Conversation("web", "owner", ConversationKind.DM),
+        text="feed the cat",
+        when=Once(datetime.now(UTC) + timedelta(seconds=1)),
+        timezone="UTC",
+    )
+    for _ in range(300):  # the scheduler's own loop delivers it, no page listening
+        found = await scheduler.jobs.get(job.id)
+        if found is not None and found.status is JobStatus.SENT:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the reminder was not delivered")
+    ws = await _open(signed_in)  # a fresh page load
+    items = (await _until(ws, "ready"))[0]["items"]
+    await ws.close()
+    assert [i["text"] for i in items] == ["hello", "Sure.", "⏰ feed the cat"]
