@@ -19,6 +19,7 @@ from aiohttp import web
 
 from bot.errors import ConfigError
 from bot.messages import Conversation, ConversationKind, Identity
+from bot.providers.recent_errors import KEEP_PER_ENTRY
 from bot.store.memory import SHARED
 from bot.webui.charts import usage_chart
 
@@ -209,7 +210,10 @@ class Panel:
     # providers, sessions, usage ---------------------------------------------------------------
     async def providers(self, request: web.Request) -> web.StreamResponse:
         cfg = self.gw.config
-        states = self.gw.providers.state() if self.gw.providers is not None else []
+        providers = self.gw.providers
+        states = providers.state() if providers is not None else []
+        recent = providers.board.recent if providers is not None else None
+        errors = [(e, recent.of(e)) for e in recent.entries()] if recent is not None else []
         configured = [
             (name, p.base_url or p.preset or "", [env for _, env in p.key_env_names()])
             for name, p in cfg.providers.items()
@@ -220,6 +224,9 @@ class Panel:
             chains=cfg.models.model_dump(),
             states=states,
             configured=configured,
+            errors=errors,
+            keep=KEEP_PER_ENTRY,
+            when=_when_s,
         )
 
     async def sessions(self, request: web.Request) -> web.StreamResponse:
@@ -300,6 +307,10 @@ class Panel:
 
 def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else ""
+
+
+def _when_s(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
 def _q(text: str) -> str:
