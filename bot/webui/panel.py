@@ -35,6 +35,9 @@ TABS = [
     ("/panel/providers", "Providers"),
     ("/panel/sessions", "Sessions"),
     ("/panel/usage", "Usage"),
+    ("/panel/workspaces", "Workspaces"),
+    ("/panel/skills", "Skills"),
+    ("/panel/mcp", "MCP"),
     ("/panel/config", "Config"),
     ("/panel/audit", "Security audit"),
 ]
@@ -48,7 +51,10 @@ class Panel:
         self.gw = ui.gw
 
     def routes(self) -> list[tuple[str, str, Handler]]:
+        from bot.webui.panel_features import FeaturePages
+
         return [
+            *FeaturePages(self).routes(),
             ("GET", "/panel", self.people),
             ("POST", "/panel/pairing", self.pairing),
             ("GET", "/panel/memory", self.memory),

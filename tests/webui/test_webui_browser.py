@@ -135,7 +135,15 @@ async def test_the_owner_flow_end_to_end(
     await expect(page.locator("#note")).to_have_text("cancelled")
     await expect(page.locator("#jobs")).to_contain_text("No open reminders")
 
-    for href in ("/panel/usage", "/panel/sessions", "/panel/providers", "/panel/config"):
+    for href in (
+        "/panel/usage",
+        "/panel/sessions",
+        "/panel/providers",
+        "/panel/workspaces",
+        "/panel/skills",
+        "/panel/mcp",
+        "/panel/config",
+    ):
         await page.goto(base_url(gw) + href)
         await page.screenshot(path=shots / f"7-{href.rsplit('/', 1)[1]}.png", full_page=True)
 
