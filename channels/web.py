@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from bot.errors import ChannelError
 from bot.messages import (
+    Attachment,
     Command,
     Conversation,
     ConversationKind,
@@ -44,6 +45,12 @@ class WebOutbox(Protocol):
     async def remember(self, chat_id: str, text: str) -> None: ...
 
 
+class WebUploads(Protocol):
+    """Where the files uploaded from the chat page are kept (bot/webui/uploads.py)."""
+
+    async def read(self, attachment: Attachment, max_bytes: int) -> bytes: ...
+
+
 @dataclass(slots=True)
 class _Answer:
     id: str
@@ -66,9 +73,17 @@ class WebChannel(BaseChannel):
         self.last_seq = 0
         #: set by the web UI at start
         self.outbox: WebOutbox | None = None
+        self.uploads: WebUploads | None = None
 
     # the web UI's side ----------------------------------------------------------------------
-    async def submit(self, user_id: str, display_name: str, client_id: str, text: str) -> None:
+    async def submit(
+        self,
+        user_id: str,
+        display_name: str,
+        client_id: str,
+        text: str,
+        parts: tuple[Attachment, ...] = (),
+    ) -> None:
         """Hand a message to the gateway; returns once it is stored (or was seen before)."""
         if self.sink is None:
             raise ChannelError("the web chat is not running")
@@ -79,6 +94,7 @@ class WebChannel(BaseChannel):
                 identity=Identity(self.name, user_id, display_name),
                 conversation=conversation,
                 text=text,
+                parts=parts,
                 command=Command.parse(text),
                 platform_message_id=client_id,
             )
@@ -122,6 +138,11 @@ class WebChannel(BaseChannel):
             queue.put_nowait(event)
 
     # the gateway's side ---------------------------------------------------------------------
+    async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
+        if self.uploads is None:
+            raise ChannelError("the web chat keeps no uploads")
+        return await self.uploads.read(attachment, max_bytes)
+
     async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
         if not message.reply_to and self.outbox is not None:
             await self.outbox.remember(message.conversation.chat_id, text)

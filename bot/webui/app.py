@@ -29,6 +29,7 @@ log = logging.getLogger("decapod.webui")
 
 SESSION_COOKIE = "decapod_session"
 FORM_COOKIE = "decapod_form"
+CSRF_HEADER = "X-CSRF-Token"
 _HERE = Path(__file__).parent
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -63,6 +64,10 @@ class WebUI:
         from bot.webui.chat import ChatSocket
 
         self.chat = ChatSocket(self)
+        from bot.webui.uploads import UPLOAD_DIR, UploadStore
+
+        cap = int(gw.config.webui.upload_max_mb * 1024 * 1024)
+        self.uploads = UploadStore(gw.config.home / UPLOAD_DIR, cap)
         #: name -> (bytes, content type, etag), read once at start
         self.assets: dict[str, tuple[bytes, str, str]] = {}
         for path in sorted((_HERE / "static").iterdir()):
@@ -81,6 +86,7 @@ class WebUI:
             ("POST", "/login", self.page(self._login, login=False)),
             ("POST", "/logout", self.page(self._logout)),
             ("GET", "/ws", self.page(self.chat.handle)),
+            ("POST", "/upload", self.page(self.chat.upload)),
         ]
         routes += [("GET", f"/static/{name}", self._asset) for name in self.assets]
         routes += [(m, p, self.page(h)) for m, p, h in Panel(self).routes()]
@@ -100,8 +106,10 @@ class WebUI:
                         raise web.HTTPForbidden(text="not signed in")
                     request[SESSION] = session
                     if request.method == "POST":
-                        form = await request.post()
-                        token = form.get("csrf")
+                        # a script's request (an upload) names it in a header, a form in a field
+                        token: Any = request.headers.get(CSRF_HEADER)
+                        if token is None:
+                            token = (await request.post()).get("csrf")
                         if not csrf_ok(session.csrf, token if isinstance(token, str) else None):
                             raise web.HTTPForbidden(text="missing or wrong CSRF token")
                 response = await handler(request)

@@ -17,6 +17,8 @@ class WebUIConfig(Section):
     trusted_proxies: list[str] = Field(default_factory=list)
     #: a login lasts this long
     session_ttl_s: float = Field(default=7 * 86400.0, ge=60)
+    #: the largest file or image the chat page may upload (kept for a day, for the media path)
+    upload_max_mb: float = Field(default=20.0, gt=0, le=1024)
     #: estimated cost per million tokens, by "provider:model": [input, output] (usage chart)
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
 

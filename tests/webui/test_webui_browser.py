@@ -21,7 +21,7 @@ from playwright.async_api import Browser, Page, WebSocketRoute, async_playwright
 from bot.gateway import Gateway
 from bot.messages import Identity
 from tests.fakes.llm import FakeLLM, Reply
-from tests.webui.conftest import PASSWORD, base_url, gateway_config
+from tests.webui.conftest import PASSWORD, base_url, gateway_config, record_inbound
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -241,3 +241,29 @@ async def test_a_socket_dropped_mid_answer_resumes_exactly(
     await expect(page.locator(".msg.user")).to_have_count(1)
     assert len(fake_llm.calls(path="/v1/chat/completions")) == 1
     await page.screenshot(path=tmp_path / "resumed.png", full_page=True)
+
+
+async def test_a_file_picked_in_the_page_reaches_the_gateway(
+    browser: Browser, gw: Gateway, fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    from bot.messages import InboundMessage
+
+    page = await browser.new_page()
+    await _set_up(page, gw, tmp_path)
+    picture = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
+    received = record_inbound(gw)
+    await page.set_input_files(
+        "#file", files=[{"name": "cat.png", "mimeType": "image/png", "buffer": picture}]
+    )
+    await expect(page.locator("#files .attachment")).to_have_text("📎 cat.png")
+    fake_llm.push(Reply(text="A cat."))
+    answer = await _ask(page, "what is this?")
+    await expect(answer).to_have_text("A cat.")
+    await expect(page.locator(".msg.user .attachment")).to_have_text("📎 cat.png")
+    await expect(page.locator("#files .attachment")).to_have_count(0)
+    await page.screenshot(path=tmp_path / "upload.png", full_page=True)
+    (message,) = received
+    assert isinstance(message, InboundMessage) and message.text == "what is this?"
+    (part,) = message.parts
+    assert (part.kind, part.name, part.mime) == ("image", "cat.png", "image/png")
+    assert await gw.channels["web"].fetch(part, 1_000_000) == picture
