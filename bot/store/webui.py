@@ -107,3 +107,61 @@ class WebUIRepo:
             return [(r[0], r[1]) for r in reversed(rows)]
 
         return await self.store.read(op)
+
+    # pairing links ---------------------------------------------------------------------------
+    async def add_invite(self, key: str, name: str, ttl_s: float) -> None:
+        now = time.time()
+
+        def op(conn: Conn) -> None:
+            conn.execute("DELETE FROM web_invites WHERE expires_at < ?", (now,))
+            conn.execute(
+                "INSERT INTO web_invites VALUES (?, ?, ?, ?)", (key, name, now, now + ttl_s)
+            )
+
+        await self.store.write(op)
+
+    async def invite(self, key: str) -> str | None:
+        """The name a live link was made for."""
+
+        def op(conn: Conn) -> str | None:
+            row = conn.execute(
+                "SELECT name FROM web_invites WHERE key = ? AND expires_at >= ?", (key, time.time())
+            ).fetchone()
+            return row[0] if row else None
+
+        return await self.store.read(op)
+
+    async def redeem_invite(
+        self, key: str, channel: str, user_id: str, approved_by: str
+    ) -> str | None:
+        """Use a live link once: the new person is paired on `channel` in the same
+        transaction. Returns the name, or None when the link is used up or expired."""
+
+        def op(conn: Conn) -> str | None:
+            now = time.time()
+            row = conn.execute(
+                "SELECT name FROM web_invites WHERE key = ? AND expires_at >= ?", (key, now)
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute("DELETE FROM web_invites WHERE key = ?", (key,))
+            conn.execute(
+                "INSERT OR REPLACE INTO paired VALUES (?, ?, ?, ?, ?)",
+                (channel, user_id, row[0], now, approved_by),
+            )
+            return str(row[0])
+
+        return await self.store.write(op)
+
+    async def open_invites(self) -> list[tuple[str, float]]:
+        """(name, expires_at) of the links not used yet."""
+
+        def op(conn: Conn) -> list[tuple[str, float]]:
+            rows = conn.execute(
+                "SELECT name, expires_at FROM web_invites WHERE expires_at >= ? "
+                "ORDER BY created_at",
+                (time.time(),),
+            ).fetchall()
+            return [(r[0], r[1]) for r in rows]
+
+        return await self.store.read(op)

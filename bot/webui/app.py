@@ -64,6 +64,9 @@ class WebUI:
         from bot.webui.chat import ChatSocket
 
         self.chat = ChatSocket(self)
+        from bot.webui.guests import GuestPages
+
+        self.guests = GuestPages(self)
         from bot.webui.uploads import UPLOAD_DIR, UploadStore
 
         cap = int(gw.config.webui.upload_max_mb * 1024 * 1024)
@@ -89,11 +92,14 @@ class WebUI:
             ("POST", "/upload", self.page(self.chat.upload)),
         ]
         routes += [("GET", f"/static/{name}", self._asset) for name in self.assets]
-        routes += [(m, p, self.page(h)) for m, p, h in Panel(self).routes()]
+        routes += [(m, p, self.page(h, login=False)) for m, p, h in self.guests.public_routes()]
+        routes += [(m, p, self.page(h, owner=True)) for m, p, h in Panel(self).routes()]
         return routes
 
     # the shared wrapper -----------------------------------------------------------------------
-    def page(self, handler: Handler, *, login: bool = True) -> Handler:
+    def page(self, handler: Handler, *, login: bool = True, owner: bool = False) -> Handler:
+        """`login`: a signed-in session is needed; `owner`: the owner's (a guest is refused)."""
+
         async def wrapped(request: web.Request) -> web.StreamResponse:
             try:
                 if request.method != "GET" and not self.fwd.same_origin(request):
@@ -104,6 +110,8 @@ class WebUI:
                         if request.method == "GET" and request.path != "/ws":
                             raise web.HTTPSeeOther("/login")
                         raise web.HTTPForbidden(text="not signed in")
+                    if owner and not session.is_owner:
+                        raise web.HTTPForbidden(text="the control panel is the owner's")
                     request[SESSION] = session
                     if request.method == "POST":
                         # a script's request (an upload) names it in a header, a form in a field
@@ -124,12 +132,18 @@ class WebUI:
         return wrapped
 
     async def session_of(self, request: web.Request) -> WebSession | None:
-        return await self.auth.session(request.cookies.get(SESSION_COOKIE))
+        session = await self.auth.session(request.cookies.get(SESSION_COOKIE))
+        if session is not None and not session.is_owner and not self.gw.config.webui.guest_chat:
+            return None  # guest chat was turned off: their logins open nothing
+        return session
 
     def render(self, request: web.Request, name: str, **context: Any) -> web.Response:
         session: WebSession | None = request.get(SESSION)
         html = self.templates.get_template(name).render(
-            csrf=session.csrf if session else "", signed_in=session is not None, **context
+            csrf=session.csrf if session else "",
+            signed_in=session is not None,
+            owner=session is not None and session.is_owner,
+            **context,
         )
         return web.Response(text=html, content_type="text/html", charset="utf-8")
 
@@ -166,8 +180,17 @@ class WebUI:
             raise web.HTTPForbidden(text="missing or wrong form token; reload the page")
         return form
 
-    async def _signed_in(self, request: web.Request, location: str, **context: Any) -> web.Response:
-        sid, session = await self.auth.new_session(OWNER)
+    async def _signed_in(
+        self,
+        request: web.Request,
+        location: str,
+        *,
+        user: str = OWNER,
+        name: str = OWNER,
+        role: str = OWNER,
+        **context: Any,
+    ) -> web.Response:
+        sid, session = await self.auth.new_session(user, name=name, role=role)
         request[SESSION] = session
         if not context:
             redirect = web.HTTPSeeOther(location)

@@ -30,6 +30,7 @@ log = logging.getLogger("decapod.webui")
 
 TABS = [
     ("/panel", "Pairing & people"),
+    ("/panel/guests", "Guests"),
     ("/panel/memory", "Memory"),
     ("/panel/reminders", "Reminders"),
     ("/panel/providers", "Providers"),
@@ -55,6 +56,7 @@ class Panel:
 
         return [
             *FeaturePages(self).routes(),
+            *self.ui.guests.panel_routes(self),
             ("GET", "/panel", self.people),
             ("POST", "/panel/pairing", self.pairing),
             ("GET", "/panel/memory", self.memory),

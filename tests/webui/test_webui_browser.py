@@ -267,3 +267,40 @@ async def test_a_file_picked_in_the_page_reaches_the_gateway(
     (part,) = message.parts
     assert (part.kind, part.name, part.mime) == ("image", "cat.png", "image/png")
     assert await gw.channels["web"].fetch(part, 1_000_000) == picture
+
+
+async def test_an_invited_person_chats_but_cannot_open_the_panel(
+    browser: Browser, make_config: Any, fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    config = gateway_config(make_config, fake_llm, webui={"guest_chat": True})
+    async with Gateway(config) as gw:
+        owner = await browser.new_page()
+        await _set_up(owner, gw, tmp_path)
+        await owner.click("nav >> text=Panel")
+        await owner.click(".tabs >> text=Guests")
+        await owner.fill("#guest-name", "Eve")
+        await owner.click("#new-invite button")
+        link = await owner.locator("#invite-link").text_content()
+        assert link and "/join?invite=" in link
+        await owner.screenshot(path=tmp_path / "guests.png", full_page=True)
+
+        context = await browser.new_context()  # another person's browser
+        guest = await context.new_page()
+        dialogs = Dialogs(guest)
+        await guest.goto(link)
+        await expect(guest.locator("h1")).to_have_text("Hello, Eve")
+        await guest.screenshot(path=tmp_path / "join.png", full_page=True)
+        await guest.click("#join button")
+        await expect(guest.locator("#status")).to_have_text("connected")
+        await expect(guest.locator("nav >> text=Panel")).to_have_count(0)
+        fake_llm.push(Reply(text="Hello **Eve**."))
+        answer = await _ask(guest, "hi, I am Eve")
+        await expect(answer.locator("strong")).to_have_text("Eve")
+        await guest.screenshot(path=tmp_path / "guest-chat.png", full_page=True)
+        response = await guest.goto(base_url(gw) + "/panel")
+        assert response is not None and response.status == 403
+        await expect(guest.locator("body")).to_contain_text("the control panel is the owner's")
+        await owner.reload()
+        await expect(owner.locator("#guest-list")).to_contain_text("Eve")
+        assert dialogs.seen == []
+        await context.close()
