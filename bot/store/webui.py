@@ -165,3 +165,39 @@ class WebUIRepo:
             return [(r[0], r[1]) for r in rows]
 
         return await self.store.read(op)
+
+    # passkeys --------------------------------------------------------------------------------
+    async def add_passkey(self, credential_id: str, public_key: bytes, sign_count: int) -> None:
+        now = time.time()
+        await self.store.write(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO web_passkeys VALUES (?, ?, ?, ?, NULL)",
+                (credential_id, public_key, sign_count, now),
+            )
+        )
+
+    async def passkeys(self) -> list[PasskeyRow]:
+        def op(conn: Conn) -> list[PasskeyRow]:
+            rows = conn.execute(
+                "SELECT credential_id, public_key, sign_count, created_at, last_used "
+                "FROM web_passkeys ORDER BY created_at"
+            ).fetchall()
+            return [PasskeyRow(r[0], bytes(r[1]), *r[2:]) for r in rows]
+
+        return await self.store.read(op)
+
+    async def passkey_used(self, credential_id: str, sign_count: int) -> None:
+        now = time.time()
+        await self.store.write(
+            lambda c: c.execute(
+                "UPDATE web_passkeys SET sign_count = ?, last_used = ? WHERE credential_id = ?",
+                (sign_count, now, credential_id),
+            )
+        )
+
+    async def remove_passkey(self, credential_id: str) -> bool:
+        def op(conn: Conn) -> bool:
+            cur = conn.execute("DELETE FROM web_passkeys WHERE credential_id = ?", (credential_id,))
+            return bool(cur.rowcount)
+
+        return await self.store.write(op)

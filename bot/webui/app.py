@@ -67,6 +67,9 @@ class WebUI:
         from bot.webui.guests import GuestPages
 
         self.guests = GuestPages(self)
+        from bot.webui.passkeys import Passkeys
+
+        self.passkeys = Passkeys(self)
         from bot.webui.uploads import UPLOAD_DIR, UploadStore
 
         cap = int(gw.config.webui.upload_max_mb * 1024 * 1024)
@@ -92,7 +95,8 @@ class WebUI:
             ("POST", "/upload", self.page(self.chat.upload)),
         ]
         routes += [("GET", f"/static/{name}", self._asset) for name in self.assets]
-        routes += [(m, p, self.page(h, login=False)) for m, p, h in self.guests.public_routes()]
+        public = self.guests.public_routes() + self.passkeys.public_routes()
+        routes += [(m, p, self.page(h, login=False)) for m, p, h in public]
         routes += [(m, p, self.page(h, owner=True)) for m, p, h in Panel(self).routes()]
         return routes
 
@@ -245,7 +249,7 @@ class WebUI:
     async def _login_form(self, request: web.Request) -> web.StreamResponse:
         if not self.auth.configured:
             raise web.HTTPSeeOther("/")
-        return self._form_page(request, "login.html")
+        return await self._login_page(request)
 
     async def _login(self, request: web.Request) -> web.StreamResponse:
         client = self.fwd.client(request)
@@ -255,7 +259,11 @@ class WebUI:
             return await self._signed_in(request, "/")
         self.auth.admin.throttle.failed("login", client)
         log.warning("web UI: failed login from %s", client)
-        return self._form_page(request, "login.html", error="Wrong password.")
+        return await self._login_page(request, error="Wrong password.")
+
+    async def _login_page(self, request: web.Request, **context: Any) -> web.Response:
+        has_passkeys = bool(await self.auth.repo.passkeys())
+        return self._form_page(request, "login.html", passkeys=has_passkeys, **context)
 
     async def _logout(self, request: web.Request) -> web.StreamResponse:
         await self.auth.end_session(request.cookies.get(SESSION_COOKIE))

@@ -39,6 +39,7 @@ TABS = [
     ("/panel/workspaces", "Workspaces"),
     ("/panel/skills", "Skills"),
     ("/panel/mcp", "MCP"),
+    ("/panel/passkeys", "Passkeys"),
     ("/panel/config", "Config"),
     ("/panel/audit", "Security audit"),
 ]
@@ -57,6 +58,7 @@ class Panel:
         return [
             *FeaturePages(self).routes(),
             *self.ui.guests.panel_routes(self),
+            *self.ui.passkeys.owner_routes(self),
             ("GET", "/panel", self.people),
             ("POST", "/panel/pairing", self.pairing),
             ("GET", "/panel/memory", self.memory),

@@ -262,3 +262,41 @@ async def test_an_expired_login_opens_nothing_and_is_deleted(
     async with signed_in.http.get(signed_in.base + "/", allow_redirects=False) as resp:
         assert resp.status == 303 and resp.headers["Location"] == "/login"
     assert await _session_rows(gateway) == []
+
+
+async def test_passkey_endpoints_need_their_tokens_and_an_open_challenge(
+    gateway: Gateway, signed_in: Any
+) -> None:
+    base = signed_in.base
+    async with client() as http:
+        async with http.get(base + "/login") as resp:
+            page = await resp.text()
+        assert "passkey-signin" not in page  # none registered: not offered
+        token = form_token(page)
+        async with http.post(base + "/passkey/login/options") as resp:
+            assert resp.status == 403  # no form token
+        async with http.post(base + "/passkey/register/options") as resp:
+            assert resp.status == 403  # not signed in
+        headers = {"X-CSRF-Token": token}
+        body = {"rawId": "AAAA", "id": "AAAA", "response": {}, "type": "public-key"}
+        async with http.post(base + "/passkey/login", json=body, headers=headers) as resp:
+            assert resp.status == 400  # no challenge was issued to this page
+        async with http.post(base + "/passkey/login/options", headers=headers) as resp:
+            options = await resp.json()
+        assert options["rpId"] == "127.0.0.1" and options["userVerification"] == "required"
+        async with http.post(base + "/passkey/login", json=body, headers=headers) as resp:
+            assert resp.status == 403  # an unknown credential
+        async with http.post(base + "/passkey/login", json=body, headers=headers) as resp:
+            assert resp.status == 400  # the challenge was used up by the failed try
+    async with signed_in.http.post(signed_in.base + "/passkey/register/options") as resp:
+        assert resp.status == 403  # signed in, but no CSRF header
+    async with signed_in.http.post(
+        signed_in.base + "/passkey/register/options", headers={"X-CSRF-Token": signed_in.csrf}
+    ) as resp:
+        options = await resp.json()
+    assert options["authenticatorSelection"]["residentKey"] == "required"
+    await gateway.store.write(
+        lambda c: c.execute("INSERT INTO web_passkeys VALUES ('AAAA', x'00', 0, 1, NULL)")
+    )
+    async with client() as http, http.get(base + "/login") as resp:
+        assert 'id="passkey-signin"' in await resp.text()

@@ -304,3 +304,109 @@ async def test_an_invited_person_chats_but_cannot_open_the_panel(
         await expect(owner.locator("#guest-list")).to_contain_text("Eve")
         assert dialogs.seen == []
         await context.close()
+
+
+async def test_a_passkey_added_after_setup_signs_the_owner_in(
+    browser: Browser, gw: Gateway, tmp_path: Path
+) -> None:
+    # a relying party id must be a host name: browsers refuse an IP address
+    base = base_url(gw).replace("127.0.0.1", "localhost")
+    context = await browser.new_context()
+    page = await context.new_page()
+    cdp = await context.new_cdp_session(page)
+    await cdp.send("WebAuthn.enable")
+    added = await cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+            }
+        },
+    )
+    await page.goto(base + "/")
+    await page.fill("#code", gw.setup_code or "")
+    await page.fill("#password", PASSWORD)
+    await page.fill("#confirm", PASSWORD)
+    await page.click("#welcome button[type=submit]")
+    await page.click("#to-chat")
+    await expect(page.locator("#status")).to_have_text("connected")
+
+    await page.goto(base + "/panel/passkeys")
+    await page.click("#passkey-add")
+    await expect(page.locator("#note")).to_have_text("passkey added")
+    await expect(page.locator("#passkey-list")).to_contain_text("never")
+    await page.screenshot(path=tmp_path / "passkeys.png", full_page=True)
+    stored = await gw.store.read(
+        lambda c: c.execute("SELECT credential_id, sign_count FROM web_passkeys").fetchall()
+    )
+    on_device = await cdp.send(
+        "WebAuthn.getCredentials", {"authenticatorId": added["authenticatorId"]}
+    )
+    assert len(stored) == 1 and len(on_device["credentials"]) == 1
+    assert on_device["credentials"][0]["isResidentCredential"]
+
+    await page.click("#logout")
+    await expect(page).to_have_url(base + "/login")
+    await page.screenshot(path=tmp_path / "login-passkey.png", full_page=True)
+    await page.click("#passkey-signin")
+    await expect(page.locator("#status")).to_have_text("connected")  # the chat, signed in
+    assert page.url == base + "/"
+    used = await gw.store.read(
+        lambda c: c.execute("SELECT last_used FROM web_passkeys").fetchone()[0]
+    )
+    assert used is not None
+
+    # a passkey of another authenticator (not registered here) is refused
+    await page.click("#logout")
+    await cdp.send(
+        "WebAuthn.removeVirtualAuthenticator", {"authenticatorId": added["authenticatorId"]}
+    )
+    other = await cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+            }
+        },
+    )
+    await cdp.send(
+        "WebAuthn.addCredential",
+        {
+            "authenticatorId": other["authenticatorId"],
+            "credential": {
+                "credentialId": "c3RyYW5nZXI=",
+                "isResidentCredential": True,
+                "rpId": "localhost",
+                "privateKey": _p256_key(),
+                "userHandle": "ZGVjYXBvZC1vd25lcg==",
+                "signCount": 0,
+            },
+        },
+    )
+    await page.click("#passkey-signin")
+    await expect(page.locator("#passkey-error")).to_contain_text("not accepted")
+    await expect(page).to_have_url(base + "/login")
+    await context.close()
+
+
+def _p256_key() -> str:
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    der = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return base64.b64encode(der).decode()
