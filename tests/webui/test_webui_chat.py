@@ -4,6 +4,7 @@ dedupe and session path; answers stream; a dropped socket resumes without loss o
 from __future__ import annotations
 
 import asyncio
+import io
 from typing import Any
 
 import aiohttp
@@ -199,7 +200,7 @@ async def _upload(
     s: SignedIn, body: bytes, name: str, mime: str, csrf: str | None = None
 ) -> aiohttp.ClientResponse:
     form = aiohttp.FormData()
-    form.add_field("file", body, filename=name, content_type=mime)
+    form.add_field("file", io.BytesIO(body), filename=name, content_type=mime)
     headers = {"X-CSRF-Token": csrf if csrf is not None else s.csrf}
     return await s.http.post(f"{s.base}/upload", data=form, headers=headers)
 
@@ -217,6 +218,9 @@ async def test_an_uploaded_file_reaches_the_gateway_as_an_attachment_it_can_fetc
     resp = await _upload(signed_in, b"%PDF-1.4 notes", "notes.pdf", "application/pdf")
     doc = await resp.json()
     assert (image["kind"], doc["kind"]) == ("image", "document")
+    # streamed to disk: larger than the server's 4 MB bound on bodies it reads whole
+    resp = await _upload(signed_in, b"v" * 6_000_000, "talk.ogg", "audio/ogg")
+    assert resp.status == 200 and (await resp.json())["size"] == 6_000_000
     fake_llm.push(Reply(text="Nice cat."))
     received = record_inbound(gateway)
     ws = await _open(signed_in)
