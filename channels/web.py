@@ -16,10 +16,11 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bot.errors import ChannelError
 from bot.messages import (
+    Attachment,
     Command,
     Conversation,
     ConversationKind,
@@ -35,6 +36,19 @@ from channels.base import BaseChannel
 KEEP_ANSWERS = 500
 
 Event = dict[str, Any]
+
+
+class WebOutbox(Protocol):
+    """Where a message sent outside a turn (a reminder, a notice) is kept, so a page opened
+    later shows it in the history: turns are in the session, these are not."""
+
+    async def remember(self, chat_id: str, text: str) -> None: ...
+
+
+class WebUploads(Protocol):
+    """Where the files uploaded from the chat page are kept (bot/webui/uploads.py)."""
+
+    async def read(self, attachment: Attachment, max_bytes: int) -> bytes: ...
 
 
 @dataclass(slots=True)
@@ -57,9 +71,19 @@ class WebChannel(BaseChannel):
         self._listeners: dict[str, set[asyncio.Queue[Event]]] = {}
         self._seq = itertools.count(1)
         self.last_seq = 0
+        #: set by the web UI at start
+        self.outbox: WebOutbox | None = None
+        self.uploads: WebUploads | None = None
 
     # the web UI's side ----------------------------------------------------------------------
-    async def submit(self, user_id: str, display_name: str, client_id: str, text: str) -> None:
+    async def submit(
+        self,
+        user_id: str,
+        display_name: str,
+        client_id: str,
+        text: str,
+        parts: tuple[Attachment, ...] = (),
+    ) -> None:
         """Hand a message to the gateway; returns once it is stored (or was seen before)."""
         if self.sink is None:
             raise ChannelError("the web chat is not running")
@@ -70,6 +94,7 @@ class WebChannel(BaseChannel):
                 identity=Identity(self.name, user_id, display_name),
                 conversation=conversation,
                 text=text,
+                parts=parts,
                 command=Command.parse(text),
                 platform_message_id=client_id,
             )
@@ -113,7 +138,14 @@ class WebChannel(BaseChannel):
             queue.put_nowait(event)
 
     # the gateway's side ---------------------------------------------------------------------
+    async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
+        if self.uploads is None:
+            raise ChannelError("the web chat keeps no uploads")
+        return await self.uploads.read(attachment, max_bytes)
+
     async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
+        if not message.reply_to and self.outbox is not None:
+            await self.outbox.remember(message.conversation.chat_id, text)
         answer = self._new_answer(message)
         self._append(answer, text)
         self._finish(answer)

@@ -68,6 +68,7 @@ class McpConnection:
         #: starting | ready | restarting | failed | stopped
         self.state = "starting"
         self.detail = ""
+        self.last_error: tuple[float, str] | None = None
         self.tools: list[ListedTool] = []
         self.problems: list[str] = []
         self.restarts = 0
@@ -212,6 +213,9 @@ class McpConnection:
         self.client = None
         self.ready.clear()
         self.state, self.detail = state, detail
+        if detail:
+            #: (when, why) of the last time it went down: kept after it recovers
+            self.last_error = (time.time(), detail)
         self.on_change(self)
 
     def stopped(self) -> None:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypedDict
 
+from bot.providers.recent_errors import RecentErrors
+
 log = logging.getLogger(__name__)
 
 Notify = Callable[[str], Awaitable[None]]
@@ -205,6 +207,8 @@ class BreakerBoard:
         self._notices: set[asyncio.Task[None]] = set()
         self.counts: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
+        #: the last failures of each entry, for the control panel
+        self.recent = RecentErrors()
 
     def breaker(self, entry: str, provider: str) -> Breaker:
         found = self._breakers.get(entry)

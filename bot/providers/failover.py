@@ -230,6 +230,7 @@ class FailoverProvider:
 
             kind = classify(failure)
             self.board.errors[kind] += 1
+            self.board.recent.add(entry.name, kind, failure)
             turn.attempts.append((entry.name, failure))
             if kind == "unexpected":
                 log.error("provider %s failed unexpectedly", entry.name, exc_info=failure)

@@ -34,6 +34,11 @@ CODE_TTL_S = 3600.0
 #: bounds the table under a flood of new accounts; each sender has one live code at a time, so
 #: reaching it takes this many distinct accounts within an hour (`decapod pairing list` shows it)
 MAX_PENDING_PER_CHANNEL = 100
+#: the web UI's chat: its owner signed in with the password; everyone else on it is a guest
+#: the owner let in with a pairing link, who is paired like a person on any other channel
+WEB_CHAT = "web"
+WEB_OWNER_ID = "owner"
+_WEB_GUESTS = ChannelAccessConfig(dm_policy="pairing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +77,19 @@ class ChannelAccess:
         self._last_notice: dict[str, float] = {}
         self._full: set[str] = set()  # channels whose full code table was logged
 
+    def _web_chat(self, channel: str) -> bool:
+        # built by the gateway, never configured: a channel of config.toml named `web` is
+        # refused while the web UI runs, and is not this one when it does not
+        return (
+            channel == WEB_CHAT
+            and channel not in self.config.channels
+            and self.config.webui.enabled
+            and self.config.http.enabled
+        )
+
     def _policy(self, channel: str) -> ChannelAccessConfig | None:
+        if self._web_chat(channel):
+            return _WEB_GUESTS
         ch = self.config.channels.get(channel)
         return getattr(ch, "access", None)
 
@@ -82,6 +99,8 @@ class ChannelAccess:
         return ch is None or ch.type == "console"
 
     def role_of(self, identity: Identity) -> str:
+        if self._web_chat(identity.channel) and identity.key not in self.owners:
+            return "owner" if identity.user_id == WEB_OWNER_ID else "user"
         if identity.key in self.owners or self._is_local_console(identity.channel):
             return "owner"
         policy = self._policy(identity.channel)

@@ -246,3 +246,29 @@ _M006 = [
         VALUES (new.id, new.text, new.owner_tag, new.context);
     END""",
 ]
+
+
+@migration
+def m007_webui(conn: Any) -> None:
+    """The web UI's own tables: browser logins (only the SHA-256 of the cookie's value), the
+    messages sent to a web chat outside a turn (reminders), passkeys, and pairing links."""
+    for stmt in _M007:
+        conn.execute(stmt)
+
+
+_M007 = [
+    """CREATE TABLE web_sessions (
+        key TEXT PRIMARY KEY, user TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL,
+        csrf TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL)""",
+    "CREATE INDEX web_sessions_expiry ON web_sessions(expires_at)",
+    """CREATE TABLE web_messages (
+        id INTEGER PRIMARY KEY, chat_id TEXT NOT NULL, text TEXT NOT NULL,
+        created_at REAL NOT NULL)""",
+    "CREATE INDEX web_messages_chat ON web_messages(chat_id, id)",
+    """CREATE TABLE web_passkeys (
+        credential_id TEXT PRIMARY KEY, public_key BLOB NOT NULL, sign_count INTEGER NOT NULL,
+        created_at REAL NOT NULL, last_used REAL)""",
+    """CREATE TABLE web_invites (
+        key TEXT PRIMARY KEY, name TEXT NOT NULL, created_at REAL NOT NULL,
+        expires_at REAL NOT NULL)""",
+]

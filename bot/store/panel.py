@@ -45,22 +45,6 @@ class PanelQueries:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def history(self, session_key: str, limit: int) -> list[tuple[str, str]]:
-        """(role, text) of the newest user and assistant messages of the session's current
-        generation, oldest first."""
-
-        def op(conn: Conn) -> list[tuple[str, str]]:
-            rows = conn.execute(
-                """SELECT t.role, t.content FROM turns t
-                   WHERE t.session_id = (SELECT max(id) FROM sessions WHERE key = ?)
-                     AND t.role IN ('user', 'assistant') AND t.content != ''
-                   ORDER BY t.id DESC LIMIT ?""",
-                (session_key, limit),
-            ).fetchall()
-            return [(r[0], r[1]) for r in reversed(rows)]
-
-        return await self.store.read(op)
-
     async def recent_turns(self, limit: int) -> list[TurnRow]:
         """The newest finished turns of every session: what each cost and how long it took."""
 

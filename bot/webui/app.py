@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from bot.store.panel import PanelQueries
-from bot.webui.auth import MIN_PASSWORD_CHARS, SESSION, WebAuth, WebSession, csrf_ok
+from bot.webui.auth import MIN_PASSWORD_CHARS, OWNER, SESSION, WebAuth, WebSession, csrf_ok
 from bot.webui.proxy import Forwarding
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ log = logging.getLogger("decapod.webui")
 
 SESSION_COOKIE = "decapod_session"
 FORM_COOKIE = "decapod_form"
-OWNER = "owner"
+CSRF_HEADER = "X-CSRF-Token"
 _HERE = Path(__file__).parent
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -64,6 +64,16 @@ class WebUI:
         from bot.webui.chat import ChatSocket
 
         self.chat = ChatSocket(self)
+        from bot.webui.guests import GuestPages
+
+        self.guests = GuestPages(self)
+        from bot.webui.passkeys import Passkeys
+
+        self.passkeys = Passkeys(self)
+        from bot.webui.uploads import UPLOAD_DIR, UploadStore
+
+        cap = int(gw.config.webui.upload_max_mb * 1024 * 1024)
+        self.uploads = UploadStore(gw.config.home / UPLOAD_DIR, cap)
         #: name -> (bytes, content type, etag), read once at start
         self.assets: dict[str, tuple[bytes, str, str]] = {}
         for path in sorted((_HERE / "static").iterdir()):
@@ -82,27 +92,36 @@ class WebUI:
             ("POST", "/login", self.page(self._login, login=False)),
             ("POST", "/logout", self.page(self._logout)),
             ("GET", "/ws", self.page(self.chat.handle)),
+            ("POST", "/upload", self.page(self.chat.upload)),
         ]
         routes += [("GET", f"/static/{name}", self._asset) for name in self.assets]
-        routes += [(m, p, self.page(h)) for m, p, h in Panel(self).routes()]
+        public = self.guests.public_routes() + self.passkeys.public_routes()
+        routes += [(m, p, self.page(h, login=False)) for m, p, h in public]
+        routes += [(m, p, self.page(h, owner=True)) for m, p, h in Panel(self).routes()]
         return routes
 
     # the shared wrapper -----------------------------------------------------------------------
-    def page(self, handler: Handler, *, login: bool = True) -> Handler:
+    def page(self, handler: Handler, *, login: bool = True, owner: bool = False) -> Handler:
+        """`login`: a signed-in session is needed; `owner`: the owner's (a guest is refused)."""
+
         async def wrapped(request: web.Request) -> web.StreamResponse:
             try:
                 if request.method != "GET" and not self.fwd.same_origin(request):
                     raise web.HTTPForbidden(text="foreign origin")
                 if login:
-                    session = self.session_of(request)
+                    session = await self.session_of(request)
                     if session is None:
                         if request.method == "GET" and request.path != "/ws":
                             raise web.HTTPSeeOther("/login")
                         raise web.HTTPForbidden(text="not signed in")
+                    if owner and not session.is_owner:
+                        raise web.HTTPForbidden(text="the control panel is the owner's")
                     request[SESSION] = session
                     if request.method == "POST":
-                        form = await request.post()
-                        token = form.get("csrf")
+                        # a script's request (an upload) names it in a header, a form in a field
+                        token: Any = request.headers.get(CSRF_HEADER)
+                        if token is None:
+                            token = (await request.post()).get("csrf")
                         if not csrf_ok(session.csrf, token if isinstance(token, str) else None):
                             raise web.HTTPForbidden(text="missing or wrong CSRF token")
                 response = await handler(request)
@@ -116,13 +135,19 @@ class WebUI:
 
         return wrapped
 
-    def session_of(self, request: web.Request) -> WebSession | None:
-        return self.auth.session(request.cookies.get(SESSION_COOKIE))
+    async def session_of(self, request: web.Request) -> WebSession | None:
+        session = await self.auth.session(request.cookies.get(SESSION_COOKIE))
+        if session is not None and not session.is_owner and not self.gw.config.webui.guest_chat:
+            return None  # guest chat was turned off: their logins open nothing
+        return session
 
     def render(self, request: web.Request, name: str, **context: Any) -> web.Response:
         session: WebSession | None = request.get(SESSION)
         html = self.templates.get_template(name).render(
-            csrf=session.csrf if session else "", signed_in=session is not None, **context
+            csrf=session.csrf if session else "",
+            signed_in=session is not None,
+            owner=session is not None and session.is_owner,
+            **context,
         )
         return web.Response(text=html, content_type="text/html", charset="utf-8")
 
@@ -159,8 +184,17 @@ class WebUI:
             raise web.HTTPForbidden(text="missing or wrong form token; reload the page")
         return form
 
-    def _signed_in(self, request: web.Request, location: str, **context: Any) -> web.Response:
-        sid, session = self.auth.new_session(OWNER)
+    async def _signed_in(
+        self,
+        request: web.Request,
+        location: str,
+        *,
+        user: str = OWNER,
+        name: str = OWNER,
+        role: str = OWNER,
+        **context: Any,
+    ) -> web.Response:
+        sid, session = await self.auth.new_session(user, name=name, role=role)
         request[SESSION] = session
         if not context:
             redirect = web.HTTPSeeOther(location)
@@ -184,7 +218,7 @@ class WebUI:
             if not self.fwd.may_set_up(request):
                 raise web.HTTPForbidden(text="first-run setup is only offered on this machine")
             return self._form_page(request, "welcome.html", min_chars=MIN_PASSWORD_CHARS)
-        session = self.session_of(request)
+        session = await self.session_of(request)
         if session is None:
             raise web.HTTPSeeOther("/login")
         request[SESSION] = session
@@ -209,26 +243,30 @@ class WebUI:
             else:
                 await self.auth.set_password(password)
                 log.info("web UI: owner password set")
-                return self._signed_in(request, "/", admin_token=token or "", page="welcome")
+                return await self._signed_in(request, "/", admin_token=token or "", page="welcome")
         return self._form_page(request, "welcome.html", error=error, min_chars=MIN_PASSWORD_CHARS)
 
     async def _login_form(self, request: web.Request) -> web.StreamResponse:
         if not self.auth.configured:
             raise web.HTTPSeeOther("/")
-        return self._form_page(request, "login.html")
+        return await self._login_page(request)
 
     async def _login(self, request: web.Request) -> web.StreamResponse:
         client = self.fwd.client(request)
         self._throttled(request, "login")
         form = await self._form_checked(request)
         if await self.auth.check_password(str(form.get("password", ""))):
-            return self._signed_in(request, "/")
+            return await self._signed_in(request, "/")
         self.auth.admin.throttle.failed("login", client)
         log.warning("web UI: failed login from %s", client)
-        return self._form_page(request, "login.html", error="Wrong password.")
+        return await self._login_page(request, error="Wrong password.")
+
+    async def _login_page(self, request: web.Request, **context: Any) -> web.Response:
+        has_passkeys = bool(await self.auth.repo.passkeys())
+        return self._form_page(request, "login.html", passkeys=has_passkeys, **context)
 
     async def _logout(self, request: web.Request) -> web.StreamResponse:
-        self.auth.end_session(request.cookies.get(SESSION_COOKIE))
+        await self.auth.end_session(request.cookies.get(SESSION_COOKIE))
         redirect = web.HTTPSeeOther("/login")
         redirect.del_cookie(SESSION_COOKIE, path="/")
         raise redirect

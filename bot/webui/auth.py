@@ -3,8 +3,8 @@
 - First visit: the one-time setup code printed in the terminal, then an owner password. The
   password is stored only as a scrypt hash (random salt) in the store's kv table.
 - A login is a random session id in an HttpOnly, SameSite=Strict cookie (Secure when the
-  request came over TLS); the server keeps only its SHA-256, with a CSRF token and an expiry.
-  Sessions live in memory: a restart signs everyone out, which costs one login.
+  request came over TLS); the server keeps only its SHA-256, with a CSRF token and an expiry,
+  in the store's `web_sessions` table: a login survives a restart; logout and expiry delete it.
 - Wrong passwords and wrong setup codes are counted by the HTTP server's failure throttle.
 """
 
@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bot.store.webui import WebSessionRow, WebUIRepo
+
 if TYPE_CHECKING:
     from bot.security.http_auth import AdminAuth
     from bot.store import Store
@@ -27,6 +29,8 @@ MIN_PASSWORD_CHARS = 10
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**15, 8, 1
 _SCRYPT_MAXMEM = 64 * 1024 * 1024
 _MAX_SESSIONS = 1000
+OWNER = "owner"
+GUEST = "guest"
 
 
 def _sha(value: str) -> str:
@@ -59,11 +63,18 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got.hex(), digest)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class WebSession:
+    #: the web chat's user id: "owner", or a guest's id (see bot/webui/guests.py)
     user: str
+    name: str
+    role: str  # OWNER or GUEST
     csrf: str
     expires_at: float
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == OWNER
 
 
 class WebAuth:
@@ -74,7 +85,7 @@ class WebAuth:
         self._password_hash: str | None = None
         #: a code of our own when the admin token exists already but no password does
         self._own_code_hash: str | None = None
-        self._sessions: dict[str, WebSession] = {}
+        self.repo = WebUIRepo(store)
 
     async def start(self, admin_setup_code: str | None) -> str | None:
         """Load the password hash; returns the setup code to print when there is none yet."""
@@ -114,36 +125,31 @@ class WebAuth:
         return await asyncio.to_thread(verify_password, password, stored)
 
     # sessions -------------------------------------------------------------------------------
-    def new_session(self, user: str) -> tuple[str, WebSession]:
-        now = time.time()
-        if len(self._sessions) >= _MAX_SESSIONS:
-            self._expire(now)
-            while len(self._sessions) >= _MAX_SESSIONS:
-                self._sessions.pop(next(iter(self._sessions)))
+    async def new_session(
+        self, user: str = OWNER, *, name: str = OWNER, role: str = OWNER
+    ) -> tuple[str, WebSession]:
         sid = secrets.token_urlsafe(32)
-        session = WebSession(user, secrets.token_urlsafe(24), now + self.session_ttl_s)
-        self._sessions[_sha(sid)] = session
-        return sid, session
+        row = WebSessionRow(
+            user, name, role, secrets.token_urlsafe(24), time.time() + self.session_ttl_s
+        )
+        await self.repo.add_session(_sha(sid), row, keep=_MAX_SESSIONS)
+        return sid, WebSession(row.user, row.name, row.role, row.csrf, row.expires_at)
 
-    def session(self, sid: str | None) -> WebSession | None:
+    async def session(self, sid: str | None) -> WebSession | None:
         if not sid:
             return None
         key = _sha(sid)
-        session = self._sessions.get(key)
-        if session is None:
+        row = await self.repo.session(key)
+        if row is None:
             return None
-        if session.expires_at < time.time():
-            del self._sessions[key]
+        if row.expires_at < time.time():
+            await self.repo.end_session(key)
             return None
-        return session
+        return WebSession(row.user, row.name, row.role, row.csrf, row.expires_at)
 
-    def end_session(self, sid: str | None) -> None:
+    async def end_session(self, sid: str | None) -> None:
         if sid:
-            self._sessions.pop(_sha(sid), None)
-
-    def _expire(self, now: float) -> None:
-        for key in [k for k, s in self._sessions.items() if s.expires_at < now]:
-            del self._sessions[key]
+            await self.repo.end_session(_sha(sid))
 
 
 def csrf_ok(expected: str, presented: str | None) -> bool:

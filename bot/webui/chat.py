@@ -17,10 +17,10 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from aiohttp import WSMsgType, web
+from aiohttp import BodyPartReader, WSMsgType, web
 
 from bot.errors import DecapodError
-from bot.messages import Conversation, ConversationKind
+from bot.messages import Attachment, Conversation, ConversationKind
 from bot.webui.auth import SESSION, WebSession, csrf_ok
 
 if TYPE_CHECKING:
@@ -32,6 +32,8 @@ Event = dict[str, Any]
 _CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 HISTORY_MESSAGES = 100
 _MAX_FRAME = 256 * 1024
+#: files one message may carry
+MAX_FILES = 10
 
 
 class WebChatHub(Protocol):
@@ -39,7 +41,14 @@ class WebChatHub(Protocol):
 
     last_seq: int
 
-    async def submit(self, user_id: str, display_name: str, client_id: str, text: str) -> None: ...
+    async def submit(
+        self,
+        user_id: str,
+        display_name: str,
+        client_id: str,
+        text: str,
+        parts: tuple[Attachment, ...] = (),
+    ) -> None: ...
 
     def attach(
         self, user_id: str, after: int | None, have: dict[str, int]
@@ -113,7 +122,7 @@ class ChatSocket:
 
     async def _history(self, session: WebSession) -> list[Event]:
         key = Conversation("web", session.user, ConversationKind.DM).session_key
-        rows = await self.ui.panel_queries.history(key, HISTORY_MESSAGES)
+        rows = await self.ui.auth.repo.history(key, session.user, HISTORY_MESSAGES)
         return [{"role": role, "text": text} for role, text in rows]
 
     async def _read(
@@ -129,13 +138,54 @@ class ChatSocket:
                 continue
             if not isinstance(text, str):
                 continue
+            parts = self._parts(session, data.get("files"))
+            if parts is None:
+                queue.put_nowait({"type": "error", "id": client_id, "text": "unknown file"})
+                continue
             try:
-                await self.hub.submit(session.user, "owner", client_id, text)
+                await self.hub.submit(session.user, session.name, client_id, text, parts)
             except DecapodError as exc:
                 queue.put_nowait({"type": "error", "id": client_id, "text": exc.user_message})
                 continue
             # through the queue: the ack is never sent ahead of events already queued
             queue.put_nowait({"type": "ack", "id": client_id})
+
+    def _parts(self, session: WebSession, files: Any) -> tuple[Attachment, ...] | None:
+        """The attachments of a message's upload ids; None if one is not this person's."""
+        if files is None:
+            return ()
+        if not isinstance(files, list) or len(files) > MAX_FILES:
+            return None
+        parts = []
+        for upload_id in files:
+            upload = self.ui.uploads.get(upload_id) if isinstance(upload_id, str) else None
+            if upload is None or upload.user != session.user:
+                return None
+            parts.append(upload.attachment())
+        return tuple(parts)
+
+    async def upload(self, request: web.Request) -> web.StreamResponse:
+        """One file per request, streamed to disk within the cap; answers its id."""
+        from bot.webui.uploads import UploadTooLarge
+
+        session: WebSession = request[SESSION]
+        try:
+            reader = await request.multipart()
+            part = await reader.next()
+        except (ValueError, AssertionError):
+            raise web.HTTPBadRequest(text="expected a multipart upload") from None
+        if not isinstance(part, BodyPartReader) or part.name != "file" or not part.filename:
+            raise web.HTTPBadRequest(text="expected one file in the field `file`")
+        try:
+            upload = await self.ui.uploads.save(session.user, part)
+        except UploadTooLarge as exc:
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=self.ui.uploads.max_bytes, actual_size=0, text=str(exc)
+            ) from None
+        log.info("web UI: %s uploaded %s (%d bytes)", session.user, upload.kind, upload.size)
+        return web.json_response(
+            {"id": upload.id, "name": upload.name, "kind": upload.kind, "size": upload.size}
+        )
 
 
 async def _pump(queue: asyncio.Queue[Event], ws: web.WebSocketResponse) -> None:

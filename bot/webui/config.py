@@ -17,6 +17,13 @@ class WebUIConfig(Section):
     trusted_proxies: list[str] = Field(default_factory=list)
     #: a login lasts this long
     session_ttl_s: float = Field(default=7 * 86400.0, ge=60)
+    #: let people the owner invites with a one-time pairing link chat here, each in a chat
+    #: of their own as a user (never with the owner's rights; the panel stays the owner's)
+    guest_chat: bool = False
+    #: a pairing link is valid this long
+    invite_ttl_s: float = Field(default=86400.0, ge=60)
+    #: the largest file or image the chat page may upload (kept for a day, for the media path)
+    upload_max_mb: float = Field(default=20.0, gt=0, le=1024)
     #: estimated cost per million tokens, by "provider:model": [input, output] (usage chart)
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
 

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from bot.errors import ConfigError
 from bot.messages import Conversation, ConversationKind, Identity
+from bot.providers.recent_errors import KEEP_PER_ENTRY
 from bot.store.memory import SHARED
 from bot.webui.charts import usage_chart
 
@@ -29,11 +30,16 @@ log = logging.getLogger("decapod.webui")
 
 TABS = [
     ("/panel", "Pairing & people"),
+    ("/panel/guests", "Guests"),
     ("/panel/memory", "Memory"),
     ("/panel/reminders", "Reminders"),
     ("/panel/providers", "Providers"),
     ("/panel/sessions", "Sessions"),
     ("/panel/usage", "Usage"),
+    ("/panel/workspaces", "Workspaces"),
+    ("/panel/skills", "Skills"),
+    ("/panel/mcp", "MCP"),
+    ("/panel/passkeys", "Passkeys"),
     ("/panel/config", "Config"),
     ("/panel/audit", "Security audit"),
 ]
@@ -47,7 +53,12 @@ class Panel:
         self.gw = ui.gw
 
     def routes(self) -> list[tuple[str, str, Handler]]:
+        from bot.webui.panel_features import FeaturePages
+
         return [
+            *FeaturePages(self).routes(),
+            *self.ui.guests.panel_routes(self),
+            *self.ui.passkeys.owner_routes(self),
             ("GET", "/panel", self.people),
             ("POST", "/panel/pairing", self.pairing),
             ("GET", "/panel/memory", self.memory),
@@ -209,7 +220,10 @@ class Panel:
     # providers, sessions, usage ---------------------------------------------------------------
     async def providers(self, request: web.Request) -> web.StreamResponse:
         cfg = self.gw.config
-        states = self.gw.providers.state() if self.gw.providers is not None else []
+        providers = self.gw.providers
+        states = providers.state() if providers is not None else []
+        recent = providers.board.recent if providers is not None else None
+        errors = [(e, recent.of(e)) for e in recent.entries()] if recent is not None else []
         configured = [
             (name, p.base_url or p.preset or "", [env for _, env in p.key_env_names()])
             for name, p in cfg.providers.items()
@@ -220,6 +234,9 @@ class Panel:
             chains=cfg.models.model_dump(),
             states=states,
             configured=configured,
+            errors=errors,
+            keep=KEEP_PER_ENTRY,
+            when=_when_s,
         )
 
     async def sessions(self, request: web.Request) -> web.StreamResponse:
@@ -300,6 +317,10 @@ class Panel:
 
 def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else ""
+
+
+def _when_s(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
 def _q(text: str) -> str:

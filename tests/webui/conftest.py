@@ -114,3 +114,18 @@ async def signed_in(gateway: Gateway) -> AsyncIterator[SignedIn]:
 
 
 Opener = Callable[..., Awaitable[aiohttp.ClientWebSocketResponse]]
+
+
+def record_inbound(gw: Gateway) -> list[Any]:
+    """Every message the web channel hands to the gateway, as the gateway receives it."""
+    channel = gw.channels["web"]
+    forward = channel.sink
+    assert forward is not None
+    seen: list[Any] = []
+
+    async def sink(message: Any) -> Any:
+        seen.append(message)
+        return await forward(message)
+
+    channel.sink = sink
+    return seen

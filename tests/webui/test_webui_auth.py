@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from yarl import URL
+
 from bot.gateway import Gateway
 from bot.webui.auth import PASSWORD_KEY
 from tests.fakes.llm import FakeLLM
@@ -218,3 +220,83 @@ async def test_a_web_setup_code_exists_when_only_the_admin_token_does(
         await set_up(http, gw)
     async with Gateway(config) as gw:
         assert gw.setup_code is None
+
+
+async def _session_rows(gw: Gateway) -> list[tuple[str, str, float]]:
+    return await gw.store.read(
+        lambda c: c.execute("SELECT key, user, expires_at FROM web_sessions").fetchall()
+    )
+
+
+async def test_a_login_survives_a_restart_and_only_its_hash_is_stored(
+    make_config: Any, fake_llm: FakeLLM
+) -> None:
+    config = gateway_config(make_config, fake_llm)
+    async with client() as http:
+        async with Gateway(config) as gw:
+            await set_up(http, gw)
+            base = base_url(gw)
+            rows = await _session_rows(gw)
+        cookie = http.cookie_jar.filter_cookies(URL(base))["decapod_session"].value
+        assert len(rows) == 1 and rows[0][1] == "owner" and cookie not in rows[0][0]
+        async with Gateway(config) as gw:  # the same home, a new process's state
+            base = base_url(gw)
+            http.cookie_jar.update_cookies({"decapod_session": cookie}, URL(base))
+            async with http.get(base + "/", allow_redirects=False) as resp:
+                assert resp.status == 200 and 'id="chat"' in await resp.text()
+                csrf = page_csrf(await resp.text())
+            async with http.post(
+                base + "/logout", data={"csrf": csrf}, allow_redirects=False
+            ) as resp:
+                assert resp.status == 303
+            assert await _session_rows(gw) == []  # logout deletes it
+            http.cookie_jar.update_cookies({"decapod_session": cookie}, URL(base))
+            async with http.get(base + "/", allow_redirects=False) as resp:
+                assert resp.status == 303
+
+
+async def test_an_expired_login_opens_nothing_and_is_deleted(
+    signed_in: Any, gateway: Gateway
+) -> None:
+    await gateway.store.write(lambda c: c.execute("UPDATE web_sessions SET expires_at = 1"))
+    async with signed_in.http.get(signed_in.base + "/", allow_redirects=False) as resp:
+        assert resp.status == 303 and resp.headers["Location"] == "/login"
+    assert await _session_rows(gateway) == []
+
+
+async def test_passkey_endpoints_need_their_tokens_and_an_open_challenge(
+    gateway: Gateway, signed_in: Any
+) -> None:
+    base = signed_in.base
+    async with client() as http:
+        async with http.get(base + "/login") as resp:
+            page = await resp.text()
+        assert "passkey-signin" not in page  # none registered: not offered
+        token = form_token(page)
+        async with http.post(base + "/passkey/login/options") as resp:
+            assert resp.status == 403  # no form token
+        async with http.post(base + "/passkey/register/options") as resp:
+            assert resp.status == 403  # not signed in
+        headers = {"X-CSRF-Token": token}
+        body = {"rawId": "AAAA", "id": "AAAA", "response": {}, "type": "public-key"}
+        async with http.post(base + "/passkey/login", json=body, headers=headers) as resp:
+            assert resp.status == 400  # no challenge was issued to this page
+        async with http.post(base + "/passkey/login/options", headers=headers) as resp:
+            options = await resp.json()
+        assert options["rpId"] == "127.0.0.1" and options["userVerification"] == "required"
+        async with http.post(base + "/passkey/login", json=body, headers=headers) as resp:
+            assert resp.status == 403  # an unknown credential
+        async with http.post(base + "/passkey/login", json=body, headers=headers) as resp:
+            assert resp.status == 400  # the challenge was used up by the failed try
+    async with signed_in.http.post(signed_in.base + "/passkey/register/options") as resp:
+        assert resp.status == 403  # signed in, but no CSRF header
+    async with signed_in.http.post(
+        signed_in.base + "/passkey/register/options", headers={"X-CSRF-Token": signed_in.csrf}
+    ) as resp:
+        options = await resp.json()
+    assert options["authenticatorSelection"]["residentKey"] == "required"
+    await gateway.store.write(
+        lambda c: c.execute("INSERT INTO web_passkeys VALUES ('AAAA', x'00', 0, 1, NULL)")
+    )
+    async with client() as http, http.get(base + "/login") as resp:
+        assert 'id="passkey-signin"' in await resp.text()

@@ -21,7 +21,7 @@ from playwright.async_api import Browser, Page, WebSocketRoute, async_playwright
 from bot.gateway import Gateway
 from bot.messages import Identity
 from tests.fakes.llm import FakeLLM, Reply
-from tests.webui.conftest import PASSWORD, base_url, gateway_config
+from tests.webui.conftest import PASSWORD, base_url, gateway_config, record_inbound
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -135,7 +135,15 @@ async def test_the_owner_flow_end_to_end(
     await expect(page.locator("#note")).to_have_text("cancelled")
     await expect(page.locator("#jobs")).to_contain_text("No open reminders")
 
-    for href in ("/panel/usage", "/panel/sessions", "/panel/providers", "/panel/config"):
+    for href in (
+        "/panel/usage",
+        "/panel/sessions",
+        "/panel/providers",
+        "/panel/workspaces",
+        "/panel/skills",
+        "/panel/mcp",
+        "/panel/config",
+    ):
         await page.goto(base_url(gw) + href)
         await page.screenshot(path=shots / f"7-{href.rsplit('/', 1)[1]}.png", full_page=True)
 
@@ -233,3 +241,172 @@ async def test_a_socket_dropped_mid_answer_resumes_exactly(
     await expect(page.locator(".msg.user")).to_have_count(1)
     assert len(fake_llm.calls(path="/v1/chat/completions")) == 1
     await page.screenshot(path=tmp_path / "resumed.png", full_page=True)
+
+
+async def test_a_file_picked_in_the_page_reaches_the_gateway(
+    browser: Browser, gw: Gateway, fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    from bot.messages import InboundMessage
+
+    page = await browser.new_page()
+    await _set_up(page, gw, tmp_path)
+    picture = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
+    received = record_inbound(gw)
+    await page.set_input_files(
+        "#file", files=[{"name": "cat.png", "mimeType": "image/png", "buffer": picture}]
+    )
+    await expect(page.locator("#files .attachment")).to_have_text("📎 cat.png")
+    fake_llm.push(Reply(text="A cat."))
+    answer = await _ask(page, "what is this?")
+    await expect(answer).to_have_text("A cat.")
+    await expect(page.locator(".msg.user .attachment")).to_have_text("📎 cat.png")
+    await expect(page.locator("#files .attachment")).to_have_count(0)
+    await page.screenshot(path=tmp_path / "upload.png", full_page=True)
+    (message,) = received
+    assert isinstance(message, InboundMessage) and message.text == "what is this?"
+    (part,) = message.parts
+    assert (part.kind, part.name, part.mime) == ("image", "cat.png", "image/png")
+    assert await gw.channels["web"].fetch(part, 1_000_000) == picture
+
+
+async def test_an_invited_person_chats_but_cannot_open_the_panel(
+    browser: Browser, make_config: Any, fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    config = gateway_config(make_config, fake_llm, webui={"guest_chat": True})
+    async with Gateway(config) as gw:
+        owner = await browser.new_page()
+        await _set_up(owner, gw, tmp_path)
+        await owner.click("nav >> text=Panel")
+        await owner.click(".tabs >> text=Guests")
+        await owner.fill("#guest-name", "Eve")
+        await owner.click("#new-invite button")
+        link = await owner.locator("#invite-link").text_content()
+        assert link and "/join?invite=" in link
+        await owner.screenshot(path=tmp_path / "guests.png", full_page=True)
+
+        context = await browser.new_context()  # another person's browser
+        guest = await context.new_page()
+        dialogs = Dialogs(guest)
+        await guest.goto(link)
+        await expect(guest.locator("h1")).to_have_text("Hello, Eve")
+        await guest.screenshot(path=tmp_path / "join.png", full_page=True)
+        await guest.click("#join button")
+        await expect(guest.locator("#status")).to_have_text("connected")
+        await expect(guest.locator("nav >> text=Panel")).to_have_count(0)
+        fake_llm.push(Reply(text="Hello **Eve**."))
+        answer = await _ask(guest, "hi, I am Eve")
+        await expect(answer.locator("strong")).to_have_text("Eve")
+        await guest.screenshot(path=tmp_path / "guest-chat.png", full_page=True)
+        response = await guest.goto(base_url(gw) + "/panel")
+        assert response is not None and response.status == 403
+        await expect(guest.locator("body")).to_contain_text("the control panel is the owner's")
+        await owner.reload()
+        await expect(owner.locator("#guest-list")).to_contain_text("Eve")
+        assert dialogs.seen == []
+        await context.close()
+
+
+async def test_a_passkey_added_after_setup_signs_the_owner_in(
+    browser: Browser, gw: Gateway, tmp_path: Path
+) -> None:
+    # a relying party id must be a host name: browsers refuse an IP address
+    base = base_url(gw).replace("127.0.0.1", "localhost")
+    context = await browser.new_context()
+    page = await context.new_page()
+    cdp = await context.new_cdp_session(page)
+    await cdp.send("WebAuthn.enable")
+    added = await cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+            }
+        },
+    )
+    await page.goto(base + "/")
+    await page.fill("#code", gw.setup_code or "")
+    await page.fill("#password", PASSWORD)
+    await page.fill("#confirm", PASSWORD)
+    await page.click("#welcome button[type=submit]")
+    await page.click("#to-chat")
+    await expect(page.locator("#status")).to_have_text("connected")
+
+    await page.goto(base + "/panel/passkeys")
+    await page.click("#passkey-add")
+    await expect(page.locator("#note")).to_have_text("passkey added")
+    await expect(page.locator("#passkey-list")).to_contain_text("never")
+    await page.screenshot(path=tmp_path / "passkeys.png", full_page=True)
+    stored = await gw.store.read(
+        lambda c: c.execute("SELECT credential_id, sign_count FROM web_passkeys").fetchall()
+    )
+    on_device = await cdp.send(
+        "WebAuthn.getCredentials", {"authenticatorId": added["authenticatorId"]}
+    )
+    assert len(stored) == 1 and len(on_device["credentials"]) == 1
+    assert on_device["credentials"][0]["isResidentCredential"]
+
+    await page.click("#logout")
+    await expect(page).to_have_url(base + "/login")
+    await page.screenshot(path=tmp_path / "login-passkey.png", full_page=True)
+    await page.click("#passkey-signin")
+    await expect(page.locator("#status")).to_have_text("connected")  # the chat, signed in
+    assert page.url == base + "/"
+    used = await gw.store.read(
+        lambda c: c.execute("SELECT last_used FROM web_passkeys").fetchone()[0]
+    )
+    assert used is not None
+
+    # a passkey of another authenticator (not registered here) is refused
+    await page.click("#logout")
+    await cdp.send(
+        "WebAuthn.removeVirtualAuthenticator", {"authenticatorId": added["authenticatorId"]}
+    )
+    other = await cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+            }
+        },
+    )
+    await cdp.send(
+        "WebAuthn.addCredential",
+        {
+            "authenticatorId": other["authenticatorId"],
+            "credential": {
+                "credentialId": "c3RyYW5nZXI=",
+                "isResidentCredential": True,
+                "rpId": "localhost",
+                "privateKey": _p256_key(),
+                "userHandle": "ZGVjYXBvZC1vd25lcg==",
+                "signCount": 0,
+            },
+        },
+    )
+    await page.click("#passkey-signin")
+    await expect(page.locator("#passkey-error")).to_contain_text("not accepted")
+    await expect(page).to_have_url(base + "/login")
+    await context.close()
+
+
+def _p256_key() -> str:
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    der = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return base64.b64encode(der).decode()

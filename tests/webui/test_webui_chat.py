@@ -4,13 +4,15 @@ dedupe and session path; answers stream; a dropped socket resumes without loss o
 from __future__ import annotations
 
 import asyncio
+import io
 from typing import Any
 
 import aiohttp
+import pytest
 
 from bot.gateway import Gateway
 from tests.fakes.llm import FakeLLM, Reply
-from tests.webui.conftest import SignedIn
+from tests.webui.conftest import SignedIn, record_inbound
 
 LONG = " ".join(f"word{i}" for i in range(120))
 
@@ -150,3 +152,125 @@ async def test_stopping_the_gateway_closes_open_chats(make_config: Any, fake_llm
             assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     finally:
         await gw.stop()
+
+
+async def test_a_reminder_sent_while_no_page_is_open_is_in_the_history(
+    gateway: Gateway, signed_in: SignedIn, fake_llm: FakeLLM
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bot.messages import Conversation, ConversationKind
+    from bot.scheduler.timing import Once
+    from bot.store.jobs import JobStatus
+
+    fake_llm.push(Reply(text="Sure."))
+    ws = await _open(signed_in)
+    await _until(ws, "ready")
+    await ws.send_json({"type": "send", "id": "before-00001", "text": "hello"})
+    await _until(ws, "done")
+    await ws.close()
+    for _ in range(100):
+        if await gateway.store.inbound.status("web", "owner:before-00001") == "done":
+            break
+        await asyncio.sleep(0.05)
+    scheduler = gateway.deps.scheduler
+    assert scheduler is not None
+    job = await scheduler.schedule(
+        person_id="web:owner",
+        identity_key="web:owner",
+        conversation=Conversation("web", "owner", ConversationKind.DM),
+        text="feed the cat",
+        when=Once(datetime.now(UTC) + timedelta(seconds=1)),
+        timezone="UTC",
+    )
+    for _ in range(300):  # the scheduler's own loop delivers it, no page listening
+        found = await scheduler.jobs.get(job.id)
+        if found is not None and found.status is JobStatus.SENT:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the reminder was not delivered")
+    ws = await _open(signed_in)  # a fresh page load
+    items = (await _until(ws, "ready"))[0]["items"]
+    await ws.close()
+    assert [i["text"] for i in items] == ["hello", "Sure.", "⏰ feed the cat"]
+
+
+async def _upload(
+    s: SignedIn, body: bytes, name: str, mime: str, csrf: str | None = None
+) -> aiohttp.ClientResponse:
+    form = aiohttp.FormData()
+    form.add_field("file", io.BytesIO(body), filename=name, content_type=mime)
+    headers = {"X-CSRF-Token": csrf if csrf is not None else s.csrf}
+    return await s.http.post(f"{s.base}/upload", data=form, headers=headers)
+
+
+async def test_an_uploaded_file_reaches_the_gateway_as_an_attachment_it_can_fetch(
+    gateway: Gateway, signed_in: SignedIn, fake_llm: FakeLLM
+) -> None:
+    from bot.errors import ChannelError
+    from bot.messages import Attachment, InboundMessage
+
+    picture = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
+    resp = await _upload(signed_in, picture, "cat.png", "image/png")
+    assert resp.status == 200, await resp.text()
+    image = await resp.json()
+    resp = await _upload(signed_in, b"%PDF-1.4 notes", "notes.pdf", "application/pdf")
+    doc = await resp.json()
+    assert (image["kind"], doc["kind"]) == ("image", "document")
+    # streamed to disk: larger than the server's 4 MB bound on bodies it reads whole
+    resp = await _upload(signed_in, b"v" * 6_000_000, "talk.ogg", "audio/ogg")
+    assert resp.status == 200 and (await resp.json())["size"] == 6_000_000
+    fake_llm.push(Reply(text="Nice cat."))
+    received = record_inbound(gateway)
+    ws = await _open(signed_in)
+    await _until(ws, "ready")
+    frame = {
+        "type": "send",
+        "id": "file-0000001",
+        "text": "look",
+        "files": [image["id"], doc["id"]],
+    }
+    await ws.send_json(frame)
+    await _until(ws, "done")
+    await ws.close()
+    (message,) = received
+    assert isinstance(message, InboundMessage)
+    assert message.text == "look"
+    assert [(p.kind, p.ref, p.name, p.mime, p.size) for p in message.parts] == [
+        ("image", image["id"], "cat.png", "image/png", len(picture)),
+        ("document", doc["id"], "notes.pdf", "application/pdf", 14),
+    ]
+    web = gateway.channels["web"]
+    assert await web.fetch(message.parts[0], 10_000_000) == picture
+    assert await web.fetch(message.parts[1], 100) == b"%PDF-1.4 notes"
+    with pytest.raises(ChannelError, match="limit"):
+        await web.fetch(message.parts[0], 1000)
+    with pytest.raises(ChannelError, match="no longer available"):
+        await web.fetch(Attachment("image", "A" * 22, "gone.png"), 1000)
+
+
+async def test_uploads_need_the_token_stay_under_the_cap_and_belong_to_their_sender(
+    make_config: Any, fake_llm: FakeLLM
+) -> None:
+    from tests.webui.conftest import base_url, client, gateway_config, page_csrf, set_up
+
+    config = gateway_config(make_config, fake_llm, webui={"upload_max_mb": 0.01})
+    async with Gateway(config) as gw, client() as http:
+        await set_up(http, gw)
+        async with http.get(base_url(gw) + "/") as resp:
+            s = SignedIn(http, base_url(gw), page_csrf(await resp.text()))
+        uploads = gw.config.home / "webui-uploads"
+        resp = await _upload(s, b"hello", "a.txt", "text/plain", csrf="wrong")
+        assert resp.status == 403
+        resp = await _upload(s, b"x" * 20_000, "big.bin", "application/octet-stream")
+        assert resp.status == 413 and "larger than" in await resp.text()
+        assert list(uploads.iterdir()) == []  # the cut-off upload is not kept
+        ws = await _open(s)
+        await _until(ws, "ready")
+        # an id that was never uploaded (or is someone else's) is refused, nothing stored
+        await ws.send_json({"type": "send", "id": "file-0000002", "text": "x", "files": ["B" * 22]})
+        event = await ws.receive_json(timeout=30)
+        assert event == {"type": "error", "id": "file-0000002", "text": "unknown file"}
+        await ws.close()
+        assert await gw.store.inbound.status("web", "owner:file-0000002") is None

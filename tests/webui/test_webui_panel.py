@@ -11,7 +11,7 @@ import pytest
 
 from bot.gateway import Gateway
 from bot.messages import Identity
-from tests.fakes.llm import FakeLLM
+from tests.fakes.llm import FakeLLM, Reply
 from tests.webui.conftest import SignedIn, base_url, client, gateway_config, page_csrf, set_up
 
 XSS_NAME = '<img src=x onerror="alert(1)">Eve'
@@ -158,3 +158,29 @@ async def test_config_is_checked_before_it_is_saved(panel_gw: Gateway, owner: Si
 async def test_the_security_audit_page(owner: SignedIn) -> None:
     page = await owner.get("/panel/audit")
     assert "Security audit" in page and 'id="findings"' in page
+
+
+async def test_providers_page_lists_each_entrys_recent_errors(
+    panel_gw: Gateway, owner: SignedIn, fake_llm: FakeLLM
+) -> None:
+    from bot.errors import AllProvidersFailed
+    from bot.providers.base import ChatMessage, ChatRequest, complete
+
+    assert panel_gw.providers is not None
+    chain = panel_gw.providers.for_purpose("chat")
+    request = ChatRequest(model="", messages=(ChatMessage("user", "hello"),))
+    fake_llm.push(Reply.error(400))  # a bad request: the entry answered, not its failure
+    fake_llm.push(Reply.error(500))
+    fake_llm.push(Reply.error(503))  # the one retry of a server error
+    for _ in range(2):
+        with pytest.raises(Exception):  # noqa: B017
+            await complete(chain, request)
+    with pytest.raises(AllProvidersFailed):
+        fake_llm.push(Reply.error(401))
+        await complete(chain, request)
+    page = await owner.get("/panel/providers")
+    section = page[page.index('id="recent-errors"') :]
+    rows = re.findall(r"<tr><td>[^<]+</td><td>(\w+)</td><td>(\d*)</td>", section)
+    # newest first, every failure, not only the last one
+    assert rows[:3] == [("auth", "401"), ("server", "503"), ("server", "500")], rows
+    assert "sk-test-not-a-secret" not in page

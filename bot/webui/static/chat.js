@@ -10,12 +10,15 @@
   const status = document.getElementById("status");
   const form = document.getElementById("composer");
   const input = document.getElementById("input");
+  const picker = document.getElementById("file");
+  const chips = document.getElementById("files");
+  let pending = []; // uploaded files the next message carries: {id, name}
 
   let socket = null;
   let after = null; // the server's answer sequence when this page first connected
   let retry = 500;
   const answers = new Map(); // answer id -> {el, text, done}
-  const unacked = new Map(); // client id -> text, re-sent after a reconnect
+  const unacked = new Map(); // client id -> its send frame, re-sent after a reconnect
 
   // --- Markdown, safely -------------------------------------------------------------------
   const SAFE_SCHEMES = ["http:", "https:", "mailto:"];
@@ -114,7 +117,7 @@
   }
 
   // --- the message list -------------------------------------------------------------------
-  function bubble(role, text) {
+  function bubble(role, text, files) {
     const li = document.createElement("li");
     li.className = "msg " + role;
     const body = document.createElement("div");
@@ -122,6 +125,12 @@
     li.appendChild(body);
     if (role === "user") body.textContent = text;
     else renderMarkdown(body, text);
+    (files || []).forEach((f) => {
+      const chip = document.createElement("div");
+      chip.className = "attachment";
+      chip.textContent = "📎 " + f.name;
+      li.appendChild(chip);
+    });
     list.appendChild(li);
     li.scrollIntoView({ block: "end" });
     return li;
@@ -167,7 +176,7 @@
       const have = {};
       answers.forEach((a, id) => { have[id] = a.text.length; });
       socket.send(JSON.stringify({ type: "hello", after: after, have: have }));
-      unacked.forEach((text, id) => socket.send(JSON.stringify({ type: "send", id: id, text: text })));
+      unacked.forEach((frame) => socket.send(JSON.stringify(frame)));
     });
     socket.addEventListener("message", (msg) => {
       let event;
@@ -200,17 +209,46 @@
     return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
+  function showPending() {
+    chips.replaceChildren(...pending.map((f) => {
+      const li = document.createElement("li");
+      li.className = "attachment";
+      li.textContent = "📎 " + f.name;
+      return li;
+    }));
+  }
+
+  async function upload(file) {
+    const body = new FormData();
+    body.append("file", file, file.name);
+    setStatus("uploading " + file.name + "…", true);
+    const resp = await fetch("/upload", { method: "POST", body: body, headers: { "X-CSRF-Token": csrf } });
+    if (!resp.ok) {
+      setStatus(file.name + ": " + (await resp.text()), false);
+      return;
+    }
+    const got = await resp.json();
+    pending.push({ id: got.id, name: got.name });
+    showPending();
+    setStatus("connected", true);
+  }
+
+  picker.addEventListener("change", async () => {
+    for (const file of Array.from(picker.files)) await upload(file);
+    picker.value = "";
+  });
+
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     const text = input.value.trim();
-    if (!text) return;
-    const id = newId();
-    unacked.set(id, text);
-    bubble("user", text);
+    if (!text && !pending.length) return;
+    const frame = { type: "send", id: newId(), text: text, files: pending.map((f) => f.id) };
+    unacked.set(frame.id, frame);
+    bubble("user", text, pending);
+    pending = [];
+    showPending();
     input.value = "";
-    if (socket && socket.readyState === WebSocket.OPEN) {
-      socket.send(JSON.stringify({ type: "send", id: id, text: text }));
-    }
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
   });
   input.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey) {

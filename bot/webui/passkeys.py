@@ -1,0 +1,225 @@
+"""Passkeys (WebAuthn) for the owner, beside the password.
+
+The signed-in owner adds a passkey on the panel's Passkeys page; the login page then offers
+"Sign in with a passkey". The browser talks to its authenticator; the server checks every
+answer with py_webauthn (`webauthn` on PyPI): the challenge it issued (one use, five minutes),
+the origin (this page's scheme and host), the relying party id (the host, without the port;
+browsers refuse an IP address there, so passkeys need a name such as `localhost` or the
+proxy's domain), user verification, and the signature against the stored public key. Only
+public keys are stored (`web_passkeys`), with the signature counter.
+
+The JSON endpoints carry the page's token in the `X-CSRF-Token` header: the session's token
+when signed in, the login form's double-submit token before.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from bot.webui.auth import SESSION, WebSession, csrf_ok
+
+if TYPE_CHECKING:
+    from bot.webui.app import Handler, WebUI
+    from bot.webui.panel import Panel
+
+log = logging.getLogger("decapod.webui")
+
+CHALLENGE_TTL_S = 300.0
+_MAX_CHALLENGES = 100
+_OWNER_HANDLE = b"decapod-owner"
+
+
+class Passkeys:
+    def __init__(self, ui: WebUI) -> None:
+        self.ui = ui
+        self.repo = ui.auth.repo
+        #: token of the page that asked -> (challenge, when it expires); one use each
+        self._challenges: dict[str, tuple[bytes, float]] = {}
+
+    def public_routes(self) -> list[tuple[str, str, Handler]]:
+        return [
+            ("POST", "/passkey/login/options", self.login_options),
+            ("POST", "/passkey/login", self.login),
+        ]
+
+    def owner_routes(self, panel: Panel) -> list[tuple[str, str, Handler]]:
+        self.panel = panel
+        return [
+            ("GET", "/panel/passkeys", self.page),
+            ("POST", "/passkey/register/options", self.register_options),
+            ("POST", "/passkey/register", self.register),
+            ("POST", "/panel/passkeys/remove", self.remove),
+        ]
+
+    # the relying party ------------------------------------------------------------------------
+    def _origin(self, request: web.Request) -> tuple[str, str]:
+        """(origin, relying party id) of the page that asked."""
+        host = self.ui.fwd.host(request)
+        scheme = "https" if self.ui.fwd.secure(request) else "http"
+        rp_id = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        return f"{scheme}://{host}", rp_id.lower()
+
+    def _challenge(self, key: str) -> bytes:
+        now = time.monotonic()
+        for old in [k for k, (_, until) in self._challenges.items() if until < now]:
+            del self._challenges[old]
+        while len(self._challenges) >= _MAX_CHALLENGES:
+            self._challenges.pop(next(iter(self._challenges)))
+        challenge = secrets.token_bytes(32)
+        self._challenges[key] = (challenge, now + CHALLENGE_TTL_S)
+        return challenge
+
+    def _take_challenge(self, key: str) -> bytes:
+        found = self._challenges.pop(key, None)
+        if found is None or found[1] < time.monotonic():
+            raise web.HTTPBadRequest(text="no passkey request is open here; try again")
+        return found[0]
+
+    @staticmethod
+    async def _credential(request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise web.HTTPBadRequest(text="expected the credential as JSON") from None
+        if not isinstance(body, dict) or not isinstance(body.get("rawId"), str):
+            raise web.HTTPBadRequest(text="expected a credential with a rawId")
+        return body
+
+    # registering (the signed-in owner) --------------------------------------------------------
+    async def page(self, request: web.Request) -> web.StreamResponse:
+        return self.panel._render(
+            request,
+            "panel_passkeys.html",
+            passkeys=await self.repo.passkeys(),
+            note=request.query.get("note", ""),
+            when=_when,
+        )
+
+    async def register_options(self, request: web.Request) -> web.StreamResponse:
+        from webauthn import generate_registration_options, options_to_json
+        from webauthn.helpers import base64url_to_bytes
+        from webauthn.helpers.structs import (
+            AuthenticatorSelectionCriteria,
+            PublicKeyCredentialDescriptor,
+            ResidentKeyRequirement,
+            UserVerificationRequirement,
+        )
+
+        session: WebSession = request[SESSION]
+        _, rp_id = self._origin(request)
+        existing = await self.repo.passkeys()
+        options = generate_registration_options(
+            rp_id=rp_id,
+            rp_name="Decapod",
+            user_id=_OWNER_HANDLE,
+            user_name="owner",
+            user_display_name="Decapod owner",
+            challenge=self._challenge("register:" + session.csrf),
+            authenticator_selection=AuthenticatorSelectionCriteria(
+                resident_key=ResidentKeyRequirement.REQUIRED,
+                user_verification=UserVerificationRequirement.REQUIRED,
+            ),
+            exclude_credentials=[
+                PublicKeyCredentialDescriptor(id=base64url_to_bytes(p.credential_id))
+                for p in existing
+            ],
+        )
+        return web.Response(text=options_to_json(options), content_type="application/json")
+
+    async def register(self, request: web.Request) -> web.StreamResponse:
+        from webauthn import verify_registration_response
+        from webauthn.helpers import bytes_to_base64url
+        from webauthn.helpers.exceptions import WebAuthnException
+
+        session: WebSession = request[SESSION]
+        credential = await self._credential(request)
+        challenge = self._take_challenge("register:" + session.csrf)
+        origin, rp_id = self._origin(request)
+        try:
+            verified = verify_registration_response(
+                credential=credential,
+                expected_challenge=challenge,
+                expected_rp_id=rp_id,
+                expected_origin=origin,
+                require_user_verification=True,
+            )
+        except WebAuthnException as exc:
+            raise web.HTTPBadRequest(text=f"the passkey was not accepted: {exc}") from None
+        credential_id = bytes_to_base64url(verified.credential_id)
+        await self.repo.add_passkey(
+            credential_id, verified.credential_public_key, verified.sign_count
+        )
+        log.info("web UI: passkey %s… added", credential_id[:8])
+        return web.json_response({"ok": True})
+
+    async def remove(self, request: web.Request) -> web.StreamResponse:
+        credential_id = str((await request.post()).get("credential", ""))
+        removed = await self.repo.remove_passkey(credential_id)
+        raise web.HTTPSeeOther("/panel/passkeys?note=" + ("removed" if removed else "not+found"))
+
+    # signing in -------------------------------------------------------------------------------
+    def _form_token(self, request: web.Request) -> str:
+        """The login page's double-submit token, from its cookie and the request's header."""
+        from bot.webui.app import CSRF_HEADER, FORM_COOKIE
+
+        cookie = request.cookies.get(FORM_COOKIE)
+        if not cookie or not csrf_ok(cookie, request.headers.get(CSRF_HEADER)):
+            raise web.HTTPForbidden(text="missing or wrong form token; reload the page")
+        return cookie
+
+    async def login_options(self, request: web.Request) -> web.StreamResponse:
+        from webauthn import generate_authentication_options, options_to_json
+        from webauthn.helpers.structs import UserVerificationRequirement
+
+        token = self._form_token(request)
+        if not self.ui.auth.configured:
+            raise web.HTTPForbidden(text="finish the setup first")
+        _, rp_id = self._origin(request)
+        options = generate_authentication_options(
+            rp_id=rp_id,
+            challenge=self._challenge("login:" + token),
+            user_verification=UserVerificationRequirement.REQUIRED,
+        )
+        return web.Response(text=options_to_json(options), content_type="application/json")
+
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        from webauthn import verify_authentication_response
+        from webauthn.helpers.exceptions import WebAuthnException
+
+        client = self.ui.fwd.client(request)
+        self.ui._throttled(request, "login")
+        token = self._form_token(request)
+        credential = await self._credential(request)
+        challenge = self._take_challenge("login:" + token)
+        origin, rp_id = self._origin(request)
+        known = {p.credential_id: p for p in await self.repo.passkeys()}
+        stored = known.get(credential["rawId"])
+        try:
+            if stored is None:
+                raise WebAuthnException("this passkey is not one of this Decapod's")
+            verified = verify_authentication_response(
+                credential=credential,
+                expected_challenge=challenge,
+                expected_rp_id=rp_id,
+                expected_origin=origin,
+                credential_public_key=stored.public_key,
+                credential_current_sign_count=stored.sign_count,
+                require_user_verification=True,
+            )
+        except WebAuthnException as exc:
+            self.ui.auth.admin.throttle.failed("login", client)
+            log.warning("web UI: failed passkey login from %s: %s", client, exc)
+            raise web.HTTPForbidden(text="that passkey was not accepted") from None
+        await self.repo.passkey_used(stored.credential_id, verified.new_sign_count)
+        log.info("web UI: owner signed in with passkey %s…", stored.credential_id[:8])
+        # the page's fetch follows the redirect; the session cookie comes with it
+        return await self.ui._signed_in(request, "/")
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else ""

@@ -1,0 +1,147 @@
+"""Files and images sent from the chat page.
+
+The page uploads a file first (`POST /upload`, multipart, the session's CSRF token in the
+`X-CSRF-Token` header) and gets an id; its next chat message names the ids, and the message
+reaches the gateway with one `Attachment(ref=<id>)` per file. The media path then asks the web
+channel's `fetch()` for the bytes, which reads them from here.
+
+Each upload is a file in `<home>/webui-uploads/` (private) with a JSON sidecar naming its
+owner, so a message replayed after a restart still finds its files. The size cap is applied
+while the body streams in: a larger upload is cut off and removed, never kept. Uploads older
+than a day are removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import mimetypes
+import os
+import re
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bot.errors import ChannelError
+
+if TYPE_CHECKING:
+    from aiohttp import BodyPartReader
+
+    from bot.messages import Attachment
+
+UPLOAD_DIR = "webui-uploads"
+KEEP_S = 86400.0
+_ID = re.compile(r"[A-Za-z0-9_-]{22}")
+_NAME_UNSAFE = re.compile(r"[\x00-\x1f/\\]")
+
+
+class UploadTooLarge(ChannelError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    id: str
+    user: str
+    name: str
+    mime: str
+    size: int
+    kind: str  # the Attachment kind: image | audio | video | document
+    created_at: float
+
+    def attachment(self) -> Attachment:
+        from bot.messages import Attachment
+
+        return Attachment(self.kind, self.id, self.name, self.mime, self.size)
+
+
+def kind_of(mime: str) -> str:
+    top = mime.split("/", 1)[0]
+    return top if top in ("image", "audio", "video") else "document"
+
+
+class UploadStore:
+    def __init__(self, root: Path, max_bytes: int) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        self._pruned_at = 0.0
+
+    def start(self) -> None:
+        from bot.security.files import private_dirs
+
+        private_dirs(self.root)
+        self.prune()
+
+    def _prune_hourly(self) -> None:
+        if time.time() - self._pruned_at > 3600:
+            self.prune()
+
+    async def save(self, user: str, part: BodyPartReader) -> Upload:
+        """Stream one multipart file part to disk, within the cap."""
+        self._prune_hourly()
+        upload_id = secrets.token_urlsafe(16)
+        name = _NAME_UNSAFE.sub("_", part.filename or "file")[-200:] or "file"
+        mime = part.headers.get("Content-Type") or mimetypes.guess_type(name)[0] or ""
+        if mime in ("", "application/octet-stream"):
+            mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        path = self.root / upload_id
+        size = 0
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := await part.read_chunk(64 * 1024):
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise UploadTooLarge(f"{name} is larger than {_mb(self.max_bytes)}")
+                    await asyncio.to_thread(out.write, chunk)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        upload = Upload(upload_id, user, name, mime.lower(), size, kind_of(mime), time.time())
+        meta = self.root / f"{upload_id}.json"
+        fd = os.open(meta, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(asdict(upload), out)
+        return upload
+
+    def get(self, upload_id: str) -> Upload | None:
+        if not _ID.fullmatch(upload_id):
+            return None
+        try:
+            data = json.loads((self.root / f"{upload_id}.json").read_text())
+            return Upload(**data)
+        except (OSError, ValueError, TypeError):
+            return None
+
+    async def read(self, attachment: Attachment, max_bytes: int) -> bytes:
+        """The bytes of an upload, never more than `max_bytes` (ChannelError if it is)."""
+        upload = self.get(attachment.ref)
+        what = attachment.name or attachment.kind
+        if upload is None:
+            raise ChannelError(f"{what} is no longer available (uploads are kept for a day)")
+        if upload.size > max_bytes:
+            raise ChannelError(f"{what} is {_mb(upload.size)}; the limit is {_mb(max_bytes)}")
+        data = await asyncio.to_thread((self.root / upload.id).read_bytes)
+        if len(data) > max_bytes:
+            raise ChannelError(f"{what} is larger than {_mb(max_bytes)}")
+        return data
+
+    def prune(self, now: float | None = None) -> int:
+        now = now or time.time()
+        self._pruned_at = now
+        cutoff = now - KEEP_S
+        removed = 0
+        for path in self.root.iterdir():
+            try:
+                if path.lstat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        return removed
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MB"

@@ -1,0 +1,129 @@
+"""Chat for people the owner invites with a one-time pairing link (`[webui] guest_chat`): a
+chat and a person of their own, the role `user`, never the panel; off by default."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from bot.gateway import Gateway
+from tests.fakes.llm import FakeLLM, Reply
+from tests.webui.conftest import (
+    SignedIn,
+    base_url,
+    client,
+    form_token,
+    gateway_config,
+    page_csrf,
+    set_up,
+)
+from tests.webui.test_webui_chat import _open, _text, _until
+
+
+@pytest.fixture
+async def guest_gw(make_config: Any, fake_llm: FakeLLM) -> AsyncIterator[Gateway]:
+    config = gateway_config(make_config, fake_llm, webui={"guest_chat": True})
+    async with Gateway(config) as gw:
+        yield gw
+
+
+async def _owner(http: Any, gw: Gateway) -> SignedIn:
+    await set_up(http, gw)
+    async with http.get(base_url(gw) + "/") as resp:
+        return SignedIn(http, base_url(gw), page_csrf(await resp.text()))
+
+
+async def _link(owner: SignedIn, name: str) -> str:
+    resp = await owner.post("/panel/guests/invite", name=name)
+    assert resp.status == 200
+    found = re.search(r'id="invite-link">([^<]+)<', await resp.text())
+    assert found
+    return found.group(1).replace("&amp;", "&")
+
+
+async def _join(http: Any, link: str) -> Any:
+    async with http.get(link) as resp:
+        assert resp.status == 200
+        page = await resp.text()
+    invite = link.split("invite=", 1)[1]
+    base = link.split("/join", 1)[0]
+    return await http.post(
+        base + "/join", data={"csrf": form_token(page), "invite": invite}, allow_redirects=False
+    )
+
+
+async def test_guest_chat_is_off_by_default(gateway: Gateway, signed_in: SignedIn) -> None:
+    assert "Guest chat is off" in await signed_in.get("/panel/guests")
+    resp = await signed_in.post("/panel/guests/invite", name="Eve")
+    assert resp.status == 400
+    async with client() as http, http.get(signed_in.base + "/join?invite=whatever") as resp:
+        assert resp.status == 404
+
+
+async def test_an_invited_person_chats_as_a_user_and_cannot_open_the_panel(
+    guest_gw: Gateway, fake_llm: FakeLLM
+) -> None:
+    async with client() as owner_http, client() as guest_http:
+        owner = await _owner(owner_http, guest_gw)
+        link = await _link(owner, "<b>Eve</b>")
+        assert "<b>Eve</b>" not in await owner.get("/panel/guests")  # the name is text
+        resp = await _join(guest_http, link)
+        assert resp.status == 303 and resp.headers["Location"] == "/"
+        async with guest_http.get(owner.base + "/") as resp:
+            page = await resp.text()
+        assert 'id="chat"' in page and 'href="/panel"' not in page
+        guest = SignedIn(guest_http, owner.base, page_csrf(page))
+        for path in ("/panel", "/panel/memory", "/panel/config"):
+            async with guest_http.get(owner.base + path, allow_redirects=False) as resp:
+                assert resp.status == 403, path
+        code = await guest_gw.store.access.issue_code("GUEST234", "tg", "9", "Mal", 3600, 100)
+        assert code is not None
+        resp = await guest.post("/panel/pairing", code="GUEST234", action="approve")
+        assert resp.status == 403
+        assert not await guest_gw.store.access.is_paired("tg", "9")
+
+        fake_llm.push(Reply(text="Hi Eve."))
+        ws = await _open(guest)
+        assert (await _until(ws, "ready"))[0]["items"] == []  # not the owner's history
+        await ws.send_json({"type": "send", "id": "guest-000001", "text": "hello"})
+        assert _text(await _until(ws, "done"), "guest-000001") == "Hi Eve."
+        # an owner-only command is refused to a user
+        await ws.send_json({"type": "send", "id": "guest-000002", "text": "/pair GUEST234"})
+        refused = _text(await _until(ws, "done"), "guest-000002")
+        assert "Approved" not in refused and "No pending" not in refused
+        await ws.close()
+        assert not await guest_gw.store.access.is_paired("tg", "9")
+        (guest_id,) = [u for c, u, _ in await guest_gw.store.access.paired() if c == "web"]
+        assert guest_gw.access.role_of_key(f"web:{guest_id}") == "user"
+        assert guest_gw.access.role_of_key("web:owner") == "owner"
+        system = fake_llm.calls(path="/v1/chat/completions")[-1]
+        assert "hello" in str(system.body)
+
+        # the link was used up
+        async with client() as other, other.get(link) as resp:
+            assert resp.status == 404
+        # revoking signs the guest out
+        resp = await owner.post("/panel/guests/revoke", user=guest_id)
+        assert resp.status == 303
+        async with guest_http.get(owner.base + "/", allow_redirects=False) as resp:
+            assert resp.status == 303
+
+
+async def test_turning_guest_chat_off_closes_their_logins(
+    make_config: Any, fake_llm: FakeLLM
+) -> None:
+    config = gateway_config(make_config, fake_llm, webui={"guest_chat": True})
+    async with client() as owner_http, client() as guest_http:
+        async with Gateway(config) as gw:
+            owner = await _owner(owner_http, gw)
+            resp = await _join(guest_http, await _link(owner, "Eve"))
+            assert resp.status == 303
+        off = gateway_config(make_config, fake_llm, webui={"guest_chat": False})
+        async with Gateway(off) as gw:
+            async with guest_http.get(base_url(gw) + "/", allow_redirects=False) as resp:
+                assert resp.status == 303
+            async with owner_http.get(base_url(gw) + "/", allow_redirects=False) as resp:
+                assert resp.status == 200
