@@ -5,7 +5,7 @@ see docs/webui.md). Pages are rendered on the server; a small script drives the 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from bot.webui.config import WebChannelConfig, WebUIConfig
 
@@ -23,16 +23,15 @@ async def start_webui(gw: Gateway, http: HttpServer) -> None:
     """Load the owner's password (or make the setup code) and mount the pages on `http`."""
     from bot.webui.app import WebUI
     from bot.webui.auth import WebAuth
-    from channels.web import WebChannel
+    from bot.webui.chat import WebChatHub
 
     auth = WebAuth(gw.store, http.auth, session_ttl_s=gw.config.webui.session_ttl_s)
     gw.setup_code = await auth.start(gw.setup_code)
     ui = WebUI(gw, auth)
-    channel = gw.channels["web"]
+    channel = cast(WebChatHub, gw.channels["web"])
     await asyncio.to_thread(ui.uploads.start)
-    if isinstance(channel, WebChannel):
-        channel.outbox = auth.repo
-        channel.uploads = ui.uploads
+    channel.outbox = auth.repo
+    channel.uploads = ui.uploads
     for method, path, handler in ui.routes():
         http.add_route(method, path, handler, public=True)
     http.app.on_shutdown.append(ui.chat.close_all)

@@ -37,9 +37,12 @@ MAX_FILES = 10
 
 
 class WebChatHub(Protocol):
-    """What the socket uses of the web channel (channels/web.py)."""
+    """What the web UI uses of the web channel (channels/web.py)."""
 
     last_seq: int
+    #: set at start: where notices sent outside a turn and uploaded files are kept
+    outbox: Any
+    uploads: Any
 
     async def submit(
         self,

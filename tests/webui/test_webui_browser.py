@@ -8,6 +8,7 @@ Screenshots of each page go to the test's tmp folder for review.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -244,13 +245,22 @@ async def test_a_socket_dropped_mid_answer_resumes_exactly(
 
 
 async def test_a_file_picked_in_the_page_reaches_the_gateway(
-    browser: Browser, gw: Gateway, fake_llm: FakeLLM, tmp_path: Path
+    browser: Browser, make_config: Any, fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    from tests.media.files import png
+
+    config = gateway_config(make_config, fake_llm, media={"vision_models": ["test-model"]})
+    async with Gateway(config) as gw:
+        await _picked_file_reaches_the_model(browser, gw, fake_llm, tmp_path, png(64, 48))
+
+
+async def _picked_file_reaches_the_model(
+    browser: Browser, gw: Gateway, fake_llm: FakeLLM, tmp_path: Path, picture: bytes
 ) -> None:
     from bot.messages import InboundMessage
 
     page = await browser.new_page()
     await _set_up(page, gw, tmp_path)
-    picture = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
     received = record_inbound(gw)
     await page.set_input_files(
         "#file", files=[{"name": "cat.png", "mimeType": "image/png", "buffer": picture}]
@@ -267,6 +277,9 @@ async def test_a_file_picked_in_the_page_reaches_the_gateway(
     (part,) = message.parts
     assert (part.kind, part.name, part.mime) == ("image", "cat.png", "image/png")
     assert await gw.channels["web"].fetch(part, 1_000_000) == picture
+    # the media path gave the picture to the model as pixels
+    bodies = [json.dumps(request.body) for request in fake_llm.requests]
+    assert any('"url": "data:image/' in body for body in bodies)
 
 
 async def test_an_invited_person_chats_but_cannot_open_the_panel(
