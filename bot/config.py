@@ -20,6 +20,7 @@ from bot.config_base import ChannelAccessConfig, GroupConfig, Section
 from bot.errors import ConfigError
 from bot.hooks.config import HooksConfig
 from bot.mcp.config import McpConfig
+from bot.media.speech_config import SpeechConfig, check_speech_refs
 from bot.memory.config import MemoryConfig
 from bot.providers.config import ModelsConfig, ProviderConfig, check_model_refs
 from bot.sandbox.config import SandboxConfig
@@ -145,12 +146,15 @@ class Config(_Section):
     hooks: HooksConfig = Field(default_factory=HooksConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     webui: WebUIConfig = Field(default_factory=WebUIConfig)
+    #: text to speech for voice answers (bot/media/speech_config.py)
+    speech: SpeechConfig = Field(default_factory=SpeechConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _chains(self) -> Config:
         check_model_refs(self.providers, self.models)
+        check_speech_refs(self.providers, self.speech)
         if "web" in self.channels and self.http.enabled and self.webui.enabled:
             raise ValueError(
                 "channels.web: `web` is the web UI's chat; rename this channel "

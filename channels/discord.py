@@ -41,7 +41,7 @@ from bot.messages import (
 )
 from bot.redaction import register_secret
 from channels import InboundSink, discord_private
-from channels.base import BaseChannel
+from channels.base import BaseChannel, FileUpload
 from channels.discord_cli import doctor
 from channels.discord_commands import CheckedCommandTree, add_commands, sync_commands
 from channels.discord_connection import HeartbeatWatchdog
@@ -89,6 +89,8 @@ class DiscordChannel(BaseChannel):
     type = "discord"
     # Discord's limit, less the note that starts an interaction's answer moved to the channel
     max_message_len = 2000 - len(CONTINUED)
+    #: what Discord takes from a bot in a server without boosts
+    max_upload_bytes = 10 * 1024 * 1024
     supports_edit = True
     edit_interval = 1.0
     typing_interval = 8.0  # Discord shows "typing" for about 10 s per request
@@ -318,6 +320,11 @@ class DiscordChannel(BaseChannel):
 
     async def _edit_text(self, ref: SentRef, text: str) -> None:
         await self._out().edit(ref, text)
+
+    async def _send_file(self, upload: FileUpload) -> SentRef:
+        return await self._out().send_file(
+            upload.conversation, upload.data, upload.name, upload.caption
+        )
 
     async def on_denied(self, message: InboundMessage) -> None:
         """A command the access layer refused silently still needs an answer, or its

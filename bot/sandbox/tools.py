@@ -65,7 +65,8 @@ def _sandbox(ctx: ToolContext) -> SandboxDeps:
     return sandbox
 
 
-def _fs(ctx: ToolContext) -> WorkspaceFS:
+def workspace_fs(ctx: ToolContext) -> WorkspaceFS:
+    """The session's workspace, through the path checks every file tool shares."""
     sandbox = _sandbox(ctx)
     ws = sandbox.workspaces.prepare(ctx.session_key)
     limit = sandbox.config.limits.file_size_mb << 20
@@ -183,7 +184,7 @@ async def read_file(ctx: ToolContext, path: _Path, offset: int = 0) -> str:
     """Read a text file in the workspace, up to 64 KiB from byte `offset`."""
     cap = _sandbox(ctx).config.limits.output_bytes
     offset = max(0, offset)
-    data, size = await asyncio.to_thread(_fs(ctx).read, path, offset, cap)
+    data, size = await asyncio.to_thread(workspace_fs(ctx).read, path, offset, cap)
     if b"\0" in data:
         return f"{path} is a binary file ({size} bytes); not shown"
     text = data.decode(errors="replace")
@@ -197,7 +198,8 @@ async def read_file(ctx: ToolContext, path: _Path, offset: int = 0) -> str:
 async def write_file(ctx: ToolContext, path: _Path, content: str, append: bool = False) -> str:
     """Write (or `append` to) a text file in the workspace, making missing folders."""
     await _approve_write(ctx, "write_file", path)
-    written = await asyncio.to_thread(_fs(ctx).write, path, content.encode(), append=append)
+    fs = workspace_fs(ctx)
+    written = await asyncio.to_thread(fs.write, path, content.encode(), append=append)
     return f"{'appended' if append else 'wrote'} {written} bytes to {path}"
 
 
@@ -205,7 +207,7 @@ async def write_file(ctx: ToolContext, path: _Path, content: str, append: bool =
 async def list_files(ctx: ToolContext, path: _Path = ".", recursive: bool = False) -> str:
     """List a folder of the workspace (symlinks are shown, not followed)."""
     lines, left_off = await asyncio.to_thread(
-        _fs(ctx).listing, path, recursive=recursive, max_entries=_MAX_LIST_ENTRIES
+        workspace_fs(ctx).listing, path, recursive=recursive, max_entries=_MAX_LIST_ENTRIES
     )
     if not lines:
         return f"{path} is empty"
@@ -222,6 +224,6 @@ async def edit_file(
     `replace_all`."""
     await _approve_write(ctx, "edit_file", path)
     count = await asyncio.to_thread(
-        _fs(ctx).edit, path, old_text, new_text, replace_all=replace_all
+        workspace_fs(ctx).edit, path, old_text, new_text, replace_all=replace_all
     )
     return f"replaced {count} occurrence{'s' if count != 1 else ''} in {path}"

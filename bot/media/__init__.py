@@ -1,0 +1,1 @@
+"""Media: files and voice, in from the platforms and out to them."""
