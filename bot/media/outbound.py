@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 from collections.abc import Mapping
-from typing import Annotated, Protocol
-
-from pydantic import Field
+from typing import Protocol
 
 from bot.errors import ChannelError, DeliveryRefused, ToolError
 from bot.messages import Conversation, SentRef
@@ -112,25 +110,22 @@ def picture_type(data: bytes) -> str | None:
 
 
 def outbound_tools() -> list[Tool]:
-    """send_file, tagged "fs": offered wherever the file tools are."""
+    """send_file: offered wherever the file tools are."""
     return [tool(send_file, tags=[FS_TAG])]
 
 
-_Path = Annotated[str, Field(description="the file, relative to /work, or /work/...")]
-_Caption = Annotated[str, Field(description="a short line shown with the file")]
-
-
-async def send_file(ctx: ToolContext, path: _Path, caption: _Caption = "") -> str:
-    """Send a file from the workspace to this chat. PNG, JPEG, GIF and WebP images show as
-    pictures (e.g. a chart a script drew); other files arrive as documents."""
+async def send_file(ctx: ToolContext, path: str) -> str:
+    """Send a file under /work to this chat (images as pictures)."""
+    # no caption parameter: the answer's text says what the file is, and every parameter
+    # rides on every turn's request
     redact = ctx.deps.redact
     try:
-        return redact(await _send(ctx, path, caption))
+        return redact(await _send(ctx, path))
     except ToolError as exc:
         raise ToolError(redact(str(exc))) from None
 
 
-async def _send(ctx: ToolContext, path: str, caption: str) -> str:
+async def _send(ctx: ToolContext, path: str) -> str:
     files = ctx.deps.files
     if files is None:
         raise ToolError("files cannot be sent from here")
@@ -153,9 +148,7 @@ async def _send(ctx: ToolContext, path: str, caption: str) -> str:
         mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
         data = _redacted_text(data, ctx)
     try:
-        await files.send_file(
-            ctx.conversation, data, name, mime, kind=kind, caption=ctx.deps.redact(caption)
-        )
+        await files.send_file(ctx.conversation, data, name, mime, kind=kind)
     except DeliveryRefused as exc:
         raise ToolError(
             f"{name} was not delivered: the chat refused it ({exc}). Sending it again will "

@@ -85,9 +85,8 @@ async def exec_command(
     stdin: str | None = None,
     timeout: _Seconds = None,  # noqa: ASYNC109 (a parameter the model sets)
 ) -> str:
-    """Run a command in this conversation's sandbox: Linux, no network, the workspace /work
-    kept between commands, /tmp for scratch. Returns the exit code, stdout and stderr (each
-    cut at 64 KiB)."""
+    """Run a command in this chat's sandbox: Linux, no network, /work kept between commands,
+    /tmp for scratch. Returns exit code, stdout and stderr (each cut at 64 KiB)."""
     sandbox = ctx.deps.sandbox
     if sandbox is None:
         raise ToolDenied("not run: no sandbox is available here, so commands cannot be run")
@@ -176,12 +175,14 @@ def format_result(r: ExecResult) -> str:
     return "\n".join(sections)
 
 
-_Path = Annotated[str, Field(description="relative to /work, or /work/...")]
+#: relative to /work, or /work/...; said once in each description ("under /work") rather
+#: than in a description of `path`: every byte of a tool schema rides on every turn
+_Path = str
 
 
 @_redacted
 async def read_file(ctx: ToolContext, path: _Path, offset: int = 0) -> str:
-    """Read a text file in the workspace, up to 64 KiB from byte `offset`."""
+    """Read a text file under /work: 64 KiB from byte `offset`."""
     cap = _sandbox(ctx).config.limits.output_bytes
     offset = max(0, offset)
     data, size = await asyncio.to_thread(workspace_fs(ctx).read, path, offset, cap)
@@ -196,7 +197,7 @@ async def read_file(ctx: ToolContext, path: _Path, offset: int = 0) -> str:
 
 @_redacted
 async def write_file(ctx: ToolContext, path: _Path, content: str, append: bool = False) -> str:
-    """Write (or `append` to) a text file in the workspace, making missing folders."""
+    """Write (or `append` to) a text file under /work; makes missing folders."""
     await _approve_write(ctx, "write_file", path)
     fs = workspace_fs(ctx)
     written = await asyncio.to_thread(fs.write, path, content.encode(), append=append)
@@ -205,7 +206,7 @@ async def write_file(ctx: ToolContext, path: _Path, content: str, append: bool =
 
 @_redacted
 async def list_files(ctx: ToolContext, path: _Path = ".", recursive: bool = False) -> str:
-    """List a folder of the workspace (symlinks are shown, not followed)."""
+    """List a folder under /work (symlinks shown, not followed)."""
     lines, left_off = await asyncio.to_thread(
         workspace_fs(ctx).listing, path, recursive=recursive, max_entries=_MAX_LIST_ENTRIES
     )
@@ -220,7 +221,7 @@ async def list_files(ctx: ToolContext, path: _Path = ".", recursive: bool = Fals
 async def edit_file(
     ctx: ToolContext, path: _Path, old_text: str, new_text: str, replace_all: bool = False
 ) -> str:
-    """Replace exact text in a workspace file: `old_text` must occur once, unless
+    """Replace exact text in a file under /work: `old_text` must occur once, unless
     `replace_all`."""
     await _approve_write(ctx, "edit_file", path)
     count = await asyncio.to_thread(
