@@ -5,6 +5,7 @@ attachments) against their fakes, and on the console (a file in the outbox folde
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from tests.fakes.discord import ALICE as DISCORD_ALICE
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import FakeSlack
 from tests.media_out.conftest import (
+    SANDBOX,
     needs_bwrap,
     send_file_call,
     tiny_png,
@@ -28,6 +30,18 @@ from tests.media_out.conftest import (
 pytestmark = needs_bwrap
 
 SLACK_DM = Conversation("slack", "D0001", ConversationKind.DM)
+
+
+class _Typed(io.StringIO):
+    """Terminal input that is typed once `ready` is set (the console reads on a thread)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.ready = threading.Event()
+
+    def readline(self, size: int | None = -1) -> str:
+        self.ready.wait(20)
+        return super().readline(size)
 
 
 def _both() -> ScriptedProvider:
@@ -163,3 +177,23 @@ async def test_console_writes_the_file_to_its_outbox_and_prints_the_path(tmp_pat
     )
     assert f"bot> [document: {tmp_path / 'outbox' / 'report.txt'}]\n" in out.getvalue()
     assert f"[document: {tmp_path / 'outbox' / 'report (2).txt'}] again\n" in out.getvalue()
+
+
+async def test_console_send_file_through_a_turn(
+    make_config: Callable[..., Any], tmp_path: Path
+) -> None:
+    out, typed = io.StringIO(), _Typed("send me the chart\n")
+    console = ConsoleChannel(
+        "console", stdin=typed, stdout=out, user="me",
+        files_dir=tmp_path / "outbox", reply_timeout_s=20,
+    )  # fmt: skip
+    provider = ScriptedProvider([[send_file_call("chart.png")], "There it is."])
+    config = make_config(memory={"enabled": False}, sandbox=SANDBOX)
+    async with Gateway(config, provider=provider, channels={"console": console}) as gw:
+        (workspace(gw, console.conversation) / "chart.png").write_bytes(tiny_png())
+        typed.ready.set()  # the person types only now that the chart is there
+        await until(console.closed.is_set, timeout=20)
+    saved = tmp_path / "outbox" / "chart.png"
+    assert saved.read_bytes() == tiny_png()
+    assert f"bot> [photo: {saved}]\n" in out.getvalue()
+    assert "bot> There it is." in out.getvalue()
