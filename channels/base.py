@@ -180,7 +180,9 @@ class BaseChannel:
         return None
 
     async def _send_file(self, upload: FileUpload) -> SentRef:
-        raise DeliveryRefused("no file sending", f"{self.type or self.name} cannot send files")
+        raise DeliveryRefused(
+            "no file sending", f"the {self.type or self.name} channel cannot send files"
+        )
 
     async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
         """Download an attachment's bytes (on demand, never more than `max_bytes`)."""
@@ -231,8 +233,8 @@ class BaseChannel:
         if len(data) > self.max_upload_bytes:
             raise DeliveryRefused(
                 "file too large",
-                f"{name} is {len(data)} bytes; {self.type or self.name} takes at most "
-                f"{self.max_upload_bytes} bytes",
+                f"{name} is {len(data)} bytes; the {self.type or self.name} channel takes at "
+                f"most {self.max_upload_bytes} bytes",
             )
         upload = FileUpload(conversation, data, name, mime, kind, caption)
         async with self._chat_locks.setdefault(conversation.chat_id, asyncio.Lock()):

@@ -10,11 +10,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bot.errors import DeliveryRefused
 from bot.gateway import Gateway
-from bot.messages import Conversation, ConversationKind
+from bot.messages import Conversation, ConversationKind, SentRef
 from bot.providers.testing import ScriptedProvider
+from channels.base import FileUpload
 from channels.console import ConsoleChannel
 from tests.channels.slack.conftest import idle, until
+from tests.fakes.channel import RecordingChannel
 from tests.fakes.discord import ALICE as DISCORD_ALICE
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import FakeSlack
@@ -197,3 +202,24 @@ async def test_console_send_file_through_a_turn(
     assert saved.read_bytes() == tiny_png()
     assert f"bot> [photo: {saved}]\n" in out.getvalue()
     assert "bot> There it is." in out.getvalue()
+
+
+async def test_a_channel_without_file_sending_refuses_clearly_without_retrying() -> None:
+    class Counting(RecordingChannel):
+        tries = 0
+
+        async def _send_file(self, upload: FileUpload) -> SentRef:
+            self.tries += 1
+            return await super()._send_file(upload)
+
+    channel = Counting("test")
+    conversation = Conversation("test", "u1", ConversationKind.DM)
+    with pytest.raises(DeliveryRefused, match="the recording channel cannot send files"):
+        await channel.send_file(conversation, b"x", "a.txt", "text/plain")
+    assert channel.tries == 1
+    big = b"x" * (channel.max_upload_bytes + 1)
+    with pytest.raises(
+        DeliveryRefused, match=r"big\.bin is .* the recording channel takes at most"
+    ):
+        await channel.send_file(conversation, big, "big.bin", "text/plain")
+    assert channel.tries == 1  # refused before the platform is asked
