@@ -146,7 +146,7 @@ async def test_discord_document_and_picture_as_attachments(
     assert shown == ["report.txt", "pic.png"]
 
 
-async def test_discord_server_error_on_an_upload_is_retried(
+async def test_discord_upload_that_times_out_is_retried(
     discord_fake: FakeDiscord, discord_gateway_config: Callable[..., Any]
 ) -> None:
     provider = ScriptedProvider([[send_file_call("pic.png")], "Sent."])
