@@ -21,6 +21,7 @@ from bot.errors import ConfigError
 from bot.hooks.config import HooksConfig
 from bot.mcp.config import McpConfig
 from bot.media.config import MediaConfig, TranscriptionConfig
+from bot.media.speech_config import SpeechConfig, check_speech_refs
 from bot.memory.config import MemoryConfig
 from bot.providers.config import (
     ModelsConfig,
@@ -153,6 +154,8 @@ class Config(_Section):
     webui: WebUIConfig = Field(default_factory=WebUIConfig)
     media: MediaConfig = Field(default_factory=MediaConfig)
     transcription: TranscriptionConfig = Field(default_factory=TranscriptionConfig)
+    #: text to speech for voice answers (bot/media/speech_config.py)
+    speech: SpeechConfig = Field(default_factory=SpeechConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
 
@@ -160,6 +163,7 @@ class Config(_Section):
     def _chains(self) -> Config:
         check_model_refs(self.providers, self.models)
         _check_transcribers(self.providers, self.transcription)
+        check_speech_refs(self.providers, self.speech)
         if "web" in self.channels and self.http.enabled and self.webui.enabled:
             raise ValueError(
                 "channels.web: `web` is the web UI's chat; rename this channel "

@@ -24,6 +24,7 @@ from bot.config import Config
 from bot.delivery import Deliveries
 from bot.deps import Deps
 from bot.errors import DecapodError
+from bot.media.outbound import ChannelFiles
 from bot.messages import Choice, InboundMessage, OutboundMessage
 from bot.metrics import Metrics
 from bot.providers.base import Provider
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from bot.http import HttpServer
     from bot.mcp.manager import McpManager
     from bot.media.intake import MediaIntake
+    from bot.media.voice import VoiceAnswers
     from bot.providers.build import ProviderSet
 
 log = logging.getLogger("decapod.gateway")
@@ -97,7 +99,11 @@ class Gateway:
             history_limit=config.gateway.history_messages,
         )
         #: what tools and commands reach; the optional parts are added as they start
-        self.deps = Deps(store=self.store, redact=self.redactor.redact)
+        self.deps = Deps(
+            store=self.store, redact=self.redactor.redact, files=ChannelFiles(self.channels)
+        )
+        #: `/voice` and the spoken copies of answers to voice notes (set at start)
+        self.voice: VoiceAnswers | None = None
         self._stack = contextlib.AsyncExitStack()
         self._accepting = False
         self._started = time.monotonic()
@@ -146,6 +152,9 @@ class Gateway:
         if cfg.memory.enabled:
             await features.start_memory(self, self._stack)
         await features.start_scheduler(self, self._stack)
+        from bot.media.voice import start_media_out
+
+        await start_media_out(self, self._stack)
         # the web and MCP policies each wrap the policy before them, so both start after
         # the sandbox, which sets its own
         if cfg.web.enabled:

@@ -216,7 +216,7 @@ async def _chat(config: Config) -> None:
     from channels.console import ConsoleChannel
 
     config = config.model_copy(update={"http": HttpConfig(enabled=False), "channels": {}})
-    console = ConsoleChannel("console")
+    console = ConsoleChannel("console", files_dir=config.home / "outbox")
     print(
         f"Decapod {__version__}: chatting with {', '.join(config.models.chat)}. "
         "/help for commands, /exit or Ctrl-D to leave.",

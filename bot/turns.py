@@ -123,6 +123,9 @@ class TurnRunner:
                 ctx.deps.hooks.reply_sent(ctx, result.text, result.outcome)
             sent = DeliveryUpdate(delivery, outbox.state)
             await self._persist(session, turn_id, identity, user, result, delivery, sent)
+            if self.gw.voice is not None and result.outcome == "ok":
+                channel = self.gw.channels[channel_name]
+                await self.gw.voice.answer(channel, message, person, outbox.state.answer)
         else:
             # the answer is complete and stored with the turn; only its sending is retried
             plan = self.gw.deliveries.plan_retry(outbox, failure)

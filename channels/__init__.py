@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bot.commands import CommandSpec
 from bot.errors import ConfigError
-from bot.messages import Attachment, InboundMessage, OutboundMessage, SentRef
+from bot.messages import Attachment, Conversation, InboundMessage, OutboundMessage, SentRef
 
 if TYPE_CHECKING:
     import argparse
@@ -51,6 +51,10 @@ class Channel(Protocol):
 
     name: str
     max_message_len: int
+    #: the largest file `send_file` takes
+    max_upload_bytes: int
+    #: voice answers go as voice messages (OGG/Opus) rather than as an audio file (MP3)
+    sends_voice_notes: bool
     #: the shared command table, set by the gateway before start (menus, slash commands)
     commands: list[CommandSpec]
 
@@ -68,6 +72,20 @@ class Channel(Protocol):
     ) -> list[SentRef]: ...
 
     def health(self) -> dict[str, Any]: ...
+
+    async def send_file(
+        self,
+        conversation: Conversation,
+        data: bytes,
+        name: str,
+        mime: str,
+        *,
+        kind: str = "document",
+        caption: str = "",
+    ) -> SentRef:
+        """Send a file to a chat: `kind` is "photo", "voice", "audio" or "document".
+        DeliveryRefused when the platform (or this adapter) cannot take it."""
+        ...
 
     def http_routes(self) -> list[HttpRoute]:
         """Platform callbacks (webhook mode), mounted on the gateway's server as public

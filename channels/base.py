@@ -2,8 +2,9 @@
 model works, and streaming by throttled edits of one message.
 
 An adapter implements the platform calls only: `_send_text`, and where the platform has
-them `_edit_text` and `_typing`, and raises the errors of bot/errors.py: `RateLimited` (the
-whole channel pauses), `EditRejected` (that message is continued in a new one),
+them `_edit_text`, `_typing` and `_send_file`, and raises the errors of bot/errors.py:
+`RateLimited` (the whole channel pauses), `EditRejected` (that message is continued in a
+new one),
 `DeliveryRefused` (permanent: never retried here), any other `ChannelError` (transient:
 retried with backoff a few times).
 """
@@ -103,6 +104,19 @@ def _open_fence_lang(head: str) -> str:
     return line if line.isidentifier() and len(line) <= _MAX_LANG else ""
 
 
+@dataclass(frozen=True, slots=True)
+class FileUpload:
+    """One file for a chat. `kind` says how it should show: "photo" (a picture), "voice" (a
+    voice message: OGG/Opus), "audio" (a playable audio file) or "document" (a download)."""
+
+    conversation: Conversation
+    data: bytes
+    name: str
+    mime: str
+    kind: str = "document"
+    caption: str = ""
+
+
 class BaseChannel:
     """Base class for adapters. Limits are per platform; the config may lower them."""
 
@@ -122,6 +136,10 @@ class BaseChannel:
     #: each next one after twice the one before
     max_transient_attempts: int = 3
     retry_backoff_s: float = 0.5
+    #: the largest file the platform takes from a bot
+    max_upload_bytes: int = 50 * 1024 * 1024
+    #: voice answers go as voice messages (OGG/Opus); otherwise as an audio file (MP3)
+    sends_voice_notes: bool = False
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -162,6 +180,11 @@ class BaseChannel:
 
     async def _typing(self, conversation: Conversation) -> None:
         return None
+
+    async def _send_file(self, upload: FileUpload) -> SentRef:
+        raise DeliveryRefused(
+            "no file sending", f"the {self.type or self.name} channel cannot send files"
+        )
 
     async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
         """Download an attachment's bytes (on demand, never more than `max_bytes`)."""
@@ -217,6 +240,29 @@ class BaseChannel:
         """A button press as the presser's own command (channels/buttons.py). Refused: the
         adapter shows the reason to the presser alone, and nothing else happens."""
         return await hand_on(self.buttons, self.sink, press, meta or {})
+
+    async def send_file(
+        self,
+        conversation: Conversation,
+        data: bytes,
+        name: str,
+        mime: str,
+        *,
+        kind: str = "document",
+        caption: str = "",
+    ) -> SentRef:
+        """Send one file, paced and retried like a message: a transient failure is tried
+        again, a refusal (too large, not allowed here) is raised as DeliveryRefused."""
+        if len(data) > self.max_upload_bytes:
+            raise DeliveryRefused(
+                "file too large",
+                f"{name} is {len(data)} bytes; the {self.type or self.name} channel takes at "
+                f"most {self.max_upload_bytes} bytes",
+            )
+        upload = FileUpload(conversation, data, name, mime, kind, caption)
+        async with self._chat_locks.setdefault(conversation.chat_id, asyncio.Lock()):
+            ref: SentRef = await self._retrying(conversation, self._send_file, upload)
+            return ref
 
     async def _send_chunk(self, message: OutboundMessage, text: str) -> SentRef:
         # one lock per chat keeps chunks and replies in order under concurrent senders

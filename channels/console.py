@@ -1,6 +1,7 @@
 """The terminal channel (`decapod chat`): the same gateway core, no account anywhere.
 
-The person at the terminal is the owner. Replies stream to the terminal as they arrive.
+The person at the terminal is the owner. Replies stream to the terminal as they arrive;
+files the assistant sends are written to a folder (`<home>/outbox`) and their path printed.
 `/attach PATH [text]` sends a local file (an image, a document, a voice recording) with the
 text, or with the next message when no text follows.
 """
@@ -19,7 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.errors import ChannelError, DecapodError
+from bot.errors import ChannelError, DecapodError, DeliveryRefused
 from bot.messages import (
     Attachment,
     Command,
@@ -31,7 +32,7 @@ from bot.messages import (
     SentRef,
 )
 from channels import InboundSink, ReplyProgress
-from channels.base import BaseChannel
+from channels.base import BaseChannel, FileUpload
 
 
 class ConsoleChannel(BaseChannel):
@@ -47,6 +48,7 @@ class ConsoleChannel(BaseChannel):
         user: str | None = None,
         prompt: str = "you> ",
         reply_timeout_s: float = 300.0,
+        files_dir: Path | None = None,
     ) -> None:
         super().__init__(name)
         self.stdin = stdin or sys.stdin
@@ -54,6 +56,8 @@ class ConsoleChannel(BaseChannel):
         self.user = user or getpass.getuser()
         self.prompt = prompt
         self.reply_timeout_s = reply_timeout_s
+        #: where sent files are written; None: the home folder's outbox
+        self.files_dir = files_dir
         self.conversation = Conversation(name, self.user, ConversationKind.DM)
         self.closed = asyncio.Event()
         self._answered = asyncio.Event()
@@ -178,6 +182,19 @@ class ConsoleChannel(BaseChannel):
         self._answered.set()
         return SentRef(message.conversation, uuid.uuid4().hex)
 
+    async def _send_file(self, upload: FileUpload) -> SentRef:
+        if self.files_dir is None:
+            from bot.config import default_home
+
+            self.files_dir = default_home() / "outbox"
+        try:
+            path = await asyncio.to_thread(_write_new, self.files_dir, upload.name, upload.data)
+        except OSError as exc:
+            raise DeliveryRefused("cannot write", f"cannot save {upload.name}: {exc}") from None
+        caption = f" {upload.caption}" if upload.caption else ""
+        self._write(f"bot> [{upload.kind}: {path}]{caption}\n")
+        return SentRef(upload.conversation, str(path))
+
     async def reply(
         self,
         template: OutboundMessage,
@@ -202,5 +219,21 @@ class ConsoleChannel(BaseChannel):
         return {"type": self.type, "running": not self.closed.is_set()}
 
 
+def _write_new(folder: Path, name: str, data: bytes) -> Path:
+    """Write `data` under `folder` as `name`, or `name (2)`... when that exists: a file the
+    person saved before is never replaced."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stem, suffix = Path(name).stem or "file", Path(name).suffix
+    for n in range(1, 1000):
+        path = folder / (f"{stem}{suffix}" if n == 1 else f"{stem} ({n}){suffix}")
+        try:
+            with path.open("xb") as out:
+                out.write(data)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"too many files named {name} in {folder}")
+
+
 def create(name: str, channel_config: Any, config: Any) -> ConsoleChannel:
-    return ConsoleChannel(name)
+    return ConsoleChannel(name, files_dir=config.home / "outbox")

@@ -45,7 +45,7 @@ from bot.messages import (
 )
 from bot.redaction import register_secret
 from channels import InboundSink, discord_private
-from channels.base import BaseChannel
+from channels.base import BaseChannel, FileUpload
 from channels.buttons import Button, ButtonBook, Press, Refused
 from channels.discord_buttons import PressButton, view_of
 from channels.discord_cli import doctor
@@ -98,6 +98,8 @@ class DiscordChannel(BaseChannel):
     type = "discord"
     # Discord's limit, less the note that starts an interaction's answer moved to the channel
     max_message_len = 2000 - len(CONTINUED)
+    #: what Discord takes from a bot in a server without boosts
+    max_upload_bytes = 10 * 1024 * 1024
     supports_edit = True
     edit_interval = 1.0
     typing_interval = 8.0  # Discord shows "typing" for about 10 s per request
@@ -353,6 +355,11 @@ class DiscordChannel(BaseChannel):
             log.info(
                 "Discord %s: press %s not answered (HTTP %s)", self.name, interaction.id, exc.status
             )
+
+    async def _send_file(self, upload: FileUpload) -> SentRef:
+        return await self._out().send_file(
+            upload.conversation, upload.data, upload.name, upload.caption
+        )
 
     async def on_denied(self, message: InboundMessage) -> None:
         """A command the access layer refused silently still needs an answer, or its

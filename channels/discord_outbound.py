@@ -24,6 +24,7 @@ CONTINUED, so the part in the channel reads as the rest of the interaction's ans
 
 from __future__ import annotations
 
+import io
 import time
 from typing import Any
 
@@ -143,6 +144,21 @@ class DiscordSender:
             )
         ref_meta = {"channel_id": channel_id, "note": note} if note else {"channel_id": channel_id}
         return SentRef(message.conversation, str(sent.id), ref_meta)
+
+    async def send_file(
+        self, conversation: Conversation, data: bytes, name: str, caption: str
+    ) -> SentRef:
+        """A file as an attachment of a new message (multipart), with `caption` as its text."""
+        channel_id = await self.channel_for(conversation, {})
+        channel = self.client.get_partial_messageable(int(channel_id))
+        async with translated("upload a file"):
+            sent = await channel.send(
+                caption or None,
+                file=discord.File(io.BytesIO(data), filename=name),
+                allowed_mentions=self.mentions,
+                suppress_embeds=True,
+            )
+        return SentRef(conversation, str(sent.id), {"channel_id": channel_id})
 
     async def _send_interaction(
         self, message: OutboundMessage, text: str, view: discord.ui.View | None

@@ -59,7 +59,7 @@ from bot.messages import (
     SentRef,
 )
 from channels import InboundSink, ReplyProgress
-from channels.base import BaseChannel
+from channels.base import BaseChannel, FileUpload
 from channels.buttons import Button, ButtonBook
 from channels.slack_api import SlackApi, WorkingSignal, doctor, signed
 from channels.slack_buttons import ACTION_PREFIX, press_answer, press_of, with_buttons
@@ -418,6 +418,14 @@ class SlackChannel(BaseChannel):
             # replies in this thread now reach the bot without a new mention
             await self.threads.add(channel_id, thread_ts or ts)
         return SentRef(conversation, ts, {"channel": channel_id})
+
+    async def _send_file(self, upload: FileUpload) -> SentRef:
+        conversation = upload.conversation
+        file_id = await self._web().upload(
+            conversation.chat_id, conversation.thread_id, upload.data, upload.name, upload.caption
+        )
+        self._landed(conversation)
+        return SentRef(conversation, file_id, {"file": file_id})
 
     async def _edit_text(self, ref: SentRef, text: str) -> None:
         channel = ref.meta.get("channel", ref.conversation.chat_id)

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -59,6 +59,10 @@ _REFUSED = frozenset(
         "not_allowed_token_type",
     }
 )
+# more codes a file upload gets that a retry cannot change
+_FILE_REFUSED = frozenset(
+    {"file_uploads_disabled", "file_uploads_except_images_disabled", "invalid_arguments"}
+)
 _EDIT_REJECTED = frozenset(
     {"message_not_found", "cant_update_message", "edit_window_closed", "streaming_state_conflict"}
 )
@@ -89,6 +93,31 @@ class SlackApi:
             raise ChannelError(f"slack {method} failed: {exc!r}") from None
         data = response.data
         return data if isinstance(data, dict) else {}
+
+    async def upload(
+        self, channel: str, thread_ts: str | None, data: bytes, name: str, comment: str
+    ) -> str:
+        """Post a file through Slack's external upload flow: files.getUploadURLExternal, the
+        POST of the bytes to the URL it gives, files.completeUploadExternal (the three steps
+        `files_upload_v2` takes). Returns the file's id. A failed step fails the whole
+        upload, and a retry starts again at the first: an upload URL is good for one POST."""
+        try:
+            response = await self.client.files_upload_v2(
+                channel=channel,
+                thread_ts=thread_ts,
+                file=data,
+                filename=name,
+                title=name,
+                initial_comment=comment or None,
+            )
+        except SlackApiError as exc:
+            raise classified("file upload", exc, _FILE_REFUSED) from None
+        except SlackRequestError as exc:  # the POST of the bytes answered an error status
+            raise ChannelError(f"slack file upload failed: {exc}") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ChannelError(f"slack file upload failed: {exc!r}") from None
+        file = response.get("file")
+        return str(file.get("id", "")) if isinstance(file, dict) else ""
 
     async def respond(self, url: str, payload: dict[str, Any]) -> None:
         """POST to a slash command's response_url (it needs no token)."""
@@ -207,8 +236,11 @@ class _PausingRetry(AsyncRateLimitErrorRetryHandler):
         await super().prepare_for_next_attempt_async(**kwargs)
 
 
-def classified(method: str, exc: SlackApiError) -> ChannelError:
-    """A failed Web API call as one of Decapod's errors."""
+def classified(
+    method: str, exc: SlackApiError, refused: frozenset[str] = frozenset()
+) -> ChannelError:
+    """A failed Web API call as one of Decapod's errors; `refused`: more codes of this call
+    that a retry cannot change."""
     response = exc.response
     code = str(response.get("error") or f"HTTP {response.status_code}")
     detail = f"slack {method} failed: {code}"
@@ -216,7 +248,7 @@ def classified(method: str, exc: SlackApiError) -> ChannelError:
         return RateLimited(retry_after(response.headers))
     if code in _GONE:
         return ConversationGone(code, detail)
-    if code in _REFUSED:
+    if code in _REFUSED or code in refused:
         return DeliveryRefused(code, detail)
     if code in _EDIT_REJECTED:
         return EditRejected(detail)

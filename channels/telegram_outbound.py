@@ -13,7 +13,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, ReplyParameters
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputFile,
+    LinkPreviewOptions,
+    ReplyParameters,
+)
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import (
     BadRequest,
@@ -34,7 +40,7 @@ from bot.errors import (
     RateLimited,
 )
 from bot.messages import Attachment, Conversation, ConversationKind, OutboundMessage, SentRef
-from channels.base import BaseChannel, Chunk, split_text
+from channels.base import BaseChannel, Chunk, FileUpload, split_text
 from channels.buttons import Button
 from channels.telegram_html import markdown_to_html, utf16_len
 from channels.telegram_inbound import ChatMigrations
@@ -45,6 +51,9 @@ log = logging.getLogger("decapod.channels.telegram")
 
 T = TypeVar("T")
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+#: Telegram takes photos up to 10 MB; a larger picture goes as a document
+_MAX_PHOTO_BYTES = 10 * 1024 * 1024
+_CAPTION_LIMIT = 1024
 _CONNECT_ATTEMPTS = 3
 #: a button's callback_data: this prefix and the book's token (Telegram allows 64 bytes)
 CALLBACK_PREFIX = "b:"
@@ -72,6 +81,9 @@ class TelegramOutbound(BaseChannel):
     supports_edit = True
     supports_buttons = True
     edit_interval = 1.0
+    #: what the Bot API takes from a bot (without a local Bot API server)
+    max_upload_bytes = 50 * 1024 * 1024
+    sends_voice_notes = True
 
     def __init__(
         self, name: str, config: TelegramChannelConfig, migrations: ChatMigrations
@@ -192,6 +204,37 @@ class TelegramOutbound(BaseChannel):
             )
 
         await self._call(typing, conversation)
+
+    async def _send_file(self, upload: FileUpload) -> SentRef:
+        conv, kind = upload.conversation, upload.kind
+        if kind == "photo" and len(upload.data) > _MAX_PHOTO_BYTES:
+            kind = "document"
+        senders: dict[str, Callable[..., Awaitable[Any]]] = {
+            "photo": self.bot.send_photo,
+            "voice": self.bot.send_voice,
+            "audio": self.bot.send_audio,
+        }
+        send = senders.get(kind, self.bot.send_document)
+
+        async def attempt(chat_id: int) -> Any:
+            # a fresh InputFile per try: the request consumes it
+            document = InputFile(upload.data, filename=upload.name)
+            try:
+                return await send(
+                    chat_id,
+                    document,
+                    caption=upload.caption[:_CAPTION_LIMIT] or None,
+                    message_thread_id=_thread(conv),
+                )
+            except BadRequest as exc:
+                # a file Telegram will not take (its size, type, dimensions) stays refused
+                refused = _classified(exc)
+                if type(refused) is ChannelError:
+                    raise DeliveryRefused(exc.message, refused.args[0]) from None
+                raise
+
+        sent = await self._call(attempt, conv)
+        return SentRef(conv, str(sent.message_id))
 
     async def _formatted(
         self,

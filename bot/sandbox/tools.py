@@ -65,7 +65,8 @@ def _sandbox(ctx: ToolContext) -> SandboxDeps:
     return sandbox
 
 
-def _fs(ctx: ToolContext) -> WorkspaceFS:
+def workspace_fs(ctx: ToolContext) -> WorkspaceFS:
+    """The session's workspace, through the path checks every file tool shares."""
     sandbox = _sandbox(ctx)
     ws = sandbox.workspaces.prepare(ctx.session_key)
     limit = sandbox.config.limits.file_size_mb << 20
@@ -84,9 +85,8 @@ async def exec_command(
     stdin: str | None = None,
     timeout: _Seconds = None,  # noqa: ASYNC109 (a parameter the model sets)
 ) -> str:
-    """Run a command in this conversation's sandbox: Linux, no network, the workspace /work
-    kept between commands, /tmp for scratch. Returns the exit code, stdout and stderr (each
-    cut at 64 KiB)."""
+    """Run a command in this chat's sandbox: Linux, no network, /work kept between commands,
+    /tmp for scratch. Returns exit code, stdout and stderr (each cut at 64 KiB)."""
     sandbox = ctx.deps.sandbox
     if sandbox is None:
         raise ToolDenied("not run: no sandbox is available here, so commands cannot be run")
@@ -175,15 +175,17 @@ def format_result(r: ExecResult) -> str:
     return "\n".join(sections)
 
 
-_Path = Annotated[str, Field(description="relative to /work, or /work/...")]
+#: relative to /work, or /work/...; said once in each description ("under /work") rather
+#: than in a description of `path`: every byte of a tool schema rides on every turn
+_Path = str
 
 
 @_redacted
 async def read_file(ctx: ToolContext, path: _Path, offset: int = 0) -> str:
-    """Read a text file in the workspace, up to 64 KiB from byte `offset`."""
+    """Read a text file under /work: 64 KiB from byte `offset`."""
     cap = _sandbox(ctx).config.limits.output_bytes
     offset = max(0, offset)
-    data, size = await asyncio.to_thread(_fs(ctx).read, path, offset, cap)
+    data, size = await asyncio.to_thread(workspace_fs(ctx).read, path, offset, cap)
     if b"\0" in data:
         return f"{path} is a binary file ({size} bytes); not shown"
     text = data.decode(errors="replace")
@@ -195,17 +197,18 @@ async def read_file(ctx: ToolContext, path: _Path, offset: int = 0) -> str:
 
 @_redacted
 async def write_file(ctx: ToolContext, path: _Path, content: str, append: bool = False) -> str:
-    """Write (or `append` to) a text file in the workspace, making missing folders."""
+    """Write (or `append` to) a text file under /work; makes missing folders."""
     await _approve_write(ctx, "write_file", path)
-    written = await asyncio.to_thread(_fs(ctx).write, path, content.encode(), append=append)
+    fs = workspace_fs(ctx)
+    written = await asyncio.to_thread(fs.write, path, content.encode(), append=append)
     return f"{'appended' if append else 'wrote'} {written} bytes to {path}"
 
 
 @_redacted
 async def list_files(ctx: ToolContext, path: _Path = ".", recursive: bool = False) -> str:
-    """List a folder of the workspace (symlinks are shown, not followed)."""
+    """List a folder under /work (symlinks shown, not followed)."""
     lines, left_off = await asyncio.to_thread(
-        _fs(ctx).listing, path, recursive=recursive, max_entries=_MAX_LIST_ENTRIES
+        workspace_fs(ctx).listing, path, recursive=recursive, max_entries=_MAX_LIST_ENTRIES
     )
     if not lines:
         return f"{path} is empty"
@@ -218,10 +221,10 @@ async def list_files(ctx: ToolContext, path: _Path = ".", recursive: bool = Fals
 async def edit_file(
     ctx: ToolContext, path: _Path, old_text: str, new_text: str, replace_all: bool = False
 ) -> str:
-    """Replace exact text in a workspace file: `old_text` must occur once, unless
+    """Replace exact text in a file under /work: `old_text` must occur once, unless
     `replace_all`."""
     await _approve_write(ctx, "edit_file", path)
     count = await asyncio.to_thread(
-        _fs(ctx).edit, path, old_text, new_text, replace_all=replace_all
+        workspace_fs(ctx).edit, path, old_text, new_text, replace_all=replace_all
     )
     return f"replaced {count} occurrence{'s' if count != 1 else ''} in {path}"

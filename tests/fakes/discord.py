@@ -12,11 +12,13 @@ JSON, or one zlib stream when the client asks for compress=zlib-stream.
 
 REST: login, app info, command sync (global and per guild), channel messages and typing, DM
 channels, interaction callbacks, webhook followups, reads and edits (@original included), a CDN
-stand-in for attachments. Interactions behave like Discord's: a callback later than 3 s gets
-404 (10062) and webhook calls after 15 minutes get 401 (50027). `rate_limit()` answers the
-next matching calls with 429, `retry_after` and the X-RateLimit headers; `fail()` answers
-them with any Discord error (404 10008 on an edit, 403 50001 on a send, a 502), and
-`expire_token()` lets an interaction's token run out after a number of webhook edits.
+stand-in for attachments, and messages with files (multipart: `payload_json` and `files[n]`,
+kept as `Call.files` and shown as the message's `attachments`). Interactions behave like
+Discord's: a callback later than 3 s gets 404 (10062) and webhook calls after 15 minutes
+get 401 (50027). `rate_limit()` answers the next matching calls with 429, `retry_after` and
+the X-RateLimit headers; `fail()` answers them with any Discord error (404 10008 on an edit,
+403 50001 on a send, a 502), and `expire_token()` lets an interaction's token run out after a
+number of webhook edits.
 Buttons: a message keeps its `components`; `buttons_in(channel_id)` shows the newest message's
 buttons, `press(message_id, custom_id, user=...)` dispatches the component INTERACTION_CREATE a
 tap makes (with the message), and a type 7 callback (UPDATE_MESSAGE) edits that message.
@@ -59,6 +61,7 @@ INTERACTION_TOKEN_TTL_S = 15 * 60.0
 
 _counter = itertools.count()
 _BODY: web.RequestKey[Any] = web.RequestKey("body", object)
+_FILES: web.RequestKey[list[tuple[str, str, bytes]]] = web.RequestKey("files", list)
 
 
 @cache
@@ -105,6 +108,8 @@ class Call:
     query: dict[str, str]
     status: int = 200
     at: float = field(default_factory=time.monotonic)
+    #: the files of a multipart request: (filename, content type, bytes)
+    files: list[tuple[str, str, bytes]] = field(default_factory=list)
 
 
 @dataclass
@@ -570,11 +575,15 @@ class FakeDiscord:
         if request.path.startswith("/gateway") or request.path.startswith("/cdn/"):
             return await handler(request)  # type: ignore[no-any-return]
         body: Any = None
+        files: list[tuple[str, str, bytes]] = []
         if request.body_exists and request.content_type == "application/json":
             body = await request.json()
-        call = Call(request.method, path, body, dict(request.query))
+        elif request.body_exists and request.content_type == "multipart/form-data":
+            body, files = await _multipart(request)
+        call = Call(request.method, path, body, dict(request.query), files=files)
         self.calls.append(call)
         request[_BODY] = body
+        request[_FILES] = files
         token_free = path.startswith(("/interactions/", "/webhooks/"))
         if not token_free and request.headers.get("Authorization") != f"Bot {self.token}":
             call.status = 401
@@ -666,6 +675,16 @@ class FakeDiscord:
         self.messages[message["id"]] = message
         return message
 
+    def _attachments(self, files: list[tuple[str, str, bytes]]) -> list[dict[str, Any]]:
+        shown = []
+        for name, mime, data in files:
+            file_id = snowflake()
+            url = f"http://{self.host}:{self.port}/cdn/attachments/{file_id}"
+            self.attachments[file_id] = data
+            shown.append({"id": file_id, "filename": name, "size": len(data), "url": url,
+                          "proxy_url": url, "content_type": mime})  # fmt: skip
+        return shown
+
     def _edit(self, message_id: str, body: dict[str, Any]) -> web.Response:
         message = self.messages.get(message_id)
         if message is None:
@@ -678,7 +697,10 @@ class FakeDiscord:
         return _json({k: v for k, v in message.items() if not k.startswith("_")})
 
     async def _create_message(self, request: web.Request) -> web.Response:
-        return _json(self._bot_message(request.match_info["channel"], request[_BODY] or {}))
+        message = self._bot_message(request.match_info["channel"], request[_BODY] or {})
+        if request[_FILES]:
+            message["attachments"] = self._attachments(request[_FILES])
+        return _json(message)
 
     async def _edit_message(self, request: web.Request) -> web.Response:
         return self._edit(request.match_info["message"], request[_BODY] or {})
@@ -788,3 +810,18 @@ def _content_type(name: str) -> str:
 
     guessed = mimetypes.guess_type(name)[0]
     return guessed if guessed and not guessed.startswith("text/") else "text/plain; charset=utf-8"
+
+
+async def _multipart(request: web.Request) -> tuple[Any, list[tuple[str, str, bytes]]]:
+    """discord.py's multipart body: the JSON in `payload_json`, each file in `files[n]`."""
+    body: Any = None
+    files: list[tuple[str, str, bytes]] = []
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        assert isinstance(part, aiohttp.BodyPartReader)
+        if part.name == "payload_json":
+            body = json.loads(await part.text())
+        else:
+            mime = part.headers.get("Content-Type", "application/octet-stream")
+            files.append((part.filename or "", mime, bytes(await part.read())))
+    return body, files

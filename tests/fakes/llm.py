@@ -6,7 +6,9 @@
 
 Routes: POST /v1/chat/completions (OpenAI JSON and SSE, tool-call deltas split across chunks),
 POST /v1/messages (Anthropic JSON and SSE, tool_use with input_json_delta), POST /v1/embeddings
-(deterministic vectors, OpenAI shape, float or base64), GET /v1/models (health probes).
+(deterministic vectors, OpenAI shape, float or base64), GET /v1/models (health probes),
+POST /v1/audio/speech (text to speech: `speech_audio(input, response_format)` bytes, or the
+error `speech_status` names).
 
 Each chat request takes the next reply queued for its model, else the next in the shared queue,
 else `reply_fn(request)`, else `Reply(text=default_text)`. A reply is text, tool calls, or a
@@ -158,6 +160,8 @@ class FakeLLM:
         self.api_keys: set[str] | None = None
         #: seconds each /v1/embeddings request waits before it answers (slow embedders)
         self.embed_delay_s = 0.0
+        #: status of every /v1/audio/speech answer (503: the speech server is down)
+        self.speech_status = 200
         self.requests: list[RecordedRequest] = []
         #: what POST /v1/audio/transcriptions hears in any audio, unless a queued reply says
         self.transcript_text = "what is on my shopping list"
@@ -181,6 +185,7 @@ class FakeLLM:
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
+        app.router.add_post("/v1/audio/speech", self._speech)
         # handler_cancellation: a hung handler learns at once that its client went away.
         self._runner = web.AppRunner(
             app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5
@@ -376,6 +381,16 @@ class FakeLLM:
             }
         )
 
+    async def _speech(self, request: web.Request) -> web.Response:
+        recorded = await self._record(request)
+        if self.speech_status != 200:
+            body = _OpenAIRender(recorded.body).error("server")
+            return web.json_response(body, status=self.speech_status)
+        audio_format = str(recorded.body.get("response_format") or "mp3")
+        audio = speech_audio(str(recorded.body.get("input", "")), audio_format)
+        kind = "audio/ogg" if audio_format == "opus" else f"audio/{audio_format}"
+        return web.Response(body=audio, content_type=kind)
+
     async def _models(self, request: web.Request) -> web.Response:
         self.requests.append(RecordedRequest("GET", request.path, dict(request.headers), {}))
         if self.models_status != 200:
@@ -389,6 +404,12 @@ class FakeLLM:
         first = self.model_ids[0] if self.model_ids else None
         page = {"object": "list", "data": models, "has_more": False, "first_id": first}
         return web.json_response(page)
+
+
+def speech_audio(text: str, audio_format: str) -> bytes:
+    """What the fake speaks: the format's magic bytes, then a digest of the text."""
+    magic = {"opus": b"OggS\x00\x02", "mp3": b"ID3\x04\x00\x00"}.get(audio_format, b"")
+    return magic + audio_format.encode() + b":" + hashlib.sha256(text.encode()).digest()
 
 
 def fake_embedding(text: str, dim: int) -> list[float]:

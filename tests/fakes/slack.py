@@ -16,6 +16,12 @@ Every call is recorded in `.calls` with the monotonic time it arrived; what the 
 messages show now (after updates) is `texts(channel)`; chat.update of a message that does
 not exist answers `message_not_found`.
 
+File uploads (the external flow `files_upload_v2` runs): files.getUploadURLExternal gives
+an upload URL on the fake, the bytes POSTed there are held, and
+files.completeUploadExternal shares them in a channel: each shared file is an `Upload` in
+`.uploads`. `fail("upload", status=500)` fails the POST of the bytes; `fail(method, ...)`
+any step of the API.
+
 Socket Mode: apps.connections.open returns ws://127.0.0.1/link; the fake says hello, then
 `socket_send` pushes an envelope (with retry_attempt/retry_reason) and returns the client's
 ack, or None when none came in time.
@@ -62,6 +68,18 @@ class ApiCall:
 
 
 @dataclass
+class Upload:
+    """A file shared in a channel through files.completeUploadExternal."""
+
+    file_id: str
+    channel: str
+    name: str
+    data: bytes
+    thread_ts: str | None = None
+    comment: str = ""
+
+
+@dataclass
 class Ack:
     envelope_id: str
     payload: dict[str, Any] | None
@@ -100,6 +118,8 @@ class FakeSlack:
         self.responses: list[ApiCall] = []  # payloads POSTed to response_urls
         self.files: dict[str, tuple[bytes, str]] = {}
         self.file_requests: list[dict[str, str]] = []
+        self.uploads: list[Upload] = []
+        self._staged: dict[str, tuple[str, bytes | None]] = {}  # file id -> (name, bytes)
         #: whether assistant.threads.setStatus works (an app with the assistant scope)
         self.assistant_status = True
         self._failures: dict[str, list[_Failure]] = {}
@@ -122,6 +142,7 @@ class FakeSlack:
         app.router.add_get("/link", self._socket)
         app.router.add_post("/respond/{rid}", self._respond)
         app.router.add_get("/files-pri/{name}", self._file)
+        app.router.add_post("/upload/{file_id}", self._upload)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, 0).start()
@@ -307,6 +328,13 @@ class FakeSlack:
             )
         if method in ("reactions.add", "reactions.remove", "conversations.join"):
             return {"ok": True}
+        if method == "files.getUploadURLExternal":
+            file_id = f"F{next(self._seq):06d}"
+            self._staged[file_id] = (str(params.get("filename", "")), None)
+            url = f"{self.base_url}/upload/{file_id}"
+            return {"ok": True, "file_id": file_id, "upload_url": url}
+        if method == "files.completeUploadExternal":
+            return self._complete_upload(params)
         if method == "users.info":
             user = {"id": params.get("user"), "name": "alice", "real_name": "Alice"}
             return {"ok": True, "user": {**user, "is_bot": False}}
@@ -314,6 +342,33 @@ class FakeSlack:
             channel = {"id": params.get("channel"), "name": "general", "is_channel": True}
             return {"ok": True, "channel": channel}
         return {"ok": False, "error": "unknown_method"}
+
+    def _complete_upload(self, params: dict[str, Any]) -> dict[str, Any]:
+        files = params.get("files")
+        files = json.loads(files) if isinstance(files, str) else files or []
+        shared = []
+        for entry in files:
+            name, data = self._staged.get(entry.get("id", ""), ("", None))
+            if data is None:
+                return {"ok": False, "error": "file_not_found"}
+            channel = str(params.get("channel_id", ""))
+            if channel in self.refusals:
+                return {"ok": False, "error": self.refusals[channel]}
+            comment = str(params.get("initial_comment") or "")
+            thread = params.get("thread_ts") or None
+            self.uploads.append(Upload(entry["id"], channel, name, data, thread, comment))
+            shared.append({"id": entry["id"], "name": name, "title": entry.get("title") or name})
+        return {"ok": True, "files": shared}
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["file_id"]
+        failure = self._take_failure("upload")
+        if failure is not None:
+            return web.Response(status=failure.status, text=failure.error)
+        if file_id not in self._staged:
+            return web.Response(status=404, text="unknown upload")
+        self._staged[file_id] = (self._staged[file_id][0], await request.read())
+        return web.Response(text="OK - 1")
 
     async def _respond(self, request: web.Request) -> web.Response:
         body = await request.json()

@@ -14,7 +14,10 @@ redirects sends to a migrated group. Faults: `fail_next(method, status, descript
 count=..., after=..., retry_after=...)`, `refuse(chat_id, status, description, thread_id=...)`
 for every send to a chat or topic until `allow(chat_id)`, `status_override` for every call,
 `reject_html`, `batch_order` (reorders each getUpdates batch, e.g. [5, 3, 4]). Files:
-`add_file(bytes)`, then getFile and `/file/bot<TOKEN>/<path>`. Webhooks: setWebhook is recorded and
+`add_file(bytes)`, then getFile and `/file/bot<TOKEN>/<path>`. Uploads: sendDocument,
+sendPhoto, sendVoice and sendAudio (multipart, as PTB sends them) are kept in `.uploads`
+(`Upload`: method, chat, name, bytes, caption); `fail_next` and `refuse(...,
+methods=("sendDocument",))` apply to them too. Webhooks: setWebhook is recorded and
 `deliver(url, update)` posts an update the way Telegram does, with the secret header.
 Inline keyboards: a sent message keeps its `reply_markup` (callback_data over 64 bytes is
 refused as Telegram does), an edit without one drops it; `buttons(chat_id)` shows the latest
@@ -96,6 +99,15 @@ class Call:
 
 
 @dataclass
+class Upload:
+    method: str
+    chat_id: int
+    name: str
+    data: bytes
+    caption: str = ""
+
+
+@dataclass
 class Fault:
     status: int
     description: str
@@ -113,6 +125,7 @@ class FakeTelegram:
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.sent_order: list[tuple[int, int]] = []
         self.files: dict[str, bytes] = {}
+        self.uploads: list[Upload] = []
         self.file_sizes: dict[str, int] = {}
         self.migrated: dict[int, int] = {}  # old group id -> supergroup id
         self.webhook: dict[str, Any] = {}
@@ -517,6 +530,34 @@ class FakeTelegram:
 
     async def _m_answerCallbackQuery(self, params: dict[str, Any]) -> web.Response:
         return self._ok(True)
+
+    async def _upload(self, method: str, field_name: str, params: dict[str, Any]) -> web.Response:
+        part = params.get(field_name)
+        if not isinstance(part, web.FileField):
+            return self._error(400, f"Bad Request: there is no {field_name} in the request")
+        data = part.file.read()
+        if not data:
+            return self._error(400, "Bad Request: file must be non-empty")
+        chat_id = params["chat_id"]
+        caption = str(params.get("caption") or "")
+        self.uploads.append(Upload(method, chat_id, part.filename, data, caption))
+        message_id = next(self._message_ids)
+        chat = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}
+        msg = {"message_id": message_id, "date": int(time.time()), "chat": chat,
+               "from": self._bot_user(), "caption": caption}  # fmt: skip
+        return self._ok(msg)
+
+    async def _m_sendDocument(self, params: dict[str, Any]) -> web.Response:
+        return await self._upload("sendDocument", "document", params)
+
+    async def _m_sendPhoto(self, params: dict[str, Any]) -> web.Response:
+        return await self._upload("sendPhoto", "photo", params)
+
+    async def _m_sendVoice(self, params: dict[str, Any]) -> web.Response:
+        return await self._upload("sendVoice", "voice", params)
+
+    async def _m_sendAudio(self, params: dict[str, Any]) -> web.Response:
+        return await self._upload("sendAudio", "audio", params)
 
     async def _m_getFile(self, params: dict[str, Any]) -> web.Response:
         file_id = params.get("file_id", "")
