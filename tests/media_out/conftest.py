@@ -98,14 +98,19 @@ async def speech_server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeLL
 
 
 def speech_sections(*servers: FakeLLM) -> dict[str, Any]:
-    """[providers] and [speech] for a chain over `servers`, in order."""
+    """[providers] and [speech] for a chain over `servers`, in order, and [transcription] on
+    the first of them: a voice note is heard before it is answered."""
     providers = {
         f"tts{i}": {"base_url": f"{s.base_url}/v1", "api_key_env": SPEECH_KEY_ENV}
         for i, s in enumerate(servers)
     }
     providers["local"] = {"preset": "ollama"}
     chain = [f"tts{i}:tts-1" for i in range(len(servers))]
-    return {"providers": providers, "speech": {"chain": chain, "voice": "nova"}}
+    return {
+        "providers": providers,
+        "speech": {"chain": chain, "voice": "nova"},
+        "transcription": {"chain": ["tts0:whisper-1"]},
+    }
 
 
 @pytest.fixture
