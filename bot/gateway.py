@@ -26,6 +26,7 @@ from bot.deps import Deps
 from bot.errors import DecapodError
 from bot.messages import InboundMessage, OutboundMessage
 from bot.metrics import Metrics
+from bot.model_choice import ModelChoices, register_model_command
 from bot.providers.base import Provider
 from bot.security.access import AccessControl, build_access, register_access_commands
 from bot.security.redact import default_redactor
@@ -64,6 +65,9 @@ class Gateway:
         self.commands = CommandTable()
         register_builtin_commands(self.commands, self)
         register_access_commands(self.commands)
+        #: the model each person (or, by the owner, everyone) picked with /model
+        self.model_choices = ModelChoices(self.store, config.models)
+        register_model_command(self.commands, self.model_choices)
         #: /approve and /deny for whatever waits for the owner (sandbox commands, skill drafts)
         self.approvals = ApprovalDesk(self.commands)
         self.tools = tools or ToolRegistry(builtin_tools())

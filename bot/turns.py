@@ -262,10 +262,16 @@ class TurnRunner:
         stream = self.gw.redactor.stream()
         recalled = await self._recall(ctx, user.content)
         produced_text = False
+        chosen = await self.gw.model_choices.provider_for(ctx.person_id, self.gw.providers)
         for attempt in range(2):
             await self._maybe_compact(session, ctx, force=attempt > 0)
             events = self.gw.agent.run(
-                session.messages(), user, ctx, summary=session.row.summary, extra_system=recalled
+                session.messages(),
+                user,
+                ctx,
+                summary=session.row.summary,
+                extra_system=recalled,
+                provider=chosen,
             )
             # A slow model's text is shown as it becomes safe, not only every STREAM_BATCH chars.
             async with aclosing(release_on_time(stream, events)) as timed:

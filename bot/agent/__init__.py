@@ -104,8 +104,11 @@ class Agent:
         *,
         summary: str = "",
         extra_system: str = "",
+        provider: Provider | None = None,
     ) -> AsyncIterator[AgentEvent]:
-        """Run one turn. Always ends with exactly one TurnDone, whatever failed."""
+        """Run one turn (with `provider` instead of the agent's own, e.g. the chain a
+        person chose). Always ends with exactly one TurnDone, whatever failed."""
+        provider = provider or self.provider
         started = time.perf_counter()
         result = TurnResult()
         if any(m.role == "tool" and self.tools.is_untrusted(m.name) for m in history):
@@ -140,7 +143,7 @@ class Agent:
                     parts: list[str] = []
                     sep = "\n\n" if result.text else ""  # between answers around tool calls
                     finish = Finish()
-                    async for event in self.provider.stream(request):
+                    async for event in provider.stream(request):
                         if isinstance(event, TextDelta):
                             if sep and not parts:
                                 yield TextDelta(sep)

@@ -50,6 +50,7 @@ class Store:
         self.foreign_commits = 0
         self._data_version = 0
         from bot.store.access import AccessRepo
+        from bot.store.choices import ModelChoiceRepo
         from bot.store.deliveries import DeliveryRepo
         from bot.store.repos import IdentityRepo, InboundRepo, KvRepo, SessionRepo, TurnRepo
 
@@ -60,6 +61,7 @@ class Store:
         self.deliveries = DeliveryRepo(self)
         self.kv = KvRepo(self)
         self.access = AccessRepo(self)
+        self.model_choices = ModelChoiceRepo(self)
 
     # lifecycle -----------------------------------------------------------------------------
     async def start(self) -> Store:

@@ -246,3 +246,14 @@ _M006 = [
         VALUES (new.id, new.text, new.owner_tag, new.context);
     END""",
 ]
+
+
+@migration
+def m007_model_choices(conn: Any) -> None:
+    # the model a person picked with /model (scope = their person id), and the owner's pick
+    # for everyone (scope = '*'); each is tried first, the configured chain after it
+    conn.execute(
+        """CREATE TABLE model_choices (
+            scope TEXT PRIMARY KEY, model TEXT NOT NULL, set_by TEXT NOT NULL,
+            updated_at REAL NOT NULL)"""
+    )
