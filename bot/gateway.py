@@ -31,6 +31,7 @@ from bot.providers.base import Provider
 from bot.security.access import AccessControl, build_access, register_access_commands
 from bot.security.redact import default_redactor
 from bot.sessions import SessionManager
+from bot.stop import RunningTurns, register_stop_command
 from bot.store import Store
 from bot.tools import ToolPolicy, ToolRegistry
 from bot.turns import TurnRunner
@@ -68,6 +69,9 @@ class Gateway:
         #: the model each person (or, by the owner, everyone) picked with /model
         self.model_choices = ModelChoices(self.store, config.models)
         register_model_command(self.commands, self.model_choices)
+        #: the turn running in each session, for /stop
+        self.running = RunningTurns()
+        register_stop_command(self.commands, self.running)
         #: /approve and /deny for whatever waits for the owner (sandbox commands, skill drafts)
         self.approvals = ApprovalDesk(self.commands)
         self.tools = tools or ToolRegistry(builtin_tools())

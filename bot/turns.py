@@ -15,8 +15,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from bot.agent import TurnDone, TurnResult
-from bot.agent.context import needs_compaction, split_for_compaction, summarize
 from bot.commands import CommandContext, CommandTable, Reply
+from bot.compaction import maybe_compact
 from bot.delivery import INTERRUPTED_NOTE, Outbox, delivery_key
 from bot.errors import (
     ChannelError,
@@ -35,6 +35,7 @@ from bot.messages import (
 )
 from bot.providers.base import ChatMessage, TextDelta
 from bot.sessions import Session
+from bot.stop import STOPPED_NOTE, TurnStopped, stoppable, stopped_result
 from bot.store.deliveries import DeliveryUpdate
 from bot.store.repos import TurnRecord
 from bot.tools import ToolContext
@@ -87,7 +88,8 @@ class TurnRunner:
         if command is not None:
             reply, text = await self._command(message, command, person, role)
             if reply is not None:
-                await self.gw.say(message, reply)
+                if reply:  # "": nothing to say (/stop: the stopped answer says it)
+                    await self.gw.say(message, reply)
                 await self.gw.store.inbound.set_status(*delivery, "done")
                 return
         problem = self._check_text(text, message)
@@ -263,37 +265,48 @@ class TurnRunner:
         recalled = await self._recall(ctx, user.content)
         produced_text = False
         chosen = await self.gw.model_choices.provider_for(ctx.person_id, self.gw.providers)
-        for attempt in range(2):
-            await self._maybe_compact(session, ctx, force=attempt > 0)
-            events = self.gw.agent.run(
-                session.messages(),
-                user,
-                ctx,
-                summary=session.row.summary,
-                extra_system=recalled,
-                provider=chosen,
-            )
-            # A slow model's text is shown as it becomes safe, not only every STREAM_BATCH chars.
-            async with aclosing(release_on_time(stream, events)) as timed:
-                async for event in timed:
-                    if isinstance(event, Released):
-                        yield event.text
-                    elif isinstance(event, TextDelta):
-                        produced_text = True
-                        out = stream.feed(event.text)
-                        if out:
-                            yield out
-                    elif isinstance(event, TurnDone):
-                        holder.append(event.result)
-            result = holder[-1]
-            # too long for the window before any text: compact and ask once more
-            if not (isinstance(result.error, ContextTooLong) and not produced_text):
-                break
+        written: list[str] = []
+        with self.gw.running.track(session.key, ctx.person_id) as running:
+            try:
+                for attempt in range(2):
+                    await maybe_compact(self.gw, session, ctx, force=attempt > 0)
+                    run = self.gw.agent.run(
+                        session.messages(),
+                        user,
+                        ctx,
+                        summary=session.row.summary,
+                        extra_system=recalled,
+                        provider=chosen,
+                    )
+                    # A slow model's text is shown as it becomes safe, not only every
+                    # STREAM_BATCH chars.
+                    events = release_on_time(stream, stoppable(run, running))
+                    async with aclosing(events) as timed:
+                        async for event in timed:
+                            if isinstance(event, Released):
+                                yield event.text
+                            elif isinstance(event, TextDelta):
+                                produced_text = True
+                                written.append(event.text)
+                                out = stream.feed(event.text)
+                                if out:
+                                    yield out
+                            elif isinstance(event, TurnDone):
+                                holder.append(event.result)
+                    result = holder[-1]
+                    # too long for the window before any text: compact and ask once more
+                    if not (isinstance(result.error, ContextTooLong) and not produced_text):
+                        break
+            except TurnStopped:
+                holder.append(stopped_result(written, self.gw.redactor.redact))
+            running.finished = True
         tail = stream.flush()
         if tail:
             yield tail
         result = holder[-1]
-        if result.outcome in _FAILED:
+        if result.outcome == "stopped":
+            yield f"\n\n{STOPPED_NOTE}" if stream.emitted else STOPPED_NOTE
+        elif result.outcome in _FAILED:
             self.gw.metrics.provider_errors.labels(type(result.error).__name__).inc()
             log.warning("turn failed in %s: %s", session.key, result.error)
             note = _user_message(result.error, result.outcome)
@@ -313,38 +326,6 @@ class TurnRunner:
         from bot.memory import render_recall
 
         return render_recall(await memory.recall(ctx.person_id, text, include_shared=True))
-
-    async def _maybe_compact(self, session: Session, ctx: ToolContext, *, force: bool) -> None:
-        assert self.gw.agent is not None and session.row is not None and session.history is not None
-        window = self._context_window()
-        system_tokens = (len(self.gw.agent.system_prompt(session.row.summary)) + 3) // 4
-        messages = session.messages()
-        if not force and not needs_compaction(
-            system_tokens, messages, window, self.gw.config.agent.compaction_threshold
-        ):
-            return
-        older, _recent = split_for_compaction(messages, self.gw.config.agent.keep_recent_messages)
-        if not older:
-            return
-        provider = (
-            self.gw.providers.for_purpose("compaction")
-            if self.gw.providers
-            else self.gw.agent.provider
-        )
-        memory = self.gw.deps.memory
-        if memory is not None and not ctx.is_group:
-            # durable facts survive the summary; in a group they could be anyone's, so skip
-            await memory.extract_before_compaction(ctx.person_id, older, provider)
-        summary = await summarize(provider, session.row.summary, older)
-        upto = session.history[len(older) - 1][0]
-        await self.gw.store.sessions.set_summary(session.row.id, summary, upto)
-        session.row.summary, session.row.summary_upto = summary, upto
-        del session.history[: len(older)]
-        log.info("compacted %d messages of %s", len(older), session.key)
-
-    def _context_window(self) -> int:
-        provider_name = self.gw.config.models.chat[0].partition(":")[0]
-        return self.gw.config.providers[provider_name].context_window
 
     async def _persist(
         self,
