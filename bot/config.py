@@ -21,6 +21,7 @@ from bot.errors import ConfigError
 from bot.hooks.config import HooksConfig
 from bot.mcp.config import McpConfig
 from bot.memory.config import MemoryConfig
+from bot.pricing import UsageConfig
 from bot.providers.config import ModelsConfig, ProviderConfig, check_model_refs
 from bot.sandbox.config import SandboxConfig
 from bot.scheduler.config import SchedulerConfig
@@ -145,6 +146,7 @@ class Config(_Section):
     hooks: HooksConfig = Field(default_factory=HooksConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     webui: WebUIConfig = Field(default_factory=WebUIConfig)
+    usage: UsageConfig = Field(default_factory=UsageConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
 

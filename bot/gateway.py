@@ -35,6 +35,7 @@ from bot.stop import RunningTurns, register_stop_command
 from bot.store import Store
 from bot.tools import ToolPolicy, ToolRegistry
 from bot.turns import TurnRunner
+from bot.usage import UsageReport, register_usage_command
 from channels import Channel, create_channel
 
 if TYPE_CHECKING:
@@ -72,6 +73,8 @@ class Gateway:
         #: the turn running in each session, for /stop
         self.running = RunningTurns()
         register_stop_command(self.commands, self.running)
+        report = UsageReport(self.store, config.usage, config.gateway.timezone)
+        register_usage_command(self.commands, report)
         #: /approve and /deny for whatever waits for the owner (sandbox commands, skill drafts)
         self.approvals = ApprovalDesk(self.commands)
         self.tools = tools or ToolRegistry(builtin_tools())

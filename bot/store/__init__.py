@@ -53,6 +53,7 @@ class Store:
         from bot.store.choices import ModelChoiceRepo
         from bot.store.deliveries import DeliveryRepo
         from bot.store.repos import IdentityRepo, InboundRepo, KvRepo, SessionRepo, TurnRepo
+        from bot.store.usage import UsageRepo
 
         self.identities = IdentityRepo(self)
         self.sessions = SessionRepo(self)
@@ -62,6 +63,7 @@ class Store:
         self.kv = KvRepo(self)
         self.access = AccessRepo(self)
         self.model_choices = ModelChoiceRepo(self)
+        self.usage = UsageRepo(self)
 
     # lifecycle -----------------------------------------------------------------------------
     async def start(self) -> Store:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from bot.config_base import Section
 
@@ -17,8 +18,16 @@ class WebUIConfig(Section):
     trusted_proxies: list[str] = Field(default_factory=list)
     #: a login lasts this long
     session_ttl_s: float = Field(default=7 * 86400.0, ge=60)
-    #: estimated cost per million tokens, by "provider:model": [input, output] (usage chart)
-    prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prices_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "prices" in data:
+            raise ValueError(
+                '`webui.prices` moved to `[usage.prices]` (same form: "provider:model" = '
+                "[input, output] per million tokens); it is used by /usage too"
+            )
+        return data
 
     @field_validator("trusted_proxies")
     @classmethod
