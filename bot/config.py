@@ -24,7 +24,7 @@ from bot.memory.config import MemoryConfig
 from bot.pricing import UsageConfig
 from bot.providers.config import ModelsConfig, ProviderConfig, check_model_refs
 from bot.sandbox.config import SandboxConfig
-from bot.scheduler.config import SchedulerConfig
+from bot.scheduler.config import CheckinConfig, SchedulerConfig
 from bot.skills.config import SkillsConfig
 from bot.web.config import WebConfig
 from bot.webui.config import WebUIConfig
@@ -141,6 +141,7 @@ class Config(_Section):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    checkins: CheckinConfig = Field(default_factory=CheckinConfig)
     mcp: McpConfig = Field(default_factory=McpConfig)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
     hooks: HooksConfig = Field(default_factory=HooksConfig)

@@ -173,10 +173,12 @@ class TurnRunner:
                 return
         await self.gw.store.deliveries.finish(delivery_key(message), state)
 
-    async def answer_task(self, job: Job) -> str:
-        """A scheduled task: its prompt runs as a turn of the job's own `cron:` session, with
-        the creator's identity and role (never the owner's), and the answer is returned for
-        delivery to the conversation that scheduled it."""
+    async def answer_task(
+        self, job: Job, prompt: str | None = None, max_output_tokens: int | None = None
+    ) -> tuple[str, TurnResult]:
+        """A scheduled task: its prompt (or `prompt`: a check-in's) runs as a turn of the
+        job's own `cron:` session, with the creator's identity and role (never the owner's),
+        and the answer is returned for delivery to the conversation that scheduled it."""
         identity = identity_from_key(job.identity_key)
         session = self.gw.sessions.get(cron_session_key(job.id))
         await self.gw.sessions.load(session)
@@ -189,12 +191,13 @@ class TurnRunner:
             role=self.gw.access.role_of(identity),
             timezone=job.timezone,
         )
-        user = ChatMessage("user", self.gw.redactor.redact(job.text))
+        user = ChatMessage("user", self.gw.redactor.redact(prompt or job.text))
         holder: list[TurnResult] = []
-        answer = "".join([part async for part in self._reply_stream(session, user, ctx, holder)])
+        stream = self._reply_stream(session, user, ctx, holder, max_output_tokens)
+        answer = "".join([part async for part in stream])
         turn_id = f"cron:{job.id}:{int(job.due_at)}"
         await self._persist(session, turn_id, identity.key, user, holder[-1], None)
-        return answer
+        return answer, holder[-1]
 
     async def _command(
         self, message: InboundMessage, command: Command, person: str, role: str
@@ -252,7 +255,12 @@ class TurnRunner:
         return holder[-1], None
 
     async def _reply_stream(
-        self, session: Session, user: ChatMessage, ctx: ToolContext, holder: list[TurnResult]
+        self,
+        session: Session,
+        user: ChatMessage,
+        ctx: ToolContext,
+        holder: list[TurnResult],
+        max_output_tokens: int | None = None,
     ) -> AsyncGenerator[str, None]:
         """The agent's text, redacted so that no prefix ever shows what the final redaction
         would change, followed by a short note when the turn did not end well."""
@@ -277,6 +285,7 @@ class TurnRunner:
                         summary=session.row.summary,
                         extra_system=recalled,
                         provider=chosen,
+                        max_output_tokens=max_output_tokens,
                     )
                     # A slow model's text is shown as it becomes safe, not only every
                     # STREAM_BATCH chars.

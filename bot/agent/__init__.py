@@ -105,9 +105,11 @@ class Agent:
         summary: str = "",
         extra_system: str = "",
         provider: Provider | None = None,
+        max_output_tokens: int | None = None,
     ) -> AsyncIterator[AgentEvent]:
         """Run one turn (with `provider` instead of the agent's own, e.g. the chain a
-        person chose). Always ends with exactly one TurnDone, whatever failed."""
+        person chose; `max_output_tokens` under the configured cap, e.g. a check-in's).
+        Always ends with exactly one TurnDone, whatever failed."""
         provider = provider or self.provider
         started = time.perf_counter()
         result = TurnResult()
@@ -134,7 +136,7 @@ class Agent:
                         messages=tuple(messages),
                         system=system,
                         tools=specs,
-                        max_tokens=s.max_output_tokens,
+                        max_tokens=_lower(s.max_output_tokens, max_output_tokens),
                         temperature=s.temperature,
                     )
                     if hooks is not None:
@@ -200,6 +202,12 @@ class Agent:
         if cleaned == parsed:
             return call  # unchanged text keeps the model's own formatting
         return ToolCall(call.id, call.name, json.dumps(cleaned, ensure_ascii=False))
+
+
+def _lower(configured: int | None, cap: int | None) -> int | None:
+    if cap is None or configured is None:
+        return cap if configured is None else configured
+    return min(configured, cap)
 
 
 def _redact_strings(value: Any, redact: Redact) -> Any:
