@@ -103,5 +103,7 @@ def register_stop_command(table: CommandTable, turns: RunningTurns) -> None:
     async def stop(ctx: CommandContext) -> str:
         anyone = ctx.role == "owner"
         if turns.stop(ctx.message.session_key, ctx.person_id, anyone=anyone):
-            return ""  # the stopped answer ends with its own note
+            # answered too (a platform's slash command waits for an answer); the stopped
+            # answer itself ends with STOPPED_NOTE
+            return "Stopping it."
         return "Nothing of yours is running here."

@@ -9,13 +9,12 @@ another try of a delivery that already showed something never asks the model aga
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from bot.agent import TurnDone, TurnResult
-from bot.commands import CommandContext, CommandTable, Reply
+from bot.commands import CommandContext, Reply
 from bot.compaction import maybe_compact
 from bot.delivery import INTERRUPTED_NOTE, Outbox, delivery_key
 from bot.errors import (
@@ -34,6 +33,7 @@ from bot.messages import (
     identity_from_key,
 )
 from bot.providers.base import ChatMessage, TextDelta
+from bot.scheduler.natural import natural_command
 from bot.sessions import Session
 from bot.stop import STOPPED_NOTE, TurnStopped, stoppable, stopped_result
 from bot.store.deliveries import DeliveryUpdate
@@ -84,12 +84,11 @@ class TurnRunner:
         person = await self.gw.person_of(message)
         role = self.gw.access.role_of(message.identity)
         text = message.text
-        command = message.command or _natural_command(text, self.gw.commands)
+        command = message.command or natural_command(text, self.gw.commands)
         if command is not None:
             reply, text = await self._command(message, command, person, role)
             if reply is not None:
-                if reply:  # "": nothing to say (/stop: the stopped answer says it)
-                    await self.gw.say(message, reply)
+                await self.gw.say(message, reply)
                 await self.gw.store.inbound.set_status(*delivery, "done")
                 return
         problem = self._check_text(text, message)
@@ -381,18 +380,6 @@ def _user_message_of(
     message: InboundMessage, text: str, redact: Callable[[str], str]
 ) -> ChatMessage:
     return ChatMessage("user", text + redact(_describe_parts(message)))
-
-
-_REMIND_ME = re.compile(r"^\s*remind me\b", re.IGNORECASE)
-
-
-def _natural_command(text: str, commands: CommandTable) -> Command | None:
-    """ "remind me in 20 minutes to stretch" is read by the reminder grammar itself: a
-    reminder must not depend on how well a small local model calls tools. Text the grammar
-    cannot read still gets its clarifying question, never a guess."""
-    if _REMIND_ME.match(text) and commands.get("remind") is not None:
-        return Command("remind", text.strip())
-    return None
 
 
 def _describe_parts(message: InboundMessage) -> str:

@@ -36,6 +36,12 @@ async def _until(check: Callable[[], bool], timeout: float = 20.0) -> None:
             await asyncio.sleep(0.02)
 
 
+def _first(channel: RecordingChannel) -> str:
+    """The answer (edited as it streams); /stop's own answer comes after it."""
+    texts = channel.texts()
+    return texts[0] if texts else ""
+
+
 def _last(channel: RecordingChannel) -> str:
     texts = channel.texts()
     return texts[-1] if texts else ""
@@ -62,24 +68,24 @@ async def test_stop_while_streaming_ends_the_answer_and_it_is_not_run_again(
         channel = RecordingChannel("tg")
         async with Gateway(config, channels={"tg": channel}) as gw:
             await channel.push("tell me a long story")
-            await _until(lambda: "word3" in _last(channel))
+            await _until(lambda: "word3" in _first(channel))
             await channel.push("/stop")
-            await _until(lambda: _last(channel).endswith("Stopped."))
+            await _until(lambda: _first(channel).endswith("Stopped."))
             await gw.sessions.wait_idle()
-            shown = _last(channel)
+            shown = _first(channel)
             assert "word399" not in shown  # the model's stream was cut, not read to its end
             await _until(lambda: fake.open_requests == 0)
             rows = await _rows(gw, "tg:dm:u1")
             assert [r["outcome"] for r in rows] == [None, "stopped"]
             assert rows[-1]["content"] == shown
             assert await gw.store.inbound.status("tg", "d1") == "done"
-            assert len(channel.texts()) == 1  # /stop itself adds no message
+            assert channel.texts()[1:] == ["Stopping it."]
         chat = "/v1/chat/completions"
         calls = len(fake.calls(path=chat))
         async with Gateway(config, channels={"tg": channel}) as gw:
             await asyncio.sleep(0.3)
             await gw.sessions.wait_idle()
-        assert len(fake.calls(path=chat)) == calls and len(channel.texts()) == 1
+        assert len(fake.calls(path=chat)) == calls and len(channel.texts()) == 2
 
 
 async def test_stop_with_nothing_running_says_so(make_config: Any) -> None:
@@ -127,7 +133,7 @@ async def test_stop_during_a_long_sandbox_command_kills_it(make_config: Any, bac
         await channel.push("sleep for a long time", user="owner")
         await _until(lambda: _running(marker), timeout=60)
         await channel.push("/stop", user="owner")
-        await _until(lambda: _last(channel) == "Stopped.")
+        await _until(lambda: "Stopped." in channel.texts())
         await _until(lambda: not _running(marker))
         await gw.sessions.wait_idle()
         rows = await _rows(gw, "tg:dm:owner")
@@ -163,11 +169,12 @@ async def test_stop_while_waiting_for_approval_withdraws_the_request(make_config
         assert "Approval needed" in ask
         approval_id = ask.split("/approve ")[1].split()[0]
         await channel.push("/stop", user="owner")
-        await _until(lambda: _last(channel) == "Stopped.")
+        await _until(lambda: "Stopped." in channel.texts())
         await gw.sessions.wait_idle()
+        assert sorted(channel.texts()[1:]) == ["Stopped.", "Stopping it."]
         # the request is gone: approving it now runs nothing
         await channel.push(f"/approve {approval_id}", user="owner")
-        await _until(lambda: len(channel.texts()) == 3)
+        await _until(lambda: len(channel.texts()) == 4)
         assert _last(channel) != "Approved."
         rows = await _rows(gw, "tg:dm:owner")
         assert rows[-1]["outcome"] == "stopped"
