@@ -76,6 +76,8 @@ async def test_a_checkin_due_in_quiet_hours_waits_and_with_nothing_to_say_sends_
         clock = [_START]
         scheduler.clock = lambda: clock[0]
         await _ask(channel, "/remind in 3h dentist appointment")
+        assert gw.deps.memory is not None
+        await gw.deps.memory.save("tg:u1", "I said I would finish the tax forms this week")
         set_reply = await _ask(channel, "/checkin daily 8:30")
         assert "I will check in daily 8:30 (UTC); first Mon 7 Jan 2030 08:30 UTC" in set_reply
         assert "Quiet hours 08:00-09:00" in set_reply
@@ -97,6 +99,7 @@ async def test_a_checkin_due_in_quiet_hours_waits_and_with_nothing_to_say_sends_
         prompt = request.messages[-1].content
         assert "dentist appointment" in prompt and "answer exactly NOTHING" in prompt
         assert request.max_tokens == 120
+        assert "tax forms" in request.system  # the person's memory, recalled
         job = await _checkin_job(gw)
         assert job.due_at == _START + 86400 + 90 * 60  # tomorrow 08:30
         # nothing was sent: the two command answers are all the chat has
