@@ -95,8 +95,9 @@ class Checkins:
         )
         if result.outcome in ("error", "timeout"):
             raise CheckinFailed(f"the check-in's model call failed: {result.error}")
-        if says_nothing(answer, marker):
-            log.info("check-in %s: nothing worth saying", job.id)
+        if says_nothing(answer, marker) or (result.outcome != "ok" and not result.text.strip()):
+            # nothing, or the token cap was spent before the model wrote anything
+            log.info("check-in %s: nothing worth saying (%s)", job.id, result.outcome)
             return None
         return answer
 

@@ -73,7 +73,7 @@ class CheckinConfig(BaseModel):
     #: "22:00-08:00" in each person's time zone: a check-in due then waits until it ends;
     #: "" for none
     quiet_hours: str = "22:00-08:00"
-    #: the most output tokens a check-in's model call may write
+    #: the most output tokens a check-in's model calls may write together (per run)
     max_output_tokens: int = Field(default=300, ge=16)
     prompt: str = DEFAULT_CHECKIN_PROMPT
     #: what the model answers when there is nothing worth saying; such an answer is not sent

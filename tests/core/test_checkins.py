@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.checkins import quiet_until, says_nothing
 from bot.gateway import Gateway
 from bot.messages import ConversationKind
-from bot.providers.base import ChatRequest
-from bot.providers.testing import FunctionProvider
+from bot.providers.base import ChatRequest, ToolCall
+from bot.providers.testing import FunctionProvider, estimate_tokens
 from bot.scheduler.config import CheckinConfig
 from bot.store.jobs import Job, JobKind
 from tests.fakes.channel import RecordingChannel
@@ -167,3 +168,39 @@ def test_quiet_hours_are_read_in_the_persons_zone_and_may_wrap_midnight() -> Non
     assert quiet_until(at(3, 0), "UTC", CheckinConfig(quiet_hours="")) is None
     assert says_nothing(" **nothing**.\n", "NOTHING") and says_nothing("`NOTHING`", "NOTHING")
     assert not says_nothing("Nothing urgent, but the dentist is at 10.", "NOTHING")
+
+
+async def test_a_checkin_run_stays_within_its_token_cap(make_config: Any) -> None:
+    call = ToolCall("t1", "current_time", json.dumps({"zone": "UTC"}))
+    padded = ToolCall("t2", "current_time", json.dumps({"zone": "UTC", "pad": "x" * 200}))
+    script: list[Any] = [[call], "It is 07:30.", [padded]]
+
+    async def answer(request: ChatRequest) -> Any:
+        return script.pop(0)
+
+    provider = FunctionProvider(answer)
+    channel = RecordingChannel("tg")
+    config = _config(make_config, quiet_hours="", max_output_tokens=40)
+    async with Gateway(config, provider=provider, channels={"tg": channel}) as gw:
+        scheduler = gw.deps.scheduler
+        assert scheduler is not None
+        clock = [_START]
+        scheduler.clock = lambda: clock[0]
+        await _ask(channel, "/checkin daily 7:30")
+        clock[0] = _START + 30 * 60 + 5
+        await scheduler.deliver_due()
+        await channel.wait_for_messages(2)
+        # the second call may write only what the first left of the run's 40 tokens
+        first, second = provider.requests
+        assert first.max_tokens == 40
+        assert second.max_tokens == 40 - estimate_tokens(call.name + call.arguments)
+
+        clock[0] += 86400  # the next day: the first call spends the whole cap
+        await scheduler.deliver_due()
+
+        async def ran_twice() -> bool:
+            return (await _checkin_job(gw)).runs == 2
+
+        await _until(ran_twice)
+        assert len(provider.requests) == 3
+        assert channel.texts()[1:] == ["It is 07:30."]  # nothing more was sent
