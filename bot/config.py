@@ -23,6 +23,7 @@ from bot.mcp.config import McpConfig
 from bot.media.config import MediaConfig, TranscriptionConfig
 from bot.media.speech_config import SpeechConfig, check_speech_refs
 from bot.memory.config import MemoryConfig
+from bot.pricing import UsageConfig
 from bot.providers.config import (
     ModelsConfig,
     ProviderConfig,
@@ -30,7 +31,7 @@ from bot.providers.config import (
     split_model_ref,
 )
 from bot.sandbox.config import SandboxConfig
-from bot.scheduler.config import SchedulerConfig
+from bot.scheduler.config import CheckinConfig, SchedulerConfig
 from bot.skills.config import SkillsConfig
 from bot.web.config import WebConfig
 from bot.webui.config import WebUIConfig
@@ -147,6 +148,7 @@ class Config(_Section):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    checkins: CheckinConfig = Field(default_factory=CheckinConfig)
     mcp: McpConfig = Field(default_factory=McpConfig)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
     hooks: HooksConfig = Field(default_factory=HooksConfig)
@@ -156,6 +158,7 @@ class Config(_Section):
     transcription: TranscriptionConfig = Field(default_factory=TranscriptionConfig)
     #: text to speech for voice answers (bot/media/speech_config.py)
     speech: SpeechConfig = Field(default_factory=SpeechConfig)
+    usage: UsageConfig = Field(default_factory=UsageConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
 

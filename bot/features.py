@@ -94,13 +94,23 @@ async def start_scheduler(gw: Gateway, stack: contextlib.AsyncExitStack) -> None
         if gw.deps.hooks is not None:
             gw.deps.hooks.job_fired(job, late_by_s=late_by)
 
+    from bot.checkins import Checkins, register_checkin_command
+
+    checkins = Checkins(gw, gw.config.checkins)
     scheduler = Scheduler(
-        gw.store, _ChannelDeliverer(gw), _TaskRunner(gw), config=cfg, on_fired=fired
+        gw.store,
+        _ChannelDeliverer(gw),
+        _TaskRunner(gw),
+        config=cfg,
+        on_fired=fired,
+        checkins=checkins,
     )
     gw.deps = dataclasses.replace(gw.deps, scheduler=scheduler)
     for t in scheduler_tools():
         gw.tools.register(t)
     register_scheduler_commands(gw.commands)
+    register_checkin_command(gw.commands, checkins)
+    await checkins.apply_config()
     gw.start_after_channels.append(scheduler.start)
     stack.push_async_callback(scheduler.stop)
 
@@ -263,7 +273,8 @@ class _TaskRunner:
         self.gw = gw
 
     async def run_task(self, job: Job) -> str:
-        return await self.gw.turns.answer_task(job)
+        answer, _ = await self.gw.turns.answer_task(job)
+        return answer
 
 
 async def ask_approval(gw: Gateway, pending: PendingApproval) -> None:

@@ -27,6 +27,7 @@ from bot.errors import DecapodError
 from bot.media.outbound import ChannelFiles
 from bot.messages import Choice, InboundMessage, OutboundMessage
 from bot.metrics import Metrics
+from bot.model_choice import ModelChoices, register_model_command
 from bot.providers.base import Provider
 from bot.security.access import (
     AccessControl,
@@ -36,9 +37,11 @@ from bot.security.access import (
 )
 from bot.security.redact import default_redactor
 from bot.sessions import SessionManager
+from bot.stop import RunningTurns, register_stop_command
 from bot.store import Store
 from bot.tools import ToolPolicy, ToolRegistry
 from bot.turns import TurnRunner
+from bot.usage import UsageReport, register_usage_command
 from channels import Channel, create_channel
 
 if TYPE_CHECKING:
@@ -72,6 +75,14 @@ class Gateway:
         self.commands = CommandTable()
         register_builtin_commands(self.commands, self)
         register_access_commands(self.commands)
+        #: the model each person (or, by the owner, everyone) picked with /model
+        self.model_choices = ModelChoices(self.store, config.models)
+        register_model_command(self.commands, self.model_choices)
+        #: the turn running in each session, for /stop
+        self.running = RunningTurns()
+        register_stop_command(self.commands, self.running)
+        report = UsageReport(self.store, config.usage, config.gateway.timezone)
+        register_usage_command(self.commands, report)
         #: /approve and /deny for whatever waits for the owner (sandbox commands, skill drafts)
         self.approvals = ApprovalDesk(self.commands)
         self.tools = tools or ToolRegistry(builtin_tools())

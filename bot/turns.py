@@ -9,14 +9,13 @@ another try of a delivery that already showed something never asks the model aga
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from bot.agent import TurnDone, TurnResult
-from bot.agent.context import needs_compaction, split_for_compaction, summarize
-from bot.commands import CommandContext, CommandTable, Reply
+from bot.commands import CommandContext, Reply
+from bot.compaction import maybe_compact
 from bot.delivery import INTERRUPTED_NOTE, Outbox, delivery_key
 from bot.errors import (
     ChannelError,
@@ -35,7 +34,9 @@ from bot.messages import (
     identity_from_key,
 )
 from bot.providers.base import ChatMessage, TextDelta
+from bot.scheduler.natural import natural_command
 from bot.sessions import Session
+from bot.stop import STOPPED_NOTE, TurnStopped, stoppable, stopped_result
 from bot.store.deliveries import DeliveryUpdate
 from bot.store.repos import TurnRecord
 from bot.tools import ToolContext
@@ -84,7 +85,7 @@ class TurnRunner:
         person = await self.gw.person_of(message)
         role = self.gw.access.role_of(message.identity)
         text = message.text
-        command = message.command or _natural_command(text, self.gw.commands)
+        command = message.command or natural_command(text, self.gw.commands)
         if command is not None:
             reply, text = await self._command(message, command, person, role)
             if reply is not None:
@@ -196,10 +197,12 @@ class TurnRunner:
                 return
         await self.gw.store.deliveries.finish(delivery_key(message), state)
 
-    async def answer_task(self, job: Job) -> str:
-        """A scheduled task: its prompt runs as a turn of the job's own `cron:` session, with
-        the creator's identity and role (never the owner's), and the answer is returned for
-        delivery to the conversation that scheduled it."""
+    async def answer_task(
+        self, job: Job, prompt: str | None = None, max_output_tokens: int | None = None
+    ) -> tuple[str, TurnResult]:
+        """A scheduled task: its prompt (or `prompt`: a check-in's) runs as a turn of the
+        job's own `cron:` session, with the creator's identity and role (never the owner's),
+        and the answer is returned for delivery to the conversation that scheduled it."""
         identity = identity_from_key(job.identity_key)
         session = self.gw.sessions.get(cron_session_key(job.id))
         await self.gw.sessions.load(session)
@@ -212,12 +215,13 @@ class TurnRunner:
             role=self.gw.access.role_of(identity),
             timezone=job.timezone,
         )
-        user = ChatMessage("user", self.gw.redactor.redact(job.text))
+        user = ChatMessage("user", self.gw.redactor.redact(prompt or job.text))
         holder: list[TurnResult] = []
-        answer = "".join([part async for part in self._reply_stream(session, user, ctx, holder)])
+        stream = self._reply_stream(session, user, ctx, holder, max_output_tokens)
+        answer = "".join([part async for part in stream])
         turn_id = f"cron:{job.id}:{int(job.due_at)}"
         await self._persist(session, turn_id, identity.key, user, holder[-1], None)
-        return answer
+        return answer, holder[-1]
 
     async def _command(
         self, message: InboundMessage, command: Command, person: str, role: str
@@ -275,7 +279,12 @@ class TurnRunner:
         return holder[-1], None
 
     async def _reply_stream(
-        self, session: Session, user: ChatMessage, ctx: ToolContext, holder: list[TurnResult]
+        self,
+        session: Session,
+        user: ChatMessage,
+        ctx: ToolContext,
+        holder: list[TurnResult],
+        max_output_tokens: int | None = None,
     ) -> AsyncGenerator[str, None]:
         """The agent's text, redacted so that no prefix ever shows what the final redaction
         would change, followed by a short note when the turn did not end well."""
@@ -287,32 +296,50 @@ class TurnRunner:
         stream = self.gw.redactor.stream()
         recalled = await self._recall(ctx, user.content)
         produced_text = False
-        for attempt in range(2):
-            await self._maybe_compact(session, ctx, force=attempt > 0)
-            events = self.gw.agent.run(
-                session.messages(), user, ctx, summary=session.row.summary, extra_system=recalled
-            )
-            # A slow model's text is shown as it becomes safe, not only every STREAM_BATCH chars.
-            async with aclosing(release_on_time(stream, events)) as timed:
-                async for event in timed:
-                    if isinstance(event, Released):
-                        yield event.text
-                    elif isinstance(event, TextDelta):
-                        produced_text = True
-                        out = stream.feed(event.text)
-                        if out:
-                            yield out
-                    elif isinstance(event, TurnDone):
-                        holder.append(event.result)
-            result = holder[-1]
-            # too long for the window before any text: compact and ask once more
-            if not (isinstance(result.error, ContextTooLong) and not produced_text):
-                break
+        chosen = await self.gw.model_choices.provider_for(ctx.person_id, self.gw.providers)
+        written: list[str] = []
+        with self.gw.running.track(session.key, ctx.person_id) as running:
+            try:
+                for attempt in range(2):
+                    await maybe_compact(self.gw, session, ctx, force=attempt > 0)
+                    run = self.gw.agent.run(
+                        session.messages(),
+                        user,
+                        ctx,
+                        summary=session.row.summary,
+                        extra_system=recalled,
+                        provider=chosen,
+                        max_output_tokens=max_output_tokens,
+                    )
+                    # A slow model's text is shown as it becomes safe, not only every
+                    # STREAM_BATCH chars.
+                    events = release_on_time(stream, stoppable(run, running))
+                    async with aclosing(events) as timed:
+                        async for event in timed:
+                            if isinstance(event, Released):
+                                yield event.text
+                            elif isinstance(event, TextDelta):
+                                produced_text = True
+                                written.append(event.text)
+                                out = stream.feed(event.text)
+                                if out:
+                                    yield out
+                            elif isinstance(event, TurnDone):
+                                holder.append(event.result)
+                    result = holder[-1]
+                    # too long for the window before any text: compact and ask once more
+                    if not (isinstance(result.error, ContextTooLong) and not produced_text):
+                        break
+            except TurnStopped:
+                holder.append(stopped_result(written, self.gw.redactor.redact))
+            running.finished = True
         tail = stream.flush()
         if tail:
             yield tail
         result = holder[-1]
-        if result.outcome in _FAILED:
+        if result.outcome == "stopped":
+            yield f"\n\n{STOPPED_NOTE}" if stream.emitted else STOPPED_NOTE
+        elif result.outcome in _FAILED:
             self.gw.metrics.provider_errors.labels(type(result.error).__name__).inc()
             log.warning("turn failed in %s: %s", session.key, result.error)
             note = _user_message(result.error, result.outcome)
@@ -332,38 +359,6 @@ class TurnRunner:
         from bot.memory import render_recall
 
         return render_recall(await memory.recall(ctx.person_id, text, include_shared=True))
-
-    async def _maybe_compact(self, session: Session, ctx: ToolContext, *, force: bool) -> None:
-        assert self.gw.agent is not None and session.row is not None and session.history is not None
-        window = self._context_window()
-        system_tokens = (len(self.gw.agent.system_prompt(session.row.summary)) + 3) // 4
-        messages = session.messages()
-        if not force and not needs_compaction(
-            system_tokens, messages, window, self.gw.config.agent.compaction_threshold
-        ):
-            return
-        older, _recent = split_for_compaction(messages, self.gw.config.agent.keep_recent_messages)
-        if not older:
-            return
-        provider = (
-            self.gw.providers.for_purpose("compaction")
-            if self.gw.providers
-            else self.gw.agent.provider
-        )
-        memory = self.gw.deps.memory
-        if memory is not None and not ctx.is_group:
-            # durable facts survive the summary; in a group they could be anyone's, so skip
-            await memory.extract_before_compaction(ctx.person_id, older, provider)
-        summary = await summarize(provider, session.row.summary, older)
-        upto = session.history[len(older) - 1][0]
-        await self.gw.store.sessions.set_summary(session.row.id, summary, upto)
-        session.row.summary, session.row.summary_upto = summary, upto
-        del session.history[: len(older)]
-        log.info("compacted %d messages of %s", len(older), session.key)
-
-    def _context_window(self) -> int:
-        provider_name = self.gw.config.models.chat[0].partition(":")[0]
-        return self.gw.config.providers[provider_name].context_window
 
     async def _persist(
         self,
@@ -411,18 +406,6 @@ def _user_message_of(
     message: InboundMessage, text: str, redact: Callable[[str], str]
 ) -> ChatMessage:
     return ChatMessage("user", text + redact(_describe_parts(message)))
-
-
-_REMIND_ME = re.compile(r"^\s*remind me\b", re.IGNORECASE)
-
-
-def _natural_command(text: str, commands: CommandTable) -> Command | None:
-    """ "remind me in 20 minutes to stretch" is read by the reminder grammar itself: a
-    reminder must not depend on how well a small local model calls tools. Text the grammar
-    cannot read still gets its clarifying question, never a guess."""
-    if _REMIND_ME.match(text) and commands.get("remind") is not None:
-        return Command("remind", text.strip())
-    return None
 
 
 def _describe_parts(message: InboundMessage) -> str:

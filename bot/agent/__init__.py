@@ -104,8 +104,14 @@ class Agent:
         *,
         summary: str = "",
         extra_system: str = "",
+        provider: Provider | None = None,
+        max_output_tokens: int | None = None,
     ) -> AsyncIterator[AgentEvent]:
-        """Run one turn. Always ends with exactly one TurnDone, whatever failed."""
+        """Run one turn (with `provider` instead of the agent's own, e.g. the chain a
+        person chose; `max_output_tokens`: what all of the run's model calls together may
+        write, e.g. a check-in's cap).
+        Always ends with exactly one TurnDone, whatever failed."""
+        provider = provider or self.provider
         started = time.perf_counter()
         result = TurnResult()
         if any(m.role == "tool" and self.tools.is_untrusted(m.name) for m in history):
@@ -126,12 +132,16 @@ class Agent:
         try:
             async with asyncio.timeout(s.turn_deadline_s):
                 for step in range(s.max_tool_iterations):
+                    left = _left(max_output_tokens, result.usage.output_tokens)
+                    if left is not None and left <= 0:
+                        result.outcome = "max_iterations"  # the run's token cap is spent
+                        break
                     request = ChatRequest(
                         model="",
                         messages=tuple(messages),
                         system=system,
                         tools=specs,
-                        max_tokens=s.max_output_tokens,
+                        max_tokens=_lower(s.max_output_tokens, left),
                         temperature=s.temperature,
                     )
                     if hooks is not None:
@@ -140,7 +150,7 @@ class Agent:
                     parts: list[str] = []
                     sep = "\n\n" if result.text else ""  # between answers around tool calls
                     finish = Finish()
-                    async for event in self.provider.stream(request):
+                    async for event in provider.stream(request):
                         if isinstance(event, TextDelta):
                             if sep and not parts:
                                 yield TextDelta(sep)
@@ -197,6 +207,16 @@ class Agent:
         if cleaned == parsed:
             return call  # unchanged text keeps the model's own formatting
         return ToolCall(call.id, call.name, json.dumps(cleaned, ensure_ascii=False))
+
+
+def _left(cap: int | None, written: int) -> int | None:
+    return None if cap is None else cap - written
+
+
+def _lower(configured: int | None, cap: int | None) -> int | None:
+    if cap is None or configured is None:
+        return cap if configured is None else configured
+    return min(configured, cap)
 
 
 def _redact_strings(value: Any, redact: Redact) -> Any:

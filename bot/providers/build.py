@@ -142,6 +142,7 @@ class ProviderSet:
         self._configs = providers
         self._models = models
         policy = policy_from(models)
+        self._sleep = sleep
         self.board = BreakerBoard(policy.breaker, clock=clock, notify=notify)
         purposes = ["chat", *models.routes, *(["vision"] if models.vision else [])]
         names = {split_model_ref(r)[0] for p in purposes for r in models.chain_for(p)}
@@ -165,6 +166,21 @@ class ProviderSet:
     def for_purpose(self, purpose: str = "chat") -> FailoverProvider:
         """The chain for a purpose; a purpose without a route gets the chat chain."""
         return self._chains[tuple(self._models.chain_for(purpose))]
+
+    def led_by(self, ref: str) -> FailoverProvider:
+        """The chat chain with `ref` tried first (a person's /model choice); built once per
+        model, on the shared board, so it fails over exactly like the configured chain."""
+        refs = (ref, *(r for r in self._models.chat if r != ref))
+        chain = self._chains.get(refs)
+        if chain is None:
+            chain = self._chains[refs] = FailoverProvider(
+                _entries(list(refs), self._configs, self.providers),
+                policy_from(self._models),
+                board=self.board,
+                sleep=self._sleep,
+                name=f"chain:{ref}",
+            )
+        return chain
 
     def state(self) -> list[EntryState]:
         return self.board.state()

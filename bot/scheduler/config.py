@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -34,3 +35,76 @@ class SchedulerConfig(BaseModel):
             hint = "use an IANA name like Europe/Berlin"
             raise ValueError(f"unknown time zone {value!r} ({hint})") from None
         return value
+
+
+_CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+
+DEFAULT_CHECKIN_PROMPT = (
+    "This is a scheduled check-in, not a message from the person. Look at what you know "
+    "about them and at their open reminders, and write one short, useful note if something "
+    "deserves it now (a reminder coming up today, something they said they would do). Do not "
+    "make small talk."
+)
+
+
+def checkin_cron(text: str) -> str:
+    """ "daily 8:30" -> "30 8 * * *", "weekdays 8:30" -> "30 8 * * 1-5"; ValueError otherwise."""
+    words = text.lower().split()
+    if len(words) != 2 or words[0] not in ("daily", "weekdays"):
+        raise ValueError(f"{text!r}: expected `daily 8:30` or `weekdays 8:30`")
+    hour, minute = clock_time(words[1])
+    return f"{minute} {hour} * * {'*' if words[0] == 'daily' else '1-5'}"
+
+
+def clock_time(text: str) -> tuple[int, int]:
+    """ "8:30" -> (8, 30); ValueError otherwise."""
+    match = _CLOCK.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a time like 8:30 or 21:00")
+    return int(match[1]), int(match[2])
+
+
+class CheckinConfig(BaseModel):
+    """The `[checkins]` section: proactive check-ins (`/checkin daily 8:30`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    #: "22:00-08:00" in each person's time zone: a check-in due then waits until it ends;
+    #: "" for none
+    quiet_hours: str = "22:00-08:00"
+    #: the most output tokens a check-in's model calls may write together (per run)
+    max_output_tokens: int = Field(default=300, ge=16)
+    prompt: str = DEFAULT_CHECKIN_PROMPT
+    #: what the model answers when there is nothing worth saying; such an answer is not sent
+    nothing_marker: str = Field(default="NOTHING", min_length=1)
+    #: check-ins set here rather than with /checkin: identity key -> "daily 8:30" (or
+    #: "weekdays 8:30"); delivered in that identity's direct messages
+    people: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str) -> str:
+        if value.strip():
+            start, sep, end = value.partition("-")
+            if not sep:
+                raise ValueError(f"{value!r}: expected a range like 22:00-08:00")
+            clock_time(start)
+            clock_time(end)
+        return value.strip()
+
+    @field_validator("people")
+    @classmethod
+    def _people(cls, people: dict[str, str]) -> dict[str, str]:
+        for key, schedule in people.items():
+            channel, _, user_id = key.partition(":")
+            if not channel or not user_id:
+                raise ValueError(f"{key!r} is not an identity key like telegram:123456")
+            checkin_cron(schedule)
+        return people
+
+    def quiet_range(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        if not self.quiet_hours:
+            return None
+        start, _, end = self.quiet_hours.partition("-")
+        return clock_time(start), clock_time(end)

@@ -24,19 +24,29 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
-from bot.errors import DecapodError, DeliveryRefused
+from bot.errors import DeliveryRefused
 from bot.faults import fault_point
 from bot.messages import Conversation
 from bot.scheduler import text as texts
 from bot.scheduler.config import SchedulerConfig
+from bot.scheduler.ports import (
+    CheckinRunner,
+    Deliverer,
+    ScheduleError,
+    TaskRunner,
+    valid_zone,
+)
 from bot.scheduler.timing import When, catch_up, following, plan
 from bot.store.jobs import ActiveJobLimit, Job, JobKind, JobRepo, Miss, NewJob
 
 if TYPE_CHECKING:
     from bot.store import Store
+
+# the seams and the error live in ports.py; named here too, where callers import them from
+__all__ = ["CheckinRunner", "Deliverer", "ScheduleError", "Scheduler", "TaskRunner", "valid_zone"]
 
 log = logging.getLogger(__name__)
 
@@ -45,28 +55,6 @@ _MAX_TEXT = 4000
 _RETRY_FIRST_S = 5.0
 _RETRY_MAX_S = 300.0
 _GONE_NOTICE_TRIES = 3
-
-
-class ScheduleError(DecapodError):
-    """A request that cannot be scheduled. The message is written for the person."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.user_message = message
-
-
-class Deliverer(Protocol):
-    async def deliver(self, conversation: Conversation, text: str) -> str:
-        """Send `text`; return the platform's message id. Raise on failure (DeliveryRefused
-        when the platform refuses it for good, ConversationGone when the conversation is
-        gone)."""
-        ...
-
-
-class TaskRunner(Protocol):
-    async def run_task(self, job: Job) -> str:
-        """Run the job's prompt on session `cron_session_key(job.id)`; return the answer."""
-        ...
 
 
 class Scheduler:
@@ -79,8 +67,10 @@ class Scheduler:
         config: SchedulerConfig,
         clock: Callable[[], float] = time.time,
         on_fired: Callable[[Job, float], None] | None = None,
+        checkins: CheckinRunner | None = None,
     ) -> None:
         self.store = store
+        self.checkins = checkins
         #: told of each delivered job and how late it was (the `job_fired` hook event)
         self.on_fired = on_fired
         self.jobs = JobRepo(store)
@@ -273,14 +263,21 @@ class Scheduler:
             fault_point("scheduler.claimed")
             late_by = 0.0
             try:
-                if job.kind is JobKind.TASK:
+                if job.kind is JobKind.CHECKIN:
+                    if await self._waits_for_quiet_hours(job):
+                        return
+                    body = await self._run_checkin(job)
+                elif job.kind is JobKind.TASK:
                     body = await self._run_task(job)
                 else:
                     body = texts.reminder_text(job)
                 late_by = max(self.clock() - due, 0.0)
-                if late_by >= self.config.late_note_after_seconds:
+                # a check-in is about now: no "late by" note
+                late = late_by >= self.config.late_note_after_seconds
+                if body and late and job.kind is not JobKind.CHECKIN:
                     body += "\n" + texts.late_note(due, late_by, job.timezone)
-                message_id = await self._send(job.conversation, body)
+                # a check-in with nothing to say is done without a message
+                message_id = await self._send(job.conversation, body) if body else ""
             except DeliveryRefused as exc:
                 # sending again cannot succeed (the chat or topic is gone, the bot was removed)
                 await self._pause(job, exc)
@@ -315,6 +312,21 @@ class Scheduler:
         # still have landed, which is the one duplicate a crash may cause as well
         async with asyncio.timeout(self.config.lease_seconds):
             return await self.deliverer.deliver(conversation, text)
+
+    async def _run_checkin(self, job: Job) -> str | None:
+        if self.checkins is None:
+            raise ScheduleError("check-ins are off")
+        return await self.checkins.run_checkin(job)
+
+    async def _waits_for_quiet_hours(self, job: Job) -> bool:
+        """Inside the person's quiet hours the check-in waits (not counted as a failure)."""
+        now = self.clock()
+        until = self.checkins.quiet_until(job, now) if self.checkins is not None else None
+        if until is None:
+            return False
+        await self.jobs.retry_later(job, run_at=until, error="waits for quiet hours", now=now)
+        self._wake.set()  # to arm for its new time
+        return True
 
     async def _run_task(self, job: Job) -> str:
         if self.task_runner is None:
@@ -388,14 +400,6 @@ class Scheduler:
                 )
                 continue
             await self.jobs.mark_reported(group, self.clock())
-
-
-def valid_zone(zone: str) -> bool:
-    try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
 
 
 def _describe(exc: BaseException) -> str:

@@ -15,8 +15,11 @@ def _clip(text: str, limit: int = 80) -> str:
     return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"
 
 
+_LABELS = {JobKind.TASK: "Task", JobKind.CHECKIN: "Check-in"}
+
+
 def _label(job: Job) -> str:
-    return "Task" if job.kind is JobKind.TASK else "Reminder"
+    return _LABELS.get(job.kind, "Reminder")
 
 
 def confirmation(job: Job, note: str = "") -> str:
@@ -38,7 +41,8 @@ def describe_job(job: Job) -> str:
         parts.append(repeat)
     if job.status is JobStatus.PAUSED:
         parts.append(f"PAUSED: {job.last_error or 'delivery failed'}")
-    what = f"task: {_clip(job.text)}" if job.kind is JobKind.TASK else _clip(job.text)
+    kind = f"{_label(job).lower()}: " if job.kind in _LABELS else ""
+    what = kind + _clip(job.text)
     return " · ".join([*parts, what])
 
 

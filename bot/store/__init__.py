@@ -50,8 +50,10 @@ class Store:
         self.foreign_commits = 0
         self._data_version = 0
         from bot.store.access import AccessRepo
+        from bot.store.choices import ModelChoiceRepo
         from bot.store.deliveries import DeliveryRepo
         from bot.store.repos import IdentityRepo, InboundRepo, KvRepo, SessionRepo, TurnRepo
+        from bot.store.usage import UsageRepo
 
         self.identities = IdentityRepo(self)
         self.sessions = SessionRepo(self)
@@ -60,6 +62,8 @@ class Store:
         self.deliveries = DeliveryRepo(self)
         self.kv = KvRepo(self)
         self.access = AccessRepo(self)
+        self.model_choices = ModelChoiceRepo(self)
+        self.usage = UsageRepo(self)
 
     # lifecycle -----------------------------------------------------------------------------
     async def start(self) -> Store:

@@ -33,6 +33,7 @@ T = TypeVar("T")
 class JobKind(StrEnum):
     REMINDER = "reminder"  # its text is delivered as is
     TASK = "task"  # its text is a prompt; the agent's answer is delivered
+    CHECKIN = "checkin"  # a proactive check-in (bot/checkins.py); its text is its schedule
 
 
 class JobStatus(StrEnum):

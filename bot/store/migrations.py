@@ -272,3 +272,14 @@ _M007 = [
         key TEXT PRIMARY KEY, name TEXT NOT NULL, created_at REAL NOT NULL,
         expires_at REAL NOT NULL)""",
 ]
+
+
+@migration
+def m008_model_choices(conn: Any) -> None:
+    # the model a person picked with /model (scope = their person id), and the owner's pick
+    # for everyone (scope = '*'); each is tried first, the configured chain after it
+    conn.execute(
+        """CREATE TABLE model_choices (
+            scope TEXT PRIMARY KEY, model TEXT NOT NULL, set_by TEXT NOT NULL,
+            updated_at REAL NOT NULL)"""
+    )

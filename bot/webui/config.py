@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from bot.config_base import Section
 
@@ -24,8 +25,16 @@ class WebUIConfig(Section):
     invite_ttl_s: float = Field(default=86400.0, ge=60)
     #: the largest file or image the chat page may upload (kept for a day, for the media path)
     upload_max_mb: float = Field(default=20.0, gt=0, le=1024)
-    #: estimated cost per million tokens, by "provider:model": [input, output] (usage chart)
-    prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prices_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "prices" in data:
+            raise ValueError(
+                '`webui.prices` moved to `[usage.prices]` (same form: "provider:model" = '
+                "[input, output] per million tokens); it is used by /usage too"
+            )
+        return data
 
     @field_validator("trusted_proxies")
     @classmethod

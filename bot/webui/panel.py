@@ -246,21 +246,20 @@ class Panel:
     async def usage(self, request: web.Request) -> web.StreamResponse:
         since = time.time() - USAGE_DAYS * 86400
         rows = await self.ui.panel_queries.usage(since)
-        prices = self.gw.config.webui.prices
+        prices = self.gw.config.usage
         by_key: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
         for r in rows:
             total = by_key[(r.person_id, r.model)]
             total[0] += r.input_tokens
             total[1] += r.output_tokens
             total[2] += r.turns
-            price_in, price_out = prices.get(r.model, (0.0, 0.0))
-            total[3] += (r.input_tokens * price_in + r.output_tokens * price_out) / 1e6
+            total[3] += prices.cost(r.model, r.input_tokens, r.output_tokens)
         return self._render(
             request,
             "panel_usage.html",
             chart=usage_chart(rows, USAGE_DAYS),
             totals=sorted(by_key.items()),
-            priced=bool(prices),
+            priced=any(prices.price(model) for _, model in by_key),
         )
 
     # config and audit -------------------------------------------------------------------------

@@ -127,9 +127,9 @@ def test_the_command_line_reads_the_process_environment(
             lambda c: c.webui.trusted_proxies == ["172.18.0.1"],
         ),
         (
-            "DECAPOD_WEBUI__PRICES",
+            "DECAPOD_USAGE__PRICES",
             '{"openai:gpt-4o" = [2.5, 10.0]}',
-            lambda c: c.webui.prices == {"openai:gpt-4o": (2.5, 10.0)},
+            lambda c: c.usage.prices == {"openai:gpt-4o": (2.5, 10.0)},
         ),
         ("DECAPOD_SKILLS__ENABLED", "false", lambda c: c.skills.enabled is False),
         ("DECAPOD_SKILLS__DIR", "my-skills", lambda c: c.skills.dir == "my-skills"),

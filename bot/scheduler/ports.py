@@ -1,0 +1,53 @@
+"""What the scheduler needs from the rest of the gateway (one small Protocol per seam), and
+its error for requests that cannot be scheduled."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.errors import DecapodError
+from bot.messages import Conversation
+
+if TYPE_CHECKING:
+    from bot.store.jobs import Job
+
+
+class ScheduleError(DecapodError):
+    """A request that cannot be scheduled. The message is written for the person."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.user_message = message
+
+
+class Deliverer(Protocol):
+    async def deliver(self, conversation: Conversation, text: str) -> str:
+        """Send `text`; return the platform's message id. Raise on failure (DeliveryRefused
+        when the platform refuses it for good, ConversationGone when the conversation is
+        gone)."""
+        ...
+
+
+class TaskRunner(Protocol):
+    async def run_task(self, job: Job) -> str:
+        """Run the job's prompt on session `cron_session_key(job.id)`; return the answer."""
+        ...
+
+
+class CheckinRunner(Protocol):
+    def quiet_until(self, job: Job, now: float) -> float | None:
+        """When the person's quiet hours end, if `now` is inside them."""
+        ...
+
+    async def run_checkin(self, job: Job) -> str | None:
+        """The check-in's note, or None when there is nothing worth saying."""
+        ...
+
+
+def valid_zone(zone: str) -> bool:
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True

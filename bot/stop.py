@@ -1,0 +1,109 @@
+"""/stop: end a person's running turn at once, wherever it waits.
+
+A turn's model-and-tools part runs in a task of its own (the reply path's pump, see
+`release_on_time`); /stop cancels that task, so the cancellation lands wherever the turn
+waits: in the provider's stream (the HTTP request is closed), in a sandbox command (whose
+process tree or container is killed on the way out, as on a timeout), or in an approval
+(which is withdrawn). The cancellation becomes `TurnStopped`, so the reply path ends the
+answer with a short note and the turn is stored as `stopped` like any finished turn: its
+delivery is done and never runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TypeVar
+
+from bot.agent import TurnResult
+from bot.commands import CommandContext, CommandTable
+from bot.providers.base import ChatMessage
+
+T = TypeVar("T")
+
+STOPPED_NOTE = "Stopped."
+
+
+class TurnStopped(Exception):
+    """The person stopped the turn with /stop."""
+
+
+class RunningTurn:
+    __slots__ = ("_runner", "finished", "person_id", "stopped")
+
+    def __init__(self, person_id: str) -> None:
+        self.person_id = person_id
+        self.stopped = False
+        #: the model and its tools are done; only the answer's last sending is left
+        self.finished = False
+        self._runner: asyncio.Task[object] | None = None
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self._runner is not None and not self._runner.done():
+            self._runner.cancel()
+
+
+class RunningTurns:
+    """The turn running in each session (one at a time per session)."""
+
+    def __init__(self) -> None:
+        self._by_session: dict[str, RunningTurn] = {}
+
+    @contextlib.contextmanager
+    def track(self, session_key: str, person_id: str) -> Iterator[RunningTurn]:
+        turn = self._by_session[session_key] = RunningTurn(person_id)
+        try:
+            yield turn
+        finally:
+            if self._by_session.get(session_key) is turn:
+                del self._by_session[session_key]
+
+    def stop(self, session_key: str, person_id: str, *, anyone: bool = False) -> bool:
+        """Stop the turn running in the session if it is the person's (`anyone`: whoever's);
+        False when there is none to stop."""
+        turn = self._by_session.get(session_key)
+        if turn is None or turn.stopped or turn.finished:
+            return False
+        if not (anyone or turn.person_id == person_id):
+            return False
+        turn.stop()
+        return True
+
+
+async def stoppable(events: AsyncIterator[T], turn: RunningTurn) -> AsyncIterator[T]:
+    """`events`, iterated in the task that /stop cancels; a stop ends them with TurnStopped."""
+    task = asyncio.current_task()
+    turn._runner = task
+    try:
+        if turn.stopped:
+            raise TurnStopped
+        async for event in events:
+            yield event
+    except asyncio.CancelledError:
+        if not turn.stopped or task is None:
+            raise  # a drain or a shutdown, not /stop
+        task.uncancel()
+        raise TurnStopped from None
+    finally:
+        turn._runner = None
+
+
+def stopped_result(written: list[str], redact: Callable[[str], str]) -> TurnResult:
+    """What a stopped turn keeps: the text the model had written, with the note the person
+    saw; no tool call, since one without its result would break the next request."""
+    text = redact("".join(written))
+    shown = f"{text}\n\n{STOPPED_NOTE}" if text else STOPPED_NOTE
+    return TurnResult(messages=[ChatMessage("assistant", shown)], text=text, outcome="stopped")
+
+
+def register_stop_command(table: CommandTable, turns: RunningTurns) -> None:
+    @table.add("stop", "Stop the answer I am working on", immediate=True)
+    async def stop(ctx: CommandContext) -> str:
+        anyone = ctx.role == "owner"
+        if turns.stop(ctx.message.session_key, ctx.person_id, anyone=anyone):
+            # answered too (a platform's slash command waits for an answer); the stopped
+            # answer itself ends with STOPPED_NOTE
+            return "Stopping it."
+        return "Nothing of yours is running here."

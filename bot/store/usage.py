@@ -1,0 +1,47 @@
+"""Token totals of stored turns, for /usage (SQL stays in bot/store)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.store import Conn, Store
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotal:
+    person_id: str
+    #: "provider:model"
+    model: str
+    input_tokens: int
+    output_tokens: int
+    turns: int
+
+
+class UsageRepo:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def totals(self, since: float, person_id: str | None = None) -> list[UsageTotal]:
+        """Tokens per person and model of the turns finished since `since` (one person's
+        only, when given). A turn's usage is on its last stored message, the one with an
+        outcome; its person is the one whose message started it."""
+        only = "" if person_id is None else "AND coalesce(i.person_id, u.identity_key) = :person"
+
+        def op(conn: Conn) -> list[UsageTotal]:
+            rows = conn.execute(
+                f"""SELECT coalesce(i.person_id, u.identity_key, '?'),
+                     coalesce(a.provider, '') || ':' || coalesce(a.model, ''),
+                     sum(coalesce(a.input_tokens, 0)), sum(coalesce(a.output_tokens, 0)),
+                     count(*)
+                   FROM turns a
+                   LEFT JOIN turns u ON u.turn_id = a.turn_id AND u.identity_key IS NOT NULL
+                   LEFT JOIN identities i ON i.key = u.identity_key
+                   WHERE a.outcome IS NOT NULL AND a.created_at >= :since {only}
+                   GROUP BY 1, 2 ORDER BY 1, 2""",
+                {"since": since, "person": person_id},
+            ).fetchall()
+            return [UsageTotal(*r) for r in rows]
+
+        return await self.store.read(op)

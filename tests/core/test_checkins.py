@@ -1,0 +1,206 @@
+"""Check-ins: set with /checkin or in the config, run on the scheduler in their own session
+with the person's reminders, wait out quiet hours, stay silent when there is nothing to say,
+and say something once when there is."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bot.checkins import quiet_until, says_nothing
+from bot.gateway import Gateway
+from bot.messages import ConversationKind
+from bot.providers.base import ChatRequest, ToolCall
+from bot.providers.testing import FunctionProvider, estimate_tokens
+from bot.scheduler.config import CheckinConfig
+from bot.store.jobs import Job, JobKind
+from tests.fakes.channel import RecordingChannel
+
+_START = dt.datetime(2030, 1, 7, 7, 0, tzinfo=dt.UTC).timestamp()  # a Monday, 07:00 UTC
+_CHANNELS = {
+    "tg": {
+        "type": "telegram",
+        "access": {"dm_policy": "open", "groups": {"*": {"require_mention": False}}},
+    }
+}
+
+
+def _config(make_config: Any, **checkins: Any) -> Any:
+    # the loop only wakes when told: each test drives the deliveries at its own clock
+    return make_config(channels=_CHANNELS, scheduler={"poll_seconds": 3600}, checkins=checkins)
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.02)
+
+
+async def _ask(channel: RecordingChannel, text: str, **kwargs: Any) -> str:
+    before = len(channel.texts())
+    await channel.push(text, **kwargs)
+    return (await channel.wait_for_messages(before + 1))[before]
+
+
+async def _checkin_job(gw: Gateway) -> Job:
+    assert gw.deps.scheduler is not None
+    jobs = await gw.deps.scheduler.jobs.listing(include_closed=False, person_id="tg:u1")
+    [job] = [j for j in jobs if j.kind is JobKind.CHECKIN]
+    return job
+
+
+class _Model:
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+        self.provider = FunctionProvider(self._answer)
+
+    async def _answer(self, request: ChatRequest) -> str:
+        return self.answer
+
+    @property
+    def requests(self) -> list[ChatRequest]:
+        return self.provider.requests
+
+
+async def test_a_checkin_due_in_quiet_hours_waits_and_with_nothing_to_say_sends_nothing(
+    make_config: Any,
+) -> None:
+    model = _Model("NOTHING.")
+    channel = RecordingChannel("tg")
+    config = _config(make_config, quiet_hours="08:00-09:00", max_output_tokens=120)
+    async with Gateway(config, provider=model.provider, channels={"tg": channel}) as gw:
+        scheduler = gw.deps.scheduler
+        assert scheduler is not None
+        clock = [_START]
+        scheduler.clock = lambda: clock[0]
+        await _ask(channel, "/remind in 3h dentist appointment")
+        assert gw.deps.memory is not None
+        await gw.deps.memory.save("tg:u1", "I said I would finish the tax forms this week")
+        set_reply = await _ask(channel, "/checkin daily 8:30")
+        assert "I will check in daily 8:30 (UTC); first Mon 7 Jan 2030 08:30 UTC" in set_reply
+        assert "Quiet hours 08:00-09:00" in set_reply
+
+        clock[0] = _START + 90 * 60 + 5  # 08:30:05: due, but inside the quiet hours
+        await scheduler.deliver_due()
+        job = await _checkin_job(gw)
+        assert job.run_at == _START + 2 * 3600 and job.runs == 0  # waits until 09:00
+        assert model.requests == []
+
+        clock[0] = _START + 2 * 3600 + 1  # 09:00:01: the quiet hours are over
+        await scheduler.deliver_due()
+
+        async def ran() -> bool:
+            return (await _checkin_job(gw)).runs == 1
+
+        await _until(ran)
+        [request] = model.requests
+        prompt = request.messages[-1].content
+        assert "dentist appointment" in prompt and "answer exactly NOTHING" in prompt
+        assert request.max_tokens == 120
+        assert "tax forms" in request.system  # the person's memory, recalled
+        job = await _checkin_job(gw)
+        assert job.due_at == _START + 86400 + 90 * 60  # tomorrow 08:30
+        # nothing was sent: the two command answers are all the chat has
+        assert len(channel.texts()) == 2
+        # it ran in its own session, not in the person's chat
+        assert [m.content for m in gw.sessions.get("tg:dm:u1").messages()] == []
+        assert gw.sessions.get(f"cron:{job.id}").messages()[-1].content == "NOTHING."
+
+
+async def test_a_checkin_with_something_to_say_says_it_once(make_config: Any) -> None:
+    model = _Model("Your dentist appointment is at 10:00 today.")
+    channel = RecordingChannel("tg")
+    config = _config(make_config, quiet_hours="")
+    async with Gateway(config, provider=model.provider, channels={"tg": channel}) as gw:
+        scheduler = gw.deps.scheduler
+        assert scheduler is not None
+        clock = [_START]
+        scheduler.clock = lambda: clock[0]
+        await _ask(channel, "/checkin weekdays 7:30")
+        clock[0] = _START + 30 * 60 + 5
+        await scheduler.deliver_due()
+        texts = await channel.wait_for_messages(2)
+        assert texts[1] == "Your dentist appointment is at 10:00 today."
+        await scheduler.deliver_due()  # the same moment again: nothing is due any more
+
+        async def ran() -> bool:
+            return (await _checkin_job(gw)).runs == 1
+
+        await _until(ran)
+        await asyncio.sleep(0.2)
+        assert len(channel.texts()) == 2 and len(model.requests) == 1
+        assert "Your check-in: weekdays 7:30 (UTC)" in await _ask(channel, "/checkin")
+        assert "Check-ins are off" in await _ask(channel, "/checkin off")
+        assert "no check-in" in await _ask(channel, "/checkin")
+
+
+async def test_checkins_from_the_config_are_made_once_and_bad_requests_are_explained(
+    make_config: Any,
+) -> None:
+    config = _config(make_config, people={"tg:u1": "weekdays 7:15"})
+    channel = RecordingChannel("tg")
+    model = _Model("NOTHING")
+    for _ in range(2):  # a restart does not double it
+        async with Gateway(config, provider=model.provider, channels={"tg": channel}) as gw:
+            job = await _checkin_job(gw)
+            assert job.cron == "15 7 * * 1-5" and job.conversation.chat_id == "u1"
+    async with Gateway(config, provider=model.provider, channels={"tg": channel}):
+        assert "did not understand" in await _ask(channel, "/checkin hourly")
+        group = {"chat": "g1", "kind": ConversationKind.GROUP}
+        assert "direct message" in await _ask(channel, "/checkin daily 9:00", **group)
+
+
+def test_quiet_hours_are_read_in_the_persons_zone_and_may_wrap_midnight() -> None:
+    config = CheckinConfig(quiet_hours="22:00-07:30")
+    berlin = "Europe/Berlin"  # UTC+1 in January
+
+    def at(hour: int, minute: int) -> float:
+        return dt.datetime(2030, 1, 7, hour, minute, tzinfo=dt.UTC).timestamp()
+
+    # 21:30 UTC is 22:30 in Berlin: quiet until 07:30 Berlin = 06:30 UTC the next day
+    assert quiet_until(at(21, 30), berlin, config) == at(6, 30) + 86400
+    assert quiet_until(at(21, 30), "UTC", config) is None
+    assert quiet_until(at(5, 0), berlin, config) == at(6, 30)
+    assert quiet_until(at(7, 0), berlin, config) is None
+    assert quiet_until(at(3, 0), "UTC", CheckinConfig(quiet_hours="")) is None
+    assert says_nothing(" **nothing**.\n", "NOTHING") and says_nothing("`NOTHING`", "NOTHING")
+    assert not says_nothing("Nothing urgent, but the dentist is at 10.", "NOTHING")
+
+
+async def test_a_checkin_run_stays_within_its_token_cap(make_config: Any) -> None:
+    call = ToolCall("t1", "current_time", json.dumps({"zone": "UTC"}))
+    padded = ToolCall("t2", "current_time", json.dumps({"zone": "UTC", "pad": "x" * 200}))
+    script: list[Any] = [[call], "It is 07:30.", [padded]]
+
+    async def answer(request: ChatRequest) -> Any:
+        return script.pop(0)
+
+    provider = FunctionProvider(answer)
+    channel = RecordingChannel("tg")
+    config = _config(make_config, quiet_hours="", max_output_tokens=40)
+    async with Gateway(config, provider=provider, channels={"tg": channel}) as gw:
+        scheduler = gw.deps.scheduler
+        assert scheduler is not None
+        clock = [_START]
+        scheduler.clock = lambda: clock[0]
+        await _ask(channel, "/checkin daily 7:30")
+        clock[0] = _START + 30 * 60 + 5
+        await scheduler.deliver_due()
+        await channel.wait_for_messages(2)
+        # the second call may write only what the first left of the run's 40 tokens
+        first, second = provider.requests
+        assert first.max_tokens == 40
+        assert second.max_tokens == 40 - estimate_tokens(call.name + call.arguments)
+
+        clock[0] += 86400  # the next day: the first call spends the whole cap
+        await scheduler.deliver_due()
+
+        async def ran_twice() -> bool:
+            return (await _checkin_job(gw)).runs == 2
+
+        await _until(ran_twice)
+        assert len(provider.requests) == 3
+        assert channel.texts()[1:] == ["It is 07:30."]  # nothing more was sent
