@@ -71,6 +71,17 @@ class MemoryConfig(_Strict):
     #: a query word found in what an item depends on (the turn before, the day it was said)
     #: counts this much of one found in the item itself
     context_weight: float = Field(default=0.5, ge=0)
+    #: a hit said by the person the question names scores 1 + speaker_boost times more
+    speaker_boost: float = Field(default=2.0, ge=0)
+    #: a question naming a speaker is searched again without the name; the first search's
+    #: hits add this share of their score
+    named_weight: float = Field(default=0.0, ge=0)
+    #: pseudo-relevance feedback: the words of the best `feedback_hits` hits (at most
+    #: `feedback_terms`) are searched again, and what that finds adds `feedback_weight` times
+    #: its score; 0 hits turns it off
+    feedback_hits: int = Field(default=0, ge=0, le=10)
+    feedback_terms: int = Field(default=8, ge=1, le=16)
+    feedback_weight: float = Field(default=0.5, ge=0)
     #: multiplies a hit's score by 1 + recency_boost * 0.5 ** (age / half life); 0 turns it off
     recency_boost: float = Field(default=0.1, ge=0)
     recency_half_life_days: float = Field(default=30.0, gt=0)
