@@ -11,7 +11,9 @@ What makes it hard, each on purpose and in the proportions below:
   ("How was the road trip?" / "Amazing, we hiked to a waterfall");
 - time: things happen "yesterday", "last Saturday", "two weeks ago", and some questions name
   the date itself;
-- multi-hop: the answer needs two or three turns from different sessions;
+- multi-hop: the answer needs two or three turns from different sessions, each saying
+  something the others do not; bridges: later news names only a pet or a make ("Pepper won a
+  ribbon"), so "What happened with Maria's dog?" needs the turn saying Pepper is her dog;
 - distractors: both people talk about the same topics, chit-chat repeats the words of facts,
   and every turn carries a speaker's name.
 

@@ -246,7 +246,8 @@ class MemoryService:
         cfg = self.config
         named = named_speakers(hits, query_terms(query)) if cfg.speaker_boost else set()
         asked = query
-        if named and query_terms(rest := without_names(query, named)) != query_terms(query):
+        rest = without_names(query, named)
+        if named and query_terms(rest) and query_terms(rest) != query_terms(query):
             # the name found who; the rest of the question finds what they said
             asked = rest
             hits = merge_feedback(

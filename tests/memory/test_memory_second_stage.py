@@ -122,3 +122,10 @@ async def test_feedback_finds_a_later_remark_through_a_name(keyword_memory: Any)
     texts = [h.text for h in await memory.search("alice", question, limit=5, mode="keyword")]
     assert texts[0] == "Maria: Meet Pepper, my new greyhound. Best decision ever."
     assert "Maria: Pepper won a ribbon at the local show!" in texts
+
+
+async def test_a_question_that_is_only_a_name_finds_that_person(keyword_memory: Any) -> None:
+    memory = await keyword_memory()
+    await _save_conversation(memory)
+    hits = await memory.search("alice", "Maria?", limit=10, mode="keyword")
+    assert len(hits) == 5 and all(h.text.startswith("Maria: ") for h in hits)
