@@ -1,12 +1,13 @@
-"""The second stage of a search, over the first round's candidates: hits said by the person
-the question names rank higher, and a second round searches with the words of the best hits
-(pseudo-relevance feedback), so a question whose answer is spread over several items finds
-the ones that share words with the first answers rather than with the question.
+"""The second stage of a search, over the first round's candidates. A question that names
+someone who said some of them is searched again without the name, and what that person
+said ranks higher; optionally (pseudo-relevance feedback) the names in the best hits are
+searched again with the question.
 
 Why: many answers share nothing with the question but the person's name ("Which countries
-has Maria planned trips to?" / "Maria: We booked flights to Lisbon"); once one is found, its
-words ("booked", "flights") find the next ("Maria: I bought tickets to Toronto") better
-than the question does. Pure functions; the service runs the rounds.
+has Maria planned trips to?" / "Maria: We booked flights to Lisbon"); searched as a word,
+the name matches every turn that person said, the shortest best. And a later remark may
+name only what an earlier one introduced ("Meet Pepper, my new greyhound" / "Pepper won a
+ribbon"): the earlier one's names find it. Pure functions; the service runs the rounds.
 """
 
 from __future__ import annotations

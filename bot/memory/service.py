@@ -244,15 +244,16 @@ class MemoryService:
         pool = max(limit * 4, 20)
         hits = await self._round(owners, query, pool, now, mode)
         cfg = self.config
-        named = named_speakers(hits, query_terms(query)) if cfg.speaker_boost else set()
-        asked = query
-        rest = without_names(query, named)
-        if named and query_terms(rest) and query_terms(rest) != query_terms(query):
+        terms = query_terms(query)
+        named = named_speakers(hits, terms) if cfg.speaker_boost else set()
+        asked = without_names(query, named) if named else query
+        if asked != query and query_terms(asked) and query_terms(asked) != terms:
             # the name found who; the rest of the question finds what they said
-            asked = rest
             hits = merge_feedback(
-                await self._round(owners, rest, pool, now, mode), hits, cfg.named_weight
+                await self._round(owners, asked, pool, now, mode), hits, cfg.named_weight
             )
+        else:
+            asked = query
         hits = boost_speakers(hits, named, cfg.speaker_boost)
         if cfg.feedback_hits and hits:
             expanded = feedback_query(asked, hits[: cfg.feedback_hits], cfg.feedback_terms)
