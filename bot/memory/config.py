@@ -62,15 +62,26 @@ class MemoryConfig(_Strict):
     enabled: bool = True
     #: tried in order at start; the first that answers defines the vector index
     embedders: list[EmbedderConfig] = Field(default_factory=_default_embedders)
-    #: "score": weight * (BM25 / best BM25) + weight * (cosine / best cosine);
+    #: "score": weight * (BM25 / best BM25) + weight * cosine spread over the candidates;
     #: "rrf": reciprocal rank fusion, sum of weight / (rrf_k + rank)
     fusion: Literal["score", "rrf"] = "score"
     keyword_weight: float = Field(default=1.0, ge=0)
-    vector_weight: float = Field(default=1.5, ge=0)
+    vector_weight: float = Field(default=2.0, ge=0)
     rrf_k: int = Field(default=10, ge=1)
     #: a query word found in what an item depends on (the turn before, the day it was said)
     #: counts this much of one found in the item itself
     context_weight: float = Field(default=0.5, ge=0)
+    #: a hit said by the person the question names scores 1 + speaker_boost times more
+    speaker_boost: float = Field(default=3.0, ge=0)
+    #: a question naming a speaker is searched again without the name; the first search's
+    #: hits add this share of their score
+    named_weight: float = Field(default=0.0, ge=0)
+    #: pseudo-relevance feedback: the names in the best `feedback_hits` hits (at most
+    #: `feedback_terms`, e.g. "Pepper") are searched again with the question, and what that
+    #: finds adds `feedback_weight` times its score; 0 turns it off
+    feedback_hits: int = Field(default=0, ge=0, le=10)
+    feedback_terms: int = Field(default=8, ge=1, le=16)
+    feedback_weight: float = Field(default=0.5, ge=0)
     #: multiplies a hit's score by 1 + recency_boost * 0.5 ** (age / half life); 0 turns it off
     recency_boost: float = Field(default=0.1, ge=0)
     recency_half_life_days: float = Field(default=30.0, gt=0)

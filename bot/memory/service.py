@@ -19,6 +19,13 @@ from bot.memory.config import MemoryConfig
 from bot.memory.embedders import Embedder, EmbedderChain, build_embedders
 from bot.memory.export import export_people, export_session
 from bot.memory.extract import extract_before_compaction
+from bot.memory.feedback import (
+    boost_speakers,
+    feedback_query,
+    merge_feedback,
+    named_speakers,
+    without_names,
+)
 from bot.memory.index import NoEmbedder, VectorIndex
 from bot.memory.knowledge import KnowledgeWatcher
 from bot.memory.links import LINK_ALPHABET, LINK_TTL_S, LinkCodes, MemoryRequestError
@@ -230,15 +237,42 @@ class MemoryService:
         include_shared: bool = True,
         mode: SearchMode = "hybrid",
     ) -> list[MemoryHit]:
-        """The person's best matching items (and shared knowledge), best first."""
-        owner = self._owner(person_id)
-        owners = [owner, SHARED] if include_shared else [owner]
+        """The person's best matching items (and shared knowledge), best first: keyword and
+        vector candidates fused, then the second stage (bot/memory/feedback.py)."""
+        owners = [self._owner(person_id)] + ([SHARED] if include_shared else [])
         now = time.time()
+        pool = max(limit * 4, 20)
+        hits = await self._round(owners, query, pool, now, mode)
+        cfg = self.config
+        terms = query_terms(query)
+        named = named_speakers(hits, terms) if cfg.speaker_boost else set()
+        asked = without_names(query, named) if named else query
+        if asked != query and query_terms(asked) and query_terms(asked) != terms:
+            # the name found who; the rest of the question finds what they said
+            hits = merge_feedback(
+                await self._round(owners, asked, pool, now, mode), hits, cfg.named_weight
+            )
+        else:
+            asked = query
+        hits = boost_speakers(hits, named, cfg.speaker_boost)
+        if cfg.feedback_hits and hits:
+            expanded = feedback_query(asked, hits[: cfg.feedback_hits], cfg.feedback_terms)
+            if expanded != asked:
+                second = await self._round(owners, expanded, pool, now, mode)
+                hits = merge_feedback(
+                    hits, boost_speakers(second, named, cfg.speaker_boost), cfg.feedback_weight
+                )
+        return hits[:limit]
+
+    async def _round(
+        self, owners: list[str], query: str, limit: int, now: float, mode: SearchMode
+    ) -> list[MemoryHit]:
+        """One retrieval: keyword and vector candidates of `query`, fused."""
         terms = query_terms(with_dates(query, now))
         match = fts_match(terms, owners, columns=SEARCHED) if mode != "vector" else None
         blob, model = (None, None) if mode == "keyword" else await self.index.query_vector(query)
         found = await self.repo.search(
-            owners, match, blob, model, max(limit * 4, 20), now, self.config.context_weight
+            owners, match, blob, model, limit, now, self.config.context_weight
         )
         return fuse(found, self.weights, limit, now)
 
