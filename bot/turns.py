@@ -98,7 +98,7 @@ class TurnRunner:
             await self.gw.store.inbound.set_status(*delivery, "done")
             return
         await self.gw.sessions.load(session)
-        user, untrusted = await self._with_media(message, text)
+        user, untrusted = await self._with_media(message, text, person)
         if user is None:  # only attachments, none usable: each was named in a reply
             await self.gw.store.inbound.set_status(*delivery, "done")
             return
@@ -150,7 +150,7 @@ class TurnRunner:
         )
 
     async def _with_media(
-        self, message: InboundMessage, text: str
+        self, message: InboundMessage, text: str, person: str
     ) -> tuple[ChatMessage | None, bool]:
         """The user message with what came attached (bot/media/), and whether it holds text
         from a file. Problems with attachments, and what a voice note was heard to say, are
@@ -159,7 +159,10 @@ class TurnRunner:
         if not message.parts or media is None:
             return _user_message_of(message, text, self.gw.redactor.redact), False
         channel = self.gw.channels[message.conversation.channel]
-        intake = await media.take(message, channel, self.gw.deps.sandbox, self.gw.redactor.redact)
+        model = await self.gw.model_choices.first_for(person)
+        intake = await media.take(
+            message, channel, self.gw.deps.sandbox, self.gw.redactor.redact, model
+        )
         for note in intake.notes():
             await self.gw.say(message, note)
         return intake.user_message(text), intake.untrusted

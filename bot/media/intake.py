@@ -62,6 +62,8 @@ class Intake:
     problems: list[str] = field(default_factory=list)
     #: text from a file (or from an image, through a vision model) is outside content
     untrusted: bool = False
+    #: the model that answers first takes pixels; otherwise the vision chain describes them
+    sees_images: bool = False
 
     def notes(self) -> list[str]:
         """What the person is told before the answer: the problems, one line each, then one
@@ -93,9 +95,6 @@ class MediaIntake:
         self.media = config.media
         self.transcriber = transcriber
         self.vision = vision
-        # The chat chain's primary decides. A fallback that cannot see, handed pixels during
-        # an outage, refuses the request and the chain moves on (or the turn says it failed).
-        self.chat_sees_images = takes_images(config.models.chat[0], self.media.vision_models)
         self._told_blind: set[str] = set()
 
     async def take(
@@ -104,8 +103,12 @@ class MediaIntake:
         channel: Fetcher,
         sandbox: SandboxDeps | None,
         redact: Callable[[str], str],
+        model: str,
     ) -> Intake:
-        intake = Intake()
+        """`model` is the one that answers first (the person's /model pick, or the chain's
+        first): it decides whether pixels are sent. A fallback that cannot see, handed pixels
+        during an outage, refuses the request and the chain moves on."""
+        intake = Intake(sees_images=takes_images(model, self.media.vision_models))
         cap = self.media.max_bytes_for(message.conversation.channel)
         for part in message.parts:
             started = time.perf_counter()
@@ -180,7 +183,7 @@ class MediaIntake:
     ) -> None:
         max_side = self.media.image_max_side
         image, (width, height) = await asyncio.to_thread(prepare_image, data, name, max_side)
-        if self.chat_sees_images:
+        if intake.sees_images:
             intake.images.append(image)
             intake.text += f"\n[image {name}, {width}×{height}: shown with this message]"
             return

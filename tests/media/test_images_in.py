@@ -89,6 +89,22 @@ async def test_a_model_without_vision_gets_the_vision_chain_s_description(
     assert "word SALE on it" in user and "photo.png" in user
 
 
+async def test_a_person_whose_own_model_sees_sends_it_the_pixels(
+    make_config: Any, fake: FakeLLM
+) -> None:
+    fake.push("A red rectangle.", model="gpt-4o")
+    models = {"chat": ["oa:llama3.2", "oa:gpt-4o"]}
+    async with running(make_config, fake, models=models) as (_gw, channel):
+        channel.files["photo-1"] = png(800, 600)
+        await channel.push("/model oa:gpt-4o")
+        await channel.wait_for_messages(1)
+        await channel.push("what is this?", parts=(PHOTO,))
+        assert (await channel.wait_for_messages(2))[-1] == "A red rectangle."
+    [seen] = fake.calls(model="gpt-4o")
+    assert len(_image_urls(seen.body)) == 1
+    assert fake.calls(model="llama3.2") == []
+
+
 async def test_without_any_vision_model_the_person_is_told_once(
     make_config: Any, fake: FakeLLM
 ) -> None:
