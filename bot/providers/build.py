@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 #: what a server on this machine gets as its key when none is configured (they ignore it)
 LOCAL_DUMMY_KEY = "decapod-local"
 
-SdkProvider = OpenAIProvider | AnthropicProvider
+RemoteProvider = OpenAIProvider | AnthropicProvider
 
 
 def resolve_keys(name: str, config: ProviderConfig, environ: Mapping[str, str]) -> list[str]:
@@ -49,7 +49,7 @@ def make_provider(
     *,
     environ: Mapping[str, str] = os.environ,
     clock: Callable[[], float] = time.monotonic,
-) -> SdkProvider:
+) -> RemoteProvider:
     keys = resolve_keys(name, config, environ)
     if config.type == "anthropic":
         return AnthropicProvider(name, config, keys, clock=clock)
@@ -145,7 +145,7 @@ class ProviderSet:
         self.board = BreakerBoard(policy.breaker, clock=clock, notify=notify)
         purposes = ["chat", *models.routes]
         names = {split_model_ref(r)[0] for p in purposes for r in models.chain_for(p)}
-        self.providers: dict[str, SdkProvider] = {
+        self.providers: dict[str, RemoteProvider] = {
             name: make_provider(name, providers[name], environ=environ, clock=clock)
             for name in sorted(names)
         }
@@ -186,7 +186,7 @@ class ProviderSet:
                 self._probes.append(task)
 
     async def warm_up(self) -> None:
-        """Load every provider's SDK (in worker threads) and make its first client."""
+        """Load what each provider needs before its first turn (in worker threads)."""
         results = await asyncio.gather(
             *(p.warm_up() for p in self.providers.values()), return_exceptions=True
         )
