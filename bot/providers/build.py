@@ -21,6 +21,7 @@ from bot.providers.breaker import BreakerBoard, BreakerSettings, EntryState, Fai
 from bot.providers.config import ModelsConfig, ProviderConfig, check_model_refs, split_model_ref
 from bot.providers.failover import ChainEntry, FailoverPolicy, FailoverProvider, classify
 from bot.providers.openai import OpenAIProvider
+from bot.providers.remote import DEFAULT_POOL_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,18 @@ def make_provider(
     *,
     environ: Mapping[str, str] = os.environ,
     clock: Callable[[], float] = time.monotonic,
+    pool_size: int | None = None,
 ) -> RemoteProvider:
     keys = resolve_keys(name, config, environ)
     if config.type == "anthropic":
-        return AnthropicProvider(name, config, keys, clock=clock)
-    return OpenAIProvider(name, config, keys, clock=clock)
+        return AnthropicProvider(name, config, keys, clock=clock, pool_size=pool_size)
+    return OpenAIProvider(name, config, keys, clock=clock, pool_size=pool_size)
+
+
+def pool_size_for(max_concurrent_turns: int) -> int:
+    """A provider's connection pool for a gateway running this many turns at once: never
+    smaller (a turn would wait for a connection, not for the model), and never unlimited."""
+    return max(max_concurrent_turns, DEFAULT_POOL_SIZE)
 
 
 def policy_from(models: ModelsConfig) -> FailoverPolicy:
@@ -137,8 +145,10 @@ class ProviderSet:
         notify: Notify | None = None,
         environ: Mapping[str, str] = os.environ,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_concurrent_turns: int | None = None,
     ) -> None:
         _checked(providers, models)
+        pool_size = None if max_concurrent_turns is None else pool_size_for(max_concurrent_turns)
         self._configs = providers
         self._models = models
         policy = policy_from(models)
@@ -146,7 +156,9 @@ class ProviderSet:
         purposes = ["chat", *models.routes]
         names = {split_model_ref(r)[0] for p in purposes for r in models.chain_for(p)}
         self.providers: dict[str, RemoteProvider] = {
-            name: make_provider(name, providers[name], environ=environ, clock=clock)
+            name: make_provider(
+                name, providers[name], environ=environ, clock=clock, pool_size=pool_size
+            )
             for name in sorted(names)
         }
         self._chains: dict[tuple[str, ...], FailoverProvider] = {}

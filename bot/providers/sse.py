@@ -114,6 +114,9 @@ class SseClient:
     """POSTs a JSON body and returns its event stream; the aiohttp session of one provider."""
 
     def __init__(self, *, connect_timeout_s: float, pool_size: int) -> None:
+        if pool_size < 1:
+            # aiohttp reads 0 as "no limit": a pool is sized on purpose, never by accident
+            raise ValueError(f"a connection pool needs a size of at least 1, not {pool_size}")
         self._connect_timeout_s = connect_timeout_s
         self.pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
