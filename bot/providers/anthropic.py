@@ -9,7 +9,6 @@ consecutive messages of one role merged.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
@@ -35,7 +34,7 @@ from bot.providers.remote import (
     status_error,
     transport_error,
 )
-from bot.providers.sse import HttpFailure
+from bot.providers.sse import HttpFailure, JsonBody
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -101,6 +100,7 @@ class AnthropicProvider(StreamingProvider["AsyncAnthropic"]):
         self.base_url = base_url.rstrip("/").removesuffix("/v1")
         self._url = self.base_url + "/v1/messages"
         self._setup(api_keys, clock, pool_size)
+        self._json = JsonBody()
 
     def _key_headers(self, key: str) -> dict[str, str]:
         return {
@@ -169,10 +169,7 @@ class AnthropicProvider(StreamingProvider["AsyncAnthropic"]):
         }
         if system:
             payload["system"] = system
-        tools = to_anthropic_tools(request)
-        if tools:
-            payload["tools"] = tools
-        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        return self._json.encode(payload, list(to_anthropic_tools(request)))
 
     def _probe_error(self, exc: Exception) -> ProviderError | None:
         import anthropic

@@ -35,7 +35,7 @@ from bot.providers.remote import (
     status_error,
     transport_error,
 )
-from bot.providers.sse import EventStream, HttpFailure
+from bot.providers.sse import EventStream, HttpFailure, JsonBody
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -73,6 +73,7 @@ class OpenAIProvider(StreamingProvider["AsyncOpenAI"]):
         self.base_url = config.resolved_base_url()
         self._url = self.base_url.rstrip("/") + "/chat/completions"
         self._setup(api_keys, clock, pool_size)
+        self._body = JsonBody()
         # Some compatible servers refuse stream_options; learned on the first refusal.
         self._usage_in_stream = True
         # The official API wants max_completion_tokens; compatible servers know max_tokens.
@@ -141,9 +142,6 @@ class OpenAIProvider(StreamingProvider["AsyncOpenAI"]):
             "messages": to_openai_messages(request),
             "stream": True,
         }
-        tools = to_openai_tools(request)
-        if tools:
-            payload["tools"] = tools
         if request.temperature is not None:
             payload["temperature"] = request.temperature
         if request.max_tokens:
@@ -152,7 +150,7 @@ class OpenAIProvider(StreamingProvider["AsyncOpenAI"]):
             )
         if self._usage_in_stream:
             payload["stream_options"] = {"include_usage": True}
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        body = self._body.encode(payload, list(to_openai_tools(request)))
         try:
             return await self._http.open(self._url, headers, body)
         except HttpFailure as exc:

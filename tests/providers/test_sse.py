@@ -4,6 +4,7 @@ its stream in awkward pieces."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,7 +12,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from bot.errors import ProviderHTTPError
-from bot.providers.sse import HttpFailure, SseClient, SseEvent
+from bot.providers.sse import HttpFailure, JsonBody, SseClient, SseEvent
 
 
 class _Server:
@@ -123,3 +124,19 @@ async def test_a_refused_connection_is_a_retryable_connection_error(client: SseC
         await client.open("http://127.0.0.1:9/stream", {}, b"{}")
 
     assert (caught.value.code, caught.value.retryable) == ("connection", True)
+
+
+def test_a_body_reuses_the_tools_json_only_while_the_tools_are_unchanged() -> None:
+    body = JsonBody()
+    schema: dict[str, object] = {"type": "object", "properties": {"q": {"type": "string"}}}
+    tools = [{"name": "search", "input_schema": schema}]
+    payload = {"model": "m", "messages": [{"role": "user", "content": "h\u00e9"}]}
+
+    first = json.loads(body.encode(payload, tools))
+    schema["required"] = ["q"]  # changed in place, as a reloaded skill might
+    second = json.loads(body.encode(payload, tools))
+
+    unchanged = {"type": "object", "properties": {"q": {"type": "string"}}}
+    assert first == {**payload, "tools": [{"name": "search", "input_schema": unchanged}]}
+    assert second["tools"][0]["input_schema"]["required"] == ["q"]
+    assert json.loads(body.encode(payload, [])) == payload
