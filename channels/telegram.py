@@ -24,13 +24,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-from aiohttp import web
-
-# first: python-telegram-bot without cryptography (see the module)
+# first: httpx and python-telegram-bot without what they only import for unused features
 from channels.telegram_lean import tls_context
 
 # isort: split
+import httpx
+from aiohttp import web
 from telegram import BotCommand, BotCommandScopeChat, Update
 from telegram.error import BadRequest, InvalidToken, TelegramError
 from telegram.request import HTTPXRequest

@@ -1,31 +1,35 @@
-"""python-telegram-bot, loaded lean: without cryptography, and one TLS context for its clients.
+"""python-telegram-bot and httpx, loaded lean; one TLS context for the adapter's clients.
 
-PTB imports cryptography (~6.6 MB, ~30 ms) only to decrypt Telegram Passport data, which
-Decapod never asks for; when the import fails, PTB turns Passport off and nothing else. So
-the first import of `telegram` runs with cryptography hidden, and the entry is removed right
-after, so that anything else that needs cryptography imports it as usual. Each httpx client
-(PTB makes two, the adapter a third for downloads) would otherwise build its own TLS context
-and load the CA bundle again (~50 ms each).
+Two optional imports cost an idle gateway memory for features it never uses, and each
+library guards them with `except ImportError`: PTB imports cryptography (~6.6 MB, ~30 ms)
+only to decrypt Telegram Passport data, and httpx imports click, rich and pygments (~5.6 MB)
+only for its command-line tool. So the first import of each runs with that dependency
+hidden, and the entry is removed right after, so that anything else that needs it imports
+it as usual. Each httpx client (PTB makes two, the adapter a third for downloads) would
+otherwise build its own TLS context and load the CA bundle again (~50 ms each).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import ssl
 import sys
 
 
-def _import_without_passport() -> None:
-    if "telegram" in sys.modules or "cryptography" in sys.modules:
+def _import_hiding(module: str, optional: str) -> None:
+    """Import `module` the first time with `optional` (which it guards) unimportable."""
+    if module in sys.modules or optional in sys.modules:
         return
-    sys.modules["cryptography"] = None  # type: ignore[assignment]  # import raises ImportError
+    sys.modules[optional] = None  # type: ignore[assignment]  # its import raises ImportError
     try:
-        import telegram  # noqa: F401
+        importlib.import_module(module)
     finally:
-        del sys.modules["cryptography"]
+        del sys.modules[optional]
 
 
-_import_without_passport()
+_import_hiding("httpx", "click")  # httpx's command-line tool only
+_import_hiding("telegram", "cryptography")  # Telegram Passport only
 
 
 @functools.cache
