@@ -87,6 +87,7 @@ class Store:
         from bot.security.files import private_dirs
 
         private_dirs(self.path.parent)
+        self._in_writer = 0  # a store started again after a stop starts clean
         ready: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
         self._writer = threading.Thread(
             target=self._write_loop,

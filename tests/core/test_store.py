@@ -220,3 +220,20 @@ async def test_a_cheap_write_runs_on_the_loop_but_never_overtakes_the_writer(
             ("alone", loop_thread),
         ]
         assert await store.kv.get("alone") == "x"
+
+
+async def test_a_store_started_again_writes_on_the_loop_again(tmp_path: Path) -> None:
+    store = Store(tmp_path / "a.db")
+    threads: list[str] = []
+
+    def op(conn: Any) -> None:
+        threads.append(threading.current_thread().name)
+
+    for _ in range(2):
+        await store.start()
+        try:
+            await store.write(op, cheap=True)
+        finally:
+            await store.stop()
+
+    assert threads == [threading.current_thread().name] * 2
