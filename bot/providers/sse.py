@@ -13,6 +13,7 @@ only the TCP connect.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,9 @@ from bot.errors import ProviderError, ProviderHTTPError, ProviderTimeout
 
 if TYPE_CHECKING:
     import aiohttp
+
+#: request bodies from this size on are sent as a stream (aiohttp's own threshold is 1 MiB)
+_STREAMED_BODY = 512 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +169,11 @@ class SseClient:
         """Send the request; raises HttpFailure for a non-2xx answer, ProviderError for a
         failed connection."""
         session = self._session_for_loop()
+        # aiohttp writes a large bytes body in one go and warns that it may hold the loop (a
+        # message with photos); as a stream it is written in pieces
+        data: bytes | io.BytesIO = body if len(body) < _STREAMED_BODY else io.BytesIO(body)
         try:
-            response = await session.post(url, data=body, headers=headers)
+            response = await session.post(url, data=data, headers=headers)
         except Exception as exc:
             error = self.transport_error(exc, phase="first_token", seconds=0.0)
             if error is None:
