@@ -19,6 +19,7 @@ from typing import Any
 
 from bench.common import PlatformFakes, TimingChannel, bench_config
 from bot.gateway import Gateway
+from bot.heap import settle_after_start
 from bot.messages import OutboundMessage, SentRef
 from bot.providers.base import ChatEvent, ChatRequest, Finish, TextDelta, Usage, UsageEvent
 
@@ -90,6 +91,7 @@ class InProcessLoad:
         config = bench_config(Path(self._tmp.name), self._url, **extra)
         self.gateway = Gateway(config, provider=self._provider, channels={"bench": self.channel})
         await self.gateway.start()
+        settle_after_start()  # as `decapod run` does once the gateway is up
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from bench.common import FakeLLMProcess, bench_config, median, pct
 from bench.load import CountingChannel
 from bot.gateway import Gateway
+from bot.heap import settle_after_start
 
 WARM_UP = 20
 
@@ -27,6 +28,7 @@ async def _p1(base_url: str, n: int) -> dict[str, Any]:
         channel = CountingChannel()
         config = bench_config(Path(tmp), base_url)
         async with Gateway(config, channels={"bench": channel}) as gw:
+            settle_after_start()  # as `decapod run` does once the gateway is up
             latencies = []
             channel.arm(n + WARM_UP)
             for i in range(n + WARM_UP):
@@ -46,6 +48,7 @@ async def _p2(base_url: str, sessions: int, messages: int) -> dict[str, Any]:
         channel = CountingChannel()
         config = bench_config(Path(tmp), base_url)
         async with Gateway(config, channels={"bench": channel}) as gw:
+            settle_after_start()  # as `decapod run` does once the gateway is up
             rounds = max(1, messages // sessions)
             start = time.perf_counter()
             for r in range(rounds):

@@ -1,7 +1,8 @@
 """P3: concurrency. 2,000 sessions each send one message at the same moment; the model (the
 fake LLM in its own process) takes 2 s to answer each, through the real openai SDK. Every
 message must be answered; latency is counted from the moment the burst is handed to the
-gateway to each reply; p99 <= 2.5 s and RSS <= 300 MB.
+gateway to each reply; p99 <= 1.25x the bare-client floor of the same run (bench/floors.py,
+compared in bench/__main__.py) and RSS <= 300 MB.
 
 The gateway runs with `gateway.max_concurrent_turns = 2000` (the default, 64, protects a
 local model server; a hosted API takes 2,000 waiting requests). It runs in a fresh process,
@@ -23,7 +24,6 @@ from bench.common import FakeLLMProcess, child_json, median, pct, rss_mb, run_ch
 from bench.load import CountingChannel, InProcessLoad
 
 LLM_DELAY_S = 2.0
-TARGET_P99_S = 2.5
 TARGET_RSS_MB = 300.0
 
 
@@ -89,7 +89,8 @@ async def _measure(sessions: int) -> dict[str, Any]:
         "p99_s": round(p99, 3),
         "max_s": round(max(latencies, default=float("nan")), 3),
         "peak_rss_mb": round(peak, 1),
-        "ok": ok_answers == sessions and p99 <= TARGET_P99_S and peak <= TARGET_RSS_MB,
+        #: all answered within the memory bound; the p99 is judged against the floor
+        "ok": ok_answers == sessions and peak <= TARGET_RSS_MB,
     }
 
 

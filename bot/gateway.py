@@ -149,7 +149,12 @@ class Gateway:
         if self._provider_override is None:
             from bot.providers.build import ProviderSet
 
-            self.providers = ProviderSet(cfg.providers, cfg.models, notify=self.notify_owner)
+            self.providers = ProviderSet(
+                cfg.providers,
+                cfg.models,
+                notify=self.notify_owner,
+                max_concurrent_turns=cfg.gateway.max_concurrent_turns,
+            )
             await self.providers.start()
             self._stack.push_async_callback(self.providers.aclose)
             self.metrics.watch_providers(self.providers)

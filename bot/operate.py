@@ -141,6 +141,9 @@ async def _run(config: Config) -> None:
             runtime = GatewayRuntime(url, token, os.getpid(), time.time())
             write_runtime(config.home, runtime)
         print(start_banner(gateway), flush=True)
+        from bot.heap import settle_after_start
+
+        settle_after_start()
         try:
             await _until_signal()
         finally:

@@ -24,6 +24,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+# first: httpx and python-telegram-bot without what they only import for unused features
+from channels.telegram_lean import tls_context
+
+# isort: split
 import httpx
 from aiohttp import web
 from telegram import BotCommand, BotCommandScopeChat, CallbackQuery, Update
@@ -103,10 +107,16 @@ class TelegramChannel(TelegramOutbound):
             self._token,
             base_url=cfg.api_base_url,
             base_file_url=cfg.file_base_url,
-            request=HTTPXRequest(connection_pool_size=32, pool_timeout=10.0),
-            get_updates_request=HTTPXRequest(connection_pool_size=2),
+            request=HTTPXRequest(
+                connection_pool_size=32, pool_timeout=10.0, httpx_kwargs={"verify": tls_context()}
+            ),
+            get_updates_request=HTTPXRequest(
+                connection_pool_size=2, httpx_kwargs={"verify": tls_context()}
+            ),
         )
-        self._downloads = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
+        self._downloads = httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=10.0), verify=tls_context()
+        )
         try:
             await self._connect()
         except InvalidToken:
@@ -329,7 +339,7 @@ async def doctor(name: str, channel_config: TelegramChannelConfig) -> list[tuple
         token,
         base_url=channel_config.api_base_url,
         base_file_url=channel_config.file_base_url,
-        request=HTTPXRequest(connection_pool_size=1),
+        request=HTTPXRequest(connection_pool_size=1, httpx_kwargs={"verify": tls_context()}),
     )
     try:
         async with bot:

@@ -1,9 +1,10 @@
-"""Anthropic's Messages API through the official SDK's AsyncAnthropic.
+"""Anthropic's Messages API, streamed over aiohttp with our own SSE reading (the official
+SDK's AsyncAnthropic lists the models for the health probe).
 
 Streaming with tool use: a tool_use block's input arrives as input_json_delta fragments and
 becomes a ToolCallEvent only once the message has finished. Our history is mapped to Anthropic's
 shape: the system prompt apart, tool results as user messages of tool_result blocks, and
-consecutive messages of one role merged. The SDK is imported when the first client is made.
+consecutive messages of one role merged.
 """
 
 from __future__ import annotations
@@ -29,24 +30,33 @@ from bot.providers.base import (
 from bot.providers.config import ProviderConfig
 from bot.providers.remote import (
     ChunkTimer,
-    KeyPool,
-    SdkProvider,
+    StreamingProvider,
     incomplete_stream,
     status_error,
     transport_error,
 )
+from bot.providers.sse import HttpFailure, JsonBody
 
 if TYPE_CHECKING:
-    from anthropic import AsyncAnthropic, AsyncStream
-    from anthropic.types import (
-        ContentBlockParam,
-        MessageParam,
-        RawMessageStreamEvent,
-        TextBlockParam,
-        ToolParam,
-    )
+    from anthropic import AsyncAnthropic
+    from anthropic.types import ContentBlockParam, MessageParam, TextBlockParam, ToolParam
 
 log = logging.getLogger(__name__)
+
+#: the Messages API version this client speaks (the installed SDK's pin, which the probe sends)
+ANTHROPIC_VERSION = "2026-10-21"
+#: the stream's events this client reads; others (newer kinds) are skipped
+_EVENTS = frozenset(
+    {
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+        "error",
+    }
+)
 
 _FINISH_REASONS = {
     "end_turn": "stop",
@@ -70,7 +80,7 @@ _STATUS_BY_ERROR_TYPE = {
 }
 
 
-class AnthropicProvider(SdkProvider["AsyncAnthropic"]):
+class AnthropicProvider(StreamingProvider["AsyncAnthropic"]):
     """A Provider over the Anthropic Messages API (or a server that speaks it)."""
 
     sdk_modules = ("anthropic",)
@@ -82,89 +92,91 @@ class AnthropicProvider(SdkProvider["AsyncAnthropic"]):
         api_keys: Sequence[str],
         *,
         clock: Callable[[], float] = time.monotonic,
+        pool_size: int | None = None,
     ) -> None:
         self.name = name
         self.config = config
-        # The SDK appends /v1 itself.
+        # The SDK appends /v1 itself; so do we.
         base_url = config.resolved_base_url()
-        self.base_url = base_url.removesuffix("/v1")
-        self._keys: KeyPool[AsyncAnthropic] = KeyPool(api_keys, self._make_client, clock=clock)
-        # The SDK is loaded by warm_up(), in the background once the gateway is up.
-        self._check_sdk()
+        self.base_url = base_url.rstrip("/").removesuffix("/v1")
+        self._url = self.base_url + "/v1/messages"
+        self._setup(api_keys, clock, pool_size)
+        self._json = JsonBody()
 
-    def _make_client(self, key: str) -> AsyncAnthropic:
+    def _key_headers(self, key: str) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {key}",
+            "anthropic-version": ANTHROPIC_VERSION,
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+        }
+
+    def _make_sdk_client(self, key: str) -> AsyncAnthropic:
         import anthropic
 
         cfg = self.config
-        # The SDK's own read timeout is only a backstop behind our first-token/idle deadlines.
-        read_s = max(cfg.first_token_timeout_s, cfg.idle_timeout_s) + 5.0
-        timeout = anthropic.Timeout(read_s, connect=cfg.connect_timeout_s)
+        timeout = anthropic.Timeout(cfg.connect_timeout_s + 5.0, connect=cfg.connect_timeout_s)
         return anthropic.AsyncAnthropic(
             api_key=key, base_url=self.base_url, max_retries=0, timeout=timeout
         )
 
     async def _stream_once(
-        self, client: AsyncAnthropic, request: ChatRequest
+        self, headers: dict[str, str], request: ChatRequest
     ) -> AsyncGenerator[ChatEvent, None]:
-        import anthropic
-        import httpx2
-
         cfg = self.config
         timer = ChunkTimer(cfg.first_token_timeout_s, cfg.idle_timeout_s)
         answer = _Answer()
         try:
-            response = await timer.request(self._open(client, request))
+            stream = await timer.request(self._http.open(self._url, headers, self._body(request)))
             try:
                 # Read to the end, past message_stop, so the connection can be reused.
-                while True:
-                    try:
-                        event = await timer.chunk(anext(response))
-                    except StopAsyncIteration:
-                        break
-                    for out in answer.feed(event):
-                        yield out
+                while events := await timer.chunk(stream.next_events()):
+                    for sse in events:
+                        if sse.event not in _EVENTS:
+                            continue  # newer event kinds this client does not know
+                        data = sse.json()
+                        if sse.event == "error":
+                            raise _stream_error(data)
+                        for out in answer.feed(sse.event, data):
+                            yield out
             finally:
-                await response.close()
-        except anthropic.APIStatusError as exc:
+                stream.close()
+        except HttpFailure as exc:
             raise _status_error(exc) from exc
-        except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
-            if answer.stop_reason is None:
-                raise transport_error(
-                    exc,
-                    connect_s=cfg.connect_timeout_s,
-                    phase=timer.phase(),
-                    seconds=timer.seconds(),
-                ) from exc
-            log.debug("provider %s: stream broke after the stop reason: %s", self.name, exc)
         except ProviderError:
             if answer.stop_reason is None:
                 raise
+            log.debug("provider %s: stream broke after the stop reason", self.name)
+        except Exception as exc:  # aiohttp: the connection broke mid-stream
+            error = self._http.transport_error(exc, phase=timer.phase(), seconds=timer.seconds())
+            if error is None:
+                raise
+            if answer.stop_reason is None:
+                raise error from exc
+            log.debug("provider %s: stream broke after the stop reason: %s", self.name, exc)
         if answer.stop_reason is None:
             raise incomplete_stream()
         for out in answer.finish(self.name, request.model):
             yield out
 
-    async def _open(
-        self, client: AsyncAnthropic, request: ChatRequest
-    ) -> AsyncStream[RawMessageStreamEvent]:
-        import anthropic
-
-        # No temperature: this SDK's Messages API takes none (sampling is fixed per model).
+    def _body(self, request: ChatRequest) -> bytes:
+        # No temperature: the Messages API's sampling is fixed per model here.
         system, messages = to_anthropic_messages(request)
-        return await client.messages.create(
-            model=request.model,
-            max_tokens=request.max_tokens or self.config.max_output_tokens,
-            messages=messages,
-            system=system or anthropic.omit,
-            tools=to_anthropic_tools(request) or anthropic.omit,
-            stream=True,
-        )
+        payload: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens or self.config.max_output_tokens,
+            "messages": messages,
+            "stream": True,
+        }
+        if system:
+            payload["system"] = system
+        return self._json.encode(payload, list(to_anthropic_tools(request)))
 
     def _probe_error(self, exc: Exception) -> ProviderError | None:
         import anthropic
 
         if isinstance(exc, anthropic.APIStatusError):
-            return _status_error(exc)
+            return _sdk_status_error(exc)
         if isinstance(exc, anthropic.APIConnectionError):
             seconds = self.config.connect_timeout_s + 5.0
             return transport_error(
@@ -189,45 +201,47 @@ class _Answer:
     usage: Usage = field(default_factory=Usage)
     stop_reason: str | None = None
 
-    def feed(self, event: RawMessageStreamEvent) -> Iterator[ChatEvent]:
-        if event.type == "message_start":
-            usage = event.message.usage
+    def feed(self, kind: str, event: dict[str, Any]) -> Iterator[ChatEvent]:
+        """One event as the JSON object the server sent (no typed model per event)."""
+        if kind == "message_start":
+            usage = (event.get("message") or {}).get("usage") or {}
             self.usage = Usage(
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_read_tokens=usage.cache_read_input_tokens or 0,
-                cache_write_tokens=usage.cache_creation_input_tokens or 0,
+                input_tokens=usage.get("input_tokens") or 0,
+                output_tokens=usage.get("output_tokens") or 0,
+                cache_read_tokens=usage.get("cache_read_input_tokens") or 0,
+                cache_write_tokens=usage.get("cache_creation_input_tokens") or 0,
             )
-        elif event.type == "content_block_start":
-            block = event.content_block
-            if block.type == "tool_use":
-                self.tools[event.index] = _ToolUse(block.id, block.name)
-            elif block.type == "text" and block.text:
-                yield TextDelta(block.text)
-        elif event.type == "content_block_delta":
-            delta = event.delta
-            if delta.type == "text_delta" and delta.text:
-                yield TextDelta(delta.text)
-            elif delta.type == "input_json_delta" and event.index in self.tools:
-                self.tools[event.index].parts.append(delta.partial_json)
-        elif event.type == "content_block_stop":
-            if event.index in self.tools:
-                self.tools[event.index].complete = True
-        elif event.type == "message_delta":
-            self.stop_reason = event.delta.stop_reason or "end_turn"
+        elif kind == "content_block_start":
+            block = event.get("content_block") or {}
+            if block.get("type") == "tool_use":
+                self.tools[event.get("index", 0)] = _ToolUse(block["id"], block["name"])
+            elif block.get("type") == "text" and block.get("text"):
+                yield TextDelta(block["text"])
+        elif kind == "content_block_delta":
+            delta = event.get("delta") or {}
+            index = event.get("index", 0)
+            if delta.get("type") == "text_delta" and delta.get("text"):
+                yield TextDelta(delta["text"])
+            elif delta.get("type") == "input_json_delta" and index in self.tools:
+                self.tools[index].parts.append(delta.get("partial_json") or "")
+        elif kind == "content_block_stop":
+            if event.get("index", 0) in self.tools:
+                self.tools[event.get("index", 0)].complete = True
+        elif kind == "message_delta":
+            self.stop_reason = (event.get("delta") or {}).get("stop_reason") or "end_turn"
             # message_delta carries cumulative counts; a field it leaves out keeps its value.
-            totals = event.usage
+            totals = event.get("usage") or {}
             self.usage = Usage(
-                input_tokens=_pick(totals.input_tokens, self.usage.input_tokens),
-                output_tokens=totals.output_tokens,
+                input_tokens=_pick(totals.get("input_tokens"), self.usage.input_tokens),
+                output_tokens=_pick(totals.get("output_tokens"), self.usage.output_tokens),
                 cache_read_tokens=_pick(
-                    totals.cache_read_input_tokens, self.usage.cache_read_tokens
+                    totals.get("cache_read_input_tokens"), self.usage.cache_read_tokens
                 ),
                 cache_write_tokens=_pick(
-                    totals.cache_creation_input_tokens, self.usage.cache_write_tokens
+                    totals.get("cache_creation_input_tokens"), self.usage.cache_write_tokens
                 ),
             )
-        elif event.type == "message_stop":
+        elif kind == "message_stop":
             self.stop_reason = self.stop_reason or "end_turn"
 
     def finish(self, provider: str, model: str) -> Iterator[ChatEvent]:
@@ -341,17 +355,35 @@ def to_anthropic_tools(request: ChatRequest) -> list[ToolParam]:
     ]
 
 
-def _status_error(exc: Any) -> ProviderHTTPError:
-    body = exc.body
+def _error_fields(body: object) -> tuple[str | None, str | None]:
+    """(type, message) from an Anthropic error body: {"type": "error", "error": {...}}."""
     error = body.get("error") if isinstance(body, dict) else None
-    error_type = error.get("type") if isinstance(error, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    status = exc.status_code
-    if status == 200:  # an error event inside the stream
-        status = _STATUS_BY_ERROR_TYPE.get(str(error_type), 500)
+    if not isinstance(error, dict):
+        return None, None
+    error_type, message = error.get("type"), error.get("message")
+    return (str(error_type) if error_type else None, str(message) if message else None)
+
+
+def _status_error(failure: HttpFailure) -> ProviderHTTPError:
+    error_type, message = _error_fields(failure.body)
+    fallback = f"Error code: {failure.status}" + (f" - {failure.text}" if failure.text else "")
     return status_error(
-        status,
-        str(message or exc.message),
-        code=str(error_type) if error_type else None,
-        headers=dict(exc.response.headers) if exc.status_code != 200 else None,
+        failure.status, message or fallback, code=error_type, headers=failure.headers
+    )
+
+
+def _stream_error(data: dict[str, Any]) -> ProviderHTTPError:
+    """An error event inside a 200 stream: its status from the error type."""
+    error_type, message = _error_fields(data)
+    status = _STATUS_BY_ERROR_TYPE.get(str(error_type), 500)
+    return status_error(status, message or "An error occurred during streaming", code=error_type)
+
+
+def _sdk_status_error(exc: Any) -> ProviderHTTPError:
+    error_type, message = _error_fields(exc.body)
+    return status_error(
+        exc.status_code,
+        message or exc.message,
+        code=error_type,
+        headers=dict(exc.response.headers),
     )

@@ -21,13 +21,14 @@ from bot.providers.breaker import BreakerBoard, BreakerSettings, EntryState, Fai
 from bot.providers.config import ModelsConfig, ProviderConfig, check_model_refs, split_model_ref
 from bot.providers.failover import ChainEntry, FailoverPolicy, FailoverProvider, classify
 from bot.providers.openai import OpenAIProvider
+from bot.providers.remote import DEFAULT_POOL_SIZE
 
 log = logging.getLogger(__name__)
 
 #: what a server on this machine gets as its key when none is configured (they ignore it)
 LOCAL_DUMMY_KEY = "decapod-local"
 
-SdkProvider = OpenAIProvider | AnthropicProvider
+RemoteProvider = OpenAIProvider | AnthropicProvider
 
 
 def resolve_keys(name: str, config: ProviderConfig, environ: Mapping[str, str]) -> list[str]:
@@ -49,11 +50,18 @@ def make_provider(
     *,
     environ: Mapping[str, str] = os.environ,
     clock: Callable[[], float] = time.monotonic,
-) -> SdkProvider:
+    pool_size: int | None = None,
+) -> RemoteProvider:
     keys = resolve_keys(name, config, environ)
     if config.type == "anthropic":
-        return AnthropicProvider(name, config, keys, clock=clock)
-    return OpenAIProvider(name, config, keys, clock=clock)
+        return AnthropicProvider(name, config, keys, clock=clock, pool_size=pool_size)
+    return OpenAIProvider(name, config, keys, clock=clock, pool_size=pool_size)
+
+
+def pool_size_for(max_concurrent_turns: int) -> int:
+    """A provider's connection pool for a gateway running this many turns at once: never
+    smaller (a turn would wait for a connection, not for the model), and never unlimited."""
+    return max(max_concurrent_turns, DEFAULT_POOL_SIZE)
 
 
 def policy_from(models: ModelsConfig) -> FailoverPolicy:
@@ -137,8 +145,10 @@ class ProviderSet:
         notify: Notify | None = None,
         environ: Mapping[str, str] = os.environ,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_concurrent_turns: int | None = None,
     ) -> None:
         _checked(providers, models)
+        pool_size = None if max_concurrent_turns is None else pool_size_for(max_concurrent_turns)
         self._configs = providers
         self._models = models
         policy = policy_from(models)
@@ -146,8 +156,10 @@ class ProviderSet:
         self.board = BreakerBoard(policy.breaker, clock=clock, notify=notify)
         purposes = ["chat", *models.routes, *(["vision"] if models.vision else [])]
         names = {split_model_ref(r)[0] for p in purposes for r in models.chain_for(p)}
-        self.providers: dict[str, SdkProvider] = {
-            name: make_provider(name, providers[name], environ=environ, clock=clock)
+        self.providers: dict[str, RemoteProvider] = {
+            name: make_provider(
+                name, providers[name], environ=environ, clock=clock, pool_size=pool_size
+            )
             for name in sorted(names)
         }
         self._chains: dict[tuple[str, ...], FailoverProvider] = {}
@@ -202,7 +214,7 @@ class ProviderSet:
                 self._probes.append(task)
 
     async def warm_up(self) -> None:
-        """Load every provider's SDK (in worker threads) and make its first client."""
+        """Load what each provider needs before its first turn (in worker threads)."""
         results = await asyncio.gather(
             *(p.warm_up() for p in self.providers.values()), return_exceptions=True
         )

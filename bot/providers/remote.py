@@ -1,7 +1,7 @@
 """What the OpenAI and Anthropic providers share: key rotation, stream deadlines, error mapping.
 
-Nothing here imports an SDK at module level; `httpx2` (the transport both SDKs use) is imported
-only inside the functions that inspect its exceptions.
+Nothing here imports an SDK at module level; `httpx2` (the transport both SDKs use for the
+health probe) is imported only inside the functions that inspect its exceptions.
 """
 
 from __future__ import annotations
@@ -28,11 +28,17 @@ from typing import Any, Generic, TypeVar
 from bot.errors import ContextTooLong, ProviderError, ProviderHTTPError, ProviderTimeout
 from bot.providers.base import ChatEvent, ChatRequest
 from bot.providers.config import ProviderConfig
+from bot.providers.sse import SseClient
 
 log = logging.getLogger("bot.providers")
 
 T = TypeVar("T")
 ClientT = TypeVar("ClientT")
+SdkT = TypeVar("SdkT")
+
+#: the stream pool of a provider built without a say (a CLI command, a test); the gateway
+#: sizes it to its `max_concurrent_turns`
+DEFAULT_POOL_SIZE = 100
 
 #: how long a key that was refused (401/403) sits out before it is tried again
 KEY_AUTH_COOLDOWN_S = 600.0
@@ -112,6 +118,9 @@ class KeyPool(Generic[ClientT]):
         if error.status == 429:
             return False
         return any(key.ready_at <= now for key in self._keys)
+
+    def key(self, index: int) -> str:
+        return self._keys[index].value
 
     def clients(self) -> Iterator[ClientT]:
         return iter(list(self._clients.values()))
@@ -234,18 +243,32 @@ def incomplete_stream() -> ProviderHTTPError:
     )
 
 
-class SdkProvider(Generic[ClientT]):
-    """The shared half of a provider over an official SDK: key rotation around each stream,
-    the health probe and closing the clients. A subclass opens one stream (`_stream_once`)
-    and says which SDK exceptions mean what (`_probe_error`)."""
+class StreamingProvider(Generic[SdkT]):
+    """The shared half of a remote provider: key rotation around each stream over the lean
+    transport (`SseClient`), the health probe through the official SDK, closing both. A
+    subclass opens one stream (`_stream_once`), says how a key is sent (`_key_headers`), how
+    an SDK client is made (`_make_sdk_client`) and which SDK exceptions mean what
+    (`_probe_error`)."""
 
     name: str
     config: ProviderConfig
-    _keys: KeyPool[ClientT]
-    #: the SDK's modules, imported off the event loop before the first client is made
+    _keys: KeyPool[dict[str, str]]
+    _http: SseClient
+    #: the SDK's modules, imported off the event loop before the first probe
     sdk_modules: tuple[str, ...] = ()
-    _warm = False
-    _loading: asyncio.Task[None] | None = None
+    _sdk_loading: asyncio.Task[None] | None = None
+
+    def _setup(
+        self, keys: Sequence[str], clock: Callable[[], float], pool_size: int | None
+    ) -> None:
+        self._keys = KeyPool(keys, self._key_headers, clock=clock)
+        self._http = SseClient(
+            connect_timeout_s=self.config.connect_timeout_s,
+            pool_size=pool_size if pool_size is not None else DEFAULT_POOL_SIZE,
+        )
+        #: one SDK client per key, made by the first probe with that key
+        self._sdk_clients: dict[str, SdkT] = {}
+        self._check_sdk()
 
     def _check_sdk(self) -> None:
         """Fail at build time, as an eager import would, when the SDK is not installed."""
@@ -253,25 +276,33 @@ class SdkProvider(Generic[ClientT]):
             if importlib.util.find_spec(module) is None:
                 raise ModuleNotFoundError(f"No module named {module!r}", name=module)
 
-    async def warm_up(self) -> None:
-        """Import the SDK in a worker thread, then make the first client. The import takes
-        most of a second: it must hold up neither the start nor the event loop, and must not
-        count against a turn's first-token deadline."""
-        if self._warm:
-            return
-        loop = asyncio.get_running_loop()
-        if self._loading is None or self._loading.get_loop() is not loop:
-            self._loading = loop.create_task(self._load())  # one load, however many wait
-        await asyncio.shield(self._loading)
+    @property
+    def pool_size(self) -> int:
+        return self._http.pool_size
 
-    async def _load(self) -> None:
+    async def warm_up(self) -> None:
+        """What a turn needs before its first request: nothing beyond aiohttp, which the
+        gateway has loaded already. The SDK (most of a second of imports and ~14 MB) is loaded
+        by the first health probe, if any."""
+
+    async def _load_sdk(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._sdk_loading is None or self._sdk_loading.get_loop() is not loop:
+            self._sdk_loading = loop.create_task(self._import_sdk())  # one load, many waiters
+        await asyncio.shield(self._sdk_loading)
+
+    async def _import_sdk(self) -> None:
         for module in self.sdk_modules:
             await asyncio.to_thread(importlib.import_module, module)
-        self._keys.pick()
-        self._warm = True
+
+    def _key_headers(self, key: str) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _make_sdk_client(self, key: str) -> SdkT:
+        raise NotImplementedError
 
     def _stream_once(
-        self, client: ClientT, request: ChatRequest
+        self, headers: dict[str, str], request: ChatRequest
     ) -> AsyncGenerator[ChatEvent, None]:
         raise NotImplementedError
 
@@ -280,12 +311,11 @@ class SdkProvider(Generic[ClientT]):
         raise NotImplementedError
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
-        await self.warm_up()
         while True:
-            index, client = self._keys.pick()
+            index, headers = self._keys.pick()
             emitted = False
             try:
-                async with aclosing(self._stream_once(client, request)) as events:
+                async with aclosing(self._stream_once(headers, request)) as events:
                     async for event in events:
                         emitted = True
                         yield event
@@ -299,8 +329,12 @@ class SdkProvider(Generic[ClientT]):
 
     async def probe(self) -> None:
         """A cheap reachability check (list the models). Raises a ProviderError when down."""
-        await self.warm_up()
-        _, client = self._keys.pick()
+        await self._load_sdk()
+        index, _ = self._keys.pick()
+        key = self._keys.key(index)
+        client = self._sdk_clients.get(key)
+        if client is None:
+            client = self._sdk_clients[key] = self._make_sdk_client(key)
         sdk_client: Any = client  # both SDKs: client.models.list(), client.close()
         try:
             async with asyncio.timeout(self.config.connect_timeout_s + 5.0):
@@ -314,7 +348,8 @@ class SdkProvider(Generic[ClientT]):
             raise mapped from exc
 
     async def aclose(self) -> None:
-        clients: list[Any] = list(self._keys.clients())
+        clients: list[Any] = list(self._sdk_clients.values())
+        self._sdk_clients.clear()
         for client in clients:
             await client.close()
-        self._keys.forget_clients()
+        await self._http.aclose()

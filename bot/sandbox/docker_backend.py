@@ -7,18 +7,21 @@ restarted gateway can remove what a crashed one left behind. `exec_run` has no t
 `wait(timeout)` only stops waiting, so a host-side watchdog kills the container instead.
 
 The SDK is blocking; every call runs on this backend's own thread pool, never the loop's
-default executor, so a slow daemon cannot starve the rest of the gateway.
+default executor, so a slow daemon cannot starve the rest of the gateway. The start (version,
+limits, image, orphans) talks to the daemon's socket directly (docker_api.py): the SDK is
+loaded by the first command, after the gateway is up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
+import importlib.util
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +42,7 @@ from bot.sandbox.base import (
     supervise,
 )
 from bot.sandbox.config import SandboxConfig
+from bot.sandbox.docker_api import DaemonApi, DaemonError, socket_path
 from bot.sandbox.enforcement import CPU_SHARE, MEMORY, PROCESSES, Enforcement
 from bot.sandbox.workspace import WorkspaceManager
 
@@ -61,15 +65,18 @@ class DockerBackend(CommandBackend):
         self,
         config: SandboxConfig,
         workspaces: WorkspaceManager,
-        client: Any,
         pool: ThreadPoolExecutor,
-        docker_module: Any,
+        api: DaemonApi | None,
     ) -> None:
         super().__init__(workspaces)
         self.config = config
-        self._client = client
         self._pool = pool
-        self._docker = docker_module
+        #: the daemon's own API over its unix socket (start, reaping); None for tcp://
+        self._api = api
+        #: the docker SDK and its client, loaded by the first command (see _sdk)
+        self._client: Any = None
+        self._docker: Any = None
+        self._sdk_lock = threading.Lock()
         # Labels carry a digest of the workspace root, so two gateways on one host
         # never reap each other's containers.
         self.instance = hashlib.sha256(str(workspaces.root.resolve()).encode()).hexdigest()[:16]
@@ -81,39 +88,62 @@ class DockerBackend(CommandBackend):
     @classmethod
     async def start(cls, config: SandboxConfig, workspaces: WorkspaceManager) -> DockerBackend:
         """Connect, check the image, reap orphans; raise SandboxError with the reason."""
-        try:
-            import docker  # the SDK is optional: decapod[sandbox]
-        except ImportError:
-            raise SandboxError("the docker package is not installed") from None
+        if importlib.util.find_spec("docker") is None:  # the SDK is optional: decapod[sandbox]
+            raise SandboxError("the docker package is not installed")
         pool = ThreadPoolExecutor(_MAX_THREADS, thread_name_prefix="decapod-docker")
         loop = asyncio.get_running_loop()
         if (unreachable := await loop.run_in_executor(pool, unix_socket_problem)) is not None:
             pool.shutdown(wait=False)
             raise SandboxError(f"no Docker daemon answers ({unreachable})")
+        path = socket_path()
+        backend = cls(config, workspaces, pool, DaemonApi(path, _API_TIMEOUT_S) if path else None)
         try:
-            client = await loop.run_in_executor(
-                pool, functools.partial(docker.from_env, timeout=_API_TIMEOUT_S)
-            )
-        except docker.errors.DockerException as exc:
-            pool.shutdown(wait=False)
-            raise SandboxError(f"no Docker daemon answers ({_short(exc)})") from None
-        backend = cls(config, workspaces, client, pool, docker)
-        try:
-            version = await backend._call(client.version)
+            version, backend._info, has_image = await backend._call(backend._probe)
             backend.server_version = str(version.get("Version", "unknown"))
-            backend._info = await backend._call(client.info)
-            await backend._call(client.images.get, config.docker_image)
+            if not has_image:
+                raise SandboxError(
+                    f"image {config.docker_image} is not present "
+                    "(build it with .ci/sandbox-setup.sh, or docker pull a pinned image)"
+                )
             await backend._call(backend._remove_labelled, {LABEL_GATEWAY: backend.instance})
-        except docker.errors.ImageNotFound:
+        except Exception as exc:
             await backend._close_client()
-            raise SandboxError(
-                f"image {config.docker_image} is not present "
-                "(build it with .ci/sandbox-setup.sh, or docker pull a pinned image)"
-            ) from None
-        except docker.errors.DockerException as exc:
-            await backend._close_client()
+            if isinstance(exc, SandboxError):
+                raise
+            if not backend._daemon_error(exc):
+                raise
             raise SandboxError(f"the Docker daemon failed ({_short(exc)})") from None
         return backend
+
+    def _sdk(self) -> tuple[Any, Any]:
+        """The docker SDK's client and module, made on first use (on the pool's thread)."""
+        with self._sdk_lock:
+            if self._client is None:
+                import docker
+
+                try:
+                    self._client = docker.from_env(timeout=_API_TIMEOUT_S)
+                except docker.errors.DockerException as exc:
+                    raise SandboxError(f"no Docker daemon answers ({_short(exc)})") from None
+                self._docker = docker
+        return self._client, self._docker
+
+    def _daemon_error(self, exc: BaseException) -> bool:
+        if isinstance(exc, DaemonError):
+            return True
+        return self._docker is not None and isinstance(exc, self._docker.errors.DockerException)
+
+    def _probe(self) -> tuple[dict[str, Any], dict[str, Any], bool]:
+        """(version, info, whether the image is present)."""
+        image = self.config.docker_image
+        if self._api is not None:
+            return self._api.version(), self._api.info(), self._api.has_image(image)
+        client, docker = self._sdk()
+        try:
+            client.images.get(image)
+        except docker.errors.ImageNotFound:
+            return client.version(), client.info(), False
+        return client.version(), client.info(), True
 
     def describe(self) -> str:
         return (
@@ -146,7 +176,8 @@ class DockerBackend(CommandBackend):
         await self._close_client()
 
     async def _close_client(self) -> None:
-        await self._call(self._client.close)
+        if self._client is not None:
+            await self._call(self._client.close)
         self._pool.shutdown(wait=False)
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -162,8 +193,8 @@ class DockerBackend(CommandBackend):
         watchdog: Watchdog,
     ) -> ExecResult:
         start = time.monotonic()
-        api = self._client.api
-        errors = self._docker.errors
+        client, docker = await self._call(self._sdk)
+        api, errors = client.api, docker.errors
         try:
             cid = await self._call(self._create, ws, argv, stdin is not None, limits)
         except errors.DockerException as exc:
@@ -265,6 +296,9 @@ class DockerBackend(CommandBackend):
             self._client.api.remove_container(cid, force=True)
 
     def _remove_labelled(self, labels: dict[str, str]) -> int:
+        if self._api is not None:
+            return self._api.remove_labelled(labels)
+        self._sdk()
         filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
         stale = self._client.api.containers(all=True, quiet=True, filters=filters)
         for container in stale:
@@ -275,10 +309,9 @@ class DockerBackend(CommandBackend):
 def unix_socket_problem() -> str | None:
     """Connect to a unix DOCKER_HOST ourselves first: the SDK leaks the socket of a failed
     connect, and its error message buries the one fact that matters (no socket, refused)."""
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if not host.startswith("unix://"):
+    path = socket_path()
+    if path is None:
         return None
-    path = host.removeprefix("unix://")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         probe.settimeout(_API_TIMEOUT_S)
         try:

@@ -1,13 +1,17 @@
 """SQLite storage: one writer thread that batches, a small pool of readers, ordered migrations.
 
-Every write is a function of a connection, queued to the single writer thread; the writer
-drains the queue and runs what it found in one transaction (each item under its own
-savepoint, so one failing write does not undo the others). SQL stays inside bot/store.
+Every write is a function of a connection. The writes of one event-loop tick are handed to the
+single writer thread together (one wake-up of the thread, not one per write); the writer runs
+what it found in one transaction, each item under its own savepoint when there are several,
+so one failing write does not undo the others. A thread round trip costs more CPU than an
+indexed lookup, so a cheap read (`peek`) runs on the loop's own connection; searches and
+scans go to the reader threads (`read`). SQL stays inside bot/store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import queue
 import threading
@@ -29,6 +33,11 @@ Conn = Any  # a DB-API connection from sqlite3 or pysqlite3
 
 _MAX_BATCH = 512
 _STOP = object()
+_CHECKPOINT = object()
+#: commits between WAL checkpoints (~1,000 pages: SQLite's own default, in commits of a few)
+_CHECKPOINT_EVERY = 256
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+log = logging.getLogger(__name__)
 
 
 class Store:
@@ -43,6 +52,18 @@ class Store:
         self._local = threading.local()
         self._reader_conns: list[Conn] = []
         self._conns_lock = threading.Lock()
+        #: the writes of the current loop tick, run together at its end
+        self._pending: list[tuple[Any, Any]] = []
+        self._pending_heavy = False
+        #: the writer's connection (the loop uses it too, when the writer holds nothing)
+        self._conn: Conn | None = None
+        #: items handed to the writer thread and not yet reported done
+        self._in_writer = 0
+        self._commits_since_checkpoint = 0
+        #: the event loop's own connection, for `peek`
+        self._loop_conn: Conn | None = None
+        #: transactions the writer committed (or tried to); a batch is one
+        self.transactions = 0
         self.migrations_applied: list[str] = []
         #: how many write batches found commits made by another connection (another
         #: process, such as the CLI) since the batch before: caches of rows that others may
@@ -70,6 +91,7 @@ class Store:
         from bot.security.files import private_dirs
 
         private_dirs(self.path.parent)
+        self._in_writer = 0  # a store started again after a stop starts clean
         ready: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
         self._writer = threading.Thread(
             target=self._write_loop,
@@ -80,11 +102,16 @@ class Store:
         self._writer.start()
         self.migrations_applied = await self._refusal_named(ready)
         self._readers = ThreadPoolExecutor(2, thread_name_prefix="decapod-store-reader")
+        self._loop_conn = sqlite.connect(self.path, load_vec=False)
+        # Never wait on the loop: a busy database (a checkpoint, a recovery) sends the read
+        # to a reader thread instead.
+        self._loop_conn.execute("PRAGMA busy_timeout = 0")
         return self
 
     async def stop(self) -> None:
         if self._writer is not None:
-            self._queue.put(_STOP)
+            self._flush()
+            self._hand_to_writer(_STOP)  # from now on the loop leaves the connection alone
             await asyncio.to_thread(self._writer.join)
             self._writer = None
         if self._readers is not None:
@@ -94,6 +121,9 @@ class Store:
             for conn in self._reader_conns:
                 conn.close()
             self._reader_conns.clear()
+        if self._loop_conn is not None:
+            self._loop_conn.close()
+            self._loop_conn = None
 
     async def __aenter__(self) -> Store:
         return await self.start()
@@ -104,13 +134,66 @@ class Store:
         await self.stop()
 
     # access --------------------------------------------------------------------------------
-    async def write(self, fn: Callable[[Conn], T]) -> T:
-        """Run `fn(conn)` on the writer thread inside a transaction; returns its result."""
+    async def write(self, fn: Callable[[Conn], T], *, cheap: bool = False) -> T:
+        """Run `fn(conn)` inside a transaction with the other writes of this loop tick; returns
+        its result. A `cheap` write (a few rows by key) may run on the event loop itself when
+        the writer thread is idle: a thread round trip costs more than such a write."""
         if self._writer is None:
             raise StoreError("store is not started")
-        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put((fn, fut))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._pending.append((fn, fut))
+        self._pending_heavy |= not cheap
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)
         return await self._refusal_named(fut)
+
+    def _flush(self) -> None:
+        """This tick's writes, in the order they were made: on the loop when all are cheap and
+        the writer thread holds nothing (so nothing can overtake), else to the writer."""
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        heavy, self._pending_heavy = self._pending_heavy, False
+        conn = self._conn
+        if not heavy and self._in_writer == 0 and conn is not None:
+            # never wait on the loop for another process's lock: that batch goes to the writer
+            conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                results = self._run_batch(conn, batch)
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {sqlite.BUSY_TIMEOUT_MS}")
+            if results is not None:
+                _settle_all(results)
+                if self._commits_since_checkpoint >= _CHECKPOINT_EVERY:
+                    self._hand_to_writer(_CHECKPOINT)  # its fsync stays off the loop
+                return
+        self._hand_to_writer(batch)
+
+    def _hand_to_writer(self, item: object) -> None:
+        self._in_writer += 1
+        self._queue.put(item)
+
+    def _writer_done(self, results: list[tuple[Any, Any, BaseException | None]], n: int) -> None:
+        self._in_writer -= n
+        _settle_all(results)
+
+    async def peek(self, fn: Callable[[Conn], T]) -> T:
+        """Run a cheap read (an indexed lookup of a few rows) on the event loop's connection:
+        no thread round trip. Never for a search or a scan, which would hold up every turn."""
+        conn = self._loop_conn
+        if conn is None:
+            raise StoreError("store is not started")
+        try:
+            return fn(conn)
+        except Exception as exc:
+            code = getattr(exc, "sqlite_errorcode", None)
+            if isinstance(code, int) and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
+                return await self.read(fn)
+            refused = _refused(exc, self.path)
+            if refused is None or refused is exc:
+                raise
+            raise refused from exc
 
     async def read(self, fn: Callable[[Conn], T]) -> T:
         if self._readers is None:
@@ -143,55 +226,93 @@ class Store:
             conn = sqlite.connect(self.path)
             applied = migrate(conn, self._migration_progress)
             self._data_version = _data_version(conn)
+            # checkpoints run here, never in a commit made on the loop (see _flush)
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
         except Exception as exc:
             err = _refused(exc, self.path) or StoreError(f"cannot open {self.path}: {exc}")
             loop.call_soon_threadsafe(_settle, ready, None, err)
             return
+        self._conn = conn
         loop.call_soon_threadsafe(_settle, ready, applied, None)
         stopping = False
         while not stopping:
-            batch = [self._queue.get()]
-            while len(batch) < _MAX_BATCH:
+            # each item is one tick's writes (or a checkpoint); take whatever else is waiting
+            items = [self._queue.get()]
+            while True:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            if _STOP in batch:
-                stopping = True
-                batch = [item for item in batch if item is not _STOP]
-            if batch:
-                self._run_batch(conn, loop, batch)
+            stopping = _STOP in items
+            handed = [item for item in items if item is not _STOP]
+            batch = [write for item in handed if item is not _CHECKPOINT for write in item]
+            results: list[tuple[Any, Any, BaseException | None]] = []
+            for start in range(0, len(batch), _MAX_BATCH):
+                chunk = batch[start : start + _MAX_BATCH]
+                done = self._run_batch(conn, chunk, wait=True)
+                results += done if done is not None else []
+            if self._commits_since_checkpoint >= _CHECKPOINT_EVERY or _CHECKPOINT in handed:
+                self._checkpoint(conn)
+            # one wake-up of the event loop for all of it, not one per write
+            loop.call_soon_threadsafe(self._writer_done, results, len(handed))
+        self._checkpoint(conn)
+        self._conn = None
         conn.close()
 
+    def _checkpoint(self, conn: Conn) -> None:
+        self._commits_since_checkpoint = 0
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except Exception as exc:  # a full disk: the next one tries again
+            log.warning("WAL checkpoint failed: %s", exc)
+
     def _run_batch(
-        self, conn: Conn, loop: asyncio.AbstractEventLoop, batch: list[tuple[Any, Any]]
-    ) -> None:
+        self, conn: Conn, batch: list[tuple[Any, Any]], *, wait: bool = False
+    ) -> list[tuple[Any, Any, BaseException | None]] | None:
+        """Run `batch` in one transaction; each write's result or error. None when the
+        database is locked by another process and `wait` is off (nothing ran)."""
         results: list[tuple[Any, Any, BaseException | None]] = []
+        # a lone write needs no savepoint: when it fails, the whole transaction is its own
+        alone = len(batch) == 1
         try:
             conn.execute("BEGIN IMMEDIATE")
+        except Exception as exc:
+            code = getattr(exc, "sqlite_errorcode", None)
+            if not wait and isinstance(code, int) and code & 0xFF == _SQLITE_BUSY:
+                return None
+            failed = _refused(exc, self.path) or StoreError(f"write failed: {exc}")
+            return [(fut, None, failed) for _, fut in batch]
+        self.transactions += 1
+        self._commits_since_checkpoint += 1
+        try:
             # one cheap pragma per batch; it changes only when another connection committed
             version = _data_version(conn)
             if version != self._data_version:
                 self._data_version = version
                 self.foreign_commits += 1
             for fn, fut in batch:
-                conn.execute("SAVEPOINT item")
+                if not alone:
+                    conn.execute("SAVEPOINT item")
                 try:
                     value = fn(conn)
                 except Exception as exc:
-                    conn.execute("ROLLBACK TO item")
+                    if not alone:
+                        conn.execute("ROLLBACK TO item")
+                    elif conn.in_transaction:  # SQLite may have rolled it back (a full disk)
+                        conn.execute("ROLLBACK")
                     results.append((fut, None, exc))
                 else:
                     results.append((fut, value, None))
-                conn.execute("RELEASE item")
-            conn.execute("COMMIT")
+                if not alone:
+                    conn.execute("RELEASE item")
+            if conn.in_transaction:
+                conn.execute("COMMIT")
         except Exception as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             failed = _refused(exc, self.path) or StoreError(f"write failed: {exc}")
             results = [(fut, None, failed) for _, fut in batch]
-        # one wake-up of the event loop for the whole batch, not one per write
-        loop.call_soon_threadsafe(_settle_all, results)
+        return results
 
 
 def _data_version(conn: Conn) -> int:

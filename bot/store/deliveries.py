@@ -85,11 +85,11 @@ class DeliveryRepo:
     async def save(self, key: Key, state: DeliveryState) -> None:
         """Record what of the answer the person can see now."""
         now = time.time()
-        await self.store.write(lambda c: _save(c, key, state, now))
+        await self.store.write(lambda c: _save(c, key, state, now), cheap=True)
 
     async def record(self, update: DeliveryUpdate) -> None:
         now = time.time()
-        await self.store.write(lambda c: update.apply(c, now))
+        await self.store.write(lambda c: update.apply(c, now), cheap=True)
 
     async def finish(self, key: Key, state: DeliveryState) -> None:
         """The whole answer reached the person."""
@@ -99,7 +99,7 @@ class DeliveryRepo:
             _save(conn, key, state, now)
             set_inbound_status(conn, key, "done", None, now)
 
-        await self.store.write(op)
+        await self.store.write(op, cheap=True)
 
     async def fail(self, key: Key, state: DeliveryState, reason: str) -> None:
         """Give the delivery up: it is never tried again."""
@@ -113,7 +113,7 @@ class DeliveryRepo:
             )
             set_inbound_status(conn, key, "failed", reason, now)
 
-        await self.store.write(op)
+        await self.store.write(op, cheap=True)
 
     async def unfinished(self) -> list[OpenDelivery]:
         """Deliveries stored but not finished (a crash, a stop mid-turn, a send that failed

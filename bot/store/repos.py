@@ -60,7 +60,7 @@ class IdentityRepo(_Repo):
             ).fetchone()
             return str(row[0])
 
-        return await self.store.write(op)
+        return await self.store.write(op, cheap=True)
 
     async def person_id(self, identity_key: str) -> str | None:
         def op(conn: Conn) -> str | None:
@@ -82,7 +82,7 @@ class IdentityRepo(_Repo):
             return row[0] if row else None
 
         writes = self._zone_writes
-        zone = await self.store.read(op)
+        zone = await self.store.peek(op)
         if writes == self._zone_writes:
             self._remember_zone(identity_key, zone)
         return zone
@@ -127,7 +127,7 @@ class SessionRepo(_Repo):
             cur = conn.execute("INSERT INTO sessions (key, created_at) VALUES (?, ?)", (key, now))
             return SessionRow(cur.lastrowid, key, now, "", 0)
 
-        return await self.store.write(op)
+        return await self.store.write(op, cheap=True)
 
     async def reset(self, key: str) -> SessionRow:
         """End the open session for `key` and start a fresh one (/new)."""
@@ -228,7 +228,7 @@ class TurnRepo(_Repo):
                 set_inbound_status(conn, inbound_done, "done", None, now)
             return ids
 
-        return await self.store.write(op)
+        return await self.store.write(op, cheap=True)
 
     async def has_turn(self, session_id: int, turn_id: str, role: str) -> bool:
         def op(conn: Conn) -> bool:
@@ -258,7 +258,7 @@ class TurnRepo(_Repo):
             ).fetchall()
             return [(r[0], _row_message(r)) for r in reversed(rows)]
 
-        return await self.store.read(op)
+        return await self.store.peek(op)  # the newest rows of one session, by index
 
     async def for_session(self, session_id: int) -> list[dict[str, Any]]:
         def op(conn: Conn) -> list[dict[str, Any]]:
@@ -310,14 +310,15 @@ class InboundRepo(_Repo):
             )
             return bool(cur.rowcount)
 
-        return await self.store.write(op)
+        return await self.store.write(op, cheap=True)
 
     async def set_status(
         self, channel: str, delivery_id: str, status: str, error: str | None = None
     ) -> None:
         now = time.time()
         await self.store.write(
-            lambda c: set_inbound_status(c, (channel, delivery_id), status, error, now)
+            lambda c: set_inbound_status(c, (channel, delivery_id), status, error, now),
+            cheap=True,
         )
 
     async def open_deliveries(self) -> list[InboundMessage]:

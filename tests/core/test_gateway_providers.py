@@ -137,3 +137,15 @@ async def _until(predicate: Any, timeout: float = 15.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.01)
+
+
+async def test_provider_pool_is_sized_to_the_turns_the_gateway_runs(make_config: Any) -> None:
+    async with FakeLLM() as fake:
+        config = make_config(
+            providers={"local": {"base_url": fake.base_url + "/v1"}},
+            models={"chat": ["local:m"]},
+            gateway={"max_concurrent_turns": 300},
+        )
+        async with Gateway(config, channels={"test": RecordingChannel()}) as gw:
+            assert gw.providers is not None
+            assert gw.providers.providers["local"].pool_size == 300

@@ -1,5 +1,5 @@
 """The request a plain "hello" from the owner in a DM sends on the default config (the most
-tools) stays within P7's 8 KB, taken at the fake model server behind the real openai SDK.
+tools) stays within P7's 8 KB, taken at the fake model server behind the provider's stream client.
 Every tool schema and system prompt line rides on every turn: this is where a new tool, or a
 wordy description, shows its cost."""
 

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from bot.messages import Conversation, Identity, InboundMessage
 from bot.providers.base import ChatMessage, ToolCall, Usage
@@ -122,3 +127,113 @@ async def test_r11_sqlite_contention_no_database_locked(tmp_path: Path) -> None:
         assert count == 300
         ok = await store.read(lambda c: c.execute("PRAGMA integrity_check").fetchone()[0])
         assert ok == "ok"
+
+
+async def test_the_writes_of_one_tick_commit_in_one_transaction_in_order(tmp_path: Path) -> None:
+    async with Store(tmp_path / "a.db") as store:
+        await store.kv.set("warm", "1")
+        before = store.transactions
+        order: list[int] = []
+
+        def record(i: int) -> Callable[[Any], int]:
+            def op(conn: Any) -> int:
+                order.append(i)
+                return i
+
+            return op
+
+        results = await asyncio.gather(*(store.write(record(i)) for i in range(50)))
+
+        assert results == list(range(50)) == order
+        assert store.transactions == before + 1
+
+
+async def test_a_lone_failing_write_rolls_back_only_itself_without_a_savepoint(
+    tmp_path: Path,
+) -> None:
+    async with Store(tmp_path / "a.db") as store:
+        statements: list[str] = []
+
+        def traced(conn: Any) -> None:
+            conn.set_trace_callback(statements.append)
+            conn.execute("INSERT INTO kv VALUES ('lost', 'x', 0)")
+            raise ValueError("boom")
+
+        with pytest.raises(ValueError, match="boom"):
+            await store.write(traced)
+        await store.write(lambda conn: conn.set_trace_callback(None))
+
+        assert await store.kv.get("lost") is None
+        assert not any(s.startswith(("SAVEPOINT", "RELEASE")) for s in statements)
+        await store.kv.set("after", "1")
+        assert await store.kv.get("after") == "1"
+
+
+async def test_a_cheap_read_runs_on_the_loop_and_sees_committed_writes(tmp_path: Path) -> None:
+    async with Store(tmp_path / "a.db") as store:
+        row = await store.sessions.current("k")
+        await store.turns.add(
+            row.id, [TurnRecord("t1", ChatMessage("user", "hello"))], inbound_done=None
+        )
+        threads: list[str] = []
+
+        def op(conn: Any) -> int:
+            threads.append(threading.current_thread().name)
+            return int(conn.execute("SELECT count(*) FROM turns").fetchone()[0])
+
+        assert await store.peek(op) == 1
+        assert threads == [threading.current_thread().name]
+        history = await store.turns.history(row.id, 0, 10)
+        assert [m.content for _, m in history] == ["hello"]
+
+
+async def test_a_cheap_write_runs_on_the_loop_but_never_overtakes_the_writer(
+    tmp_path: Path,
+) -> None:
+    async with Store(tmp_path / "a.db") as store:
+        seen: list[tuple[str, str]] = []
+        gate = threading.Event()
+
+        def op(tag: str) -> Callable[[Any], str]:
+            def run(conn: Any) -> str:
+                if tag == "slow":
+                    gate.wait(10)
+                conn.execute("INSERT INTO kv VALUES (?, 'x', 0)", (tag,))
+                seen.append((tag, threading.current_thread().name))
+                return tag
+
+            return run
+
+        slow = asyncio.ensure_future(store.write(op("slow")))
+        await asyncio.sleep(0.05)  # its tick has ended: the writer thread holds it
+        after = asyncio.ensure_future(store.write(op("after"), cheap=True))
+        await asyncio.sleep(0.05)
+        assert not after.done()  # it waits behind the slow write
+        gate.set()
+        assert (await slow, await after) == ("slow", "after")
+        assert await store.write(op("alone"), cheap=True) == "alone"
+
+        loop_thread = threading.current_thread().name
+        assert seen == [
+            ("slow", "decapod-store-writer"),
+            ("after", "decapod-store-writer"),
+            ("alone", loop_thread),
+        ]
+        assert await store.kv.get("alone") == "x"
+
+
+async def test_a_store_started_again_writes_on_the_loop_again(tmp_path: Path) -> None:
+    store = Store(tmp_path / "a.db")
+    threads: list[str] = []
+
+    def op(conn: Any) -> None:
+        threads.append(threading.current_thread().name)
+
+    for _ in range(2):
+        await store.start()
+        try:
+            await store.write(op, cheap=True)
+        finally:
+            await store.stop()
+
+    assert threads == [threading.current_thread().name] * 2

@@ -179,7 +179,7 @@ class FakeLLM:
 
     async def start(self, port: int = 0) -> FakeLLM:
         """Listen on `port` (0: any free one); a stopped fake can come back on its old port."""
-        app = web.Application(middlewares=[self._check_key])
+        app = web.Application(middlewares=[self._check_key], client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._openai_chat)
         app.router.add_post("/v1/messages", self._anthropic_messages)
         app.router.add_post("/v1/embeddings", self._embeddings)

@@ -122,3 +122,23 @@ async def test_without_any_vision_model_the_person_is_told_once(
     for call in fake.calls(path="/v1/chat/completions"):
         assert _image_urls(call.body) == []
         assert "not shown; no model here can see images" in call.body["messages"][-1]["content"]
+
+
+async def test_several_large_photos_in_one_message_reach_the_model_together(
+    make_config: Any, fake: FakeLLM
+) -> None:
+    from tests.media.files import jpeg
+
+    fake.push("Three noisy photos.")
+    parts = tuple(
+        Attachment("image", f"photo-{i}", f"p{i}.jpg", "image/jpeg", None) for i in range(3)
+    )
+    async with running(make_config, fake, models={"chat": ["oa:gpt-4o-mini"]}) as (_gw, channel):
+        for i in range(3):
+            channel.files[f"photo-{i}"] = jpeg(2400, 1800)
+        await channel.push("compare these", parts=parts)
+        assert await channel.wait_for_messages(1) == ["Three noisy photos."]
+    [call] = fake.calls(path="/v1/chat/completions")
+    urls = _image_urls(call.body)
+    # each stays under its own cap; together the request is well over a megabyte
+    assert len(urls) == 3 and sum(len(url) for url in urls) > 1_000_000

@@ -1,4 +1,5 @@
-"""AnthropicProvider end to end: the real anthropic SDK against the fake server on 127.0.0.1."""
+"""AnthropicProvider end to end against the fake server on 127.0.0.1: streams over aiohttp with
+our SSE reading, the health probe through the real anthropic SDK."""
 
 from __future__ import annotations
 

@@ -173,3 +173,36 @@ async def test_owner_is_notified_through_the_set(fake: FakeLLM) -> None:
 
     assert len(sent) == 1
     assert "'a'" in sent[0]
+
+
+async def test_the_pool_holds_as_many_streams_as_the_gateway_runs_turns(fake: FakeLLM) -> None:
+    turns = 150  # more than aiohttp's (and the SDKs') default pool of 100
+    providers = {"p": ProviderConfig(base_url=fake.base_url + "/v1")}
+    built = ProviderSet(
+        providers, ModelsConfig(chat=["p:m"]), environ={}, max_concurrent_turns=turns
+    )
+    fake.push(*[Reply(hang=True) for _ in range(turns)])
+    chain = built.for_purpose("chat")
+    streams = [asyncio.create_task(complete(chain, REQUEST)) for _ in range(turns)]
+    try:
+        async with asyncio.timeout(60):
+            while fake.open_requests < turns:
+                await asyncio.sleep(0.05)
+    finally:
+        for task in streams:
+            task.cancel()
+        await asyncio.gather(*streams, return_exceptions=True)
+        await built.aclose()
+
+    assert built.providers["p"].pool_size == turns
+
+
+def test_a_pool_is_never_smaller_than_the_default_nor_unlimited() -> None:
+    from bot.providers.build import pool_size_for
+    from bot.providers.remote import DEFAULT_POOL_SIZE
+    from bot.providers.sse import SseClient
+
+    assert pool_size_for(8) == DEFAULT_POOL_SIZE
+    assert pool_size_for(2000) == 2000
+    with pytest.raises(ValueError, match="at least 1"):
+        SseClient(connect_timeout_s=1.0, pool_size=0)

@@ -1,4 +1,5 @@
-"""OpenAIProvider end to end: the real openai SDK against the fake server on 127.0.0.1."""
+"""OpenAIProvider end to end against the fake server on 127.0.0.1: streams over aiohttp with
+our SSE reading, the health probe through the real openai SDK."""
 
 from __future__ import annotations
 
@@ -282,27 +283,52 @@ async def test_every_key_refused_surfaces_the_401(fake: FakeLLM) -> None:
     assert len(fake.requests) == 2
 
 
-async def test_one_client_per_key_not_per_request(
+async def test_one_connection_pool_per_provider_not_per_request_or_key(
     fake: FakeLLM, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import openai
+    import aiohttp
 
-    made: list[str] = []
+    made: list[object] = []
+    real = aiohttp.ClientSession
 
-    class CountingClient(openai.AsyncOpenAI):
-        def __init__(self, **kwargs: object) -> None:
-            made.append(str(kwargs["api_key"]))
-            super().__init__(**kwargs)  # type: ignore[arg-type]
+    def counting(*args: object, **kwargs: object) -> aiohttp.ClientSession:
+        made.append(kwargs.get("connector"))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(openai, "AsyncOpenAI", CountingClient)
-    provider = make(fake)
+    monkeypatch.setattr(aiohttp, "ClientSession", counting)
+    provider = make(fake, keys=["sk-one", "sk-two"])
+    fake.push(Reply.error(401))  # the first key is refused: the second takes over
     try:
         for _ in range(3):
             await complete(provider, ask())
     finally:
         await provider.aclose()
 
-    assert made == ["sk-test"]
+    assert len(made) == 1
+    keys = [r.headers["Authorization"] for r in fake.requests]
+    assert keys == ["Bearer sk-one", "Bearer sk-two", "Bearer sk-two", "Bearer sk-two"]
+
+
+def test_a_streamed_turn_loads_no_sdk() -> None:
+    code = (
+        "import asyncio, sys\n"
+        "from bot.providers.base import ChatMessage, ChatRequest, complete\n"
+        "from bot.providers.config import ProviderConfig\n"
+        "from bot.providers.openai import OpenAIProvider\n"
+        "from tests.fakes.llm import FakeLLM\n"
+        "async def main():\n"
+        "    async with FakeLLM() as fake:\n"
+        "        config = ProviderConfig(base_url=fake.base_url + '/v1')\n"
+        "        provider = OpenAIProvider('local', config, ['sk-test'])\n"
+        "        await provider.warm_up()\n"
+        "        request = ChatRequest(model='m', messages=(ChatMessage('user', 'hi'),))\n"
+        "        assert (await complete(provider, request)).text\n"
+        "        await provider.aclose()\n"
+        "asyncio.run(main())\n"
+        "loaded = [m for m in ('openai', 'anthropic', 'httpx2') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 async def test_probe_lists_models(fake: FakeLLM, provider: OpenAIProvider) -> None:

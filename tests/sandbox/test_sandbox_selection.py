@@ -120,3 +120,31 @@ def test_importing_the_package_does_not_import_docker() -> None:
     code = "import sys, bot.sandbox, bot.sandbox.cli; print('docker' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_docker_is_chosen_without_its_sdk_and_the_first_command_loads_it(home: Path) -> None:
+    if (reason := docker_skip_reason()) is not None:
+        pytest.skip(reason)
+    code = (
+        "import asyncio, json, sys\n"
+        "from pathlib import Path\n"
+        "from bot.sandbox import SandboxConfig, select_backend\n"
+        "from bot.sandbox.base import Limits\n"
+        "async def main():\n"
+        "    config = SandboxConfig(backend='docker', allow_unenforced_limits=True)\n"
+        f"    backend, why = await select_backend(config, Path({str(home)!r}))\n"
+        "    assert backend is not None, why\n"
+        "    at_start = 'docker' in sys.modules\n"
+        "    limits = Limits(memory_mb=256, pids=64, cpu_seconds=2, wall_seconds=30,"
+        " file_size_mb=10, nofile=256)\n"
+        "    result = await backend.exec('s', ['/bin/sh', '-c', 'echo hi'], stdin=None,"
+        " limits=limits, timeout=30)\n"
+        "    await backend.aclose()\n"
+        "    print(json.dumps([at_start, 'docker' in sys.modules, result.stdout.decode()]))\n"
+        "asyncio.run(main())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    at_start, after, stdout = json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert (at_start, after) == (False, True)
+    assert stdout.strip() == "hi"

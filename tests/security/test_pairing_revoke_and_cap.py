@@ -60,7 +60,9 @@ async def test_a_revoke_from_the_cli_stops_the_next_message(make_config: Any, ho
         [notice] = await channel.wait_for_messages(1, chat_id="friend")
         code = CODE.search(notice).group(0)  # type: ignore[union-attr]
         await channel.push(f"/pair {code}", user="boss")
-        await channel.wait_for_messages(1, chat_id="boss")
+        # the owner was told of the request (with buttons), then answered
+        told, approved = await channel.wait_for_messages(2, chat_id="boss")
+        assert code in told and approved.startswith("Approved Friend")
         revision = gw.store.access.revision
         for n, text in enumerate(("one", "two"), start=2):  # the second is answered from cache
             await channel.push(text, user="friend")

@@ -1,0 +1,23 @@
+"""The serving gateway's collector settings, in a process of its own (they are process-wide)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_start_up_objects_are_frozen_and_young_collections_are_rarer() -> None:
+    code = (
+        "import gc, json\n"
+        "from bot.heap import SERVING_THRESHOLDS, settle_after_start\n"
+        "before = gc.get_freeze_count()\n"
+        "settle_after_start()\n"
+        "print(json.dumps([before, gc.get_freeze_count(), gc.get_threshold(),"
+        " list(SERVING_THRESHOLDS)]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    before, frozen, thresholds, wanted = json.loads(out.stdout)
+
+    assert before == 0 and frozen > 1000
+    assert thresholds == wanted and thresholds[0] > 700  # 700: the interpreter's default

@@ -1,0 +1,142 @@
+"""The SSE reading under both providers, against a real aiohttp server on 127.0.0.1 that writes
+its stream in awkward pieces."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from bot.errors import ProviderHTTPError
+from bot.providers.sse import HttpFailure, JsonBody, SseClient, SseEvent
+
+
+class _Server:
+    """Answers POST /stream with `pieces`, each written (and flushed) on its own."""
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] = []
+        self.status = 200
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        await request.read()
+        if self.status != 200:
+            return web.json_response(
+                {"error": {"message": "no"}}, status=self.status, headers={"Retry-After": "3"}
+            )
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for piece in self.pieces:
+            await response.write(piece)
+            await asyncio.sleep(0.01)  # separate reads on the client side
+        await response.write_eof()
+        return response
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/stream", self._stream)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/stream"
+
+
+@pytest_asyncio.fixture
+async def server() -> AsyncIterator[_Server]:
+    served = _Server()
+    await served.start()
+    yield served
+    assert served.runner is not None
+    await served.runner.cleanup()
+
+
+@pytest_asyncio.fixture
+async def client() -> AsyncIterator[SseClient]:
+    made = SseClient(connect_timeout_s=2.0, pool_size=4)
+    yield made
+    await made.aclose()
+
+
+async def _all_events(client: SseClient, url: str) -> list[SseEvent]:
+    stream = await client.open(url, {"Content-Type": "application/json"}, b"{}")
+    out: list[SseEvent] = []
+    try:
+        while events := await stream.next_events():
+            out += events
+    finally:
+        stream.close()
+    return out
+
+
+async def test_events_split_across_reads_with_crlf_comments_and_multiline_data(
+    server: _Server, client: SseClient
+) -> None:
+    server.pieces = [
+        b": keep-alive comment\r\n\r\n",
+        b'data: {"a": 1}\r',  # the CR and its LF arrive in different reads
+        b'\n\r\nevent: message_start\r\ndata: {"b":',
+        b' "\xc3',  # a UTF-8 character cut in two
+        b'\xa9"}\n\n',
+        b"data: line one\ndata: line two\nid: 7\n\n",
+        b"data: cut off by the end",
+    ]
+
+    events = await _all_events(client, server.url)
+
+    assert events == [
+        SseEvent(None, '{"a": 1}'),
+        SseEvent("message_start", '{"b": "\u00e9"}'),
+        SseEvent(None, "line one\nline two"),
+    ]
+    assert events[1].json() == {"b": "\u00e9"}
+
+
+async def test_a_malformed_event_is_a_retryable_server_fault() -> None:
+    with pytest.raises(ProviderHTTPError) as caught:
+        SseEvent(None, "{not json").json()
+
+    assert (caught.value.status, caught.value.retryable) == (502, True)
+
+
+async def test_an_error_status_carries_its_body_and_headers(
+    server: _Server, client: SseClient
+) -> None:
+    server.status = 429
+
+    with pytest.raises(HttpFailure) as caught:
+        await client.open(server.url, {}, b"{}")
+
+    failure = caught.value
+    assert (failure.status, failure.body) == (429, {"error": {"message": "no"}})
+    assert failure.headers["Retry-After"] == "3"
+
+
+async def test_a_refused_connection_is_a_retryable_connection_error(client: SseClient) -> None:
+    with pytest.raises(ProviderHTTPError) as caught:
+        await client.open("http://127.0.0.1:9/stream", {}, b"{}")
+
+    assert (caught.value.code, caught.value.retryable) == ("connection", True)
+
+
+def test_a_body_reuses_the_tools_json_only_while_the_tools_are_unchanged() -> None:
+    body = JsonBody()
+    schema: dict[str, object] = {"type": "object", "properties": {"q": {"type": "string"}}}
+    tools = [{"name": "search", "input_schema": schema}]
+    payload = {"model": "m", "messages": [{"role": "user", "content": "h\u00e9"}]}
+
+    first = json.loads(body.encode(payload, tools))
+    schema["required"] = ["q"]  # changed in place, as a reloaded skill might
+    second = json.loads(body.encode(payload, tools))
+
+    unchanged = {"type": "object", "properties": {"q": {"type": "string"}}}
+    assert first == {**payload, "tools": [{"name": "search", "input_schema": unchanged}]}
+    assert second["tools"][0]["input_schema"]["required"] == ["q"]
+    assert json.loads(body.encode(payload, [])) == payload
