@@ -21,14 +21,13 @@ from bot.errors import ConfigError
 from bot.hooks.config import HooksConfig
 from bot.mcp.config import McpConfig
 from bot.media.config import MediaConfig, TranscriptionConfig
-from bot.media.speech_config import SpeechConfig, check_speech_refs
+from bot.media.speech_config import SpeechConfig, check_audio_chain
 from bot.memory.config import MemoryConfig
 from bot.pricing import UsageConfig
 from bot.providers.config import (
     ModelsConfig,
     ProviderConfig,
     check_model_refs,
-    split_model_ref,
 )
 from bot.sandbox.config import SandboxConfig
 from bot.scheduler.config import CheckinConfig, SchedulerConfig
@@ -165,8 +164,13 @@ class Config(_Section):
     @model_validator(mode="after")
     def _chains(self) -> Config:
         check_model_refs(self.providers, self.models)
-        _check_transcribers(self.providers, self.transcription)
-        check_speech_refs(self.providers, self.speech)
+        check_audio_chain(
+            self.providers,
+            self.transcription.chain,
+            "transcription.chain",
+            "/v1/audio/transcriptions",
+        )
+        check_audio_chain(self.providers, self.speech.chain, "speech.chain", "/v1/audio/speech")
         if "web" in self.channels and self.http.enabled and self.webui.enabled:
             raise ValueError(
                 "channels.web: `web` is the web UI's chat; rename this channel "
@@ -181,24 +185,6 @@ class Config(_Section):
     @property
     def log_file(self) -> Path | None:
         return self.home / self.logging.file if self.logging.file else None
-
-
-def _check_transcribers(
-    providers: dict[str, ProviderConfig], transcription: TranscriptionConfig
-) -> None:
-    for ref in transcription.chain:
-        name, _ = split_model_ref(ref)
-        provider = providers.get(name)
-        if provider is None:
-            raise ValueError(
-                f"transcription.chain: {ref!r} names provider {name!r}, which is not "
-                "configured under [providers]"
-            )
-        if provider.type != "openai":
-            raise ValueError(
-                f"transcription.chain: {ref!r}: provider {name!r} must be OpenAI-compatible "
-                "(type = 'openai'): transcription uses /v1/audio/transcriptions"
-            )
 
 
 def default_home() -> Path:

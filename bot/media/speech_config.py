@@ -36,15 +36,18 @@ class SpeechConfig(Section):
         return refs
 
 
-def check_speech_refs(providers: Mapping[str, ProviderConfig], speech: SpeechConfig) -> None:
-    """Every entry names a configured provider that speaks OpenAI's API."""
-    for ref in speech.chain:
+def check_audio_chain(
+    providers: Mapping[str, ProviderConfig], chain: list[str], key: str, endpoint: str
+) -> None:
+    """Every entry of an audio chain (`key`: "speech.chain") names a configured provider
+    that speaks OpenAI's API, which is what serves `endpoint`."""
+    for ref in chain:
         name, _model = split_model_ref(ref)
         provider = providers.get(name)
         if provider is None:
-            raise ValueError(f"speech.chain: {ref!r} names no provider in [providers]")
+            raise ValueError(f"{key}: {ref!r} names provider {name!r}, not in [providers]")
         if provider.type != "openai":
             raise ValueError(
-                f"speech.chain: {ref!r}: speech needs an OpenAI-compatible provider "
-                f"(/v1/audio/speech), and {name!r} is type {provider.type!r}"
+                f"{key}: {ref!r} needs an OpenAI-compatible provider ({endpoint}), and "
+                f"{name!r} is type {provider.type!r}"
             )

@@ -59,7 +59,7 @@ def test_the_vision_models_setting_replaces_the_defaults(make_config: Any) -> No
                 "providers": {"local": {"preset": "ollama"}, "claude": {"type": "anthropic"}},
                 "transcription": {"chain": ["claude:whisper-1"]},
             },
-            "must be OpenAI-compatible",
+            "needs an OpenAI-compatible provider",
         ),
         ({"media": {"max_file_mb": 0}}, "media.max_file_mb"),
     ],

@@ -197,7 +197,7 @@ async def test_discord_answers_a_voice_message_with_an_mp3_file(
 @pytest.mark.parametrize(
     ("providers", "problem"),
     [
-        ({"local": {"preset": "ollama"}}, "names no provider"),
+        ({"local": {"preset": "ollama"}}, "not in \\[providers\\]"),
         (
             {"local": {"preset": "ollama"}, "tts0": {"type": "anthropic"}},
             "needs an OpenAI-compatible provider",
