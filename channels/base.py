@@ -4,9 +4,8 @@ model works, and streaming by throttled edits of one message.
 An adapter implements the platform calls only: `_send_text`, and where the platform has
 them `_edit_text`, `_typing` and `_send_file`, and raises the errors of bot/errors.py:
 `RateLimited` (the whole channel pauses), `EditRejected` (that message is continued in a
-new one),
-`DeliveryRefused` (permanent: never retried here), any other `ChannelError` (transient:
-retried with backoff a few times).
+new one), `DeliveryRefused` (permanent: never retried here), any other `ChannelError`
+(transient: retried with backoff a few times). Cutting text into messages is channels/chunks.py.
 """
 
 from __future__ import annotations
@@ -25,83 +24,9 @@ from bot.errors import ChannelError, DeliveryRefused, EditRejected, RateLimited
 from bot.messages import Attachment, Conversation, InboundMessage, OutboundMessage, SentRef
 from channels import HttpRoute, InboundSink, ReplyProgress
 from channels.buttons import Button, ButtonBook, Press, Pressed, Refused, choices_as_text, hand_on
+from channels.chunks import Chunk, split_text
 
 log = logging.getLogger("decapod.channels")
-
-_FENCE = "```"
-_MAX_LANG = 20  # a language tag; a longer word after ``` is text, not a tag
-
-
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    """One message's text, and the span of the source text it shows: `start` and `end` are
-    offsets in the source; the first `lead` characters of `text` are not from the source
-    (a code fence reopened at the top of a chunk that continues a code block)."""
-
-    text: str
-    start: int
-    end: int
-    lead: int = 0
-
-    def part(self, inner: Chunk) -> Chunk:
-        """`inner`, a chunk cut from this chunk's text, with its span in this chunk's source."""
-        width = self.end - self.start
-
-        def source(offset: int) -> int:
-            return self.start + min(max(offset - self.lead, 0), width)
-
-        lead = inner.lead + max(self.lead - inner.start, 0)
-        return Chunk(inner.text, source(inner.start), source(inner.end), lead)
-
-
-def split_text(text: str, limit: int) -> list[Chunk]:
-    """Split at paragraph, then line, then word boundaries; never inside a code fence
-    without closing it at the end of one chunk and reopening it at the start of the next.
-    A chunk's boundaries depend only on the text before them, so while a text grows, every
-    chunk but the last stays as it is."""
-    if limit < 16:
-        raise ValueError("chunk limit too small")
-    chunks: list[Chunk] = []
-    pos, lead, rest = 0, "", text  # rest = text[pos:], shown after `lead`
-    while len(lead) + len(rest) > limit:
-        body = lead + rest
-        budget = limit - len(_FENCE) - 1  # room to close a fence we split
-        cut = _best_cut(body, budget)
-        head = body[:cut].rstrip()
-        consumed = max(cut - len(lead), 0)
-        if not consumed and lead:  # a reopened fence that leaves no room: show it plain
-            lead = ""
-            continue
-        tail = rest[consumed:].lstrip("\n")
-        end = pos + consumed
-        next_lead = ""
-        if head.count(_FENCE) % 2 == 1:
-            next_lead = f"{_FENCE}{_open_fence_lang(head)}\n"
-            head += "\n" + _FENCE
-        if head:
-            chunks.append(Chunk(head, pos, end, len(lead)))
-        pos, lead, rest = len(text) - len(tail), next_lead, tail
-    if rest.strip() or not chunks:
-        chunks.append(Chunk(lead + rest, pos, len(text), len(lead)))
-    return chunks
-
-
-def chunk_text(text: str, limit: int) -> list[str]:
-    return [chunk.text for chunk in split_text(text, limit)]
-
-
-def _best_cut(text: str, budget: int) -> int:
-    window = text[:budget]
-    for sep in ("\n\n", "\n", " "):
-        pos = window.rfind(sep)
-        if pos > budget // 3:
-            return pos + len(sep)
-    return budget
-
-
-def _open_fence_lang(head: str) -> str:
-    line = head[head.rfind(_FENCE) + len(_FENCE) :].split("\n", 1)[0].strip()
-    return line if line.isidentifier() and len(line) <= _MAX_LANG else ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,8 +40,9 @@ from bot.errors import (
     RateLimited,
 )
 from bot.messages import Attachment, Conversation, ConversationKind, OutboundMessage, SentRef
-from channels.base import BaseChannel, Chunk, FileUpload, split_text
+from channels.base import BaseChannel, FileUpload
 from channels.buttons import Button
+from channels.chunks import Chunk, split_text
 from channels.telegram_html import markdown_to_html, utf16_len
 from channels.telegram_inbound import ChatMigrations
 from channels.telegram_pacing import RateLimits, SendPacer

@@ -20,7 +20,8 @@ from bot.gateway import Gateway
 from bot.messages import Conversation, ConversationKind, OutboundMessage, SentRef
 from bot.providers.base import ChatRequest, Finish, TextDelta
 from bot.providers.testing import FunctionProvider, ScriptedProvider
-from channels.base import BaseChannel, split_text
+from channels.base import BaseChannel
+from channels.chunks import split_text
 from channels.console import ConsoleChannel
 from channels.web import WebChannel
 from tests.fakes.channel import RecordingChannel

@@ -16,7 +16,7 @@ from bot.messages import (
 )
 from bot.providers.base import ToolCall
 from bot.tools import ToolContext, ToolPolicy, ToolRegistry, tool
-from channels.base import chunk_text
+from channels.chunks import chunk_text
 from tests.deps import make_deps
 
 

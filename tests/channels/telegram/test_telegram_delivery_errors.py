@@ -20,7 +20,8 @@ from bot.gateway import Gateway
 from bot.messages import Conversation, ConversationKind, OutboundMessage
 from bot.providers.base import ChatRequest, Finish, TextDelta
 from bot.providers.testing import FunctionProvider, ScriptedProvider
-from channels.base import BaseChannel, split_text
+from channels.base import BaseChannel
+from channels.chunks import split_text
 from channels.telegram import TelegramChannel
 from tests.channels.telegram.conftest import ALICE, GROUP, settled, until
 from tests.fakes.telegram import FakeTelegram
