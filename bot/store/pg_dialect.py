@@ -1,0 +1,118 @@
+"""The SQLite dialect the repositories write, in PostgreSQL's.
+
+The repositories keep one SQL text (SQLite's, with `?` or `:name` placeholders); a statement is
+translated once, on first use, and the translation cached. Only the constructs the store uses
+are known here; anything else passes through unchanged, and PostgreSQL's own error names it.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+from bot.errors import StoreError
+
+#: tables whose `id` is generated: an INSERT into one returns it (the cursor's `lastrowid`)
+IDENTITY_TABLES = frozenset({"sessions", "turns", "memory_items", "memory_chunks", "web_messages"})
+
+#: `INSERT OR REPLACE` targets: (conflict key, the other columns, in table order)
+_REPLACE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "paired": (("channel", "user_id"), ("display_name", "approved_at", "approved_by")),
+    "web_passkeys": (("credential_id",), ("public_key", "sign_count", "created_at", "last_used")),
+}
+
+_PLACEHOLDER = re.compile(
+    r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?|(?<!:):([A-Za-z_]\w*)|%|(?<![.\w])user\b", re.I
+)
+_INSERT_OR = re.compile(r"^\s*INSERT\s+OR\s+(IGNORE|REPLACE)\s+INTO\s+(\w+)", re.I)
+_INSERT_INTO = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.I)
+_DATE_UNIXEPOCH = re.compile(r"date\(([^,()]+),\s*'unixepoch'\)", re.I)
+_CLAIM_SUBQUERY = re.compile(r"(\(SELECT id FROM \w+ WHERE .*? LIMIT (?:%s|%\(\w+\)s))\)", re.S)
+_LIMIT = re.compile(r"LIMIT (%s|%\(\w+\)s)")
+_DDL = re.compile(r"^\s*(CREATE|ALTER)\b", re.I)
+_DDL_TYPES = [
+    (re.compile(r"\bINTEGER\s+PRIMARY\s+KEY(\s+AUTOINCREMENT)?", re.I), "BIGINT PRIMARY KEY"),
+    (re.compile(r"\bINTEGER\b", re.I), "BIGINT"),
+    (re.compile(r"\bREAL\b", re.I), "DOUBLE PRECISION"),
+    (re.compile(r"\bBLOB\b", re.I), "BYTEA"),
+    (re.compile(r"\)\s*WITHOUT\s+ROWID\s*$", re.I), ")"),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Translated:
+    sql: str
+    #: the statement returns the generated id, read into the cursor's `lastrowid`
+    returns_id: bool = False
+
+
+@functools.lru_cache(maxsize=1024)
+def translate(sql: str) -> Translated:
+    """`sql` (SQLite's dialect) as PostgreSQL runs it through psycopg."""
+    text = _placeholders(sql)
+    if _DDL.match(text):
+        return Translated(_ddl(text))
+    text = _DATE_UNIXEPOCH.sub(r"to_char(to_timestamp(\1) AT TIME ZONE 'UTC', 'YYYY-MM-DD')", text)
+    text = re.sub(r"\bjson_each\(", "json_array_elements_text(", text)
+    text = text.replace("lower(hex(randomblob(8)))", "substr(md5(random()::text), 1, 16)")
+    # a claim's rows are locked, and rows another replica is claiming are passed over
+    text = _CLAIM_SUBQUERY.sub(r"\1 FOR UPDATE SKIP LOCKED)", text)
+    # SQLite's LIMIT -1 is "no limit"; PostgreSQL's is LIMIT NULL
+    text = _LIMIT.sub(r"LIMIT NULLIF(\1, -1)", text)
+    text = re.sub(r"^\s*BEGIN\s+IMMEDIATE\b", "BEGIN", text, flags=re.I)
+    insert_or = _INSERT_OR.match(text)
+    if insert_or is not None:
+        text = _insert_or(text, insert_or)
+    insert = _INSERT_INTO.match(text)
+    if (
+        insert is not None
+        and insert.group(1).lower() in IDENTITY_TABLES
+        and "returning" not in text.lower()
+    ):
+        return Translated(text.rstrip() + " RETURNING id", returns_id=True)
+    return Translated(text)
+
+
+def _placeholders(sql: str) -> str:
+    """`?` and `:name` as psycopg's `%s` and `%(name)s`; every literal `%` doubled (psycopg
+    reads them in quoted text too); the column `user` quoted. Quoted text is otherwise left
+    alone."""
+
+    def one(m: re.Match[str]) -> str:
+        token = m.group(0)
+        if token == "?":
+            return "%s"
+        if token == "%":
+            return "%%"
+        if token.lower() == "user":
+            return '"user"'  # a column on SQLite, a reserved word on PostgreSQL
+        if m.group(1) is not None:
+            return f"%({m.group(1)})s"
+        return token.replace("%", "%%")  # a quoted literal or identifier
+
+    return _PLACEHOLDER.sub(one, sql)
+
+
+def _insert_or(text: str, m: re.Match[str]) -> str:
+    verb, table = m.group(1).upper(), m.group(2)
+    body = f"INSERT INTO {table}" + text[m.end() :]
+    if verb == "IGNORE":
+        return body.rstrip() + " ON CONFLICT DO NOTHING"
+    known = _REPLACE.get(table.lower())
+    if known is None:
+        raise StoreError(f"INSERT OR REPLACE INTO {table}: its key is not known to the store")
+    key, rest = known
+    updates = ", ".join(f"{col} = EXCLUDED.{col}" for col in rest)
+    return body.rstrip() + f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+
+
+def _ddl(text: str) -> str:
+    for pattern, replacement in _DDL_TYPES:
+        text = pattern.sub(replacement, text)
+    # an integer key the store does not set itself is generated (SQLite's rowid alias)
+    return re.sub(
+        r"\bid BIGINT PRIMARY KEY(?!\s+CHECK)",
+        "id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+        text,
+    )
