@@ -215,7 +215,10 @@ def test_postgres_password_comes_from_the_named_variable(
 ) -> None:
     from bot.errors import ConfigError
 
-    config = make_config(store={"url": "postgresql://u@h/db", "password_env": "DECAPOD_PG_PW"})
+    config = make_config(
+        store={"url": "postgresql://u@h/db", "password_env": "DECAPOD_PG_PW"},
+        memory={"enabled": False},
+    )
     monkeypatch.delenv("DECAPOD_PG_PW", raising=False)
     with pytest.raises(ConfigError, match="DECAPOD_PG_PW is not set"):
         config.store.password()
@@ -223,3 +226,57 @@ def test_postgres_password_comes_from_the_named_variable(
     assert config.store.password() == "s3cret"
     with pytest.raises(ConfigError, match="password_env is for a postgresql"):
         make_config(store={"password_env": "X"})
+
+
+def test_memory_on_postgres_is_refused_at_start_up(make_config: Any) -> None:
+    from bot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="memory is not available on PostgreSQL"):
+        make_config(store={"url": "postgresql://u@h/db"})
+    make_config(store={"url": "postgresql://u@h/db"}, memory={"enabled": False})
+
+
+async def test_a_gateway_turn_on_postgresql(
+    make_config: Any, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inbound -> session -> the model (the real openai SDK against the fake) -> reply, every
+    row in PostgreSQL; the same message delivered again is not answered twice."""
+    from bot.gateway import Gateway
+    from bot.store.pg_store import PgStore
+    from tests.fakes.channel import RecordingChannel
+    from tests.fakes.llm import FakeLLM, Reply
+
+    monkeypatch.setenv("FAKE_LLM_KEY", "sk-test-not-a-secret")
+    async with FakeLLM() as fake:
+        fake.push(Reply(text="Hello from PostgreSQL."))
+        config = make_config(
+            providers={
+                "fake": {
+                    "base_url": fake.base_url + "/v1",
+                    "api_key_env": "FAKE_LLM_KEY",
+                    "context_window": 8000,
+                    "first_token_timeout_s": 5,
+                }
+            },
+            models={"chat": ["fake:test-model"]},
+            store={"url": pg_url},
+            memory={"enabled": False},
+        )
+        channel = RecordingChannel()
+        async with Gateway(config, channels={"test": channel}) as gw:
+            assert isinstance(gw.store, PgStore)
+            msg = await channel.push("hi")
+            assert await channel.wait_for_messages(1) == ["Hello from PostgreSQL."]
+            assert channel.sink is not None
+            await channel.sink(msg)  # the platform delivers it again
+            for _ in range(200):
+                if gw.sessions.active == 0 and not gw.sessions.queue_depth:
+                    break
+                await asyncio.sleep(0.01)
+            assert channel.texts() == ["Hello from PostgreSQL."]
+            assert len(fake.calls(path="/v1/chat/completions")) == 1
+            assert await gw.store.inbound.status("test", msg.id) == "done"
+            roles = await gw.store.read(
+                lambda c: [r[0] for r in c.execute("SELECT role FROM turns ORDER BY id")]
+            )
+            assert roles == ["user", "assistant"]
