@@ -33,6 +33,9 @@ async def check_storage(config: Config) -> list[Check]:
             info.vec_version or f"{info.vec_error}; memory falls back to keyword-only search",
         ),
     ]
+    if config.store.is_postgres:
+        checks.append(await _check_postgres(config))
+        return checks
     try:
         async with Store(config.db_path) as store:
             await store.read(lambda c: c.execute("PRAGMA quick_check").fetchone())
@@ -40,6 +43,18 @@ async def check_storage(config: Config) -> list[Check]:
     except Exception as exc:
         checks.append(("database", False, f"{config.db_path}: {exc}"))
     return checks
+
+
+async def _check_postgres(config: Config) -> Check:
+    """The PostgreSQL store answers and is migrated; names the server's version."""
+    from bot.store.config import open_store
+
+    try:
+        async with open_store(config.store, config.home) as store:
+            row = await store.read(lambda c: c.execute("SHOW server_version").fetchone())
+        return ("database", True, f"PostgreSQL {row[0]} at {store.path}")
+    except Exception as exc:
+        return ("database", False, f"PostgreSQL: {exc}")
 
 
 async def check_providers(config: Config) -> list[Check]:

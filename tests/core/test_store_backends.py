@@ -280,3 +280,12 @@ async def test_a_gateway_turn_on_postgresql(
                 lambda c: [r[0] for r in c.execute("SELECT role FROM turns ORDER BY id")]
             )
             assert roles == ["user", "assistant"]
+
+
+async def test_doctor_names_the_postgresql_server(make_config: Any, pg_url: str) -> None:
+    from bot.doctor import check_storage
+
+    config = make_config(store={"url": pg_url}, memory={"enabled": False})
+    checks = {name: (ok, detail) for name, ok, detail in await check_storage(config)}
+    ok, detail = checks["database"]
+    assert ok and detail.startswith("PostgreSQL ") and "127.0.0.1" in detail
