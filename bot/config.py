@@ -33,7 +33,7 @@ from bot.providers.config import (
 from bot.sandbox.config import SandboxConfig
 from bot.scheduler.config import CheckinConfig, SchedulerConfig
 from bot.skills.config import SkillsConfig
-from bot.store.config import StoreConfig, check_store_features
+from bot.store.config import StoreConfig
 from bot.web.config import WebConfig
 from bot.webui.config import WebUIConfig
 
@@ -169,7 +169,6 @@ class Config(_Section):
         check_model_refs(self.providers, self.models)
         _check_transcribers(self.providers, self.transcription)
         check_speech_refs(self.providers, self.speech)
-        check_store_features(self.store, self.memory.enabled)
         if "web" in self.channels and self.http.enabled and self.webui.enabled:
             raise ValueError(
                 "channels.web: `web` is the web UI's chat; rename this channel "

@@ -52,7 +52,13 @@ async def _check_postgres(config: Config) -> Check:
     try:
         async with open_store(config.store, config.home) as store:
             row = await store.read(lambda c: c.execute("SHOW server_version").fetchone())
-        return ("database", True, f"PostgreSQL {row[0]} at {store.path}")
+        from bot.store.pg_memory import VECTOR_SEARCH
+
+        return (
+            "database",
+            True,
+            f"PostgreSQL {row[0]} at {store.path}; memory vectors {VECTOR_SEARCH}",
+        )
     except Exception as exc:
         return ("database", False, f"PostgreSQL: {exc}")
 

@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 
 class Store:
+    #: "sqlite" here; the PostgreSQL store says "postgresql"
+    backend = "sqlite"
+
     def __init__(self, path: Path | str, *, migration_progress: ProgressSink | None = None) -> None:
         self.path = Path(path)
         #: told of each migration applied at start (`decapod migrate` shows it); called on the

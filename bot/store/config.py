@@ -80,15 +80,6 @@ class StoreConfig(Section):
         return value
 
 
-def check_store_features(store: StoreConfig, memory_enabled: bool) -> None:
-    """Refuse, at start-up, what the configured backend cannot do yet (never a silent no-op)."""
-    if store.is_postgres and memory_enabled:
-        raise ValueError(
-            "store.url: memory is not available on PostgreSQL yet; set memory.enabled = false "
-            "or use SQLite"
-        )
-
-
 def open_store(
     store: StoreConfig, home: Path, *, migration_progress: ProgressSink | None = None
 ) -> Store:

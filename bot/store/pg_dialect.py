@@ -20,7 +20,11 @@ IDENTITY_TABLES = frozenset({"sessions", "turns", "memory_items", "memory_chunks
 _REPLACE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "paired": (("channel", "user_id"), ("display_name", "approved_at", "approved_by")),
     "web_passkeys": (("credential_id",), ("public_key", "sign_count", "created_at", "last_used")),
+    "memory_embedding": (("id",), ("model", "dim", "updated_at")),
+    "memory_knowledge_files": (("path",), ("sha256", "item_id")),
 }
+#: SQLite's two-argument max() and min() are PostgreSQL's GREATEST and LEAST
+_SCALAR_MINMAX = re.compile(r"\b(max|min)\(([^(),]+),([^(),]+)\)", re.I)
 
 _PLACEHOLDER = re.compile(
     r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?|(?<!:):([A-Za-z_]\w*)|%|(?<![.\w])user\b", re.I
@@ -45,15 +49,48 @@ class Translated:
     sql: str
     #: the statement returns the generated id, read into the cursor's `lastrowid`
     returns_id: bool = False
+    #: statements run after it (without parameters), such as the indexes of a new table
+    then: tuple[str, ...] = ()
+
+
+#: SQLite upkeep with nothing to do on PostgreSQL: a tsvector column keeps itself, and a
+#: deleted row's space is reused by VACUUM rather than zeroed at once (secure_delete)
+_NO_OP = "SELECT 0"
+_NO_OPS = re.compile(
+    r"^\s*(PRAGMA\s+secure_delete\b.*|INSERT INTO memory_fts\(memory_fts\) VALUES \('optimize'\))$",
+    re.I,
+)
+#: the vector table (sqlite-vec's vec0 on SQLite): vectors as float32 bytes, ranked in process
+_VEC0 = re.compile(r"^\s*CREATE VIRTUAL TABLE (\w+) USING vec0\(.*\)\s*$", re.I | re.S)
 
 
 @functools.lru_cache(maxsize=1024)
 def translate(sql: str) -> Translated:
     """`sql` (SQLite's dialect) as PostgreSQL runs it through psycopg."""
+    if _NO_OPS.match(sql):
+        return Translated(_NO_OP)
+    vec0 = _VEC0.match(sql)
+    if vec0 is not None:
+        table = vec0.group(1)
+        return Translated(
+            f"CREATE TABLE {table} (chunk_id BIGINT PRIMARY KEY, owner TEXT NOT NULL, "
+            "embedding BYTEA NOT NULL)",
+            then=(f"CREATE INDEX {table}_owner ON {table}(owner)",),
+        )
     text = _placeholders(sql)
+    text = text.replace(
+        "FROM sqlite_master WHERE name =",
+        "FROM pg_catalog.pg_tables WHERE schemaname = current_schema() AND tablename =",
+    )
     if _DDL.match(text):
         return Translated(_ddl(text))
     text = _DATE_UNIXEPOCH.sub(r"to_char(to_timestamp(\1) AT TIME ZONE 'UTC', 'YYYY-MM-DD')", text)
+    text = _SCALAR_MINMAX.sub(
+        lambda m: (
+            f"{'GREATEST' if m.group(1).lower() == 'max' else 'LEAST'}({m.group(2)},{m.group(3)})"
+        ),
+        text,
+    )
     text = re.sub(r"\bjson_each\(", "json_array_elements_text(", text)
     text = text.replace("lower(hex(randomblob(8)))", "substr(md5(random()::text), 1, 16)")
     # a claim's rows are locked, and rows another replica is claiming are passed over

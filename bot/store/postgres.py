@@ -56,6 +56,8 @@ class PgConnection:
         stmt = translate(sql)
         # always with parameters, even none: the translation doubled every literal `%`
         cur = self.raw.execute(stmt.sql, _params(params))
+        for follow in stmt.then:
+            self.raw.execute(follow)
         lastrowid = None
         if stmt.returns_id:
             row = cur.fetchone()

@@ -215,10 +215,7 @@ def test_postgres_password_comes_from_the_named_variable(
 ) -> None:
     from bot.errors import ConfigError
 
-    config = make_config(
-        store={"url": "postgresql://u@h/db", "password_env": "DECAPOD_PG_PW"},
-        memory={"enabled": False},
-    )
+    config = make_config(store={"url": "postgresql://u@h/db", "password_env": "DECAPOD_PG_PW"})
     monkeypatch.delenv("DECAPOD_PG_PW", raising=False)
     with pytest.raises(ConfigError, match="DECAPOD_PG_PW is not set"):
         config.store.password()
@@ -226,14 +223,6 @@ def test_postgres_password_comes_from_the_named_variable(
     assert config.store.password() == "s3cret"
     with pytest.raises(ConfigError, match="password_env is for a postgresql"):
         make_config(store={"password_env": "X"})
-
-
-def test_memory_on_postgres_is_refused_at_start_up(make_config: Any) -> None:
-    from bot.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="memory is not available on PostgreSQL"):
-        make_config(store={"url": "postgresql://u@h/db"})
-    make_config(store={"url": "postgresql://u@h/db"}, memory={"enabled": False})
 
 
 async def test_a_gateway_turn_on_postgresql(
@@ -260,7 +249,6 @@ async def test_a_gateway_turn_on_postgresql(
             },
             models={"chat": ["fake:test-model"]},
             store={"url": pg_url},
-            memory={"enabled": False},
         )
         channel = RecordingChannel()
         async with Gateway(config, channels={"test": channel}) as gw:
@@ -285,7 +273,8 @@ async def test_a_gateway_turn_on_postgresql(
 async def test_doctor_names_the_postgresql_server(make_config: Any, pg_url: str) -> None:
     from bot.doctor import check_storage
 
-    config = make_config(store={"url": pg_url}, memory={"enabled": False})
+    config = make_config(store={"url": pg_url})
     checks = {name: (ok, detail) for name, ok, detail in await check_storage(config)}
     ok, detail = checks["database"]
     assert ok and detail.startswith("PostgreSQL ") and "127.0.0.1" in detail
+    assert "pgvector not used" in detail
