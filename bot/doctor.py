@@ -192,9 +192,9 @@ async def check_memory(config: Config) -> list[Check]:
         return [("memory", True, "disabled in config")]
     from bot.memory import MemoryService
     from bot.security.redact import default_redactor
-    from bot.store import Store
+    from bot.store.config import open_store
 
-    async with Store(config.db_path) as store:
+    async with open_store(config.store, config.home) as store:
         memory = MemoryService(store, config.memory, config.home, redact=default_redactor().redact)
         await memory.start(watch=False)
         try:

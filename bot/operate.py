@@ -244,9 +244,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     progress = Progress("migrate", unit="migrations")
 
     async def go() -> list[str]:
-        from bot.store import Store
+        from bot.store.config import open_store
 
-        async with Store(config.db_path, migration_progress=progress) as store:
+        async with open_store(config.store, config.home, migration_progress=progress) as store:
             return store.migrations_applied
 
     try:
@@ -280,13 +280,17 @@ def cmd_memory(args: argparse.Namespace) -> int:
     from bot.memory import cli
 
     config = _config(args)
-    return cli.run(args, config.home, config.db_path, config.memory)
+    from bot.store.config import open_store
+
+    return cli.run(args, config.home, open_store(config.store, config.home), config.memory)
 
 
 def cmd_reminders(args: argparse.Namespace) -> int:
     from bot.scheduler import cli
+    from bot.store.config import open_store
 
-    return cli.run(args, _config(args).db_path)
+    config = _config(args)
+    return cli.run(args, open_store(config.store, config.home))
 
 
 def cmd_skills(args: argparse.Namespace) -> int:
@@ -357,9 +361,9 @@ def cmd_pairing(args: argparse.Namespace) -> int:
 
 
 async def _pairing(config: Config, args: argparse.Namespace) -> int:
-    from bot.store import Store
+    from bot.store.config import open_store
 
-    async with Store(config.db_path) as store:
+    async with open_store(config.store, config.home) as store:
         if args.pairing_command == "approve":
             found = await store.access.approve(args.code, "cli")
             if found is None:

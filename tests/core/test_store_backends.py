@@ -278,3 +278,19 @@ async def test_doctor_names_the_postgresql_server(make_config: Any, pg_url: str)
     ok, detail = checks["database"]
     assert ok and detail.startswith("PostgreSQL ") and "127.0.0.1" in detail
     assert "pgvector not used" in detail
+
+
+def test_the_cli_uses_the_configured_postgresql_store(
+    home: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`decapod migrate` and `decapod pairing` open the store [store] names, not a SQLite
+    file in the home folder."""
+    from bot.cli import main
+
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(f'[store]\nurl = "{pg_url}"\n')
+    assert main(["migrate"]) == 0
+    assert "m001_core" in capsys.readouterr().out
+    assert main(["migrate"]) == 0
+    assert "database is up to date" in capsys.readouterr().out
+    assert not (home / "decapod.db").exists()
