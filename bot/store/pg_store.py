@@ -76,6 +76,8 @@ class PgStore(Store):
             max_size=self._pool_size,
             kwargs=kwargs,
             configure=configure,
+            # a connection the server dropped is found out before a read is given it
+            check=ConnectionPool.check_connection,
             open=False,
         )
         pool.open(wait=True, timeout=30)
@@ -116,7 +118,7 @@ class PgStore(Store):
     def _write_batch(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Any, Any]]) -> None:
         results: list[tuple[Any, Any, BaseException | None]]
         try:
-            conn = self._writer_conn()
+            conn = self._begin()
         except Exception as exc:
             err = StoreError(f"write failed: cannot reach PostgreSQL: {exc}")
             results = [(fut, None, err) for _, fut in batch]
@@ -124,19 +126,29 @@ class PgStore(Store):
             results = self._run_batch_pg(conn, batch)
         loop.call_soon_threadsafe(_settle_all, results)
 
-    def _writer_conn(self) -> PgConnection:
-        """The writer's connection, opened again after the server dropped it."""
-        if self._wconn is None or self._wconn.broken:
-            self._wconn = connect(self.conninfo, self._password)
-        return self._wconn
+    def _begin(self) -> PgConnection:
+        """A transaction begun on the writer's connection. A connection the server dropped
+        (a restart, a fail-over) is found out here, before anything ran, and opened again."""
+        for attempt in (1, 2):
+            if self._wconn is None or self._wconn.broken:
+                self._wconn = connect(self.conninfo, self._password)
+            try:
+                self._wconn.execute("BEGIN")
+            except Exception:
+                if attempt == 2 or not self._wconn.broken:
+                    raise
+                log.warning("the PostgreSQL connection was lost; connecting again")
+            else:
+                return self._wconn
+        raise AssertionError("unreachable")
 
     def _run_batch_pg(
         self, conn: PgConnection, batch: list[tuple[Any, Any]]
     ) -> list[tuple[Any, Any, BaseException | None]]:
+        """Run `batch` in the transaction `_begin` opened; each write's result or error."""
         results: list[tuple[Any, Any, BaseException | None]] = []
         alone = len(batch) == 1
         try:
-            conn.execute("BEGIN")
             self.transactions += 1
             # other replicas and the CLI commit unseen: caches keyed on this never trust
             # themselves past one batch (SQLite's store counts only real foreign commits)

@@ -294,3 +294,21 @@ def test_the_cli_uses_the_configured_postgresql_store(
     assert main(["migrate"]) == 0
     assert "database is up to date" in capsys.readouterr().out
     assert not (home / "decapod.db").exists()
+
+
+async def test_a_dropped_postgresql_connection_is_opened_again(pg_url: str, tmp_path: Path) -> None:
+    """The server ends every connection (a restart, a fail-over): the next write and read
+    connect again, and nothing written before is lost."""
+    import psycopg
+
+    async with open_store(StoreConfig(url=pg_url), tmp_path) as store:
+        await store.kv.set("before", "1")
+        assert await store.kv.get("before") == "1"
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            ended = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
+        assert ended is not None and ended[0] >= 2  # the writer's and a reader's
+        await store.kv.set("after", "2")
+        assert await store.kv.get("after") == "2" and await store.kv.get("before") == "1"
