@@ -312,3 +312,69 @@ async def test_a_dropped_postgresql_connection_is_opened_again(pg_url: str, tmp_
         assert ended is not None and ended[0] >= 2  # the writer's and a reader's
         await store.kv.set("after", "2")
         assert await store.kv.get("after") == "2" and await store.kv.get("before") == "1"
+
+
+async def test_migrate_to_copies_a_sqlite_home_once_and_verifies_counts(
+    home: Path, pg_url: str, capsys: pytest.CaptureFixture[str], tiny_model: Path
+) -> None:
+    """Everything of a used SQLite home arrives (turns, deliveries, memory with its vectors,
+    a web passkey's bytes); a second run copies nothing twice; the copy works as a store."""
+    from bot.cli import main
+    from bot.memory.service import MemoryService
+    from tests.deps import REDACT
+    from tests.memory.conftest import memory_config
+
+    async with Store(home / "decapod.db") as sqlite_store:
+        row = await sqlite_store.sessions.current("k")
+        await sqlite_store.turns.add(
+            row.id, [TurnRecord("t1", ChatMessage("user", "hi"))], inbound_done=None
+        )
+        assert await sqlite_store.inbound.insert(_inbound("1"))
+        await sqlite_store.write(
+            lambda c: c.execute(
+                "INSERT INTO web_passkeys VALUES ('cred', ?, 0, 0, NULL)", (b"\x00\xffkey",)
+            )
+        )
+        memory = MemoryService(sqlite_store, memory_config(tiny_model), home, redact=REDACT)
+        await memory.start(watch=False)
+        await memory.wait_ready()
+        await memory.save("alice", "alice drinks oolong")
+        await memory.stop()
+
+    assert main(["migrate", "--to", pg_url]) == 0
+    out = capsys.readouterr().out
+    assert "turns: 1 rows, 1 there" in out and "memory_vec: 1 rows, 1 there" in out
+    assert main(["migrate", "--to", pg_url]) == 0  # again: nothing doubled
+    assert "turns: 1 rows, 1 there" in capsys.readouterr().out
+
+    async with open_store(StoreConfig(url=pg_url), home) as pg:
+        assert await pg.inbound.status("c", "1") == "pending"
+        assert not await pg.inbound.insert(_inbound("1"))  # its dedupe key came along
+        passkey = await pg.read(
+            lambda c: c.execute("SELECT public_key FROM web_passkeys").fetchone()[0]
+        )
+        assert bytes(passkey) == b"\x00\xffkey"
+        fresh = await pg.sessions.reset("k")  # ids continue after the copied ones
+        assert fresh.id > row.id
+        memory = MemoryService(pg, memory_config(tiny_model), home, redact=REDACT)
+        await memory.start(watch=False)
+        await memory.wait_ready()
+        near = await memory.search("alice", "matcha", mode="vector")
+        assert [h.text for h in near] == ["alice drinks oolong"]
+        await memory.stop()
+
+
+def test_migrate_to_refuses_a_url_with_a_password(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli import main
+
+    assert main(["migrate", "--to", "postgresql://u:pw@h/db"]) == 1
+    assert "holds a password" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.memory.conftest import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
