@@ -47,17 +47,19 @@ async def check_storage(config: Config) -> list[Check]:
 
 async def _check_postgres(config: Config) -> Check:
     """The PostgreSQL store answers and is migrated; names the server's version."""
-    from bot.store.config import open_store
+    from bot.store.pg_store import PgStore
 
     try:
-        async with open_store(config.store, config.home) as store:
-            row = await store.read(lambda c: c.execute("SHOW server_version").fetchone())
+        password = config.store.password()
+        store = PgStore(config.store.url, password=password, pool_size=1)
+        async with store:
+            version = await store.server_version()
         from bot.store.pg_memory import VECTOR_SEARCH
 
         return (
             "database",
             True,
-            f"PostgreSQL {row[0]} at {store.path}; memory vectors {VECTOR_SEARCH}",
+            f"PostgreSQL {version} at {store.path}; memory vectors {VECTOR_SEARCH}",
         )
     except Exception as exc:
         return ("database", False, f"PostgreSQL: {exc}")

@@ -175,6 +175,10 @@ class PgStore(Store):
             results = [(fut, None, failed) for _, fut in batch]
         return results
 
+    async def server_version(self) -> str:
+        row = await self.read(lambda c: c.execute("SHOW server_version").fetchone())
+        return str(row[0])
+
     async def peek(self, fn: Callable[[Any], T]) -> T:
         return await self.read(fn)
 

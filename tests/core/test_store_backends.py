@@ -378,3 +378,43 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.memory.conftest import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+async def test_usage_panel_and_web_ui_queries(store: Store) -> None:
+    from bot.store.panel import PanelQueries
+    from bot.store.webui import WebSessionRow, WebUIRepo
+
+    await store.identities.touch(Identity("c", "u", "Ann"))
+    row = await store.sessions.current("c:u")
+    await store.turns.add(
+        row.id,
+        [
+            TurnRecord("t1", ChatMessage("user", "hi"), identity_key="c:u"),
+            TurnRecord(
+                "t1", ChatMessage("assistant", "hello"), provider="p", model="m",
+                usage=Usage(10, 3), latency_ms=5.0, outcome="ok",
+            ),
+        ],
+        inbound_done=None,
+    )  # fmt: skip
+    [total] = await store.usage.totals(0)
+    assert (total.model, total.input_tokens, total.output_tokens, total.turns) == ("p:m", 10, 3, 1)
+    assert isinstance(total.input_tokens, int)
+    assert [t.model for t in await store.usage.totals(0, person_id=total.person_id)] == ["p:m"]
+    panel = PanelQueries(store)
+    [usage] = await panel.usage(0)
+    assert len(usage.day) == 10 and usage.day[4] == "-" and usage.input_tokens == 10
+    assert [t.turn_id for t in await panel.recent_turns(5)] == ["t1"]
+
+    web = WebUIRepo(store)
+    await web.add_session("key", WebSessionRow("ann", "Ann", "owner", "x", 4e9), keep=5)
+    found = await web.session("key")
+    assert found is not None and found.user == "ann"
+    await web.remember("c:u", "a reminder")
+    history = await web.history("c:u", "c:u", 10)
+    assert history[-1] == ("assistant", "a reminder") and ("user", "hi") in history
+    await web.add_passkey("cred", b"\x00\x01", 0)
+    await web.add_passkey("cred", b"\x00\x02", 1)  # replaced
+    [key] = await web.passkeys()
+    assert bytes(key.public_key) == b"\x00\x02"
+    assert await web.end_sessions_of("ann") == 1
