@@ -89,6 +89,11 @@ class Store:
         self.model_choices = ModelChoiceRepo(self)
         self.usage = UsageRepo(self)
 
+    @property
+    def vectors_available(self) -> bool:
+        """Whether memory's vector table can be used (sqlite-vec loads here)."""
+        return sqlite.vec_available()
+
     # lifecycle -----------------------------------------------------------------------------
     async def start(self) -> Store:
         from bot.security.files import private_dirs

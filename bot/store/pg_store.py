@@ -44,6 +44,10 @@ class PgStore(Store):
         self._writes: ThreadPoolExecutor | None = None
         self._wconn: PgConnection | None = None
 
+    @property
+    def vectors_available(self) -> bool:
+        return True  # a plain table of float32 bytes, ranked in process
+
     async def start(self) -> PgStore:
         loop = asyncio.get_running_loop()
         self._writes = ThreadPoolExecutor(1, thread_name_prefix="decapod-store-writer")

@@ -49,6 +49,9 @@ class PgCursor:
 class PgConnection:
     """A psycopg connection in autocommit mode (transactions are explicit, as on SQLite)."""
 
+    #: memory's vector table is a plain table here, ranked in process (no sqlite-vec needed)
+    vectors_in_process = True
+
     def __init__(self, raw: Any) -> None:
         self.raw = raw
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -75,3 +76,31 @@ async def test_saying_it_again_touches_the_item(service: MemoryService) -> None:
     assert first == again
     [row] = await service.repo.items("alice")
     assert row.updated_at == 2000.0
+
+
+async def test_postgresql_vectors_need_no_sqlite_vec(
+    pg_url: str, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without sqlite-vec in the process, PostgreSQL still stores, ranks and forgets vectors:
+    a forgotten item leaves no vector behind."""
+    from bot.store import sqlite
+
+    monkeypatch.setattr(sqlite, "vec_available", lambda: False)
+    async with open_store(StoreConfig(url=pg_url), tmp_path) as store:
+        svc = MemoryService(store, memory_config(tiny_model), tmp_path / "home", redact=REDACT)
+        await svc.start(watch=False)
+        await svc.wait_ready()
+        try:
+            await svc.save("alice", "alice drinks oolong every morning")
+            near = await svc.search("alice", "matcha", mode="vector")
+            assert [h.text for h in near] == ["alice drinks oolong every morning"]
+            await svc.forget("alice", matching="oolong")
+
+            def left(conn: Any) -> tuple[int, int]:
+                vecs = conn.execute("SELECT count(*) FROM memory_vec").fetchone()[0]
+                orphans = conn.execute("SELECT count(*) FROM memory_vec_orphans").fetchone()[0]
+                return int(vecs), int(orphans)
+
+            assert await store.read(left) == (0, 0)
+        finally:
+            await svc.stop()
