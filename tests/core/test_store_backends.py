@@ -418,3 +418,33 @@ async def test_usage_panel_and_web_ui_queries(store: Store) -> None:
     [key] = await web.passkeys()
     assert bytes(key.public_key) == b"\x00\x02"
     assert await web.end_sessions_of("ann") == 1
+
+
+def _job_states(conn: Any) -> list[tuple[str, int]]:
+    return [(str(r[0]), int(r[1])) for r in conn.execute("SELECT status, runs FROM jobs")]
+
+
+async def test_a_reminder_fires_once_across_a_restart_on_postgresql(
+    make_config: Any, pg_url: str
+) -> None:
+    """The scheduler on PostgreSQL: a reminder typed in a chat is due while nothing runs and
+    is delivered once, marked late, by the next start."""
+    from bot.gateway import Gateway
+    from bot.providers.testing import ScriptedProvider
+    from tests.fakes.channel import RecordingChannel
+
+    config = make_config(store={"url": pg_url}, scheduler={"late_note_after_seconds": 0})
+    first = RecordingChannel()
+    async with Gateway(config, provider=ScriptedProvider([]), channels={"test": first}):
+        await first.push("/remind in 1s stand up")
+        await first.wait_for_messages(1)
+    await asyncio.sleep(2.0)  # due while nothing runs
+    second = RecordingChannel()
+    async with Gateway(config, provider=ScriptedProvider([]), channels={"test": second}) as gw:
+        [late] = await second.wait_for_messages(1, timeout=10)
+        assert "stand up" in late and "late by" in late
+        # the job is marked done just after its message is sent: wait for that
+        async with asyncio.timeout(10):
+            while await gw.store.read(_job_states) != [("sent", 1)]:
+                await asyncio.sleep(0.05)
+    assert len(second.texts()) == 1, "delivered once"
