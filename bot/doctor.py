@@ -59,7 +59,7 @@ async def _check_postgres(config: Config) -> Check:
         return (
             "database",
             True,
-            f"PostgreSQL {version} at {store.path}; memory vectors {VECTOR_SEARCH}",
+            f"PostgreSQL {version} at {store.label}; memory vectors {VECTOR_SEARCH}",
         )
     except Exception as exc:
         return ("database", False, f"PostgreSQL: {exc}")

@@ -37,6 +37,8 @@ class PgStore(Store):
         migration_progress: ProgressSink | None = None,
     ) -> None:
         super().__init__(redact_conninfo(conninfo), migration_progress=migration_progress)
+        #: the URL without a password, for messages (`path` is no file here)
+        self.label = redact_conninfo(conninfo)
         self.conninfo = conninfo
         self._password = password
         self._pool_size = pool_size
@@ -58,7 +60,7 @@ class PgStore(Store):
             await self.stop()
             if isinstance(exc, StoreError):
                 raise
-            raise StoreError(f"cannot open PostgreSQL store {self.path}: {exc}") from exc
+            raise StoreError(f"cannot open PostgreSQL store {self.label}: {exc}") from exc
         self._readers = ThreadPoolExecutor(
             self._pool_size, thread_name_prefix="decapod-store-reader"
         )

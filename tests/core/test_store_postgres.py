@@ -70,7 +70,7 @@ async def test_doctor_names_the_postgresql_server(make_config: Any, pg_url: str)
     config = make_config(store={"url": pg_url})
     checks = {name: (ok, detail) for name, ok, detail in await check_storage(config)}
     ok, detail = checks["database"]
-    assert ok and detail.startswith("PostgreSQL ") and "127.0.0.1" in detail
+    assert ok and detail.startswith("PostgreSQL ") and f" at {pg_url};" in detail
     assert "pgvector not used" in detail
 
 
