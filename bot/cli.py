@@ -25,7 +25,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("chat", help="chat with the assistant in this terminal")
     _add_operator_commands(sub)
     sub.add_parser("doctor", help="check the config, providers, storage and channels")
-    sub.add_parser("migrate", help="apply database migrations")
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.add_argument(
+        "--to",
+        metavar="URL",
+        help="copy this home's SQLite database into PostgreSQL (postgresql://user@host/db)",
+    )
+    migrate.add_argument(
+        "--password-env", metavar="VAR", help="the environment variable holding its password"
+    )
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     check = cfg_sub.add_parser("check", help="validate a config file")

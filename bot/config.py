@@ -32,6 +32,7 @@ from bot.providers.config import (
 from bot.sandbox.config import SandboxConfig
 from bot.scheduler.config import CheckinConfig, SchedulerConfig
 from bot.skills.config import SkillsConfig
+from bot.store.config import StoreConfig
 from bot.web.config import WebConfig
 from bot.webui.config import WebUIConfig
 
@@ -159,6 +160,7 @@ class Config(_Section):
     speech: SpeechConfig = Field(default_factory=SpeechConfig)
     usage: UsageConfig = Field(default_factory=UsageConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -180,7 +182,8 @@ class Config(_Section):
 
     @property
     def db_path(self) -> Path:
-        return self.home / "decapod.db"
+        """The SQLite database (decapod.db in the home folder unless [store] url names one)."""
+        return self.store.sqlite_path(self.home)
 
     @property
     def log_file(self) -> Path | None:

@@ -33,6 +33,9 @@ async def check_storage(config: Config) -> list[Check]:
             info.vec_version or f"{info.vec_error}; memory falls back to keyword-only search",
         ),
     ]
+    if config.store.is_postgres:
+        checks.append(await _check_postgres(config))
+        return checks
     try:
         async with Store(config.db_path) as store:
             await store.read(lambda c: c.execute("PRAGMA quick_check").fetchone())
@@ -40,6 +43,26 @@ async def check_storage(config: Config) -> list[Check]:
     except Exception as exc:
         checks.append(("database", False, f"{config.db_path}: {exc}"))
     return checks
+
+
+async def _check_postgres(config: Config) -> Check:
+    """The PostgreSQL store answers and is migrated; names the server's version."""
+    from bot.store.pg_store import PgStore
+
+    try:
+        password = config.store.password()
+        store = PgStore(config.store.url, password=password, pool_size=1)
+        async with store:
+            version = await store.server_version()
+        from bot.store.pg_memory import VECTOR_SEARCH
+
+        return (
+            "database",
+            True,
+            f"PostgreSQL {version} at {store.label}; memory vectors {VECTOR_SEARCH}",
+        )
+    except Exception as exc:
+        return ("database", False, f"PostgreSQL: {exc}")
 
 
 async def check_providers(config: Config) -> list[Check]:
@@ -171,9 +194,9 @@ async def check_memory(config: Config) -> list[Check]:
         return [("memory", True, "disabled in config")]
     from bot.memory import MemoryService
     from bot.security.redact import default_redactor
-    from bot.store import Store
+    from bot.store.config import open_store
 
-    async with Store(config.db_path) as store:
+    async with open_store(config.store, config.home) as store:
         memory = MemoryService(store, config.memory, config.home, redact=default_redactor().redact)
         await memory.start(watch=False)
         try:

@@ -39,6 +39,7 @@ from bot.security.redact import default_redactor
 from bot.sessions import SessionManager
 from bot.stop import RunningTurns, register_stop_command
 from bot.store import Store
+from bot.store.config import open_store
 from bot.tools import ToolPolicy, ToolRegistry
 from bot.turns import TurnRunner
 from bot.usage import UsageReport, register_usage_command
@@ -69,7 +70,7 @@ class Gateway:
         #: False in a one-shot process (`decapod ask`): it lacks the other channels, so it
         #: would pause their reminders as undeliverable; the running gateway delivers them
         self.deliver_scheduled = deliver_scheduled
-        self.store = Store(config.db_path)
+        self.store: Store = open_store(config.store, config.home)
         self.metrics = Metrics()
         self.redactor = default_redactor()
         self.commands = CommandTable()

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import errno
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -241,12 +242,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from bot.progress import Progress, interrupted
 
     config = _config(args)
+    if getattr(args, "to", None):
+        return _copy_to_postgres(config, args.to, args.password_env)
     progress = Progress("migrate", unit="migrations")
 
     async def go() -> list[str]:
-        from bot.store import Store
+        from bot.store.config import open_store
 
-        async with Store(config.db_path, migration_progress=progress) as store:
+        async with open_store(config.store, config.home, migration_progress=progress) as store:
             return store.migrations_applied
 
     try:
@@ -280,13 +283,36 @@ def cmd_memory(args: argparse.Namespace) -> int:
     from bot.memory import cli
 
     config = _config(args)
-    return cli.run(args, config.home, config.db_path, config.memory)
+    from bot.store.config import open_store
+
+    return cli.run(args, config.home, open_store(config.store, config.home), config.memory)
+
+
+def _copy_to_postgres(config: Config, url: str, password_env: str | None) -> int:
+    from bot.errors import ConfigError
+    from bot.store.config import StoreConfig
+    from bot.store.copy import copy_sqlite_to_postgres
+
+    try:
+        target = StoreConfig(url=url, password_env=password_env or "")
+        if not target.is_postgres:
+            raise ConfigError("--to: expected postgresql://user@host:port/database")
+        copied = copy_sqlite_to_postgres(config.db_path, url, target.password())
+    except (ConfigError, StoreError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for c in copied:
+        print(f"{c.table}: {c.source_rows} rows, {c.target_rows} there")
+    print(f"copied {config.db_path} into {url}; set [store] url to use it")
+    return 0
 
 
 def cmd_reminders(args: argparse.Namespace) -> int:
     from bot.scheduler import cli
+    from bot.store.config import open_store
 
-    return cli.run(args, _config(args).db_path)
+    config = _config(args)
+    return cli.run(args, open_store(config.store, config.home))
 
 
 def cmd_skills(args: argparse.Namespace) -> int:
@@ -357,9 +383,9 @@ def cmd_pairing(args: argparse.Namespace) -> int:
 
 
 async def _pairing(config: Config, args: argparse.Namespace) -> int:
-    from bot.store import Store
+    from bot.store.config import open_store
 
-    async with Store(config.db_path) as store:
+    async with open_store(config.store, config.home) as store:
         if args.pairing_command == "approve":
             found = await store.access.approve(args.code, "cli")
             if found is None:

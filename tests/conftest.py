@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+#: the throwaway PostgreSQL server (`pg_server`, `pg_url`) for the store's second backend
+pytest_plugins = ["tests.pgserver"]
+
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
 

@@ -68,7 +68,10 @@ _EMBEDDER_HINT = (
 
 
 def run(
-    args: argparse.Namespace, home: Path, store_path: Path, config: MemoryConfig | None = None
+    args: argparse.Namespace,
+    home: Path,
+    store_path: Path | Store,
+    config: MemoryConfig | None = None,
 ) -> int:
     """Run a `memory` or `models` subcommand; returns the exit code."""
     from bot.progress import Progress
@@ -84,7 +87,7 @@ def run(
 
 
 def _run(
-    args: argparse.Namespace, home: Path, store_path: Path, config: MemoryConfig | None
+    args: argparse.Namespace, home: Path, store_path: Path | Store, config: MemoryConfig | None
 ) -> int:
     if getattr(args, "models_action", None) is not None:
         return int(args.models_action(args, home))
@@ -92,10 +95,12 @@ def _run(
     if action is None:
         print("usage: decapod memory {search,forget,export,reindex} | decapod models pull NAME")
         return 2
-    code = asyncio.run(_with_service(args, action, home, store_path, config or MemoryConfig()))
-    if code == 0 and action is _forget:
+    # the configured store (not started), or the path of a SQLite one
+    store = store_path if isinstance(store_path, Store) else Store(store_path)
+    code = asyncio.run(_with_service(args, action, home, store, config or MemoryConfig()))
+    if code == 0 and action is _forget and store.backend == "sqlite":
         # Deleted rows can leave copies in free pages; rebuilding the file removes them.
-        conn = sqlite.connect(store_path)
+        conn = sqlite.connect(store.path)
         try:
             conn.execute("VACUUM")
         finally:
@@ -104,11 +109,11 @@ def _run(
 
 
 async def _with_service(
-    args: argparse.Namespace, action: Action, home: Path, store_path: Path, config: MemoryConfig
+    args: argparse.Namespace, action: Action, home: Path, store: Store, config: MemoryConfig
 ) -> int:
     from bot.security.redact import default_redactor
 
-    async with Store(store_path) as store:
+    async with store:
         service = MemoryService(store, config, home, redact=default_redactor().redact)
         if args.memory_needs_embedder:
             await service.start(watch=False)

@@ -34,7 +34,8 @@ class VectorIndex:
         self.repo = repo
         self.chain = chain
         #: why vector search cannot run on this SQLite at all (None: it can)
-        self.vec_error = None if sqlite.vec_available() else (sqlite.info().vec_error or "")
+        usable = repo.store.vectors_available
+        self.vec_error = None if usable else (sqlite.info().vec_error or "")
         self._index_model: str | None = None  # set once the vector table matches the embedder
         self._queries: OrderedDict[tuple[str, str], bytes | None] = OrderedDict()
         #: set when chunks may wait for a vector; the backfill loop waits on it

@@ -41,7 +41,8 @@ from bot.memory.text import (
 from bot.progress import ProgressSink
 from bot.providers.base import ChatMessage, Provider
 from bot.store import Store
-from bot.store.memory import SHARED, ItemRow, MemoryRepo, NewChunk, NewItem
+from bot.store.memory import SHARED, ItemRow, NewChunk, NewItem
+from bot.store.pg_memory import memory_repo
 
 log = logging.getLogger("decapod.memory")
 __all__ = [
@@ -87,7 +88,7 @@ class MemoryService:
             # what a person or the model saves must not keep a secret at rest
             raise TypeError("MemoryService needs a redactor: redact must be a function str -> str")
         self.config = config
-        self.repo = MemoryRepo(store)
+        self.repo = memory_repo(store)
         self.chain = EmbedderChain(
             embedders if embedders is not None else build_embedders(config.embedders, home)
         )

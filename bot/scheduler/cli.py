@@ -30,12 +30,13 @@ def add_subparsers(sub: Any) -> None:
     cancel.add_argument("job_id")
 
 
-def run(args: argparse.Namespace, store_path: Path) -> int:
-    return asyncio.run(_run(args, store_path))
+def run(args: argparse.Namespace, store: Path | Store) -> int:
+    """`store`: the configured store (not started), or the path of a SQLite one."""
+    return asyncio.run(_run(args, store if isinstance(store, Store) else Store(store)))
 
 
-async def _run(args: argparse.Namespace, store_path: Path) -> int:
-    async with Store(store_path) as store:
+async def _run(args: argparse.Namespace, store: Store) -> int:
+    async with store:
         jobs = JobRepo(store)
         if args.reminders_action == "cancel":
             job_id = args.job_id.strip().lower()

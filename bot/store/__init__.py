@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 
 class Store:
+    #: "sqlite" here; the PostgreSQL store says "postgresql"
+    backend = "sqlite"
+
     def __init__(self, path: Path | str, *, migration_progress: ProgressSink | None = None) -> None:
         self.path = Path(path)
         #: told of each migration applied at start (`decapod migrate` shows it); called on the
@@ -85,6 +88,11 @@ class Store:
         self.access = AccessRepo(self)
         self.model_choices = ModelChoiceRepo(self)
         self.usage = UsageRepo(self)
+
+    @property
+    def vectors_available(self) -> bool:
+        """Whether memory's vector table can be used (sqlite-vec loads here)."""
+        return sqlite.vec_available()
 
     # lifecycle -----------------------------------------------------------------------------
     async def start(self) -> Store:

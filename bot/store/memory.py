@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bot.store import sqlite
 from bot.store.memory_vectors import (
     VEC_TABLE,
     VectorRepo,
@@ -24,6 +23,7 @@ from bot.store.memory_vectors import (
     move_vectors,
     put_vector,
     vec_model,
+    vectors_usable,
 )
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def _insert_item(conn: Conn, item: NewItem, now: float) -> int:
         ).lastrowid
     )
     recorded = vec_model(conn)
-    in_space = bool(recorded and recorded[0] == item.model and sqlite.vec_available())
+    in_space = bool(recorded and recorded[0] == item.model and vectors_usable(conn))
     tag = owner_tag(item.owner)
     for ch in item.chunks:
         cid = conn.execute(
@@ -271,7 +271,7 @@ class MemoryRepo:
             keyword_score = {int(r[0]): -float(r[1]) for r in found}
             nearest: list[tuple[float, int]] = []
             recorded = vec_model(conn) if vector is not None else None
-            if recorded is not None and recorded[0] == model and sqlite.vec_available():
+            if recorded is not None and recorded[0] == model and vectors_usable(conn):
                 k = min(limit, 4096)
                 for owner in owners:  # one KNN per partition: each touches only that owner
                     nearest += conn.execute(

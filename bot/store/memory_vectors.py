@@ -37,6 +37,12 @@ def pack_vector(vector: Sequence[float]) -> bytes:
     return struct.pack(f"{len(vector)}f", *vector)
 
 
+def vectors_usable(conn: Conn) -> bool:
+    """Whether `conn` can read and write the vector table: with sqlite-vec loaded on SQLite;
+    always on PostgreSQL, where it is a plain table ranked in process."""
+    return bool(getattr(conn, "vectors_in_process", False)) or sqlite.vec_available()
+
+
 def vec_exists(conn: Conn) -> bool:
     row = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (VEC_TABLE,)).fetchone()
     return row is not None
@@ -50,7 +56,7 @@ def vec_model(conn: Conn) -> tuple[str, int] | None:
 def drop_vectors(conn: Conn, chunk_ids: Sequence[int]) -> None:
     if not chunk_ids or not vec_exists(conn):
         return
-    if sqlite.vec_available():
+    if vectors_usable(conn):
         for cid in chunk_ids:
             conn.execute(f"DELETE FROM {VEC_TABLE} WHERE chunk_id = ?", (cid,))
     else:
@@ -70,7 +76,7 @@ def move_vectors(conn: Conn, chunk_ids: Sequence[int], owner: str) -> None:
     """Put the vectors of `chunk_ids` (whose chunks now belong to `owner`) in its partition."""
     if not chunk_ids or not vec_exists(conn):
         return
-    if not sqlite.vec_available():  # re-embedded into the right partition later
+    if not vectors_usable(conn):  # re-embedded into the right partition later
         drop_vectors(conn, chunk_ids)
         for part, qs in in_batches(chunk_ids):
             conn.execute(f"UPDATE memory_chunks SET embedded = 0 WHERE id IN ({qs})", part)

@@ -43,7 +43,7 @@ class IdentityRepo(_Repo):
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT(key) DO UPDATE SET last_seen = excluded.last_seen,
                      display_name = CASE WHEN excluded.display_name != ''
-                                    THEN excluded.display_name ELSE display_name END""",
+                                    THEN excluded.display_name ELSE identities.display_name END""",
                 (
                     identity.key,
                     identity.channel,

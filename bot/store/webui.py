@@ -100,7 +100,7 @@ class WebUIRepo:
                        AND t.role IN ('user', 'assistant') AND t.content != ''
                      UNION ALL
                      SELECT 'assistant', m.text, m.created_at, m.id FROM web_messages m
-                       WHERE m.chat_id = ? AND m.created_at >= ?)
+                       WHERE m.chat_id = ? AND m.created_at >= ?) AS said
                    ORDER BY at DESC, n DESC LIMIT ?""",
                 (session_id, chat_id, since, limit),
             ).fetchall()

@@ -1,0 +1,210 @@
+"""The store on PostgreSQL: the same interface and repositories as the SQLite store.
+
+Writes keep SQLite's shape: the writes of one loop tick run together in one transaction on
+one connection (each under its own savepoint when there are several), in the order they were
+made, on a single writer thread. Reads take a connection from a psycopg pool on a reader
+thread; nothing waits on the network on the event loop, so `peek` is a `read` here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from bot.errors import StoreError
+from bot.store import Store, _settle_all
+from bot.store.postgres import PgConnection, configure, connect, migrate_pg
+
+if TYPE_CHECKING:
+    from bot.progress import ProgressSink
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class PgStore(Store):
+    backend = "postgresql"
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        password: str | None = None,
+        pool_size: int = 4,
+        migration_progress: ProgressSink | None = None,
+    ) -> None:
+        super().__init__(redact_conninfo(conninfo), migration_progress=migration_progress)
+        #: the URL without a password, for messages (`path` is no file here)
+        self.label = redact_conninfo(conninfo)
+        self.conninfo = conninfo
+        self._password = password
+        self._pool_size = pool_size
+        self._pool: Any = None
+        self._writes: ThreadPoolExecutor | None = None
+        self._wconn: PgConnection | None = None
+
+    @property
+    def vectors_available(self) -> bool:
+        return True  # a plain table of float32 bytes, ranked in process
+
+    async def start(self) -> PgStore:
+        loop = asyncio.get_running_loop()
+        self._writes = ThreadPoolExecutor(1, thread_name_prefix="decapod-store-writer")
+        try:
+            self.migrations_applied = await loop.run_in_executor(self._writes, self._open_writer)
+            self._pool = await asyncio.to_thread(self._open_pool)
+        except Exception as exc:
+            await self.stop()
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot open PostgreSQL store {self.label}: {exc}") from exc
+        self._readers = ThreadPoolExecutor(
+            self._pool_size, thread_name_prefix="decapod-store-reader"
+        )
+        return self
+
+    def _open_writer(self) -> list[str]:
+        self._wconn = connect(self.conninfo, self._password)
+        return migrate_pg(self._wconn, self._migration_progress)
+
+    def _open_pool(self) -> Any:
+        from psycopg_pool import ConnectionPool
+
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if self._password is not None:
+            kwargs["password"] = self._password
+        pool = ConnectionPool(
+            self.conninfo,
+            min_size=1,
+            max_size=self._pool_size,
+            kwargs=kwargs,
+            configure=configure,
+            # a connection the server dropped is found out before a read is given it
+            check=ConnectionPool.check_connection,
+            open=False,
+        )
+        pool.open(wait=True, timeout=30)
+        return pool
+
+    async def stop(self) -> None:
+        if self._writes is not None:
+            self._flush()
+            writes, self._writes = self._writes, None
+            await asyncio.to_thread(writes.shutdown, wait=True)
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+            self._readers = None
+        if self._pool is not None:
+            await asyncio.to_thread(self._pool.close)
+            self._pool = None
+        if self._wconn is not None:
+            self._wconn.close()
+            self._wconn = None
+
+    # access --------------------------------------------------------------------------------
+    async def write(self, fn: Callable[[Any], T], *, cheap: bool = False) -> T:
+        if self._writes is None:
+            raise StoreError("store is not started")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._pending.append((fn, fut))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)
+        return await fut
+
+    def _flush(self) -> None:
+        if not self._pending or self._writes is None:
+            return
+        batch, self._pending = self._pending, []
+        self._writes.submit(self._write_batch, asyncio.get_running_loop(), batch)
+
+    def _write_batch(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Any, Any]]) -> None:
+        results: list[tuple[Any, Any, BaseException | None]]
+        try:
+            conn = self._begin()
+        except Exception as exc:
+            err = StoreError(f"write failed: cannot reach PostgreSQL: {exc}")
+            results = [(fut, None, err) for _, fut in batch]
+        else:
+            results = self._run_batch_pg(conn, batch)
+        loop.call_soon_threadsafe(_settle_all, results)
+
+    def _begin(self) -> PgConnection:
+        """A transaction begun on the writer's connection. A connection the server dropped
+        (a restart, a fail-over) is found out here, before anything ran, and opened again."""
+        for attempt in (1, 2):
+            if self._wconn is None or self._wconn.broken:
+                self._wconn = connect(self.conninfo, self._password)
+            try:
+                self._wconn.execute("BEGIN")
+            except Exception:
+                if attempt == 2 or not self._wconn.broken:
+                    raise
+                log.warning("the PostgreSQL connection was lost; connecting again")
+            else:
+                return self._wconn
+        raise AssertionError("unreachable")
+
+    def _run_batch_pg(
+        self, conn: PgConnection, batch: list[tuple[Any, Any]]
+    ) -> list[tuple[Any, Any, BaseException | None]]:
+        """Run `batch` in the transaction `_begin` opened; each write's result or error."""
+        results: list[tuple[Any, Any, BaseException | None]] = []
+        alone = len(batch) == 1
+        try:
+            self.transactions += 1
+            # other replicas and the CLI commit unseen: caches keyed on this never trust
+            # themselves past one batch (SQLite's store counts only real foreign commits)
+            self.foreign_commits += 1
+            for fn, fut in batch:
+                if not alone:
+                    conn.execute("SAVEPOINT item")
+                try:
+                    value = fn(conn)
+                except Exception as exc:
+                    if not alone:
+                        conn.execute("ROLLBACK TO SAVEPOINT item")
+                    results.append((fut, None, exc))
+                else:
+                    results.append((fut, value, None))
+                if not alone:
+                    conn.execute("RELEASE SAVEPOINT item")
+            # a lone write that failed leaves the transaction aborted: nothing to keep
+            conn.execute("ROLLBACK" if alone and results[0][2] is not None else "COMMIT")
+        except Exception as exc:
+            if not conn.broken and conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failed = StoreError(f"write failed: {exc}")
+            results = [(fut, None, failed) for _, fut in batch]
+        return results
+
+    async def server_version(self) -> str:
+        row = await self.read(lambda c: c.execute("SHOW server_version").fetchone())
+        return str(row[0])
+
+    async def peek(self, fn: Callable[[Any], T]) -> T:
+        return await self.read(fn)
+
+    async def read(self, fn: Callable[[Any], T]) -> T:
+        if self._readers is None:
+            raise StoreError("store is not started")
+        return await asyncio.get_running_loop().run_in_executor(self._readers, self._read, fn)
+
+    def _read(self, fn: Callable[[Any], T]) -> T:
+        with self._pool.connection() as raw:
+            return fn(PgConnection(raw))
+
+
+def redact_conninfo(conninfo: str) -> str:
+    """The URL without a password, for logs and errors."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(conninfo)
+    if parts.password is None:
+        return conninfo
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

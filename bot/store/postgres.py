@@ -1,0 +1,183 @@
+"""PostgreSQL connections that speak the repositories' SQL, and the migrations run on them.
+
+A `PgConnection` looks like the sqlite3 connection the repositories are written against
+(`execute`, `executemany`, cursors with `fetchone`/`fetchall`/`rowcount`/`lastrowid`,
+`in_transaction`); each statement is translated by bot/store/pg_dialect.py. psycopg is
+imported only when a PostgreSQL store is opened.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from bot.store.migrations import MIGRATIONS, Migration
+from bot.store.pg_dialect import translate
+
+if TYPE_CHECKING:
+    from bot.progress import ProgressSink
+
+#: the advisory lock every migration transaction takes: replicas starting together queue on
+#: it, and each migration is applied by exactly one of them
+MIGRATION_LOCK = 0x6465636170_6F64  # "decapod"
+
+
+class PgCursor:
+    def __init__(self, cur: Any, lastrowid: int | None) -> None:
+        self._cur = cur
+        self.lastrowid = lastrowid
+
+    @property
+    def description(self) -> Any:
+        return self._cur.description
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cur.rowcount)
+
+    def fetchone(self) -> Any:
+        return self._cur.fetchone() if self._cur.description is not None else None
+
+    def fetchall(self) -> list[Any]:
+        return list(self._cur.fetchall()) if self._cur.description is not None else []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
+class PgConnection:
+    """A psycopg connection in autocommit mode (transactions are explicit, as on SQLite)."""
+
+    #: memory's vector table is a plain table here, ranked in process (no sqlite-vec needed)
+    vectors_in_process = True
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> PgCursor:
+        stmt = translate(sql)
+        # always with parameters, even none: the translation doubled every literal `%`
+        cur = self.raw.execute(stmt.sql, _params(params))
+        for follow in stmt.then:
+            self.raw.execute(follow)
+        lastrowid = None
+        if stmt.returns_id:
+            row = cur.fetchone()
+            lastrowid = None if row is None else int(row[0])
+        return PgCursor(cur, lastrowid)
+
+    def executemany(self, sql: str, seq: Any) -> PgCursor:
+        cur = self.raw.cursor()
+        cur.executemany(translate(sql).sql, [_params(p) for p in seq])
+        return PgCursor(cur, None)
+
+    @property
+    def in_transaction(self) -> bool:
+        from psycopg.pq import TransactionStatus
+
+        return bool(self.raw.info.transaction_status != TransactionStatus.IDLE)
+
+    @property
+    def broken(self) -> bool:
+        return bool(self.raw.broken or self.raw.closed)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _params(params: Any) -> Any:
+    # SQLite takes a list where psycopg wants a tuple or a dict; both take the same values
+    return params if isinstance(params, dict) else tuple(params)
+
+
+def configure(raw: Any) -> None:
+    """What every connection needs before use: SUM and AVG come back as numbers, not
+    Decimals (SQLite gives int or float; the repositories expect those)."""
+    from psycopg.adapt import Loader
+
+    class NumericLoader(Loader):
+        def load(self, data: Any) -> Any:
+            value = bytes(data).decode()
+            return int(value) if value.lstrip("-").isdigit() else float(value)
+
+    raw.adapters.register_loader("numeric", NumericLoader)
+
+
+def connect(conninfo: str, password: str | None) -> PgConnection:
+    import psycopg
+
+    kwargs: dict[str, Any] = {"autocommit": True}
+    if password is not None:
+        kwargs["password"] = password
+    raw = psycopg.connect(conninfo, **kwargs)
+    configure(raw)
+    return PgConnection(raw)
+
+
+def migrate_pg(conn: PgConnection, progress: ProgressSink | None = None) -> list[str]:
+    """Apply pending migrations, each in its own transaction under the migration lock; returns
+    the names this process applied (none when another replica got there first)."""
+    todo = sorted(MIGRATIONS)
+    if progress is not None:
+        progress.begin(len(todo))
+    applied: list[str] = []
+    for name in todo:
+        conn.execute("BEGIN")
+        try:
+            conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            conn.raw.execute(
+                "CREATE TABLE IF NOT EXISTS _migrations "
+                "(name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+            )
+            if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
+                conn.execute("ROLLBACK")
+            else:
+                PG_MIGRATIONS.get(name, MIGRATIONS[name])(conn)
+                conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+                conn.execute("COMMIT")
+                applied.append(name)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if progress is not None:
+            progress.advance()
+    return applied
+
+
+def _m001_core(conn: Any) -> None:
+    from bot.store.migrations import m001_core
+
+    m001_core(conn)
+    # SQLite's implicit rowid orders deliveries received in the same instant
+    conn.raw.execute("ALTER TABLE inbound ADD COLUMN rowid BIGINT GENERATED ALWAYS AS IDENTITY")
+
+
+def _m003_memory(conn: Any) -> None:
+    from bot.store.migrations import _M003
+
+    # the plain tables translate; FTS5 and its triggers have a tsvector column instead (m006)
+    for stmt in _M003:
+        if stmt.lstrip().upper().startswith(("CREATE TABLE", "CREATE INDEX")):
+            conn.execute(stmt)
+
+
+def _m006_memory_context(conn: Any) -> None:
+    conn.execute("ALTER TABLE memory_chunks ADD COLUMN context TEXT NOT NULL DEFAULT ''")
+    # the text weighs above its context, as the FTS5 rank does on SQLite; owner is filtered
+    # by its own column, so it needs no token of its own
+    conn.raw.execute(
+        "ALTER TABLE memory_chunks ADD COLUMN tsv tsvector GENERATED ALWAYS AS ("
+        "setweight(to_tsvector('english', text), 'A') || "
+        "setweight(to_tsvector('english', context), 'C')) STORED"
+    )
+    conn.raw.execute("CREATE INDEX memory_chunks_tsv ON memory_chunks USING GIN (tsv)")
+
+
+#: migrations whose SQLite form has no translation (virtual tables, triggers)
+PG_MIGRATIONS: dict[str, Migration] = {
+    "m001_core": _m001_core,
+    "m003_memory": _m003_memory,
+    "m006_memory_context": _m006_memory_context,
+}

@@ -1,0 +1,255 @@
+"""The store on PostgreSQL beyond the repositories: the gateway, the scheduler, the command
+line and doctor on it, a dropped connection, two processes on one database, and
+`decapod migrate --to` from a SQLite home."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.providers.base import ChatMessage
+from bot.store import Store
+from bot.store.config import StoreConfig, open_store
+from bot.store.jobs import JobRepo
+from bot.store.repos import TurnRecord
+from tests.core.test_store_backends import _inbound, _job
+
+
+async def test_a_gateway_turn_on_postgresql(
+    make_config: Any, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inbound -> session -> the model (the real openai SDK against the fake) -> reply, every
+    row in PostgreSQL; the same message delivered again is not answered twice."""
+    from bot.gateway import Gateway
+    from bot.store.pg_store import PgStore
+    from tests.fakes.channel import RecordingChannel
+    from tests.fakes.llm import FakeLLM, Reply
+
+    monkeypatch.setenv("FAKE_LLM_KEY", "sk-test-not-a-secret")
+    async with FakeLLM() as fake:
+        fake.push(Reply(text="Hello from PostgreSQL."))
+        config = make_config(
+            providers={
+                "fake": {
+                    "base_url": fake.base_url + "/v1",
+                    "api_key_env": "FAKE_LLM_KEY",
+                    "context_window": 8000,
+                    "first_token_timeout_s": 5,
+                }
+            },
+            models={"chat": ["fake:test-model"]},
+            store={"url": pg_url},
+        )
+        channel = RecordingChannel()
+        async with Gateway(config, channels={"test": channel}) as gw:
+            assert isinstance(gw.store, PgStore)
+            msg = await channel.push("hi")
+            assert await channel.wait_for_messages(1) == ["Hello from PostgreSQL."]
+            assert channel.sink is not None
+            await channel.sink(msg)  # the platform delivers it again
+            for _ in range(200):
+                if gw.sessions.active == 0 and not gw.sessions.queue_depth:
+                    break
+                await asyncio.sleep(0.01)
+            assert channel.texts() == ["Hello from PostgreSQL."]
+            assert len(fake.calls(path="/v1/chat/completions")) == 1
+            assert await gw.store.inbound.status("test", msg.id) == "done"
+            roles = await gw.store.read(
+                lambda c: [r[0] for r in c.execute("SELECT role FROM turns ORDER BY id")]
+            )
+            assert roles == ["user", "assistant"]
+
+
+async def test_doctor_names_the_postgresql_server(make_config: Any, pg_url: str) -> None:
+    from bot.doctor import check_storage
+
+    config = make_config(store={"url": pg_url})
+    checks = {name: (ok, detail) for name, ok, detail in await check_storage(config)}
+    ok, detail = checks["database"]
+    assert ok and detail.startswith("PostgreSQL ") and f" at {pg_url};" in detail
+    assert "pgvector not used" in detail
+
+
+def test_the_cli_uses_the_configured_postgresql_store(
+    home: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`decapod migrate` and `decapod pairing` open the store [store] names, not a SQLite
+    file in the home folder."""
+    from bot.cli import main
+
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(f'[store]\nurl = "{pg_url}"\n')
+    assert main(["migrate"]) == 0
+    assert "m001_core" in capsys.readouterr().out
+    assert main(["migrate"]) == 0
+    assert "database is up to date" in capsys.readouterr().out
+    assert not (home / "decapod.db").exists()
+
+
+async def test_a_dropped_postgresql_connection_is_opened_again(pg_url: str, tmp_path: Path) -> None:
+    """The server ends every connection (a restart, a fail-over): the next write and read
+    connect again, and nothing written before is lost."""
+    import psycopg
+
+    async with open_store(StoreConfig(url=pg_url), tmp_path) as store:
+        await store.kv.set("before", "1")
+        assert await store.kv.get("before") == "1"
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            ended = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
+        assert ended is not None and ended[0] >= 2  # the writer's and a reader's
+        await store.kv.set("after", "2")
+        assert await store.kv.get("after") == "2" and await store.kv.get("before") == "1"
+
+
+async def test_migrate_to_copies_a_sqlite_home_once_and_verifies_counts(
+    home: Path, pg_url: str, capsys: pytest.CaptureFixture[str], tiny_model: Path
+) -> None:
+    """Everything of a used SQLite home arrives (turns, deliveries, memory with its vectors,
+    a web passkey's bytes); a second run copies nothing twice; the copy works as a store."""
+    from bot.cli import main
+    from bot.memory.service import MemoryService
+    from tests.deps import REDACT
+    from tests.memory.conftest import memory_config
+
+    async with Store(home / "decapod.db") as sqlite_store:
+        row = await sqlite_store.sessions.current("k")
+        await sqlite_store.turns.add(
+            row.id, [TurnRecord("t1", ChatMessage("user", "hi"))], inbound_done=None
+        )
+        assert await sqlite_store.inbound.insert(_inbound("1"))
+        await sqlite_store.write(
+            lambda c: c.execute(
+                "INSERT INTO web_passkeys VALUES ('cred', ?, 0, 0, NULL)", (b"\x00\xffkey",)
+            )
+        )
+        memory = MemoryService(sqlite_store, memory_config(tiny_model), home, redact=REDACT)
+        await memory.start(watch=False)
+        await memory.wait_ready()
+        await memory.save("alice", "alice drinks oolong")
+        await memory.stop()
+
+    assert main(["migrate", "--to", pg_url]) == 0
+    out = capsys.readouterr().out
+    assert "turns: 1 rows, 1 there" in out and "memory_vec: 1 rows, 1 there" in out
+    assert main(["migrate", "--to", pg_url]) == 0  # again: nothing doubled
+    assert "turns: 1 rows, 1 there" in capsys.readouterr().out
+
+    async with open_store(StoreConfig(url=pg_url), home) as pg:
+        assert await pg.inbound.status("c", "1") == "pending"
+        assert not await pg.inbound.insert(_inbound("1"))  # its dedupe key came along
+        passkey = await pg.read(
+            lambda c: c.execute("SELECT public_key FROM web_passkeys").fetchone()[0]
+        )
+        assert bytes(passkey) == b"\x00\xffkey"
+        fresh = await pg.sessions.reset("k")  # ids continue after the copied ones
+        assert fresh.id > row.id
+        memory = MemoryService(pg, memory_config(tiny_model), home, redact=REDACT)
+        await memory.start(watch=False)
+        await memory.wait_ready()
+        near = await memory.search("alice", "matcha", mode="vector")
+        assert [h.text for h in near] == ["alice drinks oolong"]
+        await memory.stop()
+
+
+def test_migrate_to_refuses_a_url_with_a_password(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli import main
+
+    assert main(["migrate", "--to", "postgresql://u:pw@h/db"]) == 1
+    assert "holds a password" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.memory.conftest import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+def _job_states(conn: Any) -> list[tuple[str, int]]:
+    return [(str(r[0]), int(r[1])) for r in conn.execute("SELECT status, runs FROM jobs")]
+
+
+async def test_a_reminder_fires_once_across_a_restart_on_postgresql(
+    make_config: Any, pg_url: str
+) -> None:
+    """The scheduler on PostgreSQL: a reminder typed in a chat is due while nothing runs and
+    is delivered once, marked late, by the next start."""
+    from bot.gateway import Gateway
+    from bot.providers.testing import ScriptedProvider
+    from tests.fakes.channel import RecordingChannel
+
+    config = make_config(store={"url": pg_url}, scheduler={"late_note_after_seconds": 0})
+    first = RecordingChannel()
+    async with Gateway(config, provider=ScriptedProvider([]), channels={"test": first}):
+        await first.push("/remind in 1s stand up")
+        await first.wait_for_messages(1)
+    await asyncio.sleep(2.0)  # due while nothing runs
+    second = RecordingChannel()
+    async with Gateway(config, provider=ScriptedProvider([]), channels={"test": second}) as gw:
+        [late] = await second.wait_for_messages(1, timeout=10)
+        assert "stand up" in late and "late by" in late
+        # the job is marked done just after its message is sent: wait for that
+        async with asyncio.timeout(10):
+            while await gw.store.read(_job_states) != [("sent", 1)]:
+                await asyncio.sleep(0.05)
+    assert len(second.texts()) == 1, "delivered once"
+
+
+async def test_two_stores_on_one_database_share_dedupe_and_claims(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Two processes' stores on one PostgreSQL database: a delivery is taken by one of them,
+    and each due job is claimed by exactly one (the other skips the rows being claimed)."""
+    config = StoreConfig(url=pg_url)
+    async with open_store(config, tmp_path) as one, open_store(config, tmp_path) as two:
+        won = await asyncio.gather(
+            *(s.inbound.insert(_inbound(f"d{i}")) for i in range(30) for s in (one, two))
+        )
+        assert won.count(True) == 30
+        now = time.time()
+        jobs_one, jobs_two = JobRepo(one), JobRepo(two)
+        for i in range(40):
+            await jobs_one.insert(_job(f"job {i}", now - 1), max_active=100)
+
+        async def claim(repo: JobRepo) -> list[str]:
+            got: list[str] = []
+            for _ in range(8):
+                batch = await repo.claim_due(now, now + 60, limit=5, overdue_before=0, busy=())
+                got += [j.id for j in batch]
+            return got
+
+        first, second = await asyncio.gather(claim(jobs_one), claim(jobs_two))
+        assert not set(first) & set(second)
+        assert len(first) + len(second) == 40
+
+
+async def test_a_claim_passes_over_jobs_another_replica_is_claiming(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A job row locked by another replica's claim (its transaction still open) is skipped,
+    not waited for: the free job is claimed at once."""
+    import psycopg
+
+    async with open_store(StoreConfig(url=pg_url), tmp_path) as store:
+        jobs = JobRepo(store)
+        now = time.time()
+        held = await jobs.insert(_job("held", now - 2), max_active=10)
+        free = await jobs.insert(_job("free", now - 1), max_active=10)
+        with psycopg.connect(pg_url) as other:  # a transaction, left open
+            other.execute("SELECT id FROM jobs WHERE id = %s FOR UPDATE", (held.id,))
+            try:
+                claimed = await asyncio.wait_for(
+                    jobs.claim_due(now, now + 60, limit=10, overdue_before=0, busy=()), 20
+                )
+            finally:
+                other.rollback()
+        assert [j.id for j in claimed] == [free.id]

@@ -1,0 +1,106 @@
+"""Memory on both store backends: SQLite (FTS5, sqlite-vec) and PostgreSQL (tsvector, vectors
+ranked in process). The same per-person isolation on each."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from bot.memory.service import MemoryService
+from bot.store import Store
+from bot.store.config import StoreConfig, open_store
+from bot.store.pg_memory import PgMemoryRepo, tsquery
+from tests.deps import REDACT
+from tests.memory.conftest import memory_config
+
+
+@pytest_asyncio.fixture(params=["sqlite", "postgresql"])
+async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        config = StoreConfig()
+    else:
+        config = StoreConfig(url=request.getfixturevalue("pg_url"))
+    async with open_store(config, tmp_path) as store:
+        yield store
+
+
+@pytest_asyncio.fixture
+async def service(
+    any_store: Store, tiny_model: Path, tmp_path: Path
+) -> AsyncIterator[MemoryService]:
+    svc = MemoryService(any_store, memory_config(tiny_model), tmp_path / "home", redact=REDACT)
+    await svc.start(watch=False)
+    await svc.wait_ready()
+    yield svc
+    await svc.stop()
+
+
+def test_the_fts5_expression_becomes_a_tsquery() -> None:
+    assert tsquery('owner_tag : (o1 OR o2) AND text : ("tea" OR "berlin")') == "tea | berlin"
+    assert tsquery('owner_tag : (o1) AND text : ("tea" AND "berlin")') == "tea & berlin"
+    assert tsquery("owner_tag : (o1) AND text : ()") is None
+
+
+async def test_save_search_forget_per_person(service: MemoryService, any_store: Store) -> None:
+    assert isinstance(service.repo, PgMemoryRepo) == (any_store.backend == "postgresql")
+    await service.save("alice", "alice drinks oolong every morning")
+    await service.save("alice", "alice lives in berlin")
+    await service.save("bob", "bob drinks oolong too")
+
+    hits = await service.search("alice", "oolong", mode="keyword")
+    assert [h.text for h in hits] == ["alice drinks oolong every morning"]
+    assert all(h.owner == "alice" for h in hits)
+
+    # by meaning: "matcha" is near "oolong" in the tiny model, and no word is shared
+    near = await service.search("alice", "matcha", mode="vector")
+    assert near and near[0].text == "alice drinks oolong every morning"
+    assert near[0].vector_rank == 1 and near[0].keyword_rank is None
+    assert all(h.owner == "alice" for h in near)
+
+    gone = await service.forget("alice", matching="oolong")
+    assert [r.text for r in gone] == ["alice drinks oolong every morning"]
+    assert await service.search("alice", "oolong", mode="keyword") == []
+    assert [h.text for h in await service.search("bob", "oolong", mode="keyword")] == [
+        "bob drinks oolong too"
+    ]
+    assert await service.count("alice") == 1 and await service.count("bob") == 1
+
+
+async def test_saying_it_again_touches_the_item(service: MemoryService) -> None:
+    first = await service.save("alice", "alice plays the banjo", at=1000.0)
+    again = await service.save("alice", "alice plays the banjo", at=2000.0)
+    assert first == again
+    [row] = await service.repo.items("alice")
+    assert row.updated_at == 2000.0
+
+
+async def test_postgresql_vectors_need_no_sqlite_vec(
+    pg_url: str, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without sqlite-vec in the process, PostgreSQL still stores, ranks and forgets vectors:
+    a forgotten item leaves no vector behind."""
+    from bot.store import sqlite
+
+    monkeypatch.setattr(sqlite, "vec_available", lambda: False)
+    async with open_store(StoreConfig(url=pg_url), tmp_path) as store:
+        svc = MemoryService(store, memory_config(tiny_model), tmp_path / "home", redact=REDACT)
+        await svc.start(watch=False)
+        await svc.wait_ready()
+        try:
+            await svc.save("alice", "alice drinks oolong every morning")
+            near = await svc.search("alice", "matcha", mode="vector")
+            assert [h.text for h in near] == ["alice drinks oolong every morning"]
+            await svc.forget("alice", matching="oolong")
+
+            def left(conn: Any) -> tuple[int, int]:
+                vecs = conn.execute("SELECT count(*) FROM memory_vec").fetchone()[0]
+                orphans = conn.execute("SELECT count(*) FROM memory_vec_orphans").fetchone()[0]
+                return int(vecs), int(orphans)
+
+            assert await store.read(left) == (0, 0)
+        finally:
+            await svc.stop()
