@@ -44,6 +44,7 @@ _SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 _TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+SETUP_CODE_WRONG = "That is not the setup code (it is printed in the gateway's terminal)."
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -70,6 +71,8 @@ class WebUI:
         from bot.webui.passkeys import Passkeys
 
         self.passkeys = Passkeys(self)
+        #: a new session's CSRF token -> the admin token its setup made, shown once
+        self.shown_once: dict[str, str] = {}
         from bot.webui.uploads import UPLOAD_DIR, UploadStore
 
         cap = int(gw.config.webui.upload_max_mb * 1024 * 1024)
@@ -88,6 +91,7 @@ class WebUI:
         routes: list[tuple[str, str, Handler]] = [
             ("GET", CHAT_PAGE, self.page(self._index, login=False)),
             ("POST", "/welcome", self.page(self._welcome, login=False)),
+            ("GET", "/welcome/done", self.page(self._welcome_done, owner=True)),
             ("GET", "/login", self.page(self._login_form, login=False)),
             ("POST", "/login", self.page(self._login, login=False)),
             ("POST", "/logout", self.page(self._logout)),
@@ -217,16 +221,28 @@ class WebUI:
         if not self.auth.configured:
             if not self.fwd.may_set_up(request):
                 raise web.HTTPForbidden(text="first-run setup is only offered on this machine")
-            return self._form_page(request, "welcome.html", min_chars=MIN_PASSWORD_CHARS)
+            return self._welcome_page(request)
         session = await self.session_of(request)
         if session is None:
             raise web.HTTPSeeOther("/login")
         request[SESSION] = session
         return self.render(request, "chat.html", page="chat")
 
-    async def _welcome(self, request: web.Request) -> web.StreamResponse:
+    def setup_allowed(self, request: web.Request) -> None:
         if self.auth.configured or not self.fwd.may_set_up(request):
             raise web.HTTPForbidden(text="setup is done, or not allowed from here")
+
+    def _welcome_page(self, request: web.Request, **context: Any) -> web.Response:
+        return self._form_page(
+            request,
+            "welcome.html",
+            min_chars=MIN_PASSWORD_CHARS,
+            passkey_by_name=self.passkeys.host_name_instead(request),
+            **context,
+        )
+
+    async def _welcome(self, request: web.Request) -> web.StreamResponse:
+        self.setup_allowed(request)
         client = self.fwd.client(request)
         self._throttled(request, "setup")
         form = await self._form_checked(request)
@@ -237,14 +253,25 @@ class WebUI:
         elif password != form.get("confirm"):
             error = "The two passwords differ."
         if error is None:
-            accepted, token = await self.auth.redeem_setup_code(code, client)
+            holder = request.cookies.get(FORM_COOKIE, "")
+            accepted, token = await self.auth.verify_setup_code(code, client, holder)
             if not accepted:
-                error = "That is not the setup code (it is printed in the gateway's terminal)."
+                error = SETUP_CODE_WRONG
             else:
                 await self.auth.set_password(password)
                 log.info("web UI: owner password set")
-                return await self._signed_in(request, "/", admin_token=token or "", page="welcome")
-        return self._form_page(request, "welcome.html", error=error, min_chars=MIN_PASSWORD_CHARS)
+                return await self._signed_in(
+                    request, "/", admin_token=token or "", page="welcome", method="password"
+                )
+        return self._welcome_page(request, error=error)
+
+    async def _welcome_done(self, request: web.Request) -> web.StreamResponse:
+        """The page after a passkey setup (the script's fetch set the cookie, then came here)."""
+        session: WebSession = request[SESSION]
+        token = self.shown_once.pop(session.csrf, "")
+        return self.render(
+            request, "welcome_done.html", admin_token=token, page="welcome", method="passkey"
+        )
 
     async def _login_form(self, request: web.Request) -> web.StreamResponse:
         if not self.auth.configured:
@@ -263,7 +290,13 @@ class WebUI:
 
     async def _login_page(self, request: web.Request, **context: Any) -> web.Response:
         has_passkeys = bool(await self.auth.repo.passkeys())
-        return self._form_page(request, "login.html", passkeys=has_passkeys, **context)
+        return self._form_page(
+            request,
+            "login.html",
+            passkeys=has_passkeys,
+            password=self.auth.has_password,
+            **context,
+        )
 
     async def _logout(self, request: web.Request) -> web.StreamResponse:
         await self.auth.end_session(request.cookies.get(SESSION_COOKIE))

@@ -1,7 +1,9 @@
 """The owner's password and browser sessions of the web UI.
 
-- First visit: the one-time setup code printed in the terminal, then an owner password. The
-  password is stored only as a scrypt hash (random salt) in the store's kv table.
+- First visit: the one-time setup code printed in the terminal, then an owner password or a
+  passkey (bot/webui/passkeys.py). The password is stored only as a scrypt hash (random salt)
+  in the store's kv table. The owner is set up once either exists; a passkey-only owner has no
+  password until one is chosen on the panel.
 - A login is a random session id in an HttpOnly, SameSite=Strict cookie (Secure when the
   request came over TLS); the server keeps only its SHA-256, with a CSRF token and an expiry,
   in the store's `web_sessions` table: a login survives a restart; logout and expiry delete it.
@@ -29,6 +31,8 @@ MIN_PASSWORD_CHARS = 10
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**15, 8, 1
 _SCRYPT_MAXMEM = 64 * 1024 * 1024
 _MAX_SESSIONS = 1000
+#: how long a setup code spent on a passkey attempt stays good for the browser that spent it
+SETUP_GRANT_TTL_S = 900.0
 OWNER = "owner"
 GUEST = "guest"
 
@@ -85,12 +89,17 @@ class WebAuth:
         self._password_hash: str | None = None
         #: a code of our own when the admin token exists already but no password does
         self._own_code_hash: str | None = None
+        self._has_passkey = False
+        #: (holder's hash, code's hash, admin token or None, expiry): the setup code once
+        #: accepted, so a cancelled passkey prompt can be retried without a new code
+        self._grant: tuple[str, str, str | None, float] | None = None
         self.repo = WebUIRepo(store)
 
     async def start(self, admin_setup_code: str | None) -> str | None:
         """Load the password hash; returns the setup code to print when there is none yet."""
         self._password_hash = await self.store.kv.get(PASSWORD_KEY)
-        if self._password_hash is not None:
+        self._has_passkey = bool(await self.repo.passkeys())
+        if self.configured:
             return None
         if admin_setup_code is not None:
             return admin_setup_code  # one code for both: redeeming it also makes the token
@@ -100,7 +109,34 @@ class WebAuth:
 
     @property
     def configured(self) -> bool:
+        return self._password_hash is not None or self._has_passkey
+
+    @property
+    def has_password(self) -> bool:
         return self._password_hash is not None
+
+    def passkeys_changed(self, remaining: int) -> None:
+        self._has_passkey = remaining > 0
+        if self.configured:
+            self._grant = None
+
+    async def verify_setup_code(
+        self, code: str, client: str, holder: str
+    ) -> tuple[bool, str | None]:
+        """(accepted, admin token made by it if any) for the browser `holder` (its form token).
+        The code itself works once; the browser that spent it may present it again until the
+        setup is finished or the grant lapses, and nobody else may."""
+        grant = self._grant
+        if grant is not None and grant[3] > time.monotonic():
+            holder_ok = hmac.compare_digest(grant[0], _sha(holder))
+            if code and holder_ok and hmac.compare_digest(grant[1], _sha(code)):
+                return True, grant[2]
+            self.admin.throttle.failed("setup", client)
+            return False, None
+        accepted, token = await self.redeem_setup_code(code, client)
+        if accepted:
+            self._grant = (_sha(holder), _sha(code), token, time.monotonic() + SETUP_GRANT_TTL_S)
+        return accepted, token
 
     async def redeem_setup_code(self, code: str, client: str) -> tuple[bool, str | None]:
         """(accepted, admin token made by it if any). One use; failures are counted."""
@@ -113,10 +149,18 @@ class WebAuth:
         token = await self.admin.redeem(code, client)
         return token is not None, token
 
+    def setup_admin_token(self, holder: str) -> str | None:
+        """The admin token the setup code made, for the browser that spent the code."""
+        grant = self._grant
+        if grant is None or not hmac.compare_digest(grant[0], _sha(holder)):
+            return None
+        return grant[2]
+
     async def set_password(self, password: str) -> None:
         hashed = await asyncio.to_thread(hash_password, password)
         await self.store.kv.set(PASSWORD_KEY, hashed)
         self._password_hash = hashed
+        self._grant = None
 
     async def check_password(self, password: str) -> bool:
         stored = self._password_hash

@@ -39,7 +39,7 @@ TABS = [
     ("/panel/workspaces", "Workspaces"),
     ("/panel/skills", "Skills"),
     ("/panel/mcp", "MCP"),
-    ("/panel/passkeys", "Passkeys"),
+    ("/panel/passkeys", "Passkeys & password"),
     ("/panel/config", "Config"),
     ("/panel/audit", "Security audit"),
 ]

@@ -1,19 +1,23 @@
-"""Passkeys (WebAuthn) for the owner, beside the password.
+"""Passkeys (WebAuthn) for the owner, beside the password or instead of it.
 
-The signed-in owner adds a passkey on the panel's Passkeys page; the login page then offers
-"Sign in with a passkey". The browser talks to its authenticator; the server checks every
-answer with py_webauthn (`webauthn` on PyPI): the challenge it issued (one use, five minutes),
-the origin (this page's scheme and host), the relying party id (the host, without the port;
-browsers refuse an IP address there, so passkeys need a name such as `localhost` or the
-proxy's domain), user verification, and the signature against the stored public key. Only
-public keys are stored (`web_passkeys`), with the signature counter.
+The first-run page offers "Use a passkey instead" of a password: the setup code is checked
+(and spent) before a registration challenge is issued, and the new passkey signs the owner in;
+no password exists until one is chosen on the panel. The signed-in owner adds more passkeys on
+the panel's Passkeys page; the login page then offers "Sign in with a passkey". The browser
+talks to its authenticator; the server checks every answer with py_webauthn (`webauthn` on
+PyPI): the challenge it issued (one use, five minutes), the origin (this page's scheme and
+host), the relying party id (the host, without the port; browsers refuse an IP address there,
+so passkeys need a name such as `localhost` or the proxy's domain), user verification, and the
+signature against the stored public key. Only public keys are stored (`web_passkeys`), with the
+signature counter.
 
 The JSON endpoints carry the page's token in the `X-CSRF-Token` header: the session's token
-when signed in, the login form's double-submit token before.
+when signed in, the setup or login form's double-submit token before.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 import time
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bot.webui.auth import SESSION, WebSession, csrf_ok
+from bot.webui.auth import MIN_PASSWORD_CHARS, SESSION, WebSession, csrf_ok
 
 if TYPE_CHECKING:
     from bot.webui.app import Handler, WebUI
@@ -45,6 +49,8 @@ class Passkeys:
         return [
             ("POST", "/passkey/login/options", self.login_options),
             ("POST", "/passkey/login", self.login),
+            ("POST", "/welcome/passkey/options", self.setup_options),
+            ("POST", "/welcome/passkey", self.setup),
         ]
 
     def owner_routes(self, panel: Panel) -> list[tuple[str, str, Handler]]:
@@ -54,6 +60,7 @@ class Passkeys:
             ("POST", "/passkey/register/options", self.register_options),
             ("POST", "/passkey/register", self.register),
             ("POST", "/panel/passkeys/remove", self.remove),
+            ("POST", "/panel/password", self.password),
         ]
 
     # the relying party ------------------------------------------------------------------------
@@ -63,6 +70,17 @@ class Passkeys:
         scheme = "https" if self.ui.fwd.secure(request) else "http"
         rp_id = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         return f"{scheme}://{host}", rp_id.lower()
+
+    def host_name_instead(self, request: web.Request) -> str | None:
+        """`localhost:port` when the page was opened by IP address, which browsers refuse as
+        a relying party id; None when a passkey can be made right here."""
+        _, rp_id = self._origin(request)
+        try:
+            ipaddress.ip_address(rp_id.strip("[]"))
+        except ValueError:
+            return None
+        port = request.url.port
+        return f"localhost:{port}" if port else "localhost"
 
     def _challenge(self, key: str) -> bytes:
         now = time.monotonic()
@@ -98,9 +116,11 @@ class Passkeys:
             passkeys=await self.repo.passkeys(),
             note=request.query.get("note", ""),
             when=_when,
+            has_password=self.ui.auth.has_password,
+            min_chars=MIN_PASSWORD_CHARS,
         )
 
-    async def register_options(self, request: web.Request) -> web.StreamResponse:
+    async def _registration_options(self, request: web.Request, key: str) -> web.Response:
         from webauthn import generate_registration_options, options_to_json
         from webauthn.helpers import base64url_to_bytes
         from webauthn.helpers.structs import (
@@ -110,7 +130,6 @@ class Passkeys:
             UserVerificationRequirement,
         )
 
-        session: WebSession = request[SESSION]
         _, rp_id = self._origin(request)
         existing = await self.repo.passkeys()
         options = generate_registration_options(
@@ -119,7 +138,7 @@ class Passkeys:
             user_id=_OWNER_HANDLE,
             user_name="owner",
             user_display_name="Decapod owner",
-            challenge=self._challenge("register:" + session.csrf),
+            challenge=self._challenge(key),
             authenticator_selection=AuthenticatorSelectionCriteria(
                 resident_key=ResidentKeyRequirement.REQUIRED,
                 user_verification=UserVerificationRequirement.REQUIRED,
@@ -131,14 +150,13 @@ class Passkeys:
         )
         return web.Response(text=options_to_json(options), content_type="application/json")
 
-    async def register(self, request: web.Request) -> web.StreamResponse:
+    async def _register(self, request: web.Request, key: str) -> None:
         from webauthn import verify_registration_response
         from webauthn.helpers import bytes_to_base64url
         from webauthn.helpers.exceptions import WebAuthnException
 
-        session: WebSession = request[SESSION]
         credential = await self._credential(request)
-        challenge = self._take_challenge("register:" + session.csrf)
+        challenge = self._take_challenge(key)
         origin, rp_id = self._origin(request)
         try:
             verified = verify_registration_response(
@@ -154,13 +172,83 @@ class Passkeys:
         await self.repo.add_passkey(
             credential_id, verified.credential_public_key, verified.sign_count
         )
+        self.ui.auth.passkeys_changed(len(await self.repo.passkeys()))
         log.info("web UI: passkey %s… added", credential_id[:8])
+
+    async def register_options(self, request: web.Request) -> web.StreamResponse:
+        session: WebSession = request[SESSION]
+        return await self._registration_options(request, "register:" + session.csrf)
+
+    async def register(self, request: web.Request) -> web.StreamResponse:
+        session: WebSession = request[SESSION]
+        await self._register(request, "register:" + session.csrf)
         return web.json_response({"ok": True})
 
     async def remove(self, request: web.Request) -> web.StreamResponse:
         credential_id = str((await request.post()).get("credential", ""))
+        known = await self.repo.passkeys()
+        if not self.ui.auth.has_password and [p.credential_id for p in known] == [credential_id]:
+            # the owner's only way in: removing it would lock them out
+            raise web.HTTPSeeOther("/panel/passkeys?note=set+a+password+before+removing+this")
         removed = await self.repo.remove_passkey(credential_id)
+        self.ui.auth.passkeys_changed(len(known) - removed)
         raise web.HTTPSeeOther("/panel/passkeys?note=" + ("removed" if removed else "not+found"))
+
+    async def password(self, request: web.Request) -> web.StreamResponse:
+        """Set the owner password (a passkey-only owner) or change it (the old one first)."""
+        form = await request.post()
+        new, confirm = str(form.get("password", "")), str(form.get("confirm", ""))
+        auth = self.ui.auth
+        if auth.has_password and not await auth.check_password(str(form.get("current", ""))):
+            auth.admin.throttle.failed("login", self.ui.fwd.client(request))
+            note = "the current password is wrong"
+        elif len(new) < MIN_PASSWORD_CHARS:
+            note = f"the password needs at least {MIN_PASSWORD_CHARS} characters"
+        elif new != confirm:
+            note = "the two passwords differ"
+        else:
+            await auth.set_password(new)
+            log.info("web UI: owner password set on the panel")
+            note = "password saved"
+        raise web.HTTPSeeOther("/panel/passkeys?note=" + note.replace(" ", "+"))
+
+    # the first run: a passkey instead of a password ----------------------------------------------
+    async def setup_options(self, request: web.Request) -> web.StreamResponse:
+        """A registration challenge, only after the setup code was checked (and spent)."""
+        from bot.webui.app import SETUP_CODE_WRONG
+
+        self.ui.setup_allowed(request)
+        self.ui._throttled(request, "setup")
+        token = self._form_token(request)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        code = body.get("code") if isinstance(body, dict) else None
+        if not isinstance(code, str) or not code.strip():
+            raise web.HTTPBadRequest(text="enter the setup code first")
+        client = self.ui.fwd.client(request)
+        accepted, _ = await self.ui.auth.verify_setup_code(code.strip(), client, token)
+        if not accepted:
+            log.warning("web UI: wrong setup code from %s", client)
+            raise web.HTTPForbidden(text=SETUP_CODE_WRONG)
+        return await self._registration_options(request, "setup:" + token)
+
+    async def setup(self, request: web.Request) -> web.StreamResponse:
+        self.ui.setup_allowed(request)
+        token = self._form_token(request)
+        admin_token = self.ui.auth.setup_admin_token(token)
+        # the challenge exists only if this page's setup code was accepted
+        await self._register(request, "setup:" + token)
+        from bot.webui.app import SESSION_COOKIE
+
+        log.info("web UI: owner set up with a passkey (no password)")
+        sid, session = await self.ui.auth.new_session()
+        if admin_token:
+            self.ui.shown_once[session.csrf] = admin_token
+        response = web.json_response({"next": "/welcome/done"})
+        self.ui._cookie(response, request, SESSION_COOKIE, sid, self.ui.auth.session_ttl_s)
+        return response
 
     # signing in -------------------------------------------------------------------------------
     def _form_token(self, request: web.Request) -> str:

@@ -3,7 +3,9 @@ and a signed-in web client."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +17,7 @@ from bot.gateway import Gateway
 from tests.fakes.llm import FakeLLM
 
 PASSWORD = "correct horse battery"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 _FORM_TOKEN = re.compile(r'name="csrf" value="([^"]+)"')
 _PAGE_CSRF = re.compile(r'data-csrf="([^"]+)"')
 
@@ -129,3 +132,34 @@ def record_inbound(gw: Gateway) -> list[Any]:
 
     channel.sink = sink
     return seen
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Debian's headless Chromium, driven by Playwright."""
+    from playwright.async_api import async_playwright
+
+    args = ["--no-sandbox"] if os.geteuid() == 0 else []  # Chromium refuses root otherwise
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=args)
+        yield chromium
+        await chromium.close()
+
+
+async def add_authenticator(cdp: Any) -> dict[str, Any]:
+    """A virtual platform authenticator (resident keys, user verified) on the page's CDP
+    session; returns {"authenticatorId": ...}."""
+    await cdp.send("WebAuthn.enable")
+    added: dict[str, Any] = await cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+            }
+        },
+    )
+    return added

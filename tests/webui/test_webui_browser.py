@@ -9,22 +9,26 @@ Screenshots of each page go to the test's tmp folder for review.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from playwright.async_api import Browser, Page, WebSocketRoute, async_playwright, expect
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from bot.gateway import Gateway
 from bot.messages import Identity
 from tests.fakes.llm import FakeLLM, Reply
-from tests.webui.conftest import PASSWORD, base_url, gateway_config, record_inbound
+from tests.webui.conftest import (
+    CHROMIUM,
+    PASSWORD,
+    add_authenticator,
+    base_url,
+    gateway_config,
+    record_inbound,
+)
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
     pytest.mark.skipif(
         CHROMIUM is None, reason="the browser tests need Chromium: apt-get install chromium"
@@ -37,15 +41,6 @@ HOSTILE = (
     "```html\n<b onmouseover=alert('code')>bold</b>\n```"
 )
 LONG = " ".join(f"word{i}" for i in range(150))
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    args = ["--no-sandbox"] if os.geteuid() == 0 else []  # Chromium refuses root otherwise
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=args)
-        yield chromium
-        await chromium.close()
 
 
 @pytest.fixture
@@ -327,19 +322,7 @@ async def test_a_passkey_added_after_setup_signs_the_owner_in(
     context = await browser.new_context()
     page = await context.new_page()
     cdp = await context.new_cdp_session(page)
-    await cdp.send("WebAuthn.enable")
-    added = await cdp.send(
-        "WebAuthn.addVirtualAuthenticator",
-        {
-            "options": {
-                "protocol": "ctap2",
-                "transport": "internal",
-                "hasResidentKey": True,
-                "hasUserVerification": True,
-                "isUserVerified": True,
-            }
-        },
-    )
+    added = await add_authenticator(cdp)
     await page.goto(base + "/")
     await page.fill("#code", gw.setup_code or "")
     await page.fill("#password", PASSWORD)
@@ -378,18 +361,7 @@ async def test_a_passkey_added_after_setup_signs_the_owner_in(
     await cdp.send(
         "WebAuthn.removeVirtualAuthenticator", {"authenticatorId": added["authenticatorId"]}
     )
-    other = await cdp.send(
-        "WebAuthn.addVirtualAuthenticator",
-        {
-            "options": {
-                "protocol": "ctap2",
-                "transport": "internal",
-                "hasResidentKey": True,
-                "hasUserVerification": True,
-                "isUserVerified": True,
-            }
-        },
-    )
+    other = await add_authenticator(cdp)
     await cdp.send(
         "WebAuthn.addCredential",
         {
