@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -89,12 +90,27 @@ def connect(path: Path | str, *, load_vec: bool = True) -> Any:
     mod = sqlite_module()
     conn = mod.connect(str(path), isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
+    _set_wal(conn, mod)
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
     if load_vec and _vec_error() is None:
         _load_vec(conn)
     return conn
+
+
+def _set_wal(conn: Any, mod: ModuleType) -> None:
+    """Switching a new database to WAL needs it to itself, and SQLite answers "locked" at
+    once instead of waiting out the busy timeout when another process opens it at the same
+    moment (two replicas, or a CLI beside the gateway): wait for it like the timeout would."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except mod.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def info() -> SqliteInfo:

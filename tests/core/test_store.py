@@ -237,3 +237,27 @@ async def test_a_store_started_again_writes_on_the_loop_again(tmp_path: Path) ->
             await store.stop()
 
     assert threads == [threading.current_thread().name] * 2
+
+
+def test_processes_opening_a_new_database_together_all_get_in(tmp_path: Path) -> None:
+    """Two replicas (or the CLI beside the gateway) opening a database that does not exist
+    yet: switching it to WAL is answered "locked" at once, not after the busy timeout."""
+
+    from bot.store import sqlite
+
+    failures: list[BaseException] = []
+
+    def open_it(path: Path) -> None:
+        try:
+            sqlite.connect(path).close()
+        except Exception as exc:
+            failures.append(exc)
+
+    for n in range(150):
+        path = tmp_path / f"{n}.db"
+        threads = [threading.Thread(target=open_it, args=(path,)) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
