@@ -139,6 +139,12 @@ def scan_pem(text: str, start: int, final: bool, out: list[Span]) -> int:
             else:
                 return at
         at = text.find(_PEM_BEGIN, at + 1)
+    if not final:
+        # the text may stop inside "-----BEGIN": a finding that swallows its first dashes
+        # (a run of URL-safe base64 before it) must not be released before the block is seen
+        for keep in range(min(len(_PEM_BEGIN) - 1, size - start), 0, -1):
+            if text.endswith(_PEM_BEGIN[:keep]):
+                return size - keep
     return size
 
 

@@ -208,6 +208,15 @@ def test_stream_redaction_chunk_invariance(
     check_invariance(text, chunks, batch, redactor, releases)
 
 
+def test_a_pem_block_glued_to_a_long_run_is_held_until_its_end() -> None:
+    """A run of URL-safe base64 swallows the dashes of "-----BEGIN" that follows it: the run
+    must not be released while the text stops inside that marker, or the key after it goes
+    out in clear."""
+    text = LONG_RUN[:1015] + pem(0, True)
+    for batch in (1, 5):
+        check_invariance(text, list(text), batch, PLAIN)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=texts, cuts=st.lists(st.integers(min_value=0), min_size=1, max_size=20), data=st.data())
 def test_flush_midway_returns_the_redaction_of_what_was_fed(
