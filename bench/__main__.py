@@ -203,6 +203,19 @@ def _rows(r: dict[str, Any], peer: dict[str, Any] | None, only: set[str]) -> lis
             if p2
             else missing("P2", "P2 throughput, 1,000 sessions", ">= 500 msg/s", "message_bench")
         )
+        p2x2 = r.get("P2 2 processes")
+        if p2x2:
+            rows.append(
+                Row(
+                    "P2 with gateway.turn_processes = 2",
+                    f"{p2x2['msgs_per_s']:.0f} msg/s",
+                    "(scale-out)",
+                    "info",
+                    notes=[f"{p2x2['msgs_per_s'] / p2['msgs_per_s']:.2f}x one process"]
+                    if p2
+                    else [],
+                )
+            )
         for kind, label in (("sdk", "openai SDK"), ("raw", "aiohttp + SSE")):
             floor = floors.get(kind)
             if floor:

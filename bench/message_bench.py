@@ -43,10 +43,12 @@ async def _p1(base_url: str, n: int) -> dict[str, Any]:
     return {"p50_ms": median(latencies), "p99_ms": pct(latencies, 99), "n": n}
 
 
-async def _p2(base_url: str, sessions: int, messages: int) -> dict[str, Any]:
+async def _p2(base_url: str, sessions: int, messages: int, processes: int = 1) -> dict[str, Any]:
+    """With `processes` > 1 this process receives and stores, and the turns run in that many
+    turn processes (`gateway.turn_processes`), their replies sent back through it."""
     with tempfile.TemporaryDirectory() as tmp:
         channel = CountingChannel()
-        config = bench_config(Path(tmp), base_url)
+        config = bench_config(Path(tmp), base_url, gateway={"turn_processes": processes})
         async with Gateway(config, channels={"bench": channel}) as gw:
             settle_after_start()  # as `decapod run` does once the gateway is up
             rounds = max(1, messages // sessions)
@@ -59,7 +61,7 @@ async def _p2(base_url: str, sessions: int, messages: int) -> dict[str, Any]:
                 if channel.failed:
                     raise RuntimeError(f"{channel.failed} of {sessions} turns failed")
             elapsed = time.perf_counter() - start
-    return {"msgs_per_s": rounds * sessions / elapsed, "sessions": sessions}
+    return {"msgs_per_s": rounds * sessions / elapsed, "sessions": sessions, "processes": processes}
 
 
 @contextlib.contextmanager
@@ -79,7 +81,9 @@ def run(
         if "P1" in figures:
             out["P1"] = asyncio.run(_p1(llm.base_url, 100 if quick else 500))
         if "P2" in figures:
-            out["P2"] = asyncio.run(_p2(llm.base_url, 1000, 1000 if quick else 3000))
+            n = 1000 if quick else 3000
+            out["P2"] = asyncio.run(_p2(llm.base_url, 1000, n))
+            out["P2 2 processes"] = asyncio.run(_p2(llm.base_url, 1000, n, processes=2))
     return out
 
 

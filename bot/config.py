@@ -61,6 +61,10 @@ class GatewayConfig(_Section):
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     #: identity keys ("telegram:123456") of the owner: all tools, approvals, alerts
     owners: list[str] = Field(default_factory=list)
+    #: processes that run turns; 1 runs them in the process that holds the channels. With
+    #: more, that process receives and stores, and each session's turns run in one of these
+    #: (docs/performance.md, "Turns in several processes")
+    turn_processes: int = Field(default=1, ge=1, le=32)
 
     @field_validator("timezone")
     @classmethod

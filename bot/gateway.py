@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from bot.media.intake import MediaIntake
     from bot.media.voice import VoiceAnswers
     from bot.providers.build import ProviderSet
+    from bot.scaleout.pool import TurnProcesses
 
 log = logging.getLogger("decapod.gateway")
 turn_log = logging.getLogger("decapod.turn")
@@ -65,11 +66,19 @@ class Gateway:
         channels: dict[str, Channel] | None = None,
         tools: ToolRegistry | None = None,
         deliver_scheduled: bool = True,
+        share: tuple[int, int] | None = None,
     ) -> None:
         self.config = config
         #: False in a one-shot process (`decapod ask`): it lacks the other channels, so it
         #: would pause their reminders as undeliverable; the running gateway delivers them
         self.deliver_scheduled = deliver_scheduled
+        #: (index, count) in a turn process: the sessions it owns, whose unfinished deliveries
+        #: it resumes at start (bot/scaleout)
+        self.share = share
+        #: the deliveries resumed at start, as (channel, id)
+        self.resumed_at_start: set[tuple[str, str]] = set()
+        #: with `gateway.turn_processes` > 1, stored deliveries go to the turn processes
+        self.turn_processes: TurnProcesses | None = None
         self.store: Store = open_store(config.store, config.home)
         self.metrics = Metrics()
         self.redactor = default_redactor()
@@ -221,6 +230,7 @@ class Gateway:
                     self.http.add_route(method, path, handler, public=True)
             await self.http.start()
             self._stack.push_async_callback(self.http.stop)
+        starting = self._start_turn_processes()
         for channel in self.channels.values():
             channel.commands = list(self.commands)
             await channel.start(self.handle_inbound)
@@ -231,6 +241,11 @@ class Gateway:
         self._stack.push_async_callback(self._drain)
         # and before it, the tries of failed sends waiting for their time stop waiting
         self._stack.callback(self.deliveries.stop)
+        if starting is not None and self.turn_processes is not None:
+            # first on close: the turn processes finish while the channels still send
+            self._stack.push_async_callback(self.turn_processes.stop)
+            await starting
+            return  # each turn process resumes its own share of what is unfinished
         # Deliveries stored but unfinished (a crash, a stop, a send waiting for its next try,
         # or arrivals while channels were starting) run now or when their try is due, except
         # those accepted live since `_accepting` was set.
@@ -239,7 +254,12 @@ class Gateway:
         for delivery in await self.store.deliveries.unfinished():
             message = delivery.message
             key = (message.conversation.channel, message.id)
-            if message.conversation.channel in self.channels and key not in self._live_at_start:
+            if (
+                message.conversation.channel in self.channels
+                and key not in self._live_at_start
+                and self._owns(message)
+            ):
+                self.resumed_at_start.add(key)
                 await self.deliveries.resume(delivery)
         self._live_at_start = None
         if self.providers is not None:
@@ -249,6 +269,31 @@ class Gateway:
 
     async def stop(self) -> None:
         await self._stack.aclose()
+
+    def _start_turn_processes(self) -> asyncio.Task[None] | None:
+        """In the receiver of `gateway.turn_processes` > 1: start them (each resumes its
+        share of what is unfinished, then takes the deliveries stored from then on; those
+        stored meanwhile are held, so none is lost or run twice). This process keeps the
+        channels and stores inbound."""
+        if self.config.gateway.turn_processes == 1 or self.share is not None:
+            return None
+        from bot.scaleout.pool import TurnProcesses
+
+        pool = self.turn_processes = TurnProcesses(self.config, self.channels)
+        self._stack.push_async_callback(pool.stop)  # a start that fails stops them too
+        return asyncio.create_task(pool.start(), name="turn-processes-start")
+
+    def _owns(self, message: InboundMessage) -> bool:
+        if self.share is None:
+            return True
+        from bot.scaleout.pool import owner_of
+
+        index, count = self.share
+        return owner_of(message.session_key, count) == index
+
+    async def accept_stored(self, message: InboundMessage) -> None:
+        """A delivery the receiver stored, handed to this turn process."""
+        await self._accept(message)
 
     def _register_secrets(self) -> None:
         """Every secret the process holds goes into the redactor before anything can log it."""
@@ -279,6 +324,9 @@ class Gateway:
             message = dataclasses.replace(message, text=self.redactor.redact(message.text))
         if not await self.store.inbound.insert(message):
             self.metrics.duplicates.labels(message.conversation.channel).inc()
+            return
+        if self.turn_processes is not None:
+            await self.turn_processes.accept(message)
             return
         if self._accepting:
             if self._live_at_start is not None:

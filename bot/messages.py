@@ -7,6 +7,7 @@ deliveries are persisted before they are handled (see bot/gateway.py).
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -116,7 +117,32 @@ class InboundMessage:
         return self.conversation.session_key
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """What `asdict` gives (a test keeps them equal), built by hand: asdict's recursive
+        walk and deep copies cost ~25 us on every stored message."""
+        who, where, command = self.identity, self.conversation, self.command
+        return {
+            "id": self.id,
+            "identity": {
+                "channel": who.channel,
+                "user_id": who.user_id,
+                "display_name": who.display_name,
+                "is_bot": who.is_bot,
+            },
+            "conversation": {
+                "channel": where.channel,
+                "chat_id": where.chat_id,
+                "kind": where.kind,
+                "thread_id": where.thread_id,
+            },
+            "text": self.text,
+            "parts": tuple(asdict(p) for p in self.parts),
+            "command": None if command is None else {"name": command.name, "args": command.args},
+            "mentioned": self.mentioned,
+            "reply_to": self.reply_to,
+            "platform_message_id": self.platform_message_id,
+            "received_at": self.received_at,
+            "meta": copy.deepcopy(self.meta) if self.meta else {},
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InboundMessage:

@@ -276,7 +276,9 @@ def build_embedders(entries: list[EmbedderConfig], home: Path) -> list[Embedder]
 def is_zero(vector: list[float]) -> bool:
     """Texts made only of words a static model does not know embed to zero, which has no
     direction: such a vector is neither stored nor searched with."""
-    return math.fsum(x * x for x in vector) < 1e-12
+    # hypot walks the list in C (~1 us for 256 dims; a Python sum of squares took ~13 us,
+    # on the event loop of every turn that recalls or saves)
+    return math.hypot(*vector) < 1e-6
 
 
 @dataclass(frozen=True, slots=True)

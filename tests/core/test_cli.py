@@ -32,3 +32,28 @@ async def test_doctor_runs_the_adapters_own_checks_through_the_registry(
 
     assert (what, ok) == ("discord dc", False)
     assert "$DISCORD_TEST_TOKEN is not set" in detail
+
+
+def test_run_is_parsed_without_the_other_commands_parsers() -> None:
+    """`decapod run` starts without importing every other command's module for its parser."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from bot.cli import build_parser, command_word, LEAN_COMMANDS\n"
+        "argv = ['--home', '/tmp/h', 'run']\n"
+        "args = build_parser(full=command_word(argv) not in LEAN_COMMANDS).parse_args(argv)\n"
+        "assert args.command == 'run' and str(args.home) == '/tmp/h'\n"
+        "print(sorted(m for m in ('bot.cli_ask', 'bot.hooks.cli', 'bot.memory.cli') "
+        "if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_command_word_is_found_past_the_global_options() -> None:
+    from bot.cli import command_word
+
+    assert command_word(["--home", "run", "status"]) == "status"
+    assert command_word(["--config=x.toml", "run"]) == "run"
+    assert command_word(["--version"]) is None

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 import pytest
@@ -58,6 +59,38 @@ def test_inbound_round_trips_through_json() -> None:
         meta={"x": 1},
     )
     assert InboundMessage.from_dict(msg.to_dict()) == msg
+
+
+def test_inbound_to_dict_is_what_asdict_gives() -> None:
+    """to_dict is built by hand for speed: a field added to the model must be added there."""
+    full = InboundMessage(
+        "upd-2",
+        Identity("tg", "1", "Ann", is_bot=True),
+        Conversation("tg", "-5", ConversationKind.GROUP, "7"),
+        text="/ask hi",
+        parts=(Attachment("image", "file1", "a.png", "image/png", 10, {"w": [1, 2]}),),
+        command=Command("ask", "hi"),
+        mentioned=True,
+        reply_to="9",
+        platform_message_id="41",
+        meta={"nested": {"a": [1]}},
+    )
+    for msg in (full, InboundMessage("upd-3", Identity("tg", "2"), Conversation("tg", "2"))):
+        as_dict = msg.to_dict()
+        assert as_dict == dataclasses.asdict(msg)
+        # a copy: changing it does not change the message
+        if msg.meta:
+            as_dict["meta"]["nested"]["a"].append(2)
+            assert msg.meta == {"nested": {"a": [1]}}
+
+
+def test_a_vector_is_zero_only_below_the_threshold() -> None:
+    from bot.memory.embedders import is_zero
+
+    assert is_zero([0.0] * 256)
+    assert is_zero([1e-8] * 256)  # squares sum to 2.6e-14
+    assert not is_zero([1e-7] * 256)  # 2.6e-12
+    assert not is_zero([0.0] * 255 + [-0.5])
 
 
 @pytest.mark.parametrize("limit", [50, 100, 4096])

@@ -1,0 +1,208 @@
+"""A turn process: a gateway without channels of its own. It runs the turns of the sessions
+it owns (`owner_of`), and its channels are stand-ins that send through the receiver's.
+
+    python -m bot.scaleout.child FD      (started by bot.scaleout.pool, never by hand)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import socket
+import sys
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from bot.commands import CommandSpec
+from bot.messages import Attachment, Conversation, InboundMessage, OutboundMessage, SentRef
+from bot.scaleout.wire import ChannelShape, Hello, Wire
+
+log = logging.getLogger("decapod.scaleout")
+
+
+class _Call:
+    def __init__(self, progress: Any = None) -> None:
+        self.result: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.progress = progress
+        self.shown: list[asyncio.Task[None]] = []
+        self.lock = asyncio.Lock()  # progress is recorded in the order it was told
+
+
+class Link:
+    """The calls this process has made to the receiver's channels, by id."""
+
+    def __init__(self, wire: Wire) -> None:
+        self.wire = wire
+        self._ids = itertools.count(1)
+        self.calls: dict[int, _Call] = {}
+
+    def open(self, progress: Any = None) -> tuple[int, _Call]:
+        call_id = next(self._ids)
+        call = self.calls[call_id] = _Call(progress)
+        return call_id, call
+
+    async def result(self, call_id: int, call: _Call) -> Any:
+        try:
+            ok, value = await call.result
+            if call.shown:
+                await asyncio.gather(*call.shown)
+        finally:
+            self.calls.pop(call_id, None)
+        if not ok:
+            raise value
+        return value
+
+    def settle(self, call_id: int, payload: tuple[bool, Any]) -> None:
+        call = self.calls.get(call_id)
+        if call is not None and not call.result.done():
+            call.result.set_result(payload)
+
+    def tell_shown(self, call_id: int, refs: Sequence[SentRef], upto: int) -> None:
+        call = self.calls.get(call_id)
+        if call is None or call.progress is None:
+            return
+
+        async def record(progress: Any = call.progress, lock: asyncio.Lock = call.lock) -> None:
+            async with lock:
+                await progress.shown(refs, upto)
+
+        call.shown.append(asyncio.create_task(record()))
+
+    def lost(self) -> None:
+        from bot.errors import ChannelError
+
+        for call in self.calls.values():
+            if not call.result.done():
+                call.result.set_result((False, ChannelError("the receiver is gone")))
+
+
+class RemoteChannel:
+    """A channels.Channel that is the receiver's channel of the same name."""
+
+    def __init__(self, shape: ChannelShape, link: Link) -> None:
+        self.name = shape.name
+        self.max_message_len = shape.max_message_len
+        self.max_upload_bytes = shape.max_upload_bytes
+        self.sends_voice_notes = shape.sends_voice_notes
+        self.commands: list[CommandSpec] = []
+        self._link = link
+
+    async def _ask(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        call_id, call = self._link.open()
+        self._link.wire.send("call", call_id, (self.name, method, args, kwargs))
+        return await self._link.result(call_id, call)
+
+    async def start(self, sink: Any) -> None:
+        return None  # the receiver takes the platform's messages
+
+    async def stop(self) -> None:
+        return None
+
+    async def send(self, message: OutboundMessage) -> SentRef:
+        ref: SentRef = await self._ask("send", message)
+        return ref
+
+    async def reply(
+        self, template: OutboundMessage, deltas: AsyncIterator[str], progress: Any = None
+    ) -> list[SentRef]:
+        call_id, call = self._link.open(progress)
+        wire = self._link.wire
+        wire.send("call", call_id, (self.name, "reply", template, progress is not None))
+        try:
+            async for part in deltas:
+                wire.send("delta", call_id, part)
+        finally:
+            wire.send("end", call_id)
+        refs: list[SentRef] = await self._link.result(call_id, call)
+        return refs
+
+    def health(self) -> dict[str, Any]:
+        return {"running": True}
+
+    async def send_file(
+        self,
+        conversation: Conversation,
+        data: bytes,
+        name: str,
+        mime: str,
+        *,
+        kind: str = "document",
+        caption: str = "",
+    ) -> SentRef:
+        ref: SentRef = await self._ask(
+            "send_file", conversation, data, name, mime, kind=kind, caption=caption
+        )
+        return ref
+
+    def http_routes(self) -> list[Any]:
+        return []
+
+    async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
+        data: bytes = await self._ask("fetch", attachment, max_bytes)
+        return data
+
+    async def on_denied(self, message: InboundMessage) -> None:
+        await self._ask("on_denied", message)
+
+
+async def serve(fd: int) -> None:
+    from bot.gateway import Gateway
+    from bot.heap import settle_after_start
+
+    reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fd))
+    wire = Wire(reader, writer)
+    first = await wire.recv()
+    if first is None or first[0] != "hello":
+        raise SystemExit("no hello from the receiver")
+    hello: Hello = first[2]
+    from bot.logging import setup_logging
+
+    # to stderr, shared with the receiver: one process rotates the log file
+    setup_logging(hello.config.logging.level, hello.config.logging.format, None)
+    link = Link(wire)
+    channels: dict[str, Any] = {s.name: RemoteChannel(s, link) for s in hello.channels}
+    # the receiver serves HTTP (health, webhooks, the web UI) and delivers scheduled jobs
+    config = hello.config.model_copy(
+        update={"http": hello.config.http.model_copy(update={"enabled": False})}
+    )
+    gateway = Gateway(
+        config, channels=channels, deliver_scheduled=False, share=(hello.index, hello.count)
+    )
+    stopping = asyncio.Event()
+    reading = asyncio.create_task(_read(wire, link, gateway, stopping))
+    try:
+        await gateway.start()
+        settle_after_start()
+        wire.send("ready", 0, sorted(gateway.resumed_at_start))
+        await stopping.wait()
+    finally:
+        await gateway.stop()
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+        wire.close()
+
+
+async def _read(wire: Wire, link: Link, gateway: Any, stopping: asyncio.Event) -> None:
+    while (frame := await wire.recv()) is not None:
+        kind, call_id, payload = frame
+        if kind == "accept":
+            await gateway.accept_stored(payload)
+        elif kind == "result":
+            link.settle(call_id, payload)
+        elif kind == "shown":
+            link.tell_shown(call_id, *payload)
+        elif kind == "stop":
+            stopping.set()
+    link.lost()  # the receiver is gone: nothing can be sent; stop
+    stopping.set()
+
+
+def main() -> None:
+    asyncio.run(serve(int(sys.argv[1])))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""`gateway.turn_processes`: the receiver stores and hands each session to a fixed turn
+process; replies come back through the receiver's channel. Real processes, real SQLite, the
+fake model server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import Any
+
+import pytest
+
+from bot.gateway import Gateway
+from bot.scaleout.pool import owner_of
+from tests.fakes.channel import RecordingChannel
+from tests.fakes.llm import FakeLLM, RecordedRequest, Reply
+
+
+@pytest.fixture(autouse=True)
+def _fake_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_LLM_KEY", "sk-test-not-a-secret")
+
+
+def _config(make_config: Any, fake: FakeLLM, processes: int = 2) -> Any:
+    return make_config(
+        providers={
+            "fake": {
+                "base_url": fake.base_url + "/v1",
+                "api_key_env": "FAKE_LLM_KEY",
+                "context_window": 8000,
+                "first_token_timeout_s": 60,
+            }
+        },
+        models={"chat": ["fake:test-model"]},
+        gateway={"turn_processes": processes, "shutdown_grace_s": 1},
+    )
+
+
+def _last_user_text(recorded: RecordedRequest) -> str:
+    return str(recorded.body["messages"][-1]["content"])
+
+
+def _echo(recorded: RecordedRequest) -> Reply:
+    return Reply(text=f"re: {_last_user_text(recorded)}")
+
+
+def _users_on_each_process(count: int) -> list[str]:
+    """Users whose DM sessions fall on every turn process."""
+    seen: dict[int, str] = {}
+    for n in range(100):
+        seen.setdefault(owner_of(f"test:dm:u{n}", count), f"u{n}")
+    assert len(seen) == count
+    return list(seen.values())
+
+
+async def test_each_session_keeps_its_order_across_turn_processes(make_config: Any) -> None:
+    async with FakeLLM() as fake:
+        fake.reply_fn = _echo
+        channel = RecordingChannel()
+        users = [*_users_on_each_process(2), "u90", "u91"]
+        async with Gateway(_config(make_config, fake), channels={"test": channel}) as gw:
+            assert gw.turn_processes is not None
+            assert len(set(gw.turn_processes.pids())) == 2
+            assert os.getpid() not in gw.turn_processes.pids()
+            for i in range(3):
+                for user in users:
+                    await channel.push(f"{user} #{i}", user=user)
+            await channel.wait_for_messages(3 * len(users), timeout=60)
+            for user in users:
+                assert channel.texts(user) == [f"re: {user} #{i}" for i in range(3)]
+            # the turns ran in the turn processes: their rows are in the one shared store
+            keys = [("test", f"d{n}") for n in range(1, 3 * len(users) + 1)]
+            for _ in range(3000):  # the status is written just after the reply is sent
+                states = [await gw.store.deliveries.get(key) for key in keys]
+                if all(s is not None and s[0] == "done" for s in states):
+                    break
+                await asyncio.sleep(0.01)
+            assert [s[0] if s else None for s in states] == ["done"] * len(keys)
+        # nothing asked twice
+        assert len(fake.calls(path="/v1/chat/completions")) == 3 * len(users)
+
+
+async def test_a_turn_process_that_dies_is_restarted_and_its_delivery_runs_once(
+    make_config: Any,
+) -> None:
+    async with FakeLLM() as fake:
+        slow_seen = asyncio.Event()
+
+        def reply(recorded: RecordedRequest) -> Reply:
+            text = _last_user_text(recorded)
+            if text == "slow" and not slow_seen.is_set():
+                slow_seen.set()
+                return Reply(text="never sent", delay_s=60)
+            return Reply(text=f"re: {text}")
+
+        fake.reply_fn = reply
+        channel = RecordingChannel()
+        user, other = _users_on_each_process(2)
+        async with Gateway(_config(make_config, fake), channels={"test": channel}) as gw:
+            pool = gw.turn_processes
+            assert pool is not None
+            await channel.push("slow", user=user)
+            await asyncio.wait_for(slow_seen.wait(), 30)
+            victim = pool.pids()[owner_of(f"test:dm:{user}", 2)]
+            os.kill(victim, signal.SIGKILL)
+            while pool.restarts == 0:  # noticed, and starting again
+                await asyncio.sleep(0.01)
+            # arrives while it starts again: held, and also found unfinished by its resume
+            await channel.push("after", user=user)
+            await channel.push("elsewhere", user=other)
+            await channel.wait_for_messages(3, timeout=60)
+            await asyncio.sleep(0.5)  # a doubled reply would land now
+            assert pool.restarts == 1
+            assert victim not in pool.pids()
+            assert channel.texts(user) == ["re: slow", "re: after"]
+            assert channel.texts(other) == ["re: elsewhere"]
+        asked = [_last_user_text(c) for c in fake.calls(path="/v1/chat/completions")]
+        # "slow" was asked again after the death (its turn never finished); nothing else was
+        assert sorted(asked) == ["after", "elsewhere", "slow", "slow"]
