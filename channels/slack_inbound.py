@@ -134,7 +134,7 @@ class Normalizer:
                 mime = str(item.get("mimetype") or "")
                 parts.append(
                     Attachment(
-                        _file_kind(mime),
+                        _file_kind(item, mime),
                         url,
                         name,
                         mime,
@@ -174,7 +174,12 @@ def _display_name(event: dict[str, Any]) -> str:
     return str(event.get("username") or "")
 
 
-def _file_kind(mime: str) -> str:
+def _file_kind(item: dict[str, Any], mime: str) -> str:
+    # A clip recorded in the Slack client is a voice note: its file has subtype slack_audio
+    # (mimetype audio/webm or audio/mp4, at times video/mp4). An uploaded audio file has no
+    # subtype, although it shares media_display_type "audio" and the player.
+    if item.get("subtype") == "slack_audio":
+        return "voice"
     major = mime.partition("/")[0]
     return major if major in ("image", "audio", "video") else "document"
 

@@ -1,6 +1,6 @@
 """Media from Slack end to end: files are downloaded from `url_private` with the bot token
 (the fake refuses any other caller) and reach the model (the real OpenAI SDK against the fake
-LLM): an image as an image part, a PDF as its text."""
+LLM): an image as an image part, a PDF as its text, an audio clip as its transcript."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import openai  # noqa: F401  (loaded before any clock starts)
 import pytest
 
 from bot.gateway import Gateway
+from channels.slack_inbound import Normalizer, ThreadMemory
 from tests.channels.slack.conftest import slack_settings
 from tests.fakes.llm import FakeLLM
 from tests.fakes.slack import FakeSlack
-from tests.media.files import image_size, pdf, png
+from tests.media.files import image_size, pdf, png, slack_clip, wav_silence
 
 
 @pytest.fixture(autouse=True)
@@ -76,3 +77,39 @@ async def test_a_slack_pdf_s_text_reaches_the_model(make_config: Any, fake: Fake
             assert [p.read_bytes() for p in saved] == [report]
         [call] = llm.calls(path="/v1/chat/completions")
     assert "Quarterly revenue 7 million" in call.body["messages"][-1]["content"]
+
+
+def clip(fake: FakeSlack, data: bytes) -> dict[str, Any]:
+    return slack_clip(fake.add_file("audio_message.webm", data, "audio/webm"), len(data))
+
+
+async def test_a_slack_audio_clip_is_a_voice_note_transcribed_and_answered(
+    make_config: Any, fake: FakeSlack
+) -> None:
+    audio = wav_silence(0.5)
+    async with FakeLLM() as llm:
+        llm.push("Milk and eggs.")
+        config = _config(make_config, fake, llm, transcription={"chain": ["oa:whisper-1"]})
+        async with Gateway(config):
+            await fake.wait_connected()
+            body = fake.event("file_share", text="", files=[clip(fake, audio)], blocks=None)
+            await fake.socket_send("events_api", body)
+            await fake.wait_for("chat.postMessage", text="Milk and eggs.", timeout=20)
+        [heard] = llm.calls(path="/v1/audio/transcriptions")
+        [call] = llm.calls(path="/v1/chat/completions")
+    assert fake.texts("D0001") == ['🎤 "what is on my shopping list"', "Milk and eggs."]
+    assert heard.body["file_bytes"] == len(audio) and heard.body["file_type"] == "audio/webm"
+    assert call.body["messages"][-1]["content"] == "what is on my shopping list"
+
+
+def test_only_a_recorded_slack_clip_is_a_voice_note(fake: FakeSlack) -> None:
+    """The clip's file has subtype slack_audio (at times labelled video/mp4); an uploaded
+    audio file shares the player (media_display_type) but stays an audio file."""
+    recorded = clip(fake, b"\x1aE\xdf\xa3") | {"mimetype": "video/mp4"}
+    url = fake.add_file("song.mp3", b"ID3", "audio/mpeg")
+    uploaded = {"id": "F00C2", "name": "song.mp3", "mimetype": "audio/mpeg", "size": 3,
+                "media_display_type": "audio", "url_private": url}  # fmt: skip
+    normalizer = Normalizer("slack", "UBOT", 1 << 20, ThreadMemory(None))
+    found = normalizer.event(fake.event("file_share", files=[recorded, uploaded]))
+    assert found is not None
+    assert [part.kind for part in found[0].parts] == ["voice", "audio"]
