@@ -108,3 +108,32 @@ async def test_a_discord_voice_message_is_transcribed_and_answered(
     assert fake.texts_in(dm) == ['🎤 "what is on my shopping list"', "Milk and eggs."]
     assert heard.body["file_bytes"] == len(audio) and heard.body["file_type"] == "audio/ogg"
     assert call.body["messages"][-1]["content"] == "what is on my shopping list"
+
+
+async def test_discord_files_that_cannot_be_used_get_one_line_each_and_the_text_is_answered(
+    make_config: Any, fake: FakeDiscord
+) -> None:
+    """A file over the channel's cap (refused before any download), an unknown type and a
+    damaged image: one line each, then the answer to what was typed."""
+    dm = fake.dm_channel_id(ALICE)
+    files = {
+        "notes.txt": b"x" * 2048,
+        "backup.zip": b"PK\x03\x04" + b"\x00" * 60,
+        "shot.png": b"\x89PNG\r\n\x1a\n broken",
+    }
+    async with FakeLLM() as llm:
+        llm.push("Hello there.")
+        media = {"max_file_mb_by_channel": {"discord": 1 / 1024}}
+        async with Gateway(_config(make_config, fake, llm, media=media)) as gw:
+            await fake.send_message("hi, see attached", dm=True, attachments=files)
+            await fake.until(lambda: len(fake.texts_in(dm)) == 2, 20)
+            await settle(gw)
+        [call] = llm.calls(path="/v1/chat/completions")
+    assert fake.texts_in(dm) == [
+        "notes.txt is 2 KB; I take files up to 1 KB\n"
+        "I can't open backup.zip: I don't read application/zip files "
+        "(I take images, PDFs, text files and voice notes)\n"
+        "shot.png is not an image I can read (damaged or unknown format)",
+        "Hello there.",
+    ]
+    assert call.body["messages"][-1]["content"] == "hi, see attached"
