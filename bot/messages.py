@@ -75,6 +75,13 @@ class Attachment:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+def size_text(size: int) -> str:
+    """A file size as a person reads it: "900 bytes", "49 KB", "2.9 MB"."""
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} KB" if size >= 1024 else f"{size} bytes"
+    return f"{size / 1024 / 1024:.1f} MB"
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
     """A parsed slash command: `/remind in 10m stretch` -> Command("remind", "in 10m stretch")."""

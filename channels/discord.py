@@ -42,6 +42,7 @@ from bot.messages import (
     InboundMessage,
     OutboundMessage,
     SentRef,
+    size_text,
 )
 from bot.redaction import register_secret
 from channels import InboundSink, discord_private
@@ -375,7 +376,8 @@ class DiscordChannel(BaseChannel):
 
     async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
         if attachment.size is not None and attachment.size > max_bytes:
-            raise ChannelError(f"{attachment.name or 'the file'} is larger than {max_bytes} bytes")
+            size, limit = size_text(attachment.size), size_text(max_bytes)
+            raise ChannelError(f"{attachment.name or 'the file'} is {size}; the limit is {limit}")
         if self._downloads is None:
             self._downloads = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
         data = bytearray()
@@ -386,7 +388,9 @@ class DiscordChannel(BaseChannel):
                 async for block in resp.content.iter_chunked(64 * 1024):
                     data += block
                     if len(data) > max_bytes:
-                        raise ChannelError(f"{attachment.name} is larger than {max_bytes} bytes")
+                        raise ChannelError(
+                            f"{attachment.name} is larger than {size_text(max_bytes)}"
+                        )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ChannelError(f"cannot download {attachment.name}: {exc!r}") from None
         return bytes(data)

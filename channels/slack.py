@@ -57,6 +57,7 @@ from bot.messages import (
     InboundMessage,
     OutboundMessage,
     SentRef,
+    size_text,
 )
 from channels import InboundSink, ReplyProgress
 from channels.base import BaseChannel, FileUpload
@@ -140,9 +141,7 @@ class SlackChannel(BaseChannel):
         except ChannelError as exc:
             raise ChannelError(f"{exc}; check {self.settings.bot_token_env}") from None
         self.bot_user_id = str(auth.get("user_id") or "")
-        self._normalizer = Normalizer(
-            self.name, self.bot_user_id, self.max_file_bytes, self.threads
-        )
+        self._normalizer = Normalizer(self.name, self.bot_user_id, self.threads)
         app = AsyncApp(
             client=self._api.client,
             name=f"decapod-{self.name}",
@@ -446,8 +445,12 @@ class SlackChannel(BaseChannel):
     async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
         limit = min(max_bytes, self.max_file_bytes)
         name = attachment.name or "file"
+        if not attachment.ref:
+            raise ChannelError(f"Slack sent no download link for {name}")
         if attachment.size is not None and attachment.size > limit:
-            raise ChannelError(f"{name} is larger than {limit} bytes")
+            raise ChannelError(
+                f"{name} is {size_text(attachment.size)}; the limit is {size_text(limit)}"
+            )
         return await self._web().download(attachment.ref, limit, name)
 
     def _web(self) -> SlackApi:

@@ -32,7 +32,7 @@ from bot.errors import (
     EditRejected,
     RateLimited,
 )
-from bot.messages import Conversation
+from bot.messages import Conversation, size_text
 
 log = logging.getLogger("decapod.channels.slack")
 
@@ -135,7 +135,7 @@ class SlackApi:
         and redirects are not followed."""
         if not self.is_slack_url(url):
             raise ChannelError("not a Slack file URL")
-        too_large = ChannelError(f"{name} is larger than {limit} bytes")
+        too_large = ChannelError(f"{name} is larger than {size_text(limit)}")
         headers = {"Authorization": f"Bearer {self._token}"}
         try:
             async with self.session.get(url, headers=headers, allow_redirects=False) as resp:

@@ -39,7 +39,6 @@ SPOKEN_SUBTYPES = frozenset({"file_share", "thread_broadcast", "me_message", "bo
 class Normalizer:
     channel: str  # the configured channel name
     bot_user_id: str
-    max_file_bytes: int
     threads: ThreadMemory
 
     def event(self, body: dict[str, Any]) -> tuple[InboundMessage, list[str]] | None:
@@ -77,8 +76,8 @@ class Normalizer:
             or (thread_ts is not None and (chat_id, thread_ts) in self.threads)
         )
         files = event.get("files")
-        parts, notes = self._files(files if isinstance(files, list) else [])
-        text = "\n".join([from_slack(raw_text, self.bot_user_id), *notes]).strip()
+        parts = self._files(files if isinstance(files, list) else [])
+        text = from_slack(raw_text, self.bot_user_id).strip()
         message = InboundMessage(
             id=event_id,
             identity=Identity(
@@ -113,36 +112,28 @@ class Normalizer:
         kind = ConversationKind.CHANNEL
         return Conversation(self.channel, chat_id, kind, thread_ts or ts), {}
 
-    def _files(self, files: Sequence[Any]) -> tuple[tuple[Attachment, ...], list[str]]:
+    def _files(self, files: Sequence[Any]) -> tuple[Attachment, ...]:
+        """Every file, even one too large or without a link: the download refuses it and the
+        person is told in one line, instead of the file silently going missing."""
         parts: list[Attachment] = []
-        notes: list[str] = []
         for item in files:
             if not isinstance(item, dict):
                 continue
             name = str(item.get("name") or item.get("title") or "file")
             url = item.get("url_private_download") or item.get("url_private")
             size = item.get("size") if isinstance(item.get("size"), int) else None
-            if not isinstance(url, str):
-                notes.append(f"[file {name} could not be attached: Slack sent no download link]")
-            elif size is not None and size > self.max_file_bytes:
-                limit = self.max_file_bytes / 1_048_576
-                notes.append(
-                    f"[file {name} not attached: {size / 1_048_576:.1f} MB is over the "
-                    f"{limit:g} MB limit]"
+            mime = str(item.get("mimetype") or "")
+            parts.append(
+                Attachment(
+                    _file_kind(item, mime),
+                    url if isinstance(url, str) else "",
+                    name,
+                    mime,
+                    size,
+                    {"file_id": item.get("id", "")},
                 )
-            else:
-                mime = str(item.get("mimetype") or "")
-                parts.append(
-                    Attachment(
-                        _file_kind(mime),
-                        url,
-                        name,
-                        mime,
-                        size,
-                        {"file_id": item.get("id", "")},
-                    )
-                )
-        return tuple(parts), notes
+            )
+        return tuple(parts)
 
     def slash(self, body: dict[str, Any], name: str, args: str) -> InboundMessage | None:
         """A slash command already split into (subcommand, args)."""
@@ -174,7 +165,12 @@ def _display_name(event: dict[str, Any]) -> str:
     return str(event.get("username") or "")
 
 
-def _file_kind(mime: str) -> str:
+def _file_kind(item: dict[str, Any], mime: str) -> str:
+    # A clip recorded in the Slack client is a voice note: its file has subtype slack_audio
+    # (mimetype audio/webm or audio/mp4, at times video/mp4). An uploaded audio file has no
+    # subtype, although it shares media_display_type "audio" and the player.
+    if item.get("subtype") == "slack_audio":
+        return "voice"
     major = mime.partition("/")[0]
     return major if major in ("image", "audio", "video") else "document"
 

@@ -39,7 +39,14 @@ from bot.errors import (
     EditRejected,
     RateLimited,
 )
-from bot.messages import Attachment, Conversation, ConversationKind, OutboundMessage, SentRef
+from bot.messages import (
+    Attachment,
+    Conversation,
+    ConversationKind,
+    OutboundMessage,
+    SentRef,
+    size_text,
+)
 from channels.base import BaseChannel, FileUpload
 from channels.buttons import Button
 from channels.chunks import Chunk, split_text
@@ -285,13 +292,17 @@ class TelegramOutbound(BaseChannel):
         cap = min(max_bytes, int(self.config.max_download_mb * 1024 * 1024))
         what = attachment.name or attachment.kind
         if attachment.size is not None and attachment.size > cap:
-            raise ChannelError(f"{what} is {_size(attachment.size)}; the limit is {_size(cap)}")
+            raise ChannelError(
+                f"{what} is {size_text(attachment.size)}; the limit is {size_text(cap)}"
+            )
         try:
             file = await self.bot.get_file(attachment.ref)
         except TelegramError as exc:
             raise ChannelError(f"telegram: {describe(exc)}") from None
         if file.file_size is not None and file.file_size > cap:
-            raise ChannelError(f"{what} is {_size(file.file_size)}; the limit is {_size(cap)}")
+            raise ChannelError(
+                f"{what} is {size_text(file.file_size)}; the limit is {size_text(cap)}"
+            )
         if not file.file_path or self._downloads is None:
             raise ChannelError(f"telegram did not offer {what} for download")
         data = bytearray()
@@ -302,7 +313,7 @@ class TelegramOutbound(BaseChannel):
                 async for block in response.aiter_bytes():
                     data += block
                     if len(data) > cap:
-                        raise ChannelError(f"{what} is larger than {_size(cap)}")
+                        raise ChannelError(f"{what} is larger than {size_text(cap)}")
         except httpx.HTTPError as exc:
             # httpx errors can carry the URL, and the URL carries the token
             raise ChannelError(f"downloading {what} failed: {type(exc).__name__}") from None
@@ -325,9 +336,3 @@ def _classified(exc: TelegramError) -> ChannelError:
 
 def _thread(conv: Conversation) -> int | None:
     return int(conv.thread_id) if conv.thread_id else None
-
-
-def _size(size: int) -> str:
-    if size < 1024 * 1024:
-        return f"{size / 1024:.0f} KB" if size >= 1024 else f"{size} bytes"
-    return f"{size / 1024 / 1024:.1f} MB"

@@ -26,7 +26,7 @@ from bot.media.images import prepare_image
 from bot.media.outside import OUTSIDE_CONTENT
 from bot.media.transcribe import HOW_TO_ENABLE, Transcriber
 from bot.media.vision import describe, takes_images
-from bot.messages import Attachment, InboundMessage
+from bot.messages import Attachment, InboundMessage, size_text
 from bot.providers.base import ChatMessage, ImagePart
 
 if TYPE_CHECKING:
@@ -153,7 +153,9 @@ class MediaIntake:
         if kind == "audio" and not self.transcriber.configured:
             raise MediaProblem(HOW_TO_ENABLE)  # before the download: nothing could use it
         if part.size is not None and part.size > cap:
-            raise MediaProblem(f"{name} is {_size(part.size)}; I take files up to {_size(cap)}")
+            raise MediaProblem(
+                f"{name} is {size_text(part.size)}; I take files up to {size_text(cap)}"
+            )
         data = await channel.fetch(part, cap)
         if kind == "image":
             await self._image(data, name, message, redact, intake)
@@ -259,12 +261,6 @@ def _display_name(part: Attachment) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())[:300]
-
-
-def _size(size: int) -> str:
-    if size < 1024 * 1024:
-        return f"{size / 1024:.0f} KB" if size >= 1024 else f"{size} bytes"
-    return f"{size / 1024 / 1024:.1f} MB"
 
 
 async def start_media(

@@ -67,3 +67,11 @@ def wav_silence(seconds: float = 1.0, rate: int = 16_000) -> bytes:
         w.setframerate(rate)
         w.writeframes(b"\x00\x00" * int(rate * seconds))
     return out.getvalue()
+
+
+def slack_clip(url: str, size: int) -> dict[str, object]:
+    """A clip recorded in the Slack client, as its file object comes in a message event."""
+    return {"id": "F00C1", "name": "audio_message.webm", "title": "Audio clip",
+            "mimetype": "audio/webm", "filetype": "webm", "subtype": "slack_audio",
+            "media_display_type": "audio", "duration_ms": 1000, "size": size,
+            "mode": "hosted", "url_private": url, "url_private_download": url}  # fmt: skip

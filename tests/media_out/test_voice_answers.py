@@ -1,6 +1,6 @@
 """Voice answers: `/voice on`, then the answer to a voice note also comes back spoken,
 made by an OpenAI-compatible /v1/audio/speech server (the fake LLM's): a voice message
-(OGG/Opus, sendVoice) on Telegram, an MP3 file on Discord. A speech chain fails over; with
+(OGG/Opus, sendVoice) on Telegram, an MP3 file on Discord and Slack. A speech chain fails over; with
 every speech server down the text answer still arrives, once."""
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from tests.channels.telegram.conftest import payload, settled, until
 from tests.fakes.discord import ALICE as DISCORD_ALICE
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.llm import FakeLLM, speech_audio
+from tests.fakes.slack import FakeSlack
 from tests.fakes.telegram import FakeTelegram
+from tests.media.files import slack_clip
 from tests.media_out.conftest import ALICE, SPEECH_KEY_ENV, speech_sections
 
 ANSWER = "The **answer** is 42. See [the guide](https://example.com/guide)."
@@ -222,3 +224,34 @@ async def test_a_missing_speech_key_is_a_start_up_error(
     with pytest.raises(ConfigError, match=SPEECH_KEY_ENV):
         async with Gateway(config, provider=ScriptedProvider([])):
             pass
+
+
+async def test_slack_answers_a_recorded_clip_with_an_mp3_file(
+    slack: FakeSlack, make_config: Callable[..., Any], speech_server: FakeLLM
+) -> None:
+    provider = ScriptedProvider([ANSWER])
+    table = {"type": "slack", "api_url": slack.api_url, "access": {"dm_policy": "open"}}
+    config = make_config(
+        channels={"slack": table},
+        memory={"enabled": False},
+        sandbox={"backend": "none"},
+        **speech_sections(speech_server),
+    )
+    async with Gateway(config, provider=provider) as gw:
+        await slack.wait_connected()
+        dm = {"channel_id": "D0001", "channel_name": "directmessage"}
+        await slack.socket_send("slash_commands", slack.slash("voice on", **dm))
+        [chosen] = await slack.wait_for_responses(1)
+        assert chosen.params["text"].startswith("Voice answers on")
+        url = slack.add_file("audio_message.webm", b"\x1aE\xdf\xa3 webm", "audio/webm")
+        files = [slack_clip(url, 9)]
+        await slack.socket_send("events_api", slack.event("file_share", text="", files=files))
+        await until(lambda: bool(slack.uploads), 10)
+        await idle(gw)
+    assert slack.texts("D0001") == [
+        '🎤 "what is on my shopping list"',
+        "The *answer* is 42. See <https://example.com/guide|the guide>.",
+    ]
+    [upload] = slack.uploads
+    assert (upload.channel, upload.name) == ("D0001", "answer.mp3")
+    assert upload.data == speech_audio(SPOKEN, "mp3")

@@ -1,6 +1,6 @@
 """Media from Slack end to end: files are downloaded from `url_private` with the bot token
 (the fake refuses any other caller) and reach the model (the real OpenAI SDK against the fake
-LLM): an image as an image part, a PDF as its text."""
+LLM): an image as an image part, a PDF as its text, an audio clip as its transcript."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import openai  # noqa: F401  (loaded before any clock starts)
 import pytest
 
 from bot.gateway import Gateway
+from channels.slack_inbound import Normalizer, ThreadMemory
 from tests.channels.slack.conftest import slack_settings
 from tests.fakes.llm import FakeLLM
 from tests.fakes.slack import FakeSlack
-from tests.media.files import image_size, pdf, png
+from tests.media.files import image_size, pdf, png, slack_clip, wav_silence
 
 
 @pytest.fixture(autouse=True)
@@ -29,10 +30,12 @@ def _file(fake: FakeSlack, name: str, data: bytes, mime: str) -> dict[str, Any]:
             "url_private": url, "url_private_download": url}  # fmt: skip
 
 
-def _config(make_config: Any, fake: FakeSlack, llm: FakeLLM, **sections: Any) -> Any:
+def _config(
+    make_config: Any, fake: FakeSlack, llm: FakeLLM, slack: Any = None, **sections: Any
+) -> Any:
     provider = {"base_url": llm.base_url + "/v1", "api_key_env": "LLM_KEY", "health_probe": False}
     return make_config(
-        channels={"slack": slack_settings(fake)},
+        channels={"slack": slack or slack_settings(fake)},
         providers={"oa": provider},
         models={"chat": ["oa:gpt-4o"]},
         **sections,
@@ -76,3 +79,73 @@ async def test_a_slack_pdf_s_text_reaches_the_model(make_config: Any, fake: Fake
             assert [p.read_bytes() for p in saved] == [report]
         [call] = llm.calls(path="/v1/chat/completions")
     assert "Quarterly revenue 7 million" in call.body["messages"][-1]["content"]
+
+
+def clip(fake: FakeSlack, data: bytes) -> dict[str, Any]:
+    return slack_clip(fake.add_file("audio_message.webm", data, "audio/webm"), len(data))
+
+
+async def test_a_slack_audio_clip_is_a_voice_note_transcribed_and_answered(
+    make_config: Any, fake: FakeSlack
+) -> None:
+    audio = wav_silence(0.5)
+    async with FakeLLM() as llm:
+        llm.push("Milk and eggs.")
+        config = _config(make_config, fake, llm, transcription={"chain": ["oa:whisper-1"]})
+        async with Gateway(config):
+            await fake.wait_connected()
+            body = fake.event("file_share", text="", files=[clip(fake, audio)], blocks=None)
+            await fake.socket_send("events_api", body)
+            await fake.wait_for("chat.postMessage", text="Milk and eggs.", timeout=20)
+        [heard] = llm.calls(path="/v1/audio/transcriptions")
+        [call] = llm.calls(path="/v1/chat/completions")
+    assert fake.texts("D0001") == ['🎤 "what is on my shopping list"', "Milk and eggs."]
+    assert heard.body["file_bytes"] == len(audio) and heard.body["file_type"] == "audio/webm"
+    assert call.body["messages"][-1]["content"] == "what is on my shopping list"
+
+
+def test_only_a_recorded_slack_clip_is_a_voice_note(fake: FakeSlack) -> None:
+    """The clip's file has subtype slack_audio (at times labelled video/mp4); an uploaded
+    audio file shares the player (media_display_type) but stays an audio file."""
+    recorded = clip(fake, b"\x1aE\xdf\xa3") | {"mimetype": "video/mp4"}
+    url = fake.add_file("song.mp3", b"ID3", "audio/mpeg")
+    uploaded = {"id": "F00C2", "name": "song.mp3", "mimetype": "audio/mpeg", "size": 3,
+                "media_display_type": "audio", "url_private": url}  # fmt: skip
+    normalizer = Normalizer("slack", "UBOT", ThreadMemory(None))
+    found = normalizer.event(fake.event("file_share", files=[recorded, uploaded]))
+    assert found is not None
+    assert [part.kind for part in found[0].parts] == ["voice", "audio"]
+
+
+async def test_slack_files_that_cannot_be_used_get_one_line_each_and_the_text_is_answered(
+    make_config: Any, fake: FakeSlack
+) -> None:
+    """A file over the channel's cap (refused before any download), a damaged image and an
+    empty clip: one line each, then the answer to what was typed."""
+    big = _file(fake, "big.pdf", b"%PDF-1.4", "application/pdf") | {"size": 5_000_000}
+    broken = _file(fake, "shot.png", b"\x89PNG\r\n\x1a\n broken", "image/png")
+    empty = clip(fake, b"")
+    async with FakeLLM() as llm:
+        llm.push("Hello there.")
+        config = _config(
+            make_config,
+            fake,
+            llm,
+            slack_settings(fake, max_file_mb=1),
+            transcription={"chain": ["oa:whisper-1"]},
+        )
+        async with Gateway(config):
+            await fake.wait_connected()
+            body = fake.event("file_share", text="hi, see attached", files=[big, broken, empty])
+            await fake.socket_send("events_api", body)
+            await fake.wait_for("chat.postMessage", text="Hello there.", timeout=20)
+        [call] = llm.calls(path="/v1/chat/completions")
+    assert fake.texts("D0001") == [
+        "I could not download big.pdf: big.pdf is 4.8 MB; the limit is 1.0 MB\n"
+        "shot.png is not an image I can read (damaged or unknown format)\n"
+        "audio_message.webm is empty (0 seconds of audio)",
+        "Hello there.",
+    ]
+    assert call.body["messages"][-1]["content"] == "hi, see attached"
+    assert llm.calls(path="/v1/audio/transcriptions") == []
+    assert len(fake.file_requests) == 2  # the image and the clip; not the file over the cap

@@ -62,8 +62,8 @@ def test_slack_markup_becomes_plain_text() -> None:
     )
 
 
-def _normalizer(tmp_path: Path, limit: int = 1000) -> Normalizer:
-    return Normalizer("slack", "UBOT", limit, ThreadMemory(tmp_path / "threads.json"))
+def _normalizer(tmp_path: Path) -> Normalizer:
+    return Normalizer("slack", "UBOT", ThreadMemory(tmp_path / "threads.json"))
 
 
 async def test_normalizing_places_each_message_in_its_session(tmp_path: Path) -> None:
@@ -106,12 +106,18 @@ def test_dm_threads_and_group_dms_and_bots(tmp_path: Path) -> None:
         assert normalizer.event(payload(skipped)) is None
 
 
-def test_oversized_files_are_named_not_attached(tmp_path: Path) -> None:
-    normalized = _normalizer(tmp_path, limit=1000).event(payload("file_share"))
+def test_every_file_is_attached_even_one_too_large_or_without_a_link(tmp_path: Path) -> None:
+    """The download refuses what it cannot fetch, so the person hears of each file."""
+    body = payload("file_share")
+    del body["event"]["files"][0]["url_private_download"], body["event"]["files"][0]["url_private"]
+    normalized = _normalizer(tmp_path).event(body)
     assert normalized is not None
     message = normalized[0]
-    assert [p.name for p in message.parts] == ["notes.txt"]
-    assert "holiday.mov not attached" in message.text
+    assert [(p.name, p.ref, p.size) for p in message.parts] == [
+        ("notes.txt", "", 13),
+        ("holiday.mov", body["event"]["files"][1]["url_private_download"], 734003200),
+    ]
+    assert message.text == "what does this say?"
 
 
 def _commands(*names: str) -> list[CommandSpec]:

@@ -12,7 +12,7 @@ from bot.errors import ChannelError
 from bot.messages import ConversationKind
 from bot.providers.base import ChatRequest
 from bot.providers.testing import FunctionProvider, ScriptedProvider
-from tests.channels.slack.conftest import idle, spy_on_sink, user_texts
+from tests.channels.slack.conftest import idle, spy_on_sink, until, user_texts
 from tests.fakes.slack import FakeSlack, same_message
 
 
@@ -206,10 +206,10 @@ async def test_files_become_attachments_within_the_size_cap(fake: FakeSlack, run
         body = fake.event("file_share")
         body["event"]["files"][0]["url_private_download"] = notes
         await fake.socket_send("events_api", body)
-        await fake.wait_for("chat.postMessage")
+        await until(lambda: len(fake.texts("D0001")) == 2)
         await idle(gateway)
         (message,) = seen
-        (part,) = message.parts
+        part = message.parts[0]
         assert message.conversation.kind is ConversationKind.DM
         assert (part.kind, part.name, part.mime, part.size) == (
             "document",
@@ -218,11 +218,15 @@ async def test_files_become_attachments_within_the_size_cap(fake: FakeSlack, run
             13,
         )
         assert await channel.fetch(part, 1000) == b"buy more milk"
-        with pytest.raises(ChannelError, match="larger than 5 bytes"):
+        with pytest.raises(ChannelError, match="is 13 bytes; the limit is 5 bytes"):
             await channel.fetch(part, 5)
         elsewhere = dataclasses.replace(part, ref="https://attacker.example/notes.txt", size=None)
         with pytest.raises(ChannelError, match="not a Slack file URL"):
             await channel.fetch(elsewhere, 1000)
+    assert fake.texts("D0001") == [
+        "I can't open holiday.mov: I don't read video/quicktime files "
+        "(I take images, PDFs, text files and voice notes)",
+        "It says to buy milk.",
+    ]
     prompt = user_texts(provider)[0]
-    assert "holiday.mov not attached: 700.0 MB is over the 20 MB limit" in prompt
     assert "[document notes.txt" in prompt and "buy more milk" in prompt  # read, as text

@@ -1,10 +1,12 @@
-"""Media from Telegram end to end: a photo and a voice note are downloaded through getFile
-and the file URL (python-telegram-bot against the fake Bot API), then reach the model (the
-real OpenAI SDK against the fake LLM) as an image part and as the transcript."""
+"""Media from Telegram end to end: a photo, a voice note and a PDF are downloaded through
+getFile and the file URL (python-telegram-bot against the fake Bot API), then reach the model
+(the real OpenAI SDK against the fake LLM) as an image part, the transcript and the text; a
+file that cannot be used gets its one line and the caption is still answered."""
 
 from __future__ import annotations
 
 import base64
+import shutil
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +17,7 @@ from bot.gateway import Gateway
 from tests.channels.telegram.conftest import ALICE, payload, settled, until
 from tests.fakes.llm import FakeLLM
 from tests.fakes.telegram import TOKEN, FakeTelegram
-from tests.media.files import image_size, jpeg, wav_silence
+from tests.media.files import image_size, jpeg, pdf, wav_silence
 
 
 @pytest.fixture(autouse=True)
@@ -98,3 +100,47 @@ async def test_a_telegram_file_over_the_channel_s_cap_gets_one_line(
         "Sure.",
     ]
     assert fake.calls_of("getFile") == []  # refused on the size Telegram reported
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+async def test_a_telegram_pdf_s_text_reaches_the_model_and_the_workspace(
+    fake: FakeTelegram, tg_config: Callable[..., Any]
+) -> None:
+    report = pdf("Quarterly revenue 7 million")
+    update = payload("document")
+    update["message"]["caption"] = "how much?"
+    update["message"]["document"].update(file_id=fake.add_file(report), file_size=len(report))
+    async with FakeLLM() as llm:
+        llm.push("Seven million.")
+        config = _with_llm(tg_config(), llm, sandbox={"backend": "bwrap"})
+        async with Gateway(config) as gw:
+            fake.push_update(update)
+            await until(lambda: fake.texts(ALICE) == ["Seven million."], timeout=20)
+            await settled(gw)
+            assert gw.deps.sandbox is not None
+            saved = list(gw.deps.sandbox.workspaces.root.glob("*/inbox/report.pdf"))
+            assert [p.read_bytes() for p in saved] == [report]
+        [call] = llm.calls(path="/v1/chat/completions")
+    content = call.body["messages"][-1]["content"]
+    assert content.startswith("how much?") and "Quarterly revenue 7 million" in content
+
+
+async def test_a_damaged_telegram_pdf_gets_one_line_and_the_caption_is_answered(
+    fake: FakeTelegram, tg_config: Callable[..., Any]
+) -> None:
+    broken = b"%PDF-1.4\n1 0 obj << /Type /Cat"
+    update = payload("document")
+    update["message"]["caption"] = "summarise it"
+    update["message"]["document"].update(file_id=fake.add_file(broken), file_size=len(broken))
+    async with FakeLLM() as llm:
+        llm.push("I could not see the file.")
+        async with Gateway(_with_llm(tg_config(), llm)) as gw:
+            fake.push_update(update)
+            await until(lambda: len(fake.texts(ALICE)) == 2, timeout=20)
+            await settled(gw)
+        [call] = llm.calls(path="/v1/chat/completions")
+    assert fake.texts(ALICE) == [
+        "report.pdf is a damaged PDF; I could not read it",
+        "I could not see the file.",
+    ]
+    assert call.body["messages"][-1]["content"] == "summarise it"
