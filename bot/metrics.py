@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
-class Metrics:
+class _Instruments:
+    """The registry and its instruments, made together on first use."""
+
     def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -33,9 +39,51 @@ class Metrics:
         self.queue_depth = Gauge("decapod_queue_depth", "Messages waiting in sessions", registry=r)
         self.active_turns = Gauge("decapod_active_turns", "Turns running now", registry=r)
 
+
+class Metrics:
+    """prometheus-client loads with the first message or scrape, not before the gateway is
+    ready; every instrument is registered then, so a scrape shows them all from the start."""
+
+    def __init__(self) -> None:
+        self._watched: list[Any] = []
+
+    @functools.cached_property
+    def instruments(self) -> _Instruments:
+        made = _Instruments()
+        for provider_set in self._watched:
+            made.registry.register(_ProviderCollector(provider_set))
+        return made
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        return self.instruments.registry
+
+    @property
+    def provider_errors(self) -> Counter:
+        return self.instruments.provider_errors
+
+    @property
+    def duplicates(self) -> Counter:
+        return self.instruments.duplicates
+
+    @property
+    def denied(self) -> Counter:
+        return self.instruments.denied
+
+    @property
+    def queue_depth(self) -> Gauge:
+        return self.instruments.queue_depth
+
+    @property
+    def active_turns(self) -> Gauge:
+        return self.instruments.active_turns
+
     def watch_providers(self, provider_set: Any) -> None:
         """Export the failover chain's own counters and breaker states at scrape time."""
-        self.registry.register(_ProviderCollector(provider_set))
+        if "instruments" in vars(self):
+            self.registry.register(_ProviderCollector(provider_set))
+        else:
+            self._watched.append(provider_set)
 
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -43,10 +91,11 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
     def observe_turn(self, channel: str, outcome: str, seconds: float, usage: Any) -> None:
-        self.turns.labels(outcome, channel).inc()
-        self.turn_latency.observe(seconds)
-        self.tokens.labels("input").inc(usage.input_tokens)
-        self.tokens.labels("output").inc(usage.output_tokens)
+        made = self.instruments
+        made.turns.labels(outcome, channel).inc()
+        made.turn_latency.observe(seconds)
+        made.tokens.labels("input").inc(usage.input_tokens)
+        made.tokens.labels("output").inc(usage.output_tokens)
 
 
 _BREAKER_VALUE = {"closed": 0, "half_open": 1, "open": 2}

@@ -9,6 +9,7 @@ carry a double-submit token (a cookie and a form field that must match).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import secrets
@@ -23,6 +24,8 @@ from bot.webui.auth import MIN_PASSWORD_CHARS, OWNER, SESSION, WebAuth, WebSessi
 from bot.webui.proxy import Forwarding
 
 if TYPE_CHECKING:
+    import jinja2
+
     from bot.gateway import Gateway
 
 log = logging.getLogger("decapod.webui")
@@ -50,18 +53,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 class WebUI:
     def __init__(self, gw: Gateway, auth: WebAuth) -> None:
-        import jinja2
-
         self.gw = gw
         self.auth = auth
         self.fwd = Forwarding(gw.config.webui.trusted_proxies)
         self.panel_queries = PanelQueries(gw.store)
-        self.templates = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(_HERE / "templates"),
-            autoescape=True,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
         from bot.webui.chat import ChatSocket
 
         self.chat = ChatSocket(self)
@@ -83,6 +78,18 @@ class WebUI:
             body = path.read_bytes()
             etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
             self.assets[path.name] = (body, _TYPES.get(path.suffix, "text/plain"), etag)
+
+    @functools.cached_property
+    def templates(self) -> jinja2.Environment:
+        # jinja2 loads with the first page rendered, not before the gateway is ready
+        import jinja2
+
+        return jinja2.Environment(
+            loader=jinja2.FileSystemLoader(_HERE / "templates"),
+            autoescape=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
 
     def routes(self) -> list[tuple[str, str, Handler]]:
         from bot.webui import CHAT_PAGE

@@ -121,6 +121,8 @@ async def test_provider_state_is_in_health_and_metrics(make_config: Any) -> None
             models={"chat": ["p:m"]},
         )
         async with Gateway(config) as gw:
+            # prometheus-client loads with the first scrape or message, after ready
+            assert not {"instruments", "registry"} & vars(gw.metrics).keys()
             url = f"http://127.0.0.1:{gw.http.port}"
             async with aiohttp.ClientSession() as http:
                 async with http.get(url + "/health") as resp:
@@ -128,6 +130,9 @@ async def test_provider_state_is_in_health_and_metrics(make_config: Any) -> None
                 async with http.get(url + "/metrics") as resp:
                     metrics = await resp.text()
     assert body["providers"][0]["name"] == "p:m" and body["providers"][0]["state"] == "closed"
+    # the first scrape shows every instrument, used yet or not
+    assert "# TYPE decapod_turns_total counter" in metrics
+    assert "decapod_active_turns 0.0" in metrics
     assert 'decapod_provider_breaker_state{entry="p:m"} 0.0' in metrics
     assert "decapod_provider_calls_total" in metrics
 
