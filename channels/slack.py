@@ -6,7 +6,7 @@ would send it again). Each event is normalized (channels/slack_inbound.py) and h
 gateway's sink, which only stores and queues it; the event is acknowledged when that returns,
 or after `ack_budget_s` at the latest (channels/slack_handover.py says why Bolt's own ack
 modes cannot give that). Slash commands are acknowledged first and handed on afterwards;
-their answers go to the response_url.
+their answers go to the response_url (channels/slack_commands.py).
 
 Buttons (approvals, pickers) are Block Kit: a section with the text and an actions block,
 with the plain text kept as the notification fallback. A press reaches bolt's `action`
@@ -29,7 +29,6 @@ honoured both by the SDK's retry and by pausing every send of the channel.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -41,7 +40,7 @@ from typing import Any
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
@@ -60,12 +59,13 @@ from bot.messages import (
     size_text,
 )
 from channels import InboundSink, ReplyProgress
-from channels.base import BaseChannel, FileUpload
+from channels.base import FileUpload
 from channels.buttons import Button, ButtonBook
 from channels.slack_api import SlackApi, WorkingSignal, doctor, signed
-from channels.slack_buttons import ACTION_PREFIX, press_answer, press_of, with_buttons
+from channels.slack_buttons import ACTION_PREFIX, with_buttons
+from channels.slack_commands import SlackCommandChannel
 from channels.slack_handover import Handover
-from channels.slack_inbound import Normalizer, ThreadMemory, help_text, split_subcommand
+from channels.slack_inbound import Normalizer, ThreadMemory
 from channels.slack_mrkdwn import to_mrkdwn
 
 log = logging.getLogger("decapod.channels.slack")
@@ -83,13 +83,11 @@ _bolt_log = log.getChild("bolt")
 _bolt_log.addFilter(_QuietBolt())
 
 EVENTS_PATH = "/slack/events"
-#: a response_url takes at most five posts (within 30 minutes)
-MAX_RESPONSES = 5
 CONNECT_TIMEOUT_S = 30.0
 __all__ = ["SlackChannel", "create", "doctor"]
 
 
-class SlackChannel(BaseChannel):
+class SlackChannel(SlackCommandChannel):
     type = "slack"
     max_message_len = 4000
     edit_interval = 1.0
@@ -281,70 +279,7 @@ class SlackChannel(BaseChannel):
             await self.threads.add(conversation.chat_id, conversation.thread_id)
         await self.sink(message)
 
-    async def _on_slash(self, body: dict[str, Any], ack: AsyncAck) -> None:
-        assert self._normalizer is not None
-        split = split_subcommand(str(body.get("text") or ""), [c.name for c in self.commands])
-        if split is None:
-            await ack(
-                response_type="ephemeral",
-                text=help_text(self.settings.slash_command, self.commands),
-            )
-            return
-        message = self._normalizer.slash(body, *split)
-        if message is None:
-            await ack(
-                response_type="ephemeral", text="That command arrived incomplete; please try again."
-            )
-            return
-        # acknowledged first (the ack leaves when this listener returns); handed on after
-        if split[0] == "ask":
-            await ack(response_type="ephemeral", text="Working on it…")
-        else:
-            await ack()
-        task = asyncio.create_task(self._hand_on_command(message))
-        self._commands.add(task)
-        task.add_done_callback(self._commands.discard)
-
-    async def _hand_on_command(self, message: InboundMessage) -> None:
-        store = partial(self._take, message)
-        try:
-            await self._handover.deliver(message.id, [message.id], store, self._handover.deadline())
-        except Exception:
-            log.exception("slack %s: could not take command %s", self.name, message.id)
-            with contextlib.suppress(ChannelError):
-                await self._respond(
-                    message.meta["response_url"],
-                    "Sorry, I could not take that command. Please try again.",
-                    in_channel=False,
-                )
-
-    async def _on_action(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
-        press = press_of(self.name, body)
-        if press is None:
-            log.warning("slack %s: skipped a block action without actions or user", self.name)
-            return
-        result = await self.take_press(press)
-        url = body.get("response_url")
-        if isinstance(url, str):
-            # after the ack: the answer may take its time, the press is stored already
-            task = asyncio.create_task(self._after_press(url, press_answer(result)))
-            self._commands.add(task)
-            task.add_done_callback(self._commands.discard)
-
-    async def _after_press(self, url: str, payload: dict[str, Any]) -> None:
-        try:
-            await self._web().respond(url, payload)
-        except ChannelError as exc:
-            log.warning("slack %s: could not answer a button press: %s", self.name, exc)
-
     # outbound ------------------------------------------------------------------------------
-    async def send(self, message: OutboundMessage) -> SentRef:
-        url = message.meta.get("response_url")
-        if url:  # a command's own reply: only the person who asked sees it
-            return await self._answer_command(message, url, message.text, in_channel=False)
-        return await super().send(message)
-
     async def _send_buttons(
         self, message: OutboundMessage, text: str, buttons: list[Button]
     ) -> SentRef:
@@ -369,30 +304,6 @@ class SlackChannel(BaseChannel):
             return await super().reply(template, deltas, progress)
         finally:
             await self._working.hide(await showing)
-
-    async def _answer_command(
-        self, message: OutboundMessage, url: str, text: str, *, in_channel: bool
-    ) -> SentRef:
-        pieces = self.chunks(text)
-        if len(pieces) > MAX_RESPONSES:
-            pieces = pieces[:MAX_RESPONSES]
-            pieces[-1] += "\n… (cut: too long for a command reply; ask me in a message instead)"
-        buttons = await self.buttons.issue(message, pieces[-1]) if message.choices else []
-        for i, piece in enumerate(pieces):
-            last = buttons if i == len(pieces) - 1 else []
-            await self._retrying(message.conversation, self._respond, url, piece, in_channel, last)
-        return SentRef(message.conversation, f"response:{len(pieces)}", {"response_url": url})
-
-    async def _respond(
-        self, url: str, text: str, in_channel: bool, buttons: list[Button] | None = None
-    ) -> None:
-        payload: dict[str, Any] = {
-            "text": to_mrkdwn(text),
-            "response_type": "in_channel" if in_channel else "ephemeral",
-        }
-        if buttons:
-            payload["blocks"] = with_buttons(payload["text"], buttons)
-        await self._web().respond(url, payload)
 
     async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
         return await self._post(message, text, None)
@@ -452,11 +363,6 @@ class SlackChannel(BaseChannel):
                 f"{name} is {size_text(attachment.size)}; the limit is {size_text(limit)}"
             )
         return await self._web().download(attachment.ref, limit, name)
-
-    def _web(self) -> SlackApi:
-        if self._api is None:
-            raise ChannelError(f"slack {self.name} is not running")
-        return self._api
 
 
 def create(name: str, channel_config: SlackChannelConfig, config: Any) -> SlackChannel:
