@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from bot.agent import Agent, AgentSettings
+from bot.agent import Agent
 from bot.approvals import ApprovalDesk
 from bot.builtin import VERSION_LINE, builtin_tools, register_builtin_commands, uptime_text
 from bot.commands import CommandTable, Reply
@@ -24,6 +24,13 @@ from bot.config import Config
 from bot.delivery import Deliveries
 from bot.deps import Deps
 from bot.errors import DecapodError
+from bot.gateway_start import (
+    build_agent,
+    secure_home_files,
+    start_http,
+    start_providers,
+    start_turn_processes,
+)
 from bot.media.outbound import ChannelFiles
 from bot.messages import Choice, InboundMessage, OutboundMessage
 from bot.metrics import Metrics
@@ -146,29 +153,11 @@ class Gateway:
     async def _start(self) -> None:
         cfg = self.config
         self._register_secrets()
-        from bot.security.files import secure_home
-
-        repaired = secure_home(cfg.home, [cfg.log_file])
-        if repaired:
-            log.warning(
-                "other users could read %s; made private (files 0600, folders 0700)",
-                ", ".join(str(p) for p in repaired),
-            )
+        secure_home_files(cfg)
         await self.store.start()
         self._stack.push_async_callback(self.store.stop)
         if self._provider_override is None:
-            from bot.providers.build import ProviderSet
-
-            self.providers = ProviderSet(
-                cfg.providers,
-                cfg.models,
-                notify=self.notify_owner,
-                max_concurrent_turns=cfg.gateway.max_concurrent_turns,
-            )
-            await self.providers.start()
-            self._stack.push_async_callback(self.providers.aclose)
-            self.metrics.watch_providers(self.providers)
-            self.provider = self.providers.for_purpose("chat")
+            await start_providers(self, self._stack)
         assert self.provider is not None
         from bot import features
 
@@ -190,19 +179,7 @@ class Gateway:
         if cfg.skills.enabled:
             # last: a skill's `tools` requirement sees every tool registered so far
             await features.start_skills(self, self._stack)
-        self.agent = Agent(
-            self.provider,
-            self.tools,
-            AgentSettings(
-                system_prompt=cfg.agent.system_prompt,
-                max_output_tokens=cfg.agent.max_output_tokens,
-                temperature=cfg.agent.temperature,
-                max_tool_iterations=cfg.gateway.max_tool_iterations,
-                turn_deadline_s=cfg.gateway.turn_deadline_s,
-            ),
-            policy=self.policy,
-            redact=self.redactor.redact,
-        )
+        self.agent = build_agent(self)
         from bot.media.intake import start_media
 
         self.media = await start_media(cfg, self.providers, self._stack)
@@ -210,27 +187,12 @@ class Gateway:
             if name not in self.channels:
                 self.channels[name] = create_channel(name, ch_cfg, cfg)
         if cfg.http.enabled:
-            from bot.http import HttpServer
-            from bot.security.http_auth import AdminAuth
+            if cfg.webui.enabled and "web" not in self.channels:
+                from bot.webui import WebChannelConfig
 
-            auth = AdminAuth(self.store)
-            self.setup_code = await auth.start()
-            self.http = HttpServer(
-                cfg.http.host, cfg.http.port, self.health, self.metrics.render, auth
-            )
-            if cfg.webui.enabled:
-                from bot.webui import WebChannelConfig, start_webui
-
-                if "web" not in self.channels:
-                    self.channels["web"] = create_channel("web", WebChannelConfig(), cfg)
-                await start_webui(self, self.http)
-            for channel in self.channels.values():
-                # webhook-mode adapters serve their platform's callbacks on our server
-                for method, path, handler in channel.http_routes():
-                    self.http.add_route(method, path, handler, public=True)
-            await self.http.start()
-            self._stack.push_async_callback(self.http.stop)
-        starting = self._start_turn_processes()
+                self.channels["web"] = create_channel("web", WebChannelConfig(), cfg)
+            await start_http(self, self._stack)
+        starting = start_turn_processes(self, self._stack)
         for channel in self.channels.values():
             channel.commands = list(self.commands)
             await channel.start(self.handle_inbound)
@@ -269,19 +231,6 @@ class Gateway:
 
     async def stop(self) -> None:
         await self._stack.aclose()
-
-    def _start_turn_processes(self) -> asyncio.Task[None] | None:
-        """In the receiver of `gateway.turn_processes` > 1: start them (each resumes its
-        share of what is unfinished, then takes the deliveries stored from then on; those
-        stored meanwhile are held, so none is lost or run twice). This process keeps the
-        channels and stores inbound."""
-        if self.config.gateway.turn_processes == 1 or self.share is not None:
-            return None
-        from bot.scaleout.pool import TurnProcesses
-
-        pool = self.turn_processes = TurnProcesses(self.config, self.channels)
-        self._stack.push_async_callback(pool.stop)  # a start that fails stops them too
-        return asyncio.create_task(pool.start(), name="turn-processes-start")
 
     def _owns(self, message: InboundMessage) -> bool:
         if self.share is None:

@@ -1,0 +1,102 @@
+"""Start-up steps of the gateway that need none of its routing state: the home's
+permissions, the providers, the agent built from config, the HTTP server (admin auth, web UI,
+webhook routes) and the turn processes. Like bot/features.py, each start pushes its own stop
+onto the gateway's exit stack, so a start that fails later still stops what these started."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from bot.agent import Agent, AgentSettings
+from bot.config import Config
+
+if TYPE_CHECKING:
+    from bot.gateway import Gateway
+
+log = logging.getLogger("decapod.gateway")
+
+
+def secure_home_files(cfg: Config) -> None:
+    from bot.security.files import secure_home
+
+    repaired = secure_home(cfg.home, [cfg.log_file])
+    if repaired:
+        log.warning(
+            "other users could read %s; made private (files 0600, folders 0700)",
+            ", ".join(str(p) for p in repaired),
+        )
+
+
+async def start_providers(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
+    from bot.providers.build import ProviderSet
+
+    cfg = gw.config
+    gw.providers = ProviderSet(
+        cfg.providers,
+        cfg.models,
+        notify=gw.notify_owner,
+        max_concurrent_turns=cfg.gateway.max_concurrent_turns,
+    )
+    await gw.providers.start()
+    stack.push_async_callback(gw.providers.aclose)
+    gw.metrics.watch_providers(gw.providers)
+    gw.provider = gw.providers.for_purpose("chat")
+
+
+def build_agent(gw: Gateway) -> Agent:
+    cfg = gw.config
+    assert gw.provider is not None
+    return Agent(
+        gw.provider,
+        gw.tools,
+        AgentSettings(
+            system_prompt=cfg.agent.system_prompt,
+            max_output_tokens=cfg.agent.max_output_tokens,
+            temperature=cfg.agent.temperature,
+            max_tool_iterations=cfg.gateway.max_tool_iterations,
+            turn_deadline_s=cfg.gateway.turn_deadline_s,
+        ),
+        policy=gw.policy,
+        redact=gw.redactor.redact,
+    )
+
+
+async def start_http(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
+    """The gateway's HTTP server, with the web UI when it is on. Every channel, the web UI's
+    included, must be in `gw.channels` already: their webhook routes are mounted here."""
+    from bot.http import HttpServer
+    from bot.security.http_auth import AdminAuth
+
+    cfg = gw.config
+    auth = AdminAuth(gw.store)
+    gw.setup_code = await auth.start()
+    gw.http = HttpServer(cfg.http.host, cfg.http.port, gw.health, gw.metrics.render, auth)
+    if cfg.webui.enabled:
+        from bot.webui import start_webui
+
+        await start_webui(gw, gw.http)
+    for channel in gw.channels.values():
+        # webhook-mode adapters serve their platform's callbacks on our server
+        for method, path, handler in channel.http_routes():
+            gw.http.add_route(method, path, handler, public=True)
+    await gw.http.start()
+    stack.push_async_callback(gw.http.stop)
+
+
+def start_turn_processes(
+    gw: Gateway, stack: contextlib.AsyncExitStack
+) -> asyncio.Task[None] | None:
+    """In the receiver of `gateway.turn_processes` > 1: start them (each resumes its
+    share of what is unfinished, then takes the deliveries stored from then on; those
+    stored meanwhile are held, so none is lost or run twice). This process keeps the
+    channels and stores inbound."""
+    if gw.config.gateway.turn_processes == 1 or gw.share is not None:
+        return None
+    from bot.scaleout.pool import TurnProcesses
+
+    pool = gw.turn_processes = TurnProcesses(gw.config, gw.channels)
+    stack.push_async_callback(pool.stop)  # a start that fails stops them too
+    return asyncio.create_task(pool.start(), name="turn-processes-start")
