@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
 from bot.agent import TurnDone, TurnResult
 from bot.commands import CommandContext, Reply
 from bot.compaction import maybe_compact
-from bot.delivery import INTERRUPTED_NOTE, Outbox, delivery_key
+from bot.delivery import Outbox, delivery_key
 from bot.errors import (
     ChannelError,
     ContextTooLong,
@@ -29,7 +29,6 @@ from bot.media.outside import holds_outside_content
 from bot.messages import (
     Command,
     InboundMessage,
-    OutboundMessage,
     cron_session_key,
     identity_from_key,
 )
@@ -40,6 +39,8 @@ from bot.stop import STOPPED_NOTE, TurnStopped, stoppable, stopped_result
 from bot.store.deliveries import DeliveryUpdate
 from bot.store.repos import TurnRecord
 from bot.tools import ToolContext
+from bot.turn_media import user_message_with_media
+from bot.turn_resume import reply_template, resume_shown
 
 if TYPE_CHECKING:
     from bot.gateway import Gateway
@@ -60,7 +61,7 @@ class TurnRunner:
         outbox = self.gw.deliveries.outbox(message)
         try:
             if outbox.state.final or outbox.state.started:
-                await self._resume(session, message, outbox)
+                await resume_shown(self.gw, session, message, outbox)
             else:
                 await self._turn(session, message, outbox)
         except DeliveryRefused as exc:
@@ -98,7 +99,7 @@ class TurnRunner:
             await self.gw.store.inbound.set_status(*delivery, "done")
             return
         await self.gw.sessions.load(session)
-        user, untrusted = await self._with_media(message, text, person)
+        user, untrusted = await user_message_with_media(self.gw, message, text, person)
         if user is None:  # only attachments, none usable: each was named in a reply
             await self.gw.store.inbound.set_status(*delivery, "done")
             return
@@ -148,57 +149,6 @@ class TurnRunner:
             outcome=result.outcome,
             tainted=ctx.tainted,
         )
-
-    async def _with_media(
-        self, message: InboundMessage, text: str, person: str
-    ) -> tuple[ChatMessage | None, bool]:
-        """The user message with what came attached (bot/media/), and whether it holds text
-        from a file. Problems with attachments, and what a voice note was heard to say, are
-        said before the answer; None when nothing is left to answer."""
-        media = self.gw.media
-        if not message.parts or media is None:
-            return _user_message_of(message, text, self.gw.redactor.redact), False
-        channel = self.gw.channels[message.conversation.channel]
-        model = await self.gw.model_choices.first_for(person)
-        intake = await media.take(
-            message, channel, self.gw.deps.sandbox, self.gw.redactor.redact, model
-        )
-        for note in intake.notes():
-            await self.gw.say(message, note)
-        return intake.user_message(text), intake.untrusted
-
-    async def _resume(self, session: Session, message: InboundMessage, outbox: Outbox) -> None:
-        """Another try of a delivery whose answer the person has partly seen, or that is
-        stored whole: no model call. A complete answer goes on from the first character not
-        shown; one the model was still writing when the process ended gets a note, and is
-        kept in the history as far as it was shown."""
-        state = outbox.state
-        if not state.final:
-            await self.gw.say(message, INTERRUPTED_NOTE)
-            await self.gw.sessions.load(session)
-            assert session.row is not None
-            turn_id = f"{message.conversation.channel}:{message.id}"
-            user = _user_message_of(message, message.text, self.gw.redactor.redact)
-            records = [
-                TurnRecord(turn_id, user, identity_key=message.identity.key),
-                TurnRecord(turn_id, ChatMessage("assistant", state.answer), outcome="interrupted"),
-            ]
-            key = delivery_key(message)
-            ids = await self.gw.store.turns.add(
-                session.row.id, records, inbound_done=key, delivery=DeliveryUpdate(key, state)
-            )
-            rows = [(row_id, rec.message) for row_id, rec in zip(ids, records, strict=True)]
-            self.gw.sessions.remember(session, rows)
-            return
-        rest = state.answer[state.shown :]
-        if rest.strip():
-            channel = self.gw.channels[message.conversation.channel]
-            try:
-                await channel.reply(_template(message), _once(rest), outbox)
-            except ChannelError as exc:
-                await self.gw.deliveries.failed(message, outbox, exc)
-                return
-        await self.gw.store.deliveries.finish(delivery_key(message), state)
 
     async def answer_task(
         self, job: Job, prompt: str | None = None, max_output_tokens: int | None = None
@@ -268,7 +218,7 @@ class TurnRunner:
         answer = self._reply_stream(session, user, ctx, holder)
         collected = outbox.collect(answer)
         try:
-            await channel.reply(_template(message), collected, outbox)
+            await channel.reply(reply_template(message), collected, outbox)
         except DeliveryRefused:
             raise  # the model stops with the stream: nothing more is asked of it
         except ChannelError as exc:
@@ -392,35 +342,6 @@ class TurnRunner:
             if rec.outcome not in _FAILED
         ]
         self.gw.sessions.remember(session, kept)
-
-
-def _template(message: InboundMessage) -> OutboundMessage:
-    """What an answer to `message` is sent as (the text comes from the stream)."""
-    return OutboundMessage(
-        message.conversation, "", reply_to=message.platform_message_id, meta=message.meta
-    )
-
-
-async def _once(text: str) -> AsyncIterator[str]:
-    yield text
-
-
-def _user_message_of(
-    message: InboundMessage, text: str, redact: Callable[[str], str]
-) -> ChatMessage:
-    return ChatMessage("user", text + redact(_describe_parts(message)))
-
-
-def _describe_parts(message: InboundMessage) -> str:
-    """Attachments named for the model where they were not read (a retry of an interrupted
-    turn, a gateway without the media intake)."""
-    if not message.parts:
-        return ""
-    names = [
-        f"{p.name or p.kind} ({p.mime or p.kind}" + (f", {p.size // 1024} KB)" if p.size else ")")
-        for p in message.parts
-    ]
-    return "\n[attached: " + "; ".join(names) + "]"
 
 
 def _user_message(error: BaseException | None, outcome: str) -> str:

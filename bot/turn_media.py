@@ -1,0 +1,48 @@
+"""A turn's user message: its text with what came attached, read through the media intake
+(bot/media/) where the gateway has one, or only named where it was not read."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from bot.messages import InboundMessage
+from bot.providers.base import ChatMessage
+
+if TYPE_CHECKING:
+    from bot.gateway import Gateway
+
+
+async def user_message_with_media(
+    gw: Gateway, message: InboundMessage, text: str, person: str
+) -> tuple[ChatMessage | None, bool]:
+    """The user message with what came attached (bot/media/), and whether it holds text
+    from a file. Problems with attachments, and what a voice note was heard to say, are
+    said before the answer; None when nothing is left to answer."""
+    media = gw.media
+    if not message.parts or media is None:
+        return user_message_of(message, text, gw.redactor.redact), False
+    channel = gw.channels[message.conversation.channel]
+    model = await gw.model_choices.first_for(person)
+    intake = await media.take(message, channel, gw.deps.sandbox, gw.redactor.redact, model)
+    for note in intake.notes():
+        await gw.say(message, note)
+    return intake.user_message(text), intake.untrusted
+
+
+def user_message_of(
+    message: InboundMessage, text: str, redact: Callable[[str], str]
+) -> ChatMessage:
+    return ChatMessage("user", text + redact(describe_parts(message)))
+
+
+def describe_parts(message: InboundMessage) -> str:
+    """Attachments named for the model where they were not read (a retry of an interrupted
+    turn, a gateway without the media intake)."""
+    if not message.parts:
+        return ""
+    names = [
+        f"{p.name or p.kind} ({p.mime or p.kind}" + (f", {p.size // 1024} KB)" if p.size else ")")
+        for p in message.parts
+    ]
+    return "\n[attached: " + "; ".join(names) + "]"
