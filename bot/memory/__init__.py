@@ -14,7 +14,8 @@ loaded in the background after `start()`.
 
 from bot.memory.commands import register_memory_commands
 from bot.memory.config import MemoryConfig
-from bot.memory.embedders import Embedder, EmbedderChain, pull_model
+from bot.memory.embedder_chain import EmbedderChain
+from bot.memory.embedders import Embedder, pull_model
 from bot.memory.search import MemoryHit, render_recall
 from bot.memory.service import MemoryRequestError, MemoryService, MemoryStatus
 from bot.memory.tools import memory_tools

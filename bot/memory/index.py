@@ -11,7 +11,8 @@ import asyncio
 import logging
 from collections import OrderedDict
 
-from bot.memory.embedders import EmbedderChain, is_zero
+from bot.memory.embedder_chain import EmbedderChain
+from bot.memory.embedders import is_zero
 from bot.memory.links import MemoryRequestError
 from bot.memory.text import chunk_text, embedding_input, text_hash
 from bot.progress import ProgressSink

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Literal
 
 from bot.memory.config import MemoryConfig
-from bot.memory.embedders import Embedder, EmbedderChain, build_embedders
+from bot.memory.embedder_chain import EmbedderChain
+from bot.memory.embedders import Embedder, build_embedders
 from bot.memory.export import export_people, export_session
 from bot.memory.extract import extract_before_compaction
 from bot.memory.feedback import (

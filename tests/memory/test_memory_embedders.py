@@ -16,8 +16,8 @@ from bot.memory.config import (
     OpenAIEmbedderConfig,
     SentenceTransformersEmbedderConfig,
 )
+from bot.memory.embedder_chain import EmbedderChain
 from bot.memory.embedders import (
-    EmbedderChain,
     EmbedderError,
     Model2VecEmbedder,
     OpenAIEmbedder,

@@ -16,8 +16,8 @@ import pytest
 
 from bot.doctor import check_memory
 from bot.memory.config import MemoryConfig, SentenceTransformersEmbedderConfig
+from bot.memory.embedder_chain import EmbedderChain
 from bot.memory.embedders import (
-    EmbedderChain,
     SentenceTransformersEmbedder,
     WordLlamaEmbedder,
     build_embedders,
