@@ -1,0 +1,84 @@
+"""What the jobs table holds (reminders, scheduled tasks, check-ins) as typed objects, apart
+from the SQL of bot/store/jobs.py, which also exports these names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bot.messages import Conversation
+
+
+class JobKind(StrEnum):
+    REMINDER = "reminder"  # its text is delivered as is
+    TASK = "task"  # its text is a prompt; the agent's answer is delivered
+    CHECKIN = "checkin"  # a proactive check-in (bot/checkins.py); its text is its schedule
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    MISSED = "missed"
+    CANCELLED = "cancelled"
+    PAUSED = "paused"
+
+
+#: statuses a person still sees in their list and may cancel
+OPEN_STATUSES = (JobStatus.PENDING, JobStatus.SENDING, JobStatus.PAUSED)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str
+    person_id: str
+    identity_key: str
+    kind: JobKind
+    text: str
+    repeat: str  # once | interval | cron
+    interval_s: float | None
+    cron: str | None  # five fields, standard crontab meaning
+    timezone: str
+    conversation: Conversation
+    #: the scheduled time of the occurrence to deliver next
+    due_at: float
+    #: when delivery is next attempted: due_at, or later after a failed attempt
+    run_at: float
+    status: JobStatus
+    attempt: int
+    attempt_id: str | None
+    lease_until: float | None
+    sent_message_id: str | None
+    late_by: float | None
+    runs: int
+    last_error: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    person_id: str
+    identity_key: str
+    kind: JobKind
+    text: str
+    repeat: str
+    interval_s: float | None
+    cron: str | None
+    timezone: str
+    conversation: Conversation
+    due_at: float
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Miss:
+    """One occurrence of a job that was found too late to deliver."""
+
+    job: Job
+    due_at: float
+
+
+class ActiveJobLimit(Exception):
+    def __init__(self, active: int) -> None:
+        super().__init__(f"{active} active jobs")
+        self.active = active
