@@ -32,6 +32,7 @@ from bot.faults import fault_point
 from bot.messages import Conversation
 from bot.scheduler import text as texts
 from bot.scheduler.config import SchedulerConfig
+from bot.scheduler.notices import pause_refused, report_missed
 from bot.scheduler.ports import (
     CheckinRunner,
     Deliverer,
@@ -40,7 +41,7 @@ from bot.scheduler.ports import (
     valid_zone,
 )
 from bot.scheduler.timing import When, catch_up, following, plan
-from bot.store.jobs import ActiveJobLimit, Job, JobKind, JobRepo, Miss, NewJob
+from bot.store.jobs import ActiveJobLimit, Job, JobKind, JobRepo, NewJob
 
 if TYPE_CHECKING:
     from bot.store import Store
@@ -54,7 +55,6 @@ _WAKE_JOB = "decapod-scheduler-wake"
 _MAX_TEXT = 4000
 _RETRY_FIRST_S = 5.0
 _RETRY_MAX_S = 300.0
-_GONE_NOTICE_TRIES = 3
 
 
 class Scheduler:
@@ -248,7 +248,7 @@ class Scheduler:
                 started.append(self._start_delivery(job, occurrence))
         if missed:
             await asyncio.gather(*(self._mark_missed(job, now) for job in missed))
-        await self._report_missed()
+        await report_missed(self.jobs, self.config.max_lateness_seconds, self._send, self.clock)
         return started
 
     def _start_delivery(self, job: Job, due: float) -> asyncio.Task[None]:
@@ -280,7 +280,7 @@ class Scheduler:
                 message_id = await self._send(job.conversation, body) if body else ""
             except DeliveryRefused as exc:
                 # sending again cannot succeed (the chat or topic is gone, the bot was removed)
-                await self._pause(job, exc)
+                await pause_refused(self.jobs, job, exc, self.clock(), self._send)
                 return
             except Exception as exc:
                 await self._retry_later(job, exc)
@@ -350,56 +350,6 @@ class Scheduler:
         nxt = following(job, now)
         log.warning("job %s missed its time (due %.0fs ago)", job.id, now - job.due_at)
         await self.jobs.mark_missed(job, missed_due=job.due_at, next_due=nxt, now=now)
-
-    async def _pause(self, job: Job, exc: DeliveryRefused) -> None:
-        log.warning(
-            "job %s paused: %s refused its delivery (%s)",
-            job.id,
-            job.conversation.session_key,
-            exc.reason,
-        )
-        # the platform's short reason, as a failed delivery keeps it
-        error = f"{type(exc).__name__}: {exc.reason}"
-        if not await self.jobs.pause(job, error=error, now=self.clock()):
-            return
-        # only where nobody else reads along: the notice quotes the job's text
-        notice = texts.paused_notice(job, exc.reason)
-        others = await self.jobs.direct_conversations(job.person_id, job.conversation)
-        for conversation in others[:_GONE_NOTICE_TRIES]:
-            try:
-                await self._send(conversation, notice)
-                return
-            except Exception as err:
-                log.info(
-                    "could not tell %s in %s: %s", job.person_id, conversation.session_key, err
-                )
-
-    async def _report_missed(self) -> None:
-        misses = await self.jobs.unreported_misses()
-        groups: dict[tuple[str, Conversation], list[Miss]] = {}
-        for miss in misses:
-            groups.setdefault((miss.job.person_id, miss.job.conversation), []).append(miss)
-        # per conversation, not per person: a list of what was set in a DM must not be
-        # posted in a group the person also uses
-        for (person_id, conversation), group in groups.items():
-            summary = texts.missed_summary(group, self.config.max_lateness_seconds)
-            try:
-                await self._send(conversation, summary)
-            except DeliveryRefused as exc:
-                log.warning(
-                    "%d missed jobs of %s: their conversation refused the summary (%s)",
-                    len(group),
-                    person_id,
-                    exc.reason,
-                )
-            except Exception as exc:
-                log.warning(
-                    "could not send the missed-jobs summary to %s (next pass retries): %s",
-                    person_id,
-                    exc,
-                )
-                continue
-            await self.jobs.mark_reported(group, self.clock())
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,0 +1,74 @@
+"""What the scheduler tells a person when a delivery cannot happen: a job paused because its
+conversation refused it (said elsewhere, where only that person reads), and the jobs found too
+late to deliver (one summary per conversation)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from bot.errors import DeliveryRefused
+from bot.messages import Conversation
+from bot.scheduler import text as texts
+from bot.store.jobs import Job, JobRepo, Miss
+
+# the lines of a delivery stay under the scheduler's own logger name
+log = logging.getLogger("bot.scheduler.service")
+
+Send = Callable[[Conversation, str], Awaitable[str]]
+
+_GONE_NOTICE_TRIES = 3
+
+
+async def pause_refused(
+    jobs: JobRepo, job: Job, exc: DeliveryRefused, now: float, send: Send
+) -> None:
+    log.warning(
+        "job %s paused: %s refused its delivery (%s)",
+        job.id,
+        job.conversation.session_key,
+        exc.reason,
+    )
+    # the platform's short reason, as a failed delivery keeps it
+    error = f"{type(exc).__name__}: {exc.reason}"
+    if not await jobs.pause(job, error=error, now=now):
+        return
+    # only where nobody else reads along: the notice quotes the job's text
+    notice = texts.paused_notice(job, exc.reason)
+    others = await jobs.direct_conversations(job.person_id, job.conversation)
+    for conversation in others[:_GONE_NOTICE_TRIES]:
+        try:
+            await send(conversation, notice)
+            return
+        except Exception as err:
+            log.info("could not tell %s in %s: %s", job.person_id, conversation.session_key, err)
+
+
+async def report_missed(
+    jobs: JobRepo, max_lateness_s: float, send: Send, clock: Callable[[], float]
+) -> None:
+    misses = await jobs.unreported_misses()
+    groups: dict[tuple[str, Conversation], list[Miss]] = {}
+    for miss in misses:
+        groups.setdefault((miss.job.person_id, miss.job.conversation), []).append(miss)
+    # per conversation, not per person: a list of what was set in a DM must not be
+    # posted in a group the person also uses
+    for (person_id, conversation), group in groups.items():
+        summary = texts.missed_summary(group, max_lateness_s)
+        try:
+            await send(conversation, summary)
+        except DeliveryRefused as exc:
+            log.warning(
+                "%d missed jobs of %s: their conversation refused the summary (%s)",
+                len(group),
+                person_id,
+                exc.reason,
+            )
+        except Exception as exc:
+            log.warning(
+                "could not send the missed-jobs summary to %s (next pass retries): %s",
+                person_id,
+                exc,
+            )
+            continue
+        await jobs.mark_reported(group, clock())
