@@ -45,6 +45,7 @@ class SlackCommandChannel(BaseChannel):
     _commands: set[asyncio.Task[None]]
 
     async def _take(self, message: InboundMessage) -> None:
+        """SlackChannel's: a command is stored like any inbound message, thread rules and all."""
         raise NotImplementedError
 
     async def _on_slash(self, body: dict[str, Any], ack: AsyncAck) -> None:
