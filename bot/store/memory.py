@@ -280,27 +280,7 @@ class MemoryRepo:
                         (vector, k, owner),
                     ).fetchall()
             closest = sorted(nearest)[:limit]
-            by_distance = [cid for _, cid in closest]
-            vector_score = {cid: 1.0 - float(d) for d, cid in closest}
-            rows: dict[int, ChunkRow] = {}
-            ids = list(dict.fromkeys(keyword + by_distance))
-            oqs = ",".join("?" * len(owners))
-            for part, qs in in_batches(ids):
-                for r in conn.execute(
-                    "SELECT c.id, c.item_id, c.owner, i.kind, c.text, i.source, i.created_at,"
-                    " i.updated_at FROM memory_chunks c JOIN memory_items i ON i.id = c.item_id"
-                    f" WHERE c.id IN ({qs}) AND c.owner IN ({oqs}) AND i.owner IN ({oqs})"
-                    " AND (i.expires_at IS NULL OR i.expires_at > ?)",
-                    (*part, *owners, *owners, now),
-                ).fetchall():
-                    rows[r[0]] = ChunkRow(*r)
-            return SearchRows(
-                [c for c in keyword if c in rows],
-                [c for c in by_distance if c in rows],
-                rows,
-                {c: v for c, v in keyword_score.items() if c in rows},
-                {c: v for c, v in vector_score.items() if c in rows},
-            )
+            return search_rows(conn, keyword, keyword_score, closest, owners, now)
 
         return await self.store.read(op)
 
@@ -398,3 +378,35 @@ class MemoryRepo:
             return str(head[0]), float(head[1]), [(r[0], r[1], r[2], r[3]) for r in rows]
 
         return await self.store.read(op)
+
+
+def search_rows(
+    conn: Conn,
+    keyword: list[int],
+    keyword_score: dict[int, float],
+    closest: list[tuple[float, int]],
+    owners: list[str],
+    now: float,
+) -> SearchRows:
+    """The hits of both lists that still belong to `owners` and have not expired, with their
+    rows: what either backend's search hands to the fusion."""
+    by_distance = [cid for _, cid in closest]
+    vector_score = {cid: 1.0 - float(d) for d, cid in closest}
+    rows: dict[int, ChunkRow] = {}
+    oqs = ",".join("?" * len(owners))
+    for part, qs in in_batches(list(dict.fromkeys(keyword + by_distance))):
+        for r in conn.execute(
+            "SELECT c.id, c.item_id, c.owner, i.kind, c.text, i.source, i.created_at,"
+            " i.updated_at FROM memory_chunks c JOIN memory_items i ON i.id = c.item_id"
+            f" WHERE c.id IN ({qs}) AND c.owner IN ({oqs}) AND i.owner IN ({oqs})"
+            " AND (i.expires_at IS NULL OR i.expires_at > ?)",
+            (*part, *owners, *owners, now),
+        ).fetchall():
+            rows[r[0]] = ChunkRow(*r)
+    return SearchRows(
+        [c for c in keyword if c in rows],
+        [c for c in by_distance if c in rows],
+        rows,
+        {c: v for c, v in keyword_score.items() if c in rows},
+        {c: v for c, v in vector_score.items() if c in rows},
+    )

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from bot.store.memory import ChunkRow, ItemRow, MemoryRepo, SearchRows, _item_rows
-from bot.store.memory_vectors import VEC_TABLE, in_batches, vec_model
+from bot.store.memory import ItemRow, MemoryRepo, SearchRows, _item_rows, search_rows
+from bot.store.memory_vectors import VEC_TABLE, vec_model
 
 if TYPE_CHECKING:
     from bot.store import Conn, Store
@@ -87,25 +87,7 @@ class PgMemoryRepo(MemoryRepo):
             recorded = vec_model(conn) if vector is not None else None
             if vector is not None and recorded is not None and recorded[0] == model:
                 closest = _nearest(conn, vector, owners, limit)
-            by_distance = [cid for _, cid in closest]
-            vector_score = {cid: 1.0 - d for d, cid in closest}
-            rows: dict[int, ChunkRow] = {}
-            for part, qs in in_batches(list(dict.fromkeys(keyword + by_distance))):
-                for r in conn.execute(
-                    "SELECT c.id, c.item_id, c.owner, i.kind, c.text, i.source, i.created_at,"
-                    " i.updated_at FROM memory_chunks c JOIN memory_items i ON i.id = c.item_id"
-                    f" WHERE c.id IN ({qs}) AND c.owner IN ({oqs}) AND i.owner IN ({oqs})"
-                    " AND (i.expires_at IS NULL OR i.expires_at > ?)",
-                    (*part, *owners, *owners, now),
-                ).fetchall():
-                    rows[r[0]] = ChunkRow(*r)
-            return SearchRows(
-                [c for c in keyword if c in rows],
-                [c for c in by_distance if c in rows],
-                rows,
-                {c: v for c, v in keyword_score.items() if c in rows},
-                {c: v for c, v in vector_score.items() if c in rows},
-            )
+            return search_rows(conn, keyword, keyword_score, closest, owners, now)
 
         return await self.store.read(op)
 
