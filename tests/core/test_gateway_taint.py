@@ -92,7 +92,9 @@ async def test_untrusted_output_from_an_earlier_turn_still_needs_approval(
         ask = (await channel.wait_for_messages(2, timeout=20))[1]
         assert "Approval needed" in ask and UNTRUSTED in ask
         await channel.push(f"/deny {_approval_id(ask)}", user="owner")
-        texts = await channel.wait_for_messages(4, timeout=20)
+        await channel.wait_for_messages(4, timeout=20)
+    # read once the gateway has stopped: the answer may still be streaming when it first shows
+    texts = channel.texts()
     assert texts[2] == "Denied."
     assert "ran-it" not in texts[3] and "denied" in texts[3]
 
@@ -112,5 +114,6 @@ async def test_another_persons_attachments_taint_their_turn(make_config: Any) ->
         ask = (await channel.wait_for_messages(3, chat_id="owner", timeout=20))[2]
         assert "Approval needed for tg:guest" in ask and UNTRUSTED in ask
         await channel.push(f"/deny {_approval_id(ask)}", user="owner")
-        answer = (await channel.wait_for_messages(3, chat_id="guest", timeout=20))[2]
+        await channel.wait_for_messages(3, chat_id="guest", timeout=20)
+    answer = channel.texts("guest")[2]
     assert "ran-it" not in answer and "denied" in answer
