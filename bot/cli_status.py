@@ -125,4 +125,21 @@ def render_status(url: str, report: dict[str, Any]) -> str:
     )
     if report.get("sandbox"):
         lines.append(f"sandbox    {report['sandbox']}")
+    lines += _cluster_lines(report.get("cluster"))
     return "\n".join(lines)
+
+
+def _cluster_lines(cluster: dict[str, Any] | None) -> list[str]:
+    """This replica's role, and the live replicas on its database (a PostgreSQL store)."""
+    if not cluster:
+        return []
+    lines = [f"replica    {cluster.get('replica', '?')} ({cluster.get('role', '?')})"]
+    replicas = cluster.get("replicas")
+    if replicas is None:
+        lines.append(f"cluster    unknown: {cluster.get('replicas_error', '?')}")
+    elif cluster.get("role") != "single":
+        lines.append(f"cluster    {len(replicas)} live replica(s)")
+        for entry in replicas:
+            seen = f", seen {entry['seen_s']:g}s ago" if "seen_s" in entry else ""
+            lines.append(f"{'':<10} {entry.get('id', '?')}: {entry.get('role', '?')}{seen}")
+    return lines

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from bot.agent import Agent
 from bot.approvals import ApprovalDesk
 from bot.builtin import VERSION_LINE, builtin_tools, register_builtin_commands, uptime_text
+from bot.cluster.node import ClusterNode
 from bot.commands import CommandTable, Reply
 from bot.config import Config
 from bot.delivery import Deliveries
@@ -27,6 +28,7 @@ from bot.errors import DecapodError
 from bot.gateway_start import (
     build_agent,
     secure_home_files,
+    start_channels,
     start_http,
     start_providers,
     start_turn_processes,
@@ -87,6 +89,8 @@ class Gateway:
         #: with `gateway.turn_processes` > 1, stored deliveries go to the turn processes
         self.turn_processes: TurnProcesses | None = None
         self.store: Store = open_store(config.store, config.home)
+        #: this replica's id and role among the replicas on one database (bot/cluster)
+        self.cluster = ClusterNode(config, self.store)
         self.metrics = Metrics()
         self.redactor = default_redactor()
         self.commands = CommandTable()
@@ -193,10 +197,7 @@ class Gateway:
                 self.channels["web"] = create_channel("web", WebChannelConfig(), cfg)
             await start_http(self, self._stack)
         starting = start_turn_processes(self, self._stack)
-        for channel in self.channels.values():
-            channel.commands = list(self.commands)
-            await channel.start(self.handle_inbound)
-            self._stack.push_async_callback(channel.stop)
+        await start_channels(self, self._stack)
         for start in self.start_after_channels if self.deliver_scheduled else ():
             await start()
         # runs first on close: turns finish while channels can still send their replies
@@ -390,6 +391,7 @@ class Gateway:
             "channels": channels,
             "providers": providers,
             "sandbox": self.sandbox_status,
+            "cluster": await self.cluster.health(),
             "sessions": len(self.sessions),
             "active_turns": self.sessions.active,
             "queue_depth": self.sessions.queue_depth,

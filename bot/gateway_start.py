@@ -86,6 +86,21 @@ async def start_http(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
     stack.push_async_callback(gw.http.stop)
 
 
+async def start_channels(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
+    """Every channel, for sending at least. With replicas on PostgreSQL, the channels that
+    may receive on one replica only receive on the elected leader (bot/cluster/node.py). A
+    turn process or a one-shot process has no part in that: it receives nothing itself."""
+    alone = gw.share is not None or not gw.deliver_scheduled
+    for channel in gw.channels.values():
+        channel.commands = list(gw.commands)
+        if not alone:
+            gw.cluster.hold(channel)
+        await channel.start(gw.handle_inbound)
+        stack.push_async_callback(channel.stop)
+    if not alone:
+        await gw.cluster.start(stack)  # its stop runs first: receiving stops, then channels
+
+
 def start_turn_processes(
     gw: Gateway, stack: contextlib.AsyncExitStack
 ) -> asyncio.Task[None] | None:

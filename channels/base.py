@@ -88,6 +88,19 @@ class BaseChannel:
     def health(self) -> dict[str, Any]:
         return {"type": self.type, "running": self.sink is not None}
 
+    # receiving on one replica only (channels.ExclusiveReceiver) -----------------------------
+    #: False when set before `start`: connect for sending only, until `start_receiving`
+    receive_on_start: bool = True
+
+    def receives_exclusively(self) -> bool:
+        return False
+
+    async def start_receiving(self) -> None:
+        return None
+
+    async def stop_receiving(self) -> None:
+        return None
+
     # platform hooks ------------------------------------------------------------------------
     async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
         raise NotImplementedError

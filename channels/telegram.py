@@ -48,6 +48,7 @@ from channels.telegram_polling import (
     UpdatePoller,
     describe,
     excerpt,
+    first_of,
     sleep_unless,
 )
 
@@ -97,11 +98,19 @@ class TelegramChannel(TelegramOutbound):
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
         self._inbound_lock = asyncio.Lock()
+        #: polling mode: set while this process should poll (the leader, or a lone process)
+        self._receive = asyncio.Event()
+        #: ends the current poll (a stop, or `stop_receiving`)
+        self._poll_stop = asyncio.Event()
+        self._not_polling = asyncio.Event()
+        self._not_polling.set()
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self, sink: InboundSink) -> None:
         await super().start(sink)
         self._stopping.clear()
+        if self.receive_on_start:
+            self._receive.set()
         cfg = self.config
         self._bot = RawUpdatesBot(
             self._token,
@@ -160,15 +169,40 @@ class TelegramChannel(TelegramOutbound):
             except TelegramError as exc:
                 log.warning("telegram %s: still not connected: %s", self.name, describe(exc))
                 backoff = min(backoff * 2, 60.0)
-        if self.config.mode == "polling":
-            self._poller = UpdatePoller(
-                self.bot,
-                self._handle_update,
-                self._stopping,
-                timeout_s=self.config.poll_timeout_s,
-                allowed_updates=ALLOWED_UPDATES,
-            )
-            await self._poller.run()
+        while self.config.mode == "polling":
+            await first_of(self._receive, self._stopping)
+            if self._stopping.is_set():
+                return
+            self._poll_stop.clear()
+            self._not_polling.clear()
+            try:
+                poller = self._poller = UpdatePoller(
+                    self.bot,
+                    self._handle_update,
+                    self._poll_stop,
+                    timeout_s=self.config.poll_timeout_s,
+                    allowed_updates=ALLOWED_UPDATES,
+                )
+                log.info("telegram %s: polling", self.name)
+                await poller.run()
+                if not self._stopping.is_set():  # stop_receiving: a stop confirms in stop()
+                    await poller.confirm()
+                    self._poller = None
+                    log.info("telegram %s: stopped polling", self.name)
+            finally:
+                self._not_polling.set()
+
+    def receives_exclusively(self) -> bool:
+        # Telegram answers 409 Conflict to a second poller; webhooks go to any replica
+        return self.config.mode == "polling"
+
+    async def start_receiving(self) -> None:
+        self._receive.set()
+
+    async def stop_receiving(self) -> None:
+        self._receive.clear()
+        self._poll_stop.set()
+        await self._not_polling.wait()
 
     def _task_ended(self, task: asyncio.Task[None]) -> None:
         error = None if task.cancelled() else task.exception()
@@ -177,6 +211,7 @@ class TelegramChannel(TelegramOutbound):
 
     async def stop(self) -> None:
         self._stopping.set()
+        self._poll_stop.set()
         self._ready.clear()  # webhook posts get 503 from now on: Telegram sends them again
         if self._task is not None:
             try:
@@ -206,6 +241,8 @@ class TelegramChannel(TelegramOutbound):
     def health(self) -> dict[str, Any]:
         report = super().health()
         report.update(mode=self.config.mode, connected=self._ready.is_set())
+        if self.config.mode == "polling":
+            report["receiving"] = self._poller is not None
         if self.me is not None:
             report["username"] = self.me.username
         poller = self._poller

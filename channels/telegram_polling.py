@@ -199,6 +199,16 @@ async def sleep_unless(event: asyncio.Event, seconds: float) -> None:
             await event.wait()
 
 
+async def first_of(*events: asyncio.Event) -> None:
+    """Wait until any of `events` is set."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
 def excerpt(raw: Any, limit: int = 300) -> str:
     text = repr(raw)
     return scrub(text if len(text) <= limit else text[:limit] + "…")

@@ -283,3 +283,14 @@ def m008_model_choices(conn: Any) -> None:
             scope TEXT PRIMARY KEY, model TEXT NOT NULL, set_by TEXT NOT NULL,
             updated_at REAL NOT NULL)"""
     )
+
+
+@migration
+def m010_replicas(conn: Any) -> None:
+    # one row per gateway process on this database (bot/cluster/registry.py): its id, its
+    # role, and when it last said it was alive; rows of replicas gone long ago are pruned
+    conn.execute(
+        """CREATE TABLE replicas (
+            id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
+            started_at REAL NOT NULL, role TEXT NOT NULL, seen_at REAL NOT NULL)"""
+    )

@@ -13,7 +13,9 @@ after parsing), refuses to edit a message into its own text ("message is not mod
 redirects sends to a migrated group. Faults: `fail_next(method, status, description,
 count=..., after=..., retry_after=...)`, `refuse(chat_id, status, description, thread_id=...)`
 for every send to a chat or topic until `allow(chat_id)`, `status_override` for every call,
-`reject_html`, `batch_order` (reorders each getUpdates batch, e.g. [5, 3, 4]). Files:
+`reject_html`, `batch_order` (reorders each getUpdates batch, e.g. [5, 3, 4]). Pollers:
+`polling`/`max_polling` count long polls waiting at once; `one_poller` answers 409 Conflict
+to the earlier of two, as Telegram does (counted in `conflicts`). Files:
 `add_file(bytes)`, then getFile and `/file/bot<TOKEN>/<path>`. Uploads: sendDocument,
 sendPhoto, sendVoice and sendAudio (multipart, as PTB sends them) are kept in `.uploads`
 (`Upload`: method, chat, name, bytes, caption); `fail_next` and `refuse(...,
@@ -28,6 +30,7 @@ makes, and answerCallbackQuery is recorded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import itertools
 import json
@@ -135,6 +138,15 @@ class FakeTelegram:
         self.reject_html = False
         #: reorders each getUpdates batch (Telegram's own order is by update_id)
         self.batch_order: Callable[[list[Any]], list[Any]] | None = None
+        #: long polls waiting now from clients still connected, and the most there ever were
+        #: at once (more than one: two processes poll with one token)
+        self.polling = 0
+        self.max_polling = 0
+        #: like Telegram, a long poll ends the one still waiting with 409 Conflict
+        self.one_poller = False
+        #: the polls ended that way
+        self.conflicts = 0
+        self._poll_generation = 0
         self.port = 0
         self._last_update_id = 99
         self._message_ids = itertools.count(5000)
@@ -396,7 +408,7 @@ class FakeTelegram:
         if method == "getUpdates":
             if self.status_override is not None:
                 return self._error(self.status_override, "Internal Server Error")
-            return await self._get_updates(params)
+            return await self._get_updates(params, request)
         call = Call(method, params, arrived)
         self.calls.append(call)
         response = await self._answer(method, params)
@@ -424,9 +436,13 @@ class FakeTelegram:
         response: web.Response = await handler(params)
         return response
 
-    async def _get_updates(self, params: dict[str, Any]) -> web.Response:
+    async def _get_updates(
+        self, params: dict[str, Any], request: web.Request | None = None
+    ) -> web.Response:
         offset = params.get("offset")
         self.offsets.append(offset)
+        self._poll_generation += 1
+        generation = self._poll_generation
         # confirmed updates go, and so do id-less ones already answered once
         self.pending = [
             u
@@ -434,12 +450,27 @@ class FakeTelegram:
             if (id(u) not in self._sent if _update_id(u) < 0 else _update_id(u) >= (offset or 0))
         ]
         deadline = time.monotonic() + float(params.get("timeout") or 0)
-        while not self.pending and not self._released and time.monotonic() < deadline:
-            self._new_update.clear()
-            try:
-                await asyncio.wait_for(self._new_update.wait(), deadline - time.monotonic())
-            except TimeoutError:
-                break
+        waiting = time.monotonic() < deadline
+        self.polling += waiting
+        self.max_polling = max(self.max_polling, self.polling)
+        try:
+            while not self.pending and not self._released and time.monotonic() < deadline:
+                if request is not None and _gone(request):
+                    return web.Response(status=499)  # the client gave up: nobody reads this
+                if self.one_poller and generation != self._poll_generation:
+                    self.conflicts += 1
+                    return self._error(
+                        409,
+                        "Conflict: terminated by other getUpdates request; make sure that "
+                        "only one bot instance is running",
+                    )
+                self._new_update.clear()
+                # in slices: a client that left, or a later poll, is noticed while waiting
+                wait = min(0.1, deadline - time.monotonic())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._new_update.wait(), wait)
+        finally:
+            self.polling -= waiting
         async with self._changed:
             self._changed.notify_all()
         batch = self.pending[: int(params.get("limit") or 100)]
@@ -574,6 +605,11 @@ class FakeTelegram:
         if file_id not in self.files:
             return web.Response(status=404)
         return web.Response(body=self.files[file_id])
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _update_id(update: Any) -> int:

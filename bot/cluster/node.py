@@ -1,0 +1,120 @@
+"""This replica in the cluster: its id, its role, its heartbeats, and which of its channels
+receive only while it leads.
+
+On SQLite there is one process: its role is "single", every channel receives, nothing is
+written. On PostgreSQL every replica serves HTTP (webhooks, the web UI, /health) and sends on
+every channel; the channels whose way of receiving must exist once (`ExclusiveReceiver`)
+receive on the elected leader only (bot/cluster/leader.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from bot.cluster.leader import LeaderElection, Role
+from bot.cluster.registry import ReplicaId, ReplicaRegistry, this_replica
+
+if TYPE_CHECKING:
+    from bot.config import Config
+    from bot.store import Store
+    from channels import ExclusiveReceiver
+
+log = logging.getLogger("decapod.cluster")
+
+#: the longest /health waits for the table of replicas (a database that hangs)
+_HEALTH_READ_S = 2.0
+
+
+class ClusterNode:
+    def __init__(self, config: Config, store: Store, replica: ReplicaId | None = None) -> None:
+        self.replica = replica or this_replica()
+        self.elects = config.store.is_postgres
+        #: the channels that receive only while this replica leads
+        self.receivers: list[ExclusiveReceiver] = []
+        self._config = config
+        self._store = store
+        self.election: LeaderElection | None = None
+        self.registry: ReplicaRegistry | None = None
+
+    @property
+    def role(self) -> Role:
+        return self.election.role if self.election is not None else Role.SINGLE
+
+    def hold(self, channel: Any) -> bool:
+        """Whether `channel` must wait for leadership before it receives; if so, it is told
+        (before its start) and remembered."""
+        from channels import ExclusiveReceiver
+
+        if not (
+            self.elects
+            and isinstance(channel, ExclusiveReceiver)
+            and channel.receives_exclusively()
+        ):
+            return False
+        channel.receive_on_start = False
+        self.receivers.append(channel)
+        return True
+
+    async def start(self, stack: contextlib.AsyncExitStack) -> None:
+        """Heartbeats and the election (PostgreSQL only). Call after the channels started:
+        its stop, first on close, stops receiving before the channels stop."""
+        if not self.elects:
+            return
+        store = self._config.store
+        self.election = LeaderElection(
+            store.url,
+            store.password(),
+            on_elected=self._receive,
+            on_deposed=self._stop_receiving,
+            name=f"decapod {self.replica}",
+        )
+        self.registry = ReplicaRegistry(self._store, self.replica, lambda: self.role.value)
+        await self.registry.start()
+        stack.push_async_callback(self.registry.stop)
+        await self.election.start()
+        stack.push_async_callback(self.election.stop)
+        log.info("replica %s joined the cluster as a follower", self.replica)
+
+    async def _receive(self) -> None:
+        for channel in self.receivers:
+            await channel.start_receiving()
+        await self._tell_role()
+
+    async def _stop_receiving(self) -> None:
+        # all of them, even when one fails: receiving twice is what fencing prevents
+        for channel in self.receivers:
+            try:
+                await channel.stop_receiving()
+            except Exception:
+                log.exception("a channel did not stop receiving")
+        await self._tell_role()
+
+    async def _tell_role(self) -> None:
+        if self.registry is not None:
+            with contextlib.suppress(Exception):  # the next heartbeat says it
+                await self.registry.beat()
+
+    async def health(self) -> dict[str, Any]:
+        report: dict[str, Any] = {"replica": str(self.replica), "role": self.role.value}
+        if self.election is not None and self.election.elected_at is not None:
+            report["leader_for_s"] = round(time.monotonic() - self.election.elected_at, 1)
+        if self.registry is None:
+            report["replicas"] = [{"id": str(self.replica), "role": self.role.value}]
+            return report
+        try:
+            async with asyncio.timeout(_HEALTH_READ_S):
+                rows = await self.registry.live()
+        except Exception as exc:
+            report["replicas"] = None
+            report["replicas_error"] = str(exc) or type(exc).__name__
+            return report
+        now = time.time()
+        report["replicas"] = [
+            {"id": r.id, "role": r.role, "seen_s": round(max(0.0, now - r.seen_at), 1)}
+            for r in rows
+        ]
+        return report

@@ -1,0 +1,113 @@
+"""Which gateway processes share this database, and as what.
+
+Every replica has a `ReplicaId` (its host, its pid and when it started), made once per
+process by `this_replica()`. On a PostgreSQL store each replica writes a heartbeat row every
+`HEARTBEAT_S` (bot/store/replicas.py); a replica seen within `LIVE_BEATS` heartbeats counts
+as live in /health and `decapod status`. A replica that stops takes its row away; one that
+died leaves it to age out. The times are the replicas' own clocks: keep them in sync (NTP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bot.store.replicas import ReplicaRepo, ReplicaRow
+
+if TYPE_CHECKING:
+    from bot.store import Store
+
+log = logging.getLogger("decapod.cluster")
+
+HEARTBEAT_S = 2.0
+#: a replica is live while its last heartbeat is younger than this many heartbeats
+LIVE_BEATS = 3
+#: rows of replicas not seen for this long are removed by the others' heartbeats
+FORGET_AFTER_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaId:
+    """One gateway process: `str()` is its stable key ("host/pid/started_at")."""
+
+    host: str
+    pid: int
+    #: Unix time the process started (a pid reused later is another replica)
+    started_at: float
+
+    def __str__(self) -> str:
+        return f"{self.host}/{self.pid}/{self.started_at:.3f}"
+
+    @classmethod
+    def parse(cls, text: str) -> ReplicaId:
+        host, pid, started = text.rsplit("/", 2)
+        return cls(host, int(pid), float(started))
+
+
+@functools.cache
+def this_replica() -> ReplicaId:
+    """This process's id, the same object for the life of the process."""
+    return ReplicaId(socket.gethostname(), os.getpid(), round(time.time(), 3))
+
+
+class ReplicaRegistry:
+    """Heartbeats of this replica, and the live replicas as the table shows them."""
+
+    def __init__(
+        self,
+        store: Store,
+        replica: ReplicaId,
+        role: Callable[[], str],
+        *,
+        every_s: float = HEARTBEAT_S,
+    ) -> None:
+        self.replica = replica
+        self.every_s = every_s
+        self._repo = ReplicaRepo(store)
+        self._role = role
+        self._task: asyncio.Task[None] | None = None
+        self._failing = False
+
+    async def start(self) -> None:
+        await self.beat()
+        self._task = asyncio.create_task(self._beating(), name="replica-heartbeat")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):  # a database that is gone: the row ages out
+            await self._repo.remove(str(self.replica))
+
+    async def beat(self) -> None:
+        now = time.time()
+        r = self.replica
+        row = ReplicaRow(str(r), r.host, r.pid, r.started_at, self._role(), now)
+        await self._repo.beat(row, forget_before=now - FORGET_AFTER_S)
+
+    async def live(self) -> list[ReplicaRow]:
+        return await self._repo.seen_since(time.time() - LIVE_BEATS * self.every_s)
+
+    async def _beating(self) -> None:
+        while True:
+            await asyncio.sleep(self.every_s)
+            try:
+                await self.beat()
+            except Exception as exc:
+                if not self._failing:  # said once per outage, not every two seconds
+                    log.warning("replica heartbeat failed: %s; trying again", exc)
+                self._failing = True
+            else:
+                if self._failing:
+                    log.info("replica heartbeat written again")
+                self._failing = False
