@@ -51,9 +51,9 @@ from channels.buttons import Button, ButtonBook, Press, Refused
 from channels.discord_buttons import PressButton, view_of
 from channels.discord_cli import doctor
 from channels.discord_commands import CheckedCommandTree, add_commands, sync_commands
-from channels.discord_connection import HeartbeatWatchdog
+from channels.discord_connection import HeartbeatWatchdog, run_gateway
 from channels.discord_inbound import Normalizer
-from channels.discord_outbound import CONTINUED, DiscordSender
+from channels.discord_outbound import CONTINUED, DiscordSender, allowed_mentions
 
 __all__ = ["DiscordChannel", "create", "doctor"]
 
@@ -65,9 +65,6 @@ READY_TIMEOUT_S = 30.0
 GUILD_READY_TIMEOUT_S = 0.1
 #: a 429 asking for a longer wait than this surfaces as RateLimited (discord.py's minimum)
 MAX_RATELIMIT_WAIT_S = 30.0
-#: after an unexpected gateway failure: the first wait before a new connection, and the cap
-RESTART_FIRST_S = 1.0
-RESTART_MAX_S = 60.0
 #: at stop, how long events already received may take to reach the store
 DRAIN_TIMEOUT_S = 5.0
 
@@ -118,6 +115,8 @@ class DiscordChannel(BaseChannel):
         self._connected = asyncio.Event()
         self._inbound: asyncio.Queue[InboundJob] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        #: the gateway connection and its watchdog: on the leader only, among replicas
+        self._gateway_tasks: list[asyncio.Task[None]] = []
         self._watchdog: HeartbeatWatchdog | None = None
         self._downloads: aiohttp.ClientSession | None = None
         self._sender: DiscordSender | None = None
@@ -150,29 +149,46 @@ class DiscordChannel(BaseChannel):
             await sync_commands(self.tree, self.config.sync_commands_to)
             self._watchdog = HeartbeatWatchdog(client, cfg.watchdog_s)
             self._tasks = [
-                asyncio.create_task(self._run_gateway(client), name=f"discord-{self.name}"),
-                asyncio.create_task(self._watchdog.run(), name=f"discord-{self.name}-watchdog"),
-                asyncio.create_task(self._deliver(sink), name=f"discord-{self.name}-inbound"),
+                asyncio.create_task(self._deliver(sink), name=f"discord-{self.name}-inbound")
             ]
+            if self.receive_on_start:
+                await self.start_receiving()
+        except BaseException:
+            await self.stop()
+            raise
+
+    def receives_exclusively(self) -> bool:
+        return True  # one gateway session per bot (this adapter runs no shards)
+
+    async def start_receiving(self) -> None:
+        """Open the gateway connection (REST sends work without it)."""
+        client, watchdog = self.client, self._watchdog
+        if client is None or watchdog is None or self._gateway_tasks:
+            return
+        self._gateway_tasks = [
+            asyncio.create_task(
+                run_gateway(self.name, client, self._connected), name=f"discord-{self.name}"
+            ),
+            asyncio.create_task(watchdog.run(), name=f"discord-{self.name}-watchdog"),
+        ]
+        try:
             await asyncio.wait_for(self._connected.wait(), READY_TIMEOUT_S)
         except TimeoutError:
             log.warning(
                 "Discord %s: not connected after %.0fs; still trying", self.name, READY_TIMEOUT_S
             )
-        except BaseException:
-            await self.stop()
-            raise
+
+    async def stop_receiving(self) -> None:
+        tasks, self._gateway_tasks = self._gateway_tasks, []
+        await _cancel(tasks)
+        socket = discord_private.live_socket(self.client) if self.client is not None else None
+        if socket is not None:
+            with contextlib.suppress(Exception):
+                await socket.close(code=1000)  # a clean close: the next leader identifies
+        self._connected.clear()
 
     def _mentions(self) -> discord.AllowedMentions:
-        """What the bot's messages may ping (nothing by default); replies ping their author
-        only when users may be pinged."""
-        mentions = set(self.config.allowed_mentions)
-        return discord.AllowedMentions(
-            everyone="everyone" in mentions,
-            users="users" in mentions,
-            roles="roles" in mentions,
-            replied_user="users" in mentions,
-        )
+        return allowed_mentions(self.config.allowed_mentions)
 
     def _make_client(self) -> _Client:
         intents = discord.Intents.none()
@@ -189,39 +205,6 @@ class DiscordChannel(BaseChannel):
             max_ratelimit_timeout=MAX_RATELIMIT_WAIT_S,
         )
 
-    async def _run_gateway(self, client: discord.Client) -> None:
-        """discord.py's connect loop reconnects and resumes by itself. What escapes it is
-        either final (a rejected token or intents: said once, clearly) or an error in its
-        receive loop (a frame that is not JSON), after which a new connection is made."""
-        failures = 0
-        while not client.is_closed():
-            try:
-                await client.connect(reconnect=True)
-            except discord.PrivilegedIntentsRequired:
-                log.error(
-                    "Discord %s: the Message Content intent is not enabled for this bot. Turn it "
-                    "on (Developer Portal > Bot > Privileged Gateway Intents) or set "
-                    "message_content_intent = false",
-                    self.name,
-                )
-                return
-            except discord.ConnectionClosed as exc:
-                log.error("Discord %s: the gateway closed for good (code %s)", self.name, exc.code)
-                return
-            except Exception:
-                failures += 1
-                delay = min(RESTART_MAX_S, RESTART_FIRST_S * 2 ** (failures - 1))
-                log.exception(
-                    "Discord %s: the gateway connection failed; new one in %.0fs", self.name, delay
-                )
-                socket = discord_private.live_socket(client)
-                if socket is not None:
-                    with contextlib.suppress(Exception):
-                        await discord_private.drop(socket)
-                await asyncio.sleep(delay)
-            finally:
-                self._connected.clear()
-
     async def stop(self) -> None:
         client, self.client = self.client, None
         if client is not None:
@@ -229,12 +212,8 @@ class DiscordChannel(BaseChannel):
         # what Discord delivered before the close still reaches the store (and runs next start)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._inbound.join(), DRAIN_TIMEOUT_S)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        await _cancel(self._tasks + self._gateway_tasks)
+        self._tasks, self._gateway_tasks = [], []
         if self._downloads is not None:
             await self._downloads.close()
             self._downloads = None
@@ -243,9 +222,13 @@ class DiscordChannel(BaseChannel):
 
     def health(self) -> dict[str, Any]:
         latency = self.client.latency if self.client is not None else math.inf
+        receiving = bool(self._gateway_tasks)
+        # a replica that only sends is running while it is logged in
+        sending_only = not receiving and not self.receive_on_start
         return {
             "type": self.type,
-            "running": self._connected.is_set(),
+            "running": self.client is not None if sending_only else self._connected.is_set(),
+            "receiving": receiving,
             "latency_ms": round(latency * 1000, 1) if math.isfinite(latency) else None,
             "reconnects": max(0, self.connections - 1),
             "watchdog_restarts": self._watchdog.restarts if self._watchdog else 0,
@@ -398,3 +381,11 @@ class DiscordChannel(BaseChannel):
 
 def create(name: str, channel_config: DiscordChannelConfig, config: Any) -> DiscordChannel:
     return DiscordChannel(name, channel_config, config.home)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -7,12 +7,14 @@ in Discord's words) is never noticed, and one that goes silent takes a minute. D
 advice is to drop a connection whose heartbeat goes unacknowledged and resume; the
 `HeartbeatWatchdog` does that within `window_s` of the first unanswered heartbeat. discord.py
 offers no hook for this, so the watchdog reads the acknowledgement time through
-channels/discord_private.py.
+channels/discord_private.py. `run_gateway` keeps a connection open until the client closes
+or its task is cancelled (a replica that stops leading, bot/cluster/leader.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -22,6 +24,9 @@ from channels import discord_private
 
 log = logging.getLogger("decapod.channels.discord")
 
+#: after an unexpected gateway failure: the first wait before a new connection, and the cap
+RESTART_FIRST_S = 1.0
+RESTART_MAX_S = 60.0
 #: how often the watchdog looks, at most (it looks four times per window when that is shorter)
 MAX_CHECK_PERIOD_S = 5.0
 
@@ -69,3 +74,37 @@ class HeartbeatWatchdog:
                 await self.check()
             except Exception:
                 log.exception("the Discord watchdog failed to restart the connection")
+
+
+async def run_gateway(name: str, client: discord.Client, connected: asyncio.Event) -> None:
+    """discord.py's connect loop reconnects and resumes by itself. What escapes it is
+    either final (a rejected token or intents: said once, clearly) or an error in its
+    receive loop (a frame that is not JSON), after which a new connection is made."""
+    failures = 0
+    while not client.is_closed():
+        try:
+            await client.connect(reconnect=True)
+        except discord.PrivilegedIntentsRequired:
+            log.error(
+                "Discord %s: the Message Content intent is not enabled for this bot. Turn it "
+                "on (Developer Portal > Bot > Privileged Gateway Intents) or set "
+                "message_content_intent = false",
+                name,
+            )
+            return
+        except discord.ConnectionClosed as exc:
+            log.error("Discord %s: the gateway closed for good (code %s)", name, exc.code)
+            return
+        except Exception:
+            failures += 1
+            delay = min(RESTART_MAX_S, RESTART_FIRST_S * 2 ** (failures - 1))
+            log.exception(
+                "Discord %s: the gateway connection failed; new one in %.0fs", name, delay
+            )
+            socket = discord_private.live_socket(client)
+            if socket is not None:
+                with contextlib.suppress(Exception):
+                    await discord_private.drop(socket)
+            await asyncio.sleep(delay)
+        finally:
+            connected.clear()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import discord
@@ -49,6 +50,18 @@ def token_fresh(created: float | None, now: float | None = None) -> bool:
         return False
     age = (time.time() if now is None else now) - created
     return age < INTERACTION_TOKEN_TTL_S - TOKEN_MARGIN_S
+
+
+def allowed_mentions(allowed: Iterable[str]) -> discord.AllowedMentions:
+    """What the bot's messages may ping (nothing by default); replies ping their author
+    only when users may be pinged."""
+    mentions = set(allowed)
+    return discord.AllowedMentions(
+        everyone="everyone" in mentions,
+        users="users" in mentions,
+        roles="roles" in mentions,
+        replied_user="users" in mentions,
+    )
 
 
 class DiscordSender:

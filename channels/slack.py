@@ -156,7 +156,7 @@ class SlackChannel(SlackCommandChannel):
         app.command(self.settings.slash_command)(self._on_slash)
         app.action(re.compile("^" + re.escape(ACTION_PREFIX)))(self._on_action)
         self._app = app
-        if self.settings.mode == "socket":
+        if self.settings.mode == "socket" and self.receive_on_start:
             await self._open_socket(app)
         log.info(
             "slack %s connected as %s (%s mode)", self.name, self.bot_user_id, self.settings.mode
@@ -195,6 +195,19 @@ class SlackChannel(SlackCommandChannel):
             self._api = None
         await super().stop()
 
+    def receives_exclusively(self) -> bool:
+        # one Socket Mode connection, on the leader; Events API posts go to any replica
+        return self.settings.mode == "socket"
+
+    async def start_receiving(self) -> None:
+        if self._app is not None and self._socket is None and self.receives_exclusively():
+            await self._open_socket(self._app)
+
+    async def stop_receiving(self) -> None:
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            await socket.close_async()  # type: ignore[no-untyped-call]
+
     def health(self) -> dict[str, Any]:
         connected = self._app is not None
         if self._socket is not None:
@@ -205,6 +218,7 @@ class SlackChannel(SlackCommandChannel):
             "mode": self.settings.mode,
             "running": self.sink is not None and connected,
             "bot_user_id": self.bot_user_id,
+            **({"receiving": self._socket is not None} if self.receives_exclusively() else {}),
         }
 
     def http_routes(self) -> list[tuple[str, str, Callable[[web.Request], Any]]]:

@@ -33,6 +33,8 @@ class ClusterNode:
     def __init__(self, config: Config, store: Store, replica: ReplicaId | None = None) -> None:
         self.replica = replica or this_replica()
         self.elects = config.store.is_postgres
+        if self.elects:
+            check_shared_secrets(config)
         #: the channels that receive only while this replica leads
         self.receivers: list[ExclusiveReceiver] = []
         self._config = config
@@ -118,3 +120,22 @@ class ClusterNode:
             for r in rows
         ]
         return report
+
+
+def check_shared_secrets(config: Config) -> None:
+    """Replicas behind one webhook URL must share its secret: a Telegram webhook without
+    `webhook_secret_env` gets a secret made at each start, and the replica that started last
+    would be the only one Telegram's posts are accepted by."""
+    from bot.channel_configs.telegram import TelegramChannelConfig
+    from bot.errors import ConfigError
+
+    for name, channel in config.channels.items():
+        if not isinstance(channel, TelegramChannelConfig) or channel.mode != "webhook":
+            continue
+        if not channel.webhook_secret_env:
+            raise ConfigError(
+                "with a PostgreSQL store (several replicas), a Telegram webhook needs a secret "
+                "every replica shares: set webhook_secret_env to an environment variable "
+                "holding it",
+                f"channels.{name}.webhook_secret_env",
+            )

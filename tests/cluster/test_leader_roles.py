@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from bot.cli_status import render_status
 from bot.cluster.registry import LIVE_BEATS, ReplicaId, ReplicaRegistry, this_replica
 from bot.gateway import Gateway
@@ -156,3 +158,46 @@ def test_status_names_the_role_and_the_live_replicas() -> None:
     lines = render_status("http://127.0.0.1:8080", single).splitlines()
     assert "replica    x/1/1.000 (single)" in lines
     assert not any(line.startswith("cluster") for line in lines)
+
+
+def test_replicas_refuse_a_telegram_webhook_without_a_shared_secret(
+    make_config: Callable[..., Any],
+) -> None:
+    from bot.cluster.node import check_shared_secrets
+    from bot.errors import ConfigError
+
+    webhook = {
+        "type": "telegram",
+        "mode": "webhook",
+        "webhook_url": "https://bot.example.org/telegram",
+    }
+    config = make_config(
+        channels={"tg": webhook}, store={"url": "postgresql://decapod@db.example.org/decapod"}
+    )
+    with pytest.raises(ConfigError, match=r"channels\.tg\.webhook_secret_env: .* every replica"):
+        check_shared_secrets(config)
+    shared = make_config(
+        channels={"tg": {**webhook, "webhook_secret_env": "TG_WEBHOOK_SECRET"}},
+        store={"url": "postgresql://decapod@db.example.org/decapod"},
+    )
+    check_shared_secrets(shared)  # no error
+    make_config(channels={"tg": webhook})  # one process on SQLite: its own secret is fine
+
+
+async def test_a_gateway_on_postgresql_refuses_it_at_start(
+    make_config: Callable[..., Any],
+) -> None:
+    from bot.errors import ConfigError
+
+    config = make_config(
+        channels={
+            "tg": {
+                "type": "telegram",
+                "mode": "webhook",
+                "webhook_url": "https://bot.example.org/telegram",
+            }
+        },
+        store={"url": "postgresql://decapod@db.example.org/decapod"},
+    )
+    with pytest.raises(ConfigError, match="webhook_secret_env"):
+        Gateway(config, provider=ScriptedProvider([]))

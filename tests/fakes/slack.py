@@ -457,6 +457,11 @@ class FakeSlack:
         self._ws_ready.clear()
         return ws
 
+    @property
+    def socket_open(self) -> bool:
+        """A Socket Mode connection is open now."""
+        return self._ws_ready.is_set()
+
     async def wait_connected(self, timeout: float = 5.0) -> None:
         await asyncio.wait_for(self._ws_ready.wait(), timeout)
 

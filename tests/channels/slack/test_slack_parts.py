@@ -233,6 +233,7 @@ async def test_health_reports_the_socket(fake: FakeSlack, tmp_path: Path) -> Non
             "mode": "socket",
             "running": True,
             "bot_user_id": "UBOT",
+            "receiving": True,
         }
     finally:
         await channel.stop()
