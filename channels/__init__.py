@@ -102,26 +102,6 @@ class Channel(Protocol):
         ...
 
 
-@runtime_checkable
-class ExclusiveReceiver(Protocol):
-    """A channel whose way of receiving may exist only once per bot: Telegram's long polling,
-    Slack's Socket Mode, Discord's gateway. With several replicas only the elected leader
-    receives on it (bot/cluster/leader.py); every replica can send on it.
-    channels.base.BaseChannel implements it for a channel that receives any number of times
-    (webhooks), so an adapter overrides it only where its platform needs it."""
-
-    #: False when set before `start`: connect for sending only, until `start_receiving`
-    receive_on_start: bool
-
-    def receives_exclusively(self) -> bool: ...
-
-    async def start_receiving(self) -> None: ...
-
-    async def stop_receiving(self) -> None:
-        """Stop receiving at once; what was received is stored first. Sending goes on."""
-        ...
-
-
 #: config `type` -> "module:factory"; the factory takes (name, channel_config, config)
 ADAPTERS: dict[str, str] = {
     "console": "channels.console:create",

@@ -88,7 +88,7 @@ class BaseChannel:
     def health(self) -> dict[str, Any]:
         return {"type": self.type, "running": self.sink is not None}
 
-    # receiving on one replica only (channels.ExclusiveReceiver) -----------------------------
+    # receiving on one replica only (bot.cluster.node.ExclusiveReceiver) --------------------
     #: False when set before `start`: connect for sending only, until `start_receiving`
     receive_on_start: bool = True
 

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bot.cluster.leader import LeaderElection, Role
 from bot.cluster.registry import ReplicaId, ReplicaRegistry, this_replica
@@ -21,9 +21,28 @@ from bot.cluster.registry import ReplicaId, ReplicaRegistry, this_replica
 if TYPE_CHECKING:
     from bot.config import Config
     from bot.store import Store
-    from channels import ExclusiveReceiver
 
 log = logging.getLogger("decapod.cluster")
+
+
+@runtime_checkable
+class ExclusiveReceiver(Protocol):
+    """What the cluster uses of a channel whose way of receiving may exist only once per bot:
+    Telegram's long polling, Slack's Socket Mode, Discord's gateway. channels.base.BaseChannel
+    implements it for a channel that receives any number of times (webhooks), so an adapter
+    overrides it only where its platform needs it."""
+
+    #: False when set before `start`: connect for sending only, until `start_receiving`
+    receive_on_start: bool
+
+    def receives_exclusively(self) -> bool: ...
+
+    async def start_receiving(self) -> None: ...
+
+    async def stop_receiving(self) -> None:
+        """Stop receiving at once; what was received is stored first. Sending goes on."""
+        ...
+
 
 #: the longest /health waits for the table of replicas (a database that hangs)
 _HEALTH_READ_S = 2.0
@@ -49,8 +68,6 @@ class ClusterNode:
     def hold(self, channel: Any) -> bool:
         """Whether `channel` must wait for leadership before it receives; if so, it is told
         (before its start) and remembered."""
-        from channels import ExclusiveReceiver
-
         if not (
             self.elects
             and isinstance(channel, ExclusiveReceiver)
