@@ -202,6 +202,8 @@ class Gateway:
             await start()
         # runs first on close: turns finish while channels can still send their replies
         self._stack.push_async_callback(self._drain)
+        # and before it, another replica takes over receiving (bot/cluster)
+        self._stack.push_async_callback(self.cluster.leave)
         # and before it, the tries of failed sends waiting for their time stop waiting
         self._stack.callback(self.deliveries.stop)
         if starting is not None and self.turn_processes is not None:

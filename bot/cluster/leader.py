@@ -96,12 +96,14 @@ class LeaderElection:
     async def _run(self) -> None:
         while True:
             conn: Any = None
+            starting: asyncio.Task[None] | None = None
             try:
                 conn = await self._connect()
                 await conn.execute("SELECT pg_advisory_lock(%s)", (LEADER_LOCK,))
                 log.info("took the leader lock; receiving in %.1fs", self.takeover_s)
                 await self._hold(conn, until=time.monotonic() + self.takeover_s)
-                await self._elected()
+                # the lock is watched while the channels connect, however long that takes
+                starting = asyncio.create_task(self._elected(), name="leader-elected")
                 await self._hold(conn, until=None)
             except (LockLost, OSError) as exc:
                 log.warning("leader lock connection: %s", exc)
@@ -112,6 +114,10 @@ class LeaderElection:
                     raise
                 log.warning("leader lock connection: %s", str(exc).strip() or type(exc).__name__)
             finally:
+                if starting is not None and not starting.done():
+                    starting.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await starting
                 if self.role is Role.LEADER:
                     await self._deposed()
                 if conn is not None:

@@ -98,6 +98,12 @@ class ClusterNode:
         stack.push_async_callback(self.election.stop)
         log.info("replica %s joined the cluster as a follower", self.replica)
 
+    async def leave(self) -> None:
+        """Stop receiving and give the leader lock up now (a stop: another replica takes
+        over while this one still finishes its turns)."""
+        if self.election is not None:
+            await self.election.stop()
+
     async def _receive(self) -> None:
         for channel in self.receivers:
             await channel.start_receiving()

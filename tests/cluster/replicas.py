@@ -27,7 +27,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def replica_config(store_url: str, telegram: FakeTelegram, llm: FakeLLM, port: int) -> str:
+def replica_config(
+    store_url: str, telegram: FakeTelegram, llm: FakeLLM, port: int, grace_s: float = 1
+) -> str:
     return fake_llm_config(
         llm.base_url,
         f"""
@@ -35,7 +37,7 @@ def replica_config(store_url: str, telegram: FakeTelegram, llm: FakeLLM, port: i
 url = "{store_url}"
 
 [gateway]
-shutdown_grace_s = 1
+shutdown_grace_s = {grace_s}
 
 [http]
 port = {port}
@@ -87,9 +89,9 @@ class Replica:
 
 
 async def start_replica(
-    home: Path, store_url: str, telegram: FakeTelegram, llm: FakeLLM
+    home: Path, store_url: str, telegram: FakeTelegram, llm: FakeLLM, *, grace_s: float = 1
 ) -> Replica:
-    write_config(home, replica_config(store_url, telegram, llm, _free_port()))
+    write_config(home, replica_config(store_url, telegram, llm, _free_port(), grace_s))
     err = (home / "stderr.log").open("wb")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -26,6 +26,12 @@ def _answer(request: RecordedRequest) -> Reply:
     return Reply(text=f"answer to {request.body['messages'][-1]['content']}")
 
 
+def _answer_or_hang(request: RecordedRequest) -> Reply:
+    if request.body["messages"][-1]["content"] == "a slow one":
+        return Reply(hang=True)
+    return _answer(request)
+
+
 def _asked(llm: FakeLLM, text: str) -> int:
     return sum(
         1
@@ -38,7 +44,7 @@ async def _one_leader(replicas: list[Replica]) -> Replica | None:
     found = await roles(replicas)
     if None in found or found.count("leader") != 1:
         return None
-    assert set(found) == {"leader", "follower"}, found
+    assert set(found) <= {"leader", "follower"}, found
     return replicas[found.index("leader")]
 
 
@@ -121,9 +127,11 @@ async def test_a_leader_that_loses_its_lock_connection_stops_polling_first(
 ) -> None:
     async with FakeTelegram() as telegram, FakeLLM() as llm:
         telegram.one_poller = True
-        llm.reply_fn = _answer
+        llm.reply_fn = _answer_or_hang
+        # a stop waits this long for running turns: the hand-over must not wait for them
         replicas = [
-            await start_replica(tmp_path / f"r{i}", pg_url, telegram, llm) for i in range(2)
+            await start_replica(tmp_path / f"r{i}", pg_url, telegram, llm, grace_s=15)
+            for i in range(2)
         ]
         try:
             leader = await eventually(lambda: _one_leader(replicas), 90, "one leader of two")
@@ -149,5 +157,18 @@ async def test_a_leader_that_loses_its_lock_connection_stops_polling_first(
             # the cut leader stopped before the new one polled: never two polls at once
             assert telegram.max_polling == 1 and telegram.conflicts == 0
             assert "no longer the leader" in leader.log()
+
+            # a stop on purpose hands over first, then lets its running turn finish
+            telegram.push_private("a slow one", user_id=302)
+            await eventually(lambda: _asked(llm, "a slow one") == 1, 30, "the slow turn runs")
+            other.proc.terminate()
+            await eventually(lambda: _one_leader([leader]), 30, "the first leads again")
+            telegram.push_private("after the stop", user_id=301)
+            await telegram.wait_until(
+                lambda: telegram.texts(301) == ["answer to after the stop"], 30
+            )
+            assert other.proc.returncode is None, "answered while the stopped one still drains"
+            assert await asyncio.wait_for(other.proc.wait(), 60) == 0
+            assert telegram.max_polling == 1 and telegram.conflicts == 0
         finally:
             await stop_all(replicas)
