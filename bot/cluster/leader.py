@@ -110,9 +110,11 @@ class LeaderElection:
             except Exception as exc:
                 import psycopg
 
-                if not isinstance(exc, psycopg.Error):
-                    raise
-                log.warning("leader lock connection: %s", str(exc).strip() or type(exc).__name__)
+                if isinstance(exc, psycopg.Error):
+                    said = str(exc).strip() or type(exc).__name__
+                    log.warning("leader lock connection: %s", said)
+                else:  # never leave the election for good: that would leave no leader
+                    log.exception("the leader election failed; trying again")
             finally:
                 if starting is not None and not starting.done():
                     starting.cancel()

@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import psycopg
 
 from bot.cluster.leader import LEADER_LOCK
+from bot.runtime import read_runtime
 from tests.cluster.replicas import Replica, eventually, roles, start_replica, stop_all
 from tests.fakes.llm import FakeLLM, RecordedRequest, Reply
 from tests.fakes.telegram import FakeTelegram
@@ -68,6 +71,10 @@ async def test_one_replica_polls_and_another_takes_over_when_it_is_killed(
             await telegram.wait_until(lambda: telegram.texts(100) == ["answer to before"], 30)
             await asyncio.sleep(2)  # a while of steady state: one poller only
             assert telegram.max_polling == 1 and telegram.conflicts == 0
+            for replica in replicas:  # /health: the role to the admin, the status to anyone
+                admin, anyone = await _health(replica)
+                assert admin["cluster"]["role"] == ("leader" if replica is leader else "follower")
+                assert anyone == {"status": "ok"}
             for replica in replicas:
                 report = await replica.status()
                 assert report is not None
@@ -106,6 +113,22 @@ async def test_one_replica_polls_and_another_takes_over_when_it_is_killed(
             assert telegram.max_polling == 1 and telegram.conflicts == 0
         finally:
             await stop_all(replicas)
+
+
+async def _health(replica: Replica) -> tuple[dict[str, Any], dict[str, Any]]:
+    """GET /health with the admin token the replica wrote in its home, and from elsewhere
+    without it."""
+    runtime = read_runtime(replica.home)
+    assert runtime is not None
+    async with aiohttp.ClientSession() as http:
+        bearer = {"Authorization": f"Bearer {runtime.token}"}
+        async with http.get(f"{runtime.url}/health", headers=bearer) as response:
+            admin = await response.json()
+        # as through the balancer: not a local request, so no details without the token
+        proxied = {"X-Forwarded-For": "203.0.113.9"}
+        async with http.get(f"{runtime.url}/health", headers=proxied) as response:
+            anyone = await response.json()
+    return admin, anyone
 
 
 async def _two(replica: Replica) -> bool:
