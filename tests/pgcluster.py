@@ -100,6 +100,28 @@ def _run_as(folder: str) -> list[str]:
     return ["runuser", "-u", account, "--"]
 
 
+def _reachable(bindir: Path, run_as: list[str], folder: str) -> Path:
+    """`bindir`, or a copy of its installation in `folder` when the unprivileged account
+    cannot reach it (a virtualenv under root's home, as on CI)."""
+    if not run_as:
+        return bindir
+    probe = subprocess.run([*run_as, "test", "-x", str(bindir / "postgres")], capture_output=True)
+    if probe.returncode == 0:
+        return bindir
+    # the same layout two levels up: a wheel's binaries find their libraries through
+    # $ORIGIN/../../../<package>.libs (auditwheel)
+    top = bindir.parents[2]
+    inside = bindir.parent.relative_to(top)
+    copy = Path(folder) / "install"
+    for part in ("bin", "lib", "share"):
+        if (bindir.parent / part).is_dir():
+            shutil.copytree(bindir.parent / part, copy / inside / part, symlinks=True)
+    libs = top / f"{inside.parts[0]}.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, copy / libs.name, symlinks=True)
+    return copy / inside / "bin"
+
+
 @contextlib.contextmanager
 def throwaway_cluster(bindir: Path, *settings: str) -> Iterator[PgServer]:
     """A fresh cluster from `bindir`'s binaries, trusted local logins for the superuser
@@ -113,6 +135,7 @@ def throwaway_cluster(bindir: Path, *settings: str) -> Iterator[PgServer]:
     root = tempfile.mkdtemp(prefix="decapod-pg-")
     try:
         run_as = _run_as(root)
+        bindir = _reachable(bindir, run_as, root)
         data, port = f"{root}/data", _free_port()
         initdb = [str(bindir / "initdb"), "-D", data, "-U", "decapod", "--auth=trust", "-E", "UTF8"]
         done = subprocess.run([*run_as, *initdb], capture_output=True, text=True)

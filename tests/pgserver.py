@@ -3,7 +3,8 @@ session: `pg_server` on the system's binaries (Debian's, what CI installs), `pgv
 on the `pgserver` wheel's (PostgreSQL 16 with pgvector). Each test that asks for `pg_url` or
 `pgvector_url` gets a database of its own.
 
-Each skips, saying why, when its binaries are missing.
+Each skips, saying why, when its binaries are missing; with DECAPOD_TEST_REQUIRE_PGVECTOR=1
+(CI, where the wheel installs) a missing pgvector server is an error instead.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ __all__ = ["PgServer"]
 _counter = itertools.count()
 
 
-def _server(binaries: Callable[[], Path]) -> Iterator[PgServer]:
+def _server(binaries: Callable[[], Path], required: bool = False) -> Iterator[PgServer]:
     try:
         with throwaway_cluster(binaries()) as server:
             yield server
     except ClusterUnavailable as exc:
+        if required:
+            pytest.fail(f"DECAPOD_TEST_REQUIRE_PGVECTOR is set: {exc}")
         pytest.skip(str(exc))
 
 
@@ -51,7 +54,7 @@ def pg_server() -> Iterator[PgServer]:
 
 @pytest.fixture(scope="session")
 def pgvector_server() -> Iterator[PgServer]:
-    yield from _server(pgvector_binaries)
+    yield from _server(pgvector_binaries, os.environ.get("DECAPOD_TEST_REQUIRE_PGVECTOR") == "1")
 
 
 @pytest.fixture
