@@ -31,9 +31,10 @@ HNSW_MAX_DIM = 2000
 EF_SEARCH_MAX = 1000
 #: the walk must meet this many times k of the person's vectors, on average, to be asked
 OVERFETCH = 4
-#: a person with at most this many vectors is always scanned exactly: that is cheaper than
-#: walking the graph (see docs/performance.md, P6 pg)
-EXACT_UP_TO = 2000
+#: a person with at most this many vectors is always scanned exactly: at 256 dimensions that
+#: is as fast as a walk with the ef_search their share needs, or faster (docs/performance.md,
+#: "Memory on PostgreSQL")
+EXACT_UP_TO = 10_000
 #: counting a person's vectors stops here: beyond it the share is only used to size ef_search
 _COUNT_CAP = 50_000
 
@@ -112,9 +113,12 @@ def create_vector_table(conn: PgConnection, table: str, dim: int) -> None:
     )
     conn.raw.execute(f"CREATE INDEX {table}_owner ON {table}(owner)")
     if dim <= HNSW_MAX_DIM:
-        conn.raw.execute(
-            f"CREATE INDEX {table}_hnsw ON {table} USING hnsw (embedding vector_cosine_ops)"
-        )
+        conn.raw.execute(hnsw_index(table))
+
+
+def hnsw_index(table: str) -> str:
+    """The statement that makes `table`'s HNSW index (cosine)."""
+    return f"CREATE INDEX {table}_hnsw ON {table} USING hnsw (embedding vector_cosine_ops)"
 
 
 def vector_text(blob: bytes | memoryview | str) -> str:
@@ -144,15 +148,10 @@ def nearest(
     """(cosine distance, chunk id) of the `limit` nearest vectors among `owners`', each
     owner's k nearest found on its own (see the module's docstring for how)."""
     query = vector_text(vector)
-    total = _estimated_rows(conn, table)
+    total, held_by = _holdings(conn, table, owners)
     best: list[tuple[float, int]] = []
     for owner in owners:
-        held = int(
-            conn.raw.execute(
-                f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE owner = %s LIMIT %s) AS s",
-                (owner, _COUNT_CAP),
-            ).fetchone()[0]
-        )
+        held = held_by.get(owner, 0)
         if held == 0:
             continue
         want = min(limit, held)
@@ -168,12 +167,17 @@ def nearest(
     return sorted(best)[:limit]
 
 
-def _estimated_rows(conn: PgConnection, table: str) -> int:
-    """The planner's row count of `table` (no scan); 0 before its first ANALYZE."""
-    row = conn.raw.execute(
-        "SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)", (table,)
-    ).fetchone()
-    return max(0, int(row[0])) if row is not None else 0
+def _holdings(conn: PgConnection, table: str, owners: list[str]) -> tuple[int, dict[str, int]]:
+    """The planner's row count of `table` (no scan; 0 before its first ANALYZE), and how many
+    vectors each owner holds (counted up to _COUNT_CAP), in one round trip."""
+    rows = conn.raw.execute(
+        "SELECT o, (SELECT count(*) FROM (SELECT 1 FROM"
+        f" {table} WHERE owner = o LIMIT %s) AS s), (SELECT reltuples FROM pg_class"
+        " WHERE oid = to_regclass(%s)) FROM unnest(%s::text[]) AS o",
+        (_COUNT_CAP, table, owners),
+    ).fetchall()
+    total = max([0, *(int(r[2] or 0) for r in rows)])
+    return total, {str(r[0]): int(r[1]) for r in rows}
 
 
 def _walk(conn: PgConnection, table: str, query: str, owner: str, k: int, ef: int) -> list[Any]:
