@@ -111,3 +111,15 @@ async def test_postgresql_vectors_need_no_sqlite_vec(
             assert await store.read(left) == (0, 0)
         finally:
             await svc.stop()
+
+
+async def test_linking_moves_vectors_with_their_items(service: MemoryService) -> None:
+    """Joining bob to alice moves bob's items with their vectors (read back and written again
+    under alice: bytes on SQLite and the fallback, a vector column with pgvector): alice finds
+    them by meaning, and nothing is left under bob."""
+    await service.save("bob", "bob drinks oolong every morning")
+    code = await service.create_link_code("alice")
+    assert await service.redeem_link_code("bob", code) == "alice"
+    near = await service.search("alice", "matcha", mode="vector")
+    assert [h.text for h in near] == ["bob drinks oolong every morning"]
+    assert await service.search("bob", "matcha", mode="vector") == []
