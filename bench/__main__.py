@@ -1,7 +1,7 @@
 """`make bench`: every figure the code supports (P1-P10, the failover overhead, memory recall,
-web_fetch overhead, the MCP tool-call overhead, the web UI, image messages), side by side with
-nanobot where it has the figure, as one table; bench/results.json keeps the figures, the
-machine and the versions measured.
+web_fetch overhead, the MCP tool-call overhead, the web UI, image messages; P2 and P6 on
+PostgreSQL too, bench/pg_bench.py), side by side with nanobot where it has the figure, as one
+table; bench/results.json keeps the figures, the machine and the versions measured.
 
     python -m bench [--quick] [--only P1,P4] [--no-peer]
 
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import FakeLLMProcess
+from bench.pg_bench import rows as pg_rows
 from bench.table import Row, kb, mb, ms, ratio, render, sec, verdict
 
 FIGURES = (
@@ -230,6 +231,7 @@ def _rows(r: dict[str, Any], peer: dict[str, Any] | None, only: set[str]) -> lis
                         else [],
                     )
                 )
+        rows += pg_rows(r, "P2", errors)
     if "P3" in only:
         p3 = r.get("P3") or {}
         burst = floors.get("burst") or {}
@@ -328,6 +330,7 @@ def _rows(r: dict[str, Any], peer: dict[str, Any] | None, only: set[str]) -> lis
                 )
         else:
             rows.append(missing("P6", "P6 memory search", "<= 15 / 100 ms", "memory_bench"))
+        rows += pg_rows(r, "P6", errors)
     if "P7" in only:
         p7 = r.get("P7")
         nb = (peer or {}).get("prompt")
@@ -561,6 +564,9 @@ def main(argv: list[str] | None = None) -> int:
             _step("startup_bench", _module_run("startup_bench", q), results)
         if "P6" in only:
             _step("memory_bench", lambda: {"P6": _module_run("memory_bench", q)()}, results)
+        if only & {"P2", "P6"}:  # the same figures on PostgreSQL (P2 pg, P6 pg)
+            figures = tuple(sorted(only & {"P2", "P6"}))
+            _step("pg_bench", _module_run("pg_bench", q, fake=llm, figures=figures), results)
         if "P7" in only:
             _step("p7_prompt", _module_run("p7_prompt", q), results)
         if "P8" in only:

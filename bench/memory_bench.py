@@ -32,6 +32,7 @@ from bot.memory.service import MemoryService
 from bot.memory.text import text_hash
 from bot.security.redact import default_redactor
 from bot.store import Store
+from bot.store.config import StoreConfig, open_store
 from bot.store.memory import NewChunk, NewItem
 
 OWNERS = 100
@@ -75,10 +76,18 @@ def _sentence(rng: random.Random, words: list[str], weights: list[float], n: int
     return " ".join(rng.choices(words, weights=weights, k=n))
 
 
-async def _build(path: Path, items: int, embedder: RandomUnitEmbedder, seed: int) -> None:
+def _open(path: Path, url: str | None) -> Store:
+    """The SQLite file at `path`, or the PostgreSQL database at `url` (P6 pg,
+    bench/pg_bench.py)."""
+    return open_store(StoreConfig(url=url), path.parent) if url else Store(path)
+
+
+async def _build(
+    path: Path, items: int, embedder: RandomUnitEmbedder, seed: int, url: str | None = None
+) -> None:
     rng = random.Random(seed)
     words, weights = _vocabulary(rng)
-    async with Store(path) as store:
+    async with _open(path, url) as store:
         service = MemoryService(
             store, MemoryConfig(embedders=[]), path.parent, redact=default_redactor().redact
         )
@@ -106,11 +115,13 @@ async def _build(path: Path, items: int, embedder: RandomUnitEmbedder, seed: int
             )
 
 
-async def _measure(path: Path, embedder: RandomUnitEmbedder, seed: int) -> dict[str, Any]:
+async def _measure(
+    path: Path, embedder: RandomUnitEmbedder, seed: int, url: str | None = None
+) -> dict[str, Any]:
     rng = random.Random(seed + 1)
     words, weights = _vocabulary(random.Random(seed))
     out: dict[str, Any] = {}
-    async with Store(path) as store:
+    async with _open(path, url) as store:
         service = MemoryService(
             store,
             MemoryConfig(recency_boost=0.1),

@@ -54,12 +54,11 @@ async def _check_postgres(config: Config) -> Check:
         store = PgStore(config.store.url, password=password, pool_size=1)
         async with store:
             version = await store.server_version()
-        from bot.store.pg_memory import VECTOR_SEARCH
-
         return (
             "database",
             True,
-            f"PostgreSQL {version} at {store.label}; memory vectors {VECTOR_SEARCH}",
+            f"PostgreSQL {version} at {store.label}; memory vector search: "
+            f"{store.vector_support.describe()}",
         )
     except Exception as exc:
         return ("database", False, f"PostgreSQL: {exc}")

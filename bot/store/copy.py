@@ -39,7 +39,7 @@ def copy_sqlite_to_postgres(
     raises StoreError when a table's rows did not all arrive."""
     from bot.store import sqlite
     from bot.store.migrations import migrate
-    from bot.store.postgres import connect, migrate_pg
+    from bot.store.postgres import connect, migrate_pg, prepare_vectors
 
     if not db_path.exists():
         raise StoreError(f"no SQLite database at {db_path}")
@@ -48,6 +48,7 @@ def copy_sqlite_to_postgres(
     try:
         migrate(src)
         migrate_pg(dst)
+        prepare_vectors(dst)  # vectors go into a pgvector column when the server has one
         copied = [_copy_table(src, dst, table) for table in _tables(src)]
         copied += _copy_vectors(src, dst)
     finally:
@@ -118,10 +119,9 @@ def _copy_vectors(src: Any, dst: Any) -> list[TableCopy]:
                 f" owner TEXT PARTITION KEY, embedding FLOAT[{int(dim[0]) if dim else 1}])"
             )
         rows = src.execute(f"SELECT chunk_id, owner, embedding FROM {VEC_TABLE}")
-        insert = f"INSERT INTO {VEC_TABLE} VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
+        insert = f"INSERT OR IGNORE INTO {VEC_TABLE} VALUES (?, ?, ?)"
         while batch := rows.fetchmany(_BATCH):
-            with dst.raw.cursor() as cur:
-                cur.executemany(insert, [(r[0], r[1], bytes(r[2])) for r in batch])
+            dst.executemany(insert, [(r[0], r[1], bytes(r[2])) for r in batch])
         dst.execute("COMMIT")
     except BaseException:
         dst.execute("ROLLBACK")

@@ -39,7 +39,7 @@ def pack_vector(vector: Sequence[float]) -> bytes:
 
 def vectors_usable(conn: Conn) -> bool:
     """Whether `conn` can read and write the vector table: with sqlite-vec loaded on SQLite;
-    always on PostgreSQL, where it is a plain table ranked in process."""
+    always on PostgreSQL (a pgvector column, or bytes ranked in process)."""
     return bool(getattr(conn, "vectors_in_process", False)) or sqlite.vec_available()
 
 

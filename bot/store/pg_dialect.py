@@ -7,11 +7,13 @@ are known here; anything else passes through unchanged, and PostgreSQL's own err
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from dataclasses import dataclass
 
 from bot.errors import StoreError
+from bot.store.memory_vectors import VEC_TABLE
 
 #: tables whose `id` is generated: an INSERT into one returns it (the cursor's `lastrowid`)
 IDENTITY_TABLES = frozenset({"sessions", "turns", "memory_items", "memory_chunks", "web_messages"})
@@ -51,6 +53,11 @@ class Translated:
     returns_id: bool = False
     #: statements run after it (without parameters), such as the indexes of a new table
     then: tuple[str, ...] = ()
+    #: memory's vector table made anew: (name, dimensions); with pgvector it gets a vector
+    #: column instead of `sql`'s bytes (bot/store/pg_vectors.py)
+    vector_table: tuple[str, int] | None = None
+    #: a statement on memory's vector table: its bytes are vectors (pgvector takes text)
+    on_vectors: bool = False
 
 
 #: SQLite upkeep with nothing to do on PostgreSQL: a tsvector column keeps itself, and a
@@ -60,8 +67,12 @@ _NO_OPS = re.compile(
     r"^\s*(PRAGMA\s+secure_delete\b.*|INSERT INTO memory_fts\(memory_fts\) VALUES \('optimize'\))$",
     re.I,
 )
-#: the vector table (sqlite-vec's vec0 on SQLite): vectors as float32 bytes, ranked in process
-_VEC0 = re.compile(r"^\s*CREATE VIRTUAL TABLE (\w+) USING vec0\(.*\)\s*$", re.I | re.S)
+#: the vector table (sqlite-vec's vec0 on SQLite): vectors as float32 bytes ranked in
+#: process, or a pgvector column
+_VEC0 = re.compile(
+    r"^\s*CREATE VIRTUAL TABLE (\w+) USING vec0\(.*?FLOAT\[(\d+)\].*\)\s*$", re.I | re.S
+)
+_ON_VECTORS = re.compile(rf"\b{VEC_TABLE}\b", re.I)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -76,7 +87,15 @@ def translate(sql: str) -> Translated:
             f"CREATE TABLE {table} (chunk_id BIGINT PRIMARY KEY, owner TEXT NOT NULL, "
             "embedding BYTEA NOT NULL)",
             then=(f"CREATE INDEX {table}_owner ON {table}(owner)",),
+            vector_table=(table, int(vec0.group(2))),
         )
+    translated = _translate(sql)
+    if _ON_VECTORS.search(sql):
+        return dataclasses.replace(translated, on_vectors=True)
+    return translated
+
+
+def _translate(sql: str) -> Translated:
     text = _placeholders(sql)
     text = text.replace(
         "FROM sqlite_master WHERE name =",

@@ -1,5 +1,7 @@
 """Memory search on PostgreSQL: full text through the chunks' `tsv` column (GIN-indexed, the
-text weighted above its context), vectors as float32 bytes ranked in process per owner.
+text weighted above its context); vectors in a pgvector column ranked in SQL per owner
+(bot/store/pg_vectors.py), or, without the extension, as float32 bytes ranked in process per
+owner.
 
 Everything else of memory (items, chunks, forgetting, knowledge files, links) is the SQLite
 repository's SQL, translated (bot/store/pg_dialect.py). As there, every query takes the owners
@@ -13,16 +15,16 @@ from typing import TYPE_CHECKING
 
 from bot.store.memory import ItemRow, MemoryRepo, SearchRows, _item_rows, search_rows
 from bot.store.memory_vectors import VEC_TABLE, vec_model
+from bot.store.pg_vectors import nearest
 
 if TYPE_CHECKING:
     from bot.store import Conn, Store
+    from bot.store.postgres import PgConnection
 
 #: the words of an FTS5 expression made by bot/memory/text.py's fts_match: each a quoted
 #: string of letters and digits
 _TERM = re.compile(r'"(\w+)"')
 _ALL_TERMS = re.compile(r'\) AND \w+ : \("\w+" AND ')
-#: how the vectors are ranked, for `decapod doctor`
-VECTOR_SEARCH = "in process (vectors stored as bytea; pgvector not used)"
 
 
 def memory_repo(store: Store) -> MemoryRepo:
@@ -70,7 +72,7 @@ class PgMemoryRepo(MemoryRepo):
     ) -> SearchRows:
         query = tsquery(match) if match else None
 
-        def op(conn: Conn) -> SearchRows:
+        def op(conn: PgConnection) -> SearchRows:
             oqs = ",".join("?" * len(owners))
             found = []
             if query is not None:
@@ -86,7 +88,10 @@ class PgMemoryRepo(MemoryRepo):
             closest: list[tuple[float, int]] = []
             recorded = vec_model(conn) if vector is not None else None
             if vector is not None and recorded is not None and recorded[0] == model:
-                closest = _nearest(conn, vector, owners, limit)
+                if conn.pgvector:
+                    closest = nearest(conn, VEC_TABLE, vector, owners, limit)
+                else:
+                    closest = _nearest(conn, vector, owners, limit)
             return search_rows(conn, keyword, keyword_score, closest, owners, now)
 
         return await self.store.read(op)

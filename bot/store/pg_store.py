@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.errors import StoreError
 from bot.store import Store, _settle_all
-from bot.store.postgres import PgConnection, configure, connect, migrate_pg
+from bot.store.pg_vectors import VectorSupport
+from bot.store.postgres import PgConnection, configure, connect, migrate_pg, prepare_vectors
 
 if TYPE_CHECKING:
     from bot.progress import ProgressSink
@@ -45,10 +46,16 @@ class PgStore(Store):
         self._pool: Any = None
         self._writes: ThreadPoolExecutor | None = None
         self._wconn: PgConnection | None = None
+        #: how memory's vectors are searched here (pgvector, or in process), once started
+        self.vector_support = VectorSupport(reason="the store is not started")
 
     @property
     def vectors_available(self) -> bool:
-        return True  # a plain table of float32 bytes, ranked in process
+        return True  # a pgvector column, or a plain table of float32 bytes ranked in process
+
+    @property
+    def pgvector(self) -> bool:
+        return self.vector_support.pgvector is not None
 
     async def start(self) -> PgStore:
         loop = asyncio.get_running_loop()
@@ -68,7 +75,9 @@ class PgStore(Store):
 
     def _open_writer(self) -> list[str]:
         self._wconn = connect(self.conninfo, self._password)
-        return migrate_pg(self._wconn, self._migration_progress)
+        applied = migrate_pg(self._wconn, self._migration_progress)
+        self.vector_support = prepare_vectors(self._wconn)
+        return applied
 
     def _open_pool(self) -> Any:
         from psycopg_pool import ConnectionPool
@@ -137,7 +146,7 @@ class PgStore(Store):
         (a restart, a fail-over) is found out here, before anything ran, and opened again."""
         for attempt in (1, 2):
             if self._wconn is None or self._wconn.broken:
-                self._wconn = connect(self.conninfo, self._password)
+                self._wconn = connect(self.conninfo, self._password, self.pgvector)
             try:
                 self._wconn.execute("BEGIN")
             except Exception:
@@ -195,7 +204,7 @@ class PgStore(Store):
 
     def _read(self, fn: Callable[[Any], T]) -> T:
         with self._pool.connection() as raw:
-            return fn(PgConnection(raw))
+            return fn(PgConnection(raw, self.pgvector))
 
 
 def redact_conninfo(conninfo: str) -> str:

@@ -13,10 +13,11 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot.store.migrations import MIGRATIONS, Migration
-from bot.store.pg_dialect import translate
+from bot.store.pg_dialect import Translated, translate
 
 if TYPE_CHECKING:
     from bot.progress import ProgressSink
+    from bot.store.pg_vectors import VectorSupport
 
 #: the advisory lock every migration transaction takes: replicas starting together queue on
 #: it, and each migration is applied by exactly one of them
@@ -49,16 +50,24 @@ class PgCursor:
 class PgConnection:
     """A psycopg connection in autocommit mode (transactions are explicit, as on SQLite)."""
 
-    #: memory's vector table is a plain table here, ranked in process (no sqlite-vec needed)
+    #: memory's vector table needs no sqlite-vec here: a pgvector column, or bytes ranked in
+    #: process
     vectors_in_process = True
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, pgvector: bool = False) -> None:
         self.raw = raw
+        #: the database has the pgvector extension: the vector table has a vector column
+        self.pgvector = pgvector
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> PgCursor:
         stmt = translate(sql)
+        if self.pgvector and stmt.vector_table is not None:
+            from bot.store.pg_vectors import create_vector_table
+
+            create_vector_table(self, *stmt.vector_table)
+            return PgCursor(self.raw.cursor(), None)
         # always with parameters, even none: the translation doubled every literal `%`
-        cur = self.raw.execute(stmt.sql, _params(params))
+        cur = self.raw.execute(stmt.sql, self._bind(stmt, params))
         for follow in stmt.then:
             self.raw.execute(follow)
         lastrowid = None
@@ -68,9 +77,17 @@ class PgConnection:
         return PgCursor(cur, lastrowid)
 
     def executemany(self, sql: str, seq: Any) -> PgCursor:
+        stmt = translate(sql)
         cur = self.raw.cursor()
-        cur.executemany(translate(sql).sql, [_params(p) for p in seq])
+        cur.executemany(stmt.sql, [self._bind(stmt, p) for p in seq])
         return PgCursor(cur, None)
+
+    def _bind(self, stmt: Translated, params: Any) -> Any:
+        if self.pgvector and stmt.on_vectors:
+            from bot.store.pg_vectors import vector_params
+
+            return vector_params(params)
+        return _params(params)
 
     @property
     def in_transaction(self) -> bool:
@@ -104,7 +121,7 @@ def configure(raw: Any) -> None:
     raw.adapters.register_loader("numeric", NumericLoader)
 
 
-def connect(conninfo: str, password: str | None) -> PgConnection:
+def connect(conninfo: str, password: str | None, pgvector: bool = False) -> PgConnection:
     import psycopg
 
     kwargs: dict[str, Any] = {"autocommit": True}
@@ -112,7 +129,7 @@ def connect(conninfo: str, password: str | None) -> PgConnection:
         kwargs["password"] = password
     raw = psycopg.connect(conninfo, **kwargs)
     configure(raw)
-    return PgConnection(raw)
+    return PgConnection(raw, pgvector)
 
 
 def migrate_pg(conn: PgConnection, progress: ProgressSink | None = None) -> list[str]:
@@ -144,6 +161,24 @@ def migrate_pg(conn: PgConnection, progress: ProgressSink | None = None) -> list
         if progress is not None:
             progress.advance()
     return applied
+
+
+def prepare_vectors(conn: PgConnection) -> VectorSupport:
+    """After the migrations, under their lock: pgvector for memory's vectors when the server
+    has it (bot/store/pg_vectors.py); `conn` then writes vectors in its form."""
+    from bot.store.pg_vectors import enable_pgvector
+
+    conn.execute("BEGIN")
+    try:
+        conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        support = enable_pgvector(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.pgvector = False
+        raise
+    return support
 
 
 def _m001_core(conn: Any) -> None:

@@ -71,7 +71,7 @@ async def test_doctor_names_the_postgresql_server(make_config: Any, pg_url: str)
     checks = {name: (ok, detail) for name, ok, detail in await check_storage(config)}
     ok, detail = checks["database"]
     assert ok and detail.startswith("PostgreSQL ") and f" at {pg_url};" in detail
-    assert "pgvector not used" in detail
+    assert "memory vector search: in-process fallback" in detail
 
 
 def test_the_cli_uses_the_configured_postgresql_store(
@@ -108,11 +108,18 @@ async def test_a_dropped_postgresql_connection_is_opened_again(pg_url: str, tmp_
         assert await store.kv.get("after") == "2" and await store.kv.get("before") == "1"
 
 
+@pytest.mark.parametrize("database", ["pg_url", "pgvector_url"])
 async def test_migrate_to_copies_a_sqlite_home_once_and_verifies_counts(
-    home: Path, pg_url: str, capsys: pytest.CaptureFixture[str], tiny_model: Path
+    home: Path,
+    database: str,
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
+    tiny_model: Path,
 ) -> None:
     """Everything of a used SQLite home arrives (turns, deliveries, memory with its vectors,
-    a web passkey's bytes); a second run copies nothing twice; the copy works as a store."""
+    a web passkey's bytes); a second run copies nothing twice; the copy works as a store
+    (with pgvector too, where the vectors land in a vector column)."""
+    pg_url = request.getfixturevalue(database)
     from bot.cli import main
     from bot.memory.service import MemoryService
     from tests.deps import REDACT

@@ -1,5 +1,6 @@
-"""Memory on both store backends: SQLite (FTS5, sqlite-vec) and PostgreSQL (tsvector, vectors
-ranked in process). The same per-person isolation on each."""
+"""Memory on every store backend: SQLite (FTS5, sqlite-vec), PostgreSQL without pgvector
+(tsvector, vectors ranked in process) and PostgreSQL with pgvector (vectors in a vector column,
+HNSW-indexed, ranked in SQL). The same per-person isolation on each."""
 
 from __future__ import annotations
 
@@ -17,14 +18,20 @@ from bot.store.pg_memory import PgMemoryRepo, tsquery
 from tests.deps import REDACT
 from tests.memory.conftest import memory_config
 
+#: each backend, and the database fixture it runs on
+BACKENDS = {"sqlite": None, "pg-fallback": "pg_url", "pg-pgvector": "pgvector_url"}
 
-@pytest_asyncio.fixture(params=["sqlite", "postgresql"])
+
+@pytest_asyncio.fixture(params=list(BACKENDS))
 async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
+    database = BACKENDS[request.param]
+    if database is None:
         config = StoreConfig()
     else:
-        config = StoreConfig(url=request.getfixturevalue("pg_url"))
+        config = StoreConfig(url=request.getfixturevalue(database))
     async with open_store(config, tmp_path) as store:
+        # each PostgreSQL run is the vector search it is named after
+        assert getattr(store, "pgvector", False) == (request.param == "pg-pgvector")
         yield store
 
 
@@ -104,3 +111,15 @@ async def test_postgresql_vectors_need_no_sqlite_vec(
             assert await store.read(left) == (0, 0)
         finally:
             await svc.stop()
+
+
+async def test_linking_moves_vectors_with_their_items(service: MemoryService) -> None:
+    """Joining bob to alice moves bob's items with their vectors (read back and written again
+    under alice: bytes on SQLite and the fallback, a vector column with pgvector): alice finds
+    them by meaning, and nothing is left under bob."""
+    await service.save("bob", "bob drinks oolong every morning")
+    code = await service.create_link_code("alice")
+    assert await service.redeem_link_code("bob", code) == "alice"
+    near = await service.search("alice", "matcha", mode="vector")
+    assert [h.text for h in near] == ["bob drinks oolong every morning"]
+    assert await service.search("bob", "matcha", mode="vector") == []
