@@ -28,6 +28,9 @@ from channels.chunks import Chunk, split_text
 
 log = logging.getLogger("decapod.channels")
 
+#: how long a streamed answer's first text waits before it is shown (see `_stream_ticker`)
+FIRST_TEXT_WAIT_S = 0.25
+
 
 @dataclass(frozen=True, slots=True)
 class FileUpload:
@@ -241,6 +244,9 @@ class BaseChannel:
         try:
             async for delta in deltas:
                 state.text += delta
+                if not state.has_text and delta.strip():
+                    state.has_text = True
+                    state.poke()
                 if state.refused is not None:
                     break
         except BaseException:
@@ -250,6 +256,7 @@ class BaseChannel:
             raise
         # woken, not cancelled: a send or edit in flight finishes (see _stream_ticker)
         state.finished.set()
+        state.poke()
         await ticker
         if state.refused is not None:
             raise state.refused
@@ -260,7 +267,7 @@ class BaseChannel:
         next_typing = 0.0
         while not state.finished.is_set():
             now = time.monotonic()
-            if not state.text.strip() and now >= next_typing:
+            if not state.has_text and now >= next_typing:
                 # Shielded: when the answer ends the ticker, a typing request still in flight
                 # finishes on its own. Cancelled mid-flight, an SDK's HTTP request can keep its
                 # pooled connection (python-telegram-bot's does), and after pool-size such
@@ -271,7 +278,7 @@ class BaseChannel:
                 with contextlib.suppress(ChannelError):
                     await asyncio.shield(typing)
                 next_typing = now + self.typing_interval
-            if self.supports_edit and state.text.strip() and not state.stalled:
+            if self.supports_edit and state.has_text and not state.stalled:
                 try:
                     await self._flush(template, state)
                 except DeliveryRefused as exc:
@@ -281,9 +288,16 @@ class BaseChannel:
                     # the final flush tries again, with the whole answer
                     log.warning("%s: streaming paused: %s", self.name, exc)
                     state.stalled = True
-            pause = self.edit_interval if state.text.strip() else 0.25
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(state.finished.wait(), pause)
+            if state.has_text:
+                await state.nap(self.edit_interval)
+            else:
+                # Woken by the first text (or the end), not polling for it: thousands of
+                # turns waiting on a slow model would each wake four times a second.
+                await state.nap(next_typing - time.monotonic())
+                if state.has_text:
+                    # the first text is shown after a short while, so that a fast answer
+                    # goes out in one message instead of a fragment and an edit
+                    await state.nap(FIRST_TEXT_WAIT_S)
 
     async def _flush(self, template: OutboundMessage, state: _StreamState) -> None:
         async with state.lock:
@@ -356,6 +370,11 @@ def _forget_typing(
     return done
 
 
+def _wake(nap: asyncio.Future[None]) -> None:
+    if not nap.done():
+        nap.set_result(None)
+
+
 @dataclass(slots=True)
 class _Live:
     """A message of the answer that may still be edited."""
@@ -374,9 +393,29 @@ class _StreamState:
         self.last_edit = 0.0
         self.lock = asyncio.Lock()
         self.finished = asyncio.Event()  # every delta has arrived
+        self.has_text = False  # some of `text` is not blank
+        self._nap: asyncio.Future[None] | None = None
         self.stalled = False  # a send failed while streaming: wait for the final flush
         self.refused: DeliveryRefused | None = None
         self.progress = progress
+
+    async def nap(self, seconds: float) -> None:
+        """Sleep up to `seconds`; `poke` (the first text, the end) wakes it early. A timer
+        and a future: cheaper than `wait_for` on an Event, which makes a task per wait."""
+        if self.finished.is_set() or seconds <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        self._nap = nap = loop.create_future()
+        timer = loop.call_later(seconds, _wake, nap)
+        try:
+            await nap
+        finally:
+            timer.cancel()
+            self._nap = None
+
+    def poke(self) -> None:
+        if self._nap is not None:
+            _wake(self._nap)
 
     async def report(self) -> None:
         if self.progress is not None:
