@@ -7,6 +7,7 @@ and the configured chat chain fails over after it, on the same breaker board.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from bot.commands import CommandContext, CommandTable, Reply
@@ -32,6 +33,7 @@ class ModelChoices:
         self.models = models
         #: scope (person id or '*') -> "provider:model"; None until loaded
         self._chosen: dict[str, str] | None = None
+        self._loading = asyncio.Lock()
 
     def offered(self) -> list[str]:
         """Every model of the configured chains, the chat chain's first, without repeats."""
@@ -50,10 +52,13 @@ class ModelChoices:
 
     async def _loaded(self) -> dict[str, str]:
         if self._chosen is None:
-            stored = await self.store.model_choices.all()
-            # a model dropped from the config since is no choice any more
-            offered = set(self.offered())
-            self._chosen = {scope: ref for scope, ref in stored.items() if ref in offered}
+            # one read for the first turns after a start, however many arrive at once
+            async with self._loading:
+                if self._chosen is None:
+                    stored = await self.store.model_choices.all()
+                    # a model dropped from the config since is no choice any more
+                    offered = set(self.offered())
+                    self._chosen = {s: ref for s, ref in stored.items() if ref in offered}
         return self._chosen
 
     async def own(self, person_id: str) -> str | None:
