@@ -27,6 +27,7 @@ from bot.errors import DecapodError
 from bot.gateway_start import (
     build_agent,
     secure_home_files,
+    start_channels,
     start_http,
     start_providers,
     start_turn_processes,
@@ -193,10 +194,7 @@ class Gateway:
                 self.channels["web"] = create_channel("web", WebChannelConfig(), cfg)
             await start_http(self, self._stack)
         starting = start_turn_processes(self, self._stack)
-        for channel in self.channels.values():
-            channel.commands = list(self.commands)
-            await channel.start(self.handle_inbound)
-            self._stack.push_async_callback(channel.stop)
+        await start_channels(self, self._stack)
         for start in self.start_after_channels if self.deliver_scheduled else ():
             await start()
         # runs first on close: turns finish while channels can still send their replies
