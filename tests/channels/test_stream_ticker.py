@@ -71,7 +71,7 @@ async def test_typing_repeats_at_its_interval_until_the_first_text() -> None:
     channel = Ticking()
     channel.typing_interval = 0.2
     await channel.reply(OutboundMessage(CHAT, ""), _slow(0.9, ["late"]))
-    assert 3 <= channel.typing <= 6
+    assert 2 <= channel.typing <= 6  # at 0, 0.2, 0.4 ... s: repeated, however busy the loop
     assert channel.sent == ["late"]
 
 
