@@ -25,6 +25,7 @@ from bot.messages import Attachment, Conversation, InboundMessage, OutboundMessa
 from channels import HttpRoute, InboundSink, ReplyProgress
 from channels.buttons import Button, ButtonBook, Press, Pressed, Refused, choices_as_text, hand_on
 from channels.chunks import Chunk, split_text
+from channels.stream_state import LiveMessage, StreamState
 
 log = logging.getLogger("decapod.channels")
 
@@ -239,7 +240,7 @@ class BaseChannel:
         does not show. DeliveryRefused stops reading `deltas` at once; a send that keeps
         failing otherwise is raised once the whole answer was read (so it can be kept and
         sent later)."""
-        state = _StreamState(progress)
+        state = StreamState(progress)
         ticker = asyncio.create_task(self._stream_ticker(template, state))
         try:
             async for delta in deltas:
@@ -263,7 +264,7 @@ class BaseChannel:
         await self._flush(template, state)
         return state.refs
 
-    async def _stream_ticker(self, template: OutboundMessage, state: _StreamState) -> None:
+    async def _stream_ticker(self, template: OutboundMessage, state: StreamState) -> None:
         next_typing = 0.0
         while not state.finished.is_set():
             now = time.monotonic()
@@ -299,12 +300,12 @@ class BaseChannel:
                     # goes out in one message instead of a fragment and an edit
                     await state.nap(FIRST_TEXT_WAIT_S)
 
-    async def _flush(self, template: OutboundMessage, state: _StreamState) -> None:
+    async def _flush(self, template: OutboundMessage, state: StreamState) -> None:
         async with state.lock:
             while not await self._show(template, state):
                 pass  # a message could not be edited: go on from what it shows
 
-    async def _show(self, template: OutboundMessage, state: _StreamState) -> bool:
+    async def _show(self, template: OutboundMessage, state: StreamState) -> bool:
         """Bring the messages up to `state.text`; False when one of them could not be edited.
 
         Chunking the text from `origin` each time keeps message i showing chunk i: a chunk's
@@ -322,7 +323,7 @@ class BaseChannel:
             if i >= len(state.live):
                 ref = await self._send_chunk(template, chunk.text)
                 state.refs.append(ref)
-                state.live.append(_Live(ref, chunk.text, end))
+                state.live.append(LiveMessage(ref, chunk.text, end))
                 state.last_edit = time.monotonic()  # a send counts towards the edit rate
             elif state.live[i].text != chunk.text:
                 wait = state.last_edit + self.edit_interval - time.monotonic()
@@ -368,56 +369,3 @@ def _forget_typing(
             future.exception()
 
     return done
-
-
-def _wake(nap: asyncio.Future[None]) -> None:
-    if not nap.done():
-        nap.set_result(None)
-
-
-@dataclass(slots=True)
-class _Live:
-    """A message of the answer that may still be edited."""
-
-    ref: SentRef
-    text: str  # what it shows now
-    end: int  # where in the answer what it shows ends
-
-
-class _StreamState:
-    def __init__(self, progress: ReplyProgress | None) -> None:
-        self.text = ""
-        self.refs: list[SentRef] = []  # every message of the answer, in order
-        self.origin = 0  # where in `text` the messages that may still change begin
-        self.live: list[_Live] = []  # those messages
-        self.last_edit = 0.0
-        self.lock = asyncio.Lock()
-        self.finished = asyncio.Event()  # every delta has arrived
-        self.has_text = False  # some of `text` is not blank
-        self._nap: asyncio.Future[None] | None = None
-        self.stalled = False  # a send failed while streaming: wait for the final flush
-        self.refused: DeliveryRefused | None = None
-        self.progress = progress
-
-    async def nap(self, seconds: float) -> None:
-        """Sleep up to `seconds`; `poke` (the first text, the end) wakes it early. A timer
-        and a future: cheaper than `wait_for` on an Event, which makes a task per wait."""
-        if self.finished.is_set() or seconds <= 0:
-            return
-        loop = asyncio.get_running_loop()
-        self._nap = nap = loop.create_future()
-        timer = loop.call_later(seconds, _wake, nap)
-        try:
-            await nap
-        finally:
-            timer.cancel()
-            self._nap = None
-
-    def poke(self) -> None:
-        if self._nap is not None:
-            _wake(self._nap)
-
-    async def report(self) -> None:
-        if self.progress is not None:
-            upto = self.live[-1].end if self.live else self.origin
-            await self.progress.shown(self.refs, upto)
