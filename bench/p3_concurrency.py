@@ -1,8 +1,8 @@
 """P3: concurrency. 2,000 sessions each send one message at the same moment; the model (the
 fake LLM in its own process) takes 2 s to answer each, through the real openai SDK. Every
 message must be answered; latency is counted from the moment the burst is handed to the
-gateway to each reply; p99 <= 1.25x the bare-client floor of the same run (bench/floors.py,
-compared in bench/__main__.py) and RSS <= 300 MB.
+gateway to each reply; p99 <= 1.25x the bare-client floor measured just before it
+(bench/floors.py's burst; three such pairs, the median ratio) and RSS <= 300 MB.
 
 The gateway runs with `gateway.max_concurrent_turns = 2000` (the default, 64, protects a
 local model server; a hosted API takes 2,000 waiting requests). It runs in a fresh process,
@@ -25,6 +25,8 @@ from bench.load import CountingChannel, InProcessLoad
 
 LLM_DELAY_S = 2.0
 TARGET_RSS_MB = 300.0
+#: P3 runs, each after a floor run of its own
+PAIRS = 3
 
 
 class _StampingChannel(CountingChannel):
@@ -100,17 +102,39 @@ def _child(sessions: int) -> None:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    sessions = 2000  # the figure is defined at this size; quick changes nothing
-    result = child_json(["bench.p3_concurrency", "--child", str(sessions)], 300)
-    if "error" in result:
-        print(f"P3 concurrency: not run: {result['error']}")
-    else:
-        print(
-            f"P3 concurrency: {result['answered']}/{result['sessions']} answered "
-            f"({result['failed']} failed), p50 {result['p50_s']} s, p99 {result['p99_s']} s, "
-            f"peak RSS {result['peak_rss_mb']} MB"
-        )
-    return {"P3": result}
+    """P3 and its floor (bench/floors.py's burst) in turns, each in a fresh process: the
+    floor moves with the machine's load by a second or more between runs, so each P3 run is
+    judged against the floor measured just before it."""
+    sessions = 2000  # the figure is defined at this size; quick runs fewer pairs
+    runs: list[dict[str, Any]] = []
+    ratios: list[float] = []
+    for _ in range(2 if quick else PAIRS):
+        floor = child_json(["bench.floors", "--burst", str(sessions)], 300)
+        result = child_json(["bench.p3_concurrency", "--child", str(sessions)], 300)
+        if "error" in result:
+            print(f"P3 concurrency: not run: {result['error']}")
+            return {"P3": result}
+        result["floor_p99_s"] = floor.get("p99_s")
+        if result["floor_p99_s"]:
+            ratios.append(result["p99_s"] / result["floor_p99_s"])
+        runs.append(result)
+    # the run of the median ratio (or p99) stands for P3, with every pair beside it
+    ranked = sorted(runs, key=lambda r: r["p99_s"] / (r["floor_p99_s"] or 1.0))
+    chosen = dict(ranked[len(ranked) // 2])
+    chosen["pairs"] = [
+        {"p99_s": r["p99_s"], "floor_p99_s": r["floor_p99_s"], "peak_rss_mb": r["peak_rss_mb"]}
+        for r in runs
+    ]
+    chosen["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    chosen["ok"] = all(r["ok"] for r in runs)
+    if ratios:
+        chosen["floor_ratio"] = round(median(ratios), 3)
+    print(
+        f"P3 concurrency: {chosen['answered']}/{chosen['sessions']} answered "
+        f"({chosen['failed']} failed), p50 {chosen['p50_s']} s, p99 {chosen['p99_s']} s "
+        f"(floor {chosen['floor_p99_s']} s), peak RSS {chosen['peak_rss_mb']} MB"
+    )
+    return {"P3": chosen}
 
 
 def main() -> None:

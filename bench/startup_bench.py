@@ -51,12 +51,15 @@ def _health(port: int) -> tuple[int, dict[str, Any]]:
         return exc.code, dict(json.loads(exc.read() or b"{}"))
 
 
-def _run_until_health(home: Path, port: int, env: dict[str, str]) -> dict[str, float]:
+def _run_until_health(
+    home: Path, port: int, env: dict[str, str], command: list[str] | None = None
+) -> dict[str, float]:
     """Seconds until /health first answers and until it says every channel runs; RSS in MB
-    after IDLE_S idle; channels running then."""
+    after IDLE_S idle; channels running then. `command`: another process to time the same
+    way (the floor)."""
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot", "run"],
+        command or [sys.executable, "-m", "bot", "run"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -105,12 +108,15 @@ def run(
 
 def _measure(quick: bool, channels_toml: str, env: dict[str, str], channels: int) -> dict[str, Any]:
     version = _version_times(3 if quick else 7)
-    runs = []
+    runs, floors = [], []
     for _ in range(2 if quick else 4):
         with tempfile.TemporaryDirectory() as tmp:
             home, port = Path(tmp) / "home", free_port()
             _write_config(home, port, channels_toml)
             full_env = {**os.environ, **env, "DECAPOD_HOME": str(home)}
+            # the floor (bench/startup_floor.py) just before each run: the load moves both
+            floor = [sys.executable, "-m", "bench.startup_floor", str(port)]
+            floors.append(_run_until_health(home, port, full_env, floor))
             runs.append(_run_until_health(home, port, full_env))
     return {
         "P4": {
@@ -119,8 +125,17 @@ def _measure(quick: bool, channels_toml: str, env: dict[str, str], channels: int
             "run_to_channels_up_s": median([r["all_up"] for r in runs]),
             "channels": channels,
             "channels_running": min(r["up"] for r in runs),
+            #: the bare imports of pydantic, aiohttp and the three SDKs, then /health
+            "floor_s": median([f["all_up"] for f in floors]),
+            "floor_ratio": median(
+                [r["all_up"] / f["all_up"] for r, f in zip(runs, floors, strict=True)]
+            ),
         },
-        "P5": {"idle_rss_mb": median([r["rss"] for r in runs]), "idle_s": IDLE_S},
+        "P5": {
+            "idle_rss_mb": median([r["rss"] for r in runs]),
+            "idle_s": IDLE_S,
+            "floor_rss_mb": median([f["rss"] for f in floors]),
+        },
     }
 
 

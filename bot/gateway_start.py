@@ -15,6 +15,7 @@ from bot.config import Config
 
 if TYPE_CHECKING:
     from bot.gateway import Gateway
+    from channels import Channel
 
 log = logging.getLogger("decapod.gateway")
 
@@ -115,3 +116,23 @@ def start_turn_processes(
     pool = gw.turn_processes = TurnProcesses(gw.config, gw.channels)
     stack.push_async_callback(pool.stop)  # a start that fails stops them too
     return asyncio.create_task(pool.start(), name="turn-processes-start")
+
+
+async def start_channels(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
+    """All channels at once: each start is mostly waiting on its platform (handshakes, a
+    websocket). A start that fails does not cut the others short (a start interrupted
+    half-way could not be undone); those that started are stopped with the rest of the
+    gateway, and the first failure is raised."""
+
+    async def start(channel: Channel) -> None:
+        await channel.start(gw.handle_inbound)
+        stack.push_async_callback(channel.stop)
+
+    for channel in gw.channels.values():
+        channel.commands = list(gw.commands)
+    results = await asyncio.gather(
+        *(start(c) for c in gw.channels.values()), return_exceptions=True
+    )
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

@@ -7,6 +7,7 @@ and the configured chat chain fails over after it, on the same breaker board.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from bot.commands import CommandContext, CommandTable, Reply
@@ -32,6 +33,7 @@ class ModelChoices:
         self.models = models
         #: scope (person id or '*') -> "provider:model"; None until loaded
         self._chosen: dict[str, str] | None = None
+        self._loading: asyncio.Future[dict[str, str]] | None = None
 
     def offered(self) -> list[str]:
         """Every model of the configured chains, the chat chain's first, without repeats."""
@@ -50,11 +52,27 @@ class ModelChoices:
 
     async def _loaded(self) -> dict[str, str]:
         if self._chosen is None:
-            stored = await self.store.model_choices.all()
-            # a model dropped from the config since is no choice any more
-            offered = set(self.offered())
-            self._chosen = {scope: ref for scope, ref in stored.items() if ref in offered}
+            # One read for the first turns after a start, however many arrive at once, and
+            # all of them wake together when it is done (a lock wakes its waiters one per
+            # turn of the event loop: with 2,000 turns waiting, the last ran seconds late).
+            if self._loading is None:
+                self._loading = asyncio.ensure_future(self._read())
+            loading = self._loading
+            try:
+                chosen = await asyncio.shield(loading)
+            except Exception:
+                if self._loading is loading:
+                    self._loading = None  # the next turn reads again
+                raise
+            if self._chosen is None:
+                self._chosen = chosen
         return self._chosen
+
+    async def _read(self) -> dict[str, str]:
+        stored = await self.store.model_choices.all()
+        # a model dropped from the config since is no choice any more
+        offered = set(self.offered())
+        return {scope: ref for scope, ref in stored.items() if ref in offered}
 
     async def own(self, person_id: str) -> str | None:
         return (await self._loaded()).get(person_id)

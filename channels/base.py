@@ -25,8 +25,12 @@ from bot.messages import Attachment, Conversation, InboundMessage, OutboundMessa
 from channels import HttpRoute, InboundSink, ReplyProgress
 from channels.buttons import Button, ButtonBook, Press, Pressed, Refused, choices_as_text, hand_on
 from channels.chunks import Chunk, split_text
+from channels.stream_state import LiveMessage, StreamState
 
 log = logging.getLogger("decapod.channels")
+
+#: how long a streamed answer's first text waits before it is shown (see `_stream_ticker`)
+FIRST_TEXT_WAIT_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,11 +253,14 @@ class BaseChannel:
         does not show. DeliveryRefused stops reading `deltas` at once; a send that keeps
         failing otherwise is raised once the whole answer was read (so it can be kept and
         sent later)."""
-        state = _StreamState(progress)
+        state = StreamState(progress)
         ticker = asyncio.create_task(self._stream_ticker(template, state))
         try:
             async for delta in deltas:
                 state.text += delta
+                if not state.has_text and delta.strip():
+                    state.has_text = True
+                    state.poke()
                 if state.refused is not None:
                     break
         except BaseException:
@@ -263,17 +270,18 @@ class BaseChannel:
             raise
         # woken, not cancelled: a send or edit in flight finishes (see _stream_ticker)
         state.finished.set()
+        state.poke()
         await ticker
         if state.refused is not None:
             raise state.refused
         await self._flush(template, state)
         return state.refs
 
-    async def _stream_ticker(self, template: OutboundMessage, state: _StreamState) -> None:
+    async def _stream_ticker(self, template: OutboundMessage, state: StreamState) -> None:
         next_typing = 0.0
         while not state.finished.is_set():
             now = time.monotonic()
-            if not state.text.strip() and now >= next_typing:
+            if not state.has_text and now >= next_typing:
                 # Shielded: when the answer ends the ticker, a typing request still in flight
                 # finishes on its own. Cancelled mid-flight, an SDK's HTTP request can keep its
                 # pooled connection (python-telegram-bot's does), and after pool-size such
@@ -284,7 +292,7 @@ class BaseChannel:
                 with contextlib.suppress(ChannelError):
                     await asyncio.shield(typing)
                 next_typing = now + self.typing_interval
-            if self.supports_edit and state.text.strip() and not state.stalled:
+            if self.supports_edit and state.has_text and not state.stalled:
                 try:
                     await self._flush(template, state)
                 except DeliveryRefused as exc:
@@ -294,16 +302,23 @@ class BaseChannel:
                     # the final flush tries again, with the whole answer
                     log.warning("%s: streaming paused: %s", self.name, exc)
                     state.stalled = True
-            pause = self.edit_interval if state.text.strip() else 0.25
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(state.finished.wait(), pause)
+            if state.has_text:
+                await state.nap(self.edit_interval)
+            else:
+                # Woken by the first text (or the end), not polling for it: thousands of
+                # turns waiting on a slow model would each wake four times a second.
+                await state.nap(next_typing - time.monotonic())
+                if state.has_text:
+                    # the first text is shown after a short while, so that a fast answer
+                    # goes out in one message instead of a fragment and an edit
+                    await state.nap(FIRST_TEXT_WAIT_S)
 
-    async def _flush(self, template: OutboundMessage, state: _StreamState) -> None:
+    async def _flush(self, template: OutboundMessage, state: StreamState) -> None:
         async with state.lock:
             while not await self._show(template, state):
                 pass  # a message could not be edited: go on from what it shows
 
-    async def _show(self, template: OutboundMessage, state: _StreamState) -> bool:
+    async def _show(self, template: OutboundMessage, state: StreamState) -> bool:
         """Bring the messages up to `state.text`; False when one of them could not be edited.
 
         Chunking the text from `origin` each time keeps message i showing chunk i: a chunk's
@@ -321,7 +336,7 @@ class BaseChannel:
             if i >= len(state.live):
                 ref = await self._send_chunk(template, chunk.text)
                 state.refs.append(ref)
-                state.live.append(_Live(ref, chunk.text, end))
+                state.live.append(LiveMessage(ref, chunk.text, end))
                 state.last_edit = time.monotonic()  # a send counts towards the edit rate
             elif state.live[i].text != chunk.text:
                 wait = state.last_edit + self.edit_interval - time.monotonic()
@@ -367,31 +382,3 @@ def _forget_typing(
             future.exception()
 
     return done
-
-
-@dataclass(slots=True)
-class _Live:
-    """A message of the answer that may still be edited."""
-
-    ref: SentRef
-    text: str  # what it shows now
-    end: int  # where in the answer what it shows ends
-
-
-class _StreamState:
-    def __init__(self, progress: ReplyProgress | None) -> None:
-        self.text = ""
-        self.refs: list[SentRef] = []  # every message of the answer, in order
-        self.origin = 0  # where in `text` the messages that may still change begin
-        self.live: list[_Live] = []  # those messages
-        self.last_edit = 0.0
-        self.lock = asyncio.Lock()
-        self.finished = asyncio.Event()  # every delta has arrived
-        self.stalled = False  # a send failed while streaming: wait for the final flush
-        self.refused: DeliveryRefused | None = None
-        self.progress = progress
-
-    async def report(self) -> None:
-        if self.progress is not None:
-            upto = self.live[-1].end if self.live else self.origin
-            await self.progress.shown(self.refs, upto)

@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -105,6 +106,19 @@ class OpenAIEmbedder:
             self._session = None
 
 
+#: A local model loads in the first embedding's worker thread. A burst of first recalls runs
+#: in several threads at once, and each loaded its own copy of the table (+51 MB apiece for
+#: WordLlama): one loads, the others wait for it.
+_LOADING = threading.Lock()
+
+
+def _load_once(embedder: Any, loaded_attr: str) -> None:
+    if getattr(embedder, loaded_attr) is None:
+        with _LOADING:
+            if getattr(embedder, loaded_attr) is None:
+                embedder.load()
+
+
 def _local_model_dir(path: Path) -> Path:
     if not path.is_dir():
         raise EmbedderError(f"model directory {path} does not exist (see `decapod models pull`)")
@@ -139,8 +153,7 @@ class Model2VecEmbedder:
         self.dim = int(self._model.dim)
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
-        if self._model is None:
-            self.load()
+        _load_once(self, "_model")
         vectors = self._model.encode(texts, use_multiprocessing=False, show_progress_bar=False)
         return [[float(x) for x in row] for row in vectors]
 
@@ -177,8 +190,7 @@ class SentenceTransformersEmbedder:
         self.dim = int(dimension() or 0)
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
-        if self._model is None:
-            self.load()
+        _load_once(self, "_model")
         vectors = self._model.encode(texts, normalize_embeddings=True, show_progress_bar=False)
         return [[float(x) for x in row] for row in vectors]
 
@@ -240,8 +252,7 @@ class WordLlamaEmbedder:
     def _encode(self, texts: list[str]) -> list[list[float]]:
         import numpy as np
 
-        if self._table is None:
-            self.load()
+        _load_once(self, "_table")
         out: list[list[float]] = []
         for encoding in self._tokenizer.encode_batch(texts, add_special_tokens=False):
             ids = np.clip(np.asarray(encoding.ids, dtype=np.int64), 0, len(self._table) - 1)

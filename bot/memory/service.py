@@ -242,6 +242,10 @@ class MemoryService:
         """The person's best matching items (and shared knowledge), best first: keyword and
         vector candidates fused, then the second stage (bot/memory/feedback.py)."""
         owners = [self._owner(person_id)] + ([SHARED] if include_shared else [])
+        if not await self.repo.any_items(owners):
+            # nothing to find (someone new, no shared knowledge): no query embedding, which
+            # would load the model and take a worker thread per turn, and no search
+            return []
         now = time.time()
         pool = max(limit * 4, 20)
         hits = await self._round(owners, query, pool, now, mode)

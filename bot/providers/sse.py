@@ -46,8 +46,9 @@ class SseEvent:
         return value
 
 
-def _dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+#: one encoder for every body: `json.dumps` with options builds a new one per call, which
+#: cost more than encoding a turn's payload (~20 of ~30 us)
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 class JsonBody:

@@ -294,8 +294,12 @@ async def release_on_time(
     try:
         while True:
             try:
-                async with asyncio.timeout_at(deadline):
-                    item = await queue.get()
+                if not queue.empty() or deadline is None:
+                    # no clock to set: an event waiting, or no text held back
+                    item = queue.get_nowait() if not queue.empty() else await queue.get()
+                else:
+                    async with asyncio.timeout_at(deadline):
+                        item = await queue.get()
             except TimeoutError:
                 deadline = None
                 if released := stream.release():

@@ -237,6 +237,12 @@ class MemoryRepo:
             lambda c: first_column(c, "SELECT DISTINCT owner FROM memory_items ORDER BY owner")
         )
 
+    async def any_items(self, owners: list[str]) -> bool:
+        """Whether any of `owners` has an item: an indexed lookup of one row."""
+        marks = ", ".join("?" * len(owners))
+        sql = f"SELECT 1 FROM memory_items WHERE owner IN ({marks}) LIMIT 1"
+        return bool(await self.store.peek(lambda c: first_column(c, sql, owners)))
+
     async def count(self, owner: str) -> int:
         sql = "SELECT count(*) FROM memory_items WHERE owner = ?"
         return int((await self.store.read(lambda c: first_column(c, sql, (owner,))))[0])

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 OPEN = "('pending', 'running')"
 
 
+#: `json.dumps` with options builds an encoder per call (~20 us, more than the encoding)
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
 class _Repo:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -293,7 +297,7 @@ def set_inbound_status(
 class InboundRepo(_Repo):
     async def insert(self, msg: InboundMessage) -> bool:
         """Persist a delivery before it is handled. False if it was seen before (duplicate)."""
-        payload = json.dumps(msg.to_dict(), separators=(",", ":"))
+        payload = _compact_json(msg.to_dict())
 
         def op(conn: Conn) -> bool:
             cur = conn.execute(

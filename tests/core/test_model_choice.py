@@ -101,3 +101,27 @@ async def test_only_the_owner_changes_the_model_for_everyone(make_config: Any) -
             await _ask(channel, "/model reset for everyone", user="boss")
             await _ask(channel, "and now", user="u3")
             assert fake.requests[-1].model == "alpha"
+
+
+async def test_the_first_turns_after_a_start_read_the_choices_once(tmp_path: Any) -> None:
+    import asyncio
+
+    from bot.model_choice import ModelChoices
+    from bot.providers.config import ModelsConfig
+    from bot.store import Store
+
+    async with Store(tmp_path / "d.db") as store:
+        await store.model_choices.set("alice", "a:big", "alice")
+        choices = ModelChoices(store, ModelsConfig(chat=["a:small", "a:big"]))
+        reads = 0
+        read_all = store.model_choices.all
+
+        async def counting() -> dict[str, str]:
+            nonlocal reads
+            reads += 1
+            return await read_all()
+
+        store.model_choices.all = counting  # type: ignore[method-assign]
+        firsts = await asyncio.gather(*(choices.first_for(p) for p in ["alice", "bob"] * 20))
+    assert reads == 1
+    assert firsts == ["a:big", "a:small"] * 20
