@@ -87,21 +87,6 @@ async def start_http(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
     stack.push_async_callback(gw.http.stop)
 
 
-async def start_channels(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
-    """Every channel, for sending at least. With replicas on PostgreSQL, the channels that
-    may receive on one replica only receive on the elected leader (bot/cluster/node.py). A
-    turn process or a one-shot process has no part in that: it receives nothing itself."""
-    alone = gw.share is not None or not gw.deliver_scheduled
-    for channel in gw.channels.values():
-        channel.commands = list(gw.commands)
-        if not alone:
-            gw.cluster.hold(channel)
-        await channel.start(gw.handle_inbound)
-        stack.push_async_callback(channel.stop)
-    if not alone:
-        await gw.cluster.start(stack)  # its stop runs first: receiving stops, then channels
-
-
 def start_turn_processes(
     gw: Gateway, stack: contextlib.AsyncExitStack
 ) -> asyncio.Task[None] | None:
@@ -119,10 +104,15 @@ def start_turn_processes(
 
 
 async def start_channels(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
-    """All channels at once: each start is mostly waiting on its platform (handshakes, a
-    websocket). A start that fails does not cut the others short (a start interrupted
-    half-way could not be undone); those that started are stopped with the rest of the
-    gateway, and the first failure is raised."""
+    """All channels at once, for sending at least: each start is mostly waiting on its
+    platform (handshakes, a websocket). A start that fails does not cut the others short (a
+    start interrupted half-way could not be undone); those that started are stopped with the
+    rest of the gateway, and the first failure is raised.
+
+    With replicas on PostgreSQL, the channels that may receive on one replica only receive
+    on the elected leader (bot/cluster/node.py). A turn process or a one-shot process has no
+    part in that: it receives nothing itself."""
+    alone = gw.share is not None or not gw.deliver_scheduled
 
     async def start(channel: Channel) -> None:
         await channel.start(gw.handle_inbound)
@@ -130,9 +120,13 @@ async def start_channels(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
 
     for channel in gw.channels.values():
         channel.commands = list(gw.commands)
+        if not alone:
+            gw.cluster.hold(channel)
     results = await asyncio.gather(
         *(start(c) for c in gw.channels.values()), return_exceptions=True
     )
     for result in results:
         if isinstance(result, BaseException):
             raise result
+    if not alone:
+        await gw.cluster.start(stack)  # its stop runs first: receiving stops, then channels
