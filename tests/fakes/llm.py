@@ -160,6 +160,9 @@ class FakeLLM:
         self.api_keys: set[str] | None = None
         #: seconds each /v1/embeddings request waits before it answers (slow embedders)
         self.embed_delay_s = 0.0
+        #: cleared: every chat answer waits until it is set again (a model that stalls)
+        self.hold = asyncio.Event()
+        self.hold.set()
         #: status of every /v1/audio/speech answer (503: the speech server is down)
         self.speech_status = 200
         self.requests: list[RecordedRequest] = []
@@ -315,6 +318,7 @@ class FakeLLM:
     ) -> web.StreamResponse:
         self.open_requests += 1
         try:
+            await self.hold.wait()
             if reply.delay_s:
                 await asyncio.sleep(reply.delay_s)
             if reply.hang:

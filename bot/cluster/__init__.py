@@ -1,0 +1,1 @@
+"""Several gateway replicas on one PostgreSQL database."""

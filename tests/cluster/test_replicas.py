@@ -1,0 +1,360 @@
+"""Replicas on one PostgreSQL database, in one process: session leases, the holder running
+what others stored for its session in order, a dead replica's session taken over once,
+wake-ups through LISTEN/NOTIFY (new jobs, approvals), the LISTEN connection cut and back,
+and the database connections dropped in the middle of a turn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from bot.cluster.approvals import SharedApprovalBroker
+from bot.cluster.bus import Bus, notify
+from bot.cluster.leases import PgLeases
+from bot.deps import Deps
+from bot.gateway import Gateway
+from bot.messages import Conversation, ConversationKind, Identity
+from bot.providers.base import ChatRequest
+from bot.providers.testing import FunctionProvider
+from bot.scheduler.timing import Once
+from bot.store.config import StoreConfig, open_store
+from bot.store.deliveries import DeliveryState
+from bot.store.pg_store import PgStore
+from bot.tools import ToolContext
+from tests.fakes.channel import RecordingChannel
+
+pytestmark = pytest.mark.replicas
+
+
+async def _until(check: Callable[[], Any], timeout: float = 20.0) -> None:
+    """Until `check()` is true; `timeout` only bounds a failing test's wait."""
+    deadline = time.monotonic() + timeout
+    while not (await check() if asyncio.iscoroutinefunction(check) else check()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def _store(pg_url: str) -> AsyncIterator[PgStore]:
+    store = open_store(StoreConfig(url=pg_url), None)  # type: ignore[arg-type]
+    assert isinstance(store, PgStore)
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.stop()
+
+
+class Model:
+    """Answers "answer to <text>"; an answer to a text in `held` waits for `release`."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.held: set[str] = set()
+        self.release = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def __call__(self, request: ChatRequest) -> str:
+        text = str(request.messages[-1].content)
+        self.asked.append(text)
+        if text in self.held:
+            self.waiting.set()
+            await self.release.wait()
+        return f"answer to {text}"
+
+
+@pytest.fixture
+def replica(make_config: Any, pg_url: str) -> Callable[..., Any]:
+    def make(model: Model, channel: RecordingChannel, **gateway: Any) -> Gateway:
+        config = make_config(
+            store={"url": pg_url},
+            gateway={"session_lease_s": 3, **gateway},
+            scheduler={"poll_seconds": 3600},
+            memory={"enabled": False},
+        )
+        return Gateway(config, provider=FunctionProvider(model), channels={"test": channel})
+
+    return make
+
+
+async def test_a_lease_is_taken_renewed_expires_and_is_released(pg_url: str) -> None:
+    async with _store(pg_url) as store:
+        a = PgLeases(store, "replica-a", ttl_s=1.0)
+        b = PgLeases(store, "replica-b", ttl_s=1.0)
+        bus = Bus(pg_url, None)
+        freed: list[str] = []
+        bus.subscribe("freed", freed.append)
+        await bus.start()
+        try:
+            assert await a.acquire("s1")
+            assert not await b.acquire("s1"), "held by a"
+            assert await a.acquire("s1"), "a replica takes its own lease again"
+
+            def expiry(conn: Any) -> float:
+                row = conn.raw.execute(
+                    "SELECT expires_at FROM session_leases WHERE session_key = 's1'"
+                ).fetchone()
+                return float(row[0])
+
+            first = await store.read(expiry)
+            await asyncio.sleep(0.6)
+            assert await a.renew() == set()
+            assert await store.read(expiry) > first + 0.5
+            await asyncio.sleep(0.6)
+            assert not await b.acquire("s1"), "renewed: still a's after its first expiry"
+
+            await asyncio.sleep(1.3)  # a stops renewing: as if it died
+            assert await b.acquire("s1"), "expired: taken over"
+            assert await a.renew() == {"s1"}, "a finds out it lost it"
+            assert not await a.acquire("s1")
+
+            await b.release("s1")
+            await _until(lambda: freed == ["s1"])
+            assert (
+                await store.read(lambda c: c.execute("SELECT * FROM session_leases").fetchall())
+                == []
+            )
+            assert await a.acquire("s1"), "free again"
+        finally:
+            await bus.stop()
+
+
+async def test_a_message_for_a_leased_session_is_run_by_the_holder_in_order(
+    replica: Callable[..., Gateway],
+) -> None:
+    model = Model()
+    model.held.add("one")
+    on_a, on_b = RecordingChannel(), RecordingChannel()
+    async with replica(model, on_a) as a, replica(model, on_b) as b:
+        await on_a.push("one", delivery_id="d1")
+        await asyncio.wait_for(model.waiting.wait(), 20)
+        # a holds the session; the next ones land on b (and one on a), stored in this order
+        await on_b.push("two", delivery_id="d2")
+        await on_b.push("three", delivery_id="d3")
+        await on_a.push("four", delivery_id="d4")
+        await b.sessions.wait_idle()
+        assert on_b.texts() == [], "b left them pending for the holder"
+        assert model.asked == ["one"]
+        model.release.set()
+        await on_a.wait_for_messages(4)
+        await _until(lambda: a.sessions.active == 0 and not a.sessions.queue_depth)
+        await b.sessions.wait_idle()
+        for key in ("d1", "d2", "d3", "d4"):
+            assert await a.store.inbound.status("test", key) == "done"
+    assert model.asked == ["one", "two", "three", "four"]
+    assert on_a.texts() == [f"answer to {t}" for t in ("one", "two", "three", "four")]
+    assert on_b.texts() == []
+
+
+async def test_a_freed_session_is_taken_by_the_replica_with_work_for_it(
+    replica: Callable[..., Gateway],
+) -> None:
+    """b stored a message while a held the session and a finished before looking again:
+    a's release announces the session free, and b runs it at once (not at its sweep)."""
+    model = Model()
+    on_a, on_b = RecordingChannel(), RecordingChannel()
+    async with replica(model, on_a, session_lease_s=600) as a, replica(model, on_b) as b:
+        assert b.replica is not None and a.replica is not None
+        key = on_a.inbound("x").session_key
+        assert await a.replica.leases.acquire(key)  # a holds it, running nothing
+        await on_b.push("waits for a", delivery_id="w1")
+        await b.sessions.wait_idle()
+        assert model.asked == []
+        await a.replica.leases.release(key)
+        await on_b.wait_for_messages(1)
+    assert model.asked == ["waits for a"]
+
+
+async def test_a_dead_replicas_session_is_resumed_by_another_once(
+    replica: Callable[..., Gateway], pg_url: str
+) -> None:
+    """A replica died holding a session, its answer complete but partly shown: once its
+    lease expired, another replica sends the rest (the model is not asked again), once. A
+    session still held by a live replica is not touched."""
+    channel = RecordingChannel()
+    dead = channel.inbound("question", delivery_id="dead-1", user="p1")
+    alive = channel.inbound("busy elsewhere", delivery_id="alive-1", user="p2")
+    async with _store(pg_url) as store:
+        for message in (dead, alive):
+            assert await store.inbound.insert(message)
+        state = DeliveryState(answer="Hello there, friend", final=True, shown=5, refs=[])
+        await store.deliveries.save(("test", "dead-1"), state)
+
+        def leases(conn: Any) -> None:
+            conn.raw.execute(
+                "INSERT INTO session_leases VALUES (%s, 'dead', extract(epoch from now()) + 1), "
+                "(%s, 'alive', extract(epoch from now()) + 600)",
+                (dead.session_key, alive.session_key),
+            )
+
+        await store.write(leases)
+    model = Model()
+    async with replica(model, channel, session_lease_s=1) as gw:
+        await _until(lambda: channel.texts() != [])
+        await asyncio.sleep(2.5)  # two more sweeps: nothing runs again
+        assert await gw.store.inbound.status("test", "dead-1") == "done"
+        assert await gw.store.inbound.status("test", "alive-1") == "pending"
+    assert model.asked == [], "the answer was complete: never asked of the model again"
+    assert channel.texts() == ["there, friend"]
+
+
+async def test_a_new_job_wakes_another_replicas_scheduler(
+    replica: Callable[..., Gateway], make_config: Any, pg_url: str
+) -> None:
+    """b's scheduler planned its next look an hour away; a reminder scheduled on a (which
+    delivers none itself) due in a second wakes b through NOTIFY, and b delivers it."""
+    model = Model()
+    on_a, on_b = RecordingChannel(), RecordingChannel()
+    config = make_config(
+        store={"url": pg_url}, scheduler={"poll_seconds": 3600}, memory={"enabled": False}
+    )
+    async with (
+        replica(model, on_b) as b,
+        Gateway(
+            config,
+            provider=FunctionProvider(model),
+            channels={"test": on_a},
+            deliver_scheduled=False,
+        ) as a,
+    ):
+        assert b.deps.scheduler is not None and a.deps.scheduler is not None
+        await asyncio.sleep(0.3)  # b's loop has planned its next wake-up
+        await a.deps.scheduler.schedule(
+            person_id="p1",
+            identity_key="test:u1",
+            conversation=Conversation("test", "u1", ConversationKind.DM),
+            text="feed the cat",
+            when=Once(datetime.now(UTC) + timedelta(seconds=1)),
+            timezone="UTC",
+        )
+        texts = await on_b.wait_for_messages(1, timeout=30)
+    assert texts == ["⏰ feed the cat"]
+    assert on_a.texts() == []
+
+
+async def test_approve_on_another_replica_answers_the_waiting_turn(pg_url: str) -> None:
+    async with _store(pg_url) as store_a, _store(pg_url) as store_b:
+        bus_a, bus_b = Bus(pg_url, None), Bus(pg_url, None)
+        await bus_a.start()
+        await bus_b.start()
+        asked: list[str] = []
+
+        async def tell_owner(pending: Any) -> None:
+            asked.append(pending.id)
+
+        on_a = SharedApprovalBroker(store_a, bus_a, "a", notify=tell_owner, recheck_s=600)
+        on_b = SharedApprovalBroker(store_b, bus_b, "b", recheck_s=600)
+        ctx = ToolContext(
+            identity=Identity("test", "u1", "U"),
+            conversation=Conversation("test", "u1", ConversationKind.DM),
+            session_key="test:dm:u1",
+            deps=Deps(store=store_a, redact=str),
+        )
+        try:
+            waiting = asyncio.create_task(on_a.request(ctx, "rm -rf build", timeout=60))
+            await _until(lambda: asked)
+            assert await on_b.decide(asked[0], True), "b finds a's request in the database"
+            assert await asyncio.wait_for(waiting, 10) is True
+            assert not await on_b.decide(asked[0], False), "decided once; then gone"
+
+            denied = asyncio.create_task(on_a.request(ctx, "curl x | sh", timeout=60))
+            await _until(lambda: len(asked) == 2)
+            assert await on_b.decide(asked[1], False)
+            assert await asyncio.wait_for(denied, 10) is False
+        finally:
+            await bus_a.stop()
+            await bus_b.stop()
+
+
+async def test_an_approval_whose_notification_was_lost_is_read_from_the_database(
+    pg_url: str,
+) -> None:
+    async with _store(pg_url) as store:
+        deaf = Bus(pg_url, None)  # never started: a's notifications are lost
+        asked: list[str] = []
+
+        async def tell_owner(pending: Any) -> None:
+            asked.append(pending.id)
+
+        broker = SharedApprovalBroker(store, deaf, "a", notify=tell_owner, recheck_s=0.3)
+        ctx = ToolContext(
+            identity=Identity("test", "u1", "U"),
+            conversation=Conversation("test", "u1", ConversationKind.DM),
+            session_key="test:dm:u1",
+            deps=Deps(store=store, redact=str),
+        )
+        waiting = asyncio.create_task(broker.request(ctx, "rm -rf build", timeout=60))
+        await _until(lambda: asked)
+        other = SharedApprovalBroker(store, Bus(pg_url, None), "b")
+        assert await other.decide(asked[0], True)
+        assert await asyncio.wait_for(waiting, 10) is True
+
+
+async def test_the_listen_connection_cut_comes_back_and_catches_up(pg_url: str) -> None:
+    async with _store(pg_url) as store:
+        bus = Bus(pg_url, None)
+        seen: list[str] = []
+        caught_up = asyncio.Event()
+
+        async def catch_up() -> None:
+            caught_up.set()
+
+        bus.subscribe("ping", seen.append)
+        bus.on_reconnect(catch_up)
+        await bus.start()
+        try:
+            await store.write(lambda c: notify(c, "ping", "1"))
+            await _until(lambda: seen == ["1"])
+            pid = bus.backend_pid
+            with psycopg.connect(pg_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            await asyncio.wait_for(caught_up.wait(), 20)
+            assert bus.reconnects == 1 and bus.backend_pid != pid
+            await store.write(lambda c: notify(c, "ping", "2"))
+            await _until(lambda: seen == ["1", "2"])
+        finally:
+            await bus.stop()
+
+
+async def test_database_connections_dropped_mid_turn_lose_nothing(
+    replica: Callable[..., Gateway], pg_url: str
+) -> None:
+    """Every connection to the database is cut while a turn waits for the model: the
+    store's writer and pool and the LISTEN connection open again, the turn is stored and
+    answered once, and its lease is given back."""
+    model = Model()
+    model.held.add("slow one")
+    channel = RecordingChannel()
+    async with replica(model, channel) as gw:
+        assert gw.replica is not None
+        await channel.push("slow one", delivery_id="s1")
+        await asyncio.wait_for(model.waiting.wait(), 20)
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            cut = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+        assert len(cut) >= 2
+        model.release.set()
+        await channel.wait_for_messages(1)
+        await _until(lambda: gw.sessions.active == 0 and not gw.sessions.queue_depth)
+        await _until(lambda: gw.replica is not None and gw.replica.bus.reconnects == 1)
+        await channel.push("after", delivery_id="s2")
+        await channel.wait_for_messages(2)
+        await _until(lambda: gw.sessions.active == 0 and not gw.sessions.queue_depth)
+        assert await gw.store.inbound.status("test", "s1") == "done"
+
+        def leases(conn: Any) -> list[Any]:
+            return list(conn.execute("SELECT * FROM session_leases").fetchall())
+
+        await _until(lambda: not gw.replica.leases.held)  # type: ignore[union-attr]
+        assert await gw.store.read(leases) == []
+    assert channel.texts() == ["answer to slow one", "answer to after"]
+    assert model.asked == ["slow one", "after"]
