@@ -160,7 +160,10 @@ async def test_a_freed_session_is_taken_by_the_replica_with_work_for_it(
     a's release announces the session free, and b runs it at once (not at its sweep)."""
     model = Model()
     on_a, on_b = RecordingChannel(), RecordingChannel()
-    async with replica(model, on_a, session_lease_s=600) as a, replica(model, on_b) as b:
+    async with (
+        replica(model, on_a, session_lease_s=600) as a,
+        replica(model, on_b, session_lease_s=600) as b,  # its sweep is ten minutes away
+    ):
         assert b.replica is not None and a.replica is not None
         key = on_a.inbound("x").session_key
         assert await a.replica.leases.acquire(key)  # a holds it, running nothing
