@@ -310,8 +310,8 @@ class _CommandApprovals:
     def __init__(self, broker: InMemoryApprovalBroker) -> None:
         self.broker = broker
 
-    def waiting(self) -> list[Waiting]:
-        return [Waiting(p.id, p.summary) for p in self.broker.pending()]
+    async def waiting(self) -> list[Waiting]:
+        return [Waiting(p.id, p.summary) for p in await self.broker.waiting()]
 
     async def decide(self, key: str, approve: bool) -> str | None:
         done = await self.broker.decide(key, approve)

@@ -99,6 +99,19 @@ class SharedApprovalBroker(InMemoryApprovalBroker):
 
         return bool(await self.store.write(op, cheap=True))
 
+    async def waiting(self) -> list[PendingApproval]:
+        now = time.time()
+
+        def op(conn: Any) -> list[PendingApproval]:
+            rows = conn.raw.execute(
+                "SELECT id, session_key, requester, summary, created_at, expires_at "
+                "FROM approvals WHERE approved IS NULL AND expires_at > %s ORDER BY created_at",
+                (now,),
+            ).fetchall()
+            return [PendingApproval(*row) for row in rows]
+
+        return await self.store.read(op)
+
     def _answered(self, arg: str) -> None:
         approval_id, _, approved = arg.partition(":")
         self._decide(approval_id, approved == "1")

@@ -263,9 +263,12 @@ async def test_approve_on_another_replica_answers_the_waiting_turn(pg_url: str) 
         try:
             waiting = asyncio.create_task(on_a.request(ctx, "rm -rf build", timeout=60))
             await _until(lambda: asked)
+            listed = await on_b.waiting()  # `/approve` alone on b lists a's request
+            assert [(p.id, p.summary) for p in listed] == [(asked[0], "rm -rf build")]
             assert await on_b.decide(asked[0], True), "b finds a's request in the database"
             assert await asyncio.wait_for(waiting, 10) is True
             assert not await on_b.decide(asked[0], False), "decided once; then gone"
+            assert await on_b.waiting() == []
 
             denied = asyncio.create_task(on_a.request(ctx, "curl x | sh", timeout=60))
             await _until(lambda: len(asked) == 2)
