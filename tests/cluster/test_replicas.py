@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -363,3 +364,87 @@ async def test_database_connections_dropped_mid_turn_lose_nothing(
         assert await gw.store.read(leases) == []
     assert channel.texts() == ["answer to slow one", "answer to after"]
     assert model.asked == ["slow one", "after"]
+
+
+class Partition:
+    """A TCP proxy in front of the database that can cut every connection through it and
+    refuse new ones for a while, as a network partition does."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 5432)
+        self._url = parts
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        netloc = f"{self._url.username}@127.0.0.1:{self.port}"
+        return urlunsplit(self._url._replace(netloc=netloc))
+
+    async def heal(self) -> None:
+        self._server = await asyncio.start_server(
+            self._client, "127.0.0.1", self.port, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._open):
+            writer.transport.abort()
+        self._open.clear()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        self._open |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._open -= {writer, up_writer}
+
+
+async def test_the_database_out_of_reach_mid_turn_loses_nothing(
+    make_config: Any, pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database cannot be reached for a moment while a turn waits for the model: the
+    answer goes out, the turn's writes wait for the server (said once in the log) and are
+    recorded when it is back; the delivery ends done, nothing runs twice, and the lease is
+    given back."""
+    partition = Partition(pg_url)
+    await partition.heal()
+    model = Model()
+    model.held.add("slow one")
+    channel = RecordingChannel()
+    config = make_config(
+        store={"url": partition.url},
+        gateway={"session_lease_s": 3},
+        scheduler={"poll_seconds": 3600},
+        memory={"enabled": False},
+    )
+    async with Gateway(config, provider=FunctionProvider(model), channels={"test": channel}) as gw:
+        assert gw.replica is not None
+        await channel.push("slow one", delivery_id="s1")
+        await asyncio.wait_for(model.waiting.wait(), 20)
+        await partition.cut()
+        model.release.set()
+        await channel.wait_for_messages(1)  # sending needs no database
+        await asyncio.sleep(1.5)  # out of reach a while longer
+        await partition.heal()
+        await _until(lambda: gw.sessions.active == 0 and not gw.sessions.queue_depth)
+        assert await gw.store.inbound.status("test", "s1") == "done"
+        await _until(lambda: gw.replica is not None and not gw.replica.leases.held)
+        await asyncio.sleep(4)  # past a lease and a sweep: nothing runs again
+        await channel.push("after", delivery_id="s2")
+        await channel.wait_for_messages(2)
+    await partition.cut()
+    assert model.asked == ["slow one", "after"]
+    assert channel.texts() == ["answer to slow one", "answer to after"]
+    assert any("writes wait up to" in r.getMessage() for r in caplog.records)
