@@ -125,14 +125,15 @@ class PgLeases:
         await self.store.write(op)
 
     async def open_deliveries(self, session_key: str) -> list[OpenDelivery]:
-        """The session's unfinished deliveries whose try is due, in received order."""
+        """The session's unfinished deliveries whose try is due, in the order they were
+        stored (the database's own sequence: replicas' clocks need not agree)."""
         now = time.time()
 
         def op(conn: Any) -> list[tuple[str, Any]]:
             rows = conn.raw.execute(
                 "SELECT payload, attempts, retry_at, answer, answer_final, shown_chars, "
                 f"sent_refs FROM inbound WHERE session_key = %s AND status IN {_OPEN} "
-                "AND (retry_at IS NULL OR retry_at <= %s) ORDER BY received_at, rowid LIMIT %s",
+                "AND (retry_at IS NULL OR retry_at <= %s) ORDER BY rowid LIMIT %s",
                 (session_key, now, _BATCH),
             ).fetchall()
             return [(r[0], _state(r[1:])) for r in rows]
@@ -155,7 +156,7 @@ class PgLeases:
                 f"WHERE i.status IN {_OPEN} AND (i.retry_at IS NULL OR i.retry_at <= %s) "
                 "AND i.received_at < %s "
                 f"AND (l.session_key IS NULL OR l.expires_at < {_NOW}) "
-                "ORDER BY i.session_key, i.received_at, i.rowid",
+                "ORDER BY i.session_key, i.rowid",
                 (now, now - grace_s),
             ).fetchall()
             return [r[0] for r in rows]

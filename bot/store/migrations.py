@@ -303,7 +303,7 @@ _M009 = [
         id TEXT PRIMARY KEY, holder TEXT NOT NULL, session_key TEXT NOT NULL,
         requester TEXT NOT NULL, summary TEXT NOT NULL, created_at REAL NOT NULL,
         expires_at REAL NOT NULL, approved INTEGER, decided_at REAL)""",
-    # the open deliveries of one session in received order: what a lease's holder runs
-    "CREATE INDEX inbound_session_open ON inbound(session_key, received_at) "
+    # the open deliveries of one session: what a lease's holder runs
+    "CREATE INDEX inbound_session_open ON inbound(session_key) "
     "WHERE status IN ('pending', 'running')",
 ]
