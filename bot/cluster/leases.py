@@ -124,6 +124,19 @@ class PgLeases:
         self.held.clear()
         await self.store.write(op)
 
+    async def holder(self, session_key: str) -> str | None:
+        """The replica holding the session's lease now, if any."""
+
+        def op(conn: Any) -> str | None:
+            row = conn.raw.execute(
+                "SELECT holder FROM session_leases "
+                f"WHERE session_key = %s AND expires_at >= {_NOW}",
+                (session_key,),
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self.store.read(op)
+
     async def open_deliveries(self, session_key: str) -> list[OpenDelivery]:
         """The session's unfinished deliveries whose try is due, in the order they were
         stored (the database's own sequence: replicas' clocks need not agree)."""

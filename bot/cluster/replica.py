@@ -4,6 +4,7 @@ connection, its session leases, and the parts that wake each other through them.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import socket
@@ -35,8 +36,30 @@ class Replica:
         scheduler = self._gw.deps.scheduler
         if scheduler is not None:
             self.wake_on_new_jobs(scheduler)
+        self.stop_elsewhere()
         self.turns.start()
         await self.turns.sweep()
+
+    def stop_elsewhere(self) -> None:
+        """/stop reaching this replica while another runs the session's turn: that replica
+        is told, and stops it if it is the asker's (or the owner asked)."""
+        running, store, leases = self._gw.running, self._gw.store, self.leases
+
+        async def ask(session_key: str, person_id: str, anyone: bool) -> bool:
+            holder = await leases.holder(session_key)
+            if holder is None or holder == self.id:
+                return False
+            request = json.dumps([holder, session_key, person_id, anyone])
+            await store.write(lambda c: notify(c, "stop", request), cheap=True)
+            return True
+
+        def asked(request: str) -> None:
+            holder, session_key, person_id, anyone = json.loads(request)
+            if holder == self.id:
+                running.stop(session_key, person_id, anyone=anyone)
+
+        running.elsewhere = ask
+        self.bus.subscribe("stop", asked)
 
     def wake_on_new_jobs(self, scheduler: Scheduler) -> None:
         """A job scheduled on any replica wakes every replica's scheduler, so the one that

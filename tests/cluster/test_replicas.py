@@ -175,6 +175,20 @@ async def test_a_freed_session_is_taken_by_the_replica_with_work_for_it(
     assert model.asked == ["waits for a"]
 
 
+async def test_stop_on_another_replica_stops_the_turn(replica: Callable[..., Gateway]) -> None:
+    model = Model()
+    model.held.add("a long one")
+    on_a, on_b = RecordingChannel(), RecordingChannel()
+    async with replica(model, on_a) as a, replica(model, on_b):
+        await on_a.push("a long one", delivery_id="l1")
+        await asyncio.wait_for(model.waiting.wait(), 20)
+        await on_b.push("/stop", delivery_id="l2")
+        assert await on_b.wait_for_messages(1) == ["Stopping it."]
+        assert await on_a.wait_for_messages(1) == ["Stopped."]
+        await _until(lambda: a.sessions.active == 0)
+        assert await a.store.inbound.status("test", "l1") == "done"
+
+
 async def test_a_dead_replicas_session_is_resumed_by_another_once(
     replica: Callable[..., Gateway], pg_url: str
 ) -> None:
