@@ -106,6 +106,7 @@ class PgLeases:
 
         kept = await self.store.write(op, cheap=True)
         lost = self.held - kept
+        self.held -= lost
         for key in lost:
             log.error("lost the lease of session %s to another replica", key)
         return lost

@@ -82,6 +82,8 @@ class ReplicaTurns:
             ran: set[Key] = set()
             while batch := [d for d in await self.leases.open_deliveries(key) if _new(d, ran)]:
                 for delivery in batch:
+                    if key not in self.leases.held:
+                        return  # lost to another replica (this one was out of reach): its now
                     ran.add(delivery_key(delivery.message))
                     await self._run(session, delivery)
         finally:

@@ -189,6 +189,35 @@ async def test_stop_on_another_replica_stops_the_turn(replica: Callable[..., Gat
         assert await a.store.inbound.status("test", "l1") == "done"
 
 
+async def test_a_lease_lost_mid_run_leaves_the_rest_to_its_new_holder(
+    replica: Callable[..., Gateway],
+) -> None:
+    """A replica that finds at a renewal that another took its session over (it was out of
+    reach longer than a lease lasts) finishes the turn under way and runs no more of it."""
+    model = Model()
+    model.held.add("one")
+    channel = RecordingChannel()
+    async with replica(model, channel, session_lease_s=600) as gw:
+        assert gw.replica is not None
+        first = await channel.push("one", delivery_id="k1")
+        await asyncio.wait_for(model.waiting.wait(), 20)
+        await channel.push("two", delivery_id="k2")
+
+        def taken_over(conn: Any) -> None:
+            conn.raw.execute(
+                "UPDATE session_leases SET holder = 'other' WHERE session_key = %s",
+                (first.session_key,),
+            )
+
+        await gw.store.write(taken_over)
+        assert await gw.replica.leases.renew() == {first.session_key}
+        model.release.set()
+        await channel.wait_for_messages(1)
+        await _until(lambda: gw.sessions.active == 0 and not gw.sessions.queue_depth)
+        assert await gw.store.inbound.status("test", "k2") == "pending", "the holder's now"
+    assert model.asked == ["one"]
+
+
 async def test_a_dead_replicas_session_is_resumed_by_another_once(
     replica: Callable[..., Gateway], pg_url: str
 ) -> None:
