@@ -215,15 +215,22 @@ class Gateway:
             self._stack.push_async_callback(self.turn_processes.stop)
             await starting
             return  # each turn process resumes its own share of what is unfinished
-        # Deliveries stored but unfinished (a crash, a stop, a send waiting for its next try,
-        # or arrivals while channels were starting) run now or when their try is due, except
-        # those accepted live since `_accepting` was set.
-        self._accepting = True
         if self.replica is not None:
+            self._accepting = True
             await self.replica.resume()  # only the sessions whose lease it gets
-            self._warm_up()
-            return
+        else:
+            await self._resume_unfinished()
+        if self.providers is not None:
+            # the SDKs load now that everything is up, so the start does not wait for them
+            warming = asyncio.create_task(self.providers.warm_up(), name="providers-warm-up")
+            self._stack.callback(warming.cancel)
+
+    async def _resume_unfinished(self) -> None:
+        """Deliveries stored but unfinished (a crash, a stop, a send waiting for its next try,
+        or arrivals while channels were starting) run now or when their try is due, except
+        those accepted live since `_accepting` was set."""
         self._live_at_start = set()
+        self._accepting = True
         for delivery in await self.store.deliveries.unfinished():
             message = delivery.message
             key = (message.conversation.channel, message.id)
@@ -235,13 +242,6 @@ class Gateway:
                 self.resumed_at_start.add(key)
                 await self.deliveries.resume(delivery)
         self._live_at_start = None
-        self._warm_up()
-
-    def _warm_up(self) -> None:
-        if self.providers is not None:
-            # the SDKs load now that everything is up, so the start does not wait for them
-            warming = asyncio.create_task(self.providers.warm_up(), name="providers-warm-up")
-            self._stack.callback(warming.cancel)
 
     async def stop(self) -> None:
         await self._stack.aclose()
