@@ -29,8 +29,8 @@ def approval_choices(key: str) -> tuple[Choice, ...]:
 
 
 class ApprovalSource(Protocol):
-    def waiting(self) -> list[Waiting]:
-        """Everything of this source that waits for the owner."""
+    async def waiting(self) -> list[Waiting]:
+        """Everything of this source that waits for the owner (on every replica)."""
         ...
 
     async def decide(self, key: str, approve: bool) -> str | None:
@@ -51,7 +51,7 @@ class ApprovalDesk:
     async def decide(self, key: str, approve: bool) -> str | Reply:
         key = key.strip()
         if not key:
-            waiting = [item for source in self._sources for item in source.waiting()]
+            waiting = [item for source in self._sources for item in await source.waiting()]
             if not waiting:
                 return "Nothing is waiting for approval."
             lines = [f"{item.key}: {item.summary}" for item in waiting]

@@ -65,6 +65,9 @@ class GatewayConfig(_Section):
     #: more, that process receives and stores, and each session's turns run in one of these
     #: (docs/performance.md, "Turns in several processes")
     turn_processes: int = Field(default=1, ge=1, le=32)
+    #: replicas on one PostgreSQL store: seconds a replica's hold on a session lasts
+    #: unrenewed, so a dead replica's sessions are taken over this long after it died
+    session_lease_s: float = Field(default=30.0, ge=1.0, le=3600.0)
 
     @field_validator("timezone")
     @classmethod

@@ -89,16 +89,22 @@ class Deliveries:
     async def resume(self, delivery: OpenDelivery) -> None:
         """An unfinished delivery found at start: run it again now or when its try is due."""
         message, state = delivery.message, delivery.state
+        delay = (state.retry_at or 0.0) - time.time()
+        if delay > 0 and state.attempts < MAX_ATTEMPTS:
+            self._schedule(message, state, delay)
+        elif await self.ready(delivery):
+            await self._accept(message)  # at once and in order: a session's turns keep theirs
+
+    async def ready(self, delivery: OpenDelivery) -> bool:
+        """A stored delivery about to run again: it runs with the state it had (what the
+        person saw of its answer); False when no try is left, and it was given up."""
+        message, state = delivery.message, delivery.state
         if state.attempts >= MAX_ATTEMPTS:
             await self.give_up(message, state, "no tries left")
-            return
-        delay = (state.retry_at or 0.0) - time.time()
-        if delay > 0:
-            self._schedule(message, state, delay)
-            return
+            return False
         if state != DeliveryState():
             self._waiting[delivery_key(message)] = state
-        await self._accept(message)  # at once and in order: a session's turns keep theirs
+        return True
 
     def plan_retry(self, outbox: Outbox, error: ChannelError) -> DeliveryUpdate | None:
         """Count a failed try; the record of the next one, or None when none is left."""

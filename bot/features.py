@@ -27,8 +27,8 @@ log = logging.getLogger("decapod.gateway")
 
 
 async def start_sandbox(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
+    from bot.cluster.approvals import approval_broker
     from bot.sandbox import (
-        InMemoryApprovalBroker,
         SandboxToolPolicy,
         sandbox_tools,
         select_backend,
@@ -40,7 +40,7 @@ async def start_sandbox(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
     backend, gw.sandbox_status = await select_backend(cfg, gw.config.home, mounts)
     if backend is not None:
         stack.push_async_callback(backend.aclose)
-    broker = InMemoryApprovalBroker(notify=lambda pending: ask_approval(gw, pending))
+    broker = approval_broker(gw, lambda pending: ask_approval(gw, pending))
     workspaces = workspace_manager(cfg, gw.config.home, mounts)
     pruned = workspaces.prune(cfg.workspace_max_age_days * 86400)
     if pruned:
@@ -310,11 +310,11 @@ class _CommandApprovals:
     def __init__(self, broker: InMemoryApprovalBroker) -> None:
         self.broker = broker
 
-    def waiting(self) -> list[Waiting]:
-        return [Waiting(p.id, p.summary) for p in self.broker.pending()]
+    async def waiting(self) -> list[Waiting]:
+        return [Waiting(p.id, p.summary) for p in await self.broker.waiting()]
 
     async def decide(self, key: str, approve: bool) -> str | None:
-        done = self.broker.approve(key) if approve else self.broker.deny(key)
+        done = await self.broker.decide(key, approve)
         if not done:
             return None
         return "Approved." if approve else "Denied."

@@ -55,6 +55,7 @@ from bot.usage import UsageReport, register_usage_command
 from channels import Channel, create_channel
 
 if TYPE_CHECKING:
+    from bot.cluster.replica import Replica
     from bot.http import HttpServer
     from bot.mcp.manager import McpManager
     from bot.media.intake import MediaIntake
@@ -88,6 +89,8 @@ class Gateway:
         self.resumed_at_start: set[tuple[str, str]] = set()
         #: with `gateway.turn_processes` > 1, stored deliveries go to the turn processes
         self.turn_processes: TurnProcesses | None = None
+        #: this process as one of several replicas on a PostgreSQL store (None on SQLite)
+        self.replica: Replica | None = None
         self.store: Store = open_store(config.store, config.home)
         #: this replica's id and role among the replicas on one database (bot/cluster)
         self.cluster = ClusterNode(config, self.store)
@@ -160,6 +163,10 @@ class Gateway:
         secure_home_files(cfg)
         await self.store.start()
         self._stack.push_async_callback(self.store.stop)
+        if self.store.backend == "postgresql":
+            from bot.cluster.replica import start_replica
+
+            self.replica = await start_replica(self, self._stack)
         if self._provider_override is None:
             await start_providers(self, self._stack)
         assert self.provider is not None
@@ -211,9 +218,20 @@ class Gateway:
             self._stack.push_async_callback(self.turn_processes.stop)
             await starting
             return  # each turn process resumes its own share of what is unfinished
-        # Deliveries stored but unfinished (a crash, a stop, a send waiting for its next try,
-        # or arrivals while channels were starting) run now or when their try is due, except
-        # those accepted live since `_accepting` was set.
+        if self.replica is not None:
+            self._accepting = True
+            await self.replica.resume()  # only the sessions whose lease it gets
+        else:
+            await self._resume_unfinished()
+        if self.providers is not None:
+            # the SDKs load now that everything is up, so the start does not wait for them
+            warming = asyncio.create_task(self.providers.warm_up(), name="providers-warm-up")
+            self._stack.callback(warming.cancel)
+
+    async def _resume_unfinished(self) -> None:
+        """Deliveries stored but unfinished (a crash, a stop, a send waiting for its next try,
+        or arrivals while channels were starting) run now or when their try is due, except
+        those accepted live since `_accepting` was set."""
         self._live_at_start = set()
         self._accepting = True
         for delivery in await self.store.deliveries.unfinished():
@@ -227,10 +245,6 @@ class Gateway:
                 self.resumed_at_start.add(key)
                 await self.deliveries.resume(delivery)
         self._live_at_start = None
-        if self.providers is not None:
-            # the SDKs load now that everything is up, so the start does not wait for them
-            warming = asyncio.create_task(self.providers.warm_up(), name="providers-warm-up")
-            self._stack.callback(warming.cancel)
 
     async def stop(self) -> None:
         await self._stack.aclose()
@@ -286,6 +300,22 @@ class Gateway:
             await self._accept(message)
 
     async def _accept(self, message: InboundMessage) -> None:
+        if not await self.admit(message):
+            return
+        spec = self.commands.get(message.command.name) if message.command else None
+        if spec is not None and spec.immediate:
+            # answers a turn that may be waiting in this very session (/approve)
+            task = asyncio.create_task(
+                self.turns.run(self.sessions.get(message.session_key), message)
+            )
+            self._immediate.add(task)
+            task.add_done_callback(self._immediate.discard)
+            return
+        self.sessions.submit(message)
+        self.metrics.queue_depth.set(self.sessions.queue_depth)
+
+    async def admit(self, message: InboundMessage) -> bool:
+        """Whether the sender may be answered; a refusal is recorded and said here, once."""
         decision = await self.access.decide(message)
         if not decision.allowed:
             self.metrics.denied.labels(message.conversation.channel).inc()
@@ -300,20 +330,10 @@ class Gateway:
             else:
                 # e.g. a deferred interaction that would otherwise show "thinking" for minutes
                 await self.channels[message.conversation.channel].on_denied(message)
-            return
+            return False
         if self.deps.hooks is not None:
             self.deps.hooks.message_received(message)
-        spec = self.commands.get(message.command.name) if message.command else None
-        if spec is not None and spec.immediate:
-            # answers a turn that may be waiting in this very session (/approve)
-            task = asyncio.create_task(
-                self.turns.run(self.sessions.get(message.session_key), message)
-            )
-            self._immediate.add(task)
-            task.add_done_callback(self._immediate.discard)
-            return
-        self.sessions.submit(message)
-        self.metrics.queue_depth.set(self.sessions.queue_depth)
+        return True
 
     async def person_of(self, message: InboundMessage) -> str:
         key = message.identity.key

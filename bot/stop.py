@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TypeVar
 
 from bot.agent import TurnResult
@@ -50,6 +50,9 @@ class RunningTurns:
 
     def __init__(self) -> None:
         self._by_session: dict[str, RunningTurn] = {}
+        #: asks the replica running the session's turn to stop it (PostgreSQL replicas);
+        #: True when another replica runs it
+        self.elsewhere: Callable[[str, str, bool], Awaitable[bool]] | None = None
 
     @contextlib.contextmanager
     def track(self, session_key: str, person_id: str) -> Iterator[RunningTurn]:
@@ -102,7 +105,10 @@ def register_stop_command(table: CommandTable, turns: RunningTurns) -> None:
     @table.add("stop", "Stop the answer I am working on", immediate=True)
     async def stop(ctx: CommandContext) -> str:
         anyone = ctx.role == "owner"
-        if turns.stop(ctx.message.session_key, ctx.person_id, anyone=anyone):
+        key = ctx.message.session_key
+        if turns.stop(key, ctx.person_id, anyone=anyone) or (
+            turns.elsewhere is not None and await turns.elsewhere(key, ctx.person_id, anyone)
+        ):
             # answered too (a platform's slash command waits for an answer); the stopped
             # answer itself ends with STOPPED_NOTE
             return "Stopping it."

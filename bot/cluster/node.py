@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bot.cluster.leader import LeaderElection, Role
-from bot.cluster.registry import ReplicaId, ReplicaRegistry, this_replica
+from bot.cluster.registry import ReplicaId, ReplicaRegistry, new_replica_id
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -50,7 +50,7 @@ _HEALTH_READ_S = 2.0
 
 class ClusterNode:
     def __init__(self, config: Config, store: Store, replica: ReplicaId | None = None) -> None:
-        self.replica = replica or this_replica()
+        self.replica = replica or new_replica_id()
         self.elects = config.store.is_postgres
         if self.elects:
             check_shared_secrets(config)

@@ -1,7 +1,8 @@
 """Which gateway processes share this database, and as what.
 
-Every replica has a `ReplicaId` (its host, its pid and when it started), made once per
-process by `this_replica()`. On a PostgreSQL store each replica writes a heartbeat row every
+Every replica has a `ReplicaId` (its host, its pid and when it started), made for each
+gateway by `new_replica_id()`; the session leases (bot/cluster/leases.py) and the
+heartbeats use the same id. On a PostgreSQL store each replica writes a heartbeat row every
 `HEARTBEAT_S` (bot/store/replicas.py); a replica seen within `LIVE_BEATS` heartbeats counts
 as live in /health and `decapod status`. A replica that stops takes its row away; one that
 died leaves it to age out. The times are the replicas' own clocks: keep them in sync (NTP).
@@ -11,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,10 +53,18 @@ class ReplicaId:
         return cls(host, int(pid), float(started))
 
 
-@functools.cache
-def this_replica() -> ReplicaId:
-    """This process's id, the same object for the life of the process."""
-    return ReplicaId(socket.gethostname(), os.getpid(), round(time.time(), 3))
+_issued_lock = threading.Lock()
+_last_issued_ms = 0
+
+
+def new_replica_id() -> ReplicaId:
+    """A fresh id for one gateway: a gateway started again, or a second one in this process,
+    is another replica, and leases an earlier one held are not its own."""
+    global _last_issued_ms
+    with _issued_lock:
+        _last_issued_ms = max(int(time.time() * 1000), _last_issued_ms + 1)
+        started_ms = _last_issued_ms
+    return ReplicaId(socket.gethostname(), os.getpid(), started_ms / 1000)
 
 
 class ReplicaRegistry:

@@ -101,6 +101,14 @@ class InMemoryApprovalBroker:
         finally:
             self._pending.pop(approval_id, None)
 
+    async def waiting(self) -> list[PendingApproval]:
+        """The requests waiting for the owner, wherever they were made."""
+        return self.pending()
+
+    async def decide(self, approval_id: str, approved: bool) -> bool:
+        """Answer a request; False when none such waits (here: in this process)."""
+        return self._decide(approval_id, approved)
+
     def approve(self, approval_id: str) -> bool:
         return self._decide(approval_id, True)
 

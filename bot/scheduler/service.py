@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -79,6 +79,8 @@ class Scheduler:
         self.config = config
         self.clock = clock
         self._wake = asyncio.Event()
+        #: told of each job stored (replicas on one database wake each other with it)
+        self.on_scheduled: Callable[[Job], Awaitable[None]] | None = None
         self._in_flight: set[str] = set()
         self._deliveries: set[asyncio.Task[None]] = set()
         self._backlogged = False
@@ -172,7 +174,16 @@ class Scheduler:
             ) from None
         log.info("scheduled %s %s (%s) for %s", kind.value, job.id, p.repeat, person_id)
         self._wake.set()
+        if self.on_scheduled is not None:
+            try:
+                await self.on_scheduled(job)
+            except Exception as exc:  # the job is stored: the others' next pass finds it
+                log.warning("could not announce job %s to other replicas: %s", job.id, exc)
         return job
+
+    def wake(self) -> None:
+        """Look for due jobs now (a job was scheduled elsewhere)."""
+        self._wake.set()
 
     async def list_jobs(self, person_id: str) -> list[Job]:
         """The person's open jobs (pending, being sent, paused), soonest first."""

@@ -39,7 +39,7 @@ class SkillDraftApprovals:
     def __init__(self, runtime: SkillRuntime) -> None:
         self.runtime = runtime
 
-    def waiting(self) -> list[Waiting]:
+    async def waiting(self) -> list[Waiting]:
         return [
             Waiting(d.name, f"skill draft: {d.skill.description if d.skill else d.problem}")
             for d in self.runtime.library.drafts()

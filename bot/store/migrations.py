@@ -286,6 +286,30 @@ def m008_model_choices(conn: Any) -> None:
 
 
 @migration
+def m009_session_leases(conn: Any) -> None:
+    """Replicas on one PostgreSQL database: which replica runs each session's turns now (a
+    lease with an expiry, so a dead replica's sessions are taken over), and the approvals a
+    turn waits for, so that an /approve reaching any replica answers it. Created on SQLite
+    too, where one process needs neither."""
+    for stmt in _M009:
+        conn.execute(stmt)
+
+
+_M009 = [
+    """CREATE TABLE session_leases (
+        session_key TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL)""",
+    "CREATE INDEX session_leases_holder ON session_leases(holder)",
+    """CREATE TABLE approvals (
+        id TEXT PRIMARY KEY, holder TEXT NOT NULL, session_key TEXT NOT NULL,
+        requester TEXT NOT NULL, summary TEXT NOT NULL, created_at REAL NOT NULL,
+        expires_at REAL NOT NULL, approved INTEGER, decided_at REAL)""",
+    # the open deliveries of one session: what a lease's holder runs
+    "CREATE INDEX inbound_session_open ON inbound(session_key) "
+    "WHERE status IN ('pending', 'running')",
+]
+
+
+@migration
 def m010_replicas(conn: Any) -> None:
     # one row per gateway process on this database (bot/cluster/registry.py): its id, its
     # role, and when it last said it was alive; rows of replicas gone long ago are pruned

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,10 +25,14 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+#: between tries to reach a server that is out of reach
+_RECONNECT_PAUSE_S = 0.25
 
 
 class PgStore(Store):
     backend = "postgresql"
+    #: how long writes wait for a server out of reach before they fail
+    reconnect_wait_s = 15.0
 
     def __init__(
         self,
@@ -74,7 +79,7 @@ class PgStore(Store):
         return self
 
     def _open_writer(self) -> list[str]:
-        self._wconn = connect(self.conninfo, self._password)
+        self._wconn = connect(self.conninfo, self._password, self.pgvector)
         applied = migrate_pg(self._wconn, self._migration_progress)
         self.vector_support = prepare_vectors(self._wconn)
         return applied
@@ -143,19 +148,30 @@ class PgStore(Store):
 
     def _begin(self) -> PgConnection:
         """A transaction begun on the writer's connection. A connection the server dropped
-        (a restart, a fail-over) is found out here, before anything ran, and opened again."""
-        for attempt in (1, 2):
-            if self._wconn is None or self._wconn.broken:
-                self._wconn = connect(self.conninfo, self._password, self.pgvector)
+        (a restart, a fail-over) is found out here, before anything ran, and opened again;
+        while the server cannot be reached the writes wait for it, up to
+        `reconnect_wait_s`, so a turn under way is recorded once it is back."""
+        deadline: float | None = None
+        while True:
             try:
+                if self._wconn is None or self._wconn.broken:
+                    self._wconn = connect(self.conninfo, self._password, self.pgvector)
                 self._wconn.execute("BEGIN")
-            except Exception:
-                if attempt == 2 or not self._wconn.broken:
-                    raise
-                log.warning("the PostgreSQL connection was lost; connecting again")
-            else:
                 return self._wconn
-        raise AssertionError("unreachable")
+            except Exception as exc:
+                if self._wconn is not None and not self._wconn.broken:
+                    raise  # the server answered: not a matter of reaching it
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.reconnect_wait_s
+                    log.warning(
+                        "the PostgreSQL connection was lost; writes wait up to %.0fs for it (%s)",
+                        self.reconnect_wait_s,
+                        exc,
+                    )
+                elif now >= deadline:
+                    raise
+                time.sleep(min(_RECONNECT_PAUSE_S, max(deadline - now, 0.0)))
 
     def _run_batch_pg(
         self, conn: PgConnection, batch: list[tuple[Any, Any]]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bot.cli_status import render_status
-from bot.cluster.registry import LIVE_BEATS, ReplicaId, ReplicaRegistry, this_replica
+from bot.cluster.registry import LIVE_BEATS, ReplicaId, ReplicaRegistry, new_replica_id
 from bot.gateway import Gateway
 from bot.messages import Conversation, ConversationKind, OutboundMessage
 from bot.providers.testing import ScriptedProvider
@@ -45,9 +45,9 @@ async def test_on_sqlite_the_one_process_is_single_and_polls_as_before(
         await until(lambda: fake.texts(ALICE) == ["hello back"], 10)
         health = await gw.health()
         assert health["cluster"] == {
-            "replica": str(this_replica()),
+            "replica": str(gw.cluster.replica),
             "role": "single",
-            "replicas": [{"id": str(this_replica()), "role": "single"}],
+            "replicas": [{"id": str(gw.cluster.replica), "role": "single"}],
         }
         assert health["channels"]["tg"]["receiving"] is True
         assert gw.cluster.election is None and gw.cluster.receivers == []
@@ -56,8 +56,8 @@ async def test_on_sqlite_the_one_process_is_single_and_polls_as_before(
 
 
 def test_a_replica_id_names_host_pid_and_start() -> None:
-    replica = this_replica()
-    assert this_replica() is replica
+    replica, again = new_replica_id(), new_replica_id()
+    assert replica != again  # a gateway started again is another replica
     assert ReplicaId.parse(str(replica)) == replica
     assert str(ReplicaId("box-1", 42, 1700000000.5)) == "box-1/42/1700000000.500"
     assert ReplicaId.parse("a/b/c/7/1.25") == ReplicaId("a/b/c", 7, 1.25)

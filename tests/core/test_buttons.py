@@ -26,7 +26,7 @@ class _Waiting:
     def __init__(self) -> None:
         self.decided: list[tuple[str, bool]] = []
 
-    def waiting(self) -> list[Waiting]:
+    async def waiting(self) -> list[Waiting]:
         return [] if self.decided else [Waiting("k1", "paint the fence")]
 
     async def decide(self, key: str, approve: bool) -> str | None:

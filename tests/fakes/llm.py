@@ -160,6 +160,11 @@ class FakeLLM:
         self.api_keys: set[str] | None = None
         #: seconds each /v1/embeddings request waits before it answers (slow embedders)
         self.embed_delay_s = 0.0
+        #: cleared: chat answers wait until it is set again (a model that stalls), all of
+        #: them or, with `hold_only`, those it picks
+        self.hold = asyncio.Event()
+        self.hold.set()
+        self.hold_only: Callable[[RecordedRequest], bool] | None = None
         #: status of every /v1/audio/speech answer (503: the speech server is down)
         self.speech_status = 200
         self.requests: list[RecordedRequest] = []
@@ -315,6 +320,8 @@ class FakeLLM:
     ) -> web.StreamResponse:
         self.open_requests += 1
         try:
+            if not self.hold.is_set() and (self.hold_only is None or self.hold_only(recorded)):
+                await self.hold.wait()
             if reply.delay_s:
                 await asyncio.sleep(reply.delay_s)
             if reply.hang:

@@ -1,0 +1,128 @@
+"""Wake-ups between replicas: PostgreSQL's LISTEN/NOTIFY on one channel.
+
+Each replica keeps one connection of its own that LISTENs (never one of the store's pool,
+which would lose the subscription when handed back) and dispatches each notification to
+the handlers of its topic. A notification is sent inside the store's write transaction,
+so it reaches the others only once what it announces is committed.
+
+A dropped connection is opened again with a growing pause; the notifications sent while it
+was down are lost, so each reconnection calls the `on_reconnect` handlers, which look at
+the database for what they may have missed. Nothing here polls: the slow safety sweep of
+bot/cluster/sessions.py is the only timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger("decapod.cluster")
+
+CHANNEL = "decapod"
+Handler = Callable[[str], None]
+#: pauses between tries to open the LISTEN connection again, the last repeated
+_RECONNECT_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+def notify(conn: Any, topic: str, arg: str) -> None:
+    """Send `topic:arg` to every replica (delivered when `conn`'s transaction commits)."""
+    conn.raw.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{topic}:{arg}"))
+
+
+class Bus:
+    def __init__(
+        self, conninfo: str, password: str | None, *, connect_timeout_s: float = 10.0
+    ) -> None:
+        self._conninfo = conninfo
+        self._password = password
+        self._connect_timeout_s = connect_timeout_s
+        self._handlers: dict[str, list[Handler]] = {}
+        self._on_reconnect: list[Callable[[], Awaitable[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._conn: Any = None
+        #: set while the LISTEN is in place (tests wait on it)
+        self.listening = asyncio.Event()
+        #: how often the connection was opened again after a loss
+        self.reconnects = 0
+
+    def subscribe(self, topic: str, handler: Handler) -> None:
+        self._handlers.setdefault(topic, []).append(handler)
+
+    def on_reconnect(self, handler: Callable[[], Awaitable[None]]) -> None:
+        self._on_reconnect.append(handler)
+
+    async def start(self) -> None:
+        """Connect and LISTEN before returning (a database out of reach is a start error)."""
+        self._conn = await self._listen()
+        self._task = asyncio.create_task(self._run(), name="cluster-bus")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task])
+            self._task = None
+        await self._close()
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of the LISTEN connection (to cut it in tests)."""
+        return None if self._conn is None else int(self._conn.info.backend_pid)
+
+    async def _listen(self) -> Any:
+        import psycopg
+
+        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": self._connect_timeout_s}
+        if self._password is not None:
+            kwargs["password"] = self._password
+        conn = await psycopg.AsyncConnection.connect(self._conninfo, **kwargs)
+        await conn.execute(f"LISTEN {CHANNEL}")
+        self.listening.set()
+        return conn
+
+    async def _close(self) -> None:
+        self.listening.clear()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _run(self) -> None:
+        import psycopg
+
+        failures = 0
+        while True:
+            try:
+                if self._conn is None:
+                    self._conn = await self._listen()
+                    self.reconnects += 1
+                    log.info("listening for other replicas again")
+                    failures = 0
+                    for handler in self._on_reconnect:
+                        await _safely(handler)
+                async for note in self._conn.notifies():
+                    self._dispatch(note.payload)
+            except psycopg.Error as exc:
+                pause = _RECONNECT_S[min(failures, len(_RECONNECT_S) - 1)]
+                if failures == 0:
+                    log.warning("lost the connection that listens for other replicas: %s", exc)
+                failures += 1
+                await self._close()
+                await asyncio.sleep(pause)
+
+    def _dispatch(self, payload: str) -> None:
+        topic, _, arg = payload.partition(":")
+        for handler in self._handlers.get(topic, ()):
+            try:
+                handler(arg)
+            except Exception:
+                log.exception("handling %r from another replica failed", payload)
+
+
+async def _safely(handler: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await handler()
+    except Exception:
+        log.exception("catching up after listening again failed")

@@ -1,0 +1,180 @@
+"""Session leases: which replica runs a session's turns now.
+
+A lease is one row of `session_leases` (m009): the session, the replica holding it, and when
+it expires. It is taken per run of a session's turns with one atomic statement (an insert
+that, on conflict, takes the row over only from this replica itself or from an expired
+holder), renewed for every lease a replica holds in one statement while turns run long,
+deleted on completion with a `freed` notification in the same transaction, and left to
+expire when a replica dies. Times are the database's clock, so replicas on machines whose
+clocks disagree still agree on who holds what.
+
+One process on SQLite needs none of this: `NoLeases` takes every lease at once, without I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bot.cluster.bus import notify
+from bot.messages import InboundMessage
+from bot.store.deliveries import OpenDelivery, _state
+
+if TYPE_CHECKING:
+    from bot.store import Store
+
+log = logging.getLogger("decapod.cluster")
+
+_NOW = "EXTRACT(EPOCH FROM clock_timestamp())"
+_OPEN = "('pending', 'running')"
+#: what one look at a session's open deliveries returns at most (the holder looks again)
+_BATCH = 50
+
+
+class SessionLeases(Protocol):
+    async def acquire(self, session_key: str) -> bool:
+        """Take the session's lease for this replica; False while another holds it."""
+        ...
+
+    async def release(self, session_key: str) -> None:
+        """Give the lease back and tell the others the session is free."""
+        ...
+
+
+class NoLeases:
+    """One process on SQLite: every session is this process's own."""
+
+    async def acquire(self, session_key: str) -> bool:
+        return True
+
+    async def release(self, session_key: str) -> None:
+        return None
+
+
+class PgLeases:
+    def __init__(self, store: Store, replica_id: str, ttl_s: float) -> None:
+        self.store = store
+        self.replica_id = replica_id
+        self.ttl_s = ttl_s
+        #: the leases this replica holds now
+        self.held: set[str] = set()
+
+    async def acquire(self, session_key: str) -> bool:
+        def op(conn: Any) -> bool:
+            cur = conn.raw.execute(
+                "INSERT INTO session_leases (session_key, holder, expires_at) "
+                f"VALUES (%s, %s, {_NOW} + %s) ON CONFLICT (session_key) DO UPDATE SET "
+                "holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at "
+                "WHERE session_leases.holder = EXCLUDED.holder "
+                f"OR session_leases.expires_at < {_NOW}",
+                (session_key, self.replica_id, self.ttl_s),
+            )
+            return bool(cur.rowcount)
+
+        taken = await self.store.write(op, cheap=True)
+        if taken:
+            self.held.add(session_key)
+        return taken
+
+    async def release(self, session_key: str) -> None:
+        self.held.discard(session_key)
+
+        def op(conn: Any) -> None:
+            conn.raw.execute(
+                "DELETE FROM session_leases WHERE session_key = %s AND holder = %s",
+                (session_key, self.replica_id),
+            )
+            notify(conn, "freed", session_key)
+
+        await self.store.write(op, cheap=True)
+
+    async def renew(self) -> set[str]:
+        """Push back the expiry of every lease held; the ones lost meanwhile (this replica
+        was out of reach longer than a lease lasts, and another took the session over)."""
+        if not self.held:
+            return set()
+
+        def op(conn: Any) -> set[str]:
+            rows = conn.raw.execute(
+                f"UPDATE session_leases SET expires_at = {_NOW} + %s WHERE holder = %s "
+                "RETURNING session_key",
+                (self.ttl_s, self.replica_id),
+            ).fetchall()
+            return {r[0] for r in rows}
+
+        kept = await self.store.write(op, cheap=True)
+        lost = self.held - kept
+        self.held -= lost
+        for key in lost:
+            log.error("lost the lease of session %s to another replica", key)
+        return lost
+
+    async def release_all(self) -> None:
+        """At a stop: every lease this replica still holds, freed for the others at once."""
+
+        def op(conn: Any) -> None:
+            rows = conn.raw.execute(
+                "DELETE FROM session_leases WHERE holder = %s RETURNING session_key",
+                (self.replica_id,),
+            ).fetchall()
+            for (key,) in rows:
+                notify(conn, "freed", key)
+
+        self.held.clear()
+        await self.store.write(op)
+
+    async def holder(self, session_key: str) -> str | None:
+        """The replica holding the session's lease now, if any."""
+
+        def op(conn: Any) -> str | None:
+            row = conn.raw.execute(
+                "SELECT holder FROM session_leases "
+                f"WHERE session_key = %s AND expires_at >= {_NOW}",
+                (session_key,),
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self.store.read(op)
+
+    async def open_deliveries(self, session_key: str) -> list[OpenDelivery]:
+        """The session's unfinished deliveries whose try is due, in the order they were
+        stored (the database's own sequence: replicas' clocks need not agree)."""
+        now = time.time()
+
+        def op(conn: Any) -> list[tuple[str, Any]]:
+            rows = conn.raw.execute(
+                "SELECT payload, attempts, retry_at, answer, answer_final, shown_chars, "
+                f"sent_refs FROM inbound WHERE session_key = %s AND status IN {_OPEN} "
+                "AND (retry_at IS NULL OR retry_at <= %s) ORDER BY rowid LIMIT %s",
+                (session_key, now, _BATCH),
+            ).fetchall()
+            return [(r[0], _state(r[1:])) for r in rows]
+
+        return [
+            OpenDelivery(InboundMessage.from_dict(json.loads(payload)), state)
+            for payload, state in await self.store.read(op)
+        ]
+
+    async def unleased_work(self, grace_s: float) -> list[InboundMessage]:
+        """The oldest due delivery of each session with unfinished deliveries that no live
+        replica holds, stored more than `grace_s` ago (younger ones are being taken up by
+        the replica that stored them)."""
+        now = time.time()
+
+        def op(conn: Any) -> list[str]:
+            rows = conn.raw.execute(
+                "SELECT DISTINCT ON (i.session_key) i.payload FROM inbound i "
+                "LEFT JOIN session_leases l ON l.session_key = i.session_key "
+                f"WHERE i.status IN {_OPEN} AND (i.retry_at IS NULL OR i.retry_at <= %s) "
+                "AND i.received_at < %s "
+                f"AND (l.session_key IS NULL OR l.expires_at < {_NOW}) "
+                "ORDER BY i.session_key, i.rowid",
+                (now, now - grace_s),
+            ).fetchall()
+            return [r[0] for r in rows]
+
+        payloads = await self.store.read(op)
+        messages = [InboundMessage.from_dict(json.loads(p)) for p in payloads]
+        return sorted(messages, key=lambda m: m.received_at)

@@ -1,0 +1,133 @@
+"""A session's turns across replicas: one replica at a time, in the order they were received.
+
+On a replica the SessionManager's handler is `ReplicaTurns.handle`. A message taken from a
+session's local queue only says "this session has work": the handler takes the session's
+lease and then runs the session's unfinished deliveries from the database, oldest first,
+whichever replica stored them, looking again until none is left before it lets the lease
+go. So a message that lands on a replica while another holds its session is left pending
+there and run by the holder, in order.
+
+A replica that could not take a lease remembers the session; the holder's release
+announces `freed`, and the replica tries again. A slow sweep (every lease lifetime) takes
+up what no live replica holds: a dead replica's sessions once their leases expired (its
+partly shown answers go on from where they stopped, as after a restart: bot/delivery.py),
+and anything whose notification was lost. The start of a replica is such a sweep, so it
+resumes only the sessions whose lease it gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from bot.delivery import delivery_key
+from bot.messages import InboundMessage
+from bot.store.deliveries import Key, OpenDelivery
+
+if TYPE_CHECKING:
+    from bot.cluster.bus import Bus
+    from bot.cluster.leases import PgLeases
+    from bot.gateway import Gateway
+    from bot.sessions import Session
+
+log = logging.getLogger("decapod.cluster")
+
+
+class ReplicaTurns:
+    def __init__(self, gw: Gateway, leases: PgLeases, bus: Bus) -> None:
+        self.gw = gw
+        self.leases = leases
+        ttl = leases.ttl_s
+        #: the sweep's period, and the age below which an unleased delivery is left to the
+        #: replica that stored it (it is about to take the lease)
+        self.sweep_s = ttl
+        self.grace_s = ttl / 3
+        #: sessions whose lease another replica held when this one had work for them
+        self._deferred: dict[str, InboundMessage] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        bus.subscribe("freed", self._freed)
+        bus.on_reconnect(self.sweep)
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._every(self.leases.ttl_s / 3, self._renew), name="renew"),
+            asyncio.create_task(self._every(self.sweep_s, self.sweep), name="sweep"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+        self._tasks = []
+        with contextlib.suppress(Exception):
+            await self.leases.release_all()
+
+    # the handler -------------------------------------------------------------------------
+    async def handle(self, session: Session, message: InboundMessage) -> None:
+        key = session.key
+        # remembered before trying: a `freed` that lands while the attempt is under way
+        # must find it
+        self._deferred[key] = message
+        if not await self.leases.acquire(key):
+            return  # left pending for the holder; `freed` or the sweep brings it back
+        self._deferred.pop(key, None)
+        try:
+            # another replica may have added turns since this one last ran the session
+            session.row = session.history = None
+            ran: set[Key] = set()
+            while batch := [d for d in await self.leases.open_deliveries(key) if _new(d, ran)]:
+                for delivery in batch:
+                    if key not in self.leases.held:
+                        return  # lost to another replica (this one was out of reach): its now
+                    ran.add(delivery_key(delivery.message))
+                    await self._run(session, delivery)
+        finally:
+            await self.leases.release(key)
+
+    async def _run(self, session: Session, delivery: OpenDelivery) -> None:
+        gw, message = self.gw, delivery.message
+        young = time.time() - message.received_at < self.grace_s
+        command = gw.commands.get(message.command.name) if message.command else None
+        if command is not None and command.immediate and young:
+            return  # the replica that stored it runs it at once (/approve, /stop)
+        decision = await gw.access.decide(message)
+        if not decision.allowed:
+            if not young:  # its replica died before refusing it: refused here, once
+                await gw.admit(message)
+            return  # else its own replica refuses it (and says so once)
+        if await gw.deliveries.ready(delivery):
+            await gw.turns.run(session, message)
+
+    # wake-ups ----------------------------------------------------------------------------
+    def _freed(self, session_key: str) -> None:
+        message = self._deferred.pop(session_key, None)
+        if message is not None:
+            self.gw.sessions.submit(message)
+
+    async def sweep(self) -> None:
+        """Take up the sessions with due work that no live replica holds."""
+        for message in await self.leases.unleased_work(self.grace_s):
+            if message.conversation.channel in self.gw.channels:
+                self.gw.sessions.submit(message)
+
+    async def _renew(self) -> None:
+        await self.leases.renew()
+
+    @staticmethod
+    async def _every(period_s: float, job: Callable[[], Awaitable[object]]) -> None:
+        while True:
+            await asyncio.sleep(period_s)
+            try:
+                await job()
+            except Exception as exc:
+                # the database out of reach: said once per try, tried again next period
+                log.warning("%s failed: %s", getattr(job, "__name__", "cluster job"), exc)
+
+
+def _new(delivery: OpenDelivery, ran: set[Key]) -> bool:
+    return delivery_key(delivery.message) not in ran

@@ -1,0 +1,173 @@
+"""Replicas on one PostgreSQL database, in one process: session leases taken, renewed,
+expired and released; the holder running what other replicas stored for its session, in
+order; a freed session taken by the replica with work for it; a lease lost mid-run; a dead
+replica's session taken over once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from bot.cluster.bus import Bus
+from bot.cluster.leases import PgLeases
+from bot.gateway import Gateway
+from bot.store.deliveries import DeliveryState
+from tests.cluster.harness import Model, pg_store, until
+from tests.fakes.channel import RecordingChannel
+
+pytestmark = pytest.mark.replicas
+
+
+async def test_a_lease_is_taken_renewed_expires_and_is_released(pg_url: str) -> None:
+    async with pg_store(pg_url) as store:
+        a = PgLeases(store, "replica-a", ttl_s=60)
+        b = PgLeases(store, "replica-b", ttl_s=60)
+        bus = Bus(pg_url, None)
+        freed: list[str] = []
+        bus.subscribe("freed", freed.append)
+        await bus.start()
+        try:
+            assert await a.acquire("s1")
+            assert not await b.acquire("s1"), "held by a"
+            assert await a.acquire("s1"), "a replica takes its own lease again"
+
+            def expiry(conn: Any) -> float:
+                row = conn.raw.execute(
+                    "SELECT expires_at FROM session_leases WHERE session_key = 's1'"
+                ).fetchone()
+                return float(row[0])
+
+            first = await store.read(expiry)
+            await asyncio.sleep(0.2)
+            assert await a.renew() == set()
+            assert await store.read(expiry) >= first + 0.2, "renewed: its expiry moved on"
+
+            # a holds it for a moment only, then stops renewing: as if it died
+            dying = PgLeases(store, "replica-a", ttl_s=0.3)
+            assert await dying.acquire("s1")
+            await asyncio.sleep(0.6)
+            assert await b.acquire("s1"), "expired: taken over"
+            assert await a.renew() == {"s1"}, "a finds out it lost it"
+            assert not await a.acquire("s1")
+
+            await b.release("s1")
+            await until(lambda: freed == ["s1"])
+            rows = await store.read(lambda c: c.execute("SELECT * FROM session_leases").fetchall())
+            assert rows == []
+            assert await a.acquire("s1"), "free again"
+        finally:
+            await bus.stop()
+
+
+async def test_a_message_for_a_leased_session_is_run_by_the_holder_in_order(
+    replica: Callable[..., Gateway],
+) -> None:
+    model = Model()
+    model.held.add("one")
+    on_a, on_b = RecordingChannel(), RecordingChannel()
+    async with replica(model, on_a) as a, replica(model, on_b) as b:
+        await on_a.push("one", delivery_id="d1")
+        await asyncio.wait_for(model.waiting.wait(), 20)
+        # a holds the session; the next ones land on b (and one on a), stored in this order
+        await on_b.push("two", delivery_id="d2")
+        await on_b.push("three", delivery_id="d3")
+        await on_a.push("four", delivery_id="d4")
+        await b.sessions.wait_idle()
+        assert on_b.texts() == [], "b left them pending for the holder"
+        assert model.asked == ["one"]
+        model.release.set()
+        await on_a.wait_for_messages(4)
+        await until(lambda: a.sessions.active == 0 and not a.sessions.queue_depth)
+        await b.sessions.wait_idle()
+        for key in ("d1", "d2", "d3", "d4"):
+            assert await a.store.inbound.status("test", key) == "done"
+    assert model.asked == ["one", "two", "three", "four"]
+    assert on_a.texts() == [f"answer to {t}" for t in ("one", "two", "three", "four")]
+    assert on_b.texts() == []
+
+
+async def test_a_freed_session_is_taken_by_the_replica_with_work_for_it(
+    replica: Callable[..., Gateway],
+) -> None:
+    """b stored a message while a held the session and a finished before looking again:
+    a's release announces the session free, and b runs it at once (not at its sweep)."""
+    model = Model()
+    on_a, on_b = RecordingChannel(), RecordingChannel()
+    async with (
+        replica(model, on_a, session_lease_s=600) as a,
+        replica(model, on_b, session_lease_s=600) as b,  # its sweep is ten minutes away
+    ):
+        assert b.replica is not None and a.replica is not None
+        key = on_a.inbound("x").session_key
+        assert await a.replica.leases.acquire(key)  # a holds it, running nothing
+        await on_b.push("waits for a", delivery_id="w1")
+        await b.sessions.wait_idle()
+        assert model.asked == []
+        await a.replica.leases.release(key)
+        await on_b.wait_for_messages(1)
+    assert model.asked == ["waits for a"]
+
+
+async def test_a_lease_lost_mid_run_leaves_the_rest_to_its_new_holder(
+    replica: Callable[..., Gateway],
+) -> None:
+    """A replica that finds at a renewal that another took its session over (it was out of
+    reach longer than a lease lasts) finishes the turn under way and runs no more of it."""
+    model = Model()
+    model.held.add("one")
+    channel = RecordingChannel()
+    async with replica(model, channel, session_lease_s=600) as gw:
+        assert gw.replica is not None
+        first = await channel.push("one", delivery_id="k1")
+        await asyncio.wait_for(model.waiting.wait(), 20)
+        await channel.push("two", delivery_id="k2")
+
+        def taken_over(conn: Any) -> None:
+            conn.raw.execute(
+                "UPDATE session_leases SET holder = 'other' WHERE session_key = %s",
+                (first.session_key,),
+            )
+
+        await gw.store.write(taken_over)
+        assert await gw.replica.leases.renew() == {first.session_key}
+        model.release.set()
+        await channel.wait_for_messages(1)
+        await until(lambda: gw.sessions.active == 0 and not gw.sessions.queue_depth)
+        assert await gw.store.inbound.status("test", "k2") == "pending", "the holder's now"
+    assert model.asked == ["one"]
+
+
+async def test_a_dead_replicas_session_is_resumed_by_another_once(
+    replica: Callable[..., Gateway], pg_url: str
+) -> None:
+    """A replica died holding a session, its answer complete but partly shown: once its
+    lease expired, another replica sends the rest (the model is not asked again), once. A
+    session still held by a live replica is not touched."""
+    channel = RecordingChannel()
+    dead = channel.inbound("question", delivery_id="dead-1", user="p1")
+    alive = channel.inbound("busy elsewhere", delivery_id="alive-1", user="p2")
+    async with pg_store(pg_url) as store:
+        for message in (dead, alive):
+            assert await store.inbound.insert(message)
+        state = DeliveryState(answer="Hello there, friend", final=True, shown=5, refs=[])
+        await store.deliveries.save(("test", "dead-1"), state)
+
+        def leases(conn: Any) -> None:
+            conn.raw.execute(
+                "INSERT INTO session_leases VALUES (%s, 'dead', extract(epoch from now()) + 1), "
+                "(%s, 'alive', extract(epoch from now()) + 600)",
+                (dead.session_key, alive.session_key),
+            )
+
+        await store.write(leases)
+    model = Model()
+    async with replica(model, channel, session_lease_s=1) as gw:
+        await until(lambda: channel.texts() != [])
+        await asyncio.sleep(2.5)  # two more sweeps: nothing runs again
+        assert await gw.store.inbound.status("test", "dead-1") == "done"
+        assert await gw.store.inbound.status("test", "alive-1") == "pending"
+    assert model.asked == [], "the answer was complete: never asked of the model again"
+    assert channel.texts() == ["there, friend"]
