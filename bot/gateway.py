@@ -29,6 +29,7 @@ from bot.gateway_start import (
     build_agent,
     secure_home_files,
     start_channels,
+    start_features,
     start_http,
     start_providers,
     start_turn_processes,
@@ -170,26 +171,7 @@ class Gateway:
         if self._provider_override is None:
             await start_providers(self, self._stack)
         assert self.provider is not None
-        from bot import features
-
-        await features.start_hooks(self, self._stack)
-        if cfg.sandbox.backend != "none" or cfg.sandbox.allow_host_exec:
-            await features.start_sandbox(self, self._stack)
-        if cfg.memory.enabled:
-            await features.start_memory(self, self._stack)
-        await features.start_scheduler(self, self._stack)
-        from bot.media.voice import start_media_out
-
-        await start_media_out(self, self._stack)
-        # the web and MCP policies each wrap the policy before them, so both start after
-        # the sandbox, which sets its own
-        if cfg.web.enabled:
-            await features.start_web(self, self._stack)
-        if cfg.mcp.servers:
-            await features.start_mcp(self, self._stack)
-        if cfg.skills.enabled:
-            # last: a skill's `tools` requirement sees every tool registered so far
-            await features.start_skills(self, self._stack)
+        await start_features(self, self._stack)
         self.agent = build_agent(self)
         from bot.media.intake import start_media
 

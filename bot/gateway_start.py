@@ -87,6 +87,30 @@ async def start_http(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
     stack.push_async_callback(gw.http.stop)
 
 
+async def start_features(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
+    """The optional parts, in the order their tool policies wrap each other."""
+    from bot import features
+
+    await features.start_hooks(gw, stack)
+    if gw.config.sandbox.backend != "none" or gw.config.sandbox.allow_host_exec:
+        await features.start_sandbox(gw, stack)
+    if gw.config.memory.enabled:
+        await features.start_memory(gw, stack)
+    await features.start_scheduler(gw, stack)
+    from bot.media.voice import start_media_out
+
+    await start_media_out(gw, stack)
+    # the web and MCP policies each wrap the policy before them, so both start after
+    # the sandbox, which sets its own
+    if gw.config.web.enabled:
+        await features.start_web(gw, stack)
+    if gw.config.mcp.servers:
+        await features.start_mcp(gw, stack)
+    if gw.config.skills.enabled:
+        # last: a skill's `tools` requirement sees every tool registered so far
+        await features.start_skills(gw, stack)
+
+
 def start_turn_processes(
     gw: Gateway, stack: contextlib.AsyncExitStack
 ) -> asyncio.Task[None] | None:
