@@ -7,19 +7,22 @@ question's evidence turns among the first k distinct turns returned, averaged ov
 questions. Rows:
 
 - `default`: exactly what a fresh install runs (`MemoryConfig()`, its default embedder);
-- `keyword`, `vector`: each half of it alone (second stage included); `rrf k=60`: the
-  former fusion; `default, no second stage`: without the search again for who the question
-  names (bot/memory/feedback.py);
+- `keyword`, `vector`: each half of it alone (second and last stages included); `rrf
+  k=60`: the former fusion; `default, no second stage`: without the search again for who
+  the question names (bot/memory/feedback.py); `default, no coverage rerank`, `default, no
+  date boost`, `default + neighbour turns`: the last stage's parts (bot/memory/rerank.py);
 - `keyword, plain turns`: keyword search over turns saved as bare "Speaker: text", as before
   items kept their context and dates;
 - with `--embedder NAME` (repeatable): other embedders in the default fusion.
 
 The data is LoCoMo's JSON (`--data locomo10.json`; category 5 is skipped unless
-`--adversarial`), or by default the generated set of `bench/memory_gen.py`; `--split tune`
-or `heldout` picks half of it. `--tune` searches second-stage and fusion settings on the
-tuning split and reports the best on the held-out one.
+`--adversarial`), or by default the generated set of `bench/memory_gen.py` (with `--hard`
+the second one, `bench/memory_gen_hard.py`); `--split tune` or `heldout` picks half of it.
+`--tune [second fusion last]` searches settings on the tuning halves and reports the best on
+the held-out ones (bench/memory_tune.py).
 
-    python -m bench.memory_eval [--data FILE] [--split heldout] [--embedder hashing] [--tune]
+    python -m bench.memory_eval [--data FILE] [--hard] [--split heldout] [--embedder hashing]
+    python -m bench.memory_eval --tune [second] [fusion] [last]
 """
 
 from __future__ import annotations

@@ -91,8 +91,8 @@ class MemoryConfig(_Strict):
     neighbour_weight: float = Field(default=0.5, ge=0)
     #: the best `rerank_depth` candidates add `coverage_weight` times the share of the
     #: question's words they (or a word near in meaning) hold; 0 turns it off
-    rerank_depth: int = Field(default=30, ge=0, le=200)
-    coverage_weight: float = Field(default=0.0, ge=0)
+    rerank_depth: int = Field(default=20, ge=0, le=200)
+    coverage_weight: float = Field(default=0.5, ge=0)
     #: multiplies a hit's score by 1 + recency_boost * 0.5 ** (age / half life); 0 turns it off
     recency_boost: float = Field(default=0.1, ge=0)
     recency_half_life_days: float = Field(default=30.0, gt=0)

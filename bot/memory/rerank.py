@@ -224,8 +224,16 @@ async def last_stage(
         for day in query_dates(asked, today):
             match = fts_match(query_terms(day), owners, require_all=True, columns=SEARCHED)
             found = await repo.search(owners, match, None, None, len(hits) or 1, now, 1.0)
-            hits = boost_dated(hits, fuse(found, _DATED, len(hits) or 1, now), config.date_boost)
+            # the day's words in that order, in what was said or when: a backend may have
+            # matched any of them
+            dated = [h for h in fuse(found, _DATED, len(hits) or 1, now) if _holds_day(h, day)]
+            hits = boost_dated(hits, dated, config.date_boost)
     return hits
+
+
+def _holds_day(hit: MemoryHit, day: str) -> bool:
+    pattern = r"\b" + r"\s+".join(map(re.escape, day.split())) + r"\b"
+    return re.search(pattern, f"{hit.text} {hit.context}", re.IGNORECASE) is not None
 
 
 def _words_of(hit: MemoryHit) -> list[str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import pytest_asyncio
 
 from bot.memory.dates import query_dates
@@ -17,6 +18,7 @@ from bot.memory.rerank import WordVectors, boost_dated, coverage, rerank, with_r
 from bot.memory.search import MemoryHit
 from bot.memory.service import MemoryService
 from bot.store import Store
+from bot.store.config import StoreConfig, open_store
 from bot.store.memory import ChunkRow
 from tests.deps import REDACT
 from tests.memory.conftest import memory_config
@@ -112,8 +114,17 @@ async def test_word_vectors_are_kept_and_none_without_an_embedder() -> None:
     assert await WordVectors(none).get(["dog"]) is None
 
 
+@pytest_asyncio.fixture(params=["sqlite", "postgresql"])
+async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    async with open_store(StoreConfig(url=url) if url else StoreConfig(), tmp_path) as store:
+        yield store
+
+
 @pytest_asyncio.fixture
-async def memory(store: Store, tmp_path: Path) -> AsyncIterator[Any]:
+async def memory(any_store: Store, tmp_path: Path) -> AsyncIterator[Any]:
+    """Services on one store of either backend: the last stage's SQL is plain SQL."""
+    store = any_store
     started: list[MemoryService] = []
 
     async def make(**overrides: Any) -> MemoryService:
