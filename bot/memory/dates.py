@@ -145,12 +145,20 @@ def _offset(before: str, words: str) -> str:
     match = _OFFSET.search(before[-40:])
     if match is None:
         return words
+    the = (match.group("the") or "").lower()
     try:
         day = dt.datetime.strptime(words, "%d %B %Y").date()
     except ValueError:
-        return words  # no year: not a day that can be moved
+        # no year: whole days still count back (in a leap year, so 29 February is a day),
+        # but which weekday it was is unknown
+        if the not in ("", "day"):
+            return words
+        try:
+            day = dt.datetime.strptime(f"{words} 2000", "%d %B %Y").date()
+        except ValueError:
+            return words
+        return " ".join(_offset(before, day_words(day)).split()[:2])
     sign = -1 if match.group("dir").lower() == "before" else 1
-    the = (match.group("the") or "").lower()
     if the == "week":
         return _week_of(day + sign * dt.timedelta(days=7))
     if the == "weekend":

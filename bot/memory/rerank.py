@@ -195,6 +195,8 @@ def rerank(hits: list[MemoryHit], covered: list[float], weight: float) -> list[M
 
 
 _DATED = FusionWeights(method="score")
+#: "7 May 2023", "7 May" (any year), "the week of 1 May 2023": a day, or a week's
+_A_DAY = re.compile(r"\d{1,2} [A-Za-z]+( \d{4})?$")
 
 
 async def last_stage(
@@ -222,6 +224,8 @@ async def last_stage(
     if config.date_boost:
         today = dt.datetime.fromtimestamp(now, dt.UTC).date()
         for day in query_dates(asked, today):
+            if not _A_DAY.search(day):
+                continue  # a year or a month holds too many items to rank by
             match = fts_match(query_terms(day), owners, require_all=True, columns=SEARCHED)
             found = await repo.search(owners, match, None, None, len(hits) or 1, now, 1.0)
             # the day's words in that order, in what was said or when: a backend may have

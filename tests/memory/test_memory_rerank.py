@@ -41,8 +41,10 @@ def test_a_day_given_from_another_day_is_the_day_it_means() -> None:
         "the week before 9 June 2023": ["the week of 29 May 2023"],
         "three days after May 30, 2023": ["2 June 2023"],
         "What did Maria do on 7 May 2023?": ["7 May 2023"],
-        # no year: no day to move from
-        "the day after May 3": ["3 May"],
+        # no year: days still count, weekdays are unknown
+        "the day after May 3": ["4 May"],
+        "two days before 8 May": ["6 May"],
+        "the Friday before 15 July": ["15 July"],
     }
     for question, days in cases.items():
         assert query_dates(question, today) == days, question
@@ -158,6 +160,11 @@ async def test_a_question_naming_a_day_finds_what_happened_that_day(memory: Any)
     boosted = await memory(date_boost=1.0)
     hits = await boosted.search("alice", question, limit=3)
     assert hits[0].text == "Maria: I sprained my ankle yesterday (6 May 2023)"
+    hits = await boosted.search("alice", "What happened two days before 8 May?", limit=3)
+    assert hits[0].text == "Maria: I sprained my ankle yesterday (6 May 2023)"
+    # a month holds too many items to rank by: no boost
+    month = "What happened in May 2023?"
+    assert await boosted.search("alice", month) == await plain.search("alice", month)
 
 
 async def test_the_answer_to_a_question_hit_is_pulled_in_within_the_owner(memory: Any) -> None:
