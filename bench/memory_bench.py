@@ -5,7 +5,8 @@ Items are generated sentences over a Zipf-like vocabulary, each said by one of t
 dimension; every query names a speaker, so every search also runs its second round (the
 question again without the name). The database is built once per size under a temporary
 folder, then each query runs through MemoryService.search (FTS5 BM25 + sqlite-vec KNN +
-fusion + second stage), the path recall takes. Query vectors come from the same random
+fusion + second stage + last stage), the path recall takes, and once more without the last
+stage (bot/memory/rerank.py) to show its cost. Query vectors come from the same random
 embedder.
 
     python -m bench.memory_bench [--quick] [--dim 256] [--json out.json]
@@ -28,7 +29,7 @@ from typing import Any
 
 from bench.common import median, pct
 from bot.memory.config import MemoryConfig
-from bot.memory.service import MemoryService
+from bot.memory.service import MemoryService, SearchMode
 from bot.memory.text import text_hash
 from bot.security.redact import default_redactor
 from bot.store import Store
@@ -122,30 +123,44 @@ async def _measure(
     words, weights = _vocabulary(random.Random(seed))
     out: dict[str, Any] = {}
     async with _open(path, url) as store:
-        service = MemoryService(
-            store,
-            MemoryConfig(recency_boost=0.1),
-            path.parent,
-            embedders=[embedder],
-            redact=default_redactor().redact,
+        # the same search with and without the last stage (bot/memory/rerank.py), to show
+        # what it costs
+        service, plain = (
+            MemoryService(
+                store,
+                MemoryConfig(recency_boost=0.1, **setting),
+                path.parent,
+                embedders=[embedder],
+                redact=default_redactor().redact,
+            )
+            for setting in ({}, {"coverage_weight": 0.0, "date_boost": 0.0})
         )
-        await service.start(watch=False)
-        await service.wait_ready()
-        assert service.status().embedder == embedder.name, service.status()
+        for svc in (service, plain):
+            await svc.start(watch=False)
+            await svc.wait_ready()
+            assert svc.status().embedder == embedder.name, svc.status()
         person = "person-7"
-        modes = ("hybrid", "keyword", "vector")
+        runs: dict[str, tuple[MemoryService, SearchMode]] = {
+            "hybrid": (service, "hybrid"),
+            "keyword": (service, "keyword"),
+            "vector": (service, "vector"),
+            "hybrid, no last stage": (plain, "hybrid"),
+        }
+        modes = list(runs)
         samples: dict[str, list[float]] = {m: [] for m in modes}
         returned = dict.fromkeys(modes, 0)
         for n in range(QUERIES + 20):
             query = f"{rng.choice(SPEAKERS)} {_sentence(rng, words, weights, rng.randint(2, 6))}"
-            for mode in modes[n % 3 :] + modes[: n % 3]:  # rotate: no mode always goes first
+            k = n % len(modes)
+            for name in modes[k:] + modes[:k]:  # rotate: no mode always goes first
+                svc, mode = runs[name]
                 start = time.perf_counter()
-                hits = await service.search(person, query, limit=10, mode=mode)
+                hits = await svc.search(person, query, limit=10, mode=mode)
                 elapsed = (time.perf_counter() - start) * 1000
                 assert all(h.owner == person for h in hits)
                 if n >= 20:  # the first queries warm the caches
-                    samples[mode].append(elapsed)
-                    returned[mode] += len(hits)
+                    samples[name].append(elapsed)
+                    returned[name] += len(hits)
         for mode in modes:
             out[mode] = {
                 "p50_ms": round(median(samples[mode]), 3),
@@ -153,6 +168,7 @@ async def _measure(
                 "p99_ms": round(pct(samples[mode], 99), 3),
                 "mean_hits": round(returned[mode] / QUERIES, 2),
             }
+        await plain.stop()
         await service.stop()
         out["items_of_person"] = await store.read(
             lambda c: c.execute(
@@ -199,14 +215,16 @@ def run(quick: bool = False, dim: int = 256) -> dict[str, Any]:
 
 def _print(results: dict[str, Any]) -> None:
     print(f"P6 memory search: one person among {results['owners']}, dim {results['dim']}")
-    print(f"{'items':>8} {'mode':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'hits':>5}  target")
+    print(
+        f"{'items':>8} {'mode':>22} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'hits':>5}  target"
+    )
     for size, fig in results["sizes"].items():
-        for mode in ("hybrid", "keyword", "vector"):
+        for mode in ("hybrid", "keyword", "vector", "hybrid, no last stage"):
             row = fig[mode]
             verdict = f"p95 <= {fig['target_p95_ms']:g} ms {'ok' if fig['ok'] else 'MISSED'}"
             target = verdict if mode == "hybrid" else ""
             print(
-                f"{size:>8} {mode:>8} {row['p50_ms']:>8.2f} {row['p95_ms']:>8.2f} "
+                f"{size:>8} {mode:>22} {row['p50_ms']:>8.2f} {row['p95_ms']:>8.2f} "
                 f"{row['p99_ms']:>8.2f} {row['mean_hits']:>5.1f}  {target}"
             )
         print(

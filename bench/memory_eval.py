@@ -7,19 +7,22 @@ question's evidence turns among the first k distinct turns returned, averaged ov
 questions. Rows:
 
 - `default`: exactly what a fresh install runs (`MemoryConfig()`, its default embedder);
-- `keyword`, `vector`: each half of it alone (second stage included); `rrf k=60`: the
-  former fusion; `default, no second stage`: without the search again for who the question
-  names (bot/memory/feedback.py);
+- `keyword`, `vector`: each half of it alone (second and last stages included); `rrf
+  k=60`: the former fusion; `default, no second stage`: without the search again for who
+  the question names (bot/memory/feedback.py); `default, no coverage rerank`, `default, no
+  date boost`, `default + neighbour turns`: the last stage's parts (bot/memory/rerank.py);
 - `keyword, plain turns`: keyword search over turns saved as bare "Speaker: text", as before
   items kept their context and dates;
 - with `--embedder NAME` (repeatable): other embedders in the default fusion.
 
 The data is LoCoMo's JSON (`--data locomo10.json`; category 5 is skipped unless
-`--adversarial`), or by default the generated set of `bench/memory_gen.py`; `--split tune`
-or `heldout` picks half of it. `--tune` searches second-stage and fusion settings on the
-tuning split and reports the best on the held-out one.
+`--adversarial`), or by default the generated set of `bench/memory_gen.py` (with `--hard`
+the second one, `bench/memory_gen_hard.py`); `--split tune` or `heldout` picks half of it.
+`--tune [second fusion last]` searches settings on the tuning halves and reports the best on
+the held-out ones (bench/memory_tune.py).
 
-    python -m bench.memory_eval [--data FILE] [--split heldout] [--embedder hashing] [--tune]
+    python -m bench.memory_eval [--data FILE] [--hard] [--split heldout] [--embedder hashing]
+    python -m bench.memory_eval --tune [second] [fusion] [last]
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
 import tempfile
@@ -50,14 +52,20 @@ KS = (5, 10)
 Setting = dict[str, Any]
 
 
-def generated(split: str = "all") -> Dataset:
+def generated(split: str = "all", *, hard: bool = False) -> Dataset:
+    """The first generated set (`bench/memory_gen.py`), or with `hard` the second, whose
+    questions name nobody and say things in other words (`bench/memory_gen_hard.py`)."""
+    from bench import memory_gen, memory_gen_hard
     from bench.memory_data import from_locomo
-    from bench.memory_gen import generate
 
-    return from_locomo(generate(), "memory_gen", with_adversarial=False).split(split)
+    if hard:
+        data = from_locomo(memory_gen_hard.generate(), "memory_gen_hard", with_adversarial=False)
+    else:
+        data = from_locomo(memory_gen.generate(), "memory_gen", with_adversarial=False)
+    return data.split(split)
 
 
-def _use(service: MemoryService, config: MemoryConfig) -> None:
+def use_config(service: MemoryService, config: MemoryConfig) -> None:
     """Search with `config`'s fusion settings on an index built with another config."""
     service.config = config
     service.weights = FusionWeights(
@@ -84,7 +92,7 @@ async def _save_all(service: MemoryService, data: Dataset, *, plain: bool) -> No
     await service.backfill()
 
 
-async def _score(service: MemoryService, data: Dataset, mode: SearchMode) -> dict[str, Any]:
+async def score(service: MemoryService, data: Dataset, mode: SearchMode) -> dict[str, Any]:
     """recall@k overall and per category, and search latency."""
     found: dict[str, list[float]] = {f"recall@{k}": [] for k in KS}
     per_category: dict[int, dict[str, list[float]]] = {}
@@ -116,7 +124,9 @@ async def _score(service: MemoryService, data: Dataset, mode: SearchMode) -> dic
 
 
 @contextlib.asynccontextmanager
-async def _index(data: Dataset, db: Path, embedders: list[Embedder], *, plain: bool = False) -> Any:
+async def indexed(
+    data: Dataset, db: Path, embedders: list[Embedder], *, plain: bool = False
+) -> Any:
     async with Store(db) as store:
         service = MemoryService(
             store, MemoryConfig(), db.parent, embedders=embedders, redact=default_redactor().redact
@@ -136,106 +146,31 @@ ROWS: list[tuple[str, SearchMode, Setting]] = [
     ("vector", "vector", {}),
     ("rrf k=60", "hybrid", {"fusion": "rrf", "rrf_k": 60, "vector_weight": 1.0}),
     ("default, no second stage", "hybrid", {"speaker_boost": 0.0, "feedback_hits": 0}),
+    ("default, no coverage rerank", "hybrid", {"coverage_weight": 0.0}),
+    ("default, no date boost", "hybrid", {"date_boost": 0.0}),
+    ("default + neighbour turns", "hybrid", {"neighbour_hits": 3}),
 ]
 
 
 async def _evaluate(data: Dataset, tmp: Path, embedders: list[str]) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     default = MemoryConfig()
-    async with _index(data, tmp / "default.db", build_embedders(default.embedders, tmp)) as svc:
+    async with indexed(data, tmp / "default.db", build_embedders(default.embedders, tmp)) as svc:
         status = svc.status()
         rows["default"] = {"embedder": status.embedder, "mode": status.mode}
         for name, mode, setting in ROWS:
-            _use(svc, default.model_copy(update=setting))
-            rows[name] = rows.get(name, {}) | await _score(svc, data, mode)
-    async with _index(data, tmp / "plain.db", [], plain=True) as svc:
-        rows["keyword, plain turns"] = await _score(svc, data, "keyword")
+            use_config(svc, default.model_copy(update=setting))
+            rows[name] = rows.get(name, {}) | await score(svc, data, mode)
+    async with indexed(data, tmp / "plain.db", [], plain=True) as svc:
+        rows["keyword, plain turns"] = await score(svc, data, "keyword")
     for name in embedders:
-        async with _index(data, tmp / f"{name}.db", [candidate(name)]) as svc:
+        async with indexed(data, tmp / f"{name}.db", [candidate(name)]) as svc:
             status = svc.status()
-            rows[f"default fusion, {name}"] = {"embedder": status.embedder} | await _score(
+            rows[f"default fusion, {name}"] = {"embedder": status.embedder} | await score(
                 svc, data, "hybrid"
             )
-            rows[f"vector, {name}"] = await _score(svc, data, "vector")
+            rows[f"vector, {name}"] = await score(svc, data, "vector")
     return rows
-
-
-#: the second stage (who the question names, pseudo-relevance feedback), then fusion: each
-#: grid is searched around the best setting of the ones before it
-STAGE_GRID: dict[str, list[Any]] = {
-    "speaker_boost": [0.0, 0.5, 1.0, 2.0, 3.0],
-    "named_weight": [0.0, 0.25, 0.5],
-    "feedback_hits": [0, 1, 2],
-}
-GRID: dict[str, list[Any]] = {
-    "fusion": ["score"],
-    "vector_weight": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0],
-    "context_weight": [0.0, 0.15, 0.3, 0.5],
-}
-RRF_GRID: dict[str, list[Any]] = {
-    "fusion": ["rrf"],
-    "rrf_k": [2, 5, 10, 20, 60],
-    "vector_weight": [0.25, 0.5, 1.0],
-    "context_weight": [0.3],
-}
-
-
-def _settings(grids: tuple[dict[str, list[Any]], ...]) -> Iterator[Setting]:
-    for grid in grids:
-        for values in itertools.product(*grid.values()):
-            yield dict(zip(grid, values, strict=True))
-
-
-#: what a further search round (feedback) must buy, in recall@5 + recall@10: each round
-#: costs about as much as the first search
-_ROUND_COST = 0.01
-
-
-async def _recall(svc: MemoryService, data: Dataset, setting: Setting, mode: SearchMode) -> float:
-    config = MemoryConfig().model_copy(update=setting)
-    _use(svc, config)
-    scores = await _score(svc, data, mode)
-    print(f"  tune {scores['recall@10']:.3f} {scores['recall@5']:.3f}  {setting}")
-    return float(scores["recall@10"] + scores["recall@5"]) - _ROUND_COST * config.feedback_hits
-
-
-async def _holds(svc: MemoryService, data: Dataset, setting: Setting) -> bool:
-    """Fusion is at least each single method, at recall@5 and at recall@10."""
-    _use(svc, MemoryConfig().model_copy(update=setting))
-    fused = await _score(svc, data, "hybrid")
-    for mode in ("keyword", "vector"):
-        alone = await _score(svc, data, mode)
-        if any(fused[k] < alone[k] for k in ("recall@5", "recall@10")):
-            return False
-    return True
-
-
-async def _tune(data: Dataset, tmp: Path) -> dict[str, Any]:
-    """Choose second-stage and fusion settings by recall@5 + recall@10 on the tuning split
-    (less 0.01 per feedback round), among those where fusion is never below keyword or
-    vector search alone, with the default embedder nor with the hashing floor; report them,
-    the shipped defaults and keyword-only on the held-out split (never used for choosing)."""
-    tune, heldout = data.split("tune"), data.split("heldout")
-    default = MemoryConfig()
-    best: Setting = {}
-    async with (
-        _index(tune, tmp / "tune.db", build_embedders(default.embedders, tmp)) as svc,
-        _index(tune, tmp / "floor.db", [candidate("hashing")]) as floor,
-    ):
-        for grids in ((STAGE_GRID,), (GRID, RRF_GRID)):
-            tried = [
-                (await _recall(svc, tune, best | s, "hybrid"), best | s) for s in _settings(grids)
-            ]
-            for _, setting in sorted(tried, key=lambda t: -t[0]):
-                if await _holds(svc, tune, setting) and await _holds(floor, tune, setting):
-                    best = setting
-                    break
-    out: dict[str, Any] = {"best_on_tune": best}
-    async with _index(heldout, tmp / "heldout.db", build_embedders(default.embedders, tmp)) as svc:
-        for name, mode, setting in [("tuned", "hybrid", best), *ROWS[:2]]:
-            _use(svc, default.model_copy(update=setting))
-            out[f"heldout {name}"] = await _score(svc, heldout, mode)
-    return out
 
 
 @contextlib.contextmanager
@@ -271,13 +206,14 @@ def run(
     split: str = "all",
     embedders: tuple[str, ...] = (),
     adversarial: bool = False,
+    hard: bool = False,
 ) -> dict[str, Any]:
     """Evaluate; prints a table and returns the figures. `quick` evaluates the held-out
-    split of the generated set only."""
+    split of the generated set only; `hard` takes the second generated set."""
     if data_path is not None:
         data = load(data_path, with_adversarial=adversarial).split(split)
     else:
-        data = generated("heldout" if quick else split)
+        data = generated("heldout" if quick else split, hard=hard)
     with tempfile.TemporaryDirectory(prefix="decapod-eval-") as tmp, _quiet_memory_log():
         rows = asyncio.run(_evaluate(data, Path(tmp), list(embedders)))
     result = {
@@ -302,17 +238,28 @@ def main() -> None:
     )
     parser.add_argument("--adversarial", action="store_true", help="keep LoCoMo category 5")
     parser.add_argument(
-        "--tune", action="store_true", help="choose second-stage and fusion settings"
+        "--hard", action="store_true", help="the second generated set (bench/memory_gen_hard.py)"
+    )
+    parser.add_argument(
+        "--tune",
+        nargs="*",
+        choices=["second", "fusion", "last"],
+        help="choose settings of these stages (all without a name) on the tuning splits",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    if args.tune:
-        data = load(args.data) if args.data else generated()
+    if args.tune is not None:
+        from bench.memory_tune import tune
+
+        sets = [load(args.data)] if args.data else [generated(), generated(hard=True)]
+        stages = args.tune or ["second", "fusion", "last"]
         with tempfile.TemporaryDirectory(prefix="decapod-tune-") as tmp, _quiet_memory_log():
-            result = asyncio.run(_tune(data, Path(tmp)))
+            result = asyncio.run(tune(sets, Path(tmp), stages))
         print(json.dumps(result, indent=1))
     else:
-        result = run(False, args.data, args.split, tuple(args.embedder), args.adversarial)
+        result = run(
+            False, args.data, args.split, tuple(args.embedder), args.adversarial, args.hard
+        )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

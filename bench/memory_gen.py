@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.memory_gen_questions import first_questions
 from bench.memory_gen_words import (
     ALLERGIES,
     BANDS,
@@ -46,8 +47,6 @@ from bench.memory_gen_words import (
     INJURIES,
     JOBS,
     MOVES,
-    MULTI_BOTH,
-    MULTI_ONE,
     NAMES,
     PET_NAMES,
     PET_NEWS,
@@ -87,10 +86,6 @@ class Fact:
     turn: Turn
     asked: str  # the paraphrased name of the thing, used in questions
     facts: dict[str, str] = field(default_factory=dict)
-
-
-def _day(d: dt.date) -> str:
-    return f"{d.day} {d.strftime('%B')} {d.year}"
 
 
 def _locomo_time(t: dt.datetime) -> str:
@@ -270,96 +265,9 @@ class _Conversation:
             self.bridges.append((question, what, [f.turn, turn]))
 
 
-def _resolve(when: tuple[str, int | None], said: dt.date) -> dt.date:
-    _, days = when
-    if days is not None:
-        return said - dt.timedelta(days=days)
-    # "last weekend" and "last Saturday": the Saturday before the day it was said
-    back = (said.weekday() - 5) % 7 or 7
-    return said - dt.timedelta(days=back)
-
-
-def _questions(c: _Conversation) -> None:
-    rng = c.rng
-    by: dict[tuple[str, str], list[Fact]] = {}
-    for f in c.facts:
-        by.setdefault((f.person, f.topic), []).append(f)
-        if f.topic == "event":  # each outing is its own question
-            by[(f.person, f.topic)] = by[(f.person, f.topic)][-1:]
-    for f in c.facts:
-        p, x, ev = f.person, f.facts, [f.turn]
-        when = c.sessions[f.session].when.date()
-        single: dict[str, tuple[str, str]] = {
-            "travel": (f"Which country is {p} planning to visit?", f.asked),
-            "pet": (f"What kind of animal did {p} adopt?", x.get("kind", "")),
-            "job": (f"What does {p} do for a living now?", x.get("job", "")),
-            "hobby": (f"What has {p} been doing in their free time?", x.get("hobby", "")),
-            "book": (f"Which novel did {p} suggest to {c.other(p)}?", x.get("title", "")),
-            "injury": (f"What happened to {p}'s {f.asked}?", x.get("what", "")),
-            "family": (f"What is new in {p}'s family?", f"{x.get('who')} {x.get('what')}"),
-            "allergy": (f"What food must {p} avoid?", x.get("food", "")),
-            "move": (f"Where does {p} live now?", x.get("place", "")),
-            "car": (f"What did {p} purchase to get around?", x.get("car", "")),
-            "concert": (f"Which musical performance did {p} go to?", x.get("band", "")),
-            "course": (f"What subject is {p} studying?", x.get("course", "")),
-            "race": (f"What event is {p} preparing for?", x.get("race", "")),
-            "volunteer": (f"Where does {p} help out as a volunteer?", x.get("place", "")),
-            "event": (f"What was the highlight of {p}'s {x.get('event')}?", f.turn.text),
-        }
-        question, answer = single[f.topic]
-        # a topic a person raised more than once is asked about as multi-hop below
-        if len(by[(p, f.topic)]) == 1:
-            # open-domain: the question names only what the thing is ("seafood", "Canada")
-            c.ask(3 if f.topic in ("travel", "allergy", "pet") else 4, question, answer, ev)
-        if "when" in x:
-            day = _resolve((x["when"], dict(WHEN_WORDS)[x["when"]]), when)
-            verb = {
-                "injury": f"get {x.get('verb')}",
-                "concert": f"see {x.get('band')}",
-                "volunteer": f"volunteer at {x.get('place')}",
-            }[f.topic]
-            c.ask(2, f"When did {p} {verb}?", _day(day), ev)
-            if x["when"] not in ("last week", "last weekend"):  # those name no single day
-                c.ask(2, f"What did {p} do on {_day(day)}?", f.turn.text, ev)
-        if f.topic in ("travel", "job", "move") and rng.random() < 0.5:
-            c.ask(2, f"In which month did {p} mention {f.asked}?", when.strftime("%B %Y"), ev)
-    # multi-hop: the same topic twice for one person, or once for each of them
-    # ... only when every turn says something the others do not: a sentence said twice
-    # would let one turn stand for both
-    for (p, topic), facts in by.items():
-        if len(facts) >= 2 and len({f.turn.text for f in facts}) == len(facts):
-            question = MULTI_ONE.get(topic, "What has {p} said about their {topic} over time?")
-            c.ask(
-                1,
-                question.format(p=p, topic=topic),
-                "; ".join(f.turn.text for f in facts),
-                [f.turn for f in facts],
-            )
-    for question, answer, evidence in c.bridges:
-        c.ask(1, question, answer, evidence)
-    a_name, b_name = c.people
-    for topic, question in MULTI_BOTH.items():
-        a, b = (by.get((person, topic)) for person in c.people)
-        if a and b and len(a) == len(b) == 1 and a[0].turn.text != b[0].turn.text:
-            c.ask(
-                1,
-                question.format(a=a_name, b=b_name),
-                f"{a[0].turn.text} / {b[0].turn.text}",
-                [a[0].turn, b[0].turn],
-            )
-    # adversarial: asked about the wrong person (skipped by default, as in LoCoMo)
-    for f in rng.sample(c.facts, min(3, len(c.facts))):
-        c.qa.append(
-            {
-                "question": f"Did {c.other(f.person)} mention {f.asked}?",
-                "adversarial_answer": "no",
-                "evidence": [f.turn.dia_id],
-                "category": 5,
-            }
-        )
-
-
-def conversation(rng: random.Random, sample_id: str) -> dict[str, Any]:
+def build(rng: random.Random, sample_id: str) -> _Conversation:
+    """Two people's dated sessions, with the later news about pets and vehicles; turns are
+    numbered by `to_sample`."""
     a, b = rng.sample(NAMES, 2)
     c = _Conversation(rng, sample_id, a, b)
     start = dt.datetime(2023, 1, 1, 9) + dt.timedelta(days=rng.randint(0, 300))
@@ -383,16 +291,32 @@ def conversation(rng: random.Random, sample_id: str) -> dict[str, Any]:
             c.say(s, c.other(p), rng.choice(REACTIONS))
         c.chitchat(s, rng.randint(1, 3))
     c.news()
-    sessions: dict[str, Any] = {"speaker_a": a, "speaker_b": b}
+    return c
+
+
+def number(c: _Conversation) -> None:
+    """LoCoMo's turn ids: D<session>:<turn>, both from 1."""
     for n, session in enumerate(c.sessions, start=1):
         for i, turn in enumerate(session.turns, start=1):
             turn.dia_id = f"D{n}:{i}"
+
+
+def to_sample(c: _Conversation) -> dict[str, Any]:
+    a, b = c.people
+    sessions: dict[str, Any] = {"speaker_a": a, "speaker_b": b}
+    for n, session in enumerate(c.sessions, start=1):
         sessions[f"session_{n}_date_time"] = _locomo_time(session.when)
         sessions[f"session_{n}"] = [
             {"speaker": t.speaker, "dia_id": t.dia_id, "text": t.text} for t in session.turns
         ]
-    _questions(c)
-    return {"sample_id": sample_id, "conversation": sessions, "qa": c.qa}
+    return {"sample_id": c.sample_id, "conversation": sessions, "qa": c.qa}
+
+
+def conversation(rng: random.Random, sample_id: str) -> dict[str, Any]:
+    c = build(rng, sample_id)
+    number(c)
+    first_questions(c)
+    return to_sample(c)
 
 
 def generate(seed: int = 7, conversations: int = 24) -> list[dict[str, Any]]:

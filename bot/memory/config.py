@@ -82,6 +82,17 @@ class MemoryConfig(_Strict):
     feedback_hits: int = Field(default=0, ge=0, le=10)
     feedback_terms: int = Field(default=8, ge=1, le=16)
     feedback_weight: float = Field(default=0.5, ge=0)
+    #: the last stage (bot/memory/rerank.py): items holding a day the question names score
+    #: this many times the best score more; 0 turns it off
+    date_boost: float = Field(default=1.0, ge=0)
+    #: the best `neighbour_hits` hits pull in the turns said just before and after them,
+    #: with `neighbour_weight` of their score; 0 turns it off
+    neighbour_hits: int = Field(default=0, ge=0, le=20)
+    neighbour_weight: float = Field(default=0.5, ge=0)
+    #: the best `rerank_depth` candidates add `coverage_weight` times the share of the
+    #: question's words they (or a word near in meaning) hold; 0 turns it off
+    rerank_depth: int = Field(default=20, ge=0, le=200)
+    coverage_weight: float = Field(default=0.5, ge=0)
     #: multiplies a hit's score by 1 + recency_boost * 0.5 ** (age / half life); 0 turns it off
     recency_boost: float = Field(default=0.1, ge=0)
     recency_half_life_days: float = Field(default=30.0, gt=0)

@@ -131,13 +131,56 @@ def _absolute(match: re.Match[str], today: dt.date) -> str | None:
         return None
 
 
+#: "two days before", "a week after", "the Friday before": a day given from another one
+_OFFSET = re.compile(
+    r"\b(?:the\s+(?P<the>day|week|weekend|" + "|".join(_WEEKDAYS) + r")"
+    r"|(?P<n>" + _NUM + r")\s+(?P<unit>days?|weeks?))\s+(?P<dir>before|after)\s+$",
+    re.IGNORECASE,
+)
+
+
+def _offset(before: str, words: str) -> str:
+    """The date `words` ("9 May 2023") moved by the offset `before` ends with ("two days
+    before "), written as the index writes it; `words` itself when there is none."""
+    match = _OFFSET.search(before[-40:])
+    if match is None:
+        return words
+    the = (match.group("the") or "").lower()
+    try:
+        day = dt.datetime.strptime(words, "%d %B %Y").date()
+    except ValueError:
+        # no year: whole days still count back (in a leap year, so 29 February is a day),
+        # but which weekday it was is unknown
+        if the not in ("", "day"):
+            return words
+        try:
+            day = dt.datetime.strptime(f"{words} 2000", "%d %B %Y").date()
+        except ValueError:
+            return words
+        return " ".join(_offset(before, day_words(day)).split()[:2])
+    sign = -1 if match.group("dir").lower() == "before" else 1
+    if the == "week":
+        return _week_of(day + sign * dt.timedelta(days=7))
+    if the == "weekend":
+        back = (day.weekday() - 5) % 7 or 7
+        return "the weekend of " + day_words(day - dt.timedelta(days=back))
+    if the in _WEEKDAYS:
+        target = _WEEKDAYS.index(the)
+        step = (day.weekday() - target) % 7 or 7 if sign < 0 else (target - day.weekday()) % 7 or 7
+        return day_words(day + sign * dt.timedelta(days=step))
+    n = 1 if the == "day" else _count(match.group("n"))
+    days = n * (7 if (match.group("unit") or "day").lower().startswith("week") else 1)
+    return day_words(day + sign * dt.timedelta(days=days))
+
+
 def query_dates(text: str, today: dt.date) -> list[str]:
     """The dates a question names, written as the index writes them: explicit ones in any
-    common spelling, and relative ones resolved against `today`."""
+    common spelling, moved by an offset in front of them ("two days before 9 May 2023" is
+    7 May 2023), and relative ones resolved against `today`."""
     found: list[str] = []
     for match in _ABSOLUTE.finditer(text):
         if (words := _absolute(match, today)) is not None:
-            found.append(words)
+            found.append(_offset(text[: match.start()], words))
     for match in _RELATIVE.finditer(text):
         if (words := _resolve(match, today)) is not None:
             found.append(words)

@@ -32,6 +32,8 @@ class MemoryHit:
     #: 1-based rank in each result list, None where the hit was not found that way
     keyword_rank: int | None = None
     vector_rank: int | None = None
+    #: what the text depends on (the turn before, the day it was said): searched, not shown
+    context: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,7 @@ def fuse(
                 row.updated_at,
                 kr,
                 vr,
+                row.context,
             )
         )
     hits.sort(key=lambda h: -h.score)  # stable: equal scores keep first-seen order

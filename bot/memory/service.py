@@ -30,6 +30,7 @@ from bot.memory.feedback import (
 from bot.memory.index import NoEmbedder, VectorIndex
 from bot.memory.knowledge import KnowledgeWatcher
 from bot.memory.links import LINK_ALPHABET, LINK_TTL_S, LinkCodes, MemoryRequestError
+from bot.memory.rerank import WordVectors, last_stage
 from bot.memory.search import FusionWeights, MemoryHit, fit_budget, fuse, merge_phrasings
 from bot.memory.text import (
     SEARCHED,
@@ -112,6 +113,7 @@ class MemoryService:
         self.session_export_dir = home / config.session_export_dir
         self.index = VectorIndex(self.repo.vectors, self.chain)
         self.links = LinkCodes(self.repo)
+        self.words = WordVectors(self._embed_words)
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = asyncio.Event()
 
@@ -268,7 +270,12 @@ class MemoryService:
                 hits = merge_feedback(
                     hits, boost_speakers(second, named, cfg.speaker_boost), cfg.feedback_weight
                 )
+        hits = await last_stage(self.repo, self.words, cfg, owners, asked, hits, now)
         return hits[:limit]
+
+    async def _embed_words(self, words: list[str]) -> list[list[float]] | None:
+        """Vectors of single words for the last stage, in the index's space (None: none)."""
+        return await self.chain.embed(words) if self.index.model is not None else None
 
     async def _round(
         self, owners: list[str], query: str, limit: int, now: float, mode: SearchMode

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bot.store.memory_rows import ChunkRow, SearchRows, next_rows, search_rows
 from bot.store.memory_vectors import (
     VEC_TABLE,
     VectorRepo,
@@ -28,6 +29,8 @@ from bot.store.memory_vectors import (
 
 if TYPE_CHECKING:
     from bot.store import Conn, Store
+
+__all__ = ["ChunkRow", "ItemRow", "MemoryRepo", "NewChunk", "NewItem", "SearchRows", "search_rows"]
 
 SHARED = "shared"
 _ITEM_COLS = "id, owner, kind, text, source, created_at, updated_at, expires_at"
@@ -75,28 +78,6 @@ class ItemRow:
     created_at: float
     updated_at: float
     expires_at: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkRow:
-    chunk_id: int
-    item_id: int
-    owner: str
-    kind: str
-    text: str
-    source: str
-    created_at: float
-    updated_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class SearchRows:
-    keyword: list[int]  # chunk ids, best first
-    vector: list[int]  # chunk ids, nearest first
-    rows: dict[int, ChunkRow]
-    #: BM25 relevance (higher is better) and cosine similarity of the listed chunks
-    keyword_score: dict[int, float] = field(default_factory=dict)
-    vector_score: dict[int, float] = field(default_factory=dict)
 
 
 def _delete_items(conn: Conn, item_ids: Sequence[int]) -> int:
@@ -290,6 +271,12 @@ class MemoryRepo:
 
         return await self.store.read(op)
 
+    async def next_turns(
+        self, chunk_ids: list[int], owners: list[str], window_s: float, now: float
+    ) -> dict[int, ChunkRow]:
+        """The turn said just after each chunk (see `next_rows`)."""
+        return await self.store.read(lambda conn: next_rows(conn, chunk_ids, owners, window_s, now))
+
     # knowledge files -------------------------------------------------------------------------
     async def knowledge_files(self) -> dict[str, str]:
         def op(conn: Conn) -> dict[str, str]:
@@ -384,35 +371,3 @@ class MemoryRepo:
             return str(head[0]), float(head[1]), [(r[0], r[1], r[2], r[3]) for r in rows]
 
         return await self.store.read(op)
-
-
-def search_rows(
-    conn: Conn,
-    keyword: list[int],
-    keyword_score: dict[int, float],
-    closest: list[tuple[float, int]],
-    owners: list[str],
-    now: float,
-) -> SearchRows:
-    """The hits of both lists that still belong to `owners` and have not expired, with their
-    rows: what either backend's search hands to the fusion."""
-    by_distance = [cid for _, cid in closest]
-    vector_score = {cid: 1.0 - float(d) for d, cid in closest}
-    rows: dict[int, ChunkRow] = {}
-    oqs = ",".join("?" * len(owners))
-    for part, qs in in_batches(list(dict.fromkeys(keyword + by_distance))):
-        for r in conn.execute(
-            "SELECT c.id, c.item_id, c.owner, i.kind, c.text, i.source, i.created_at,"
-            " i.updated_at FROM memory_chunks c JOIN memory_items i ON i.id = c.item_id"
-            f" WHERE c.id IN ({qs}) AND c.owner IN ({oqs}) AND i.owner IN ({oqs})"
-            " AND (i.expires_at IS NULL OR i.expires_at > ?)",
-            (*part, *owners, *owners, now),
-        ).fetchall():
-            rows[r[0]] = ChunkRow(*r)
-    return SearchRows(
-        [c for c in keyword if c in rows],
-        [c for c in by_distance if c in rows],
-        rows,
-        {c: v for c, v in keyword_score.items() if c in rows},
-        {c: v for c, v in vector_score.items() if c in rows},
-    )

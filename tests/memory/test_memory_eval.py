@@ -92,6 +92,9 @@ def test_evaluation_reports_rows_categories_and_latency(
         "vector",
         "rrf k=60",
         "default, no second stage",
+        "default, no coverage rerank",
+        "default, no date boost",
+        "default + neighbour turns",
         "keyword, plain turns",
     ]
     assert rows["default"]["embedder"] == "wordllama:l2_supercat_256"
