@@ -15,6 +15,9 @@
 - discord.py reconnects and resumes; channels/discord_connection.py adds the heartbeat-ACK
   watchdog. What the channel needs from discord.py's internals (the API and gateway URLs,
   the dispatch parsers, the heartbeat's state) is in channels/discord_private.py.
+- In interactions mode (`mode = "interactions"`) no gateway connection is opened: slash
+  commands and button presses arrive as signed POSTs (channels/discord_interactions.py) and
+  take the same path from the acknowledgement on. REST sends work as in gateway mode.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from bot.messages import (
     size_text,
 )
 from bot.redaction import register_secret
-from channels import InboundSink, discord_private
+from channels import HttpRoute, InboundSink, discord_private
 from channels.base import BaseChannel, FileUpload
 from channels.buttons import Button, ButtonBook, Press, Refused
 from channels.discord_buttons import PressButton, view_of
@@ -53,6 +56,7 @@ from channels.discord_cli import doctor
 from channels.discord_commands import CheckedCommandTree, add_commands, sync_commands
 from channels.discord_connection import HeartbeatWatchdog, run_gateway
 from channels.discord_inbound import Normalizer
+from channels.discord_interactions import InteractionsEndpoint, check_public_key, check_settings
 from channels.discord_outbound import CONTINUED, DiscordSender, allowed_mentions
 
 __all__ = ["DiscordChannel", "create", "doctor"]
@@ -121,6 +125,16 @@ class DiscordChannel(BaseChannel):
         self._downloads: aiohttp.ClientSession | None = None
         self._sender: DiscordSender | None = None
         self._normalizer: Normalizer | None = None
+        self.endpoint: InteractionsEndpoint | None = None
+        if config.mode == "interactions" and config.public_key:
+            self.endpoint = InteractionsEndpoint(
+                name,
+                config.public_key,
+                lambda: self.client if self._normalizer is not None else None,
+                lambda: {spec.name for spec in self.commands},
+                self._on_command,
+                self.on_press,
+            )
 
     # lifecycle ------------------------------------------------------------------------------
     async def start(self, sink: InboundSink) -> None:
@@ -146,6 +160,10 @@ class DiscordChannel(BaseChannel):
             await self.stop()
             raise ChannelError(f"cannot reach Discord at {cfg.api_base_url}: {exc!r}") from None
         try:
+            if cfg.public_key and cfg.mode == "interactions":
+                check_public_key(
+                    cfg.public_key, client.application, f"channels.{self.name}.public_key"
+                )
             await sync_commands(self.tree, self.config.sync_commands_to)
             self._watchdog = HeartbeatWatchdog(client, cfg.watchdog_s)
             self._tasks = [
@@ -158,12 +176,13 @@ class DiscordChannel(BaseChannel):
             raise
 
     def receives_exclusively(self) -> bool:
-        return True  # one gateway session per bot (this adapter runs no shards)
+        # one gateway session per bot (this adapter runs no shards); POSTs reach any replica
+        return self.config.mode == "gateway"
 
     async def start_receiving(self) -> None:
         """Open the gateway connection (REST sends work without it)."""
         client, watchdog = self.client, self._watchdog
-        if client is None or watchdog is None or self._gateway_tasks:
+        if client is None or watchdog is None or self._gateway_tasks or self.endpoint:
             return
         self._gateway_tasks = [
             asyncio.create_task(
@@ -222,11 +241,20 @@ class DiscordChannel(BaseChannel):
 
     def health(self) -> dict[str, Any]:
         latency = self.client.latency if self.client is not None else math.inf
+        if self.endpoint is not None:
+            return {
+                "type": self.type,
+                "mode": self.config.mode,
+                "running": self._normalizer is not None,
+                "receiving": self._normalizer is not None,
+                "refused_signatures": self.endpoint.refused,
+            }
         receiving = bool(self._gateway_tasks)
         # a replica that only sends is running while it is logged in
         sending_only = not receiving and not self.receive_on_start
         return {
             "type": self.type,
+            "mode": self.config.mode,
             "running": self.client is not None if sending_only else self._connected.is_set(),
             "receiving": receiving,
             "latency_ms": round(latency * 1000, 1) if math.isfinite(latency) else None,
@@ -234,6 +262,11 @@ class DiscordChannel(BaseChannel):
             "watchdog_restarts": self._watchdog.restarts if self._watchdog else 0,
             "malformed_events": self.malformed_events,
         }
+
+    def http_routes(self) -> list[HttpRoute]:
+        if self.endpoint is None:
+            return []
+        return [("POST", self.config.interactions_path, self.endpoint.handle)]
 
     # gateway events ---------------------------------------------------------------------------
     def on_connected(self) -> None:
@@ -380,6 +413,8 @@ class DiscordChannel(BaseChannel):
 
 
 def create(name: str, channel_config: DiscordChannelConfig, config: Any) -> DiscordChannel:
+    if channel_config.mode == "interactions":
+        check_settings(name, channel_config, config.http.enabled)
     return DiscordChannel(name, channel_config, config.home)
 
 

@@ -19,13 +19,15 @@ from channels.buttons import Button
 CUSTOM_ID_PREFIX = "decapod:"
 _LABEL_MAX = 80  # Discord's limit for a button's label
 
+#: a custom_id of ours, with the button's token
+CUSTOM_ID = re.compile(re.escape(CUSTOM_ID_PREFIX) + r"(?P<token>[A-Za-z0-9_-]{1,90})")
 #: what a press is handed to: the interaction and the token of the pressed button
 OnPress = Callable[[discord.Interaction, str], Awaitable[None]]
 
 
 class PressButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=re.compile(re.escape(CUSTOM_ID_PREFIX) + r"(?P<token>[A-Za-z0-9_-]{1,90})"),
+    template=CUSTOM_ID,
 ):
     def __init__(self, token: str, label: str) -> None:
         super().__init__(

@@ -22,6 +22,9 @@ path, arrived in 2.5).
    frames still arrive. No event or property reports the acknowledgement time. Closing
    that socket with code 4000 (`drop`) makes discord.py reconnect and RESUME, the same as
    after a network error.
+4. An interaction from its raw payload (`discord.Interaction(data=..., state=...)` with the
+   client's `ConnectionState`), for interactions mode: discord.py builds them only from
+   gateway dispatches, and this is the object its own parser would have made.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import discord
 import discord.gateway
 import discord.http
 import yarl
@@ -106,3 +110,10 @@ async def drop(socket: Any) -> None:
     """Close a connection so that discord.py reconnects and resumes (4000 is not a clean
     close: the session stays resumable)."""
     await socket.close(code=4000)
+
+
+def interaction_from(client: discord.Client, data: Any) -> discord.Interaction[Any]:
+    """An interaction that arrived over HTTP, as discord.py would build it from the gateway.
+    Its `response` answers through the callback endpoint. Raises KeyError, TypeError or
+    ValueError for a payload that lacks what discord.py reads."""
+    return discord.Interaction(data=data, state=client._connection)

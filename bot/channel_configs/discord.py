@@ -16,6 +16,15 @@ class DiscordChannelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["discord"]
+    #: gateway: one connection (DMs, messages, slash commands; on one replica at a time);
+    #: interactions: slash commands and buttons as signed POSTs to `interactions_path` on
+    #: Decapod's HTTP server (the application's Interactions Endpoint URL), on every replica
+    mode: Literal["gateway", "interactions"] = "gateway"
+    #: the application's public key (Developer Portal > General Information), 64 hex
+    #: characters; interactions mode checks each POST's Ed25519 signature with it
+    public_key: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    #: where interactions mode takes Discord's POSTs on Decapod's HTTP server
+    interactions_path: str = Field(default="/discord/interactions", pattern=r"^/[A-Za-z0-9/_\-]*$")
     #: environment variable holding the bot token
     token_env: str = "DISCORD_BOT_TOKEN"
     #: REST base URL (tests point it at a local fake)

@@ -23,6 +23,12 @@ Buttons: a message keeps its `components`; `buttons_in(channel_id)` shows the ne
 buttons, `press(message_id, custom_id, user=...)` dispatches the component INTERACTION_CREATE a
 tap makes (with the message), and a type 7 callback (UPDATE_MESSAGE) edits that message.
 
+Interactions endpoint (HTTP interactions mode): the fake holds the application's Ed25519 key
+(`public_key`, also the application's `verify_key`); `post_interaction(url, data)` POSTs an
+interaction payload signed with it, as Discord does, and returns the status and body. The
+callback, @original and followup routes answer such interactions as they answer those sent
+over the gateway.
+
 Payload shapes come from tests/channels/payloads/discord/*.json; ids are fresh snowflakes
 that encode the current time, as Discord's do. REST replies carry a Content-Type of exactly
 `application/json`: discord.py parses nothing else.
@@ -45,6 +51,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 PAYLOADS = Path(__file__).resolve().parent.parent / "channels" / "payloads" / "discord"
 DISCORD_EPOCH_MS = 1_420_070_400_000
@@ -150,6 +158,14 @@ class FakeDiscord:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.bot_user: dict[str, Any] = payload("ready")["user"]
         self.application: dict[str, Any] = payload("application")
+        #: the application's key pair: interactions POSTed to an endpoint are signed with it
+        self.signing_key = Ed25519PrivateKey.generate()
+        self.public_key = (
+            self.signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+        )
+        self.application["verify_key"] = self.public_key
+        #: interactions POSTed to an endpoint, by token
+        self.posted: dict[str, dict[str, Any]] = {}
         self.calls: list[Call] = []
         #: what the client sent on the gateway, in order
         self.gateway_log: list[dict[str, Any]] = []
@@ -522,6 +538,39 @@ class FakeDiscord:
         await self.dispatch("INTERACTION_CREATE", data)
         return data
 
+    # interactions endpoint ------------------------------------------------------------------
+    def sign(
+        self, body: bytes, *, timestamp: int | None = None, key: Ed25519PrivateKey | None = None
+    ) -> dict[str, str]:
+        """Discord's signature headers for `body`: Ed25519 over timestamp + body."""
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        signature = (key or self.signing_key).sign(stamp.encode() + body)
+        return {"X-Signature-Ed25519": signature.hex(), "X-Signature-Timestamp": stamp}
+
+    async def post_interaction(
+        self,
+        url: str,
+        data: dict[str, Any] | bytes,
+        *,
+        headers: dict[str, str] | None = None,
+        timestamp: int | None = None,
+        key: Ed25519PrivateKey | None = None,
+    ) -> tuple[int, Any]:
+        """POST an interaction as Discord does, signed unless `headers` are given; the
+        endpoint's status and its body (parsed when JSON, None when empty)."""
+        if isinstance(data, dict):
+            self.posted[data["token"]] = data
+        body = data if isinstance(data, bytes) else json.dumps(data).encode()
+        sent = {"Content-Type": "application/json"}
+        sent.update(self.sign(body, timestamp=timestamp, key=key) if headers is None else headers)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, data=body, headers=sent) as resp,
+        ):
+            raw = await resp.read()
+            is_json = resp.content_type == "application/json"
+            return resp.status, json.loads(raw) if raw and is_json else raw.decode() or None
+
     # faults -------------------------------------------------------------------------------
     def rate_limit(
         self, method: str, path_part: str, *, retry_after: float, times: int = 1, via: bool = True
@@ -738,6 +787,8 @@ class FakeDiscord:
         return _json({"interaction": interaction, "resource": {"type": kind, "message": public}})
 
     def _interaction_message(self, token: str) -> str:
+        if token in self.posted:
+            return str((self.posted[token].get("message") or {}).get("id", ""))
         for frame in reversed(self._history):
             data = frame[2]
             if frame[1] == "INTERACTION_CREATE" and data and data.get("token") == token:
@@ -745,6 +796,8 @@ class FakeDiscord:
         return ""
 
     def _interaction_channel(self, token: str) -> str:
+        if token in self.posted:
+            return str(self.posted[token]["channel_id"])
         for frame in reversed(self._history):
             data = frame[2]
             if frame[1] == "INTERACTION_CREATE" and data and data.get("token") == token:
