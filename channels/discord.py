@@ -45,7 +45,6 @@ from bot.messages import (
     InboundMessage,
     OutboundMessage,
     SentRef,
-    size_text,
 )
 from bot.redaction import register_secret
 from channels import HttpRoute, InboundSink, discord_private
@@ -55,7 +54,7 @@ from channels.discord_buttons import PressButton, view_of
 from channels.discord_cli import doctor
 from channels.discord_commands import CheckedCommandTree, add_commands, sync_commands
 from channels.discord_connection import HeartbeatWatchdog, run_gateway
-from channels.discord_inbound import Normalizer
+from channels.discord_inbound import Downloads, Normalizer
 from channels.discord_interactions import InteractionsEndpoint, check_public_key, check_settings
 from channels.discord_outbound import CONTINUED, DiscordSender, allowed_mentions
 
@@ -122,7 +121,7 @@ class DiscordChannel(BaseChannel):
         #: the gateway connection and its watchdog: on the leader only, among replicas
         self._gateway_tasks: list[asyncio.Task[None]] = []
         self._watchdog: HeartbeatWatchdog | None = None
-        self._downloads: aiohttp.ClientSession | None = None
+        self._downloads = Downloads()
         self._sender: DiscordSender | None = None
         self._normalizer: Normalizer | None = None
         self.endpoint: InteractionsEndpoint | None = None
@@ -233,9 +232,7 @@ class DiscordChannel(BaseChannel):
             await asyncio.wait_for(self._inbound.join(), DRAIN_TIMEOUT_S)
         await _cancel(self._tasks + self._gateway_tasks)
         self._tasks, self._gateway_tasks = [], []
-        if self._downloads is not None:
-            await self._downloads.close()
-            self._downloads = None
+        await self._downloads.close()
         discord_private.release(self.name)
         await super().stop()
 
@@ -391,25 +388,7 @@ class DiscordChannel(BaseChannel):
         await self._out().typing(conversation)
 
     async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
-        if attachment.size is not None and attachment.size > max_bytes:
-            size, limit = size_text(attachment.size), size_text(max_bytes)
-            raise ChannelError(f"{attachment.name or 'the file'} is {size}; the limit is {limit}")
-        if self._downloads is None:
-            self._downloads = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-        data = bytearray()
-        try:
-            async with self._downloads.get(attachment.ref) as resp:
-                if resp.status != 200:
-                    raise ChannelError(f"Discord CDN answered {resp.status} for {attachment.name}")
-                async for block in resp.content.iter_chunked(64 * 1024):
-                    data += block
-                    if len(data) > max_bytes:
-                        raise ChannelError(
-                            f"{attachment.name} is larger than {size_text(max_bytes)}"
-                        )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ChannelError(f"cannot download {attachment.name}: {exc!r}") from None
-        return bytes(data)
+        return await self._downloads.fetch(attachment, max_bytes)
 
 
 def create(name: str, channel_config: DiscordChannelConfig, config: Any) -> DiscordChannel:

@@ -19,8 +19,10 @@ import logging
 import re
 from typing import Any
 
+import aiohttp
 import discord
 
+from bot.errors import ChannelError
 from bot.messages import (
     Attachment,
     Command,
@@ -28,6 +30,7 @@ from bot.messages import (
     ConversationKind,
     Identity,
     InboundMessage,
+    size_text,
 )
 
 log = logging.getLogger("decapod.channels.discord")
@@ -181,3 +184,36 @@ class Normalizer:
             mentioned=True,
             meta=meta,
         )
+
+
+class Downloads:
+    """Attachments from Discord's CDN, on demand, on one HTTP session opened at first use."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
+        if attachment.size is not None and attachment.size > max_bytes:
+            size, limit = size_text(attachment.size), size_text(max_bytes)
+            raise ChannelError(f"{attachment.name or 'the file'} is {size}; the limit is {limit}")
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+        data = bytearray()
+        try:
+            async with self._session.get(attachment.ref) as resp:
+                if resp.status != 200:
+                    raise ChannelError(f"Discord CDN answered {resp.status} for {attachment.name}")
+                async for block in resp.content.iter_chunked(64 * 1024):
+                    data += block
+                    if len(data) > max_bytes:
+                        raise ChannelError(
+                            f"{attachment.name} is larger than {size_text(max_bytes)}"
+                        )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ChannelError(f"cannot download {attachment.name}: {exc!r}") from None
+        return bytes(data)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
