@@ -288,3 +288,23 @@ async def test_only_gateway_mode_is_an_exclusive_receiver(
         node = ClusterNode(gateway.config, gateway.store)
         node.elects = True
         assert node.hold(channel_of(gateway)), "the gateway connection exists once"
+
+
+async def test_unknown_commands_other_types_and_unreadable_bodies_change_nothing(
+    fake: FakeDiscord, interactions_config: Any
+) -> None:
+    provider = ScriptedProvider(["never"])
+    async with running(interactions_config(), provider) as gateway:
+        url = endpoint(gateway)
+        unknown = await fake.post_interaction(url, fake.interaction("gone"))
+        autocomplete = await fake.post_interaction(url, {**fake.interaction("ask"), "type": 4})
+        unreadable = await fake.post_interaction(url, b"{not json")
+        no_data = {k: v for k, v in fake.interaction("ask").items() if k != "data"}
+        malformed = await fake.post_interaction(url, no_data)
+        await settle(gateway)
+        stored = await inbound_rows(gateway)
+    status, body = unknown
+    assert status == 200 and body["type"] == 4 and body["data"]["flags"] & EPHEMERAL
+    assert "/gone" in body["data"]["content"]
+    assert [autocomplete[0], unreadable[0], malformed[0]] == [400, 400, 400]
+    assert stored == [] and provider.requests == []
