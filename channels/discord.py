@@ -125,11 +125,13 @@ class DiscordChannel(BaseChannel):
         self._sender: DiscordSender | None = None
         self._normalizer: Normalizer | None = None
         self.endpoint: InteractionsEndpoint | None = None
+        #: interactions mode: from the end of start() to the start of stop()
+        self._serving = False
         if config.mode == "interactions" and config.public_key:
             self.endpoint = InteractionsEndpoint(
                 name,
                 config.public_key,
-                lambda: self.client if self._normalizer is not None else None,
+                lambda: self.client if self._serving else None,
                 lambda: {spec.name for spec in self.commands},
                 self._on_command,
                 self.on_press,
@@ -170,6 +172,7 @@ class DiscordChannel(BaseChannel):
             ]
             if self.receive_on_start:
                 await self.start_receiving()
+            self._serving = self.endpoint is not None
         except BaseException:
             await self.stop()
             raise
@@ -224,6 +227,7 @@ class DiscordChannel(BaseChannel):
         )
 
     async def stop(self) -> None:
+        self._serving = False
         client, self.client = self.client, None
         if client is not None:
             await client.close()
@@ -237,15 +241,15 @@ class DiscordChannel(BaseChannel):
         await super().stop()
 
     def health(self) -> dict[str, Any]:
-        latency = self.client.latency if self.client is not None else math.inf
         if self.endpoint is not None:
             return {
                 "type": self.type,
                 "mode": self.config.mode,
-                "running": self._normalizer is not None,
-                "receiving": self._normalizer is not None,
+                "running": self._serving,
+                "receiving": self._serving,
                 "refused_signatures": self.endpoint.refused,
             }
+        latency = self.client.latency if self.client is not None else math.inf
         receiving = bool(self._gateway_tasks)
         # a replica that only sends is running while it is logged in
         sending_only = not receiving and not self.receive_on_start

@@ -101,8 +101,9 @@ def _discord_channel(config: Any, wanted: str | None) -> tuple[str, DiscordChann
 
 
 async def doctor(name: str, channel_config: DiscordChannelConfig) -> list[Check]:
-    """The token works (GET /users/@me), and the Message Content intent is enabled when the
-    config asks for it (GET /oauth2/applications/@me)."""
+    """The token works (GET /users/@me), and (GET /oauth2/applications/@me) the Message
+    Content intent is enabled when the config asks for it, or in interactions mode the
+    configured public key is the application's."""
     import aiohttp
 
     what = f"discord {name}"
@@ -126,6 +127,10 @@ async def doctor(name: str, channel_config: DiscordChannelConfig) -> list[Check]
     except (aiohttp.ClientError, TimeoutError) as exc:
         return [(what, False, f"cannot reach {base}: {exc!r}")]
     checks: list[Check] = [(what, True, f"logged in as {me.get('username')} (id {me.get('id')})")]
+    if channel_config.mode == "interactions":
+        if app:
+            checks.append(_interactions_check(what, channel_config, app))
+        return checks  # no gateway connection: the intent does not matter
     if channel_config.message_content_intent and app:
         enabled = bool(int(app.get("flags") or 0) & _MESSAGE_CONTENT_FLAGS)
         detail = (
@@ -136,3 +141,12 @@ async def doctor(name: str, channel_config: DiscordChannelConfig) -> list[Check]
         )
         checks.append((f"{what} intent", enabled, detail))
     return checks
+
+
+def _interactions_check(what: str, cfg: DiscordChannelConfig, app: dict[str, Any]) -> Check:
+    actual = str(app.get("verify_key") or "")
+    if actual.lower() != (cfg.public_key or "").lower():
+        return (f"{what} public key", False, f"public_key is not the application's ({actual})")
+    url = app.get("interactions_endpoint_url")
+    detail = f"Interactions Endpoint URL: {url}" if url else "set the Interactions Endpoint URL"
+    return (f"{what} public key", True, f"public key matches; {detail}")

@@ -51,8 +51,10 @@ async def test_ping_is_answered_and_no_gateway_connection_is_opened(
 ) -> None:
     async with running(interactions_config(), ScriptedProvider([])) as gateway:
         status, body = await fake.post_interaction(endpoint(gateway), {"type": 1, "token": "p"})
-        health = channel_of(gateway).health()
+        channel = channel_of(gateway)
+        health = channel.health()
     assert (status, body) == (200, {"type": 1})
+    assert channel.health()["running"] is False, "stopped: the endpoint answers 503"
     assert fake.connections == 0 and fake.identifies == 0, "REST only: no gateway session"
     assert health["mode"] == "interactions" and health["running"] is True
     assert {c["name"] for c in fake.commands["global"]} >= {"ask", "status"}

@@ -126,3 +126,16 @@ async def test_two_channels_cannot_point_discord_py_at_different_urls(
     )
     with pytest.raises(ConfigError, match=r"channels\.dc2\.api_base_url: .*channel dc uses"):
         await Gateway(config, provider=ScriptedProvider([])).start()
+
+
+async def test_doctor_checks_the_public_key_in_interactions_mode(
+    fake: FakeDiscord, discord_config: Any
+) -> None:
+    cfg = discord_config(mode="interactions", public_key=fake.public_key).channels["discord"]
+    fake.application["flags"] = 0  # no gateway in this mode: the intent is not checked
+    (_, (what, ok, detail)) = await doctor("discord", cfg)
+    assert what == "discord discord public key"
+    assert ok and "set the Interactions Endpoint URL" in detail
+    other = discord_config(mode="interactions", public_key="ab" * 32).channels["discord"]
+    (_, (_, ok, detail)) = await doctor("discord", other)
+    assert not ok and fake.public_key in detail
