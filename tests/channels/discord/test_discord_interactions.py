@@ -155,7 +155,7 @@ async def test_the_same_interaction_delivered_twice_is_answered_once(
     assert (first[0], second[0]) == (202, 202)
     assert len(provider.requests) == 1
     assert fake.interaction_texts(command["token"]) == ["once"]
-    assert len(stored) == 1
+    assert len(stored) == 1 and command["id"] in tuple(stored[0]), "keyed by interaction id"
     assert not fake.texts_in(command["channel_id"])[1:], "nothing went to the channel"
 
 
