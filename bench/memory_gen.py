@@ -26,6 +26,7 @@ import argparse
 import datetime as dt
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -319,23 +320,33 @@ def conversation(rng: random.Random, sample_id: str) -> dict[str, Any]:
     return to_sample(c)
 
 
-def generate(seed: int = 7, conversations: int = 24) -> list[dict[str, Any]]:
+def generate(
+    seed: int = 7,
+    conversations: int = 24,
+    make: Callable[[random.Random, str], dict[str, Any]] = conversation,
+    prefix: str = "gen",
+) -> list[dict[str, Any]]:
     """Half the conversations are the tuning split, half the held-out split."""
     rng = random.Random(seed)
     out = []
     for i in range(conversations):
         split = "tune" if i % 2 == 0 else "heldout"
-        out.append(conversation(random.Random(rng.getrandbits(64)), f"gen-{split}-{i:02d}"))
+        out.append(make(random.Random(rng.getrandbits(64)), f"{prefix}-{split}-{i:02d}"))
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=7)
+def main(
+    make: Callable[[int, int], list[dict[str, Any]]] = generate,
+    seed: int = 7,
+    out: Path = OUT,
+    doc: str | None = __doc__,
+) -> None:
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--seed", type=int, default=seed)
     parser.add_argument("--conversations", type=int, default=24)
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--out", type=Path, default=out)
     args = parser.parse_args()
-    samples = generate(args.seed, args.conversations)
+    samples = make(args.seed, args.conversations)
     args.out.write_text(json.dumps(samples, indent=1) + "\n", encoding="utf-8")
     turns = sum(len(v) for s in samples for k, v in s["conversation"].items() if k[-1].isdigit())
     questions = sum(1 for s in samples for q in s["qa"] if q["category"] != 5)

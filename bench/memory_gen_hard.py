@@ -23,13 +23,12 @@ choosing, `-heldout-` ones only for reporting.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
 import random
 from pathlib import Path
 from typing import Any
 
+from bench import memory_gen
 from bench.memory_gen import Fact, Turn, build, number, to_sample
 from bench.memory_gen import _Conversation as Conversation
 from bench.memory_gen_questions import day_text, resolve
@@ -192,26 +191,8 @@ def conversation(rng: random.Random, sample_id: str) -> dict[str, Any]:
 
 def generate(seed: int = 11, conversations: int = 24) -> list[dict[str, Any]]:
     """Half the conversations are the tuning split, half the held-out split."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(conversations):
-        split = "tune" if i % 2 == 0 else "heldout"
-        out.append(conversation(random.Random(rng.getrandbits(64)), f"hard-{split}-{i:02d}"))
-    return out
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--conversations", type=int, default=24)
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args()
-    samples = generate(args.seed, args.conversations)
-    args.out.write_text(json.dumps(samples, indent=1) + "\n", encoding="utf-8")
-    turns = sum(len(v) for s in samples for k, v in s["conversation"].items() if k[-1].isdigit())
-    questions = sum(1 for s in samples for q in s["qa"] if q["category"] != 5)
-    print(f"wrote {args.out}: {len(samples)} conversations, {turns} turns, {questions} questions")
+    return memory_gen.generate(seed, conversations, conversation, "hard")
 
 
 if __name__ == "__main__":
-    main()
+    memory_gen.main(generate, 11, OUT, __doc__)
