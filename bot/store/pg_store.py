@@ -154,15 +154,21 @@ class PgStore(Store):
         asyncio.get_running_loop().call_soon(self._flush)
 
     def _write_batch(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Any, Any]]) -> None:
-        results: list[tuple[Any, Any, BaseException | None]]
+        results: list[tuple[Any, Any, BaseException | None]] = []
         try:
             conn = self._begin(len(batch) > 1)
         except Exception as exc:
             err = StoreError(f"write failed: cannot reach PostgreSQL: {exc}")
             results = [(fut, None, err) for _, fut in batch]
         else:
-            results = self._run_batch_pg(conn, batch)
-        loop.call_soon_threadsafe(self._written, results)
+            try:
+                results = self._run_batch_pg(conn, batch)
+            except Exception as exc:  # the ROLLBACK after a failure failed too
+                err = StoreError(f"write failed: {exc}")
+                results = [(fut, None, err) for _, fut in batch]
+        finally:
+            # always: the next batch waits for this one to be done
+            loop.call_soon_threadsafe(self._written, results)
 
     def _begin(self, savepoint: bool) -> PgConnection:
         """A transaction begun on the writer's connection. A connection the server dropped
