@@ -32,6 +32,15 @@ def notify(conn: Any, topic: str, arg: str) -> None:
     conn.raw.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{topic}:{arg}"))
 
 
+def notify_after(conn: Any, change: str, params: tuple[Any, ...], topic: str, arg: str) -> None:
+    """Run `change` (an INSERT, UPDATE or DELETE) and send `topic:arg` as `notify` does, in one
+    statement: one round trip on the hot path instead of two."""
+    conn.raw.execute(
+        f"WITH changed AS ({change}) SELECT pg_notify(%s, %s)",
+        (*params, CHANNEL, f"{topic}:{arg}"),
+    )
+
+
 class Bus:
     def __init__(
         self, conninfo: str, password: str | None, *, connect_timeout_s: float = 10.0

@@ -18,7 +18,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bot.cluster.bus import notify
+from bot.cluster.bus import notify, notify_after
 from bot.messages import InboundMessage
 from bot.store.deliveries import OpenDelivery, _state
 
@@ -82,11 +82,13 @@ class PgLeases:
         self.held.discard(session_key)
 
         def op(conn: Any) -> None:
-            conn.raw.execute(
+            notify_after(
+                conn,
                 "DELETE FROM session_leases WHERE session_key = %s AND holder = %s",
                 (session_key, self.replica_id),
+                "freed",
+                session_key,
             )
-            notify(conn, "freed", session_key)
 
         await self.store.write(op, cheap=True)
 

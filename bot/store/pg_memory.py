@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 #: the words of an FTS5 expression made by bot/memory/text.py's fts_match: each a quoted
 #: string of letters and digits
 _TERM = re.compile(r'"(\w+)"')
-_ALL_TERMS = re.compile(r'\) AND \w+ : \("\w+" AND ')
+#: two words joined by AND: only the words part quotes its words (owner tags are bare), so
+#: this holds whatever column set the words are searched in (`text`, or `{text context}`)
+_ALL_TERMS = re.compile(r'"\w+" AND "')
 
 
 def memory_repo(store: Store) -> MemoryRepo:

@@ -2,8 +2,11 @@
 
 Writes keep SQLite's shape: the writes of one loop tick run together in one transaction on
 one connection (each under its own savepoint when there are several), in the order they were
-made, on a single writer thread. Reads take a connection from a psycopg pool on a reader
-thread; nothing waits on the network on the event loop, so `peek` is a `read` here.
+made, on a single writer thread. One such batch is with the server at a time: the writes made
+while it commits wait and go together as the next one (group commit), so under load one
+commit, the dearest part of a write here, serves many writes. Reads take a connection from a
+psycopg pool on a reader thread; nothing waits on the network on the event loop, so `peek` is
+a `read` here.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 #: between tries to reach a server that is out of reach
 _RECONNECT_PAUSE_S = 0.25
+#: a batch of several writes: each under its own savepoint
+_BEGIN_SAVEPOINT = "BEGIN; SAVEPOINT item"
+_NEXT_SAVEPOINT = "RELEASE SAVEPOINT item; SAVEPOINT item"
 
 
 class PgStore(Store):
@@ -51,6 +57,9 @@ class PgStore(Store):
         self._pool: Any = None
         self._writes: ThreadPoolExecutor | None = None
         self._wconn: PgConnection | None = None
+        #: a batch is with the writer thread; later writes gather in `_pending` meanwhile
+        self._writing = False
+        self._batch_done = asyncio.Event()
         #: how memory's vectors are searched here (pgvector, or in process), once started
         self.vector_support = VectorSupport(reason="the store is not started")
 
@@ -96,8 +105,6 @@ class PgStore(Store):
             max_size=self._pool_size,
             kwargs=kwargs,
             configure=configure,
-            # a connection the server dropped is found out before a read is given it
-            check=ConnectionPool.check_connection,
             open=False,
         )
         pool.open(wait=True, timeout=30)
@@ -105,7 +112,10 @@ class PgStore(Store):
 
     async def stop(self) -> None:
         if self._writes is not None:
-            self._flush()
+            while self._writing or self._pending:
+                self._batch_done.clear()
+                self._flush()
+                await self._batch_done.wait()
             writes, self._writes = self._writes, None
             await asyncio.to_thread(writes.shutdown, wait=True)
         if self._readers is not None:
@@ -125,28 +135,42 @@ class PgStore(Store):
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         self._pending.append((fn, fut))
-        if len(self._pending) == 1:
+        if len(self._pending) == 1 and not self._writing:
             loop.call_soon(self._flush)
         return await fut
 
     def _flush(self) -> None:
-        if not self._pending or self._writes is None:
+        if not self._pending or self._writes is None or self._writing:
             return
         batch, self._pending = self._pending, []
+        self._writing = True
         self._writes.submit(self._write_batch, asyncio.get_running_loop(), batch)
 
+    def _written(self, results: list[tuple[Any, Any, BaseException | None]]) -> None:
+        self._writing = False
+        self._batch_done.set()
+        _settle_all(results)
+        # after the callers just woken have run: what they write next joins this batch
+        asyncio.get_running_loop().call_soon(self._flush)
+
     def _write_batch(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Any, Any]]) -> None:
-        results: list[tuple[Any, Any, BaseException | None]]
+        results: list[tuple[Any, Any, BaseException | None]] = []
         try:
-            conn = self._begin()
+            conn = self._begin(len(batch) > 1)
         except Exception as exc:
             err = StoreError(f"write failed: cannot reach PostgreSQL: {exc}")
             results = [(fut, None, err) for _, fut in batch]
         else:
-            results = self._run_batch_pg(conn, batch)
-        loop.call_soon_threadsafe(_settle_all, results)
+            try:
+                results = self._run_batch_pg(conn, batch)
+            except Exception as exc:  # the ROLLBACK after a failure failed too
+                err = StoreError(f"write failed: {exc}")
+                results = [(fut, None, err) for _, fut in batch]
+        finally:
+            # always: the next batch waits for this one to be done
+            loop.call_soon_threadsafe(self._written, results)
 
-    def _begin(self) -> PgConnection:
+    def _begin(self, savepoint: bool) -> PgConnection:
         """A transaction begun on the writer's connection. A connection the server dropped
         (a restart, a fail-over) is found out here, before anything ran, and opened again;
         while the server cannot be reached the writes wait for it, up to
@@ -156,7 +180,8 @@ class PgStore(Store):
             try:
                 if self._wconn is None or self._wconn.broken:
                     self._wconn = connect(self.conninfo, self._password, self.pgvector)
-                self._wconn.execute("BEGIN")
+                # statements without parameters go as one simple query: one round trip
+                self._wconn.raw.execute(_BEGIN_SAVEPOINT if savepoint else "BEGIN")
                 return self._wconn
             except Exception as exc:
                 if self._wconn is not None and not self._wconn.broken:
@@ -184,19 +209,17 @@ class PgStore(Store):
             # other replicas and the CLI commit unseen: caches keyed on this never trust
             # themselves past one batch (SQLite's store counts only real foreign commits)
             self.foreign_commits += 1
-            for fn, fut in batch:
-                if not alone:
-                    conn.execute("SAVEPOINT item")
+            for i, (fn, fut) in enumerate(batch):
+                if i:  # the first savepoint came with BEGIN; COMMIT releases the last
+                    conn.raw.execute(_NEXT_SAVEPOINT)
                 try:
                     value = fn(conn)
                 except Exception as exc:
                     if not alone:
-                        conn.execute("ROLLBACK TO SAVEPOINT item")
+                        conn.raw.execute("ROLLBACK TO SAVEPOINT item")
                     results.append((fut, None, exc))
                 else:
                     results.append((fut, value, None))
-                if not alone:
-                    conn.execute("RELEASE SAVEPOINT item")
             # a lone write that failed leaves the transaction aborted: nothing to keep
             conn.execute("ROLLBACK" if alone and results[0][2] is not None else "COMMIT")
         except Exception as exc:
@@ -219,8 +242,18 @@ class PgStore(Store):
         return await asyncio.get_running_loop().run_in_executor(self._readers, self._read, fn)
 
     def _read(self, fn: Callable[[Any], T]) -> T:
-        with self._pool.connection() as raw:
-            return fn(PgConnection(raw, self.pgvector))
+        # no probe of a pooled connection before each read (a round trip per read): a read
+        # that finds its connection dropped by the server (a restart, a fail-over) is run
+        # again on another, which the pool opens anew once its dropped ones are put back
+        for attempt in range(self._pool_size + 1):
+            raw = None
+            try:
+                with self._pool.connection() as raw:
+                    return fn(PgConnection(raw, self.pgvector))
+            except Exception:
+                if raw is None or not raw.broken or attempt == self._pool_size:
+                    raise
+        raise AssertionError("unreachable")
 
 
 def redact_conninfo(conninfo: str) -> str:

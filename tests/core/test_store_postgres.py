@@ -260,3 +260,25 @@ async def test_a_claim_passes_over_jobs_another_replica_is_claiming(
             finally:
                 other.rollback()
         assert [j.id for j in claimed] == [free.id]
+
+
+async def test_writes_made_while_a_batch_commits_go_together_as_the_next(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Group commit: one batch is with the server at a time; the writes of the ticks that pass
+    meanwhile share the next transaction (in the order they were made), not one each."""
+    async with open_store(StoreConfig(url=pg_url), tmp_path) as store:
+        await store.kv.set("warm", "1")
+        before = store.transactions
+        slow = asyncio.ensure_future(
+            store.write(lambda c: c.raw.execute("SELECT pg_sleep(0.5)").fetchone())
+        )
+        await asyncio.sleep(0.1)  # the slow batch is with the server now
+        later = []
+        for k in range(10):  # ten loop ticks, one write each
+            later.append(asyncio.ensure_future(store.kv.set(f"k{k}", str(k))))
+            await asyncio.sleep(0)
+        await slow
+        await asyncio.gather(*later)
+        assert store.transactions - before == 2, "the slow one, then the ten together"
+        assert [await store.kv.get(f"k{k}") for k in range(10)] == [str(k) for k in range(10)]

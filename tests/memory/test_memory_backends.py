@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 
 from bot.memory.service import MemoryService
+from bot.memory.text import SEARCHED, fts_match
 from bot.store import Store
 from bot.store.config import StoreConfig, open_store
 from bot.store.pg_memory import PgMemoryRepo, tsquery
@@ -50,6 +51,14 @@ def test_the_fts5_expression_becomes_a_tsquery() -> None:
     assert tsquery('owner_tag : (o1 OR o2) AND text : ("tea" OR "berlin")') == "tea | berlin"
     assert tsquery('owner_tag : (o1) AND text : ("tea" AND "berlin")') == "tea & berlin"
     assert tsquery("owner_tag : (o1) AND text : ()") is None
+
+
+def test_all_words_stay_required_over_the_text_and_its_context() -> None:
+    both = fts_match(["tea", "berlin"], ["o1", "o2"], require_all=True, columns=SEARCHED)
+    either = fts_match(["tea", "berlin"], ["o1", "o2"], columns=SEARCHED)
+    assert both is not None and either is not None
+    assert tsquery(both) == "tea & berlin"
+    assert tsquery(either) == "tea | berlin"
 
 
 async def test_save_search_forget_per_person(service: MemoryService, any_store: Store) -> None:
