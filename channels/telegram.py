@@ -31,10 +31,12 @@ from channels.telegram_lean import tls_context
 import httpx
 from aiohttp import web
 from telegram import BotCommand, BotCommandScopeChat, CallbackQuery, Update
+from telegram.constants import ChatType
 from telegram.error import BadRequest, InvalidToken, TelegramError
 from telegram.request import HTTPXRequest
 
 from bot.channel_configs.telegram import TelegramChannelConfig
+from bot.channel_state import ChannelState
 from bot.config import secret_from_env
 from bot.errors import ChannelError, ConfigError
 from bot.messages import Identity, SentRef
@@ -106,8 +108,13 @@ class TelegramChannel(TelegramOutbound):
         self._not_polling.set()
 
     # lifecycle ---------------------------------------------------------------------------
+    def use_state(self, state: ChannelState) -> None:
+        super().use_state(state)
+        self.migrations.use(state, self.name)
+
     async def start(self, sink: InboundSink) -> None:
         await super().start(sink)
+        await self.migrations.open()
         self._stopping.clear()
         if self.receive_on_start:
             self._receive.set()
@@ -298,13 +305,19 @@ class TelegramChannel(TelegramOutbound):
         async with self._inbound_lock:
             try:
                 update = Update.de_json(raw, bot)
+                chat = update.message.chat if update.message is not None else None
+            except Exception as exc:  # any broken shape: the update is skipped, never fatal
+                _skip_malformed(raw, exc)
+                return
+            if chat is not None and chat.type == ChatType.SUPERGROUP:
+                await self.migrations.recall(chat.id)
+            try:
                 press = update.callback_query
                 message = None if press else normalize(update, self.name, self.me, self.migrations)
-            except Exception as exc:  # any broken shape: the update is skipped, never fatal
-                log.warning(
-                    "skipping a malformed telegram update (%s): %s", describe(exc), excerpt(raw)
-                )
+            except Exception as exc:
+                _skip_malformed(raw, exc)
                 return
+            await self.migrations.saved()
             if press is not None:
                 await self._on_press(press)
             elif message is not None and self.sink is not None:
@@ -395,3 +408,7 @@ async def doctor(name: str, channel_config: TelegramChannelConfig) -> list[tuple
     elif info.url:
         checks.append((f"{label} webhook", True, "a webhook is set; polling removes it at start"))
     return checks
+
+
+def _skip_malformed(raw: Any, exc: Exception) -> None:
+    log.warning("skipping a malformed telegram update (%s): %s", describe(exc), excerpt(raw))
