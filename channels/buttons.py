@@ -97,9 +97,15 @@ class ButtonBook:
         self._state, self.channel, self._opened = state, channel, None
 
     async def _open(self) -> None:
-        if self._opened is None:
-            self._opened = asyncio.ensure_future(self._import_old_file())
-        await asyncio.shield(self._opened)
+        opening = self._opened
+        if opening is None:
+            opening = self._opened = asyncio.ensure_future(self._import_old_file())
+        try:
+            await asyncio.shield(opening)
+        except Exception:
+            if self._opened is opening:
+                self._opened = None  # the store failed: the next press tries the import again
+            raise
 
     async def _import_old_file(self) -> None:
         if self.path is None or isinstance(self._state, MemoryButtons):

@@ -1,7 +1,9 @@
-"""A button press that reaches another replica than the one that sent the message is
-answered: the buttons are in the shared store, not in a file of the sender's home. Two
-gateways in one process, each with a home of its own, on one PostgreSQL database; Telegram
-(callback_query on its webhook) and Slack (block_actions on the Events API URL)."""
+"""What adapters keep between messages is shared by the replicas: a button press that
+reaches another replica than the one that sent the message is answered (Telegram's
+callback_query on its webhook, Slack's block_actions on the Events API URL), and a Slack
+thread reply that names nobody reaches the bot on a replica that did not take the thread's
+mention. Two gateways in one process, each with a home of its own, on one PostgreSQL
+database."""
 
 from __future__ import annotations
 
@@ -45,18 +47,22 @@ def _config(home: Path, pg_url: str, channel: dict[str, Any], owner: str) -> Any
 
 @contextlib.asynccontextmanager
 async def _two_replicas(
-    tmp_path: Path, pg_url: str, channel: dict[str, Any], owner: str
+    tmp_path: Path,
+    pg_url: str,
+    channel: dict[str, Any],
+    owner: str,
+    replies: tuple[str, ...] = ("hello stranger",),
 ) -> AsyncIterator[tuple[Gateway, Gateway]]:
     homes = [tmp_path / "a", tmp_path / "b"]
     configs = [_config(home, pg_url, channel, owner) for home in homes]
-    provider = ScriptedProvider(["hello stranger"])
+    provider = ScriptedProvider(list(replies))
     async with (
         Gateway(configs[0], provider=provider) as a,
         Gateway(configs[1], provider=provider) as b,
     ):
         yield a, b
     for home in homes:  # nothing of it is kept in a home any more
-        assert not list(home.glob("*buttons*")), list(home.iterdir())
+        assert not list(home.glob("*.json")), list(home.iterdir())
 
 
 async def test_a_telegram_press_on_the_other_replica_is_answered(
@@ -134,3 +140,30 @@ async def test_a_slack_press_on_the_other_replica_is_answered(
             await until(lambda: fake.buttons(OWNER_SLACK) == ("", []))
     assert sum(t.startswith("Approved") for t in fake.texts(OWNER_SLACK)) == 1
     assert fake.messages[(OWNER_SLACK, ts)].endswith("→ Approve (alice)")
+
+
+async def test_a_slack_thread_reply_on_the_other_replica_reaches_the_bot(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with FakeSlack() as fake, aiohttp.ClientSession() as http:
+        monkeypatch.setenv("SLACK_BOT_TOKEN", fake.bot_token)
+        monkeypatch.setenv("SLACK_SIGNING_SECRET", fake.signing_secret)
+        channel = {
+            "type": "slack",
+            "api_url": fake.api_url,
+            "mode": "http",
+            "working_signal": "",
+            "access": {"dm_policy": "open", "groups": {"C0001": {"require_mention": True}}},
+        }
+        owner = f"c:{OWNER_SLACK}"
+        replies = ("Paris.", "Rome.")
+        async with _two_replicas(tmp_path, pg_url, channel, owner, replies) as (a, b):
+            url_a = f"http://127.0.0.1:{a.http.port}/slack/events"
+            url_b = f"http://127.0.0.1:{b.http.port}/slack/events"
+            mention = fake.event("app_mention")
+            root = mention["event"]["ts"]
+            assert (await fake.post_signed(http, url_a, mention)).status == 200
+            await fake.wait_for("chat.postMessage", timeout=10, thread_ts=root)
+            reply = fake.event("thread_reply", thread_ts=root)  # names nobody
+            assert (await fake.post_signed(http, url_b, reply)).status == 200
+            await until(lambda: fake.texts("C0001") == ["Paris.", "Rome."])
