@@ -31,7 +31,6 @@ from channels.telegram_lean import tls_context
 import httpx
 from aiohttp import web
 from telegram import BotCommand, BotCommandScopeChat, CallbackQuery, Update
-from telegram.constants import ChatType
 from telegram.error import BadRequest, InvalidToken, TelegramError
 from telegram.request import HTTPXRequest
 
@@ -303,19 +302,15 @@ class TelegramChannel(TelegramOutbound):
         assert self.me is not None
         bot = self.bot
         async with self._inbound_lock:
+            await self.migrations.recall_for(raw)
             try:
                 update = Update.de_json(raw, bot)
-                chat = update.message.chat if update.message is not None else None
-            except Exception as exc:  # any broken shape: the update is skipped, never fatal
-                _skip_malformed(raw, exc)
-                return
-            if chat is not None and chat.type == ChatType.SUPERGROUP:
-                await self.migrations.recall(chat.id)
-            try:
                 press = update.callback_query
                 message = None if press else normalize(update, self.name, self.me, self.migrations)
-            except Exception as exc:
-                _skip_malformed(raw, exc)
+            except Exception as exc:  # any broken shape: the update is skipped, never fatal
+                log.warning(
+                    "skipping a malformed telegram update (%s): %s", describe(exc), excerpt(raw)
+                )
                 return
             await self.migrations.saved()
             if press is not None:
@@ -408,7 +403,3 @@ async def doctor(name: str, channel_config: TelegramChannelConfig) -> list[tuple
     elif info.url:
         checks.append((f"{label} webhook", True, "a webhook is set; polling removes it at start"))
     return checks
-
-
-def _skip_malformed(raw: Any, exc: Exception) -> None:
-    log.warning("skipping a malformed telegram update (%s): %s", describe(exc), excerpt(raw))

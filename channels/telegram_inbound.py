@@ -19,6 +19,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from telegram import Message, MessageEntity, Update
 from telegram.constants import ChatType
@@ -100,12 +101,19 @@ class ChatMigrations:
         moves = await self._state.chat_moves(self.channel)
         self._original.update({int(new): int(old) for new, old in moves.items()})
 
-    async def recall(self, chat_id: int) -> None:
-        """Before a supergroup's first message here: a move another replica recorded."""
-        if chat_id in self._checked or chat_id in self._original or self._state is None:
+    async def recall_for(self, raw: Any) -> None:
+        """Before a raw update from a supergroup not seen here yet: the moves the store knows,
+        so one that another replica recorded is followed too. Never raises on a bad shape."""
+        message = raw.get("message") if isinstance(raw, dict) else None
+        chat = message.get("chat") if isinstance(message, dict) else None
+        if not isinstance(chat, dict) or chat.get("type") != ChatType.SUPERGROUP:
+            return
+        chat_id = chat.get("id")
+        if not isinstance(chat_id, int) or chat_id in self._checked or self._state is None:
             return
         self._checked.add(chat_id)
-        await self._reload()
+        if chat_id not in self._original:
+            await self._reload()
 
     def original(self, chat_id: int) -> int:
         seen = {chat_id}
