@@ -32,9 +32,7 @@ class ChannelStateRepo:
     # buttons -------------------------------------------------------------------------------
     async def put_buttons(self, channel: str, messages: list[ButtonMessage]) -> None:
         now = time.time()
-        prune = now >= self._next_prune
-        if prune:
-            self._next_prune = now + PRUNE_EVERY_S
+        prune = self._prune_due(now)
         rows = [_button_row(channel, m) for m in messages]
         tokens = [
             (channel, c.token, m.key, i, c.label, c.command)
@@ -95,15 +93,25 @@ class ChannelStateRepo:
 
         await self.store.write(op, cheap=True)
 
+    def _prune_due(self, now: float) -> bool:
+        """Whether the write being made also prunes (once per PRUNE_EVERY_S)."""
+        if now < self._next_prune:
+            return False
+        self._next_prune = now + PRUNE_EVERY_S
+        return True
+
     # Slack threads ---------------------------------------------------------------------------
     async def add_threads(self, channel: str, threads: list[tuple[str, str]]) -> None:
         now = time.time()
+        prune = self._prune_due(now)
         rows = [(channel, chat, ts, now) for chat, ts in threads]
 
         def op(conn: Conn) -> None:
+            if prune:
+                _prune(conn, now)
             conn.executemany("INSERT OR IGNORE INTO channel_threads VALUES (?, ?, ?, ?)", rows)
 
-        await self.store.write(op, cheap=True)
+        await self.store.write(op, cheap=not prune)
 
     async def has_thread(self, channel: str, chat: str, ts: str) -> bool:
         def op(conn: Conn) -> bool:

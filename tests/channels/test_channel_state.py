@@ -16,6 +16,7 @@ import pytest
 from bot.channel_state import ButtonChoice, ButtonMessage
 from bot.messages import Choice, Conversation, Identity, OutboundMessage
 from bot.store import Store
+from bot.store.channel_state import PRUNE_EVERY_S, THREAD_TTL_S
 from bot.store.config import StoreConfig, open_store
 from channels.buttons import EXPIRED, ButtonBook, Press, Pressed, Refused
 from channels.slack_inbound import ThreadMemory
@@ -145,3 +146,13 @@ async def test_buttons_are_taken_once_and_expired_ones_pruned(store: Store) -> N
     found = await repo.find_buttons("tg", "live")
     assert found is not None and found.used_by is not None
     assert await repo.find_buttons("slack", "live") is None, "per channel"
+
+
+async def test_old_threads_are_pruned(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = store.channel_state
+    monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
+    await repo.add_threads("s", [("C1", "1.0")])
+    monkeypatch.setattr(time, "time", lambda: 1_000_000.0 + THREAD_TTL_S + PRUNE_EVERY_S + 1)
+    await repo.add_threads("s", [("C1", "2.0")])
+    assert not await repo.has_thread("s", "C1", "1.0")
+    assert await repo.has_thread("s", "C1", "2.0")
