@@ -144,6 +144,7 @@ async def start_channels(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
 
     for channel in gw.channels.values():
         channel.commands = list(gw.commands)
+        channel.use_state(gw.store.channel_state)
         if not alone:
             gw.cluster.hold(channel)
     results = await asyncio.gather(

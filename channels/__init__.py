@@ -1,9 +1,10 @@
 """Channel adapters: the Channel protocol and a registry that imports adapters lazily by type.
 
 Adapters import only bot's public model (bot.messages, bot.errors, bot.config*,
-bot.channel_configs, bot.commands, bot.redaction) and channels.base; nothing in bot/ imports
-a concrete adapter: the gateway, the doctor and the command line reach them through this
-registry (the rules are import-linter contracts in pyproject.toml, checked by `make lint`).
+bot.channel_configs, bot.channel_state, bot.commands, bot.redaction) and channels.base;
+nothing in bot/ imports a concrete adapter: the gateway, the doctor and the command line
+reach them through this registry (the rules are import-linter contracts in pyproject.toml,
+checked by `make lint`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from bot.channel_state import ChannelState
 from bot.commands import CommandSpec
 from bot.errors import ConfigError
 from bot.messages import Attachment, Conversation, InboundMessage, OutboundMessage, SentRef
@@ -57,6 +59,11 @@ class Channel(Protocol):
     sends_voice_notes: bool
     #: the shared command table, set by the gateway before start (menus, slash commands)
     commands: list[CommandSpec]
+
+    def use_state(self, state: ChannelState) -> None:
+        """What must outlive a message (buttons, threads) goes to `state`, the store's,
+        shared by every replica; set before start."""
+        ...
 
     async def start(self, sink: InboundSink) -> None: ...
 

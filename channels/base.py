@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from bot.channel_state import ChannelState
 from bot.commands import CommandSpec
 from bot.errors import ChannelError, DeliveryRefused, EditRejected, RateLimited
 from bot.messages import Attachment, Conversation, InboundMessage, OutboundMessage, SentRef
@@ -79,10 +80,16 @@ class BaseChannel:
         self._chat_locks: dict[str, asyncio.Lock] = {}
         self._paused_until = 0.0
         self._background: set[asyncio.Future[None]] = set()
-        #: the live buttons; adapters with native buttons give it a file under the home
+        #: the live buttons; adapters with native buttons name the file an earlier version
+        #: kept them in, for its import into the store
         self.buttons = ButtonBook(None)
 
     # lifecycle (adapters extend) ----------------------------------------------------------
+    def use_state(self, state: ChannelState) -> None:
+        """Keep what must outlive a message (buttons, and an adapter's own) in the store,
+        shared by every replica. Set by the gateway before start; adapters extend."""
+        self.buttons.use(state, self.name)
+
     async def start(self, sink: InboundSink) -> None:
         self.sink = sink
 

@@ -3,31 +3,36 @@
 A message's choices get one short random token each (Telegram's callback_data holds at most
 64 bytes; Slack's action_id and Discord's custom_id carry it too). The book keeps, per
 message: the conversation, the shown text, who may press (`OutboundMessage.choices_for`),
-until when, and the tokens' commands. It is a small JSON file beside the other channel state,
-replaced atomically on every change, so a press after a restart still resolves.
+until when, and the tokens' commands. It keeps them in the store (bot/channel_state.py, given
+by the gateway before the channel starts), so a press after a restart still resolves, and a
+press that reaches another replica than the one that sent the message too. A book without
+the store (a channel used on its own) keeps them in memory.
 
 A message's buttons answer once: the first press that is taken uses up all of them, so a
-double tap (or a second person racing the first) runs the command once. The same press
-delivered again (a platform's retry) is let through again; the gateway's inbox drops it by
-its delivery id. A press whose hand-over failed gives the buttons back.
+double tap (or a second person racing the first, on any replica) runs the command once. The
+same press delivered again (a platform's retry) is let through again; the gateway's inbox
+drops it by its delivery id. A press whose hand-over failed gives the buttons back.
+
+An earlier version kept them in a JSON file per channel in the home: that file is imported
+into the store once, then renamed `*.imported` and never written again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import json
 import logging
-import os
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from channels import InboundSink
 
+from bot.channel_state import ButtonChoice, ButtonMessage, ButtonState
 from bot.messages import (
     Command,
     Conversation,
@@ -41,7 +46,7 @@ log = logging.getLogger("decapod.channels")
 
 #: how long buttons answer when the message does not say (`OutboundMessage.choices_until`)
 DEFAULT_TTL_S = 24 * 3600.0
-#: messages with live buttons kept at most; the oldest go first
+#: messages with live buttons a book without the store keeps at most; the oldest go first
 MAX_MESSAGES = 2000
 NOT_YOURS = "These buttons are not for you."
 EXPIRED = "These buttons have expired or were already used."
@@ -79,113 +84,122 @@ class Refused:
     reason: str
 
 
-@dataclass(slots=True)
-class _Entry:
-    conversation: dict[str, str | None]
-    text: str
-    until: float
-    allowed: list[str]  # identity keys; empty: anyone the access layer lets in
-    choices: list[tuple[str, str, str]]  # (token, label, command)
-    used_by: str | None = None  # the press that used the buttons up
-
-
 class ButtonBook:
     def __init__(self, path: Path | None) -> None:
+        #: the JSON file an earlier version kept, imported into the store once
         self.path = path
-        self._entries: dict[str, _Entry] = {}  # message key -> entry
-        self._by_token: dict[str, str] = {}  # token -> message key
-        self._lock = asyncio.Lock()
-        self._loaded = False
+        self.channel = ""
+        self._state: ButtonState = MemoryButtons()
+        self._opened: asyncio.Task[None] | None = None
 
-    def _load(self) -> None:
-        self._loaded = True
-        if self.path is None:
-            return
+    def use(self, state: ButtonState, channel: str) -> None:
+        """Keep the buttons in `state` (the store), under the channel's name."""
+        self._state, self.channel, self._opened = state, channel, None
+
+    async def _open(self) -> None:
+        opening = self._opened
+        if opening is None:
+            opening = self._opened = asyncio.ensure_future(self._import_old_file())
         try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-            for key, data in raw.items():
-                data["choices"] = [tuple(c) for c in data["choices"]]
-                self._add(key, _Entry(**data))
-        except FileNotFoundError:
+            await asyncio.shield(opening)
+        except Exception:
+            if self._opened is opening:
+                self._opened = None  # the store failed: the next press tries the import again
+            raise
+
+    async def _import_old_file(self) -> None:
+        if self.path is None or isinstance(self._state, MemoryButtons):
             return
-        except (OSError, ValueError, TypeError, KeyError) as exc:
-            # losing this only turns presses on old messages into "expired"
-            log.warning("ignoring the unreadable button list %s: %s", self.path, exc)
-
-    def _add(self, key: str, entry: _Entry) -> None:
-        self._entries[key] = entry
-        for token, _label, _command in entry.choices:
-            self._by_token[token] = key
-
-    def _drop(self, key: str) -> None:
-        entry = self._entries.pop(key, None)
-        if entry is not None:
-            for token, _label, _command in entry.choices:
-                self._by_token.pop(token, None)
+        messages = await asyncio.to_thread(_read_old_file, self.path)
+        if messages is None:
+            return
+        await self._state.put_buttons(self.channel, messages)
+        await asyncio.to_thread(_retire, self.path)
+        log.info("imported %d messages' buttons from %s", len(messages), self.path)
 
     async def issue(self, message: OutboundMessage, text: str) -> list[Button]:
         """Tokens for `message`'s choices, recorded before the message is sent."""
-        async with self._lock:
-            if not self._loaded:
-                await asyncio.to_thread(self._load)
-            now = time.time()
-            for key in [k for k, e in self._entries.items() if e.until < now]:
-                self._drop(key)
-            while len(self._entries) >= MAX_MESSAGES:
-                self._drop(next(iter(self._entries)))
-            until = message.choices_until or now + DEFAULT_TTL_S
-            buttons = [Button(secrets.token_urlsafe(9), c.label) for c in message.choices]
-            conversation = asdict(message.conversation)
-            conversation["kind"] = message.conversation.kind.value
-            entry = _Entry(
-                conversation,
-                text,
-                until,
-                list(message.choices_for),
-                [
-                    (b.token, c.label, c.command)
-                    for b, c in zip(buttons, message.choices, strict=True)
-                ],
-            )
-            self._add(buttons[0].token, entry)
-            await self._save()
-            return buttons
+        await self._open()
+        until = message.choices_until or time.time() + DEFAULT_TTL_S
+        buttons = [Button(secrets.token_urlsafe(9), c.label) for c in message.choices]
+        entry = ButtonMessage(
+            key=buttons[0].token,
+            conversation=message.conversation,
+            text=text,
+            expires_at=until,
+            allowed=tuple(message.choices_for),
+            choices=tuple(
+                ButtonChoice(b.token, c.label, c.command)
+                for b, c in zip(buttons, message.choices, strict=True)
+            ),
+        )
+        await self._state.put_buttons(self.channel, [entry])
+        return buttons
 
     async def claim(self, press: Press) -> Pressed | Refused:
         """Take a press, or say why it changes nothing. A taken press uses the buttons up."""
-        async with self._lock:
-            if not self._loaded:
-                await asyncio.to_thread(self._load)
-            key = self._by_token.get(press.token)
-            entry = self._entries.get(key) if key is not None else None
-            if entry is None:
-                return Refused(EXPIRED)
-            if entry.allowed and press.identity.key not in entry.allowed:
-                return Refused(NOT_YOURS)
-            if entry.used_by not in (None, press.id) or entry.until < time.time():
-                return Refused(EXPIRED)
-            entry.used_by = press.id
-            await self._save()
-            label, command = next((lb, cmd) for t, lb, cmd in entry.choices if t == press.token)
-            who = press.identity.display_name or press.identity.user_id
-            return Pressed(
-                command, label, _conversation(entry), f"{entry.text}\n\n→ {label} ({who})"
-            )
+        await self._open()
+        entry = await self._state.find_buttons(self.channel, press.token)
+        if entry is None:
+            return Refused(EXPIRED)
+        if entry.allowed and press.identity.key not in entry.allowed:
+            return Refused(NOT_YOURS)
+        if not await self._state.use_buttons(self.channel, entry.key, press.id, time.time()):
+            return Refused(EXPIRED)
+        choice = next(c for c in entry.choices if c.token == press.token)
+        who = press.identity.display_name or press.identity.user_id
+        return Pressed(
+            choice.command,
+            choice.label,
+            entry.conversation,
+            f"{entry.text}\n\n→ {choice.label} ({who})",
+        )
 
     async def release(self, press: Press) -> None:
         """The press could not be handed on: its buttons answer again."""
-        async with self._lock:
-            key = self._by_token.get(press.token)
-            entry = self._entries.get(key) if key is not None else None
-            if entry is not None and entry.used_by == press.id:
-                entry.used_by = None
-                await self._save()
+        entry = await self._state.find_buttons(self.channel, press.token)
+        if entry is not None:
+            await self._state.give_back_buttons(self.channel, entry.key, press.id)
 
-    async def _save(self) -> None:
-        if self.path is None:
-            return
-        data = {key: asdict(entry) for key, entry in self._entries.items()}
-        await asyncio.to_thread(_write, self.path, data)
+
+class MemoryButtons:
+    """The buttons of a book without the store: this process's memory, bounded."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, ButtonMessage] = {}  # message key -> entry
+        self._by_token: dict[str, str] = {}  # token -> message key
+
+    async def put_buttons(self, channel: str, messages: list[ButtonMessage]) -> None:
+        now = time.time()
+        for key in [k for k, e in self._entries.items() if e.expires_at < now]:
+            self._drop(key)
+        for entry in messages:
+            while len(self._entries) >= MAX_MESSAGES:
+                self._drop(next(iter(self._entries)))
+            self._entries[entry.key] = entry
+            for choice in entry.choices:
+                self._by_token[choice.token] = entry.key
+
+    async def find_buttons(self, channel: str, token: str) -> ButtonMessage | None:
+        key = self._by_token.get(token)
+        return self._entries.get(key) if key is not None else None
+
+    async def use_buttons(self, channel: str, key: str, press_id: str, now: float) -> bool:
+        entry = self._entries.get(key)
+        if entry is None or entry.used_by not in (None, press_id) or entry.expires_at < now:
+            return False
+        self._entries[key] = dataclasses.replace(entry, used_by=press_id)
+        return True
+
+    async def give_back_buttons(self, channel: str, key: str, press_id: str) -> None:
+        entry = self._entries.get(key)
+        if entry is not None and entry.used_by == press_id:
+            self._entries[key] = dataclasses.replace(entry, used_by=None)
+
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        for choice in entry.choices if entry is not None else ():
+            self._by_token.pop(choice.token, None)
 
 
 def choices_as_text(message: OutboundMessage) -> str:
@@ -225,23 +239,36 @@ async def hand_on(
     return claim
 
 
-def _conversation(entry: _Entry) -> Conversation:
-    c = entry.conversation
-    return Conversation(
-        str(c["channel"]), str(c["chat_id"]), ConversationKind(str(c["kind"])), c.get("thread_id")
+def _read_old_file(path: Path) -> list[ButtonMessage] | None:
+    """The buttons an earlier version kept in `path`; None when there is no such file."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return [_old_entry(key, data) for key, data in raw.items()]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        # losing this only turns presses on old messages into "expired"
+        log.warning("ignoring the unreadable button list %s: %s", path, exc)
+        return None
+
+
+def _old_entry(key: str, data: dict[str, Any]) -> ButtonMessage:
+    c = data["conversation"]
+    kind = ConversationKind(str(c["kind"]))
+    return ButtonMessage(
+        key=str(key),
+        conversation=Conversation(str(c["channel"]), str(c["chat_id"]), kind, c.get("thread_id")),
+        text=str(data["text"]),
+        expires_at=float(data["until"]),
+        allowed=tuple(str(a) for a in data["allowed"]),
+        choices=tuple(ButtonChoice(str(t), str(lb), str(cmd)) for t, lb, cmd in data["choices"]),
+        used_by=data.get("used_by"),
     )
 
 
-def _write(path: Path, data: object) -> None:
+def _retire(path: Path) -> None:
+    """An imported file is renamed, so it is read once and never written again."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        path.replace(path.with_name(path.name + ".imported"))
     except OSError as exc:
-        log.warning("cannot save the button list %s: %s", path, exc)
-        with contextlib.suppress(OSError):
-            path.with_name(path.name + ".tmp").unlink()
+        log.warning("cannot rename the imported file %s: %s", path, exc)

@@ -46,6 +46,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 
 from bot.channel_configs.slack import SlackChannelConfig
+from bot.channel_state import ChannelState
 from bot.config import secret_from_env
 from bot.config_base import GroupConfig
 from bot.errors import ChannelError
@@ -123,6 +124,10 @@ class SlackChannel(SlackCommandChannel):
         self.bot_user_id = ""
 
     # lifecycle -------------------------------------------------------------------------------
+    def use_state(self, state: ChannelState) -> None:
+        super().use_state(state)
+        self.threads.use(state, self.name)
+
     async def start(self, sink: InboundSink) -> None:
         await super().start(sink)
         try:
@@ -132,7 +137,7 @@ class SlackChannel(SlackCommandChannel):
             raise
 
     async def _connect(self) -> None:
-        await asyncio.to_thread(self.threads.load)
+        await self.threads.open()
         self._api = SlackApi(self._bot_token, self.settings.api_url, self._pause)
         try:
             auth = await self._api.call("auth.test")
@@ -248,6 +253,11 @@ class SlackChannel(SlackCommandChannel):
     async def _on_event(self, body: dict[str, Any]) -> None:
         assert self._normalizer is not None
         deadline = self._handover.deadline()
+        event = body.get("event")
+        if isinstance(event, dict):
+            chat_id, thread_ts = event.get("channel"), event.get("thread_ts")
+            if isinstance(chat_id, str) and isinstance(thread_ts, str):
+                await self.threads.recall(chat_id, thread_ts)  # posted in by another replica?
         try:
             normalized = self._normalizer.event(body)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.channel_state import ThreadState
 from bot.commands import CommandSpec
 from bot.messages import (
     Attachment,
@@ -201,14 +201,24 @@ def help_text(slash_command: str, commands: Sequence[CommandSpec]) -> str:
 
 
 class ThreadMemory:
-    """Threads the bot has posted in (channel, root ts), newest last, at most `limit`. Kept in
-    a small JSON file so that after a restart the bot still hears replies in its threads."""
+    """Threads the bot has posted in (channel, root ts), so that replies in them reach it
+    without a new mention. Kept in the store (bot/channel_state.py), shared by every
+    replica; this process's memory holds the newest `limit` it saw, so a known thread costs
+    no lookup. Without the store (a channel used on its own) only that memory is kept.
+
+    An earlier version kept them in a JSON file in the home: `open` imports it into the
+    store once and renames it `*.imported`."""
 
     def __init__(self, path: Path | None, limit: int = 5000) -> None:
+        #: the JSON file an earlier version kept, imported into the store once
         self.path = path
         self.limit = limit
+        self.channel = ""
         self._threads: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._save_lock = asyncio.Lock()
+        self._state: ThreadState | None = None
+
+    def use(self, state: ThreadState, channel: str) -> None:
+        self._state, self.channel = state, channel
 
     def __contains__(self, key: object) -> bool:
         return key in self._threads
@@ -216,38 +226,56 @@ class ThreadMemory:
     def __len__(self) -> int:
         return len(self._threads)
 
-    def load(self) -> None:
-        if self.path is None or not self.path.exists():
+    async def open(self) -> None:
+        """Import the file an earlier version kept (once: it is renamed after)."""
+        if self._state is None or self.path is None:
             return
+        entries = await asyncio.to_thread(self._read_old_file)
+        if entries is None:
+            return
+        for key in entries[-self.limit :]:
+            self._remember(key)
+        await self._state.add_threads(self.channel, entries)
+        try:
+            await asyncio.to_thread(self.path.replace, self.path.with_suffix(".json.imported"))
+        except OSError as exc:
+            log.warning("slack: cannot rename the imported file %s: %s", self.path, exc)
+        log.info("slack: imported %d threads from %s", len(entries), self.path)
+
+    def _read_old_file(self) -> list[tuple[str, str]] | None:
+        assert self.path is not None
         try:
             entries = json.loads(self.path.read_text(encoding="utf-8"))
-            for channel, ts in entries[-self.limit :]:
-                self._threads[(str(channel), str(ts))] = None
+            return [(str(channel), str(ts)) for channel, ts in entries]
+        except FileNotFoundError:
+            return None
         except (OSError, ValueError, TypeError) as exc:
             # losing this only means one extra mention in old threads
             log.warning("slack: ignoring unreadable thread list %s: %s", self.path, exc)
+            return None
 
     async def add(self, channel: str, ts: str) -> None:
         key = (channel, ts)
         if key in self._threads:
             self._threads.move_to_end(key)
             return
+        self._remember(key)
+        if self._state is not None:
+            await self._state.add_threads(self.channel, [key])
+
+    async def recall(self, channel: str, ts: str) -> None:
+        """Learn whether another replica (or this one before a restart) posted in the thread:
+        afterwards `(channel, ts) in self` says it. A thread known here costs nothing."""
+        key = (channel, ts)
+        if key in self._threads or self._state is None:
+            return
+        if await self._state.has_thread(self.channel, channel, ts):
+            self._remember(key)
+
+    def _remember(self, key: tuple[str, str]) -> None:
         self._threads[key] = None
         while len(self._threads) > self.limit:
             self._threads.popitem(last=False)
-        if self.path is not None:
-            async with self._save_lock:
-                await asyncio.to_thread(self._write, list(self._threads))
-
-    def _write(self, entries: list[tuple[str, str]]) -> None:
-        assert self.path is not None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(entries), encoding="utf-8")
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            log.warning("slack: cannot save the thread list %s: %s", self.path, exc)
 
 
 class RecentDeliveries:

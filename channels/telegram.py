@@ -35,6 +35,7 @@ from telegram.error import BadRequest, InvalidToken, TelegramError
 from telegram.request import HTTPXRequest
 
 from bot.channel_configs.telegram import TelegramChannelConfig
+from bot.channel_state import ChannelState
 from bot.config import secret_from_env
 from bot.errors import ChannelError, ConfigError
 from bot.messages import Identity, SentRef
@@ -106,8 +107,13 @@ class TelegramChannel(TelegramOutbound):
         self._not_polling.set()
 
     # lifecycle ---------------------------------------------------------------------------
+    def use_state(self, state: ChannelState) -> None:
+        super().use_state(state)
+        self.migrations.use(state, self.name)
+
     async def start(self, sink: InboundSink) -> None:
         await super().start(sink)
+        await self.migrations.open()
         self._stopping.clear()
         if self.receive_on_start:
             self._receive.set()
@@ -296,6 +302,7 @@ class TelegramChannel(TelegramOutbound):
         assert self.me is not None
         bot = self.bot
         async with self._inbound_lock:
+            await self.migrations.recall_for(raw)
             try:
                 update = Update.de_json(raw, bot)
                 press = update.callback_query
@@ -305,6 +312,7 @@ class TelegramChannel(TelegramOutbound):
                     "skipping a malformed telegram update (%s): %s", describe(exc), excerpt(raw)
                 )
                 return
+            await self.migrations.saved()
             if press is not None:
                 await self._on_press(press)
             elif message is not None and self.sink is not None:

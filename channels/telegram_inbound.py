@@ -13,17 +13,18 @@ What becomes a message, and what is deliberately dropped (docs/channels/telegram
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from telegram import Message, MessageEntity, Update
 from telegram.constants import ChatType
 
+from bot.channel_state import ChatMoveState
 from bot.messages import (
     Attachment,
     Command,
@@ -50,15 +51,69 @@ class BotIdentity:
 
 class ChatMigrations:
     """A group upgraded to a supergroup gets a new chat id. Sessions, access rules and
-    history stay keyed by the original id; sends go to the newest id. Kept in a small JSON
-    file (new id -> original id), replaced atomically on every change."""
+    history stay keyed by the original id; sends go to the newest id. Kept in the store
+    (bot/channel_state.py, new id -> original id), shared by every replica, with a copy in
+    memory for the sync lookups; without the store (on its own) only that copy is kept.
 
-    def __init__(self, path: Path) -> None:
+    An earlier version kept them in a JSON file in the home: `open` imports it once and
+    renames it `*.imported`."""
+
+    def __init__(self, path: Path | None) -> None:
+        #: the JSON file an earlier version kept, imported into the store once
         self.path = path
+        self.channel = ""
         self._original: dict[int, int] = {}
-        with contextlib.suppress(FileNotFoundError):
-            data = json.loads(path.read_text(encoding="utf-8"))
-            self._original = {int(new): int(old) for new, old in data.items()}
+        self._state: ChatMoveState | None = None
+        self._saving: set[asyncio.Future[None]] = set()
+        #: supergroups looked up in the store once: one another replica saw moving is found
+        self._checked: set[int] = set()
+
+    def use(self, state: ChatMoveState, channel: str) -> None:
+        self._state, self.channel = state, channel
+
+    async def open(self) -> None:
+        """The moves the store knows, after importing the file an earlier version kept."""
+        if self._state is None:
+            return
+        old = await asyncio.to_thread(self._read_old_file) if self.path is not None else None
+        if old is not None and self.path is not None:
+            for new, orig in old.items():
+                await self._state.add_chat_move(self.channel, str(orig), str(new))
+            try:
+                await asyncio.to_thread(self.path.replace, self.path.with_suffix(".json.imported"))
+            except OSError as exc:
+                log.warning("cannot rename the imported file %s: %s", self.path, exc)
+        await self._reload()
+
+    def _read_old_file(self) -> dict[int, int] | None:
+        assert self.path is not None
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return {int(new): int(old) for new, old in data.items()}
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            log.warning("ignoring the unreadable chat list %s: %s", self.path, exc)
+            return None
+
+    async def _reload(self) -> None:
+        assert self._state is not None
+        moves = await self._state.chat_moves(self.channel)
+        self._original.update({int(new): int(old) for new, old in moves.items()})
+
+    async def recall_for(self, raw: Any) -> None:
+        """Before a raw update from a supergroup not seen here yet: the moves the store knows,
+        so one that another replica recorded is followed too. Never raises on a bad shape."""
+        message = raw.get("message") if isinstance(raw, dict) else None
+        chat = message.get("chat") if isinstance(message, dict) else None
+        if not isinstance(chat, dict) or chat.get("type") != ChatType.SUPERGROUP:
+            return
+        chat_id = chat.get("id")
+        if not isinstance(chat_id, int) or chat_id in self._checked or self._state is None:
+            return
+        self._checked.add(chat_id)
+        if chat_id not in self._original:
+            await self._reload()
 
     def original(self, chat_id: int) -> int:
         seen = {chat_id}
@@ -77,17 +132,27 @@ class ChatMigrations:
         return chat_id
 
     def record(self, old: int, new: int) -> None:
+        """Remember a move at once; the store has it once `saved` returns."""
         if old == new or self._original.get(new) == old:
             return
         self._original[new] = self.original(old)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            json.dump({str(k): v for k, v in self._original.items()}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        if self._state is not None:
+            saving = asyncio.ensure_future(
+                self._state.add_chat_move(self.channel, str(self._original[new]), str(new))
+            )
+            self._saving.add(saving)
+            saving.add_done_callback(self._settled)
         log.info("telegram group %s moved to supergroup %s; its session continues", old, new)
+
+    def _settled(self, saving: asyncio.Future[None]) -> None:
+        self._saving.discard(saving)
+        if not saving.cancelled() and saving.exception() is not None:
+            log.error("could not store a chat move: %s", saving.exception())
+
+    async def saved(self) -> None:
+        """Wait until the moves recorded so far are in the store (raises if one failed)."""
+        if self._saving:
+            await asyncio.gather(*self._saving)
 
 
 def normalize(

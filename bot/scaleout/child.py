@@ -94,6 +94,9 @@ class RemoteChannel:
         self._link.wire.send("call", call_id, (self.name, method, args, kwargs))
         return await self._link.result(call_id, call)
 
+    def use_state(self, state: Any) -> None:
+        return None  # the receiver's channel keeps its buttons and threads
+
     async def start(self, sink: Any) -> None:
         return None  # the receiver takes the platform's messages
 

@@ -74,6 +74,7 @@ class Store:
         self.foreign_commits = 0
         self._data_version = 0
         from bot.store.access import AccessRepo
+        from bot.store.channel_state import ChannelStateRepo
         from bot.store.choices import ModelChoiceRepo
         from bot.store.deliveries import DeliveryRepo
         from bot.store.repos import IdentityRepo, InboundRepo, KvRepo, SessionRepo, TurnRepo
@@ -88,6 +89,8 @@ class Store:
         self.access = AccessRepo(self)
         self.model_choices = ModelChoiceRepo(self)
         self.usage = UsageRepo(self)
+        #: what channel adapters keep between messages (bot/channel_state.py)
+        self.channel_state = ChannelStateRepo(self)
 
     @property
     def vectors_available(self) -> bool:

@@ -318,3 +318,32 @@ def m010_replicas(conn: Any) -> None:
             id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
             started_at REAL NOT NULL, role TEXT NOT NULL, seen_at REAL NOT NULL)"""
     )
+
+
+@migration
+def m011_channel_state(conn: Any) -> None:
+    """What channel adapters keep between messages, shared by every replica on one database
+    (bot/channel_state.py): sent messages' live buttons and their tokens, the Slack threads
+    the bot posted in, and Telegram groups that became supergroups."""
+    for stmt in _M011:
+        conn.execute(stmt)
+
+
+_M011 = [
+    """CREATE TABLE channel_buttons (
+        channel TEXT NOT NULL, key TEXT NOT NULL, conversation TEXT NOT NULL,
+        shown TEXT NOT NULL, expires_at REAL NOT NULL, allowed TEXT NOT NULL, used_by TEXT,
+        PRIMARY KEY (channel, key))""",
+    "CREATE INDEX channel_buttons_expiry ON channel_buttons(expires_at)",
+    """CREATE TABLE channel_button_tokens (
+        channel TEXT NOT NULL, token TEXT NOT NULL, key TEXT NOT NULL, position INTEGER NOT NULL,
+        label TEXT NOT NULL, command TEXT NOT NULL, PRIMARY KEY (channel, token))""",
+    "CREATE INDEX channel_button_tokens_key ON channel_button_tokens(channel, key)",
+    """CREATE TABLE channel_threads (
+        channel TEXT NOT NULL, chat TEXT NOT NULL, ts TEXT NOT NULL, added_at REAL NOT NULL,
+        PRIMARY KEY (channel, chat, ts))""",
+    "CREATE INDEX channel_threads_added ON channel_threads(added_at)",
+    """CREATE TABLE channel_chat_moves (
+        channel TEXT NOT NULL, new_id TEXT NOT NULL, old_id TEXT NOT NULL,
+        PRIMARY KEY (channel, new_id))""",
+]

@@ -16,6 +16,7 @@ from bot.gateway import Gateway
 from bot.messages import Choice, Conversation, Identity, InboundMessage, OutboundMessage
 from bot.providers.testing import ScriptedProvider
 from bot.security.access import CODE_ALPHABET, CODE_LENGTH
+from bot.store import Store
 from channels.buttons import EXPIRED, NOT_YOURS, ButtonBook, Press, Pressed, Refused, hand_on
 from tests.fakes.channel import RecordingChannel
 
@@ -69,7 +70,13 @@ async def test_approve_alone_offers_buttons_only_the_asker_can_use_once(make_con
 
 
 async def test_a_press_the_inbox_could_not_take_can_be_pressed_again(tmp_path: Any) -> None:
-    book = ButtonBook(tmp_path / "buttons.json")
+    async with Store(tmp_path / "decapod.db") as store:
+        await _press_given_back(store)
+
+
+async def _press_given_back(store: Store) -> None:
+    book = ButtonBook(None)
+    book.use(store.channel_state, "test")
     conversation = Conversation("test", "c1")
     offer = OutboundMessage(
         conversation, "Pick one", choices=(Choice("Yes", "/yes"),), choices_for=("test:u1",)
@@ -86,9 +93,11 @@ async def test_a_press_the_inbox_could_not_take_can_be_pressed_again(tmp_path: A
     una = Identity("test", "u1", "Una")
     with pytest.raises(StoreError):
         await hand_on(book, failing, Press("p1", button.token, una), {})
-    # a new process reads the same book: the press that failed left the buttons usable
+    # a new process reads the same store: the press that failed left the buttons usable
     again = Press("p2", button.token, una)
-    result = await hand_on(ButtonBook(tmp_path / "buttons.json"), storing, again, {})
+    other = ButtonBook(None)
+    other.use(store.channel_state, "test")
+    result = await hand_on(other, storing, again, {})
     assert isinstance(result, Pressed) and result.shown == "Pick one\n\n→ Yes (Una)"
     [message] = stored
     assert (message.id, message.text, message.identity.key) == ("press:p2", "/yes", "test:u1")

@@ -121,8 +121,9 @@ async def test_the_bots_threads_are_remembered_across_a_restart(
         await idle(gateway)
     start = len(fake.calls)
     async with running(provider) as (gateway, channel):
-        assert ("C0001", root) in channel.threads
+        assert ("C0001", root) not in channel.threads, "found in the store when needed"
         await fake.socket_send("events_api", fake.event("thread_reply", thread_ts=root))
         await fake.wait_for("chat.postMessage", start=start, thread_ts=root)
         await idle(gateway)
+        assert ("C0001", root) in channel.threads
     assert user_texts(provider)[-1] == "and of Italy?"

@@ -162,18 +162,11 @@ async def test_a_delivery_being_handed_on_holds_its_duplicates() -> None:
     assert await recent.claim(["x"])  # bounded: the oldest key was forgotten
 
 
-async def test_thread_memory_is_bounded_and_survives_a_bad_file(tmp_path: Path) -> None:
-    path = tmp_path / "threads.json"
-    memory = ThreadMemory(path, limit=2)
+async def test_thread_memory_in_process_is_bounded() -> None:
+    memory = ThreadMemory(None, limit=2)
     for ts in ("1", "2", "3"):
         await memory.add("C1", ts)
-    reloaded = ThreadMemory(path, limit=2)
-    reloaded.load()
-    assert ("C1", "1") not in reloaded and ("C1", "3") in reloaded and len(reloaded) == 2
-    path.write_text("{not json")
-    broken = ThreadMemory(path)
-    broken.load()
-    assert len(broken) == 0
+    assert ("C1", "1") not in memory and ("C1", "3") in memory and len(memory) == 2
 
 
 def test_config_keys_are_checked(home: Path) -> None:

@@ -147,4 +147,7 @@ async def test_group_migrated_to_a_supergroup_keeps_its_session(
         assert gw.channels["tg"].migrations.current(old) == new  # type: ignore[attr-defined]
     assert provider.requests[1].messages[0].content == "before the upgrade"
     assert fake.texts(new) == ["history 3"]
-    assert (home / "telegram-tg-chats.json").exists()
+    async with Gateway(config, provider=provider) as gw:
+        # the move is in the store: a restart (or another replica) sends to the new id
+        assert gw.channels["tg"].migrations.current(old) == new  # type: ignore[attr-defined]
+    assert not (home / "telegram-tg-chats.json").exists(), "no file in the home any more"

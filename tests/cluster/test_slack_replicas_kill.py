@@ -1,0 +1,284 @@
+"""Two `decapod run` replicas on one PostgreSQL database behind a load balancer, Slack in HTTP
+mode (the Events API, signed requests) against the fake Slack and the fake model: 400
+messages across 40 channel threads POSTed to the replicas in turn, one replica killed with
+SIGKILL mid-run, and an event whose replica is down retried on the other with Slack's
+X-Slack-Retry-Num. Every message is answered exactly once (chat.postMessage counts at the
+fake), each thread's answers come in the order its messages were sent.
+
+Each thread starts with a mention; its other messages name nobody, so they are answered only
+because the bot's threads are shared by the replicas (bot/channel_state.py): a reply that
+reaches the replica that did not take the mention is still addressed to the bot. As in the
+Telegram test (test_replicas_kill.py), the kill lands while every turn of the victim waits
+for the model."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.fakes.llm import FakeLLM, RecordedRequest, Reply
+from tests.fakes.slack import BOT_USER_ID, FakeSlack
+
+pytestmark = [pytest.mark.replicas, pytest.mark.slow, pytest.mark.timeout(600)]
+
+REPLICAS = 2
+THREADS = 40
+PER_THREAD = 10
+VICTIM = 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _config(pg_url: str, slack: FakeSlack, llm: FakeLLM, port: int) -> str:
+    return f"""
+[store]
+url = "{pg_url}"
+
+[gateway]
+shutdown_grace_s = 2
+session_lease_s = 3
+
+[http]
+enabled = true
+port = {port}
+
+[logging]
+file = "decapod.log"
+
+[memory]
+enabled = false
+
+[sandbox]
+backend = "none"
+
+[providers.fake]
+base_url = "{llm.base_url}/v1"
+api_key_env = "FAKE_LLM_KEY"
+
+[models]
+chat = ["fake:m"]
+
+[channels.slack]
+type = "slack"
+mode = "http"
+api_url = "{slack.api_url}"
+working_signal = ""
+
+[channels.slack.access]
+dm_policy = "open"
+
+[channels.slack.access.groups."*"]
+require_mention = true
+"""
+
+
+class Replica:
+    def __init__(self, index: int, home: Path, port: int, slack: FakeSlack) -> None:
+        self.index, self.home, self.port, self.slack = index, home, port, slack
+        self.proc: asyncio.subprocess.Process | None = None
+        self.stderr: Any = None
+        self.events = f"http://127.0.0.1:{port}/slack/events"
+
+    async def start(self) -> None:
+        self.stderr = (self.home / "stderr.txt").open("wb")
+        env = {
+            **os.environ,
+            "DECAPOD_HOME": str(self.home),
+            "FAKE_LLM_KEY": f"sk-replica-{self.index}",
+            "SLACK_BOT_TOKEN": self.slack.bot_token,
+            "SLACK_SIGNING_SECRET": self.slack.signing_secret,
+        }
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "run",
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=self.stderr,
+        )
+
+    async def health(self, http: aiohttp.ClientSession) -> dict[str, Any] | None:
+        try:
+            async with http.get(f"http://127.0.0.1:{self.port}/health") as resp:
+                return dict(await resp.json())
+        except aiohttp.ClientError:
+            return None
+
+    async def turns_running(self, http: aiohttp.ClientSession) -> int:
+        async with http.get(f"http://127.0.0.1:{self.port}/metrics") as resp:
+            text = await resp.text()
+        line = next(x for x in text.splitlines() if x.startswith("decapod_active_turns "))
+        return int(float(line.split()[1]))
+
+
+def _channel(thread: int) -> str:
+    return f"C{thread:05d}"
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack() as server:
+        yield server
+
+
+async def test_two_replicas_serve_slack_events_one_killed_nothing_lost_or_doubled(
+    pg_url: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    retried = 0
+    async with FakeLLM() as llm, aiohttp.ClientSession() as http:
+        held_from: list[int] = []
+
+        def answer(request: RecordedRequest) -> Reply:
+            return Reply(text=f"answer to {request.body['messages'][-1]['content']}")
+
+        llm.reply_fn = answer
+        replicas = []
+        for i in range(REPLICAS):
+            home = tmp_path / f"replica{i}"
+            home.mkdir()
+            port = _free_port()
+            (home / "config.toml").write_text(_config(pg_url, slack, llm, port))
+            replicas.append(Replica(i, home, port, slack))
+        try:
+            await asyncio.gather(*(r.start() for r in replicas))
+            for r in replicas:
+                deadline = time.monotonic() + 90
+                while await r.health(http) is None:
+                    assert time.monotonic() < deadline, f"replica {r.index} did not start"
+                    await asyncio.sleep(0.2)
+            posted = 0
+            alive = set(range(REPLICAS))
+
+            async def post(event: dict[str, Any], first: int) -> None:
+                """As Slack through a load balancer: to the replica in turn; when that one is
+                down (or answers an error), Slack's retry, numbered, lands on the next."""
+                nonlocal posted, retried
+                for step in range(REPLICAS * 20):
+                    # the balancer does not know a replica died: its connection is refused
+                    target = replicas[(first + step) % REPLICAS]
+                    if step:
+                        retried += 1
+                    try:
+                        result = await slack.post_signed(
+                            http, target.events, event, retry_num=step or None
+                        )
+                        if result.status == 200:
+                            posted += 1
+                            return
+                    except aiohttp.ClientError:
+                        pass
+                    await asyncio.sleep(0.05)
+                raise AssertionError(f"no replica took event {event['event_id']}")
+
+            async def thread(index: int) -> None:
+                channel = _channel(index)
+                mention = slack.event(
+                    "app_mention", channel=channel, text=f"<@{BOT_USER_ID}> t{index}-m0"
+                )
+                root = mention["event"]["ts"]
+                await post(mention, index)
+                for k in range(1, PER_THREAD):
+                    if k == PER_THREAD // 2:
+                        await killed.wait()  # the second half meets a dead replica
+                    reply = slack.event(
+                        "thread_reply", channel=channel, thread_ts=root, text=f"t{index}-m{k}"
+                    )
+                    await post(reply, index + k)
+
+            killed = asyncio.Event()
+            senders = asyncio.gather(*(thread(i) for i in range(THREADS)))
+
+            victim = replicas[VICTIM]
+            victim_key = f"Bearer sk-replica-{VICTIM}"
+            while posted < THREADS * PER_THREAD // 2:
+                await asyncio.sleep(0.05)
+            assert posted == THREADS * PER_THREAD // 2
+            # hold the victim's answers; kill it once each of its turns waits for one
+            llm.hold_only = lambda request: request.headers.get("Authorization") == victim_key
+            llm.hold.clear()
+            held_from.append(len(llm.requests))
+            kill_by = time.monotonic() + 60
+            while True:
+                waiting = sum(
+                    1
+                    for r in llm.requests[held_from[0] :]
+                    if r.path == "/v1/chat/completions"
+                    and r.headers.get("Authorization") == victim_key
+                )
+                if waiting and await victim.turns_running(http) == waiting:
+                    held_turns = waiting
+                    break
+                assert time.monotonic() < kill_by, "the victim's turns did not reach the model"
+                await asyncio.sleep(0.1)
+            assert victim.proc is not None
+            victim.proc.send_signal(signal.SIGKILL)
+            await victim.proc.wait()
+            alive.discard(VICTIM)
+            killed_at = time.monotonic()
+            killed.set()
+            llm.hold.set()
+            await senders
+
+            def answered() -> int:
+                return sum(len(slack.texts(_channel(i))) >= PER_THREAD for i in range(THREADS))
+
+            finish_by = time.monotonic() + 120
+            while answered() < THREADS:
+                assert time.monotonic() < finish_by, f"{answered()} of {THREADS} threads done"
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(4)  # past a lease and a sweep: nothing may come twice
+            for r in replicas:
+                if r.index in alive:
+                    report = await r.health(http)
+                    assert report is not None and report["queue_depth"] == 0
+        finally:
+            for r in replicas:
+                if r.proc is not None and r.proc.returncode is None:
+                    r.proc.send_signal(signal.SIGTERM)
+            for r in replicas:
+                if r.proc is not None and r.proc.returncode is None:
+                    try:
+                        await asyncio.wait_for(r.proc.wait(), 30)
+                    except TimeoutError:
+                        r.proc.kill()
+                if r.stderr is not None:
+                    r.stderr.close()
+    elapsed = time.monotonic() - started
+    posts = slack.method_calls("chat.postMessage")
+    for i in range(THREADS):
+        channel = _channel(i)
+        expected = [f"answer to t{i}-m{k}" for k in range(PER_THREAD)]
+        assert slack.texts(channel) == expected, f"thread {i}"
+        in_channel = [p for p in posts if p.params.get("channel") == channel]
+        assert len(in_channel) == PER_THREAD, f"thread {i}: {len(in_channel)} posts"
+        assert len({p.params.get("thread_ts") for p in in_channel}) == 1, "all in the thread"
+
+    def asked(request: RecordedRequest) -> str:
+        return str(request.body["messages"][-1]["content"])
+
+    after_hold = [r for r in llm.requests[held_from[0] :] if r.path == "/v1/chat/completions"]
+    cut_off = {asked(r) for r in after_hold if r.headers.get("Authorization") == victim_key}
+    asked_again = {asked(r) for r in after_hold if r.headers.get("Authorization") != victim_key}
+    assert cut_off and cut_off <= asked_again, "the victim's turns were taken over"
+    print(
+        f"\n{REPLICAS} replicas, {THREADS * PER_THREAD} Slack events in {elapsed:.0f}s "
+        f"({retried} retried on the other replica); one killed {killed_at - started:.0f}s in "
+        f"with {held_turns} turns waiting for the model; "
+        f"{len(slack.method_calls('chat.update'))} chat.update calls"
+    )
