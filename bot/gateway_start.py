@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from bot.agent import Agent, AgentSettings
 from bot.config import Config
+from bot.errors import ConfigError
 
 if TYPE_CHECKING:
     from bot.gateway import Gateway
@@ -79,9 +80,18 @@ async def start_http(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
         from bot.webui import start_webui
 
         await start_webui(gw, gw.http)
-    for channel in gw.channels.values():
+    mounted: dict[tuple[str, str], str] = {}
+    for name, channel in gw.channels.items():
         # webhook-mode adapters serve their platform's callbacks on our server
         for method, path, handler in channel.http_routes():
+            if (method, path) in mounted:
+                # one path can serve one channel only: the second would never be called
+                raise ConfigError(
+                    f"{method} {path} is already channel {mounted[method, path]}'s; give "
+                    "each channel a path of its own (webhook_path, interactions_path)",
+                    key=f"channels.{name}",
+                )
+            mounted[method, path] = name
             gw.http.add_route(method, path, handler, public=True)
     await gw.http.start()
     stack.push_async_callback(gw.http.stop)

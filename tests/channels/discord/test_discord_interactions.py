@@ -263,6 +263,18 @@ async def test_interactions_mode_needs_a_public_key_and_the_http_server(
     assert no_http.value.key == "channels.discord.mode"
 
 
+async def test_two_channels_on_one_interactions_path_are_a_start_error(
+    fake: FakeDiscord, interactions_config: Any
+) -> None:
+    config = interactions_config()
+    config.channels["second"] = config.channels["discord"].model_copy()
+    with pytest.raises(ConfigError) as taken:
+        async with Gateway(config, provider=ScriptedProvider([])):
+            pass
+    assert taken.value.key == "channels.second"
+    assert "/discord/interactions is already channel discord's" in str(taken.value)
+
+
 async def test_a_public_key_of_another_application_is_a_start_error(
     fake: FakeDiscord, interactions_config: Any
 ) -> None:
