@@ -12,6 +12,7 @@ a `read` here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -166,6 +167,11 @@ class PgStore(Store):
             except Exception as exc:  # the ROLLBACK after a failure failed too
                 err = StoreError(f"write failed: {exc}")
                 results = [(fut, None, err) for _, fut in batch]
+                # its transaction may still be open and aborted: every later BEGIN on it
+                # would fail, so the next batch opens a fresh connection
+                self._wconn = None
+                with contextlib.suppress(Exception):
+                    conn.close()
         finally:
             # always: the next batch waits for this one to be done
             loop.call_soon_threadsafe(self._written, results)

@@ -282,3 +282,30 @@ async def test_writes_made_while_a_batch_commits_go_together_as_the_next(
         await asyncio.gather(*later)
         assert store.transactions - before == 2, "the slow one, then the ten together"
         assert [await store.kv.get(f"k{k}") for k in range(10)] == [str(k) for k in range(10)]
+
+
+async def test_a_failed_write_whose_rollback_fails_too_leaves_the_store_writable(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The writer's connection is left in an aborted transaction when even the ROLLBACK
+    after a failed write fails: the writes after it must not inherit that state."""
+    import psycopg
+
+    from bot.errors import StoreError
+
+    async with open_store(StoreConfig(url=pg_url), tmp_path) as store:
+        await store.kv.set("warm", "1")
+        conn: Any = store._wconn  # type: ignore[attr-defined]
+        real = conn.execute
+
+        def refusing_rollback(sql: str, params: Any = ()) -> Any:
+            if sql == "ROLLBACK":
+                raise psycopg.OperationalError("rollback refused")
+            return real(sql, params)
+
+        conn.execute = refusing_rollback
+        with pytest.raises(StoreError):
+            await store.write(lambda c: c.execute("SELECT 1 / 0").fetchone())
+        conn.execute = real
+        await store.kv.set("after", "2")
+        assert await store.kv.get("after") == "2"
