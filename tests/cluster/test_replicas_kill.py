@@ -12,10 +12,7 @@ idempotency key; bot/delivery.py). Everything else in flight is taken over."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,6 +25,7 @@ import pytest
 from bot.messages import Conversation, ConversationKind
 from bot.store.config import StoreConfig, open_store
 from bot.store.jobs import JobKind, JobRepo, NewJob
+from tests.cluster.processes import ReplicaProcess, base_config, free_port
 from tests.cluster.replicas import eventually
 from tests.fakes.llm import FakeLLM, RecordedRequest, Reply
 from tests.fakes.telegram import TOKEN, FakeTelegram
@@ -43,44 +41,10 @@ USER0 = 10_000
 REMINDER_CHAT0 = 90_000
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _config(pg_url: str, telegram: FakeTelegram, llm: FakeLLM, port: int) -> str:
-    return f"""
-[store]
-url = "{pg_url}"
-
-[gateway]
-shutdown_grace_s = 2
-session_lease_s = 3
-
-[http]
-enabled = true
-port = {port}
-
-[logging]
-file = "decapod.log"
-
-[memory]
-enabled = false
-
-[sandbox]
-backend = "none"
-
-[scheduler]
-lease_seconds = 5
-
-[providers.fake]
-base_url = "{llm.base_url}/v1"
-api_key_env = "FAKE_LLM_KEY"
-
-[models]
-chat = ["fake:m"]
-
+    return (
+        base_config(pg_url, llm, port, "\n[scheduler]\nlease_seconds = 5\n")
+        + f"""
 [channels.tg]
 type = "telegram"
 token_env = "TG_TOKEN"
@@ -94,46 +58,7 @@ webhook_secret_env = "TG_HOOK_SECRET"
 [channels.tg.access]
 dm_policy = "open"
 """
-
-
-class Replica:
-    def __init__(self, index: int, home: Path, port: int) -> None:
-        self.index, self.home, self.port = index, home, port
-        self.proc: asyncio.subprocess.Process | None = None
-        self.stderr: Any = None
-        self.hook = f"http://127.0.0.1:{port}/telegram/tg"
-
-    async def start(self) -> None:
-        self.stderr = (self.home / "stderr.txt").open("wb")
-        env = {
-            **os.environ,
-            "DECAPOD_HOME": str(self.home),
-            "FAKE_LLM_KEY": f"sk-replica-{self.index}",
-            "TG_TOKEN": TOKEN,
-            "TG_HOOK_SECRET": SECRET,
-        }
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            "run",
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=self.stderr,
-        )
-
-    async def health(self, http: aiohttp.ClientSession) -> dict[str, Any] | None:
-        try:
-            async with http.get(f"http://127.0.0.1:{self.port}/health") as resp:
-                return dict(await resp.json())
-        except aiohttp.ClientError:
-            return None
-
-    async def turns_running(self, http: aiohttp.ClientSession) -> int:
-        async with http.get(f"http://127.0.0.1:{self.port}/metrics") as resp:
-            text = await resp.text()
-        line = next(x for x in text.splitlines() if x.startswith("decapod_active_turns "))
-        return int(float(line.split()[1]))
+    )
 
 
 def _job(text: str, chat: int, due: float) -> NewJob:
@@ -192,9 +117,11 @@ async def test_three_replicas_one_killed_nothing_lost_or_doubled(
         for i in range(REPLICAS):
             home = tmp_path / f"replica{i}"
             home.mkdir()
-            port = _free_port()
+            port = free_port()
             (home / "config.toml").write_text(_config(pg_url, telegram, llm, port))
-            replicas.append(Replica(i, home, port))
+            replicas.append(
+                ReplicaProcess(i, home, port, {"TG_TOKEN": TOKEN, "TG_HOOK_SECRET": SECRET})
+            )
         # reminders due while the messages flow
         await _schedule(
             pg_url,
@@ -219,7 +146,9 @@ async def test_three_replicas_one_killed_nothing_lost_or_doubled(
                         continue
                     headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
                     try:
-                        async with http.post(target.hook, json=update, headers=headers) as resp:
+                        async with http.post(
+                            target.url("/telegram/tg"), json=update, headers=headers
+                        ) as resp:
                             if resp.status == 200:
                                 posted += 1
                                 return

@@ -14,10 +14,7 @@ for the model."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,6 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.cluster.processes import ReplicaProcess, base_config, free_port
 from tests.cluster.replicas import eventually
 from tests.fakes.llm import FakeLLM, RecordedRequest, Reply
 from tests.fakes.slack import BOT_USER_ID, FakeSlack
@@ -38,41 +36,10 @@ PER_THREAD = 10
 VICTIM = 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _config(pg_url: str, slack: FakeSlack, llm: FakeLLM, port: int) -> str:
-    return f"""
-[store]
-url = "{pg_url}"
-
-[gateway]
-shutdown_grace_s = 2
-session_lease_s = 3
-
-[http]
-enabled = true
-port = {port}
-
-[logging]
-file = "decapod.log"
-
-[memory]
-enabled = false
-
-[sandbox]
-backend = "none"
-
-[providers.fake]
-base_url = "{llm.base_url}/v1"
-api_key_env = "FAKE_LLM_KEY"
-
-[models]
-chat = ["fake:m"]
-
+    return (
+        base_config(pg_url, llm, port)
+        + f"""
 [channels.slack]
 type = "slack"
 mode = "http"
@@ -85,46 +52,7 @@ dm_policy = "open"
 [channels.slack.access.groups."*"]
 require_mention = true
 """
-
-
-class Replica:
-    def __init__(self, index: int, home: Path, port: int, slack: FakeSlack) -> None:
-        self.index, self.home, self.port, self.slack = index, home, port, slack
-        self.proc: asyncio.subprocess.Process | None = None
-        self.stderr: Any = None
-        self.events = f"http://127.0.0.1:{port}/slack/events"
-
-    async def start(self) -> None:
-        self.stderr = (self.home / "stderr.txt").open("wb")
-        env = {
-            **os.environ,
-            "DECAPOD_HOME": str(self.home),
-            "FAKE_LLM_KEY": f"sk-replica-{self.index}",
-            "SLACK_BOT_TOKEN": self.slack.bot_token,
-            "SLACK_SIGNING_SECRET": self.slack.signing_secret,
-        }
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            "run",
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=self.stderr,
-        )
-
-    async def health(self, http: aiohttp.ClientSession) -> dict[str, Any] | None:
-        try:
-            async with http.get(f"http://127.0.0.1:{self.port}/health") as resp:
-                return dict(await resp.json())
-        except aiohttp.ClientError:
-            return None
-
-    async def turns_running(self, http: aiohttp.ClientSession) -> int:
-        async with http.get(f"http://127.0.0.1:{self.port}/metrics") as resp:
-            text = await resp.text()
-        line = next(x for x in text.splitlines() if x.startswith("decapod_active_turns "))
-        return int(float(line.split()[1]))
+    )
 
 
 def _channel(thread: int) -> str:
@@ -153,9 +81,19 @@ async def test_two_replicas_serve_slack_events_one_killed_nothing_lost_or_double
         for i in range(REPLICAS):
             home = tmp_path / f"replica{i}"
             home.mkdir()
-            port = _free_port()
+            port = free_port()
             (home / "config.toml").write_text(_config(pg_url, slack, llm, port))
-            replicas.append(Replica(i, home, port, slack))
+            replicas.append(
+                ReplicaProcess(
+                    i,
+                    home,
+                    port,
+                    {
+                        "SLACK_BOT_TOKEN": slack.bot_token,
+                        "SLACK_SIGNING_SECRET": slack.signing_secret,
+                    },
+                )
+            )
         try:
             await asyncio.gather(*(r.start() for r in replicas))
             for r in replicas:
@@ -177,7 +115,7 @@ async def test_two_replicas_serve_slack_events_one_killed_nothing_lost_or_double
                         retried += 1
                     try:
                         result = await slack.post_signed(
-                            http, target.events, event, retry_num=step or None
+                            http, target.url("/slack/events"), event, retry_num=step or None
                         )
                         if result.status == 200:
                             posted += 1

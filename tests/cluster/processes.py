@@ -1,0 +1,98 @@
+"""`decapod run` replicas as real processes on one PostgreSQL database, for the kill tests:
+the part of their config every replica shares, and a handle to start one, read its health
+and count its running turns."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.fakes.llm import FakeLLM
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def base_config(pg_url: str, llm: FakeLLM, port: int, extra: str = "") -> str:
+    """Everything but the channel: short leases so a dead replica's sessions are taken over
+    within seconds, no memory, no sandbox, the fake model."""
+    return f"""
+[store]
+url = "{pg_url}"
+
+[gateway]
+shutdown_grace_s = 2
+session_lease_s = 3
+
+[http]
+enabled = true
+port = {port}
+
+[logging]
+file = "decapod.log"
+
+[memory]
+enabled = false
+
+[sandbox]
+backend = "none"
+{extra}
+[providers.fake]
+base_url = "{llm.base_url}/v1"
+api_key_env = "FAKE_LLM_KEY"
+
+[models]
+chat = ["fake:m"]
+"""
+
+
+class ReplicaProcess:
+    def __init__(self, index: int, home: Path, port: int, env: dict[str, str]) -> None:
+        self.index, self.home, self.port = index, home, port
+        self._env = env
+        self.proc: asyncio.subprocess.Process | None = None
+        self.stderr: Any = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def start(self) -> None:
+        self.stderr = (self.home / "stderr.txt").open("wb")
+        env = {
+            **os.environ,
+            "DECAPOD_HOME": str(self.home),
+            # a key per replica: the fake model tells which replica asked
+            "FAKE_LLM_KEY": f"sk-replica-{self.index}",
+            **self._env,
+        }
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "run",
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=self.stderr,
+        )
+
+    async def health(self, http: aiohttp.ClientSession) -> dict[str, Any] | None:
+        try:
+            async with http.get(self.url("/health")) as resp:
+                return dict(await resp.json())
+        except aiohttp.ClientError:
+            return None
+
+    async def turns_running(self, http: aiohttp.ClientSession) -> int:
+        async with http.get(self.url("/metrics")) as resp:
+            text = await resp.text()
+        line = next(x for x in text.splitlines() if x.startswith("decapod_active_turns "))
+        return int(float(line.split()[1]))
