@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -96,3 +97,34 @@ class ReplicaProcess:
             text = await resp.text()
         line = next(x for x in text.splitlines() if x.startswith("decapod_active_turns "))
         return int(float(line.split()[1]))
+
+
+async def settle(replicas: list[ReplicaProcess], alive: set[int], http: Any) -> None:
+    """Once every answer is in: past a lease and a sweep (nothing may come twice), then until
+    no live replica has anything queued. A replica may still be going through the wake-ups
+    of sessions already run (each a lease round trip that finds nothing to do), longer on a
+    busy machine; the answers are counted after it."""
+    from tests.cluster.replicas import eventually
+
+    await asyncio.sleep(4)
+
+    async def drained() -> bool:
+        reports = [await r.health(http) for r in replicas if r.index in alive]
+        return all(rep is not None and rep["queue_depth"] == 0 for rep in reports)
+
+    await eventually(drained, 120, "every replica's queue empty")
+
+
+async def stop_all(replicas: list[ReplicaProcess]) -> None:
+    """SIGTERM to every replica still running, then a wait (SIGKILL after 30 s)."""
+    for r in replicas:
+        if r.proc is not None and r.proc.returncode is None:
+            r.proc.send_signal(signal.SIGTERM)
+    for r in replicas:
+        if r.proc is not None and r.proc.returncode is None:
+            try:
+                await asyncio.wait_for(r.proc.wait(), 30)
+            except TimeoutError:
+                r.proc.kill()
+        if r.stderr is not None:
+            r.stderr.close()

@@ -25,8 +25,7 @@ import pytest
 from bot.messages import Conversation, ConversationKind
 from bot.store.config import StoreConfig, open_store
 from bot.store.jobs import JobKind, JobRepo, NewJob
-from tests.cluster.processes import ReplicaProcess, base_config, free_port
-from tests.cluster.replicas import eventually
+from tests.cluster.processes import ReplicaProcess, base_config, free_port, settle, stop_all
 from tests.fakes.llm import FakeLLM, RecordedRequest, Reply
 from tests.fakes.telegram import TOKEN, FakeTelegram
 
@@ -217,28 +216,9 @@ async def test_three_replicas_one_killed_nothing_lost_or_doubled(
             ):
                 assert time.monotonic() < finish_by, f"{answered()} of {SESSIONS} sessions done"
                 await asyncio.sleep(0.2)
-            await asyncio.sleep(4)  # past a lease and a sweep: nothing may come twice
-
-            async def drained() -> bool:
-                reports = [await r.health(http) for r in replicas if r.index in alive]
-                return all(rep is not None and rep["queue_depth"] == 0 for rep in reports)
-
-            # a replica may still be going through the wake-ups of sessions already run (each
-            # a lease round trip that finds nothing to do), longer on a busy machine: wait for
-            # none to be left; the answers are counted after it
-            await eventually(drained, 120, "every replica's queue empty")
+            await settle(replicas, alive, http)
         finally:
-            for r in replicas:
-                if r.proc is not None and r.proc.returncode is None:
-                    r.proc.send_signal(signal.SIGTERM)
-            for r in replicas:
-                if r.proc is not None and r.proc.returncode is None:
-                    try:
-                        await asyncio.wait_for(r.proc.wait(), 30)
-                    except TimeoutError:
-                        r.proc.kill()
-                if r.stderr is not None:
-                    r.stderr.close()
+            await stop_all(replicas)
     elapsed = time.monotonic() - started
     for sid in range(SESSIONS):
         user = USER0 + sid
