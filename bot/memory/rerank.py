@@ -116,7 +116,17 @@ class WordVectors:
             import numpy as np
         except ImportError:
             return None
-        missing = [w for w in words if w not in self._cache]
+        # Vectors are collected as found: a full cache evicts its oldest words, which may be
+        # some of these, and another search may evict while this one awaits the embedder.
+        found: dict[str, Any] = {}
+        missing: list[str] = []
+        for w in words:
+            known = self._cache.get(w)
+            if known is None:
+                missing.append(w)
+            else:
+                self._cache.move_to_end(w)
+                found[w] = known
         if missing:
             vectors = await self._embed(missing)
             if vectors is None:
@@ -124,12 +134,10 @@ class WordVectors:
             for word, vector in zip(missing, vectors, strict=True):
                 v = np.asarray(vector, dtype=np.float32)
                 norm = float(np.linalg.norm(v))
-                self._cache[word] = v / norm if norm else v
+                found[word] = self._cache[word] = v / norm if norm else v
             while len(self._cache) > _WORD_CACHE:
                 self._cache.popitem(last=False)
-        for w in words:
-            self._cache.move_to_end(w)
-        return {w: self._cache[w] for w in words}
+        return {w: found[w] for w in words}
 
 
 def coverage(

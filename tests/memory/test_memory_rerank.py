@@ -116,6 +116,20 @@ async def test_word_vectors_are_kept_and_none_without_an_embedder() -> None:
     assert await WordVectors(none).get(["dog"]) is None
 
 
+async def test_word_vectors_of_a_search_survive_the_cache_filling_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def embed(words: list[str]) -> list[list[float]] | None:
+        return [[1.0, float(len(w))] for w in words]
+
+    monkeypatch.setattr("bot.memory.rerank._WORD_CACHE", 3)
+    words = WordVectors(embed)
+    await words.get(["dog", "cat", "owl"])
+    # "dog" is the oldest word kept; three new ones push it out while it is being asked for
+    out = await words.get(["dog", "bird", "fish", "frog"])
+    assert out is not None and sorted(out) == ["bird", "dog", "fish", "frog"]
+
+
 @pytest_asyncio.fixture(params=["sqlite", "postgresql"])
 async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
