@@ -125,11 +125,13 @@ class WordVectors:
                 v = np.asarray(vector, dtype=np.float32)
                 norm = float(np.linalg.norm(v))
                 self._cache[word] = v / norm if norm else v
-            while len(self._cache) > _WORD_CACHE:
-                self._cache.popitem(last=False)
         for w in words:
             self._cache.move_to_end(w)
-        return {w: self._cache[w] for w in words}
+        found = {w: self._cache[w] for w in words}
+        # only after taking them: the words of this search are the last to be dropped
+        while len(self._cache) > _WORD_CACHE:
+            self._cache.popitem(last=False)
+        return found
 
 
 def coverage(

@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 
 from bot.memory.dates import query_dates
+from bot.memory import rerank as rerank_module
 from bot.memory.rerank import WordVectors, boost_dated, coverage, rerank, with_replies
 from bot.memory.search import MemoryHit
 from bot.memory.service import MemoryService
@@ -114,6 +115,26 @@ async def test_word_vectors_are_kept_and_none_without_an_embedder() -> None:
         return None
 
     assert await WordVectors(none).get(["dog"]) is None
+
+
+async def test_a_full_word_cache_keeps_the_words_of_the_search_asking(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(rerank_module, "_WORD_CACHE", 4)
+
+    async def embed(words: list[str]) -> list[list[float]] | None:
+        return [[1.0, float(len(w))] for w in words]
+
+    words = WordVectors(embed)
+    await words.get(["ant", "bee", "cat", "dog"])
+    # "ant" is the oldest entry of a full cache, and asked for again with a new word
+    got = await words.get(["ant", "eel"])
+    assert got is not None and set(got) == {"ant", "eel"}
+    # more words than the cache holds: all answered, the cache stays at its size
+    many = [f"w{i}" for i in range(9)]
+    got = await words.get(many)
+    assert got is not None and set(got) == set(many)
+    assert len(words._cache) == 4
 
 
 @pytest_asyncio.fixture(params=["sqlite", "postgresql"])
