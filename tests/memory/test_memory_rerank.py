@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from bot.memory.dates import query_dates
 from bot.memory import rerank as rerank_module
+from bot.memory.dates import query_dates
 from bot.memory.rerank import WordVectors, boost_dated, coverage, rerank, with_replies
 from bot.memory.search import MemoryHit
 from bot.memory.service import MemoryService
@@ -193,7 +193,11 @@ async def test_the_answer_to_a_question_hit_is_pulled_in_within_the_owner(memory
     plain = await memory(neighbour_hits=0)
     await plain.save("alice", "So how was the road trip?", speaker="Jon", at=start)
     await plain.save("bob", "Bob's own secret remark", speaker="Bob", at=start + 1)
-    await plain.save("alice", "Amazing, we hiked to a waterfall", speaker="Maria", at=start + 2)
+    # a context of its own: without one it would keep the turn before, and be found by it
+    await plain.save(
+        "alice", "Amazing, we hiked to a waterfall", speaker="Maria", at=start + 2,
+        context="Maria: one second, finding the photos",
+    )  # fmt: skip
     await plain.save("alice", "Unrelated, much later", speaker="Maria", at=start + DAY)
     await plain.save("alice", "Any road trip tips?", speaker="Jon", at=start + 2 * DAY)
     await plain.save("alice", "Pack snacks", speaker="Maria", at=start + 3 * DAY)  # a day on
