@@ -11,8 +11,9 @@ questions. Rows:
   k=60`: the former fusion; `default, no second stage`: without the search again for who
   the question names (bot/memory/feedback.py); `default, no coverage rerank`, `default, no
   date boost`, `default + neighbour turns`: the last stage's parts (bot/memory/rerank.py);
-- `keyword, plain turns`: keyword search over turns saved as bare "Speaker: text", as before
-  items kept their context and dates;
+- `default, save() defaults` and `keyword, save() defaults`: turns saved as bare "Speaker:
+  text" with nothing else (no time, no turn before given), as a caller using save()'s
+  defaults does: each keeps the turn stored before it, but the session's date is lost;
 - with `--embedder NAME` (repeatable): other embedders in the default fusion.
 
 The data is LoCoMo's JSON (`--data locomo10.json`; category 5 is skipped unless
@@ -75,6 +76,7 @@ def use_config(service: MemoryService, config: MemoryConfig) -> None:
         config.recency_boost,
         config.recency_half_life_days,
         config.fusion,
+        config.keyword_trust,
     )
 
 
@@ -161,8 +163,11 @@ async def _evaluate(data: Dataset, tmp: Path, embedders: list[str]) -> dict[str,
         for name, mode, setting in ROWS:
             use_config(svc, default.model_copy(update=setting))
             rows[name] = rows.get(name, {}) | await score(svc, data, mode)
-    async with indexed(data, tmp / "plain.db", [], plain=True) as svc:
-        rows["keyword, plain turns"] = await score(svc, data, "keyword")
+    plain_embedders = build_embedders(default.embedders, tmp)
+    async with indexed(data, tmp / "plain.db", plain_embedders, plain=True) as svc:
+        use_config(svc, default)
+        rows["default, save() defaults"] = await score(svc, data, "hybrid")
+        rows["keyword, save() defaults"] = await score(svc, data, "keyword")
     for name in embedders:
         async with indexed(data, tmp / f"{name}.db", [candidate(name)]) as svc:
             status = svc.status()

@@ -37,6 +37,7 @@ GRID: dict[str, list[Any]] = {
     "fusion": ["score"],
     "vector_weight": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0],
     "context_weight": [0.0, 0.15, 0.3, 0.5],
+    "keyword_trust": [0.0, 0.9],
 }
 RRF_GRID: dict[str, list[Any]] = {
     "fusion": ["rrf"],

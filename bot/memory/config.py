@@ -68,6 +68,9 @@ class MemoryConfig(_Strict):
     keyword_weight: float = Field(default=1.0, ge=0)
     vector_weight: float = Field(default=2.0, ge=0)
     rrf_k: int = Field(default=10, ge=1)
+    #: the vector weight falls by this share of how much of the question the best keyword
+    #: hits hold: where the question uses an answer's own words, keyword search decides
+    keyword_trust: float = Field(default=0.9, ge=0, le=1)
     #: a query word found in what an item depends on (the turn before, the day it was said)
     #: counts this much of one found in the item itself
     context_weight: float = Field(default=0.5, ge=0)

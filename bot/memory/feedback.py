@@ -28,6 +28,11 @@ def speaker_of(text: str) -> str | None:
     return m.group(1).strip().lower() if m else None
 
 
+def without_speaker(text: str) -> str:
+    """What an item says, without the speaker in front."""
+    return _SPEAKER.sub("", text, count=1)
+
+
 def named_speakers(hits: list[MemoryHit], terms: list[str]) -> set[str]:
     """The speakers of `hits` whom the query (its `terms`) names."""
     asked = set(terms)

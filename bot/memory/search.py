@@ -7,6 +7,7 @@ fusion with a large k does; rank fusion stays available for comparison."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from dataclasses import dataclass
 
@@ -44,6 +45,9 @@ class FusionWeights:
     recency_boost: float = 0.0
     half_life_days: float = 30.0
     method: str = "rrf"  # "rrf" | "score"
+    #: the vector weight falls by this share of how much of the question the best keyword
+    #: hits hold (`keyword_confidence`); 0 keeps it fixed
+    keyword_trust: float = 0.0
 
 
 def _scaled(scores: dict[int, float]) -> dict[int, float]:
@@ -67,12 +71,45 @@ def _spread(scores: dict[int, float]) -> dict[int, float]:
     return {cid: (s - low) / spread for cid, s in scores.items()}
 
 
+_SPEAKER = re.compile(r"^[^:\n]{1,40}:\s")
+_WORD = re.compile(r"[^\W_]+")
+#: words this long sharing their first letters are one word ("adopted" / "adopting")
+_STEM = 5
+#: how many of the best keyword hits `keyword_confidence` looks at
+_CONFIDENT_DEPTH = 3
+
+
+def _held(term: str, words: set[str]) -> bool:
+    return term in words or (len(term) >= _STEM and any(
+        len(w) >= _STEM and w[:_STEM] == term[:_STEM] for w in words
+    ))  # fmt: skip
+
+
+def keyword_confidence(found: SearchRows, terms: list[str]) -> float:
+    """The largest share of the question's words (`terms`) that one of the best keyword hits
+    holds in what was said (the speaker in front and the context left out): near 1 when
+    the question uses the words of an answer, which keyword search then ranks well; low
+    when it says things in other words, which only the vectors find."""
+    if not terms:
+        return 0.0
+    best = 0.0
+    for cid in found.keyword[:_CONFIDENT_DEPTH]:
+        words = set(_WORD.findall(_SPEAKER.sub("", found.rows[cid].text, count=1).lower()))
+        best = max(best, sum(_held(t, words) for t in terms) / len(terms))
+    return best
+
+
 def fuse(
-    found: SearchRows, weights: FusionWeights, limit: int, now: float | None = None
+    found: SearchRows,
+    weights: FusionWeights,
+    limit: int,
+    now: float | None = None,
+    confidence: float = 0.0,
 ) -> list[MemoryHit]:
     """Merge the keyword and vector lists: by scaled scores (weight * BM25 / best BM25 +
     weight * cosine scaled from the worst candidate to the best) or by reciprocal rank
     (sum of weight / (rrf_k + rank)); either times an optional boost for recent items.
+    The vector weight falls by `keyword_trust` x `confidence` (see keyword_confidence).
     Ties keep keyword order, then vector order."""
     now = time.time() if now is None else now
     keyword_rank = {cid: i + 1 for i, cid in enumerate(found.keyword)}
@@ -80,6 +117,7 @@ def fuse(
     by_score = weights.method == "score"
     keyword_scaled = _scaled(found.keyword_score) if by_score else {}
     vector_scaled = _spread(found.vector_score) if by_score else {}
+    vector_weight = weights.vector * max(0.0, 1.0 - weights.keyword_trust * confidence)
     hits: list[MemoryHit] = []
     for cid in dict.fromkeys(found.keyword + found.vector):
         row = found.rows[cid]
@@ -87,12 +125,12 @@ def fuse(
         score = 0.0
         if by_score:
             score += weights.keyword * keyword_scaled.get(cid, 0.0)
-            score += weights.vector * vector_scaled.get(cid, 0.0)
+            score += vector_weight * vector_scaled.get(cid, 0.0)
         else:
             if kr is not None:
                 score += weights.keyword / (weights.rrf_k + kr)
             if vr is not None:
-                score += weights.vector / (weights.rrf_k + vr)
+                score += vector_weight / (weights.rrf_k + vr)
         if weights.recency_boost:
             age_days = max(0.0, now - row.updated_at) / _DAY
             score *= 1.0 + weights.recency_boost * 0.5 ** (age_days / weights.half_life_days)

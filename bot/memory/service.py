@@ -25,13 +25,22 @@ from bot.memory.feedback import (
     feedback_query,
     merge_feedback,
     named_speakers,
+    speaker_of,
     without_names,
+    without_speaker,
 )
 from bot.memory.index import NoEmbedder, VectorIndex
 from bot.memory.knowledge import KnowledgeWatcher
 from bot.memory.links import LINK_ALPHABET, LINK_TTL_S, LinkCodes, MemoryRequestError
-from bot.memory.rerank import WordVectors, last_stage
-from bot.memory.search import FusionWeights, MemoryHit, fit_budget, fuse, merge_phrasings
+from bot.memory.rerank import NEIGHBOUR_WINDOW_S, WordVectors, last_stage
+from bot.memory.search import (
+    FusionWeights,
+    MemoryHit,
+    fit_budget,
+    fuse,
+    keyword_confidence,
+    merge_phrasings,
+)
 from bot.memory.text import (
     SEARCHED,
     fts_match,
@@ -101,6 +110,7 @@ class MemoryService:
             config.recency_boost,
             config.recency_half_life_days,
             config.fusion,
+            config.keyword_trust,
         )
         self.watcher = KnowledgeWatcher(
             home / config.knowledge_dir,
@@ -214,7 +224,9 @@ class MemoryService:
         `at` is when it was said (default: now): relative dates in the text ("yesterday",
         "last Saturday") are resolved against it and written after them. `speaker` is who
         said it, kept in front of the text. `context` is what the text depends on, such as the
-        turn it answers ("How was the road trip?"): searched with a lower weight, not shown."""
+        turn it answers ("How was the road trip?"): searched with a lower weight, not shown.
+        A turn (a `speaker`, or "Name: " in front) saved without `context` gets the turn
+        stored just before it, if said within ten minutes: what a reply answers."""
         owner = self._owner(person_id)
         if kind not in KINDS or kind == "knowledge":
             raise MemoryRequestError(f"unknown kind {kind!r}")
@@ -224,13 +236,25 @@ class MemoryService:
         text = self._redact(text).strip()[:MAX_ITEM_CHARS]
         if not text:
             raise MemoryRequestError("nothing to remember")
-        text = indexed_text(text, speaker=self._redact(speaker).strip(), said=said)
-        chunks, model = await self._chunks(text, indexed_context(self._redact(context), said))
+        speaker = self._redact(speaker).strip()
+        context = self._redact(context)
+        if not context.strip() and (speaker or speaker_of(text)):
+            context = await self._turn_before(owner, said)
+        text = indexed_text(text, speaker=speaker, said=said)
+        chunks, model = await self._chunks(text, indexed_context(context, said))
         item_id, _ = await self.repo.add(
             NewItem(owner, kind, text, chunks, source, model, expires_at, at)
         )
         self.index.stored_without_vectors(model)
         return item_id
+
+    async def _turn_before(self, owner: str, said: float) -> str:
+        """What the turn stored last for `owner` says (its speaker left out, or a question
+        naming them would match every reply made to them), if said near `said`; else ""."""
+        row = await self.repo.last_turn(owner, time.time())
+        if row is None or speaker_of(row.text) is None:
+            return ""
+        return without_speaker(row.text) if abs(said - row.created_at) <= NEIGHBOUR_WINDOW_S else ""
 
     async def search(
         self,
@@ -287,7 +311,8 @@ class MemoryService:
         found = await self.repo.search(
             owners, match, blob, model, limit, now, self.config.context_weight
         )
-        return fuse(found, self.weights, limit, now)
+        trust = keyword_confidence(found, query_terms(query)) if self.weights.keyword_trust else 0.0
+        return fuse(found, self.weights, limit, now, trust)
 
     async def search_phrasings(
         self, person_id: str, phrasings: list[str], *, limit: int = 10

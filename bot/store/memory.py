@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bot.store.memory_rows import ChunkRow, SearchRows, next_rows, search_rows
+from bot.store.memory_rows import ChunkRow, SearchRows, last_row, next_rows, search_rows
 from bot.store.memory_vectors import (
     VEC_TABLE,
     VectorRepo,
@@ -276,6 +276,11 @@ class MemoryRepo:
     ) -> dict[int, ChunkRow]:
         """The turn said just after each chunk (see `next_rows`)."""
         return await self.store.read(lambda conn: next_rows(conn, chunk_ids, owners, window_s, now))
+
+    async def last_turn(self, owner: str, now: float) -> ChunkRow | None:
+        """What `owner` had stored last (the turn before the one being saved, in a
+        conversation saved turn by turn)."""
+        return await self.store.read(lambda conn: last_row(conn, owner, now))
 
     # knowledge files -------------------------------------------------------------------------
     async def knowledge_files(self) -> dict[str, str]:

@@ -94,3 +94,12 @@ def next_rows(
         for cid, o in after.items()
         if o in rows and abs(rows[o].created_at - found[cid].created_at) <= window_s
     }
+
+
+def last_row(conn: Conn, owner: str, now: float) -> ChunkRow | None:
+    """The chunk of `owner` stored last, or None."""
+    # the owner index holds the rowid: one index seek, however many items the owner has
+    last = conn.execute("SELECT max(id) FROM memory_chunks WHERE owner = ?", (owner,)).fetchone()
+    if last is None or last[0] is None:
+        return None
+    return chunk_rows(conn, [int(last[0])], [owner], now).get(int(last[0]))

@@ -95,7 +95,8 @@ def test_evaluation_reports_rows_categories_and_latency(
         "default, no coverage rerank",
         "default, no date boost",
         "default + neighbour turns",
-        "keyword, plain turns",
+        "default, save() defaults",
+        "keyword, save() defaults",
     ]
     assert rows["default"]["embedder"] == "wordllama:l2_supercat_256"
     for row in rows.values():

@@ -4,6 +4,7 @@ them in the embedder's space)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
+from bot.memory import rerank as rerank_module
 from bot.memory.dates import query_dates
 from bot.memory.rerank import WordVectors, boost_dated, coverage, rerank, with_replies
 from bot.memory.search import MemoryHit
@@ -116,18 +118,46 @@ async def test_word_vectors_are_kept_and_none_without_an_embedder() -> None:
     assert await WordVectors(none).get(["dog"]) is None
 
 
-async def test_word_vectors_of_a_search_survive_the_cache_filling_up(
+async def test_a_full_word_cache_keeps_the_words_of_the_search_asking(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(rerank_module, "_WORD_CACHE", 4)
+
     async def embed(words: list[str]) -> list[list[float]] | None:
         return [[1.0, float(len(w))] for w in words]
 
-    monkeypatch.setattr("bot.memory.rerank._WORD_CACHE", 3)
     words = WordVectors(embed)
-    await words.get(["dog", "cat", "owl"])
-    # "dog" is the oldest word kept; three new ones push it out while it is being asked for
-    out = await words.get(["dog", "bird", "fish", "frog"])
-    assert out is not None and sorted(out) == ["bird", "dog", "fish", "frog"]
+    await words.get(["ant", "bee", "cat", "dog"])
+    # "ant" is the oldest entry of a full cache, and asked for again with a new word
+    got = await words.get(["ant", "eel"])
+    assert got is not None and set(got) == {"ant", "eel"}
+    # more words than the cache holds: all answered, the cache stays at its size
+    many = [f"w{i}" for i in range(9)]
+    got = await words.get(many)
+    assert got is not None and set(got) == set(many)
+    assert len(words._cache) == 4
+
+
+async def test_a_word_dropped_by_another_search_while_embedding_is_still_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(rerank_module, "_WORD_CACHE", 3)
+    release = asyncio.Event()
+
+    async def embed(words: list[str]) -> list[list[float]] | None:
+        if "slow" in words:
+            await release.wait()
+        return [[1.0, float(len(w))] for w in words]
+
+    words = WordVectors(embed)
+    await words.get(["ant"])
+    first = asyncio.create_task(words.get(["ant", "slow"]))
+    await asyncio.sleep(0)
+    # meanwhile another search fills the cache and pushes "ant" out
+    await words.get(["bee", "cat", "dog"])
+    release.set()
+    got = await first
+    assert got is not None and set(got) == {"ant", "slow"}
 
 
 @pytest_asyncio.fixture(params=["sqlite", "postgresql"])
@@ -186,7 +216,11 @@ async def test_the_answer_to_a_question_hit_is_pulled_in_within_the_owner(memory
     plain = await memory(neighbour_hits=0)
     await plain.save("alice", "So how was the road trip?", speaker="Jon", at=start)
     await plain.save("bob", "Bob's own secret remark", speaker="Bob", at=start + 1)
-    await plain.save("alice", "Amazing, we hiked to a waterfall", speaker="Maria", at=start + 2)
+    # a context of its own: without one it would keep the turn before, and be found by it
+    await plain.save(
+        "alice", "Amazing, we hiked to a waterfall", speaker="Maria", at=start + 2,
+        context="Maria: one second, finding the photos",
+    )  # fmt: skip
     await plain.save("alice", "Unrelated, much later", speaker="Maria", at=start + DAY)
     await plain.save("alice", "Any road trip tips?", speaker="Jon", at=start + 2 * DAY)
     await plain.save("alice", "Pack snacks", speaker="Maria", at=start + 3 * DAY)  # a day on
