@@ -6,16 +6,19 @@ P2 and P3 read as ratios to what this machine can do at all.
   (its aiohttp transport, chunks as typed models), and through plain aiohttp with SSE parsing.
   Messages per second, and CPU per request.
 - burst: 2,000 requests at once against the fake answering after 2 s, through plain aiohttp
-  with a pool of 2,000; p50/p99 from the burst to each finished stream (P3's floor). In a
-  process of its own, as P3 runs.
+  with a pool of 2,000, each with the body a gateway turn sends (`--body`: the fake reads and
+  parses each, as it does P3's); p50/p99 from the burst to each finished stream (P3's floor).
+  In a process of its own, as P3 runs.
 
     python -m bench.floors [--quick]
+    python -m bench.floors --burst 2000 [--body FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sqlite3
 import tempfile
@@ -120,13 +123,23 @@ async def _throughput(kind: str, base_url: str, body: bytes) -> dict[str, float]
     return {"msgs_per_s": REQUESTS / wall, "cpu_ms_per_request": cpu / REQUESTS * 1000}
 
 
-async def _burst(sessions: int) -> dict[str, Any]:
+def turn_body() -> bytes:
+    """The request body of a plain gateway turn, as the fake received it."""
+    with FakeLLMProcess() as fake:
+        asyncio.run(_one_turn(fake.base_url))
+        return fake.last_body()
+
+
+async def _burst(sessions: int, body: bytes | None = None) -> dict[str, Any]:
     import aiohttp
 
     with FakeLLMProcess(delay_s=BURST_DELAY_S) as fake:
-        body = json.dumps(
-            {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hello"}]}
-        ).encode()
+        body = (
+            body
+            or json.dumps(
+                {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hello"}]}
+            ).encode()
+        )
         url = fake.base_url + "/v1/chat/completions"
         connector = aiohttp.TCPConnector(limit=sessions)
         async with aiohttp.ClientSession(connector=connector) as session:
@@ -140,27 +153,33 @@ async def _burst(sessions: int) -> dict[str, Any]:
             await asyncio.gather(*(one() for _ in range(sessions)))
     return {
         "sessions": sessions,
+        "body_bytes": len(body),
         "p50_s": round(median(done), 3),
         "p99_s": round(pct(done, 99), 3),
     }
 
 
-async def _throughput_both(base_url: str, fake: FakeLLMProcess) -> dict[str, Any]:
-    await _one_turn(base_url)
-    body = fake.last_body()
+async def _throughput_both(base_url: str, body: bytes) -> dict[str, Any]:
     out: dict[str, Any] = {"body_bytes": len(body)}
     for kind in ("sdk", "raw"):
         out[kind] = await _throughput(kind, base_url, body)
     return out
 
 
+def burst_floor(body: bytes, sessions: int = BURST) -> dict[str, Any]:
+    """The burst floor in a process of its own, each request with `body`."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as file:
+        file.write(body)
+        file.flush()
+        return child_json(["bench.floors", "--burst", str(sessions), "--body", file.name], 300)
+
+
 def run(quick: bool = False, fake: FakeLLMProcess | None = None) -> dict[str, Any]:
-    if fake is not None:
-        throughput = asyncio.run(_throughput_both(fake.base_url, fake))
-    else:
-        with FakeLLMProcess() as own:
-            throughput = asyncio.run(_throughput_both(own.base_url, own))
-    burst = child_json(["bench.floors", "--burst", str(BURST)], 300)
+    with contextlib.nullcontext(fake) if fake is not None else FakeLLMProcess() as llm:
+        asyncio.run(_one_turn(llm.base_url))
+        body = llm.last_body()
+        throughput = asyncio.run(_throughput_both(llm.base_url, body))
+    burst = burst_floor(body)
     sdk, raw = throughput["sdk"], throughput["raw"]
     print(
         f"floors: SDK {sdk['msgs_per_s']:.0f} msg/s ({sdk['cpu_ms_per_request']:.2f} ms CPU), "
@@ -174,9 +193,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="bare-client floors")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--burst", type=int, metavar="SESSIONS")
+    parser.add_argument("--body", type=Path, help="the request body of each burst request")
     args = parser.parse_args()
     if args.burst:
-        print(json.dumps(run_child_main(_burst(args.burst))), flush=True)
+        body = args.body.read_bytes() if args.body else None
+        print(json.dumps(run_child_main(_burst(args.burst, body))), flush=True)
     else:
         print(json.dumps(run(args.quick), indent=2))
 

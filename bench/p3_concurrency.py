@@ -2,13 +2,15 @@
 fake LLM in its own process) takes 2 s to answer each, through the real openai SDK. Every
 message must be answered; latency is counted from the moment the burst is handed to the
 gateway to each reply; p99 <= 1.25x the bare-client floor measured just before it
-(bench/floors.py's burst; three such pairs, the median ratio) and RSS <= 300 MB.
+(bench/floors.py's burst, each request with the body a turn sends; three such pairs, the
+median ratio) and RSS <= 300 MB.
 
 The gateway runs with `gateway.max_concurrent_turns = 2000` (the default, 64, protects a
 local model server; a hosted API takes 2,000 waiting requests). It runs in a fresh process,
 so the RSS is the gateway's own.
 
     python -m bench.p3_concurrency [--quick]
+    python -m bench.p3_concurrency --child 2000 [--processes 2]   # one run, no floor
 """
 
 from __future__ import annotations
@@ -41,9 +43,10 @@ class _StampingChannel(CountingChannel):
         return await super()._send_text(message, text)
 
 
-async def _measure(sessions: int) -> dict[str, Any]:
+async def _measure(sessions: int, processes: int = 1) -> dict[str, Any]:
     with FakeLLMProcess(delay_s=LLM_DELAY_S) as fake:
-        load = InProcessLoad(fake.base_url, gateway={"max_concurrent_turns": sessions})
+        gateway = {"max_concurrent_turns": sessions, "turn_processes": processes}
+        load = InProcessLoad(fake.base_url, gateway=gateway)
         load.channel = channel = _StampingChannel()
         async with load:
             assert load.gateway is not None
@@ -80,6 +83,7 @@ async def _measure(sessions: int) -> dict[str, Any]:
     p99 = pct(latencies, 99)
     return {
         "sessions": sessions,
+        "turn_processes": processes,
         "llm_delay_s": LLM_DELAY_S,
         "answered": ok_answers,
         "failed": failed,
@@ -96,20 +100,23 @@ async def _measure(sessions: int) -> dict[str, Any]:
     }
 
 
-def _child(sessions: int) -> None:
+def _child(sessions: int, processes: int = 1) -> None:
     logging.basicConfig(level=logging.ERROR)
-    print(json.dumps(run_child_main(_measure(sessions))), flush=True)
+    print(json.dumps(run_child_main(_measure(sessions, processes))), flush=True)
 
 
 def run(quick: bool = False) -> dict[str, Any]:
     """P3 and its floor (bench/floors.py's burst) in turns, each in a fresh process: the
     floor moves with the machine's load by a second or more between runs, so each P3 run is
     judged against the floor measured just before it."""
+    from bench.floors import burst_floor, turn_body
+
     sessions = 2000  # the figure is defined at this size; quick runs fewer pairs
     runs: list[dict[str, Any]] = []
     ratios: list[float] = []
+    body = turn_body()  # the floor sends what a turn sends: the fake parses the same bytes
     for _ in range(2 if quick else PAIRS):
-        floor = child_json(["bench.floors", "--burst", str(sessions)], 300)
+        floor = burst_floor(body, sessions)
         result = child_json(["bench.p3_concurrency", "--child", str(sessions)], 300)
         if "error" in result:
             print(f"P3 concurrency: not run: {result['error']}")
@@ -141,9 +148,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="P3 concurrency")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--child", type=int, metavar="SESSIONS")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="gateway.turn_processes of the child (the figure is defined with 1)",
+    )
     args = parser.parse_args()
     if args.child:
-        _child(args.child)
+        _child(args.child, args.processes)
     else:
         print(json.dumps(run(args.quick), indent=2))
 

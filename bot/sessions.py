@@ -141,6 +141,8 @@ class SessionManager:
 
     def _evict(self) -> None:
         excess = len(self._sessions) - self.max_cached
+        if excess <= 0:
+            return  # not a copy of every key per new session (a burst of 2,000 made 4 M)
         for key in list(self._sessions):
             if excess <= 0:
                 break

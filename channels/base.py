@@ -286,9 +286,11 @@ class BaseChannel:
 
     async def _stream_ticker(self, template: OutboundMessage, state: StreamState) -> None:
         next_typing = 0.0
+        # a platform without a typing notice (Slack, the web UI) gets no task per answer for it
+        types = type(self)._typing is not BaseChannel._typing
         while not state.finished.is_set():
             now = time.monotonic()
-            if not state.has_text and now >= next_typing:
+            if types and not state.has_text and now >= next_typing:
                 # Shielded: when the answer ends the ticker, a typing request still in flight
                 # finishes on its own. Cancelled mid-flight, an SDK's HTTP request can keep its
                 # pooled connection (python-telegram-bot's does), and after pool-size such
@@ -314,7 +316,7 @@ class BaseChannel:
             else:
                 # Woken by the first text (or the end), not polling for it: thousands of
                 # turns waiting on a slow model would each wake four times a second.
-                await state.nap(next_typing - time.monotonic())
+                await state.nap(next_typing - time.monotonic() if types else None)
                 if state.has_text:
                     # the first text is shown after a short while, so that a fast answer
                     # goes out in one message instead of a fragment and an edit

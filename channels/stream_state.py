@@ -43,18 +43,20 @@ class StreamState:
         self.refused: DeliveryRefused | None = None
         self.progress = progress
 
-    async def nap(self, seconds: float) -> None:
-        """Sleep up to `seconds`; `poke` (the first text, the end) wakes it early. A timer
-        and a future: cheaper than `wait_for` on an Event, which makes a task per wait."""
-        if self.finished.is_set() or seconds <= 0:
+    async def nap(self, seconds: float | None) -> None:
+        """Sleep up to `seconds` (None: until woken); `poke` (the first text, the end) wakes
+        it early. A timer and a future: cheaper than `wait_for` on an Event, which makes a
+        task per wait."""
+        if self.finished.is_set() or (seconds is not None and seconds <= 0):
             return
         loop = asyncio.get_running_loop()
         self._nap = nap = loop.create_future()
-        timer = loop.call_later(seconds, _wake, nap)
+        timer = loop.call_later(seconds, _wake, nap) if seconds is not None else None
         try:
             await nap
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
             self._nap = None
 
     def poke(self) -> None:

@@ -140,6 +140,8 @@ class Redactor:
         return _merge(spans)
 
     def redact(self, text: str) -> str:
+        if not text:
+            return text  # every turn redacts its (mostly empty) list of attachments
         findings = self.find(text)
         return _apply(text, 0, len(text), findings) if findings else text
 

@@ -42,8 +42,21 @@ async def _slow(first_after_s: float, parts: list[str]) -> AsyncIterator[str]:
         yield part
 
 
-async def test_waiting_for_the_first_text_does_not_poll() -> None:
-    channel = Ticking()
+class Silent(BaseChannel):
+    """A platform without a typing notice (as Slack and the web UI)."""
+
+    type = "silent"
+
+    def __init__(self) -> None:
+        super().__init__("silent")
+        self.sent: list[str] = []
+
+    async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
+        self.sent.append(text)
+        return SentRef(message.conversation, str(len(self.sent)))
+
+
+async def _tasks_made_by(channel: BaseChannel, parts: AsyncIterator[str]) -> list[str]:
     loop = asyncio.get_running_loop()
     made: list[str] = []
     default = loop.get_task_factory()
@@ -58,9 +71,15 @@ async def test_waiting_for_the_first_text_does_not_poll() -> None:
 
     loop.set_task_factory(counting)
     try:
-        await channel.reply(OutboundMessage(CHAT, ""), _slow(1.2, ["hello ", "there"]))
+        await channel.reply(OutboundMessage(CHAT, ""), parts)
     finally:
         loop.set_task_factory(default)
+    return made
+
+
+async def test_waiting_for_the_first_text_does_not_poll() -> None:
+    channel = Ticking()
+    made = await _tasks_made_by(channel, _slow(1.2, ["hello ", "there"]))
     # the ticker and one typing request; polling four times a second made a task per poll
     assert len(made) <= 3, made
     assert channel.typing == 1
@@ -94,3 +113,10 @@ async def test_a_long_answer_is_shown_while_it_streams() -> None:
     assert len(channel.sent) == 1
     assert channel.edits, "the message was edited while the answer streamed"
     assert channel.edits[-1].strip() == " ".join(f"part{i}" for i in range(12))
+
+
+async def test_a_platform_without_typing_gets_no_task_for_it() -> None:
+    channel = Silent()
+    made = await _tasks_made_by(channel, _slow(0.3, ["hello"]))
+    assert made == ["BaseChannel._stream_ticker"], made
+    assert channel.sent == ["hello"]

@@ -1,11 +1,16 @@
-"""Session workers: a cancellation (the gateway's drain) always ends a worker."""
+"""Session workers: a cancellation (the gateway's drain) always ends a worker; the session
+cache's bound; the order in which a burst's turns reach the model."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
+from bot.gateway import Gateway
 from bot.messages import InboundMessage
+from bot.providers.base import ChatRequest
+from bot.providers.testing import FunctionProvider
 from bot.sessions import Session, SessionManager
 from bot.store import Store
 from tests.fakes.channel import RecordingChannel
@@ -37,3 +42,45 @@ async def test_a_cancelled_worker_leaves_a_message_arriving_at_that_moment_queue
         assert worker.cancelled()
         assert handled[-1] == f"first {i}", "the message arrived with the cancellation ran"
         assert session.worker is None and session.queue.qsize() == 1
+
+
+async def test_past_the_cache_size_idle_sessions_are_dropped_and_busy_ones_kept(
+    tmp_path: Path,
+) -> None:
+    async def handler(session: Session, message: InboundMessage) -> None:
+        return None
+
+    sessions = SessionManager(Store(tmp_path / "unused.db"), handler, max_cached=3)
+    busy = sessions.get("busy")
+    busy.busy = True
+    for key in ("a", "b"):
+        sessions.get(key)
+    assert len(sessions) == 3  # at the cap: nothing dropped
+    sessions.get("c")
+    sessions.get("d")
+    assert len(sessions) == 3
+    assert sessions.get("busy") is busy, "a busy session is never dropped"
+    kept = {s.key for s in sessions._sessions.values()}
+    assert kept == {"busy", "c", "d"}, "the least recently used idle ones go first"
+
+
+async def test_a_burst_reaches_the_model_in_the_order_it_came(make_config: Any) -> None:
+    """200 messages stored in one batch: their turns ask the model first come, first asked
+    (a tail of late answers can come from turns overtaken on the way, not only from load)."""
+    asked: list[str] = []
+
+    async def answer(request: ChatRequest) -> str:
+        asked.append(request.messages[-1].content)
+        return "ok"
+
+    channel = RecordingChannel()
+    count = 200
+    async with Gateway(
+        make_config(gateway={"max_concurrent_turns": count}),
+        provider=FunctionProvider(answer),
+        channels={"test": channel},
+    ) as gw:
+        burst = [channel.inbound(f"m{i:03d}", user=f"u{i:03d}") for i in range(count)]
+        await asyncio.gather(*(gw.handle_inbound(m) for m in burst))
+        await channel.wait_for_messages(count, timeout=60)
+    assert asked == [f"m{i:03d}" for i in range(count)]
