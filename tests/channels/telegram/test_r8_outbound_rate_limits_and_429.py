@@ -38,18 +38,25 @@ def _most_in_window(stamps: list[float], window: float) -> int:
 
 
 class Dispatches:
-    """Wraps the adapter's send: when each request left, to which chat, and when a 429 was
-    learned."""
+    """When the adapter let each request go, to which chat (the pacer's own clock readings:
+    a stamp taken later, at the send, would also hold however long the OS preempted the
+    process in between, and a busy machine could make two paced sends look too close), and
+    when a 429 was learned."""
 
     def __init__(self, channel: TelegramChannel) -> None:
         self.sent: list[tuple[float, str]] = []
         self.limited_at: list[float] = []
         self._send = channel._send_text
         channel._send_text = self._timed  # type: ignore[method-assign]
+        record = channel.pacer.record
+
+        def recorded(chat_id: str, is_group: bool, now: float) -> None:
+            self.sent.append((now, chat_id))
+            record(chat_id, is_group, now)
+
+        channel.pacer.record = recorded  # type: ignore[method-assign]
 
     async def _timed(self, message: OutboundMessage, text: str) -> SentRef:
-        at = time.monotonic()
-        self.sent.append((at, message.conversation.chat_id))
         try:
             return await self._send(message, text)
         except RateLimited:
