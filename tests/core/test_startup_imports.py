@@ -13,6 +13,7 @@ CHECK = """
 import asyncio, json, sys
 from pathlib import Path
 
+import bot.gateway
 from bot.config import parse_config
 from bot.scheduler import Scheduler, SchedulerConfig
 from bot.store import Store
@@ -59,11 +60,13 @@ def _modules_after_start(tmp_path: Path) -> set[str]:
     return set(json.loads(out.strip().splitlines()[-1]))
 
 
-def test_a_gateway_mode_discord_channel_and_the_scheduler_import_only_what_they_use(
+def test_a_gateway_on_sqlite_its_channels_and_scheduler_import_only_what_they_use(
     tmp_path: Path,
 ) -> None:
     modules = _modules_after_start(tmp_path)
-    assert "discord" in modules and "bot.scheduler.service" in modules  # the check ran
+    assert {"discord", "bot.scheduler.service", "bot.cluster.leader"} <= modules  # it ran
+    # the PostgreSQL store (and its SQL translation) is imported when one is opened
+    assert "bot.store.postgres" not in modules
     # cryptography checks the signatures of Discord's interactions mode only
     assert not {m for m in modules if m.split(".")[0] == "cryptography"}
     # the scheduler's wake-up is a timer of the loop; APScheduler only evaluates cron rules
