@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("decapod.gateway")
 
+#: seconds after the skills load that their folder is watched for edits
+SKILLS_WATCH_AFTER_S = 2.0
+
 
 SandboxChoice = tuple["SandboxBackend | None", str]
 
@@ -178,7 +181,9 @@ async def start_skills(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
         # becomes available when the server lists it, and not while it is down (hooked up
         # before the first load, so a server ready meanwhile is not missed)
         gw.mcp.on_tools_changed = runtime.tools_changed
-    current = await runtime.start(watch=cfg.watch)
+    # the watch (watchfiles, its thread and its probe, ~40 ms of a start's CPU) begins once
+    # the gateway is up: what it is for, edits, can wait a second, and none is missed
+    current = await runtime.start(watch=cfg.watch, watch_after_s=SKILLS_WATCH_AFTER_S)
     register_skill_commands(gw.commands, runtime)
     gw.approvals.add(SkillDraftApprovals(runtime))
     log.info(

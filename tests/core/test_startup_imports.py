@@ -13,8 +13,9 @@ CHECK = """
 import asyncio, json, sys
 from pathlib import Path
 
-import bot.gateway
 from bot.config import parse_config
+from bot.gateway import Gateway
+from bot.providers.testing import ScriptedProvider
 from bot.scheduler import Scheduler, SchedulerConfig
 from bot.store import Store
 from channels import create_channel
@@ -44,8 +45,15 @@ async def scheduler_runs() -> None:
         await scheduler.stop()
 
 
+async def gateway_starts() -> list[str]:
+    gateway = Gateway(config.model_copy(update={"channels": {}}), provider=ScriptedProvider([]))
+    async with gateway:
+        return sorted(sys.modules)
+
+
 asyncio.run(scheduler_runs())
-print(json.dumps(sorted(sys.modules)))
+at_ready = asyncio.run(gateway_starts())
+print(json.dumps(at_ready))
 """
 
 
@@ -64,10 +72,12 @@ def test_a_gateway_on_sqlite_its_channels_and_scheduler_import_only_what_they_us
     tmp_path: Path,
 ) -> None:
     modules = _modules_after_start(tmp_path)
-    assert {"discord", "bot.scheduler.service", "bot.cluster.leader"} <= modules  # it ran
+    assert {"discord", "bot.scheduler.service", "bot.skills.runtime"} <= modules  # it ran
     # the PostgreSQL store (and its SQL translation) is imported when one is opened
     assert "bot.store.postgres" not in modules
     # cryptography checks the signatures of Discord's interactions mode only
     assert not {m for m in modules if m.split(".")[0] == "cryptography"}
     # the scheduler's wake-up is a timer of the loop; APScheduler only evaluates cron rules
     assert not {m for m in modules if m.startswith("apscheduler.schedulers")}
+    # the skills' folder is watched from a little after the start on
+    assert "watchfiles" not in modules
