@@ -2,7 +2,7 @@
 
 The reminders go through Scheduler.schedule into a fresh database (real clock), due evenly
 over a few seconds starting a few seconds from now, for 100 people in 100 conversations. The
-running scheduler (APScheduler wake-ups, claims, leases, durable commits) delivers them to a
+running scheduler (wake-ups at the due time, claims, leases, durable commits) delivers them to a
 deliverer that takes a simulated platform round trip and records when each one landed.
 Lateness is landed time minus due time. Lost: never delivered; duplicated: delivered again.
 

@@ -117,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         build_parser().print_help()
         return 0
+    if args.command == "run":
+        from bot.heap import hold_collections_until_settled
+
+        hold_collections_until_settled()  # until the gateway is up (bot/heap.py)
     from bot import operate
     from bot.errors import ConfigError
 

@@ -4,6 +4,7 @@ registers its tools and commands and pushes its own stop onto the gateway's exit
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -18,26 +19,43 @@ from bot.messages import Conversation, ConversationKind, OutboundMessage
 
 if TYPE_CHECKING:
     from bot.gateway import Gateway
-    from bot.sandbox import InMemoryApprovalBroker, PendingApproval
+    from bot.sandbox import InMemoryApprovalBroker, PendingApproval, SandboxBackend
     from bot.skills.catalog import SkillSet
     from bot.store.jobs import Job
     from bot.web.save import WorkspaceSaver
 
 log = logging.getLogger("decapod.gateway")
 
+#: seconds after the skills load that their folder is watched for edits
+SKILLS_WATCH_AFTER_S = 2.0
 
-async def start_sandbox(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
+
+SandboxChoice = tuple["SandboxBackend | None", str]
+
+
+def begin_sandbox_choice(gw: Gateway) -> asyncio.Task[SandboxChoice]:
+    """Choose the sandbox backend in a task of its own: its probes (bwrap's test runs, the
+    Docker daemon's answers) are other processes, which work while this one imports."""
+    from bot.sandbox import select_backend
+
+    choice = select_backend(gw.config.sandbox, gw.config.home, _skills_mount(gw))
+    return asyncio.create_task(choice, name="sandbox-choice")
+
+
+async def start_sandbox(
+    gw: Gateway,
+    stack: contextlib.AsyncExitStack,
+    choosing: asyncio.Task[SandboxChoice] | None = None,
+) -> None:
+    """`choosing`: the choice begun earlier (begin_sandbox_choice), awaited here: what
+    it chose, or why nothing runs commands, is settled before the gateway is ready, and a
+    failure of the choice fails the start as before."""
     from bot.cluster.approvals import approval_broker
-    from bot.sandbox import (
-        SandboxToolPolicy,
-        sandbox_tools,
-        select_backend,
-        workspace_manager,
-    )
+    from bot.sandbox import SandboxToolPolicy, sandbox_tools, workspace_manager
 
     cfg = gw.config.sandbox
     mounts = _skills_mount(gw)
-    backend, gw.sandbox_status = await select_backend(cfg, gw.config.home, mounts)
+    backend, gw.sandbox_status = await (choosing or begin_sandbox_choice(gw))
     if backend is not None:
         stack.push_async_callback(backend.aclose)
     broker = approval_broker(gw, lambda pending: ask_approval(gw, pending))
@@ -163,7 +181,9 @@ async def start_skills(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
         # becomes available when the server lists it, and not while it is down (hooked up
         # before the first load, so a server ready meanwhile is not missed)
         gw.mcp.on_tools_changed = runtime.tools_changed
-    current = await runtime.start(watch=cfg.watch)
+    # the watch (watchfiles, its thread and its probe, ~40 ms of a start's CPU) begins once
+    # the gateway is up: what it is for, edits, can wait a second, and none is missed
+    current = await runtime.start(watch=cfg.watch, watch_after_s=SKILLS_WATCH_AFTER_S)
     register_skill_commands(gw.commands, runtime)
     gw.approvals.add(SkillDraftApprovals(runtime))
     log.info(

@@ -26,6 +26,7 @@ from bot.delivery import Deliveries
 from bot.deps import Deps
 from bot.errors import DecapodError
 from bot.gateway_start import (
+    begin_sandbox_choice,
     build_agent,
     secure_home_files,
     start_channels,
@@ -57,6 +58,7 @@ from channels import Channel, create_channel
 
 if TYPE_CHECKING:
     from bot.cluster.replica import Replica
+    from bot.features import SandboxChoice
     from bot.http import HttpServer
     from bot.mcp.manager import McpManager
     from bot.media.intake import MediaIntake
@@ -119,6 +121,8 @@ class Gateway:
         self.agent: Agent | None = None
         self.policy = ToolPolicy()
         self.sandbox_status = "off (sandbox.backend = none)"
+        #: the sandbox's choice, begun at start and awaited by start_features
+        self.sandbox_choice: asyncio.Task[SandboxChoice] | None = None
         self.mcp: McpManager | None = None
         self.access: AccessControl = build_access(config, self.store)
         self.http: HttpServer | None = None
@@ -162,6 +166,7 @@ class Gateway:
         cfg = self.config
         self._register_secrets()
         secure_home_files(cfg)
+        self.sandbox_choice = begin_sandbox_choice(self, self._stack)
         await self.store.start()
         self._stack.push_async_callback(self.store.stop)
         if self.store.backend == "postgresql":
@@ -171,14 +176,16 @@ class Gateway:
         if self._provider_override is None:
             await start_providers(self, self._stack)
         assert self.provider is not None
+        # before the features: importing the channels' SDKs is most of the start, and the
+        # sandbox's probes, begun above, run meanwhile
+        for name, ch_cfg in cfg.channels.items():
+            if name not in self.channels:
+                self.channels[name] = create_channel(name, ch_cfg, cfg)
         await start_features(self, self._stack)
         self.agent = build_agent(self)
         from bot.media.intake import start_media
 
         self.media = await start_media(cfg, self.providers, self._stack)
-        for name, ch_cfg in cfg.channels.items():
-            if name not in self.channels:
-                self.channels[name] = create_channel(name, ch_cfg, cfg)
         if cfg.http.enabled:
             if cfg.webui.enabled and "web" not in self.channels:
                 from bot.webui import WebChannelConfig

@@ -15,6 +15,7 @@ from bot.config import Config
 from bot.errors import ConfigError
 
 if TYPE_CHECKING:
+    from bot import features
     from bot.gateway import Gateway
     from channels import Channel
 
@@ -97,13 +98,45 @@ async def start_http(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
     stack.push_async_callback(gw.http.stop)
 
 
+def wants_sandbox(cfg: Config) -> bool:
+    return cfg.sandbox.backend != "none" or cfg.sandbox.allow_host_exec
+
+
+def begin_sandbox_choice(
+    gw: Gateway, stack: contextlib.AsyncExitStack
+) -> asyncio.Task[features.SandboxChoice] | None:
+    """Begin choosing the sandbox at the start of the start, so that its probes run while
+    the channels' SDKs are imported; start_features awaits it, before the gateway is ready.
+    A start that fails before then cancels it and closes what it chose."""
+    if not wants_sandbox(gw.config):
+        return None
+    from bot import features
+
+    choosing = features.begin_sandbox_choice(gw)
+
+    async def abandon() -> None:
+        if gw.sandbox_choice is None:
+            return  # start_sandbox took it, and stops its backend itself
+        choosing.cancel()
+        try:
+            backend, _ = await choosing
+        except BaseException:  # cancelled, or failed: nothing was chosen
+            return
+        if backend is not None:
+            await backend.aclose()
+
+    stack.push_async_callback(abandon)
+    return choosing
+
+
 async def start_features(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
     """The optional parts, in the order their tool policies wrap each other."""
     from bot import features
 
     await features.start_hooks(gw, stack)
-    if gw.config.sandbox.backend != "none" or gw.config.sandbox.allow_host_exec:
-        await features.start_sandbox(gw, stack)
+    if wants_sandbox(gw.config):
+        choosing, gw.sandbox_choice = gw.sandbox_choice, None
+        await features.start_sandbox(gw, stack, choosing)
     if gw.config.memory.enabled:
         await features.start_memory(gw, stack)
     await features.start_scheduler(gw, stack)

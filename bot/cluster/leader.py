@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Any
 
-from bot.store.postgres import MIGRATION_LOCK
+from bot.store.migrations import MIGRATION_LOCK
 
 log = logging.getLogger("decapod.cluster")
 

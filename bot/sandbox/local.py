@@ -293,17 +293,18 @@ class BwrapBackend(LocalBackend):
             if self.drop_to is not None:
                 os.chown(probe_dir, *self.drop_to)
             limits = Limits(256, 32, 5, _PROBE_TIMEOUT_S, 1, 64)
-            result = await self._run_in(
-                probe_dir, ["true"], None, limits, _PROBE_TIMEOUT_S, watchdog=None
-            )
-            version = await run_tree(
-                [self.bwrap, "--version"],
-                env=sandbox_env(),
-                cwd="/",
-                stdin=None,
-                wall_s=_PROBE_TIMEOUT_S,
-                limits=limits,
-                cgroup=None,
+            # both at once: each is mostly the wait for a process to start and end
+            result, version = await asyncio.gather(
+                self._run_in(probe_dir, ["true"], None, limits, _PROBE_TIMEOUT_S, watchdog=None),
+                run_tree(
+                    [self.bwrap, "--version"],
+                    env=sandbox_env(),
+                    cwd="/",
+                    stdin=None,
+                    wall_s=_PROBE_TIMEOUT_S,
+                    limits=limits,
+                    cgroup=None,
+                ),
             )
         finally:
             shutil.rmtree(probe_dir, ignore_errors=True)

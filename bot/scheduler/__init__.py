@@ -1,7 +1,7 @@
 """Reminders and scheduled agent tasks: persisted, leased, delivered at least once.
 
     scheduler = Scheduler(store, deliverer, task_runner, config=config.scheduler)
-    await scheduler.start()          # APScheduler is imported here, not on import
+    await scheduler.start()          # the delivery loop; APScheduler only for cron rules
     deps = dataclasses.replace(deps, scheduler=scheduler)
     for t in scheduler_tools(): registry.register(t)
     register_scheduler_commands(commands)

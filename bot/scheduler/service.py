@@ -1,7 +1,7 @@
 """Reminders and scheduled tasks that are never lost.
 
-The jobs table is the truth; APScheduler only wakes the delivery loop at the next due time
-(and the loop wakes every `poll_seconds` anyway). A delivery is:
+The jobs table is the truth; a timer on the event loop only wakes the delivery loop at the
+next due time (and the loop wakes every `poll_seconds` anyway). A delivery is:
 
 1. claimed: one atomic UPDATE takes a due row (pending, or sending under an expired lease);
 2. sent through the Deliverer (a task first runs its prompt through the TaskRunner);
@@ -23,8 +23,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from bot.errors import DeliveryRefused
@@ -51,7 +51,6 @@ __all__ = ["CheckinRunner", "Deliverer", "ScheduleError", "Scheduler", "TaskRunn
 
 log = logging.getLogger(__name__)
 
-_WAKE_JOB = "decapod-scheduler-wake"
 _MAX_TEXT = 4000
 _RETRY_FIRST_S = 5.0
 _RETRY_MAX_S = 300.0
@@ -85,16 +84,14 @@ class Scheduler:
         self._deliveries: set[asyncio.Task[None]] = set()
         self._backlogged = False
         self._loop_task: asyncio.Task[None] | None = None
-        self._aps: Any = None
+        #: the wake-up at the next due time (one at a time: a new one replaces it)
+        self._timer: asyncio.TimerHandle | None = None
 
     # lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
-        from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
-        # its INFO lines would repeat on every wake-up
-        logging.getLogger("apscheduler").setLevel(logging.WARNING)
-        self._aps = AsyncIOScheduler(timezone=UTC)
-        self._aps.start()
+        # a timer of the loop, not APScheduler's AsyncIOScheduler (which does the same with
+        # call_later): importing that costs a start ~0.1 s, most of it reading every
+        # installed package's entry points
         self._loop_task = asyncio.create_task(self._run(), name="decapod-scheduler")
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -106,9 +103,7 @@ class Scheduler:
             # wait() never raises the task's CancelledError, so a cancellation of the caller
             # itself still propagates (suppressing CancelledError here would swallow it)
             await asyncio.wait([loop_task])
-        if self._aps is not None:
-            self._aps.shutdown(wait=False)
-            self._aps = None
+        self._disarm()
         if self._deliveries:
             _, pending = await asyncio.wait(set(self._deliveries), timeout=grace)
             for task in pending:
@@ -218,23 +213,19 @@ class Scheduler:
                     await self._wake.wait()
 
     def _arm(self, at: float | None) -> None:
+        self._disarm()
         if at is None:
             return
-        if at <= self.clock():
+        delay = at - self.clock()
+        if delay <= 0:
             self._wake.set()
             return
-        from apscheduler.triggers.date import DateTrigger
+        self._timer = asyncio.get_running_loop().call_later(delay, self._wake.set)
 
-        self._aps.add_job(
-            self._wake_up,
-            DateTrigger(run_date=datetime.fromtimestamp(at, UTC)),
-            id=_WAKE_JOB,
-            replace_existing=True,
-            misfire_grace_time=None,
-        )
-
-    async def _wake_up(self) -> None:
-        self._wake.set()
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     async def _pass(self) -> list[asyncio.Task[None]]:
         cfg = self.config

@@ -67,11 +67,14 @@ class SkillRuntime:
         #: set once the watcher sees changes (tests and benchmarks wait for it)
         self.watching = asyncio.Event()
 
-    async def start(self, *, watch: bool) -> SkillSet:
+    async def start(self, *, watch: bool, watch_after_s: float = 0.0) -> SkillSet:
+        """Load the skills; with `watch`, reload them on every edit, watching from
+        `watch_after_s` seconds on (an edit made before then is loaded when the watch
+        begins)."""
         await asyncio.to_thread(self.library.ensure_dirs)
         await self.reload()
         if watch:
-            self._task = asyncio.create_task(self._watch(), name="skills-watcher")
+            self._task = asyncio.create_task(self._watch(watch_after_s), name="skills-watcher")
         return self.current
 
     async def stop(self) -> None:
@@ -121,7 +124,11 @@ class SkillRuntime:
             await self._changed.wait_for(lambda: self.current.generation >= generation)
         return self.current
 
-    async def _watch(self) -> None:
+    async def _watch(self, after_s: float) -> None:
+        if after_s > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(after_s):
+                    await self._stop.wait()
         from watchfiles import awatch
 
         debounce = self.library.config.debounce_ms

@@ -16,6 +16,12 @@ if TYPE_CHECKING:
 Migration = Callable[[Any], None]
 MIGRATIONS: dict[str, Migration] = {}
 
+#: PostgreSQL: the advisory lock every migration transaction takes: replicas starting
+#: together queue on it, and each migration is applied by exactly one of them. Here, not in
+#: postgres.py, so that the cluster's leader lock can be derived from it without importing
+#: the PostgreSQL store into a gateway on SQLite
+MIGRATION_LOCK = 0x6465636170_6F64  # "decapod"
+
 
 def migration(fn: Migration) -> Migration:
     MIGRATIONS[fn.__name__] = fn

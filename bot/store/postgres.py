@@ -12,16 +12,12 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from bot.store.migrations import MIGRATIONS, Migration
+from bot.store.migrations import MIGRATION_LOCK, MIGRATIONS, Migration
 from bot.store.pg_dialect import Translated, translate
 
 if TYPE_CHECKING:
     from bot.progress import ProgressSink
     from bot.store.pg_vectors import VectorSupport
-
-#: the advisory lock every migration transaction takes: replicas starting together queue on
-#: it, and each migration is applied by exactly one of them
-MIGRATION_LOCK = 0x6465636170_6F64  # "decapod"
 
 
 class PgCursor:

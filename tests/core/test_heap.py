@@ -21,3 +21,24 @@ def test_start_up_objects_are_frozen_and_young_collections_are_rarer() -> None:
 
     assert before == 0 and frozen > 1000
     assert thresholds == wanted and thresholds[0] > 700  # 700: the interpreter's default
+
+
+def test_run_holds_collections_until_the_gateway_is_up_then_collects_and_freezes() -> None:
+    code = (
+        "import gc, json\n"
+        "import bot.operate\n"
+        "from bot import cli, heap\n"
+        "seen = {}\n"
+        "def dispatch(args):\n"
+        "    seen['during start'] = gc.isenabled()\n"
+        "    heap.settle_after_start()\n"
+        "    seen['after'] = [gc.isenabled(), gc.get_freeze_count() > 1000]\n"
+        "    return 0\n"
+        "bot.operate.dispatch = dispatch\n"
+        "seen['before'] = gc.isenabled()\n"
+        "cli.main(['run'])\n"
+        "print(json.dumps(seen))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+
+    assert json.loads(out.stdout) == {"before": True, "during start": False, "after": [True, True]}

@@ -354,7 +354,7 @@ async def test_running_loop_is_woken_for_the_due_time(
 ) -> None:
     from bot.scheduler import SchedulerConfig
 
-    # the safety-net poll is far away: only the APScheduler wake-up can deliver in time
+    # the safety-net poll is far away: only the wake-up at the due time can deliver in time
     config = SchedulerConfig(poll_seconds=30, min_interval_seconds=1)
     scheduler = Scheduler(store, deliverer, config=config)
     await scheduler.start()

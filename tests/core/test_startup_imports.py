@@ -1,0 +1,83 @@
+"""What a start does not import: parts that only some configurations or the first use need
+stay out of `decapod run`'s start (time to ready, P4) and of an idle gateway (P5). Each
+check runs in a fresh interpreter, since this test process has imported everything."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+CHECK = """
+import asyncio, json, sys
+from pathlib import Path
+
+from bot.config import parse_config
+from bot.gateway import Gateway
+from bot.providers.testing import ScriptedProvider
+from bot.scheduler import Scheduler, SchedulerConfig
+from bot.store import Store
+from channels import create_channel
+
+home = Path(sys.argv[1])
+config = parse_config(
+    {
+        "http": {"enabled": False},
+        "logging": {"file": ""},
+        "channels": {"dc": {"type": "discord", "token_env": "DC_TOKEN"}},
+    },
+    home,
+)
+create_channel("dc", config.channels["dc"], config)
+
+
+class Deliverer:
+    async def deliver(self, conversation, text):
+        return "sent"
+
+
+async def scheduler_runs() -> None:
+    async with Store(home / "decapod.db") as store:
+        scheduler = Scheduler(store, Deliverer(), config=SchedulerConfig())
+        await scheduler.start()
+        await asyncio.sleep(0.05)  # its loop has made a pass and armed its wake-up
+        await scheduler.stop()
+
+
+async def gateway_starts() -> list[str]:
+    gateway = Gateway(config.model_copy(update={"channels": {}}), provider=ScriptedProvider([]))
+    async with gateway:
+        return sorted(sys.modules)
+
+
+asyncio.run(scheduler_runs())
+at_ready = asyncio.run(gateway_starts())
+print(json.dumps(at_ready))
+"""
+
+
+def _modules_after_start(tmp_path: Path) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    return set(json.loads(out.strip().splitlines()[-1]))
+
+
+def test_a_gateway_on_sqlite_its_channels_and_scheduler_import_only_what_they_use(
+    tmp_path: Path,
+) -> None:
+    modules = _modules_after_start(tmp_path)
+    assert {"discord", "bot.scheduler.service", "bot.skills.runtime"} <= modules  # it ran
+    # the PostgreSQL store (and its SQL translation) is imported when one is opened
+    assert "bot.store.postgres" not in modules
+    # cryptography checks the signatures of Discord's interactions mode only
+    assert not {m for m in modules if m.split(".")[0] == "cryptography"}
+    # the scheduler's wake-up is a timer of the loop; APScheduler only evaluates cron rules
+    assert not {m for m in modules if m.startswith("apscheduler.schedulers")}
+    # the skills' folder is watched from a little after the start on
+    assert "watchfiles" not in modules
