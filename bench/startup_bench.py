@@ -79,6 +79,9 @@ def _run_until_health(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # as nanobot's gateway is started (bench/peer/measure.py): with the kernel's
+        # autogroup scheduling a new session gets a CPU share of its own on a busy machine
+        start_new_session=True,
     )
     answered = 0.0
     try:
