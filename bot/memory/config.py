@@ -96,6 +96,9 @@ class MemoryConfig(_Strict):
     #: question's words they (or a word near in meaning) hold; 0 turns it off
     rerank_depth: int = Field(default=20, ge=0, le=200)
     coverage_weight: float = Field(default=0.5, ge=0)
+    #: a hit that asks a question (its text ends with "?") scores this share of its score:
+    #: it repeats a question's words, the answer is in what was said; 1 turns it off
+    question_weight: float = Field(default=0.7, gt=0, le=1)
     #: multiplies a hit's score by 1 + recency_boost * 0.5 ** (age / half life); 0 turns it off
     recency_boost: float = Field(default=0.1, ge=0)
     recency_half_life_days: float = Field(default=30.0, gt=0)

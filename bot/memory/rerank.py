@@ -13,7 +13,10 @@ Why each:
 - a question that names a day ("What happened two days before 9 May 2023?") is answered
   by what was said or happened that day; neither BM25 over all its words nor a vector that
   cannot read dates ranks that first, so items holding the day rank above the rest
-  (`date_boost`).
+  (`date_boost`);
+- a turn that asks ("How long have you been married?") repeats the words of a question
+  about it and holds no answer, which is in the turn after it ("Six years!"): it scores
+  `question_weight` of its score, so what was said ranks above what was asked.
 Pure functions and one small class; the service runs them.
 """
 
@@ -72,6 +75,18 @@ def boost_dated(hits: list[MemoryHit], dated: Sequence[MemoryHit], boost: float)
     out = [
         dataclasses.replace(h, score=h.score + boost * best) if cid in ids else h
         for cid, h in merged.items()
+    ]
+    out.sort(key=lambda h: -h.score)
+    return out
+
+
+def demote_questions(hits: list[MemoryHit], weight: float) -> list[MemoryHit]:
+    """Hits whose text asks a question (ends with "?") score `weight` times their score."""
+    if weight >= 1.0 or not hits:
+        return hits
+    out = [
+        dataclasses.replace(h, score=h.score * weight) if h.text.rstrip().endswith("?") else h
+        for h in hits
     ]
     out.sort(key=lambda h: -h.score)
     return out
@@ -216,7 +231,8 @@ async def last_stage(
     hits: list[MemoryHit],
     now: float,
 ) -> list[MemoryHit]:
-    """The turns answering question hits, coverage, then the days the question names,
+    """The turns answering question hits, coverage, the days the question names, then
+    questions below what was said,
     over `hits` (best first) of the question `asked` (the speakers it names taken out).
     The day comes last: on a question naming one, it decides over how many words match."""
     if config.neighbour_hits and hits:
@@ -240,7 +256,7 @@ async def last_stage(
             # matched any of them
             dated = [h for h in fuse(found, _DATED, len(hits) or 1, now) if _holds_day(h, day)]
             hits = boost_dated(hits, dated, config.date_boost)
-    return hits
+    return demote_questions(hits, config.question_weight)
 
 
 def _holds_day(hit: MemoryHit, day: str) -> bool:

@@ -95,6 +95,7 @@ def test_evaluation_reports_rows_categories_and_latency(
         "default, no coverage rerank",
         "default, no date boost",
         "default + neighbour turns",
+        "default, questions not demoted",
         "default, save() defaults",
         "keyword, save() defaults",
     ]

@@ -16,7 +16,14 @@ import pytest_asyncio
 
 from bot.memory import rerank as rerank_module
 from bot.memory.dates import query_dates
-from bot.memory.rerank import WordVectors, boost_dated, coverage, rerank, with_replies
+from bot.memory.rerank import (
+    WordVectors,
+    boost_dated,
+    coverage,
+    demote_questions,
+    rerank,
+    with_replies,
+)
 from bot.memory.search import MemoryHit
 from bot.memory.service import MemoryService
 from bot.store import Store
@@ -232,3 +239,29 @@ async def test_the_answer_to_a_question_hit_is_pulled_in_within_the_owner(memory
     assert "Maria: Amazing, we hiked to a waterfall" in texts
     # another person's item between the two is never pulled in; nor a turn a day later
     assert not any("Bob" in t or "snacks" in t for t in texts)
+
+
+def test_a_hit_that_asks_scores_less_than_what_was_said() -> None:
+    hits = [_hit(1, "How long have you been married?", 1.0), _hit(2, "Six years now!", 0.8)]
+    out = demote_questions(hits, 0.7)
+    assert [(h.chunk_id, round(h.score, 3)) for h in out] == [(2, 0.8), (1, 0.7)]
+    assert demote_questions(hits, 1.0) == hits
+
+
+async def test_the_reply_ranks_above_the_question_it_answers(memory: Any) -> None:
+    start = dt.datetime(2023, 5, 1, 12, tzinfo=dt.UTC).timestamp()
+    said = [
+        ("Jon", "How long have you two been married?"),
+        ("Maria", "Six years married in June"),
+        ("Jon", "Ha, we married young too"),
+    ]
+    question = "How long has someone been married?"
+    asked_first = await memory(question_weight=1.0)
+    for i, (speaker, text) in enumerate(said):
+        await asked_first.save("alice", text, kind="note", speaker=speaker, at=start + i)
+    # both hold the question's words; the question turn, shorter, has the better BM25
+    first = await asked_first.search("alice", question, limit=3, mode="keyword")
+    assert first[0].text == "Jon: How long have you two been married?"
+    shipped = await memory()
+    hits = await shipped.search("alice", question, limit=3, mode="keyword")
+    assert hits[0].text == "Maria: Six years married in June"
