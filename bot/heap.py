@@ -10,12 +10,17 @@ collections. Cyclic garbage is still collected, in larger steps.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 
 #: (youngest, middle, oldest): a young collection every 10,000 net allocations, a middle one
 #: every 10 young ones, a full one every 10 middle ones (and then only when the old
 #: generation grew by a quarter, as the collector itself decides)
 SERVING_THRESHOLDS = (10_000, 10, 10)
+
+#: seconds from ready to the settling collection: it holds the event loop for ~40 ms, and
+#: /health, the platforms' first events and the first requests are answered before it
+SETTLE_DELAY_S = 0.5
 
 
 def hold_collections_until_settled() -> None:
@@ -32,3 +37,9 @@ def settle_after_start() -> None:
     gc.freeze()
     gc.set_threshold(*SERVING_THRESHOLDS)
     gc.enable()
+
+
+def settle_soon(delay_s: float = SETTLE_DELAY_S) -> asyncio.TimerHandle:
+    """settle_after_start `delay_s` from now, on the running loop (`decapod run`, once the
+    gateway is up); cancel the handle when stopping before then."""
+    return asyncio.get_running_loop().call_later(delay_s, settle_after_start)

@@ -139,12 +139,13 @@ async def _run(config: Config) -> None:
             runtime = GatewayRuntime(url, token, os.getpid(), time.time())
             write_runtime(config.home, runtime)
         print(start_banner(gateway), flush=True)
-        from bot.heap import settle_after_start
+        from bot.heap import settle_soon
 
-        settle_after_start()
+        settling = settle_soon()
         try:
             await _until_signal()
         finally:
+            settling.cancel()
             if runtime is not None:
                 remove_runtime(config.home, runtime)
 

@@ -42,3 +42,37 @@ def test_run_holds_collections_until_the_gateway_is_up_then_collects_and_freezes
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
 
     assert json.loads(out.stdout) == {"before": True, "during start": False, "after": [True, True]}
+
+
+def test_run_settles_the_heap_a_little_after_the_gateway_is_up_not_before_it_answers() -> None:
+    # the settling collection holds the loop for ~40 ms: /health and the first requests are
+    # answered before it, so it comes SETTLE_DELAY_S after ready
+    code = (
+        "import asyncio, gc, json\n"
+        "import bot.gateway, bot.operate\n"
+        "from bot import heap\n"
+        "from bot.config import parse_config\n"
+        "seen = {}\n"
+        "class Gateway:\n"
+        "    http = None\n"
+        "    def __init__(self, config): pass\n"
+        "    async def __aenter__(self): return self\n"
+        "    async def __aexit__(self, *exc): return None\n"
+        "async def until_signal():\n"
+        "    seen['at ready'] = gc.isenabled()\n"
+        "    await asyncio.sleep(heap.SETTLE_DELAY_S + 0.5)\n"
+        "    seen['after the delay'] = [gc.isenabled(), gc.get_freeze_count() > 1000]\n"
+        "bot.gateway.Gateway = Gateway\n"
+        "bot.operate.start_banner = lambda gateway: 'up'\n"
+        "bot.operate._until_signal = until_signal\n"
+        "heap.hold_collections_until_settled()\n"
+        "config = parse_config({'http': {'enabled': False}, 'logging': {'file': ''}}, None)\n"
+        "asyncio.run(bot.operate._run(config))\n"
+        "print(json.dumps(seen))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+
+    assert json.loads(out.stdout.splitlines()[-1]) == {
+        "at ready": False,
+        "after the delay": [True, True],
+    }
