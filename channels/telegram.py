@@ -148,9 +148,8 @@ class TelegramChannel(TelegramOutbound):
         bot, cfg = self.bot, self.config
         await bot.initialize()
         self.me = BotIdentity(bot.id, bot.username)
-        await self._register_commands()
         if cfg.mode == "webhook":
-            await bot.set_webhook(
+            where = bot.set_webhook(
                 cfg.webhook_url,
                 allowed_updates=ALLOWED_UPDATES,
                 secret_token=self._secret,
@@ -160,7 +159,14 @@ class TelegramChannel(TelegramOutbound):
             )
         else:
             # getUpdates is refused while a webhook is set; pending updates stay queued
-            await bot.delete_webhook(drop_pending_updates=False)
+            where = bot.delete_webhook(drop_pending_updates=False)
+        # two round trips to Telegram that do not depend on each other, at once (the start
+        # waits for both); both are tried, and the first error is raised
+        for outcome in await asyncio.gather(
+            self._register_commands(), where, return_exceptions=True
+        ):
+            if isinstance(outcome, BaseException):
+                raise outcome
         self._ready.set()
         log.info("telegram %s connected as @%s (%s)", self.name, self.me.username, cfg.mode)
 

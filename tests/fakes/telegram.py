@@ -135,6 +135,8 @@ class FakeTelegram:
         self.faults: dict[str, deque[Fault | None]] = {}  # None: that call goes through
         self.refusals: dict[tuple[int, int | None], tuple[tuple[str, ...], Fault]] = {}
         self.status_override: int | None = None
+        #: a method's answers wait until its event is set (a slow Telegram, call by call)
+        self.held: dict[str, asyncio.Event] = {}
         self.reject_html = False
         #: reorders each getUpdates batch (Telegram's own order is by update_id)
         self.batch_order: Callable[[list[Any]], list[Any]] | None = None
@@ -411,6 +413,8 @@ class FakeTelegram:
             return await self._get_updates(params, request)
         call = Call(method, params, arrived)
         self.calls.append(call)
+        if (gate := self.held.get(method)) is not None:
+            await gate.wait()
         response = await self._answer(method, params)
         call.status = response.status
         async with self._changed:

@@ -92,6 +92,26 @@ async def test_a_rejected_token_fails_the_start_loudly(
         await channel.start(RecordingSink())
 
 
+async def test_the_command_menu_and_the_webhook_reset_go_to_telegram_at_once(
+    make_config: Callable[..., Any], fake: FakeTelegram
+) -> None:
+    # neither depends on the other: the start waits for one round trip, not two
+    fake.held["setMyCommands"] = asyncio.Event()
+    config = make_config(channels={"tg": channel_table(fake)})
+    channel = create("tg", config.channels["tg"], config)
+    starting = asyncio.create_task(channel.start(RecordingSink()))
+    try:
+        assert await fake.wait_for("deleteWebhook", timeout=10) is not None
+        assert not starting.done()  # the start still waits for the command menu
+        fake.held["setMyCommands"].set()
+        await starting
+        assert channel.health()["connected"] and fake.calls_of("setMyCommands")
+    finally:
+        fake.held["setMyCommands"].set()
+        await starting
+        await channel.stop()
+
+
 async def test_telegram_down_at_start_connects_in_the_background(
     make_config: Callable[..., Any], caplog: pytest.LogCaptureFixture
 ) -> None:
