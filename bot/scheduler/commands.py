@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from bot.commands import CommandContext, CommandSpec, CommandTable
 from bot.scheduler import text as texts
-from bot.scheduler.grammar import Clarify, parse_reminder
 from bot.scheduler.service import ScheduleError
 
 _REMINDERS_USAGE = "/reminders lists yours with their ids; /reminders cancel ID cancels one."
@@ -37,6 +36,10 @@ async def _remind(ctx: CommandContext) -> str:
         return "Reminders are not available here."
     identity = ctx.message.identity
     zone = await scheduler.timezone_for(identity.key)
+    # the grammar (a few dozen regular expressions) is compiled with the first /remind,
+    # not at the start
+    from bot.scheduler.grammar import Clarify, parse_reminder
+
     parsed = parse_reminder(ctx.args, scheduler.now_in(zone))
     if isinstance(parsed, Clarify):
         return parsed.question

@@ -81,3 +81,6 @@ def test_a_gateway_on_sqlite_its_channels_and_scheduler_import_only_what_they_us
     assert not {m for m in modules if m.startswith("apscheduler.schedulers")}
     # the skills' folder is watched from a little after the start on
     assert "watchfiles" not in modules
+    # /remind's grammar is compiled with the first /remind; its command is registered
+    assert "bot.scheduler.commands" in modules
+    assert "bot.scheduler.grammar" not in modules
