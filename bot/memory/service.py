@@ -18,8 +18,6 @@ from typing import Literal
 from bot.memory.config import MemoryConfig
 from bot.memory.embedder_chain import EmbedderChain
 from bot.memory.embedders import Embedder, build_embedders
-from bot.memory.export import export_people, export_session
-from bot.memory.extract import extract_before_compaction
 from bot.memory.feedback import (
     boost_speakers,
     feedback_query,
@@ -374,14 +372,19 @@ class MemoryService:
         self.index.stored_without_vectors(model)
 
     # exports and extraction ----------------------------------------------------------------
+    # (their modules are imported with their first use: a start needs neither)
     async def export_people(
         self, dest: Path, person_id: str | None = None, progress: ProgressSink | None = None
     ) -> list[Path]:
         """`decapod memory export`: one Markdown file per person under `dest`."""
+        from bot.memory.export import export_people
+
         return await export_people(self.repo, dest, person_id, progress)
 
     async def export_session(self, session_id: int, *, redact: Callable[[str], str]) -> Path | None:
         """A finished session as Markdown in the configured folder, pruned by age and count."""
+        from bot.memory.export import export_session
+
         return await export_session(
             self.repo,
             session_id,
@@ -395,6 +398,8 @@ class MemoryService:
         self, person_id: str, messages: list[ChatMessage], provider: Provider, *, model: str = ""
     ) -> int:
         """Save the durable facts of messages about to be compacted; see bot/memory/extract."""
+        from bot.memory.extract import extract_before_compaction
+
         return await extract_before_compaction(self, person_id, messages, provider, model=model)
 
     # identity links --------------------------------------------------------------------------

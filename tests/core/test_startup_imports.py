@@ -84,3 +84,6 @@ def test_a_gateway_on_sqlite_its_channels_and_scheduler_import_only_what_they_us
     # /remind's grammar is compiled with the first /remind; its command is registered
     assert "bot.scheduler.commands" in modules
     assert "bot.scheduler.grammar" not in modules
+    # memory's exports and its extraction before compaction load with their first use
+    assert "bot.memory.service" in modules
+    assert not {"bot.memory.export", "bot.memory.extract"} & modules
