@@ -6,18 +6,15 @@ only to decrypt Telegram Passport data, and httpx imports click, rich and pygmen
 only for its command-line tool. So the first import of each runs with that dependency
 hidden, and the entry is removed right after, so that anything else that needs it imports
 it as usual. Each httpx client (PTB makes two, the adapter a third for downloads) would
-otherwise build its own TLS context and load the CA bundle again (~50 ms each). That one
-load (~20 ms) begins in a thread of its own when this module is imported: OpenSSL reads the
-bundle without holding the GIL, so it is done while the start imports the other adapters.
+otherwise build its own TLS context and load the CA bundle again (~50 ms each).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import ssl
 import sys
-import threading
-from concurrent.futures import Future
 
 
 def _import_hiding(module: str, optional: str) -> None:
@@ -35,21 +32,9 @@ _import_hiding("httpx", "click")  # httpx's command-line tool only
 _import_hiding("telegram", "cryptography")  # Telegram Passport only
 
 
-def _load_tls_context(into: Future[ssl.SSLContext]) -> None:
-    try:
-        import certifi
-
-        into.set_result(ssl.create_default_context(cafile=certifi.where()))
-    except BaseException as exc:  # given to whoever asks for the context
-        into.set_exception(exc)
-
-
-_TLS_CONTEXT: Future[ssl.SSLContext] = Future()
-threading.Thread(
-    target=_load_tls_context, args=(_TLS_CONTEXT,), name="tls-context", daemon=True
-).start()
-
-
+@functools.cache
 def tls_context() -> ssl.SSLContext:
     """The one verifying TLS context of the Telegram adapter's HTTP clients."""
-    return _TLS_CONTEXT.result()
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
