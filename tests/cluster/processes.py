@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,11 @@ class ReplicaProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.stderr: Any = None
 
+    @property
+    def model_key(self) -> str:
+        """The Authorization header of this replica's model requests."""
+        return f"Bearer sk-replica-{self.index}"
+
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
@@ -72,7 +78,7 @@ class ReplicaProcess:
             **os.environ,
             "DECAPOD_HOME": str(self.home),
             # a key per replica: the fake model tells which replica asked
-            "FAKE_LLM_KEY": f"sk-replica-{self.index}",
+            "FAKE_LLM_KEY": self.model_key.removeprefix("Bearer "),
             **self._env,
         }
         self.proc = await asyncio.create_subprocess_exec(
@@ -97,6 +103,32 @@ class ReplicaProcess:
             text = await resp.text()
         line = next(x for x in text.splitlines() if x.startswith("decapod_active_turns "))
         return int(float(line.split()[1]))
+
+
+async def kill_once_its_turns_wait(
+    victim: ReplicaProcess, llm: FakeLLM, http: aiohttp.ClientSession
+) -> tuple[int, int]:
+    """Hold the victim's model answers and SIGKILL it once each of its running turns waits
+    for one: (index of the first model request made while held, turns killed waiting)."""
+    key = victim.model_key
+    llm.hold_only = lambda request: request.headers.get("Authorization") == key
+    llm.hold.clear()
+    held_from = len(llm.requests)
+    kill_by = time.monotonic() + 60
+    while True:
+        waiting = sum(
+            1
+            for r in llm.requests[held_from:]
+            if r.path == "/v1/chat/completions" and r.headers.get("Authorization") == key
+        )
+        if waiting and await victim.turns_running(http) == waiting:
+            break
+        assert time.monotonic() < kill_by, "the victim's turns did not reach the model"
+        await asyncio.sleep(0.1)
+    assert victim.proc is not None
+    victim.proc.send_signal(signal.SIGKILL)
+    await victim.proc.wait()
+    return held_from, waiting
 
 
 async def settle(replicas: list[ReplicaProcess], alive: set[int], http: Any) -> None:

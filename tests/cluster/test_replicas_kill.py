@@ -12,7 +12,6 @@ idempotency key; bot/delivery.py). Everything else in flight is taken over."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,7 +24,14 @@ import pytest
 from bot.messages import Conversation, ConversationKind
 from bot.store.config import StoreConfig, open_store
 from bot.store.jobs import JobKind, JobRepo, NewJob
-from tests.cluster.processes import ReplicaProcess, base_config, free_port, settle, stop_all
+from tests.cluster.processes import (
+    ReplicaProcess,
+    base_config,
+    free_port,
+    kill_once_its_turns_wait,
+    settle,
+    stop_all,
+)
 from tests.fakes.llm import FakeLLM, RecordedRequest, Reply
 from tests.fakes.telegram import TOKEN, FakeTelegram
 
@@ -169,7 +175,7 @@ async def test_three_replicas_one_killed_nothing_lost_or_doubled(
             senders = asyncio.gather(*(session(sid) for sid in range(SESSIONS)))
 
             victim = replicas[VICTIM]
-            victim_key = f"Bearer sk-replica-{VICTIM}"
+            victim_key = victim.model_key
             while posted < SESSIONS * PER_SESSION // 2:
                 await asyncio.sleep(0.05)
             early_done = time.monotonic() + 60
@@ -177,25 +183,8 @@ async def test_three_replicas_one_killed_nothing_lost_or_doubled(
                 assert time.monotonic() < early_done, "the early reminders did not fire"
                 await asyncio.sleep(0.1)
             # hold the victim's answers; kill it once each of its turns waits for one
-            llm.hold_only = lambda request: request.headers.get("Authorization") == victim_key
-            llm.hold.clear()
-            held_from.append(len(llm.requests))
-            kill_by = time.monotonic() + 60
-            while True:
-                waiting = sum(
-                    1
-                    for r in llm.requests[held_from[0] :]
-                    if r.path == "/v1/chat/completions"
-                    and r.headers.get("Authorization") == victim_key
-                )
-                if waiting and await victim.turns_running(http) == waiting:
-                    held_turns = waiting
-                    break
-                assert time.monotonic() < kill_by, "the victim's turns did not reach the model"
-                await asyncio.sleep(0.1)
-            assert victim.proc is not None
-            victim.proc.send_signal(signal.SIGKILL)
-            await victim.proc.wait()
+            first_held, held_turns = await kill_once_its_turns_wait(victim, llm, http)
+            held_from.append(first_held)
             alive.discard(VICTIM)
             killed_at = time.monotonic()
             await _schedule(

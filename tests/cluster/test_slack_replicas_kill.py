@@ -14,7 +14,6 @@ for the model."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,7 +22,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.cluster.processes import ReplicaProcess, base_config, free_port, settle, stop_all
+from tests.cluster.processes import (
+    ReplicaProcess,
+    base_config,
+    free_port,
+    kill_once_its_turns_wait,
+    settle,
+    stop_all,
+)
 from tests.fakes.llm import FakeLLM, RecordedRequest, Reply
 from tests.fakes.slack import BOT_USER_ID, FakeSlack
 
@@ -143,30 +149,13 @@ async def test_two_replicas_serve_slack_events_one_killed_nothing_lost_or_double
             senders = asyncio.gather(*(thread(i) for i in range(THREADS)))
 
             victim = replicas[VICTIM]
-            victim_key = f"Bearer sk-replica-{VICTIM}"
+            victim_key = victim.model_key
             while posted < THREADS * PER_THREAD // 2:
                 await asyncio.sleep(0.05)
             assert posted == THREADS * PER_THREAD // 2
             # hold the victim's answers; kill it once each of its turns waits for one
-            llm.hold_only = lambda request: request.headers.get("Authorization") == victim_key
-            llm.hold.clear()
-            held_from.append(len(llm.requests))
-            kill_by = time.monotonic() + 60
-            while True:
-                waiting = sum(
-                    1
-                    for r in llm.requests[held_from[0] :]
-                    if r.path == "/v1/chat/completions"
-                    and r.headers.get("Authorization") == victim_key
-                )
-                if waiting and await victim.turns_running(http) == waiting:
-                    held_turns = waiting
-                    break
-                assert time.monotonic() < kill_by, "the victim's turns did not reach the model"
-                await asyncio.sleep(0.1)
-            assert victim.proc is not None
-            victim.proc.send_signal(signal.SIGKILL)
-            await victim.proc.wait()
+            first_held, held_turns = await kill_once_its_turns_wait(victim, llm, http)
+            held_from.append(first_held)
             alive.discard(VICTIM)
             killed_at = time.monotonic()
             killed.set()
