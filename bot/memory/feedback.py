@@ -16,21 +16,9 @@ import dataclasses
 import re
 
 from bot.memory.search import MemoryHit
-from bot.memory.text import STOPWORDS
+from bot.memory.text import STOPWORDS, speaker_of, without_speaker
 
 _WORD = re.compile(r"[^\W_]+")
-_SPEAKER = re.compile(r"^([^:\n]{1,40}):\s")
-
-
-def speaker_of(text: str) -> str | None:
-    """The speaker an item's text starts with ("Maria: ..."), lowercased; None without one."""
-    m = _SPEAKER.match(text)
-    return m.group(1).strip().lower() if m else None
-
-
-def without_speaker(text: str) -> str:
-    """What an item says, without the speaker in front."""
-    return _SPEAKER.sub("", text, count=1)
 
 
 def named_speakers(hits: list[MemoryHit], terms: list[str]) -> set[str]:
@@ -80,7 +68,7 @@ def feedback_query(query: str, hits: list[MemoryHit], max_terms: int) -> str:
     speakers = {s for h in hits if (s := speaker_of(h.text))}
     counts: dict[str, int] = {}
     for hit in hits:
-        body = _SPEAKER.sub("", hit.text, count=1)
+        body = without_speaker(hit.text)
         for word in dict.fromkeys(_names(body)):
             if word in known or word in speakers or word in STOPWORDS:
                 continue

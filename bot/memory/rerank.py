@@ -32,13 +32,17 @@ from typing import Any
 from bot.memory.config import MemoryConfig
 from bot.memory.dates import query_dates
 from bot.memory.search import FusionWeights, MemoryHit, fuse
-from bot.memory.text import SEARCHED, STOPWORDS, fts_match, query_terms
+from bot.memory.text import (
+    SEARCHED,
+    STOPWORDS,
+    fts_match,
+    query_terms,
+    same_word,
+    without_speaker,
+)
 from bot.store.memory import ChunkRow, MemoryRepo
 
 _WORD = re.compile(r"[^\W_]+")
-_SPEAKER = re.compile(r"^[^:\n]{1,40}:\s")
-#: words this long that share their first letters are one word ("adopted" / "adopting")
-_STEM = 5
 #: word cosines below LOW are unrelated, above HIGH the same thing (static embeddings put
 #: "dog" / "coffee" near 0.0, "dog" / "greyhound" near 0.5)
 _LOW, _HIGH = 0.1, 0.5
@@ -54,12 +58,8 @@ Embed = Callable[[list[str]], Awaitable[list[list[float]] | None]]
 def content_words(text: str) -> list[str]:
     """The distinct words of a text that carry meaning, lowercased, without the speaker in
     front."""
-    words = _WORD.findall(_SPEAKER.sub("", text, count=1).lower())
+    words = _WORD.findall(without_speaker(text).lower())
     return list(dict.fromkeys(w for w in words if w not in STOPWORDS))
-
-
-def _same(a: str, b: str) -> bool:
-    return a == b or (len(a) >= _STEM and len(b) >= _STEM and a[:_STEM] == b[:_STEM])
 
 
 def boost_dated(hits: list[MemoryHit], dated: Sequence[MemoryHit], boost: float) -> list[MemoryHit]:
@@ -166,8 +166,8 @@ def coverage(
     if vectors is None:
         return [
             sum(
-                1.0 if any(_same(t, w) for w in own) else
-                _CONTEXT_SHARE if any(_same(t, w) for w in before) else 0.0
+                1.0 if any(same_word(t, w) for w in own) else
+                _CONTEXT_SHARE if any(same_word(t, w) for w in before) else 0.0
                 for t in terms
             ) / len(terms)
             for own, before in texts
@@ -183,7 +183,7 @@ def coverage(
     near = np.clip((q @ u.T - _LOW) / (_HIGH - _LOW), 0.0, 1.0)
     for i, t in enumerate(terms):
         for w, j in column.items():
-            if _same(t, w):
+            if same_word(t, w):
                 near[i, j] = 1.0
     out = []
     for own, before in texts:

@@ -11,7 +11,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from bot.memory.text import estimate_tokens
+from bot.memory.text import estimate_tokens, same_word, without_speaker
 from bot.store.memory import SearchRows
 
 _DAY = 86400.0
@@ -71,18 +71,9 @@ def _spread(scores: dict[int, float]) -> dict[int, float]:
     return {cid: (s - low) / spread for cid, s in scores.items()}
 
 
-_SPEAKER = re.compile(r"^[^:\n]{1,40}:\s")
 _WORD = re.compile(r"[^\W_]+")
-#: words this long sharing their first letters are one word ("adopted" / "adopting")
-_STEM = 5
 #: how many of the best keyword hits `keyword_confidence` looks at
 _CONFIDENT_DEPTH = 3
-
-
-def _held(term: str, words: set[str]) -> bool:
-    return term in words or (len(term) >= _STEM and any(
-        len(w) >= _STEM and w[:_STEM] == term[:_STEM] for w in words
-    ))  # fmt: skip
 
 
 def keyword_confidence(found: SearchRows, terms: list[str]) -> float:
@@ -94,8 +85,9 @@ def keyword_confidence(found: SearchRows, terms: list[str]) -> float:
         return 0.0
     best = 0.0
     for cid in found.keyword[:_CONFIDENT_DEPTH]:
-        words = set(_WORD.findall(_SPEAKER.sub("", found.rows[cid].text, count=1).lower()))
-        best = max(best, sum(_held(t, words) for t in terms) / len(terms))
+        words = set(_WORD.findall(without_speaker(found.rows[cid].text).lower()))
+        held = sum(any(same_word(t, w) for w in words) for t in terms)
+        best = max(best, held / len(terms))
     return best
 
 

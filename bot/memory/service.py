@@ -23,9 +23,7 @@ from bot.memory.feedback import (
     feedback_query,
     merge_feedback,
     named_speakers,
-    speaker_of,
     without_names,
-    without_speaker,
 )
 from bot.memory.index import NoEmbedder, VectorIndex
 from bot.memory.knowledge import KnowledgeWatcher
@@ -45,7 +43,9 @@ from bot.memory.text import (
     indexed_context,
     indexed_text,
     query_terms,
+    speaker_of,
     with_dates,
+    without_speaker,
 )
 from bot.progress import ProgressSink
 from bot.providers.base import ChatMessage, Provider

@@ -17,6 +17,10 @@ from bot.store.memory import owner_tag
 # separators, so a token made of them would become an empty phrase.
 _WORD = re.compile(r"[^\W_]+")
 _SPAN = re.compile(r"\S+")
+#: "Maria: " in front of what an item says
+_SPEAKER = re.compile(r"^([^:\n]{1,40}):\s")
+#: words this long that share their first letters are one word ("adopted" / "adopting")
+_STEM = 5
 _MAX_QUERY_TERMS = 16
 _CONTEXT_CHARS = 300
 #: the FTS5 columns a search looks in: what was said, and what it depends on
@@ -62,15 +66,12 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-_SPEAKER = re.compile(r"^[^:\n]{1,40}:\s")
-
-
 def embedding_input(text: str) -> str:
     """What an embedder is given for a text: its content words. A static model averages
     every token, so a speaker's name in front and function words ("how", "are", "you")
     would make every short remark of one person look alike."""
     words = [
-        w for w in _WORD.findall(_SPEAKER.sub("", text, count=1))
+        w for w in _WORD.findall(without_speaker(text))
         if w.lower() not in STOPWORDS and not w.isdigit()
     ]  # fmt: skip
     return " ".join(words) or text.strip()
@@ -131,3 +132,19 @@ def with_dates(query: str, now: float) -> str:
 
 def estimate_tokens(text: str) -> int:
     return (len(text) + 3) // 4
+
+
+def speaker_of(text: str) -> str | None:
+    """The speaker an item's text starts with ("Maria: ..."), lowercased; None without one."""
+    m = _SPEAKER.match(text)
+    return m.group(1).strip().lower() if m else None
+
+
+def without_speaker(text: str) -> str:
+    """What an item says, without the speaker in front."""
+    return _SPEAKER.sub("", text, count=1)
+
+
+def same_word(a: str, b: str) -> bool:
+    """One word, or two long ones that share their first letters."""
+    return a == b or (len(a) >= _STEM and len(b) >= _STEM and a[:_STEM] == b[:_STEM])
