@@ -13,14 +13,13 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from bot.errors import ConfigError, ProviderError
-from bot.providers.anthropic import AnthropicProvider
 from bot.providers.base import Provider
 from bot.providers.breaker import BreakerBoard, BreakerSettings, EntryState, FailoverStats, Notify
 from bot.providers.config import ModelsConfig, ProviderConfig, check_model_refs, split_model_ref
 from bot.providers.failover import ChainEntry, FailoverPolicy, FailoverProvider, classify
-from bot.providers.openai import OpenAIProvider
 from bot.providers.remote import DEFAULT_POOL_SIZE
 
 log = logging.getLogger(__name__)
@@ -28,7 +27,11 @@ log = logging.getLogger(__name__)
 #: what a server on this machine gets as its key when none is configured (they ignore it)
 LOCAL_DUMMY_KEY = "decapod-local"
 
-RemoteProvider = OpenAIProvider | AnthropicProvider
+if TYPE_CHECKING:
+    from bot.providers.anthropic import AnthropicProvider
+    from bot.providers.openai import OpenAIProvider
+
+    RemoteProvider = OpenAIProvider | AnthropicProvider
 
 
 def resolve_keys(name: str, config: ProviderConfig, environ: Mapping[str, str]) -> list[str]:
@@ -53,8 +56,13 @@ def make_provider(
     pool_size: int | None = None,
 ) -> RemoteProvider:
     keys = resolve_keys(name, config, environ)
+    # each API's client module is imported when a provider speaks it
     if config.type == "anthropic":
+        from bot.providers.anthropic import AnthropicProvider
+
         return AnthropicProvider(name, config, keys, clock=clock, pool_size=pool_size)
+    from bot.providers.openai import OpenAIProvider
+
     return OpenAIProvider(name, config, keys, clock=clock, pool_size=pool_size)
 
 

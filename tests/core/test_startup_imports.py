@@ -87,3 +87,31 @@ def test_a_gateway_on_sqlite_its_channels_and_scheduler_import_only_what_they_us
     # memory's exports and its extraction before compaction load with their first use
     assert "bot.memory.service" in modules
     assert not {"bot.memory.export", "bot.memory.extract"} & modules
+
+
+PROVIDERS_CHECK = """
+import json, sys
+
+from bot.providers.build import make_provider
+from bot.providers.config import ProviderConfig
+
+loaded = []
+for config in (ProviderConfig(preset="ollama"), ProviderConfig(type="anthropic", api_key_env="K")):
+    make_provider("p", config, environ={"K": "key"})
+    loaded.append(sorted(m for m in sys.modules if m.startswith("bot.providers.")))
+print(json.dumps(loaded))
+"""
+
+
+def test_a_provider_imports_the_client_module_of_its_own_api_only() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", PROVIDERS_CHECK],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    openai_only, both = (set(m) for m in json.loads(out.strip().splitlines()[-1]))
+    assert "bot.providers.openai" in openai_only
+    assert "bot.providers.anthropic" not in openai_only
+    assert "bot.providers.anthropic" in both
