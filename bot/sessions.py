@@ -156,6 +156,9 @@ class SessionManager:
             return
         row = await self.store.sessions.current(session.key)
         session.row = row
+        if row.new:  # a session row made just now holds no turns (a new person's first turn)
+            session.history = []
+            return
         session.history = await self.store.turns.history(
             row.id, row.summary_upto, self.history_limit
         )

@@ -84,3 +84,34 @@ async def test_a_burst_reaches_the_model_in_the_order_it_came(make_config: Any) 
         await asyncio.gather(*(gw.handle_inbound(m) for m in burst))
         await channel.wait_for_messages(count, timeout=60)
     assert asked == [f"m{i:03d}" for i in range(count)]
+
+
+async def test_a_new_session_reads_no_history_and_a_known_one_reads_it_once(
+    tmp_path: Path,
+) -> None:
+    """The row made for a new session has no turns, so its history is not read; a session
+    whose row exists (a restart, an evicted cache entry) reads its history once."""
+    store = Store(tmp_path / "s.db")
+    async with store:
+        reads: list[int] = []
+        history = store.turns.history
+
+        async def counted(session_id: int, after_row: int, limit: int) -> Any:
+            reads.append(session_id)
+            return await history(session_id, after_row, limit)
+
+        store.turns.history = counted  # type: ignore[method-assign]
+
+        async def handler(session: Session, message: InboundMessage) -> None:
+            return None
+
+        sessions = SessionManager(store, handler)
+        fresh = sessions.get("test:dm:new")
+        await sessions.load(fresh)
+        await sessions.load(fresh)
+        assert reads == [] and fresh.history == [] and fresh.row is not None
+        assert fresh.row.new
+        again = SessionManager(store, handler).get("test:dm:new")
+        await SessionManager(store, handler).load(again)
+        assert again.row is not None and again.row.id == fresh.row.id and not again.row.new
+        assert reads == [fresh.row.id]
