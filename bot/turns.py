@@ -39,7 +39,6 @@ from bot.stop import STOPPED_NOTE, TurnStopped, stoppable, stopped_result
 from bot.store.deliveries import DeliveryUpdate
 from bot.store.repos import TurnRecord
 from bot.tools import ToolContext
-from bot.turn_gate import BurstGate
 from bot.turn_media import user_message_with_media
 from bot.turn_resume import reply_template, resume_shown
 
@@ -56,8 +55,6 @@ _FAILED = ("error", "timeout")
 class TurnRunner:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
-        #: a burst's first requests are written while the later ones are still being built
-        self.gate = BurstGate()
 
     async def run(self, session: Session, message: InboundMessage) -> None:
         self.gw.metrics.active_turns.inc()
@@ -254,14 +251,10 @@ class TurnRunner:
         produced_text = False
         chosen = await self.gw.model_choices.provider_for(ctx.person_id, self.gw.providers)
         written: list[str] = []
-        slot = None
-        answering = False
         with self.gw.running.track(session.key, ctx.person_id) as running:
             try:
                 for attempt in range(2):
                     await maybe_compact(self.gw, session, ctx, force=attempt > 0)
-                    if slot is None:  # after compaction: a slot is never held over a model call
-                        slot = await self.gate.enter()
                     run = self.gw.agent.run(
                         session.messages(),
                         user,
@@ -276,9 +269,6 @@ class TurnRunner:
                     events = release_on_time(stream, stoppable(run, running))
                     async with aclosing(events) as timed:
                         async for event in timed:
-                            if not answering:
-                                answering = True
-                                self.gate.answers_arriving()
                             if isinstance(event, Released):
                                 yield event.text
                             elif isinstance(event, TextDelta):
@@ -295,9 +285,6 @@ class TurnRunner:
                         break
             except TurnStopped:
                 holder.append(stopped_result(written, self.gw.redactor.redact))
-            finally:
-                if slot is not None:
-                    slot.release()  # a turn that ended before its request
             running.finished = True
         tail = stream.flush()
         if tail:

@@ -28,7 +28,6 @@ from bot.providers.base import (
     UsageEvent,
 )
 from bot.tools import ToolContext, ToolPolicy, ToolRegistry
-from bot.turn_gate import request_leaving
 
 Redact = Callable[[str], str]
 
@@ -151,7 +150,6 @@ class Agent:
                     parts: list[str] = []
                     sep = "\n\n" if result.text else ""  # between answers around tool calls
                     finish = Finish()
-                    request_leaving()  # the next turn of a burst may build its request now
                     async for event in provider.stream(request):
                         if isinstance(event, TextDelta):
                             if sep and not parts:
