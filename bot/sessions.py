@@ -105,13 +105,17 @@ class SessionManager:
         respawn = True
         try:
             while True:
-                # asyncio.timeout, not wait_for: on 3.11 wait_for returns the message when a
-                # cancellation (drain) lands as the message arrives, and the worker runs on
-                try:
-                    async with asyncio.timeout(self.idle_exit_s):
-                        message = await session.queue.get()
-                except TimeoutError:
-                    return
+                if not session.queue.empty():
+                    # already there (a new session's first message): no idle clock to set
+                    message = session.queue.get_nowait()
+                else:
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for returns the message when
+                    # a cancellation (drain) lands as the message arrives, and the worker runs on
+                    try:
+                        async with asyncio.timeout(self.idle_exit_s):
+                            message = await session.queue.get()
+                    except TimeoutError:
+                        return
                 session.busy = True  # busy from the moment it leaves the queue
                 self._queued -= 1
                 self._busy += 1

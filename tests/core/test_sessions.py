@@ -115,3 +115,38 @@ async def test_a_new_session_reads_no_history_and_a_known_one_reads_it_once(
         await SessionManager(store, handler).load(again)
         assert again.row is not None and again.row.id == fresh.row.id and not again.row.new
         assert reads == [fresh.row.id]
+
+
+async def test_a_message_already_queued_is_taken_without_an_idle_clock(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A new session's worker starts with its first message queued: it takes it at once and
+    sets no idle timer (one per new session in a burst); it waits with one only when the
+    queue is empty."""
+    import bot.sessions as sessions_module
+
+    clocks: list[float] = []
+    real_timeout = asyncio.timeout
+
+    def counted_timeout(delay: float | None) -> Any:
+        clocks.append(delay or 0.0)
+        return real_timeout(delay)
+
+    monkeypatch.setattr(sessions_module.asyncio, "timeout", counted_timeout)
+    handled: list[str] = []
+
+    async def handler(session: Session, message: InboundMessage) -> None:
+        handled.append(message.text)
+
+    channel = RecordingChannel()
+    sessions = SessionManager(Store(tmp_path / "unused.db"), handler, idle_exit_s=3600)
+    for i in range(50):
+        sessions.submit(channel.inbound(f"first {i}", user=f"u{i}"))
+    await sessions.wait_idle()
+    assert sorted(handled) == sorted(f"first {i}" for i in range(50))
+    # each worker, its queue now empty, waits for the next message under one idle clock
+    assert clocks == [3600] * 50
+    sessions.submit(channel.inbound("second 0", user="u0"))
+    await sessions.wait_idle()
+    assert handled[-1] == "second 0" and len(clocks) == 51
+    await sessions.drain(0)
