@@ -72,6 +72,9 @@ class SessionManager:
         self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        #: False after a walk found too few idle sessions to evict, until a worker ends: a
+        #: session becomes idle only then, so walking every busy one again finds nothing
+        self._may_evict = True
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -79,8 +82,11 @@ class SessionManager:
     def get(self, key: str) -> Session:
         session = self._sessions.get(key)
         if session is None:
+            # room first: the new session, idle until its message is queued, must never be
+            # the one dropped (its worker would run on outside the cache, and the session's
+            # next message would start a second worker beside it)
+            self._evict(adding=1)
             session = self._sessions[key] = Session(key)
-            self._evict()
         else:
             self._sessions.move_to_end(key)
         return session
@@ -135,6 +141,7 @@ class SessionManager:
             raise
         finally:
             session.worker = None
+            self._may_evict = True
             if respawn and not session.queue.empty():  # raced with a submit while exiting
                 session.worker = asyncio.create_task(self._work(session))
             self._check_idle()
@@ -143,16 +150,22 @@ class SessionManager:
         if not self._queued and not self._busy:
             self._idle.set()
 
-    def _evict(self) -> None:
-        excess = len(self._sessions) - self.max_cached
+    def _evict(self, adding: int = 0) -> None:
+        excess = len(self._sessions) + adding - self.max_cached
         if excess <= 0:
             return  # not a copy of every key per new session (a burst of 2,000 made 4 M)
-        for key in list(self._sessions):
-            if excess <= 0:
-                break
-            if self._sessions[key].idle:
-                del self._sessions[key]
-                excess -= 1
+        if not self._may_evict:
+            return  # past the bound with every session busy: each new one walked them all
+        idle: list[str] = []
+        for key, session in self._sessions.items():  # least recently used first
+            if session.idle:
+                idle.append(key)
+                if len(idle) == excess:
+                    break
+        for key in idle:
+            del self._sessions[key]
+        if len(idle) < excess:
+            self._may_evict = False
 
     async def load(self, session: Session) -> None:
         """Load the open session row and its history window, once."""

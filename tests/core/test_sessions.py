@@ -150,3 +150,40 @@ async def test_a_message_already_queued_is_taken_without_an_idle_clock(
     await sessions.wait_idle()
     assert handled[-1] == "second 0" and len(clocks) == 51
     await sessions.drain(0)
+
+
+async def test_past_the_cache_size_with_every_session_busy_no_new_one_walks_them_all(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """More sessions busy at once than the cache holds (a burst bigger than the cache): a
+    walk that finds nothing to drop is not made again for every new session until a worker
+    ends; once the turns end, the cache comes back to its size."""
+    looked = [0]
+    real_idle = Session.idle
+
+    def counted_idle(session: Session) -> bool:
+        looked[0] += 1
+        return bool(real_idle.fget(session))  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(Session, "idle", property(counted_idle))
+    release = asyncio.Event()
+
+    async def handler(session: Session, message: InboundMessage) -> None:
+        await release.wait()
+
+    channel = RecordingChannel()
+    sessions = SessionManager(
+        Store(tmp_path / "unused.db"), handler, max_cached=10, idle_exit_s=0.01
+    )
+    for i in range(400):
+        sessions.submit(channel.inbound(f"m{i}", user=f"u{i:03d}"))
+    assert len(sessions) == 400, "a busy session is never dropped"
+    assert looked[0] < 400, f"{looked[0]} looks at sessions for 390 new ones past the size"
+    release.set()
+    await sessions.wait_idle()
+    async with asyncio.timeout(10):
+        while any(s.worker is not None for s in sessions._sessions.values()):
+            await asyncio.sleep(0.01)
+    sessions.get("one more")
+    assert len(sessions) == 10
+    assert sessions.get("one more") is sessions._sessions["one more"]
