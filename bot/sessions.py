@@ -72,6 +72,9 @@ class SessionManager:
         self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        #: False after a walk found too few idle sessions to evict, until a worker ends: a
+        #: session becomes idle only then, so walking every busy one again finds nothing
+        self._may_evict = True
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -79,8 +82,11 @@ class SessionManager:
     def get(self, key: str) -> Session:
         session = self._sessions.get(key)
         if session is None:
+            # room first: the new session, idle until its message is queued, must never be
+            # the one dropped (its worker would run on outside the cache, and the session's
+            # next message would start a second worker beside it)
+            self._evict(adding=1)
             session = self._sessions[key] = Session(key)
-            self._evict()
         else:
             self._sessions.move_to_end(key)
         return session
@@ -105,13 +111,17 @@ class SessionManager:
         respawn = True
         try:
             while True:
-                # asyncio.timeout, not wait_for: on 3.11 wait_for returns the message when a
-                # cancellation (drain) lands as the message arrives, and the worker runs on
-                try:
-                    async with asyncio.timeout(self.idle_exit_s):
-                        message = await session.queue.get()
-                except TimeoutError:
-                    return
+                if not session.queue.empty():
+                    # already there (a new session's first message): no idle clock to set
+                    message = session.queue.get_nowait()
+                else:
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for returns the message when
+                    # a cancellation (drain) lands as the message arrives, and the worker runs on
+                    try:
+                        async with asyncio.timeout(self.idle_exit_s):
+                            message = await session.queue.get()
+                    except TimeoutError:
+                        return
                 session.busy = True  # busy from the moment it leaves the queue
                 self._queued -= 1
                 self._busy += 1
@@ -131,6 +141,7 @@ class SessionManager:
             raise
         finally:
             session.worker = None
+            self._may_evict = True
             if respawn and not session.queue.empty():  # raced with a submit while exiting
                 session.worker = asyncio.create_task(self._work(session))
             self._check_idle()
@@ -139,16 +150,22 @@ class SessionManager:
         if not self._queued and not self._busy:
             self._idle.set()
 
-    def _evict(self) -> None:
-        excess = len(self._sessions) - self.max_cached
+    def _evict(self, adding: int = 0) -> None:
+        excess = len(self._sessions) + adding - self.max_cached
         if excess <= 0:
             return  # not a copy of every key per new session (a burst of 2,000 made 4 M)
-        for key in list(self._sessions):
-            if excess <= 0:
-                break
-            if self._sessions[key].idle:
-                del self._sessions[key]
-                excess -= 1
+        if not self._may_evict:
+            return  # past the bound with every session busy: each new one walked them all
+        idle: list[str] = []
+        for key, session in self._sessions.items():  # least recently used first
+            if session.idle:
+                idle.append(key)
+                if len(idle) == excess:
+                    break
+        for key in idle:
+            del self._sessions[key]
+        if len(idle) < excess:
+            self._may_evict = False
 
     async def load(self, session: Session) -> None:
         """Load the open session row and its history window, once."""
@@ -156,6 +173,9 @@ class SessionManager:
             return
         row = await self.store.sessions.current(session.key)
         session.row = row
+        if row.new:  # a session row made just now holds no turns (a new person's first turn)
+            session.history = []
+            return
         session.history = await self.store.turns.history(
             row.id, row.summary_upto, self.history_limit
         )

@@ -37,13 +37,10 @@ context.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import TypeVar
 
 from bot.security.known import MIN_SECRET_LEN, MIN_SPLIT_LEN, SecretRegistry, variants
 from bot.security.patterns import (
@@ -55,6 +52,7 @@ from bot.security.patterns import (
     scan_url_passwords,
     scan_values,
 )
+from bot.security.release import RELEASE_INTERVAL, Released, release_on_time
 from bot.security.tokens import scan_runs
 
 __all__ = [
@@ -80,8 +78,6 @@ __all__ = [
 
 #: new characters a stream collects before it judges its held-back text again
 STREAM_BATCH = 64
-#: the longest a stream's text waits to be judged while no new text arrives (seconds)
-RELEASE_INTERVAL = 0.25
 #: third-party loggers that would otherwise log URLs, headers or bodies below WARNING
 NOISY_LOGGERS = (
     "httpx",
@@ -97,7 +93,6 @@ NOISY_LOGGERS = (
 
 _RUN_TO = re.compile("[" + re.escape("".join(sorted(TOKEN_CHARS))) + r"]*\Z")
 _LOOKBEHIND = 8
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,69 +261,6 @@ class StreamRedactor:
         self._text = self._text[drop:]
         self._base += drop
         self._scan = self._base + target - drop
-
-
-@dataclass(frozen=True, slots=True)
-class Released:
-    """Text a stream released on time, between the events of its source."""
-
-    text: str
-
-
-class _End:
-    """The source is exhausted."""
-
-
-async def release_on_time(
-    stream: StreamRedactor, events: AsyncIterator[T], interval: float = RELEASE_INTERVAL
-) -> AsyncGenerator[T | Released, None]:
-    """The events of `events`, and `Released` text whenever text fed to `stream` has waited
-    `interval` seconds without the source producing anything.
-
-    The caller feeds `stream` from the events. The source runs in a task of its own, so the
-    clock can stop waiting for it without interrupting it; all of it runs in that one task, so
-    a timeout it sets around its own yields keeps working. Closing this iterator cancels it.
-    """
-    queue: asyncio.Queue[T | _End | BaseException] = asyncio.Queue()
-    source = asyncio.create_task(_pump(events, queue))
-    loop = asyncio.get_running_loop()
-    deadline: float | None = None
-    try:
-        while True:
-            try:
-                if not queue.empty() or deadline is None:
-                    # no clock to set: an event waiting, or no text held back
-                    item = queue.get_nowait() if not queue.empty() else await queue.get()
-                else:
-                    async with asyncio.timeout_at(deadline):
-                        item = await queue.get()
-            except TimeoutError:
-                deadline = None
-                if released := stream.release():
-                    yield Released(released)
-                continue
-            if isinstance(item, _End):
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-            if not stream.waiting:
-                deadline = None
-            elif deadline is None:
-                deadline = loop.time() + interval
-    finally:
-        source.cancel()
-        await asyncio.wait({source})
-
-
-async def _pump(events: AsyncIterator[T], queue: asyncio.Queue[T | _End | BaseException]) -> None:
-    try:
-        async for event in events:
-            queue.put_nowait(event)
-    except (Exception, asyncio.CancelledError) as exc:  # raised again by the consumer
-        queue.put_nowait(exc)
-    else:
-        queue.put_nowait(_End())
 
 
 default_registry = SecretRegistry()

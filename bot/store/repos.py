@@ -113,6 +113,8 @@ class SessionRow:
     created_at: float
     summary: str
     summary_upto: int
+    #: made by this call: it has no turns yet, so there is no history to read
+    new: bool = False
 
 
 class SessionRepo(_Repo):
@@ -129,7 +131,7 @@ class SessionRepo(_Repo):
                 return SessionRow(*row)
             now = time.time()
             cur = conn.execute("INSERT INTO sessions (key, created_at) VALUES (?, ?)", (key, now))
-            return SessionRow(cur.lastrowid, key, now, "", 0)
+            return SessionRow(cur.lastrowid, key, now, "", 0, new=True)
 
         return await self.store.write(op, cheap=True)
 

@@ -162,3 +162,23 @@ async def test_a_slow_answer_reaches_the_channel_before_the_model_finishes(
     shown_first = log[0].removeprefix("channel showed ")
     assert shown_first.strip("'") and "".join(parts).startswith(shown_first.strip("'"))
     assert channel.texts() == ["".join(parts)]
+
+
+async def test_the_handoff_keeps_every_item_in_order_across_a_timed_out_wait() -> None:
+    """The source's items reach the consumer in order, whether they were waiting already,
+    arrived while it waited, or arrived after a wait that timed out."""
+    from bot.security.release import _Handoff
+
+    handoff: _Handoff[int] = _Handoff()
+    handoff.put(1)
+    assert not handoff.empty() and handoff.get_nowait() == 1 and handoff.empty()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await handoff.get()
+    handoff.put(2)  # after the timed-out wait: not handed to the waiter that gave up
+    waiting = asyncio.create_task(handoff.get())
+    await asyncio.sleep(0)
+    handoff.put(3)
+    assert await waiting == 2
+    assert await handoff.get() == 3
+    assert handoff.empty()
