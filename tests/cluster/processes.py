@@ -28,14 +28,15 @@ def free_port() -> int:
 
 def base_config(pg_url: str, llm: FakeLLM, port: int, extra: str = "") -> str:
     """Everything but the channel: short leases so a dead replica's sessions are taken over
-    within seconds, no memory, no sandbox, the fake model."""
+    within seconds (DECAPOD_TEST_LEASE_S shortens them further, to make a lease lost under
+    load likely when running the tests repeatedly), no memory, no sandbox, the fake model."""
     return f"""
 [store]
 url = "{pg_url}"
 
 [gateway]
 shutdown_grace_s = 2
-session_lease_s = {os.environ.get("KILLTEST_LEASE_S", "3")}
+session_lease_s = {os.environ.get("DECAPOD_TEST_LEASE_S", "3")}
 
 [http]
 enabled = true
