@@ -1,7 +1,8 @@
 """Replicas on one PostgreSQL database, in one process: session leases taken, renewed,
 expired and released; the holder running what other replicas stored for its session, in
-order; a freed session taken by the replica with work for it; a lease lost mid-run; a dead
-replica's session taken over once."""
+order; a freed session taken by the replica with work for it; a lease lost mid-run, or
+taken over from a holder whose renewals stalled, never answered by the replica that lost it;
+a dead replica's session taken over once."""
 
 from __future__ import annotations
 
@@ -111,11 +112,12 @@ async def test_a_freed_session_is_taken_by_the_replica_with_work_for_it(
     assert model.asked == ["waits for a"]
 
 
-async def test_a_lease_lost_mid_run_leaves_the_rest_to_its_new_holder(
+async def test_a_lease_lost_mid_run_stops_the_turn_unsent_and_leaves_the_rest(
     replica: Callable[..., Gateway],
 ) -> None:
     """A replica that finds at a renewal that another took its session over (it was out of
-    reach longer than a lease lasts) finishes the turn under way and runs no more of it."""
+    reach longer than a lease lasts) sends nothing more of the turn under way, records
+    nothing of it, and runs no more of the session: all of it is the new holder's."""
     model = Model()
     model.held.add("one")
     channel = RecordingChannel()
@@ -134,10 +136,46 @@ async def test_a_lease_lost_mid_run_leaves_the_rest_to_its_new_holder(
         await gw.store.write(taken_over)
         assert await gw.replica.leases.renew() == {first.session_key}
         model.release.set()
-        await channel.wait_for_messages(1)
         await until(lambda: gw.sessions.active == 0 and not gw.sessions.queue_depth)
-        assert await gw.store.inbound.status("test", "k2") == "pending", "the holder's now"
+        assert channel.texts() == [], "the answer was not sent by a replica that lost it"
+        for key in ("k1", "k2"):
+            assert await gw.store.inbound.status("test", key) != "done", "the holder's now"
     assert model.asked == ["one"]
+
+
+async def test_a_stalled_holder_does_not_answer_what_the_new_holder_answered(
+    replica: Callable[..., Gateway],
+) -> None:
+    """a runs a turn and its lease renewals stall (a process starved of CPU, a database
+    slow to answer) longer than the lease lasts: b takes the session over and answers.
+    When a's turn gets its model answer, a finds it no longer holds the session and sends
+    nothing: the message is answered once."""
+    slow, quick = Model(), Model()
+    slow.held.add("one")
+    on_a, on_b = RecordingChannel(), RecordingChannel()
+    renewals = asyncio.Event()  # never set: a's renewals hang
+    async with replica(slow, on_a, session_lease_s=1.5) as a:
+        assert a.replica is not None
+        leases = a.replica.leases
+
+        async def stalled() -> set[str]:
+            await renewals.wait()
+            return set()
+
+        leases.renew = stalled  # type: ignore[method-assign]
+        first = await on_a.push("one", delivery_id="k1")
+        await asyncio.wait_for(slow.waiting.wait(), 20)
+        assert first.session_key in leases.held
+        async with replica(quick, on_b, session_lease_s=1.5) as b:
+            # b's sweep takes the session once a's lease expired, and answers
+            await on_b.wait_for_messages(1)
+            slow.release.set()
+            await until(lambda: a.sessions.active == 0 and not a.sessions.queue_depth)
+            await until(lambda: b.sessions.active == 0 and not b.sessions.queue_depth)
+            assert await b.store.inbound.status("test", "k1") == "done"
+    assert on_b.texts() == ["answer to one"]
+    assert on_a.texts() == [], "the stalled replica answered a second time"
+    assert slow.asked == ["one"] and quick.asked == ["one"]
 
 
 async def test_a_dead_replicas_session_is_resumed_by_another_once(
