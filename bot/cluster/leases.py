@@ -1,10 +1,10 @@
 """Session leases: which replica runs a session's turns now.
 
 A lease is one row of `session_leases` (m009): the session, the replica holding it, and when
-it expires. It is taken per run of a session's turns (an insert of a free session, else an
-update of the row only if it is this replica's own or expired: a live lease of another
-replica is read, never locked, so the attempts of replicas with work for a held session
-do not queue behind its holder's writes), renewed for every lease a replica holds in one
+it expires. It is taken per run of a session's turns (the row is read first: a live lease
+of another replica is only read, never locked, so the replicas with work for a held session
+neither wait for its holder's write batch nor deadlock with it; a free session is inserted,
+an expired or own lease updated), renewed for every lease a replica holds in one
 statement while turns run long, deleted on completion with a `freed` notification in the
 same transaction, and left to expire when a replica dies. Times are the database's clock, so
 replicas on machines whose clocks disagree still agree on who holds what. A write the
@@ -85,21 +85,28 @@ class PgLeases:
         self._sure_until: dict[str, float] = {}
 
     async def acquire(self, session_key: str) -> bool:
-        args = (session_key, self.replica_id, self.ttl_s)
+        me, ttl = self.replica_id, self.ttl_s
 
         def op(conn: Any) -> bool:
-            cur = conn.raw.execute(
-                "INSERT INTO session_leases (session_key, holder, expires_at) "
-                f"VALUES (%s, %s, {_NOW} + %s) ON CONFLICT (session_key) DO NOTHING",
-                args,
-            )
-            if cur.rowcount:
-                return True
-            cur = conn.raw.execute(
-                f"UPDATE session_leases SET holder = %s, expires_at = {_NOW} + %s "
-                f"WHERE session_key = %s AND (holder = %s OR expires_at < {_NOW})",
-                (self.replica_id, self.ttl_s, session_key, self.replica_id),
-            )
+            row = conn.raw.execute(
+                f"SELECT holder = %s OR expires_at < {_NOW} FROM session_leases "
+                "WHERE session_key = %s",
+                (me, session_key),
+            ).fetchone()
+            if row is None:
+                cur = conn.raw.execute(
+                    "INSERT INTO session_leases (session_key, holder, expires_at) "
+                    f"VALUES (%s, %s, {_NOW} + %s) ON CONFLICT (session_key) DO NOTHING",
+                    (session_key, me, ttl),
+                )
+            elif not row[0]:
+                return False  # another replica's live lease: read, not locked
+            else:
+                cur = conn.raw.execute(
+                    f"UPDATE session_leases SET holder = %s, expires_at = {_NOW} + %s "
+                    f"WHERE session_key = %s AND (holder = %s OR expires_at < {_NOW})",
+                    (me, ttl, session_key, me),
+                )
             return bool(cur.rowcount)
 
         sent_at = time.monotonic()

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 
 from bot.cluster.bus import Bus
@@ -61,6 +62,28 @@ async def test_a_lease_is_taken_renewed_expires_and_is_released(pg_url: str) -> 
             assert await a.acquire("s1"), "free again"
         finally:
             await bus.stop()
+
+
+async def test_a_held_lease_is_refused_without_waiting_for_its_holders_writes(
+    pg_url: str,
+) -> None:
+    """The replicas with work for a session another one holds try its lease all the time.
+    While the holder's write batch (a renewal among other writes) has the row locked, a try
+    is refused at once: one that locked the row as well would wait for that batch, and two
+    replicas' batches waiting for each other deadlock (a renewal lost that way loses the
+    lease)."""
+    async with pg_store(pg_url) as store:
+        a = PgLeases(store, "replica-a", ttl_s=60)
+        b = PgLeases(store, "replica-b", ttl_s=60)
+        assert await a.acquire("s1")
+        with psycopg.connect(pg_url) as holders_batch:
+            holders_batch.execute(
+                "UPDATE session_leases SET expires_at = expires_at + 1 WHERE session_key = 's1'"
+            )
+            refused = await asyncio.wait_for(b.acquire("s1"), 15)
+            holders_batch.rollback()
+        assert refused is False
+        assert await a.acquire("s1"), "still a's"
 
 
 async def test_a_message_for_a_leased_session_is_run_by_the_holder_in_order(
