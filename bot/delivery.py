@@ -12,7 +12,8 @@ Every send and edit of an answer is recorded with its delivery (`Outbox`), so th
   is sent on from where it stopped, one the model was still writing gets a one-line note;
 - among replicas, no text of an answer goes to the channel unless this replica still holds
   the session (`SessionFence`): one that lost it under load or out of reach of the
-  database stops the turn unsent and unrecorded, and the new holder runs the delivery.
+  database before showing anything stops the turn unsent and unrecorded, and the new
+  holder runs the delivery.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ class Outbox:
         self._base = state.shown  # a resumed answer's channel offsets start here
         self._earlier = list(state.refs)
         self._saved = (len(state.refs), time.monotonic())
+        #: this try sent or edited a message of the answer
+        self._shown_here = False
 
     async def collect(self, parts: AsyncIterator[str]) -> AsyncGenerator[str, None]:
         """Pass the answer on to the channel, keeping it."""
@@ -89,17 +92,22 @@ class Outbox:
     async def fenced(self, parts: AsyncIterator[str]) -> AsyncGenerator[str, None]:
         """`parts`, each passed on only while this process holds the session, and checked
         once more at the end, before the channel sends what it still holds: a replica that
-        lost the session raises SessionNotHeld instead of answering a second time."""
+        lost the session raises SessionNotHeld instead of answering a second time. Once
+        this try showed the person something, the answer is finished and recorded here:
+        stopping it then would leave it cut off, and the new holder would add a note."""
         async for part in parts:
             await self._confirm()
             yield part
         await self._confirm()
 
     async def _confirm(self) -> None:
+        if self._shown_here:
+            return
         if not await self._fence.confirm(self.session_key):
             raise SessionNotHeld(self.session_key)
 
     async def shown(self, refs: Sequence[SentRef], upto: int) -> None:
+        self._shown_here = True
         state = self.state
         state.shown = self._base + upto
         state.refs = self._earlier + [ref.message_id for ref in refs]
