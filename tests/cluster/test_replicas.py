@@ -64,6 +64,34 @@ async def test_a_lease_is_taken_renewed_expires_and_is_released(pg_url: str) -> 
             await bus.stop()
 
 
+async def test_a_late_holder_confirms_its_lease_in_the_database_before_it_sends(
+    pg_url: str,
+) -> None:
+    """Past two thirds of a lease's lifetime since it was last taken or renewed, `confirm`
+    asks the database: a lease still this replica's is renewed and confirmed (no other
+    replica took it, however late), one another replica took is refused and let go."""
+    async with pg_store(pg_url) as store:
+        a = PgLeases(store, "replica-a", ttl_s=0.3)
+        b = PgLeases(store, "replica-b", ttl_s=60)
+        assert await a.acquire("s1")
+
+        def expiry(conn: Any) -> float:
+            row = conn.raw.execute(
+                "SELECT expires_at FROM session_leases WHERE session_key = 's1'"
+            ).fetchone()
+            return float(row[0])
+
+        first = await store.read(expiry)
+        await asyncio.sleep(0.25)  # past two thirds: the local assurance lapsed
+        assert await a.confirm("s1"), "late, but nobody took it: still a's"
+        assert await store.read(expiry) > first, "and renewed by the check"
+        await asyncio.sleep(0.6)
+        assert await b.acquire("s1"), "expired: taken over"
+        assert not await a.confirm("s1"), "a finds out before it sends"
+        assert "s1" not in a.held
+        assert await b.confirm("s1")
+
+
 async def test_a_held_lease_is_refused_without_waiting_for_its_holders_writes(
     pg_url: str,
 ) -> None:
