@@ -9,7 +9,11 @@ Every send and edit of an answer is recorded with its delivery (`Outbox`), so th
   across restarts), ends the delivery as failed with its reason and tells the owner once;
   a failed delivery never costs another model call;
 - a restart never asks the model again for an answer that was partly shown: a complete one
-  is sent on from where it stopped, one the model was still writing gets a one-line note.
+  is sent on from where it stopped, one the model was still writing gets a one-line note;
+- among replicas, no text of an answer goes to the channel unless this replica still holds
+  the session (`SessionFence`): one that lost it under load or out of reach of the
+  database before showing anything stops the turn unsent and unrecorded, and the new
+  holder runs the delivery.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Protocol
 
 from bot.errors import ChannelError, DeliveryRefused
 from bot.messages import Conversation, InboundMessage, SentRef
@@ -38,23 +43,71 @@ def delivery_key(message: InboundMessage) -> Key:
     return (message.conversation.channel, message.id)
 
 
+class SessionFence(Protocol):
+    async def confirm(self, session_key: str) -> bool:
+        """Whether this process still holds the session, for at least the time a send
+        takes; False once another replica took it over."""
+        ...
+
+
+class SessionNotHeld(Exception):
+    """Another replica took the session over while this one ran a turn of it: nothing more
+    of the answer is sent and nothing is recorded; the new holder runs the delivery."""
+
+
+class _AlwaysHeld:
+    """One process: every session is its own."""
+
+    async def confirm(self, session_key: str) -> bool:
+        return True
+
+
 class Outbox:
     """One delivery's answer and what of it the person can see; a channels.ReplyProgress
     that records itself as the channel sends."""
 
-    def __init__(self, repo: DeliveryRepo, key: Key, state: DeliveryState) -> None:
+    def __init__(
+        self,
+        repo: DeliveryRepo,
+        key: Key,
+        state: DeliveryState,
+        session_key: str = "",
+        fence: SessionFence | None = None,
+    ) -> None:
         self.repo, self.key, self.state = repo, key, state
+        self.session_key = session_key
+        self._fence = fence or _AlwaysHeld()
         self._base = state.shown  # a resumed answer's channel offsets start here
         self._earlier = list(state.refs)
         self._saved = (len(state.refs), time.monotonic())
+        #: this try sent or edited a message of the answer
+        self._shown_here = False
 
     async def collect(self, parts: AsyncIterator[str]) -> AsyncGenerator[str, None]:
         """Pass the answer on to the channel, keeping it."""
-        async for part in parts:
+        async for part in self.fenced(parts):
             self.state.answer += part
             yield part
 
+    async def fenced(self, parts: AsyncIterator[str]) -> AsyncGenerator[str, None]:
+        """`parts`, each passed on only while this process holds the session, and checked
+        once more at the end, before the channel sends what it still holds: a replica that
+        lost the session raises SessionNotHeld instead of answering a second time. Once
+        this try showed the person something, the answer is finished and recorded here:
+        stopping it then would leave it cut off, and the new holder would add a note."""
+        async for part in parts:
+            await self._confirm()
+            yield part
+        await self._confirm()
+
+    async def _confirm(self) -> None:
+        if self._shown_here:
+            return
+        if not await self._fence.confirm(self.session_key):
+            raise SessionNotHeld(self.session_key)
+
     async def shown(self, refs: Sequence[SentRef], upto: int) -> None:
+        self._shown_here = True
         state = self.state
         state.shown = self._base + upto
         state.refs = self._earlier + [ref.message_id for ref in refs]
@@ -80,11 +133,14 @@ class Deliveries:
         self._notify = notify
         self._waiting: dict[Key, DeliveryState] = {}
         self._timers: set[asyncio.Task[None]] = set()
+        #: asked before an answer's text goes out; a replica sets its session leases here
+        self.fence: SessionFence = _AlwaysHeld()
 
     def outbox(self, message: InboundMessage) -> Outbox:
         """The outbox of a delivery about to run: the one it had if this is another try."""
         key = delivery_key(message)
-        return Outbox(self.repo, key, self._waiting.pop(key, DeliveryState()))
+        state = self._waiting.pop(key, DeliveryState())
+        return Outbox(self.repo, key, state, message.session_key, self.fence)
 
     async def resume(self, delivery: OpenDelivery) -> None:
         """An unfinished delivery found at start: run it again now or when its try is due."""

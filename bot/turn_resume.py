@@ -48,7 +48,7 @@ async def resume_shown(
     if rest.strip():
         channel = gw.channels[message.conversation.channel]
         try:
-            await channel.reply(reply_template(message), _once(rest), outbox)
+            await channel.reply(reply_template(message), outbox.fenced(_once(rest)), outbox)
         except ChannelError as exc:
             await gw.deliveries.failed(message, outbox, exc)
             return

@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from bot.delivery import delivery_key
+from bot.delivery import SessionNotHeld, delivery_key
 from bot.messages import InboundMessage
 from bot.store.deliveries import Key, OpenDelivery
 
@@ -51,6 +51,8 @@ class ReplicaTurns:
         self._tasks: list[asyncio.Task[None]] = []
         bus.subscribe("freed", self._freed)
         bus.on_reconnect(self.sweep)
+        # no answer goes out from a replica that lost the session meanwhile
+        gw.deliveries.fence = leases
 
     def start(self) -> None:
         self._tasks = [
@@ -82,10 +84,14 @@ class ReplicaTurns:
             ran: set[Key] = set()
             while batch := [d for d in await self.leases.open_deliveries(key) if _new(d, ran)]:
                 for delivery in batch:
-                    if key not in self.leases.held:
-                        return  # lost to another replica (this one was out of reach): its now
+                    if not await self.leases.confirm(key):
+                        return  # lost to another replica (this one was late): its now
                     ran.add(delivery_key(delivery.message))
                     await self._run(session, delivery)
+        except SessionNotHeld:
+            # lost mid-turn: the answer was not sent (or not all of it) nor recorded; the
+            # new holder runs the delivery
+            log.warning("stopped a turn of session %s: another replica took it over", key)
         finally:
             await self.leases.release(key)
 

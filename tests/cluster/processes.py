@@ -5,11 +5,13 @@ and count its running turns."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +28,15 @@ def free_port() -> int:
 
 def base_config(pg_url: str, llm: FakeLLM, port: int, extra: str = "") -> str:
     """Everything but the channel: short leases so a dead replica's sessions are taken over
-    within seconds, no memory, no sandbox, the fake model."""
+    within seconds (DECAPOD_TEST_LEASE_S shortens them further, to make a lease lost under
+    load likely when running the tests repeatedly), no memory, no sandbox, the fake model."""
     return f"""
 [store]
 url = "{pg_url}"
 
 [gateway]
 shutdown_grace_s = 2
-session_lease_s = 3
+session_lease_s = {os.environ.get("DECAPOD_TEST_LEASE_S", "3")}
 
 [http]
 enabled = true
@@ -160,3 +163,40 @@ async def stop_all(replicas: list[ReplicaProcess]) -> None:
                 r.proc.kill()
         if r.stderr is not None:
             r.stderr.close()
+
+
+#: of each replica's log on a failure: its last lines, and its warnings and errors before them
+TAIL_LINES = 60
+NOTABLE_LINES = 80
+
+
+def log_tails(replicas: list[ReplicaProcess]) -> str:
+    """Each replica's log as a failed run needs it: the warnings and errors (lost leases,
+    failed renewals) and the last lines, then the end of its stderr."""
+    out: list[str] = []
+    for r in replicas:
+        for name in ("decapod.log", "stderr.txt"):
+            path = r.home / name
+            if not path.exists():
+                continue
+            lines = path.read_text(errors="replace").splitlines()
+            head, tail = lines[:-TAIL_LINES], lines[-TAIL_LINES:]
+            notable = [x for x in head if "warning" in x.lower() or "error" in x.lower()][
+                -NOTABLE_LINES:
+            ]
+            out.append(f"===== replica {r.index} {name}: {len(lines)} lines =====")
+            if notable:
+                out += ["-- its warnings and errors before the tail --", *notable, "-- tail --"]
+            out += tail
+    return "\n".join(out)
+
+
+@contextlib.contextmanager
+def logs_on_failure(replicas: list[ReplicaProcess]) -> Iterator[None]:
+    """Print each replica's log tail when the block fails (pytest shows it with the failure),
+    so a failure in CI can be read without running it again."""
+    try:
+        yield
+    except BaseException:
+        print(log_tails(replicas))
+        raise

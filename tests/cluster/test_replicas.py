@@ -1,7 +1,8 @@
 """Replicas on one PostgreSQL database, in one process: session leases taken, renewed,
 expired and released; the holder running what other replicas stored for its session, in
-order; a freed session taken by the replica with work for it; a lease lost mid-run; a dead
-replica's session taken over once."""
+order; a freed session taken by the replica with work for it; a lease lost mid-run, or
+taken over from a holder whose renewals stalled, never answered by the replica that lost it;
+a dead replica's session taken over once."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 
 from bot.cluster.bus import Bus
@@ -62,6 +64,56 @@ async def test_a_lease_is_taken_renewed_expires_and_is_released(pg_url: str) -> 
             await bus.stop()
 
 
+async def test_a_late_holder_confirms_its_lease_in_the_database_before_it_sends(
+    pg_url: str,
+) -> None:
+    """Past two thirds of a lease's lifetime since it was last taken or renewed, `confirm`
+    asks the database: a lease still this replica's is renewed and confirmed (no other
+    replica took it, however late), one another replica took is refused and let go."""
+    async with pg_store(pg_url) as store:
+        a = PgLeases(store, "replica-a", ttl_s=0.3)
+        b = PgLeases(store, "replica-b", ttl_s=60)
+        assert await a.acquire("s1")
+
+        def expiry(conn: Any) -> float:
+            row = conn.raw.execute(
+                "SELECT expires_at FROM session_leases WHERE session_key = 's1'"
+            ).fetchone()
+            return float(row[0])
+
+        first = await store.read(expiry)
+        await asyncio.sleep(0.25)  # past two thirds: the local assurance lapsed
+        assert await a.confirm("s1"), "late, but nobody took it: still a's"
+        assert await store.read(expiry) > first, "and renewed by the check"
+        await asyncio.sleep(0.6)
+        assert await b.acquire("s1"), "expired: taken over"
+        assert not await a.confirm("s1"), "a finds out before it sends"
+        assert "s1" not in a.held
+        assert await b.confirm("s1")
+
+
+async def test_a_held_lease_is_refused_without_waiting_for_its_holders_writes(
+    pg_url: str,
+) -> None:
+    """The replicas with work for a session another one holds try its lease all the time.
+    While the holder's write batch (a renewal among other writes) has the row locked, a try
+    is refused at once: one that locked the row as well would wait for that batch, and two
+    replicas' batches waiting for each other deadlock (a renewal lost that way loses the
+    lease)."""
+    async with pg_store(pg_url) as store:
+        a = PgLeases(store, "replica-a", ttl_s=60)
+        b = PgLeases(store, "replica-b", ttl_s=60)
+        assert await a.acquire("s1")
+        with psycopg.connect(pg_url) as holders_batch:
+            holders_batch.execute(
+                "UPDATE session_leases SET expires_at = expires_at + 1 WHERE session_key = 's1'"
+            )
+            refused = await asyncio.wait_for(b.acquire("s1"), 15)
+            holders_batch.rollback()
+        assert refused is False
+        assert await a.acquire("s1"), "still a's"
+
+
 async def test_a_message_for_a_leased_session_is_run_by_the_holder_in_order(
     replica: Callable[..., Gateway],
 ) -> None:
@@ -111,11 +163,12 @@ async def test_a_freed_session_is_taken_by_the_replica_with_work_for_it(
     assert model.asked == ["waits for a"]
 
 
-async def test_a_lease_lost_mid_run_leaves_the_rest_to_its_new_holder(
+async def test_a_lease_lost_mid_run_stops_the_turn_unsent_and_leaves_the_rest(
     replica: Callable[..., Gateway],
 ) -> None:
     """A replica that finds at a renewal that another took its session over (it was out of
-    reach longer than a lease lasts) finishes the turn under way and runs no more of it."""
+    reach longer than a lease lasts) sends nothing more of the turn under way, records
+    nothing of it, and runs no more of the session: all of it is the new holder's."""
     model = Model()
     model.held.add("one")
     channel = RecordingChannel()
@@ -134,10 +187,46 @@ async def test_a_lease_lost_mid_run_leaves_the_rest_to_its_new_holder(
         await gw.store.write(taken_over)
         assert await gw.replica.leases.renew() == {first.session_key}
         model.release.set()
-        await channel.wait_for_messages(1)
         await until(lambda: gw.sessions.active == 0 and not gw.sessions.queue_depth)
-        assert await gw.store.inbound.status("test", "k2") == "pending", "the holder's now"
+        assert channel.texts() == [], "the answer was not sent by a replica that lost it"
+        for key in ("k1", "k2"):
+            assert await gw.store.inbound.status("test", key) != "done", "the holder's now"
     assert model.asked == ["one"]
+
+
+async def test_a_stalled_holder_does_not_answer_what_the_new_holder_answered(
+    replica: Callable[..., Gateway],
+) -> None:
+    """a runs a turn and its lease renewals stall (a process starved of CPU, a database
+    slow to answer) longer than the lease lasts: b takes the session over and answers.
+    When a's turn gets its model answer, a finds it no longer holds the session and sends
+    nothing: the message is answered once."""
+    slow, quick = Model(), Model()
+    slow.held.add("one")
+    on_a, on_b = RecordingChannel(), RecordingChannel()
+    renewals = asyncio.Event()  # never set: a's renewals hang
+    async with replica(slow, on_a, session_lease_s=1.5) as a:
+        assert a.replica is not None
+        leases = a.replica.leases
+
+        async def stalled() -> set[str]:
+            await renewals.wait()
+            return set()
+
+        leases.renew = stalled  # type: ignore[method-assign]
+        first = await on_a.push("one", delivery_id="k1")
+        await asyncio.wait_for(slow.waiting.wait(), 20)
+        assert first.session_key in leases.held
+        async with replica(quick, on_b, session_lease_s=1.5) as b:
+            # b's sweep takes the session once a's lease expired, and answers
+            await on_b.wait_for_messages(1)
+            slow.release.set()
+            await until(lambda: a.sessions.active == 0 and not a.sessions.queue_depth)
+            await until(lambda: b.sessions.active == 0 and not b.sessions.queue_depth)
+            assert await b.store.inbound.status("test", "k1") == "done"
+    assert on_b.texts() == ["answer to one"]
+    assert on_a.texts() == [], "the stalled replica answered a second time"
+    assert slow.asked == ["one"] and quick.asked == ["one"]
 
 
 async def test_a_dead_replicas_session_is_resumed_by_another_once(

@@ -29,6 +29,7 @@ from tests.cluster.processes import (
     base_config,
     free_port,
     kill_once_its_turns_wait,
+    logs_on_failure,
     settle,
     stop_all,
 )
@@ -110,122 +111,126 @@ async def telegram() -> AsyncIterator[FakeTelegram]:
 async def test_three_replicas_one_killed_nothing_lost_or_doubled(
     pg_url: str, telegram: FakeTelegram, tmp_path: Path
 ) -> None:
-    started = time.monotonic()
-    async with FakeLLM() as llm, aiohttp.ClientSession() as http:
-        held_from: list[int] = []  # index of the first request made while answers are held
+    replicas: list[ReplicaProcess] = []
+    with logs_on_failure(replicas):
+        started = time.monotonic()
+        async with FakeLLM() as llm, aiohttp.ClientSession() as http:
+            held_from: list[int] = []  # index of the first request made while answers are held
 
-        def answer(request: RecordedRequest) -> Reply:
-            return Reply(text=f"answer to {request.body['messages'][-1]['content']}")
+            def answer(request: RecordedRequest) -> Reply:
+                return Reply(text=f"answer to {request.body['messages'][-1]['content']}")
 
-        llm.reply_fn = answer
-        replicas = []
-        for i in range(REPLICAS):
-            home = tmp_path / f"replica{i}"
-            home.mkdir()
-            port = free_port()
-            (home / "config.toml").write_text(_config(pg_url, telegram, llm, port))
-            replicas.append(
-                ReplicaProcess(i, home, port, {"TG_TOKEN": TOKEN, "TG_HOOK_SECRET": SECRET})
-            )
-        # reminders due while the messages flow
-        await _schedule(
-            pg_url,
-            [_job(f"early {j}", REMINDER_CHAT0 + j, time.time() + 6) for j in range(10)],
-        )
-        try:
-            await asyncio.gather(*(r.start() for r in replicas))
-            for r in replicas:
-                deadline = time.monotonic() + 90
-                while await r.health(http) is None:
-                    assert time.monotonic() < deadline, f"replica {r.index} did not start"
-                    await asyncio.sleep(0.2)
-            posted = 0
-            alive = set(range(REPLICAS))
-
-            async def post(update: dict[str, Any], first: int) -> None:
-                """As a load balancer does: to the replica in turn, else to the next."""
-                nonlocal posted
-                for step in range(REPLICAS * 20):
-                    target = replicas[(first + step) % REPLICAS]
-                    if target.index not in alive:
-                        continue
-                    headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
-                    try:
-                        async with http.post(
-                            target.url("/telegram/tg"), json=update, headers=headers
-                        ) as resp:
-                            if resp.status == 200:
-                                posted += 1
-                                return
-                    except aiohttp.ClientError:
-                        pass
-                    await asyncio.sleep(0.05)
-                raise AssertionError(f"no replica took update {update['update_id']}")
-
-            async def session(sid: int) -> None:
-                user = USER0 + sid
-                for k in range(PER_SESSION):
-                    text = f"s{sid}-m{k}"
-                    message = telegram.message(
-                        text, chat={"id": user, "type": "private"}, user_id=user
-                    )
-                    update = {"update_id": sid * PER_SESSION + k + 1, "message": message}
-                    await post(update, sid + k)
-
-            senders = asyncio.gather(*(session(sid) for sid in range(SESSIONS)))
-
-            victim = replicas[VICTIM]
-            victim_key = victim.model_key
-            while posted < SESSIONS * PER_SESSION // 2:
-                await asyncio.sleep(0.05)
-            early_done = time.monotonic() + 60
-            while _sent_jobs(pg_url) < 10:  # fired and recorded: none is mid-delivery
-                assert time.monotonic() < early_done, "the early reminders did not fire"
-                await asyncio.sleep(0.1)
-            # hold the victim's answers; kill it once each of its turns waits for one
-            first_held, held_turns = await kill_once_its_turns_wait(victim, llm, http)
-            held_from.append(first_held)
-            alive.discard(VICTIM)
-            killed_at = time.monotonic()
+            llm.reply_fn = answer
+            for i in range(REPLICAS):
+                home = tmp_path / f"replica{i}"
+                home.mkdir()
+                port = free_port()
+                (home / "config.toml").write_text(_config(pg_url, telegram, llm, port))
+                replicas.append(
+                    ReplicaProcess(i, home, port, {"TG_TOKEN": TOKEN, "TG_HOOK_SECRET": SECRET})
+                )
+            # reminders due while the messages flow
             await _schedule(
                 pg_url,
-                [_job(f"late {j}", REMINDER_CHAT0 + 10 + j, time.time() + 3) for j in range(10)],
+                [_job(f"early {j}", REMINDER_CHAT0 + j, time.time() + 6) for j in range(10)],
             )
-            llm.hold.set()
-            await senders
+            try:
+                await asyncio.gather(*(r.start() for r in replicas))
+                for r in replicas:
+                    deadline = time.monotonic() + 90
+                    while await r.health(http) is None:
+                        assert time.monotonic() < deadline, f"replica {r.index} did not start"
+                        await asyncio.sleep(0.2)
+                posted = 0
+                alive = set(range(REPLICAS))
 
-            def answered() -> int:
-                return sum(
-                    len(telegram.texts(USER0 + sid)) >= PER_SESSION for sid in range(SESSIONS)
+                async def post(update: dict[str, Any], first: int) -> None:
+                    """As a load balancer does: to the replica in turn, else to the next."""
+                    nonlocal posted
+                    for step in range(REPLICAS * 20):
+                        target = replicas[(first + step) % REPLICAS]
+                        if target.index not in alive:
+                            continue
+                        headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+                        try:
+                            async with http.post(
+                                target.url("/telegram/tg"), json=update, headers=headers
+                            ) as resp:
+                                if resp.status == 200:
+                                    posted += 1
+                                    return
+                        except aiohttp.ClientError:
+                            pass
+                        await asyncio.sleep(0.05)
+                    raise AssertionError(f"no replica took update {update['update_id']}")
+
+                async def session(sid: int) -> None:
+                    user = USER0 + sid
+                    for k in range(PER_SESSION):
+                        text = f"s{sid}-m{k}"
+                        message = telegram.message(
+                            text, chat={"id": user, "type": "private"}, user_id=user
+                        )
+                        update = {"update_id": sid * PER_SESSION + k + 1, "message": message}
+                        await post(update, sid + k)
+
+                senders = asyncio.gather(*(session(sid) for sid in range(SESSIONS)))
+
+                victim = replicas[VICTIM]
+                victim_key = victim.model_key
+                while posted < SESSIONS * PER_SESSION // 2:
+                    await asyncio.sleep(0.05)
+                early_done = time.monotonic() + 60
+                while _sent_jobs(pg_url) < 10:  # fired and recorded: none is mid-delivery
+                    assert time.monotonic() < early_done, "the early reminders did not fire"
+                    await asyncio.sleep(0.1)
+                # hold the victim's answers; kill it once each of its turns waits for one
+                first_held, held_turns = await kill_once_its_turns_wait(victim, llm, http)
+                held_from.append(first_held)
+                alive.discard(VICTIM)
+                killed_at = time.monotonic()
+                await _schedule(
+                    pg_url,
+                    [
+                        _job(f"late {j}", REMINDER_CHAT0 + 10 + j, time.time() + 3)
+                        for j in range(10)
+                    ],
                 )
+                llm.hold.set()
+                await senders
 
-            finish_by = time.monotonic() + 240
-            while answered() < SESSIONS or not all(
-                telegram.texts(REMINDER_CHAT0 + j) for j in range(20)
-            ):
-                assert time.monotonic() < finish_by, f"{answered()} of {SESSIONS} sessions done"
-                await asyncio.sleep(0.2)
-            await settle(replicas, alive, http)
-        finally:
-            await stop_all(replicas)
-    elapsed = time.monotonic() - started
-    for sid in range(SESSIONS):
-        user = USER0 + sid
-        expected = [f"answer to s{sid}-m{k}" for k in range(PER_SESSION)]
-        assert telegram.texts(user) == expected, f"session {sid}"
-        assert len(telegram.calls_of("sendMessage", chat_id=user)) == PER_SESSION
-    for j in range(10):
-        assert telegram.texts(REMINDER_CHAT0 + j) == [f"⏰ early {j}"]
-        assert telegram.texts(REMINDER_CHAT0 + 10 + j) == [f"⏰ late {j}"]
+                def answered() -> int:
+                    return sum(
+                        len(telegram.texts(USER0 + sid)) >= PER_SESSION for sid in range(SESSIONS)
+                    )
 
-    def asked(request: RecordedRequest) -> str:
-        return str(request.body["messages"][-1]["content"])
+                finish_by = time.monotonic() + 240
+                while answered() < SESSIONS or not all(
+                    telegram.texts(REMINDER_CHAT0 + j) for j in range(20)
+                ):
+                    assert time.monotonic() < finish_by, f"{answered()} of {SESSIONS} sessions done"
+                    await asyncio.sleep(0.2)
+                await settle(replicas, alive, http)
+            finally:
+                await stop_all(replicas)
+        elapsed = time.monotonic() - started
+        for sid in range(SESSIONS):
+            user = USER0 + sid
+            expected = [f"answer to s{sid}-m{k}" for k in range(PER_SESSION)]
+            assert telegram.texts(user) == expected, f"session {sid}"
+            assert len(telegram.calls_of("sendMessage", chat_id=user)) == PER_SESSION
+        for j in range(10):
+            assert telegram.texts(REMINDER_CHAT0 + j) == [f"⏰ early {j}"]
+            assert telegram.texts(REMINDER_CHAT0 + 10 + j) == [f"⏰ late {j}"]
 
-    after_hold = [r for r in llm.requests[held_from[0] :] if r.path == "/v1/chat/completions"]
-    cut_off = {asked(r) for r in after_hold if r.headers.get("Authorization") == victim_key}
-    asked_again = {asked(r) for r in after_hold if r.headers.get("Authorization") != victim_key}
-    assert cut_off and cut_off <= asked_again, "the victim's turns were taken over"
-    print(
-        f"\n{REPLICAS} replicas, {SESSIONS * PER_SESSION} messages in {elapsed:.0f}s; one "
-        f"killed {killed_at - started:.0f}s in with {held_turns} turns waiting for the model"
-    )
+        def asked(request: RecordedRequest) -> str:
+            return str(request.body["messages"][-1]["content"])
+
+        after_hold = [r for r in llm.requests[held_from[0] :] if r.path == "/v1/chat/completions"]
+        cut_off = {asked(r) for r in after_hold if r.headers.get("Authorization") == victim_key}
+        asked_again = {asked(r) for r in after_hold if r.headers.get("Authorization") != victim_key}
+        assert cut_off and cut_off <= asked_again, "the victim's turns were taken over"
+        print(
+            f"\n{REPLICAS} replicas, {SESSIONS * PER_SESSION} messages in {elapsed:.0f}s; one "
+            f"killed {killed_at - started:.0f}s in with {held_turns} turns waiting for the model"
+        )

@@ -27,6 +27,7 @@ from tests.cluster.processes import (
     base_config,
     free_port,
     kill_once_its_turns_wait,
+    logs_on_failure,
     settle,
     stop_all,
 )
@@ -73,125 +74,126 @@ async def slack() -> AsyncIterator[FakeSlack]:
 async def test_two_replicas_serve_slack_events_one_killed_nothing_lost_or_doubled(
     pg_url: str, slack: FakeSlack, tmp_path: Path
 ) -> None:
-    started = time.monotonic()
-    retried = 0
-    async with FakeLLM() as llm, aiohttp.ClientSession() as http:
-        held_from: list[int] = []
+    replicas: list[ReplicaProcess] = []
+    with logs_on_failure(replicas):
+        started = time.monotonic()
+        retried = 0
+        async with FakeLLM() as llm, aiohttp.ClientSession() as http:
+            held_from: list[int] = []
 
-        def answer(request: RecordedRequest) -> Reply:
-            return Reply(text=f"answer to {request.body['messages'][-1]['content']}")
+            def answer(request: RecordedRequest) -> Reply:
+                return Reply(text=f"answer to {request.body['messages'][-1]['content']}")
 
-        llm.reply_fn = answer
-        replicas = []
-        for i in range(REPLICAS):
-            home = tmp_path / f"replica{i}"
-            home.mkdir()
-            port = free_port()
-            (home / "config.toml").write_text(_config(pg_url, slack, llm, port))
-            replicas.append(
-                ReplicaProcess(
-                    i,
-                    home,
-                    port,
-                    {
-                        "SLACK_BOT_TOKEN": slack.bot_token,
-                        "SLACK_SIGNING_SECRET": slack.signing_secret,
-                    },
-                )
-            )
-        try:
-            await asyncio.gather(*(r.start() for r in replicas))
-            for r in replicas:
-                deadline = time.monotonic() + 90
-                while await r.health(http) is None:
-                    assert time.monotonic() < deadline, f"replica {r.index} did not start"
-                    await asyncio.sleep(0.2)
-            posted = 0
-            alive = set(range(REPLICAS))
-
-            async def post(event: dict[str, Any], first: int) -> None:
-                """As Slack through a load balancer: to the replica in turn; when that one is
-                down (or answers an error), Slack's retry, numbered, lands on the next."""
-                nonlocal posted, retried
-                for step in range(REPLICAS * 20):
-                    # the balancer does not know a replica died: its connection is refused
-                    target = replicas[(first + step) % REPLICAS]
-                    if step:
-                        retried += 1
-                    try:
-                        result = await slack.post_signed(
-                            http, target.url("/slack/events"), event, retry_num=step or None
-                        )
-                        if result.status == 200:
-                            posted += 1
-                            return
-                    except aiohttp.ClientError:
-                        pass
-                    await asyncio.sleep(0.05)
-                raise AssertionError(f"no replica took event {event['event_id']}")
-
-            async def thread(index: int) -> None:
-                channel = _channel(index)
-                mention = slack.event(
-                    "app_mention", channel=channel, text=f"<@{BOT_USER_ID}> t{index}-m0"
-                )
-                root = mention["event"]["ts"]
-                await post(mention, index)
-                for k in range(1, PER_THREAD):
-                    if k == PER_THREAD // 2:
-                        await killed.wait()  # the second half meets a dead replica
-                    reply = slack.event(
-                        "thread_reply", channel=channel, thread_ts=root, text=f"t{index}-m{k}"
+            llm.reply_fn = answer
+            for i in range(REPLICAS):
+                home = tmp_path / f"replica{i}"
+                home.mkdir()
+                port = free_port()
+                (home / "config.toml").write_text(_config(pg_url, slack, llm, port))
+                replicas.append(
+                    ReplicaProcess(
+                        i,
+                        home,
+                        port,
+                        {
+                            "SLACK_BOT_TOKEN": slack.bot_token,
+                            "SLACK_SIGNING_SECRET": slack.signing_secret,
+                        },
                     )
-                    await post(reply, index + k)
+                )
+            try:
+                await asyncio.gather(*(r.start() for r in replicas))
+                for r in replicas:
+                    deadline = time.monotonic() + 90
+                    while await r.health(http) is None:
+                        assert time.monotonic() < deadline, f"replica {r.index} did not start"
+                        await asyncio.sleep(0.2)
+                posted = 0
+                alive = set(range(REPLICAS))
 
-            killed = asyncio.Event()
-            senders = asyncio.gather(*(thread(i) for i in range(THREADS)))
+                async def post(event: dict[str, Any], first: int) -> None:
+                    """As Slack through a load balancer: to the replica in turn; when that one is
+                    down (or answers an error), Slack's retry, numbered, lands on the next."""
+                    nonlocal posted, retried
+                    for step in range(REPLICAS * 20):
+                        # the balancer does not know a replica died: its connection is refused
+                        target = replicas[(first + step) % REPLICAS]
+                        if step:
+                            retried += 1
+                        try:
+                            result = await slack.post_signed(
+                                http, target.url("/slack/events"), event, retry_num=step or None
+                            )
+                            if result.status == 200:
+                                posted += 1
+                                return
+                        except aiohttp.ClientError:
+                            pass
+                        await asyncio.sleep(0.05)
+                    raise AssertionError(f"no replica took event {event['event_id']}")
 
-            victim = replicas[VICTIM]
-            victim_key = victim.model_key
-            while posted < THREADS * PER_THREAD // 2:
-                await asyncio.sleep(0.05)
-            assert posted == THREADS * PER_THREAD // 2
-            # hold the victim's answers; kill it once each of its turns waits for one
-            first_held, held_turns = await kill_once_its_turns_wait(victim, llm, http)
-            held_from.append(first_held)
-            alive.discard(VICTIM)
-            killed_at = time.monotonic()
-            killed.set()
-            llm.hold.set()
-            await senders
+                async def thread(index: int) -> None:
+                    channel = _channel(index)
+                    mention = slack.event(
+                        "app_mention", channel=channel, text=f"<@{BOT_USER_ID}> t{index}-m0"
+                    )
+                    root = mention["event"]["ts"]
+                    await post(mention, index)
+                    for k in range(1, PER_THREAD):
+                        if k == PER_THREAD // 2:
+                            await killed.wait()  # the second half meets a dead replica
+                        reply = slack.event(
+                            "thread_reply", channel=channel, thread_ts=root, text=f"t{index}-m{k}"
+                        )
+                        await post(reply, index + k)
 
-            def answered() -> int:
-                return sum(len(slack.texts(_channel(i))) >= PER_THREAD for i in range(THREADS))
+                killed = asyncio.Event()
+                senders = asyncio.gather(*(thread(i) for i in range(THREADS)))
 
-            finish_by = time.monotonic() + 120
-            while answered() < THREADS:
-                assert time.monotonic() < finish_by, f"{answered()} of {THREADS} threads done"
-                await asyncio.sleep(0.2)
-            await settle(replicas, alive, http)
-        finally:
-            await stop_all(replicas)
-    elapsed = time.monotonic() - started
-    posts = slack.method_calls("chat.postMessage")
-    for i in range(THREADS):
-        channel = _channel(i)
-        expected = [f"answer to t{i}-m{k}" for k in range(PER_THREAD)]
-        assert slack.texts(channel) == expected, f"thread {i}"
-        in_channel = [p for p in posts if p.params.get("channel") == channel]
-        assert len(in_channel) == PER_THREAD, f"thread {i}: {len(in_channel)} posts"
-        assert len({p.params.get("thread_ts") for p in in_channel}) == 1, "all in the thread"
+                victim = replicas[VICTIM]
+                victim_key = victim.model_key
+                while posted < THREADS * PER_THREAD // 2:
+                    await asyncio.sleep(0.05)
+                assert posted == THREADS * PER_THREAD // 2
+                # hold the victim's answers; kill it once each of its turns waits for one
+                first_held, held_turns = await kill_once_its_turns_wait(victim, llm, http)
+                held_from.append(first_held)
+                alive.discard(VICTIM)
+                killed_at = time.monotonic()
+                killed.set()
+                llm.hold.set()
+                await senders
 
-    def asked(request: RecordedRequest) -> str:
-        return str(request.body["messages"][-1]["content"])
+                def answered() -> int:
+                    return sum(len(slack.texts(_channel(i))) >= PER_THREAD for i in range(THREADS))
 
-    after_hold = [r for r in llm.requests[held_from[0] :] if r.path == "/v1/chat/completions"]
-    cut_off = {asked(r) for r in after_hold if r.headers.get("Authorization") == victim_key}
-    asked_again = {asked(r) for r in after_hold if r.headers.get("Authorization") != victim_key}
-    assert cut_off and cut_off <= asked_again, "the victim's turns were taken over"
-    print(
-        f"\n{REPLICAS} replicas, {THREADS * PER_THREAD} Slack events in {elapsed:.0f}s "
-        f"({retried} retried on the other replica); one killed {killed_at - started:.0f}s in "
-        f"with {held_turns} turns waiting for the model; "
-        f"{len(slack.method_calls('chat.update'))} chat.update calls"
-    )
+                finish_by = time.monotonic() + 120
+                while answered() < THREADS:
+                    assert time.monotonic() < finish_by, f"{answered()} of {THREADS} threads done"
+                    await asyncio.sleep(0.2)
+                await settle(replicas, alive, http)
+            finally:
+                await stop_all(replicas)
+        elapsed = time.monotonic() - started
+        posts = slack.method_calls("chat.postMessage")
+        for i in range(THREADS):
+            channel = _channel(i)
+            expected = [f"answer to t{i}-m{k}" for k in range(PER_THREAD)]
+            assert slack.texts(channel) == expected, f"thread {i}"
+            in_channel = [p for p in posts if p.params.get("channel") == channel]
+            assert len(in_channel) == PER_THREAD, f"thread {i}: {len(in_channel)} posts"
+            assert len({p.params.get("thread_ts") for p in in_channel}) == 1, "all in the thread"
+
+        def asked(request: RecordedRequest) -> str:
+            return str(request.body["messages"][-1]["content"])
+
+        after_hold = [r for r in llm.requests[held_from[0] :] if r.path == "/v1/chat/completions"]
+        cut_off = {asked(r) for r in after_hold if r.headers.get("Authorization") == victim_key}
+        asked_again = {asked(r) for r in after_hold if r.headers.get("Authorization") != victim_key}
+        assert cut_off and cut_off <= asked_again, "the victim's turns were taken over"
+        print(
+            f"\n{REPLICAS} replicas, {THREADS * PER_THREAD} Slack events in {elapsed:.0f}s "
+            f"({retried} retried on the other replica); one killed {killed_at - started:.0f}s in "
+            f"with {held_turns} turns waiting for the model; "
+            f"{len(slack.method_calls('chat.update'))} chat.update calls"
+        )
