@@ -85,7 +85,9 @@ class Outbox:
 
     async def collect(self, parts: AsyncIterator[str]) -> AsyncGenerator[str, None]:
         """Pass the answer on to the channel, keeping it."""
-        async for part in self.fenced(parts):
+        # one process holds every session: no fence layer on the per-chunk path
+        held = parts if isinstance(self._fence, _AlwaysHeld) else self.fenced(parts)
+        async for part in held:
             self.state.answer += part
             yield part
 
