@@ -20,7 +20,7 @@ import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bot.messages import InboundMessage, SentRef
+from bot.messages import FileChannel, InboundMessage, SentRef
 from bot.scaleout.wire import ChannelShape, Hello, Wire, portable
 
 if TYPE_CHECKING:
@@ -38,12 +38,10 @@ def owner_of(session_key: str, count: int) -> int:
     return zlib.crc32(session_key.encode()) % count
 
 
-class Channel(Protocol):
+class Channel(FileChannel, Protocol):
     """What the receiver uses of a channels.Channel here (the rest is called by name)."""
 
     max_message_len: int
-    max_upload_bytes: int
-    sends_voice_notes: bool
 
     async def reply(
         self, template: Any, deltas: AsyncIterator[str], progress: Any = None
