@@ -1,10 +1,10 @@
 """Channel adapters: the Channel protocol and a registry that imports adapters lazily by type.
 
 Adapters import only bot's public model (bot.messages, bot.errors, bot.config*,
-bot.channel_configs, bot.channel_state, bot.commands, bot.redaction) and channels.base;
-nothing in bot/ imports a concrete adapter: the gateway, the doctor and the command line
-reach them through this registry (the rules are import-linter contracts in pyproject.toml,
-checked by `make lint`).
+bot.channel_configs, bot.channel_state, bot.commands, bot.redaction, bot.tasks) and
+channels.base; nothing in bot/ imports a concrete adapter: the gateway, the doctor and the
+command line reach them through this registry (the rules are import-linter contracts in
+pyproject.toml, checked by `make lint`).
 """
 
 from __future__ import annotations

@@ -46,6 +46,7 @@ from bot.messages import (
     OutboundMessage,
     SentRef,
 )
+from bot.tasks import cancel_and_wait
 from channels import HttpRoute, InboundSink, discord_private
 from channels.base import BaseChannel, FileUpload
 from channels.buttons import Button, ButtonBook, Press, Refused
@@ -201,7 +202,7 @@ class DiscordChannel(BaseChannel):
 
     async def stop_receiving(self) -> None:
         tasks, self._gateway_tasks = self._gateway_tasks, []
-        await _cancel(tasks)
+        await cancel_and_wait(*tasks)
         socket = discord_private.live_socket(self.client) if self.client is not None else None
         if socket is not None:
             with contextlib.suppress(Exception):
@@ -234,7 +235,7 @@ class DiscordChannel(BaseChannel):
         # what Discord delivered before the close still reaches the store (and runs next start)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._inbound.join(), DRAIN_TIMEOUT_S)
-        await _cancel(self._tasks + self._gateway_tasks)
+        await cancel_and_wait(*self._tasks, *self._gateway_tasks)
         self._tasks, self._gateway_tasks = [], []
         await self._downloads.close()
         discord_private.release(self.name)
@@ -399,11 +400,3 @@ def create(name: str, channel_config: DiscordChannelConfig, config: Any) -> Disc
     if channel_config.mode == "interactions":
         check_settings(name, channel_config, config.http.enabled)
     return DiscordChannel(name, channel_config, config.home)
-
-
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

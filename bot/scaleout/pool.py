@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.messages import FileChannel, InboundMessage, SentRef
 from bot.scaleout.wire import ChannelShape, Hello, Wire, portable
+from bot.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -117,11 +118,7 @@ class TurnProcesses:
                 with contextlib.suppress(ProcessLookupError):
                     child.proc.kill()
                 await child.proc.wait()
-        for child in self._children:
-            if child.serving is not None:
-                child.serving.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await child.serving
+        await cancel_and_wait(*(child.serving for child in self._children))
 
     # one turn process ----------------------------------------------------------------------
     async def _spawn(self, child: _Child) -> None:
