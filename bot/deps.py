@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bot.hooks.bus import HookBus
-    from bot.media.outbound import FileSender
+    from bot.media.outbound import ChannelFiles
     from bot.memory.service import MemoryService
     from bot.sandbox.approval import ApprovalBroker
     from bot.sandbox.base import SandboxBackend
@@ -53,7 +53,7 @@ class Deps:
     #: None when no hook is configured
     hooks: HookBus | None = None
     #: sends a file to a conversation's chat (the gateway's channels)
-    files: FileSender | None = None
+    files: ChannelFiles | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.redact):

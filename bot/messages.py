@@ -11,7 +11,7 @@ import copy
 import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any, NewType
+from typing import Any, NewType, Protocol
 
 SessionKey = NewType("SessionKey", str)
 
@@ -207,3 +207,32 @@ class SentRef:
     conversation: Conversation
     message_id: str
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+class FileChannel(Protocol):
+    """The part of a channel that sends files: the `send_file` tool and voice answers use
+    it, and channels.Channel includes it."""
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The largest file `send_file` takes."""
+        ...
+
+    @property
+    def sends_voice_notes(self) -> bool:
+        """Voice answers go as voice messages (OGG/Opus) rather than as an audio file (MP3)."""
+        ...
+
+    async def send_file(
+        self,
+        conversation: Conversation,
+        data: bytes,
+        name: str,
+        mime: str,
+        *,
+        kind: str = "document",
+        caption: str = "",
+    ) -> SentRef:
+        """Send a file to a chat: `kind` is "photo", "voice", "audio" or "document".
+        DeliveryRefused when the platform (or this adapter) cannot take it."""
+        ...

@@ -1,10 +1,10 @@
 """Channel adapters: the Channel protocol and a registry that imports adapters lazily by type.
 
 Adapters import only bot's public model (bot.messages, bot.errors, bot.config*,
-bot.channel_configs, bot.channel_state, bot.commands, bot.redaction) and channels.base;
-nothing in bot/ imports a concrete adapter: the gateway, the doctor and the command line
-reach them through this registry (the rules are import-linter contracts in pyproject.toml,
-checked by `make lint`).
+bot.channel_configs, bot.channel_state, bot.commands, bot.redaction, bot.tasks) and
+channels.base; nothing in bot/ imports a concrete adapter: the gateway, the doctor and the
+command line reach them through this registry (the rules are import-linter contracts in
+pyproject.toml, checked by `make lint`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from bot.channel_state import ChannelState
 from bot.commands import CommandSpec
 from bot.errors import ConfigError
-from bot.messages import Attachment, Conversation, InboundMessage, OutboundMessage, SentRef
+from bot.messages import (
+    Attachment,
+    FileChannel,
+    InboundMessage,
+    OutboundMessage,
+    SentRef,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -46,17 +52,14 @@ class ReplyProgress(Protocol):
 
 
 @runtime_checkable
-class Channel(Protocol):
-    """What the gateway uses of an adapter. channels.base.BaseChannel implements the optional
-    parts as no-ops (no webhooks, no downloads, nothing to do on a denial), so an adapter
-    overrides only what its platform has."""
+class Channel(FileChannel, Protocol):
+    """What the gateway uses of an adapter; sending files is FileChannel's part.
+    channels.base.BaseChannel implements the optional parts as no-ops (no webhooks, no
+    downloads, nothing to do on a denial), so an adapter overrides only what its platform
+    has."""
 
     name: str
     max_message_len: int
-    #: the largest file `send_file` takes
-    max_upload_bytes: int
-    #: voice answers go as voice messages (OGG/Opus) rather than as an audio file (MP3)
-    sends_voice_notes: bool
     #: the shared command table, set by the gateway before start (menus, slash commands)
     commands: list[CommandSpec]
 
@@ -79,20 +82,6 @@ class Channel(Protocol):
     ) -> list[SentRef]: ...
 
     def health(self) -> dict[str, Any]: ...
-
-    async def send_file(
-        self,
-        conversation: Conversation,
-        data: bytes,
-        name: str,
-        mime: str,
-        *,
-        kind: str = "document",
-        caption: str = "",
-    ) -> SentRef:
-        """Send a file to a chat: `kind` is "photo", "voice", "audio" or "document".
-        DeliveryRefused when the platform (or this adapter) cannot take it."""
-        ...
 
     def http_routes(self) -> list[HttpRoute]:
         """Platform callbacks (webhook mode), mounted on the gateway's server as public

@@ -31,6 +31,7 @@ from bot.messages import (
     OutboundMessage,
     SentRef,
 )
+from bot.tasks import cancel_and_wait
 from channels import InboundSink, ReplyProgress
 from channels.base import BaseChannel, FileUpload
 
@@ -70,10 +71,7 @@ class ConsoleChannel(BaseChannel):
         self._reader = asyncio.create_task(self._read_loop(sink))
 
     async def stop(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        await cancel_and_wait(self._reader)
         await super().stop()
 
     def _start_reader_thread(self) -> asyncio.Queue[str]:

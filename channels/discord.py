@@ -46,7 +46,7 @@ from bot.messages import (
     OutboundMessage,
     SentRef,
 )
-from bot.redaction import register_secret
+from bot.tasks import cancel_and_wait
 from channels import HttpRoute, InboundSink, discord_private
 from channels.base import BaseChannel, FileUpload
 from channels.buttons import Button, ButtonBook, Press, Refused
@@ -109,6 +109,9 @@ class DiscordChannel(BaseChannel):
     def __init__(self, name: str, config: DiscordChannelConfig, home: Path | None = None) -> None:
         super().__init__(name)
         self.config = config
+        # read (and so registered with the redactor) when the channel is made, like the other
+        # channels' secrets: a secret registered later would rebuild the redactor's index
+        self._token = secret_from_env(config.token_env, f"channels.{name}.token_env")
         self.buttons = ButtonBook(home / f"discord-{name}-buttons.json" if home else None)
         self.supports_edit = config.stream
         self.client: _Client | None = None
@@ -142,8 +145,6 @@ class DiscordChannel(BaseChannel):
         await super().start(sink)
         cfg = self.config
         key = f"channels.{self.name}.token_env"
-        token = secret_from_env(cfg.token_env, key)
-        register_secret(token, "discord-token")
         discord_private.point_at(self.name, cfg.api_base_url, cfg.gateway_url)
         client = self.client = self._make_client()
         self._sender = DiscordSender(client, self._mentions())
@@ -153,7 +154,7 @@ class DiscordChannel(BaseChannel):
         add_commands(self.tree, self.commands, self._on_command)
         discord_private.guard_parsers(client, self._count_malformed)
         try:
-            await client.login(token)
+            await client.login(self._token)
         except discord.LoginFailure:
             await self.stop()
             raise ConfigError(f"Discord rejected the token in ${cfg.token_env}", key) from None
@@ -201,7 +202,7 @@ class DiscordChannel(BaseChannel):
 
     async def stop_receiving(self) -> None:
         tasks, self._gateway_tasks = self._gateway_tasks, []
-        await _cancel(tasks)
+        await cancel_and_wait(*tasks)
         socket = discord_private.live_socket(self.client) if self.client is not None else None
         if socket is not None:
             with contextlib.suppress(Exception):
@@ -234,7 +235,7 @@ class DiscordChannel(BaseChannel):
         # what Discord delivered before the close still reaches the store (and runs next start)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._inbound.join(), DRAIN_TIMEOUT_S)
-        await _cancel(self._tasks + self._gateway_tasks)
+        await cancel_and_wait(*self._tasks, *self._gateway_tasks)
         self._tasks, self._gateway_tasks = [], []
         await self._downloads.close()
         discord_private.release(self.name)
@@ -399,11 +400,3 @@ def create(name: str, channel_config: DiscordChannelConfig, config: Any) -> Disc
     if channel_config.mode == "interactions":
         check_settings(name, channel_config, config.http.enabled)
     return DiscordChannel(name, channel_config, config.home)
-
-
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

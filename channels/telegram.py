@@ -40,6 +40,7 @@ from bot.config import secret_from_env
 from bot.errors import ChannelError, ConfigError
 from bot.messages import Identity, SentRef
 from bot.redaction import register_secret, scrub
+from bot.tasks import cancel_and_wait
 from channels import InboundSink
 from channels.buttons import EXPIRED, ButtonBook, Press, Refused
 from channels.telegram_inbound import BotIdentity, ChatMigrations, normalize
@@ -230,9 +231,7 @@ class TelegramChannel(TelegramOutbound):
                 async with asyncio.timeout(_STOP_GRACE_S):
                     await asyncio.shield(self._task)
             except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+                await cancel_and_wait(self._task)
             self._task = None
         if self._poller is not None:
             await self._poller.confirm()

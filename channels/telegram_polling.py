@@ -31,6 +31,7 @@ from telegram import Bot
 from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 
 from bot.redaction import scrub
+from bot.tasks import cancel_and_wait
 
 log = logging.getLogger("decapod.channels.telegram")
 
@@ -164,9 +165,8 @@ class UpdatePoller:
         finally:
             stop.cancel()
         if not request.done():
-            request.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TelegramError):
-                await request
+            with contextlib.suppress(TelegramError):
+                await cancel_and_wait(request)
             raise _Stopped
         batch = request.result()
         self.confirmed = self.offset

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from bot.mcp.config import StdioServerConfig, split_bind
 from bot.sandbox.base import SANDBOX_PATH, Limits, sandbox_env
+from bot.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from bot.sandbox.local import BwrapBackend
@@ -151,10 +152,8 @@ class StderrPump:
         self.writer.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._task), 1.0)
-        if not self._task.done():
-            self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, OSError):
-            await self._task
+        with contextlib.suppress(OSError):
+            await cancel_and_wait(self._task)
 
 
 def new_tail() -> deque[str]:

@@ -13,10 +13,9 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 from collections.abc import Mapping
-from typing import Protocol
 
 from bot.errors import ChannelError, DeliveryRefused, ToolError
-from bot.messages import Conversation, SentRef
+from bot.messages import Conversation, FileChannel
 from bot.sandbox.policy import FS_TAG
 from bot.sandbox.safe_fs import split_workspace_path
 from bot.sandbox.tools import workspace_fs
@@ -31,72 +30,18 @@ _PICTURES: tuple[tuple[bytes, str], ...] = (
 )
 
 
-class FileChannel(Protocol):
-    """The part of a channel (channels.Channel) that sends files."""
-
-    @property
-    def max_upload_bytes(self) -> int: ...
-
-    @property
-    def sends_voice_notes(self) -> bool: ...
-
-    async def send_file(
-        self,
-        conversation: Conversation,
-        data: bytes,
-        name: str,
-        mime: str,
-        *,
-        kind: str = "document",
-        caption: str = "",
-    ) -> SentRef: ...
-
-
-class FileSender(Protocol):
-    """What the tool sends through: the gateway's channels, by conversation."""
-
-    def upload_limit(self, conversation: Conversation) -> int: ...
-
-    async def send_file(
-        self,
-        conversation: Conversation,
-        data: bytes,
-        name: str,
-        mime: str,
-        *,
-        kind: str = "document",
-        caption: str = "",
-    ) -> SentRef: ...
-
-
 class ChannelFiles:
-    """A FileSender over the gateway's channels (the live dict: channels added at start
-    are seen)."""
+    """The gateway's channels, by conversation, for the tool (the live dict: channels added
+    at start are seen)."""
 
     def __init__(self, channels: Mapping[str, FileChannel]) -> None:
         self.channels = channels
 
-    def _channel(self, conversation: Conversation) -> FileChannel:
+    def channel(self, conversation: Conversation) -> FileChannel:
         channel = self.channels.get(conversation.channel)
         if channel is None:
             raise ToolError(f"the channel {conversation.channel!r} of this chat is not running")
         return channel
-
-    def upload_limit(self, conversation: Conversation) -> int:
-        return self._channel(conversation).max_upload_bytes
-
-    async def send_file(
-        self,
-        conversation: Conversation,
-        data: bytes,
-        name: str,
-        mime: str,
-        *,
-        kind: str = "document",
-        caption: str = "",
-    ) -> SentRef:
-        channel = self._channel(conversation)
-        return await channel.send_file(conversation, data, name, mime, kind=kind, caption=caption)
 
 
 def picture_type(data: bytes) -> str | None:
@@ -129,11 +74,12 @@ async def _send(ctx: ToolContext, path: str) -> str:
     files = ctx.deps.files
     if files is None:
         raise ToolError("files cannot be sent from here")
+    channel = files.channel(ctx.conversation)
     parts = split_workspace_path(path)
     if not parts:
         raise ToolError(f"{path} is the workspace itself, not a file")
     name = parts[-1]
-    limit = files.upload_limit(ctx.conversation)
+    limit = channel.max_upload_bytes
     data, size = await asyncio.to_thread(workspace_fs(ctx).read, path, 0, limit + 1)
     if size > limit:
         raise ToolError(
@@ -148,7 +94,7 @@ async def _send(ctx: ToolContext, path: str) -> str:
         mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
         data = _redacted_text(data, ctx)
     try:
-        await files.send_file(ctx.conversation, data, name, mime, kind=kind)
+        await channel.send_file(ctx.conversation, data, name, mime, kind=kind)
     except DeliveryRefused as exc:
         raise ToolError(
             f"{name} was not delivered: the chat refused it ({exc}). Sending it again will "

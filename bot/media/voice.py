@@ -19,9 +19,8 @@ from bot.media.speech import SpeechFailed, speakable
 if TYPE_CHECKING:
     from bot.commands import CommandContext, CommandTable
     from bot.gateway import Gateway
-    from bot.media.outbound import FileChannel
     from bot.media.speech import SpeechChain
-    from bot.messages import InboundMessage
+    from bot.messages import FileChannel, InboundMessage
     from bot.store import Store
 
 log = logging.getLogger("decapod.media")

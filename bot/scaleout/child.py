@@ -7,7 +7,6 @@ it owns (`owner_of`), and its channels are stand-ins that send through the recei
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import socket
@@ -18,6 +17,7 @@ from typing import Any
 from bot.commands import CommandSpec
 from bot.messages import Attachment, Conversation, InboundMessage, OutboundMessage, SentRef
 from bot.scaleout.wire import ChannelShape, Hello, Wire
+from bot.tasks import cancel_and_wait
 
 log = logging.getLogger("decapod.scaleout")
 
@@ -182,9 +182,7 @@ async def serve(fd: int) -> None:
         await stopping.wait()
     finally:
         await gateway.stop()
-        reading.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reading
+        await cancel_and_wait(reading)
         wire.close()
 
 

@@ -20,8 +20,9 @@ import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bot.messages import InboundMessage, SentRef
+from bot.messages import FileChannel, InboundMessage, SentRef
 from bot.scaleout.wire import ChannelShape, Hello, Wire, portable
+from bot.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -38,12 +39,10 @@ def owner_of(session_key: str, count: int) -> int:
     return zlib.crc32(session_key.encode()) % count
 
 
-class Channel(Protocol):
+class Channel(FileChannel, Protocol):
     """What the receiver uses of a channels.Channel here (the rest is called by name)."""
 
     max_message_len: int
-    max_upload_bytes: int
-    sends_voice_notes: bool
 
     async def reply(
         self, template: Any, deltas: AsyncIterator[str], progress: Any = None
@@ -119,11 +118,7 @@ class TurnProcesses:
                 with contextlib.suppress(ProcessLookupError):
                     child.proc.kill()
                 await child.proc.wait()
-        for child in self._children:
-            if child.serving is not None:
-                child.serving.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await child.serving
+        await cancel_and_wait(*(child.serving for child in self._children))
 
     # one turn process ----------------------------------------------------------------------
     async def _spawn(self, child: _Child) -> None:

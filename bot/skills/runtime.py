@@ -21,6 +21,7 @@ from bot.sandbox.base import SANDBOX_PATH
 from bot.skills.catalog import SkillSet
 from bot.skills.library import SkillLibrary
 from bot.skills.skill import Surroundings, host_which
+from bot.tasks import cancel_and_wait
 
 log = logging.getLogger("decapod.skills")
 
@@ -79,11 +80,7 @@ class SkillRuntime:
 
     async def stop(self) -> None:
         self._stop.set()
-        for task in (self._task, self._recheck):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(self._task, self._recheck)
         self._task = self._recheck = None
 
     def tools_changed(self) -> None:

@@ -11,7 +11,6 @@ once stored; a page re-sends what was not acknowledged, under the same id, after
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -21,6 +20,7 @@ from aiohttp import BodyPartReader, WSMsgType, web
 
 from bot.errors import DecapodError
 from bot.messages import Attachment, Conversation, ConversationKind
+from bot.tasks import cancel_and_wait
 from bot.webui.auth import SESSION, WebSession, csrf_ok
 
 if TYPE_CHECKING:
@@ -102,10 +102,7 @@ class ChatSocket:
             await self._read(ws, session, queue)
         finally:
             self.open.discard(ws)
-            if pump is not None:
-                pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pump
+            await cancel_and_wait(pump)
             if queue is not None:
                 self.hub.detach(session.user, queue)
         return ws

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 CHECK = """
-import asyncio, json, sys
+import asyncio, json, os, sys
 from pathlib import Path
 
 from bot.config import parse_config
@@ -29,6 +29,7 @@ config = parse_config(
     },
     home,
 )
+os.environ["DC_TOKEN"] = "MTIz.startup-imports.token"  # the channel reads it when made
 create_channel("dc", config.channels["dc"], config)
 
 
