@@ -10,8 +10,8 @@ questions. Rows:
 - `keyword`, `vector`: each half of it alone (second and last stages included); `rrf
   k=60`: the former fusion; `default, no second stage`: without the search again for who
   the question names (bot/memory/feedback.py); `default, no coverage rerank`, `default, no
-  date boost`, `default + neighbour turns`, `default, questions not demoted`: the last
-  stage's parts (bot/memory/rerank.py);
+  date boost`, `default + neighbour turns`, `default, questions not demoted`, `default, no
+  session boost`: the last stage's parts (bot/memory/rerank.py);
 - `default, save() defaults` and `keyword, save() defaults`: turns saved as bare "Speaker:
   text" with nothing else (no time, no turn before given), as a caller using save()'s
   defaults does: each keeps the turn stored before it, but the session's date is lost;
@@ -153,6 +153,7 @@ ROWS: list[tuple[str, SearchMode, Setting]] = [
     ("default, no date boost", "hybrid", {"date_boost": 0.0}),
     ("default + neighbour turns", "hybrid", {"neighbour_hits": 3}),
     ("default, questions not demoted", "hybrid", {"question_weight": 1.0}),
+    ("default, no session boost", "hybrid", {"session_boost": 0.0}),
 ]
 
 

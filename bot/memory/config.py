@@ -96,6 +96,10 @@ class MemoryConfig(_Strict):
     #: question's words they (or a word near in meaning) hold; 0 turns it off
     rerank_depth: int = Field(default=20, ge=0, le=200)
     coverage_weight: float = Field(default=0.5, ge=0)
+    #: when the two best hits were said in one session (turns said within ten minutes of
+    #: one another), its hits among the best `rerank_depth` score 1 + session_boost times
+    #: more: a question's answers often sit together; 0 turns it off
+    session_boost: float = Field(default=0.5, ge=0)
     #: a hit that asks a question (its text ends with "?") scores this share of its score:
     #: it repeats a question's words, the answer is in what was said; 1 turns it off
     question_weight: float = Field(default=0.7, gt=0, le=1)

@@ -14,6 +14,9 @@ Why each:
   by what was said or happened that day; neither BM25 over all its words nor a vector that
   cannot read dates ranks that first, so items holding the day rank above the rest
   (`date_boost`);
+- the evidence of a question often sits in one session of a conversation: when the two
+  best hits were said in one session, its other turns among the candidates rank higher
+  (`session_boost`);
 - a turn that asks ("How long have you been married?") repeats the words of a question
   about it and holds no answer, which is in the turn after it ("Six years!"): it scores
   `question_weight` of its score, so what was said ranks above what was asked.
@@ -116,6 +119,36 @@ def with_replies(
     out = list(merged.values())
     out.sort(key=lambda h: -h.score)
     return out
+
+
+def boost_session(
+    hits: list[MemoryHit], depth: int, boost: float, window_s: float
+) -> list[MemoryHit]:
+    """When the two best hits were said in one session (the first `depth` hits grouped by
+    being said within `window_s` of the one before), that session's hits among them score
+    `1 + boost` times more; the rest keep their order after them."""
+    if boost <= 0 or depth < 2 or len(hits) < 2:
+        return hits
+    top = hits[:depth]
+    session: dict[int, int] = {}
+    number, last = 0, None
+    for hit in sorted(top, key=lambda h: h.created_at):
+        if last is not None and hit.created_at - last > window_s:
+            number += 1
+        session[hit.chunk_id] = number
+        last = hit.created_at
+    chosen = session[top[0].chunk_id]
+    if session[top[1].chunk_id] != chosen:
+        return hits  # the best hits disagree: no session stands out
+    out = [
+        dataclasses.replace(h, score=h.score * (1.0 + boost))
+        if session[h.chunk_id] == chosen
+        else h
+        for h in top
+    ]
+    out.sort(key=lambda h: -h.score)
+    floor = min(h.score for h in out)
+    return out + [dataclasses.replace(h, score=min(floor, h.score) - 1e-9) for h in hits[depth:]]
 
 
 class WordVectors:
@@ -232,7 +265,7 @@ async def last_stage(
     now: float,
 ) -> list[MemoryHit]:
     """The turns answering question hits, coverage, the days the question names, then
-    questions below what was said,
+    questions below what was said, and the session of the two best hits,
     over `hits` (best first) of the question `asked` (the speakers it names taken out).
     The day comes last: on a question naming one, it decides over how many words match."""
     if config.neighbour_hits and hits:
@@ -256,7 +289,8 @@ async def last_stage(
             # matched any of them
             dated = [h for h in fuse(found, _DATED, len(hits) or 1, now) if _holds_day(h, day)]
             hits = boost_dated(hits, dated, config.date_boost)
-    return demote_questions(hits, config.question_weight)
+    hits = demote_questions(hits, config.question_weight)
+    return boost_session(hits, config.rerank_depth, config.session_boost, NEIGHBOUR_WINDOW_S)
 
 
 def _holds_day(hit: MemoryHit, day: str) -> bool:

@@ -96,6 +96,7 @@ def test_evaluation_reports_rows_categories_and_latency(
         "default, no date boost",
         "default + neighbour turns",
         "default, questions not demoted",
+        "default, no session boost",
         "default, save() defaults",
         "keyword, save() defaults",
     ]

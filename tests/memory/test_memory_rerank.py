@@ -1,10 +1,11 @@
 """The last stage of a search: days the question names (also given from another day), the
-turn that answers a question hit, and coverage of the question's words (and words near
-them in the embedder's space)."""
+turn that answers a question hit, coverage of the question's words (and words near them in
+the embedder's space), and the session of the best hits."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from bot.memory.dates import query_dates
 from bot.memory.rerank import (
     WordVectors,
     boost_dated,
+    boost_session,
     coverage,
     demote_questions,
     rerank,
@@ -265,3 +267,54 @@ async def test_the_reply_ranks_above_the_question_it_answers(memory: Any) -> Non
     shipped = await memory()
     hits = await shipped.search("alice", question, limit=3, mode="keyword")
     assert hits[0].text == "Maria: Six years married in June"
+
+
+def test_the_session_of_the_two_best_hits_ranks_higher() -> None:
+    def said(cid: int, score: float, days: float) -> MemoryHit:
+        return dataclasses.replace(_hit(cid, f"turn {cid}", score), created_at=days * DAY)
+
+    # 1, 2 and 4 were said in one session (a minute apart each); 3 two days later
+    hits = [said(1, 1.0, 0), said(2, 0.9, 60 / DAY), said(3, 0.85, 2), said(4, 0.8, 120 / DAY)]
+    tail = said(5, 0.1, 0)
+    assert [h.chunk_id for h in boost_session([*hits, tail], 4, 0.0, 600)] == [1, 2, 3, 4, 5]
+    out = boost_session([*hits, tail], 4, 0.5, 600)
+    assert [(h.chunk_id, round(h.score, 3)) for h in out[:4]] == [
+        (1, 1.5), (2, 1.35), (4, 1.2), (3, 0.85)
+    ]  # fmt: skip
+    # what lies below the depth stays after, even when it belongs to that session
+    assert out[4].chunk_id == 5 and out[4].score < out[3].score
+    # the two best said on different days: no session stands out
+    apart = [said(1, 1.0, 0), said(3, 0.9, 2), said(4, 0.8, 60 / DAY)]
+    assert boost_session(apart, 3, 0.5, 600) == apart
+
+
+async def test_the_other_turns_of_the_best_hits_session_climb(memory: Any) -> None:
+    start = dt.datetime(2023, 5, 1, 12, tzinfo=dt.UTC).timestamp()
+    said = [
+        (0, "canyon trail at sunrise"),
+        (60, "sunrise at the canyon rim"),
+        (120, "we took the long and winding trail back down to the car"),
+        (10 * DAY, "a canyon postcard of the canyon"),
+        (20 * DAY, "trail running shoes for the trail"),
+        # other days, so that BM25 has words to tell rare from common by
+        *((d * DAY, t) for d, t in enumerate(("pasta dinner", "rainy day", "fixed the bike"), 30)),
+    ]
+    question = "canyon trail sunrise"
+    plain, boosted = await memory(session_boost=0.0), await memory(session_boost=2.0)
+    for offset, text in said:
+        # a context of its own: the turn before would hold the question's words
+        await plain.save(
+            "alice", text, kind="note", speaker="Maria", at=start + offset, context="hello"
+        )
+    before = [h.text for h in await plain.search("alice", question, limit=5, mode="keyword")]
+    after = [h.text for h in await boosted.search("alice", question, limit=5, mode="keyword")]
+    best = ["Maria: canyon trail at sunrise", "Maria: sunrise at the canyon rim"]
+    assert before[:2] == after[:2] == best
+    # the third turn of that session matches one word, as two turns of other days do (twice
+    # each): it was below both, and is above them
+    weaker, others = (
+        "Maria: we took the long and winding trail back down to the car",
+        ["Maria: a canyon postcard of the canyon", "Maria: trail running shoes for the trail"],
+    )
+    assert before.index(weaker) > max(before.index(o) for o in others)
+    assert after.index(weaker) < min(after.index(o) for o in others)
