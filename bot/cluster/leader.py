@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from bot.store.migrations import MIGRATION_LOCK
+from bot.tasks import cancel_and_wait
 
 log = logging.getLogger("decapod.cluster")
 
@@ -87,11 +88,8 @@ class LeaderElection:
 
     async def stop(self) -> None:
         """Stop receiving (when leading), then end the session: the lock goes with it."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:
@@ -117,9 +115,7 @@ class LeaderElection:
                     log.exception("the leader election failed; trying again")
             finally:
                 if starting is not None and not starting.done():
-                    starting.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await starting
+                    await cancel_and_wait(starting)
                 if self.role is Role.LEADER:
                     await self._deposed()
                 if conn is not None:

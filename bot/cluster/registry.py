@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.store.replicas import ReplicaRepo, ReplicaRow
+from bot.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from bot.store import Store
@@ -90,11 +91,8 @@ class ReplicaRegistry:
         self._task = asyncio.create_task(self._beating(), name="replica-heartbeat")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         with contextlib.suppress(Exception):  # a database that is gone: the row ages out
             await self._repo.remove(str(self.replica))
 

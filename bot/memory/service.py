@@ -7,7 +7,6 @@ a bot or a chat. Every read is scoped to one person plus, when asked, the shared
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -52,6 +51,7 @@ from bot.providers.base import ChatMessage, Provider
 from bot.store import Store
 from bot.store.memory import SHARED, ItemRow, NewChunk, NewItem
 from bot.store.pg_memory import memory_repo
+from bot.tasks import cancel_and_wait
 
 log = logging.getLogger("decapod.memory")
 __all__ = [
@@ -140,11 +140,7 @@ class MemoryService:
         await self._ready.wait()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks.clear()
         await self.chain.close()
 
