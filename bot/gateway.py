@@ -257,6 +257,10 @@ class Gateway:
         names = list(self.config.security.secret_env)
         for provider in self.config.providers.values():
             names += [env for _, env in provider.key_env_names()]
+        for channel in self.config.channels.values():
+            # the channels read their secrets again when made; registered here, a line logged
+            # before that (the sandbox's choice runs meanwhile) does not cost another index
+            names += [v for k, v in channel if k.endswith("_env") and isinstance(v, str) and v]
         default_registry.add_env(names)
 
     async def __aenter__(self) -> Gateway:

@@ -110,6 +110,16 @@ class ReplicaProcess:
         return int(float(line.split()[1]))
 
 
+async def start_all(replicas: list[ReplicaProcess], http: aiohttp.ClientSession) -> None:
+    """Start every replica at once and wait until each answers /health."""
+    await asyncio.gather(*(r.start() for r in replicas))
+    for r in replicas:
+        deadline = time.monotonic() + 90
+        while await r.health(http) is None:
+            assert time.monotonic() < deadline, f"replica {r.index} did not start"
+            await asyncio.sleep(0.2)
+
+
 async def kill_once_its_turns_wait(
     victim: ReplicaProcess, llm: FakeLLM, http: aiohttp.ClientSession
 ) -> tuple[int, int]:

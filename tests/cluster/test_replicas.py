@@ -23,6 +23,13 @@ from tests.fakes.channel import RecordingChannel
 pytestmark = pytest.mark.replicas
 
 
+def _s1_expiry(conn: Any) -> float:
+    row = conn.raw.execute(
+        "SELECT expires_at FROM session_leases WHERE session_key = 's1'"
+    ).fetchone()
+    return float(row[0])
+
+
 async def test_a_lease_is_taken_renewed_expires_and_is_released(pg_url: str) -> None:
     async with pg_store(pg_url) as store:
         a = PgLeases(store, "replica-a", ttl_s=60)
@@ -36,16 +43,10 @@ async def test_a_lease_is_taken_renewed_expires_and_is_released(pg_url: str) -> 
             assert not await b.acquire("s1"), "held by a"
             assert await a.acquire("s1"), "a replica takes its own lease again"
 
-            def expiry(conn: Any) -> float:
-                row = conn.raw.execute(
-                    "SELECT expires_at FROM session_leases WHERE session_key = 's1'"
-                ).fetchone()
-                return float(row[0])
-
-            first = await store.read(expiry)
+            first = await store.read(_s1_expiry)
             await asyncio.sleep(0.2)
             assert await a.renew() == set()
-            assert await store.read(expiry) >= first + 0.2, "renewed: its expiry moved on"
+            assert await store.read(_s1_expiry) >= first + 0.2, "renewed: its expiry moved on"
 
             # a holds it for a moment only, then stops renewing: as if it died
             dying = PgLeases(store, "replica-a", ttl_s=0.3)
@@ -75,16 +76,10 @@ async def test_a_late_holder_confirms_its_lease_in_the_database_before_it_sends(
         b = PgLeases(store, "replica-b", ttl_s=60)
         assert await a.acquire("s1")
 
-        def expiry(conn: Any) -> float:
-            row = conn.raw.execute(
-                "SELECT expires_at FROM session_leases WHERE session_key = 's1'"
-            ).fetchone()
-            return float(row[0])
-
-        first = await store.read(expiry)
+        first = await store.read(_s1_expiry)
         await asyncio.sleep(0.25)  # past two thirds: the local assurance lapsed
         assert await a.confirm("s1"), "late, but nobody took it: still a's"
-        assert await store.read(expiry) > first, "and renewed by the check"
+        assert await store.read(_s1_expiry) > first, "and renewed by the check"
         await asyncio.sleep(0.6)
         assert await b.acquire("s1"), "expired: taken over"
         assert not await a.confirm("s1"), "a finds out before it sends"

@@ -31,6 +31,7 @@ from tests.cluster.processes import (
     kill_once_its_turns_wait,
     logs_on_failure,
     settle,
+    start_all,
     stop_all,
 )
 from tests.fakes.llm import FakeLLM, RecordedRequest, Reply
@@ -135,12 +136,7 @@ async def test_three_replicas_one_killed_nothing_lost_or_doubled(
                 [_job(f"early {j}", REMINDER_CHAT0 + j, time.time() + 6) for j in range(10)],
             )
             try:
-                await asyncio.gather(*(r.start() for r in replicas))
-                for r in replicas:
-                    deadline = time.monotonic() + 90
-                    while await r.health(http) is None:
-                        assert time.monotonic() < deadline, f"replica {r.index} did not start"
-                        await asyncio.sleep(0.2)
+                await start_all(replicas, http)
                 posted = 0
                 alive = set(range(REPLICAS))
 

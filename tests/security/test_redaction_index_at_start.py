@@ -58,6 +58,14 @@ async def test_the_index_of_known_secrets_is_built_once_per_start(
         logging.getLogger("decapod.test").warning("features started")
 
     monkeypatch.setattr(bot.gateway, "start_features", logging_start_features)
+    begin_sandbox_choice = bot.gateway.begin_sandbox_choice
+
+    def logging_sandbox_choice(*args: Any) -> Any:
+        # a line logged before the channels are made, as a quick sandbox choice does
+        logging.getLogger("decapod.test").warning("choosing the sandbox")
+        return begin_sandbox_choice(*args)
+
+    monkeypatch.setattr(bot.gateway, "begin_sandbox_choice", logging_sandbox_choice)
     async with FakeDiscord(token=token) as fake:
         config = make_config(
             security={"secret_env": [KEY_ENV]},
