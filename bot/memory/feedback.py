@@ -16,22 +16,20 @@ import dataclasses
 import re
 
 from bot.memory.search import MemoryHit
-from bot.memory.text import STOPWORDS, speaker_of, without_speaker
-
-_WORD = re.compile(r"[^\W_]+")
+from bot.memory.text import STOPWORDS, WORD, speaker_of, without_speaker
 
 
 def named_speakers(hits: list[MemoryHit], terms: list[str]) -> set[str]:
     """The speakers of `hits` whom the query (its `terms`) names."""
     asked = set(terms)
-    return {s for h in hits if (s := speaker_of(h.text)) and set(_WORD.findall(s)) <= asked}
+    return {s for h in hits if (s := speaker_of(h.text)) and set(WORD.findall(s)) <= asked}
 
 
 def without_names(query: str, named: set[str]) -> str:
     """The query without the words of the speakers it names ("Maria's" included): a name
     matches every item that person said, and the shortest of them best, so it is matched
     as the speaker instead (`boost_speakers`)."""
-    names = sorted({w for s in named for w in _WORD.findall(s)}, key=len, reverse=True)
+    names = sorted({w for s in named for w in WORD.findall(s)}, key=len, reverse=True)
     if not names:
         return query
     pattern = r"\b(?:" + "|".join(map(re.escape, names)) + r")(?:['\u2019]s)?\b"
@@ -64,7 +62,7 @@ def feedback_query(query: str, hits: list[MemoryHit], max_terms: int) -> str:
     a place's, a make's; not the speakers'), the most repeated first, at most `max_terms`.
     Names are what ties a later remark to an earlier one ("Meet Pepper, my new greyhound" /
     "Pepper won a ribbon"); other words of a hit mostly find more chit-chat."""
-    known = {w.lower() for w in _WORD.findall(query)}
+    known = {w.lower() for w in WORD.findall(query)}
     speakers = {s for h in hits if (s := speaker_of(h.text))}
     counts: dict[str, int] = {}
     for hit in hits:

@@ -38,6 +38,7 @@ from bot.memory.search import FusionWeights, MemoryHit, fuse
 from bot.memory.text import (
     SEARCHED,
     STOPWORDS,
+    WORD,
     fts_match,
     query_terms,
     same_word,
@@ -45,7 +46,6 @@ from bot.memory.text import (
 )
 from bot.store.memory import ChunkRow, MemoryRepo
 
-_WORD = re.compile(r"[^\W_]+")
 #: word cosines below LOW are unrelated, above HIGH the same thing (static embeddings put
 #: "dog" / "coffee" near 0.0, "dog" / "greyhound" near 0.5)
 _LOW, _HIGH = 0.1, 0.5
@@ -61,7 +61,7 @@ Embed = Callable[[list[str]], Awaitable[list[list[float]] | None]]
 def content_words(text: str) -> list[str]:
     """The distinct words of a text that carry meaning, lowercased, without the speaker in
     front."""
-    words = _WORD.findall(without_speaker(text).lower())
+    words = WORD.findall(without_speaker(text).lower())
     return list(dict.fromkeys(w for w in words if w not in STOPWORDS))
 
 

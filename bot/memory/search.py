@@ -7,11 +7,10 @@ fusion with a large k does; rank fusion stays available for comparison."""
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from dataclasses import dataclass
 
-from bot.memory.text import estimate_tokens, same_word, without_speaker
+from bot.memory.text import WORD, estimate_tokens, same_word, without_speaker
 from bot.store.memory import SearchRows
 
 _DAY = 86400.0
@@ -71,7 +70,6 @@ def _spread(scores: dict[int, float]) -> dict[int, float]:
     return {cid: (s - low) / spread for cid, s in scores.items()}
 
 
-_WORD = re.compile(r"[^\W_]+")
 #: how many of the best keyword hits `keyword_confidence` looks at
 _CONFIDENT_DEPTH = 3
 
@@ -85,7 +83,7 @@ def keyword_confidence(found: SearchRows, terms: list[str]) -> float:
         return 0.0
     best = 0.0
     for cid in found.keyword[:_CONFIDENT_DEPTH]:
-        words = set(_WORD.findall(without_speaker(found.rows[cid].text).lower()))
+        words = set(WORD.findall(without_speaker(found.rows[cid].text).lower()))
         held = sum(any(same_word(t, w) for w in words) for t in terms)
         best = max(best, held / len(terms))
     return best

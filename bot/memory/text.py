@@ -15,7 +15,8 @@ from bot.store.memory import owner_tag
 
 # Letters and digits only: FTS5's unicode61 tokenizer treats "_" and punctuation as
 # separators, so a token made of them would become an empty phrase.
-_WORD = re.compile(r"[^\W_]+")
+#: a word: letters and digits, in any script
+WORD = re.compile(r"[^\W_]+")
 _SPAN = re.compile(r"\S+")
 #: "Maria: " in front of what an item says
 _SPEAKER = re.compile(r"^([^:\n]{1,40}):\s")
@@ -71,7 +72,7 @@ def embedding_input(text: str) -> str:
     every token, so a speaker's name in front and function words ("how", "are", "you")
     would make every short remark of one person look alike."""
     words = [
-        w for w in _WORD.findall(without_speaker(text))
+        w for w in WORD.findall(without_speaker(text))
         if w.lower() not in STOPWORDS and not w.isdigit()
     ]  # fmt: skip
     return " ".join(words) or text.strip()
@@ -81,7 +82,7 @@ def query_terms(text: str) -> list[str]:
     """The distinct words of a user's text, lowercased, without stopwords (unless nothing
     else is left), at most 16."""
     seen: dict[str, None] = {}
-    for word in _WORD.findall(text.lower()):
+    for word in WORD.findall(text.lower()):
         seen.setdefault(word, None)
     terms = list(seen)
     content = [t for t in terms if t not in STOPWORDS]
