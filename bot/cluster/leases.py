@@ -153,13 +153,12 @@ class PgLeases:
         the next try goes with the next batch)."""
         from psycopg.errors import DeadlockDetected
 
-        for attempt in range(1, _DEADLOCK_TRIES + 1):
+        for _ in range(_DEADLOCK_TRIES - 1):
             try:
                 return await self.store.write(op, cheap=True)
             except DeadlockDetected:
-                if attempt == _DEADLOCK_TRIES:
-                    raise
-        raise AssertionError("unreachable")
+                continue
+        return await self.store.write(op, cheap=True)
 
     async def release(self, session_key: str) -> None:
         self.held.discard(session_key)

@@ -144,7 +144,7 @@ class SessionRepo(_Repo):
                 "UPDATE sessions SET ended_at = ? WHERE key = ? AND ended_at IS NULL", (now, key)
             )
             cur = conn.execute("INSERT INTO sessions (key, created_at) VALUES (?, ?)", (key, now))
-            return SessionRow(cur.lastrowid, key, now, "", 0)
+            return SessionRow(cur.lastrowid, key, now, "", 0, new=True)
 
         return await self.store.write(op)
 

@@ -109,6 +109,36 @@ async def test_a_held_lease_is_refused_without_waiting_for_its_holders_writes(
         assert await a.acquire("s1"), "still a's"
 
 
+class _DeadlockingStore:
+    """The store, with its next `deadlocks` writes ended as the server ends one of two
+    batches that wait for each other."""
+
+    def __init__(self, store: Any, deadlocks: int) -> None:
+        self.store, self.deadlocks, self.writes = store, deadlocks, 0
+
+    async def write(self, op: Any, cheap: bool = False) -> Any:
+        self.writes += 1
+        if self.deadlocks:
+            self.deadlocks -= 1
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        return await self.store.write(op, cheap=cheap)
+
+
+async def test_a_lease_write_ended_by_a_deadlock_is_tried_again_a_few_times(
+    pg_url: str,
+) -> None:
+    async with pg_store(pg_url) as store:
+        flaky = _DeadlockingStore(store, deadlocks=2)
+        a = PgLeases(flaky, "replica-a", ttl_s=60)  # type: ignore[arg-type]
+        assert await a.acquire("s1"), "taken on the third try"
+        assert flaky.writes == 3
+        assert await a.renew() == set()
+        flaky.deadlocks = 3
+        with pytest.raises(psycopg.errors.DeadlockDetected):
+            await a.release("s1")  # three tries, then the error is the caller's
+        assert flaky.writes == 7
+
+
 async def test_a_message_for_a_leased_session_is_run_by_the_holder_in_order(
     replica: Callable[..., Gateway],
 ) -> None:
