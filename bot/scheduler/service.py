@@ -101,7 +101,6 @@ class Scheduler:
         loop_task, self._loop_task = self._loop_task, None
         try:
             await cancel_and_wait(loop_task)
-            self._disarm()
             if self._deliveries:
                 await asyncio.wait(set(self._deliveries), timeout=grace)
         finally:
