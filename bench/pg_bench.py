@@ -1,5 +1,5 @@
 """The figures on PostgreSQL, next to their SQLite rows in `make bench`. The bench starts its
-own throwaway cluster (tests/pgcluster.py, as the tests do): PostgreSQL 16 with pgvector from
+own throwaway cluster (testbed/pgcluster.py, as the tests do): PostgreSQL 16 with pgvector from
 the `pgserver` wheel (a dev dependency) when installed, else the system's binaries (then P6 pg
 measures the in-process fallback, and says so); skipped, saying why, when there are neither.
 The server runs with PostgreSQL's durable defaults (fsync and synchronous_commit on).
@@ -33,7 +33,7 @@ from bench.common import ROOT, FakeLLMProcess
 from bench.table import Row, ms, verdict
 from bot.store.memory_vectors import VEC_TABLE
 from bot.store.pg_vectors import hnsw_index
-from tests.pgcluster import (
+from testbed.pgcluster import (
     ClusterUnavailable,
     PgServer,
     create_database,

@@ -1,4 +1,4 @@
-"""Throwaway PostgreSQL servers for the tests (tests/pgcluster.py), one per kind for the whole
+"""Throwaway PostgreSQL servers for the tests (testbed/pgcluster.py), one per kind for the whole
 session: `pg_server` on the system's binaries (Debian's, what CI installs), `pgvector_server`
 on the `pgserver` wheel's (PostgreSQL 16 with pgvector). Each test that asks for `pg_url` or
 `pgvector_url` gets a database of its own.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pgcluster import (
+from testbed.pgcluster import (
     ClusterUnavailable,
     PgServer,
     create_database,

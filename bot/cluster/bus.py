@@ -19,6 +19,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bot.tasks import cancel_and_wait
+
 log = logging.getLogger("decapod.cluster")
 
 CHANNEL = "decapod"
@@ -69,11 +71,11 @@ class Bus:
         self._task = asyncio.create_task(self._run(), name="cluster-bus")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task])
-            self._task = None
-        await self._close()
+        task, self._task = self._task, None
+        try:
+            await cancel_and_wait(task)
+        finally:  # also when the stop is cancelled: the connection is not left open
+            await self._close()
 
     @property
     def backend_pid(self) -> int | None:

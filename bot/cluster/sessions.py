@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from bot.delivery import SessionNotHeld, delivery_key
 from bot.messages import InboundMessage
 from bot.store.deliveries import Key, OpenDelivery
+from bot.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from bot.cluster.bus import Bus
@@ -61,13 +62,12 @@ class ReplicaTurns:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks)
-        self._tasks = []
-        with contextlib.suppress(Exception):
-            await self.leases.release_all()
+        tasks, self._tasks = self._tasks, []
+        try:
+            await cancel_and_wait(*tasks)
+        finally:  # also when the stop is cancelled: the others need not wait for expiry
+            with contextlib.suppress(Exception):
+                await self.leases.release_all()
 
     # the handler -------------------------------------------------------------------------
     async def handle(self, session: Session, message: InboundMessage) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from bot.errors import SandboxError
+from bot.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from bot.sandbox.enforcement import Enforcement
@@ -184,8 +185,8 @@ async def supervise(
         done, _ = await asyncio.wait(waiting, timeout=wall_s, return_when=asyncio.FIRST_COMPLETED)
     finally:
         if guard is not None and not guard.done():
-            guard.cancel()
-            await asyncio.wait({guard})
+            # waits out the watchdog's own cleanup, even when the command is cancelled again
+            await cancel_and_wait(guard)
     if finished in done:
         if guard is not None and guard.done() and not guard.cancelled():
             guard.exception()  # retrieved: a verdict that came too late is moot

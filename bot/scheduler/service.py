@@ -42,6 +42,7 @@ from bot.scheduler.ports import (
 )
 from bot.scheduler.timing import When, catch_up, following, plan
 from bot.store.jobs import ActiveJobLimit, Job, JobKind, JobRepo, NewJob
+from bot.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from bot.store import Store
@@ -97,18 +98,16 @@ class Scheduler:
     async def stop(self, grace: float = 5.0) -> None:
         """Stop waking up; give deliveries under way `grace` seconds, then cancel them (their
         leases run out and they are delivered after the next start)."""
-        if self._loop_task is not None:
-            loop_task, self._loop_task = self._loop_task, None
-            loop_task.cancel()
-            # wait() never raises the task's CancelledError, so a cancellation of the caller
-            # itself still propagates (suppressing CancelledError here would swallow it)
-            await asyncio.wait([loop_task])
-        self._disarm()
-        if self._deliveries:
-            _, pending = await asyncio.wait(set(self._deliveries), timeout=grace)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        loop_task, self._loop_task = self._loop_task, None
+        try:
+            await cancel_and_wait(loop_task)
+            if self._deliveries:
+                await asyncio.wait(set(self._deliveries), timeout=grace)
+        finally:
+            # also when the stop itself is cancelled (a shutdown out of time): no delivery
+            # may go on sending after it
+            self._disarm()
+            await cancel_and_wait(*self._deliveries)
 
     # what people and tools call --------------------------------------------------------------
     def now_in(self, zone: str) -> datetime:

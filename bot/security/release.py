@@ -9,6 +9,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from bot.tasks import cancel_and_wait
+
 if TYPE_CHECKING:
     from bot.security.redact import StreamRedactor
 
@@ -100,8 +102,8 @@ async def release_on_time(
             elif deadline is None:
                 deadline = loop.time() + interval
     finally:
-        source.cancel()
-        await asyncio.wait({source})
+        # waits out the source's own cleanup, even when the consumer is cancelled again
+        await cancel_and_wait(source)
 
 
 async def _pump(events: AsyncIterator[T], queue: _Handoff[T | _End | BaseException]) -> None:

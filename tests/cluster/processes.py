@@ -1,6 +1,6 @@
 """`decapod run` replicas as real processes on one PostgreSQL database, for the kill tests:
-the part of their config every replica shares, and a handle to start one, read its health
-and count its running turns."""
+the part of their config every replica shares, a handle to start one, read its health and
+count its running turns, and a load balancer in front of them."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 
 from tests.fakes.llm import FakeLLM
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -110,6 +112,47 @@ class ReplicaProcess:
         return int(float(line.split()[1]))
 
 
+class LoadBalancer(Generic[T]):
+    """Hands each platform request to the replicas in turn, as a load balancer does: first to
+    the replica `first` picks; when that one refuses the connection or answers other than
+    200, after a short pause to the next, skipping the replicas in `down` (those its health
+    check took out). `send(replica, request, attempt)` makes one try (attempt 0 is the
+    first) and returns the HTTP status."""
+
+    def __init__(
+        self,
+        replicas: list[ReplicaProcess],
+        send: Callable[[ReplicaProcess, T, int], Awaitable[int]],
+    ) -> None:
+        self.replicas = replicas
+        self._send = send
+        self.down: set[int] = set()
+        #: requests a replica took, and tries after a request's first
+        self.taken = 0
+        self.retries = 0
+
+    async def post(self, request: T, first: int, name: str) -> None:
+        count = len(self.replicas)
+        for attempt in range(count * 20):
+            target = self.replicas[(first + attempt) % count]
+            if target.index in self.down:
+                continue
+            if attempt:
+                self.retries += 1
+            try:
+                if await self._send(target, request, attempt) == 200:
+                    self.taken += 1
+                    return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no replica took {name}")
+
+    async def until_taken(self, count: int) -> None:
+        while self.taken < count:
+            await asyncio.sleep(0.05)
+
+
 async def start_all(replicas: list[ReplicaProcess], http: aiohttp.ClientSession) -> None:
     """Start every replica at once and wait until each answers /health."""
     await asyncio.gather(*(r.start() for r in replicas))
@@ -146,17 +189,18 @@ async def kill_once_its_turns_wait(
     return held_from, waiting
 
 
-async def settle(replicas: list[ReplicaProcess], alive: set[int], http: Any) -> None:
+async def settle(replicas: list[ReplicaProcess], http: Any) -> None:
     """Once every answer is in: past a lease and a sweep (nothing may come twice), then until
-    no live replica has anything queued. A replica may still be going through the wake-ups
-    of sessions already run (each a lease round trip that finds nothing to do), longer on a
-    busy machine; the answers are counted after it."""
+    no live replica (one whose process runs) has anything queued. A replica may still be
+    going through the wake-ups of sessions already run (each a lease round trip that finds
+    nothing to do), longer on a busy machine; the answers are counted after it."""
     from tests.cluster.replicas import eventually
 
     await asyncio.sleep(4)
 
     async def drained() -> bool:
-        reports = [await r.health(http) for r in replicas if r.index in alive]
+        live = [r for r in replicas if r.proc is not None and r.proc.returncode is None]
+        reports = [await r.health(http) for r in live]
         return all(rep is not None and rep["queue_depth"] == 0 for rep in reports)
 
     await eventually(drained, 120, "every replica's queue empty")

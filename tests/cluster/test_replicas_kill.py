@@ -25,6 +25,7 @@ from bot.messages import Conversation, ConversationKind
 from bot.store.config import StoreConfig, open_store
 from bot.store.jobs import JobKind, JobRepo, NewJob
 from tests.cluster.processes import (
+    LoadBalancer,
     ReplicaProcess,
     base_config,
     free_port,
@@ -137,28 +138,15 @@ async def test_three_replicas_one_killed_nothing_lost_or_doubled(
             )
             try:
                 await start_all(replicas, http)
-                posted = 0
-                alive = set(range(REPLICAS))
+                headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
 
-                async def post(update: dict[str, Any], first: int) -> None:
-                    """As a load balancer does: to the replica in turn, else to the next."""
-                    nonlocal posted
-                    for step in range(REPLICAS * 20):
-                        target = replicas[(first + step) % REPLICAS]
-                        if target.index not in alive:
-                            continue
-                        headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
-                        try:
-                            async with http.post(
-                                target.url("/telegram/tg"), json=update, headers=headers
-                            ) as resp:
-                                if resp.status == 200:
-                                    posted += 1
-                                    return
-                        except aiohttp.ClientError:
-                            pass
-                        await asyncio.sleep(0.05)
-                    raise AssertionError(f"no replica took update {update['update_id']}")
+                async def send(target: ReplicaProcess, update: dict[str, Any], _: int) -> int:
+                    async with http.post(
+                        target.url("/telegram/tg"), json=update, headers=headers
+                    ) as resp:
+                        return resp.status
+
+                balancer = LoadBalancer(replicas, send)
 
                 async def session(sid: int) -> None:
                     user = USER0 + sid
@@ -168,14 +156,13 @@ async def test_three_replicas_one_killed_nothing_lost_or_doubled(
                             text, chat={"id": user, "type": "private"}, user_id=user
                         )
                         update = {"update_id": sid * PER_SESSION + k + 1, "message": message}
-                        await post(update, sid + k)
+                        await balancer.post(update, sid + k, f"update {update['update_id']}")
 
                 senders = asyncio.gather(*(session(sid) for sid in range(SESSIONS)))
 
                 victim = replicas[VICTIM]
                 victim_key = victim.model_key
-                while posted < SESSIONS * PER_SESSION // 2:
-                    await asyncio.sleep(0.05)
+                await balancer.until_taken(SESSIONS * PER_SESSION // 2)
                 early_done = time.monotonic() + 60
                 while _sent_jobs(pg_url) < 10:  # fired and recorded: none is mid-delivery
                     assert time.monotonic() < early_done, "the early reminders did not fire"
@@ -183,7 +170,7 @@ async def test_three_replicas_one_killed_nothing_lost_or_doubled(
                 # hold the victim's answers; kill it once each of its turns waits for one
                 first_held, held_turns = await kill_once_its_turns_wait(victim, llm, http)
                 held_from.append(first_held)
-                alive.discard(VICTIM)
+                balancer.down.add(VICTIM)
                 killed_at = time.monotonic()
                 await _schedule(
                     pg_url,
@@ -206,7 +193,7 @@ async def test_three_replicas_one_killed_nothing_lost_or_doubled(
                 ):
                     assert time.monotonic() < finish_by, f"{answered()} of {SESSIONS} sessions done"
                     await asyncio.sleep(0.2)
-                await settle(replicas, alive, http)
+                await settle(replicas, http)
             finally:
                 await stop_all(replicas)
         elapsed = time.monotonic() - started

@@ -23,6 +23,7 @@ import aiohttp
 import pytest
 
 from tests.cluster.processes import (
+    LoadBalancer,
     ReplicaProcess,
     base_config,
     free_port,
@@ -78,7 +79,6 @@ async def test_two_replicas_serve_slack_events_one_killed_nothing_lost_or_double
     replicas: list[ReplicaProcess] = []
     with logs_on_failure(replicas):
         started = time.monotonic()
-        retried = 0
         async with FakeLLM() as llm, aiohttp.ClientSession() as http:
             held_from: list[int] = []
 
@@ -104,29 +104,16 @@ async def test_two_replicas_serve_slack_events_one_killed_nothing_lost_or_double
                 )
             try:
                 await start_all(replicas, http)
-                posted = 0
-                alive = set(range(REPLICAS))
 
-                async def post(event: dict[str, Any], first: int) -> None:
-                    """As Slack through a load balancer: to the replica in turn; when that one is
-                    down (or answers an error), Slack's retry, numbered, lands on the next."""
-                    nonlocal posted, retried
-                    for step in range(REPLICAS * 20):
-                        # the balancer does not know a replica died: its connection is refused
-                        target = replicas[(first + step) % REPLICAS]
-                        if step:
-                            retried += 1
-                        try:
-                            result = await slack.post_signed(
-                                http, target.url("/slack/events"), event, retry_num=step or None
-                            )
-                            if result.status == 200:
-                                posted += 1
-                                return
-                        except aiohttp.ClientError:
-                            pass
-                        await asyncio.sleep(0.05)
-                    raise AssertionError(f"no replica took event {event['event_id']}")
+                async def send(target: ReplicaProcess, event: dict[str, Any], attempt: int) -> int:
+                    # the balancer does not know a replica died: its connection is refused,
+                    # and Slack's retry, numbered, lands on the next
+                    result = await slack.post_signed(
+                        http, target.url("/slack/events"), event, retry_num=attempt or None
+                    )
+                    return result.status
+
+                balancer = LoadBalancer(replicas, send)
 
                 async def thread(index: int) -> None:
                     channel = _channel(index)
@@ -134,27 +121,25 @@ async def test_two_replicas_serve_slack_events_one_killed_nothing_lost_or_double
                         "app_mention", channel=channel, text=f"<@{BOT_USER_ID}> t{index}-m0"
                     )
                     root = mention["event"]["ts"]
-                    await post(mention, index)
+                    await balancer.post(mention, index, f"event {mention['event_id']}")
                     for k in range(1, PER_THREAD):
                         if k == PER_THREAD // 2:
                             await killed.wait()  # the second half meets a dead replica
                         reply = slack.event(
                             "thread_reply", channel=channel, thread_ts=root, text=f"t{index}-m{k}"
                         )
-                        await post(reply, index + k)
+                        await balancer.post(reply, index + k, f"event {reply['event_id']}")
 
                 killed = asyncio.Event()
                 senders = asyncio.gather(*(thread(i) for i in range(THREADS)))
 
                 victim = replicas[VICTIM]
                 victim_key = victim.model_key
-                while posted < THREADS * PER_THREAD // 2:
-                    await asyncio.sleep(0.05)
-                assert posted == THREADS * PER_THREAD // 2
+                await balancer.until_taken(THREADS * PER_THREAD // 2)
+                assert balancer.taken == THREADS * PER_THREAD // 2
                 # hold the victim's answers; kill it once each of its turns waits for one
                 first_held, held_turns = await kill_once_its_turns_wait(victim, llm, http)
                 held_from.append(first_held)
-                alive.discard(VICTIM)
                 killed_at = time.monotonic()
                 killed.set()
                 llm.hold.set()
@@ -167,7 +152,7 @@ async def test_two_replicas_serve_slack_events_one_killed_nothing_lost_or_double
                 while answered() < THREADS:
                     assert time.monotonic() < finish_by, f"{answered()} of {THREADS} threads done"
                     await asyncio.sleep(0.2)
-                await settle(replicas, alive, http)
+                await settle(replicas, http)
             finally:
                 await stop_all(replicas)
         elapsed = time.monotonic() - started
@@ -189,7 +174,7 @@ async def test_two_replicas_serve_slack_events_one_killed_nothing_lost_or_double
         assert cut_off and cut_off <= asked_again, "the victim's turns were taken over"
         print(
             f"\n{REPLICAS} replicas, {THREADS * PER_THREAD} Slack events in {elapsed:.0f}s "
-            f"({retried} retried on the other replica); one killed {killed_at - started:.0f}s in "
-            f"with {held_turns} turns waiting for the model; "
+            f"({balancer.retries} retried on the other replica); one killed "
+            f"{killed_at - started:.0f}s in with {held_turns} turns waiting for the model; "
             f"{len(slack.method_calls('chat.update'))} chat.update calls"
         )

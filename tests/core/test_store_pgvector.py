@@ -273,7 +273,7 @@ async def test_a_role_that_may_not_create_the_extension_falls_back(
     create it. The store runs on the in-process fallback and says why."""
     import psycopg
 
-    from tests.pgcluster import create_database
+    from testbed.pgcluster import create_database
 
     with psycopg.connect(pgvector_server.url("postgres"), autocommit=True) as conn:
         conn.execute("CREATE ROLE plain LOGIN")

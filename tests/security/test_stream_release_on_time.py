@@ -111,6 +111,39 @@ async def test_release_on_time_passes_errors_and_stops_its_source() -> None:
     assert stopped.is_set()
 
 
+async def test_a_consumer_cancelled_twice_leaves_no_source_running() -> None:
+    """A turn cancelled while its source cleans up (the provider's response closing), and
+    cancelled again: the cancellation is raised, and the source has ended by then."""
+    started, cleaning = asyncio.Event(), asyncio.Event()
+    pumping: list[asyncio.Task[object]] = []
+
+    async def closing_slowly() -> AsyncIterator[str]:
+        task = asyncio.current_task()
+        assert task is not None
+        pumping.append(task)
+        try:
+            yield "x"
+            await asyncio.Event().wait()
+        finally:
+            cleaning.set()
+            await asyncio.Event().wait()  # a cleanup slow to finish
+
+    async def consume() -> None:
+        async for _ in release_on_time(Redactor().stream(), closing_slowly()):
+            started.set()
+
+    consuming = asyncio.create_task(consume())
+    async with asyncio.timeout(GENEROUS):
+        await started.wait()
+        consuming.cancel()
+        await cleaning.wait()
+    consuming.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(GENEROUS):
+            await consuming
+    assert pumping[0].done()
+
+
 # Through a real turn: the model streams slowly, the channel shows the text before the end.
 
 

@@ -1,6 +1,6 @@
 """A throwaway PostgreSQL cluster: initdb into a temporary folder, started on a free port on
 127.0.0.1 (and a socket in that folder), stopped and removed at the end. Used by the tests'
-fixtures (tests/pgserver.py) and by the benchmarks, so it needs no pytest.
+fixtures (tests/pgserver.py) and by the benchmarks (bench/pg_bench.py), so it needs no pytest.
 
 Two kinds of server binaries: Debian's (`postgresql` package, what CI installs), and the ones
 the `pgserver` wheel bundles (PostgreSQL 16 with the pgvector extension; a dev dependency).
