@@ -166,11 +166,16 @@ class AiohttpRequest(BaseRequest):
                 if watch is not None:
                     data = watch.pieces(deadline)
                 async with session.request(
-                    method, url, data=data, headers=headers, timeout=timeout
+                    method,
+                    url,
+                    data=data,
+                    headers=headers,
+                    timeout=timeout,
+                    allow_redirects=False,  # as httpx: an answer is Telegram's, not a detour
                 ) as response:
                     return response.status, await response.read()
-        except aiohttp.ConnectionTimeoutError:
-            raise ConnectTimedOut("Timed out connecting to Telegram") from None
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise ConnectTimedOut(f"Timed out connecting to Telegram ({_text(exc)})") from None
         except (aiohttp.ClientConnectorError, aiohttp.ClientHttpProxyError) as exc:
             raise ConnectFailed(_text(exc)) from None
         except aiohttp.ServerTimeoutError as exc:
