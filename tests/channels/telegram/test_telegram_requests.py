@@ -116,6 +116,22 @@ async def test_a_pool_timeout_says_nothing_was_sent(fake: FakeTelegram) -> None:
     assert [c.params["text"] for c in fake.calls_of("sendMessage")] == ["first"]
 
 
+async def test_requests_cancelled_mid_flight_give_their_connections_back(
+    fake: FakeTelegram,
+) -> None:
+    fake.held["sendChatAction"] = asyncio.Event()  # never answered
+    request = AiohttpRequest(2, pool_timeout=0.5)
+    async with Bot(TOKEN, base_url=fake.base_url, request=request) as bot:
+        for round_ in range(1, 4):  # more than the pool holds, one pool-full after another
+            typing = [asyncio.create_task(bot.send_chat_action(42, "typing")) for _ in range(2)]
+            await until(lambda n=2 * round_: len(fake.calls_of("sendChatAction")) == n)
+            for task in typing:
+                task.cancel()
+            await asyncio.gather(*typing, return_exceptions=True)
+        assert (await bot.get_me()).username == fake.username
+    fake.held["sendChatAction"].set()
+
+
 async def test_an_upload_telegram_stops_reading_ends_at_the_write_timeout(
     fake: FakeTelegram,
 ) -> None:
