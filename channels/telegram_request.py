@@ -20,8 +20,8 @@ what the adapter relied on httpx for:
 from __future__ import annotations
 
 import asyncio
-import io
 import re
+import secrets
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -36,6 +36,9 @@ from channels.telegram_lean import tls_context
 _UPLOAD_PIECE = 64 * 1024
 #: "/bot<token>/" and "/file/bot<token>/" in Bot API URLs
 _TOKEN_IN_URL = re.compile(r"/bot[^/\s'\"]+")
+#: what a multipart header value may not hold as it is (the HTML form rules, as httpx)
+_FORM_ESCAPES = re.compile(r'["\\\x00-\x1a\x1c-\x1f]')
+_FORM_ESCAPED = {'"': "%22", "\\": "\\\\"}
 
 
 class NotSent(Exception):
@@ -155,9 +158,9 @@ class AiohttpRequest(BaseRequest):
         data: aiohttp.FormData | AsyncIterator[bytes] | None = None
         watch: _WriteWatch | None = None
         if request_data is not None and request_data.contains_files:
-            body = _multipart(request_data)
-            headers.update({"Content-Type": body.content_type, "Content-Length": str(body.size)})
-            watch = _WriteWatch(await body.as_bytes(), write)
+            content_type, body = _multipart(request_data)
+            headers.update({"Content-Type": content_type, "Content-Length": str(len(body))})
+            watch = _WriteWatch(body, write)
         elif request_data is not None:
             data = aiohttp.FormData(request_data.json_parameters)
         try:
@@ -205,24 +208,45 @@ class _WriteWatch:
         loop = asyncio.get_running_loop()
         view = memoryview(self.body)
         for start in range(0, len(view), _UPLOAD_PIECE):
-            if self.active and self.write_timeout is not None:
+            if self._running(deadline) and self.write_timeout is not None:
                 deadline.reschedule(loop.time() + self.write_timeout)
             yield bytes(view[start : start + _UPLOAD_PIECE])
-        if self.active:
+        if self._running(deadline):
             deadline.reschedule(None)
 
+    def _running(self, deadline: asyncio.Timeout) -> bool:
+        # a deadline that fired, or a request already over, can no longer be moved
+        return self.active and not deadline.expired()
 
-def _multipart(request_data: RequestData) -> aiohttp.MultipartWriter:
-    form = aiohttp.FormData()
+
+def _multipart(request_data: RequestData) -> tuple[str, bytes]:
+    """(content type, body) of a multipart upload, written as httpx writes one: names and
+    file names in UTF-8 with only quotes, backslashes and control characters escaped (the
+    HTML form rules). aiohttp's own form percent-encodes every non-ASCII character, and
+    Telegram would show "r%C3%A9sum%C3%A9.pdf" as the document's name."""
+    boundary = secrets.token_hex(16)
+    parts: list[bytes] = []
     for name, value in request_data.json_parameters.items():
-        form.add_field(name, value)
+        parts.append(_part_head(boundary, name) + value.encode() + b"\r\n")
     for name, (filename, content, mime) in request_data.multipart_data.items():
-        # a file object stays one; bytes go as a stream (aiohttp warns on a large bytes part)
-        stream = io.BytesIO(content) if isinstance(content, bytes) else content
-        form.add_field(name, stream, filename=filename, content_type=mime)
-    writer = form()
-    assert isinstance(writer, aiohttp.MultipartWriter)  # files make it multipart
-    return writer
+        data = content if isinstance(content, bytes) else content.read()
+        parts.append(_part_head(boundary, name, filename, mime) + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return f"multipart/form-data; boundary={boundary}", b"".join(parts)
+
+
+def _part_head(boundary: str, name: str, filename: str | None = None, mime: str = "") -> bytes:
+    disposition = f'form-data; name="{_form_quoted(name)}"'
+    if filename is not None:
+        disposition += f'; filename="{_form_quoted(filename)}"'
+    head = f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
+    if mime:
+        head += f"Content-Type: {mime}\r\n"
+    return (head + "\r\n").encode()
+
+
+def _form_quoted(value: str) -> str:
+    return _FORM_ESCAPES.sub(lambda m: _FORM_ESCAPED.get(m[0]) or f"%{ord(m[0]):02X}", value)
 
 
 def _given(value: ODVInput[float], default: float | None) -> float | None:

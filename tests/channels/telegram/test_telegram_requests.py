@@ -145,12 +145,15 @@ async def test_an_upload_telegram_stops_reading_ends_at_the_write_timeout(
     assert not isinstance(caught.value, NotSent), "part of it went out"
 
 
-async def test_an_upload_that_is_read_goes_through_in_pieces(fake: FakeTelegram) -> None:
+async def test_an_upload_that_is_read_goes_through_whole_with_its_name(
+    fake: FakeTelegram,
+) -> None:
     content = bytes(range(256)) * 2048  # 512 KiB: several pieces
+    name = "Résumé (draft) 100%.pdf"  # as written, not percent-encoded: Telegram shows it
     async with direct_bot(fake.base_url, media_write_timeout=5.0) as bot:
-        await bot.send_document(42, content, filename="one.bin", caption="whole")
+        await bot.send_document(42, content, filename=name, caption="whole ✓")
     [upload] = fake.uploads
-    assert upload.data == content and upload.name == "one.bin" and upload.caption == "whole"
+    assert (upload.data, upload.name, upload.caption) == (content, name, "whole ✓")
 
 
 async def test_failing_requests_name_no_token_in_errors_or_logs(
