@@ -144,6 +144,8 @@ class FakeTelegram:
         #: the body of these methods' requests is never read (an upload stalls); the fake
         #: hangs up after this many seconds, or with `stop` (None)
         self.unread: dict[str, float | None] = {}
+        #: file downloads send half of the file, then nothing more until `stop`
+        self.stall_files = False
         #: reorders each getUpdates batch (Telegram's own order is by update_id)
         self.batch_order: Callable[[list[Any]], list[Any]] | None = None
         #: long polls waiting now from clients still connected, and the most there ever were
@@ -631,7 +633,17 @@ class FakeTelegram:
         file_id = request.match_info["path"].rpartition("/")[2].removesuffix(".bin")
         if file_id not in self.files:
             return web.Response(status=404)
+        if self.stall_files:
+            return await self._stalled_file(request, self.files[file_id])
         return web.Response(body=self.files[file_id])
+
+    async def _stalled_file(self, request: web.Request, content: bytes) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": str(len(content))})
+        await response.prepare(request)
+        await response.write(content[: len(content) // 2])
+        while not self._released:
+            await asyncio.sleep(0.05)
+        return self._hung_up(request)
 
 
 def _gone(request: web.Request) -> bool:

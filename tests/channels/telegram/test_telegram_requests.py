@@ -14,6 +14,7 @@ import subprocess
 import sys
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -204,6 +205,24 @@ async def test_requests_and_downloads_go_through_a_proxy_from_the_environment(
     assert fake.calls_of("sendMessage")
 
 
+async def test_a_download_that_stops_coming_ends_at_its_read_timeout_without_the_token(
+    fake: FakeTelegram, start_channel: StartChannel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aiohttp
+
+    import channels.telegram_outbound as outbound
+
+    short = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=0.5)
+    monkeypatch.setattr(outbound, "_DOWNLOAD_TIMEOUT", short)
+    channel = await start_channel()
+    fake.stall_files = True
+    doc = Attachment("document", fake.add_file(b"x" * 100_000), "big.bin")
+    async with asyncio.timeout(30):  # generous: without a read timeout it waits for good
+        with pytest.raises(ChannelError, match=r"downloading big\.bin failed") as caught:
+            await channel.fetch(doc, 1_000_000)
+    assert SECRET_HALF not in str(caught.value) and SECRET_HALF not in repr(caught.value)
+
+
 async def test_the_sessions_share_one_tls_context_and_keep_their_pool_sizes(
     fake: FakeTelegram, start_channel: StartChannel
 ) -> None:
@@ -249,24 +268,33 @@ async def test_a_start_and_stop_twice_closes_every_session(
     assert fake.texts(42) == ["first", "second"]
 
 
-def test_a_telegram_start_builds_no_httpx_transport() -> None:
+def test_a_telegram_start_builds_no_httpx_transport(tmp_path: Path) -> None:
+    """httpx itself comes with python-telegram-bot; its transport (httpcore, h11, anyio)
+    would come with the first httpx client."""
     code = (
-        "import asyncio, sys\n"
-        "from channels.telegram_request import AiohttpRequest\n"
-        "from channels.telegram_polling import RawUpdatesBot\n"
+        "import asyncio, os, sys\n"
+        "from pathlib import Path\n"
+        "from bot.config import parse_config\n"
+        "from bot.messages import Conversation, ConversationKind, OutboundMessage\n"
+        "from channels.telegram import create\n"
+        "from tests.channels.telegram.conftest import RecordingSink, channel_table\n"
         "from tests.fakes.telegram import TOKEN, FakeTelegram\n"
         "async def main():\n"
+        "    os.environ['DECAPOD_TEST_TELEGRAM_TOKEN'] = TOKEN\n"
         "    async with FakeTelegram() as fake:\n"
-        "        bot = RawUpdatesBot(TOKEN, base_url=fake.base_url,\n"
-        "            request=AiohttpRequest(32), get_updates_request=AiohttpRequest(2))\n"
-        "        async with bot:\n"
-        "            await bot.delete_webhook()\n"
-        "            await bot.get_raw_updates(None, 0, ['message'])\n"
+        "        data = {'http': {'enabled': False}, 'logging': {'file': ''},\n"
+        "                'channels': {'tg': channel_table(fake, poll_timeout_s=1)}}\n"
+        "        config = parse_config(data, Path(sys.argv[1]))\n"
+        "        channel = create('tg', config.channels['tg'], config)\n"
+        "        await channel.start(RecordingSink())\n"
+        "        dm = Conversation('tg', '42', ConversationKind.DM)\n"
+        "        await channel.send(OutboundMessage(dm, 'sent'))\n"
+        "        await channel.stop()\n"
         "asyncio.run(main())\n"
         "loaded = [m for m in ('httpcore', 'h11', 'anyio') if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "home")], check=True)
 
 
 class ForwardProxy:
