@@ -312,6 +312,8 @@ class TelegramOutbound(BaseChannel):
             )
         if not file.file_path:
             raise ChannelError(f"telegram did not offer {what} for download")
+        if self._bot is None:  # stopped while Telegram was asked: nothing may open now
+            raise ChannelError(f"telegram channel {self.name} is not started")
         if self._downloads is None:
             self._downloads = new_session(_DOWNLOAD_POOL, _DOWNLOAD_TIMEOUT)
         data = bytearray()

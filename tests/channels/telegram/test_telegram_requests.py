@@ -25,6 +25,7 @@ from bot.errors import ChannelError
 from bot.messages import Attachment, Conversation, ConversationKind, OutboundMessage
 from channels.telegram import TelegramChannel
 from channels.telegram_lean import tls_context
+from channels.telegram_polling import RawUpdatesBot
 from channels.telegram_request import AiohttpRequest, NotSent, PoolTimedOut
 from tests.channels.telegram.conftest import until
 from tests.fakes.telegram import TOKEN, FakeTelegram
@@ -221,6 +222,24 @@ async def test_a_download_that_stops_coming_ends_at_its_read_timeout_without_the
         with pytest.raises(ChannelError, match=r"downloading big\.bin failed") as caught:
             await channel.fetch(doc, 1_000_000)
     assert SECRET_HALF not in str(caught.value) and SECRET_HALF not in repr(caught.value)
+
+
+async def test_a_download_whose_channel_stopped_meanwhile_opens_no_session(
+    fake: FakeTelegram, start_channel: StartChannel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channel = await start_channel()
+    asked = RawUpdatesBot.get_file
+
+    async def get_file_then_stop(bot: RawUpdatesBot, file_id: str) -> Any:
+        file = await asked(bot, file_id)
+        await channel.stop()  # the gateway stops while Telegram answers getFile
+        return file
+
+    monkeypatch.setattr(RawUpdatesBot, "get_file", get_file_then_stop)
+    doc = Attachment("document", fake.add_file(b"data"), "a.txt")
+    with pytest.raises(ChannelError, match="not started"):
+        await channel.fetch(doc, 1000)
+    assert channel._downloads is None, "a session opened after the stop would never close"
 
 
 async def test_the_sessions_share_one_tls_context_and_keep_their_pool_sizes(
