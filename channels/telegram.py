@@ -25,14 +25,12 @@ from pathlib import Path
 from typing import Any
 
 # first: httpx and python-telegram-bot without what they only import for unused features
-from channels.telegram_lean import tls_context
+import channels.telegram_lean  # noqa: F401
 
 # isort: split
-import httpx
 from aiohttp import web
 from telegram import BotCommand, BotCommandScopeChat, CallbackQuery, Update
 from telegram.error import BadRequest, InvalidToken, TelegramError
-from telegram.request import HTTPXRequest
 
 from bot.channel_configs.telegram import TelegramChannelConfig
 from bot.channel_state import ChannelState
@@ -46,6 +44,7 @@ from channels.buttons import EXPIRED, ButtonBook, Press, Refused
 from channels.telegram_inbound import BotIdentity, ChatMigrations, normalize
 from channels.telegram_outbound import CALLBACK_PREFIX, TelegramOutbound
 from channels.telegram_polling import (
+    READ_MARGIN_S,
     RawUpdatesBot,
     UpdatePoller,
     describe,
@@ -53,6 +52,7 @@ from channels.telegram_polling import (
     first_of,
     sleep_unless,
 )
+from channels.telegram_request import AiohttpRequest
 
 log = logging.getLogger("decapod.channels.telegram")
 
@@ -64,7 +64,7 @@ _STOP_GRACE_S = 5.0
 
 
 def quiet_http_loggers() -> None:
-    """httpx logs every request URL at INFO, and a Telegram URL contains the token."""
+    """HTTP clients log request URLs, and a Telegram URL contains the token."""
     for name in ("httpx", "httpcore", "telegram"):
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() < logging.WARNING:
@@ -123,15 +123,9 @@ class TelegramChannel(TelegramOutbound):
             self._token,
             base_url=cfg.api_base_url,
             base_file_url=cfg.file_base_url,
-            request=HTTPXRequest(
-                connection_pool_size=32, pool_timeout=10.0, httpx_kwargs={"verify": tls_context()}
-            ),
-            get_updates_request=HTTPXRequest(
-                connection_pool_size=2, httpx_kwargs={"verify": tls_context()}
-            ),
-        )
-        self._downloads = httpx.AsyncClient(
-            timeout=httpx.Timeout(30.0, connect=10.0), verify=tls_context()
+            request=AiohttpRequest(32, pool_timeout=10.0),
+            # a long poll's answer may take the poll's whole timeout, and a little more
+            get_updates_request=AiohttpRequest(2, read_timeout=cfg.poll_timeout_s + READ_MARGIN_S),
         )
         try:
             await self._connect()
@@ -242,7 +236,7 @@ class TelegramChannel(TelegramOutbound):
 
     async def _close_clients(self) -> None:
         if self._downloads is not None:
-            await self._downloads.aclose()
+            await self._downloads.close()
             self._downloads = None
         if self._bot is not None:
             with contextlib.suppress(TelegramError):
@@ -389,7 +383,7 @@ async def doctor(name: str, channel_config: TelegramChannelConfig) -> list[tuple
         token,
         base_url=channel_config.api_base_url,
         base_file_url=channel_config.file_base_url,
-        request=HTTPXRequest(connection_pool_size=1, httpx_kwargs={"verify": tls_context()}),
+        request=AiohttpRequest(1),
     )
     try:
         async with bot:

@@ -5,8 +5,10 @@ library guards them with `except ImportError`: PTB imports cryptography (~6.6 MB
 only to decrypt Telegram Passport data, and httpx imports click, rich and pygments (~5.6 MB)
 only for its command-line tool. So the first import of each runs with that dependency
 hidden, and the entry is removed right after, so that anything else that needs it imports
-it as usual. Each httpx client (PTB makes two, the adapter a third for downloads) would
-otherwise build its own TLS context and load the CA bundle again (~50 ms each).
+it as usual. httpx is imported with python-telegram-bot even though the adapter's requests
+go over aiohttp (channels/telegram_request.py). Each of the adapter's sessions (PTB's two,
+a third for downloads) would otherwise build its own TLS context and load the CA bundle
+again (~20 ms each).
 """
 
 from __future__ import annotations

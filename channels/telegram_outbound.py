@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import httpx
+import aiohttp
 from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -54,6 +54,7 @@ from channels.telegram_html import markdown_to_html, utf16_len
 from channels.telegram_inbound import ChatMigrations
 from channels.telegram_pacing import RateLimits, SendPacer
 from channels.telegram_polling import RawUpdatesBot, describe, retry_after_seconds
+from channels.telegram_request import NotSent, new_session
 
 log = logging.getLogger("decapod.channels.telegram")
 
@@ -63,6 +64,9 @@ _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 _MAX_PHOTO_BYTES = 10 * 1024 * 1024
 _CAPTION_LIMIT = 1024
 _CONNECT_ATTEMPTS = 3
+#: file downloads: a connection within 10 s, and no 30 s without a byte
+_DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=30.0)
+_DOWNLOAD_POOL = 8
 #: a button's callback_data: this prefix and the book's token (Telegram allows 64 bytes)
 CALLBACK_PREFIX = "b:"
 _BUTTONS_PER_ROW = 2
@@ -108,7 +112,8 @@ class TelegramOutbound(BaseChannel):
             )
         )
         self._bot: RawUpdatesBot | None = None
-        self._downloads: httpx.AsyncClient | None = None
+        #: made with the first download (most starts never download a file)
+        self._downloads: aiohttp.ClientSession | None = None
 
     @property
     def bot(self) -> RawUpdatesBot:
@@ -280,7 +285,9 @@ class TelegramOutbound(BaseChannel):
             except (BadRequest, Forbidden, InvalidToken) as exc:
                 raise _classified(exc) from None
             except NetworkError as exc:
-                never_sent = isinstance(exc.__cause__, httpx.ConnectError)
+                # only a request that never left may go again: one whose answer was
+                # lost may have been delivered
+                never_sent = isinstance(exc, NotSent)
                 if not never_sent or attempt == _CONNECT_ATTEMPTS - 1:
                     raise ChannelError(f"telegram: {describe(exc)}") from None
                 await asyncio.sleep(0.5 * (attempt + 1))
@@ -303,19 +310,23 @@ class TelegramOutbound(BaseChannel):
             raise ChannelError(
                 f"{what} is {size_text(file.file_size)}; the limit is {size_text(cap)}"
             )
-        if not file.file_path or self._downloads is None:
+        if not file.file_path:
             raise ChannelError(f"telegram did not offer {what} for download")
+        if self._bot is None:  # stopped while Telegram was asked: nothing may open now
+            raise ChannelError(f"telegram channel {self.name} is not started")
+        if self._downloads is None:
+            self._downloads = new_session(_DOWNLOAD_POOL, _DOWNLOAD_TIMEOUT)
         data = bytearray()
         try:
-            async with self._downloads.stream("GET", file.file_path) as response:
-                if response.status_code != 200:
-                    raise ChannelError(f"downloading {what} failed: HTTP {response.status_code}")
-                async for block in response.aiter_bytes():
+            async with self._downloads.get(file.file_path) as response:
+                if response.status != 200:
+                    raise ChannelError(f"downloading {what} failed: HTTP {response.status}")
+                async for block in response.content.iter_any():
                     data += block
                     if len(data) > cap:
                         raise ChannelError(f"{what} is larger than {size_text(cap)}")
-        except httpx.HTTPError as exc:
-            # httpx errors can carry the URL, and the URL carries the token
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # aiohttp's errors can carry the URL, and the URL carries the token
             raise ChannelError(f"downloading {what} failed: {type(exc).__name__}") from None
         return bytes(data)
 

@@ -42,7 +42,7 @@ log = logging.getLogger("decapod.channels.telegram")
 os.environ.setdefault("PTB_TIMEDELTA", "true")
 
 #: Telegram holds a long poll up to this; the HTTP read waits a little longer
-_READ_MARGIN_S = 10.0
+READ_MARGIN_S = 10.0
 _MAX_BACKOFF_S = 30.0
 
 
@@ -58,7 +58,7 @@ class RawUpdatesBot(Bot):
             "limit": limit,
             "allowed_updates": allowed_updates,
         }
-        result = await self._post("getUpdates", data, read_timeout=wait_s + _READ_MARGIN_S)
+        result = await self._post("getUpdates", data, read_timeout=wait_s + READ_MARGIN_S)
         return list(result) if isinstance(result, list) else []
 
 

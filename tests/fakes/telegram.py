@@ -138,6 +138,14 @@ class FakeTelegram:
         #: a method's answers wait until its event is set (a slow Telegram, call by call)
         self.held: dict[str, asyncio.Event] = {}
         self.reject_html = False
+        #: a call of these methods is recorded, then its connection closed unanswered (the
+        #: request reached Telegram; its answer is lost on the way back)
+        self.hang_up: set[str] = set()
+        #: the body of these methods' requests is never read (an upload stalls); the fake
+        #: hangs up after this many seconds, or with `stop` (None)
+        self.unread: dict[str, float | None] = {}
+        #: file downloads send half of the file, then nothing more until `stop`
+        self.stall_files = False
         #: reorders each getUpdates batch (Telegram's own order is by update_id)
         self.batch_order: Callable[[list[Any]], list[Any]] | None = None
         #: long polls waiting now from clients still connected, and the most there ever were
@@ -406,6 +414,8 @@ class FakeTelegram:
         if request.match_info["token"] != self.token:
             return self._error(401, "Unauthorized")
         method = request.match_info["method"]
+        if method in self.unread:
+            return await self._never_read(request, self.unread[method])
         params = await self._params(request)
         if method == "getUpdates":
             if self.status_override is not None:
@@ -413,6 +423,8 @@ class FakeTelegram:
             return await self._get_updates(params, request)
         call = Call(method, params, arrived)
         self.calls.append(call)
+        if method in self.hang_up:
+            return self._hung_up(request)
         if (gate := self.held.get(method)) is not None:
             await gate.wait()
         response = await self._answer(method, params)
@@ -420,6 +432,19 @@ class FakeTelegram:
         async with self._changed:
             self._changed.notify_all()
         return response
+
+    @staticmethod
+    def _hung_up(request: web.Request) -> web.Response:
+        if request.transport is not None:
+            request.transport.close()
+        return web.Response(status=204)  # written nowhere: the connection is gone
+
+    async def _never_read(self, request: web.Request, wait_s: float | None) -> web.Response:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_s):
+                while not self._released:
+                    await asyncio.sleep(0.05)
+        return self._hung_up(request)
 
     async def _answer(self, method: str, params: dict[str, Any]) -> web.Response:
         if self.status_override is not None:
@@ -608,7 +633,17 @@ class FakeTelegram:
         file_id = request.match_info["path"].rpartition("/")[2].removesuffix(".bin")
         if file_id not in self.files:
             return web.Response(status=404)
+        if self.stall_files:
+            return await self._stalled_file(request, self.files[file_id])
         return web.Response(body=self.files[file_id])
+
+    async def _stalled_file(self, request: web.Request, content: bytes) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": str(len(content))})
+        await response.prepare(request)
+        await response.write(content[: len(content) // 2])
+        while not self._released:
+            await asyncio.sleep(0.05)
+        return self._hung_up(request)
 
 
 def _gone(request: web.Request) -> bool:
