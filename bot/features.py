@@ -78,7 +78,7 @@ def _skills_mount(gw: Gateway) -> dict[str, Path]:
     """The owner's skills, read-only at /skills in every command's sandbox. Not when the
     gateway runs as root: commands then run as the sandbox uid, which cannot read the
     owner's private folder (the packaged service runs as its own user)."""
-    from bot.skills.tools import SANDBOX_SKILLS_DIR
+    from bot.skills.config import SANDBOX_SKILLS_DIR
 
     skills = gw.config.skills
     if not skills.enabled:
