@@ -135,10 +135,12 @@ async def start_scheduler(gw: Gateway, stack: contextlib.AsyncExitStack) -> None
 
 async def start_hooks(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
     """The configured and installed hooks; with none, `deps.hooks` stays None."""
+    cfg = gw.config.hooks
+    if not cfg.commands and not cfg.entry_points:
+        return  # none configured: the hooks' modules (~10 ms of a start) are not loaded
     from bot.hooks.bus import STATE_FILE, HookBus
     from bot.hooks.runners import build_hooks
 
-    cfg = gw.config.hooks
     hooks, _unloaded = build_hooks(cfg)  # what did not load is logged, and shown by doctor
     if not hooks:
         return

@@ -20,7 +20,6 @@ from aiohttp import web
 from bot.errors import ConfigError
 from bot.messages import Conversation, ConversationKind, Identity
 from bot.providers.recent_errors import KEEP_PER_ENTRY
-from bot.store.memory import SHARED
 from bot.warmup import StartUpStepFailed
 from bot.webui.charts import usage_chart
 
@@ -123,6 +122,8 @@ class Panel:
 
     # memory -----------------------------------------------------------------------------------
     async def _memory_people(self) -> list[str]:
+        from bot.store.memory import SHARED  # with memory, after ready
+
         await self.warmed_up()
         memory = self.gw.deps.memory
         owners = set(await memory.repo.owners()) if memory is not None else set()
@@ -131,6 +132,8 @@ class Panel:
         return sorted(owners - {SHARED})
 
     async def memory(self, request: web.Request) -> web.StreamResponse:
+        from bot.store.memory import SHARED  # with memory, after ready
+
         await self.warmed_up()
         memory = self.gw.deps.memory
         person = request.query.get("person", "")
@@ -156,6 +159,8 @@ class Panel:
         )
 
     async def memory_forget(self, request: web.Request) -> web.StreamResponse:
+        from bot.store.memory import SHARED  # with memory, after ready
+
         await self.warmed_up()
         memory = self.gw.deps.memory
         form = await self._form(request)
@@ -168,6 +173,7 @@ class Panel:
 
     async def memory_export(self, request: web.Request) -> web.StreamResponse:
         from bot.memory.export import person_markdown, safe_name
+        from bot.store.memory import SHARED  # with memory, after ready
 
         await self.warmed_up()
         memory = self.gw.deps.memory

@@ -92,6 +92,8 @@ def test_memory_and_the_skills_load_after_ready(tmp_path: Path) -> None:
     }
     assert not after_ready & at_ready
     assert after_ready <= warm
+    # with no hook configured, the hooks' runners and bus are not loaded at all
+    assert not {"bot.hooks.runners", "bot.hooks.bus"} & warm
 
 
 def test_a_gateway_on_sqlite_its_channels_and_scheduler_import_only_what_they_use(
