@@ -5,7 +5,7 @@ a scheduled task, the web UI's memory and skills pages) awaits `WarmUp.wait()` f
 message that arrives meanwhile waits and then gets the full prompt, tools and memory.
 
 A step that fails is logged, shown by `/health` (status degraded, `warm_up`) and `decapod
-doctor`, and raised to every waiter as `StartUpStepFailed`: a turn says so and its message
+status`, and raised to every waiter as `StartUpStepFailed`: a turn says so and its message
 stays pending for the next start, as when a start fails. Security parts (the redactor, the
 sandbox's choice, the allow-lists) are never steps here: they are settled before ready."""
 
@@ -37,7 +37,7 @@ class StartUpStepFailed(DecapodError):
         self.step = step
         self.user_message = (
             f"Sorry, part of my start-up ({step}) failed, so I cannot answer yet. "
-            "Your message is kept; the owner can see why in the log or `decapod doctor`."
+            "Your message is kept; the owner can see why with `decapod status`."
         )
 
 
@@ -85,7 +85,7 @@ class WarmUp:
                 raise run.error
 
     def state(self) -> dict[str, str]:
-        """Each step's state for /health and doctor, a failure with its reason."""
+        """Each step's state for /health and `decapod status`, a failure with its reason."""
         return {r.name: str(r.error) if r.error is not None else r.state for r in self._steps}
 
     @property

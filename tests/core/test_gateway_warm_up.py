@@ -1,6 +1,6 @@
 """Memory and the skills start after ready (bot/warmup.py): a message that comes first waits
-for them and gets the full prompt and tools; a step that fails is logged, shown by /health,
-said to the person, and the message stays pending for the next start."""
+for them and gets the full prompt and tools; a step that fails is logged, shown by /health
+and `decapod status`, said to the person, and the message stays pending for the next start."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from bot import features
+from bot.cli_status import render_status
 from bot.gateway import Gateway
 from bot.providers.base import ChatRequest
 from bot.providers.testing import FunctionProvider
@@ -95,11 +96,13 @@ async def test_a_failed_step_is_logged_shown_by_health_said_and_the_message_kept
             await gw.warmup.wait()
         health = await gw.health()
         pending = [d.message.id for d in await gw.store.deliveries.unfinished()]
-    assert "part of my start-up (skills) failed" in said and "message is kept" in said
+    assert "part of my start-up (skills) failed" in said and "decapod status" in said
     assert asked == []
     assert health["status"] == "degraded"
     assert health["warm_up"]["memory"] == "done"
     assert "OSError: skills folder unreadable" in health["warm_up"]["skills"]
+    shown = render_status("http://127.0.0.1:8080", health)  # `decapod status`
+    assert "warm-up    memory: done; skills: start-up step 'skills' failed: OSError" in shown
     assert message.id in pending, "the message runs again at the next start"
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("start-up step 'skills' failed" in e for e in errors)
