@@ -299,6 +299,12 @@ def _rows(r: dict[str, Any], peer: dict[str, Any] | None, only: set[str]) -> lis
                         f"{p4['run_to_health_s']:.2f} s, and says ok with "
                         f"{p4['channels_running']} channels running after "
                         f"{p4['run_to_channels_up_s']:.2f} s"
+                        + (
+                            f"; CPU by then {p4['run_cpu_s']:.2f} s (its event loop's "
+                            f"{p4['run_loop_cpu_s']:.2f} s), the floor's {p4['floor_cpu_s']:.2f} s"
+                            if "run_cpu_s" in p4
+                            else ""
+                        )
                     ],
                 )
             )

@@ -43,6 +43,7 @@ async def _measure(rounds: int) -> dict[str, Any]:
         config = bench_config(Path(tmp), fake.base_url)
         skills_dir = config.home / config.skills.dir
         async with Gateway(config, channels={"bench": channel}) as gateway:
+            await gateway.warmup.wait()  # the skills start after ready
             assert gateway.deps.skills is not None
             runtime = gateway.deps.skills.runtime
             await asyncio.wait_for(runtime.watching.wait(), 30)

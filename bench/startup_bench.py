@@ -66,12 +66,22 @@ def _health(port: int) -> tuple[int, dict[str, Any]]:
         return exc.code, dict(json.loads(exc.read() or b"{}"))
 
 
+def _cpu_s(pid: int, thread: int | None = None) -> float:
+    """User + system CPU seconds the process (or one of its threads) has used so far
+    (Linux)."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    with open(path, encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _run_until_health(
     home: Path, port: int, env: dict[str, str], command: list[str] | None = None
 ) -> dict[str, float]:
-    """Seconds until /health first answers and until it says every channel runs; RSS in MB
-    after IDLE_S idle; channels running then. `command`: another process to time the same
-    way (the floor)."""
+    """Seconds until /health first answers and until it says every channel runs, and the
+    process's CPU seconds by then (the start's own work, less moved by the load than the wall
+    time); RSS in MB after IDLE_S idle; channels running then. `command`: another process to
+    time the same way (the floor)."""
     start = time.perf_counter()
     proc = subprocess.Popen(
         command or [sys.executable, "-m", "bot", "run"],
@@ -100,10 +110,20 @@ def _run_until_health(
                 raise RuntimeError(f"decapod run exited early: {err[-1:]}")
             time.sleep(0.005)
         all_up = time.perf_counter() - start
+        # and the main thread's: the event loop's, which /health waits on (work done in
+        # worker threads after ready, such as the warm-up's imports, counts in the first)
+        cpu, loop_cpu = _cpu_s(proc.pid), _cpu_s(proc.pid, proc.pid)
         time.sleep(IDLE_S)
         channels = _health(port)[1].get("channels") or {}
         running = sum(1 for c in channels.values() if isinstance(c, dict) and c.get("running"))
-        return {"answered": answered, "all_up": all_up, "rss": rss_mb(proc.pid), "up": running}
+        return {
+            "answered": answered,
+            "all_up": all_up,
+            "cpu": cpu,
+            "loop_cpu": loop_cpu,
+            "rss": rss_mb(proc.pid),
+            "up": running,
+        }
     finally:
         proc.terminate()
         try:
@@ -142,6 +162,10 @@ def _measure(quick: bool, channels_toml: str, env: dict[str, str], channels: int
             "version_s": median(version),
             "run_to_health_s": median([r["answered"] for r in runs]),
             "run_to_channels_up_s": median([r["all_up"] for r in runs]),
+            #: CPU seconds of `decapod run` (and of the floor) until /health said ok
+            "run_cpu_s": median([r["cpu"] for r in runs]),
+            "run_loop_cpu_s": median([r["loop_cpu"] for r in runs]),
+            "floor_cpu_s": median([f["cpu"] for f in floors]),
             "channels": channels,
             "channels_running": min(r["up"] for r in runs),
             #: the bare imports of pydantic, aiohttp and the three SDKs, then /health

@@ -22,8 +22,9 @@ OK, DEGRADED, REFUSED, NOT_RUNNING = 0, 1, 4, 3
 TOKEN_ENV = "DECAPOD_ADMIN_TOKEN"
 
 _EPILOG = (
-    "exit codes: 0 running and healthy; 1 running but degraded (a channel down, or every "
-    "model's breaker open); 3 no gateway answers; 4 the gateway refused the token. "
+    "exit codes: 0 running and healthy; 1 running but degraded (a channel down, every "
+    "model's breaker open, or a start-up step run after ready failed); 3 no gateway "
+    "answers; 4 the gateway refused the token. "
     f"The token is read from HOME/run/gateway.json, or from ${TOKEN_ENV}."
 )
 
@@ -125,6 +126,9 @@ def render_status(url: str, report: dict[str, Any]) -> str:
     )
     if report.get("sandbox"):
         lines.append(f"sandbox    {report['sandbox']}")
+    warm_up: dict[str, str] = report.get("warm_up") or {}
+    if any(state != "done" for state in warm_up.values()):  # still starting, or failed
+        lines.append("warm-up    " + "; ".join(f"{n}: {s}" for n, s in warm_up.items()))
     lines += _cluster_lines(report.get("cluster"))
     return "\n".join(lines)
 

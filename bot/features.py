@@ -78,7 +78,7 @@ def _skills_mount(gw: Gateway) -> dict[str, Path]:
     """The owner's skills, read-only at /skills in every command's sandbox. Not when the
     gateway runs as root: commands then run as the sandbox uid, which cannot read the
     owner's private folder (the packaged service runs as its own user)."""
-    from bot.skills.tools import SANDBOX_SKILLS_DIR
+    from bot.skills.config import SANDBOX_SKILLS_DIR
 
     skills = gw.config.skills
     if not skills.enabled:
@@ -135,10 +135,12 @@ async def start_scheduler(gw: Gateway, stack: contextlib.AsyncExitStack) -> None
 
 async def start_hooks(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
     """The configured and installed hooks; with none, `deps.hooks` stays None."""
+    cfg = gw.config.hooks
+    if not cfg.commands and not cfg.entry_points:
+        return  # none configured: the hooks' modules (~10 ms of a start) are not loaded
     from bot.hooks.bus import STATE_FILE, HookBus
     from bot.hooks.runners import build_hooks
 
-    cfg = gw.config.hooks
     hooks, _unloaded = build_hooks(cfg)  # what did not load is logged, and shown by doctor
     if not hooks:
         return

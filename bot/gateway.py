@@ -54,6 +54,7 @@ from bot.store.config import open_store
 from bot.tools import ToolPolicy, ToolRegistry
 from bot.turns import TurnRunner
 from bot.usage import UsageReport, register_usage_command
+from bot.warmup import WarmUp
 from channels import Channel, create_channel
 
 if TYPE_CHECKING:
@@ -150,6 +151,8 @@ class Gateway:
         self._persons: dict[str, str] = {}
         self._live_at_start: set[tuple[str, str]] | None = None
         self._immediate: set[asyncio.Task[None]] = set()
+        #: steps begun once the channels are up (memory, skills); turns wait for them
+        self.warmup = WarmUp()
         #: parts that deliver through channels (the scheduler) start once channels are up
         self.start_after_channels: list[Callable[[], Awaitable[None]]] = []
 
@@ -194,6 +197,8 @@ class Gateway:
             await start_http(self, self._stack)
         starting = start_turn_processes(self, self._stack)
         await start_channels(self, self._stack)
+        # ready (/health ok): what no turn needs before now runs from here
+        self.warmup.begin()
         for start in self.start_after_channels if self.deliver_scheduled else ():
             await start()
         # runs first on close: turns finish while channels can still send their replies
@@ -395,9 +400,12 @@ class Gateway:
     async def health(self) -> dict[str, Any]:
         channels = {name: ch.health() for name, ch in self.channels.items()}
         providers = self.providers.state() if self.providers is not None else []
-        # degraded: a channel is down, or no model of the chat chain would be tried now
-        ok = all(c.get("running", False) for c in channels.values()) and (
-            not providers or any(p["state"] != "open" for p in providers)
+        # degraded: a channel is down, no model of the chat chain would be tried now, or a
+        # start-up step run after ready failed (turns wait for a restart)
+        ok = (
+            all(c.get("running", False) for c in channels.values())
+            and (not providers or any(p["state"] != "open" for p in providers))
+            and not self.warmup.failed
         )
         return {
             "status": "ok" if ok else "degraded",
@@ -406,6 +414,7 @@ class Gateway:
             "channels": channels,
             "providers": providers,
             "sandbox": self.sandbox_status,
+            "warm_up": self.warmup.state(),
             "cluster": await self.cluster.health(),
             "sessions": len(self.sessions),
             "active_turns": self.sessions.active,

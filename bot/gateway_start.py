@@ -130,15 +130,23 @@ def begin_sandbox_choice(
 
 
 async def start_features(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
-    """The optional parts, in the order their tool policies wrap each other."""
+    """The optional parts, in the order their tool policies wrap each other. Memory and the
+    skills, which no policy wraps and nothing needs before ready, become warm-up steps."""
     from bot import features
 
     await features.start_hooks(gw, stack)
     if wants_sandbox(gw.config):
         choosing, gw.sandbox_choice = gw.sandbox_choice, None
         await features.start_sandbox(gw, stack, choosing)
+    # memory and the skills start after ready (bot/warmup.py), in this order; what they
+    # started stops here, among the parts started with them
+    stack.push_async_callback(gw.warmup.aclose)
     if gw.config.memory.enabled:
-        await features.start_memory(gw, stack)
+        gw.warmup.add(
+            "memory",
+            lambda steps: features.start_memory(gw, steps),
+            imports=("bot.memory.service", "bot.memory.commands", "bot.memory.tools"),
+        )
     await features.start_scheduler(gw, stack)
     from bot.media.voice import start_media_out
 
@@ -150,8 +158,12 @@ async def start_features(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
     if gw.config.mcp.servers:
         await features.start_mcp(gw, stack)
     if gw.config.skills.enabled:
-        # last: a skill's `tools` requirement sees every tool registered so far
-        await features.start_skills(gw, stack)
+        # last: a skill's `tools` requirement sees every tool registered before it
+        gw.warmup.add(
+            "skills",
+            lambda steps: features.start_skills(gw, steps),
+            imports=("bot.skills.commands", "bot.skills.runtime", "bot.skills.tools"),
+        )
 
 
 def start_turn_processes(

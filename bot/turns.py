@@ -41,6 +41,7 @@ from bot.store.repos import TurnRecord
 from bot.tools import ToolContext
 from bot.turn_media import user_message_with_media
 from bot.turn_resume import reply_template, resume_shown
+from bot.warmup import StartUpStepFailed
 
 if TYPE_CHECKING:
     from bot.gateway import Gateway
@@ -60,6 +61,8 @@ class TurnRunner:
         self.gw.metrics.active_turns.inc()
         outbox = self.gw.deliveries.outbox(message)
         try:
+            # memory and the skills, when a message comes before they have started
+            await self.gw.warmup.wait()
             if outbox.state.final or outbox.state.started:
                 await resume_shown(self.gw, session, message, outbox)
             else:
@@ -73,6 +76,10 @@ class TurnRunner:
         except StorageUnavailable as exc:
             # nothing of the turn was saved, so the delivery stays pending: said, not a crash
             log.error("turn in %s not saved: %s", session.key, exc)
+            await self.gw.say(message, exc.user_message)
+        except StartUpStepFailed as exc:
+            # as when a start fails: nothing of the turn ran, its delivery stays pending
+            log.error("turn in %s not run: %s", session.key, exc)
             await self.gw.say(message, exc.user_message)
         finally:
             self.gw.metrics.active_turns.dec()
@@ -156,6 +163,7 @@ class TurnRunner:
         """A scheduled task: its prompt (or `prompt`: a check-in's) runs as a turn of the
         job's own `cron:` session, with the creator's identity and role (never the owner's),
         and the answer is returned for delivery to the conversation that scheduled it."""
+        await self.gw.warmup.wait()
         identity = identity_from_key(job.identity_key)
         session = self.gw.sessions.get(cron_session_key(job.id))
         await self.gw.sessions.load(session)

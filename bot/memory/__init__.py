@@ -9,16 +9,39 @@ knowledge folder, identity linking across platforms, exports.
     register_memory_commands(command_table, on_linked=forget_persons)   # /forget, /link
 
 Importing this package loads no numpy, model2vec or sentence-transformers; a local model is
-loaded in the background after `start()`.
+loaded in the background after `start()`. Its names are imported on first use: the config
+file's `[memory]` section (bot/memory/config.py) is read at every start, while the service,
+which starts after ready (bot/warmup.py), is not needed before.
 """
 
-from bot.memory.commands import register_memory_commands
-from bot.memory.config import MemoryConfig
-from bot.memory.embedder_chain import EmbedderChain
-from bot.memory.embedders import Embedder, pull_model
-from bot.memory.search import MemoryHit, render_recall
-from bot.memory.service import MemoryRequestError, MemoryService, MemoryStatus
-from bot.memory.tools import memory_tools
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.memory.commands import register_memory_commands
+    from bot.memory.config import MemoryConfig
+    from bot.memory.embedder_chain import EmbedderChain
+    from bot.memory.embedders import Embedder, pull_model
+    from bot.memory.search import MemoryHit, render_recall
+    from bot.memory.service import MemoryRequestError, MemoryService, MemoryStatus
+    from bot.memory.tools import memory_tools
+
+#: each public name and the module it lives in
+_WHERE = {
+    "register_memory_commands": "commands",
+    "MemoryConfig": "config",
+    "EmbedderChain": "embedder_chain",
+    "Embedder": "embedders",
+    "pull_model": "embedders",
+    "MemoryHit": "search",
+    "render_recall": "search",
+    "MemoryRequestError": "service",
+    "MemoryService": "service",
+    "MemoryStatus": "service",
+    "memory_tools": "tools",
+}
 
 __all__ = [
     "Embedder",
@@ -33,3 +56,12 @@ __all__ = [
     "register_memory_commands",
     "render_recall",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bot.memory' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"bot.memory.{module}"), name)
+    globals()[name] = value  # once: later lookups do not come here
+    return value

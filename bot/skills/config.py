@@ -6,6 +6,11 @@ from pydantic import Field
 
 from bot.config_base import Section
 
+#: where the owner's skills folder appears inside the sandbox (read-only); here, not in
+#: tools.py, because the sandbox's choice needs it before ready and the skills' library
+#: (with yaml) loads after
+SANDBOX_SKILLS_DIR = "/skills"
+
 
 class SkillsConfig(Section):
     enabled: bool = True

@@ -13,6 +13,7 @@ import os
 from typing import Literal
 
 from bot.errors import ToolError
+from bot.skills.config import SANDBOX_SKILLS_DIR
 from bot.skills.library import SkillError
 from bot.skills.runtime import SkillsDeps
 from bot.skills.skill import Origin, Skill, SkillFormatError
@@ -21,8 +22,6 @@ from bot.tools import Tool, ToolContext, tool
 #: the tag of the tools that change skills; the default policy offers tagged tools to the
 #: owner in a DM only
 SKILL_ADMIN_TAG = "skills"
-#: where the owner's skills folder appears inside the sandbox (read-only)
-SANDBOX_SKILLS_DIR = "/skills"
 _MAX_LISTED_FILES = 40
 
 

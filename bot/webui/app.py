@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bot.store.panel import PanelQueries
 from bot.webui.auth import MIN_PASSWORD_CHARS, OWNER, SESSION, WebAuth, WebSession, csrf_ok
 from bot.webui.proxy import Forwarding
 
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
     import jinja2
 
     from bot.gateway import Gateway
+    from bot.store.panel import PanelQueries
 
 log = logging.getLogger("decapod.webui")
 
@@ -56,7 +56,6 @@ class WebUI:
         self.gw = gw
         self.auth = auth
         self.fwd = Forwarding(gw.config.webui.trusted_proxies)
-        self.panel_queries = PanelQueries(gw.store)
         from bot.webui.chat import ChatSocket
 
         self.chat = ChatSocket(self)
@@ -90,6 +89,14 @@ class WebUI:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+
+    @functools.cached_property
+    def panel_queries(self) -> PanelQueries:
+        """The control panel's reads, made with the first page that needs them (not before
+        ready)."""
+        from bot.store.panel import PanelQueries
+
+        return PanelQueries(self.gw.store)
 
     def routes(self) -> list[tuple[str, str, Handler]]:
         from bot.webui import CHAT_PAGE

@@ -20,7 +20,7 @@ from aiohttp import web
 from bot.errors import ConfigError
 from bot.messages import Conversation, ConversationKind, Identity
 from bot.providers.recent_errors import KEEP_PER_ENTRY
-from bot.store.memory import SHARED
+from bot.warmup import StartUpStepFailed
 from bot.webui.charts import usage_chart
 
 if TYPE_CHECKING:
@@ -75,6 +75,14 @@ class Panel:
             ("GET", "/panel/audit", self.audit),
         ]
 
+    async def warmed_up(self) -> None:
+        """Memory and the skills start after ready (bot/warmup.py): their pages wait for
+        them, and say so plainly if their start failed."""
+        try:
+            await self.gw.warmup.wait()
+        except StartUpStepFailed as exc:
+            raise web.HTTPServiceUnavailable(text=str(exc)) from exc
+
     def _render(self, request: web.Request, name: str, **context: Any) -> web.Response:
         return self.ui.render(request, name, page="panel", tabs=TABS, here=request.path, **context)
 
@@ -114,6 +122,9 @@ class Panel:
 
     # memory -----------------------------------------------------------------------------------
     async def _memory_people(self) -> list[str]:
+        from bot.store.memory import SHARED  # with memory, after ready
+
+        await self.warmed_up()
         memory = self.gw.deps.memory
         owners = set(await memory.repo.owners()) if memory is not None else set()
         owners |= {r.person_id for r in await self.ui.panel_queries.identities()}
@@ -121,6 +132,9 @@ class Panel:
         return sorted(owners - {SHARED})
 
     async def memory(self, request: web.Request) -> web.StreamResponse:
+        from bot.store.memory import SHARED  # with memory, after ready
+
+        await self.warmed_up()
         memory = self.gw.deps.memory
         person = request.query.get("person", "")
         query = request.query.get("q", "").strip()
@@ -145,6 +159,9 @@ class Panel:
         )
 
     async def memory_forget(self, request: web.Request) -> web.StreamResponse:
+        from bot.store.memory import SHARED  # with memory, after ready
+
+        await self.warmed_up()
         memory = self.gw.deps.memory
         form = await self._form(request)
         person = form.get("person", "")
@@ -156,7 +173,9 @@ class Panel:
 
     async def memory_export(self, request: web.Request) -> web.StreamResponse:
         from bot.memory.export import person_markdown, safe_name
+        from bot.store.memory import SHARED  # with memory, after ready
 
+        await self.warmed_up()
         memory = self.gw.deps.memory
         person = (await self._form(request)).get("person", "")
         if memory is None or person in ("", SHARED):

@@ -94,6 +94,7 @@ class FeaturePages:
 
     # skills -----------------------------------------------------------------------------------
     async def skills(self, request: web.Request) -> web.StreamResponse:
+        await self.panel.warmed_up()
         skills = self.gw.deps.skills
         drafts = await asyncio.to_thread(skills.library.drafts) if skills else []
         current = skills.current if skills else None

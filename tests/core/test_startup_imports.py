@@ -46,19 +46,27 @@ async def scheduler_runs() -> None:
         await scheduler.stop()
 
 
-async def gateway_starts() -> list[str]:
+async def gateway_starts() -> list[list[str]]:
     gateway = Gateway(config.model_copy(update={"channels": {}}), provider=ScriptedProvider([]))
+    at_ready: list[str] = []
+    begin = gateway.warmup.begin
+
+    def ready() -> None:  # the channels are up: /health says ok from here
+        at_ready.extend(sys.modules)
+        begin()
+
+    gateway.warmup.begin = ready
     async with gateway:
-        return sorted(sys.modules)
+        await gateway.warmup.wait()
+        return [sorted(at_ready), sorted(sys.modules)]
 
 
 asyncio.run(scheduler_runs())
-at_ready = asyncio.run(gateway_starts())
-print(json.dumps(at_ready))
+print(json.dumps(asyncio.run(gateway_starts())))
 """
 
 
-def _modules_after_start(tmp_path: Path) -> set[str]:
+def _modules_at_ready_and_after_warm_up(tmp_path: Path) -> tuple[set[str], set[str]]:
     out = subprocess.run(
         [sys.executable, "-c", CHECK, str(tmp_path)],
         capture_output=True,
@@ -66,13 +74,32 @@ def _modules_after_start(tmp_path: Path) -> set[str]:
         timeout=120,
         check=True,
     ).stdout
-    return set(json.loads(out.strip().splitlines()[-1]))
+    at_ready, warm = json.loads(out.strip().splitlines()[-1])
+    return set(at_ready), set(warm)
+
+
+def test_memory_and_the_skills_load_after_ready(tmp_path: Path) -> None:
+    at_ready, warm = _modules_at_ready_and_after_warm_up(tmp_path)
+    assert {"discord", "bot.scheduler.service", "bot.memory.config"} <= at_ready  # it ran
+    # memory's service and the skills (their YAML front matter) are warm-up steps, begun
+    # once the channels are up; the config's `[memory]` section does not import the service
+    after_ready = {
+        "bot.memory.service",
+        "bot.memory.commands",
+        "bot.skills.library",
+        "bot.skills.runtime",
+        "yaml",
+    }
+    assert not after_ready & at_ready
+    assert after_ready <= warm
+    # with no hook configured, the hooks' runners and bus are not loaded at all
+    assert not {"bot.hooks.runners", "bot.hooks.bus"} & warm
 
 
 def test_a_gateway_on_sqlite_its_channels_and_scheduler_import_only_what_they_use(
     tmp_path: Path,
 ) -> None:
-    modules = _modules_after_start(tmp_path)
+    _, modules = _modules_at_ready_and_after_warm_up(tmp_path)
     assert {"discord", "bot.scheduler.service", "bot.skills.runtime"} <= modules  # it ran
     # the PostgreSQL store (and its SQL translation) is imported when one is opened
     assert "bot.store.postgres" not in modules

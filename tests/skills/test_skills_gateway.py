@@ -183,6 +183,7 @@ async def test_an_edit_reaches_the_next_turn_while_the_running_turn_keeps_its_ve
         make_config(), provider=FunctionProvider(model), channels={"test": channel}
     ) as gateway:
         running.append(gateway)
+        await gateway.warmup.wait()  # the skills start after ready
         await asyncio.wait_for(_runtime(gateway).watching.wait(), WAIT_S)
         await channel.push("first", user="owner")
         await channel.wait_for_messages(1, timeout=WAIT_S)
@@ -208,6 +209,7 @@ async def test_a_broken_edit_is_reported_and_the_gateway_goes_on(
     async with Gateway(
         make_config(), provider=FunctionProvider(model), channels={"test": channel}
     ) as gw:
+        await gw.warmup.wait()  # the skills start after ready
         runtime = _runtime(gw)
         await asyncio.wait_for(runtime.watching.wait(), WAIT_S)
         generation = runtime.current.generation

@@ -29,6 +29,7 @@ async def test_an_edit_before_the_watch_begins_is_loaded_when_it_begins(
     async with Gateway(
         make_config(), provider=FunctionProvider(model), channels={"test": RecordingChannel()}
     ) as gateway:
+        await gateway.warmup.wait()  # the skills start after ready
         skills = gateway.deps.skills
         assert isinstance(skills, SkillsDeps)
         runtime = skills.runtime

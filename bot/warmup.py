@@ -1,0 +1,117 @@
+"""Start-up steps that nothing needs before the gateway is ready: memory (its package and its
+background start) and the skills (their YAML front matter, the library). They run in order,
+in one task begun once the channels are up and `/health` says ok; whatever needs them (a turn,
+a scheduled task, the web UI's memory and skills pages) awaits `WarmUp.wait()` first, so a
+message that arrives meanwhile waits and then gets the full prompt, tools and memory.
+
+A step that fails is logged, shown by `/health` (status degraded, `warm_up`) and `decapod
+status`, and raised to every waiter as `StartUpStepFailed`: a turn says so and its message
+stays pending for the next start, as when a start fails. Security parts (the redactor, the
+sandbox's choice, the allow-lists) are never steps here: they are settled before ready."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from bot.errors import DecapodError
+from bot.tasks import cancel_and_wait
+
+log = logging.getLogger("decapod.gateway")
+
+#: one step: it may push its own stop onto the stack it is given
+Step = Callable[[contextlib.AsyncExitStack], Awaitable[None]]
+StepState = Literal["waiting", "running", "done", "failed"]
+
+
+class StartUpStepFailed(DecapodError):
+    """A start-up step run after ready failed; what needs it cannot work until a restart."""
+
+    def __init__(self, step: str, cause: BaseException) -> None:
+        super().__init__(f"start-up step {step!r} failed: {type(cause).__name__}: {cause}")
+        self.step = step
+        self.user_message = (
+            f"Sorry, part of my start-up ({step}) failed, so I cannot answer yet. "
+            "Your message is kept; the owner can see why with `decapod status`."
+        )
+
+
+@dataclass(slots=True)
+class _StepRun:
+    name: str
+    step: Step
+    imports: tuple[str, ...]
+    state: StepState = "waiting"
+    error: StartUpStepFailed | None = field(default=None)
+
+
+class WarmUp:
+    """The steps, added during the start (in the order they must run) and begun once ready."""
+
+    def __init__(self) -> None:
+        self._steps: list[_StepRun] = []
+        self._task: asyncio.Task[None] | None = None
+        self._begun = asyncio.Event()
+        self._stack = contextlib.AsyncExitStack()
+
+    def add(self, name: str, step: Step, *, imports: tuple[str, ...] = ()) -> None:
+        """`imports`: the modules the step needs, imported in a worker thread before it runs
+        (the GIL is handed back every few ms, so /health and the channels keep answering;
+        imported on the loop, they would hold it for tens of ms just after ready)."""
+        if self._task is not None:
+            raise RuntimeError(f"warm-up step {name!r} added after the warm-up began")
+        self._steps.append(_StepRun(name, step, imports))
+
+    def begin(self) -> None:
+        """Run the steps, one after the other (a later one may need what an earlier one
+        registered: the skills check their `tools` against every tool)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="warm-up")
+            self._begun.set()
+
+    async def wait(self) -> None:
+        """Until every step has run; raises the first failure. Waits for `begin()` as well:
+        a turn resumed during the start runs once the steps have."""
+        await self._begun.wait()
+        assert self._task is not None
+        await asyncio.shield(self._task)
+        for run in self._steps:
+            if run.error is not None:
+                raise run.error
+
+    def state(self) -> dict[str, str]:
+        """Each step's state for /health and `decapod status`, a failure with its reason."""
+        return {r.name: str(r.error) if r.error is not None else r.state for r in self._steps}
+
+    @property
+    def failed(self) -> bool:
+        return any(r.error is not None for r in self._steps)
+
+    async def aclose(self) -> None:
+        """Stop a warm-up still running, then what its steps started (last first)."""
+        await cancel_and_wait(self._task)
+        await self._stack.aclose()
+
+    async def _run(self) -> None:
+        for run in self._steps:
+            run.state = "running"
+            try:
+                if run.imports:
+                    await asyncio.to_thread(_import_all, run.imports)
+                await run.step(self._stack)
+            except Exception as exc:
+                run.state = "failed"
+                run.error = StartUpStepFailed(run.name, exc)
+                log.error("%s; turns wait for a restart", run.error, exc_info=exc)
+                return  # the later steps may need this one: none of them runs
+            run.state = "done"
+
+
+def _import_all(modules: tuple[str, ...]) -> None:
+    for module in modules:
+        importlib.import_module(module)

@@ -1,0 +1,108 @@
+"""Memory and the skills start after ready (bot/warmup.py): a message that comes first waits
+for them and gets the full prompt and tools; a step that fails is logged, shown by /health
+and `decapod status`, said to the person, and the message stays pending for the next start."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import features
+from bot.cli_status import render_status
+from bot.gateway import Gateway
+from bot.providers.base import ChatRequest
+from bot.providers.testing import FunctionProvider
+from bot.warmup import StartUpStepFailed
+from tests.fakes.channel import RecordingChannel
+
+# generous: the machine is shared; nothing here is a timing claim
+WAIT_S = 30.0
+
+
+def _write_skill(home: Path) -> None:
+    folder = home / "skills" / "packing"
+    folder.mkdir(parents=True)
+    (folder / "SKILL.md").write_text(
+        "---\nname: packing\ndescription: Pack for a trip.\n---\n\nSTEP-ONE\n", encoding="utf-8"
+    )
+
+
+async def test_a_message_before_the_warm_up_ends_waits_and_gets_skills_and_memory(
+    make_config: Any, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_skill(home)
+    release = asyncio.Event()
+    order: list[str] = []
+    start_skills = features.start_skills
+
+    async def slow_skills(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
+        await release.wait()  # the step is slow: the message below comes first
+        await start_skills(gw, stack)
+        order.append("skills started")
+
+    monkeypatch.setattr(features, "start_skills", slow_skills)
+    seen: list[ChatRequest] = []
+
+    async def model(request: ChatRequest) -> Any:
+        order.append("model asked")
+        seen.append(request)
+        return "packed"
+
+    channel = RecordingChannel()
+    async with Gateway(
+        make_config(), provider=FunctionProvider(model), channels={"test": channel}
+    ) as gw:
+        assert (await gw.health())["warm_up"]["skills"] in {"waiting", "running"}
+        await channel.push("help me pack", user="owner")
+        for _ in range(20):  # the turn has every chance to run ahead, were it not waiting
+            await asyncio.sleep(0)
+        assert seen == []
+        release.set()
+        assert await channel.wait_for_messages(1, timeout=WAIT_S) == ["packed"]
+        assert (await gw.health())["warm_up"] == {"memory": "done", "skills": "done"}
+    assert order == ["skills started", "model asked"]
+    [request] = seen
+    assert "- packing: Pack for a trip." in request.system
+    names = [t.name for t in request.tools]
+    assert "use_skill" in names
+    assert any(n.startswith("memory") for n in names)
+
+
+async def test_a_failed_step_is_logged_shown_by_health_said_and_the_message_kept(
+    make_config: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken_skills(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
+        raise OSError("skills folder unreadable")
+
+    monkeypatch.setattr(features, "start_skills", broken_skills)
+    asked: list[ChatRequest] = []
+
+    async def model(request: ChatRequest) -> Any:
+        asked.append(request)
+        return "never"
+
+    channel = RecordingChannel()
+    async with Gateway(
+        make_config(), provider=FunctionProvider(model), channels={"test": channel}
+    ) as gw:
+        message = await channel.push("hello", user="owner")
+        [said] = await channel.wait_for_messages(1, timeout=WAIT_S)
+        with pytest.raises(StartUpStepFailed, match="skills folder unreadable"):
+            await gw.warmup.wait()
+        health = await gw.health()
+        pending = [d.message.id for d in await gw.store.deliveries.unfinished()]
+    assert "part of my start-up (skills) failed" in said and "decapod status" in said
+    assert asked == []
+    assert health["status"] == "degraded"
+    assert health["warm_up"]["memory"] == "done"
+    assert "OSError: skills folder unreadable" in health["warm_up"]["skills"]
+    shown = render_status("http://127.0.0.1:8080", health)  # `decapod status`
+    assert "warm-up    memory: done; skills: start-up step 'skills' failed: OSError" in shown
+    assert message.id in pending, "the message runs again at the next start"
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("start-up step 'skills' failed" in e for e in errors)
