@@ -11,7 +11,7 @@ questions. Rows:
   k=60`: the former fusion; `default, no second stage`: without the search again for who
   the question names (bot/memory/feedback.py); `default, no coverage rerank`, `default, no
   date boost`, `default + neighbour turns`, `default, questions not demoted`, `default, no
-  session boost`: the last stage's parts (bot/memory/rerank.py);
+  session boost`, `default, no follow-up answers`: the last stage's parts (bot/memory/rerank.py);
 - `default, save() defaults` and `keyword, save() defaults`: turns saved as bare "Speaker:
   text" with nothing else (no time, no turn before given), as a caller using save()'s
   defaults does: each keeps the turn stored before it, but the session's date is lost;
@@ -154,6 +154,7 @@ ROWS: list[tuple[str, SearchMode, Setting]] = [
     ("default + neighbour turns", "hybrid", {"neighbour_hits": 3}),
     ("default, questions not demoted", "hybrid", {"question_weight": 1.0}),
     ("default, no session boost", "hybrid", {"session_boost": 0.0}),
+    ("default, no follow-up answers", "hybrid", {"follow_up_share": 0.0}),
 ]
 
 

@@ -100,6 +100,11 @@ class MemoryConfig(_Strict):
     #: one another), its hits among the best `rerank_depth` score 1 + session_boost times
     #: more: a question's answers often sit together; 0 turns it off
     session_boost: float = Field(default=0.5, ge=0)
+    #: when the turn after one of the best `follow_up_hits` hits asks about it ("Which dish
+    #: did you like best?"), the turn after that (its answer) adds `follow_up_share` of
+    #: the hit's score, entering the candidates when it was not one; 0 turns it off
+    follow_up_hits: int = Field(default=5, ge=0, le=20)
+    follow_up_share: float = Field(default=0.5, ge=0)
     #: a hit that asks a question (its text ends with "?") scores this share of its score:
     #: it repeats a question's words, the answer is in what was said; 1 turns it off
     question_weight: float = Field(default=0.7, gt=0, le=1)

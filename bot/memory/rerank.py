@@ -14,9 +14,11 @@ Why each:
   by what was said or happened that day; neither BM25 over all its words nor a vector that
   cannot read dates ranks that first, so items holding the day rank above the rest
   (`date_boost`);
-- the evidence of a question often sits in one session of a conversation: when the two
-  best hits were said in one session, its other turns among the candidates rank higher
-  (`session_boost`);
+- the evidence of a question often sits around its best hits: when the two best hits were
+  said in one session, its other turns among the candidates rank higher
+  (`session_boost`); and when the turn after a best hit asks about it ("Which dish did you
+  like best?"), the turn after that, the answer, adds a share of the hit's score
+  (`follow_up_share`, over the best `follow_up_hits`);
 - a turn that asks ("How long have you been married?") repeats the words of a question
   about it and holds no answer, which is in the turn after it ("Six years!"): it scores
   `question_weight` of its score, so what was said ranks above what was asked.
@@ -54,6 +56,8 @@ _CONTEXT_SHARE = 0.5
 #: neighbouring turns are turns said within this many seconds of each other
 NEIGHBOUR_WINDOW_S = 600.0
 _WORD_CACHE = 4096
+#: a question that follows up on what was said holds at least this many content words
+_FOLLOW_UP_WORDS = 3
 
 Embed = Callable[[list[str]], Awaitable[list[list[float]] | None]]
 
@@ -95,6 +99,14 @@ def demote_questions(hits: list[MemoryHit], weight: float) -> list[MemoryHit]:
     return out
 
 
+def hit_of(row: ChunkRow, score: float) -> MemoryHit:
+    """A turn fetched next to a hit, as a hit of its own."""
+    return MemoryHit(
+        row.item_id, row.chunk_id, row.owner, row.kind, row.text, row.source,
+        score, row.created_at, row.updated_at, context=row.context,
+    )  # fmt: skip
+
+
 def with_replies(
     hits: list[MemoryHit], after: dict[int, ChunkRow], share: float
 ) -> list[MemoryHit]:
@@ -110,10 +122,7 @@ def with_replies(
         score = share * hit.score
         known = merged.get(row.chunk_id)
         if known is None:
-            merged[row.chunk_id] = MemoryHit(
-                row.item_id, row.chunk_id, row.owner, row.kind, row.text, row.source,
-                score, row.created_at, row.updated_at, context=row.context,
-            )  # fmt: skip
+            merged[row.chunk_id] = hit_of(row, score)
         elif known.score < score:
             merged[row.chunk_id] = dataclasses.replace(known, score=score)
     out = list(merged.values())
@@ -290,7 +299,55 @@ async def last_stage(
             dated = [h for h in fuse(found, _DATED, len(hits) or 1, now) if _holds_day(h, day)]
             hits = boost_dated(hits, dated, config.date_boost)
     hits = demote_questions(hits, config.question_weight)
-    return boost_session(hits, config.rerank_depth, config.session_boost, NEIGHBOUR_WINDOW_S)
+    return await around_best_hits(repo, config, owners, hits, now)
+
+
+async def around_best_hits(
+    repo: MemoryRepo, config: MemoryConfig, owners: list[str], hits: list[MemoryHit], now: float
+) -> list[MemoryHit]:
+    """What was said around the best hits: the session of the two best, then the answers to
+    a question asked right after one of the best."""
+    hits = boost_session(hits, config.rerank_depth, config.session_boost, NEIGHBOUR_WINDOW_S)
+    if config.follow_up_share <= 0 or not config.follow_up_hits or not hits:
+        return hits
+    best = [h.chunk_id for h in hits[: config.follow_up_hits]]
+    following = await repo.following_turns(best, owners, 2, NEIGHBOUR_WINDOW_S, now)
+    answers = {
+        cid: rows[1]
+        for cid, rows in following.items()
+        if len(rows) == 2 and asks_follow_up(rows[0].text)
+    }
+    return boost_follow_ups(hits, answers, config.follow_up_share)
+
+
+def asks_follow_up(text: str) -> bool:
+    """A turn that asks about what was just said ("Which dish did you like best?"), not
+    a reaction ("Wow, really?"): a question with at least three words that carry meaning."""
+    return text.rstrip().endswith("?") and len(content_words(text)) >= _FOLLOW_UP_WORDS
+
+
+def boost_follow_ups(
+    hits: list[MemoryHit], answers: dict[int, ChunkRow], share: float
+) -> list[MemoryHit]:
+    """`answers` maps a hit to the turn answering the question asked right after it: that
+    turn adds `share` of the hit's score (of its best such hit) to its own, entering with
+    that alone when it was not a candidate."""
+    if share <= 0 or not answers:
+        return hits
+    merged = {h.chunk_id: h for h in hits}
+    added: dict[int, float] = {}
+    for hit_id, row in answers.items():
+        hit = merged.get(hit_id)
+        if hit is None:
+            continue
+        merged.setdefault(row.chunk_id, hit_of(row, 0.0))
+        added[row.chunk_id] = max(added.get(row.chunk_id, 0.0), share * hit.score)
+    out = [
+        dataclasses.replace(h, score=h.score + added[cid]) if cid in added else h
+        for cid, h in merged.items()
+    ]
+    out.sort(key=lambda h: -h.score)
+    return out
 
 
 def _holds_day(hit: MemoryHit, day: str) -> bool:

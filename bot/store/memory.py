@@ -14,7 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bot.store.memory_rows import ChunkRow, SearchRows, last_row, next_rows, search_rows
+from bot.store.memory_rows import (
+    ChunkRow,
+    SearchRows,
+    following_rows,
+    last_row,
+    next_rows,
+    search_rows,
+)
 from bot.store.memory_vectors import (
     VEC_TABLE,
     VectorRepo,
@@ -276,6 +283,14 @@ class MemoryRepo:
     ) -> dict[int, ChunkRow]:
         """The turn said just after each chunk (see `next_rows`)."""
         return await self.store.read(lambda conn: next_rows(conn, chunk_ids, owners, window_s, now))
+
+    async def following_turns(
+        self, chunk_ids: list[int], owners: list[str], count: int, window_s: float, now: float
+    ) -> dict[int, list[ChunkRow]]:
+        """Up to `count` turns said after each chunk (see `following_rows`)."""
+        return await self.store.read(
+            lambda conn: following_rows(conn, chunk_ids, owners, count, window_s, now)
+        )
 
     async def last_turn(self, owner: str, now: float) -> ChunkRow | None:
         """What `owner` had stored last (the turn before the one being saved, in a

@@ -79,21 +79,36 @@ def next_rows(
 ) -> dict[int, ChunkRow]:
     """For each chunk, the next chunk of the same owner when said within `window_s` of it:
     the turn after it in a conversation (or the next chunk of one long item)."""
+    following = following_rows(conn, chunk_ids, owners, 1, window_s, now)
+    return {cid: rows[0] for cid, rows in following.items()}
+
+
+def following_rows(
+    conn: Conn, chunk_ids: list[int], owners: list[str], count: int, window_s: float, now: float
+) -> dict[int, list[ChunkRow]]:
+    """For each chunk, up to `count` chunks of the same owner stored after it, in order, each
+    said within `window_s` of the one before: the turns that followed it in a conversation."""
     found = chunk_rows(conn, chunk_ids, owners, now)
-    after: dict[int, int] = {}
+    out: dict[int, list[ChunkRow]] = {}
     for cid, row in found.items():
-        # the owner index holds the rowid: this is one index seek, not a scan
-        other = conn.execute(
-            "SELECT min(id) FROM memory_chunks WHERE owner = ? AND id > ?", (row.owner, cid)
-        ).fetchone()
-        if other is not None and other[0] is not None:
-            after[cid] = int(other[0])
-    rows = chunk_rows(conn, list(after.values()), owners, now)
-    return {
-        cid: rows[o]
-        for cid, o in after.items()
-        if o in rows and abs(rows[o].created_at - found[cid].created_at) <= window_s
-    }
+        rows: list[ChunkRow] = []
+        last = row
+        while len(rows) < count:
+            # the owner index holds the rowid: this is one index seek, not a scan
+            other = conn.execute(
+                "SELECT min(id) FROM memory_chunks WHERE owner = ? AND id > ?",
+                (row.owner, last.chunk_id),
+            ).fetchone()
+            if other is None or other[0] is None:
+                break
+            after = chunk_rows(conn, [int(other[0])], owners, now).get(int(other[0]))
+            if after is None or abs(after.created_at - last.created_at) > window_s:
+                break
+            rows.append(after)
+            last = after
+        if rows:
+            out[cid] = rows
+    return out
 
 
 def last_row(conn: Conn, owner: str, now: float) -> ChunkRow | None:

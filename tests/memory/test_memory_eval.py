@@ -97,6 +97,7 @@ def test_evaluation_reports_rows_categories_and_latency(
         "default + neighbour turns",
         "default, questions not demoted",
         "default, no session boost",
+        "default, no follow-up answers",
         "default, save() defaults",
         "keyword, save() defaults",
     ]

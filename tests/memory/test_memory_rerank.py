@@ -1,6 +1,7 @@
 """The last stage of a search: days the question names (also given from another day), the
 turn that answers a question hit, coverage of the question's words (and words near them in
-the embedder's space), and the session of the best hits."""
+the embedder's space), the session of the best hits and the answers to a question asked
+right after one."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from bot.memory import rerank as rerank_module
 from bot.memory.dates import query_dates
 from bot.memory.rerank import (
     WordVectors,
+    asks_follow_up,
     boost_dated,
+    boost_follow_ups,
     boost_session,
     coverage,
     demote_questions,
@@ -318,3 +321,56 @@ async def test_the_other_turns_of_the_best_hits_session_climb(memory: Any) -> No
     )
     assert before.index(weaker) > max(before.index(o) for o in others)
     assert after.index(weaker) < min(after.index(o) for o in others)
+
+
+def test_a_follow_up_is_a_question_about_something_not_a_reaction() -> None:
+    assert asks_follow_up("Jon: Which dish did you like best on that menu?")
+    assert not asks_follow_up("Jon: Wow, really?")  # a reaction holds nothing to answer
+    assert not asks_follow_up("Jon: You liked every dish on that menu.")
+
+
+def test_the_answer_to_a_follow_up_adds_a_share_of_the_hits_score() -> None:
+    def row(cid: int, text: str) -> ChunkRow:
+        return ChunkRow(cid, cid, "alice", "note", text, f"t{cid}", 0.0, 0.0)
+
+    hits = [_hit(1, "loved that book", 1.0), _hit(2, "other", 0.8), _hit(3, "answer", 0.5)]
+    assert boost_follow_ups(hits, {1: row(3, "answer")}, 0.0) == hits
+    out = boost_follow_ups(hits, {1: row(3, "answer")}, 0.5)
+    assert [(h.chunk_id, h.score) for h in out] == [(1, 1.0), (3, 1.0), (2, 0.8)]
+    # an answer that was not a candidate enters with the share alone; the best hit counts
+    out = boost_follow_ups(hits, {1: row(9, "new"), 2: row(9, "new")}, 0.5)
+    assert [(h.chunk_id, h.score) for h in out] == [(1, 1.0), (2, 0.8), (3, 0.5), (9, 0.5)]
+    assert out[3].text == "new"
+    # a hit that is not a candidate lends nothing
+    assert boost_follow_ups(hits, {7: row(3, "answer")}, 0.5) == hits
+
+
+async def test_the_answer_to_a_follow_up_on_a_best_hit_is_found(memory: Any) -> None:
+    start = dt.datetime(2023, 5, 1, 12, tzinfo=dt.UTC).timestamp()
+    plain, shipped = await memory(follow_up_share=0.0), await memory()
+    said = [
+        ("alice", "Maria", "We finally tried the Ethiopian restaurant downtown"),
+        ("bob", "Bob", "Bob's own remark on the Ethiopian restaurant"),  # another's memory
+        ("alice", "Jon", "Which dish did you like best on their menu?"),
+        ("alice", "Maria", "The lentil stew, by far"),
+        # a reaction is no follow-up: what comes after it is not an answer
+        ("alice", "Maria", "Another restaurant opened next to the downtown one"),
+        ("alice", "Jon", "Wow, really?"),
+        ("alice", "Maria", "Yes, it took them all winter"),
+        ("alice", "Maria", "The Ethiopian restaurant had live music too"),
+        ("alice", "Jon", "What kind of music did the band play there?"),
+    ]
+    for i, (person, speaker, text) in enumerate(said):
+        # a context of its own: the turn before would hold the question's words
+        await plain.save(
+            person, text, kind="note", speaker=speaker, at=start + i, context="hello"
+        )  # fmt: skip
+    # an answer a day later belongs to another conversation
+    await plain.save("alice", "Sorry, busy week!", speaker="Maria", at=start + DAY, context="hi")
+    question = "the Ethiopian restaurant downtown"
+    before = [h.text for h in await plain.search("alice", question, limit=10, mode="keyword")]
+    after = [h.text for h in await shipped.search("alice", question, limit=10, mode="keyword")]
+    answer = "Maria: The lentil stew, by far"
+    assert answer not in before
+    assert answer in after
+    assert not any("winter" in t or "Bob" in t or "busy" in t for t in after)
