@@ -58,6 +58,7 @@ class WarmUp:
         self._task: asyncio.Task[None] | None = None
         self._begun = asyncio.Event()
         self._stack = contextlib.AsyncExitStack()
+        self._ok = False
 
     def add(self, name: str, step: Step, *, imports: tuple[str, ...] = ()) -> None:
         """`imports`: the modules the step needs, imported in a worker thread before it runs
@@ -77,6 +78,8 @@ class WarmUp:
     async def wait(self) -> None:
         """Until every step has run; raises the first failure. Waits for `begin()` as well:
         a turn resumed during the start runs once the steps have."""
+        if self._ok:  # every turn asks: after the warm-up, without an await
+            return
         await self._begun.wait()
         assert self._task is not None
         await asyncio.shield(self._task)
@@ -110,6 +113,7 @@ class WarmUp:
                 log.error("%s; turns wait for a restart", run.error, exc_info=exc)
                 return  # the later steps may need this one: none of them runs
             run.state = "done"
+        self._ok = True
 
 
 def _import_all(modules: tuple[str, ...]) -> None:
