@@ -21,10 +21,12 @@ RUN /opt/decapod/bin/pip install "/src[${EXTRAS}]" \
     && /opt/decapod/bin/decapod --version
 
 FROM ${BASE}
-# bubblewrap: the exec sandbox (a base image that has it already skips apt)
-RUN if ! command -v bwrap >/dev/null; then \
+# bubblewrap: the exec sandbox; the CA store: TLS to the platforms (a base image that has
+# both already skips apt)
+RUN if ! command -v bwrap >/dev/null || [ ! -s /etc/ssl/certs/ca-certificates.crt ]; then \
         apt-get update \
-        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bubblewrap \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+            bubblewrap ca-certificates \
         && rm -rf /var/lib/apt/lists/*; \
     fi \
     && groupadd --system --gid 10001 decapod \

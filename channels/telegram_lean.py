@@ -1,4 +1,4 @@
-"""python-telegram-bot and httpx, loaded lean; one TLS context for the adapter's clients.
+"""python-telegram-bot and httpx, loaded lean.
 
 Two optional imports cost an idle gateway memory for features it never uses, and each
 library guards them with `except ImportError`: PTB imports cryptography (~6.6 MB, ~30 ms)
@@ -6,16 +6,12 @@ only to decrypt Telegram Passport data, and httpx imports click, rich and pygmen
 only for its command-line tool. So the first import of each runs with that dependency
 hidden, and the entry is removed right after, so that anything else that needs it imports
 it as usual. httpx is imported with python-telegram-bot even though the adapter's requests
-go over aiohttp (channels/telegram_request.py). Each of the adapter's sessions (PTB's two,
-a third for downloads) would otherwise build its own TLS context and load the CA bundle
-again (~20 ms each).
+go over aiohttp (channels/telegram_request.py).
 """
 
 from __future__ import annotations
 
-import functools
 import importlib
-import ssl
 import sys
 
 
@@ -32,11 +28,3 @@ def _import_hiding(module: str, optional: str) -> None:
 
 _import_hiding("httpx", "click")  # httpx's command-line tool only
 _import_hiding("telegram", "cryptography")  # Telegram Passport only
-
-
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """The one verifying TLS context of the Telegram adapter's HTTP clients."""
-    import certifi
-
-    return ssl.create_default_context(cafile=certifi.where())
