@@ -34,6 +34,8 @@ _COMMON_FIRST = (
     ";!?+*&%$#@~^|\\{}<>[]`\t"
 )
 _COMMONNESS = {char: rank for rank, char in enumerate(_COMMON_FIRST)}
+#: characters after a needle's anchor that the search pattern holds
+_PREFILTER = 6
 
 
 def variants(value: str) -> set[str]:
@@ -109,12 +111,13 @@ class NeedleIndex:
             self.longest = max(self.longest, len(needle))
         branches = []
         for char, entries in self._by_anchor.items():
-            # Match the anchor first, then look back for the head and forward for the tail.
-            alternatives = [
-                (f"(?<={re.escape(needle[: offset + 1])})" if offset else "")
-                + re.escape(needle[offset + 1 :])
+            # The pattern only finds where a needle may be (its anchor and the few characters
+            # after it); `_occurrences` checks each whole needle there. A pattern of whole
+            # needles finds nothing more and takes several ms to compile at every start.
+            alternatives = dict.fromkeys(
+                re.escape(needle[offset + 1 : offset + 1 + _PREFILTER])
                 for offset, needle in entries
-            ]
+            )
             branches.append(re.escape(char) + "(?:" + "|".join(alternatives) + ")")
         self._pattern = re.compile("|".join(branches)) if branches else None
         # No needle can contain a character that none of them has: a needle starting before

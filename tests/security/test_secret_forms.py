@@ -255,3 +255,20 @@ def test_multi_line_registered_value_matches_however_it_is_wrapped() -> None:
     for joint in ("\n", "\r\n", "\n  ", " \n\n"):
         text = f"key:\n{joint.join(lines)}\nend"
         assert redactor.redact(text) == "key:\n[REDACTED:known_secret]\nend", text
+
+
+def test_secrets_alike_for_their_first_characters_are_told_apart() -> None:
+    """The index's pattern holds only a few characters of each secret; the whole secret is
+    what counts: one alike for its first 20 characters is not found in place of another."""
+    rng = random.Random(15)
+    head = pick(rng, ALNUM, 20)
+    first, second = head + pick(rng, ALNUM, 20), head + pick(rng, ALNUM, 20)
+    registry = SecretRegistry()
+    registry.add(first, label="first")
+    redactor = Redactor(registry, entropy=False)
+    assert redactor.find(f"a {second} b") == []
+    assert redactor.find(f"a {head} b") == []
+    registry.add(second, label="second")
+    text = f"a {second} b {first} c {head}"
+    spans = [(f.start, f.end) for f in redactor.find(text)]
+    assert spans == [(2, 2 + len(second)), (5 + len(second), 5 + 2 * len(second))]
