@@ -78,11 +78,18 @@ class Tool:
     name: str
     description: str
     fn: ToolFn
-    args_model: type[BaseModel]
+    #: the arguments' model; None: built from `fn`'s signature when first needed (a start
+    #: registers ~17 tools and each model costs pydantic ~0.3 ms, which no turn needs before
+    #: the gateway is ready)
+    declared_args: type[BaseModel] | None
     #: tags a policy filters on, e.g. {"exec"} or {"fs"}
     tags: frozenset[str] = frozenset()
     #: a rule for the system prompt, added (once) to turns that offer this tool
     guidance: str = ""
+
+    @functools.cached_property
+    def args_model(self) -> type[BaseModel]:
+        return self.declared_args or _args_model_of(self.fn)
 
     @functools.cached_property
     def spec(self) -> ToolSpec:
@@ -108,18 +115,21 @@ def tool(fn: ToolFn | None = None, *, name: str | None = None, tags: Iterable[st
     """Decorator turning `async def f(ctx, a: int, b: str = "x") -> str` into a Tool."""
 
     def build(func: ToolFn) -> Tool:
-        sig = inspect.signature(func)
-        hints = get_type_hints(func, include_extras=True)
-        params = list(sig.parameters.values())[1:]  # skip ctx
-        fields: dict[str, Any] = {}
-        for p in params:
-            default = ... if p.default is inspect.Parameter.empty else p.default
-            fields[p.name] = (hints.get(p.name, Any), default)
-        model = create_model(f"{func.__name__}_args", __base__=_Args, **fields)
         doc = inspect.cleandoc(func.__doc__ or "").strip()
-        return Tool(name or func.__name__, doc, func, model, frozenset(tags))
+        return Tool(name or func.__name__, doc, func, None, frozenset(tags))
 
     return build(fn) if fn is not None else build
+
+
+def _args_model_of(func: ToolFn) -> type[BaseModel]:
+    """The model of `async def f(ctx, a: int, b: str = "x")`'s arguments after `ctx`."""
+    hints = get_type_hints(func, include_extras=True)
+    params = list(inspect.signature(func).parameters.values())[1:]  # skip ctx
+    fields: dict[str, Any] = {}
+    for p in params:
+        default = ... if p.default is inspect.Parameter.empty else p.default
+        fields[p.name] = (hints.get(p.name, Any), default)
+    return create_model(f"{func.__name__}_args", __base__=_Args, **fields)
 
 
 class ToolRegistry:

@@ -137,6 +137,17 @@ def test_schema_comes_from_the_signature() -> None:
     assert spec.parameters["additionalProperties"] is False
 
 
+def test_a_tools_argument_model_is_built_when_first_needed() -> None:
+    @tool
+    async def later(ctx: ToolContext, n: int) -> str:
+        """Later."""
+        return str(n)
+
+    assert "args_model" not in later.__dict__, "built at registration, at every start"
+    assert later.spec.parameters["required"] == ["n"]
+    assert later.args_model is later.args_model
+
+
 async def test_registry_validates_and_reports_errors_to_the_model() -> None:
     reg = ToolRegistry([add])
     ok = await reg.call(ToolCall("1", "add", '{"a": 1, "b": 5}'), _ctx("owner"))
