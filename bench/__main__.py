@@ -324,6 +324,23 @@ def _rows(r: dict[str, Any], peer: dict[str, Any] | None, only: set[str]) -> lis
                         ],
                     )
                 )
+            one = r.get("P4_one_channel")
+            if one:
+                rows.append(
+                    Row(
+                        "P4 run -> /health, Telegram only",
+                        sec(one["run_to_channels_up_s"]),
+                        "(nanobot's one channel)",
+                        "info",
+                        f"{sec(peer['gateway_ready_s'])} (1 channel)" if peer else "",
+                        ratio(peer["gateway_ready_s"], one["run_to_channels_up_s"]) if peer else "",
+                        notes=[
+                            f"like for like with nanobot's one channel; CPU by then "
+                            f"{one['run_cpu_s']:.2f} s, idle RSS {one['idle_rss_mb']:.0f} MB "
+                            "(target 80 MB with one channel)"
+                        ],
+                    )
+                )
         else:
             rows.append(missing("P4", "P4 cold start", "<= 0.25 s; <= 1.0 s", "startup_bench"))
     if "P5" in only:
