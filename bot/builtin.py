@@ -36,11 +36,25 @@ def register_builtin_commands(table: CommandTable, gateway: Gateway) -> None:
 
     @table.add("status", "Show the model, this session and the gateway's state")
     async def status(ctx: CommandContext) -> str:
-        return await gateway.status_text(ctx.message.session_key)
+        return await status_text(gateway, ctx.message.session_key)
 
     @table.add("ask", "Ask a question", usage="<question>", arg_name="question")
     async def ask(ctx: CommandContext) -> str | None:
         return None if ctx.args.strip() else "Usage: /ask <question>"
+
+
+async def status_text(gateway: Gateway, key: str) -> str:
+    session = gateway.sessions.get(key)
+    await gateway.sessions.load(session)
+    lines = [
+        VERSION_LINE,
+        f"model: {', '.join(gateway.config.models.chat)}",
+        f"session: {key} ({len(session.history or [])} recent messages)",
+        f"uptime: {uptime_text(gateway.started)}; active turns: {gateway.sessions.active}",
+    ]
+    if gateway.mcp is not None:
+        lines += gateway.mcp.status_lines()
+    return "\n".join(lines)
 
 
 def _zone(name: str) -> ZoneInfo:

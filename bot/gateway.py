@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.agent import Agent
 from bot.approvals import ApprovalDesk
-from bot.builtin import VERSION_LINE, builtin_tools, register_builtin_commands, uptime_text
+from bot.builtin import VERSION_LINE, builtin_tools, register_builtin_commands
 from bot.cluster.node import ClusterNode
 from bot.commands import CommandTable, Reply
 from bot.config import Config
@@ -147,7 +147,8 @@ class Gateway:
         self.voice: VoiceAnswers | None = None
         self._stack = contextlib.AsyncExitStack()
         self._accepting = False
-        self._started = time.monotonic()
+        #: when the gateway was made (time.monotonic()), for its uptime
+        self.started = time.monotonic()
         self._persons: dict[str, str] = {}
         self._live_at_start: set[tuple[str, str]] | None = None
         self._immediate: set[asyncio.Task[None]] = set()
@@ -365,19 +366,6 @@ class Gateway:
         if self.deps.hooks is not None:
             self.deps.hooks.session_reset(key)
 
-    async def status_text(self, key: str) -> str:
-        session = self.sessions.get(key)
-        await self.sessions.load(session)
-        lines = [
-            VERSION_LINE,
-            f"model: {', '.join(self.config.models.chat)}",
-            f"session: {key} ({len(session.history or [])} recent messages)",
-            f"uptime: {uptime_text(self._started)}; active turns: {self.sessions.active}",
-        ]
-        if self.mcp is not None:
-            lines += self.mcp.status_lines()
-        return "\n".join(lines)
-
     async def notify_owner(
         self, text: str, choices: tuple[Choice, ...] = (), until: float | None = None
     ) -> None:
@@ -410,7 +398,7 @@ class Gateway:
         return {
             "status": "ok" if ok else "degraded",
             "version": VERSION_LINE,
-            "uptime_s": round(time.monotonic() - self._started, 1),
+            "uptime_s": round(time.monotonic() - self.started, 1),
             "channels": channels,
             "providers": providers,
             "sandbox": self.sandbox_status,
