@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 import aiohttp
 
-from tests.fakes.llm import FakeLLM
+from tests.fakes.llm import FakeLLM, RecordedRequest, Reply
 
 T = TypeVar("T")
 
@@ -110,6 +110,40 @@ class ReplicaProcess:
             text = await resp.text()
         line = next(x for x in text.splitlines() if x.startswith("decapod_active_turns "))
         return int(float(line.split()[1]))
+
+
+def make_replicas(
+    tmp_path: Path, count: int, config: Callable[[int], str], env: dict[str, str]
+) -> list[ReplicaProcess]:
+    """`count` replicas, not started, each with a home of its own under `tmp_path` holding
+    `config(port)` as its config.toml."""
+    replicas = []
+    for i in range(count):
+        home = tmp_path / f"replica{i}"
+        home.mkdir()
+        port = free_port()
+        (home / "config.toml").write_text(config(port))
+        replicas.append(ReplicaProcess(i, home, port, env))
+    return replicas
+
+
+def _asked(request: RecordedRequest) -> str:
+    return str(request.body["messages"][-1]["content"])
+
+
+def answer_what_was_asked(llm: FakeLLM) -> None:
+    """The model answers "answer to <the last message>", so a reply names its message."""
+    llm.reply_fn = lambda request: Reply(text=f"answer to {_asked(request)}")
+
+
+def assert_victims_turns_taken_over(llm: FakeLLM, held_from: int, victim: ReplicaProcess) -> None:
+    """Every message the killed replica asked the model about while its answers were held
+    was asked again by another replica."""
+    key = victim.model_key
+    after_hold = [r for r in llm.requests[held_from:] if r.path == "/v1/chat/completions"]
+    cut_off = {_asked(r) for r in after_hold if r.headers.get("Authorization") == key}
+    asked_again = {_asked(r) for r in after_hold if r.headers.get("Authorization") != key}
+    assert cut_off and cut_off <= asked_again, "the victim's turns were taken over"
 
 
 class LoadBalancer(Generic[T]):

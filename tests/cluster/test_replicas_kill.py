@@ -27,15 +27,17 @@ from bot.store.jobs import JobKind, JobRepo, NewJob
 from tests.cluster.processes import (
     LoadBalancer,
     ReplicaProcess,
+    answer_what_was_asked,
+    assert_victims_turns_taken_over,
     base_config,
-    free_port,
     kill_once_its_turns_wait,
     logs_on_failure,
+    make_replicas,
     settle,
     start_all,
     stop_all,
 )
-from tests.fakes.llm import FakeLLM, RecordedRequest, Reply
+from tests.fakes.llm import FakeLLM
 from tests.fakes.telegram import TOKEN, FakeTelegram
 
 pytestmark = [pytest.mark.replicas, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -118,19 +120,13 @@ async def test_three_replicas_one_killed_nothing_lost_or_doubled(
         started = time.monotonic()
         async with FakeLLM() as llm, aiohttp.ClientSession() as http:
             held_from: list[int] = []  # index of the first request made while answers are held
-
-            def answer(request: RecordedRequest) -> Reply:
-                return Reply(text=f"answer to {request.body['messages'][-1]['content']}")
-
-            llm.reply_fn = answer
-            for i in range(REPLICAS):
-                home = tmp_path / f"replica{i}"
-                home.mkdir()
-                port = free_port()
-                (home / "config.toml").write_text(_config(pg_url, telegram, llm, port))
-                replicas.append(
-                    ReplicaProcess(i, home, port, {"TG_TOKEN": TOKEN, "TG_HOOK_SECRET": SECRET})
-                )
+            answer_what_was_asked(llm)
+            replicas += make_replicas(
+                tmp_path,
+                REPLICAS,
+                lambda port: _config(pg_url, telegram, llm, port),
+                {"TG_TOKEN": TOKEN, "TG_HOOK_SECRET": SECRET},
+            )
             # reminders due while the messages flow
             await _schedule(
                 pg_url,
@@ -161,7 +157,6 @@ async def test_three_replicas_one_killed_nothing_lost_or_doubled(
                 senders = asyncio.gather(*(session(sid) for sid in range(SESSIONS)))
 
                 victim = replicas[VICTIM]
-                victim_key = victim.model_key
                 await balancer.until_taken(SESSIONS * PER_SESSION // 2)
                 early_done = time.monotonic() + 60
                 while _sent_jobs(pg_url) < 10:  # fired and recorded: none is mid-delivery
@@ -205,14 +200,7 @@ async def test_three_replicas_one_killed_nothing_lost_or_doubled(
         for j in range(10):
             assert telegram.texts(REMINDER_CHAT0 + j) == [f"⏰ early {j}"]
             assert telegram.texts(REMINDER_CHAT0 + 10 + j) == [f"⏰ late {j}"]
-
-        def asked(request: RecordedRequest) -> str:
-            return str(request.body["messages"][-1]["content"])
-
-        after_hold = [r for r in llm.requests[held_from[0] :] if r.path == "/v1/chat/completions"]
-        cut_off = {asked(r) for r in after_hold if r.headers.get("Authorization") == victim_key}
-        asked_again = {asked(r) for r in after_hold if r.headers.get("Authorization") != victim_key}
-        assert cut_off and cut_off <= asked_again, "the victim's turns were taken over"
+        assert_victims_turns_taken_over(llm, held_from[0], victim)
         print(
             f"\n{REPLICAS} replicas, {SESSIONS * PER_SESSION} messages in {elapsed:.0f}s; one "
             f"killed {killed_at - started:.0f}s in with {held_turns} turns waiting for the model"

@@ -25,15 +25,17 @@ import pytest
 from tests.cluster.processes import (
     LoadBalancer,
     ReplicaProcess,
+    answer_what_was_asked,
+    assert_victims_turns_taken_over,
     base_config,
-    free_port,
     kill_once_its_turns_wait,
     logs_on_failure,
+    make_replicas,
     settle,
     start_all,
     stop_all,
 )
-from tests.fakes.llm import FakeLLM, RecordedRequest, Reply
+from tests.fakes.llm import FakeLLM
 from tests.fakes.slack import BOT_USER_ID, FakeSlack
 
 pytestmark = [pytest.mark.replicas, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -81,27 +83,16 @@ async def test_two_replicas_serve_slack_events_one_killed_nothing_lost_or_double
         started = time.monotonic()
         async with FakeLLM() as llm, aiohttp.ClientSession() as http:
             held_from: list[int] = []
-
-            def answer(request: RecordedRequest) -> Reply:
-                return Reply(text=f"answer to {request.body['messages'][-1]['content']}")
-
-            llm.reply_fn = answer
-            for i in range(REPLICAS):
-                home = tmp_path / f"replica{i}"
-                home.mkdir()
-                port = free_port()
-                (home / "config.toml").write_text(_config(pg_url, slack, llm, port))
-                replicas.append(
-                    ReplicaProcess(
-                        i,
-                        home,
-                        port,
-                        {
-                            "SLACK_BOT_TOKEN": slack.bot_token,
-                            "SLACK_SIGNING_SECRET": slack.signing_secret,
-                        },
-                    )
-                )
+            answer_what_was_asked(llm)
+            replicas += make_replicas(
+                tmp_path,
+                REPLICAS,
+                lambda port: _config(pg_url, slack, llm, port),
+                {
+                    "SLACK_BOT_TOKEN": slack.bot_token,
+                    "SLACK_SIGNING_SECRET": slack.signing_secret,
+                },
+            )
             try:
                 await start_all(replicas, http)
 
@@ -134,7 +125,6 @@ async def test_two_replicas_serve_slack_events_one_killed_nothing_lost_or_double
                 senders = asyncio.gather(*(thread(i) for i in range(THREADS)))
 
                 victim = replicas[VICTIM]
-                victim_key = victim.model_key
                 await balancer.until_taken(THREADS * PER_THREAD // 2)
                 assert balancer.taken == THREADS * PER_THREAD // 2
                 # hold the victim's answers; kill it once each of its turns waits for one
@@ -164,14 +154,7 @@ async def test_two_replicas_serve_slack_events_one_killed_nothing_lost_or_double
             in_channel = [p for p in posts if p.params.get("channel") == channel]
             assert len(in_channel) == PER_THREAD, f"thread {i}: {len(in_channel)} posts"
             assert len({p.params.get("thread_ts") for p in in_channel}) == 1, "all in the thread"
-
-        def asked(request: RecordedRequest) -> str:
-            return str(request.body["messages"][-1]["content"])
-
-        after_hold = [r for r in llm.requests[held_from[0] :] if r.path == "/v1/chat/completions"]
-        cut_off = {asked(r) for r in after_hold if r.headers.get("Authorization") == victim_key}
-        asked_again = {asked(r) for r in after_hold if r.headers.get("Authorization") != victim_key}
-        assert cut_off and cut_off <= asked_again, "the victim's turns were taken over"
+        assert_victims_turns_taken_over(llm, held_from[0], victim)
         print(
             f"\n{REPLICAS} replicas, {THREADS * PER_THREAD} Slack events in {elapsed:.0f}s "
             f"({balancer.retries} retried on the other replica); one killed "

@@ -57,20 +57,26 @@ async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
     assert yarl.URL(DISCORD_GATEWAY) == discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
 
 
+def channel_table(fake: FakeDiscord, **overrides: Any) -> dict[str, Any]:
+    """The `[channels.discord]` table of a channel on the fake; `overrides` replace its keys."""
+    return {
+        "type": "discord",
+        "token_env": TOKEN_ENV,
+        "api_base_url": fake.api_base,
+        "gateway_url": fake.gateway_url,
+        **overrides,
+    }
+
+
 @pytest.fixture
 def discord_config(make_config: Any, fake: FakeDiscord) -> Callable[..., Any]:
     """A config with one discord channel on the fake; keyword arguments override its keys."""
 
     def build(**channel: Any) -> Any:
-        settings: dict[str, Any] = {
-            "type": "discord",
-            "token_env": TOKEN_ENV,
-            "api_base_url": fake.api_base,
-            "gateway_url": fake.gateway_url,
-            "access": {"dm_policy": "open", "groups": {"*": {}}},
-        }
-        settings.update(channel)
-        return make_config(channels={"discord": settings})
+        access = {"dm_policy": "open", "groups": {"*": {}}}
+        return make_config(
+            channels={"discord": channel_table(fake, **{"access": access, **channel})}
+        )
 
     return build
 

@@ -12,7 +12,7 @@ import openai  # noqa: F401  (loaded before any clock starts)
 import pytest
 
 from bot.gateway import Gateway
-from tests.channels.discord.conftest import TOKEN_ENV, settle
+from tests.channels.discord.conftest import channel_table, settle
 from tests.fakes.discord import ALICE, FakeDiscord
 from tests.fakes.llm import FakeLLM
 from tests.media.files import image_size, pdf, png, wav_silence
@@ -25,15 +25,7 @@ def _llm_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _config(make_config: Any, fake: FakeDiscord, llm: FakeLLM, **sections: Any) -> Any:
     return make_config(
-        channels={
-            "discord": {
-                "type": "discord",
-                "token_env": TOKEN_ENV,
-                "api_base_url": fake.api_base,
-                "gateway_url": fake.gateway_url,
-                "access": {"dm_policy": "open"},
-            }
-        },
+        channels={"discord": channel_table(fake, access={"dm_policy": "open"})},
         providers={
             "oa": {
                 "base_url": llm.base_url + "/v1",
