@@ -13,7 +13,8 @@ what the adapter relied on httpx for:
   taken within the write timeout (httpx bounded each socket write the same way), so an
   upload that stalls ends, while a slow one that moves does not.
 - Proxies come from the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), as with httpx.
-- No error text holds the token: aiohttp's errors can carry the URL, which carries it.
+- No error text holds the token: aiohttp's errors can carry the URL, which carries it, so
+  they are redacted (`scrub`) as a log line is.
 - TLS verifies against the system's CA store (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured),
   through the context aiohttp builds once at import, as Slack's and Discord's sessions do: a
   context of the adapter's own (certifi's bundle, as httpx had) cost ~20 ms of every start.
@@ -32,10 +33,10 @@ from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
+from bot.redaction import scrub
+
 #: an upload goes out in pieces of this size; each must be taken within the write timeout
 _UPLOAD_PIECE = 64 * 1024
-#: "/bot<token>/" and "/file/bot<token>/" in Bot API URLs
-_TOKEN_IN_URL = re.compile(r"/bot[^/\s'\"]+")
 #: what a multipart header value may not hold as it is (the HTML form rules, as httpx)
 _FORM_ESCAPES = re.compile(r'["\\\x00-\x1a\x1c-\x1f]')
 _FORM_ESCAPED = {'"': "%22", "\\": "\\\\"}
@@ -56,11 +57,6 @@ class ConnectTimedOut(NotSent, TimedOut):
 
 class PoolTimedOut(NotSent, TimedOut):
     """Every connection of the pool stayed busy for the whole pool timeout."""
-
-
-def without_token(text: str) -> str:
-    """An error text with the token part of any Bot API URL in it taken out."""
-    return _TOKEN_IN_URL.sub("/bot<token>", text)
 
 
 def new_session(
@@ -254,6 +250,7 @@ def _given(value: ODVInput[float], default: float | None) -> float | None:
 
 
 def _text(exc: BaseException) -> str:
-    detail = without_token(str(exc))
+    # aiohttp's errors can name the URL, which holds the token: redacted as a log line is
+    detail = str(exc)
     name = f"aiohttp.{type(exc).__name__}"
-    return f"{name}: {detail}" if detail else name
+    return scrub(f"{name}: {detail}" if detail else name)
