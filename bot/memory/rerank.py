@@ -114,17 +114,33 @@ def with_replies(
     `share` of its score, or that turn keeps its own score when higher."""
     if share <= 0 or not after:
         return hits
+    pulled = [
+        (hit, after[hit.chunk_id])
+        for hit in hits
+        if hit.chunk_id in after and hit.text.rstrip().endswith("?")
+    ]
+    return pull_in(hits, pulled, share, add=False)
+
+
+def pull_in(
+    hits: list[MemoryHit], pulled: list[tuple[MemoryHit, ChunkRow]], share: float, *, add: bool
+) -> list[MemoryHit]:
+    """Each (hit, row): the row gets `share` of the hit's score (of its best such hit),
+    added to its own score (`add`) or kept when above it, entering the hits with it when
+    it was not one; best first."""
+    rows: dict[int, ChunkRow] = {}
+    pull: dict[int, float] = {}
+    for hit, row in pulled:
+        rows[row.chunk_id] = row
+        pull[row.chunk_id] = max(pull.get(row.chunk_id, 0.0), share * hit.score)
     merged = {h.chunk_id: h for h in hits}
-    for hit in hits:
-        row = after.get(hit.chunk_id)
-        if row is None or not hit.text.rstrip().endswith("?"):
-            continue
-        score = share * hit.score
-        known = merged.get(row.chunk_id)
+    for chunk_id, score in pull.items():
+        known = merged.get(chunk_id)
         if known is None:
-            merged[row.chunk_id] = hit_of(row, score)
-        elif known.score < score:
-            merged[row.chunk_id] = dataclasses.replace(known, score=score)
+            merged[chunk_id] = hit_of(rows[chunk_id], score)
+        elif add or known.score < score:
+            total = known.score + score if add else score
+            merged[chunk_id] = dataclasses.replace(known, score=total)
     out = list(merged.values())
     out.sort(key=lambda h: -h.score)
     return out
@@ -334,20 +350,8 @@ def boost_follow_ups(
     that alone when it was not a candidate."""
     if share <= 0 or not answers:
         return hits
-    merged = {h.chunk_id: h for h in hits}
-    added: dict[int, float] = {}
-    for hit_id, row in answers.items():
-        hit = merged.get(hit_id)
-        if hit is None:
-            continue
-        merged.setdefault(row.chunk_id, hit_of(row, 0.0))
-        added[row.chunk_id] = max(added.get(row.chunk_id, 0.0), share * hit.score)
-    out = [
-        dataclasses.replace(h, score=h.score + added[cid]) if cid in added else h
-        for cid, h in merged.items()
-    ]
-    out.sort(key=lambda h: -h.score)
-    return out
+    pulled = [(hit, answers[hit.chunk_id]) for hit in hits if hit.chunk_id in answers]
+    return pull_in(hits, pulled, share, add=True)
 
 
 def _holds_day(hit: MemoryHit, day: str) -> bool:
