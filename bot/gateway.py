@@ -28,6 +28,7 @@ from bot.errors import DecapodError
 from bot.gateway_start import (
     begin_sandbox_choice,
     build_agent,
+    publish_commands_after_warm_up,
     secure_home_files,
     start_channels,
     start_features,
@@ -200,6 +201,7 @@ class Gateway:
         await start_channels(self, self._stack)
         # ready (/health ok): what no turn needs before now runs from here
         self.warmup.begin()
+        publish_commands_after_warm_up(self, self._stack)
         for start in self.start_after_channels if self.deliver_scheduled else ():
             await start()
         # runs first on close: turns finish while channels can still send their replies

@@ -210,3 +210,30 @@ async def start_channels(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
             raise result
     if not alone:
         await gw.cluster.start(stack)  # its stop runs first: receiving stops, then channels
+
+
+def publish_commands_after_warm_up(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
+    """The channels got the command table at their start; memory's and the skills' commands
+    register in the warm-up, after it. Once it is over, each channel offers the new ones
+    (Telegram's menu, Discord's slash commands)."""
+    from bot.tasks import cancel_and_wait
+    from bot.warmup import StartUpStepFailed
+
+    offered = len(gw.commands)
+
+    async def publish() -> None:
+        try:
+            await gw.warmup.wait()
+        except StartUpStepFailed:
+            return  # said and shown already; the table stays as the channels have it
+        if len(gw.commands) == offered:
+            return
+        commands = list(gw.commands)
+        for name, channel in gw.channels.items():
+            try:
+                await channel.publish_commands(commands)
+            except Exception as exc:  # the commands still work as text: a notice is enough
+                log.warning("channel %s: new commands not offered: %s", name, exc)
+
+    task = asyncio.create_task(publish(), name="publish-commands")
+    stack.push_async_callback(cancel_and_wait, task)

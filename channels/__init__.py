@@ -97,6 +97,11 @@ class Channel(FileChannel, Protocol):
         interaction would otherwise show "thinking" for minutes)."""
         ...
 
+    async def publish_commands(self, commands: list[CommandSpec]) -> None:
+        """The command table grew after start (memory's and the skills' commands register
+        after ready): offer the new ones where the platform lists commands."""
+        ...
+
 
 #: config `type` -> "module:factory"; the factory takes (name, channel_config, config)
 ADAPTERS: dict[str, str] = {

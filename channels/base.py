@@ -85,6 +85,10 @@ class BaseChannel:
         self.buttons = ButtonBook(None)
 
     # lifecycle (adapters extend) ----------------------------------------------------------
+    async def publish_commands(self, commands: list[CommandSpec]) -> None:
+        """Adapters with a command menu or slash commands extend this to offer the new ones."""
+        self.commands = commands
+
     def use_state(self, state: ChannelState) -> None:
         """Keep what must outlive a message (buttons, and an adapter's own) in the store,
         shared by every replica. Set by the gateway before start; adapters extend."""

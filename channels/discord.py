@@ -36,6 +36,7 @@ import discord
 from discord import app_commands
 
 from bot.channel_configs.discord import DiscordChannelConfig
+from bot.commands import CommandSpec
 from bot.config import secret_from_env
 from bot.errors import ChannelError, ConfigError
 from bot.messages import (
@@ -177,6 +178,14 @@ class DiscordChannel(BaseChannel):
         except BaseException:
             await self.stop()
             raise
+
+    async def publish_commands(self, commands: list[CommandSpec]) -> None:
+        offered = {spec.name for spec in self.commands}
+        await super().publish_commands(commands)
+        if self.tree is None:
+            return
+        add_commands(self.tree, [s for s in commands if s.name not in offered], self._on_command)
+        await sync_commands(self.tree, self.config.sync_commands_to)
 
     def receives_exclusively(self) -> bool:
         # one gateway session per bot (this adapter runs no shards); POSTs reach any replica

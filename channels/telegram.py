@@ -34,6 +34,7 @@ from telegram.error import BadRequest, InvalidToken, TelegramError
 
 from bot.channel_configs.telegram import TelegramChannelConfig
 from bot.channel_state import ChannelState
+from bot.commands import CommandSpec
 from bot.config import secret_from_env
 from bot.errors import ChannelError, ConfigError
 from bot.messages import Identity, SentRef
@@ -257,6 +258,11 @@ class TelegramChannel(TelegramOutbound):
             # a poll that has not come back well past its timeout is a stalled connection
             report["running"] = report["running"] and age < 3 * (self.config.poll_timeout_s + 10)
         return report
+
+    async def publish_commands(self, commands: list[CommandSpec]) -> None:
+        await super().publish_commands(commands)
+        if self._bot is not None:
+            await self._register_commands()
 
     async def _register_commands(self) -> None:
         # Telegram takes names of a-z, 0-9 and _ only, and 1 to 256 characters of description

@@ -97,6 +97,9 @@ class RemoteChannel:
     def use_state(self, state: Any) -> None:
         return None  # the receiver's channel keeps its buttons and threads
 
+    async def publish_commands(self, commands: list[CommandSpec]) -> None:
+        self.commands = commands  # the receiver's channel offers them on the platform
+
     async def start(self, sink: Any) -> None:
         return None  # the receiver takes the platform's messages
 

@@ -106,3 +106,36 @@ async def test_a_failed_step_is_logged_shown_by_health_said_and_the_message_kept
     assert message.id in pending, "the message runs again at the next start"
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("start-up step 'skills' failed" in e for e in errors)
+
+
+class _MenuDown(RecordingChannel):
+    """A channel whose platform refuses the new command menu."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offered: list[list[str]] = []
+
+    async def publish_commands(self, commands: Any) -> None:
+        self.offered.append([c.name for c in commands])
+        raise ConnectionError("platform unreachable")
+
+
+async def test_commands_registered_in_the_warm_up_are_offered_and_a_refusal_is_only_logged(
+    make_config: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    channel = _MenuDown()
+    async with Gateway(
+        make_config(),
+        provider=FunctionProvider(lambda request: "still here"),
+        channels={"test": channel},
+    ) as gw:
+        await gw.warmup.wait()
+        for _ in range(200):
+            if channel.offered:
+                break
+            await asyncio.sleep(0.01)
+        assert channel.offered and {"forget", "link"} <= set(channel.offered[0])
+        await channel.push("hello", user="owner")
+        assert await channel.wait_for_messages(1, timeout=WAIT_S) == ["still here"]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("new commands not offered" in m and "platform unreachable" in m for m in warned)

@@ -24,6 +24,9 @@ async def test_commands_from_the_shared_table_are_synced_globally(
     fake: FakeDiscord, discord_config: Any
 ) -> None:
     async with running(discord_config(), ScriptedProvider([])) as gateway:
+        # memory's commands register after ready (the warm-up), and are synced then
+        await gateway.warmup.wait()
+        await _synced_with(fake, "forget")
         synced = {c["name"]: c for c in fake.commands["global"]}
         assert set(synced) == {spec.name for spec in gateway.commands}
         assert {"ask", "new", "status"} <= set(synced)
@@ -34,6 +37,14 @@ async def test_commands_from_the_shared_table_are_synced_globally(
         forget = synced.get("forget")
         if forget is not None:  # "/forget [all | words]": the argument is optional
             assert forget["options"][0]["required"] is False
+
+
+async def _synced_with(fake: FakeDiscord, name: str) -> None:
+    async def synced() -> None:
+        while name not in {c["name"] for c in fake.commands["global"]}:
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(synced(), timeout=10)
 
 
 async def test_commands_go_to_the_configured_guilds_only(

@@ -151,3 +151,20 @@ async def test_group_migrated_to_a_supergroup_keeps_its_session(
         # the move is in the store: a restart (or another replica) sends to the new id
         assert gw.channels["tg"].migrations.current(old) == new  # type: ignore[attr-defined]
     assert not (home / "telegram-tg-chats.json").exists(), "no file in the home any more"
+
+
+async def test_the_command_menu_gets_the_commands_registered_after_ready(
+    fake: FakeTelegram, tg_config: Callable[..., Any]
+) -> None:
+    # memory's /forget and /link register in the warm-up, after the channel set its menu
+    config = tg_config()
+    config.memory.enabled = True
+    async with Gateway(config, provider=ScriptedProvider([])) as gw:
+        await gw.warmup.wait()
+        assert {"forget", "link"} <= {spec.name for spec in gw.commands}
+
+        def menu_has_forget() -> bool:
+            menus = [c.params["commands"] for c in fake.calls_of("setMyCommands", scope=None)]
+            return any("forget" in {c["command"] for c in menu} for menu in menus)
+
+        await until(menu_has_forget)
