@@ -4,9 +4,10 @@ in one task begun once the channels are up and `/health` says ok; whatever needs
 a scheduled task, the web UI's memory and skills pages) awaits `WarmUp.wait()` first, so a
 message that arrives meanwhile waits and then gets the full prompt, tools and memory.
 
-A step that fails is logged, shown by `/health` (status degraded, `warm_up`) and `decapod
-status`, and raised to every waiter as `StartUpStepFailed`: a turn says so and its message
-stays pending for the next start, as when a start fails. Security parts (the redactor, the
+A step that fails (or is still running after `STEP_TIMEOUT_S`) is logged, shown by `/health`
+(status degraded, `warm_up`) and `decapod status`, and raised to every waiter as
+`StartUpStepFailed`: a turn says so and its message stays pending for the next start, as when
+a start fails. Security parts (the redactor, the
 sandbox's choice, the allow-lists) are never steps here: they are settled before ready."""
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from bot.tasks import cancel_and_wait
 
 log = logging.getLogger("decapod.gateway")
 
+#: a step still running after this long fails: what waits for it (turns, scheduled tasks,
+#: web UI pages) would otherwise wait, unanswered and unexplained, until a restart; memory's
+#: and the skills' steps take well under a second
+STEP_TIMEOUT_S = 120.0
+
 #: one step: it may push its own stop onto the stack it is given
 Step = Callable[[contextlib.AsyncExitStack], Awaitable[None]]
 StepState = Literal["waiting", "running", "done", "failed"]
@@ -33,7 +39,8 @@ class StartUpStepFailed(DecapodError):
     """A start-up step run after ready failed; what needs it cannot work until a restart."""
 
     def __init__(self, step: str, cause: BaseException) -> None:
-        super().__init__(f"start-up step {step!r} failed: {type(cause).__name__}: {cause}")
+        reason = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+        super().__init__(f"start-up step {step!r} failed: {reason}")
         self.step = step
         self.user_message = (
             f"Sorry, part of my start-up ({step}) failed, so I cannot answer yet. "
@@ -103,17 +110,32 @@ class WarmUp:
     async def _run(self) -> None:
         for run in self._steps:
             run.state = "running"
+            bound = asyncio.timeout(STEP_TIMEOUT_S)
             try:
-                if run.imports:
-                    await asyncio.to_thread(_import_all, run.imports)
-                await run.step(self._stack)
+                async with bound:
+                    if run.imports:
+                        await asyncio.to_thread(_import_all, run.imports)
+                    await run.step(self._stack)
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the warm-up itself is stopped (aclose)
+                # raised by the step itself: as any failure, or the step would show
+                # "running" for good and every waiter would be cancelled
+                self._fail(run, exc)
+                return
             except Exception as exc:
-                run.state = "failed"
-                run.error = StartUpStepFailed(run.name, exc)
-                log.error("%s; turns wait for a restart", run.error, exc_info=exc)
+                late = TimeoutError(f"still running after {STEP_TIMEOUT_S:g} s")
+                self._fail(run, late if bound.expired() else exc)
                 return  # the later steps may need this one: none of them runs
             run.state = "done"
         self._ok = True
+
+    @staticmethod
+    def _fail(run: _StepRun, exc: BaseException) -> None:
+        run.state = "failed"
+        run.error = StartUpStepFailed(run.name, exc)
+        log.error("%s; turns wait for a restart", run.error, exc_info=exc)
 
 
 def _import_all(modules: tuple[str, ...]) -> None:

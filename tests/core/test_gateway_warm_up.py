@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from bot import features
+from bot import features, warmup
 from bot.cli_status import render_status
 from bot.gateway import Gateway
 from bot.providers.base import ChatRequest
 from bot.providers.testing import FunctionProvider
+from bot.store.config import open_store
 from bot.warmup import StartUpStepFailed
 from tests.fakes.channel import RecordingChannel
 
@@ -130,12 +131,102 @@ async def test_commands_registered_in_the_warm_up_are_offered_and_a_refusal_is_o
         channels={"test": channel},
     ) as gw:
         await gw.warmup.wait()
-        for _ in range(200):
-            if channel.offered:
-                break
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(WAIT_S):
+            while not channel.offered:
+                await asyncio.sleep(0.01)
         assert channel.offered and {"forget", "link"} <= set(channel.offered[0])
         await channel.push("hello", user="owner")
         assert await channel.wait_for_messages(1, timeout=WAIT_S) == ["still here"]
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("new commands not offered" in m and "platform unreachable" in m for m in warned)
+
+
+async def _cancelled_inside(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
+    # a library's own cancellation escaping the step; the warm-up itself was not stopped
+    raise asyncio.CancelledError
+
+
+async def _hangs(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
+    await asyncio.Event().wait()
+
+
+@pytest.mark.parametrize(
+    ("step", "reason"),
+    [(_cancelled_inside, "failed: CancelledError"), (_hangs, "still running after 0.5 s")],
+    ids=["raises CancelledError", "hangs"],
+)
+async def test_a_step_that_raises_cancelled_or_hangs_fails_and_the_message_is_said_and_kept(
+    make_config: Any, monkeypatch: pytest.MonkeyPatch, step: Any, reason: str
+) -> None:
+    monkeypatch.setattr(features, "start_skills", step)
+    monkeypatch.setattr(warmup, "STEP_TIMEOUT_S", 0.5)
+    channel = RecordingChannel()
+    async with Gateway(
+        make_config(),
+        provider=FunctionProvider(lambda request: "never"),
+        channels={"test": channel},
+    ) as gw:
+        message = await channel.push("hello", user="owner")
+        [said] = await channel.wait_for_messages(1, timeout=WAIT_S)
+        health = await gw.health()
+        pending = [d.message.id for d in await gw.store.deliveries.unfinished()]
+    assert "part of my start-up (skills) failed" in said
+    assert health["status"] == "degraded"
+    assert reason in health["warm_up"]["skills"]
+    assert message.id in pending
+
+
+async def test_a_message_kept_by_a_failed_warm_up_is_answered_once_at_the_next_start(
+    make_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start_skills = features.start_skills
+
+    async def broken_skills(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
+        raise OSError("skills folder unreadable")
+
+    monkeypatch.setattr(features, "start_skills", broken_skills)
+    asked: list[str] = []
+
+    async def model(request: ChatRequest) -> Any:
+        asked.append(request.messages[-1].content)
+        return "answered"
+
+    first = RecordingChannel()
+    async with Gateway(make_config(), provider=FunctionProvider(model), channels={"test": first}):
+        await first.push("hello", user="owner")
+        await first.wait_for_messages(1, timeout=WAIT_S)
+    monkeypatch.setattr(features, "start_skills", start_skills)
+    second = RecordingChannel()
+    async with Gateway(make_config(), provider=FunctionProvider(model), channels={"test": second}):
+        assert await second.wait_for_messages(1, timeout=WAIT_S) == ["answered"]
+    assert asked == ["hello"]
+    assert await _pending(make_config()) == []
+
+
+async def test_a_stop_while_a_step_runs_ends_and_keeps_the_waiting_message(
+    make_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(features, "start_skills", _hangs)
+    channel = RecordingChannel()
+    gw = Gateway(
+        make_config(gateway={"shutdown_grace_s": 0.2}),
+        provider=FunctionProvider(lambda request: "never"),
+        channels={"test": channel},
+    )
+    await gw.start()
+    message = await channel.push("hello", user="owner")
+    assert (await gw.health())["warm_up"]["skills"] == "running"
+    async with asyncio.timeout(WAIT_S):  # a stop does not wait for the step
+        await gw.stop()
+    assert channel.messages == {}
+    assert await _pending(make_config()) == [message.id]
+
+
+async def _pending(config: Any) -> list[str]:
+    """The ids of the deliveries a next start would resume."""
+    store = open_store(config.store, config.home)
+    await store.start()
+    try:
+        return [d.message.id for d in await store.deliveries.unfinished()]
+    finally:
+        await store.stop()
