@@ -53,7 +53,7 @@ from channels.telegram_polling import (
     first_of,
     sleep_unless,
 )
-from channels.telegram_request import AiohttpRequest
+from channels.telegram_request import AiohttpRequest, check_proxy_env
 
 log = logging.getLogger("decapod.channels.telegram")
 
@@ -350,6 +350,7 @@ def create(name: str, channel_config: TelegramChannelConfig, config: Any) -> Tel
     token = secret_from_env(channel_config.token_env, f"channels.{name}.token_env")
     register_token(token)
     quiet_http_loggers()
+    check_proxy_env()
     if channel_config.mode == "webhook" and not config.http.enabled:
         raise ConfigError(
             "webhook mode is served by Decapod's HTTP server; set [http] enabled = true",
@@ -385,6 +386,10 @@ async def doctor(name: str, channel_config: TelegramChannelConfig) -> list[tuple
         return [(label, False, f"{exc} (the token @BotFather gave you)")]
     register_token(token)
     quiet_http_loggers()
+    try:
+        check_proxy_env()
+    except ConfigError as exc:
+        return [(label, False, str(exc))]
     bot = RawUpdatesBot(
         token,
         base_url=channel_config.api_base_url,

@@ -117,6 +117,26 @@ async def test_a_pool_timeout_says_nothing_was_sent(fake: FakeTelegram) -> None:
     assert [c.params["text"] for c in fake.calls_of("sendMessage")] == ["first"]
 
 
+async def test_a_request_waiting_for_a_connection_at_shutdown_says_it_was_not_sent(
+    fake: FakeTelegram,
+) -> None:
+    fake.held["sendMessage"] = gate = asyncio.Event()
+    request = AiohttpRequest(1, pool_timeout=30.0)
+    async with Bot(TOKEN, base_url=fake.base_url, request=request) as bot:
+        first = asyncio.create_task(bot.send_message(42, "first"))
+        await until(lambda: fake.calls_of("sendMessage"))
+        second = asyncio.create_task(bot.send_message(42, "second"))
+        await until(lambda: request._free._waiters)  # waits for the pool's one connection
+        await request.shutdown()  # the channel stops meanwhile
+        gate.set()
+        outcomes = await asyncio.gather(first, second, return_exceptions=True)
+    waited = outcomes[1]
+    assert isinstance(waited, NetworkError), waited
+    assert "shut down" in str(waited) and "not sent" in str(waited)
+    assert "Unknown error" not in str(waited), "an error of the request class's own"
+    assert [c.params["text"] for c in fake.calls_of("sendMessage")] == ["first"]
+
+
 async def test_requests_cancelled_mid_flight_give_their_connections_back(
     fake: FakeTelegram,
 ) -> None:
@@ -203,6 +223,40 @@ async def test_requests_and_downloads_go_through_a_proxy_from_the_environment(
     assert f"{base}/bot{TOKEN}/getMe" in proxy.targets
     assert any(t.startswith(f"{base}/file/bot{TOKEN}/") for t in proxy.targets)
     assert fake.calls_of("sendMessage")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("HTTPS_PROXY", "proxy.example:3128", "has no scheme"),
+        ("https_proxy", "https://user:s3cret@proxy.example:3128", "is a https:// proxy"),
+        ("HTTP_PROXY", "socks5://user:s3cret@127.0.0.1:1080", "is a socks5:// proxy"),
+        ("http_proxy", "http://[::1:3128", "is not a valid URL"),
+    ],
+)
+async def test_a_proxy_variable_the_requests_cannot_use_is_a_start_up_error_naming_it(
+    make_config: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    value: str,
+    problem: str,
+) -> None:
+    """aiohttp ignores an https:// proxy from the environment (the requests would go around
+    it) and fails each request through one without a scheme, naming neither variable."""
+    from bot.errors import ConfigError
+    from channels.telegram import create, doctor
+    from tests.channels.telegram.conftest import channel_table
+
+    for other in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(other, raising=False)
+    monkeypatch.setenv(name, value)
+    fake_table = channel_table(FakeTelegram())
+    config = make_config(channels={"tg": fake_table})
+    with pytest.raises(ConfigError, match=f"environment variable {name} {problem}") as caught:
+        create("tg", config.channels["tg"], config)
+    assert "s3cret" not in str(caught.value), "a proxy's password is not shown"
+    [(_, ok, detail)] = await doctor("tg", config.channels["tg"])  # `decapod doctor`
+    assert not ok and detail == str(caught.value)
 
 
 async def test_a_download_that_stops_coming_ends_at_its_read_timeout_without_the_token(
