@@ -194,7 +194,6 @@ class OutboundMessage:
     choices_until: float | None = None
     reply_to: str | None = None
     silent: bool = False
-    ephemeral: bool = False
     #: link previews are an exfiltration path; off unless a caller says otherwise
     link_preview: bool = False
     meta: dict[str, Any] = field(default_factory=dict)

@@ -13,6 +13,7 @@ from bot.messages import (
     ConversationKind,
     Identity,
     InboundMessage,
+    OutboundMessage,
     cron_session_key,
 )
 from bot.providers.base import ToolCall
@@ -44,6 +45,14 @@ def test_session_keys_isolate_dms_per_person_and_threads() -> None:
 )
 def test_command_parse(text: str, expected: Command | None) -> None:
     assert Command.parse(text, bot_username="decapod_bot") == expected
+
+
+def test_an_outbound_message_offers_no_ephemeral_flag_no_channel_honours() -> None:
+    # a caller setting it would believe only the asker sees the message; every channel
+    # posted it to the whole conversation
+    dm = Conversation("telegram", "111", ConversationKind.DM)
+    with pytest.raises(TypeError):
+        OutboundMessage(dm, "for your eyes only", ephemeral=True)  # type: ignore[call-arg]
 
 
 def test_inbound_round_trips_through_json() -> None:
