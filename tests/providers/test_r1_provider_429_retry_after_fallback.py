@@ -58,7 +58,9 @@ async def test_429_is_served_by_the_fallback_at_once(
     started = time.perf_counter()
     await complete(providers[1], replace(REQUEST, model="small"))
     baseline = time.perf_counter() - started
-    fake.push(Reply.error(429, retry_after=2), model="big")
+    # a wait far beyond any pause of a busy machine: going to the fallback at once is
+    # told apart from waiting it out by a wide margin
+    fake.push(Reply.error(429, retry_after=30), model="big")
 
     started = time.perf_counter()
     out = await complete(failover, REQUEST)
@@ -66,7 +68,7 @@ async def test_429_is_served_by_the_fallback_at_once(
 
     assert (out.finish.provider, out.finish.model) == ("fallback", "small")
     assert out.text
-    assert elapsed - baseline < 0.5
+    assert elapsed - baseline < 10
     assert len(fake.calls(model="big")) == 1
     assert failover.stats().errors == {"rate_limit": 1}
     assert failover.stats().failovers == 1
