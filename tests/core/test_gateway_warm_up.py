@@ -112,8 +112,8 @@ async def test_a_failed_step_is_logged_shown_by_health_said_and_the_message_kept
 class _MenuDown(RecordingChannel):
     """A channel whose platform refuses the new command menu."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, name: str = "test") -> None:
+        super().__init__(name)
         self.offered: list[list[str]] = []
 
     async def publish_commands(self, commands: Any) -> None:
@@ -139,6 +139,22 @@ async def test_commands_registered_in_the_warm_up_are_offered_and_a_refusal_is_o
         assert await channel.wait_for_messages(1, timeout=WAIT_S) == ["still here"]
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("new commands not offered" in m and "platform unreachable" in m for m in warned)
+
+
+async def test_a_channel_refusing_the_new_commands_does_not_keep_them_from_the_others(
+    make_config: Any,
+) -> None:
+    down, up = _MenuDown("down"), RecordingChannel("up")
+    async with Gateway(
+        make_config(),
+        provider=FunctionProvider(lambda request: "still here"),
+        channels={"down": down, "up": up},
+    ) as gw:
+        await gw.warmup.wait()
+        async with asyncio.timeout(WAIT_S):
+            while "forget" not in {c.name for c in up.commands}:
+                await asyncio.sleep(0.01)
+    assert down.offered, "the refusing channel was asked as well"
 
 
 async def _cancelled_inside(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
