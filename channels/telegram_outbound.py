@@ -312,7 +312,9 @@ class TelegramOutbound(BaseChannel):
             )
         if not file.file_path:
             raise ChannelError(f"telegram did not offer {what} for download")
-        if self._bot is None:  # stopped while Telegram was asked: nothing may open now
+        # stopped while Telegram was asked, or stopping (its session closes first): nothing
+        # may open now, and a closed session would raise RuntimeError, not a ChannelError
+        if self._bot is None or (self._downloads is not None and self._downloads.closed):
             raise ChannelError(f"telegram channel {self.name} is not started")
         if self._downloads is None:
             self._downloads = new_session(_DOWNLOAD_POOL, _DOWNLOAD_TIMEOUT)

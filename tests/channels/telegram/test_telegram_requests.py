@@ -295,6 +295,35 @@ async def test_a_download_whose_channel_stopped_meanwhile_opens_no_session(
     assert channel._downloads is None, "a session opened after the stop would never close"
 
 
+async def test_a_download_while_the_channel_stops_is_a_channel_error(
+    fake: FakeTelegram, start_channel: StartChannel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aiohttp
+
+    channel = await start_channel()
+    doc = Attachment("document", fake.add_file(b"data"), "a.txt")
+    assert await channel.fetch(doc, 1000) == b"data"
+    downloads = channel._downloads
+    assert downloads is not None
+    closing, close = asyncio.Event(), aiohttp.ClientSession.close
+
+    async def slow_close(session: aiohttp.ClientSession) -> None:
+        if session is downloads:  # closed at once, as aiohttp does first; done later
+            await session.connector.close()  # type: ignore[union-attr]
+            await closing.wait()
+        await close(session)
+
+    monkeypatch.setattr(aiohttp.ClientSession, "close", slow_close)
+    stopping = asyncio.create_task(channel.stop())
+    await until(lambda: downloads.closed)
+    try:
+        with pytest.raises(ChannelError, match="not started"):
+            await channel.fetch(doc, 1000)  # Telegram still answers getFile meanwhile
+    finally:
+        closing.set()
+        await stopping
+
+
 async def test_the_sessions_verify_tls_with_aiohttps_one_context_and_keep_their_pool_sizes(
     fake: FakeTelegram, start_channel: StartChannel
 ) -> None:
