@@ -16,6 +16,7 @@ from bot.errors import ConfigError
 
 if TYPE_CHECKING:
     from bot import features
+    from bot.commands import CommandSpec
     from bot.gateway import Gateway
     from channels import Channel
 
@@ -212,14 +213,33 @@ async def start_channels(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
         await gw.cluster.start(stack)  # its stop runs first: receiving stops, then channels
 
 
+#: a channel that could not offer the warm-up's commands tries again after these pauses: a
+#: blip just then would otherwise leave them out of its menu until a restart
+PUBLISH_RETRY_S = (5.0, 30.0)
+
+
 def publish_commands_after_warm_up(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
     """The channels got the command table at their start; memory's and the skills' commands
     register in the warm-up, after it. Once it is over, each channel offers the new ones
-    (Telegram's menu, Discord's slash commands)."""
+    (Telegram's menu, Discord's slash commands), each on its own."""
     from bot.tasks import cancel_and_wait
     from bot.warmup import StartUpStepFailed
 
     offered = len(gw.commands)
+
+    async def offer(name: str, channel: Channel, commands: list[CommandSpec]) -> None:
+        for retry_in in (*PUBLISH_RETRY_S, None):
+            try:
+                await channel.publish_commands(commands)
+                return
+            except Exception as exc:  # the commands still work as text: a notice is enough
+                if retry_in is None:
+                    log.warning("channel %s: new commands not offered: %s", name, exc)
+                    return
+                log.info(
+                    "channel %s: new commands not offered (%s); again in %g s", name, exc, retry_in
+                )
+            await asyncio.sleep(retry_in)
 
     async def publish() -> None:
         try:
@@ -229,11 +249,7 @@ def publish_commands_after_warm_up(gw: Gateway, stack: contextlib.AsyncExitStack
         if len(gw.commands) == offered:
             return
         commands = list(gw.commands)
-        for name, channel in gw.channels.items():
-            try:
-                await channel.publish_commands(commands)
-            except Exception as exc:  # the commands still work as text: a notice is enough
-                log.warning("channel %s: new commands not offered: %s", name, exc)
+        await asyncio.gather(*(offer(n, c, commands) for n, c in gw.channels.items()))
 
     task = asyncio.create_task(publish(), name="publish-commands")
     stack.push_async_callback(cancel_and_wait, task)

@@ -110,17 +110,28 @@ async def test_a_failed_step_is_logged_shown_by_health_said_and_the_message_kept
 
 
 class _MenuDown(RecordingChannel):
-    """A channel whose platform refuses the new command menu."""
+    """A channel whose platform refuses the new command menu (its first `refusals` tries)."""
 
-    def __init__(self, name: str = "test") -> None:
+    def __init__(self, name: str = "test", refusals: int = 1000) -> None:
         super().__init__(name)
         self.offered: list[list[str]] = []
+        self.refusals = refusals
 
     async def publish_commands(self, commands: Any) -> None:
         self.offered.append([c.name for c in commands])
-        raise ConnectionError("platform unreachable")
+        if len(self.offered) <= self.refusals:
+            raise ConnectionError("platform unreachable")
+        await super().publish_commands(commands)
 
 
+@pytest.fixture
+def quick_publish_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot import gateway_start
+
+    monkeypatch.setattr(gateway_start, "PUBLISH_RETRY_S", (0.01, 0.01))
+
+
+@pytest.mark.usefixtures("quick_publish_retries")
 async def test_commands_registered_in_the_warm_up_are_offered_and_a_refusal_is_only_logged(
     make_config: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -132,15 +143,31 @@ async def test_commands_registered_in_the_warm_up_are_offered_and_a_refusal_is_o
     ) as gw:
         await gw.warmup.wait()
         async with asyncio.timeout(WAIT_S):
-            while not channel.offered:
+            while len(channel.offered) < 3:
                 await asyncio.sleep(0.01)
-        assert channel.offered and {"forget", "link"} <= set(channel.offered[0])
+        assert {"forget", "link"} <= set(channel.offered[0])
         await channel.push("hello", user="owner")
         assert await channel.wait_for_messages(1, timeout=WAIT_S) == ["still here"]
+    assert len(channel.offered) == 3, "tried three times, then left"
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("new commands not offered" in m and "platform unreachable" in m for m in warned)
 
 
+@pytest.mark.usefixtures("quick_publish_retries")
+async def test_a_channel_that_cannot_take_the_new_commands_at_first_gets_them_on_a_retry(
+    make_config: Any,
+) -> None:
+    channel = _MenuDown(refusals=1)  # a blip just as the warm-up ends
+    async with Gateway(
+        make_config(), provider=FunctionProvider(lambda request: "hi"), channels={"test": channel}
+    ):
+        async with asyncio.timeout(WAIT_S):
+            while "forget" not in {c.name for c in channel.commands}:
+                await asyncio.sleep(0.01)
+    assert len(channel.offered) == 2
+
+
+@pytest.mark.usefixtures("quick_publish_retries")
 async def test_a_channel_refusing_the_new_commands_does_not_keep_them_from_the_others(
     make_config: Any,
 ) -> None:
