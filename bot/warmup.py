@@ -7,8 +7,8 @@ message that arrives meanwhile waits and then gets the full prompt, tools and me
 A step that fails (or is still running after `STEP_TIMEOUT_S`) is logged, shown by `/health`
 (status degraded, `warm_up`) and `decapod status`, and raised to every waiter as
 `StartUpStepFailed`: a turn says so and its message stays pending for the next start, as when
-a start fails. Security parts (the redactor, the
-sandbox's choice, the allow-lists) are never steps here: they are settled before ready."""
+a start fails. Security parts (the redactor, the sandbox's choice, the allow-lists) are never
+steps here: they are settled before ready."""
 
 from __future__ import annotations
 

@@ -14,8 +14,8 @@ what the adapter relied on httpx for:
   upload that stalls ends, while a slow one that moves does not.
 - Proxies come from the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), as with httpx, but
   only http:// ones: aiohttp ignores an https:// proxy (and would connect directly) and fails
-  every request through one written without a scheme, so `check_proxy_env` refuses both at
-  the start, naming the variable.
+  every request through one written without a scheme, so `check_proxy_env` refuses such a
+  variable at the start, naming it.
 - No error text holds the token: aiohttp's errors can carry the URL, which carries it, so
   they are redacted (`scrub`) as a log line is.
 - TLS verifies against the system's CA store (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured),
