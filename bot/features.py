@@ -129,8 +129,13 @@ async def start_scheduler(gw: Gateway, stack: contextlib.AsyncExitStack) -> None
     register_scheduler_commands(gw.commands)
     register_checkin_command(gw.commands, checkins)
     await checkins.apply_config()
-    gw.start_after_channels.append(scheduler.start)
+    # a warm-up step, begun once the channels are up: what is due (missed while stopped
+    # included) is delivered from here; a one-shot process delivers none
     stack.push_async_callback(scheduler.stop)
+    if gw.deliver_scheduled:
+        await scheduler.start()
+    if gw.replica is not None:
+        gw.replica.wake_on_new_jobs(scheduler)
 
 
 async def start_hooks(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:

@@ -76,8 +76,8 @@ class Panel:
         ]
 
     async def warmed_up(self) -> None:
-        """Memory and the skills start after ready (bot/warmup.py): their pages wait for
-        them, and say so plainly if their start failed."""
+        """The scheduler, memory and the skills start after ready (bot/warmup.py): their
+        pages wait for them, and say so plainly if their start failed."""
         try:
             await self.gw.warmup.wait()
         except StartUpStepFailed as exc:
@@ -191,6 +191,7 @@ class Panel:
     async def reminders(self, request: web.Request) -> web.StreamResponse:
         from bot.scheduler.text import describe_job
 
+        await self.warmed_up()  # the scheduler is a warm-up step
         scheduler = self.gw.deps.scheduler
         jobs = await scheduler.jobs.listing(include_closed=False) if scheduler else []
         return self._render(
@@ -202,6 +203,7 @@ class Panel:
         )
 
     async def reminder_cancel(self, request: web.Request) -> web.StreamResponse:
+        await self.warmed_up()
         scheduler = self.gw.deps.scheduler
         form = await self._form(request)
         if scheduler is None:
@@ -213,6 +215,7 @@ class Panel:
         from bot.scheduler.grammar import Clarify, parse_reminder
         from bot.scheduler.service import ScheduleError
 
+        await self.warmed_up()
         scheduler = self.gw.deps.scheduler
         if scheduler is None:
             raise web.HTTPBadRequest(text="the scheduler is off")
