@@ -206,11 +206,9 @@ async def start_web(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
     a provider is configured. Runs after start_sandbox: save_as needs its workspaces, and
     the web policy wraps the sandbox's."""
     from bot.config import secret_from_env
-    from bot.web import net
-    from bot.web.extract import extractor_installed
+    from bot.web import extractor_installed, net
     from bot.web.fetch import Fetcher
     from bot.web.guard import AddressGuard
-    from bot.web.search import SearchChain, build_provider
     from bot.web.tools import WebTools
 
     cfg = gw.config.web
@@ -227,6 +225,9 @@ async def start_web(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
         log.warning("web_fetch is off: trafilatura is not installed (pip install 'decapod[web]')")
     search = None
     if cfg.search:
+        # the search APIs' module (and its HTML parser) only when one is configured
+        from bot.web.search import SearchChain, build_provider
+
         keys = [
             secret_from_env(p.api_key_env, f"web.search[{i}].api_key_env")
             if p.api_key_env

@@ -126,6 +126,10 @@ def test_a_gateway_on_sqlite_its_channels_and_scheduler_import_only_what_they_us
     # memory's exports and its extraction before compaction load with their first use
     assert "bot.memory.service" in modules
     assert not {"bot.memory.export", "bot.memory.extract"} & modules
+    # the web tools are on: a page's extraction loads with the first fetch, the search
+    # APIs (and their HTML parser) with a configured provider; speech with a `[speech]` chain
+    assert {"bot.web.tools", "bot.media.voice"} <= modules
+    assert not {"bot.web.extract", "bot.web.search", "html.parser", "bot.media.speech"} & modules
 
 
 PROVIDERS_CHECK = """
