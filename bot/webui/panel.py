@@ -21,7 +21,6 @@ from bot.errors import ConfigError
 from bot.messages import Conversation, ConversationKind, Identity
 from bot.providers.recent_errors import KEEP_PER_ENTRY
 from bot.warmup import StartUpStepFailed
-from bot.webui.charts import usage_chart
 
 if TYPE_CHECKING:
     from bot.webui.app import Handler, WebUI
@@ -266,6 +265,8 @@ class Panel:
         return self._render(request, "panel_sessions.html", turns=turns, when=_when)
 
     async def usage(self, request: web.Request) -> web.StreamResponse:
+        from bot.webui.charts import usage_chart  # with the first usage page, not at start
+
         since = time.time() - USAGE_DAYS * 86400
         rows = await self.ui.panel_queries.usage(since)
         prices = self.gw.config.usage

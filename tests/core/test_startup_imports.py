@@ -22,7 +22,7 @@ from channels import create_channel
 home = Path(sys.argv[1])
 config = parse_config(
     {
-        "http": {"enabled": False},
+        "http": {"host": "127.0.0.1", "port": 0},
         "logging": {"file": ""},
         "channels": {"dc": {"type": "discord", "token_env": "DC_TOKEN"}},
     },
@@ -130,6 +130,9 @@ def test_a_gateway_on_sqlite_its_channels_and_scheduler_import_only_what_they_us
     # APIs (and their HTML parser) with a configured provider; speech with a `[speech]` chain
     assert {"bot.web.tools", "bot.media.voice"} <= modules
     assert not {"bot.web.extract", "bot.web.search", "html.parser", "bot.media.speech"} & modules
+    # the web UI is mounted; its usage chart loads with the first usage page
+    assert "bot.webui.panel" in modules
+    assert "bot.webui.charts" not in modules
 
 
 PROVIDERS_CHECK = """
