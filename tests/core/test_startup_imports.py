@@ -112,8 +112,10 @@ def test_a_gateway_on_sqlite_its_channels_and_scheduler_import_only_what_they_us
 ) -> None:
     _, _, modules = _modules_at_ready_and_after_warm_up(tmp_path)
     assert {"discord", "bot.scheduler.service", "bot.skills.runtime"} <= modules  # it ran
-    # the PostgreSQL store (and its SQL translation) is imported when one is opened
-    assert "bot.store.postgres" not in modules
+    # the PostgreSQL store (and its SQL translation) is imported when one is opened, the
+    # table of replicas (PostgreSQL's only) with a replica's heartbeats
+    assert "bot.cluster.registry" in modules
+    assert not {"bot.store.postgres", "bot.store.replicas"} & modules
     # cryptography checks the signatures of Discord's interactions mode only
     assert not {m for m in modules if m.split(".")[0] == "cryptography"}
     # the scheduler's wake-up is a timer of the loop; APScheduler only evaluates cron rules
