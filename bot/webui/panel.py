@@ -23,6 +23,7 @@ from bot.providers.recent_errors import KEEP_PER_ENTRY
 from bot.warmup import StartUpStepFailed
 
 if TYPE_CHECKING:
+    from bot.scheduler.service import Scheduler
     from bot.webui.app import Handler, WebUI
 
 log = logging.getLogger("decapod.webui")
@@ -81,6 +82,13 @@ class Panel:
             await self.gw.warmup.wait()
         except StartUpStepFailed as exc:
             raise web.HTTPServiceUnavailable(text=str(exc)) from exc
+
+    async def _scheduler(self) -> Scheduler | None:
+        """The scheduler, a warm-up step (the first): its pages wait for it while it starts,
+        and go on working when a later step (memory, the skills) failed."""
+        if self.gw.deps.scheduler is None:
+            await self.warmed_up()
+        return self.gw.deps.scheduler
 
     def _render(self, request: web.Request, name: str, **context: Any) -> web.Response:
         return self.ui.render(request, name, page="panel", tabs=TABS, here=request.path, **context)
@@ -190,8 +198,7 @@ class Panel:
     async def reminders(self, request: web.Request) -> web.StreamResponse:
         from bot.scheduler.text import describe_job
 
-        await self.warmed_up()  # the scheduler is a warm-up step
-        scheduler = self.gw.deps.scheduler
+        scheduler = await self._scheduler()
         jobs = await scheduler.jobs.listing(include_closed=False) if scheduler else []
         return self._render(
             request,
@@ -202,8 +209,7 @@ class Panel:
         )
 
     async def reminder_cancel(self, request: web.Request) -> web.StreamResponse:
-        await self.warmed_up()
-        scheduler = self.gw.deps.scheduler
+        scheduler = await self._scheduler()
         form = await self._form(request)
         if scheduler is None:
             raise web.HTTPBadRequest(text="the scheduler is off")
@@ -214,8 +220,7 @@ class Panel:
         from bot.scheduler.grammar import Clarify, parse_reminder
         from bot.scheduler.service import ScheduleError
 
-        await self.warmed_up()
-        scheduler = self.gw.deps.scheduler
+        scheduler = await self._scheduler()
         if scheduler is None:
             raise web.HTTPBadRequest(text="the scheduler is off")
         text = (await self._form(request)).get("text", "")
