@@ -129,8 +129,13 @@ async def start_scheduler(gw: Gateway, stack: contextlib.AsyncExitStack) -> None
     register_scheduler_commands(gw.commands)
     register_checkin_command(gw.commands, checkins)
     await checkins.apply_config()
-    gw.start_after_channels.append(scheduler.start)
+    # a warm-up step, begun once the channels are up: what is due (missed while stopped
+    # included) is delivered from here; a one-shot process delivers none
     stack.push_async_callback(scheduler.stop)
+    if gw.deliver_scheduled:
+        await scheduler.start()
+    if gw.replica is not None:
+        gw.replica.wake_on_new_jobs(scheduler)
 
 
 async def start_hooks(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
@@ -201,11 +206,9 @@ async def start_web(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
     a provider is configured. Runs after start_sandbox: save_as needs its workspaces, and
     the web policy wraps the sandbox's."""
     from bot.config import secret_from_env
-    from bot.web import net
-    from bot.web.extract import extractor_installed
+    from bot.web import extractor_installed, net
     from bot.web.fetch import Fetcher
     from bot.web.guard import AddressGuard
-    from bot.web.search import SearchChain, build_provider
     from bot.web.tools import WebTools
 
     cfg = gw.config.web
@@ -222,6 +225,9 @@ async def start_web(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
         log.warning("web_fetch is off: trafilatura is not installed (pip install 'decapod[web]')")
     search = None
     if cfg.search:
+        # the search APIs' module (and its HTML parser) only when one is configured
+        from bot.web.search import SearchChain, build_provider
+
         keys = [
             secret_from_env(p.api_key_env, f"web.search[{i}].api_key_env")
             if p.api_key_env

@@ -153,9 +153,9 @@ class Gateway:
         self._persons: dict[str, str] = {}
         self._live_at_start: set[tuple[str, str]] | None = None
         self._immediate: set[asyncio.Task[None]] = set()
-        #: steps begun once the channels are up (memory, skills); turns wait for them
+        #: steps begun once the channels are up (scheduler, memory, skills); turns wait for them
         self.warmup = WarmUp()
-        #: parts that deliver through channels (the scheduler) start once channels are up
+        #: parts told once the channels are up (the MCP servers' notices)
         self.start_after_channels: list[Callable[[], Awaitable[None]]] = []
 
     # lifecycle -----------------------------------------------------------------------------

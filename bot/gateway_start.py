@@ -131,24 +131,35 @@ def begin_sandbox_choice(
 
 
 async def start_features(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
-    """The optional parts, in the order their tool policies wrap each other. Memory and the
-    skills, which no policy wraps and nothing needs before ready, become warm-up steps."""
+    """The optional parts, in the order their tool policies wrap each other. The scheduler,
+    memory and the skills, which no policy wraps and nothing needs before ready, become
+    warm-up steps."""
     from bot import features
 
     await features.start_hooks(gw, stack)
     if wants_sandbox(gw.config):
         choosing, gw.sandbox_choice = gw.sandbox_choice, None
         await features.start_sandbox(gw, stack, choosing)
-    # memory and the skills start after ready (bot/warmup.py), in this order; what they
-    # started stops here, among the parts started with them
+    # the scheduler, memory and the skills start after ready (bot/warmup.py), in this
+    # order; what they started stops here, among the parts started with them
     stack.push_async_callback(gw.warmup.aclose)
+    # first: a reminder due at the start waits for no other step (the channels are up)
+    gw.warmup.add(
+        "scheduler",
+        lambda steps: features.start_scheduler(gw, steps),
+        imports=(
+            "bot.scheduler.service",
+            "bot.scheduler.commands",
+            "bot.scheduler.tools",
+            "bot.checkins",
+        ),
+    )
     if gw.config.memory.enabled:
         gw.warmup.add(
             "memory",
             lambda steps: features.start_memory(gw, steps),
             imports=("bot.memory.service", "bot.memory.commands", "bot.memory.tools"),
         )
-    await features.start_scheduler(gw, stack)
     from bot.media.voice import start_media_out
 
     await start_media_out(gw, stack)

@@ -61,7 +61,7 @@ class TurnRunner:
         self.gw.metrics.active_turns.inc()
         outbox = self.gw.deliveries.outbox(message)
         try:
-            # memory and the skills, when a message comes before they have started
+            # the scheduler, memory and the skills, when a message comes before they started
             await self.gw.warmup.wait()
             if outbox.state.final or outbox.state.started:
                 await resume_shown(self.gw, session, message, outbox)

@@ -1,7 +1,8 @@
-"""Start-up steps that nothing needs before the gateway is ready: memory (its package and its
-background start) and the skills (their YAML front matter, the library). They run in order,
-in one task begun once the channels are up and `/health` says ok; whatever needs them (a turn,
-a scheduled task, the web UI's memory and skills pages) awaits `WarmUp.wait()` first, so a
+"""Start-up steps that nothing needs before the gateway is ready: the scheduler (its service,
+/remind, its tools, the check-ins), memory (its package and its background start) and the
+skills (their YAML front matter, the library). They run in that order, in one task begun once
+the channels are up and `/health` says ok; whatever needs them (a turn, a scheduled task, the
+web UI's memory, skills and reminders pages) awaits `WarmUp.wait()` first, so a
 message that arrives meanwhile waits and then gets the full prompt, tools and memory.
 
 A step that fails (or is still running after `STEP_TIMEOUT_S`) is logged, shown by `/health`

@@ -21,11 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bot.store.replicas import ReplicaRepo, ReplicaRow
 from bot.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from bot.store import Store
+    from bot.store.replicas import ReplicaRepo, ReplicaRow
 
 log = logging.getLogger("decapod.cluster")
 
@@ -81,7 +81,10 @@ class ReplicaRegistry:
     ) -> None:
         self.replica = replica
         self.every_s = every_s
-        self._repo = ReplicaRepo(store)
+        # the table of replicas is PostgreSQL's only: a gateway on SQLite never loads it
+        from bot.store.replicas import ReplicaRepo
+
+        self._repo: ReplicaRepo = ReplicaRepo(store)
         self._role = role
         self._task: asyncio.Task[None] | None = None
         self._failing = False
@@ -99,6 +102,8 @@ class ReplicaRegistry:
     async def beat(self) -> None:
         now = time.time()
         r = self.replica
+        from bot.store.replicas import ReplicaRow
+
         row = ReplicaRow(str(r), r.host, r.pid, r.started_at, self._role(), now)
         await self._repo.beat(row, forget_before=now - FORGET_AFTER_S)
 

@@ -28,11 +28,9 @@ class Replica:
         self._gw = gw
 
     async def resume(self) -> None:
-        """At start, once channels are up: wire the scheduler's wake-ups, then take up the
-        unfinished sessions no live replica holds (only those whose lease this one gets)."""
-        scheduler = self._gw.deps.scheduler
-        if scheduler is not None:
-            self.wake_on_new_jobs(scheduler)
+        """At start, once channels are up: take up the unfinished sessions no live replica
+        holds (only those whose lease this one gets). The scheduler, a warm-up step, wires
+        its wake-ups itself (wake_on_new_jobs)."""
         self.stop_elsewhere()
         self.turns.start()
         await self.turns.sweep()

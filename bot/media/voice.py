@@ -14,7 +14,6 @@ import logging
 from typing import TYPE_CHECKING
 
 from bot.errors import ChannelError
-from bot.media.speech import SpeechFailed, speakable
 
 if TYPE_CHECKING:
     from bot.commands import CommandContext, CommandTable
@@ -51,6 +50,8 @@ class VoiceAnswers:
         """Send `text` spoken, when `message` was a voice note and its sender wants voice."""
         if self.speech is None or not any(part.kind == "voice" for part in message.parts):
             return
+        from bot.media.speech import SpeechFailed, speakable
+
         spoken = speakable(text, self.speech.config.max_chars)
         if not spoken or not await self.wanted(person_id):
             return
@@ -87,9 +88,11 @@ def register_voice_command(table: CommandTable, voice: VoiceAnswers) -> None:
 async def start_media_out(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
     """Voice answers (the `/voice` command always; speech when `[speech]` has a chain) and,
     where the session workspaces exist, the send_file tool."""
-    from bot.media.speech import SpeechChain
+    speech = None
+    if gw.config.speech.chain:  # without one, the speech module is not loaded at all
+        from bot.media.speech import SpeechChain
 
-    speech = SpeechChain.from_config(gw.config.speech, gw.config.providers)
+        speech = SpeechChain.from_config(gw.config.speech, gw.config.providers)
     if speech is not None:
         stack.push_async_callback(speech.aclose)
         log.info("voice answers: %s", ", ".join(gw.config.speech.chain))

@@ -9,17 +9,45 @@
 See service.py for the delivery guarantees and grammar.py for what `/remind` understands.
 """
 
-from bot.errors import ConversationGone
-from bot.scheduler.commands import register_scheduler_commands
-from bot.scheduler.config import SchedulerConfig
-from bot.scheduler.service import (
-    Deliverer,
-    ScheduleError,
-    Scheduler,
-    TaskRunner,
-)
-from bot.scheduler.tools import scheduler_tools
-from bot.store.jobs import Job, JobKind, JobStatus
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.errors import ConversationGone
+    from bot.scheduler.commands import register_scheduler_commands
+    from bot.scheduler.config import SchedulerConfig
+    from bot.scheduler.service import Deliverer, ScheduleError, Scheduler, TaskRunner
+    from bot.scheduler.tools import scheduler_tools
+    from bot.store.jobs import Job, JobKind, JobStatus
+
+#: each name and the module it comes from, imported with the name's first use: every start
+#: enters this package for `bot.scheduler.config` (the config's `[scheduler]`), while the
+#: service, its commands and tools start after ready (a warm-up step, bot/features.py)
+_EXPORTS = {
+    "ConversationGone": "bot.errors",
+    "Deliverer": "bot.scheduler.service",
+    "Job": "bot.store.jobs",
+    "JobKind": "bot.store.jobs",
+    "JobStatus": "bot.store.jobs",
+    "ScheduleError": "bot.scheduler.service",
+    "Scheduler": "bot.scheduler.service",
+    "SchedulerConfig": "bot.scheduler.config",
+    "TaskRunner": "bot.scheduler.service",
+    "register_scheduler_commands": "bot.scheduler.commands",
+    "scheduler_tools": "bot.scheduler.tools",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:  # a submodule (`from bot.scheduler import cli`) is imported as usual
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ConversationGone",

@@ -12,3 +12,13 @@ address guard, and web_search over a chain of search APIs.
 
 Importing this package imports nothing heavy; `bot.features.start_web` wires it in.
 """
+
+from __future__ import annotations
+
+
+def extractor_installed() -> bool:
+    """Whether web_fetch can turn HTML into text. Asked at every start: it lives here, not
+    in extract.py, which loads with the first page fetched."""
+    import importlib.util
+
+    return importlib.util.find_spec("trafilatura") is not None

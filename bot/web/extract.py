@@ -37,12 +37,6 @@ class PageText:
     chars: int = 0
 
 
-def extractor_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("trafilatura") is not None
-
-
 def page_text(page: Fetched) -> PageText:
     mime = page.mime or _sniff(page.body)
     if mime in HTML_TYPES:

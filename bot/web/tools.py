@@ -12,19 +12,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
 from bot.errors import ToolDenied, ToolError
 from bot.tools import UNTRUSTED_TAG, Tool, ToolContext, ToolPolicy, tool
 from bot.web.config import WebConfig
-from bot.web.extract import PageText, page_text
-from bot.web.fetch import Fetcher
 from bot.web.guard import FetchRefused
 from bot.web.limits import RateLimiter, TTLCache
-from bot.web.save import WorkspaceSaver
-from bot.web.search import SearchChain
+
+if TYPE_CHECKING:
+    # the extraction loads with the first page fetched, the search APIs when one is set
+    from bot.web.extract import PageText
+    from bot.web.fetch import Fetcher
+    from bot.web.save import WorkspaceSaver
+    from bot.web.search import SearchChain
 
 WEB_TAG = "web"
 #: the most page text one call may ask for
@@ -125,6 +128,8 @@ class WebTools:
         page = self.cache.get(url)
         if page is None:
             self._take(ctx, self.fetch_limit, "fetches")
+            from bot.web.extract import page_text
+
             page = await asyncio.to_thread(page_text, await self.fetcher.get(url))
             if len(page.text) > MAX_CHARS:  # no call returns more: the cache keeps no more
                 page = dataclasses.replace(page, text=page.text[:MAX_CHARS], chars=len(page.text))

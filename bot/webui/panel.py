@@ -21,9 +21,9 @@ from bot.errors import ConfigError
 from bot.messages import Conversation, ConversationKind, Identity
 from bot.providers.recent_errors import KEEP_PER_ENTRY
 from bot.warmup import StartUpStepFailed
-from bot.webui.charts import usage_chart
 
 if TYPE_CHECKING:
+    from bot.scheduler.service import Scheduler
     from bot.webui.app import Handler, WebUI
 
 log = logging.getLogger("decapod.webui")
@@ -76,12 +76,19 @@ class Panel:
         ]
 
     async def warmed_up(self) -> None:
-        """Memory and the skills start after ready (bot/warmup.py): their pages wait for
-        them, and say so plainly if their start failed."""
+        """The scheduler, memory and the skills start after ready (bot/warmup.py): their
+        pages wait for them, and say so plainly if their start failed."""
         try:
             await self.gw.warmup.wait()
         except StartUpStepFailed as exc:
             raise web.HTTPServiceUnavailable(text=str(exc)) from exc
+
+    async def _scheduler(self) -> Scheduler | None:
+        """The scheduler, a warm-up step (the first): its pages wait for it while it starts,
+        and go on working when a later step (memory, the skills) failed."""
+        if self.gw.deps.scheduler is None:
+            await self.warmed_up()
+        return self.gw.deps.scheduler
 
     def _render(self, request: web.Request, name: str, **context: Any) -> web.Response:
         return self.ui.render(request, name, page="panel", tabs=TABS, here=request.path, **context)
@@ -191,7 +198,7 @@ class Panel:
     async def reminders(self, request: web.Request) -> web.StreamResponse:
         from bot.scheduler.text import describe_job
 
-        scheduler = self.gw.deps.scheduler
+        scheduler = await self._scheduler()
         jobs = await scheduler.jobs.listing(include_closed=False) if scheduler else []
         return self._render(
             request,
@@ -202,7 +209,7 @@ class Panel:
         )
 
     async def reminder_cancel(self, request: web.Request) -> web.StreamResponse:
-        scheduler = self.gw.deps.scheduler
+        scheduler = await self._scheduler()
         form = await self._form(request)
         if scheduler is None:
             raise web.HTTPBadRequest(text="the scheduler is off")
@@ -213,7 +220,7 @@ class Panel:
         from bot.scheduler.grammar import Clarify, parse_reminder
         from bot.scheduler.service import ScheduleError
 
-        scheduler = self.gw.deps.scheduler
+        scheduler = await self._scheduler()
         if scheduler is None:
             raise web.HTTPBadRequest(text="the scheduler is off")
         text = (await self._form(request)).get("text", "")
@@ -263,6 +270,8 @@ class Panel:
         return self._render(request, "panel_sessions.html", turns=turns, when=_when)
 
     async def usage(self, request: web.Request) -> web.StreamResponse:
+        from bot.webui.charts import usage_chart  # with the first usage page, not at start
+
         since = time.time() - USAGE_DAYS * 86400
         rows = await self.ui.panel_queries.usage(since)
         prices = self.gw.config.usage

@@ -48,6 +48,8 @@ async def test_a_new_job_wakes_another_replicas_scheduler(
             deliver_scheduled=False,
         ) as a,
     ):
+        await a.warmup.wait()  # the scheduler is a warm-up step
+        await b.warmup.wait()
         assert b.deps.scheduler is not None and a.deps.scheduler is not None
         await asyncio.sleep(0.3)  # b's loop has planned its next wake-up
         await a.deps.scheduler.schedule(

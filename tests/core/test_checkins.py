@@ -46,6 +46,7 @@ async def _ask(channel: RecordingChannel, text: str, **kwargs: Any) -> str:
 
 
 async def _checkin_job(gw: Gateway) -> Job:
+    await gw.warmup.wait()  # the scheduler is a warm-up step
     assert gw.deps.scheduler is not None
     jobs = await gw.deps.scheduler.jobs.listing(include_closed=False, person_id="tg:u1")
     [job] = [j for j in jobs if j.kind is JobKind.CHECKIN]
@@ -72,6 +73,7 @@ async def test_a_checkin_due_in_quiet_hours_waits_and_with_nothing_to_say_sends_
     channel = RecordingChannel("tg")
     config = _config(make_config, quiet_hours="08:00-09:00", max_output_tokens=120)
     async with Gateway(config, provider=model.provider, channels={"tg": channel}) as gw:
+        await gw.warmup.wait()  # the scheduler is a warm-up step
         scheduler = gw.deps.scheduler
         assert scheduler is not None
         clock = [_START]
@@ -115,6 +117,7 @@ async def test_a_checkin_with_something_to_say_says_it_once(make_config: Any) ->
     channel = RecordingChannel("tg")
     config = _config(make_config, quiet_hours="")
     async with Gateway(config, provider=model.provider, channels={"tg": channel}) as gw:
+        await gw.warmup.wait()  # the scheduler is a warm-up step
         scheduler = gw.deps.scheduler
         assert scheduler is not None
         clock = [_START]
@@ -182,6 +185,7 @@ async def test_a_checkin_run_stays_within_its_token_cap(make_config: Any) -> Non
     channel = RecordingChannel("tg")
     config = _config(make_config, quiet_hours="", max_output_tokens=40)
     async with Gateway(config, provider=provider, channels={"tg": channel}) as gw:
+        await gw.warmup.wait()  # the scheduler is a warm-up step
         scheduler = gw.deps.scheduler
         assert scheduler is not None
         clock = [_START]

@@ -1,6 +1,7 @@
-"""Memory and the skills start after ready (bot/warmup.py): a message that comes first waits
-for them and gets the full prompt and tools; a step that fails is logged, shown by /health
-and `decapod status`, said to the person, and the message stays pending for the next start."""
+"""The scheduler, memory and the skills start after ready (bot/warmup.py): a message that
+comes first waits for them and gets the full prompt and tools; a step that fails is logged,
+shown by /health and `decapod status`, said to the person, and the message stays pending for
+the next start."""
 
 from __future__ import annotations
 
@@ -65,7 +66,11 @@ async def test_a_message_before_the_warm_up_ends_waits_and_gets_skills_and_memor
         assert seen == []
         release.set()
         assert await channel.wait_for_messages(1, timeout=WAIT_S) == ["packed"]
-        assert (await gw.health())["warm_up"] == {"memory": "done", "skills": "done"}
+        assert (await gw.health())["warm_up"] == {
+            "scheduler": "done",
+            "memory": "done",
+            "skills": "done",
+        }
     assert order == ["skills started", "model asked"]
     [request] = seen
     assert "- packing: Pack for a trip." in request.system
@@ -103,7 +108,8 @@ async def test_a_failed_step_is_logged_shown_by_health_said_and_the_message_kept
     assert health["warm_up"]["memory"] == "done"
     assert "OSError: skills folder unreadable" in health["warm_up"]["skills"]
     shown = render_status("http://127.0.0.1:8080", health)  # `decapod status`
-    assert "warm-up    memory: done; skills: start-up step 'skills' failed: OSError" in shown
+    assert "memory: done; skills: start-up step 'skills' failed: OSError" in shown
+    assert "warm-up    scheduler: done; memory: done" in shown
     assert message.id in pending, "the message runs again at the next start"
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("start-up step 'skills' failed" in e for e in errors)
@@ -273,3 +279,32 @@ async def _pending(config: Any) -> list[str]:
         return [d.message.id for d in await store.deliveries.unfinished()]
     finally:
         await store.stop()
+async def test_a_reminder_due_at_the_start_is_delivered_while_a_later_step_still_runs(
+    make_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler is the warm-up's first step: what came due while the gateway was down
+    is delivered once the channels are up, without waiting for memory's start."""
+    config = make_config(scheduler={"late_note_after_seconds": 0})
+    first = RecordingChannel()
+    async with Gateway(config, provider=FunctionProvider(lambda r: "ok"), channels={"test": first}):
+        await first.push("/remind in 1s water the plants")
+        await first.wait_for_messages(1, timeout=WAIT_S)
+    await asyncio.sleep(1.5)  # due while nothing runs
+    release = asyncio.Event()
+    start_memory = features.start_memory
+
+    async def slow_memory(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
+        await release.wait()
+        await start_memory(gw, stack)
+
+    monkeypatch.setattr(features, "start_memory", slow_memory)
+    second = RecordingChannel()
+    async with Gateway(
+        config, provider=FunctionProvider(lambda r: "ok"), channels={"test": second}
+    ) as gw:
+        [late] = await second.wait_for_messages(1, timeout=WAIT_S)
+        state = (await gw.health())["warm_up"]
+        release.set()
+        await gw.warmup.wait()
+    assert "water the plants" in late and "late by" in late
+    assert state["scheduler"] == "done" and state["memory"] == "running"

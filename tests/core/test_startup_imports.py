@@ -16,14 +16,13 @@ from pathlib import Path
 from bot.config import parse_config
 from bot.gateway import Gateway
 from bot.providers.testing import ScriptedProvider
-from bot.scheduler import Scheduler, SchedulerConfig
 from bot.store import Store
 from channels import create_channel
 
 home = Path(sys.argv[1])
 config = parse_config(
     {
-        "http": {"enabled": False},
+        "http": {"host": "127.0.0.1", "port": 0},
         "logging": {"file": ""},
         "channels": {"dc": {"type": "discord", "token_env": "DC_TOKEN"}},
     },
@@ -39,6 +38,8 @@ class Deliverer:
 
 
 async def scheduler_runs() -> None:
+    from bot.scheduler import Scheduler, SchedulerConfig
+
     async with Store(home / "decapod.db") as store:
         scheduler = Scheduler(store, Deliverer(), config=SchedulerConfig())
         await scheduler.start()
@@ -61,12 +62,16 @@ async def gateway_starts() -> list[list[str]]:
         return [sorted(at_ready), sorted(sys.modules)]
 
 
+at_ready, warm = asyncio.run(gateway_starts())
 asyncio.run(scheduler_runs())
-print(json.dumps(asyncio.run(gateway_starts())))
+print(json.dumps([at_ready, warm, sorted(sys.modules)]))
 """
 
 
-def _modules_at_ready_and_after_warm_up(tmp_path: Path) -> tuple[set[str], set[str]]:
+def _modules_at_ready_and_after_warm_up(
+    tmp_path: Path,
+) -> tuple[set[str], set[str], set[str]]:
+    """The modules at ready, after the warm-up, and after a scheduler ran as well."""
     out = subprocess.run(
         [sys.executable, "-c", CHECK, str(tmp_path)],
         capture_output=True,
@@ -74,16 +79,22 @@ def _modules_at_ready_and_after_warm_up(tmp_path: Path) -> tuple[set[str], set[s
         timeout=120,
         check=True,
     ).stdout
-    at_ready, warm = json.loads(out.strip().splitlines()[-1])
-    return set(at_ready), set(warm)
+    at_ready, warm, after = json.loads(out.strip().splitlines()[-1])
+    return set(at_ready), set(warm), set(after)
 
 
-def test_memory_and_the_skills_load_after_ready(tmp_path: Path) -> None:
-    at_ready, warm = _modules_at_ready_and_after_warm_up(tmp_path)
-    assert {"discord", "bot.scheduler.service", "bot.memory.config"} <= at_ready  # it ran
-    # memory's service and the skills (their YAML front matter) are warm-up steps, begun
-    # once the channels are up; the config's `[memory]` section does not import the service
+def test_the_scheduler_memory_and_the_skills_load_after_ready(tmp_path: Path) -> None:
+    at_ready, warm, _ = _modules_at_ready_and_after_warm_up(tmp_path)
+    assert {"discord", "bot.scheduler.config", "bot.memory.config"} <= at_ready  # it ran
+    # the scheduler's service, commands and tools, memory's service and the skills (their
+    # YAML front matter) are warm-up steps, begun once the channels are up; the config's
+    # `[scheduler]` and `[memory]` sections do not import their services
     after_ready = {
+        "bot.scheduler.service",
+        "bot.scheduler.commands",
+        "bot.scheduler.tools",
+        "bot.store.jobs",
+        "bot.checkins",
         "bot.memory.service",
         "bot.memory.commands",
         "bot.skills.library",
@@ -99,10 +110,12 @@ def test_memory_and_the_skills_load_after_ready(tmp_path: Path) -> None:
 def test_a_gateway_on_sqlite_its_channels_and_scheduler_import_only_what_they_use(
     tmp_path: Path,
 ) -> None:
-    _, modules = _modules_at_ready_and_after_warm_up(tmp_path)
+    _, _, modules = _modules_at_ready_and_after_warm_up(tmp_path)
     assert {"discord", "bot.scheduler.service", "bot.skills.runtime"} <= modules  # it ran
-    # the PostgreSQL store (and its SQL translation) is imported when one is opened
-    assert "bot.store.postgres" not in modules
+    # the PostgreSQL store (and its SQL translation) is imported when one is opened, the
+    # table of replicas (PostgreSQL's only) with a replica's heartbeats
+    assert "bot.cluster.registry" in modules
+    assert not {"bot.store.postgres", "bot.store.replicas"} & modules
     # cryptography checks the signatures of Discord's interactions mode only
     assert not {m for m in modules if m.split(".")[0] == "cryptography"}
     # the scheduler's wake-up is a timer of the loop; APScheduler only evaluates cron rules
@@ -115,6 +128,13 @@ def test_a_gateway_on_sqlite_its_channels_and_scheduler_import_only_what_they_us
     # memory's exports and its extraction before compaction load with their first use
     assert "bot.memory.service" in modules
     assert not {"bot.memory.export", "bot.memory.extract"} & modules
+    # the web tools are on: a page's extraction loads with the first fetch, the search
+    # APIs (and their HTML parser) with a configured provider; speech with a `[speech]` chain
+    assert {"bot.web.tools", "bot.media.voice"} <= modules
+    assert not {"bot.web.extract", "bot.web.search", "html.parser", "bot.media.speech"} & modules
+    # the web UI is mounted; its usage chart loads with the first usage page
+    assert "bot.webui.panel" in modules
+    assert "bot.webui.charts" not in modules
 
 
 PROVIDERS_CHECK = """

@@ -154,7 +154,7 @@ async def test_web_tools_off_offer_nothing_and_add_no_rule(make_config: Any) -> 
 async def test_a_missing_extractor_is_a_start_error_when_asked_for(
     make_config: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
-    monkeypatch.setattr("bot.web.extract.extractor_installed", lambda: False)
+    monkeypatch.setattr("bot.web.extractor_installed", lambda: False)
     config = make_config(sandbox={"backend": "none"}, memory={"enabled": False})
     provider = FunctionProvider(lambda request: "ok")
     async with Gateway(config, provider=provider, channels={"test": RecordingChannel()}) as gw:

@@ -3,14 +3,17 @@ providers, sessions, usage, config check-before-save, the audit; names are escap
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+from bot import features
 from bot.gateway import Gateway
 from bot.messages import Identity
+from bot.warmup import StartUpStepFailed
 from tests.fakes.llm import FakeLLM, Reply
 from tests.webui.conftest import SignedIn, base_url, client, gateway_config, page_csrf, set_up
 
@@ -91,6 +94,30 @@ async def test_memory_view_search_forget_export(panel_gw: Gateway, owner: Signed
     assert resp.status == 200 and "attachment" in resp.headers["Content-Disposition"]
     text = await resp.text()
     assert "green tea" in text and "locker" not in text
+
+
+async def test_reminders_pages_work_when_a_later_warm_up_step_failed(
+    make_config: Any, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler is the warm-up's first step: its pages wait for it, not for memory's."""
+
+    async def broken_memory(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
+        raise OSError("memory folder unreadable")
+
+    monkeypatch.setattr(features, "start_memory", broken_memory)
+    config = gateway_config(make_config, fake_llm, memory={"enabled": True, "embedders": []})
+    async with Gateway(config) as gw, client() as http:
+        with pytest.raises(StartUpStepFailed):
+            await gw.warmup.wait()
+        await set_up(http, gw)
+        async with http.get(base_url(gw) + "/") as resp:
+            owner = SignedIn(http, base_url(gw), page_csrf(await resp.text()))
+        resp = await owner.post("/panel/reminders/create", text="in 2 hours water the plants")
+        assert resp.status == 303 and "scheduled" in resp.headers["Location"]
+        assert "water the plants" in await owner.get("/panel/reminders")
+        async with http.get(owner.base + "/panel/memory", allow_redirects=False) as resp:
+            assert resp.status == 503  # memory's page says why it cannot work
+            assert "memory folder unreadable" in await resp.text()
 
 
 async def test_reminders_create_list_cancel(panel_gw: Gateway, owner: SignedIn) -> None:

@@ -22,6 +22,7 @@ async def test_a_reminder_in_a_deleted_forum_topic_is_paused_with_telegrams_reas
 ) -> None:
     config = tg_config(access={"groups": {str(GROUP): {"require_mention": False}}})
     async with Gateway(config, provider=ScriptedProvider([])) as gw:
+        await gw.warmup.wait()  # the scheduler is a warm-up step
         scheduler = gw.deps.scheduler
         assert scheduler is not None
         fake.push_private("/remind in 2h water the plants", user_id=ALICE)
