@@ -279,6 +279,8 @@ async def _pending(config: Any) -> list[str]:
         return [d.message.id for d in await store.deliveries.unfinished()]
     finally:
         await store.stop()
+
+
 async def test_a_reminder_due_at_the_start_is_delivered_while_a_later_step_still_runs(
     make_config: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
