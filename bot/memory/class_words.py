@@ -53,7 +53,7 @@ class ClassWords:
         if not enabled:
             return "class words off ([memory] class_words = false)"
         if not self.available:
-            return f"class words off (no table at {self.path})"
+            return f"class words off (no readable table at {self.path})"
         return "class words on (WordNet 3.0)"
 
     async def find(self, text: str) -> str:
@@ -115,8 +115,8 @@ def _read(path: Path) -> Mapping[str, str]:
     try:
         with gzip.open(path, "rt", encoding="utf-8") as f:
             return dict(line.rstrip("\n").split("\t", 1) for line in f if "\t" in line)
-    except OSError as e:
-        log.warning("memory class expansion is off: %s", e)
+    except (OSError, EOFError, ValueError) as e:  # missing, truncated, not gzip, not UTF-8
+        log.warning("memory class words are off: cannot read %s: %s", path, e)
         return {}
 
 

@@ -90,15 +90,26 @@ def test_too_general_or_ambiguous_classes_are_not_added() -> None:
     assert "dog" not in CLASS_WORDS.of("Maria: the dog and the puppy").split()
 
 
-async def test_memory_without_the_table_still_saves_and_finds(store: Store, tmp_path: Path) -> None:
-    missing = ClassWords(tmp_path / "missing.tsv.gz")
-    memory = await _service(store, tmp_path, missing)
+@pytest.mark.parametrize("table", ["missing", "truncated", "not gzip"])
+async def test_memory_without_a_readable_table_still_saves_and_finds(
+    store: Store, tmp_path: Path, table: str
+) -> None:
+    path = tmp_path / "classes.tsv.gz"
+    if table == "truncated":
+        path.write_bytes(CLASS_WORDS.path.read_bytes()[:5000])
+    elif table == "not gzip":
+        path.write_bytes(b"taekwondo\tmartial art\n")
+    words = ClassWords(path)
+    memory = await _service(store, tmp_path, words)
     try:
-        assert memory.class_words_status() == f"class words off (no table at {missing.path})"
-        ids = await _save_turns(memory)
+        if table == "missing":
+            expected = f"class words off (no readable table at {path})"
+            assert memory.class_words_status() == expected
+        ids = await _save_turns(memory)  # saved in full, without class words
         hits = await memory.search("alice", "taekwondo luck")
         assert hits[0].item_id == ids[TURNS[0]]
         assert await memory.search("alice", "Who does martial arts?") == []
+        assert memory.class_words_status().startswith("class words off")
     finally:
         await memory.stop()
 
