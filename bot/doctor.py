@@ -204,11 +204,13 @@ async def check_memory(config: Config) -> list[Check]:
                 if memory.status().embedder:  # a packaged model loads on first use: try it
                     await memory.chain.embed(["doctor probe"])
             status = memory.status()
+            classes = memory.class_words_status()
         finally:
             await memory.stop()
     detail = status.mode + (
         f", embedder {status.embedder} ({status.dim} dims)" if status.embedder else ""
     )
+    detail += f", {classes}"
     if status.reason:
         detail += f"; {status.reason}"
     return [("memory", True, detail)]

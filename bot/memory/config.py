@@ -74,6 +74,10 @@ class MemoryConfig(_Strict):
     #: a query word found in what an item depends on (the turn before, the day it was said)
     #: counts this much of one found in the item itself
     context_weight: float = Field(default=0.5, ge=0)
+    #: a saved item is also searched by the classes its nouns belong to ("taekwondo": martial
+    #: art; "Tampa": city, Florida, American state), from a WordNet table shipped with the
+    #: package; with the context's weight (bot/memory/class_words.py)
+    class_words: bool = True
     #: a hit said by the person the question names scores 1 + speaker_boost times more
     speaker_boost: float = Field(default=3.0, ge=0)
     #: a question naming a speaker is searched again without the name; the first search's

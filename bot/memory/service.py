@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from bot.memory.class_words import CLASS_WORDS, ClassWords
 from bot.memory.config import MemoryConfig
 from bot.memory.embedder_chain import EmbedderChain
 from bot.memory.embedders import Embedder, build_embedders
@@ -92,6 +93,7 @@ class MemoryService:
         *,
         redact: Callable[[str], str],
         embedders: list[Embedder] | None = None,
+        class_words: ClassWords | None = None,
     ) -> None:
         if not callable(redact):
             # what a person or the model saves must not keep a secret at rest
@@ -122,6 +124,8 @@ class MemoryService:
         self.index = VectorIndex(self.repo.vectors, self.chain)
         self.links = LinkCodes(self.repo)
         self.words = WordVectors(self._embed_words)
+        #: the class words of saved turns; the shared table unless a test gives another
+        self.class_words = class_words if class_words is not None else CLASS_WORDS
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = asyncio.Event()
 
@@ -234,13 +238,18 @@ class MemoryService:
         context = self._redact(context)
         if not context.strip() and (speaker or speaker_of(text)):
             context = await self._turn_before(owner, said)
+        classes = await self.class_words.find(text) if self.config.class_words else ""
         text = indexed_text(text, speaker=speaker, said=said)
-        chunks, model = await self._chunks(text, indexed_context(context, said))
+        chunks, model = await self._chunks(text, indexed_context(context, said, classes))
         item_id, _ = await self.repo.add(
             NewItem(owner, kind, text, chunks, source, model, expires_at, at)
         )
         self.index.stored_without_vectors(model)
         return item_id
+
+    def class_words_status(self) -> str:
+        """Whether saved items are searched by their nouns' classes, for `decapod doctor`."""
+        return self.class_words.status(self.config.class_words)
 
     async def _turn_before(self, owner: str, said: float) -> str:
         """What the turn stored last for `owner` says (its speaker left out, or a question

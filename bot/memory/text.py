@@ -116,13 +116,17 @@ def indexed_text(text: str, *, speaker: str, said: float) -> str:
     return f"{speaker}: {text}" if speaker else text
 
 
-def indexed_context(context: str, said: float) -> str:
-    """What an item is searched by besides its text: the day it was said, and (the start
-    of) the turn it depends on."""
+def indexed_context(context: str, said: float, classes: str = "") -> str:
+    """What an item is searched by besides its text: the day it was said, (the start of)
+    the turn it depends on, and the classes of its nouns (bot/memory/class_words.py)."""
     context = " ".join(context.split())
     if len(context) > _CONTEXT_CHARS:
         context = context[:_CONTEXT_CHARS].rsplit(" ", 1)[0]
-    return f"said on {day_words(_day(said))}" + (f"; after: {context}" if context else "")
+    return (
+        f"said on {day_words(_day(said))}"
+        + (f"; after: {context}" if context else "")
+        + (f"; {classes}" if classes else "")
+    )
 
 
 def with_dates(query: str, now: float) -> str:

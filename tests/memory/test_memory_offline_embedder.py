@@ -140,7 +140,9 @@ async def test_doctor_names_the_active_embedder(make_config: Any) -> None:
     config = make_config(sandbox={"backend": "none"})
     ((what, ok, detail),) = await check_memory(config)
     assert (what, ok) == ("memory", True)
-    assert detail == "hybrid, embedder wordllama:l2_supercat_256 (256 dims)"
+    assert detail == (
+        "hybrid, embedder wordllama:l2_supercat_256 (256 dims), class words on (WordNet 3.0)"
+    )
 
 
 async def test_a_text_without_tokens_embeds_to_no_direction() -> None:
