@@ -269,6 +269,14 @@ def _rows(r: dict[str, Any], peer: dict[str, Any] | None, only: set[str]) -> lis
             rows.append(Row(label, "not run", target, "not run", notes=[p3.get("error", "")]))
     if "P4" in only:
         p4 = r.get("P4")
+
+        def against_ready(seconds: float) -> tuple[str, str]:
+            """nanobot's ready (one channel) and its ratio to `seconds`, when it was run."""
+            if not peer:
+                return "", ""
+            ready = peer["gateway_ready_s"]
+            return f"{sec(ready)} (1 channel)", ratio(ready, seconds)
+
         if p4:
             rows.append(
                 Row(
@@ -292,8 +300,7 @@ def _rows(r: dict[str, Any], peer: dict[str, Any] | None, only: set[str]) -> lis
                             or p4["run_to_channels_up_s"] <= 0.6 * peer["gateway_ready_s"]
                         )
                     ),
-                    f"{sec(peer['gateway_ready_s'])} (1 channel)" if peer else "",
-                    ratio(peer["gateway_ready_s"], p4["run_to_channels_up_s"]) if peer else "",
+                    *against_ready(p4["run_to_channels_up_s"]),
                     notes=[
                         f"/health answers first (503, channels starting) after "
                         f"{p4['run_to_health_s']:.2f} s, and says ok with "
@@ -315,8 +322,7 @@ def _rows(r: dict[str, Any], peer: dict[str, Any] | None, only: set[str]) -> lis
                         sec(p4["floor_s"]),
                         "(floor)",
                         "info",
-                        f"{sec(peer['gateway_ready_s'])} (1 channel)" if peer else "",
-                        ratio(peer["gateway_ready_s"], p4["floor_s"]) if peer else "",
+                        *against_ready(p4["floor_s"]),
                         notes=[
                             "pydantic, aiohttp and the three platform SDKs imported, then "
                             "/health, no config or connection, before each run; decapod run "
@@ -332,8 +338,7 @@ def _rows(r: dict[str, Any], peer: dict[str, Any] | None, only: set[str]) -> lis
                         sec(one["run_to_channels_up_s"]),
                         "(nanobot's one channel)",
                         "info",
-                        f"{sec(peer['gateway_ready_s'])} (1 channel)" if peer else "",
-                        ratio(peer["gateway_ready_s"], one["run_to_channels_up_s"]) if peer else "",
+                        *against_ready(one["run_to_channels_up_s"]),
                         notes=[
                             f"like for like with nanobot's one channel; CPU by then "
                             f"{one['run_cpu_s']:.2f} s, idle RSS {one['idle_rss_mb']:.0f} MB "

@@ -18,7 +18,7 @@ import contextlib
 import importlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from bot.errors import DecapodError
@@ -55,7 +55,7 @@ class _StepRun:
     step: Step
     imports: tuple[str, ...]
     state: StepState = "waiting"
-    error: StartUpStepFailed | None = field(default=None)
+    error: StartUpStepFailed | None = None
 
 
 class WarmUp:
