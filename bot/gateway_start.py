@@ -211,6 +211,7 @@ async def start_channels(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
 
     for channel in gw.channels.values():
         channel.commands = list(gw.commands)
+        channel.publish_on_start = False  # offered once, after the warm-up (below)
         channel.use_state(gw.store.channel_state)
         if not alone:
             gw.cluster.hold(channel)
@@ -230,13 +231,12 @@ PUBLISH_RETRY_S = (5.0, 30.0)
 
 
 def publish_commands_after_warm_up(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
-    """The channels got the command table at their start; memory's and the skills' commands
-    register in the warm-up, after it. Once it is over, each channel offers the new ones
-    (Telegram's menu, Discord's slash commands), each on its own."""
+    """The scheduler's, memory's and the skills' commands register in the warm-up, after the
+    channels started (without offering theirs: `publish_on_start`). Once it is over, each
+    channel offers the whole table (Telegram's menu, Discord's slash commands), each on its
+    own: the platform's list is set once per start."""
     from bot.tasks import cancel_and_wait
     from bot.warmup import StartUpStepFailed
-
-    offered = len(gw.commands)
 
     async def offer(name: str, channel: Channel, commands: list[CommandSpec]) -> None:
         for retry_in in (*PUBLISH_RETRY_S, None):
@@ -253,12 +253,9 @@ def publish_commands_after_warm_up(gw: Gateway, stack: contextlib.AsyncExitStack
             await asyncio.sleep(retry_in)
 
     async def publish() -> None:
-        try:
+        # a failed step is said and shown already; the commands registered so far are offered
+        with contextlib.suppress(StartUpStepFailed):
             await gw.warmup.wait()
-        except StartUpStepFailed:
-            return  # said and shown already; the table stays as the channels have it
-        if len(gw.commands) == offered:
-            return
         commands = list(gw.commands)
         await asyncio.gather(*(offer(n, c, commands) for n, c in gw.channels.items()))
 

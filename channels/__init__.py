@@ -62,6 +62,7 @@ class Channel(FileChannel, Protocol):
     max_message_len: int
     #: the shared command table, set by the gateway before start (menus, slash commands)
     commands: list[CommandSpec]
+    publish_on_start: bool
 
     def use_state(self, state: ChannelState) -> None:
         """What must outlive a message (buttons, threads) goes to `state`, the store's,
@@ -98,8 +99,9 @@ class Channel(FileChannel, Protocol):
         ...
 
     async def publish_commands(self, commands: list[CommandSpec]) -> None:
-        """The command table grew after start (memory's and the skills' commands register
-        after ready): offer the new ones where the platform lists commands."""
+        """The whole command table, once the gateway's warm-up has registered every command
+        (the scheduler's, memory's and the skills' register after ready): offer it where the
+        platform lists commands."""
         ...
 
 

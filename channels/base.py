@@ -86,7 +86,7 @@ class BaseChannel:
 
     # lifecycle (adapters extend) ----------------------------------------------------------
     async def publish_commands(self, commands: list[CommandSpec]) -> None:
-        """Adapters with a command menu or slash commands extend this to offer the new ones."""
+        """Adapters with a command menu or slash commands extend this to offer the table."""
         self.commands = commands
 
     def use_state(self, state: ChannelState) -> None:
@@ -106,6 +106,10 @@ class BaseChannel:
     # receiving on one replica only (bot.cluster.node.ExclusiveReceiver) --------------------
     #: False when set before `start`: connect for sending only, until `start_receiving`
     receive_on_start: bool = True
+    #: False when set before `start`: the platform's command menu is left as it is until
+    #: `publish_commands` (the gateway's, once its warm-up has registered every command), so
+    #: it is set once, not with the start's shorter table and then again
+    publish_on_start: bool = True
 
     def receives_exclusively(self) -> bool:
         return False

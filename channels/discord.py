@@ -167,7 +167,8 @@ class DiscordChannel(BaseChannel):
                 check_public_key(
                     cfg.public_key, client.application, f"channels.{self.name}.public_key"
                 )
-            await sync_commands(self.tree, self.config.sync_commands_to)
+            if self.publish_on_start:
+                await sync_commands(self.tree, self.config.sync_commands_to)
             self._watchdog = HeartbeatWatchdog(client, cfg.watchdog_s)
             self._tasks = [
                 asyncio.create_task(self._deliver(sink), name=f"discord-{self.name}-inbound")

@@ -158,9 +158,8 @@ class TelegramChannel(TelegramOutbound):
             where = bot.delete_webhook(drop_pending_updates=False)
         # two round trips to Telegram that do not depend on each other, at once (the start
         # waits for both); both are tried, and the first error is raised
-        for outcome in await asyncio.gather(
-            self._register_commands(), where, return_exceptions=True
-        ):
+        menu = [self._register_commands()] if self.publish_on_start else []
+        for outcome in await asyncio.gather(*menu, where, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 raise outcome
         self._ready.set()

@@ -87,6 +87,7 @@ class RemoteChannel:
         self.max_upload_bytes = shape.max_upload_bytes
         self.sends_voice_notes = shape.sends_voice_notes
         self.commands: list[CommandSpec] = []
+        self.publish_on_start = False  # the receiver's channel offers them
         self._link = link
 
     async def _ask(self, method: str, *args: Any, **kwargs: Any) -> Any:

@@ -53,6 +53,7 @@ async def test_ping_is_answered_and_no_gateway_connection_is_opened(
         status, body = await fake.post_interaction(endpoint(gateway), {"type": 1, "token": "p"})
         channel = channel_of(gateway)
         health = channel.health()
+        await fake.wait_for("PUT", "/commands", timeout=10)  # once the warm-up is over
     assert (status, body) == (200, {"type": 1})
     assert channel.health()["running"] is False, "stopped: the endpoint answers 503"
     assert fake.connections == 0 and fake.identifies == 0, "REST only: no gateway session"

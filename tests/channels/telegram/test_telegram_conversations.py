@@ -27,6 +27,7 @@ async def test_dm_conversation_with_typing_html_and_no_link_previews(
         commands = await fake.wait_for("setMyCommands")
         names = {c["command"] for c in commands["commands"]}
         assert {"help", "new", "status"} <= names and "pair" not in names  # owner-only
+        await fake.wait_for("setMyCommands", scope={"type": "chat", "chat_id": ALICE})
         owner_menu = fake.calls_of("setMyCommands", scope={"type": "chat", "chat_id": ALICE})
         assert owner_menu and "pair" in {c["command"] for c in owner_menu[0].params["commands"]}
         assert fake.calls_of("deleteWebhook")[0].params["drop_pending_updates"] is False
@@ -168,3 +169,5 @@ async def test_the_command_menu_gets_the_commands_registered_after_ready(
             return any("forget" in {c["command"] for c in menu} for menu in menus)
 
         await until(menu_has_forget)
+        # set once per start, not with the start's shorter table first
+        assert len(fake.calls_of("setMyCommands", scope=None)) == 1
