@@ -144,7 +144,7 @@ async def test_chat_stays_responsive_while_a_sandboxed_command_burns_cpu(
                 ToolCall(
                     "b",
                     "exec",
-                    json.dumps({"command": "python3 -c 'while True: pass'", "timeout": 4}),
+                    json.dumps({"command": "python3 -c 'while True: pass'", "timeout": 10}),
                 )
             ]
         return "ok"
@@ -158,7 +158,7 @@ async def test_chat_stays_responsive_while_a_sandboxed_command_burns_cpu(
         started = time.monotonic()
         await channel.push("hello", user="other")
         await channel.wait_for_messages(1, chat_id="other", timeout=5)
-        # answered while the 4 s command still burns (a blocked loop would answer after it);
-        # the bound is loose for a busy machine, the order is the point
-        assert time.monotonic() - started < 3.0 and channel.texts("owner") == []
-        await channel.wait_for_messages(1, chat_id="owner", timeout=20)
+        # answered while the 10 s command still burns (a blocked loop would answer after it);
+        # the bound leaves a busy machine 8 s for one short turn, the order is the point
+        assert time.monotonic() - started < 8.0 and channel.texts("owner") == []
+        await channel.wait_for_messages(1, chat_id="owner", timeout=30)
