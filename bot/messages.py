@@ -193,7 +193,6 @@ class OutboundMessage:
     #: epoch seconds after which a press is answered "expired" (None: the channel's default)
     choices_until: float | None = None
     reply_to: str | None = None
-    silent: bool = False
     #: link previews are an exfiltration path; off unless a caller says otherwise
     link_preview: bool = False
     meta: dict[str, Any] = field(default_factory=dict)

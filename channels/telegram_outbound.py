@@ -184,7 +184,6 @@ class TelegramOutbound(BaseChannel):
                 message_thread_id=_thread(conv),
                 reply_parameters=reply,
                 link_preview_options=preview,
-                disable_notification=message.silent,
                 reply_markup=keyboard,
             )
 
