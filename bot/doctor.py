@@ -8,7 +8,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from bot.config import Config
+from bot.errors import ConfigError
 from bot.providers.config import ProviderConfig, split_model_ref
+from bot.proxy_env import check_proxy_env
 
 if TYPE_CHECKING:
     import aiohttp
@@ -74,7 +76,14 @@ async def check_providers(config: Config) -> list[Check]:
         provider, model = split_model_ref(ref)
         if model not in wanted.setdefault(provider, []):
             wanted[provider].append(model)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+    try:
+        check_proxy_env()
+    except ConfigError as exc:
+        return [("providers", False, str(exc))]
+    # the proxy from the environment, as the providers' own sessions take it
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=5), trust_env=True
+    ) as http:
         results = await asyncio.gather(
             *(
                 _check_provider(http, name, provider, wanted.get(name, []))

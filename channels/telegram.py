@@ -38,6 +38,7 @@ from bot.commands import CommandSpec
 from bot.config import secret_from_env
 from bot.errors import ChannelError, ConfigError
 from bot.messages import Identity, SentRef
+from bot.proxy_env import check_proxy_env
 from bot.redaction import register_secret, scrub
 from bot.tasks import cancel_and_wait
 from channels import InboundSink
@@ -53,7 +54,7 @@ from channels.telegram_polling import (
     first_of,
     sleep_unless,
 )
-from channels.telegram_request import AiohttpRequest, check_proxy_env
+from channels.telegram_request import AiohttpRequest
 
 log = logging.getLogger("decapod.channels.telegram")
 

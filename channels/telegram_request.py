@@ -13,9 +13,7 @@ what the adapter relied on httpx for:
   taken within the write timeout (httpx bounded each socket write the same way), so an
   upload that stalls ends, while a slow one that moves does not.
 - Proxies come from the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), as with httpx, but
-  only http:// ones: aiohttp ignores an https:// proxy (and would connect directly) and fails
-  every request through one written without a scheme, so `check_proxy_env` refuses such a
-  variable at the start, naming it.
+  only http:// ones (`bot.proxy_env.check_proxy_env` refuses the others at the start).
 - No error text holds the token: aiohttp's errors can carry the URL, which carries it, so
   they are redacted (`scrub`) as a log line is.
 - TLS verifies against the system's CA store (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured),
@@ -26,11 +24,9 @@ what the adapter relied on httpx for:
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import secrets
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit
 
 import aiohttp
 from telegram._utils.defaultvalue import DefaultValue
@@ -38,7 +34,6 @@ from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
-from bot.errors import ConfigError
 from bot.redaction import scrub
 
 #: an upload goes out in pieces of this size; each must be taken within the write timeout
@@ -63,33 +58,6 @@ class ConnectTimedOut(NotSent, TimedOut):
 
 class PoolTimedOut(NotSent, TimedOut):
     """Every connection of the pool stayed busy for the whole pool timeout."""
-
-
-def check_proxy_env() -> None:
-    """ConfigError for a proxy variable the sessions cannot use, rather than requests that
-    fail one by one or, through an https:// proxy, go around it. The value is not shown: it
-    may hold the proxy's password."""
-    for name, value in os.environ.items():
-        if name.lower() not in ("http_proxy", "https_proxy") or not value:
-            continue
-        scheme, found, _ = value.partition("://")
-        if not found:
-            problem = "has no scheme; write it as http://host:port"
-        elif scheme.lower() != "http":
-            problem = (
-                f"is a {scheme.lower()}:// proxy; Telegram's requests go through http:// "
-                "proxies only (give the proxy's http:// address)"
-            )
-        else:
-            try:
-                parts = urlsplit(value)
-                valid = bool(parts.hostname) and (parts.port or 0) >= 0
-            except ValueError:  # a bracket left open, a port that is not a number
-                valid = False
-            if valid:
-                continue
-            problem = "is not a valid URL; write it as http://host:port"
-        raise ConfigError(f"the environment variable {name} {problem}")
 
 
 def new_session(

@@ -31,6 +31,7 @@ from bot.memory.config import (
     SentenceTransformersEmbedderConfig,
     WordLlamaEmbedderConfig,
 )
+from bot.proxy_env import check_proxy_env
 
 if TYPE_CHECKING:
     from bot.progress import ProgressSink
@@ -59,6 +60,7 @@ class OpenAIEmbedder:
         self.dim = 0
         self._cfg = cfg
         self._url = cfg.base_url.rstrip("/") + "/embeddings"
+        check_proxy_env()
         self._session: Any = None
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
@@ -66,7 +68,7 @@ class OpenAIEmbedder:
 
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._cfg.timeout)
+                timeout=aiohttp.ClientTimeout(total=self._cfg.timeout), trust_env=True
             )
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self._cfg.api_key_env) if self._cfg.api_key_env else None

@@ -21,6 +21,7 @@ from bot.providers.breaker import BreakerBoard, BreakerSettings, EntryState, Fai
 from bot.providers.config import ModelsConfig, ProviderConfig, check_model_refs, split_model_ref
 from bot.providers.failover import ChainEntry, FailoverPolicy, FailoverProvider, classify
 from bot.providers.remote import DEFAULT_POOL_SIZE
+from bot.proxy_env import check_proxy_env
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def make_provider(
     pool_size: int | None = None,
 ) -> RemoteProvider:
     keys = resolve_keys(name, config, environ)
+    check_proxy_env(environ)
     # each API's client module is imported when a provider speaks it
     if config.type == "anthropic":
         from bot.providers.anthropic import AnthropicProvider

@@ -162,6 +162,9 @@ class SseClient:
                 # caller's ChunkTimer, a wait for a free pooled connection included
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout_s),
                 skip_auto_headers=("User-Agent",),
+                # HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as the SDK's own client (the probes)
+                # takes them: a stream going around the proxy the probes use would fail alone
+                trust_env=True,
             )
             self._loop = loop
         return self._session

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from bot.errors import ContextTooLong, ProviderHTTPError, ProviderTimeout
+from bot.errors import ConfigError, ContextTooLong, ProviderHTTPError, ProviderTimeout
 from bot.providers.base import (
     ChatMessage,
     ChatRequest,
@@ -21,9 +21,11 @@ from bot.providers.base import (
     Usage,
     complete,
 )
+from bot.providers.build import make_provider
 from bot.providers.config import ProviderConfig
 from bot.providers.openai import OpenAIProvider
 from bot.providers.testing import ManualClock
+from tests.fakes.forward_proxy import ForwardProxy
 from tests.fakes.llm import DEFAULT_TEXT, FakeLLM, Reply
 
 WEATHER = ToolSpec(
@@ -353,3 +355,37 @@ def test_importing_the_providers_package_loads_no_sdk() -> None:
 
 async def test_default_text_reply(fake: FakeLLM, provider: OpenAIProvider) -> None:
     assert (await complete(provider, ask())).text == DEFAULT_TEXT
+
+
+async def test_streams_and_probes_go_through_the_proxy_from_the_environment(
+    fake: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK's client (the probe) takes HTTP_PROXY from the environment; a stream that did
+    not would go around the proxy, and in a network reachable only through it every turn
+    would fail while the probes said the provider was up."""
+    proxy = ForwardProxy()
+    await proxy.start()
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    provider = make(fake)
+    try:
+        fake.push(Reply(text="through the proxy"))
+        out = await complete(provider, ask())
+        await provider.probe()
+    finally:
+        await provider.aclose()
+        await proxy.stop()
+    assert out.text == "through the proxy"
+    assert f"{fake.base_url}/v1/chat/completions" in proxy.targets
+    assert f"{fake.base_url}/v1/models" in proxy.targets
+
+
+async def test_a_proxy_variable_the_streams_cannot_use_is_a_build_error_naming_it(
+    fake: FakeLLM,
+) -> None:
+    environ = {"OPENAI_API_KEY": "sk-test", "HTTPS_PROXY": "https://user:s3cret@proxy.example:3128"}
+    config = ProviderConfig(base_url=fake.base_url + "/v1", api_key_env="OPENAI_API_KEY")
+    with pytest.raises(ConfigError, match="HTTPS_PROXY is a https:// proxy") as caught:
+        make_provider("local", config, environ=environ)
+    assert "s3cret" not in str(caught.value)

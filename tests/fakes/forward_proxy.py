@@ -1,0 +1,57 @@
+"""A plain HTTP forward proxy on 127.0.0.1, to show which requests go through a proxy
+from the environment."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class ForwardProxy:
+    """A plain HTTP forward proxy on 127.0.0.1: records each connection's first target and
+    pipes the bytes through to it."""
+
+    def __init__(self) -> None:
+        self.targets: list[str] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in self._pipes:
+            task.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._pipes.add(task)
+        upstream: asyncio.StreamWriter | None = None
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            method, target, rest = head.split(b" ", 2)
+            self.targets.append(target.decode())
+            host_port, _, path = target.decode().removeprefix("http://").partition("/")
+            host, _, port = host_port.partition(":")
+            up_reader, upstream = await asyncio.open_connection(host, int(port))
+            upstream.write(b" ".join([method, b"/" + path.encode(), rest]))
+            await asyncio.gather(_pipe(reader, upstream), _pipe(up_reader, writer))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            for end in (writer, upstream):
+                if end is not None:
+                    end.close()
+            self._pipes.discard(task)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while block := await reader.read(65536):
+        writer.write(block)
+        await writer.drain()
+    writer.close()
