@@ -40,3 +40,28 @@ def check_proxy_env(environ: Mapping[str, str] = os.environ) -> None:
                 continue
             problem = "is not a valid URL; write it as http://host:port"
         raise ConfigError(f"the environment variable {name} {problem}")
+
+
+def proxy_for(url: str, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The proxy of the environment for `url` (None: connect directly), for a client that
+    takes one proxy rather than the environment, as discord.py does."""
+    parts = urlsplit(url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    # as urllib and aiohttp read them: the lower-case name wins over the upper-case one
+    proxies = {
+        name.lower().removesuffix("_proxy"): value
+        for name, value in sorted(environ.items(), key=lambda item: item[0].islower())
+        if name.lower().endswith("_proxy") and value
+    }
+    proxy = proxies.get(scheme)
+    if proxy is None or _bypassed(parts.hostname or "", proxies.get("no", "")):
+        return None
+    return proxy
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    """NO_PROXY as urllib reads it: `*`, or names that the host is or ends in."""
+    if no_proxy.strip() == "*":
+        return True
+    names = (name.strip().lstrip(".").lower() for name in no_proxy.split(","))
+    return any(host == name or host.endswith("." + name) for name in names if name)

@@ -47,6 +47,7 @@ from bot.messages import (
     OutboundMessage,
     SentRef,
 )
+from bot.proxy_env import check_proxy_env, proxy_for
 from bot.tasks import cancel_and_wait
 from channels import HttpRoute, InboundSink, discord_private
 from channels.base import BaseChannel, FileUpload
@@ -235,6 +236,8 @@ class DiscordChannel(BaseChannel):
             max_messages=None,  # no message cache: replies carry the message they answer
             guild_ready_timeout=GUILD_READY_TIMEOUT_S,
             max_ratelimit_timeout=MAX_RATELIMIT_WAIT_S,
+            # discord.py takes one proxy for its REST calls and its gateway, not the environment's
+            proxy=proxy_for(self.config.api_base_url),
         )
 
     async def stop(self) -> None:
@@ -407,6 +410,7 @@ class DiscordChannel(BaseChannel):
 
 
 def create(name: str, channel_config: DiscordChannelConfig, config: Any) -> DiscordChannel:
+    check_proxy_env()
     if channel_config.mode == "interactions":
         check_settings(name, channel_config, config.http.enabled)
     return DiscordChannel(name, channel_config, config.home)

@@ -106,6 +106,9 @@ async def doctor(name: str, channel_config: DiscordChannelConfig) -> list[Check]
     configured public key is the application's."""
     import aiohttp
 
+    from bot.errors import ConfigError
+    from bot.proxy_env import check_proxy_env
+
     what = f"discord {name}"
     token = os.environ.get(channel_config.token_env, "")
     if not token:
@@ -113,8 +116,12 @@ async def doctor(name: str, channel_config: DiscordChannelConfig) -> list[Check]
     base = channel_config.api_base_url
     headers = {"Authorization": f"Bot {token}"}
     try:
+        check_proxy_env()
+    except ConfigError as exc:
+        return [(what, False, str(exc))]
+    try:
         async with aiohttp.ClientSession(
-            headers=headers, timeout=aiohttp.ClientTimeout(total=10)
+            headers=headers, timeout=aiohttp.ClientTimeout(total=10), trust_env=True
         ) as http:
             async with http.get(f"{base}/users/@me") as resp:
                 if resp.status == 401:

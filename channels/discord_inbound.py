@@ -197,7 +197,9 @@ class Downloads:
             size, limit = size_text(attachment.size), size_text(max_bytes)
             raise ChannelError(f"{attachment.name or 'the file'} is {size}; the limit is {limit}")
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=60), trust_env=True
+            )
         data = bytearray()
         try:
             async with self._session.get(attachment.ref) as resp:

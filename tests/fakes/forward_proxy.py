@@ -7,8 +7,10 @@ import asyncio
 
 
 class ForwardProxy:
-    """A plain HTTP forward proxy on 127.0.0.1: records each connection's first target and
-    pipes the bytes through to it."""
+    """A plain HTTP forward proxy on 127.0.0.1: records each connection's target and pipes
+    the bytes through to it. A request that is no WebSocket upgrade is sent on with
+    `Connection: close`, so that every request comes on a connection of its own and is
+    recorded."""
 
     def __init__(self) -> None:
         self.targets: list[str] = []
@@ -36,10 +38,10 @@ class ForwardProxy:
             head = await reader.readuntil(b"\r\n\r\n")
             method, target, rest = head.split(b" ", 2)
             self.targets.append(target.decode())
-            host_port, _, path = target.decode().removeprefix("http://").partition("/")
+            host_port, _, path = target.decode().split("://", 1)[-1].partition("/")
             host, _, port = host_port.partition(":")
             up_reader, upstream = await asyncio.open_connection(host, int(port))
-            upstream.write(b" ".join([method, b"/" + path.encode(), rest]))
+            upstream.write(b" ".join([method, b"/" + path.encode(), _one_request(rest)]))
             await asyncio.gather(_pipe(reader, upstream), _pipe(up_reader, writer))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -55,3 +57,13 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.write(block)
         await writer.drain()
     writer.close()
+
+
+def _one_request(rest: bytes) -> bytes:
+    """The request line's version and the headers, with the connection closed after the
+    answer (a WebSocket upgrade keeps its own `Connection` header)."""
+    lines = rest.split(b"\r\n")
+    if any(line.lower().startswith(b"upgrade:") for line in lines):
+        return rest
+    kept = [line for line in lines if not line.lower().startswith((b"connection:", b"keep-alive:"))]
+    return b"\r\n".join([kept[0], b"Connection: close", *kept[1:]])
