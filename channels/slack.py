@@ -59,6 +59,7 @@ from bot.messages import (
     SentRef,
     size_text,
 )
+from bot.proxy_env import check_proxy_env
 from channels import InboundSink, ReplyProgress
 from channels.base import FileUpload
 from channels.buttons import Button, ButtonBook
@@ -390,4 +391,5 @@ class SlackChannel(SlackCommandChannel):
 
 
 def create(name: str, channel_config: SlackChannelConfig, config: Any) -> SlackChannel:
+    check_proxy_env()
     return SlackChannel(name, channel_config, config.home)

@@ -27,12 +27,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.channel_configs.slack import SlackChannelConfig
 from bot.errors import (
     ChannelError,
+    ConfigError,
     ConversationGone,
     DeliveryRefused,
     EditRejected,
     RateLimited,
 )
 from bot.messages import Conversation, size_text
+from bot.proxy_env import check_proxy_env
 
 log = logging.getLogger("decapod.channels.slack")
 
@@ -72,7 +74,11 @@ class SlackApi:
     def __init__(self, token: str, api_url: str, pause: Callable[[float], None]) -> None:
         self.api_url = api_url
         self._token = token
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        # the proxy of the environment for the requests made here (downloads, response_url), as
+        # slack_sdk takes it for the API calls it makes on this session
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=30), trust_env=True
+        )
         self.client = AsyncWebClient(
             token=token,
             base_url=api_url,
@@ -283,8 +289,14 @@ async def doctor(name: str, settings: SlackChannelConfig) -> list[Check]:
     token = os.environ.get(settings.bot_token_env, "")
     if not token:
         return [(what, False, f"environment variable {settings.bot_token_env} is not set")]
+    try:
+        check_proxy_env()
+    except ConfigError as exc:
+        return [(what, False, str(exc))]
     checks: list[Check] = []
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=10), trust_env=True
+    ) as session:
         client = AsyncWebClient(token=token, base_url=settings.api_url, session=session)
         try:
             auth = await client.auth_test()
