@@ -27,6 +27,10 @@ from bot.messages import (
 )
 from channels.base import BaseChannel
 
+#: how often a start bench asks /health whether a process is ready (Decapod's, the floor's,
+#: nanobot's: the same for all, so the polling favours none)
+HEALTH_POLL_S = 0.005
+
 
 def pct(values: list[float], q: float) -> float:
     if not values:
