@@ -251,13 +251,13 @@ def _measure(
                 peers.clear()
                 _run_until_health(home, port, full_env, idle_s=0)
                 continue
-            # nanobot's start first in every other pair, so that neither side always follows
-            # the other
-            if peer and n % 2 == 0:
-                peer_start()
-            # the floor (bench/startup_floor.py) just before each run: the load moves both
+            # the floor (bench/startup_floor.py) first: the load moves it with the run
             floor = [sys.executable, "-m", "bench.startup_floor", str(port)]
             floors.append(_run_until_health(home, port, full_env, floor))
+            # then the pair, nanobot's start first in every other one, so that neither side
+            # always follows the floor (whose imports are Decapod's SDKs) or the other side
+            if peer and n % 2 == 0:
+                peer_start()
             runs.append(_run_until_health(home, port, full_env))
             if peer and n % 2 == 1:
                 peer_start()
