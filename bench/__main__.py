@@ -203,6 +203,11 @@ def _p4_run_row(p4: dict[str, Any], peer: dict[str, Any] | None) -> Row:
             f"against nanobot's gateway start, alternating with it: Decapod is {paired:.2f}x "
             f"nanobot's ready (median of {len(p4['peer_pairs'])} pairs, Decapod/nanobot: "
             f"{each}); medians {up:.2f} s / {p4['peer_ready_s']:.2f} s"
+            + (
+                f"; CPU by ready {p4['run_cpu_s']:.2f} s / {p4['peer_cpu_s']:.2f} s"
+                if "peer_cpu_s" in p4
+                else ""
+            )
         )
         ok = up <= 1.0 and paired <= 0.6
         nanobot, times = f"{sec(p4['peer_ready_s'])} (1 channel)", f"{1 / paired:.1f}x"

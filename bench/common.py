@@ -32,6 +32,15 @@ from channels.base import BaseChannel
 HEALTH_POLL_S = 0.005
 
 
+def cpu_s(pid: int, thread: int | None = None) -> float:
+    """User + system CPU seconds the process (or one of its threads) has used so far
+    (Linux)."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    with open(path, encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.common import HEALTH_POLL_S, PlatformFakes, free_port, median, rss_mb
+from bench.common import HEALTH_POLL_S, PlatformFakes, cpu_s, free_port, median, rss_mb
 from bench.platform_fakes import channels_env
 from bench.platform_fakes import channels_toml as fake_channels_toml
 
@@ -76,15 +76,6 @@ def _health(port: int, timeout: float = 1.0) -> tuple[int, dict[str, Any]]:
         return exc.code, dict(json.loads(exc.read() or b"{}"))
 
 
-def _cpu_s(pid: int, thread: int | None = None) -> float:
-    """User + system CPU seconds the process (or one of its threads) has used so far
-    (Linux)."""
-    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
-    with open(path, encoding="ascii") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _run_until_health(
     home: Path,
     port: int,
@@ -126,7 +117,7 @@ def _run_until_health(
         all_up = time.perf_counter() - start
         # and the main thread's: the event loop's, which /health waits on (work done in
         # worker threads after ready, such as the warm-up's imports, counts in the first)
-        cpu, loop_cpu = _cpu_s(proc.pid), _cpu_s(proc.pid, proc.pid)
+        cpu, loop_cpu = cpu_s(proc.pid), cpu_s(proc.pid, proc.pid)
         time.sleep(idle_s)
         # not timed: a loaded machine may keep the answer longer than the polls' second
         channels = _health(port, timeout=10.0)[1].get("channels") or {}
@@ -182,7 +173,7 @@ def run(
 
 def _peer_starts(
     llm: FakeLLMProcess | None, stack: contextlib.ExitStack
-) -> tuple[Callable[[], float] | None, str]:
+) -> tuple[Callable[[], tuple[float, float]] | None, str]:
     """nanobot's gateway start for the pairs, or None and why not."""
     if llm is None:
         return None, ""
@@ -190,7 +181,7 @@ def _peer_starts(
     from bench.peer.measure import GatewayStarts
 
     try:
-        return stack.enter_context(GatewayStarts(llm)).ready_s, ""
+        return stack.enter_context(GatewayStarts(llm)).start, ""
     except PeerUnavailable as exc:
         print(f"P4 not paired with nanobot: {exc}", flush=True)
         return None, str(exc)
@@ -218,12 +209,13 @@ def _measure(
     channels_toml: str,
     env: dict[str, str],
     channels: int,
-    peer: Callable[[], float] | None = None,
+    peer: Callable[[], tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
     compile_bytecode()
     version = _version_times(3 if quick else 7)
     runs, floors = [], []
     peers: list[float] = []
+    peer_cpus: list[float] = []
     peer_error = ""
 
     def peer_start() -> None:
@@ -232,11 +224,14 @@ def _measure(
 
         assert peer is not None
         try:
-            peers.append(peer())
+            ready, cpu = peer()
+            peers.append(ready)
+            peer_cpus.append(cpu)
         except PeerUnavailable as exc:  # P4 goes on alone, as without nanobot
             print(f"P4 not paired with nanobot any more: {exc}", flush=True)
             peer, peer_error = None, str(exc)
             peers.clear()
+            peer_cpus.clear()
 
     pairs = (3 if quick else 5) if peer else (2 if quick else 4)
     for n in range(-1 if peer else 0, pairs):
@@ -249,6 +244,7 @@ def _measure(
             if n < 0:
                 peer_start()
                 peers.clear()
+                peer_cpus.clear()
                 _run_until_health(home, port, full_env, idle_s=0)
                 continue
             # the floor (bench/startup_floor.py) first: the load moves it with the run
@@ -291,6 +287,8 @@ def _measure(
         result["P4"].update(
             peer_pairs=[[o, p] for o, p in zip(ours, peers, strict=True)],
             peer_ready_s=median(peers),
+            #: nanobot's CPU seconds by then, beside Decapod's run_cpu_s
+            peer_cpu_s=median(peer_cpus),
             peer_ratio=paired_ratio(ours, peers),
         )
     return result

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.common import HEALTH_POLL_S, FakeLLMProcess, free_port, rss_mb
+from bench.common import HEALTH_POLL_S, FakeLLMProcess, cpu_s, free_port, rss_mb
 from bench.p7_prompt import breakdown
 from bench.peer.environment import PeerEnv, PeerUnavailable, ensure_nanobot
 
@@ -156,7 +156,7 @@ class GatewayStarts:
     of its ratio see the same load. Its own home and config, as for `measure`.
 
         with GatewayStarts(llm) as starts:
-            seconds = starts.ready_s()
+            seconds, cpu = starts.start()
     """
 
     def __init__(self, llm: FakeLLMProcess) -> None:
@@ -173,11 +173,14 @@ class GatewayStarts:
         _config(self._home, self._llm, self._port, free_port())
         return self
 
-    def ready_s(self) -> float:
-        """Seconds from starting `nanobot gateway` until its /health first answered."""
+    def start(self) -> tuple[float, float]:
+        """Seconds from starting `nanobot gateway` until its /health first answered, and the
+        CPU seconds it had used by then."""
         proc, ready = _start_gateway(self._env, self._home, self._port)
-        _kill(proc)
-        return ready
+        try:
+            return ready, cpu_s(proc.pid)
+        finally:
+            _kill(proc)
 
     def __exit__(self, *exc: object) -> None:
         if self._tmp is not None:

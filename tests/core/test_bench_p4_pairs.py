@@ -45,6 +45,10 @@ def test_the_verdict_takes_the_paired_ratio_over_the_peers_own_phase() -> None:
         _p4(
             peer_pairs=pairs,
             peer_ready_s=1.05,
+            run_cpu_s=0.5,
+            run_loop_cpu_s=0.49,
+            floor_cpu_s=0.4,
+            peer_cpu_s=0.9,
             peer_ratio=startup_bench.paired_ratio([o for o, _ in pairs], [p for _, p in pairs]),
         ),
         phase,
@@ -54,6 +58,7 @@ def test_the_verdict_takes_the_paired_ratio_over_the_peers_own_phase() -> None:
     assert row.ratio == "1.7x"
     assert "0.58x nanobot's ready (median of 3 pairs" in row.notes[-1]
     assert "0.60/1.05, 0.62/1.04, 0.70/1.20" in row.notes[-1]
+    assert row.notes[-1].endswith("; CPU by ready 0.50 s / 0.90 s")
     missed = _p4_run_row(_p4(peer_pairs=[[0.62, 1.0]], peer_ready_s=1.0, peer_ratio=0.62), None)
     assert missed.verdict == "MISSED"
 
@@ -84,11 +89,11 @@ class _Starts:
         up = 0.4 if command else 0.6
         return {"answered": up, "all_up": up, "cpu": up, "loop_cpu": up, "rss": 80, "up": 3}
 
-    def peer(self) -> float:
+    def peer(self) -> tuple[float, float]:
         self.order.append("nanobot")
         if self.order.count("nanobot") == self.peer_fails_at:
             raise PeerUnavailable("nanobot gateway exited at start")
-        return 1.0
+        return 1.0, 0.8
 
 
 def test_the_starts_alternate_after_one_untimed_start_of_each(
@@ -103,12 +108,13 @@ def test_the_starts_alternate_after_one_untimed_start_of_each(
     assert p4["peer_pairs"] == [[0.6, 1.0]] * 5
     assert p4["peer_ratio"] == pytest.approx(0.6)
     assert p4["peer_ready_s"] == 1.0
+    assert p4["peer_cpu_s"] == 0.8
 
 
 def test_a_peer_that_fails_midway_leaves_p4_unpaired(monkeypatch: pytest.MonkeyPatch) -> None:
     starts = _Starts(monkeypatch, peer_fails_at=3)
     p4 = startup_bench._measure(True, "", {}, 3, starts.peer)["P4"]
-    assert "peer_ratio" not in p4 and "peer_pairs" not in p4
+    assert "peer_ratio" not in p4 and "peer_pairs" not in p4 and "peer_cpu_s" not in p4
     assert p4["peer_error"] == "nanobot gateway exited at start"
     assert starts.order.count("nanobot") == 3
     assert starts.order.count("decapod") == 3  # the runs go on, alone
