@@ -27,6 +27,19 @@ from bot.messages import (
 )
 from channels.base import BaseChannel
 
+#: how often a start bench asks /health whether a process is ready (Decapod's, the floor's,
+#: nanobot's: the same for all, so the polling favours none)
+HEALTH_POLL_S = 0.005
+
+
+def cpu_s(pid: int, thread: int | None = None) -> float:
+    """User + system CPU seconds the process (or one of its threads) has used so far
+    (Linux)."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    with open(path, encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 def pct(values: list[float], q: float) -> float:
     if not values:

@@ -1,10 +1,16 @@
 """P4: cold start (`decapod --version`; `decapod run` until /health answers) and P5: idle RSS
 of `decapod run`, with three channels (Telegram, Slack, Discord) configured against the fakes
-of tests/fakes/, which run in a process of their own (bench/platform_fakes.py)."""
+of tests/fakes/, which run in a process of their own (bench/platform_fakes.py).
+
+Given nanobot (`peer_llm`, bench/peer/), each `decapod run` is paired with a start of
+nanobot's gateway, the two alternating which goes first, and P4's ratio to nanobot is the
+median of the pairs' ratios: a load that changes during the bench moves both sides of a pair
+alike, where two medians measured minutes apart each saw a load of their own."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -13,12 +19,16 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.common import PlatformFakes, free_port, median, rss_mb
+from bench.common import HEALTH_POLL_S, PlatformFakes, cpu_s, free_port, median, rss_mb
 from bench.platform_fakes import channels_env
 from bench.platform_fakes import channels_toml as fake_channels_toml
+
+if TYPE_CHECKING:
+    from bench.common import FakeLLMProcess
 
 IDLE_S = 2.0
 #: the packages the timed processes (`decapod run`, the floor) import from this tree
@@ -66,21 +76,16 @@ def _health(port: int, timeout: float = 1.0) -> tuple[int, dict[str, Any]]:
         return exc.code, dict(json.loads(exc.read() or b"{}"))
 
 
-def _cpu_s(pid: int, thread: int | None = None) -> float:
-    """User + system CPU seconds the process (or one of its threads) has used so far
-    (Linux)."""
-    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
-    with open(path, encoding="ascii") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _run_until_health(
-    home: Path, port: int, env: dict[str, str], command: list[str] | None = None
+    home: Path,
+    port: int,
+    env: dict[str, str],
+    command: list[str] | None = None,
+    idle_s: float = IDLE_S,
 ) -> dict[str, float]:
     """Seconds until /health first answers and until it says every channel runs, and the
     process's CPU seconds by then (the start's own work, less moved by the load than the wall
-    time); RSS in MB after IDLE_S idle; channels running then. `command`: another process to
+    time); RSS in MB after `idle_s` idle; channels running then. `command`: another process to
     time the same way (the floor)."""
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -108,12 +113,12 @@ def _run_until_health(
             if proc.poll() is not None:
                 err = (proc.stderr.read() if proc.stderr else "").strip().splitlines()
                 raise RuntimeError(f"decapod run exited early: {err[-1:]}")
-            time.sleep(0.005)
+            time.sleep(HEALTH_POLL_S)
         all_up = time.perf_counter() - start
         # and the main thread's: the event loop's, which /health waits on (work done in
         # worker threads after ready, such as the warm-up's imports, counts in the first)
-        cpu, loop_cpu = _cpu_s(proc.pid), _cpu_s(proc.pid, proc.pid)
-        time.sleep(IDLE_S)
+        cpu, loop_cpu = cpu_s(proc.pid), cpu_s(proc.pid, proc.pid)
+        time.sleep(idle_s)
         # not timed: a loaded machine may keep the answer longer than the polls' second
         channels = _health(port, timeout=10.0)[1].get("channels") or {}
         running = sum(1 for c in channels.values() if isinstance(c, dict) and c.get("running"))
@@ -134,20 +139,52 @@ def _run_until_health(
             proc.wait()
 
 
+def paired_ratio(ours: list[float], peers: list[float]) -> float:
+    """The median of the pairs' ratios, ours over the peer's: each pair's two starts ran one
+    right after the other, so a load that changed between pairs moves both alike."""
+    if not ours or len(ours) != len(peers):
+        raise ValueError(f"pairs need as many of ours as of the peer's ({len(ours)}, {len(peers)})")
+    return median([o / p for o, p in zip(ours, peers, strict=True)])
+
+
 def run(
-    quick: bool = False, channels_toml: str | None = None, env: dict[str, str] | None = None
+    quick: bool = False,
+    channels_toml: str | None = None,
+    env: dict[str, str] | None = None,
+    peer_llm: FakeLLMProcess | None = None,
 ) -> dict[str, Any]:
-    """`channels_toml`: the channel tables to configure; None: the three fakes."""
+    """`channels_toml`: the channel tables to configure; None: the three fakes. `peer_llm`:
+    pair each start with one of nanobot's gateway (configured on that fake LLM); when nanobot
+    cannot be had, P4 is measured alone and says why."""
     if channels_toml is None:
-        with PlatformFakes() as fakes:
+        with PlatformFakes() as fakes, contextlib.ExitStack() as stack:
             toml = fake_channels_toml(fakes.info)
             full_env = {**channels_env(fakes.info), **(env or {})}
-            result = _measure(quick, toml, full_env, 3)
+            peer, peer_error = _peer_starts(peer_llm, stack)
+            result = _measure(quick, toml, full_env, 3, peer)
+            if peer_error:
+                result["P4"]["peer_error"] = peer_error
             # nanobot's start has one channel: the same with Telegram alone, like for like
             telegram = toml.split("\n[channels.slack]", 1)[0]
             result["P4_one_channel"] = _one_channel(quick, telegram, full_env)
             return result
     return _measure(quick, channels_toml, env or {}, channels_toml.count("[channels."))
+
+
+def _peer_starts(
+    llm: FakeLLMProcess | None, stack: contextlib.ExitStack
+) -> tuple[Callable[[], tuple[float, float]] | None, str]:
+    """nanobot's gateway start for the pairs, or None and why not."""
+    if llm is None:
+        return None, ""
+    from bench.peer.environment import PeerUnavailable
+    from bench.peer.measure import GatewayStarts
+
+    try:
+        return stack.enter_context(GatewayStarts(llm)).start, ""
+    except PeerUnavailable as exc:
+        print(f"P4 not paired with nanobot: {exc}", flush=True)
+        return None, str(exc)
 
 
 def _one_channel(quick: bool, channels_toml: str, env: dict[str, str]) -> dict[str, Any]:
@@ -167,20 +204,60 @@ def _one_channel(quick: bool, channels_toml: str, env: dict[str, str]) -> dict[s
     }
 
 
-def _measure(quick: bool, channels_toml: str, env: dict[str, str], channels: int) -> dict[str, Any]:
+def _measure(
+    quick: bool,
+    channels_toml: str,
+    env: dict[str, str],
+    channels: int,
+    peer: Callable[[], tuple[float, float]] | None = None,
+) -> dict[str, Any]:
     compile_bytecode()
     version = _version_times(3 if quick else 7)
     runs, floors = [], []
-    for _ in range(2 if quick else 4):
+    peers: list[float] = []
+    peer_cpus: list[float] = []
+    peer_error = ""
+
+    def peer_start() -> None:
+        nonlocal peer, peer_error
+        from bench.peer.environment import PeerUnavailable
+
+        assert peer is not None
+        try:
+            ready, cpu = peer()
+            peers.append(ready)
+            peer_cpus.append(cpu)
+        except PeerUnavailable as exc:  # P4 goes on alone, as without nanobot
+            print(f"P4 not paired with nanobot any more: {exc}", flush=True)
+            peer, peer_error = None, str(exc)
+            peers.clear()
+            peer_cpus.clear()
+
+    pairs = (3 if quick else 5) if peer else (2 if quick else 4)
+    for n in range(-1 if peer else 0, pairs):
+        # n == -1: one untimed start of each side first, when paired, so that neither side
+        # alone meets a cold page cache
         with tempfile.TemporaryDirectory() as tmp:
             home, port = Path(tmp) / "home", free_port()
             _write_config(home, port, channels_toml)
             full_env = {**os.environ, **env, "DECAPOD_HOME": str(home)}
-            # the floor (bench/startup_floor.py) just before each run: the load moves both
+            if n < 0:
+                peer_start()
+                peers.clear()
+                peer_cpus.clear()
+                _run_until_health(home, port, full_env, idle_s=0)
+                continue
+            # the floor (bench/startup_floor.py) first: the load moves it with the run
             floor = [sys.executable, "-m", "bench.startup_floor", str(port)]
             floors.append(_run_until_health(home, port, full_env, floor))
+            # then the pair, nanobot's start first in every other one, so that neither side
+            # always follows the floor (whose imports are Decapod's SDKs) or the other side
+            if peer and n % 2 == 0:
+                peer_start()
             runs.append(_run_until_health(home, port, full_env))
-    return {
+            if peer and n % 2 == 1:
+                peer_start()
+    result = {
         "P4": {
             "version_s": median(version),
             "run_to_health_s": median([r["answered"] for r in runs]),
@@ -203,6 +280,18 @@ def _measure(quick: bool, channels_toml: str, env: dict[str, str], channels: int
             "floor_rss_mb": median([f["rss"] for f in floors]),
         },
     }
+    if peer_error:
+        result["P4"]["peer_error"] = peer_error
+    if peers:
+        ours = [r["all_up"] for r in runs]
+        result["P4"].update(
+            peer_pairs=[[o, p] for o, p in zip(ours, peers, strict=True)],
+            peer_ready_s=median(peers),
+            #: nanobot's CPU seconds by then, beside Decapod's run_cpu_s
+            peer_cpu_s=median(peer_cpus),
+            peer_ratio=paired_ratio(ours, peers),
+        )
+    return result
 
 
 if __name__ == "__main__":

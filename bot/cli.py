@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         from bot.heap import hold_collections_until_settled
 
         hold_collections_until_settled()  # until the gateway is up (bot/heap.py)
+        from bot.aiohttp_lean import import_aiohttp
+
+        import_aiohttp()  # first: its non-verifying TLS context skips the CA store
     from bot import operate
     from bot.errors import ConfigError
 

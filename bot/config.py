@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from bot.channel_configs.discord import DiscordChannelConfig
 from bot.channel_configs.slack import SlackChannelConfig
 from bot.channel_configs.telegram import TelegramChannelConfig
-from bot.config_base import ChannelAccessConfig, GroupConfig, Section
+from bot.config_base import ChannelAccessConfig, GroupConfig, Section, empty_list
 from bot.errors import ConfigError
 from bot.hooks.config import HooksConfig
 from bot.mcp.config import McpConfig
@@ -60,7 +60,7 @@ class GatewayConfig(_Section):
     #: seconds a stop waits for running turns before leaving them for the next start
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     #: identity keys ("telegram:123456") of the owner: all tools, approvals, alerts
-    owners: list[str] = Field(default_factory=list)
+    owners: list[str] = Field(default_factory=empty_list)
     #: processes that run turns; 1 runs them in the process that holds the channels. With
     #: more, that process receives and stores, and each session's turns run in one of these
     #: (docs/performance.md, "Turns in several processes")
@@ -106,7 +106,7 @@ class AgentConfig(_Section):
 class SecurityConfig(_Section):
     #: more environment variables whose values must never leave the process (redacted
     #: everywhere, like provider keys and platform tokens, which are registered by themselves)
-    secret_env: list[str] = Field(default_factory=list)
+    secret_env: list[str] = Field(default_factory=empty_list)
 
 
 class HttpConfig(_Section):

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.common import FakeLLMProcess, free_port, rss_mb
+from bench.common import HEALTH_POLL_S, FakeLLMProcess, cpu_s, free_port, rss_mb
 from bench.p7_prompt import breakdown
 from bench.peer.environment import PeerEnv, PeerUnavailable, ensure_nanobot
 
@@ -143,11 +143,48 @@ def _start_gateway(env: PeerEnv, home: Path, port: int) -> tuple[subprocess.Pope
             except (urllib.error.HTTPError, OSError):
                 if proc.poll() is not None:
                     raise PeerUnavailable("nanobot gateway exited at start") from None
-                time.sleep(0.01)
+                time.sleep(HEALTH_POLL_S)
         raise PeerUnavailable("nanobot gateway was not ready within 60 s")
     except BaseException:
         _kill(proc)
         raise
+
+
+class GatewayStarts:
+    """nanobot's gateway started until its /health answers, then stopped, as often as asked:
+    P4 alternates these starts with Decapod's (bench/startup_bench.py), so that both sides
+    of its ratio see the same load. Its own home and config, as for `measure`.
+
+        with GatewayStarts(llm) as starts:
+            seconds, cpu = starts.start()
+    """
+
+    def __init__(self, llm: FakeLLMProcess) -> None:
+        self._llm = llm
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.version = ""
+
+    def __enter__(self) -> GatewayStarts:
+        self._env = ensure_nanobot()
+        self.version = self._env.version
+        self._tmp = tempfile.TemporaryDirectory(prefix="decapod-peer-")
+        self._home = Path(self._tmp.name)
+        self._port = free_port()
+        _config(self._home, self._llm, self._port, free_port())
+        return self
+
+    def start(self) -> tuple[float, float]:
+        """Seconds from starting `nanobot gateway` until its /health first answered, and the
+        CPU seconds it had used by then."""
+        proc, ready = _start_gateway(self._env, self._home, self._port)
+        try:
+            return ready, cpu_s(proc.pid)
+        finally:
+            _kill(proc)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
 
 def _gateway(

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bot.config_base import ChannelAccessConfig
+from bot.config_base import ChannelAccessConfig, empty_list
 
 DISCORD_API = "https://discord.com/api/v10"
 DISCORD_GATEWAY = "wss://gateway.discord.gg/"
@@ -32,15 +32,17 @@ class DiscordChannelConfig(BaseModel):
     #: gateway URL for the first connection; resumes go where Discord says
     gateway_url: str = DISCORD_GATEWAY
     #: server (guild) ids the bot works in; empty: any server it is invited to
-    guilds: list[str] = Field(default_factory=list)
+    guilds: list[str] = Field(default_factory=empty_list)
     #: server ids to register the slash commands in (instant); empty: globally
-    sync_commands_to: list[str] = Field(default_factory=list)
+    sync_commands_to: list[str] = Field(default_factory=empty_list)
     #: reconnect when a heartbeat stays unacknowledged this many seconds
     watchdog_s: float = Field(default=30.0, gt=0, le=600)
     #: stream answers by editing the message about once a second; off: send when complete
     stream: bool = True
     #: what the bot's messages may ping: any of "users", "roles", "everyone"; empty: nothing
-    allowed_mentions: list[Literal["users", "roles", "everyone"]] = Field(default_factory=list)
+    allowed_mentions: list[Literal["users", "roles", "everyone"]] = Field(
+        default_factory=empty_list
+    )
     #: ask for the privileged Message Content intent (it must be enabled in the Developer
     #: Portal); without it guild messages arrive empty unless they mention the bot
     message_content_intent: bool = True

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import Field, field_validator
 
-from bot.config_base import Section
+from bot.config_base import Section, empty_list
 
 
 class HookEventName(StrEnum):
@@ -39,13 +39,13 @@ class CommandHookConfig(Section):
 
 
 class HooksConfig(Section):
-    commands: list[CommandHookConfig] = Field(default_factory=list)
+    commands: list[CommandHookConfig] = Field(default_factory=empty_list)
     #: load the Python hooks that installed packages declare (entry point group
     #: decapod.hooks). Off by default: a hook sees every message, so a package installed for
     #: something else must not start reading them unasked (and the scan costs the start time)
     entry_points: bool = False
     #: names of hooks (commands or entry points) that stay off
-    disabled: list[str] = Field(default_factory=list)
+    disabled: list[str] = Field(default_factory=empty_list)
     #: the default time a hook may take
     timeout_s: float = Field(default=5.0, gt=0, le=300)
     #: consecutive failures (errors, timeouts, bad output) that switch a hook off for a while

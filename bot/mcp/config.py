@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from bot.config_base import Section
+from bot.config_base import Section, empty_list
 
 #: a server's name prefixes its tools (`<server>__<tool>`), so it must fit a tool name
 _SERVER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -49,9 +49,9 @@ def _owner_only() -> list[Role]:
 class _ServerBase(Section):
     enabled: bool = True
     #: the server's own tool names to offer; empty offers every tool it lists
-    tools: list[str] = Field(default_factory=list)
+    tools: list[str] = Field(default_factory=empty_list)
     #: tool names never offered, whatever `tools` says
-    exclude: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=empty_list)
     #: who may use this server's tools
     roles: list[Role] = Field(default_factory=lambda: _owner_only(), min_length=1)
     #: offer the tools in group chats too (to the roles above)
@@ -67,10 +67,10 @@ class StdioServerConfig(_ServerBase):
 
     transport: Literal["stdio"]
     command: str = Field(min_length=1)
-    args: list[str] = Field(default_factory=list)
+    args: list[str] = Field(default_factory=empty_list)
     #: names of environment variables passed to the server, values from the gateway's
     #: environment; the server sees these, PATH and HOME, and nothing else
-    env: list[str] = Field(default_factory=list)
+    env: list[str] = Field(default_factory=empty_list)
     #: working folder of a host process (default: HOME/mcp/<name>)
     cwd: str | None = None
     #: run inside the bubblewrap sandbox (read-only /usr, its own folder at /work, no network
@@ -80,8 +80,8 @@ class StdioServerConfig(_ServerBase):
     network: bool = False
     #: host paths bound into the sandbox, read-only / writable: "/host/path" (the same path
     #: inside) or "/host/path:/inside/path"; never at /work, the server's own folder
-    ro_binds: list[str] = Field(default_factory=list)
-    rw_binds: list[str] = Field(default_factory=list)
+    ro_binds: list[str] = Field(default_factory=empty_list)
+    rw_binds: list[str] = Field(default_factory=empty_list)
     #: address-space limit of the sandboxed server; runtimes such as Node reserve far more
     #: address space than they use
     memory_mb: int = Field(default=4096, ge=64)

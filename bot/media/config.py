@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from bot.config_base import Section
+from bot.config_base import Section, empty_list
 from bot.providers.config import split_model_ref
 
 #: model names (the part after "provider:") that take images, as shell patterns; matched
@@ -65,7 +65,7 @@ class TranscriptionConfig(Section):
     (its base_url and key variables are used), e.g. ["groq:whisper-large-v3",
     "openai:whisper-1"]."""
 
-    chain: list[str] = Field(default_factory=list)
+    chain: list[str] = Field(default_factory=empty_list)
     #: an ISO-639-1 hint ("de"); empty lets the server detect the language
     language: str = ""
     timeout_s: float = Field(default=60.0, gt=0)

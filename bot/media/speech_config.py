@@ -15,13 +15,13 @@ from collections.abc import Mapping
 
 from pydantic import Field, field_validator
 
-from bot.config_base import Section
+from bot.config_base import Section, empty_list
 from bot.providers.config import ProviderConfig, split_model_ref
 
 
 class SpeechConfig(Section):
     #: "provider:model" entries, tried in order: the next one when one fails
-    chain: list[str] = Field(default_factory=list)
+    chain: list[str] = Field(default_factory=empty_list)
     voice: str = Field(default="alloy", min_length=1)
     #: the longest answer read out; a longer one is cut at the end of a sentence
     max_chars: int = Field(default=4000, ge=100, le=4096)

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bot.config_base import empty_list
+
 ProviderType = Literal["openai", "anthropic"]
 Preset = Literal["openai", "ollama", "vllm", "llamacpp", "lmstudio", "openrouter"]
 #: purposes that may have a chain of their own; any other purpose uses `models.chat`
@@ -59,7 +61,7 @@ class ProviderConfig(BaseModel):
     base_url: str | None = None
     api_key_env: str | None = None
     #: several keys, rotated on 401/403/429; tried after `api_key_env` when both are set
-    api_keys_env: list[str] = Field(default_factory=list)
+    api_keys_env: list[str] = Field(default_factory=empty_list)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     #: from sending the request to the first streamed chunk
     first_token_timeout_s: float = Field(default=60.0, gt=0)
@@ -154,7 +156,7 @@ class ModelsConfig(BaseModel):
     #: purpose -> its own chain; a purpose without a route uses `chat`
     routes: dict[Purpose, list[str]] = Field(default_factory=dict)
     #: models that describe an image for a chat model that cannot see it, in order
-    vision: list[str] = Field(default_factory=list)
+    vision: list[str] = Field(default_factory=empty_list)
     #: wait (within the deadline) for a cooling primary instead of failing over
     wait_for_primary: bool = False
     #: consecutive failures that open an entry's breaker

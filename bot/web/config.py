@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from bot.config_base import Section
+from bot.config_base import Section, empty_list
 
 Role = Literal["owner", "operator", "user"]
 ALL_ROLES: tuple[Role, ...] = ("owner", "operator", "user")
@@ -102,7 +102,7 @@ class WebConfig(Section):
     allow_private: bool = False
     #: exceptions to the address guard: host names ("wiki.lan", "*.corp.example"), addresses
     #: or networks ("192.168.1.10", "10.1.0.0/16")
-    allow_hosts: list[str] = Field(default_factory=list)
+    allow_hosts: list[str] = Field(default_factory=empty_list)
     #: seconds one fetch may take, redirects included
     timeout_s: float = Field(default=20.0, gt=0)
     #: bytes read from one response; a longer page is cut, a longer file is not saved
@@ -122,7 +122,7 @@ class WebConfig(Section):
     #: a provider that failed is skipped this long (a 429's Retry-After when longer)
     search_cooldown_s: float = Field(default=60.0, ge=0)
     #: search providers, tried in order
-    search: list[SearchProviderConfig] = Field(default_factory=list)
+    search: list[SearchProviderConfig] = Field(default_factory=empty_list)
 
     @field_validator("allow_hosts")
     @classmethod

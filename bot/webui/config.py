@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from bot.config_base import Section
+from bot.config_base import Section, empty_list
 
 
 class WebUIConfig(Section):
@@ -15,7 +15,7 @@ class WebUIConfig(Section):
     enabled: bool = True
     #: addresses (or networks) of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto /
     #: X-Forwarded-Host are believed; from anyone else those headers are ignored
-    trusted_proxies: list[str] = Field(default_factory=list)
+    trusted_proxies: list[str] = Field(default_factory=empty_list)
     #: a login lasts this long
     session_ttl_s: float = Field(default=7 * 86400.0, ge=60)
     #: let people the owner invites with a one-time pairing link chat here, each in a chat
