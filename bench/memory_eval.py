@@ -12,6 +12,8 @@ questions. Rows:
   the question names (bot/memory/feedback.py); `default, no coverage rerank`, `default, no
   date boost`, `default + neighbour turns`, `default, questions not demoted`, `default, no
   session boost`, `default, no follow-up answers`: the last stage's parts (bot/memory/rerank.py);
+  `default, trust by share only`: the vector weight falls only by the share of the question
+  the best keyword hits hold, never by all of keyword trust (`keyword_sure` 1);
 - `default, save() defaults` and `keyword, save() defaults`: turns saved as bare "Speaker:
   text" with nothing else (no time, no turn before given), as a caller using save()'s
   defaults does: each keeps the turn stored before it, but the session's date is lost;
@@ -78,6 +80,7 @@ def use_config(service: MemoryService, config: MemoryConfig) -> None:
         config.recency_half_life_days,
         config.fusion,
         config.keyword_trust,
+        config.keyword_sure,
     )
 
 
@@ -155,6 +158,7 @@ ROWS: list[tuple[str, SearchMode, Setting]] = [
     ("default, questions not demoted", "hybrid", {"question_weight": 1.0}),
     ("default, no session boost", "hybrid", {"session_boost": 0.0}),
     ("default, no follow-up answers", "hybrid", {"follow_up_share": 0.0}),
+    ("default, trust by share only", "hybrid", {"keyword_sure": 1.0}),
 ]
 
 

@@ -71,6 +71,9 @@ class MemoryConfig(_Strict):
     #: the vector weight falls by this share of how much of the question the best keyword
     #: hits hold: where the question uses an answer's own words, keyword search decides
     keyword_trust: float = Field(default=0.9, ge=0, le=1)
+    #: when a best keyword hit holds more than this share of the question's words, the
+    #: vector weight falls by the whole of keyword_trust; 1 turns it off
+    keyword_sure: float = Field(default=0.5, ge=0, le=1)
     #: a query word found in what an item depends on (the turn before, the day it was said)
     #: counts this much of one found in the item itself
     context_weight: float = Field(default=0.5, ge=0)

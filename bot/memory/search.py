@@ -47,6 +47,8 @@ class FusionWeights:
     #: the vector weight falls by this share of how much of the question the best keyword
     #: hits hold (`keyword_confidence`); 0 keeps it fixed
     keyword_trust: float = 0.0
+    #: a share above this counts as the whole question: keyword search decides; 1 never
+    keyword_sure: float = 1.0
 
 
 def _scaled(scores: dict[int, float]) -> dict[int, float]:
@@ -99,14 +101,19 @@ def fuse(
     """Merge the keyword and vector lists: by scaled scores (weight * BM25 / best BM25 +
     weight * cosine scaled from the worst candidate to the best) or by reciprocal rank
     (sum of weight / (rrf_k + rank)); either times an optional boost for recent items.
-    The vector weight falls by `keyword_trust` x `confidence` (see keyword_confidence).
-    Ties keep keyword order, then vector order."""
+    The vector weight falls by `keyword_trust` x `confidence` (see keyword_confidence), by
+    the whole of `keyword_trust` when `confidence` is above `keyword_sure`. Ties keep
+    keyword order, then vector order."""
     now = time.time() if now is None else now
     keyword_rank = {cid: i + 1 for i, cid in enumerate(found.keyword)}
     vector_rank = {cid: i + 1 for i, cid in enumerate(found.vector)}
     by_score = weights.method == "score"
     keyword_scaled = _scaled(found.keyword_score) if by_score else {}
     vector_scaled = _spread(found.vector_score) if by_score else {}
+    if confidence > weights.keyword_sure:
+        # a best keyword hit holding most of the question is the answer about as often as
+        # one holding all of it, and the vectors' nearest are chatty turns on its topic
+        confidence = 1.0
     vector_weight = weights.vector * max(0.0, 1.0 - weights.keyword_trust * confidence)
     hits: list[MemoryHit] = []
     for cid in dict.fromkeys(found.keyword + found.vector):

@@ -111,6 +111,7 @@ class MemoryService:
             config.recency_half_life_days,
             config.fusion,
             config.keyword_trust,
+            config.keyword_sure,
         )
         self.watcher = KnowledgeWatcher(
             home / config.knowledge_dir,

@@ -98,6 +98,7 @@ def test_evaluation_reports_rows_categories_and_latency(
         "default, questions not demoted",
         "default, no session boost",
         "default, no follow-up answers",
+        "default, trust by share only",
         "default, save() defaults",
         "keyword, save() defaults",
     ]

@@ -3,9 +3,19 @@ and the vectors where it says things in other words."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+
 from bot.memory.config import MemoryConfig
 from bot.memory.search import FusionWeights, fuse, keyword_confidence
+from bot.memory.service import MemoryService
+from bot.store import Store
 from bot.store.memory import ChunkRow, SearchRows
+from tests.deps import REDACT
+from tests.memory.conftest import memory_config
 
 TEXTS = {
     1: "Nora: We finally booked the ferry to Skye for the autumn holidays",
@@ -57,3 +67,61 @@ def test_a_question_in_other_words_keeps_the_vectors_weight() -> None:
 
 def test_the_shipped_fusion_trusts_keywords() -> None:
     assert MemoryConfig().keyword_trust == 0.9
+
+
+@pytest_asyncio.fixture
+async def hybrid_memory(store: Store, tiny_model: Path, tmp_path: Path) -> AsyncIterator[Any]:
+    services: list[MemoryService] = []
+
+    async def make(**overrides: Any) -> MemoryService:
+        config = memory_config(tiny_model, **overrides)
+        service = MemoryService(store, config, tmp_path / "home", redact=REDACT)
+        await service.start(watch=False)
+        await service.wait_ready()
+        services.append(service)
+        return service
+
+    yield make
+    for service in services:
+        await service.stop()
+
+
+async def test_a_best_keyword_hit_holding_most_of_the_question_outranks_the_vectors_pick(
+    hybrid_memory: Any,
+) -> None:
+    memory = await hybrid_memory()
+    # the answer holds two of the question's three words among unrelated ones; the
+    # chatter holds one, and words near all three (the tiny model's synonyms), so the
+    # vectors put it first
+    answer = await memory.save("alice", "zulu hamburg alpha bravo charlie delta echo foxtrot")
+    chatter = await memory.save("alice", "matcha chai oolong berlin munich")
+    await memory.save("alice", "monday tuesday friday sunday")
+    await memory.save("alice", "red green blue yellow purple")
+    await memory.backfill()
+    question = "matcha hamburg zulu"
+
+    hits = await memory.search("alice", question, limit=5)
+    assert [h.item_id for h in hits[:2]] == [answer, chatter]
+    assert MemoryConfig().keyword_sure == 0.5
+
+    # with the vector weight falling only by the share (two thirds), the chatter wins
+    by_share = await hybrid_memory(keyword_sure=1.0)
+    hits = await by_share.search("alice", question, limit=5)
+    assert hits[0].item_id == chatter
+
+
+def test_confidence_above_sure_counts_as_the_whole_question() -> None:
+    found = _found([1, 3], [2, 3, 1])
+    sure = FusionWeights(method="score", vector=2.0, keyword_trust=0.9, keyword_sure=0.5)
+    by_share = FusionWeights(method="score", vector=2.0, keyword_trust=0.9)
+    # chunk 1 holds two of the three words: by the share alone, the vectors outweigh it
+    confidence = keyword_confidence(found, ["booked", "ferry", "getaway"])
+    assert fuse(found, by_share, 10, 0.0, confidence)[0].chunk_id != 1
+    assert fuse(found, sure, 10, 0.0, confidence)[0].chunk_id == 1
+    # at or below half, the share decides as before
+    half = keyword_confidence(found, ["ferry", "getaway"])
+    assert half == 0.5
+    assert (
+        fuse(found, sure, 10, 0.0, half)[0].chunk_id
+        == fuse(found, by_share, 10, 0.0, half)[0].chunk_id
+    )
