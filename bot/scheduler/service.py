@@ -4,7 +4,9 @@ The jobs table is the truth; a timer on the event loop only wakes the delivery l
 next due time (and the loop wakes every `poll_seconds` anyway). A delivery is:
 
 1. claimed: one atomic UPDATE takes a due row (pending, or sending under an expired lease);
-2. sent through the Deliverer (a task first runs its prompt through the TaskRunner);
+2. sent through the Deliverer (a task first runs its prompt through the TaskRunner; when
+   the send fails, its answer is kept with the job, and the retry sends it without running
+   the prompt again);
 3. committed: sent (or, for a repeating job, pending at its next occurrence) in one
    transaction, made durable before anything else happens.
 
@@ -263,13 +265,18 @@ class Scheduler:
         try:
             fault_point("scheduler.claimed")
             late_by = 0.0
+            # a task's answer made by an earlier try whose sending failed: sent, not made again
+            # (its prompt ran once, tools and all)
+            answer = job.answer
             try:
-                if job.kind is JobKind.CHECKIN:
-                    if await self._waits_for_quiet_hours(job):
-                        return
-                    body = await self._run_checkin(job)
+                if job.kind is JobKind.CHECKIN and await self._waits_for_quiet_hours(job):
+                    return
+                if answer is not None:
+                    body: str | None = answer
+                elif job.kind is JobKind.CHECKIN:
+                    body = answer = await self._run_checkin(job)
                 elif job.kind is JobKind.TASK:
-                    body = await self._run_task(job)
+                    body = answer = await self._run_task(job)
                 else:
                     body = texts.reminder_text(job)
                 late_by = max(self.clock() - due, 0.0)
@@ -284,7 +291,7 @@ class Scheduler:
                 await pause_refused(self.jobs, job, exc, self.clock(), self._send)
                 return
             except Exception as exc:
-                await self._retry_later(job, exc)
+                await self._retry_later(job, exc, answer)
                 return
             fault_point("scheduler.delivered")
             if self.on_fired is not None:
@@ -325,7 +332,9 @@ class Scheduler:
         until = self.checkins.quiet_until(job, now) if self.checkins is not None else None
         if until is None:
             return False
-        await self.jobs.retry_later(job, run_at=until, error="waits for quiet hours", now=now)
+        await self.jobs.retry_later(
+            job, run_at=until, error="waits for quiet hours", now=now, answer=job.answer
+        )
         self._wake.set()  # to arm for its new time
         return True
 
@@ -334,7 +343,7 @@ class Scheduler:
             raise ScheduleError("no task runner is configured")
         return await self.task_runner.run_task(job)
 
-    async def _retry_later(self, job: Job, exc: Exception) -> None:
+    async def _retry_later(self, job: Job, exc: Exception, answer: str | None) -> None:
         delay = min(_RETRY_FIRST_S * 2 ** max(job.attempt - 1, 0), _RETRY_MAX_S)
         log.warning(
             "delivery of job %s failed (attempt %d), retrying in %.0fs: %s",
@@ -344,7 +353,9 @@ class Scheduler:
             exc,
         )
         now = self.clock()
-        await self.jobs.retry_later(job, run_at=now + delay, error=_describe(exc), now=now)
+        await self.jobs.retry_later(
+            job, run_at=now + delay, error=_describe(exc), now=now, answer=answer
+        )
         self._wake.set()  # to arm for the retry
 
     async def _mark_missed(self, job: Job, now: float) -> None:
