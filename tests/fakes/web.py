@@ -165,6 +165,11 @@ class FakePages(_Server):
             "/json": (json.dumps({"answer": 42, "crab": "hermit"}).encode(), "application/json"),
             "/text": ("plain words, café\n".encode(), "text/plain; charset=utf-8"),
             "/pdf": (minimal_pdf("Crabs in a PDF document"), "application/pdf"),
+            # a content stream with a filter no reader knows: pypdf raises NotImplementedError
+            "/damaged.pdf": (
+                minimal_pdf("Crabs").replace(b"<< /Length", b"<< /Filter 5 /Length"),
+                "application/pdf",
+            ),
             "/image.png": (b"\x89PNG\r\n\x1a\n" + bytes(2048), "image/png"),
             "/inject": (INJECTION_TEXT.encode(), "text/plain"),
         }

@@ -79,6 +79,17 @@ async def test_a_pdf_is_read_with_pypdf(pages: FakePages) -> None:
     assert page.kind == "pdf" and "Crabs in a PDF document" in page.text
 
 
+async def test_a_damaged_pdf_is_said_to_be_damaged_whatever_pypdf_raises(
+    pages: FakePages,
+) -> None:
+    # pypdf raises more than its own errors on a broken file (here NotImplementedError):
+    # the model is still told what the page is, not "an internal error"
+    async with open_fetcher() as fetcher:
+        fetched = await fetcher.get(pages.url("/damaged.pdf", host="page.test"))
+    with pytest.raises(ToolError, match=r"damaged\.pdf is a PDF that could not be read"):
+        page_text(fetched)
+
+
 async def test_without_pypdf_a_pdf_is_refused_clearly(
     pages: FakePages, monkeypatch: pytest.MonkeyPatch
 ) -> None:
