@@ -14,8 +14,10 @@ A crash between 1 and 2 delivers once the lease runs out; between 2 and 3 it del
 more. Platforms have no idempotency key on send, so at-least-once with at most one duplicate
 per crash is the bound. A job found late (after downtime) is delivered with a "late by" note
 up to `max_lateness_seconds`; later than that it is marked missed, and the person gets one
-message per conversation listing what they missed there. Repeating jobs coalesce the runs
-they missed into one catch-up run and continue from their schedule, not from the delivery.
+message per conversation listing what they missed there (sent beside the deliveries, so a
+chat whose sends hang holds up nothing; one that failed is tried again with backoff).
+Repeating jobs coalesce the runs they missed into one catch-up run and continue from their
+schedule, not from the delivery.
 """
 
 from __future__ import annotations
@@ -89,6 +91,12 @@ class Scheduler:
         self._loop_task: asyncio.Task[None] | None = None
         #: the wake-up at the next due time (one at a time: a new one replaces it)
         self._timer: asyncio.TimerHandle | None = None
+        #: the summary of missed jobs being sent (one at a time, beside the deliveries: a
+        #: conversation whose sends hang must not hold up the loop), and when one that
+        #: failed may be tried again
+        self._reporting: asyncio.Task[None] | None = None
+        self._report_failures = 0
+        self._report_after = 0.0
 
     # lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -190,9 +198,10 @@ class Scheduler:
         return await self.jobs.cancel(job_id.strip().lower(), person_id, self.clock())
 
     async def deliver_due(self) -> int:
-        """One pass of the delivery loop, waiting for the deliveries it started."""
+        """One pass of the delivery loop, waiting for the deliveries (and the summary of
+        missed jobs) it started."""
         started = await self._pass()
-        await asyncio.gather(*started)
+        await asyncio.gather(*started, *([self._reporting] if self._reporting else []))
         return len(started)
 
     # the delivery loop -----------------------------------------------------------------------
@@ -251,8 +260,28 @@ class Scheduler:
                 started.append(self._start_delivery(job, occurrence))
         if missed:
             await asyncio.gather(*(self._mark_missed(job, now) for job in missed))
-        await report_missed(self.jobs, self.config.max_lateness_seconds, self._send, self.clock)
+        reporting = self._reporting is not None and not self._reporting.done()
+        if not reporting and now >= self._report_after:
+            self._reporting = task = asyncio.create_task(self._report(), name="decapod-missed")
+            self._deliveries.add(task)  # stop() ends it with the deliveries
+            task.add_done_callback(self._deliveries.discard)
         return started
+
+    async def _report(self) -> None:
+        try:
+            failed = await report_missed(
+                self.jobs, self.config.max_lateness_seconds, self._send, self.clock
+            )
+        except Exception:
+            log.exception("reporting missed jobs failed")
+            failed = 1
+        if not failed:
+            self._report_failures = 0
+            return
+        # backoff as for a delivery: a chat that keeps failing is not asked on every pass
+        self._report_failures += 1
+        delay = min(_RETRY_FIRST_S * 2 ** (self._report_failures - 1), _RETRY_MAX_S)
+        self._report_after = self.clock() + delay
 
     def _start_delivery(self, job: Job, due: float) -> asyncio.Task[None]:
         self._in_flight.add(job.id)
