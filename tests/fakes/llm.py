@@ -171,6 +171,9 @@ class FakeLLM:
         #: what POST /v1/audio/transcriptions hears in any audio, unless a queued reply says
         self.transcript_text = "what is on my shopping list"
         self.transcript_replies: deque[Reply] = deque()
+        #: raw 200 answers (body, content type) to transcriptions, before any queued reply:
+        #: what a proxy's error page or a server with another JSON shape sends
+        self.transcript_bodies: deque[tuple[str, str]] = deque()
         #: requests being answered right now (a hung one counts until the client goes away)
         self.open_requests = 0
         self.disconnects = 0
@@ -302,6 +305,9 @@ class FakeLLM:
         self.requests.append(
             RecordedRequest(request.method, request.path, dict(request.headers), body)
         )
+        if self.transcript_bodies:
+            raw, content_type = self.transcript_bodies.popleft()
+            return web.Response(text=raw, content_type=content_type)
         reply = self.transcript_replies.popleft() if self.transcript_replies else None
         if reply is not None and reply.status != 200:
             kind = reply.error_kind or _KIND_BY_STATUS.get(reply.status, "server")
