@@ -274,3 +274,21 @@ async def test_uploads_need_the_token_stay_under_the_cap_and_belong_to_their_sen
         assert event == {"type": "error", "id": "file-0000002", "text": "unknown file"}
         await ws.close()
         assert await gw.store.inbound.status("web", "owner:file-0000002") is None
+
+
+async def test_a_chat_socket_opened_before_logout_sends_nothing_after_it(
+    gateway: Gateway, signed_in: SignedIn, fake_llm: FakeLLM
+) -> None:
+    """The session is asked again for each message: a tab left open after a logout (or
+    after the login expired, or a guest was revoked) can no longer write as that person."""
+    seen = record_inbound(gateway)
+    ws = await _open(signed_in)
+    await _until(ws, "ready")
+    async with await signed_in.post("/logout") as resp:
+        assert resp.status == 303
+    await ws.send_json({"type": "send", "id": "msg-00000009", "text": "still me?"})
+    closed = await ws.receive(timeout=30)
+    assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert ws.close_code == 4401
+    await asyncio.sleep(0.2)
+    assert seen == [] and fake_llm.calls(path="/v1/chat/completions") == []
