@@ -39,6 +39,29 @@ async def test_a_voice_note_s_transcript_is_the_user_message(
     assert chat.body["messages"][-1] == {"role": "user", "content": "what is on my shopping list"}
 
 
+async def test_a_heard_line_that_cannot_be_sent_does_not_cost_the_answer(
+    make_config: Any, fake: FakeLLM
+) -> None:
+    """The quoted line is a courtesy: when the platform fails it (after the channel's own
+    retries), the voice note is still answered, not given up as a failed delivery."""
+    fake.push("Milk, eggs and bread.")
+    async with running(
+        make_config,
+        fake,
+        models={"chat": ["oa:gpt-4o-mini"]},
+        transcription={"chain": ["oa:whisper-1"]},
+    ) as (gw, channel):
+        channel.retry_backoff_s = 0.01
+        channel.files["voice-1"] = wav_silence(0.5)
+        channel.failing_sends = channel.max_transient_attempts  # the 🎤 line fails
+        await channel.push("", parts=(NOTE,))
+        texts = await channel.wait_for_messages(1)
+        assert await settled(gw) == "done"
+    assert texts == ["Milk, eggs and bread."]
+    [chat] = fake.calls(path="/v1/chat/completions")
+    assert chat.body["messages"][-1]["content"] == "what is on my shopping list"
+
+
 async def test_transcription_fails_over_to_the_next_server(make_config: Any, fake: FakeLLM) -> None:
     async with FakeLLM() as backup:
         backup.transcript_text = "call mum at six"
