@@ -177,6 +177,7 @@ class FakePages(_Server):
             app.router.add_get(path, self._fixed(path, body, ctype))
         app.router.add_get("/redirect/{n}", self._redirect_chain)
         app.router.add_get("/redirect-to", self._redirect_to)
+        app.router.add_get("/redirect-raw", self._redirect_raw)
         app.router.add_get("/loop", self._loop)
         app.router.add_get("/big", self._big)
         app.router.add_get("/slow", self._slow)
@@ -195,6 +196,10 @@ class FakePages(_Server):
 
     async def _redirect_to(self, request: web.Request) -> web.Response:
         raise web.HTTPFound(request.query["url"])
+
+    async def _redirect_raw(self, request: web.Request) -> web.Response:
+        # the Location header exactly as given, valid URL or not
+        return web.Response(status=302, headers={"Location": request.query["url"]})
 
     async def _loop(self, request: web.Request) -> web.Response:
         raise web.HTTPMovedPermanently("/loop")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from urllib.parse import quote
 
 import pytest
 
@@ -50,6 +51,17 @@ async def test_a_redirect_loop_gives_up(pages: FakePages) -> None:
     async with open_fetcher(max_redirects=3) as fetcher:
         with pytest.raises(ToolError, match="more than 3 redirects"):
             await fetcher.get(pages.url("/loop", host="page.test"))
+
+
+@pytest.mark.parametrize("location", ["http://[::1", "http://page.test:99999/x"])
+async def test_a_redirect_to_a_malformed_url_is_reported_as_such(
+    pages: FakePages, location: str
+) -> None:
+    # yarl raises ValueError for these: the model got "an internal error" before
+    async with open_fetcher() as fetcher:
+        url = pages.url("/redirect-raw", host="page.test") + "?url=" + quote(location, safe="")
+        with pytest.raises(ToolError, match=r"redirected to .*, which is not a valid URL"):
+            await fetcher.get(url)
 
 
 async def test_an_error_status_is_reported(pages: FakePages) -> None:
