@@ -292,3 +292,19 @@ async def test_a_chat_socket_opened_before_logout_sends_nothing_after_it(
     assert ws.close_code == 4401
     await asyncio.sleep(0.2)
     assert seen == [] and fake_llm.calls(path="/v1/chat/completions") == []
+
+
+async def test_an_upload_whose_file_went_away_is_said_to_be_gone(
+    gateway: Gateway, signed_in: SignedIn
+) -> None:
+    """Its record is there but its bytes are not (pruned between the two, or removed by
+    hand): the person is told the file is gone, not "something went wrong"."""
+    from bot.errors import ChannelError
+    from bot.messages import Attachment
+    from bot.webui.uploads import UPLOAD_DIR
+
+    resp = await _upload(signed_in, b"plain notes\n", "notes.txt", "text/plain")
+    upload = await resp.json()
+    (gateway.config.home / UPLOAD_DIR / upload["id"]).unlink()
+    with pytest.raises(ChannelError, match=r"notes\.txt is no longer available"):
+        await gateway.channels["web"].fetch(Attachment("document", upload["id"], "notes.txt"), 1000)
