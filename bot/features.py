@@ -301,7 +301,11 @@ class _TaskRunner:
         self.gw = gw
 
     async def run_task(self, job: Job) -> str:
-        answer, _ = await self.gw.turns.answer_task(job)
+        answer, result = await self.gw.turns.answer_task(job)
+        if result.outcome in ("error", "timeout"):
+            from bot.scheduler.ports import TaskFailed
+
+            raise TaskFailed(f"the task's model call failed: {result.error}")
         return answer
 
 

@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from bot.errors import ChannelError, DeliveryRefused
 from bot.messages import InboundMessage
 from bot.providers.base import ChatMessage
 
 if TYPE_CHECKING:
     from bot.gateway import Gateway
+
+log = logging.getLogger("decapod.media")
 
 
 async def user_message_with_media(
@@ -26,7 +30,14 @@ async def user_message_with_media(
     model = await gw.model_choices.first_for(person)
     intake = await media.take(message, channel, gw.deps.sandbox, gw.redactor.redact, model)
     for note in intake.notes():
-        await gw.say(message, note)
+        try:
+            await gw.say(message, note)
+        except DeliveryRefused:
+            raise  # the chat takes nothing: the answer could not go either
+        except ChannelError as exc:
+            # a courtesy line; failing it must not give up the answer, whose own sending
+            # is kept and tried again when the platform fails it too
+            log.warning("a note before the answer in %s was not sent: %s", message.session_key, exc)
     return intake.user_message(text), intake.untrusted
 
 

@@ -59,6 +59,7 @@ from channels.discord_connection import HeartbeatWatchdog, run_gateway
 from channels.discord_inbound import Downloads, Normalizer
 from channels.discord_interactions import InteractionsEndpoint, check_public_key, check_settings
 from channels.discord_outbound import CONTINUED, DiscordSender, allowed_mentions
+from channels.http_errors import describe_http_error
 
 __all__ = ["DiscordChannel", "create", "doctor"]
 
@@ -162,7 +163,9 @@ class DiscordChannel(BaseChannel):
             raise ConfigError(f"Discord rejected the token in ${cfg.token_env}", key) from None
         except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
             await self.stop()
-            raise ChannelError(f"cannot reach Discord at {cfg.api_base_url}: {exc!r}") from None
+            raise ChannelError(
+                f"cannot reach Discord at {cfg.api_base_url}: {describe_http_error(exc)}"
+            ) from None
         try:
             if cfg.public_key and cfg.mode == "interactions":
                 check_public_key(

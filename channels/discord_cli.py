@@ -132,7 +132,9 @@ async def doctor(name: str, channel_config: DiscordChannelConfig) -> list[Check]
             async with http.get(f"{base}/oauth2/applications/@me") as resp:
                 app = await resp.json(content_type=None) if resp.status == 200 else {}
     except (aiohttp.ClientError, TimeoutError) as exc:
-        return [(what, False, f"cannot reach {base}: {exc!r}")]
+        from channels.http_errors import describe_http_error
+
+        return [(what, False, f"cannot reach {base}: {describe_http_error(exc)}")]
     checks: list[Check] = [(what, True, f"logged in as {me.get('username')} (id {me.get('id')})")]
     if channel_config.mode == "interactions":
         if app:

@@ -27,6 +27,7 @@ import aiohttp
 import discord
 
 from bot.errors import ChannelError, ConversationGone, DeliveryRefused, EditRejected, RateLimited
+from channels.http_errors import describe_http_error
 
 UNKNOWN_CHANNEL = 10003
 UNKNOWN_MESSAGE = 10008
@@ -54,7 +55,7 @@ def classify(exc: BaseException, action: str, *, editing: bool = False) -> Chann
         return RateLimited(exc.retry_after)
     if isinstance(exc, discord.HTTPException):
         return _from_http(exc, action, editing=editing)
-    return ChannelError(f"Discord {action}: {exc!r}")
+    return ChannelError(f"Discord {action}: {describe_http_error(exc)}")
 
 
 def _from_http(exc: discord.HTTPException, action: str, *, editing: bool) -> ChannelError:

@@ -32,6 +32,7 @@ from bot.messages import (
     InboundMessage,
     size_text,
 )
+from channels.http_errors import describe_http_error
 
 log = logging.getLogger("decapod.channels.discord")
 
@@ -212,7 +213,9 @@ class Downloads:
                             f"{attachment.name} is larger than {size_text(max_bytes)}"
                         )
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ChannelError(f"cannot download {attachment.name}: {exc!r}") from None
+            raise ChannelError(
+                f"cannot download {attachment.name}: {describe_http_error(exc)}"
+            ) from None
         return bytes(data)
 
     async def close(self) -> None:

@@ -35,6 +35,7 @@ from bot.errors import (
 )
 from bot.messages import Conversation, size_text
 from bot.proxy_env import check_proxy_env
+from channels.http_errors import describe_http_error
 
 log = logging.getLogger("decapod.channels.slack")
 
@@ -96,7 +97,7 @@ class SlackApi:
         except SlackApiError as exc:
             raise classified(method, exc) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ChannelError(f"slack {method} failed: {exc!r}") from None
+            raise ChannelError(f"slack {method} failed: {describe_http_error(exc)}") from None
         data = response.data
         return data if isinstance(data, dict) else {}
 
@@ -121,7 +122,7 @@ class SlackApi:
         except SlackRequestError as exc:  # the POST of the bytes answered an error status
             raise ChannelError(f"slack file upload failed: {exc}") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ChannelError(f"slack file upload failed: {exc!r}") from None
+            raise ChannelError(f"slack file upload failed: {describe_http_error(exc)}") from None
         file = response.get("file")
         return str(file.get("id", "")) if isinstance(file, dict) else ""
 
@@ -134,7 +135,7 @@ class SlackApi:
                 if resp.status >= 400:
                     raise ChannelError(f"slack response_url answered HTTP {resp.status}")
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ChannelError(f"slack response_url failed: {exc!r}") from None
+            raise ChannelError(f"slack response_url failed: {describe_http_error(exc)}") from None
 
     async def download(self, url: str, limit: int, name: str) -> bytes:
         """A file's bytes with the bot token, from Slack only: the token never goes elsewhere,
@@ -156,7 +157,7 @@ class SlackApi:
                         raise too_large
                 return bytes(data)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ChannelError(f"slack file download failed: {exc!r}") from None
+            raise ChannelError(f"slack file download failed: {describe_http_error(exc)}") from None
 
     def is_slack_url(self, url: str) -> bool:
         parts, api = urlsplit(url), urlsplit(self.api_url)
@@ -305,7 +306,9 @@ async def doctor(name: str, settings: SlackChannelConfig) -> list[Check]:
             detail = f"auth.test: {exc.response.get('error')} (check {settings.bot_token_env})"
             checks.append((what, False, detail))
         except (aiohttp.ClientError, TimeoutError) as exc:
-            checks.append((what, False, f"{settings.api_url} unreachable: {exc!r}"))
+            checks.append(
+                (what, False, f"{settings.api_url} unreachable: {describe_http_error(exc)}")
+            )
         if settings.mode == "socket":
             checks.append(await _check_app_token(client, settings))
     if settings.mode == "http":
@@ -326,5 +329,5 @@ async def _check_app_token(client: AsyncWebClient, settings: SlackChannelConfig)
         error = exc.response.get("error")
         return (what, False, f"apps.connections.open: {error} (is Socket Mode enabled?)")
     except (aiohttp.ClientError, TimeoutError) as exc:
-        return (what, False, f"unreachable: {exc!r}")
+        return (what, False, f"unreachable: {describe_http_error(exc)}")
     return (what, True, "Socket Mode connection allowed")

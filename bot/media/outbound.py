@@ -5,7 +5,8 @@ The path is confined exactly as the file tools confine it (bot/sandbox/safe_fs.p
 "..", nothing outside /work, no symlink followed). Pictures (PNG, JPEG, GIF, WebP, known by
 their first bytes, not their name) show as pictures; anything else goes as a document.
 Text passes through the redactor first, like every tool result: a script that printed a
-secret into a file does not send it out.
+secret into a file does not send it out. A file is text when it has no NUL byte: a log with
+one byte that is not UTF-8 is still redacted (its other bytes are sent as they were).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ async def _send(ctx: ToolContext, path: str) -> str:
     kind = "photo" if mime else "document"
     if mime is None:
         mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        data = _redacted_text(data, ctx)
+        data = await asyncio.to_thread(_redacted_text, data, ctx)
     try:
         await channel.send_file(ctx.conversation, data, name, mime, kind=kind)
     except DeliveryRefused as exc:
@@ -107,12 +108,13 @@ async def _send(ctx: ToolContext, path: str) -> str:
 
 
 def _redacted_text(data: bytes, ctx: ToolContext) -> bytes:
-    """A text file as the redactor leaves it; other bytes as they are."""
-    try:
-        text = data.decode()
-    except UnicodeDecodeError:
+    """A text file as the redactor leaves it; other bytes as they are. Bytes that are not
+    UTF-8 do not make a file binary (one Latin-1 byte in a log would let the key in it out):
+    they pass through the redaction unchanged, as surrogates."""
+    if b"\x00" in data:
         return data
-    return ctx.deps.redact(text).encode()
+    text = data.decode("utf-8", errors="surrogateescape")
+    return ctx.deps.redact(text).encode("utf-8", errors="surrogateescape")
 
 
 def describe_size(size: int) -> str:

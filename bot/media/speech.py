@@ -2,8 +2,9 @@
 
 The chain is the `[speech]` table's (bot/media/speech_config.py): each entry is a provider
 of `[providers]` and a model; its keys come from the environment variables that provider
-names, as for chat. A server that fails (an error status, a timeout, no audio) hands the
-text to the next; when all fail, SpeechFailed, and the caller keeps the text answer only.
+names, as for chat. A server that fails (an error status, a timeout, no audio, text or
+JSON instead of audio) hands the text to the next; when all fail, SpeechFailed, and the
+caller keeps the text answer only.
 """
 
 from __future__ import annotations
@@ -91,6 +92,11 @@ class SpeechChain:
             input=text,
             response_format=audio_format,  # type: ignore[arg-type]
         )
+        # an error page or JSON error sent with 200 is not audio: sent on, it would be a
+        # voice message that does not play
+        sent = response.response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if sent.startswith("text/") or sent.endswith(("/json", "+json", "/xml", "+xml")):
+            raise SpeechFailed(f"the server sent {sent}, not audio")
         audio = response.content
         if not audio:
             raise SpeechFailed("the server sent no audio")

@@ -82,7 +82,12 @@ class Transcriber:
             except openai.APIError as exc:
                 failures.append(f"{entry.name}: {type(exc).__name__}")
             else:
-                return str(result.text).strip()
+                # a 200 that is not the API's JSON (a proxy's error page) comes back as a
+                # str, and JSON without "text" as text=None: neither is what was said
+                heard = getattr(result, "text", None)
+                if isinstance(heard, str):
+                    return heard.strip()
+                failures.append(f"{entry.name}: an answer without a transcript")
             log.warning("transcription by %s failed", failures[-1])
         raise MediaProblem(
             f"I could not transcribe {name}: every transcription server failed "

@@ -46,7 +46,9 @@ async def pause_refused(
 
 async def report_missed(
     jobs: JobRepo, max_lateness_s: float, send: Send, clock: Callable[[], float]
-) -> None:
+) -> int:
+    """Send each conversation its summary; returns how many could not be sent now."""
+    failed = 0
     misses = await jobs.unreported_misses()
     groups: dict[tuple[str, Conversation], list[Miss]] = {}
     for miss in misses:
@@ -66,9 +68,11 @@ async def report_missed(
             )
         except Exception as exc:
             log.warning(
-                "could not send the missed-jobs summary to %s (next pass retries): %s",
+                "could not send the missed-jobs summary to %s (tried again later): %s",
                 person_id,
                 exc,
             )
+            failed += 1
             continue
         await jobs.mark_reported(group, clock())
+    return failed

@@ -29,9 +29,15 @@ class Deliverer(Protocol):
         ...
 
 
+class TaskFailed(DecapodError):
+    """A task's model call failed: nobody is there to ask again, so the scheduler tries the
+    task later (until it is too late, when the person is told it was missed)."""
+
+
 class TaskRunner(Protocol):
     async def run_task(self, job: Job) -> str:
-        """Run the job's prompt on session `cron_session_key(job.id)`; return the answer."""
+        """Run the job's prompt on session `cron_session_key(job.id)`; return the answer.
+        TaskFailed when the model call failed (the apology a chat would get is no answer)."""
         ...
 
 

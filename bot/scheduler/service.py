@@ -4,7 +4,9 @@ The jobs table is the truth; a timer on the event loop only wakes the delivery l
 next due time (and the loop wakes every `poll_seconds` anyway). A delivery is:
 
 1. claimed: one atomic UPDATE takes a due row (pending, or sending under an expired lease);
-2. sent through the Deliverer (a task first runs its prompt through the TaskRunner);
+2. sent through the Deliverer (a task first runs its prompt through the TaskRunner; when
+   the send fails, its answer is kept with the job, and the retry sends it without running
+   the prompt again);
 3. committed: sent (or, for a repeating job, pending at its next occurrence) in one
    transaction, made durable before anything else happens.
 
@@ -12,8 +14,10 @@ A crash between 1 and 2 delivers once the lease runs out; between 2 and 3 it del
 more. Platforms have no idempotency key on send, so at-least-once with at most one duplicate
 per crash is the bound. A job found late (after downtime) is delivered with a "late by" note
 up to `max_lateness_seconds`; later than that it is marked missed, and the person gets one
-message per conversation listing what they missed there. Repeating jobs coalesce the runs
-they missed into one catch-up run and continue from their schedule, not from the delivery.
+message per conversation listing what they missed there (sent beside the deliveries, so a
+chat whose sends hang holds up nothing; one that failed is tried again with backoff).
+Repeating jobs coalesce the runs they missed into one catch-up run and continue from their
+schedule, not from the delivery.
 """
 
 from __future__ import annotations
@@ -87,6 +91,12 @@ class Scheduler:
         self._loop_task: asyncio.Task[None] | None = None
         #: the wake-up at the next due time (one at a time: a new one replaces it)
         self._timer: asyncio.TimerHandle | None = None
+        #: the summary of missed jobs being sent (one at a time, beside the deliveries: a
+        #: conversation whose sends hang must not hold up the loop), and when one that
+        #: failed may be tried again
+        self._reporting: asyncio.Task[None] | None = None
+        self._report_failures = 0
+        self._report_after = 0.0
 
     # lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -188,9 +198,10 @@ class Scheduler:
         return await self.jobs.cancel(job_id.strip().lower(), person_id, self.clock())
 
     async def deliver_due(self) -> int:
-        """One pass of the delivery loop, waiting for the deliveries it started."""
+        """One pass of the delivery loop, waiting for the deliveries (and the summary of
+        missed jobs) it started."""
         started = await self._pass()
-        await asyncio.gather(*started)
+        await asyncio.gather(*started, *([self._reporting] if self._reporting else []))
         return len(started)
 
     # the delivery loop -----------------------------------------------------------------------
@@ -249,8 +260,28 @@ class Scheduler:
                 started.append(self._start_delivery(job, occurrence))
         if missed:
             await asyncio.gather(*(self._mark_missed(job, now) for job in missed))
-        await report_missed(self.jobs, self.config.max_lateness_seconds, self._send, self.clock)
+        reporting = self._reporting is not None and not self._reporting.done()
+        if not reporting and now >= self._report_after:
+            self._reporting = task = asyncio.create_task(self._report(), name="decapod-missed")
+            self._deliveries.add(task)  # stop() ends it with the deliveries
+            task.add_done_callback(self._deliveries.discard)
         return started
+
+    async def _report(self) -> None:
+        try:
+            failed = await report_missed(
+                self.jobs, self.config.max_lateness_seconds, self._send, self.clock
+            )
+        except Exception:
+            log.exception("reporting missed jobs failed")
+            failed = 1
+        if not failed:
+            self._report_failures = 0
+            return
+        # backoff as for a delivery: a chat that keeps failing is not asked on every pass
+        self._report_failures += 1
+        delay = min(_RETRY_FIRST_S * 2 ** (self._report_failures - 1), _RETRY_MAX_S)
+        self._report_after = self.clock() + delay
 
     def _start_delivery(self, job: Job, due: float) -> asyncio.Task[None]:
         self._in_flight.add(job.id)
@@ -263,13 +294,18 @@ class Scheduler:
         try:
             fault_point("scheduler.claimed")
             late_by = 0.0
+            # a task's answer made by an earlier try whose sending failed: sent, not made again
+            # (its prompt ran once, tools and all)
+            answer = job.answer
             try:
-                if job.kind is JobKind.CHECKIN:
-                    if await self._waits_for_quiet_hours(job):
-                        return
-                    body = await self._run_checkin(job)
+                if job.kind is JobKind.CHECKIN and await self._waits_for_quiet_hours(job):
+                    return
+                if answer is not None:
+                    body: str | None = answer
+                elif job.kind is JobKind.CHECKIN:
+                    body = answer = await self._run_checkin(job)
                 elif job.kind is JobKind.TASK:
-                    body = await self._run_task(job)
+                    body = answer = await self._run_task(job)
                 else:
                     body = texts.reminder_text(job)
                 late_by = max(self.clock() - due, 0.0)
@@ -284,7 +320,7 @@ class Scheduler:
                 await pause_refused(self.jobs, job, exc, self.clock(), self._send)
                 return
             except Exception as exc:
-                await self._retry_later(job, exc)
+                await self._retry_later(job, exc, answer)
                 return
             fault_point("scheduler.delivered")
             if self.on_fired is not None:
@@ -325,7 +361,9 @@ class Scheduler:
         until = self.checkins.quiet_until(job, now) if self.checkins is not None else None
         if until is None:
             return False
-        await self.jobs.retry_later(job, run_at=until, error="waits for quiet hours", now=now)
+        await self.jobs.retry_later(
+            job, run_at=until, error="waits for quiet hours", now=now, answer=job.answer
+        )
         self._wake.set()  # to arm for its new time
         return True
 
@@ -334,7 +372,7 @@ class Scheduler:
             raise ScheduleError("no task runner is configured")
         return await self.task_runner.run_task(job)
 
-    async def _retry_later(self, job: Job, exc: Exception) -> None:
+    async def _retry_later(self, job: Job, exc: Exception, answer: str | None) -> None:
         delay = min(_RETRY_FIRST_S * 2 ** max(job.attempt - 1, 0), _RETRY_MAX_S)
         log.warning(
             "delivery of job %s failed (attempt %d), retrying in %.0fs: %s",
@@ -344,7 +382,9 @@ class Scheduler:
             exc,
         )
         now = self.clock()
-        await self.jobs.retry_later(job, run_at=now + delay, error=_describe(exc), now=now)
+        await self.jobs.retry_later(
+            job, run_at=now + delay, error=_describe(exc), now=now, answer=answer
+        )
         self._wake.set()  # to arm for the retry
 
     async def _mark_missed(self, job: Job, now: float) -> None:

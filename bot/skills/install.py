@@ -9,11 +9,14 @@ folder beside its target, checked like any SKILL.md, then renamed into place.
 
 from __future__ import annotations
 
+import gzip
+import lzma
 import os
 import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -23,6 +26,9 @@ from bot.skills.library import SkillError, SkillLibrary, safe_relative
 from bot.skills.skill import Origin, Skill, SkillFormatError, load_skill, skill_file
 
 _CHUNK = 1 << 16
+#: what the decompressors raise for a damaged or truncated archive (a download cut off):
+#: their own errors, not tarfile's or zipfile's
+_DAMAGED = (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError)
 
 
 class _Budget:
@@ -128,6 +134,8 @@ def _unzip(archive: Path, dest: Path, budget: _Budget) -> None:
                     _write(dest, rel, src, budget, _executable(info.external_attr >> 16))
     except zipfile.BadZipFile as exc:
         raise SkillError(f"{archive.name}: not a valid zip archive ({exc})") from None
+    except _DAMAGED as exc:
+        raise SkillError(f"{archive.name}: damaged or cut off ({_why(exc)})") from None
 
 
 def _untar(archive: Path, dest: Path, budget: _Budget) -> None:
@@ -146,8 +154,19 @@ def _untar(archive: Path, dest: Path, budget: _Budget) -> None:
                     raise SkillError(f"refused: {member.name} cannot be read")
                 with src:
                     _write(dest, rel, src, budget, _executable(member.mode))
+            # to the end of the compressed stream: only there does gzip check its CRC (a
+            # damaged archive can unpack without an error before it)
+            if tf.fileobj is not None:
+                while tf.fileobj.read(_CHUNK):
+                    pass
     except tarfile.TarError as exc:
         raise SkillError(f"{archive.name}: not a valid tar archive ({exc})") from None
+    except _DAMAGED as exc:
+        raise SkillError(f"{archive.name}: damaged or cut off ({_why(exc)})") from None
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _member_path(raw: str) -> PurePosixPath | None:

@@ -53,6 +53,8 @@ class Job:
     runs: int
     last_error: str | None
     created_at: float
+    #: a task's answer whose sending failed: the next try sends it instead of running again
+    answer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

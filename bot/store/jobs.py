@@ -57,7 +57,7 @@ _NAMES = (
     "id", "person_id", "identity_key", "kind", "text", "repeat", "interval_s", "cron",
     "timezone", "channel", "chat_id", "conv_kind", "thread_id", "due_at", "run_at", "status",
     "attempt", "attempt_id", "lease_until", "sent_message_id", "late_by", "runs", "last_error",
-    "created_at",
+    "created_at", "answer",
 )  # fmt: skip
 _COLUMNS = ", ".join(_NAMES)
 _J_COLUMNS = ", ".join(f"j.{name}" for name in _NAMES)
@@ -149,7 +149,7 @@ class JobRepo:
                 _new_id(conn), new.person_id, new.identity_key, new.kind.value, new.text,
                 new.repeat, new.interval_s, new.cron, new.timezone, conv.channel, conv.chat_id,
                 conv.kind.value, conv.thread_id, new.due_at, new.due_at, "pending", 0, None, None,
-                None, None, 0, None, new.created_at,
+                None, None, 0, None, new.created_at, None,
             )  # fmt: skip
             placeholders = ", ".join("?" * (len(row) + 1))
             conn.execute(
@@ -269,7 +269,8 @@ class JobRepo:
                 "UPDATE jobs SET status = :status, due_at = :due, run_at = :due, "
                 "attempt = CASE WHEN :status = 'pending' THEN 0 ELSE attempt END, "
                 "lease_until = NULL, sent_message_id = :message_id, late_by = :late_by, "
-                f"runs = runs + 1, last_error = NULL, updated_at = :now WHERE {_HELD}",
+                "runs = runs + 1, last_error = NULL, answer = NULL, "
+                f"updated_at = :now WHERE {_HELD}",
                 {
                     "status": status.value,
                     "due": due,
@@ -283,15 +284,19 @@ class JobRepo:
 
         return await self._durable_write(op)
 
-    async def retry_later(self, job: Job, *, run_at: float, error: str, now: float) -> bool:
+    async def retry_later(
+        self, job: Job, *, run_at: float, error: str, now: float, answer: str | None = None
+    ) -> bool:
+        """Try again at `run_at`, keeping `answer` (a task's, made but not sent) for it."""
         return await self.store.write(
             lambda c: bool(
                 c.execute(
                     "UPDATE jobs SET status = 'pending', run_at = :run_at, lease_until = NULL, "
-                    f"last_error = :error, updated_at = :now WHERE {_HELD}",
+                    f"last_error = :error, answer = :answer, updated_at = :now WHERE {_HELD}",
                     {
                         "run_at": run_at,
                         "error": error[:500],
+                        "answer": answer,
                         "now": now,
                         **_held(job),
                     },
@@ -304,7 +309,7 @@ class JobRepo:
             lambda c: bool(
                 c.execute(
                     "UPDATE jobs SET status = 'paused', lease_until = NULL, last_error = :error, "
-                    f"updated_at = :now WHERE {_HELD}",
+                    f"answer = NULL, updated_at = :now WHERE {_HELD}",
                     {"error": error[:500], "now": now, **_held(job)},
                 ).rowcount
             )
@@ -320,7 +325,7 @@ class JobRepo:
         def op(conn: Conn) -> bool:
             cur = conn.execute(
                 "UPDATE jobs SET status = :status, due_at = :due, run_at = :due, attempt = 0, "
-                f"lease_until = NULL, updated_at = :now WHERE {_HELD}",
+                f"lease_until = NULL, answer = NULL, updated_at = :now WHERE {_HELD}",
                 {
                     "status": status.value,
                     "due": due,

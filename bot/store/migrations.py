@@ -353,3 +353,10 @@ _M011 = [
         channel TEXT NOT NULL, new_id TEXT NOT NULL, old_id TEXT NOT NULL,
         PRIMARY KEY (channel, new_id))""",
 ]
+
+
+@migration
+def m012_job_answer(conn: Any) -> None:
+    # a task's (or check-in's) answer whose sending failed: the retry sends it, and does
+    # not run the task's prompt, and its tools, again
+    conn.execute("ALTER TABLE jobs ADD COLUMN answer TEXT")

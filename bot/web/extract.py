@@ -140,8 +140,14 @@ def _pdf(page: Fetched) -> tuple[str, str]:
             raise ToolError(f"{page.url} is an encrypted PDF; it was not read")
         title = str(reader.metadata.title or "") if reader.metadata is not None else ""
         pages = [p.extract_text() or "" for p in reader.pages[:MAX_PDF_PAGES]]
+    except ToolError:
+        raise
     except pypdf.errors.PyPdfError as exc:
         raise ToolError(f"{page.url} is a PDF that could not be read: {exc}") from None
+    except Exception as exc:  # pypdf raises many kinds on a damaged file, not only PyPdfError
+        raise ToolError(
+            f"{page.url} is a PDF that could not be read (damaged: {type(exc).__name__})"
+        ) from None
     text = "\n\n".join(p.strip() for p in pages if p.strip())
     if len(reader.pages) > MAX_PDF_PAGES:
         text += f"\n\n[... only the first {MAX_PDF_PAGES} of {len(reader.pages)} pages ...]"

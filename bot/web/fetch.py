@@ -79,7 +79,12 @@ class Fetcher:
             ) as resp:
                 location = resp.headers.get("Location")
                 if resp.status in _REDIRECTS and location:
-                    current = str(target.join(URL(location)))
+                    try:
+                        current = str(target.join(URL(location)))
+                    except ValueError:
+                        raise ToolError(
+                            f"{target} redirected to {location!r}, which is not a valid URL"
+                        ) from None
                     continue
                 if resp.status >= 400:
                     raise ToolError(f"{target} answered HTTP {resp.status} {resp.reason or ''}")

@@ -32,6 +32,8 @@ Event = dict[str, Any]
 _CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 HISTORY_MESSAGES = 100
 _MAX_FRAME = 256 * 1024
+#: the close code of a socket whose login ended (the page goes to the login form)
+SIGNED_OUT = 4401
 #: files one message may carry
 MAX_FILES = 10
 
@@ -99,7 +101,7 @@ class ChatSocket:
             for event in replay:
                 await ws.send_json(event)
             pump = asyncio.create_task(_pump(queue, ws))
-            await self._read(ws, session, queue)
+            await self._read(ws, request, session, queue)
         finally:
             self.open.discard(ws)
             await cancel_and_wait(pump)
@@ -126,12 +128,21 @@ class ChatSocket:
         return [{"role": role, "text": text} for role, text in rows]
 
     async def _read(
-        self, ws: web.WebSocketResponse, session: WebSession, queue: asyncio.Queue[Event]
+        self,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+        session: WebSession,
+        queue: asyncio.Queue[Event],
     ) -> None:
         async for msg in ws:
             data = _parse(msg)
             if data is None or data.get("type") != "send":
                 continue
+            # asked again for each message: a socket outlives its handshake, and a logout,
+            # an expired login or a revoked guest must end what it may send
+            if await self.ui.session_of(request) is None:
+                await ws.close(code=SIGNED_OUT, message=b"signed out")
+                return
             client_id, text = data.get("id"), data.get("text")
             if not isinstance(client_id, str) or not _CLIENT_ID.fullmatch(client_id):
                 await ws.send_json({"type": "error", "text": "bad message id"})

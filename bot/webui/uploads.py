@@ -119,11 +119,15 @@ class UploadStore:
         """The bytes of an upload, never more than `max_bytes` (ChannelError if it is)."""
         upload = self.get(attachment.ref)
         what = attachment.name or attachment.kind
+        gone = ChannelError(f"{what} is no longer available (uploads are kept for a day)")
         if upload is None:
-            raise ChannelError(f"{what} is no longer available (uploads are kept for a day)")
+            raise gone
         if upload.size > max_bytes:
             raise ChannelError(f"{what} is {_mb(upload.size)}; the limit is {_mb(max_bytes)}")
-        data = await asyncio.to_thread((self.root / upload.id).read_bytes)
+        try:
+            data = await asyncio.to_thread((self.root / upload.id).read_bytes)
+        except FileNotFoundError:
+            raise gone from None  # its record outlived it (pruned meanwhile, removed by hand)
         if len(data) > max_bytes:
             raise ChannelError(f"{what} is larger than {_mb(max_bytes)}")
         return data

@@ -41,8 +41,14 @@ class RecordingChannel(BaseChannel):
         #: attachment ref -> bytes that `fetch` downloads (a ref not here: a failed download)
         self.files: dict[str, bytes] = {}
         self.fetched: list[tuple[str, int]] = []  # (ref, max_bytes) of each fetch
+        #: this many next sends fail as a platform's 502 does (each try of the channel's
+        #: retries counts one)
+        self.failing_sends = 0
 
     async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
+        if self.failing_sends > 0:
+            self.failing_sends -= 1
+            raise ChannelError("the platform answered 502")
         mid = str(next(self._ids))
         self.messages[mid] = text
         self.order.append((message.conversation.chat_id, mid))

@@ -167,10 +167,16 @@ class FakeLLM:
         self.hold_only: Callable[[RecordedRequest], bool] | None = None
         #: status of every /v1/audio/speech answer (503: the speech server is down)
         self.speech_status = 200
+        #: a 200 answer (body, content type) to every /v1/audio/speech request instead of
+        #: audio: a proxy's error page, or a server's JSON error sent with 200
+        self.speech_body: tuple[str, str] | None = None
         self.requests: list[RecordedRequest] = []
         #: what POST /v1/audio/transcriptions hears in any audio, unless a queued reply says
         self.transcript_text = "what is on my shopping list"
         self.transcript_replies: deque[Reply] = deque()
+        #: raw 200 answers (body, content type) to transcriptions, before any queued reply:
+        #: what a proxy's error page or a server with another JSON shape sends
+        self.transcript_bodies: deque[tuple[str, str]] = deque()
         #: requests being answered right now (a hung one counts until the client goes away)
         self.open_requests = 0
         self.disconnects = 0
@@ -302,6 +308,9 @@ class FakeLLM:
         self.requests.append(
             RecordedRequest(request.method, request.path, dict(request.headers), body)
         )
+        if self.transcript_bodies:
+            raw, content_type = self.transcript_bodies.popleft()
+            return web.Response(text=raw, content_type=content_type)
         reply = self.transcript_replies.popleft() if self.transcript_replies else None
         if reply is not None and reply.status != 200:
             kind = reply.error_kind or _KIND_BY_STATUS.get(reply.status, "server")
@@ -393,6 +402,8 @@ class FakeLLM:
         if self.speech_status != 200:
             body = _OpenAIRender(recorded.body).error("server")
             return web.json_response(body, status=self.speech_status)
+        if self.speech_body is not None:
+            return web.Response(text=self.speech_body[0], content_type=self.speech_body[1])
         audio_format = str(recorded.body.get("response_format") or "mp3")
         audio = speech_audio(str(recorded.body.get("input", "")), audio_format)
         kind = "audio/ogg" if audio_format == "opus" else f"audio/{audio_format}"

@@ -118,6 +118,8 @@ class FakeSlack:
         self.responses: list[ApiCall] = []  # payloads POSTed to response_urls
         self.files: dict[str, tuple[bytes, str]] = {}
         self.file_requests: list[dict[str, str]] = []
+        #: file names answered with a response that is not HTTP (a broken proxy on the way)
+        self.garbled_files: set[str] = set()
         self.uploads: list[Upload] = []
         self._staged: dict[str, tuple[str, bytes | None]] = {}  # file id -> (name, bytes)
         #: whether assistant.threads.setStatus works (an app with the assistant scope)
@@ -432,6 +434,10 @@ class FakeSlack:
         if request.headers.get("Authorization") != f"Bearer {self.bot_token}":
             # what Slack does without a token: a login page, not the file
             return web.Response(text="<html>sign in</html>", content_type="text/html")
+        if request.match_info["name"] in self.garbled_files and request.transport is not None:
+            request.transport.write(b"HTTP/1.1 2OO Fine\r\n\r\n")
+            request.transport.close()
+            return web.Response()
         found = self.files.get(request.match_info["name"])
         if found is None:
             return web.Response(status=404)

@@ -165,6 +165,11 @@ class FakePages(_Server):
             "/json": (json.dumps({"answer": 42, "crab": "hermit"}).encode(), "application/json"),
             "/text": ("plain words, café\n".encode(), "text/plain; charset=utf-8"),
             "/pdf": (minimal_pdf("Crabs in a PDF document"), "application/pdf"),
+            # a content stream with a filter no reader knows: pypdf raises NotImplementedError
+            "/damaged.pdf": (
+                minimal_pdf("Crabs").replace(b"<< /Length", b"<< /Filter 5 /Length"),
+                "application/pdf",
+            ),
             "/image.png": (b"\x89PNG\r\n\x1a\n" + bytes(2048), "image/png"),
             "/inject": (INJECTION_TEXT.encode(), "text/plain"),
         }
@@ -172,6 +177,7 @@ class FakePages(_Server):
             app.router.add_get(path, self._fixed(path, body, ctype))
         app.router.add_get("/redirect/{n}", self._redirect_chain)
         app.router.add_get("/redirect-to", self._redirect_to)
+        app.router.add_get("/redirect-raw", self._redirect_raw)
         app.router.add_get("/loop", self._loop)
         app.router.add_get("/big", self._big)
         app.router.add_get("/slow", self._slow)
@@ -190,6 +196,10 @@ class FakePages(_Server):
 
     async def _redirect_to(self, request: web.Request) -> web.Response:
         raise web.HTTPFound(request.query["url"])
+
+    async def _redirect_raw(self, request: web.Request) -> web.Response:
+        # the Location header exactly as given, valid URL or not
+        return web.Response(status=302, headers={"Location": request.query["url"]})
 
     async def _loop(self, request: web.Request) -> web.Response:
         raise web.HTTPMovedPermanently("/loop")

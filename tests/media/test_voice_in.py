@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from bot.messages import Attachment
 from tests.fakes.llm import FakeLLM, Reply
 from tests.media.conftest import providers, running, settled
@@ -37,11 +39,66 @@ async def test_a_voice_note_s_transcript_is_the_user_message(
     assert chat.body["messages"][-1] == {"role": "user", "content": "what is on my shopping list"}
 
 
+async def test_a_heard_line_that_cannot_be_sent_does_not_cost_the_answer(
+    make_config: Any, fake: FakeLLM
+) -> None:
+    """The quoted line is a courtesy: when the platform fails it (after the channel's own
+    retries), the voice note is still answered, not given up as a failed delivery."""
+    fake.push("Milk, eggs and bread.")
+    async with running(
+        make_config,
+        fake,
+        models={"chat": ["oa:gpt-4o-mini"]},
+        transcription={"chain": ["oa:whisper-1"]},
+    ) as (gw, channel):
+        channel.retry_backoff_s = 0.01
+        channel.files["voice-1"] = wav_silence(0.5)
+        channel.failing_sends = channel.max_transient_attempts  # the 🎤 line fails
+        await channel.push("", parts=(NOTE,))
+        texts = await channel.wait_for_messages(1)
+        assert await settled(gw) == "done"
+    assert texts == ["Milk, eggs and bread."]
+    [chat] = fake.calls(path="/v1/chat/completions")
+    assert chat.body["messages"][-1]["content"] == "what is on my shopping list"
+
+
 async def test_transcription_fails_over_to_the_next_server(make_config: Any, fake: FakeLLM) -> None:
     async with FakeLLM() as backup:
         backup.transcript_text = "call mum at six"
         fake.transcript_replies.append(Reply.error(503))
         fake.transcript_replies.append(Reply.error(503))  # the SDK's one retry
+        extra = {"backup": {"base_url": backup.base_url + "/v1", "health_probe": False}}
+        async with running(
+            make_config,
+            fake,
+            providers=providers(fake, **extra),
+            models={"chat": ["oa:gpt-4o-mini"]},
+            transcription={"chain": ["oa:whisper-1", "backup:whisper-large-v3"]},
+        ) as (_gw, channel):
+            channel.files["voice-1"] = wav_silence(0.5)
+            await channel.push("", parts=(NOTE,))
+            texts = await channel.wait_for_messages(2)
+        assert len(backup.calls(path="/v1/audio/transcriptions")) == 1
+    assert texts[0] == '🎤 "call mum at six"'
+    [chat] = fake.calls(path="/v1/chat/completions")
+    assert chat.body["messages"][-1]["content"] == "call mum at six"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ("<html><body>502 Bad Gateway</body></html>", "text/html"),  # a proxy's error page
+        ('{"segments": []}', "application/json"),  # JSON, but no transcript in it
+    ],
+)
+async def test_an_answer_that_is_no_transcript_fails_over_and_is_never_the_message(
+    make_config: Any, fake: FakeLLM, body: str, content_type: str
+) -> None:
+    """Such an answer came back from the SDK as a string or as text=None: the person was
+    told "something went wrong" without the backup being asked, or was heard to say "None"."""
+    async with FakeLLM() as backup:
+        backup.transcript_text = "call mum at six"
+        fake.transcript_bodies.append((body, content_type))
         extra = {"backup": {"base_url": backup.base_url + "/v1", "health_probe": False}}
         async with running(
             make_config,

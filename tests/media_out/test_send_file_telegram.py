@@ -204,3 +204,26 @@ async def test_secrets_in_a_text_file_are_redacted_before_it_leaves(
         await settled(gw)
     [upload] = tg.uploads
     assert secret.encode() not in upload.data and upload.data.startswith(b"KEY=")
+
+
+async def test_a_secret_in_a_text_file_that_is_not_all_utf8_is_redacted_too(
+    tg: FakeTelegram, tg_gateway_config: Callable[..., Any], monkeypatch: Any
+) -> None:
+    # a log with one Latin-1 byte in it is still a text file: one odd byte must not let
+    # the key in it leave unredacted
+    secret = "sk-proj-fake-SECRET-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
+    monkeypatch.setenv("FAKE_PROVIDER_KEY", secret)
+    config = tg_gateway_config(
+        providers={"local": {"preset": "ollama", "api_key_env": "FAKE_PROVIDER_KEY"}}
+    )
+    provider = ScriptedProvider([[send_file_call("run.log")], "Sent."])
+    async with Gateway(config, provider=provider) as gw:
+        body = b"caf\xe9 opened\nKEY=" + secret.encode() + b"\ndone\n"
+        (workspace(gw, TG_DM) / "run.log").write_bytes(body)
+        tg.push_private("send run.log", user_id=ALICE)
+        await until(lambda: tg.texts(ALICE) == ["Sent."])
+        await settled(gw)
+    [upload] = tg.uploads
+    assert secret.encode() not in upload.data
+    # the rest of the file arrives as it was, the odd byte included
+    assert upload.data.startswith(b"caf\xe9 opened\nKEY=") and upload.data.endswith(b"\ndone\n")

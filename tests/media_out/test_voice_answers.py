@@ -125,6 +125,35 @@ async def test_a_speech_chain_fails_over_to_the_next_server(
     assert tg.uploads[0].data == speech_audio(SPOKEN, "opus")
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ("<html><body>502 Bad Gateway</body></html>", "text/html"),
+        ('{"error": {"message": "voice not found"}}', "application/json"),
+    ],
+)
+async def test_a_speech_server_that_answers_200_without_audio_is_passed_over(
+    tg: FakeTelegram,
+    tg_gateway_config: Callable[..., Any],
+    speech_server: FakeLLM,
+    body: str,
+    content_type: str,
+) -> None:
+    """An error page or JSON sent with 200 is not audio: it must not go out as the voice
+    message (the person would get a file that does not play), the next server speaks."""
+    async with FakeLLM() as second:
+        speech_server.speech_body = (body, content_type)
+        config = tg_config(tg_gateway_config, speech_server, second)
+        async with Gateway(config, provider=ScriptedProvider([ANSWER])) as gw:
+            await voice_on(tg)
+            push_voice_note(tg, caption="q")
+            await until(lambda: bool(tg.uploads))
+            await settled(gw)
+    assert len(second.calls(path=SPEECH_PATH)) == 1
+    [upload] = tg.uploads
+    assert upload.data == speech_audio(SPOKEN, "opus")
+
+
 async def test_with_the_speech_server_down_the_text_answer_arrives_once(
     tg: FakeTelegram,
     tg_gateway_config: Callable[..., Any],

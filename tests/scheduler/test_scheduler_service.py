@@ -105,6 +105,7 @@ async def test_missed_summary_is_retried_until_it_goes_out(
     deliverer.failures = 1
     await scheduler.deliver_due()
     assert deliverer.sent == []
+    clock.advance(5)  # a failed summary waits like a failed delivery
     await scheduler.deliver_due()
     assert len(deliverer.sent) == 1 and "call mom" in deliverer.sent[0][1]
 

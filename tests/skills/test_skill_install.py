@@ -174,3 +174,49 @@ def test_a_draft_from_a_shipped_skill_is_private_like_the_rest_of_the_home(home:
     assert stat.S_IMODE(draft.stat().st_mode) == 0o700
     assert stat.S_IMODE((draft / "SKILL.md").stat().st_mode) == 0o600
     assert "A daily briefing (agenda" not in (draft / "SKILL.md").read_text()
+
+
+def _cut_short(path: Path) -> Path:
+    """The archive as a download that stopped two thirds of the way leaves it."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    return path
+
+
+def _spoiled(path: Path) -> Path:
+    """The archive with bytes in the middle of its compressed data overwritten."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _deflated_zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+_NOISE = bytes(range(256)) * 64 + os.urandom(20_000)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda t: _cut_short(_tar(t / "x.tar.gz", {"SKILL.md": SKILL.encode(), "d": _NOISE})),
+        lambda t: _spoiled(_tar(t / "x.tar.gz", {"SKILL.md": SKILL.encode(), "d": _NOISE})),
+        lambda t: _spoiled(_deflated_zip(t / "x.zip", {"SKILL.md": SKILL.encode(), "d": _NOISE})),
+    ],
+    ids=["tar.gz cut short", "tar.gz damaged", "zip damaged"],
+)
+def test_a_damaged_or_cut_off_archive_is_refused_as_such(
+    home: Path, tmp_path: Path, make: Any, capsys: Any
+) -> None:
+    """gzip and zlib raise their own errors (EOFError, zlib.error, BadGzipFile), not
+    tarfile's or zipfile's: the install still ends with one line, not a traceback."""
+    archive = make(tmp_path)
+    with pytest.raises(SkillError, match=r"x\.(tar\.gz|zip): (damaged|cut off|not a valid)"):
+        install(library(home), archive)
+    assert [p.name for p in (home / "skills").iterdir()] == [], "nothing is left behind"

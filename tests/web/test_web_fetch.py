@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from urllib.parse import quote
 
 import pytest
 
@@ -52,6 +53,17 @@ async def test_a_redirect_loop_gives_up(pages: FakePages) -> None:
             await fetcher.get(pages.url("/loop", host="page.test"))
 
 
+@pytest.mark.parametrize("location", ["http://[::1", "http://page.test:99999/x"])
+async def test_a_redirect_to_a_malformed_url_is_reported_as_such(
+    pages: FakePages, location: str
+) -> None:
+    # yarl raises ValueError for these: the model got "an internal error" before
+    async with open_fetcher() as fetcher:
+        url = pages.url("/redirect-raw", host="page.test") + "?url=" + quote(location, safe="")
+        with pytest.raises(ToolError, match=r"redirected to .*, which is not a valid URL"):
+            await fetcher.get(url)
+
+
 async def test_an_error_status_is_reported(pages: FakePages) -> None:
     async with open_fetcher() as fetcher:
         with pytest.raises(ToolError, match="HTTP 404"):
@@ -77,6 +89,17 @@ async def test_a_pdf_is_read_with_pypdf(pages: FakePages) -> None:
     async with open_fetcher() as fetcher:
         page = page_text(await fetcher.get(pages.url("/pdf", host="page.test")))
     assert page.kind == "pdf" and "Crabs in a PDF document" in page.text
+
+
+async def test_a_damaged_pdf_is_said_to_be_damaged_whatever_pypdf_raises(
+    pages: FakePages,
+) -> None:
+    # pypdf raises more than its own errors on a broken file (here NotImplementedError):
+    # the model is still told what the page is, not "an internal error"
+    async with open_fetcher() as fetcher:
+        fetched = await fetcher.get(pages.url("/damaged.pdf", host="page.test"))
+    with pytest.raises(ToolError, match=r"damaged\.pdf is a PDF that could not be read"):
+        page_text(fetched)
 
 
 async def test_without_pypdf_a_pdf_is_refused_clearly(

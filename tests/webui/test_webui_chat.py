@@ -274,3 +274,37 @@ async def test_uploads_need_the_token_stay_under_the_cap_and_belong_to_their_sen
         assert event == {"type": "error", "id": "file-0000002", "text": "unknown file"}
         await ws.close()
         assert await gw.store.inbound.status("web", "owner:file-0000002") is None
+
+
+async def test_a_chat_socket_opened_before_logout_sends_nothing_after_it(
+    gateway: Gateway, signed_in: SignedIn, fake_llm: FakeLLM
+) -> None:
+    """The session is asked again for each message: a tab left open after a logout (or
+    after the login expired, or a guest was revoked) can no longer write as that person."""
+    seen = record_inbound(gateway)
+    ws = await _open(signed_in)
+    await _until(ws, "ready")
+    async with await signed_in.post("/logout") as resp:
+        assert resp.status == 303
+    await ws.send_json({"type": "send", "id": "msg-00000009", "text": "still me?"})
+    closed = await ws.receive(timeout=30)
+    assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert ws.close_code == 4401
+    await asyncio.sleep(0.2)
+    assert seen == [] and fake_llm.calls(path="/v1/chat/completions") == []
+
+
+async def test_an_upload_whose_file_went_away_is_said_to_be_gone(
+    gateway: Gateway, signed_in: SignedIn
+) -> None:
+    """Its record is there but its bytes are not (pruned between the two, or removed by
+    hand): the person is told the file is gone, not "something went wrong"."""
+    from bot.errors import ChannelError
+    from bot.messages import Attachment
+    from bot.webui.uploads import UPLOAD_DIR
+
+    resp = await _upload(signed_in, b"plain notes\n", "notes.txt", "text/plain")
+    upload = await resp.json()
+    (gateway.config.home / UPLOAD_DIR / upload["id"]).unlink()
+    with pytest.raises(ChannelError, match=r"notes\.txt is no longer available"):
+        await gateway.channels["web"].fetch(Attachment("document", upload["id"], "notes.txt"), 1000)

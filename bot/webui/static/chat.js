@@ -196,7 +196,11 @@
         case "error": setStatus(event.text, false); break;
       }
     });
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (ev) => {
+      if (ev.code === 4401) { // signed out (here or in another tab), or the login expired
+        location.href = "/login";
+        return;
+      }
       setStatus("reconnecting…", false);
       setTimeout(connect, retry);
       retry = Math.min(retry * 2, 10000);

@@ -176,3 +176,25 @@ async def test_slack_files_that_cannot_be_used_get_one_line_each_and_the_text_is
     assert call.body["messages"][-1]["content"] == "hi, see attached"
     assert llm.calls(path="/v1/audio/transcriptions") == []
     assert len(fake.file_requests) == 2  # the image and the clip; not the file over the cap
+
+
+async def test_a_download_answered_with_broken_http_names_the_failure_not_the_bot_token(
+    make_config: Any, fake: FakeSlack
+) -> None:
+    """aiohttp's error for a response that is not HTTP carries the request's headers in its
+    repr, the bot token's Authorization among them: the person's line must not."""
+    shot = _file(fake, "shot.png", png(8, 8), "image/png")
+    fake.garbled_files.add("shot.png")
+    async with FakeLLM() as llm:
+        llm.push("Hello there.")
+        async with Gateway(_config(make_config, fake, llm)):
+            await fake.wait_connected()
+            body = fake.event("file_share", text="hi, see attached", files=[shot])
+            await fake.socket_send("events_api", body)
+            await fake.wait_for("chat.postMessage", text="Hello there.", timeout=20)
+        [call] = llm.calls(path="/v1/chat/completions")
+    problem, answer = fake.texts("D0001")
+    assert fake.bot_token not in problem and "Bearer" not in problem
+    assert problem.startswith("I could not download shot.png: slack file download failed")
+    assert answer == "Hello there."
+    assert fake.bot_token not in str(call.body)

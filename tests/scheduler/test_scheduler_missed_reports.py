@@ -1,0 +1,100 @@
+"""The summary of missed jobs goes out beside the deliveries, never in their way: a
+conversation whose sends hang holds up no other reminder, and a summary that keeps failing
+is tried again with backoff, not on every pass of the loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from bot.messages import Conversation
+from bot.scheduler import Scheduler
+from bot.scheduler.timing import Once
+
+from .conftest import DM, GROUP, FakeClock, RecordingDeliverer
+
+MakeScheduler = Callable[..., Scheduler]
+
+
+async def _remind(
+    scheduler: Scheduler, clock: FakeClock, seconds: float, text: str, where: Conversation
+) -> None:
+    await scheduler.schedule(
+        person_id="alice",
+        identity_key="test:alice",
+        conversation=where,
+        text=text,
+        when=Once(datetime.fromtimestamp(clock.now + seconds, UTC)),
+        timezone="Europe/Berlin",
+    )
+
+
+class HangsInGroup(RecordingDeliverer):
+    """Sends to the group never return (a platform that accepts and never answers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hanging = asyncio.Event()
+
+    async def deliver(self, conversation: Conversation, text: str) -> str:
+        if conversation.chat_id == GROUP.chat_id:
+            self.hanging.set()
+            await asyncio.Event().wait()
+        return await super().deliver(conversation, text)
+
+
+async def test_a_summary_that_hangs_does_not_hold_up_the_next_reminder(
+    make_scheduler: MakeScheduler, clock: FakeClock
+) -> None:
+    scheduler = make_scheduler(max_lateness_seconds=60, lease_seconds=3600)
+    scheduler.deliverer = hanging = HangsInGroup()
+    await _remind(scheduler, clock, 60, "team lunch", GROUP)
+    await _remind(scheduler, clock, 700, "stretch", DM)
+    clock.advance(600)  # team lunch is ten minutes late: missed, its summary hangs
+    await scheduler.start()
+    try:
+        await asyncio.wait_for(hanging.hanging.wait(), 10)
+        clock.advance(100)  # stretch is due
+        scheduler.wake()
+
+        async def stretch_sent() -> None:
+            while hanging.texts(DM.chat_id) != ["⏰ stretch"]:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(stretch_sent(), 10)
+    finally:
+        await scheduler.stop(grace=0.1)
+
+
+async def test_a_summary_that_keeps_failing_is_tried_with_backoff(
+    make_scheduler: MakeScheduler, clock: FakeClock, deliverer: RecordingDeliverer
+) -> None:
+    scheduler = make_scheduler(max_lateness_seconds=60)
+    await _remind(scheduler, clock, 60, "call mom", DM)
+    clock.advance(600)
+    tries = 0
+    real = deliverer.deliver
+
+    async def failing(conversation: Conversation, text: str) -> str:
+        nonlocal tries
+        tries += 1
+        raise RuntimeError("platform answered 502")
+
+    deliverer.deliver = failing  # type: ignore[method-assign]
+    for _ in range(5):  # passes in quick succession: one try
+        await scheduler.deliver_due()
+    assert tries == 1
+    clock.advance(5)
+    await scheduler.deliver_due()
+    assert tries == 2
+    clock.advance(5)  # the wait doubled: 10 s now
+    await scheduler.deliver_due()
+    assert tries == 2
+    deliverer.deliver = real  # type: ignore[method-assign]
+    clock.advance(5)
+    await scheduler.deliver_due()
+    assert len(deliverer.sent) == 1 and "call mom" in deliverer.sent[0][1]
+    clock.advance(600)
+    await scheduler.deliver_due()
+    assert len(deliverer.sent) == 1  # said once

@@ -1,0 +1,131 @@
+"""A scheduled task whose answer cannot be sent: the send is retried, the task is not. Its
+prompt ran once (tools and all), so a retry delivers the answer it gave, and the task's
+session holds that one turn."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from bot.errors import ChannelError, ProviderHTTPError
+from bot.gateway import Gateway
+from bot.messages import Conversation, ConversationKind, OutboundMessage, SentRef, cron_session_key
+from bot.providers.base import ChatRequest
+from bot.providers.testing import FunctionProvider
+from bot.scheduler.timing import Once
+from bot.store.jobs import JobKind, JobStatus
+from tests.fakes.channel import RecordingChannel
+
+_START = dt.datetime(2030, 1, 7, 7, 0, tzinfo=dt.UTC).timestamp()
+DM = Conversation("tg", "u1", ConversationKind.DM)
+
+
+class FlakyChannel(RecordingChannel):
+    """Sends fail while `down` (a platform outage), after the channel's own retries."""
+
+    retry_backoff_s = 0.01
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.down = False
+
+    async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
+        if self.down:
+            raise ChannelError("the platform answered 502")
+        return await super()._send_text(message, text)
+
+
+def _config(make_config: Any) -> Any:
+    channels = {"tg": {"type": "telegram", "access": {"dm_policy": "open"}}}
+    # the loop only wakes when told: the test drives the deliveries at its own clock
+    return make_config(channels=channels, scheduler={"poll_seconds": 3600})
+
+
+async def test_a_task_whose_answer_could_not_be_sent_is_sent_later_without_running_again(
+    make_config: Any,
+) -> None:
+    asked: list[ChatRequest] = []
+
+    async def model(request: ChatRequest) -> str:
+        asked.append(request)
+        return f"Headline {len(asked)}: markets calm."
+
+    channel = FlakyChannel("tg")
+    provider = FunctionProvider(model)
+    async with Gateway(_config(make_config), provider=provider, channels={"tg": channel}) as gw:
+        await gw.warmup.wait()
+        scheduler = gw.deps.scheduler
+        assert scheduler is not None
+        clock = [_START]
+        scheduler.clock = lambda: clock[0]
+        job = await scheduler.schedule(
+            person_id="tg:u1",
+            identity_key="tg:u1",
+            conversation=DM,
+            text="give me today's headline",
+            when=Once(dt.datetime.fromtimestamp(_START + 60, dt.UTC)),
+            timezone="UTC",
+            kind=JobKind.TASK,
+        )
+        channel.down = True
+        clock[0] += 61
+        await scheduler.deliver_due()
+        [pending] = await scheduler.list_jobs("tg:u1")
+        assert pending.status is JobStatus.PENDING and "502" in (pending.last_error or "")
+        assert len(asked) == 1 and channel.texts() == []
+
+        channel.down = False
+        clock[0] = pending.run_at + 1
+        await scheduler.deliver_due()
+        assert channel.texts() == ["Headline 1: markets calm."]
+        assert len(asked) == 1  # the prompt ran once
+        [done] = await scheduler.jobs.listing(include_closed=True, person_id="tg:u1")
+        assert done.status is JobStatus.SENT
+        session = gw.sessions.get(cron_session_key(job.id))
+        await gw.sessions.load(session)
+        assert session.row is not None
+        stored = await gw.store.turns.for_session(session.row.id)
+        assert [row["role"] for row in stored] == ["user", "assistant"]
+
+
+async def test_a_task_whose_model_call_fails_is_retried_not_answered_with_an_apology(
+    make_config: Any,
+) -> None:
+    """Nobody is there to ask again when a scheduled task's model call fails: the task is
+    tried again later (as a failed send is), not closed with "try again in a moment"."""
+    asked: list[ChatRequest] = []
+
+    async def model(request: ChatRequest) -> str:
+        asked.append(request)
+        if len(asked) == 1:
+            raise ProviderHTTPError(503, "overloaded", retryable=False)
+        return "Headline: markets calm."
+
+    channel = FlakyChannel("tg")
+    provider = FunctionProvider(model)
+    async with Gateway(_config(make_config), provider=provider, channels={"tg": channel}) as gw:
+        await gw.warmup.wait()
+        scheduler = gw.deps.scheduler
+        assert scheduler is not None
+        clock = [_START]
+        scheduler.clock = lambda: clock[0]
+        await scheduler.schedule(
+            person_id="tg:u1",
+            identity_key="tg:u1",
+            conversation=DM,
+            text="give me today's headline",
+            when=Once(dt.datetime.fromtimestamp(_START + 60, dt.UTC)),
+            timezone="UTC",
+            kind=JobKind.TASK,
+        )
+        clock[0] += 61
+        await scheduler.deliver_due()
+        assert channel.texts() == []
+        [pending] = await scheduler.list_jobs("tg:u1")
+        assert pending.status is JobStatus.PENDING and "503" in (pending.last_error or "")
+
+        clock[0] = pending.run_at + 1
+        await scheduler.deliver_due()
+        assert channel.texts() == ["Headline: markets calm."]
+        [done] = await scheduler.jobs.listing(include_closed=True, person_id="tg:u1")
+        assert done.status is JobStatus.SENT and len(asked) == 2
