@@ -4,7 +4,8 @@
     ├── ConfigError                 the operator must fix something (key path + what was expected)
     ├── StoreError                  SQLite failed in a way a retry will not fix
     │   └── StorageUnavailable      the disk refuses writes: full, or read-only (reason)
-    ├── ChannelError                a platform call failed (transient: back off and try again)
+    ├── ChannelError                a platform call failed (transient: back off and try again;
+    │   │                           from `send`: `delivered` characters were shown, unsent())
     │   ├── RateLimited             the platform asked us to wait (retry_after seconds)
     │   ├── EditRejected            this message can no longer be edited (deleted, too old, an
     │   │                           expired interaction token): send the rest as new messages
@@ -59,7 +60,23 @@ class StorageUnavailable(StoreError):
 
 
 class ChannelError(DecapodError):
-    pass
+    """A platform call failed. Raised from `send` of a text that went out in several
+    messages, it says how far the text got: `delivered` characters of it were shown (0 when
+    the first message failed), and `unsent(text)` is the rest to send, so that a retry
+    continues where this one stopped instead of showing the first messages again."""
+
+    #: characters of the message's text the person was shown before the failure
+    delivered: int = 0
+    #: what the rest must start with to show as it would have: a code block open at the cut
+    #: is opened again
+    reopen: str = ""
+
+    def unsent(self, text: str) -> str:
+        """What of `text` (the text of the message whose send raised this) is left to send."""
+        if not self.delivered:
+            return text
+        # the blank lines at the cut were never part of a message
+        return self.reopen + text[self.delivered :].lstrip("\n")
 
 
 class RateLimited(ChannelError):

@@ -172,22 +172,35 @@ class BaseChannel:
 
     # the shared path -----------------------------------------------------------------------
     async def send(self, message: OutboundMessage) -> SentRef:
-        """Send a whole message, chunked; returns the reference of the last chunk."""
-        if not message.choices or not self.supports_buttons:
-            refs = [
-                await self._send_chunk(message, c) for c in self.chunks(choices_as_text(message))
-            ]
-            return refs[-1]
-        # the buttons go under the last chunk, where the question ends
-        *head, last = self.chunks(message.text)
-        plain = dataclasses.replace(message, choices=())
-        for chunk in head:
-            await self._send_chunk(plain, chunk)
-        buttons = await self.buttons.issue(message, last)
+        """Send a whole message, chunked; returns the reference of the last chunk.
+
+        A chunk that keeps failing raises its ChannelError with how far the text got
+        (`delivered`, `unsent`), so a caller that keeps the text for a later try keeps only
+        what the person has not seen."""
+        with_buttons = bool(message.choices) and self.supports_buttons
+        # without buttons, the choices go out as lines after the text
+        chunks = self.split(message.text if with_buttons else choices_as_text(message))
+        plain = dataclasses.replace(message, choices=()) if with_buttons else message
+        refs: list[SentRef] = []
+        for i, chunk in enumerate(chunks):
+            try:
+                if with_buttons and i == len(chunks) - 1:
+                    # the buttons go under the last chunk, where the question ends
+                    refs.append(await self._send_with_buttons(message, chunk.text))
+                else:
+                    refs.append(await self._send_chunk(plain, chunk.text))
+            except ChannelError as exc:
+                if i:
+                    _note_delivered(exc, message.text, chunks[i - 1], chunk)
+                raise
+        return refs[-1]
+
+    async def _send_with_buttons(self, message: OutboundMessage, text: str) -> SentRef:
+        buttons = await self.buttons.issue(message, text)
         lock = self._chat_locks.setdefault(message.conversation.chat_id, asyncio.Lock())
         async with lock:
             ref: SentRef = await self._retrying(
-                message.conversation, self._send_buttons, message, last, buttons
+                message.conversation, self._send_buttons, message, text, buttons
             )
             return ref
 
@@ -385,6 +398,15 @@ class BaseChannel:
             log.warning("%s: editing message %s failed: %s", self.name, ref.message_id, exc)
             return False
         return True
+
+
+def _note_delivered(exc: ChannelError, text: str, shown: Chunk, failed: Chunk) -> None:
+    """Tell `exc` how much of `text` the chunks up to `shown` showed. Choice lines sent as
+    text are not counted: a retry of the text sends them again, with what is left."""
+    if shown.end >= len(text):
+        exc.delivered, exc.reopen = len(text), ""
+    else:
+        exc.delivered, exc.reopen = shown.end, failed.text[: failed.lead]
 
 
 def _forget_typing(

@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from bot.errors import DeliveryRefused
+from bot.errors import ChannelError, DeliveryRefused
 from bot.faults import fault_point
 from bot.messages import Conversation
 from bot.scheduler import text as texts
@@ -297,6 +297,7 @@ class Scheduler:
             # a task's answer made by an earlier try whose sending failed: sent, not made again
             # (its prompt ran once, tools and all)
             answer = job.answer
+            made: str | None = None
             try:
                 if job.kind is JobKind.CHECKIN and await self._waits_for_quiet_hours(job):
                     return
@@ -308,6 +309,7 @@ class Scheduler:
                     body = answer = await self._run_task(job)
                 else:
                     body = texts.reminder_text(job)
+                made = body  # what a retry sends (it adds its own "late by" note)
                 late_by = max(self.clock() - due, 0.0)
                 # a check-in is about now: no "late by" note
                 late = late_by >= self.config.late_note_after_seconds
@@ -318,6 +320,13 @@ class Scheduler:
             except DeliveryRefused as exc:
                 # sending again cannot succeed (the chat or topic is gone, the bot was removed)
                 await pause_refused(self.jobs, job, exc, self.clock(), self._send)
+                return
+            except ChannelError as exc:
+                # sent in several messages, some of which went out: a retry sends the rest
+                if exc.delivered and made is not None:
+                    # past the end of `made`, only (part of) the note was not shown
+                    answer = exc.unsent(made) if exc.delivered < len(made) else ""
+                await self._retry_later(job, exc, answer)
                 return
             except Exception as exc:
                 await self._retry_later(job, exc, answer)

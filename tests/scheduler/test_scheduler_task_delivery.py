@@ -129,3 +129,90 @@ async def test_a_task_whose_model_call_fails_is_retried_not_answered_with_an_apo
         assert channel.texts() == ["Headline: markets calm."]
         [done] = await scheduler.jobs.listing(include_closed=True, person_id="tg:u1")
         assert done.status is JobStatus.SENT and len(asked) == 2
+
+
+_LONG_ANSWER = (
+    "Markets opened calm today.\n\nBonds rallied after the data.\n\nOil slipped at the close."
+)
+_PARTS = [
+    "Markets opened calm today.",
+    "Bonds rallied after the data.",
+    "Oil slipped at the close.",
+]
+
+
+class BreaksAfterChannel(FlakyChannel):
+    """Messages of 40 characters at most (the answer above goes out in three); once
+    `breaks_after` sends went out, every next one fails (an outage in the middle of a text)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.max_message_len = 40
+        self.breaks_after: int | None = None
+
+    async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
+        if self.breaks_after is not None and len(self.texts()) >= self.breaks_after:
+            raise ChannelError("the platform answered 502")
+        return await super()._send_text(message, text)
+
+
+async def _long_task_failing_after(make_config: Any, sent_before_outage: int) -> list[str]:
+    """Run a task whose answer needs three messages while sends fail after
+    `sent_before_outage` of them, then its retry once the platform is back; returns every
+    text the person was shown, in order."""
+    asked: list[ChatRequest] = []
+
+    async def model(request: ChatRequest) -> str:
+        asked.append(request)
+        return _LONG_ANSWER
+
+    channel = BreaksAfterChannel("tg")
+    provider = FunctionProvider(model)
+    async with Gateway(_config(make_config), provider=provider, channels={"tg": channel}) as gw:
+        await gw.warmup.wait()
+        scheduler = gw.deps.scheduler
+        assert scheduler is not None
+        clock = [_START]
+        scheduler.clock = lambda: clock[0]
+        await scheduler.schedule(
+            person_id="tg:u1",
+            identity_key="tg:u1",
+            conversation=DM,
+            text="give me today's markets",
+            when=Once(dt.datetime.fromtimestamp(_START + 60, dt.UTC)),
+            timezone="UTC",
+            kind=JobKind.TASK,
+        )
+        channel.breaks_after = sent_before_outage
+        clock[0] += 61
+        await scheduler.deliver_due()
+        [pending] = await scheduler.list_jobs("tg:u1")
+        assert pending.status is JobStatus.PENDING and "502" in (pending.last_error or "")
+        assert channel.texts() == _PARTS[:sent_before_outage]
+
+        channel.breaks_after = None
+        clock[0] = pending.run_at + 1  # within the "late by" note's threshold
+        await scheduler.deliver_due()
+        [done] = await scheduler.jobs.listing(include_closed=True, person_id="tg:u1")
+        assert done.status is JobStatus.SENT and len(asked) == 1
+        return channel.texts()
+
+
+async def test_a_long_task_answer_cut_off_by_an_outage_is_sent_on_from_where_it_stopped(
+    make_config: Any,
+) -> None:
+    """The first message went out before the platform failed: the retry sends the second
+    and third, and the first is shown exactly once."""
+    assert await _long_task_failing_after(make_config, 1) == _PARTS
+
+
+async def test_a_long_task_answer_whose_last_message_failed_sends_only_that_one_again(
+    make_config: Any,
+) -> None:
+    assert await _long_task_failing_after(make_config, 2) == _PARTS
+
+
+async def test_a_long_task_answer_whose_first_message_failed_is_sent_whole_again(
+    make_config: Any,
+) -> None:
+    assert await _long_task_failing_after(make_config, 0) == _PARTS
