@@ -6,7 +6,8 @@ next due time (and the loop wakes every `poll_seconds` anyway). A delivery is:
 1. claimed: one atomic UPDATE takes a due row (pending, or sending under an expired lease);
 2. sent through the Deliverer (a task first runs its prompt through the TaskRunner; when
    the send fails, its answer is kept with the job, and the retry sends it without running
-   the prompt again);
+   the prompt again; of a text cut off after some of its messages went out, only the rest
+   is kept, so no message is shown twice);
 3. committed: sent (or, for a repeating job, pending at its next occurrence) in one
    transaction, made durable before anything else happens.
 

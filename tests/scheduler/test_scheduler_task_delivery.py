@@ -12,6 +12,7 @@ from bot.gateway import Gateway
 from bot.messages import Conversation, ConversationKind, OutboundMessage, SentRef, cron_session_key
 from bot.providers.base import ChatRequest
 from bot.providers.testing import FunctionProvider
+from bot.scheduler.text import REMINDER_MARK
 from bot.scheduler.timing import Once
 from bot.store.jobs import JobKind, JobStatus
 from tests.fakes.channel import RecordingChannel
@@ -156,10 +157,12 @@ class BreaksAfterChannel(FlakyChannel):
         return await super()._send_text(message, text)
 
 
-async def _long_task_failing_after(make_config: Any, sent_before_outage: int) -> list[str]:
-    """Run a task whose answer needs three messages while sends fail after
-    `sent_before_outage` of them, then its retry once the platform is back; returns every
-    text the person was shown, in order."""
+async def _long_task_failing_after(
+    make_config: Any, sent_before_outage: int, kind: JobKind = JobKind.TASK
+) -> list[str]:
+    """Run a task whose answer (or a reminder whose text) needs three messages while sends
+    fail after `sent_before_outage` of them, then its retry once the platform is back;
+    returns every text the person was shown, in order."""
     asked: list[ChatRequest] = []
 
     async def model(request: ChatRequest) -> str:
@@ -178,23 +181,27 @@ async def _long_task_failing_after(make_config: Any, sent_before_outage: int) ->
             person_id="tg:u1",
             identity_key="tg:u1",
             conversation=DM,
-            text="give me today's markets",
+            text="give me today's markets" if kind is JobKind.TASK else _LONG_ANSWER,
             when=Once(dt.datetime.fromtimestamp(_START + 60, dt.UTC)),
             timezone="UTC",
-            kind=JobKind.TASK,
+            kind=kind,
+        )
+        parts = (
+            _PARTS if kind is JobKind.TASK else channel.chunks(f"{REMINDER_MARK} {_LONG_ANSWER}")
         )
         channel.breaks_after = sent_before_outage
         clock[0] += 61
         await scheduler.deliver_due()
         [pending] = await scheduler.list_jobs("tg:u1")
         assert pending.status is JobStatus.PENDING and "502" in (pending.last_error or "")
-        assert channel.texts() == _PARTS[:sent_before_outage]
+        assert channel.texts() == parts[:sent_before_outage]
 
         channel.breaks_after = None
         clock[0] = pending.run_at + 1  # within the "late by" note's threshold
         await scheduler.deliver_due()
         [done] = await scheduler.jobs.listing(include_closed=True, person_id="tg:u1")
-        assert done.status is JobStatus.SENT and len(asked) == 1
+        assert done.status is JobStatus.SENT and len(asked) == (kind is JobKind.TASK)
+        assert channel.texts() == parts
         return channel.texts()
 
 
@@ -210,6 +217,13 @@ async def test_a_long_task_answer_whose_last_message_failed_sends_only_that_one_
     make_config: Any,
 ) -> None:
     assert await _long_task_failing_after(make_config, 2) == _PARTS
+
+
+async def test_a_long_reminder_cut_off_by_an_outage_is_sent_on_from_where_it_stopped(
+    make_config: Any,
+) -> None:
+    texts = await _long_task_failing_after(make_config, 1, JobKind.REMINDER)
+    assert len(texts) == 3 and texts[0].startswith(REMINDER_MARK)
 
 
 async def test_a_long_task_answer_whose_first_message_failed_is_sent_whole_again(
