@@ -44,10 +44,15 @@ class RecordingChannel(BaseChannel):
         #: this many next sends fail as a platform's 502 does (each try of the channel's
         #: retries counts one)
         self.failing_sends = 0
+        #: once this many messages went out, every next send fails the same way (an outage
+        #: in the middle of a text sent in several messages); None: no outage
+        self.sends_before_outage: int | None = None
 
     async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
         if self.failing_sends > 0:
             self.failing_sends -= 1
+            raise ChannelError("the platform answered 502")
+        if self.sends_before_outage is not None and len(self.order) >= self.sends_before_outage:
             raise ChannelError("the platform answered 502")
         mid = str(next(self._ids))
         self.messages[mid] = text

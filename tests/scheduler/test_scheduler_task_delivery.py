@@ -142,21 +142,6 @@ _PARTS = [
 ]
 
 
-class BreaksAfterChannel(FlakyChannel):
-    """Messages of 40 characters at most (the answer above goes out in three); once
-    `breaks_after` sends went out, every next one fails (an outage in the middle of a text)."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.max_message_len = 40
-        self.breaks_after: int | None = None
-
-    async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
-        if self.breaks_after is not None and len(self.texts()) >= self.breaks_after:
-            raise ChannelError("the platform answered 502")
-        return await super()._send_text(message, text)
-
-
 async def _long_task_failing_after(
     make_config: Any, sent_before_outage: int, kind: JobKind = JobKind.TASK
 ) -> list[str]:
@@ -169,7 +154,9 @@ async def _long_task_failing_after(
         asked.append(request)
         return _LONG_ANSWER
 
-    channel = BreaksAfterChannel("tg")
+    # messages of 40 characters at most: the answer goes out in three
+    channel = RecordingChannel("tg", max_message_len=40)
+    channel.retry_backoff_s = 0.01
     provider = FunctionProvider(model)
     async with Gateway(_config(make_config), provider=provider, channels={"tg": channel}) as gw:
         await gw.warmup.wait()
@@ -189,14 +176,14 @@ async def _long_task_failing_after(
         parts = (
             _PARTS if kind is JobKind.TASK else channel.chunks(f"{REMINDER_MARK} {_LONG_ANSWER}")
         )
-        channel.breaks_after = sent_before_outage
+        channel.sends_before_outage = sent_before_outage
         clock[0] += 61
         await scheduler.deliver_due()
         [pending] = await scheduler.list_jobs("tg:u1")
         assert pending.status is JobStatus.PENDING and "502" in (pending.last_error or "")
         assert channel.texts() == parts[:sent_before_outage]
 
-        channel.breaks_after = None
+        channel.sends_before_outage = None
         clock[0] = pending.run_at + 1  # within the "late by" note's threshold
         await scheduler.deliver_due()
         [done] = await scheduler.jobs.listing(include_closed=True, person_id="tg:u1")
