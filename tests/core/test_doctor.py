@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 
 from bot.doctor import check_providers, run_doctor
-from tests.fakes.forward_proxy import ForwardProxy
+from tests.fakes.forward_proxy import environment_proxy
 from tests.fakes.llm import FakeLLM
 
 KEY_ENV = "DOCTOR_TEST_KEY"
@@ -96,20 +96,13 @@ async def test_providers_are_checked_through_the_proxy_and_a_bad_proxy_variable_
     """The doctor reaches the providers as the gateway does: through the proxy of the
     environment, and not at all with a proxy variable the gateway would refuse."""
     monkeypatch.setenv(KEY_ENV, "sk-right-key")
-    for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
     config = _config(make_config, fake, "small-model")
-    proxy = ForwardProxy()
-    await proxy.start()
-    try:
-        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    async with environment_proxy(monkeypatch) as proxy:
         ((what, ok, _),) = await check_providers(config)
         assert (what, ok) == ("provider fake", True)
         assert proxy.targets == [f"{fake.base_url}/v1/models"]
 
         monkeypatch.setenv("HTTPS_PROXY", "proxy.example:3128")
         ((what, ok, detail),) = await check_providers(config)
-    finally:
-        await proxy.stop()
     assert (what, ok) == ("providers", False)
     assert "HTTPS_PROXY has no scheme" in detail and "proxy.example" not in detail

@@ -4,6 +4,10 @@ from the environment."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
 
 
 class ForwardProxy:
@@ -67,3 +71,22 @@ def _one_request(rest: bytes) -> bytes:
         return rest
     kept = [line for line in lines if not line.lower().startswith((b"connection:", b"keep-alive:"))]
     return b"\r\n".join([kept[0], b"Connection: close", *kept[1:]])
+
+
+@asynccontextmanager
+async def environment_proxy(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ForwardProxy]:
+    """A ForwardProxy that `HTTP_PROXY` names, with every other proxy variable unset."""
+    proxy = ForwardProxy()
+    await proxy.start()
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    try:
+        yield proxy
+    finally:
+        await proxy.stop()
+
+
+_PROXY_VARIABLES = (
+    "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
+)  # fmt: skip

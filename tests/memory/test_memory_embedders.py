@@ -27,7 +27,7 @@ from bot.memory.embedders import (
 from bot.memory.service import MemoryService
 from bot.store import Store
 from tests.deps import REDACT
-from tests.fakes.forward_proxy import ForwardProxy
+from tests.fakes.forward_proxy import environment_proxy
 from tests.memory.conftest import FakeEmbeddingServer, memory_config
 
 
@@ -75,18 +75,13 @@ async def test_openai_embedder_against_fake_server(embed_server: FakeEmbeddingSe
 async def test_openai_embedder_goes_through_the_proxy_from_the_environment(
     embed_server: FakeEmbeddingServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    proxy = ForwardProxy()
-    await proxy.start()
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
-    for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
     cfg = OpenAIEmbedderConfig(type="openai", base_url=embed_server.url, model="fake-embed")
     embedder = OpenAIEmbedder(cfg)
-    try:
-        assert len(await embedder.embed(["through the proxy"])) == 1
-    finally:
-        await embedder.close()
-        await proxy.stop()
+    async with environment_proxy(monkeypatch) as proxy:
+        try:
+            assert len(await embedder.embed(["through the proxy"])) == 1
+        finally:
+            await embedder.close()
     assert proxy.targets == [embed_server.url.rstrip("/") + "/embeddings"]
 
 

@@ -25,7 +25,7 @@ from bot.providers.build import make_provider
 from bot.providers.config import ProviderConfig
 from bot.providers.openai import OpenAIProvider
 from bot.providers.testing import ManualClock
-from tests.fakes.forward_proxy import ForwardProxy
+from tests.fakes.forward_proxy import environment_proxy
 from tests.fakes.llm import DEFAULT_TEXT, FakeLLM, Reply
 
 WEATHER = ToolSpec(
@@ -363,19 +363,14 @@ async def test_streams_and_probes_go_through_the_proxy_from_the_environment(
     """The SDK's client (the probe) takes HTTP_PROXY from the environment; a stream that did
     not would go around the proxy, and in a network reachable only through it every turn
     would fail while the probes said the provider was up."""
-    proxy = ForwardProxy()
-    await proxy.start()
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
-    for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
     provider = make(fake)
-    try:
-        fake.push(Reply(text="through the proxy"))
-        out = await complete(provider, ask())
-        await provider.probe()
-    finally:
-        await provider.aclose()
-        await proxy.stop()
+    async with environment_proxy(monkeypatch) as proxy:
+        try:
+            fake.push(Reply(text="through the proxy"))
+            out = await complete(provider, ask())
+            await provider.probe()
+        finally:
+            await provider.aclose()
     assert out.text == "through the proxy"
     assert f"{fake.base_url}/v1/chat/completions" in proxy.targets
     assert f"{fake.base_url}/v1/models" in proxy.targets

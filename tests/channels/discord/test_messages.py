@@ -13,7 +13,7 @@ from bot.providers.base import ChatRequest
 from bot.providers.testing import FunctionProvider, ScriptedProvider
 from tests.channels.discord.conftest import channel_of, running, settle
 from tests.fakes.discord import ALICE, BOB, CHANNEL_ID, FakeDiscord
-from tests.fakes.forward_proxy import ForwardProxy
+from tests.fakes.forward_proxy import environment_proxy
 
 
 def echo(request: ChatRequest) -> str:
@@ -190,18 +190,13 @@ async def test_the_gateway_and_the_rest_calls_go_through_the_proxy_from_the_envi
 ) -> None:
     """discord.py takes no proxy from the environment; the channel hands it the one the
     environment names for Discord's API, as Telegram's and the models' sessions use."""
-    proxy = ForwardProxy()
-    await proxy.start()
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
-    for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    try:
-        async with running(discord_config(), FunctionProvider(echo)) as gateway:
-            await fake.send_message("hello there", dm=True)
-            call = await fake.wait_for("POST", f"/channels/{fake.dm_channel_id(ALICE)}/messages")
-            await settle(gateway)
-    finally:
-        await proxy.stop()
+    async with (
+        environment_proxy(monkeypatch) as proxy,
+        running(discord_config(), FunctionProvider(echo)) as gateway,
+    ):
+        await fake.send_message("hello there", dm=True)
+        call = await fake.wait_for("POST", f"/channels/{fake.dm_channel_id(ALICE)}/messages")
+        await settle(gateway)
     assert call.body["content"] == "re: hello there"
     assert any(t.startswith(fake.gateway_url.split("?")[0]) for t in proxy.targets), proxy.targets
     assert f"{fake.api_base}/channels/{fake.dm_channel_id(ALICE)}/messages" in proxy.targets

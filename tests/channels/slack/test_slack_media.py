@@ -14,7 +14,7 @@ import pytest
 from bot.gateway import Gateway
 from channels.slack_inbound import Normalizer, ThreadMemory
 from tests.channels.slack.conftest import slack_settings
-from tests.fakes.forward_proxy import ForwardProxy
+from tests.fakes.forward_proxy import environment_proxy
 from tests.fakes.llm import FakeLLM
 from tests.fakes.slack import FakeSlack
 from tests.media.files import image_size, pdf, png, slack_clip, wav_silence
@@ -69,21 +69,13 @@ async def test_files_events_and_answers_go_through_the_proxy_from_the_environmen
 ) -> None:
     """The download is the adapter's own request (slack_sdk makes the API calls): it takes
     the proxy of the environment too, and so does the model's stream."""
-    proxy = ForwardProxy()
-    await proxy.start()
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
-    for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    try:
-        async with FakeLLM() as llm:
-            llm.push("A blue square.")
-            async with Gateway(_config(make_config, fake, llm)):
-                await fake.wait_connected()
-                shot = _file(fake, "shot.png", png(64, 64), "image/png")
-                await fake.socket_send("events_api", fake.event("file_share", files=[shot]))
-                posted = await fake.wait_for("chat.postMessage")
-    finally:
-        await proxy.stop()
+    async with environment_proxy(monkeypatch) as proxy, FakeLLM() as llm:
+        llm.push("A blue square.")
+        async with Gateway(_config(make_config, fake, llm)):
+            await fake.wait_connected()
+            shot = _file(fake, "shot.png", png(64, 64), "image/png")
+            await fake.socket_send("events_api", fake.event("file_share", files=[shot]))
+            posted = await fake.wait_for("chat.postMessage")
     assert posted["text"] == "A blue square."
     assert shot["url_private"] in proxy.targets
     assert f"{llm.base_url}/v1/chat/completions" in proxy.targets

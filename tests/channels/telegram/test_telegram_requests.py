@@ -27,7 +27,7 @@ from channels.telegram import TelegramChannel
 from channels.telegram_polling import RawUpdatesBot
 from channels.telegram_request import AiohttpRequest, NotSent, PoolTimedOut
 from tests.channels.telegram.conftest import until
-from tests.fakes.forward_proxy import ForwardProxy
+from tests.fakes.forward_proxy import environment_proxy
 from tests.fakes.telegram import TOKEN, FakeTelegram
 
 StartChannel = Callable[..., Awaitable[TelegramChannel]]
@@ -208,18 +208,11 @@ async def test_failing_requests_name_no_token_in_errors_or_logs(
 async def test_requests_and_downloads_go_through_a_proxy_from_the_environment(
     fake: FakeTelegram, start_channel: StartChannel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    proxy = ForwardProxy()
-    await proxy.start()
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
-    for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    try:
+    async with environment_proxy(monkeypatch) as proxy:
         channel = await start_channel()
         await channel.send(OutboundMessage(DM, "via the proxy"))
         doc = Attachment("document", fake.add_file(b"%PDF-1.4"), "a.pdf")
         assert await channel.fetch(doc, 1000) == b"%PDF-1.4"
-    finally:
-        await proxy.stop()
     base = f"http://127.0.0.1:{fake.port}"
     assert f"{base}/bot{TOKEN}/getMe" in proxy.targets
     assert any(t.startswith(f"{base}/file/bot{TOKEN}/") for t in proxy.targets)
