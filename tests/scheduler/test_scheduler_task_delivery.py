@@ -12,8 +12,10 @@ from bot.gateway import Gateway
 from bot.messages import Conversation, ConversationKind, OutboundMessage, SentRef, cron_session_key
 from bot.providers.base import ChatRequest
 from bot.providers.testing import FunctionProvider
+from bot.scheduler.service import Scheduler
 from bot.scheduler.text import REMINDER_MARK
 from bot.scheduler.timing import Once
+from bot.store.job_model import Job
 from bot.store.jobs import JobKind, JobStatus
 from tests.fakes.channel import RecordingChannel
 
@@ -54,19 +56,8 @@ async def test_a_task_whose_answer_could_not_be_sent_is_sent_later_without_runni
     channel = FlakyChannel("tg")
     provider = FunctionProvider(model)
     async with Gateway(_config(make_config), provider=provider, channels={"tg": channel}) as gw:
-        await gw.warmup.wait()
-        scheduler = gw.deps.scheduler
-        assert scheduler is not None
-        clock = [_START]
-        scheduler.clock = lambda: clock[0]
-        job = await scheduler.schedule(
-            person_id="tg:u1",
-            identity_key="tg:u1",
-            conversation=DM,
-            text="give me today's headline",
-            when=Once(dt.datetime.fromtimestamp(_START + 60, dt.UTC)),
-            timezone="UTC",
-            kind=JobKind.TASK,
+        scheduler, clock, job = await _one_job_due_in_a_minute(
+            gw, "give me today's headline", JobKind.TASK
         )
         channel.down = True
         clock[0] += 61
@@ -105,19 +96,8 @@ async def test_a_task_whose_model_call_fails_is_retried_not_answered_with_an_apo
     channel = FlakyChannel("tg")
     provider = FunctionProvider(model)
     async with Gateway(_config(make_config), provider=provider, channels={"tg": channel}) as gw:
-        await gw.warmup.wait()
-        scheduler = gw.deps.scheduler
-        assert scheduler is not None
-        clock = [_START]
-        scheduler.clock = lambda: clock[0]
-        await scheduler.schedule(
-            person_id="tg:u1",
-            identity_key="tg:u1",
-            conversation=DM,
-            text="give me today's headline",
-            when=Once(dt.datetime.fromtimestamp(_START + 60, dt.UTC)),
-            timezone="UTC",
-            kind=JobKind.TASK,
+        scheduler, clock, _ = await _one_job_due_in_a_minute(
+            gw, "give me today's headline", JobKind.TASK
         )
         clock[0] += 61
         await scheduler.deliver_due()
@@ -159,19 +139,8 @@ async def _long_task_failing_after(
     channel.retry_backoff_s = 0.01
     provider = FunctionProvider(model)
     async with Gateway(_config(make_config), provider=provider, channels={"tg": channel}) as gw:
-        await gw.warmup.wait()
-        scheduler = gw.deps.scheduler
-        assert scheduler is not None
-        clock = [_START]
-        scheduler.clock = lambda: clock[0]
-        await scheduler.schedule(
-            person_id="tg:u1",
-            identity_key="tg:u1",
-            conversation=DM,
-            text="give me today's markets" if kind is JobKind.TASK else _LONG_ANSWER,
-            when=Once(dt.datetime.fromtimestamp(_START + 60, dt.UTC)),
-            timezone="UTC",
-            kind=kind,
+        scheduler, clock, _ = await _one_job_due_in_a_minute(
+            gw, "give me today's markets" if kind is JobKind.TASK else _LONG_ANSWER, kind
         )
         parts = (
             _PARTS if kind is JobKind.TASK else channel.chunks(f"{REMINDER_MARK} {_LONG_ANSWER}")
@@ -217,3 +186,25 @@ async def test_a_long_task_answer_whose_first_message_failed_is_sent_whole_again
     make_config: Any,
 ) -> None:
     assert await _long_task_failing_after(make_config, 0) == _PARTS
+
+
+async def _one_job_due_in_a_minute(
+    gw: Gateway, text: str, kind: JobKind
+) -> tuple[Scheduler, list[float], Job]:
+    """Once the warm-up is done: a job for tg:u1 due a minute after `_START`, on a clock the
+    test moves (`clock[0]`)."""
+    await gw.warmup.wait()
+    scheduler = gw.deps.scheduler
+    assert scheduler is not None
+    clock = [_START]
+    scheduler.clock = lambda: clock[0]
+    job = await scheduler.schedule(
+        person_id="tg:u1",
+        identity_key="tg:u1",
+        conversation=DM,
+        text=text,
+        when=Once(dt.datetime.fromtimestamp(_START + 60, dt.UTC)),
+        timezone="UTC",
+        kind=kind,
+    )
+    return scheduler, clock, job
