@@ -3,6 +3,7 @@ the transcript is the user message, and the person sees one quoted line of it fi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -62,43 +63,35 @@ async def test_a_heard_line_that_cannot_be_sent_does_not_cost_the_answer(
     assert chat.body["messages"][-1]["content"] == "what is on my shopping list"
 
 
-async def test_transcription_fails_over_to_the_next_server(make_config: Any, fake: FakeLLM) -> None:
-    async with FakeLLM() as backup:
-        backup.transcript_text = "call mum at six"
-        fake.transcript_replies.append(Reply.error(503))
-        fake.transcript_replies.append(Reply.error(503))  # the SDK's one retry
-        extra = {"backup": {"base_url": backup.base_url + "/v1", "health_probe": False}}
-        async with running(
-            make_config,
-            fake,
-            providers=providers(fake, **extra),
-            models={"chat": ["oa:gpt-4o-mini"]},
-            transcription={"chain": ["oa:whisper-1", "backup:whisper-large-v3"]},
-        ) as (_gw, channel):
-            channel.files["voice-1"] = wav_silence(0.5)
-            await channel.push("", parts=(NOTE,))
-            texts = await channel.wait_for_messages(2)
-        assert len(backup.calls(path="/v1/audio/transcriptions")) == 1
-    assert texts[0] == '🎤 "call mum at six"'
-    [chat] = fake.calls(path="/v1/chat/completions")
-    assert chat.body["messages"][-1]["content"] == "call mum at six"
+def _unavailable(fake: FakeLLM) -> None:
+    fake.transcript_replies.extend([Reply.error(503), Reply.error(503)])  # the SDK retries once
+
+
+def _error_page(fake: FakeLLM) -> None:
+    fake.transcript_bodies.append(("<html><body>502 Bad Gateway</body></html>", "text/html"))
+
+
+def _no_transcript(fake: FakeLLM) -> None:
+    fake.transcript_bodies.append(('{"segments": []}', "application/json"))
 
 
 @pytest.mark.parametrize(
-    ("body", "content_type"),
+    "fault",
     [
-        ("<html><body>502 Bad Gateway</body></html>", "text/html"),  # a proxy's error page
-        ('{"segments": []}', "application/json"),  # JSON, but no transcript in it
+        pytest.param(_unavailable, id="unavailable"),
+        pytest.param(_error_page, id="a proxy's error page"),
+        pytest.param(_no_transcript, id="JSON without a transcript"),
     ],
 )
-async def test_an_answer_that_is_no_transcript_fails_over_and_is_never_the_message(
-    make_config: Any, fake: FakeLLM, body: str, content_type: str
+async def test_transcription_fails_over_to_the_next_server_and_no_false_one_is_the_message(
+    make_config: Any, fake: FakeLLM, fault: Callable[[FakeLLM], None]
 ) -> None:
-    """Such an answer came back from the SDK as a string or as text=None: the person was
-    told "something went wrong" without the backup being asked, or was heard to say "None"."""
+    """An answer that is no transcript came back from the SDK as a string or as text=None:
+    the person was told "something went wrong" without the backup being asked, or was heard
+    to say "None"."""
     async with FakeLLM() as backup:
         backup.transcript_text = "call mum at six"
-        fake.transcript_bodies.append((body, content_type))
+        fault(fake)
         extra = {"backup": {"base_url": backup.base_url + "/v1", "health_probe": False}}
         async with running(
             make_config,

@@ -188,42 +188,36 @@ async def test_a_refused_upload_is_a_tool_error_and_the_person_gets_one_message(
     assert tg.uploads == []
 
 
+_SECRET = "sk-proj-fake-SECRET-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
+
+
+@pytest.mark.parametrize(
+    ("head", "tail"),
+    [
+        pytest.param(b"", b"\n", id="utf-8"),
+        # a log with one Latin-1 byte in it is still a text file: one odd byte must not let
+        # the key in it leave unredacted
+        pytest.param(b"caf\xe9 opened\n", b"\ndone\n", id="one byte that is not utf-8"),
+    ],
+)
 async def test_secrets_in_a_text_file_are_redacted_before_it_leaves(
-    tg: FakeTelegram, tg_gateway_config: Callable[..., Any], monkeypatch: Any
+    tg: FakeTelegram,
+    tg_gateway_config: Callable[..., Any],
+    monkeypatch: Any,
+    head: bytes,
+    tail: bytes,
 ) -> None:
-    secret = "sk-proj-fake-SECRET-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
-    monkeypatch.setenv("FAKE_PROVIDER_KEY", secret)
-    config = tg_gateway_config(
-        providers={"local": {"preset": "ollama", "api_key_env": "FAKE_PROVIDER_KEY"}}
-    )
-    provider = ScriptedProvider([[send_file_call("env.txt")], "Sent."])
-    async with Gateway(config, provider=provider) as gw:
-        (workspace(gw, TG_DM) / "env.txt").write_text(f"KEY={secret}\n")
-        tg.push_private("send env.txt", user_id=ALICE)
-        await until(lambda: tg.texts(ALICE) == ["Sent."])
-        await settled(gw)
-    [upload] = tg.uploads
-    assert secret.encode() not in upload.data and upload.data.startswith(b"KEY=")
-
-
-async def test_a_secret_in_a_text_file_that_is_not_all_utf8_is_redacted_too(
-    tg: FakeTelegram, tg_gateway_config: Callable[..., Any], monkeypatch: Any
-) -> None:
-    # a log with one Latin-1 byte in it is still a text file: one odd byte must not let
-    # the key in it leave unredacted
-    secret = "sk-proj-fake-SECRET-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
-    monkeypatch.setenv("FAKE_PROVIDER_KEY", secret)
+    monkeypatch.setenv("FAKE_PROVIDER_KEY", _SECRET)
     config = tg_gateway_config(
         providers={"local": {"preset": "ollama", "api_key_env": "FAKE_PROVIDER_KEY"}}
     )
     provider = ScriptedProvider([[send_file_call("run.log")], "Sent."])
     async with Gateway(config, provider=provider) as gw:
-        body = b"caf\xe9 opened\nKEY=" + secret.encode() + b"\ndone\n"
-        (workspace(gw, TG_DM) / "run.log").write_bytes(body)
+        (workspace(gw, TG_DM) / "run.log").write_bytes(head + b"KEY=" + _SECRET.encode() + tail)
         tg.push_private("send run.log", user_id=ALICE)
         await until(lambda: tg.texts(ALICE) == ["Sent."])
         await settled(gw)
     [upload] = tg.uploads
-    assert secret.encode() not in upload.data
-    # the rest of the file arrives as it was, the odd byte included
-    assert upload.data.startswith(b"caf\xe9 opened\nKEY=") and upload.data.endswith(b"\ndone\n")
+    assert _SECRET.encode() not in upload.data
+    # the rest of the file arrives as it was, an odd byte included
+    assert upload.data.startswith(head + b"KEY=") and upload.data.endswith(tail)
