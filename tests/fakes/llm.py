@@ -101,6 +101,13 @@ class Reply:
     #: send an error event of this kind (see _ERRORS) inside the 200 stream, then end it
     stream_error: str | None = None
     stream_error_after_chunks: int = 0
+    #: a 200 whose whole body is this, with `content_type`, instead of a stream (a proxy's
+    #: HTML page where the API should be)
+    raw_body: bytes | None = None
+    content_type: str = "text/html"
+    #: raw bytes written into the stream after this many events (a malformed event)
+    garbage: bytes = b""
+    garbage_after_chunks: int = 0
     delay_s: float = 0.0
     chunk_delay_s: float = 0.0
     input_tokens: int = 12
@@ -332,6 +339,8 @@ class FakeLLM:
                 return web.json_response(
                     render.error(kind), status=reply.status, headers=reply.headers
                 )
+            if reply.raw_body is not None:
+                return web.Response(body=reply.raw_body, content_type=reply.content_type)
             if not recorded.body.get("stream"):
                 return web.json_response(render.message(reply), headers=reply.headers)
             return await self._stream(request, reply, render)
@@ -357,6 +366,8 @@ class FakeLLM:
             if reply.stream_error is not None and sent >= reply.stream_error_after_chunks:
                 await response.write(render.error_event(reply.stream_error))
                 break
+            if reply.garbage and sent == reply.garbage_after_chunks:
+                await response.write(reply.garbage)
             await response.write(event)
             if reply.chunk_delay_s:
                 await asyncio.sleep(reply.chunk_delay_s)
