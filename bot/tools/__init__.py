@@ -13,6 +13,7 @@ Every failure inside a tool becomes a result the model reads; only cancellation 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -193,6 +194,13 @@ class ToolRegistry:
                     ctx.tainted = True
         except ToolError as exc:
             content, ok = f"error: {exc}", False
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # the turn was stopped or the gateway drains
+            # a library ended its own wait this way; nobody cancelled the turn
+            log.error("tool %s raised CancelledError without a cancellation", call.name)
+            content, ok = f"error: {call.name} failed: {_failure(exc)}", False
         except Exception as exc:
             # A bug or an OS error in one tool must not end the turn: left to propagate, the
             # delivery would stay pending and every restart would run into it again.
@@ -205,7 +213,7 @@ class ToolRegistry:
         return result
 
 
-def _failure(exc: Exception) -> str:
+def _failure(exc: BaseException) -> str:
     """What the model is told about an unexpected failure: the OS's reason without the host
     path it names, otherwise only the kind of error (the details are in the log)."""
     if isinstance(exc, OSError) and exc.strerror:
