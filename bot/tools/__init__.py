@@ -28,6 +28,7 @@ from bot.deps import Deps
 from bot.errors import ToolDenied, ToolError
 from bot.messages import Conversation, Identity
 from bot.providers.base import ToolCall, ToolSpec
+from bot.tasks import cancelled_from_outside
 
 log = logging.getLogger("decapod.tools")
 
@@ -195,10 +196,8 @@ class ToolRegistry:
         except ToolError as exc:
             content, ok = f"error: {exc}", False
         except asyncio.CancelledError as exc:
-            task = asyncio.current_task()
-            if task is None or task.cancelling():
+            if cancelled_from_outside():
                 raise  # the turn was stopped or the gateway drains
-            # a library ended its own wait this way; nobody cancelled the turn
             log.error("tool %s raised CancelledError without a cancellation", call.name)
             content, ok = f"error: {call.name} failed: {_failure(exc)}", False
         except Exception as exc:
