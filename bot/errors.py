@@ -3,7 +3,8 @@
     DecapodError
     ├── ConfigError                 the operator must fix something (key path + what was expected)
     ├── StoreError                  SQLite failed in a way a retry will not fix
-    │   └── StorageUnavailable      the disk refuses writes: full, or read-only (reason)
+    │   └── StorageUnavailable      the disk refuses writes: full, read-only, locked by another
+    │                               process past the busy timeout, or failing (reason)
     ├── ChannelError                a platform call failed (transient: back off and try again)
     │   ├── RateLimited             the platform asked us to wait (retry_after seconds)
     │   ├── EditRejected            this message can no longer be edited (deleted, too old, an

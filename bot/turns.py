@@ -8,6 +8,7 @@ another try of a delivery that already showed something never asks the model aga
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 from bot.agent import TurnDone, TurnResult
 from bot.commands import CommandContext, Reply
 from bot.compaction import maybe_compact
-from bot.delivery import Outbox, delivery_key
+from bot.delivery import Outbox, SessionNotHeld, delivery_key
 from bot.errors import (
     ChannelError,
     ContextTooLong,
@@ -81,6 +82,15 @@ class TurnRunner:
             # as when a start fails: nothing of the turn ran, its delivery stays pending
             log.error("turn in %s not run: %s", session.key, exc)
             await self.gw.say(message, exc.user_message)
+        except SessionNotHeld:
+            raise  # another replica runs this delivery; nothing is said from here
+        except Exception:
+            # what no layer below planned for (a plugin's bug, a lost database connection):
+            # the person hears of it once instead of nothing; the details and the traceback
+            # go to the log (raised on to the session's worker), the delivery stays pending
+            with contextlib.suppress(Exception):
+                await self.gw.say(message, DecapodError.user_message)
+            raise
         finally:
             self.gw.metrics.active_turns.dec()
             self.gw.metrics.queue_depth.set(self.gw.sessions.queue_depth)

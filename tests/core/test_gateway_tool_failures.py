@@ -132,3 +132,28 @@ async def test_a_cancelled_error_a_library_raised_in_a_tool_is_a_failure_not_a_s
         await channel.push("and now?")
         texts = await channel.wait_for_messages(2, timeout=10)
         assert texts[-1] == "second"
+
+
+async def test_a_turn_that_fails_outside_any_tool_tells_the_person_once(
+    make_config: Any,
+) -> None:
+    """A failure no layer below planned for (here a provider plugin's own exception) ends the
+    turn with one plain message instead of silence, and the session answers the next one."""
+    from bot.providers.testing import FunctionProvider
+
+    def answer(request: ChatRequest) -> str:
+        if request.messages[-1].content == "first":
+            raise RuntimeError("a provider plugin's bug")
+        return "second answer"
+
+    channel = RecordingChannel()
+    async with Gateway(
+        make_config(), provider=FunctionProvider(answer), channels={"test": channel}
+    ):
+        await channel.push("first")
+        [told] = await channel.wait_for_messages(1, timeout=10)
+        assert told == "Something went wrong on my side. Please try again."
+        assert "plugin" not in told
+        await channel.push("second")
+        texts = await channel.wait_for_messages(2, timeout=10)
+        assert texts[-1] == "second answer"
