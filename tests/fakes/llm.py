@@ -101,8 +101,8 @@ class Reply:
     #: send an error event of this kind (see _ERRORS) inside the 200 stream, then end it
     stream_error: str | None = None
     stream_error_after_chunks: int = 0
-    #: a 200 whose whole body is this, with `content_type`, instead of a stream (a proxy's
-    #: HTML page where the API should be)
+    #: the whole body, with `status` and `content_type`, instead of a stream or an error of
+    #: `error_kind` (a proxy's HTML page where the API should be, a server's own error text)
     raw_body: bytes | None = None
     content_type: str = "text/html"
     #: raw bytes written into the stream after this many events (a malformed event)
@@ -334,13 +334,15 @@ class FakeLLM:
             if reply.hang:
                 await self._closing.wait()
                 return web.Response(status=503)
+            if reply.raw_body is not None:
+                return web.Response(
+                    body=reply.raw_body, status=reply.status, content_type=reply.content_type
+                )
             if reply.status != 200:
                 kind = reply.error_kind or _KIND_BY_STATUS.get(reply.status, "server")
                 return web.json_response(
                     render.error(kind), status=reply.status, headers=reply.headers
                 )
-            if reply.raw_body is not None:
-                return web.Response(body=reply.raw_body, content_type=reply.content_type)
             if not recorded.body.get("stream"):
                 return web.json_response(render.message(reply), headers=reply.headers)
             return await self._stream(request, reply, render)

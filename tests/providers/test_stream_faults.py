@@ -111,3 +111,38 @@ async def test_a_200_with_an_html_page_is_told_as_such_not_as_a_broken_stream(
     error = caught.value
     assert error.status == 502 and error.retryable
     assert "text/html" in str(error) and "not an event stream" in str(error)
+
+
+async def test_a_refusal_that_echoes_the_key_does_not_carry_it_to_the_owner(
+    fake: FakeLLM,
+) -> None:
+    """Some servers and proxies quote the key they refused; the notice to the owner goes out
+    through a chat platform, and the control panel's recent errors are shown in a browser:
+    neither may carry it."""
+    key = "sk-proj-" + "Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z" * 2
+    config = ProviderConfig(base_url=fake.base_url + "/v1")
+    primary = OpenAIProvider("primary", config, [key])
+    fallback = OpenAIProvider("fallback", config, ["sk-fallback"])
+    notices: list[str] = []
+
+    async def notify(text: str) -> None:
+        notices.append(text)
+
+    failover = FailoverProvider(
+        [ChainEntry(primary, "big"), ChainEntry(fallback, "small")], notify=notify
+    )
+    body = f'{{"error": {{"message": "Incorrect API key provided: {key}"}}}}'.encode()
+    fake.push(Reply(status=401, raw_body=body, content_type="application/json"), model="big")
+    try:
+        out = await complete(failover, REQUEST)
+        await failover.aclose()  # the notice is sent in the background
+    finally:
+        await primary.aclose()
+        await fallback.aclose()
+
+    assert out.finish.provider == "fallback"
+    [notice] = notices
+    assert "refused its API key" in notice
+    assert key not in notice and key[:24] not in notice
+    [failure] = failover.board.recent.of("primary:big")
+    assert key[:24] not in failure.message
