@@ -366,9 +366,8 @@ def _error_fields(body: object) -> tuple[str | None, str | None]:
 
 def _status_error(failure: HttpFailure) -> ProviderHTTPError:
     error_type, message = _error_fields(failure.body)
-    fallback = f"Error code: {failure.status}" + (f" - {failure.text}" if failure.text else "")
     return status_error(
-        failure.status, message or fallback, code=error_type, headers=failure.headers
+        failure.status, message or failure.summary(), code=error_type, headers=failure.headers
     )
 
 

@@ -326,13 +326,14 @@ def _error_fields(body: object) -> tuple[str | None, str]:
             return (str(code) if code else None, str(message) if message else "")
         if isinstance(inner, str):
             return None, inner
-    return None, str(body) if body else ""
+    return None, ""  # not JSON (an error page): the caller says what it has, cut short
 
 
 def _status_error(failure: HttpFailure) -> ProviderHTTPError:
     code, message = _error_fields(failure.body)
-    fallback = f"Error code: {failure.status}" + (f" - {failure.text}" if failure.text else "")
-    return status_error(failure.status, message or fallback, code=code, headers=failure.headers)
+    return status_error(
+        failure.status, message or failure.summary(), code=code, headers=failure.headers
+    )
 
 
 def _sdk_status_error(exc: Any) -> ProviderHTTPError:

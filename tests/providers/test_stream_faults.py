@@ -146,3 +146,18 @@ async def test_a_refusal_that_echoes_the_key_does_not_carry_it_to_the_owner(
     assert key not in notice and key[:24] not in notice
     [failure] = failover.board.recent.of("primary:big")
     assert key[:24] not in failure.message
+
+
+async def test_an_error_page_goes_into_the_error_cut_short(
+    fake: FakeLLM, pair: tuple[StreamingProvider[object], StreamingProvider[object]]
+) -> None:
+    primary, _ = pair
+    page = b"<html><body>" + b"<p>Bad gateway</p>\n" * 5000 + b"</body></html>"
+    fake.push(Reply(status=502, raw_body=page, content_type="text/html"))
+
+    with pytest.raises(ProviderHTTPError) as caught:
+        await complete(primary, REQUEST)
+
+    error = caught.value
+    assert error.status == 502 and error.retryable
+    assert "Bad gateway" in str(error) and len(str(error)) < 400
