@@ -52,6 +52,7 @@ log = logging.getLogger("decapod.gateway")
 turn_log = logging.getLogger("decapod.turn")
 
 _FAILED = ("error", "timeout")
+CUT_OFF_NOTE = "(My answer reached the output limit and was cut off here.)"
 
 
 class TurnRunner:
@@ -317,6 +318,8 @@ class TurnRunner:
             yield f"\n\n{note}" if stream.emitted else note
         elif result.outcome == "interrupted":
             yield " … (the answer was interrupted)"
+        elif result.outcome == "length":
+            yield f"\n\n{CUT_OFF_NOTE}" if stream.emitted else CUT_OFF_NOTE
         elif result.outcome == "max_iterations":
             yield "\n\n(I stopped after too many tool steps.)"
         elif not stream.emitted:

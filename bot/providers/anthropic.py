@@ -245,15 +245,18 @@ class _Answer:
             self.stop_reason = self.stop_reason or "end_turn"
 
     def finish(self, provider: str, model: str) -> Iterator[ChatEvent]:
+        made = 0
         for index in sorted(self.tools):
             tool = self.tools[index]
             if not tool.complete:
                 log.warning("dropping tool call %r whose input never completed", tool.name)
                 continue
+            made += 1
             yield ToolCallEvent(ToolCall(id=tool.id, name=tool.name, arguments="".join(tool.parts)))
         yield UsageEvent(self.usage)
         raw = self.stop_reason or "end_turn"
-        reason = "tool_calls" if self.tools else _FINISH_REASONS.get(raw, "stop")
+        # a tool call cut off by the output limit was dropped: the answer is "length"
+        reason = "tool_calls" if made else _FINISH_REASONS.get(raw, "stop")
         yield Finish(reason=reason, provider=provider, model=model, meta={"finish_reason": raw})
 
 

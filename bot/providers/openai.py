@@ -192,6 +192,8 @@ class _Answer:
     tool_calls: dict[int, _ToolCallParts] = field(default_factory=dict)
     finish_reason: str | None = None
     usage: Usage | None = None
+    #: tool calls passed on whole (one cut off by the output limit is not)
+    calls_made: int = 0
 
     def feed(self, chunk: dict[str, Any]) -> Iterator[ChatEvent]:
         """One chunk as the JSON object the server sent (no typed model: ~0.15 ms each)."""
@@ -233,13 +235,14 @@ class _Answer:
                 log.warning("dropping tool call %r cut off by the output limit", parts.name)
                 continue
             call_id = parts.id or f"call_{uuid.uuid4().hex[:24]}"
+            self.calls_made += 1
             yield ToolCallEvent(ToolCall(id=call_id, name=parts.name, arguments=arguments))
 
     def finish(self, provider: str, model: str) -> Iterator[ChatEvent]:
         if self.usage is not None:
             yield UsageEvent(self.usage)
         raw = self.finish_reason or "stop"
-        reason = "tool_calls" if self.tool_calls else _FINISH_REASONS.get(raw, "stop")
+        reason = "tool_calls" if self.calls_made else _FINISH_REASONS.get(raw, "stop")
         yield Finish(reason=reason, provider=provider, model=model, meta={"finish_reason": raw})
 
 

@@ -108,6 +108,9 @@ class Reply:
     #: raw bytes written into the stream after this many events (a malformed event)
     garbage: bytes = b""
     garbage_after_chunks: int = 0
+    #: the finish reason the stream ends with instead of stop/tool_calls ("length": cut off
+    #: by the output limit); OpenAI's API only
+    finish_reason: str | None = None
     delay_s: float = 0.0
     chunk_delay_s: float = 0.0
     input_tokens: int = 12
@@ -525,7 +528,8 @@ class _OpenAIRender(_Render):
                 self._chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
                 for piece in _pieces(call.arguments)
             ]
-        out.append(self._chunk({}, "tool_calls" if reply.tool_calls else "stop"))
+        finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
+        out.append(self._chunk({}, finish))
         if (self.body.get("stream_options") or {}).get("include_usage"):
             out.append(self._chunk({}, usage=self._usage(reply)))  # a last chunk, no choices
         out.append(b"data: [DONE]\n\n")
