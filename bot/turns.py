@@ -8,6 +8,7 @@ another try of a delivery that already showed something never asks the model aga
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -39,6 +40,7 @@ from bot.sessions import Session
 from bot.stop import STOPPED_NOTE, TurnStopped, stoppable, stopped_result
 from bot.store.deliveries import DeliveryUpdate
 from bot.store.repos import TurnRecord
+from bot.tasks import cancelled_from_outside
 from bot.tools import ToolContext
 from bot.turn_media import user_message_with_media
 from bot.turn_resume import reply_template, resume_shown
@@ -85,16 +87,26 @@ class TurnRunner:
             await self.gw.say(message, exc.user_message)
         except SessionNotHeld:
             raise  # another replica runs this delivery; nothing is said from here
+        except asyncio.CancelledError:
+            if cancelled_from_outside():
+                raise  # a drain: the delivery stays pending for the next start
+            # a library ended its own wait this way: a failure like the ones below, and
+            # not raised on, which would end the session's worker
+            log.exception("turn in %s failed", session.key)
+            await self._say_failed(message)
         except Exception:
             # what no layer below planned for (a plugin's bug, a lost database connection):
             # the person hears of it once instead of nothing; the details and the traceback
             # go to the log (raised on to the session's worker), the delivery stays pending
-            with contextlib.suppress(Exception):
-                await self.gw.say(message, DecapodError.user_message)
+            await self._say_failed(message)
             raise
         finally:
             self.gw.metrics.active_turns.dec()
             self.gw.metrics.queue_depth.set(self.gw.sessions.queue_depth)
+
+    async def _say_failed(self, message: InboundMessage) -> None:
+        with contextlib.suppress(Exception):
+            await self.gw.say(message, DecapodError.user_message)
 
     async def _turn(self, session: Session, message: InboundMessage, outbox: Outbox) -> None:
         started = time.perf_counter()

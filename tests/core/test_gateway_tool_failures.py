@@ -157,3 +157,27 @@ async def test_a_turn_that_fails_outside_any_tool_tells_the_person_once(
         await channel.push("second")
         texts = await channel.wait_for_messages(2, timeout=10)
         assert texts[-1] == "second answer"
+
+
+async def test_a_cancelled_error_a_library_raised_mid_turn_is_told_like_any_failure(
+    make_config: Any,
+) -> None:
+    """Nobody cancelled the turn; a library ended its own wait with CancelledError. That is
+    a failure like any other: said once, and the session's worker lives on."""
+    from bot.providers.testing import FunctionProvider
+
+    def answer(request: ChatRequest) -> str:
+        if request.messages[-1].content == "first":
+            raise asyncio.CancelledError
+        return "second answer"
+
+    channel = RecordingChannel()
+    provider = FunctionProvider(answer)
+    async with Gateway(make_config(), provider=provider, channels={"test": channel}) as gw:
+        first = await channel.push("first")
+        [told] = await channel.wait_for_messages(1, timeout=10)
+        assert told == "Something went wrong on my side. Please try again."
+        await channel.push("second")
+        texts = await channel.wait_for_messages(2, timeout=10)
+        assert texts[-1] == "second answer"
+        assert await gw.store.inbound.status("test", first.id) == "pending"
