@@ -214,6 +214,12 @@ class _Answer:
         elif kind == "content_block_start":
             block = event.get("content_block") or {}
             if block.get("type") == "tool_use":
+                if not (block.get("id") and block.get("name")):
+                    raise ProviderHTTPError(
+                        502,
+                        "malformed stream event: a tool_use block without its id or name",
+                        retryable=True,
+                    )
                 self.tools[event.get("index", 0)] = _ToolUse(block["id"], block["name"])
             elif block.get("type") == "text" and block.get("text"):
                 yield TextDelta(block["text"])

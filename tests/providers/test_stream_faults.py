@@ -161,3 +161,28 @@ async def test_an_error_page_goes_into_the_error_cut_short(
     error = caught.value
     assert error.status == 502 and error.retryable
     assert "Bad gateway" in str(error) and len(str(error)) < 400
+
+
+async def test_a_tool_block_without_its_id_is_a_malformed_event_retried_once(
+    fake: FakeLLM,
+) -> None:
+    config = ProviderConfig(type="anthropic", base_url=fake.base_url)
+    primary = AnthropicProvider("primary", config, ["sk-ant-primary"])
+    fallback = AnthropicProvider("fallback", config, ["sk-ant-fallback"])
+    failover = FailoverProvider(
+        [ChainEntry(primary, "big"), ChainEntry(fallback, "small")], clock=ManualClock()
+    )
+    block = b'{"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use"}}'
+    fake.push(
+        Reply("never seen", garbage=b"event: content_block_start\ndata: " + block + b"\n\n"),
+        Reply("the answer after one retry"),
+        model="big",
+    )
+    try:
+        out = await complete(failover, REQUEST)
+    finally:
+        await primary.aclose()
+        await fallback.aclose()
+
+    assert out.text == "the answer after one retry"
+    assert failover.stats().errors == {"server": 1}
