@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 _NOTHING = "no answer came (`decapod logs --level warning` shows why)"
 _CUT_SHORT = {
     "interrupted": "the answer was cut off (the model's stream broke)",
+    "length": "the answer was cut off by the model's output limit (max_output_tokens)",
     "max_iterations": "the answer stopped after too many tool steps",
 }
 

@@ -7,6 +7,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from bot.agent.context import needs_compaction, split_for_compaction, summarize
+from bot.errors import DecapodError
 
 if TYPE_CHECKING:
     from bot.gateway import Gateway
@@ -35,7 +36,17 @@ async def maybe_compact(gw: Gateway, session: Session, ctx: ToolContext, *, forc
     if memory is not None and not ctx.is_group:
         # durable facts survive the summary; in a group they could be anyone's, so skip
         await memory.extract_before_compaction(ctx.person_id, older, provider)
-    summary = await summarize(provider, session.row.summary, older)
+    try:
+        summary = await summarize(provider, session.row.summary, older)
+    except DecapodError as exc:
+        # a side step: the turn goes on with the history as it is (a context that then does
+        # not fit is the model's refusal, told as such), and the next turn tries again
+        log.warning("compaction of %s failed, history kept: %s", session.key, exc)
+        return
+    if not summary:
+        # dropping the messages for an empty summary would forget them for good
+        log.warning("compaction of %s got an empty summary, history kept", session.key)
+        return
     upto = session.history[len(older) - 1][0]
     await gw.store.sessions.set_summary(session.row.id, summary, upto)
     session.row.summary, session.row.summary_upto = summary, upto

@@ -3,7 +3,8 @@
     DecapodError
     ├── ConfigError                 the operator must fix something (key path + what was expected)
     ├── StoreError                  SQLite failed in a way a retry will not fix
-    │   └── StorageUnavailable      the disk refuses writes: full, or read-only (reason)
+    │   └── StorageUnavailable      the disk refuses writes: full, read-only, locked by another
+    │                               process past the busy timeout, or failing (reason)
     ├── ChannelError                a platform call failed (transient: back off and try again;
     │   │                           from `send`: `delivered` characters were shown, unsent())
     │   ├── RateLimited             the platform asked us to wait (retry_after seconds)
@@ -46,12 +47,13 @@ class StoreError(DecapodError):
 
 
 class StorageUnavailable(StoreError):
-    """The disk refuses writes: it is full, or the database or its folder is read-only.
-    Nothing stored before is lost; a delivery whose turn could not be saved stays pending."""
+    """The disk refuses writes: it is full, the database or its folder is read-only, another
+    process holds its lock past the busy timeout, or the disk reports an I/O error. Nothing
+    stored before is lost; a delivery whose turn could not be saved stays pending."""
 
     def __init__(self, reason: str, path: str) -> None:
         super().__init__(f"storage is {reason} ({path})")
-        self.reason = reason  # "full" | "read-only"
+        self.reason = reason  # "full" | "read-only" | "busy" | "failing"
         self.path = path
         self.user_message = (
             f"Sorry, I cannot save anything right now: storage is {reason}. "

@@ -30,6 +30,10 @@ def explain(exc: BaseException) -> str | None:
     if isinstance(exc, StorageUnavailable):
         if exc.reason == "full":
             return f"the disk holding {exc.path} is full: free some space, then start again"
+        if exc.reason == "busy":
+            return f"the database {exc.path} is locked by another process: stop it, then retry"
+        if exc.reason == "failing":
+            return f"the disk holding {exc.path} reports I/O errors: check it, then start again"
         return f"the database {exc.path} is read-only: {_FIX_HOME}"
     if isinstance(exc, StoreError):
         return f"{exc}: is the home folder writable and the disk not full?"

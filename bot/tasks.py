@@ -31,3 +31,11 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
         if current is not None and current.cancelling() > before:
             # the task ignored its cancellation and returned, so the caller's went nowhere
             raise asyncio.CancelledError
+
+
+def cancelled_from_outside() -> bool:
+    """Whether a CancelledError that just arrived stands for a cancellation of this task (a
+    /stop, a drain). False when nothing asked for one: a library ended its own wait that
+    way, and the error is that library's failure, not a reason to stop."""
+    current = asyncio.current_task()
+    return current is None or current.cancelling() > 0

@@ -8,6 +8,8 @@ another try of a delivery that already showed something never asks the model aga
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING
 from bot.agent import TurnDone, TurnResult
 from bot.commands import CommandContext, Reply
 from bot.compaction import maybe_compact
-from bot.delivery import Outbox, delivery_key
+from bot.delivery import Outbox, SessionNotHeld, delivery_key
 from bot.errors import (
     ChannelError,
     ContextTooLong,
@@ -38,6 +40,7 @@ from bot.sessions import Session
 from bot.stop import STOPPED_NOTE, TurnStopped, stoppable, stopped_result
 from bot.store.deliveries import DeliveryUpdate
 from bot.store.repos import TurnRecord
+from bot.tasks import cancelled_from_outside
 from bot.tools import ToolContext
 from bot.turn_media import user_message_with_media
 from bot.turn_resume import reply_template, resume_shown
@@ -51,6 +54,7 @@ log = logging.getLogger("decapod.gateway")
 turn_log = logging.getLogger("decapod.turn")
 
 _FAILED = ("error", "timeout")
+CUT_OFF_NOTE = "(My answer reached the output limit and was cut off here.)"
 
 
 class TurnRunner:
@@ -81,9 +85,28 @@ class TurnRunner:
             # as when a start fails: nothing of the turn ran, its delivery stays pending
             log.error("turn in %s not run: %s", session.key, exc)
             await self.gw.say(message, exc.user_message)
+        except SessionNotHeld:
+            raise  # another replica runs this delivery; nothing is said from here
+        except asyncio.CancelledError:
+            if cancelled_from_outside():
+                raise  # a drain: the delivery stays pending for the next start
+            # a library ended its own wait this way: a failure like the ones below, and
+            # not raised on, which would end the session's worker
+            log.exception("turn in %s failed", session.key)
+            await self._say_failed(message)
+        except Exception:
+            # what no layer below planned for (a plugin's bug, a lost database connection):
+            # the person hears of it once instead of nothing; the details and the traceback
+            # go to the log (raised on to the session's worker), the delivery stays pending
+            await self._say_failed(message)
+            raise
         finally:
             self.gw.metrics.active_turns.dec()
             self.gw.metrics.queue_depth.set(self.gw.sessions.queue_depth)
+
+    async def _say_failed(self, message: InboundMessage) -> None:
+        with contextlib.suppress(Exception):
+            await self.gw.say(message, DecapodError.user_message)
 
     async def _turn(self, session: Session, message: InboundMessage, outbox: Outbox) -> None:
         started = time.perf_counter()
@@ -307,6 +330,8 @@ class TurnRunner:
             yield f"\n\n{note}" if stream.emitted else note
         elif result.outcome == "interrupted":
             yield " … (the answer was interrupted)"
+        elif result.outcome == "length":
+            yield f"\n\n{CUT_OFF_NOTE}" if stream.emitted else CUT_OFF_NOTE
         elif result.outcome == "max_iterations":
             yield "\n\n(I stopped after too many tool steps.)"
         elif not stream.emitted:

@@ -54,7 +54,8 @@ class TurnResult:
     usage: Usage = field(default_factory=Usage)
     provider: str = ""
     model: str = ""
-    #: ok | interrupted | max_iterations | timeout | error
+    #: ok | interrupted | length (cut off by the output limit) | max_iterations | timeout |
+    #: error
     outcome: str = "ok"
     error: BaseException | None = None
     latency_ms: float = 0.0
@@ -177,6 +178,8 @@ class Agent:
                         result.outcome = "interrupted"
                         break
                     if not calls:
+                        if finish.reason == "length":
+                            result.outcome = "length"
                         break
                     for call in calls:
                         yield ToolStarted(call)

@@ -26,6 +26,7 @@ from bot.hooks.config import HookEventName, HooksConfig
 from bot.hooks.events import MAX_TEXT_CHARS, HookEvent, HookReply, redact_values
 from bot.hooks.runners import Hook, HookFailure
 from bot.providers.breaker import Breaker, BreakerSettings, BreakerState
+from bot.tasks import cancelled_from_outside
 
 if TYPE_CHECKING:
     from bot.messages import InboundMessage
@@ -257,6 +258,11 @@ class HookBus:
             error = f"timed out after {hook.timeout_s:g}s"
         except HookFailure as exc:
             error = str(exc)
+        except asyncio.CancelledError:
+            if cancelled_from_outside():
+                raise  # the bus stops
+            # left to end this worker, every later before_tool would wait for it for good
+            error = "raised CancelledError without a cancellation"
         except Exception as exc:
             log.exception("hook %s raised on %s", hook.name, event.name.value)
             error = f"raised {type(exc).__name__}: {exc}"[:300]

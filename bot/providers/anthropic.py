@@ -214,6 +214,12 @@ class _Answer:
         elif kind == "content_block_start":
             block = event.get("content_block") or {}
             if block.get("type") == "tool_use":
+                if not (block.get("id") and block.get("name")):
+                    raise ProviderHTTPError(
+                        502,
+                        "malformed stream event: a tool_use block without its id or name",
+                        retryable=True,
+                    )
                 self.tools[event.get("index", 0)] = _ToolUse(block["id"], block["name"])
             elif block.get("type") == "text" and block.get("text"):
                 yield TextDelta(block["text"])
@@ -245,15 +251,18 @@ class _Answer:
             self.stop_reason = self.stop_reason or "end_turn"
 
     def finish(self, provider: str, model: str) -> Iterator[ChatEvent]:
+        made = 0
         for index in sorted(self.tools):
             tool = self.tools[index]
             if not tool.complete:
                 log.warning("dropping tool call %r whose input never completed", tool.name)
                 continue
+            made += 1
             yield ToolCallEvent(ToolCall(id=tool.id, name=tool.name, arguments="".join(tool.parts)))
         yield UsageEvent(self.usage)
         raw = self.stop_reason or "end_turn"
-        reason = "tool_calls" if self.tools else _FINISH_REASONS.get(raw, "stop")
+        # a tool call cut off by the output limit was dropped: the answer is "length"
+        reason = "tool_calls" if made else _FINISH_REASONS.get(raw, "stop")
         yield Finish(reason=reason, provider=provider, model=model, meta={"finish_reason": raw})
 
 
@@ -366,9 +375,8 @@ def _error_fields(body: object) -> tuple[str | None, str | None]:
 
 def _status_error(failure: HttpFailure) -> ProviderHTTPError:
     error_type, message = _error_fields(failure.body)
-    fallback = f"Error code: {failure.status}" + (f" - {failure.text}" if failure.text else "")
     return status_error(
-        failure.status, message or fallback, code=error_type, headers=failure.headers
+        failure.status, message or failure.summary(), code=error_type, headers=failure.headers
     )
 
 

@@ -241,6 +241,11 @@ class BreakerBoard:
         if (provider, kind) in self._notified:
             return
         self._notified.add((provider, kind))
+        from bot.security.redact import scrub
+
+        # it quotes the provider's error, which may quote the key it refused; the notice
+        # leaves the machine through a chat platform
+        message = scrub(message)
         log.error("%s", message)
         if self._notify is None:
             return

@@ -192,6 +192,8 @@ class _Answer:
     tool_calls: dict[int, _ToolCallParts] = field(default_factory=dict)
     finish_reason: str | None = None
     usage: Usage | None = None
+    #: tool calls passed on whole (one cut off by the output limit is not)
+    calls_made: int = 0
 
     def feed(self, chunk: dict[str, Any]) -> Iterator[ChatEvent]:
         """One chunk as the JSON object the server sent (no typed model: ~0.15 ms each)."""
@@ -233,13 +235,14 @@ class _Answer:
                 log.warning("dropping tool call %r cut off by the output limit", parts.name)
                 continue
             call_id = parts.id or f"call_{uuid.uuid4().hex[:24]}"
+            self.calls_made += 1
             yield ToolCallEvent(ToolCall(id=call_id, name=parts.name, arguments=arguments))
 
     def finish(self, provider: str, model: str) -> Iterator[ChatEvent]:
         if self.usage is not None:
             yield UsageEvent(self.usage)
         raw = self.finish_reason or "stop"
-        reason = "tool_calls" if self.tool_calls else _FINISH_REASONS.get(raw, "stop")
+        reason = "tool_calls" if self.calls_made else _FINISH_REASONS.get(raw, "stop")
         yield Finish(reason=reason, provider=provider, model=model, meta={"finish_reason": raw})
 
 
@@ -326,13 +329,14 @@ def _error_fields(body: object) -> tuple[str | None, str]:
             return (str(code) if code else None, str(message) if message else "")
         if isinstance(inner, str):
             return None, inner
-    return None, str(body) if body else ""
+    return None, ""  # not JSON (an error page): the caller says what it has, cut short
 
 
 def _status_error(failure: HttpFailure) -> ProviderHTTPError:
     code, message = _error_fields(failure.body)
-    fallback = f"Error code: {failure.status}" + (f" - {failure.text}" if failure.text else "")
-    return status_error(failure.status, message or fallback, code=code, headers=failure.headers)
+    return status_error(
+        failure.status, message or failure.summary(), code=code, headers=failure.headers
+    )
 
 
 def _sdk_status_error(exc: Any) -> ProviderHTTPError:

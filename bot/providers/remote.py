@@ -11,6 +11,7 @@ import email.utils
 import importlib
 import importlib.util
 import logging
+import math
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -44,6 +45,8 @@ DEFAULT_POOL_SIZE = 100
 KEY_AUTH_COOLDOWN_S = 600.0
 #: the shortest pause for a key that got a 429
 KEY_RATE_LIMIT_COOLDOWN_S = 5.0
+#: the longest pause a server's Retry-After can ask for (an hour, the billing cooldown)
+RETRY_AFTER_MAX_S = 3600.0
 #: statuses worth another try: the same list the SDKs retry on
 TRANSIENT_STATUSES = frozenset({408, 409, 429})
 
@@ -172,26 +175,35 @@ class ChunkTimer:
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Retry-After in seconds: `retry-after-ms`, or `retry-after` as seconds or an HTTP date."""
+    """Retry-After in seconds: `retry-after-ms`, or `retry-after` as seconds or an HTTP date.
+
+    Bounded to `RETRY_AFTER_MAX_S`, and "inf" or "nan" is no value: a header a proxy or a
+    broken server filled in must not pause a key or an entry until the next restart."""
     lowered = {name.lower(): value for name, value in headers.items()}
     millis = lowered.get("retry-after-ms")
-    if millis is not None:
-        try:
-            return max(float(millis) / 1000.0, 0.0)
-        except ValueError:
-            pass
+    if millis is not None and (seconds := _seconds(millis, 1000.0)) is not None:
+        return seconds
     value = lowered.get("retry-after")
     if value is None:
         return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
+    seconds = _seconds(value, 1.0)
+    if seconds is not None:
+        return seconds
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(when.timestamp() - time.time(), 0.0)
+    return min(max(when.timestamp() - time.time(), 0.0), RETRY_AFTER_MAX_S)
+
+
+def _seconds(text: str, per_second: float) -> float | None:
+    try:
+        value = float(text) / per_second
+    except ValueError:
+        return None
+    if not math.isfinite(value):
+        return None
+    return min(max(value, 0.0), RETRY_AFTER_MAX_S)
 
 
 def status_error(

@@ -23,6 +23,10 @@ from bot.errors import ProviderError, ProviderHTTPError, ProviderTimeout
 if TYPE_CHECKING:
     import aiohttp
 
+#: what a streamed answer may come as; aiohttp says application/octet-stream for none
+_STREAM_TYPES = frozenset({"text/event-stream", "application/octet-stream"})
+#: how much of an error body without a message goes into the error
+_SUMMARY_CHARS = 300
 #: request bodies from this size on are sent as a stream (aiohttp's own threshold is 1 MiB)
 _STREAMED_BODY = 512 * 1024
 
@@ -80,6 +84,14 @@ class HttpFailure(Exception):
         self.body = body
         self.text = text
 
+    def summary(self) -> str:
+        """The status and the start of the body, for an error without a message of its own:
+        a proxy's error page can be 100 KB of HTML, which would land in every log line."""
+        text = " ".join(self.text.split())
+        if len(text) > _SUMMARY_CHARS:
+            text = text[: _SUMMARY_CHARS - 1] + "…"
+        return f"Error code: {self.status}" + (f" - {text}" if text else "")
+
 
 class EventStream:
     """The events of one streamed response, a batch per read."""
@@ -120,11 +132,18 @@ class EventStream:
 
 
 def _parse(block: bytes) -> SseEvent | None:
-    if block.startswith(b"data: ") and b"\n" not in block:  # the usual one-line event
-        return SseEvent(None, block[6:].decode())
+    try:
+        text = block.decode()
+    except UnicodeDecodeError:
+        # a server fault like malformed JSON, not a crash of the reading code
+        raise ProviderHTTPError(
+            502, f"malformed stream event (not UTF-8): {block[:80]!r}", retryable=True
+        ) from None
+    if text.startswith("data: ") and "\n" not in text:  # the usual one-line event
+        return SseEvent(None, text[6:])
     name: str | None = None
     data: list[str] = []
-    for line in block.decode().split("\n"):
+    for line in text.split("\n"):
         field, _, value = line.partition(":")
         if value.startswith(" "):
             value = value[1:]
@@ -183,8 +202,18 @@ class SseClient:
             if error is None:
                 raise
             raise error from exc
-        if response.status < 300:
+        if response.status < 300 and response.content_type in _STREAM_TYPES:
             return EventStream(response)
+        if response.status < 300:
+            # a proxy's sign-in page or a server that ignored "stream": no event would come,
+            # and "the stream ended early" would send the operator looking in the wrong place
+            response.close()
+            raise ProviderHTTPError(
+                502,
+                f"answered {response.status} with {response.content_type}, not an event stream "
+                f"(is base_url the API's address?)",
+                retryable=True,
+            )
         try:
             raw = await response.read()
         except Exception as exc:

@@ -172,7 +172,10 @@ class DockerBackend(CommandBackend):
         if self._inflight.closed:
             return
         await super().aclose()
-        await self._call(self._remove_labelled, {LABEL_GATEWAY: self.instance})
+        try:
+            await self._call(self._remove_labelled, {LABEL_GATEWAY: self.instance})
+        except Exception as exc:  # the daemon gone: a stop must still finish
+            log.warning("could not remove the containers (reaped at the next start): %s", exc)
         await self._close_client()
 
     async def _close_client(self) -> None:
@@ -197,7 +200,7 @@ class DockerBackend(CommandBackend):
         api, errors = client.api, docker.errors
         try:
             cid = await self._call(self._create, ws, argv, stdin is not None, limits)
-        except errors.DockerException as exc:
+        except (errors.DockerException, OSError) as exc:  # OSError: requests', no daemon
             raise SandboxError(f"could not create the container: {_short(exc)}") from None
         out, err = CappedBuffer(limits.output_bytes), CappedBuffer(limits.output_bytes)
         sock: Any = None
@@ -222,7 +225,7 @@ class DockerBackend(CommandBackend):
         finally:
             try:
                 await asyncio.shield(self._call(self._force_remove, cid))
-            except errors.DockerException as exc:
+            except (errors.DockerException, OSError) as exc:  # the daemon may be gone
                 log.warning("could not remove container %s (reaped at next start): %s", cid, exc)
             if sock is not None:
                 # The daemon keeps the attach connection open while unread stdin is pending,

@@ -20,6 +20,7 @@ import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bot.errors import DecapodError
 from bot.messages import FileChannel, InboundMessage, SentRef
 from bot.scaleout.wire import ChannelShape, Hello, Wire, portable
 from bot.tasks import cancel_and_wait
@@ -31,6 +32,11 @@ log = logging.getLogger("decapod.scaleout")
 
 #: what a turn process may ask of a channel (reply has its own stream)
 CALLS = frozenset({"send", "send_file", "fetch", "on_denied"})
+
+
+class TurnProcessFailed(DecapodError):
+    """A turn process exited before it was ever ready: started again, it would fail the
+    same way, and the gateway would never be ready."""
 
 
 def owner_of(session_key: str, count: int) -> int:
@@ -70,6 +76,9 @@ class _Child:
         self.calls: set[asyncio.Task[None]] = set()
         self.serving: asyncio.Task[None] | None = None
         self.started = asyncio.Event()
+        #: why it could not start (it exited before its first "ready")
+        self.failed: TurnProcessFailed | None = None
+        self.ever_ready = False
 
 
 class TurnProcesses:
@@ -87,6 +96,9 @@ class TurnProcesses:
             await self._spawn(child)
         # ready = each has resumed its share; what arrives meanwhile is held
         await asyncio.gather(*(c.started.wait() for c in self._children))
+        for child in self._children:
+            if child.failed is not None:
+                raise child.failed
 
     async def accept(self, message: InboundMessage) -> None:
         """Hand a stored delivery to its session's turn process."""
@@ -166,7 +178,7 @@ class TurnProcesses:
         for message in held:
             if (message.conversation.channel, message.id) not in resumed:
                 child.wire.send("accept", 0, message)
-        child.ready = True
+        child.ready = child.ever_ready = True
         child.started.set()
 
     async def _call(
@@ -206,6 +218,13 @@ class TurnProcesses:
         if child.wire is not None:
             child.wire.close()
         if self._stopping:
+            return
+        if not child.ever_ready:
+            child.failed = TurnProcessFailed(
+                f"turn process {child.index} exited (code {code}) before it was ready; "
+                "its error is in the log above"
+            )
+            child.started.set()  # the start waits for it: it fails now
             return
         self.restarts += 1
         log.error("turn process %d exited (code %s); starting it again", child.index, code)

@@ -330,12 +330,14 @@ def _data_version(conn: Conn) -> int:
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
-_SQLITE_READONLY, _SQLITE_FULL, _SQLITE_CANTOPEN = 8, 13, 14
+_SQLITE_IOERR, _SQLITE_READONLY, _SQLITE_FULL, _SQLITE_CANTOPEN = 10, 8, 13, 14
 
 
 def _refused(exc: BaseException, path: Path) -> StorageUnavailable | None:
-    """The full or read-only disk behind `exc`, also when it surfaced as a later error (SQLite
-    rolls the whole transaction back on SQLITE_FULL, so the savepoint's rollback fails)."""
+    """The full, read-only, locked or failing disk behind `exc`, also when it surfaced as a
+    later error (SQLite rolls the whole transaction back on SQLITE_FULL, so the savepoint's
+    rollback fails). A lock is one only here, past the busy timeout: another process (a CLI
+    command, a backup) held it longer than a turn can wait."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, StorageUnavailable):
@@ -348,6 +350,10 @@ def _refused(exc: BaseException, path: Path) -> StorageUnavailable | None:
             or (code & 0xFF == _SQLITE_CANTOPEN and not os.access(path.parent, os.W_OK))
         ):
             return StorageUnavailable("read-only", str(path))
+        if isinstance(code, int) and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            return StorageUnavailable("busy", str(path))
+        if isinstance(code, int) and code & 0xFF == _SQLITE_IOERR:
+            return StorageUnavailable("failing", str(path))
         seen = seen.__cause__ or seen.__context__
     return None
 

@@ -13,6 +13,7 @@ Every failure inside a tool becomes a result the model reads; only cancellation 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -27,6 +28,7 @@ from bot.deps import Deps
 from bot.errors import ToolDenied, ToolError
 from bot.messages import Conversation, Identity
 from bot.providers.base import ToolCall, ToolSpec
+from bot.tasks import cancelled_from_outside
 
 log = logging.getLogger("decapod.tools")
 
@@ -193,6 +195,11 @@ class ToolRegistry:
                     ctx.tainted = True
         except ToolError as exc:
             content, ok = f"error: {exc}", False
+        except asyncio.CancelledError as exc:
+            if cancelled_from_outside():
+                raise  # the turn was stopped or the gateway drains
+            log.error("tool %s raised CancelledError without a cancellation", call.name)
+            content, ok = f"error: {call.name} failed: {_failure(exc)}", False
         except Exception as exc:
             # A bug or an OS error in one tool must not end the turn: left to propagate, the
             # delivery would stay pending and every restart would run into it again.
@@ -205,7 +212,7 @@ class ToolRegistry:
         return result
 
 
-def _failure(exc: Exception) -> str:
+def _failure(exc: BaseException) -> str:
     """What the model is told about an unexpected failure: the OS's reason without the host
     path it names, otherwise only the kind of error (the details are in the log)."""
     if isinstance(exc, OSError) and exc.strerror:

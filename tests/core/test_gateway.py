@@ -264,6 +264,42 @@ async def test_compaction_at_95_percent_keeps_the_newest_verbatim(make_config: A
     assert estimate < 1000
 
 
+@pytest.mark.parametrize("failure", ["provider error", "empty summary"])
+async def test_a_failed_compaction_still_answers_and_keeps_the_history(
+    make_config: Any, failure: str
+) -> None:
+    """Compaction is a side step of a turn: when the model that summarizes fails or writes
+    nothing, the person is still answered (from the history as it is) and no message of the
+    history is dropped for a summary that does not exist."""
+    from bot.errors import ProviderHTTPError
+
+    asked: list[str] = []
+
+    async def answer(request: ChatRequest) -> str:
+        if request.purpose == "compaction":
+            asked.append(request.purpose)
+            if failure == "provider error":
+                raise ProviderHTTPError(503, "overloaded", retryable=True)
+            return "  "
+        return "ok " + "y" * 300
+
+    config = make_config(
+        providers={"local": {"preset": "ollama", "context_window": 1000}},
+        agent={"keep_recent_messages": 2},
+    )
+    channel = RecordingChannel()
+    async with Gateway(config, provider=FunctionProvider(answer), channels={"test": channel}) as gw:
+        for i in range(12):
+            await channel.push(f"message {i} " + "x" * 300)
+        texts = await channel.wait_for_messages(12, timeout=10)
+        session = gw.sessions.get("test:dm:u1")
+    assert asked, "compaction was asked for"
+    assert all(t.startswith("ok ") for t in texts)
+    assert session.row is not None and session.row.summary == ""
+    first = next(m.content for m in session.messages() if m.role == "user")
+    assert first.startswith("message 0")
+
+
 async def test_health_endpoint_on_loopback(make_config: Any) -> None:
     import aiohttp
 

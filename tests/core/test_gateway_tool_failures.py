@@ -102,3 +102,82 @@ async def test_an_unexpected_exception_in_a_tool_still_answers(
     async with Gateway(make_config(), provider=provider, channels={"test": again}, tools=tools()):
         pass
     assert len(provider.requests) == 2 and again.texts() == []
+
+
+async def test_a_cancelled_error_a_library_raised_in_a_tool_is_a_failure_not_a_stop(
+    make_config: Any,
+) -> None:
+    """Some libraries end an internal wait with CancelledError while nobody cancelled the
+    turn: it is the tool's failure, read by the model, not a stop of the whole turn (which
+    would end the session's worker and leave the person without an answer)."""
+
+    @tool
+    async def fetch_status(ctx: ToolContext) -> str:
+        """Ask a remote service for its status."""
+        raise asyncio.CancelledError  # as a library's own timeout does
+
+    provider = ScriptedProvider(
+        [[ToolCall("t1", "fetch_status", "{}")], _answer_with_what_the_tool_said, "second"]
+    )
+    channel = RecordingChannel()
+    tools = ToolRegistry([*builtin_tools(), fetch_status])
+    async with Gateway(
+        make_config(), provider=provider, channels={"test": channel}, tools=tools
+    ) as gw:
+        message = await channel.push("what is the status?")
+        [reply] = await channel.wait_for_messages(1, timeout=10)
+        assert await _delivery_status(gw, message) == "done"
+        assert reply.startswith("The tool said: error: fetch_status failed: ")
+        # the session still answers
+        await channel.push("and now?")
+        texts = await channel.wait_for_messages(2, timeout=10)
+        assert texts[-1] == "second"
+
+
+async def test_a_turn_that_fails_outside_any_tool_tells_the_person_once(
+    make_config: Any,
+) -> None:
+    """A failure no layer below planned for (here a provider plugin's own exception) ends the
+    turn with one plain message instead of silence, and the session answers the next one."""
+    from bot.providers.testing import FunctionProvider
+
+    def answer(request: ChatRequest) -> str:
+        if request.messages[-1].content == "first":
+            raise RuntimeError("a provider plugin's bug")
+        return "second answer"
+
+    channel = RecordingChannel()
+    async with Gateway(
+        make_config(), provider=FunctionProvider(answer), channels={"test": channel}
+    ):
+        await channel.push("first")
+        [told] = await channel.wait_for_messages(1, timeout=10)
+        assert told == "Something went wrong on my side. Please try again."
+        assert "plugin" not in told
+        await channel.push("second")
+        texts = await channel.wait_for_messages(2, timeout=10)
+        assert texts[-1] == "second answer"
+
+
+async def test_a_cancelled_error_a_library_raised_mid_turn_is_told_like_any_failure(
+    make_config: Any,
+) -> None:
+    """Nobody cancelled the turn; a library ended its own wait with CancelledError. That is
+    a failure like any other: said once, and the session's worker lives on."""
+    from bot.providers.testing import FunctionProvider
+
+    def answer(request: ChatRequest) -> str:
+        if request.messages[-1].content == "first":
+            raise asyncio.CancelledError
+        return "second answer"
+
+    channel = RecordingChannel()
+    provider = FunctionProvider(answer)
+    async with Gateway(make_config(), provider=provider, channels={"test": channel}) as gw:
+        first = await channel.push("first")
+        [told] = await channel.wait_for_messages(1, timeout=10)
+        assert told == "Something went wrong on my side. Please try again."
+        await channel.push("second")
+        texts = await channel.wait_for_messages(2, timeout=10)
+        assert texts[-1] == "second answer"
+        assert await gw.store.inbound.status("test", first.id) == "pending"

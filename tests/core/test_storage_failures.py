@@ -122,3 +122,41 @@ async def _until(predicate: Any, timeout: float = 15.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.01)
+
+
+async def test_a_database_locked_by_another_process_mid_turn_is_said_and_kept_for_later(
+    make_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process (a CLI command, a backup) holds the write lock past the busy timeout
+    while a turn is saved: the person is told once, plainly, and the delivery stays pending
+    instead of the turn dying silently in the session worker."""
+    from bot.store import sqlite as store_sqlite
+
+    monkeypatch.setattr(store_sqlite, "BUSY_TIMEOUT_MS", 200)  # the test waits less
+    gateway: Gateway
+    holder: list[Any] = []
+
+    async def answer(request: ChatRequest) -> str:
+        # the store's own SQLite library: two copies in one process would not see each
+        # other's locks
+        other = store_sqlite.sqlite_module().connect(str(gateway.store.path), isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")  # held until the person was told
+        holder.append(other)
+        return "an answer that cannot be saved yet"
+
+    channel = RecordingChannel()
+    try:
+        async with Gateway(
+            make_config(), provider=FunctionProvider(answer), channels={"test": channel}
+        ) as gateway:
+            first = await channel.push("first")
+            await _until(lambda: any("storage is busy" in t for t in channel.texts()))
+            assert "Your message is kept" in channel.texts()[-1]
+            await gateway.sessions.wait_idle()
+            holder[0].execute("ROLLBACK")
+            assert await gateway.store.inbound.status("test", first.id) == "pending"
+            told = [t for t in channel.texts() if "storage is busy" in t]
+            assert len(told) == 1
+    finally:
+        for conn in holder:
+            conn.close()

@@ -118,3 +118,22 @@ async def test_a_turn_process_that_dies_is_restarted_and_its_delivery_runs_once(
         asked = [_last_user_text(c) for c in fake.calls(path="/v1/chat/completions")]
         # "slow" was asked again after the death (its turn never finished); nothing else was
         assert sorted(asked) == ["after", "elsewhere", "slow", "slow"]
+
+
+async def test_a_turn_process_that_cannot_start_fails_the_start_plainly(
+    make_config: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """A turn process that dies before it is ready (a broken install, a store it cannot
+    open) would die the same way at every restart: the start fails with its exit code
+    instead of starting it again and again while the gateway never becomes ready."""
+    import sys
+
+    broken = tmp_path / "python"
+    broken.write_text("#!/bin/sh\necho 'cannot import bot' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    async with FakeLLM() as fake:
+        monkeypatch.setattr(sys, "executable", str(broken))
+        gateway = Gateway(_config(make_config, fake, processes=2), channels={})
+        async with asyncio.timeout(60):
+            with pytest.raises(Exception, match=r"turn process \d exited \(code 3\)"):
+                await gateway.__aenter__()

@@ -101,6 +101,16 @@ class Reply:
     #: send an error event of this kind (see _ERRORS) inside the 200 stream, then end it
     stream_error: str | None = None
     stream_error_after_chunks: int = 0
+    #: the whole body, with `status` and `content_type`, instead of a stream or an error of
+    #: `error_kind` (a proxy's HTML page where the API should be, a server's own error text)
+    raw_body: bytes | None = None
+    content_type: str = "text/html"
+    #: raw bytes written into the stream after this many events (a malformed event)
+    garbage: bytes = b""
+    garbage_after_chunks: int = 0
+    #: the finish reason the stream ends with instead of stop/tool_calls ("length": cut off
+    #: by the output limit); OpenAI's API only
+    finish_reason: str | None = None
     delay_s: float = 0.0
     chunk_delay_s: float = 0.0
     input_tokens: int = 12
@@ -336,6 +346,10 @@ class FakeLLM:
             if reply.hang:
                 await self._closing.wait()
                 return web.Response(status=503)
+            if reply.raw_body is not None:
+                return web.Response(
+                    body=reply.raw_body, status=reply.status, content_type=reply.content_type
+                )
             if reply.status != 200:
                 kind = reply.error_kind or _KIND_BY_STATUS.get(reply.status, "server")
                 return web.json_response(
@@ -366,6 +380,8 @@ class FakeLLM:
             if reply.stream_error is not None and sent >= reply.stream_error_after_chunks:
                 await response.write(render.error_event(reply.stream_error))
                 break
+            if reply.garbage and sent == reply.garbage_after_chunks:
+                await response.write(reply.garbage)
             await response.write(event)
             if reply.chunk_delay_s:
                 await asyncio.sleep(reply.chunk_delay_s)
@@ -523,7 +539,8 @@ class _OpenAIRender(_Render):
                 self._chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
                 for piece in _pieces(call.arguments)
             ]
-        out.append(self._chunk({}, "tool_calls" if reply.tool_calls else "stop"))
+        finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
+        out.append(self._chunk({}, finish))
         if (self.body.get("stream_options") or {}).get("include_usage"):
             out.append(self._chunk({}, usage=self._usage(reply)))  # a last chunk, no choices
         out.append(b"data: [DONE]\n\n")

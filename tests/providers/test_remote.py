@@ -20,6 +20,10 @@ from bot.providers.testing import ManualClock
         ({"retry-after": "1.5"}, 1.5),
         ({"retry-after-ms": "250", "Retry-After": "9"}, 0.25),
         ({"Retry-After": "soon"}, None),
+        ({"Retry-After": "inf"}, None),
+        ({"Retry-After": "nan"}, None),
+        ({"retry-after-ms": "nan", "Retry-After": "3"}, 3.0),
+        ({"Retry-After": "99999999999"}, 3600.0),
         ({}, None),
     ],
 )

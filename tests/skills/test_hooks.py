@@ -276,3 +276,31 @@ async def test_a_delivered_job_is_a_job_fired_event(tmp_path: Path) -> None:
         "text": "Stretch",
         "late_by_s": 30.0,
     }
+
+
+async def test_a_python_hook_raising_cancelled_error_fails_and_tool_calls_go_on() -> None:
+    """A hook whose library ends a wait with CancelledError (nobody cancelled anything) is a
+    failing hook: its worker lives on, and the next tool call is not left waiting for an
+    answer that no one would give."""
+    from bot.hooks.runners import PythonHook
+
+    seen: list[str] = []
+
+    async def flaky(event: Any) -> None:
+        seen.append(event.name.value)
+        if len(seen) == 1:
+            raise asyncio.CancelledError  # as a library's own timeout does
+
+    config = HooksConfig.model_validate({"timeout_s": 5})
+    bus = HookBus([PythonHook("flaky", "test", flaky, 5.0)], config, redact=REDACT)
+    await bus.start()
+    ctx = _tool_context()
+    try:
+        async with asyncio.timeout(WAIT_S):
+            assert await bus.before_tool(ctx, "exec", {"command": "ls"}) is None
+            assert await bus.before_tool(ctx, "exec", {"command": "ls"}) is None
+        assert seen == ["before_tool", "before_tool"]
+        [state] = bus.state()
+        assert state.last_error is not None and "CancelledError" in state.last_error
+    finally:
+        await bus.stop()
