@@ -64,5 +64,8 @@ def portable(exc: BaseException) -> ChannelError:
     if isinstance(exc, DeliveryRefused):
         return type(exc)(exc.reason, str(exc))
     if isinstance(exc, ChannelError):
-        return ChannelError(str(exc))
+        same = ChannelError(str(exc))
+        # how far a text sent in several messages got (see BaseChannel.send)
+        same.delivered, same.reopen = exc.delivered, exc.reopen
+        return same
     return ChannelError(f"{type(exc).__name__}: {exc}")
