@@ -16,8 +16,9 @@ import contextlib
 import logging
 import socket
 import sys
+import time
 import zlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.errors import DecapodError
@@ -32,6 +33,12 @@ log = logging.getLogger("decapod.scaleout")
 
 #: what a turn process may ask of a channel (reply has its own stream)
 CALLS = frozenset({"send", "send_file", "fetch", "on_denied"})
+#: a turn process that dies within this many seconds of its start died "at once"; from the
+#: second such death in a row, each start waits (twice as long each time, up to the most),
+#: so that one that cannot stay up does not take a core starting again and again
+QUICK_DEATH_S = 30.0
+RESTART_FIRST_WAIT_S = 1.0
+RESTART_MOST_WAIT_S = 60.0
 
 
 class TurnProcessFailed(DecapodError):
@@ -79,6 +86,9 @@ class _Child:
         #: why it could not start (it exited before its first "ready")
         self.failed: TurnProcessFailed | None = None
         self.ever_ready = False
+        self.spawned_at = 0.0
+        #: deaths in a row, each within QUICK_DEATH_S of its start
+        self.quick_deaths = 0
 
 
 class TurnProcesses:
@@ -90,6 +100,8 @@ class TurnProcesses:
         self._stopping = False
         #: turn processes started again after dying (for health and tests)
         self.restarts = 0
+        #: how a restart waits (tests replace it to see the waits without waiting them)
+        self.restart_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     async def start(self) -> None:
         for child in self._children:
@@ -134,6 +146,7 @@ class TurnProcesses:
 
     # one turn process ----------------------------------------------------------------------
     async def _spawn(self, child: _Child) -> None:
+        child.spawned_at = time.monotonic()
         ours, theirs = socket.socketpair()
         with theirs:
             child.proc = await asyncio.create_subprocess_exec(
@@ -226,8 +239,25 @@ class TurnProcesses:
             )
             child.started.set()  # the start waits for it: it fails now
             return
+        quick = time.monotonic() - child.spawned_at < QUICK_DEATH_S
+        child.quick_deaths = child.quick_deaths + 1 if quick else 0
+        if child.quick_deaths > 1:
+            wait = min(RESTART_FIRST_WAIT_S * 2 ** (child.quick_deaths - 2), RESTART_MOST_WAIT_S)
+            log.error(
+                "turn process %d exited (code %s), %d times in a row within %.0f s of its "
+                "start; starting it again in %.0f s",
+                child.index,
+                code,
+                child.quick_deaths,
+                QUICK_DEATH_S,
+                wait,
+            )
+            await self.restart_sleep(wait)
+            if self._stopping:
+                return
+        else:
+            log.error("turn process %d exited (code %s); starting it again", child.index, code)
         self.restarts += 1
-        log.error("turn process %d exited (code %s); starting it again", child.index, code)
         await self._spawn(child)
 
 

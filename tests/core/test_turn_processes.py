@@ -137,3 +137,35 @@ async def test_a_turn_process_that_cannot_start_fails_the_start_plainly(
         async with asyncio.timeout(60):
             with pytest.raises(Exception, match=r"turn process \d exited \(code 3\)"):
                 await gateway.__aenter__()
+
+
+async def test_a_turn_process_that_keeps_dying_at_once_is_started_again_ever_later(
+    make_config: Any,
+) -> None:
+    """The first death is restarted at once; from the second in a row within
+    QUICK_DEATH_S of its start, each start waits twice as long as the one before, and what
+    its sessions are sent meanwhile is held and answered once it runs again."""
+    async with FakeLLM() as fake:
+        fake.reply_fn = _echo
+        channel = RecordingChannel()
+        async with Gateway(_config(make_config, fake), channels={"test": channel}) as gw:
+            pool = gw.turn_processes
+            assert pool is not None
+            waits: list[float] = []
+
+            async def no_wait(seconds: float) -> None:
+                waits.append(seconds)
+
+            pool.restart_sleep = no_wait
+            for deaths in range(1, 5):
+                victim = pool.pids()[0]
+                os.kill(victim, signal.SIGKILL)
+                async with asyncio.timeout(60):
+                    while pool.restarts < deaths or pool.pids()[0] == victim:
+                        await asyncio.sleep(0.01)
+            assert waits == [1.0, 2.0, 4.0]
+            user = next(u for u in _users_on_each_process(2) if owner_of(f"test:dm:{u}", 2) == 0)
+            await channel.push("still there?", user=user)
+            assert await channel.wait_for_messages(1, chat_id=user, timeout=60) == [
+                "re: still there?"
+            ]
