@@ -7,7 +7,7 @@ import contextlib
 import io
 import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ from bot.errors import ProviderHTTPError
 from bot.gateway import Gateway
 from bot.providers.base import ChatRequest, ToolCall
 from bot.providers.testing import FunctionProvider, ScriptedProvider
+from bot.sessions import Session
 from channels.console import ConsoleChannel
 from tests.fakes.channel import RecordingChannel
 from tests.fakes.llm import FakeLLM, Reply
@@ -236,6 +237,23 @@ async def test_new_starts_a_fresh_session(make_config: Any) -> None:
     assert [m.content for m in provider.requests[1].messages] == ["what was x?"]
 
 
+async def _twelve_long_messages(
+    make_config: Any, answer: Callable[[ChatRequest], Awaitable[str]]
+) -> tuple[list[str], Session]:
+    """Twelve messages of ~300 characters in one session, with a context window of 1,000
+    tokens (compaction is due every few turns); the answers, and the session after them."""
+    config = make_config(
+        providers={"local": {"preset": "ollama", "context_window": 1000}},
+        agent={"keep_recent_messages": 2},
+    )
+    channel = RecordingChannel()
+    async with Gateway(config, provider=FunctionProvider(answer), channels={"test": channel}) as gw:
+        for i in range(12):
+            await channel.push(f"message {i} " + "x" * 300)
+        texts = await channel.wait_for_messages(12, timeout=10)
+        return texts, gw.sessions.get("test:dm:u1")
+
+
 async def test_compaction_at_95_percent_keeps_the_newest_verbatim(make_config: Any) -> None:
     calls: list[ChatRequest] = []
 
@@ -245,16 +263,7 @@ async def test_compaction_at_95_percent_keeps_the_newest_verbatim(make_config: A
             return "SUMMARY: the person talked about numbers."
         return "ok " + "y" * 300
 
-    config = make_config(
-        providers={"local": {"preset": "ollama", "context_window": 1000}},
-        agent={"keep_recent_messages": 2},
-    )
-    channel = RecordingChannel()
-    async with Gateway(config, provider=FunctionProvider(answer), channels={"test": channel}) as gw:
-        for i in range(12):
-            await channel.push(f"message {i} " + "x" * 300)
-        await channel.wait_for_messages(12, timeout=10)
-        session = gw.sessions.get("test:dm:u1")
+    _texts, session = await _twelve_long_messages(make_config, answer)
     assert any(c.purpose == "compaction" for c in calls)
     assert session.row is not None and session.row.summary.startswith("SUMMARY")
     last = [c for c in calls if c.purpose == "chat"][-1]
@@ -271,8 +280,6 @@ async def test_a_failed_compaction_still_answers_and_keeps_the_history(
     """Compaction is a side step of a turn: when the model that summarizes fails or writes
     nothing, the person is still answered (from the history as it is) and no message of the
     history is dropped for a summary that does not exist."""
-    from bot.errors import ProviderHTTPError
-
     asked: list[str] = []
 
     async def answer(request: ChatRequest) -> str:
@@ -283,16 +290,7 @@ async def test_a_failed_compaction_still_answers_and_keeps_the_history(
             return "  "
         return "ok " + "y" * 300
 
-    config = make_config(
-        providers={"local": {"preset": "ollama", "context_window": 1000}},
-        agent={"keep_recent_messages": 2},
-    )
-    channel = RecordingChannel()
-    async with Gateway(config, provider=FunctionProvider(answer), channels={"test": channel}) as gw:
-        for i in range(12):
-            await channel.push(f"message {i} " + "x" * 300)
-        texts = await channel.wait_for_messages(12, timeout=10)
-        session = gw.sessions.get("test:dm:u1")
+    texts, session = await _twelve_long_messages(make_config, answer)
     assert asked, "compaction was asked for"
     assert all(t.startswith("ok ") for t in texts)
     assert session.row is not None and session.row.summary == ""
