@@ -185,7 +185,9 @@ class TurnRunner:
     ) -> tuple[str, TurnResult]:
         """A scheduled task: its prompt (or `prompt`: a check-in's) runs as a turn of the
         job's own `cron:` session, with the creator's identity and role (never the owner's),
-        and the answer is returned for delivery to the conversation that scheduled it."""
+        and the answer is returned for delivery to the conversation that scheduled it.
+        TaskFailed when the model call failed: the apology a chat gets is no answer here,
+        and the scheduler tries the job again later."""
         await self.gw.warmup.wait()
         identity = identity_from_key(job.identity_key)
         session = self.gw.sessions.get(cron_session_key(job.id))
@@ -204,8 +206,13 @@ class TurnRunner:
         stream = self._reply_stream(session, user, ctx, holder, max_output_tokens)
         answer = "".join([part async for part in stream])
         turn_id = f"cron:{job.id}:{int(job.due_at)}"
-        await self._persist(session, turn_id, identity.key, user, holder[-1], None)
-        return answer, holder[-1]
+        result = holder[-1]
+        await self._persist(session, turn_id, identity.key, user, result, None)
+        if result.outcome in _FAILED:
+            from bot.scheduler.ports import TaskFailed
+
+            raise TaskFailed(f"the scheduled turn's model call failed: {result.error}")
+        return answer, result
 
     async def _command(
         self, message: InboundMessage, command: Command, person: str, role: str

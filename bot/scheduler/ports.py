@@ -30,8 +30,9 @@ class Deliverer(Protocol):
 
 
 class TaskFailed(DecapodError):
-    """A task's model call failed: nobody is there to ask again, so the scheduler tries the
-    task later (until it is too late, when the person is told it was missed)."""
+    """A task's or a check-in's model call failed: nobody is there to ask again, so the
+    scheduler tries the job later (until it is too late, when the person is told it was
+    missed)."""
 
 
 class TaskRunner(Protocol):
