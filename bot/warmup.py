@@ -18,7 +18,7 @@ import contextlib
 import importlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from bot.errors import DecapodError
@@ -56,6 +56,8 @@ class _StepRun:
     imports: tuple[str, ...]
     state: StepState = "waiting"
     error: StartUpStepFailed | None = None
+    #: set once the step has run or failed
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class WarmUp:
@@ -95,6 +97,17 @@ class WarmUp:
             if run.error is not None:
                 raise run.error
 
+    async def wait_for(self, name: str) -> None:
+        """Until step `name` has run; raises its failure or an earlier step's (a later
+        step's failure does not matter to what needs this one only)."""
+        for run in self._steps:
+            await run.ended.wait()
+            if run.error is not None:
+                raise run.error
+            if run.name == name:
+                return
+        raise KeyError(f"no warm-up step {name!r}")
+
     def state(self) -> dict[str, str]:
         """Each step's state for /health and `decapod status`, a failure with its reason."""
         return {r.name: str(r.error) if r.error is not None else r.state for r in self._steps}
@@ -130,12 +143,14 @@ class WarmUp:
                 self._fail(run, late if bound.expired() else exc)
                 return  # the later steps may need this one: none of them runs
             run.state = "done"
+            run.ended.set()
         self._ok = True
 
     @staticmethod
     def _fail(run: _StepRun, exc: BaseException) -> None:
         run.state = "failed"
         run.error = StartUpStepFailed(run.name, exc)
+        run.ended.set()
         log.error("%s; turns wait for a restart", run.error, exc_info=exc)
 
 

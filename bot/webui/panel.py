@@ -83,11 +83,15 @@ class Panel:
         except StartUpStepFailed as exc:
             raise web.HTTPServiceUnavailable(text=str(exc)) from exc
 
-    async def _scheduler(self) -> Scheduler | None:
-        """The scheduler, a warm-up step (the first): its pages wait for it while it starts,
-        and go on working when a later step (memory, the skills) failed."""
+    async def _scheduler(self) -> Scheduler:
+        """The scheduler, a warm-up step (the first): its pages wait for that step only, so
+        they work while a later one (memory, the skills) still runs or has failed."""
         if self.gw.deps.scheduler is None:
-            await self.warmed_up()
+            try:
+                await self.gw.warmup.wait_for("scheduler")
+            except StartUpStepFailed as exc:
+                raise web.HTTPServiceUnavailable(text=str(exc)) from exc
+        assert self.gw.deps.scheduler is not None  # the step's whole work
         return self.gw.deps.scheduler
 
     def _render(self, request: web.Request, name: str, **context: Any) -> web.Response:
@@ -199,11 +203,10 @@ class Panel:
         from bot.scheduler.text import describe_job
 
         scheduler = await self._scheduler()
-        jobs = await scheduler.jobs.listing(include_closed=False) if scheduler else []
+        jobs = await scheduler.jobs.listing(include_closed=False)
         return self._render(
             request,
             "panel_reminders.html",
-            enabled=scheduler is not None,
             jobs=[(j, describe_job(j)) for j in jobs],
             note=request.query.get("note", ""),
         )
@@ -211,8 +214,6 @@ class Panel:
     async def reminder_cancel(self, request: web.Request) -> web.StreamResponse:
         scheduler = await self._scheduler()
         form = await self._form(request)
-        if scheduler is None:
-            raise web.HTTPBadRequest(text="the scheduler is off")
         done = await scheduler.cancel(form.get("person", ""), form.get("job", ""))
         raise self._back("/panel/reminders?note=" + ("cancelled" if done else "no+such+job"))
 
@@ -221,8 +222,6 @@ class Panel:
         from bot.scheduler.service import ScheduleError
 
         scheduler = await self._scheduler()
-        if scheduler is None:
-            raise web.HTTPBadRequest(text="the scheduler is off")
         text = (await self._form(request)).get("text", "")
         zone = await scheduler.timezone_for(WEB_OWNER.key)
         parsed = parse_reminder(text, scheduler.now_in(zone))

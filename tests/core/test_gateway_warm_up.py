@@ -312,3 +312,41 @@ async def test_a_reminder_due_at_the_start_is_delivered_while_a_later_step_still
         await gw.warmup.wait()
     assert "water the plants" in late and "late by" in late
     assert state["scheduler"] == "done" and state["memory"] == "running"
+
+
+async def test_waiting_for_one_step_needs_it_and_those_before_it_only() -> None:
+    """The web UI's reminders pages wait for the scheduler's step alone: they work while a
+    later step still runs or has failed, and fail with an earlier step."""
+    later_may_end = asyncio.Event()
+
+    async def quick(stack: contextlib.AsyncExitStack) -> None:
+        return None
+
+    async def slow_then_fails(stack: contextlib.AsyncExitStack) -> None:
+        await later_may_end.wait()
+        raise OSError("skills folder unreadable")
+
+    steps = warmup.WarmUp()
+    steps.add("scheduler", quick)
+    steps.add("skills", slow_then_fails)
+    steps.begin()
+    try:
+        async with asyncio.timeout(WAIT_S):
+            await steps.wait_for("scheduler")  # while the later step still runs
+        assert steps.state() == {"scheduler": "done", "skills": "running"}
+        later_may_end.set()
+        with pytest.raises(warmup.StartUpStepFailed, match="unreadable"):
+            await steps.wait_for("skills")
+        await steps.wait_for("scheduler")  # a later failure does not matter to it
+    finally:
+        await steps.aclose()
+
+    first_fails = warmup.WarmUp()
+    first_fails.add("scheduler", slow_then_fails)
+    first_fails.add("skills", quick)
+    first_fails.begin()
+    try:
+        with pytest.raises(warmup.StartUpStepFailed, match="scheduler"):
+            await first_fails.wait_for("skills")
+    finally:
+        await first_fails.aclose()
