@@ -292,7 +292,9 @@ class TurnRunner:
         with self.gw.running.track(session.key, ctx.person_id) as running:
             try:
                 for attempt in range(2):
-                    await maybe_compact(self.gw, session, ctx, force=attempt > 0)
+                    shorter = await maybe_compact(self.gw, session, ctx, force=attempt > 0)
+                    if attempt and not shorter:
+                        break  # the same history would not fit again: the refusal stands
                     run = self.gw.agent.run(
                         session.messages(),
                         user,

@@ -298,6 +298,36 @@ async def test_a_failed_compaction_still_answers_and_keeps_the_history(
     assert first.startswith("message 0")
 
 
+async def test_a_history_too_long_that_cannot_be_compacted_is_not_sent_again(
+    make_config: Any,
+) -> None:
+    """When the model refuses the context and the compaction that would shorten it fails,
+    the same history would be refused again: the model is asked once, the person told."""
+    from bot.errors import ContextTooLong
+
+    purposes: list[str] = []
+
+    async def answer(request: ChatRequest) -> str:
+        purposes.append(request.purpose)
+        if request.purpose == "compaction":
+            raise ProviderHTTPError(503, "overloaded", retryable=True)
+        if purposes.count("chat") == 3:
+            raise ContextTooLong()
+        return "fine"
+
+    channel = RecordingChannel()
+    async with Gateway(
+        make_config(agent={"keep_recent_messages": 2}),
+        provider=FunctionProvider(answer),
+        channels={"test": channel},
+    ):
+        for i in range(3):
+            await channel.push(f"message {i}")
+            await channel.wait_for_messages(i + 1)
+    assert purposes.count("chat") == 3 and purposes.count("compaction") == 1
+    assert channel.texts()[-1] != "fine"
+
+
 async def test_health_endpoint_on_loopback(make_config: Any) -> None:
     import aiohttp
 
