@@ -375,6 +375,8 @@ class Gateway:
         `choices` become buttons only the owners' presses count on, until `until`."""
         from bot.features import owner_dm
 
+        # notices quote errors (a provider's, a hook's), which may quote a secret
+        text = self.redactor.redact(text)
         log.warning("owner notice: %s", text)
         owners = tuple(self.config.gateway.owners)
         for owner in owners:

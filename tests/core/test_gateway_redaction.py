@@ -63,3 +63,19 @@ async def test_secrets_the_model_writes_are_not_stored_or_sent_again(
     for request in (after_tool, next_turn):
         assert SECRET not in repr(request.messages)
     assert all(SECRET not in text for text in channel.texts())
+
+
+async def test_a_notice_to_the_owner_never_carries_a_secret(
+    make_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Owner notices quote errors (a provider's, a hook's) and leave through a chat
+    platform: whatever sends one, the secrets in it are redacted on the way out."""
+    monkeypatch.setenv("DECAPOD_TEST_MODEL_SECRET", SECRET)
+    config = make_config(
+        security={"secret_env": ["DECAPOD_TEST_MODEL_SECRET"]}, gateway={"owners": ["test:u1"]}
+    )
+    channel = RecordingChannel()
+    async with Gateway(config, provider=ScriptedProvider([]), channels={"test": channel}) as gw:
+        await gw.notify_owner(f"the hook failed: invalid token {SECRET}")
+    [notice] = channel.texts("u1")
+    assert SECRET not in notice and "the hook failed" in notice
