@@ -129,7 +129,8 @@ class DockerBackend(CommandBackend):
         return self._client, self._docker
 
     def _daemon_error(self, exc: BaseException) -> bool:
-        if isinstance(exc, DaemonError):
+        """An error of the daemon or of the way to it (requests' OSError: it is gone)."""
+        if isinstance(exc, DaemonError | OSError):
             return True
         return self._docker is not None and isinstance(exc, self._docker.errors.DockerException)
 
@@ -174,7 +175,10 @@ class DockerBackend(CommandBackend):
         await super().aclose()
         try:
             await self._call(self._remove_labelled, {LABEL_GATEWAY: self.instance})
-        except Exception as exc:  # the daemon gone: a stop must still finish
+        except Exception as exc:
+            if not self._daemon_error(exc):
+                raise
+            # the daemon gone: a stop must still finish
             log.warning("could not remove the containers (reaped at the next start): %s", exc)
         await self._close_client()
 
