@@ -206,6 +206,10 @@ def _seconds(text: str, per_second: float) -> float | None:
     return min(max(value, 0.0), RETRY_AFTER_MAX_S)
 
 
+#: the longest message an HTTP error keeps
+MESSAGE_CHARS = 300
+
+
 def status_error(
     status: int,
     message: str,
@@ -214,6 +218,7 @@ def status_error(
     headers: Mapping[str, str] | None = None,
 ) -> ProviderHTTPError:
     """One HTTP error status (with the API's error code and message) as our error type."""
+    message = _capped(message)
     text = f"{code or ''} {message}".lower()
     if status in (400, 413, 422) and any(marker in text for marker in _CONTEXT_MARKERS):
         return ContextTooLong(message or "context length exceeded")
@@ -227,6 +232,15 @@ def status_error(
         retryable=retryable,
         code=code,
     )
+
+
+def _capped(message: str) -> str:
+    """At most MESSAGE_CHARS of a message: an SDK's message or a body without one can be a
+    proxy's whole error page (100 KB of HTML), which would land in every log line."""
+    if len(message) <= MESSAGE_CHARS:
+        return message
+    text = " ".join(message.split())
+    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"
 
 
 def transport_error(

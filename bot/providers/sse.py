@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
 #: what a streamed answer may come as; aiohttp says application/octet-stream for none
 _STREAM_TYPES = frozenset({"text/event-stream", "application/octet-stream"})
-#: how much of an error body without a message goes into the error
-_SUMMARY_CHARS = 300
 #: request bodies from this size on are sent as a stream (aiohttp's own threshold is 1 MiB)
 _STREAMED_BODY = 512 * 1024
 
@@ -85,11 +83,9 @@ class HttpFailure(Exception):
         self.text = text
 
     def summary(self) -> str:
-        """The status and the start of the body, for an error without a message of its own:
-        a proxy's error page can be 100 KB of HTML, which would land in every log line."""
-        text = " ".join(self.text.split())
-        if len(text) > _SUMMARY_CHARS:
-            text = text[: _SUMMARY_CHARS - 1] + "…"
+        """The status and the body, for an error without a message of its own (cut short by
+        `remote.status_error`, as every error message is)."""
+        text = self.text.strip()
         return f"Error code: {self.status}" + (f" - {text}" if text else "")
 
 
