@@ -101,10 +101,10 @@ class HookBus:
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """Deliver what is queued for a moment, then stop the workers."""
-        waits = [s.queue.join() for s in self._slots if not s.queue.empty()]
-        if waits:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*waits), grace_s)
+        # join(), not empty(): an event a worker has taken but not finished is not queued
+        # any more, and its outcome (a failure counted) would be lost to the cancel
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(s.queue.join() for s in self._slots)), grace_s)
         for slot in self._slots:
             if slot.worker is not None:
                 slot.worker.cancel()
