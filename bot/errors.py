@@ -28,6 +28,12 @@ Errors that reach a person become one short message (`user_message`); the detail
 from __future__ import annotations
 
 
+def describe_error(exc: BaseException) -> str:
+    """An exception as one line for a log or a message: its type, and its text if any."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class DecapodError(Exception):
     """Root of every error Decapod raises on purpose."""
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import aiohttp
 
+from bot.errors import describe_error
+
 
 def describe_http_error(exc: BaseException) -> str:
     """The kind of failure and what the server or the connection said; never the request."""
     if isinstance(exc, aiohttp.ClientResponseError):
         return f"{type(exc).__name__}: {exc.status}, {exc.message}"
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return describe_error(exc)

@@ -30,6 +30,7 @@ from typing import Any
 from telegram import Bot
 from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 
+from bot.errors import describe_error
 from bot.redaction import scrub
 from bot.tasks import cancel_and_wait
 
@@ -69,8 +70,7 @@ def retry_after_seconds(exc: RetryAfter) -> float:
 
 def describe(exc: BaseException) -> str:
     """An exception as one log-safe line: its type and its redacted message."""
-    text = str(exc)
-    return scrub(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+    return scrub(describe_error(exc))
 
 
 class _Stopped(Exception):

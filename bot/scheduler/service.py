@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from bot.errors import ChannelError, DeliveryRefused
+from bot.errors import ChannelError, DeliveryRefused, describe_error
 from bot.faults import fault_point
 from bot.messages import Conversation
 from bot.scheduler import text as texts
@@ -393,7 +393,7 @@ class Scheduler:
         )
         now = self.clock()
         await self.jobs.retry_later(
-            job, run_at=now + delay, error=_describe(exc), now=now, answer=answer
+            job, run_at=now + delay, error=describe_error(exc), now=now, answer=answer
         )
         self._wake.set()  # to arm for the retry
 
@@ -401,7 +401,3 @@ class Scheduler:
         nxt = following(job, now)
         log.warning("job %s missed its time (due %.0fs ago)", job.id, now - job.due_at)
         await self.jobs.mark_missed(job, missed_due=job.due_at, next_due=nxt, now=now)
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

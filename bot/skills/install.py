@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from bot.errors import describe_error
 from bot.skills.library import SkillError, SkillLibrary, safe_relative
 from bot.skills.skill import Origin, Skill, SkillFormatError, load_skill, skill_file
 
@@ -135,7 +136,7 @@ def _unzip(archive: Path, dest: Path, budget: _Budget) -> None:
     except zipfile.BadZipFile as exc:
         raise SkillError(f"{archive.name}: not a valid zip archive ({exc})") from None
     except _DAMAGED as exc:
-        raise SkillError(f"{archive.name}: damaged or cut off ({_why(exc)})") from None
+        raise SkillError(f"{archive.name}: damaged or cut off ({describe_error(exc)})") from None
 
 
 def _untar(archive: Path, dest: Path, budget: _Budget) -> None:
@@ -162,11 +163,7 @@ def _untar(archive: Path, dest: Path, budget: _Budget) -> None:
     except tarfile.TarError as exc:
         raise SkillError(f"{archive.name}: not a valid tar archive ({exc})") from None
     except _DAMAGED as exc:
-        raise SkillError(f"{archive.name}: damaged or cut off ({_why(exc)})") from None
-
-
-def _why(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise SkillError(f"{archive.name}: damaged or cut off ({describe_error(exc)})") from None
 
 
 def _member_path(raw: str) -> PurePosixPath | None:
