@@ -72,16 +72,7 @@ def generated(split: str = "all", *, hard: bool = False) -> Dataset:
 def use_config(service: MemoryService, config: MemoryConfig) -> None:
     """Search with `config`'s fusion settings on an index built with another config."""
     service.config = config
-    service.weights = FusionWeights(
-        config.keyword_weight,
-        config.vector_weight,
-        config.rrf_k,
-        config.recency_boost,
-        config.recency_half_life_days,
-        config.fusion,
-        config.keyword_trust,
-        config.keyword_sure,
-    )
+    service.weights = FusionWeights.from_config(config)
 
 
 async def _save_all(service: MemoryService, data: Dataset, *, plain: bool) -> None:

@@ -103,16 +103,7 @@ class MemoryService:
         self.chain = EmbedderChain(
             embedders if embedders is not None else build_embedders(config.embedders, home)
         )
-        self.weights = FusionWeights(
-            config.keyword_weight,
-            config.vector_weight,
-            config.rrf_k,
-            config.recency_boost,
-            config.recency_half_life_days,
-            config.fusion,
-            config.keyword_trust,
-            config.keyword_sure,
-        )
+        self.weights = FusionWeights.from_config(config)
         self.watcher = KnowledgeWatcher(
             home / config.knowledge_dir,
             self.repo,
