@@ -285,7 +285,7 @@ class JobRepo:
         return await self._durable_write(op)
 
     async def retry_later(
-        self, job: Job, *, run_at: float, error: str, now: float, answer: str | None = None
+        self, job: Job, *, run_at: float, error: str, now: float, answer: str | None
     ) -> bool:
         """Try again at `run_at`, keeping `answer` (a task's, made but not sent) for it."""
         return await self.store.write(
