@@ -195,14 +195,12 @@ class ToolRegistry:
                     ctx.tainted = True
         except ToolError as exc:
             content, ok = f"error: {exc}", False
-        except asyncio.CancelledError as exc:
-            if cancelled_from_outside():
+        except (Exception, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and cancelled_from_outside():
                 raise  # the turn was stopped or the gateway drains
-            log.error("tool %s raised CancelledError without a cancellation", call.name)
-            content, ok = f"error: {call.name} failed: {_failure(exc)}", False
-        except Exception as exc:
-            # A bug or an OS error in one tool must not end the turn: left to propagate, the
-            # delivery would stay pending and every restart would run into it again.
+            # A bug or an OS error in one tool (or a CancelledError a library raised without
+            # a cancellation) must not end the turn: left to propagate, the delivery would
+            # stay pending and every restart would run into it again.
             log.exception("tool %s failed", call.name)
             content, ok = f"error: {call.name} failed: {_failure(exc)}", False
         elapsed = (time.perf_counter() - start) * 1000
