@@ -33,7 +33,8 @@ def check_proxy_env(environ: Mapping[str, str] = os.environ) -> None:
         else:
             try:
                 parts = urlsplit(value)
-                valid = bool(parts.hostname) and (parts.port or 0) >= 0
+                parts.port  # noqa: B018  (reading it raises for a port that is not a number)
+                valid = bool(parts.hostname)
             except ValueError:  # a bracket left open, a port that is not a number
                 valid = False
             if valid:
