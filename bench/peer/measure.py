@@ -162,15 +162,17 @@ class GatewayStarts:
     def __init__(self, llm: FakeLLMProcess) -> None:
         self._llm = llm
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self.version = ""
 
     def __enter__(self) -> GatewayStarts:
         self._env = ensure_nanobot()
-        self.version = self._env.version
-        self._tmp = tempfile.TemporaryDirectory(prefix="decapod-peer-")
-        self._home = Path(self._tmp.name)
         self._port = free_port()
-        _config(self._home, self._llm, self._port, free_port())
+        tmp = tempfile.TemporaryDirectory(prefix="decapod-peer-")
+        try:
+            _config(Path(tmp.name), self._llm, self._port, free_port())
+        except BaseException:
+            tmp.cleanup()  # __exit__ does not run for a failed __enter__
+            raise
+        self._tmp, self._home = tmp, Path(tmp.name)
         return self
 
     def start(self) -> tuple[float, float]:
