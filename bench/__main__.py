@@ -216,9 +216,20 @@ def _p4_run_row(p4: dict[str, Any], peer: dict[str, Any] | None) -> Row:
             notes.append(f"not paired with nanobot's start: {p4['peer_error']}")
         ready = (peer or {}).get("gateway_ready_s")
         ok = up <= 1.0 and (not ready or up <= 0.6 * ready)
-        nanobot, times = (f"{sec(ready)} (1 channel)", ratio(ready, up)) if ready else ("", "")
+        nanobot, times = _against_ready(p4, peer, up)
     label = f"P4 decapod run -> /health ({p4['channels']} channels)"
     return Row(label, sec(up), "<= 1.0 s; <= 0.6x nanobot", verdict(ok), nanobot, times, notes)
+
+
+def _against_ready(
+    p4: dict[str, Any] | None, peer: dict[str, Any] | None, seconds: float
+) -> tuple[str, str]:
+    """nanobot's ready (one channel) and its ratio to `seconds`, when it was run: the median
+    of its starts paired with P4's when there were, else of the peer's own."""
+    ready = (p4 or {}).get("peer_ready_s") or (peer or {}).get("gateway_ready_s")
+    if not ready:
+        return "", ""
+    return f"{sec(ready)} (1 channel)", ratio(ready, seconds)
 
 
 def _rows(r: dict[str, Any], peer: dict[str, Any] | None, only: set[str]) -> list[Row]:
@@ -310,14 +321,6 @@ def _rows(r: dict[str, Any], peer: dict[str, Any] | None, only: set[str]) -> lis
     if "P4" in only:
         p4 = r.get("P4")
 
-        def against_ready(seconds: float) -> tuple[str, str]:
-            """nanobot's ready (one channel) and its ratio to `seconds`, when it was run: the
-            median of its starts paired with P4's when there were, else of the peer's own."""
-            ready = (p4 or {}).get("peer_ready_s") or (peer or {}).get("gateway_ready_s")
-            if not ready:
-                return "", ""
-            return f"{sec(ready)} (1 channel)", ratio(ready, seconds)
-
         if p4:
             rows.append(
                 Row(
@@ -337,7 +340,7 @@ def _rows(r: dict[str, Any], peer: dict[str, Any] | None, only: set[str]) -> lis
                         sec(p4["floor_s"]),
                         "(floor)",
                         "info",
-                        *against_ready(p4["floor_s"]),
+                        *_against_ready(p4, peer, p4["floor_s"]),
                         notes=[
                             "pydantic, aiohttp and the three platform SDKs imported, then "
                             "/health, no config or connection, before each run; decapod run "
@@ -353,7 +356,7 @@ def _rows(r: dict[str, Any], peer: dict[str, Any] | None, only: set[str]) -> lis
                         sec(one["run_to_channels_up_s"]),
                         "(nanobot's one channel)",
                         "info",
-                        *against_ready(one["run_to_channels_up_s"]),
+                        *_against_ready(p4, peer, one["run_to_channels_up_s"]),
                         notes=[
                             f"like for like with nanobot's one channel; CPU by then "
                             f"{one['run_cpu_s']:.2f} s, idle RSS {one['idle_rss_mb']:.0f} MB "
