@@ -16,8 +16,9 @@ which starts after ready (bot/warmup.py), is not needed before.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bot.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from bot.memory.commands import register_memory_commands
@@ -30,17 +31,17 @@ if TYPE_CHECKING:
 
 #: each public name and the module it lives in
 _WHERE = {
-    "register_memory_commands": "commands",
-    "MemoryConfig": "config",
-    "EmbedderChain": "embedder_chain",
-    "Embedder": "embedders",
-    "pull_model": "embedders",
-    "MemoryHit": "search",
-    "render_recall": "search",
-    "MemoryRequestError": "service",
-    "MemoryService": "service",
-    "MemoryStatus": "service",
-    "memory_tools": "tools",
+    "register_memory_commands": "bot.memory.commands",
+    "MemoryConfig": "bot.memory.config",
+    "EmbedderChain": "bot.memory.embedder_chain",
+    "Embedder": "bot.memory.embedders",
+    "pull_model": "bot.memory.embedders",
+    "MemoryHit": "bot.memory.search",
+    "render_recall": "bot.memory.search",
+    "MemoryRequestError": "bot.memory.service",
+    "MemoryService": "bot.memory.service",
+    "MemoryStatus": "bot.memory.service",
+    "memory_tools": "bot.memory.tools",
 }
 
 __all__ = [
@@ -58,10 +59,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bot.memory' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"bot.memory.{module}"), name)
-    globals()[name] = value  # once: later lookups do not come here
-    return value
+__getattr__ = lazy_exports(__name__, _WHERE)
