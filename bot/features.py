@@ -132,10 +132,11 @@ async def start_scheduler(gw: Gateway, stack: contextlib.AsyncExitStack) -> None
     # a warm-up step, begun once the channels are up: what is due (missed while stopped
     # included) is delivered from here; a one-shot process delivers none
     stack.push_async_callback(scheduler.stop)
+    if gw.replica is not None:
+        # before the start: a job another replica announces meanwhile wakes it too
+        gw.replica.wake_on_new_jobs(scheduler)
     if gw.deliver_scheduled:
         await scheduler.start()
-    if gw.replica is not None:
-        gw.replica.wake_on_new_jobs(scheduler)
 
 
 async def start_hooks(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
