@@ -304,10 +304,15 @@ class Scheduler:
                     return
                 if answer is not None:
                     body: str | None = answer
-                elif job.kind is JobKind.CHECKIN:
-                    body = answer = await self._run_checkin(job)
-                elif job.kind is JobKind.TASK:
-                    body = answer = await self._run_task(job)
+                elif job.kind in (JobKind.CHECKIN, JobKind.TASK):
+                    run = self._run_checkin if job.kind is JobKind.CHECKIN else self._run_task
+                    body = answer = await run(job)
+                    # the prompt took a while: cancelled meanwhile, its answer is not sent
+                    if not await self.jobs.holds(job):
+                        log.info(
+                            "job %s was cancelled or taken over while it ran: not sent", job.id
+                        )
+                        return
                 else:
                     body = texts.reminder_text(job)
                 made = body  # what a retry sends (it adds its own "late by" note)

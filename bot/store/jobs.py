@@ -284,6 +284,13 @@ class JobRepo:
 
         return await self._durable_write(op)
 
+    async def holds(self, job: Job) -> bool:
+        """Whether `job`'s claim still stands (not cancelled, nor taken over, meanwhile)."""
+        return await self.store.read(
+            lambda c: c.execute(f"SELECT 1 FROM jobs WHERE {_HELD}", _held(job)).fetchone()
+            is not None
+        )
+
     async def retry_later(
         self, job: Job, *, run_at: float, error: str, now: float, answer: str | None
     ) -> bool:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.messages import Conversation, Identity
-from bot.scheduler import JobKind, JobStatus, ScheduleError, Scheduler
+from bot.scheduler import Job, JobKind, JobStatus, ScheduleError, Scheduler
 from bot.scheduler.timing import Cron, Every, Once
 from bot.store import Store
 
@@ -283,6 +283,28 @@ async def test_cancel_during_delivery_is_not_undone(
     assert job is not None and job.status is JobStatus.CANCELLED
     clock.advance(3600)
     assert await scheduler.deliver_due() == 0
+
+
+async def test_a_task_cancelled_while_its_prompt_runs_sends_nothing(
+    make_scheduler: MakeScheduler, clock: FakeClock, deliverer: RecordingDeliverer
+) -> None:
+    class CancelledMidway(EchoTaskRunner):
+        """The person cancels the task while the model is still working on it."""
+
+        async def run_task(self, job: Job) -> str:
+            assert await scheduler.cancel("alice", job.id)
+            return await super().run_task(job)
+
+    runner = CancelledMidway()
+    scheduler = make_scheduler(runner)
+    job_id = await remind(scheduler, once_in(clock, 60), "summarize my inbox", kind=JobKind.TASK)
+    clock.advance(60)
+    await scheduler.deliver_due()
+    assert [j.id for j in runner.jobs] == [job_id]
+    # the person was told "Cancelled", so the answer made meanwhile must not follow it
+    assert deliverer.texts() == []
+    job = await scheduler.jobs.get(job_id)
+    assert job is not None and job.status is JobStatus.CANCELLED
 
 
 async def test_task_runs_its_prompt_and_delivers_the_answer(
