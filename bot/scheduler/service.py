@@ -253,14 +253,21 @@ class Scheduler:
         self._backlogged = len(claimed) >= free
         started: list[asyncio.Task[None]] = []
         missed: list[Job] = []
+        later: list[tuple[Job, float]] = []
         for job in claimed:
             occurrence = catch_up(job, now, cfg.max_lateness_seconds)
             if occurrence is None:
                 missed.append(job)
-            else:
+            elif len(started) < free:
                 started.append(self._start_delivery(job, occurrence))
+            else:
+                # claimed beyond the limit (after downtime, every overdue job is): delivered
+                # by a later pass, at the occurrence it catches up on
+                later.append((job, occurrence))
         if missed:
             await asyncio.gather(*(self._mark_missed(job, now) for job in missed))
+        for job, occurrence in later:
+            await self.jobs.release(job, due=occurrence, now=now)
         reporting = self._reporting is not None and not self._reporting.done()
         if not reporting and now >= self._report_after:
             self._reporting = task = asyncio.create_task(self._report(), name="decapod-missed")

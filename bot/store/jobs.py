@@ -284,11 +284,26 @@ class JobRepo:
 
         return await self._durable_write(op)
 
+    async def release(self, job: Job, *, due: float, now: float) -> bool:
+        """Give a claimed job back unsent, due at `due` (the occurrence it catches up on):
+        there was no room to deliver it in this pass."""
+        return await self.store.write(
+            lambda c: bool(
+                c.execute(
+                    "UPDATE jobs SET status = 'pending', due_at = :due, run_at = :due, "
+                    "attempt = attempt - 1, lease_until = NULL, updated_at = :now "
+                    f"WHERE {_HELD}",
+                    {"due": due, "now": now, **_held(job)},
+                ).rowcount
+            )
+        )
+
     async def holds(self, job: Job) -> bool:
         """Whether `job`'s claim still stands (not cancelled, nor taken over, meanwhile)."""
         return await self.store.read(
-            lambda c: c.execute(f"SELECT 1 FROM jobs WHERE {_HELD}", _held(job)).fetchone()
-            is not None
+            lambda c: (
+                c.execute(f"SELECT 1 FROM jobs WHERE {_HELD}", _held(job)).fetchone() is not None
+            )
         )
 
     async def retry_later(

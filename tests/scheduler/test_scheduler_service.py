@@ -393,19 +393,28 @@ async def test_running_loop_is_woken_for_the_due_time(
         await scheduler.stop()
 
 
+class SlowDeliverer(RecordingDeliverer):
+    """Each send takes a while; records how many were under way at once at most."""
+
+    in_flight = 0
+    most = 0
+
+    async def deliver(self, conversation: Conversation, text: str) -> str:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        await asyncio.sleep(0.05)
+        self.in_flight -= 1
+        return await super().deliver(conversation, text)
+
+
+async def wait_for_sends(deliverer: RecordingDeliverer, count: int) -> None:
+    start = time.time()
+    while len(deliverer.sent) < count and time.time() - start < 20:
+        await asyncio.sleep(0.02)
+
+
 async def test_concurrent_deliveries_are_bounded_and_the_backlog_drains(store: Store) -> None:
     from bot.scheduler import SchedulerConfig
-
-    class SlowDeliverer(RecordingDeliverer):
-        in_flight = 0
-        most = 0
-
-        async def deliver(self, conversation: Conversation, text: str) -> str:
-            self.in_flight += 1
-            self.most = max(self.most, self.in_flight)
-            await asyncio.sleep(0.05)
-            self.in_flight -= 1
-            return await super().deliver(conversation, text)
 
     deliverer = SlowDeliverer()
     config = SchedulerConfig(max_concurrent_deliveries=2, poll_seconds=30)
@@ -416,13 +425,36 @@ async def test_concurrent_deliveries_are_bounded_and_the_backlog_drains(store: S
     await scheduler.start()
     try:
         start = time.time()
-        while len(deliverer.sent) < 10 and time.time() - start < 20:
-            await asyncio.sleep(0.02)
+        await wait_for_sends(deliverer, 10)
         assert sorted(deliverer.texts()) == sorted(f"⏰ r{i}" for i in range(10))
         assert deliverer.most == 2
         assert time.time() - start < 20  # well before the 30 s poll; loose for a busy machine
     finally:
         await scheduler.stop()
+
+
+async def test_the_catch_up_after_long_downtime_keeps_the_concurrency_limit(
+    make_scheduler: MakeScheduler, clock: FakeClock
+) -> None:
+    """Repeating jobs last due before the lateness limit are all claimed at once after a
+    long downtime; those catching up on a recent occurrence are still sent a few at a time
+    (a check-in or task each runs a model turn), each once."""
+    scheduler = make_scheduler(max_concurrent_deliveries=3, poll_seconds=30)
+    deliverer = scheduler.deliverer = SlowDeliverer()
+    for i in range(12):
+        await remind(scheduler, Cron("0 18 * * *"), f"r{i}", person=f"p{i}")
+    clock.advance(2 * 86_400 + 5400)  # down for two days; today's 18:00 was half an hour ago
+    await scheduler.start()
+    try:
+        await wait_for_sends(deliverer, 12)
+        await asyncio.sleep(0.2)  # room for a duplicate to show
+    finally:
+        await scheduler.stop()
+    assert sorted(t.split("\n")[0] for t in deliverer.texts()) == sorted(
+        f"⏰ r{i}" for i in range(12)
+    )
+    assert all("late by 30m" in text for text in deliverer.texts())
+    assert deliverer.most == 3
 
 
 def test_config_rejects_unknown_keys_and_zones() -> None:
