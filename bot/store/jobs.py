@@ -165,7 +165,8 @@ class JobRepo:
 
     async def listing(self, *, include_closed: bool, person_id: str | None = None) -> list[Job]:
         """Jobs of one person, or of everybody (for the operator), soonest first."""
-        where = "1" if include_closed else "status IN ('pending', 'sending', 'paused')"
+        # "1 = 1", not "1": PostgreSQL takes no integer as a condition
+        where = "1 = 1" if include_closed else "status IN ('pending', 'sending', 'paused')"
         params: tuple[str, ...] = ()
         if person_id is not None:
             where += " AND person_id = ?"
