@@ -4,6 +4,8 @@ The jobs table is the truth; a timer on the event loop only wakes the delivery l
 next due time (and the loop wakes every `poll_seconds` anyway). A delivery is:
 
 1. claimed: one atomic UPDATE takes a due row (pending, or sending under an expired lease);
+   the lease is renewed every third of it while the delivery runs, so a task's prompt may
+   take longer without another replica claiming the job and running it again;
 2. sent through the Deliverer (a task first runs its prompt through the TaskRunner; when
    the send fails, its answer is kept with the job, and the retry sends it without running
    the prompt again; of a text cut off after some of its messages went out, only the rest
@@ -293,10 +295,29 @@ class Scheduler:
 
     def _start_delivery(self, job: Job, due: float) -> asyncio.Task[None]:
         self._in_flight.add(job.id)
-        task = asyncio.create_task(self._deliver(job, due), name=f"decapod-job-{job.id}")
+        task = asyncio.create_task(self._deliver_held(job, due), name=f"decapod-job-{job.id}")
         self._deliveries.add(task)
         task.add_done_callback(self._deliveries.discard)
         return task
+
+    async def _deliver_held(self, job: Job, due: float) -> None:
+        """Deliver, renewing the claim's lease meanwhile: a task's prompt may run longer
+        than the lease, and another replica would claim the job and run it again."""
+        renewal = asyncio.create_task(self._renew_lease(job))
+        try:
+            await self._deliver(job, due)
+        finally:
+            await cancel_and_wait(renewal)
+
+    async def _renew_lease(self, job: Job) -> None:
+        lease = self.config.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                if not await self.jobs.extend_lease(job, until=self.clock() + lease):
+                    return  # cancelled or taken over: the delivery finds out itself
+            except Exception as exc:  # tried again: the lease lasts two more tries
+                log.warning("could not renew the lease of job %s: %s", job.id, exc)
 
     async def _deliver(self, job: Job, due: float) -> None:
         try:

@@ -285,6 +285,17 @@ class JobRepo:
 
         return await self._durable_write(op)
 
+    async def extend_lease(self, job: Job, *, until: float) -> bool:
+        """Keep the claim of a delivery still under way; False when it was lost."""
+        return await self.store.write(
+            lambda c: bool(
+                c.execute(
+                    f"UPDATE jobs SET lease_until = :until WHERE {_HELD}",
+                    {"until": until, **_held(job)},
+                ).rowcount
+            )
+        )
+
     async def release(self, job: Job, *, due: float, now: float) -> bool:
         """Give a claimed job back unsent, due at `due` (the occurrence it catches up on):
         there was no room to deliver it in this pass."""

@@ -307,6 +307,43 @@ async def test_a_task_cancelled_while_its_prompt_runs_sends_nothing(
     assert job is not None and job.status is JobStatus.CANCELLED
 
 
+async def test_a_task_running_longer_than_the_lease_is_not_claimed_by_another_replica(
+    make_scheduler: MakeScheduler, clock: FakeClock, deliverer: RecordingDeliverer
+) -> None:
+    """Its lease is renewed while the prompt runs; once it ran out, the other replica's
+    scheduler claimed the job and ran the prompt again, tools and all (and again, and again,
+    each lease later)."""
+
+    class SlowTask(EchoTaskRunner):
+        def __init__(self) -> None:
+            super().__init__()
+            self.started, self.finish = asyncio.Event(), asyncio.Event()
+
+        async def run_task(self, job: Job) -> str:
+            self.started.set()
+            await self.finish.wait()
+            return await super().run_task(job)
+
+    runner = SlowTask()
+    one, other = (
+        make_scheduler(runner, lease_seconds=0.3),
+        make_scheduler(runner, lease_seconds=0.3),
+    )
+    job_id = await remind(one, once_in(clock, 60), "summarize my inbox", kind=JobKind.TASK)
+    clock.advance(60)
+    first = asyncio.create_task(one.deliver_due())
+    await runner.started.wait()
+    clock.advance(30)  # the prompt runs for 100 leases
+    async with asyncio.timeout(10):  # until the holder renewed its lease
+        while (job := await one.jobs.get(job_id)) is None or (job.lease_until or 0) < clock.now:
+            await asyncio.sleep(0.05)
+    assert await other.deliver_due() == 0
+    runner.finish.set()
+    await first
+    assert [j.id for j in runner.jobs] == [job_id]
+    assert deliverer.texts() == ["answer to: summarize my inbox"]
+
+
 async def test_task_runs_its_prompt_and_delivers_the_answer(
     make_scheduler: MakeScheduler, clock: FakeClock, deliverer: RecordingDeliverer
 ) -> None:
