@@ -285,6 +285,13 @@ async def test_cancel_during_delivery_is_not_undone(
     assert await scheduler.deliver_due() == 0
 
 
+async def task_due(scheduler: Scheduler, clock: FakeClock) -> str:
+    """A task "summarize my inbox", scheduled a minute ahead and now due."""
+    job_id = await remind(scheduler, once_in(clock, 60), "summarize my inbox", kind=JobKind.TASK)
+    clock.advance(60)
+    return job_id
+
+
 async def test_a_task_cancelled_while_its_prompt_runs_sends_nothing(
     make_scheduler: MakeScheduler, clock: FakeClock, deliverer: RecordingDeliverer
 ) -> None:
@@ -297,8 +304,7 @@ async def test_a_task_cancelled_while_its_prompt_runs_sends_nothing(
 
     runner = CancelledMidway()
     scheduler = make_scheduler(runner)
-    job_id = await remind(scheduler, once_in(clock, 60), "summarize my inbox", kind=JobKind.TASK)
-    clock.advance(60)
+    job_id = await task_due(scheduler, clock)
     await scheduler.deliver_due()
     assert [j.id for j in runner.jobs] == [job_id]
     # the person was told "Cancelled", so the answer made meanwhile must not follow it
@@ -329,8 +335,7 @@ async def test_a_task_running_longer_than_the_lease_is_not_claimed_by_another_re
         make_scheduler(runner, lease_seconds=0.3),
         make_scheduler(runner, lease_seconds=0.3),
     )
-    job_id = await remind(one, once_in(clock, 60), "summarize my inbox", kind=JobKind.TASK)
-    clock.advance(60)
+    job_id = await task_due(one, clock)
     first = asyncio.create_task(one.deliver_due())
     await runner.started.wait()
     clock.advance(30)  # the prompt runs for 100 leases
@@ -349,8 +354,7 @@ async def test_task_runs_its_prompt_and_delivers_the_answer(
 ) -> None:
     runner = EchoTaskRunner()
     scheduler = make_scheduler(runner)
-    job_id = await remind(scheduler, once_in(clock, 60), "summarize my inbox", kind=JobKind.TASK)
-    clock.advance(60)
+    job_id = await task_due(scheduler, clock)
     await scheduler.deliver_due()
     assert [j.id for j in runner.jobs] == [job_id]
     assert deliverer.texts() == ["answer to: summarize my inbox"]
