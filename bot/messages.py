@@ -8,6 +8,7 @@ deliveries are persisted before they are handled (see bot/gateway.py).
 from __future__ import annotations
 
 import copy
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -73,6 +74,16 @@ class Attachment:
     mime: str = ""
     size: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def well_formed(text: str) -> str:
+    """`text` with each lone UTF-16 surrogate replaced by U+FFFD. A client that cut an emoji
+    in half sends one as a JSON escape (`\\ud83d`), which JSON parsers accept but neither
+    the store nor a provider can encode."""
+    return _LONE_SURROGATE.sub("\ufffd", text) if _LONE_SURROGATE.search(text) else text
 
 
 def size_text(size: int) -> str:

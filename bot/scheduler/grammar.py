@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 
 from bot.scheduler.timing import (
     DURATION,
@@ -26,6 +26,7 @@ from bot.scheduler.timing import (
     WallTimeProblem,
     When,
     format_day,
+    later_by,
     local_time,
     normalize_cron,
     parse_duration,
@@ -118,10 +119,13 @@ def parse_reminder(text: str, now: datetime) -> Parsed:
 
 def _when(s: str, pos: int, now: datetime) -> _Match | None:
     if m := _IN.match(s, pos):
-        delay = parse_duration(m["d"])
-        if delay <= timedelta(0):
-            return _Match(m.end(), question="That is now. How long from now?")
-        return _Match(m.end(), Once((now.astimezone(UTC) + delay).astimezone(now.tzinfo)))
+        try:
+            delay = parse_duration(m["d"])
+            if delay <= timedelta(0):
+                return _Match(m.end(), question="That is now. How long from now?")
+            return _Match(m.end(), Once(later_by(now, delay)))
+        except ValueError as exc:
+            return _Match(m.end(), question=_too_far(exc))
     if m := _AT.match(s, pos):
         return _at_time(m.end(), m["t"], now)
     if m := _EVERY_DURATION.match(s, pos):
@@ -133,7 +137,10 @@ def _when(s: str, pos: int, now: datetime) -> _Match | None:
                     "(`every day 9:00 ...`)? I cannot combine both."
                 ),
             )
-        return _Match(m.end(), Every(parse_duration(m["d"])))
+        try:
+            return _Match(m.end(), Every(parse_duration(m["d"])))
+        except ValueError as exc:
+            return _Match(m.end(), question=_too_far(exc))
     if m := _EVERY_DAYS.match(s, pos):
         if m["t"] is None:
             example = f"every {m['days']} 9:00 ..."
@@ -147,6 +154,11 @@ def _when(s: str, pos: int, now: datetime) -> _Match | None:
     if m := _DAY_AT.match(s, pos):
         return _on_day(m.end(), m["day"].lower(), m["t"], now)
     return None
+
+
+def _too_far(exc: ValueError) -> str:
+    reason = str(exc)
+    return f"{reason[:1].upper()}{reason[1:]}. Please give a shorter time."
 
 
 def _zone(now: datetime) -> tzinfo:

@@ -4,6 +4,8 @@ The jobs table is the truth; a timer on the event loop only wakes the delivery l
 next due time (and the loop wakes every `poll_seconds` anyway). A delivery is:
 
 1. claimed: one atomic UPDATE takes a due row (pending, or sending under an expired lease);
+   the lease is renewed every third of it while the delivery runs, so a task's prompt may
+   take longer without another replica claiming the job and running it again;
 2. sent through the Deliverer (a task first runs its prompt through the TaskRunner; when
    the send fails, its answer is kept with the job, and the retry sends it without running
    the prompt again; of a text cut off after some of its messages went out, only the rest
@@ -253,14 +255,21 @@ class Scheduler:
         self._backlogged = len(claimed) >= free
         started: list[asyncio.Task[None]] = []
         missed: list[Job] = []
+        later: list[tuple[Job, float]] = []
         for job in claimed:
             occurrence = catch_up(job, now, cfg.max_lateness_seconds)
             if occurrence is None:
                 missed.append(job)
-            else:
+            elif len(started) < free:
                 started.append(self._start_delivery(job, occurrence))
+            else:
+                # claimed beyond the limit (after downtime, every overdue job is): delivered
+                # by a later pass, at the occurrence it catches up on
+                later.append((job, occurrence))
         if missed:
             await asyncio.gather(*(self._mark_missed(job, now) for job in missed))
+        for job, occurrence in later:
+            await self.jobs.release(job, due=occurrence, now=now)
         reporting = self._reporting is not None and not self._reporting.done()
         if not reporting and now >= self._report_after:
             self._reporting = task = asyncio.create_task(self._report(), name="decapod-missed")
@@ -286,10 +295,29 @@ class Scheduler:
 
     def _start_delivery(self, job: Job, due: float) -> asyncio.Task[None]:
         self._in_flight.add(job.id)
-        task = asyncio.create_task(self._deliver(job, due), name=f"decapod-job-{job.id}")
+        task = asyncio.create_task(self._deliver_held(job, due), name=f"decapod-job-{job.id}")
         self._deliveries.add(task)
         task.add_done_callback(self._deliveries.discard)
         return task
+
+    async def _deliver_held(self, job: Job, due: float) -> None:
+        """Deliver, renewing the claim's lease meanwhile: a task's prompt may run longer
+        than the lease, and another replica would claim the job and run it again."""
+        renewal = asyncio.create_task(self._renew_lease(job))
+        try:
+            await self._deliver(job, due)
+        finally:
+            await cancel_and_wait(renewal)
+
+    async def _renew_lease(self, job: Job) -> None:
+        lease = self.config.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                if not await self.jobs.extend_lease(job, until=self.clock() + lease):
+                    return  # cancelled or taken over: the delivery finds out itself
+            except Exception as exc:  # tried again: the lease lasts two more tries
+                log.warning("could not renew the lease of job %s: %s", job.id, exc)
 
     async def _deliver(self, job: Job, due: float) -> None:
         try:
@@ -304,10 +332,15 @@ class Scheduler:
                     return
                 if answer is not None:
                     body: str | None = answer
-                elif job.kind is JobKind.CHECKIN:
-                    body = answer = await self._run_checkin(job)
-                elif job.kind is JobKind.TASK:
-                    body = answer = await self._run_task(job)
+                elif job.kind in (JobKind.CHECKIN, JobKind.TASK):
+                    run = self._run_checkin if job.kind is JobKind.CHECKIN else self._run_task
+                    body = answer = await run(job)
+                    # the prompt took a while: cancelled meanwhile, its answer is not sent
+                    if not await self.jobs.holds(job):
+                        log.info(
+                            "job %s was cancelled or taken over while it ran: not sent", job.id
+                        )
+                        return
                 else:
                     body = texts.reminder_text(job)
                 made = body  # what a retry sends (it adds its own "late by" note)

@@ -72,7 +72,26 @@ def parse_duration(text: str) -> timedelta:
     for part in _PART_RE.finditer(text):
         number = 1.0 if part["word"] else float(part["n"])
         total += number * _UNIT_SECONDS[part["unit"][0].lower()]
-    return timedelta(seconds=total)
+    try:
+        return timedelta(seconds=total)
+    except OverflowError:
+        raise ValueError(f"{text.strip()} is too long") from None
+
+
+# the last moment a job may be due: its date can be written in any zone (year 9999 at most)
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
+
+
+def later_by(now: datetime, delay: timedelta) -> datetime:
+    """`now` plus elapsed time (added in UTC, so a DST change in between does not shift it),
+    in now's zone; ValueError when that is past the last date a job may have."""
+    try:
+        at = now.astimezone(UTC) + delay
+    except OverflowError:
+        at = datetime.max.replace(tzinfo=UTC)
+    if at.timestamp() > _LATEST:
+        raise ValueError("that is too far ahead")
+    return at.astimezone(now.tzinfo)
 
 
 def human_duration(seconds: float) -> str:
@@ -259,6 +278,8 @@ def plan(when: When, zone: str, now: float, min_interval: float) -> Plan:
         at = when.at.timestamp()
         if at <= now:
             raise ValueError(f"{format_local(at, zone)} has already passed")
+        if at > _LATEST:
+            raise ValueError("that is too far ahead")
         return Plan("once", None, None, at)
     if isinstance(when, Every):
         every = when.interval.total_seconds()
@@ -267,6 +288,8 @@ def plan(when: When, zone: str, now: float, min_interval: float) -> Plan:
         first = now + every if when.first is None else when.first.timestamp()
         if first <= now:
             raise ValueError(f"{format_local(first, zone)} has already passed")
+        if first > _LATEST:
+            raise ValueError("that is too far ahead")
         return Plan("interval", every, None, first)
     expr = normalize_cron(when.expr)
     fires: list[float] = []

@@ -22,6 +22,7 @@ from bot.scheduler.timing import (
     WallTimeProblem,
     When,
     format_local,
+    later_by,
     local_time,
     parse_duration,
 )
@@ -74,9 +75,7 @@ def _when(
                 return Once(moment)
             return Once(local_time(moment.date(), moment.hour, moment.minute, ZoneInfo(zone)))
         if delay is not None:
-            # elapsed time: added in UTC, so a DST change in between does not shift it
-            seconds = parse_duration(delay).total_seconds()
-            return Once(datetime.fromtimestamp(scheduler.clock() + seconds, ZoneInfo(zone)))
+            return Once(later_by(scheduler.now_in(zone), parse_duration(delay)))
         if every is not None:
             return Every(parse_duration(every))
     except WallTimeProblem as exc:

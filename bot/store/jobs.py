@@ -165,7 +165,8 @@ class JobRepo:
 
     async def listing(self, *, include_closed: bool, person_id: str | None = None) -> list[Job]:
         """Jobs of one person, or of everybody (for the operator), soonest first."""
-        where = "1" if include_closed else "status IN ('pending', 'sending', 'paused')"
+        # "1 = 1", not "1": PostgreSQL takes no integer as a condition
+        where = "1 = 1" if include_closed else "status IN ('pending', 'sending', 'paused')"
         params: tuple[str, ...] = ()
         if person_id is not None:
             where += " AND person_id = ?"
@@ -283,6 +284,39 @@ class JobRepo:
             return bool(cur.rowcount)
 
         return await self._durable_write(op)
+
+    async def extend_lease(self, job: Job, *, until: float) -> bool:
+        """Keep the claim of a delivery still under way; False when it was lost."""
+        return await self.store.write(
+            lambda c: bool(
+                c.execute(
+                    f"UPDATE jobs SET lease_until = :until WHERE {_HELD}",
+                    {"until": until, **_held(job)},
+                ).rowcount
+            )
+        )
+
+    async def release(self, job: Job, *, due: float, now: float) -> bool:
+        """Give a claimed job back unsent, due at `due` (the occurrence it catches up on):
+        there was no room to deliver it in this pass."""
+        return await self.store.write(
+            lambda c: bool(
+                c.execute(
+                    "UPDATE jobs SET status = 'pending', due_at = :due, run_at = :due, "
+                    "attempt = attempt - 1, lease_until = NULL, updated_at = :now "
+                    f"WHERE {_HELD}",
+                    {"due": due, "now": now, **_held(job)},
+                ).rowcount
+            )
+        )
+
+    async def holds(self, job: Job) -> bool:
+        """Whether `job`'s claim still stands (not cancelled, nor taken over, meanwhile)."""
+        return await self.store.read(
+            lambda c: (
+                c.execute(f"SELECT 1 FROM jobs WHERE {_HELD}", _held(job)).fetchone() is not None
+            )
+        )
 
     async def retry_later(
         self, job: Job, *, run_at: float, error: str, now: float, answer: str | None

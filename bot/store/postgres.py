@@ -100,8 +100,21 @@ class PgConnection:
 
 
 def _params(params: Any) -> Any:
-    # SQLite takes a list where psycopg wants a tuple or a dict; both take the same values
-    return params if isinstance(params, dict) else tuple(params)
+    """SQLite takes a list where psycopg wants a tuple or a dict; both take the same values.
+    PostgreSQL's text cannot hold NUL, which SQLite's can (a pasted binary, a command's
+    output): it is written as U+FFFD instead of failing the write, and the turn with it."""
+    if isinstance(params, dict):
+        if any(isinstance(v, str) and "\x00" in v for v in params.values()):
+            return {k: _without_nul(v) for k, v in params.items()}
+        return params
+    values = tuple(params)
+    if any(isinstance(v, str) and "\x00" in v for v in values):
+        return tuple(_without_nul(v) for v in values)
+    return values
+
+
+def _without_nul(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
 
 
 def configure(raw: Any) -> None:

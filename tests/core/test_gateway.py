@@ -380,3 +380,26 @@ async def test_context_too_long_compacts_and_retries_the_same_model(make_config:
     assert purposes == ["chat", "chat", "chat", "memory_extract", "compaction", "chat"]
     assert channel.texts()[-1] == "fine"
     assert "SUMMARY" in calls[-1].system
+
+
+async def test_a_message_with_half_an_emoji_is_answered_and_kept(make_config: Any) -> None:
+    """A lone UTF-16 surrogate (a client cut an emoji in half; JSON carries it as an escape)
+    became U+FFFD; it used to pass on to the store, which cannot encode it: the answer was
+    sent, then "Something went wrong", and the turn ran again at every start."""
+    async with FakeLLM() as fake:
+        fake.push(Reply(text="Nice!"))
+        channel = RecordingChannel()
+        async with Gateway(_fake_llm_config(make_config, fake), channels={"test": channel}) as gw:
+            await channel.push("look \ud83d what I found")
+            await _until(lambda: gw.sessions.active == 0 and not gw.sessions.queue_depth)
+            await channel.push("/remind in 1h see \ud83d again")
+            texts = await channel.wait_for_messages(2)
+            await _until(lambda: gw.sessions.active == 0 and not gw.sessions.queue_depth)
+            session = gw.sessions.get("test:dm:u1")
+            rows = await gw.store.turns.for_session(session.row.id)  # type: ignore[union-attr]
+            unfinished = await gw.store.deliveries.unfinished()
+        [call] = fake.calls(path="/v1/chat/completions")
+        assert call.body["messages"][-1]["content"] == "look \ufffd what I found"
+        assert texts[0] == "Nice!" and "see \ufffd again" in texts[1]
+        assert [r["role"] for r in rows] == ["user", "assistant"]
+        assert unfinished == []

@@ -86,3 +86,19 @@ async def test_a_scheduled_task_runs_the_agent_and_delivers_its_answer(make_conf
     assert asked.count("tell me a fun fact") == 1, asked
     assert len(provider.requests) == 3, "two calls for the turn, one for the task"
     assert jobs == []  # a one-shot task is done after it ran
+
+
+async def test_a_reminder_too_far_ahead_is_refused_and_the_list_still_works(
+    make_config: Any,
+) -> None:
+    channel = RecordingChannel()
+    async with Gateway(make_config(), provider=ScriptedProvider([]), channels={"test": channel}):
+        await channel.push("/remind every 999999w renew the passport")
+        await channel.push("/remind in 99999999999999d x")
+        await channel.push("/reminders")
+        texts = await channel.wait_for_messages(3)
+    # a time past what a date can say was stored, then its confirmation (and every listing
+    # after it) failed with "Something went wrong"
+    assert texts[0] == "That is too far ahead."
+    assert texts[1] == "99999999999999d is too long. Please give a shorter time."
+    assert texts[2] == "You have no reminders or scheduled tasks."

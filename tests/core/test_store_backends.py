@@ -185,6 +185,29 @@ async def test_job_claims_are_leased_and_not_claimed_twice(store: Store) -> None
     assert [j.id for j in expired] == [due.id] and expired[0].attempt_id != claimed[0].attempt_id
     assert await jobs.next_wake(()) is not None
     assert await jobs.cancel(later.id, "p1", now)
+    # `decapod reminders list --all`: the closed jobs too, of everybody or of one person
+    everything = await jobs.listing(include_closed=True)
+    assert {(j.id, j.status) for j in everything} == {
+        (due.id, JobStatus.SENDING),
+        (later.id, JobStatus.CANCELLED),
+    }
+    assert await jobs.listing(include_closed=True, person_id="p1") == everything
+    assert await jobs.listing(include_closed=True, person_id="p2") == []
+
+
+async def test_a_claimed_job_is_given_back_or_found_cancelled(store: Store) -> None:
+    now = time.time()
+    jobs = JobRepo(store)
+    await jobs.insert(_job("due", now - 100), max_active=10)
+    [claimed] = await jobs.claim_due(now, now + 60, limit=10, overdue_before=0, busy=())
+    assert await jobs.holds(claimed)
+    # no room in this pass: given back, due at the occurrence it catches up on
+    assert await jobs.release(claimed, due=now - 10, now=now)
+    assert not await jobs.holds(claimed)
+    [again] = await jobs.claim_due(now, now + 60, limit=10, overdue_before=0, busy=())
+    assert again.id == claimed.id and again.due_at == now - 10 and again.attempt == 1
+    assert await jobs.cancel(again.id, "p1", now)
+    assert not await jobs.holds(again)
 
 
 @pytest.mark.parametrize(

@@ -308,3 +308,36 @@ async def test_a_failed_write_whose_rollback_fails_too_leaves_the_store_writable
         conn.execute = real
         await store.kv.set("after", "2")
         assert await store.kv.get("after") == "2"
+
+
+async def test_a_nul_in_a_message_or_an_answer_is_kept_on_postgresql(
+    make_config: Any, pg_url: str
+) -> None:
+    """PostgreSQL's text cannot hold NUL (SQLite's can): it is stored as U+FFFD. It failed
+    the turn's write: the answer went out, then "Something went wrong", and the message
+    stayed unfinished, to be answered again at every start."""
+    from bot.gateway import Gateway
+    from bot.providers.testing import ScriptedProvider
+    from tests.fakes.channel import RecordingChannel
+
+    channel = RecordingChannel()
+    provider = ScriptedProvider(["it says a\x00b"])
+    config = make_config(store={"url": pg_url})
+    async with Gateway(config, provider=provider, channels={"test": channel}) as gw:
+        await channel.push("what does a\x00b say?")
+        await channel.push("/remind in 1h check a\x00b")
+        texts = await channel.wait_for_messages(2)
+        async with asyncio.timeout(10):
+            while await gw.store.deliveries.unfinished():
+                await asyncio.sleep(0.05)
+        session = gw.sessions.get("test:dm:u1")
+        await gw.sessions.load(session)
+        assert session.row is not None
+        rows = await gw.store.turns.for_session(session.row.id)
+        [job] = await JobRepo(gw.store).listing(include_closed=False)
+    assert texts[0] == "it says a\x00b" and texts[1].startswith(f"Reminder {job.id} set")
+    assert [(r["role"], r["content"]) for r in rows] == [
+        ("user", "what does a\ufffdb say?"),
+        ("assistant", "it says a\ufffdb"),
+    ]
+    assert job.text == "check a\ufffdb"

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.messages import Conversation, Identity
-from bot.scheduler import JobKind, JobStatus, ScheduleError, Scheduler
+from bot.scheduler import Job, JobKind, JobStatus, ScheduleError, Scheduler
 from bot.scheduler.timing import Cron, Every, Once
 from bot.store import Store
 
@@ -285,13 +285,76 @@ async def test_cancel_during_delivery_is_not_undone(
     assert await scheduler.deliver_due() == 0
 
 
+async def task_due(scheduler: Scheduler, clock: FakeClock) -> str:
+    """A task "summarize my inbox", scheduled a minute ahead and now due."""
+    job_id = await remind(scheduler, once_in(clock, 60), "summarize my inbox", kind=JobKind.TASK)
+    clock.advance(60)
+    return job_id
+
+
+async def test_a_task_cancelled_while_its_prompt_runs_sends_nothing(
+    make_scheduler: MakeScheduler, clock: FakeClock, deliverer: RecordingDeliverer
+) -> None:
+    class CancelledMidway(EchoTaskRunner):
+        """The person cancels the task while the model is still working on it."""
+
+        async def run_task(self, job: Job) -> str:
+            assert await scheduler.cancel("alice", job.id)
+            return await super().run_task(job)
+
+    runner = CancelledMidway()
+    scheduler = make_scheduler(runner)
+    job_id = await task_due(scheduler, clock)
+    await scheduler.deliver_due()
+    assert [j.id for j in runner.jobs] == [job_id]
+    # the person was told "Cancelled", so the answer made meanwhile must not follow it
+    assert deliverer.texts() == []
+    job = await scheduler.jobs.get(job_id)
+    assert job is not None and job.status is JobStatus.CANCELLED
+
+
+async def test_a_task_running_longer_than_the_lease_is_not_claimed_by_another_replica(
+    make_scheduler: MakeScheduler, clock: FakeClock, deliverer: RecordingDeliverer
+) -> None:
+    """Its lease is renewed while the prompt runs; once it ran out, the other replica's
+    scheduler claimed the job and ran the prompt again, tools and all (and again, and again,
+    each lease later)."""
+
+    class SlowTask(EchoTaskRunner):
+        def __init__(self) -> None:
+            super().__init__()
+            self.started, self.finish = asyncio.Event(), asyncio.Event()
+
+        async def run_task(self, job: Job) -> str:
+            self.started.set()
+            await self.finish.wait()
+            return await super().run_task(job)
+
+    runner = SlowTask()
+    one, other = (
+        make_scheduler(runner, lease_seconds=0.3),
+        make_scheduler(runner, lease_seconds=0.3),
+    )
+    job_id = await task_due(one, clock)
+    first = asyncio.create_task(one.deliver_due())
+    await runner.started.wait()
+    clock.advance(30)  # the prompt runs for 100 leases
+    async with asyncio.timeout(10):  # until the holder renewed its lease
+        while (job := await one.jobs.get(job_id)) is None or (job.lease_until or 0) < clock.now:
+            await asyncio.sleep(0.05)
+    assert await other.deliver_due() == 0
+    runner.finish.set()
+    await first
+    assert [j.id for j in runner.jobs] == [job_id]
+    assert deliverer.texts() == ["answer to: summarize my inbox"]
+
+
 async def test_task_runs_its_prompt_and_delivers_the_answer(
     make_scheduler: MakeScheduler, clock: FakeClock, deliverer: RecordingDeliverer
 ) -> None:
     runner = EchoTaskRunner()
     scheduler = make_scheduler(runner)
-    job_id = await remind(scheduler, once_in(clock, 60), "summarize my inbox", kind=JobKind.TASK)
-    clock.advance(60)
+    job_id = await task_due(scheduler, clock)
     await scheduler.deliver_due()
     assert [j.id for j in runner.jobs] == [job_id]
     assert deliverer.texts() == ["answer to: summarize my inbox"]
@@ -371,19 +434,28 @@ async def test_running_loop_is_woken_for_the_due_time(
         await scheduler.stop()
 
 
+class SlowDeliverer(RecordingDeliverer):
+    """Each send takes a while; records how many were under way at once at most."""
+
+    in_flight = 0
+    most = 0
+
+    async def deliver(self, conversation: Conversation, text: str) -> str:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        await asyncio.sleep(0.05)
+        self.in_flight -= 1
+        return await super().deliver(conversation, text)
+
+
+async def wait_for_sends(deliverer: RecordingDeliverer, count: int) -> None:
+    start = time.time()
+    while len(deliverer.sent) < count and time.time() - start < 20:
+        await asyncio.sleep(0.02)
+
+
 async def test_concurrent_deliveries_are_bounded_and_the_backlog_drains(store: Store) -> None:
     from bot.scheduler import SchedulerConfig
-
-    class SlowDeliverer(RecordingDeliverer):
-        in_flight = 0
-        most = 0
-
-        async def deliver(self, conversation: Conversation, text: str) -> str:
-            self.in_flight += 1
-            self.most = max(self.most, self.in_flight)
-            await asyncio.sleep(0.05)
-            self.in_flight -= 1
-            return await super().deliver(conversation, text)
 
     deliverer = SlowDeliverer()
     config = SchedulerConfig(max_concurrent_deliveries=2, poll_seconds=30)
@@ -394,13 +466,36 @@ async def test_concurrent_deliveries_are_bounded_and_the_backlog_drains(store: S
     await scheduler.start()
     try:
         start = time.time()
-        while len(deliverer.sent) < 10 and time.time() - start < 20:
-            await asyncio.sleep(0.02)
+        await wait_for_sends(deliverer, 10)
         assert sorted(deliverer.texts()) == sorted(f"⏰ r{i}" for i in range(10))
         assert deliverer.most == 2
         assert time.time() - start < 20  # well before the 30 s poll; loose for a busy machine
     finally:
         await scheduler.stop()
+
+
+async def test_the_catch_up_after_long_downtime_keeps_the_concurrency_limit(
+    make_scheduler: MakeScheduler, clock: FakeClock
+) -> None:
+    """Repeating jobs last due before the lateness limit are all claimed at once after a
+    long downtime; those catching up on a recent occurrence are still sent a few at a time
+    (a check-in or task each runs a model turn), each once."""
+    scheduler = make_scheduler(max_concurrent_deliveries=3, poll_seconds=30)
+    deliverer = scheduler.deliverer = SlowDeliverer()
+    for i in range(12):
+        await remind(scheduler, Cron("0 18 * * *"), f"r{i}", person=f"p{i}")
+    clock.advance(2 * 86_400 + 5400)  # down for two days; today's 18:00 was half an hour ago
+    await scheduler.start()
+    try:
+        await wait_for_sends(deliverer, 12)
+        await asyncio.sleep(0.2)  # room for a duplicate to show
+    finally:
+        await scheduler.stop()
+    assert sorted(t.split("\n")[0] for t in deliverer.texts()) == sorted(
+        f"⏰ r{i}" for i in range(12)
+    )
+    assert all("late by 30m" in text for text in deliverer.texts())
+    assert deliverer.most == 3
 
 
 def test_config_rejects_unknown_keys_and_zones() -> None:

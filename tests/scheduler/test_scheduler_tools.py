@@ -87,6 +87,10 @@ async def test_schedule_tool_echoes_the_resolved_local_time(
         ({"text": "", "delay": "5m"}, "text"),
         ({"text": "x", "delay": "5m", "channel": "other"}, "Extra inputs"),
         ({"text": "x", "delay": "5m", "kind": "task"}, "tasks are not available"),
+        ({"text": "x", "delay": "99999999999999d"}, "99999999999999d is too long"),
+        ({"text": "x", "delay": "600000w"}, "too far ahead"),
+        ({"text": "x", "every": "999999w"}, "too far ahead"),
+        ({"text": "x", "at": "9999-12-31T23:59"}, "too far ahead"),
     ],
 )
 async def test_schedule_tool_rejects_bad_arguments(
