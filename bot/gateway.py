@@ -132,7 +132,10 @@ class Gateway:
         self.setup_code: str | None = None
         self.turns = TurnRunner(self)
         self.deliveries = Deliveries(
-            self.store.deliveries, accept=self._accept, notify=self.notify_owner
+            self.store.deliveries,
+            accept=self._accept,
+            again=self._dispatch,
+            notify=self.notify_owner,
         )
         self.sessions = SessionManager(
             self.store,
@@ -303,6 +306,10 @@ class Gateway:
     async def _accept(self, message: InboundMessage) -> None:
         if not await self.admit(message):
             return
+        self._dispatch(message)
+
+    def _dispatch(self, message: InboundMessage) -> None:
+        """An admitted message to its session's queue (or run at once: /approve)."""
         spec = self.commands.get(message.command.name) if message.command else None
         if spec is not None and spec.immediate:
             # answers a turn that may be waiting in this very session (/approve)
