@@ -1,8 +1,8 @@
 """The gateway owns every component's lifecycle and routes inbound -> session -> agent -> reply.
 
 Start-up enters each component through one AsyncExitStack, so a failed start stops what had
-started. A stop first lets running turns finish (up to `gateway.shutdown_grace_s`); what is
-still unfinished stays pending in the inbound table and runs again at the next start, except
+started. A stop first lets running turns finish (up to `gateway.shutdown_grace_s`), except
+those still reading attachments, which end at once; what is still unfinished stays pending in the inbound table and runs again at the next start, except
 that an answer the person has partly seen is never asked of the model again (bot/delivery.py).
 """
 
@@ -282,6 +282,10 @@ class Gateway:
 
     async def _drain(self) -> None:
         self._accepting = False
+        if self.media is not None:
+            # a download or a transcription in flight would hold the stop up for as long as
+            # it takes; nothing of such a turn was shown yet, and it runs again at the start
+            self.media.stop_taking()
         if not await self.sessions.drain(self.config.gateway.shutdown_grace_s):
             log.warning("stopped with turns unfinished; they run again at the next start")
 

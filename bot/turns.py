@@ -27,6 +27,7 @@ from bot.errors import (
     StorageUnavailable,
 )
 from bot.logging import log_fields
+from bot.media.errors import IntakeStopped
 from bot.media.outside import holds_outside_content
 from bot.messages import (
     Command,
@@ -89,6 +90,10 @@ class TurnRunner:
             log.error("turn in %s not saved: %s", session.key, exc)
             if deliveries.storage_refused(message, outbox):
                 await self.gw.say(message, exc.retried_message)
+        except IntakeStopped as exc:
+            # the gateway stops while attachments are read: nothing was said or stored, and
+            # the next start reads them again
+            log.info("turn in %s left for the next start: %s", session.key, exc)
         except StartUpStepFailed as exc:
             # as when a start fails: nothing of the turn ran, its delivery stays pending
             log.error("turn in %s not run: %s", session.key, exc)
