@@ -2,8 +2,9 @@
 
 Start-up enters each component through one AsyncExitStack, so a failed start stops what had
 started. A stop first lets running turns finish (up to `gateway.shutdown_grace_s`), except
-those still reading attachments, which end at once; what is still unfinished stays pending in the inbound table and runs again at the next start, except
-that an answer the person has partly seen is never asked of the model again (bot/delivery.py).
+those still reading attachments, which end at once; what is still unfinished stays pending
+in the inbound table and runs again at the next start, except that an answer the person has
+partly seen is never asked of the model again (bot/delivery.py).
 """
 
 from __future__ import annotations
