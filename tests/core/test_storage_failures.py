@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from bot import delivery
 from bot.errors import StorageUnavailable
 from bot.gateway import Gateway
-from bot.providers.base import ChatRequest
+from bot.providers.base import ChatRequest, Finish, TextDelta
 from bot.providers.testing import FunctionProvider
 from channels.console import ConsoleChannel
 from tests.fakes.channel import RecordingChannel
@@ -219,3 +220,63 @@ async def test_a_try_refused_by_the_store_waits_no_longer_than_the_stop(
         make_config(), provider=FunctionProvider(answer), channels={"test": rerun}
     ) as gateway:
         await _until_done(gateway, first.id)
+
+
+class NotingChannel(RecordingChannel):
+    """Once it sent the note on an answer a restart cut off, another process locks the
+    database (as in the test above) until `release`."""
+
+    gateway: Gateway | None = None
+    lock: Any = None
+
+    async def _send_text(self, message: Any, text: str) -> Any:
+        ref = await super()._send_text(message, text)
+        if text == delivery.INTERRUPTED_NOTE and self.gateway is not None and self.lock is None:
+            from bot.store import sqlite as store_sqlite
+
+            path = str(self.gateway.store.path)
+            self.lock = store_sqlite.sqlite_module().connect(path, isolation_level=None)
+            self.lock.execute("BEGIN EXCLUSIVE")
+        return ref
+
+    def release(self) -> None:
+        self.lock.execute("ROLLBACK")
+        self.lock.close()
+
+
+async def test_the_note_on_a_cut_off_answer_is_said_once_while_the_store_refuses_it(
+    make_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.store import sqlite as store_sqlite
+
+    monkeypatch.setattr(store_sqlite, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(delivery, "STORAGE_RETRY_DELAYS_S", (0.2,))
+
+    async def slowly(request: ChatRequest) -> AsyncIterator[Any]:
+        for i in range(200):
+            await asyncio.sleep(0.02)
+            yield TextDelta(f"word{i}" if i == 0 else f" word{i}")
+        yield Finish()
+
+    config = make_config(gateway={"shutdown_grace_s": 0.1})
+    first = RecordingChannel()
+    async with Gateway(config, provider=FunctionProvider(slowly), channels={"test": first}):
+        message = await first.push("tell me a long story")
+        await _until(lambda: first.texts() and len(first.texts()[0].split()) >= 3)
+
+    second = NotingChannel()
+    provider = FunctionProvider(slowly)
+    second.gateway = gateway = Gateway(config, provider=provider, channels={"test": second})
+    try:
+        async with gateway:
+            await _until(lambda: any("storage is busy" in t for t in second.texts()))
+            await asyncio.sleep(1.5)  # tries while the lock is held
+            assert await gateway.store.inbound.status("test", message.id) == "pending"
+            second.release()
+            await _until_done(gateway, message.id)
+            await gateway.sessions.wait_idle()
+    finally:
+        if second.lock is not None:
+            second.lock.close()
+    assert second.texts().count(delivery.INTERRUPTED_NOTE) == 1
+    assert len(second.texts()) == 2, "the note, and the storage notice once"
