@@ -126,21 +126,26 @@ async def test_without_a_transcriber_the_reply_says_how_to_enable_it(
     assert channel.fetched == []  # nothing downloaded that nobody can use
 
 
-async def test_a_transcription_that_hangs_is_given_up_at_the_intake_deadline(
-    make_config: Any, fake: FakeLLM
-) -> None:
-    """Every server of the chain takes the audio and never answers (each try would wait its
-    60 s timeout, twice): at the intake's deadline the person is told once which voice note
-    was not transcribed, and the text that came with it is answered."""
-    fake.push("Bread is on it.")
+def _hanging(make_config: Any, fake: FakeLLM, intake_timeout_s: float) -> Any:
+    """A gateway whose one transcription server takes the audio and never answers (each try
+    would wait its 60 s timeout, and the SDK tries twice)."""
     fake.transcript_replies.extend([Reply(hang=True), Reply(hang=True)])
-    async with running(
+    return running(
         make_config,
         fake,
         models={"chat": ["oa:gpt-4o-mini"]},
         transcription={"chain": ["oa:whisper-1"]},
-        media={"intake_timeout_s": 2.0},
-    ) as (gw, channel):
+        media={"intake_timeout_s": intake_timeout_s},
+    )
+
+
+async def test_a_transcription_that_hangs_is_given_up_at_the_intake_deadline(
+    make_config: Any, fake: FakeLLM
+) -> None:
+    """At the intake's deadline the person is told once which voice note was not
+    transcribed, and the text that came with it is answered."""
+    fake.push("Bread is on it.")
+    async with _hanging(make_config, fake, 2.0) as (gw, channel):
         channel.files["voice-1"] = wav_silence(0.5)
         started = time.monotonic()
         await channel.push("is bread on the list?", parts=(NOTE,))
@@ -160,14 +165,7 @@ async def test_a_transcription_that_hangs_is_given_up_at_the_intake_deadline(
 async def test_a_voice_note_alone_not_transcribed_in_time_is_said_and_not_run_again(
     make_config: Any, fake: FakeLLM
 ) -> None:
-    fake.transcript_replies.extend([Reply(hang=True), Reply(hang=True)])
-    async with running(
-        make_config,
-        fake,
-        models={"chat": ["oa:gpt-4o-mini"]},
-        transcription={"chain": ["oa:whisper-1"]},
-        media={"intake_timeout_s": 1.0},
-    ) as (gw, channel):
+    async with _hanging(make_config, fake, 1.0) as (gw, channel):
         channel.files["voice-1"] = wav_silence(0.5)
         await channel.push("", parts=(NOTE,))
         texts = await channel.wait_for_messages(1, timeout=50)
