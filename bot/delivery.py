@@ -10,6 +10,10 @@ Every send and edit of an answer is recorded with its delivery (`Outbox`), so th
   a failed delivery never costs another model call;
 - a restart never asks the model again for an answer that was partly shown: a complete one
   is sent on from where it stopped, one the model was still writing gets a one-line note;
+- a turn the store refused to record (busy, full, read-only, failing: StorageUnavailable)
+  runs again while the gateway runs, after pauses that grow to `STORAGE_RETRY_DELAYS_S`'s
+  last; a turn whose answer was already shown keeps what is left to store
+  (`store_or_keep`), so its retry asks the model nothing and sends nothing again;
 - among replicas, no text of an answer goes to the channel unless this replica still holds
   the session (`SessionFence`): one that lost it under load or out of reach of the
   database before showing anything stops the turn unsent and unrecorded, and the new
@@ -24,7 +28,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol
 
-from bot.errors import ChannelError, DeliveryRefused
+from bot.errors import ChannelError, DeliveryRefused, StorageUnavailable
 from bot.messages import Conversation, InboundMessage, SentRef
 from bot.store.deliveries import DeliveryRepo, DeliveryState, DeliveryUpdate, Key, OpenDelivery
 
@@ -36,6 +40,10 @@ MAX_ATTEMPTS = 3
 RETRY_DELAYS_S = (15.0, 60.0)
 #: an answer being edited in place is recorded at most this often (every new message is)
 SAVE_EVERY_S = 2.0
+#: seconds before each next try of a turn the store refused; the last repeats until it is
+#: stored or the gateway stops (a lock another process holds clears in seconds, a full
+#: disk when the operator frees space)
+STORAGE_RETRY_DELAYS_S = (2.0, 10.0, 30.0, 60.0, 300.0)
 INTERRUPTED_NOTE = "(My answer above was cut off by a restart. Ask me again if you need the rest.)"
 
 
@@ -116,8 +124,14 @@ class Outbox:
         count, at = self._saved
         now = time.monotonic()
         if len(state.refs) != count or now - at >= SAVE_EVERY_S:
+            try:
+                await self.repo.save(self.key, state)
+            except StorageUnavailable as exc:
+                # a mark for a crash, not the answer: it goes on, and the turn's own write
+                # records what was shown (or is tried again, see Deliveries.storage_refused)
+                log.warning("what was shown in %s is not recorded yet: %s", self.key, exc)
+                return
             self._saved = (len(state.refs), now)
-            await self.repo.save(self.key, state)
 
 
 class Deliveries:
@@ -128,13 +142,21 @@ class Deliveries:
         repo: DeliveryRepo,
         *,
         accept: Callable[[InboundMessage], Awaitable[None]],
+        again: Callable[[InboundMessage], None],
         notify: Callable[[str], Awaitable[None]],
     ) -> None:
         self.repo = repo
         self._accept = accept
+        #: a try after a refusal by the store: the message was admitted, and asking again
+        #: would read the store (and tell the hooks a second time)
+        self._again = again
         self._notify = notify
         self._waiting: dict[Key, DeliveryState] = {}
         self._timers: set[asyncio.Task[None]] = set()
+        #: tries the store refused, by delivery, while it is refused
+        self._refused: dict[Key, int] = {}
+        #: what is left of a turn whose answer went out but could not be stored
+        self._unstored: dict[Key, Callable[[], Awaitable[None]]] = {}
         #: asked before an answer's text goes out; a replica sets its session leases here
         self.fence: SessionFence = _AlwaysHeld()
 
@@ -215,6 +237,37 @@ class Deliveries:
             f"{reason}."
         )
 
+    def unstored(self, message: InboundMessage) -> Callable[[], Awaitable[None]] | None:
+        """What is left of the delivery's turn, kept by `store_or_keep`; None: run it whole."""
+        return self._unstored.pop(delivery_key(message), None)
+
+    async def store_or_keep(
+        self, message: InboundMessage, rest: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Run `rest`, the end of a turn whose answer went out (storing it, then what
+        follows). When the store refuses it, `rest` is kept for the next try, which runs only
+        it: the model is not asked again and nothing is sent twice."""
+        try:
+            await rest()
+        except StorageUnavailable:
+            self._unstored[delivery_key(message)] = rest
+            raise
+
+    def storage_refused(self, message: InboundMessage, outbox: Outbox) -> bool:
+        """A try of the delivery the store refused: it runs again after a pause (with what
+        the person saw of its answer), and again until it is stored or the gateway stops.
+        True the first time, when the person is told (once, not on every try)."""
+        key = delivery_key(message)
+        tries = self._refused[key] = self._refused.get(key, 0) + 1
+        delay = STORAGE_RETRY_DELAYS_S[min(tries, len(STORAGE_RETRY_DELAYS_S)) - 1]
+        log.warning("trying %s again in %.0fs (store refused try %d)", key, delay, tries)
+        self._schedule(message, outbox.state, delay, admitted=True)
+        return tries == 1
+
+    def storage_took(self, message: InboundMessage) -> None:
+        """A try the store did not refuse: the next refusal is told again."""
+        self._refused.pop(delivery_key(message), None)
+
     def stop(self) -> None:
         """Stop waiting for tries that are not due. (What is queued keeps its state: the
         drain may still run it.)"""
@@ -222,15 +275,20 @@ class Deliveries:
             timer.cancel()
         self._timers.clear()
 
-    def _schedule(self, message: InboundMessage, state: DeliveryState, delay: float) -> None:
+    def _schedule(
+        self, message: InboundMessage, state: DeliveryState, delay: float, admitted: bool = False
+    ) -> None:
         self._waiting[delivery_key(message)] = state
-        timer = asyncio.create_task(self._later(message, max(delay, 0.0)))
+        timer = asyncio.create_task(self._later(message, max(delay, 0.0), admitted))
         self._timers.add(timer)
         timer.add_done_callback(self._timers.discard)
 
-    async def _later(self, message: InboundMessage, delay: float) -> None:
+    async def _later(self, message: InboundMessage, delay: float, admitted: bool) -> None:
         await asyncio.sleep(delay)
-        await self._accept(message)
+        if admitted:
+            self._again(message)
+        else:
+            await self._accept(message)
 
 
 def _where(conversation: Conversation) -> str:

@@ -65,6 +65,11 @@ class StorageUnavailable(StoreError):
             f"Sorry, I cannot save anything right now: storage is {reason}. "
             "Your message is kept; please try again later."
         )
+        #: said in a turn, which is tried again by itself (bot/delivery.py)
+        self.retried_message = (
+            f"Sorry, I cannot save anything right now: storage is {reason}. "
+            "Your message is kept, and I will try it again by myself."
+        )
 
 
 class ChannelError(DecapodError):

@@ -1,9 +1,10 @@
 """The gateway owns every component's lifecycle and routes inbound -> session -> agent -> reply.
 
 Start-up enters each component through one AsyncExitStack, so a failed start stops what had
-started. A stop first lets running turns finish (up to `gateway.shutdown_grace_s`); what is
-still unfinished stays pending in the inbound table and runs again at the next start, except
-that an answer the person has partly seen is never asked of the model again (bot/delivery.py).
+started. A stop first lets running turns finish (up to `gateway.shutdown_grace_s`), except
+those still reading attachments, which end at once; what is still unfinished stays pending
+in the inbound table and runs again at the next start, except that an answer the person has
+partly seen is never asked of the model again (bot/delivery.py).
 """
 
 from __future__ import annotations
@@ -132,7 +133,10 @@ class Gateway:
         self.setup_code: str | None = None
         self.turns = TurnRunner(self)
         self.deliveries = Deliveries(
-            self.store.deliveries, accept=self._accept, notify=self.notify_owner
+            self.store.deliveries,
+            accept=self._accept,
+            again=self._dispatch,
+            notify=self.notify_owner,
         )
         self.sessions = SessionManager(
             self.store,
@@ -279,6 +283,10 @@ class Gateway:
 
     async def _drain(self) -> None:
         self._accepting = False
+        if self.media is not None:
+            # a download or a transcription in flight would hold the stop up for as long as
+            # it takes; nothing of such a turn was shown yet, and it runs again at the start
+            self.media.stop_taking()
         if not await self.sessions.drain(self.config.gateway.shutdown_grace_s):
             log.warning("stopped with turns unfinished; they run again at the next start")
 
@@ -307,6 +315,10 @@ class Gateway:
     async def _accept(self, message: InboundMessage) -> None:
         if not await self.admit(message):
             return
+        self._dispatch(message)
+
+    def _dispatch(self, message: InboundMessage) -> None:
+        """An admitted message to its session's queue (or run at once: /approve)."""
         spec = self.commands.get(message.command.name) if message.command else None
         if spec is not None and spec.immediate:
             # answers a turn that may be waiting in this very session (/approve)

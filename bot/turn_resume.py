@@ -29,20 +29,25 @@ async def resume_shown(
     state = outbox.state
     if not state.final:
         await gw.say(message, INTERRUPTED_NOTE)
-        await gw.sessions.load(session)
-        assert session.row is not None
-        turn_id = f"{message.conversation.channel}:{message.id}"
-        user = user_message_of(message, message.text, gw.redactor.redact)
-        records = [
-            TurnRecord(turn_id, user, identity_key=message.identity.key),
-            TurnRecord(turn_id, ChatMessage("assistant", state.answer), outcome="interrupted"),
-        ]
-        key = delivery_key(message)
-        ids = await gw.store.turns.add(
-            session.row.id, records, inbound_done=key, delivery=DeliveryUpdate(key, state)
-        )
-        rows = [(row_id, rec.message) for row_id, rec in zip(ids, records, strict=True)]
-        gw.sessions.remember(session, rows)
+
+        async def record() -> None:
+            await gw.sessions.load(session)
+            assert session.row is not None
+            turn_id = f"{message.conversation.channel}:{message.id}"
+            user = user_message_of(message, message.text, gw.redactor.redact)
+            records = [
+                TurnRecord(turn_id, user, identity_key=message.identity.key),
+                TurnRecord(turn_id, ChatMessage("assistant", state.answer), outcome="interrupted"),
+            ]
+            key = delivery_key(message)
+            ids = await gw.store.turns.add(
+                session.row.id, records, inbound_done=key, delivery=DeliveryUpdate(key, state)
+            )
+            rows = [(row_id, rec.message) for row_id, rec in zip(ids, records, strict=True)]
+            gw.sessions.remember(session, rows)
+
+        # the note is said once, also when the store refuses the record (tried again alone)
+        await gw.deliveries.store_or_keep(message, record)
         return
     rest = state.answer[state.shown :]
     if rest.strip():

@@ -27,6 +27,7 @@ from bot.errors import (
     StorageUnavailable,
 )
 from bot.logging import log_fields
+from bot.media.errors import IntakeStopped
 from bot.media.outside import holds_outside_content
 from bot.messages import (
     Command,
@@ -63,11 +64,16 @@ class TurnRunner:
 
     async def run(self, session: Session, message: InboundMessage) -> None:
         self.gw.metrics.active_turns.inc()
-        outbox = self.gw.deliveries.outbox(message)
+        deliveries = self.gw.deliveries
+        outbox = deliveries.outbox(message)
+        refused = False
         try:
             # the scheduler, memory and the skills, when a message comes before they started
             await self.gw.warmup.wait()
-            if outbox.state.final or outbox.state.started:
+            rest = deliveries.unstored(message)
+            if rest is not None:  # the answer went out; storing it was refused
+                await deliveries.store_or_keep(message, rest)
+            elif outbox.state.final or outbox.state.started:
                 await resume_shown(self.gw, session, message, outbox)
             else:
                 await self._turn(session, message, outbox)
@@ -78,9 +84,16 @@ class TurnRunner:
             # not tried later, as that would run the command again
             await self.gw.deliveries.give_up(message, outbox.state, str(exc))
         except StorageUnavailable as exc:
-            # nothing of the turn was saved, so the delivery stays pending: said, not a crash
+            # nothing of the turn was saved, so the delivery stays pending and is tried again
+            # (bot/delivery.py): said once, not a crash
+            refused = True
             log.error("turn in %s not saved: %s", session.key, exc)
-            await self.gw.say(message, exc.user_message)
+            if deliveries.storage_refused(message, outbox):
+                await self.gw.say(message, exc.retried_message)
+        except IntakeStopped as exc:
+            # the gateway stops while attachments are read: nothing was said or stored, and
+            # the next start reads them again
+            log.info("turn in %s left for the next start: %s", session.key, exc)
         except StartUpStepFailed as exc:
             # as when a start fails: nothing of the turn ran, its delivery stays pending
             log.error("turn in %s not run: %s", session.key, exc)
@@ -101,6 +114,8 @@ class TurnRunner:
             await self._say_failed(message)
             raise
         finally:
+            if not refused:
+                deliveries.storage_took(message)
             self.gw.metrics.active_turns.dec()
             self.gw.metrics.queue_depth.set(self.gw.sessions.queue_depth)
 
@@ -117,21 +132,25 @@ class TurnRunner:
         role = self.gw.access.role_of(message.identity)
         text = message.text
         command = message.command or natural_command(text, self.gw.commands)
+
+        async def done() -> None:
+            await self.gw.store.inbound.set_status(*delivery, "done")
+
         if command is not None:
             reply, text = await self._command(message, command, person, role)
             if reply is not None:
                 await self.gw.say(message, reply)
-                await self.gw.store.inbound.set_status(*delivery, "done")
+                await self.gw.deliveries.store_or_keep(message, done)  # said once, run once
                 return
         problem = self._check_text(text, message)
         if problem:
             await self.gw.say(message, problem)
-            await self.gw.store.inbound.set_status(*delivery, "done")
+            await self.gw.deliveries.store_or_keep(message, done)
             return
         await self.gw.sessions.load(session)
         user, untrusted = await user_message_with_media(self.gw, message, text, person)
         if user is None:  # only attachments, none usable: each was named in a reply
-            await self.gw.store.inbound.set_status(*delivery, "done")
+            await self.gw.deliveries.store_or_keep(message, done)
             return
         ctx = ToolContext(
             identity=message.identity,
@@ -153,16 +172,27 @@ class TurnRunner:
         if failure is None:
             if ctx.deps.hooks is not None:
                 ctx.deps.hooks.reply_sent(ctx, result.text, result.outcome)
-            sent = DeliveryUpdate(delivery, outbox.state)
-            await self._persist(session, turn_id, identity, user, result, delivery, sent)
-            if self.gw.voice is not None and result.outcome == "ok":
-                channel = self.gw.channels[channel_name]
-                await self.gw.voice.answer(channel, message, person, outbox.state.answer)
+            done_with: tuple[str, str] | None = delivery
+            plan: DeliveryUpdate | None = None
+            update: DeliveryUpdate | None = DeliveryUpdate(delivery, outbox.state)
         else:
             # the answer is complete and stored with the turn; only its sending is retried
-            plan = self.gw.deliveries.plan_retry(outbox, failure)
-            await self._persist(session, turn_id, identity, user, result, None, plan)
-            await self.gw.deliveries.retry_or_give_up(message, outbox, failure, plan)
+            done_with, plan = None, self.gw.deliveries.plan_retry(outbox, failure)
+            update = plan
+        stored: list[bool] = []
+
+        async def rest() -> None:
+            # run again whole when the store refused it; the turn is stored only once
+            if not stored:
+                await self._persist(session, turn_id, identity, user, result, done_with, update)
+                stored.append(True)
+            if failure is not None:
+                await self.gw.deliveries.retry_or_give_up(message, outbox, failure, plan)
+            elif self.gw.voice is not None and result.outcome == "ok":
+                channel = self.gw.channels[channel_name]
+                await self.gw.voice.answer(channel, message, person, outbox.state.answer)
+
+        await self.gw.deliveries.store_or_keep(message, rest)
         self.gw.metrics.observe_turn(
             channel_name, result.outcome, time.perf_counter() - started, result.usage
         )

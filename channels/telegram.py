@@ -237,6 +237,7 @@ class TelegramChannel(TelegramOutbound):
 
     async def _close_clients(self) -> None:
         if self._downloads is not None:
+            self._end_downloads()
             await self._downloads.close()
             self._downloads = None
         if self._bot is not None:

@@ -114,6 +114,8 @@ class TelegramOutbound(BaseChannel):
         self._bot: RawUpdatesBot | None = None
         #: made with the first download (most starts never download a file)
         self._downloads: aiohttp.ClientSession | None = None
+        #: the downloads being read, closed by a stop (closing the session does not end them)
+        self._reading: set[aiohttp.ClientResponse] = set()
 
     @property
     def bot(self) -> RawUpdatesBot:
@@ -317,19 +319,33 @@ class TelegramOutbound(BaseChannel):
             raise ChannelError(f"telegram channel {self.name} is not started")
         if self._downloads is None:
             self._downloads = new_session(_DOWNLOAD_POOL, _DOWNLOAD_TIMEOUT)
-        data = bytearray()
+        data, ended = bytearray(), False
         try:
             async with self._downloads.get(file.file_path) as response:
                 if response.status != 200:
                     raise ChannelError(f"downloading {what} failed: HTTP {response.status}")
-                async for block in response.content.iter_any():
-                    data += block
-                    if len(data) > cap:
-                        raise ChannelError(f"{what} is larger than {size_text(cap)}")
+                self._reading.add(response)
+                try:
+                    async for block in response.content.iter_any():
+                        data += block
+                        if len(data) > cap:
+                            raise ChannelError(f"{what} is larger than {size_text(cap)}")
+                finally:
+                    ended = response not in self._reading  # a stop took it out
+                    self._reading.discard(response)
         except (aiohttp.ClientError, TimeoutError) as exc:
+            if ended:
+                raise ChannelError(f"telegram channel {self.name} stopped") from None
             # aiohttp's errors can carry the URL, and the URL carries the token
             raise ChannelError(f"downloading {what} failed: {type(exc).__name__}") from None
         return bytes(data)
+
+    def _end_downloads(self) -> None:
+        """A stop ends the downloads being read at once; a slow file would otherwise hold
+        the stop up until its read timeout (`_DOWNLOAD_TIMEOUT`)."""
+        for response in self._reading:
+            response.close()
+        self._reading.clear()
 
 
 def _classified(exc: TelegramError) -> ChannelError:

@@ -53,6 +53,9 @@ class MediaConfig(Section):
     document_max_chars: int = Field(default=30_000, ge=500)
     #: which model names take images (shell patterns); replaces the defaults when set
     vision_models: list[str] = Field(default_factory=lambda: list(DEFAULT_VISION_MODELS))
+    #: seconds one message's attachments may take, downloads and transcription included;
+    #: past it the person is told what was not read in time, and the rest is answered
+    intake_timeout_s: float = Field(default=120.0, gt=0)
 
     def max_bytes_for(self, channel: str) -> int:
         mb = min(self.max_file_mb, self.max_file_mb_by_channel.get(channel, self.max_file_mb))

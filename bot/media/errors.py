@@ -11,3 +11,8 @@ class MediaProblem(DecapodError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.user_message = message
+
+
+class IntakeStopped(DecapodError):
+    """The gateway stops while a message's attachments are still being read: the turn ends
+    with nothing said or stored, and its delivery stays pending for the next start."""

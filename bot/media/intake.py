@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Protocol
 
 from bot.errors import ChannelError, DecapodError
 from bot.media import documents
-from bot.media.errors import MediaProblem
+from bot.media.errors import IntakeStopped, MediaProblem
 from bot.media.images import prepare_image
 from bot.media.outside import OUTSIDE_CONTENT
 from bot.media.transcribe import HOW_TO_ENABLE, Transcriber
 from bot.media.vision import describe, takes_images
 from bot.messages import Attachment, InboundMessage, size_text
 from bot.providers.base import ChatMessage, ImagePart
+from bot.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -96,6 +97,7 @@ class MediaIntake:
         self.transcriber = transcriber
         self.vision = vision
         self._told_blind: set[str] = set()
+        self._stopping = asyncio.Event()
 
     async def take(
         self,
@@ -107,14 +109,61 @@ class MediaIntake:
     ) -> Intake:
         """`model` is the one that answers first (the person's /model pick, or the chain's
         first): it decides whether pixels are sent. A fallback that cannot see, handed pixels
-        during an outage, refuses the request and the chain moves on."""
+        during an outage, refuses the request and the chain moves on.
+
+        All of it takes at most `[media] intake_timeout_s`: what was not read by then gets
+        one line each (the download or the transcription that did not finish in time), and
+        the rest of the message is answered. IntakeStopped when the gateway stops meanwhile."""
         intake = Intake(sees_images=takes_images(model, self.media.vision_models))
+        if self._stopping.is_set():
+            raise IntakeStopped("the gateway is stopping")
+        steps: list[str] = []  # the step each attachment reached, in order
+        work = asyncio.ensure_future(self._parts(message, channel, sandbox, redact, intake, steps))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait(
+                (work, stopping),
+                timeout=self.media.intake_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            stopping.cancel()
+            if not work.done():
+                await cancel_and_wait(work)
+        if not work.cancelled():
+            work.result()
+            return intake
+        if self._stopping.is_set():
+            raise IntakeStopped("the gateway stopped while attachments were read")
+        limit = _duration(self.media.intake_timeout_s)
+        for i, part in enumerate(message.parts):
+            step = steps[i] if i < len(steps) else "wait"
+            if step != "done":
+                log.warning("attachment %s not read in %s (at: %s)", part.kind, limit, step)
+                intake.problems.append(_too_late(_display_name(part), step, limit))
+        return intake
+
+    def stop_taking(self) -> None:
+        """The gateway stops: what is being read is abandoned (its turns stay pending for
+        the next start) instead of holding the stop up for as long as a download takes."""
+        self._stopping.set()
+
+    async def _parts(
+        self,
+        message: InboundMessage,
+        channel: Fetcher,
+        sandbox: SandboxDeps | None,
+        redact: Callable[[str], str],
+        intake: Intake,
+        steps: list[str],
+    ) -> None:
         cap = self.media.max_bytes_for(message.conversation.channel)
         for part in message.parts:
             started = time.perf_counter()
             name = _display_name(part)
+            steps.append("download")
             try:
-                await self._one(part, name, cap, message, channel, sandbox, redact, intake)
+                await self._one(part, name, cap, message, channel, sandbox, redact, intake, steps)
             except MediaProblem as exc:
                 intake.problems.append(exc.user_message)
             except ChannelError as exc:
@@ -123,6 +172,7 @@ class MediaIntake:
                 # a bug here must cost one attachment, not the turn (the text is still answered)
                 log.exception("attachment %s could not be handled", part.kind)
                 intake.problems.append(f"I could not use {name}: something went wrong on my side")
+            steps[-1] = "done"
             log.info(
                 "attachment %s (%s, %s bytes) handled in %.0f ms",
                 part.kind,
@@ -130,7 +180,6 @@ class MediaIntake:
                 part.size if part.size is not None else "?",
                 (time.perf_counter() - started) * 1000,
             )
-        return intake
 
     async def _one(
         self,
@@ -142,6 +191,7 @@ class MediaIntake:
         sandbox: SandboxDeps | None,
         redact: Callable[[str], str],
         intake: Intake,
+        steps: list[str],
     ) -> None:
         kind = kind_of(part)
         if kind is None:
@@ -157,6 +207,7 @@ class MediaIntake:
                 f"{name} is {size_text(part.size)}; I take files up to {size_text(cap)}"
             )
         data = await channel.fetch(part, cap)
+        steps[-1] = "transcribe" if kind == "audio" else "read"
         if kind == "image":
             await self._image(data, name, message, redact, intake)
         elif kind == "audio":
@@ -257,6 +308,28 @@ def _display_name(part: Attachment) -> str:
     if part.name:
         return part.name
     return {"voice": "the voice note", "image": "the image"}.get(part.kind, "the file")
+
+
+#: what the intake was doing with an attachment when its deadline passed, as the person is told
+_LATE = {
+    "download": "I could not download {name} in time",
+    "transcribe": "I could not transcribe {name} in time",
+    "read": "I could not read {name} in time",
+    "wait": "I did not get to {name} in time",
+}
+
+
+def _too_late(name: str, step: str, limit: str) -> str:
+    """The line for an attachment the intake's deadline cut short, by the step it was at."""
+    again = "please send it again or type it" if step == "transcribe" else "please send it again"
+    return _LATE[step].format(name=name) + f" (I gave up after {limit}); {again}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return f"{minutes} minute" + ("s" if minutes > 1 else "")
+    return f"{seconds:g} second" + ("" if seconds == 1 else "s")
 
 
 def _one_line(text: str) -> str:

@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+from bot import delivery
 from bot.errors import StorageUnavailable
 from bot.gateway import Gateway
-from bot.providers.base import ChatRequest
+from bot.providers.base import ChatRequest, Finish, TextDelta
 from bot.providers.testing import FunctionProvider
 from channels.console import ConsoleChannel
 from tests.fakes.channel import RecordingChannel
@@ -34,17 +36,19 @@ def _read_only(conn: Any) -> None:
     conn.execute("PRAGMA query_only = ON")
 
 
-async def test_full_disk_during_a_turn_tells_the_person_and_keeps_the_message(
-    make_config: Any,
+async def test_full_disk_during_a_turn_tells_the_person_and_finishes_once_there_is_room(
+    make_config: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The answer is shown whole while the disk is full; the turn that could not be stored
+    is stored once there is room again, without a restart, the model asked once."""
+    monkeypatch.setattr(delivery, "STORAGE_RETRY_DELAYS_S", (0.2, 0.4))
     gateway: Gateway
-    filled: list[bool] = []
+    asked: list[str] = []
 
     async def answer(request: ChatRequest) -> str:
+        asked.append(str(request.messages[-1].content))
         if request.messages[-1].content == "first":
-            if not filled:  # the disk fills up while the model answers, once
-                filled.append(True)
-                await gateway.store.write(_fill_up)
+            await gateway.store.write(_fill_up)  # the disk fills up while the model answers
             return LONG_ANSWER
         return "second answer"
 
@@ -55,22 +59,30 @@ async def test_full_disk_during_a_turn_tells_the_person_and_keeps_the_message(
         first = await channel.push("first")
         await _until(lambda: any("storage is full" in t for t in channel.texts()))
         assert "Your message is kept" in channel.texts()[-1]
-        await gateway.sessions.wait_idle()
+        shown = "".join(channel.texts()[:-1]).replace(" ", "")  # cut at spaces
+        assert shown == LONG_ANSWER.replace(" ", ""), "the answer is shown whole"
+        await asyncio.sleep(1.0)  # tries while the disk is still full
         assert await gateway.store.inbound.status("test", first.id) == "pending"
 
         await gateway.store.write(_room_again)
+        await _until_done(gateway, first.id)
         second = await channel.push("second")
         await _until(lambda: channel.texts()[-1] == "second answer")
         await gateway.sessions.wait_idle()
         assert await gateway.store.inbound.status("test", second.id) == "done"
-    # the delivery that was not saved runs again at the next start
+        session = gateway.sessions.get(first.session_key)
+        history = [str(m.content).strip() for m in session.messages()]
+    assert asked == ["first", "second"]
+    assert history == ["first", LONG_ANSWER.strip(), "second", "second answer"]
+    told = [t for t in channel.texts() if "storage is full" in t]
+    assert len(told) == 1
+    # nothing is left for the next start
     rerun = RecordingChannel()
     async with Gateway(
         make_config(), provider=FunctionProvider(answer), channels={"test": rerun}
     ) as gateway:
-        await _until(lambda: any("a long answer." in t for t in rerun.texts()))
         await gateway.sessions.wait_idle()
-        assert await gateway.store.inbound.status("test", first.id) == "done"
+    assert rerun.texts() == [] and asked == ["first", "second"]
 
 
 async def test_read_only_database_during_a_turn_is_said_and_the_next_message_is_refused_plainly(
@@ -124,15 +136,23 @@ async def _until(predicate: Any, timeout: float = 15.0) -> None:
             await asyncio.sleep(0.01)
 
 
-async def test_a_database_locked_by_another_process_mid_turn_is_said_and_kept_for_later(
+async def _until_done(gateway: Gateway, delivery_id: str, timeout: float = 15.0) -> None:
+    async with asyncio.timeout(timeout):
+        while await gateway.store.inbound.status("test", delivery_id) != "done":
+            await asyncio.sleep(0.05)
+
+
+async def test_a_database_locked_by_another_process_mid_turn_is_said_and_finished_later(
     make_config: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another process (a CLI command, a backup) holds the write lock past the busy timeout
-    while a turn is saved: the person is told once, plainly, and the delivery stays pending
-    instead of the turn dying silently in the session worker."""
+    while a turn is saved: the person is told once, plainly, the delivery stays pending
+    while the lock is held, and once it is released the turn is stored without a restart,
+    once: the model is asked once and the answer shown once."""
     from bot.store import sqlite as store_sqlite
 
     monkeypatch.setattr(store_sqlite, "BUSY_TIMEOUT_MS", 200)  # the test waits less
+    monkeypatch.setattr(delivery, "STORAGE_RETRY_DELAYS_S", (0.2, 0.3))
     gateway: Gateway
     holder: list[Any] = []
 
@@ -152,11 +172,111 @@ async def test_a_database_locked_by_another_process_mid_turn_is_said_and_kept_fo
             first = await channel.push("first")
             await _until(lambda: any("storage is busy" in t for t in channel.texts()))
             assert "Your message is kept" in channel.texts()[-1]
-            await gateway.sessions.wait_idle()
-            holder[0].execute("ROLLBACK")
+            await asyncio.sleep(1.5)  # several tries while the lock is held
             assert await gateway.store.inbound.status("test", first.id) == "pending"
-            told = [t for t in channel.texts() if "storage is busy" in t]
-            assert len(told) == 1
+            holder[0].execute("ROLLBACK")
+            await _until_done(gateway, first.id)
+            await gateway.sessions.wait_idle()
+            session = gateway.sessions.get(first.session_key)
+            assert [m.content for m in session.messages()] == [
+                "first",
+                "an answer that cannot be saved yet",
+            ]
+        told = [t for t in channel.texts() if "storage is busy" in t]
+        assert len(told) == 1
+        assert channel.texts().count("an answer that cannot be saved yet") == 1
+        assert len(holder) == 1, "the model was asked again"
     finally:
         for conn in holder:
             conn.close()
+
+
+async def test_a_try_refused_by_the_store_waits_no_longer_than_the_stop(
+    make_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A turn waiting for its next try after a refusal does not hold the stop up; it stays
+    pending for the next start, which stores it."""
+    monkeypatch.setattr(delivery, "STORAGE_RETRY_DELAYS_S", (300.0,))
+    asked: list[str] = []
+
+    async def answer(request: ChatRequest) -> str:
+        asked.append("x")
+        if len(asked) == 1:
+            await gateway.store.write(_read_only)
+        return "kept for later"
+
+    channel = RecordingChannel()
+    async with Gateway(
+        make_config(), provider=FunctionProvider(answer), channels={"test": channel}
+    ) as gateway:
+        first = await channel.push("first")
+        await _until(lambda: any("storage is read-only" in t for t in channel.texts()))
+        await gateway.sessions.wait_idle()
+        async with asyncio.timeout(10):  # far less than the try's pause
+            await gateway.stop()
+    # the store took nothing of it: the next start runs it whole
+    rerun = RecordingChannel()
+    async with Gateway(
+        make_config(), provider=FunctionProvider(answer), channels={"test": rerun}
+    ) as gateway:
+        await _until_done(gateway, first.id)
+
+
+class NotingChannel(RecordingChannel):
+    """Once it sent the note on an answer a restart cut off, another process locks the
+    database (as in the test above) until `release`."""
+
+    gateway: Gateway | None = None
+    lock: Any = None
+
+    async def _send_text(self, message: Any, text: str) -> Any:
+        ref = await super()._send_text(message, text)
+        if text == delivery.INTERRUPTED_NOTE and self.gateway is not None and self.lock is None:
+            from bot.store import sqlite as store_sqlite
+
+            path = str(self.gateway.store.path)
+            self.lock = store_sqlite.sqlite_module().connect(path, isolation_level=None)
+            self.lock.execute("BEGIN EXCLUSIVE")
+        return ref
+
+    def release(self) -> None:
+        self.lock.execute("ROLLBACK")
+        self.lock.close()
+
+
+async def test_the_note_on_a_cut_off_answer_is_said_once_while_the_store_refuses_it(
+    make_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.store import sqlite as store_sqlite
+
+    monkeypatch.setattr(store_sqlite, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(delivery, "STORAGE_RETRY_DELAYS_S", (0.2,))
+
+    async def slowly(request: ChatRequest) -> AsyncIterator[Any]:
+        for i in range(200):
+            await asyncio.sleep(0.02)
+            yield TextDelta(f"word{i}" if i == 0 else f" word{i}")
+        yield Finish()
+
+    config = make_config(gateway={"shutdown_grace_s": 0.1})
+    first = RecordingChannel()
+    async with Gateway(config, provider=FunctionProvider(slowly), channels={"test": first}):
+        message = await first.push("tell me a long story")
+        await _until(lambda: first.texts() and len(first.texts()[0].split()) >= 3)
+
+    second = NotingChannel()
+    provider = FunctionProvider(slowly)
+    second.gateway = gateway = Gateway(config, provider=provider, channels={"test": second})
+    try:
+        async with gateway:
+            await _until(lambda: any("storage is busy" in t for t in second.texts()))
+            await asyncio.sleep(1.5)  # tries while the lock is held
+            assert await gateway.store.inbound.status("test", message.id) == "pending"
+            second.release()
+            await _until_done(gateway, message.id)
+            await gateway.sessions.wait_idle()
+    finally:
+        if second.lock is not None:
+            second.lock.close()
+    assert second.texts().count(delivery.INTERRUPTED_NOTE) == 1
+    assert len(second.texts()) == 2, "the note, and the storage notice once"

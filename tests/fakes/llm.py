@@ -23,8 +23,9 @@ request is recorded in `.requests`; `calls(model=..., path=...)` filters them.
 
 POST /v1/audio/transcriptions (multipart, as the OpenAI SDK sends it) answers
 `{"text": transcript_text}`, the stand-in for the words in any audio; `transcript_replies`
-queues faults or other texts (a `Reply`'s status and text). Its body is recorded as
-{"model", "language", "file_name", "file_bytes", "file_type"}; the audio itself is not kept.
+queues faults or other texts (a `Reply`'s status and text; `hang`: no answer at all). Its
+body is recorded as {"model", "language", "file_name", "file_bytes", "file_type"}; the audio
+itself is not kept.
 """
 
 from __future__ import annotations
@@ -307,7 +308,10 @@ class FakeLLM:
     async def _transcriptions(self, request: web.Request) -> web.Response:
         form = await request.post()
         upload = form.get("file")
-        audio = upload.file.read() if isinstance(upload, web.FileField) else b""
+        audio = b""
+        if isinstance(upload, web.FileField):
+            with upload.file:  # not left to the request's end, which a hang puts off
+                audio = upload.file.read()
         body = {
             "model": str(form.get("model", "")),
             "language": str(form.get("language", "")),
@@ -322,6 +326,9 @@ class FakeLLM:
             raw, content_type = self.transcript_bodies.popleft()
             return web.Response(text=raw, content_type=content_type)
         reply = self.transcript_replies.popleft() if self.transcript_replies else None
+        if reply is not None and reply.hang:  # a server that takes the audio and never answers
+            await self._closing.wait()
+            return web.Response(status=503)
         if reply is not None and reply.status != 200:
             kind = reply.error_kind or _KIND_BY_STATUS.get(reply.status, "server")
             return web.json_response(_OpenAIRender({}).error(kind), status=reply.status)

@@ -3,6 +3,7 @@ the transcript is the user message, and the person sees one quoted line of it fi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -123,3 +124,54 @@ async def test_without_a_transcriber_the_reply_says_how_to_enable_it(
     assert texts[1] == "Hi!"  # the text that came with it is still answered
     assert fake.calls(path="/v1/audio/transcriptions") == []
     assert channel.fetched == []  # nothing downloaded that nobody can use
+
+
+def _hanging(make_config: Any, fake: FakeLLM, intake_timeout_s: float) -> Any:
+    """A gateway whose one transcription server takes the audio and never answers (each try
+    would wait its 60 s timeout, and the SDK tries twice)."""
+    fake.transcript_replies.extend([Reply(hang=True), Reply(hang=True)])
+    return running(
+        make_config,
+        fake,
+        models={"chat": ["oa:gpt-4o-mini"]},
+        transcription={"chain": ["oa:whisper-1"]},
+        media={"intake_timeout_s": intake_timeout_s},
+    )
+
+
+async def test_a_transcription_that_hangs_is_given_up_at_the_intake_deadline(
+    make_config: Any, fake: FakeLLM
+) -> None:
+    """At the intake's deadline the person is told once which voice note was not
+    transcribed, and the text that came with it is answered."""
+    fake.push("Bread is on it.")
+    async with _hanging(make_config, fake, 2.0) as (gw, channel):
+        channel.files["voice-1"] = wav_silence(0.5)
+        started = time.monotonic()
+        await channel.push("is bread on the list?", parts=(NOTE,))
+        texts = await channel.wait_for_messages(2, timeout=50)
+        took = time.monotonic() - started
+        assert await settled(gw) == "done"
+    assert texts == [
+        "I could not transcribe voice-1.wav in time (I gave up after 2 seconds); "
+        "please send it again or type it",
+        "Bread is on it.",
+    ]
+    assert took < 20, "well before the transcription server's own timeout (60 s)"
+    [chat] = fake.calls(path="/v1/chat/completions")
+    assert chat.body["messages"][-1]["content"] == "is bread on the list?"
+
+
+async def test_a_voice_note_alone_not_transcribed_in_time_is_said_and_not_run_again(
+    make_config: Any, fake: FakeLLM
+) -> None:
+    async with _hanging(make_config, fake, 1.0) as (gw, channel):
+        channel.files["voice-1"] = wav_silence(0.5)
+        await channel.push("", parts=(NOTE,))
+        texts = await channel.wait_for_messages(1, timeout=50)
+        assert await settled(gw) == "done"
+    assert texts == [
+        "I could not transcribe voice-1.wav in time (I gave up after 1 second); "
+        "please send it again or type it"
+    ]
+    assert fake.calls(path="/v1/chat/completions") == []

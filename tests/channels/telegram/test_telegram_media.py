@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import shutil
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -144,3 +145,40 @@ async def test_a_damaged_telegram_pdf_gets_one_line_and_the_caption_is_answered(
         "I could not see the file.",
     ]
     assert call.body["messages"][-1]["content"] == "summarise it"
+
+
+async def test_a_download_in_flight_at_a_stop_does_not_hold_it_and_the_photo_is_kept(
+    fake: FakeTelegram, tg_config: Callable[..., Any]
+) -> None:
+    """The gateway stops while a photo trickles in: the stop does not wait for the download
+    (whose read timeout is 30 s, and the turns' grace here 60 s), nothing is said or marked
+    done, and the next start downloads the photo again and answers it."""
+    import channels.telegram_outbound as outbound
+
+    photo = jpeg(64, 48)
+    update = payload("photo")
+    update["message"]["photo"][-1].update(file_id=fake.add_file(photo), file_size=len(photo))
+    fake.stall_files = True
+    async with FakeLLM() as llm:
+        llm.push("A small photo.")
+        config = _with_llm(tg_config(gateway={"shutdown_grace_s": 60.0}), llm)
+        gw = await Gateway(config).start()
+        try:
+            fake.push_update(update)
+            await until(lambda: fake.calls_of("getFile"), timeout=20)
+            await until(lambda: gw.channels["tg"]._reading, timeout=20)
+        finally:
+            started = time.monotonic()
+            await gw.stop()
+            took = time.monotonic() - started
+        assert took < outbound._DOWNLOAD_TIMEOUT.sock_read / 3
+        assert fake.texts(ALICE) == [] and llm.calls(path="/v1/chat/completions") == []
+        fake.stall_files = False
+        async with Gateway(config) as again:
+            await until(lambda: fake.texts(ALICE) == ["A small photo."], timeout=20)
+            await settled(again)
+            [(status,)] = await again.store.read(
+                lambda c: c.execute("SELECT status FROM inbound").fetchall()
+            )
+        assert status == "done"
+        assert len(llm.calls(path="/v1/chat/completions")) == 1

@@ -253,6 +253,25 @@ async def test_a_proxy_variable_the_requests_cannot_use_is_a_start_up_error_nami
     assert not ok and detail == str(caught.value)
 
 
+async def test_a_download_being_read_ends_when_the_channel_stops(
+    fake: FakeTelegram, start_channel: StartChannel
+) -> None:
+    """Closing the download session does not end a response being read: a file that
+    trickles kept the read going past the stop, until its read timeout (30 s) or for good."""
+    import channels.telegram_outbound as outbound
+
+    channel = await start_channel()
+    fake.stall_files = True
+    doc = Attachment("document", fake.add_file(b"x" * 100_000), "big.bin")
+    reading = asyncio.create_task(channel.fetch(doc, 1_000_000))
+    await until(lambda: channel._reading)  # half of the file came, the rest does not
+    bound = outbound._DOWNLOAD_TIMEOUT.sock_read / 3  # generous: it ends at once
+    async with asyncio.timeout(bound):
+        await channel.stop()
+        with pytest.raises(ChannelError, match="telegram channel tg stopped"):
+            await reading
+
+
 async def test_a_download_that_stops_coming_ends_at_its_read_timeout_without_the_token(
     fake: FakeTelegram, start_channel: StartChannel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
