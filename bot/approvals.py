@@ -48,8 +48,11 @@ class ApprovalDesk:
             self._register()
         self._sources.append(source)
 
-    async def decide(self, key: str, approve: bool) -> str | Reply:
+    async def decide(self, key: str, approve: bool, *, in_dm: bool = True) -> str | Reply:
         key = key.strip()
+        if not key and not in_dm:
+            # what waits quotes the requests, made in other people's chats too
+            return "What waits for approval is listed only in a direct message with me."
         if not key:
             waiting = [item for source in self._sources for item in await source.waiting()]
             if not waiting:
@@ -78,7 +81,7 @@ class ApprovalDesk:
             immediate=True,
         )
         async def approve(ctx: CommandContext) -> str | Reply:
-            return await self.decide(ctx.args, True)
+            return await self.decide(ctx.args, True, in_dm=ctx.in_dm)
 
         @self._commands.add(
             "deny",
@@ -89,4 +92,4 @@ class ApprovalDesk:
             immediate=True,
         )
         async def deny(ctx: CommandContext) -> str | Reply:
-            return await self.decide(ctx.args, False)
+            return await self.decide(ctx.args, False, in_dm=ctx.in_dm)

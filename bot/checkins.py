@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from bot.commands import CommandContext, CommandTable, Reply
-from bot.messages import Choice, Conversation, ConversationKind, identity_from_key
+from bot.messages import Choice, Conversation, identity_from_key
 from bot.scheduler.config import CheckinConfig, checkin_cron
 from bot.scheduler.ports import ScheduleError
 from bot.scheduler.text import describe_job
@@ -144,10 +144,10 @@ def register_checkin_command(table: CommandTable, checkins: Checkins) -> None:
         if not checkins.config.enabled:
             return "Check-ins are off in this gateway's config."
         args = " ".join(ctx.args.lower().split())
+        if not ctx.in_dm:  # a check-in is set in a DM: its time and zone are the person's own
+            return "Check-ins are personal: see or set yours in a direct message with me."
         if not args:
             return await _show(checkins, ctx.person_id)
-        if ctx.message.conversation.kind is not ConversationKind.DM:
-            return "Check-ins are personal: set yours in a direct message with me."
         key = ctx.message.identity.key
         try:
             job = await checkins.set(

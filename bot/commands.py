@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from bot.deps import Deps
-from bot.messages import Choice, InboundMessage
+from bot.messages import Choice, ConversationKind, InboundMessage
 
 
 @dataclass(slots=True)
@@ -24,6 +24,12 @@ class CommandContext:
     #: what handlers may use (store, memory, scheduler, ...); commands that steer the
     #: gateway itself close over it when they are registered
     deps: Deps
+
+    @property
+    def in_dm(self) -> bool:
+        """Only the person reads the answer. In a group or channel everyone there does, so
+        a command shows nothing private there (what a DM or another chat left behind)."""
+        return self.message.conversation.kind is ConversationKind.DM
 
 
 @dataclass(frozen=True, slots=True)

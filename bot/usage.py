@@ -106,6 +106,12 @@ def register_usage_command(table: CommandTable, report: UsageReport) -> None:
     )
     async def usage(ctx: CommandContext) -> str:
         scope = ctx.args.strip().lower()
+        if not ctx.in_dm and scope in ("", "all"):
+            # the figures count the turns of every chat, DMs too (`all`: everyone's)
+            return (
+                "Usage counts your direct messages too, so I show it only in a direct "
+                "message with me."
+            )
         if scope == "all":
             if ctx.role != "owner":
                 return "Only the owner can see everyone's usage."

@@ -6,6 +6,9 @@
 /forget <words>    deletes the person's items that contain all of these words
 /link              (in a DM) gives a code valid 10 minutes
 /link CODE         (in a DM, on another platform) joins this account to the one that made it
+
+In a group or channel every /forget forgets nothing and points to a DM: its answers name what
+is remembered, and everyone there would read them.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ from collections.abc import Callable
 
 from bot.commands import CommandContext, CommandTable
 from bot.memory.service import MemoryRequestError
-from bot.messages import ConversationKind
 
 CONFIRM_WINDOW_S = 300.0
+FORGET_IN_DM = (
+    "What I remember about you comes from every chat with you, so I show and forget it only "
+    "in a direct message with me: send /forget there. Nothing was forgotten."
+)
 _PREVIEW_CHARS = 60
 
 
@@ -34,6 +40,8 @@ class _ForgetCommand:
         service = ctx.deps.memory
         if service is None or not ctx.person_id:
             return "Memory is not enabled."
+        if not ctx.in_dm:
+            return FORGET_IN_DM
         args = ctx.args.strip()
         now = time.time()
         if args.lower() in ("", "all"):
@@ -70,7 +78,7 @@ class _LinkCommand:
         if service is None or not ctx.person_id:
             return "Memory is not enabled."
         # A code seen by a group could be redeemed by anyone in it, joining them to you.
-        if ctx.message.conversation.kind != ConversationKind.DM:
+        if not ctx.in_dm:
             return "Use /link in a direct message with me."
         code = ctx.args.strip()
         try:

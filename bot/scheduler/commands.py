@@ -64,8 +64,11 @@ async def _reminders(ctx: CommandContext) -> str:
     words = ctx.args.split()
     if not words or words == ["list"]:
         zone = await scheduler.timezone_for(ctx.message.identity.key)
-        return texts.listing(await scheduler.list_jobs(ctx.person_id), zone)
+        jobs = await scheduler.list_jobs(ctx.person_id)
+        return texts.listing_for(jobs, zone, ctx.message.conversation)
     if words[0].lower() == "cancel" and len(words) == 2:
+        # Only the person's own job, wherever it delivers: a DM job may be cancelled from a
+        # group by its id, since the answer shows nothing of it.
         if await scheduler.cancel(ctx.person_id, words[1]):
             return f"Cancelled {words[1].lower()}."
         return f"You have no open reminder or task {words[1]!r}. /reminders lists them."

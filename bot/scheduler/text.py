@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot.messages import Conversation, ConversationKind
 from bot.scheduler.timing import describe_repeat, format_local, human_duration
 from bot.store.jobs import Job, JobKind, JobStatus, Miss
 
@@ -51,6 +52,29 @@ def listing(jobs: Sequence[Job], zone: str) -> str:
         return "You have no reminders or scheduled tasks."
     head = f"Your reminders and tasks (your time zone: {zone}):"
     return "\n".join([head, *(f"• {describe_job(j)}" for j in jobs)])
+
+
+def listing_for(jobs: Sequence[Job], zone: str, where: Conversation) -> str:
+    """The listing a person gets in `where`. In a DM: all their jobs. In a group or channel:
+    only the jobs that deliver to this very chat (and thread); the others, set in a DM or
+    another chat, are counted and never described, since everyone here reads the answer."""
+    if where.kind is ConversationKind.DM:
+        return listing(jobs, zone)
+    here = [j for j in jobs if j.conversation.session_key == where.session_key]
+    lines = (
+        [f"Your reminders and tasks in this chat (your time zone: {zone}):"]
+        + [f"• {describe_job(j)}" for j in here]
+        if here
+        else ["You have no reminders or scheduled tasks in this chat."]
+    )
+    others = len(jobs) - len(here)
+    if others:
+        noun = "reminder or task" if others == 1 else "reminders and tasks"
+        lines.append(
+            f"You have {others} other {noun} set elsewhere: send /reminders in a direct "
+            "message with me to see them."
+        )
+    return "\n".join(lines)
 
 
 def reminder_text(job: Job) -> str:

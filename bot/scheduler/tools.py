@@ -136,7 +136,9 @@ async def schedule_job(
 async def list_jobs(ctx: ToolContext) -> str:
     """List the person's reminders and scheduled tasks with their ids and next times."""
     scheduler = _scheduler(ctx)
-    return texts.listing(await scheduler.list_jobs(ctx.person_id), _zone(ctx, scheduler))
+    # in a group the model's answer is read by everyone: it gets only this chat's jobs
+    jobs = await scheduler.list_jobs(ctx.person_id)
+    return texts.listing_for(jobs, _zone(ctx, scheduler), ctx.conversation)
 
 
 @tool
