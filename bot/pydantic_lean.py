@@ -31,7 +31,8 @@ _ABSENT = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
 
 def import_plugin_loader() -> None:
     """Import pydantic's plugin loader (once; before anything imports importlib.metadata or
-    builds a model, or this does nothing)."""
+    builds a model, or this does nothing; on the only thread, as `decapod run` does first,
+    since the stand-in is what any import of importlib.metadata meanwhile would get)."""
     if _LOADER in sys.modules or _METADATA in sys.modules:
         return
     import pydantic.plugin  # its own imports, with the real modules
@@ -49,8 +50,8 @@ def import_plugin_loader() -> None:
 
 
 def entry_points(**params: Any) -> Iterable[Any]:
-    """importlib.metadata's `entry_points(**params)`, with no import of it when the group
-    asked for is `pydantic` and no installed distribution can declare it."""
+    """importlib.metadata's `entry_points(**params)`, with no import of it when only a group
+    is asked for (pydantic's `pydantic`) and no installed distribution can declare it."""
     if params.keys() == {"group"} and not _may_declare(params["group"]):
         return ()
     from importlib.metadata import entry_points as read
