@@ -124,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         from bot.aiohttp_lean import import_aiohttp
 
         import_aiohttp()  # first: its non-verifying TLS context skips the CA store
+        from bot.pydantic_lean import import_plugin_loader
+
+        import_plugin_loader()  # before the config's models: no importlib.metadata
     from bot import operate
     from bot.errors import ConfigError
 
