@@ -6,7 +6,9 @@ call, with a reason the model reads); the rest are not, so a slow or dead hook n
 a turn. A hook that fails (raises, times out, answers
 nonsense) `failure_threshold` times in a row is switched off for `cooldown_s`, and the owner
 is told once; after the cooldown one call is let through, and success switches it back on.
-A failing hook never fails a turn: only a deliberate block stops a tool call.
+A failing hook never fails a turn. A `before_tool` hook is a guard, so it fails closed: when
+it fails, is switched off or is too far behind, the call is not run (the model reads that the
+hook failed, never its output) unless the hook is marked `fail_open` (advisory).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.hooks.config import HookEventName, HooksConfig
-from bot.hooks.events import MAX_TEXT_CHARS, HookEvent, HookReply, redact_values
-from bot.hooks.runners import Hook, HookFailure
+from bot.hooks.events import MAX_TEXT_CHARS, HookEvent, HookFailure, HookReply, redact_values
+from bot.hooks.runners import Hook
 from bot.providers.breaker import Breaker, BreakerSettings, BreakerState
 from bot.tasks import cancelled_from_outside
 
@@ -54,12 +56,24 @@ class HookState:
     off_until: float
 
 
+@dataclass(frozen=True, slots=True)
+class HookFailed:
+    """A hook that gave no answer: why, in words the model may read (never the hook's own
+    output, which could carry what it read)."""
+
+    why: str
+
+
+Outcome = HookReply | HookFailed
+_STOPPED = HookFailed("the gateway is stopping")
+
+
 class _Slot:
     def __init__(self, hook: Hook, breaker: Breaker, queue_size: int) -> None:
         self.hook = hook
         self.breaker = breaker
-        #: events, each with the future a waiting before_tool call reads the reply from
-        self.queue: asyncio.Queue[tuple[HookEvent, asyncio.Future[HookReply | None] | None]]
+        #: events, each with the future a waiting before_tool call reads the outcome from
+        self.queue: asyncio.Queue[tuple[HookEvent, asyncio.Future[Outcome] | None]]
         self.queue = asyncio.Queue(queue_size)
         self.worker: asyncio.Task[None] | None = None
         self.dropped = 0
@@ -92,6 +106,7 @@ class HookBus:
         self._clock = clock
         self._cooldown_s = config.cooldown_s
         self._notices: set[asyncio.Task[None]] = set()
+        self._stopped = False
 
     # lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -105,12 +120,19 @@ class HookBus:
         # any more, and its outcome (a failure counted) would be lost to the cancel
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(s.queue.join() for s in self._slots)), grace_s)
+        self._stopped = True
         for slot in self._slots:
             if slot.worker is not None:
                 slot.worker.cancel()
         await asyncio.gather(
             *(s.worker for s in self._slots if s.worker is not None), return_exceptions=True
         )
+        for slot in self._slots:
+            # a before_tool call still waiting behind the queue gets its answer: not run
+            while not slot.queue.empty():
+                _, answer = slot.queue.get_nowait()
+                if answer is not None and not answer.done():
+                    answer.set_result(_STOPPED)
         if self._notices:
             await asyncio.wait(set(self._notices), timeout=grace_s)
 
@@ -143,20 +165,44 @@ class HookBus:
     async def before_tool(
         self, ctx: ToolContext, tool: str, arguments: Mapping[str, Any]
     ) -> str | None:
-        """The reason a hook blocks this call, or None to let it run."""
+        """The reason a hook blocks this call, or None to let it run. A hook that gives no
+        answer blocks it too, unless it is marked fail_open."""
         slots = self._by_event[_E.BEFORE_TOOL]
         if not slots:
             return None
         event = self._redacted(_event(_E.BEFORE_TOOL, ctx, {"tool": tool, "arguments": arguments}))
         loop = asyncio.get_running_loop()
         for slot in slots:
-            answer: asyncio.Future[HookReply | None] = loop.create_future()
-            # behind the events already queued for this hook: it sees them in order
-            await slot.queue.put((event, answer))
-            reply = await answer
-            if reply is not None and reply.block:
-                log.info("hook %s blocked %s: %s", slot.hook.name, tool, reply.block)
-                return f"{reply.block} (hook {slot.hook.name})"
+            outcome: Outcome
+            if self._stopped:
+                outcome = _STOPPED
+            else:
+                answer: asyncio.Future[Outcome] = loop.create_future()
+                try:
+                    # behind the events already queued for this hook: it sees them in order
+                    slot.queue.put_nowait((event, answer))
+                except asyncio.QueueFull:
+                    # waiting for room could take queue_size timeouts: this is a failure
+                    outcome = HookFailed("its queue is full")
+                else:
+                    outcome = await answer
+            name = slot.hook.name
+            if isinstance(outcome, HookReply):
+                if outcome.block:
+                    # a deliberate block's reason may be a program's stderr: redacted, like
+                    # everything else the model reads
+                    reason = self._redact(outcome.block)
+                    log.info("hook %s blocked %s: %s", name, tool, reason)
+                    return f"{reason} (hook {name})"
+            elif slot.hook.fail_open:
+                log.info(
+                    "hook %s failed on %s (%s); fail_open: the call runs", name, tool, outcome.why
+                )
+            else:
+                log.warning(
+                    "hook %s failed on %s (%s): the call is not run", name, tool, outcome.why
+                )
+                return f"hook {name} failed ({outcome.why}), so the call it guards is not run"
         return None
 
     def after_tool(self, ctx: ToolContext, result: ToolResult) -> None:
@@ -237,35 +283,36 @@ class HookBus:
         while True:
             event, answer = await slot.queue.get()
             try:
-                reply = await self._call(slot, event)
+                outcome = await self._call(slot, event)
                 if answer is not None and not answer.done():
-                    answer.set_result(reply)
+                    answer.set_result(outcome)
             finally:
                 if answer is not None and not answer.done():
-                    answer.set_result(None)  # stopped meanwhile: the call is not blocked
+                    answer.set_result(_STOPPED)  # stopped meanwhile: no answer, not run
                 slot.queue.task_done()
 
-    async def _call(self, slot: _Slot, event: HookEvent) -> HookReply | None:
-        """One call of one hook; None when it is switched off or failed."""
+    async def _call(self, slot: _Slot, event: HookEvent) -> Outcome:
+        """One call of one hook: its reply, or why there is none (switched off, failed)."""
         breaker, hook = slot.breaker, slot.hook
         permit = breaker.try_acquire()
         if permit is None:
-            return None
+            return HookFailed("it is switched off after repeated failures")
         was_on = not permit.probe
         try:
             reply = await asyncio.wait_for(hook.run(event), hook.timeout_s)
         except TimeoutError:
-            error = f"timed out after {hook.timeout_s:g}s"
+            error = summary = f"timed out after {hook.timeout_s:g}s"
         except HookFailure as exc:
-            error = str(exc)
+            error, summary = str(exc), exc.summary
         except asyncio.CancelledError:
             if cancelled_from_outside():
                 raise  # the bus stops
             # left to end this worker, every later before_tool would wait for it for good
-            error = "raised CancelledError without a cancellation"
+            error = summary = "raised CancelledError without a cancellation"
         except Exception as exc:
             log.exception("hook %s raised on %s", hook.name, event.name.value)
             error = f"raised {type(exc).__name__}: {exc}"[:300]
+            summary = f"raised {type(exc).__name__}"
         else:
             if permit.probe:
                 log.info("hook %s works again", hook.name)
@@ -278,12 +325,17 @@ class HookBus:
         if breaker.snapshot(hook.name)["state"] == BreakerState.OPEN.value:
             self._save_state()
             if was_on:
+                guards = _E.BEFORE_TOOL in hook.events and not hook.fail_open
                 self._tell_owner(
                     f"Hook {hook.name} failed {breaker.consecutive_failures} times in a row "
-                    f"(last: {error}); it is off for {self._cooldown_s:g} s. Turns go on "
-                    "without it."
+                    f"(last: {error}); it is off for {self._cooldown_s:g} s. "
+                    + (
+                        "The tool calls it guards are blocked meanwhile."
+                        if guards
+                        else "Turns go on without it."
+                    )
                 )
-        return None
+        return HookFailed(summary)
 
     def _redacted(self, event: HookEvent) -> HookEvent:
         data = redact_values(event.data, self._redact)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.hooks.bus import STATE_FILE, read_saved_state
-from bot.hooks.config import HooksConfig
+from bot.hooks.config import HookEventName, HooksConfig
 from bot.hooks.runners import CommandHook, build_hooks
 
 
@@ -48,6 +48,8 @@ def hook_lines(config: HooksConfig, home: Path) -> list[HookLine]:
     for hook in hooks:
         events = ",".join(sorted(e.value for e in hook.events))
         detail = f"{hook.kind} {hook.describe()} [{events}]"
+        if hook.fail_open and HookEventName.BEFORE_TOOL in hook.events:
+            detail += " fail_open"  # its failures let tool calls run
         ok = True
         if isinstance(hook, CommandHook) and not _runnable(hook.argv[0]):
             ok, detail = False, f"{detail}: {hook.argv[0]} is not an executable program"

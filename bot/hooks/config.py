@@ -29,6 +29,9 @@ class CommandHookConfig(Section):
     events: list[HookEventName] = Field(min_length=1)
     #: seconds before the program is killed (a timeout counts as a failure)
     timeout_s: float | None = Field(default=None, gt=0, le=300)
+    #: a before_tool hook that is only advisory: when it fails (error, timeout, bad output,
+    #: switched off), the call runs. Off by default: a failing guard blocks the calls it sees
+    fail_open: bool = False
 
     @field_validator("command")
     @classmethod

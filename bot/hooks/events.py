@@ -57,10 +57,26 @@ def redact_values(value: Any, redact: Callable[[str], str]) -> Any:
     return value
 
 
+class HookFailure(Exception):
+    """A hook that did not do its job (crashed, bad output); counts toward its breaker.
+
+    The message is for the owner (log, `decapod hooks list`); `summary` is what the model may
+    read when a tool call is not run for it, so it never carries the hook's own output."""
+
+    def __init__(self, message: str, summary: str) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
 def block_reason(answer: Any) -> str | None:
-    """A hook's answer, read as a block: {"block": "reason"} blocks, anything else allows."""
-    if isinstance(answer, Mapping):
-        reason = answer.get("block")
-        if reason:
-            return str(reason)
-    return None
+    """A before_tool hook's answer: {"block": "reason"} blocks; nothing (None) or an object
+    without a block allows; anything else is not an answer (a guard that answers nonsense
+    does not let the call through)."""
+    if answer is None:
+        return None
+    if not isinstance(answer, Mapping):
+        raise HookFailure(
+            f"answered {type(answer).__name__}, not an object", "its answer is not an object"
+        )
+    reason = answer.get("block")
+    return str(reason) if reason else None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot.hooks.config import CommandHookConfig, HookEventName, HooksConfig
-from bot.hooks.events import HookEvent, HookReply, block_reason
+from bot.hooks.events import HookEvent, HookFailure, HookReply, block_reason
 
 log = logging.getLogger("decapod.hooks")
 
@@ -27,10 +27,6 @@ ENTRY_POINT_GROUP = "decapod.hooks"
 _CLEAN_PATH = "/usr/local/bin:/usr/bin:/bin"
 _OUTPUT_CAP = 64 * 1024
 ALL_EVENTS = frozenset(HookEventName)
-
-
-class HookFailure(Exception):
-    """A hook that did not do its job (crashed, bad output); counts toward its breaker."""
 
 
 def hook_env(event: HookEventName) -> dict[str, str]:
@@ -50,6 +46,7 @@ class CommandHook:
         self.argv = list(config.command)
         self.events = frozenset(config.events)
         self.timeout_s = config.timeout_s or default_timeout_s
+        self.fail_open = config.fail_open
 
     def describe(self) -> str:
         return " ".join(self.argv)
@@ -65,7 +62,9 @@ class CommandHook:
                 start_new_session=True,
             )
         except OSError as exc:
-            raise HookFailure(f"cannot start {self.argv[0]}: {exc.strerror or exc}") from None
+            raise HookFailure(
+                f"cannot start {self.argv[0]}: {exc.strerror or exc}", "it cannot be started"
+            ) from None
         try:
             assert proc.stdin and proc.stdout and proc.stderr
             out, err, _ = await asyncio.gather(
@@ -89,17 +88,24 @@ class CommandHook:
             except ValueError:
                 if event.name is HookEventName.BEFORE_TOOL and code == 0:
                     raise HookFailure(
-                        f"printed something that is not JSON: {text[:80]!r}"
+                        f"printed something that is not JSON: {text[:80]!r}",
+                        "its answer is not JSON",
                     ) from None
         if event.name is HookEventName.BEFORE_TOOL:
-            reason = block_reason(answer)
-            if reason is None and code != 0:
+            if code == 0:
+                return HookReply(block_reason(answer))
+            # a non-zero exit is a deliberate block: the reason is {"block"} or stderr's last line
+            reason = None
+            with contextlib.suppress(HookFailure):
+                reason = block_reason(answer)
+            if reason is None:
                 last = err.decode(errors="replace").strip().splitlines()[-1:] or [""]
                 reason = last[0][:300] or f"hook {self.name} exited with {code}"
             return HookReply(reason)
         if code != 0:
             tail = err.decode(errors="replace").strip()[-200:]
-            raise HookFailure(f"exited with {code}" + (f": {tail}" if tail else ""))
+            message = f"exited with {code}" + (f": {tail}" if tail else "")
+            raise HookFailure(message, f"exited with {code}")
         return HookReply()
 
 
@@ -126,7 +132,8 @@ async def _read_capped(stream: asyncio.StreamReader) -> bytes:
 class PythonHook:
     """An object an installed package declares in the `decapod.hooks` entry point group:
     a function `hook(event: HookEvent)`, sync or async, returning None or {"block": reason};
-    an `events` attribute (a list of event names) limits what it receives."""
+    an `events` attribute (a list of event names) limits what it receives, and
+    `fail_open = True` marks an advisory before_tool hook whose failures let the call run."""
 
     kind = "python"
 
@@ -137,6 +144,8 @@ class PythonHook:
         events = getattr(fn, "events", None)
         self.events = frozenset(HookEventName(e) for e in events) if events else ALL_EVENTS
         self.timeout_s = timeout_s
+        # `is True`: only a deliberate opt-out, not any truthy value, lets calls through
+        self.fail_open = getattr(fn, "fail_open", False) is True
 
     def describe(self) -> str:
         return self.target
@@ -169,6 +178,8 @@ class Hook(Protocol):
     kind: str  # command | python
     events: frozenset[HookEventName]
     timeout_s: float
+    #: an advisory before_tool hook: when it fails, the call runs (a guard's failure blocks it)
+    fail_open: bool
 
     def describe(self) -> str:
         """What runs: the command line, or the entry point's target."""

@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bot.webui.auth import MIN_PASSWORD_CHARS, OWNER, SESSION, WebAuth, WebSession, csrf_ok
+from bot.webui.auth import (
+    MIN_PASSWORD_CHARS,
+    OWNER,
+    SESSION,
+    WebAuth,
+    WebSession,
+    csrf_ok,
+    login_key,
+)
 from bot.webui.proxy import Forwarding
 
 if TYPE_CHECKING:
@@ -153,8 +161,11 @@ class WebUI:
 
         return wrapped
 
+    def session_id(self, request: web.Request) -> str | None:
+        return request.cookies.get(SESSION_COOKIE)
+
     async def session_of(self, request: web.Request) -> WebSession | None:
-        session = await self.auth.session(request.cookies.get(SESSION_COOKIE))
+        session = await self.auth.session(self.session_id(request))
         if session is not None and not session.is_owner and not self.gw.config.webui.guest_chat:
             return None  # guest chat was turned off: their logins open nothing
         return session
@@ -313,7 +324,10 @@ class WebUI:
         )
 
     async def _logout(self, request: web.Request) -> web.StreamResponse:
-        await self.auth.end_session(request.cookies.get(SESSION_COOKIE))
+        sid = self.session_id(request)
+        await self.auth.end_session(sid)
+        # its open chat tabs too: on a shared computer the next person must not read along
+        self.chat.sign_out(login=login_key(sid))
         redirect = web.HTTPSeeOther("/login")
         redirect.del_cookie(SESSION_COOKIE, path="/")
         raise redirect

@@ -196,6 +196,11 @@ class WebAuth:
             await self.repo.end_session(_sha(sid))
 
 
+def login_key(sid: str | None) -> str:
+    """What names a login outside the cookie (the stored key): its session id's hash."""
+    return _sha(sid or "")
+
+
 def csrf_ok(expected: str, presented: str | None) -> bool:
     return bool(presented) and hmac.compare_digest(expected, presented or "")
 

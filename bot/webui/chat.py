@@ -6,6 +6,12 @@ and a foreign page cannot read the token) and first says hello:
 A fresh page (`after` null) gets the session's history; every page then gets what it missed
 (see channels/web.py). `{"type": "send", "id": <client id>, "text": ...}` is acknowledged
 once stored; a page re-sends what was not acknowledged, under the same id, after a reconnect.
+
+A socket lives only as long as its login: a logout, a revoked guest or the login's expiry
+closes it with 4401 at once, and nothing more is sent to it (on a shared computer the next
+person must not read the conversation). Logout and revoke close the sockets registered for
+that login or person; expiry is a timer; anything else that ends a login (the oldest of too
+many is dropped) is caught by asking the store again every few minutes, not for each frame.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import asyncio
 import json
 import logging
 import re
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from aiohttp import BodyPartReader, WSMsgType, web
@@ -21,7 +29,7 @@ from aiohttp import BodyPartReader, WSMsgType, web
 from bot.errors import DecapodError
 from bot.messages import Attachment, Conversation, ConversationKind
 from bot.tasks import cancel_and_wait
-from bot.webui.auth import SESSION, WebSession, csrf_ok
+from bot.webui.auth import SESSION, WebSession, csrf_ok, login_key
 
 if TYPE_CHECKING:
     from bot.webui.app import WebUI
@@ -36,6 +44,9 @@ _MAX_FRAME = 256 * 1024
 SIGNED_OUT = 4401
 #: files one message may carry
 MAX_FILES = 10
+#: how often an open socket's login is looked up again in the store (logout, revoke and
+#: expiry close it at once; this catches a login ended some other way)
+RECHECK_S = 300.0
 
 
 class WebChatHub(Protocol):
@@ -62,15 +73,65 @@ class WebChatHub(Protocol):
     def detach(self, user_id: str, queue: asyncio.Queue[Event]) -> None: ...
 
 
+@dataclass(eq=False, slots=True)
+class _Peer:
+    """One open chat socket and the login it belongs to."""
+
+    ws: web.WebSocketResponse
+    #: the login's key (its session id's hash): a logout ends this login's sockets
+    login: str
+    #: the person: revoking a guest ends all their sockets
+    user: str
+    #: wall-clock time the login expires
+    expires_at: float
+    #: the login ended: set before the socket is closed, so nothing is sent meanwhile
+    ended: bool = False
+
+    def live(self) -> bool:
+        return not self.ended and not self.ws.closed and time.time() < self.expires_at
+
+    async def send(self, event: Event) -> bool:
+        """Send `event` if the login still holds; False when the socket is done."""
+        if not self.live():
+            return False
+        try:
+            await self.ws.send_json(event)
+        except ConnectionError:
+            return False
+        return True
+
+
 class ChatSocket:
     def __init__(self, ui: WebUI) -> None:
         self.ui = ui
-        self.open: set[web.WebSocketResponse] = set()
+        self.open: dict[web.WebSocketResponse, _Peer] = {}
+        self._closing: set[asyncio.Task[bool]] = set()
 
     async def close_all(self, app: web.Application) -> None:
         """On shutdown: a page that is still open must not hold the server's stop."""
         for ws in list(self.open):
             await ws.close(code=1001, message=b"server stopping")
+        if self._closing:
+            await asyncio.wait(set(self._closing))
+
+    def sign_out(self, *, login: str | None = None, user: str | None = None) -> int:
+        """End the open sockets of a login (a logout) or of a person (revoked): from now on
+        nothing is sent to them, and each is closed with 4401. Returns how many."""
+        ended = [p for p in self.open.values() if p.login == login or p.user == user]
+        for peer in ended:
+            self._end(peer)
+        return len(ended)
+
+    def _end(self, peer: _Peer) -> None:
+        if peer.ended:
+            return
+        peer.ended = True
+        # not awaited here: a close waits for the page's answer, and a sleeping laptop's
+        # tab must not hold up the logout that ended it
+        close = peer.ws.close(code=SIGNED_OUT, message=b"signed out")
+        task = asyncio.create_task(close, name="webui-sign-out")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     @property
     def hub(self) -> WebChatHub:
@@ -85,7 +146,9 @@ class ChatSocket:
             raise web.HTTPForbidden(text="missing or wrong CSRF token")
         ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=_MAX_FRAME)
         await ws.prepare(request)
-        self.open.add(ws)
+        login = login_key(self.ui.session_id(request))
+        peer = _Peer(ws, login, session.user, session.expires_at)
+        self.open[ws] = peer
         queue: asyncio.Queue[Event] | None = None
         pump: asyncio.Task[None] | None = None
         try:
@@ -94,16 +157,21 @@ class ChatSocket:
                 return ws
             after, have = hello
             if after is None:
-                await ws.send_json({"type": "history", "items": await self._history(session)})
+                history = await self._history(session)
+                if not await peer.send({"type": "history", "items": history}):
+                    return ws
             seq = self.hub.last_seq
             queue, replay = self.hub.attach(session.user, after, have)
-            await ws.send_json({"type": "ready", "seq": seq if after is None else after})
-            for event in replay:
-                await ws.send_json(event)
-            pump = asyncio.create_task(_pump(queue, ws))
+            ready: Event = {"type": "ready", "seq": seq if after is None else after}
+            for event in [ready, *replay]:
+                if not await peer.send(event):
+                    return ws
+            pump = asyncio.create_task(self._pump(peer, queue, request))
             await self._read(ws, request, session, queue)
         finally:
-            self.open.discard(ws)
+            if not ws.closed and not peer.live():
+                self._end(peer)  # it expired on the way: the page still learns why
+            self.open.pop(ws, None)
             await cancel_and_wait(pump)
             if queue is not None:
                 self.hub.detach(session.user, queue)
@@ -175,6 +243,27 @@ class ChatSocket:
             parts.append(upload.attachment())
         return tuple(parts)
 
+    async def _pump(self, peer: _Peer, queue: asyncio.Queue[Event], request: web.Request) -> None:
+        """The person's events to the page while the login holds: at its expiry, or when
+        the store no longer knows it, the socket is ended instead."""
+        loop = asyncio.get_running_loop()
+        check_at = loop.time() + RECHECK_S
+        while True:
+            until_expiry = peer.expires_at - time.time()
+            try:
+                async with asyncio.timeout_at(min(check_at, loop.time() + until_expiry)):
+                    event = await queue.get()
+            except TimeoutError:
+                if time.time() < peer.expires_at and await self.ui.session_of(request):
+                    check_at = loop.time() + RECHECK_S
+                    continue
+                self._end(peer)
+                return
+            if not await peer.send(event):
+                if not peer.ws.closed:
+                    self._end(peer)  # expired between two events
+                return
+
     async def upload(self, request: web.Request) -> web.StreamResponse:
         """One file per request, streamed to disk within the cap; answers its id."""
         from bot.webui.uploads import UploadTooLarge
@@ -197,17 +286,6 @@ class ChatSocket:
         return web.json_response(
             {"id": upload.id, "name": upload.name, "kind": upload.kind, "size": upload.size}
         )
-
-
-async def _pump(queue: asyncio.Queue[Event], ws: web.WebSocketResponse) -> None:
-    while True:
-        event = await queue.get()
-        if ws.closed:
-            return
-        try:
-            await ws.send_json(event)
-        except ConnectionError:
-            return
 
 
 def _parse(msg: Any) -> dict[str, Any] | None:

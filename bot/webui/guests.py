@@ -87,7 +87,10 @@ class GuestPages:
     async def revoke(self, request: web.Request) -> web.StreamResponse:
         user_id = str((await request.post()).get("user", ""))
         revoked = await self.ui.gw.store.access.revoke(WEB_CHAT, user_id)
-        ended = await self.repo.end_sessions_of(user_id) if user_id != WEB_OWNER_ID else 0
+        ended = 0
+        if user_id != WEB_OWNER_ID:
+            ended = await self.repo.end_sessions_of(user_id)
+            self.ui.chat.sign_out(user=user_id)  # and their open chat tabs
         log.info("web UI: guest %s revoked (%d logins ended)", user_id, ended)
         raise web.HTTPSeeOther("/panel/guests?note=" + ("revoked" if revoked else "not+found"))
 

@@ -21,3 +21,12 @@ def explode(event: HookEvent) -> None:
 
 
 explode.events = ["before_model"]  # type: ignore[attr-defined]
+
+
+def advisory(event: HookEvent) -> None:
+    """An advisory before_tool hook that is broken: marked fail_open, so calls run anyway."""
+    raise RuntimeError("the advisory hook is broken")
+
+
+advisory.events = ["before_tool"]  # type: ignore[attr-defined]
+advisory.fail_open = True  # type: ignore[attr-defined]

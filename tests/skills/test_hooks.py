@@ -1,5 +1,6 @@
 """Hooks: a program or an entry point told about events; before_tool may block; a failing
-hook never fails a turn, and its breaker switches it off after repeated failures."""
+hook never fails a turn, and its breaker switches it off after repeated failures (a failing
+before_tool guard: see test_hooks_fail_closed.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from bot.gateway import Gateway
-from bot.hooks.bus import HookBus
+from bot.hooks.bus import HookBus, HookFailed
 from bot.hooks.config import HookEventName, HooksConfig
 from bot.hooks.runners import CommandHook, build_hooks
 from bot.providers.base import ChatRequest, ToolCall
@@ -166,12 +167,18 @@ async def test_timeouts_trip_the_breaker_the_owner_is_told_once_and_it_comes_bac
     await bus.start()
     ctx = _tool_context()
     try:
-        for _ in range(5):
-            assert await bus.before_tool(ctx, "exec", {"command": "ls"}) is None, "fails open"
+        reasons = [await bus.before_tool(ctx, "exec", {"command": "ls"}) for _ in range(5)]
+        assert reasons == 3 * [
+            "hook slow failed (timed out after 0.3s), so the call it guards is not run"
+        ] + 2 * [
+            "hook slow failed (it is switched off after repeated failures), "
+            "so the call it guards is not run"
+        ], "a failing guard blocks, and so does a switched-off one"
         await asyncio.sleep(0)
         assert len(calls.read_text().split()) == 3, "off after three timeouts"
         [notice] = notices
         assert "Hook slow failed 3 times in a row (last: timed out after 0.3s)" in notice
+        assert "The tool calls it guards are blocked meanwhile." in notice
         [state] = bus.state()
         assert state.state == "open"
         clock.advance(61)
@@ -194,8 +201,8 @@ async def test_a_killed_hook_takes_its_children_with_it(tmp_path: Path) -> None:
     bus = HookBus([runner], config, redact=REDACT)
     from bot.hooks.events import HookEvent
 
-    reply = await bus._call(bus._slots[0], HookEvent(HookEventName.AFTER_TOOL))
-    assert reply is None
+    outcome = await bus._call(bus._slots[0], HookEvent(HookEventName.AFTER_TOOL))
+    assert outcome == HookFailed("timed out after 0.5s")
     pid = int(pid_file.read_text())
     for _ in range(100):
         try:
@@ -280,8 +287,8 @@ async def test_a_delivered_job_is_a_job_fired_event(tmp_path: Path) -> None:
 
 async def test_a_python_hook_raising_cancelled_error_fails_and_tool_calls_go_on() -> None:
     """A hook whose library ends a wait with CancelledError (nobody cancelled anything) is a
-    failing hook: its worker lives on, and the next tool call is not left waiting for an
-    answer that no one would give."""
+    failing hook: the call it was asked about is not run, its worker lives on, and the next
+    tool call is not left waiting for an answer that no one would give."""
     from bot.hooks.runners import PythonHook
 
     seen: list[str] = []
@@ -297,7 +304,11 @@ async def test_a_python_hook_raising_cancelled_error_fails_and_tool_calls_go_on(
     ctx = _tool_context()
     try:
         async with asyncio.timeout(WAIT_S):
-            assert await bus.before_tool(ctx, "exec", {"command": "ls"}) is None
+            first = await bus.before_tool(ctx, "exec", {"command": "ls"})
+            assert first == (
+                "hook flaky failed (raised CancelledError without a cancellation), "
+                "so the call it guards is not run"
+            )
             assert await bus.before_tool(ctx, "exec", {"command": "ls"}) is None
         assert seen == ["before_tool", "before_tool"]
         [state] = bus.state()

@@ -4,6 +4,7 @@ dedupe and session path; answers stream; a dropped socket resumes without loss o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 from typing import Any
 
@@ -279,17 +280,18 @@ async def test_uploads_need_the_token_stay_under_the_cap_and_belong_to_their_sen
 async def test_a_chat_socket_opened_before_logout_sends_nothing_after_it(
     gateway: Gateway, signed_in: SignedIn, fake_llm: FakeLLM
 ) -> None:
-    """The session is asked again for each message: a tab left open after a logout (or
-    after the login expired, or a guest was revoked) can no longer write as that person."""
+    """A tab left open after a logout can no longer write as that person: the logout
+    closes its socket (test_webui_chat_signout.py), and a frame that still gets through
+    before the close finds the login gone."""
     seen = record_inbound(gateway)
     ws = await _open(signed_in)
     await _until(ws, "ready")
     async with await signed_in.post("/logout") as resp:
         assert resp.status == 303
-    await ws.send_json({"type": "send", "id": "msg-00000009", "text": "still me?"})
+    with contextlib.suppress(ConnectionError):  # the connection may be gone already
+        await ws.send_json({"type": "send", "id": "msg-00000009", "text": "still me?"})
     closed = await ws.receive(timeout=30)
-    assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
-    assert ws.close_code == 4401
+    assert (closed.type, closed.data) == (aiohttp.WSMsgType.CLOSE, 4401)
     await asyncio.sleep(0.2)
     assert seen == [] and fake_llm.calls(path="/v1/chat/completions") == []
 
