@@ -186,3 +186,29 @@ async def test_a_tool_block_without_its_id_is_a_malformed_event_retried_once(
 
     assert out.text == "the answer after one retry"
     assert failover.stats().errors == {"server": 1}
+
+
+async def test_a_text_that_is_not_a_string_is_a_malformed_event_retried_once(
+    fake: FakeLLM, pair: tuple[StreamingProvider[object], StreamingProvider[object]]
+) -> None:
+    # a list of parts where the API streams a string: passed on, it broke the turn that
+    # joined the text, outside the provider's retry and fail-over
+    if isinstance(pair[0], OpenAIProvider):
+        garbage = b'data: {"choices": [{"delta": {"content": [{"type": "text", "text": "hi"}]}}]}'
+    else:
+        garbage = (
+            b"event: content_block_delta\n"
+            b'data: {"index": 0, "delta": {"type": "text_delta", "text": ["hi"]}}'
+        )
+    failover = _chain(pair, ManualClock())
+    fake.push(
+        Reply("never seen", garbage=garbage + b"\n\n"),
+        Reply("the answer after one retry"),
+        model="big",
+    )
+
+    out = await complete(failover, REQUEST)
+
+    assert out.text == "the answer after one retry"
+    assert out.finish.provider == "primary"
+    assert failover.stats().errors == {"server": 1}
