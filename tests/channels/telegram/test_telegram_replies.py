@@ -187,3 +187,23 @@ async def test_malformed_updates_are_logged_and_skipped(
     assert len(skipped) == 5
     assert len([r for r in caplog.records if "without an id" in r.getMessage()]) == 2
     assert channel.health()["running"]
+
+
+async def test_a_name_and_a_file_name_with_half_an_emoji_are_answered(
+    fake: FakeTelegram, tg_config: Callable[..., Any]
+) -> None:
+    # JSON carries a lone UTF-16 surrogate as an escape; the store cannot encode one, so a
+    # person whose name held it got "Something went wrong" to every message
+    content = pdf("Quarterly report")
+    update = payload("document")
+    update["message"]["from"]["first_name"] = "Ali\ud83d"
+    update["message"]["document"].update(
+        file_id=fake.add_file(content), file_size=len(content), file_name="report \ud83d.pdf"
+    )
+    provider = ScriptedProvider(["Got your report."])
+    async with Gateway(tg_config(), provider=provider) as gw:
+        fake.push_update(update)
+        await until(lambda: fake.texts(ALICE) == ["Got your report."])
+        await settled(gw)
+    (asked,) = provider.requests
+    assert "[document report \ufffd.pdf" in asked.messages[-1].content
