@@ -38,7 +38,7 @@ from bot.gateway_start import (
     start_turn_processes,
 )
 from bot.media.outbound import ChannelFiles
-from bot.messages import Choice, Command, InboundMessage, OutboundMessage, well_formed
+from bot.messages import Choice, InboundMessage, OutboundMessage
 from bot.metrics import Metrics
 from bot.model_choice import ModelChoices, register_model_command
 from bot.providers.base import Provider
@@ -294,13 +294,11 @@ class Gateway:
     async def handle_inbound(self, message: InboundMessage) -> None:
         """The sink every channel hands messages to. Stores the delivery first, so nothing is
         lost to a crash, and drops a delivery seen before, so nothing runs twice."""
+        message = message.well_formed()
         if message.text:
             # redacted before it is stored: the inbox must not keep a pasted secret at rest
-            text = self.redactor.redact(well_formed(message.text))
+            text = self.redactor.redact(message.text)
             message = dataclasses.replace(message, text=text)
-        if message.command is not None and message.command.args:
-            args = well_formed(message.command.args)
-            message = dataclasses.replace(message, command=Command(message.command.name, args))
         if not await self.store.inbound.insert(message):
             self.metrics.duplicates.labels(message.conversation.channel).inc()
             return

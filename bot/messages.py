@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any, NewType, Protocol
 
@@ -180,6 +180,25 @@ class InboundMessage:
             received_at=data.get("received_at", time.time()),
             meta=data.get("meta", {}),
         )
+
+    def well_formed(self) -> InboundMessage:
+        """This message with `well_formed` applied to all a person or their client wrote: the
+        text, a command's arguments, the sender's name and the files' names (each is stored,
+        and the names reach the model too)."""
+        changes: dict[str, Any] = {}
+        if _LONE_SURROGATE.search(self.text):
+            changes["text"] = well_formed(self.text)
+        command = self.command
+        if command is not None and _LONE_SURROGATE.search(command.args):
+            changes["command"] = Command(command.name, well_formed(command.args))
+        if _LONE_SURROGATE.search(self.identity.display_name):
+            name = well_formed(self.identity.display_name)
+            changes["identity"] = replace(self.identity, display_name=name)
+        if any(_LONE_SURROGATE.search(p.name + p.mime) for p in self.parts):
+            changes["parts"] = tuple(
+                replace(p, name=well_formed(p.name), mime=well_formed(p.mime)) for p in self.parts
+            )
+        return replace(self, **changes) if changes else self
 
 
 @dataclass(frozen=True, slots=True)

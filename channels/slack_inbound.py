@@ -79,7 +79,10 @@ class Normalizer:
         parts = self._files(files if isinstance(files, list) else [])
         text = from_slack(raw_text, self.bot_user_id).strip()
         message = InboundMessage(
-            id=event_id,
+            # Keyed by the message, not the event: Slack sends one channel mention as two
+            # events (`message`, `app_mention`) with their own event_ids, and the inbox must
+            # see them as one even when they reach two replicas or the two sides of a restart.
+            id=f"ts:{chat_id}:{ts}",
             identity=Identity(
                 self.channel,
                 sender,

@@ -4,8 +4,9 @@ What becomes a message, and what is deliberately dropped (docs/channels/telegram
 - a private chat is a DM conversation per person (its chat id is the person's user id);
   groups and supergroups are group conversations; a forum topic is a thread of its group;
 - photos, documents, voice notes, audio and video become Attachment parts (fetched on demand);
-- edited messages, channel posts, service messages and content without text or a file
-  (stickers, polls, locations) are dropped with a debug log; a group's migration to a
+- edited messages, channel posts, service messages, content without text or a file
+  (stickers, polls, locations) and, in groups, commands addressed to another bot
+  (`/start@other_bot`) are dropped with a debug log; a group's migration to a
   supergroup is recorded so the group keeps its session;
 - messages sent on behalf of a chat (anonymous admins, linked channels) and by bots carry
   `is_bot=True`, so the access layer drops them unless the channel allows bots.
@@ -185,6 +186,10 @@ def normalize(
     if conversation is None:
         log.debug("ignoring update %s: chat type %s", update.update_id, chat.type)
         return None
+    if conversation.kind is ConversationKind.GROUP and _for_another_bot(text, me.username):
+        # "/start@other_bot": a group that needs no mention must not answer it as chat
+        log.debug("ignoring update %s: a command for another bot", update.update_id)
+        return None
     reply = message.reply_to_message
     # In a forum every message of a topic "replies" to the topic's first service message.
     if reply is not None and reply.forum_topic_created is not None:
@@ -242,6 +247,14 @@ def _mentions(message: Message, me: BotIdentity) -> bool:
         if entity.type == MessageEntity.TEXT_MENTION and entity.user and entity.user.id == me.id:
             return True
     return False
+
+
+_ADDRESSED_COMMAND = re.compile(r"/[A-Za-z0-9_]+@([A-Za-z0-9_]+)(?:\s|$)")
+
+
+def _for_another_bot(text: str, username: str) -> bool:
+    addressed = _ADDRESSED_COMMAND.match(text)
+    return addressed is not None and addressed.group(1).lower() != username.lower()
 
 
 def _strip_mention(text: str, username: str) -> str:

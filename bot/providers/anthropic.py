@@ -35,7 +35,7 @@ from bot.providers.remote import (
     status_error,
     transport_error,
 )
-from bot.providers.sse import HttpFailure, JsonBody
+from bot.providers.sse import HttpFailure, JsonBody, event_text, malformed_event
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -215,19 +215,15 @@ class _Answer:
             block = event.get("content_block") or {}
             if block.get("type") == "tool_use":
                 if not (block.get("id") and block.get("name")):
-                    raise ProviderHTTPError(
-                        502,
-                        "malformed stream event: a tool_use block without its id or name",
-                        retryable=True,
-                    )
+                    raise malformed_event("a tool_use block without its id or name")
                 self.tools[event.get("index", 0)] = _ToolUse(block["id"], block["name"])
-            elif block.get("type") == "text" and block.get("text"):
-                yield TextDelta(block["text"])
+            elif block.get("type") == "text" and (text := event_text(block.get("text"))):
+                yield TextDelta(text)
         elif kind == "content_block_delta":
             delta = event.get("delta") or {}
             index = event.get("index", 0)
-            if delta.get("type") == "text_delta" and delta.get("text"):
-                yield TextDelta(delta["text"])
+            if delta.get("type") == "text_delta" and (text := event_text(delta.get("text"))):
+                yield TextDelta(text)
             elif delta.get("type") == "input_json_delta" and index in self.tools:
                 self.tools[index].parts.append(delta.get("partial_json") or "")
         elif kind == "content_block_stop":

@@ -36,7 +36,7 @@ from bot.providers.remote import (
     status_error,
     transport_error,
 )
-from bot.providers.sse import EventStream, HttpFailure, JsonBody
+from bot.providers.sse import EventStream, HttpFailure, JsonBody, event_text
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -209,7 +209,7 @@ class _Answer:
             )
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
-            content = delta.get("content")
+            content = event_text(delta.get("content"))
             if content:
                 yield TextDelta(content)
             for part in delta.get("tool_calls") or ():

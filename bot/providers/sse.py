@@ -42,10 +42,21 @@ class SseEvent:
         except ValueError:
             value = None
         if not isinstance(value, dict):
-            raise ProviderHTTPError(
-                502, f"malformed stream event: {self.data[:80]!r}", retryable=True
-            )
+            raise malformed_event(repr(self.data[:80]))
         return value
+
+
+def malformed_event(detail: str) -> ProviderHTTPError:
+    """An event of a shape the API never sends: a server fault worth one retry."""
+    return ProviderHTTPError(502, f"malformed stream event: {detail}", retryable=True)
+
+
+def event_text(value: object) -> str:
+    """A text field of an event. Anything but a string (or nothing) is malformed here, where
+    it can still be retried or failed over: passed on, it broke the turn that joined it."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    raise malformed_event(f"a text that is a {type(value).__name__}")
 
 
 #: one encoder for every body: `json.dumps` with options builds a new one per call, which

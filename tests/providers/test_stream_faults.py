@@ -84,12 +84,18 @@ async def test_a_garbage_retry_after_does_not_lock_the_primary_out_for_good(
 async def test_bytes_that_are_not_utf8_in_an_event_are_a_malformed_event_retried_once(
     fake: FakeLLM, pair: tuple[StreamingProvider[object], StreamingProvider[object]]
 ) -> None:
+    broken = Reply("never seen", garbage=b"data: \xff\xfe{}\n\n", garbage_after_chunks=1)
+    await _retried_once(fake, pair, broken)
+
+
+async def _retried_once(
+    fake: FakeLLM,
+    pair: tuple[StreamingProvider[object], StreamingProvider[object]],
+    broken: Reply,
+) -> None:
+    """`broken` is the primary's first answer: it is retried once, on the primary."""
     failover = _chain(pair, ManualClock())
-    fake.push(
-        Reply("never seen", garbage=b"data: \xff\xfe{}\n\n", garbage_after_chunks=1),
-        Reply("the answer after one retry"),
-        model="big",
-    )
+    fake.push(broken, Reply("the answer after one retry"), model="big")
 
     out = await complete(failover, REQUEST)
 
@@ -186,3 +192,18 @@ async def test_a_tool_block_without_its_id_is_a_malformed_event_retried_once(
 
     assert out.text == "the answer after one retry"
     assert failover.stats().errors == {"server": 1}
+
+
+async def test_a_text_that_is_not_a_string_is_a_malformed_event_retried_once(
+    fake: FakeLLM, pair: tuple[StreamingProvider[object], StreamingProvider[object]]
+) -> None:
+    # a list of parts where the API streams a string: passed on, it broke the turn that
+    # joined the text, outside the provider's retry and fail-over
+    if isinstance(pair[0], OpenAIProvider):
+        garbage = b'data: {"choices": [{"delta": {"content": [{"type": "text", "text": "hi"}]}}]}'
+    else:
+        garbage = (
+            b"event: content_block_delta\n"
+            b'data: {"index": 0, "delta": {"type": "text_delta", "text": ["hi"]}}'
+        )
+    await _retried_once(fake, pair, Reply("never seen", garbage=garbage + b"\n\n"))

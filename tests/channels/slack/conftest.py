@@ -93,3 +93,9 @@ def spy_on_sink(channel: SlackChannel) -> list[InboundMessage]:
 
     channel.sink = spy
     return seen
+
+
+def message_key(body: dict[str, Any]) -> str:
+    """The inbox key of a message event: its channel and timestamp, whichever event brought it."""
+    event = body["event"]
+    return f"ts:{event['channel']}:{event['ts']}"

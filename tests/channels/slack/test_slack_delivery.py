@@ -16,7 +16,14 @@ from bot.gateway import Gateway
 from bot.messages import InboundMessage
 from bot.providers.base import ChatRequest
 from bot.providers.testing import FunctionProvider, ScriptedProvider
-from tests.channels.slack.conftest import events_url, idle, spy_on_sink, until, user_texts
+from tests.channels.slack.conftest import (
+    events_url,
+    idle,
+    message_key,
+    spy_on_sink,
+    until,
+    user_texts,
+)
 from tests.fakes.slack import FakeSlack
 
 #: what Slack waits for an acknowledgement before it counts the delivery as failed
@@ -164,7 +171,7 @@ async def test_a_slow_inbox_is_acknowledged_in_time_and_stored_and_answered_once
         stored = await _stored(gateway)
     assert first is not None and first < SLACK_ACK_TIMEOUT_S, first
     assert again is not None and again < SLACK_ACK_TIMEOUT_S, again
-    assert stored == [(body["event_id"], "done")]
+    assert stored == [(message_key(body), "done")]
     assert len(provider.requests) == 1
     assert len(fake.method_calls("chat.postMessage")) == 1
 
@@ -188,5 +195,5 @@ async def test_an_acknowledged_event_the_inbox_fails_to_take_late_is_stored_afte
         await idle(gateway)
         stored = await _stored(gateway)
     assert acked is not None and acked < SLACK_ACK_TIMEOUT_S, acked
-    assert stored == [(body["event_id"], "done")]
+    assert stored == [(message_key(body), "done")]
     assert len(provider.requests) == 1

@@ -17,7 +17,7 @@ from bot.gateway import Gateway
 from bot.providers.base import ChatRequest, Finish, Provider, TextDelta
 from bot.providers.testing import FunctionProvider, ScriptedProvider
 from channels.base import BaseChannel
-from tests.channels.slack.conftest import idle, slack_settings, until
+from tests.channels.slack.conftest import idle, message_key, slack_settings, until
 from tests.fakes.slack import FakeSlack
 
 WORDS = [f"w{i}" for i in range(40)]
@@ -61,7 +61,7 @@ def _words(texts: list[str]) -> list[str]:
 
 
 async def _state(gw: Gateway, body: dict[str, Any]) -> tuple[str, str | None, Any]:
-    found = await gw.store.deliveries.get(("slack", body["event_id"]))
+    found = await gw.store.deliveries.get(("slack", message_key(body)))
     assert found is not None
     return found
 

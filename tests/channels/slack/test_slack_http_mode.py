@@ -18,7 +18,7 @@ from bot.messages import InboundMessage
 from bot.providers.base import ChatRequest
 from bot.providers.testing import FunctionProvider, ScriptedProvider
 from tests.channels.slack.conftest import events_url, idle, user_texts
-from tests.fakes.slack import FakeSlack, payload
+from tests.fakes.slack import FakeSlack, payload, same_message
 
 HTTP: dict[str, Any] = {"http": True, "mode": "http"}
 
@@ -182,3 +182,26 @@ async def test_a_retry_after_a_restart_is_dropped_by_the_gateways_dedupe(
         await idle(gateway)
     assert retry.status == 200
     assert len(provider.requests) == 1 and len(fake.method_calls("chat.postMessage")) == 1
+
+
+async def test_a_mentions_twin_event_after_a_restart_is_not_answered_again(
+    fake: FakeSlack, running: Any, session: aiohttp.ClientSession
+) -> None:
+    # Slack sends a channel mention as `message` and as `app_mention`, each under its own
+    # event_id. When the process stops between the two (or they reach two replicas), the
+    # second must still be recognised as the message already stored.
+    provider = ScriptedProvider(["Paris.", "Paris again."])
+    message = fake.event("channel_message")
+    mention = same_message(message, fake.event("app_mention"))
+    async with running(provider, **HTTP) as (gateway, _channel):
+        assert (await fake.post_signed(session, events_url(gateway), message)).status == 200
+        await fake.wait_for("chat.postMessage", channel="C0001")
+        await idle(gateway)
+    async with running(provider, **HTTP) as (gateway, _channel):
+        late = await fake.post_signed(
+            session, events_url(gateway), mention, retry_num=1, retry_reason="http_timeout"
+        )
+        await idle(gateway)
+    assert late.status == 200
+    assert user_texts(provider) == ["what is the capital of France?"]
+    assert len(fake.method_calls("chat.postMessage")) == 1

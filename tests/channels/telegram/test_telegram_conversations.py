@@ -98,7 +98,8 @@ async def test_group_answers_when_mentioned_or_replied_to_unless_configured_othe
         await until(lambda: fake.texts(open_group) == ["re: no mention needed here"])
         fake.push_group("@decapod_test_bot hi", chat_id=-1009999999999)  # not allowlisted
         fake.push_update(payload("bot_sender"))  # another bot, mentioning us: not answered
-        await until(lambda: not fake.pending and gw.metrics.denied.labels("tg")._value.get() == 4)
+        # "/help@other_bot" is dropped by the adapter: the three others are denied
+        await until(lambda: not fake.pending and gw.metrics.denied.labels("tg")._value.get() == 3)
         await settled(gw)
     asked = [r.messages[-1].content for r in provider.requests]
     assert asked == ["what is 2+2?", "and 3+3?", "no mention needed here"]
@@ -171,3 +172,19 @@ async def test_the_command_menu_gets_the_commands_registered_after_ready(
         await until(menu_has_forget)
         # set once per start, not with the start's shorter table first
         assert len(fake.calls_of("setMyCommands", scope=None)) == 1
+
+
+async def test_a_command_for_another_bot_is_not_answered_where_no_mention_is_needed(
+    fake: FakeTelegram, tg_config: Callable[..., Any]
+) -> None:
+    # A group that needs no mention still holds other bots: "/start@other_bot" is theirs.
+    config = tg_config(access={"groups": {str(GROUP): {"require_mention": False}}})
+    provider = FunctionProvider(lambda request: f"re: {request.messages[-1].content}")
+    async with Gateway(config, provider=provider) as gw:
+        fake.push_group("/start@other_bot", chat_id=GROUP)
+        fake.push_group("/weather@other_bot Paris", chat_id=GROUP)
+        fake.push_group("and now for us", chat_id=GROUP)
+        await until(lambda: fake.texts(GROUP)[-1:] == ["re: and now for us"])
+        await settled(gw)
+    assert [r.messages[-1].content for r in provider.requests] == ["and now for us"]
+    assert fake.texts(GROUP) == ["re: and now for us"]

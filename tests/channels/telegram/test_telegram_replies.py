@@ -128,9 +128,7 @@ async def test_attachments_reach_the_model_as_names_and_are_fetched_with_a_cap(
     fake: FakeTelegram, tg_config: Callable[..., Any]
 ) -> None:
     content = pdf("Quarterly report " + "x" * 2600)
-    update = payload("document")
-    update["message"]["document"]["file_id"] = fake.add_file(content)
-    update["message"]["document"]["file_size"] = len(content)
+    update = _document(fake, content)
     provider = ScriptedProvider(["Got your report."])
     async with Gateway(tg_config(), provider=provider) as gw:
         fake.push_update(update)
@@ -187,3 +185,28 @@ async def test_malformed_updates_are_logged_and_skipped(
     assert len(skipped) == 5
     assert len([r for r in caplog.records if "without an id" in r.getMessage()]) == 2
     assert channel.health()["running"]
+
+
+async def test_a_name_and_a_file_name_with_half_an_emoji_are_answered(
+    fake: FakeTelegram, tg_config: Callable[..., Any]
+) -> None:
+    # JSON carries a lone UTF-16 surrogate as an escape; the store cannot encode one, so a
+    # person whose name held it got "Something went wrong" to every message
+    update = _document(fake, pdf("Quarterly report"), file_name="report \ud83d.pdf")
+    update["message"]["from"]["first_name"] = "Ali\ud83d"
+    provider = ScriptedProvider(["Got your report."])
+    async with Gateway(tg_config(), provider=provider) as gw:
+        fake.push_update(update)
+        await until(lambda: fake.texts(ALICE) == ["Got your report."])
+        await settled(gw)
+    (asked,) = provider.requests
+    assert "[document report \ufffd.pdf" in asked.messages[-1].content
+
+
+def _document(fake: FakeTelegram, content: bytes, **fields: Any) -> dict[str, Any]:
+    """Alice's document update, its file served by the fake."""
+    update: dict[str, Any] = payload("document")
+    update["message"]["document"].update(
+        file_id=fake.add_file(content), file_size=len(content), **fields
+    )
+    return update
