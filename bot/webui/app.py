@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from bot.errors import StorageUnavailable
 from bot.webui.auth import MIN_PASSWORD_CHARS, OWNER, SESSION, WebAuth, WebSession, csrf_ok
 from bot.webui.proxy import Forwarding
 
@@ -146,6 +147,13 @@ class WebUI:
             except web.HTTPException as exc:
                 exc.headers.update(_SECURITY_HEADERS)
                 raise
+            except StorageUnavailable as exc:
+                # said plainly (not aiohttp's bare 500), and without the database's path
+                log.warning("web UI: %s %s refused: %s", request.method, request.path, exc)
+                raise web.HTTPServiceUnavailable(
+                    text=f"Storage is {exc.reason}: nothing could be saved. Try again later.",
+                    headers={**_SECURITY_HEADERS, "Retry-After": "60"},
+                ) from None
             if not isinstance(response, web.WebSocketResponse):
                 response.headers.update(_SECURITY_HEADERS)
                 response.headers.setdefault("Cache-Control", "no-store")
