@@ -3,7 +3,7 @@
 Text blocks pass through; binary blocks (images, audio, blobs) are described by kind, type and
 size, never inlined: the gateway has no media path for tool output, and base64 in a prompt
 costs tokens and says nothing. Structured content is used when a result has no text.
-The whole is cut at a character cap, and the caller redacts it.
+The whole is redacted with the caller's redactor, then cut at a character cap.
 """
 
 from __future__ import annotations
@@ -12,14 +12,17 @@ import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mcp_types import CallToolResult, ContentBlock
 
 
-def result_text(result: CallToolResult, max_chars: int) -> str:
+def result_text(result: CallToolResult, max_chars: int, *, redact: Callable[[str], str]) -> str:
     parts = [_block_text(block) for block in result.content]
     if not any(parts) and result.structured_content is not None:
         parts = [json.dumps(result.structured_content, ensure_ascii=False)]
-    return cap("\n".join(p for p in parts if p) or "(no output)", max_chars)
+    # redacted whole, then cut: a cut through a secret would leave its start unrecognised
+    return cap(redact("\n".join(p for p in parts if p)) or "(no output)", max_chars)
 
 
 def cap(text: str, max_chars: int) -> str:

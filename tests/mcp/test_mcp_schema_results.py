@@ -17,6 +17,10 @@ from tests.fakes.llm import FakeLLM, Reply
 from tests.mcp.conftest import running, stdio_entry
 
 
+def _as_is(text: str) -> str:
+    return text
+
+
 def _wide_schema(properties: int) -> dict[str, Any]:
     nested = {
         "type": "object",
@@ -114,7 +118,7 @@ def test_results_become_text_with_binary_content_described_and_a_cap() -> None:
             types.ResourceLink(type="resource_link", name="b.bin", uri="file:///b.bin", size=10),
         ]
     )
-    text = result_text(result, 10_000)
+    text = result_text(result, 10_000, redact=_as_is)
     assert text.splitlines() == [
         "caption",
         "[image: image/png, 3 KB]",
@@ -124,9 +128,9 @@ def test_results_become_text_with_binary_content_described_and_a_cap() -> None:
     ]
     assert png[:40] not in text
     structured = types.CallToolResult(content=[], structured_content={"n": 1})
-    assert result_text(structured, 100) == '{"n": 1}'
+    assert result_text(structured, 100, redact=_as_is) == '{"n": 1}'
     long = types.CallToolResult(content=[types.TextContent(type="text", text="y" * 500)])
-    assert result_text(long, 200) == "y" * 200 + "\n[… 300 more characters cut]"
+    assert result_text(long, 200, redact=_as_is) == "y" * 200 + "\n[… 300 more characters cut]"
 
 
 async def test_results_in_a_turn_are_described_capped_checked_and_redacted(
@@ -161,3 +165,27 @@ async def test_results_in_a_turn_are_described_capped_checked_and_redacted(
     assert big == "x" * 1000 + "\n[… 4,000 more characters cut]"
     assert secret not in echoed and "REDACTED" in echoed
     assert invalid.startswith("error: invalid arguments for t__add: a: 'two' is not of type")
+
+
+async def test_a_secret_the_cap_cuts_through_is_redacted_not_left_half_shown(
+    gateway_config: Any, fake: FakeLLM, state: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "correct-horse-battery-staple-fortytwo-alpha"
+    monkeypatch.setenv("SERVER_SIDE_SECRET", secret)
+    # the cap (1000) falls 40 characters into the secret
+    text = "y" * 960 + secret + " and more after it"
+    fake.push(
+        Reply(tool_calls=[ToolCall("c1", "t__echo", json.dumps({"text": text}))]),
+        Reply(text="done"),
+    )
+    config = gateway_config(
+        {"t": stdio_entry()},
+        mcp={"max_result_chars": 1000},
+        security={"secret_env": ["SERVER_SIDE_SECRET"]},
+    )
+    async with running(config, "t") as (_, channel):
+        await channel.push("echo it", user="owner")
+        await channel.wait_for_messages(1, timeout=60)
+    [echoed] = [m["content"] for m in fake.calls()[1].body["messages"] if m["role"] == "tool"]
+    assert echoed.startswith("y" * 960 + "[REDACTED")
+    assert secret[:12] not in echoed
