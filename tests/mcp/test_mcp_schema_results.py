@@ -10,7 +10,7 @@ from typing import Any
 import mcp_types as types
 import pytest
 
-from bot.mcp.results import result_text
+from bot.mcp.results import REDACT_AHEAD, result_text
 from bot.mcp.schema import TRIMMED_NOTE, fit_schema, listed_tools
 from bot.providers.base import ToolCall
 from tests.fakes.llm import FakeLLM, Reply
@@ -189,3 +189,26 @@ async def test_a_secret_the_cap_cuts_through_is_redacted_not_left_half_shown(
     [echoed] = [m["content"] for m in fake.calls()[1].body["messages"] if m["role"] == "tool"]
     assert echoed.startswith("y" * 960 + "[REDACTED")
     assert secret[:12] not in echoed
+
+
+def test_a_huge_result_is_redacted_only_as_far_as_the_cap_can_show() -> None:
+    secret = "S" * 1000
+    redacted: list[int] = []
+
+    def redact(text: str) -> str:
+        redacted.append(len(text))
+        return text.replace(secret, "[R]")
+
+    huge = "y" * 5_000_000
+    result = types.CallToolResult(content=[types.TextContent(type="text", text=huge)])
+    assert result_text(result, 1000, redact=redact) == (
+        "y" * 1000 + "\n[… 4,999,000 more characters cut]"
+    )
+    assert redacted == [1000 + REDACT_AHEAD]
+    # redactions that shorten the head so far that its cut end would show: more is redacted
+    redacted.clear()
+    dense = (secret + " ") * 40
+    result = types.CallToolResult(content=[types.TextContent(type="text", text=dense)])
+    text = result_text(result, 200, redact=redact)
+    assert text == "[R] " * 40
+    assert redacted == [200 + REDACT_AHEAD, 2 * (200 + REDACT_AHEAD), len(dense)]
