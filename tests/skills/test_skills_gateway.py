@@ -247,3 +247,40 @@ async def test_a_front_matter_value_yaml_cannot_build_breaks_only_its_own_skill(
     assert "good" in current.available
     assert [b.folder.name for b in current.broken] == ["dated"]
     assert "broken   dated (owner): the front matter is not valid YAML" in listing
+
+
+async def test_a_skill_the_model_writes_over_the_size_limit_is_refused_not_reported_made(
+    make_config: Any, home: Path, skills_root: Path
+) -> None:
+    """Written, it would be skipped as broken at the next load; the model must hear why now
+    rather than be told it was created and enabled."""
+    write_skill(skills_root, "notes", simple_skill("notes", "Take notes.", "OLD BODY"))
+    huge = "A step to follow, said at length. " * 3000  # some 100 KB, over the 64 KB limit
+    edits = iter(
+        [
+            {"action": "create", "name": "long", "description": "Long.", "instructions": huge},
+            {"action": "update", "name": "notes", "instructions": huge},
+        ]
+    )
+    seen: list[ChatRequest] = []
+
+    async def model(request: ChatRequest) -> Any:
+        seen.append(request)
+        args = next(edits, None)
+        if args is None:
+            return "done"
+        return [ToolCall(f"c{len(seen)}", "skill_edit", json.dumps(args))]
+
+    channel = RecordingChannel()
+    config = make_config(skills={"auto_enable": True})
+    async with Gateway(config, provider=FunctionProvider(model), channels={"test": channel}) as gw:
+        await channel.push("write it all down", user="owner")
+        await channel.wait_for_messages(1, timeout=WAIT_S)
+        await _runtime(gw).reload()
+        current = _runtime(gw).current
+    created, updated = _tool_results(seen[-1])
+    for result in (created, updated):
+        assert result.startswith("error: ") and "the limit is 65,536" in result
+    assert not (skills_root / "long").exists()
+    assert "OLD BODY" in (skills_root / "notes" / "SKILL.md").read_text()
+    assert "notes" in current.available and not current.broken
