@@ -248,7 +248,9 @@ class WebUI:
         if session is None:
             raise web.HTTPSeeOther("/login")
         request[SESSION] = session
-        return self.render(request, "chat.html", page="chat")
+        from bot.webui.chat import MAX_FRAME
+
+        return self.render(request, "chat.html", page="chat", max_frame=MAX_FRAME)
 
     def setup_allowed(self, request: web.Request) -> None:
         if self.auth.configured or not self.fwd.may_set_up(request):

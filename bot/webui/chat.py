@@ -31,7 +31,8 @@ log = logging.getLogger("decapod.webui")
 Event = dict[str, Any]
 _CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 HISTORY_MESSAGES = 100
-_MAX_FRAME = 256 * 1024
+#: the largest frame a page may send (bytes); the page refuses a longer message itself
+MAX_FRAME = 256 * 1024
 #: the close code of a socket whose login ended (the page goes to the login form)
 SIGNED_OUT = 4401
 #: files one message may carry
@@ -83,7 +84,7 @@ class ChatSocket:
             raise web.HTTPForbidden(text="foreign origin")
         if not csrf_ok(session.csrf, request.query.get("csrf")):
             raise web.HTTPForbidden(text="missing or wrong CSRF token")
-        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=_MAX_FRAME)
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_FRAME)
         await ws.prepare(request)
         self.open.add(ws)
         queue: asyncio.Queue[Event] | None = None
