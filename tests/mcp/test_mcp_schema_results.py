@@ -136,8 +136,11 @@ def test_results_become_text_with_binary_content_described_and_a_cap() -> None:
 async def test_results_in_a_turn_are_described_capped_checked_and_redacted(
     gateway_config: Any, fake: FakeLLM, state: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    secret = "sk-test-SECRET-value-0123456789abcdef"
+    secret = "correct-horse-battery-staple-fortytwo-alpha"
     monkeypatch.setenv("SERVER_SIDE_SECRET", secret)
+    # the cap (1000) falls 40 characters into the secret: redacted before the cut, or the
+    # model would read all of it but its last three characters
+    cut_through = "y" * 960 + secret + " and more after it"
     fake.push(
         Reply(
             tool_calls=[
@@ -146,6 +149,7 @@ async def test_results_in_a_turn_are_described_capped_checked_and_redacted(
                 ToolCall("c3", "t__big", json.dumps({"chars": 5000})),
                 ToolCall("c4", "t__echo", json.dumps({"text": f"key={secret}"})),
                 ToolCall("c5", "t__add", json.dumps({"a": "two", "b": 3})),
+                ToolCall("c6", "t__echo", json.dumps({"text": cut_through})),
             ]
         ),
         Reply(text="done"),
@@ -159,36 +163,13 @@ async def test_results_in_a_turn_are_described_capped_checked_and_redacted(
         await channel.push("try everything", user="owner")
         await channel.wait_for_messages(1, timeout=60)
     results = [m["content"] for m in fake.calls()[1].body["messages"] if m["role"] == "tool"]
-    picture, failed, big, echoed, invalid = results
+    picture, failed, big, echoed, invalid, cut = results
     assert picture == "a grey square\n[image: image/png, 2 KB]"
     assert failed.startswith("error: fail failed: ") and "disk full" in failed
     assert big == "x" * 1000 + "\n[… 4,000 more characters cut]"
     assert secret not in echoed and "REDACTED" in echoed
     assert invalid.startswith("error: invalid arguments for t__add: a: 'two' is not of type")
-
-
-async def test_a_secret_the_cap_cuts_through_is_redacted_not_left_half_shown(
-    gateway_config: Any, fake: FakeLLM, state: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    secret = "correct-horse-battery-staple-fortytwo-alpha"
-    monkeypatch.setenv("SERVER_SIDE_SECRET", secret)
-    # the cap (1000) falls 40 characters into the secret
-    text = "y" * 960 + secret + " and more after it"
-    fake.push(
-        Reply(tool_calls=[ToolCall("c1", "t__echo", json.dumps({"text": text}))]),
-        Reply(text="done"),
-    )
-    config = gateway_config(
-        {"t": stdio_entry()},
-        mcp={"max_result_chars": 1000},
-        security={"secret_env": ["SERVER_SIDE_SECRET"]},
-    )
-    async with running(config, "t") as (_, channel):
-        await channel.push("echo it", user="owner")
-        await channel.wait_for_messages(1, timeout=60)
-    [echoed] = [m["content"] for m in fake.calls()[1].body["messages"] if m["role"] == "tool"]
-    assert echoed.startswith("y" * 960 + "[REDACTED")
-    assert secret[:12] not in echoed
+    assert cut.startswith("y" * 960 + "[REDACTED") and secret[:12] not in cut
 
 
 def test_a_huge_result_is_redacted_only_as_far_as_the_cap_can_show() -> None:

@@ -30,6 +30,22 @@ def _tool_results(request: ChatRequest) -> list[str]:
     return [m.content for m in request.messages if m.role == "tool"]
 
 
+def _skill_edits(*edits: dict[str, Any]) -> tuple[list[ChatRequest], Any]:
+    """A model that calls skill_edit with each of `edits` in turn, then answers; and the
+    requests it was sent."""
+    pending = iter(edits)
+    seen: list[ChatRequest] = []
+
+    async def model(request: ChatRequest) -> Any:
+        seen.append(request)
+        args = next(pending, None)
+        if args is None:
+            return "done"
+        return [ToolCall(f"c{len(seen)}", "skill_edit", json.dumps(args))]
+
+    return seen, model
+
+
 async def test_prompt_lists_skills_and_use_skill_returns_the_body(
     make_config: Any, skills_root: Path
 ) -> None:
@@ -124,23 +140,12 @@ async def test_skill_edit_creates_updates_and_deletes_through_one_tool(
     make_config: Any, home: Path, skills_root: Path
 ) -> None:
     write_skill(skills_root, "notes", simple_skill("notes", "Take notes.", "OLD BODY"))
-    edits = iter(
-        [
-            {"action": "create", "name": "half", "description": "Half a skill."},
-            {"action": "update", "name": "notes", "instructions": "NEW BODY"},
-            {"action": "delete", "name": "notes"},
-            {"action": "rename", "name": "notes"},
-        ]
+    seen, model = _skill_edits(
+        {"action": "create", "name": "half", "description": "Half a skill."},
+        {"action": "update", "name": "notes", "instructions": "NEW BODY"},
+        {"action": "delete", "name": "notes"},
+        {"action": "rename", "name": "notes"},
     )
-    seen: list[ChatRequest] = []
-
-    async def model(request: ChatRequest) -> Any:
-        seen.append(request)
-        args = next(edits, None)
-        if args is None:
-            return "done"
-        return [ToolCall(f"c{len(seen)}", "skill_edit", json.dumps(args))]
-
     channel = RecordingChannel()
     async with Gateway(make_config(), provider=FunctionProvider(model), channels={"test": channel}):
         await channel.push("tidy my skills", user="owner")
@@ -256,21 +261,10 @@ async def test_a_skill_the_model_writes_over_the_size_limit_is_refused_not_repor
     rather than be told it was created and enabled."""
     write_skill(skills_root, "notes", simple_skill("notes", "Take notes.", "OLD BODY"))
     huge = "A step to follow, said at length. " * 3000  # some 100 KB, over the 64 KB limit
-    edits = iter(
-        [
-            {"action": "create", "name": "long", "description": "Long.", "instructions": huge},
-            {"action": "update", "name": "notes", "instructions": huge},
-        ]
+    seen, model = _skill_edits(
+        {"action": "create", "name": "long", "description": "Long.", "instructions": huge},
+        {"action": "update", "name": "notes", "instructions": huge},
     )
-    seen: list[ChatRequest] = []
-
-    async def model(request: ChatRequest) -> Any:
-        seen.append(request)
-        args = next(edits, None)
-        if args is None:
-            return "done"
-        return [ToolCall(f"c{len(seen)}", "skill_edit", json.dumps(args))]
-
     channel = RecordingChannel()
     config = make_config(skills={"auto_enable": True})
     async with Gateway(config, provider=FunctionProvider(model), channels={"test": channel}) as gw:
