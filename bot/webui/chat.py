@@ -150,7 +150,14 @@ class ChatSocket:
                 continue
             if not isinstance(text, str):
                 continue
-            parts = self._parts(session, data.get("files"))
+            files = data.get("files")
+            if isinstance(files, list) and len(files) > MAX_FILES:
+                too_many = (
+                    f"a message can carry at most {MAX_FILES} files; send the rest in another"
+                )
+                queue.put_nowait({"type": "error", "id": client_id, "text": too_many})
+                continue
+            parts = self._parts(session, files)
             if parts is None:
                 queue.put_nowait({"type": "error", "id": client_id, "text": "unknown file"})
                 continue
@@ -166,7 +173,7 @@ class ChatSocket:
         """The attachments of a message's upload ids; None if one is not this person's."""
         if files is None:
             return ()
-        if not isinstance(files, list) or len(files) > MAX_FILES:
+        if not isinstance(files, list):
             return None
         parts = []
         for upload_id in files:
