@@ -101,7 +101,7 @@ async def probe(
                 result = await client.call_tool(
                     remote, call[1], read_timeout_seconds=entry.timeout_s
                 )
-                text = builder.redact(result_text(result, config.mcp.max_result_chars))
+                text = result_text(result, config.mcp.max_result_chars, redact=builder.redact)
                 found.result, found.call_failed = text, bool(result.is_error)
             return found
     except Exception as exc:

@@ -30,6 +30,7 @@ from bot.errors import ToolError
 from bot.mcp.config import HttpServerConfig, McpConfig, StdioServerConfig
 from bot.mcp.schema import ListedTool, listed_tools
 from bot.mcp.transport import TransportOpener
+from bot.tasks import cancelled_from_outside
 
 log = logging.getLogger("decapod.mcp")
 
@@ -100,6 +101,10 @@ class McpConnection:
                 return
             except Exception as exc:
                 reason = self.explain(exc)
+            if cancelled_from_outside():
+                # the stop's cancellation, which the SDK's teardown replaced with an error or
+                # an ending of its own (a dead HTTP server's refused connection): no outage
+                raise asyncio.CancelledError
             if up_since is not None and time.monotonic() - up_since >= _STABLE_S:
                 failures = 0
             delay = min(self.settings.restart_backoff_max_s, 2.0**failures)

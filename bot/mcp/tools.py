@@ -1,7 +1,7 @@
 """An MCP server's tool as a gateway Tool, and the policy that offers it to the right people.
 
 Every result is outside content: the tool carries UNTRUSTED_TAG, so a turn that called it is
-tainted (commands then need the owner's approval), and its text is capped and redacted here,
+tainted (commands then need the owner's approval), and its text is redacted and then capped here,
 before the agent redacts the transcript again.
 """
 
@@ -75,7 +75,7 @@ class McpTool(Tool):
 
     async def _call(self, ctx: ToolContext, **arguments: Any) -> str:
         result = await self.server.call(self.listed.remote_name, arguments)
-        text = self.redact(result_text(result, self.max_result_chars))
+        text = result_text(result, self.max_result_chars, redact=self.redact)
         if result.is_error:
             raise ToolError(f"{self.listed.remote_name} failed: {text}")
         return text

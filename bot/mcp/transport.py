@@ -26,6 +26,9 @@ from bot.mcp.launch import StderrPump, StdioLaunch, new_tail
 
 #: read timeout of the HTTP transports: a server may hold a stream open that long
 _HTTP_READ_TIMEOUT_S = 300.0
+#: the bound of the request that ends the session at close: a server that hangs must not
+#: hold a stop (or a restart) for the read timeout above
+_HTTP_CLOSE_TIMEOUT_S = 5.0
 
 #: (read stream, write stream), as the SDK's transports yield them
 TransportStreams = tuple[Any, Any]
@@ -98,8 +101,9 @@ class HttpOpener:
         import httpx2
 
         timeout = httpx2.Timeout(self.connect_timeout_s, read=_HTTP_READ_TIMEOUT_S)
+        hooks = {"request": [_bound_session_end]}
         async with (
-            httpx2.AsyncClient(headers=self.headers, timeout=timeout) as http,
+            httpx2.AsyncClient(headers=self.headers, timeout=timeout, event_hooks=hooks) as http,
             streamable_http_client(self.entry.url, http_client=http) as (read, write),
         ):
             yield _WatchedReadStream(read, on_end), write
@@ -110,6 +114,14 @@ class HttpOpener:
 
     def last_words(self) -> str:
         return ""
+
+
+async def _bound_session_end(request: Any) -> None:
+    """The SDK ends a streamable HTTP session with a DELETE when its transport closes."""
+    if request.method == "DELETE":
+        import httpx2
+
+        request.extensions["timeout"] = httpx2.Timeout(_HTTP_CLOSE_TIMEOUT_S).as_dict()
 
 
 class _WatchedReadStream:

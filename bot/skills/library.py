@@ -135,6 +135,9 @@ class SkillLibrary:
             body = instructions
         text = render_skill(meta, body)
         parse_skill(text, self.root / name, Origin.DRAFT)  # refuses what would not load
+        size, limit = len(text.encode()), self.config.max_skill_bytes
+        if size > limit:  # the loader would skip it as broken
+            raise SkillError(f"{SKILL_FILE} would be {size:,} bytes; the limit is {limit:,}")
         enable = self.config.auto_enable
         target_root = self.root if enable else self.drafts_root
         folder = self._build(target_root, name, base, text)

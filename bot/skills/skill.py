@@ -153,6 +153,11 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 2}" if where is not None else ""
         raise SkillFormatError(f"the front matter is not valid YAML{line}") from None
+    except (ValueError, RecursionError) as exc:
+        # well-formed YAML that cannot be built: a date that does not exist (2024-02-30),
+        # `!!int abc`, or nesting deeper than the parser's recursion
+        why = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+        raise SkillFormatError(f"the front matter is not valid YAML: {why}") from None
     if not isinstance(meta, dict):
         raise SkillFormatError("the front matter must be a mapping of keys to values")
     return meta, text[match.end() :]

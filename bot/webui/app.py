@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from bot.errors import StorageUnavailable
 from bot.webui.auth import (
     MIN_PASSWORD_CHARS,
     OWNER,
@@ -154,6 +155,13 @@ class WebUI:
             except web.HTTPException as exc:
                 exc.headers.update(_SECURITY_HEADERS)
                 raise
+            except StorageUnavailable as exc:
+                # said plainly (not aiohttp's bare 500), and without the database's path
+                log.warning("web UI: %s %s refused: %s", request.method, request.path, exc)
+                raise web.HTTPServiceUnavailable(
+                    text=f"Storage is {exc.reason}: nothing could be saved. Try again later.",
+                    headers={**_SECURITY_HEADERS, "Retry-After": "60"},
+                ) from None
             if not isinstance(response, web.WebSocketResponse):
                 response.headers.update(_SECURITY_HEADERS)
                 response.headers.setdefault("Cache-Control", "no-store")
@@ -251,7 +259,9 @@ class WebUI:
         if session is None:
             raise web.HTTPSeeOther("/login")
         request[SESSION] = session
-        return self.render(request, "chat.html", page="chat")
+        from bot.webui.chat import MAX_FRAME
+
+        return self.render(request, "chat.html", page="chat", max_frame=MAX_FRAME)
 
     def setup_allowed(self, request: web.Request) -> None:
         if self.auth.configured or not self.fwd.may_set_up(request):

@@ -39,7 +39,8 @@ log = logging.getLogger("decapod.webui")
 Event = dict[str, Any]
 _CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 HISTORY_MESSAGES = 100
-_MAX_FRAME = 256 * 1024
+#: the largest frame a page may send (bytes); the page refuses a longer message itself
+MAX_FRAME = 256 * 1024
 #: the close code of a socket whose login ended (the page goes to the login form)
 SIGNED_OUT = 4401
 #: files one message may carry
@@ -144,7 +145,7 @@ class ChatSocket:
             raise web.HTTPForbidden(text="foreign origin")
         if not csrf_ok(session.csrf, request.query.get("csrf")):
             raise web.HTTPForbidden(text="missing or wrong CSRF token")
-        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=_MAX_FRAME)
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_FRAME)
         await ws.prepare(request)
         login = login_key(self.ui.session_id(request))
         peer = _Peer(ws, login, session.user, session.expires_at)
@@ -217,7 +218,14 @@ class ChatSocket:
                 continue
             if not isinstance(text, str):
                 continue
-            parts = self._parts(session, data.get("files"))
+            files = data.get("files")
+            if isinstance(files, list) and len(files) > MAX_FILES:
+                too_many = (
+                    f"a message can carry at most {MAX_FILES} files; send the rest in another"
+                )
+                queue.put_nowait({"type": "error", "id": client_id, "text": too_many})
+                continue
+            parts = self._parts(session, files)
             if parts is None:
                 queue.put_nowait({"type": "error", "id": client_id, "text": "unknown file"})
                 continue
@@ -233,7 +241,7 @@ class ChatSocket:
         """The attachments of a message's upload ids; None if one is not this person's."""
         if files is None:
             return ()
-        if not isinstance(files, list) or len(files) > MAX_FILES:
+        if not isinstance(files, list):
             return None
         parts = []
         for upload_id in files:

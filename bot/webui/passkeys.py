@@ -199,6 +199,9 @@ class Passkeys:
         form = await request.post()
         new, confirm = str(form.get("password", "")), str(form.get("confirm", ""))
         auth = self.ui.auth
+        if auth.has_password:
+            # asked before the check, as the login form does: else guesses run unbounded
+            self.ui._throttled(request, "login")
         if auth.has_password and not await auth.check_password(str(form.get("current", ""))):
             auth.admin.throttle.failed("login", self.ui.fwd.client(request))
             note = "the current password is wrong"

@@ -153,3 +153,30 @@ async def test_an_http_server_that_goes_away_is_reconnected_when_it_is_back(
     finally:
         stop_http_server(server)
     assert result.content[0].text == "back"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("dies", [False, True], ids=["hangs", "hangs-then-dies"])
+async def test_a_stop_while_an_http_server_hangs_ends_its_connection(
+    gateway_config: Any, state: Path, dies: bool
+) -> None:
+    """A stop reaches the connection while a ping waits on a server that hangs.
+    hangs: at close the SDK ends the session with an HTTP DELETE, which the server never
+    answers: the stop waited out the transport's 300 s read timeout.
+    hangs-then-dies: the SDK's teardown raises the refused connection in place of the stop's
+    cancellation; taken for one more outage, the connection was restarted for ever."""
+    port = free_port()
+    server = start_http_server("--http", port)
+    entry = {"transport": "http", "url": f"http://127.0.0.1:{port}/mcp"}
+    config = gateway_config({"web": entry}, mcp={"ping_interval_s": 0.2, "ping_timeout_s": 60})
+    try:
+        async with asyncio.timeout(90):  # a stop takes a few seconds at most here
+            async with running(config, "web") as (gw, _):
+                assert gw.mcp is not None
+                tasks = list(gw.mcp._tasks)
+                os.killpg(server.pid, signal.SIGSTOP)  # hangs: the next ping waits on it
+                await asyncio.sleep(1.0)
+                if dies:  # during the stop, which begins at the end of this block
+                    asyncio.get_running_loop().call_later(0.5, stop_http_server, server)
+    finally:
+        stop_http_server(server)
+    assert all(task.done() for task in tasks)

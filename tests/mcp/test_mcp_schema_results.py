@@ -10,11 +10,15 @@ from typing import Any
 import mcp_types as types
 import pytest
 
-from bot.mcp.results import result_text
+from bot.mcp.results import REDACT_AHEAD, result_text
 from bot.mcp.schema import TRIMMED_NOTE, fit_schema, listed_tools
 from bot.providers.base import ToolCall
 from tests.fakes.llm import FakeLLM, Reply
 from tests.mcp.conftest import running, stdio_entry
+
+
+def _as_is(text: str) -> str:
+    return text
 
 
 def _wide_schema(properties: int) -> dict[str, Any]:
@@ -114,7 +118,7 @@ def test_results_become_text_with_binary_content_described_and_a_cap() -> None:
             types.ResourceLink(type="resource_link", name="b.bin", uri="file:///b.bin", size=10),
         ]
     )
-    text = result_text(result, 10_000)
+    text = result_text(result, 10_000, redact=_as_is)
     assert text.splitlines() == [
         "caption",
         "[image: image/png, 3 KB]",
@@ -124,16 +128,19 @@ def test_results_become_text_with_binary_content_described_and_a_cap() -> None:
     ]
     assert png[:40] not in text
     structured = types.CallToolResult(content=[], structured_content={"n": 1})
-    assert result_text(structured, 100) == '{"n": 1}'
+    assert result_text(structured, 100, redact=_as_is) == '{"n": 1}'
     long = types.CallToolResult(content=[types.TextContent(type="text", text="y" * 500)])
-    assert result_text(long, 200) == "y" * 200 + "\n[… 300 more characters cut]"
+    assert result_text(long, 200, redact=_as_is) == "y" * 200 + "\n[… 300 more characters cut]"
 
 
 async def test_results_in_a_turn_are_described_capped_checked_and_redacted(
     gateway_config: Any, fake: FakeLLM, state: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    secret = "sk-test-SECRET-value-0123456789abcdef"
+    secret = "correct-horse-battery-staple-fortytwo-alpha"
     monkeypatch.setenv("SERVER_SIDE_SECRET", secret)
+    # the cap (1000) falls 40 characters into the secret: redacted before the cut, or the
+    # model would read all of it but its last three characters
+    cut_through = "y" * 960 + secret + " and more after it"
     fake.push(
         Reply(
             tool_calls=[
@@ -142,6 +149,7 @@ async def test_results_in_a_turn_are_described_capped_checked_and_redacted(
                 ToolCall("c3", "t__big", json.dumps({"chars": 5000})),
                 ToolCall("c4", "t__echo", json.dumps({"text": f"key={secret}"})),
                 ToolCall("c5", "t__add", json.dumps({"a": "two", "b": 3})),
+                ToolCall("c6", "t__echo", json.dumps({"text": cut_through})),
             ]
         ),
         Reply(text="done"),
@@ -155,9 +163,33 @@ async def test_results_in_a_turn_are_described_capped_checked_and_redacted(
         await channel.push("try everything", user="owner")
         await channel.wait_for_messages(1, timeout=60)
     results = [m["content"] for m in fake.calls()[1].body["messages"] if m["role"] == "tool"]
-    picture, failed, big, echoed, invalid = results
+    picture, failed, big, echoed, invalid, cut = results
     assert picture == "a grey square\n[image: image/png, 2 KB]"
     assert failed.startswith("error: fail failed: ") and "disk full" in failed
     assert big == "x" * 1000 + "\n[… 4,000 more characters cut]"
     assert secret not in echoed and "REDACTED" in echoed
     assert invalid.startswith("error: invalid arguments for t__add: a: 'two' is not of type")
+    assert cut.startswith("y" * 960 + "[REDACTED") and secret[:12] not in cut
+
+
+def test_a_huge_result_is_redacted_only_as_far_as_the_cap_can_show() -> None:
+    secret = "S" * 1000
+    redacted: list[int] = []
+
+    def redact(text: str) -> str:
+        redacted.append(len(text))
+        return text.replace(secret, "[R]")
+
+    huge = "y" * 5_000_000
+    result = types.CallToolResult(content=[types.TextContent(type="text", text=huge)])
+    assert result_text(result, 1000, redact=redact) == (
+        "y" * 1000 + "\n[… 4,999,000 more characters cut]"
+    )
+    assert redacted == [1000 + REDACT_AHEAD]
+    # redactions that shorten the head so far that its cut end would show: more is redacted
+    redacted.clear()
+    dense = (secret + " ") * 40
+    result = types.CallToolResult(content=[types.TextContent(type="text", text=dense)])
+    text = result_text(result, 200, redact=redact)
+    assert text == "[R] " * 40
+    assert redacted == [200 + REDACT_AHEAD, 2 * (200 + REDACT_AHEAD), len(dense)]

@@ -30,6 +30,22 @@ def _tool_results(request: ChatRequest) -> list[str]:
     return [m.content for m in request.messages if m.role == "tool"]
 
 
+def _skill_edits(*edits: dict[str, Any]) -> tuple[list[ChatRequest], Any]:
+    """A model that calls skill_edit with each of `edits` in turn, then answers; and the
+    requests it was sent."""
+    pending = iter(edits)
+    seen: list[ChatRequest] = []
+
+    async def model(request: ChatRequest) -> Any:
+        seen.append(request)
+        args = next(pending, None)
+        if args is None:
+            return "done"
+        return [ToolCall(f"c{len(seen)}", "skill_edit", json.dumps(args))]
+
+    return seen, model
+
+
 async def test_prompt_lists_skills_and_use_skill_returns_the_body(
     make_config: Any, skills_root: Path
 ) -> None:
@@ -124,23 +140,12 @@ async def test_skill_edit_creates_updates_and_deletes_through_one_tool(
     make_config: Any, home: Path, skills_root: Path
 ) -> None:
     write_skill(skills_root, "notes", simple_skill("notes", "Take notes.", "OLD BODY"))
-    edits = iter(
-        [
-            {"action": "create", "name": "half", "description": "Half a skill."},
-            {"action": "update", "name": "notes", "instructions": "NEW BODY"},
-            {"action": "delete", "name": "notes"},
-            {"action": "rename", "name": "notes"},
-        ]
+    seen, model = _skill_edits(
+        {"action": "create", "name": "half", "description": "Half a skill."},
+        {"action": "update", "name": "notes", "instructions": "NEW BODY"},
+        {"action": "delete", "name": "notes"},
+        {"action": "rename", "name": "notes"},
     )
-    seen: list[ChatRequest] = []
-
-    async def model(request: ChatRequest) -> Any:
-        seen.append(request)
-        args = next(edits, None)
-        if args is None:
-            return "done"
-        return [ToolCall(f"c{len(seen)}", "skill_edit", json.dumps(args))]
-
     channel = RecordingChannel()
     async with Gateway(make_config(), provider=FunctionProvider(model), channels={"test": channel}):
         await channel.push("tidy my skills", user="owner")
@@ -201,6 +206,10 @@ async def test_a_broken_edit_is_reported_and_the_gateway_goes_on(
     make_config: Any, skills_root: Path
 ) -> None:
     folder = write_skill(skills_root, "ok-skill", simple_skill("ok-skill", "Fine."))
+    # valid YAML syntax that building fails on (a date that does not exist raises ValueError,
+    # not a YAML error): that skill is broken, the others load
+    dated = "---\nname: dated\ndescription: A typo in a date.\nupdated: 2024-02-30\n---\nx\n"
+    write_skill(skills_root, "dated", dated)
 
     async def model(request: ChatRequest) -> Any:
         return "hi"
@@ -211,11 +220,40 @@ async def test_a_broken_edit_is_reported_and_the_gateway_goes_on(
     ) as gw:
         await gw.warmup.wait()  # the skills start after ready
         runtime = _runtime(gw)
+        first = runtime.current
         await asyncio.wait_for(runtime.watching.wait(), WAIT_S)
         generation = runtime.current.generation
         (folder / "SKILL.md").write_text("---\nname: ok-skill\ndescription: [oops\n---\nx\n")
         current = await asyncio.wait_for(runtime.wait_for_generation(generation + 1), WAIT_S)
         await channel.push("/skills", user="owner")
         [listing] = await channel.wait_for_messages(1, timeout=WAIT_S)
+    assert "ok-skill" in first.available and [b.folder.name for b in first.broken] == ["dated"]
     assert "ok-skill" not in current.available
     assert "broken   ok-skill (owner): the front matter is not valid YAML" in listing
+    assert "broken   dated (owner): the front matter is not valid YAML: day is out" in listing
+
+
+async def test_a_skill_the_model_writes_over_the_size_limit_is_refused_not_reported_made(
+    make_config: Any, home: Path, skills_root: Path
+) -> None:
+    """Written, it would be skipped as broken at the next load; the model must hear why now
+    rather than be told it was created and enabled."""
+    write_skill(skills_root, "notes", simple_skill("notes", "Take notes.", "OLD BODY"))
+    huge = "A step to follow, said at length. " * 3000  # some 100 KB, over the 64 KB limit
+    seen, model = _skill_edits(
+        {"action": "create", "name": "long", "description": "Long.", "instructions": huge},
+        {"action": "update", "name": "notes", "instructions": huge},
+    )
+    channel = RecordingChannel()
+    config = make_config(skills={"auto_enable": True})
+    async with Gateway(config, provider=FunctionProvider(model), channels={"test": channel}) as gw:
+        await channel.push("write it all down", user="owner")
+        await channel.wait_for_messages(1, timeout=WAIT_S)
+        await _runtime(gw).reload()
+        current = _runtime(gw).current
+    created, updated = _tool_results(seen[-1])
+    for result in (created, updated):
+        assert result.startswith("error: ") and "the limit is 65,536" in result
+    assert not (skills_root / "long").exists()
+    assert "OLD BODY" in (skills_root / "notes" / "SKILL.md").read_text()
+    assert "notes" in current.available and not current.broken

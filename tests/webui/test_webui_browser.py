@@ -395,3 +395,22 @@ def _p256_key() -> str:
         serialization.NoEncryption(),
     )
     return base64.b64encode(der).decode()
+
+
+async def test_a_message_too_big_for_the_socket_is_kept_and_the_chat_goes_on(
+    browser: Browser, gw: Gateway, fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    """A paste larger than a socket frame may be: sent, the server would close the socket,
+    and the page would send it again at every reconnect, so nothing after it got through."""
+    page = await browser.new_page()
+    await _set_up(page, gw, tmp_path)
+    pasted = "a line of a very long log\n" * 12_000  # some 300 KB
+    # pasted, as a person would: typing it key by key takes the test driver minutes
+    await page.eval_on_selector("#input", "(input, text) => { input.value = text; }", pasted)
+    await page.press("#input", "Enter")
+    await expect(page.locator("#status")).to_contain_text("too long", timeout=10_000)
+    assert await page.input_value("#input") == pasted, "what was typed is kept"
+    await expect(page.locator(".msg.user")).to_have_count(0)
+    fake_llm.push(Reply(text="Short and sweet."))
+    answer = await _ask(page, "a short one then")
+    await expect(answer).to_have_text("Short and sweet.")

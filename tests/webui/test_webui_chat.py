@@ -310,3 +310,27 @@ async def test_an_upload_whose_file_went_away_is_said_to_be_gone(
     (gateway.config.home / UPLOAD_DIR / upload["id"]).unlink()
     with pytest.raises(ChannelError, match=r"notes\.txt is no longer available"):
         await gateway.channels["web"].fetch(Attachment("document", upload["id"], "notes.txt"), 1000)
+
+
+async def test_a_message_with_more_files_than_allowed_says_so(
+    gateway: Gateway, signed_in: SignedIn
+) -> None:
+    """Eleven files the person did upload: they are told the limit, not "unknown file"."""
+    from bot.webui.chat import MAX_FILES
+
+    ids = []
+    for n in range(MAX_FILES + 1):
+        resp = await _upload(signed_in, b"notes %d\n" % n, f"n{n}.txt", "text/plain")
+        ids.append((await resp.json())["id"])
+    received = record_inbound(gateway)
+    ws = await _open(signed_in)
+    await _until(ws, "ready")
+    await ws.send_json({"type": "send", "id": "file-0000011", "text": "all", "files": ids})
+    event = await ws.receive_json(timeout=30)
+    await ws.close()
+    assert event == {
+        "type": "error",
+        "id": "file-0000011",
+        "text": f"a message can carry at most {MAX_FILES} files; send the rest in another",
+    }
+    assert received == []

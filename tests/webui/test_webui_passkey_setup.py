@@ -191,3 +191,22 @@ async def test_the_setup_done_page_is_only_for_a_signed_in_owner(gateway: Gatewa
         http.get(base_url(gateway) + "/welcome/done", allow_redirects=False) as resp,
     ):
         assert resp.status == 303 and resp.headers["Location"] == "/login"
+
+
+async def test_guessing_the_current_password_on_the_panel_is_throttled(
+    signed_in: Any, gateway: Gateway
+) -> None:
+    """The current password guards the change against a browser left signed in: five wrong
+    guesses a minute, then even the right one is refused until the throttle lets go."""
+    before = await gateway.store.kv.get(PASSWORD_KEY)
+    new = "a brand new passphrase"
+    for n in range(5):
+        async with await signed_in.post(
+            "/panel/password", current=f"guess number {n}", password=new, confirm=new
+        ) as resp:
+            assert "current+password+is+wrong" in resp.headers["Location"]
+    async with await signed_in.post(
+        "/panel/password", current=PASSWORD, password=new, confirm=new
+    ) as resp:
+        assert resp.status == 429 and "Retry-After" in resp.headers
+    assert await gateway.store.kv.get(PASSWORD_KEY) == before

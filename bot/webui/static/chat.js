@@ -6,6 +6,7 @@
   const root = document.getElementById("chat");
   if (!root) return;
   const csrf = root.dataset.csrf;
+  const maxFrame = Number(root.dataset.maxFrame); // bytes: the server closes on a larger frame
   const list = document.getElementById("messages");
   const status = document.getElementById("status");
   const form = document.getElementById("composer");
@@ -247,6 +248,14 @@
     const text = input.value.trim();
     if (!text && !pending.length) return;
     const frame = { type: "send", id: newId(), text: text, files: pending.map((f) => f.id) };
+    const size = new Blob([JSON.stringify(frame)]).size;
+    if (size > maxFrame) {
+      // sent, it would close the socket, and be sent again at every reconnect: keep it here
+      const kb = (n) => Math.ceil(n / 1024).toLocaleString();
+      setStatus(`That message is too long to send here (${kb(size)} KB; at most ${kb(maxFrame)} KB). ` +
+        "Attach it as a file instead.", false);
+      return;
+    }
     unacked.set(frame.id, frame);
     bubble("user", text, pending);
     pending = [];
