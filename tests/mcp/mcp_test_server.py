@@ -22,9 +22,17 @@ import sys
 import time
 from pathlib import Path
 
+
+def _write_whole(path: Path, text: str) -> None:
+    # written aside, then renamed: a test polling for the file never reads it half written
+    aside = path.with_name(f".{path.name}.{os.getpid()}")
+    aside.write_text(text)
+    aside.replace(path)
+
+
 if "--hang" in sys.argv:
     if os.environ.get("MCP_TEST_STATE"):
-        Path(os.environ["MCP_TEST_STATE"], "pid").write_text(str(os.getpid()))
+        _write_whole(Path(os.environ["MCP_TEST_STATE"], "pid"), str(os.getpid()))
     time.sleep(3600)
     sys.exit(0)
 
@@ -38,7 +46,7 @@ STATE = Path(os.environ["MCP_TEST_STATE"]) if os.environ.get("MCP_TEST_STATE") e
 
 def _mark(name: str, text: str = "") -> None:
     if STATE is not None:
-        (STATE / name).write_text(text)
+        _write_whole(STATE / name, text)
 
 
 @app.tool()
