@@ -143,6 +143,10 @@ class McpConfig(Section):
     #: a tool's argument schema larger than this (as JSON) is trimmed, and says so
     max_schema_chars: int = Field(default=4_000, ge=200)
     max_description_chars: int = Field(default=1_000, ge=80)
+    #: the most tools one request offers, built-in and MCP together: OpenAI refuses a request
+    #: with more than 128, and every tool's schema is sent with every request. MCP tools past
+    #: it are left out (the first ones as each server lists them are kept)
+    max_tools: int = Field(default=128, ge=1)
     #: how often a quiet server is pinged to find one that stopped answering
     ping_interval_s: float = Field(default=30.0, gt=0)
     #: a server that does not answer a ping this fast is restarted

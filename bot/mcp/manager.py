@@ -54,6 +54,8 @@ class McpManager:
         self._builder: ServerBuilder | None = None
         self._registered: dict[str, dict[str, McpTool]] = {}
         self._noticed: set[str] = set()
+        #: server -> how many of its tools the `max_tools` cap left out
+        self._over_cap: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._notices: set[asyncio.Task[None]] = set()
         self._starting: asyncio.Task[None] | None = None
@@ -142,6 +144,7 @@ class McpManager:
             if wanted.get(name) != tool.listed:
                 self.registry.unregister(name)
                 del mine[name]
+        over_cap = 0
         for name, listed in wanted.items():
             if name in mine:
                 continue
@@ -149,6 +152,9 @@ class McpManager:
                 log.warning(
                     "mcp server %s: tool %s clashes with another tool; left out", conn.name, name
                 )
+                continue
+            if len(self.registry.names()) >= self.config.max_tools:
+                over_cap += 1  # the first tools as the server listed them get the room
                 continue
             mine[name] = McpTool(
                 listed,
@@ -158,10 +164,26 @@ class McpManager:
                 redact=self.redact,
             )
             self.registry.register(mine[name])
+        self._note_cap(conn.name, over_cap)
         if conn.state == "ready":
             self._noticed.discard(conn.name)  # a later outage is news again
         if set(mine) != before and self.on_tools_changed is not None:
             self.on_tools_changed()
+
+    def _note_cap(self, server: str, over_cap: int) -> None:
+        """Every request offers each registered tool; past `max_tools` a provider refuses the
+        whole request (OpenAI: more than 128), so the excess is left out, and said once."""
+        if over_cap == self._over_cap.get(server, 0):
+            return
+        self._over_cap[server] = over_cap
+        if over_cap:
+            log.warning(
+                "mcp server %s: %d of its tools left out: a request may offer at most "
+                "[mcp] max_tools = %d tools, built-in and MCP together",
+                server,
+                over_cap,
+                self.config.max_tools,
+            )
 
     # the owner ---------------------------------------------------------------------------------
     def _outage(self, conn: McpConnection, reason: str) -> None:
@@ -206,10 +228,26 @@ class McpManager:
             elif conn.state == "ready":
                 tools = len(self._registered.get(name, {}))
                 again = f", restarted {conn.restarts}x" if conn.restarts else ""
-                rows.append((name, "ready", f"{tools} tools, {conn.describe()}{again}"))
+                rows.append(
+                    (
+                        name,
+                        "ready",
+                        f"{tools} tools{self._left_out(name)}, {conn.describe()}{again}",
+                    )
+                )
             else:
                 rows.append((name, conn.state, conn.detail))
         return rows
+
+    def _left_out(self, name: str) -> str:
+        conn = self.connections[name]
+        parts = []
+        if conn.problems:
+            parts.append(f"{len(conn.problems)} refused: " + "; ".join(conn.problems))
+        if self._over_cap.get(name):
+            cap = self.config.max_tools
+            parts.append(f"{self._over_cap[name]} left out over the cap of {cap} tools")
+        return "".join(f" ({p})" for p in parts)
 
     def status_lines(self) -> list[str]:
         return [

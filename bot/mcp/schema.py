@@ -10,12 +10,21 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from referencing._core import Resolver
 
 _NOT_NAME = re.compile(r"[^a-zA-Z0-9_-]")
 _MAX_NAME = 64
 #: keys a model does not need to call a tool well; dropped first when a schema is too big
 _NOISE = ("title", "examples", "$comment", "$schema", "$id", "deprecated", "readOnly")
+#: keys whose values are instance data, never schemas: a "$ref" in them refers to nothing
+_DATA = frozenset({"enum", "const", "default", "examples"})
+#: keys mapping names to schemas
+_SCHEMA_MAPS = frozenset(
+    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
+)
 TRIMMED_NOTE = " [argument schema trimmed to fit; nested details omitted]"
 
 
@@ -50,7 +59,47 @@ def check_schema(schema: Any) -> dict[str, Any]:
         validators.validator_for(schema).check_schema(schema)
     except SchemaError as exc:
         raise SchemaProblem(f"invalid input schema: {exc.message}") from None
+    dangling = _dangling_ref(schema, validators.validator_for(schema).META_SCHEMA["$schema"])
+    if dangling is not None:
+        # checking arguments would fail on every call, before the call reaches the server
+        raise SchemaProblem(f"its input schema refers to {dangling!r}, which does not resolve")
     return {"type": "object", **schema}
+
+
+def _dangling_ref(schema: dict[str, Any], dialect: str) -> str | None:
+    """The first `$ref` of the schema that names nothing in it (nor anything known offline:
+    remote schemas are never fetched), or None."""
+    from referencing import Registry
+    from referencing.exceptions import Unresolvable
+    from referencing.jsonschema import DRAFT202012, specification_with
+
+    spec = specification_with(dialect, default=DRAFT202012)
+
+    def walk(node: Any, resolver: Resolver[Any]) -> str | None:
+        children: list[Any] = []
+        if isinstance(node, list):
+            children = node
+        elif isinstance(node, dict):
+            if isinstance(spec.id_of(node), str):
+                resolver = resolver.in_subresource(spec.create_resource(node))
+            for key, child in node.items():
+                if key in _DATA or (key == "$ref" and isinstance(child, str)):
+                    if key == "$ref":
+                        try:
+                            resolver.lookup(child)
+                        except Unresolvable:
+                            return str(child)
+                elif key in _SCHEMA_MAPS and isinstance(child, dict):
+                    children.extend(child.values())  # names are data, values are schemas
+                else:
+                    children.append(child)
+        for child in children:
+            found = walk(child, resolver)
+            if found is not None:
+                return found
+        return None
+
+    return walk(schema, Registry().resolver_with_root(spec.create_resource(schema)))
 
 
 def fit_schema(schema: dict[str, Any], max_chars: int) -> tuple[dict[str, Any], bool]:

@@ -79,7 +79,8 @@ class WebUI:
         from bot.webui.uploads import UPLOAD_DIR, UploadStore
 
         cap = int(gw.config.webui.upload_max_mb * 1024 * 1024)
-        self.uploads = UploadStore(gw.config.home / UPLOAD_DIR, cap)
+        quota = int(gw.config.webui.upload_quota_mb * 1024 * 1024)
+        self.uploads = UploadStore(gw.config.home / UPLOAD_DIR, cap, quota)
         #: name -> (bytes, content type, etag), read once at start
         self.assets: dict[str, tuple[bytes, str, str]] = {}
         for path in sorted((_HERE / "static").iterdir()):

@@ -25,6 +25,9 @@ class WebUIConfig(Section):
     invite_ttl_s: float = Field(default=86400.0, ge=60)
     #: the largest file or image the chat page may upload (kept for a day, for the media path)
     upload_max_mb: float = Field(default=20.0, gt=0, le=1024)
+    #: what one person's uploads kept here may add up to; past it an upload is refused until
+    #: the day's uploads are cleared
+    upload_quota_mb: float = Field(default=200.0, gt=0)
 
     @model_validator(mode="before")
     @classmethod

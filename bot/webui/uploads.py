@@ -8,7 +8,9 @@ channel's `fetch()` for the bytes, which reads them from here.
 Each upload is a file in `<home>/webui-uploads/` (private) with a JSON sidecar naming its
 owner, so a message replayed after a restart still finds its files. The size cap is applied
 while the body streams in: a larger upload is cut off and removed, never kept. Uploads older
-than a day are removed.
+than a day are removed. What one person has kept here is capped too (`upload_quota_mb`), so
+an invited guest cannot fill the disk within that day: the bytes count against the quota as
+they stream in, and an upload that would pass it is cut off and removed like a too large one.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ class UploadTooLarge(ChannelError):
     pass
 
 
+class UploadQuotaFull(UploadTooLarge):
+    """The person's uploads kept here would pass their quota."""
+
+
 @dataclass(frozen=True, slots=True)
 class Upload:
     id: str
@@ -63,16 +69,23 @@ def kind_of(mime: str) -> str:
 
 
 class UploadStore:
-    def __init__(self, root: Path, max_bytes: int) -> None:
+    def __init__(self, root: Path, max_bytes: int, quota_bytes: int) -> None:
         self.root = root
         self.max_bytes = max_bytes
+        self.quota_bytes = quota_bytes
         self._pruned_at = 0.0
+        #: person -> bytes of their uploads kept here, those streaming in included
+        self._kept: dict[str, int] = {}
 
     def start(self) -> None:
         from bot.security.files import private_dirs
 
         private_dirs(self.root)
         self.prune()
+        for meta in self.root.glob("*.json"):
+            upload = self._record(meta)
+            if upload is not None:
+                self._kept[upload.user] = self._kept.get(upload.user, 0) + upload.size
 
     def _prune_hourly(self) -> None:
         if time.time() - self._pruned_at > 3600:
@@ -81,6 +94,8 @@ class UploadStore:
     async def save(self, user: str, part: BodyPartReader) -> Upload:
         """Stream one multipart file part to disk, within the cap."""
         self._prune_hourly()
+        if self._kept.get(user, 0) >= self.quota_bytes:
+            raise self._quota_full()  # before anything is written
         upload_id = secrets.token_urlsafe(16)
         name = _NAME_UNSAFE.sub("_", part.filename or "file")[-200:] or "file"
         mime = part.headers.get("Content-Type") or mimetypes.guess_type(name)[0] or ""
@@ -93,10 +108,15 @@ class UploadStore:
             with os.fdopen(fd, "wb") as out:
                 while chunk := await part.read_chunk(64 * 1024):
                     size += len(chunk)
+                    # counted before the write, so two uploads at once cannot both fit
+                    self._kept[user] = self._kept.get(user, 0) + len(chunk)
                     if size > self.max_bytes:
                         raise UploadTooLarge(f"{name} is larger than {_mb(self.max_bytes)}")
+                    if self._kept[user] > self.quota_bytes:
+                        raise self._quota_full()
                     await asyncio.to_thread(out.write, chunk)
         except BaseException:
+            self._kept[user] -= size
             path.unlink(missing_ok=True)
             raise
         upload = Upload(upload_id, user, name, mime.lower(), size, kind_of(mime), time.time())
@@ -106,12 +126,22 @@ class UploadStore:
             json.dump(asdict(upload), out)
         return upload
 
+    def _quota_full(self) -> UploadQuotaFull:
+        return UploadQuotaFull(
+            f"upload limit reached: the files you uploaded may take up {_mb(self.quota_bytes)} "
+            "at most; uploads are cleared a day after they were sent, so there is room again "
+            "then"
+        )
+
     def get(self, upload_id: str) -> Upload | None:
         if not _ID.fullmatch(upload_id):
             return None
+        return self._record(self.root / f"{upload_id}.json")
+
+    @staticmethod
+    def _record(meta: Path) -> Upload | None:
         try:
-            data = json.loads((self.root / f"{upload_id}.json").read_text())
-            return Upload(**data)
+            return Upload(**json.loads(meta.read_text()))
         except (OSError, ValueError, TypeError):
             return None
 
@@ -140,8 +170,11 @@ class UploadStore:
         for path in self.root.iterdir():
             try:
                 if path.lstat().st_mtime < cutoff:
+                    gone = self._record(path) if path.suffix == ".json" else None
                     path.unlink()
                     removed += 1
+                    if gone is not None and gone.user in self._kept:
+                        self._kept[gone.user] = max(0, self._kept[gone.user] - gone.size)
             except OSError:
                 continue
         return removed

@@ -47,6 +47,8 @@ from aiohttp import web
 from bot.providers.base import ToolCall
 
 DEFAULT_TEXT = "Hello from the fake model"
+#: the most tools a chat completions request may offer
+OPENAI_MAX_TOOLS = 128
 
 
 # What each API sends for a fault kind, worded as the real services word it:
@@ -297,6 +299,19 @@ class FakeLLM:
             return web.json_response(
                 {"error": {"message": message, "type": "invalid_request_error"}}, status=400
             )
+        tools = recorded.body.get("tools") or []
+        if len(tools) > OPENAI_MAX_TOOLS:  # as OpenAI refuses it: the whole request fails
+            message = (
+                "Invalid 'tools': array too long. Expected an array with maximum length "
+                f"{OPENAI_MAX_TOOLS}, but got an array with length {len(tools)} instead."
+            )
+            error = {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": "tools",
+                "code": "array_above_max_length",
+            }
+            return web.json_response({"error": error}, status=400)
         reply = self._next_reply(recorded)
         return await self._answer(request, recorded, reply, _OpenAIRender(recorded.body))
 

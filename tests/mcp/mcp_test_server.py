@@ -21,6 +21,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _write_whole(path: Path, text: str) -> None:
@@ -147,8 +148,38 @@ async def grow(ctx: Context) -> str:
     return "grown"
 
 
+def _extra_tools(spec: str) -> None:
+    """MCP_TEST_EXTRA: "dangling" adds a tool whose schema refers to a definition it lacks;
+    "bulk=N" adds N tools bulk_000, bulk_001, ..."""
+    for item in filter(None, spec.split(",")):
+        if item == "dangling":
+
+            def dangling(path: str) -> str:
+                """Its schema names a definition it does not have."""
+                return path
+
+            tool = app._tool_manager.add_tool(dangling)
+            tool.parameters = {
+                "type": "object",
+                "properties": {"path": {"$ref": "#/$defs/Path"}},
+                "required": ["path"],
+            }
+        elif item.startswith("bulk="):
+            for n in range(int(item.removeprefix("bulk="))):
+                app.add_tool(_numbered(n), name=f"bulk_{n:03d}")
+
+
+def _numbered(n: int) -> Any:
+    def bulk() -> str:
+        """One of many."""
+        return str(n)
+
+    return bulk
+
+
 if __name__ == "__main__":
     _mark("pid", str(os.getpid()))
+    _extra_tools(os.environ.get("MCP_TEST_EXTRA", ""))
     if "--http" in sys.argv:
         port = int(sys.argv[sys.argv.index("--http") + 1])
         app.run("streamable-http", host="127.0.0.1", port=port)

@@ -193,3 +193,49 @@ def test_a_huge_result_is_redacted_only_as_far_as_the_cap_can_show() -> None:
     text = result_text(result, 200, redact=redact)
     assert text == "[R] " * 40
     assert redacted == [200 + REDACT_AHEAD, 2 * (200 + REDACT_AHEAD), len(dense)]
+
+
+@pytest.mark.parametrize(
+    ("schema", "dangling"),
+    [
+        ({"properties": {"a": {"$ref": "#/$defs/gone"}}}, "#/$defs/gone"),
+        (
+            {"properties": {"a": {"$ref": "https://schemas.test/a.json"}}},
+            "https://schemas.test/a.json",
+        ),
+        ({"properties": {"a": {"$ref": "#/$defs/ok"}}, "$defs": {"ok": {"type": "string"}}}, None),
+        ({"properties": {"tree": {"$ref": "#"}}}, None),
+        # a property named "$ref", and a "$ref" inside data: neither is a reference
+        ({"properties": {"$ref": {"type": "string"}}, "default": {"$ref": "#/no"}}, None),
+        (
+            {
+                "$schema": "http://json-schema.org/draft-07/schema#",
+                "properties": {"a": {"$ref": "#/definitions/ok"}},
+                "definitions": {"ok": {"type": "integer"}},
+            },
+            None,
+        ),
+        (  # a subschema with its own $id: its references resolve against it
+            {
+                "properties": {"s": {"$ref": "https://schemas.test/sub"}},
+                "$defs": {
+                    "sub": {
+                        "$id": "https://schemas.test/sub",
+                        "properties": {"q": {"$ref": "#/$defs/inner"}},
+                        "$defs": {"inner": {"type": "string"}},
+                    }
+                },
+            },
+            None,
+        ),
+    ],
+)
+def test_a_reference_that_resolves_to_nothing_refuses_the_tool(
+    schema: dict[str, Any], dangling: str | None
+) -> None:
+    listed, problems = _listing([_tool("t", {"type": "object", **schema})])
+    if dangling is None:
+        assert [t.name for t in listed] == ["srv__t"] and problems == []
+    else:
+        assert listed == []
+        assert problems == [f"t: its input schema refers to {dangling!r}, which does not resolve"]

@@ -3,7 +3,9 @@ chat and a person of their own, the role `user`, never the panel; off by default
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +22,7 @@ from tests.webui.conftest import (
     page_csrf,
     set_up,
 )
-from tests.webui.test_webui_chat import _open, _text, _until
+from tests.webui.test_webui_chat import _open, _text, _until, _upload
 
 
 @pytest.fixture
@@ -127,3 +129,56 @@ async def test_turning_guest_chat_off_closes_their_logins(
                 assert resp.status == 303
             async with owner_http.get(base_url(gw) + "/", allow_redirects=False) as resp:
                 assert resp.status == 200
+
+
+async def test_a_guest_who_uploads_past_the_quota_is_refused_and_others_still_upload(
+    make_config: Any, fake_llm: FakeLLM
+) -> None:
+    from bot.webui.uploads import UPLOAD_DIR
+
+    quota = int(0.1 * 1024 * 1024)
+    config = gateway_config(
+        make_config, fake_llm, webui={"guest_chat": True, "upload_quota_mb": 0.1}
+    )
+    uploads = config.home / UPLOAD_DIR
+    refused = (
+        "upload limit reached: the files you uploaded may take up 0.1 MB at most; uploads "
+        "are cleared a day after they were sent, so there is room again then"
+    )
+    async with client() as owner_http, client() as guest_http:
+        async with Gateway(config) as gw:
+            owner = await _owner(owner_http, gw)
+            resp = await _join(guest_http, await _link(owner, "Eve"))
+            assert resp.status == 303
+            async with guest_http.get(owner.base + "/") as resp:
+                guest = SignedIn(guest_http, owner.base, page_csrf(await resp.text()))
+            for n in range(2):
+                resp = await _upload(guest, b"g" * 40_000, f"g{n}.bin", "text/plain")
+                assert resp.status == 200, await resp.text()
+            kept = sorted(uploads.iterdir())
+            # the third would pass the quota: refused while it streams in, and not kept
+            resp = await _upload(guest, b"g" * 40_000, "g2.bin", "text/plain")
+            assert resp.status == 413 and await resp.text() == refused
+            assert sorted(uploads.iterdir()) == kept
+            # what still fits is taken; then the quota is full and the next one is refused
+            resp = await _upload(guest, b"g" * (quota - 80_000), "fits.bin", "text/plain")
+            assert resp.status == 200, await resp.text()
+            kept = sorted(uploads.iterdir())
+            resp = await _upload(guest, b"g", "one-more.txt", "text/plain")
+            assert resp.status == 413 and await resp.text() == refused
+            assert sorted(uploads.iterdir()) == kept
+            # the quota is the guest's own: the owner still uploads
+            resp = await _upload(owner, b"o" * 40_000, "mine.bin", "text/plain")
+            assert resp.status == 200, await resp.text()
+        # after a restart, the uploads kept on disk still count
+        async with Gateway(config) as gw:
+            again = SignedIn(guest_http, base_url(gw), guest.csrf)
+            resp = await _upload(again, b"g", "after-restart.txt", "text/plain")
+            assert resp.status == 413 and await resp.text() == refused
+            # a day later the uploads are cleared, and with them the quota's use
+            day_ago = time.time() - 86_401
+            for path in uploads.iterdir():
+                os.utime(path, (day_ago, day_ago))
+            gw.channels["web"].uploads.prune()  # type: ignore[attr-defined]
+            resp = await _upload(again, b"g" * 40_000, "next-day.bin", "text/plain")
+            assert resp.status == 200, await resp.text()

@@ -1,0 +1,98 @@
+"""What a server lists that the model must not be offered: a tool whose schema refers to a
+definition it lacks (every argument check would fail), and more tools than one request may
+carry (OpenAI refuses a request with more than 128, every turn)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from bot.providers.base import ToolCall
+from tests.fakes.llm import OPENAI_MAX_TOOLS, FakeLLM, Reply
+from tests.mcp.conftest import running, stdio_entry
+
+
+def _offered(fake: FakeLLM) -> list[str]:
+    first = fake.calls(path="/v1/chat/completions")[0]
+    return [t["function"]["name"] for t in first.body.get("tools", [])]
+
+
+async def test_a_tool_whose_schema_refers_to_nothing_is_refused_at_listing(
+    gateway_config: Any,
+    fake: FakeLLM,
+    state: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("MCP_TEST_EXTRA", "dangling")
+    fake.push(
+        Reply(tool_calls=[ToolCall("c1", "t__dangling", json.dumps({"path": "/x"}))]),
+        Reply(text="done"),
+    )
+    config = gateway_config({"t": stdio_entry(env=["MCP_TEST_STATE", "MCP_TEST_EXTRA"])})
+    with caplog.at_level(logging.WARNING, logger="decapod"):
+        async with running(config, "t") as (gw, channel):
+            await channel.push("use it", user="owner")
+            await channel.wait_for_messages(1, timeout=60)
+            assert gw.mcp is not None
+            [(_, state_name, detail)] = gw.mcp.states()
+    offered = _offered(fake)
+    assert "t__dangling" not in offered and "t__echo" in offered  # the others still register
+    assert state_name == "ready"
+    assert "1 refused: dangling: its input schema refers to '#/$defs/Path'" in detail
+    notes = [r.getMessage() for r in caplog.records if "dangling" in r.getMessage()]
+    assert notes == [
+        "mcp server t: tool left out: dangling: its input schema refers to '#/$defs/Path', "
+        "which does not resolve"
+    ]
+    # a model that calls it anyway is told it does not exist, never an internal error
+    result = fake.calls(path="/v1/chat/completions")[1].body["messages"][-1]["content"]
+    assert result.startswith("error: unknown tool") and "Referencing" not in result
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_tools_past_the_cap_are_left_out_and_every_turn_still_runs(
+    gateway_config: Any,
+    fake: FakeLLM,
+    state: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("MCP_TEST_EXTRA", "bulk=200")
+    config = gateway_config({"many": stdio_entry(env=["MCP_TEST_STATE", "MCP_TEST_EXTRA"])})
+    with caplog.at_level(logging.WARNING, logger="decapod"):
+        async with running(config, "many") as (gw, channel):
+            await channel.push("hello", user="owner")
+            [reply] = await channel.wait_for_messages(1, timeout=60)
+            assert gw.mcp is not None
+            [(_, _, detail)] = gw.mcp.states()
+            registered = gw.tools.names()
+    assert reply == "Hello from the fake model"  # the request was not refused
+    offered = _offered(fake)
+    assert len(registered) == OPENAI_MAX_TOOLS and len(offered) <= OPENAI_MAX_TOOLS
+    mine = [n for n in registered if n.startswith("many__")]
+    builtins = OPENAI_MAX_TOOLS - len(mine)
+    # the first ones as the server listed them (its 12 own tools, then bulk_000, ...)
+    assert mine[-1] == f"many__bulk_{len(mine) - 13:03d}"
+    left_out = 12 + 200 - len(mine)
+    assert f"{left_out} left out over the cap of 128 tools" in detail
+    [note] = [r.getMessage() for r in caplog.records if "max_tools" in r.getMessage()]
+    assert note == (
+        f"mcp server many: {left_out} of its tools left out: a request may offer at most "
+        "[mcp] max_tools = 128 tools, built-in and MCP together"
+    )
+    assert builtins > 0
+
+
+async def test_the_cap_is_configurable(
+    gateway_config: Any, fake: FakeLLM, state: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = gateway_config({"t": stdio_entry()}, mcp={"max_tools": 1})
+    async with running(config, "t") as (gw, _):
+        assert gw.mcp is not None
+        [(_, _, detail)] = gw.mcp.states()
+        assert not [n for n in gw.tools.names() if n.startswith("t__")]
+    assert detail.startswith("0 tools (12 left out over the cap of 1 tools)")
