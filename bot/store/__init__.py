@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from bot.errors import StorageUnavailable, StoreError
+from bot.errors import DatabaseTooNew, StorageUnavailable, StoreError
 from bot.store import sqlite
 from bot.store.migrations import migrate
 
@@ -235,10 +235,14 @@ class Store:
     def _write_loop(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[Any]) -> None:
         try:
             conn = sqlite.connect(self.path)
-            applied = migrate(conn, self._migration_progress)
+            applied = migrate(conn, self._migration_progress, str(self.path))
             self._data_version = _data_version(conn)
             # checkpoints run here, never in a commit made on the loop (see _flush)
             conn.execute("PRAGMA wal_autocheckpoint = 0")
+        except DatabaseTooNew as exc:
+            conn.close()
+            loop.call_soon_threadsafe(_settle, ready, None, exc)
+            return
         except Exception as exc:
             err = _refused(exc, self.path) or StoreError(f"cannot open {self.path}: {exc}")
             loop.call_soon_threadsafe(_settle, ready, None, err)
