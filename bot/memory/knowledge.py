@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -26,9 +27,17 @@ IndexFile = Callable[[str, str, str], Awaitable[None]]  # (relative path, text, 
 Snapshot = dict[str, tuple[int, int]]  # relative path -> (mtime_ns, size)
 
 
+def _inside(real_root: str, full: str) -> bool:
+    """Whether `full`, its symlinks resolved, is under `real_root` (itself resolved)."""
+    return os.path.commonpath([real_root, os.path.realpath(full)]) == real_root
+
+
 def scan(root: Path) -> Snapshot:
-    """Markdown files under `root`, skipping hidden files and folders (.git, editor swaps)."""
+    """Markdown files under `root`, skipping hidden files and folders (.git, editor swaps).
+    Only regular files count, and a symlink only when it leads to one inside `root`: what is
+    indexed is shared with everyone, and a FIFO would block the read forever."""
     out: Snapshot = {}
+    real_root = os.path.realpath(root)
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
@@ -39,14 +48,28 @@ def scan(root: Path) -> Snapshot:
                 st = os.stat(full)
             except OSError:  # removed between listing and stat
                 continue
+            if not stat.S_ISREG(st.st_mode) or not _inside(real_root, full):
+                continue
             out[Path(full).relative_to(root).as_posix()] = (st.st_mtime_ns, st.st_size)
     return out
 
 
-def _read(path: Path) -> tuple[str, str] | None:
+def _read(root: Path, path: Path) -> tuple[str, str] | None:
+    """The text and SHA-256 of a file `scan` listed; None when it is gone, or was swapped
+    since for something `scan` leaves out (a FIFO, a link out of `root`, a file over the
+    limit)."""
+    real = os.path.realpath(path)
+    if not _inside(os.path.realpath(root), real):
+        return None
     try:
-        data = path.read_bytes()
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
+            data = f.read(MAX_FILE_BYTES + 1)
     except OSError:
+        return None
+    if len(data) > MAX_FILE_BYTES:
         return None
     return data.decode("utf-8", errors="replace"), hashlib.sha256(data).hexdigest()
 
@@ -119,7 +142,7 @@ class KnowledgeWatcher:
             if self._seen[path][1] > MAX_FILE_BYTES:
                 log.warning("knowledge file %s is over %d bytes; not indexed", path, MAX_FILE_BYTES)
             else:
-                content = await asyncio.to_thread(_read, full)
+                content = await asyncio.to_thread(_read, self.root, full)
         if content is None:
             if path not in self._known:
                 return 0

@@ -4,6 +4,7 @@ removed when a file is deleted."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator
@@ -124,3 +125,44 @@ async def test_changes_while_stopped_are_caught_up(
     again = MemoryService(store, memory_config(tiny_model), tmp_path, redact=REDACT)
     assert await again.watcher.sync() == (2, 1)
     assert await _knowledge(again) == {"b.md": "bravo doc, edited", "c.md": "charlie doc"}
+
+
+async def test_a_link_out_of_the_folder_is_not_followed(
+    store: Store, tiny_model: Path, tmp_path: Path
+) -> None:
+    """Knowledge is shared with everyone: a symlink (to a file or a folder) leading out of the
+    folder must not bring what it points at into it. One that stays inside is read."""
+    secret = tmp_path / "private" / "diary.md"
+    secret.parent.mkdir()
+    secret.write_text("the vault code is 4711")
+    folder = tmp_path / "knowledge"
+    folder.mkdir()
+    (folder / "tea.md").write_text("oolong")
+    (folder / "leak.md").symlink_to(secret)
+    (folder / "private").symlink_to(secret.parent, target_is_directory=True)
+    (folder / "tea-again.md").symlink_to(folder / "tea.md")
+    service = MemoryService(store, memory_config(tiny_model), tmp_path, redact=REDACT)
+    await service.watcher.sync()
+    assert await _knowledge(service) == {"tea.md": "oolong", "tea-again.md": "oolong"}
+    # a file swapped for a link out after it was seen is not read either
+    (folder / "tea.md").unlink()
+    (folder / "tea.md").symlink_to(secret)
+    service.watcher.debounce_s = 0
+    await service.watcher.poll()
+    assert "4711" not in str(await _knowledge(service))
+
+
+async def test_a_fifo_named_like_markdown_does_not_hang_the_sync(
+    store: Store, tiny_model: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "knowledge"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe.md")
+    (folder / "tea.md").write_text("oolong")
+    service = MemoryService(store, memory_config(tiny_model), tmp_path, redact=REDACT)
+    try:
+        assert await asyncio.wait_for(service.watcher.sync(), 10) == (1, 0)
+    finally:
+        with contextlib.suppress(OSError):  # a read blocked on the FIFO ends with its writer
+            os.close(os.open(folder / "pipe.md", os.O_WRONLY | os.O_NONBLOCK))
+    assert await _knowledge(service) == {"tea.md": "oolong"}
