@@ -92,6 +92,7 @@ class KnowledgeWatcher:
         self._seen: Snapshot = {}
         self._known: dict[str, str] = {}  # relative path -> sha256 of what is indexed
         self._pending: dict[str, float] = {}  # relative path -> when it last changed
+        self._failing: set[str] = set()  # paths whose last refresh failed (told once)
 
     async def sync(self) -> tuple[int, int]:
         """Bring the index in line with the folder (files changed while stopped, too).
@@ -100,9 +101,9 @@ class KnowledgeWatcher:
         self._seen = await asyncio.to_thread(scan, self.root)
         indexed = removed = 0
         for path in sorted(self._seen):
-            indexed += await self._refresh(path)
+            indexed += await self._try_refresh(path)
         for path in sorted(set(self._known) - set(self._seen)):
-            removed += await self._refresh(path)
+            removed += await self._try_refresh(path)
         return indexed, removed
 
     async def run(self) -> None:
@@ -132,7 +133,21 @@ class KnowledgeWatcher:
         for path, changed in list(self._pending.items()):
             if now - changed >= self.debounce_s:
                 del self._pending[path]
-                done += await self._refresh(path)
+                done += await self._try_refresh(path)
+        return done
+
+    async def _try_refresh(self, path: str) -> int:
+        """`_refresh`; when it fails (the store refusing the write: a full disk, say) the
+        file stays pending, to be tried again after the debounce, and the others go on."""
+        try:
+            done = await self._refresh(path)
+        except Exception as exc:
+            self._pending[path] = time.monotonic()
+            if path not in self._failing:
+                self._failing.add(path)
+                log.warning("knowledge file %s not indexed, will retry: %s", path, exc)
+            return 0
+        self._failing.discard(path)
         return done
 
     async def _refresh(self, path: str) -> int:

@@ -166,3 +166,25 @@ async def test_a_fifo_named_like_markdown_does_not_hang_the_sync(
         with contextlib.suppress(OSError):  # a read blocked on the FIFO ends with its writer
             os.close(os.open(folder / "pipe.md", os.O_WRONLY | os.O_NONBLOCK))
     assert await _knowledge(service) == {"tea.md": "oolong"}
+
+
+async def test_a_file_the_store_refused_is_indexed_once_it_takes_writes_again(
+    store: Store, tiny_model: Path, tmp_path: Path
+) -> None:
+    """The disk fills while the folder is indexed: nothing of it is lost for good. Every file
+    is tried, and each one refused is tried again, without being changed, once there is
+    room."""
+    folder = tmp_path / "knowledge"
+    folder.mkdir()
+    for name in ("a", "b"):
+        (folder / f"{name}.md").write_text(f"{name} doc " + "filler words " * 40_000)
+    service = MemoryService(
+        store, memory_config(tiny_model, watch_debounce_ms=0), tmp_path, redact=REDACT
+    )
+    pages = await store.read(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+    await store.write(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))  # full
+    assert await service.watcher.sync() == (0, 0)
+    assert await _knowledge(service) == {}
+    await store.write(lambda c: c.execute("PRAGMA max_page_count = 1073741823"))
+    assert await service.watcher.poll() == 2
+    assert set(await _knowledge(service)) == {"a.md", "b.md"}
