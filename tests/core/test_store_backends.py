@@ -289,7 +289,6 @@ async def test_usage_panel_and_web_ui_queries(store: Store) -> None:
     assert await web.end_sessions_of("ann") == 1
 
 
-
 async def test_a_database_a_newer_version_migrated_is_refused_untouched(
     new_store: StoreFactory,
 ) -> None:
