@@ -52,6 +52,30 @@ class StoreError(DecapodError):
     pass
 
 
+class DatabaseTooNew(StoreError):
+    """The database was migrated by a newer version of decapod: this one does not know its
+    schema, and refuses it rather than write rows that version would misread."""
+
+    def __init__(self, where: str, unknown: list[str]) -> None:
+        super().__init__(
+            f"the database {where} was upgraded by a newer version of decapod (migrations "
+            f"{', '.join(unknown)} are unknown to this one): run that version again; a "
+            "database is never downgraded"
+        )
+        self.unknown = unknown
+
+
+class DatabaseDamaged(StoreError):
+    """The database file is not a database SQLite can read (damaged, or some other file)."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(
+            f"the database {path} is damaged ({detail}): restore it from a backup, or move it "
+            "away to start with an empty one"
+        )
+        self.path = path
+
+
 class StorageUnavailable(StoreError):
     """The disk refuses writes: it is full, the database or its folder is read-only, another
     process holds its lock past the busy timeout, or the disk reports an I/O error. Nothing

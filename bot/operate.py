@@ -13,7 +13,7 @@ from typing import Any
 from bot import __version__
 from bot.cli_banner import start_banner
 from bot.config import Config, HttpConfig, load_config
-from bot.errors import StorageUnavailable, StoreError
+from bot.errors import DatabaseDamaged, DatabaseTooNew, StorageUnavailable, StoreError
 from bot.logging import setup_logging
 
 
@@ -35,6 +35,8 @@ def explain(exc: BaseException) -> str | None:
         if exc.reason == "failing":
             return f"the disk holding {exc.path} reports I/O errors: check it, then start again"
         return f"the database {exc.path} is read-only: {_FIX_HOME}"
+    if isinstance(exc, (DatabaseTooNew, DatabaseDamaged)):
+        return str(exc)
     if isinstance(exc, StoreError):
         return f"{exc}: is the home folder writable and the disk not full?"
     if not isinstance(exc, OSError):

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -26,9 +27,17 @@ IndexFile = Callable[[str, str, str], Awaitable[None]]  # (relative path, text, 
 Snapshot = dict[str, tuple[int, int]]  # relative path -> (mtime_ns, size)
 
 
+def _inside(real_root: str, full: str) -> bool:
+    """Whether `full`, its symlinks resolved, is under `real_root` (itself resolved)."""
+    return os.path.commonpath([real_root, os.path.realpath(full)]) == real_root
+
+
 def scan(root: Path) -> Snapshot:
-    """Markdown files under `root`, skipping hidden files and folders (.git, editor swaps)."""
+    """Markdown files under `root`, skipping hidden files and folders (.git, editor swaps).
+    Only regular files count, and a symlink only when it leads to one inside `root`: what is
+    indexed is shared with everyone, and a FIFO would block the read forever."""
     out: Snapshot = {}
+    real_root = os.path.realpath(root)
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
@@ -39,14 +48,28 @@ def scan(root: Path) -> Snapshot:
                 st = os.stat(full)
             except OSError:  # removed between listing and stat
                 continue
+            if not stat.S_ISREG(st.st_mode) or not _inside(real_root, full):
+                continue
             out[Path(full).relative_to(root).as_posix()] = (st.st_mtime_ns, st.st_size)
     return out
 
 
-def _read(path: Path) -> tuple[str, str] | None:
+def _read(root: Path, path: Path) -> tuple[str, str] | None:
+    """The text and SHA-256 of a file `scan` listed; None when it is gone, or was swapped
+    since for something `scan` leaves out (a FIFO, a link out of `root`, a file over the
+    limit)."""
+    real = os.path.realpath(path)
+    if not _inside(os.path.realpath(root), real):
+        return None
     try:
-        data = path.read_bytes()
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
+            data = f.read(MAX_FILE_BYTES + 1)
     except OSError:
+        return None
+    if len(data) > MAX_FILE_BYTES:
         return None
     return data.decode("utf-8", errors="replace"), hashlib.sha256(data).hexdigest()
 
@@ -69,6 +92,7 @@ class KnowledgeWatcher:
         self._seen: Snapshot = {}
         self._known: dict[str, str] = {}  # relative path -> sha256 of what is indexed
         self._pending: dict[str, float] = {}  # relative path -> when it last changed
+        self._failing: set[str] = set()  # paths whose last refresh failed (told once)
 
     async def sync(self) -> tuple[int, int]:
         """Bring the index in line with the folder (files changed while stopped, too).
@@ -77,9 +101,9 @@ class KnowledgeWatcher:
         self._seen = await asyncio.to_thread(scan, self.root)
         indexed = removed = 0
         for path in sorted(self._seen):
-            indexed += await self._refresh(path)
+            indexed += await self._try_refresh(path)
         for path in sorted(set(self._known) - set(self._seen)):
-            removed += await self._refresh(path)
+            removed += await self._try_refresh(path)
         return indexed, removed
 
     async def run(self) -> None:
@@ -109,7 +133,21 @@ class KnowledgeWatcher:
         for path, changed in list(self._pending.items()):
             if now - changed >= self.debounce_s:
                 del self._pending[path]
-                done += await self._refresh(path)
+                done += await self._try_refresh(path)
+        return done
+
+    async def _try_refresh(self, path: str) -> int:
+        """`_refresh`; when it fails (the store refusing the write: a full disk, say) the
+        file stays pending, to be tried again after the debounce, and the others go on."""
+        try:
+            done = await self._refresh(path)
+        except Exception as exc:
+            self._pending[path] = time.monotonic()
+            if path not in self._failing:
+                self._failing.add(path)
+                log.warning("knowledge file %s not indexed, will retry: %s", path, exc)
+            return 0
+        self._failing.discard(path)
         return done
 
     async def _refresh(self, path: str) -> int:
@@ -119,7 +157,7 @@ class KnowledgeWatcher:
             if self._seen[path][1] > MAX_FILE_BYTES:
                 log.warning("knowledge file %s is over %d bytes; not indexed", path, MAX_FILE_BYTES)
             else:
-                content = await asyncio.to_thread(_read, full)
+                content = await asyncio.to_thread(_read, self.root, full)
         if content is None:
             if path not in self._known:
                 return 0

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from bot.errors import StorageUnavailable, StoreError
+from bot.errors import DatabaseDamaged, DatabaseTooNew, StorageUnavailable, StoreError
 from bot.store import sqlite
 from bot.store.migrations import migrate
 
@@ -235,12 +235,20 @@ class Store:
     def _write_loop(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[Any]) -> None:
         try:
             conn = sqlite.connect(self.path)
-            applied = migrate(conn, self._migration_progress)
+            applied = migrate(conn, self._migration_progress, str(self.path))
             self._data_version = _data_version(conn)
             # checkpoints run here, never in a commit made on the loop (see _flush)
             conn.execute("PRAGMA wal_autocheckpoint = 0")
+        except DatabaseTooNew as exc:
+            conn.close()
+            loop.call_soon_threadsafe(_settle, ready, None, exc)
+            return
         except Exception as exc:
-            err = _refused(exc, self.path) or StoreError(f"cannot open {self.path}: {exc}")
+            err = (
+                _refused(exc, self.path)
+                or _damaged(exc, self.path)
+                or StoreError(f"cannot open {self.path}: {exc}")
+            )
             loop.call_soon_threadsafe(_settle, ready, None, err)
             return
         self._conn = conn
@@ -331,6 +339,7 @@ def _data_version(conn: Conn) -> int:
 
 
 _SQLITE_IOERR, _SQLITE_READONLY, _SQLITE_FULL, _SQLITE_CANTOPEN = 10, 8, 13, 14
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
 
 
 def _refused(exc: BaseException, path: Path) -> StorageUnavailable | None:
@@ -355,6 +364,14 @@ def _refused(exc: BaseException, path: Path) -> StorageUnavailable | None:
         if isinstance(code, int) and code & 0xFF == _SQLITE_IOERR:
             return StorageUnavailable("failing", str(path))
         seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _damaged(exc: BaseException, path: Path) -> DatabaseDamaged | None:
+    """A file SQLite cannot read as a database (SQLITE_CORRUPT, SQLITE_NOTADB)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return DatabaseDamaged(str(path), str(exc))
     return None
 
 

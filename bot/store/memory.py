@@ -146,6 +146,7 @@ def _item_rows(conn: Conn, where: str, params: Sequence[Any]) -> list[ItemRow]:
 
 def _reown(conn: Conn, source: str, target: str) -> None:
     """Move every item of `source` to `target`: rows, FTS owner tags, vector partitions."""
+    _drop_twins(conn, source, target)
     conn.execute("UPDATE memory_items SET owner = ? WHERE owner = ?", (target, source))
     ids = first_column(
         conn, "SELECT id FROM memory_chunks WHERE owner = ? AND embedded = 1", (source,)
@@ -155,6 +156,24 @@ def _reown(conn: Conn, source: str, target: str) -> None:
         (target, owner_tag(target), source),
     )
     move_vectors(conn, ids, target)
+
+
+def _drop_twins(conn: Conn, source: str, target: str) -> None:
+    """Delete the items of `source` whose text `target` already holds (`add` never stores one
+    text twice for a person); the copy kept takes the later time and the longer life."""
+    twins = conn.execute(
+        "SELECT s.id, s.updated_at, s.expires_at, t.id, t.updated_at, t.expires_at"
+        " FROM memory_items s JOIN memory_items t ON t.owner = ? AND t.text_hash = s.text_hash"
+        " AND t.text = s.text WHERE s.owner = ?",
+        (target, source),
+    ).fetchall()
+    for _, s_updated, s_expires, t_id, t_updated, t_expires in twins:
+        expires = None if s_expires is None or t_expires is None else max(s_expires, t_expires)
+        conn.execute(
+            "UPDATE memory_items SET updated_at = ?, expires_at = ? WHERE id = ?",
+            (max(s_updated, t_updated), expires, t_id),
+        )
+    _delete_items(conn, sorted({row[0] for row in twins}))
 
 
 class MemoryRepo:

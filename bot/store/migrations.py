@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from bot.errors import DatabaseTooNew
+
 if TYPE_CHECKING:
     from bot.progress import ProgressSink
 
@@ -28,13 +30,22 @@ def migration(fn: Migration) -> Migration:
     return fn
 
 
-def migrate(conn: Any, progress: ProgressSink | None = None) -> list[str]:
+def refuse_newer(done: set[str], where: str) -> None:
+    """Raise DatabaseTooNew when `done` names a migration this version does not have."""
+    unknown = sorted(done - MIGRATIONS.keys())
+    if unknown:
+        raise DatabaseTooNew(where, unknown)
+
+
+def migrate(conn: Any, progress: ProgressSink | None = None, where: str = "") -> list[str]:
     """Apply pending migrations; returns the names applied. Safe to run concurrently. Each
-    runs in its own transaction, so a stop between two leaves the first one whole."""
+    runs in its own transaction, so a stop between two leaves the first one whole. A
+    database a newer version migrated is refused (DatabaseTooNew) before anything runs."""
     conn.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
     )
     done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+    refuse_newer(done, where)
     todo = [name for name in sorted(MIGRATIONS) if name not in done]
     if progress is not None and todo:
         progress.begin(len(todo))

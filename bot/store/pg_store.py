@@ -90,7 +90,7 @@ class PgStore(Store):
 
     def _open_writer(self) -> list[str]:
         self._wconn = connect(self.conninfo, self._password, self.pgvector)
-        applied = migrate_pg(self._wconn, self._migration_progress)
+        applied = migrate_pg(self._wconn, self._migration_progress, self.label)
         self.vector_support = prepare_vectors(self._wconn)
         return applied
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from bot.store.migrations import MIGRATION_LOCK, MIGRATIONS, Migration
+from bot.store.migrations import MIGRATION_LOCK, MIGRATIONS, Migration, refuse_newer
 from bot.store.pg_dialect import Translated, translate
 
 if TYPE_CHECKING:
@@ -141,9 +141,28 @@ def connect(conninfo: str, password: str | None, pgvector: bool = False) -> PgCo
     return PgConnection(raw, pgvector)
 
 
-def migrate_pg(conn: PgConnection, progress: ProgressSink | None = None) -> list[str]:
+_CREATE_MIGRATIONS = (
+    "CREATE TABLE IF NOT EXISTS _migrations "
+    "(name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+)
+
+
+def migrate_pg(
+    conn: PgConnection, progress: ProgressSink | None = None, label: str = ""
+) -> list[str]:
     """Apply pending migrations, each in its own transaction under the migration lock; returns
     the names this process applied (none when another replica got there first)."""
+    conn.execute("BEGIN")
+    try:
+        conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        conn.raw.execute(_CREATE_MIGRATIONS)
+        done = {str(r[0]) for r in conn.execute("SELECT name FROM _migrations").fetchall()}
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    refuse_newer(done, label)
     todo = sorted(MIGRATIONS)
     if progress is not None:
         progress.begin(len(todo))
@@ -152,10 +171,7 @@ def migrate_pg(conn: PgConnection, progress: ProgressSink | None = None) -> list
         conn.execute("BEGIN")
         try:
             conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            conn.raw.execute(
-                "CREATE TABLE IF NOT EXISTS _migrations "
-                "(name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
-            )
+            conn.raw.execute(_CREATE_MIGRATIONS)
             if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
                 conn.execute("ROLLBACK")
             else:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,42 @@ def test_doctor_on_a_read_only_home_reports_instead_of_crashing(tmp_path: Path) 
     said = _said(proc)
     assert any(line.startswith("FAIL memory") and "read-only" in line for line in said), said
     assert said[-1].endswith("check(s) failed")
+
+
+def _newer(db: Path) -> None:
+    """What a newer version leaves: a migration this one does not have."""
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("INSERT INTO _migrations VALUES ('m999_future', 1.0)")
+    conn.close()
+
+
+def _damaged(db: Path) -> None:
+    db.write_bytes(b"\x8b\x1f this was never a database " * 400)
+    for suffix in ("-wal", "-shm"):
+        db.with_name(db.name + suffix).unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize(
+    ("spoil", "said"),
+    [(_newer, "newer version of decapod (migrations m999_future"), (_damaged, "is damaged")],
+)
+def test_a_damaged_or_newer_database_is_named_by_run_and_doctor(
+    tmp_path: Path, spoil: Callable[[Path], None], said: str
+) -> None:
+    home = _home(tmp_path)
+    assert _decapod(home, "migrate").returncode == 0
+    db = home / "decapod.db"
+    spoil(db)
+    before = db.read_bytes()
+
+    run = _decapod(home, "run")
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    (line,) = _said(run)
+    assert line.startswith("decapod: the database ") and said in line, line
+    assert "disk not full" not in line  # not the hint for a full or read-only disk
+
+    doctor = _decapod(home, "doctor")
+    assert doctor.returncode == 1 and "Traceback" not in doctor.stderr
+    assert any(x.startswith("FAIL database") and said in x for x in _said(doctor)), doctor
+    assert db.read_bytes() == before  # refused, not changed

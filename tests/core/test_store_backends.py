@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bot.errors import DatabaseTooNew
 from bot.messages import Conversation, ConversationKind, Identity, InboundMessage
 from bot.providers.base import ChatMessage, ToolCall, Usage
 from bot.store import Store
@@ -286,3 +287,21 @@ async def test_usage_panel_and_web_ui_queries(store: Store) -> None:
     [key] = await web.passkeys()
     assert bytes(key.public_key) == b"\x00\x02"
     assert await web.end_sessions_of("ann") == 1
+
+
+async def test_a_database_a_newer_version_migrated_is_refused_untouched(
+    new_store: StoreFactory,
+) -> None:
+    """A downgrade: the database holds a migration this version lacks, and one of its own is
+    missing. The start refuses, naming the cause, and applies nothing."""
+    last = max(MIGRATIONS)
+
+    def newer(conn: Any) -> None:
+        conn.execute("DELETE FROM _migrations WHERE name = ?", (last,))
+        conn.execute("INSERT INTO _migrations VALUES (?, ?)", ("m999_future", 1.0))
+
+    async with new_store() as store:
+        await store.write(newer)
+    for _ in range(2):  # refused again: the first refusal changed nothing
+        with pytest.raises(DatabaseTooNew, match=r"newer version of decapod.*m999_future"):
+            await new_store().start()

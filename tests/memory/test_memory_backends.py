@@ -125,10 +125,13 @@ async def test_postgresql_vectors_need_no_sqlite_vec(
 async def test_linking_moves_vectors_with_their_items(service: MemoryService) -> None:
     """Joining bob to alice moves bob's items with their vectors (read back and written again
     under alice: bytes on SQLite and the fallback, a vector column with pgvector): alice finds
-    them by meaning, and nothing is left under bob."""
+    them by meaning, and nothing is left under bob. A text both remembered is kept once."""
     await service.save("bob", "bob drinks oolong every morning")
+    for owner in ("alice", "bob"):
+        await service.save(owner, "the office plant is a fern")
     code = await service.create_link_code("alice")
     assert await service.redeem_link_code("bob", code) == "alice"
     near = await service.search("alice", "matcha", mode="vector")
-    assert [h.text for h in near] == ["bob drinks oolong every morning"]
+    assert [h.text for h in near][:1] == ["bob drinks oolong every morning"]
+    assert await service.count("alice") == 2
     assert await service.search("bob", "matcha", mode="vector") == []

@@ -4,6 +4,7 @@ removed when a file is deleted."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator
@@ -124,3 +125,66 @@ async def test_changes_while_stopped_are_caught_up(
     again = MemoryService(store, memory_config(tiny_model), tmp_path, redact=REDACT)
     assert await again.watcher.sync() == (2, 1)
     assert await _knowledge(again) == {"b.md": "bravo doc, edited", "c.md": "charlie doc"}
+
+
+async def test_a_link_out_of_the_folder_is_not_followed(
+    store: Store, tiny_model: Path, tmp_path: Path
+) -> None:
+    """Knowledge is shared with everyone: a symlink (to a file or a folder) leading out of the
+    folder must not bring what it points at into it. One that stays inside is read."""
+    secret = tmp_path / "private" / "diary.md"
+    secret.parent.mkdir()
+    secret.write_text("the vault code is 4711")
+    folder = tmp_path / "knowledge"
+    folder.mkdir()
+    (folder / "tea.md").write_text("oolong")
+    (folder / "leak.md").symlink_to(secret)
+    (folder / "private").symlink_to(secret.parent, target_is_directory=True)
+    (folder / "tea-again.md").symlink_to(folder / "tea.md")
+    service = MemoryService(store, memory_config(tiny_model), tmp_path, redact=REDACT)
+    await service.watcher.sync()
+    assert await _knowledge(service) == {"tea.md": "oolong", "tea-again.md": "oolong"}
+    # a file swapped for a link out after it was seen is not read either
+    (folder / "tea.md").unlink()
+    (folder / "tea.md").symlink_to(secret)
+    service.watcher.debounce_s = 0
+    await service.watcher.poll()
+    assert "4711" not in str(await _knowledge(service))
+
+
+async def test_a_fifo_named_like_markdown_does_not_hang_the_sync(
+    store: Store, tiny_model: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "knowledge"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe.md")
+    (folder / "tea.md").write_text("oolong")
+    service = MemoryService(store, memory_config(tiny_model), tmp_path, redact=REDACT)
+    try:
+        assert await asyncio.wait_for(service.watcher.sync(), 10) == (1, 0)
+    finally:
+        with contextlib.suppress(OSError):  # a read blocked on the FIFO ends with its writer
+            os.close(os.open(folder / "pipe.md", os.O_WRONLY | os.O_NONBLOCK))
+    assert await _knowledge(service) == {"tea.md": "oolong"}
+
+
+async def test_a_file_the_store_refused_is_indexed_once_it_takes_writes_again(
+    store: Store, tiny_model: Path, tmp_path: Path
+) -> None:
+    """The disk fills while the folder is indexed: nothing of it is lost for good. Every file
+    is tried, and each one refused is tried again, without being changed, once there is
+    room."""
+    folder = tmp_path / "knowledge"
+    folder.mkdir()
+    for name in ("a", "b"):
+        (folder / f"{name}.md").write_text(f"{name} doc " + "filler words " * 40_000)
+    service = MemoryService(
+        store, memory_config(tiny_model, watch_debounce_ms=0), tmp_path, redact=REDACT
+    )
+    pages = await store.read(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+    await store.write(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))  # full
+    assert await service.watcher.sync() == (0, 0)
+    assert await _knowledge(service) == {}
+    await store.write(lambda c: c.execute("PRAGMA max_page_count = 1073741823"))
+    assert await service.watcher.poll() == 2
+    assert set(await _knowledge(service)) == {"a.md", "b.md"}

@@ -112,3 +112,19 @@ async def test_forget_asks_then_deletes_everything(memory: MemoryService) -> Non
     assert await memory.count("alice") == 0 and await memory.count("bob") == 1
     assert "don't remember" in await _run(table, forget(""))
     assert "not enabled" in await _run(table, _command(table, "forget", "", who, "alice", None))
+
+
+async def test_a_link_keeps_one_of_what_both_accounts_remembered(memory: MemoryService) -> None:
+    """The same fact said on both platforms is remembered once after the link, as it would
+    have been had it been said twice on one: no doubled hits, no doubled export lines."""
+    await memory.save("telegram:42", "my puppy is called Rex", source="telegram")
+    await memory.save("slack:U9", "my puppy is called Rex", source="slack")
+    await memory.save("slack:U9", "alice drinks matcha")
+    code = await memory.create_link_code("telegram:42")
+    assert await memory.redeem_link_code("slack:U9", code) == "telegram:42"
+    assert sorted(i.text for i in await memory.repo.items("telegram:42")) == [
+        "alice drinks matcha",
+        "my puppy is called Rex",
+    ]
+    hits = await memory.search("telegram:42", "puppy Rex", mode="keyword")
+    assert [h.text for h in hits] == ["my puppy is called Rex"]
