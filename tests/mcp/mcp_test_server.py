@@ -23,17 +23,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-
-def _write_whole(path: Path, text: str) -> None:
-    # written aside, then renamed: a test polling for the file never reads it half written
-    aside = path.with_name(f".{path.name}.{os.getpid()}")
-    aside.write_text(text)
-    aside.replace(path)
-
-
 if "--hang" in sys.argv:
     if os.environ.get("MCP_TEST_STATE"):
-        _write_whole(Path(os.environ["MCP_TEST_STATE"], "pid"), str(os.getpid()))
+        # written aside, then renamed: a test polling for the pid never reads it half written
+        aside = Path(os.environ["MCP_TEST_STATE"], ".pid")
+        aside.write_text(str(os.getpid()))
+        aside.replace(aside.with_name("pid"))
     time.sleep(3600)
     sys.exit(0)
 
@@ -47,7 +42,10 @@ STATE = Path(os.environ["MCP_TEST_STATE"]) if os.environ.get("MCP_TEST_STATE") e
 
 def _mark(name: str, text: str = "") -> None:
     if STATE is not None:
-        _write_whole(STATE / name, text)
+        # written aside, then renamed: a test polling for the file never reads it half written
+        aside = STATE / f".{name}"
+        aside.write_text(text)
+        aside.replace(STATE / name)
 
 
 @app.tool()

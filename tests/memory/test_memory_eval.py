@@ -163,6 +163,7 @@ def test_multi_hop_questions_need_every_evidence_turn() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # a whole evaluation: about 80 s of CPU alone, twice that when busy
 def test_default_beats_keyword_search_on_the_heldout_split() -> None:
     result = memory_eval.run(quick=True, embedders=("hashing",))
     rows = result["rows"]
