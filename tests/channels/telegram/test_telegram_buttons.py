@@ -134,18 +134,12 @@ async def test_a_pairing_request_is_approved_with_a_tap_after_a_restart(
 
 
 async def test_a_tap_from_a_name_with_half_an_emoji_is_taken_and_stored(
-    fake: FakeTelegram, make_config: Callable[..., Any]
+    fake: FakeTelegram, tg_config: Callable[..., Any]
 ) -> None:
     """A client that cut an emoji in half sends a lone surrogate in the presser's name; the
     press is cleaned like a typed message, so the store takes it and the command runs."""
     stranger = 77
-    config = make_config(
-        channels={"tg": channel_table(fake)},
-        gateway={"owners": [f"tg:{ALICE}"]},
-        sandbox={"backend": "none"},
-        memory={"enabled": False},
-    )
-    async with Gateway(config, provider=ScriptedProvider(["hello stranger"])) as gw:
+    async with Gateway(tg_config(), provider=ScriptedProvider(["hello stranger"])) as gw:
         fake.push_private("hi", user_id=stranger, first_name="Sam")
         await until(lambda: fake.buttons(ALICE)[1])
         message_id, keys = fake.buttons(ALICE)
