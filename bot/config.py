@@ -128,6 +128,9 @@ class LoggingConfig(_Section):
 class ConsoleChannelConfig(_Section):
     type: Literal["console"]
 
+    def secret_envs(self) -> list[tuple[str, str]]:
+        return []
+
 
 ChannelConfig = Annotated[
     ConsoleChannelConfig | TelegramChannelConfig | SlackChannelConfig | DiscordChannelConfig,
@@ -199,6 +202,22 @@ class Config(_Section):
 
 def default_home() -> Path:
     return Path(os.environ.get("DECAPOD_HOME") or Path.home() / ".decapod").expanduser()
+
+
+def missing_secrets(config: Config, environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(key, variable) for each secret `decapod run` reads from the environment at start and
+    would find unset: the keys of the providers the chains name, the channels' tokens."""
+    wanted = [
+        (f"providers.{name}.{path}", variable)
+        for name in config.models.provider_names()
+        for path, variable in config.providers[name].key_env_names()
+    ]
+    wanted += [
+        (f"channels.{name}.{key}", variable)
+        for name, channel in config.channels.items()
+        for key, variable in channel.secret_envs()
+    ]
+    return [(key, variable) for key, variable in wanted if not environ.get(variable, "").strip()]
 
 
 def secret_from_env(env_name: str, key_path: str) -> str:

@@ -167,11 +167,38 @@ class ProviderHTTPError(ProviderError):
         self.retry_after = retry_after
         self.code = code
         self.retryable = (status == 429 or status >= 500) if retryable is None else retryable
+        if _refused_as_invalid(status, self.retryable, code):
+            # the model is up and said no to this request: waiting would not help
+            self.user_message = REFUSED_AS_INVALID
+
+
+#: what the person reads when the provider refuses the request itself (its own text, which
+#: may quote the request, stays in the owner's log)
+REFUSED_AS_INVALID = (
+    "The language model refused this request as invalid, so trying again will not help. "
+    "The details are in the bot owner's log."
+)
+
+
+def _refused_as_invalid(status: int, retryable: bool, code: str | None) -> bool:
+    """A 4xx that is about the request, not the key, the bill or the rate: the chain does
+    not fail over on it, so it reaches the person as it is."""
+    return (
+        400 <= status < 500
+        and status not in (401, 403, 429)
+        and not retryable
+        and (code != "billing")
+    )
 
 
 class ContextTooLong(ProviderHTTPError):
     def __init__(self, message: str = "context length exceeded") -> None:
         super().__init__(400, message, retryable=False, code="context_length_exceeded")
+        # reaches the person only when compacting the history could not make it fit
+        self.user_message = (
+            "This conversation is too long for the language model, even after shortening "
+            "the earlier part. Send /new to start afresh, or send a shorter message."
+        )
 
 
 class ProviderTimeout(ProviderError):

@@ -36,6 +36,12 @@ class Identity:
     def key(self) -> str:
         return f"{self.channel}:{self.user_id}"
 
+    def well_formed(self) -> Identity:
+        """This identity with `well_formed` applied to the name its client sent."""
+        if not _LONE_SURROGATE.search(self.display_name):
+            return self
+        return replace(self, display_name=well_formed(self.display_name))
+
 
 def identity_from_key(key: str) -> Identity:
     channel, _, user_id = key.partition(":")
@@ -102,9 +108,11 @@ class Command:
 
     @classmethod
     def parse(cls, text: str, bot_username: str | None = None) -> Command | None:
-        if not text.startswith("/") or len(text) < 2:
+        if not text.startswith("/") or len(text) < 2 or text[1].isspace():
             return None
-        head, _, rest = text[1:].partition(" ")
+        # any whitespace ends the name: phones send "/remind\nin 5 minutes stretch"
+        head, *tail = text[1:].split(None, 1)
+        rest = tail[0] if tail else ""
         name, _, target = head.partition("@")
         if target and bot_username and target.lower() != bot_username.lower():
             return None  # addressed to another bot in a group
@@ -191,9 +199,9 @@ class InboundMessage:
         command = self.command
         if command is not None and _LONE_SURROGATE.search(command.args):
             changes["command"] = Command(command.name, well_formed(command.args))
-        if _LONE_SURROGATE.search(self.identity.display_name):
-            name = well_formed(self.identity.display_name)
-            changes["identity"] = replace(self.identity, display_name=name)
+        identity = self.identity.well_formed()
+        if identity is not self.identity:
+            changes["identity"] = identity
         if any(_LONE_SURROGATE.search(p.name + p.mime) for p in self.parts):
             changes["parts"] = tuple(
                 replace(p, name=well_formed(p.name), mime=well_formed(p.mime)) for p in self.parts

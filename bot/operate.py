@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -12,7 +13,7 @@ from typing import Any
 
 from bot import __version__
 from bot.cli_banner import start_banner
-from bot.config import Config, HttpConfig, load_config
+from bot.config import Config, HttpConfig, load_config, missing_secrets
 from bot.errors import DatabaseDamaged, DatabaseTooNew, StorageUnavailable, StoreError
 from bot.logging import setup_logging
 
@@ -182,6 +183,15 @@ async def _chat(config: Config) -> None:
 # config check / migrate / doctor -------------------------------------------------------------
 def cmd_config(args: argparse.Namespace) -> int:
     config = load_config(args.path or args.config, args.home)
+    missing = missing_secrets(config, os.environ)
+    if missing:
+        # the names only: a value never reaches a terminal
+        for key, variable in missing:
+            print(
+                f"config error: {key}: environment variable {variable} is not set", file=sys.stderr
+            )
+        print("export them, then check again (decapod run stops at the first)", file=sys.stderr)
+        return 2
     channels = ", ".join(f"{n} ({c.type})" for n, c in config.channels.items()) or "none"
     print(f"config ok: models {', '.join(config.models.chat)}; channels: {channels}")
     return 0

@@ -40,6 +40,7 @@ from bot.messages import (
     Identity,
     InboundMessage,
     OutboundMessage,
+    well_formed,
 )
 
 log = logging.getLogger("decapod.channels")
@@ -216,6 +217,11 @@ async def hand_on(
     """A press stored through the sink as the presser's own command, like a typed one:
     access, roles, dedupe (the press id is the delivery id) and the session queue apply.
     A press the sink could not take gives the buttons back, and raises."""
+    # cleaned before anything keeps or shows it: the presser's name goes into the edited
+    # message and the store, neither of which can encode half an emoji
+    press = dataclasses.replace(
+        press, identity=press.identity.well_formed(), token=well_formed(press.token)
+    )
     claim = await book.claim(press)
     if isinstance(claim, Refused):
         return claim

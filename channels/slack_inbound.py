@@ -181,7 +181,9 @@ def _file_kind(item: dict[str, Any], mime: str) -> str:
 def split_subcommand(text: str, names: Iterable[str]) -> tuple[str, str] | None:
     """`ask what is 2+2` -> ("ask", "what is 2+2"); None asks for the help list. Text that
     does not start with a known subcommand is a question, so `/decapod why?` just works."""
-    head, _, rest = text.strip().partition(" ")
+    # any whitespace ends the subcommand: "remind\nin 10m stretch" from a multi-line box
+    head, *tail = text.split(None, 1) or [""]
+    rest = tail[0] if tail else ""
     name = head.lstrip("/").lower()
     known = set(names)
     if not name or name == "help":

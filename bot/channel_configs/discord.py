@@ -48,6 +48,10 @@ class DiscordChannelConfig(BaseModel):
     message_content_intent: bool = True
     access: ChannelAccessConfig = Field(default_factory=ChannelAccessConfig)
 
+    def secret_envs(self) -> list[tuple[str, str]]:
+        """(key, variable) for each secret the channel reads from the environment at start."""
+        return [("token_env", self.token_env)]
+
     @field_validator("guilds", "sync_commands_to", mode="before")
     @classmethod
     def _snowflakes(cls, value: object) -> object:

@@ -35,6 +35,15 @@ class SlackChannelConfig(BaseModel):
     stream: bool = True
     access: ChannelAccessConfig = Field(default_factory=ChannelAccessConfig)
 
+    def secret_envs(self) -> list[tuple[str, str]]:
+        """(key, variable) for each secret the channel reads from the environment at start."""
+        if self.mode == "socket":
+            return [("bot_token_env", self.bot_token_env), ("app_token_env", self.app_token_env)]
+        return [
+            ("bot_token_env", self.bot_token_env),
+            ("signing_secret_env", self.signing_secret_env),
+        ]
+
     @field_validator("working_signal", mode="before")
     @classmethod
     def _strip_colons(cls, value: object) -> object:

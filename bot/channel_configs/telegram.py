@@ -43,6 +43,13 @@ class TelegramChannelConfig(BaseModel):
     messages_per_second: int = Field(default=30, ge=1)
     access: ChannelAccessConfig = Field(default_factory=ChannelAccessConfig)
 
+    def secret_envs(self) -> list[tuple[str, str]]:
+        """(key, variable) for each secret the channel reads from the environment at start."""
+        envs = [("token_env", self.token_env)]
+        if self.webhook_secret_env:
+            envs.append(("webhook_secret_env", self.webhook_secret_env))
+        return envs
+
     @model_validator(mode="after")
     def _webhook(self) -> TelegramChannelConfig:
         if self.mode != "webhook":

@@ -164,16 +164,14 @@ class ProviderSet:
         policy = policy_from(models)
         self._sleep = sleep
         self.board = BreakerBoard(policy.breaker, clock=clock, notify=notify)
-        purposes = ["chat", *models.routes, *(["vision"] if models.vision else [])]
-        names = {split_model_ref(r)[0] for p in purposes for r in models.chain_for(p)}
         self.providers: dict[str, RemoteProvider] = {
             name: make_provider(
                 name, providers[name], environ=environ, clock=clock, pool_size=pool_size
             )
-            for name in sorted(names)
+            for name in models.provider_names()
         }
         self._chains: dict[tuple[str, ...], FailoverProvider] = {}
-        for purpose in purposes:
+        for purpose in models.purposes():
             refs = tuple(models.chain_for(purpose))
             if refs not in self._chains:
                 self._chains[refs] = FailoverProvider(

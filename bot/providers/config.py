@@ -199,6 +199,14 @@ class ModelsConfig(BaseModel):
             raise ValueError("max_cooldown_s must be at least base_cooldown_s")
         return self
 
+    def purposes(self) -> list[str]:
+        """Each purpose with a chain of its own, "chat" first."""
+        return ["chat", *self.routes, *(["vision"] if self.vision else [])]
+
+    def provider_names(self) -> list[str]:
+        """The providers some chain names: the ones a start builds, with their keys."""
+        return sorted({split_model_ref(r)[0] for p in self.purposes() for r in self.chain_for(p)})
+
     def chain_for(self, purpose: str) -> list[str]:
         if purpose == "vision" and self.vision:
             return self.vision

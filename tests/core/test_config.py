@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ from bot.config import load_config, parse_config
 from bot.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
+#: the variables the example's channels read their tokens from
+EXAMPLE_SECRETS = ("TELEGRAM_BOT_TOKEN", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "DISCORD_BOT_TOKEN")
 
 
 def test_example_config_loads_and_documents_every_section(home: Path) -> None:
@@ -89,6 +92,7 @@ def test_config_check_cli_exits_2_naming_the_key(tmp_path: Path, home: Path) -> 
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, **dict.fromkeys(EXAMPLE_SECRETS, "not-a-real-token")},
     )
     assert ok.returncode == 0, ok.stderr
     assert "config ok" in ok.stdout
@@ -104,3 +108,37 @@ def test_init_writes_a_config_that_loads(home: Path, provider: str, capsys: Any)
     assert config.gateway.owners == ["telegram:42"]
     assert oct((home / "config.toml").stat().st_mode & 0o777) == "0o600"
     assert main(["init", "--yes"]) == 1, "an existing config is not overwritten"
+
+
+def test_config_check_names_each_unset_secret_like_run_does(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """A config that `decapod run` would stop on for a missing key is not "ok": every unset
+    variable is named with its key (never a value), and the exit code is a config error's."""
+    from bot.cli import main
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[providers.oa]\nbase_url = "https://api.openai.com/v1"\napi_key_env = "T_OA_KEY"\n'
+        '[models]\nchat = ["oa:gpt-4o-mini"]\n'
+        '[channels.tg]\ntype = "telegram"\ntoken_env = "T_TG_TOKEN"\n'
+        '[channels.sl]\ntype = "slack"\nmode = "http"\nbot_token_env = "T_SL_BOT"\n'
+        'signing_secret_env = "T_SL_SIGNING"\napp_token_env = "T_SL_APP"\n'
+    )
+    for name in ("T_OA_KEY", "T_TG_TOKEN", "T_SL_BOT", "T_SL_SIGNING", "T_SL_APP"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("T_SL_BOT", "xoxb-a-value-never-shown")
+    assert main(["config", "check", str(path)]) == 2
+    out = capsys.readouterr()
+    assert out.err.splitlines()[:3] == [
+        "config error: providers.oa.api_key_env: environment variable T_OA_KEY is not set",
+        "config error: channels.tg.token_env: environment variable T_TG_TOKEN is not set",
+        "config error: channels.sl.signing_secret_env: environment variable T_SL_SIGNING "
+        "is not set",
+    ]
+    assert "T_SL_APP" not in out.err, "http mode reads no app token"
+    assert "xoxb" not in out.err + out.out and "config ok" not in out.out
+    for name in ("T_OA_KEY", "T_TG_TOKEN", "T_SL_SIGNING"):
+        monkeypatch.setenv(name, "set")
+    assert main(["config", "check", str(path)]) == 0
+    assert "config ok" in capsys.readouterr().out

@@ -403,3 +403,29 @@ async def test_a_message_with_half_an_emoji_is_answered_and_kept(make_config: An
         assert texts[0] == "Nice!" and "see \ufffd again" in texts[1]
         assert [r["role"] for r in rows] == ["user", "assistant"]
         assert unfinished == []
+
+
+async def test_a_request_the_model_refuses_as_invalid_is_named_so(make_config: Any) -> None:
+    """A 400 is the model refusing this request, not an outage: the person is not told to
+    wait, and the provider's own text (which may quote the request) is not shown."""
+    async with FakeLLM() as fake:
+        fake.push(Reply.error(400, "invalid_request"))
+        channel = RecordingChannel()
+        async with Gateway(_fake_llm_config(make_config, fake), channels={"test": channel}):
+            await channel.push("hello")
+            texts = await channel.wait_for_messages(1)
+    assert "refused this request as invalid" in texts[0]
+    assert "not answering" not in texts[0] and "temperature" not in texts[0]
+
+
+async def test_a_history_too_long_even_after_compaction_says_so(make_config: Any) -> None:
+    """The model refuses the context every time: the history is compacted and the request
+    sent once more, then the person reads that the conversation is too long."""
+    async with FakeLLM() as fake:
+        fake.push(*[Reply.context_length() for _ in range(6)])
+        channel = RecordingChannel()
+        async with Gateway(_fake_llm_config(make_config, fake), channels={"test": channel}):
+            await channel.push("hello")
+            texts = await channel.wait_for_messages(1)
+    assert "too long for the language model" in texts[0] and "/new" in texts[0]
+    assert "not answering" not in texts[0] and "8192" not in texts[0]

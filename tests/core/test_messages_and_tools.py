@@ -36,6 +36,9 @@ def test_session_keys_isolate_dms_per_person_and_threads() -> None:
     [
         ("/remind in 10m stretch", Command("remind", "in 10m stretch")),
         ("/new", Command("new", "")),
+        ("/remind\nin 5 minutes stretch", Command("remind", "in 5 minutes stretch")),
+        ("/remind@decapod_bot\n\tin 5m\nstretch", Command("remind", "in 5m\nstretch")),
+        ("/remind@other_bot\nin 5m", None),
         ("/Help@decapod_bot", Command("help", "")),
         ("/help@other_bot", None),
         ("hello /new", None),

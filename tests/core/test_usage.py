@@ -132,3 +132,42 @@ def test_built_in_prices_match_model_families_and_config_overrides_them() -> Non
 def test_the_old_webui_prices_key_names_the_new_one(make_config: Any) -> None:
     with pytest.raises(ConfigError, match=r"webui.*moved to `\[usage.prices\]`"):
         make_config(webui={"prices": {"openai:gpt-4o": [2.5, 10.0]}})
+
+
+async def test_a_scheduled_turn_run_twice_counts_once(make_config: Any) -> None:
+    """A task whose turn was stored but whose job was not finished (a crash between the two,
+    or a failed try) runs again with the same turn id. Its tokens are those of the answers
+    the model gave; the turn counts once, not once per pair of stored rows."""
+    from bot.messages import Conversation, ConversationKind
+    from bot.scheduler import JobKind
+    from bot.store.job_model import NewJob
+
+    async with FakeLLM() as fake:
+        fake.reply_fn = lambda request: Reply(text="ok", input_tokens=1000, output_tokens=300)
+        channels = {"tg": RecordingChannel("tg")}
+        async with Gateway(_config(make_config, fake), channels=channels) as gw:
+            await gw.warmup.wait()  # the scheduler is a warm-up step
+            scheduler = gw.deps.scheduler
+            assert scheduler is not None
+            now = time.time()
+            job = await scheduler.jobs.insert(
+                NewJob(
+                    person_id="tg:alice",
+                    identity_key="tg:alice",
+                    kind=JobKind.TASK,
+                    text="summarise the news",
+                    repeat="once",
+                    interval_s=None,
+                    cron=None,
+                    timezone="UTC",
+                    conversation=Conversation("tg", "alice", ConversationKind.DM),
+                    due_at=now + 3600,  # not before this test runs it, twice
+                    created_at=now,
+                ),
+                max_active=10,
+            )
+            for _ in range(2):
+                await gw.turns.answer_task(job)
+            [total] = await gw.store.usage.totals(now - 60)
+    assert (total.person_id, total.model) == ("tg:alice", "fake:gpt-4o")
+    assert (total.input_tokens, total.output_tokens, total.turns) == (2000, 600, 1)

@@ -135,6 +135,7 @@ def test_subcommands_and_help() -> None:
     assert split_subcommand("help", names) is None
     assert split_subcommand("NEW", names) == ("new", "")
     assert split_subcommand("remind in 10m stretch", names) == ("remind", "in 10m stretch")
+    assert split_subcommand("remind\nin 10m\nstretch", names) == ("remind", "in 10m\nstretch")
     assert split_subcommand("/status", names) == ("status", "")
     assert split_subcommand("why is the sky blue?", names) == ("ask", "why is the sky blue?")
     assert split_subcommand("why?", ["new"]) is None

@@ -131,3 +131,23 @@ async def test_a_pairing_request_is_approved_with_a_tap_after_a_restart(
         await until(lambda: "hello stranger" in fake.texts(stranger))
         await settled(gw)
     assert fake.buttons(ALICE) == (0, [])
+
+
+async def test_a_tap_from_a_name_with_half_an_emoji_is_taken_and_stored(
+    fake: FakeTelegram, tg_config: Callable[..., Any]
+) -> None:
+    """A client that cut an emoji in half sends a lone surrogate in the presser's name; the
+    press is cleaned like a typed message, so the store takes it and the command runs."""
+    stranger = 77
+    async with Gateway(tg_config(), provider=ScriptedProvider(["hello stranger"])) as gw:
+        fake.push_private("hi", user_id=stranger, first_name="Sam")
+        await until(lambda: fake.buttons(ALICE)[1])
+        message_id, keys = fake.buttons(ALICE)
+        press = fake.push_press(ALICE, message_id, keys[0][1], first_name="Alice \ud83d")
+        await _answer(fake, press)
+        await until(lambda: any(t.startswith("Approved Sam") for t in fake.texts(ALICE)))
+        await settled(gw)
+        stored = await gw.store.inbound.status("tg", f"press:{press['callback_query']['id']}")
+    assert stored is not None, "the press reached the inbox"
+    decided = fake.messages[(ALICE, message_id)]["text"]
+    assert decided.endswith("→ Approve (Alice \ufffd)")

@@ -47,3 +47,22 @@ async def test_a_reminder_in_a_deleted_forum_topic_is_paused_with_telegrams_reas
     to_topic = fake.calls_of("sendMessage", chat_id=GROUP, message_thread_id=TOPIC)
     # the confirmation, then the reminder: each refused once, neither tried again
     assert [call.status for call in to_topic] == [400, 400]
+
+
+async def test_a_command_with_a_newline_after_its_name_is_read_as_the_command(
+    fake: FakeTelegram, tg_config: Callable[..., Any]
+) -> None:
+    """Phones put a newline, not a space, after a command picked from the menu; the command
+    still runs (and the model is never asked)."""
+    provider = ScriptedProvider([])
+    async with Gateway(tg_config(), provider=provider) as gw:
+        await gw.warmup.wait()  # the scheduler is a warm-up step
+        scheduler = gw.deps.scheduler
+        assert scheduler is not None
+        fake.push_private("/remind\nin 2h water the plants", user_id=ALICE)
+        fake.push_private("/remind@" + fake.username + "\nin 3h stretch", user_id=ALICE)
+        await until(lambda: len(fake.texts(ALICE)) == 2)
+        await settled(gw)
+        jobs = await scheduler.jobs.listing(include_closed=False)
+    assert sorted(job.text for job in jobs) == ["stretch", "water the plants"]
+    assert provider.requests == []
