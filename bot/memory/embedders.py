@@ -273,7 +273,7 @@ class _StaticTableEmbedder:
 
 
 #: shipped in this package (bot/memory/data/potion-base-8M, MIT, see its README and LICENSE)
-_POTION_DIR = Path(__file__).parent / "data" / "potion-base-8M"
+POTION_DIR = Path(__file__).parent / "data" / "potion-base-8M"
 #: what the bundled model's reader imports; all come with `decapod[memory]`
 _STATIC_READER_NEEDS = ("numpy", "safetensors", "tokenizers")
 
@@ -298,7 +298,7 @@ class PotionEmbedder(_StaticTableEmbedder):
             raise EmbedderError(
                 f"{self._label} needs {', '.join(missing)}: pip install decapod[memory]"
             )
-        weights, tokenizer = _POTION_DIR / "model.safetensors", _POTION_DIR / "tokenizer.json"
+        weights, tokenizer = POTION_DIR / "model.safetensors", POTION_DIR / "tokenizer.json"
         for path in (weights, tokenizer):
             if not path.is_file():
                 raise EmbedderError(f"{self._label}: {path} is missing from the package")

@@ -102,7 +102,7 @@ def test_evaluation_reports_rows_categories_and_latency(
         "default, save() defaults",
         "keyword, save() defaults",
     ]
-    assert rows["default"]["embedder"] == "wordllama:l2_supercat_256"
+    assert rows["default"]["embedder"] == "potion:potion-base-8M"
     for row in rows.values():
         assert set(row["categories"]) == {"multi-hop", "temporal", "single-hop"}
         assert 0.0 <= row["recall@5"] <= row["recall@10"] <= 1.0
