@@ -146,7 +146,8 @@ async def test_reindex_stopped_by_ctrl_c_resumes_where_it_stopped(home: Path) ->
 
 async def test_reindex_without_an_embedder_says_how_to_get_one(home: Path) -> None:
     # a local model that was never pulled (the default, potion-base-8M, ships in the package)
-    write_config(home, '[[memory.embedders]]\ntype = "model2vec"\npath = "models/potion-base-32M"\n')
+    config = '[[memory.embedders]]\ntype = "model2vec"\npath = "models/potion-base-32M"\n'
+    write_config(home, config)
 
     done = await decapod(home, "memory", "reindex")
 
