@@ -150,36 +150,35 @@ async def test_an_index_built_with_wordllama_is_rebuilt_with_potion_at_start(
             await after.stop()
 
 
-async def test_without_its_reader_the_default_is_keyword_only_and_says_why(
+@pytest.mark.parametrize(
+    ("missing", "embedder", "said"),
+    [
+        # the default's files ship in this package; the libraries reading them in the extra
+        (
+            "tokenizers",
+            PotionEmbedder,
+            "potion-base-8M needs tokenizers: pip install decapod[memory]",
+        ),
+        ("wordllama", WordLlamaEmbedder, "wordllama is not installed"),
+    ],
+)
+async def test_without_what_it_needs_memory_is_keyword_only_and_says_why(
     monkeypatch: pytest.MonkeyPatch,
+    missing: str,
+    embedder: type[PotionEmbedder | WordLlamaEmbedder],
+    said: str,
 ) -> None:
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "tokenizers" else real(name)
+        importlib.util, "find_spec", lambda name, *a: None if name == missing else real(name)
     )
-    chain = EmbedderChain([PotionEmbedder()])
+    chain = EmbedderChain([embedder()])
     assert await chain.select() is None
     status = chain.status()
     assert status.mode == "keyword-only"
-    assert "potion-base-8M needs tokenizers: pip install decapod[memory]" in status.failures[0]
-
-
-async def test_without_the_package_memory_is_keyword_only_and_says_why(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "wordllama" else real(name)
-    )
-    chain = EmbedderChain([WordLlamaEmbedder()])
-    assert await chain.select() is None
-    status = chain.status()
-    assert status.mode == "keyword-only"
-    assert "wordllama is not installed" in status.failures[0]
+    assert said in status.failures[0]
 
 
 class _ModelV6:
