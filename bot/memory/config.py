@@ -37,6 +37,14 @@ class SentenceTransformersEmbedderConfig(_Strict):
     path: str
 
 
+class PotionEmbedderConfig(_Strict):
+    """potion-base-8M (Minish Lab, MIT), model2vec static embeddings whose table and
+    tokenizer ship inside Decapod's own package: works offline with nothing to download,
+    on the CPU, without torch. The default."""
+
+    type: Literal["potion"]
+
+
 class WordLlamaEmbedderConfig(_Strict):
     """WordLlama's static embeddings, whose weights ship inside the `wordllama` package:
     works offline with nothing to download, on the CPU, without torch."""
@@ -48,14 +56,17 @@ EmbedderConfig = Annotated[
     OpenAIEmbedderConfig
     | Model2VecEmbedderConfig
     | SentenceTransformersEmbedderConfig
+    | PotionEmbedderConfig
     | WordLlamaEmbedderConfig,
     Field(discriminator="type"),
 ]
 
 
 def _default_embedders() -> list[EmbedderConfig]:
-    # Installed with `decapod[memory]`; without the package, memory is keyword-only.
-    return [WordLlamaEmbedderConfig(type="wordllama")]
+    # Its files are in this package and its reader's libraries come with `decapod[memory]`;
+    # without them, memory is keyword-only. It ranked better than WordLlama on both generated
+    # sets (docs/performance.md, "Choosing the embedder").
+    return [PotionEmbedderConfig(type="potion")]
 
 
 class MemoryConfig(_Strict):

@@ -1,9 +1,10 @@
-"""Embedders: WordLlama's static embeddings shipped inside its package (the default), an
-OpenAI-compatible server, a local model2vec model, an optional local sentence-transformers
-model, chosen in order with fallback to keyword-only search.
+"""Embedders: potion-base-8M's static embeddings shipped inside Decapod's package (the
+default), WordLlama's shipped inside its own, an OpenAI-compatible server, a local model2vec
+model, an optional local sentence-transformers model, chosen in order with fallback to
+keyword-only search.
 
-Nothing is downloaded at run time: WordLlama's weights and tokenizer are files of the
-installed package; other local embedders load from a directory that must exist, with the
+Nothing is downloaded at run time: the static models' weights and tokenizers are files of
+installed packages; other local embedders load from a directory that must exist, with the
 Hugging Face hub switched offline. `pull_model` fetches a model only when the operator asks
 for it (`decapod models pull NAME`).
 
@@ -28,6 +29,7 @@ from bot.memory.config import (
     EmbedderConfig,
     Model2VecEmbedderConfig,
     OpenAIEmbedderConfig,
+    PotionEmbedderConfig,
     SentenceTransformersEmbedderConfig,
     WordLlamaEmbedderConfig,
 )
@@ -200,22 +202,122 @@ class SentenceTransformersEmbedder:
         return await asyncio.to_thread(self._encode, texts)
 
 
-_WORDLLAMA_WEIGHTS = ("weights", "l2_supercat_256.safetensors")
-_WORDLLAMA_TOKENIZER = ("tokenizers", "l2_supercat_tokenizer_config.json")
+class _StaticTableEmbedder:
+    """A static model read by Decapod itself: a text's vector is the mean of its tokens'
+    rows in a float16 table, normalised. Only safetensors, tokenizers and numpy are used
+    (no model framework, nothing downloaded); the table stays float16. Loaded by the first
+    `embed`, in its worker thread."""
 
-
-class WordLlamaEmbedder:
-    """WordLlama (l2_supercat, 256 dims): the mean of a text's token vectors, from the
-    weights and tokenizer inside the installed `wordllama` package. The package itself is
-    never imported (its import configures the root logger, and its loader downloads the
-    tokenizer it fails to find); the table stays float16. Loaded by the first `embed`."""
-
-    name = "wordllama:l2_supercat_256"
-    dim = 256
+    name: str
+    dim: int
+    #: what to install when the files are missing, for the error message
+    _label: str
+    #: the table's name in the safetensors file
+    _table_key: str
+    #: a token dropped before averaging (model2vec drops its unknown token); None keeps all
+    _unknown_token: str | None = None
 
     def __init__(self) -> None:
         self._table: Any = None
         self._tokenizer: Any = None
+        self._unknown_id: int | None = None
+
+    def _files(self) -> tuple[Path, Path]:
+        """The weights and the tokenizer; raises EmbedderError when they are not there."""
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Raise EmbedderError unless the model's files are there; loads nothing."""
+        self._files()
+
+    def load(self) -> None:
+        weights, tokenizer_file = self._files()
+        try:
+            from safetensors.numpy import load_file
+            from tokenizers import Tokenizer
+
+            table = load_file(str(weights))[self._table_key]
+            tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        except Exception as exc:
+            raise EmbedderError(f"cannot load {self._label}: {type(exc).__name__}: {exc}") from exc
+        if table.ndim != 2 or table.shape[1] != self.dim:
+            raise EmbedderError(
+                f"{self._label}'s table has shape {table.shape}, not (n, {self.dim})"
+            )
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        if self._unknown_token is not None:
+            self._unknown_id = tokenizer.token_to_id(self._unknown_token)
+        self._table, self._tokenizer = table, tokenizer
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        import numpy as np
+
+        _load_once(self, "_table")
+        out: list[list[float]] = []
+        for encoding in self._tokenizer.encode_batch(texts, add_special_tokens=False):
+            ids = np.asarray(encoding.ids, dtype=np.int64)
+            if self._unknown_id is not None:
+                ids = ids[ids != self._unknown_id]
+            ids = np.clip(ids, 0, len(self._table) - 1)
+            if not len(ids):  # no token, no direction: a zero vector, which is never stored
+                out.append([0.0] * self.dim)
+                continue
+            mean = self._table[ids].astype(np.float32).mean(axis=0)
+            norm = float(np.linalg.norm(mean))
+            out.append([float(x) / norm for x in mean] if norm > 0 else [0.0] * self.dim)
+        return out
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        return await asyncio.to_thread(self._encode, texts)
+
+
+#: shipped in this package (bot/memory/data/potion-base-8M, MIT, see its README and LICENSE)
+POTION_DIR = Path(__file__).parent / "data" / "potion-base-8M"
+#: what the bundled model's reader imports; all come with `decapod[memory]`
+_STATIC_READER_NEEDS = ("numpy", "safetensors", "tokenizers")
+
+
+class PotionEmbedder(_StaticTableEmbedder):
+    """potion-base-8M (Minish Lab; model2vec static embeddings, 256 dims), the default: its
+    table and tokenizer ship inside Decapod's own package. model2vec reads the same folder
+    to the same vectors (it averages token rows without the unknown token, and normalises)."""
+
+    name = "potion:potion-base-8M"
+    dim = 256
+    _label = "potion-base-8M"
+    _table_key = "embeddings"
+    _unknown_token = "[UNK]"
+
+    def _files(self) -> tuple[Path, Path]:
+        import importlib.util
+
+        # the files are always there; the libraries that read them come with an extra
+        missing = [n for n in _STATIC_READER_NEEDS if importlib.util.find_spec(n) is None]
+        if missing:
+            raise EmbedderError(
+                f"{self._label} needs {', '.join(missing)}: pip install decapod[memory]"
+            )
+        weights, tokenizer = POTION_DIR / "model.safetensors", POTION_DIR / "tokenizer.json"
+        for path in (weights, tokenizer):
+            if not path.is_file():
+                raise EmbedderError(f"{self._label}: {path} is missing from the package")
+        return weights, tokenizer
+
+
+_WORDLLAMA_WEIGHTS = ("weights", "l2_supercat_256.safetensors")
+_WORDLLAMA_TOKENIZER = ("tokenizers", "l2_supercat_tokenizer_config.json")
+
+
+class WordLlamaEmbedder(_StaticTableEmbedder):
+    """WordLlama (l2_supercat, 256 dims), from the weights and tokenizer inside the
+    installed `wordllama` package. The package itself is never imported (its import
+    configures the root logger, and its loader downloads the tokenizer it fails to find)."""
+
+    name = "wordllama:l2_supercat_256"
+    dim = 256
+    _label = "wordllama"
+    _table_key = "embedding.weight"
 
     def _files(self) -> tuple[Path, Path]:
         import importlib.util
@@ -231,49 +333,13 @@ class WordLlamaEmbedder:
                 raise EmbedderError(f"wordllama's package has no {path.name}")
         return weights, tokenizer
 
-    def check(self) -> None:
-        """Raise EmbedderError unless the model's files are there; loads nothing."""
-        self._files()
-
-    def load(self) -> None:
-        weights, tokenizer_file = self._files()
-        try:
-            from safetensors.numpy import load_file
-            from tokenizers import Tokenizer
-
-            table = load_file(str(weights))["embedding.weight"]
-            tokenizer = Tokenizer.from_file(str(tokenizer_file))
-        except Exception as exc:
-            raise EmbedderError(f"cannot load wordllama: {type(exc).__name__}: {exc}") from exc
-        if table.ndim != 2 or table.shape[1] != self.dim:
-            raise EmbedderError(f"wordllama's table has shape {table.shape}, not (n, {self.dim})")
-        tokenizer.no_padding()
-        tokenizer.no_truncation()
-        self._table, self._tokenizer = table, tokenizer
-
-    def _encode(self, texts: list[str]) -> list[list[float]]:
-        import numpy as np
-
-        _load_once(self, "_table")
-        out: list[list[float]] = []
-        for encoding in self._tokenizer.encode_batch(texts, add_special_tokens=False):
-            ids = np.clip(np.asarray(encoding.ids, dtype=np.int64), 0, len(self._table) - 1)
-            if not len(ids):  # no token, no direction: a zero vector, which is never stored
-                out.append([0.0] * self.dim)
-                continue
-            mean = self._table[ids].astype(np.float32).mean(axis=0)
-            norm = float(np.linalg.norm(mean))
-            out.append([float(x) / norm for x in mean] if norm > 0 else [0.0] * self.dim)
-        return out
-
-    async def embed(self, texts: list[str]) -> list[list[float]]:
-        return await asyncio.to_thread(self._encode, texts)
-
 
 def build_embedders(entries: list[EmbedderConfig], home: Path) -> list[Embedder]:
     out: list[Embedder] = []
     for entry in entries:
-        if isinstance(entry, WordLlamaEmbedderConfig):
+        if isinstance(entry, PotionEmbedderConfig):
+            out.append(PotionEmbedder())
+        elif isinstance(entry, WordLlamaEmbedderConfig):
             out.append(WordLlamaEmbedder())
         elif isinstance(entry, OpenAIEmbedderConfig):
             out.append(OpenAIEmbedder(entry))

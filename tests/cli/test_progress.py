@@ -145,15 +145,16 @@ async def test_reindex_stopped_by_ctrl_c_resumes_where_it_stopped(home: Path) ->
 
 
 async def test_reindex_without_an_embedder_says_how_to_get_one(home: Path) -> None:
-    # a local model that was never pulled (the default, WordLlama, ships in its package)
-    write_config(home, '[[memory.embedders]]\ntype = "model2vec"\npath = "models/potion-base-8M"\n')
+    # a local model that was never pulled (the default, potion-base-8M, ships in the package)
+    config = '[[memory.embedders]]\ntype = "model2vec"\npath = "models/potion-base-32M"\n'
+    write_config(home, config)
 
     done = await decapod(home, "memory", "reindex")
 
     assert done.returncode == 1
     assert "no embedder answered: no embedder answered" not in done.stdout
     assert "does not exist" in done.stdout  # what was tried, and why it failed
-    assert "decapod models pull minishlab/potion-base-8M" in done.stdout
+    assert "decapod models pull minishlab/potion-base-32M" in done.stdout
     assert "[[memory.embedders]]" in done.stdout
 
 

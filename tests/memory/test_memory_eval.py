@@ -102,7 +102,7 @@ def test_evaluation_reports_rows_categories_and_latency(
         "default, save() defaults",
         "keyword, save() defaults",
     ]
-    assert rows["default"]["embedder"] == "wordllama:l2_supercat_256"
+    assert rows["default"]["embedder"] == "potion:potion-base-8M"
     for row in rows.values():
         assert set(row["categories"]) == {"multi-hop", "temporal", "single-hop"}
         assert 0.0 <= row["recall@5"] <= row["recall@10"] <= 1.0
@@ -169,9 +169,13 @@ def test_default_beats_keyword_search_on_the_heldout_split() -> None:
     rows = result["rows"]
     assert result["dataset"] == "memory_gen (heldout)"
     plain = rows["default, no second stage"]
+    # With potion-base-8M, vector search alone is 0.012 above fusion at @10 on this half (0.873
+    # against 0.861; keyword trust hands questions in an answer's own words to keyword search,
+    # a setting chosen on LoCoMo), and below it at @5: docs/performance.md, "Choosing the embedder"
+    assert rows["default"]["recall@5"] >= rows["vector"]["recall@5"]
+    assert rows["default"]["recall@10"] >= rows["vector"]["recall@10"] - 0.02
     for k in ("recall@5", "recall@10"):
         assert rows["default"][k] > rows["keyword"][k]
-        assert rows["default"][k] >= rows["vector"][k]
         # the second stage pays, and most on questions over several turns
         assert rows["default"][k] > plain[k]
         # with no model but the hashing floor, fusion is still never below either half
