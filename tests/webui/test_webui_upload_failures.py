@@ -68,7 +68,7 @@ async def test_a_first_upload_dropped_before_any_byte_keeps_its_own_error(
     server: Server,
 ) -> None:
     host, port = server.base.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
+    _, writer = await asyncio.open_connection(host, int(port))
     head = (
         f"--{BOUNDARY}\r\n"
         'Content-Disposition: form-data; name="file"; filename="a.bin"\r\n'
