@@ -157,18 +157,22 @@ async def test_a_guard_whose_queue_is_full_blocks_at_once() -> None:
         await bus.stop()
 
 
-async def test_a_deliberate_block_reason_is_redacted(tmp_path: Path) -> None:
-    refuse = script(tmp_path, "refuse.sh", f"echo 'denied for key {SECRET}' >&2\nexit 1\n")
-    config = HooksConfig.model_validate(
-        {"commands": [{"name": "refuse", "command": [refuse], "events": ["before_tool"]}]}
-    )
+async def _before_tool_with(entry: dict[str, Any]) -> tuple[str | None, HookBus]:
+    """What a bus with this one command hook answers for an exec call, and the bus."""
+    config = HooksConfig.model_validate({"commands": [entry]})
     hooks, _ = build_hooks(config)
     bus = HookBus(hooks, config, redact=REDACT)
     await bus.start()
     try:
-        reason = await bus.before_tool(_tool_context(), "exec", {})
+        return await bus.before_tool(_tool_context(), "exec", {}), bus
     finally:
         await bus.stop()
+
+
+async def test_a_deliberate_block_reason_is_redacted(tmp_path: Path) -> None:
+    refuse = script(tmp_path, "refuse.sh", f"echo 'denied for key {SECRET}' >&2\nexit 1\n")
+    entry = {"name": "refuse", "command": [refuse], "events": ["before_tool"]}
+    reason, _ = await _before_tool_with(entry)
     assert reason is not None and reason.startswith("denied for key [REDACTED")
     assert SECRET not in reason
 
@@ -190,14 +194,7 @@ async def test_a_fail_open_hook_that_exits_non_zero_blocks_only_when_it_says_so(
     """An advisory hook that crashes lets the call run; its `{"block"}` answer still blocks."""
     audit = script(tmp_path, "audit.sh", body)
     entry = {"name": "audit", "command": [audit], "events": ["before_tool"], "fail_open": True}
-    config = HooksConfig.model_validate({"commands": [entry]})
-    hooks, _ = build_hooks(config)
-    bus = HookBus(hooks, config, redact=REDACT)
-    await bus.start()
-    try:
-        reason = await bus.before_tool(_tool_context(), "exec", {})
-    finally:
-        await bus.stop()
+    reason, bus = await _before_tool_with(entry)
     assert reason == blocked
     if blocked is None:
         [state] = bus.state()
