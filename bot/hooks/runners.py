@@ -94,19 +94,26 @@ class CommandHook:
         if event.name is HookEventName.BEFORE_TOOL:
             if code == 0:
                 return HookReply(block_reason(answer))
-            # a non-zero exit is a deliberate block: the reason is {"block"} or stderr's last line
+            # a non-zero exit is a deliberate block: the reason is {"block"} or stderr's last
+            # line; an advisory (fail_open) hook blocks only with {"block"}, else it crashed
             reason = None
             with contextlib.suppress(HookFailure):
                 reason = block_reason(answer)
+            if reason is None and self.fail_open:
+                raise self._exit_failure(code, err)
             if reason is None:
                 last = err.decode(errors="replace").strip().splitlines()[-1:] or [""]
                 reason = last[0][:300] or f"hook {self.name} exited with {code}"
             return HookReply(reason)
         if code != 0:
-            tail = err.decode(errors="replace").strip()[-200:]
-            message = f"exited with {code}" + (f": {tail}" if tail else "")
-            raise HookFailure(message, f"exited with {code}")
+            raise self._exit_failure(code, err)
         return HookReply()
+
+    @staticmethod
+    def _exit_failure(code: int, err: bytes) -> HookFailure:
+        tail = err.decode(errors="replace").strip()[-200:]
+        message = f"exited with {code}" + (f": {tail}" if tail else "")
+        return HookFailure(message, f"exited with {code}")
 
 
 async def _feed(proc: asyncio.subprocess.Process, event: HookEvent) -> None:

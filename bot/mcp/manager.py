@@ -13,13 +13,14 @@ import asyncio
 import functools
 import importlib
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.mcp.config import HttpServerConfig, McpConfig, StdioServerConfig
 from bot.sandbox.config import SandboxConfig
-from bot.tools import ToolRegistry
+from bot.tools import Tool, ToolRegistry
 
 if TYPE_CHECKING:
     from bot.mcp.build import ServerBuilder
@@ -63,6 +64,9 @@ class McpManager:
         self._created = asyncio.Event()
         #: called after the registered tools changed (skills check their `tools` again)
         self.on_tools_changed: Callable[[], None] | None = None
+        # applied where a request's tools are gathered, not at registration: built-in tools
+        # registered after a server listed its own count too
+        registry.limit = self._within_cap
 
     def enabled(self) -> dict[str, StdioServerConfig | HttpServerConfig]:
         return {name: e for name, e in self.config.servers.items() if e.enabled}
@@ -144,7 +148,6 @@ class McpManager:
             if wanted.get(name) != tool.listed:
                 self.registry.unregister(name)
                 del mine[name]
-        over_cap = 0
         for name, listed in wanted.items():
             if name in mine:
                 continue
@@ -152,9 +155,6 @@ class McpManager:
                 log.warning(
                     "mcp server %s: tool %s clashes with another tool; left out", conn.name, name
                 )
-                continue
-            if len(self.registry.names()) >= self.config.max_tools:
-                over_cap += 1  # the first tools as the server listed them get the room
                 continue
             mine[name] = McpTool(
                 listed,
@@ -164,26 +164,56 @@ class McpManager:
                 redact=self.redact,
             )
             self.registry.register(mine[name])
-        self._note_cap(conn.name, over_cap)
         if conn.state == "ready":
             self._noticed.discard(conn.name)  # a later outage is news again
         if set(mine) != before and self.on_tools_changed is not None:
             self.on_tools_changed()
 
-    def _note_cap(self, server: str, over_cap: int) -> None:
-        """Every request offers each registered tool; past `max_tools` a provider refuses the
-        whole request (OpenAI: more than 128), so the excess is left out, and said once."""
-        if over_cap == self._over_cap.get(server, 0):
+    def _within_cap(self, tools: list[Tool]) -> list[Tool]:
+        """Every request offers each tool it is given; past `max_tools` a provider refuses the
+        whole request (OpenAI: more than 128). Built-in tools all stay; MCP tools fill the
+        room left, servers in the order configured, each server's tools as it listed them."""
+        self._note_cap()
+        over = self._over_cap_of(tools)
+        return [t for t in tools if t.name not in over] if over else tools
+
+    def _all_tools(self) -> list[Tool]:
+        return [t for n in self.registry.names() if (t := self.registry.get(n)) is not None]
+
+    def _over_cap_of(self, tools: list[Tool]) -> dict[str, str]:
+        """tool name -> its server, for the MCP tools of `tools` past the cap."""
+        from bot.mcp.tools import McpTool
+
+        offered = {t.name for t in tools if isinstance(t, McpTool)}
+        room = self.config.max_tools - (len(tools) - len(offered))
+        over: dict[str, str] = {}
+        for server in self.config.servers:
+            for name in self._registered.get(server, {}):
+                if name not in offered:
+                    continue
+                if room > 0:
+                    room -= 1
+                else:
+                    over[name] = server
+        return over
+
+    def _note_cap(self) -> None:
+        """What the cap leaves out of all registered tools, per server: logged once, and
+        again when it changes."""
+        counts = dict(Counter(self._over_cap_of(self._all_tools()).values()))
+        if counts == self._over_cap:
             return
-        self._over_cap[server] = over_cap
-        if over_cap:
-            log.warning(
-                "mcp server %s: %d of its tools left out: a request may offer at most "
-                "[mcp] max_tools = %d tools, built-in and MCP together",
-                server,
-                over_cap,
-                self.config.max_tools,
-            )
+        for server in set(counts) | set(self._over_cap):
+            count = counts.get(server, 0)
+            if count and count != self._over_cap.get(server, 0):
+                log.warning(
+                    "mcp server %s: %d of its tools left out: a request may offer at most "
+                    "[mcp] max_tools = %d tools, built-in and MCP together",
+                    server,
+                    count,
+                    self.config.max_tools,
+                )
+        self._over_cap = counts
 
     # the owner ---------------------------------------------------------------------------------
     def _outage(self, conn: McpConnection, reason: str) -> None:
@@ -226,7 +256,8 @@ class McpManager:
             elif conn is None:
                 rows.append((name, "starting", ""))
             elif conn.state == "ready":
-                tools = len(self._registered.get(name, {}))
+                self._note_cap()
+                tools = len(self._registered.get(name, {})) - self._over_cap.get(name, 0)
                 again = f", restarted {conn.restarts}x" if conn.restarts else ""
                 rows.append(
                     (

@@ -69,7 +69,7 @@ def check_schema(schema: Any) -> dict[str, Any]:
 def _dangling_ref(schema: dict[str, Any], dialect: str) -> str | None:
     """The first `$ref` of the schema that names nothing in it (nor anything known offline:
     remote schemas are never fetched), or None."""
-    from referencing import Registry
+    from jsonschema_specifications import REGISTRY as SPECIFICATIONS
     from referencing.exceptions import Unresolvable
     from referencing.jsonschema import DRAFT202012, specification_with
 
@@ -99,7 +99,8 @@ def _dangling_ref(schema: dict[str, Any], dialect: str) -> str | None:
                 return found
         return None
 
-    return walk(schema, Registry().resolver_with_root(spec.create_resource(schema)))
+    # the standard metaschemas are known offline, as the call-time validator knows them
+    return walk(schema, SPECIFICATIONS.resolver_with_root(spec.create_resource(schema)))
 
 
 def fit_schema(schema: dict[str, Any], max_chars: int) -> tuple[dict[str, Any], bool]:

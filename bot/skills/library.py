@@ -30,6 +30,7 @@ from bot.skills.skill import (
     Origin,
     Skill,
     SkillFormatError,
+    check_size,
     load_skill,
     parse_skill,
     skill_file,
@@ -134,14 +135,14 @@ class SkillLibrary:
         if instructions is not None:
             body = instructions
         text = render_skill(meta, body)
-        parse_skill(text, self.root / name, Origin.DRAFT)  # refuses what would not load
-        size, limit = len(text.encode()), self.config.max_skill_bytes
-        if size > limit:  # the loader would skip it as broken
-            raise SkillError(f"{SKILL_FILE} would be {size:,} bytes; the limit is {limit:,}")
+        # refused before anything is written: what the loader would skip as broken
+        parse_skill(text, self.root / name, Origin.DRAFT)
+        check_size(SKILL_FILE, len(text.encode()), self.config.max_skill_bytes)
         enable = self.config.auto_enable
         target_root = self.root if enable else self.drafts_root
         folder = self._build(target_root, name, base, text)
-        skill = load_skill(folder, Origin.OWNER if enable else Origin.DRAFT, 1 << 30)
+        origin = Origin.OWNER if enable else Origin.DRAFT
+        skill = load_skill(folder, origin, self.config.max_skill_bytes)
         return skill, enable
 
     def enable(self, name: str) -> Skill:

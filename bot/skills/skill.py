@@ -113,14 +113,18 @@ def load_skill(folder: Path, origin: Origin, max_bytes: int) -> Skill:
     path = skill_file(folder)
     if path is None:
         raise SkillFormatError(f"no {SKILL_FILE} in the folder")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise SkillFormatError(f"{path.name} is {size:,} bytes; the limit is {max_bytes:,}")
+    check_size(path.name, path.stat().st_size, max_bytes)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise SkillFormatError(f"{path.name} is not UTF-8 text") from None
     return parse_skill(text, folder, origin)
+
+
+def check_size(file_name: str, size: int, max_bytes: int) -> None:
+    """The size limit of a skill file: checked when one is read, and before one is written."""
+    if size > max_bytes:
+        raise SkillFormatError(f"{file_name} is {size:,} bytes; the limit is {max_bytes:,}")
 
 
 def parse_skill(text: str, folder: Path, origin: Origin) -> Skill:

@@ -137,6 +137,8 @@ def _args_model_of(func: ToolFn) -> type[BaseModel]:
 class ToolRegistry:
     def __init__(self, tools: Iterable[Tool] = ()) -> None:
         self._tools: dict[str, Tool] = {}
+        #: trims what one request offers (the MCP manager keeps it within `max_tools`)
+        self.limit: Callable[[list[Tool]], list[Tool]] | None = None
         for t in tools:
             self.register(t)
 
@@ -166,7 +168,9 @@ class ToolRegistry:
 
     def available(self, ctx: ToolContext, policy: ToolPolicy | None = None) -> list[Tool]:
         tools = list(self._tools.values())
-        return [t for t in tools if policy.allows(t, ctx)] if policy else tools
+        if policy is not None:
+            tools = [t for t in tools if policy.allows(t, ctx)]
+        return self.limit(tools) if self.limit is not None else tools
 
     async def call(
         self, call: ToolCall, ctx: ToolContext, policy: ToolPolicy | None = None

@@ -173,9 +173,11 @@ class ChatSocket:
             if not ws.closed and not peer.live():
                 self._end(peer)  # it expired on the way: the page still learns why
             self.open.pop(ws, None)
-            await cancel_and_wait(pump)
-            if queue is not None:
-                self.hub.detach(session.user, queue)
+            try:
+                await cancel_and_wait(pump)
+            finally:
+                if queue is not None:
+                    self.hub.detach(session.user, queue)
         return ws
 
     async def _hello(self, ws: web.WebSocketResponse) -> tuple[int | None, dict[str, int]] | None:
@@ -262,8 +264,8 @@ class ChatSocket:
                 async with asyncio.timeout_at(min(check_at, loop.time() + until_expiry)):
                     event = await queue.get()
             except TimeoutError:
-                if time.time() < peer.expires_at and await self.ui.session_of(request):
-                    check_at = loop.time() + RECHECK_S
+                check_at = loop.time() + RECHECK_S
+                if time.time() < peer.expires_at and await self._still_signed_in(request):
                     continue
                 self._end(peer)
                 return
@@ -271,6 +273,16 @@ class ChatSocket:
                 if not peer.ws.closed:
                     self._end(peer)  # expired between two events
                 return
+
+    async def _still_signed_in(self, request: web.Request) -> bool:
+        """The periodic look-up of the login. A store that cannot answer now does not end
+        the chat: the page keeps receiving until the expiry or a logout, and the look-up is
+        tried again at the next check (each message sent is checked on its own)."""
+        try:
+            return await self.ui.session_of(request) is not None
+        except Exception as exc:
+            log.warning("web UI: could not check a chat's login, trying again later: %s", exc)
+            return True
 
     async def upload(self, request: web.Request) -> web.StreamResponse:
         """One file per request, streamed to disk within the cap; answers its id."""

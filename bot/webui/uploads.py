@@ -103,27 +103,31 @@ class UploadStore:
             mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
         path = self.root / upload_id
         size = 0
+        # before the try: a first upload that fails before any chunk still has a count to undo
+        self._kept.setdefault(user, 0)
+        meta = self.root / f"{upload_id}.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             with os.fdopen(fd, "wb") as out:
                 while chunk := await part.read_chunk(64 * 1024):
                     size += len(chunk)
                     # counted before the write, so two uploads at once cannot both fit
-                    self._kept[user] = self._kept.get(user, 0) + len(chunk)
+                    self._kept[user] += len(chunk)
                     if size > self.max_bytes:
                         raise UploadTooLarge(f"{name} is larger than {_mb(self.max_bytes)}")
                     if self._kept[user] > self.quota_bytes:
                         raise self._quota_full()
                     await asyncio.to_thread(out.write, chunk)
+            upload = Upload(upload_id, user, name, mime.lower(), size, kind_of(mime), time.time())
+            # inside the try: a file without its record is never listed, so it must not count
+            meta_fd = os.open(meta, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(meta_fd, "w") as meta_out:
+                json.dump(asdict(upload), meta_out)
         except BaseException:
             self._kept[user] -= size
             path.unlink(missing_ok=True)
+            meta.unlink(missing_ok=True)
             raise
-        upload = Upload(upload_id, user, name, mime.lower(), size, kind_of(mime), time.time())
-        meta = self.root / f"{upload_id}.json"
-        fd = os.open(meta, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(asdict(upload), out)
         return upload
 
     def _quota_full(self) -> UploadQuotaFull:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bot.providers.base import ToolCall
+from bot.tools import ToolContext, tool
 from tests.fakes.llm import OPENAI_MAX_TOOLS, FakeLLM, Reply
 from tests.mcp.conftest import running, stdio_entry
 
@@ -65,26 +66,34 @@ async def test_tools_past_the_cap_are_left_out_and_every_turn_still_runs(
     config = gateway_config({"many": stdio_entry(env=["MCP_TEST_STATE", "MCP_TEST_EXTRA"])})
     with caplog.at_level(logging.WARNING, logger="decapod"):
         async with running(config, "many") as (gw, channel):
+            # a built-in tool registered after the server listed its tools (as the scheduler,
+            # memory and skills may be, whichever finishes first): it counts against the cap too
+            gw.tools.register(tool(_late_builtin))
             await channel.push("hello", user="owner")
             [reply] = await channel.wait_for_messages(1, timeout=60)
             assert gw.mcp is not None
             [(_, _, detail)] = gw.mcp.states()
-            registered = gw.tools.names()
+            builtins = [n for n in gw.tools.names() if not n.startswith("many__")]
     assert reply == "Hello from the fake model"  # the request was not refused
     offered = _offered(fake)
-    assert len(registered) == OPENAI_MAX_TOOLS and len(offered) <= OPENAI_MAX_TOOLS
-    mine = [n for n in registered if n.startswith("many__")]
-    builtins = OPENAI_MAX_TOOLS - len(mine)
+    assert len(offered) == OPENAI_MAX_TOOLS
+    assert set(builtins) <= set(offered) and "_late_builtin" in offered  # built-ins all stay
+    mine = [n for n in offered if n.startswith("many__")]
+    assert len(mine) == OPENAI_MAX_TOOLS - len(builtins)
     # the first ones as the server listed them (its 12 own tools, then bulk_000, ...)
     assert mine[-1] == f"many__bulk_{len(mine) - 13:03d}"
     left_out = 12 + 200 - len(mine)
-    assert f"{left_out} left out over the cap of 128 tools" in detail
-    [note] = [r.getMessage() for r in caplog.records if "max_tools" in r.getMessage()]
-    assert note == (
+    assert f"{len(mine)} tools ({left_out} left out over the cap of 128 tools)" in detail
+    notes = [r.getMessage() for r in caplog.records if "max_tools" in r.getMessage()]
+    assert notes[-1] == (
         f"mcp server many: {left_out} of its tools left out: a request may offer at most "
         "[mcp] max_tools = 128 tools, built-in and MCP together"
     )
-    assert builtins > 0
+
+
+async def _late_builtin(ctx: ToolContext) -> str:
+    """A built-in tool registered late."""
+    return "ok"
 
 
 async def test_the_cap_is_configurable(
@@ -94,5 +103,17 @@ async def test_the_cap_is_configurable(
     async with running(config, "t") as (gw, _):
         assert gw.mcp is not None
         [(_, _, detail)] = gw.mcp.states()
-        assert not [n for n in gw.tools.names() if n.startswith("t__")]
+        assert not [t for t in gw.tools.available(_owner_ctx(gw)) if t.name.startswith("t__")]
     assert detail.startswith("0 tools (12 left out over the cap of 1 tools)")
+
+
+def _owner_ctx(gw: Any) -> ToolContext:
+    from bot.messages import Conversation, ConversationKind, Identity
+
+    return ToolContext(
+        identity=Identity("tg", "owner", "Owner"),
+        conversation=Conversation("tg", "owner", ConversationKind.DM),
+        session_key="tg:owner",
+        deps=gw.deps,
+        role="owner",
+    )

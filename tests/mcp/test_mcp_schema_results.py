@@ -215,6 +215,10 @@ def test_a_huge_result_is_redacted_only_as_far_as_the_cap_can_show() -> None:
             },
             None,
         ),
+        (  # a standard metaschema: known offline, as the call-time check knows it
+            {"properties": {"s": {"$ref": "http://json-schema.org/draft-07/schema#"}}},
+            None,
+        ),
         (  # a subschema with its own $id: its references resolve against it
             {
                 "properties": {"s": {"$ref": "https://schemas.test/sub"}},

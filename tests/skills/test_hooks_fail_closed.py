@@ -157,20 +157,48 @@ async def test_a_guard_whose_queue_is_full_blocks_at_once() -> None:
         await bus.stop()
 
 
-async def test_a_deliberate_block_reason_is_redacted(tmp_path: Path) -> None:
-    refuse = script(tmp_path, "refuse.sh", f"echo 'denied for key {SECRET}' >&2\nexit 1\n")
-    config = HooksConfig.model_validate(
-        {"commands": [{"name": "refuse", "command": [refuse], "events": ["before_tool"]}]}
-    )
+async def _before_tool_with(entry: dict[str, Any]) -> tuple[str | None, HookBus]:
+    """What a bus with this one command hook answers for an exec call, and the bus."""
+    config = HooksConfig.model_validate({"commands": [entry]})
     hooks, _ = build_hooks(config)
     bus = HookBus(hooks, config, redact=REDACT)
     await bus.start()
     try:
-        reason = await bus.before_tool(_tool_context(), "exec", {})
+        return await bus.before_tool(_tool_context(), "exec", {}), bus
     finally:
         await bus.stop()
+
+
+async def test_a_deliberate_block_reason_is_redacted(tmp_path: Path) -> None:
+    refuse = script(tmp_path, "refuse.sh", f"echo 'denied for key {SECRET}' >&2\nexit 1\n")
+    entry = {"name": "refuse", "command": [refuse], "events": ["before_tool"]}
+    reason, _ = await _before_tool_with(entry)
     assert reason is not None and reason.startswith("denied for key [REDACTED")
     assert SECRET not in reason
+
+
+@pytest.mark.parametrize(
+    ("body", "blocked"),
+    [
+        ("echo 'Traceback: audit.py crashed' >&2\nexit 2\n", None),
+        (
+            'echo \'{"block": "not during the audit"}\'\nexit 1\n',
+            "not during the audit (hook audit)",
+        ),
+    ],
+    ids=["crashes", "blocks-on-purpose"],
+)
+async def test_a_fail_open_hook_that_exits_non_zero_blocks_only_when_it_says_so(
+    tmp_path: Path, body: str, blocked: str | None
+) -> None:
+    """An advisory hook that crashes lets the call run; its `{"block"}` answer still blocks."""
+    audit = script(tmp_path, "audit.sh", body)
+    entry = {"name": "audit", "command": [audit], "events": ["before_tool"], "fail_open": True}
+    reason, bus = await _before_tool_with(entry)
+    assert reason == blocked
+    if blocked is None:
+        [state] = bus.state()
+        assert state.last_error is not None and "exited with 2" in state.last_error
 
 
 async def test_a_failing_observer_hook_stops_nothing_and_the_notice_says_so(
@@ -194,7 +222,6 @@ async def test_a_failing_observer_hook_stops_nothing_and_the_notice_says_so(
     ctx = _tool_context()
     bus.after_tool(ctx, _result())
     bus.after_tool(ctx, _result())
-    assert await bus.before_tool(ctx, "exec", {}) is None, "no guard on before_tool"
     await bus.stop()
     [notice] = notices
     assert "Hook audit failed 2 times in a row (last: exited with 7)" in notice

@@ -4,6 +4,7 @@ the store no longer knows closes it with 4401, and nothing more of the conversat
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -67,12 +68,15 @@ async def test_logout_closes_that_logins_sockets_and_another_login_still_receive
 async def test_a_login_that_expires_closes_its_socket(
     gateway: Gateway, signed_in: SignedIn
 ) -> None:
-    soon = time.time() + 2.0
+    # the handshake, hello and history must all finish before the expiry: a wide margin,
+    # so a busy machine does not fail this for the wrong reason
+    soon = time.time() + 8.0
     await gateway.store.write(
         lambda c: c.execute("UPDATE web_sessions SET expires_at = ?", (soon,))
     )
     ws = await _open(signed_in)
     await _until(ws, "ready")
+    assert time.time() < soon, "the socket opened only after the login had expired"
     await _next_is_signed_out(ws)  # at the expiry, with nothing sent
     assert time.time() >= soon - 0.1
     await _push(gateway, "after the expiry")  # nobody is listening any more
@@ -87,6 +91,24 @@ async def test_a_login_the_store_dropped_closes_its_socket_at_the_next_check(
     monkeypatch.setattr("bot.webui.chat.RECHECK_S", 0.2)
     ws = await _open(signed_in)
     await _until(ws, "ready")
+    await gateway.store.write(lambda c: c.execute("DELETE FROM web_sessions"))
+    await _next_is_signed_out(ws)
+
+
+async def test_a_store_that_cannot_answer_the_check_leaves_the_chat_working(
+    gateway: Gateway, signed_in: SignedIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The periodic look-up fails while the store cannot read the logins; the page keeps
+    receiving, and once the store answers again the next look-up still ends a dropped login."""
+    monkeypatch.setattr("bot.webui.chat.RECHECK_S", 0.2)
+    ws = await _open(signed_in)
+    await _until(ws, "ready")
+    await gateway.store.write(lambda c: c.execute("ALTER TABLE web_sessions RENAME TO away"))
+    await asyncio.sleep(1.0)  # several look-ups fail meanwhile
+    await _push(gateway, "while the store was away")
+    pushed = await _until(ws, "done")
+    assert _text(pushed, pushed[0]["id"]) == "while the store was away"
+    await gateway.store.write(lambda c: c.execute("ALTER TABLE away RENAME TO web_sessions"))
     await gateway.store.write(lambda c: c.execute("DELETE FROM web_sessions"))
     await _next_is_signed_out(ws)
 
