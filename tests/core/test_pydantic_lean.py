@@ -113,3 +113,51 @@ def test_an_installed_plugin_is_found_and_sees_the_config_models(tmp_path: Path)
     assert got["plugins"] == ["Probe"]
     assert got["metadata_after"] is True  # found through importlib.metadata, as pydantic does
     assert "Config" in got["validated"]
+
+
+#: a loader as pydantic before 2.14 wrote it: the module kept, `distributions()` called later
+OLD_LOADER = """
+import importlib.metadata as importlib_metadata
+
+
+def get_plugins():
+    return [d for d in importlib_metadata.distributions() if d.entry_points.select(group="pydantic")]
+"""
+
+OLD_CHECK = """
+import json, sys
+
+from bot import pydantic_lean
+
+pydantic_lean._LOADER = "old_plugin._loader"
+pydantic_lean.import_plugin_loader()
+left = "old_plugin._loader" in sys.modules
+attribute = hasattr(sys.modules["old_plugin"], "_loader")
+from old_plugin._loader import get_plugins
+
+print(json.dumps({"left": left, "attribute": attribute, "plugins": len(get_plugins())}))
+"""
+
+
+def test_a_loader_that_keeps_the_module_is_imported_again_with_the_real_one(
+    tmp_path: Path,
+) -> None:
+    package = tmp_path / "site" / "old_plugin"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "_loader.py").write_text(OLD_LOADER)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(tmp_path / "site"), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", OLD_CHECK],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got == {"left": False, "attribute": False, "plugins": 0}
