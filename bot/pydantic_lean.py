@@ -10,7 +10,7 @@ nothing. So the loader is imported with an `entry_points` of its own: it reads t
 when none of them can declare the `pydantic` group does it answer "none" itself; when one
 may (or when it meets a folder, an archive or a finder it does not read as importlib.metadata
 does) it calls importlib.metadata's `entry_points`, so an installed plugin loads as before.
-Only recent loaders (pydantic 2.14) take just that name; an older one keeps the module and
+Only recent loaders (2.14 releases after 2.14.0) take just that name; an older one keeps the module and
 calls its `distributions()` later, so it is dropped and imported again with the real module.
 """
 
