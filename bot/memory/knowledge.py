@@ -25,6 +25,9 @@ SUFFIXES = (".md", ".markdown")
 MAX_FILE_BYTES = 2_000_000
 IndexFile = Callable[[str, str, str], Awaitable[None]]  # (relative path, text, sha256)
 Snapshot = dict[str, tuple[int, int]]  # relative path -> (mtime_ns, size)
+#: a file the store refused is tried again after this, then after twice the last wait
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 60.0
 
 
 def _inside(real_root: str, full: str) -> bool:
@@ -91,8 +94,11 @@ class KnowledgeWatcher:
         self.debounce_s = debounce_s
         self._seen: Snapshot = {}
         self._known: dict[str, str] = {}  # relative path -> sha256 of what is indexed
-        self._pending: dict[str, float] = {}  # relative path -> when it last changed
-        self._failing: set[str] = set()  # paths whose last refresh failed (told once)
+        # relative path -> when it last changed (for a refused file: so that it is due
+        # when its retry is)
+        self._pending: dict[str, float] = {}
+        self.retry_s = RETRY_FIRST_S
+        self._failing: dict[str, float] = {}  # path whose last refresh failed -> its backoff
 
     async def sync(self) -> tuple[int, int]:
         """Bring the index in line with the folder (files changed while stopped, too).
@@ -138,16 +144,21 @@ class KnowledgeWatcher:
 
     async def _try_refresh(self, path: str) -> int:
         """`_refresh`; when it fails (the store refusing the write: a full disk, say) the
-        file stays pending, to be tried again after the debounce, and the others go on."""
+        file stays pending, to be tried again after a wait that doubles with each failure
+        (each try reads, hashes and embeds it all again), and the others go on."""
         try:
             done = await self._refresh(path)
-        except Exception as exc:
-            self._pending[path] = time.monotonic()
-            if path not in self._failing:
-                self._failing.add(path)
-                log.warning("knowledge file %s not indexed, will retry: %s", path, exc)
+        except Exception:
+            wait = self._failing.get(path)
+            if wait is None:
+                wait = self.retry_s
+                log.warning("knowledge file %s not indexed, will retry", path, exc_info=True)
+            else:
+                wait = min(wait * 2, RETRY_MAX_S)
+            self._failing[path] = wait
+            self._pending[path] = time.monotonic() + wait - self.debounce_s
             return 0
-        self._failing.discard(path)
+        self._failing.pop(path, None)
         return done
 
     async def _refresh(self, path: str) -> int:
