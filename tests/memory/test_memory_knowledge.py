@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from bot.memory.knowledge import scan
 from bot.memory.service import MemoryService
 from bot.store import Store
 from bot.store.memory import SHARED
@@ -143,6 +144,8 @@ async def test_a_link_out_of_the_folder_is_not_followed(
     (folder / "leak.md").symlink_to(secret)
     (folder / "private").symlink_to(secret.parent, target_is_directory=True)
     (folder / "tea-again.md").symlink_to(folder / "tea.md")
+    # not even listed: what changes out there is no reason to poll or read it
+    assert set(scan(folder)[1]) == {"tea.md", "tea-again.md"}
     service = MemoryService(store, memory_config(tiny_model), tmp_path, redact=REDACT)
     await service.watcher.sync()
     assert await _knowledge(service) == {"tea.md": "oolong", "tea-again.md": "oolong"}
