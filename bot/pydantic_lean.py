@@ -10,8 +10,9 @@ nothing. So the loader is imported with an `entry_points` of its own: it reads t
 when none of them can declare the `pydantic` group does it answer "none" itself; when one
 may (or when it meets a folder, an archive or a finder it does not read as importlib.metadata
 does) it calls importlib.metadata's `entry_points`, so an installed plugin loads as before.
-Only recent loaders (2.14 releases after 2.14.0) take just that name; an older one keeps the module and
-calls its `distributions()` later, so it is dropped and imported again with the real module.
+Only recent loaders (2.14 releases after 2.14.0) take just that name; an older one keeps the
+module and calls its `distributions()` later, so it is dropped and imported again with the real
+importlib.metadata.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def import_plugin_loader() -> None:
     since the stand-in is what any import of importlib.metadata meanwhile would get)."""
     if _LOADER in sys.modules or _METADATA in sys.modules:
         return
-    import pydantic.plugin  # its own imports, with the real modules
+    import pydantic.plugin  # noqa: F401  # its own imports, with the real modules
 
     stand_in = types.ModuleType(_METADATA)
     stand_in.entry_points = entry_points  # type: ignore[attr-defined]

@@ -121,7 +121,8 @@ import importlib.metadata as importlib_metadata
 
 
 def get_plugins():
-    return [d for d in importlib_metadata.distributions() if d.entry_points.select(group="pydantic")]
+    found = importlib_metadata.distributions()
+    return [d for d in found if d.entry_points.select(group="pydantic")]
 """
 
 OLD_CHECK = """
