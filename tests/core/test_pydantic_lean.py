@@ -77,13 +77,19 @@ def _check(how: str, tmp_path: Path, *, plugin: bool) -> dict[str, Any]:
         (info / "entry_points.txt").write_text("[pydantic]\nprobe = plugin_probe:plugin\n")
     else:
         (site / "plugin_probe.py").write_text("SEEN = []\n")
+    return _run(CHECK, tmp_path, how)
+
+
+def _run(code: str, tmp_path: Path, *args: str) -> dict[str, Any]:
+    """What `code` prints last, as JSON, run in a fresh interpreter with tmp_path/site first
+    on its path."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(site), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+        [str(tmp_path / "site"), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     )
     env.pop("PYDANTIC_DISABLE_PLUGINS", None)
     out = subprocess.run(
-        [sys.executable, "-c", CHECK, how],
+        [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -147,18 +153,5 @@ def test_a_loader_that_keeps_the_module_is_imported_again_with_the_real_one(
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "_loader.py").write_text(OLD_LOADER)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(tmp_path / "site"), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", OLD_CHECK],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        env=env,
-        cwd=tmp_path,
-    )
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    got = _run(OLD_CHECK, tmp_path)
     assert got == {"left": False, "attribute": False, "plugins": 0}
