@@ -217,15 +217,30 @@ def missing_secrets(config: Config, environ: Mapping[str, str]) -> list[tuple[st
         for name, channel in config.channels.items()
         for key, variable in channel.secret_envs()
     ]
-    return [(key, variable) for key, variable in wanted if not environ.get(variable, "").strip()]
+    return [(key, variable) for key, variable in wanted if not secret_is_set(environ, variable)]
+
+
+def secret_is_set(environ: Mapping[str, str], variable: str) -> bool:
+    """Whether a secret's variable holds a value (only whitespace is none, as for a provider's
+    key): `decapod config check` and `decapod run` must agree on it."""
+    return bool(environ.get(variable, "").strip())
+
+
+def channel_secrets(name: str, channel: ChannelConfig) -> dict[str, str]:
+    """A channel's secrets by key (`token_env`, ...), read with `secret_from_env` from the
+    variables its `secret_envs()` names: the ones `missing_secrets` checks."""
+    return {
+        key: secret_from_env(variable, f"channels.{name}.{key}")
+        for key, variable in channel.secret_envs()
+    }
 
 
 def secret_from_env(env_name: str, key_path: str) -> str:
     """The value of the environment variable a `*_env` key names, or a ConfigError. The value
     is registered with the redactor, so it can never show up in a log, a prompt or a reply."""
-    value = os.environ.get(env_name, "")
-    if not value:
+    if not secret_is_set(os.environ, env_name):
         raise ConfigError(f"environment variable {env_name} is not set", key_path)
+    value = os.environ[env_name]
     from bot.security.redact import default_registry
 
     default_registry.add(value, env_name)

@@ -10,10 +10,14 @@ nothing. So the loader is imported with an `entry_points` of its own: it reads t
 when none of them can declare the `pydantic` group does it answer "none" itself; when one
 may (or when it meets a folder, an archive or a finder it does not read as importlib.metadata
 does) it calls importlib.metadata's `entry_points`, so an installed plugin loads as before.
+Only recent loaders (2.14 releases after 2.14.0) take just that name; an older one keeps the
+module and calls its `distributions()` later, so it is dropped and imported again with the real
+importlib.metadata.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import types
@@ -35,18 +39,31 @@ def import_plugin_loader() -> None:
     since the stand-in is what any import of importlib.metadata meanwhile would get)."""
     if _LOADER in sys.modules or _METADATA in sys.modules:
         return
-    import pydantic.plugin  # its own imports, with the real modules
+    import pydantic.plugin  # noqa: F401  # its own imports, with the real modules
 
     stand_in = types.ModuleType(_METADATA)
     stand_in.entry_points = entry_points  # type: ignore[attr-defined]
-    sys.modules[_METADATA] = stand_in  # the loader's one name from it: `entry_points`
+    sys.modules[_METADATA] = stand_in  # recent loaders' one name from it: `entry_points`
     try:
-        import pydantic.plugin._loader  # noqa: F401
+        importlib.import_module(_LOADER)
     except ImportError:
         pass  # a loader that wants more of importlib.metadata: imported as usual later
     finally:
         if sys.modules.get(_METADATA) is stand_in:
             del sys.modules[_METADATA]
+    if getattr(sys.modules.get(_LOADER), "entry_points", None) is not entry_points:
+        _forget_loader()
+
+
+def _forget_loader() -> None:
+    """Drop a loader imported with the stand-in that did not take `entry_points` from it:
+    pydantic before 2.14 keeps the module (`import importlib.metadata as ...`) and later calls
+    its `distributions()`, which the stand-in lacks. Imported again, it gets the real one."""
+    sys.modules.pop(_LOADER, None)
+    package, _, name = _LOADER.rpartition(".")
+    parent = sys.modules.get(package)
+    if parent is not None and name in vars(parent):
+        delattr(parent, name)
 
 
 def entry_points(**params: Any) -> Iterable[Any]:

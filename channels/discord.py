@@ -37,7 +37,7 @@ from discord import app_commands
 
 from bot.channel_configs.discord import DiscordChannelConfig
 from bot.commands import CommandSpec
-from bot.config import secret_from_env
+from bot.config import channel_secrets
 from bot.errors import ChannelError, ConfigError
 from bot.messages import (
     Attachment,
@@ -114,7 +114,7 @@ class DiscordChannel(BaseChannel):
         self.config = config
         # read (and so registered with the redactor) when the channel is made, like the other
         # channels' secrets: a secret registered later would rebuild the redactor's index
-        self._token = secret_from_env(config.token_env, f"channels.{name}.token_env")
+        self._token = channel_secrets(name, config)["token_env"]
         self.buttons = ButtonBook(home / f"discord-{name}-buttons.json" if home else None)
         self.supports_edit = config.stream
         self.client: _Client | None = None

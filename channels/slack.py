@@ -47,7 +47,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.channel_configs.slack import SlackChannelConfig
 from bot.channel_state import ChannelState
-from bot.config import secret_from_env
+from bot.config import channel_secrets
 from bot.config_base import GroupConfig
 from bot.errors import ChannelError
 from bot.messages import (
@@ -103,15 +103,12 @@ class SlackChannel(SlackCommandChannel):
         super().__init__(name)
         self.settings = settings
         self.supports_edit = settings.stream
-        key = f"channels.{name}"
-        self._bot_token = secret_from_env(settings.bot_token_env, f"{key}.bot_token_env")
-        self._app_token = ""
+        secrets = channel_secrets(name, settings)  # the app token or the signing secret
+        self._bot_token = secrets["bot_token_env"]
+        self._app_token = secrets.get("app_token_env", "")
         self._verifier: SignatureVerifier | None = None
-        if settings.mode == "socket":
-            self._app_token = secret_from_env(settings.app_token_env, f"{key}.app_token_env")
-        else:
-            secret = secret_from_env(settings.signing_secret_env, f"{key}.signing_secret_env")
-            self._verifier = SignatureVerifier(secret)
+        if "signing_secret_env" in secrets:
+            self._verifier = SignatureVerifier(secrets["signing_secret_env"])
         self.max_file_bytes = int(settings.max_file_mb * 1_048_576)
         self.threads = ThreadMemory(home / f"slack-{name}-threads.json" if home else None)
         self.buttons = ButtonBook(home / f"slack-{name}-buttons.json" if home else None)

@@ -78,11 +78,12 @@ class Normalizer:
         files = event.get("files")
         parts = self._files(files if isinstance(files, list) else [])
         text = from_slack(raw_text, self.bot_user_id).strip()
+        message_key = f"ts:{chat_id}:{ts}"
         message = InboundMessage(
             # Keyed by the message, not the event: Slack sends one channel mention as two
             # events (`message`, `app_mention`) with their own event_ids, and the inbox must
             # see them as one even when they reach two replicas or the two sides of a restart.
-            id=f"ts:{chat_id}:{ts}",
+            id=message_key,
             identity=Identity(
                 self.channel,
                 sender,
@@ -97,7 +98,7 @@ class Normalizer:
             platform_message_id=ts,
             meta=meta,
         )
-        keys = [f"event:{event_id}", f"ts:{chat_id}:{ts}"]
+        keys = [f"event:{event_id}", message_key]
         if isinstance(event.get("client_msg_id"), str):
             keys.append(f"client:{event['client_msg_id']}")
         return message, keys

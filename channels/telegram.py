@@ -35,7 +35,7 @@ from telegram.error import BadRequest, InvalidToken, TelegramError
 from bot.channel_configs.telegram import TelegramChannelConfig
 from bot.channel_state import ChannelState
 from bot.commands import CommandSpec
-from bot.config import secret_from_env
+from bot.config import channel_secrets, secret_from_env
 from bot.errors import ChannelError, ConfigError
 from bot.messages import Identity, SentRef
 from bot.proxy_env import check_proxy_env
@@ -348,7 +348,8 @@ class TelegramChannel(TelegramOutbound):
 
 
 def create(name: str, channel_config: TelegramChannelConfig, config: Any) -> TelegramChannel:
-    token = secret_from_env(channel_config.token_env, f"channels.{name}.token_env")
+    secrets = channel_secrets(name, channel_config)
+    token = secrets["token_env"]
     register_token(token)
     quiet_http_loggers()
     check_proxy_env()
@@ -357,17 +358,13 @@ def create(name: str, channel_config: TelegramChannelConfig, config: Any) -> Tel
             "webhook mode is served by Decapod's HTTP server; set [http] enabled = true",
             f"channels.{name}.mode",
         )
-    secret = None
-    if channel_config.webhook_secret_env:
-        secret = secret_from_env(
-            channel_config.webhook_secret_env, f"channels.{name}.webhook_secret_env"
+    secret = secrets.get("webhook_secret_env")
+    if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+        raise ConfigError(
+            f"{channel_config.webhook_secret_env} may hold only A-Z, a-z, 0-9, _ and - "
+            "(1 to 256 characters)",
+            f"channels.{name}.webhook_secret_env",
         )
-        if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
-            raise ConfigError(
-                f"{channel_config.webhook_secret_env} may hold only A-Z, a-z, 0-9, _ and - "
-                "(1 to 256 characters)",
-                f"channels.{name}.webhook_secret_env",
-            )
     return TelegramChannel(
         name,
         channel_config,

@@ -248,7 +248,10 @@ class _StaticTableEmbedder:
         tokenizer.no_truncation()
         if self._unknown_token is not None:
             self._unknown_id = tokenizer.token_to_id(self._unknown_token)
-        self._table, self._tokenizer = table, tokenizer
+        self._tokenizer = tokenizer
+        # `_table` last: `_load_once` reads it, outside its lock, as "all of it is loaded",
+        # so another thread's first embed must not see it before the tokenizer
+        self._table = table
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
         import numpy as np
@@ -281,7 +284,9 @@ _STATIC_READER_NEEDS = ("numpy", "safetensors", "tokenizers")
 class PotionEmbedder(_StaticTableEmbedder):
     """potion-base-8M (Minish Lab; model2vec static embeddings, 256 dims), the default: its
     table and tokenizer ship inside Decapod's own package. model2vec reads the same folder
-    to the same vectors (it averages token rows without the unknown token, and normalises)."""
+    to the same vectors for texts under 512 tokens (it averages token rows without the
+    unknown token, and normalises; it cuts a text at 512 tokens by default, this reader does
+    not, which is harmless as the index and the queries share it)."""
 
     name = "potion:potion-base-8M"
     dim = 256

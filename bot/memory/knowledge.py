@@ -25,20 +25,24 @@ SUFFIXES = (".md", ".markdown")
 MAX_FILE_BYTES = 2_000_000
 IndexFile = Callable[[str, str, str], Awaitable[None]]  # (relative path, text, sha256)
 Snapshot = dict[str, tuple[int, int]]  # relative path -> (mtime_ns, size)
+#: a file the store refused is tried again after this, then after twice the last wait
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 60.0
 
 
-def _inside(real_root: str, full: str) -> bool:
-    """Whether `full`, its symlinks resolved, is under `real_root` (itself resolved)."""
-    return os.path.commonpath([real_root, os.path.realpath(full)]) == real_root
+def _inside(real_root: str, real: str) -> bool:
+    """Whether `real` is under `real_root` (both with their symlinks resolved)."""
+    return os.path.commonpath([real_root, real]) == real_root
 
 
-def scan(root: Path) -> Snapshot:
-    """Markdown files under `root`, skipping hidden files and folders (.git, editor swaps).
-    Only regular files count, and a symlink only when it leads to one inside `root`: what is
-    indexed is shared with everyone, and a FIFO would block the read forever."""
+def scan(root: Path) -> tuple[str, Snapshot]:
+    """Markdown files under `root`, skipping hidden files and folders (.git, editor swaps),
+    and `root` resolved, for the reads of them to check against. Only regular files count,
+    and a symlink only when it leads to one inside `root`: what is indexed is shared with
+    everyone, and a FIFO would block the read forever."""
     out: Snapshot = {}
     real_root = os.path.realpath(root)
-    for folder, dirs, files in os.walk(root):
+    for folder, dirs, files in os.walk(root):  # into no linked folder
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
             if name.startswith(".") or not name.lower().endswith(SUFFIXES):
@@ -48,18 +52,21 @@ def scan(root: Path) -> Snapshot:
                 st = os.stat(full)
             except OSError:  # removed between listing and stat
                 continue
-            if not stat.S_ISREG(st.st_mode) or not _inside(real_root, full):
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            # so only a file that is itself a link can lead out: only those are resolved
+            if os.path.islink(full) and not _inside(real_root, os.path.realpath(full)):
                 continue
             out[Path(full).relative_to(root).as_posix()] = (st.st_mtime_ns, st.st_size)
-    return out
+    return real_root, out
 
 
-def _read(root: Path, path: Path) -> tuple[str, str] | None:
+def _read(real_root: str, path: Path) -> tuple[str, str] | None:
     """The text and SHA-256 of a file `scan` listed; None when it is gone, or was swapped
     since for something `scan` leaves out (a FIFO, a link out of `root`, a file over the
     limit)."""
     real = os.path.realpath(path)
-    if not _inside(os.path.realpath(root), real):
+    if not _inside(real_root, real):
         return None
     try:
         fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
@@ -90,15 +97,19 @@ class KnowledgeWatcher:
         self.interval_s = interval_s
         self.debounce_s = debounce_s
         self._seen: Snapshot = {}
+        self._real_root = ""  # `root` resolved, by the last scan
         self._known: dict[str, str] = {}  # relative path -> sha256 of what is indexed
-        self._pending: dict[str, float] = {}  # relative path -> when it last changed
-        self._failing: set[str] = set()  # paths whose last refresh failed (told once)
+        # relative path -> when it last changed (for a refused file: so that it is due
+        # when its retry is)
+        self._pending: dict[str, float] = {}
+        self.retry_s = RETRY_FIRST_S
+        self._failing: dict[str, float] = {}  # path whose last refresh failed -> its backoff
 
     async def sync(self) -> tuple[int, int]:
         """Bring the index in line with the folder (files changed while stopped, too).
         Returns (files indexed, files removed)."""
         self._known = await self.repo.knowledge_files()
-        self._seen = await asyncio.to_thread(scan, self.root)
+        self._real_root, self._seen = await asyncio.to_thread(scan, self.root)
         indexed = removed = 0
         for path in sorted(self._seen):
             indexed += await self._try_refresh(path)
@@ -124,7 +135,7 @@ class KnowledgeWatcher:
         """One scan: note what changed, and refresh what has been quiet for the debounce.
         Returns the number of files indexed or removed."""
         now = time.monotonic()
-        snapshot = await asyncio.to_thread(scan, self.root)
+        self._real_root, snapshot = await asyncio.to_thread(scan, self.root)
         for path in set(snapshot) | set(self._seen):
             if snapshot.get(path) != self._seen.get(path):
                 self._pending[path] = now
@@ -138,16 +149,21 @@ class KnowledgeWatcher:
 
     async def _try_refresh(self, path: str) -> int:
         """`_refresh`; when it fails (the store refusing the write: a full disk, say) the
-        file stays pending, to be tried again after the debounce, and the others go on."""
+        file stays pending, to be tried again after a wait that doubles with each failure
+        (each try reads, hashes and embeds it all again), and the others go on."""
         try:
             done = await self._refresh(path)
-        except Exception as exc:
-            self._pending[path] = time.monotonic()
-            if path not in self._failing:
-                self._failing.add(path)
-                log.warning("knowledge file %s not indexed, will retry: %s", path, exc)
+        except Exception:
+            wait = self._failing.get(path)
+            if wait is None:
+                wait = self.retry_s
+                log.warning("knowledge file %s not indexed, will retry", path, exc_info=True)
+            else:
+                wait = min(wait * 2, RETRY_MAX_S)
+            self._failing[path] = wait
+            self._pending[path] = time.monotonic() + wait - self.debounce_s
             return 0
-        self._failing.discard(path)
+        self._failing.pop(path, None)
         return done
 
     async def _refresh(self, path: str) -> int:
@@ -157,7 +173,7 @@ class KnowledgeWatcher:
             if self._seen[path][1] > MAX_FILE_BYTES:
                 log.warning("knowledge file %s is over %d bytes; not indexed", path, MAX_FILE_BYTES)
             else:
-                content = await asyncio.to_thread(_read, self.root, full)
+                content = await asyncio.to_thread(_read, self._real_root, full)
         if content is None:
             if path not in self._known:
                 return 0

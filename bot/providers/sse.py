@@ -52,10 +52,13 @@ def malformed_event(detail: str) -> ProviderHTTPError:
 
 
 def event_text(value: object) -> str:
-    """A text field of an event. Anything but a string (or nothing) is malformed here, where
-    it can still be retried or failed over: passed on, it broke the turn that joined it."""
-    if value is None or isinstance(value, str):
-        return value or ""
+    """A text field of an event. Nothing (None, "", an empty list) is no text; anything else
+    but a string is malformed here, where it can still be retried or failed over: passed on,
+    it broke the turn that joined it."""
+    if not value:
+        return ""
+    if isinstance(value, str):
+        return value
     raise malformed_event(f"a text that is a {type(value).__name__}")
 
 

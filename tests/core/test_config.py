@@ -142,3 +142,17 @@ def test_config_check_names_each_unset_secret_like_run_does(
         monkeypatch.setenv(name, "set")
     assert main(["config", "check", str(path)]) == 0
     assert "config ok" in capsys.readouterr().out
+
+
+def test_a_secret_of_only_whitespace_is_unset_for_run_as_for_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bot.config import missing_secrets, secret_from_env
+
+    monkeypatch.setenv("T_BLANK_TOKEN", " \n")
+    config = parse_config(
+        {"channels": {"tg": {"type": "telegram", "token_env": "T_BLANK_TOKEN"}}}, Path(".")
+    )
+    assert missing_secrets(config, os.environ) == [("channels.tg.token_env", "T_BLANK_TOKEN")]
+    with pytest.raises(ConfigError, match="T_BLANK_TOKEN is not set"):
+        secret_from_env("T_BLANK_TOKEN", "channels.tg.token_env")

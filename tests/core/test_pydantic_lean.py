@@ -77,13 +77,19 @@ def _check(how: str, tmp_path: Path, *, plugin: bool) -> dict[str, Any]:
         (info / "entry_points.txt").write_text("[pydantic]\nprobe = plugin_probe:plugin\n")
     else:
         (site / "plugin_probe.py").write_text("SEEN = []\n")
+    return _run(CHECK, tmp_path, how)
+
+
+def _run(code: str, tmp_path: Path, *args: str) -> dict[str, Any]:
+    """What `code` prints last, as JSON, run in a fresh interpreter with tmp_path/site first
+    on its path."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(site), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+        [str(tmp_path / "site"), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     )
     env.pop("PYDANTIC_DISABLE_PLUGINS", None)
     out = subprocess.run(
-        [sys.executable, "-c", CHECK, how],
+        [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -113,3 +119,39 @@ def test_an_installed_plugin_is_found_and_sees_the_config_models(tmp_path: Path)
     assert got["plugins"] == ["Probe"]
     assert got["metadata_after"] is True  # found through importlib.metadata, as pydantic does
     assert "Config" in got["validated"]
+
+
+#: a loader as pydantic before 2.14 wrote it: the module kept, `distributions()` called later
+OLD_LOADER = """
+import importlib.metadata as importlib_metadata
+
+
+def get_plugins():
+    found = importlib_metadata.distributions()
+    return [d for d in found if d.entry_points.select(group="pydantic")]
+"""
+
+OLD_CHECK = """
+import json, sys
+
+from bot import pydantic_lean
+
+pydantic_lean._LOADER = "old_plugin._loader"
+pydantic_lean.import_plugin_loader()
+left = "old_plugin._loader" in sys.modules
+attribute = hasattr(sys.modules["old_plugin"], "_loader")
+from old_plugin._loader import get_plugins
+
+print(json.dumps({"left": left, "attribute": attribute, "plugins": len(get_plugins())}))
+"""
+
+
+def test_a_loader_that_keeps_the_module_is_imported_again_with_the_real_one(
+    tmp_path: Path,
+) -> None:
+    package = tmp_path / "site" / "old_plugin"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "_loader.py").write_text(OLD_LOADER)
+    got = _run(OLD_CHECK, tmp_path)
+    assert got == {"left": False, "attribute": False, "plugins": 0}

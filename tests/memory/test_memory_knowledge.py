@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 
+from bot.memory.knowledge import scan
 from bot.memory.service import MemoryService
 from bot.store import Store
 from bot.store.memory import SHARED
@@ -141,6 +144,8 @@ async def test_a_link_out_of_the_folder_is_not_followed(
     (folder / "leak.md").symlink_to(secret)
     (folder / "private").symlink_to(secret.parent, target_is_directory=True)
     (folder / "tea-again.md").symlink_to(folder / "tea.md")
+    # not even listed: what changes out there is no reason to poll or read it
+    assert set(scan(folder)[1]) == {"tea.md", "tea-again.md"}
     service = MemoryService(store, memory_config(tiny_model), tmp_path, redact=REDACT)
     await service.watcher.sync()
     assert await _knowledge(service) == {"tea.md": "oolong", "tea-again.md": "oolong"}
@@ -169,11 +174,12 @@ async def test_a_fifo_named_like_markdown_does_not_hang_the_sync(
 
 
 async def test_a_file_the_store_refused_is_indexed_once_it_takes_writes_again(
-    store: Store, tiny_model: Path, tmp_path: Path
+    store: Store, tiny_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The disk fills while the folder is indexed: nothing of it is lost for good. Every file
     is tried, and each one refused is tried again, without being changed, once there is
-    room."""
+    room; not at every poll meanwhile (each try reads and embeds it all), and the failure
+    is logged once, with its traceback."""
     folder = tmp_path / "knowledge"
     folder.mkdir()
     for name in ("a", "b"):
@@ -181,10 +187,34 @@ async def test_a_file_the_store_refused_is_indexed_once_it_takes_writes_again(
     service = MemoryService(
         store, memory_config(tiny_model, watch_debounce_ms=0), tmp_path, redact=REDACT
     )
+    watcher = service.watcher
+    watcher.retry_s = 0.3
+    tried: list[str] = []
+    index = watcher.index
+
+    async def counted(path: str, text: str, sha: str) -> None:
+        tried.append(path)
+        await index(path, text, sha)
+
+    watcher.index = counted
     pages = await store.read(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
     await store.write(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))  # full
-    assert await service.watcher.sync() == (0, 0)
+    with caplog.at_level(logging.WARNING, "decapod.memory"):
+        assert await watcher.sync() == (0, 0)
+        for _ in range(5):
+            assert await watcher.poll() == 0  # their retry is not due yet
+    assert tried == ["a.md", "b.md"]
+    told = [r for r in caplog.records if "not indexed" in r.getMessage()]
+    assert len(told) == 2 and all(r.exc_info for r in told)
     assert await _knowledge(service) == {}
     await store.write(lambda c: c.execute("PRAGMA max_page_count = 1073741823"))
-    assert await service.watcher.poll() == 2
+    done = 0
+
+    async def both() -> bool:
+        nonlocal done
+        done += await watcher.poll()
+        return done == 2
+
+    await _until(both)
     assert set(await _knowledge(service)) == {"a.md", "b.md"}
+    assert tried == ["a.md", "b.md", "a.md", "b.md"]

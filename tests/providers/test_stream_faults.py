@@ -207,3 +207,23 @@ async def test_a_text_that_is_not_a_string_is_a_malformed_event_retried_once(
             b'data: {"index": 0, "delta": {"type": "text_delta", "text": ["hi"]}}'
         )
     await _retried_once(fake, pair, Reply("never seen", garbage=garbage + b"\n\n"))
+
+
+async def test_an_empty_list_for_a_text_is_no_text(
+    fake: FakeLLM, pair: tuple[StreamingProvider[object], StreamingProvider[object]]
+) -> None:
+    # a server that sends `[]` for "no text" in a chunk: nothing to join, nothing to retry
+    primary, _ = pair
+    if isinstance(primary, OpenAIProvider):
+        empty, after = b'data: {"choices": [{"delta": {"content": []}}]}', 1
+    else:
+        empty = (
+            b"event: content_block_delta\n"
+            b'data: {"index": 0, "delta": {"type": "text_delta", "text": []}}'
+        )
+        after = 2
+    fake.push(Reply("the answer", garbage=empty + b"\n\n", garbage_after_chunks=after))
+
+    out = await complete(primary, REQUEST)
+
+    assert out.text == "the answer"
