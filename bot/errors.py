@@ -94,6 +94,12 @@ class StorageUnavailable(StoreError):
             f"Sorry, I cannot save anything right now: storage is {reason}. "
             "Your message is kept, and I will try it again by myself."
         )
+        #: said when only the record of an answer already shown was refused: no second
+        #: answer comes, so none is promised
+        self.unstored_message = (
+            f"Sorry, I cannot save anything right now: storage is {reason}. "
+            "You have my answer above; I will save it by myself once I can."
+        )
 
 
 class ChannelError(DecapodError):
