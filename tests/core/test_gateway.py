@@ -418,6 +418,21 @@ async def test_a_request_the_model_refuses_as_invalid_is_named_so(make_config: A
     assert "not answering" not in texts[0] and "temperature" not in texts[0]
 
 
+async def test_a_model_the_provider_does_not_know_is_named_as_the_settings(
+    make_config: Any,
+) -> None:
+    """A 404 (a wrong base_url, an unknown model) is the operator's setting, not the person's
+    request: they are not told their request was invalid, nor shown the provider's text."""
+    async with FakeLLM() as fake:
+        fake.push(Reply.error(404, "invalid_request"))
+        channel = RecordingChannel()
+        async with Gateway(_fake_llm_config(make_config, fake), channels={"test": channel}):
+            await channel.push("hello")
+            texts = await channel.wait_for_messages(1)
+    assert "not available" in texts[0] and "settings" in texts[0]
+    assert "invalid" not in texts[0] and "temperature" not in texts[0]
+
+
 async def test_a_history_too_long_even_after_compaction_says_so(make_config: Any) -> None:
     """The model refuses the context every time: the history is compacted and the request
     sent once more, then the person reads that the conversation is too long."""
