@@ -87,6 +87,8 @@ class SessionManager:
         self._stopping = False
         #: the tasks pausing before another try of a turn, which `drain` ends at once
         self._pausing: set[asyncio.Task[object]] = set()
+        #: messages left queued by workers the drain ended: not waited for
+        self._left = 0
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -154,9 +156,8 @@ class SessionManager:
                     self._check_idle()
         except asyncio.CancelledError:
             respawn = False  # a drain: what is still queued stays pending for the next start
-            self._queued -= session.queue.qsize()  # and the drain does not wait for it
-            while not session.queue.empty():
-                session.queue.get_nowait()
+            if self._stopping:
+                self._left += session.queue.qsize()  # and the drain does not wait for it
             raise
         finally:
             session.worker = None
@@ -189,7 +190,7 @@ class SessionManager:
             self._pausing.discard(task)
 
     def _check_idle(self) -> None:
-        if not self._queued and not self._busy:
+        if self._queued <= self._left and not self._busy:
             self._idle.set()
 
     def _evict(self, adding: int = 0) -> None:

@@ -212,13 +212,15 @@ async def test_a_try_refused_by_the_store_waits_no_longer_than_the_stop(
         return f"answer {len(asked)}"
 
     channel = RecordingChannel()
+    # the stop does not wait out its grace for the turn, nor for the message behind it
+    config = make_config(gateway={"shutdown_grace_s": 60})
     async with Gateway(
-        make_config(), provider=FunctionProvider(answer), channels={"test": channel}
+        config, provider=FunctionProvider(answer), channels={"test": channel}
     ) as gateway:
         first = await channel.push("first")
         await _until(lambda: any("storage is read-only" in t for t in channel.texts()))
         await _until(lambda: gateway.sessions.retries_waiting == 1)
-        async with asyncio.timeout(10):  # far less than the try's pause
+        async with asyncio.timeout(10):  # far less than the try's pause and the grace
             await gateway.stop()
         assert gateway.sessions.retries_waiting == 0
     assert asked == ["first"], "the second waits for the first"
