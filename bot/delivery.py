@@ -279,6 +279,11 @@ class Deliveries:
         """A try the store did not refuse: the next refusal is told again."""
         self._refused.pop(delivery_key(message), None)
 
+    @property
+    def tries_waiting(self) -> int:
+        """Tries of failed sends waiting for their time."""
+        return len(self._timers)
+
     def stop(self) -> None:
         """Stop waiting for tries that are not due, and schedule none after this: a send
         failing while the drain runs a turn keeps its stored plan for the next start. (What
