@@ -131,6 +131,17 @@ async def test_chat_says_storage_is_full_and_stays_open(make_config: Any) -> Non
             assert not console.closed.is_set()
 
 
+def _locked(gateway: Gateway) -> Any:
+    """Another connection holding the database's write lock (as a CLI command or a backup
+    would), with the store's own SQLite library: two copies in one process would not see
+    each other's locks."""
+    from bot.store import sqlite as store_sqlite
+
+    other = store_sqlite.sqlite_module().connect(str(gateway.store.path), isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    return other
+
+
 async def _until(predicate: Any, timeout: float = 15.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
@@ -159,11 +170,7 @@ async def test_a_database_locked_by_another_process_mid_turn_is_said_and_finishe
     holder: list[Any] = []
 
     async def answer(request: ChatRequest) -> str:
-        # the store's own SQLite library: two copies in one process would not see each
-        # other's locks
-        other = store_sqlite.sqlite_module().connect(str(gateway.store.path), isolation_level=None)
-        other.execute("BEGIN EXCLUSIVE")  # held until the person was told
-        holder.append(other)
+        holder.append(_locked(gateway))  # held until the person was told
         return "an answer that cannot be saved yet"
 
     channel = RecordingChannel()
@@ -254,11 +261,7 @@ async def test_a_refused_turn_is_tried_again_before_the_next_message_of_its_sess
         seen.append(said)
         if said[-1] == "A":
             await channel.push("B")  # stored and queued while A's turn runs
-            other = store_sqlite.sqlite_module().connect(
-                str(gateway.store.path), isolation_level=None
-            )
-            other.execute("BEGIN EXCLUSIVE")
-            holder.append(other)
+            holder.append(_locked(gateway))
         return f"answer to {said[-1]}"
 
     channel = RecordingChannel()
