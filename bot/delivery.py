@@ -11,9 +11,10 @@ Every send and edit of an answer is recorded with its delivery (`Outbox`), so th
 - a restart never asks the model again for an answer that was partly shown: a complete one
   is sent on from where it stopped, one the model was still writing gets a one-line note;
 - a turn the store refused to record (busy, full, read-only, failing: StorageUnavailable)
-  runs again while the gateway runs, after pauses that grow to `STORAGE_RETRY_DELAYS_S`'s
-  last; a turn whose answer was already shown keeps what is left to store
-  (`store_or_keep`), so its retry asks the model nothing and sends nothing again;
+  runs again while the gateway runs, in its session's worker before the session's next
+  message, after pauses that grow to `STORAGE_RETRY_DELAYS_S`'s last; a turn whose
+  answer was already shown keeps what is left to store (`store_or_keep`), so its retry
+  asks the model nothing and sends nothing again;
 - among replicas, no text of an answer goes to the channel unless this replica still holds
   the session (`SessionFence`): one that lost it under load or out of reach of the
   database before showing anything stops the turn unsent and unrecorded, and the new
@@ -90,6 +91,9 @@ class Outbox:
         self._saved = (len(state.refs), time.monotonic())
         #: this try sent or edited a message of the answer
         self._shown_here = False
+        #: the store refused a record of progress in this try: no more are asked of it (each
+        #: would wait out the busy timeout while the answer waits); the turn's write records it
+        self._progress_refused = False
 
     async def collect(self, parts: AsyncIterator[str]) -> AsyncGenerator[str, None]:
         """Pass the answer on to the channel, keeping it."""
@@ -123,6 +127,8 @@ class Outbox:
         state.refs = self._earlier + [ref.message_id for ref in refs]
         count, at = self._saved
         now = time.monotonic()
+        if self._progress_refused:
+            return
         if len(state.refs) != count or now - at >= SAVE_EVERY_S:
             try:
                 await self.repo.save(self.key, state)
@@ -130,6 +136,7 @@ class Outbox:
                 # a mark for a crash, not the answer: it goes on, and the turn's own write
                 # records what was shown (or is tried again, see Deliveries.storage_refused)
                 log.warning("what was shown in %s is not recorded yet: %s", self.key, exc)
+                self._progress_refused = True
                 return
             self._saved = (len(state.refs), now)
 
@@ -142,17 +149,14 @@ class Deliveries:
         repo: DeliveryRepo,
         *,
         accept: Callable[[InboundMessage], Awaitable[None]],
-        again: Callable[[InboundMessage], None],
         notify: Callable[[str], Awaitable[None]],
     ) -> None:
         self.repo = repo
         self._accept = accept
-        #: a try after a refusal by the store: the message was admitted, and asking again
-        #: would read the store (and tell the hooks a second time)
-        self._again = again
         self._notify = notify
         self._waiting: dict[Key, DeliveryState] = {}
         self._timers: set[asyncio.Task[None]] = set()
+        self._stopped = False
         #: tries the store refused, by delivery, while it is refused
         self._refused: dict[Key, int] = {}
         #: what is left of a turn whose answer went out but could not be stored
@@ -253,42 +257,53 @@ class Deliveries:
             self._unstored[delivery_key(message)] = rest
             raise
 
-    def storage_refused(self, message: InboundMessage, outbox: Outbox) -> bool:
-        """A try of the delivery the store refused: it runs again after a pause (with what
-        the person saw of its answer), and again until it is stored or the gateway stops.
-        True the first time, when the person is told (once, not on every try)."""
+    def storage_refused(self, message: InboundMessage, outbox: Outbox) -> tuple[float, bool]:
+        """A try of the delivery the store refused: (seconds, first). The session's worker
+        runs it again after that pause (with what the person saw of its answer), before the
+        session's next message, and again until it is stored or the gateway stops (see
+        bot/sessions.py). `first`: the first refusal, when the person is told (once, not on
+        every try)."""
         key = delivery_key(message)
         tries = self._refused[key] = self._refused.get(key, 0) + 1
         delay = STORAGE_RETRY_DELAYS_S[min(tries, len(STORAGE_RETRY_DELAYS_S)) - 1]
         log.warning("trying %s again in %.0fs (store refused try %d)", key, delay, tries)
-        self._schedule(message, outbox.state, delay, admitted=True)
-        return tries == 1
+        self._waiting[key] = outbox.state
+        return delay, tries == 1
+
+    def answered(self, message: InboundMessage, outbox: Outbox) -> bool:
+        """Whether the person already has this try's answer (what the store refused was only
+        its record)."""
+        return outbox.state.started or delivery_key(message) in self._unstored
 
     def storage_took(self, message: InboundMessage) -> None:
         """A try the store did not refuse: the next refusal is told again."""
         self._refused.pop(delivery_key(message), None)
 
+    @property
+    def tries_waiting(self) -> int:
+        """Tries of failed sends waiting for their time."""
+        return len(self._timers)
+
     def stop(self) -> None:
-        """Stop waiting for tries that are not due. (What is queued keeps its state: the
-        drain may still run it.)"""
+        """Stop waiting for tries that are not due, and schedule none after this: a send
+        failing while the drain runs a turn keeps its stored plan for the next start. (What
+        is queued keeps its state: the drain may still run it.)"""
+        self._stopped = True
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
 
-    def _schedule(
-        self, message: InboundMessage, state: DeliveryState, delay: float, admitted: bool = False
-    ) -> None:
+    def _schedule(self, message: InboundMessage, state: DeliveryState, delay: float) -> None:
+        if self._stopped:
+            return
         self._waiting[delivery_key(message)] = state
-        timer = asyncio.create_task(self._later(message, max(delay, 0.0), admitted))
+        timer = asyncio.create_task(self._later(message, max(delay, 0.0)))
         self._timers.add(timer)
         timer.add_done_callback(self._timers.discard)
 
-    async def _later(self, message: InboundMessage, delay: float, admitted: bool) -> None:
+    async def _later(self, message: InboundMessage, delay: float) -> None:
         await asyncio.sleep(delay)
-        if admitted:
-            self._again(message)
-        else:
-            await self._accept(message)
+        await self._accept(message)
 
 
 def _where(conversation: Conversation) -> str:

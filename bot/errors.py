@@ -94,6 +94,12 @@ class StorageUnavailable(StoreError):
             f"Sorry, I cannot save anything right now: storage is {reason}. "
             "Your message is kept, and I will try it again by myself."
         )
+        #: said when only the record of an answer already shown was refused: no second
+        #: answer comes, so none is promised
+        self.unstored_message = (
+            f"Sorry, I cannot save anything right now: storage is {reason}. "
+            "You have my answer above; I will save it by myself once I can."
+        )
 
 
 class ChannelError(DecapodError):
@@ -167,7 +173,10 @@ class ProviderHTTPError(ProviderError):
         self.retry_after = retry_after
         self.code = code
         self.retryable = (status == 429 or status >= 500) if retryable is None else retryable
-        if _refused_as_invalid(status, self.retryable, code):
+        if status == 404:
+            # a wrong address or an unknown model: the operator's settings, not the request
+            self.user_message = MODEL_NOT_AVAILABLE
+        elif _refused_as_invalid(status, self.retryable, code):
             # the model is up and said no to this request: waiting would not help
             self.user_message = REFUSED_AS_INVALID
 
@@ -180,12 +189,20 @@ REFUSED_AS_INVALID = (
 )
 
 
+#: what the person reads when the provider does not know the model or the address (its text
+#: goes to the owner's log)
+MODEL_NOT_AVAILABLE = (
+    "The language model is not available: the bot owner needs to check its settings. "
+    "The details are in the bot owner's log."
+)
+
+
 def _refused_as_invalid(status: int, retryable: bool, code: str | None) -> bool:
-    """A 4xx that is about the request, not the key, the bill or the rate: the chain does
-    not fail over on it, so it reaches the person as it is."""
+    """A 4xx that is about the request, not the key, the bill, the rate or the model's
+    address (404): the chain does not fail over on it, so it reaches the person as it is."""
     return (
         400 <= status < 500
-        and status not in (401, 403, 429)
+        and status not in (401, 403, 404, 429)
         and not retryable
         and (code != "billing")
     )

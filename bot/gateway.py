@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -135,7 +136,6 @@ class Gateway:
         self.deliveries = Deliveries(
             self.store.deliveries,
             accept=self._accept,
-            again=self._dispatch,
             notify=self.notify_owner,
         )
         self.sessions = SessionManager(
@@ -320,9 +320,9 @@ class Gateway:
         spec = self.commands.get(message.command.name) if message.command else None
         if spec is not None and spec.immediate:
             # answers a turn that may be waiting in this very session (/approve)
-            task = asyncio.create_task(
-                self.turns.run(self.sessions.get(message.session_key), message)
-            )
+            session = self.sessions.get(message.session_key)
+            attempt = functools.partial(self.turns.run, session, message)
+            task = asyncio.create_task(self.sessions.retried(attempt))
             self._immediate.add(task)
             task.add_done_callback(self._immediate.discard)
             return

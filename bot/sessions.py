@@ -3,12 +3,18 @@
 Each session key gets a queue and, while it has work, one worker task. Idle sessions drop
 their worker and, past `max_cached`, their cached history, so memory stays flat however
 many people write.
+
+A turn the handler asks to run again (the store refused it) runs again in its worker,
+after the pause the handler names and before the session's next message: a session's
+turns are answered and stored in the order they came. The pause holds no place under the
+cap, and a stop ends it at once; what it held up stays pending for the next start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -46,7 +52,9 @@ class Session:
         return [m for _, m in self.history or ()]
 
 
-Handler = Callable[[Session, InboundMessage], Awaitable[None]]
+#: runs one try of a message's turn; seconds to wait before the same message is tried again,
+#: or None when it is finished
+Handler = Callable[[Session, InboundMessage], Awaitable[float | None]]
 
 
 class SessionManager:
@@ -75,6 +83,12 @@ class SessionManager:
         #: False after a walk found too few idle sessions to evict, until a worker ends: a
         #: session becomes idle only then, so walking every busy one again finds nothing
         self._may_evict = True
+        #: set by `drain`: a turn the handler asks to run again is left for the next start
+        self._stopping = False
+        #: the tasks pausing before another try of a turn, which `drain` ends at once
+        self._pausing: set[asyncio.Task[object]] = set()
+        #: messages left queued by workers the drain ended: not waited for
+        self._left = 0
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -98,6 +112,11 @@ class SessionManager:
         self._idle.clear()
         if session.worker is None:
             session.worker = asyncio.create_task(self._work(session), name=f"session:{session.key}")
+
+    @property
+    def retries_waiting(self) -> int:
+        """Turns pausing before another try (the store refused them)."""
+        return len(self._pausing)
 
     @property
     def queue_depth(self) -> int:
@@ -126,8 +145,7 @@ class SessionManager:
                 self._queued -= 1
                 self._busy += 1
                 try:
-                    async with self._cap:
-                        await self.handler(session, message)
+                    await self.retried(functools.partial(self._capped, session, message))
                 except Exception:
                     # the handler reports to the person; a bug must not kill the session
                     log.exception("turn failed in session %s", session.key)
@@ -138,6 +156,8 @@ class SessionManager:
                     self._check_idle()
         except asyncio.CancelledError:
             respawn = False  # a drain: what is still queued stays pending for the next start
+            if self._stopping:
+                self._left += session.queue.qsize()  # and the drain does not wait for it
             raise
         finally:
             session.worker = None
@@ -146,8 +166,31 @@ class SessionManager:
                 session.worker = asyncio.create_task(self._work(session))
             self._check_idle()
 
+    async def retried(self, attempt: Callable[[], Awaitable[float | None]]) -> None:
+        """`attempt` (one try of a turn), again after each pause it asks for, until it is
+        finished or the gateway stops: then it is left pending, with what is queued behind
+        it. The caller holds what must be held across the pauses (not a place under the cap
+        in the session's own worker)."""
+        while (again := await attempt()) is not None:
+            if self._stopping:
+                raise asyncio.CancelledError
+            await self._pause(again)
+
+    async def _capped(self, session: Session, message: InboundMessage) -> float | None:
+        async with self._cap:
+            return await self.handler(session, message)
+
+    async def _pause(self, seconds: float) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._pausing.add(task)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self._pausing.discard(task)
+
     def _check_idle(self) -> None:
-        if not self._queued and not self._busy:
+        if self._queued <= self._left and not self._busy:
             self._idle.set()
 
     def _evict(self, adding: int = 0) -> None:
@@ -201,7 +244,11 @@ class SessionManager:
 
     async def drain(self, grace_s: float) -> bool:
         """Wait for queued and running turns to finish; cancel what is left after `grace_s`.
-        Cancelled turns stay pending in the inbound table and run again at the next start."""
+        Cancelled turns stay pending in the inbound table and run again at the next start;
+        a turn pausing before another try after a refusal by the store is cancelled at once."""
+        self._stopping = True
+        for task in list(self._pausing):
+            task.cancel()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace_s):
                 await self._idle.wait()

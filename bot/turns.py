@@ -62,11 +62,14 @@ class TurnRunner:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
 
-    async def run(self, session: Session, message: InboundMessage) -> None:
+    async def run(self, session: Session, message: InboundMessage) -> float | None:
+        """One try of the message's turn; the seconds to wait before it is tried again (the
+        store refused it: bot/sessions.py runs it again before the session's next message),
+        or None."""
         self.gw.metrics.active_turns.inc()
         deliveries = self.gw.deliveries
         outbox = deliveries.outbox(message)
-        refused = False
+        again: float | None = None
         try:
             # the scheduler, memory and the skills, when a message comes before they started
             await self.gw.warmup.wait()
@@ -86,10 +89,11 @@ class TurnRunner:
         except StorageUnavailable as exc:
             # nothing of the turn was saved, so the delivery stays pending and is tried again
             # (bot/delivery.py): said once, not a crash
-            refused = True
             log.error("turn in %s not saved: %s", session.key, exc)
-            if deliveries.storage_refused(message, outbox):
-                await self.gw.say(message, exc.retried_message)
+            again, first = deliveries.storage_refused(message, outbox)
+            if first:
+                shown = deliveries.answered(message, outbox)
+                await self.gw.say(message, exc.unstored_message if shown else exc.retried_message)
         except IntakeStopped as exc:
             # the gateway stops while attachments are read: nothing was said or stored, and
             # the next start reads them again
@@ -114,10 +118,11 @@ class TurnRunner:
             await self._say_failed(message)
             raise
         finally:
-            if not refused:
+            if again is None:
                 deliveries.storage_took(message)
             self.gw.metrics.active_turns.dec()
             self.gw.metrics.queue_depth.set(self.gw.sessions.queue_depth)
+        return again
 
     async def _say_failed(self, message: InboundMessage) -> None:
         with contextlib.suppress(Exception):
@@ -180,12 +185,15 @@ class TurnRunner:
             done_with, plan = None, self.gw.deliveries.plan_retry(outbox, failure)
             update = plan
         stored: list[bool] = []
+        latency_s = time.perf_counter() - started
 
         async def rest() -> None:
-            # run again whole when the store refused it; the turn is stored only once
+            # run again whole when the store refused it; the turn is stored (and counted)
+            # only once
             if not stored:
                 await self._persist(session, turn_id, identity, user, result, done_with, update)
                 stored.append(True)
+                self._count(session, channel_name, result, latency_s, ctx.tainted)
             if failure is not None:
                 await self.gw.deliveries.retry_or_give_up(message, outbox, failure, plan)
             elif self.gw.voice is not None and result.outcome == "ok":
@@ -193,21 +201,23 @@ class TurnRunner:
                 await self.gw.voice.answer(channel, message, person, outbox.state.answer)
 
         await self.gw.deliveries.store_or_keep(message, rest)
-        self.gw.metrics.observe_turn(
-            channel_name, result.outcome, time.perf_counter() - started, result.usage
-        )
+
+    def _count(
+        self, session: Session, channel: str, result: TurnResult, latency_s: float, tainted: bool
+    ) -> None:
+        self.gw.metrics.observe_turn(channel, result.outcome, latency_s, result.usage)
         log_fields(
             turn_log,
             "turn",
             session=session.key,
-            channel=channel_name,
+            channel=channel,
             provider=result.provider,
             model=result.model,
-            latency_ms=round((time.perf_counter() - started) * 1000, 1),
+            latency_ms=round(latency_s * 1000, 1),
             tokens_in=result.usage.input_tokens,
             tokens_out=result.usage.output_tokens,
             outcome=result.outcome,
-            tainted=ctx.tainted,
+            tainted=tainted,
         )
 
     async def answer_task(

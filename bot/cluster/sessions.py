@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -107,7 +108,8 @@ class ReplicaTurns:
                 await gw.admit(message)
             return  # else its own replica refuses it (and says so once)
         if await gw.deliveries.ready(delivery):
-            await gw.turns.run(session, message)
+            # tried again after a refusal by the store before the session's next delivery
+            await gw.sessions.retried(functools.partial(gw.turns.run, session, message))
 
     # wake-ups ----------------------------------------------------------------------------
     def _freed(self, session_key: str) -> None:

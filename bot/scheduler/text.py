@@ -62,8 +62,8 @@ def listing_for(jobs: Sequence[Job], zone: str, where: Conversation) -> str:
         return listing(jobs, zone)
     here = [j for j in jobs if j.conversation.session_key == where.session_key]
     lines = (
-        [f"Your reminders and tasks in this chat (your time zone: {zone}):"]
-        + [f"• {describe_job(j)}" for j in here]
+        # not the zone: everyone here reads it, and it says where the person lives
+        ["Your reminders and tasks in this chat:"] + [f"• {describe_job(j)}" for j in here]
         if here
         else ["You have no reminders or scheduled tasks in this chat."]
     )

@@ -233,6 +233,7 @@ class Store:
 
     # the writer thread ---------------------------------------------------------------------
     def _write_loop(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[Any]) -> None:
+        conn = None
         try:
             conn = sqlite.connect(self.path)
             applied = migrate(conn, self._migration_progress, str(self.path))
@@ -240,10 +241,13 @@ class Store:
             # checkpoints run here, never in a commit made on the loop (see _flush)
             conn.execute("PRAGMA wal_autocheckpoint = 0")
         except DatabaseTooNew as exc:
-            conn.close()
+            if conn is not None:
+                conn.close()
             loop.call_soon_threadsafe(_settle, ready, None, exc)
             return
         except Exception as exc:
+            if conn is not None:  # opened, then refused or found damaged: not left open
+                conn.close()
             err = (
                 _refused(exc, self.path)
                 or _damaged(exc, self.path)

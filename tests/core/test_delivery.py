@@ -293,3 +293,33 @@ async def test_a_commands_reply_that_cannot_be_sent_is_given_up_not_run_again(
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": second}):
         await asyncio.sleep(0.3)
     assert second.texts() == [], "not sent again, the command not run again"
+
+
+async def test_a_send_failing_while_the_stop_drains_its_turn_waits_for_the_next_start(
+    make_config: Any,
+) -> None:
+    """The stop lets a running turn finish; its answer cannot be sent: the next try is
+    stored for the next start, and no try is left waiting in the stopped gateway."""
+    release = asyncio.Event()
+
+    async def answer(request: ChatRequest) -> str:
+        await release.wait()
+        return "an answer nobody gets today"
+
+    channel = Unreachable("u1")
+    gw = Gateway(make_config(), provider=FunctionProvider(answer), channels={"test": channel})
+    async with gw:
+        message = await channel.push("hello")
+        await _until(lambda: gw.sessions.active == 1)
+        stopping = asyncio.create_task(gw.stop())
+        await asyncio.sleep(0.2)  # the stop runs its drain, which waits for the turn
+        release.set()
+        async with asyncio.timeout(10):
+            await stopping
+        assert channel.tries == BaseChannel.max_transient_attempts, "the answer was tried"
+        assert gw.deliveries.tries_waiting == 0
+    async with Gateway(
+        make_config(), provider=FunctionProvider(answer), channels={"test": RecordingChannel()}
+    ) as again:
+        [open_one] = await again.store.deliveries.unfinished()
+        assert open_one.message.id == message.id and open_one.state.attempts == 1

@@ -405,17 +405,27 @@ async def test_a_message_with_half_an_emoji_is_answered_and_kept(make_config: An
         assert unfinished == []
 
 
-async def test_a_request_the_model_refuses_as_invalid_is_named_so(make_config: Any) -> None:
-    """A 400 is the model refusing this request, not an outage: the person is not told to
-    wait, and the provider's own text (which may quote the request) is not shown."""
+@pytest.mark.parametrize(
+    ("status", "said", "not_said"),
+    [
+        # the model refusing this request, not an outage: the person is not told to wait
+        (400, "refused this request as invalid", "not answering"),
+        # a wrong base_url or an unknown model: the operator's settings, not the request
+        (404, "the bot owner needs to check its settings", "invalid"),
+    ],
+)
+async def test_a_request_the_model_refuses_is_named_so(
+    make_config: Any, status: int, said: str, not_said: str
+) -> None:
+    """The provider's own text (which may quote the request) is not shown."""
     async with FakeLLM() as fake:
-        fake.push(Reply.error(400, "invalid_request"))
+        fake.push(Reply.error(status, "invalid_request"))
         channel = RecordingChannel()
         async with Gateway(_fake_llm_config(make_config, fake), channels={"test": channel}):
             await channel.push("hello")
             texts = await channel.wait_for_messages(1)
-    assert "refused this request as invalid" in texts[0]
-    assert "not answering" not in texts[0] and "temperature" not in texts[0]
+    assert said in texts[0]
+    assert not_said not in texts[0] and "temperature" not in texts[0]
 
 
 async def test_a_history_too_long_even_after_compaction_says_so(make_config: Any) -> None:

@@ -58,6 +58,8 @@ async def test_reminders_in_a_group_list_only_that_chats_jobs(make_config: Any) 
         bob_in_group = await _ask(channel, "/reminders", user="bob", **GROUP)
     assert DM_REMINDER not in in_group and "oncologist" not in in_group
     assert GROUP_REMINDER in in_group
+    assert "time zone" not in in_group, "where alice lives is not told to the group"
+    assert "time zone" in in_dm
     assert "1 other reminder or task set elsewhere" in in_group and "direct message" in in_group
     assert DM_REMINDER in in_dm and GROUP_REMINDER in in_dm  # a DM lists them all, as before
     assert bob_in_group == "You have no reminders or scheduled tasks in this chat."

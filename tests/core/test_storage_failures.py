@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -58,7 +59,8 @@ async def test_full_disk_during_a_turn_tells_the_person_and_finishes_once_there_
     ) as gateway:
         first = await channel.push("first")
         await _until(lambda: any("storage is full" in t for t in channel.texts()))
-        assert "Your message is kept" in channel.texts()[-1]
+        assert "You have my answer above" in channel.texts()[-1]
+        assert "try it again" not in channel.texts()[-1], "no second answer is coming"
         shown = "".join(channel.texts()[:-1]).replace(" ", "")  # cut at spaces
         assert shown == LONG_ANSWER.replace(" ", ""), "the answer is shown whole"
         await asyncio.sleep(1.0)  # tries while the disk is still full
@@ -102,7 +104,6 @@ async def test_read_only_database_during_a_turn_is_said_and_the_next_message_is_
         texts = await channel.wait_for_messages(2)
         assert texts[0] == "an answer that cannot be saved"
         assert "storage is read-only" in texts[1]
-        await gateway.sessions.wait_idle()
         assert await gateway.store.inbound.status("test", first.id) == "pending"
         # a new delivery cannot be stored: the adapter learns it plainly (and does not
         # acknowledge it upstream), and the gateway is still up
@@ -130,6 +131,17 @@ async def test_chat_says_storage_is_full_and_stays_open(make_config: Any) -> Non
             assert not console.closed.is_set()
 
 
+def _locked(gateway: Gateway) -> Any:
+    """Another connection holding the database's write lock (as a CLI command or a backup
+    would), with the store's own SQLite library: two copies in one process would not see
+    each other's locks."""
+    from bot.store import sqlite as store_sqlite
+
+    other = store_sqlite.sqlite_module().connect(str(gateway.store.path), isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    return other
+
+
 async def _until(predicate: Any, timeout: float = 15.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
@@ -143,12 +155,13 @@ async def _until_done(gateway: Gateway, delivery_id: str, timeout: float = 15.0)
 
 
 async def test_a_database_locked_by_another_process_mid_turn_is_said_and_finished_later(
-    make_config: Any, monkeypatch: pytest.MonkeyPatch
+    make_config: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Another process (a CLI command, a backup) holds the write lock past the busy timeout
     while a turn is saved: the person is told once, plainly, the delivery stays pending
     while the lock is held, and once it is released the turn is stored without a restart,
-    once: the model is asked once and the answer shown once."""
+    once: the model is asked once, the answer shown once, and the turn counted once."""
+    caplog.set_level(logging.INFO, logger="decapod.turn")
     from bot.store import sqlite as store_sqlite
 
     monkeypatch.setattr(store_sqlite, "BUSY_TIMEOUT_MS", 200)  # the test waits less
@@ -157,11 +170,7 @@ async def test_a_database_locked_by_another_process_mid_turn_is_said_and_finishe
     holder: list[Any] = []
 
     async def answer(request: ChatRequest) -> str:
-        # the store's own SQLite library: two copies in one process would not see each
-        # other's locks
-        other = store_sqlite.sqlite_module().connect(str(gateway.store.path), isolation_level=None)
-        other.execute("BEGIN EXCLUSIVE")  # held until the person was told
-        holder.append(other)
+        holder.append(_locked(gateway))  # held until the person was told
         return "an answer that cannot be saved yet"
 
     channel = RecordingChannel()
@@ -171,7 +180,7 @@ async def test_a_database_locked_by_another_process_mid_turn_is_said_and_finishe
         ) as gateway:
             first = await channel.push("first")
             await _until(lambda: any("storage is busy" in t for t in channel.texts()))
-            assert "Your message is kept" in channel.texts()[-1]
+            assert "You have my answer above" in channel.texts()[-1]
             await asyncio.sleep(1.5)  # several tries while the lock is held
             assert await gateway.store.inbound.status("test", first.id) == "pending"
             holder[0].execute("ROLLBACK")
@@ -186,6 +195,8 @@ async def test_a_database_locked_by_another_process_mid_turn_is_said_and_finishe
         assert len(told) == 1
         assert channel.texts().count("an answer that cannot be saved yet") == 1
         assert len(holder) == 1, "the model was asked again"
+        counted = [r for r in caplog.records if r.name == "decapod.turn" and r.msg == "turn"]
+        assert len(counted) == 1, "the turn is counted (and logged) once, when it is stored"
     finally:
         for conn in holder:
             conn.close()
@@ -194,32 +205,95 @@ async def test_a_database_locked_by_another_process_mid_turn_is_said_and_finishe
 async def test_a_try_refused_by_the_store_waits_no_longer_than_the_stop(
     make_config: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A turn waiting for its next try after a refusal does not hold the stop up; it stays
-    pending for the next start, which stores it."""
+    """A turn pausing before its next try after a refusal does not hold the stop up: the
+    stop ends the pause, and the turn and the message queued behind it stay pending for the
+    next start, which runs them in order."""
     monkeypatch.setattr(delivery, "STORAGE_RETRY_DELAYS_S", (300.0,))
     asked: list[str] = []
 
     async def answer(request: ChatRequest) -> str:
-        asked.append("x")
-        if len(asked) == 1:
+        asked.append(str(request.messages[-1].content))
+        if asked == ["first"]:
+            await channel.push("second")  # queued behind the first in its session
             await gateway.store.write(_read_only)
-        return "kept for later"
+        return f"answer {len(asked)}"
 
     channel = RecordingChannel()
+    # the stop does not wait out its grace for the turn, nor for the message behind it
+    config = make_config(gateway={"shutdown_grace_s": 60})
     async with Gateway(
-        make_config(), provider=FunctionProvider(answer), channels={"test": channel}
+        config, provider=FunctionProvider(answer), channels={"test": channel}
     ) as gateway:
         first = await channel.push("first")
         await _until(lambda: any("storage is read-only" in t for t in channel.texts()))
-        await gateway.sessions.wait_idle()
-        async with asyncio.timeout(10):  # far less than the try's pause
+        await _until(lambda: gateway.sessions.retries_waiting == 1)
+        async with asyncio.timeout(10):  # far less than the try's pause and the grace
             await gateway.stop()
-    # the store took nothing of it: the next start runs it whole
+        assert gateway.sessions.retries_waiting == 0
+    assert asked == ["first"], "the second waits for the first"
+    # the store took nothing of them: the next start runs them whole, in order
     rerun = RecordingChannel()
     async with Gateway(
         make_config(), provider=FunctionProvider(answer), channels={"test": rerun}
     ) as gateway:
         await _until_done(gateway, first.id)
+        await gateway.sessions.wait_idle()
+    assert asked == ["first", "first", "second"]
+
+
+async def test_a_refused_turn_is_tried_again_before_the_next_message_of_its_session(
+    make_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store is busy when the first message's turn is stored, and a second message of
+    the same session is queued behind it: once the lock is gone, the first is stored and
+    answered before the second runs (the model sees the first in the history), each once,
+    and the person is told once."""
+    from bot.store import sqlite as store_sqlite
+
+    monkeypatch.setattr(store_sqlite, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(delivery, "STORAGE_RETRY_DELAYS_S", (0.2, 0.3))
+    gateway: Gateway
+    holder: list[Any] = []
+    seen: list[list[str]] = []
+
+    async def answer(request: ChatRequest) -> str:
+        said = [str(m.content) for m in request.messages if m.role == "user"]
+        seen.append(said)
+        if said[-1] == "A":
+            await channel.push("B")  # stored and queued while A's turn runs
+            holder.append(_locked(gateway))
+        return f"answer to {said[-1]}"
+
+    channel = RecordingChannel()
+    try:
+        async with Gateway(
+            make_config(), provider=FunctionProvider(answer), channels={"test": channel}
+        ) as gateway:
+            first = await channel.push("A")
+            await _until(lambda: any("storage is busy" in t for t in channel.texts()))
+            await asyncio.sleep(1.0)  # several tries while the lock is held
+            assert seen == [["A"]], "B waits for A"
+            holder[0].execute("ROLLBACK")
+            await _until(lambda: "answer to B" in channel.texts())
+            await gateway.sessions.wait_idle()
+            assert await gateway.store.inbound.status("test", first.id) == "done"
+            session = gateway.sessions.get(first.session_key)
+            history = [str(m.content) for m in session.messages()]
+        assert seen == [["A"], ["A", "B"]]
+        assert history == ["A", "answer to A", "B", "answer to B"]
+        # the stored order, read from the database by a new start
+        async with Gateway(
+            make_config(), provider=FunctionProvider(answer), channels={"test": RecordingChannel()}
+        ) as again:
+            stored = again.sessions.get(first.session_key)
+            await again.sessions.load(stored)
+            assert [str(m.content) for m in stored.messages()] == history
+        assert channel.texts().count("answer to A") == 1
+        assert channel.texts().count("answer to B") == 1
+        assert len([t for t in channel.texts() if "storage is busy" in t]) == 1
+    finally:
+        for conn in holder:
+            conn.close()
 
 
 class NotingChannel(RecordingChannel):
@@ -280,3 +354,39 @@ async def test_the_note_on_a_cut_off_answer_is_said_once_while_the_store_refuses
             second.lock.close()
     assert second.texts().count(delivery.INTERRUPTED_NOTE) == 1
     assert len(second.texts()) == 2, "the note, and the storage notice once"
+
+
+async def test_progress_is_not_recorded_again_in_a_try_once_the_store_refused_it(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each record of progress waits out the busy timeout while the store is locked: after
+    the first refusal the try asks no more of it (the turn's own write records what was
+    shown), so the rest of the answer is not sent in bursts."""
+    from bot.delivery import Outbox
+    from bot.messages import Conversation, SentRef
+    from bot.store import Store
+    from bot.store import sqlite as store_sqlite
+    from bot.store.deliveries import DeliveryRepo, DeliveryState
+
+    monkeypatch.setattr(store_sqlite, "BUSY_TIMEOUT_MS", 200)
+    asked: list[int] = []
+
+    class CountedRepo(DeliveryRepo):
+        async def save(self, key: Any, state: DeliveryState) -> None:
+            asked.append(len(state.refs))
+            await super().save(key, state)
+
+    async with Store(tmp_path / "a.db") as store:
+        outbox = Outbox(CountedRepo(store), ("test", "1"), DeliveryState())
+        lock = store_sqlite.sqlite_module().connect(str(store.path), isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+        try:
+            where = Conversation("test", "chat")
+            refs = [SentRef(where, str(i)) for i in range(4)]
+            for upto in range(1, 5):  # a new message each time: each would be recorded
+                await outbox.shown(refs[:upto], upto * 10)
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+    assert asked == [1]
+    assert outbox.state.refs == ["0", "1", "2", "3"], "what was shown is still kept"

@@ -3,6 +3,7 @@ the transcript is the user message, and the person sees one quoted line of it fi
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from bot.messages import Attachment
+from bot.store import Store
 from tests.fakes.llm import FakeLLM, Reply
 from tests.media.conftest import providers, running, settled
 from tests.media.files import wav_silence
@@ -174,4 +176,28 @@ async def test_a_voice_note_alone_not_transcribed_in_time_is_said_and_not_run_ag
         "I could not transcribe voice-1.wav in time (I gave up after 1 second); "
         "please send it again or type it"
     ]
+    assert fake.calls(path="/v1/chat/completions") == []
+
+
+async def test_a_stop_during_a_hanging_transcription_leaves_the_message_pending_unsaid(
+    make_config: Any, fake: FakeLLM
+) -> None:
+    """The gateway stops while a voice note is being transcribed (the server never answers):
+    the stop does not wait for the transcription, nothing is said to the person, and the
+    delivery stays pending for the next start, which reads the note again."""
+    fake.push("Bread is on it.")
+    async with _hanging(make_config, fake, 120.0) as (gw, channel):
+        channel.files["voice-1"] = wav_silence(0.5)
+        message = await channel.push("is bread on the list?", parts=(NOTE,))
+        async with asyncio.timeout(20):
+            while not fake.calls(path="/v1/audio/transcriptions"):
+                await asyncio.sleep(0.01)
+        started = time.monotonic()
+        await gw.stop()
+        took = time.monotonic() - started
+    async with Store(gw.store.path) as store:
+        status = await store.inbound.status("test", message.id)
+    assert took < 8, "the stop ended the transcription, not its grace (10 s) or timeout"
+    assert status == "pending"
+    assert channel.texts() == []
     assert fake.calls(path="/v1/chat/completions") == []
