@@ -34,8 +34,9 @@ MIRROR="${MIRROR:-http://deb.debian.org/debian}"
 
 if ! command -v debootstrap >/dev/null; then
     say "installing debootstrap"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap
+    # apt's and dpkg's progress go to stderr: stdout carries only the tag, which callers read
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >&2
 fi
 
 rootfs=$(mktemp -d /var/tmp/decapod-base.XXXXXX)
