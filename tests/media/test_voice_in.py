@@ -201,3 +201,22 @@ async def test_a_stop_during_a_hanging_transcription_leaves_the_message_pending_
     assert status == "pending"
     assert channel.texts() == []
     assert fake.calls(path="/v1/chat/completions") == []
+
+
+async def test_stop_while_a_voice_note_is_transcribed_ends_that_turn(
+    make_config: Any, fake: FakeLLM
+) -> None:
+    """/stop while the voice note is still being transcribed (the server never answers)
+    ends the turn at once, as during the answer: the model is never asked, and the
+    delivery is done, not read again at the next start."""
+    async with _hanging(make_config, fake, 120.0) as (gw, channel):
+        channel.files["voice-1"] = wav_silence(0.5)
+        message = await channel.push("is bread on the list?", parts=(NOTE,))
+        async with asyncio.timeout(20):
+            while not fake.calls(path="/v1/audio/transcriptions"):
+                await asyncio.sleep(0.01)
+        await channel.push("/stop")
+        texts = await channel.wait_for_messages(2, timeout=20)
+        assert await settled(gw, delivery=message.id) == "done"
+    assert sorted(texts) == ["Stopped.", "Stopping it."]
+    assert fake.calls(path="/v1/chat/completions") == []
