@@ -36,14 +36,17 @@ def register_builtin_commands(table: CommandTable, gateway: Gateway) -> None:
 
     @table.add("status", "Show the model, this session and the gateway's state")
     async def status(ctx: CommandContext) -> str:
-        return await status_text(gateway, ctx.message.session_key)
+        # the MCP servers (their addresses, their errors) are the owner's setup, not for
+        # every user, nor for a group the owner asks in
+        servers = ctx.role == "owner" and ctx.in_dm
+        return await status_text(gateway, ctx.message.session_key, servers=servers)
 
     @table.add("ask", "Ask a question", usage="<question>", arg_name="question")
     async def ask(ctx: CommandContext) -> str | None:
         return None if ctx.args.strip() else "Usage: /ask <question>"
 
 
-async def status_text(gateway: Gateway, key: str) -> str:
+async def status_text(gateway: Gateway, key: str, *, servers: bool) -> str:
     session = gateway.sessions.get(key)
     await gateway.sessions.load(session)
     lines = [
@@ -52,7 +55,7 @@ async def status_text(gateway: Gateway, key: str) -> str:
         f"session: {key} ({len(session.history or [])} recent messages)",
         f"uptime: {uptime_text(gateway.started)}; active turns: {gateway.sessions.active}",
     ]
-    if gateway.mcp is not None:
+    if gateway.mcp is not None and servers:
         lines += gateway.mcp.status_lines()
     return "\n".join(lines)
 

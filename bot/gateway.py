@@ -299,6 +299,11 @@ class Gateway:
             # redacted before it is stored: the inbox must not keep a pasted secret at rest
             text = self.redactor.redact(message.text)
             message = dataclasses.replace(message, text=text)
+        command = message.command
+        if command is not None and command.args:
+            # the arguments go on by themselves (/ask's to the model, /remind's into a job)
+            args = self.redactor.redact(command.args)
+            message = dataclasses.replace(message, command=dataclasses.replace(command, args=args))
         if not await self.store.inbound.insert(message):
             self.metrics.duplicates.labels(message.conversation.channel).inc()
             return

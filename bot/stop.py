@@ -93,6 +93,22 @@ async def stoppable(events: AsyncIterator[T], turn: RunningTurn) -> AsyncIterato
         turn._runner = None
 
 
+async def stoppable_step(step: Awaitable[T], turn: RunningTurn) -> T:
+    """`step` (the reading of a message's attachments, before there is an answer), run in a
+    task of its own that /stop cancels; a stop ends it with TurnStopped."""
+    task = asyncio.ensure_future(step)
+    turn._runner = task
+    try:
+        return await task
+    except asyncio.CancelledError:
+        caller = asyncio.current_task()
+        if not turn.stopped or (caller is not None and caller.cancelling()):
+            raise  # a drain or a shutdown, not /stop
+        raise TurnStopped from None
+    finally:
+        turn._runner = None
+
+
 def stopped_result(written: list[str], redact: Callable[[str], str]) -> TurnResult:
     """What a stopped turn keeps: the text the model had written, with the note the person
     saw; no tool call, since one without its result would break the next request."""

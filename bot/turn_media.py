@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from bot.errors import ChannelError, DeliveryRefused
 from bot.messages import InboundMessage
 from bot.providers.base import ChatMessage
+from bot.stop import STOPPED_NOTE, TurnStopped, stoppable_step
 
 if TYPE_CHECKING:
     from bot.gateway import Gateway
@@ -28,7 +29,14 @@ async def user_message_with_media(
         return user_message_of(message, text, gw.redactor.redact), False
     channel = gw.channels[message.conversation.channel]
     model = await gw.model_choices.first_for(person)
-    intake = await media.take(message, channel, gw.deps.sandbox, gw.redactor.redact, model)
+    reading = media.take(message, channel, gw.deps.sandbox, gw.redactor.redact, model)
+    # a download or a transcription can take minutes: /stop ends it as it ends an answer
+    with gw.running.track(message.session_key, person) as running:
+        try:
+            intake = await stoppable_step(reading, running)
+        except TurnStopped:
+            await gw.say(message, STOPPED_NOTE)
+            return None, False  # nothing to answer; the delivery is done
     for note in intake.notes():
         try:
             await gw.say(message, note)

@@ -154,7 +154,7 @@ class TurnRunner:
             return
         await self.gw.sessions.load(session)
         user, untrusted = await user_message_with_media(self.gw, message, text, person)
-        if user is None:  # only attachments, none usable: each was named in a reply
+        if user is None:  # only attachments, none usable (each named in a reply), or /stop
             await self.gw.deliveries.store_or_keep(message, done)
             return
         ctx = ToolContext(

@@ -4,6 +4,7 @@ CPU-bound and blocking: call it in a thread."""
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 import logging
@@ -141,12 +142,17 @@ def extract_text(data: bytes, name: str, mime: str, max_chars: int) -> str:
 
 
 def _decoded(data: bytes, name: str, mime: str) -> str:
-    if b"\x00" in data[:8192]:
+    wide = _wide_encoding(data)
+    if wide is not None:
+        # every other byte of UTF-16 text is NUL: the mark at its start says what it is
+        text = data.decode(wide, errors="replace")
+    elif b"\x00" in data[:8192]:
         raise MediaProblem(f"{name} looks like a binary file, not text")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")
+    else:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
     if mime == "application/json" or name.lower().endswith(".json"):
         try:
             # pretty-printed: a one-line JSON document is hard for a model to read
@@ -154,6 +160,16 @@ def _decoded(data: bytes, name: str, mime: str) -> str:
         except ValueError:
             pass  # shown as it is; the model can still read a broken file
     return text
+
+
+def _wide_encoding(data: bytes) -> str | None:
+    """UTF-32 or UTF-16 when the data starts with its byte order mark (Windows' "Unicode"
+    text and Excel's "Unicode Text" export are UTF-16), else None."""
+    if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "utf-32"
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    return None
 
 
 def _pdf_text(data: bytes, name: str) -> str:

@@ -292,15 +292,17 @@ async def _save(
         return ""
     from bot.sandbox.safe_fs import WorkspaceFS
 
-    ws = sandbox.workspaces.prepare(message.session_key)
-    limit = sandbox.config.limits.file_size_mb << 20
-    fs = WorkspaceFS(ws.path, sandbox.workspaces.owner, limit, sandbox.workspaces.quota)
     path = f"{INBOX}/{inbox_name(name)}"
     try:
+        ws = sandbox.workspaces.prepare(message.session_key)
+        limit = sandbox.config.limits.file_size_mb << 20
+        fs = WorkspaceFS(ws.path, sandbox.workspaces.owner, limit, sandbox.workspaces.quota)
         await asyncio.to_thread(fs.write, path, data)
-    except DecapodError as exc:
-        log.warning("could not save %s in the workspace: %s", name, exc)
-        return " (not saved in the workspace: " + _one_line(str(exc)) + ")"
+    except (DecapodError, OSError) as exc:
+        # a full disk or a broken workspace costs the copy, not the text that was read
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        log.warning("could not save %s in the workspace: %s", name, why)
+        return " (not saved in the workspace: " + _one_line(why) + ")"
     return f", saved as /work/{path}"
 
 

@@ -20,6 +20,10 @@ HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _TEXT_TYPES = frozenset(
     {"application/xml", "application/javascript", "application/x-yaml", "application/yaml"}
 )
+#: what a server sends for a file it has no type for (S3, download links): the body says
+_UNTYPED = frozenset(
+    {"", "application/octet-stream", "binary/octet-stream", "application/force-download"}
+)
 #: pages of a PDF read at most (a huge PDF costs time in a thread that cannot be stopped)
 MAX_PDF_PAGES = 200
 
@@ -38,7 +42,7 @@ class PageText:
 
 
 def page_text(page: Fetched) -> PageText:
-    mime = page.mime or _sniff(page.body)
+    mime = _sniff(page.body) if page.mime in _UNTYPED else page.mime
     if mime in HTML_TYPES:
         title, text = _html(page)
         return PageText(page.url, title, text, "html", page.truncated)

@@ -45,7 +45,8 @@ class WorkspaceSaver:
 
     async def write(self, ctx: ToolContext, path: str, data: bytes) -> None:
         ws = self.workspaces.prepare(ctx.session_key)
-        fs = WorkspaceFS(ws.path, self.workspaces.owner, self.config.limits.file_size_mb << 20)
+        limit = self.config.limits.file_size_mb << 20
+        fs = WorkspaceFS(ws.path, self.workspaces.owner, limit, self.workspaces.quota)
         await asyncio.to_thread(fs.write, path, data)
 
     async def _ask(self, ctx: ToolContext, what: str, why: str) -> None:

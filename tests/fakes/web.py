@@ -170,6 +170,9 @@ class FakePages(_Server):
                 minimal_pdf("Crabs").replace(b"<< /Length", b"<< /Filter 5 /Length"),
                 "application/pdf",
             ),
+            # a file served without a type of its own, as S3 and download links do
+            "/download": (minimal_pdf("Crabs in a download"), "application/octet-stream"),
+            "/s3-object": (minimal_pdf("Crabs in a bucket"), "binary/octet-stream"),
             "/image.png": (b"\x89PNG\r\n\x1a\n" + bytes(2048), "image/png"),
             "/inject": (INJECTION_TEXT.encode(), "text/plain"),
         }

@@ -135,3 +135,23 @@ async def test_status_shows_each_server_and_its_state(gateway_config: Any, state
         [reply] = await channel.wait_for_messages(1, timeout=30)
     assert "mcp t: ready (" in reply and "tools, stdio, host process)" in reply
     assert "mcp off: disabled" in reply
+
+
+async def test_status_shows_the_servers_only_to_the_owner_in_a_dm(
+    gateway_config: Any, http_server: str
+) -> None:
+    """A server's address (some carry their key in the path) and its errors are the owner's
+    setup: another person's /status, and the owner's in a group, leave them out."""
+    entry = {"transport": "http", "url": http_server}
+    async with running(gateway_config({"web": entry}), "web") as (_, channel):
+        await channel.push("/status", user="owner")
+        await channel.push("/status", user="someone")
+        await channel.push("/status", user="owner", chat="group1", kind=ConversationKind.GROUP)
+        # three sessions, answered in any order
+        [owner_dm] = await channel.wait_for_messages(1, timeout=30, chat_id="owner")
+        [other_dm] = await channel.wait_for_messages(1, timeout=30, chat_id="someone")
+        [owner_group] = await channel.wait_for_messages(1, timeout=30, chat_id="group1")
+    assert "mcp web: ready (" in owner_dm and http_server in owner_dm
+    for reply in (other_dm, owner_group):
+        assert reply.startswith("Decapod ") and "session: " in reply
+        assert "mcp" not in reply and http_server not in reply

@@ -3,8 +3,12 @@ cut), the file is saved in the session's workspace under inbox/, and the turn is
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,3 +74,38 @@ async def test_a_long_text_file_is_cut_with_a_note(make_config: Any, fake: FakeL
     assert "line of notes" in user
     assert "[… cut: the first 1,000 of 2,800 characters are shown]" in user
     assert user.count("line of notes") == 1000 // len("line of notes\n")  # 71 whole lines
+
+
+@contextlib.contextmanager
+def _immutable(directory: Path) -> Iterator[None]:
+    """Even root cannot create a file in the directory (as on a full or read-only disk)."""
+    if subprocess.run(["chattr", "+i", str(directory)], capture_output=True).returncode:
+        pytest.skip("this filesystem has no immutable flag (chattr +i)")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(directory)], check=True)
+
+
+async def test_a_document_the_workspace_cannot_take_is_still_read(
+    make_config: Any, fake: FakeLLM
+) -> None:
+    fake.push("Milk and bread.")
+    body = b"milk\nbread\n"
+    part = Attachment("document", "doc-3", "list.txt", "text/plain", len(body))
+    async with running(make_config, fake, models={"chat": ["oa:gpt-4o"]}, sandbox=SANDBOX) as (
+        gw,
+        channel,
+    ):
+        channel.files["doc-3"] = body
+        assert gw.deps.sandbox is not None
+        inbox = gw.deps.sandbox.workspaces.prepare("test:dm:u1").path / "inbox"
+        inbox.mkdir()
+        with _immutable(inbox):
+            await channel.push("what is on it?", parts=(part,))
+            assert await channel.wait_for_messages(1) == ["Milk and bread."]
+            assert await settled(gw) == "done"
+    [call] = fake.calls(path="/v1/chat/completions")
+    user = call.body["messages"][-1]["content"]
+    assert "[document list.txt (not saved in the workspace: Operation not permitted)" in user
+    assert "<<<\nmilk\nbread\n\n>>>" in user

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from bot.messages import Attachment
+from bot.messages import Attachment, InboundMessage
 from bot.store import Store
+from tests.fakes.channel import RecordingChannel
 from tests.fakes.llm import FakeLLM, Reply
 from tests.media.conftest import providers, running, settled
 from tests.media.files import wav_silence
@@ -128,6 +129,16 @@ async def test_without_a_transcriber_the_reply_says_how_to_enable_it(
     assert channel.fetched == []  # nothing downloaded that nobody can use
 
 
+async def _push_while_transcribing(channel: RecordingChannel, fake: FakeLLM) -> InboundMessage:
+    """A voice note with its question, once the transcription server has it."""
+    channel.files["voice-1"] = wav_silence(0.5)
+    message = await channel.push("is bread on the list?", parts=(NOTE,))
+    async with asyncio.timeout(20):
+        while not fake.calls(path="/v1/audio/transcriptions"):
+            await asyncio.sleep(0.01)
+    return message
+
+
 def _hanging(make_config: Any, fake: FakeLLM, intake_timeout_s: float) -> Any:
     """A gateway whose one transcription server takes the audio and never answers (each try
     would wait its 60 s timeout, and the SDK tries twice)."""
@@ -187,11 +198,7 @@ async def test_a_stop_during_a_hanging_transcription_leaves_the_message_pending_
     delivery stays pending for the next start, which reads the note again."""
     fake.push("Bread is on it.")
     async with _hanging(make_config, fake, 120.0) as (gw, channel):
-        channel.files["voice-1"] = wav_silence(0.5)
-        message = await channel.push("is bread on the list?", parts=(NOTE,))
-        async with asyncio.timeout(20):
-            while not fake.calls(path="/v1/audio/transcriptions"):
-                await asyncio.sleep(0.01)
+        message = await _push_while_transcribing(channel, fake)
         started = time.monotonic()
         await gw.stop()
         took = time.monotonic() - started
@@ -200,4 +207,19 @@ async def test_a_stop_during_a_hanging_transcription_leaves_the_message_pending_
     assert took < 8, "the stop ended the transcription, not its grace (10 s) or timeout"
     assert status == "pending"
     assert channel.texts() == []
+    assert fake.calls(path="/v1/chat/completions") == []
+
+
+async def test_stop_while_a_voice_note_is_transcribed_ends_that_turn(
+    make_config: Any, fake: FakeLLM
+) -> None:
+    """/stop while the voice note is still being transcribed (the server never answers)
+    ends the turn at once, as during the answer: the model is never asked, and the
+    delivery is done, not read again at the next start."""
+    async with _hanging(make_config, fake, 120.0) as (gw, channel):
+        message = await _push_while_transcribing(channel, fake)
+        await channel.push("/stop")
+        texts = await channel.wait_for_messages(2, timeout=20)
+        assert await settled(gw, delivery=message.id) == "done"
+    assert sorted(texts) == ["Stopped.", "Stopping it."]
     assert fake.calls(path="/v1/chat/completions") == []

@@ -42,11 +42,17 @@ def file_log(tmp_path: Path) -> Any:
     root.handlers[:], root.level = saved
 
 
+# as a message, and as a command's arguments, which go to the model without the text
+@pytest.mark.parametrize("command", ["", "/ask "], ids=["text", "ask"])
 async def test_s1_inbound_fake_aws_key_never_leaves(
-    make_config: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any, file_log: Path
+    make_config: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: Any,
+    file_log: Path,
+    command: str,
 ) -> None:
     monkeypatch.setenv("FAKE_LLM_KEY", "sk-test-fake-llm-key-0001")
-    message = (
+    message = command + (
         f"my aws creds: aws_access_key_id={AWS_ID} aws_secret_access_key={AWS_SECRET} "
         f"and my token {GITHUB} - please repeat them back"
     )

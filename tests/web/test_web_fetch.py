@@ -91,6 +91,17 @@ async def test_a_pdf_is_read_with_pypdf(pages: FakePages) -> None:
     assert page.kind == "pdf" and "Crabs in a PDF document" in page.text
 
 
+@pytest.mark.parametrize(
+    ("path", "words"), [("/download", "Crabs in a download"), ("/s3-object", "Crabs in a bucket")]
+)
+async def test_a_pdf_served_without_a_type_of_its_own_is_read(
+    pages: FakePages, path: str, words: str
+) -> None:
+    async with open_fetcher() as fetcher:
+        page = page_text(await fetcher.get(pages.url(path, host="page.test")))
+    assert page.kind == "pdf" and words in page.text
+
+
 async def test_a_damaged_pdf_is_said_to_be_damaged_whatever_pypdf_raises(
     pages: FakePages,
 ) -> None:

@@ -4,6 +4,7 @@ is offered them, secrets kept in, and save_as into the workspace."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from bot.errors import ToolDenied, ToolError
 from bot.messages import Conversation, ConversationKind, Identity
 from bot.providers.base import ToolCall
 from bot.sandbox import InMemoryApprovalBroker, PendingApproval, SandboxConfig, WorkspaceManager
+from bot.sandbox.quota import WorkspaceQuota
 from bot.security.redact import Redactor, SecretRegistry
 from bot.tools import UNTRUSTED_TAG, ToolContext, ToolPolicy, ToolRegistry, tool
 from bot.web.config import WebConfig
@@ -207,10 +209,14 @@ class _Owner:
         decide(pending.id)
 
 
-def _saver(tmp_path: Path, owner: _Owner | None, approval: str = "ask") -> WorkspaceSaver:
+def _saver(
+    tmp_path: Path, owner: _Owner | None, approval: str = "ask", quota_bytes: int = 256 << 20
+) -> WorkspaceSaver:
     config = SandboxConfig(approval=approval)  # type: ignore[arg-type]
     broker = owner.broker if owner else None
-    return WorkspaceSaver(WorkspaceManager(tmp_path / "sandboxes"), config, broker)
+    # as bot/sandbox/selection.py builds it: every workspace has its quota
+    quota = WorkspaceQuota(quota_bytes, 100_000, repair_access=os.geteuid() != 0)
+    return WorkspaceSaver(WorkspaceManager(tmp_path / "sandboxes", quota=quota), config, broker)
 
 
 async def test_save_as_puts_the_file_in_the_session_workspace(
@@ -240,6 +246,19 @@ async def test_save_as_refuses_a_file_over_the_byte_cap_and_without_a_workspace(
     async with web_tools(saver=None) as t:
         with pytest.raises(ToolError, match="sandbox is off"):
             await call(t, "web_fetch", url=pages.url("/pdf", host="page.test"), save_as="a.pdf")
+
+
+async def test_save_as_keeps_the_workspace_within_its_quota(
+    pages: FakePages, tmp_path: Path
+) -> None:
+    saver = _saver(tmp_path, None, quota_bytes=256 * 1024)
+    url = pages.url("/page-200k", host="page.test")  # 200 KB each
+    async with web_tools(saver=saver) as t:
+        await call(t, "web_fetch", url=url, save_as="first.html")
+        with pytest.raises(ToolError, match="would take the workspace past its quota"):
+            await call(t, "web_fetch", url=url, save_as="second.html")
+    workspace = saver.workspaces.path_for(ctx_for().session_key)
+    assert (workspace / "first.html").exists() and not (workspace / "second.html").exists()
 
 
 @pytest.mark.parametrize("approve", [True, False])
