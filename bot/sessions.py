@@ -119,6 +119,11 @@ class SessionManager:
         return len(self._pausing)
 
     @property
+    def stopping(self) -> bool:
+        """Whether the drain has begun."""
+        return self._stopping
+
+    @property
     def queue_depth(self) -> int:
         return self._queued
 

@@ -312,11 +312,14 @@ async def test_a_send_failing_while_the_stop_drains_its_turn_waits_for_the_next_
         message = await channel.push("hello")
         await _until(lambda: gw.sessions.active == 1)
         stopping = asyncio.create_task(gw.stop())
-        await asyncio.sleep(0.2)  # the stop runs its drain, which waits for the turn
+        # the stop runs its drain, which waits for the turn
+        await _until(lambda: gw.sessions.stopping, timeout=30)
         release.set()
         async with asyncio.timeout(10):
             await stopping
-        assert channel.tries == BaseChannel.max_transient_attempts, "the answer was tried"
+        # tried at least once in full (on a busy machine the stream's first flush may try
+        # too, before the final one tries again with the whole answer)
+        assert channel.tries >= BaseChannel.max_transient_attempts, "the answer was tried"
         assert gw.deliveries.tries_waiting == 0
     async with Gateway(
         make_config(), provider=FunctionProvider(answer), channels={"test": RecordingChannel()}
