@@ -1,4 +1,5 @@
-"""The gateway owns every component's lifecycle and routes inbound -> session -> agent -> reply.
+"""The gateway owns every component's lifecycle and routes inbound -> session -> agent -> reply
+(the way in, from a channel to a session's queue, is bot/inbound.py).
 
 Start-up enters each component through one AsyncExitStack, so a failed start stops what had
 started. A stop first lets running turns finish (up to `gateway.shutdown_grace_s`), except
@@ -11,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -38,6 +37,7 @@ from bot.gateway_start import (
     start_providers,
     start_turn_processes,
 )
+from bot.inbound import InboundRouter
 from bot.media.outbound import ChannelFiles
 from bot.messages import Choice, InboundMessage, OutboundMessage
 from bot.metrics import Metrics
@@ -46,7 +46,6 @@ from bot.providers.base import Provider
 from bot.security.access import (
     AccessControl,
     build_access,
-    pairing_request,
     register_access_commands,
 )
 from bot.security.redact import default_redactor
@@ -133,9 +132,11 @@ class Gateway:
         #: printed to the terminal by `decapod run` until an admin credential exists
         self.setup_code: str | None = None
         self.turns = TurnRunner(self)
+        #: the way from a channel to a session: stored, deduplicated, admitted, queued
+        self.router = InboundRouter(self)
         self.deliveries = Deliveries(
             self.store.deliveries,
-            accept=self._accept,
+            accept=self.router.accept,
             notify=self.notify_owner,
         )
         self.sessions = SessionManager(
@@ -151,12 +152,9 @@ class Gateway:
         #: `/voice` and the spoken copies of answers to voice notes (set at start)
         self.voice: VoiceAnswers | None = None
         self._stack = contextlib.AsyncExitStack()
-        self._accepting = False
         #: when the gateway was made (time.monotonic()), for its uptime
         self.started = time.monotonic()
         self._persons: dict[str, str] = {}
-        self._live_at_start: set[tuple[str, str]] | None = None
-        self._immediate: set[asyncio.Task[None]] = set()
         #: steps begun once the channels are up (scheduler, memory, skills); turns wait for them
         self.warmup = WarmUp()
         #: parts told once the channels are up (the MCP servers' notices)
@@ -220,47 +218,21 @@ class Gateway:
             await starting
             return  # each turn process resumes its own share of what is unfinished
         if self.replica is not None:
-            self._accepting = True
+            self.router.accepting = True
             await self.replica.resume()  # only the sessions whose lease it gets
         else:
-            await self._resume_unfinished()
+            await self.router.resume_unfinished()
         if self.providers is not None:
             # the SDKs load now that everything is up, so the start does not wait for them
             warming = asyncio.create_task(self.providers.warm_up(), name="providers-warm-up")
             self._stack.callback(warming.cancel)
 
-    async def _resume_unfinished(self) -> None:
-        """Deliveries stored but unfinished (a crash, a stop, a send waiting for its next try,
-        or arrivals while channels were starting) run now or when their try is due, except
-        those accepted live since `_accepting` was set."""
-        self._live_at_start = set()
-        self._accepting = True
-        for delivery in await self.store.deliveries.unfinished():
-            message = delivery.message
-            key = (message.conversation.channel, message.id)
-            if (
-                message.conversation.channel in self.channels
-                and key not in self._live_at_start
-                and self._owns(message)
-            ):
-                self.resumed_at_start.add(key)
-                await self.deliveries.resume(delivery)
-        self._live_at_start = None
-
     async def stop(self) -> None:
         await self._stack.aclose()
 
-    def _owns(self, message: InboundMessage) -> bool:
-        if self.share is None:
-            return True
-        from bot.scaleout.pool import owner_of
-
-        index, count = self.share
-        return owner_of(message.session_key, count) == index
-
     async def accept_stored(self, message: InboundMessage) -> None:
         """A delivery the receiver stored, handed to this turn process."""
-        await self._accept(message)
+        await self.router.accept(message)
 
     def _register_secrets(self) -> None:
         """Every secret the process holds goes into the redactor before anything can log it."""
@@ -282,7 +254,7 @@ class Gateway:
         await self.stop()
 
     async def _drain(self) -> None:
-        self._accepting = False
+        self.router.accepting = False
         if self.media is not None:
             # a download or a transcription in flight would hold the stop up for as long as
             # it takes; nothing of such a turn was shown yet, and it runs again at the start
@@ -292,68 +264,12 @@ class Gateway:
 
     # inbound -------------------------------------------------------------------------------
     async def handle_inbound(self, message: InboundMessage) -> None:
-        """The sink every channel hands messages to. Stores the delivery first, so nothing is
-        lost to a crash, and drops a delivery seen before, so nothing runs twice."""
-        message = message.well_formed()
-        if message.text:
-            # redacted before it is stored: the inbox must not keep a pasted secret at rest
-            text = self.redactor.redact(message.text)
-            message = dataclasses.replace(message, text=text)
-        command = message.command
-        if command is not None and command.args:
-            # the arguments go on by themselves (/ask's to the model, /remind's into a job)
-            args = self.redactor.redact(command.args)
-            message = dataclasses.replace(message, command=dataclasses.replace(command, args=args))
-        if not await self.store.inbound.insert(message):
-            self.metrics.duplicates.labels(message.conversation.channel).inc()
-            return
-        if self.turn_processes is not None:
-            await self.turn_processes.accept(message)
-            return
-        if self._accepting:
-            if self._live_at_start is not None:
-                self._live_at_start.add((message.conversation.channel, message.id))
-            await self._accept(message)
-
-    async def _accept(self, message: InboundMessage) -> None:
-        if not await self.admit(message):
-            return
-        self._dispatch(message)
-
-    def _dispatch(self, message: InboundMessage) -> None:
-        """An admitted message to its session's queue (or run at once: /approve)."""
-        spec = self.commands.get(message.command.name) if message.command else None
-        if spec is not None and spec.immediate:
-            # answers a turn that may be waiting in this very session (/approve)
-            session = self.sessions.get(message.session_key)
-            attempt = functools.partial(self.turns.run, session, message)
-            task = asyncio.create_task(self.sessions.retried(attempt))
-            self._immediate.add(task)
-            task.add_done_callback(self._immediate.discard)
-            return
-        self.sessions.submit(message)
-        self.metrics.queue_depth.set(self.sessions.queue_depth)
+        """The sink every channel hands messages to (bot/inbound.py)."""
+        await self.router.handle(message)
 
     async def admit(self, message: InboundMessage) -> bool:
         """Whether the sender may be answered; a refusal is recorded and said here, once."""
-        decision = await self.access.decide(message)
-        if not decision.allowed:
-            self.metrics.denied.labels(message.conversation.channel).inc()
-            await self.store.inbound.set_status(
-                message.conversation.channel, message.id, "denied", decision.reason
-            )
-            if decision.pairing is not None and self.config.gateway.owners:
-                text, choices = pairing_request(decision.pairing)
-                await self.notify_owner(text, choices, decision.pairing.expires_at)
-            if decision.reply:
-                await self.say(message, decision.reply)
-            else:
-                # e.g. a deferred interaction that would otherwise show "thinking" for minutes
-                await self.channels[message.conversation.channel].on_denied(message)
-            return False
-        if self.deps.hooks is not None:
-            self.deps.hooks.message_received(message)
-        return True
+        return await self.router.admit(message)
 
     async def person_of(self, message: InboundMessage) -> str:
         key = message.identity.key

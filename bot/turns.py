@@ -1,5 +1,6 @@
-"""One turn: a queued message becomes a command reply or a model answer streamed back, and
-what happened is stored (one transaction with the inbound delivery marked done).
+"""One turn: a queued message becomes a command reply or a model answer streamed back
+(bot/turn_stream.py), and what happened is stored (one transaction with the inbound delivery
+marked done).
 
 What the person was shown of an answer is recorded as it is sent (bot/delivery.py): a
 send that keeps failing keeps the answer for a later try, a refusal ends the delivery, and
@@ -12,16 +13,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
-from bot.agent import TurnDone, TurnResult
+from bot.agent import TurnResult
 from bot.commands import CommandContext, Reply
-from bot.compaction import maybe_compact
 from bot.delivery import Outbox, SessionNotHeld, delivery_key
 from bot.errors import (
     ChannelError,
-    ContextTooLong,
     DecapodError,
     DeliveryRefused,
     StorageUnavailable,
@@ -35,16 +33,16 @@ from bot.messages import (
     cron_session_key,
     identity_from_key,
 )
-from bot.providers.base import ChatMessage, TextDelta
+from bot.providers.base import ChatMessage
 from bot.scheduler.natural import natural_command
 from bot.sessions import Session
-from bot.stop import STOPPED_NOTE, TurnStopped, stoppable, stopped_result
 from bot.store.deliveries import DeliveryUpdate
 from bot.store.repos import TurnRecord
 from bot.tasks import cancelled_from_outside
 from bot.tools import ToolContext
 from bot.turn_media import user_message_with_media
 from bot.turn_resume import reply_template, resume_shown
+from bot.turn_stream import FAILED, failure_note, reply_stream
 from bot.warmup import StartUpStepFailed
 
 if TYPE_CHECKING:
@@ -53,9 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("decapod.gateway")
 turn_log = logging.getLogger("decapod.turn")
-
-_FAILED = ("error", "timeout")
-CUT_OFF_NOTE = "(My answer reached the output limit and was cut off here.)"
 
 
 class TurnRunner:
@@ -243,12 +238,12 @@ class TurnRunner:
         )
         user = ChatMessage("user", self.gw.redactor.redact(prompt or job.text))
         holder: list[TurnResult] = []
-        stream = self._reply_stream(session, user, ctx, holder, max_output_tokens)
+        stream = reply_stream(self.gw, session, user, ctx, holder, max_output_tokens)
         answer = "".join([part async for part in stream])
         turn_id = f"cron:{job.id}:{int(job.due_at)}"
         result = holder[-1]
         await self._persist(session, turn_id, identity.key, user, result, None)
-        if result.outcome in _FAILED:
+        if result.outcome in FAILED:
             from bot.scheduler.ports import TaskFailed
 
             raise TaskFailed(f"the scheduled turn's model call failed: {result.error}")
@@ -293,7 +288,7 @@ class TurnRunner:
         (the channel reads the whole answer before it gives up, so the answer is kept)."""
         holder: list[TurnResult] = []
         channel = self.gw.channels[message.conversation.channel]
-        answer = self._reply_stream(session, user, ctx, holder)
+        answer = reply_stream(self.gw, session, user, ctx, holder)
         collected = outbox.collect(answer)
         try:
             await channel.reply(reply_template(message), collected, outbox)
@@ -309,92 +304,6 @@ class TurnRunner:
             await answer.aclose()
         return holder[-1], None
 
-    async def _reply_stream(
-        self,
-        session: Session,
-        user: ChatMessage,
-        ctx: ToolContext,
-        holder: list[TurnResult],
-        max_output_tokens: int | None = None,
-    ) -> AsyncGenerator[str, None]:
-        """The agent's text, redacted so that no prefix ever shows what the final redaction
-        would change, followed by a short note when the turn did not end well."""
-        from contextlib import aclosing
-
-        from bot.security.redact import Released, release_on_time
-
-        assert self.gw.agent is not None and session.row is not None
-        stream = self.gw.redactor.stream()
-        recalled = await self._recall(ctx, user.content)
-        produced_text = False
-        chosen = await self.gw.model_choices.provider_for(ctx.person_id, self.gw.providers)
-        written: list[str] = []
-        with self.gw.running.track(session.key, ctx.person_id) as running:
-            try:
-                for attempt in range(2):
-                    shorter = await maybe_compact(self.gw, session, ctx, force=attempt > 0)
-                    if attempt and not shorter:
-                        break  # the same history would not fit again: the refusal stands
-                    run = self.gw.agent.run(
-                        session.messages(),
-                        user,
-                        ctx,
-                        summary=session.row.summary,
-                        extra_system=recalled,
-                        provider=chosen,
-                        max_output_tokens=max_output_tokens,
-                    )
-                    # A slow model's text is shown as it becomes safe, not only every
-                    # STREAM_BATCH chars.
-                    events = release_on_time(stream, stoppable(run, running))
-                    async with aclosing(events) as timed:
-                        async for event in timed:
-                            if isinstance(event, Released):
-                                yield event.text
-                            elif isinstance(event, TextDelta):
-                                produced_text = True
-                                written.append(event.text)
-                                out = stream.feed(event.text)
-                                if out:
-                                    yield out
-                            elif isinstance(event, TurnDone):
-                                holder.append(event.result)
-                    result = holder[-1]
-                    # too long for the window before any text: compact and ask once more
-                    if not (isinstance(result.error, ContextTooLong) and not produced_text):
-                        break
-            except TurnStopped:
-                holder.append(stopped_result(written, self.gw.redactor.redact))
-            running.finished = True
-        tail = stream.flush()
-        if tail:
-            yield tail
-        result = holder[-1]
-        if result.outcome == "stopped":
-            yield f"\n\n{STOPPED_NOTE}" if stream.emitted else STOPPED_NOTE
-        elif result.outcome in _FAILED:
-            self.gw.metrics.provider_errors.labels(type(result.error).__name__).inc()
-            log.warning("turn failed in %s: %s", session.key, result.error)
-            note = _user_message(result.error, result.outcome)
-            yield f"\n\n{note}" if stream.emitted else note
-        elif result.outcome == "interrupted":
-            yield " … (the answer was interrupted)"
-        elif result.outcome == "length":
-            yield f"\n\n{CUT_OFF_NOTE}" if stream.emitted else CUT_OFF_NOTE
-        elif result.outcome == "max_iterations":
-            yield "\n\n(I stopped after too many tool steps.)"
-        elif not stream.emitted:
-            yield "(no answer)"
-
-    async def _recall(self, ctx: ToolContext, text: str) -> str:
-        """What this person (never anyone else) told us before, plus shared knowledge."""
-        memory = self.gw.deps.memory
-        if memory is None:
-            return ""
-        from bot.memory import render_recall
-
-        return render_recall(await memory.recall(ctx.person_id, text, include_shared=True))
-
     async def _persist(
         self,
         session: Session,
@@ -409,8 +318,8 @@ class TurnRunner:
         # the pixels stay with this turn; the history keeps the line that names the image
         records = [TurnRecord(turn_id, user.without_images(), identity_key=identity_key)]
         records += [TurnRecord(turn_id, m) for m in result.messages]
-        if result.outcome in _FAILED or not result.messages:
-            note = ChatMessage("assistant", _user_message(result.error, result.outcome))
+        if result.outcome in FAILED or not result.messages:
+            note = ChatMessage("assistant", failure_note(result.error, result.outcome))
             records.append(TurnRecord(turn_id, note))
         last = records[-1]
         last.provider, last.model, last.usage = result.provider, result.model, result.usage
@@ -421,14 +330,6 @@ class TurnRunner:
         kept = [
             (row_id, rec.message)
             for row_id, rec in zip(ids, records, strict=True)
-            if rec.outcome not in _FAILED
+            if rec.outcome not in FAILED
         ]
         self.gw.sessions.remember(session, kept)
-
-
-def _user_message(error: BaseException | None, outcome: str) -> str:
-    if outcome == "timeout":
-        return "Sorry, that took too long and I had to stop. Please try again."
-    if isinstance(error, DecapodError):
-        return error.user_message
-    return DecapodError.user_message

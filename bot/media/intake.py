@@ -85,6 +85,21 @@ class Intake:
         return ChatMessage("user", said + self.text, images=tuple(self.images))
 
 
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """What reading one message's attachments goes by, built once per message."""
+
+    message: InboundMessage
+    channel: Fetcher
+    sandbox: SandboxDeps | None
+    redact: Callable[[str], str]
+    #: the per-channel size cap of one attachment
+    cap: int
+    intake: Intake
+    #: the step each attachment reached, in order
+    steps: list[str]
+
+
 class MediaIntake:
     def __init__(
         self,
@@ -117,8 +132,9 @@ class MediaIntake:
         intake = Intake(sees_images=takes_images(model, self.media.vision_models))
         if self._stopping.is_set():
             raise IntakeStopped("the gateway is stopping")
-        steps: list[str] = []  # the step each attachment reached, in order
-        work = asyncio.ensure_future(self._parts(message, channel, sandbox, redact, intake, steps))
+        cap = self.media.max_bytes_for(message.conversation.channel)
+        reading = _Reading(message, channel, sandbox, redact, cap, intake, steps=[])
+        work = asyncio.ensure_future(self._parts(reading))
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
             await asyncio.wait(
@@ -136,6 +152,7 @@ class MediaIntake:
         if self._stopping.is_set():
             raise IntakeStopped("the gateway stopped while attachments were read")
         limit = _duration(self.media.intake_timeout_s)
+        steps = reading.steps
         for i, part in enumerate(message.parts):
             step = steps[i] if i < len(steps) else "wait"
             if step != "done":
@@ -148,22 +165,14 @@ class MediaIntake:
         the next start) instead of holding the stop up for as long as a download takes."""
         self._stopping.set()
 
-    async def _parts(
-        self,
-        message: InboundMessage,
-        channel: Fetcher,
-        sandbox: SandboxDeps | None,
-        redact: Callable[[str], str],
-        intake: Intake,
-        steps: list[str],
-    ) -> None:
-        cap = self.media.max_bytes_for(message.conversation.channel)
-        for part in message.parts:
+    async def _parts(self, reading: _Reading) -> None:
+        intake, steps = reading.intake, reading.steps
+        for part in reading.message.parts:
             started = time.perf_counter()
             name = _display_name(part)
             steps.append("download")
             try:
-                await self._one(part, name, cap, message, channel, sandbox, redact, intake, steps)
+                await self._one(reading, part, name)
             except MediaProblem as exc:
                 intake.problems.append(exc.user_message)
             except ChannelError as exc:
@@ -181,18 +190,8 @@ class MediaIntake:
                 (time.perf_counter() - started) * 1000,
             )
 
-    async def _one(
-        self,
-        part: Attachment,
-        name: str,
-        cap: int,
-        message: InboundMessage,
-        channel: Fetcher,
-        sandbox: SandboxDeps | None,
-        redact: Callable[[str], str],
-        intake: Intake,
-        steps: list[str],
-    ) -> None:
+    async def _one(self, reading: _Reading, part: Attachment, name: str) -> None:
+        cap, intake, redact = reading.cap, reading.intake, reading.redact
         kind = kind_of(part)
         if kind is None:
             what = part.mime or PurePosixPath(name).suffix or "this kind of"
@@ -206,10 +205,10 @@ class MediaIntake:
             raise MediaProblem(
                 f"{name} is {size_text(part.size)}; I take files up to {size_text(cap)}"
             )
-        data = await channel.fetch(part, cap)
-        steps[-1] = "transcribe" if kind == "audio" else "read"
+        data = await reading.channel.fetch(part, cap)
+        reading.steps[-1] = "transcribe" if kind == "audio" else "read"
         if kind == "image":
-            await self._image(data, name, message, redact, intake)
+            await self._image(reading, data, name)
         elif kind == "audio":
             heard = await self.transcriber.transcribe(data, name, part.mime)
             if not heard:
@@ -219,21 +218,15 @@ class MediaIntake:
             text = await asyncio.to_thread(
                 documents.extract_text, data, name, part.mime, self.media.document_max_chars
             )
-            where = await _save(sandbox, message, name, data)
+            where = await _save(reading.sandbox, reading.message, name, data)
             intake.untrusted = True
             intake.text += (
                 f"\n[document {name}{where}; its text follows, {OUTSIDE_CONTENT}]"
                 f"\n<<<\n{redact(text)}\n>>>"
             )
 
-    async def _image(
-        self,
-        data: bytes,
-        name: str,
-        message: InboundMessage,
-        redact: Callable[[str], str],
-        intake: Intake,
-    ) -> None:
+    async def _image(self, reading: _Reading, data: bytes, name: str) -> None:
+        message, redact, intake = reading.message, reading.redact, reading.intake
         max_side = self.media.image_max_side
         image, (width, height) = await asyncio.to_thread(prepare_image, data, name, max_side)
         if intake.sees_images:

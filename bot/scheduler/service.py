@@ -1,7 +1,8 @@
 """Reminders and scheduled tasks that are never lost.
 
 The jobs table is the truth; a timer on the event loop only wakes the delivery loop at the
-next due time (and the loop wakes every `poll_seconds` anyway). A delivery is:
+next due time (and the loop wakes every `poll_seconds` anyway). A delivery is (2 and 3 are
+bot/scheduler/delivery.py):
 
 1. claimed: one atomic UPDATE takes a due row (pending, or sending under an expired lease);
    the lease is renewed every third of it while the delivery runs, so a task's prompt may
@@ -34,12 +35,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from bot.errors import ChannelError, DeliveryRefused, describe_error
-from bot.faults import fault_point
 from bot.messages import Conversation
-from bot.scheduler import text as texts
 from bot.scheduler.config import SchedulerConfig
-from bot.scheduler.notices import pause_refused, report_missed
+from bot.scheduler.delivery import JobDelivery, backoff
+from bot.scheduler.notices import report_missed
 from bot.scheduler.ports import (
     CheckinRunner,
     Deliverer,
@@ -60,8 +59,6 @@ __all__ = ["CheckinRunner", "Deliverer", "ScheduleError", "Scheduler", "TaskRunn
 log = logging.getLogger(__name__)
 
 _MAX_TEXT = 4000
-_RETRY_FIRST_S = 5.0
-_RETRY_MAX_S = 300.0
 
 
 class Scheduler:
@@ -100,6 +97,8 @@ class Scheduler:
         self._reporting: asyncio.Task[None] | None = None
         self._report_failures = 0
         self._report_after = 0.0
+        #: delivers each claimed job (bot/scheduler/delivery.py)
+        self._delivery = JobDelivery(self, finished=self._delivery_finished)
 
     # lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -280,7 +279,7 @@ class Scheduler:
     async def _report(self) -> None:
         try:
             failed = await report_missed(
-                self.jobs, self.config.max_lateness_seconds, self._send, self.clock
+                self.jobs, self.config.max_lateness_seconds, self._delivery.send, self.clock
             )
         except Exception:
             log.exception("reporting missed jobs failed")
@@ -290,145 +289,22 @@ class Scheduler:
             return
         # backoff as for a delivery: a chat that keeps failing is not asked on every pass
         self._report_failures += 1
-        delay = min(_RETRY_FIRST_S * 2 ** (self._report_failures - 1), _RETRY_MAX_S)
-        self._report_after = self.clock() + delay
+        self._report_after = self.clock() + backoff(self._report_failures)
 
     def _start_delivery(self, job: Job, due: float) -> asyncio.Task[None]:
         self._in_flight.add(job.id)
-        task = asyncio.create_task(self._deliver_held(job, due), name=f"decapod-job-{job.id}")
+        delivery = self._delivery.deliver_held(job, due)
+        task = asyncio.create_task(delivery, name=f"decapod-job-{job.id}")
         self._deliveries.add(task)
         task.add_done_callback(self._deliveries.discard)
         return task
 
-    async def _deliver_held(self, job: Job, due: float) -> None:
-        """Deliver, renewing the claim's lease meanwhile: a task's prompt may run longer
-        than the lease, and another replica would claim the job and run it again."""
-        renewal = asyncio.create_task(self._renew_lease(job))
-        try:
-            await self._deliver(job, due)
-        finally:
-            await cancel_and_wait(renewal)
-
-    async def _renew_lease(self, job: Job) -> None:
-        lease = self.config.lease_seconds
-        while True:
-            await asyncio.sleep(lease / 3)
-            try:
-                if not await self.jobs.extend_lease(job, until=self.clock() + lease):
-                    return  # cancelled or taken over: the delivery finds out itself
-            except Exception as exc:  # tried again: the lease lasts two more tries
-                log.warning("could not renew the lease of job %s: %s", job.id, exc)
-
-    async def _deliver(self, job: Job, due: float) -> None:
-        try:
-            fault_point("scheduler.claimed")
-            late_by = 0.0
-            # a task's answer made by an earlier try whose sending failed: sent, not made again
-            # (its prompt ran once, tools and all)
-            answer = job.answer
-            made: str | None = None
-            try:
-                if job.kind is JobKind.CHECKIN and await self._waits_for_quiet_hours(job):
-                    return
-                if answer is not None:
-                    body: str | None = answer
-                elif job.kind in (JobKind.CHECKIN, JobKind.TASK):
-                    run = self._run_checkin if job.kind is JobKind.CHECKIN else self._run_task
-                    body = answer = await run(job)
-                    # the prompt took a while: cancelled meanwhile, its answer is not sent
-                    if not await self.jobs.holds(job):
-                        log.info(
-                            "job %s was cancelled or taken over while it ran: not sent", job.id
-                        )
-                        return
-                else:
-                    body = texts.reminder_text(job)
-                made = body  # what a retry sends (it adds its own "late by" note)
-                late_by = max(self.clock() - due, 0.0)
-                # a check-in is about now: no "late by" note
-                late = late_by >= self.config.late_note_after_seconds
-                if body and late and job.kind is not JobKind.CHECKIN:
-                    body += "\n" + texts.late_note(due, late_by, job.timezone)
-                # a check-in with nothing to say is done without a message
-                message_id = await self._send(job.conversation, body) if body else ""
-            except DeliveryRefused as exc:
-                # sending again cannot succeed (the chat or topic is gone, the bot was removed)
-                await pause_refused(self.jobs, job, exc, self.clock(), self._send)
-                return
-            except ChannelError as exc:
-                # sent in several messages, some of which went out: a retry sends the rest
-                if exc.delivered and made is not None:
-                    # past the end of `made`, only (part of) the note was not shown
-                    answer = exc.unsent(made) if exc.delivered < len(made) else ""
-                await self._retry_later(job, exc, answer)
-                return
-            except Exception as exc:
-                await self._retry_later(job, exc, answer)
-                return
-            fault_point("scheduler.delivered")
-            if self.on_fired is not None:
-                self.on_fired(job, late_by)
-            committed = await self.jobs.complete(
-                job,
-                message_id=message_id,
-                late_by=late_by,
-                next_due=following(job, due),
-                now=self.clock(),
-            )
-            if not committed:
-                log.warning("job %s changed while it was delivered (cancelled?)", job.id)
-            fault_point("scheduler.committed")
-        except Exception:
-            log.exception("delivery of job %s failed; its lease will bring it back", job.id)
-        finally:
-            self._in_flight.discard(job.id)
-            # the loop ignored this job while it was in flight: wake it to arm for the job's
-            # next occurrence, or to claim the due jobs it had no room for
-            if self._backlogged or job.repeat != "once":
-                self._wake.set()
-
-    async def _send(self, conversation: Conversation, text: str) -> str:
-        # a send that hangs must not hold up the job or the loop; one that timed out may
-        # still have landed, which is the one duplicate a crash may cause as well
-        async with asyncio.timeout(self.config.lease_seconds):
-            return await self.deliverer.deliver(conversation, text)
-
-    async def _run_checkin(self, job: Job) -> str | None:
-        if self.checkins is None:
-            raise ScheduleError("check-ins are off")
-        return await self.checkins.run_checkin(job)
-
-    async def _waits_for_quiet_hours(self, job: Job) -> bool:
-        """Inside the person's quiet hours the check-in waits (not counted as a failure)."""
-        now = self.clock()
-        until = self.checkins.quiet_until(job, now) if self.checkins is not None else None
-        if until is None:
-            return False
-        await self.jobs.retry_later(
-            job, run_at=until, error="waits for quiet hours", now=now, answer=job.answer
-        )
-        self._wake.set()  # to arm for its new time
-        return True
-
-    async def _run_task(self, job: Job) -> str:
-        if self.task_runner is None:
-            raise ScheduleError("no task runner is configured")
-        return await self.task_runner.run_task(job)
-
-    async def _retry_later(self, job: Job, exc: Exception, answer: str | None) -> None:
-        delay = min(_RETRY_FIRST_S * 2 ** max(job.attempt - 1, 0), _RETRY_MAX_S)
-        log.warning(
-            "delivery of job %s failed (attempt %d), retrying in %.0fs: %s",
-            job.id,
-            job.attempt,
-            delay,
-            exc,
-        )
-        now = self.clock()
-        await self.jobs.retry_later(
-            job, run_at=now + delay, error=describe_error(exc), now=now, answer=answer
-        )
-        self._wake.set()  # to arm for the retry
+    def _delivery_finished(self, job: Job) -> None:
+        self._in_flight.discard(job.id)
+        # the loop ignored this job while it was in flight: wake it to arm for the job's
+        # next occurrence, or to claim the due jobs it had no room for
+        if self._backlogged or job.repeat != "once":
+            self._wake.set()
 
     async def _mark_missed(self, job: Job, now: float) -> None:
         nxt = following(job, now)

@@ -7,14 +7,13 @@ claim (cancelled meanwhile, or taken over) cannot overwrite the row.
 
 Commits a person relies on (a new job, a cancel, a delivery marked sent) are made durable
 before the call returns: the WAL is fsynced, which is what `PRAGMA synchronous=FULL` does for
-every commit, without slowing down the other tables' writes on the shared connection.
+every commit, without slowing down the other tables' writes on the shared connection
+(bot/store/wal_sync.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import secrets
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -30,6 +29,7 @@ from bot.store.job_model import (
     Miss,
     NewJob,
 )
+from bot.store.wal_sync import WalSync
 
 if TYPE_CHECKING:
     from bot.store import Conn, Store
@@ -91,41 +91,10 @@ def _held(job: Job) -> dict[str, Any]:
     return {"id": job.id, "attempt_id": job.attempt_id}
 
 
-class _WalSync:
-    """Group commit for durability: callers that committed while an fsync was running share
-    the next one instead of queueing one each."""
-
-    def __init__(self, wal: Path) -> None:
-        self._wal = wal
-        self._lock = asyncio.Lock()
-        self._started = 0
-        self._finished = 0
-
-    async def sync(self) -> None:
-        needed = self._started + 1  # an fsync that starts after this caller's commit
-        async with self._lock:
-            if self._finished >= needed:
-                return
-            self._started += 1
-            generation = self._started
-            await asyncio.to_thread(self._fsync)
-            self._finished = generation
-
-    def _fsync(self) -> None:
-        try:
-            fd = os.open(self._wal, os.O_RDONLY)
-        except FileNotFoundError:
-            return  # no WAL: everything was checkpointed into the (synced) database file
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 class JobRepo:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._wal = _WalSync(Path(f"{store.path}-wal"))
+        self._wal = WalSync(Path(f"{store.path}-wal"))
 
     async def _durable_write(self, fn: Callable[[Conn], T]) -> T:
         result = await self.store.write(fn)

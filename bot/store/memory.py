@@ -1,9 +1,10 @@
 """SQL for per-person memory: items, their chunks, the FTS5 index (kept by triggers), the
-search over it and the sqlite-vec table, knowledge files, link codes. The vector table's own
-upkeep and the embedding cache are in bot/store/memory_vectors.py.
+search over it and the sqlite-vec table, knowledge files, link codes. The item rows and the
+SQL that inserts, deletes and moves them are in bot/store/memory_items.py; the vector
+table's own upkeep and the embedding cache are in bot/store/memory_vectors.py.
 
 Every query that returns memory takes the owners it may return and filters on them in SQL,
-so one person's items can reach another only through a bug in this file.
+so one person's items can reach another only through a bug in these files.
 """
 
 from __future__ import annotations
@@ -11,9 +12,18 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from bot.store.memory_items import (
+    ItemRow,
+    NewChunk,
+    NewItem,
+    delete_items,
+    insert_item,
+    item_rows,
+    owner_tag,
+    reown,
+)
 from bot.store.memory_rows import (
     ChunkRow,
     SearchRows,
@@ -25,11 +35,8 @@ from bot.store.memory_rows import (
 from bot.store.memory_vectors import (
     VEC_TABLE,
     VectorRepo,
-    drop_vectors,
     first_column,
     in_batches,
-    move_vectors,
-    put_vector,
     vec_model,
     vectors_usable,
 )
@@ -37,143 +44,20 @@ from bot.store.memory_vectors import (
 if TYPE_CHECKING:
     from bot.store import Conn, Store
 
-__all__ = ["ChunkRow", "ItemRow", "MemoryRepo", "NewChunk", "NewItem", "SearchRows", "search_rows"]
+# the item rows and their SQL live in memory_items.py; named here too, where callers import them
+__all__ = [
+    "ChunkRow",
+    "ItemRow",
+    "MemoryRepo",
+    "NewChunk",
+    "NewItem",
+    "SearchRows",
+    "owner_tag",
+    "search_rows",
+]
 
 SHARED = "shared"
-_ITEM_COLS = "id, owner, kind, text, source, created_at, updated_at, expires_at"
 _KNOWLEDGE_ITEM = "SELECT item_id FROM memory_knowledge_files WHERE path = ?"
-
-
-def owner_tag(owner: str) -> str:
-    """One FTS5 token standing for an owner, so a MATCH is scoped to owners inside the index.
-    Letters then digits: no tokenizer splits it and no stemmer alters it."""
-    return "o" + str(int(hashlib.sha256(owner.encode("utf-8")).hexdigest()[:15], 16))
-
-
-@dataclass(frozen=True, slots=True)
-class NewChunk:
-    seq: int
-    text: str
-    text_hash: str
-    #: float32 bytes in the space of the model passed alongside; None = nothing to store
-    vector: bytes | None = None
-    #: what the text depends on (the turn it answers, when it was said): searched, not shown
-    context: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class NewItem:
-    owner: str
-    kind: str
-    text: str
-    chunks: list[NewChunk]
-    source: str = ""
-    #: the model that made the chunks' vectors; None = not embedded yet
-    model: str | None = None
-    expires_at: float | None = None
-    #: when it was said (default: now); also what recency and the recalled date go by
-    at: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ItemRow:
-    id: int
-    owner: str
-    kind: str
-    text: str
-    source: str
-    created_at: float
-    updated_at: float
-    expires_at: float | None
-
-
-def _delete_items(conn: Conn, item_ids: Sequence[int]) -> int:
-    """Delete items with their chunks, FTS entries, vectors and cached embeddings; zero
-    the freed cells and rewrite the FTS index so no stale segment keeps the words."""
-    if not item_ids:
-        return 0
-    secure = conn.execute("PRAGMA secure_delete").fetchone()[0]
-    conn.execute("PRAGMA secure_delete = 1")
-    try:
-        deleted = 0
-        for part, qs in in_batches(item_ids):
-            chunks = conn.execute(
-                f"SELECT id, text_hash FROM memory_chunks WHERE item_id IN ({qs})", part
-            ).fetchall()
-            drop_vectors(conn, [c[0] for c in chunks])
-            deleted += conn.execute(f"DELETE FROM memory_items WHERE id IN ({qs})", part).rowcount
-            hashes = sorted({c[1] for c in chunks})
-            for hpart, hqs in in_batches(hashes):
-                conn.execute(
-                    f"DELETE FROM memory_embed_cache WHERE text_hash IN ({hqs}) AND text_hash "
-                    f"NOT IN (SELECT text_hash FROM memory_chunks WHERE text_hash IN ({hqs}))",
-                    (*hpart, *hpart),
-                )
-        conn.execute("INSERT INTO memory_fts(memory_fts) VALUES ('optimize')")
-        return deleted
-    finally:
-        conn.execute(f"PRAGMA secure_delete = {int(secure)}")
-
-
-def _insert_item(conn: Conn, item: NewItem, now: float) -> int:
-    digest = hashlib.sha256(item.text.encode()).hexdigest()
-    now = now if item.at is None else item.at
-    item_id = int(
-        conn.execute(
-            "INSERT INTO memory_items (owner, kind, text, text_hash, source, created_at,"
-            " updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (item.owner, item.kind, item.text, digest, item.source, now, now, item.expires_at),
-        ).lastrowid
-    )
-    recorded = vec_model(conn)
-    in_space = bool(recorded and recorded[0] == item.model and vectors_usable(conn))
-    tag = owner_tag(item.owner)
-    for ch in item.chunks:
-        cid = conn.execute(
-            "INSERT INTO memory_chunks (item_id, owner, owner_tag, seq, text, text_hash, embedded,"
-            " context) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (item_id, item.owner, tag, ch.seq, ch.text, ch.text_hash, int(in_space), ch.context),
-        ).lastrowid
-        if in_space and ch.vector is not None:
-            put_vector(conn, cid, item.owner, ch.vector)
-    return item_id
-
-
-def _item_rows(conn: Conn, where: str, params: Sequence[Any]) -> list[ItemRow]:
-    rows = conn.execute(f"SELECT {_ITEM_COLS} FROM memory_items WHERE {where}", params)
-    return [ItemRow(*r) for r in rows.fetchall()]
-
-
-def _reown(conn: Conn, source: str, target: str) -> None:
-    """Move every item of `source` to `target`: rows, FTS owner tags, vector partitions."""
-    _drop_twins(conn, source, target)
-    conn.execute("UPDATE memory_items SET owner = ? WHERE owner = ?", (target, source))
-    ids = first_column(
-        conn, "SELECT id FROM memory_chunks WHERE owner = ? AND embedded = 1", (source,)
-    )
-    conn.execute(
-        "UPDATE memory_chunks SET owner = ?, owner_tag = ? WHERE owner = ?",
-        (target, owner_tag(target), source),
-    )
-    move_vectors(conn, ids, target)
-
-
-def _drop_twins(conn: Conn, source: str, target: str) -> None:
-    """Delete the items of `source` whose text `target` already holds (`add` never stores one
-    text twice for a person); the copy kept takes the later time and the longer life."""
-    twins = conn.execute(
-        "SELECT s.id, s.updated_at, s.expires_at, t.id, t.updated_at, t.expires_at"
-        " FROM memory_items s JOIN memory_items t ON t.owner = ? AND t.text_hash = s.text_hash"
-        " AND t.text = s.text WHERE s.owner = ?",
-        (target, source),
-    ).fetchall()
-    for _, s_updated, s_expires, t_id, t_updated, t_expires in twins:
-        expires = None if s_expires is None or t_expires is None else max(s_expires, t_expires)
-        conn.execute(
-            "UPDATE memory_items SET updated_at = ?, expires_at = ? WHERE id = ?",
-            (max(s_updated, t_updated), expires, t_id),
-        )
-    _delete_items(conn, sorted({row[0] for row in twins}))
 
 
 class MemoryRepo:
@@ -196,7 +80,7 @@ class MemoryRepo:
                 (item.owner, digest, item.text),
             )
             if not found:
-                return _insert_item(conn, item, now), True
+                return insert_item(conn, item, now), True
             # said again: as recent as the latest time it was said
             conn.execute(
                 "UPDATE memory_items SET updated_at = max(updated_at, ?), expires_at = ?"
@@ -212,12 +96,12 @@ class MemoryRepo:
 
         def op(conn: Conn) -> list[ItemRow]:
             if item_ids is None:
-                rows = _item_rows(conn, "owner = ?", (owner,))
+                rows = item_rows(conn, "owner = ?", (owner,))
             else:
                 rows = []
                 for part, qs in in_batches(list(item_ids)):
-                    rows += _item_rows(conn, f"owner = ? AND id IN ({qs})", (owner, *part))
-            _delete_items(conn, [r.id for r in rows])
+                    rows += item_rows(conn, f"owner = ? AND id IN ({qs})", (owner, *part))
+            delete_items(conn, [r.id for r in rows])
             return rows
 
         return await self.store.write(op)
@@ -226,7 +110,7 @@ class MemoryRepo:
         """Items of `owner` with a chunk matching the FTS5 expression `match`."""
 
         def op(conn: Conn) -> list[ItemRow]:
-            return _item_rows(
+            return item_rows(
                 conn,
                 "owner = ? AND id IN (SELECT c.item_id FROM memory_fts JOIN memory_chunks c"
                 " ON c.id = memory_fts.rowid WHERE memory_fts MATCH ? AND c.owner = ?)"
@@ -237,7 +121,7 @@ class MemoryRepo:
         return await self.store.read(op)
 
     async def items(self, owner: str) -> list[ItemRow]:
-        return await self.store.read(lambda c: _item_rows(c, "owner = ? ORDER BY id", (owner,)))
+        return await self.store.read(lambda c: item_rows(c, "owner = ? ORDER BY id", (owner,)))
 
     async def owners(self) -> list[str]:
         return await self.store.read(
@@ -256,7 +140,7 @@ class MemoryRepo:
 
     async def prune_expired(self, now: float) -> int:
         sql = "SELECT id FROM memory_items WHERE expires_at IS NOT NULL AND expires_at <= ?"
-        return await self.store.write(lambda c: _delete_items(c, first_column(c, sql, (now,))))
+        return await self.store.write(lambda c: delete_items(c, first_column(c, sql, (now,))))
 
     # search ----------------------------------------------------------------------------------
     async def search(
@@ -331,8 +215,8 @@ class MemoryRepo:
         new = NewItem(SHARED, "knowledge", text, chunks, source=path, model=model)
 
         def op(conn: Conn) -> int:
-            _delete_items(conn, first_column(conn, _KNOWLEDGE_ITEM, (path,)))
-            item_id = _insert_item(conn, new, time.time())
+            delete_items(conn, first_column(conn, _KNOWLEDGE_ITEM, (path,)))
+            item_id = insert_item(conn, new, time.time())
             conn.execute(
                 "INSERT OR REPLACE INTO memory_knowledge_files VALUES (?, ?, ?)",
                 (path, sha, item_id),
@@ -344,7 +228,7 @@ class MemoryRepo:
     async def remove_knowledge(self, path: str) -> bool:
         # the file's row goes with its item (ON DELETE CASCADE)
         return await self.store.write(
-            lambda c: _delete_items(c, first_column(c, _KNOWLEDGE_ITEM, (path,))) > 0
+            lambda c: delete_items(c, first_column(c, _KNOWLEDGE_ITEM, (path,))) > 0
         )
 
     # identity links --------------------------------------------------------------------------
@@ -378,7 +262,7 @@ class MemoryRepo:
                 conn.execute(
                     "UPDATE identities SET person_id = ? WHERE person_id = ?", (target, person_id)
                 )
-                _reown(conn, person_id, target)
+                reown(conn, person_id, target)
                 # reminders follow the person too
                 conn.execute(
                     "UPDATE jobs SET person_id = ? WHERE person_id = ?", (target, person_id)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from bot.store.memory import ItemRow, MemoryRepo, SearchRows, _item_rows, search_rows
+from bot.store.memory import ItemRow, MemoryRepo, SearchRows, search_rows
+from bot.store.memory_items import item_rows
 from bot.store.memory_vectors import VEC_TABLE, vec_model
 from bot.store.pg_vectors import nearest
 
@@ -53,7 +54,7 @@ class PgMemoryRepo(MemoryRepo):
             return []
 
         def op(conn: Conn) -> list[ItemRow]:
-            return _item_rows(
+            return item_rows(
                 conn,
                 "owner = ? AND id IN (SELECT item_id FROM memory_chunks WHERE owner = ?"
                 " AND tsv @@ to_tsquery('english', ?)) ORDER BY id",
