@@ -4,7 +4,6 @@ and the vectors where it says things in other words."""
 from __future__ import annotations
 
 import dataclasses
-
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
