@@ -49,12 +49,12 @@ class FusionWeights:
     recency_boost: float = 0.0
     half_life_days: float = 30.0
     method: str = "rrf"  # "rrf" | "score"
-    #: the vector weight falls by this share of how much of the question the best keyword
-    #: hits hold (`keyword_confidence`); 0 keeps it fixed
+    #: when the largest share of the question the best keyword hits hold
+    #: (`keyword_confidence`) is above `keyword_sure`, the vector weight falls by this
     keyword_trust: float = 0.0
-    #: a share above this counts as the whole question: keyword search decides; 1 never
+    #: a share above this makes keyword search sure of that hit; 1 never
     keyword_sure: float = 1.0
-    #: at or below `keyword_sure`, the vector weight falls by this times the share instead;
+    #: at or below `keyword_sure`, the vector weight falls by this times the share;
     #: None: by `keyword_trust` times the share
     keyword_share_trust: float | None = None
     #: a best keyword hit holding more than `keyword_sure` of the question counts, on the
