@@ -12,8 +12,9 @@ questions. Rows:
   the question names (bot/memory/feedback.py); `default, no coverage rerank`, `default, no
   date boost`, `default + neighbour turns`, `default, questions not demoted`, `default, no
   session boost`, `default, no follow-up answers`: the last stage's parts (bot/memory/rerank.py);
-  `default, trust by share only`: the vector weight falls only by the share of the question
-  the best keyword hits hold, never by all of keyword trust (`keyword_sure` 1);
+  `default, no sure lift`: a best keyword hit holding most of the question not lifted on
+  the vector side; `default, fusion before`: the fusion weights shipped before
+  (`PREVIOUS_FUSION`);
 - `default, save() defaults` and `keyword, save() defaults`: turns saved as bare "Speaker:
   text" with nothing else (no time, no turn before given), as a caller using save()'s
   defaults does: each keeps the turn stored before it, but the session's date is lost;
@@ -137,6 +138,14 @@ async def indexed(
             await service.stop()
 
 
+#: the fusion shipped before potion-base-8M's weights were chosen: keyword trust from LoCoMo
+#: with WordLlama (the vector weight 2.0 falling to 0.2 where keyword search was sure)
+PREVIOUS_FUSION: Setting = {
+    "vector_weight": 2.0,
+    "keyword_trust": 0.9,
+    "keyword_share_trust": 0.9,
+    "keyword_sure_lift": 0.0,
+}
 ROWS: list[tuple[str, SearchMode, Setting]] = [
     ("default", "hybrid", {}),
     ("keyword", "keyword", {}),
@@ -149,7 +158,8 @@ ROWS: list[tuple[str, SearchMode, Setting]] = [
     ("default, questions not demoted", "hybrid", {"question_weight": 1.0}),
     ("default, no session boost", "hybrid", {"session_boost": 0.0}),
     ("default, no follow-up answers", "hybrid", {"follow_up_share": 0.0}),
-    ("default, trust by share only", "hybrid", {"keyword_sure": 1.0}),
+    ("default, no sure lift", "hybrid", {"keyword_sure_lift": 0.0}),
+    ("default, fusion before", "hybrid", PREVIOUS_FUSION),
 ]
 
 

@@ -35,9 +35,11 @@ STAGE_GRID: dict[str, list[Any]] = {
 }
 GRID: dict[str, list[Any]] = {
     "fusion": ["score"],
-    "vector_weight": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0],
-    "context_weight": [0.0, 0.15, 0.3, 0.5],
-    "keyword_trust": [0.0, 0.9],
+    "vector_weight": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+    "context_weight": [0.3, 0.5],
+    "keyword_trust": [0.0, 0.5, 0.75, 0.9],
+    "keyword_share_trust": [0.0, 0.25, 0.5, 0.9],
+    "keyword_sure_lift": [0.0, 1.0],
 }
 RRF_GRID: dict[str, list[Any]] = {
     "fusion": ["rrf"],

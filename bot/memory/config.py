@@ -77,14 +77,18 @@ class MemoryConfig(_Strict):
     #: "rrf": reciprocal rank fusion, sum of weight / (rrf_k + rank)
     fusion: Literal["score", "rrf"] = "score"
     keyword_weight: float = Field(default=1.0, ge=0)
-    vector_weight: float = Field(default=2.0, ge=0)
+    vector_weight: float = Field(default=4.0, ge=0)
     rrf_k: int = Field(default=10, ge=1)
-    #: the vector weight falls by this share of how much of the question the best keyword
-    #: hits hold: where the question uses an answer's own words, keyword search decides
-    keyword_trust: float = Field(default=0.9, ge=0, le=1)
-    #: when a best keyword hit holds more than this share of the question's words, the
-    #: vector weight falls by the whole of keyword_trust; 1 turns it off
+    #: the share of the question's words the best keyword hits hold decides how far keyword
+    #: search is trusted (bot/memory/search.py, keyword_shares). Above keyword_sure
+    #: ("sure"), such a hit counts on the vector side as at least keyword_sure_lift as near
+    #: as the nearest candidate (the vectors order the rest), and the vector weight falls
+    #: by keyword_trust; at or below it, the vector weight falls by keyword_share_trust
+    #: times that share. Chosen on the generated sets' tuning halves (docs/performance.md)
     keyword_sure: float = Field(default=0.5, ge=0, le=1)
+    keyword_sure_lift: float = Field(default=1.0, ge=0, le=1)
+    keyword_trust: float = Field(default=0.0, ge=0, le=1)
+    keyword_share_trust: float = Field(default=0.25, ge=0, le=1)
     #: a query word found in what an item depends on (the turn before, the day it was said)
     #: counts this much of one found in the item itself
     context_weight: float = Field(default=0.5, ge=0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -48,11 +49,17 @@ class FusionWeights:
     recency_boost: float = 0.0
     half_life_days: float = 30.0
     method: str = "rrf"  # "rrf" | "score"
-    #: the vector weight falls by this share of how much of the question the best keyword
-    #: hits hold (`keyword_confidence`); 0 keeps it fixed
+    #: when the largest share of the question the best keyword hits hold
+    #: (`keyword_confidence`) is above `keyword_sure`, the vector weight falls by this
     keyword_trust: float = 0.0
-    #: a share above this counts as the whole question: keyword search decides; 1 never
+    #: a share above this makes keyword search sure of that hit; 1 never
     keyword_sure: float = 1.0
+    #: at or below `keyword_sure`, the vector weight falls by this times the share;
+    #: None: by `keyword_trust` times the share
+    keyword_share_trust: float | None = None
+    #: a best keyword hit holding more than `keyword_sure` of the question counts, on the
+    #: vector side, as at least this near (1: as the nearest candidate); 0 never
+    keyword_sure_lift: float = 0.0
 
     @classmethod
     def from_config(cls, config: MemoryConfig) -> FusionWeights:
@@ -65,7 +72,14 @@ class FusionWeights:
             config.fusion,
             config.keyword_trust,
             config.keyword_sure,
+            config.keyword_share_trust,
+            config.keyword_sure_lift,
         )
+
+    @property
+    def trusts_keywords(self) -> bool:
+        """Whether the vector weight depends on what the best keyword hits hold."""
+        return bool(self.keyword_trust or self.keyword_share_trust or self.keyword_sure_lift)
 
 
 def _scaled(scores: dict[int, float]) -> dict[int, float]:
@@ -93,19 +107,24 @@ def _spread(scores: dict[int, float]) -> dict[int, float]:
 _CONFIDENT_DEPTH = 3
 
 
-def keyword_confidence(found: SearchRows, terms: list[str]) -> float:
-    """The largest share of the question's words (`terms`) that one of the best keyword hits
+def keyword_shares(found: SearchRows, terms: list[str]) -> dict[int, float]:
+    """For each of the best keyword hits, the share of the question's words (`terms`) it
     holds in what was said (the speaker in front and the context left out): near 1 when
     the question uses the words of an answer, which keyword search then ranks well; low
     when it says things in other words, which only the vectors find."""
     if not terms:
-        return 0.0
-    best = 0.0
+        return {}
+    shares = {}
     for cid in found.keyword[:_CONFIDENT_DEPTH]:
         words = set(WORD.findall(without_speaker(found.rows[cid].text).lower()))
-        held = sum(any(same_word(t, w) for w in words) for t in terms)
-        best = max(best, held / len(terms))
-    return best
+        shares[cid] = sum(any(same_word(t, w) for w in words) for t in terms) / len(terms)
+    return shares
+
+
+def keyword_confidence(found: SearchRows, terms: list[str]) -> float:
+    """The largest share of the question's words that one of the best keyword hits holds
+    (`keyword_shares`)."""
+    return max(keyword_shares(found, terms).values(), default=0.0)
 
 
 def fuse(
@@ -114,12 +133,15 @@ def fuse(
     limit: int,
     now: float | None = None,
     confidence: float = 0.0,
+    sure: Collection[int] = (),
 ) -> list[MemoryHit]:
     """Merge the keyword and vector lists: by scaled scores (weight * BM25 / best BM25 +
     weight * cosine scaled from the worst candidate to the best) or by reciprocal rank
     (sum of weight / (rrf_k + rank)); either times an optional boost for recent items.
-    The vector weight falls by `keyword_trust` x `confidence` (see keyword_confidence), by
-    the whole of `keyword_trust` when `confidence` is above `keyword_sure`. Ties keep
+    The vector weight falls by the whole of `keyword_trust` when `confidence` (see
+    keyword_confidence) is above `keyword_sure`, else by `keyword_share_trust` x
+    `confidence`. The hits in `sure` (best keyword hits holding more than `keyword_sure` of
+    the question) count as at least `keyword_sure_lift` near on the vector side. Ties keep
     keyword order, then vector order."""
     now = time.time() if now is None else now
     keyword_rank = {cid: i + 1 for i, cid in enumerate(found.keyword)}
@@ -130,8 +152,11 @@ def fuse(
     if confidence > weights.keyword_sure:
         # a best keyword hit holding most of the question is the answer about as often as
         # one holding all of it, and the vectors' nearest are chatty turns on its topic
-        confidence = 1.0
-    vector_weight = weights.vector * max(0.0, 1.0 - weights.keyword_trust * confidence)
+        fall = weights.keyword_trust
+    else:
+        share_trust = weights.keyword_share_trust
+        fall = (weights.keyword_trust if share_trust is None else share_trust) * confidence
+    vector_weight = weights.vector * max(0.0, 1.0 - fall)
     hits: list[MemoryHit] = []
     for cid in dict.fromkeys(found.keyword + found.vector):
         row = found.rows[cid]
@@ -139,7 +164,10 @@ def fuse(
         score = 0.0
         if by_score:
             score += weights.keyword * keyword_scaled.get(cid, 0.0)
-            score += vector_weight * vector_scaled.get(cid, 0.0)
+            near = vector_scaled.get(cid, 0.0)
+            if cid in sure and vector_scaled:  # keyword search alone keeps its own order
+                near = max(near, weights.keyword_sure_lift)
+            score += vector_weight * near
         else:
             if kr is not None:
                 score += weights.keyword / (weights.rrf_k + kr)

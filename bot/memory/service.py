@@ -34,7 +34,7 @@ from bot.memory.search import (
     MemoryHit,
     fit_budget,
     fuse,
-    keyword_confidence,
+    keyword_shares,
     merge_phrasings,
 )
 from bot.memory.text import (
@@ -306,8 +306,11 @@ class MemoryService:
         found = await self.repo.search(
             owners, match, blob, model, limit, now, self.config.context_weight
         )
-        trust = keyword_confidence(found, query_terms(query)) if self.weights.keyword_trust else 0.0
-        return fuse(found, self.weights, limit, now, trust)
+        weights = self.weights
+        shares = keyword_shares(found, query_terms(query)) if weights.trusts_keywords else {}
+        sure = [cid for cid, share in shares.items() if share > weights.keyword_sure]
+        trust = max(shares.values(), default=0.0)
+        return fuse(found, weights, limit, now, trust, sure)
 
     async def search_phrasings(
         self, person_id: str, phrasings: list[str], *, limit: int = 10

@@ -98,7 +98,8 @@ def test_evaluation_reports_rows_categories_and_latency(
         "default, questions not demoted",
         "default, no session boost",
         "default, no follow-up answers",
-        "default, trust by share only",
+        "default, no sure lift",
+        "default, fusion before",
         "default, save() defaults",
         "keyword, save() defaults",
     ]
@@ -162,24 +163,33 @@ def test_multi_hop_questions_need_every_evidence_turn() -> None:
     assert bridges >= 40
 
 
+#: how far below the better single method fusion may fall on a held-out half: one question
+#: in 600-800 moves recall by ~0.002, and a tie is often a question's half evidence turn
+TOLERANCE = 0.005
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # a whole evaluation: about 80 s of CPU alone, twice that when busy
-def test_default_beats_keyword_search_on_the_heldout_split() -> None:
-    result = memory_eval.run(quick=True, embedders=("hashing",))
+@pytest.mark.parametrize("hard", [False, True], ids=["first set", "second set"])
+def test_default_beats_keyword_search_on_the_heldout_split(hard: bool) -> None:
+    """The shipped fusion is at least the better of keyword and vector search alone (within
+    TOLERANCE) on both generated sets' held-out halves, at recall@5 and @10; its weights were
+    chosen on the tuning halves (docs/performance.md, "Fusion weights for potion-base-8M")."""
+    result = memory_eval.run(quick=True, embedders=("hashing",), hard=hard)
     rows = result["rows"]
-    assert result["dataset"] == "memory_gen (heldout)"
+    assert result["dataset"] == f"{'memory_gen_hard' if hard else 'memory_gen'} (heldout)"
     plain = rows["default, no second stage"]
-    # With potion-base-8M, vector search alone is 0.012 above fusion at @10 on this half (0.873
-    # against 0.861; keyword trust hands questions in an answer's own words to keyword search,
-    # a setting chosen on LoCoMo), and below it at @5: docs/performance.md, "Choosing the embedder"
-    assert rows["default"]["recall@5"] >= rows["vector"]["recall@5"]
-    assert rows["default"]["recall@10"] >= rows["vector"]["recall@10"] - 0.02
     for k in ("recall@5", "recall@10"):
+        better = max(rows["keyword"][k], rows["vector"][k])
+        assert rows["default"][k] >= better - TOLERANCE, (k, rows["default"][k], better)
         assert rows["default"][k] > rows["keyword"][k]
-        # the second stage pays, and most on questions over several turns
-        assert rows["default"][k] > plain[k]
-        # with no model but the hashing floor, fusion is still never below either half
-        assert rows["default fusion, hashing"][k] >= rows["keyword"][k]
-        assert rows["default fusion, hashing"][k] >= rows["vector, hashing"][k]
-    multi_hop = rows["default"]["categories"]["multi-hop"]["recall@10"]
-    assert multi_hop > plain["categories"]["multi-hop"]["recall@10"] + 0.05
+    if not hard:  # the second set's questions name nobody: the second stage has little to do
+        for k in ("recall@5", "recall@10"):
+            assert rows["default"][k] > plain[k]  # the second stage pays
+        multi_hop = rows["default"]["categories"]["multi-hop"]["recall@10"]
+        # and most on questions over several turns
+        assert multi_hop > plain["categories"]["multi-hop"]["recall@10"] + 0.05
+    # with no model but the hashing floor, fusion stays above either half at @10; at @5 the
+    # weight chosen for potion-base-8M puts its weak vectors' picks above keyword's
+    floor = rows["default fusion, hashing"]["recall@10"]
+    assert floor >= max(rows["keyword"]["recall@10"], rows["vector, hashing"]["recall@10"])

@@ -3,6 +3,7 @@ and the vectors where it says things in other words."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest_asyncio
 
 from bot.memory.config import MemoryConfig
-from bot.memory.search import FusionWeights, fuse, keyword_confidence
+from bot.memory.search import FusionWeights, fuse, keyword_confidence, keyword_shares
 from bot.memory.service import MemoryService
 from bot.store import Store
 from bot.store.memory import ChunkRow, SearchRows
@@ -65,8 +66,49 @@ def test_a_question_in_other_words_keeps_the_vectors_weight() -> None:
     assert fuse(found, trusting, 10, 0.0, confidence)[0].chunk_id == 2
 
 
-def test_the_shipped_fusion_trusts_keywords() -> None:
-    assert MemoryConfig().keyword_trust == 0.9
+def test_the_shipped_fusion_lifts_what_keyword_search_is_sure_of() -> None:
+    config = MemoryConfig()
+    assert (config.vector_weight, config.keyword_sure, config.keyword_sure_lift) == (4.0, 0.5, 1.0)
+    assert (config.keyword_trust, config.keyword_share_trust) == (0.0, 0.25)
+
+
+def test_shares_are_of_the_best_keyword_hits() -> None:
+    found = _found([1, 3, 2], [2, 3, 1])
+    assert keyword_shares(found, ["booked", "ferry", "getaway"]) == {1: 2 / 3, 3: 0.0, 2: 0.0}
+    assert keyword_shares(_found([3, 2, 1], []), ["ferry"]) == {3: 0.0, 2: 0.0, 1: 1.0}
+    assert keyword_shares(found, []) == {}
+
+
+def test_a_sure_keyword_hit_comes_first_and_the_vectors_order_the_rest() -> None:
+    found = _found([1, 3], [2, 3, 1])
+    confidence = keyword_confidence(found, ["booked", "ferry", "getaway"])  # two of three
+    lifting = FusionWeights(method="score", vector=4.0, keyword_sure=0.5, keyword_sure_lift=1.0)
+    hits = fuse(found, lifting, 10, 0.0, confidence, sure=[1])
+    assert [h.chunk_id for h in hits] == [1, 2, 3]
+    # not lifted, the vectors' pick comes first
+    assert fuse(found, lifting, 10, 0.0, confidence)[0].chunk_id == 2
+    # the vector weight falling for every hit (the fusion before) puts keyword's order on
+    # the rest as well
+    falling = FusionWeights(method="score", vector=2.0, keyword_trust=0.9, keyword_sure=0.5)
+    assert [h.chunk_id for h in fuse(found, falling, 10, 0.0, confidence)] == [1, 3, 2]
+
+
+def test_keyword_search_alone_keeps_its_order_whatever_is_sure() -> None:
+    found = _found([3, 1], [])
+    lifting = FusionWeights(method="score", vector=4.0, keyword_sure=0.5, keyword_sure_lift=1.0)
+    assert [h.chunk_id for h in fuse(found, lifting, 10, 0.0, 1.0, sure=[1])] == [3, 1]
+
+
+def test_share_trust_lowers_the_vector_weight_at_or_below_sure() -> None:
+    # chunk 1 holds half of the question: the vectors' pick 2 wins at full weight, and
+    # loses once the weight falls by the share
+    found = _found([1, 3], [2, 1])
+    half = keyword_confidence(found, ["ferry", "getaway"])
+    assert half == 0.5
+    full = FusionWeights(method="score", vector=1.2, keyword_sure=0.5)
+    assert fuse(found, full, 10, 0.0, half)[0].chunk_id == 2
+    by_share = dataclasses.replace(full, keyword_share_trust=0.5)
+    assert fuse(found, by_share, 10, 0.0, half)[0].chunk_id == 1
 
 
 @pytest_asyncio.fixture
@@ -104,9 +146,9 @@ async def test_a_best_keyword_hit_holding_most_of_the_question_outranks_the_vect
     assert [h.item_id for h in hits[:2]] == [answer, chatter]
     assert MemoryConfig().keyword_sure == 0.5
 
-    # with the vector weight falling only by the share (two thirds), the chatter wins
-    by_share = await hybrid_memory(keyword_sure=1.0)
-    hits = await by_share.search("alice", question, limit=5)
+    # not lifted, the vectors' pick wins
+    unlifted = await hybrid_memory(keyword_sure_lift=0.0)
+    hits = await unlifted.search("alice", question, limit=5)
     assert hits[0].item_id == chatter
 
 
