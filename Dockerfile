@@ -17,8 +17,11 @@ COPY bot /src/bot
 COPY channels /src/channels
 # EXTRAS=all: every channel, Anthropic, local embeddings, the scheduler (see pyproject.toml)
 ARG EXTRAS=all
+# then the table of the code a start generates (dataclass methods, string annotations), as
+# pip compiles the modules: the running gateway does not write beside its modules
 RUN /opt/decapod/bin/pip install "/src[${EXTRAS}]" \
-    && /opt/decapod/bin/decapod --version
+    && /opt/decapod/bin/decapod --version \
+    && /opt/decapod/bin/python -m bot.code_cache
 
 FROM ${BASE}
 # bubblewrap: the exec sandbox; the CA store: TLS to the platforms (a base image that has

@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().print_help()
         return 0
     if args.command == "run":
+        from bot import code_cache
+
+        code_cache.install()  # first: the start's generated methods compiled once, not each time
         from bot.heap import hold_collections_until_settled
 
         hold_collections_until_settled()  # until the gateway is up (bot/heap.py)

@@ -149,12 +149,23 @@ async def _run(config: Config) -> None:
         from bot.heap import settle_soon
 
         settling = settle_soon()
+        _finish_code_cache()
         try:
             await _until_signal()
         finally:
             settling.cancel()
             if runtime is not None:
                 remove_runtime(config.home, runtime)
+
+
+def _finish_code_cache() -> None:
+    """The start is over: what it compiled goes to the table for the next start (in a
+    thread: its encoding and write, a few ms on a first start, keep off the event loop)."""
+    from bot import code_cache
+
+    code_cache.finish(write=False)  # the builtins back, the table's bytes let go, at once
+    if code_cache.unsaved():
+        asyncio.get_running_loop().run_in_executor(None, code_cache.save_last)
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
