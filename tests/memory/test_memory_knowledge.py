@@ -44,7 +44,7 @@ async def _knowledge(service: MemoryService) -> dict[str, str]:
     return {r.source: r.text for r in await service.repo.items(SHARED)}
 
 
-async def _until(check, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+async def _until(check, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not await check():
         assert time.monotonic() < deadline, "timed out"
