@@ -188,7 +188,8 @@ async def test_a_file_the_store_refused_is_indexed_once_it_takes_writes_again(
         store, memory_config(tiny_model, watch_debounce_ms=0), tmp_path, redact=REDACT
     )
     watcher = service.watcher
-    watcher.retry_s = 0.3
+    # long enough that the polls below, on a busy machine, all come before the retry is due
+    watcher.retry_s = 5.0
     tried: list[str] = []
     index = watcher.index
 
