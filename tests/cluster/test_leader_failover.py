@@ -29,10 +29,8 @@ def _answer(request: RecordedRequest) -> Reply:
     return Reply(text=f"answer to {request.body['messages'][-1]['content']}")
 
 
-def _answer_or_hang(request: RecordedRequest) -> Reply:
-    if request.body["messages"][-1]["content"] == "a slow one":
-        return Reply(hang=True)
-    return _answer(request)
+def _slow_one(request: RecordedRequest) -> bool:
+    return bool(request.body["messages"][-1]["content"] == "a slow one")
 
 
 def _asked(llm: FakeLLM, text: str) -> int:
@@ -150,10 +148,14 @@ async def test_a_leader_that_loses_its_lock_connection_stops_polling_first(
 ) -> None:
     async with FakeTelegram() as telegram, FakeLLM() as llm:
         telegram.one_poller = True
-        llm.reply_fn = _answer_or_hang
-        # a stop waits this long for running turns: the hand-over must not wait for them
+        llm.reply_fn = _answer
+        # "a slow one" is answered only when the test lets it: until then a stopped replica
+        # drains it, for as long as a busy machine needs to hand over (the grace is only an
+        # upper bound: the stop ends when the turn does)
+        llm.hold_only = _slow_one
+        llm.hold.clear()
         replicas = [
-            await start_replica(tmp_path / f"r{i}", pg_url, telegram, llm, grace_s=15)
+            await start_replica(tmp_path / f"r{i}", pg_url, telegram, llm, grace_s=120)
             for i in range(2)
         ]
         try:
@@ -191,7 +193,9 @@ async def test_a_leader_that_loses_its_lock_connection_stops_polling_first(
                 lambda: telegram.texts(301) == ["answer to after the stop"], 30
             )
             assert other.proc.returncode is None, "answered while the stopped one still drains"
+            llm.hold.set()  # the slow turn ends, and with it the drain
             assert await asyncio.wait_for(other.proc.wait(), 60) == 0
             assert telegram.max_polling == 1 and telegram.conflicts == 0
         finally:
+            llm.hold.set()
             await stop_all(replicas)

@@ -250,7 +250,7 @@ async def test_a_restart_never_asks_the_model_again_for_a_partly_shown_answer(
     assert partial[0].startswith(rows[1]["content"]) and rows[1]["content"]
 
 
-async def _until(predicate: Any, timeout: float = 5.0) -> None:
+async def _until(predicate: Any, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 from bot.gateway import Gateway
 from bot.providers.base import ChatRequest, ToolCall
 from bot.providers.testing import Answer, FunctionProvider, ScriptedProvider
 from tests.fakes.channel import RecordingChannel
+
+# a reminder due while nothing runs is set this far ahead: the first gateway must stop first
+DUE_AFTER_DOWN_S = 5
 
 
 async def test_remind_command_delivers_verbatim_to_the_same_chat(make_config: Any) -> None:
@@ -20,7 +24,7 @@ async def test_remind_command_delivers_verbatim_to_the_same_chat(make_config: An
         await channel.push("/remind in 2s stretch your back")
         confirmation = (await channel.wait_for_messages(1))[0]
         assert "stretch your back" in confirmation
-        texts = await channel.wait_for_messages(2, timeout=10)
+        texts = await channel.wait_for_messages(2, timeout=30)
     assert texts[1].endswith("stretch your back") and "late" not in texts[1]
     assert provider.requests == [], "no model decides whether a reminder is sent"
 
@@ -31,7 +35,7 @@ async def test_plain_remind_me_sentence_needs_no_model(make_config: Any) -> None
     async with Gateway(make_config(), provider=provider, channels={"test": channel}):
         await channel.push("remind me in 2 seconds to drink water")
         await channel.push("remind me at 9 to call")
-        texts = await channel.wait_for_messages(3, timeout=10)
+        texts = await channel.wait_for_messages(3, timeout=30)
     assert "morning or in the evening" in texts[1]  # ambiguous: a question, never a guess
     assert texts[2].endswith("drink water")
     assert provider.requests == []
@@ -43,12 +47,16 @@ async def test_reminder_due_while_down_arrives_after_restart_marked_late(
     config = make_config(scheduler={"late_note_after_seconds": 0})
     first = RecordingChannel()
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": first}):
-        await first.push("/remind in 1s stand up")
+        pushed = time.monotonic()
+        await first.push(f"/remind in {DUE_AFTER_DOWN_S}s stand up")
         await first.wait_for_messages(1)
-    await asyncio.sleep(2.0)  # due while nothing runs
+    # due while nothing runs: far enough ahead that a busy machine has stopped the first
+    # gateway by then
+    assert len(first.texts()) == 1, "the reminder came due before the gateway stopped"
+    await asyncio.sleep(pushed + DUE_AFTER_DOWN_S + 1.0 - time.monotonic())
     second = RecordingChannel()
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": second}):
-        [late] = await second.wait_for_messages(1, timeout=10)
+        [late] = await second.wait_for_messages(1, timeout=30)
         await asyncio.sleep(0.3)
     assert "stand up" in late and "late by" in late
     assert len(second.texts()) == 1, "delivered once"
@@ -74,10 +82,10 @@ async def test_a_scheduled_task_runs_the_agent_and_delivers_its_answer(make_conf
     provider = FunctionProvider(answer)
     async with Gateway(make_config(), provider=provider, channels={"test": channel}) as gw:
         await channel.push("in 2 seconds tell me a fun fact")
-        texts = await channel.wait_for_messages(2, timeout=10)
+        texts = await channel.wait_for_messages(2, timeout=30)
         assert gw.deps.scheduler is not None
         # the job is marked done just after its answer is sent: wait for that, not a guess
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(30):
             while jobs := await gw.deps.scheduler.list_jobs("test:u1"):
                 await asyncio.sleep(0.02)
     assert texts[0] == "Scheduled."

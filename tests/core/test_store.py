@@ -193,11 +193,13 @@ async def test_a_cheap_write_runs_on_the_loop_but_never_overtakes_the_writer(
     async with Store(tmp_path / "a.db") as store:
         seen: list[tuple[str, str]] = []
         gate = threading.Event()
+        holding = threading.Event()
 
         def op(tag: str) -> Callable[[Any], str]:
             def run(conn: Any) -> str:
                 if tag == "slow":
-                    gate.wait(10)
+                    holding.set()
+                    gate.wait(30)
                 conn.execute("INSERT INTO kv VALUES (?, 'x', 0)", (tag,))
                 seen.append((tag, threading.current_thread().name))
                 return tag
@@ -205,7 +207,9 @@ async def test_a_cheap_write_runs_on_the_loop_but_never_overtakes_the_writer(
             return run
 
         slow = asyncio.ensure_future(store.write(op("slow")))
-        await asyncio.sleep(0.05)  # its tick has ended: the writer thread holds it
+        async with asyncio.timeout(30):  # its tick has ended: the writer thread holds it
+            while not holding.is_set():
+                await asyncio.sleep(0.01)
         after = asyncio.ensure_future(store.write(op("after"), cheap=True))
         await asyncio.sleep(0.05)
         assert not after.done()  # it waits behind the slow write

@@ -18,6 +18,9 @@ from bot.store.jobs import JobRepo
 from bot.store.repos import TurnRecord
 from tests.core.test_store_backends import _inbound, _job
 
+# a reminder due while nothing runs is set this far ahead: the first gateway must stop first
+DUE_AFTER_DOWN_S = 5
+
 
 async def test_a_gateway_turn_on_postgresql(
     make_config: Any, pg_url: str, monkeypatch: pytest.MonkeyPatch
@@ -196,15 +199,19 @@ async def test_a_reminder_fires_once_across_a_restart_on_postgresql(
     config = make_config(store={"url": pg_url}, scheduler={"late_note_after_seconds": 0})
     first = RecordingChannel()
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": first}):
-        await first.push("/remind in 1s stand up")
+        pushed = time.monotonic()
+        await first.push(f"/remind in {DUE_AFTER_DOWN_S}s stand up")
         await first.wait_for_messages(1)
-    await asyncio.sleep(2.0)  # due while nothing runs
+    # due while nothing runs: far enough ahead that a busy machine has stopped the first
+    # gateway by then
+    assert len(first.texts()) == 1, "the reminder came due before the gateway stopped"
+    await asyncio.sleep(pushed + DUE_AFTER_DOWN_S + 1.0 - time.monotonic())
     second = RecordingChannel()
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": second}) as gw:
-        [late] = await second.wait_for_messages(1, timeout=10)
+        [late] = await second.wait_for_messages(1, timeout=30)
         assert "stand up" in late and "late by" in late
         # the job is marked done just after its message is sent: wait for that
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(30):
             while await gw.store.read(_job_states) != [("sent", 1)]:
                 await asyncio.sleep(0.05)
     assert len(second.texts()) == 1, "delivered once"
@@ -327,7 +334,7 @@ async def test_a_nul_in_a_message_or_an_answer_is_kept_on_postgresql(
         await channel.push("what does a\x00b say?")
         await channel.push("/remind in 1h check a\x00b")
         texts = await channel.wait_for_messages(2)
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(30):
             while await gw.store.deliveries.unfinished():
                 await asyncio.sleep(0.05)
         session = gw.sessions.get("test:dm:u1")

@@ -254,7 +254,7 @@ class FakeDiscord:
         async with self._changed:
             self._changed.notify_all()
 
-    async def until(self, predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
+    async def until(self, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
         """Wait until `predicate()` is truthy (re-checked on every request and frame)."""
 
         async def wait() -> Any:
@@ -279,7 +279,7 @@ class FakeDiscord:
         *,
         start: int = 0,
         count: int = 1,
-        timeout: float = 5.0,
+        timeout: float = 30.0,
     ) -> Call:
         """The `count`-th successful call matching, once it has arrived."""
         await self.until(

@@ -254,7 +254,7 @@ class FakeLLM:
             if (model is None or r.model == model) and (path is None or r.path == path)
         ]
 
-    async def wait_idle(self, timeout: float = 2.0) -> None:
+    async def wait_idle(self, timeout: float = 30.0) -> None:
         """Until no request is being answered (a hung one ends when its client disconnects)."""
         async with asyncio.timeout(timeout):
             while self.open_requests:

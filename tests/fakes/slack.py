@@ -214,7 +214,7 @@ class FakeSlack:
         return [c for c in self.calls if c.method == method and status in (None, c.status)]
 
     async def wait_for(
-        self, method: str, start: int = 0, timeout: float = 5.0, **match: Any
+        self, method: str, start: int = 0, timeout: float = 30.0, **match: Any
     ) -> dict[str, Any]:
         """The params of the first successful call of `method` (from index `start` of .calls)
         whose params include `match`."""
@@ -232,7 +232,7 @@ class FakeSlack:
         assert result is not None
         return result
 
-    async def wait_for_responses(self, count: int, timeout: float = 5.0) -> list[ApiCall]:
+    async def wait_for_responses(self, count: int, timeout: float = 30.0) -> list[ApiCall]:
         async with self._changed:
             await asyncio.wait_for(
                 self._changed.wait_for(lambda: len(self.responses) >= count), timeout
@@ -468,7 +468,7 @@ class FakeSlack:
         """A Socket Mode connection is open now."""
         return self._ws_ready.is_set()
 
-    async def wait_connected(self, timeout: float = 5.0) -> None:
+    async def wait_connected(self, timeout: float = 30.0) -> None:
         await asyncio.wait_for(self._ws_ready.wait(), timeout)
 
     async def socket_send(
@@ -479,7 +479,7 @@ class FakeSlack:
         retry_attempt: int = 0,
         retry_reason: str = "",
         accepts_response_payload: bool = False,
-        timeout: float = 5.0,
+        timeout: float = 30.0,
     ) -> Ack | None:
         """Push an envelope; the client's ack, or None if none came within `timeout`."""
         await self.wait_connected(timeout)

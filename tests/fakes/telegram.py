@@ -317,7 +317,7 @@ class FakeTelegram:
             if c.method == method and all(c.params.get(k) == v for k, v in match.items())
         ]
 
-    async def wait_for(self, method: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
+    async def wait_for(self, method: str, timeout: float = 30.0, **match: Any) -> dict[str, Any]:
         """The first `method` call whose params include `match`, waiting for it."""
 
         def found() -> list[Call]:
@@ -327,7 +327,7 @@ class FakeTelegram:
             await asyncio.wait_for(self._changed.wait_for(found), timeout)
         return found()[0].params
 
-    async def wait_until(self, predicate: Any, timeout: float = 5.0) -> None:
+    async def wait_until(self, predicate: Any, timeout: float = 30.0) -> None:
         async with self._changed:
             await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
 

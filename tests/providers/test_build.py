@@ -120,7 +120,10 @@ async def test_one_chain_per_distinct_list_and_breakers_shared_across_chains(
 
 async def test_probes_open_and_close_a_local_server(fake: FakeLLM) -> None:
     providers = {"local": ProviderConfig(base_url=fake.base_url + "/v1", probe_interval_s=0.02)}
-    built = ProviderSet(providers, ModelsConfig(chat=["local:m"]), environ={})
+    # A probe's failure opens the entry until the next probe; on the real clock that is a
+    # 0.02 s window a busy machine can keep the check below from seeing. The manual clock
+    # holds it open until a probe's answer closes it.
+    built = ProviderSet(providers, ModelsConfig(chat=["local:m"]), clock=ManualClock(), environ={})
     try:
         fake.models_status = 503
         await built.start()

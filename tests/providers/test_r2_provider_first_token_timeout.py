@@ -41,7 +41,10 @@ async def test_hung_primary_times_out_and_the_fallback_answers() -> None:
             base_url=fake.base_url + "/v1", first_token_timeout_s=FIRST_TOKEN_TIMEOUT_S
         )
         primary = OpenAIProvider("primary", config, ["sk-a"])
-        fallback = OpenAIProvider("fallback", config, ["sk-b"])
+        # the fallback's own timeout is not under test: a busy machine may keep its first
+        # answer longer than the primary's 0.3 s
+        fallback_config = ProviderConfig(base_url=fake.base_url + "/v1", first_token_timeout_s=30.0)
+        fallback = OpenAIProvider("fallback", fallback_config, ["sk-b"])
         failover = FailoverProvider(
             [ChainEntry(primary, "hung"), ChainEntry(fallback, "ok")], clock=ManualClock()
         )
@@ -71,7 +74,9 @@ async def test_hung_primary_times_out_and_the_fallback_answers() -> None:
 
 async def test_timeout_is_not_retried_on_the_same_entry() -> None:
     async with FakeLLM() as fake:
-        config = ProviderConfig(base_url=fake.base_url + "/v1", first_token_timeout_s=0.1)
+        # long enough for the request to reach the server on a busy machine, so the one call
+        # it saw is the one attempt made
+        config = ProviderConfig(base_url=fake.base_url + "/v1", first_token_timeout_s=2.0)
         only = OpenAIProvider("only", config, ["sk-a"])
         failover = FailoverProvider([ChainEntry(only, "hung")], clock=ManualClock())
         fake.push(Reply(hang=True), model="hung")

@@ -114,7 +114,7 @@ def channel_of(gateway: Gateway) -> DiscordChannel:
     return channel
 
 
-async def settle(gateway: Gateway, timeout: float = 5.0) -> None:
+async def settle(gateway: Gateway, timeout: float = 30.0) -> None:
     """Until no turn is running or queued."""
 
     async def idle() -> None:

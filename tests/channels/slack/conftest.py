@@ -63,7 +63,7 @@ def events_url(gateway: Gateway) -> str:
     return f"http://127.0.0.1:{gateway.http.port}/slack/events"
 
 
-async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
+async def until(condition: Callable[[], object], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

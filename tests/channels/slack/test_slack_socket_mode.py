@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from typing import Any
 
 import pytest
@@ -127,11 +128,12 @@ async def test_slash_command_acks_at_once_and_answers_at_the_response_url(
         assert ack is not None and ack.elapsed < 3.0
         assert ack.payload == {"text": "Working on it…", "response_type": "ephemeral"}
         assert fake.responses == []
+        acked_at = time.monotonic()
         release.set()
         (answer,) = await fake.wait_for_responses(1)
         await idle(gateway)
     assert answer.params == {"text": "It is *4*.", "response_type": "in_channel"}
-    assert answer.at - ack.elapsed > 0.9  # the model's second came after the ack
+    assert answer.at > acked_at  # the answer came after the ack
 
 
 async def test_slash_subcommands_help_and_status(fake: FakeSlack, running: Any) -> None:
@@ -193,9 +195,11 @@ async def test_malformed_frames_and_payloads_are_skipped(fake: FakeSlack, runnin
             fake.event("dm_message", user=None),
             fake.event("dm_message", files="nope", text={"a": 1}),
         ]
-        acks = [await fake.socket_send("events_api", body, timeout=1.0) for body in broken]
-        # Bolt leaves an event_callback without an event unanswered; ours are acknowledged
-        assert acks[0] is None and all(ack is not None for ack in acks[1:])
+        # Bolt leaves an event_callback without an event unanswered (a short wait shows it);
+        # ours are acknowledged, however long a busy machine takes
+        assert await fake.socket_send("events_api", broken[0], timeout=1.0) is None
+        acks = [await fake.socket_send("events_api", body) for body in broken[1:]]
+        assert all(ack is not None for ack in acks)
         await fake.socket_send("events_api", fake.event("dm_message"))
         posted = await fake.wait_for("chat.postMessage")
         await idle(gateway)

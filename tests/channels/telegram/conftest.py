@@ -71,7 +71,7 @@ def tg_config(make_config: Callable[..., Any], fake: FakeTelegram) -> Callable[.
     return build
 
 
-async def until(predicate: Callable[[], Any], timeout: float = 5.0) -> None:
+async def until(predicate: Callable[[], Any], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

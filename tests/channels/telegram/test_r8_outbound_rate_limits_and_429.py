@@ -102,7 +102,9 @@ async def test_r8_outbound_rate_limits_and_429(
     dm_times = dispatches.times(str(ALICE))
     assert min(b - a for a, b in itertools.pairwise(dm_times)) >= SCALED.chat_interval_s
     group_times = dispatches.times(str(GROUP))
-    assert _most_in_window(group_times, SCALED.group_window_s) == 20
+    # the limit holds; that the pacer uses all of it is checked on the virtual clock below
+    # (here a busy machine may send slower than the pacer would allow)
+    assert _most_in_window(group_times, SCALED.group_window_s) <= 20
     assert group_times[-1] - group_times[0] >= SCALED.group_window_s
     assert _most_in_window(dispatches.times(), SCALED.global_window_s) <= 30
 
