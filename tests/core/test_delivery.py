@@ -319,7 +319,8 @@ async def test_a_send_failing_while_the_stop_drains_its_turn_waits_for_the_next_
             await stopping
         # tried at least once in full (on a busy machine the stream's first flush may try
         # too, before the final one tries again with the whole answer)
-        assert channel.tries >= BaseChannel.max_transient_attempts, "the answer was tried"
+        attempts = BaseChannel.max_transient_attempts
+        assert attempts <= channel.tries <= 2 * attempts, "the answer was tried, once"
         assert gw.deliveries.tries_waiting == 0
     async with Gateway(
         make_config(), provider=FunctionProvider(answer), channels={"test": RecordingChannel()}
