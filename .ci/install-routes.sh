@@ -244,6 +244,12 @@ route_systemd() {
         printed "/opt/decapod/bin/pip install '.[all]'" "$unit" "$header" >"$WORK/opt.log" 2>&1 ||
             { tail -n 40 "$WORK/opt.log"; die "pip install into /opt/decapod"; }
         [[ $(/opt/decapod/bin/decapod --version) == "decapod $VERSION" ]] || die "/opt/decapod/bin/decapod"
+        printed '/opt/decapod/bin/python -m bot.code_cache      # generated code, compiled once for all starts' \
+            "$unit" "$header"
+        # written under root's umask, read by the service's own user
+        for table in /opt/decapod/lib/python3*/site-packages/bot/__pycache__/generated.*.bin; do
+            [[ $(stat -c '%a' "$table") == 644 ]] || die "$table: not readable by the service"
+        done
         grep -qxF "${header}/opt/decapod/bin/decapod --home /etc/decapod init --provider openai --yes" \
             "$unit" || die "$unit no longer prints its init line"
         # the header's init, with the fake's address for the provider's

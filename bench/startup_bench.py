@@ -49,9 +49,11 @@ def compile_bytecode() -> None:
     # and the table of generated code (bot/code_cache.py), as the image's build fills it: a
     # start writes it itself, but not with PYTHONDONTWRITEBYTECODE set. In a process of its
     # own, as it imports every module of the project
-    subprocess.run(
-        [sys.executable, "-m", "bot.code_cache"], check=True, capture_output=True, cwd=root
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.code_cache"], capture_output=True, text=True, cwd=root
     )
+    if done.returncode:
+        raise RuntimeError(f"python -m bot.code_cache failed:\n{done.stderr}")
 
 
 def _version_times(runs: int) -> list[float]:

@@ -12,14 +12,17 @@ functions of this module that look the source up in a table loaded from one file
 only what is not there, exactly as the builtins would (the same source, the file name
 "<string>", the caller's `__future__` flags). Anything else (code objects, other file names,
 other flags) goes to the builtins unchanged. Once the start is over, `finish` restores the
-builtins and, when something had to be compiled, writes what this start used back to the
-file (beside the package's bytecode, in `__pycache__`, and like that bytecode not when
+builtins and hands the table back; when something had to be compiled, its caller writes the
+table (what this start used and what the file held besides) back to the file (beside the
+package's bytecode, in `__pycache__`, and like that bytecode not when
 `sys.dont_write_bytecode` is set, nor when the folder is read-only). `python -m
 bot.code_cache` fills the file ahead of time, as `compileall` does for the modules.
 
 A table from another Python cannot be used: it starts with the interpreter's bytecode magic
-number; a file that does not read as one table is ignored (and replaced, when writable).
-Whoever can write this file could as well write the modules' bytecode beside it.
+number. A digest of the rest follows, so a file damaged on disk (or cut short) is ignored as
+a whole, and so is one whose index does not hold places within it; a start then compiles
+past it (and replaces it, when it may write). Whoever can write this file could as well
+write the modules' bytecode beside it.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import logging
 import marshal
 import os
 import sys
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from types import CodeType, FrameType, ModuleType
@@ -40,9 +44,10 @@ from typing import Any
 log = logging.getLogger("decapod.start")
 
 #: what follows the magic number; a new layout of the table gets a new one
-_FORMAT = b"decapod code cache 1\n"
+_FORMAT = b"decapod code cache 2\n"
 _HEADER = importlib.util.MAGIC_NUMBER + _FORMAT
 _FILENAME = "<string>"
+_KEY_SIZE = 32
 #: the compiler flags a caller's `__future__` imports set, which `exec` and `compile`
 #: inherit from the code that calls them
 _FUTURE_FLAGS = 0
@@ -61,8 +66,9 @@ def _tag() -> str:
 class CodeCache:
     """The table, read once: the digest of each source and where its code lies in the file;
     a code object is read from the file when its source is first looked up. The file's
-    bytes are one buffer, let go by `finish`, so what a start does not use costs an idle
-    gateway only the index (~0.1 KB a source), not a code object each."""
+    bytes are one buffer, let go by `finish` (or, when this start compiled anything, by
+    `save`, which keeps what the file held that this start did not use), so what a start
+    does not use costs an idle gateway nothing."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -84,16 +90,21 @@ class CodeCache:
         where = self._index.get(key)
         if where is None:
             return None
-        start, length = self._base + (where >> 32), where & 0xFFFFFFFF
         try:
-            code = marshal.loads(memoryview(self._data)[start : start + length])
+            code = marshal.loads(self._entry(where))
         except (EOFError, ValueError, TypeError):
             return None
         return code if type(code) is CodeType else None
 
+    def _entry(self, where: int) -> memoryview:
+        start = self._base + (where >> 32)
+        return memoryview(self._data)[start : start + (where & 0xFFFFFFFF)]
+
     def release(self) -> None:
-        """Let go of the file's bytes and its index (what was read stays in use)."""
-        self._data, self._base, self._index = b"", 0, {}
+        """Let go of the file's bytes and its index (what was read stays in use), unless
+        this start compiled anything: then `save` needs them, to keep what it did not use."""
+        if not self.compiled:
+            self._data, self._base, self._index = b"", 0, {}
 
     @property
     def size(self) -> int:
@@ -101,60 +112,99 @@ class CodeCache:
         return len(self._used)
 
     def save(self) -> bool:
-        """Write what this process used, when it compiled anything; False when not written
-        (nothing new, bytecode not written here, or the folder not writable)."""
-        if not self.compiled or sys.dont_write_bytecode:
-            return False
-        index: dict[bytes, int] = {}
-        blob = bytearray()
-        for key, code in list(self._used.items()):
-            data = marshal.dumps(code)
-            index[key] = len(blob) << 32 | len(data)
-            blob += data
-        head = marshal.dumps(index)
-        data = _HEADER + len(head).to_bytes(4, "little") + head + blob
+        """Write what this process used, with what the file held that it did not use, when
+        it compiled anything; False when not written (nothing new, bytecode not written
+        here, or the folder not writable). The table's contents are let go either way."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # written whole under a name of its own, then renamed: a start that reads the
-            # file meanwhile sees the old table or the new one
-            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-            with open(tmp, "xb") as file:
-                try:
-                    file.write(data)
-                except BaseException:
-                    os.unlink(tmp)
-                    raise
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            log.debug("code cache not written to %s: %s", self.path, exc)
-            return False
-        return True
+            if not self.compiled or sys.dont_write_bytecode:
+                return False
+            entries: list[tuple[bytes, bytes | memoryview]] = [
+                (key, marshal.dumps(code)) for key, code in list(self._used.items())
+            ]
+            entries += [(k, self._entry(w)) for k, w in self._index.items() if k not in self._used]
+            return _write(self.path, _encode(entries))
+        finally:
+            self._used, self._data, self._base, self._index = {}, b"", 0, {}
+
+
+def _encode(entries: Iterable[tuple[bytes, bytes | memoryview]]) -> bytes:
+    """A table's file: each key with its marshalled code."""
+    index: dict[bytes, int] = {}
+    blob = bytearray()
+    for key, data in entries:
+        index[key] = len(blob) << 32 | len(data)
+        blob += data
+    head = marshal.dumps(index)
+    payload = len(head).to_bytes(4, "little") + head + blob
+    return _HEADER + hashlib.blake2b(payload, digest_size=_KEY_SIZE).digest() + payload
+
+
+def _write(path: Path, data: bytes) -> bool:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # written whole under a name of its own, then renamed: a start that reads the file
+        # meanwhile sees the old table or the new one
+        fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        log.debug("code cache not written to %s: %s", path, exc)
+        return False
+    try:
+        with open(fd, "wb") as file:
+            # readable by all, as bytecode is: a service's own user reads what root wrote
+            os.fchmod(file.fileno(), 0o644)
+            file.write(data)
+        os.replace(tmp, path)
+        tmp = ""
+    except OSError as exc:
+        log.debug("code cache not written to %s: %s", path, exc)
+        return False
+    finally:
+        if tmp:
+            os.unlink(tmp)
+    return True
 
 
 def _digest(mode: str, flags: int, filename: str, source: str) -> bytes:
-    """What identifies a compilation: the same digest, the same code."""
-    text = f"{mode}\0{flags}\0{filename}\0{source}".encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(text, digest_size=32).digest()
+    """What identifies a compilation: the same digest, the same code (`-O` changes it)."""
+    fields = (mode, flags, sys.flags.optimize, filename, source)
+    text = "\0".join(map(str, fields)).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(text, digest_size=_KEY_SIZE).digest()
 
 
 def _load(path: Path) -> tuple[bytes, int, dict[bytes, int]]:
     """The file's bytes, where its codes begin (after the index) and the index; none when
-    the file is missing or is not a table of this interpreter's."""
+    the file is missing, is not a table of this interpreter's or is damaged."""
     try:
         data = path.read_bytes()
     except OSError:
         return b"", 0, {}
-    if not data.startswith(_HEADER):
+    at = len(_HEADER) + _KEY_SIZE
+    payload = memoryview(data)[at:]
+    if not data.startswith(_HEADER) or len(payload) < 4:
         return b"", 0, {}
-    at = len(_HEADER) + 4
-    length = int.from_bytes(data[at - 4 : at], "little")
+    if hashlib.blake2b(payload, digest_size=_KEY_SIZE).digest() != data[len(_HEADER) : at]:
+        return b"", 0, {}
+    length = int.from_bytes(payload[:4], "little")
     try:
-        index = marshal.loads(memoryview(data)[at : at + length])
+        index = marshal.loads(payload[4 : 4 + length])
     except (EOFError, ValueError, TypeError):
         return b"", 0, {}
-    if not isinstance(index, dict):
+    base = at + 4 + length
+    if not _valid(index, len(data) - base):
         return b"", 0, {}
-    return data, at + length, index
+    return data, base, index
+
+
+def _valid(index: object, size: int) -> bool:
+    """Whether `index` holds, for keys of the digest's size, places within `size` bytes."""
+    if type(index) is not dict:
+        return False
+    for key, where in index.items():
+        if type(key) is not bytes or len(key) != _KEY_SIZE or type(where) is not int:
+            return False
+        if where < 0 or (where >> 32) + (where & 0xFFFFFFFF) > size:
+            return False
+    return True
 
 
 def _caller_flags(frame: FrameType | None) -> int:
@@ -230,36 +280,18 @@ def install(path: Path | None = None) -> CodeCache | None:
     return cache
 
 
-#: the table of the start that finished, until `save_last` writes it
-_finished: CodeCache | None = None
-
-
-def finish(*, write: bool = True) -> bool:
-    """The builtins again in `dataclasses` and `typing`, the table's bytes let go; then,
-    with `write`, the table written when this start compiled anything (else `save_last`
-    does it later). True when written."""
-    global _installed, _finished
+def finish() -> CodeCache | None:
+    """The builtins again in `dataclasses` and `typing`, the table's bytes let go unless
+    it is to be written; the table, for its `save` when it `compiled` anything (this module
+    keeps nothing of it), or None when none was installed."""
+    global _installed
     installed, _installed = _installed, None
     if installed is None:
-        return False
+        return None
     for module, name in installed.names:
         vars(module).pop(name, None)
     installed.cache.release()
-    _finished = installed.cache
-    return save_last() if write else False
-
-
-def unsaved() -> bool:
-    """Whether the start that finished compiled what its table lacks, and may write it."""
-    cache = _finished
-    return cache is not None and cache.compiled > 0 and not sys.dont_write_bytecode
-
-
-def save_last() -> bool:
-    """Write the table of the start that finished (once), when it compiled anything."""
-    global _finished
-    cache, _finished = _finished, None
-    return cache.save() if cache is not None else False
+    return installed.cache
 
 
 #: the packages whose modules `python -m bot.code_cache` imports: every part a start may load
@@ -284,19 +316,21 @@ def fill(packages: Iterable[str] = PACKAGES, path: Path | None = None) -> int:
                     continue
                 try:
                     importlib.import_module(info.name)
-                except ImportError as exc:  # an optional part not installed
+                except Exception as exc:  # an optional part not installed, or not set up
                     log.info("code cache: %s not imported: %s", info.name, exc)
     finally:
+        finish()
+        size = cache.size
         dont_write, sys.dont_write_bytecode = sys.dont_write_bytecode, False
         try:
-            finish()
+            cache.save()
         finally:
             sys.dont_write_bytecode = dont_write
-    return cache.size
+    return size
 
 
 def _skip(name: str) -> None:
-    log.info("code cache: package %s not imported", name)
+    log.info("code cache: package %s not imported", name, exc_info=True)
 
 
 def main() -> int:

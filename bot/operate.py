@@ -163,9 +163,9 @@ def _finish_code_cache() -> None:
     thread: its encoding and write, a few ms on a first start, keep off the event loop)."""
     from bot import code_cache
 
-    code_cache.finish(write=False)  # the builtins back, the table's bytes let go, at once
-    if code_cache.unsaved():
-        asyncio.get_running_loop().run_in_executor(None, code_cache.save_last)
+    cache = code_cache.finish()  # the builtins back, the table's bytes let go, at once
+    if cache is not None and cache.compiled:
+        asyncio.get_running_loop().run_in_executor(None, cache.save)
 
 
 def cmd_chat(args: argparse.Namespace) -> int:

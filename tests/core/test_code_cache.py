@@ -6,11 +6,17 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import gc
+import hashlib
 import json
+import marshal
 import os
+import stat
 import subprocess
 import sys
 import typing
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,24 +76,25 @@ result = {
 if cache is not None:
     sys.dont_write_bytecode = False
     result["compiled"] = cache.compiled
-    result["written"] = code_cache.finish()
+    finished = code_cache.finish()
+    result["written"] = finished is cache and cache.save()
     result["exec_restored"] = "exec" not in vars(dataclasses)
     result["compile_restored"] = "compile" not in vars(typing)
 print(json.dumps(result))
 """
 
 
-def _start(table: Path | str) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _run(*args: str, cwd: Path = ROOT) -> str:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(cwd)])}
     done = subprocess.run(
-        [sys.executable, "-c", CHECK, str(table)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+        [sys.executable, *args], env=env, capture_output=True, text=True, timeout=60, cwd=cwd
     )
-    return dict(json.loads(done.stdout))
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _start(table: Path | str, *flags: str) -> dict[str, Any]:
+    return dict(json.loads(_run(*flags, "-c", CHECK, str(table))))
 
 
 def test_a_second_start_compiles_nothing_and_its_classes_behave_as_compiled(
@@ -110,7 +117,7 @@ def test_a_second_start_compiles_nothing_and_its_classes_behave_as_compiled(
 
 @pytest.mark.parametrize(
     "content",
-    [b"", b"not a table", b"\x00\x00\r\n" + b"decapod code cache 1\n" + b"\x00" * 8],
+    [b"", b"not a table", b"\x00\x00\r\n" + b"decapod code cache 2\n" + b"\x00" * 40],
     ids=["empty", "garbage", "another interpreter's"],
 )
 def test_a_damaged_or_foreign_table_is_compiled_past_and_replaced(
@@ -170,7 +177,145 @@ def test_install_and_finish_leave_the_builtins_in_place(tmp_path: Path) -> None:
         assert vars(dataclasses)["exec"] is not builtins.exec
         assert code_cache.install(tmp_path / "other.bin") is None  # once
     finally:
-        code_cache.finish(write=False)
-        code_cache.save_last()
+        finished = code_cache.finish()
+    assert finished is cache and code_cache.finish() is None
     assert "exec" not in vars(dataclasses) and "compile" not in vars(typing)
     assert dataclasses.make_dataclass("After", ["a"])(1).a == 1
+
+
+def test_after_finish_nothing_in_the_module_holds_the_table(tmp_path: Path) -> None:
+    """An idle gateway keeps no code object of its start: once its caller lets go of the
+    table (after writing it, or at once), it is gone."""
+    cache = code_cache.install(tmp_path / "generated.bin")
+    assert cache is not None
+    dataclasses.make_dataclass("During", ["a"])
+    held = weakref.ref(cache)
+    finished = code_cache.finish()
+    assert finished is cache and cache.compiled > 0
+    del cache, finished
+    gc.collect()
+    assert held() is None
+
+
+def _damage(table: Path, change: Callable[[dict[bytes, int]], None], *, rehash: bool) -> None:
+    """Rewrite `table` with its index changed by `change`: with the digest of what is
+    written (`rehash`), as a faulty writer would, or with the old one, as a damaged disk."""
+    data = table.read_bytes()
+    at = len(code_cache._HEADER) + 32
+    length = int.from_bytes(data[at : at + 4], "little")
+    index = marshal.loads(data[at + 4 : at + 4 + length])
+    change(index)
+    head = marshal.dumps(index)
+    payload = len(head).to_bytes(4, "little") + head + data[at + 4 + length :]
+    old = data[len(code_cache._HEADER) : at]
+    digest = hashlib.blake2b(payload, digest_size=32).digest() if rehash else old
+    table.write_bytes(code_cache._HEADER + digest + payload)
+
+
+def _swap_two(index: dict[bytes, int]) -> None:
+    first, second = list(index)[:2]
+    index[first], index[second] = index[second], index[first]
+
+
+def _one_not_a_number(index: dict[bytes, int]) -> None:
+    index[next(iter(index))] = "0"  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize(
+    ("change", "rehash"),
+    [(_swap_two, False), (_one_not_a_number, True)],
+    ids=["an offset at another entry's code", "an index value not a number"],
+)
+def test_a_table_whose_entries_do_not_hold_is_compiled_past(
+    tmp_path: Path, change: Callable[[dict[bytes, int]], None], rehash: bool
+) -> None:
+    table = tmp_path / "generated.bin"
+    plain = _start("-")
+    first = _start(table)
+    _damage(table, change, rehash=rehash)
+    damaged = _start(table)
+    assert damaged["compiled"] == first["compiled"] > 0  # the whole table ignored
+    assert {k: v for k, v in damaged.items() if k in plain} == plain
+
+
+def test_the_optimisation_level_is_part_of_what_identifies_the_code(tmp_path: Path) -> None:
+    table = tmp_path / "generated.bin"
+    assert _start(table)["compiled"] > 0
+    assert _start(table, "-O")["compiled"] > 0  # not what a start without -O compiled
+    assert _start(table)["compiled"] == 0
+
+
+def test_a_rewrite_keeps_what_this_start_did_not_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    table = tmp_path / "generated.bin"
+    filled = code_cache.CodeCache(table)
+    for source in ("x + 1", "x + 2"):
+        filled.code(source, "eval", 0)
+    assert filled.save()
+    start = code_cache.CodeCache(table)
+    start.code("x + 1", "eval", 0)
+    start.code("x + 3", "eval", 0)
+    start.release()
+    assert start.compiled == 1 and start.save()
+    later = code_cache.CodeCache(table)
+    for source in ("x + 1", "x + 2", "x + 3"):
+        assert eval(later.code(source, "eval", 0), {"x": 1}) == 1 + int(source[-1])
+    assert later.compiled == 0
+
+
+def test_a_failed_rename_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    table = tmp_path / "generated.bin"
+    (table / "in the way").mkdir(parents=True)  # a folder where the table goes
+    cache = code_cache.CodeCache(table)
+    cache.code("x + 1", "eval", 0)
+    assert not cache.save()  # written, but not renamed over the folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["generated.bin"]
+
+
+PROBE = {
+    "__init__.py": "",
+    "records.py": (
+        "import dataclasses\n\n@dataclasses.dataclass(frozen=True)\n"
+        "class Record:\n    name: str\n    size: int = 0\n"
+    ),
+    "needs_extra.py": "import decapod_extra_not_installed\n",
+    "not_set_up.py": "raise RuntimeError('no settings for this part')\n",
+}
+
+FILL = """
+import os, sys
+from pathlib import Path
+from bot import code_cache
+os.umask(0o077)
+print(code_cache.fill(["probe_parts"], Path(sys.argv[1])))
+"""
+
+USE = """
+import sys
+from pathlib import Path
+from bot import code_cache
+cache = code_cache.install(Path(sys.argv[1]))
+from probe_parts.records import Record
+assert repr(Record("a")) == "Record(name='a', size=0)"
+print(cache.compiled)
+"""
+
+
+def test_fill_writes_a_readable_table_that_a_start_then_compiles_nothing_from(
+    tmp_path: Path,
+) -> None:
+    """Every module imported, past those that fail to (an extra not installed, a part that
+    raises), and the table readable by a service's own user whatever root's umask."""
+    package = tmp_path / "probe_parts"
+    package.mkdir()
+    for name, text in PROBE.items():
+        (package / name).write_text(text)
+    table = tmp_path / "cache" / "generated.bin"
+    assert int(_run("-c", FILL, str(table), cwd=tmp_path)) > 0
+    assert stat.S_IMODE(table.stat().st_mode) == 0o644
+    assert int(_run("-c", USE, str(table), cwd=tmp_path)) == 0
