@@ -81,10 +81,13 @@ class MemoryConfig(_Strict):
     rrf_k: int = Field(default=10, ge=1)
     #: the share of the question's words the best keyword hits hold decides how far keyword
     #: search is trusted (bot/memory/search.py, keyword_shares). Above keyword_sure
-    #: ("sure"), such a hit counts on the vector side as at least keyword_sure_lift as near
-    #: as the nearest candidate (the vectors order the rest), and the vector weight falls
-    #: by keyword_trust; at or below it, the vector weight falls by keyword_share_trust
-    #: times that share. Chosen on the generated sets' tuning halves (docs/performance.md)
+    #: ("sure"), such a hit counts on the vector side as at least keyword_sure_lift times
+    #: as near as the nearest candidate (1: level with it; the vectors order the rest; score
+    #: fusion only, rank fusion ignores it), and the vector weight falls by keyword_trust;
+    #: at or below it, the vector weight falls by keyword_share_trust times that share.
+    #: The weights were chosen on the generated sets' tuning halves (docs/performance.md);
+    #: the lift was not (it changed nothing there) and ships at 1 to keep a hit holding
+    #: most of the question first, LoCoMo's strong keyword case
     keyword_sure: float = Field(default=0.5, ge=0, le=1)
     keyword_sure_lift: float = Field(default=1.0, ge=0, le=1)
     keyword_trust: float = Field(default=0.0, ge=0, le=1)

@@ -54,11 +54,11 @@ class FusionWeights:
     keyword_trust: float = 0.0
     #: a share above this makes keyword search sure of that hit; 1 never
     keyword_sure: float = 1.0
-    #: at or below `keyword_sure`, the vector weight falls by this times the share;
-    #: None: by `keyword_trust` times the share
-    keyword_share_trust: float | None = None
+    #: at or below `keyword_sure`, the vector weight falls by this times the share
+    keyword_share_trust: float = 0.25
     #: a best keyword hit holding more than `keyword_sure` of the question counts, on the
-    #: vector side, as at least this near (1: as the nearest candidate); 0 never
+    #: vector side, as at least this share of the nearest candidate's nearness (1: level
+    #: with it); 0 never. Score fusion only: rank fusion has no nearness to lift
     keyword_sure_lift: float = 0.0
 
     @classmethod
@@ -140,8 +140,9 @@ def fuse(
     (sum of weight / (rrf_k + rank)); either times an optional boost for recent items.
     The vector weight falls by the whole of `keyword_trust` when `confidence` (see
     keyword_confidence) is above `keyword_sure`, else by `keyword_share_trust` x
-    `confidence`. The hits in `sure` (best keyword hits holding more than `keyword_sure` of
-    the question) count as at least `keyword_sure_lift` near on the vector side. Ties keep
+    `confidence`. In score fusion, the hits in `sure` (best keyword hits holding more than
+    `keyword_sure` of the question) count on the vector side as at least `keyword_sure_lift`
+    times the nearest candidate's scaled nearness; rank fusion ignores `sure`. Ties keep
     keyword order, then vector order."""
     now = time.time() if now is None else now
     keyword_rank = {cid: i + 1 for i, cid in enumerate(found.keyword)}
@@ -149,13 +150,15 @@ def fuse(
     by_score = weights.method == "score"
     keyword_scaled = _scaled(found.keyword_score) if by_score else {}
     vector_scaled = _spread(found.vector_score) if by_score else {}
+    # the nearest candidate's scaled nearness: 0 when it is the only one, below 1 when the
+    # cosines are closer than the spread's floor; a sure hit is lifted level with it, not above
+    sure_near = weights.keyword_sure_lift * max(vector_scaled.values(), default=0.0)
     if confidence > weights.keyword_sure:
         # a best keyword hit holding most of the question is the answer about as often as
         # one holding all of it, and the vectors' nearest are chatty turns on its topic
         fall = weights.keyword_trust
     else:
-        share_trust = weights.keyword_share_trust
-        fall = (weights.keyword_trust if share_trust is None else share_trust) * confidence
+        fall = weights.keyword_share_trust * confidence
     vector_weight = weights.vector * max(0.0, 1.0 - fall)
     hits: list[MemoryHit] = []
     for cid in dict.fromkeys(found.keyword + found.vector):
@@ -166,7 +169,7 @@ def fuse(
             score += weights.keyword * keyword_scaled.get(cid, 0.0)
             near = vector_scaled.get(cid, 0.0)
             if cid in sure and vector_scaled:  # keyword search alone keeps its own order
-                near = max(near, weights.keyword_sure_lift)
+                near = max(near, sure_near)
             score += vector_weight * near
         else:
             if kr is not None:

@@ -25,15 +25,22 @@ TEXTS = {
 }
 
 
-def _found(keyword: list[int], vector: list[int]) -> SearchRows:
+def _found(
+    keyword: list[int], vector: list[int], cosines: dict[int, float] | None = None
+) -> SearchRows:
     rows = {i: ChunkRow(i, i, "alice", "note", t, "", 0.0, 0.0) for i, t in TEXTS.items()}
     return SearchRows(
         keyword=keyword,
         vector=vector,
         rows=rows,
         keyword_score={c: 10.0 - i for i, c in enumerate(keyword)},
-        vector_score={c: 0.7 - 0.2 * i for i, c in enumerate(vector)},
+        vector_score=cosines or {c: 0.7 - 0.2 * i for i, c in enumerate(vector)},
     )
+
+
+LIFTING = FusionWeights(method="score", vector=4.0, keyword_sure=0.5, keyword_sure_lift=1.0)
+#: the keyword trust shipped before the lift (no "sure"): the vector weight falls by 0.9 x share
+TRUSTING = FusionWeights(method="score", vector=2.0, keyword_trust=0.9, keyword_share_trust=0.9)
 
 
 def test_confidence_is_the_share_of_the_question_the_best_keyword_hits_hold() -> None:
@@ -51,25 +58,28 @@ def test_confidence_is_the_share_of_the_question_the_best_keyword_hits_hold() ->
 def test_a_question_in_the_answers_words_is_ranked_by_keyword() -> None:
     # chunk 1 holds every word of the question; the vectors prefer chunk 2
     found = _found([1, 3], [2, 3, 1])
-    trusting = FusionWeights(method="score", vector=2.0, keyword_trust=0.9)
     confidence = keyword_confidence(found, ["booked", "ferry", "skye"])
-    assert fuse(found, trusting, 10, 0.0, confidence)[0].chunk_id == 1
-    fixed = FusionWeights(method="score", vector=2.0)
+    assert fuse(found, TRUSTING, 10, 0.0, confidence)[0].chunk_id == 1
+    fixed = FusionWeights(method="score", vector=2.0, keyword_share_trust=0.0)
     assert fuse(found, fixed, 10, 0.0, confidence)[0].chunk_id == 2
 
 
 def test_a_question_in_other_words_keeps_the_vectors_weight() -> None:
     found = _found([1, 3], [2, 3, 1])
-    trusting = FusionWeights(method="score", vector=2.0, keyword_trust=0.9)
     confidence = keyword_confidence(found, ["getaway", "break"])
     assert confidence == 0.0
-    assert fuse(found, trusting, 10, 0.0, confidence)[0].chunk_id == 2
+    assert fuse(found, TRUSTING, 10, 0.0, confidence)[0].chunk_id == 2
 
 
 def test_the_shipped_fusion_lifts_what_keyword_search_is_sure_of() -> None:
-    config = MemoryConfig()
-    assert (config.vector_weight, config.keyword_sure, config.keyword_sure_lift) == (4.0, 0.5, 1.0)
-    assert (config.keyword_trust, config.keyword_share_trust) == (0.0, 0.25)
+    found = _found([1, 3], [2, 1, 3])
+    shares = keyword_shares(found, ["booked", "ferry", "getaway"])  # chunk 1: two of three
+    shipped = FusionWeights.from_config(MemoryConfig())
+    sure = [cid for cid, share in shares.items() if share > shipped.keyword_sure]
+    assert sure == [1]
+    hits = fuse(found, shipped, 10, 0.0, max(shares.values()), sure=sure)
+    assert [h.chunk_id for h in hits] == [1, 2, 3]
+    assert fuse(found, shipped, 10, 0.0, max(shares.values()))[0].chunk_id == 2
 
 
 def test_shares_are_of_the_best_keyword_hits() -> None:
@@ -80,23 +90,47 @@ def test_shares_are_of_the_best_keyword_hits() -> None:
 
 
 def test_a_sure_keyword_hit_comes_first_and_the_vectors_order_the_rest() -> None:
-    found = _found([1, 3], [2, 3, 1])
+    found = _found([1, 3], [2, 1, 3])
     confidence = keyword_confidence(found, ["booked", "ferry", "getaway"])  # two of three
-    lifting = FusionWeights(method="score", vector=4.0, keyword_sure=0.5, keyword_sure_lift=1.0)
-    hits = fuse(found, lifting, 10, 0.0, confidence, sure=[1])
+    hits = fuse(found, LIFTING, 10, 0.0, confidence, sure=[1])
     assert [h.chunk_id for h in hits] == [1, 2, 3]
     # not lifted, the vectors' pick comes first
-    assert fuse(found, lifting, 10, 0.0, confidence)[0].chunk_id == 2
+    assert fuse(found, LIFTING, 10, 0.0, confidence)[0].chunk_id == 2
     # the vector weight falling for every hit (the fusion before) puts keyword's order on
-    # the rest as well
+    # the rest as well (scores 1.1, 0.9, 0.2: no tie)
     falling = FusionWeights(method="score", vector=2.0, keyword_trust=0.9, keyword_sure=0.5)
     assert [h.chunk_id for h in fuse(found, falling, 10, 0.0, confidence)] == [1, 3, 2]
+    # rank fusion has no nearness to lift
+    by_rank = dataclasses.replace(LIFTING, method="rrf")
+    assert fuse(found, by_rank, 10, 0.0, confidence, sure=[1]) == fuse(
+        found, by_rank, 10, 0.0, confidence
+    )
+
+
+def test_a_sure_keyword_hit_the_vectors_missed_is_lifted() -> None:
+    found = _found([1, 3], [2, 3])
+    hits = fuse(found, LIFTING, 10, 0.0, 1.0, sure=[1])
+    assert [h.chunk_id for h in hits] == [1, 2, 3]
+    assert hits[0].vector_rank is None
+    assert fuse(found, LIFTING, 10, 0.0, 1.0)[0].chunk_id == 2
+
+
+def test_a_sure_hit_is_lifted_level_with_the_nearest_candidate_not_above() -> None:
+    # cosines closer than the spread's floor: the nearest candidate scales to 0.5
+    close = _found([1, 3], [2, 1, 3], {2: 0.70, 1: 0.66, 3: 0.65})
+    vector_only = dataclasses.replace(LIFTING, keyword=0.0)
+    scores = {h.chunk_id: h.score for h in fuse(close, vector_only, 10, 0.0, 1.0, sure=[1])}
+    assert scores[1] == scores[2] > scores[3]
+    # one vector candidate scales to 0: there is nothing to be level with
+    single = _found([1, 3], [2])
+    lifted = fuse(single, LIFTING, 10, 0.0, 1.0, sure=[1])
+    assert lifted == fuse(single, LIFTING, 10, 0.0, 1.0)
+    assert [h.chunk_id for h in lifted] == [1, 3, 2]
 
 
 def test_keyword_search_alone_keeps_its_order_whatever_is_sure() -> None:
     found = _found([3, 1], [])
-    lifting = FusionWeights(method="score", vector=4.0, keyword_sure=0.5, keyword_sure_lift=1.0)
-    assert [h.chunk_id for h in fuse(found, lifting, 10, 0.0, 1.0, sure=[1])] == [3, 1]
+    assert [h.chunk_id for h in fuse(found, LIFTING, 10, 0.0, 1.0, sure=[1])] == [3, 1]
 
 
 def test_share_trust_lowers_the_vector_weight_at_or_below_sure() -> None:
@@ -105,7 +139,7 @@ def test_share_trust_lowers_the_vector_weight_at_or_below_sure() -> None:
     found = _found([1, 3], [2, 1])
     half = keyword_confidence(found, ["ferry", "getaway"])
     assert half == 0.5
-    full = FusionWeights(method="score", vector=1.2, keyword_sure=0.5)
+    full = FusionWeights(method="score", vector=1.2, keyword_sure=0.5, keyword_share_trust=0.0)
     assert fuse(found, full, 10, 0.0, half)[0].chunk_id == 2
     by_share = dataclasses.replace(full, keyword_share_trust=0.5)
     assert fuse(found, by_share, 10, 0.0, half)[0].chunk_id == 1
@@ -144,7 +178,6 @@ async def test_a_best_keyword_hit_holding_most_of_the_question_outranks_the_vect
 
     hits = await memory.search("alice", question, limit=5)
     assert [h.item_id for h in hits[:2]] == [answer, chatter]
-    assert MemoryConfig().keyword_sure == 0.5
 
     # not lifted, the vectors' pick wins
     unlifted = await hybrid_memory(keyword_sure_lift=0.0)
@@ -154,8 +187,8 @@ async def test_a_best_keyword_hit_holding_most_of_the_question_outranks_the_vect
 
 def test_confidence_above_sure_counts_as_the_whole_question() -> None:
     found = _found([1, 3], [2, 3, 1])
-    sure = FusionWeights(method="score", vector=2.0, keyword_trust=0.9, keyword_sure=0.5)
-    by_share = FusionWeights(method="score", vector=2.0, keyword_trust=0.9)
+    sure = dataclasses.replace(TRUSTING, keyword_sure=0.5)
+    by_share = TRUSTING
     # chunk 1 holds two of the three words: by the share alone, the vectors outweigh it
     confidence = keyword_confidence(found, ["booked", "ferry", "getaway"])
     assert fuse(found, by_share, 10, 0.0, confidence)[0].chunk_id != 1
