@@ -99,7 +99,12 @@ async def stoppable_step(step: Awaitable[T], turn: RunningTurn) -> T:
     task = asyncio.ensure_future(step)
     turn._runner = task
     try:
-        return await task
+        result = await task
+        if turn.stopped:
+            # /stop came after the step was done and before this resumed: its cancel found
+            # nothing to end, yet the person was told the turn stops
+            raise TurnStopped
+        return result
     except asyncio.CancelledError:
         caller = asyncio.current_task()
         if not turn.stopped or (caller is not None and caller.cancelling()):
