@@ -5,8 +5,11 @@ A turn's model-and-tools part runs in a task of its own (the reply path's pump, 
 waits: in the provider's stream (the HTTP request is closed), in a sandbox command (whose
 process tree or container is killed on the way out, as on a timeout), or in an approval
 (which is withdrawn). The cancellation becomes `TurnStopped`, so the reply path ends the
-answer with a short note and the turn is stored as `stopped` like any finished turn: its
-delivery is done and never runs again.
+answer with a short note and the turn is stored as `stopped` like any finished turn.
+
+Before that, the reading of a message's attachments (`stoppable_step`) is stopped the same
+way; the model was never asked, so only the note is said and no turn is stored. Either way
+the delivery is done and never runs again.
 """
 
 from __future__ import annotations
