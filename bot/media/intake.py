@@ -289,16 +289,18 @@ async def _save(
     try:
         fs = session_workspace_fs(sandbox.workspaces, sandbox.config, message.session_key)
         await asyncio.to_thread(fs.write, path, data)
-    except (DecapodError, OSError) as exc:
-        # a full disk or a broken workspace costs the copy, not the text that was read
-        if isinstance(exc, OSError):
-            # str() of an OSError can carry the host path of the workspace
-            why = exc.strerror or "could not write the file"
-        else:
-            why = str(exc)
-        log.warning("could not save %s in the workspace: %s", name, why)
-        return " (not saved in the workspace: " + _one_line(why) + ")"
+    except OSError as exc:
+        # a full disk costs the copy, not the text that was read; str() of the error can
+        # carry the host path of the workspace, its reason cannot
+        return _not_saved(name, exc.strerror or "could not write the file")
+    except DecapodError as exc:  # a broken workspace, a file over the size limit
+        return _not_saved(name, str(exc))
     return f", saved as /work/{path}"
+
+
+def _not_saved(name: str, why: str) -> str:
+    log.warning("could not save %s in the workspace: %s", name, why)
+    return " (not saved in the workspace: " + _one_line(why) + ")"
 
 
 def _display_name(part: Attachment) -> str:
