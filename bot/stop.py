@@ -5,8 +5,11 @@ A turn's model-and-tools part runs in a task of its own (the reply path's pump, 
 waits: in the provider's stream (the HTTP request is closed), in a sandbox command (whose
 process tree or container is killed on the way out, as on a timeout), or in an approval
 (which is withdrawn). The cancellation becomes `TurnStopped`, so the reply path ends the
-answer with a short note and the turn is stored as `stopped` like any finished turn: its
-delivery is done and never runs again.
+answer with a short note and the turn is stored as `stopped` like any finished turn.
+
+Before that, the reading of a message's attachments (`stoppable_step`) is stopped the same
+way; the model was never asked, so only the note is said and no turn is stored. Either way
+the delivery is done and never runs again.
 """
 
 from __future__ import annotations
@@ -99,7 +102,12 @@ async def stoppable_step(step: Awaitable[T], turn: RunningTurn) -> T:
     task = asyncio.ensure_future(step)
     turn._runner = task
     try:
-        return await task
+        result = await task
+        if turn.stopped:
+            # /stop came after the step was done and before this resumed: its cancel found
+            # nothing to end, yet the person was told the turn stops
+            raise TurnStopped
+        return result
     except asyncio.CancelledError:
         caller = asyncio.current_task()
         if not turn.stopped or (caller is not None and caller.cancelling()):

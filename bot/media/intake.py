@@ -283,20 +283,24 @@ async def _save(
     """Where the file is now in the workspace, as the model should read it ("" if nowhere)."""
     if sandbox is None:
         return ""
-    from bot.sandbox.safe_fs import WorkspaceFS
+    from bot.sandbox.tools import session_workspace_fs
 
     path = f"{INBOX}/{inbox_name(name)}"
     try:
-        ws = sandbox.workspaces.prepare(message.session_key)
-        limit = sandbox.config.limits.file_size_mb << 20
-        fs = WorkspaceFS(ws.path, sandbox.workspaces.owner, limit, sandbox.workspaces.quota)
+        fs = session_workspace_fs(sandbox.workspaces, sandbox.config, message.session_key)
         await asyncio.to_thread(fs.write, path, data)
-    except (DecapodError, OSError) as exc:
-        # a full disk or a broken workspace costs the copy, not the text that was read
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        log.warning("could not save %s in the workspace: %s", name, why)
-        return " (not saved in the workspace: " + _one_line(why) + ")"
+    except OSError as exc:
+        # a full disk costs the copy, not the text that was read; str() of the error can
+        # carry the host path of the workspace, its reason cannot
+        return _not_saved(name, exc.strerror or "could not write the file")
+    except DecapodError as exc:  # a broken workspace, a file over the size limit
+        return _not_saved(name, str(exc))
     return f", saved as /work/{path}"
+
+
+def _not_saved(name: str, why: str) -> str:
+    log.warning("could not save %s in the workspace: %s", name, why)
+    return " (not saved in the workspace: " + _one_line(why) + ")"
 
 
 def _display_name(part: Attachment) -> str:

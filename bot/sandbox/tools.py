@@ -13,7 +13,7 @@ import functools
 import logging
 import shlex
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
@@ -29,6 +29,10 @@ from bot.sandbox.policy import (
 )
 from bot.sandbox.safe_fs import WorkspaceFS
 from bot.tools import Tool, ToolContext, tool
+
+if TYPE_CHECKING:
+    from bot.sandbox.config import SandboxConfig
+    from bot.sandbox.workspace import WorkspaceManager
 
 log = logging.getLogger("decapod.sandbox")
 
@@ -68,9 +72,17 @@ def _sandbox(ctx: ToolContext) -> SandboxDeps:
 def workspace_fs(ctx: ToolContext) -> WorkspaceFS:
     """The session's workspace, through the path checks every file tool shares."""
     sandbox = _sandbox(ctx)
-    ws = sandbox.workspaces.prepare(ctx.session_key)
-    limit = sandbox.config.limits.file_size_mb << 20
-    return WorkspaceFS(ws.path, sandbox.workspaces.owner, limit, sandbox.workspaces.quota)
+    return session_workspace_fs(sandbox.workspaces, sandbox.config, ctx.session_key)
+
+
+def session_workspace_fs(
+    workspaces: WorkspaceManager, config: SandboxConfig, session_key: str
+) -> WorkspaceFS:
+    """The session's workspace (made if new) with the file size limit and the quota that
+    every write into it keeps: the file tools, a saved download, a received document."""
+    ws = workspaces.prepare(session_key)
+    limit = config.limits.file_size_mb << 20
+    return WorkspaceFS(ws.path, workspaces.owner, limit, workspaces.quota)
 
 
 _Seconds = Annotated[float | None, Field(description="seconds (default: the configured)")]

@@ -3,7 +3,9 @@
 chunks and vectors, items deleted without a trace, a person's items moved to another when
 their identities are linked.
 
-Every query here takes the owner it acts for and filters on it in SQL.
+Inserting and moving items take the owner they act for and filter on it in SQL. Reading
+(`item_rows`) goes by the caller's condition, and `delete_items` deletes the ids it is given:
+its callers choose them (a person's own items, the expired ones, a knowledge file's).
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from bot.errors import ToolDenied
 from bot.sandbox.policy import write_approval_reason
-from bot.sandbox.safe_fs import WorkspaceFS, split_workspace_path
+from bot.sandbox.safe_fs import split_workspace_path
+from bot.sandbox.tools import session_workspace_fs
 
 if TYPE_CHECKING:
     from bot.sandbox.approval import ApprovalBroker
@@ -44,9 +45,7 @@ class WorkspaceSaver:
         return shown
 
     async def write(self, ctx: ToolContext, path: str, data: bytes) -> None:
-        ws = self.workspaces.prepare(ctx.session_key)
-        limit = self.config.limits.file_size_mb << 20
-        fs = WorkspaceFS(ws.path, self.workspaces.owner, limit, self.workspaces.quota)
+        fs = session_workspace_fs(self.workspaces, self.config, ctx.session_key)
         await asyncio.to_thread(fs.write, path, data)
 
     async def _ask(self, ctx: ToolContext, what: str, why: str) -> None:

@@ -3,17 +3,15 @@ cut), the file is saved in the session's workspace under inbox/, and the turn is
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import logging
 import shutil
-import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.messages import Attachment
+from bot.sandbox.safe_fs import WorkspaceFS
 from tests.fakes.llm import FakeLLM
 from tests.media.conftest import running, settled
 from tests.media.files import pdf
@@ -76,20 +74,26 @@ async def test_a_long_text_file_is_cut_with_a_note(make_config: Any, fake: FakeL
     assert user.count("line of notes") == 1000 // len("line of notes\n")  # 71 whole lines
 
 
-@contextlib.contextmanager
-def _immutable(directory: Path) -> Iterator[None]:
-    """Even root cannot create a file in the directory (as on a full or read-only disk)."""
-    if subprocess.run(["chattr", "+i", str(directory)], capture_output=True).returncode:
-        pytest.skip("this filesystem has no immutable flag (chattr +i)")
-    try:
-        yield
-    finally:
-        subprocess.run(["chattr", "-i", str(directory)], check=True)
-
-
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
+        # an error without its own text: str() of it would show the host's workspace path
+        (OSError("/var/lib/decapod/workspaces/test_dm_u1/inbox/list.txt"), "could not write"),
+    ],
+    ids=["disk-full", "no-reason-given"],
+)
 async def test_a_document_the_workspace_cannot_take_is_still_read(
-    make_config: Any, fake: FakeLLM
+    make_config: Any, fake: FakeLLM, monkeypatch: pytest.MonkeyPatch, error: OSError, said: str
 ) -> None:
+    """The copy in the workspace fails (a full disk): the person's text and the document's
+    are still answered, and the model is told why the file is not in the workspace, in
+    words that never show a path of the host."""
+
+    def refuse(*_args: Any, **_kwargs: Any) -> int:
+        raise error
+
+    monkeypatch.setattr(WorkspaceFS, "write", refuse)
     fake.push("Milk and bread.")
     body = b"milk\nbread\n"
     part = Attachment("document", "doc-3", "list.txt", "text/plain", len(body))
@@ -98,14 +102,11 @@ async def test_a_document_the_workspace_cannot_take_is_still_read(
         channel,
     ):
         channel.files["doc-3"] = body
-        assert gw.deps.sandbox is not None
-        inbox = gw.deps.sandbox.workspaces.prepare("test:dm:u1").path / "inbox"
-        inbox.mkdir()
-        with _immutable(inbox):
-            await channel.push("what is on it?", parts=(part,))
-            assert await channel.wait_for_messages(1) == ["Milk and bread."]
-            assert await settled(gw) == "done"
+        await channel.push("what is on it?", parts=(part,))
+        assert await channel.wait_for_messages(1) == ["Milk and bread."]
+        assert await settled(gw) == "done"
     [call] = fake.calls(path="/v1/chat/completions")
     user = call.body["messages"][-1]["content"]
-    assert "[document list.txt (not saved in the workspace: Operation not permitted)" in user
+    assert f"[document list.txt (not saved in the workspace: {said}" in user
+    assert "/var/lib" not in user
     assert "<<<\nmilk\nbread\n\n>>>" in user
