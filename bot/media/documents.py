@@ -142,10 +142,10 @@ def extract_text(data: bytes, name: str, mime: str, max_chars: int) -> str:
 
 
 def _decoded(data: bytes, name: str, mime: str) -> str:
-    wide = _wide_encoding(data)
+    wide = wide_encoding(data)
     if wide is not None:
         # every other byte of UTF-16 text is NUL: the mark at its start says what it is
-        text = data.decode(wide, errors="replace")
+        text = data.decode(wide, errors="replace").removeprefix("\ufeff")
     elif b"\x00" in data[:8192]:
         raise MediaProblem(f"{name} looks like a binary file, not text")
     else:
@@ -162,14 +162,23 @@ def _decoded(data: bytes, name: str, mime: str) -> str:
     return text
 
 
-def _wide_encoding(data: bytes) -> str | None:
-    """UTF-32 or UTF-16 when the data starts with its byte order mark (Windows' "Unicode"
-    text and Excel's "Unicode Text" export are UTF-16), else None."""
-    if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
-        return "utf-32"
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
+def wide_encoding(data: bytes) -> str | None:
+    """The UTF-32 or UTF-16 codec (with its byte order) when the data starts with its byte
+    order mark (Windows' "Unicode" text and Excel's "Unicode Text" export are UTF-16), else
+    None. The mark stays in what the codec decodes, so the text encodes back as it was."""
+    for mark, codec in _MARKS:
+        if data.startswith(mark):
+            return codec
     return None
+
+
+#: UTF-32's marks first: UTF-32-LE's starts with UTF-16-LE's
+_MARKS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
 
 
 def _pdf_text(data: bytes, name: str) -> str:

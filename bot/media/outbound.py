@@ -16,6 +16,7 @@ import mimetypes
 from collections.abc import Mapping
 
 from bot.errors import ChannelError, DeliveryRefused, ToolError
+from bot.media.documents import wide_encoding
 from bot.messages import Conversation, FileChannel
 from bot.sandbox.policy import FS_TAG
 from bot.sandbox.safe_fs import split_workspace_path
@@ -108,13 +109,20 @@ async def _send(ctx: ToolContext, path: str) -> str:
 
 
 def _redacted_text(data: bytes, ctx: ToolContext) -> bytes:
-    """A text file as the redactor leaves it; other bytes as they are. Bytes that are not
+    """A text file as the redactor leaves it (UTF-8, or UTF-16/32 with a byte order mark,
+    whose NUL bytes do not make it binary); other bytes as they are. Bytes that are not
     UTF-8 do not make a file binary (one Latin-1 byte in a log would let the key in it out):
     they pass through the redaction unchanged, as surrogates."""
-    if b"\x00" in data:
-        return data
-    text = data.decode("utf-8", errors="surrogateescape")
-    return ctx.deps.redact(text).encode("utf-8", errors="surrogateescape")
+    codec, errors = wide_encoding(data), "surrogatepass"
+    if codec is None:
+        if b"\x00" in data:
+            return data
+        codec, errors = "utf-8", "surrogateescape"
+    try:
+        text = data.decode(codec, errors=errors)
+    except UnicodeDecodeError:
+        return data  # not whole UTF-16/32 after its mark: bytes, as any other binary file
+    return ctx.deps.redact(text).encode(codec, errors=errors)
 
 
 def describe_size(size: int) -> str:

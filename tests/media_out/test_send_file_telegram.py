@@ -207,17 +207,40 @@ async def test_secrets_in_a_text_file_are_redacted_before_it_leaves(
     head: bytes,
     tail: bytes,
 ) -> None:
+    data = await _sent_file(
+        tg, tg_gateway_config, monkeypatch, head + b"KEY=" + _SECRET.encode() + tail
+    )
+    assert _SECRET.encode() not in data
+    # the rest of the file arrives as it was, an odd byte included
+    assert data.startswith(head + b"KEY=") and data.endswith(tail)
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+async def test_secrets_in_a_utf16_or_utf32_text_file_are_redacted_before_it_leaves(
+    tg: FakeTelegram, tg_gateway_config: Callable[..., Any], monkeypatch: Any, codec: str
+) -> None:
+    """Windows' "Unicode" text: every other byte is NUL, which must not make it binary."""
+    data = await _sent_file(
+        tg, tg_gateway_config, monkeypatch, f"\ufeffKEY={_SECRET}\r\n".encode(codec)
+    )
+    assert _SECRET.encode(codec) not in data
+    text = data.decode(codec)
+    assert text.startswith("\ufeffKEY=") and text.endswith("\r\n") and _SECRET not in text
+
+
+async def _sent_file(
+    tg: FakeTelegram, tg_gateway_config: Callable[..., Any], monkeypatch: Any, content: bytes
+) -> bytes:
+    """What Telegram receives when the model sends a workspace file holding `content`."""
     monkeypatch.setenv("FAKE_PROVIDER_KEY", _SECRET)
     config = tg_gateway_config(
         providers={"local": {"preset": "ollama", "api_key_env": "FAKE_PROVIDER_KEY"}}
     )
     provider = ScriptedProvider([[send_file_call("run.log")], "Sent."])
     async with Gateway(config, provider=provider) as gw:
-        (workspace(gw, TG_DM) / "run.log").write_bytes(head + b"KEY=" + _SECRET.encode() + tail)
+        (workspace(gw, TG_DM) / "run.log").write_bytes(content)
         tg.push_private("send run.log", user_id=ALICE)
         await until(lambda: tg.texts(ALICE) == ["Sent."])
         await settled(gw)
     [upload] = tg.uploads
-    assert _SECRET.encode() not in upload.data
-    # the rest of the file arrives as it was, an odd byte included
-    assert upload.data.startswith(head + b"KEY=") and upload.data.endswith(tail)
+    return upload.data
