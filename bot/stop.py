@@ -8,8 +8,11 @@ process tree or container is killed on the way out, as on a timeout), or in an a
 answer with a short note and the turn is stored as `stopped` like any finished turn.
 
 Before that, the reading of a message's attachments (`stoppable_step`) is stopped the same
-way; the model was never asked, so only the note is said and no turn is stored. Either way
-the delivery is done and never runs again.
+way; the model was never asked, so only the note is said and no turn is stored. One
+`RunningTurn` covers a chat turn from its attachments to its answer (bot/turns.py), so a stop
+that lands between two steps (a line said about an attachment, memory recall) is kept and
+raised by the next step that can be stopped. Either way the delivery is done and never runs
+again.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from bot.errors import ChannelError, DeliveryRefused
 from bot.messages import InboundMessage
 from bot.providers.base import ChatMessage
-from bot.stop import STOPPED_NOTE, TurnStopped, stoppable_step
+from bot.stop import STOPPED_NOTE, RunningTurn, TurnStopped, stoppable_step
 
 if TYPE_CHECKING:
     from bot.gateway import Gateway
@@ -19,11 +19,11 @@ log = logging.getLogger("decapod.media")
 
 
 async def user_message_with_media(
-    gw: Gateway, message: InboundMessage, text: str, person: str
+    gw: Gateway, message: InboundMessage, text: str, person: str, running: RunningTurn
 ) -> tuple[ChatMessage | None, bool]:
     """The user message with what came attached (bot/media/), and whether it holds text
     from a file. Problems with attachments, and what a voice note was heard to say, are
-    said before the answer; None when nothing is left to answer."""
+    said before the answer; None when nothing is left to answer (or /stop ended it)."""
     media = gw.media
     if not message.parts or media is None:
         return user_message_of(message, text, gw.redactor.redact), False
@@ -31,12 +31,11 @@ async def user_message_with_media(
     model = await gw.model_choices.first_for(person)
     reading = media.take(message, channel, gw.deps.sandbox, gw.redactor.redact, model)
     # a download or a transcription can take minutes: /stop ends it as it ends an answer
-    with gw.running.track(message.session_key, person) as running:
-        try:
-            intake = await stoppable_step(reading, running)
-        except TurnStopped:
-            await gw.say(message, STOPPED_NOTE)
-            return None, False  # nothing to answer; the delivery is done
+    try:
+        intake = await stoppable_step(reading, running)
+    except TurnStopped:
+        await gw.say(message, STOPPED_NOTE)
+        return None, False  # nothing to answer; the delivery is done
     for note in intake.notes():
         try:
             await gw.say(message, note)

@@ -5,6 +5,7 @@ change, and a short note when the turn did not end well.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
@@ -14,7 +15,7 @@ from bot.compaction import maybe_compact
 from bot.errors import ContextTooLong, DecapodError
 from bot.providers.base import ChatMessage, TextDelta
 from bot.sessions import Session
-from bot.stop import STOPPED_NOTE, TurnStopped, stoppable, stopped_result
+from bot.stop import STOPPED_NOTE, RunningTurn, TurnStopped, stoppable, stopped_result
 from bot.tools import ToolContext
 
 if TYPE_CHECKING:
@@ -34,9 +35,12 @@ async def reply_stream(
     ctx: ToolContext,
     holder: list[TurnResult],
     max_output_tokens: int | None = None,
+    running: RunningTurn | None = None,
 ) -> AsyncGenerator[str, None]:
     """The agent's text, redacted so that no prefix ever shows what the final redaction
-    would change, followed by a short note when the turn did not end well."""
+    would change, followed by a short note when the turn did not end well. `running`: the
+    turn /stop ends, when the caller tracks it from before the answer (a chat's turn, from
+    its attachments on); else it is tracked here."""
     from contextlib import aclosing
 
     from bot.security.redact import Released, release_on_time
@@ -47,7 +51,9 @@ async def reply_stream(
     produced_text = False
     chosen = await gw.model_choices.provider_for(ctx.person_id, gw.providers)
     written: list[str] = []
-    with gw.running.track(session.key, ctx.person_id) as running:
+    with contextlib.ExitStack() as tracking:
+        if running is None:
+            running = tracking.enter_context(gw.running.track(session.key, ctx.person_id))
         try:
             for attempt in range(2):
                 shorter = await maybe_compact(gw, session, ctx, force=attempt > 0)

@@ -36,6 +36,7 @@ from bot.messages import (
 from bot.providers.base import ChatMessage
 from bot.scheduler.natural import natural_command
 from bot.sessions import Session
+from bot.stop import RunningTurn
 from bot.store.deliveries import DeliveryUpdate
 from bot.store.repos import TurnRecord
 from bot.tasks import cancelled_from_outside
@@ -148,25 +149,30 @@ class TurnRunner:
             await self.gw.deliveries.store_or_keep(message, done)
             return
         await self.gw.sessions.load(session)
-        user, untrusted = await user_message_with_media(self.gw, message, text, person)
-        if user is None:  # only attachments, none usable (each named in a reply), or /stop
-            await self.gw.deliveries.store_or_keep(message, done)
-            return
-        ctx = ToolContext(
-            identity=message.identity,
-            conversation=message.conversation,
-            session_key=session.key,
-            deps=self.gw.deps,
-            person_id=person,
-            role=role,
-            timezone=await self._timezone(message),
-            # another person's files (even their names) are outside content, and so is
-            # any text read from a file, now or still in the history
-            tainted=(bool(message.parts) and role != "owner")
-            or untrusted
-            or holds_outside_content(session.messages()),
-        )
-        result, failure = await self._run_and_reply(session, message, user, ctx, outbox)
+        # one turn for /stop from its attachments to its answer: a stop between two steps
+        # (the notes said before the answer, memory recall) is kept and ends the next one
+        with self.gw.running.track(session.key, person) as running:
+            user, untrusted = await user_message_with_media(self.gw, message, text, person, running)
+            if user is None:  # only attachments, none usable (each named in a reply), or /stop
+                await self.gw.deliveries.store_or_keep(message, done)
+                return
+            ctx = ToolContext(
+                identity=message.identity,
+                conversation=message.conversation,
+                session_key=session.key,
+                deps=self.gw.deps,
+                person_id=person,
+                role=role,
+                timezone=await self._timezone(message),
+                # another person's files (even their names) are outside content, and so is
+                # any text read from a file, now or still in the history
+                tainted=(bool(message.parts) and role != "owner")
+                or untrusted
+                or holds_outside_content(session.messages()),
+            )
+            result, failure = await self._run_and_reply(
+                session, message, user, ctx, outbox, running
+            )
         turn_id = f"{channel_name}:{message.id}"
         identity = message.identity.key
         if failure is None:
@@ -283,12 +289,13 @@ class TurnRunner:
         user: ChatMessage,
         ctx: ToolContext,
         outbox: Outbox,
+        running: RunningTurn,
     ) -> tuple[TurnResult, ChannelError | None]:
         """The turn's result, and the error that kept its answer from being sent in full
         (the channel reads the whole answer before it gives up, so the answer is kept)."""
         holder: list[TurnResult] = []
         channel = self.gw.channels[message.conversation.channel]
-        answer = reply_stream(self.gw, session, user, ctx, holder)
+        answer = reply_stream(self.gw, session, user, ctx, holder, running=running)
         collected = outbox.collect(answer)
         try:
             await channel.reply(reply_template(message), collected, outbox)
