@@ -21,7 +21,7 @@ ARG EXTRAS=all
 # pip compiles the modules: the running gateway does not write beside its modules
 RUN /opt/decapod/bin/pip install "/src[${EXTRAS}]" \
     && /opt/decapod/bin/decapod --version \
-    && /opt/decapod/bin/python -m bot.code_cache
+    && /opt/decapod/bin/python -P -m bot.code_cache
 
 FROM ${BASE}
 # bubblewrap: the exec sandbox; the CA store: TLS to the platforms (a base image that has

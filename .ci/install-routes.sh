@@ -244,7 +244,7 @@ route_systemd() {
         printed "/opt/decapod/bin/pip install '.[all]'" "$unit" "$header" >"$WORK/opt.log" 2>&1 ||
             { tail -n 40 "$WORK/opt.log"; die "pip install into /opt/decapod"; }
         [[ $(/opt/decapod/bin/decapod --version) == "decapod $VERSION" ]] || die "/opt/decapod/bin/decapod"
-        printed '/opt/decapod/bin/python -m bot.code_cache      # generated code, compiled once for all starts' \
+        printed '/opt/decapod/bin/python -P -m bot.code_cache      # generated code, compiled once for all starts' \
             "$unit" "$header"
         # written under root's umask, read by the service's own user
         for table in /opt/decapod/lib/python3*/site-packages/bot/__pycache__/generated.*.bin; do
