@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -69,8 +70,11 @@ class WebChannel(BaseChannel):
         super().__init__(name)
         self._answers: OrderedDict[str, _Answer] = OrderedDict()
         self._listeners: dict[str, set[asyncio.Queue[Event]]] = {}
-        self._seq = itertools.count(1)
-        self.last_seq = 0
+        # numbered from the start's time (microseconds): a page open across a restart says
+        # which answers it saw by the old process's numbers, and every answer of this one
+        # must come after them, or what was sent before its socket came back is never shown
+        self.last_seq = time.time_ns() // 1000
+        self._seq = itertools.count(self.last_seq + 1)
         #: set by the web UI at start
         self.outbox: WebOutbox | None = None
         self.uploads: WebUploads | None = None

@@ -41,6 +41,9 @@ CHECK_S = 1.0
 TAKEOVER_S = 2 * CHECK_S + 1.0
 #: pause before connecting again after the lock connection failed
 RETRY_S = 1.0
+#: the longest pause between two tries of a leader to start receiving (a platform that
+#: refused the connection, a network blip): each try waits twice as long as the one before
+RECEIVE_RETRY_MOST_S = 30.0
 
 
 class Role(StrEnum):
@@ -160,10 +163,17 @@ class LeaderElection:
         self.elected_at = time.monotonic()
         self.terms += 1
         log.info("this replica is the leader: receiving on the exclusive channels")
-        try:
-            await self._on_elected()
-        except Exception:
-            log.exception("starting to receive as the leader failed")
+        # tried until it works while the lock holds: no other replica receives meanwhile, so
+        # a leader that gave up after one failure would leave the bot deaf until a restart
+        pause = RETRY_S
+        while True:
+            try:
+                await self._on_elected()
+                return
+            except Exception:
+                log.exception("starting to receive as the leader failed; again in %.0fs", pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RECEIVE_RETRY_MOST_S)
 
     async def _deposed(self) -> None:
         self.role = Role.FOLLOWER

@@ -105,9 +105,17 @@ class ClusterNode:
             await self.election.stop()
 
     async def _receive(self) -> None:
+        # all of them, even when one fails (its failure is raised after, and the election
+        # tries again: starting to receive is a no-op for a channel that already does)
+        failed: Exception | None = None
         for channel in self.receivers:
-            await channel.start_receiving()
+            try:
+                await channel.start_receiving()
+            except Exception as exc:
+                failed = failed or exc
         await self._tell_role()
+        if failed is not None:
+            raise failed
 
     async def _stop_receiving(self) -> None:
         # all of them, even when one fails: receiving twice is what fencing prevents

@@ -176,7 +176,10 @@ class TurnProcesses:
                 if payload[1] == "reply":
                     # its deltas follow at once, before the call's task first runs
                     child.streams[call] = asyncio.Queue()
-                task = asyncio.create_task(self._call(child, call, *payload))
+                # with this run's link and streams: a call still running when the process
+                # died must not touch those of the next run, whose call ids start again at 1
+                run = (wire, child.streams)
+                task = asyncio.create_task(self._call(*run, call, *payload))
                 child.calls.add(task)
                 task.add_done_callback(child.calls.discard)
             elif kind in ("delta", "end"):
@@ -195,15 +198,19 @@ class TurnProcesses:
         child.started.set()
 
     async def _call(
-        self, child: _Child, call: int, channel_name: str, method: str, *rest: Any
+        self,
+        wire: Wire,
+        streams: dict[int, asyncio.Queue[str | None]],
+        call: int,
+        channel_name: str,
+        method: str,
+        *rest: Any,
     ) -> None:
-        assert child.wire is not None
-        wire = child.wire
         channel = self._channels[channel_name]
         try:
             if method == "reply":
                 template, want_progress = rest
-                queue = child.streams[call]
+                queue = streams[call]
                 progress = _Forward(wire, call) if want_progress else None
                 result: Any = await channel.reply(template, _drain(queue), progress)
             elif method in CALLS:
@@ -216,13 +223,14 @@ class TurnProcesses:
         else:
             wire.send("result", call, (True, result))
         finally:
-            child.streams.pop(call, None)
+            streams.pop(call, None)
 
     async def _lost(self, child: _Child) -> None:
         """The turn process's end of the link closed: it stopped or died."""
         child.ready = False
         child.started.clear()
-        for queue in child.streams.values():
+        streams, child.streams = child.streams, {}
+        for queue in streams.values():
             queue.put_nowait(None)  # its replies in flight end with what they had
         if child.proc is not None:
             code = await child.proc.wait()

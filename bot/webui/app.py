@@ -252,7 +252,7 @@ class WebUI:
 
     # handlers -------------------------------------------------------------------------------
     async def _index(self, request: web.Request) -> web.StreamResponse:
-        if not self.auth.configured:
+        if not await self.auth.is_configured():
             if not self.fwd.may_set_up(request):
                 raise web.HTTPForbidden(text="first-run setup is only offered on this machine")
             return self._welcome_page(request)
@@ -264,8 +264,8 @@ class WebUI:
 
         return self.render(request, "chat.html", page="chat", max_frame=MAX_FRAME)
 
-    def setup_allowed(self, request: web.Request) -> None:
-        if self.auth.configured or not self.fwd.may_set_up(request):
+    async def setup_allowed(self, request: web.Request) -> None:
+        if await self.auth.is_configured() or not self.fwd.may_set_up(request):
             raise web.HTTPForbidden(text="setup is done, or not allowed from here")
 
     def _welcome_page(self, request: web.Request, **context: Any) -> web.Response:
@@ -278,7 +278,7 @@ class WebUI:
         )
 
     async def _welcome(self, request: web.Request) -> web.StreamResponse:
-        self.setup_allowed(request)
+        await self.setup_allowed(request)
         client = self.fwd.client(request)
         self._throttled(request, "setup")
         form = await self._form_checked(request)
@@ -310,7 +310,7 @@ class WebUI:
         )
 
     async def _login_form(self, request: web.Request) -> web.StreamResponse:
-        if not self.auth.configured:
+        if not await self.auth.is_configured():
             raise web.HTTPSeeOther("/")
         return await self._login_page(request)
 
@@ -325,6 +325,7 @@ class WebUI:
         return await self._login_page(request, error="Wrong password.")
 
     async def _login_page(self, request: web.Request, **context: Any) -> web.Response:
+        await self.auth.load()  # a password set on another replica is offered here too
         has_passkeys = bool(await self.auth.repo.passkeys())
         return self._form_page(
             request,

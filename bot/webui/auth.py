@@ -97,8 +97,7 @@ class WebAuth:
 
     async def start(self, admin_setup_code: str | None) -> str | None:
         """Load the password hash; returns the setup code to print when there is none yet."""
-        self._password_hash = await self.store.kv.get(PASSWORD_KEY)
-        self._has_passkey = bool(await self.repo.passkeys())
+        await self.load()
         if self.configured:
             return None
         if admin_setup_code is not None:
@@ -106,6 +105,22 @@ class WebAuth:
         code = secrets.token_urlsafe(24)
         self._own_code_hash = _sha(code)
         return code
+
+    async def load(self) -> None:
+        """Read the owner's credentials again: on PostgreSQL another replica may have set
+        them up or changed the password since (the store is the truth, not this copy)."""
+        self._password_hash = await self.store.kv.get(PASSWORD_KEY)
+        self._has_passkey = bool(await self.repo.passkeys())
+        if self.configured:
+            self._own_code_hash = None
+            self._grant = None
+
+    async def is_configured(self) -> bool:
+        """Whether the owner is set up, asking the store while this copy says not yet (once
+        set up, an owner stays so until the credentials are deleted by hand and restarted)."""
+        if not self.configured:
+            await self.load()
+        return self.configured
 
     @property
     def configured(self) -> bool:
@@ -163,7 +178,8 @@ class WebAuth:
         self._grant = None
 
     async def check_password(self, password: str) -> bool:
-        stored = self._password_hash
+        # the stored hash, not this copy: a password changed on another replica is the one
+        stored = self._password_hash = await self.store.kv.get(PASSWORD_KEY)
         if stored is None or not password:
             return False
         return await asyncio.to_thread(verify_password, password, stored)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
-from bot.errors import DecapodError
+from bot.errors import DecapodError, StorageUnavailable
 from bot.messages import Attachment, Conversation, ConversationKind
 from bot.tasks import cancel_and_wait
 from bot.webui.auth import SESSION, WebSession, csrf_ok, login_key
@@ -48,6 +48,8 @@ MAX_FILES = 10
 #: how often an open socket's login is looked up again in the store (logout, revoke and
 #: expiry close it at once; this catches a login ended some other way)
 RECHECK_S = 300.0
+#: the longest pause between two tries of a message storage refused
+SUBMIT_RETRY_MOST_S = 10.0
 
 
 class WebChatHub(Protocol):
@@ -232,12 +234,45 @@ class ChatSocket:
                 queue.put_nowait({"type": "error", "id": client_id, "text": "unknown file"})
                 continue
             try:
-                await self.hub.submit(session.user, session.name, client_id, text, parts)
+                if not await self._submit(ws, session, client_id, text, parts, queue):
+                    return
             except DecapodError as exc:
                 queue.put_nowait({"type": "error", "id": client_id, "text": exc.user_message})
                 continue
             # through the queue: the ack is never sent ahead of events already queued
             queue.put_nowait({"type": "ack", "id": client_id})
+
+    async def _submit(
+        self,
+        ws: web.WebSocketResponse,
+        session: WebSession,
+        client_id: str,
+        text: str,
+        parts: tuple[Attachment, ...],
+        queue: asyncio.Queue[Event],
+    ) -> bool:
+        """Hand a message on; while storage refuses writes (a full disk, a lock held too
+        long), said once and tried again until it is stored: the page sends it again only
+        after a reconnect, so without this it would be neither answered nor sent again.
+        The messages sent after it wait (their order is kept). False when the socket
+        closed meanwhile."""
+        pause = 1.0
+        while True:
+            try:
+                await self.hub.submit(session.user, session.name, client_id, text, parts)
+                return True
+            except StorageUnavailable as exc:
+                if pause == 1.0:
+                    log.warning("web UI: a chat message waits for storage: %s", exc.reason)
+                    waits = (
+                        f"Storage is {exc.reason}: your message waits, and is sent once it "
+                        "can be saved."
+                    )
+                    queue.put_nowait({"type": "error", "id": client_id, "text": waits})
+            await asyncio.sleep(pause)
+            if ws.closed:
+                return False  # the page sends it again, under its id, when it is back
+            pause = min(pause * 2, SUBMIT_RETRY_MOST_S)
 
     def _parts(self, session: WebSession, files: Any) -> tuple[Attachment, ...] | None:
         """The attachments of a message's upload ids; None if one is not this person's."""

@@ -199,6 +199,7 @@ class Passkeys:
         form = await request.post()
         new, confirm = str(form.get("password", "")), str(form.get("confirm", ""))
         auth = self.ui.auth
+        await auth.load()  # one set on another replica is asked for here too
         if auth.has_password:
             # asked before the check, as the login form does: else guesses run unbounded
             self.ui._throttled(request, "login")
@@ -220,7 +221,7 @@ class Passkeys:
         """A registration challenge, only after the setup code was checked (and spent)."""
         from bot.webui.app import SETUP_CODE_WRONG
 
-        self.ui.setup_allowed(request)
+        await self.ui.setup_allowed(request)
         self.ui._throttled(request, "setup")
         token = self._form_token(request)
         try:
@@ -238,7 +239,7 @@ class Passkeys:
         return await self._registration_options(request, "setup:" + token)
 
     async def setup(self, request: web.Request) -> web.StreamResponse:
-        self.ui.setup_allowed(request)
+        await self.ui.setup_allowed(request)
         token = self._form_token(request)
         admin_token = self.ui.auth.setup_admin_token(token)
         # the challenge exists only if this page's setup code was accepted
@@ -268,7 +269,7 @@ class Passkeys:
         from webauthn.helpers.structs import UserVerificationRequirement
 
         token = self._form_token(request)
-        if not self.ui.auth.configured:
+        if not await self.ui.auth.is_configured():
             raise web.HTTPForbidden(text="finish the setup first")
         _, rp_id = self._origin(request)
         options = generate_authentication_options(

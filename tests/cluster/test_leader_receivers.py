@@ -120,3 +120,32 @@ async def test_discord_opens_its_gateway_only_while_leading(
         assert fake.connected and fake.identifies == 2
     finally:
         await channel.stop()
+
+
+async def test_a_leader_whose_socket_mode_connection_failed_tries_again(
+    slack: FakeSlack, tmp_path: Path, pg_url: str
+) -> None:
+    """Slack's API refusing the connection once (an outage, a blip) when this replica became
+    the leader: it holds the lock, so no other replica receives; it must try again."""
+    from bot.cluster.leader import LeaderElection, Role
+
+    channel = SlackChannel("s", SlackChannelConfig(type="slack", api_url=slack.api_url), tmp_path)
+    channel.receive_on_start = False
+    await channel.start(_sink)
+    slack.fail("apps.connections.open", status=200, error="internal_error", retry_after=None)
+    election = LeaderElection(
+        pg_url,
+        None,
+        on_elected=channel.start_receiving,
+        on_deposed=channel.stop_receiving,
+        takeover_s=0.1,
+    )
+    await election.start()
+    try:
+        await _until(lambda: len(slack.method_calls("apps.connections.open")) >= 1)
+        await slack.wait_connected()
+        assert election.role is Role.LEADER
+        assert len(slack.method_calls("apps.connections.open")) >= 2  # refused, then opened
+    finally:
+        await election.stop()
+        await channel.stop()

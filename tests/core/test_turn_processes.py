@@ -169,3 +169,56 @@ async def test_a_turn_process_that_keeps_dying_at_once_is_started_again_ever_lat
             assert await channel.wait_for_messages(1, chat_id=user, timeout=60) == [
                 "re: still there?"
             ]
+
+
+class _SlowFirstFetch(RecordingChannel):
+    """Its first download hangs until released, as a large file or a slow platform's may."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fetching = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def fetch(self, attachment: Any, max_bytes: int) -> bytes:
+        if not self.fetching.is_set():
+            self.fetching.set()
+            await self.release.wait()
+        return await super().fetch(attachment, max_bytes)
+
+
+async def test_a_call_that_outlives_its_dead_turn_process_leaves_the_next_ones_reply_whole(
+    make_config: Any,
+) -> None:
+    """A download the receiver was still doing for a turn process that died ends after the
+    process was started again; the new process numbers its calls from 1 again, and the old
+    call's end must not cut off the new process's answer that has the same number."""
+    from bot.messages import Attachment
+
+    answer = " ".join(f"word{i}" for i in range(40))
+    async with FakeLLM() as fake:
+        fake.reply_fn = lambda r: Reply(text=answer, chunk_delay_s=0.05)
+        channel = _SlowFirstFetch()
+        channel.files["notes"] = b"the notes"
+        user = _users_on_each_process(2)[0]
+        async with Gateway(_config(make_config, fake), channels={"test": channel}) as gw:
+            pool = gw.turn_processes
+            assert pool is not None
+            await channel.push("hello", user=user)  # its reply is the process's call 1
+            await channel.wait_for_messages(1, chat_id=user, timeout=60)
+            for _ in range(3000):  # and its last edit is in: the answer is whole
+                if channel.texts(user) == [answer]:
+                    break
+                await asyncio.sleep(0.01)
+            notes = Attachment("document", "notes", "notes.txt", "text/plain", 9)
+            await channel.push("read this", user=user, parts=(notes,))  # its call 2: fetch
+            await asyncio.wait_for(channel.fetching.wait(), 30)
+            victim = pool.pids()[owner_of(f"test:dm:{user}", 2)]
+            os.kill(victim, signal.SIGKILL)
+            # the new process resumes the message: fetch (its call 1), the reply (call 2)
+            await channel.wait_for_messages(2, chat_id=user, timeout=60)
+            channel.release.set()  # the dead process's download ends now, mid-answer
+            for _ in range(3000):
+                if channel.texts(user)[-1] == answer:
+                    break
+                await asyncio.sleep(0.01)
+            assert channel.texts(user) == [answer, answer]

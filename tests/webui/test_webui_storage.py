@@ -34,3 +34,38 @@ async def test_a_login_or_a_panel_form_while_storage_refuses_writes_says_so(
         assert status == 503 and headers["Retry-After"]
         assert "Storage is read-only" in text and "decapod.db" not in text
         assert headers["Content-Security-Policy"] == CSP
+
+
+async def test_a_chat_message_sent_while_storage_refuses_writes_is_answered_once_it_is_back(
+    make_config: Any, fake_llm: Any, monkeypatch: Any
+) -> None:
+    """Another process holds the database's lock (a backup, a CLI command) when a chat
+    message comes: the page is told it waits, and it is stored and answered once the lock
+    is let go, though the page (which saw no ack, its socket still open) sends nothing
+    again."""
+    from bot.store import sqlite as store_sqlite
+    from tests.core.test_storage_failures import _locked
+    from tests.fakes.llm import Reply
+    from tests.webui.conftest import gateway_config, page_csrf, set_up
+    from tests.webui.test_webui_chat import _open, _text, _until
+
+    monkeypatch.setattr(store_sqlite, "BUSY_TIMEOUT_MS", 200)  # the test waits less
+    fake_llm.push(Reply(text="Got it."))
+    async with Gateway(gateway_config(make_config, fake_llm)) as gw, client() as http:
+        await set_up(http, gw)
+        async with http.get(base_url(gw) + "/") as resp:
+            signed_in = SignedIn(http, base_url(gw), page_csrf(await resp.text()))
+        ws = await _open(signed_in)
+        await _until(ws, "ready")
+        holder = _locked(gw)
+        try:
+            await ws.send_json({"type": "send", "id": "wait-0000001", "text": "note this"})
+            said = await _until(ws, "error")
+            assert said[-1]["id"] == "wait-0000001" and "busy" in said[-1]["text"]
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        events = await _until(ws, "done")
+        await ws.close()
+    assert {"type": "ack", "id": "wait-0000001"} in events
+    assert _text(events, "wait-0000001") == "Got it."

@@ -1,0 +1,52 @@
+"""A chat page that stays open while the gateway restarts: its socket comes back to the new
+process, which must send it what it missed there, as it does after a drop without restart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from yarl import URL
+
+from bot.gateway import Gateway
+from bot.messages import Conversation, ConversationKind, OutboundMessage
+from tests.fakes.llm import FakeLLM, Reply
+from tests.webui.conftest import base_url, client, gateway_config, page_csrf, set_up
+from tests.webui.test_webui_chat import _text, _until
+
+
+async def test_a_page_open_across_a_restart_gets_what_the_new_process_sent(
+    make_config: Any, fake_llm: FakeLLM
+) -> None:
+    config = gateway_config(make_config, fake_llm)
+    fake_llm.push(Reply(text="First answer."))
+    async with client() as http:
+        async with Gateway(config) as gw:
+            await set_up(http, gw)
+            base = base_url(gw)
+            async with http.get(base + "/") as resp:
+                csrf = page_csrf(await resp.text())
+            ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
+            await ws.send_json({"type": "hello", "after": None, "have": {}})
+            await _until(ws, "ready")
+            await ws.send_json({"type": "send", "id": "first-000001", "text": "hi"})
+            await _until(ws, "done")
+            await ws.close()
+            # the page the owner keeps open: loaded once that answer was there
+            ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
+            await ws.send_json({"type": "hello", "after": None, "have": {}})
+            after = (await _until(ws, "ready"))[-1]["seq"]
+            await ws.close()
+        cookie = http.cookie_jar.filter_cookies(URL(base))["decapod_session"].value
+        async with Gateway(config) as gw:  # the same home, a new process
+            base = base_url(gw)
+            http.cookie_jar.update_cookies({"decapod_session": cookie}, URL(base))
+            # sent by the new process before the page's socket is back (a reminder due
+            # during the restart, a resumed answer)
+            web = gw.channels["web"]
+            conversation = Conversation("web", "owner", ConversationKind.DM)
+            sent = await web.send(OutboundMessage(conversation, "⏰ feed the cat"))
+            ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
+            await ws.send_json({"type": "hello", "after": after, "have": {"first-000001": 13}})
+            events = await _until(ws, "done")
+            await ws.close()
+    assert _text(events, sent.message_id) == "⏰ feed the cat"
