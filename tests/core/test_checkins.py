@@ -18,6 +18,7 @@ from bot.providers.testing import FunctionProvider, estimate_tokens
 from bot.scheduler.config import CheckinConfig
 from bot.store.jobs import Job, JobKind
 from tests.fakes.channel import RecordingChannel
+from tests.fakes.llm import FakeLLM, Reply
 
 _START = dt.datetime(2030, 1, 7, 7, 0, tzinfo=dt.UTC).timestamp()  # a Monday, 07:00 UTC
 _CHANNELS = {
@@ -208,3 +209,71 @@ async def test_a_checkin_run_stays_within_its_token_cap(make_config: Any) -> Non
         await _until(ran_twice)
         assert len(provider.requests) == 3
         assert channel.texts()[1:] == ["It is 07:30."]  # nothing more was sent
+
+
+def _fake_llm_config(make_config: Any, fake: FakeLLM) -> Any:
+    return make_config(
+        channels=_CHANNELS,
+        scheduler={"poll_seconds": 3600},
+        checkins={"quiet_hours": ""},
+        providers={"fake": {"base_url": fake.base_url + "/v1", "api_key_env": "FAKE_LLM_KEY"}},
+        models={"chat": ["fake:alpha"]},
+    )
+
+
+async def test_a_checkin_whose_answer_breaks_off_mid_stream_is_tried_again_not_sent_half(
+    make_config: Any, monkeypatch: Any
+) -> None:
+    """The connection to the model drops after a few words: nobody has seen anything yet,
+    so the check-in is tried again later (as when the call fails outright) instead of
+    sending the first words with "(the answer was interrupted)"."""
+    monkeypatch.setenv("FAKE_LLM_KEY", "sk-test-not-a-secret")
+    whole = "Your dentist appointment is at 10:00 today."
+    async with FakeLLM() as fake:
+        fake.push(Reply(text=whole, reset_after_chunks=4), whole)
+        channel = RecordingChannel("tg")
+        async with Gateway(_fake_llm_config(make_config, fake), channels={"tg": channel}) as gw:
+            await gw.warmup.wait()  # the scheduler is a warm-up step
+            scheduler = gw.deps.scheduler
+            assert scheduler is not None
+            clock = [_START]
+            scheduler.clock = lambda: clock[0]
+            await _ask(channel, "/checkin daily 7:30")
+            clock[0] = _START + 30 * 60 + 5
+            await scheduler.deliver_due()
+            job = await _checkin_job(gw)
+            assert job.runs == 0 and job.run_at > clock[0]  # to be tried again
+            assert len(channel.texts()) == 1  # only the answer to /checkin
+
+            clock[0] = job.run_at + 1
+            await scheduler.deliver_due()
+            assert channel.texts()[1:] == [whole]
+            assert (await _checkin_job(gw)).runs == 1
+            assert len(fake.calls(path="/v1/chat/completions")) == 2
+
+
+async def test_a_checkin_whose_model_writes_nothing_sends_nothing(
+    make_config: Any, monkeypatch: Any
+) -> None:
+    """An empty answer has nothing worth saying: no "(no answer)" arrives unasked."""
+    monkeypatch.setenv("FAKE_LLM_KEY", "sk-test-not-a-secret")
+    async with FakeLLM() as fake:
+        fake.push(Reply(text=""))
+        channel = RecordingChannel("tg")
+        async with Gateway(_fake_llm_config(make_config, fake), channels={"tg": channel}) as gw:
+            await gw.warmup.wait()  # the scheduler is a warm-up step
+            scheduler = gw.deps.scheduler
+            assert scheduler is not None
+            clock = [_START]
+            scheduler.clock = lambda: clock[0]
+            await _ask(channel, "/checkin daily 7:30")
+            clock[0] = _START + 30 * 60 + 5
+            await scheduler.deliver_due()
+
+            async def ran() -> bool:
+                return (await _checkin_job(gw)).runs == 1
+
+            await _until(ran)
+            assert len(fake.calls(path="/v1/chat/completions")) == 1
+            await asyncio.sleep(0.2)
+            assert channel.texts() == [channel.texts()[0]]  # only the answer to /checkin
