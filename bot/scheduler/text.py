@@ -97,7 +97,7 @@ def missed_summary(misses: Sequence[Miss], max_lateness: float) -> str:
         f"{human_duration(max_lateness)} late), so I skipped:"
     ]
     for miss in misses:
-        kind = "task: " if miss.job.kind is JobKind.TASK else ""
+        kind = f"{_label(miss.job).lower()}: " if miss.job.kind in _LABELS else ""
         lines.append(
             f"• {format_local(miss.due_at, miss.job.timezone)}: {kind}{_clip(miss.job.text)}"
         )
