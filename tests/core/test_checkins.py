@@ -16,7 +16,7 @@ from bot.messages import ConversationKind
 from bot.providers.base import ChatRequest, ToolCall
 from bot.providers.testing import FunctionProvider, estimate_tokens
 from bot.scheduler.config import CheckinConfig
-from bot.store.jobs import Job, JobKind
+from bot.store.jobs import Job, JobKind, JobStatus
 from tests.fakes.channel import RecordingChannel
 from tests.fakes.llm import FakeLLM, Reply
 
@@ -277,3 +277,33 @@ async def test_a_checkin_whose_model_writes_nothing_sends_nothing(
             assert len(fake.calls(path="/v1/chat/completions")) == 1
             await asyncio.sleep(0.2)
             assert channel.texts() == [channel.texts()[0]]  # only the answer to /checkin
+
+
+async def test_a_person_no_longer_allowed_gets_no_checkin_and_no_model_runs_as_them(
+    make_config: Any,
+) -> None:
+    """The owner revoked the person's pairing: their check-in no longer runs the model as
+    them nor writes to them; it is paused (listed as such), not tried again and again."""
+    model = _Model("Your dentist appointment is at 10:00 today.")
+    channel = RecordingChannel("tg")
+    config = make_config(
+        channels={"tg": {"type": "telegram", "access": {"dm_policy": "pairing"}}},
+        scheduler={"poll_seconds": 3600},
+        checkins={"quiet_hours": ""},
+    )
+    async with Gateway(config, provider=model.provider, channels={"tg": channel}) as gw:
+        await gw.warmup.wait()  # the scheduler is a warm-up step
+        scheduler = gw.deps.scheduler
+        assert scheduler is not None
+        clock = [_START]
+        scheduler.clock = lambda: clock[0]
+        code = await gw.store.access.issue_code("ABCD2345", "tg", "u1", "U1", 3600, 10)
+        assert code is not None and await gw.store.access.approve(code.code, "owner")
+        assert "I will check in daily 7:30" in await _ask(channel, "/checkin daily 7:30")
+        assert await gw.store.access.revoke("tg", "u1")
+
+        clock[0] = _START + 30 * 60 + 5
+        await scheduler.deliver_due()
+        job = await _checkin_job(gw)
+        assert job.status is JobStatus.PAUSED
+        assert model.requests == [] and len(channel.texts()) == 1
