@@ -16,6 +16,7 @@ from bot.messages import ConversationKind
 from bot.providers.base import ChatRequest, ToolCall
 from bot.providers.testing import FunctionProvider, estimate_tokens
 from bot.scheduler.config import CheckinConfig
+from bot.scheduler.service import Scheduler
 from bot.store.jobs import Job, JobKind, JobStatus
 from tests.fakes.channel import RecordingChannel
 from tests.fakes.llm import FakeLLM, Reply
@@ -211,6 +212,27 @@ async def test_a_checkin_run_stays_within_its_token_cap(make_config: Any) -> Non
         assert channel.texts()[1:] == ["It is 07:30."]  # nothing more was sent
 
 
+async def _on_a_clock(gw: Gateway) -> tuple[Scheduler, list[float]]:
+    """The scheduler once the warm-up is done, on a clock the test moves (`clock[0]`)."""
+    await gw.warmup.wait()  # the scheduler is a warm-up step
+    scheduler = gw.deps.scheduler
+    assert scheduler is not None
+    clock = [_START]
+    scheduler.clock = lambda: clock[0]
+    return scheduler, clock
+
+
+async def _checkin_come_due(
+    gw: Gateway, channel: RecordingChannel
+) -> tuple[Scheduler, list[float]]:
+    """tg:u1's daily 7:30 check-in, set and run once at its first time."""
+    scheduler, clock = await _on_a_clock(gw)
+    await _ask(channel, "/checkin daily 7:30")
+    clock[0] = _START + 30 * 60 + 5
+    await scheduler.deliver_due()
+    return scheduler, clock
+
+
 def _fake_llm_config(make_config: Any, fake: FakeLLM) -> Any:
     return make_config(
         channels=_CHANNELS,
@@ -233,14 +255,7 @@ async def test_a_checkin_whose_answer_breaks_off_mid_stream_is_tried_again_not_s
         fake.push(Reply(text=whole, reset_after_chunks=4), whole)
         channel = RecordingChannel("tg")
         async with Gateway(_fake_llm_config(make_config, fake), channels={"tg": channel}) as gw:
-            await gw.warmup.wait()  # the scheduler is a warm-up step
-            scheduler = gw.deps.scheduler
-            assert scheduler is not None
-            clock = [_START]
-            scheduler.clock = lambda: clock[0]
-            await _ask(channel, "/checkin daily 7:30")
-            clock[0] = _START + 30 * 60 + 5
-            await scheduler.deliver_due()
+            scheduler, clock = await _checkin_come_due(gw, channel)
             job = await _checkin_job(gw)
             assert job.runs == 0 and job.run_at > clock[0]  # to be tried again
             assert len(channel.texts()) == 1  # only the answer to /checkin
@@ -261,14 +276,7 @@ async def test_a_checkin_whose_model_writes_nothing_sends_nothing(
         fake.push(Reply(text=""))
         channel = RecordingChannel("tg")
         async with Gateway(_fake_llm_config(make_config, fake), channels={"tg": channel}) as gw:
-            await gw.warmup.wait()  # the scheduler is a warm-up step
-            scheduler = gw.deps.scheduler
-            assert scheduler is not None
-            clock = [_START]
-            scheduler.clock = lambda: clock[0]
-            await _ask(channel, "/checkin daily 7:30")
-            clock[0] = _START + 30 * 60 + 5
-            await scheduler.deliver_due()
+            await _checkin_come_due(gw, channel)
 
             async def ran() -> bool:
                 return (await _checkin_job(gw)).runs == 1
@@ -292,11 +300,7 @@ async def test_a_person_no_longer_allowed_gets_no_checkin_and_no_model_runs_as_t
         checkins={"quiet_hours": ""},
     )
     async with Gateway(config, provider=model.provider, channels={"tg": channel}) as gw:
-        await gw.warmup.wait()  # the scheduler is a warm-up step
-        scheduler = gw.deps.scheduler
-        assert scheduler is not None
-        clock = [_START]
-        scheduler.clock = lambda: clock[0]
+        scheduler, clock = await _on_a_clock(gw)
         code = await gw.store.access.issue_code("ABCD2345", "tg", "u1", "U1", 3600, 10)
         assert code is not None and await gw.store.access.approve(code.code, "owner")
         assert "I will check in daily 7:30" in await _ask(channel, "/checkin daily 7:30")
