@@ -88,8 +88,9 @@ class Checkins:
         answer, result = await self.gw.turns.answer_task(
             job, prompt=prompt, max_output_tokens=self.config.max_output_tokens
         )
-        if says_nothing(answer, marker) or (result.outcome != "ok" and not result.text.strip()):
-            # nothing, or the token cap was spent before the model wrote anything
+        if says_nothing(answer, marker) or not result.text.strip():
+            # nothing, or no text at all (the token cap was spent before the model wrote
+            # anything, or it wrote nothing): never the "(no answer)" a chat would get
             log.info("check-in %s: nothing worth saying (%s)", job.id, result.outcome)
             return None
         return answer

@@ -227,10 +227,14 @@ class TurnRunner:
         """A scheduled task: its prompt (or `prompt`: a check-in's) runs as a turn of the
         job's own `cron:` session, with the creator's identity and role (never the owner's),
         and the answer is returned for delivery to the conversation that scheduled it.
-        TaskFailed when the model call failed: the apology a chat gets is no answer here,
+        TaskFailed when the model call failed, also part way through the answer (nobody has
+        seen any of it yet): the apology a chat gets is no answer here, nor is half of one,
         and the scheduler tries the job again later."""
         await self.gw.warmup.wait()
         identity = identity_from_key(job.identity_key)
+        if not await self.gw.access.allows(identity, job.conversation):
+            # revoked since it was set: nothing runs as them, and the job is paused
+            raise DeliveryRefused("no longer allowed", f"{identity.key} may no longer be answered")
         session = self.gw.sessions.get(cron_session_key(job.id))
         await self.gw.sessions.load(session)
         ctx = ToolContext(
@@ -249,10 +253,11 @@ class TurnRunner:
         turn_id = f"cron:{job.id}:{int(job.due_at)}"
         result = holder[-1]
         await self._persist(session, turn_id, identity.key, user, result, None)
-        if result.outcome in FAILED:
+        if result.outcome in FAILED or result.outcome == "interrupted":
             from bot.scheduler.ports import TaskFailed
 
-            raise TaskFailed(f"the scheduled turn's model call failed: {result.error}")
+            why = result.error or "the answer broke off part way"
+            raise TaskFailed(f"the scheduled turn's model call failed: {why}")
         return answer, result
 
     async def _command(

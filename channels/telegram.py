@@ -36,7 +36,7 @@ from bot.channel_configs.telegram import TelegramChannelConfig
 from bot.channel_state import ChannelState
 from bot.commands import CommandSpec
 from bot.config import channel_secrets, secret_from_env
-from bot.errors import ChannelError, ConfigError
+from bot.errors import ChannelError, ConfigError, DeliveryRefused
 from bot.messages import Identity, SentRef
 from bot.proxy_env import check_proxy_env
 from bot.redaction import register_secret, scrub
@@ -344,7 +344,12 @@ class TelegramChannel(TelegramOutbound):
         shown = query.message
         if shown is not None and not isinstance(result, Refused):
             ref = SentRef(result.conversation, str(shown.message_id))
-            await self._edited(result.conversation, ref, result.shown)
+            try:
+                await self._edited(result.conversation, ref, result.shown)
+            except DeliveryRefused as exc:
+                # the press is stored and runs: raised on, the update would be read again
+                # and again, and no later update of any chat behind it
+                log.info("telegram %s: pressed message not updated: %s", self.name, exc.reason)
 
 
 def create(name: str, channel_config: TelegramChannelConfig, config: Any) -> TelegramChannel:

@@ -24,10 +24,13 @@ def _label(job: Job) -> str:
 
 
 def confirmation(job: Job, note: str = "") -> str:
-    """The answer to a new job: its id and when it runs, in the person's zone."""
+    """The answer to a new job: its id and when it runs, in the person's zone. The zone is
+    named only in a DM: in a group or channel everyone reads it, and it says where the
+    person lives (as the listing there leaves it out)."""
     first = format_local(job.due_at, job.timezone)
     repeat = describe_repeat(job)
-    when = f"{repeat} ({job.timezone}), first {first}" if repeat else f"{first} ({job.timezone})"
+    zone = f" ({job.timezone})" if job.conversation.kind is ConversationKind.DM else ""
+    when = f"{repeat}{zone}, first {first}" if repeat else f"{first}{zone}"
     lines = [f"{_label(job)} {job.id} set for {when}: {_clip(job.text, 200)}"]
     if note:
         lines.append(f"({note}.)")
@@ -94,7 +97,7 @@ def missed_summary(misses: Sequence[Miss], max_lateness: float) -> str:
         f"{human_duration(max_lateness)} late), so I skipped:"
     ]
     for miss in misses:
-        kind = "task: " if miss.job.kind is JobKind.TASK else ""
+        kind = f"{_label(miss.job).lower()}: " if miss.job.kind in _LABELS else ""
         lines.append(
             f"• {format_local(miss.due_at, miss.job.timezone)}: {kind}{_clip(miss.job.text)}"
         )

@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Protocol
 
 from bot.commands import CommandContext, CommandTable
 from bot.config import ChannelAccessConfig, Config
-from bot.messages import Choice, ConversationKind, Identity, InboundMessage, identity_from_key
+from bot.messages import (
+    Choice,
+    Conversation,
+    ConversationKind,
+    Identity,
+    InboundMessage,
+    identity_from_key,
+)
 from bot.store.access import PairingCode
 
 if TYPE_CHECKING:
@@ -54,6 +61,8 @@ class AccessDecision:
 
 class AccessControl(Protocol):
     async def decide(self, message: InboundMessage) -> AccessDecision: ...
+
+    async def allows(self, identity: Identity, conversation: Conversation) -> bool: ...
 
     def role_of(self, identity: Identity) -> str: ...
 
@@ -111,7 +120,14 @@ class ChannelAccess:
     def role_of_key(self, identity_key: str) -> str:
         return self.role_of(identity_from_key(identity_key))
 
-    async def decide(self, message: InboundMessage) -> AccessDecision:
+    async def allows(self, identity: Identity, conversation: Conversation) -> bool:
+        """Whether `identity` may still be answered in `conversation`, as a command of theirs
+        there would be: what runs on their behalf later (a scheduled task, a check-in) asks
+        this first, since their access may have been revoked since. Gives no pairing code."""
+        addressed = InboundMessage("", identity, conversation, mentioned=True)
+        return (await self.decide(addressed, notice=False)).allowed
+
+    async def decide(self, message: InboundMessage, *, notice: bool = True) -> AccessDecision:
         identity, conversation = message.identity, message.conversation
         role = self.role_of(identity)
         policy = self._policy(conversation.channel)
@@ -120,7 +136,7 @@ class ChannelAccess:
         if identity.is_bot and not policy.allow_bots:
             return AccessDecision(False, role, "bot sender")
         if conversation.kind is ConversationKind.DM:
-            return await self._decide_dm(message, policy, role)
+            return await self._decide_dm(message, policy, role, notice)
         return self._decide_group(message, policy, role)
 
     def _decide_group(
@@ -142,7 +158,7 @@ class ChannelAccess:
         return AccessDecision(True, role)
 
     async def _decide_dm(
-        self, message: InboundMessage, policy: ChannelAccessConfig, role: str
+        self, message: InboundMessage, policy: ChannelAccessConfig, role: str, notice: bool
     ) -> AccessDecision:
         identity = message.identity
         if role in ("owner", "operator") or identity.user_id in policy.allow_users:
@@ -161,6 +177,8 @@ class ChannelAccess:
             if self.store.access.revision == revision:  # not revoked while we asked
                 self._paired.add(identity.key)
             return AccessDecision(True, role)
+        if not notice:
+            return AccessDecision(False, role, "unpaired")
         reply, code = await self._pairing_notice(identity)
         return AccessDecision(False, role, "unpaired", reply, code)
 

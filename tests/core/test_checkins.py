@@ -16,8 +16,10 @@ from bot.messages import ConversationKind
 from bot.providers.base import ChatRequest, ToolCall
 from bot.providers.testing import FunctionProvider, estimate_tokens
 from bot.scheduler.config import CheckinConfig
-from bot.store.jobs import Job, JobKind
+from bot.scheduler.service import Scheduler
+from bot.store.jobs import Job, JobKind, JobStatus
 from tests.fakes.channel import RecordingChannel
+from tests.fakes.llm import FakeLLM, Reply
 
 _START = dt.datetime(2030, 1, 7, 7, 0, tzinfo=dt.UTC).timestamp()  # a Monday, 07:00 UTC
 _CHANNELS = {
@@ -208,3 +210,104 @@ async def test_a_checkin_run_stays_within_its_token_cap(make_config: Any) -> Non
         await _until(ran_twice)
         assert len(provider.requests) == 3
         assert channel.texts()[1:] == ["It is 07:30."]  # nothing more was sent
+
+
+async def _on_a_clock(gw: Gateway) -> tuple[Scheduler, list[float]]:
+    """The scheduler once the warm-up is done, on a clock the test moves (`clock[0]`)."""
+    await gw.warmup.wait()  # the scheduler is a warm-up step
+    scheduler = gw.deps.scheduler
+    assert scheduler is not None
+    clock = [_START]
+    scheduler.clock = lambda: clock[0]
+    return scheduler, clock
+
+
+async def _checkin_come_due(
+    gw: Gateway, channel: RecordingChannel
+) -> tuple[Scheduler, list[float]]:
+    """tg:u1's daily 7:30 check-in, set and run once at its first time."""
+    scheduler, clock = await _on_a_clock(gw)
+    await _ask(channel, "/checkin daily 7:30")
+    clock[0] = _START + 30 * 60 + 5
+    await scheduler.deliver_due()
+    return scheduler, clock
+
+
+def _fake_llm_config(make_config: Any, fake: FakeLLM) -> Any:
+    return make_config(
+        channels=_CHANNELS,
+        scheduler={"poll_seconds": 3600},
+        checkins={"quiet_hours": ""},
+        providers={"fake": {"base_url": fake.base_url + "/v1", "api_key_env": "FAKE_LLM_KEY"}},
+        models={"chat": ["fake:alpha"]},
+    )
+
+
+async def test_a_checkin_whose_answer_breaks_off_mid_stream_is_tried_again_not_sent_half(
+    make_config: Any, monkeypatch: Any
+) -> None:
+    """The connection to the model drops after a few words: nobody has seen anything yet,
+    so the check-in is tried again later (as when the call fails outright) instead of
+    sending the first words with "(the answer was interrupted)"."""
+    monkeypatch.setenv("FAKE_LLM_KEY", "sk-test-not-a-secret")
+    whole = "Your dentist appointment is at 10:00 today."
+    async with FakeLLM() as fake:
+        fake.push(Reply(text=whole, reset_after_chunks=4), whole)
+        channel = RecordingChannel("tg")
+        async with Gateway(_fake_llm_config(make_config, fake), channels={"tg": channel}) as gw:
+            scheduler, clock = await _checkin_come_due(gw, channel)
+            job = await _checkin_job(gw)
+            assert job.runs == 0 and job.run_at > clock[0]  # to be tried again
+            assert len(channel.texts()) == 1  # only the answer to /checkin
+
+            clock[0] = job.run_at + 1
+            await scheduler.deliver_due()
+            assert channel.texts()[1:] == [whole]
+            assert (await _checkin_job(gw)).runs == 1
+            assert len(fake.calls(path="/v1/chat/completions")) == 2
+
+
+async def test_a_checkin_whose_model_writes_nothing_sends_nothing(
+    make_config: Any, monkeypatch: Any
+) -> None:
+    """An empty answer has nothing worth saying: no "(no answer)" arrives unasked."""
+    monkeypatch.setenv("FAKE_LLM_KEY", "sk-test-not-a-secret")
+    async with FakeLLM() as fake:
+        fake.push(Reply(text=""))
+        channel = RecordingChannel("tg")
+        async with Gateway(_fake_llm_config(make_config, fake), channels={"tg": channel}) as gw:
+            await _checkin_come_due(gw, channel)
+
+            async def ran() -> bool:
+                return (await _checkin_job(gw)).runs == 1
+
+            await _until(ran)
+            assert len(fake.calls(path="/v1/chat/completions")) == 1
+            await asyncio.sleep(0.2)
+            assert channel.texts() == [channel.texts()[0]]  # only the answer to /checkin
+
+
+async def test_a_person_no_longer_allowed_gets_no_checkin_and_no_model_runs_as_them(
+    make_config: Any,
+) -> None:
+    """The owner revoked the person's pairing: their check-in no longer runs the model as
+    them nor writes to them; it is paused (listed as such), not tried again and again."""
+    model = _Model("Your dentist appointment is at 10:00 today.")
+    channel = RecordingChannel("tg")
+    config = make_config(
+        channels={"tg": {"type": "telegram", "access": {"dm_policy": "pairing"}}},
+        scheduler={"poll_seconds": 3600},
+        checkins={"quiet_hours": ""},
+    )
+    async with Gateway(config, provider=model.provider, channels={"tg": channel}) as gw:
+        scheduler, clock = await _on_a_clock(gw)
+        code = await gw.store.access.issue_code("ABCD2345", "tg", "u1", "U1", 3600, 10)
+        assert code is not None and await gw.store.access.approve(code.code, "owner")
+        assert "I will check in daily 7:30" in await _ask(channel, "/checkin daily 7:30")
+        assert await gw.store.access.revoke("tg", "u1")
+
+        clock[0] = _START + 30 * 60 + 5
+        await scheduler.deliver_due()
+        job = await _checkin_job(gw)
+        assert job.status is JobStatus.PAUSED
+        assert model.requests == [] and len(channel.texts()) == 1

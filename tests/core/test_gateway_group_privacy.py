@@ -173,3 +173,20 @@ async def test_what_waits_for_approval_is_listed_only_in_a_dm(make_config: Any) 
     assert "diary-of-alice" in ask and "diary-of-alice" in in_dm
     assert "diary-of-alice" not in in_group and "direct message" in in_group
     assert denied == "Denied."  # deciding by id from a group shows nothing and still works
+
+
+async def test_a_reminder_set_in_a_group_does_not_name_the_persons_time_zone(
+    make_config: Any,
+) -> None:
+    """The zone alice set in a DM says where she lives: a confirmation in the group leaves
+    it out (as the group's listing does), a DM's names it as before."""
+    channel = RecordingChannel()
+    config = _config(make_config)
+    async with Gateway(config, provider=ScriptedProvider([]), channels={"test": channel}) as gw:
+        await gw.store.identities.set_timezone("test:alice", "America/Argentina/Buenos_Aires")
+        in_group = await _ask(channel, f"/remind in 3h {GROUP_REMINDER}", user="alice", **GROUP)
+        repeating = await _ask(channel, "/remind every 2h stretch", user="alice", **GROUP)
+        in_dm = await _ask(channel, f"/remind in 3h {DM_REMINDER}", user="alice")
+    assert GROUP_REMINDER in in_group and "every 2h" in repeating
+    assert "Buenos_Aires" not in in_group and "Buenos_Aires" not in repeating
+    assert "(America/Argentina/Buenos_Aires)" in in_dm

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 
 from bot.messages import Conversation
 from bot.scheduler import Scheduler
-from bot.scheduler.timing import Once
+from bot.scheduler.timing import Cron, Once
+from bot.store.jobs import JobKind
 
 from .conftest import DM, GROUP, FakeClock, RecordingDeliverer
 
@@ -98,3 +99,26 @@ async def test_a_summary_that_keeps_failing_is_tried_with_backoff(
     clock.advance(600)
     await scheduler.deliver_due()
     assert len(deliverer.sent) == 1  # said once
+
+
+async def test_a_missed_checkin_is_named_as_one_in_the_summary(
+    make_scheduler: MakeScheduler, clock: FakeClock, deliverer: RecordingDeliverer
+) -> None:
+    """A check-in's text is its schedule: without its label the summary would read as a
+    reminder that says "daily 8:30"."""
+    scheduler = make_scheduler(max_lateness_seconds=60)
+    await scheduler.schedule(
+        person_id="alice",
+        identity_key="test:alice",
+        conversation=DM,
+        text="daily 8:30",
+        when=Cron("30 8 * * *"),
+        timezone="Europe/Berlin",
+        kind=JobKind.CHECKIN,
+    )
+    [job] = await scheduler.list_jobs("alice")
+    clock.advance(job.due_at - clock.now + 600)  # found ten minutes late: missed
+    await scheduler.deliver_due()
+    [(_, summary)] = deliverer.sent
+    assert "I could not deliver 1 reminder or task" in summary
+    assert summary.endswith(": check-in: daily 8:30")

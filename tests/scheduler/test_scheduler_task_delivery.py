@@ -18,6 +18,7 @@ from bot.scheduler.timing import Once
 from bot.store.job_model import Job
 from bot.store.jobs import JobKind, JobStatus
 from tests.fakes.channel import RecordingChannel
+from tests.fakes.llm import FakeLLM, Reply
 
 _START = dt.datetime(2030, 1, 7, 7, 0, tzinfo=dt.UTC).timestamp()
 DM = Conversation("tg", "u1", ConversationKind.DM)
@@ -38,10 +39,10 @@ class FlakyChannel(RecordingChannel):
         return await super()._send_text(message, text)
 
 
-def _config(make_config: Any) -> Any:
+def _config(make_config: Any, **sections: Any) -> Any:
     channels = {"tg": {"type": "telegram", "access": {"dm_policy": "open"}}}
     # the loop only wakes when told: the test drives the deliveries at its own clock
-    return make_config(channels=channels, scheduler={"poll_seconds": 3600})
+    return make_config(channels=channels, scheduler={"poll_seconds": 3600}, **sections)
 
 
 async def test_a_task_whose_answer_could_not_be_sent_is_sent_later_without_running_again(
@@ -96,20 +97,49 @@ async def test_a_task_whose_model_call_fails_is_retried_not_answered_with_an_apo
     channel = FlakyChannel("tg")
     provider = FunctionProvider(model)
     async with Gateway(_config(make_config), provider=provider, channels={"tg": channel}) as gw:
-        scheduler, clock, _ = await _one_job_due_in_a_minute(
-            gw, "give me today's headline", JobKind.TASK
-        )
-        clock[0] += 61
-        await scheduler.deliver_due()
-        assert channel.texts() == []
-        [pending] = await scheduler.list_jobs("tg:u1")
-        assert pending.status is JobStatus.PENDING and "503" in (pending.last_error or "")
+        await _fails_then_is_sent_whole(gw, channel, "503", "Headline: markets calm.")
+    assert len(asked) == 2
 
-        clock[0] = pending.run_at + 1
-        await scheduler.deliver_due()
-        assert channel.texts() == ["Headline: markets calm."]
-        [done] = await scheduler.jobs.listing(include_closed=True, person_id="tg:u1")
-        assert done.status is JobStatus.SENT and len(asked) == 2
+
+async def test_a_task_whose_answer_breaks_off_mid_stream_is_retried_not_sent_half(
+    make_config: Any, monkeypatch: Any
+) -> None:
+    """The model's stream breaks after a few words: none of it was shown, so the task is
+    tried again later instead of sending those words with "(the answer was interrupted)"."""
+    monkeypatch.setenv("FAKE_LLM_KEY", "sk-test-not-a-secret")
+    whole = "Headline: markets calm, bonds rallied."
+    async with FakeLLM() as fake:
+        fake.push(Reply(text=whole, reset_after_chunks=3), whole)
+        base_url = fake.base_url + "/v1"
+        config = _config(
+            make_config,
+            providers={"fake": {"base_url": base_url, "api_key_env": "FAKE_LLM_KEY"}},
+            models={"chat": ["fake:alpha"]},
+        )
+        channel = RecordingChannel("tg")
+        async with Gateway(config, channels={"tg": channel}) as gw:
+            await _fails_then_is_sent_whole(gw, channel, "broke off", whole)
+
+
+async def _fails_then_is_sent_whole(
+    gw: Gateway, channel: RecordingChannel, error: str, answer: str
+) -> None:
+    """A task due a minute after `_START` fails its first try (its last error names
+    `error`) without sending anything, and its next try sends `answer` alone."""
+    scheduler, clock, _ = await _one_job_due_in_a_minute(
+        gw, "give me today's headline", JobKind.TASK
+    )
+    clock[0] += 61
+    await scheduler.deliver_due()
+    assert channel.texts() == []
+    [pending] = await scheduler.list_jobs("tg:u1")
+    assert pending.status is JobStatus.PENDING and error in (pending.last_error or "")
+
+    clock[0] = pending.run_at + 1
+    await scheduler.deliver_due()
+    assert channel.texts() == [answer]
+    [done] = await scheduler.jobs.listing(include_closed=True, person_id="tg:u1")
+    assert done.status is JobStatus.SENT
 
 
 _LONG_ANSWER = (

@@ -151,3 +151,29 @@ async def test_a_tap_from_a_name_with_half_an_emoji_is_taken_and_stored(
     assert stored is not None, "the press reached the inbox"
     decided = fake.messages[(ALICE, message_id)]["text"]
     assert decided.endswith("→ Approve (Alice \ufffd)")
+
+
+async def test_a_tap_whose_message_can_no_longer_be_edited_holds_up_no_later_update(
+    fake: FakeTelegram, make_config: Callable[..., Any]
+) -> None:
+    """The bot may no longer write in the group (its rights were taken): a tap on one of
+    its old buttons still runs the command, and the refused edit of that message is left
+    as it is; the updates after it (any chat's) are still read."""
+    group = -1001234567890
+    config = make_config(
+        channels={"tg": channel_table(fake, access={"groups": {str(group): {}}})},
+        gateway={"owners": [f"tg:{ALICE}"]},
+        models={"chat": ["local:llama3.2", "local:qwen3"]},
+        sandbox={"backend": "none"},
+        memory={"enabled": False},
+    )
+    async with Gateway(config, provider=ScriptedProvider(["hi"])) as gw:
+        fake.push_group("/model", chat_id=group)
+        await until(lambda: fake.buttons(group)[1], timeout=15)
+        message_id, keys = fake.buttons(group)
+        fake.refuse(group, 400, "Bad Request: not enough rights to send text messages to the chat")
+        await _answer(fake, fake.push_press(group, message_id, keys[0][1]))
+        fake.push_private("/status", user_id=ALICE)
+        await until(lambda: any(t.startswith("Decapod") for t in fake.texts(ALICE)), timeout=15)
+        await settled(gw)
+        assert await gw.model_choices.own(f"tg:{ALICE}") == "local:qwen3"  # the tap ran
