@@ -93,6 +93,4 @@ class Retrieval:
         )
         weights = self.weights
         shares = keyword_shares(found, query_terms(query)) if weights.trusts_keywords else {}
-        sure = [cid for cid, share in shares.items() if share > weights.keyword_sure]
-        trust = max(shares.values(), default=0.0)
-        return fuse(found, weights, limit, now, trust, sure)
+        return fuse(found, weights, limit, now, shares)
