@@ -21,13 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.memory.embedders import (
-    POTION_DIR,
-    Embedder,
-    Model2VecEmbedder,
-    PotionEmbedder,
-    WordLlamaEmbedder,
-)
+from bot.memory.embedders import Embedder
+from bot.memory.local_embedders import Model2VecEmbedder
+from bot.memory.static_embedders import POTION_DIR, PotionEmbedder, WordLlamaEmbedder
 from bot.memory.text import STOPWORDS
 
 _WORD = re.compile(r"[^\W_]+")

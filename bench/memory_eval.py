@@ -47,7 +47,8 @@ from bench.common import median, pct
 from bench.memory_data import CATEGORIES, Dataset, load
 from bench.memory_embedders import candidate
 from bot.memory.config import MemoryConfig
-from bot.memory.embedders import Embedder, build_embedders
+from bot.memory.embedder_chain import build_embedders
+from bot.memory.embedders import Embedder
 from bot.memory.search import FusionWeights
 from bot.memory.service import MemoryService, SearchMode
 from bot.security.redact import default_redactor
@@ -72,8 +73,8 @@ def generated(split: str = "all", *, hard: bool = False) -> Dataset:
 
 def use_config(service: MemoryService, config: MemoryConfig) -> None:
     """Search with `config`'s fusion settings on an index built with another config."""
-    service.config = config
-    service.weights = FusionWeights.from_config(config)
+    service.config = service.retrieval.config = config
+    service.retrieval.weights = FusionWeights.from_config(config)
 
 
 async def _save_all(service: MemoryService, data: Dataset, *, plain: bool) -> None:

@@ -23,7 +23,7 @@ from bench.memory_data import Dataset
 from bench.memory_embedders import candidate
 from bench.memory_eval import ROWS, indexed, score, use_config
 from bot.memory.config import MemoryConfig
-from bot.memory.embedders import build_embedders
+from bot.memory.embedder_chain import build_embedders
 from bot.memory.service import MemoryService, SearchMode
 
 Setting = dict[str, Any]

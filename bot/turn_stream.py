@@ -5,7 +5,6 @@ change, and a short note when the turn did not end well.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
@@ -34,13 +33,13 @@ async def reply_stream(
     user: ChatMessage,
     ctx: ToolContext,
     holder: list[TurnResult],
+    running: RunningTurn,
     max_output_tokens: int | None = None,
-    running: RunningTurn | None = None,
 ) -> AsyncGenerator[str, None]:
     """The agent's text, redacted so that no prefix ever shows what the final redaction
     would change, followed by a short note when the turn did not end well. `running`: the
-    turn /stop ends, when the caller tracks it from before the answer (a chat's turn, from
-    its attachments on); else it is tracked here."""
+    turn /stop ends, tracked by the caller (a chat's turn from its attachments on, a
+    scheduled task for its whole answer)."""
     from contextlib import aclosing
 
     from bot.security.redact import Released, release_on_time
@@ -51,45 +50,42 @@ async def reply_stream(
     produced_text = False
     chosen = await gw.model_choices.provider_for(ctx.person_id, gw.providers)
     written: list[str] = []
-    with contextlib.ExitStack() as tracking:
-        if running is None:
-            running = tracking.enter_context(gw.running.track(session.key, ctx.person_id))
-        try:
-            for attempt in range(2):
-                shorter = await maybe_compact(gw, session, ctx, force=attempt > 0)
-                if attempt and not shorter:
-                    break  # the same history would not fit again: the refusal stands
-                run = gw.agent.run(
-                    session.messages(),
-                    user,
-                    ctx,
-                    summary=session.row.summary,
-                    extra_system=recalled,
-                    provider=chosen,
-                    max_output_tokens=max_output_tokens,
-                )
-                # A slow model's text is shown as it becomes safe, not only every
-                # STREAM_BATCH chars.
-                events = release_on_time(stream, stoppable(run, running))
-                async with aclosing(events) as timed:
-                    async for event in timed:
-                        if isinstance(event, Released):
-                            yield event.text
-                        elif isinstance(event, TextDelta):
-                            produced_text = True
-                            written.append(event.text)
-                            out = stream.feed(event.text)
-                            if out:
-                                yield out
-                        elif isinstance(event, TurnDone):
-                            holder.append(event.result)
-                result = holder[-1]
-                # too long for the window before any text: compact and ask once more
-                if not (isinstance(result.error, ContextTooLong) and not produced_text):
-                    break
-        except TurnStopped:
-            holder.append(stopped_result(written, gw.redactor.redact))
-        running.finished = True
+    try:
+        for attempt in range(2):
+            shorter = await maybe_compact(gw, session, ctx, force=attempt > 0)
+            if attempt and not shorter:
+                break  # the same history would not fit again: the refusal stands
+            run = gw.agent.run(
+                session.messages(),
+                user,
+                ctx,
+                summary=session.row.summary,
+                extra_system=recalled,
+                provider=chosen,
+                max_output_tokens=max_output_tokens,
+            )
+            # A slow model's text is shown as it becomes safe, not only every
+            # STREAM_BATCH chars.
+            events = release_on_time(stream, stoppable(run, running))
+            async with aclosing(events) as timed:
+                async for event in timed:
+                    if isinstance(event, Released):
+                        yield event.text
+                    elif isinstance(event, TextDelta):
+                        produced_text = True
+                        written.append(event.text)
+                        out = stream.feed(event.text)
+                        if out:
+                            yield out
+                    elif isinstance(event, TurnDone):
+                        holder.append(event.result)
+            result = holder[-1]
+            # too long for the window before any text: compact and ask once more
+            if not (isinstance(result.error, ContextTooLong) and not produced_text):
+                break
+    except TurnStopped:
+        holder.append(stopped_result(written, gw.redactor.redact))
+    running.finished = True
     tail = stream.flush()
     if tail:
         yield tail

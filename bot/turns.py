@@ -248,8 +248,10 @@ class TurnRunner:
         )
         user = ChatMessage("user", self.gw.redactor.redact(prompt or job.text))
         holder: list[TurnResult] = []
-        stream = reply_stream(self.gw, session, user, ctx, holder, max_output_tokens)
-        answer = "".join([part async for part in stream])
+        # tracked as a chat's turn is (`_turn`), so /stop in the task's session ends it
+        with self.gw.running.track(session.key, job.person_id) as running:
+            stream = reply_stream(self.gw, session, user, ctx, holder, running, max_output_tokens)
+            answer = "".join([part async for part in stream])
         turn_id = f"cron:{job.id}:{int(job.due_at)}"
         result = holder[-1]
         await self._persist(session, turn_id, identity.key, user, result, None)
@@ -300,7 +302,7 @@ class TurnRunner:
         (the channel reads the whole answer before it gives up, so the answer is kept)."""
         holder: list[TurnResult] = []
         channel = self.gw.channels[message.conversation.channel]
-        answer = reply_stream(self.gw, session, user, ctx, holder, running=running)
+        answer = reply_stream(self.gw, session, user, ctx, holder, running)
         collected = outbox.collect(answer)
         try:
             await channel.reply(reply_template(message), collected, outbox)

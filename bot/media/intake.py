@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 
-from bot.errors import ChannelError, DecapodError
+from bot.errors import ChannelError, DecapodError, ToolError
 from bot.media import documents
 from bot.media.errors import IntakeStopped, MediaProblem
 from bot.media.images import prepare_image
@@ -37,11 +37,16 @@ if TYPE_CHECKING:
     from bot.deps import SandboxDeps
     from bot.providers.base import Provider
     from bot.providers.build import ProviderSet
+    from bot.sandbox.safe_fs import WorkspaceFS
 
 log = logging.getLogger("decapod.media")
 
 INBOX = "inbox"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+#: the longest file name the inbox keeps
+_NAME_CHARS = 120
+#: how many files of one name the inbox keeps ("name (2).ext" up to this)
+_MAX_COPIES = 100
 
 
 class Fetcher(Protocol):
@@ -271,10 +276,34 @@ def kind_of(part: Attachment) -> str | None:
     return "document" if documents.is_document(name, mime) else None
 
 
-def inbox_name(name: str) -> str:
-    """A file name safe in the workspace: no folders, no leading dot, plain characters."""
+def inbox_name(name: str, copy: int = 1) -> str:
+    """A file name safe in the workspace: no folders, no leading dot, plain characters;
+    the `copy`th file of that name (2 and on) gets " (2)" before its extension."""
     base = _UNSAFE.sub("_", PurePosixPath(name.replace("\\", "/")).name).strip(" .")
-    return base[:120] or "file"
+    base = base[:_NAME_CHARS] or "file"
+    if copy == 1:
+        return base
+    stem, dot, ext = base.rpartition(".")
+    # no extension, or a long one that is more likely a part of the name
+    stem, ext = (stem, dot + ext) if stem and len(ext) < 16 else (base, "")
+    mark = f" ({copy})"
+    # the name is cut, never the mark: a cut mark would make the copy's name the first's
+    return stem[: _NAME_CHARS - len(mark) - len(ext)] + mark + ext
+
+
+def _inbox_path(fs: WorkspaceFS, name: str, data: bytes) -> str:
+    """The inbox path `data` is saved at: its name, or "name (2).ext" and on when a file of
+    the chat with other bytes has it (two photos both "image.jpg"); a file with the same
+    bytes is the same attachment read again (the turn run once more), and is written over."""
+    for copy in range(1, _MAX_COPIES + 1):
+        path = f"{INBOX}/{inbox_name(name, copy)}"
+        try:
+            held, size = fs.read(path, 0, len(data) + 1)
+        except DecapodError:  # nothing there (or what the write then refuses to replace)
+            return path
+        if size == len(data) and held == data:
+            return path
+    raise ToolError(f"{_MAX_COPIES} files named {inbox_name(name)} are in the inbox already")
 
 
 async def _save(
@@ -285,9 +314,9 @@ async def _save(
         return ""
     from bot.sandbox.tools import session_workspace_fs
 
-    path = f"{INBOX}/{inbox_name(name)}"
     try:
         fs = session_workspace_fs(sandbox.workspaces, sandbox.config, message.session_key)
+        path = await asyncio.to_thread(_inbox_path, fs, name, data)
         await asyncio.to_thread(fs.write, path, data)
     except OSError as exc:
         # a full disk costs the copy, not the text that was read; str() of the error can

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from bot.memory.commands import register_memory_commands
     from bot.memory.config import MemoryConfig
     from bot.memory.embedder_chain import EmbedderChain
-    from bot.memory.embedders import Embedder, pull_model
+    from bot.memory.embedders import Embedder
+    from bot.memory.local_embedders import pull_model
     from bot.memory.search import MemoryHit, render_recall
     from bot.memory.service import MemoryRequestError, MemoryService, MemoryStatus
     from bot.memory.tools import memory_tools
@@ -35,7 +36,7 @@ _WHERE = {
     "MemoryConfig": "bot.memory.config",
     "EmbedderChain": "bot.memory.embedder_chain",
     "Embedder": "bot.memory.embedders",
-    "pull_model": "bot.memory.embedders",
+    "pull_model": "bot.memory.local_embedders",
     "MemoryHit": "bot.memory.search",
     "render_recall": "bot.memory.search",
     "MemoryRequestError": "bot.memory.service",

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.memory.config import MemoryConfig
-from bot.memory.embedders import pull_model
+from bot.memory.local_embedders import pull_model
 from bot.memory.search import render_hits
 from bot.memory.service import MemoryRequestError, MemoryService, NoEmbedder
 from bot.store import Store, sqlite

@@ -6,8 +6,19 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-from bot.memory.embedders import Embedder, EmbedderError
+from bot.memory.config import (
+    EmbedderConfig,
+    Model2VecEmbedderConfig,
+    OpenAIEmbedderConfig,
+    PotionEmbedderConfig,
+    SentenceTransformersEmbedderConfig,
+    WordLlamaEmbedderConfig,
+)
+from bot.memory.embedders import Embedder, EmbedderError, OpenAIEmbedder
+from bot.memory.local_embedders import Model2VecEmbedder, SentenceTransformersEmbedder
+from bot.memory.static_embedders import PotionEmbedder, WordLlamaEmbedder
 
 log = logging.getLogger("decapod.memory")
 
@@ -113,3 +124,19 @@ class EmbedderChain:
             close = getattr(embedder, "close", None)
             if close is not None:
                 await close()
+
+
+def build_embedders(entries: list[EmbedderConfig], home: Path) -> list[Embedder]:
+    out: list[Embedder] = []
+    for entry in entries:
+        if isinstance(entry, PotionEmbedderConfig):
+            out.append(PotionEmbedder())
+        elif isinstance(entry, WordLlamaEmbedderConfig):
+            out.append(WordLlamaEmbedder())
+        elif isinstance(entry, OpenAIEmbedderConfig):
+            out.append(OpenAIEmbedder(entry))
+        elif isinstance(entry, Model2VecEmbedderConfig):
+            out.append(Model2VecEmbedder(home / entry.path))
+        elif isinstance(entry, SentenceTransformersEmbedderConfig):
+            out.append(SentenceTransformersEmbedder(home / entry.path))
+    return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Collection
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -132,19 +132,21 @@ def fuse(
     weights: FusionWeights,
     limit: int,
     now: float | None = None,
-    confidence: float = 0.0,
-    sure: Collection[int] = (),
+    shares: Mapping[int, float] | None = None,
 ) -> list[MemoryHit]:
     """Merge the keyword and vector lists: by scaled scores (weight * BM25 / best BM25 +
     weight * cosine scaled from the worst candidate to the best) or by reciprocal rank
     (sum of weight / (rrf_k + rank)); either times an optional boost for recent items.
-    The vector weight falls by the whole of `keyword_trust` when `confidence` (see
-    keyword_confidence) is above `keyword_sure`, else by `keyword_share_trust` x
-    `confidence`. In score fusion, the hits in `sure` (best keyword hits holding more than
-    `keyword_sure` of the question) count on the vector side as at least `keyword_sure_lift`
-    times the nearest candidate's scaled nearness; rank fusion ignores `sure`. Ties keep
-    keyword order, then vector order."""
+    `shares`: the share of the question each best keyword hit holds (keyword_shares). A
+    hit holding more than `keyword_sure` is sure: with one, the vector weight falls by the
+    whole of `keyword_trust`, else by `keyword_share_trust` x the largest share. In score
+    fusion, the sure hits count on the vector side as at least `keyword_sure_lift` times
+    the nearest candidate's scaled nearness; rank fusion lifts none. Ties keep keyword
+    order, then vector order."""
     now = time.time() if now is None else now
+    shares = shares or {}
+    sure = {cid for cid, share in shares.items() if share > weights.keyword_sure}
+    confidence = max(shares.values(), default=0.0)
     keyword_rank = {cid: i + 1 for i, cid in enumerate(found.keyword)}
     vector_rank = {cid: i + 1 for i, cid in enumerate(found.vector)}
     by_score = weights.method == "score"
@@ -153,12 +155,9 @@ def fuse(
     # the nearest candidate's scaled nearness: 0 when it is the only one, below 1 when the
     # cosines are closer than the spread's floor; a sure hit is lifted level with it, not above
     sure_near = weights.keyword_sure_lift * max(vector_scaled.values(), default=0.0)
-    if confidence > weights.keyword_sure:
-        # a best keyword hit holding most of the question is the answer about as often as
-        # one holding all of it, and the vectors' nearest are chatty turns on its topic
-        fall = weights.keyword_trust
-    else:
-        fall = weights.keyword_share_trust * confidence
+    # a sure hit (holding most of the question) is the answer about as often as one holding
+    # all of it, and the vectors' nearest are chatty turns on its topic
+    fall = weights.keyword_trust if sure else weights.keyword_share_trust * confidence
     vector_weight = weights.vector * max(0.0, 1.0 - fall)
     hits: list[MemoryHit] = []
     for cid in dict.fromkeys(found.keyword + found.vector):

@@ -12,39 +12,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from bot.memory.class_words import CLASS_WORDS, ClassWords
 from bot.memory.config import MemoryConfig
-from bot.memory.embedder_chain import EmbedderChain
-from bot.memory.embedders import Embedder, build_embedders
-from bot.memory.feedback import (
-    boost_speakers,
-    feedback_query,
-    merge_feedback,
-    named_speakers,
-    without_names,
-)
+from bot.memory.embedder_chain import EmbedderChain, build_embedders
+from bot.memory.embedders import Embedder
 from bot.memory.index import NoEmbedder, VectorIndex
 from bot.memory.knowledge import KnowledgeWatcher
 from bot.memory.links import LINK_ALPHABET, LINK_TTL_S, LinkCodes, MemoryRequestError
-from bot.memory.rerank import NEIGHBOUR_WINDOW_S, WordVectors, last_stage
-from bot.memory.search import (
-    FusionWeights,
-    MemoryHit,
-    fit_budget,
-    fuse,
-    keyword_shares,
-    merge_phrasings,
-)
+from bot.memory.rerank import NEIGHBOUR_WINDOW_S
+from bot.memory.retrieval import Retrieval, SearchMode
+from bot.memory.search import MemoryHit, fit_budget, merge_phrasings
 from bot.memory.text import (
-    SEARCHED,
     fts_match,
     indexed_context,
     indexed_text,
     query_terms,
     speaker_of,
-    with_dates,
     without_speaker,
 )
 from bot.progress import ProgressSink
@@ -62,10 +46,10 @@ __all__ = [
     "MemoryService",
     "MemoryStatus",
     "NoEmbedder",
+    "SearchMode",
 ]
 
 KINDS = ("fact", "preference", "note", "session_summary", "knowledge")
-SearchMode = Literal["hybrid", "keyword", "vector"]
 MAX_ITEM_CHARS = 20_000
 _RESELECT_S = 60.0
 _PRUNE_S = 3600.0
@@ -103,7 +87,6 @@ class MemoryService:
         self.chain = EmbedderChain(
             embedders if embedders is not None else build_embedders(config.embedders, home)
         )
-        self.weights = FusionWeights.from_config(config)
         self.watcher = KnowledgeWatcher(
             home / config.knowledge_dir,
             self.repo,
@@ -115,7 +98,7 @@ class MemoryService:
         self.session_export_dir = home / config.session_export_dir
         self.index = VectorIndex(self.repo.vectors, self.chain)
         self.links = LinkCodes(self.repo)
-        self.words = WordVectors(self._embed_words)
+        self.retrieval = Retrieval(self.repo, config, self.index, self.chain)
         #: the class words of saved turns; the shared table unless a test gives another
         self.class_words = class_words if class_words is not None else CLASS_WORDS
         self._tasks: list[asyncio.Task[None]] = []
@@ -260,57 +243,10 @@ class MemoryService:
         include_shared: bool = True,
         mode: SearchMode = "hybrid",
     ) -> list[MemoryHit]:
-        """The person's best matching items (and shared knowledge), best first: keyword and
-        vector candidates fused, then the second stage (bot/memory/feedback.py)."""
+        """The person's best matching items (and shared knowledge), best first
+        (bot/memory/retrieval.py)."""
         owners = [self._owner(person_id)] + ([SHARED] if include_shared else [])
-        if not await self.repo.any_items(owners):
-            # nothing to find (someone new, no shared knowledge): no query embedding, which
-            # would load the model and take a worker thread per turn, and no search
-            return []
-        now = time.time()
-        pool = max(limit * 4, 20)
-        hits = await self._round(owners, query, pool, now, mode)
-        cfg = self.config
-        terms = query_terms(query)
-        named = named_speakers(hits, terms) if cfg.speaker_boost else set()
-        asked = without_names(query, named) if named else query
-        if asked != query and query_terms(asked) and query_terms(asked) != terms:
-            # the name found who; the rest of the question finds what they said
-            hits = merge_feedback(
-                await self._round(owners, asked, pool, now, mode), hits, cfg.named_weight
-            )
-        else:
-            asked = query
-        hits = boost_speakers(hits, named, cfg.speaker_boost)
-        if cfg.feedback_hits and hits:
-            expanded = feedback_query(asked, hits[: cfg.feedback_hits], cfg.feedback_terms)
-            if expanded != asked:
-                second = await self._round(owners, expanded, pool, now, mode)
-                hits = merge_feedback(
-                    hits, boost_speakers(second, named, cfg.speaker_boost), cfg.feedback_weight
-                )
-        hits = await last_stage(self.repo, self.words, cfg, owners, asked, hits, now)
-        return hits[:limit]
-
-    async def _embed_words(self, words: list[str]) -> list[list[float]] | None:
-        """Vectors of single words for the last stage, in the index's space (None: none)."""
-        return await self.chain.embed(words) if self.index.model is not None else None
-
-    async def _round(
-        self, owners: list[str], query: str, limit: int, now: float, mode: SearchMode
-    ) -> list[MemoryHit]:
-        """One retrieval: keyword and vector candidates of `query`, fused."""
-        terms = query_terms(with_dates(query, now))
-        match = fts_match(terms, owners, columns=SEARCHED) if mode != "vector" else None
-        blob, model = (None, None) if mode == "keyword" else await self.index.query_vector(query)
-        found = await self.repo.search(
-            owners, match, blob, model, limit, now, self.config.context_weight
-        )
-        weights = self.weights
-        shares = keyword_shares(found, query_terms(query)) if weights.trusts_keywords else {}
-        sure = [cid for cid, share in shares.items() if share > weights.keyword_sure]
-        trust = max(shares.values(), default=0.0)
-        return fuse(found, weights, limit, now, trust, sure)
+        return await self.retrieval.search(owners, query, limit, mode)
 
     async def search_phrasings(
         self, person_id: str, phrasings: list[str], *, limit: int = 10

@@ -211,7 +211,7 @@ def test_pull_of_a_local_model_shows_progress_and_ctrl_c_installs_nothing(
 ) -> None:
     write_config(home, "")
     source = build_tiny_model(tmp_path / "tiny")
-    monkeypatch.setattr("bot.memory.embedders._COPY_BLOCK", 256)
+    monkeypatch.setattr("bot.memory.local_embedders._COPY_BLOCK", 256)
 
     assert main(["models", "pull", str(source), "--dest", str(tmp_path / "ok")]) == 0
     shown = capsys.readouterr()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 import shutil
 from typing import Any
 
@@ -110,3 +111,37 @@ async def test_a_document_the_workspace_cannot_take_is_still_read(
     assert f"[document list.txt (not saved in the workspace: {said}" in user
     assert "/var/lib" not in user
     assert "<<<\nmilk\nbread\n\n>>>" in user
+
+
+async def test_two_documents_of_one_name_in_one_chat_are_both_kept(
+    make_config: Any, fake: FakeLLM
+) -> None:
+    """A second "report.pdf" in the chat is saved as "report (2).pdf", not over the first,
+    and the model is told the name each one has; the same file sent again is not copied."""
+    fake.push("First one.", "Second one.", "The first again.")
+    march, april = pdf("March revenue 10 EUR"), pdf("April revenue 20 EUR")
+    sent = [("doc-a", march), ("doc-b", april), ("doc-c", march)]
+    async with running(make_config, fake, models={"chat": ["oa:gpt-4o"]}, sandbox=SANDBOX) as (
+        gw,
+        channel,
+    ):
+        for i, (file_id, body) in enumerate(sent, start=1):
+            channel.files[file_id] = body
+            part = Attachment("document", file_id, "report.pdf", "application/pdf", len(body))
+            await channel.push("what does it say?", parts=(part,))
+            await channel.wait_for_messages(i)
+            assert await settled(gw, delivery=f"d{i}") == "done"
+        assert gw.deps.sandbox is not None
+        workspace = gw.deps.sandbox.workspaces.path_for("test:dm:u1")
+        told = []
+        for call in fake.calls(path="/v1/chat/completions"):
+            user = call.body["messages"][-1]["content"]
+            [path] = re.findall(r"saved as /work/(inbox/[^\]\n]*?\.pdf)", user)
+            told.append(path)
+        assert told == ["inbox/report.pdf", "inbox/report (2).pdf", "inbox/report.pdf"]
+        assert (workspace / told[0]).read_bytes() == march
+        assert (workspace / told[1]).read_bytes() == april
+        assert sorted(p.name for p in (workspace / "inbox").iterdir()) == [
+            "report (2).pdf",
+            "report.pdf",
+        ]

@@ -127,3 +127,22 @@ def test_pixels_never_show_in_a_printed_message() -> None:
 )
 def test_inbox_names_cannot_leave_the_inbox(name: str, safe: str) -> None:
     assert inbox_name(name) == safe
+
+
+@pytest.mark.parametrize(
+    ("name", "copy", "safe"),
+    [
+        ("report.pdf", 2, "report (2).pdf"),
+        ("../notes", 3, "notes (3)"),
+        ("archive.tar.gz", 2, "archive.tar (2).gz"),
+        # at the limit: the name is cut, never the mark or the extension
+        ("y" * 116 + ".pdf", 12, "y" * 111 + " (12).pdf"),
+        ("a." + "b" * 40, 2, "a." + "b" * 40 + " (2)"),
+    ],
+)
+def test_a_later_file_of_one_name_is_marked_within_the_name_limit(
+    name: str, copy: int, safe: str
+) -> None:
+    marked = inbox_name(name, copy)
+    assert len(marked) <= 120
+    assert marked == safe

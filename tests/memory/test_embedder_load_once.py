@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bot.memory.embedders import WordLlamaEmbedder
+from bot.memory.static_embedders import WordLlamaEmbedder
 
 
 class _CountingWordLlama(WordLlamaEmbedder):

@@ -16,14 +16,9 @@ from bot.memory.config import (
     OpenAIEmbedderConfig,
     SentenceTransformersEmbedderConfig,
 )
-from bot.memory.embedder_chain import EmbedderChain
-from bot.memory.embedders import (
-    EmbedderError,
-    Model2VecEmbedder,
-    OpenAIEmbedder,
-    build_embedders,
-    pull_model,
-)
+from bot.memory.embedder_chain import EmbedderChain, build_embedders
+from bot.memory.embedders import EmbedderError, OpenAIEmbedder
+from bot.memory.local_embedders import Model2VecEmbedder, pull_model
 from bot.memory.service import MemoryService
 from bot.store import Store
 from tests.deps import REDACT

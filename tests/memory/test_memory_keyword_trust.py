@@ -39,6 +39,8 @@ def _found(
 
 
 LIFTING = FusionWeights(method="score", vector=4.0, keyword_sure=0.5, keyword_sure_lift=1.0)
+#: the same hits are sure, and not lifted
+UNLIFTED = dataclasses.replace(LIFTING, keyword_sure_lift=0.0)
 #: the keyword trust shipped before the lift (no "sure"): the vector weight falls by 0.9 x share
 TRUSTING = FusionWeights(method="score", vector=2.0, keyword_trust=0.9, keyword_share_trust=0.9)
 
@@ -58,17 +60,17 @@ def test_confidence_is_the_share_of_the_question_the_best_keyword_hits_hold() ->
 def test_a_question_in_the_answers_words_is_ranked_by_keyword() -> None:
     # chunk 1 holds every word of the question; the vectors prefer chunk 2
     found = _found([1, 3], [2, 3, 1])
-    confidence = keyword_confidence(found, ["booked", "ferry", "skye"])
-    assert fuse(found, TRUSTING, 10, 0.0, confidence)[0].chunk_id == 1
+    shares = keyword_shares(found, ["booked", "ferry", "skye"])
+    assert fuse(found, TRUSTING, 10, 0.0, shares)[0].chunk_id == 1
     fixed = FusionWeights(method="score", vector=2.0, keyword_share_trust=0.0)
-    assert fuse(found, fixed, 10, 0.0, confidence)[0].chunk_id == 2
+    assert fuse(found, fixed, 10, 0.0, shares)[0].chunk_id == 2
 
 
 def test_a_question_in_other_words_keeps_the_vectors_weight() -> None:
     found = _found([1, 3], [2, 3, 1])
-    confidence = keyword_confidence(found, ["getaway", "break"])
-    assert confidence == 0.0
-    assert fuse(found, TRUSTING, 10, 0.0, confidence)[0].chunk_id == 2
+    shares = keyword_shares(found, ["getaway", "break"])
+    assert max(shares.values()) == 0.0
+    assert fuse(found, TRUSTING, 10, 0.0, shares)[0].chunk_id == 2
 
 
 def test_the_shipped_fusion_lifts_what_keyword_search_is_sure_of() -> None:
@@ -77,9 +79,10 @@ def test_the_shipped_fusion_lifts_what_keyword_search_is_sure_of() -> None:
     shipped = FusionWeights.from_config(MemoryConfig())
     sure = [cid for cid, share in shares.items() if share > shipped.keyword_sure]
     assert sure == [1]
-    hits = fuse(found, shipped, 10, 0.0, max(shares.values()), sure=sure)
+    hits = fuse(found, shipped, 10, 0.0, shares)
     assert [h.chunk_id for h in hits] == [1, 2, 3]
-    assert fuse(found, shipped, 10, 0.0, max(shares.values()))[0].chunk_id == 2
+    unlifted = dataclasses.replace(shipped, keyword_sure_lift=0.0)
+    assert fuse(found, unlifted, 10, 0.0, shares)[0].chunk_id == 2
 
 
 def test_shares_are_of_the_best_keyword_hits() -> None:
@@ -91,54 +94,54 @@ def test_shares_are_of_the_best_keyword_hits() -> None:
 
 def test_a_sure_keyword_hit_comes_first_and_the_vectors_order_the_rest() -> None:
     found = _found([1, 3], [2, 1, 3])
-    confidence = keyword_confidence(found, ["booked", "ferry", "getaway"])  # two of three
-    hits = fuse(found, LIFTING, 10, 0.0, confidence, sure=[1])
+    shares = keyword_shares(found, ["booked", "ferry", "getaway"])  # 1: two of three
+    hits = fuse(found, LIFTING, 10, 0.0, shares)
     assert [h.chunk_id for h in hits] == [1, 2, 3]
     # not lifted, the vectors' pick comes first
-    assert fuse(found, LIFTING, 10, 0.0, confidence)[0].chunk_id == 2
+    assert fuse(found, UNLIFTED, 10, 0.0, shares)[0].chunk_id == 2
     # the vector weight falling for every hit (the fusion before) puts keyword's order on
     # the rest as well (scores 1.1, 0.9, 0.2: no tie)
     falling = FusionWeights(method="score", vector=2.0, keyword_trust=0.9, keyword_sure=0.5)
-    assert [h.chunk_id for h in fuse(found, falling, 10, 0.0, confidence)] == [1, 3, 2]
+    assert [h.chunk_id for h in fuse(found, falling, 10, 0.0, shares)] == [1, 3, 2]
     # rank fusion has no nearness to lift
     by_rank = dataclasses.replace(LIFTING, method="rrf")
-    assert fuse(found, by_rank, 10, 0.0, confidence, sure=[1]) == fuse(
-        found, by_rank, 10, 0.0, confidence
+    assert fuse(found, by_rank, 10, 0.0, shares) == fuse(
+        found, dataclasses.replace(UNLIFTED, method="rrf"), 10, 0.0, shares
     )
 
 
 def test_a_sure_keyword_hit_the_vectors_missed_is_lifted() -> None:
     found = _found([1, 3], [2, 3])
-    hits = fuse(found, LIFTING, 10, 0.0, 1.0, sure=[1])
+    hits = fuse(found, LIFTING, 10, 0.0, {1: 1.0})
     assert [h.chunk_id for h in hits] == [1, 2, 3]
     assert hits[0].vector_rank is None
-    assert fuse(found, LIFTING, 10, 0.0, 1.0)[0].chunk_id == 2
+    assert fuse(found, UNLIFTED, 10, 0.0, {1: 1.0})[0].chunk_id == 2
 
 
 def test_a_sure_hit_is_lifted_level_with_the_nearest_candidate_not_above() -> None:
     # cosines closer than the spread's floor: the nearest candidate scales to 0.5
     close = _found([1, 3], [2, 1, 3], {2: 0.70, 1: 0.66, 3: 0.65})
     vector_only = dataclasses.replace(LIFTING, keyword=0.0)
-    scores = {h.chunk_id: h.score for h in fuse(close, vector_only, 10, 0.0, 1.0, sure=[1])}
+    scores = {h.chunk_id: h.score for h in fuse(close, vector_only, 10, 0.0, {1: 1.0})}
     assert scores[1] == scores[2] > scores[3]
     # one vector candidate scales to 0: there is nothing to be level with
     single = _found([1, 3], [2])
-    lifted = fuse(single, LIFTING, 10, 0.0, 1.0, sure=[1])
-    assert lifted == fuse(single, LIFTING, 10, 0.0, 1.0)
+    lifted = fuse(single, LIFTING, 10, 0.0, {1: 1.0})
+    assert lifted == fuse(single, UNLIFTED, 10, 0.0, {1: 1.0})
     assert [h.chunk_id for h in lifted] == [1, 3, 2]
 
 
 def test_keyword_search_alone_keeps_its_order_whatever_is_sure() -> None:
     found = _found([3, 1], [])
-    assert [h.chunk_id for h in fuse(found, LIFTING, 10, 0.0, 1.0, sure=[1])] == [3, 1]
+    assert [h.chunk_id for h in fuse(found, LIFTING, 10, 0.0, {1: 1.0})] == [3, 1]
 
 
 def test_share_trust_lowers_the_vector_weight_at_or_below_sure() -> None:
     # chunk 1 holds half of the question: the vectors' pick 2 wins at full weight, and
     # loses once the weight falls by the share
     found = _found([1, 3], [2, 1])
-    half = keyword_confidence(found, ["ferry", "getaway"])
-    assert half == 0.5
+    half = keyword_shares(found, ["ferry", "getaway"])
+    assert max(half.values()) == 0.5
     full = FusionWeights(method="score", vector=1.2, keyword_sure=0.5, keyword_share_trust=0.0)
     assert fuse(found, full, 10, 0.0, half)[0].chunk_id == 2
     by_share = dataclasses.replace(full, keyword_share_trust=0.5)
@@ -190,12 +193,12 @@ def test_confidence_above_sure_counts_as_the_whole_question() -> None:
     sure = dataclasses.replace(TRUSTING, keyword_sure=0.5)
     by_share = TRUSTING
     # chunk 1 holds two of the three words: by the share alone, the vectors outweigh it
-    confidence = keyword_confidence(found, ["booked", "ferry", "getaway"])
-    assert fuse(found, by_share, 10, 0.0, confidence)[0].chunk_id != 1
-    assert fuse(found, sure, 10, 0.0, confidence)[0].chunk_id == 1
+    shares = keyword_shares(found, ["booked", "ferry", "getaway"])
+    assert fuse(found, by_share, 10, 0.0, shares)[0].chunk_id != 1
+    assert fuse(found, sure, 10, 0.0, shares)[0].chunk_id == 1
     # at or below half, the share decides as before
-    half = keyword_confidence(found, ["ferry", "getaway"])
-    assert half == 0.5
+    half = keyword_shares(found, ["ferry", "getaway"])
+    assert max(half.values()) == 0.5
     assert (
         fuse(found, sure, 10, 0.0, half)[0].chunk_id
         == fuse(found, by_share, 10, 0.0, half)[0].chunk_id

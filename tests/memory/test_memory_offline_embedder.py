@@ -24,14 +24,10 @@ from bot.memory.config import (
     SentenceTransformersEmbedderConfig,
     WordLlamaEmbedderConfig,
 )
-from bot.memory.embedder_chain import EmbedderChain
-from bot.memory.embedders import (
-    PotionEmbedder,
-    SentenceTransformersEmbedder,
-    WordLlamaEmbedder,
-    build_embedders,
-)
+from bot.memory.embedder_chain import EmbedderChain, build_embedders
+from bot.memory.local_embedders import SentenceTransformersEmbedder
 from bot.memory.service import MemoryService
+from bot.memory.static_embedders import PotionEmbedder, WordLlamaEmbedder
 from bot.store import Store
 from tests.deps import REDACT
 

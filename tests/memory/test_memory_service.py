@@ -116,6 +116,17 @@ async def test_recall_fits_the_budget(memory: MemoryService) -> None:
     assert len(await memory.recall("alice", "tango")) <= memory.config.recall_limit
 
 
+async def test_the_last_stage_reads_word_vectors_from_the_active_model(
+    memory: MemoryService,
+) -> None:
+    """Coverage counts words near the question's (bot/memory/rerank.py) by the vectors of
+    the model the index uses: synonyms of the tiny model are near, other words are not."""
+    vectors = await memory.retrieval.words.get(["doctor", "physician", "tea"])
+    assert vectors is not None
+    assert float(vectors["doctor"] @ vectors["physician"]) > 0.8
+    assert float(vectors["doctor"] @ vectors["tea"]) < 0.5
+
+
 async def test_keyword_only_without_embedders(store: Store, tmp_path: Path) -> None:
     service = MemoryService(store, memory_config(None), tmp_path, redact=REDACT)
     await service.start(watch=False)
