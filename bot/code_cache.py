@@ -11,8 +11,10 @@ So, for the start only: the name `exec` in `dataclasses` and `compile` in `typin
 functions of this module that look the source up in a table loaded from one file and compile
 only what is not there, exactly as the builtins would (the same source, the file name
 "<string>", the caller's `__future__` flags). Anything else (code objects, other file names,
-other flags) goes to the builtins unchanged. Once the start is over, `finish` restores the
-builtins and hands the table back; when something had to be compiled, its caller writes the
+other flags) goes to the builtins unchanged. The regular expressions a start compiles are
+read from the same table (bot/regex_cache.py; only `python -m bot.code_cache` puts them
+there). Once the start is over, `finish` restores the builtins (and `re`'s compiler) and
+hands the table back; when something had to be compiled, its caller writes the
 table (what this start used and what the file held besides) back to the file (beside the
 package's bytecode, in `__pycache__`, and like that bytecode not when
 `sys.dont_write_bytecode` is set, nor when the folder is read-only). `python -m
@@ -73,28 +75,40 @@ class CodeCache:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._data, self._base, self._index = _load(path)
-        self._used: dict[bytes, CodeType] = {}
-        #: sources compiled here: not in the file
+        #: code objects, and the parts of regular expressions (bot/regex_cache.py)
+        self._used: dict[bytes, object] = {}
+        #: entries made here: not in the file
         self.compiled = 0
 
     def code(self, source: str, mode: str, flags: int, filename: str = _FILENAME) -> CodeType:
         key = _digest(mode, flags, filename, source)
-        code = self._used.get(key) or self._read(key)
-        if code is None:
+        code = self.stored(key)
+        if type(code) is not CodeType:
             code = builtins.compile(source, filename, mode, flags, True)
-            self.compiled += 1
-        self._used[key] = code
+            self.keep(key, code, new=True)
+        else:
+            self.keep(key, code, new=False)
         return code
 
-    def _read(self, key: bytes) -> CodeType | None:
+    def stored(self, key: bytes) -> object | None:
+        """What this process or the file holds under `key` (None: nothing readable)."""
+        value = self._used.get(key)
+        return value if value is not None else self._read(key)
+
+    def keep(self, key: bytes, value: object, *, new: bool) -> None:
+        """Hold `value` for `save`: `new` when it was made here rather than read."""
+        self._used[key] = value
+        self.compiled += new
+
+    def _read(self, key: bytes) -> object | None:
         where = self._index.get(key)
         if where is None:
             return None
         try:
-            code = marshal.loads(self._entry(where))
+            value: object = marshal.loads(self._entry(where))
         except (EOFError, ValueError, TypeError):
             return None
-        return code if type(code) is CodeType else None
+        return value
 
     def _entry(self, where: int) -> memoryview:
         start = self._base + (where >> 32)
@@ -119,7 +133,9 @@ class CodeCache:
             if not self.compiled or sys.dont_write_bytecode:
                 return False
             entries: list[tuple[bytes, bytes | memoryview]] = [
-                (key, marshal.dumps(code)) for key, code in list(self._used.items())
+                # code objects and regular expressions' parts (ints, lists, dicts, tuples)
+                (key, marshal.dumps(value))  # type: ignore[arg-type]
+                for key, value in list(self._used.items())
             ]
             entries += [(k, self._entry(w)) for k, w in self._index.items() if k not in self._used]
             return _write(self.path, _encode(entries))
@@ -249,21 +265,27 @@ def _cached_compile(cache: CodeCache) -> Any:
 
 
 class _Installed:
-    def __init__(self, cache: CodeCache, names: list[tuple[ModuleType, str]]) -> None:
+    def __init__(self, cache: CodeCache, names: list[tuple[ModuleType, str, Any]]) -> None:
         self.cache = cache
+        #: each name replaced, with what the module held under it (None: the builtin's)
         self.names = names
 
 
 _installed: _Installed | None = None
 
 
-def install(path: Path | None = None) -> CodeCache | None:
-    """Call first in `decapod run`, before the modules it imports; once (None after)."""
+def install(path: Path | None = None, *, record_patterns: bool = False) -> CodeCache | None:
+    """Call first in `decapod run`, before the modules it imports; once (None after).
+    `record_patterns`: regular expressions compiled meanwhile go into the table (only
+    `fill`, which reads no config and holds no secret: see bot/regex_cache.py)."""
     global _installed
     if _installed is not None:
         return None
     import dataclasses
     import typing
+    from re import _compiler  # type: ignore[attr-defined]
+
+    from bot import regex_cache
 
     cache = CodeCache(path or default_path())
     targets: list[tuple[ModuleType, str, Any]] = [
@@ -274,22 +296,31 @@ def install(path: Path | None = None) -> CodeCache | None:
     # with every process (a salted hash), so a table would never hold it
     if any(name in vars(module) for module, name, _ in targets):
         return None  # a module's own name: left alone
+    names: list[tuple[ModuleType, str, Any]] = [(module, name, None) for module, name, _ in targets]
+    own = vars(_compiler).get("compile")
+    if getattr(own, "__module__", None) == _compiler.__name__ and regex_cache.works():
+        replacement = regex_cache.cached_compile(cache, record=record_patterns)
+        targets.append((_compiler, "compile", replacement))
+        names.append((_compiler, "compile", own))
     for module, name, replacement in targets:
         setattr(module, name, replacement)
-    _installed = _Installed(cache, [(module, name) for module, name, _ in targets])
+    _installed = _Installed(cache, names)
     return cache
 
 
 def finish() -> CodeCache | None:
-    """The builtins again in `dataclasses` and `typing`, the table's bytes let go unless
-    it is to be written; the table, for its `save` when it `compiled` anything (this module
-    keeps nothing of it), or None when none was installed."""
+    """The builtins again in `dataclasses` and `typing`, `re`'s own compiler, the table's
+    bytes let go unless it is to be written; the table, for its `save` when it `compiled`
+    anything (this module keeps nothing of it), or None when none was installed."""
     global _installed
     installed, _installed = _installed, None
     if installed is None:
         return None
-    for module, name in installed.names:
-        vars(module).pop(name, None)
+    for module, name, original in installed.names:
+        if original is None:
+            vars(module).pop(name, None)
+        else:
+            setattr(module, name, original)
     installed.cache.release()
     return installed.cache
 
@@ -304,7 +335,7 @@ def fill(packages: Iterable[str] = PACKAGES, path: Path | None = None) -> int:
     is asked for by name); the number of sources in it."""
     import pkgutil
 
-    cache = install(path)
+    cache = install(path, record_patterns=True)
     if cache is None:
         raise RuntimeError("the code cache is in place already")
     try:

@@ -1,0 +1,101 @@
+"""The regular expressions a start reads from the code table (bot/regex_cache.py) are the
+ones `re` compiles, only `python -m bot.code_cache` adds to the table, and the redactor's
+index of registered secrets is never written to it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bot import code_cache, regex_cache
+from bot.security import known, patterns, redact, tokens
+
+COMPILE = vars(re._compiler)["compile"]  # type: ignore[attr-defined]
+
+
+def _module_patterns() -> list[re.Pattern[str]]:
+    """Every pattern the redactor's modules compile when imported."""
+    found = [
+        value
+        for module in (patterns, tokens, redact, known)
+        for value in vars(module).values()
+        if isinstance(value, re.Pattern)
+    ]
+    assert len(found) >= 15
+    return found
+
+
+def _never_compiled(pattern: object, flags: int) -> regex_cache.Parts:
+    raise AssertionError(f"compiled, not read from the table: {pattern!r}")
+
+
+def test_the_redactors_patterns_read_from_the_table_are_the_ones_re_compiles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.dont_write_bytecode", False)
+    table = tmp_path / "generated.bin"
+    filling = code_cache.CodeCache(table)
+    record = regex_cache.cached_compile(filling, record=True)
+    extra = [("x(?P<n>[0-9]+)", re.I), (b"\\x00+(?=ab)", 0), ("abc", 0), (b"abc", 0)]
+    wanted = [(p.pattern, p.flags) for p in _module_patterns()] + extra
+    for pattern, flags in wanted:
+        assert record(pattern, flags) == COMPILE(pattern, flags)
+    assert filling.compiled == len(wanted) and filling.save()
+
+    start = code_cache.CodeCache(table)
+    read = regex_cache.cached_compile(start, record=False)
+    monkeypatch.setattr(regex_cache, "compile_parts", _never_compiled)
+    for pattern, flags in wanted:
+        # equal patterns: the same flags, groups and engine code, so the same matches
+        assert read(pattern, flags) == COMPILE(pattern, flags)
+    assert start.compiled == 0
+    assert read("x(?P<n>[0-9]+)", re.I).match("X12").group("n") == "12"  # type: ignore[union-attr]
+
+
+def test_a_start_adds_nothing_to_the_table(tmp_path: Path) -> None:
+    cache = code_cache.CodeCache(tmp_path / "generated.bin")
+    compile_ = regex_cache.cached_compile(cache, record=False)
+    assert compile_("built from [a-z]+ config", 0).search("built from abc config")
+    assert cache.compiled == 0 and not cache.save()
+    assert not (tmp_path / "generated.bin").exists()
+
+
+def test_stored_code_the_engine_refuses_is_compiled_again(tmp_path: Path) -> None:
+    cache = code_cache.CodeCache(tmp_path / "generated.bin")
+    compile_ = regex_cache.cached_compile(cache, record=False)
+    key = regex_cache._key("ab+c", 0)
+    cache.keep(key, (32, [999_999, 3, 1], 0, {}, (None,)), new=False)  # not engine code
+    assert compile_("ab+c", 0) == COMPILE("ab+c", 0)
+    cache.keep(key, ("not", "parts"), new=False)
+    assert compile_("ab+c", 0).fullmatch("abbbc")
+
+
+def test_the_index_of_registered_secrets_is_never_written_even_when_filling(
+    tmp_path: Path,
+) -> None:
+    secret = "sk-live-Zq81vXr0pLm3Tn5Ws7Yu9"
+    cache = code_cache.install(tmp_path / "generated.bin", record_patterns=True)
+    assert cache is not None
+    try:
+        index = known.NeedleIndex(known.variants(secret))
+        other = re.compile("decapod-probe-[0-9]{3}-recorded")
+    finally:
+        code_cache.finish()
+    needles = index._pattern
+    assert needles is not None and needles.search(f"key {secret} here")
+    assert cache.stored(regex_cache._key(needles.pattern, 0)) is None
+    # while a pattern of any other module compiled meanwhile is recorded
+    assert cache.stored(regex_cache._key(other.pattern, 0)) is not None
+
+
+def test_install_puts_res_own_compiler_back(tmp_path: Path) -> None:
+    cache = code_cache.install(tmp_path / "generated.bin")
+    try:
+        assert cache is not None
+        assert vars(re._compiler)["compile"] is not COMPILE  # type: ignore[attr-defined]
+        assert re.compile("during-[0-9]start").match("during-1start")
+    finally:
+        code_cache.finish()
+    assert vars(re._compiler)["compile"] is COMPILE  # type: ignore[attr-defined]
