@@ -36,8 +36,9 @@ def main() -> None:
     for module in (
         "pydantic",
         "telegram.request",
-        "slack_bolt.async_app",
-        "slack_bolt.adapter.socket_mode.async_handler",
+        # slack-bolt routes events and loads with the first one (channels/slack_dispatch.py)
+        "slack_sdk.web.async_client",
+        "slack_sdk.socket_mode.aiohttp",
         "discord",
     ):
         importlib.import_module(module)

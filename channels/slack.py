@@ -1,12 +1,13 @@
 """Slack (slack-bolt AsyncApp): Socket Mode by default, or the Events API on our HTTP server.
 
-Inbound: Bolt's own matchers route `message` and `app_mention` events here; every other event
-type is acknowledged and ignored on purpose (left unmatched, Bolt would answer 404 and Slack
-would send it again). Each event is normalized (channels/slack_inbound.py) and handed to the
-gateway's sink, which only stores and queues it; the event is acknowledged when that returns,
-or after `ack_budget_s` at the latest (channels/slack_handover.py says why Bolt's own ack
-modes cannot give that). Slash commands are acknowledged first and handed on afterwards;
-their answers go to the response_url (channels/slack_commands.py).
+Inbound: Bolt's own matchers route `message` and `app_mention` events here (Bolt itself is
+imported with the first request it routes, after ready: channels/slack_dispatch.py); every
+other event type is acknowledged and ignored on purpose (left unmatched, Bolt would answer
+404 and Slack would send it again). Each event is normalized (channels/slack_inbound.py) and
+handed to the gateway's sink, which only stores and queues it; the event is acknowledged when
+that returns, or after `ack_budget_s` at the latest (channels/slack_handover.py says why
+Bolt's own ack modes cannot give that). Slash commands are acknowledged first and handed on
+afterwards; their answers go to the response_url (channels/slack_commands.py).
 
 Buttons (approvals, pickers) are Block Kit: a section with the text and an actions block,
 with the plain text kept as the notification fallback. A press reaches bolt's `action`
@@ -35,13 +36,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-from slack_bolt.async_app import AsyncApp
-from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 
@@ -66,9 +63,13 @@ from channels.buttons import Button, ButtonBook
 from channels.slack_api import SlackApi, WorkingSignal, doctor, signed
 from channels.slack_buttons import ACTION_PREFIX, with_buttons
 from channels.slack_commands import SlackCommandChannel
+from channels.slack_dispatch import LazyBolt, SocketReceiver
 from channels.slack_handover import Handover
 from channels.slack_inbound import Normalizer, ThreadMemory
 from channels.slack_mrkdwn import to_mrkdwn
+
+if TYPE_CHECKING:
+    from slack_bolt.async_app import AsyncApp
 
 log = logging.getLogger("decapod.channels.slack")
 
@@ -114,8 +115,8 @@ class SlackChannel(SlackCommandChannel):
         self.buttons = ButtonBook(home / f"slack-{name}-buttons.json" if home else None)
         self._handover = Handover(name, self.ack_budget_s)
         self._api: SlackApi | None = None
-        self._app: AsyncApp | None = None
-        self._socket: AsyncSocketModeHandler | None = None
+        self._bolt: LazyBolt | None = None  # routing, loaded with the first request
+        self._socket: SocketReceiver | None = None
         self._normalizer: Normalizer | None = None
         self._commands: set[asyncio.Task[None]] = set()  # commands handed on after their ack
         self._working = WorkingSignal(self._web, settings.working_signal)
@@ -143,6 +144,19 @@ class SlackChannel(SlackCommandChannel):
             raise ChannelError(f"{exc}; check {self.settings.bot_token_env}") from None
         self.bot_user_id = str(auth.get("user_id") or "")
         self._normalizer = Normalizer(self.name, self.bot_user_id, self.threads)
+        self._bolt = LazyBolt(self._build_app)
+        if self.settings.mode == "socket" and self.receive_on_start:
+            await self._open_socket(self._bolt)
+        log.info(
+            "slack %s connected as %s (%s mode)", self.name, self.bot_user_id, self.settings.mode
+        )
+
+    def _build_app(self) -> AsyncApp:
+        from slack_bolt.async_app import (
+            AsyncApp,
+        )  # imported by LazyBolt (channels/slack_dispatch.py)
+
+        assert self._api is not None
         app = AsyncApp(
             client=self._api.client,
             name=f"decapod-{self.name}",
@@ -158,14 +172,9 @@ class SlackChannel(SlackCommandChannel):
         app.event(re.compile(".*"))(self._on_other_event)  # the first match wins: keep it last
         app.command(self.settings.slash_command)(self._on_slash)
         app.action(re.compile("^" + re.escape(ACTION_PREFIX)))(self._on_action)
-        self._app = app
-        if self.settings.mode == "socket" and self.receive_on_start:
-            await self._open_socket(app)
-        log.info(
-            "slack %s connected as %s (%s mode)", self.name, self.bot_user_id, self.settings.mode
-        )
+        return app
 
-    async def _open_socket(self, app: AsyncApp) -> None:
+    async def _open_socket(self, bolt: LazyBolt) -> None:
         # The SDK retries a failed connect forever; a wrong app token or Socket Mode being
         # off must stop the start instead, so the token is tried once by hand first.
         try:
@@ -175,8 +184,8 @@ class SlackChannel(SlackCommandChannel):
                 f"slack {self.name}: apps.connections.open failed ({exc.response.get('error')});"
                 f" check {self.settings.app_token_env} and that Socket Mode is on"
             ) from None
-        self._socket = AsyncSocketModeHandler(app, self._app_token)
-        connecting = self._socket.connect_async()  # type: ignore[no-untyped-call]
+        self._socket = SocketReceiver(bolt, self._app_token, self._web().client, _bolt_log)
+        connecting = self._socket.connect()
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 await connecting
@@ -187,12 +196,12 @@ class SlackChannel(SlackCommandChannel):
 
     async def stop(self) -> None:
         if self._socket is not None:
-            await self._socket.close_async()  # type: ignore[no-untyped-call]
+            await self._socket.close()
             self._socket = None
         if self._commands:
             await asyncio.wait(self._commands, timeout=self.ack_budget_s)
         await self._handover.close(self.ack_budget_s)
-        self._app = None
+        self._bolt = None
         if self._api is not None:
             await self._api.close()
             self._api = None
@@ -203,16 +212,16 @@ class SlackChannel(SlackCommandChannel):
         return self.settings.mode == "socket"
 
     async def start_receiving(self) -> None:
-        if self._app is not None and self._socket is None and self.receives_exclusively():
-            await self._open_socket(self._app)
+        if self._bolt is not None and self._socket is None and self.receives_exclusively():
+            await self._open_socket(self._bolt)
 
     async def stop_receiving(self) -> None:
         socket, self._socket = self._socket, None
         if socket is not None:
-            await socket.close_async()  # type: ignore[no-untyped-call]
+            await socket.close()
 
     def health(self) -> dict[str, Any]:
-        connected = self._app is not None
+        connected = self._bolt is not None
         if self._socket is not None:
             session = self._socket.client.current_session
             connected = connected and session is not None and not session.closed
@@ -229,12 +238,17 @@ class SlackChannel(SlackCommandChannel):
 
     # inbound -------------------------------------------------------------------------------
     async def _on_http(self, request: web.Request) -> web.StreamResponse:
-        app, verifier = self._app, self._verifier
-        if app is None or verifier is None:
+        bolt, verifier = self._bolt, self._verifier
+        if bolt is None or verifier is None:
             return web.Response(status=503, headers={"Retry-After": "1"})
         raw = await request.read()
         if not signed(verifier, raw, request.headers):
             return web.Response(status=401, text="invalid signature")
+        app = await bolt.app()
+        # imported with the app, above
+        from slack_bolt.adapter.aiohttp import to_aiohttp_response
+        from slack_bolt.request.async_request import AsyncBoltRequest
+
         try:
             bolt_request = AsyncBoltRequest(
                 body=raw.decode("utf-8"), query=request.query_string, headers=dict(request.headers)

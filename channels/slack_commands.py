@@ -13,9 +13,7 @@ import asyncio
 import contextlib
 import logging
 from functools import partial
-from typing import Any
-
-from slack_bolt.async_app import AsyncAck
+from typing import TYPE_CHECKING, Any
 
 from bot.channel_configs.slack import SlackChannelConfig
 from bot.errors import ChannelError
@@ -27,6 +25,9 @@ from channels.slack_buttons import press_answer, press_of, with_buttons
 from channels.slack_handover import Handover
 from channels.slack_inbound import Normalizer, help_text, split_subcommand
 from channels.slack_mrkdwn import to_mrkdwn
+
+if TYPE_CHECKING:  # Bolt loads with the first request it routes (channels/slack_dispatch.py)
+    from slack_bolt.async_app import AsyncAck
 
 log = logging.getLogger("decapod.channels.slack")
 
