@@ -41,7 +41,7 @@ from bot.store.deliveries import DeliveryUpdate
 from bot.store.repos import TurnRecord
 from bot.tasks import cancelled_from_outside
 from bot.tools import ToolContext
-from bot.turn_media import user_message_with_media
+from bot.turn_media import user_message_with_media, with_unused_parts_named
 from bot.turn_resume import reply_template, resume_shown
 from bot.turn_stream import FAILED, failure_note, reply_stream
 from bot.warmup import StartUpStepFailed
@@ -140,7 +140,8 @@ class TurnRunner:
         if command is not None:
             reply, text = await self._command(message, command, person, role)
             if reply is not None:
-                await self.gw.say(message, reply)
+                # what came attached is not lost without a word: the answer says it was not used
+                await self.gw.say(message, with_unused_parts_named(reply, message, command.name))
                 await self.gw.deliveries.store_or_keep(message, done)  # said once, run once
                 return
         problem = self._check_text(text, message)
