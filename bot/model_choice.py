@@ -109,7 +109,7 @@ def register_model_command(table: CommandTable, choices: ModelChoices) -> None:
         arg_name="model",
     )
     async def model(ctx: CommandContext) -> str | Reply:
-        args = ctx.args.strip()
+        args = " ".join(ctx.args.split())  # "reset  for  everyone" as typed on a phone
         everyone = args.lower().endswith(_FOR_EVERYONE)
         if everyone:
             args = args[: -len(_FOR_EVERYONE)].strip()

@@ -152,8 +152,11 @@ async def test_checkins_from_the_config_are_made_once_and_bad_requests_are_expla
         async with Gateway(config, provider=model.provider, channels={"tg": channel}) as gw:
             job = await _checkin_job(gw)
             assert job.cron == "15 7 * * 1-5" and job.conversation.chat_id == "u1"
-    async with Gateway(config, provider=model.provider, channels={"tg": channel}):
+    async with Gateway(config, provider=model.provider, channels={"tg": channel}) as gw:
         assert "did not understand" in await _ask(channel, "/checkin hourly")
+        # full-width digits, read as /remind reads them
+        assert "I will check in daily ８:３０" in await _ask(channel, "/checkin daily ８:３０")
+        assert (await _checkin_job(gw)).cron == "30 8 * * *"
         group = {"chat": "g1", "kind": ConversationKind.GROUP}
         assert "direct message" in await _ask(channel, "/checkin daily 9:00", **group)
 
