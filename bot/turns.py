@@ -253,13 +253,29 @@ class TurnRunner:
         answer = "".join([part async for part in stream])
         turn_id = f"cron:{job.id}:{int(job.due_at)}"
         result = holder[-1]
-        await self._persist(session, turn_id, identity.key, user, result, None)
         if result.outcome in FAILED or result.outcome == "interrupted":
             from bot.scheduler.ports import TaskFailed
 
+            await self._persist_broken_try(session, turn_id, identity.key, result)
             why = result.error or "the answer broke off part way"
             raise TaskFailed(f"the scheduled turn's model call failed: {why}")
+        await self._persist(session, turn_id, identity.key, user, result, None)
         return answer, result
+
+    async def _persist_broken_try(
+        self, session: Session, turn_id: str, identity_key: str, result: TurnResult
+    ) -> None:
+        """A scheduled turn that failed or broke off is tried again later: its cost is
+        recorded, but neither its prompt nor its half answer becomes the job's history, so
+        the next try's model sees the history as it was before this one."""
+        assert session.row is not None
+        note = ChatMessage("assistant", failure_note(result.error, result.outcome))
+        record = TurnRecord(turn_id, note, identity_key=identity_key)
+        record.provider, record.model, record.usage = result.provider, result.model, result.usage
+        # "error" also for a broken-off answer: a failed reply is never history
+        record.latency_ms = result.latency_ms
+        record.outcome = result.outcome if result.outcome in FAILED else "error"
+        await self.gw.store.turns.add(session.row.id, [record], inbound_done=None)
 
     async def _command(
         self, message: InboundMessage, command: Command, person: str, role: str

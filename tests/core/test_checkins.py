@@ -267,7 +267,9 @@ async def test_a_checkin_whose_answer_breaks_off_mid_stream_is_tried_again_not_s
             await scheduler.deliver_due()
             assert channel.texts()[1:] == [whole]
             assert (await _checkin_job(gw)).runs == 1
-            assert len(fake.calls(path="/v1/chat/completions")) == 2
+            broken, retried = fake.calls(path="/v1/chat/completions")
+    # the try again sees the job's history as it was: no half answer, no second prompt
+    assert retried.body["messages"] == broken.body["messages"]
 
 
 async def test_a_checkin_whose_model_writes_nothing_sends_nothing(
