@@ -43,7 +43,8 @@ def register_builtin_commands(table: CommandTable, gateway: Gateway) -> None:
 
     @table.add("ask", "Ask a question", usage="<question>", arg_name="question")
     async def ask(ctx: CommandContext) -> str | None:
-        return None if ctx.args.strip() else "Usage: /ask <question>"
+        # an attachment alone is the question: "/ask" as a photo's caption asks about it
+        return None if ctx.args.strip() or ctx.message.parts else "Usage: /ask <question>"
 
 
 async def status_text(gateway: Gateway, key: str, *, servers: bool) -> str:

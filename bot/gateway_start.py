@@ -190,6 +190,7 @@ def start_turn_processes(
     from bot.scaleout.pool import TurnProcesses
 
     pool = gw.turn_processes = TurnProcesses(gw.config, gw.channels)
+    pool.choices_changed = gw.model_choices.forget
     stack.push_async_callback(pool.stop)  # a start that fails stops them too
     return asyncio.create_task(pool.start(), name="turn-processes-start")
 

@@ -3,11 +3,16 @@
 Only models of the configured chains are offered. A choice is stored (model_choices) and
 read into memory once, so a turn looks it up without I/O. The chosen model is tried first
 and the configured chat chain fails over after it, on the same breaker board.
+
+A change is told to the other processes (`on_change`: turn processes over their link to the
+receiver, replicas over the cluster's notifications), which `forget` what they read and
+read it again at their next turn.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from bot.commands import CommandContext, CommandTable, Reply
@@ -34,6 +39,10 @@ class ModelChoices:
         #: scope (person id or '*') -> "provider:model"; None until loaded
         self._chosen: dict[str, str] | None = None
         self._loading: asyncio.Future[dict[str, str]] | None = None
+        #: counts `forget`s: a read begun before one is not kept
+        self._generation = 0
+        #: told after this process stored a change
+        self.on_change: list[Callable[[], Awaitable[None]]] = []
 
     def offered(self) -> list[str]:
         """Every model of the configured chains, the chat chain's first, without repeats."""
@@ -57,16 +66,23 @@ class ModelChoices:
             # turn of the event loop: with 2,000 turns waiting, the last ran seconds late).
             if self._loading is None:
                 self._loading = asyncio.ensure_future(self._read())
-            loading = self._loading
+            loading, generation = self._loading, self._generation
             try:
                 chosen = await asyncio.shield(loading)
             except Exception:
                 if self._loading is loading:
                     self._loading = None  # the next turn reads again
                 raise
+            if generation != self._generation:
+                return chosen  # what was read may predate the change: the next turn reads
             if self._chosen is None:
                 self._chosen = chosen
         return self._chosen
+
+    def forget(self) -> None:
+        """Another process changed a choice: read them again at the next turn."""
+        self._generation += 1
+        self._chosen, self._loading = None, None
 
     async def _read(self) -> dict[str, str]:
         stored = await self.store.model_choices.all()
@@ -92,6 +108,8 @@ class ModelChoices:
             chosen.pop(scope, None)
         else:
             chosen[scope] = ref
+        for tell in self.on_change:
+            await tell()
 
     async def provider_for(self, person_id: str, providers: ProviderSet | None) -> Provider | None:
         """The chain that answers this person, or None for the configured one."""
@@ -109,7 +127,7 @@ def register_model_command(table: CommandTable, choices: ModelChoices) -> None:
         arg_name="model",
     )
     async def model(ctx: CommandContext) -> str | Reply:
-        args = ctx.args.strip()
+        args = " ".join(ctx.args.split())  # "reset  for  everyone" as typed on a phone
         everyone = args.lower().endswith(_FOR_EVERYONE)
         if everyone:
             args = args[: -len(_FOR_EVERYONE)].strip()

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from bot.commands import Reply
 from bot.errors import ChannelError, DeliveryRefused
 from bot.messages import InboundMessage
 from bot.providers.base import ChatMessage
@@ -64,3 +66,17 @@ def describe_parts(message: InboundMessage) -> str:
         for p in message.parts
     ]
     return "\n[attached: " + "; ".join(names) + "]"
+
+
+def with_unused_parts_named(reply: str | Reply, message: InboundMessage, command: str) -> Reply:
+    """A command's answer that also says the attachments it came with were not used (only
+    `/ask` reads them): a photo captioned `/remind ...` is not dropped without a word."""
+    answer = reply if isinstance(reply, Reply) else Reply(reply)
+    if not message.parts:
+        return answer
+    names = ", ".join(p.name or p.kind for p in message.parts)
+    note = (
+        f"\n\n(Not used: {names}. /{command} takes only its text; "
+        "send the file again with a question, or with /ask, to have it read.)"
+    )
+    return dataclasses.replace(answer, text=answer.text + note)

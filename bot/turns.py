@@ -41,7 +41,7 @@ from bot.store.deliveries import DeliveryUpdate
 from bot.store.repos import TurnRecord
 from bot.tasks import cancelled_from_outside
 from bot.tools import ToolContext
-from bot.turn_media import user_message_with_media
+from bot.turn_media import user_message_with_media, with_unused_parts_named
 from bot.turn_resume import reply_template, resume_shown
 from bot.turn_stream import FAILED, failure_note, reply_stream
 from bot.warmup import StartUpStepFailed
@@ -140,7 +140,8 @@ class TurnRunner:
         if command is not None:
             reply, text = await self._command(message, command, person, role)
             if reply is not None:
-                await self.gw.say(message, reply)
+                # what came attached is not lost without a word: the answer says it was not used
+                await self.gw.say(message, with_unused_parts_named(reply, message, command.name))
                 await self.gw.deliveries.store_or_keep(message, done)  # said once, run once
                 return
         problem = self._check_text(text, message)
@@ -254,13 +255,29 @@ class TurnRunner:
             answer = "".join([part async for part in stream])
         turn_id = f"cron:{job.id}:{int(job.due_at)}"
         result = holder[-1]
-        await self._persist(session, turn_id, identity.key, user, result, None)
         if result.outcome in FAILED or result.outcome == "interrupted":
             from bot.scheduler.ports import TaskFailed
 
+            await self._persist_broken_try(session, turn_id, identity.key, result)
             why = result.error or "the answer broke off part way"
             raise TaskFailed(f"the scheduled turn's model call failed: {why}")
+        await self._persist(session, turn_id, identity.key, user, result, None)
         return answer, result
+
+    async def _persist_broken_try(
+        self, session: Session, turn_id: str, identity_key: str, result: TurnResult
+    ) -> None:
+        """A scheduled turn that failed or broke off is tried again later: its cost is
+        recorded, but neither its prompt nor its half answer becomes the job's history, so
+        the next try's model sees the history as it was before this one."""
+        assert session.row is not None
+        note = ChatMessage("assistant", failure_note(result.error, result.outcome))
+        record = TurnRecord(turn_id, note, identity_key=identity_key)
+        record.provider, record.model, record.usage = result.provider, result.model, result.usage
+        # "error" also for a broken-off answer: a failed reply is never history
+        record.latency_ms = result.latency_ms
+        record.outcome = result.outcome if result.outcome in FAILED else "error"
+        await self.gw.store.turns.add(session.row.id, [record], inbound_done=None)
 
     async def _command(
         self, message: InboundMessage, command: Command, person: str, role: str

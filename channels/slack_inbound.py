@@ -93,6 +93,9 @@ class Normalizer:
             conversation=conversation,
             text=text,
             parts=parts,
+            # typed as text (a file's comment: Slack takes a composer's "/" for its own
+            # slash commands), as on the other platforms
+            command=Command.parse(text),
             mentioned=mentioned,
             reply_to=thread_ts if thread_ts != ts else None,
             platform_message_id=ts,

@@ -13,6 +13,7 @@ from bot.cluster.sessions import ReplicaTurns
 
 if TYPE_CHECKING:
     from bot.gateway import Gateway
+    from bot.model_choice import ModelChoices
     from bot.scheduler import Scheduler
     from bot.store.jobs import Job
 
@@ -56,6 +57,25 @@ class Replica:
         running.elsewhere = ask
         self.bus.subscribe("stop", asked)
 
+    def share_model_choices(self, choices: ModelChoices) -> None:
+        """A /model change on any replica makes the others read the choices again; after
+        the connection that listens was lost (a notification may be missed), this one does."""
+        store = self._gw.store
+
+        async def announce() -> None:
+            await store.write(lambda c: notify(c, "model", self.id), cheap=True)
+
+        def changed(by: str) -> None:
+            if by != self.id:
+                choices.forget()
+
+        async def caught_up() -> None:
+            choices.forget()
+
+        choices.on_change.append(announce)
+        self.bus.subscribe("model", changed)
+        self.bus.on_reconnect(caught_up)
+
     def wake_on_new_jobs(self, scheduler: Scheduler) -> None:
         """A job scheduled on any replica wakes every replica's scheduler, so the one that
         claims it first does not wait for a wake-up it had planned later."""
@@ -76,6 +96,7 @@ async def start_replica(gw: Gateway, stack: contextlib.AsyncExitStack) -> Replic
     if gw.config.gateway.turn_processes > 1 and gw.share is None:
         return None  # the receiver of turn processes runs no turns; each of them is a replica
     replica = Replica(gw)
+    replica.share_model_choices(gw.model_choices)
     await replica.bus.start()
     stack.push_async_callback(replica.bus.stop)
     gw.sessions.handler = replica.turns.handle

@@ -1,5 +1,6 @@
 """A turn process: a gateway without channels of its own. It runs the turns of the sessions
-it owns (`owner_of`), and its channels are stand-ins that send through the receiver's.
+it owns (`owner_of`), and its channels are stand-ins that send through the receiver's. A
+/model change it stores is told to the receiver, which tells the others ("choices").
 
     python -m bot.scaleout.child FD      (started by bot.scaleout.pool, never by hand)
 """
@@ -177,6 +178,11 @@ async def serve(fd: int) -> None:
     gateway = Gateway(
         config, channels=channels, deliver_scheduled=False, share=(hello.index, hello.count)
     )
+
+    async def choices_changed() -> None:
+        wire.send("choices", 0)  # the receiver tells the other turn processes
+
+    gateway.model_choices.on_change.append(choices_changed)
     stopping = asyncio.Event()
     reading = asyncio.create_task(_read(wire, link, gateway, stopping))
     try:
@@ -199,6 +205,8 @@ async def _read(wire: Wire, link: Link, gateway: Any, stopping: asyncio.Event) -
             link.settle(call_id, payload)
         elif kind == "shown":
             link.tell_shown(call_id, *payload)
+        elif kind == "choices":
+            gateway.model_choices.forget()  # another turn process changed a /model choice
         elif kind == "stop":
             stopping.set()
     link.lost()  # the receiver is gone: nothing can be sent; stop

@@ -102,6 +102,8 @@ class TurnProcesses:
         self.restarts = 0
         #: how a restart waits (tests replace it to see the waits without waiting them)
         self.restart_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        #: the receiver's own part when a turn process changed a /model choice
+        self.choices_changed: Callable[[], None] = lambda: None
 
     async def start(self) -> None:
         for child in self._children:
@@ -182,11 +184,21 @@ class TurnProcesses:
                 task = asyncio.create_task(self._call(*run, call, *payload))
                 child.calls.add(task)
                 task.add_done_callback(child.calls.discard)
+            elif kind == "choices":
+                self._tell_choices_changed(child)
             elif kind in ("delta", "end"):
                 stream = child.streams.get(call)
                 if stream is not None:  # else the reply ended on the channel's side
                     stream.put_nowait(payload if kind == "delta" else None)
         await self._lost(child)
+
+    def _tell_choices_changed(self, changed_by: _Child) -> None:
+        """Every other process drops the /model choices it read (a turn process that is not
+        ready reads them afresh when it starts)."""
+        self.choices_changed()
+        for child in self._children:
+            if child is not changed_by and child.wire is not None:
+                child.wire.send("choices", 0)
 
     def _ready(self, child: _Child, resumed: set[tuple[str, str]]) -> None:
         assert child.wire is not None

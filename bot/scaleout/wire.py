@@ -2,7 +2,8 @@
 socketpair made by the receiver (no path on disk; only the two processes hold its ends).
 
 A frame is (kind, call id, payload). Receiver -> turn process: "hello", "accept", "result",
-"shown", "stop". Turn process -> receiver: "ready", "call", "delta", "end"."""
+"shown", "choices", "stop". Turn process -> receiver: "ready", "call", "delta", "end",
+"choices" (a /model choice changed: the others read them again)."""
 
 from __future__ import annotations
 

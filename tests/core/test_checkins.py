@@ -152,8 +152,11 @@ async def test_checkins_from_the_config_are_made_once_and_bad_requests_are_expla
         async with Gateway(config, provider=model.provider, channels={"tg": channel}) as gw:
             job = await _checkin_job(gw)
             assert job.cron == "15 7 * * 1-5" and job.conversation.chat_id == "u1"
-    async with Gateway(config, provider=model.provider, channels={"tg": channel}):
+    async with Gateway(config, provider=model.provider, channels={"tg": channel}) as gw:
         assert "did not understand" in await _ask(channel, "/checkin hourly")
+        # full-width digits, read as /remind reads them
+        assert "I will check in daily ８:３０" in await _ask(channel, "/checkin daily ８:３０")
+        assert (await _checkin_job(gw)).cron == "30 8 * * *"
         group = {"chat": "g1", "kind": ConversationKind.GROUP}
         assert "direct message" in await _ask(channel, "/checkin daily 9:00", **group)
 
@@ -264,7 +267,9 @@ async def test_a_checkin_whose_answer_breaks_off_mid_stream_is_tried_again_not_s
             await scheduler.deliver_due()
             assert channel.texts()[1:] == [whole]
             assert (await _checkin_job(gw)).runs == 1
-            assert len(fake.calls(path="/v1/chat/completions")) == 2
+            broken, retried = fake.calls(path="/v1/chat/completions")
+    # the try again sees the job's history as it was: no half answer, no second prompt
+    assert retried.body["messages"] == broken.body["messages"]
 
 
 async def test_a_checkin_whose_model_writes_nothing_sends_nothing(

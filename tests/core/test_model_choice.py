@@ -98,7 +98,8 @@ async def test_only_the_owner_changes_the_model_for_everyone(make_config: Any) -
             assert fake.requests[-1].model == "gamma"
             assert "the owner's default" in await _ask(channel, "/model", user="u3")
         async with Gateway(config, channels={"tg": channel}):
-            await _ask(channel, "/model reset for everyone", user="boss")
+            # typed with doubled spaces, as a phone's keyboard leaves them
+            await _ask(channel, "/model reset  for  everyone", user="boss")
             await _ask(channel, "and now", user="u3")
             assert fake.requests[-1].model == "alpha"
 

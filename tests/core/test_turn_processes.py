@@ -222,3 +222,29 @@ async def test_a_call_that_outlives_its_dead_turn_process_leaves_the_next_ones_r
                     break
                 await asyncio.sleep(0.01)
             assert channel.texts(user) == [answer, answer]
+
+
+async def test_a_model_choice_made_in_one_turn_process_reaches_the_others(
+    make_config: Any,
+) -> None:
+    async with FakeLLM() as fake:
+        fake.reply_fn = lambda recorded: Reply(text=f"from {recorded.body['model']}")
+        config = make_config(
+            providers={"fake": {"base_url": fake.base_url + "/v1", "api_key_env": "FAKE_LLM_KEY"}},
+            models={"chat": ["fake:alpha", "fake:beta"]},
+            gateway={"turn_processes": 2, "shutdown_grace_s": 1},
+        )
+        channel = RecordingChannel()  # injected by code: everyone on it is the owner
+        owner, user = _users_on_each_process(2)
+        async with Gateway(config, channels={"test": channel}):
+            await channel.push("hello", user=user)  # its process reads the choices now
+            assert await channel.wait_for_messages(1, timeout=60) == ["from alpha"]
+            await channel.push("/model beta for everyone", user=owner)
+            await channel.wait_for_messages(2, timeout=60)
+            await channel.push("hello again", user=user)
+            await channel.wait_for_messages(3, timeout=60)
+            await channel.push("/model reset for everyone", user=owner)
+            await channel.wait_for_messages(4, timeout=60)
+            await channel.push("and now", user=user)
+            await channel.wait_for_messages(5, timeout=60)
+        assert channel.texts(user) == ["from alpha", "from beta", "from alpha"]

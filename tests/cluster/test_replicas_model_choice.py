@@ -1,0 +1,60 @@
+"""A /model change on one replica reaches the others on the same PostgreSQL database (their
+choices are read again after a NOTIFY), with the real OpenAI SDK against the fake LLM."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai  # noqa: F401  (the SDK loads before any wait starts)
+import pytest
+
+from bot.gateway import Gateway
+from tests.cluster.harness import until
+from tests.fakes.channel import RecordingChannel
+from tests.fakes.llm import FakeLLM, Reply
+
+pytestmark = pytest.mark.replicas
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_LLM_KEY", "sk-test-not-a-secret")
+
+
+async def test_the_owners_default_set_on_one_replica_answers_on_the_other(
+    make_config: Any, pg_url: str
+) -> None:
+    async with FakeLLM() as fake:
+        fake.reply_fn = lambda recorded: Reply(text=f"from {recorded.body['model']}")
+        config = make_config(
+            store={"url": pg_url},
+            providers={"fake": {"base_url": fake.base_url + "/v1", "api_key_env": "FAKE_LLM_KEY"}},
+            models={"chat": ["fake:alpha", "fake:beta"]},
+            scheduler={"poll_seconds": 3600},
+            memory={"enabled": False},
+        )
+        # everyone on them is the owner; a's deliveries get ids of their own (one inbox)
+        on_a, on_b = RecordingChannel(), RecordingChannel()
+        async with (
+            Gateway(config, channels={"test": on_a}) as a,
+            Gateway(config, channels={"test": on_b}) as b,
+        ):
+            await on_b.push("hello", user="u2")  # b reads the choices now
+            assert await on_b.wait_for_messages(1, timeout=30) == ["from alpha"]
+            await on_a.push("/model beta for everyone", user="u1", delivery_id="a1")
+            await on_a.wait_for_messages(1, timeout=30)
+
+            async def b_sees_beta() -> bool:
+                return await b.model_choices.default() == "fake:beta"
+
+            async def b_sees_none() -> bool:
+                return await b.model_choices.default() is None
+
+            await until(b_sees_beta, timeout=30)
+            await on_b.push("hello again", user="u2")
+            await on_b.wait_for_messages(2, timeout=30)
+            await on_a.push("/model reset for everyone", user="u1", delivery_id="a2")
+            await on_a.wait_for_messages(2, timeout=30)
+            await until(b_sees_none, timeout=30)
+            assert await a.model_choices.default() is None
+        assert on_b.texts() == ["from alpha", "from beta"]
