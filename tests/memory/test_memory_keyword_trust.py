@@ -11,7 +11,7 @@ from typing import Any
 import pytest_asyncio
 
 from bot.memory.config import MemoryConfig
-from bot.memory.search import FusionWeights, fuse, keyword_confidence, keyword_shares
+from bot.memory.search import FusionWeights, fuse, keyword_shares
 from bot.memory.service import MemoryService
 from bot.store import Store
 from bot.store.memory import ChunkRow, SearchRows
@@ -45,16 +45,20 @@ UNLIFTED = dataclasses.replace(LIFTING, keyword_sure_lift=0.0)
 TRUSTING = FusionWeights(method="score", vector=2.0, keyword_trust=0.9, keyword_share_trust=0.9)
 
 
+def _largest_share(found: SearchRows, terms: list[str]) -> float:
+    return max(keyword_shares(found, terms).values(), default=0.0)
+
+
 def test_confidence_is_the_share_of_the_question_the_best_keyword_hits_hold() -> None:
     found = _found([1, 3], [2, 3, 1])
-    assert keyword_confidence(found, ["booked", "ferry", "skye"]) == 1.0
+    assert _largest_share(found, ["booked", "ferry", "skye"]) == 1.0
     # a word of five letters or more counts when its first five match ("holiday(s)")
-    assert keyword_confidence(found, ["ferry", "holiday"]) == 1.0
-    assert keyword_confidence(found, ["ferry", "getaway", "island", "trip"]) == 0.25
+    assert _largest_share(found, ["ferry", "holiday"]) == 1.0
+    assert _largest_share(found, ["ferry", "getaway", "island", "trip"]) == 0.25
     # the speaker's name in front is who said it, not what was said
-    assert keyword_confidence(found, ["nora"]) == 0.0
-    assert keyword_confidence(found, []) == 0.0
-    assert keyword_confidence(_found([], [2]), ["ferry"]) == 0.0
+    assert _largest_share(found, ["nora"]) == 0.0
+    assert _largest_share(found, []) == 0.0
+    assert _largest_share(_found([], [2]), ["ferry"]) == 0.0
 
 
 def test_a_question_in_the_answers_words_is_ranked_by_keyword() -> None:
