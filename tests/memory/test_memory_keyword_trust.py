@@ -192,6 +192,25 @@ async def test_a_best_keyword_hit_holding_most_of_the_question_outranks_the_vect
     assert hits[0].item_id == chatter
 
 
+async def test_a_switched_config_changes_the_search_and_its_fusion_together(
+    hybrid_memory: Any,
+) -> None:
+    """`use` switches the settings on the index as it is: the fusion weights made of the
+    config change with it (the lift is a weight, read nowhere else)."""
+    memory = await hybrid_memory()
+    answer = await memory.save("alice", "zulu hamburg alpha bravo charlie delta echo foxtrot")
+    chatter = await memory.save("alice", "matcha chai oolong berlin munich")
+    await memory.save("alice", "monday tuesday friday sunday")
+    await memory.backfill()
+    question = "matcha hamburg zulu"
+    shipped = memory.config
+
+    memory.use(shipped.model_copy(update={"keyword_sure_lift": 0.0}))
+    assert (await memory.search("alice", question, limit=5))[0].item_id == chatter
+    memory.use(shipped)
+    assert (await memory.search("alice", question, limit=5))[0].item_id == answer
+
+
 def test_confidence_above_sure_counts_as_the_whole_question() -> None:
     found = _found([1, 3], [2, 3, 1])
     sure = dataclasses.replace(TRUSTING, keyword_sure=0.5)
