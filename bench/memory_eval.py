@@ -49,7 +49,6 @@ from bench.memory_embedders import candidate
 from bot.memory.config import MemoryConfig
 from bot.memory.embedder_chain import build_embedders
 from bot.memory.embedders import Embedder
-from bot.memory.search import FusionWeights
 from bot.memory.service import MemoryService, SearchMode
 from bot.security.redact import default_redactor
 from bot.store import Store
@@ -69,12 +68,6 @@ def generated(split: str = "all", *, hard: bool = False) -> Dataset:
     else:
         data = from_locomo(memory_gen.generate(), "memory_gen", with_adversarial=False)
     return data.split(split)
-
-
-def use_config(service: MemoryService, config: MemoryConfig) -> None:
-    """Search with `config`'s fusion settings on an index built with another config."""
-    service.config = service.retrieval.config = config
-    service.retrieval.weights = FusionWeights.from_config(config)
 
 
 async def _save_all(service: MemoryService, data: Dataset, *, plain: bool) -> None:
@@ -171,11 +164,11 @@ async def _evaluate(data: Dataset, tmp: Path, embedders: list[str]) -> dict[str,
         status = svc.status()
         rows["default"] = {"embedder": status.embedder, "mode": status.mode}
         for name, mode, setting in ROWS:
-            use_config(svc, default.model_copy(update=setting))
+            svc.use(default.model_copy(update=setting))
             rows[name] = rows.get(name, {}) | await score(svc, data, mode)
     plain_embedders = build_embedders(default.embedders, tmp)
     async with indexed(data, tmp / "plain.db", plain_embedders, plain=True) as svc:
-        use_config(svc, default)
+        svc.use(default)
         rows["default, save() defaults"] = await score(svc, data, "hybrid")
         rows["keyword, save() defaults"] = await score(svc, data, "keyword")
     for name in embedders:

@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.memory_data import Dataset
 from bench.memory_embedders import candidate
-from bench.memory_eval import ROWS, indexed, score, use_config
+from bench.memory_eval import ROWS, indexed, score
 from bot.memory.config import MemoryConfig
 from bot.memory.embedder_chain import build_embedders
 from bot.memory.service import MemoryService, SearchMode
@@ -72,7 +72,7 @@ def _settings(grids: tuple[dict[str, list[Any]], ...]) -> Iterator[Setting]:
 
 async def _recall(svc: MemoryService, data: Dataset, setting: Setting, mode: SearchMode) -> float:
     config = MemoryConfig().model_copy(update=setting)
-    use_config(svc, config)
+    svc.use(config)
     scores = await score(svc, data, mode)
     print(f"  {data.name}: {scores['recall@10']:.3f} {scores['recall@5']:.3f}  {setting}")
     return float(scores["recall@10"] + scores["recall@5"]) - _ROUND_COST * config.feedback_hits
@@ -80,7 +80,7 @@ async def _recall(svc: MemoryService, data: Dataset, setting: Setting, mode: Sea
 
 async def _holds(svc: MemoryService, data: Dataset, setting: Setting) -> bool:
     """Fusion is at least each single method, at recall@5 and at recall@10."""
-    use_config(svc, MemoryConfig().model_copy(update=setting))
+    svc.use(MemoryConfig().model_copy(update=setting))
     fused = await score(svc, data, "hybrid")
     for mode in ("keyword", "vector"):
         alone = await score(svc, data, mode)
@@ -135,6 +135,6 @@ async def tune(sets: list[Dataset], tmp: Path, stages: list[str]) -> dict[str, A
         embedders = build_embedders(default.embedders, tmp)
         async with indexed(heldout, tmp / f"h{i}.db", embedders) as svc:
             for name, mode, setting in [("tuned", "hybrid", best), *ROWS[:2]]:
-                use_config(svc, default.model_copy(update=setting))
+                svc.use(default.model_copy(update=setting))
                 out[f"{heldout.name} {name}"] = await score(svc, heldout, mode)
     return out

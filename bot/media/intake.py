@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -291,17 +292,28 @@ def inbox_name(name: str, copy: int = 1) -> str:
     return stem[: _NAME_CHARS - len(mark) - len(ext)] + mark + ext
 
 
-def _inbox_path(fs: WorkspaceFS, name: str, data: bytes) -> str:
-    """The inbox path `data` is saved at: its name, or "name (2).ext" and on when a file of
-    the chat with other bytes has it (two photos both "image.jpg"); a file with the same
-    bytes is the same attachment read again (the turn run once more), and is written over."""
+def save_in_inbox(fs: WorkspaceFS, name: str, data: bytes) -> str:
+    """Save `data` in the inbox; the path it has there. Under its name, or "name (2).ext" and
+    on when the name holds something else: a file of other bytes (two PDFs both named
+    "report.pdf"), a folder, a symlink, a file that cannot be read. A file with the same bytes
+    is the same attachment read again (the turn run once more): kept as it is, not written.
+    The name is taken as it is written (`create`): a save left running by an intake that
+    gave up cannot land on the name a later one picked."""
     for copy in range(1, _MAX_COPIES + 1):
         path = f"{INBOX}/{inbox_name(name, copy)}"
+        held = fs.entry(path)
+        if held is None:
+            if fs.create(path, data):
+                return path
+            continue  # taken since it was looked at
+        # sizes first: the bytes are read only when they could be the same
+        if not stat.S_ISREG(held.st_mode) or held.st_size != len(data):
+            continue
         try:
-            held, size = fs.read(path, 0, len(data) + 1)
-        except DecapodError:  # nothing there (or what the write then refuses to replace)
-            return path
-        if size == len(data) and held == data:
+            same = fs.read(path, 0, len(data) + 1) == (data, len(data))
+        except ToolError:  # not readable (or replaced meanwhile): not this file
+            continue
+        if same:
             return path
     raise ToolError(f"{_MAX_COPIES} files named {inbox_name(name)} are in the inbox already")
 
@@ -316,8 +328,7 @@ async def _save(
 
     try:
         fs = session_workspace_fs(sandbox.workspaces, sandbox.config, message.session_key)
-        path = await asyncio.to_thread(_inbox_path, fs, name, data)
-        await asyncio.to_thread(fs.write, path, data)
+        path = await asyncio.to_thread(save_in_inbox, fs, name, data)
     except OSError as exc:
         # a full disk costs the copy, not the text that was read; str() of the error can
         # carry the host path of the workspace, its reason cannot

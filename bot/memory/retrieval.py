@@ -37,11 +37,16 @@ class Retrieval:
         self, repo: MemoryRepo, config: MemoryConfig, index: VectorIndex, chain: EmbedderChain
     ) -> None:
         self.repo = repo
-        self.config = config
-        self.weights = FusionWeights.from_config(config)
         self.index = index
         self.chain = chain
         self.words = WordVectors(self._embed_words)
+        self.use(config)
+
+    def use(self, config: MemoryConfig) -> None:
+        """Search by `config` from now on: its settings and the fusion weights made of them
+        change together."""
+        self.config = config
+        self.weights = FusionWeights.from_config(config)
 
     async def search(
         self, owners: list[str], query: str, limit: int, mode: SearchMode

@@ -49,8 +49,8 @@ class FusionWeights:
     recency_boost: float = 0.0
     half_life_days: float = 30.0
     method: str = "rrf"  # "rrf" | "score"
-    #: when the largest share of the question the best keyword hits hold
-    #: (`keyword_confidence`) is above `keyword_sure`, the vector weight falls by this
+    #: when the largest share of the question one of the best keyword hits holds
+    #: (`keyword_shares`) is above `keyword_sure`, the vector weight falls by this
     keyword_trust: float = 0.0
     #: a share above this makes keyword search sure of that hit; 1 never
     keyword_sure: float = 1.0
@@ -103,7 +103,7 @@ def _spread(scores: dict[int, float]) -> dict[int, float]:
     return {cid: (s - low) / spread for cid, s in scores.items()}
 
 
-#: how many of the best keyword hits `keyword_confidence` looks at
+#: how many of the best keyword hits `keyword_shares` looks at
 _CONFIDENT_DEPTH = 3
 
 
@@ -119,12 +119,6 @@ def keyword_shares(found: SearchRows, terms: list[str]) -> dict[int, float]:
         words = set(WORD.findall(without_speaker(found.rows[cid].text).lower()))
         shares[cid] = sum(any(same_word(t, w) for w in words) for t in terms) / len(terms)
     return shares
-
-
-def keyword_confidence(found: SearchRows, terms: list[str]) -> float:
-    """The largest share of the question's words that one of the best keyword hits holds
-    (`keyword_shares`)."""
-    return max(keyword_shares(found, terms).values(), default=0.0)
 
 
 def fuse(

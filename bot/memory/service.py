@@ -104,6 +104,13 @@ class MemoryService:
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = asyncio.Event()
 
+    def use(self, config: MemoryConfig) -> None:
+        """Search and recall by `config` from now on, on the index as it is (which compares
+        search settings without indexing again); what `config` says of indexing and
+        embedders applies only to what is indexed later."""
+        self.config = config
+        self.retrieval.use(config)
+
     # lifecycle -------------------------------------------------------------------------------
     async def start(self, *, watch: bool = True) -> None:
         """Return at once; embedder selection, index checks and the first knowledge sync run

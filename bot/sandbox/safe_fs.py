@@ -72,7 +72,36 @@ class WorkspaceFS:
         finally:
             os.close(parent)
 
+    def entry(self, path: str) -> os.stat_result | None:
+        """What is at `path`, not following a symlink; None when nothing is (nor its folder).
+        ToolError when the way there is refused (a folder on it is a symlink or a file)."""
+        parts = split_workspace_path(path)
+        if not parts:
+            raise ToolError(f"{path} is the workspace itself, not a file")
+        try:
+            parent = self._walk(parts[:-1], create=False, shown=path)
+        except _NoSuchDirectory:
+            return None
+        try:
+            return os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _refused(path, exc, symlink=False) from None
+        finally:
+            os.close(parent)
+
     def write(self, path: str, data: bytes, *, append: bool = False) -> int:
+        self._put(path, data, append=append, new=False)
+        return len(data)
+
+    def create(self, path: str, data: bytes) -> bool:
+        """Write `data` at `path` only if nothing is there, checked and written in one step
+        (two writers never both take the name); False, with nothing written, when something
+        is there."""
+        return self._put(path, data, append=False, new=True)
+
+    def _put(self, path: str, data: bytes, *, append: bool, new: bool) -> bool:
         if len(data) > self.max_file_bytes:
             raise ToolError(f"refused: {len(data)} bytes is over the {self.max_file_bytes} limit")
         parent, name = self._parent(path, create=True)
@@ -88,9 +117,8 @@ class WorkspaceFS:
                     os.write(fd, data)
                 finally:
                     os.close(fd)
-            else:
-                self._replace(parent, name, data, path)
-            return len(data)
+                return True
+            return self._replace(parent, name, data, path, new=new)
         finally:
             os.close(parent)
 
@@ -212,13 +240,13 @@ class WorkspaceFS:
                     next_fd = os.open(name, _DIR_FLAGS, dir_fd=fd)
                 except FileNotFoundError:
                     if not create:
-                        raise ToolError(f"{shown}: no such directory") from None
+                        raise _NoSuchDirectory(f"{shown}: no such directory") from None
                     os.mkdir(name, 0o755, dir_fd=fd)
                     if self.owner is not None:
                         os.chown(name, *self.owner, dir_fd=fd, follow_symlinks=False)
                     next_fd = os.open(name, _DIR_FLAGS, dir_fd=fd)
                 except OSError as exc:
-                    raise _refused(shown, exc, _is_symlink(name, fd)) from None
+                    raise _refused(shown, exc, symlink=_is_symlink(name, fd)) from None
                 os.close(fd)
                 fd = next_fd
             return fd
@@ -232,20 +260,23 @@ class WorkspaceFS:
         except FileNotFoundError:
             raise ToolError(f"{shown}: no such file") from None
         except OSError as exc:
-            raise _refused(shown, exc, _is_symlink(name, parent)) from None
+            raise _refused(shown, exc, symlink=_is_symlink(name, parent)) from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise ToolError(f"refused: {shown} is not a regular file")
         return fd
 
-    def _replace(self, parent: int, name: str, data: bytes, shown: str) -> None:
+    def _replace(self, parent: int, name: str, data: bytes, shown: str, *, new: bool) -> bool:
         """Write a sibling temp file and rename it over `name`: readers never see half a
-        file, and a symlink at `name` is replaced rather than followed."""
+        file, and a symlink at `name` is replaced rather than followed. `new`: linked to
+        `name` instead, which fails when anything is there (False)."""
         try:
             existing = os.stat(name, dir_fd=parent, follow_symlinks=False)
         except FileNotFoundError:
             mode = 0o644
         else:
+            if new:
+                return False
             if stat.S_ISDIR(existing.st_mode):
                 raise ToolError(f"refused: {shown} is a directory")
             if stat.S_ISLNK(existing.st_mode):
@@ -262,7 +293,16 @@ class WorkspaceFS:
                     view = view[os.write(fd, view) :]
             finally:
                 os.close(fd)
-            os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
+            if not new:
+                os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
+                return True
+            try:
+                os.link(tmp, name, src_dir_fd=parent, dst_dir_fd=parent, follow_symlinks=False)
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp, dir_fd=parent)
+            return True
         except BaseException:
             try:
                 os.unlink(tmp, dir_fd=parent)
@@ -275,6 +315,10 @@ class WorkspaceFS:
             os.fchown(fd, *self.owner)
 
 
+class _NoSuchDirectory(ToolError):
+    pass
+
+
 def _is_symlink(name: str, dir_fd: int) -> bool:
     try:
         return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
@@ -282,7 +326,7 @@ def _is_symlink(name: str, dir_fd: int) -> bool:
         return False
 
 
-def _refused(shown: str, exc: OSError, symlink: bool) -> ToolError:
+def _refused(shown: str, exc: OSError, *, symlink: bool) -> ToolError:
     # O_NOFOLLOW reports a symlink as ELOOP, or as ENOTDIR together with O_DIRECTORY
     if symlink or exc.errno == errno.ELOOP:
         return ToolError(f"refused: {shown} goes through a symlink; symlinks are not followed")

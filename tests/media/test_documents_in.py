@@ -91,10 +91,10 @@ async def test_a_document_the_workspace_cannot_take_is_still_read(
     are still answered, and the model is told why the file is not in the workspace, in
     words that never show a path of the host."""
 
-    def refuse(*_args: Any, **_kwargs: Any) -> int:
+    def refuse(*_args: Any, **_kwargs: Any) -> bool:
         raise error
 
-    monkeypatch.setattr(WorkspaceFS, "write", refuse)
+    monkeypatch.setattr(WorkspaceFS, "create", refuse)
     fake.push("Milk and bread.")
     body = b"milk\nbread\n"
     part = Attachment("document", "doc-3", "list.txt", "text/plain", len(body))

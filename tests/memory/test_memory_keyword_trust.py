@@ -11,7 +11,7 @@ from typing import Any
 import pytest_asyncio
 
 from bot.memory.config import MemoryConfig
-from bot.memory.search import FusionWeights, fuse, keyword_confidence, keyword_shares
+from bot.memory.search import FusionWeights, fuse, keyword_shares
 from bot.memory.service import MemoryService
 from bot.store import Store
 from bot.store.memory import ChunkRow, SearchRows
@@ -45,16 +45,20 @@ UNLIFTED = dataclasses.replace(LIFTING, keyword_sure_lift=0.0)
 TRUSTING = FusionWeights(method="score", vector=2.0, keyword_trust=0.9, keyword_share_trust=0.9)
 
 
+def _largest_share(found: SearchRows, terms: list[str]) -> float:
+    return max(keyword_shares(found, terms).values(), default=0.0)
+
+
 def test_confidence_is_the_share_of_the_question_the_best_keyword_hits_hold() -> None:
     found = _found([1, 3], [2, 3, 1])
-    assert keyword_confidence(found, ["booked", "ferry", "skye"]) == 1.0
+    assert _largest_share(found, ["booked", "ferry", "skye"]) == 1.0
     # a word of five letters or more counts when its first five match ("holiday(s)")
-    assert keyword_confidence(found, ["ferry", "holiday"]) == 1.0
-    assert keyword_confidence(found, ["ferry", "getaway", "island", "trip"]) == 0.25
+    assert _largest_share(found, ["ferry", "holiday"]) == 1.0
+    assert _largest_share(found, ["ferry", "getaway", "island", "trip"]) == 0.25
     # the speaker's name in front is who said it, not what was said
-    assert keyword_confidence(found, ["nora"]) == 0.0
-    assert keyword_confidence(found, []) == 0.0
-    assert keyword_confidence(_found([], [2]), ["ferry"]) == 0.0
+    assert _largest_share(found, ["nora"]) == 0.0
+    assert _largest_share(found, []) == 0.0
+    assert _largest_share(_found([], [2]), ["ferry"]) == 0.0
 
 
 def test_a_question_in_the_answers_words_is_ranked_by_keyword() -> None:
@@ -186,6 +190,25 @@ async def test_a_best_keyword_hit_holding_most_of_the_question_outranks_the_vect
     unlifted = await hybrid_memory(keyword_sure_lift=0.0)
     hits = await unlifted.search("alice", question, limit=5)
     assert hits[0].item_id == chatter
+
+
+async def test_a_switched_config_changes_the_search_and_its_fusion_together(
+    hybrid_memory: Any,
+) -> None:
+    """`use` switches the settings on the index as it is: the fusion weights made of the
+    config change with it (the lift is a weight, read nowhere else)."""
+    memory = await hybrid_memory()
+    answer = await memory.save("alice", "zulu hamburg alpha bravo charlie delta echo foxtrot")
+    chatter = await memory.save("alice", "matcha chai oolong berlin munich")
+    await memory.save("alice", "monday tuesday friday sunday")
+    await memory.backfill()
+    question = "matcha hamburg zulu"
+    shipped = memory.config
+
+    memory.use(shipped.model_copy(update={"keyword_sure_lift": 0.0}))
+    assert (await memory.search("alice", question, limit=5))[0].item_id == chatter
+    memory.use(shipped)
+    assert (await memory.search("alice", question, limit=5))[0].item_id == answer
 
 
 def test_confidence_above_sure_counts_as_the_whole_question() -> None:
