@@ -1,6 +1,7 @@
 """A file shared with a command as its text (slack_sdk's Socket Mode against the fake): the
 command runs, as typed commands do on the other platforms; `/ask` asks about the file; any
-other command's answer says the file was not used. Nothing shared is lost without a word."""
+other command's answer says the file was not used; `/decapod ask` reads as the slash command
+does, and a "/word" that is no command is chat. Nothing shared is lost without a word."""
 
 from __future__ import annotations
 
@@ -51,3 +52,37 @@ async def test_an_ask_shared_with_a_file_asks_about_it(make_config: Any, fake: F
     assert posted["text"] == "A small square."
     text, image = call.body["messages"][-1]["content"]
     assert text["text"].startswith("what is this") and image["type"] == "image_url"
+
+
+async def test_the_slash_command_typed_with_a_file_asks_about_it(
+    make_config: Any, fake: FakeSlack
+) -> None:
+    async with FakeLLM() as llm:
+        llm.push("A small square.")
+        async with Gateway(_config(make_config, fake, llm)):
+            await fake.wait_connected()
+            shot = _file(fake, "shot.png", png(32, 32), "image/png")
+            body = fake.event("file_share", text="/decapod ask what is this", files=[shot])
+            await fake.socket_send("events_api", body)
+            posted = await fake.wait_for("chat.postMessage")
+        [call] = llm.calls(path="/v1/chat/completions")
+    assert posted["text"] == "A small square."
+    text, image = call.body["messages"][-1]["content"]
+    assert text["text"].startswith("what is this") and image["type"] == "image_url"
+
+
+async def test_text_starting_with_a_word_that_is_no_command_goes_to_the_model(
+    make_config: Any, fake: FakeSlack
+) -> None:
+    async with FakeLLM() as llm:
+        llm.push("Clear some space.")
+        async with Gateway(_config(make_config, fake, llm)):
+            await fake.wait_connected()
+            shot = _file(fake, "df.png", png(32, 32), "image/png")
+            body = fake.event("file_share", text="/tmp is full, see", files=[shot])
+            await fake.socket_send("events_api", body)
+            posted = await fake.wait_for("chat.postMessage")
+        [call] = llm.calls(path="/v1/chat/completions")
+    assert posted["text"] == "Clear some space."
+    text, image = call.body["messages"][-1]["content"]
+    assert text["text"].startswith("/tmp is full, see") and image["type"] == "image_url"
