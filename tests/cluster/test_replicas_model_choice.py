@@ -37,7 +37,7 @@ async def test_the_owners_default_set_on_one_replica_answers_on_the_other(
         # everyone on them is the owner; a's deliveries get ids of their own (one inbox)
         on_a, on_b = RecordingChannel(), RecordingChannel()
         async with (
-            Gateway(config, channels={"test": on_a}) as a,
+            Gateway(config, channels={"test": on_a}),
             Gateway(config, channels={"test": on_b}) as b,
         ):
             await on_b.push("hello", user="u2")  # b reads the choices now
