@@ -105,6 +105,9 @@ class Command:
 
     name: str
     args: str = ""
+    #: a name that is no command makes the message chat, not "Unknown command": for a
+    #: platform where a typed "/word" is rarely meant as one (Slack's composer takes them)
+    chat_if_unknown: bool = False
 
     @classmethod
     def parse(cls, text: str, bot_username: str | None = None) -> Command | None:
@@ -162,7 +165,13 @@ class InboundMessage:
             },
             "text": self.text,
             "parts": tuple(asdict(p) for p in self.parts),
-            "command": None if command is None else {"name": command.name, "args": command.args},
+            "command": None
+            if command is None
+            else {
+                "name": command.name,
+                "args": command.args,
+                "chat_if_unknown": command.chat_if_unknown,
+            },
             "mentioned": self.mentioned,
             "reply_to": self.reply_to,
             "platform_message_id": self.platform_message_id,
@@ -198,7 +207,7 @@ class InboundMessage:
             changes["text"] = well_formed(self.text)
         command = self.command
         if command is not None and _LONE_SURROGATE.search(command.args):
-            changes["command"] = Command(command.name, well_formed(command.args))
+            changes["command"] = replace(command, args=well_formed(command.args))
         identity = self.identity.well_formed()
         if identity is not self.identity:
             changes["identity"] = identity

@@ -4,14 +4,15 @@ Only models of the configured chains are offered. A choice is stored (model_choi
 read into memory once, so a turn looks it up without I/O. The chosen model is tried first
 and the configured chat chain fails over after it, on the same breaker board.
 
-A change is told to the other processes (`on_change`: turn processes over their link to the
-receiver, replicas over the cluster's notifications), which `forget` what they read and
-read it again at their next turn.
+A change is told to the other processes, which `forget` what they read and read it again at
+their next turn: replicas by a notification sent in the write that stores it (`in_write`),
+turn processes over their link to the receiver (`on_change`, after the write).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -23,8 +24,9 @@ from bot.store.choices import EVERYONE
 if TYPE_CHECKING:
     from bot.providers.base import Provider
     from bot.providers.build import ProviderSet
-    from bot.store import Store
+    from bot.store import Conn, Store
 
+log = logging.getLogger("decapod.model_choice")
 _USAGE = (
     "/model shows the models; /model NAME picks one for you; /model reset goes back to the "
     "default. The owner adds `for everyone` to change the default."
@@ -41,7 +43,10 @@ class ModelChoices:
         self._loading: asyncio.Future[dict[str, str]] | None = None
         #: counts `forget`s: a read begun before one is not kept
         self._generation = 0
-        #: told after this process stored a change
+        #: run inside the write that stores a change, so what they send is committed with it
+        self.in_write: list[Callable[[Conn], None]] = []
+        #: told after this process stored a change; one that fails is logged, not raised:
+        #: the change is stored, and the person is told so
         self.on_change: list[Callable[[], Awaitable[None]]] = []
 
     def offered(self) -> list[str]:
@@ -102,14 +107,17 @@ class ModelChoices:
         return chosen.get(person_id) or chosen.get(EVERYONE) or self.models.chat[0]
 
     async def set(self, scope: str, ref: str | None, set_by: str) -> None:
-        await self.store.model_choices.set(scope, ref, set_by)
+        await self.store.model_choices.set(scope, ref, set_by, also=self.in_write)
         chosen = await self._loaded()
         if ref is None:
             chosen.pop(scope, None)
         else:
             chosen[scope] = ref
         for tell in self.on_change:
-            await tell()
+            try:
+                await tell()
+            except Exception:
+                log.exception("telling the other processes of a /model change failed")
 
     async def provider_for(self, person_id: str, providers: ProviderSet | None) -> Provider | None:
         """The chain that answers this person, or None for the configured one."""

@@ -298,6 +298,8 @@ class TurnRunner:
         """(reply, text): a reply ends the turn; otherwise `text` goes to the model."""
         spec = self.gw.commands.get(command.name)
         if spec is None:
+            if command.chat_if_unknown:
+                return None, message.text
             return f"Unknown command /{command.name}. /help lists the commands.", ""
         if spec.owner_only and role != "owner":
             return "Only the owner can use that command.", ""

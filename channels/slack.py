@@ -143,7 +143,9 @@ class SlackChannel(SlackCommandChannel):
         except ChannelError as exc:
             raise ChannelError(f"{exc}; check {self.settings.bot_token_env}") from None
         self.bot_user_id = str(auth.get("user_id") or "")
-        self._normalizer = Normalizer(self.name, self.bot_user_id, self.threads)
+        self._normalizer = Normalizer(
+            self.name, self.bot_user_id, self.threads, self.settings.slash_command
+        )
         self._bolt = LazyBolt(self._build_app)
         if self.settings.mode == "socket" and self.receive_on_start:
             await self._open_socket(self._bolt)
@@ -271,7 +273,7 @@ class SlackChannel(SlackCommandChannel):
             if isinstance(chat_id, str) and isinstance(thread_ts, str):
                 await self.threads.recall(chat_id, thread_ts)  # posted in by another replica?
         try:
-            normalized = self._normalizer.event(body)
+            normalized = self._normalizer.event(body, self.commands)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             log.warning("slack %s: skipped a malformed event: %r", self.name, exc)
             return

@@ -40,9 +40,13 @@ class Normalizer:
     channel: str  # the configured channel name
     bot_user_id: str
     threads: ThreadMemory
+    slash_command: str = "/decapod"  # the configured one, as typed: "/decapod"
 
-    def event(self, body: dict[str, Any]) -> tuple[InboundMessage, list[str]] | None:
-        """An event callback -> (message, dedupe keys), or None when it is not for the model."""
+    def event(
+        self, body: dict[str, Any], commands: Sequence[CommandSpec] = ()
+    ) -> tuple[InboundMessage, list[str]] | None:
+        """An event callback -> (message, dedupe keys), or None when it is not for the model.
+        `commands` is the gateway's table: only its names are read as commands."""
         event = body.get("event")
         event_id = body.get("event_id")
         if not isinstance(event, dict) or not isinstance(event_id, str):
@@ -93,9 +97,7 @@ class Normalizer:
             conversation=conversation,
             text=text,
             parts=parts,
-            # typed as text (a file's comment: Slack takes a composer's "/" for its own
-            # slash commands), as on the other platforms
-            command=Command.parse(text),
+            command=self.typed_command(text, [spec.name for spec in commands]),
             mentioned=mentioned,
             reply_to=thread_ts if thread_ts != ts else None,
             platform_message_id=ts,
@@ -105,6 +107,19 @@ class Normalizer:
         if isinstance(event.get("client_msg_id"), str):
             keys.append(f"client:{event['client_msg_id']}")
         return message, keys
+
+    def typed_command(self, text: str, names: Sequence[str]) -> Command | None:
+        """A command typed as text (a shared file's comment: Slack's composer takes a leading
+        "/" for its own slash commands). `/decapod ask ...` reads as the slash command does;
+        `/remind ...` as on the other platforms. A "/word" that is no command is chat: the
+        composer answers a mistyped slash command itself, so "/tmp is full" here is text."""
+        head, *tail = text.split(None, 1) or [""]
+        if head.lower() == self.slash_command.lower():
+            split = split_subcommand(tail[0] if tail else "", names)
+            return Command(*split) if split is not None else Command("help", "")
+        command = Command.parse(text)
+        # the gateway decides against its whole table (more commands join in its warm-up)
+        return None if command is None else Command(command.name, command.args, True)
 
     def _place(
         self, chat_id: str, direct: bool, ts: str, thread_ts: str | None

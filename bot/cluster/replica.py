@@ -57,25 +57,6 @@ class Replica:
         running.elsewhere = ask
         self.bus.subscribe("stop", asked)
 
-    def share_model_choices(self, choices: ModelChoices) -> None:
-        """A /model change on any replica makes the others read the choices again; after
-        the connection that listens was lost (a notification may be missed), this one does."""
-        store = self._gw.store
-
-        async def announce() -> None:
-            await store.write(lambda c: notify(c, "model", self.id), cheap=True)
-
-        def changed(by: str) -> None:
-            if by != self.id:
-                choices.forget()
-
-        async def caught_up() -> None:
-            choices.forget()
-
-        choices.on_change.append(announce)
-        self.bus.subscribe("model", changed)
-        self.bus.on_reconnect(caught_up)
-
     def wake_on_new_jobs(self, scheduler: Scheduler) -> None:
         """A job scheduled on any replica wakes every replica's scheduler, so the one that
         claims it first does not wait for a wake-up it had planned later."""
@@ -94,12 +75,37 @@ async def start_replica(gw: Gateway, stack: contextlib.AsyncExitStack) -> Replic
     if gw.store.backend != "postgresql":
         return None
     if gw.config.gateway.turn_processes > 1 and gw.share is None:
-        return None  # the receiver of turn processes runs no turns; each of them is a replica
+        # the receiver of turn processes runs no turns of people (each of them is a replica),
+        # but its scheduler's tasks and check-ins read the /model choices: it hears changes
+        store_cfg = gw.config.store
+        bus = Bus(store_cfg.url, store_cfg.password())
+        share_model_choices(gw.model_choices, bus, str(gw.cluster.replica))
+        await bus.start()
+        stack.push_async_callback(bus.stop)
+        return None
     replica = Replica(gw)
-    replica.share_model_choices(gw.model_choices)
+    share_model_choices(gw.model_choices, replica.bus, replica.id)
     await replica.bus.start()
     stack.push_async_callback(replica.bus.stop)
     gw.sessions.handler = replica.turns.handle
     # closed before the bus and after the sessions drained: every lease still held is freed
     stack.push_async_callback(replica.turns.stop)
     return replica
+
+
+def share_model_choices(choices: ModelChoices, bus: Bus, replica_id: str) -> None:
+    """A /model change on any replica makes the others read the choices again: its
+    notification is sent by the write that stores it, so it cannot be lost between the two.
+    After the connection that listens was lost (a notification may be missed), this one
+    reads them again too."""
+
+    def changed(by: str) -> None:
+        if by != replica_id:
+            choices.forget()
+
+    async def caught_up() -> None:
+        choices.forget()
+
+    choices.in_write.append(lambda conn: notify(conn, "model", replica_id))
+    bus.subscribe("model", changed)
+    bus.on_reconnect(caught_up)

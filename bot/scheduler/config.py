@@ -57,9 +57,10 @@ def checkin_cron(text: str) -> str:
 
 
 def clock_time(text: str) -> tuple[int, int]:
-    """ "8:30" -> (8, 30); ValueError otherwise. Any decimal digits, as /remind reads them
-    (a phone's full-width "８:３０" too)."""
-    ascii_digits = "".join(str(int(c)) if c.isdecimal() else c for c in text.strip())
+    """ "8:30" -> (8, 30); ValueError otherwise. Any decimal digits, as /remind reads them,
+    and a phone's full-width colon ("８:３０", "８：３０" too)."""
+    typed = text.strip().replace("\uff1a", ":")  # FULLWIDTH COLON
+    ascii_digits = "".join(str(int(c)) if c.isdecimal() else c for c in typed)
     match = _CLOCK.fullmatch(ascii_digits)
     if match is None:
         raise ValueError(f"{text!r} is not a time like 8:30 or 21:00")

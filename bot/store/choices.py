@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -27,19 +28,28 @@ class ModelChoiceRepo:
 
         return await self.store.read(op)
 
-    async def set(self, scope: str, model: str | None, set_by: str) -> None:
-        """Store a choice, or drop it (model None)."""
+    async def set(
+        self,
+        scope: str,
+        model: str | None,
+        set_by: str,
+        also: Sequence[Callable[[Conn], None]] = (),
+    ) -> None:
+        """Store a choice, or drop it (model None); `also` runs in the same transaction (a
+        notification to the other replicas, sent only if the change is committed)."""
         now = time.time()
 
         def op(conn: Conn) -> None:
             if model is None:
                 conn.execute("DELETE FROM model_choices WHERE scope = ?", (scope,))
-                return
-            conn.execute(
-                "INSERT INTO model_choices VALUES (?, ?, ?, ?) ON CONFLICT(scope) DO UPDATE SET "
-                "model = excluded.model, set_by = excluded.set_by, "
-                "updated_at = excluded.updated_at",
-                (scope, model, set_by, now),
-            )
+            else:
+                conn.execute(
+                    "INSERT INTO model_choices VALUES (?, ?, ?, ?) ON CONFLICT(scope) DO UPDATE "
+                    "SET model = excluded.model, set_by = excluded.set_by, "
+                    "updated_at = excluded.updated_at",
+                    (scope, model, set_by, now),
+                )
+            for step in also:
+                step(conn)
 
         await self.store.write(op)

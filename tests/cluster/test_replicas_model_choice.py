@@ -9,6 +9,7 @@ import openai  # noqa: F401  (the SDK loads before any wait starts)
 import pytest
 
 from bot.gateway import Gateway
+from bot.store.choices import EVERYONE
 from tests.cluster.harness import until
 from tests.fakes.channel import RecordingChannel
 from tests.fakes.llm import FakeLLM, Reply
@@ -36,7 +37,7 @@ async def test_the_owners_default_set_on_one_replica_answers_on_the_other(
         # everyone on them is the owner; a's deliveries get ids of their own (one inbox)
         on_a, on_b = RecordingChannel(), RecordingChannel()
         async with (
-            Gateway(config, channels={"test": on_a}) as a,
+            Gateway(config, channels={"test": on_a}),
             Gateway(config, channels={"test": on_b}) as b,
         ):
             await on_b.push("hello", user="u2")  # b reads the choices now
@@ -56,5 +57,35 @@ async def test_the_owners_default_set_on_one_replica_answers_on_the_other(
             await on_a.push("/model reset for everyone", user="u1", delivery_id="a2")
             await on_a.wait_for_messages(2, timeout=30)
             await until(b_sees_none, timeout=30)
-            assert await a.model_choices.default() is None
-        assert on_b.texts() == ["from alpha", "from beta"]
+            await on_b.push("and now", user="u2")
+            await on_b.wait_for_messages(3, timeout=30)
+        assert on_b.texts() == ["from alpha", "from beta", "from alpha"]
+
+
+async def test_a_change_on_another_replica_reaches_the_receiver_of_turn_processes(
+    make_config: Any, pg_url: str
+) -> None:
+    """The receiver runs no turns of people but runs the scheduler, whose tasks and check-ins
+    answer with the choices it read."""
+    sections: dict[str, Any] = {
+        "store": {"url": pg_url},
+        "models": {"chat": ["fake:alpha", "fake:beta"]},
+        "scheduler": {"poll_seconds": 3600},
+        "memory": {"enabled": False},
+    }
+    async with FakeLLM() as fake:
+        provider = {"base_url": fake.base_url + "/v1", "api_key_env": "FAKE_LLM_KEY"}
+        sections["providers"] = {"fake": provider}
+        spread = make_config(**sections, gateway={"turn_processes": 2, "shutdown_grace_s": 1})
+        async with (
+            Gateway(spread, channels={"test": RecordingChannel()}) as receiver,
+            Gateway(make_config(**sections), channels={"test": RecordingChannel()}) as other,
+        ):
+            assert receiver.turn_processes is not None and receiver.replica is None
+            assert await receiver.model_choices.default() is None  # read now, kept after
+            await other.model_choices.set(EVERYONE, "fake:beta", "test:u1")
+
+            async def receiver_sees_beta() -> bool:
+                return await receiver.model_choices.default() == "fake:beta"
+
+            await until(receiver_sees_beta, timeout=20)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -157,6 +158,11 @@ async def test_checkins_from_the_config_are_made_once_and_bad_requests_are_expla
         # full-width digits, read as /remind reads them
         assert "I will check in daily ８:３０" in await _ask(channel, "/checkin daily ８:３０")
         assert (await _checkin_job(gw)).cron == "30 8 * * *"
+        # and a full-width colon, as a Japanese or Chinese keyboard types it
+        assert "I will check in weekdays ７：４５" in await _ask(
+            channel, "/checkin weekdays ７：４５"
+        )
+        assert (await _checkin_job(gw)).cron == "45 7 * * 1-5"
         group = {"chat": "g1", "kind": ConversationKind.GROUP}
         assert "direct message" in await _ask(channel, "/checkin daily 9:00", **group)
 
@@ -263,13 +269,28 @@ async def test_a_checkin_whose_answer_breaks_off_mid_stream_is_tried_again_not_s
             assert job.runs == 0 and job.run_at > clock[0]  # to be tried again
             assert len(channel.texts()) == 1  # only the answer to /checkin
 
-            clock[0] = job.run_at + 1
+            clock[0] = job.run_at + 61  # a minute on: the prompt's local time differs
             await scheduler.deliver_due()
             assert channel.texts()[1:] == [whole]
             assert (await _checkin_job(gw)).runs == 1
             broken, retried = fake.calls(path="/v1/chat/completions")
     # the try again sees the job's history as it was: no half answer, no second prompt
-    assert retried.body["messages"] == broken.body["messages"]
+    assert _without_local_time(retried.body["messages"]) == _without_local_time(
+        broken.body["messages"]
+    )
+
+
+def _without_local_time(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages with the check-in prompt's "Their local time: ..." line blanked (the
+    only part a later try changes)."""
+    blanked = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            content = re.sub(r"Their local time: [^\n]*", "Their local time: -", content)
+        blanked.append({**message, "content": content})
+    assert any("Their local time: -" in str(m["content"]) for m in blanked)
+    return blanked
 
 
 async def test_a_checkin_whose_model_writes_nothing_sends_nothing(

@@ -71,6 +71,9 @@ def test_inbound_round_trips_through_json() -> None:
         meta={"x": 1},
     )
     assert InboundMessage.from_dict(msg.to_dict()) == msg
+    # as stored in the inbox: a "/word" typed in Slack's text stays chat if it is no command
+    loose = dataclasses.replace(msg, command=Command("tmp", "is full", chat_if_unknown=True))
+    assert InboundMessage.from_dict(loose.to_dict()) == loose
 
 
 def test_inbound_to_dict_is_what_asdict_gives() -> None:

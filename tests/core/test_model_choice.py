@@ -126,3 +126,26 @@ async def test_the_first_turns_after_a_start_read_the_choices_once(tmp_path: Any
         firsts = await asyncio.gather(*(choices.first_for(p) for p in ["alice", "bob"] * 20))
     assert reads == 1
     assert firsts == ["a:big", "a:small"] * 20
+
+
+async def test_a_change_stays_made_when_telling_another_process_of_it_fails(
+    make_config: Any,
+) -> None:
+    async with FakeLLM() as fake:
+        config = _config(make_config, fake)
+        channel = _Buttons()
+        told: list[str] = []
+
+        async def link_gone() -> None:
+            raise ConnectionResetError("the link to the receiver is gone")
+
+        async def tell() -> None:
+            told.append("told")
+
+        async with Gateway(config, channels={"tg": channel}) as gw:
+            gw.model_choices.on_change += [link_gone, tell]
+            picked = await _ask(channel, "/model beta")
+            listing = await _ask(channel, "/model")
+    assert picked.startswith("fake:beta now answers you first")
+    assert "Model: fake:beta (your choice)" in listing
+    assert told == ["told"]  # the handler after the failed one still ran

@@ -1,6 +1,7 @@
 """A file shared with a command as its text (slack_sdk's Socket Mode against the fake): the
 command runs, as typed commands do on the other platforms; `/ask` asks about the file; any
-other command's answer says the file was not used. Nothing shared is lost without a word."""
+other command's answer says the file was not used; `/decapod ask` reads as the slash command
+does, and a "/word" that is no command is chat. Nothing shared is lost without a word."""
 
 from __future__ import annotations
 
@@ -38,16 +39,28 @@ async def test_a_remind_shared_with_a_file_sets_the_reminder_and_says_the_file_w
     assert job.text == "call mum"
 
 
-async def test_an_ask_shared_with_a_file_asks_about_it(make_config: Any, fake: FakeSlack) -> None:
+@pytest.mark.parametrize(
+    ("typed", "asked"),
+    [
+        ("/ask what is this", "what is this"),
+        # the configured slash command typed out reads as the slash command does
+        ("/decapod ask what is this", "what is this"),
+        # no command by that name: chat, as the person meant it, not "Unknown command"
+        ("/tmp is full, see", "/tmp is full, see"),
+    ],
+)
+async def test_a_question_shared_with_a_file_asks_about_it(
+    make_config: Any, fake: FakeSlack, typed: str, asked: str
+) -> None:
     async with FakeLLM() as llm:
         llm.push("A small square.")
         async with Gateway(_config(make_config, fake, llm)):
             await fake.wait_connected()
             shot = _file(fake, "shot.png", png(32, 32), "image/png")
-            body = fake.event("file_share", text="/ask what is this", files=[shot])
+            body = fake.event("file_share", text=typed, files=[shot])
             await fake.socket_send("events_api", body)
             posted = await fake.wait_for("chat.postMessage")
         [call] = llm.calls(path="/v1/chat/completions")
     assert posted["text"] == "A small square."
     text, image = call.body["messages"][-1]["content"]
-    assert text["text"].startswith("what is this") and image["type"] == "image_url"
+    assert text["text"].startswith(asked) and image["type"] == "image_url"
