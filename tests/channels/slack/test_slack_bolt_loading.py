@@ -1,0 +1,161 @@
+"""slack-bolt loaded after the start (channels/slack_dispatch.py): a failed import is said,
+shown by health and tried again; requests that wait for it are answered within Slack's
+3 s counted from when they were received, share one import, and are dropped when the
+channel stops meanwhile. The real SDKs against the fake Slack."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.channel_configs.slack import SlackChannelConfig
+from bot.messages import InboundMessage
+from channels import slack_dispatch
+from channels.slack import SlackChannel
+from tests.fakes.slack import FakeSlack
+
+REAL_IMPORT = slack_dispatch._import_bolt
+
+
+class HeldImport:
+    """Bolt's import in the worker thread, held until `release` (and counted)."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.started = 0
+
+    def __call__(self) -> slack_dispatch.BoltParts:
+        self.started += 1
+        assert self.gate.wait(60)
+        return REAL_IMPORT()
+
+    async def begun(self) -> None:
+        async def polled() -> None:
+            while self.started == 0:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(polled(), 30)
+
+
+@pytest.fixture
+async def channel(fake: FakeSlack, tmp_path: Path) -> AsyncIterator[tuple[SlackChannel, list[str]]]:
+    taken: list[str] = []
+
+    async def sink(message: InboundMessage) -> None:
+        taken.append(message.text)
+
+    settings = SlackChannelConfig(type="slack", api_url=fake.api_url, access={"dm_policy": "open"})
+    slack = SlackChannel("s", settings, tmp_path)
+    await slack.start(sink)
+    await fake.wait_connected()
+    try:
+        yield slack, taken
+    finally:
+        await slack.stop()
+
+
+async def test_a_failed_bolt_import_is_said_once_shown_by_health_and_tried_again(
+    fake: FakeSlack,
+    channel: tuple[SlackChannel, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    slack, taken = channel
+    # installed but not importable: one of the modules routing needs fails to import
+    monkeypatch.setitem(sys.modules, "slack_bolt.adapter.aiohttp", None)
+    with caplog.at_level(logging.ERROR, "decapod.channels.slack"):
+        for text in ("first", "second"):
+            body = fake.event("dm_message", text=text)
+            assert await fake.socket_send("events_api", body, timeout=3) is None  # Slack retries
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "slack_bolt.adapter.aiohttp" in errors[0].getMessage()
+    health = slack.health()
+    assert health["running"] is False and "slack_bolt.adapter.aiohttp" in health["error"]
+    assert taken == []
+
+    monkeypatch.undo()  # importable again: the next request loads it
+    ack = await fake.socket_send("events_api", fake.event("dm_message", text="third"))
+    assert ack is not None and taken == ["third"]
+    health = slack.health()
+    assert health["running"] is True and "error" not in health
+
+
+async def test_two_requests_on_the_first_load_share_one_import(
+    fake: FakeSlack, channel: tuple[SlackChannel, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, taken = channel
+    held = HeldImport()
+    monkeypatch.setattr(slack_dispatch, "_import_bolt", held)
+    acks = [
+        asyncio.create_task(fake.socket_send("events_api", fake.event("dm_message", text=text)))
+        for text in ("one", "two")
+    ]
+    await held.begun()
+    held.gate.set()
+    assert all(ack is not None for ack in await asyncio.gather(*acks))
+    assert sorted(taken) == ["one", "two"] and held.started == 1
+
+
+async def test_after_ready_imports_bolt_in_the_background(
+    channel: tuple[SlackChannel, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slack, _ = channel
+    held = HeldImport()
+    monkeypatch.setattr(slack_dispatch, "_import_bolt", held)
+    slack.after_ready()  # returns at once: nothing waits for the import
+    await held.begun()
+    held.gate.set()
+    assert slack._bolt is not None
+    assert await slack._bolt.app() is not None and held.started == 1
+
+
+async def test_the_ack_budget_counts_from_when_the_event_was_received(
+    fake: FakeSlack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    budget = 3.0
+    monkeypatch.setattr(SlackChannel, "ack_budget_s", budget)
+    held = HeldImport()
+    monkeypatch.setattr(slack_dispatch, "_import_bolt", held)
+    stored = asyncio.Event()
+
+    async def slow_sink(message: InboundMessage) -> None:
+        await stored.wait()  # a store slower than the budget: the ack leaves at its end
+
+    settings = SlackChannelConfig(type="slack", api_url=fake.api_url, access={"dm_policy": "open"})
+    slack = SlackChannel("s", settings, tmp_path)
+    await slack.start(slow_sink)
+    try:
+        loop = asyncio.get_running_loop()
+        acked = asyncio.create_task(
+            fake.socket_send("events_api", fake.event("dm_message", text="hi"))
+        )
+        await asyncio.sleep(budget)  # Bolt's import takes the whole budget
+        released = loop.time()
+        held.gate.set()
+        assert await acked is not None
+        # acknowledged as soon as it was routed, not a whole budget later
+        assert loop.time() - released < budget / 2
+    finally:
+        stored.set()
+        await slack.stop()
+
+
+async def test_a_request_waiting_for_bolt_when_the_channel_stops_is_dropped(
+    channel: tuple[SlackChannel, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slack, _ = channel
+    held = HeldImport()
+    monkeypatch.setattr(slack_dispatch, "_import_bolt", held)
+    bolt = slack._bolt
+    assert bolt is not None
+    waiting = asyncio.create_task(bolt.app())
+    await held.begun()
+    await slack.stop()
+    held.gate.set()
+    assert await waiting is None
