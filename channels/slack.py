@@ -63,7 +63,13 @@ from channels.buttons import Button, ButtonBook
 from channels.slack_api import SlackApi, WorkingSignal, doctor, signed
 from channels.slack_buttons import ACTION_PREFIX, with_buttons
 from channels.slack_commands import SlackCommandChannel
-from channels.slack_dispatch import RECEIVED_AT, BoltParts, LazyBolt, SocketReceiver
+from channels.slack_dispatch import (
+    RECEIVED_AT,
+    BoltParts,
+    LazyBolt,
+    SocketReceiver,
+    dispatch_http,
+)
 from channels.slack_handover import Handover
 from channels.slack_inbound import Normalizer, ThreadMemory
 from channels.slack_mrkdwn import to_mrkdwn
@@ -251,27 +257,7 @@ class SlackChannel(SlackCommandChannel):
         raw = await request.read()
         if not signed(verifier, raw, request.headers):
             return web.Response(status=401, text="invalid signature")
-        try:
-            bolt = await lazy.app()
-        except ChannelError:  # logged and shown by health; Slack sends it again
-            bolt = None
-        if bolt is None:
-            return web.Response(status=503, headers={"Retry-After": "1"})
-        try:
-            bolt_request = bolt.parts.request_type(
-                body=raw.decode("utf-8"),
-                query=request.query_string,
-                headers=dict(request.headers),
-                context={RECEIVED_AT: received_at},
-            )
-            readable = isinstance(bolt_request.body, dict)
-        except (ValueError, AttributeError, TypeError):
-            # not UTF-8, not JSON, or JSON that is not an object (Bolt assumes one)
-            readable = False
-        if not readable:
-            log.warning("slack %s: skipped a signed request whose body is unreadable", self.name)
-            return web.Response(status=400, headers={"X-Slack-No-Retry": "1"})
-        return await bolt.parts.to_aiohttp_response(await bolt.app.async_dispatch(bolt_request))
+        return await dispatch_http(self.name, lazy, raw, request, received_at)
 
     async def _on_event(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
         assert self._normalizer is not None

@@ -11,13 +11,17 @@ import sys
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
 from bot.channel_configs.slack import SlackChannelConfig
 from bot.messages import InboundMessage
+from bot.providers.testing import ScriptedProvider
 from channels import slack_dispatch
 from channels.slack import SlackChannel
+from tests.channels.slack.conftest import events_url
 from tests.fakes.slack import FakeSlack
 
 REAL_IMPORT = slack_dispatch._import_bolt
@@ -159,3 +163,26 @@ async def test_a_request_waiting_for_bolt_when_the_channel_stops_is_dropped(
     await slack.stop()
     held.gate.set()
     assert await waiting is None
+
+
+async def test_the_first_http_request_waits_for_bolt_and_one_that_cannot_load_it_gets_503(
+    fake: FakeSlack, running: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider = ScriptedProvider(["Hello over HTTP."])
+    async with (
+        running(provider, http=True, mode="http") as (gateway, slack),
+        aiohttp.ClientSession() as session,
+    ):
+        url = events_url(gateway)
+        with monkeypatch.context() as broken:
+            broken.setitem(sys.modules, "slack_bolt.adapter.aiohttp", None)
+            refused = await fake.post_signed(session, url, fake.event("dm_message"))
+            assert refused.status == 503 and slack.health()["running"] is False
+        held = HeldImport()
+        monkeypatch.setattr(slack_dispatch, "_import_bolt", held)
+        first = asyncio.create_task(fake.post_signed(session, url, fake.event("dm_message")))
+        await held.begun()
+        held.gate.set()
+        assert (await first).status == 200
+        await fake.wait_for("chat.postMessage", channel="D0001")
+        assert slack.health()["running"] is True
