@@ -134,13 +134,13 @@ def test_a_pattern_compiled_at_a_start_warns_as_re_does_and_one_that_warns_is_no
     cache = code_cache.CodeCache(tmp_path / "generated.bin")
     for record in (False, True):
         monkeypatch.setattr(
-            re._compiler, "compile", regex_cache.cached_compile(cache, record=record)
-        )  # type: ignore[attr-defined]
+            "re._compiler.compile", regex_cache.cached_compile(cache, record=record)
+        )
         (got,) = _warned_by(f"[[:alpha:]]-{record}")
         assert (got.category, got.filename, got.lineno) == (FutureWarning, __file__, line)
         assert str(got.message) == str(expected.message)
     assert cache.compiled == 0  # the warning would be lost when read from the table
-    monkeypatch.setattr(re._compiler, "compile", COMPILE)  # type: ignore[attr-defined]
+    monkeypatch.setattr("re._compiler.compile", COMPILE)
 
 
 def test_a_python_whose_re_differs_starts_with_res_own_compiler(

@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 
 from bot.channel_configs.slack import SlackChannelConfig
+from bot.config_base import ChannelAccessConfig
 from bot.messages import InboundMessage
 from bot.providers.testing import ScriptedProvider
 from channels import slack_dispatch
@@ -48,13 +49,23 @@ class HeldImport:
 
 
 @pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> HeldImport:
+    """Bolt's import, held until the test releases it."""
+    import_ = HeldImport()
+    monkeypatch.setattr(slack_dispatch, "_import_bolt", import_)
+    return import_
+
+
+@pytest.fixture
 async def channel(fake: FakeSlack, tmp_path: Path) -> AsyncIterator[tuple[SlackChannel, list[str]]]:
     taken: list[str] = []
 
     async def sink(message: InboundMessage) -> None:
         taken.append(message.text)
 
-    settings = SlackChannelConfig(type="slack", api_url=fake.api_url, access={"dm_policy": "open"})
+    settings = SlackChannelConfig(
+        type="slack", api_url=fake.api_url, access=ChannelAccessConfig(dm_policy="open")
+    )
     slack = SlackChannel("s", settings, tmp_path)
     await slack.start(sink)
     await fake.wait_connected()
@@ -91,11 +102,9 @@ async def test_a_failed_bolt_import_is_said_once_shown_by_health_and_tried_again
 
 
 async def test_two_requests_on_the_first_load_share_one_import(
-    fake: FakeSlack, channel: tuple[SlackChannel, list[str]], monkeypatch: pytest.MonkeyPatch
+    fake: FakeSlack, channel: tuple[SlackChannel, list[str]], held: HeldImport
 ) -> None:
     _, taken = channel
-    held = HeldImport()
-    monkeypatch.setattr(slack_dispatch, "_import_bolt", held)
     acks = [
         asyncio.create_task(fake.socket_send("events_api", fake.event("dm_message", text=text)))
         for text in ("one", "two")
@@ -107,11 +116,9 @@ async def test_two_requests_on_the_first_load_share_one_import(
 
 
 async def test_after_ready_imports_bolt_in_the_background(
-    channel: tuple[SlackChannel, list[str]], monkeypatch: pytest.MonkeyPatch
+    channel: tuple[SlackChannel, list[str]], held: HeldImport
 ) -> None:
     slack, _ = channel
-    held = HeldImport()
-    monkeypatch.setattr(slack_dispatch, "_import_bolt", held)
     slack.after_ready()  # returns at once: nothing waits for the import
     await held.begun()
     held.gate.set()
@@ -120,18 +127,18 @@ async def test_after_ready_imports_bolt_in_the_background(
 
 
 async def test_the_ack_budget_counts_from_when_the_event_was_received(
-    fake: FakeSlack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake: FakeSlack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: HeldImport
 ) -> None:
     budget = 3.0
     monkeypatch.setattr(SlackChannel, "ack_budget_s", budget)
-    held = HeldImport()
-    monkeypatch.setattr(slack_dispatch, "_import_bolt", held)
     stored = asyncio.Event()
 
     async def slow_sink(message: InboundMessage) -> None:
         await stored.wait()  # a store slower than the budget: the ack leaves at its end
 
-    settings = SlackChannelConfig(type="slack", api_url=fake.api_url, access={"dm_policy": "open"})
+    settings = SlackChannelConfig(
+        type="slack", api_url=fake.api_url, access=ChannelAccessConfig(dm_policy="open")
+    )
     slack = SlackChannel("s", settings, tmp_path)
     await slack.start(slow_sink)
     try:
@@ -151,11 +158,9 @@ async def test_the_ack_budget_counts_from_when_the_event_was_received(
 
 
 async def test_a_request_waiting_for_bolt_when_the_channel_stops_is_dropped(
-    channel: tuple[SlackChannel, list[str]], monkeypatch: pytest.MonkeyPatch
+    channel: tuple[SlackChannel, list[str]], held: HeldImport
 ) -> None:
     slack, _ = channel
-    held = HeldImport()
-    monkeypatch.setattr(slack_dispatch, "_import_bolt", held)
     bolt = slack._bolt
     assert bolt is not None
     waiting = asyncio.create_task(bolt.app())
