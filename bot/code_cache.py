@@ -283,9 +283,6 @@ def install(path: Path | None = None, *, record_patterns: bool = False) -> CodeC
         return None
     import dataclasses
     import typing
-    from re import _compiler  # type: ignore[attr-defined]
-
-    from bot import regex_cache
 
     cache = CodeCache(path or default_path())
     targets: list[tuple[ModuleType, str, Any]] = [
@@ -297,11 +294,18 @@ def install(path: Path | None = None, *, record_patterns: bool = False) -> CodeC
     if any(name in vars(module) for module, name, _ in targets):
         return None  # a module's own name: left alone
     names: list[tuple[ModuleType, str, Any]] = [(module, name, None) for module, name, _ in targets]
-    own = vars(_compiler).get("compile")
-    if getattr(own, "__module__", None) == _compiler.__name__ and regex_cache.works():
-        replacement = regex_cache.cached_compile(cache, record=record_patterns)
-        targets.append((_compiler, "compile", replacement))
-        names.append((_compiler, "compile", own))
+    try:  # re's private parts (bot/regex_cache.py): a Python whose `re` differs skips them
+        from re import _compiler  # type: ignore[attr-defined]
+
+        from bot import regex_cache
+    except (ImportError, AttributeError):
+        log.debug("code cache: regular expressions compiled as usual", exc_info=True)
+    else:
+        own = vars(_compiler).get("compile")
+        if getattr(own, "__module__", None) == _compiler.__name__ and regex_cache.works():
+            replacement = regex_cache.cached_compile(cache, record=record_patterns)
+            targets.append((_compiler, "compile", replacement))
+            names.append((_compiler, "compile", own))
     for module, name, replacement in targets:
         setattr(module, name, replacement)
     _installed = _Installed(cache, names)

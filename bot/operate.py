@@ -150,6 +150,8 @@ async def _run(config: Config) -> None:
 
         settling = settle_soon()
         _finish_code_cache()
+        for channel in gateway.channels.values():
+            channel.after_ready()
         try:
             await _until_signal()
         finally:

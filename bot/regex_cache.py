@@ -16,6 +16,12 @@ A stored pattern is the same as one compiled: the key holds the pattern, its fla
 interpreter's version and the regex engine's magic number; the engine checks the stored
 code when it builds the pattern (a table that does not hold is compiled past, see
 bot/code_cache.py), and a pattern that it refuses is compiled instead.
+
+A pattern whose parse warns (a DeprecationWarning or FutureWarning from `re`'s parser) is
+not stored: read from the table, it would no longer warn. One compiled at a start is parsed
+inside the stand-in, where `re._compiler.compile` parses it, so its warning names the same
+line as `re`'s. On a Python whose `re` lacks the private parts used here, importing this
+module raises ImportError or AttributeError and the start compiles as usual.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import _sre
 import hashlib
 import sys
+import warnings
 from collections.abc import Callable
 from re import _compiler, _parser  # type: ignore[attr-defined]
 from types import FrameType
@@ -54,7 +61,11 @@ def _key(pattern: str | bytes, flags: int) -> bytes:
 
 def compile_parts(pattern: str | bytes, flags: int) -> Parts:
     """What `re._compiler.compile` passes to the engine for `pattern` (the same steps)."""
-    parsed = _parser.parse(pattern, flags)
+    return _parts_of(_parser.parse(pattern, flags), flags)
+
+
+def _parts_of(parsed: Any, flags: int) -> Parts:
+    """The engine's arguments for a parsed pattern (the rest of `re._compiler.compile`)."""
     # plain ints: the compiler's opcodes are named int constants, which marshal refuses
     code = list(map(int, _compiler._code(parsed, flags)))
     groupindex = parsed.state.groupdict
@@ -109,8 +120,16 @@ def cached_compile(store: PartsStore, *, record: bool) -> Callable[..., Any]:
             else:
                 store.keep(key, parts, new=False)
                 return compiled
-        fresh = compile_parts(pattern, flags)
-        if record and not _stored_by_secret_holder(sys._getframe(1)):
+        # parsed here, where `re._compiler.compile` parses: a warning names the same caller
+        if not record:
+            return _sre.compile(pattern, *_parts_of(_parser.parse(pattern, flags), flags))
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
+            parsed = _parser.parse(pattern, flags)
+        fresh = _parts_of(parsed, flags)
+        for caught in warned:  # said again, as they came; such a pattern is not stored
+            warnings.warn_explicit(caught.message, caught.category, caught.filename, caught.lineno)
+        if not warned and not _stored_by_secret_holder(sys._getframe(1)):
             store.keep(key, fresh, new=True)
         return _sre.compile(pattern, *fresh)
 
@@ -122,6 +141,16 @@ def works() -> bool:
     once, before the stand-in is put in place; when not, patterns are compiled as usual)."""
     probe, flags = r"(?P<word>\w+)(?i:x)|[^\s]{2,5}(?=y)", 0
     try:
-        return bool(_sre.compile(probe, *compile_parts(probe, flags)) == _compiler.compile(probe))
+        return same(_sre.compile(probe, *compile_parts(probe, flags)), _compiler.compile(probe))
     except Exception:  # a `re` whose private parts differ: not used
         return False
+
+
+def same(built: Any, compiled: Any) -> bool:
+    """Whether two patterns are the same: `==` compares the pattern, flags and engine code,
+    not the groups or their names."""
+    return bool(
+        built == compiled
+        and built.groups == compiled.groups
+        and dict(built.groupindex) == dict(compiled.groupindex)
+    )

@@ -84,6 +84,11 @@ class Channel(FileChannel, Protocol):
 
     def health(self) -> dict[str, Any]: ...
 
+    def after_ready(self) -> None:
+        """The start is over (the gateway is ready): begin in the background what the
+        start left out (Slack's Bolt); nothing waits for it."""
+        ...
+
     def http_routes(self) -> list[HttpRoute]:
         """Platform callbacks (webhook mode), mounted on the gateway's server as public
         routes: each handler verifies its caller itself."""

@@ -120,6 +120,10 @@ class BaseChannel:
     async def stop_receiving(self) -> None:
         return None
 
+    def after_ready(self) -> None:
+        """The start is over: begin, in the background, what was left out of it."""
+        return None
+
     # platform hooks ------------------------------------------------------------------------
     async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
         raise NotImplementedError

@@ -1,12 +1,12 @@
 """Slack (slack-bolt AsyncApp): Socket Mode by default, or the Events API on our HTTP server.
 
 Inbound: Bolt's own matchers route `message` and `app_mention` events here (Bolt itself is
-imported with the first request it routes, after ready: channels/slack_dispatch.py); every
+imported after ready, or by the first request it routes: channels/slack_dispatch.py); every
 other event type is acknowledged and ignored on purpose (left unmatched, Bolt would answer
 404 and Slack would send it again). Each event is normalized (channels/slack_inbound.py) and
 handed to the gateway's sink, which only stores and queues it; the event is acknowledged when
-that returns, or after `ack_budget_s` at the latest (channels/slack_handover.py says why
-Bolt's own ack modes cannot give that). Slash commands are acknowledged first and handed on
+that returns, or `ack_budget_s` after it was received at the latest (channels/slack_handover.py
+says why Bolt's own ack modes cannot give that). Slash commands are acknowledged first and handed on
 afterwards; their answers go to the response_url (channels/slack_commands.py).
 
 Buttons (approvals, pickers) are Block Kit: a section with the text and an actions block,
@@ -63,13 +63,20 @@ from channels.buttons import Button, ButtonBook
 from channels.slack_api import SlackApi, WorkingSignal, doctor, signed
 from channels.slack_buttons import ACTION_PREFIX, with_buttons
 from channels.slack_commands import SlackCommandChannel
-from channels.slack_dispatch import LazyBolt, SocketReceiver
+from channels.slack_dispatch import (
+    RECEIVED_AT,
+    BoltParts,
+    LazyBolt,
+    SocketReceiver,
+    dispatch_http,
+)
 from channels.slack_handover import Handover
 from channels.slack_inbound import Normalizer, ThreadMemory
 from channels.slack_mrkdwn import to_mrkdwn
 
 if TYPE_CHECKING:
     from slack_bolt.async_app import AsyncApp
+    from slack_bolt.context.async_context import AsyncBoltContext
 
 log = logging.getLogger("decapod.channels.slack")
 
@@ -146,20 +153,21 @@ class SlackChannel(SlackCommandChannel):
         self._normalizer = Normalizer(
             self.name, self.bot_user_id, self.threads, self.settings.slash_command
         )
-        self._bolt = LazyBolt(self._build_app)
+        self._bolt = LazyBolt(self.name, self._build_app)
         if self.settings.mode == "socket" and self.receive_on_start:
             await self._open_socket(self._bolt)
         log.info(
             "slack %s connected as %s (%s mode)", self.name, self.bot_user_id, self.settings.mode
         )
 
-    def _build_app(self) -> AsyncApp:
-        from slack_bolt.async_app import (
-            AsyncApp,
-        )  # imported by LazyBolt (channels/slack_dispatch.py)
+    def after_ready(self) -> None:
+        if self._bolt is not None:
+            self._bolt.preload()
 
-        assert self._api is not None
-        app = AsyncApp(
+    def _build_app(self, bolt: BoltParts) -> AsyncApp | None:
+        if self._api is None:
+            return None  # stopped while Bolt was imported
+        app = bolt.app_type(
             client=self._api.client,
             name=f"decapod-{self.name}",
             # our listeners only store and queue, so they finish well inside Slack's 3 s, and
@@ -203,7 +211,9 @@ class SlackChannel(SlackCommandChannel):
         if self._commands:
             await asyncio.wait(self._commands, timeout=self.ack_budget_s)
         await self._handover.close(self.ack_budget_s)
-        self._bolt = None
+        if self._bolt is not None:
+            self._bolt.close()
+            self._bolt = None
         if self._api is not None:
             await self._api.close()
             self._api = None
@@ -223,7 +233,8 @@ class SlackChannel(SlackCommandChannel):
             await socket.close()
 
     def health(self) -> dict[str, Any]:
-        connected = self._bolt is not None
+        bolt = self._bolt
+        connected = bolt is not None and bolt.failure is None
         if self._socket is not None:
             session = self._socket.client.current_session
             connected = connected and session is not None and not session.closed
@@ -232,6 +243,7 @@ class SlackChannel(SlackCommandChannel):
             "mode": self.settings.mode,
             "running": self.sink is not None and connected,
             "bot_user_id": self.bot_user_id,
+            **({"error": bolt.failure} if bolt is not None and bolt.failure else {}),
             **({"receiving": self._socket is not None} if self.receives_exclusively() else {}),
         }
 
@@ -240,33 +252,20 @@ class SlackChannel(SlackCommandChannel):
 
     # inbound -------------------------------------------------------------------------------
     async def _on_http(self, request: web.Request) -> web.StreamResponse:
-        bolt, verifier = self._bolt, self._verifier
-        if bolt is None or verifier is None:
+        received_at = asyncio.get_running_loop().time()
+        lazy, verifier = self._bolt, self._verifier
+        if lazy is None or verifier is None:
             return web.Response(status=503, headers={"Retry-After": "1"})
         raw = await request.read()
         if not signed(verifier, raw, request.headers):
             return web.Response(status=401, text="invalid signature")
-        app = await bolt.app()
-        # imported with the app, above
-        from slack_bolt.adapter.aiohttp import to_aiohttp_response
-        from slack_bolt.request.async_request import AsyncBoltRequest
+        return await dispatch_http(self.name, lazy, raw, request, received_at)
 
-        try:
-            bolt_request = AsyncBoltRequest(
-                body=raw.decode("utf-8"), query=request.query_string, headers=dict(request.headers)
-            )
-            readable = isinstance(bolt_request.body, dict)
-        except (ValueError, AttributeError, TypeError):
-            # not UTF-8, not JSON, or JSON that is not an object (Bolt assumes one)
-            readable = False
-        if not readable:
-            log.warning("slack %s: skipped a signed request whose body is unreadable", self.name)
-            return web.Response(status=400, headers={"X-Slack-No-Retry": "1"})
-        return await to_aiohttp_response(await app.async_dispatch(bolt_request))
-
-    async def _on_event(self, body: dict[str, Any]) -> None:
+    async def _on_event(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
         assert self._normalizer is not None
-        deadline = self._handover.deadline()
+        # Slack's 3 s run from when the request was received, not from when Bolt routed it
+        received_at = context.get(RECEIVED_AT)
+        deadline = self._handover.deadline(received_at if isinstance(received_at, float) else None)
         event = body.get("event")
         if isinstance(event, dict):
             chat_id, thread_ts = event.get("channel"), event.get("thread_ts")

@@ -7,67 +7,171 @@ and opens Socket Mode (slack_sdk's aiohttp client). Bolt's packages import its s
 ~70-100 ms of CPU, most of what the Slack adapter cost the start), and no import path of the
 async app leaves them out. So Bolt is imported with the first request that needs it, in a
 worker thread (the event loop keeps answering meanwhile), and the app is built then; requests
-that arrive meanwhile wait for it. Whether Bolt is installed is still checked when the adapter
-is imported, so a start without it fails as before.
+that arrive meanwhile wait for it. The gateway asks for it once the start is over
+(`after_ready`), so it is usually loaded before the first request. Whether Bolt is installed
+is still checked when the adapter is imported, so a start without it fails as before; one
+installed but not importable (a version mismatch, a sub-dependency missing) is logged at
+ERROR with its cause, shown by the channel's health, and tried again by the next request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import importlib.util
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.errors import ChannelError
+
 if TYPE_CHECKING:
     from slack_bolt.async_app import AsyncApp
+    from slack_bolt.request.async_request import AsyncBoltRequest
+    from slack_bolt.response import BoltResponse
 
-#: what routing a request needs: the app, HTTP mode's request and response, Socket Mode's
-BOLT_MODULES = (
-    "slack_bolt.async_app",
-    "slack_bolt.request.async_request",
-    "slack_bolt.adapter.aiohttp",
-    "slack_bolt.adapter.socket_mode.async_internals",
-)
+log = logging.getLogger("decapod.channels.slack")
+
 #: as Bolt's AsyncSocketModeHandler sets it (slack_sdk's own default is 5 s)
 PING_INTERVAL_S = 10.0
+#: the key of a request's Bolt context holding the loop time it was received at
+RECEIVED_AT = "decapod_received_at"
 
 if importlib.util.find_spec("slack_bolt") is None:  # found without importing it
     raise ImportError("No module named 'slack_bolt'", name="slack_bolt")
 
 
-class LazyBolt:
-    """The channel's Bolt app, imported and built by the first request that needs it."""
+@dataclass(frozen=True)
+class BoltParts:
+    """All of Bolt that routing a request uses, imported together in the worker thread."""
 
-    def __init__(self, build: Callable[[], AsyncApp]) -> None:
+    app_type: type[AsyncApp]
+    request_type: type[AsyncBoltRequest]
+    #: HTTP mode's answer
+    to_aiohttp_response: Callable[[BoltResponse], Awaitable[web.Response]]
+    #: Socket Mode's request headers and answer
+    socket_headers: Callable[[SocketModeRequest], dict[str, str | Sequence[str]] | None]
+    send_socket_response: Callable[..., Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class LoadedBolt:
+    app: AsyncApp
+    parts: BoltParts
+
+
+def _import_bolt() -> BoltParts:
+    from slack_bolt.adapter.aiohttp import to_aiohttp_response
+    from slack_bolt.adapter.socket_mode.async_internals import send_async_response
+    from slack_bolt.adapter.socket_mode.internals import build_headers
+    from slack_bolt.async_app import AsyncApp
+    from slack_bolt.request.async_request import AsyncBoltRequest
+
+    return BoltParts(
+        AsyncApp, AsyncBoltRequest, to_aiohttp_response, build_headers, send_async_response
+    )
+
+
+class LazyBolt:
+    """The channel's Bolt app, imported after ready (or by the first request that needs it)
+    and then built. A failed import is not kept: the next request tries again."""
+
+    def __init__(self, name: str, build: Callable[[BoltParts], AsyncApp | None]) -> None:
+        self._name = name
         self._build = build
-        self._app: AsyncApp | None = None
-        self._importing: asyncio.Future[None] | None = None
+        self._loaded: LoadedBolt | None = None
+        self._importing: asyncio.Future[BoltParts] | None = None
+        self._closed = False
+        #: why the last import failed (None: it did not, or none ended yet)
+        self.failure: str | None = None
 
     @property
     def loaded(self) -> bool:
-        return self._app is not None
+        return self._loaded is not None
 
-    async def app(self) -> AsyncApp:
-        if self._app is None:
-            if self._importing is None:  # once, whoever asks first (a failure stays)
-                self._importing = asyncio.ensure_future(asyncio.to_thread(_import_bolt))
-            await asyncio.shield(self._importing)
-            if self._app is None:
-                self._app = self._build()
-        return self._app
+    def preload(self) -> None:
+        """Import Bolt now, in the background (after ready: nothing waits for it)."""
+        if self._loaded is None and not self._closed:
+            self._import()
+
+    def close(self) -> None:
+        """The channel stopped: requests still waiting for Bolt are dropped."""
+        self._closed = True
+
+    def _import(self) -> asyncio.Future[BoltParts]:
+        if self._importing is None:  # one import at a time, whoever asks first
+            self._importing = asyncio.ensure_future(asyncio.to_thread(_import_bolt))
+            self._importing.add_done_callback(self._imported)
+        return self._importing
+
+    def _imported(self, importing: asyncio.Future[BoltParts]) -> None:
+        if importing.cancelled():
+            self._importing = None
+            return
+        exc = importing.exception()
+        if exc is None:
+            self.failure = None
+            return
+        self._importing = None  # the next request tries again
+        if self.failure is None:  # said once, not with every request that tries again
+            log.error(
+                "slack %s: slack-bolt is installed but could not be imported (%s: %s); "
+                "requests are not answered until it imports (check the slack-bolt and "
+                "slack-sdk versions)",
+                self._name,
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
+        self.failure = f"slack-bolt could not be imported: {type(exc).__name__}: {exc}"
+
+    async def app(self) -> LoadedBolt | None:
+        """The loaded app, or None when the channel stopped meanwhile; raises ChannelError
+        when Bolt could not be imported."""
+        if self._loaded is None and not self._closed:
+            try:
+                parts = await asyncio.shield(self._import())
+            except Exception as exc:
+                raise ChannelError(f"slack {self._name}: {self.failure or exc}") from exc
+            if self._loaded is None and not self._closed:
+                app = self._build(parts)
+                if app is not None:
+                    self._loaded = LoadedBolt(app, parts)
+        return None if self._closed else self._loaded
 
 
-def _import_bolt() -> None:
-    for module in BOLT_MODULES:
-        importlib.import_module(module)
+async def dispatch_http(
+    name: str, lazy: LazyBolt, raw: bytes, request: web.Request, received_at: float
+) -> web.StreamResponse:
+    """A signed Events API request through the app (loaded first if need be)."""
+    try:
+        bolt = await lazy.app()
+    except ChannelError:  # logged and shown by health; Slack sends it again
+        bolt = None
+    if bolt is None:
+        return web.Response(status=503, headers={"Retry-After": "1"})
+    try:
+        bolt_request = bolt.parts.request_type(
+            body=raw.decode("utf-8"),
+            query=request.query_string,
+            headers=dict(request.headers),
+            context={RECEIVED_AT: received_at},
+        )
+        readable = isinstance(bolt_request.body, dict)
+    except (ValueError, AttributeError, TypeError):
+        # not UTF-8, not JSON, or JSON that is not an object (Bolt assumes one)
+        readable = False
+    if not readable:
+        log.warning("slack %s: skipped a signed request whose body is unreadable", name)
+        return web.Response(status=400, headers={"X-Slack-No-Retry": "1"})
+    return await bolt.parts.to_aiohttp_response(await bolt.app.async_dispatch(bolt_request))
 
 
 class SocketReceiver:
@@ -93,13 +197,19 @@ class SocketReceiver:
         await self.client.close()  # type: ignore[no-untyped-call]
 
     async def _handle(self, client: AsyncBaseSocketModeClient, request: SocketModeRequest) -> None:
-        started = time.time()
-        app = await self._bolt.app()
-        # imported with the app, above
-        from slack_bolt.adapter.socket_mode.async_internals import (
-            run_async_bolt_app,
-            send_async_response,
+        started, received_at = time.time(), asyncio.get_running_loop().time()
+        try:
+            bolt = await self._bolt.app()
+        except ChannelError:
+            return  # not acknowledged: Slack sends it again (the failure is logged and shown)
+        if bolt is None:
+            return  # stopped meanwhile: dropped unacknowledged, as a closed socket would
+        parts = bolt.parts
+        bolt_request = parts.request_type(
+            mode="socket_mode",
+            body=request.payload,
+            headers=parts.socket_headers(request),
+            context={RECEIVED_AT: received_at},
         )
-
-        response = await run_async_bolt_app(app, request)
-        await send_async_response(client, request, response, started)
+        response: Any = await bolt.app.async_dispatch(bolt_request)
+        await parts.send_socket_response(client, request, response, started)

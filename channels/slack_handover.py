@@ -36,9 +36,12 @@ class Handover:
         self.recent = RecentDeliveries()
         self._late: dict[asyncio.Task[None], str] = {}  # inbox writes still going after an ack
 
-    def deadline(self) -> float:
-        """The loop time by which a delivery arriving now must be acknowledged."""
-        return asyncio.get_running_loop().time() + self.budget_s
+    def deadline(self, received_at: float | None = None) -> float:
+        """The loop time by which a delivery received at `received_at` (loop time; default
+        now) must be acknowledged."""
+        if received_at is None:
+            received_at = asyncio.get_running_loop().time()
+        return received_at + self.budget_s
 
     async def deliver(self, what: str, keys: Sequence[str], store: Store, deadline: float) -> None:
         """Store one delivery unless one of its `keys` was stored before. Returns when it is

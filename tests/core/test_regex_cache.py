@@ -4,11 +4,15 @@ index of registered secrets is never written to it."""
 
 from __future__ import annotations
 
+import _sre
 import re
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
 
+import bot
 from bot import code_cache, regex_cache
 from bot.security import known, patterns, redact, tokens
 
@@ -41,15 +45,15 @@ def test_the_redactors_patterns_read_from_the_table_are_the_ones_re_compiles(
     extra = [("x(?P<n>[0-9]+)", re.I), (b"\\x00+(?=ab)", 0), ("abc", 0), (b"abc", 0)]
     wanted = [(p.pattern, p.flags) for p in _module_patterns()] + extra
     for pattern, flags in wanted:
-        assert record(pattern, flags) == COMPILE(pattern, flags)
+        assert regex_cache.same(record(pattern, flags), COMPILE(pattern, flags))
     assert filling.compiled == len(wanted) and filling.save()
 
     start = code_cache.CodeCache(table)
     read = regex_cache.cached_compile(start, record=False)
     monkeypatch.setattr(regex_cache, "compile_parts", _never_compiled)
     for pattern, flags in wanted:
-        # equal patterns: the same flags, groups and engine code, so the same matches
-        assert read(pattern, flags) == COMPILE(pattern, flags)
+        # the same flags, groups and engine code, so the same matches
+        assert regex_cache.same(read(pattern, flags), COMPILE(pattern, flags))
     assert start.compiled == 0
     assert read("x(?P<n>[0-9]+)", re.I).match("X12").group("n") == "12"  # type: ignore[union-attr]
 
@@ -78,6 +82,7 @@ def test_the_index_of_registered_secrets_is_never_written_even_when_filling(
     secret = "sk-live-Zq81vXr0pLm3Tn5Ws7Yu9"
     cache = code_cache.install(tmp_path / "generated.bin", record_patterns=True)
     assert cache is not None
+    re.purge()  # re's own cache would hand out a pattern compiled before, past the table
     try:
         index = known.NeedleIndex(known.variants(secret))
         other = re.compile("decapod-probe-[0-9]{3}-recorded")
@@ -99,3 +104,55 @@ def test_install_puts_res_own_compiler_back(tmp_path: Path) -> None:
     finally:
         code_cache.finish()
     assert vars(re._compiler)["compile"] is COMPILE  # type: ignore[attr-defined]
+
+
+def test_same_compares_the_groups_and_their_names_too() -> None:
+    compiled = COMPILE("(a)(?P<n>b)", 0)
+    flags, code, groups, _, indexgroup = regex_cache.compile_parts("(a)(?P<n>b)", 0)
+    unnamed = _sre.compile("(a)(?P<n>b)", flags, code, groups, {}, indexgroup)
+    assert unnamed == compiled  # what `==` sees is the same
+    assert not regex_cache.same(unnamed, compiled)
+    assert regex_cache.same(
+        _sre.compile("(a)(?P<n>b)", flags, code, groups, {"n": 2}, indexgroup), compiled
+    )
+
+
+def _warned_by(pattern: str) -> list[warnings.WarningMessage]:
+    re.purge()
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        re.compile(pattern)
+    return warned
+
+
+def test_a_pattern_compiled_at_a_start_warns_as_re_does_and_one_that_warns_is_not_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    line = _warned_by.__code__.co_firstlineno + 4  # its `re.compile`
+    (expected,) = _warned_by("[[:alpha:]]-as-re")
+    assert expected.category is FutureWarning and expected.lineno == line
+    cache = code_cache.CodeCache(tmp_path / "generated.bin")
+    for record in (False, True):
+        monkeypatch.setattr(
+            "re._compiler.compile", regex_cache.cached_compile(cache, record=record)
+        )
+        (got,) = _warned_by(f"[[:alpha:]]-{record}")
+        assert (got.category, got.filename, got.lineno) == (FutureWarning, __file__, line)
+        assert str(got.message) == str(expected.message)
+    assert cache.compiled == 0  # the warning would be lost when read from the table
+    monkeypatch.setattr("re._compiler.compile", COMPILE)
+
+
+def test_a_python_whose_re_differs_starts_with_res_own_compiler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(_sre, "MAGIC")
+    monkeypatch.delitem(sys.modules, "bot.regex_cache")
+    monkeypatch.delattr(bot, "regex_cache")
+    cache = code_cache.install(tmp_path / "generated.bin")
+    try:
+        assert cache is not None
+        assert vars(re._compiler)["compile"] is COMPILE  # type: ignore[attr-defined]
+        assert re.compile("differs-[0-9]start").match("differs-1start")
+    finally:
+        code_cache.finish()

@@ -37,6 +37,7 @@ async def main():
     health = channel.health()
     started = {"running": health["running"], "receiving": health["receiving"]}
     print(json.dumps({**started, "bolt": loaded("slack_bolt")}), flush=True)
+    channel.after_ready()  # as the gateway does once ready: Bolt imports in the background
     await asyncio.wait_for(handed_on.wait(), 60)
     await channel.stop()
 
