@@ -234,7 +234,7 @@ class ChatSocket:
                 queue.put_nowait({"type": "error", "id": client_id, "text": "unknown file"})
                 continue
             try:
-                if not await self._submit(ws, session, client_id, text, parts, queue):
+                if not await self._submit(ws, request, session, client_id, text, parts, queue):
                     return
             except DecapodError as exc:
                 queue.put_nowait({"type": "error", "id": client_id, "text": exc.user_message})
@@ -245,6 +245,7 @@ class ChatSocket:
     async def _submit(
         self,
         ws: web.WebSocketResponse,
+        request: web.Request,
         session: WebSession,
         client_id: str,
         text: str,
@@ -254,8 +255,9 @@ class ChatSocket:
         """Hand a message on; while storage refuses writes (a full disk, a lock held too
         long), said once and tried again until it is stored: the page sends it again only
         after a reconnect, so without this it would be neither answered nor sent again.
-        The messages sent after it wait (their order is kept). False when the socket
-        closed meanwhile."""
+        The messages sent after it wait (their order is kept). False when the page left
+        meanwhile: nothing reads the socket during the wait, so `ws.closed` would not tell
+        a dropped connection; the connection itself does."""
         pause = 1.0
         while True:
             try:
@@ -270,7 +272,8 @@ class ChatSocket:
                     )
                     queue.put_nowait({"type": "error", "id": client_id, "text": waits})
             await asyncio.sleep(pause)
-            if ws.closed:
+            transport = request.transport
+            if ws.closed or transport is None or transport.is_closing():
                 return False  # the page sends it again, under its id, when it is back
             pause = min(pause * 2, SUBMIT_RETRY_MOST_S)
 

@@ -69,3 +69,39 @@ async def test_a_chat_message_sent_while_storage_refuses_writes_is_answered_once
         await ws.close()
     assert {"type": "ack", "id": "wait-0000001"} in events
     assert _text(events, "wait-0000001") == "Got it."
+
+
+async def test_a_chat_message_waiting_for_storage_is_let_go_when_the_page_drops(
+    make_config: Any, fake_llm: Any, monkeypatch: Any
+) -> None:
+    """The page's connection breaks (a closed laptop, a lost network) while its message
+    waits for storage: nothing reads the socket then, so only the connection tells it is
+    gone. The wait ends there: the page sends the message again, under its id, when it is
+    back; storing it meanwhile would answer a page that is not there."""
+    import asyncio
+
+    from bot.store import sqlite as store_sqlite
+    from bot.webui import chat
+    from tests.core.test_storage_failures import _locked
+    from tests.webui.conftest import gateway_config, page_csrf, set_up
+    from tests.webui.test_webui_chat import _open, _until
+
+    monkeypatch.setattr(store_sqlite, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(chat, "SUBMIT_RETRY_MOST_S", 1.5)  # tries again often
+    async with Gateway(gateway_config(make_config, fake_llm)) as gw, client() as http:
+        await set_up(http, gw)
+        async with http.get(base_url(gw) + "/") as resp:
+            signed_in = SignedIn(http, base_url(gw), page_csrf(await resp.text()))
+        ws = await _open(signed_in)
+        await _until(ws, "ready")
+        holder = _locked(gw)
+        try:
+            await ws.send_json({"type": "send", "id": "drop-0000001", "text": "note this"})
+            await _until(ws, "error")
+            ws._conn.transport.abort()  # no close frame: the connection just ends
+            await asyncio.sleep(2.5)  # past a try that sees it gone
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        await asyncio.sleep(4.0)  # past the tries a handler still waiting would make
+        assert fake_llm.calls(path="/v1/chat/completions") == []
