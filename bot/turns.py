@@ -234,8 +234,10 @@ class TurnRunner:
         await self.gw.warmup.wait()
         identity = identity_from_key(job.identity_key)
         if not await self.gw.access.allows(identity, job.conversation):
-            # revoked since it was set: nothing runs as them, and the job is paused
-            raise DeliveryRefused("no longer allowed", f"{identity.key} may no longer be answered")
+            from bot.scheduler.ports import NotAllowedNow
+
+            # revoked since it was set: nothing runs as them (the schedule is kept)
+            raise NotAllowedNow(f"{identity.key} may not be answered there now")
         session = self.gw.sessions.get(cron_session_key(job.id))
         await self.gw.sessions.load(session)
         ctx = ToolContext(

@@ -126,6 +126,29 @@ async def test_a_task_whose_answer_breaks_off_mid_stream_is_retried_not_sent_hal
     assert retried.body["messages"] == broken.body["messages"]
 
 
+async def test_a_one_shot_task_of_a_person_not_allowed_is_cancelled_without_a_word(
+    make_config: Any,
+) -> None:
+    """Its person may not be answered in the DM (never paired there): the model does not run
+    as them, nothing is sent, and the task closes instead of waiting paused for good."""
+    asked: list[ChatRequest] = []
+
+    async def model(request: ChatRequest) -> str:
+        asked.append(request)
+        return "Headline: markets calm."
+
+    channels = {"tg": {"type": "telegram", "access": {"dm_policy": "pairing"}}}
+    config = make_config(channels=channels, scheduler={"poll_seconds": 3600})
+    channel = RecordingChannel("tg")
+    async with Gateway(config, provider=FunctionProvider(model), channels={"tg": channel}) as gw:
+        scheduler, clock, job = await _one_job_due_in_a_minute(gw, "headlines", JobKind.TASK)
+        clock[0] = _START + 65
+        await scheduler.deliver_due()
+        after = await scheduler.jobs.get(job.id)
+        assert after is not None and after.status is JobStatus.CANCELLED
+    assert asked == [] and channel.texts() == []
+
+
 async def _fails_then_is_sent_whole(
     gw: Gateway, channel: RecordingChannel, error: str, answer: str
 ) -> None:
