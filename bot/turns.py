@@ -20,6 +20,7 @@ from bot.commands import CommandContext, Reply
 from bot.delivery import Outbox, SessionNotHeld, delivery_key
 from bot.errors import (
     ChannelError,
+    ConversationGone,
     DecapodError,
     DeliveryRefused,
     StorageUnavailable,
@@ -232,6 +233,10 @@ class TurnRunner:
         seen any of it yet): the apology a chat gets is no answer here, nor is half of one,
         and the scheduler tries the job again later."""
         await self.gw.warmup.wait()
+        if job.conversation.channel not in self.gw.channels:
+            # taken out of config.toml since it was set: nothing runs for it (delivery
+            # would fail after the model ran, as whoever the identity maps to now)
+            raise ConversationGone(f"channel {job.conversation.channel!r} is not configured")
         identity = identity_from_key(job.identity_key)
         if not await self.gw.access.allows(identity, job.conversation):
             from bot.scheduler.ports import NotAllowedNow

@@ -149,6 +149,57 @@ async def test_a_one_shot_task_of_a_person_not_allowed_is_cancelled_without_a_wo
     assert asked == [] and channel.texts() == []
 
 
+async def test_a_task_on_a_channel_no_longer_configured_runs_nothing(
+    make_config: Any,
+) -> None:
+    """The channel it delivers to was taken out of config.toml: nobody there is the owner
+    (nor the console), so the model does not run as anyone, and the task is paused as one
+    whose chat is gone."""
+    asked: list[ChatRequest] = []
+
+    async def model(request: ChatRequest) -> str:
+        asked.append(request)
+        return "Headline: markets calm."
+
+    channel = RecordingChannel("tg")
+    provider = FunctionProvider(model)
+    async with Gateway(_config(make_config), provider=provider, channels={"tg": channel}) as gw:
+        await gw.warmup.wait()
+        scheduler = gw.deps.scheduler
+        assert scheduler is not None
+        clock = [_START]
+        scheduler.clock = lambda: clock[0]
+        gone = Conversation("old", "u1", ConversationKind.DM)
+        job = await scheduler.schedule(
+            person_id="old:u1",
+            identity_key="old:u1",
+            conversation=gone,
+            text="headlines",
+            when=Once(dt.datetime.fromtimestamp(_START + 60, dt.UTC)),
+            timezone="UTC",
+            kind=JobKind.TASK,
+        )
+        clock[0] = _START + 65
+        await scheduler.deliver_due()
+        after = await scheduler.jobs.get(job.id)
+        assert after is not None and after.status is JobStatus.PAUSED
+        assert "not configured" in (after.last_error or "")
+    assert asked == [] and channel.texts() == []
+
+
+async def test_a_channel_no_longer_configured_is_nobodys_console(make_config: Any) -> None:
+    """A name neither in config.toml nor among the running channels is not the operator's
+    console: whoever it names gets no owner role there, and may not be answered."""
+    from bot.messages import Identity
+
+    channels = {"tg": RecordingChannel("tg"), "console": RecordingChannel("console")}
+    async with Gateway(_config(make_config), channels=channels) as gw:
+        assert gw.access.role_of(Identity("console", "me", "me")) == "owner"
+        stale = Identity("old", "u1", "u1")
+        assert gw.access.role_of(stale) == "user"
+        assert not await gw.access.allows(stale, Conversation("old", "u1", ConversationKind.DM))
+
+
 async def _fails_then_is_sent_whole(
     gw: Gateway, channel: RecordingChannel, error: str, answer: str
 ) -> None:
