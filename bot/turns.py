@@ -231,7 +231,8 @@ class TurnRunner:
         and the answer is returned for delivery to the conversation that scheduled it.
         TaskFailed when the model call failed, also part way through the answer (nobody has
         seen any of it yet): the apology a chat gets is no answer here, nor is half of one,
-        and the scheduler tries the job again later."""
+        and the scheduler tries the job again later. An answer that broke off after a tool
+        ran is returned as it is, marked interrupted: a try again would run the tool again."""
         await self.gw.warmup.wait()
         if job.conversation.channel not in self.gw.channels:
             # taken out of config.toml since it was set: nothing runs for it (delivery
@@ -262,7 +263,10 @@ class TurnRunner:
             answer = "".join([part async for part in stream])
         turn_id = f"cron:{job.id}:{int(job.due_at)}"
         result = holder[-1]
-        if result.outcome in FAILED or result.outcome == "interrupted":
+        # a try again after a tool ran would run it again (its effects twice, and its run
+        # missing from the history): then what there is is sent, marked interrupted
+        tools_ran = any(m.role == "tool" for m in result.messages)
+        if result.outcome in FAILED or (result.outcome == "interrupted" and not tools_ran):
             from bot.scheduler.ports import TaskFailed
 
             await self._persist_broken_try(session, turn_id, identity.key, result)

@@ -5,12 +5,13 @@ session holds that one turn."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from bot.errors import ChannelError, ProviderHTTPError
 from bot.gateway import Gateway
 from bot.messages import Conversation, ConversationKind, OutboundMessage, SentRef, cron_session_key
-from bot.providers.base import ChatRequest
+from bot.providers.base import ChatRequest, ToolCall
 from bot.providers.testing import FunctionProvider
 from bot.scheduler.service import Scheduler
 from bot.scheduler.text import REMINDER_MARK
@@ -124,6 +125,40 @@ async def test_a_task_whose_answer_breaks_off_mid_stream_is_retried_not_sent_hal
         broken, retried = fake.calls(path="/v1/chat/completions")
     # the try again does not see the half answer of the broken one
     assert retried.body["messages"] == broken.body["messages"]
+
+
+async def test_a_task_whose_answer_breaks_off_after_a_tool_ran_sends_what_there_is(
+    make_config: Any, monkeypatch: Any
+) -> None:
+    """The stream breaks after a tool ran: a try again would run the tool again (its
+    effects twice) with a history that no longer shows it ran, so what there is is sent,
+    marked interrupted, and the job's history keeps the tool's run."""
+    monkeypatch.setenv("FAKE_LLM_KEY", "sk-test-not-a-secret")
+    call = ToolCall("t1", "current_time", json.dumps({"zone": "UTC"}))
+    whole = "Headline: markets calm, bonds rallied."
+    async with FakeLLM() as fake:
+        fake.push(Reply(tool_calls=[call]), Reply(text=whole, reset_after_chunks=3), whole)
+        base_url = fake.base_url + "/v1"
+        config = _config(
+            make_config,
+            providers={"fake": {"base_url": base_url, "api_key_env": "FAKE_LLM_KEY"}},
+            models={"chat": ["fake:alpha"]},
+        )
+        channel = RecordingChannel("tg")
+        async with Gateway(config, channels={"tg": channel}) as gw:
+            scheduler, clock, job = await _one_job_due_in_a_minute(gw, "headline", JobKind.TASK)
+            clock[0] += 61
+            await scheduler.deliver_due()
+            [sent] = channel.texts()
+            assert sent.endswith("(the answer was interrupted)") and whole not in sent
+            [done] = await scheduler.jobs.listing(include_closed=True, person_id="tg:u1")
+            assert done.status is JobStatus.SENT
+            session = gw.sessions.get(cron_session_key(job.id))
+            await gw.sessions.load(session)
+            assert session.row is not None
+            stored = await gw.store.turns.for_session(session.row.id)
+        assert len(fake.calls(path="/v1/chat/completions")) == 2  # no try again
+    assert [row["role"] for row in stored][:3] == ["user", "assistant", "tool"]
 
 
 async def test_a_one_shot_task_of_a_person_not_allowed_is_cancelled_without_a_word(
