@@ -17,6 +17,7 @@
 
   let socket = null;
   let after = null; // the server's answer sequence when this page first connected
+  let process = null; // the server process that sequence is of (a restart starts another)
   let retry = 500;
   const answers = new Map(); // answer id -> {el, text, done}
   const unacked = new Map(); // client id -> its send frame, re-sent after a reconnect
@@ -176,7 +177,7 @@
     socket.addEventListener("open", () => {
       const have = {};
       answers.forEach((a, id) => { have[id] = a.text.length; });
-      socket.send(JSON.stringify({ type: "hello", after: after, have: have }));
+      socket.send(JSON.stringify({ type: "hello", after: after, process: process, have: have }));
       unacked.forEach((frame) => socket.send(JSON.stringify(frame)));
     });
     socket.addEventListener("message", (msg) => {
@@ -187,7 +188,10 @@
           event.items.forEach((item) => bubble(item.role === "user" ? "user" : "assistant", item.text));
           break;
         case "ready":
-          if (after === null) after = event.seq;
+          if (after === null || event.process !== process) {
+            after = event.seq;
+            process = event.process;
+          }
           retry = 500;
           setStatus("connected", true);
           break;
