@@ -21,6 +21,7 @@
   let retry = 500;
   const answers = new Map(); // answer id -> {el, text, done}
   const unacked = new Map(); // client id -> its send frame, re-sent after a reconnect
+  const waiting = new Set(); // client ids said to wait (storage busy), not yet acknowledged
 
   // --- Markdown, safely -------------------------------------------------------------------
   const SAFE_SCHEMES = ["http:", "https:", "mailto:"];
@@ -197,8 +198,15 @@
           break;
         case "delta": onDelta(event); break;
         case "done": onDone(event); break;
-        case "ack": unacked.delete(event.id); break;
-        case "error": setStatus(event.text, false); break;
+        case "ack":
+          unacked.delete(event.id);
+          // a message that waited for storage is stored: its "waits" note is over
+          if (waiting.delete(event.id) && waiting.size === 0) setStatus("connected", true);
+          break;
+        case "error":
+          if (unacked.has(event.id)) waiting.add(event.id);
+          setStatus(event.text, false);
+          break;
       }
     });
     socket.addEventListener("close", (ev) => {
