@@ -46,6 +46,25 @@ def _config(make_config: Any, **sections: Any) -> Any:
     return make_config(channels=channels, scheduler={"poll_seconds": 3600}, **sections)
 
 
+async def _sent_roles(gw: Gateway, scheduler: Scheduler, job: Job) -> list[str]:
+    """The job, now sent: the roles of the turns its session stored."""
+    [done] = await scheduler.jobs.listing(include_closed=True, person_id="tg:u1")
+    assert done.status is JobStatus.SENT
+    session = gw.sessions.get(cron_session_key(job.id))
+    await gw.sessions.load(session)
+    assert session.row is not None
+    return [row["role"] for row in await gw.store.turns.for_session(session.row.id)]
+
+
+def _fake_llm_config(make_config: Any, fake: FakeLLM) -> Any:
+    base_url = fake.base_url + "/v1"
+    return _config(
+        make_config,
+        providers={"fake": {"base_url": base_url, "api_key_env": "FAKE_LLM_KEY"}},
+        models={"chat": ["fake:alpha"]},
+    )
+
+
 async def test_a_task_whose_answer_could_not_be_sent_is_sent_later_without_running_again(
     make_config: Any,
 ) -> None:
@@ -73,13 +92,7 @@ async def test_a_task_whose_answer_could_not_be_sent_is_sent_later_without_runni
         await scheduler.deliver_due()
         assert channel.texts() == ["Headline 1: markets calm."]
         assert len(asked) == 1  # the prompt ran once
-        [done] = await scheduler.jobs.listing(include_closed=True, person_id="tg:u1")
-        assert done.status is JobStatus.SENT
-        session = gw.sessions.get(cron_session_key(job.id))
-        await gw.sessions.load(session)
-        assert session.row is not None
-        stored = await gw.store.turns.for_session(session.row.id)
-        assert [row["role"] for row in stored] == ["user", "assistant"]
+        assert await _sent_roles(gw, scheduler, job) == ["user", "assistant"]
 
 
 async def test_a_task_whose_model_call_fails_is_retried_not_answered_with_an_apology(
@@ -113,12 +126,7 @@ async def test_a_task_whose_answer_breaks_off_mid_stream_is_retried_not_sent_hal
     whole = "Headline: markets calm, bonds rallied."
     async with FakeLLM() as fake:
         fake.push(Reply(text=whole, reset_after_chunks=3), whole)
-        base_url = fake.base_url + "/v1"
-        config = _config(
-            make_config,
-            providers={"fake": {"base_url": base_url, "api_key_env": "FAKE_LLM_KEY"}},
-            models={"chat": ["fake:alpha"]},
-        )
+        config = _fake_llm_config(make_config, fake)
         channel = RecordingChannel("tg")
         async with Gateway(config, channels={"tg": channel}) as gw:
             await _fails_then_is_sent_whole(gw, channel, "broke off", whole)
@@ -138,12 +146,7 @@ async def test_a_task_whose_answer_breaks_off_after_a_tool_ran_sends_what_there_
     whole = "Headline: markets calm, bonds rallied."
     async with FakeLLM() as fake:
         fake.push(Reply(tool_calls=[call]), Reply(text=whole, reset_after_chunks=3), whole)
-        base_url = fake.base_url + "/v1"
-        config = _config(
-            make_config,
-            providers={"fake": {"base_url": base_url, "api_key_env": "FAKE_LLM_KEY"}},
-            models={"chat": ["fake:alpha"]},
-        )
+        config = _fake_llm_config(make_config, fake)
         channel = RecordingChannel("tg")
         async with Gateway(config, channels={"tg": channel}) as gw:
             scheduler, clock, job = await _one_job_due_in_a_minute(gw, "headline", JobKind.TASK)
@@ -151,14 +154,9 @@ async def test_a_task_whose_answer_breaks_off_after_a_tool_ran_sends_what_there_
             await scheduler.deliver_due()
             [sent] = channel.texts()
             assert sent.endswith("(the answer was interrupted)") and whole not in sent
-            [done] = await scheduler.jobs.listing(include_closed=True, person_id="tg:u1")
-            assert done.status is JobStatus.SENT
-            session = gw.sessions.get(cron_session_key(job.id))
-            await gw.sessions.load(session)
-            assert session.row is not None
-            stored = await gw.store.turns.for_session(session.row.id)
+            roles = await _sent_roles(gw, scheduler, job)
         assert len(fake.calls(path="/v1/chat/completions")) == 2  # no try again
-    assert [row["role"] for row in stored][:3] == ["user", "assistant", "tool"]
+    assert roles[:3] == ["user", "assistant", "tool"]
 
 
 async def test_a_one_shot_task_of_a_person_not_allowed_is_cancelled_without_a_word(
