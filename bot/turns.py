@@ -20,6 +20,7 @@ from bot.commands import CommandContext, Reply
 from bot.delivery import Outbox, SessionNotHeld, delivery_key
 from bot.errors import (
     ChannelError,
+    ConversationGone,
     DecapodError,
     DeliveryRefused,
     StorageUnavailable,
@@ -230,13 +231,20 @@ class TurnRunner:
         and the answer is returned for delivery to the conversation that scheduled it.
         TaskFailed when the model call failed, also part way through the answer (nobody has
         seen any of it yet): the apology a chat gets is no answer here, nor is half of one,
-        and the scheduler tries the job again later. A stopped run returns "" (nothing to
-        send): see below."""
+        and the scheduler tries the job again later. An answer that broke off after a tool
+        ran is returned as it is, marked interrupted: a try again would run the tool again.
+        A stopped run returns "" (nothing to send): see below."""
         await self.gw.warmup.wait()
+        if job.conversation.channel not in self.gw.channels:
+            # taken out of config.toml since it was set: nothing runs for it (delivery
+            # would fail after the model ran, as whoever the identity maps to now)
+            raise ConversationGone(f"channel {job.conversation.channel!r} is not configured")
         identity = identity_from_key(job.identity_key)
         if not await self.gw.access.allows(identity, job.conversation):
-            # revoked since it was set: nothing runs as them, and the job is paused
-            raise DeliveryRefused("no longer allowed", f"{identity.key} may no longer be answered")
+            from bot.scheduler.ports import NotAllowedNow
+
+            # revoked since it was set: nothing runs as them (the schedule is kept)
+            raise NotAllowedNow(f"{identity.key} may not be answered there now")
         session = self.gw.sessions.get(cron_session_key(job.id))
         await self.gw.sessions.load(session)
         ctx = ToolContext(
@@ -264,7 +272,10 @@ class TurnRunner:
             # back at its next time
             await self._persist_broken_try(session, turn_id, identity.key, result)
             return "", result
-        if result.outcome in FAILED or result.outcome == "interrupted":
+        # a try again after a tool ran would run it again (its effects twice, and its run
+        # missing from the history): then what there is is sent, marked interrupted
+        tools_ran = any(m.role == "tool" for m in result.messages)
+        if result.outcome in FAILED or (result.outcome == "interrupted" and not tools_ran):
             from bot.scheduler.ports import TaskFailed
 
             await self._persist_broken_try(session, turn_id, identity.key, result)

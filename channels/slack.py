@@ -194,15 +194,21 @@ class SlackChannel(SlackCommandChannel):
                 f"slack {self.name}: apps.connections.open failed ({exc.response.get('error')});"
                 f" check {self.settings.app_token_env} and that Socket Mode is on"
             ) from None
-        self._socket = SocketReceiver(bolt, self._app_token, self._web().client, _bolt_log)
-        connecting = self._socket.connect()
+        socket = self._socket = SocketReceiver(bolt, self._app_token, self._web().client, _bolt_log)
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                await connecting
-        except TimeoutError:
-            raise ChannelError(
-                f"slack {self.name}: no Socket Mode connection within {CONNECT_TIMEOUT_S:g}s"
-            ) from None
+                await socket.connect()
+        except BaseException as exc:
+            # a receiver left set makes the next start_receiving a no-op: the leader would
+            # hold the lock receiving nothing while health says it receives
+            if self._socket is socket:
+                self._socket = None
+            await socket.close()
+            if isinstance(exc, TimeoutError):
+                raise ChannelError(
+                    f"slack {self.name}: no Socket Mode connection within {CONNECT_TIMEOUT_S:g}s"
+                ) from None
+            raise
 
     async def stop(self) -> None:
         if self._socket is not None:

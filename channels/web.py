@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -70,11 +69,12 @@ class WebChannel(BaseChannel):
         super().__init__(name)
         self._answers: OrderedDict[str, _Answer] = OrderedDict()
         self._listeners: dict[str, set[asyncio.Queue[Event]]] = {}
-        # numbered from the start's time (microseconds): a page open across a restart says
-        # which answers it saw by the old process's numbers, and every answer of this one
-        # must come after them, or what was sent before its socket came back is never shown
-        self.last_seq = time.time_ns() // 1000
-        self._seq = itertools.count(self.last_seq + 1)
+        # answers are numbered per process, and a page says which process its number is
+        # from: one from another (a page open across a restart) has seen none of this
+        # process's answers, whatever the clocks of the two say
+        self.process_id = uuid.uuid4().hex
+        self.last_seq = 0
+        self._seq = itertools.count(1)
         #: set by the web UI at start
         self.outbox: WebOutbox | None = None
         self.uploads: WebUploads | None = None
@@ -105,13 +105,16 @@ class WebChannel(BaseChannel):
         )
 
     def attach(
-        self, user_id: str, after: int | None, have: dict[str, int]
+        self, user_id: str, after: int | None, have: dict[str, int], process: str | None = None
     ) -> tuple[asyncio.Queue[Event], list[Event]]:
         """Subscribe a page to its person's answers. Returns its queue and what it missed:
         the rest of the answers it has (from the offsets in `have`), the whole of those it
         never saw that came after `after` (its first connection), and, for a fresh page
-        (`after` None), the answers still being written. Atomic: nothing can slip between
-        the replay and the subscription."""
+        (`after` None), the answers still being written. An `after` of another `process`
+        (a page open across a restart) is before all of this one's answers. Atomic: nothing
+        can slip between the replay and the subscription."""
+        if after is not None and process is not None and process != self.process_id:
+            after = 0
         queue: asyncio.Queue[Event] = asyncio.Queue()
         replay: list[Event] = []
         for answer in self._answers.values():

@@ -17,7 +17,7 @@ from bot.faults import fault_point
 from bot.messages import Conversation
 from bot.scheduler import text as texts
 from bot.scheduler.notices import pause_refused
-from bot.scheduler.ports import ScheduleError
+from bot.scheduler.ports import NotAllowedNow, ScheduleError
 from bot.scheduler.timing import following
 from bot.store.jobs import Job, JobKind
 from bot.tasks import cancel_and_wait
@@ -107,6 +107,9 @@ class JobDelivery:
                     body += "\n" + texts.late_note(due, late_by, job.timezone)
                 # a check-in with nothing to say is done without a message
                 message_id = await self.send(job.conversation, body) if body else ""
+            except NotAllowedNow as exc:
+                await self._skip(job, due, exc)
+                return
             except DeliveryRefused as exc:
                 # sending again cannot succeed (the chat or topic is gone, the bot was removed)
                 await pause_refused(s.jobs, job, exc, s.clock(), self.send)
@@ -138,6 +141,19 @@ class JobDelivery:
             log.exception("delivery of job %s failed; its lease will bring it back", job.id)
         finally:
             self._finished(job)
+
+    async def _skip(self, job: Job, due: float, exc: NotAllowedNow) -> None:
+        """This run does not happen: a repeating job waits for its next time (and runs then
+        if its person is allowed again), a one-shot one is cancelled. Nothing is said to the
+        person, who may not be answered there."""
+        s = self.scheduler
+        nxt = following(job, due)
+        log.info("job %s skipped: %s", job.id, exc)
+        if nxt is None:
+            await s.jobs.cancel(job.id, None, s.clock())
+        else:
+            await s.jobs.release(job, due=nxt, now=s.clock())
+            s.wake()  # to arm for its next time
 
     async def _run_checkin(self, job: Job) -> str | None:
         checkins = self.scheduler.checkins

@@ -23,6 +23,11 @@ def _label(job: Job) -> str:
     return _LABELS.get(job.kind, "Reminder")
 
 
+def _kind_prefix(job: Job) -> str:
+    """ "task: " or "check-in: " before a job's text in a list; a reminder's text is its own."""
+    return f"{_label(job).lower()}: " if job.kind in _LABELS else ""
+
+
 def confirmation(job: Job, note: str = "") -> str:
     """The answer to a new job: its id and when it runs, in the person's zone. The zone is
     named only in a DM: in a group or channel everyone reads it, and it says where the
@@ -45,8 +50,7 @@ def describe_job(job: Job) -> str:
         parts.append(repeat)
     if job.status is JobStatus.PAUSED:
         parts.append(f"PAUSED: {job.last_error or 'delivery failed'}")
-    kind = f"{_label(job).lower()}: " if job.kind in _LABELS else ""
-    what = kind + _clip(job.text)
+    what = _kind_prefix(job) + _clip(job.text)
     return " · ".join([*parts, what])
 
 
@@ -91,16 +95,14 @@ def late_note(due: float, late_by: float, zone: str) -> str:
 def missed_summary(misses: Sequence[Miss], max_lateness: float) -> str:
     """One message for everything one person missed in one conversation."""
     count = len(misses)
-    noun = "reminder or task" if count == 1 else "reminders and tasks"
+    noun = _label(misses[0].job).lower() if count == 1 else "reminders and tasks"
     lines = [
         f"I could not deliver {count} {noun} in time (more than "
         f"{human_duration(max_lateness)} late), so I skipped:"
     ]
     for miss in misses:
-        kind = f"{_label(miss.job).lower()}: " if miss.job.kind in _LABELS else ""
-        lines.append(
-            f"• {format_local(miss.due_at, miss.job.timezone)}: {kind}{_clip(miss.job.text)}"
-        )
+        when = format_local(miss.due_at, miss.job.timezone)
+        lines.append(f"• {when}: {_kind_prefix(miss.job)}{_clip(miss.job.text)}")
     return "\n".join(lines)
 
 

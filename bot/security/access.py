@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -76,9 +77,19 @@ def new_code() -> str:
 class ChannelAccess:
     """The policies of config.toml, the owners list, and approved pairings in the store."""
 
-    def __init__(self, config: Config, store: Store, *, notice_interval_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        running: Collection[str] = (),
+        notice_interval_s: float = 600.0,
+    ) -> None:
         self.config = config
         self.store = store
+        #: the names of the gateway's channels, live: one there but not in config.toml was
+        #: injected by code (the operator's console)
+        self.running = running
         self.owners = frozenset(config.gateway.owners)
         self.notice_interval_s = notice_interval_s
         self._paired: set[str] = set()
@@ -104,8 +115,11 @@ class ChannelAccess:
 
     def _is_local_console(self, channel: str) -> bool:
         ch = self.config.channels.get(channel)
-        # the console is the operator's own terminal, or a channel injected by code
-        return ch is None or ch.type == "console"
+        # the console is the operator's own terminal, or a channel injected by code; a name
+        # that is neither (a channel since taken out of config.toml) is nobody's console
+        if ch is None:
+            return channel in self.running
+        return ch.type == "console"
 
     def role_of(self, identity: Identity) -> str:
         if self._web_chat(identity.channel) and identity.key not in self.owners:
@@ -249,5 +263,5 @@ def register_access_commands(table: CommandTable) -> None:
         return f"Approved {name} on {found.channel}."
 
 
-def build_access(config: Config, store: Store) -> ChannelAccess:
-    return ChannelAccess(config, store)
+def build_access(config: Config, store: Store, running: Collection[str]) -> ChannelAccess:
+    return ChannelAccess(config, store, running=running)

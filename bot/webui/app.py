@@ -326,11 +326,10 @@ class WebUI:
 
     async def _login_page(self, request: web.Request, **context: Any) -> web.Response:
         await self.auth.load()  # a password set on another replica is offered here too
-        has_passkeys = bool(await self.auth.repo.passkeys())
         return self._form_page(
             request,
             "login.html",
-            passkeys=has_passkeys,
+            passkeys=self.auth.has_passkey,
             password=self.auth.has_password,
             **context,
         )

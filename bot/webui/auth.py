@@ -130,6 +130,10 @@ class WebAuth:
     def has_password(self) -> bool:
         return self._password_hash is not None
 
+    @property
+    def has_passkey(self) -> bool:
+        return self._has_passkey
+
     def passkeys_changed(self, remaining: int) -> None:
         self._has_passkey = remaining > 0
         if self.configured:

@@ -2,10 +2,12 @@
 
 The page opens `/ws?csrf=<the session's token>` (browsers cannot set headers on a WebSocket,
 and a foreign page cannot read the token) and first says hello:
-`{"type": "hello", "after": <seq of its first connection or null>, "have": {answer id: chars}}`.
-A fresh page (`after` null) gets the session's history; every page then gets what it missed
-(see channels/web.py). `{"type": "send", "id": <client id>, "text": ...}` is acknowledged
-once stored; a page re-sends what was not acknowledged, under the same id, after a reconnect.
+`{"type": "hello", "after": <seq of its first connection or null>, "process": <the process
+that seq is from>, "have": {answer id: chars}}`. A fresh page (`after` null) gets the
+session's history; every page then gets what it missed (see channels/web.py), and `ready`
+gives it the seq and process to say next time (new ones after a restart).
+`{"type": "send", "id": <client id>, "text": ...}` is acknowledged once stored; a page
+re-sends what was not acknowledged, under the same id, after a reconnect.
 
 A socket lives only as long as its login: a logout, a revoked guest or the login's expiry
 closes it with 4401 at once, and nothing more is sent to it (on a shared computer the next
@@ -56,6 +58,8 @@ class WebChatHub(Protocol):
     """What the web UI uses of the web channel (channels/web.py)."""
 
     last_seq: int
+    #: the process the answer numbers are of (a restart starts a new one)
+    process_id: str
     #: set at start: where notices sent outside a turn and uploaded files are kept
     outbox: Any
     uploads: Any
@@ -70,7 +74,7 @@ class WebChatHub(Protocol):
     ) -> None: ...
 
     def attach(
-        self, user_id: str, after: int | None, have: dict[str, int]
+        self, user_id: str, after: int | None, have: dict[str, int], process: str | None = None
     ) -> tuple[asyncio.Queue[Event], list[Event]]: ...
 
     def detach(self, user_id: str, queue: asyncio.Queue[Event]) -> None: ...
@@ -158,14 +162,16 @@ class ChatSocket:
             hello = await self._hello(ws)
             if hello is None:
                 return ws
-            after, have = hello
+            after, process, have = hello
             if after is None:
                 history = await self._history(session)
                 if not await peer.send({"type": "history", "items": history}):
                     return ws
-            seq = self.hub.last_seq
-            queue, replay = self.hub.attach(session.user, after, have)
-            ready: Event = {"type": "ready", "seq": seq if after is None else after}
+            seq, ours = self.hub.last_seq, self.hub.process_id
+            queue, replay = self.hub.attach(session.user, after, have, process)
+            # a number of another process: everything up to `seq` is replayed now
+            kept = after is not None and process in (None, ours)
+            ready: Event = {"type": "ready", "seq": after if kept else seq, "process": ours}
             for event in [ready, *replay]:
                 if not await peer.send(event):
                     return ws
@@ -182,7 +188,9 @@ class ChatSocket:
                     self.hub.detach(session.user, queue)
         return ws
 
-    async def _hello(self, ws: web.WebSocketResponse) -> tuple[int | None, dict[str, int]] | None:
+    async def _hello(
+        self, ws: web.WebSocketResponse
+    ) -> tuple[int | None, str | None, dict[str, int]] | None:
         msg = await ws.receive(timeout=30)
         data = _parse(msg)
         if data is None or data.get("type") != "hello":
@@ -193,7 +201,12 @@ class ChatSocket:
         if not isinstance(have_raw, dict):
             have_raw = {}
         have = {str(k): v for k, v in have_raw.items() if isinstance(v, int) and v >= 0}
-        return (after if isinstance(after, int) else None), have
+        process = data.get("process")
+        return (
+            (after if isinstance(after, int) else None),
+            (process if isinstance(process, str) else None),
+            have,
+        )
 
     async def _history(self, session: WebSession) -> list[Event]:
         key = Conversation("web", session.user, ConversationKind.DM).session_key
@@ -234,7 +247,7 @@ class ChatSocket:
                 queue.put_nowait({"type": "error", "id": client_id, "text": "unknown file"})
                 continue
             try:
-                if not await self._submit(ws, session, client_id, text, parts, queue):
+                if not await self._submit(ws, request, session, client_id, text, parts, queue):
                     return
             except DecapodError as exc:
                 queue.put_nowait({"type": "error", "id": client_id, "text": exc.user_message})
@@ -245,6 +258,7 @@ class ChatSocket:
     async def _submit(
         self,
         ws: web.WebSocketResponse,
+        request: web.Request,
         session: WebSession,
         client_id: str,
         text: str,
@@ -254,8 +268,9 @@ class ChatSocket:
         """Hand a message on; while storage refuses writes (a full disk, a lock held too
         long), said once and tried again until it is stored: the page sends it again only
         after a reconnect, so without this it would be neither answered nor sent again.
-        The messages sent after it wait (their order is kept). False when the socket
-        closed meanwhile."""
+        The messages sent after it wait (their order is kept). False when the page left
+        meanwhile: nothing reads the socket during the wait, so `ws.closed` would not tell
+        a dropped connection; the connection itself does."""
         pause = 1.0
         while True:
             try:
@@ -270,7 +285,8 @@ class ChatSocket:
                     )
                     queue.put_nowait({"type": "error", "id": client_id, "text": waits})
             await asyncio.sleep(pause)
-            if ws.closed:
+            transport = request.transport
+            if ws.closed or transport is None or transport.is_closing():
                 return False  # the page sends it again, under its id, when it is back
             pause = min(pause * 2, SUBMIT_RETRY_MOST_S)
 

@@ -186,6 +186,9 @@ class Passkeys:
 
     async def remove(self, request: web.Request) -> web.StreamResponse:
         credential_id = str((await request.post()).get("credential", ""))
+        # the store's word on the password: it may have been set on another replica, or
+        # deleted by hand, since this copy was read
+        await self.ui.auth.load()
         known = await self.repo.passkeys()
         if not self.ui.auth.has_password and [p.credential_id for p in known] == [credential_id]:
             # the owner's only way in: removing it would lock them out

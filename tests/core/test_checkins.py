@@ -313,11 +313,11 @@ async def test_a_checkin_whose_model_writes_nothing_sends_nothing(
             assert channel.texts() == [channel.texts()[0]]  # only the answer to /checkin
 
 
-async def test_a_person_no_longer_allowed_gets_no_checkin_and_no_model_runs_as_them(
+async def test_a_person_no_longer_allowed_gets_no_checkin_until_allowed_again(
     make_config: Any,
 ) -> None:
     """The owner revoked the person's pairing: their check-in no longer runs the model as
-    them nor writes to them; it is paused (listed as such), not tried again and again."""
+    them nor writes to them, and keeps its schedule; approved again, they get the next one."""
     model = _Model("Your dentist appointment is at 10:00 today.")
     channel = RecordingChannel("tg")
     config = make_config(
@@ -326,7 +326,11 @@ async def test_a_person_no_longer_allowed_gets_no_checkin_and_no_model_runs_as_t
         checkins={"quiet_hours": ""},
     )
     async with Gateway(config, provider=model.provider, channels={"tg": channel}) as gw:
-        scheduler, clock = await _on_a_clock(gw)
+        await gw.warmup.wait()  # the scheduler is a warm-up step
+        scheduler = gw.deps.scheduler
+        assert scheduler is not None
+        clock = [_START]
+        scheduler.clock = lambda: clock[0]
         code = await gw.store.access.issue_code("ABCD2345", "tg", "u1", "U1", 3600, 10)
         assert code is not None and await gw.store.access.approve(code.code, "owner")
         assert "I will check in daily 7:30" in await _ask(channel, "/checkin daily 7:30")
@@ -335,5 +339,13 @@ async def test_a_person_no_longer_allowed_gets_no_checkin_and_no_model_runs_as_t
         clock[0] = _START + 30 * 60 + 5
         await scheduler.deliver_due()
         job = await _checkin_job(gw)
-        assert job.status is JobStatus.PAUSED
+        assert job.status is JobStatus.PENDING and job.due_at == _START + 30 * 60 + 86400
         assert model.requests == [] and len(channel.texts()) == 1
+
+        code = await gw.store.access.issue_code("EFGH2345", "tg", "u1", "U1", 3600, 10)
+        assert code is not None and await gw.store.access.approve(code.code, "owner")
+        clock[0] = _START + 30 * 60 + 86400 + 5
+        await scheduler.deliver_due()
+        await channel.wait_for_messages(2)
+        assert channel.texts()[1] == "Your dentist appointment is at 10:00 today."
+        assert len(model.requests) == 1

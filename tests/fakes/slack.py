@@ -131,6 +131,8 @@ class FakeSlack:
         self._response_targets: dict[str, tuple[str, str]] = {}  # response_url id -> message
         self._changed = asyncio.Condition()
         self._seq = itertools.count(1)
+        #: Socket Mode upgrades answered only after this long (a connect that times out)
+        self.socket_delay_s = 0.0
         self._ws: web.WebSocketResponse | None = None
         self._ws_ready = asyncio.Event()
         self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -446,6 +448,7 @@ class FakeSlack:
 
     # Socket Mode -------------------------------------------------------------------------------
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        await asyncio.sleep(self.socket_delay_s)
         ws = web.WebSocketResponse(autoping=True)  # answers the SDK's pings
         await ws.prepare(request)
         self._ws = ws

@@ -120,5 +120,5 @@ async def test_a_missed_checkin_is_named_as_one_in_the_summary(
     clock.advance(job.due_at - clock.now + 600)  # found ten minutes late: missed
     await scheduler.deliver_due()
     [(_, summary)] = deliverer.sent
-    assert "I could not deliver 1 reminder or task" in summary
+    assert summary.startswith("I could not deliver 1 check-in in time")
     assert summary.endswith(": check-in: daily 8:30")

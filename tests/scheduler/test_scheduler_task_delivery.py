@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from typing import Any
 
 from bot.errors import ChannelError, ProviderHTTPError
 from bot.gateway import Gateway
 from bot.messages import Conversation, ConversationKind, OutboundMessage, SentRef, cron_session_key
-from bot.providers.base import ChatRequest
+from bot.providers.base import ChatRequest, ToolCall
 from bot.providers.testing import FunctionProvider
 from bot.scheduler.service import Scheduler
 from bot.scheduler.text import REMINDER_MARK
@@ -46,6 +47,25 @@ def _config(make_config: Any, **sections: Any) -> Any:
     return make_config(channels=channels, scheduler={"poll_seconds": 3600}, **sections)
 
 
+async def _sent_roles(gw: Gateway, scheduler: Scheduler, job: Job) -> list[str]:
+    """The job, now sent: the roles of the turns its session stored."""
+    [done] = await scheduler.jobs.listing(include_closed=True, person_id="tg:u1")
+    assert done.status is JobStatus.SENT
+    session = gw.sessions.get(cron_session_key(job.id))
+    await gw.sessions.load(session)
+    assert session.row is not None
+    return [row["role"] for row in await gw.store.turns.for_session(session.row.id)]
+
+
+def _fake_llm_config(make_config: Any, fake: FakeLLM) -> Any:
+    base_url = fake.base_url + "/v1"
+    return _config(
+        make_config,
+        providers={"fake": {"base_url": base_url, "api_key_env": "FAKE_LLM_KEY"}},
+        models={"chat": ["fake:alpha"]},
+    )
+
+
 async def test_a_task_whose_answer_could_not_be_sent_is_sent_later_without_running_again(
     make_config: Any,
 ) -> None:
@@ -73,13 +93,7 @@ async def test_a_task_whose_answer_could_not_be_sent_is_sent_later_without_runni
         await scheduler.deliver_due()
         assert channel.texts() == ["Headline 1: markets calm."]
         assert len(asked) == 1  # the prompt ran once
-        [done] = await scheduler.jobs.listing(include_closed=True, person_id="tg:u1")
-        assert done.status is JobStatus.SENT
-        session = gw.sessions.get(cron_session_key(job.id))
-        await gw.sessions.load(session)
-        assert session.row is not None
-        stored = await gw.store.turns.for_session(session.row.id)
-        assert [row["role"] for row in stored] == ["user", "assistant"]
+        assert await _sent_roles(gw, scheduler, job) == ["user", "assistant"]
 
 
 async def test_a_task_whose_model_call_fails_is_retried_not_answered_with_an_apology(
@@ -113,12 +127,7 @@ async def test_a_task_whose_answer_breaks_off_mid_stream_is_retried_not_sent_hal
     whole = "Headline: markets calm, bonds rallied."
     async with FakeLLM() as fake:
         fake.push(Reply(text=whole, reset_after_chunks=3), whole)
-        base_url = fake.base_url + "/v1"
-        config = _config(
-            make_config,
-            providers={"fake": {"base_url": base_url, "api_key_env": "FAKE_LLM_KEY"}},
-            models={"chat": ["fake:alpha"]},
-        )
+        config = _fake_llm_config(make_config, fake)
         channel = RecordingChannel("tg")
         async with Gateway(config, channels={"tg": channel}) as gw:
             await _fails_then_is_sent_whole(gw, channel, "broke off", whole)
@@ -162,6 +171,104 @@ async def test_a_stopped_task_run_sends_nothing_and_is_not_tried_again(
         # its cost is recorded; neither its prompt nor "Stopped." is the job's history
         [row] = await gw.store.turns.for_session(session.row.id)
         assert row["role"] == "assistant" and row["outcome"] == "error"
+
+
+async def test_a_task_whose_answer_breaks_off_after_a_tool_ran_sends_what_there_is(
+    make_config: Any, monkeypatch: Any
+) -> None:
+    """The stream breaks after a tool ran: a try again would run the tool again (its
+    effects twice) with a history that no longer shows it ran, so what there is is sent,
+    marked interrupted, and the job's history keeps the tool's run."""
+    monkeypatch.setenv("FAKE_LLM_KEY", "sk-test-not-a-secret")
+    call = ToolCall("t1", "current_time", json.dumps({"zone": "UTC"}))
+    whole = "Headline: markets calm, bonds rallied."
+    async with FakeLLM() as fake:
+        fake.push(Reply(tool_calls=[call]), Reply(text=whole, reset_after_chunks=3), whole)
+        config = _fake_llm_config(make_config, fake)
+        channel = RecordingChannel("tg")
+        async with Gateway(config, channels={"tg": channel}) as gw:
+            scheduler, clock, job = await _one_job_due_in_a_minute(gw, "headline", JobKind.TASK)
+            clock[0] += 61
+            await scheduler.deliver_due()
+            [sent] = channel.texts()
+            assert sent.endswith("(the answer was interrupted)") and whole not in sent
+            roles = await _sent_roles(gw, scheduler, job)
+        assert len(fake.calls(path="/v1/chat/completions")) == 2  # no try again
+    assert roles[:3] == ["user", "assistant", "tool"]
+
+
+async def test_a_one_shot_task_of_a_person_not_allowed_is_cancelled_without_a_word(
+    make_config: Any,
+) -> None:
+    """Its person may not be answered in the DM (never paired there): the model does not run
+    as them, nothing is sent, and the task closes instead of waiting paused for good."""
+    asked: list[ChatRequest] = []
+
+    async def model(request: ChatRequest) -> str:
+        asked.append(request)
+        return "Headline: markets calm."
+
+    channels = {"tg": {"type": "telegram", "access": {"dm_policy": "pairing"}}}
+    config = make_config(channels=channels, scheduler={"poll_seconds": 3600})
+    channel = RecordingChannel("tg")
+    async with Gateway(config, provider=FunctionProvider(model), channels={"tg": channel}) as gw:
+        scheduler, clock, job = await _one_job_due_in_a_minute(gw, "headlines", JobKind.TASK)
+        clock[0] = _START + 65
+        await scheduler.deliver_due()
+        after = await scheduler.jobs.get(job.id)
+        assert after is not None and after.status is JobStatus.CANCELLED
+    assert asked == [] and channel.texts() == []
+
+
+async def test_a_task_on_a_channel_no_longer_configured_runs_nothing(
+    make_config: Any,
+) -> None:
+    """The channel it delivers to was taken out of config.toml: nobody there is the owner
+    (nor the console), so the model does not run as anyone, and the task is paused as one
+    whose chat is gone."""
+    asked: list[ChatRequest] = []
+
+    async def model(request: ChatRequest) -> str:
+        asked.append(request)
+        return "Headline: markets calm."
+
+    channel = RecordingChannel("tg")
+    provider = FunctionProvider(model)
+    async with Gateway(_config(make_config), provider=provider, channels={"tg": channel}) as gw:
+        await gw.warmup.wait()
+        scheduler = gw.deps.scheduler
+        assert scheduler is not None
+        clock = [_START]
+        scheduler.clock = lambda: clock[0]
+        gone = Conversation("old", "u1", ConversationKind.DM)
+        job = await scheduler.schedule(
+            person_id="old:u1",
+            identity_key="old:u1",
+            conversation=gone,
+            text="headlines",
+            when=Once(dt.datetime.fromtimestamp(_START + 60, dt.UTC)),
+            timezone="UTC",
+            kind=JobKind.TASK,
+        )
+        clock[0] = _START + 65
+        await scheduler.deliver_due()
+        after = await scheduler.jobs.get(job.id)
+        assert after is not None and after.status is JobStatus.PAUSED
+        assert "not configured" in (after.last_error or "")
+    assert asked == [] and channel.texts() == []
+
+
+async def test_a_channel_no_longer_configured_is_nobodys_console(make_config: Any) -> None:
+    """A name neither in config.toml nor among the running channels is not the operator's
+    console: whoever it names gets no owner role there, and may not be answered."""
+    from bot.messages import Identity
+
+    channels = {"tg": RecordingChannel("tg"), "console": RecordingChannel("console")}
+    async with Gateway(_config(make_config), channels=channels) as gw:
+        assert gw.access.role_of(Identity("console", "me", "me")) == "owner"
+        stale = Identity("old", "u1", "u1")
+        assert gw.access.role_of(stale) == "user"
+        assert not await gw.access.allows(stale, Conversation("old", "u1", ConversationKind.DM))
 
 
 async def _fails_then_is_sent_whole(

@@ -15,8 +15,14 @@ from tests.webui.test_webui_chat import _text, _until
 
 
 async def test_a_page_open_across_a_restart_gets_what_the_new_process_sent(
-    make_config: Any, fake_llm: FakeLLM
+    make_config: Any, fake_llm: FakeLLM, monkeypatch: Any
 ) -> None:
+    """Also when the new process's clock is behind the old one's (a host whose clock was
+    corrected, another replica): the page's number is of the old process, not a time."""
+    import types
+
+    import channels.web
+
     config = gateway_config(make_config, fake_llm)
     fake_llm.push(Reply(text="First answer."))
     async with client() as http:
@@ -34,8 +40,11 @@ async def test_a_page_open_across_a_restart_gets_what_the_new_process_sent(
             # the page the owner keeps open: loaded once that answer was there
             ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
             await ws.send_json({"type": "hello", "after": None, "have": {}})
-            after = (await _until(ws, "ready"))[-1]["seq"]
+            ready = (await _until(ws, "ready"))[-1]
+            after, process = ready["seq"], ready.get("process")
             await ws.close()
+        clock = types.SimpleNamespace(time_ns=lambda: 1_000_000_000)  # 1970: far behind
+        monkeypatch.setattr(channels.web, "time", clock, raising=False)
         cookie = http.cookie_jar.filter_cookies(URL(base))["decapod_session"].value
         async with Gateway(config) as gw:  # the same home, a new process
             base = base_url(gw)
@@ -46,7 +55,23 @@ async def test_a_page_open_across_a_restart_gets_what_the_new_process_sent(
             conversation = Conversation("web", "owner", ConversationKind.DM)
             sent = await web.send(OutboundMessage(conversation, "⏰ feed the cat"))
             ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
-            await ws.send_json({"type": "hello", "after": after, "have": {"first-000001": 13}})
+            have = {"first-000001": 13}
+            hello = {"type": "hello", "after": after, "process": process, "have": have}
+            await ws.send_json(hello)
             events = await _until(ws, "done")
             await ws.close()
+            # the next reconnect says the new process's number and gets nothing again
+            ready = next(e for e in events if e["type"] == "ready")
+            assert ready["process"] != process
+            ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
+            have[sent.message_id] = len("⏰ feed the cat")
+            await ws.send_json({**hello, "after": ready["seq"], "process": ready["process"]})
+            await _until(ws, "ready")
+            plants = await web.send(OutboundMessage(conversation, "🌱 water the plants"))
+            later = await _until(ws, "done")
+            while later[-1]["id"] != plants.message_id:
+                later += await _until(ws, "done")
+            await ws.close()
     assert _text(events, sent.message_id) == "⏰ feed the cat"
+    # of what it had, only the ends again: no text twice
+    assert [e["text"] for e in later if e["type"] == "delta"] == ["🌱 water the plants"]

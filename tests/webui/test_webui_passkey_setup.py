@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.gateway import Gateway
+from bot.store.webui import WebUIRepo
 from bot.webui.auth import PASSWORD_KEY
 from tests.fakes.llm import FakeLLM
 from tests.webui.conftest import PASSWORD, base_url, client, form_token, gateway_config, page_csrf
@@ -210,3 +211,16 @@ async def test_guessing_the_current_password_on_the_panel_is_throttled(
     ) as resp:
         assert resp.status == 429 and "Retry-After" in resp.headers
     assert await gateway.store.kv.get(PASSWORD_KEY) == before
+
+
+async def test_the_only_passkey_is_kept_when_the_store_holds_no_password(
+    signed_in: Any, gateway: Gateway
+) -> None:
+    """The password was deleted from the store by hand (or by another replica) after this
+    process read it: removing the only passkey would lock the owner out, and is refused by
+    what the store says, not by this process's old copy."""
+    await WebUIRepo(gateway.store).add_passkey("only-key", b"public key", 0)
+    await gateway.store.write(lambda c: c.execute("DELETE FROM kv WHERE key = ?", (PASSWORD_KEY,)))
+    async with await signed_in.post("/panel/passkeys/remove", credential="only-key") as resp:
+        assert "set+a+password+before+removing" in resp.headers["Location"]
+    assert [p.credential_id for p in await WebUIRepo(gateway.store).passkeys()] == ["only-key"]

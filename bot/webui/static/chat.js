@@ -17,9 +17,11 @@
 
   let socket = null;
   let after = null; // the server's answer sequence when this page first connected
+  let process = null; // the server process that sequence is of (a restart starts another)
   let retry = 500;
   const answers = new Map(); // answer id -> {el, text, done}
   const unacked = new Map(); // client id -> its send frame, re-sent after a reconnect
+  const waiting = new Set(); // client ids said to wait (storage busy), not yet acknowledged
 
   // --- Markdown, safely -------------------------------------------------------------------
   const SAFE_SCHEMES = ["http:", "https:", "mailto:"];
@@ -176,7 +178,7 @@
     socket.addEventListener("open", () => {
       const have = {};
       answers.forEach((a, id) => { have[id] = a.text.length; });
-      socket.send(JSON.stringify({ type: "hello", after: after, have: have }));
+      socket.send(JSON.stringify({ type: "hello", after: after, process: process, have: have }));
       unacked.forEach((frame) => socket.send(JSON.stringify(frame)));
     });
     socket.addEventListener("message", (msg) => {
@@ -187,14 +189,24 @@
           event.items.forEach((item) => bubble(item.role === "user" ? "user" : "assistant", item.text));
           break;
         case "ready":
-          if (after === null) after = event.seq;
+          if (after === null || event.process !== process) {
+            after = event.seq;
+            process = event.process;
+          }
           retry = 500;
           setStatus("connected", true);
           break;
         case "delta": onDelta(event); break;
         case "done": onDone(event); break;
-        case "ack": unacked.delete(event.id); break;
-        case "error": setStatus(event.text, false); break;
+        case "ack":
+          unacked.delete(event.id);
+          // a message that waited for storage is stored: its "waits" note is over
+          if (waiting.delete(event.id) && waiting.size === 0) setStatus("connected", true);
+          break;
+        case "error":
+          if (unacked.has(event.id)) waiting.add(event.id);
+          setStatus(event.text, false);
+          break;
       }
     });
     socket.addEventListener("close", (ev) => {

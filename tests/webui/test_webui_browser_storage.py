@@ -1,0 +1,46 @@
+"""The chat page in a real headless Chromium while storage refuses writes: the page says its
+message waits, and says so no more once the message is stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, expect
+
+from bot.gateway import Gateway
+from tests.fakes.llm import FakeLLM, Reply
+from tests.webui.conftest import CHROMIUM, gateway_config
+from tests.webui.test_webui_browser import _set_up
+
+pytestmark = [
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="the browser tests need Chromium: apt-get install chromium"
+    ),
+    pytest.mark.slow,
+]
+
+
+async def test_the_storage_wait_note_ends_when_the_message_is_stored(
+    browser: Browser, make_config: Any, fake_llm: FakeLLM, tmp_path: Path, monkeypatch: Any
+) -> None:
+    from bot.store import sqlite as store_sqlite
+    from tests.core.test_storage_failures import _locked
+
+    monkeypatch.setattr(store_sqlite, "BUSY_TIMEOUT_MS", 200)  # the test waits less
+    async with Gateway(gateway_config(make_config, fake_llm)) as gw:
+        page = await browser.new_page()
+        await _set_up(page, gw, tmp_path)
+        fake_llm.push(Reply(text="Noted.", delay_s=1.0))
+        holder = _locked(gw)
+        try:
+            await page.fill("#input", "note this")
+            await page.press("#input", "Enter")
+            await expect(page.locator("#status")).to_contain_text("busy", timeout=30_000)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        # stored (the ack) before the answer is done: the note goes with the ack
+        await expect(page.locator("#status")).to_have_text("connected", timeout=30_000)
+        await expect(page.locator(".msg.assistant.done")).to_have_count(1, timeout=30_000)
