@@ -99,12 +99,14 @@ class ChannelAccess:
 
     def _web_chat(self, channel: str) -> bool:
         # built by the gateway, never configured: a channel of config.toml named `web` is
-        # refused while the web UI runs, and is not this one when it does not
+        # refused while the web UI runs, and is not this one when it does not. A turn process
+        # serves no HTTP (its config says so) but runs the receiver's web chat as a channel
+        # of that name: it is the guests' chat there too, never the operator's console
         return (
             channel == WEB_CHAT
             and channel not in self.config.channels
             and self.config.webui.enabled
-            and self.config.http.enabled
+            and (self.config.http.enabled or channel in self.running)
         )
 
     def _policy(self, channel: str) -> ChannelAccessConfig | None:

@@ -182,3 +182,29 @@ async def test_a_guest_who_uploads_past_the_quota_is_refused_and_others_still_up
             gw.channels["web"].uploads.prune()  # type: ignore[attr-defined]
             resp = await _upload(again, b"g" * 40_000, "next-day.bin", "text/plain")
             assert resp.status == 200, await resp.text()
+
+
+async def test_a_guest_is_a_user_in_a_turn_process_too(make_config: Any, fake_llm: FakeLLM) -> None:
+    """With `gateway.turn_processes`, the guest's turns run in a process that serves no HTTP
+    itself: its web chat is still the guests' chat there, never the operator's console, so
+    an owner-only command stays refused and the model is asked as a user."""
+    config = gateway_config(
+        make_config,
+        fake_llm,
+        webui={"guest_chat": True},
+        gateway={"turn_processes": 2, "shutdown_grace_s": 1},
+    )
+    async with Gateway(config) as gw, client() as owner_http, client() as guest_http:
+        owner = await _owner(owner_http, gw)
+        assert (await _join(guest_http, await _link(owner, "Eve"))).status == 303
+        async with guest_http.get(owner.base + "/") as resp:
+            guest = SignedIn(guest_http, owner.base, page_csrf(await resp.text()))
+        code = await gw.store.access.issue_code("GUEST234", "tg", "9", "Mal", 3600, 100)
+        assert code is not None
+        ws = await _open(guest)
+        await _until(ws, "ready")
+        await ws.send_json({"type": "send", "id": "guest-000001", "text": "/pair GUEST234"})
+        refused = _text(await _until(ws, "done"), "guest-000001")
+        assert "Approved" not in refused and "No pending" not in refused
+        await ws.close()
+        assert not await gw.store.access.is_paired("tg", "9")
