@@ -8,10 +8,13 @@ and opens Socket Mode (slack_sdk's aiohttp client). Bolt's packages import its s
 async app leaves them out. So Bolt is imported with the first request that needs it, in a
 worker thread (the event loop keeps answering meanwhile), and the app is built then; requests
 that arrive meanwhile wait for it. The gateway asks for it once the start is over
-(`after_ready`), so it is usually loaded before the first request. Whether Bolt is installed
-is still checked when the adapter is imported, so a start without it fails as before; one
-installed but not importable (a version mismatch, a sub-dependency missing) is logged at
-ERROR with its cause, shown by the channel's health, and tried again by the next request.
+(`after_ready`) where the channel receives (a Socket Mode follower: when it becomes leader),
+so it is usually loaded before the first request. Only Bolt's public modules are imported:
+the Socket Mode headers and answer its own handler uses are private, so they are built here.
+Whether Bolt is installed is still checked when the adapter is imported, so a start without
+it fails as before; one installed but not importable (a version mismatch, a sub-dependency
+missing, an import lock error) is logged at ERROR with its cause (not after the channel
+stopped), shown by the channel's health, and tried again by the next request.
 """
 
 from __future__ import annotations
@@ -100,7 +103,9 @@ async def send_socket_response(
             envelope_id=request.envelope_id, payload=json.loads(response.body)
         )
     else:
-        answer = SocketModeResponse(envelope_id=request.envelope_id, payload={"text": response.body})
+        answer = SocketModeResponse(
+            envelope_id=request.envelope_id, payload={"text": response.body}
+        )
     await client.send_socket_mode_response(answer)
 
 
