@@ -128,12 +128,37 @@ def cached_compile(store: PartsStore, *, record: bool) -> Callable[..., Any]:
             parsed = _parser.parse(pattern, flags)
         fresh = _parts_of(parsed, flags)
         for caught in warned:  # said again, as they came; such a pattern is not stored
-            warnings.warn_explicit(caught.message, caught.category, caught.filename, caught.lineno)
+            _warn_again(caught, sys._getframe(1))
         if not warned and not _stored_by_secret_holder(sys._getframe(1)):
             store.keep(key, fresh, new=True)
         return _sre.compile(pattern, *fresh)
 
     return compile_
+
+
+def _warn_again(caught: warnings.WarningMessage, caller: FrameType | None) -> None:
+    """A caught warning said again as `warnings.warn` says it: with the module and the
+    `__warningregistry__` of the frame it names, so filters and `-W` options naming a module
+    match it. (The catch that recorded it resets what "once" and "default" filters
+    remember, so under those it may be said again by a later compile.)"""
+    frame = caller
+    while frame is not None and (
+        frame.f_code.co_filename != caught.filename or frame.f_lineno != caught.lineno
+    ):
+        frame = frame.f_back
+    if frame is None:  # the frame is gone: the module comes from the path, as warn_explicit does
+        warnings.warn_explicit(caught.message, caught.category, caught.filename, caught.lineno)
+        return
+    module_globals = frame.f_globals
+    warnings.warn_explicit(
+        caught.message,
+        caught.category,
+        caught.filename,
+        caught.lineno,
+        module=module_globals.get("__name__", "<string>"),
+        registry=module_globals.setdefault("__warningregistry__", {}),
+        module_globals=module_globals,
+    )
 
 
 def works() -> bool:

@@ -161,7 +161,8 @@ class SlackChannel(SlackCommandChannel):
         )
 
     def after_ready(self) -> None:
-        if self._bolt is not None:
+        # a Socket Mode follower receives nothing: it loads Bolt when it becomes leader
+        if self._bolt is not None and (self.settings.mode == "http" or self._socket is not None):
             self._bolt.preload()
 
     def _build_app(self, bolt: BoltParts) -> AsyncApp | None:
@@ -211,15 +212,17 @@ class SlackChannel(SlackCommandChannel):
             raise
 
     async def stop(self) -> None:
+        # the loader first: a request waiting for Bolt must not wake during the awaits below,
+        # build the app and store a message it can no longer acknowledge
+        if self._bolt is not None:
+            self._bolt.close()
+            self._bolt = None
         if self._socket is not None:
             await self._socket.close()
             self._socket = None
         if self._commands:
             await asyncio.wait(self._commands, timeout=self.ack_budget_s)
         await self._handover.close(self.ack_budget_s)
-        if self._bolt is not None:
-            self._bolt.close()
-            self._bolt = None
         if self._api is not None:
             await self._api.close()
             self._api = None
@@ -231,6 +234,7 @@ class SlackChannel(SlackCommandChannel):
 
     async def start_receiving(self) -> None:
         if self._bolt is not None and self._socket is None and self.receives_exclusively():
+            self._bolt.preload()  # started now, while the socket opens
             await self._open_socket(self._bolt)
 
     async def stop_receiving(self) -> None:

@@ -8,26 +8,30 @@ and opens Socket Mode (slack_sdk's aiohttp client). Bolt's packages import its s
 async app leaves them out. So Bolt is imported with the first request that needs it, in a
 worker thread (the event loop keeps answering meanwhile), and the app is built then; requests
 that arrive meanwhile wait for it. The gateway asks for it once the start is over
-(`after_ready`), so it is usually loaded before the first request. Whether Bolt is installed
-is still checked when the adapter is imported, so a start without it fails as before; one
-installed but not importable (a version mismatch, a sub-dependency missing) is logged at
-ERROR with its cause, shown by the channel's health, and tried again by the next request.
+(`after_ready`) where the channel receives (a Socket Mode follower: when it becomes leader),
+so it is usually loaded before the first request. Only Bolt's public modules are imported:
+the Socket Mode headers and answer its own handler uses are private, so they are built here.
+Whether Bolt is installed is still checked when the adapter is imported, so a start without
+it fails as before; one installed but not importable (a version mismatch, a sub-dependency
+missing, an import lock error) is logged at ERROR with its cause (not after the channel
+stopped), shown by the channel's health, and tried again by the next request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import ChannelError
@@ -56,9 +60,6 @@ class BoltParts:
     request_type: type[AsyncBoltRequest]
     #: HTTP mode's answer
     to_aiohttp_response: Callable[[BoltResponse], Awaitable[web.Response]]
-    #: Socket Mode's request headers and answer
-    socket_headers: Callable[[SocketModeRequest], dict[str, str | Sequence[str]] | None]
-    send_socket_response: Callable[..., Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -69,14 +70,43 @@ class LoadedBolt:
 
 def _import_bolt() -> BoltParts:
     from slack_bolt.adapter.aiohttp import to_aiohttp_response
-    from slack_bolt.adapter.socket_mode.async_internals import send_async_response
-    from slack_bolt.adapter.socket_mode.internals import build_headers
     from slack_bolt.async_app import AsyncApp
     from slack_bolt.request.async_request import AsyncBoltRequest
 
-    return BoltParts(
-        AsyncApp, AsyncBoltRequest, to_aiohttp_response, build_headers, send_async_response
-    )
+    return BoltParts(AsyncApp, AsyncBoltRequest, to_aiohttp_response)
+
+
+def socket_retry_headers(request: SocketModeRequest) -> dict[str, str | Sequence[str]] | None:
+    """A Socket Mode envelope's retry fields as the HTTP headers Bolt reads them from (as
+    Bolt's own handler does; its helper is private and missing from older versions)."""
+    headers: dict[str, str | Sequence[str]] = {}
+    if request.retry_attempt is not None:
+        headers["x-slack-retry-num"] = str(request.retry_attempt)
+    if request.retry_reason is not None:
+        headers["x-slack-retry-reason"] = request.retry_reason
+    return headers or None
+
+
+async def send_socket_response(
+    client: AsyncBaseSocketModeClient, request: SocketModeRequest, response: BoltResponse
+) -> None:
+    """Bolt's answer to an envelope, sent as Bolt's AsyncSocketModeHandler sends it (its
+    helper is private): an empty ack, a JSON payload, or text; nothing when it failed."""
+    if response.status != 200:
+        log.info("slack: a request was not handled (status %s)", response.status)
+        return
+    content_type = response.headers.get("content-type", [""])[0]
+    if not response.body:
+        answer = SocketModeResponse(envelope_id=request.envelope_id)
+    elif content_type.startswith("application/json"):
+        answer = SocketModeResponse(
+            envelope_id=request.envelope_id, payload=json.loads(response.body)
+        )
+    else:
+        answer = SocketModeResponse(
+            envelope_id=request.envelope_id, payload={"text": response.body}
+        )
+    await client.send_socket_mode_response(answer)
 
 
 class LazyBolt:
@@ -120,11 +150,10 @@ class LazyBolt:
             self.failure = None
             return
         self._importing = None  # the next request tries again
-        if self.failure is None:  # said once, not with every request that tries again
+        if self.failure is None and not self._closed:  # said once; nothing to say after stop
             log.error(
                 "slack %s: slack-bolt is installed but could not be imported (%s: %s); "
-                "requests are not answered until it imports (check the slack-bolt and "
-                "slack-sdk versions)",
+                "requests are not answered until it imports",
                 self._name,
                 type(exc).__name__,
                 exc,
@@ -153,7 +182,9 @@ async def dispatch_http(
     """A signed Events API request through the app (loaded first if need be)."""
     try:
         bolt = await lazy.app()
-    except ChannelError:  # logged and shown by health; Slack sends it again
+    except ChannelError:  # logged and shown by health
+        # Slack sends an unanswered Events API request again; a slash command or a button
+        # press is not sent again: the person sees it time out
         bolt = None
     if bolt is None:
         return web.Response(status=503, headers={"Retry-After": "1"})
@@ -197,19 +228,20 @@ class SocketReceiver:
         await self.client.close()  # type: ignore[no-untyped-call]
 
     async def _handle(self, client: AsyncBaseSocketModeClient, request: SocketModeRequest) -> None:
-        started, received_at = time.time(), asyncio.get_running_loop().time()
+        received_at = asyncio.get_running_loop().time()
         try:
             bolt = await self._bolt.app()
         except ChannelError:
-            return  # not acknowledged: Slack sends it again (the failure is logged and shown)
+            # not acknowledged (the failure is logged and shown): Slack sends an Events API
+            # envelope again; a slash command or a button press times out for the person
+            return
         if bolt is None:
             return  # stopped meanwhile: dropped unacknowledged, as a closed socket would
         parts = bolt.parts
         bolt_request = parts.request_type(
             mode="socket_mode",
             body=request.payload,
-            headers=parts.socket_headers(request),
+            headers=socket_retry_headers(request),
             context={RECEIVED_AT: received_at},
         )
-        response: Any = await bolt.app.async_dispatch(bolt_request)
-        await parts.send_socket_response(client, request, response, started)
+        await send_socket_response(client, request, await bolt.app.async_dispatch(bolt_request))

@@ -32,6 +32,7 @@ from bot.providers.base import ChatMessage, ImagePart
 from bot.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Callable
 
     from bot.config import Config
@@ -305,17 +306,22 @@ def save_in_inbox(fs: WorkspaceFS, name: str, data: bytes) -> str:
         if held is None:
             if fs.create(path, data):
                 return path
-            continue  # taken since it was looked at
-        # sizes first: the bytes are read only when they could be the same
-        if not stat.S_ISREG(held.st_mode) or held.st_size != len(data):
-            continue
-        try:
-            same = fs.read(path, 0, len(data) + 1) == (data, len(data))
-        except ToolError:  # not readable (or replaced meanwhile): not this file
-            continue
-        if same:
+            # taken since it was looked at: by the same attachment, it is this file
+            held = fs.entry(path)
+        if held is not None and _holds(fs, path, held, data):
             return path
     raise ToolError(f"{_MAX_COPIES} files named {inbox_name(name)} are in the inbox already")
+
+
+def _holds(fs: WorkspaceFS, path: str, held: os.stat_result, data: bytes) -> bool:
+    """Whether the file at `path` holds `data`; sizes first: the bytes are read only when
+    they could be the same."""
+    if not stat.S_ISREG(held.st_mode) or held.st_size != len(data):
+        return False
+    try:
+        return fs.read(path, 0, len(data) + 1) == (data, len(data))
+    except ToolError:  # not readable (or replaced meanwhile): not this file
+        return False
 
 
 async def _save(

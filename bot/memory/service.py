@@ -106,8 +106,9 @@ class MemoryService:
 
     def use(self, config: MemoryConfig) -> None:
         """Search and recall by `config` from now on, on the index as it is (which compares
-        search settings without indexing again); what `config` says of indexing and
-        embedders applies only to what is indexed later."""
+        search settings without indexing again). What `config` says of indexing and
+        embedders does not apply, not even to what is indexed later: the embedder chain is
+        chosen once, when the service is made; a restart takes a new one."""
         self.config = config
         self.retrieval.use(config)
 

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+#: why os.link can fail where a create works: the file's owner, or no hard links there
+_NO_LINK = frozenset({errno.EPERM, errno.EACCES, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
 
 
 def split_workspace_path(path: str) -> list[str]:
@@ -283,16 +285,8 @@ class WorkspaceFS:
                 raise ToolError(f"refused: {shown} is a symlink; symlinks are not followed")
             mode = stat.S_IMODE(existing.st_mode) if stat.S_ISREG(existing.st_mode) else 0o644
         tmp = f".{name[:200]}.{secrets.token_hex(4)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, mode, dir_fd=parent)
         try:
-            try:
-                os.fchmod(fd, mode)
-                self._chown(fd)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
+            self._write_new(parent, tmp, data, mode)
             if not new:
                 os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
                 return True
@@ -300,6 +294,13 @@ class WorkspaceFS:
                 os.link(tmp, name, src_dir_fd=parent, dst_dir_fd=parent, follow_symlinks=False)
             except FileExistsError:
                 return False
+            except OSError as exc:
+                # a link to a file of another owner (fs.protected_hardlinks without
+                # CAP_FOWNER), or a filesystem without hard links: the file is made in
+                # place, by a create that fails when anything is there
+                if exc.errno not in _NO_LINK:
+                    raise
+                return self._write_in_place(parent, name, data, mode)
             finally:
                 os.unlink(tmp, dir_fd=parent)
             return True
@@ -309,6 +310,33 @@ class WorkspaceFS:
             except OSError:
                 pass
             raise
+
+    def _write_new(self, parent: int, name: str, data: bytes, mode: int) -> None:
+        """Create `name` (FileExistsError when anything is there, symlinks not followed),
+        owned by the sandbox and holding `data`; not left half written when that fails."""
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, mode, dir_fd=parent)
+        try:
+            try:
+                os.fchmod(fd, mode)
+                self._chown(fd)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+        except BaseException:
+            try:
+                os.unlink(name, dir_fd=parent)
+            except OSError:
+                pass
+            raise
+
+    def _write_in_place(self, parent: int, name: str, data: bytes, mode: int) -> bool:
+        try:
+            self._write_new(parent, name, data, mode)
+        except FileExistsError:
+            return False
+        return True
 
     def _chown(self, fd: int) -> None:
         if self.owner is not None:

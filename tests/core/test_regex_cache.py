@@ -143,6 +143,21 @@ def test_a_pattern_compiled_at_a_start_warns_as_re_does_and_one_that_warns_is_no
     monkeypatch.setattr("re._compiler.compile", COMPILE)
 
 
+def test_a_warning_said_again_is_filtered_by_the_callers_module_as_re_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = code_cache.CodeCache(tmp_path / "generated.bin")
+    monkeypatch.setattr("re._compiler.compile", regex_cache.cached_compile(cache, record=True))
+    re.purge()
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("error")
+        # a filter naming the module, as `-W ignore::FutureWarning:tests.core...` does
+        warnings.filterwarnings("ignore", category=FutureWarning, module=__name__)
+        re.compile("[[:alpha:]]-by-module")  # ignored: it would raise if not
+    assert warned == []
+    monkeypatch.setattr("re._compiler.compile", COMPILE)
+
+
 def test_a_python_whose_re_differs_starts_with_res_own_compiler(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

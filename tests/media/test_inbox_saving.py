@@ -4,6 +4,7 @@ written again, and a save that lands late never replaces a file another save has
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -98,6 +99,34 @@ def test_a_save_landing_on_the_picked_name_meanwhile_is_not_written_over(
     assert (inbox / "report.pdf").read_bytes() == APRIL
     assert (inbox / "report (2).pdf").read_bytes() == MARCH
     assert sorted(p.name for p in inbox.iterdir()) == ["report (2).pdf", "report.pdf"]
+
+
+def test_the_same_attachment_saved_on_the_picked_name_meanwhile_is_that_file(
+    tmp_path: Path,
+) -> None:
+    fs = SavedMeanwhile(tmp_path, "inbox/report.pdf", MARCH)
+    assert save_in_inbox(fs, "report.pdf", MARCH) == "inbox/report.pdf"
+    assert [p.name for p in (tmp_path / "inbox").iterdir()] == ["report.pdf"]
+
+
+@pytest.mark.parametrize("refused", [errno.EPERM, errno.ENOTSUP, errno.EMLINK])
+def test_create_without_a_hard_link_makes_the_file_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refused: int
+) -> None:
+    """fs.protected_hardlinks refuses a link to a file of the sandbox's owner; some
+    filesystems have no hard links: the file is still made, and still not over another."""
+
+    def no_link(*args: object, **kwargs: object) -> None:
+        raise OSError(refused, os.strerror(refused))
+
+    monkeypatch.setattr(os, "link", no_link)
+    fs = WorkspaceFS(tmp_path, None, LIMIT)
+    assert save_in_inbox(fs, "a.txt", MARCH) == "inbox/a.txt"
+    assert not fs.create("inbox/a.txt", APRIL)
+    (tmp_path / "inbox" / "b.txt").symlink_to("a.txt")
+    assert not fs.create("inbox/b.txt", APRIL)
+    assert (tmp_path / "inbox" / "a.txt").read_bytes() == MARCH
+    assert sorted(p.name for p in (tmp_path / "inbox").iterdir()) == ["a.txt", "b.txt"]
 
 
 def test_create_writes_only_where_nothing_is(tmp_path: Path) -> None:
