@@ -46,6 +46,8 @@ MAX_PENDING_PER_CHANNEL = 100
 #: the owner let in with a pairing link, who is paired like a person on any other channel
 WEB_CHAT = "web"
 WEB_OWNER_ID = "owner"
+#: the identity channel of the operator's terminal (`decapod chat`, `decapod ask`)
+LOCAL_CONSOLE = "console"
 _WEB_GUESTS = ChannelAccessConfig(dm_policy="pairing")
 
 
@@ -117,10 +119,11 @@ class ChannelAccess:
 
     def _is_local_console(self, channel: str) -> bool:
         ch = self.config.channels.get(channel)
-        # the console is the operator's own terminal, or a channel injected by code; a name
-        # that is neither (a channel since taken out of config.toml) is nobody's console
+        # the console is the operator's own terminal, or a channel injected by code (`decapod
+        # ask`'s one-shot channel speaks as the console's person, under a name of its own); a
+        # name that is neither (a channel since taken out of config.toml) is nobody's console
         if ch is None:
-            return channel in self.running
+            return channel == LOCAL_CONSOLE or channel in self.running
         return ch.type == "console"
 
     def role_of(self, identity: Identity) -> str:
