@@ -104,6 +104,16 @@ class WebChannel(BaseChannel):
             )
         )
 
+    def resume_after(self, after: int | None, process: str | None) -> int | None:
+        """The number a page's `after` stands for here: of another process, of none (a page
+        loaded before numbers were per process sends a time and no process) or past this
+        process's last number, it is before all of this process's answers."""
+        if after is None:
+            return None
+        if process != self.process_id or not 0 <= after <= self.last_seq:
+            return 0
+        return after
+
     def attach(
         self, user_id: str, after: int | None, have: dict[str, int], process: str | None = None
     ) -> tuple[asyncio.Queue[Event], list[Event]]:
@@ -113,8 +123,7 @@ class WebChannel(BaseChannel):
         (`after` None), the answers still being written. An `after` of another `process`
         (a page open across a restart) is before all of this one's answers. Atomic: nothing
         can slip between the replay and the subscription."""
-        if after is not None and process is not None and process != self.process_id:
-            after = 0
+        after = self.resume_after(after, process)
         queue: asyncio.Queue[Event] = asyncio.Queue()
         replay: list[Event] = []
         for answer in self._answers.values():

@@ -77,6 +77,8 @@ class WebChatHub(Protocol):
         self, user_id: str, after: int | None, have: dict[str, int], process: str | None = None
     ) -> tuple[asyncio.Queue[Event], list[Event]]: ...
 
+    def resume_after(self, after: int | None, process: str | None) -> int | None: ...
+
     def detach(self, user_id: str, queue: asyncio.Queue[Event]) -> None: ...
 
 
@@ -168,9 +170,10 @@ class ChatSocket:
                 if not await peer.send({"type": "history", "items": history}):
                     return ws
             seq, ours = self.hub.last_seq, self.hub.process_id
+            resumed = self.hub.resume_after(after, process)
             queue, replay = self.hub.attach(session.user, after, have, process)
-            # a number of another process: everything up to `seq` is replayed now
-            kept = after is not None and process in (None, ours)
+            # a number not of this process: everything up to `seq` is replayed now
+            kept = resumed is not None and resumed == after and process == ours
             ready: Event = {"type": "ready", "seq": after if kept else seq, "process": ours}
             for event in [ready, *replay]:
                 if not await peer.send(event):
