@@ -371,3 +371,10 @@ def m012_job_answer(conn: Any) -> None:
     # a task's (or check-in's) answer whose sending failed: the retry sends it, and does
     # not run the task's prompt, and its tools, again
     conn.execute("ALTER TABLE jobs ADD COLUMN answer TEXT")
+
+
+@migration
+def m013_web_message_answer(conn: Any) -> None:
+    # the id a message sent to the web chat outside a turn was streamed under: the history
+    # says it, so a page that shows it there does not take it again on a reconnect
+    conn.execute("ALTER TABLE web_messages ADD COLUMN answer_id TEXT NOT NULL DEFAULT ''")

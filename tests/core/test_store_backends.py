@@ -279,9 +279,10 @@ async def test_usage_panel_and_web_ui_queries(store: Store) -> None:
     await web.add_session("key", WebSessionRow("ann", "Ann", "owner", "x", 4e9), keep=5)
     found = await web.session("key")
     assert found is not None and found.user == "ann"
-    await web.remember("c:u", "a reminder")
+    await web.remember("c:u", "a reminder", "answer-1")
     history = await web.history("c:u", "c:u", 10)
-    assert history[-1] == ("assistant", "a reminder") and ("user", "hi") in history
+    assert history[-1] == ("assistant", "a reminder", "answer-1")
+    assert ("user", "hi", "") in history
     await web.add_passkey("cred", b"\x00\x01", 0)
     await web.add_passkey("cred", b"\x00\x02", 1)  # replaced
     [key] = await web.passkeys()
