@@ -78,19 +78,18 @@ async def test_a_page_of_the_version_before_gets_what_it_missed(
     number (microseconds, far past any number here): it is treated as from another process,
     gets what it missed, and is given this process's number to say next time."""
     config = gateway_config(make_config, fake_llm)
-    async with client() as http:
-        async with Gateway(config) as gw:
-            await set_up(http, gw)
-            base = base_url(gw)
-            async with http.get(base + "/") as resp:
-                csrf = page_csrf(await resp.text())
-            web = gw.channels["web"]
-            conversation = Conversation("web", "owner", ConversationKind.DM)
-            sent = await web.send(OutboundMessage(conversation, "⏰ feed the cat"))
-            ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
-            await ws.send_json({"type": "hello", "after": 1_800_000_000_000_000, "have": {}})
-            events = await _until(ws, "done")
-            await ws.close()
+    async with client() as http, Gateway(config) as gw:
+        await set_up(http, gw)
+        base = base_url(gw)
+        async with http.get(base + "/") as resp:
+            csrf = page_csrf(await resp.text())
+        web = gw.channels["web"]
+        conversation = Conversation("web", "owner", ConversationKind.DM)
+        sent = await web.send(OutboundMessage(conversation, "⏰ feed the cat"))
+        ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
+        await ws.send_json({"type": "hello", "after": 1_800_000_000_000_000, "have": {}})
+        events = await _until(ws, "done")
+        await ws.close()
     ready = next(e for e in events if e["type"] == "ready")
     assert ready["seq"] == 1
     assert ready["process"] == web.process_id
@@ -105,40 +104,39 @@ async def test_the_history_names_its_answers_so_a_page_takes_none_twice(
     gave, and gets none of their text again."""
     config = gateway_config(make_config, fake_llm)
     fake_llm.push(Reply(text="First answer."))
-    async with client() as http:
-        async with Gateway(config) as gw:
-            await set_up(http, gw)
-            base = base_url(gw)
-            async with http.get(base + "/") as resp:
-                csrf = page_csrf(await resp.text())
-            ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
-            await ws.send_json({"type": "hello", "after": None, "have": {}})
-            await _until(ws, "ready")
-            await ws.send_json({"type": "send", "id": "first-000001", "text": "hi"})
-            await _until(ws, "done")
-            await ws.close()
-            web = gw.channels["web"]
-            conversation = Conversation("web", "owner", ConversationKind.DM)
-            sent = await web.send(OutboundMessage(conversation, "⏰ feed the cat"))
-            # a fresh page: both answers come in the history
-            ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
-            await ws.send_json({"type": "hello", "after": None, "have": {}})
-            history = (await _until(ws, "history"))[-1]["items"]
-            await ws.close()
-            answers = [item for item in history if item["role"] == "assistant"]
-            assert [(a["id"], a["text"]) for a in answers] == [
-                ("first-000001", "First answer."),
-                (sent.message_id, "⏰ feed the cat"),
-            ]
-            assert ["id" in item for item in history if item["role"] == "user"] == [False]
-            # back with a number of another process: everything buffered is news, but what
-            # the page has from the history is said as had
-            have = {a["id"]: len(a["text"]) for a in answers}
-            ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
-            hello = {"type": "hello", "after": 5, "process": "another", "have": have}
-            await ws.send_json(hello)
-            events = await _until(ws, "ready")
-            while len([e for e in events if e["type"] == "done"]) < 2:
-                events += await _until(ws, "done")
-            await ws.close()
+    async with client() as http, Gateway(config) as gw:
+        await set_up(http, gw)
+        base = base_url(gw)
+        async with http.get(base + "/") as resp:
+            csrf = page_csrf(await resp.text())
+        ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
+        await ws.send_json({"type": "hello", "after": None, "have": {}})
+        await _until(ws, "ready")
+        await ws.send_json({"type": "send", "id": "first-000001", "text": "hi"})
+        await _until(ws, "done")
+        await ws.close()
+        web = gw.channels["web"]
+        conversation = Conversation("web", "owner", ConversationKind.DM)
+        sent = await web.send(OutboundMessage(conversation, "⏰ feed the cat"))
+        # a fresh page: both answers come in the history
+        ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
+        await ws.send_json({"type": "hello", "after": None, "have": {}})
+        history = (await _until(ws, "history"))[-1]["items"]
+        await ws.close()
+        answers = [item for item in history if item["role"] == "assistant"]
+        assert [(a["id"], a["text"]) for a in answers] == [
+            ("first-000001", "First answer."),
+            (sent.message_id, "⏰ feed the cat"),
+        ]
+        assert ["id" in item for item in history if item["role"] == "user"] == [False]
+        # back with a number of another process: everything buffered is news, but what
+        # the page has from the history is said as had
+        have = {a["id"]: len(a["text"]) for a in answers}
+        ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
+        hello = {"type": "hello", "after": 5, "process": "another", "have": have}
+        await ws.send_json(hello)
+        events = await _until(ws, "ready")
+        while len([e for e in events if e["type"] == "done"]) < 2:
+            events += await _until(ws, "done")
+        await ws.close()
     assert [e for e in events if e["type"] == "delta"] == []
