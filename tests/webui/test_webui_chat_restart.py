@@ -14,6 +14,22 @@ from tests.webui.conftest import base_url, client, gateway_config, page_csrf, se
 from tests.webui.test_webui_chat import _text, _until
 
 
+async def _first_answer(http: Any, gw: Gateway) -> tuple[str, str]:
+    """Set up, and have "hi" (sent as first-000001) answered; the base URL and the page's
+    token."""
+    await set_up(http, gw)
+    base = base_url(gw)
+    async with http.get(base + "/") as resp:
+        csrf = page_csrf(await resp.text())
+    ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
+    await ws.send_json({"type": "hello", "after": None, "have": {}})
+    await _until(ws, "ready")
+    await ws.send_json({"type": "send", "id": "first-000001", "text": "hi"})
+    await _until(ws, "done")
+    await ws.close()
+    return base, csrf
+
+
 async def test_a_page_open_across_a_restart_gets_what_the_new_process_sent(
     make_config: Any, fake_llm: FakeLLM
 ) -> None:
@@ -23,16 +39,7 @@ async def test_a_page_open_across_a_restart_gets_what_the_new_process_sent(
     fake_llm.push(Reply(text="First answer."))
     async with client() as http:
         async with Gateway(config) as gw:
-            await set_up(http, gw)
-            base = base_url(gw)
-            async with http.get(base + "/") as resp:
-                csrf = page_csrf(await resp.text())
-            ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
-            await ws.send_json({"type": "hello", "after": None, "have": {}})
-            await _until(ws, "ready")
-            await ws.send_json({"type": "send", "id": "first-000001", "text": "hi"})
-            await _until(ws, "done")
-            await ws.close()
+            base, csrf = await _first_answer(http, gw)
             # the page the owner keeps open: loaded once that answer was there
             ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
             await ws.send_json({"type": "hello", "after": None, "have": {}})
@@ -105,16 +112,7 @@ async def test_the_history_names_its_answers_so_a_page_takes_none_twice(
     config = gateway_config(make_config, fake_llm)
     fake_llm.push(Reply(text="First answer."))
     async with client() as http, Gateway(config) as gw:
-        await set_up(http, gw)
-        base = base_url(gw)
-        async with http.get(base + "/") as resp:
-            csrf = page_csrf(await resp.text())
-        ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
-        await ws.send_json({"type": "hello", "after": None, "have": {}})
-        await _until(ws, "ready")
-        await ws.send_json({"type": "send", "id": "first-000001", "text": "hi"})
-        await _until(ws, "done")
-        await ws.close()
+        base, csrf = await _first_answer(http, gw)
         web = gw.channels["web"]
         conversation = Conversation("web", "owner", ConversationKind.DM)
         sent = await web.send(OutboundMessage(conversation, "⏰ feed the cat"))
