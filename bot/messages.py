@@ -124,6 +124,22 @@ class Command:
         return cls(name.lower(), rest.strip())
 
 
+def _command_dict(command: Command) -> dict[str, Any]:
+    # `chat_if_unknown` only when set: a replica of the version before, during a rolling
+    # upgrade, makes a Command of this dict and knows no such field
+    stored: dict[str, Any] = {"name": command.name, "args": command.args}
+    if command.chat_if_unknown:
+        stored["chat_if_unknown"] = True
+    return stored
+
+
+def _command_of(stored: dict[str, Any]) -> Command:
+    # field by field: a key a newer version added is left out, not a TypeError
+    return Command(
+        stored["name"], stored.get("args", ""), bool(stored.get("chat_if_unknown", False))
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
     """One message from a person. `id` is the platform's delivery id, unique per channel."""
@@ -165,13 +181,7 @@ class InboundMessage:
             },
             "text": self.text,
             "parts": tuple(asdict(p) for p in self.parts),
-            "command": None
-            if command is None
-            else {
-                "name": command.name,
-                "args": command.args,
-                "chat_if_unknown": command.chat_if_unknown,
-            },
+            "command": None if command is None else _command_dict(command),
             "mentioned": self.mentioned,
             "reply_to": self.reply_to,
             "platform_message_id": self.platform_message_id,
@@ -190,7 +200,7 @@ class InboundMessage:
             conversation=Conversation(**conv),
             text=data.get("text", ""),
             parts=tuple(Attachment(**p) for p in data.get("parts", ())),
-            command=Command(**command) if command else None,
+            command=_command_of(command) if command else None,
             mentioned=data.get("mentioned", False),
             reply_to=data.get("reply_to"),
             platform_message_id=data.get("platform_message_id"),

@@ -112,7 +112,9 @@ class Normalizer:
         """A command typed as text (a shared file's comment: Slack's composer takes a leading
         "/" for its own slash commands). `/decapod ask ...` reads as the slash command does;
         `/remind ...` as on the other platforms. A "/word" that is no command is chat: the
-        composer answers a mistyped slash command itself, so "/tmp is full" here is text."""
+        composer answers a mistyped slash command itself, so "/tmp is full" here is text.
+        `names` are the subcommands offered to the channel, as the slash command has them (a
+        command that joins in the warm-up is a question until then, docs/channels/slack.md)."""
         head, *tail = text.split(None, 1) or [""]
         if head.lower() == self.slash_command.lower():
             split = split_subcommand(tail[0] if tail else "", names)

@@ -42,7 +42,7 @@ class WebOutbox(Protocol):
     """Where a message sent outside a turn (a reminder, a notice) is kept, so a page opened
     later shows it in the history: turns are in the session, these are not."""
 
-    async def remember(self, chat_id: str, text: str) -> None: ...
+    async def remember(self, chat_id: str, text: str, answer_id: str) -> None: ...
 
 
 class WebUploads(Protocol):
@@ -104,6 +104,16 @@ class WebChannel(BaseChannel):
             )
         )
 
+    def resume_after(self, after: int | None, process: str | None) -> int | None:
+        """The number a page's `after` stands for here: of another process, of none (a page
+        loaded before numbers were per process sends a time and no process) or past this
+        process's last number, it is before all of this process's answers."""
+        if after is None:
+            return None
+        if process != self.process_id or not 0 <= after <= self.last_seq:
+            return 0
+        return after
+
     def attach(
         self, user_id: str, after: int | None, have: dict[str, int], process: str | None = None
     ) -> tuple[asyncio.Queue[Event], list[Event]]:
@@ -113,8 +123,7 @@ class WebChannel(BaseChannel):
         (`after` None), the answers still being written. An `after` of another `process`
         (a page open across a restart) is before all of this one's answers. Atomic: nothing
         can slip between the replay and the subscription."""
-        if after is not None and process is not None and process != self.process_id:
-            after = 0
+        after = self.resume_after(after, process)
         queue: asyncio.Queue[Event] = asyncio.Queue()
         replay: list[Event] = []
         for answer in self._answers.values():
@@ -151,9 +160,11 @@ class WebChannel(BaseChannel):
         return await self.uploads.read(attachment, max_bytes)
 
     async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
+        answer_id = self._answer_id(message)
         if not message.reply_to and self.outbox is not None:
-            await self.outbox.remember(message.conversation.chat_id, text)
-        answer = self._new_answer(message)
+            # kept with its id: a page that shows it from the history does not take it again
+            await self.outbox.remember(message.conversation.chat_id, text, answer_id)
+        answer = self._new_answer(message, answer_id)
         self._append(answer, text)
         self._finish(answer)
         return SentRef(message.conversation, answer.id)
@@ -164,7 +175,7 @@ class WebChannel(BaseChannel):
         deltas: AsyncIterator[str],
         progress: ReplyProgress | None = None,
     ) -> list[SentRef]:
-        answer = self._new_answer(template)
+        answer = self._new_answer(template, self._answer_id(template))
         refs = [SentRef(template.conversation, answer.id)]
         try:
             async for delta in deltas:
@@ -176,9 +187,14 @@ class WebChannel(BaseChannel):
             self._finish(answer)
         return refs
 
-    def _new_answer(self, message: OutboundMessage) -> _Answer:
+    def _answer_id(self, message: OutboundMessage) -> str:
+        """An answer is known by the id of the message it answers (the history says it
+        too), unless that message has one already."""
         reply_to = message.reply_to or ""
-        answer_id = reply_to if reply_to and reply_to not in self._answers else uuid.uuid4().hex
+        return reply_to if reply_to and reply_to not in self._answers else uuid.uuid4().hex
+
+    def _new_answer(self, message: OutboundMessage, answer_id: str) -> _Answer:
+        reply_to = message.reply_to or ""
         seq = next(self._seq)
         self.last_seq = seq
         answer = _Answer(answer_id, message.conversation.chat_id, reply_to, seq)

@@ -19,7 +19,7 @@ from bot.scheduler import text as texts
 from bot.scheduler.notices import pause_refused
 from bot.scheduler.ports import NotAllowedNow, ScheduleError
 from bot.scheduler.timing import following
-from bot.store.jobs import Job, JobKind
+from bot.store.jobs import SKIPPED_NOT_ALLOWED, Job, JobKind
 from bot.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -149,11 +149,15 @@ class JobDelivery:
         s = self.scheduler
         nxt = following(job, due)
         log.info("job %s skipped: %s", job.id, exc)
+        # through the claim, as any end of a delivery: a job cancelled or taken over
+        # meanwhile is left as it is now
         if nxt is None:
-            await s.jobs.cancel(job.id, None, s.clock())
+            done = await s.jobs.cancel_claimed(job, error=SKIPPED_NOT_ALLOWED, now=s.clock())
         else:
-            await s.jobs.release(job, due=nxt, now=s.clock())
+            done = await s.jobs.skip(job, due=nxt, now=s.clock())
             s.wake()  # to arm for its next time
+        if not done:
+            log.warning("job %s changed while it was skipped (cancelled?)", job.id)
 
     async def _run_checkin(self, job: Job) -> str | None:
         checkins = self.scheduler.checkins

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from bot.messages import Conversation, ConversationKind
 from bot.scheduler.timing import describe_repeat, format_local, human_duration
-from bot.store.jobs import Job, JobKind, JobStatus, Miss
+from bot.store.jobs import SKIPPED_NOT_ALLOWED, Job, JobKind, JobStatus, Miss
 
 REMINDER_MARK = "⏰"
 
@@ -50,6 +50,9 @@ def describe_job(job: Job) -> str:
         parts.append(repeat)
     if job.status is JobStatus.PAUSED:
         parts.append(f"PAUSED: {job.last_error or 'delivery failed'}")
+    elif job.last_error == SKIPPED_NOT_ALLOWED:
+        # it still looks active: say that it did not run, and why
+        parts.append("skipped last time: you may not be answered there now")
     what = _kind_prefix(job) + _clip(job.text)
     return " · ".join([*parts, what])
 

@@ -24,6 +24,10 @@ class JobStatus(StrEnum):
     PAUSED = "paused"
 
 
+#: the last error of a job whose last run was skipped: its person may not be answered where
+#: it delivers (a revoked pairing); it runs again at its next time once they are
+SKIPPED_NOT_ALLOWED = "skipped: not allowed"
+
 #: statuses a person still sees in their list and may cancel
 OPEN_STATUSES = (JobStatus.PENDING, JobStatus.SENDING, JobStatus.PAUSED)
 

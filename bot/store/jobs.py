@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from bot.messages import Conversation, ConversationKind
 from bot.store.job_model import (
     OPEN_STATUSES,
+    SKIPPED_NOT_ALLOWED,
     ActiveJobLimit,
     Job,
     JobKind,
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 # the job model lives in bot/store/job_model.py; its names stay importable from here
 __all__ = [
     "OPEN_STATUSES",
+    "SKIPPED_NOT_ALLOWED",
     "ActiveJobLimit",
     "Job",
     "JobKind",
@@ -275,6 +277,32 @@ class JobRepo:
                     "attempt = attempt - 1, lease_until = NULL, updated_at = :now "
                     f"WHERE {_HELD}",
                     {"due": due, "now": now, **_held(job)},
+                ).rowcount
+            )
+        )
+
+    async def skip(self, job: Job, *, due: float, now: float) -> bool:
+        """Give a claimed job back for `due` without running it: its person may not be
+        answered there now. Its tries start over, and its listing says it was skipped."""
+        return await self.store.write(
+            lambda c: bool(
+                c.execute(
+                    "UPDATE jobs SET status = 'pending', due_at = :due, run_at = :due, "
+                    "attempt = 0, lease_until = NULL, last_error = :error, answer = NULL, "
+                    f"updated_at = :now WHERE {_HELD}",
+                    {"due": due, "error": SKIPPED_NOT_ALLOWED, "now": now, **_held(job)},
+                ).rowcount
+            )
+        )
+
+    async def cancel_claimed(self, job: Job, *, error: str, now: float) -> bool:
+        """Cancel a claimed job, saying why; False when the claim was lost meanwhile."""
+        return await self._durable_write(
+            lambda c: bool(
+                c.execute(
+                    "UPDATE jobs SET status = 'cancelled', lease_until = NULL, "
+                    f"last_error = :error, answer = NULL, updated_at = :now WHERE {_HELD}",
+                    {"error": error[:500], "now": now, **_held(job)},
                 ).rowcount
             )
         )

@@ -74,37 +74,44 @@ class WebUIRepo:
         return await self.store.write(op)
 
     # the chat's history ----------------------------------------------------------------------
-    async def remember(self, chat_id: str, text: str) -> None:
+    async def remember(self, chat_id: str, text: str, answer_id: str) -> None:
         now = time.time()
         await self.store.write(
             lambda c: c.execute(
-                "INSERT INTO web_messages (chat_id, text, created_at) VALUES (?, ?, ?)",
-                (chat_id, text, now),
+                "INSERT INTO web_messages (chat_id, text, created_at, answer_id) "
+                "VALUES (?, ?, ?, ?)",
+                (chat_id, text, now, answer_id),
             )
         )
 
-    async def history(self, session_key: str, chat_id: str, limit: int) -> list[tuple[str, str]]:
-        """(role, text) of the newest messages of the session's current generation, oldest
-        first: its user and assistant turns, and what was sent to the chat outside a turn."""
+    async def history(
+        self, session_key: str, chat_id: str, limit: int
+    ) -> list[tuple[str, str, str]]:
+        """(role, text, answer id) of the newest messages of the session's current
+        generation, oldest first: its user and assistant turns, and what was sent to the chat
+        outside a turn. An answer's id is the one the chat streamed it under (the id of the
+        message it answers, channels/web.py); '' for the person's own messages."""
 
-        def op(conn: Conn) -> list[tuple[str, str]]:
+        def op(conn: Conn) -> list[tuple[str, str, str]]:
             session = conn.execute(
                 "SELECT id, created_at FROM sessions WHERE key = ? ORDER BY id DESC LIMIT 1",
                 (session_key,),
             ).fetchone()
             session_id, since = session if session else (None, 0.0)
             rows = conn.execute(
-                """SELECT role, text FROM (
-                     SELECT t.role AS role, t.content AS text, t.created_at AS at, t.id AS n
+                """SELECT role, text, answer FROM (
+                     SELECT t.role AS role, t.content AS text, t.created_at AS at, t.id AS n,
+                            t.turn_id AS answer
                        FROM turns t WHERE t.session_id = ?
                        AND t.role IN ('user', 'assistant') AND t.content != ''
                      UNION ALL
-                     SELECT 'assistant', m.text, m.created_at, m.id FROM web_messages m
+                     SELECT 'assistant', m.text, m.created_at, m.id, m.answer_id
+                       FROM web_messages m
                        WHERE m.chat_id = ? AND m.created_at >= ?) AS said
                    ORDER BY at DESC, n DESC LIMIT ?""",
                 (session_id, chat_id, since, limit),
             ).fetchall()
-            return [(r[0], r[1]) for r in reversed(rows)]
+            return [_history_item(r[0], r[1], r[2], chat_id) for r in reversed(rows)]
 
         return await self.store.read(op)
 
@@ -201,3 +208,14 @@ class WebUIRepo:
             return bool(cur.rowcount)
 
         return await self.store.write(op)
+
+
+def _history_item(role: str, text: str, answer: str, chat_id: str) -> tuple[str, str, str]:
+    # a turn's id is "web:<person>:<the page's message id>", and its answer was streamed
+    # under that message id; a message sent outside a turn keeps its own
+    turn_of = f"web:{chat_id}:"
+    if role != "assistant":
+        answer = ""
+    elif answer.startswith(turn_of):
+        answer = answer[len(turn_of) :]
+    return role, text, answer

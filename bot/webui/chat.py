@@ -4,8 +4,11 @@ The page opens `/ws?csrf=<the session's token>` (browsers cannot set headers on 
 and a foreign page cannot read the token) and first says hello:
 `{"type": "hello", "after": <seq of its first connection or null>, "process": <the process
 that seq is from>, "have": {answer id: chars}}`. A fresh page (`after` null) gets the
-session's history; every page then gets what it missed (see channels/web.py), and `ready`
-gives it the seq and process to say next time (new ones after a restart).
+session's history (each answer with the id it was streamed under, so the page says it as
+had); every page then gets what it missed (see channels/web.py), and `ready` gives it the
+seq and process to say next time (new ones after a restart). A hello with no process (a
+page of the version before) or a seq past this process's last is of another process.
+An error that says `"wait": true` is a message waiting for storage: its ack follows.
 `{"type": "send", "id": <client id>, "text": ...}` is acknowledged once stored; a page
 re-sends what was not acknowledged, under the same id, after a reconnect.
 
@@ -76,6 +79,8 @@ class WebChatHub(Protocol):
     def attach(
         self, user_id: str, after: int | None, have: dict[str, int], process: str | None = None
     ) -> tuple[asyncio.Queue[Event], list[Event]]: ...
+
+    def resume_after(self, after: int | None, process: str | None) -> int | None: ...
 
     def detach(self, user_id: str, queue: asyncio.Queue[Event]) -> None: ...
 
@@ -168,9 +173,10 @@ class ChatSocket:
                 if not await peer.send({"type": "history", "items": history}):
                     return ws
             seq, ours = self.hub.last_seq, self.hub.process_id
+            resumed = self.hub.resume_after(after, process)
             queue, replay = self.hub.attach(session.user, after, have, process)
-            # a number of another process: everything up to `seq` is replayed now
-            kept = after is not None and process in (None, ours)
+            # a number not of this process: everything up to `seq` is replayed now
+            kept = resumed is not None and resumed == after and process == ours
             ready: Event = {"type": "ready", "seq": after if kept else seq, "process": ours}
             for event in [ready, *replay]:
                 if not await peer.send(event):
@@ -211,7 +217,11 @@ class ChatSocket:
     async def _history(self, session: WebSession) -> list[Event]:
         key = Conversation("web", session.user, ConversationKind.DM).session_key
         rows = await self.ui.auth.repo.history(key, session.user, HISTORY_MESSAGES)
-        return [{"role": role, "text": text} for role, text in rows]
+        # an answer says its id: a page then takes it as had, should another process replay it
+        return [
+            {"role": role, "text": text, **({"id": answer} if answer else {})}
+            for role, text, answer in rows
+        ]
 
     async def _read(
         self,
@@ -283,7 +293,8 @@ class ChatSocket:
                         f"Storage is {exc.reason}: your message waits, and is sent once it "
                         "can be saved."
                     )
-                    queue.put_nowait({"type": "error", "id": client_id, "text": waits})
+                    wait = {"type": "error", "id": client_id, "text": waits, "wait": True}
+                    queue.put_nowait(wait)
             await asyncio.sleep(pause)
             transport = request.transport
             if ws.closed or transport is None or transport.is_closing():

@@ -18,6 +18,7 @@ from bot.providers.base import ChatRequest, ToolCall
 from bot.providers.testing import FunctionProvider, estimate_tokens
 from bot.scheduler.config import CheckinConfig
 from bot.scheduler.service import Scheduler
+from bot.scheduler.text import describe_job
 from bot.store.jobs import Job, JobKind, JobStatus
 from tests.fakes.channel import RecordingChannel
 from tests.fakes.llm import FakeLLM, Reply
@@ -341,6 +342,10 @@ async def test_a_person_no_longer_allowed_gets_no_checkin_until_allowed_again(
         job = await _checkin_job(gw)
         assert job.status is JobStatus.PENDING and job.due_at == _START + 30 * 60 + 86400
         assert model.requests == [] and len(channel.texts()) == 1
+        # its tries start over, and its listing says it did not run
+        assert job.attempt == 0 and job.last_error == "skipped: not allowed"
+        listed = describe_job(job)
+        assert "skipped last time" in listed and "PAUSED" not in listed
 
         code = await gw.store.access.issue_code("EFGH2345", "tg", "u1", "U1", 3600, 10)
         assert code is not None and await gw.store.access.approve(code.code, "owner")
@@ -349,3 +354,4 @@ async def test_a_person_no_longer_allowed_gets_no_checkin_until_allowed_again(
         await channel.wait_for_messages(2)
         assert channel.texts()[1] == "Your dentist appointment is at 10:00 today."
         assert len(model.requests) == 1
+        assert (await _checkin_job(gw)).last_error is None

@@ -211,6 +211,59 @@ async def test_a_claimed_job_is_given_back_or_found_cancelled(store: Store) -> N
     assert not await jobs.holds(again)
 
 
+async def test_a_job_skipped_for_its_person_says_so_and_only_through_its_claim(
+    store: Store,
+) -> None:
+    """Its person may not be answered now: a repeating job waits for its next time with its
+    tries started over and the reason kept; a one-shot one is cancelled, saying why. Either
+    only while the claim holds (not a job cancelled or taken over meanwhile)."""
+    now = time.time()
+    jobs = JobRepo(store)
+    await jobs.insert(_job("repeats", now - 100), max_active=10)
+    [claimed] = await jobs.claim_due(now, now + 60, limit=10, overdue_before=0, busy=())
+    assert await jobs.skip(claimed, due=now + 3600, now=now)
+    assert not await jobs.skip(claimed, due=now + 3600, now=now)  # the claim is gone
+    [kept] = await jobs.listing(include_closed=True)
+    assert (kept.status, kept.attempt, kept.due_at) == (JobStatus.PENDING, 0, now + 3600)
+    assert kept.last_error == "skipped: not allowed"
+    [again] = await jobs.claim_due(now + 3601, now + 3700, limit=10, overdue_before=0, busy=())
+    assert await jobs.cancel(again.id, "p1", now)
+    assert not await jobs.cancel_claimed(again, error="skipped: not allowed", now=now)
+    once = await jobs.insert(_job("once", now + 4000), max_active=10)
+    [claimed] = await jobs.claim_due(now + 4001, now + 4100, limit=10, overdue_before=0, busy=())
+    assert claimed.id == once.id
+    assert await jobs.cancel_claimed(claimed, error="skipped: not allowed", now=now)
+    closed = {j.id: j for j in await jobs.listing(include_closed=True)}[once.id]
+    assert (closed.status, closed.last_error) == (JobStatus.CANCELLED, "skipped: not allowed")
+
+
+async def test_jobs_the_version_before_paused_for_a_person_not_allowed_go_on(
+    new_store: StoreFactory,
+) -> None:
+    """That version paused them for good; migrated, they are due again (run if allowed by
+    then, skipped if not), and a job paused for another reason stays paused."""
+    now = time.time()
+    async with new_store() as store:
+        jobs = JobRepo(store)
+        ids = []
+        for error in ("DeliveryRefused: no longer allowed", "ConversationGone: chat not found"):
+            job = await jobs.insert(_job(error, now - 100), max_active=10)
+            [claimed] = await jobs.claim_due(now, now + 60, limit=10, overdue_before=0, busy=())
+            assert await jobs.pause(claimed, error=error, now=now)
+            ids.append(job.id)
+
+        def before(conn: Any) -> None:
+            conn.execute("DELETE FROM _migrations WHERE name = 'm014_unpause_not_allowed'")
+
+        await store.write(before)
+    async with new_store() as store:
+        found = {j.id: j for j in await JobRepo(store).listing(include_closed=True)}
+    allowed_again, gone = found[ids[0]], found[ids[1]]
+    assert (allowed_again.status, allowed_again.last_error) == (JobStatus.PENDING, None)
+    assert allowed_again.run_at == allowed_again.due_at and allowed_again.attempt == 0
+    assert gone.status is JobStatus.PAUSED
+
+
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
@@ -279,9 +332,10 @@ async def test_usage_panel_and_web_ui_queries(store: Store) -> None:
     await web.add_session("key", WebSessionRow("ann", "Ann", "owner", "x", 4e9), keep=5)
     found = await web.session("key")
     assert found is not None and found.user == "ann"
-    await web.remember("c:u", "a reminder")
+    await web.remember("c:u", "a reminder", "answer-1")
     history = await web.history("c:u", "c:u", 10)
-    assert history[-1] == ("assistant", "a reminder") and ("user", "hi") in history
+    assert history[-1] == ("assistant", "a reminder", "answer-1")
+    assert ("user", "hi", "") in history
     await web.add_passkey("cred", b"\x00\x01", 0)
     await web.add_passkey("cred", b"\x00\x02", 1)  # replaced
     [key] = await web.passkeys()

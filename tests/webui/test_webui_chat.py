@@ -66,7 +66,7 @@ async def test_an_answer_streams_and_joins_the_history(
     history = (await _until(ws, "ready"))[0]
     assert history["items"] == [
         {"role": "user", "text": "hi"},
-        {"role": "assistant", "text": "Hello **there**, owner."},
+        {"role": "assistant", "text": "Hello **there**, owner.", "id": "msg-00000001"},
     ]
     await ws.close()
 

@@ -73,6 +73,7 @@ async def test_a_chat_message_sent_while_storage_refuses_writes_is_answered_once
             await ws.send_json({"type": "send", "id": "wait-0000001", "text": "note this"})
             said = await _until(ws, "error")
             assert said[-1]["id"] == "wait-0000001" and "busy" in said[-1]["text"]
+            assert said[-1]["wait"] is True  # the page keeps its note until the ack
         finally:
             holder.execute("ROLLBACK")
             holder.close()

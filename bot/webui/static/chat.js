@@ -149,6 +149,16 @@
     return a;
   }
 
+  // a history item: an answer is known by its id, so a reconnect that replays it (another
+  // server process has it buffered) does not show it twice
+  function shownBefore(item) {
+    const el = bubble(item.role === "user" ? "user" : "assistant", item.text);
+    if (item.role === "user" || !item.id) return;
+    el.dataset.answer = item.id;
+    const before = answers.get(item.id);
+    answers.set(item.id, { el: el, text: (before ? before.text : "") + item.text, done: true });
+  }
+
   function onDelta(event) {
     const a = answer(event);
     const end = event.at + event.text.length;
@@ -186,7 +196,7 @@
       try { event = JSON.parse(msg.data); } catch (e) { return; }
       switch (event.type) {
         case "history":
-          event.items.forEach((item) => bubble(item.role === "user" ? "user" : "assistant", item.text));
+          event.items.forEach(shownBefore);
           break;
         case "ready":
           if (after === null || event.process !== process) {
@@ -204,7 +214,9 @@
           if (waiting.delete(event.id) && waiting.size === 0) setStatus("connected", true);
           break;
         case "error":
-          if (unacked.has(event.id)) waiting.add(event.id);
+          // only a message that waits for storage is sent once it can be: its note clears
+          // at the ack; a refused one (an unknown file, too many) is never acknowledged
+          if (event.wait && unacked.has(event.id)) waiting.add(event.id);
           setStatus(event.text, false);
           break;
       }
