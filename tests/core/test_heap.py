@@ -55,6 +55,7 @@ def test_run_settles_the_heap_a_little_after_the_gateway_is_up_not_before_it_ans
         "seen = {}\n"
         "class Gateway:\n"
         "    http = None\n"
+        "    channels = {}\n"
         "    def __init__(self, config): pass\n"
         "    async def __aenter__(self): return self\n"
         "    async def __aexit__(self, *exc): return None\n"
