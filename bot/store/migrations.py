@@ -378,16 +378,3 @@ def m013_web_message_answer(conn: Any) -> None:
     # the id a message sent to the web chat outside a turn was streamed under: the history
     # says it, so a page that shows it there does not take it again on a reconnect
     conn.execute("ALTER TABLE web_messages ADD COLUMN answer_id TEXT NOT NULL DEFAULT ''")
-
-
-@migration
-def m014_unpause_not_allowed(conn: Any) -> None:
-    # the version before paused a task or check-in whose person was no longer allowed, for
-    # good; now such a run is skipped and the job goes on: due again, it runs if they are
-    # allowed by then, and is skipped (a one-shot one cancelled) if not
-    conn.execute(
-        "UPDATE jobs SET status = 'pending', run_at = due_at, attempt = 0, lease_until = NULL, "
-        "last_error = NULL, answer = NULL, updated_at = ? "
-        "WHERE status = 'paused' AND last_error = 'DeliveryRefused: no longer allowed'",
-        (time.time(),),
-    )

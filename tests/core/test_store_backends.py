@@ -237,33 +237,6 @@ async def test_a_job_skipped_for_its_person_says_so_and_only_through_its_claim(
     assert (closed.status, closed.last_error) == (JobStatus.CANCELLED, "skipped: not allowed")
 
 
-async def test_jobs_the_version_before_paused_for_a_person_not_allowed_go_on(
-    new_store: StoreFactory,
-) -> None:
-    """That version paused them for good; migrated, they are due again (run if allowed by
-    then, skipped if not), and a job paused for another reason stays paused."""
-    now = time.time()
-    async with new_store() as store:
-        jobs = JobRepo(store)
-        ids = []
-        for error in ("DeliveryRefused: no longer allowed", "ConversationGone: chat not found"):
-            job = await jobs.insert(_job(error, now - 100), max_active=10)
-            [claimed] = await jobs.claim_due(now, now + 60, limit=10, overdue_before=0, busy=())
-            assert await jobs.pause(claimed, error=error, now=now)
-            ids.append(job.id)
-
-        def before(conn: Any) -> None:
-            conn.execute("DELETE FROM _migrations WHERE name = 'm014_unpause_not_allowed'")
-
-        await store.write(before)
-    async with new_store() as store:
-        found = {j.id: j for j in await JobRepo(store).listing(include_closed=True)}
-    allowed_again, gone = found[ids[0]], found[ids[1]]
-    assert (allowed_again.status, allowed_again.last_error) == (JobStatus.PENDING, None)
-    assert allowed_again.run_at == allowed_again.due_at and allowed_again.attempt == 0
-    assert gone.status is JobStatus.PAUSED
-
-
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
