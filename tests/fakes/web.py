@@ -164,6 +164,10 @@ class FakePages(_Server):
             "/cp1251-header": (cp1251_html(), f"{html}; charset=windows-1251"),
             "/json": (json.dumps({"answer": 42, "crab": "hermit"}).encode(), "application/json"),
             "/text": ("plain words, café\n".encode(), "text/plain; charset=utf-8"),
+            # charsets naming codecs that are not text encodings
+            "/html-base64": (ARTICLE_HTML.encode(), f"{html}; charset=base64"),
+            "/text-rot13": ("plain words, café\n".encode(), "text/plain; charset=rot13"),
+            "/json-zlib": (json.dumps({"answer": 42}).encode(), "application/json; charset=zlib"),
             "/pdf": (minimal_pdf("Crabs in a PDF document"), "application/pdf"),
             # a content stream with a filter no reader knows: pypdf raises NotImplementedError
             "/damaged.pdf": (
