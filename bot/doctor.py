@@ -40,8 +40,22 @@ async def check_storage(config: Config) -> list[Check]:
         return checks
     try:
         async with Store(config.db_path) as store:
-            await store.read(lambda c: c.execute("PRAGMA quick_check").fetchone())
-        checks.append(("database", True, str(config.db_path)))
+            # a damaged file often opens and answers: quick_check then returns its problems
+            # as rows instead of raising, and only "ok" means none were found
+            rows = await store.read(lambda c: c.execute("PRAGMA quick_check(5)").fetchall())
+        problems = [str(r[0]) for r in rows if str(r[0]) != "ok"]
+        if problems:
+            found = "; ".join(" ".join(p.split()) for p in problems)[:300]
+            checks.append(
+                (
+                    "database",
+                    False,
+                    f"{config.db_path} is damaged ({found}); stop the gateway, keep a copy of "
+                    "the file, and restore a backup or rebuild it with sqlite3's .recover",
+                )
+            )
+        else:
+            checks.append(("database", True, str(config.db_path)))
     except Exception as exc:
         checks.append(("database", False, f"{config.db_path}: {exc}"))
     return checks

@@ -3,13 +3,16 @@ name the server does not have, each fail the doctor and name what to fix."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from bot.doctor import check_providers, run_doctor
+from bot.doctor import check_providers, check_storage, run_doctor
+from bot.store import Store
 from tests.fakes.forward_proxy import environment_proxy
 from tests.fakes.llm import FakeLLM
 
@@ -106,3 +109,30 @@ async def test_providers_are_checked_through_the_proxy_and_a_bad_proxy_variable_
         ((what, ok, detail),) = await check_providers(config)
     assert (what, ok) == ("providers", False)
     assert "HTTPS_PROXY has no scheme" in detail and "proxy.example" not in detail
+
+
+def _orphan_pages(db: Path) -> None:
+    """Pages no table owns: the file still opens and answers queries, but it is damaged."""
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE lost (a)")
+    conn.executemany("INSERT INTO lost VALUES (?)", [("x" * 500,)] * 50)
+    conn.commit()
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute("DELETE FROM sqlite_master WHERE name = 'lost'")
+    conn.commit()
+    conn.close()
+
+
+async def test_a_damaged_database_that_still_opens_fails_the_storage_check(
+    make_config: Any,
+) -> None:
+    config = make_config(memory={"enabled": False})
+    async with Store(config.db_path):
+        pass
+    database = [c for c in await check_storage(config) if c[0] == "database"]
+    assert database == [("database", True, str(config.db_path))]
+
+    _orphan_pages(config.db_path)
+    ((_what, ok, detail),) = [c for c in await check_storage(config) if c[0] == "database"]
+    assert not ok, "quick_check found unused pages: the file is damaged"
+    assert "is damaged" in detail and "never used" in detail and "backup" in detail
