@@ -297,9 +297,14 @@ async def run_doctor(config: Config) -> int:
     groups = [check_storage, check_providers, check_channels, *EXTRA_CHECKS]
     for result in await asyncio.gather(*(_guarded(group, config) for group in groups)):
         checks.extend(result)
+    from bot.security.redact import scrub
+
     failed = 0
     for what, ok, detail in checks:
-        print(f"{'ok  ' if ok else 'FAIL'} {what:<18} {detail}")
+        # details quote URLs and errors from the config and servers: a password written into
+        # a base_url, or a key a server echoed back, must not reach the terminal or a pasted
+        # report
+        print(f"{'ok  ' if ok else 'FAIL'} {what:<18} {scrub(detail)}")
         failed += not ok
     print("all good" if not failed else f"{failed} check(s) failed")
     return 0 if not failed else 1

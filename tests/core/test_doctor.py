@@ -136,3 +136,22 @@ async def test_a_damaged_database_that_still_opens_fails_the_storage_check(
     ((_what, ok, detail),) = [c for c in await check_storage(config) if c[0] == "database"]
     assert not ok, "quick_check found unused pages: the file is damaged"
     assert "is damaged" in detail and "never used" in detail and "backup" in detail
+
+
+async def test_a_password_in_a_provider_url_is_not_printed(
+    make_config: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """A provider behind basic auth (https://user:password@host/v1) that does not answer:
+    the failure names the URL, without its password."""
+    monkeypatch.setenv(KEY_ENV, "sk-right-key")
+    base_url = "http://llm:hunter2-pass-Xy9@127.0.0.1:9/v1"  # port 9: nothing listens
+    config = make_config(
+        providers={"down": {"type": "openai", "base_url": base_url, "api_key_env": KEY_ENV}},
+        models={"chat": ["down:small-model"]},
+        sandbox={"backend": "none"},
+        memory={"enabled": False},
+    )
+    assert await run_doctor(config) == 1
+    out = capsys.readouterr().out
+    assert "FAIL provider down" in out and "127.0.0.1:9/v1/models" in out
+    assert "hunter2-pass-Xy9" not in out
