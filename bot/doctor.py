@@ -190,10 +190,20 @@ async def check_sandbox(config: Config) -> list[Check]:
     selection = await choose_backend(config.sandbox, config.home)
     if selection.backend is not None:
         await selection.backend.aclose()
-    # no sandbox is not a failure: the exec tool is simply off, and this says why
-    line = selection.line if selection.backend is not None else f"exec tool off: {selection.line}"
-    checks: list[Check] = [("sandbox", True, line)]
+    # no sandbox is not a failure: the exec tool is simply off, and this says why; unless
+    # the config names a backend, which asks for exec, and that backend did not start (one
+    # that started but lacks a limit fails the "sandbox limits" row below)
     enforced = selection.enforcement
+    if selection.backend is not None:
+        checks: list[Check] = [("sandbox", True, selection.line)]
+    elif config.sandbox.backend in ("docker", "bwrap") and enforced is None:
+        detail = (
+            f"exec tool off: {selection.line}; sandbox.backend = "
+            f'"{config.sandbox.backend}" asks for it: fix that, or set backend = "none"'
+        )
+        checks = [("sandbox", False, detail)]
+    else:
+        checks = [("sandbox", True, f"exec tool off: {selection.line}")]
     if enforced is None:
         return checks
     if not enforced.missing:

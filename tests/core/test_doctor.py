@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from bot.doctor import check_providers, check_storage, run_doctor
+from bot.doctor import check_providers, check_sandbox, check_storage, run_doctor
 from bot.store import Store
 from tests.fakes.forward_proxy import environment_proxy
 from tests.fakes.llm import FakeLLM
@@ -155,3 +155,22 @@ async def test_a_password_in_a_provider_url_is_not_printed(
     out = capsys.readouterr().out
     assert "FAIL provider down" in out and "127.0.0.1:9/v1/models" in out
     assert "hunter2-pass-Xy9" not in out
+
+
+async def test_a_sandbox_backend_named_in_the_config_that_cannot_start_fails(
+    make_config: Any,
+) -> None:
+    """`backend = "docker"` asks for exec: an image that is not there (or no daemon at all)
+    turns exec off, and doctor fails, saying what to change. Without a backend named, no
+    sandbox is a choice, not a failure."""
+    config = make_config(
+        sandbox={"backend": "docker", "docker_image": "decapod/no-such-image:none"},
+        memory={"enabled": False},
+    )
+    ((what, ok, detail),) = await check_sandbox(config)
+    assert (what, ok) == ("sandbox", False)
+    assert "exec tool off" in detail and 'sandbox.backend = "docker"' in detail
+
+    none = make_config(sandbox={"backend": "none"}, memory={"enabled": False})
+    ((what, ok, detail),) = await check_sandbox(none)
+    assert (what, ok) == ("sandbox", True) and "exec tool off" in detail
