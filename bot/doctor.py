@@ -40,8 +40,22 @@ async def check_storage(config: Config) -> list[Check]:
         return checks
     try:
         async with Store(config.db_path) as store:
-            await store.read(lambda c: c.execute("PRAGMA quick_check").fetchone())
-        checks.append(("database", True, str(config.db_path)))
+            # a damaged file often opens and answers: quick_check then returns its problems
+            # as rows instead of raising, and only "ok" means none were found
+            rows = await store.read(lambda c: c.execute("PRAGMA quick_check(5)").fetchall())
+        problems = [str(r[0]) for r in rows if str(r[0]) != "ok"]
+        if problems:
+            found = "; ".join(" ".join(p.split()) for p in problems)[:300]
+            checks.append(
+                (
+                    "database",
+                    False,
+                    f"{config.db_path} is damaged ({found}); stop the gateway, keep a copy of "
+                    "the file, and restore a backup or rebuild it with sqlite3's .recover",
+                )
+            )
+        else:
+            checks.append(("database", True, str(config.db_path)))
     except Exception as exc:
         checks.append(("database", False, f"{config.db_path}: {exc}"))
     return checks
@@ -176,10 +190,20 @@ async def check_sandbox(config: Config) -> list[Check]:
     selection = await choose_backend(config.sandbox, config.home)
     if selection.backend is not None:
         await selection.backend.aclose()
-    # no sandbox is not a failure: the exec tool is simply off, and this says why
-    line = selection.line if selection.backend is not None else f"exec tool off: {selection.line}"
-    checks: list[Check] = [("sandbox", True, line)]
+    # no sandbox is not a failure: the exec tool is simply off, and this says why; unless
+    # the config names a backend, which asks for exec, and that backend did not start (one
+    # that started but lacks a limit fails the "sandbox limits" row below)
     enforced = selection.enforcement
+    if selection.backend is not None:
+        checks: list[Check] = [("sandbox", True, selection.line)]
+    elif config.sandbox.backend in ("docker", "bwrap") and enforced is None:
+        detail = (
+            f"exec tool off: {selection.line}; sandbox.backend = "
+            f'"{config.sandbox.backend}" asks for it: fix that, or set backend = "none"'
+        )
+        checks = [("sandbox", False, detail)]
+    else:
+        checks = [("sandbox", True, f"exec tool off: {selection.line}")]
     if enforced is None:
         return checks
     if not enforced.missing:
@@ -283,9 +307,14 @@ async def run_doctor(config: Config) -> int:
     groups = [check_storage, check_providers, check_channels, *EXTRA_CHECKS]
     for result in await asyncio.gather(*(_guarded(group, config) for group in groups)):
         checks.extend(result)
+    from bot.security.redact import scrub
+
     failed = 0
     for what, ok, detail in checks:
-        print(f"{'ok  ' if ok else 'FAIL'} {what:<18} {detail}")
+        # details quote URLs and errors from the config and servers: a password written into
+        # a base_url, or a key a server echoed back, must not reach the terminal or a pasted
+        # report
+        print(f"{'ok  ' if ok else 'FAIL'} {what:<18} {scrub(detail)}")
         failed += not ok
     print("all good" if not failed else f"{failed} check(s) failed")
     return 0 if not failed else 1

@@ -119,7 +119,7 @@ class WebConfig(Section):
     searches_per_minute: int = Field(default=10, ge=1)
     #: results a search returns when the call does not say
     search_results: int = Field(default=5, ge=1, le=20)
-    #: a provider that failed is skipped this long (a 429's Retry-After when longer)
+    #: a provider that failed is skipped this long (a 429's Retry-After when longer, up to an hour)
     search_cooldown_s: float = Field(default=60.0, ge=0)
     #: search providers, tried in order
     search: list[SearchProviderConfig] = Field(default_factory=empty_list)

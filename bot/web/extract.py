@@ -83,11 +83,12 @@ def _decode(page: Fetched) -> str:
 
 
 def _known(charset: str) -> bool:
+    """A text encoding Python has. A server names any charset it likes, and some names
+    ("base64", "rot13", "zlib") are codecs that do not decode bytes to text."""
     try:
-        codecs.lookup(charset)
+        return codecs.lookup(charset)._is_text_encoding
     except LookupError:
         return False
-    return True
 
 
 def _json(page: Fetched) -> str:

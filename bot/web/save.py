@@ -8,7 +8,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from bot.errors import ToolDenied
+from bot.errors import ToolDenied, ToolError
 from bot.sandbox.policy import write_approval_reason
 from bot.sandbox.safe_fs import split_workspace_path
 from bot.sandbox.tools import session_workspace_fs
@@ -38,7 +38,15 @@ class WorkspaceSaver:
     async def approve(self, ctx: ToolContext, path: str, source: str) -> str:
         """Check the path and, where needed, get the owner's approval, before anything is
         downloaded; returns the path as the sandbox sees it."""
-        shown = "/work/" + "/".join(split_workspace_path(path))
+        parts = split_workspace_path(path)
+        if not parts or path.rstrip().endswith("/"):
+            # "/work/downloads/" read as a file name would download first and fail after (or
+            # make a file called "downloads"): say so before anything is fetched or asked
+            raise ToolError(
+                f"refused: save_as names a file, like /work/downloads/report.pdf, and {path!r} "
+                "is a folder"
+            )
+        shown = "/work/" + "/".join(parts)
         why = write_approval_reason(self.config, ctx)
         if why is not None:
             await self._ask(ctx, f"save {source} as {shown}", why)

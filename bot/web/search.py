@@ -104,10 +104,11 @@ class HttpSearchProvider:
 
     async def _json(self, resp: aiohttp.ClientResponse) -> Any:
         if resp.status >= 400:
-            retry = resp.headers.get("Retry-After", "")
-            raise SearchFailed(
-                f"HTTP {resp.status}", float(retry) if retry.replace(".", "", 1).isdigit() else 0
-            )
+            # bounded as a model provider's is: a header a proxy or a broken server filled in
+            # ("99999999") must not turn web search off until the next restart
+            from bot.providers.remote import parse_retry_after
+
+            raise SearchFailed(f"HTTP {resp.status}", parse_retry_after(resp.headers) or 0.0)
         try:
             return await resp.json(content_type=None)
         except ValueError:

@@ -3,13 +3,16 @@ name the server does not have, each fail the doctor and name what to fix."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from bot.doctor import check_providers, run_doctor
+from bot.doctor import check_providers, check_sandbox, check_storage, run_doctor
+from bot.store import Store
 from tests.fakes.forward_proxy import environment_proxy
 from tests.fakes.llm import FakeLLM
 
@@ -106,3 +109,68 @@ async def test_providers_are_checked_through_the_proxy_and_a_bad_proxy_variable_
         ((what, ok, detail),) = await check_providers(config)
     assert (what, ok) == ("providers", False)
     assert "HTTPS_PROXY has no scheme" in detail and "proxy.example" not in detail
+
+
+def _orphan_pages(db: Path) -> None:
+    """Pages no table owns: the file still opens and answers queries, but it is damaged."""
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE lost (a)")
+    conn.executemany("INSERT INTO lost VALUES (?)", [("x" * 500,)] * 50)
+    conn.commit()
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute("DELETE FROM sqlite_master WHERE name = 'lost'")
+    conn.commit()
+    conn.close()
+
+
+async def test_a_damaged_database_that_still_opens_fails_the_storage_check(
+    make_config: Any,
+) -> None:
+    config = make_config(memory={"enabled": False})
+    async with Store(config.db_path):
+        pass
+    database = [c for c in await check_storage(config) if c[0] == "database"]
+    assert database == [("database", True, str(config.db_path))]
+
+    _orphan_pages(config.db_path)
+    ((_what, ok, detail),) = [c for c in await check_storage(config) if c[0] == "database"]
+    assert not ok, "quick_check found unused pages: the file is damaged"
+    assert "is damaged" in detail and "never used" in detail and "backup" in detail
+
+
+async def test_a_password_in_a_provider_url_is_not_printed(
+    make_config: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """A provider behind basic auth (https://user:password@host/v1) that does not answer:
+    the failure names the URL, without its password."""
+    monkeypatch.setenv(KEY_ENV, "sk-right-key")
+    base_url = "http://llm:hunter2-pass-Xy9@127.0.0.1:9/v1"  # port 9: nothing listens
+    config = make_config(
+        providers={"down": {"type": "openai", "base_url": base_url, "api_key_env": KEY_ENV}},
+        models={"chat": ["down:small-model"]},
+        sandbox={"backend": "none"},
+        memory={"enabled": False},
+    )
+    assert await run_doctor(config) == 1
+    out = capsys.readouterr().out
+    assert "FAIL provider down" in out and "127.0.0.1:9/v1/models" in out
+    assert "hunter2-pass-Xy9" not in out
+
+
+async def test_a_sandbox_backend_named_in_the_config_that_cannot_start_fails(
+    make_config: Any,
+) -> None:
+    """`backend = "docker"` asks for exec: an image that is not there (or no daemon at all)
+    turns exec off, and doctor fails, saying what to change. Without a backend named, no
+    sandbox is a choice, not a failure."""
+    config = make_config(
+        sandbox={"backend": "docker", "docker_image": "decapod/no-such-image:none"},
+        memory={"enabled": False},
+    )
+    ((what, ok, detail),) = await check_sandbox(config)
+    assert (what, ok) == ("sandbox", False)
+    assert "exec tool off" in detail and 'sandbox.backend = "docker"' in detail
+
+    none = make_config(sandbox={"backend": "none"}, memory={"enabled": False})
+    ((what, ok, detail),) = await check_sandbox(none)
+    assert (what, ok) == ("sandbox", True) and "exec tool off" in detail

@@ -164,6 +164,10 @@ class FakePages(_Server):
             "/cp1251-header": (cp1251_html(), f"{html}; charset=windows-1251"),
             "/json": (json.dumps({"answer": 42, "crab": "hermit"}).encode(), "application/json"),
             "/text": ("plain words, café\n".encode(), "text/plain; charset=utf-8"),
+            # charsets naming codecs that are not text encodings
+            "/html-base64": (ARTICLE_HTML.encode(), f"{html}; charset=base64"),
+            "/text-rot13": ("plain words, café\n".encode(), "text/plain; charset=rot13"),
+            "/json-zlib": (json.dumps({"answer": 42}).encode(), "application/json; charset=zlib"),
             "/pdf": (minimal_pdf("Crabs in a PDF document"), "application/pdf"),
             # a content stream with a filter no reader knows: pypdf raises NotImplementedError
             "/damaged.pdf": (
@@ -241,7 +245,8 @@ class FakeSearchAPI(_Server):
         self.kind = kind
         self.results = list(results or [])
         self.status = 200
-        self.retry_after: float | None = None
+        #: a number, or the header's text exactly as sent
+        self.retry_after: float | str | None = None
         self.hang = False
         self.garbage = False
         self.requests: list[tuple[str, dict[str, str]]] = []
@@ -263,7 +268,9 @@ class FakeSearchAPI(_Server):
         if self.hang:
             await asyncio.sleep(3600)
         if self.status != 200:
-            headers = {"Retry-After": f"{self.retry_after:g}"} if self.retry_after else {}
+            after = self.retry_after
+            text = after if isinstance(after, str) else f"{after:g}" if after else ""
+            headers = {"Retry-After": text} if text else {}
             return web.json_response({"error": "fault"}, status=self.status, headers=headers)
         if self.garbage:
             return web.Response(text="<html>not json</html>", content_type="text/html")

@@ -77,6 +77,20 @@ async def test_a_page_that_is_not_utf8_is_decoded(pages: FakePages, path: str) -
     assert CYRILLIC_SENTENCE in page.text
 
 
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [("/html-base64", ARTICLE_SENTENCE), ("/text-rot13", "café"), ("/json-zlib", '"answer": 42')],
+)
+async def test_a_charset_that_is_not_a_text_encoding_is_ignored(
+    pages: FakePages, path: str, expected: str
+) -> None:
+    # "base64" is a codec Python knows, but bytes.decode("base64") raises LookupError: the
+    # model got "an internal error" for a page that reads fine as UTF-8
+    async with open_fetcher() as fetcher:
+        page = page_text(await fetcher.get(pages.url(path, host="page.test")))
+    assert expected in page.text
+
+
 async def test_json_and_text_pass_through(pages: FakePages) -> None:
     async with open_fetcher() as fetcher:
         data = page_text(await fetcher.get(pages.url("/json", host="page.test")))

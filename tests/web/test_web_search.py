@@ -124,6 +124,23 @@ async def test_all_down_is_said_once_then_the_tool_is_not_offered_until_cooled(
     assert name == "searxng"
 
 
+async def test_an_absurd_retry_after_does_not_turn_search_off_until_a_restart(
+    apis: dict[str, FakeSearchAPI], session: aiohttp.ClientSession
+) -> None:
+    clock = ManualClock()
+    apis["searxng"].status = 429
+    apis["searxng"].retry_after = "99999999"  # three years
+    chain = _chain(apis, session, ["searxng"], clock=clock, search_cooldown_s=60)
+    with pytest.raises(ToolError, match="HTTP 429"):
+        await chain.search("crab", 5)
+    assert not chain.available()
+    apis["searxng"].status = 200
+    clock.advance(3601)  # the longest pause a Retry-After may ask for is an hour
+    assert chain.available()
+    name, results = await chain.search("crab", 5)
+    assert name == "searxng" and results
+
+
 def test_snippets_lose_markup_but_keep_their_text() -> None:
     assert plain("a <em>b</em> &lt;c&gt; &amp; <script>x</script>") == "a b <c> & x"
     assert plain(None) == ""

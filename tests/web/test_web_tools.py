@@ -237,6 +237,21 @@ async def test_save_as_puts_the_file_in_the_session_workspace(
     assert not (tmp_path / "escape.pdf").exists()
 
 
+async def test_save_as_a_folder_is_refused_before_anything_is_fetched_or_asked(
+    pages: FakePages, tmp_path: Path
+) -> None:
+    owner = _Owner(approve=True)
+    saver = _saver(tmp_path, owner)
+    url = pages.url("/pdf", host="page.test")
+    async with web_tools(saver=saver) as t:
+        for folder in ("/work", "/work/", "downloads/", "."):
+            with pytest.raises(ToolError, match="save_as names a file"):
+                await call(t, "web_fetch", ctx_for(tainted=True), url=url, save_as=folder)
+    workspace = saver.workspaces.path_for(ctx_for().session_key)
+    assert not (workspace / "downloads").exists(), "no file named after the folder"
+    assert "/pdf" not in pages.hits and owner.asked == []
+
+
 async def test_save_as_refuses_a_file_over_the_byte_cap_and_without_a_workspace(
     pages: FakePages, tmp_path: Path
 ) -> None:
