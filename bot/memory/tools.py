@@ -72,7 +72,7 @@ async def memory_search(
     rephrased: Annotated[list[Annotated[str, Field(max_length=500)]], Field(max_length=4)]
     | None = None,
 ) -> str:
-    """Search what you remember about this person here (and the shared knowledge folder).
+    """Search what you remember about this person (and the shared knowledge folder).
     `rephrased`: up to 4 other ways to say the query (synonyms, the words the person may
     have used, a named date), searched too; an item found by several counts more."""
     service = _service(ctx)
@@ -89,8 +89,8 @@ async def memory_forget(
     item_ids: Annotated[list[int], Field(max_length=50)] | None = None,
     matching: Annotated[str, Field(max_length=500)] | None = None,
 ) -> str:
-    """Delete memories of this person saved here: by the #ids memory_search shows, or every
-    item containing all the words of `matching`."""
+    """Delete memories of this person: by the #ids memory_search shows, or every item
+    containing all the words of `matching`."""
     if not item_ids and not (matching and matching.strip()):
         raise ToolError("give item_ids or matching")
     service = _service(ctx)
