@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.config import Config
@@ -300,6 +301,17 @@ async def _guarded(
 
         what = group.__name__.removeprefix("check_")
         return [(what, False, explain(exc) or f"{type(exc).__name__}: {exc}")]
+
+
+def missing_config(path: Path) -> str | None:
+    """What `decapod doctor` says when there is no config file at `path`: the fix is
+    `decapod init`. None when there is one."""
+    if path.is_file():
+        return None
+    return (
+        f"FAIL {'config':<18} no config file at {path}: run `decapod init` to create one "
+        f"(or pass --config PATH)"
+    )
 
 
 async def run_doctor(config: Config) -> int:

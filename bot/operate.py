@@ -237,8 +237,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from bot.doctor import run_doctor
+    from bot.config import default_home
+    from bot.doctor import missing_config, run_doctor
 
+    # before `decapod init` there is nothing to check, and opening the default store would
+    # create a database in a home that was never set up
+    home = (args.home or default_home()).expanduser()
+    missing = missing_config(args.config or home / "config.toml")
+    if missing is not None:
+        print(missing)
+        return 1
     config = _config(args)
     setup_logging("ERROR", "text", None)  # the checks say it all; keep stray warnings out
     return asyncio.run(run_doctor(config))

@@ -108,13 +108,16 @@ async def reply_stream(
 
 
 async def _recall(gw: Gateway, ctx: ToolContext, text: str) -> str:
-    """What this person (never anyone else) told us before, plus shared knowledge."""
+    """What this person (never anyone else) told us before in this place (a group recalls
+    only what was said in it, never a DM's facts), plus shared knowledge."""
     memory = gw.deps.memory
     if memory is None:
         return ""
     from bot.memory import render_recall
+    from bot.memory.tools import memory_place
 
-    return render_recall(await memory.recall(ctx.person_id, text, include_shared=True))
+    hits = await memory.recall(ctx.person_id, text, include_shared=True, place=memory_place(ctx))
+    return render_recall(hits)
 
 
 def failure_note(error: BaseException | None, outcome: str) -> str:

@@ -2,12 +2,19 @@
 
 Memory belongs to a person (the canonical person id shared by linked identities), never to
 a bot or a chat. Every read is scoped to one person plus, when asked, the shared knowledge.
+
+Where an item was saved scopes it too: what a person says in a private place (a DM, the
+console, the web UI) is kept under their own id and recalled only in private places; what
+they say in a group is kept under `<person>@<group>` (see `place_owner`) and recalled only in
+that group. Every query already filters on the owner in SQL (FTS owner tag, vector
+partition), so a group's recall cannot reach a DM's items, and needs no extra lookup.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,6 +62,18 @@ _RESELECT_S = 60.0
 _PRUNE_S = 3600.0
 _EARLIEST = 0.0
 _DAY_S = 86400.0
+#: a group's place (bot/memory/tools.py group_place): what follows PLACE_MARK in an owner
+_GROUP_PLACE = re.compile(r"[^:]+:(?:group|channel):")
+
+
+#: between a person and the group in an owner of group-saved items ("telegram:123@tg:group:-5")
+PLACE_MARK = "@"
+
+
+def place_owner(person_id: str, place: str) -> str:
+    """The owner of what `person_id` saves in `place`: the person in a private place (""),
+    else the person in that group, whose items no other place sees."""
+    return f"{person_id}{PLACE_MARK}{place}" if place else person_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,10 +202,21 @@ class MemoryService:
         return await self.index.reindex(resume=resume, progress=progress)
 
     # saving and searching ---------------------------------------------------------------------
-    def _owner(self, person_id: str) -> str:
+    def _owner(self, person_id: str, place: str = "") -> str:
         if not person_id or person_id == SHARED:
             raise MemoryRequestError("memory needs a known person")
-        return person_id
+        return place_owner(person_id, place)
+
+    async def _every_owner(self, person_id: str) -> list[str]:
+        """The person's own owner and those of every group they saved in (a DM's /forget
+        takes them all): a scan of distinct owners, for commands, never for a turn."""
+        owner = self._owner(person_id)
+        prefix = owner + PLACE_MARK
+        return [owner] + [
+            o
+            for o in await self.repo.owners()
+            if o.startswith(prefix) and _GROUP_PLACE.match(o, len(prefix))
+        ]
 
     async def save(
         self,
@@ -199,6 +229,7 @@ class MemoryService:
         at: float | None = None,
         speaker: str = "",
         context: str = "",
+        place: str = "",
     ) -> int:
         """Remember `text` for a person; returns the item id (an existing one for a repeat).
 
@@ -207,8 +238,9 @@ class MemoryService:
         said it, kept in front of the text. `context` is what the text depends on, such as the
         turn it answers ("How was the road trip?"): searched with a lower weight, not shown.
         A turn (a `speaker`, or "Name: " in front) saved without `context` gets the turn
-        stored just before it, if said within ten minutes: what a reply answers."""
-        owner = self._owner(person_id)
+        stored just before it, if said within ten minutes: what a reply answers. `place` is
+        the group it was said in ("" for a private place): only there is it recalled."""
+        owner = self._owner(person_id, place)
         if kind not in KINDS or kind == "knowledge":
             raise MemoryRequestError(f"unknown kind {kind!r}")
         said = time.time() if at is None else at
@@ -250,22 +282,24 @@ class MemoryService:
         limit: int = 10,
         include_shared: bool = True,
         mode: SearchMode = "hybrid",
+        place: str = "",
     ) -> list[MemoryHit]:
-        """The person's best matching items (and shared knowledge), best first
-        (bot/memory/retrieval.py)."""
-        owners = [self._owner(person_id)] + ([SHARED] if include_shared else [])
+        """The person's best matching items saved in `place` ("": private places) and shared
+        knowledge, best first (bot/memory/retrieval.py)."""
+        owners = [self._owner(person_id, place)] + ([SHARED] if include_shared else [])
         return await self.retrieval.search(owners, query, limit, mode)
 
     async def search_phrasings(
-        self, person_id: str, phrasings: list[str], *, limit: int = 10
+        self, person_id: str, phrasings: list[str], *, limit: int = 10, place: str = ""
     ) -> list[MemoryHit]:
         """Search several phrasings of one question and merge them: an item's score is its
         best score plus a share of the others, so one found by several phrasings ranks
         higher, and one strong match is never buried by weak ones."""
         queries = list(dict.fromkeys(q for q in phrasings if q.strip()))
         if len(queries) <= 1:
-            return await self.search(person_id, queries[0] if queries else "", limit=limit)
-        results = [await self.search(person_id, q, limit=limit * 2) for q in queries]
+            first = queries[0] if queries else ""
+            return await self.search(person_id, first, limit=limit, place=place)
+        results = [await self.search(person_id, q, limit=limit * 2, place=place) for q in queries]
         return merge_phrasings(results, limit)
 
     async def recall(
@@ -275,14 +309,20 @@ class MemoryService:
         *,
         budget_tokens: int | None = None,
         include_shared: bool = True,
+        place: str = "",
     ) -> list[MemoryHit]:
         """Hits for the system prompt: render them with `render_recall`, which then stays
-        within `budget_tokens` (default: the configured recall budget)."""
+        within `budget_tokens` (default: the configured recall budget). In a group (`place`)
+        only what the person saved in that group, never what they said in a DM."""
         budget = self.config.recall_budget_tokens if budget_tokens is None else budget_tokens
         if not self.config.enabled or budget <= 0:
             return []
         hits = await self.search(
-            person_id, query, limit=self.config.recall_limit, include_shared=include_shared
+            person_id,
+            query,
+            limit=self.config.recall_limit,
+            include_shared=include_shared,
+            place=place,
         )
         return fit_budget(hits, budget)
 
@@ -293,9 +333,21 @@ class MemoryService:
         item_ids: list[int] | None = None,
         matching: str | None = None,
         everything: bool = False,
+        place: str | None = None,
     ) -> list[ItemRow]:
-        """Delete a person's own items (rows, index entries, vectors); returns what went."""
-        owner = self._owner(person_id)
+        """Delete a person's own items (rows, index entries, vectors); returns what went.
+        `place` None (a private place: /forget in a DM, the web UI) takes the items saved
+        anywhere; a group's `place` takes only those saved in that group."""
+        owners = await self._every_owner(person_id) if place is None else []
+        owners = owners or [self._owner(person_id, place or "")]
+        gone: list[ItemRow] = []
+        for owner in owners:
+            gone += await self._forget_of(owner, item_ids, matching, everything)
+        return gone
+
+    async def _forget_of(
+        self, owner: str, item_ids: list[int] | None, matching: str | None, everything: bool
+    ) -> list[ItemRow]:
         if everything:
             return await self.repo.delete(owner)
         if item_ids:
@@ -307,7 +359,8 @@ class MemoryService:
         return await self.repo.delete(owner, [r.id for r in found]) if found else []
 
     async def count(self, person_id: str) -> int:
-        return await self.repo.count(person_id)
+        """How many items the person has, wherever saved (what a DM's `/forget all` takes)."""
+        return sum([await self.repo.count(o) for o in await self._every_owner(person_id)])
 
     # knowledge -------------------------------------------------------------------------------
     async def _index_knowledge(self, path: str, text: str, sha: str) -> None:

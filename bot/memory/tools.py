@@ -1,5 +1,10 @@
 """The memory tools the model can call. The owner is always the person asking
-(`ctx.person_id`): the model cannot name another person, so it cannot touch their memory."""
+(`ctx.person_id`): the model cannot name another person, so it cannot touch their memory.
+
+In a group the tools work on what the person saved in that group only (`memory_place`):
+everyone there reads the answer, so a DM's items are neither searched nor forgotten there,
+and what is saved there is recalled only there. A DM (and the console, the web UI) is a
+private place: saved there, recalled only in private places; /forget in a DM takes all."""
 
 from __future__ import annotations
 
@@ -12,7 +17,18 @@ from pydantic import Field
 from bot.errors import ToolError
 from bot.memory.search import render_hits
 from bot.memory.service import MemoryRequestError, MemoryService
+from bot.messages import Conversation
 from bot.tools import Tool, ToolContext, tool
+
+
+def memory_place(ctx: ToolContext) -> str:
+    """Where the turn's memory lives: "" in a private place, else the group (its threads
+    share it). Private is what commands and `list_jobs` call it: not `ctx.is_group`."""
+    return group_place(ctx.conversation) if ctx.is_group else ""
+
+
+def group_place(conversation: Conversation) -> str:
+    return f"{conversation.channel}:{conversation.kind.value}:{conversation.chat_id}"
 
 
 def _service(ctx: ToolContext) -> MemoryService:
@@ -42,7 +58,9 @@ async def memory_save(
     sentence), for later conversations."""
     service = _service(ctx)
     with _refusals_as_tool_errors():
-        item_id = await service.save(ctx.person_id, text, kind=kind, source="tool")
+        item_id = await service.save(
+            ctx.person_id, text, kind=kind, source="tool", place=memory_place(ctx)
+        )
     return f"saved #{item_id}"
 
 
@@ -60,7 +78,7 @@ async def memory_search(
     service = _service(ctx)
     with _refusals_as_tool_errors():
         hits = await service.search_phrasings(
-            ctx.person_id, [query, *(rephrased or [])], limit=limit
+            ctx.person_id, [query, *(rephrased or [])], limit=limit, place=memory_place(ctx)
         )
     return render_hits(hits)
 
@@ -77,7 +95,10 @@ async def memory_forget(
         raise ToolError("give item_ids or matching")
     service = _service(ctx)
     with _refusals_as_tool_errors():
-        count = len(await service.forget(ctx.person_id, item_ids=item_ids, matching=matching))
+        gone = await service.forget(
+            ctx.person_id, item_ids=item_ids, matching=matching, place=memory_place(ctx)
+        )
+    count = len(gone)
     return f"forgot {count} item{'s' if count != 1 else ''}"
 
 

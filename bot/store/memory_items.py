@@ -133,7 +133,19 @@ def item_rows(conn: Conn, where: str, params: Sequence[Any]) -> list[ItemRow]:
 
 
 def reown(conn: Conn, source: str, target: str) -> None:
-    """Move every item of `source` to `target`: rows, FTS owner tags, vector partitions."""
+    """Move every item of `source` to `target`: rows, FTS owner tags, vector partitions; and
+    what `source` saved in each group (owner `source@group`) to `target@group`."""
+    in_groups = first_column(
+        conn,
+        "SELECT DISTINCT owner FROM memory_items WHERE substr(owner, 1, ?) = ?",
+        (len(source) + 1, source + "@"),
+    )
+    for owner in in_groups:
+        _reown_one(conn, owner, target + owner[len(source) :])
+    _reown_one(conn, source, target)
+
+
+def _reown_one(conn: Conn, source: str, target: str) -> None:
     _drop_twins(conn, source, target)
     conn.execute("UPDATE memory_items SET owner = ? WHERE owner = ?", (target, source))
     ids = first_column(

@@ -174,3 +174,22 @@ async def test_a_sandbox_backend_named_in_the_config_that_cannot_start_fails(
     none = make_config(sandbox={"backend": "none"}, memory={"enabled": False})
     ((what, ok, detail),) = await check_sandbox(none)
     assert (what, ok) == ("sandbox", True) and "exec tool off" in detail
+
+
+def test_doctor_before_init_says_the_config_is_missing_and_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.cli import main
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.delenv("DECAPOD_HOME", raising=False)
+
+    code = main(["--home", str(home), "doctor"])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL config" in out and "decapod init" in out
+    assert str(home / "config.toml") in out
+    assert "ok   config" not in out and "all good" not in out
+    assert list(home.iterdir()) == [], "no database (nor anything else) made in the home"

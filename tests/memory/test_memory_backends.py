@@ -135,3 +135,35 @@ async def test_linking_moves_vectors_with_their_items(service: MemoryService) ->
     assert [h.text for h in near][:1] == ["bob drinks oolong every morning"]
     assert await service.count("alice") == 2
     assert await service.search("bob", "matcha", mode="vector") == []
+
+
+async def test_a_groups_items_stay_in_that_group_and_follow_a_link(service: MemoryService) -> None:
+    """What alice said in a DM is found only in private places, what she said in a group
+    only there, by words and by meaning; a link moves both; a DM's /forget all takes both."""
+    group, other = "test:group:g1", "test:group:g2"
+    await service.save("alice", "alice drinks oolong every morning")
+    await service.save("alice", "alice plays the guitar on tuesday", place=group)
+
+    def texts(hits: list[Any]) -> list[str]:
+        return [h.text for h in hits]
+
+    for mode in ("keyword", "vector"):
+        private = texts(await service.search("alice", "oolong guitar", mode=mode))
+        in_group = texts(await service.search("alice", "oolong guitar", mode=mode, place=group))
+        elsewhere = await service.search("alice", "oolong guitar", mode=mode, place=other)
+        assert private == ["alice drinks oolong every morning"], mode
+        assert in_group == ["alice plays the guitar on tuesday"], mode
+        assert elsewhere == [], mode
+    assert await service.forget("alice", matching="oolong", place=group) == []
+
+    code = await service.create_link_code("alice")
+    assert await service.redeem_link_code("alice-elsewhere", code) == "alice"
+    await service.save("alice-elsewhere", "someone else said banjo", place=group)
+    joined = await service.create_link_code("alice")
+    await service.redeem_link_code("alice-elsewhere", joined)
+    moved = texts(await service.search("alice", "guitar banjo", mode="keyword", place=group))
+    assert sorted(moved) == ["alice plays the guitar on tuesday", "someone else said banjo"]
+
+    assert await service.count("alice") == 3
+    assert len(await service.forget("alice", everything=True)) == 3
+    assert await service.search("alice", "guitar", mode="keyword", place=group) == []

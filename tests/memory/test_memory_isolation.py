@@ -114,7 +114,8 @@ async def test_tools_only_touch_the_speakers_memory(memory: MemoryService) -> No
     await _add_knowledge(memory, "music.md", "the banjo has five strings")
     found = await memory_search.invoke(bob, {"query": "banjo"})
     assert "bob loves the banjo" in found and "five strings" in found and "alice" not in found
-    [alice_id] = [r.id for r in await memory.repo.items("alice")]
+    # said in the group: kept for alice in that group (bot/memory/tools.py memory_place)
+    [alice_id] = [r.id for r in await memory.repo.items("alice@tg:group:chat")]
     assert await memory_forget.invoke(bob, {"item_ids": [alice_id]}) == "forgot 0 items"
     assert await memory.count("alice") == 1
     assert await memory_forget.invoke(alice, {"matching": "banjo"}) == "forgot 1 item"
