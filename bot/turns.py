@@ -231,8 +231,10 @@ class TurnRunner:
         and the answer is returned for delivery to the conversation that scheduled it.
         TaskFailed when the model call failed, also part way through the answer (nobody has
         seen any of it yet): the apology a chat gets is no answer here, nor is half of one,
-        and the scheduler tries the job again later. An answer that broke off after a tool
-        ran is returned as it is, marked interrupted: a try again would run the tool again.
+        and the scheduler tries the job again later. Not so once a tool ran: a try again
+        would run the tool again, so an answer that broke off is returned as it is, marked
+        interrupted, and one whose model call failed is what was written, with the note of
+        the failure.
         A stopped run returns "" (nothing to send): see below."""
         await self.gw.warmup.wait()
         if job.conversation.channel not in self.gw.channels:
@@ -273,9 +275,10 @@ class TurnRunner:
             await self._persist_broken_try(session, turn_id, identity.key, result)
             return "", result
         # a try again after a tool ran would run it again (its effects twice, and its run
-        # missing from the history): then what there is is sent, marked interrupted
+        # missing from the history): then what there is is sent, marked interrupted or
+        # followed by the note of the failure, and the job is done
         tools_ran = any(m.role == "tool" for m in result.messages)
-        if result.outcome in FAILED or (result.outcome == "interrupted" and not tools_ran):
+        if not tools_ran and (result.outcome in FAILED or result.outcome == "interrupted"):
             from bot.scheduler.ports import TaskFailed
 
             await self._persist_broken_try(session, turn_id, identity.key, result)

@@ -197,6 +197,35 @@ async def test_a_task_whose_answer_breaks_off_after_a_tool_ran_sends_what_there_
     assert roles[:3] == ["user", "assistant", "tool"]
 
 
+async def test_a_task_whose_model_call_fails_after_a_tool_ran_is_not_tried_again(
+    make_config: Any, monkeypatch: Any
+) -> None:
+    """The model call after a tool ran fails outright (no stream at all): as for a break-off,
+    a try again would run the tool again, so the person is told once what went wrong, the
+    job is done, and its history keeps the tool's run."""
+    monkeypatch.setenv("FAKE_LLM_KEY", "sk-test-not-a-secret")
+    call = ToolCall("t1", "current_time", json.dumps({"zone": "UTC"}))
+    async with FakeLLM() as fake:
+        # the provider's own retries of a 500 fail alike; nothing is left for a try again
+        fake.push(Reply(tool_calls=[call]), *[Reply.error(500, "server")] * 6, "Headline.")
+        config = _fake_llm_config(make_config, fake)
+        channel = RecordingChannel("tg")
+        async with Gateway(config, channels={"tg": channel}) as gw:
+            scheduler, clock, job = await _one_job_due_in_a_minute(gw, "headline", JobKind.TASK)
+            clock[0] += 61
+            await scheduler.deliver_due()
+            [sent] = channel.texts()
+            # the note of the failure, once
+            assert "not answering" in sent and "Headline." not in sent
+            roles = await _sent_roles(gw, scheduler, job)
+            asked = len(fake.calls(path="/v1/chat/completions"))
+            clock[0] += 3600  # long past any retry's time
+            await scheduler.deliver_due()
+            assert channel.texts() == [sent]
+        assert len(fake.calls(path="/v1/chat/completions")) == asked  # no try again
+    assert roles[:3] == ["user", "assistant", "tool"]
+
+
 async def test_a_one_shot_task_of_a_person_not_allowed_is_cancelled_without_a_word(
     make_config: Any,
 ) -> None:
