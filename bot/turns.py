@@ -49,6 +49,7 @@ from bot.warmup import StartUpStepFailed
 
 if TYPE_CHECKING:
     from bot.gateway import Gateway
+    from bot.messages import Identity
     from bot.store.jobs import Job
 
 log = logging.getLogger("decapod.gateway")
@@ -237,16 +238,7 @@ class TurnRunner:
         the failure.
         A stopped run returns "" (nothing to send): see below."""
         await self.gw.warmup.wait()
-        if job.conversation.channel not in self.gw.channels:
-            # taken out of config.toml since it was set: nothing runs for it (delivery
-            # would fail after the model ran, as whoever the identity maps to now)
-            raise ConversationGone(f"channel {job.conversation.channel!r} is not configured")
-        identity = identity_from_key(job.identity_key)
-        if not await self.gw.access.allows(identity, job.conversation):
-            from bot.scheduler.ports import NotAllowedNow
-
-            # revoked since it was set: nothing runs as them (the schedule is kept)
-            raise NotAllowedNow(f"{identity.key} may not be answered there now")
+        identity = await self.job_may_deliver(job)
         session = self.gw.sessions.get(cron_session_key(job.id))
         await self.gw.sessions.load(session)
         ctx = ToolContext(
@@ -286,6 +278,21 @@ class TurnRunner:
             raise TaskFailed(f"the scheduled turn's model call failed: {why}")
         await self._persist(session, turn_id, identity.key, user, result, None)
         return answer, result
+
+    async def job_may_deliver(self, job: Job) -> Identity:
+        """The identity a scheduled job runs and delivers as, if it may still do so where it
+        delivers: ConversationGone when its channel was taken out of config.toml since it
+        was set (nothing runs for it: delivery would fail after the model ran, as whoever
+        the identity maps to now), NotAllowedNow when its person was revoked there since
+        (nothing runs as them, nothing is sent; the schedule is kept)."""
+        if job.conversation.channel not in self.gw.channels:
+            raise ConversationGone(f"channel {job.conversation.channel!r} is not configured")
+        identity = identity_from_key(job.identity_key)
+        if not await self.gw.access.allows(identity, job.conversation):
+            from bot.scheduler.ports import NotAllowedNow
+
+            raise NotAllowedNow(f"{identity.key} may not be answered there now")
+        return identity
 
     async def _persist_broken_try(
         self, session: Session, turn_id: str, identity_key: str, result: TurnResult

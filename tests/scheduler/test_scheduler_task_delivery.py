@@ -15,8 +15,8 @@ from bot.messages import Conversation, ConversationKind, OutboundMessage, SentRe
 from bot.providers.base import ChatRequest, ToolCall
 from bot.providers.testing import FunctionProvider
 from bot.scheduler.service import Scheduler
-from bot.scheduler.text import REMINDER_MARK
-from bot.scheduler.timing import Once
+from bot.scheduler.text import REMINDER_MARK, describe_job
+from bot.scheduler.timing import Every, Once
 from bot.store.job_model import Job
 from bot.store.jobs import JobKind, JobStatus
 from tests.fakes.channel import RecordingChannel
@@ -247,6 +247,47 @@ async def test_a_one_shot_task_of_a_person_not_allowed_is_cancelled_without_a_wo
         after = await scheduler.jobs.get(job.id)
         assert after is not None and after.status is JobStatus.CANCELLED
     assert asked == [] and channel.texts() == []
+
+
+async def test_reminders_of_a_person_no_longer_allowed_are_skipped_as_their_tasks_are(
+    make_config: Any,
+) -> None:
+    """The owner revoked the person's pairing: a plain reminder is not sent to them either.
+    The one-shot one closes, the daily one keeps its schedule ("skipped last time"), and
+    once they are approved again the daily one is sent at its next time."""
+    channels = {"tg": {"type": "telegram", "access": {"dm_policy": "pairing"}}}
+    config = make_config(channels=channels, scheduler={"poll_seconds": 3600})
+    channel = RecordingChannel("tg")
+    async with Gateway(config, channels={"tg": channel}) as gw:
+        access = gw.store.access
+        code = await access.issue_code("ABCD2345", "tg", "u1", "U1", 3600, 10)
+        assert code is not None and await access.approve(code.code, "owner")
+        scheduler, clock, once = await _one_job_due_in_a_minute(gw, "stretch", JobKind.REMINDER)
+        daily = await scheduler.schedule(
+            person_id="tg:u1",
+            identity_key="tg:u1",
+            conversation=DM,
+            text="water the plants",
+            when=Every(dt.timedelta(days=1), dt.datetime.fromtimestamp(_START + 60, dt.UTC)),
+            timezone="UTC",
+        )
+        assert await access.revoke("tg", "u1")
+        clock[0] = _START + 65
+        await scheduler.deliver_due()
+        assert channel.texts() == []
+        closed = await scheduler.jobs.get(once.id)
+        assert closed is not None and closed.status is JobStatus.CANCELLED
+        kept = await scheduler.jobs.get(daily.id)
+        assert kept is not None and kept.status is JobStatus.PENDING
+        assert kept.due_at == _START + 60 + 86400
+        assert "skipped last time" in describe_job(kept)
+
+        code = await access.issue_code("EFGH2345", "tg", "u1", "U1", 3600, 10)
+        assert code is not None and await access.approve(code.code, "owner")
+        clock[0] = _START + 65 + 86400
+        await scheduler.deliver_due()
+        [sent] = channel.texts()
+        assert "water the plants" in sent
 
 
 async def test_a_task_on_a_channel_no_longer_configured_runs_nothing(
