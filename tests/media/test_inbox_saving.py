@@ -137,6 +137,7 @@ def test_create_without_a_hard_link_never_shows_a_half_written_file(
     """Without hard links the file is still written whole under another name and moved into
     place: while its bytes are written, a reader finds nothing at its name (with no rename
     that refuses to replace, an empty file takes the name after that), never part of it."""
+
     def no_link(*args: object, **kwargs: object) -> None:
         raise OSError(errno.EPERM, os.strerror(errno.EPERM))
 
