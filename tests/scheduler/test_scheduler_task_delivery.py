@@ -179,21 +179,10 @@ async def test_a_task_whose_answer_breaks_off_after_a_tool_ran_sends_what_there_
     """The stream breaks after a tool ran: a try again would run the tool again (its
     effects twice) with a history that no longer shows it ran, so what there is is sent,
     marked interrupted, and the job's history keeps the tool's run."""
-    monkeypatch.setenv("FAKE_LLM_KEY", "sk-test-not-a-secret")
-    call = ToolCall("t1", "current_time", json.dumps({"zone": "UTC"}))
     whole = "Headline: markets calm, bonds rallied."
-    async with FakeLLM() as fake:
-        fake.push(Reply(tool_calls=[call]), Reply(text=whole, reset_after_chunks=3), whole)
-        config = _fake_llm_config(make_config, fake)
-        channel = RecordingChannel("tg")
-        async with Gateway(config, channels={"tg": channel}) as gw:
-            scheduler, clock, job = await _one_job_due_in_a_minute(gw, "headline", JobKind.TASK)
-            clock[0] += 61
-            await scheduler.deliver_due()
-            [sent] = channel.texts()
-            assert sent.endswith("(the answer was interrupted)") and whole not in sent
-            roles = await _sent_roles(gw, scheduler, job)
-        assert len(fake.calls(path="/v1/chat/completions")) == 2  # no try again
+    broken = Reply(text=whole, reset_after_chunks=3)
+    sent, roles = await _task_after_a_tool(make_config, monkeypatch, broken, whole)
+    assert sent.endswith("(the answer was interrupted)") and whole not in sent
     assert roles[:3] == ["user", "assistant", "tool"]
 
 
@@ -203,11 +192,23 @@ async def test_a_task_whose_model_call_fails_after_a_tool_ran_is_not_tried_again
     """The model call after a tool ran fails outright (no stream at all): as for a break-off,
     a try again would run the tool again, so the person is told once what went wrong, the
     job is done, and its history keeps the tool's run."""
+    # the provider's own retries of a 500 fail alike
+    failures = [Reply.error(500, "server")] * 6
+    sent, roles = await _task_after_a_tool(make_config, monkeypatch, *failures, "Headline.")
+    assert "not answering" in sent and "Headline." not in sent  # the note of the failure
+    assert roles[:3] == ["user", "assistant", "tool"]
+
+
+async def _task_after_a_tool(
+    make_config: Any, monkeypatch: Any, *after_the_tool: Reply | str
+) -> tuple[str, list[str]]:
+    """A task whose model asks for a tool, then answers with `after_the_tool`: the one text
+    the person was shown (also an hour later: the task is not tried again, and the model
+    is not asked again), and the roles of the turns its session stored."""
     monkeypatch.setenv("FAKE_LLM_KEY", "sk-test-not-a-secret")
     call = ToolCall("t1", "current_time", json.dumps({"zone": "UTC"}))
     async with FakeLLM() as fake:
-        # the provider's own retries of a 500 fail alike; nothing is left for a try again
-        fake.push(Reply(tool_calls=[call]), *[Reply.error(500, "server")] * 6, "Headline.")
+        fake.push(Reply(tool_calls=[call]), *after_the_tool)
         config = _fake_llm_config(make_config, fake)
         channel = RecordingChannel("tg")
         async with Gateway(config, channels={"tg": channel}) as gw:
@@ -215,15 +216,13 @@ async def test_a_task_whose_model_call_fails_after_a_tool_ran_is_not_tried_again
             clock[0] += 61
             await scheduler.deliver_due()
             [sent] = channel.texts()
-            # the note of the failure, once
-            assert "not answering" in sent and "Headline." not in sent
             roles = await _sent_roles(gw, scheduler, job)
             asked = len(fake.calls(path="/v1/chat/completions"))
             clock[0] += 3600  # long past any retry's time
             await scheduler.deliver_due()
             assert channel.texts() == [sent]
         assert len(fake.calls(path="/v1/chat/completions")) == asked  # no try again
-    assert roles[:3] == ["user", "assistant", "tool"]
+    return sent, roles
 
 
 async def test_a_one_shot_task_of_a_person_not_allowed_is_cancelled_without_a_word(
