@@ -88,7 +88,10 @@ class Checkins:
         answer, result = await self.gw.turns.answer_task(
             job, prompt=prompt, max_output_tokens=self.config.max_output_tokens
         )
-        if says_nothing(answer, marker) or not result.text.strip():
+        from bot.turn_stream import FAILED
+
+        failed = result.outcome in FAILED  # after a tool ran: the person is told, once
+        if not failed and (says_nothing(answer, marker) or not result.text.strip()):
             # nothing, or no text at all (the token cap was spent before the model wrote
             # anything, or it wrote nothing): never the "(no answer)" a chat would get
             log.info("check-in %s: nothing worth saying (%s)", job.id, result.outcome)

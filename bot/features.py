@@ -122,6 +122,7 @@ async def start_scheduler(gw: Gateway, stack: contextlib.AsyncExitStack) -> None
         config=cfg,
         on_fired=fired,
         checkins=checkins,
+        may_deliver=gw.turns.job_may_deliver,
     )
     gw.deps = dataclasses.replace(gw.deps, scheduler=scheduler)
     for t in scheduler_tools():

@@ -49,6 +49,7 @@ from bot.warmup import StartUpStepFailed
 
 if TYPE_CHECKING:
     from bot.gateway import Gateway
+    from bot.messages import Identity
     from bot.store.jobs import Job
 
 log = logging.getLogger("decapod.gateway")
@@ -231,20 +232,13 @@ class TurnRunner:
         and the answer is returned for delivery to the conversation that scheduled it.
         TaskFailed when the model call failed, also part way through the answer (nobody has
         seen any of it yet): the apology a chat gets is no answer here, nor is half of one,
-        and the scheduler tries the job again later. An answer that broke off after a tool
-        ran is returned as it is, marked interrupted: a try again would run the tool again.
+        and the scheduler tries the job again later. Not so once a tool ran: a try again
+        would run the tool again, so an answer that broke off is returned as it is, marked
+        interrupted, and one whose model call failed is what was written, with the note of
+        the failure.
         A stopped run returns "" (nothing to send): see below."""
         await self.gw.warmup.wait()
-        if job.conversation.channel not in self.gw.channels:
-            # taken out of config.toml since it was set: nothing runs for it (delivery
-            # would fail after the model ran, as whoever the identity maps to now)
-            raise ConversationGone(f"channel {job.conversation.channel!r} is not configured")
-        identity = identity_from_key(job.identity_key)
-        if not await self.gw.access.allows(identity, job.conversation):
-            from bot.scheduler.ports import NotAllowedNow
-
-            # revoked since it was set: nothing runs as them (the schedule is kept)
-            raise NotAllowedNow(f"{identity.key} may not be answered there now")
+        identity = await self.job_may_deliver(job)
         session = self.gw.sessions.get(cron_session_key(job.id))
         await self.gw.sessions.load(session)
         ctx = ToolContext(
@@ -273,9 +267,10 @@ class TurnRunner:
             await self._persist_broken_try(session, turn_id, identity.key, result)
             return "", result
         # a try again after a tool ran would run it again (its effects twice, and its run
-        # missing from the history): then what there is is sent, marked interrupted
+        # missing from the history): then what there is is sent, marked interrupted or
+        # followed by the note of the failure, and the job is done
         tools_ran = any(m.role == "tool" for m in result.messages)
-        if result.outcome in FAILED or (result.outcome == "interrupted" and not tools_ran):
+        if not tools_ran and (result.outcome in FAILED or result.outcome == "interrupted"):
             from bot.scheduler.ports import TaskFailed
 
             await self._persist_broken_try(session, turn_id, identity.key, result)
@@ -283,6 +278,21 @@ class TurnRunner:
             raise TaskFailed(f"the scheduled turn's model call failed: {why}")
         await self._persist(session, turn_id, identity.key, user, result, None)
         return answer, result
+
+    async def job_may_deliver(self, job: Job) -> Identity:
+        """The identity a scheduled job runs and delivers as, if it may still do so where it
+        delivers: ConversationGone when its channel was taken out of config.toml since it
+        was set (nothing runs for it: delivery would fail after the model ran, as whoever
+        the identity maps to now), NotAllowedNow when its person was revoked there since
+        (nothing runs as them, nothing is sent; the schedule is kept)."""
+        if job.conversation.channel not in self.gw.channels:
+            raise ConversationGone(f"channel {job.conversation.channel!r} is not configured")
+        identity = identity_from_key(job.identity_key)
+        if not await self.gw.access.allows(identity, job.conversation):
+            from bot.scheduler.ports import NotAllowedNow
+
+            raise NotAllowedNow(f"{identity.key} may not be answered there now")
+        return identity
 
     async def _persist_broken_try(
         self, session: Session, turn_id: str, identity_key: str, result: TurnResult

@@ -132,7 +132,9 @@ class ConsoleChannel(BaseChannel):
             conversation=self.conversation,
             text=text,
             parts=parts,
-            command=None if parts else Command.parse(text),
+            # a command with a file as on the platforms: the gateway has /ask read it and
+            # any other command say it did not use it
+            command=Command.parse(text),
         )
 
     def _attach(self, line: str) -> str:

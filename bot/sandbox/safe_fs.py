@@ -9,6 +9,7 @@ All calls block; run them in a thread.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from bot.errors import SandboxError, ToolError
 from bot.sandbox.base import WORK_DIR
+from bot.sandbox.noreplace import rename_noreplace
 
 if TYPE_CHECKING:
     from bot.sandbox.quota import WorkspaceQuota
@@ -296,13 +298,14 @@ class WorkspaceFS:
                 return False
             except OSError as exc:
                 # a link to a file of another owner (fs.protected_hardlinks without
-                # CAP_FOWNER), or a filesystem without hard links: the file is made in
-                # place, by a create that fails when anything is there
+                # CAP_FOWNER), or a filesystem without hard links: the written file is
+                # moved into place, by a rename that fails when anything is there
                 if exc.errno not in _NO_LINK:
                     raise
-                return self._write_in_place(parent, name, data, mode)
+                return self._move_in_new(parent, tmp, name)
             finally:
-                os.unlink(tmp, dir_fd=parent)
+                with contextlib.suppress(FileNotFoundError):  # moved in: gone from there
+                    os.unlink(tmp, dir_fd=parent)
             return True
         except BaseException:
             try:
@@ -331,11 +334,23 @@ class WorkspaceFS:
                 pass
             raise
 
-    def _write_in_place(self, parent: int, name: str, data: bytes, mode: int) -> bool:
+    def _move_in_new(self, parent: int, tmp: str, name: str) -> bool:
+        """Move the whole file `tmp` to `name` unless anything is there (False). Without a
+        rename that can refuse, `name` is first taken by an empty file, made only where
+        nothing is, which the whole file then replaces: a reader sees it empty for a
+        moment, never half written."""
+        moved = rename_noreplace(parent, tmp, name)
+        if moved is not None:
+            return moved
         try:
-            self._write_new(parent, name, data, mode)
+            self._write_new(parent, name, b"", 0o600)
         except FileExistsError:
             return False
+        try:
+            os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            os.unlink(name, dir_fd=parent)  # the empty file that took the name
+            raise
         return True
 
     def _chown(self, fd: int) -> None:

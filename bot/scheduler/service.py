@@ -72,9 +72,13 @@ class Scheduler:
         clock: Callable[[], float] = time.time,
         on_fired: Callable[[Job, float], None] | None = None,
         checkins: CheckinRunner | None = None,
+        may_deliver: Callable[[Job], Awaitable[object]] | None = None,
     ) -> None:
         self.store = store
         self.checkins = checkins
+        #: raises NotAllowedNow when the job's person may no longer be answered where it
+        #: delivers (a plain reminder is skipped then, as a task is by its runner)
+        self.may_deliver = may_deliver
         #: told of each delivered job and how late it was (the `job_fired` hook event)
         self.on_fired = on_fired
         self.jobs = JobRepo(store)

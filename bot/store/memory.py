@@ -263,9 +263,12 @@ class MemoryRepo:
                     "UPDATE identities SET person_id = ? WHERE person_id = ?", (target, person_id)
                 )
                 reown(conn, person_id, target)
-                # reminders follow the person too
+                _merge_jobs(conn, person_id, target, now)
+                # a code the joined person made is now the remaining person's: it must not
+                # join whoever redeems it to a person no account belongs to any more
                 conn.execute(
-                    "UPDATE jobs SET person_id = ? WHERE person_id = ?", (target, person_id)
+                    "UPDATE memory_link_codes SET person_id = ? WHERE person_id = ?",
+                    (target, person_id),
                 )
             return target
 
@@ -294,3 +297,20 @@ class MemoryRepo:
             return str(head[0]), float(head[1]), [(r[0], r[1], r[2], r[3]) for r in rows]
 
         return await self.store.read(op)
+
+
+def _merge_jobs(conn: Conn, joined: str, target: str, now: float) -> None:
+    """Reminders and tasks follow the person. A person has one check-in: when both had one,
+    the one of the person who made the code is kept and the joined one's is cancelled."""
+    open_checkin = (
+        "SELECT 1 FROM jobs WHERE person_id = ? AND kind = 'checkin'"
+        " AND status IN ('pending', 'sending', 'paused')"
+    )
+    if conn.execute(open_checkin, (target,)).fetchone() is not None:
+        conn.execute(
+            "UPDATE jobs SET status = 'cancelled', lease_until = NULL, updated_at = ?"
+            " WHERE person_id = ? AND kind = 'checkin'"
+            " AND status IN ('pending', 'sending', 'paused')",
+            (now, joined),
+        )
+    conn.execute("UPDATE jobs SET person_id = ? WHERE person_id = ?", (target, joined))

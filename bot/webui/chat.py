@@ -9,8 +9,9 @@ had); every page then gets what it missed (see channels/web.py), and `ready` giv
 seq and process to say next time (new ones after a restart). A hello with no process (a
 page of the version before) or a seq past this process's last is of another process.
 An error that says `"wait": true` is a message waiting for storage: its ack follows.
-`{"type": "send", "id": <client id>, "text": ...}` is acknowledged once stored; a page
-re-sends what was not acknowledged, under the same id, after a reconnect.
+`{"type": "send", "id": <client id>, "text": ...}` is acknowledged once stored, or refused
+for good (an unknown file, too many files: the error, then the ack); a page re-sends what
+was not acknowledged, under the same id, after a reconnect.
 
 A socket lives only as long as its login: a logout, a revoked guest or the login's expiry
 closes it with 4401 at once, and nothing more is sent to it (on a shared computer the next
@@ -250,11 +251,11 @@ class ChatSocket:
                 too_many = (
                     f"a message can carry at most {MAX_FILES} files; send the rest in another"
                 )
-                queue.put_nowait({"type": "error", "id": client_id, "text": too_many})
+                _refuse(queue, client_id, too_many)
                 continue
             parts = self._parts(session, files)
             if parts is None:
-                queue.put_nowait({"type": "error", "id": client_id, "text": "unknown file"})
+                _refuse(queue, client_id, "unknown file")
                 continue
             try:
                 if not await self._submit(ws, request, session, client_id, text, parts, queue):
@@ -368,6 +369,13 @@ class ChatSocket:
         return web.json_response(
             {"id": upload.id, "name": upload.name, "kind": upload.kind, "size": upload.size}
         )
+
+
+def _refuse(queue: asyncio.Queue[Event], client_id: str, why: str) -> None:
+    """A message refused for good: said once, and acknowledged, so that the page drops it
+    instead of sending it again (and having it refused again) after each reconnect."""
+    queue.put_nowait({"type": "error", "id": client_id, "text": why})
+    queue.put_nowait({"type": "ack", "id": client_id})
 
 
 def _parse(msg: Any) -> dict[str, Any] | None:

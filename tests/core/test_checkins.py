@@ -355,3 +355,34 @@ async def test_a_person_no_longer_allowed_gets_no_checkin_until_allowed_again(
         assert channel.texts()[1] == "Your dentist appointment is at 10:00 today."
         assert len(model.requests) == 1
         assert (await _checkin_job(gw)).last_error is None
+
+
+async def test_linked_accounts_keep_one_checkin_and_an_old_code_names_who_they_are_now(
+    make_config: Any,
+) -> None:
+    """Two accounts with a check-in each are linked: the person keeps one check-in (the one
+    of the account whose code was used), and /checkin shows it. A code made before its
+    person was linked into another joins whoever redeems it to the person that remains."""
+    model = _Model("Hello.")
+    channel = RecordingChannel("tg")
+    async with Gateway(
+        _config(make_config), provider=model.provider, channels={"tg": channel}
+    ) as gw:
+        await gw.warmup.wait()
+        assert "daily 8:30" in await _ask(channel, "/checkin daily 8:30", user="u1")
+        assert "daily 9:00" in await _ask(channel, "/checkin daily 9:00", user="u2")
+        old_code = (await _ask(channel, "/link", user="u2")).split(": ")[1].split()[0]
+        code = (await _ask(channel, "/link", user="u1")).split(": ")[1].split()[0]
+        assert (await _ask(channel, f"/link {code}", user="u2")).startswith("Linked")
+
+        person = await gw.store.identities.person_id("tg:u1")
+        assert person is not None and await gw.store.identities.person_id("tg:u2") == person
+        assert gw.deps.scheduler is not None
+        jobs = await gw.deps.scheduler.list_jobs(person)
+        assert [j.text for j in jobs if j.kind is JobKind.CHECKIN] == ["daily 8:30"]
+        shown = await _ask(channel, "/checkin", user="u2")
+        assert shown.startswith("Your check-in: daily 8:30")
+
+        # u2's code was made before u2 was linked to u1: it joins u3 to them both
+        assert (await _ask(channel, f"/link {old_code}", user="u3")).startswith("Linked")
+        assert await gw.store.identities.person_id("tg:u3") == person

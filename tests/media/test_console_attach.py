@@ -42,3 +42,31 @@ async def test_attach_sends_a_local_image_with_the_text_or_the_next_message(
     assert parts[1]["image_url"]["url"].startswith("data:image/jpeg;base64,")
     user = second.body["messages"][-1]["content"]
     assert user.startswith("when?") and "call the plumber on friday" in user
+
+
+async def test_a_command_with_an_attached_file_runs_as_on_the_platforms(
+    make_config: Any, fake: FakeLLM, tmp_path: Path
+) -> None:
+    """A typed command goes with an attached file as on the platforms: `/remind` sets the
+    reminder (the model never sees it) and says the file was not used; `/ask` asks about
+    the file."""
+    (tmp_path / "list.png").write_bytes(png(32, 32))
+    fake.push("A small square.")
+    lines = (
+        f"/attach {tmp_path}/list.png /remind tomorrow 9am call mum\n"
+        f"/attach {tmp_path}/list.png /ask\n"
+    )
+    out = io.StringIO()
+    console = ConsoleChannel("console", stdin=io.StringIO(lines), stdout=out, user="owner")
+    config = make_config(providers=providers(fake), models={"chat": ["oa:gpt-4o"]})
+    async with Gateway(config, channels={"console": console}) as gw:
+        await asyncio.wait_for(console.closed.wait(), 20)
+        assert gw.deps.scheduler is not None
+        [job] = await gw.deps.scheduler.jobs.listing(include_closed=False)
+    text = out.getvalue()
+    assert job.text == "call mum"
+    assert "bot> Reminder " in text and "Not used: list.png" in text
+    assert "bot> A small square." in text
+    [call] = fake.calls(path="/v1/chat/completions")
+    kinds = [part["type"] for part in call.body["messages"][-1]["content"]]
+    assert kinds == ["text", "image_url"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,6 +128,38 @@ def test_create_without_a_hard_link_makes_the_file_in_place(
     assert not fs.create("inbox/b.txt", APRIL)
     assert (tmp_path / "inbox" / "a.txt").read_bytes() == MARCH
     assert sorted(p.name for p in (tmp_path / "inbox").iterdir()) == ["a.txt", "b.txt"]
+
+
+@pytest.mark.parametrize("noreplace", [True, False], ids=["renameat2", "no-renameat2"])
+def test_create_without_a_hard_link_never_shows_a_half_written_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, noreplace: bool
+) -> None:
+    """Without hard links the file is still written whole under another name and moved into
+    place: while its bytes are written, a reader finds nothing at its name (with no rename
+    that refuses to replace, an empty file takes the name after that), never part of it."""
+
+    def no_link(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    final = tmp_path / "inbox" / "a.txt"
+    seen: list[bytes | None] = []
+    write = os.write
+
+    def watched_write(fd: int, data: Any) -> int:
+        seen.append(final.read_bytes() if final.exists() else None)
+        return write(fd, data)
+
+    monkeypatch.setattr(os, "link", no_link)
+    monkeypatch.setattr(os, "write", watched_write)
+    if not noreplace:
+        monkeypatch.setattr("bot.sandbox.safe_fs.rename_noreplace", lambda *args: None)
+    fs = WorkspaceFS(tmp_path, None, LIMIT)
+    (tmp_path / "inbox").mkdir()
+    assert fs.create("inbox/a.txt", MARCH)
+    assert seen and all(s is None for s in seen)  # nothing there while the bytes went out
+    assert final.read_bytes() == MARCH
+    assert not fs.create("inbox/a.txt", APRIL) and final.read_bytes() == MARCH
+    assert [p.name for p in (tmp_path / "inbox").iterdir()] == ["a.txt"]
 
 
 def test_create_writes_only_where_nothing_is(tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ from bot.messages import Conversation, ConversationKind, OutboundMessage, SentRe
 from bot.providers.base import ChatRequest, ToolCall
 from bot.providers.testing import FunctionProvider
 from bot.scheduler.service import Scheduler
-from bot.scheduler.text import REMINDER_MARK
-from bot.scheduler.timing import Once
+from bot.scheduler.text import REMINDER_MARK, describe_job
+from bot.scheduler.timing import Every, Once
 from bot.store.job_model import Job
 from bot.store.jobs import JobKind, JobStatus
 from tests.fakes.channel import RecordingChannel
@@ -179,11 +179,36 @@ async def test_a_task_whose_answer_breaks_off_after_a_tool_ran_sends_what_there_
     """The stream breaks after a tool ran: a try again would run the tool again (its
     effects twice) with a history that no longer shows it ran, so what there is is sent,
     marked interrupted, and the job's history keeps the tool's run."""
+    whole = "Headline: markets calm, bonds rallied."
+    broken = Reply(text=whole, reset_after_chunks=3)
+    sent, roles = await _task_after_a_tool(make_config, monkeypatch, broken, whole)
+    assert sent.endswith("(the answer was interrupted)") and whole not in sent
+    assert roles[:3] == ["user", "assistant", "tool"]
+
+
+async def test_a_task_whose_model_call_fails_after_a_tool_ran_is_not_tried_again(
+    make_config: Any, monkeypatch: Any
+) -> None:
+    """The model call after a tool ran fails outright (no stream at all): as for a break-off,
+    a try again would run the tool again, so the person is told once what went wrong, the
+    job is done, and its history keeps the tool's run."""
+    # the provider's own retries of a 500 fail alike
+    failures = [Reply.error(500, "server")] * 6
+    sent, roles = await _task_after_a_tool(make_config, monkeypatch, *failures, "Headline.")
+    assert "not answering" in sent and "Headline." not in sent  # the note of the failure
+    assert roles[:3] == ["user", "assistant", "tool"]
+
+
+async def _task_after_a_tool(
+    make_config: Any, monkeypatch: Any, *after_the_tool: Reply | str
+) -> tuple[str, list[str]]:
+    """A task whose model asks for a tool, then answers with `after_the_tool`: the one text
+    the person was shown (also an hour later: the task is not tried again, and the model
+    is not asked again), and the roles of the turns its session stored."""
     monkeypatch.setenv("FAKE_LLM_KEY", "sk-test-not-a-secret")
     call = ToolCall("t1", "current_time", json.dumps({"zone": "UTC"}))
-    whole = "Headline: markets calm, bonds rallied."
     async with FakeLLM() as fake:
-        fake.push(Reply(tool_calls=[call]), Reply(text=whole, reset_after_chunks=3), whole)
+        fake.push(Reply(tool_calls=[call]), *after_the_tool)
         config = _fake_llm_config(make_config, fake)
         channel = RecordingChannel("tg")
         async with Gateway(config, channels={"tg": channel}) as gw:
@@ -191,10 +216,13 @@ async def test_a_task_whose_answer_breaks_off_after_a_tool_ran_sends_what_there_
             clock[0] += 61
             await scheduler.deliver_due()
             [sent] = channel.texts()
-            assert sent.endswith("(the answer was interrupted)") and whole not in sent
             roles = await _sent_roles(gw, scheduler, job)
-        assert len(fake.calls(path="/v1/chat/completions")) == 2  # no try again
-    assert roles[:3] == ["user", "assistant", "tool"]
+            asked = len(fake.calls(path="/v1/chat/completions"))
+            clock[0] += 3600  # long past any retry's time
+            await scheduler.deliver_due()
+            assert channel.texts() == [sent]
+        assert len(fake.calls(path="/v1/chat/completions")) == asked  # no try again
+    return sent, roles
 
 
 async def test_a_one_shot_task_of_a_person_not_allowed_is_cancelled_without_a_word(
@@ -218,6 +246,47 @@ async def test_a_one_shot_task_of_a_person_not_allowed_is_cancelled_without_a_wo
         after = await scheduler.jobs.get(job.id)
         assert after is not None and after.status is JobStatus.CANCELLED
     assert asked == [] and channel.texts() == []
+
+
+async def test_reminders_of_a_person_no_longer_allowed_are_skipped_as_their_tasks_are(
+    make_config: Any,
+) -> None:
+    """The owner revoked the person's pairing: a plain reminder is not sent to them either.
+    The one-shot one closes, the daily one keeps its schedule ("skipped last time"), and
+    once they are approved again the daily one is sent at its next time."""
+    channels = {"tg": {"type": "telegram", "access": {"dm_policy": "pairing"}}}
+    config = make_config(channels=channels, scheduler={"poll_seconds": 3600})
+    channel = RecordingChannel("tg")
+    async with Gateway(config, channels={"tg": channel}) as gw:
+        access = gw.store.access
+        code = await access.issue_code("ABCD2345", "tg", "u1", "U1", 3600, 10)
+        assert code is not None and await access.approve(code.code, "owner")
+        scheduler, clock, once = await _one_job_due_in_a_minute(gw, "stretch", JobKind.REMINDER)
+        daily = await scheduler.schedule(
+            person_id="tg:u1",
+            identity_key="tg:u1",
+            conversation=DM,
+            text="water the plants",
+            when=Every(dt.timedelta(days=1), dt.datetime.fromtimestamp(_START + 60, dt.UTC)),
+            timezone="UTC",
+        )
+        assert await access.revoke("tg", "u1")
+        clock[0] = _START + 65
+        await scheduler.deliver_due()
+        assert channel.texts() == []
+        closed = await scheduler.jobs.get(once.id)
+        assert closed is not None and closed.status is JobStatus.CANCELLED
+        kept = await scheduler.jobs.get(daily.id)
+        assert kept is not None and kept.status is JobStatus.PENDING
+        assert kept.due_at == _START + 60 + 86400
+        assert "skipped last time" in describe_job(kept)
+
+        code = await access.issue_code("EFGH2345", "tg", "u1", "U1", 3600, 10)
+        assert code is not None and await access.approve(code.code, "owner")
+        clock[0] = _START + 65 + 86400
+        await scheduler.deliver_due()
+        [sent] = channel.texts()
+        assert "water the plants" in sent
 
 
 async def test_a_task_on_a_channel_no_longer_configured_runs_nothing(

@@ -56,8 +56,8 @@ async def test_the_storage_wait_note_ends_when_the_message_is_stored(
 async def test_a_refused_message_does_not_keep_the_storage_note(
     browser: Browser, make_config: Any, fake_llm: FakeLLM, tmp_path: Path, monkeypatch: Any
 ) -> None:
-    """A message refused for good (its file is gone) is never acknowledged: only a message
-    that waits for storage holds the note, and it clears once that one is stored."""
+    """A message refused for good (its file is gone) is acknowledged with its error: only a
+    message that waits for storage holds the note, and it clears once that one is stored."""
     from bot.store import sqlite as store_sqlite
 
     monkeypatch.setattr(store_sqlite, "BUSY_TIMEOUT_MS", 200)  # the test waits less

@@ -273,6 +273,8 @@ async def test_uploads_need_the_token_stay_under_the_cap_and_belong_to_their_sen
         await ws.send_json({"type": "send", "id": "file-0000002", "text": "x", "files": ["B" * 22]})
         event = await ws.receive_json(timeout=30)
         assert event == {"type": "error", "id": "file-0000002", "text": "unknown file"}
+        # refused for good: acknowledged, so the page does not send it again on reconnect
+        assert await ws.receive_json(timeout=30) == {"type": "ack", "id": "file-0000002"}
         await ws.close()
         assert await gw.store.inbound.status("web", "owner:file-0000002") is None
 
@@ -327,10 +329,12 @@ async def test_a_message_with_more_files_than_allowed_says_so(
     await _until(ws, "ready")
     await ws.send_json({"type": "send", "id": "file-0000011", "text": "all", "files": ids})
     event = await ws.receive_json(timeout=30)
+    acknowledged = await ws.receive_json(timeout=30)
     await ws.close()
     assert event == {
         "type": "error",
         "id": "file-0000011",
         "text": f"a message can carry at most {MAX_FILES} files; send the rest in another",
     }
+    assert acknowledged == {"type": "ack", "id": "file-0000011"}
     assert received == []

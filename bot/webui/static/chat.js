@@ -215,7 +215,8 @@
           break;
         case "error":
           // only a message that waits for storage is sent once it can be: its note clears
-          // at the ack; a refused one (an unknown file, too many) is never acknowledged
+          // at the ack; a refused one (an unknown file, too many) is acknowledged right
+          // after its error, so it is dropped and its error stays shown
           if (event.wait && unacked.has(event.id)) waiting.add(event.id);
           setStatus(event.text, false);
           break;
