@@ -4,7 +4,6 @@ session holds that one turn."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 from typing import Any
@@ -134,43 +133,6 @@ async def test_a_task_whose_answer_breaks_off_mid_stream_is_retried_not_sent_hal
         broken, retried = fake.calls(path="/v1/chat/completions")
     # the try again does not see the half answer of the broken one
     assert retried.body["messages"] == broken.body["messages"]
-
-
-async def test_a_stopped_task_run_sends_nothing_and_is_not_tried_again(
-    make_config: Any,
-) -> None:
-    """A task's run stopped on purpose is over, as a stopped chat turn is: neither
-    "Stopped." nor any part of an answer is sent as the task's answer, and the job does not
-    come back to run what was stopped again."""
-    asked: list[ChatRequest] = []
-    running: list[str] = []
-
-    async def model(request: ChatRequest) -> str:
-        asked.append(request)
-        assert gw.running.stop(running[0], "tg:u1")
-        await asyncio.sleep(30)  # the stop cancels this wait
-        return "Headline: markets calm."
-
-    channel = FlakyChannel("tg")
-    provider = FunctionProvider(model)
-    async with Gateway(_config(make_config), provider=provider, channels={"tg": channel}) as gw:
-        scheduler, clock, job = await _one_job_due_in_a_minute(
-            gw, "give me today's headline", JobKind.TASK
-        )
-        running.append(cron_session_key(job.id))
-        clock[0] += 61
-        await scheduler.deliver_due()
-        assert channel.texts() == [] and len(asked) == 1
-        assert await scheduler.list_jobs("tg:u1") == []
-        clock[0] += 86400
-        await scheduler.deliver_due()
-        assert len(asked) == 1 and channel.texts() == []
-        session = gw.sessions.get(cron_session_key(job.id))
-        await gw.sessions.load(session)
-        assert session.row is not None
-        # its cost is recorded; neither its prompt nor "Stopped." is the job's history
-        [row] = await gw.store.turns.for_session(session.row.id)
-        assert row["role"] == "assistant" and row["outcome"] == "error"
 
 
 async def test_a_task_whose_answer_breaks_off_after_a_tool_ran_sends_what_there_is(
