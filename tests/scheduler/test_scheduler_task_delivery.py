@@ -31,7 +31,7 @@ class FlakyChannel(RecordingChannel):
     retry_backoff_s = 0.01
 
     def __init__(self, name: str) -> None:
-        super().__init__(name)
+        super().__init__(name, console=False)
         self.down = False
 
     async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
@@ -127,7 +127,7 @@ async def test_a_task_whose_answer_breaks_off_mid_stream_is_retried_not_sent_hal
     async with FakeLLM() as fake:
         fake.push(Reply(text=whole, reset_after_chunks=3), whole)
         config = _fake_llm_config(make_config, fake)
-        channel = RecordingChannel("tg")
+        channel = RecordingChannel("tg", console=False)
         async with Gateway(config, channels={"tg": channel}) as gw:
             await _fails_then_is_sent_whole(gw, channel, "broke off", whole)
         broken, retried = fake.calls(path="/v1/chat/completions")
@@ -147,7 +147,7 @@ async def test_a_task_whose_answer_breaks_off_after_a_tool_ran_sends_what_there_
     async with FakeLLM() as fake:
         fake.push(Reply(tool_calls=[call]), Reply(text=whole, reset_after_chunks=3), whole)
         config = _fake_llm_config(make_config, fake)
-        channel = RecordingChannel("tg")
+        channel = RecordingChannel("tg", console=False)
         async with Gateway(config, channels={"tg": channel}) as gw:
             scheduler, clock, job = await _one_job_due_in_a_minute(gw, "headline", JobKind.TASK)
             clock[0] += 61
@@ -172,7 +172,7 @@ async def test_a_one_shot_task_of_a_person_not_allowed_is_cancelled_without_a_wo
 
     channels = {"tg": {"type": "telegram", "access": {"dm_policy": "pairing"}}}
     config = make_config(channels=channels, scheduler={"poll_seconds": 3600})
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     async with Gateway(config, provider=FunctionProvider(model), channels={"tg": channel}) as gw:
         scheduler, clock, job = await _one_job_due_in_a_minute(gw, "headlines", JobKind.TASK)
         clock[0] = _START + 65
@@ -194,7 +194,7 @@ async def test_a_task_on_a_channel_no_longer_configured_runs_nothing(
         asked.append(request)
         return "Headline: markets calm."
 
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     provider = FunctionProvider(model)
     async with Gateway(_config(make_config), provider=provider, channels={"tg": channel}) as gw:
         await gw.warmup.wait()
@@ -225,7 +225,7 @@ async def test_a_channel_no_longer_configured_is_nobodys_console(make_config: An
     console: whoever it names gets no owner role there, and may not be answered."""
     from bot.messages import Identity
 
-    channels = {"tg": RecordingChannel("tg"), "console": RecordingChannel("console")}
+    channels = {"tg": RecordingChannel("tg", console=False), "console": RecordingChannel("console")}
     async with Gateway(_config(make_config), channels=channels) as gw:
         assert gw.access.role_of(Identity("console", "me", "me")) == "owner"
         stale = Identity("old", "u1", "u1")
@@ -277,7 +277,7 @@ async def _long_task_failing_after(
         return _LONG_ANSWER
 
     # messages of 40 characters at most: the answer goes out in three
-    channel = RecordingChannel("tg", max_message_len=40)
+    channel = RecordingChannel("tg", console=False, max_message_len=40)
     channel.retry_backoff_s = 0.01
     provider = FunctionProvider(model)
     async with Gateway(_config(make_config), provider=provider, channels={"tg": channel}) as gw:
