@@ -127,7 +127,7 @@ class Gateway:
         #: the sandbox's choice, begun at start and awaited by start_features
         self.sandbox_choice: asyncio.Task[SandboxChoice] | None = None
         self.mcp: McpManager | None = None
-        self.access: AccessControl = build_access(config, self.store, self.channels.keys())
+        self.access: AccessControl = build_access(config, self.store, self.channels)
         self.http: HttpServer | None = None
         #: printed to the terminal by `decapod run` until an admin credential exists
         self.setup_code: str | None = None

@@ -37,7 +37,7 @@ from bot.messages import (
 from bot.providers.base import ChatMessage
 from bot.scheduler.natural import natural_command
 from bot.sessions import Session
-from bot.stop import STOPPED_NOTE, RunningTurn
+from bot.stop import RunningTurn
 from bot.store.deliveries import DeliveryUpdate
 from bot.store.repos import TurnRecord
 from bot.tasks import cancelled_from_outside
@@ -235,8 +235,7 @@ class TurnRunner:
         and the scheduler tries the job again later. Not so once a tool ran: a try again
         would run the tool again, so an answer that broke off is returned as it is, marked
         interrupted, and one whose model call failed is what was written, with the note of
-        the failure.
-        A stopped run returns "" (nothing to send): see below."""
+        the failure."""
         await self.gw.warmup.wait()
         identity = await self.job_may_deliver(job)
         session = self.gw.sessions.get(cron_session_key(job.id))
@@ -252,20 +251,14 @@ class TurnRunner:
         )
         user = ChatMessage("user", self.gw.redactor.redact(prompt or job.text))
         holder: list[TurnResult] = []
-        # tracked as a chat's turn is (`_turn`), which the reply path needs; no person's /stop
-        # reaches it (/stop ends the turn of the chat it is typed in, never a `cron:` one)
+        # tracked as a chat's turn is (`_turn`), which the reply path needs; nothing stops it:
+        # /stop (here or on another replica) stops only the session of the chat it is typed
+        # in, and no chat's session key is a `cron:` one
         with self.gw.running.track(session.key, job.person_id) as running:
             stream = reply_stream(self.gw, session, user, ctx, holder, running, max_output_tokens)
             answer = "".join([part async for part in stream])
         turn_id = f"cron:{job.id}:{int(job.due_at)}"
         result = holder[-1]
-        if result.outcome == "stopped":
-            # stopped on purpose (RunningTurns.stop): this run is over, as a stopped chat
-            # turn is. Nothing is sent, neither the part written nor "Stopped.", and it is
-            # not tried again, which would run anew what was stopped; a repeating job comes
-            # back at its next time
-            await self._persist_broken_try(session, turn_id, identity.key, result)
-            return "", result
         # a try again after a tool ran would run it again (its effects twice, and its run
         # missing from the history): then what there is is sent, marked interrupted or
         # followed by the note of the failure, and the job is done
@@ -297,18 +290,14 @@ class TurnRunner:
     async def _persist_broken_try(
         self, session: Session, turn_id: str, identity_key: str, result: TurnResult
     ) -> None:
-        """A scheduled turn that failed or broke off is tried again later (a stopped one is
-        not, but is alike here): its cost is recorded, but neither its prompt nor its half
-        answer becomes the job's history, so the next run's model sees the history as it was
-        before this one."""
+        """A scheduled turn that failed or broke off is tried again later: its cost is
+        recorded, but neither its prompt nor its half answer becomes the job's history, so
+        the next run's model sees the history as it was before this one."""
         assert session.row is not None
-        if result.outcome == "stopped":
-            note = ChatMessage("assistant", STOPPED_NOTE)
-        else:
-            note = ChatMessage("assistant", failure_note(result.error, result.outcome))
+        note = ChatMessage("assistant", failure_note(result.error, result.outcome))
         record = TurnRecord(turn_id, note, identity_key=identity_key)
         record.provider, record.model, record.usage = result.provider, result.model, result.usage
-        # "error" also for a broken-off or stopped answer: a failed reply is never history
+        # "error" also for a broken-off answer: a failed reply is never history
         record.latency_ms = result.latency_ms
         record.outcome = result.outcome if result.outcome in FAILED else "error"
         await self.gw.store.turns.add(session.row.id, [record], inbound_done=None)

@@ -63,6 +63,10 @@ class Channel(FileChannel, Protocol):
     #: the shared command table, set by the gateway before start (menus, slash commands)
     commands: list[CommandSpec]
     publish_on_start: bool
+    #: the identity channel whose people are the operator at this machine while this
+    #: channel runs (the console's own name; `decapod ask`'s says "console"); None on a
+    #: platform's channel. The only thing that makes anyone the console's owner
+    operator_console: str | None
 
     def use_state(self, state: ChannelState) -> None:
         """What must outlive a message (buttons, threads) goes to `state`, the store's,

@@ -70,6 +70,9 @@ class BaseChannel:
     max_upload_bytes: int = 50 * 1024 * 1024
     #: voice answers go as voice messages (OGG/Opus); otherwise as an audio file (MP3)
     sends_voice_notes: bool = False
+    #: the identity channel whose people are the operator at this machine while this
+    #: channel runs (the console's own name); None on a platform's channel
+    operator_console: str | None = None
 
     def __init__(self, name: str) -> None:
         self.name = name

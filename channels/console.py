@@ -52,6 +52,8 @@ class ConsoleChannel(BaseChannel):
         files_dir: Path | None = None,
     ) -> None:
         super().__init__(name)
+        #: its identities are `<name>:<user>`: the operator at this terminal
+        self.operator_console = name
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
         self.user = user or getpass.getuser()

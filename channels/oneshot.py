@@ -28,10 +28,15 @@ from bot.messages import (
 from channels import ReplyProgress
 from channels.base import BaseChannel
 
+#: the identity channel of the operator's terminal (`decapod chat`)
+CONSOLE = "console"
+
 
 class OneShotChannel(BaseChannel):
     type = "oneshot"
     max_message_len = 1_000_000
+    #: speaks as the operator's terminal does (the person of `decapod chat`)
+    operator_console: str | None = CONSOLE
 
     def __init__(
         self,
@@ -58,7 +63,7 @@ class OneShotChannel(BaseChannel):
         assert self.sink is not None, "the gateway starts the channel first"
         message = InboundMessage(
             id=uuid.uuid4().hex,
-            identity=Identity("console", self.user, self.user),
+            identity=Identity(CONSOLE, self.user, self.user),
             conversation=self.conversation,
             text=text,
             command=Command.parse(text),

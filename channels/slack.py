@@ -22,9 +22,10 @@ HTTP mode checks Slack's signature once, with slack_sdk's SignatureVerifier, bef
 is parsed; Bolt's RequestVerification middleware is off because it could only check the same
 signature again after Bolt had parsed the body.
 
-Outbound: Markdown becomes mrkdwn, chunks of ~4,000 characters, streaming by chat.update
-at most once a second, at most one message a second per Slack channel, and Retry-After is
-honoured both by the SDK's retry and by pausing every send of the channel.
+Outbound (channels/slack_outbound.py): Markdown becomes mrkdwn, chunks of ~4,000 characters,
+streaming by chat.update at most once a second, at most one message a second per Slack
+channel, and Retry-After is honoured both by the SDK's retry and by pausing every send of
+the channel.
 """
 
 from __future__ import annotations
@@ -32,8 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,20 +49,15 @@ from bot.config_base import GroupConfig
 from bot.errors import ChannelError
 from bot.messages import (
     Attachment,
-    Conversation,
     ConversationKind,
     InboundMessage,
-    OutboundMessage,
-    SentRef,
     size_text,
 )
 from bot.proxy_env import check_proxy_env
-from channels import InboundSink, ReplyProgress
-from channels.base import FileUpload
-from channels.buttons import Button, ButtonBook
+from channels import InboundSink
+from channels.buttons import ButtonBook
 from channels.slack_api import SlackApi, WorkingSignal, doctor, signed
-from channels.slack_buttons import ACTION_PREFIX, with_buttons
-from channels.slack_commands import SlackCommandChannel
+from channels.slack_buttons import ACTION_PREFIX
 from channels.slack_dispatch import (
     RECEIVED_AT,
     BoltParts,
@@ -72,7 +67,7 @@ from channels.slack_dispatch import (
 )
 from channels.slack_handover import Handover
 from channels.slack_inbound import Normalizer, ThreadMemory
-from channels.slack_mrkdwn import to_mrkdwn
+from channels.slack_outbound import SlackOutbound
 
 if TYPE_CHECKING:
     from slack_bolt.async_app import AsyncApp
@@ -97,7 +92,7 @@ CONNECT_TIMEOUT_S = 30.0
 __all__ = ["SlackChannel", "create", "doctor"]
 
 
-class SlackChannel(SlackCommandChannel):
+class SlackChannel(SlackOutbound):
     type = "slack"
     max_message_len = 4000
     edit_interval = 1.0
@@ -326,80 +321,7 @@ class SlackChannel(SlackCommandChannel):
             await self.threads.add(conversation.chat_id, conversation.thread_id)
         await self.sink(message)
 
-    # outbound ------------------------------------------------------------------------------
-    async def _send_buttons(
-        self, message: OutboundMessage, text: str, buttons: list[Button]
-    ) -> SentRef:
-        return await self._post(message, text, with_buttons(to_mrkdwn(text), buttons))
-
-    async def reply(
-        self,
-        template: OutboundMessage,
-        deltas: AsyncIterator[str],
-        progress: ReplyProgress | None = None,
-    ) -> list[SentRef]:
-        url = template.meta.get("response_url")
-        if url:  # `/decapod ask`: the answer is posted once, for the whole channel
-            text = "".join([delta async for delta in deltas])
-            refs = [await self._answer_command(template, url, text, in_channel=True)]
-            if progress is not None:
-                await progress.shown(refs, len(text))
-            return refs
-        # shown alongside the model call, not before it: one Slack round trip less to wait
-        showing = asyncio.create_task(self._working.show(template.conversation, template.reply_to))
-        try:
-            return await super().reply(template, deltas, progress)
-        finally:
-            await self._working.hide(await showing)
-
-    async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
-        return await self._post(message, text, None)
-
-    async def _post(
-        self, message: OutboundMessage, text: str, blocks: list[dict[str, Any]] | None
-    ) -> SentRef:
-        conversation = message.conversation
-        thread_ts = message.meta.get("thread_ts") or conversation.thread_id
-        resp = await self._web().call(
-            "chat.postMessage",
-            channel=conversation.chat_id,
-            text=to_mrkdwn(text),  # the fallback: notifications, and clients without blocks
-            blocks=blocks,
-            thread_ts=thread_ts,
-            unfurl_links=message.link_preview,
-            unfurl_media=message.link_preview,
-        )
-        self._landed(conversation)
-        channel_id, ts = str(resp.get("channel") or conversation.chat_id), str(resp["ts"])
-        if conversation.kind is not ConversationKind.DM:
-            # replies in this thread now reach the bot without a new mention
-            await self.threads.add(channel_id, thread_ts or ts)
-        return SentRef(conversation, ts, {"channel": channel_id})
-
-    async def _send_file(self, upload: FileUpload) -> SentRef:
-        conversation = upload.conversation
-        file_id = await self._web().upload(
-            conversation.chat_id, conversation.thread_id, upload.data, upload.name, upload.caption
-        )
-        self._landed(conversation)
-        return SentRef(conversation, file_id, {"file": file_id})
-
-    async def _edit_text(self, ref: SentRef, text: str) -> None:
-        channel = ref.meta.get("channel", ref.conversation.chat_id)
-        await self._web().call(
-            "chat.update", channel=channel, ts=ref.message_id, text=to_mrkdwn(text)
-        )
-        self._landed(ref.conversation)
-
-    def _landed(self, conversation: Conversation) -> None:
-        """The next send to this chat waits a full interval from now: a call the SDK retried
-        after a 429 landed late, and the pace set before it must not let the next one follow
-        at once."""
-        self._chat_next[conversation.chat_id] = time.monotonic() + self.chat_interval
-
-    def _pause(self, seconds: float) -> None:
-        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
-
+    # downloads -----------------------------------------------------------------------------
     async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
         limit = min(max_bytes, self.max_file_bytes)
         name = attachment.name or "file"

@@ -87,6 +87,7 @@ class RemoteChannel:
         self.max_message_len = shape.max_message_len
         self.max_upload_bytes = shape.max_upload_bytes
         self.sends_voice_notes = shape.sends_voice_notes
+        self.operator_console = shape.operator_console
         self.commands: list[CommandSpec] = []
         self.publish_on_start = False  # the receiver's channel offers them
         self._link = link

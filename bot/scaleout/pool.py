@@ -56,6 +56,7 @@ class Channel(FileChannel, Protocol):
     """What the receiver uses of a channels.Channel here (the rest is called by name)."""
 
     max_message_len: int
+    operator_console: str | None
 
     async def reply(
         self, template: Any, deltas: AsyncIterator[str], progress: Any = None
@@ -161,7 +162,9 @@ class TurnProcesses:
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         child.wire = Wire(reader, writer)
         shapes = tuple(
-            ChannelShape(n, c.max_message_len, c.max_upload_bytes, c.sends_voice_notes)
+            ChannelShape(
+                n, c.max_message_len, c.max_upload_bytes, c.sends_voice_notes, c.operator_console
+            )
             for n, c in self._channels.items()
         )
         child.wire.send("hello", 0, Hello(self._config, child.index, self._count, shapes))

@@ -26,6 +26,8 @@ class ChannelShape:
     max_message_len: int
     max_upload_bytes: int
     sends_voice_notes: bool
+    #: the receiver's channel speaks for the operator's console (channels.Channel)
+    operator_console: str | None
 
 
 @dataclass(frozen=True, slots=True)

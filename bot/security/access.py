@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Collection
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -46,8 +46,6 @@ MAX_PENDING_PER_CHANNEL = 100
 #: the owner let in with a pairing link, who is paired like a person on any other channel
 WEB_CHAT = "web"
 WEB_OWNER_ID = "owner"
-#: the identity channel of the operator's terminal (`decapod chat`, `decapod ask`)
-LOCAL_CONSOLE = "console"
 _WEB_GUESTS = ChannelAccessConfig(dm_policy="pairing")
 
 
@@ -60,6 +58,16 @@ class AccessDecision:
     reply: str | None = None
     #: a pairing code just given to the sender: the owner is asked to approve it
     pairing: PairingCode | None = None
+
+
+class RunningChannel(Protocol):
+    """What access reads of a running channel (channels.Channel has it)."""
+
+    @property
+    def operator_console(self) -> str | None:
+        """The identity channel whose people are the operator at this machine while this
+        channel runs; None on a platform's channel."""
+        ...
 
 
 class AccessControl(Protocol):
@@ -84,14 +92,14 @@ class ChannelAccess:
         config: Config,
         store: Store,
         *,
-        running: Collection[str] = (),
+        running: Mapping[str, RunningChannel] | None = None,
         notice_interval_s: float = 600.0,
     ) -> None:
         self.config = config
         self.store = store
-        #: the names of the gateway's channels, live: one there but not in config.toml was
-        #: injected by code (the operator's console)
-        self.running = running
+        #: the gateway's channels by name, live: the only source of who is the operator's
+        #: console (a channel's `operator_console`), so one not running is nobody's console
+        self.running: Mapping[str, RunningChannel] = running if running is not None else {}
         self.owners = frozenset(config.gateway.owners)
         self.notice_interval_s = notice_interval_s
         self._paired: set[str] = set()
@@ -117,19 +125,16 @@ class ChannelAccess:
         ch = self.config.channels.get(channel)
         return getattr(ch, "access", None)
 
-    def _is_local_console(self, channel: str) -> bool:
-        ch = self.config.channels.get(channel)
-        # the console is the operator's own terminal, or a channel injected by code (`decapod
-        # ask`'s one-shot channel speaks as the console's person, under a name of its own); a
-        # name that is neither (a channel since taken out of config.toml) is nobody's console
-        if ch is None:
-            return channel == LOCAL_CONSOLE or channel in self.running
-        return ch.type == "console"
+    def _is_operator_console(self, channel: str) -> bool:
+        # a running channel says so: the console is the operator's own terminal, and `decapod
+        # ask`'s one-shot channel speaks as the console's person under a name of its own; a
+        # console configured but not running, or taken out of config.toml, is nobody's
+        return any(ch.operator_console == channel for ch in self.running.values())
 
     def role_of(self, identity: Identity) -> str:
         if self._web_chat(identity.channel) and identity.key not in self.owners:
             return "owner" if identity.user_id == WEB_OWNER_ID else "user"
-        if identity.key in self.owners or self._is_local_console(identity.channel):
+        if identity.key in self.owners or self._is_operator_console(identity.channel):
             return "owner"
         policy = self._policy(identity.channel)
         if policy is not None and identity.user_id in policy.operators:
@@ -268,5 +273,7 @@ def register_access_commands(table: CommandTable) -> None:
         return f"Approved {name} on {found.channel}."
 
 
-def build_access(config: Config, store: Store, running: Collection[str]) -> ChannelAccess:
+def build_access(
+    config: Config, store: Store, running: Mapping[str, RunningChannel]
+) -> ChannelAccess:
     return ChannelAccess(config, store, running=running)

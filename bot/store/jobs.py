@@ -103,6 +103,19 @@ class JobRepo:
         await self._wal.sync()
         return result
 
+    async def _give_back(
+        self, job: Job, sets: str, values: dict[str, Any], *, now: float, durable: bool = False
+    ) -> bool:
+        """End the claim of `job`, setting `sets` too (`values` their parameters); False when
+        the claim was lost meanwhile (the job was cancelled or taken over). `durable`: the
+        person relies on it (a delivery marked sent, a job cancelled or paused)."""
+
+        def op(conn: Conn) -> bool:
+            sql = f"UPDATE jobs SET {sets}, lease_until = NULL, updated_at = :now WHERE {_HELD}"
+            return bool(conn.execute(sql, {**values, "now": now, **_held(job)}).rowcount)
+
+        return await (self._durable_write(op) if durable else self.store.write(op))
+
     # creating, reading, cancelling -----------------------------------------------------------
     async def insert(self, new: NewJob, *, max_active: int) -> Job:
         """Store a new pending job; raises ActiveJobLimit when its person has too many."""
@@ -235,26 +248,16 @@ class JobRepo:
         claim was lost (the job was cancelled or taken over meanwhile)."""
         status = JobStatus.SENT if next_due is None else JobStatus.PENDING
         due = job.due_at if next_due is None else next_due
-
-        def op(conn: Conn) -> bool:
-            cur = conn.execute(
-                "UPDATE jobs SET status = :status, due_at = :due, run_at = :due, "
-                "attempt = CASE WHEN :status = 'pending' THEN 0 ELSE attempt END, "
-                "lease_until = NULL, sent_message_id = :message_id, late_by = :late_by, "
-                "runs = runs + 1, last_error = NULL, answer = NULL, "
-                f"updated_at = :now WHERE {_HELD}",
-                {
-                    "status": status.value,
-                    "due": due,
-                    "message_id": message_id,
-                    "late_by": late_by,
-                    "now": now,
-                    **_held(job),
-                },
-            )
-            return bool(cur.rowcount)
-
-        return await self._durable_write(op)
+        return await self._give_back(
+            job,
+            "status = :status, due_at = :due, run_at = :due, "
+            "attempt = CASE WHEN :status = 'pending' THEN 0 ELSE attempt END, "
+            "sent_message_id = :message_id, late_by = :late_by, runs = runs + 1, "
+            "last_error = NULL, answer = NULL",
+            {"status": status.value, "due": due, "message_id": message_id, "late_by": late_by},
+            now=now,
+            durable=True,
+        )
 
     async def extend_lease(self, job: Job, *, until: float) -> bool:
         """Keep the claim of a delivery still under way; False when it was lost."""
@@ -270,41 +273,32 @@ class JobRepo:
     async def release(self, job: Job, *, due: float, now: float) -> bool:
         """Give a claimed job back unsent, due at `due` (the occurrence it catches up on):
         there was no room to deliver it in this pass."""
-        return await self.store.write(
-            lambda c: bool(
-                c.execute(
-                    "UPDATE jobs SET status = 'pending', due_at = :due, run_at = :due, "
-                    "attempt = attempt - 1, lease_until = NULL, updated_at = :now "
-                    f"WHERE {_HELD}",
-                    {"due": due, "now": now, **_held(job)},
-                ).rowcount
-            )
+        return await self._give_back(
+            job,
+            "status = 'pending', due_at = :due, run_at = :due, attempt = attempt - 1",
+            {"due": due},
+            now=now,
         )
 
     async def skip(self, job: Job, *, due: float, now: float) -> bool:
         """Give a claimed job back for `due` without running it: its person may not be
         answered there now. Its tries start over, and its listing says it was skipped."""
-        return await self.store.write(
-            lambda c: bool(
-                c.execute(
-                    "UPDATE jobs SET status = 'pending', due_at = :due, run_at = :due, "
-                    "attempt = 0, lease_until = NULL, last_error = :error, answer = NULL, "
-                    f"updated_at = :now WHERE {_HELD}",
-                    {"due": due, "error": SKIPPED_NOT_ALLOWED, "now": now, **_held(job)},
-                ).rowcount
-            )
+        return await self._give_back(
+            job,
+            "status = 'pending', due_at = :due, run_at = :due, attempt = 0, "
+            "last_error = :error, answer = NULL",
+            {"due": due, "error": SKIPPED_NOT_ALLOWED},
+            now=now,
         )
 
     async def cancel_claimed(self, job: Job, *, error: str, now: float) -> bool:
         """Cancel a claimed job, saying why; False when the claim was lost meanwhile."""
-        return await self._durable_write(
-            lambda c: bool(
-                c.execute(
-                    "UPDATE jobs SET status = 'cancelled', lease_until = NULL, "
-                    f"last_error = :error, answer = NULL, updated_at = :now WHERE {_HELD}",
-                    {"error": error[:500], "now": now, **_held(job)},
-                ).rowcount
-            )
+        return await self._give_back(
+            job,
+            "status = 'cancelled', last_error = :error, answer = NULL",
+            {"error": error[:500]},
+            now=now,
+            durable=True,
         )
 
     async def holds(self, job: Job) -> bool:
@@ -319,31 +313,20 @@ class JobRepo:
         self, job: Job, *, run_at: float, error: str, now: float, answer: str | None
     ) -> bool:
         """Try again at `run_at`, keeping `answer` (a task's, made but not sent) for it."""
-        return await self.store.write(
-            lambda c: bool(
-                c.execute(
-                    "UPDATE jobs SET status = 'pending', run_at = :run_at, lease_until = NULL, "
-                    f"last_error = :error, answer = :answer, updated_at = :now WHERE {_HELD}",
-                    {
-                        "run_at": run_at,
-                        "error": error[:500],
-                        "answer": answer,
-                        "now": now,
-                        **_held(job),
-                    },
-                ).rowcount
-            )
+        return await self._give_back(
+            job,
+            "status = 'pending', run_at = :run_at, last_error = :error, answer = :answer",
+            {"run_at": run_at, "error": error[:500], "answer": answer},
+            now=now,
         )
 
     async def pause(self, job: Job, *, error: str, now: float) -> bool:
-        return await self._durable_write(
-            lambda c: bool(
-                c.execute(
-                    "UPDATE jobs SET status = 'paused', lease_until = NULL, last_error = :error, "
-                    f"answer = NULL, updated_at = :now WHERE {_HELD}",
-                    {"error": error[:500], "now": now, **_held(job)},
-                ).rowcount
-            )
+        return await self._give_back(
+            job,
+            "status = 'paused', last_error = :error, answer = NULL",
+            {"error": error[:500]},
+            now=now,
+            durable=True,
         )
 
     async def mark_missed(

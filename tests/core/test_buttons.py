@@ -106,7 +106,7 @@ async def _press_given_back(store: Store) -> None:
 
 
 async def test_the_owner_denies_a_pairing_request(make_config: Any) -> None:
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=False)
     config = make_config(
         gateway={"owners": ["test:boss"]},
         channels={"test": {"type": "telegram", "access": {"dm_policy": "pairing"}}},

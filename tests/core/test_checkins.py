@@ -74,7 +74,7 @@ async def test_a_checkin_due_in_quiet_hours_waits_and_with_nothing_to_say_sends_
     make_config: Any,
 ) -> None:
     model = _Model("NOTHING.")
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     config = _config(make_config, quiet_hours="08:00-09:00", max_output_tokens=120)
     async with Gateway(config, provider=model.provider, channels={"tg": channel}) as gw:
         await gw.warmup.wait()  # the scheduler is a warm-up step
@@ -118,7 +118,7 @@ async def test_a_checkin_due_in_quiet_hours_waits_and_with_nothing_to_say_sends_
 
 async def test_a_checkin_with_something_to_say_says_it_once(make_config: Any) -> None:
     model = _Model("Your dentist appointment is at 10:00 today.")
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     config = _config(make_config, quiet_hours="")
     async with Gateway(config, provider=model.provider, channels={"tg": channel}) as gw:
         await gw.warmup.wait()  # the scheduler is a warm-up step
@@ -148,7 +148,7 @@ async def test_checkins_from_the_config_are_made_once_and_bad_requests_are_expla
     make_config: Any,
 ) -> None:
     config = _config(make_config, people={"tg:u1": "weekdays 7:15"})
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     model = _Model("NOTHING")
     for _ in range(2):  # a restart does not double it
         async with Gateway(config, provider=model.provider, channels={"tg": channel}) as gw:
@@ -194,7 +194,7 @@ async def test_a_checkin_run_stays_within_its_token_cap(make_config: Any) -> Non
         return script.pop(0)
 
     provider = FunctionProvider(answer)
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     config = _config(make_config, quiet_hours="", max_output_tokens=40)
     async with Gateway(config, provider=provider, channels={"tg": channel}) as gw:
         await gw.warmup.wait()  # the scheduler is a warm-up step
@@ -263,7 +263,7 @@ async def test_a_checkin_whose_answer_breaks_off_mid_stream_is_tried_again_not_s
     whole = "Your dentist appointment is at 10:00 today."
     async with FakeLLM() as fake:
         fake.push(Reply(text=whole, reset_after_chunks=4), whole)
-        channel = RecordingChannel("tg")
+        channel = RecordingChannel("tg", console=False)
         async with Gateway(_fake_llm_config(make_config, fake), channels={"tg": channel}) as gw:
             scheduler, clock = await _checkin_come_due(gw, channel)
             job = await _checkin_job(gw)
@@ -301,7 +301,7 @@ async def test_a_checkin_whose_model_writes_nothing_sends_nothing(
     monkeypatch.setenv("FAKE_LLM_KEY", "sk-test-not-a-secret")
     async with FakeLLM() as fake:
         fake.push(Reply(text=""))
-        channel = RecordingChannel("tg")
+        channel = RecordingChannel("tg", console=False)
         async with Gateway(_fake_llm_config(make_config, fake), channels={"tg": channel}) as gw:
             await _checkin_come_due(gw, channel)
 
@@ -320,7 +320,7 @@ async def test_a_person_no_longer_allowed_gets_no_checkin_until_allowed_again(
     """The owner revoked the person's pairing: their check-in no longer runs the model as
     them nor writes to them, and keeps its schedule; approved again, they get the next one."""
     model = _Model("Your dentist appointment is at 10:00 today.")
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     config = make_config(
         channels={"tg": {"type": "telegram", "access": {"dm_policy": "pairing"}}},
         scheduler={"poll_seconds": 3600},

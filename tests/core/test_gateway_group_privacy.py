@@ -48,7 +48,7 @@ async def _remind(channel: RecordingChannel, what: str, **kwargs: Any) -> str:
 
 
 async def test_reminders_in_a_group_list_only_that_chats_jobs(make_config: Any) -> None:
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=False)
     config = _config(make_config)
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": channel}):
         await _remind(channel, DM_REMINDER)
@@ -66,7 +66,7 @@ async def test_reminders_in_a_group_list_only_that_chats_jobs(make_config: Any) 
 
 
 async def test_reminders_cancel_takes_only_the_persons_own_job(make_config: Any) -> None:
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=False)
     config = _config(make_config)
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": channel}):
         dm_job = await _remind(channel, DM_REMINDER)
@@ -94,7 +94,7 @@ async def test_the_list_jobs_tool_in_a_group_sees_only_that_chats_jobs(make_conf
             return "listed"
         return [ToolCall("l1", "list_jobs", json.dumps({}))]
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=False)
     config = _config(make_config)
     async with Gateway(config, provider=FunctionProvider(model), channels={"test": channel}):
         await _remind(channel, DM_REMINDER)
@@ -109,7 +109,7 @@ async def test_the_list_jobs_tool_in_a_group_sees_only_that_chats_jobs(make_conf
 
 async def test_forget_in_a_group_shows_and_deletes_nothing(make_config: Any) -> None:
     item = "my cardiologist appointment is on friday"
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=False)
     config = _config(make_config)
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": channel}) as gw:
         await gw.warmup.wait()  # memory is a warm-up step
@@ -130,7 +130,7 @@ async def test_forget_in_a_group_shows_and_deletes_nothing(make_config: Any) -> 
 
 
 async def test_usage_and_checkin_in_a_group_point_to_a_dm(make_config: Any) -> None:
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=False)
     config = _config(make_config, scheduler={"poll_seconds": 3600})
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": channel}):
         set_in_dm = await _ask(channel, "/checkin daily 6:45", user="alice")
@@ -157,7 +157,7 @@ async def test_what_waits_for_approval_is_listed_only_in_a_dm(make_config: Any) 
             return [ToolCall("x1", "exec", json.dumps({"command": command}))]
         return "result: " + last.content
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=False)
     sandbox = {"backend": "bwrap", "approval": "ask", "exec_for_users": True}
     config = _config(make_config, sandbox=sandbox)
     async with Gateway(config, provider=FunctionProvider(model), channels={"test": channel}):
@@ -180,7 +180,7 @@ async def test_a_reminder_set_in_a_group_does_not_name_the_persons_time_zone(
 ) -> None:
     """The zone alice set in a DM says where she lives: a confirmation in the group leaves
     it out (as the group's listing does), a DM's names it as before."""
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=False)
     config = _config(make_config)
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": channel}) as gw:
         await gw.store.identities.set_timezone("test:alice", "America/Argentina/Buenos_Aires")

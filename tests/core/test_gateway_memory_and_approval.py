@@ -33,7 +33,7 @@ async def test_a_fact_is_recalled_in_a_new_session_and_never_for_another_person(
             ]
         return "noted"
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=False)
     config = make_config(
         channels={
             "test": {

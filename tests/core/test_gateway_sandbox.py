@@ -56,7 +56,7 @@ def _script_primes() -> list[Any]:
 
 async def test_owner_writes_and_runs_a_script_in_the_sandbox(make_config: Any) -> None:
     provider = ScriptedProvider(_script_primes())
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     async with Gateway(_sandbox_config(make_config), provider=provider, channels={"tg": channel}):
         await channel.push(
             "write a Python script that prints the first 20 primes and run it", user="owner"
@@ -68,7 +68,7 @@ async def test_owner_writes_and_runs_a_script_in_the_sandbox(make_config: Any) -
 
 async def test_the_same_request_from_a_non_owner_in_a_group_is_refused(make_config: Any) -> None:
     provider = ScriptedProvider(_script_primes())
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     async with Gateway(_sandbox_config(make_config), provider=provider, channels={"tg": channel}):
         await channel.push(
             "write a Python script that prints the first 20 primes and run it",
@@ -117,7 +117,7 @@ async def test_s2_known_secret_encodings_in_tool_output(
         make_config,
         providers={"local": {"preset": "ollama", "api_key_env": "FAKE_PROVIDER_KEY"}},
     )
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     async with Gateway(config, provider=provider, channels={"tg": channel}):
         await channel.push("print the encodings", user="owner")
         await channel.wait_for_messages(1, timeout=20)
@@ -149,7 +149,7 @@ async def test_chat_stays_responsive_while_a_sandboxed_command_burns_cpu(
             ]
         return "ok"
 
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     async with Gateway(
         _sandbox_config(make_config), provider=FunctionProvider(answer), channels={"tg": channel}
     ):

@@ -67,7 +67,7 @@ def _approval_id(ask: str) -> str:
 async def test_an_untrusted_tool_makes_the_next_command_wait_for_the_owner(
     make_config: Any,
 ) -> None:
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     async with _gateway(make_config, _model(exec_after_fetch=True), channel):
         await channel.push("run the greeting", user="owner")
         [plain] = await channel.wait_for_messages(1, timeout=20)
@@ -84,7 +84,7 @@ async def test_an_untrusted_tool_makes_the_next_command_wait_for_the_owner(
 async def test_untrusted_output_from_an_earlier_turn_still_needs_approval(
     make_config: Any,
 ) -> None:
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     async with _gateway(make_config, _model(exec_after_fetch=False), channel):
         await channel.push("read this page", user="owner")
         await channel.wait_for_messages(1, timeout=20)
@@ -100,7 +100,7 @@ async def test_untrusted_output_from_an_earlier_turn_still_needs_approval(
 
 
 async def test_another_persons_attachments_taint_their_turn(make_config: Any) -> None:
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     async with _gateway(make_config, _model(exec_after_fetch=False), channel):
         # the file cannot be downloaded (so no text of it is read): only its name is known
         await channel.push("run it", user="owner", parts=(FILE,))

@@ -34,7 +34,7 @@ class _Buttons(RecordingChannel):
     buttons)."""
 
     def __init__(self) -> None:
-        super().__init__("tg")
+        super().__init__("tg", console=False)
         self.choices: list[tuple[Choice, ...]] = []
 
     async def send(self, message: Any) -> Any:
@@ -84,7 +84,7 @@ async def test_a_person_picks_a_model_that_is_asked_first_and_it_survives_a_rest
 async def test_only_the_owner_changes_the_model_for_everyone(make_config: Any) -> None:
     async with FakeLLM() as fake:
         config = _config(make_config, fake)
-        channel = RecordingChannel("tg")
+        channel = RecordingChannel("tg", console=False)
         async with Gateway(config, channels={"tg": channel}):
             refused = await _ask(channel, "/model beta for everyone")
             assert refused == "Only the owner can change the model for everyone."

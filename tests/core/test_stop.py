@@ -65,7 +65,7 @@ async def test_stop_while_streaming_ends_the_answer_and_it_is_not_run_again(
         )
         words = " ".join(f"word{i}" for i in range(400))
         fake.push(Reply(text=words, chunk_delay_s=0.05))
-        channel = RecordingChannel("tg")
+        channel = RecordingChannel("tg", console=False)
         async with Gateway(config, channels={"tg": channel}) as gw:
             await channel.push("tell me a long story")
             await _until(lambda: "word3" in _first(channel))
@@ -89,7 +89,7 @@ async def test_stop_while_streaming_ends_the_answer_and_it_is_not_run_again(
 
 
 async def test_stop_with_nothing_running_says_so(make_config: Any) -> None:
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     config = make_config(channels=_CHANNELS)
     async with Gateway(config, provider=ScriptedProvider([]), channels={"tg": channel}):
         await channel.push("/stop")
@@ -128,7 +128,7 @@ async def test_stop_during_a_long_sandbox_command_kills_it(make_config: Any, bac
         gateway={"owners": ["tg:owner"]},
         channels=_CHANNELS,
     )
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     async with Gateway(config, provider=provider, channels={"tg": channel}) as gw:
         await channel.push("sleep for a long time", user="owner")
         await _until(lambda: _running(marker), timeout=60)
@@ -162,7 +162,7 @@ async def test_stop_while_waiting_for_approval_withdraws_the_request(make_config
         gateway={"owners": ["tg:owner"]},
         channels=_CHANNELS,
     )
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     async with Gateway(config, provider=provider, channels={"tg": channel}) as gw:
         await channel.push("clean the build folder", user="owner")
         [ask] = await channel.wait_for_messages(1)
@@ -194,7 +194,7 @@ async def test_a_person_cannot_stop_someone_elses_turn(make_config: Any) -> None
             },
         )
         fake.push(Reply(text="slow answer here", delay_s=1.0))
-        channel = RecordingChannel("tg")
+        channel = RecordingChannel("tg", console=False)
         from bot.messages import ConversationKind
 
         group = {"chat": "g1", "kind": ConversationKind.GROUP}

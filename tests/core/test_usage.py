@@ -53,7 +53,7 @@ async def test_usage_sums_match_the_stored_turns(make_config: Any) -> None:
             text="ok", input_tokens=1000 + len(fake.requests), output_tokens=300
         )
         config = _config(make_config, fake)
-        channel = RecordingChannel("tg")
+        channel = RecordingChannel("tg", console=False)
         async with Gateway(config, channels={"tg": channel}) as gw:
             for text in ("one", "two", "three"):
                 await _ask(channel, text, "alice")
@@ -144,7 +144,7 @@ async def test_a_scheduled_turn_run_twice_counts_once(make_config: Any) -> None:
 
     async with FakeLLM() as fake:
         fake.reply_fn = lambda request: Reply(text="ok", input_tokens=1000, output_tokens=300)
-        channels = {"tg": RecordingChannel("tg")}
+        channels = {"tg": RecordingChannel("tg", console=False)}
         async with Gateway(_config(make_config, fake), channels=channels) as gw:
             await gw.warmup.wait()  # the scheduler is a warm-up step
             scheduler = gw.deps.scheduler

@@ -28,9 +28,14 @@ class RecordingChannel(BaseChannel):
     edit_interval = 0.05
     typing_interval = 0.05
 
-    def __init__(self, name: str = "test", max_message_len: int = 4000) -> None:
+    def __init__(
+        self, name: str = "test", max_message_len: int = 4000, *, console: bool = True
+    ) -> None:
         super().__init__(name)
         self.max_message_len = max_message_len
+        #: as code injects it (`decapod chat`'s terminal): its people are the operator; a
+        #: test whose config.toml names it as a platform's channel says console=False
+        self.operator_console = name if console else None
         self.messages: dict[str, str] = {}  # message id -> current text
         self.order: list[tuple[str, str]] = []  # (chat id, message id) in send order
         self.calls: list[tuple[str, str, float]] = []  # (kind, text, monotonic time)

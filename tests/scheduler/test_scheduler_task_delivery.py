@@ -4,7 +4,6 @@ session holds that one turn."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 from typing import Any
@@ -32,7 +31,7 @@ class FlakyChannel(RecordingChannel):
     retry_backoff_s = 0.01
 
     def __init__(self, name: str) -> None:
-        super().__init__(name)
+        super().__init__(name, console=False)
         self.down = False
 
     async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
@@ -128,49 +127,12 @@ async def test_a_task_whose_answer_breaks_off_mid_stream_is_retried_not_sent_hal
     async with FakeLLM() as fake:
         fake.push(Reply(text=whole, reset_after_chunks=3), whole)
         config = _fake_llm_config(make_config, fake)
-        channel = RecordingChannel("tg")
+        channel = RecordingChannel("tg", console=False)
         async with Gateway(config, channels={"tg": channel}) as gw:
             await _fails_then_is_sent_whole(gw, channel, "broke off", whole)
         broken, retried = fake.calls(path="/v1/chat/completions")
     # the try again does not see the half answer of the broken one
     assert retried.body["messages"] == broken.body["messages"]
-
-
-async def test_a_stopped_task_run_sends_nothing_and_is_not_tried_again(
-    make_config: Any,
-) -> None:
-    """A task's run stopped on purpose is over, as a stopped chat turn is: neither
-    "Stopped." nor any part of an answer is sent as the task's answer, and the job does not
-    come back to run what was stopped again."""
-    asked: list[ChatRequest] = []
-    running: list[str] = []
-
-    async def model(request: ChatRequest) -> str:
-        asked.append(request)
-        assert gw.running.stop(running[0], "tg:u1")
-        await asyncio.sleep(30)  # the stop cancels this wait
-        return "Headline: markets calm."
-
-    channel = FlakyChannel("tg")
-    provider = FunctionProvider(model)
-    async with Gateway(_config(make_config), provider=provider, channels={"tg": channel}) as gw:
-        scheduler, clock, job = await _one_job_due_in_a_minute(
-            gw, "give me today's headline", JobKind.TASK
-        )
-        running.append(cron_session_key(job.id))
-        clock[0] += 61
-        await scheduler.deliver_due()
-        assert channel.texts() == [] and len(asked) == 1
-        assert await scheduler.list_jobs("tg:u1") == []
-        clock[0] += 86400
-        await scheduler.deliver_due()
-        assert len(asked) == 1 and channel.texts() == []
-        session = gw.sessions.get(cron_session_key(job.id))
-        await gw.sessions.load(session)
-        assert session.row is not None
-        # its cost is recorded; neither its prompt nor "Stopped." is the job's history
-        [row] = await gw.store.turns.for_session(session.row.id)
-        assert row["role"] == "assistant" and row["outcome"] == "error"
 
 
 async def test_a_task_whose_answer_breaks_off_after_a_tool_ran_sends_what_there_is(
@@ -210,7 +172,7 @@ async def _task_after_a_tool(
     async with FakeLLM() as fake:
         fake.push(Reply(tool_calls=[call]), *after_the_tool)
         config = _fake_llm_config(make_config, fake)
-        channel = RecordingChannel("tg")
+        channel = RecordingChannel("tg", console=False)
         async with Gateway(config, channels={"tg": channel}) as gw:
             scheduler, clock, job = await _one_job_due_in_a_minute(gw, "headline", JobKind.TASK)
             clock[0] += 61
@@ -238,7 +200,7 @@ async def test_a_one_shot_task_of_a_person_not_allowed_is_cancelled_without_a_wo
 
     channels = {"tg": {"type": "telegram", "access": {"dm_policy": "pairing"}}}
     config = make_config(channels=channels, scheduler={"poll_seconds": 3600})
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     async with Gateway(config, provider=FunctionProvider(model), channels={"tg": channel}) as gw:
         scheduler, clock, job = await _one_job_due_in_a_minute(gw, "headlines", JobKind.TASK)
         clock[0] = _START + 65
@@ -301,7 +263,7 @@ async def test_a_task_on_a_channel_no_longer_configured_runs_nothing(
         asked.append(request)
         return "Headline: markets calm."
 
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     provider = FunctionProvider(model)
     async with Gateway(_config(make_config), provider=provider, channels={"tg": channel}) as gw:
         await gw.warmup.wait()
@@ -332,7 +294,7 @@ async def test_a_channel_no_longer_configured_is_nobodys_console(make_config: An
     console: whoever it names gets no owner role there, and may not be answered."""
     from bot.messages import Identity
 
-    channels = {"tg": RecordingChannel("tg"), "console": RecordingChannel("console")}
+    channels = {"tg": RecordingChannel("tg", console=False), "console": RecordingChannel("console")}
     async with Gateway(_config(make_config), channels=channels) as gw:
         assert gw.access.role_of(Identity("console", "me", "me")) == "owner"
         stale = Identity("old", "u1", "u1")
@@ -384,7 +346,7 @@ async def _long_task_failing_after(
         return _LONG_ANSWER
 
     # messages of 40 characters at most: the answer goes out in three
-    channel = RecordingChannel("tg", max_message_len=40)
+    channel = RecordingChannel("tg", console=False, max_message_len=40)
     channel.retry_backoff_s = 0.01
     provider = FunctionProvider(model)
     async with Gateway(_config(make_config), provider=provider, channels={"tg": channel}) as gw:

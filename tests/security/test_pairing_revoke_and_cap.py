@@ -54,7 +54,7 @@ async def test_a_revoke_from_the_cli_stops_the_next_message(make_config: Any, ho
         return "re: " + request.messages[-1].content
 
     provider = FunctionProvider(answer)
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=False)
     async with Gateway(_config(make_config), provider=provider, channels={"test": channel}) as gw:
         await channel.push("hi", user="friend")
         [notice] = await channel.wait_for_messages(1, chat_id="friend")
@@ -91,7 +91,7 @@ async def test_a_revoke_from_the_cli_stops_the_next_message(make_config: Any, ho
 
 
 async def test_throwaway_accounts_do_not_block_a_real_person(make_config: Any) -> None:
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=False)
     provider = ScriptedProvider([])
     async with Gateway(_config(make_config), provider=provider, channels={"test": channel}) as gw:
         for i in range(5):
@@ -115,7 +115,7 @@ async def test_the_channel_cap_is_logged_and_shown_by_pairing_list(
     from bot.cli import main
 
     monkeypatch.setattr(access, "MAX_PENDING_PER_CHANNEL", 3)
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=False)
     async with Gateway(
         _config(make_config), provider=ScriptedProvider([]), channels={"test": channel}
     ) as gw:

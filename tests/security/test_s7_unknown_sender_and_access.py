@@ -27,7 +27,7 @@ async def _settle(gw: Gateway) -> None:
 
 async def test_s7_unknown_dm_gets_one_pairing_code_and_no_llm_call(make_config: Any) -> None:
     provider = ScriptedProvider(["hello stranger"])
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=False)
     async with Gateway(_config(make_config), provider=provider, channels={"test": channel}) as gw:
         for text in ("hi", "hello?", "anyone?"):
             await channel.push(text, user="stranger")
@@ -51,7 +51,7 @@ async def test_groups_need_the_allowlist_and_a_mention(make_config: Any) -> None
         return "re: " + request.messages[-1].content
 
     provider = FunctionProvider(answer)
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=False)
     config = _config(make_config, groups={"g-ok": {}, "g-chatty": {"require_mention": False}})
     async with Gateway(config, provider=provider, channels={"test": channel}) as gw:
         group = ConversationKind.GROUP
@@ -67,7 +67,7 @@ async def test_groups_need_the_allowlist_and_a_mention(make_config: Any) -> None
 
 async def test_other_bots_are_ignored_to_avoid_loops(make_config: Any) -> None:
     provider = ScriptedProvider([])
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=False)
     config = _config(make_config, dm_policy="open", groups={"*": {"require_mention": False}})
     async with Gateway(config, provider=provider, channels={"test": channel}) as gw:
         message = channel.inbound("ping", user="otherbot", chat="g", kind=ConversationKind.GROUP)
@@ -81,7 +81,7 @@ async def test_other_bots_are_ignored_to_avoid_loops(make_config: Any) -> None:
 
 async def test_allowlist_and_disabled_policies_stay_silent(make_config: Any) -> None:
     provider = ScriptedProvider(["for friend"])
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=False)
     config = _config(make_config, dm_policy="allowlist", allow_users=["friend"])
     async with Gateway(config, provider=provider, channels={"test": channel}) as gw:
         await channel.push("hi", user="stranger")
@@ -93,7 +93,7 @@ async def test_allowlist_and_disabled_policies_stay_silent(make_config: Any) -> 
 async def test_cli_approves_a_code(make_config: Any, home: Any) -> None:
     from bot.cli import main
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=False)
     config = _config(make_config)
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": channel}) as gw:
         await channel.push("hi", user="newbie")

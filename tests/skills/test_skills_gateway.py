@@ -120,7 +120,7 @@ async def test_skill_tools_are_the_owners_alone(make_config: Any) -> None:
         seen.append(request)
         return "hi"
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=False)
     config = make_config(
         gateway={"owners": ["test:boss"]},
         channels={"test": {"type": "telegram", "access": {"dm_policy": "open"}}},

@@ -75,6 +75,23 @@ async def _set_up(page: Page, gw: Gateway, shots: Path) -> None:
     await expect(page.locator("#status")).to_have_text("connected")
 
 
+async def _set_up_with_sockets(
+    browser: Browser, gw: Gateway, shots: Path
+) -> tuple[Page, list[WebSocketRoute]]:
+    """A page set up as `_set_up` does, and its sockets, each passed through to the gateway
+    and kept, newest last, so that a test can drop the connection as a network would."""
+    page = await browser.new_page()
+    routes: list[WebSocketRoute] = []
+
+    def through(ws: WebSocketRoute) -> None:
+        routes.append(ws)
+        ws.connect_to_server()
+
+    await page.route_web_socket("**/ws*", through)
+    await _set_up(page, gw, shots)
+    return page, routes
+
+
 async def _ask(page: Page, text: str) -> Any:
     answers = page.locator(".msg.assistant.done")
     before = await answers.count()
@@ -215,15 +232,7 @@ async def test_cookie_flags_and_csrf_from_another_origin(
 async def test_a_socket_dropped_mid_answer_resumes_exactly(
     browser: Browser, gw: Gateway, fake_llm: FakeLLM, tmp_path: Path
 ) -> None:
-    page = await browser.new_page()
-    routes: list[WebSocketRoute] = []
-
-    def through(ws: WebSocketRoute) -> None:
-        routes.append(ws)
-        ws.connect_to_server()
-
-    await page.route_web_socket("**/ws*", through)
-    await _set_up(page, gw, tmp_path)
+    page, routes = await _set_up_with_sockets(browser, gw, tmp_path)
     fake_llm.push(Reply(text=LONG, chunk_delay_s=0.03))
     await page.fill("#input", "talk for a while")
     await page.press("#input", "Enter")

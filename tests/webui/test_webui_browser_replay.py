@@ -7,13 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, WebSocketRoute, expect
+from playwright.async_api import Browser, expect
 
 from bot.gateway import Gateway
 from bot.messages import Conversation, ConversationKind, OutboundMessage
 from tests.fakes.llm import FakeLLM, Reply
 from tests.webui.conftest import CHROMIUM
-from tests.webui.test_webui_browser import _ask, _set_up, gw
+from tests.webui.test_webui_browser import _ask, _set_up_with_sockets, gw
 
 __all__ = ["gw"]  # the fixture
 
@@ -28,15 +28,7 @@ pytestmark = [
 async def test_answers_shown_from_the_history_are_not_shown_again(
     browser: Browser, gw: Gateway, fake_llm: FakeLLM, tmp_path: Path
 ) -> None:
-    page = await browser.new_page()
-    routes: list[WebSocketRoute] = []
-
-    def through(ws: WebSocketRoute) -> None:
-        routes.append(ws)
-        ws.connect_to_server()
-
-    await page.route_web_socket("**/ws*", through)
-    await _set_up(page, gw, tmp_path)
+    page, routes = await _set_up_with_sockets(browser, gw, tmp_path)
     fake_llm.push(Reply(text="First answer."))
     await _ask(page, "hi")
     web = gw.channels["web"]

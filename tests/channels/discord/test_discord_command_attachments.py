@@ -10,6 +10,7 @@ import openai  # noqa: F401  (loaded before any clock starts)
 import pytest
 
 from bot.gateway import Gateway
+from tests.channels.command_attachments import REMIND, assert_set_without, the_reminder_set
 from tests.channels.discord.conftest import settle
 from tests.channels.discord.test_discord_media import _config
 from tests.fakes.discord import ALICE, FakeDiscord
@@ -26,19 +27,13 @@ async def test_a_remind_with_an_attachment_sets_the_reminder_and_says_it_was_not
     make_config: Any, fake: FakeDiscord
 ) -> None:
     dm = fake.dm_channel_id(ALICE)
-    async with FakeLLM() as llm:
-        async with Gateway(_config(make_config, fake, llm)) as gw:
-            await fake.send_message(
-                "/remind tomorrow 9am call mum", dm=True, attachments={"list.png": png(32, 32)}
-            )
-            await fake.wait_for("POST", f"/channels/{dm}/messages")
-            await settle(gw)
-            assert gw.deps.scheduler is not None
-            [job] = await gw.deps.scheduler.jobs.listing(include_closed=False)
-        assert llm.calls(path="/v1/chat/completions") == []
+    async with FakeLLM() as llm, Gateway(_config(make_config, fake, llm)) as gw:
+        await fake.send_message(REMIND, dm=True, attachments={"list.png": png(32, 32)})
+        await fake.wait_for("POST", f"/channels/{dm}/messages")
+        await settle(gw)
+        job = await the_reminder_set(gw)
     [answer] = fake.texts_in(dm)
-    assert answer.startswith("Reminder ") and "Not used: list.png" in answer
-    assert job.text == "call mum"
+    assert_set_without(answer, job, llm, "list.png")
 
 
 async def test_an_ask_with_an_attachment_asks_about_it(make_config: Any, fake: FakeDiscord) -> None:

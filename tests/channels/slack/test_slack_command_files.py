@@ -11,6 +11,7 @@ import openai  # noqa: F401  (loaded before any clock starts)
 import pytest
 
 from bot.gateway import Gateway
+from tests.channels.command_attachments import REMIND, assert_set_without, the_reminder_set
 from tests.channels.slack.test_slack_media import _config, _file
 from tests.fakes.llm import FakeLLM
 from tests.fakes.slack import FakeSlack
@@ -25,18 +26,14 @@ def _llm_key(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_a_remind_shared_with_a_file_sets_the_reminder_and_says_the_file_was_not_used(
     make_config: Any, fake: FakeSlack
 ) -> None:
-    async with FakeLLM() as llm:
-        async with Gateway(_config(make_config, fake, llm)) as gw:
-            await fake.wait_connected()
-            shot = _file(fake, "shot.png", png(32, 32), "image/png")
-            body = fake.event("file_share", text="/remind tomorrow 9am call mum", files=[shot])
-            await fake.socket_send("events_api", body)
-            posted = await fake.wait_for("chat.postMessage")
-            assert gw.deps.scheduler is not None
-            [job] = await gw.deps.scheduler.jobs.listing(include_closed=False)
-        assert llm.calls(path="/v1/chat/completions") == []
-    assert posted["text"].startswith("Reminder ") and "Not used: shot.png" in posted["text"]
-    assert job.text == "call mum"
+    async with FakeLLM() as llm, Gateway(_config(make_config, fake, llm)) as gw:
+        await fake.wait_connected()
+        shot = _file(fake, "shot.png", png(32, 32), "image/png")
+        body = fake.event("file_share", text=REMIND, files=[shot])
+        await fake.socket_send("events_api", body)
+        posted = await fake.wait_for("chat.postMessage")
+        job = await the_reminder_set(gw)
+    assert_set_without(posted["text"], job, llm, "shot.png")
 
 
 @pytest.mark.parametrize(

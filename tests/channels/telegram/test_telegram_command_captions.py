@@ -12,6 +12,7 @@ import openai  # noqa: F401  (loaded before any clock starts)
 import pytest
 
 from bot.gateway import Gateway
+from tests.channels.command_attachments import REMIND, assert_set_without, the_reminder_set
 from tests.channels.telegram.conftest import ALICE, payload, settled, until
 from tests.channels.telegram.test_telegram_media import _with_llm
 from tests.fakes.llm import FakeLLM
@@ -35,18 +36,14 @@ def _photo_captioned(fake: FakeTelegram, caption: str) -> Any:
 async def test_a_remind_caption_on_a_photo_sets_the_reminder_and_says_the_photo_was_not_used(
     fake: FakeTelegram, tg_config: Callable[..., Any]
 ) -> None:
-    async with FakeLLM() as llm:
-        async with Gateway(_with_llm(tg_config(), llm)) as gw:
-            fake.push_update(_photo_captioned(fake, "/remind tomorrow 9am call mum"))
-            await until(lambda: fake.texts(ALICE), timeout=20)
-            await settled(gw)
-            assert gw.deps.scheduler is not None
-            [job] = await gw.deps.scheduler.jobs.listing(include_closed=False)
-        assert llm.calls(path="/v1/chat/completions") == []
+    async with FakeLLM() as llm, Gateway(_with_llm(tg_config(), llm)) as gw:
+        fake.push_update(_photo_captioned(fake, REMIND))
+        await until(lambda: fake.texts(ALICE), timeout=20)
+        await settled(gw)
+        job = await the_reminder_set(gw)
     [answer] = fake.texts(ALICE)
-    assert answer.startswith("Reminder ") and "call mum" in answer
-    assert "Not used: photo-AQADlarge.jpg" in answer and "/ask" in answer
-    assert job.text == "call mum"
+    assert_set_without(answer, job, llm, "photo-AQADlarge.jpg")
+    assert "call mum" in answer and "/ask" in answer
 
 
 async def test_an_ask_caption_alone_on_a_photo_asks_about_the_photo(
