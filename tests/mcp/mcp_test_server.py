@@ -64,8 +64,18 @@ def add(a: int, b: int) -> int:
 async def slow(seconds: float) -> str:
     """Wait, then answer."""
     _mark("slow-started", str(os.getpid()))
-    await asyncio.sleep(seconds)
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        _mark("slow-cancelled")  # the client sent notifications/cancelled
+        raise
     return "slept"
+
+
+@app.tool()
+def note(ctx: str, self: str = "") -> str:
+    """Arguments named like a method's own parameters."""
+    return f"note: {ctx} {self}".rstrip()
 
 
 @app.tool()
@@ -148,7 +158,7 @@ async def grow(ctx: Context) -> str:
 
 def _extra_tools(spec: str) -> None:
     """MCP_TEST_EXTRA: "dangling" adds a tool whose schema refers to a definition it lacks;
-    "bulk=N" adds N tools bulk_000, bulk_001, ..."""
+    "odd-id" one whose "$id" is not a URL; "bulk=N" adds N tools bulk_000, bulk_001, ..."""
     for item in filter(None, spec.split(",")):
         if item == "dangling":
 
@@ -162,6 +172,14 @@ def _extra_tools(spec: str) -> None:
                 "properties": {"path": {"$ref": "#/$defs/Path"}},
                 "required": ["path"],
             }
+        elif item == "odd-id":
+
+            def odd(path: str) -> str:
+                """Its schema's "$id" is not a URL."""
+                return path
+
+            tool = app._tool_manager.add_tool(odd)
+            tool.parameters = {"$id": "http://[odd", "type": "object", "properties": {}}
         elif item.startswith("bulk="):
             for n in range(int(item.removeprefix("bulk="))):
                 app.add_tool(_numbered(n), name=f"bulk_{n:03d}")
