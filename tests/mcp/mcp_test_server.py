@@ -34,6 +34,7 @@ if "--hang" in sys.argv:
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
 from mcp.types import ImageContent, TextContent
 
 app = MCPServer("decapod-test")
@@ -127,6 +128,12 @@ def picture() -> list[ImageContent | TextContent]:
 def fail(reason: str) -> str:
     """Always fails, saying why."""
     raise ToolError(reason)
+
+
+@app.tool()
+def reject(code: int, message: str) -> str:
+    """Answers with a JSON-RPC error of this code, as a protocol error (not a tool result)."""
+    raise MCPError(code=code, message=message)
 
 
 @app.tool()
