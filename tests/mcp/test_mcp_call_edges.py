@@ -22,6 +22,15 @@ def _tool_results(fake: FakeLLM, call: int) -> list[str]:
     return [m["content"] for m in messages if m["role"] == "tool"]
 
 
+def _slow_call_then_an_echo(fake: FakeLLM) -> None:
+    """A call that would take two minutes, then (in the next turn or round) a quick one."""
+    fake.push(
+        Reply(tool_calls=[ToolCall("c1", "t__slow", json.dumps({"seconds": 120}))]),
+        Reply(tool_calls=[ToolCall("c2", "t__echo", json.dumps({"text": "still here"}))]),
+        Reply(text="done"),
+    )
+
+
 async def test_arguments_named_ctx_or_self_reach_the_server(
     gateway_config: Any, fake: FakeLLM, state: Path
 ) -> None:
@@ -59,11 +68,7 @@ async def test_a_schema_the_checker_cannot_read_refuses_that_tool_only(
 async def test_a_call_past_its_timeout_is_cancelled_on_the_server_which_keeps_serving(
     gateway_config: Any, fake: FakeLLM, state: Path
 ) -> None:
-    fake.push(
-        Reply(tool_calls=[ToolCall("c1", "t__slow", json.dumps({"seconds": 120}))]),
-        Reply(tool_calls=[ToolCall("c2", "t__echo", json.dumps({"text": "still here"}))]),
-        Reply(text="done"),
-    )
+    _slow_call_then_an_echo(fake)
     config = gateway_config({"t": stdio_entry(timeout_s=2)})
     async with running(config, "t") as (gw, channel):
         assert gw.mcp is not None
@@ -80,11 +85,7 @@ async def test_a_call_past_its_timeout_is_cancelled_on_the_server_which_keeps_se
 async def test_a_call_stopped_by_stop_is_cancelled_on_the_server_which_keeps_serving(
     gateway_config: Any, fake: FakeLLM, state: Path
 ) -> None:
-    fake.push(
-        Reply(tool_calls=[ToolCall("c1", "t__slow", json.dumps({"seconds": 120}))]),
-        Reply(tool_calls=[ToolCall("c2", "t__echo", json.dumps({"text": "still here"}))]),
-        Reply(text="done"),
-    )
+    _slow_call_then_an_echo(fake)
     async with running(gateway_config({"t": stdio_entry()}), "t") as (gw, channel):
         assert gw.mcp is not None
         pid = (state / "pid").read_text()
