@@ -245,17 +245,22 @@ class McpConnection:
                 + (f": {self.detail})" if self.detail else ")")
             )
         self._inflight += 1
+        started = time.monotonic()
         try:
             return await client.call_tool(
                 remote_name, arguments, read_timeout_seconds=self.entry.timeout_s
             )
         except MCPError as exc:
-            if exc.code == types.REQUEST_TIMEOUT:
+            # the SDK reports its own timeout and a closed connection with codes -32001 and
+            # -32000, which a server may send as its own errors too (-32000 is JSON-RPC's
+            # first "server error" code): then its message is what the model needs
+            waited = time.monotonic() - started
+            if exc.code == types.REQUEST_TIMEOUT and waited >= self.entry.timeout_s:
                 self._poke.set()  # is it still alive?
                 raise ToolError(
                     f"{self.name} did not answer within {self.entry.timeout_s:g} s"
                 ) from None
-            if exc.code == types.CONNECTION_CLOSED:
+            if exc.code == types.CONNECTION_CLOSED and self._lost(client, exc):
                 self._poke.set()
                 raise ToolError(
                     f"the {self.name} server stopped during the call; it is being restarted"
@@ -268,6 +273,12 @@ class McpConnection:
             raise ToolError(f"the {self.name} server is restarting; try again shortly") from None
         finally:
             self._inflight -= 1
+
+    def _lost(self, client: Client, exc: MCPError) -> bool:
+        """Whether a CONNECTION_CLOSED error is the SDK's word that the connection ended
+        (the read side ends first, or a write found the transport gone), not the server's."""
+        ended = self._ended or self.client is not client
+        return ended or (exc.message == "Connection closed" and exc.data is None)
 
 
 def _leaf(exc: BaseException) -> BaseException:

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bot.errors import describe_error
+
 if TYPE_CHECKING:
     from referencing._core import Resolver
 
@@ -56,10 +58,16 @@ def check_schema(schema: Any) -> dict[str, Any]:
     from jsonschema import SchemaError, validators
 
     try:
-        validators.validator_for(schema).check_schema(schema)
+        validator = validators.validator_for(schema)
+        validator.check_schema(schema)
+        dangling = _dangling_ref(schema, validator.META_SCHEMA["$schema"])
     except SchemaError as exc:
         raise SchemaProblem(f"invalid input schema: {exc.message}") from None
-    dangling = _dangling_ref(schema, validators.validator_for(schema).META_SCHEMA["$schema"])
+    except Exception as exc:
+        # jsonschema and referencing raise what they meet (AttributeError for a "$schema"
+        # that is not a string, ValueError for an "$id" that is no URL): one tool's fault,
+        # which must not fail the listing of all the server's tools
+        raise SchemaProblem(f"its input schema cannot be read ({describe_error(exc)})") from None
     if dangling is not None:
         # checking arguments would fail on every call, before the call reaches the server
         raise SchemaProblem(f"its input schema refers to {dangling!r}, which does not resolve")

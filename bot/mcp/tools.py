@@ -73,7 +73,8 @@ class McpTool(Tool):
             raise ToolError(f"invalid arguments for {self.name}: {problem}")
         return await self._call(ctx, **arguments)
 
-    async def _call(self, ctx: ToolContext, **arguments: Any) -> str:
+    async def _call(self, ctx: ToolContext, /, **arguments: Any) -> str:
+        # positional-only: a server's tool may well take an argument named "ctx" or "self"
         result = await self.server.call(self.listed.remote_name, arguments)
         text = result_text(result, self.max_result_chars, redact=self.redact)
         if result.is_error:

@@ -34,6 +34,7 @@ if "--hang" in sys.argv:
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
 from mcp.types import ImageContent, TextContent
 
 app = MCPServer("decapod-test")
@@ -64,8 +65,18 @@ def add(a: int, b: int) -> int:
 async def slow(seconds: float) -> str:
     """Wait, then answer."""
     _mark("slow-started", str(os.getpid()))
-    await asyncio.sleep(seconds)
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        _mark("slow-cancelled")  # the client sent notifications/cancelled
+        raise
     return "slept"
+
+
+@app.tool()
+def note(ctx: str, self: str = "") -> str:
+    """Arguments named like a method's own parameters."""
+    return f"note: {ctx} {self}".rstrip()
 
 
 @app.tool()
@@ -120,6 +131,12 @@ def fail(reason: str) -> str:
 
 
 @app.tool()
+def reject(code: int, message: str) -> str:
+    """Answers with a JSON-RPC error of this code, as a protocol error (not a tool result)."""
+    raise MCPError(code=code, message=message)
+
+
+@app.tool()
 def big(chars: int) -> str:
     """A long text."""
     return "x" * chars
@@ -148,7 +165,7 @@ async def grow(ctx: Context) -> str:
 
 def _extra_tools(spec: str) -> None:
     """MCP_TEST_EXTRA: "dangling" adds a tool whose schema refers to a definition it lacks;
-    "bulk=N" adds N tools bulk_000, bulk_001, ..."""
+    "odd-id" one whose "$id" is not a URL; "bulk=N" adds N tools bulk_000, bulk_001, ..."""
     for item in filter(None, spec.split(",")):
         if item == "dangling":
 
@@ -162,6 +179,14 @@ def _extra_tools(spec: str) -> None:
                 "properties": {"path": {"$ref": "#/$defs/Path"}},
                 "required": ["path"],
             }
+        elif item == "odd-id":
+
+            def odd(path: str) -> str:
+                """Its schema's "$id" is not a URL."""
+                return path
+
+            tool = app._tool_manager.add_tool(odd)
+            tool.parameters = {"$id": "http://[odd", "type": "object", "properties": {}}
         elif item.startswith("bulk="):
             for n in range(int(item.removeprefix("bulk="))):
                 app.add_tool(_numbered(n), name=f"bulk_{n:03d}")

@@ -80,9 +80,9 @@ async def test_tools_past_the_cap_are_left_out_and_every_turn_still_runs(
     assert set(builtins) <= set(offered) and "_late_builtin" in offered  # built-ins all stay
     mine = [n for n in offered if n.startswith("many__")]
     assert len(mine) == OPENAI_MAX_TOOLS - len(builtins)
-    # the first ones as the server listed them (its 12 own tools, then bulk_000, ...)
-    assert mine[-1] == f"many__bulk_{len(mine) - 13:03d}"
-    left_out = 12 + 200 - len(mine)
+    # the first ones as the server listed them (its 14 own tools, then bulk_000, ...)
+    assert mine[-1] == f"many__bulk_{len(mine) - 15:03d}"
+    left_out = 14 + 200 - len(mine)
     assert f"{len(mine)} tools ({left_out} left out over the cap of 128 tools)" in detail
     notes = [r.getMessage() for r in caplog.records if "max_tools" in r.getMessage()]
     assert notes[-1] == (
@@ -104,7 +104,7 @@ async def test_the_cap_is_configurable(
         assert gw.mcp is not None
         [(_, _, detail)] = gw.mcp.states()
         assert not [t for t in gw.tools.available(_owner_ctx(gw)) if t.name.startswith("t__")]
-    assert detail.startswith("0 tools (12 left out over the cap of 1 tools)")
+    assert detail.startswith("0 tools (14 left out over the cap of 1 tools)")
 
 
 def _owner_ctx(gw: Any) -> ToolContext:
