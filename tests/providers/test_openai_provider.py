@@ -3,6 +3,7 @@ our SSE reading, the health probe through the real openai SDK."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -384,3 +385,32 @@ async def test_a_proxy_variable_the_streams_cannot_use_is_a_build_error_naming_i
     with pytest.raises(ConfigError, match="HTTPS_PROXY is a https:// proxy") as caught:
         make_provider("local", config, environ=environ)
     assert "s3cret" not in str(caught.value)
+
+
+async def test_the_proxy_is_looked_up_once_not_in_thread_hops_for_every_stream(
+    fake: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every stream still goes through the environment's proxy, but the lookup (which may read
+    ~/.netrc, so off the loop) is made once per URL: aiohttp's trust_env made it in two thread
+    hops per request, a third of a turn's CPU under load."""
+    loop = asyncio.get_running_loop()
+    hops: list[object] = []
+    run_in_executor = loop.run_in_executor
+
+    def counted(executor: object, func: object, *args: object) -> asyncio.Future[object]:
+        hops.append(func)
+        return run_in_executor(executor, func, *args)  # type: ignore[arg-type]
+
+    provider = make(fake)
+    async with environment_proxy(monkeypatch) as proxy:
+        monkeypatch.setattr(loop, "run_in_executor", counted)
+        try:
+            texts = []
+            for n in range(5):
+                fake.push(Reply(text=f"through the proxy {n}"))
+                texts.append((await complete(provider, ask())).text)
+        finally:
+            await provider.aclose()
+    assert texts == [f"through the proxy {n}" for n in range(5)]
+    assert proxy.targets.count(f"{fake.base_url}/v1/chat/completions") == 5
+    assert len(hops) == 1, hops  # the one lookup, not two hops for each of the five streams
