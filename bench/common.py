@@ -228,6 +228,8 @@ class TimingChannel(BaseChannel):
 
     def __init__(self, name: str = "bench") -> None:
         super().__init__(name)
+        # its senders are the operator, as a terminal's are: no pairing, the owner's turn
+        self.operator_console = name
         self.sent: dict[str, asyncio.Future[float]] = {}
         self._seq = 0
 
