@@ -32,6 +32,7 @@ from bot.messages import (
     InboundMessage,
     size_text,
 )
+from bot.proxy_env import ProxyLookup
 from channels.http_errors import describe_http_error
 
 log = logging.getLogger("decapod.channels.discord")
@@ -192,18 +193,24 @@ class Downloads:
 
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self._proxies = ProxyLookup()
 
     async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
         if attachment.size is not None and attachment.size > max_bytes:
             size, limit = size_text(attachment.size), size_text(max_bytes)
             raise ChannelError(f"{attachment.name or 'the file'} is {size}; the limit is {limit}")
         if self._session is None:
+            # the environment's proxy from `_proxies`, once per address: trust_env looks it up
+            # in two thread hops per request
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=60), trust_env=True
+                timeout=aiohttp.ClientTimeout(total=60), trust_env=False
             )
+        proxy, proxy_auth = await self._proxies.for_url(attachment.ref)
         data = bytearray()
         try:
-            async with self._session.get(attachment.ref) as resp:
+            async with self._session.get(
+                attachment.ref, proxy=proxy, proxy_auth=proxy_auth
+            ) as resp:
                 if resp.status != 200:
                     raise ChannelError(f"Discord CDN answered {resp.status} for {attachment.name}")
                 async for block in resp.content.iter_chunked(64 * 1024):

@@ -34,7 +34,7 @@ from bot.errors import (
     RateLimited,
 )
 from bot.messages import Conversation, size_text
-from bot.proxy_env import check_proxy_env
+from bot.proxy_env import ProxyLookup, check_proxy_env
 from channels.http_errors import describe_http_error
 
 log = logging.getLogger("decapod.channels.slack")
@@ -75,11 +75,14 @@ class SlackApi:
     def __init__(self, token: str, api_url: str, pause: Callable[[float], None]) -> None:
         self.api_url = api_url
         self._token = token
-        # the proxy of the environment for the requests made here (downloads, response_url), as
-        # slack_sdk takes it for the API calls it makes on this session
+        # not trust_env, which looks up the proxy and ~/.netrc in two thread hops per request
+        # (every post and edit): slack_sdk gives its API calls the proxy it read from the
+        # environment at its start, and the requests made here (downloads, response_url) take
+        # the one `_proxies` looks up once per address
         self.session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=30), trust_env=True
+            timeout=aiohttp.ClientTimeout(total=30), trust_env=False
         )
+        self._proxies = ProxyLookup()
         self.client = AsyncWebClient(
             token=token,
             base_url=api_url,
@@ -128,8 +131,11 @@ class SlackApi:
 
     async def respond(self, url: str, payload: dict[str, Any]) -> None:
         """POST to a slash command's response_url (it needs no token)."""
+        proxy, proxy_auth = await self._proxies.for_url(url)
         try:
-            async with self.session.post(url, json=payload) as resp:
+            async with self.session.post(
+                url, json=payload, proxy=proxy, proxy_auth=proxy_auth
+            ) as resp:
                 if resp.status == 429:
                     raise RateLimited(retry_after(resp.headers))
                 if resp.status >= 400:
@@ -144,8 +150,11 @@ class SlackApi:
             raise ChannelError("not a Slack file URL")
         too_large = ChannelError(f"{name} is larger than {size_text(limit)}")
         headers = {"Authorization": f"Bearer {self._token}"}
+        proxy, proxy_auth = await self._proxies.for_url(url)
         try:
-            async with self.session.get(url, headers=headers, allow_redirects=False) as resp:
+            async with self.session.get(
+                url, headers=headers, allow_redirects=False, proxy=proxy, proxy_auth=proxy_auth
+            ) as resp:
                 if resp.status != 200:
                     raise ChannelError(f"slack file download answered HTTP {resp.status}")
                 if resp.content_type == "text/html":

@@ -125,9 +125,11 @@ class TelegramChannel(TelegramOutbound):
             self._token,
             base_url=cfg.api_base_url,
             base_file_url=cfg.file_base_url,
-            request=AiohttpRequest(32, pool_timeout=10.0),
+            request=AiohttpRequest(32, pool_timeout=10.0, proxies=self._proxies),
             # a long poll's answer may take the poll's whole timeout, and a little more
-            get_updates_request=AiohttpRequest(2, read_timeout=cfg.poll_timeout_s + READ_MARGIN_S),
+            get_updates_request=AiohttpRequest(
+                2, read_timeout=cfg.poll_timeout_s + READ_MARGIN_S, proxies=self._proxies
+            ),
         )
         try:
             await self._connect()

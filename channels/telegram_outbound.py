@@ -47,6 +47,7 @@ from bot.messages import (
     SentRef,
     size_text,
 )
+from bot.proxy_env import ProxyLookup
 from channels.base import BaseChannel, FileUpload
 from channels.buttons import Button
 from channels.chunks import Chunk, split_text
@@ -114,6 +115,8 @@ class TelegramOutbound(BaseChannel):
         self._bot: RawUpdatesBot | None = None
         #: made with the first download (most starts never download a file)
         self._downloads: aiohttp.ClientSession | None = None
+        #: the environment's proxy for Telegram's addresses, for every request of the channel
+        self._proxies = ProxyLookup()
         #: the downloads being read, closed by a stop (closing the session does not end them)
         self._reading: set[aiohttp.ClientResponse] = set()
 
@@ -319,9 +322,12 @@ class TelegramOutbound(BaseChannel):
             raise ChannelError(f"telegram channel {self.name} is not started")
         if self._downloads is None:
             self._downloads = new_session(_DOWNLOAD_POOL, _DOWNLOAD_TIMEOUT)
+        proxy, proxy_auth = await self._proxies.for_url(file.file_path)
         data, ended = bytearray(), False
         try:
-            async with self._downloads.get(file.file_path) as response:
+            async with self._downloads.get(
+                file.file_path, proxy=proxy, proxy_auth=proxy_auth
+            ) as response:
                 if response.status != 200:
                     raise ChannelError(f"downloading {what} failed: HTTP {response.status}")
                 self._reading.add(response)

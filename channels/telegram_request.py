@@ -13,7 +13,8 @@ what the adapter relied on httpx for:
   taken within the write timeout (httpx bounded each socket write the same way), so an
   upload that stalls ends, while a slow one that moves does not.
 - Proxies come from the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), as with httpx, but
-  only http:// ones (`bot.proxy_env.check_proxy_env` refuses the others at the start).
+  only http:// ones (`bot.proxy_env.check_proxy_env` refuses the others at the start), looked
+  up once per address (`ProxyLookup`), not in two thread hops for every send and edit.
 - No error text holds the token: aiohttp's errors can carry the URL, which carries it, so
   they are redacted (`scrub`) as a log line is.
 - TLS verifies against the system's CA store (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured),
@@ -34,6 +35,7 @@ from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
+from bot.proxy_env import ProxyLookup
 from bot.redaction import scrub
 
 #: an upload goes out in pieces of this size; each must be taken within the write timeout
@@ -63,10 +65,11 @@ class PoolTimedOut(NotSent, TimedOut):
 def new_session(
     pool_size: int, timeout: aiohttp.ClientTimeout | None = None
 ) -> aiohttp.ClientSession:
-    """A session of the adapter: aiohttp's verifying TLS context, proxies from the environment."""
+    """A session of the adapter: aiohttp's verifying TLS context. Not `trust_env`: the
+    environment's proxy is given with each request (`ProxyLookup`)."""
     connector = aiohttp.TCPConnector(limit=pool_size)
     return aiohttp.ClientSession(
-        connector=connector, trust_env=True, timeout=timeout or aiohttp.ClientTimeout()
+        connector=connector, trust_env=False, timeout=timeout or aiohttp.ClientTimeout()
     )
 
 
@@ -83,6 +86,7 @@ class AiohttpRequest(BaseRequest):
         connect_timeout: float | None = 5.0,
         pool_timeout: float | None = 1.0,
         media_write_timeout: float | None = 20.0,
+        proxies: ProxyLookup | None = None,
     ) -> None:
         self._pool_size = connection_pool_size
         # the pool: aiohttp's connector waits for a free connection without a timeout of
@@ -94,6 +98,8 @@ class AiohttpRequest(BaseRequest):
         self._pool_timeout = pool_timeout
         self._media_write_timeout = media_write_timeout
         self._session: aiohttp.ClientSession | None = None
+        #: shared by the channel's requests: the lookup is made once for Telegram's address
+        self._proxies = proxies or ProxyLookup()
 
     @property
     def read_timeout(self) -> float | None:
@@ -162,6 +168,7 @@ class AiohttpRequest(BaseRequest):
             watch = _WriteWatch(body, write)
         elif request_data is not None:
             data = aiohttp.FormData(request_data.json_parameters)
+        proxy, proxy_auth = await self._proxies.for_url(url)
         try:
             # the write watch's clock: off until the upload's first piece is asked for
             async with asyncio.timeout(None) as deadline:
@@ -173,6 +180,8 @@ class AiohttpRequest(BaseRequest):
                     data=data,
                     headers=headers,
                     timeout=timeout,
+                    proxy=proxy,
+                    proxy_auth=proxy_auth,
                     allow_redirects=False,  # as httpx: an answer is Telegram's, not a detour
                 ) as response:
                     return response.status, await response.read()

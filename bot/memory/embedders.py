@@ -19,7 +19,7 @@ import threading
 from typing import Any, Protocol
 
 from bot.memory.config import OpenAIEmbedderConfig
-from bot.proxy_env import check_proxy_env
+from bot.proxy_env import ProxyLookup, check_proxy_env
 
 log = logging.getLogger("decapod.memory")
 
@@ -47,14 +47,18 @@ class OpenAIEmbedder:
         self._url = cfg.base_url.rstrip("/") + "/embeddings"
         check_proxy_env()
         self._session: Any = None
+        self._proxies = ProxyLookup()
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         import aiohttp
 
         if self._session is None or self._session.closed:
+            # not trust_env, which looks the proxy up in two thread hops per request (every
+            # memory save and search): `_proxies` looks it up once
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._cfg.timeout), trust_env=True
+                timeout=aiohttp.ClientTimeout(total=self._cfg.timeout), trust_env=False
             )
+        proxy, proxy_auth = await self._proxies.for_url(self._url)
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self._cfg.api_key_env) if self._cfg.api_key_env else None
         if key:
@@ -64,7 +68,9 @@ class OpenAIEmbedder:
         for start in range(0, len(texts), step):
             body = {"model": self._cfg.model, "input": texts[start : start + step]}
             try:
-                async with self._session.post(self._url, json=body, headers=headers) as resp:
+                async with self._session.post(
+                    self._url, json=body, headers=headers, proxy=proxy, proxy_auth=proxy_auth
+                ) as resp:
                     if resp.status != 200:
                         raise EmbedderError(f"{self.name}: HTTP {resp.status}")
                     payload = await resp.json(content_type=None)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import ProviderError, ProviderHTTPError, ProviderTimeout
+from bot.proxy_env import ProxyLookup
 
 if TYPE_CHECKING:
     import aiohttp
@@ -167,17 +168,6 @@ def _parse(block: bytes) -> SseEvent | None:
     return SseEvent(name, "\n".join(data))
 
 
-def _environment_proxy(url: str) -> tuple[Any, Any]:
-    """The proxy and its credentials the environment names for `url`, or (None, None)."""
-    from aiohttp.helpers import get_env_proxy_for_url
-    from yarl import URL
-
-    try:
-        return get_env_proxy_for_url(URL(url))
-    except LookupError:  # no proxy for this scheme, or NO_PROXY names the host
-        return None, None
-
-
 class SseClient:
     """POSTs a JSON body and returns its event stream; the aiohttp session of one provider."""
 
@@ -189,8 +179,8 @@ class SseClient:
         self.pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        #: the environment's proxy (and its credentials) for each URL, as the session found it
-        self._proxies: dict[str, asyncio.Future[tuple[Any, Any]]] = {}
+        #: the environment's proxy (and its credentials) for each address
+        self._proxies = ProxyLookup()
 
     def _session_for_loop(self) -> aiohttp.ClientSession:
         import aiohttp
@@ -205,25 +195,11 @@ class SseClient:
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout_s),
                 skip_auto_headers=("User-Agent",),
                 # not trust_env: it looks up the proxy and ~/.netrc in two thread hops per
-                # request (a third of a turn's CPU at load); `_proxy_for` does it once per URL
+                # request (a third of a turn's CPU at load); `_proxies` does it once per address
                 trust_env=False,
             )
             self._loop = loop
-            self._proxies = {}
         return self._session
-
-    async def _proxy_for(self, url: str) -> tuple[Any, Any]:
-        """HTTPS_PROXY / HTTP_PROXY / NO_PROXY for `url`, as the SDK's own client (the probes)
-        takes them: a stream going around the proxy the probes use would fail alone. Read once
-        per URL and session, as the SDK reads them once per client; a burst of first requests
-        waits for the one lookup."""
-        lookup = self._proxies.get(url)
-        if lookup is None:  # off the loop: it may read ~/.netrc for the proxy's credentials
-            lookup = asyncio.ensure_future(asyncio.to_thread(_environment_proxy, url))
-            self._proxies[url] = lookup
-        if lookup.done():
-            return lookup.result()
-        return await asyncio.shield(lookup)  # a cancelled turn leaves it to the others
 
     async def open(self, url: str, headers: dict[str, str], body: bytes) -> EventStream:
         """Send the request; raises HttpFailure for a non-2xx answer, ProviderError for a
@@ -232,7 +208,9 @@ class SseClient:
         # aiohttp writes a large bytes body in one go and warns that it may hold the loop (a
         # message with photos); as a stream it is written in pieces
         data: bytes | io.BytesIO = body if len(body) < _STREAMED_BODY else io.BytesIO(body)
-        proxy, proxy_auth = await self._proxy_for(url)
+        # HTTPS_PROXY / HTTP_PROXY / NO_PROXY as the SDK's own client (the probes) takes them:
+        # a stream going around the proxy the probes use would fail alone
+        proxy, proxy_auth = await self._proxies.for_url(url)
         try:
             response = await session.post(
                 url, data=data, headers=headers, proxy=proxy, proxy_auth=proxy_auth

@@ -1,8 +1,19 @@
-"""`proxy_for`: the proxy the environment names for a URL, as aiohttp and urllib read it."""
+"""`proxy_for`: the proxy the environment names for a URL, as aiohttp and urllib read it;
+`ProxyLookup`: the same for aiohttp's sessions, once per address."""
 
 from __future__ import annotations
 
-from bot.proxy_env import proxy_for
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from yarl import URL
+
+from bot.proxy_env import ProxyLookup, proxy_for
+from tests.fakes.forward_proxy import thread_hops
+
+_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy")
 
 
 def test_the_scheme_picks_the_variable_and_websockets_follow_their_http_scheme() -> None:
@@ -25,3 +36,80 @@ def test_no_proxy_is_honoured_and_the_lower_case_name_wins() -> None:
     assert proxy_for("https://localhost:8443/", environ) is None
     assert proxy_for("https://discord.com/", {**environ, "no_proxy": "*"}) is None
     assert proxy_for("https://discord.com/", {"HTTPS_PROXY": ""}) is None
+
+
+def _plain(found: tuple[Any, Any]) -> tuple[URL | None, tuple[str, str] | None]:
+    """(proxy, (login, password)): a BasicAuth made here would warn that it is deprecated."""
+    proxy, auth = found
+    return proxy, None if auth is None else (auth.login, auth.password)
+
+
+@pytest.fixture
+def environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No proxy variable and an empty ~/.netrc, for the test to set its own."""
+    for name in _VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "netrc").write_text("")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    return monkeypatch
+
+
+async def test_the_lookup_is_made_once_per_address_not_per_url(environ: pytest.MonkeyPatch) -> None:
+    """Telegram's URLs name the method and the file: one lookup for the address, whatever the
+    path, and another for another port or scheme."""
+    environ.setenv("HTTP_PROXY", "http://user:s3cret@proxy.example:3128")
+    environ.setenv("NO_PROXY", "127.0.0.1")
+    lookup = ProxyLookup()
+    with thread_hops(environ) as hops:
+        found = [
+            await lookup.for_url(f"http://api.example:8081/bot123:abc/{method}")
+            for method in ("getMe", "sendMessage", "editMessageText", "file/doc.pdf")
+        ]
+        elsewhere = await lookup.for_url("http://api.example:8082/bot123:abc/getMe")
+        secure = await lookup.for_url("https://api.example:8081/bot123:abc/getMe")
+        bypassed = await lookup.for_url("http://127.0.0.1:8081/getMe")
+    proxy = (URL("http://proxy.example:3128"), ("user", "s3cret"))
+    assert [_plain(f) for f in found] == [proxy] * 4 and _plain(elsewhere) == proxy
+    assert secure == (None, None), "HTTP_PROXY is not for https:// URLs"
+    assert bypassed == (None, None), "NO_PROXY names the host"
+    assert len(hops) == 4, hops
+
+
+async def test_the_proxy_s_credentials_come_from_netrc_when_its_url_has_none(
+    environ: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "netrc").write_text("machine proxy.example login ops password s3cret\n")
+    (tmp_path / "netrc").chmod(0o600)
+    environ.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    found = await ProxyLookup().for_url("https://api.telegram.org/bot1:x/getMe")
+    assert _plain(found) == (URL("http://proxy.example:3128"), ("ops", "s3cret"))
+
+
+async def test_a_burst_of_first_requests_shares_one_lookup_that_a_cancelled_one_leaves_running(
+    environ: pytest.MonkeyPatch,
+) -> None:
+    environ.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    lookup = ProxyLookup()
+    with thread_hops(environ) as hops:
+        requests = [asyncio.create_task(lookup.for_url(f"http://a.example/{n}")) for n in range(4)]
+        await asyncio.sleep(0)  # all four wait for the lookup now
+        requests[0].cancel()
+        found = await asyncio.gather(*requests[1:])
+        assert requests[0].cancelled()
+        assert await lookup.for_url("http://a.example/after") == found[0]
+    assert found == [(URL("http://proxy.example:3128"), None)] * 3
+    assert len(hops) == 1, hops
+
+
+async def test_a_lookup_that_failed_is_made_again_at_the_next_request(
+    environ: pytest.MonkeyPatch,
+) -> None:
+    """Not a failure kept for good: the variable is checked at the start, so this is a
+    change (or a ~/.netrc) that the next request may find mended."""
+    environ.setenv("HTTP_PROXY", "http://[::1:3128")
+    lookup = ProxyLookup()
+    with pytest.raises(ValueError, match="IPv6"):
+        await lookup.for_url("http://a.example/first")
+    environ.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    found = await lookup.for_url("http://a.example/second")
+    assert found == (URL("http://proxy.example:3128"), None)

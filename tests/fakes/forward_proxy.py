@@ -4,8 +4,9 @@ from the environment."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import functools
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import pytest
 
@@ -85,6 +86,25 @@ async def environment_proxy(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Fo
         yield proxy
     finally:
         await proxy.stop()
+
+
+@contextmanager
+def thread_hops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
+    """The functions the running loop hands to a worker thread while this is open
+    (`run_in_executor`, which `asyncio.to_thread` goes through): aiohttp's `trust_env` made
+    two such round trips for every request."""
+    loop = asyncio.get_running_loop()
+    hops: list[object] = []
+    run_in_executor = loop.run_in_executor
+
+    def counted(executor: object, func: object, *args: object) -> asyncio.Future[object]:
+        # to_thread hands over partial(context.run, the function, ...)
+        hops.append(func.args[0] if isinstance(func, functools.partial) else func)
+        return run_in_executor(executor, func, *args)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "run_in_executor", counted)
+        yield hops
 
 
 _PROXY_VARIABLES = (

@@ -22,7 +22,7 @@ from bot.memory.local_embedders import Model2VecEmbedder, pull_model
 from bot.memory.service import MemoryService
 from bot.store import Store
 from tests.deps import REDACT
-from tests.fakes.forward_proxy import environment_proxy
+from tests.fakes.forward_proxy import environment_proxy, thread_hops
 from tests.memory.conftest import FakeEmbeddingServer, memory_config
 
 
@@ -78,6 +78,24 @@ async def test_openai_embedder_goes_through_the_proxy_from_the_environment(
         finally:
             await embedder.close()
     assert proxy.targets == [embed_server.url.rstrip("/") + "/embeddings"]
+
+
+async def test_remote_embeddings_look_the_proxy_up_once_not_at_every_request(
+    embed_server: FakeEmbeddingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every memory save and search embeds: aiohttp's trust_env looked the proxy and ~/.netrc
+    up in two worker-thread round trips per request."""
+    cfg = OpenAIEmbedderConfig(type="openai", base_url=embed_server.url, model="fake-embed")
+    embedder = OpenAIEmbedder(cfg)
+    async with environment_proxy(monkeypatch) as proxy:
+        try:
+            with thread_hops(monkeypatch) as hops:
+                for n in range(4):
+                    assert len(await embedder.embed([f"note {n}"])) == 1
+        finally:
+            await embedder.close()
+    assert proxy.targets == [embed_server.url.rstrip("/") + "/embeddings"] * 4
+    assert len(hops) == 1, hops  # the one lookup
 
 
 def _chain(server: FakeEmbeddingServer, model: Path, timeout: float = 0.3) -> EmbedderChain:

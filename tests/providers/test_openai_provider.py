@@ -3,7 +3,6 @@ our SSE reading, the health probe through the real openai SDK."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from bot.providers.build import make_provider
 from bot.providers.config import ProviderConfig
 from bot.providers.openai import OpenAIProvider
 from bot.providers.testing import ManualClock
-from tests.fakes.forward_proxy import environment_proxy
+from tests.fakes.forward_proxy import environment_proxy, thread_hops
 from tests.fakes.llm import DEFAULT_TEXT, FakeLLM, Reply
 
 WEATHER = ToolSpec(
@@ -391,24 +390,16 @@ async def test_the_proxy_is_looked_up_once_not_in_thread_hops_for_every_stream(
     fake: FakeLLM, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every stream still goes through the environment's proxy, but the lookup (which may read
-    ~/.netrc, so off the loop) is made once per URL: aiohttp's trust_env made it in two thread
+    ~/.netrc, so off the loop) is made once per address: aiohttp's trust_env made it in two thread
     hops per request, a third of a turn's CPU under load."""
-    loop = asyncio.get_running_loop()
-    hops: list[object] = []
-    run_in_executor = loop.run_in_executor
-
-    def counted(executor: object, func: object, *args: object) -> asyncio.Future[object]:
-        hops.append(func)
-        return run_in_executor(executor, func, *args)  # type: ignore[arg-type]
-
     provider = make(fake)
     async with environment_proxy(monkeypatch) as proxy:
-        monkeypatch.setattr(loop, "run_in_executor", counted)
         try:
             texts = []
-            for n in range(5):
-                fake.push(Reply(text=f"through the proxy {n}"))
-                texts.append((await complete(provider, ask())).text)
+            with thread_hops(monkeypatch) as hops:
+                for n in range(5):
+                    fake.push(Reply(text=f"through the proxy {n}"))
+                    texts.append((await complete(provider, ask())).text)
         finally:
             await provider.aclose()
     assert texts == [f"through the proxy {n}" for n in range(5)]

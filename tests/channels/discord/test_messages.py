@@ -13,7 +13,7 @@ from bot.providers.base import ChatRequest
 from bot.providers.testing import FunctionProvider, ScriptedProvider
 from tests.channels.discord.conftest import channel_of, running, settle
 from tests.fakes.discord import ALICE, BOB, CHANNEL_ID, FakeDiscord
-from tests.fakes.forward_proxy import environment_proxy
+from tests.fakes.forward_proxy import environment_proxy, thread_hops
 
 
 def echo(request: ChatRequest) -> str:
@@ -155,6 +155,27 @@ async def test_attachment_is_named_for_the_model_and_fetched_on_demand(
             await channel.fetch(part, max_bytes=50)
     asked = provider.requests[0].messages[-1].content
     assert "[document notes.txt" in asked and "buy apples" in asked  # read, as text
+
+
+async def test_attachments_through_the_proxy_take_no_thread_hop_each(
+    fake: FakeDiscord, discord_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The downloads' proxy is looked up once for the CDN's address, not in two worker-thread
+    round trips for every file (aiohttp's trust_env)."""
+    async with (
+        environment_proxy(monkeypatch) as proxy,
+        running(discord_config(), FunctionProvider(echo)) as gateway,
+    ):
+        sent = await fake.send_message("see file", dm=True, attachments={"a.txt": b"apples"})
+        await fake.wait_for("POST", f"/channels/{fake.dm_channel_id(ALICE)}/messages")
+        await settle(gateway)
+        raw = sent["attachments"][0]
+        part = Attachment("document", raw["url"], raw["filename"], raw["content_type"], raw["size"])
+        with thread_hops(monkeypatch) as hops:
+            fetched = [await channel_of(gateway).fetch(part, max_bytes=100) for _ in range(3)]
+    assert fetched == [b"apples"] * 3
+    assert proxy.targets.count(raw["url"]) == 4, "read for the model, then three times here"
+    assert hops == [], hops  # looked up once, when the message's file was read for the model
 
 
 async def test_own_messages_and_system_messages_are_ignored(

@@ -12,9 +12,10 @@ import openai  # noqa: F401  (loaded before any clock starts)
 import pytest
 
 from bot.gateway import Gateway
+from channels.slack_api import SlackApi
 from channels.slack_inbound import Normalizer, ThreadMemory
 from tests.channels.slack.conftest import slack_settings
-from tests.fakes.forward_proxy import environment_proxy
+from tests.fakes.forward_proxy import environment_proxy, thread_hops
 from tests.fakes.llm import FakeLLM
 from tests.fakes.slack import FakeSlack
 from tests.media.files import image_size, pdf, png, slack_clip, wav_silence
@@ -80,6 +81,28 @@ async def test_files_events_and_answers_go_through_the_proxy_from_the_environmen
     assert shot["url_private"] in proxy.targets
     assert f"{llm.base_url}/v1/chat/completions" in proxy.targets
     assert any(t.endswith("/chat.postMessage") for t in proxy.targets), proxy.targets
+
+
+async def test_posts_and_downloads_through_the_proxy_take_no_thread_hop_each(
+    fake: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiohttp's trust_env looked ~/.netrc (and, for the adapter's own requests, the proxy)
+    up in worker-thread round trips on every post, edit and download; slack_sdk names its
+    proxy itself, and the downloads' is looked up once for Slack's address."""
+    url = fake.add_file("notes.txt", b"buy apples", "text/plain")
+    async with environment_proxy(monkeypatch) as proxy:
+        api = SlackApi(fake.bot_token, fake.api_url, lambda seconds: None)
+        try:
+            with thread_hops(monkeypatch) as hops:
+                for n in range(3):
+                    await api.call("chat.postMessage", channel="C0001", text=f"post {n}")
+                    assert await api.download(url, 100, "notes.txt") == b"buy apples"
+        finally:
+            await api.close()
+    assert fake.texts("C0001") == ["post 0", "post 1", "post 2"]
+    assert proxy.targets.count(f"{fake.api_url}chat.postMessage") == 3, proxy.targets
+    assert proxy.targets.count(url) == 3
+    assert len(hops) == 1, hops  # the downloads' one lookup
 
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")

@@ -27,7 +27,7 @@ from channels.telegram import TelegramChannel
 from channels.telegram_polling import RawUpdatesBot
 from channels.telegram_request import AiohttpRequest, NotSent, PoolTimedOut
 from tests.channels.telegram.conftest import until
-from tests.fakes.forward_proxy import environment_proxy
+from tests.fakes.forward_proxy import environment_proxy, thread_hops
 from tests.fakes.telegram import TOKEN, FakeTelegram
 
 StartChannel = Callable[..., Awaitable[TelegramChannel]]
@@ -217,6 +217,25 @@ async def test_requests_and_downloads_go_through_a_proxy_from_the_environment(
     assert f"{base}/bot{TOKEN}/getMe" in proxy.targets
     assert any(t.startswith(f"{base}/file/bot{TOKEN}/") for t in proxy.targets)
     assert fake.calls_of("sendMessage")
+
+
+async def test_sends_and_edits_through_the_proxy_take_no_thread_hop(
+    fake: FakeTelegram, start_channel: StartChannel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxy is looked up once for Telegram's address (at getMe), not in two worker-thread
+    round trips for every send and every streamed edit (aiohttp's trust_env)."""
+    async with environment_proxy(monkeypatch) as proxy:
+        channel = await start_channel()
+        with thread_hops(monkeypatch) as hops:
+            for n in range(3):
+                ref = await channel.send(OutboundMessage(DM, f"sent {n}"))
+                await channel.bot.edit_message_text(
+                    f"sent {n}, edited", chat_id=42, message_id=int(ref.message_id)
+                )
+    base = f"http://127.0.0.1:{fake.port}/bot{TOKEN}"
+    assert proxy.targets.count(f"{base}/sendMessage") == 3
+    assert proxy.targets.count(f"{base}/editMessageText") == 3
+    assert hops == [], hops
 
 
 @pytest.mark.parametrize(
