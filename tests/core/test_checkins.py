@@ -364,7 +364,7 @@ async def test_linked_accounts_keep_one_checkin_and_an_old_code_names_who_they_a
     of the account whose code was used), and /checkin shows it. A code made before its
     person was linked into another joins whoever redeems it to the person that remains."""
     model = _Model("Hello.")
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     async with Gateway(
         _config(make_config), provider=model.provider, channels={"tg": channel}
     ) as gw:
