@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.messages import Conversation, ConversationKind
 from bot.store.job_model import (
+    OPEN_SQL,
     OPEN_STATUSES,
     SKIPPED_NOT_ALLOWED,
     ActiveJobLimit,
@@ -150,7 +151,7 @@ class JobRepo:
     async def listing(self, *, include_closed: bool, person_id: str | None = None) -> list[Job]:
         """Jobs of one person, or of everybody (for the operator), soonest first."""
         # "1 = 1", not "1": PostgreSQL takes no integer as a condition
-        where = "1 = 1" if include_closed else "status IN ('pending', 'sending', 'paused')"
+        where = "1 = 1" if include_closed else f"status IN {OPEN_SQL}"
         params: tuple[str, ...] = ()
         if person_id is not None:
             where += " AND person_id = ?"
@@ -171,7 +172,7 @@ class JobRepo:
         def op(conn: Conn) -> bool:
             cur = conn.execute(
                 "UPDATE jobs SET status = 'cancelled', lease_until = NULL, updated_at = :now "
-                f"WHERE id = :id AND status IN ('pending', 'sending', 'paused'){owner}",
+                f"WHERE id = :id AND status IN {OPEN_SQL}{owner}",
                 {"id": job_id, "person": person_id, "now": now},
             )
             return bool(cur.rowcount)

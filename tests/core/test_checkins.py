@@ -386,3 +386,26 @@ async def test_linked_accounts_keep_one_checkin_and_an_old_code_names_who_they_a
         # u2's code was made before u2 was linked to u1: it joins u3 to them both
         assert (await _ask(channel, f"/link {old_code}", user="u3")).startswith("Linked")
         assert await gw.store.identities.person_id("tg:u3") == person
+
+
+async def test_a_link_keeps_the_checkin_that_still_runs_over_a_paused_one(
+    make_config: Any,
+) -> None:
+    """The code's account has only a paused check-in (its conversation refused it): the
+    joined account's working one is kept, the paused one is cancelled."""
+    channel = RecordingChannel("tg", console=False)
+    async with Gateway(
+        _config(make_config), provider=_Model("Hi.").provider, channels={"tg": channel}
+    ) as gw:
+        await _ask(channel, "/checkin daily 8:30", user="u1")
+        await _ask(channel, "/checkin daily 9:00", user="u2")
+        paused = await _checkin_job(gw)
+        await gw.store.write(
+            lambda c: c.execute("UPDATE jobs SET status = 'paused' WHERE id = ?", (paused.id,))
+        )
+        code = (await _ask(channel, "/link", user="u1")).split(": ")[1].split()[0]
+        assert (await _ask(channel, f"/link {code}", user="u2")).startswith("Linked")
+        assert gw.deps.scheduler is not None
+        jobs = await gw.deps.scheduler.jobs.listing(include_closed=True, person_id="tg:u1")
+        kinds = {j.text: j.status for j in jobs if j.kind is JobKind.CHECKIN}
+        assert kinds == {"daily 8:30": JobStatus.CANCELLED, "daily 9:00": JobStatus.PENDING}
