@@ -281,6 +281,30 @@ async def test_a_checkin_whose_answer_breaks_off_mid_stream_is_tried_again_not_s
     )
 
 
+async def test_a_checkin_whose_model_call_fails_after_a_tool_ran_says_so_once(
+    make_config: Any, monkeypatch: Any
+) -> None:
+    """The model call after a tool ran fails outright: a try again would run the tool again,
+    so the person is told once what went wrong, and the check-in waits for its next day."""
+    monkeypatch.setenv("FAKE_LLM_KEY", "sk-test-not-a-secret")
+    call = ToolCall("t1", "current_time", json.dumps({"zone": "UTC"}))
+    async with FakeLLM() as fake:
+        # the provider's own retries of a 500 fail alike
+        fake.push(Reply(tool_calls=[call]), *[Reply.error(500, "server")] * 6, "Hello.")
+        channel = RecordingChannel("tg", console=False)
+        async with Gateway(_fake_llm_config(make_config, fake), channels={"tg": channel}) as gw:
+            scheduler, clock = await _checkin_come_due(gw, channel)
+            [note] = channel.texts()[1:]
+            assert "not answering" in note and "Hello." not in note
+            asked = len(fake.calls(path="/v1/chat/completions"))
+            job = await _checkin_job(gw)
+            assert job.runs == 1 and job.run_at > clock[0] + 3600  # its next day
+            clock[0] += 3600  # long past any retry's time
+            await scheduler.deliver_due()
+            assert channel.texts()[1:] == [note]
+        assert len(fake.calls(path="/v1/chat/completions")) == asked  # no try again
+
+
 def _without_local_time(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The messages with the check-in prompt's "Their local time: ..." line blanked (the
     only part a later try changes)."""
