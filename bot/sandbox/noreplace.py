@@ -5,6 +5,7 @@ taken meanwhile."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
@@ -45,3 +46,12 @@ def rename_noreplace(dir_fd: int, src: str, dst: str) -> bool | None:
     if err in _UNSUPPORTED:
         return None
     raise OSError(err, os.strerror(err), dst)
+
+
+def remove_placeholder(parent: int, name: str, placeholder: int) -> None:
+    """Remove the empty file that took `name`, if it is still there: another writer may
+    have put its own file there since. Failing to must not hide why the move failed."""
+    with contextlib.suppress(OSError):
+        ours, there = os.fstat(placeholder), os.stat(name, dir_fd=parent, follow_symlinks=False)
+        if (there.st_dev, there.st_ino) == (ours.st_dev, ours.st_ino):
+            os.unlink(name, dir_fd=parent)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from bot.errors import SandboxError, ToolError
 from bot.sandbox.base import WORK_DIR
-from bot.sandbox.noreplace import rename_noreplace
+from bot.sandbox.noreplace import remove_placeholder, rename_noreplace
 
 if TYPE_CHECKING:
     from bot.sandbox.quota import WorkspaceQuota
@@ -343,14 +343,20 @@ class WorkspaceFS:
         if moved is not None:
             return moved
         try:
-            self._write_new(parent, name, b"", 0o600)
+            placeholder = os.open(
+                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, 0o600, dir_fd=parent
+            )
         except FileExistsError:
             return False
+        # held open until the move is done: its inode cannot be reused by another file
         try:
+            self._chown(placeholder)
             os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
         except BaseException:
-            os.unlink(name, dir_fd=parent)  # the empty file that took the name
+            remove_placeholder(parent, name, placeholder)
             raise
+        finally:
+            os.close(placeholder)
         return True
 
     def _chown(self, fd: int) -> None:

@@ -116,7 +116,7 @@ class JobDelivery:
                 return
             except DeliveryRefused as exc:
                 # sending again cannot succeed (the chat or topic is gone, the bot was removed)
-                await pause_refused(s.jobs, job, exc, s.clock(), self.send)
+                await pause_refused(s.jobs, job, exc, s.clock(), self.send, s.may_deliver)
                 return
             except ChannelError as exc:
                 # sent in several messages, some of which went out: a retry sends the rest

@@ -4,24 +4,47 @@ late to deliver (one summary per conversation)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
 from bot.errors import DeliveryRefused
 from bot.messages import Conversation
 from bot.scheduler import text as texts
+from bot.scheduler.ports import NotAllowedNow
 from bot.store.jobs import Job, JobRepo, Miss
 
 # the lines of a delivery stay under the scheduler's own logger name
 log = logging.getLogger("bot.scheduler.service")
 
 Send = Callable[[Conversation, str], Awaitable[str]]
+#: the scheduler's `may_deliver`: raises NotAllowedNow when the job's person may no longer
+#: be answered where the job delivers
+MayDeliver = Callable[[Job], Awaitable[object]] | None
 
 _GONE_NOTICE_TRIES = 3
 
 
+async def _allowed(may_deliver: MayDeliver, job: Job) -> bool:
+    """Whether the job's person may still be answered where `job` delivers: a notice quotes
+    the job's text, and a person no longer allowed there is told nothing."""
+    if may_deliver is None:
+        return True
+    try:
+        await may_deliver(job)
+    except NotAllowedNow as exc:
+        log.info("job %s: nothing said about it (%s)", job.id, exc)
+        return False
+    return True
+
+
 async def pause_refused(
-    jobs: JobRepo, job: Job, exc: DeliveryRefused, now: float, send: Send
+    jobs: JobRepo,
+    job: Job,
+    exc: DeliveryRefused,
+    now: float,
+    send: Send,
+    may_deliver: MayDeliver = None,
 ) -> None:
     log.warning(
         "job %s paused: %s refused its delivery (%s)",
@@ -38,6 +61,8 @@ async def pause_refused(
     others = await jobs.direct_conversations(job.person_id, job.conversation)
     for conversation in others[:_GONE_NOTICE_TRIES]:
         try:
+            if not await _allowed(may_deliver, dataclasses.replace(job, conversation=conversation)):
+                continue
             await send(conversation, notice)
             return
         except Exception as err:
@@ -45,7 +70,11 @@ async def pause_refused(
 
 
 async def report_missed(
-    jobs: JobRepo, max_lateness_s: float, send: Send, clock: Callable[[], float]
+    jobs: JobRepo,
+    max_lateness_s: float,
+    send: Send,
+    clock: Callable[[], float],
+    may_deliver: MayDeliver = None,
 ) -> int:
     """Send each conversation its summary; returns how many could not be sent now."""
     failed = 0
@@ -58,7 +87,10 @@ async def report_missed(
     for (person_id, conversation), group in groups.items():
         summary = texts.missed_summary(group, max_lateness_s)
         try:
-            await send(conversation, summary)
+            # the person revoked there: reported without a word, as their reminders are
+            # skipped without one
+            if await _allowed(may_deliver, group[0].job):
+                await send(conversation, summary)
         except DeliveryRefused as exc:
             log.warning(
                 "%d missed jobs of %s: their conversation refused the summary (%s)",

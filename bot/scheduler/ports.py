@@ -36,15 +36,18 @@ class TaskFailed(DecapodError):
 
 
 class NotAllowedNow(DecapodError):
-    """A task's or a check-in's person may not be answered where it delivers (a revoked
-    pairing, a group no longer allowed): nothing runs as them this time, and nobody is told.
+    """A job's person (a reminder's too) may not be answered where it delivers (a revoked
+    pairing, a group no longer allowed): nothing runs or is sent as them this time, and
+    nobody is told, not even of their missed jobs.
     A repeating job keeps its schedule, so it runs again once they are allowed again."""
 
 
 class TaskRunner(Protocol):
     async def run_task(self, job: Job) -> str:
         """Run the job's prompt on session `cron_session_key(job.id)`; return the answer.
-        TaskFailed when the model call failed (the apology a chat would get is no answer);
+        TaskFailed when the model call failed before any tool ran (the apology a chat would
+        get is no answer; after a tool ran, trying again would run it twice, so what there
+        is, or the note of the failure, is the answer);
         NotAllowedNow when its person may not be answered there now."""
         ...
 

@@ -283,7 +283,11 @@ class Scheduler:
     async def _report(self) -> None:
         try:
             failed = await report_missed(
-                self.jobs, self.config.max_lateness_seconds, self._delivery.send, self.clock
+                self.jobs,
+                self.config.max_lateness_seconds,
+                self._delivery.send,
+                self.clock,
+                self.may_deliver,
             )
         except Exception:
             log.exception("reporting missed jobs failed")

@@ -30,6 +30,18 @@ SKIPPED_NOT_ALLOWED = "skipped: not allowed"
 
 #: statuses a person still sees in their list and may cancel
 OPEN_STATUSES = (JobStatus.PENDING, JobStatus.SENDING, JobStatus.PAUSED)
+#: the open statuses of a job that still runs (a paused one waits for its person)
+LIVE_STATUSES = (JobStatus.PENDING, JobStatus.SENDING)
+
+
+def sql_in(statuses: tuple[JobStatus, ...]) -> str:
+    """`statuses` as the list of an SQL `status IN ...`."""
+    return "(" + ", ".join(f"'{s.value}'" for s in statuses) + ")"
+
+
+#: for `status IN ...` in SQL
+OPEN_SQL = sql_in(OPEN_STATUSES)
+LIVE_SQL = sql_in(LIVE_STATUSES)
 
 
 @dataclass(frozen=True, slots=True)

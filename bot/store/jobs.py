@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.messages import Conversation, ConversationKind
 from bot.store.job_model import (
+    OPEN_SQL,
     OPEN_STATUSES,
     SKIPPED_NOT_ALLOWED,
     ActiveJobLimit,
@@ -104,15 +105,27 @@ class JobRepo:
         return result
 
     async def _give_back(
-        self, job: Job, sets: str, values: dict[str, Any], *, now: float, durable: bool = False
+        self,
+        job: Job,
+        sets: str,
+        values: dict[str, Any],
+        *,
+        now: float,
+        durable: bool = False,
+        then: Callable[[Conn], object] | None = None,
     ) -> bool:
         """End the claim of `job`, setting `sets` too (`values` their parameters); False when
         the claim was lost meanwhile (the job was cancelled or taken over). `durable`: the
-        person relies on it (a delivery marked sent, a job cancelled or paused)."""
+        person relies on it (a delivery marked sent, a job cancelled or paused). `then`: run
+        in the same transaction once the claim has ended."""
 
         def op(conn: Conn) -> bool:
             sql = f"UPDATE jobs SET {sets}, lease_until = NULL, updated_at = :now WHERE {_HELD}"
-            return bool(conn.execute(sql, {**values, "now": now, **_held(job)}).rowcount)
+            if not conn.execute(sql, {**values, "now": now, **_held(job)}).rowcount:
+                return False
+            if then is not None:
+                then(conn)
+            return True
 
         return await (self._durable_write(op) if durable else self.store.write(op))
 
@@ -150,7 +163,7 @@ class JobRepo:
     async def listing(self, *, include_closed: bool, person_id: str | None = None) -> list[Job]:
         """Jobs of one person, or of everybody (for the operator), soonest first."""
         # "1 = 1", not "1": PostgreSQL takes no integer as a condition
-        where = "1 = 1" if include_closed else "status IN ('pending', 'sending', 'paused')"
+        where = "1 = 1" if include_closed else f"status IN {OPEN_SQL}"
         params: tuple[str, ...] = ()
         if person_id is not None:
             where += " AND person_id = ?"
@@ -171,7 +184,7 @@ class JobRepo:
         def op(conn: Conn) -> bool:
             cur = conn.execute(
                 "UPDATE jobs SET status = 'cancelled', lease_until = NULL, updated_at = :now "
-                f"WHERE id = :id AND status IN ('pending', 'sending', 'paused'){owner}",
+                f"WHERE id = :id AND status IN {OPEN_SQL}{owner}",
                 {"id": job_id, "person": person_id, "now": now},
             )
             return bool(cur.rowcount)
@@ -336,26 +349,17 @@ class JobRepo:
         status = JobStatus.MISSED if next_due is None else JobStatus.PENDING
         due = job.due_at if next_due is None else next_due
 
-        def op(conn: Conn) -> bool:
-            cur = conn.execute(
-                "UPDATE jobs SET status = :status, due_at = :due, run_at = :due, attempt = 0, "
-                f"lease_until = NULL, answer = NULL, updated_at = :now WHERE {_HELD}",
-                {
-                    "status": status.value,
-                    "due": due,
-                    "now": now,
-                    **_held(job),
-                },
-            )
-            if not cur.rowcount:
-                return False
-            conn.execute(
+        return await self._give_back(
+            job,
+            "status = :status, due_at = :due, run_at = :due, attempt = 0, answer = NULL",
+            {"status": status.value, "due": due},
+            now=now,
+            durable=True,
+            then=lambda conn: conn.execute(
                 "INSERT OR IGNORE INTO job_misses (job_id, due_at) VALUES (?, ?)",
                 (job.id, missed_due),
-            )
-            return True
-
-        return await self._durable_write(op)
+            ),
+        )
 
     async def unreported_misses(self) -> list[Miss]:
         def op(conn: Conn) -> list[Miss]:

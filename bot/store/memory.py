@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from bot.store.job_model import LIVE_SQL, OPEN_SQL
 from bot.store.memory_items import (
     ItemRow,
     NewChunk,
@@ -301,16 +302,21 @@ class MemoryRepo:
 
 def _merge_jobs(conn: Conn, joined: str, target: str, now: float) -> None:
     """Reminders and tasks follow the person. A person has one check-in: when both had one,
-    the one of the person who made the code is kept and the joined one's is cancelled."""
-    open_checkin = (
-        "SELECT 1 FROM jobs WHERE person_id = ? AND kind = 'checkin'"
-        " AND status IN ('pending', 'sending', 'paused')"
-    )
-    if conn.execute(open_checkin, (target,)).fetchone() is not None:
+    the one that still runs is kept (a paused one waits for a conversation that refused
+    it), and of two alike, the one of the person who made the code."""
+
+    def has_checkin(person: str, statuses: str) -> bool:
+        found = conn.execute(
+            f"SELECT 1 FROM jobs WHERE person_id = ? AND kind = 'checkin' AND status IN {statuses}",
+            (person,),
+        ).fetchone()
+        return found is not None
+
+    if has_checkin(target, OPEN_SQL) and has_checkin(joined, OPEN_SQL):
+        live_joined = has_checkin(joined, LIVE_SQL) and not has_checkin(target, LIVE_SQL)
         conn.execute(
             "UPDATE jobs SET status = 'cancelled', lease_until = NULL, updated_at = ?"
-            " WHERE person_id = ? AND kind = 'checkin'"
-            " AND status IN ('pending', 'sending', 'paused')",
-            (now, joined),
+            f" WHERE person_id = ? AND kind = 'checkin' AND status IN {OPEN_SQL}",
+            (now, target if live_joined else joined),
         )
     conn.execute("UPDATE jobs SET person_id = ? WHERE person_id = ?", (target, joined))

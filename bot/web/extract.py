@@ -70,25 +70,34 @@ def _sniff(body: bytes) -> str:
 
 
 def _decode(page: Fetched) -> str:
-    charset = page.charset if page.charset and _known(page.charset) else None
-    if charset is None:
+    if page.charset and _known(page.charset):
         try:
-            return page.body.decode("utf-8")
-        except UnicodeDecodeError:
-            from charset_normalizer import from_bytes
+            return page.body.decode(page.charset, errors="replace")
+        except (LookupError, UnicodeError):
+            pass  # named, but it decodes no page: read as if no charset were named
+    try:
+        return page.body.decode("utf-8")
+    except UnicodeDecodeError:
+        from charset_normalizer import from_bytes
 
-            best = from_bytes(page.body).best()
-            charset = best.encoding if best is not None else "utf-8"
-    return page.body.decode(charset, errors="replace")
+        best = from_bytes(page.body).best()
+        return page.body.decode(best.encoding if best is not None else "utf-8", errors="replace")
+
+
+#: text encodings to Python that no page is written in: "idna" and "undefined" raise on
+#: any body, "punycode" turns plain text into other letters
+_NOT_PAGE_ENCODINGS = frozenset({"idna", "punycode", "undefined"})
 
 
 def _known(charset: str) -> bool:
-    """A text encoding Python has. A server names any charset it likes, and some names
-    ("base64", "rot13", "zlib") are codecs that do not decode bytes to text."""
+    """A text encoding Python has that pages are written in. A server names any charset it
+    likes, and some names ("base64", "rot13", "zlib") are codecs that do not decode bytes
+    to text."""
     try:
-        return codecs.lookup(charset)._is_text_encoding
+        info = codecs.lookup(charset)
     except LookupError:
         return False
+    return info._is_text_encoding and info.name not in _NOT_PAGE_ENCODINGS
 
 
 def _json(page: Fetched) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import stat
 from typing import TYPE_CHECKING
 
 from bot.errors import ToolDenied, ToolError
@@ -39,9 +40,14 @@ class WorkspaceSaver:
         """Check the path and, where needed, get the owner's approval, before anything is
         downloaded; returns the path as the sandbox sees it."""
         parts = split_workspace_path(path)
-        if not parts or path.rstrip().endswith("/"):
-            # "/work/downloads/" read as a file name would download first and fail after (or
-            # make a file called "downloads"): say so before anything is fetched or asked
+        # "/work/downloads/" or "downloads/." read as a file name would download first and
+        # fail after (or make a file called "downloads"): say so before anything is fetched
+        # or asked, as for a folder that is there
+        if (
+            not parts
+            or path.strip().split("/")[-1] in ("", ".")
+            or await self._is_folder(ctx, path)
+        ):
             raise ToolError(
                 f"refused: save_as names a file, like /work/downloads/report.pdf, and {path!r} "
                 "is a folder"
@@ -51,6 +57,11 @@ class WorkspaceSaver:
         if why is not None:
             await self._ask(ctx, f"save {source} as {shown}", why)
         return shown
+
+    async def _is_folder(self, ctx: ToolContext, path: str) -> bool:
+        fs = session_workspace_fs(self.workspaces, self.config, ctx.session_key)
+        there = await asyncio.to_thread(fs.entry, path)
+        return there is not None and stat.S_ISDIR(there.st_mode)
 
     async def write(self, ctx: ToolContext, path: str, data: bytes) -> None:
         fs = session_workspace_fs(self.workspaces, self.config, ctx.session_key)

@@ -1,8 +1,9 @@
 """web_search: a chain of search APIs tried in order, like the model chain.
 
 A provider that fails (an error status, a timeout, an answer that is not what its API
-sends) is skipped for `search_cooldown_s` (or a 429's Retry-After when longer), and the next
-one is asked. While every provider cools down, the tool is not offered at all.
+sends) is skipped for `search_cooldown_s` (or a 429's Retry-After when longer, bounded to an
+hour as the model providers' is), and the next one is asked. While every provider cools
+down, the tool is not offered at all.
 
 There is no keyless default: the keyless endpoints that exist (scraping a search engine's
 HTML pages) break without notice and block automated use, so they are not dependable.

@@ -281,6 +281,30 @@ async def test_a_checkin_whose_answer_breaks_off_mid_stream_is_tried_again_not_s
     )
 
 
+async def test_a_checkin_whose_model_call_fails_after_a_tool_ran_says_so_once(
+    make_config: Any, monkeypatch: Any
+) -> None:
+    """The model call after a tool ran fails outright: a try again would run the tool again,
+    so the person is told once what went wrong, and the check-in waits for its next day."""
+    monkeypatch.setenv("FAKE_LLM_KEY", "sk-test-not-a-secret")
+    call = ToolCall("t1", "current_time", json.dumps({"zone": "UTC"}))
+    async with FakeLLM() as fake:
+        # the provider's own retries of a 500 fail alike
+        fake.push(Reply(tool_calls=[call]), *[Reply.error(500, "server")] * 6, "Hello.")
+        channel = RecordingChannel("tg", console=False)
+        async with Gateway(_fake_llm_config(make_config, fake), channels={"tg": channel}) as gw:
+            scheduler, clock = await _checkin_come_due(gw, channel)
+            [note] = channel.texts()[1:]
+            assert "not answering" in note and "Hello." not in note
+            asked = len(fake.calls(path="/v1/chat/completions"))
+            job = await _checkin_job(gw)
+            assert job.runs == 1 and job.run_at > clock[0] + 3600  # its next day
+            clock[0] += 3600  # long past any retry's time
+            await scheduler.deliver_due()
+            assert channel.texts()[1:] == [note]
+        assert len(fake.calls(path="/v1/chat/completions")) == asked  # no try again
+
+
 def _without_local_time(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The messages with the check-in prompt's "Their local time: ..." line blanked (the
     only part a later try changes)."""
@@ -364,7 +388,7 @@ async def test_linked_accounts_keep_one_checkin_and_an_old_code_names_who_they_a
     of the account whose code was used), and /checkin shows it. A code made before its
     person was linked into another joins whoever redeems it to the person that remains."""
     model = _Model("Hello.")
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     async with Gateway(
         _config(make_config), provider=model.provider, channels={"tg": channel}
     ) as gw:
@@ -386,3 +410,26 @@ async def test_linked_accounts_keep_one_checkin_and_an_old_code_names_who_they_a
         # u2's code was made before u2 was linked to u1: it joins u3 to them both
         assert (await _ask(channel, f"/link {old_code}", user="u3")).startswith("Linked")
         assert await gw.store.identities.person_id("tg:u3") == person
+
+
+async def test_a_link_keeps_the_checkin_that_still_runs_over_a_paused_one(
+    make_config: Any,
+) -> None:
+    """The code's account has only a paused check-in (its conversation refused it): the
+    joined account's working one is kept, the paused one is cancelled."""
+    channel = RecordingChannel("tg", console=False)
+    async with Gateway(
+        _config(make_config), provider=_Model("Hi.").provider, channels={"tg": channel}
+    ) as gw:
+        await _ask(channel, "/checkin daily 8:30", user="u1")
+        await _ask(channel, "/checkin daily 9:00", user="u2")
+        paused = await _checkin_job(gw)
+        await gw.store.write(
+            lambda c: c.execute("UPDATE jobs SET status = 'paused' WHERE id = ?", (paused.id,))
+        )
+        code = (await _ask(channel, "/link", user="u1")).split(": ")[1].split()[0]
+        assert (await _ask(channel, f"/link {code}", user="u2")).startswith("Linked")
+        assert gw.deps.scheduler is not None
+        jobs = await gw.deps.scheduler.jobs.listing(include_closed=True, person_id="tg:u1")
+        kinds = {j.text: j.status for j in jobs if j.kind is JobKind.CHECKIN}
+        assert kinds == {"daily 8:30": JobStatus.CANCELLED, "daily 9:00": JobStatus.PENDING}

@@ -168,6 +168,9 @@ class FakePages(_Server):
             "/html-base64": (ARTICLE_HTML.encode(), f"{html}; charset=base64"),
             "/text-rot13": ("plain words, café\n".encode(), "text/plain; charset=rot13"),
             "/json-zlib": (json.dumps({"answer": 42}).encode(), "application/json; charset=zlib"),
+            "/text-idna": ("plain words, café\n".encode(), "text/plain; charset=idna"),
+            "/text-undefined": ("plain words, café\n".encode(), "text/plain; charset=undefined"),
+            "/text-punycode": (b"plain words\n", "text/plain; charset=punycode"),
             "/pdf": (minimal_pdf("Crabs in a PDF document"), "application/pdf"),
             # a content stream with a filter no reader knows: pypdf raises NotImplementedError
             "/damaged.pdf": (

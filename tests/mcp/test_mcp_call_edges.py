@@ -63,6 +63,8 @@ async def test_a_schema_the_checker_cannot_read_refuses_that_tool_only(
     assert state_name == "ready" and conn.restarts == 0
     assert "t__echo" in names and "t__odd" not in names
     assert "1 refused: odd: its input schema cannot be read" in detail
+    [left_out] = [r.getMessage() for r in caplog.records if "tool left out" in r.getMessage()]
+    assert left_out.startswith("mcp server t: tool left out: odd: its input schema cannot be read")
 
 
 async def test_a_call_past_its_timeout_is_cancelled_on_the_server_which_keeps_serving(

@@ -13,6 +13,7 @@ import pytest
 
 from bot.errors import ToolError
 from bot.media.intake import save_in_inbox
+from bot.sandbox.noreplace import rename_noreplace
 from bot.sandbox.safe_fs import WorkspaceFS
 
 LIMIT = 1 << 20
@@ -151,11 +152,19 @@ def test_create_without_a_hard_link_never_shows_a_half_written_file(
 
     monkeypatch.setattr(os, "link", no_link)
     monkeypatch.setattr(os, "write", watched_write)
-    if not noreplace:
-        monkeypatch.setattr("bot.sandbox.safe_fs.rename_noreplace", lambda *args: None)
+    renamed: list[bool | None] = []
+
+    def recorded(*args: Any) -> bool | None:
+        renamed.append(rename_noreplace(*args) if noreplace else None)
+        return renamed[-1]
+
+    monkeypatch.setattr("bot.sandbox.safe_fs.rename_noreplace", recorded)
     fs = WorkspaceFS(tmp_path, None, LIMIT)
     (tmp_path / "inbox").mkdir()
     assert fs.create("inbox/a.txt", MARCH)
+    if noreplace and renamed != [True]:
+        pytest.skip("this kernel or filesystem has no renameat2 with RENAME_NOREPLACE")
+    assert renamed == [True] if noreplace else renamed == [None]
     assert seen and all(s is None for s in seen)  # nothing there while the bytes went out
     assert final.read_bytes() == MARCH
     assert not fs.create("inbox/a.txt", APRIL) and final.read_bytes() == MARCH
@@ -179,3 +188,30 @@ def test_a_refused_way_to_the_inbox_is_said_not_taken_as_a_free_name(tmp_path: P
     with pytest.raises(ToolError, match="symlink"):
         save_in_inbox(WorkspaceFS(tmp_path, None, LIMIT), "hostname", MARCH)
     assert not (tmp_path / "etc").exists()
+
+
+def test_a_failed_move_removes_its_empty_placeholder_but_not_another_writers_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without hard links or renameat2, an empty file takes the name before the written one
+    replaces it. The replace fails after another writer put its own file there: that file
+    stays, and the error is the replace's own."""
+    final = tmp_path / "inbox" / "a.txt"
+
+    def no_link(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    def replace_loses_the_race(*args: object, **kwargs: object) -> None:
+        final.unlink()
+        final.write_bytes(APRIL)  # the other writer's, under the same name
+        raise OSError(errno.EIO, "the disk said no")
+
+    monkeypatch.setattr(os, "link", no_link)
+    monkeypatch.setattr("bot.sandbox.safe_fs.rename_noreplace", lambda *args: None)
+    monkeypatch.setattr(os, "replace", replace_loses_the_race)
+    fs = WorkspaceFS(tmp_path, None, LIMIT)
+    (tmp_path / "inbox").mkdir()
+    with pytest.raises(OSError, match="the disk said no"):
+        fs.create("inbox/a.txt", MARCH)
+    assert final.read_bytes() == APRIL
+    assert [p.name for p in (tmp_path / "inbox").iterdir()] == ["a.txt"]

@@ -1,6 +1,7 @@
 """The summary of missed jobs goes out beside the deliveries, never in their way: a
 conversation whose sends hang holds up no other reminder, and a summary that keeps failing
-is tried again with backoff, not on every pass of the loop."""
+is tried again with backoff, not on every pass of the loop. A person no longer allowed where
+a notice would go is told nothing about their jobs there."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from bot.messages import Conversation
-from bot.scheduler import Scheduler
+from bot.scheduler import Job, Scheduler
+from bot.scheduler.ports import NotAllowedNow
 from bot.scheduler.timing import Cron, Once
-from bot.store.jobs import JobKind
+from bot.store.jobs import JobKind, JobStatus
 
 from .conftest import DM, GROUP, FakeClock, RecordingDeliverer
 
@@ -122,3 +124,48 @@ async def test_a_missed_checkin_is_named_as_one_in_the_summary(
     [(_, summary)] = deliverer.sent
     assert summary.startswith("I could not deliver 1 check-in in time")
     assert summary.endswith(": check-in: daily 8:30")
+
+
+class Revoked:
+    """The scheduler's `may_deliver` with alice revoked in the conversations in `chats`."""
+
+    def __init__(self, *chats: str) -> None:
+        self.chats = set(chats)
+        self.asked: list[str] = []
+
+    async def __call__(self, job: Job) -> None:
+        self.asked.append(job.conversation.chat_id)
+        if job.conversation.chat_id in self.chats:
+            raise NotAllowedNow(f"{job.identity_key} may not be answered there now")
+
+
+async def test_missed_jobs_of_a_person_no_longer_allowed_are_reported_without_a_word(
+    make_scheduler: MakeScheduler, clock: FakeClock, deliverer: RecordingDeliverer
+) -> None:
+    """The summary quotes the jobs' texts: a person revoked there is not sent it, and it is
+    not kept to be sent once they are allowed again."""
+    scheduler = make_scheduler(max_lateness_seconds=60)
+    scheduler.may_deliver = revoked = Revoked(DM.chat_id)
+    await _remind(scheduler, clock, 60, "my private thing", DM)
+    clock.advance(600)
+    await scheduler.deliver_due()
+    assert revoked.asked == [DM.chat_id] and deliverer.sent == []
+    revoked.chats.clear()
+    clock.advance(600)
+    await scheduler.deliver_due()
+    assert deliverer.sent == []  # reported (silently) once
+
+
+async def test_a_paused_jobs_notice_is_not_sent_where_its_person_is_no_longer_allowed(
+    make_scheduler: MakeScheduler, clock: FakeClock, deliverer: RecordingDeliverer
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.may_deliver = Revoked(DM.chat_id)
+    await _remind(scheduler, clock, 7200, "later", DM)
+    await _remind(scheduler, clock, 60, "team lunch", GROUP)
+    deliverer.refusing[GROUP.chat_id] = "message thread not found"
+    clock.advance(60)
+    await scheduler.deliver_due()
+    [paused] = [j for j in await scheduler.list_jobs("alice") if j.text == "team lunch"]
+    assert paused.status is JobStatus.PAUSED
+    assert deliverer.sent == []

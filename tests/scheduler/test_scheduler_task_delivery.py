@@ -218,7 +218,7 @@ async def test_reminders_of_a_person_no_longer_allowed_are_skipped_as_their_task
     once they are approved again the daily one is sent at its next time."""
     channels = {"tg": {"type": "telegram", "access": {"dm_policy": "pairing"}}}
     config = make_config(channels=channels, scheduler={"poll_seconds": 3600})
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     async with Gateway(config, channels={"tg": channel}) as gw:
         access = gw.store.access
         code = await access.issue_code("ABCD2345", "tg", "u1", "U1", 3600, 10)

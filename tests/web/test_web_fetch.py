@@ -79,13 +79,21 @@ async def test_a_page_that_is_not_utf8_is_decoded(pages: FakePages, path: str) -
 
 @pytest.mark.parametrize(
     ("path", "expected"),
-    [("/html-base64", ARTICLE_SENTENCE), ("/text-rot13", "café"), ("/json-zlib", '"answer": 42')],
+    [
+        ("/html-base64", ARTICLE_SENTENCE),
+        ("/text-rot13", "café"),
+        ("/json-zlib", '"answer": 42'),
+        ("/text-idna", "café"),
+        ("/text-undefined", "café"),
+        ("/text-punycode", "plain words\n"),
+    ],
 )
 async def test_a_charset_that_is_not_a_text_encoding_is_ignored(
     pages: FakePages, path: str, expected: str
 ) -> None:
     # "base64" is a codec Python knows, but bytes.decode("base64") raises LookupError: the
-    # model got "an internal error" for a page that reads fine as UTF-8
+    # model got "an internal error" for a page that reads fine as UTF-8; "idna" and
+    # "undefined" are text encodings that raise on any page, "punycode" garbles one
     async with open_fetcher() as fetcher:
         page = page_text(await fetcher.get(pages.url(path, host="page.test")))
     assert expected in page.text

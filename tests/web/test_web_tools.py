@@ -243,8 +243,18 @@ async def test_save_as_a_folder_is_refused_before_anything_is_fetched_or_asked(
     owner = _Owner(approve=True)
     saver = _saver(tmp_path, owner)
     url = pages.url("/pdf", host="page.test")
+    saver.workspaces.path_for(ctx_for().session_key).joinpath("docs").mkdir(parents=True)
     async with web_tools(saver=saver) as t:
-        for folder in ("/work", "/work/", "downloads/", "."):
+        for folder in (
+            "/work",
+            "/work/",
+            "downloads/",
+            ".",
+            "downloads/.",
+            "/work/downloads/.",
+            "docs",
+            "/work/docs",
+        ):
             with pytest.raises(ToolError, match="save_as names a file"):
                 await call(t, "web_fetch", ctx_for(tainted=True), url=url, save_as=folder)
     workspace = saver.workspaces.path_for(ctx_for().session_key)

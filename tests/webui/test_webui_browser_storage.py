@@ -73,6 +73,13 @@ async def test_a_refused_message_does_not_keep_the_storage_note(
         await page.fill("#input", "the note")
         await page.press("#input", "Enter")
         await expect(page.locator("#status")).to_have_text("unknown file", timeout=30_000)
+        # its bubble does not look sent: the typed text is not silently lost
+        refused = page.locator(".msg.user.not-sent")
+        await expect(refused).to_have_count(1, timeout=30_000)
+        await expect(refused).to_contain_text("the note")
+        await expect(refused).to_contain_text("not sent")
         fake_llm.push(Reply(text="Noted.", delay_s=1.0))
         await _send_while_storage_is_busy(page, gw, "note this")
         await expect(page.locator("#status")).to_have_text("connected", timeout=30_000)
+        await expect(page.locator(".msg.assistant.done")).to_have_count(1, timeout=30_000)
+        await expect(refused).to_have_count(1)  # the message that waited was sent

@@ -22,6 +22,7 @@
   const answers = new Map(); // answer id -> {el, text, done}
   const unacked = new Map(); // client id -> its send frame, re-sent after a reconnect
   const waiting = new Set(); // client ids said to wait (storage busy), not yet acknowledged
+  const sent = new Map(); // client id -> its bubble, until acknowledged
 
   // --- Markdown, safely -------------------------------------------------------------------
   const SAFE_SCHEMES = ["http:", "https:", "mailto:"];
@@ -210,6 +211,7 @@
         case "done": onDone(event); break;
         case "ack":
           unacked.delete(event.id);
+          sent.delete(event.id);
           // a message that waited for storage is stored: its "waits" note is over
           if (waiting.delete(event.id) && waiting.size === 0) setStatus("connected", true);
           break;
@@ -218,6 +220,7 @@
           // at the ack; a refused one (an unknown file, too many) is acknowledged right
           // after its error, so it is dropped and its error stays shown
           if (event.wait && unacked.has(event.id)) waiting.add(event.id);
+          else if (event.id && sent.has(event.id)) notSent(sent.get(event.id));
           setStatus(event.text, false);
           break;
       }
@@ -231,6 +234,16 @@
       setTimeout(connect, retry);
       retry = Math.min(retry * 2, 10000);
     });
+  }
+
+  // refused for good: the bubble must not look sent, or the typed text is silently lost
+  function notSent(li) {
+    if (li.classList.contains("not-sent")) return;
+    li.classList.add("not-sent");
+    const note = document.createElement("div");
+    note.className = "note";
+    note.textContent = "not sent";
+    li.appendChild(note);
   }
 
   function newId() {
@@ -282,7 +295,7 @@
       return;
     }
     unacked.set(frame.id, frame);
-    bubble("user", text, pending);
+    sent.set(frame.id, bubble("user", text, pending));
     pending = [];
     showPending();
     input.value = "";
