@@ -38,6 +38,8 @@ CLIENT_INFO = types.Implementation(name="decapod", version=__version__)
 _MAX_PAGES = 50
 #: a connection that stayed up this long starts its next backoff from 1 s again
 _STABLE_S = 60.0
+#: how long a stop waits for the SDK's teardown, whose own waits add up to ~9 s at most
+_STOP_BOUND_S = 15.0
 
 
 class PermanentProblem(Exception):
@@ -86,7 +88,43 @@ class McpConnection:
 
     # the supervised life ---------------------------------------------------------------------
     async def run(self) -> None:
-        """Until cancelled: connect, serve, and after each loss wait and connect again."""
+        """Until cancelled: connect, serve, and after each loss wait and connect again.
+
+        The supervision runs in a task of its own that a stop cancels once, through an anyio
+        scope. The SDK stops a stdio server (stdin closed, TERM, then KILL of its process
+        group) in a shielded scope, which anyio's cancellation respects but another asyncio
+        `Task.cancel()` breaks into: a stop cancelled again (a second signal, a caller that
+        bounds its own stop) skipped the kill, and the SDK's stdout reader, shielded too,
+        then waited on a pipe the live server held open until the server exited by itself.
+        Here further cancellations wait for the one teardown, bounded by _STOP_BOUND_S.
+        """
+        scope = anyio.CancelScope()
+
+        async def supervised() -> None:
+            with scope:
+                await self._supervise()
+
+        life = asyncio.create_task(supervised(), name=f"mcp-life-{self.name}")
+        try:
+            await asyncio.shield(life)
+        except asyncio.CancelledError:
+            if not life.done():
+                scope.cancel()
+                await self._await_teardown(life)
+            raise
+
+    async def _await_teardown(self, life: asyncio.Task[None]) -> None:
+        deadline = time.monotonic() + _STOP_BOUND_S
+        while not life.done() and (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(asyncio.CancelledError):  # a repeated stop: still ending
+                await asyncio.wait([life], timeout=left)
+        if not life.done():
+            log.error("mcp server %s: not stopped within %g s", self.name, _STOP_BOUND_S)
+            life.cancel()
+        elif not life.cancelled() and life.exception() is not None:
+            log.warning("mcp server %s: error while stopping: %r", self.name, life.exception())
+
+    async def _supervise(self) -> None:
         failures = 0
         while True:
             up_since: float | None = None

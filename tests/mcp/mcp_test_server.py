@@ -4,6 +4,7 @@
     python mcp_test_server.py --http N   # streamable HTTP on 127.0.0.1:N (path /mcp)
     python mcp_test_server.py --sse N    # SSE on 127.0.0.1:N (path /sse)
     python mcp_test_server.py --hang     # never answers, not even initialize
+    python mcp_test_server.py --hang --babble  # the same, after one line that is not JSON
 
 With MCP_TEST_STATE naming a folder, the server writes `pid` there when it starts and
 `slow-started` when a `slow` call begins, so a test can kill it mid-call.
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 if "--hang" in sys.argv:
+    if "--babble" in sys.argv:
+        print("starting up, please wait", flush=True)
     if os.environ.get("MCP_TEST_STATE"):
         # written aside, then renamed: a test polling for the pid never reads it half written
         aside = Path(os.environ["MCP_TEST_STATE"], ".pid")
