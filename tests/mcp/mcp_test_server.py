@@ -168,7 +168,8 @@ async def grow(ctx: Context) -> str:
 
 def _extra_tools(spec: str) -> None:
     """MCP_TEST_EXTRA: "dangling" adds a tool whose schema refers to a definition it lacks;
-    "odd-id" one whose "$id" is not a URL; "bulk=N" adds N tools bulk_000, bulk_001, ..."""
+    "odd-id" one whose "$id" is not a URL; "bulk=N" adds N tools bulk_000, bulk_001, ...;
+    "alias=NAME" lists `echo` a second time as NAME."""
     for item in filter(None, spec.split(",")):
         if item == "dangling":
 
@@ -190,6 +191,8 @@ def _extra_tools(spec: str) -> None:
 
             tool = app._tool_manager.add_tool(odd)
             tool.parameters = {"$id": "http://[odd", "type": "object", "properties": {}}
+        elif item.startswith("alias="):
+            app.add_tool(echo, name=item.removeprefix("alias="))
         elif item.startswith("bulk="):
             for n in range(int(item.removeprefix("bulk="))):
                 app.add_tool(_numbered(n), name=f"bulk_{n:03d}")
