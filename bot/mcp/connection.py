@@ -83,6 +83,11 @@ class McpConnection:
         self._attempt: object = None
         self.ready = asyncio.Event()
 
+    @property
+    def ended(self) -> bool:
+        """Whether the current connection's stream has ended (the server went away)."""
+        return self._ended
+
     def describe(self) -> str:
         return self._opener.describe() if self._opener is not None else self.entry.transport
 
@@ -131,7 +136,7 @@ class McpConnection:
             try:
                 async with self.connect() as client:
                     up_since = time.monotonic()
-                    self._set_ready(client)
+                    self.set_ready(client)
                     reason = await self._watch(client)
             except PermanentProblem as exc:
                 self._down("failed", str(exc))
@@ -245,7 +250,7 @@ class McpConnection:
             # no turn may be offered or call the tools while the connection winds down
             self._down("restarting", "the connection closed")
 
-    def _set_ready(self, client: Client) -> None:
+    def set_ready(self, client: Client) -> None:
         self.client = client
         self.state, self.detail = "ready", ""
         log.info("mcp server %s: ready with %d tools", self.name, len(self.tools))
