@@ -74,6 +74,8 @@ class McpConnection:
         self.last_error: tuple[float, str] | None = None
         self.tools: list[ListedTool] = []
         self.problems: list[str] = []
+        #: why listing its tools stopped before the last page ("" when it did not)
+        self.paging = ""
         self.restarts = 0
         self.client: Client | None = None
         self._poke = asyncio.Event()
@@ -216,12 +218,26 @@ class McpConnection:
     async def _list(self, client: Client) -> None:
         remote: list[types.Tool] = []
         cursor: str | None = None
+        asked: set[str] = set()
+        self.paging = ""
         for _ in range(_MAX_PAGES):
             page = await client.list_tools(cursor=cursor)
             remote += page.tools
             cursor = page.next_cursor
             if not cursor:
                 break
+            if cursor in asked:
+                # the server pages in a circle: its pages repeat, and so would every tool
+                self.paging = (
+                    f"its tool list gave the page cursor {cursor!r} again; read no further"
+                )
+                remote = _first_of_each_name(remote)
+                break
+            asked.add(cursor)
+        else:
+            self.paging = f"its tool list has more than {_MAX_PAGES} pages; read no further"
+        if self.paging:
+            log.warning("mcp server %s: %s", self.name, self.paging)
         s = self.settings
         self.tools, self.problems = listed_tools(
             self.name,
@@ -322,6 +338,13 @@ class McpConnection:
         (the read side ends first, or a write found the transport gone), not the server's."""
         ended = self._ended or self.client is not client
         return ended or (exc.message == "Connection closed" and exc.data is None)
+
+
+def _first_of_each_name(tools: list[types.Tool]) -> list[types.Tool]:
+    first: dict[str, types.Tool] = {}
+    for tool in tools:
+        first.setdefault(tool.name, tool)
+    return list(first.values())
 
 
 def _leaf(exc: BaseException) -> BaseException:

@@ -276,8 +276,9 @@ class McpManager:
         return rows
 
     def _left_out(self, name: str) -> str:
-        refused = self.connections[name].problems + self._clashes.get(name, [])
-        parts = []
+        conn = self.connections[name]
+        refused = conn.problems + self._clashes.get(name, [])
+        parts = [conn.paging] if conn.paging else []
         if refused:
             parts.append(f"{len(refused)} refused: " + "; ".join(refused))
         if self._over_cap.get(name):

@@ -38,9 +38,19 @@ if "--hang" in sys.argv:
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
-from mcp.types import ImageContent, TextContent
+from mcp.types import ImageContent, ListToolsResult, TextContent
 
-app = MCPServer("decapod-test")
+
+class _TestServer(MCPServer):
+    async def _handle_list_tools(self, ctx: Any, params: Any) -> ListToolsResult:
+        """MCP_TEST_EXTRA "stuck-cursor": every page says there is a next one, the same."""
+        page = await super()._handle_list_tools(ctx, params)
+        if "stuck-cursor" in os.environ.get("MCP_TEST_EXTRA", "").split(","):
+            page.next_cursor = "page-2"
+        return page
+
+
+app = _TestServer("decapod-test")
 STATE = Path(os.environ["MCP_TEST_STATE"]) if os.environ.get("MCP_TEST_STATE") else None
 
 
@@ -169,7 +179,7 @@ async def grow(ctx: Context) -> str:
 def _extra_tools(spec: str) -> None:
     """MCP_TEST_EXTRA: "dangling" adds a tool whose schema refers to a definition it lacks;
     "odd-id" one whose "$id" is not a URL; "bulk=N" adds N tools bulk_000, bulk_001, ...;
-    "alias=NAME" lists `echo` a second time as NAME."""
+    "alias=NAME" lists `echo` a second time as NAME; "stuck-cursor": see _TestServer."""
     for item in filter(None, spec.split(",")):
         if item == "dangling":
 

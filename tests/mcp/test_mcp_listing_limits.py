@@ -140,3 +140,20 @@ async def test_a_tool_whose_prefixed_name_clashes_with_another_servers_is_shown_
     assert refused in details[loser]
     assert "refused" not in details[winner]
     assert any(line.startswith(f"mcp {loser}: ready") and refused in line for line in lines)
+
+
+async def test_a_server_paging_in_a_circle_is_read_once_with_one_note(
+    gateway_config: Any, state: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every page of its tool list names the same next page: read 50 times, its tools made
+    50 pages of duplicates, each one a "refused" note in /status."""
+    monkeypatch.setenv("MCP_TEST_EXTRA", "stuck-cursor")
+    config = gateway_config({"t": stdio_entry(env=["MCP_TEST_STATE", "MCP_TEST_EXTRA"])})
+    async with running(config, "t") as (gw, _):
+        assert gw.mcp is not None
+        [(_, state_name, detail)] = gw.mcp.states()
+        offered = [n for n in gw.tools.names() if n.startswith("t__")]
+    assert state_name == "ready" and "t__echo" in offered
+    assert detail.startswith(f"{len(offered)} tools (its tool list gave the page cursor")
+    assert detail.count("page cursor 'page-2' again") == 1
+    assert "refused" not in detail
