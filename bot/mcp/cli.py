@@ -89,6 +89,7 @@ async def probe(
     builder: ServerBuilder,
     call: tuple[str, dict[str, Any]] | None = None,
 ) -> Probe:
+    from bot.errors import ToolError
     from bot.mcp.connection import McpConnection
     from bot.mcp.results import result_text
 
@@ -97,10 +98,16 @@ async def probe(
         async with conn.connect() as client:
             found = Probe(name, True, conn.describe(), conn.tools, conn.problems)
             if call is not None:
-                remote = call[0].removeprefix(f"{name}__")
-                result = await client.call_tool(
-                    remote, call[1], read_timeout_seconds=entry.timeout_s
-                )
+                conn.set_ready(client)
+                try:
+                    result = await conn.call(call[0].removeprefix(f"{name}__"), call[1])
+                except ToolError as exc:
+                    if conn.ended:
+                        return Probe(name, False, str(exc))  # the server went away
+                    # a refusal (an unknown tool, bad arguments) or no answer in time: an
+                    # answer of a server that works, to a call that did not
+                    found.result, found.call_failed = str(exc), True
+                    return found
                 text = result_text(result, config.mcp.max_result_chars, redact=builder.redact)
                 found.result, found.call_failed = text, bool(result.is_error)
             return found

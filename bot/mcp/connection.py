@@ -38,6 +38,8 @@ CLIENT_INFO = types.Implementation(name="decapod", version=__version__)
 _MAX_PAGES = 50
 #: a connection that stayed up this long starts its next backoff from 1 s again
 _STABLE_S = 60.0
+#: how long a stop waits for the SDK's teardown, whose own waits add up to ~9 s at most
+_STOP_BOUND_S = 15.0
 
 
 class PermanentProblem(Exception):
@@ -72,6 +74,8 @@ class McpConnection:
         self.last_error: tuple[float, str] | None = None
         self.tools: list[ListedTool] = []
         self.problems: list[str] = []
+        #: why listing its tools stopped before the last page ("" when it did not)
+        self.paging = ""
         self.restarts = 0
         self.client: Client | None = None
         self._poke = asyncio.Event()
@@ -81,19 +85,60 @@ class McpConnection:
         self._attempt: object = None
         self.ready = asyncio.Event()
 
+    @property
+    def ended(self) -> bool:
+        """Whether the current connection's stream has ended (the server went away)."""
+        return self._ended
+
     def describe(self) -> str:
         return self._opener.describe() if self._opener is not None else self.entry.transport
 
     # the supervised life ---------------------------------------------------------------------
     async def run(self) -> None:
-        """Until cancelled: connect, serve, and after each loss wait and connect again."""
+        """Until cancelled: connect, serve, and after each loss wait and connect again.
+
+        The supervision runs in a task of its own that a stop cancels once, through an anyio
+        scope. The SDK stops a stdio server (stdin closed, TERM, then KILL of its process
+        group) in a shielded scope, which anyio's cancellation respects but another asyncio
+        `Task.cancel()` breaks into: a stop cancelled again (a second signal, a caller that
+        bounds its own stop) skipped the kill, and the SDK's stdout reader, shielded too,
+        then waited on a pipe the live server held open until the server exited by itself.
+        Here further cancellations wait for the one teardown, bounded by _STOP_BOUND_S.
+        """
+        scope = anyio.CancelScope()
+
+        async def supervised() -> None:
+            with scope:
+                await self._supervise()
+
+        life = asyncio.create_task(supervised(), name=f"mcp-life-{self.name}")
+        try:
+            await asyncio.shield(life)
+        except asyncio.CancelledError:
+            if not life.done():
+                scope.cancel()
+                await self._await_teardown(life)
+            raise
+
+    async def _await_teardown(self, life: asyncio.Task[None]) -> None:
+        deadline = time.monotonic() + _STOP_BOUND_S
+        while not life.done() and (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(asyncio.CancelledError):  # a repeated stop: still ending
+                await asyncio.wait([life], timeout=left)
+        if not life.done():
+            log.error("mcp server %s: not stopped within %g s", self.name, _STOP_BOUND_S)
+            life.cancel()
+        elif not life.cancelled() and life.exception() is not None:
+            log.warning("mcp server %s: error while stopping: %r", self.name, life.exception())
+
+    async def _supervise(self) -> None:
         failures = 0
         while True:
             up_since: float | None = None
             try:
                 async with self.connect() as client:
                     up_since = time.monotonic()
-                    self._set_ready(client)
+                    self.set_ready(client)
                     reason = await self._watch(client)
             except PermanentProblem as exc:
                 self._down("failed", str(exc))
@@ -173,12 +218,26 @@ class McpConnection:
     async def _list(self, client: Client) -> None:
         remote: list[types.Tool] = []
         cursor: str | None = None
+        asked: set[str] = set()
+        self.paging = ""
         for _ in range(_MAX_PAGES):
             page = await client.list_tools(cursor=cursor)
             remote += page.tools
             cursor = page.next_cursor
             if not cursor:
                 break
+            if cursor in asked:
+                # the server pages in a circle: its pages repeat, and so would every tool
+                self.paging = (
+                    f"its tool list gave the page cursor {cursor!r} again; read no further"
+                )
+                remote = _first_of_each_name(remote)
+                break
+            asked.add(cursor)
+        else:
+            self.paging = f"its tool list has more than {_MAX_PAGES} pages; read no further"
+        if self.paging:
+            log.warning("mcp server %s: %s", self.name, self.paging)
         s = self.settings
         self.tools, self.problems = listed_tools(
             self.name,
@@ -207,7 +266,7 @@ class McpConnection:
             # no turn may be offered or call the tools while the connection winds down
             self._down("restarting", "the connection closed")
 
-    def _set_ready(self, client: Client) -> None:
+    def set_ready(self, client: Client) -> None:
         self.client = client
         self.state, self.detail = "ready", ""
         log.info("mcp server %s: ready with %d tools", self.name, len(self.tools))
@@ -279,6 +338,13 @@ class McpConnection:
         (the read side ends first, or a write found the transport gone), not the server's."""
         ended = self._ended or self.client is not client
         return ended or (exc.message == "Connection closed" and exc.data is None)
+
+
+def _first_of_each_name(tools: list[types.Tool]) -> list[types.Tool]:
+    first: dict[str, types.Tool] = {}
+    for tool in tools:
+        first.setdefault(tool.name, tool)
+    return list(first.values())
 
 
 def _leaf(exc: BaseException) -> BaseException:

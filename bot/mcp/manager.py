@@ -54,6 +54,8 @@ class McpManager:
         self.channels_up = asyncio.Event()
         self._builder: ServerBuilder | None = None
         self._registered: dict[str, dict[str, McpTool]] = {}
+        #: server -> its tools left out because another tool has the same name (as problems)
+        self._clashes: dict[str, list[str]] = {}
         self._noticed: set[str] = set()
         #: server -> how many of its tools the `max_tools` cap left out
         self._over_cap: dict[str, int] = {}
@@ -144,6 +146,7 @@ class McpManager:
         mine = self._registered.setdefault(conn.name, {})
         before = set(mine)
         wanted = {t.name: t for t in conn.tools} if conn.state == "ready" else {}
+        clashes = self._clashes[conn.name] = []
         for name, tool in list(mine.items()):
             if wanted.get(name) != tool.listed:
                 self.registry.unregister(name)
@@ -152,9 +155,11 @@ class McpManager:
             if name in mine:
                 continue
             if name in self.registry:
-                log.warning(
-                    "mcp server %s: tool %s clashes with another tool; left out", conn.name, name
-                )
+                # server `a__b` tool `c` and server `a` tool `b__c` are both `a__b__c`
+                other = self.registry.get(name)
+                owner = f"server {other.server.name}'s" if isinstance(other, McpTool) else "a"
+                clashes.append(f"{listed.remote_name}: its name clashes with {owner} tool {name}")
+                log.warning("mcp server %s: tool left out: %s", conn.name, clashes[-1])
                 continue
             mine[name] = McpTool(
                 listed,
@@ -272,9 +277,10 @@ class McpManager:
 
     def _left_out(self, name: str) -> str:
         conn = self.connections[name]
-        parts = []
-        if conn.problems:
-            parts.append(f"{len(conn.problems)} refused: " + "; ".join(conn.problems))
+        refused = conn.problems + self._clashes.get(name, [])
+        parts = [conn.paging] if conn.paging else []
+        if refused:
+            parts.append(f"{len(refused)} refused: " + "; ".join(refused))
         if self._over_cap.get(name):
             cap = self.config.max_tools
             parts.append(f"{self._over_cap[name]} left out over the cap of {cap} tools")

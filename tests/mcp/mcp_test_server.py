@@ -4,6 +4,7 @@
     python mcp_test_server.py --http N   # streamable HTTP on 127.0.0.1:N (path /mcp)
     python mcp_test_server.py --sse N    # SSE on 127.0.0.1:N (path /sse)
     python mcp_test_server.py --hang     # never answers, not even initialize
+    python mcp_test_server.py --hang --babble  # the same, after one line that is not JSON
 
 With MCP_TEST_STATE naming a folder, the server writes `pid` there when it starts and
 `slow-started` when a `slow` call begins, so a test can kill it mid-call.
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 if "--hang" in sys.argv:
+    if "--babble" in sys.argv:
+        print("starting up, please wait", flush=True)
     if os.environ.get("MCP_TEST_STATE"):
         # written aside, then renamed: a test polling for the pid never reads it half written
         aside = Path(os.environ["MCP_TEST_STATE"], ".pid")
@@ -35,9 +38,19 @@ if "--hang" in sys.argv:
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
-from mcp.types import ImageContent, TextContent
+from mcp.types import ImageContent, ListToolsResult, TextContent
 
-app = MCPServer("decapod-test")
+
+class _TestServer(MCPServer):
+    async def _handle_list_tools(self, ctx: Any, params: Any) -> ListToolsResult:
+        """MCP_TEST_EXTRA "stuck-cursor": every page says there is a next one, the same."""
+        page = await super()._handle_list_tools(ctx, params)
+        if "stuck-cursor" in os.environ.get("MCP_TEST_EXTRA", "").split(","):
+            page.next_cursor = "page-2"
+        return page
+
+
+app = _TestServer("decapod-test")
 STATE = Path(os.environ["MCP_TEST_STATE"]) if os.environ.get("MCP_TEST_STATE") else None
 
 
@@ -165,7 +178,8 @@ async def grow(ctx: Context) -> str:
 
 def _extra_tools(spec: str) -> None:
     """MCP_TEST_EXTRA: "dangling" adds a tool whose schema refers to a definition it lacks;
-    "odd-id" one whose "$id" is not a URL; "bulk=N" adds N tools bulk_000, bulk_001, ..."""
+    "odd-id" one whose "$id" is not a URL; "bulk=N" adds N tools bulk_000, bulk_001, ...;
+    "alias=NAME" lists `echo` a second time as NAME; "stuck-cursor": see _TestServer."""
     for item in filter(None, spec.split(",")):
         if item == "dangling":
 
@@ -187,6 +201,8 @@ def _extra_tools(spec: str) -> None:
 
             tool = app._tool_manager.add_tool(odd)
             tool.parameters = {"$id": "http://[odd", "type": "object", "properties": {}}
+        elif item.startswith("alias="):
+            app.add_tool(echo, name=item.removeprefix("alias="))
         elif item.startswith("bulk="):
             for n in range(int(item.removeprefix("bulk="))):
                 app.add_tool(_numbered(n), name=f"bulk_{n:03d}")

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bot.mcp.tools import McpTool
 from bot.providers.base import ToolCall
 from bot.tools import ToolContext, tool
 from tests.fakes.llm import OPENAI_MAX_TOOLS, FakeLLM, Reply
@@ -117,3 +118,42 @@ def _owner_ctx(gw: Any) -> ToolContext:
         deps=gw.deps,
         role="owner",
     )
+
+
+async def test_a_tool_whose_prefixed_name_clashes_with_another_servers_is_shown_refused(
+    gateway_config: Any, state: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Server `a__b`'s tool `echo` and server `a`'s tool `b__echo` are both `a__b__echo`: one
+    is registered, the other is refused and said so in /status (which one: whichever server
+    listed its tools first)."""
+    monkeypatch.setenv("MCP_TEST_EXTRA", "alias=b__echo")
+    entry = stdio_entry(env=["MCP_TEST_STATE", "MCP_TEST_EXTRA"])
+    async with running(gateway_config({"a__b": entry, "a": entry}), "a__b", "a") as (gw, _):
+        assert gw.mcp is not None
+        registered = gw.tools.get("a__b__echo")
+        details = {name: detail for name, _, detail in gw.mcp.states()}
+        lines = gw.mcp.status_lines()
+    assert isinstance(registered, McpTool)
+    winner = registered.server.name
+    loser, remote = ("a", "b__echo") if winner == "a__b" else ("a__b", "echo")
+    refused = f"1 refused: {remote}: its name clashes with server {winner}'s tool a__b__echo"
+    assert refused in details[loser]
+    assert "refused" not in details[winner]
+    assert any(line.startswith(f"mcp {loser}: ready") and refused in line for line in lines)
+
+
+async def test_a_server_paging_in_a_circle_is_read_once_with_one_note(
+    gateway_config: Any, state: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every page of its tool list names the same next page: read 50 times, its tools made
+    50 pages of duplicates, each one a "refused" note in /status."""
+    monkeypatch.setenv("MCP_TEST_EXTRA", "stuck-cursor")
+    config = gateway_config({"t": stdio_entry(env=["MCP_TEST_STATE", "MCP_TEST_EXTRA"])})
+    async with running(config, "t") as (gw, _):
+        assert gw.mcp is not None
+        [(_, state_name, detail)] = gw.mcp.states()
+        offered = [n for n in gw.tools.names() if n.startswith("t__")]
+    assert state_name == "ready" and "t__echo" in offered
+    assert detail.startswith(f"{len(offered)} tools (its tool list gave the page cursor")
+    assert detail.count("page cursor 'page-2' again") == 1
+    assert "refused" not in detail

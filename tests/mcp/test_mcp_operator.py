@@ -69,6 +69,11 @@ def test_mcp_test_calls_one_tool(config_file: Path, capsys: pytest.CaptureFixtur
     assert out[0].startswith("t: ready: ") and out[-1] == "hihi"
     assert main([*args, "--call", "t__fail", "--args", '{"reason": "nope"}']) == 1
     assert capsys.readouterr().out.splitlines()[-1] == "error: Error executing tool fail: nope"
+    # refused by the server with a JSON-RPC error: the server works, the call did not
+    refusal = json.dumps({"code": -32602, "message": "no such page"})
+    assert main([*args, "--call", "reject", "--args", refusal]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("t: ready: ") and out[-1] == "error: t refused the call: no such page"
     assert main([*args, "--call", "echo", "--args", "[1]"]) == 2
     assert main(["--config", str(config_file), "mcp", "test", "nosuch"]) == 2
 
