@@ -89,7 +89,7 @@ def gateway_config(make_config: Any, fake: FakeLLM, monkeypatch: pytest.MonkeyPa
 @contextlib.asynccontextmanager
 async def running(config: Any, *wait_for: str) -> AsyncIterator[tuple[Gateway, RecordingChannel]]:
     """A started gateway on the channel "tg", once the named servers are ready."""
-    channel = RecordingChannel("tg")
+    channel = RecordingChannel("tg", console=False)
     async with Gateway(config, channels={"tg": channel}) as gw:
         assert gw.mcp is not None
         for name in wait_for:
