@@ -262,10 +262,13 @@ class MemoryService:
         include_shared: bool = True,
         mode: SearchMode = "hybrid",
         place: str = "",
+        everywhere: bool = False,
     ) -> list[MemoryHit]:
-        """The person's best matching items saved in `place` ("": private places) and shared
-        knowledge, best first (bot/memory/retrieval.py)."""
-        owners = [self._owner(person_id, place)] + ([SHARED] if include_shared else [])
+        """The person's best matching items saved in `place` ("": private places; with
+        `everywhere`, every place, for the web UI) and shared knowledge, best first
+        (bot/memory/retrieval.py)."""
+        mine = await self.every_owner(person_id) if everywhere else [self._owner(person_id, place)]
+        owners = mine + ([SHARED] if include_shared else [])
         return await self.retrieval.search(owners, query, limit, mode)
 
     async def search_phrasings(
