@@ -5,9 +5,10 @@ a bot or a chat. Every read is scoped to one person plus, when asked, the shared
 
 Where an item was saved scopes it too: what a person says in a private place (a DM, the
 console, the web UI) is kept under their own id and recalled only in private places; what
-they say in a group is kept under `<person>@<group>` (see `place_owner`) and recalled only in
-that group. Every query already filters on the owner in SQL (FTS owner tag, vector
-partition), so a group's recall cannot reach a DM's items, and needs no extra lookup.
+they say in a group is kept under `<person>@<group>` (`place_owner` in
+bot/store/memory_items.py) and recalled only in that group. Every query already filters on
+the owner in SQL (FTS owner tag, vector partition), so a group's recall cannot reach a DM's
+items, and needs no extra lookup.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ _RESELECT_S = 60.0
 _PRUNE_S = 3600.0
 _EARLIEST = 0.0
 _DAY_S = 86400.0
+
+
 @dataclass(frozen=True, slots=True)
 class MemoryStatus:
     enabled: bool
