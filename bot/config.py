@@ -289,6 +289,13 @@ def parse_config(data: dict[str, Any], home: Path | None = None) -> Config:
         raise ConfigError(format_validation_error(exc)) from None
 
 
+def config_location(path: Path | None, home: Path | None) -> tuple[Path, Path]:
+    """The home folder (--home, else DECAPOD_HOME, else ~/.decapod) and the config file
+    (--config, else the home's config.toml) a command reads."""
+    home = (home or default_home()).expanduser()
+    return home, path or home / "config.toml"
+
+
 def load_config(
     path: Path | None = None, home: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> Config:
@@ -296,10 +303,9 @@ def load_config(
     environment over it (bot/config_env.py). A missing file is fine unless its path was given."""
     from bot.config_env import apply_overrides, describe, env_overrides
 
-    home = (home or default_home()).expanduser()
     overrides = env_overrides(os.environ if environ is None else environ)
     explicit = path is not None
-    path = path or home / "config.toml"
+    home, path = config_location(path, home)
     data: dict[str, Any] = {}
     if path.exists():
         try:

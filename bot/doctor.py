@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -303,10 +303,15 @@ async def _guarded(
         return [(what, False, explain(exc) or f"{type(exc).__name__}: {exc}")]
 
 
-def missing_config(path: Path) -> str | None:
-    """What `decapod doctor` says when there is no config file at `path`: the fix is
-    `decapod init`. None when there is one."""
-    if path.is_file():
+def missing_config(path: Path, home: Path, environ: Mapping[str, str]) -> str | None:
+    """What `decapod doctor` says before `decapod init`: no config file at `path`, no
+    `DECAPOD_*` key in `environ` and no database in `home` (`decapod run` starts from the
+    defaults and those keys, so a home set up that way has something to check). None when
+    there is something."""
+    from bot.config_env import env_overrides
+    from bot.store.config import StoreConfig
+
+    if path.is_file() or env_overrides(environ) or StoreConfig().sqlite_path(home).exists():
         return None
     return (
         f"FAIL {'config':<18} no config file at {path}: run `decapod init` to create one "

@@ -237,13 +237,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from bot.config import default_home
+    from bot.config import config_location
     from bot.doctor import missing_config, run_doctor
 
     # before `decapod init` there is nothing to check, and opening the default store would
     # create a database in a home that was never set up
-    home = (args.home or default_home()).expanduser()
-    missing = missing_config(args.config or home / "config.toml")
+    home, path = config_location(args.config, args.home)
+    missing = missing_config(path, home, os.environ)
     if missing is not None:
         print(missing)
         return 1

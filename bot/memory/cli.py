@@ -140,7 +140,11 @@ async def _search(args: argparse.Namespace, service: MemoryService, home: Path) 
 
 async def _forget(args: argparse.Namespace, service: MemoryService, home: Path) -> int:
     gone = await service.forget(
-        args.person, everything=args.all, item_ids=args.ids, matching=args.matching
+        args.person,
+        everything=args.all,
+        item_ids=args.ids,
+        matching=args.matching,
+        everywhere=True,
     )
     print(f"forgot {len(gone)} item(s) of {args.person}")
     return 0

@@ -47,7 +47,7 @@ class _ForgetCommand:
         if args.lower() in ("", "all"):
             asked = self._asked.pop(ctx.person_id, None)
             if args and asked is not None and now - asked <= CONFIRM_WINDOW_S:
-                gone = await service.forget(ctx.person_id, everything=True)
+                gone = await service.forget(ctx.person_id, everything=True, everywhere=True)
                 return f"Done: I forgot everything I remembered about you ({len(gone)} items)."
             count = await service.count(ctx.person_id)
             if count == 0:
@@ -58,7 +58,7 @@ class _ForgetCommand:
                 "Send /forget all within 5 minutes to confirm."
             )
         self._asked.pop(ctx.person_id, None)  # the confirmation must follow the prompt
-        gone = await service.forget(ctx.person_id, matching=args)
+        gone = await service.forget(ctx.person_id, matching=args, everywhere=True)
         if not gone:
             return "Nothing I remember about you matches that."
         lines = [f"Forgot {len(gone)} item{'s' if len(gone) != 1 else ''}:"]

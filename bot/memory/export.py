@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.store.memory import ItemRow, MemoryRepo
+from bot.store.memory import ItemRow, MemoryRepo, split_owner
 
 if TYPE_CHECKING:
     from bot.progress import ProgressSink
@@ -53,7 +53,8 @@ def person_markdown(person_id: str, items: list[ItemRow]) -> str:
         lines += ["", f"## {_KIND_TITLES.get(kind, kind)}", ""]
         for item in (i for i in items if i.kind == kind):
             text = item.text if kind == "knowledge" else " ".join(item.text.split())
-            where = f"{item.source}, " if item.source else ""
+            place = split_owner(item.owner)[1]
+            where = "".join(f"{part}, " for part in (item.source, place and f"in {place}") if part)
             lines.append(f"- {text} _({where}{_day(item.updated_at)}, #{item.id})_")
     return "\n".join(lines) + "\n"
 
@@ -64,20 +65,26 @@ async def export_people(
     person_id: str | None = None,
     progress: ProgressSink | None = None,
 ) -> list[Path]:
-    """One Markdown file per person (or only `person_id`); returns the files written. Each
-    file is whole or absent, so an export stopped midway leaves complete files only."""
-    owners = [person_id] if person_id else await repo.owners()
+    """One Markdown file per person (or only `person_id`), with what they said in groups;
+    returns the files written. Each file is whole or absent, so an export stopped midway
+    leaves complete files only."""
+    people = [person_id] if person_id else sorted({split_owner(o)[0] for o in await repo.owners()})
     if progress is not None:
-        progress.begin(len(owners))
+        progress.begin(len(people))
     written: list[Path] = []
-    for owner in owners:
-        items = await repo.items(owner)
-        path = dest / f"{safe_name(owner)}.md"
-        _write(path, person_markdown(owner, items))
+    for person in people:
+        path = dest / f"{safe_name(person)}.md"
+        _write(path, person_markdown(person, await person_items(repo, person)))
         written.append(path)
         if progress is not None:
             progress.advance()
     return written
+
+
+async def person_items(repo: MemoryRepo, person_id: str) -> list[ItemRow]:
+    """A person's items from every place they were said in, oldest first."""
+    items = [i for owner in await repo.owners_of(person_id) for i in await repo.items(owner)]
+    return sorted(items, key=lambda i: i.id)
 
 
 async def export_session(

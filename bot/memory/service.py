@@ -5,16 +5,16 @@ a bot or a chat. Every read is scoped to one person plus, when asked, the shared
 
 Where an item was saved scopes it too: what a person says in a private place (a DM, the
 console, the web UI) is kept under their own id and recalled only in private places; what
-they say in a group is kept under `<person>@<group>` (see `place_owner`) and recalled only in
-that group. Every query already filters on the owner in SQL (FTS owner tag, vector
-partition), so a group's recall cannot reach a DM's items, and needs no extra lookup.
+they say in a group is kept under `<person>@<group>` (`place_owner` in
+bot/store/memory_items.py) and recalled only in that group. Every query already filters on
+the owner in SQL (FTS owner tag, vector partition), so a group's recall cannot reach a DM's
+items, and needs no extra lookup.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +41,7 @@ from bot.memory.text import (
 from bot.progress import ProgressSink
 from bot.providers.base import ChatMessage, Provider
 from bot.store import Store
-from bot.store.memory import SHARED, ItemRow, NewChunk, NewItem
+from bot.store.memory import SHARED, ItemRow, NewChunk, NewItem, place_owner
 from bot.store.pg_memory import memory_repo
 from bot.tasks import cancel_and_wait
 
@@ -62,18 +62,6 @@ _RESELECT_S = 60.0
 _PRUNE_S = 3600.0
 _EARLIEST = 0.0
 _DAY_S = 86400.0
-#: a group's place (bot/memory/tools.py group_place): what follows PLACE_MARK in an owner
-_GROUP_PLACE = re.compile(r"[^:]+:(?:group|channel):")
-
-
-#: between a person and the group in an owner of group-saved items ("telegram:123@tg:group:-5")
-PLACE_MARK = "@"
-
-
-def place_owner(person_id: str, place: str) -> str:
-    """The owner of what `person_id` saves in `place`: the person in a private place (""),
-    else the person in that group, whose items no other place sees."""
-    return f"{person_id}{PLACE_MARK}{place}" if place else person_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,16 +195,10 @@ class MemoryService:
             raise MemoryRequestError("memory needs a known person")
         return place_owner(person_id, place)
 
-    async def _every_owner(self, person_id: str) -> list[str]:
-        """The person's own owner and those of every group they saved in (a DM's /forget
-        takes them all): a scan of distinct owners, for commands, never for a turn."""
-        owner = self._owner(person_id)
-        prefix = owner + PLACE_MARK
-        return [owner] + [
-            o
-            for o in await self.repo.owners()
-            if o.startswith(prefix) and _GROUP_PLACE.match(o, len(prefix))
-        ]
+    async def every_owner(self, person_id: str) -> list[str]:
+        """The person's own owner and those of every group they saved in (what a DM's
+        /forget takes): a scan of owners, for commands and the web UI, never for a turn."""
+        return await self.repo.owners_of(self._owner(person_id))
 
     async def save(
         self,
@@ -283,10 +265,13 @@ class MemoryService:
         include_shared: bool = True,
         mode: SearchMode = "hybrid",
         place: str = "",
+        everywhere: bool = False,
     ) -> list[MemoryHit]:
-        """The person's best matching items saved in `place` ("": private places) and shared
-        knowledge, best first (bot/memory/retrieval.py)."""
-        owners = [self._owner(person_id, place)] + ([SHARED] if include_shared else [])
+        """The person's best matching items saved in `place` ("": private places; with
+        `everywhere`, every place, for the web UI) and shared knowledge, best first
+        (bot/memory/retrieval.py)."""
+        mine = await self.every_owner(person_id) if everywhere else [self._owner(person_id, place)]
+        owners = mine + ([SHARED] if include_shared else [])
         return await self.retrieval.search(owners, query, limit, mode)
 
     async def search_phrasings(
@@ -333,13 +318,17 @@ class MemoryService:
         item_ids: list[int] | None = None,
         matching: str | None = None,
         everything: bool = False,
-        place: str | None = None,
+        place: str = "",
+        everywhere: bool = False,
     ) -> list[ItemRow]:
-        """Delete a person's own items (rows, index entries, vectors); returns what went.
-        `place` None (a private place: /forget in a DM, the web UI) takes the items saved
-        anywhere; a group's `place` takes only those saved in that group."""
-        owners = await self._every_owner(person_id) if place is None else []
-        owners = owners or [self._owner(person_id, place or "")]
+        """Delete a person's own items saved in `place` ("": private places; a group's place:
+        only that group's) (rows, index entries, vectors); returns what went. `everywhere`
+        (/forget in a DM, the web UI, the command line) takes those of every place instead."""
+        if everywhere and place:
+            raise MemoryRequestError("forget everywhere or in one place, not both")
+        owners = (
+            await self.every_owner(person_id) if everywhere else [self._owner(person_id, place)]
+        )
         gone: list[ItemRow] = []
         for owner in owners:
             gone += await self._forget_of(owner, item_ids, matching, everything)
@@ -360,7 +349,7 @@ class MemoryService:
 
     async def count(self, person_id: str) -> int:
         """How many items the person has, wherever saved (what a DM's `/forget all` takes)."""
-        return sum([await self.repo.count(o) for o in await self._every_owner(person_id)])
+        return sum([await self.repo.count(o) for o in await self.every_owner(person_id)])
 
     # knowledge -------------------------------------------------------------------------------
     async def _index_knowledge(self, path: str, text: str, sha: str) -> None:

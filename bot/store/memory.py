@@ -23,7 +23,10 @@ from bot.store.memory_items import (
     insert_item,
     item_rows,
     owner_tag,
+    owners_of,
+    place_owner,
     reown,
+    split_owner,
 )
 from bot.store.memory_rows import (
     ChunkRow,
@@ -54,7 +57,9 @@ __all__ = [
     "NewItem",
     "SearchRows",
     "owner_tag",
+    "place_owner",
     "search_rows",
+    "split_owner",
 ]
 
 SHARED = "shared"
@@ -128,6 +133,10 @@ class MemoryRepo:
         return await self.store.read(
             lambda c: first_column(c, "SELECT DISTINCT owner FROM memory_items ORDER BY owner")
         )
+
+    async def owners_of(self, person_id: str) -> list[str]:
+        """Every owner of a person's items: their own, then one per group they saved in."""
+        return await self.store.read(lambda c: owners_of(c, person_id))
 
     async def any_items(self, owners: list[str]) -> bool:
         """Whether any of `owners` has an item: an indexed lookup of one row."""

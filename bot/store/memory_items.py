@@ -11,6 +11,7 @@ its callers choose them (a person's own items, the expired ones, a knowledge fil
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,36 @@ if TYPE_CHECKING:
 
 
 _ITEM_COLS = "id, owner, kind, text, source, created_at, updated_at, expires_at"
+
+#: between a person and the group in an owner of group-saved items ("telegram:123@tg:group:-5")
+PLACE_MARK = "@"
+#: an owner saved in a group: the person, PLACE_MARK, then the group's place
+#: `<channel>:<group|channel>:<chat>` (bot/memory/tools.py group_place). The channel part has
+#: no '@' or ':', and the person part is the shortest that leaves such a place, so a person id
+#: holding '@' ("console:bob@corp") is a private owner, never another person's group
+_GROUP_OWNER = re.compile(r"(.+?)" + PLACE_MARK + r"([^:@]+:(?:group|channel):.+)", re.DOTALL)
+
+
+def place_owner(person_id: str, place: str) -> str:
+    """The owner of what `person_id` saves in `place`: the person in a private place (""),
+    else the person in that group, whose items no other place sees."""
+    return f"{person_id}{PLACE_MARK}{place}" if place else person_id
+
+
+def split_owner(owner: str) -> tuple[str, str]:
+    """(person, place) of an owner: place "" for a person's private items."""
+    found = _GROUP_OWNER.fullmatch(owner)
+    return (found[1], found[2]) if found else (owner, "")
+
+
+def owners_of(conn: Conn, person_id: str) -> list[str]:
+    """`person_id` and the owner of each group they saved in, the person's own first."""
+    prefixed = first_column(
+        conn,
+        "SELECT DISTINCT owner FROM memory_items WHERE substr(owner, 1, ?) = ? ORDER BY owner",
+        (len(person_id) + 1, person_id + PLACE_MARK),
+    )
+    return [person_id] + [o for o in prefixed if split_owner(o)[0] == person_id]
 
 
 def owner_tag(owner: str) -> str:
@@ -135,14 +166,8 @@ def item_rows(conn: Conn, where: str, params: Sequence[Any]) -> list[ItemRow]:
 def reown(conn: Conn, source: str, target: str) -> None:
     """Move every item of `source` to `target`: rows, FTS owner tags, vector partitions; and
     what `source` saved in each group (owner `source@group`) to `target@group`."""
-    in_groups = first_column(
-        conn,
-        "SELECT DISTINCT owner FROM memory_items WHERE substr(owner, 1, ?) = ?",
-        (len(source) + 1, source + "@"),
-    )
-    for owner in in_groups:
-        _reown_one(conn, owner, target + owner[len(source) :])
-    _reown_one(conn, source, target)
+    for owner in owners_of(conn, source):
+        _reown_one(conn, owner, place_owner(target, split_owner(owner)[1]))
 
 
 def _reown_one(conn: Conn, source: str, target: str) -> None:

@@ -133,17 +133,19 @@ class Panel:
 
     # memory -----------------------------------------------------------------------------------
     async def _memory_people(self) -> list[str]:
-        from bot.store.memory import SHARED  # with memory, after ready
+        from bot.store.memory import SHARED, split_owner  # with memory, after ready
 
         await self.warmed_up()
         memory = self.gw.deps.memory
-        owners = set(await memory.repo.owners()) if memory is not None else set()
-        owners |= {r.person_id for r in await self.ui.panel_queries.identities()}
+        owners = await memory.repo.owners() if memory is not None else []
+        people = {split_owner(o)[0] for o in owners}
+        people |= {r.person_id for r in await self.ui.panel_queries.identities()}
         # shared knowledge is the knowledge folder's, edited there, not a person's memory
-        return sorted(owners - {SHARED})
+        return sorted(people - {SHARED})
 
     async def memory(self, request: web.Request) -> web.StreamResponse:
-        from bot.store.memory import SHARED  # with memory, after ready
+        from bot.memory.export import person_items
+        from bot.store.memory import SHARED, split_owner  # with memory, after ready
 
         await self.warmed_up()
         memory = self.gw.deps.memory
@@ -151,12 +153,16 @@ class Panel:
         query = request.query.get("q", "").strip()
         items: list[Any] = []
         if memory is not None and person and person != SHARED:
+            # what the person said in groups too, each with its place ("" for a private one)
             if query:
-                hits = await memory.search(person, query, limit=50, include_shared=False)
-                items = [(h.item_id, h.kind, h.text, h.updated_at) for h in hits]
+                hits = await memory.search(
+                    person, query, limit=50, include_shared=False, everywhere=True
+                )
+                items = [(h.item_id, h.kind, h.text, h.updated_at, h.owner) for h in hits]
             else:
-                rows = await memory.repo.items(person)
-                items = [(r.id, r.kind, r.text, r.updated_at) for r in rows]
+                rows = await person_items(memory.repo, person)
+                items = [(r.id, r.kind, r.text, r.updated_at, r.owner) for r in rows]
+            items = [(*item[:4], split_owner(item[4])[1]) for item in items]
         return self._render(
             request,
             "panel_memory.html",
@@ -178,12 +184,12 @@ class Panel:
         person = form.get("person", "")
         if memory is None or person in ("", SHARED) or not form.get("item", "").isdigit():
             raise web.HTTPBadRequest(text="memory is off, or no person or item given")
-        gone = await memory.forget(person, item_ids=[int(form["item"])])
+        gone = await memory.forget(person, item_ids=[int(form["item"])], everywhere=True)
         log.info("web UI: forgot %d memory items of %s", len(gone), person)
         raise self._back(f"/panel/memory?person={_q(person)}&note=forgot+{len(gone)}")
 
     async def memory_export(self, request: web.Request) -> web.StreamResponse:
-        from bot.memory.export import person_markdown, safe_name
+        from bot.memory.export import person_items, person_markdown, safe_name
         from bot.store.memory import SHARED  # with memory, after ready
 
         await self.warmed_up()
@@ -191,7 +197,7 @@ class Panel:
         person = (await self._form(request)).get("person", "")
         if memory is None or person in ("", SHARED):
             raise web.HTTPBadRequest(text="memory is off, or no person given")
-        text = person_markdown(person, await memory.repo.items(person))
+        text = person_markdown(person, await person_items(memory.repo, person))
         return web.Response(
             text=text,
             content_type="text/markdown",

@@ -3,6 +3,7 @@ name the server does not have, each fail the doctor and name what to fix."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -183,7 +184,7 @@ def test_doctor_before_init_says_the_config_is_missing_and_creates_nothing(
 
     home = tmp_path / "home"
     home.mkdir()
-    monkeypatch.delenv("DECAPOD_HOME", raising=False)
+    _without_decapod_variables(monkeypatch)
 
     code = main(["--home", str(home), "doctor"])
 
@@ -193,3 +194,32 @@ def test_doctor_before_init_says_the_config_is_missing_and_creates_nothing(
     assert str(home / "config.toml") in out
     assert "ok   config" not in out and "all good" not in out
     assert list(home.iterdir()) == [], "no database (nor anything else) made in the home"
+
+
+def _without_decapod_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("DECAPOD_")]:
+        monkeypatch.delenv(name)
+
+
+def test_doctor_checks_a_home_set_up_by_environment_variables_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`decapod run` starts from the defaults and DECAPOD_* keys, with no config.toml: doctor
+    checks such a home, and one a run left a database in, rather than asking for init."""
+    from bot.cli import main
+
+    home = tmp_path / "home"
+    home.mkdir()
+    _without_decapod_variables(monkeypatch)
+    monkeypatch.setenv("DECAPOD_MEMORY__ENABLED", "false")
+
+    main(["--home", str(home), "doctor"])
+
+    out = capsys.readouterr().out
+    assert "ok   config" in out and "decapod init" not in out
+    assert (home / "decapod.db").exists()
+
+    monkeypatch.delenv("DECAPOD_MEMORY__ENABLED")  # the database the first check made stays
+    main(["--home", str(home), "doctor"])
+    out = capsys.readouterr().out
+    assert "ok   config" in out and "decapod init" not in out

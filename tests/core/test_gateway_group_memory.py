@@ -1,6 +1,7 @@
 """Memory in a group: what a person told the assistant in a DM is never recalled into a
 group's prompt nor found or forgotten by the memory tools there; what was saved in a group is
-recalled only in that group. A DM recalls its own facts as before."""
+recalled only in that group. A DM recalls its own facts as before. Alice is a user of a
+platform's channel, not the owner at the operator's console."""
 
 from __future__ import annotations
 
@@ -63,10 +64,11 @@ async def test_a_dm_fact_is_not_recalled_in_a_group_and_still_is_in_the_dm(
     make_config: Any,
 ) -> None:
     seen: list[ChatRequest] = []
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=False)  # a platform channel: alice is not the owner
     provider = FunctionProvider(_model(seen, []))
     async with Gateway(_config(make_config), provider=provider, channels={"test": channel}) as gw:
         await gw.warmup.wait()
+        assert gw.access.role_of_key("test:alice") == "user"
         await _say(channel, f"remember: {DM_FACT}")
         await _say(channel, f"remember: {GROUP_FACT}", **GROUP)
         await _say(channel, QUESTION, **GROUP)
@@ -86,12 +88,13 @@ async def test_memory_tools_in_a_group_see_and_forget_only_that_groups_items(
 ) -> None:
     seen: list[ChatRequest] = []
     results: list[str] = []
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=False)  # a platform channel: alice is not the owner
     provider = FunctionProvider(_model(seen, results))
     search = "tool: memory_search " + json.dumps({"query": "diagnosis lupus team thursday"})
     forget = "tool: memory_forget " + json.dumps({"matching": "lupus"})
     async with Gateway(_config(make_config), provider=provider, channels={"test": channel}) as gw:
         await gw.warmup.wait()
+        assert gw.access.role_of_key("test:alice") == "user"
         memory = gw.deps.memory
         assert memory is not None
         await _say(channel, f"remember: {DM_FACT}")

@@ -236,7 +236,8 @@ async def test_a_model_choice_made_in_one_turn_process_reaches_the_others(
         )
         channel = RecordingChannel()  # injected by code: everyone on it is the owner
         owner, user = _users_on_each_process(2)
-        async with Gateway(config, channels={"test": channel}):
+        async with Gateway(config, channels={"test": channel}) as gw:
+            assert gw.turn_processes is not None
             await channel.push("hello", user=user)  # its process reads the choices now
             assert await channel.wait_for_messages(1, timeout=60) == ["from alpha"]
             await channel.push("/model beta for everyone", user=owner)
@@ -248,3 +249,8 @@ async def test_a_model_choice_made_in_one_turn_process_reaches_the_others(
             await channel.push("and now", user=user)
             await channel.wait_for_messages(5, timeout=60)
         assert channel.texts(user) == ["from alpha", "from beta", "from alpha"]
+        # the turn processes were told the channel is the operator's console: its sender is
+        # the owner there, who may change the model for everyone
+        assert channel.texts(owner)[0] == (
+            "fake:beta now answers everyone first; the configured chain takes over if it fails."
+        )

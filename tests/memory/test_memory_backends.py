@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from bot.memory.service import MemoryService
+from bot.memory.service import MemoryRequestError, MemoryService
 from bot.memory.text import SEARCHED, fts_match
 from bot.store import Store
 from bot.store.config import StoreConfig, open_store
@@ -139,7 +139,8 @@ async def test_linking_moves_vectors_with_their_items(service: MemoryService) ->
 
 async def test_a_groups_items_stay_in_that_group_and_follow_a_link(service: MemoryService) -> None:
     """What alice said in a DM is found only in private places, what she said in a group
-    only there, by words and by meaning; a link moves both; a DM's /forget all takes both."""
+    only there, by words and by meaning; a link moves both, with what the joined account had
+    said there before; forgetting everywhere (a DM's /forget all) takes both."""
     group, other = "test:group:g1", "test:group:g2"
     await service.save("alice", "alice drinks oolong every morning")
     await service.save("alice", "alice plays the guitar on tuesday", place=group)
@@ -156,14 +157,32 @@ async def test_a_groups_items_stay_in_that_group_and_follow_a_link(service: Memo
         assert elsewhere == [], mode
     assert await service.forget("alice", matching="oolong", place=group) == []
 
+    await service.save("alice-elsewhere", "someone else said banjo", place=group)
     code = await service.create_link_code("alice")
     assert await service.redeem_link_code("alice-elsewhere", code) == "alice"
-    await service.save("alice-elsewhere", "someone else said banjo", place=group)
-    joined = await service.create_link_code("alice")
-    await service.redeem_link_code("alice-elsewhere", joined)
+    assert await service.every_owner("alice-elsewhere") == ["alice-elsewhere"]
     moved = texts(await service.search("alice", "guitar banjo", mode="keyword", place=group))
     assert sorted(moved) == ["alice plays the guitar on tuesday", "someone else said banjo"]
 
     assert await service.count("alice") == 3
-    assert len(await service.forget("alice", everything=True)) == 3
+    with pytest.raises(MemoryRequestError):
+        await service.forget("alice", everything=True, everywhere=True, place=group)
+    private = await service.forget("alice", everything=True)  # the private place's only
+    assert [r.owner for r in private] == ["alice"]
+    assert len(await service.forget("alice", everything=True, everywhere=True)) == 2
     assert await service.search("alice", "guitar", mode="keyword", place=group) == []
+
+
+async def test_an_id_holding_the_place_mark_is_its_own_person(service: MemoryService) -> None:
+    """A console user named "bob@corp" is a person of their own: linking "console:bob" moves
+    bob's items and his group's, never bob@corp's, and neither is listed among the other's."""
+    group = "test:group:g1"
+    await service.save("console:bob@corp", "corp bob keeps the oolong")
+    await service.save("console:bob@corp", "corp bob said banjo", place=group)
+    await service.save("console:bob", "bob plays the guitar", place=group)
+    assert await service.every_owner("console:bob") == ["console:bob", f"console:bob@{group}"]
+    code = await service.create_link_code("alice")
+    assert await service.redeem_link_code("console:bob", code) == "alice"
+    assert await service.count("console:bob@corp") == 2
+    assert await service.every_owner("alice") == ["alice", f"alice@{group}"]
+    assert await service.count("alice") == 1

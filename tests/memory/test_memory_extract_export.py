@@ -97,15 +97,22 @@ async def test_provider_failure_is_swallowed(memory: MemoryService) -> None:
 
 
 async def test_person_export(memory: MemoryService, tmp_path: Path) -> None:
+    """A person's file holds what they said in groups too, each line with its group; a
+    group is never a person of its own."""
     await memory.save("telegram:42", "likes tea", kind="preference")
     await memory.save("telegram:42", "lives in berlin")
+    await memory.save("telegram:42", "sings in the choir", place="tg:group:-5")
     await memory.save("slack:U1", "plays banjo")
+    await memory.save("slack:U1", "plays drums too", place="slack:channel:C1")
     paths = await memory.export_people(tmp_path / "out")
     assert sorted(p.name for p in paths) == ["slack_U1.md", "telegram_42.md"]
     text = (tmp_path / "out" / "telegram_42.md").read_text()
     assert text.startswith("# Memory of telegram:42")
     assert text.index("## Facts") < text.index("lives in berlin") < text.index("## Preferences")
-    assert "plays banjo" not in text
+    assert "sings in the choir _(in tg:group:-5, " in text and "3 items" in text
+    assert "plays banjo" not in text and "drums" not in text
+    one = await memory.export_people(tmp_path / "one", "telegram:42")
+    assert [p.read_text() for p in one] == [text]
 
 
 async def test_session_export_strips_tools_and_secrets(

@@ -83,17 +83,25 @@ async def test_memory_view_search_forget_export(panel_gw: Gateway, owner: Signed
     person = await panel_gw.store.identities.touch(Identity("tg", "42", "Alice"))
     keep = await memory.save(person, "Alice likes green tea")
     gone = await memory.save(person, "Alice's locker code is 1234 <script>x</script>")
+    # said in a group: shown under alice with its group, never as a person of its own
+    in_group = await memory.save(person, "Alice hums the choir's anthem", place="tg:group:-5")
     page = await owner.get(f"/panel/memory?person={person}")
     assert "green tea" in page and "&lt;script&gt;" in page and "<script>x" not in page
+    assert "choir" in page and ">tg:group:-5<" in page and "@tg:group:-5" not in page
     found = await owner.get(f"/panel/memory?person={person}&q=locker")
     assert "locker code" in found and "green tea" not in found
-    resp = await owner.post("/panel/memory/forget", person=person, item=str(gone))
-    assert resp.status == 303
+    assert "choir" in await owner.get(f"/panel/memory?person={person}&q=anthem")
+    for item in (gone, in_group):
+        resp = await owner.post("/panel/memory/forget", person=person, item=str(item))
+        assert resp.status == 303
     assert [r.id for r in await memory.repo.items(person)] == [keep]
+    assert await memory.count(person) == 1
+    await memory.save(person, "Alice hums the choir's anthem", place="tg:group:-5")
     resp = await owner.post("/panel/memory/export", person=person)
     assert resp.status == 200 and "attachment" in resp.headers["Content-Disposition"]
     text = await resp.text()
     assert "green tea" in text and "locker" not in text
+    assert "anthem _(in tg:group:-5, " in text
 
 
 async def test_reminders_pages_work_when_a_later_warm_up_step_failed(
