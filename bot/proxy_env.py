@@ -19,11 +19,7 @@ from urllib.parse import urlsplit
 from bot.errors import ConfigError
 
 if TYPE_CHECKING:
-    from aiohttp import BasicAuth
     from yarl import URL
-
-    #: a proxy and its credentials, as aiohttp's `proxy=` / `proxy_auth=` take them
-    Proxy = tuple[URL | None, BasicAuth | None]
 
 
 def check_proxy_env(environ: Mapping[str, str] = os.environ) -> None:
@@ -83,7 +79,13 @@ class ProxyLookup:
     a session sends to, as aiohttp's `trust_env` finds them, but once per address rather than
     in two worker-thread round trips per request (one for the proxy, one for ~/.netrc): for
     a session that sends every chat message, a third of a message's CPU under load. Pass the
-    result as `proxy=` / `proxy_auth=` to a session made with `trust_env=False`.
+    result as `proxy=` to a session made with `trust_env=False`.
+
+    The proxy's credentials (from its URL or ~/.netrc) ride in the URL it returns: aiohttp
+    3.14 deprecates `proxy_auth=` (a warning on every request, and gone in v4), and the
+    `proxy_headers=` it suggests instead are sent only on an https:// request's CONNECT, not
+    with a plain http:// request, which would reach the proxy without them. From the
+    proxy's URL aiohttp sends them to the proxy either way, and never to the server.
 
     By address, not by URL: Telegram's URLs name the method and file paths, so a cache of
     URLs would grow without end. A variable changed after the first request to an address
@@ -91,10 +93,10 @@ class ProxyLookup:
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._found: dict[URL, asyncio.Future[Proxy]] = {}
+        self._found: dict[URL, asyncio.Future[URL | None]] = {}
 
-    async def for_url(self, url: str | URL) -> Proxy:
-        """(proxy, credentials) for `url`, or (None, None) to connect directly. A burst of
+    async def for_url(self, url: str | URL) -> URL | None:
+        """The proxy for `url`, with its credentials, or None to connect directly. A burst of
         first requests to an address waits for the one lookup, which a cancelled request
         leaves running for the others; a lookup that failed is made again next time."""
         from yarl import URL
@@ -112,15 +114,18 @@ class ProxyLookup:
             return found.result()
         return await asyncio.shield(found)
 
-    def _forget_failed(self, origin: URL, done: asyncio.Future[Proxy]) -> None:
+    def _forget_failed(self, origin: URL, done: asyncio.Future[URL | None]) -> None:
         if (done.cancelled() or done.exception() is not None) and self._found.get(origin) is done:
             del self._found[origin]
 
 
-def _environment_proxy(origin: URL) -> Proxy:
+def _environment_proxy(origin: URL) -> URL | None:
     from aiohttp.helpers import get_env_proxy_for_url
 
     try:
-        return get_env_proxy_for_url(origin)
+        proxy, credentials = get_env_proxy_for_url(origin)
     except LookupError:  # no proxy for this scheme, or NO_PROXY names the host
-        return None, None
+        return None
+    if credentials is None:
+        return proxy
+    return proxy.with_user(credentials.login).with_password(credentials.password)

@@ -199,17 +199,20 @@ class Downloads:
         if attachment.size is not None and attachment.size > max_bytes:
             size, limit = size_text(attachment.size), size_text(max_bytes)
             raise ChannelError(f"{attachment.name or 'the file'} is {size}; the limit is {limit}")
+        proxy = await self._proxies.for_url(attachment.ref)
+        # after the lookup: a stop while it ran closed the session and left None
         if self._session is None:
             # the environment's proxy from `_proxies`, once per address: trust_env looks it up
             # in two thread hops per request
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=60), trust_env=False
             )
-        proxy, proxy_auth = await self._proxies.for_url(attachment.ref)
         data = bytearray()
         try:
+            # no redirect: the CDN serves an attachment's URL itself, and a redirect followed
+            # would keep the first address's proxy; a 30x is refused as any other status
             async with self._session.get(
-                attachment.ref, proxy=proxy, proxy_auth=proxy_auth
+                attachment.ref, proxy=proxy, allow_redirects=False
             ) as resp:
                 if resp.status != 200:
                     raise ChannelError(f"Discord CDN answered {resp.status} for {attachment.name}")

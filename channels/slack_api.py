@@ -131,10 +131,11 @@ class SlackApi:
 
     async def respond(self, url: str, payload: dict[str, Any]) -> None:
         """POST to a slash command's response_url (it needs no token)."""
-        proxy, proxy_auth = await self._proxies.for_url(url)
+        proxy = await self._proxies.for_url(url)
         try:
+            # no redirect: it would keep the first address's proxy, and Slack answers here
             async with self.session.post(
-                url, json=payload, proxy=proxy, proxy_auth=proxy_auth
+                url, json=payload, proxy=proxy, allow_redirects=False
             ) as resp:
                 if resp.status == 429:
                     raise RateLimited(retry_after(resp.headers))
@@ -150,10 +151,10 @@ class SlackApi:
             raise ChannelError("not a Slack file URL")
         too_large = ChannelError(f"{name} is larger than {size_text(limit)}")
         headers = {"Authorization": f"Bearer {self._token}"}
-        proxy, proxy_auth = await self._proxies.for_url(url)
+        proxy = await self._proxies.for_url(url)
         try:
             async with self.session.get(
-                url, headers=headers, allow_redirects=False, proxy=proxy, proxy_auth=proxy_auth
+                url, headers=headers, allow_redirects=False, proxy=proxy
             ) as resp:
                 if resp.status != 200:
                     raise ChannelError(f"slack file download answered HTTP {resp.status}")

@@ -322,12 +322,10 @@ class TelegramOutbound(BaseChannel):
             raise ChannelError(f"telegram channel {self.name} is not started")
         if self._downloads is None:
             self._downloads = new_session(_DOWNLOAD_POOL, _DOWNLOAD_TIMEOUT)
-        proxy, proxy_auth = await self._proxies.for_url(file.file_path)
+        proxy = await self._proxies.for_url(file.file_path)
         data, ended = bytearray(), False
         try:
-            async with self._downloads.get(
-                file.file_path, proxy=proxy, proxy_auth=proxy_auth
-            ) as response:
+            async with self._downloads.get(file.file_path, proxy=proxy) as response:
                 if response.status != 200:
                     raise ChannelError(f"downloading {what} failed: HTTP {response.status}")
                 self._reading.add(response)

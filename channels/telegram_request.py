@@ -168,7 +168,7 @@ class AiohttpRequest(BaseRequest):
             watch = _WriteWatch(body, write)
         elif request_data is not None:
             data = aiohttp.FormData(request_data.json_parameters)
-        proxy, proxy_auth = await self._proxies.for_url(url)
+        proxy = await self._proxies.for_url(url)
         try:
             # the write watch's clock: off until the upload's first piece is asked for
             async with asyncio.timeout(None) as deadline:
@@ -181,7 +181,6 @@ class AiohttpRequest(BaseRequest):
                     headers=headers,
                     timeout=timeout,
                     proxy=proxy,
-                    proxy_auth=proxy_auth,
                     allow_redirects=False,  # as httpx: an answer is Telegram's, not a detour
                 ) as response:
                     return response.status, await response.read()

@@ -58,7 +58,6 @@ class OpenAIEmbedder:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self._cfg.timeout), trust_env=False
             )
-        proxy, proxy_auth = await self._proxies.for_url(self._url)
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self._cfg.api_key_env) if self._cfg.api_key_env else None
         if key:
@@ -68,8 +67,12 @@ class OpenAIEmbedder:
         for start in range(0, len(texts), step):
             body = {"model": self._cfg.model, "input": texts[start : start + step]}
             try:
+                # in the try: a proxy variable aiohttp cannot read (a WS_PROXY, which the
+                # start does not check) is this embedder's failure, and the next one is tried
+                proxy = await self._proxies.for_url(self._url)
+                # no redirect: it would keep the first address's proxy; a 30x is an error
                 async with self._session.post(
-                    self._url, json=body, headers=headers, proxy=proxy, proxy_auth=proxy_auth
+                    self._url, json=body, headers=headers, proxy=proxy, allow_redirects=False
                 ) as resp:
                     if resp.status != 200:
                         raise EmbedderError(f"{self.name}: HTTP {resp.status}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 from yarl import URL
@@ -38,12 +37,6 @@ def test_no_proxy_is_honoured_and_the_lower_case_name_wins() -> None:
     assert proxy_for("https://discord.com/", {"HTTPS_PROXY": ""}) is None
 
 
-def _plain(found: tuple[Any, Any]) -> tuple[URL | None, tuple[str, str] | None]:
-    """(proxy, (login, password)): a BasicAuth made here would warn that it is deprecated."""
-    proxy, auth = found
-    return proxy, None if auth is None else (auth.login, auth.password)
-
-
 @pytest.fixture
 def environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     """No proxy variable and an empty ~/.netrc, for the test to set its own."""
@@ -68,10 +61,10 @@ async def test_the_lookup_is_made_once_per_address_not_per_url(environ: pytest.M
         elsewhere = await lookup.for_url("http://api.example:8082/bot123:abc/getMe")
         secure = await lookup.for_url("https://api.example:8081/bot123:abc/getMe")
         bypassed = await lookup.for_url("http://127.0.0.1:8081/getMe")
-    proxy = (URL("http://proxy.example:3128"), ("user", "s3cret"))
-    assert [_plain(f) for f in found] == [proxy] * 4 and _plain(elsewhere) == proxy
-    assert secure == (None, None), "HTTP_PROXY is not for https:// URLs"
-    assert bypassed == (None, None), "NO_PROXY names the host"
+    proxy = URL("http://user:s3cret@proxy.example:3128")
+    assert found == [proxy] * 4 and elsewhere == proxy
+    assert secure is None, "HTTP_PROXY is not for https:// URLs"
+    assert bypassed is None, "NO_PROXY names the host"
     assert len(hops) == 4, hops
 
 
@@ -82,7 +75,7 @@ async def test_the_proxy_s_credentials_come_from_netrc_when_its_url_has_none(
     (tmp_path / "netrc").chmod(0o600)
     environ.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     found = await ProxyLookup().for_url("https://api.telegram.org/bot1:x/getMe")
-    assert _plain(found) == (URL("http://proxy.example:3128"), ("ops", "s3cret"))
+    assert found == URL("http://ops:s3cret@proxy.example:3128")
 
 
 async def test_a_burst_of_first_requests_shares_one_lookup_that_a_cancelled_one_leaves_running(
@@ -97,7 +90,7 @@ async def test_a_burst_of_first_requests_shares_one_lookup_that_a_cancelled_one_
         found = await asyncio.gather(*requests[1:])
         assert requests[0].cancelled()
         assert await lookup.for_url("http://a.example/after") == found[0]
-    assert found == [(URL("http://proxy.example:3128"), None)] * 3
+    assert found == [URL("http://proxy.example:3128")] * 3
     assert len(hops) == 1, hops
 
 
@@ -112,4 +105,4 @@ async def test_a_lookup_that_failed_is_made_again_at_the_next_request(
         await lookup.for_url("http://a.example/first")
     environ.setenv("HTTP_PROXY", "http://proxy.example:3128")
     found = await lookup.for_url("http://a.example/second")
-    assert found == (URL("http://proxy.example:3128"), None)
+    assert found == URL("http://proxy.example:3128")

@@ -4,6 +4,7 @@ from the environment."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -15,10 +16,17 @@ class ForwardProxy:
     """A plain HTTP forward proxy on 127.0.0.1: records each connection's target and pipes
     the bytes through to it. A request that is no WebSocket upgrade is sent on with
     `Connection: close`, so that every request comes on a connection of its own and is
-    recorded."""
+    recorded. With `credentials` (login, password) it asks for them as a real one does: a
+    request without that `Proxy-Authorization` is answered 407 and recorded in `refused`."""
 
-    def __init__(self) -> None:
+    def __init__(self, credentials: tuple[str, str] | None = None) -> None:
         self.targets: list[str] = []
+        self.refused: list[str] = []
+        self._authorization = (
+            None
+            if credentials is None
+            else b"Basic " + base64.b64encode(":".join(credentials).encode())
+        )
         self.port = 0
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
@@ -42,6 +50,11 @@ class ForwardProxy:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             method, target, rest = head.split(b" ", 2)
+            if self._authorization is not None and not _authorized(rest, self._authorization):
+                self.refused.append(target.decode())
+                writer.write(_PROXY_AUTH_REQUIRED)
+                await writer.drain()
+                return
             self.targets.append(target.decode())
             host_port, _, path = target.decode().split("://", 1)[-1].partition("/")
             host, _, port = host_port.partition(":")
@@ -64,24 +77,44 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     writer.close()
 
 
+_PROXY_AUTH_REQUIRED = (
+    b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+    b'Proxy-Authenticate: Basic realm="proxy"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'
+)
+
+
+def _authorized(rest: bytes, expected: bytes) -> bool:
+    return any(
+        name.strip().lower() == b"proxy-authorization" and value.strip() == expected
+        for name, _, value in (line.partition(b":") for line in rest.split(b"\r\n")[1:])
+    )
+
+
 def _one_request(rest: bytes) -> bytes:
     """The request line's version and the headers, with the connection closed after the
-    answer (a WebSocket upgrade keeps its own `Connection` header)."""
-    lines = rest.split(b"\r\n")
+    answer (a WebSocket upgrade keeps its own `Connection` header), and the proxy's
+    credentials kept from the server, as a proxy keeps them."""
+    lines = [
+        line for line in rest.split(b"\r\n") if not line.lower().startswith(b"proxy-authorization:")
+    ]
     if any(line.lower().startswith(b"upgrade:") for line in lines):
-        return rest
+        return b"\r\n".join(lines)
     kept = [line for line in lines if not line.lower().startswith((b"connection:", b"keep-alive:"))]
     return b"\r\n".join([kept[0], b"Connection: close", *kept[1:]])
 
 
 @asynccontextmanager
-async def environment_proxy(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ForwardProxy]:
-    """A ForwardProxy that `HTTP_PROXY` names, with every other proxy variable unset."""
-    proxy = ForwardProxy()
+async def environment_proxy(
+    monkeypatch: pytest.MonkeyPatch, credentials: tuple[str, str] | None = None
+) -> AsyncIterator[ForwardProxy]:
+    """A ForwardProxy that `HTTP_PROXY` names (with its `credentials` in the URL), with
+    every other proxy variable unset."""
+    proxy = ForwardProxy(credentials)
     await proxy.start()
     for name in _PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    sign_in = "" if credentials is None else "{}:{}@".format(*credentials)
+    monkeypatch.setenv("HTTP_PROXY", f"http://{sign_in}127.0.0.1:{proxy.port}")
     try:
         yield proxy
     finally:
@@ -109,4 +142,5 @@ def thread_hops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
 
 _PROXY_VARIABLES = (
     "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
+    "WS_PROXY", "ws_proxy", "WSS_PROXY", "wss_proxy",
 )  # fmt: skip

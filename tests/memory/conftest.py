@@ -94,7 +94,8 @@ async def memory(store: Store, tiny_model: Path, tmp_path: Path) -> AsyncIterato
 
 
 class FakeEmbeddingServer:
-    """/v1/embeddings on 127.0.0.1: `mode` is "ok", "error" (HTTP 500) or "hang"."""
+    """/v1/embeddings on 127.0.0.1: `mode` is "ok", "error" (HTTP 500), "hang" or
+    "redirect" (a 307 to the same address, which answers once it is followed)."""
 
     def __init__(self, dim: int = 12) -> None:
         self.dim = dim
@@ -111,6 +112,8 @@ class FakeEmbeddingServer:
             return web.json_response({"error": {"message": "boom"}}, status=500)
         if self.mode == "hang":
             await self._release.wait()
+        if self.mode == "redirect" and "followed" not in request.query:
+            raise web.HTTPTemporaryRedirect(request.rel_url.with_query(followed="1"))
         data = [
             {"object": "embedding", "index": i, "embedding": _hash_vector(text, self.dim)}
             for i, text in enumerate(body["input"])

@@ -6,9 +6,11 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from bot.memory.config import (
     MemoryConfig,
@@ -67,35 +69,78 @@ async def test_openai_embedder_against_fake_server(embed_server: FakeEmbeddingSe
         await embedder.close()
 
 
-async def test_openai_embedder_goes_through_the_proxy_from_the_environment(
-    embed_server: FakeEmbeddingServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest_asyncio.fixture
+async def remote(embed_server: FakeEmbeddingServer) -> AsyncIterator[OpenAIEmbedder]:
+    """An embedder of the fake server, closed after the test."""
     cfg = OpenAIEmbedderConfig(type="openai", base_url=embed_server.url, model="fake-embed")
     embedder = OpenAIEmbedder(cfg)
+    try:
+        yield embedder
+    finally:
+        await embedder.close()
+
+
+async def test_openai_embedder_goes_through_the_proxy_from_the_environment(
+    embed_server: FakeEmbeddingServer, remote: OpenAIEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with environment_proxy(monkeypatch) as proxy:
-        try:
-            assert len(await embedder.embed(["through the proxy"])) == 1
-        finally:
-            await embedder.close()
+        assert len(await remote.embed(["through the proxy"])) == 1
     assert proxy.targets == [embed_server.url.rstrip("/") + "/embeddings"]
 
 
 async def test_remote_embeddings_look_the_proxy_up_once_not_at_every_request(
-    embed_server: FakeEmbeddingServer, monkeypatch: pytest.MonkeyPatch
+    embed_server: FakeEmbeddingServer, remote: OpenAIEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every memory save and search embeds: aiohttp's trust_env looked the proxy and ~/.netrc
     up in two worker-thread round trips per request."""
-    cfg = OpenAIEmbedderConfig(type="openai", base_url=embed_server.url, model="fake-embed")
-    embedder = OpenAIEmbedder(cfg)
     async with environment_proxy(monkeypatch) as proxy:
-        try:
-            with thread_hops(monkeypatch) as hops:
-                for n in range(4):
-                    assert len(await embedder.embed([f"note {n}"])) == 1
-        finally:
-            await embedder.close()
+        with thread_hops(monkeypatch) as hops:
+            for n in range(4):
+                assert len(await remote.embed([f"note {n}"])) == 1
     assert proxy.targets == [embed_server.url.rstrip("/") + "/embeddings"] * 4
     assert len(hops) == 1, hops  # the one lookup
+
+
+async def test_remote_embeddings_go_through_a_proxy_that_asks_for_credentials(
+    embed_server: FakeEmbeddingServer, remote: OpenAIEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxy's login in HTTP_PROXY reaches the proxy, with no deprecation warning (which
+    the tests turn into an error) from aiohttp's `proxy_auth=`."""
+    async with environment_proxy(monkeypatch, credentials=("ops", "s3cr:et")) as proxy:
+        assert len(await remote.embed(["signed in"])) == 1
+    assert proxy.targets == [embed_server.url.rstrip("/") + "/embeddings"] and not proxy.refused
+
+
+async def test_a_host_that_no_proxy_names_is_reached_directly(
+    embed_server: FakeEmbeddingServer, remote: OpenAIEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with environment_proxy(monkeypatch) as proxy:
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        assert len(await remote.embed(["direct"])) == 1
+    assert proxy.targets == [] and embed_server.calls == 1
+
+
+async def test_a_proxy_variable_aiohttp_cannot_read_fails_the_embedder_not_the_save(
+    embed_server: FakeEmbeddingServer, remote: OpenAIEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WS_PROXY is not checked at the start, and aiohttp parses it at every lookup: an
+    EmbedderError, so the chain tries the next embedder, not a ValueError out of the save."""
+    async with environment_proxy(monkeypatch) as proxy:  # and no NO_PROXY to skip the lookup
+        monkeypatch.setenv("WS_PROXY", "http://[::1:3128")
+        with pytest.raises(EmbedderError, match="ValueError"):
+            await remote.embed(["x"])
+    assert embed_server.calls == 0 and proxy.targets == []
+
+
+async def test_a_redirect_is_an_error_not_followed_around_the_proxy(
+    embed_server: FakeEmbeddingServer, remote: OpenAIEmbedder
+) -> None:
+    """A redirect followed would keep the first address's proxy; the endpoint is the
+    operator's setting, and an answer elsewhere means a wrong one."""
+    embed_server.mode = "redirect"
+    with pytest.raises(EmbedderError, match="HTTP 307"):
+        await remote.embed(["x"])
+    assert embed_server.calls == 1
 
 
 def _chain(server: FakeEmbeddingServer, model: Path, timeout: float = 0.3) -> EmbedderChain:

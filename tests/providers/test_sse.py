@@ -13,19 +13,24 @@ from aiohttp import web
 
 from bot.errors import ProviderHTTPError
 from bot.providers.sse import HttpFailure, JsonBody, SseClient, SseEvent
+from tests.fakes.forward_proxy import environment_proxy
 
 
 class _Server:
-    """Answers POST /stream with `pieces`, each written (and flushed) on its own."""
+    """Answers POST /stream with `pieces`, each written (and flushed) on its own; with
+    `redirect`, first a 307 to the same path."""
 
     def __init__(self) -> None:
         self.pieces: list[bytes] = []
         self.status = 200
+        self.redirect = False
         self.runner: web.AppRunner | None = None
         self.url = ""
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         await request.read()
+        if self.redirect and "followed" not in request.query:
+            raise web.HTTPTemporaryRedirect(request.rel_url.with_query(followed="1"))
         if self.status != 200:
             return web.json_response(
                 {"error": {"message": "no"}}, status=self.status, headers={"Retry-After": "3"}
@@ -124,6 +129,41 @@ async def test_a_refused_connection_is_a_retryable_connection_error(client: SseC
         await client.open("http://127.0.0.1:9/stream", {}, b"{}")
 
     assert (caught.value.code, caught.value.retryable) == ("connection", True)
+
+
+async def test_a_stream_goes_through_a_proxy_that_asks_for_credentials(
+    server: _Server, client: SseClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The login in HTTP_PROXY reaches the proxy, with no deprecation warning (an error
+    here) from aiohttp's `proxy_auth=`."""
+    server.pieces = [b'data: {"a": 1}\n\n']
+    async with environment_proxy(monkeypatch, credentials=("ops", "s3cret")) as proxy:
+        assert await _all_events(client, server.url) == [SseEvent(None, '{"a": 1}')]
+    assert proxy.targets == [server.url] and not proxy.refused
+
+
+async def test_a_redirect_is_the_answer_not_followed_around_the_proxy(
+    server: _Server, client: SseClient
+) -> None:
+    """A followed redirect would keep the first address's proxy; a model endpoint that
+    answers 30x is a wrong base_url, and its status says so."""
+    server.redirect, server.pieces = True, [b'data: {"a": 1}\n\n']
+
+    with pytest.raises(HttpFailure) as caught:
+        await client.open(server.url, {}, b"{}")
+
+    assert caught.value.status == 307
+
+
+async def test_a_proxy_variable_aiohttp_cannot_read_fails_the_stream_as_a_provider_error(
+    server: _Server, client: SseClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WS_PROXY is not checked at the start and aiohttp parses it at every lookup: the
+    request fails as a provider's, not with a ValueError out of the turn."""
+    async with environment_proxy(monkeypatch):  # and no NO_PROXY to skip the lookup
+        monkeypatch.setenv("WS_PROXY", "http://[::1:3128")
+        with pytest.raises(ProviderHTTPError, match="proxy variables cannot be read"):
+            await client.open(server.url, {}, b"{}")
 
 
 def test_a_body_reuses_the_tools_json_only_while_the_tools_are_unchanged() -> None:

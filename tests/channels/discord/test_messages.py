@@ -178,6 +178,25 @@ async def test_attachments_through_the_proxy_take_no_thread_hop_each(
     assert hops == [], hops  # looked up once, when the message's file was read for the model
 
 
+async def test_an_attachment_is_fetched_after_a_stop_and_a_start(
+    fake: FakeDiscord, discord_config: Any
+) -> None:
+    """The channel's downloads outlive a stop: the next start's first fetch opens a session
+    of its own, not the closed one (a RuntimeError, not a ChannelError)."""
+    async with running(discord_config(), FunctionProvider(echo)) as gateway:
+        sent = await fake.send_message("see file", dm=True, attachments={"a.txt": b"apples"})
+        await fake.wait_for("POST", f"/channels/{fake.dm_channel_id(ALICE)}/messages")
+        await settle(gateway)
+        raw = sent["attachments"][0]
+        part = Attachment("document", raw["url"], raw["filename"], raw["content_type"], raw["size"])
+        channel = channel_of(gateway)
+        sink = channel.sink
+        assert sink is not None
+        await channel.stop()
+        await channel.start(sink)
+        assert await channel.fetch(part, max_bytes=100) == b"apples"
+
+
 async def test_own_messages_and_system_messages_are_ignored(
     fake: FakeDiscord, discord_config: Any
 ) -> None:

@@ -88,8 +88,10 @@ async def test_posts_and_downloads_through_the_proxy_take_no_thread_hop_each(
 ) -> None:
     """aiohttp's trust_env looked ~/.netrc (and, for the adapter's own requests, the proxy)
     up in worker-thread round trips on every post, edit and download; slack_sdk names its
-    proxy itself, and the downloads' is looked up once for Slack's address."""
+    proxy itself, and the downloads' and response_urls' is looked up once for Slack's
+    address."""
     url = fake.add_file("notes.txt", b"buy apples", "text/plain")
+    respond_to = fake.response_url()
     async with environment_proxy(monkeypatch) as proxy:
         api = SlackApi(fake.bot_token, fake.api_url, lambda seconds: None)
         try:
@@ -97,12 +99,15 @@ async def test_posts_and_downloads_through_the_proxy_take_no_thread_hop_each(
                 for n in range(3):
                     await api.call("chat.postMessage", channel="C0001", text=f"post {n}")
                     assert await api.download(url, 100, "notes.txt") == b"buy apples"
+                    await api.respond(respond_to, {"text": f"answer {n}"})
         finally:
             await api.close()
     assert fake.texts("C0001") == ["post 0", "post 1", "post 2"]
     assert proxy.targets.count(f"{fake.api_url}chat.postMessage") == 3, proxy.targets
     assert proxy.targets.count(url) == 3
-    assert len(hops) == 1, hops  # the downloads' one lookup
+    assert [call.params["text"] for call in fake.responses] == ["answer 0", "answer 1", "answer 2"]
+    assert proxy.targets.count(respond_to) == 3, proxy.targets
+    assert len(hops) == 1, hops  # the one lookup for the downloads and response_urls
 
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
