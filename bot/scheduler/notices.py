@@ -59,9 +59,12 @@ async def pause_refused(
     # only where nobody else reads along: the notice quotes the job's text
     notice = texts.paused_notice(job, exc.reason)
     others = await jobs.direct_conversations(job.person_id, job.conversation)
-    for conversation in others[:_GONE_NOTICE_TRIES]:
+    for conversation, identity_key in others[:_GONE_NOTICE_TRIES]:
+        # asked as the account that speaks there (a linked person's other DMs are other
+        # accounts, each allowed or revoked on its own channel)
+        there = dataclasses.replace(job, conversation=conversation, identity_key=identity_key)
         try:
-            if not await _allowed(may_deliver, dataclasses.replace(job, conversation=conversation)):
+            if not await _allowed(may_deliver, there):
                 continue
             await send(conversation, notice)
             return

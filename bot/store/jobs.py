@@ -193,24 +193,28 @@ class JobRepo:
 
     async def direct_conversations(
         self, person_id: str, exclude: Conversation
-    ) -> list[Conversation]:
-        """The person's direct-message conversations that have jobs, most recent first."""
+    ) -> list[tuple[Conversation, str]]:
+        """The person's direct-message conversations that have jobs, most recent first, each
+        with the identity that set them there: after a /link one person has DMs on other
+        channels, and whether they may be told something there is that account's question."""
 
         def op(conn: Conn) -> list[tuple[Any, ...]]:
             return list(
                 conn.execute(
-                    "SELECT channel, chat_id, conv_kind, thread_id, max(created_at) AS latest "
+                    "SELECT channel, chat_id, conv_kind, thread_id, identity_key, "
+                    "max(created_at) AS latest "
                     "FROM jobs WHERE person_id = ? AND conv_kind = 'dm' AND status != 'paused' "
-                    "GROUP BY channel, chat_id, conv_kind, thread_id ORDER BY latest DESC",
+                    "GROUP BY channel, chat_id, conv_kind, thread_id, identity_key "
+                    "ORDER BY latest DESC",
                     (person_id,),
                 ).fetchall()
             )
 
         found = [
-            Conversation(ch, chat, ConversationKind(kind), thread)
-            for ch, chat, kind, thread, _ in await self.store.read(op)
+            (Conversation(ch, chat, ConversationKind(kind), thread), identity_key)
+            for ch, chat, kind, thread, identity_key, _ in await self.store.read(op)
         ]
-        return [c for c in found if c != exclude]
+        return [(c, key) for c, key in found if c != exclude]
 
     # the delivery outbox ---------------------------------------------------------------------
     async def claim_due(

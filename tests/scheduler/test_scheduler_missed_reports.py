@@ -21,11 +21,16 @@ MakeScheduler = Callable[..., Scheduler]
 
 
 async def _remind(
-    scheduler: Scheduler, clock: FakeClock, seconds: float, text: str, where: Conversation
+    scheduler: Scheduler,
+    clock: FakeClock,
+    seconds: float,
+    text: str,
+    where: Conversation,
+    identity_key: str = "test:alice",
 ) -> None:
     await scheduler.schedule(
         person_id="alice",
-        identity_key="test:alice",
+        identity_key=identity_key,
         conversation=where,
         text=text,
         when=Once(datetime.fromtimestamp(clock.now + seconds, UTC)),
@@ -127,15 +132,17 @@ async def test_a_missed_checkin_is_named_as_one_in_the_summary(
 
 
 class Revoked:
-    """The scheduler's `may_deliver` with alice revoked in the conversations in `chats`."""
+    """The scheduler's `may_deliver` with alice revoked in the conversations in `chats`, or
+    as the accounts in `identities` wherever she speaks as them."""
 
-    def __init__(self, *chats: str) -> None:
+    def __init__(self, *chats: str, identities: tuple[str, ...] = ()) -> None:
         self.chats = set(chats)
+        self.identities = set(identities)
         self.asked: list[str] = []
 
     async def __call__(self, job: Job) -> None:
         self.asked.append(job.conversation.chat_id)
-        if job.conversation.chat_id in self.chats:
+        if job.conversation.chat_id in self.chats or job.identity_key in self.identities:
             raise NotAllowedNow(f"{job.identity_key} may not be answered there now")
 
 
@@ -162,6 +169,24 @@ async def test_a_paused_jobs_notice_is_not_sent_where_its_person_is_no_longer_al
     scheduler = make_scheduler()
     scheduler.may_deliver = Revoked(DM.chat_id)
     await _remind(scheduler, clock, 7200, "later", DM)
+    await _remind(scheduler, clock, 60, "team lunch", GROUP)
+    deliverer.refusing[GROUP.chat_id] = "message thread not found"
+    clock.advance(60)
+    await scheduler.deliver_due()
+    [paused] = [j for j in await scheduler.list_jobs("alice") if j.text == "team lunch"]
+    assert paused.status is JobStatus.PAUSED
+    assert deliverer.sent == []
+
+
+async def test_a_paused_jobs_notice_asks_as_the_linked_account_that_speaks_where_it_goes(
+    make_scheduler: MakeScheduler, clock: FakeClock, deliverer: RecordingDeliverer
+) -> None:
+    """After a /link, the person's other DMs are other accounts: the notice goes to one only
+    while that account (not the paused job's) is allowed there."""
+    scheduler = make_scheduler()
+    other_dm = Conversation("dc", "alice-dc", DM.kind)
+    scheduler.may_deliver = Revoked(identities=("dc:alice",))
+    await _remind(scheduler, clock, 7200, "later", other_dm, identity_key="dc:alice")
     await _remind(scheduler, clock, 60, "team lunch", GROUP)
     deliverer.refusing[GROUP.chat_id] = "message thread not found"
     clock.advance(60)
