@@ -429,3 +429,14 @@ def test_a_telegram_start_builds_no_httpx_transport(tmp_path: Path) -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "home")], check=True)
+
+
+async def test_a_file_download_does_not_follow_a_redirect(
+    fake: FakeTelegram, start_channel: StartChannel
+) -> None:
+    channel = await start_channel()
+    elsewhere = fake.add_file(b"from elsewhere")
+    fake.redirect_files = f"{fake.file_base_url}{TOKEN}/documents/{elsewhere}.bin"
+    doc = Attachment("document", fake.add_file(b"data"), "a.txt")
+    with pytest.raises(ChannelError, match="HTTP 302"):
+        await channel.fetch(doc, 1000)
