@@ -4,8 +4,10 @@ once per address (`ProxyLookup`).
 
 aiohttp takes HTTPS_PROXY, HTTP_PROXY and NO_PROXY from the environment, as httpx does, but
 only http:// proxies: it ignores an https:// one (and connects directly, around it) and fails
-every request through one written without a scheme. `check_proxy_env` refuses such a variable
-at the start, naming it, rather than requests that fail one by one or leave unproxied.
+every request through one written without a scheme. It also parses WS_PROXY and WSS_PROXY
+at every lookup, for any address, and one it cannot parse fails every request.
+`check_proxy_env` refuses such a variable at the start, naming it, rather than requests that
+fail one by one or leave unproxied.
 """
 
 from __future__ import annotations
@@ -26,10 +28,15 @@ def check_proxy_env(environ: Mapping[str, str] = os.environ) -> None:
     """ConfigError for a proxy variable the sessions cannot use. The value is not shown: it
     may hold the proxy's password."""
     for name, value in environ.items():
-        if name.lower() not in ("http_proxy", "https_proxy") or not value:
+        kind = name.lower()
+        if kind not in ("http_proxy", "https_proxy", "ws_proxy", "wss_proxy") or not value:
             continue
         scheme, found, _ = value.partition("://")
-        if not found:
+        if kind in ("ws_proxy", "wss_proxy"):  # never used for a request, only parsed
+            if _parses(value):
+                continue
+            problem = "is not a valid URL; write it as http://host:port"
+        elif not found:
             problem = "has no scheme; write it as http://host:port"
         elif scheme.lower() != "http":
             problem = (
@@ -47,6 +54,17 @@ def check_proxy_env(environ: Mapping[str, str] = os.environ) -> None:
                 continue
             problem = "is not a valid URL; write it as http://host:port"
         raise ConfigError(f"the environment variable {name} {problem}")
+
+
+def _parses(value: str) -> bool:
+    """Whether aiohttp can read the proxy URL `value`, as it reads WS_PROXY and WSS_PROXY."""
+    from yarl import URL
+
+    try:
+        URL(value).host  # noqa: B018  (parsed as it is made; then its host, as aiohttp reads)
+    except ValueError:
+        return False
+    return True
 
 
 def proxy_for(url: str, environ: Mapping[str, str] = os.environ) -> str | None:
