@@ -67,29 +67,17 @@ def _parses(value: str) -> bool:
     return True
 
 
-def proxy_for(url: str, environ: Mapping[str, str] = os.environ) -> str | None:
-    """The proxy of the environment for `url` (None: connect directly), for a client that
-    takes one proxy rather than the environment, as discord.py does."""
-    parts = urlsplit(url)
-    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
-    # as urllib and aiohttp read them: the lower-case name wins over the upper-case one
-    proxies = {
-        name.lower().removesuffix("_proxy"): value
-        for name, value in sorted(environ.items(), key=lambda item: item[0].islower())
-        if name.lower().endswith("_proxy") and value
-    }
-    proxy = proxies.get(scheme)
-    if proxy is None or _bypassed(parts.hostname or "", proxies.get("no", "")):
-        return None
-    return proxy
+def proxy_for(url: str) -> str | None:
+    """The proxy of the environment for `url`, with its credentials (None: connect directly),
+    for a client that takes one proxy rather than the environment, as discord.py does. Found
+    as `ProxyLookup` finds it; a ws:// or wss:// URL goes through the proxy of its http://
+    or https:// twin, as the websocket's CONNECT does."""
+    from yarl import URL
 
-
-def _bypassed(host: str, no_proxy: str) -> bool:
-    """NO_PROXY as urllib reads it: `*`, or names that the host is or ends in."""
-    if no_proxy.strip() == "*":
-        return True
-    names = (name.strip().lstrip(".").lower() for name in no_proxy.split(","))
-    return any(host == name or host.endswith("." + name) for name in names if name)
+    target = URL(url)
+    scheme = {"ws": "http", "wss": "https"}.get(target.scheme, target.scheme)
+    proxy = _environment_proxy(target.with_scheme(scheme).origin())
+    return None if proxy is None else str(proxy)
 
 
 class ProxyLookup:
