@@ -313,10 +313,16 @@ def missing_config(path: Path, home: Path, environ: Mapping[str, str]) -> str | 
 
     if path.is_file() or env_overrides(environ) or StoreConfig().sqlite_path(home).exists():
         return None
-    return (
-        f"FAIL {'config':<18} no config file at {path}: run `decapod init` to create one "
-        f"(or pass --config PATH)"
+    return _line(
+        "config",
+        False,
+        f"no config file at {path}: run `decapod init` to create one (or pass --config PATH)",
     )
+
+
+def _line(what: str, ok: bool, detail: str) -> str:
+    """One check as `decapod doctor` prints it."""
+    return f"{'ok  ' if ok else 'FAIL'} {what:<18} {detail}"
 
 
 async def run_doctor(config: Config) -> int:
@@ -331,7 +337,7 @@ async def run_doctor(config: Config) -> int:
         # details quote URLs and errors from the config and servers: a password written into
         # a base_url, or a key a server echoed back, must not reach the terminal or a pasted
         # report
-        print(f"{'ok  ' if ok else 'FAIL'} {what:<18} {scrub(detail)}")
+        print(_line(what, ok, scrub(detail)))
         failed += not ok
     print("all good" if not failed else f"{failed} check(s) failed")
     return 0 if not failed else 1

@@ -4,8 +4,10 @@ once per address (`ProxyLookup`).
 
 aiohttp takes HTTPS_PROXY, HTTP_PROXY and NO_PROXY from the environment, as httpx does, but
 only http:// proxies: it ignores an https:// one (and connects directly, around it) and fails
-every request through one written without a scheme. `check_proxy_env` refuses such a variable
-at the start, naming it, rather than requests that fail one by one or leave unproxied.
+every request through one written without a scheme. It also parses WS_PROXY and WSS_PROXY
+at every lookup, for any address, and one it cannot parse fails every request.
+`check_proxy_env` refuses such a variable at the start, naming it, rather than requests that
+fail one by one or leave unproxied.
 """
 
 from __future__ import annotations
@@ -26,10 +28,15 @@ def check_proxy_env(environ: Mapping[str, str] = os.environ) -> None:
     """ConfigError for a proxy variable the sessions cannot use. The value is not shown: it
     may hold the proxy's password."""
     for name, value in environ.items():
-        if name.lower() not in ("http_proxy", "https_proxy") or not value:
+        kind = name.lower()
+        if kind not in ("http_proxy", "https_proxy", "ws_proxy", "wss_proxy") or not value:
             continue
         scheme, found, _ = value.partition("://")
-        if not found:
+        if kind in ("ws_proxy", "wss_proxy"):  # never used for a request, only parsed
+            if _parses(value):
+                continue
+            problem = "is not a valid URL; write it as http://host:port"
+        elif not found:
             problem = "has no scheme; write it as http://host:port"
         elif scheme.lower() != "http":
             problem = (
@@ -49,29 +56,28 @@ def check_proxy_env(environ: Mapping[str, str] = os.environ) -> None:
         raise ConfigError(f"the environment variable {name} {problem}")
 
 
-def proxy_for(url: str, environ: Mapping[str, str] = os.environ) -> str | None:
-    """The proxy of the environment for `url` (None: connect directly), for a client that
-    takes one proxy rather than the environment, as discord.py does."""
-    parts = urlsplit(url)
-    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
-    # as urllib and aiohttp read them: the lower-case name wins over the upper-case one
-    proxies = {
-        name.lower().removesuffix("_proxy"): value
-        for name, value in sorted(environ.items(), key=lambda item: item[0].islower())
-        if name.lower().endswith("_proxy") and value
-    }
-    proxy = proxies.get(scheme)
-    if proxy is None or _bypassed(parts.hostname or "", proxies.get("no", "")):
-        return None
-    return proxy
+def _parses(value: str) -> bool:
+    """Whether aiohttp can read the proxy URL `value`, as it reads WS_PROXY and WSS_PROXY."""
+    from yarl import URL
+
+    try:
+        URL(value).host  # noqa: B018  (parsed as it is made; then its host, as aiohttp reads)
+    except ValueError:
+        return False
+    return True
 
 
-def _bypassed(host: str, no_proxy: str) -> bool:
-    """NO_PROXY as urllib reads it: `*`, or names that the host is or ends in."""
-    if no_proxy.strip() == "*":
-        return True
-    names = (name.strip().lstrip(".").lower() for name in no_proxy.split(","))
-    return any(host == name or host.endswith("." + name) for name in names if name)
+def proxy_for(url: str) -> str | None:
+    """The proxy of the environment for `url`, with its credentials (None: connect directly),
+    for a client that takes one proxy rather than the environment, as discord.py does. Found
+    as `ProxyLookup` finds it; a ws:// or wss:// URL goes through the proxy of its http://
+    or https:// twin, as the websocket's CONNECT does."""
+    from yarl import URL
+
+    target = URL(url)
+    scheme = {"ws": "http", "wss": "https"}.get(target.scheme, target.scheme)
+    proxy = _environment_proxy(target.with_scheme(scheme).origin())
+    return None if proxy is None else str(proxy)
 
 
 class ProxyLookup:

@@ -325,7 +325,9 @@ class TelegramOutbound(BaseChannel):
         proxy = await self._proxies.for_url(file.file_path)
         data, ended = bytearray(), False
         try:
-            async with self._downloads.get(file.file_path, proxy=proxy) as response:
+            async with self._downloads.get(
+                file.file_path, proxy=proxy, allow_redirects=False
+            ) as response:
                 if response.status != 200:
                     raise ChannelError(f"downloading {what} failed: HTTP {response.status}")
                 self._reading.add(response)

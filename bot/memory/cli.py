@@ -133,7 +133,9 @@ async def _with_service(
 async def _search(args: argparse.Namespace, service: MemoryService, home: Path) -> int:
     status = service.status()
     print(f"# {status.mode}" + (f" ({status.embedder})" if status.embedder else ""))
-    hits = await service.search(args.person, args.query, limit=args.limit, mode=args.mode)
+    hits = await service.search(
+        args.person, args.query, limit=args.limit, mode=args.mode, everywhere=True
+    )
     print(render_hits(hits))
     return 0
 

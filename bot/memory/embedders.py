@@ -66,10 +66,8 @@ class OpenAIEmbedder:
         step = self._cfg.batch_size
         for start in range(0, len(texts), step):
             body = {"model": self._cfg.model, "input": texts[start : start + step]}
+            proxy = await self._proxies.for_url(self._url)
             try:
-                # in the try: a proxy variable aiohttp cannot read (a WS_PROXY, which the
-                # start does not check) is this embedder's failure, and the next one is tried
-                proxy = await self._proxies.for_url(self._url)
                 # no redirect: it would keep the first address's proxy; a 30x is an error
                 async with self._session.post(
                     self._url, json=body, headers=headers, proxy=proxy, allow_redirects=False

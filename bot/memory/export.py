@@ -68,13 +68,18 @@ async def export_people(
     """One Markdown file per person (or only `person_id`), with what they said in groups;
     returns the files written. Each file is whole or absent, so an export stopped midway
     leaves complete files only."""
-    people = [person_id] if person_id else sorted({split_owner(o)[0] for o in await repo.owners()})
+    if person_id:
+        owners_by_person = {person_id: await repo.owners_of(person_id)}
+    else:  # one scan of owners for everyone, not one per person
+        owners_by_person = {}
+        for owner in await repo.owners():
+            owners_by_person.setdefault(split_owner(owner)[0], []).append(owner)
     if progress is not None:
-        progress.begin(len(people))
+        progress.begin(len(owners_by_person))
     written: list[Path] = []
-    for person in people:
+    for person in sorted(owners_by_person):
         path = dest / f"{safe_name(person)}.md"
-        _write(path, person_markdown(person, await person_items(repo, person)))
+        _write(path, person_markdown(person, await _items_of(repo, owners_by_person[person])))
         written.append(path)
         if progress is not None:
             progress.advance()
@@ -83,7 +88,11 @@ async def export_people(
 
 async def person_items(repo: MemoryRepo, person_id: str) -> list[ItemRow]:
     """A person's items from every place they were said in, oldest first."""
-    items = [i for owner in await repo.owners_of(person_id) for i in await repo.items(owner)]
+    return await _items_of(repo, await repo.owners_of(person_id))
+
+
+async def _items_of(repo: MemoryRepo, owners: list[str]) -> list[ItemRow]:
+    items = [i for owner in owners for i in await repo.items(owner)]
     return sorted(items, key=lambda i: i.id)
 
 

@@ -270,8 +270,9 @@ class MemoryService:
         """The person's best matching items saved in `place` ("": private places; with
         `everywhere`, every place, for the web UI) and shared knowledge, best first
         (bot/memory/retrieval.py)."""
-        mine = await self.every_owner(person_id) if everywhere else [self._owner(person_id, place)]
-        owners = mine + ([SHARED] if include_shared else [])
+        owners = await self._owners(person_id, place, everywhere) + (
+            [SHARED] if include_shared else []
+        )
         return await self.retrieval.search(owners, query, limit, mode)
 
     async def search_phrasings(
@@ -324,13 +325,8 @@ class MemoryService:
         """Delete a person's own items saved in `place` ("": private places; a group's place:
         only that group's) (rows, index entries, vectors); returns what went. `everywhere`
         (/forget in a DM, the web UI, the command line) takes those of every place instead."""
-        if everywhere and place:
-            raise MemoryRequestError("forget everywhere or in one place, not both")
-        owners = (
-            await self.every_owner(person_id) if everywhere else [self._owner(person_id, place)]
-        )
         gone: list[ItemRow] = []
-        for owner in owners:
+        for owner in await self._owners(person_id, place, everywhere):
             gone += await self._forget_of(owner, item_ids, matching, everything)
         return gone
 
@@ -349,7 +345,16 @@ class MemoryService:
 
     async def count(self, person_id: str) -> int:
         """How many items the person has, wherever saved (what a DM's `/forget all` takes)."""
-        return sum([await self.repo.count(o) for o in await self.every_owner(person_id)])
+        return sum([await self.repo.count(o) for o in await self._owners(person_id, "", True)])
+
+    async def _owners(self, person_id: str, place: str, everywhere: bool) -> list[str]:
+        """The owners a person's items are kept under: `place`'s ("": the private places), or
+        with `everywhere` those of every place."""
+        if everywhere and place:
+            raise MemoryRequestError("everywhere or in one place, not both")
+        if everywhere:
+            return await self.every_owner(person_id)
+        return [self._owner(person_id, place)]
 
     # knowledge -------------------------------------------------------------------------------
     async def _index_knowledge(self, path: str, text: str, sha: str) -> None:

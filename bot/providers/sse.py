@@ -210,13 +210,7 @@ class SseClient:
         data: bytes | io.BytesIO = body if len(body) < _STREAMED_BODY else io.BytesIO(body)
         # HTTPS_PROXY / HTTP_PROXY / NO_PROXY as the SDK's own client (the probes) takes them:
         # a stream going around the proxy the probes use would fail alone
-        try:
-            proxy = await self._proxies.for_url(url)
-        except ValueError as exc:  # a proxy variable aiohttp cannot read (the start checks
-            # HTTP(S)_PROXY only, not WS_PROXY): this request fails as a provider's would
-            raise ProviderHTTPError(
-                0, f"the environment's proxy variables cannot be read ({exc})", retryable=False
-            ) from exc
+        proxy = await self._proxies.for_url(url)
         try:
             # no redirect: one would keep the first address's proxy, and a model endpoint
             # that answers 30x is a wrong base_url, shown as its status, not followed

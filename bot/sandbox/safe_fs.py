@@ -350,7 +350,6 @@ class WorkspaceFS:
             return False
         # held open until the move is done: its inode cannot be reused by another file
         try:
-            self._chown(placeholder)
             os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
         except BaseException:
             remove_placeholder(parent, name, placeholder)

@@ -89,7 +89,7 @@ class JobDelivery:
                 if answer is not None or job.kind is JobKind.REMINDER:
                     # nothing runs for these: whether their person may still be answered
                     # there is asked here (a task's runner asks before its prompt runs)
-                    await self._may_deliver(job)
+                    await self.scheduler.may_deliver(job)
                 if answer is not None:
                     body: str | None = answer
                 elif job.kind in (JobKind.CHECKIN, JobKind.TASK):
@@ -162,11 +162,6 @@ class JobDelivery:
             s.wake()  # to arm for its next time
         if not done:
             log.warning("job %s changed while it was skipped (cancelled?)", job.id)
-
-    async def _may_deliver(self, job: Job) -> None:
-        may_deliver = self.scheduler.may_deliver
-        if may_deliver is not None:
-            await may_deliver(job)
 
     async def _run_checkin(self, job: Job) -> str | None:
         checkins = self.scheduler.checkins

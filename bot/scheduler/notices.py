@@ -20,16 +20,18 @@ log = logging.getLogger("bot.scheduler.service")
 Send = Callable[[Conversation, str], Awaitable[str]]
 #: the scheduler's `may_deliver`: raises NotAllowedNow when the job's person may no longer
 #: be answered where the job delivers
-MayDeliver = Callable[[Job], Awaitable[object]] | None
+MayDeliver = Callable[[Job], Awaitable[object]]
 
 _GONE_NOTICE_TRIES = 3
+
+
+async def always_allowed(job: Job) -> None:
+    """The `may_deliver` of a scheduler given none: every job may deliver."""
 
 
 async def _allowed(may_deliver: MayDeliver, job: Job) -> bool:
     """Whether the job's person may still be answered where `job` delivers: a notice quotes
     the job's text, and a person no longer allowed there is told nothing."""
-    if may_deliver is None:
-        return True
     try:
         await may_deliver(job)
     except NotAllowedNow as exc:
@@ -44,7 +46,7 @@ async def pause_refused(
     exc: DeliveryRefused,
     now: float,
     send: Send,
-    may_deliver: MayDeliver = None,
+    may_deliver: MayDeliver = always_allowed,
 ) -> None:
     log.warning(
         "job %s paused: %s refused its delivery (%s)",
@@ -77,7 +79,7 @@ async def report_missed(
     max_lateness_s: float,
     send: Send,
     clock: Callable[[], float],
-    may_deliver: MayDeliver = None,
+    may_deliver: MayDeliver = always_allowed,
 ) -> int:
     """Send each conversation its summary; returns how many could not be sent now."""
     failed = 0

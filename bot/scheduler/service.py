@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo
 from bot.messages import Conversation
 from bot.scheduler.config import SchedulerConfig
 from bot.scheduler.delivery import JobDelivery, backoff
-from bot.scheduler.notices import report_missed
+from bot.scheduler.notices import MayDeliver, always_allowed, report_missed
 from bot.scheduler.ports import (
     CheckinRunner,
     Deliverer,
@@ -72,7 +72,7 @@ class Scheduler:
         clock: Callable[[], float] = time.time,
         on_fired: Callable[[Job, float], None] | None = None,
         checkins: CheckinRunner | None = None,
-        may_deliver: Callable[[Job], Awaitable[object]] | None = None,
+        may_deliver: MayDeliver = always_allowed,
     ) -> None:
         self.store = store
         self.checkins = checkins

@@ -71,10 +71,7 @@ def _sniff(body: bytes) -> str:
 
 def _decode(page: Fetched) -> str:
     if page.charset and _known(page.charset):
-        try:
-            return page.body.decode(page.charset, errors="replace")
-        except (LookupError, UnicodeError):
-            pass  # named, but it decodes no page: read as if no charset were named
+        return page.body.decode(page.charset, errors="replace")
     try:
         return page.body.decode("utf-8")
     except UnicodeDecodeError:

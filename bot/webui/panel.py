@@ -158,11 +158,14 @@ class Panel:
                 hits = await memory.search(
                     person, query, limit=50, include_shared=False, everywhere=True
                 )
-                items = [(h.item_id, h.kind, h.text, h.updated_at, h.owner) for h in hits]
+                items = [
+                    (h.item_id, h.kind, h.text, h.updated_at, split_owner(h.owner)[1]) for h in hits
+                ]
             else:
                 rows = await person_items(memory.repo, person)
-                items = [(r.id, r.kind, r.text, r.updated_at, r.owner) for r in rows]
-            items = [(*item[:4], split_owner(item[4])[1]) for item in items]
+                items = [
+                    (r.id, r.kind, r.text, r.updated_at, split_owner(r.owner)[1]) for r in rows
+                ]
         return self._render(
             request,
             "panel_memory.html",

@@ -15,28 +15,6 @@ from tests.fakes.forward_proxy import thread_hops
 _VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy")
 
 
-def test_the_scheme_picks_the_variable_and_websockets_follow_their_http_scheme() -> None:
-    environ = {"HTTPS_PROXY": "http://secure:3128", "HTTP_PROXY": "http://plain:3128"}
-    assert proxy_for("https://discord.com/api/v10", environ) == "http://secure:3128"
-    assert proxy_for("wss://gateway.discord.gg/", environ) == "http://secure:3128"
-    assert proxy_for("http://127.0.0.1:8080/api", environ) == "http://plain:3128"
-    assert proxy_for("ws://127.0.0.1:8080/gateway", environ) == "http://plain:3128"
-    assert proxy_for("https://discord.com/api/v10", {}) is None
-
-
-def test_no_proxy_is_honoured_and_the_lower_case_name_wins() -> None:
-    environ = {
-        "HTTPS_PROXY": "http://upper:3128",
-        "https_proxy": "http://lower:3128",
-        "NO_PROXY": "localhost, .internal.example",
-    }
-    assert proxy_for("https://discord.com/", environ) == "http://lower:3128"
-    assert proxy_for("https://api.internal.example/v1", environ) is None
-    assert proxy_for("https://localhost:8443/", environ) is None
-    assert proxy_for("https://discord.com/", {**environ, "no_proxy": "*"}) is None
-    assert proxy_for("https://discord.com/", {"HTTPS_PROXY": ""}) is None
-
-
 @pytest.fixture
 def environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     """No proxy variable and an empty ~/.netrc, for the test to set its own."""
@@ -45,6 +23,41 @@ def environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPat
     (tmp_path / "netrc").write_text("")
     monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
     return monkeypatch
+
+
+def test_the_scheme_picks_the_variable_and_websockets_follow_their_http_scheme(
+    environ: pytest.MonkeyPatch,
+) -> None:
+    assert proxy_for("https://discord.com/api/v10") is None
+    environ.setenv("HTTPS_PROXY", "http://secure:3128")
+    environ.setenv("HTTP_PROXY", "http://plain:3128")
+    assert proxy_for("https://discord.com/api/v10") == "http://secure:3128"
+    assert proxy_for("wss://gateway.discord.gg/") == "http://secure:3128"
+    assert proxy_for("http://127.0.0.1:8080/api") == "http://plain:3128"
+    assert proxy_for("ws://127.0.0.1:8080/gateway") == "http://plain:3128"
+
+
+def test_no_proxy_is_honoured_and_the_lower_case_name_wins(environ: pytest.MonkeyPatch) -> None:
+    environ.setenv("HTTPS_PROXY", "http://upper:3128")
+    environ.setenv("https_proxy", "http://lower:3128")
+    environ.setenv("NO_PROXY", "localhost, .internal.example")
+    assert proxy_for("https://discord.com/") == "http://lower:3128"
+    assert proxy_for("https://api.internal.example/v1") is None
+    assert proxy_for("https://localhost:8443/") is None
+    environ.setenv("no_proxy", "*")
+    assert proxy_for("https://discord.com/") is None
+    environ.delenv("no_proxy")
+    environ.setenv("https_proxy", "")  # empty, as urllib reads it: no proxy, not the upper one
+    assert proxy_for("https://discord.com/") is None
+
+
+def test_the_proxy_takes_its_credentials_from_netrc(
+    environ: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """As the sessions' lookup does: discord.py gets them in the URL it is given."""
+    (tmp_path / "netrc").write_text("machine proxy.example login user password s3cret\n")
+    environ.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert proxy_for("wss://gateway.discord.gg/") == "http://user:s3cret@proxy.example:3128"
 
 
 async def test_the_lookup_is_made_once_per_address_not_per_url(environ: pytest.MonkeyPatch) -> None:

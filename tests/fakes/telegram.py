@@ -146,6 +146,8 @@ class FakeTelegram:
         self.unread: dict[str, float | None] = {}
         #: file downloads send half of the file, then nothing more until `stop`
         self.stall_files = False
+        #: file downloads answer 302 to this address instead (a file Telegram moved)
+        self.redirect_files: str | None = None
         #: reorders each getUpdates batch (Telegram's own order is by update_id)
         self.batch_order: Callable[[list[Any]], list[Any]] | None = None
         #: long polls waiting now from clients still connected, and the most there ever were
@@ -633,6 +635,8 @@ class FakeTelegram:
         file_id = request.match_info["path"].rpartition("/")[2].removesuffix(".bin")
         if file_id not in self.files:
             return web.Response(status=404)
+        if self.redirect_files is not None:
+            raise web.HTTPFound(self.redirect_files)
         if self.stall_files:
             return await self._stalled_file(request, self.files[file_id])
         return web.Response(body=self.files[file_id])

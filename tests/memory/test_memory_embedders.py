@@ -120,18 +120,6 @@ async def test_a_host_that_no_proxy_names_is_reached_directly(
     assert proxy.targets == [] and embed_server.calls == 1
 
 
-async def test_a_proxy_variable_aiohttp_cannot_read_fails_the_embedder_not_the_save(
-    embed_server: FakeEmbeddingServer, remote: OpenAIEmbedder, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """WS_PROXY is not checked at the start, and aiohttp parses it at every lookup: an
-    EmbedderError, so the chain tries the next embedder, not a ValueError out of the save."""
-    async with environment_proxy(monkeypatch) as proxy:  # and no NO_PROXY to skip the lookup
-        monkeypatch.setenv("WS_PROXY", "http://[::1:3128")
-        with pytest.raises(EmbedderError, match="ValueError"):
-            await remote.embed(["x"])
-    assert embed_server.calls == 0 and proxy.targets == []
-
-
 async def test_a_redirect_is_an_error_not_followed_around_the_proxy(
     embed_server: FakeEmbeddingServer, remote: OpenAIEmbedder
 ) -> None:

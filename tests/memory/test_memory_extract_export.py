@@ -169,6 +169,7 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
             for i in range(20):
                 await service.save("telegram:42", f"note {i}: quasarzebra likes matcha")
             await service.save("telegram:7", "bob plays banjo")
+            await service.save("telegram:7", "bob hums kazoo", place="telegram:group:-100")
 
     asyncio.run(seed())
 
@@ -177,7 +178,7 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert cli.run(_parse(list(argv)), home, db, config) == 0
         return capsys.readouterr().out
 
-    assert "reindexed 21 chunk(s) with model2vec:src-model (dim 16)" in run("memory", "reindex")
+    assert "reindexed 22 chunk(s) with model2vec:src-model (dim 16)" in run("memory", "reindex")
     found = run("memory", "search", "--person", "telegram:42", "chai", "--mode", "vector")
     assert "# hybrid (model2vec:src-model)" in found and "matcha" in found and "banjo" not in found
     assert str(home / "exports" / "memory" / "telegram_7.md") in run("memory", "export")
@@ -185,4 +186,6 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert b"quasarzebra" not in db.read_bytes()  # the file was rebuilt without the free pages
     assert "forgot 0 item(s)" in run("memory", "forget", "--person", "telegram:7", "--id", "1")
     assert "bob plays banjo" in run("memory", "search", "--person", "telegram:7", "banjo")
+    # saved in a group: found, as `memory forget` would take it
+    assert "bob hums kazoo" in run("memory", "search", "--person", "telegram:7", "kazoo")
     assert cli.run(_parse(["models", "pull", str(tmp_path / "missing")]), home, db) == 1

@@ -155,17 +155,6 @@ async def test_a_redirect_is_the_answer_not_followed_around_the_proxy(
     assert caught.value.status == 307
 
 
-async def test_a_proxy_variable_aiohttp_cannot_read_fails_the_stream_as_a_provider_error(
-    server: _Server, client: SseClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """WS_PROXY is not checked at the start and aiohttp parses it at every lookup: the
-    request fails as a provider's, not with a ValueError out of the turn."""
-    async with environment_proxy(monkeypatch):  # and no NO_PROXY to skip the lookup
-        monkeypatch.setenv("WS_PROXY", "http://[::1:3128")
-        with pytest.raises(ProviderHTTPError, match="proxy variables cannot be read"):
-            await client.open(server.url, {}, b"{}")
-
-
 def test_a_body_reuses_the_tools_json_only_while_the_tools_are_unchanged() -> None:
     body = JsonBody()
     schema: dict[str, object] = {"type": "object", "properties": {"q": {"type": "string"}}}

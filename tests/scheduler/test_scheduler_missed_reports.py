@@ -71,6 +71,8 @@ async def test_a_summary_that_hangs_does_not_hold_up_the_next_reminder(
                 await asyncio.sleep(0.01)
 
         await asyncio.wait_for(stretch_sent(), 10)
+        # sent while the group's summary still hangs, not after it
+        assert hanging.texts(DM.chat_id) == ["⏰ stretch"] and hanging.texts(GROUP.chat_id) == []
     finally:
         await scheduler.stop(grace=0.1)
 

@@ -245,6 +245,11 @@ async def test_sends_and_edits_through_the_proxy_take_no_thread_hop(
         ("https_proxy", "https://user:s3cret@proxy.example:3128", "is a https:// proxy"),
         ("HTTP_PROXY", "socks5://user:s3cret@127.0.0.1:1080", "is a socks5:// proxy"),
         ("http_proxy", "http://[::1:3128", "is not a valid URL"),
+        ("HTTPS_PROXY", "http://user:s3cret@proxy.example:99999", "is not a valid URL"),
+        # aiohttp parses these at every lookup, for any address: one it cannot parse would
+        # fail every request
+        ("WS_PROXY", "http://user:s3cret@proxy.example:99999", "is not a valid URL"),
+        ("wss_proxy", "http://[::1:3128", "is not a valid URL"),
     ],
 )
 async def test_a_proxy_variable_the_requests_cannot_use_is_a_start_up_error_naming_it(
@@ -260,7 +265,14 @@ async def test_a_proxy_variable_the_requests_cannot_use_is_a_start_up_error_nami
     from channels.telegram import create, doctor
     from tests.channels.telegram.conftest import channel_table
 
-    for other in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+    for other in (
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "WS_PROXY",
+        "wss_proxy",
+    ):
         monkeypatch.delenv(other, raising=False)
     monkeypatch.setenv(name, value)
     fake_table = channel_table(FakeTelegram())
@@ -429,3 +441,14 @@ def test_a_telegram_start_builds_no_httpx_transport(tmp_path: Path) -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "home")], check=True)
+
+
+async def test_a_file_download_does_not_follow_a_redirect(
+    fake: FakeTelegram, start_channel: StartChannel
+) -> None:
+    channel = await start_channel()
+    elsewhere = fake.add_file(b"from elsewhere")
+    fake.redirect_files = f"{fake.file_base_url}{TOKEN}/documents/{elsewhere}.bin"
+    doc = Attachment("document", fake.add_file(b"data"), "a.txt")
+    with pytest.raises(ChannelError, match="HTTP 302"):
+        await channel.fetch(doc, 1000)
