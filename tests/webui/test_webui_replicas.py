@@ -27,6 +27,7 @@ from tests.webui.conftest import (
     page_csrf,
     record_inbound,
     set_up,
+    until_event,
 )
 
 pytestmark = [pytest.mark.replicas]
@@ -72,15 +73,6 @@ async def open_chat(http: aiohttp.ClientSession, gw: Gateway, csrf: str) -> Any:
     await ws.send_json({"type": "hello", "after": None, "have": {}})
     await until_event(ws, "ready")
     return ws
-
-
-async def until_event(ws: Any, kind: str, timeout: float = 30) -> list[dict[str, Any]]:  # noqa: ASYNC109
-    seen = []
-    while True:
-        event = await ws.receive_json(timeout=timeout)
-        seen.append(event)
-        if event["type"] == kind:
-            return seen
 
 
 async def test_a_file_uploaded_through_one_replica_goes_with_a_message_sent_to_the_other(
@@ -137,7 +129,6 @@ async def test_an_answer_made_on_one_replica_reaches_a_page_open_on_the_other(
             "re": "msg-00000002",
             "at": len(long_answer),
         }
-        # one page of b's that comes back gets it in its replay, not twice in a row
         await on_b.close()
         await on_a.close()
 
