@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -78,6 +78,9 @@ class WebChannel(BaseChannel):
         #: set by the web UI at start
         self.outbox: WebOutbox | None = None
         self.uploads: WebUploads | None = None
+        #: replicas on one database: a finished answer is handed here, to reach the pages
+        #: open on the other replicas (bot/cluster/web_answers.py)
+        self.relay: Callable[[Event], Awaitable[None]] | None = None
 
     # the web UI's side ----------------------------------------------------------------------
     async def submit(
@@ -153,6 +156,17 @@ class WebChannel(BaseChannel):
         for queue in self._listeners.get(user_id, ()):
             queue.put_nowait(event)
 
+    def relayed(self, answer: Event) -> None:
+        """An answer finished on another replica (`relay`'s argument there): to this
+        process's pages of its person as one delta and its end, and kept for their replay.
+        One already here (a repeat) is left as it is."""
+        answer_id, chat_id = str(answer["id"]), str(answer["chat"])
+        if answer_id in self._answers:
+            return
+        kept = self._keep(_Answer(answer_id, chat_id, str(answer["re"]), 0))
+        self._append(kept, str(answer["text"]))
+        self._finish(kept)
+
     # the gateway's side ---------------------------------------------------------------------
     async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
         if self.uploads is None:
@@ -167,6 +181,7 @@ class WebChannel(BaseChannel):
         answer = self._new_answer(message, answer_id)
         self._append(answer, text)
         self._finish(answer)
+        await self._relay(answer)
         return SentRef(message.conversation, answer.id)
 
     async def reply(
@@ -185,7 +200,13 @@ class WebChannel(BaseChannel):
                         await progress.shown(refs, len(answer.text))
         finally:
             self._finish(answer)
+        await self._relay(answer)
         return refs
+
+    async def _relay(self, answer: _Answer) -> None:
+        if self.relay is not None and answer.text:
+            said = {"id": answer.id, "chat": answer.chat_id, "re": answer.reply_to}
+            await self.relay({**said, "text": answer.text})
 
     def _answer_id(self, message: OutboundMessage) -> str:
         """An answer is known by the id of the message it answers (the history says it
@@ -195,10 +216,12 @@ class WebChannel(BaseChannel):
 
     def _new_answer(self, message: OutboundMessage, answer_id: str) -> _Answer:
         reply_to = message.reply_to or ""
-        seq = next(self._seq)
-        self.last_seq = seq
-        answer = _Answer(answer_id, message.conversation.chat_id, reply_to, seq)
-        self._answers[answer_id] = answer
+        return self._keep(_Answer(answer_id, message.conversation.chat_id, reply_to, 0))
+
+    def _keep(self, answer: _Answer) -> _Answer:
+        answer.seq = next(self._seq)
+        self.last_seq = answer.seq
+        self._answers[answer.id] = answer
         while len(self._answers) > KEEP_ANSWERS:
             self._answers.popitem(last=False)
         return answer

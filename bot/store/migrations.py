@@ -378,3 +378,25 @@ def m013_web_message_answer(conn: Any) -> None:
     # the id a message sent to the web chat outside a turn was streamed under: the history
     # says it, so a page that shows it there does not take it again on a reconnect
     conn.execute("ALTER TABLE web_messages ADD COLUMN answer_id TEXT NOT NULL DEFAULT ''")
+
+
+@migration
+def m014_web_shared(conn: Any) -> None:
+    """What the web UI keeps between two requests that a balancer may send to different
+    replicas: passkey challenges (one use, minutes long) and, on a shared database, the
+    files uploaded from the chat page (kept a day)."""
+    for stmt in _M014:
+        conn.execute(stmt)
+
+
+_M014 = [
+    """CREATE TABLE web_challenges (
+        key TEXT PRIMARY KEY, challenge BLOB NOT NULL, expires_at REAL NOT NULL)""",
+    "CREATE INDEX web_challenges_expiry ON web_challenges(expires_at)",
+    """CREATE TABLE web_uploads (
+        id TEXT PRIMARY KEY, person TEXT NOT NULL, name TEXT NOT NULL, mime TEXT NOT NULL,
+        size INTEGER NOT NULL, kind TEXT NOT NULL, created_at REAL NOT NULL,
+        data BLOB NOT NULL)""",
+    "CREATE INDEX web_uploads_person ON web_uploads(person, created_at)",
+    "CREATE INDEX web_uploads_created ON web_uploads(created_at)",
+]

@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from bot.errors import StoreError
 from bot.store import Store, _settle_all
 from bot.store.pg_vectors import VectorSupport
-from bot.store.postgres import PgConnection, configure, connect, migrate_pg, prepare_vectors
+from bot.store.postgres import (
+    PgConnection,
+    configure,
+    connect,
+    migrate_pg,
+    pg_refused,
+    prepare_vectors,
+)
 
 if TYPE_CHECKING:
     from bot.progress import ProgressSink
@@ -138,7 +145,15 @@ class PgStore(Store):
         self._pending.append((fn, fut))
         if len(self._pending) == 1 and not self._writing:
             loop.call_soon(self._flush)
-        return await fut
+        try:
+            return await fut
+        except Exception as exc:
+            # a refusal for a while (read-only, full, out of reach) is said as SQLite's are,
+            # so that every caller waiting for storage waits for this one too
+            refused = pg_refused(exc, self.label)
+            if refused is None:
+                raise
+            raise refused from exc
 
     def _flush(self) -> None:
         if not self._pending or self._writes is None or self._writing:
@@ -160,12 +175,14 @@ class PgStore(Store):
             conn = self._begin(len(batch) > 1)
         except Exception as exc:
             err = StoreError(f"write failed: cannot reach PostgreSQL: {exc}")
+            err.__cause__ = exc
             results = [(fut, None, err) for _, fut in batch]
         else:
             try:
                 results = self._run_batch_pg(conn, batch)
             except Exception as exc:  # the ROLLBACK after a failure failed too
                 err = StoreError(f"write failed: {exc}")
+                err.__cause__ = exc
                 results = [(fut, None, err) for _, fut in batch]
                 # its transaction may still be open and aborted: every later BEGIN on it
                 # would fail, so the next batch opens a fresh connection
@@ -232,6 +249,7 @@ class PgStore(Store):
             if not conn.broken and conn.in_transaction:
                 conn.execute("ROLLBACK")
             failed = StoreError(f"write failed: {exc}")
+            failed.__cause__ = exc
             results = [(fut, None, failed) for _, fut in batch]
         return results
 

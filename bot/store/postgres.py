@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from bot.errors import StorageUnavailable
 from bot.store.migrations import MIGRATION_LOCK, MIGRATIONS, Migration, refuse_newer
 from bot.store.pg_dialect import Translated, translate
 
@@ -128,6 +129,37 @@ def configure(raw: Any) -> None:
             return int(value) if value.lstrip("-").isdigit() else float(value)
 
     raw.adapters.register_loader("numeric", NumericLoader)
+
+
+#: SQLSTATEs of a server that refuses writes for a while -> the reason said
+_REFUSALS = {
+    "53100": "full",  # disk_full
+    "53200": "full",  # out_of_memory
+    "25006": "read-only",  # read_only_sql_transaction (a standby, or made read-only)
+    "55P03": "busy",  # lock_not_available (lock_timeout)
+    "53300": "busy",  # too_many_connections
+    "57P03": "busy",  # cannot_connect_now (starting up, shutting down)
+    "57P01": "failing",  # admin_shutdown
+    "58030": "failing",  # io_error
+}
+
+
+def pg_refused(exc: BaseException, label: str) -> StorageUnavailable | None:
+    """The refusal behind `exc` (its causes included) as StorageUnavailable, as SQLite's
+    store says a full, read-only or locked disk; a server out of reach is "unreachable"."""
+    import psycopg
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, StorageUnavailable):
+            return seen
+        reason = _REFUSALS.get(getattr(seen, "sqlstate", None) or "")
+        if reason is not None:
+            return StorageUnavailable(reason, label)
+        if isinstance(seen, psycopg.OperationalError) and getattr(seen, "sqlstate", None) is None:
+            return StorageUnavailable("unreachable", label)  # no answer from the server
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def connect(conninfo: str, password: str | None, pgvector: bool = False) -> PgConnection:

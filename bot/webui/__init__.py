@@ -32,6 +32,11 @@ async def start_webui(gw: Gateway, http: HttpServer) -> None:
     await asyncio.to_thread(ui.uploads.start)
     channel.outbox = auth.repo
     channel.uploads = ui.uploads
+    if gw.replica is not None:
+        # replicas behind a balancer: an answer made here reaches the pages open elsewhere
+        from bot.cluster.web_answers import SharedWebAnswers, WebAnswers
+
+        SharedWebAnswers(cast(WebAnswers, channel), gw.replica.bus, gw.store, gw.replica.id)
     for method, path, handler in ui.routes():
         http.add_route(method, path, handler, public=True)
     http.app.on_shutdown.append(ui.chat.close_all)

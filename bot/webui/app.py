@@ -76,11 +76,17 @@ class WebUI:
         self.passkeys = Passkeys(self)
         #: a new session's CSRF token -> the admin token its setup made, shown once
         self.shown_once: dict[str, str] = {}
+        from bot.webui.upload_rows import RowUploads
         from bot.webui.uploads import UPLOAD_DIR, UploadStore
 
         cap = int(gw.config.webui.upload_max_mb * 1024 * 1024)
         quota = int(gw.config.webui.upload_quota_mb * 1024 * 1024)
-        self.uploads = UploadStore(gw.config.home / UPLOAD_DIR, cap, quota)
+        # replicas on one database: in it, as the next request may reach another replica
+        self.uploads: UploadStore | RowUploads = (
+            RowUploads(gw.store, cap, quota)
+            if gw.store.backend == "postgresql"
+            else UploadStore(gw.config.home / UPLOAD_DIR, cap, quota)
+        )
         #: name -> (bytes, content type, etag), read once at start
         self.assets: dict[str, tuple[bytes, str, str]] = {}
         for path in sorted((_HERE / "static").iterdir()):

@@ -253,7 +253,7 @@ class ChatSocket:
                 )
                 _refuse(queue, client_id, too_many)
                 continue
-            parts = self._parts(session, files)
+            parts = await self._parts(session, files)
             if parts is None:
                 _refuse(queue, client_id, "unknown file")
                 continue
@@ -302,7 +302,7 @@ class ChatSocket:
                 return False  # the page sends it again, under its id, when it is back
             pause = min(pause * 2, SUBMIT_RETRY_MOST_S)
 
-    def _parts(self, session: WebSession, files: Any) -> tuple[Attachment, ...] | None:
+    async def _parts(self, session: WebSession, files: Any) -> tuple[Attachment, ...] | None:
         """The attachments of a message's upload ids; None if one is not this person's."""
         if files is None:
             return ()
@@ -310,7 +310,7 @@ class ChatSocket:
             return None
         parts = []
         for upload_id in files:
-            upload = self.ui.uploads.get(upload_id) if isinstance(upload_id, str) else None
+            upload = await self.ui.uploads.find(upload_id) if isinstance(upload_id, str) else None
             if upload is None or upload.user != session.user:
                 return None
             parts.append(upload.attachment())

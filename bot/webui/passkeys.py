@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from bot.store.web_shared import WebSharedRepo
 from bot.webui.auth import MIN_PASSWORD_CHARS, SESSION, WebSession, csrf_ok
 
 if TYPE_CHECKING:
@@ -42,8 +43,9 @@ class Passkeys:
     def __init__(self, ui: WebUI) -> None:
         self.ui = ui
         self.repo = ui.auth.repo
-        #: token of the page that asked -> (challenge, when it expires); one use each
-        self._challenges: dict[str, tuple[bytes, float]] = {}
+        #: token of the page that asked -> its challenge, one use each; in the store, as the
+        #: answer may reach another replica than the one that issued it
+        self.challenges = WebSharedRepo(ui.auth.repo.store)
 
     def public_routes(self) -> list[tuple[str, str, Handler]]:
         return [
@@ -82,21 +84,16 @@ class Passkeys:
         port = request.url.port
         return f"localhost:{port}" if port else "localhost"
 
-    def _challenge(self, key: str) -> bytes:
-        now = time.monotonic()
-        for old in [k for k, (_, until) in self._challenges.items() if until < now]:
-            del self._challenges[old]
-        while len(self._challenges) >= _MAX_CHALLENGES:
-            self._challenges.pop(next(iter(self._challenges)))
+    async def _challenge(self, key: str) -> bytes:
         challenge = secrets.token_bytes(32)
-        self._challenges[key] = (challenge, now + CHALLENGE_TTL_S)
+        await self.challenges.put_challenge(key, challenge, CHALLENGE_TTL_S, keep=_MAX_CHALLENGES)
         return challenge
 
-    def _take_challenge(self, key: str) -> bytes:
-        found = self._challenges.pop(key, None)
-        if found is None or found[1] < time.monotonic():
+    async def _take_challenge(self, key: str) -> bytes:
+        found = await self.challenges.take_challenge(key)
+        if found is None:
             raise web.HTTPBadRequest(text="no passkey request is open here; try again")
-        return found[0]
+        return found
 
     @staticmethod
     async def _credential(request: web.Request) -> dict[str, Any]:
@@ -138,7 +135,7 @@ class Passkeys:
             user_id=_OWNER_HANDLE,
             user_name="owner",
             user_display_name="Decapod owner",
-            challenge=self._challenge(key),
+            challenge=await self._challenge(key),
             authenticator_selection=AuthenticatorSelectionCriteria(
                 resident_key=ResidentKeyRequirement.REQUIRED,
                 user_verification=UserVerificationRequirement.REQUIRED,
@@ -156,7 +153,7 @@ class Passkeys:
         from webauthn.helpers.exceptions import WebAuthnException
 
         credential = await self._credential(request)
-        challenge = self._take_challenge(key)
+        challenge = await self._take_challenge(key)
         origin, rp_id = self._origin(request)
         try:
             verified = verify_registration_response(
@@ -277,7 +274,7 @@ class Passkeys:
         _, rp_id = self._origin(request)
         options = generate_authentication_options(
             rp_id=rp_id,
-            challenge=self._challenge("login:" + token),
+            challenge=await self._challenge("login:" + token),
             user_verification=UserVerificationRequirement.REQUIRED,
         )
         return web.Response(text=options_to_json(options), content_type="application/json")
@@ -290,7 +287,7 @@ class Passkeys:
         self.ui._throttled(request, "login")
         token = self._form_token(request)
         credential = await self._credential(request)
-        challenge = self._take_challenge("login:" + token)
+        challenge = await self._take_challenge("login:" + token)
         origin, rp_id = self._origin(request)
         known = {p.credential_id: p for p in await self.repo.passkeys()}
         stored = known.get(credential["rawId"])

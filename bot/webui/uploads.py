@@ -63,6 +63,23 @@ class Upload:
         return Attachment(self.kind, self.id, self.name, self.mime, self.size)
 
 
+def describe(part: BodyPartReader) -> tuple[str, str]:
+    """A part's file name, made safe to show and keep, and its content type."""
+    name = _NAME_UNSAFE.sub("_", part.filename or "file")[-200:] or "file"
+    mime = part.headers.get("Content-Type") or mimetypes.guess_type(name)[0] or ""
+    if mime in ("", "application/octet-stream"):
+        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return name, mime
+
+
+def quota_full(quota_bytes: int) -> UploadQuotaFull:
+    return UploadQuotaFull(
+        f"upload limit reached: the files you uploaded may take up {_mb(quota_bytes)} "
+        "at most; uploads are cleared a day after they were sent, so there is room again "
+        "then"
+    )
+
+
 def kind_of(mime: str) -> str:
     top = mime.split("/", 1)[0]
     return top if top in ("image", "audio", "video") else "document"
@@ -97,10 +114,7 @@ class UploadStore:
         if self._kept.get(user, 0) >= self.quota_bytes:
             raise self._quota_full()  # before anything is written
         upload_id = secrets.token_urlsafe(16)
-        name = _NAME_UNSAFE.sub("_", part.filename or "file")[-200:] or "file"
-        mime = part.headers.get("Content-Type") or mimetypes.guess_type(name)[0] or ""
-        if mime in ("", "application/octet-stream"):
-            mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        name, mime = describe(part)
         path = self.root / upload_id
         size = 0
         # before the try: a first upload that fails before any chunk still has a count to undo
@@ -131,11 +145,10 @@ class UploadStore:
         return upload
 
     def _quota_full(self) -> UploadQuotaFull:
-        return UploadQuotaFull(
-            f"upload limit reached: the files you uploaded may take up {_mb(self.quota_bytes)} "
-            "at most; uploads are cleared a day after they were sent, so there is room again "
-            "then"
-        )
+        return quota_full(self.quota_bytes)
+
+    async def find(self, upload_id: str) -> Upload | None:
+        return self.get(upload_id)
 
     def get(self, upload_id: str) -> Upload | None:
         if not _ID.fullmatch(upload_id):
@@ -153,18 +166,16 @@ class UploadStore:
         """The bytes of an upload, never more than `max_bytes` (ChannelError if it is)."""
         upload = self.get(attachment.ref)
         what = attachment.name or attachment.kind
-        gone = ChannelError(f"{what} is no longer available (uploads are kept for a day)")
+        gone = gone_error(what)
         if upload is None:
             raise gone
         if upload.size > max_bytes:
-            raise ChannelError(f"{what} is {_mb(upload.size)}; the limit is {_mb(max_bytes)}")
+            raise too_large_for(what, upload.size, max_bytes)
         try:
             data = await asyncio.to_thread((self.root / upload.id).read_bytes)
         except FileNotFoundError:
             raise gone from None  # its record outlived it (pruned meanwhile, removed by hand)
-        if len(data) > max_bytes:
-            raise ChannelError(f"{what} is larger than {_mb(max_bytes)}")
-        return data
+        return checked(data, what, max_bytes)
 
     def prune(self, now: float | None = None) -> int:
         now = now or time.time()
@@ -182,6 +193,20 @@ class UploadStore:
             except OSError:
                 continue
         return removed
+
+
+def checked(data: bytes, what: str, max_bytes: int) -> bytes:
+    if len(data) > max_bytes:
+        raise ChannelError(f"{what} is larger than {_mb(max_bytes)}")
+    return data
+
+
+def gone_error(what: str) -> ChannelError:
+    return ChannelError(f"{what} is no longer available (uploads are kept for a day)")
+
+
+def too_large_for(what: str, size: int, max_bytes: int) -> ChannelError:
+    return ChannelError(f"{what} is {_mb(size)}; the limit is {_mb(max_bytes)}")
 
 
 def _mb(n: int) -> str:

@@ -119,6 +119,16 @@ async def signed_in(gateway: Gateway) -> AsyncIterator[SignedIn]:
 Opener = Callable[..., Awaitable[aiohttp.ClientWebSocketResponse]]
 
 
+async def until_event(ws: aiohttp.ClientWebSocketResponse, kind: str) -> list[dict[str, Any]]:
+    """The chat socket's events up to the first of `kind`, that one included."""
+    seen = []
+    while True:
+        event = await ws.receive_json(timeout=30)
+        seen.append(event)
+        if event["type"] == kind:
+            return seen
+
+
 def record_inbound(gw: Gateway) -> list[Any]:
     """Every message the web channel hands to the gateway, as the gateway receives it."""
     channel = gw.channels["web"]

@@ -13,7 +13,7 @@ import pytest
 
 from bot.gateway import Gateway
 from tests.fakes.llm import FakeLLM, Reply
-from tests.webui.conftest import SignedIn, record_inbound
+from tests.webui.conftest import SignedIn, record_inbound, until_event
 
 LONG = " ".join(f"word{i}" for i in range(120))
 
@@ -24,13 +24,7 @@ async def _open(s: SignedIn, after: int | None = None, have: dict[str, int] | No
     return ws
 
 
-async def _until(ws: aiohttp.ClientWebSocketResponse, kind: str) -> list[dict[str, Any]]:
-    seen = []
-    while True:
-        event = await ws.receive_json(timeout=30)
-        seen.append(event)
-        if event["type"] == kind:
-            return seen
+_until = until_event
 
 
 def _text(events: list[dict[str, Any]], answer_id: str) -> str:

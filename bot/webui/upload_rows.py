@@ -1,0 +1,96 @@
+"""The chat page's uploads as rows of the store (`web_uploads`), for replicas on one
+PostgreSQL database: a file uploaded through one replica is read by whichever replica the
+message naming it reaches. Same rules as the files of bot/webui/uploads.py (one process on
+SQLite keeps those): the size cap applied while the body streams in (held in memory, at
+most the cap), the per-person quota counted in the writing transaction, a day's keep, and
+the rows of older uploads removed (hourly, on the next upload)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import TYPE_CHECKING
+
+from bot.store.web_shared import UploadRow, WebSharedRepo
+from bot.webui.uploads import (
+    _ID,
+    KEEP_S,
+    Upload,
+    UploadTooLarge,
+    _mb,
+    checked,
+    describe,
+    gone_error,
+    kind_of,
+    quota_full,
+    too_large_for,
+)
+
+if TYPE_CHECKING:
+    from aiohttp import BodyPartReader
+
+    from bot.messages import Attachment
+    from bot.store import Store
+
+_PRUNE_EVERY_S = 3600.0
+
+
+class RowUploads:
+    def __init__(self, store: Store, max_bytes: int, quota_bytes: int) -> None:
+        self.repo = WebSharedRepo(store)
+        self.max_bytes = max_bytes
+        self.quota_bytes = quota_bytes
+        self._pruned_at = 0.0
+
+    def start(self) -> None:
+        """Nothing to prepare: the first upload removes the expired rows."""
+
+    async def prune(self, now: float | None = None) -> int:
+        now = now or time.time()
+        self._pruned_at = now
+        return await self.repo.prune_uploads(now - KEEP_S)
+
+    async def save(self, user: str, part: BodyPartReader) -> Upload:
+        if time.time() - self._pruned_at > _PRUNE_EVERY_S:
+            await self.prune()
+        kept = await self.repo.kept_bytes(user)
+        if kept >= self.quota_bytes:
+            raise quota_full(self.quota_bytes)  # before anything is read
+        name, mime = describe(part)
+        data = bytearray()
+        while chunk := await part.read_chunk(64 * 1024):
+            data += chunk
+            if len(data) > self.max_bytes:
+                raise UploadTooLarge(f"{name} is larger than {_mb(self.max_bytes)}")
+            if kept + len(data) > self.quota_bytes:
+                raise quota_full(self.quota_bytes)
+        row = UploadRow(
+            secrets.token_urlsafe(16), user, name, mime.lower(), len(data), kind_of(mime),
+            time.time(),
+        )  # fmt: skip
+        if not await self.repo.add_upload(row, bytes(data), self.quota_bytes):
+            raise quota_full(self.quota_bytes)  # another replica's upload took the room
+        return _upload(row)
+
+    async def find(self, upload_id: str) -> Upload | None:
+        if not _ID.fullmatch(upload_id):
+            return None
+        row = await self.repo.upload(upload_id, time.time() - KEEP_S)
+        return None if row is None else _upload(row)
+
+    async def read(self, attachment: Attachment, max_bytes: int) -> bytes:
+        """The bytes of an upload, never more than `max_bytes` (ChannelError if it is)."""
+        what = attachment.name or attachment.kind
+        upload = await self.find(attachment.ref)
+        if upload is None:
+            raise gone_error(what)
+        if upload.size > max_bytes:
+            raise too_large_for(what, upload.size, max_bytes)
+        data = await self.repo.upload_data(upload.id)
+        if data is None:
+            raise gone_error(what)  # pruned between the two reads
+        return checked(data, what, max_bytes)
+
+
+def _upload(row: UploadRow) -> Upload:
+    return Upload(row.id, row.person, row.name, row.mime, row.size, row.kind, row.created_at)

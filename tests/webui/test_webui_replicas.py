@@ -1,0 +1,169 @@
+"""The web UI of two replicas on one PostgreSQL database, as compose.scale.yaml runs them
+behind a balancer that sends each request anywhere: an upload made through one is sent with a
+message that reaches the other, an answer made on one reaches a page open on the other, and
+a chat message sent while PostgreSQL refuses writes for a moment waits and is not lost."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psycopg
+import pytest
+
+from bot.config import parse_config
+from bot.errors import ChannelError
+from bot.gateway import Gateway
+from bot.webui.uploads import KEEP_S
+from tests.fakes.llm import FakeLLM, Reply
+from tests.webui.conftest import (
+    base_url,
+    client,
+    gateway_config,
+    page_csrf,
+    record_inbound,
+    set_up,
+    until_event,
+)
+
+pytestmark = [pytest.mark.replicas]
+
+DATA = b"the minutes of the meeting\n" * 100
+
+
+def replica_config(home: Path, pg_url: str, fake: FakeLLM) -> Any:
+    def make(**sections: Any) -> Any:
+        return parse_config({"logging": {"file": ""}, **sections}, home)
+
+    return gateway_config(
+        make,
+        fake,
+        store={"url": pg_url},
+        gateway={"shutdown_grace_s": 0.5, "session_lease_s": 3},
+        scheduler={"poll_seconds": 3600},
+    )
+
+
+@contextlib.asynccontextmanager
+async def replicas(
+    tmp_path: Path, pg_url: str, fake: FakeLLM
+) -> AsyncIterator[tuple[Gateway, Gateway]]:
+    """Two gateways, each with a home of its own, on one database."""
+    async with (
+        Gateway(replica_config(tmp_path / "a", pg_url, fake)) as a,
+        Gateway(replica_config(tmp_path / "b", pg_url, fake)) as b,
+    ):
+        yield a, b
+
+
+async def signed_in_csrf(http: aiohttp.ClientSession, gw: Gateway) -> str:
+    """Set the owner up through `gw`; the session's token (its cookie opens every replica)."""
+    await set_up(http, gw)
+    async with http.get(base_url(gw) + "/") as resp:
+        return page_csrf(await resp.text())
+
+
+async def open_chat(http: aiohttp.ClientSession, gw: Gateway, csrf: str) -> Any:
+    base = base_url(gw)
+    ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
+    await ws.send_json({"type": "hello", "after": None, "have": {}})
+    await until_event(ws, "ready")
+    return ws
+
+
+async def test_a_file_uploaded_through_one_replica_goes_with_a_message_sent_to_the_other(
+    tmp_path: Path, pg_url: str, fake_llm: FakeLLM
+) -> None:
+    fake_llm.push(Reply(text="Read it."))
+    async with replicas(tmp_path, pg_url, fake_llm) as (a, b), client() as http:
+        csrf = await signed_in_csrf(http, a)
+        form = aiohttp.FormData()
+        form.add_field("file", DATA, filename="minutes.txt", content_type="text/plain")
+        async with http.post(
+            base_url(a) + "/upload", data=form, headers={"X-CSRF-Token": csrf}
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+            upload = await resp.json()
+        seen = record_inbound(b)
+        ws = await open_chat(http, b, csrf)
+        send = {"type": "send", "id": "msg-00000001", "text": "read this"}
+        await ws.send_json(send | {"files": [upload["id"]]})
+        events = await until_event(ws, "ack")
+        assert [e for e in events if e["type"] == "error"] == []  # not "unknown file"
+        [message] = seen
+        [part] = message.parts
+        assert (part.name, part.size) == ("minutes.txt", len(DATA))
+        web_b = b.channels["web"]
+        assert await web_b.fetch(part, 1 << 20) == DATA  # type: ignore[attr-defined]
+        await until_event(ws, "done")
+        await ws.close()
+
+        # a day on, any replica removes it from the database
+        uploads = web_b.uploads  # type: ignore[attr-defined]
+        assert await uploads.prune(time.time() + KEEP_S + 1) == 1
+        with pytest.raises(ChannelError, match="no longer available"):
+            await web_b.fetch(part, 1 << 20)  # type: ignore[attr-defined]
+
+
+async def test_an_answer_made_on_one_replica_reaches_a_page_open_on_the_other(
+    tmp_path: Path, pg_url: str, fake_llm: FakeLLM
+) -> None:
+    long_answer = "Here it is:" + " é and ✓" * 900  # several notifications' worth
+    fake_llm.push(Reply(text=long_answer))
+    async with replicas(tmp_path, pg_url, fake_llm) as (a, b), client() as http:
+        csrf = await signed_in_csrf(http, a)
+        on_b = await open_chat(http, b, csrf)
+        on_a = await open_chat(http, a, csrf)
+        await on_a.send_json({"type": "send", "id": "msg-00000002", "text": "tell me"})
+        await until_event(on_a, "done")
+        events = await until_event(on_b, "done")
+        text = "".join(e["text"] for e in events if e["type"] == "delta")
+        assert text == long_answer
+        assert events[-1] == {
+            "type": "done",
+            "id": "msg-00000002",
+            "re": "msg-00000002",
+            "at": len(long_answer),
+        }
+        await on_b.close()
+        await on_a.close()
+
+
+async def test_a_chat_message_sent_while_postgresql_refuses_writes_waits_and_is_answered(
+    tmp_path: Path, pg_url: str, fake_llm: FakeLLM
+) -> None:
+    fake_llm.push(Reply(text="Stored after all."))
+    async with replicas(tmp_path, pg_url, fake_llm) as (a, _b), client() as http:
+        csrf = await signed_in_csrf(http, a)
+        ws = await open_chat(http, a, csrf)
+        admin = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+        try:
+            await _read_only(admin, True)
+            await ws.send_json({"type": "send", "id": "msg-00000003", "text": "keep this"})
+            waiting = await until_event(ws, "error")
+            assert waiting[-1]["wait"] is True and "read-only" in waiting[-1]["text"]
+            await _read_only(admin, False)
+            events = await until_event(ws, "done")
+        finally:
+            await _read_only(admin, False)
+            await admin.close()
+        assert {"type": "ack", "id": "msg-00000003"} in events
+        assert "".join(e["text"] for e in events if e["type"] == "delta") == "Stored after all."
+        assert await a.store.inbound.status("web", "owner:msg-00000003") is not None
+        await ws.close()
+
+
+async def _read_only(admin: Any, on: bool) -> None:
+    """Make the database read-only (or writable again) for every connection: the setting
+    holds for new sessions, so the others are cut and open themselves again."""
+    db = (await (await admin.execute("SELECT current_database()")).fetchone())[0]
+    value = "on" if on else "off"
+    await admin.execute(f'ALTER DATABASE "{db}" SET default_transaction_read_only = {value}')
+    await admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
