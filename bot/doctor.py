@@ -328,7 +328,8 @@ def missing_config(path: Path, home: Path, environ: Mapping[str, str]) -> str | 
     return _line(
         "config",
         False,
-        f"no config file at {path}: run `decapod init` to create one (or pass --config PATH)",
+        f"no config file at {path}: run `decapod init` to create one, pass --config PATH, "
+        "or set the keys as DECAPOD_<TABLE>__<KEY> environment variables",
     )
 
 

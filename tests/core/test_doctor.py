@@ -205,7 +205,8 @@ def test_doctor_before_init_says_the_config_is_missing_and_creates_nothing(
 
     out = capsys.readouterr().out
     assert code == 1
-    assert "FAIL config" in out and "decapod init" in out
+    assert "FAIL config" in out and "decapod init" in out and "--config PATH" in out
+    assert "DECAPOD_<TABLE>__<KEY> environment variables" in out  # they count as a config
     assert str(home / "config.toml") in out
     assert "ok   config" not in out and "all good" not in out
     assert list(home.iterdir()) == [], "no database (nor anything else) made in the home"
