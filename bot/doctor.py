@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from bot.config import Config
 from bot.errors import ConfigError
 from bot.providers.config import ProviderConfig, split_model_ref
-from bot.proxy_env import check_proxy_env
+from bot.proxy_env import ProxyLookup, check_proxy_env
 
 if TYPE_CHECKING:
     import aiohttp
@@ -96,12 +96,13 @@ async def check_providers(config: Config) -> list[Check]:
     except ConfigError as exc:
         return [("providers", False, str(exc))]
     # the proxy from the environment, as the providers' own sessions take it
+    proxies = ProxyLookup()
     async with aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=5), trust_env=True
+        timeout=aiohttp.ClientTimeout(total=5), trust_env=False
     ) as http:
         results = await asyncio.gather(
             *(
-                _check_provider(http, name, provider, wanted.get(name, []))
+                _check_provider(http, proxies, name, provider, wanted.get(name, []))
                 for name, provider in config.providers.items()
             )
         )
@@ -109,7 +110,11 @@ async def check_providers(config: Config) -> list[Check]:
 
 
 async def _check_provider(
-    http: aiohttp.ClientSession, name: str, provider: ProviderConfig, models: list[str]
+    http: aiohttp.ClientSession,
+    proxies: ProxyLookup,
+    name: str,
+    provider: ProviderConfig,
+    models: list[str],
 ) -> list[Check]:
     import aiohttp
 
@@ -125,8 +130,14 @@ async def _check_provider(
     served: set[str] | None = None
     for variable, key in keys or [(None, None)]:
         try:
-            async with http.get(url, headers=_auth_headers(provider, key)) as resp:
+            proxy = await proxies.for_url(url)
+            # no redirect, as the provider's own requests follow none: the model calls
+            # would not reach where a redirect leads
+            async with http.get(
+                url, headers=_auth_headers(provider, key), proxy=proxy, allow_redirects=False
+            ) as resp:
                 status = resp.status
+                location = resp.headers.get("Location", "")
                 body = await resp.json(content_type=None) if status == 200 else None
         except (aiohttp.ClientError, ValueError, TimeoutError) as exc:
             hint = "is the server running?" if provider.is_local() else "network?"
@@ -137,7 +148,8 @@ async def _check_provider(
         if status == 404:
             return [(what, False, f"{url} not found: is base_url right (often it ends in /v1)?")]
         if status != 200:
-            return [(what, False, f"{url} answered {status}")]
+            moved = f" (a redirect to {location}: give base_url as it)" if location else ""
+            return [(what, False, f"{url} answered {status}{moved}")]
         if served is None:
             served = _model_ids(body)
     checks: list[Check] = [(what, True, f"{url} answered" + (" (key accepted)" if keys else ""))]
@@ -316,7 +328,8 @@ def missing_config(path: Path, home: Path, environ: Mapping[str, str]) -> str | 
     return _line(
         "config",
         False,
-        f"no config file at {path}: run `decapod init` to create one (or pass --config PATH)",
+        f"no config file at {path}: run `decapod init` to create one, pass --config PATH, "
+        "or set the keys as DECAPOD_<TABLE>__<KEY> environment variables",
     )
 
 

@@ -107,7 +107,7 @@ async def doctor(name: str, channel_config: DiscordChannelConfig) -> list[Check]
     import aiohttp
 
     from bot.errors import ConfigError
-    from bot.proxy_env import check_proxy_env
+    from bot.proxy_env import ProxyLookup, check_proxy_env
 
     what = f"discord {name}"
     token = os.environ.get(channel_config.token_env, "")
@@ -120,16 +120,20 @@ async def doctor(name: str, channel_config: DiscordChannelConfig) -> list[Check]
     except ConfigError as exc:
         return [(what, False, str(exc))]
     try:
+        # the proxy of the environment, and no redirect, as the adapter's own requests
+        proxy = await ProxyLookup().for_url(base)
         async with aiohttp.ClientSession(
-            headers=headers, timeout=aiohttp.ClientTimeout(total=10), trust_env=True
+            headers=headers, timeout=aiohttp.ClientTimeout(total=10), trust_env=False
         ) as http:
-            async with http.get(f"{base}/users/@me") as resp:
+            async with http.get(f"{base}/users/@me", proxy=proxy, allow_redirects=False) as resp:
                 if resp.status == 401:
                     return [(what, False, f"the token in ${channel_config.token_env} is rejected")]
                 if resp.status != 200:
                     return [(what, False, f"GET /users/@me answered {resp.status}")]
                 me = await resp.json(content_type=None)
-            async with http.get(f"{base}/oauth2/applications/@me") as resp:
+            async with http.get(
+                f"{base}/oauth2/applications/@me", proxy=proxy, allow_redirects=False
+            ) as resp:
                 app = await resp.json(content_type=None) if resp.status == 200 else {}
     except (aiohttp.ClientError, TimeoutError) as exc:
         from channels.http_errors import describe_http_error

@@ -140,7 +140,20 @@ class McpManager:
     # the registry ------------------------------------------------------------------------------
     def _sync(self, conn: McpConnection) -> None:
         """Register the tools a ready server lists; withdraw any it no longer has, and all of
-        them when it is down."""
+        them when it is down. A name it gave up may be one another ready server was refused
+        for (the same prefixed name): that server's tools are registered again at once, not
+        only when it next lists them."""
+        changed, freed = self._sync_one(conn)
+        if freed:
+            for other in self.connections.values():
+                if other is not conn and other.state == "ready" and self._clashes.get(other.name):
+                    changed = self._sync_one(other)[0] or changed
+        if changed and self.on_tools_changed is not None:
+            self.on_tools_changed()
+
+    def _sync_one(self, conn: McpConnection) -> tuple[bool, bool]:
+        """Bring one server's registered tools in step with its state and list: (whether its
+        set of names changed, whether it withdrew any)."""
         from bot.mcp.tools import McpTool
 
         mine = self._registered.setdefault(conn.name, {})
@@ -171,8 +184,7 @@ class McpManager:
             self.registry.register(mine[name])
         if conn.state == "ready":
             self._noticed.discard(conn.name)  # a later outage is news again
-        if set(mine) != before and self.on_tools_changed is not None:
-            self.on_tools_changed()
+        return set(mine) != before, bool(before - set(mine))
 
     def _within_cap(self, tools: list[Tool]) -> list[Tool]:
         """Every request offers each tool it is given; past `max_tools` a provider refuses the

@@ -90,12 +90,13 @@ async def report_missed(
     # per conversation, not per person: a list of what was set in a DM must not be
     # posted in a group the person also uses
     for (person_id, conversation), group in groups.items():
-        summary = texts.missed_summary(group, max_lateness_s)
         try:
-            # the person revoked there: reported without a word, as their reminders are
-            # skipped without one
-            if await _allowed(may_deliver, group[0].job):
-                await send(conversation, summary)
+            # each job asked as the account it was set by (a linked person may have set
+            # some there from another): one revoked there is reported without a word, as
+            # its reminders are skipped without one
+            told = [miss for miss in group if await _allowed(may_deliver, miss.job)]
+            if told:
+                await send(conversation, texts.missed_summary(told, max_lateness_s))
         except DeliveryRefused as exc:
             log.warning(
                 "%d missed jobs of %s: their conversation refused the summary (%s)",

@@ -37,7 +37,12 @@ class IdentityRepo(_Repo):
         self._zone_writes = 0  # a lookup that raced with a write is not cached
 
     async def touch(self, identity: Identity) -> str:
-        """Record that an identity was seen; returns its canonical person id."""
+        """Record that an identity was seen; returns its canonical person id. A new identity's
+        key becomes its person id: one that could not be told from a group's owner in memory
+        is refused (ValueError)."""
+        from bot.store.memory_items import check_person_id
+
+        check_person_id(identity.key)
         now = time.time()
 
         def op(conn: Conn) -> str:

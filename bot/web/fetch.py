@@ -88,7 +88,7 @@ class Fetcher:
                     continue
                 if resp.status >= 400:
                     raise ToolError(f"{target} answered HTTP {resp.status} {resp.reason or ''}")
-                body, truncated = await _read_capped(resp, self.config.max_bytes)
+                body, truncated = await read_capped(resp, self.config.max_bytes)
                 return Fetched(
                     url=str(target),
                     status=resp.status,
@@ -100,7 +100,7 @@ class Fetcher:
         raise ToolError(f"{url}: more than {self.config.max_redirects} redirects; gave up")
 
 
-async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
+async def read_capped(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
     """At most `cap` bytes (decompressed), then the connection is dropped, not drained."""
     chunks: list[bytes] = []
     size = 0

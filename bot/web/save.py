@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import stat
 from typing import TYPE_CHECKING
 
@@ -36,32 +37,38 @@ class WorkspaceSaver:
         self.config = config
         self.approvals = approvals
 
-    async def approve(self, ctx: ToolContext, path: str, source: str) -> str:
+    async def approve(
+        self, ctx: ToolContext, path: str, source: str, *, overwrite: bool = False
+    ) -> str:
         """Check the path and, where needed, get the owner's approval, before anything is
-        downloaded; returns the path as the sandbox sees it."""
+        downloaded; returns the path as the sandbox sees it. A file already there is
+        replaced only with `overwrite`: a download named like one of the person's files
+        must not take its place unasked."""
         parts = split_workspace_path(path)
         # "/work/downloads/" or "downloads/." read as a file name would download first and
         # fail after (or make a file called "downloads"): say so before anything is fetched
         # or asked, as for a folder that is there
-        if (
-            not parts
-            or path.strip().split("/")[-1] in ("", ".")
-            or await self._is_folder(ctx, path)
-        ):
+        names_folder = not parts or path.strip().split("/")[-1] in ("", ".")
+        there = None if names_folder else await self._entry(ctx, path)
+        if names_folder or (there is not None and stat.S_ISDIR(there.st_mode)):
             raise ToolError(
                 f"refused: save_as names a file, like /work/downloads/report.pdf, and {path!r} "
                 "is a folder"
             )
         shown = "/work/" + "/".join(parts)
+        if there is not None and not overwrite:
+            raise ToolError(
+                f"refused: {shown} already exists; nothing was fetched. Call again with "
+                "overwrite=true to replace it, or choose another name"
+            )
         why = write_approval_reason(self.config, ctx)
         if why is not None:
             await self._ask(ctx, f"save {source} as {shown}", why)
         return shown
 
-    async def _is_folder(self, ctx: ToolContext, path: str) -> bool:
+    async def _entry(self, ctx: ToolContext, path: str) -> os.stat_result | None:
         fs = session_workspace_fs(self.workspaces, self.config, ctx.session_key)
-        there = await asyncio.to_thread(fs.entry, path)
-        return there is not None and stat.S_ISDIR(there.st_mode)
+        return await asyncio.to_thread(fs.entry, path)
 
     async def write(self, ctx: ToolContext, path: str, data: bytes) -> None:
         fs = session_workspace_fs(self.workspaces, self.config, ctx.session_key)

@@ -12,6 +12,7 @@ HTML pages) break without notice and block automated use, so they are not depend
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,11 @@ from bot.web.config import (
 )
 
 log = logging.getLogger("decapod.web")
+
+#: the most of a search API's answer that is read: a few results' titles and snippets are
+#: kilobytes (Brave's with its extras some hundred); a server that keeps sending is cut off
+#: here, not only by the timeout, with the whole answer held in memory
+MAX_ANSWER_BYTES = 2 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +116,14 @@ class HttpSearchProvider:
             from bot.providers.remote import parse_retry_after
 
             raise SearchFailed(f"HTTP {resp.status}", parse_retry_after(resp.headers) or 0.0)
+        from bot.web.fetch import read_capped
+
+        body, truncated = await read_capped(resp, MAX_ANSWER_BYTES)
+        if truncated:
+            raise SearchFailed(f"the answer is larger than {MAX_ANSWER_BYTES:,} bytes; not read")
         try:
-            return await resp.json(content_type=None)
-        except ValueError:
+            return json.loads(body)
+        except ValueError:  # UnicodeDecodeError too: a JSON answer is UTF-8 (RFC 8259)
             raise SearchFailed("the answer is not JSON") from None
 
 

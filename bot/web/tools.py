@@ -43,6 +43,7 @@ WEB_GUIDANCE = (
 _Url = Annotated[str, Field(min_length=1, max_length=4096)]
 _MaxChars = Annotated[int, Field(ge=0, le=MAX_CHARS, description="0: the default")]
 _SaveAs = Annotated[str, Field(max_length=512, description="a /work path: save the file there")]
+_Overwrite = Annotated[bool, Field(description="with save_as: replace a file already there")]
 _Query = Annotated[str, Field(min_length=1, max_length=400)]
 _Count = Annotated[int, Field(ge=0, le=20, description="0: the default")]
 
@@ -113,17 +114,23 @@ class WebTools:
             )
 
     async def web_fetch(
-        self, ctx: ToolContext, url: _Url, max_chars: _MaxChars = 0, save_as: _SaveAs = ""
+        self,
+        ctx: ToolContext,
+        url: _Url,
+        max_chars: _MaxChars = 0,
+        save_as: _SaveAs = "",
+        overwrite: _Overwrite = False,
     ) -> str:
         """Fetch an http(s) page as Markdown text (also JSON, text, PDF); with save_as,
-        save the raw file in the workspace instead."""
+        save the raw file in the workspace instead (a file there is kept unless
+        `overwrite`)."""
         assert self.fetcher is not None
         url = url.strip()
         if self.redact(url) != url:
             raise FetchRefused("refused: the URL contains a secret")
         self._allow(ctx)
         if save_as:
-            return await self._save(ctx, url, save_as)
+            return await self._save(ctx, url, save_as, overwrite=overwrite)
         # a page asked for again within the TTL (the same turn, say) costs no request
         page = self.cache.get(url)
         if page is None:
@@ -137,11 +144,11 @@ class WebTools:
         limit = max(200, max_chars) if max_chars else self.config.max_chars
         return untrusted(page.url, _render(page, limit, self.config.max_bytes))
 
-    async def _save(self, ctx: ToolContext, url: str, path: str) -> str:
+    async def _save(self, ctx: ToolContext, url: str, path: str, *, overwrite: bool) -> str:
         assert self.fetcher is not None
         if self.saver is None:
             raise ToolError("saving needs the session workspace, and the sandbox is off here")
-        shown = await self.saver.approve(ctx, path, url)
+        shown = await self.saver.approve(ctx, path, url, overwrite=overwrite)
         self._take(ctx, self.fetch_limit, "fetches")
         fetched = await self.fetcher.get(url)
         if fetched.truncated:

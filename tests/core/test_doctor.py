@@ -112,6 +112,21 @@ async def test_providers_are_checked_through_the_proxy_and_a_bad_proxy_variable_
     assert "HTTPS_PROXY has no scheme" in detail and "proxy.example" not in detail
 
 
+async def test_a_provider_that_redirects_is_not_followed_through_the_proxy(
+    fake: FakeLLM, make_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The providers' own requests follow no redirect (the proxy found for the first address
+    would be kept for the next): the doctor says where it leads rather than passing."""
+    monkeypatch.setenv(KEY_ENV, "sk-right-key")
+    moved = f"{fake.base_url}/v1/models?here=1"
+    fake.models_moved_to = moved
+    async with environment_proxy(monkeypatch) as proxy:
+        ((what, ok, detail),) = await check_providers(_config(make_config, fake, "small-model"))
+    assert (what, ok) == ("provider fake", False)
+    assert f"answered 307 (a redirect to {moved}" in detail
+    assert proxy.targets == [f"{fake.base_url}/v1/models"]
+
+
 def _orphan_pages(db: Path) -> None:
     """Pages no table owns: the file still opens and answers queries, but it is damaged."""
     conn = sqlite3.connect(db)
@@ -190,7 +205,8 @@ def test_doctor_before_init_says_the_config_is_missing_and_creates_nothing(
 
     out = capsys.readouterr().out
     assert code == 1
-    assert "FAIL config" in out and "decapod init" in out
+    assert "FAIL config" in out and "decapod init" in out and "--config PATH" in out
+    assert "DECAPOD_<TABLE>__<KEY> environment variables" in out  # they count as a config
     assert str(home / "config.toml") in out
     assert "ok   config" not in out and "all good" not in out
     assert list(home.iterdir()) == [], "no database (nor anything else) made in the home"

@@ -218,6 +218,8 @@ class FakeDiscord:
         ]
         for method, path, handler in routes:
             app.router.add_route(method, api + path, handler)
+        # the API moved: each request under /moved/ is redirected (307) to its path without it
+        app.router.add_route("*", "/moved/{path:.*}", self._moved)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, 0).start()
@@ -667,6 +669,9 @@ class FakeDiscord:
             "global": False,
         }
         return _json(body, 429, headers)
+
+    async def _moved(self, request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect("/" + request.match_info["path"])
 
     async def _me(self, request: web.Request) -> web.Response:
         return _json(self.bot_user)

@@ -169,6 +169,8 @@ class FakeLLM:
         #: status for GET /v1/models (health probes), and the model ids it lists
         self.models_status = 200
         self.model_ids: list[str] = ["fake-model"]
+        #: set: GET /v1/models without `?here` is redirected (307) to this URL
+        self.models_moved_to: str | None = None
         #: None: any key is accepted; else a request with another key (or none) gets a 401
         self.api_keys: set[str] | None = None
         #: seconds each /v1/embeddings request waits before it answers (slow embedders)
@@ -451,6 +453,8 @@ class FakeLLM:
         self.requests.append(RecordedRequest("GET", request.path, dict(request.headers), {}))
         if self.models_status != 200:
             return web.json_response({"error": {"message": "down"}}, status=self.models_status)
+        if self.models_moved_to is not None and "here" not in request.query:
+            raise web.HTTPTemporaryRedirect(self.models_moved_to)
         # Entries that satisfy both SDKs' model-list types.
         # fmt: off
         models = [{"id": i, "object": "model", "type": "model", "created": 0,

@@ -240,7 +240,7 @@ class FakePages(_Server):
 class FakeSearchAPI(_Server):
     """One search API ("searxng", "brave" or "tavily") answering in its own JSON shape.
 
-    Faults: `status` (with `retry_after`), `hang`, `garbage` (not JSON). Every request is
+    Faults: `status` (with `retry_after`), `hang`, `garbage` (not JSON), `bulk`. Every request is
     recorded as (query, headers)."""
 
     def __init__(self, kind: str, results: list[dict[str, str]] | None = None) -> None:
@@ -252,6 +252,8 @@ class FakeSearchAPI(_Server):
         self.retry_after: float | str | None = None
         self.hang = False
         self.garbage = False
+        #: bytes of filler added to each result (a server that sends without end, in effect)
+        self.bulk = 0
         self.requests: list[tuple[str, dict[str, str]]] = []
 
     def _routes(self, app: web.Application) -> None:
@@ -282,6 +284,7 @@ class FakeSearchAPI(_Server):
     def _shaped(self, title: str, snippet: str) -> list[dict[str, str]]:
         return [
             {"title": r["title"], "url": r["url"], snippet: r.get("snippet", "")}
+            | ({"filler": "x" * self.bulk} if self.bulk else {})
             for r in self.results
         ]
 

@@ -4,8 +4,12 @@ carry (OpenAI refuses a request with more than 128, every turn)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
+import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +18,7 @@ from bot.mcp.tools import McpTool
 from bot.providers.base import ToolCall
 from bot.tools import ToolContext, tool
 from tests.fakes.llm import OPENAI_MAX_TOOLS, FakeLLM, Reply
-from tests.mcp.conftest import running, stdio_entry
+from tests.mcp.conftest import START_S, running, stdio_entry, until
 
 
 def _offered(fake: FakeLLM) -> list[str]:
@@ -140,6 +144,52 @@ async def test_a_tool_whose_prefixed_name_clashes_with_another_servers_is_shown_
     assert refused in details[loser]
     assert "refused" not in details[winner]
     assert any(line.startswith(f"mcp {loser}: ready") and refused in line for line in lines)
+
+
+async def test_a_clashing_tool_is_offered_once_the_server_holding_its_name_goes_down(
+    gateway_config: Any, state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the server whose tool took the shared name goes down, the other server's tool of
+    that name is registered at once (not only when that server lists its tools again), and
+    keeps it when the first comes back, which is then the one refused."""
+    monkeypatch.setenv("MCP_TEST_EXTRA", "alias=b__echo")
+    servers = {
+        "a__b": stdio_entry(env=["MCP_TEST_STATE"]),
+        "a": stdio_entry(env=["MCP_TEST_STATE", "MCP_TEST_EXTRA"]),
+    }
+    async with running(gateway_config(servers), "a__b", "a") as (gw, _):
+        assert gw.mcp is not None
+
+        def holder() -> str | None:
+            registered = gw.tools.get("a__b__echo")
+            return registered.server.name if isinstance(registered, McpTool) else None
+
+        winner = holder()
+        assert winner in servers
+        loser = "a" if winner == "a__b" else "a__b"
+        os.kill(_server_pid(state, extra=winner == "a"), signal.SIGKILL)
+        await until(lambda: gw.mcp is not None and gw.mcp.connections[winner].state != "ready")
+        assert holder() == loser, "offered as soon as the name is free"
+        await asyncio.wait_for(gw.mcp.wait_ready(winner), START_S)
+        details = {name: detail for name, _, detail in gw.mcp.states()}
+        assert holder() == loser
+    assert f"server {loser}'s tool a__b__echo" in details[winner]
+    assert "refused" not in details[loser]
+
+
+def _server_pid(state: Path, *, extra: bool) -> int:
+    """The test server given this `state` folder, with MCP_TEST_EXTRA or without it (both
+    write their pid to the same file)."""
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            names = environ.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"MCP_TEST_STATE={state}".encode() in names and extra == any(
+            n.startswith(b"MCP_TEST_EXTRA=") for n in names
+        ):
+            return int(environ.parent.name)
+    raise AssertionError("no such test server running")
 
 
 async def test_a_server_paging_in_a_circle_is_read_once_with_one_note(

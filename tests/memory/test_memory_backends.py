@@ -13,6 +13,7 @@ import pytest_asyncio
 
 from bot.memory.service import MemoryRequestError, MemoryService
 from bot.memory.text import SEARCHED, fts_match
+from bot.messages import Identity
 from bot.store import Store
 from bot.store.config import StoreConfig, open_store
 from bot.store.pg_memory import PgMemoryRepo, tsquery
@@ -171,6 +172,18 @@ async def test_a_groups_items_stay_in_that_group_and_follow_a_link(service: Memo
     assert [r.owner for r in private] == ["alice"]
     assert len(await service.forget("alice", everything=True, everywhere=True)) == 2
     assert await service.search("alice", "guitar", mode="keyword", place=group) == []
+
+
+async def test_an_id_that_reads_as_a_group_owner_is_never_made(any_store: Store) -> None:
+    """A console user named "bob@test:group:g1" would be the person whose private items'
+    owner is console:bob's in group g1: refused where person ids are made, so an owner
+    holding `@<channel>:group:` is always a group's."""
+    for name in ("bob@test:group:g1", "bob@test:channel:c", "bob@test:group:"):
+        with pytest.raises(ValueError, match="marks a group"):
+            await any_store.identities.touch(Identity("console", name))
+    assert await any_store.identities.person_id("console:bob@test:group:g1") is None
+    for name in ("bob@corp", "bob@test:groupie", "bob@test"):
+        assert await any_store.identities.touch(Identity("console", name)) == f"console:{name}"
 
 
 async def test_an_id_holding_the_place_mark_is_its_own_person(service: MemoryService) -> None:

@@ -165,6 +165,27 @@ async def test_missed_jobs_of_a_person_no_longer_allowed_are_reported_without_a_
     assert deliverer.sent == []  # reported (silently) once
 
 
+async def test_a_missed_summary_leaves_out_the_jobs_of_an_account_revoked_there(
+    make_scheduler: MakeScheduler, clock: FakeClock, deliverer: RecordingDeliverer
+) -> None:
+    """A linked person's jobs in one group, set from two accounts: each job is asked about
+    as its own account, so the summary names only the jobs of the one still allowed, and
+    the other's are reported without a word."""
+    scheduler = make_scheduler(max_lateness_seconds=60)
+    scheduler.may_deliver = Revoked(identities=("test:alice-2",))
+    await _remind(scheduler, clock, 60, "water the plants", GROUP)
+    await _remind(scheduler, clock, 90, "my private thing", GROUP, identity_key="test:alice-2")
+    clock.advance(600)
+    await scheduler.deliver_due()
+    [(where, summary)] = deliverer.sent
+    assert where == GROUP
+    assert "water the plants" in summary and "my private thing" not in summary
+    assert summary.startswith("I could not deliver 1 reminder in time")
+    clock.advance(600)
+    await scheduler.deliver_due()
+    assert len(deliverer.sent) == 1  # both reported, once
+
+
 async def test_a_paused_jobs_notice_is_not_sent_where_its_person_is_no_longer_allowed(
     make_scheduler: MakeScheduler, clock: FakeClock, deliverer: RecordingDeliverer
 ) -> None:

@@ -13,7 +13,7 @@ import bot.web.net
 from bot.errors import ToolError
 from bot.providers.testing import ManualClock
 from bot.web.config import WebConfig
-from bot.web.search import SearchChain, build_provider, plain
+from bot.web.search import MAX_ANSWER_BYTES, SearchChain, build_provider, plain
 from tests.fakes.web import FakeSearchAPI
 
 RESULTS = [
@@ -144,3 +144,16 @@ async def test_an_absurd_retry_after_does_not_turn_search_off_until_a_restart(
 def test_snippets_lose_markup_but_keep_their_text() -> None:
     assert plain("a <em>b</em> &lt;c&gt; &amp; <script>x</script>") == "a b <c> & x"
     assert plain(None) == ""
+
+
+async def test_an_answer_past_the_byte_cap_is_cut_off_and_the_next_provider_asked(
+    apis: dict[str, FakeSearchAPI], session: aiohttp.ClientSession
+) -> None:
+    """A search API that sends more than any result list needs is not read to its end (the
+    timeout alone would let it fill memory for as long as it lasts): it fails with its size
+    and the chain goes on to the next provider."""
+    apis["searxng"].bulk = MAX_ANSWER_BYTES // 2  # three results: 1.5 times the cap
+    with pytest.raises(ToolError, match=f"searxng: the answer is larger than {MAX_ANSWER_BYTES:,}"):
+        await _chain(apis, session, ["searxng"]).search("crab", 5)
+    name, results = await _chain(apis, session, ["searxng", "brave"]).search("crab", 5)
+    assert name == "brave" and len(results) == 2

@@ -237,6 +237,24 @@ async def test_save_as_puts_the_file_in_the_session_workspace(
     assert not (tmp_path / "escape.pdf").exists()
 
 
+async def test_save_as_keeps_a_file_that_is_there_unless_told_to_overwrite(
+    pages: FakePages, tmp_path: Path
+) -> None:
+    """Unlike write_file, which replaces (documented), a download named like a file that is
+    there is refused, naming it, before anything is fetched; `overwrite` replaces it."""
+    saver = _saver(tmp_path, None)
+    mine = saver.workspaces.path_for(ctx_for().session_key) / "docs" / "a.pdf"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"my own notes")
+    url = pages.url("/pdf", host="page.test")
+    async with web_tools(saver=saver) as t:
+        with pytest.raises(ToolError, match=r"/work/docs/a\.pdf already exists.*overwrite=true"):
+            await call(t, "web_fetch", url=url, save_as="docs/a.pdf")
+        assert mine.read_bytes() == b"my own notes" and "/pdf" not in pages.hits
+        out = await call(t, "web_fetch", url=url, save_as="docs/a.pdf", overwrite=True)
+    assert "to /work/docs/a.pdf" in out and mine.read_bytes().startswith(b"%PDF-1.4")
+
+
 async def test_save_as_a_folder_is_refused_before_anything_is_fetched_or_asked(
     pages: FakePages, tmp_path: Path
 ) -> None:

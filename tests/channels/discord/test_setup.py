@@ -18,6 +18,7 @@ from channels import discord_cli
 from channels.discord import doctor
 from tests.channels.discord.conftest import TOKEN_ENV
 from tests.fakes.discord import BOT_ID, FakeDiscord
+from tests.fakes.forward_proxy import environment_proxy
 
 
 def test_config_defaults_and_validation(make_config: Any) -> None:
@@ -101,6 +102,26 @@ async def test_doctor_checks_the_token_and_the_intent(
     monkeypatch.delenv(TOKEN_ENV)
     ((_, ok, detail),) = await doctor("discord", cfg)
     assert not ok and f"${TOKEN_ENV} is not set" in detail
+
+
+async def test_doctor_goes_through_the_proxy_and_follows_no_redirect(
+    fake: FakeDiscord, discord_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the adapter's requests: through the environment's proxy, and a redirect is an
+    answer, not followed (the proxy found for the first address would be kept for the next)."""
+    async with environment_proxy(monkeypatch) as proxy:
+        cfg = discord_config().channels["discord"]
+        checks = await doctor("discord", cfg)
+        assert [ok for _, ok, _ in checks] == [True, True]
+        assert proxy.targets == [
+            f"{fake.api_base}/users/@me",
+            f"{fake.api_base}/oauth2/applications/@me",
+        ]
+        moved = fake.api_base.replace("/api/", "/moved/api/")
+        proxy.targets.clear()
+        ((_, ok, detail),) = await doctor("discord", cfg.model_copy(update={"api_base_url": moved}))
+    assert not ok and detail == "GET /users/@me answered 307"
+    assert proxy.targets == [f"{moved}/users/@me"]
 
 
 async def test_a_rejected_token_stops_the_start_with_a_config_error(
