@@ -158,6 +158,37 @@ async def test_a_past_call_with_malformed_arguments_does_not_fail_later_turns(
     assert arguments == [{"_raw_arguments": '{"city": "Os'}, {}]
 
 
+async def test_parallel_calls_sent_whole_without_an_index_stay_apart(
+    fake: FakeLLM, provider: OpenAIProvider
+) -> None:
+    # Gemini's OpenAI-compatible stream: each parallel call whole in its own chunk, with an
+    # id but no index, and finish_reason "stop" after them
+    def chunk(delta: dict[str, object], finish: str | None = None) -> str:
+        body = {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return f"data: {json.dumps(body)}\n\n"
+
+    def whole(call_id: str, city: str) -> dict[str, object]:
+        function = {"name": "weather", "arguments": json.dumps({"city": city})}
+        return {"tool_calls": [{"id": call_id, "type": "function", "function": function}]}
+
+    stream = (
+        chunk({"role": "assistant", **whole("function-call-1", "Oslo")})
+        + chunk(whole("function-call-2", "Lima"))
+        + chunk({}, "stop")
+        + "data: [DONE]\n\n"
+    )
+    fake.push(Reply(raw_body=stream.encode(), content_type="text/event-stream"))
+
+    events = [e async for e in provider.stream(ask(tools=(WEATHER,)))]
+
+    calls = [e.call for e in events if isinstance(e, ToolCallEvent)]
+    assert [(c.id, c.parsed_arguments()) for c in calls] == [
+        ("function-call-1", {"city": "Oslo"}),
+        ("function-call-2", {"city": "Lima"}),
+    ]
+    assert events[-1].reason == "tool_calls"  # type: ignore[union-attr]
+
+
 async def test_tool_call_fragments_are_joined_into_one_event(
     fake: FakeLLM, provider: OpenAIProvider
 ) -> None:
