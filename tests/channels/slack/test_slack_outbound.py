@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from dataclasses import replace
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
