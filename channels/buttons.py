@@ -25,6 +25,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ from bot.messages import (
     OutboundMessage,
     well_formed,
 )
+from channels.chunks import Chunk, split_text
 
 log = logging.getLogger("decapod.channels")
 
@@ -51,6 +53,8 @@ DEFAULT_TTL_S = 24 * 3600.0
 MAX_MESSAGES = 2000
 NOT_YOURS = "These buttons are not for you."
 EXPIRED = "These buttons have expired or were already used."
+#: the least of a question a decided message keeps when it must be cut for the decision
+_MIN_SHOWN = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,22 @@ class Pressed:
     label: str
     conversation: Conversation
     shown: str  # the message's text with the decision under it, buttons gone
+    #: the line under the text that says who chose what
+    decision: str = ""
+
+    def fitted(self, split: Callable[[str], list[Chunk]]) -> str:
+        """`shown` as one message of a platform that cuts text with `split`. A question that
+        used the whole of one message has no room for the decision: its text is cut short
+        (at a line or a word, a code block closed) so the decision still shows; else the
+        edit was refused as too long and the spent buttons stayed under the question."""
+        if len(split(self.shown)) <= 1:
+            return self.shown
+        tail = f"\n…\n\n{self.decision}"
+        text = self.shown.removesuffix(f"\n\n{self.decision}")
+        head = split(text)[0].text
+        while len(head) > _MIN_SHOWN and len(split(head + tail)) > 1:
+            head = split_text(head, max(len(head) - len(tail), _MIN_SHOWN))[0].text
+        return head + tail
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,11 +169,13 @@ class ButtonBook:
             return Refused(EXPIRED)
         choice = next(c for c in entry.choices if c.token == press.token)
         who = press.identity.display_name or press.identity.user_id
+        decision = f"→ {choice.label} ({who})"
         return Pressed(
             choice.command,
             choice.label,
             entry.conversation,
-            f"{entry.text}\n\n→ {choice.label} ({who})",
+            f"{entry.text}\n\n{decision}",
+            decision,
         )
 
     async def release(self, press: Press) -> None:

@@ -385,7 +385,9 @@ class DiscordChannel(BaseChannel):
             if isinstance(result, Refused):
                 await interaction.response.send_message(result.reason, ephemeral=True)
             else:
-                await interaction.response.edit_message(content=result.shown, view=None)
+                await interaction.response.edit_message(
+                    content=result.fitted(self.split), view=None
+                )
         except discord.HTTPException as exc:  # too late: the press stands all the same
             log.info(
                 "Discord %s: press %s not answered (HTTP %s)", self.name, interaction.id, exc.status

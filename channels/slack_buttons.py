@@ -7,6 +7,7 @@ from typing import Any
 
 from bot.messages import Identity
 from channels.buttons import Button, Press, Pressed, Refused
+from channels.chunks import split_text
 from channels.slack_mrkdwn import to_mrkdwn
 
 #: a button's action_id: this prefix and the button book's token
@@ -17,8 +18,11 @@ _LABEL_MAX = 75
 
 
 def sections(mrkdwn: str) -> list[dict[str, Any]]:
-    """The text as section blocks (a section holds at most 3,000 characters)."""
-    parts = [mrkdwn[i : i + _SECTION_MAX] for i in range(0, len(mrkdwn), _SECTION_MAX)] or [" "]
+    """The text as section blocks (a section holds at most 3,000 characters). Slack renders
+    each section on its own: they are cut at a line or a word, with a code block closed at
+    the cut and opened again in the next, not every 3,000 characters (which broke a code
+    block in two halves of literal backticks, and could cut an `&amp;` apart)."""
+    parts = [chunk.text for chunk in split_text(mrkdwn, _SECTION_MAX) if chunk.text] or [" "]
     return [{"type": "section", "text": {"type": "mrkdwn", "text": part}} for part in parts]
 
 

@@ -347,7 +347,7 @@ class TelegramChannel(TelegramOutbound):
         if shown is not None and not isinstance(result, Refused):
             ref = SentRef(result.conversation, str(shown.message_id))
             try:
-                await self._edited(result.conversation, ref, result.shown)
+                await self._edited(result.conversation, ref, result.fitted(self.split))
             except DeliveryRefused as exc:
                 # the press is stored and runs: raised on, the update would be read again
                 # and again, and no later update of any chat behind it

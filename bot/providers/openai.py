@@ -189,7 +189,10 @@ class _ToolCallParts:
 class _Answer:
     """One streamed answer as it arrives: text passes through, tool calls are held until done."""
 
+    #: the calls in the order they began
     tool_calls: dict[int, _ToolCallParts] = field(default_factory=dict)
+    #: the server's `index` of a call -> its key in `tool_calls`
+    slots: dict[int, int] = field(default_factory=dict)
     finish_reason: str | None = None
     usage: Usage | None = None
     #: tool calls passed on whole (one cut off by the output limit is not)
@@ -213,7 +216,7 @@ class _Answer:
             if content:
                 yield TextDelta(content)
             for part in delta.get("tool_calls") or ():
-                call = self.tool_calls.setdefault(part.get("index", 0), _ToolCallParts())
+                call = self._call_for(part)
                 if part.get("id") and not call.id:
                     call.id = part["id"]
                 function = part.get("function")
@@ -226,6 +229,20 @@ class _Answer:
             if finish_reason is not None and self.finish_reason is None:
                 self.finish_reason = finish_reason
                 yield from self._complete_tool_calls()
+
+    def _call_for(self, part: dict[str, Any]) -> _ToolCallParts:
+        """The call a fragment belongs to. A fragment with an id of its own starts a new call
+        even at an index in use: Gemini's compatible API sends parallel calls whole, each
+        without an index (or all at 0), and merged they were one call with the arguments of
+        both run together, which is no JSON."""
+        index = part.get("index", 0)
+        key = self.slots.get(index)
+        call = None if key is None else self.tool_calls[key]
+        new_id = part.get("id")
+        if call is None or (new_id and call.id and new_id != call.id):
+            key = self.slots[index] = len(self.tool_calls)
+            call = self.tool_calls[key] = _ToolCallParts()
+        return call
 
     def _complete_tool_calls(self) -> Iterator[ToolCallEvent]:
         for index in sorted(self.tool_calls):
@@ -283,7 +300,7 @@ def to_openai_messages(request: ChatRequest) -> list[ChatCompletionMessageParam]
                         {
                             "id": call.id,
                             "type": "function",
-                            "function": {"name": call.name, "arguments": call.arguments or "{}"},
+                            "function": {"name": call.name, "arguments": _arguments(call)},
                         }
                         for call in message.tool_calls
                     ],
@@ -292,6 +309,18 @@ def to_openai_messages(request: ChatRequest) -> list[ChatCompletionMessageParam]
         else:
             out.append({"role": "assistant", "content": message.content})
     return out
+
+
+def _arguments(call: ToolCall) -> str:
+    """A past call's arguments as the JSON object servers expect. Ollama, vLLM and llama.cpp
+    parse them to render the history, and refuse the whole request when they are not JSON: a
+    model's one malformed call would fail every later turn of the conversation. Kept visible
+    to the model, as the Anthropic mapping keeps them."""
+    try:
+        call.parsed_arguments()
+    except ValueError:
+        return json.dumps({"_raw_arguments": call.arguments}, ensure_ascii=False)
+    return call.arguments if call.arguments.strip() else "{}"
 
 
 def _openai_user_parts(message: ChatMessage) -> list[ChatCompletionContentPartParam]:

@@ -65,6 +65,8 @@ BOT_ROLE_ID = "1100000000000000002"
 ALICE = "1200000000000000001"
 BOB = "1200000000000000002"
 INTERACTION_CALLBACK_S = 3.0
+#: the longest content Discord takes in a message (an edit past it is refused)
+MAX_CONTENT = 2000
 INTERACTION_TOKEN_TTL_S = 15 * 60.0
 
 _counter = itertools.count()
@@ -743,6 +745,8 @@ class FakeDiscord:
         message = self.messages.get(message_id)
         if message is None:
             return _error(404, 10008, "Unknown Message")
+        if len(body.get("content") or "") > MAX_CONTENT:  # code points, as Discord counts
+            return _error(400, 50035, "Invalid Form Body")
         if "content" in body:
             message["content"] = body["content"]
         if "components" in body:
@@ -775,7 +779,9 @@ class FakeDiscord:
         channel = self._interaction_channel(token)
         if kind == 7:  # UPDATE_MESSAGE: the message whose button was pressed
             pressed = self._interaction_message(token)
-            self._edit(pressed, data)
+            edited = self._edit(pressed, data)
+            if edited.status != 200:
+                return edited
             message = self.messages[pressed]
         else:
             message = self._bot_message(channel, data)

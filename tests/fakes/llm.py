@@ -314,6 +314,10 @@ class FakeLLM:
                 "code": "array_above_max_length",
             }
             return web.json_response({"error": error}, status=400)
+        if _unparsed_arguments(recorded.body):
+            # as Ollama, vLLM and llama.cpp refuse it: they parse a past call's arguments
+            error = {"message": "invalid tool call arguments", "type": "invalid_request_error"}
+            return web.json_response({"error": error}, status=400)
         reply = self._next_reply(recorded)
         return await self._answer(request, recorded, reply, _OpenAIRender(recorded.body))
 
@@ -464,6 +468,19 @@ class FakeLLM:
         first = self.model_ids[0] if self.model_ids else None
         page = {"object": "list", "data": models, "has_more": False, "first_id": first}
         return web.json_response(page)
+
+
+def _unparsed_arguments(body: dict[str, Any]) -> bool:
+    """Whether a past tool call in the history has arguments that are no JSON object."""
+    for message in body.get("messages") or []:
+        for call in message.get("tool_calls") or []:
+            try:
+                arguments = json.loads(call["function"]["arguments"])
+            except ValueError:
+                return True
+            if not isinstance(arguments, dict):
+                return True
+    return False
 
 
 def speech_audio(text: str, audio_format: str) -> bytes:

@@ -129,6 +129,66 @@ async def test_history_and_tools_are_sent_in_chat_completions_shape(
     assert body["temperature"] == 0.2
 
 
+async def test_a_past_call_with_malformed_arguments_does_not_fail_later_turns(
+    fake: FakeLLM, provider: OpenAIProvider
+) -> None:
+    # a model wrote a call whose arguments are no JSON (cut off, or simply wrong); the tool
+    # answered with an error, and the conversation goes on. Ollama, vLLM and llama.cpp parse
+    # a past call's arguments and refuse the whole request when they cannot.
+    broken = ToolCall("call_1", "weather", '{"city": "Os')
+    empty = ToolCall("call_2", "weather", "  ")
+    request = ChatRequest(
+        model="gpt-test",
+        messages=(
+            ChatMessage("user", "weather in Oslo?"),
+            ChatMessage("assistant", "", tool_calls=(broken, empty)),
+            ChatMessage("tool", "error: arguments are not valid JSON", tool_call_id="call_1"),
+            ChatMessage("tool", "error: city is required", tool_call_id="call_2"),
+            ChatMessage("user", "try again"),
+        ),
+        tools=(WEATHER,),
+    )
+    fake.push("Oslo: -3 C.")
+
+    assert (await complete(provider, request)).text == "Oslo: -3 C."
+
+    sent = fake.requests[-1].body["messages"][1]["tool_calls"]
+    arguments = [json.loads(call["function"]["arguments"]) for call in sent]
+    # what the model wrote stays visible to it
+    assert arguments == [{"_raw_arguments": '{"city": "Os'}, {}]
+
+
+async def test_parallel_calls_sent_whole_without_an_index_stay_apart(
+    fake: FakeLLM, provider: OpenAIProvider
+) -> None:
+    # Gemini's OpenAI-compatible stream: each parallel call whole in its own chunk, with an
+    # id but no index, and finish_reason "stop" after them
+    def chunk(delta: dict[str, object], finish: str | None = None) -> str:
+        body = {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return f"data: {json.dumps(body)}\n\n"
+
+    def whole(call_id: str, city: str) -> dict[str, object]:
+        function = {"name": "weather", "arguments": json.dumps({"city": city})}
+        return {"tool_calls": [{"id": call_id, "type": "function", "function": function}]}
+
+    stream = (
+        chunk({"role": "assistant", **whole("function-call-1", "Oslo")})
+        + chunk(whole("function-call-2", "Lima"))
+        + chunk({}, "stop")
+        + "data: [DONE]\n\n"
+    )
+    fake.push(Reply(raw_body=stream.encode(), content_type="text/event-stream"))
+
+    events = [e async for e in provider.stream(ask(tools=(WEATHER,)))]
+
+    calls = [e.call for e in events if isinstance(e, ToolCallEvent)]
+    assert [(c.id, c.parsed_arguments()) for c in calls] == [
+        ("function-call-1", {"city": "Oslo"}),
+        ("function-call-2", {"city": "Lima"}),
+    ]
+    assert events[-1].reason == "tool_calls"  # type: ignore[union-attr]
+
+
 async def test_tool_call_fragments_are_joined_into_one_event(
     fake: FakeLLM, provider: OpenAIProvider
 ) -> None:

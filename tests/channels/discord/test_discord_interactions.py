@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bot.errors import ConfigError
 from bot.gateway import Gateway
+from bot.messages import Choice, Conversation, ConversationKind, OutboundMessage
 from bot.providers.testing import ScriptedProvider
 from channels.discord_outbound import PLACEHOLDER
 from tests.channels.discord.conftest import channel_of, running, settle
@@ -323,3 +324,29 @@ async def test_unknown_commands_other_types_and_unreadable_bodies_change_nothing
     assert "/gone" in body["data"]["content"]
     assert [autocomplete[0], unreadable[0], malformed[0]] == [400, 400, 400]
     assert stored == [] and provider.requests == []
+
+
+async def test_a_question_that_fills_a_message_still_shows_the_decision_after_a_press(
+    fake: FakeDiscord, interactions_config: Any
+) -> None:
+    owner_dm = fake.dm_channel_id(ALICE)
+    config = interactions_config(access={"dm_policy": "open"})
+    config.gateway.owners = [f"discord:{ALICE}"]
+    async with running(config, ScriptedProvider(["unused"])) as gateway:
+        channel = channel_of(gateway)
+        lines = "\n".join(f"rm -rf /tmp/cache/{i:04d}" for i in range(120))
+        question = ("Approval needed to run:\n" + lines)[: channel.max_message_len]
+        ask = OutboundMessage(
+            Conversation(channel.name, ALICE, ConversationKind.DM),
+            question,
+            choices=(Choice("Approve", "/help"), Choice("Deny", "/help")),
+        )
+        await channel.send(ask)
+        message_id, keys = fake.buttons_in(owner_dm)
+        press = fake.component_interaction(message_id, keys[0][1])
+        status, _ = await fake.post_interaction(endpoint(gateway), press)
+        await settle(gateway)
+    assert status == 202 and fake.callback_answers(press)[0]["type"] == 7
+    assert fake.buttons_in(owner_dm) == ("", []), "the spent buttons are gone"
+    decided = fake.messages[message_id]["content"]
+    assert decided.startswith("Approval needed") and decided.endswith("→ Approve (Alice)")

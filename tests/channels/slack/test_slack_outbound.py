@@ -6,13 +6,20 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.channel_configs.slack import SlackChannelConfig
-from bot.messages import Conversation, ConversationKind, InboundMessage, OutboundMessage
+from bot.messages import (
+    Choice,
+    Conversation,
+    ConversationKind,
+    InboundMessage,
+    OutboundMessage,
+)
 from bot.providers.base import ChatRequest, Finish, TextDelta
 from bot.providers.testing import FunctionProvider, ScriptedProvider
 from channels.slack import SlackChannel
@@ -127,3 +134,23 @@ async def test_the_bots_threads_are_remembered_across_a_restart(
         await idle(gateway)
         assert ("C0001", root) in channel.threads
     assert user_texts(provider)[-1] == "and of Italy?"
+
+
+async def test_a_long_question_with_buttons_keeps_its_code_block_whole_in_each_section(
+    fake: FakeSlack, channel: SlackChannel
+) -> None:
+    channel.chat_interval = 0.0
+    code = [f"print({i})  # ü & <b>" for i in range(40)]
+    text = "Intro " + "x" * 2900 + "\n```python\n" + "\n".join(code) + "\n```\nRun it?"
+    choices = (Choice("Yes", "/yes"), Choice("No", "/no"))
+    ref = await channel.send(replace(_to("C0001", text), choices=choices))
+
+    blocks = fake.blocks[("C0001", ref.message_id)]
+    shown = [b["text"]["text"] for b in blocks if b["type"] == "section"]
+    assert len(shown) >= 2 and all(len(part) <= 3000 for part in shown)
+    # Slack renders each section alone: a code block cut in two must be closed and reopened
+    assert all(part.count("```") % 2 == 0 for part in shown), shown
+    lines = [line for part in shown for line in part.split("\n") if line.startswith("print(")]
+    assert lines == [line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+                     for line in code]  # fmt: skip
+    assert shown[-1].endswith("Run it?") and [b["type"] for b in blocks][-1] == "actions"

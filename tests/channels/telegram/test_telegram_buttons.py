@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 from bot.gateway import Gateway
+from bot.messages import Choice, Conversation, ConversationKind, OutboundMessage
 from bot.providers.base import ChatRequest, ToolCall
 from bot.providers.testing import FunctionProvider, ScriptedProvider
 from channels.buttons import EXPIRED, NOT_YOURS
+from channels.telegram_html import markdown_to_html, utf16_len
 from tests.channels.telegram.conftest import ALICE, channel_table, settled, until
 from tests.fakes.telegram import FakeTelegram
 
@@ -177,3 +179,29 @@ async def test_a_tap_whose_message_can_no_longer_be_edited_holds_up_no_later_upd
         await until(lambda: any(t.startswith("Decapod") for t in fake.texts(ALICE)), timeout=15)
         await settled(gw)
         assert await gw.model_choices.own(f"tg:{ALICE}") == "local:qwen3"  # the tap ran
+
+
+async def test_a_question_that_fills_a_message_still_shows_the_decision_after_a_tap(
+    fake: FakeTelegram, start_channel: Callable[..., Any]
+) -> None:
+    channel = await start_channel()
+    code = "\n".join(f"rm -rf /tmp/cache/{i:04d} # é" for i in range(135))
+    question = "Approval needed to run:\n" + code + "\nRun it?"
+    # one message that Telegram takes with no room to spare (4096 UTF-16 units, as shown)
+    question += "." * (4096 - utf16_len(markdown_to_html(question)))
+    ask = OutboundMessage(
+        Conversation("tg", str(ALICE), ConversationKind.DM),
+        question,
+        choices=(Choice("Approve", "/approve a1"), Choice("Deny", "/deny a1")),
+    )
+    await channel.send(ask)
+    message_id, keys = fake.buttons(ALICE)
+    assert len(fake.texts(ALICE)) == 1
+
+    await _answer(fake, fake.push_press(ALICE, message_id, keys[0][1]))
+
+    # the press is stored whatever the edit does; the message must lose its spent buttons
+    await until(lambda: fake.buttons(ALICE) == (0, []), timeout=10)
+    decided = fake.messages[(ALICE, message_id)]["text"]
+    assert decided.startswith("Approval needed") and decided.endswith("→ Approve (Alice)")
+    assert "rm -rf /tmp/cache/0000" in decided
