@@ -294,6 +294,15 @@ def _rows(r: dict[str, Any], peer: dict[str, Any] | None, only: set[str]) -> lis
                 f"p50 {p3['p50_s']:.2f} s; the last request reached the model "
                 f"{p3['llm_requests_s'][1]:.2f} s after the burst"
             ]
+            at_model, floor_at = p3.get("arrivals_s") or {}, p3.get("floor_arrivals_s") or {}
+            if at_model and floor_at:
+                notes.append(
+                    "requests at the model (p1/p50/p99 from the burst): "
+                    + "/".join(f"{at_model[k]:.2f}" for k in ("p1", "p50", "p99"))
+                    + " s, the floor's "
+                    + "/".join(f"{floor_at[k]:.2f}" for k in ("p1", "p50", "p99"))
+                    + " s"
+                )
             ratio_to_floor = p3.get("floor_ratio") or (
                 p3["p99_s"] / floor_p99 if floor_p99 else None
             )

@@ -30,6 +30,8 @@ from channels.base import BaseChannel
 #: how often a start bench asks /health whether a process is ready (Decapod's, the floor's,
 #: nanobot's: the same for all, so the polling favours none)
 HEALTH_POLL_S = 0.005
+#: the percentiles of a burst's arrivals at the fake model that P3 and its floor report
+ARRIVAL_PCTS = (1, 10, 50, 90, 99)
 
 
 def cpu_s(pid: int, thread: int | None = None) -> float:
@@ -187,8 +189,15 @@ class FakeLLMProcess(ServerProcess):
         return f"http://127.0.0.1:{self.port}"
 
     def stats(self) -> dict[str, Any]:
-        """{"chat_requests": n, "chat_bytes": [...]} since the last reset."""
+        """{"chat_requests": n, "chat_bytes": [...], "chat_times": [...]} since the last
+        reset (bench/fake_server.py)."""
         return dict(json.loads(self._get(self.control_port, "/bench/stats")))
+
+    def arrivals(self, since_epoch: float) -> dict[str, float]:
+        """When the requests reached the model, in seconds from `since_epoch`, by percentile:
+        a burst's shape at the model (how soon the first went out, how soon the last)."""
+        times = [t - since_epoch for t in self.stats()["chat_times"]]
+        return {f"p{p}": round(pct(times, p), 3) for p in ARRIVAL_PCTS} if times else {}
 
     def last_body(self) -> bytes:
         return self._get(self.control_port, "/bench/last")

@@ -5,7 +5,8 @@ own work runs on the other core and is not counted as the gateway's. Besides the
 routes it serves, on a second port of its own:
 
     GET  /bench/stats   {"chat_requests": n, "chat_bytes": [size of each body],
-                         "first_at": t, "last_at": t}   (epoch seconds of the first and last)
+                         "first_at": t, "last_at": t,   (epoch seconds of the first and last)
+                         "chat_times": [t, ...]}        (when each body was read, in order)
     GET  /bench/last    the raw body of the latest chat request
     POST /bench/reset   forget the requests seen so far
 
@@ -79,6 +80,7 @@ async def _serve(delay_s: float, fail_model: str) -> None:
                 "chat_bytes": fake.chat_bytes,
                 "first_at": min(times, default=None),
                 "last_at": max(times, default=None),
+                "chat_times": times,
             }
         )
 

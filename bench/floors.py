@@ -150,10 +150,14 @@ async def _burst(sessions: int, body: bytes | None = None) -> dict[str, Any]:
                 await _raw_stream(session, url, body)
                 done.append(time.perf_counter() - start)
 
+            start_epoch = time.time()
             await asyncio.gather(*(one() for _ in range(sessions)))
+        arrivals = fake.arrivals(start_epoch)
     return {
         "sessions": sessions,
         "body_bytes": len(body),
+        #: when the requests reached the model, from the burst, by percentile
+        "arrivals_s": arrivals,
         "p50_s": round(median(done), 3),
         "p99_s": round(pct(done, 99), 3),
     }

@@ -79,6 +79,7 @@ async def _measure(sessions: int, processes: int = 1) -> dict[str, Any]:
                 round(stats[k] - start_epoch, 3) if stats[k] else None
                 for k in ("first_at", "last_at")
             ]
+            arrivals = fake.arrivals(start_epoch)
     ok_answers = answered - failed
     p99 = pct(latencies, 99)
     return {
@@ -91,6 +92,8 @@ async def _measure(sessions: int, processes: int = 1) -> dict[str, Any]:
         "accepted_s": round(accepted_s, 3),
         #: when the first and the last request reached the model, from the burst
         "llm_requests_s": requests_out,
+        #: and by percentile, beside the floor's (`floor_arrivals_s`)
+        "arrivals_s": arrivals,
         "p50_s": round(median(latencies), 3),
         "p99_s": round(p99, 3),
         "max_s": round(max(latencies, default=float("nan")), 3),
@@ -122,6 +125,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             print(f"P3 concurrency: not run: {result['error']}")
             return {"P3": result}
         result["floor_p99_s"] = floor.get("p99_s")
+        result["floor_arrivals_s"] = floor.get("arrivals_s", {})
         if result["floor_p99_s"]:
             ratios.append(result["p99_s"] / result["floor_p99_s"])
         runs.append(result)
@@ -129,7 +133,13 @@ def run(quick: bool = False) -> dict[str, Any]:
     ranked = sorted(runs, key=lambda r: r["p99_s"] / (r["floor_p99_s"] or 1.0))
     chosen = dict(ranked[len(ranked) // 2])
     chosen["pairs"] = [
-        {"p99_s": r["p99_s"], "floor_p99_s": r["floor_p99_s"], "peak_rss_mb": r["peak_rss_mb"]}
+        {
+            "p99_s": r["p99_s"],
+            "floor_p99_s": r["floor_p99_s"],
+            "peak_rss_mb": r["peak_rss_mb"],
+            "arrivals_s": r["arrivals_s"],
+            "floor_arrivals_s": r["floor_arrivals_s"],
+        }
         for r in runs
     ]
     chosen["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
@@ -141,7 +151,14 @@ def run(quick: bool = False) -> dict[str, Any]:
         f"({chosen['failed']} failed), p50 {chosen['p50_s']} s, p99 {chosen['p99_s']} s "
         f"(floor {chosen['floor_p99_s']} s), peak RSS {chosen['peak_rss_mb']} MB"
     )
+    for r in runs:  # the burst's shape at the model: when its requests arrived, by percentile
+        ours, floor_at = _shape(r["arrivals_s"]), _shape(r["floor_arrivals_s"])
+        print(f"  at the model: P3 {ours}; floor {floor_at}")
     return {"P3": chosen}
+
+
+def _shape(arrivals: dict[str, float]) -> str:
+    return " ".join(f"{k} {v:.2f}" for k, v in arrivals.items()) or "?"
 
 
 def main() -> None:
