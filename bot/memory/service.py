@@ -24,6 +24,7 @@ from bot.memory.class_words import CLASS_WORDS, ClassWords
 from bot.memory.config import MemoryConfig
 from bot.memory.embedder_chain import EmbedderChain, build_embedders
 from bot.memory.embedders import Embedder
+from bot.memory.forgetting import forget_owned
 from bot.memory.index import NoEmbedder, VectorIndex
 from bot.memory.knowledge import KnowledgeWatcher
 from bot.memory.links import LINK_ALPHABET, LINK_TTL_S, LinkCodes, MemoryRequestError
@@ -31,10 +32,8 @@ from bot.memory.rerank import NEIGHBOUR_WINDOW_S
 from bot.memory.retrieval import Retrieval, SearchMode
 from bot.memory.search import MemoryHit, fit_budget, merge_phrasings
 from bot.memory.text import (
-    fts_match,
     indexed_context,
     indexed_text,
-    query_terms,
     speaker_of,
     without_speaker,
 )
@@ -327,21 +326,8 @@ class MemoryService:
         (/forget in a DM, the web UI, the command line) takes those of every place instead."""
         gone: list[ItemRow] = []
         for owner in await self._owners(person_id, place, everywhere):
-            gone += await self._forget_of(owner, item_ids, matching, everything)
+            gone += await forget_owned(self.repo, owner, item_ids, matching, everything)
         return gone
-
-    async def _forget_of(
-        self, owner: str, item_ids: list[int] | None, matching: str | None, everything: bool
-    ) -> list[ItemRow]:
-        if everything:
-            return await self.repo.delete(owner)
-        if item_ids:
-            return await self.repo.delete(owner, item_ids)
-        match = fts_match(query_terms(matching or ""), [owner], require_all=True)
-        if match is None:
-            return []
-        found = await self.repo.matching(owner, match)
-        return await self.repo.delete(owner, [r.id for r in found]) if found else []
 
     async def count(self, person_id: str) -> int:
         """How many items the person has, wherever saved (what a DM's `/forget all` takes)."""
