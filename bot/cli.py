@@ -107,7 +107,9 @@ def _add_optional_parts(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     add_channel_commands(sub)  # `decapod discord ...`, through the channel registry
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, configure_logging: bool = True) -> int:
+    """Run one command. configure_logging=False: leave the root logger (its level, handlers,
+    the log file) as the calling program set it; for a command run in-process."""
     argv = sys.argv[1:] if argv is None else argv
     if argv == ["--version"]:
         # answered before the subcommand tree is built: that imports the optional parts
@@ -117,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         build_parser().print_help()
         return 0
+    args.configure_logging = configure_logging
     if args.command == "run":
         from bot import code_cache
 

@@ -79,6 +79,13 @@ LOG_FILE_MAX_BYTES = 10 * 1024 * 1024
 LOG_FILE_BACKUPS = 5
 
 
+def command_configures_logging(args: Any) -> bool:
+    """Whether a command may set up the process's root logger (level, handlers, log file).
+    `bot.cli.main(..., configure_logging=False)` runs a command inside a program that owns
+    its logging (a test run): the command's output is the same, the root logger untouched."""
+    return bool(getattr(args, "configure_logging", True))
+
+
 def setup_logging(
     level: str = "INFO",
     fmt: str = "auto",

@@ -15,7 +15,7 @@ from bot import __version__
 from bot.cli_banner import start_banner
 from bot.config import Config, HttpConfig, load_config, missing_secrets
 from bot.errors import DatabaseDamaged, DatabaseTooNew, StorageUnavailable, StoreError
-from bot.logging import setup_logging
+from bot.logging import command_configures_logging, setup_logging
 
 
 class CannotRun(Exception):
@@ -104,7 +104,11 @@ async def _until_signal(done: Awaitable[Any] | None = None) -> None:
 
 
 # run / chat ----------------------------------------------------------------------------------
-def _setup_logging(config: Config, stream_level: str | None = None) -> None:
+def _setup_logging(
+    args: argparse.Namespace, config: Config, stream_level: str | None = None
+) -> None:
+    if not command_configures_logging(args):
+        return
     setup_logging(
         config.logging.level,
         config.logging.format,
@@ -117,7 +121,7 @@ def _setup_logging(config: Config, stream_level: str | None = None) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
-    _setup_logging(config)
+    _setup_logging(args, config)
     try:
         asyncio.run(_run(config))
     except OSError as exc:
@@ -173,7 +177,7 @@ def _finish_code_cache() -> None:
 def cmd_chat(args: argparse.Namespace) -> int:
     config = _config(args)
     # the terminal is for the conversation; logs go to the file, only errors to stderr
-    _setup_logging(config, stream_level="ERROR")
+    _setup_logging(args, config, stream_level="ERROR")
     asyncio.run(_chat(config))
     return 0
 
@@ -248,7 +252,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(missing)
         return 1
     config = _config(args)
-    setup_logging("ERROR", "text", None)  # the checks say it all; keep stray warnings out
+    if command_configures_logging(args):
+        setup_logging("ERROR", "text", None)  # the checks say it all; keep stray warnings out
     return asyncio.run(run_doctor(config))
 
 
@@ -317,7 +322,8 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     from bot.mcp import cli
 
     config = _config(args)
-    setup_logging("ERROR", "text", None)  # a server's own chatter is not the answer
+    if command_configures_logging(args):
+        setup_logging("ERROR", "text", None)  # a server's own chatter is not the answer
     return cli.run(args, config)
 
 

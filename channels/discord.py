@@ -12,9 +12,10 @@
 - Buttons are a `discord.ui.View` of dynamic items (channels/discord_buttons.py); a press is
   stored as the presser's command, then answered by updating the message (the decision,
   no buttons), or, when refused, with an ephemeral reply.
-- discord.py reconnects and resumes; channels/discord_connection.py adds the heartbeat-ACK
-  watchdog. What the channel needs from discord.py's internals (the API and gateway URLs,
-  the dispatch parsers, the heartbeat's state) is in channels/discord_private.py.
+- discord.py reconnects and resumes; channels/discord_connection.py has the client whose
+  events reach the channel, and adds the heartbeat-ACK watchdog. What the channel needs from
+  discord.py's internals (the API and gateway URLs, the dispatch parsers, the heartbeat's
+  state) is in channels/discord_private.py.
 - In interactions mode (`mode = "interactions"`) no gateway connection is opened: slash
   commands and button presses arrive as signed POSTs (channels/discord_interactions.py) and
   take the same path from the acknowledgement on. REST sends work as in gateway mode.
@@ -55,7 +56,7 @@ from channels.buttons import Button, ButtonBook, Press, Refused
 from channels.discord_buttons import PressButton, view_of
 from channels.discord_cli import doctor
 from channels.discord_commands import CheckedCommandTree, add_commands, sync_commands
-from channels.discord_connection import HeartbeatWatchdog, run_gateway
+from channels.discord_connection import ChannelClient, HeartbeatWatchdog, run_gateway
 from channels.discord_inbound import Downloads, Normalizer
 from channels.discord_interactions import InteractionsEndpoint, check_public_key, check_settings
 from channels.discord_outbound import CONTINUED, DiscordSender, allowed_mentions
@@ -77,27 +78,6 @@ DRAIN_TIMEOUT_S = 5.0
 InboundJob = Callable[[], Awaitable[InboundMessage | None]]
 
 
-class _Client(discord.Client):
-    def __init__(self, channel: DiscordChannel, **options: Any) -> None:
-        super().__init__(**options)
-        self.channel = channel
-
-    async def on_message(self, message: discord.Message) -> None:
-        self.channel.on_message(message)
-
-    async def on_connect(self) -> None:
-        self.channel.on_connected()
-
-    async def on_resumed(self) -> None:
-        self.channel.on_connected()
-
-    async def on_disconnect(self) -> None:
-        self.channel.on_disconnected()
-
-    async def on_press(self, interaction: discord.Interaction, token: str) -> None:
-        await self.channel.on_press(interaction, token)
-
-
 class DiscordChannel(BaseChannel):
     type = "discord"
     # Discord's limit, less the note that starts an interaction's answer moved to the channel
@@ -117,7 +97,7 @@ class DiscordChannel(BaseChannel):
         self._token = channel_secrets(name, config)["token_env"]
         self.buttons = ButtonBook(home / f"discord-{name}-buttons.json" if home else None)
         self.supports_edit = config.stream
-        self.client: _Client | None = None
+        self.client: ChannelClient | None = None
         self.tree: app_commands.CommandTree[Any] | None = None
         self.connections = 0  # READY or RESUMED: the first connection and every reconnect
         self.malformed_events = 0
@@ -226,13 +206,13 @@ class DiscordChannel(BaseChannel):
     def _mentions(self) -> discord.AllowedMentions:
         return allowed_mentions(self.config.allowed_mentions)
 
-    def _make_client(self) -> _Client:
+    def _make_client(self) -> ChannelClient:
         intents = discord.Intents.none()
         intents.guilds = True  # channels and threads
         intents.guild_messages = True
         intents.dm_messages = True
         intents.message_content = self.config.message_content_intent
-        return _Client(
+        return ChannelClient(
             self,
             intents=intents,
             allowed_mentions=self._mentions(),

@@ -9,6 +9,8 @@ advice is to drop a connection whose heartbeat goes unacknowledged and resume; t
 offers no hook for this, so the watchdog reads the acknowledgement time through
 channels/discord_private.py. `run_gateway` keeps a connection open until the client closes
 or its task is cancelled (a replica that stops leading, bot/cluster/leader.py).
+`ChannelClient` is the connection's client: its events (messages, connects, resumes,
+disconnects, button presses) go to the DiscordChannel.
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import TYPE_CHECKING, Any
 
 import discord
 
 from channels import discord_private
+
+if TYPE_CHECKING:
+    from channels.discord import DiscordChannel
 
 log = logging.getLogger("decapod.channels.discord")
 
@@ -29,6 +35,29 @@ RESTART_FIRST_S = 1.0
 RESTART_MAX_S = 60.0
 #: how often the watchdog looks, at most (it looks four times per window when that is shorter)
 MAX_CHECK_PERIOD_S = 5.0
+
+
+class ChannelClient(discord.Client):
+    """discord.py's client, whose connection events and messages go to the channel."""
+
+    def __init__(self, channel: DiscordChannel, **options: Any) -> None:
+        super().__init__(**options)
+        self.channel = channel
+
+    async def on_message(self, message: discord.Message) -> None:
+        self.channel.on_message(message)
+
+    async def on_connect(self) -> None:
+        self.channel.on_connected()
+
+    async def on_resumed(self) -> None:
+        self.channel.on_connected()
+
+    async def on_disconnect(self) -> None:
+        self.channel.on_disconnected()
+
+    async def on_press(self, interaction: discord.Interaction, token: str) -> None:
+        await self.channel.on_press(interaction, token)
 
 
 class HeartbeatWatchdog:

@@ -35,14 +35,15 @@ from telegram.error import BadRequest, InvalidToken, TelegramError
 from bot.channel_configs.telegram import TelegramChannelConfig
 from bot.channel_state import ChannelState
 from bot.commands import CommandSpec
-from bot.config import channel_secrets, secret_from_env
+from bot.config import channel_secrets
 from bot.errors import ChannelError, ConfigError, DeliveryRefused
 from bot.messages import Identity, SentRef
 from bot.proxy_env import check_proxy_env
-from bot.redaction import register_secret, scrub
+from bot.redaction import register_secret
 from bot.tasks import cancel_and_wait
 from channels import InboundSink
 from channels.buttons import EXPIRED, ButtonBook, Press, Refused
+from channels.telegram_doctor import doctor as doctor  # the registry's channels.telegram:doctor
 from channels.telegram_inbound import BotIdentity, ChatMigrations, normalize
 from channels.telegram_outbound import CALLBACK_PREFIX, TelegramOutbound
 from channels.telegram_polling import (
@@ -55,6 +56,7 @@ from channels.telegram_polling import (
     sleep_unless,
 )
 from channels.telegram_request import AiohttpRequest
+from channels.telegram_token import quiet_http_loggers, register_token
 
 log = logging.getLogger("decapod.channels.telegram")
 
@@ -63,20 +65,6 @@ ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 _COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
 #: seconds a stop waits for the update being stored before it gives up on it
 _STOP_GRACE_S = 5.0
-
-
-def quiet_http_loggers() -> None:
-    """HTTP clients log request URLs, and a Telegram URL contains the token."""
-    for name in ("httpx", "httpcore", "telegram"):
-        logger = logging.getLogger(name)
-        if logger.getEffectiveLevel() < logging.WARNING:
-            logger.setLevel(logging.WARNING)
-
-
-def register_token(token: str) -> None:
-    register_secret(token, "telegram token")
-    # the part after the colon is the secret; it must not leak on its own either
-    register_secret(token.partition(":")[2], "telegram token")
 
 
 class TelegramChannel(TelegramOutbound):
@@ -380,41 +368,3 @@ def create(name: str, channel_config: TelegramChannelConfig, config: Any) -> Tel
         owners=list(config.gateway.owners),
         webhook_secret=secret,
     )
-
-
-async def doctor(name: str, channel_config: TelegramChannelConfig) -> list[tuple[str, bool, str]]:
-    """Is the token valid (getMe), and does Telegram deliver the way the config says?"""
-    label = f"channel {name}"
-    try:
-        token = secret_from_env(channel_config.token_env, f"channels.{name}.token_env")
-    except ConfigError as exc:
-        return [(label, False, f"{exc} (the token @BotFather gave you)")]
-    register_token(token)
-    quiet_http_loggers()
-    try:
-        check_proxy_env()
-    except ConfigError as exc:
-        return [(label, False, str(exc))]
-    bot = RawUpdatesBot(
-        token,
-        base_url=channel_config.api_base_url,
-        base_file_url=channel_config.file_base_url,
-        request=AiohttpRequest(1),
-    )
-    try:
-        async with bot:
-            checks = [(label, True, f"telegram bot @{bot.username}")]
-            info = await bot.get_webhook_info()
-    except InvalidToken:
-        return [(label, False, f"Telegram rejected the token in {channel_config.token_env}")]
-    except TelegramError as exc:
-        return [(label, False, f"cannot reach Telegram: {describe(exc)}")]
-    if channel_config.mode == "webhook":
-        ok = info.url == channel_config.webhook_url
-        detail = f"webhook {'set' if ok else 'not set yet (set at start)'}"
-        if info.last_error_message:
-            detail += f"; Telegram's last delivery error: {scrub(info.last_error_message)}"
-        checks.append((f"{label} webhook", ok or not info.url, detail))
-    elif info.url:
-        checks.append((f"{label} webhook", True, "a webhook is set; polling removes it at start"))
-    return checks

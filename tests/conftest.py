@@ -32,25 +32,3 @@ def make_config(home: Path) -> Any:
         return parse_config(data, home)
 
     return make
-
-
-@pytest.fixture(autouse=True)
-def _root_logger_restored() -> Any:
-    """A test that runs a command in-process (`main(["doctor"])`) configures logging as the
-    command does: the root at ERROR, its own handlers. Left so, every later test's caplog
-    sees nothing below ERROR. The root's level comes back, and the handlers the command added
-    (plain stream and log file handlers, never pytest's own subclasses) are closed."""
-    import logging
-
-    from bot.logging import PrivateRotatingFileHandler
-
-    root = logging.getLogger()
-    level = root.level
-    yield
-    for handler in list(root.handlers):
-        if type(handler) is logging.StreamHandler or isinstance(
-            handler, PrivateRotatingFileHandler
-        ):
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)

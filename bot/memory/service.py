@@ -31,10 +31,8 @@ from bot.memory.rerank import NEIGHBOUR_WINDOW_S
 from bot.memory.retrieval import Retrieval, SearchMode
 from bot.memory.search import MemoryHit, fit_budget, merge_phrasings
 from bot.memory.text import (
-    fts_match,
     indexed_context,
     indexed_text,
-    query_terms,
     speaker_of,
     without_speaker,
 )
@@ -325,23 +323,12 @@ class MemoryService:
         """Delete a person's own items saved in `place` ("": private places; a group's place:
         only that group's) (rows, index entries, vectors); returns what went. `everywhere`
         (/forget in a DM, the web UI, the command line) takes those of every place instead."""
+        from bot.memory.forgetting import forget_owned  # with its first use: a start needs none
+
         gone: list[ItemRow] = []
         for owner in await self._owners(person_id, place, everywhere):
-            gone += await self._forget_of(owner, item_ids, matching, everything)
+            gone += await forget_owned(self.repo, owner, item_ids, matching, everything)
         return gone
-
-    async def _forget_of(
-        self, owner: str, item_ids: list[int] | None, matching: str | None, everything: bool
-    ) -> list[ItemRow]:
-        if everything:
-            return await self.repo.delete(owner)
-        if item_ids:
-            return await self.repo.delete(owner, item_ids)
-        match = fts_match(query_terms(matching or ""), [owner], require_all=True)
-        if match is None:
-            return []
-        found = await self.repo.matching(owner, match)
-        return await self.repo.delete(owner, [r.id for r in found]) if found else []
 
     async def count(self, person_id: str) -> int:
         """How many items the person has, wherever saved (what a DM's `/forget all` takes)."""

@@ -45,7 +45,7 @@ def test_make_run_says_it_is_installing_before_it_does(tmp_path: Path) -> None:
 
 
 async def test_help_has_no_raw_backticks_on_any_platform(make_config: Any) -> None:
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(make_config(), provider=ScriptedProvider([]), channels={"test": channel}):
         await channel.push("/help")
         [text] = await channel.wait_for_messages(1)
@@ -113,7 +113,7 @@ async def test_the_reminders_list_has_a_header(
 ) -> None:
     from bot.scheduler.cli import HEADER
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     config = fake_config_with_scheduler(home)
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": channel}):
         await channel.push("/remind in 20m stretch your legs")

@@ -144,7 +144,7 @@ async def test_a_message_for_a_leased_session_is_run_by_the_holder_in_order(
 ) -> None:
     model = Model()
     model.held.add("one")
-    on_a, on_b = RecordingChannel(), RecordingChannel()
+    on_a, on_b = RecordingChannel(console=True), RecordingChannel(console=True)
     async with replica(model, on_a) as a, replica(model, on_b) as b:
         await on_a.push("one", delivery_id="d1")
         await asyncio.wait_for(model.waiting.wait(), 20)
@@ -172,7 +172,7 @@ async def test_a_freed_session_is_taken_by_the_replica_with_work_for_it(
     """b stored a message while a held the session and a finished before looking again:
     a's release announces the session free, and b runs it at once (not at its sweep)."""
     model = Model()
-    on_a, on_b = RecordingChannel(), RecordingChannel()
+    on_a, on_b = RecordingChannel(console=True), RecordingChannel(console=True)
     async with (
         replica(model, on_a, session_lease_s=600) as a,
         replica(model, on_b, session_lease_s=600) as b,  # its sweep is ten minutes away
@@ -196,7 +196,7 @@ async def test_a_lease_lost_mid_run_stops_the_turn_unsent_and_leaves_the_rest(
     nothing of it, and runs no more of the session: all of it is the new holder's."""
     model = Model()
     model.held.add("one")
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with replica(model, channel, session_lease_s=600) as gw:
         assert gw.replica is not None
         first = await channel.push("one", delivery_id="k1")
@@ -228,7 +228,7 @@ async def test_a_stalled_holder_does_not_answer_what_the_new_holder_answered(
     nothing: the message is answered once."""
     slow, quick = Model(), Model()
     slow.held.add("one")
-    on_a, on_b = RecordingChannel(), RecordingChannel()
+    on_a, on_b = RecordingChannel(console=True), RecordingChannel(console=True)
     renewals = asyncio.Event()  # never set: a's renewals hang
     async with replica(slow, on_a, session_lease_s=1.5) as a:
         assert a.replica is not None
@@ -260,7 +260,7 @@ async def test_a_dead_replicas_session_is_resumed_by_another_once(
     """A replica died holding a session, its answer complete but partly shown: once its
     lease expired, another replica sends the rest (the model is not asked again), once. A
     session still held by a live replica is not touched."""
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     dead = channel.inbound("question", delivery_id="dead-1", user="p1")
     alive = channel.inbound("busy elsewhere", delivery_id="alive-1", user="p2")
     async with pg_store(pg_url) as store:

@@ -35,7 +35,7 @@ async def test_the_owners_default_set_on_one_replica_answers_on_the_other(
             memory={"enabled": False},
         )
         # everyone on them is the owner; a's deliveries get ids of their own (one inbox)
-        on_a, on_b = RecordingChannel(), RecordingChannel()
+        on_a, on_b = RecordingChannel(console=True), RecordingChannel(console=True)
         async with (
             Gateway(config, channels={"test": on_a}),
             Gateway(config, channels={"test": on_b}) as b,
@@ -78,8 +78,10 @@ async def test_a_change_on_another_replica_reaches_the_receiver_of_turn_processe
         sections["providers"] = {"fake": provider}
         spread = make_config(**sections, gateway={"turn_processes": 2, "shutdown_grace_s": 1})
         async with (
-            Gateway(spread, channels={"test": RecordingChannel()}) as receiver,
-            Gateway(make_config(**sections), channels={"test": RecordingChannel()}) as other,
+            Gateway(spread, channels={"test": RecordingChannel(console=True)}) as receiver,
+            Gateway(
+                make_config(**sections), channels={"test": RecordingChannel(console=True)}
+            ) as other,
         ):
             assert receiver.turn_processes is not None and receiver.replica is None
             assert await receiver.model_choices.default() is None  # read now, kept after

@@ -46,7 +46,7 @@ async def test_a_cancelled_bus_stop_still_closes_the_listen_connection(pg_url: s
 async def test_a_cancelled_turns_stop_still_frees_the_leases(
     replica: Callable[..., Gateway],
 ) -> None:
-    async with replica(Model(), RecordingChannel()) as gw:
+    async with replica(Model(), RecordingChannel(console=True)) as gw:
         assert gw.replica is not None
         leases = gw.replica.leases
         assert await leases.acquire("test:dm:u1")

@@ -35,7 +35,7 @@ async def test_a_new_job_wakes_another_replicas_scheduler(
     """b's scheduler planned its next look an hour away; a reminder scheduled on a (which
     delivers none itself) due in a second wakes b through NOTIFY, and b delivers it."""
     model = Model()
-    on_a, on_b = RecordingChannel(), RecordingChannel()
+    on_a, on_b = RecordingChannel(console=True), RecordingChannel(console=True)
     config = make_config(
         store={"url": pg_url}, scheduler={"poll_seconds": 3600}, memory={"enabled": False}
     )
@@ -129,7 +129,7 @@ async def test_an_approval_whose_notification_was_lost_is_read_from_the_database
 async def test_stop_on_another_replica_stops_the_turn(replica: Callable[..., Gateway]) -> None:
     model = Model()
     model.held.add("a long one")
-    on_a, on_b = RecordingChannel(), RecordingChannel()
+    on_a, on_b = RecordingChannel(console=True), RecordingChannel(console=True)
     async with replica(model, on_a) as a, replica(model, on_b):
         await on_a.push("a long one", delivery_id="l1")
         await asyncio.wait_for(model.waiting.wait(), 20)
@@ -174,7 +174,7 @@ async def test_database_connections_dropped_mid_turn_lose_nothing(
     answered once, and its lease is given back."""
     model = Model()
     model.held.add("slow one")
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with replica(model, channel) as gw:
         assert gw.replica is not None
         await channel.push("slow one", delivery_id="s1")
@@ -259,7 +259,7 @@ async def test_the_database_out_of_reach_mid_turn_loses_nothing(
     await partition.heal()
     model = Model()
     model.held.add("slow one")
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     config = make_config(
         store={"url": partition.url},
         gateway={"session_lease_s": 3},

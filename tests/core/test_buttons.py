@@ -38,7 +38,7 @@ class _Waiting:
 
 
 def _buttons_channel() -> RecordingChannel:
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     channel.supports_buttons = True
     return channel
 

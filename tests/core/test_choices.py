@@ -7,7 +7,7 @@ from tests.fakes.channel import RecordingChannel
 
 
 async def test_choices_become_typed_commands_without_native_buttons() -> None:
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     conversation = Conversation("test", "c1")
     choices = (Choice("Approve", "/approve a1"), Choice("Deny", "/deny a1"))
     await channel.send(OutboundMessage(conversation, "Run `ls`?", choices=choices))
@@ -15,7 +15,7 @@ async def test_choices_become_typed_commands_without_native_buttons() -> None:
 
 
 async def test_a_channel_with_buttons_keeps_the_text_as_written() -> None:
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     channel.supports_buttons = True
     conversation = Conversation("test", "c1")
     choices = (Choice("Approve", "/approve a1"),)

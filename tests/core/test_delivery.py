@@ -220,7 +220,7 @@ async def test_a_restart_never_asks_the_model_again_for_a_partly_shown_answer(
         yield Finish()
 
     config = make_config(gateway={"shutdown_grace_s": 0.1})
-    first = RecordingChannel()
+    first = RecordingChannel(console=True)
     async with Gateway(config, provider=FunctionProvider(slowly), channels={"test": first}) as gw:
         message = await first.push("tell me a long story")
         await first.wait_for_messages(1)
@@ -228,7 +228,7 @@ async def test_a_restart_never_asks_the_model_again_for_a_partly_shown_answer(
     partial = first.texts()
     assert len(partial) == 1 and partial[0].split() != WORDS  # stopped while streaming
 
-    second = RecordingChannel()
+    second = RecordingChannel(console=True)
     never = ScriptedProvider(["I am here."])
     async with Gateway(config, provider=never, channels={"test": second}) as gw:
         await second.wait_for_messages(1)
@@ -264,7 +264,7 @@ class Unreachable(RecordingChannel):
     retry_backoff_s = 0.01
 
     def __init__(self, *down: str) -> None:
-        super().__init__()
+        super().__init__(console=True)
         self.down = set(down)
         self.tries = 0
 
@@ -289,7 +289,7 @@ async def test_a_commands_reply_that_cannot_be_sent_is_given_up_not_run_again(
     assert first.tries == BaseChannel.max_transient_attempts
     assert "test:u1" in notice and "HTTP 503" in notice
 
-    second = RecordingChannel()
+    second = RecordingChannel(console=True)
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": second}):
         await asyncio.sleep(0.3)
     assert second.texts() == [], "not sent again, the command not run again"
@@ -323,7 +323,9 @@ async def test_a_send_failing_while_the_stop_drains_its_turn_waits_for_the_next_
         assert attempts <= channel.tries <= 2 * attempts, "the answer was tried, once"
         assert gw.deliveries.tries_waiting == 0
     async with Gateway(
-        make_config(), provider=FunctionProvider(answer), channels={"test": RecordingChannel()}
+        make_config(),
+        provider=FunctionProvider(answer),
+        channels={"test": RecordingChannel(console=True)},
     ) as again:
         [open_one] = await again.store.deliveries.unfinished()
         assert open_one.message.id == message.id and open_one.state.attempts == 1

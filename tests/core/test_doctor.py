@@ -3,6 +3,7 @@ name the server does not have, each fail the doctor and name what to fix."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator
@@ -201,7 +202,7 @@ def test_doctor_before_init_says_the_config_is_missing_and_creates_nothing(
     home.mkdir()
     _without_decapod_variables(monkeypatch)
 
-    code = main(["--home", str(home), "doctor"])
+    code = main(["--home", str(home), "doctor"], configure_logging=False)
 
     out = capsys.readouterr().out
     assert code == 1
@@ -229,13 +230,37 @@ def test_doctor_checks_a_home_set_up_by_environment_variables_alone(
     _without_decapod_variables(monkeypatch)
     monkeypatch.setenv("DECAPOD_MEMORY__ENABLED", "false")
 
-    main(["--home", str(home), "doctor"])
+    main(["--home", str(home), "doctor"], configure_logging=False)
 
     out = capsys.readouterr().out
     assert "ok   config" in out and "decapod init" not in out
     assert (home / "decapod.db").exists()
 
     monkeypatch.delenv("DECAPOD_MEMORY__ENABLED")  # the database the first check made stays
-    main(["--home", str(home), "doctor"])
+    main(["--home", str(home), "doctor"], configure_logging=False)
     out = capsys.readouterr().out
     assert "ok   config" in out and "decapod init" not in out
+
+
+def test_doctor_run_in_process_leaves_the_root_logger_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first of a pair: doctor run in-process, then the next test's log capture sees
+    warnings at its default level, as it would have without this one."""
+    from bot.cli import main
+
+    _without_decapod_variables(monkeypatch)
+    monkeypatch.setenv("DECAPOD_MEMORY__ENABLED", "false")
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+
+    main(["--home", str(tmp_path), "doctor"], configure_logging=False)
+
+    assert "ok   config" in capsys.readouterr().out  # the checks ran
+    assert root.level == level and root.handlers == handlers
+
+
+def test_log_capture_after_doctor_sees_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    """The second of the pair: no caplog.set_level, so a root left at ERROR would hide this."""
+    logging.getLogger("decapod.doctor.pair").warning("still heard")
+    assert [r.getMessage() for r in caplog.records] == ["still heard"]

@@ -48,7 +48,7 @@ async def test_turn_with_a_tool_call_through_the_openai_sdk(make_config: Any) ->
             Reply(tool_calls=[ToolCall("call_1", "current_time", '{"zone": "UTC"}')]),
             Reply(text="It is noon where you are."),
         )
-        channel = RecordingChannel()
+        channel = RecordingChannel(console=True)
         async with Gateway(_fake_llm_config(make_config, fake), channels={"test": channel}) as gw:
             await channel.push("what time is it?")
             texts = await channel.wait_for_messages(1)
@@ -93,7 +93,7 @@ async def test_streaming_edits_one_message_at_a_throttled_rate(make_config: Any)
             yield TextDelta(f"word{i:03d} ")
         yield Finish()
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(
         make_config(), provider=FunctionProvider(slow), channels={"test": channel}
     ) as gw:
@@ -111,7 +111,7 @@ async def test_streaming_edits_one_message_at_a_throttled_rate(make_config: Any)
 
 async def test_long_reply_is_chunked_at_the_channel_limit(make_config: Any) -> None:
     long = "\n\n".join(f"Paragraph {i}: " + "lorem ipsum " * 20 for i in range(20))
-    channel = RecordingChannel(max_message_len=500)
+    channel = RecordingChannel(max_message_len=500, console=True)
     async with Gateway(
         make_config(), provider=ScriptedProvider([long]), channels={"test": channel}
     ) as gw:
@@ -141,7 +141,7 @@ async def test_per_session_order_and_cross_session_concurrency(make_config: Any)
         running.remove(text)
         return f"re: {text}"
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(
         make_config(), provider=FunctionProvider(answer), channels={"test": channel}
     ):
@@ -158,7 +158,7 @@ async def test_per_session_order_and_cross_session_concurrency(make_config: Any)
 
 async def test_duplicate_delivery_is_dropped_before_any_llm_call(make_config: Any) -> None:
     provider = ScriptedProvider(["one answer", "never used"])
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(make_config(), provider=provider, channels={"test": channel}) as gw:
         message = channel.inbound("hi", delivery_id="update-42")
         await channel.sink(message)  # type: ignore[misc]
@@ -175,7 +175,7 @@ async def test_provider_failure_is_a_short_message_and_the_session_goes_on(
     make_config: Any,
 ) -> None:
     provider = ScriptedProvider([ProviderHTTPError(500, "boom"), "fine now"])
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(make_config(), provider=provider, channels={"test": channel}) as gw:
         await channel.push("first")
         await channel.wait_for_messages(1)
@@ -199,7 +199,7 @@ async def test_garbage_and_timeouts_reach_the_person_as_short_errors(make_config
             fake,
             gateway={"turn_deadline_s": 1.0},
         )
-        channel = RecordingChannel()
+        channel = RecordingChannel(console=True)
         async with Gateway(config, channels={"test": channel}):
             await channel.push("first")
             await channel.wait_for_messages(1)
@@ -216,7 +216,7 @@ async def test_empty_and_oversized_messages_get_a_clear_reply(
     make_config: Any, text: str, expected: str
 ) -> None:
     provider = ScriptedProvider([])
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(make_config(), provider=provider, channels={"test": channel}):
         await channel.push(text)
         texts = await channel.wait_for_messages(1)
@@ -226,7 +226,7 @@ async def test_empty_and_oversized_messages_get_a_clear_reply(
 
 async def test_new_starts_a_fresh_session(make_config: Any) -> None:
     provider = ScriptedProvider(["a", "b"])
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(make_config(), provider=provider, channels={"test": channel}):
         await channel.push("remember x")
         await channel.wait_for_messages(1)
@@ -246,7 +246,7 @@ async def _twelve_long_messages(
         providers={"local": {"preset": "ollama", "context_window": 1000}},
         agent={"keep_recent_messages": 2},
     )
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(config, provider=FunctionProvider(answer), channels={"test": channel}) as gw:
         for i in range(12):
             await channel.push(f"message {i} " + "x" * 300)
@@ -315,7 +315,7 @@ async def test_a_history_too_long_that_cannot_be_compacted_is_not_sent_again(
             raise ContextTooLong()
         return "fine"
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(
         make_config(agent={"keep_recent_messages": 2}),
         provider=FunctionProvider(answer),
@@ -367,7 +367,7 @@ async def test_context_too_long_compacts_and_retries_the_same_model(make_config:
             raise ContextTooLong()
         return "fine"
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(
         make_config(agent={"keep_recent_messages": 2}),
         provider=FunctionProvider(answer),
@@ -388,7 +388,7 @@ async def test_a_message_with_half_an_emoji_is_answered_and_kept(make_config: An
     sent, then "Something went wrong", and the turn ran again at every start."""
     async with FakeLLM() as fake:
         fake.push(Reply(text="Nice!"))
-        channel = RecordingChannel()
+        channel = RecordingChannel(console=True)
         async with Gateway(_fake_llm_config(make_config, fake), channels={"test": channel}) as gw:
             await channel.push("look \ud83d what I found")
             await _until(lambda: gw.sessions.active == 0 and not gw.sessions.queue_depth)
@@ -420,7 +420,7 @@ async def test_a_request_the_model_refuses_is_named_so(
     """The provider's own text (which may quote the request) is not shown."""
     async with FakeLLM() as fake:
         fake.push(Reply.error(status, "invalid_request"))
-        channel = RecordingChannel()
+        channel = RecordingChannel(console=True)
         async with Gateway(_fake_llm_config(make_config, fake), channels={"test": channel}):
             await channel.push("hello")
             texts = await channel.wait_for_messages(1)
@@ -433,7 +433,7 @@ async def test_a_history_too_long_even_after_compaction_says_so(make_config: Any
     sent once more, then the person reads that the conversation is too long."""
     async with FakeLLM() as fake:
         fake.push(*[Reply.context_length() for _ in range(6)])
-        channel = RecordingChannel()
+        channel = RecordingChannel(console=True)
         async with Gateway(_fake_llm_config(make_config, fake), channels={"test": channel}):
             await channel.push("hello")
             texts = await channel.wait_for_messages(1)

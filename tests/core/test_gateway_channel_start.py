@@ -19,7 +19,7 @@ class _Handshaking(RecordingChannel):
     """Its start waits (up to 5 s) for the other channel's start to begin."""
 
     def __init__(self, name: str, begun: asyncio.Event, other: asyncio.Event) -> None:
-        super().__init__(name)
+        super().__init__(name, console=True)
         self.begun, self.other = begun, other
         self.saw_other = False
         self.stopped = False
@@ -61,7 +61,7 @@ async def test_a_channel_that_fails_to_start_is_raised_and_the_others_stop(
     gateway = Gateway(
         make_config(),
         provider=ScriptedProvider([]),
-        channels={"ok": started, "bad": _Refusing("bad")},
+        channels={"ok": started, "bad": _Refusing("bad", console=True)},
     )
     with pytest.raises(ChannelError, match="token rejected"):
         await gateway.start()

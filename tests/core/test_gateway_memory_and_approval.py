@@ -76,7 +76,7 @@ async def test_owner_approves_or_denies_a_dangerous_command_from_the_chat(
             ]
         return "result: " + last.content
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     config = make_config(sandbox={"backend": "bwrap", "approval": "ask"})
     async with Gateway(config, provider=FunctionProvider(model), channels={"test": channel}):
         await channel.push("clean up the folder", user="owner")

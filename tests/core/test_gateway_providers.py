@@ -43,7 +43,7 @@ async def test_anthropic_provider_through_the_gateway_with_tool_use(make_config:
             },
             models={"chat": ["claude:claude-test"]},
         )
-        channel = RecordingChannel()
+        channel = RecordingChannel(console=True)
         async with Gateway(config, channels={"test": channel}) as gw:
             await channel.push("time in Berlin?")
             assert await channel.wait_for_messages(1) == ["It is evening in Berlin."]
@@ -86,7 +86,7 @@ async def test_chat_keeps_answering_while_the_primary_is_down_and_returns_to_it(
             "max_cooldown_s": 1,
         },
     )
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     try:
         async with Gateway(config, channels={"test": channel}):
             await channel.push("one")
@@ -151,6 +151,6 @@ async def test_provider_pool_is_sized_to_the_turns_the_gateway_runs(make_config:
             models={"chat": ["local:m"]},
             gateway={"max_concurrent_turns": 300},
         )
-        async with Gateway(config, channels={"test": RecordingChannel()}) as gw:
+        async with Gateway(config, channels={"test": RecordingChannel(console=True)}) as gw:
             assert gw.providers is not None
             assert gw.providers.providers["local"].pool_size == 300

@@ -40,7 +40,7 @@ async def test_secrets_the_model_writes_are_not_stored_or_sent_again(
     monkeypatch.setenv("DECAPOD_TEST_MODEL_SECRET", SECRET)
     config = make_config(security={"secret_env": ["DECAPOD_TEST_MODEL_SECRET"]})
     provider = ScriptedProvider([_text_then_call, f"I noted {SECRET}.", "Nothing more."])
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     tools = ToolRegistry([*builtin_tools(), note])
     async with Gateway(config, provider=provider, channels={"test": channel}, tools=tools):
         await channel.push("what is my key?")
@@ -74,7 +74,7 @@ async def test_a_notice_to_the_owner_never_carries_a_secret(
     config = make_config(
         security={"secret_env": ["DECAPOD_TEST_MODEL_SECRET"]}, gateway={"owners": ["test:u1"]}
     )
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": channel}) as gw:
         await gw.notify_owner(f"the hook failed: invalid token {SECRET}")
     [notice] = channel.texts("u1")

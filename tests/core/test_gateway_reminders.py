@@ -19,7 +19,7 @@ DUE_AFTER_DOWN_S = 5
 
 async def test_remind_command_delivers_verbatim_to_the_same_chat(make_config: Any) -> None:
     provider = ScriptedProvider([])
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(make_config(), provider=provider, channels={"test": channel}):
         await channel.push("/remind in 2s stretch your back")
         confirmation = (await channel.wait_for_messages(1))[0]
@@ -31,7 +31,7 @@ async def test_remind_command_delivers_verbatim_to_the_same_chat(make_config: An
 
 async def test_plain_remind_me_sentence_needs_no_model(make_config: Any) -> None:
     provider = ScriptedProvider([])
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(make_config(), provider=provider, channels={"test": channel}):
         await channel.push("remind me in 2 seconds to drink water")
         await channel.push("remind me at 9 to call")
@@ -45,7 +45,7 @@ async def test_reminder_due_while_down_arrives_after_restart_marked_late(
     make_config: Any,
 ) -> None:
     config = make_config(scheduler={"late_note_after_seconds": 0})
-    first = RecordingChannel()
+    first = RecordingChannel(console=True)
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": first}):
         pushed = time.monotonic()
         await first.push(f"/remind in {DUE_AFTER_DOWN_S}s stand up")
@@ -54,7 +54,7 @@ async def test_reminder_due_while_down_arrives_after_restart_marked_late(
     # gateway by then
     assert len(first.texts()) == 1, "the reminder came due before the gateway stopped"
     await asyncio.sleep(pushed + DUE_AFTER_DOWN_S + 1.0 - time.monotonic())
-    second = RecordingChannel()
+    second = RecordingChannel(console=True)
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": second}):
         [late] = await second.wait_for_messages(1, timeout=30)
         await asyncio.sleep(0.3)
@@ -63,7 +63,7 @@ async def test_reminder_due_while_down_arrives_after_restart_marked_late(
 
 
 async def test_a_scheduled_task_runs_the_agent_and_delivers_its_answer(make_config: Any) -> None:
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     schedule = ToolCall(
         "s1",
         "schedule_job",
@@ -99,7 +99,7 @@ async def test_a_scheduled_task_runs_the_agent_and_delivers_its_answer(make_conf
 async def test_a_reminder_too_far_ahead_is_refused_and_the_list_still_works(
     make_config: Any,
 ) -> None:
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(make_config(), provider=ScriptedProvider([]), channels={"test": channel}):
         await channel.push("/remind every 999999w renew the passport")
         await channel.push("/remind in 99999999999999d x")

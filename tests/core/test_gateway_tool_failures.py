@@ -48,7 +48,7 @@ async def test_write_file_with_a_300_character_name_answers_and_finishes(
             _answer_with_what_the_tool_said,
         ]
     )
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     config = make_config(sandbox={"backend": "bwrap", "approval": "never"})
     async with Gateway(config, provider=provider, channels={"test": channel}) as gw:
         message = await channel.push("save a note under a very long name")
@@ -78,7 +78,7 @@ async def test_an_unexpected_exception_in_a_tool_still_answers(
         raise exc
 
     provider = ScriptedProvider([[ToolCall("t1", "tidy", "{}")], _answer_with_what_the_tool_said])
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
 
     def tools() -> ToolRegistry:  # a gateway registers its optional parts' tools into it
         return ToolRegistry([*builtin_tools(), tidy])
@@ -98,7 +98,7 @@ async def test_an_unexpected_exception_in_a_tool_still_answers(
 
     # A restart runs no turn again (a replayed one would finish before the stop returns, and
     # would find the script used up).
-    again = RecordingChannel()
+    again = RecordingChannel(console=True)
     async with Gateway(make_config(), provider=provider, channels={"test": again}, tools=tools()):
         pass
     assert len(provider.requests) == 2 and again.texts() == []
@@ -119,7 +119,7 @@ async def test_a_cancelled_error_a_library_raised_in_a_tool_is_a_failure_not_a_s
     provider = ScriptedProvider(
         [[ToolCall("t1", "fetch_status", "{}")], _answer_with_what_the_tool_said, "second"]
     )
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     tools = ToolRegistry([*builtin_tools(), fetch_status])
     async with Gateway(
         make_config(), provider=provider, channels={"test": channel}, tools=tools
@@ -146,7 +146,7 @@ async def test_a_turn_that_fails_outside_any_tool_tells_the_person_once(
             raise RuntimeError("a provider plugin's bug")
         return "second answer"
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(
         make_config(), provider=FunctionProvider(answer), channels={"test": channel}
     ):
@@ -171,7 +171,7 @@ async def test_a_cancelled_error_a_library_raised_mid_turn_is_told_like_any_fail
             raise asyncio.CancelledError
         return "second answer"
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     provider = FunctionProvider(answer)
     async with Gateway(make_config(), provider=provider, channels={"test": channel}) as gw:
         first = await channel.push("first")

@@ -55,7 +55,7 @@ async def test_a_message_before_the_warm_up_ends_waits_and_gets_skills_and_memor
         seen.append(request)
         return "packed"
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(
         make_config(), provider=FunctionProvider(model), channels={"test": channel}
     ) as gw:
@@ -92,7 +92,7 @@ async def test_a_failed_step_is_logged_shown_by_health_said_and_the_message_kept
         asked.append(request)
         return "never"
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(
         make_config(), provider=FunctionProvider(model), channels={"test": channel}
     ) as gw:
@@ -119,7 +119,7 @@ class _MenuDown(RecordingChannel):
     """A channel whose platform refuses the new command menu (its first `refusals` tries)."""
 
     def __init__(self, name: str = "test", refusals: int = 1000) -> None:
-        super().__init__(name)
+        super().__init__(name, console=True)
         self.offered: list[list[str]] = []
         self.refusals = refusals
 
@@ -177,7 +177,7 @@ async def test_a_channel_that_cannot_take_the_new_commands_at_first_gets_them_on
 async def test_a_channel_refusing_the_new_commands_does_not_keep_them_from_the_others(
     make_config: Any,
 ) -> None:
-    down, up = _MenuDown("down"), RecordingChannel("up")
+    down, up = _MenuDown("down"), RecordingChannel("up", console=True)
     async with Gateway(
         make_config(),
         provider=FunctionProvider(lambda request: "still here"),
@@ -209,7 +209,7 @@ async def test_a_step_that_raises_cancelled_or_hangs_fails_and_the_message_is_sa
 ) -> None:
     monkeypatch.setattr(features, "start_skills", step)
     monkeypatch.setattr(warmup, "STEP_TIMEOUT_S", 0.5)
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(
         make_config(),
         provider=FunctionProvider(lambda request: "never"),
@@ -240,12 +240,12 @@ async def test_a_message_kept_by_a_failed_warm_up_is_answered_once_at_the_next_s
         asked.append(request.messages[-1].content)
         return "answered"
 
-    first = RecordingChannel()
+    first = RecordingChannel(console=True)
     async with Gateway(make_config(), provider=FunctionProvider(model), channels={"test": first}):
         await first.push("hello", user="owner")
         await first.wait_for_messages(1, timeout=WAIT_S)
     monkeypatch.setattr(features, "start_skills", start_skills)
-    second = RecordingChannel()
+    second = RecordingChannel(console=True)
     async with Gateway(make_config(), provider=FunctionProvider(model), channels={"test": second}):
         assert await second.wait_for_messages(1, timeout=WAIT_S) == ["answered"]
     assert asked == ["hello"]
@@ -256,7 +256,7 @@ async def test_a_stop_while_a_step_runs_ends_and_keeps_the_waiting_message(
     make_config: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(features, "start_skills", _hangs)
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     gw = Gateway(
         make_config(gateway={"shutdown_grace_s": 0.2}),
         provider=FunctionProvider(lambda request: "never"),
@@ -289,7 +289,7 @@ async def test_a_reminder_due_at_the_start_is_delivered_while_a_later_step_still
     """The scheduler is the warm-up's first step: what came due while the gateway was down
     is delivered once the channels are up, without waiting for memory's start."""
     config = make_config(scheduler={"late_note_after_seconds": 0})
-    first = RecordingChannel()
+    first = RecordingChannel(console=True)
     async with Gateway(config, provider=FunctionProvider(lambda r: "ok"), channels={"test": first}):
         await first.push("/remind in 1s water the plants")
         await first.wait_for_messages(1, timeout=WAIT_S)
@@ -302,7 +302,7 @@ async def test_a_reminder_due_at_the_start_is_delivered_while_a_later_step_still
         await start_memory(gw, stack)
 
     monkeypatch.setattr(features, "start_memory", slow_memory)
-    second = RecordingChannel()
+    second = RecordingChannel(console=True)
     async with Gateway(
         config, provider=FunctionProvider(lambda r: "ok"), channels={"test": second}
     ) as gw:

@@ -48,7 +48,7 @@ def _config(make_config: Any, fake: FakeLLM) -> Any:
 async def test_an_answer_cut_by_the_output_limit_says_so(make_config: Any, reply: Reply) -> None:
     async with FakeLLM() as fake:
         fake.push(reply)
-        channel = RecordingChannel()
+        channel = RecordingChannel(console=True)
         async with Gateway(_config(make_config, fake), channels={"test": channel}):
             await channel.push("list the steps")
             [answer] = await channel.wait_for_messages(1, timeout=20)

@@ -30,7 +30,7 @@ async def test_the_default_owner_request_stays_within_8_kb(
             providers={"fake": {"base_url": fake.base_url + "/v1", "api_key_env": "P7_KEY"}},
             models={"chat": ["fake:p7-model"]},
         )
-        channel = RecordingChannel()
+        channel = RecordingChannel(console=True)
         async with Gateway(config, channels={"test": channel}):
             await channel.push("hello", user="owner")
             await channel.wait_for_messages(1, timeout=30)

@@ -17,7 +17,7 @@ CHOICES = (Choice("More", "/more"), Choice("Stop", "/stop"))
 
 
 def _channel() -> RecordingChannel:
-    channel = RecordingChannel(max_message_len=40)
+    channel = RecordingChannel(max_message_len=40, console=True)
     channel.retry_backoff_s = 0.01
     return channel
 

@@ -26,7 +26,7 @@ async def test_a_cancelled_worker_leaves_a_message_arriving_at_that_moment_queue
     async def handler(session: Session, message: InboundMessage) -> None:
         handled.append(message.text)
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     for i in range(20):
         sessions = SessionManager(Store(tmp_path / "unused.db"), handler, idle_exit_s=3600)
         first = channel.inbound(f"first {i}", user=f"u{i}")
@@ -73,7 +73,7 @@ async def test_a_burst_reaches_the_model_in_the_order_it_came(make_config: Any) 
         asked.append(request.messages[-1].content)
         return "ok"
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     count = 200
     async with Gateway(
         make_config(gateway={"max_concurrent_turns": count}),
@@ -138,7 +138,7 @@ async def test_a_message_already_queued_is_taken_without_an_idle_clock(
     async def handler(session: Session, message: InboundMessage) -> None:
         handled.append(message.text)
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     sessions = SessionManager(Store(tmp_path / "unused.db"), handler, idle_exit_s=3600)
     for i in range(50):
         sessions.submit(channel.inbound(f"first {i}", user=f"u{i}"))
@@ -171,7 +171,7 @@ async def test_past_the_cache_size_with_every_session_busy_no_new_one_walks_them
     async def handler(session: Session, message: InboundMessage) -> None:
         await release.wait()
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     sessions = SessionManager(
         Store(tmp_path / "unused.db"), handler, max_cached=10, idle_exit_s=0.01
     )

@@ -53,7 +53,7 @@ async def test_full_disk_during_a_turn_tells_the_person_and_finishes_once_there_
             return LONG_ANSWER
         return "second answer"
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(
         make_config(), provider=FunctionProvider(answer), channels={"test": channel}
     ) as gateway:
@@ -79,7 +79,7 @@ async def test_full_disk_during_a_turn_tells_the_person_and_finishes_once_there_
     told = [t for t in channel.texts() if "storage is full" in t]
     assert len(told) == 1
     # nothing is left for the next start
-    rerun = RecordingChannel()
+    rerun = RecordingChannel(console=True)
     async with Gateway(
         make_config(), provider=FunctionProvider(answer), channels={"test": rerun}
     ) as gateway:
@@ -96,7 +96,7 @@ async def test_read_only_database_during_a_turn_is_said_and_the_next_message_is_
         await gateway.store.write(_read_only)
         return "an answer that cannot be saved"
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(
         make_config(), provider=FunctionProvider(answer), channels={"test": channel}
     ) as gateway:
@@ -173,7 +173,7 @@ async def test_a_database_locked_by_another_process_mid_turn_is_said_and_finishe
         holder.append(_locked(gateway))  # held until the person was told
         return "an answer that cannot be saved yet"
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     try:
         async with Gateway(
             make_config(), provider=FunctionProvider(answer), channels={"test": channel}
@@ -218,7 +218,7 @@ async def test_a_try_refused_by_the_store_waits_no_longer_than_the_stop(
             await gateway.store.write(_read_only)
         return f"answer {len(asked)}"
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     # the stop does not wait out its grace for the turn, nor for the message behind it
     config = make_config(gateway={"shutdown_grace_s": 60})
     async with Gateway(
@@ -232,7 +232,7 @@ async def test_a_try_refused_by_the_store_waits_no_longer_than_the_stop(
         assert gateway.sessions.retries_waiting == 0
     assert asked == ["first"], "the second waits for the first"
     # the store took nothing of them: the next start runs them whole, in order
-    rerun = RecordingChannel()
+    rerun = RecordingChannel(console=True)
     async with Gateway(
         make_config(), provider=FunctionProvider(answer), channels={"test": rerun}
     ) as gateway:
@@ -264,7 +264,7 @@ async def test_a_refused_turn_is_tried_again_before_the_next_message_of_its_sess
             holder.append(_locked(gateway))
         return f"answer to {said[-1]}"
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     try:
         async with Gateway(
             make_config(), provider=FunctionProvider(answer), channels={"test": channel}
@@ -283,7 +283,9 @@ async def test_a_refused_turn_is_tried_again_before_the_next_message_of_its_sess
         assert history == ["A", "answer to A", "B", "answer to B"]
         # the stored order, read from the database by a new start
         async with Gateway(
-            make_config(), provider=FunctionProvider(answer), channels={"test": RecordingChannel()}
+            make_config(),
+            provider=FunctionProvider(answer),
+            channels={"test": RecordingChannel(console=True)},
         ) as again:
             stored = again.sessions.get(first.session_key)
             await again.sessions.load(stored)
@@ -333,12 +335,12 @@ async def test_the_note_on_a_cut_off_answer_is_said_once_while_the_store_refuses
         yield Finish()
 
     config = make_config(gateway={"shutdown_grace_s": 0.1})
-    first = RecordingChannel()
+    first = RecordingChannel(console=True)
     async with Gateway(config, provider=FunctionProvider(slowly), channels={"test": first}):
         message = await first.push("tell me a long story")
         await _until(lambda: first.texts() and len(first.texts()[0].split()) >= 3)
 
-    second = NotingChannel()
+    second = NotingChannel(console=True)
     provider = FunctionProvider(slowly)
     second.gateway = gateway = Gateway(config, provider=provider, channels={"test": second})
     try:

@@ -47,7 +47,7 @@ async def test_a_gateway_turn_on_postgresql(
             models={"chat": ["fake:test-model"]},
             store={"url": pg_url},
         )
-        channel = RecordingChannel()
+        channel = RecordingChannel(console=True)
         async with Gateway(config, channels={"test": channel}) as gw:
             assert isinstance(gw.store, PgStore)
             msg = await channel.push("hi")
@@ -197,7 +197,7 @@ async def test_a_reminder_fires_once_across_a_restart_on_postgresql(
     from tests.fakes.channel import RecordingChannel
 
     config = make_config(store={"url": pg_url}, scheduler={"late_note_after_seconds": 0})
-    first = RecordingChannel()
+    first = RecordingChannel(console=True)
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": first}):
         pushed = time.monotonic()
         await first.push(f"/remind in {DUE_AFTER_DOWN_S}s stand up")
@@ -206,7 +206,7 @@ async def test_a_reminder_fires_once_across_a_restart_on_postgresql(
     # gateway by then
     assert len(first.texts()) == 1, "the reminder came due before the gateway stopped"
     await asyncio.sleep(pushed + DUE_AFTER_DOWN_S + 1.0 - time.monotonic())
-    second = RecordingChannel()
+    second = RecordingChannel(console=True)
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": second}) as gw:
         [late] = await second.wait_for_messages(1, timeout=30)
         assert "stand up" in late and "late by" in late
@@ -327,7 +327,7 @@ async def test_a_nul_in_a_message_or_an_answer_is_kept_on_postgresql(
     from bot.providers.testing import ScriptedProvider
     from tests.fakes.channel import RecordingChannel
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     provider = ScriptedProvider(["it says a\x00b"])
     config = make_config(store={"url": pg_url})
     async with Gateway(config, provider=provider, channels={"test": channel}) as gw:

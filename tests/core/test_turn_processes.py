@@ -57,7 +57,7 @@ def _users_on_each_process(count: int) -> list[str]:
 async def test_each_session_keeps_its_order_across_turn_processes(make_config: Any) -> None:
     async with FakeLLM() as fake:
         fake.reply_fn = _echo
-        channel = RecordingChannel()
+        channel = RecordingChannel(console=True)
         users = [*_users_on_each_process(2), "u90", "u91"]
         async with Gateway(_config(make_config, fake), channels={"test": channel}) as gw:
             assert gw.turn_processes is not None
@@ -95,7 +95,7 @@ async def test_a_turn_process_that_dies_is_restarted_and_its_delivery_runs_once(
             return Reply(text=f"re: {text}")
 
         fake.reply_fn = reply
-        channel = RecordingChannel()
+        channel = RecordingChannel(console=True)
         user, other = _users_on_each_process(2)
         async with Gateway(_config(make_config, fake), channels={"test": channel}) as gw:
             pool = gw.turn_processes
@@ -147,7 +147,7 @@ async def test_a_turn_process_that_keeps_dying_at_once_is_started_again_ever_lat
     its sessions are sent meanwhile is held and answered once it runs again."""
     async with FakeLLM() as fake:
         fake.reply_fn = _echo
-        channel = RecordingChannel()
+        channel = RecordingChannel(console=True)
         async with Gateway(_config(make_config, fake), channels={"test": channel}) as gw:
             pool = gw.turn_processes
             assert pool is not None
@@ -175,7 +175,7 @@ class _SlowFirstFetch(RecordingChannel):
     """Its first download hangs until released, as a large file or a slow platform's may."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(console=True)
         self.fetching = asyncio.Event()
         self.release = asyncio.Event()
 
@@ -234,7 +234,7 @@ async def test_a_model_choice_made_in_one_turn_process_reaches_the_others(
             models={"chat": ["fake:alpha", "fake:beta"]},
             gateway={"turn_processes": 2, "shutdown_grace_s": 1},
         )
-        channel = RecordingChannel()  # injected by code: everyone on it is the owner
+        channel = RecordingChannel(console=True)  # injected by code: everyone on it is the owner
         owner, user = _users_on_each_process(2)
         async with Gateway(config, channels={"test": channel}) as gw:
             assert gw.turn_processes is not None

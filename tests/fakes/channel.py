@@ -29,12 +29,13 @@ class RecordingChannel(BaseChannel):
     typing_interval = 0.05
 
     def __init__(
-        self, name: str = "test", max_message_len: int = 4000, *, console: bool = True
+        self, name: str = "test", max_message_len: int = 4000, *, console: bool = False
     ) -> None:
         super().__init__(name)
         self.max_message_len = max_message_len
-        #: as code injects it (`decapod chat`'s terminal): its people are the operator; a
-        #: test whose config.toml names it as a platform's channel says console=False
+        #: a platform's channel unless a test says console=True: then it stands for the
+        #: console as code injects it (`decapod chat`'s terminal), whose people are the
+        #: operator; the default grants no operator rights a test did not ask for
         self.operator_console = name if console else None
         self.messages: dict[str, str] = {}  # message id -> current text
         self.order: list[tuple[str, str]] = []  # (chat id, message id) in send order

@@ -39,10 +39,13 @@ enabled = false
 """
 
 
+def decapod(argv: list[str]) -> int:
+    """The command run in-process; the test run's own logging stays as it set it."""
+    return main(argv, configure_logging=False)
+
+
 @pytest.fixture
-def config_file(home: Path, state: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    # the command sets up logging for a terminal; the other tests' log capture stays
-    monkeypatch.setattr("bot.operate.setup_logging", lambda *args, **kw: None)
+def config_file(home: Path, state: Path) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     path = home / "config.toml"
     path.write_text(CONFIG)
@@ -52,7 +55,7 @@ def config_file(home: Path, state: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
 def test_mcp_list_starts_each_server_and_shows_state_and_tools(
     config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["--config", str(config_file), "mcp", "list"])
+    code = decapod(["--config", str(config_file), "mcp", "list"])
     lines = capsys.readouterr().out.splitlines()
     assert code == 1  # one server failed
     assert lines[0].split()[:2] == ["t", "ready"] and "stdio, host process" in lines[0]
@@ -64,18 +67,18 @@ def test_mcp_list_starts_each_server_and_shows_state_and_tools(
 
 def test_mcp_test_calls_one_tool(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ["--config", str(config_file), "mcp", "test", "t"]
-    assert main([*args, "--call", "echo", "--args", '{"text": "hi", "times": 2}']) == 0
+    assert decapod([*args, "--call", "echo", "--args", '{"text": "hi", "times": 2}']) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("t: ready: ") and out[-1] == "hihi"
-    assert main([*args, "--call", "t__fail", "--args", '{"reason": "nope"}']) == 1
+    assert decapod([*args, "--call", "t__fail", "--args", '{"reason": "nope"}']) == 1
     assert capsys.readouterr().out.splitlines()[-1] == "error: Error executing tool fail: nope"
     # refused by the server with a JSON-RPC error: the server works, the call did not
     refusal = json.dumps({"code": -32602, "message": "no such page"})
-    assert main([*args, "--call", "reject", "--args", refusal]) == 1
+    assert decapod([*args, "--call", "reject", "--args", refusal]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("t: ready: ") and out[-1] == "error: t refused the call: no such page"
-    assert main([*args, "--call", "echo", "--args", "[1]"]) == 2
-    assert main(["--config", str(config_file), "mcp", "test", "nosuch"]) == 2
+    assert decapod([*args, "--call", "echo", "--args", "[1]"]) == 2
+    assert decapod(["--config", str(config_file), "mcp", "test", "nosuch"]) == 2
 
 
 async def test_doctor_shows_each_server(config_file: Path, home: Path) -> None:

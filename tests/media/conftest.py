@@ -43,7 +43,7 @@ async def running(
 ) -> AsyncIterator[tuple[Gateway, RecordingChannel]]:
     sections.setdefault("providers", providers(fake))
     config = make_config(**sections)
-    channel = RecordingChannel("test")
+    channel = RecordingChannel("test", console=True)
     async with Gateway(config, channels={"test": channel}) as gw:
         yield gw, channel
 

@@ -212,7 +212,7 @@ async def test_a_channel_without_file_sending_refuses_clearly_without_retrying()
             self.tries += 1
             return await super()._send_file(upload)
 
-    channel = Counting("test")
+    channel = Counting("test", console=True)
     conversation = Conversation("test", "u1", ConversationKind.DM)
     with pytest.raises(DeliveryRefused, match="the recording channel cannot send files"):
         await channel.send_file(conversation, b"x", "a.txt", "text/plain")

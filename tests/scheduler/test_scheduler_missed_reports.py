@@ -186,18 +186,26 @@ async def test_a_missed_summary_leaves_out_the_jobs_of_an_account_revoked_there(
     assert len(deliverer.sent) == 1  # both reported, once
 
 
-async def test_a_paused_jobs_notice_is_not_sent_where_its_person_is_no_longer_allowed(
-    make_scheduler: MakeScheduler, clock: FakeClock, deliverer: RecordingDeliverer
+async def _pause_in_the_group(
+    scheduler: Scheduler, clock: FakeClock, deliverer: RecordingDeliverer
 ) -> None:
-    scheduler = make_scheduler()
-    scheduler.may_deliver = Revoked(DM.chat_id)
-    await _remind(scheduler, clock, 7200, "later", DM)
+    """A reminder in the group whose thread is gone: the job is paused, and its notice goes
+    to one of alice's DMs (the job each test scheduled there, an hour away)."""
     await _remind(scheduler, clock, 60, "team lunch", GROUP)
     deliverer.refusing[GROUP.chat_id] = "message thread not found"
     clock.advance(60)
     await scheduler.deliver_due()
     [paused] = [j for j in await scheduler.list_jobs("alice") if j.text == "team lunch"]
     assert paused.status is JobStatus.PAUSED
+
+
+async def test_a_paused_jobs_notice_is_not_sent_where_its_person_is_no_longer_allowed(
+    make_scheduler: MakeScheduler, clock: FakeClock, deliverer: RecordingDeliverer
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.may_deliver = Revoked(DM.chat_id)
+    await _remind(scheduler, clock, 7200, "later", DM)
+    await _pause_in_the_group(scheduler, clock, deliverer)
     assert deliverer.sent == []
 
 
@@ -210,10 +218,5 @@ async def test_a_paused_jobs_notice_asks_as_the_linked_account_that_speaks_where
     other_dm = Conversation("dc", "alice-dc", DM.kind)
     scheduler.may_deliver = Revoked(identities=("dc:alice",))
     await _remind(scheduler, clock, 7200, "later", other_dm, identity_key="dc:alice")
-    await _remind(scheduler, clock, 60, "team lunch", GROUP)
-    deliverer.refusing[GROUP.chat_id] = "message thread not found"
-    clock.advance(60)
-    await scheduler.deliver_due()
-    [paused] = [j for j in await scheduler.list_jobs("alice") if j.text == "team lunch"]
-    assert paused.status is JobStatus.PAUSED
+    await _pause_in_the_group(scheduler, clock, deliverer)
     assert deliverer.sent == []

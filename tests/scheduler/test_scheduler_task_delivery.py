@@ -294,7 +294,10 @@ async def test_a_channel_no_longer_configured_is_nobodys_console(make_config: An
     console: whoever it names gets no owner role there, and may not be answered."""
     from bot.messages import Identity
 
-    channels = {"tg": RecordingChannel("tg", console=False), "console": RecordingChannel("console")}
+    channels = {
+        "tg": RecordingChannel("tg", console=False),
+        "console": RecordingChannel("console", console=True),
+    }
     async with Gateway(_config(make_config), channels=channels) as gw:
         assert gw.access.role_of(Identity("console", "me", "me")) == "owner"
         stale = Identity("old", "u1", "u1")

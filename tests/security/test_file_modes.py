@@ -70,7 +70,7 @@ def _private(modes: dict[str, str], home: Path) -> bool:
 async def _chat(config: Any, home: Path, delivery_id: str = "d1") -> dict[str, str]:
     """Start as `decapod run` does, answer one message; the modes while it runs."""
     setup_logging("INFO", "json", config.log_file)
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     try:
         async with Gateway(config, provider=ScriptedProvider(["ok"]), channels={"test": channel}):
             await channel.push("hello", user="boss", delivery_id=delivery_id)

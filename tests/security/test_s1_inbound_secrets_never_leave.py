@@ -69,7 +69,7 @@ async def test_s1_inbound_fake_aws_key_never_leaves(
             },
             models={"chat": ["fake:m"]},
         )
-        channel = RecordingChannel()
+        channel = RecordingChannel(console=True)
         caplog.set_level(logging.DEBUG)
         async with Gateway(config, channels={"test": channel}) as gw:
             await channel.push(message)
@@ -112,7 +112,7 @@ async def test_provider_key_is_registered_and_redacted_from_replies(
     from bot.providers.testing import FunctionProvider
 
     config = make_config(providers={"local": {"preset": "ollama", "api_key_env": "LOCAL_KEY"}})
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(config, provider=FunctionProvider(leaky), channels={"test": channel}) as gw:
         gw._register_secrets()
         await channel.push("what is your key?")

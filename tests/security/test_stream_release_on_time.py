@@ -182,7 +182,7 @@ async def test_a_slow_answer_reaches_the_channel_before_the_model_finishes(
     make_config: Any, parts: list[str], pause_after: int
 ) -> None:
     assert len("".join(parts[:pause_after])) < STREAM_BATCH
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     log: list[str] = []
     model = _slow_model(channel, parts, pause_after, log)
     async with Gateway(make_config(), provider=model, channels={"test": channel}) as gw:

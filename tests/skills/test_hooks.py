@@ -60,7 +60,7 @@ async def test_a_command_hook_sees_every_event_with_a_clean_environment(
     config = make_config(
         hooks={"commands": [{"name": "log", "command": [hook], "events": list(HookEventName)}]}
     )
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(config, provider=FunctionProvider(_calls_time), channels={"test": channel}):
         await channel.push("what time is it?", user="owner")
         await channel.wait_for_messages(1, timeout=WAIT_S)
@@ -97,7 +97,7 @@ async def test_before_tool_blocks_by_exit_code_or_json_and_the_turn_goes_on(
     config = make_config(
         hooks={"commands": [{"name": "guard", "command": [refuse], "events": ["before_tool"]}]}
     )
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(config, provider=FunctionProvider(model), channels={"test": channel}):
         await channel.push("time?", user="owner")
         [reply] = await channel.wait_for_messages(1, timeout=WAIT_S)
@@ -123,7 +123,7 @@ async def test_a_hook_answering_json_blocks_and_an_entry_point_hook_is_loaded(
             return [ToolCall("c1", "set_timezone", json.dumps({"zone": "Asia/Tokyo"}))]
         return "done"
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     config = make_config(hooks={"entry_points": True})
     async with Gateway(config, provider=FunctionProvider(model), channels={"test": channel}) as gw:
         await channel.push("I live in Tokyo", user="owner")

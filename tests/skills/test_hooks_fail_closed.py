@@ -35,7 +35,7 @@ async def _tool_result_with(make_config: Any, hooks: dict[str, Any]) -> str:
         seen.append(request)
         return _calls_time(request)
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     config = make_config(hooks=hooks)
     async with Gateway(config, provider=FunctionProvider(model), channels={"test": channel}):
         await channel.push("time?", user="owner")

@@ -58,7 +58,7 @@ async def test_prompt_lists_skills_and_use_skill_returns_the_body(
             return [ToolCall("c1", "use_skill", json.dumps({"name": "packing"}))]
         return "done"
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(make_config(), provider=FunctionProvider(model), channels={"test": channel}):
         await channel.push("help me pack", user="owner")
         await channel.wait_for_messages(1, timeout=WAIT_S)
@@ -90,7 +90,7 @@ async def test_owner_asks_for_a_skill_approves_it_and_the_next_turn_uses_it(
             return [ToolCall("c2", "use_skill", json.dumps({"name": "tea-timer"}))]
         return "ok"
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(make_config(), provider=FunctionProvider(model), channels={"test": channel}):
         await channel.push("make yourself a skill for brewing tea", user="owner")
         await channel.wait_for_messages(1, timeout=WAIT_S)
@@ -146,7 +146,7 @@ async def test_skill_edit_creates_updates_and_deletes_through_one_tool(
         {"action": "delete", "name": "notes"},
         {"action": "rename", "name": "notes"},
     )
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(make_config(), provider=FunctionProvider(model), channels={"test": channel}):
         await channel.push("tidy my skills", user="owner")
         await channel.wait_for_messages(1, timeout=WAIT_S)
@@ -183,7 +183,7 @@ async def test_an_edit_reaches_the_next_turn_while_the_running_turn_keeps_its_ve
             return [ToolCall("c2", "use_skill", json.dumps({"name": "greet"}))]
         return "ok"
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(
         make_config(), provider=FunctionProvider(model), channels={"test": channel}
     ) as gateway:
@@ -214,7 +214,7 @@ async def test_a_broken_edit_is_reported_and_the_gateway_goes_on(
     async def model(request: ChatRequest) -> Any:
         return "hi"
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     async with Gateway(
         make_config(), provider=FunctionProvider(model), channels={"test": channel}
     ) as gw:
@@ -244,7 +244,7 @@ async def test_a_skill_the_model_writes_over_the_size_limit_is_refused_not_repor
         {"action": "create", "name": "long", "description": "Long.", "instructions": huge},
         {"action": "update", "name": "notes", "instructions": huge},
     )
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     config = make_config(skills={"auto_enable": True})
     async with Gateway(config, provider=FunctionProvider(model), channels={"test": channel}) as gw:
         await channel.push("write it all down", user="owner")

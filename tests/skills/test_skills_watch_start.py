@@ -27,7 +27,9 @@ async def test_an_edit_before_the_watch_begins_is_loaded_when_it_begins(
         return "hi"
 
     async with Gateway(
-        make_config(), provider=FunctionProvider(model), channels={"test": RecordingChannel()}
+        make_config(),
+        provider=FunctionProvider(model),
+        channels={"test": RecordingChannel(console=True)},
     ) as gateway:
         await gateway.warmup.wait()  # the skills start after ready
         skills = gateway.deps.skills

@@ -45,7 +45,7 @@ async def test_after_a_web_page_commands_and_writes_wait_for_the_owner(
             return [act("tainted")]
         return "result: " + last.content
 
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     config = make_config(
         sandbox={"backend": "bwrap", "approval": "ask"},
         memory={"enabled": False},

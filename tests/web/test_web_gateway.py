@@ -87,7 +87,7 @@ async def test_what_does_this_page_say_answers_with_the_content_and_the_link(
     url = pages.url("/article", host="page.test")
     async with FakeLLM() as fake:
         fake.reply_fn = _model
-        channel = RecordingChannel()
+        channel = RecordingChannel(console=True)
         async with Gateway(_config(make_config, fake, searxng), channels={"test": channel}):
             await channel.push(f"what does this page say: {url}")
             [reply] = await channel.wait_for_messages(1, timeout=30)
@@ -109,7 +109,7 @@ async def test_search_for_x_answers_with_the_result_and_its_link(
 ) -> None:
     async with FakeLLM() as fake:
         fake.reply_fn = _model
-        channel = RecordingChannel()
+        channel = RecordingChannel(console=True)
         async with Gateway(_config(make_config, fake, searxng), channels={"test": channel}):
             await channel.push("search for hermit crab care")
             [reply] = await channel.wait_for_messages(1, timeout=30)
@@ -126,7 +126,7 @@ async def test_without_a_search_provider_web_search_is_not_offered(
     caplog.set_level(logging.INFO, "decapod")
     async with FakeLLM() as fake:
         fake.push("hello")
-        channel = RecordingChannel()
+        channel = RecordingChannel(console=True)
         async with Gateway(_config(make_config, fake, None), channels={"test": channel}):
             await channel.push("hi")
             await channel.wait_for_messages(1, timeout=30)
@@ -139,7 +139,7 @@ async def test_without_a_search_provider_web_search_is_not_offered(
 
 async def test_web_tools_off_offer_nothing_and_add_no_rule(make_config: Any) -> None:
     provider = FunctionProvider(lambda request: "ok")
-    channel = RecordingChannel()
+    channel = RecordingChannel(console=True)
     config = make_config(
         sandbox={"backend": "none"}, memory={"enabled": False}, web={"enabled": False}
     )
@@ -157,12 +157,16 @@ async def test_a_missing_extractor_is_a_start_error_when_asked_for(
     monkeypatch.setattr("bot.web.extractor_installed", lambda: False)
     config = make_config(sandbox={"backend": "none"}, memory={"enabled": False})
     provider = FunctionProvider(lambda request: "ok")
-    async with Gateway(config, provider=provider, channels={"test": RecordingChannel()}) as gw:
+    async with Gateway(
+        config, provider=provider, channels={"test": RecordingChannel(console=True)}
+    ) as gw:
         assert "web_fetch" not in gw.tools
     assert any("web_fetch is off" in r.message for r in caplog.records)
     explicit = make_config(sandbox={"backend": "none"}, web={"enabled": True})
     with pytest.raises(ConfigError, match=r"web\.enabled.*trafilatura"):
-        await Gateway(explicit, provider=provider, channels={"test": RecordingChannel()}).start()
+        await Gateway(
+            explicit, provider=provider, channels={"test": RecordingChannel(console=True)}
+        ).start()
 
 
 async def test_a_search_key_comes_from_the_environment_and_is_redacted(
