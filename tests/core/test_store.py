@@ -265,3 +265,33 @@ def test_processes_opening_a_new_database_together_all_get_in(tmp_path: Path) ->
         for thread in threads:
             thread.join()
     assert failures == []
+
+
+async def test_a_write_on_the_loop_never_waits_out_a_lock_after_the_writer_used_the_connection(
+    tmp_path: Path,
+) -> None:
+    """The loop and the writer thread share one connection: the writer waits out another
+    process's lock, the loop never does (it hands the batch to the writer instead), however
+    often the connection has changed hands."""
+    async with Store(tmp_path / "a.db") as store:
+
+        def add(key: str) -> Callable[[Any], object]:
+            return lambda c: c.execute("INSERT INTO kv VALUES (?, 'x', 0)", (key,))
+
+        await store.write(add("on the loop"), cheap=True)  # the loop takes the connection
+        await store.write(add("heavy"))  # the writer thread takes it back
+        other = sqlite.connect(tmp_path / "a.db")
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        try:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            pending = asyncio.ensure_future(store.write(add("later"), cheap=True))
+            await asyncio.sleep(0.2)
+            # a loop that waited out the 5 s busy timeout would have slept that long
+            assert loop.time() - start < sqlite.BUSY_TIMEOUT_MS / 2000
+            assert not pending.done()
+        finally:
+            other.execute("COMMIT")
+            other.close()
+        await asyncio.wait_for(pending, 30)
+        assert await store.peek(lambda c: c.execute("SELECT count(*) FROM kv").fetchone()[0]) == 3
