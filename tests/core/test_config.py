@@ -68,6 +68,29 @@ def test_secret_value_is_never_echoed_in_errors(home: Path) -> None:
     assert "SECRETVALUE" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"channels": {"tg": {"type": "telegram", "token_env": "123:AAsecretTOKEN"}}}, "token_env"),
+        (
+            {"channels": {"s": {"type": "slack", "app_token_env": "xapp-1-secretTOKEN"}}},
+            "channels.s.app_token_env",
+        ),
+        ({"channels": {"d": {"type": "discord", "token_env": "MTIz.secretTOKEN"}}}, "token_env"),
+        ({"store": {"password_env": "hunter2 secretTOKEN"}}, "store.password_env"),
+    ],
+)
+def test_a_token_pasted_where_its_variable_belongs_is_refused_unechoed(
+    home: Path, data: dict[str, Any], key: str
+) -> None:
+    # else `decapod run` and `config check` print "environment variable <the token> is not set"
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, home)
+    assert key in str(err.value)
+    assert "name of the environment variable" in str(err.value)
+    assert "secretTOKEN" not in str(err.value)
+
+
 def test_bad_toml_names_the_file(home: Path, tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text("[gateway\nx=1")
