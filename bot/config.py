@@ -296,6 +296,20 @@ def config_location(path: Path | None, home: Path | None) -> tuple[Path, Path]:
     return home, path or home / "config.toml"
 
 
+def _config_text(path: Path) -> str:
+    """The file's text; TOML is UTF-8, so another encoding (a Latin-1 editor's é, a UTF-16
+    file from Notepad) is a ConfigError naming the line, not a traceback."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: line {line} is not UTF-8 (byte 0x{raw[exc.start]:02x}); "
+            "save the file as UTF-8"
+        ) from None
+
+
 def load_config(
     path: Path | None = None, home: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> Config:
@@ -309,7 +323,7 @@ def load_config(
     data: dict[str, Any] = {}
     if path.exists():
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = tomllib.loads(_config_text(path))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         except OSError as exc:

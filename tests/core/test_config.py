@@ -98,6 +98,15 @@ def test_bad_toml_names_the_file(home: Path, tmp_path: Path) -> None:
         load_config(path, home)
 
 
+def test_a_file_not_in_utf8_names_its_line_instead_of_a_traceback(
+    home: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes("[gateway]\n# café\ntimezone = 'UTC'\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.toml: line 2 is not UTF-8 \(byte 0xe9\)"):
+        load_config(path, home)
+
+
 def test_config_check_cli_exits_2_naming_the_key(tmp_path: Path, home: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[gateway]\nmax_tool_iterations = 0\n")
