@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,7 +86,9 @@ class Questions:
     def __init__(self, interactive: bool) -> None:
         self.interactive = interactive
 
-    def ask(self, question: str, default: str) -> str:
+    def ask(
+        self, question: str, default: str, *, shown: Callable[[str], bool] | None = None
+    ) -> str:
         if not self.interactive:
             return default
         print(f"{question} [{default}]: ", end="", flush=True)
@@ -94,9 +97,33 @@ class Questions:
             self.interactive = False
             print()
             return default
+        answer = line.strip()
         if not sys.stdin.isatty():
-            print(line.rstrip("\n"))  # a piped answer shows up beside its question
-        return line.strip() or default
+            # a piped answer shows up beside its question, unless it may be a secret
+            print(answer if shown is None or shown(answer) else "")
+        return answer or default
+
+    def variable(self, question: str, default: str) -> str:
+        """The name of an environment variable. A secret pasted in its place is asked for
+        again, never echoed or written; quotes around a name are dropped."""
+        from bot.config_base import ENV_NAME
+
+        def name(answer: str) -> str:
+            return answer.strip("\"' ")
+
+        def is_name(answer: str) -> bool:
+            return ENV_NAME.fullmatch(name(answer)) is not None
+
+        while True:
+            answer = name(self.ask(question, default, shown=is_name))
+            if is_name(answer):
+                return answer
+            print(
+                "  that is not a variable's name (letters, digits and _): put the secret "
+                f"itself in the environment (export {default}=...) and give the name here"
+            )
+            if not self.interactive:
+                raise SystemExit(2)
 
     def choose(self, question: str, choices: list[str], default: str) -> str:
         while True:
@@ -162,9 +189,10 @@ def gather(args: argparse.Namespace, q: Questions) -> Choices:
         )
         if c.base_url == PRESET_BASE_URLS[c.provider]:
             c.base_url = None  # the preset says it already
+        c.api_key_env = args.api_key_env  # a local server started with a key (vLLM --api-key)
     else:
         c.base_url = args.base_url
-        c.api_key_env = args.api_key_env or q.ask(
+        c.api_key_env = args.api_key_env or q.variable(
             "environment variable that holds the API key", key_env
         )
     c.model = args.model or q.ask("model", default_model)
@@ -174,7 +202,7 @@ def gather(args: argparse.Namespace, q: Questions) -> Choices:
     if c.channel is not None:
         flags = (args.token_env, args.app_token_env)
         c.token_envs = tuple(
-            flag or q.ask(f"environment variable that holds {variable.what}", variable.default)
+            flag or q.variable(f"environment variable that holds {variable.what}", variable.default)
             for variable, flag in zip(CHANNEL_TOKENS[c.channel], flags, strict=False)
         )
         c.channel_api_url = args.channel_api_url
@@ -197,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     home = (args.home or default_home()).expanduser()
     path = args.config or home / "config.toml"
     if path.exists() and not args.force:
-        print(f"{path} exists already; use --force to overwrite it.")
+        print(f"{path} exists already; use --force to overwrite it.", file=sys.stderr)
         return 1
     q = Questions(interactive=not args.yes)
     choices = gather(args, q)

@@ -16,13 +16,14 @@ def empty_list() -> list[Any]:
     return []
 
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: what a `*_env` key holds: an environment variable's name
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _env_name(value: str) -> str:
     # The message never repeats the value: a token pasted where its variable's name belongs
     # must not end up on a screen or in a log line ("" is left to keys where it means none).
-    if value and not _ENV_NAME.fullmatch(value):
+    if value and not ENV_NAME.fullmatch(value):
         raise ValueError(
             "must be the name of the environment variable that holds the secret "
             "(like TELEGRAM_BOT_TOKEN: letters, digits and _), not the secret itself"
