@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -265,10 +265,17 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts)
 
 
-def format_validation_error(exc: ValidationError) -> str:
+def format_validation_error(
+    exc: ValidationError, line_of: Callable[[str], int | None] | None = None
+) -> str:
+    """One line per error: the key path, the file's line that sets it (when `line_of` finds
+    it), and what was expected."""
     lines = []
     for err in exc.errors():
         loc = _key_path(err["loc"])
+        line = line_of(loc) if line_of is not None and loc else None
+        if line is not None:
+            loc += f" (line {line})"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (not one this version understands; check the spelling)"
@@ -280,13 +287,17 @@ def format_validation_error(exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def parse_config(data: dict[str, Any], home: Path | None = None) -> Config:
+def parse_config(
+    data: dict[str, Any],
+    home: Path | None = None,
+    line_of: Callable[[str], int | None] | None = None,
+) -> Config:
     if home is not None:
         data = {**data, "home": home}
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from None
+        raise ConfigError(format_validation_error(exc, line_of)) from None
 
 
 def config_location(path: Path | None, home: Path | None) -> tuple[Path, Path]:
@@ -321,17 +332,27 @@ def load_config(
     explicit = path is not None
     home, path = config_location(path, home)
     data: dict[str, Any] = {}
+    text = ""
     if path.exists():
         try:
-            data = tomllib.loads(_config_text(path))
+            text = _config_text(path)
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     elif explicit:
         raise ConfigError(f"config file {path} does not exist")
+
+    def file_line(key_path: str) -> int | None:
+        from bot.config_lines import key_lines, line_of
+
+        if any(f"{key_path}.".startswith(f"{o.key}.") for o in overrides):
+            return None  # the environment set it, not the file
+        return line_of(key_lines(text), key_path)
+
     try:
-        return parse_config(apply_overrides(data, overrides), home)
+        return parse_config(apply_overrides(data, overrides), home, file_line)
     except ConfigError as exc:
         where = f"{path}" if path.exists() else "the defaults"
         if overrides:

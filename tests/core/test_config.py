@@ -107,6 +107,47 @@ def test_a_file_not_in_utf8_names_its_line_instead_of_a_traceback(
         load_config(path, home)
 
 
+CONFIG_WITH_MISTAKES = """\
+# a comment
+[agent]
+system_prompt = \"\"\"
+[http]
+port = "not the key: in a string"\"\"\"
+
+[http]
+  port = "eighty"   # a wrong type
+
+[gateway]
+max_concurent_turns = 3
+
+[[web.search]]
+type = "brave"
+[[web.search]]
+type = "tavily"
+timeout_s = -1
+
+[channels.tg]
+type = "telegram"
+mode = "carrier-pigeon"
+"""
+
+
+def test_errors_name_the_line_that_sets_the_key(home: Path, tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG_WITH_MISTAKES)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, home, environ={})
+    message = str(err.value)
+    assert "http.port (line 8): Input should be a valid integer" in message
+    assert "gateway.max_concurent_turns (line 11): unknown key" in message
+    assert "web.search.1.timeout_s (line 17): " in message
+    assert "channels.tg.mode (line 21): " in message
+    # a key the environment set is not the file's line
+    with pytest.raises(ConfigError) as err:
+        load_config(path, home, environ={"DECAPOD_HTTP__PORT": "eighty"})
+    assert "http.port: Input should be a valid integer" in str(err.value)
+
+
 def test_config_check_cli_exits_2_naming_the_key(tmp_path: Path, home: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[gateway]\nmax_tool_iterations = 0\n")
