@@ -114,6 +114,18 @@ class HttpConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8787, ge=0, le=65535)
 
+    @field_validator("host")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        # an empty host listens on every interface: a variable left empty
+        # (DECAPOD_HTTP__HOST=${HOST}) must not open the gateway to the network unasked
+        if not value.strip():
+            raise ValueError(
+                "empty: it would listen on every interface; write 127.0.0.1 (the default, "
+                'this machine only) or "0.0.0.0" to mean every interface'
+            )
+        return value
+
 
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -91,6 +91,13 @@ def test_a_token_pasted_where_its_variable_belongs_is_refused_unechoed(
     assert "secretTOKEN" not in str(err.value)
 
 
+@pytest.mark.parametrize("host", ["", "  "])
+def test_an_empty_http_host_is_refused_not_bound_to_every_interface(home: Path, host: str) -> None:
+    # asyncio binds "" to 0.0.0.0 and :: while the banner still shows 127.0.0.1
+    with pytest.raises(ConfigError, match=r"http.host: empty: it would listen on every"):
+        load_config(None, home, environ={"DECAPOD_HTTP__HOST": host})
+
+
 def test_bad_toml_names_the_file(home: Path, tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text("[gateway\nx=1")
