@@ -199,3 +199,19 @@ async def test_a_local_server_keeps_the_key_variable_it_was_given(home: Path) ->
     assert done.returncode == 0, done
     assert _config(home)["providers"]["vllm"]["api_key_env"] == "VLLM_KEY"
     assert "export VLLM_KEY=" in done.stdout
+
+
+async def test_an_address_without_its_scheme_is_asked_again_keeping_the_other_answers(
+    home: Path,
+) -> None:
+    done = await decapod(
+        home,
+        "init",
+        stdin=_answers("vllm", "localhost:8000", "http://localhost:8000/v1", "my-model", "none"),
+    )
+
+    assert done.returncode == 0, done
+    assert "starts with http:// or https://" in done.stdout
+    config = _config(home)
+    assert config["providers"]["vllm"]["base_url"] == "http://localhost:8000/v1"
+    assert config["models"]["chat"] == ["vllm:my-model"]
