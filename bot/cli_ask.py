@@ -168,5 +168,10 @@ def _why(gateway: Gateway, outcome: str, note: str) -> str:
             where = f" at {provider.resolved_base_url()}" if provider is not None else ""
             failing.append(f"{entry['name']}{where}: {entry['last_error']} error")
     if failing:
-        return "no answer: " + "; ".join(failing) + " (`decapod providers status` checks each one)"
+        from bot.security.redact import scrub
+
+        # as in `decapod doctor`: a password written into a base_url stays off the terminal
+        return scrub(
+            "no answer: " + "; ".join(failing) + " (`decapod providers status` checks each one)"
+        )
     return f"no answer ({outcome}): {note.strip()}"

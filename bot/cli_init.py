@@ -7,7 +7,9 @@ users/@me) and the owner, then writes the file and ends with the next command to
 
 Answers are read from stdin, terminal or not, so a script can pipe them in; at the end of
 stdin the remaining questions take their defaults. Flags answer their question in advance,
-and `--yes` asks nothing. Nothing is written when a check fails, unless the person says so.
+and `--yes` asks nothing. An answer that cannot be right (an address without http://, a
+secret where its variable's name belongs) is asked again, never echoed if it may be a secret.
+Nothing is written when a check fails, unless the person says so.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,7 +88,9 @@ class Questions:
     def __init__(self, interactive: bool) -> None:
         self.interactive = interactive
 
-    def ask(self, question: str, default: str) -> str:
+    def ask(
+        self, question: str, default: str, *, shown: Callable[[str], bool] | None = None
+    ) -> str:
         if not self.interactive:
             return default
         print(f"{question} [{default}]: ", end="", flush=True)
@@ -94,9 +99,47 @@ class Questions:
             self.interactive = False
             print()
             return default
+        answer = line.strip()
         if not sys.stdin.isatty():
-            print(line.rstrip("\n"))  # a piped answer shows up beside its question
-        return line.strip() or default
+            # a piped answer shows up beside its question, unless it may be a secret
+            print(answer if shown is None or shown(answer) else "")
+        return answer or default
+
+    def checked(
+        self,
+        question: str,
+        default: str,
+        problem: Callable[[str], str | None],
+        shown: Callable[[str], bool] | None = None,
+    ) -> str:
+        """An answer `problem` finds nothing wrong with; else it says why and asks again, so
+        one bad answer does not cost the others."""
+        while True:
+            answer = self.ask(question, default, shown=shown)
+            why = problem(answer)
+            if why is None:
+                return answer
+            print(f"  {why}")
+            if not self.interactive:
+                raise SystemExit(2)
+
+    def variable(self, question: str, default: str) -> str:
+        """The name of an environment variable. A secret pasted in its place is asked for
+        again, never echoed or written; quotes around a name are dropped."""
+        from bot.config_base import ENV_NAME
+
+        def is_name(answer: str) -> bool:
+            return ENV_NAME.fullmatch(answer.strip("\"' ")) is not None
+
+        def problem(answer: str) -> str | None:
+            if is_name(answer):
+                return None
+            return (
+                "that is not a variable's name (letters, digits and _): put the secret "
+                f"itself in the environment (export {default}=...) and give the name here"
+            )
+
+        return self.checked(question, default, problem, shown=is_name).strip("\"' ")
 
     def choose(self, question: str, choices: list[str], default: str) -> str:
         while True:
@@ -150,6 +193,15 @@ def render_config(c: Choices) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _url_problem(answer: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(answer)
+    if parts.scheme in ("http", "https") and parts.hostname:
+        return None
+    return "the address starts with http:// or https://, e.g. http://127.0.0.1:11434/v1"
+
+
 def gather(args: argparse.Namespace, q: Questions) -> Choices:
     c = Choices()
     c.provider = args.provider or q.choose("LLM provider", list(PROVIDERS), "ollama")
@@ -157,14 +209,15 @@ def gather(args: argparse.Namespace, q: Questions) -> Choices:
     if key_env is None:
         from bot.providers.config import PRESET_BASE_URLS
 
-        c.base_url = args.base_url or q.ask(
-            f"base URL of your {c.provider} server", PRESET_BASE_URLS[c.provider]
+        c.base_url = args.base_url or q.checked(
+            f"base URL of your {c.provider} server", PRESET_BASE_URLS[c.provider], _url_problem
         )
         if c.base_url == PRESET_BASE_URLS[c.provider]:
             c.base_url = None  # the preset says it already
+        c.api_key_env = args.api_key_env  # a local server started with a key (vLLM --api-key)
     else:
         c.base_url = args.base_url
-        c.api_key_env = args.api_key_env or q.ask(
+        c.api_key_env = args.api_key_env or q.variable(
             "environment variable that holds the API key", key_env
         )
     c.model = args.model or q.ask("model", default_model)
@@ -174,7 +227,7 @@ def gather(args: argparse.Namespace, q: Questions) -> Choices:
     if c.channel is not None:
         flags = (args.token_env, args.app_token_env)
         c.token_envs = tuple(
-            flag or q.ask(f"environment variable that holds {variable.what}", variable.default)
+            flag or q.variable(f"environment variable that holds {variable.what}", variable.default)
             for variable, flag in zip(CHANNEL_TOKENS[c.channel], flags, strict=False)
         )
         c.channel_api_url = args.channel_api_url
@@ -197,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
     home = (args.home or default_home()).expanduser()
     path = args.config or home / "config.toml"
     if path.exists() and not args.force:
-        print(f"{path} exists already; use --force to overwrite it.")
+        print(f"{path} exists already; use --force to overwrite it.", file=sys.stderr)
         return 1
     q = Questions(interactive=not args.yes)
     choices = gather(args, q)

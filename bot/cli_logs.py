@@ -29,9 +29,20 @@ def add_subparsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     parser.add_argument("--session", help="only lines of this session, e.g. telegram:dm:42")
     parser.add_argument("--json", action="store_true", help="print the JSON lines as stored")
     parser.add_argument(
-        "-n", "--lines", type=int, default=50, help="how many lines to show first (0: all)"
+        "-n", "--lines", type=_count, default=50, help="how many lines to show first (0: all)"
     )
     parser.set_defaults(run_command=run)
+
+
+def _count(text: str) -> int:
+    # a negative count showed nothing and exited 0, as if the log were empty
+    count = int(text)
+    if count < 0:
+        raise ValueError(text)
+    return count
+
+
+_count.__name__ = "count"  # argparse names the type in its error: "invalid count value"
 
 
 @dataclass(frozen=True, slots=True)

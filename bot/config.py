@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -113,6 +113,18 @@ class HttpConfig(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8787, ge=0, le=65535)
+
+    @field_validator("host")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        # an empty host listens on every interface: a variable left empty
+        # (DECAPOD_HTTP__HOST=${HOST}) must not open the gateway to the network unasked
+        if not value.strip():
+            raise ValueError(
+                "empty: it would listen on every interface; write 127.0.0.1 (the default, "
+                'this machine only) or "0.0.0.0" to mean every interface'
+            )
+        return value
 
 
 class LoggingConfig(_Section):
@@ -265,10 +277,17 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts)
 
 
-def format_validation_error(exc: ValidationError) -> str:
+def format_validation_error(
+    exc: ValidationError, line_of: Callable[[str], int | None] | None = None
+) -> str:
+    """One line per error: the key path, the file's line that sets it (when `line_of` finds
+    it), and what was expected."""
     lines = []
     for err in exc.errors():
         loc = _key_path(err["loc"])
+        line = line_of(loc) if line_of is not None and loc else None
+        if line is not None:
+            loc += f" (line {line})"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (not one this version understands; check the spelling)"
@@ -280,13 +299,17 @@ def format_validation_error(exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def parse_config(data: dict[str, Any], home: Path | None = None) -> Config:
+def parse_config(
+    data: dict[str, Any],
+    home: Path | None = None,
+    line_of: Callable[[str], int | None] | None = None,
+) -> Config:
     if home is not None:
         data = {**data, "home": home}
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from None
+        raise ConfigError(format_validation_error(exc, line_of)) from None
 
 
 def config_location(path: Path | None, home: Path | None) -> tuple[Path, Path]:
@@ -294,6 +317,20 @@ def config_location(path: Path | None, home: Path | None) -> tuple[Path, Path]:
     (--config, else the home's config.toml) a command reads."""
     home = (home or default_home()).expanduser()
     return home, path or home / "config.toml"
+
+
+def _config_text(path: Path) -> str:
+    """The file's text; TOML is UTF-8, so another encoding (a Latin-1 editor's é, a UTF-16
+    file from Notepad) is a ConfigError naming the line, not a traceback."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: line {line} is not UTF-8 (byte 0x{raw[exc.start]:02x}); "
+            "save the file as UTF-8"
+        ) from None
 
 
 def load_config(
@@ -307,17 +344,27 @@ def load_config(
     explicit = path is not None
     home, path = config_location(path, home)
     data: dict[str, Any] = {}
+    text = ""
     if path.exists():
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            text = _config_text(path)
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     elif explicit:
         raise ConfigError(f"config file {path} does not exist")
+
+    def file_line(key_path: str) -> int | None:
+        from bot.config_lines import key_lines, line_of
+
+        if any(f"{key_path}.".startswith(f"{o.key}.") for o in overrides):
+            return None  # the environment set it, not the file
+        return line_of(key_lines(text), key_path)
+
     try:
-        return parse_config(apply_overrides(data, overrides), home)
+        return parse_config(apply_overrides(data, overrides), home, file_line)
     except ConfigError as exc:
         where = f"{path}" if path.exists() else "the defaults"
         if overrides:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 def empty_list() -> list[Any]:
@@ -13,6 +14,25 @@ def empty_list() -> list[Any]:
     a builtin's, `list`'s, is parsed from its text signature with the tokenizer (~0.2 ms each,
     and the tokenizer's patterns compiled the first time), a function's is read at once."""
     return []
+
+
+#: what a `*_env` key holds: an environment variable's name
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_name(value: str) -> str:
+    # The message never repeats the value: a token pasted where its variable's name belongs
+    # must not end up on a screen or in a log line ("" is left to keys where it means none).
+    if value and not ENV_NAME.fullmatch(value):
+        raise ValueError(
+            "must be the name of the environment variable that holds the secret "
+            "(like TELEGRAM_BOT_TOKEN: letters, digits and _), not the secret itself"
+        )
+    return value
+
+
+#: a `*_env` key's value: the name of an environment variable, never a secret
+EnvName = Annotated[str, AfterValidator(_env_name)]
 
 
 class Section(BaseModel):

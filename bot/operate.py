@@ -341,15 +341,19 @@ def cmd_providers(args: argparse.Namespace) -> int:
 
 async def _providers_status(config: Config) -> int:
     from bot.providers.build import ProviderSet
+    from bot.security.redact import scrub
 
     failed = 0
     async with ProviderSet(config.providers, config.models) as providers:
         for name in providers.providers:
             error = await providers.probe_once(name)
             failed += error is not None
+            # as in `decapod doctor`: a password written into a base_url is not printed
             print(
-                f"{'ok  ' if error is None else 'FAIL'} {name:<16} "
-                f"{config.providers[name].resolved_base_url()}  {error or ''}".rstrip()
+                scrub(
+                    f"{'ok  ' if error is None else 'FAIL'} {name:<16} "
+                    f"{config.providers[name].resolved_base_url()}  {error or ''}".rstrip()
+                )
             )
         for purpose in ("chat", *config.models.routes):
             print(f"chain {purpose}: {' -> '.join(config.models.chain_for(purpose))}")

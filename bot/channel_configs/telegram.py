@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bot.config_base import ChannelAccessConfig
+from bot.config_base import ChannelAccessConfig, EnvName
 
 
 class TelegramChannelConfig(BaseModel):
@@ -15,7 +15,7 @@ class TelegramChannelConfig(BaseModel):
 
     type: Literal["telegram"]
     #: environment variable holding the BotFather token
-    token_env: str = "TELEGRAM_BOT_TOKEN"
+    token_env: EnvName = "TELEGRAM_BOT_TOKEN"
     #: polling: the bot asks Telegram for updates (works behind NAT, no public URL needed);
     #: webhook: Telegram posts updates to `webhook_url`, served by the gateway's HTTP server
     mode: Literal["polling", "webhook"] = "polling"
@@ -25,7 +25,7 @@ class TelegramChannelConfig(BaseModel):
     webhook_path: str = ""
     #: environment variable with the webhook secret token (A-Z, a-z, 0-9, _ and -);
     #: empty: a random secret is set with every start
-    webhook_secret_env: str = ""
+    webhook_secret_env: EnvName = ""
     #: the Bot API server ("{token}" is replaced by the token, else the token is appended)
     api_base_url: str = "https://api.telegram.org/bot"
     file_base_url: str = "https://api.telegram.org/file/bot"

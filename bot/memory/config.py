@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bot.config_base import EnvName
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -18,7 +20,7 @@ class OpenAIEmbedderConfig(_Strict):
     base_url: str = "https://api.openai.com/v1"
     model: str = "text-embedding-3-small"
     #: name of the environment variable holding the key; None for servers without auth
-    api_key_env: str | None = "OPENAI_API_KEY"
+    api_key_env: EnvName | None = "OPENAI_API_KEY"
     timeout: float = Field(default=10.0, gt=0)
     batch_size: int = Field(default=64, ge=1, le=2048)
 

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from bot.config_base import Section
+from bot.config_base import EnvName, Section
 from bot.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ class StoreConfig(Section):
     #: "postgresql://user@host:port/database"; empty: decapod.db in the home folder
     url: str = ""
     #: the environment variable holding the PostgreSQL password (never the URL, never the file)
-    password_env: str = ""
+    password_env: EnvName = ""
     #: PostgreSQL connections for reads (the writes have one of their own)
     pool_size: int = Field(default=4, ge=1, le=64)
 

@@ -159,4 +159,59 @@ async def test_flags_and_yes_ask_nothing(home: Path) -> None:
     assert config["providers"]["openai"]["api_key_env"] == "WORK_OPENAI_KEY"
     assert config["gateway"]["owners"] == ["console:me"]
     again = await decapod(home, "init", "--yes")
-    assert again.returncode == 1 and "--force" in again.stdout
+    assert again.returncode == 1 and "--force" in again.stderr and not again.stdout
+
+
+async def test_a_secret_answered_for_its_variable_is_asked_again_and_never_shown(
+    home: Path,
+) -> None:
+    key, token = "sk-live-PASTEDKEY0123456789", "123456:PASTEDTOKENabcdefghij"
+    async with FakeTelegram() as fake:
+        done = await decapod(
+            home,
+            *("init", "--channel-api-url", fake.base_url),
+            stdin=_answers(
+                "openai",
+                key,  # the key itself where its variable's name belongs
+                "'WORK_OPENAI_KEY'",  # quoted: the quotes are dropped
+                "",  # model
+                "telegram",
+                f" {token} ",
+                "MY_TG_TOKEN",
+                "",  # owner
+            ),
+            MY_TG_TOKEN=TELEGRAM_TOKEN,
+        )
+
+    assert done.returncode == 0, done
+    assert done.stdout.count("that is not a variable's name") == 2
+    assert "PASTED" not in done.stdout + done.stderr
+    config = _config(home)
+    assert config["providers"]["openai"]["api_key_env"] == "WORK_OPENAI_KEY"
+    assert config["channels"]["telegram"]["token_env"] == "MY_TG_TOKEN"
+    assert "PASTED" not in (home / "config.toml").read_text()
+
+
+async def test_a_local_server_keeps_the_key_variable_it_was_given(home: Path) -> None:
+    # vLLM and llama.cpp servers started with --api-key want one
+    done = await decapod(home, "init", "--yes", "--provider", "vllm", "--api-key-env", "VLLM_KEY")
+
+    assert done.returncode == 0, done
+    assert _config(home)["providers"]["vllm"]["api_key_env"] == "VLLM_KEY"
+    assert "export VLLM_KEY=" in done.stdout
+
+
+async def test_an_address_without_its_scheme_is_asked_again_keeping_the_other_answers(
+    home: Path,
+) -> None:
+    done = await decapod(
+        home,
+        "init",
+        stdin=_answers("vllm", "localhost:8000", "http://localhost:8000/v1", "my-model", "none"),
+    )
+
+    assert done.returncode == 0, done
+    assert "starts with http:// or https://" in done.stdout
+    config = _config(home)
+    assert config["providers"]["vllm"]["base_url"] == "http://localhost:8000/v1"
+    assert config["models"]["chat"] == ["vllm:my-model"]

@@ -107,6 +107,16 @@ def test_without_a_log_file_it_says_where_it_would_be(
     assert str(home / "logs" / "decapod.log") in err and "decapod run" in err
 
 
+def test_a_negative_count_is_refused_not_shown_as_an_empty_log(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["logs", "-n", "-5"])
+
+    assert exited.value.code == 2
+    assert "invalid count value: '-5'" in capsys.readouterr().err
+
+
 async def test_follow_prints_new_lines_across_a_rotation(home: Path) -> None:
     write_config(home, "")
     path = home / "logs" / "decapod.log"

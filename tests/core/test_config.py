@@ -68,11 +68,91 @@ def test_secret_value_is_never_echoed_in_errors(home: Path) -> None:
     assert "SECRETVALUE" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"channels": {"tg": {"type": "telegram", "token_env": "123:AAsecretTOKEN"}}}, "token_env"),
+        (
+            {"channels": {"s": {"type": "slack", "app_token_env": "xapp-1-secretTOKEN"}}},
+            "channels.s.app_token_env",
+        ),
+        ({"channels": {"d": {"type": "discord", "token_env": "MTIz.secretTOKEN"}}}, "token_env"),
+        ({"store": {"password_env": "hunter2 secretTOKEN"}}, "store.password_env"),
+    ],
+)
+def test_a_token_pasted_where_its_variable_belongs_is_refused_unechoed(
+    home: Path, data: dict[str, Any], key: str
+) -> None:
+    # else `decapod run` and `config check` print "environment variable <the token> is not set"
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, home)
+    assert key in str(err.value)
+    assert "name of the environment variable" in str(err.value)
+    assert "secretTOKEN" not in str(err.value)
+
+
+@pytest.mark.parametrize("host", ["", "  "])
+def test_an_empty_http_host_is_refused_not_bound_to_every_interface(home: Path, host: str) -> None:
+    # asyncio binds "" to 0.0.0.0 and :: while the banner still shows 127.0.0.1
+    with pytest.raises(ConfigError, match=r"http.host: empty: it would listen on every"):
+        load_config(None, home, environ={"DECAPOD_HTTP__HOST": host})
+
+
 def test_bad_toml_names_the_file(home: Path, tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text("[gateway\nx=1")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(path, home)
+
+
+def test_a_file_not_in_utf8_names_its_line_instead_of_a_traceback(
+    home: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes("[gateway]\n# café\ntimezone = 'UTC'\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.toml: line 2 is not UTF-8 \(byte 0xe9\)"):
+        load_config(path, home)
+
+
+CONFIG_WITH_MISTAKES = """\
+# a comment
+[agent]
+system_prompt = \"\"\"
+[http]
+port = "not the key: in a string"\"\"\"
+
+[http]
+  port = "eighty"   # a wrong type
+
+[gateway]
+max_concurent_turns = 3
+
+[[web.search]]
+type = "brave"
+[[web.search]]
+type = "tavily"
+timeout_s = -1
+
+[channels.tg]
+type = "telegram"
+mode = "carrier-pigeon"
+"""
+
+
+def test_errors_name_the_line_that_sets_the_key(home: Path, tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG_WITH_MISTAKES)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, home, environ={})
+    message = str(err.value)
+    assert "http.port (line 8): Input should be a valid integer" in message
+    assert "gateway.max_concurent_turns (line 11): unknown key" in message
+    assert "web.search.1.timeout_s (line 17): " in message
+    assert "channels.tg.mode (line 21): " in message
+    # a key the environment set is not the file's line
+    with pytest.raises(ConfigError) as err:
+        load_config(path, home, environ={"DECAPOD_HTTP__PORT": "eighty"})
+    assert "http.port: Input should be a valid integer" in str(err.value)
 
 
 def test_config_check_cli_exits_2_naming_the_key(tmp_path: Path, home: Path) -> None:

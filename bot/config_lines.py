@@ -1,0 +1,61 @@
+"""Where config.toml sets each key: the line a validation error points at.
+
+tomllib keeps no positions, so the file's lines are read once more, only when an error is
+reported: table headers (`[a.b]`, `[[a.b]]`, counted per array) and `key =` lines, with
+multi-line strings skipped. What this cannot place (a key inside an inline table, a key
+continued over lines) falls back to the nearest enclosing table or key that it can.
+"""
+
+from __future__ import annotations
+
+import re
+
+_HEADER = re.compile(r"\s*(\[\[?)\s*([^\[\]]+?)\s*\]\]?\s*(#.*)?$")
+_ASSIGNMENT = re.compile(
+    r"""\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*="""
+)
+_PART = re.compile(r"""[A-Za-z0-9_-]+|"([^"]*)"|'([^']*)'""")
+
+
+def _parts(dotted: str) -> list[str]:
+    return [m.group(1) or m.group(2) or m.group(0) for m in _PART.finditer(dotted)]
+
+
+def key_lines(text: str) -> dict[str, int]:
+    """Each key path the file sets or opens ("gateway.timezone", "web.search.0"), by line
+    number from 1."""
+    found: dict[str, int] = {}
+    arrays: dict[str, int] = {}
+    table: list[str] = []
+    in_string: str | None = None  # the quotes of an open multi-line string
+    for number, line in enumerate(text.splitlines(), start=1):
+        if in_string is not None:
+            if line.count(in_string) % 2:
+                in_string = None
+            continue
+        header = _HEADER.match(line)
+        if header:
+            table = _parts(header.group(2))
+            if header.group(1) == "[[":
+                name = ".".join(table)
+                arrays[name] = arrays.get(name, -1) + 1
+                table = [*table, str(arrays[name])]
+            found.setdefault(".".join(table), number)
+            continue
+        assignment = _ASSIGNMENT.match(line)
+        if assignment:
+            found.setdefault(".".join([*table, *_parts(assignment.group(1))]), number)
+            for quotes in ('"""', "'''"):
+                if line[assignment.end() :].count(quotes) % 2:
+                    in_string = quotes
+    return found
+
+
+def line_of(lines: dict[str, int], key_path: str) -> int | None:
+    """The line of `key_path`, else of the nearest enclosing key the file names."""
+    parts = key_path.split(".")
+    while parts:
+        if ".".join(parts) in lines:
+            return lines[".".join(parts)]
+        parts.pop()
+    return None
