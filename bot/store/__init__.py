@@ -328,6 +328,9 @@ class Store:
         # a lone write needs no savepoint: when it fails, the whole transaction is its own
         alone = len(batch) == 1
         try:
+            if conn.in_transaction:  # left by a ROLLBACK that failed or an interrupted write
+                log.warning("rolling back a transaction left open on the writer's connection")
+                conn.execute("ROLLBACK")
             conn.execute("BEGIN IMMEDIATE")
         except Exception as exc:
             code = getattr(exc, "sqlite_errorcode", None)
