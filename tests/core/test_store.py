@@ -280,18 +280,87 @@ async def test_a_write_on_the_loop_never_waits_out_a_lock_after_the_writer_used_
 
         await store.write(add("on the loop"), cheap=True)  # the loop takes the connection
         await store.write(add("heavy"))  # the writer thread takes it back
+        writer_began = threading.Event()
+        loop_thread = threading.get_ident()
+
+        def traced(sql: str) -> None:
+            if sql.startswith("BEGIN") and threading.get_ident() != loop_thread:
+                writer_began.set()
+
+        store._conn.set_trace_callback(traced)  # the writer thread is idle: it is the loop's
         other = sqlite.connect(tmp_path / "a.db")
         other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
         try:
             loop = asyncio.get_running_loop()
             start = loop.time()
             pending = asyncio.ensure_future(store.write(add("later"), cheap=True))
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.05)  # the loop has tried and handed the write on
             # a loop that waited out the 5 s busy timeout would have slept that long
             assert loop.time() - start < sqlite.BUSY_TIMEOUT_MS / 2000
-            assert not pending.done()
+            # the lock is released only once the writer thread has met it: a loaded machine
+            # may not have scheduled the writer yet
+            async with asyncio.timeout(30):
+                while not writer_began.is_set():
+                    await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)  # from the statement's start to the lock: microseconds
+            assert not pending.done()  # the writer waits the lock out instead of failing
         finally:
             other.execute("COMMIT")
             other.close()
         await asyncio.wait_for(pending, 30)
+        store._conn.set_trace_callback(None)
         assert await store.peek(lambda c: c.execute("SELECT count(*) FROM kv").fetchone()[0]) == 3
+
+
+async def test_a_cheap_read_uses_the_writers_connection_only_while_the_writer_is_idle(
+    tmp_path: Path,
+) -> None:
+    async with Store(tmp_path / "a.db") as store:
+        used: list[int] = []
+        gate = threading.Event()
+        holding = threading.Event()
+
+        def which(conn: Any) -> None:
+            used.append(id(conn))
+
+        def slow(conn: Any) -> None:
+            holding.set()
+            gate.wait(30)
+
+        await store.peek(which)
+        pending = asyncio.ensure_future(store.write(slow))
+        try:
+            async with asyncio.timeout(30):  # its tick has ended: the writer thread holds it
+                while not holding.is_set():
+                    await asyncio.sleep(0.01)
+            await store.peek(which)
+        finally:
+            gate.set()
+        await pending
+        await store.peek(which)
+        writer, own = id(store._conn), id(store._loop_conn)
+        assert writer != own
+        assert used == [writer, own, writer]
+
+
+async def test_a_transaction_left_open_on_the_writers_connection_is_never_read_then_dropped(
+    tmp_path: Path,
+) -> None:
+    """A ROLLBACK that failed, or a KeyboardInterrupt inside a write made on the loop, can leave
+    the writer's connection in a transaction: its rows are nobody's until it commits."""
+    async with Store(tmp_path / "a.db") as store:
+        conn = store._conn
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO kv VALUES ('uncommitted', 'x', 0)")
+        try:
+            count = await store.peek(
+                lambda c: c.execute("SELECT count(*) FROM kv WHERE value = 'x'").fetchone()[0]
+            )
+            # the writes go to the writer thread, which drops what nobody committed
+            await store.write(lambda c: c.execute("INSERT INTO kv VALUES ('next', 'x', 0)"))
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        assert count == 0
+        assert await store.kv.get("uncommitted") is None
+        assert await store.kv.get("next") == "x"
