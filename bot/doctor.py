@@ -7,6 +7,7 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from bot.config import Config
 from bot.errors import ConfigError
@@ -126,7 +127,8 @@ async def _check_provider(
             return [(what, False, f"${env} is not set (providers.{name}.{path}): export it")]
         keys.append((env, value))
     base = provider.resolved_base_url().rstrip("/")
-    url = f"{base}/models" if provider.type == "openai" else f"{base}/v1/models"
+    listing = "/models" if provider.type == "openai" else "/v1/models"
+    url = base + listing
     served: set[str] | None = None
     for variable, key in keys or [(None, None)]:
         try:
@@ -148,7 +150,7 @@ async def _check_provider(
         if status == 404:
             return [(what, False, f"{url} not found: is base_url right (often it ends in /v1)?")]
         if status != 200:
-            moved = f" (a redirect to {location}: give base_url as it)" if location else ""
+            moved = f" ({_redirect_advice(url, location, listing)})" if location else ""
             return [(what, False, f"{url} answered {status}{moved}")]
         if served is None:
             served = _model_ids(body)
@@ -165,6 +167,16 @@ async def _check_provider(
                 )
             )
     return checks
+
+
+def _redirect_advice(url: str, location: str, listing: str) -> str:
+    """Where a redirect of the model list leads, and the base_url that would reach it: the
+    Location (maybe relative) is the list's new place, not a base_url."""
+    target = urljoin(url, location)
+    parts = urlsplit(target)
+    path = parts.path.rstrip("/")
+    base = urlunsplit((parts.scheme, parts.netloc, path.removesuffix(listing), "", ""))
+    return f"it leads to {target}: base_url should probably be {base.rstrip('/')}"
 
 
 def _auth_headers(provider: ProviderConfig, key: str | None) -> dict[str, str]:

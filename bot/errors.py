@@ -152,6 +152,16 @@ class ConversationGone(DeliveryRefused):
         super().__init__(reason, message)
 
 
+class IdentityRefused(DecapodError):
+    """An identity whose key cannot become a person id (bot/messages.py `person_id_problem`).
+    Its message is answered with `user_message` and given up, never run again."""
+
+    user_message = (
+        "Your user name cannot be used here: it reads as a group in my memory. "
+        "Please use another one."
+    )
+
+
 class ProviderError(DecapodError):
     user_message = "The language model is not answering right now. Please try again in a moment."
     #: whether trying again (same or next provider) may succeed

@@ -43,6 +43,23 @@ class Identity:
         return replace(self, display_name=well_formed(self.display_name))
 
 
+#: where a group's place begins in a memory owner: "telegram:1@tg:group:-5" holds what
+#: telegram:1 saved in that group (bot/store/memory_items.py). No person id may hold it.
+GROUP_PLACE_START = re.compile(r"@[^:@]+:(?:group|channel):")
+
+
+def person_id_problem(key: str) -> str | None:
+    """Why the identity `key` cannot become a person id, or None. One holding
+    `@<channel>:group:` (or `:channel:`) would read as another person's items in a group.
+    The platforms' user ids (numbers, Slack's `U...`) never hold '@'; a console name may."""
+    if GROUP_PLACE_START.search(key) is None:
+        return None
+    return (
+        f"the id {key!r} holds @<channel>:group: (or :channel:), which marks a group in the "
+        "memory's owners; choose another user name"
+    )
+
+
 def identity_from_key(key: str) -> Identity:
     channel, _, user_id = key.partition(":")
     return Identity(channel, user_id)

@@ -23,6 +23,7 @@ from bot.errors import (
     ConversationGone,
     DecapodError,
     DeliveryRefused,
+    IdentityRefused,
     StorageUnavailable,
 )
 from bot.logging import log_fields
@@ -96,6 +97,11 @@ class TurnRunner:
             # the gateway stops while attachments are read: nothing was said or stored, and
             # the next start reads them again
             log.info("turn in %s left for the next start: %s", session.key, exc)
+        except IdentityRefused as exc:
+            # the same on every try: said once, and the delivery is not replayed at each start
+            log.error("turn in %s refused: %s", session.key, exc)
+            await deliveries.give_up(message, outbox.state, str(exc))
+            await self.gw.say(message, exc.user_message)
         except StartUpStepFailed as exc:
             # as when a start fails: nothing of the turn ran, its delivery stays pending
             log.error("turn in %s not run: %s", session.key, exc)

@@ -4,6 +4,7 @@ Each piece keeps the span of the original text it shows, so a retry can send onl
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 _FENCE = "```"
@@ -32,11 +33,12 @@ class Chunk:
         return Chunk(inner.text, source(inner.start), source(inner.end), lead)
 
 
-def split_text(text: str, limit: int) -> list[Chunk]:
+def split_text(text: str, limit: int, whole: re.Pattern[str] | None = None) -> list[Chunk]:
     """Split at paragraph, then line, then word boundaries; never inside a code fence
     without closing it at the end of one chunk and reopening it at the start of the next.
     A chunk's boundaries depend only on the text before them, so while a text grows, every
-    chunk but the last stays as it is."""
+    chunk but the last stays as it is. `whole`: what a cut must not land in (Slack's
+    `&amp;` and `<url|label>`): the cut moves back before it, unless it starts the chunk."""
     if limit < 16:
         raise ValueError("chunk limit too small")
     chunks: list[Chunk] = []
@@ -45,6 +47,8 @@ def split_text(text: str, limit: int) -> list[Chunk]:
         body = lead + rest
         budget = limit - len(_FENCE) - 1  # room to close a fence we split
         cut = _best_cut(body, budget)
+        if whole is not None:
+            cut = _before_unfinished(body, cut, whole)
         head = body[:cut].rstrip()
         consumed = max(cut - len(lead), 0)
         if not consumed and lead:  # a reopened fence that leaves no room: show it plain
@@ -75,6 +79,16 @@ def _best_cut(text: str, budget: int) -> int:
         if pos > budget // 3:
             return pos + len(sep)
     return budget
+
+
+def _before_unfinished(text: str, cut: int, whole: re.Pattern[str]) -> int:
+    """`cut`, or the start of the `whole` match it would land in (when that is not 0)."""
+    for found in whole.finditer(text):
+        if found.start() >= cut:
+            break
+        if cut < found.end():
+            return found.start() or cut
+    return cut
 
 
 def _open_fence_lang(head: str) -> str:

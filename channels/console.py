@@ -34,6 +34,7 @@ from bot.messages import (
 from bot.tasks import cancel_and_wait
 from channels import InboundSink, ReplyProgress
 from channels.base import BaseChannel, FileUpload
+from channels.oneshot import refuse_unusable_user
 
 
 class ConsoleChannel(BaseChannel):
@@ -57,6 +58,7 @@ class ConsoleChannel(BaseChannel):
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
         self.user = user or getpass.getuser()
+        refuse_unusable_user(f"{name}:{self.user}")
         self.prompt = prompt
         self.reply_timeout_s = reply_timeout_s
         #: where sent files are written; None: the home folder's outbox

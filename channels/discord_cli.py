@@ -10,7 +10,7 @@ import base64
 import binascii
 import os
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urljoin
 
 if TYPE_CHECKING:
     from bot.channel_configs.discord import DiscordChannelConfig
@@ -129,7 +129,10 @@ async def doctor(name: str, channel_config: DiscordChannelConfig) -> list[Check]
                 if resp.status == 401:
                     return [(what, False, f"the token in ${channel_config.token_env} is rejected")]
                 if resp.status != 200:
-                    return [(what, False, f"GET /users/@me answered {resp.status}")]
+                    location = resp.headers.get("Location")
+                    # relative or not: where the request would have gone, whole
+                    moved = f" (it leads to {urljoin(str(resp.url), location)})" if location else ""
+                    return [(what, False, f"GET /users/@me answered {resp.status}{moved}")]
                 me = await resp.json(content_type=None)
             async with http.get(
                 f"{base}/oauth2/applications/@me", proxy=proxy, allow_redirects=False

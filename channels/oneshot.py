@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, TextIO
 
+from bot.errors import ConfigError
 from bot.messages import (
     Command,
     Conversation,
@@ -24,12 +25,21 @@ from bot.messages import (
     InboundMessage,
     OutboundMessage,
     SentRef,
+    person_id_problem,
 )
 from channels import ReplyProgress
 from channels.base import BaseChannel
 
 #: the identity channel of the operator's terminal (`decapod chat`)
 CONSOLE = "console"
+
+
+def refuse_unusable_user(key: str) -> None:
+    """A start-up error for a terminal user name that cannot be a person (ConfigError): said
+    once here, not on every message."""
+    problem = person_id_problem(key)
+    if problem is not None:
+        raise ConfigError(f"{problem} (the terminal's user name comes from $LOGNAME or $USER)")
 
 
 class OneShotChannel(BaseChannel):
@@ -50,6 +60,7 @@ class OneShotChannel(BaseChannel):
         self.out = out if out is not None else sys.stdout
         self.stream = stream
         self.user = user or getpass.getuser()
+        refuse_unusable_user(f"{CONSOLE}:{self.user}")
         self.conversation = Conversation(self.name, self.user, ConversationKind.DM)
         #: everything said in the conversation, in order (a command's reply, or the answer)
         self.parts: list[str] = []

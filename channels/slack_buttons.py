@@ -3,6 +3,7 @@ button press (a `block_actions` payload) read back into a Press and answered."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bot.messages import Identity
@@ -15,14 +16,17 @@ ACTION_PREFIX = "decapod:"
 #: Slack's limits: a section's text, a button's label
 _SECTION_MAX = 3000
 _LABEL_MAX = 75
+#: what a cut must not split: an entity (`&amp;`) or a link, mention or date (`<...>`)
+_WHOLE = re.compile(r"&#?\w+;|<[^<>\n]+>")
 
 
 def sections(mrkdwn: str) -> list[dict[str, Any]]:
     """The text as section blocks (a section holds at most 3,000 characters). Slack renders
-    each section on its own: they are cut at a line or a word, with a code block closed at
-    the cut and opened again in the next, not every 3,000 characters (which broke a code
-    block in two halves of literal backticks, and could cut an `&amp;` apart)."""
-    parts = [chunk.text for chunk in split_text(mrkdwn, _SECTION_MAX) if chunk.text] or [" "]
+    each section on its own: they are cut at a line or a word where one is near (else at
+    3,000 characters), never inside an `&amp;` or a `<url|label>`, with a code block closed
+    at the cut and opened again in the next."""
+    split = split_text(mrkdwn, _SECTION_MAX, _WHOLE)
+    parts = [chunk.text for chunk in split if chunk.text] or [" "]
     return [{"type": "section", "text": {"type": "mrkdwn", "text": part}} for part in parts]
 
 

@@ -54,8 +54,11 @@ class McpManager:
         self.channels_up = asyncio.Event()
         self._builder: ServerBuilder | None = None
         self._registered: dict[str, dict[str, McpTool]] = {}
-        #: server -> its tools left out because another tool has the same name (as problems)
-        self._clashes: dict[str, list[str]] = {}
+        #: server -> its tools left out because another tool has the same name: the name ->
+        #: the problem shown
+        self._clashes: dict[str, dict[str, str]] = {}
+        #: set by `stop`: servers going down then hand no names on to each other
+        self._stopping = False
         self._noticed: set[str] = set()
         #: server -> how many of its tools the `max_tools` cap left out
         self._over_cap: dict[str, int] = {}
@@ -120,6 +123,7 @@ class McpManager:
         conn.fail(f"internal error: {task.exception()!r}")
 
     async def stop(self) -> None:
+        self._stopping = True
         running = [t for t in (self._starting, *self._tasks, *self._notices) if t is not None]
         for task in running:
             task.cancel()
@@ -142,24 +146,25 @@ class McpManager:
         """Register the tools a ready server lists; withdraw any it no longer has, and all of
         them when it is down. A name it gave up may be one another ready server was refused
         for (the same prefixed name): that server's tools are registered again at once, not
-        only when it next lists them."""
+        only when it next lists them (and not while the gateway stops)."""
         changed, freed = self._sync_one(conn)
-        if freed:
+        if freed and not self._stopping:
             for other in self.connections.values():
-                if other is not conn and other.state == "ready" and self._clashes.get(other.name):
+                refused = self._clashes.get(other.name, {}).keys()
+                if other is not conn and other.state == "ready" and freed & refused:
                     changed = self._sync_one(other)[0] or changed
         if changed and self.on_tools_changed is not None:
             self.on_tools_changed()
 
-    def _sync_one(self, conn: McpConnection) -> tuple[bool, bool]:
+    def _sync_one(self, conn: McpConnection) -> tuple[bool, set[str]]:
         """Bring one server's registered tools in step with its state and list: (whether its
-        set of names changed, whether it withdrew any)."""
+        set of names changed, the names it withdrew)."""
         from bot.mcp.tools import McpTool
 
         mine = self._registered.setdefault(conn.name, {})
         before = set(mine)
         wanted = {t.name: t for t in conn.tools} if conn.state == "ready" else {}
-        clashes = self._clashes[conn.name] = []
+        clashes = self._clashes[conn.name] = {}
         for name, tool in list(mine.items()):
             if wanted.get(name) != tool.listed:
                 self.registry.unregister(name)
@@ -171,8 +176,8 @@ class McpManager:
                 # server `a__b` tool `c` and server `a` tool `b__c` are both `a__b__c`
                 other = self.registry.get(name)
                 owner = f"server {other.server.name}'s" if isinstance(other, McpTool) else "a"
-                clashes.append(f"{listed.remote_name}: its name clashes with {owner} tool {name}")
-                log.warning("mcp server %s: tool left out: %s", conn.name, clashes[-1])
+                clashes[name] = f"{listed.remote_name}: its name clashes with {owner} tool {name}"
+                log.warning("mcp server %s: tool left out: %s", conn.name, clashes[name])
                 continue
             mine[name] = McpTool(
                 listed,
@@ -184,7 +189,7 @@ class McpManager:
             self.registry.register(mine[name])
         if conn.state == "ready":
             self._noticed.discard(conn.name)  # a later outage is news again
-        return set(mine) != before, bool(before - set(mine))
+        return set(mine) != before, before - set(mine)
 
     def _within_cap(self, tools: list[Tool]) -> list[Tool]:
         """Every request offers each tool it is given; past `max_tools` a provider refuses the
@@ -289,7 +294,7 @@ class McpManager:
 
     def _left_out(self, name: str) -> str:
         conn = self.connections[name]
-        refused = conn.problems + self._clashes.get(name, [])
+        refused = conn.problems + list(self._clashes.get(name, {}).values())
         parts = [conn.paging] if conn.paging else []
         if refused:
             parts.append(f"{len(refused)} refused: " + "; ".join(refused))

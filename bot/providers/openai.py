@@ -231,15 +231,17 @@ class _Answer:
                 yield from self._complete_tool_calls()
 
     def _call_for(self, part: dict[str, Any]) -> _ToolCallParts:
-        """The call a fragment belongs to. A fragment with an id of its own starts a new call
-        even at an index in use: Gemini's compatible API sends parallel calls whole, each
-        without an index (or all at 0), and merged they were one call with the arguments of
-        both run together, which is no JSON."""
+        """The call a fragment belongs to. A fragment naming a function starts a new call even
+        at an index in use when that call is already named and its arguments are whole JSON:
+        Gemini's compatible API sends parallel calls whole, each without an index (or all at
+        0), and merged they were one call with both arguments run together. The id alone
+        does not tell: some servers (Poolside, older mlx-openai-server) send a new id in
+        every fragment of one call."""
         index = part.get("index", 0)
         key = self.slots.get(index)
         call = None if key is None else self.tool_calls[key]
-        new_id = part.get("id")
-        if call is None or (new_id and call.id and new_id != call.id):
+        named = (part.get("function") or {}).get("name")
+        if call is None or (named and call.name and _is_json("".join(call.arguments))):
             key = self.slots[index] = len(self.tool_calls)
             call = self.tool_calls[key] = _ToolCallParts()
         return call

@@ -39,21 +39,8 @@ PLACE_MARK = "@"
 #: no '@' or ':', and the person part is the shortest that leaves such a place, so a person id
 #: holding '@' ("console:bob@corp") is a private owner, never another person's group
 _GROUP_OWNER = re.compile(r"(.+?)" + PLACE_MARK + r"([^:@]+:(?:group|channel):.+)", re.DOTALL)
-#: where a place begins in an owner. No person id holds it (`check_person_id`): so an owner
-#: holding it is a group's, and the first one ends the person, whatever '@' the id has
-_PLACE_START = re.compile(PLACE_MARK + r"[^:@]+:(?:group|channel):")
-
-
-def check_person_id(person_id: str) -> None:
-    """ValueError for a person id holding `@<channel>:group:` (or `:channel:`): its private
-    items' owner would read as another person's items in a group, and its group items' as
-    another person's. A person id is an identity key, `<channel>:<user id>`: the platforms'
-    user ids (numbers, Slack's `U...`) never hold '@'; a name chosen for the console may."""
-    if _PLACE_START.search(person_id):
-        raise ValueError(
-            f"the id {person_id!r} holds {PLACE_MARK}<channel>:group: (or :channel:), which "
-            "marks a group in the memory's owners; choose another user name"
-        )
+# No person id holds `@<channel>:group:` (bot/messages.py `person_id_problem`): so an owner
+# holding it is a group's, and the first one ends the person, whatever '@' the id has.
 
 
 def place_owner(person_id: str, place: str) -> str:

@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bot.messages import Identity, InboundMessage
+from bot.errors import IdentityRefused
+from bot.messages import Identity, InboundMessage, person_id_problem
 from bot.providers.base import ChatMessage, ToolCall, Usage
 
 if TYPE_CHECKING:
@@ -39,10 +40,10 @@ class IdentityRepo(_Repo):
     async def touch(self, identity: Identity) -> str:
         """Record that an identity was seen; returns its canonical person id. A new identity's
         key becomes its person id: one that could not be told from a group's owner in memory
-        is refused (ValueError)."""
-        from bot.store.memory_items import check_person_id
-
-        check_person_id(identity.key)
+        is refused (IdentityRefused); one stored before that check came is left as it is."""
+        problem = person_id_problem(identity.key)
+        if problem is not None and await self.person_id(identity.key) is None:
+            raise IdentityRefused(problem)
         now = time.time()
 
         def op(conn: Conn) -> str:

@@ -63,16 +63,27 @@ class WorkspaceSaver:
             )
         why = write_approval_reason(self.config, ctx)
         if why is not None:
-            await self._ask(ctx, f"save {source} as {shown}", why)
+            replacing = ", replacing the file there" if there is not None else ""
+            await self._ask(ctx, f"save {source} as {shown}{replacing}", why)
         return shown
 
     async def _entry(self, ctx: ToolContext, path: str) -> os.stat_result | None:
         fs = session_workspace_fs(self.workspaces, self.config, ctx.session_key)
         return await asyncio.to_thread(fs.entry, path)
 
-    async def write(self, ctx: ToolContext, path: str, data: bytes) -> None:
+    async def write(
+        self, ctx: ToolContext, path: str, shown: str, data: bytes, *, overwrite: bool
+    ) -> None:
+        """Write the download. Without `overwrite` only where nothing is, checked in the same
+        step as the write: a file made there since `approve` looked is kept."""
         fs = session_workspace_fs(self.workspaces, self.config, ctx.session_key)
-        await asyncio.to_thread(fs.write, path, data)
+        if overwrite:
+            await asyncio.to_thread(fs.write, path, data)
+        elif not await asyncio.to_thread(fs.create, path, data):
+            raise ToolError(
+                f"refused: {shown} was made while the download ran; it is kept and nothing "
+                "was saved. Call again with overwrite=true to replace it, or choose another name"
+            )
 
     async def _ask(self, ctx: ToolContext, what: str, why: str) -> None:
         if self.approvals is None:

@@ -156,7 +156,7 @@ class WebTools:
                 f"{url} is larger than {self.config.max_bytes:,} bytes (web.max_bytes); "
                 "nothing was saved"
             )
-        await self.saver.write(ctx, path, fetched.body)
+        await self.saver.write(ctx, path, shown, fetched.body, overwrite=overwrite)
         kind = fetched.mime or "data of an unknown type"
         return untrusted(fetched.url, f"saved {len(fetched.body):,} bytes ({kind}) to {shown}")
 

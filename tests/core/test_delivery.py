@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bot.delivery import INTERRUPTED_NOTE
-from bot.errors import ChannelError, DeliveryRefused, EditRejected
+from bot.errors import ChannelError, ConfigError, DeliveryRefused, EditRejected, IdentityRefused
 from bot.gateway import Gateway
 from bot.messages import Conversation, ConversationKind, OutboundMessage, SentRef
 from bot.providers.base import ChatRequest, Finish, TextDelta
@@ -23,6 +23,7 @@ from bot.providers.testing import FunctionProvider, ScriptedProvider
 from channels.base import BaseChannel
 from channels.chunks import split_text
 from channels.console import ConsoleChannel
+from channels.oneshot import OneShotChannel
 from channels.web import WebChannel
 from tests.fakes.channel import RecordingChannel
 
@@ -293,6 +294,32 @@ async def test_a_commands_reply_that_cannot_be_sent_is_given_up_not_run_again(
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": second}):
         await asyncio.sleep(0.3)
     assert second.texts() == [], "not sent again, the command not run again"
+
+
+async def test_a_user_name_that_reads_as_a_group_is_answered_once_not_replayed(
+    make_config: Any,
+) -> None:
+    config = make_config(gateway={"owners": ["test:boss"]})
+    name = "bob@test:group:g1"
+    first = RecordingChannel()
+    async with Gateway(config, provider=ScriptedProvider([]), channels={"test": first}) as gw:
+        message = await first.push("hello", user=name)
+        assert await first.wait_for_messages(1, chat_id=name) == [IdentityRefused.user_message]
+        await _until(lambda: gw.sessions.active == 0)
+        status, error, _state = await gw.store.deliveries.get(("test", message.id))  # type: ignore[misc]
+    assert status == "failed" and error is not None and "marks a group" in error
+
+    second = RecordingChannel()
+    async with Gateway(config, provider=ScriptedProvider([]), channels={"test": second}):
+        await asyncio.sleep(0.3)
+    assert second.texts(name) == [], "not run again at the next start"
+
+
+def test_a_terminal_user_name_that_reads_as_a_group_is_refused_at_start() -> None:
+    for make in (ConsoleChannel, OneShotChannel):
+        with pytest.raises(ConfigError, match=r"bob@test:channel:c.*\$USER"):
+            make(user="bob@test:channel:c")
+    assert OneShotChannel(user="bob@corp").user == "bob@corp"
 
 
 async def test_a_send_failing_while_the_stop_drains_its_turn_waits_for_the_next_start(

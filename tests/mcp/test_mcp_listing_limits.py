@@ -167,7 +167,9 @@ async def test_a_clashing_tool_is_offered_once_the_server_holding_its_name_goes_
         winner = holder()
         assert winner in servers
         loser = "a" if winner == "a__b" else "a__b"
-        os.kill(_server_pid(state, extra=winner == "a"), signal.SIGKILL)
+        os.kill(
+            _server_pid(state, given="MCP_TEST_EXTRA" if winner == "a" else None), signal.SIGKILL
+        )
         await until(lambda: gw.mcp is not None and gw.mcp.connections[winner].state != "ready")
         assert holder() == loser, "offered as soon as the name is free"
         await asyncio.wait_for(gw.mcp.wait_ready(winner), START_S)
@@ -177,16 +179,47 @@ async def test_a_clashing_tool_is_offered_once_the_server_holding_its_name_goes_
     assert "refused" not in details[loser]
 
 
-def _server_pid(state: Path, *, extra: bool) -> int:
-    """The test server given this `state` folder, with MCP_TEST_EXTRA or without it (both
-    write their pid to the same file)."""
+async def test_a_withdrawn_tool_does_not_repeat_an_unrelated_clash(
+    gateway_config: Any,
+    state: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server going down frees its own names only: a server refused another name is not
+    synced again, and does not say again that its tool was left out."""
+    monkeypatch.setenv("MCP_TEST_EXTRA", "alias=b__echo")
+    monkeypatch.setenv("MCP_TEST_MARK", "c")
+    servers = {
+        "a__b": stdio_entry(env=["MCP_TEST_STATE"]),
+        "a": stdio_entry(env=["MCP_TEST_STATE", "MCP_TEST_EXTRA"]),
+        "c": stdio_entry(env=["MCP_TEST_STATE", "MCP_TEST_MARK"]),
+    }
+
+    def left_out() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "tool left out" in r.getMessage()]
+
+    with caplog.at_level(logging.WARNING, logger="decapod"):
+        async with running(gateway_config(servers), "a__b", "a", "c") as (gw, _):
+            assert gw.mcp is not None and len(left_out()) == 1
+            assert "c__echo" in gw.tools
+            os.kill(_server_pid(state, given="MCP_TEST_MARK"), signal.SIGKILL)
+            # withdrawn in the same step as any server synced again after it
+            await until(lambda: "c__echo" not in gw.tools)
+            assert len(left_out()) == 1, left_out()
+
+
+def _server_pid(state: Path, *, given: str | None) -> int:
+    """The test server given this `state` folder and the variable `given` (None: neither
+    MCP_TEST_EXTRA nor MCP_TEST_MARK); they all write their pid to the same file."""
+    marks = {b"MCP_TEST_EXTRA", b"MCP_TEST_MARK"}
     for environ in Path("/proc").glob("[0-9]*/environ"):
         try:
             names = environ.read_bytes().split(b"\0")
         except OSError:
             continue
-        if f"MCP_TEST_STATE={state}".encode() in names and extra == any(
-            n.startswith(b"MCP_TEST_EXTRA=") for n in names
+        passed = {n.partition(b"=")[0] for n in names} & marks
+        if f"MCP_TEST_STATE={state}".encode() in names and passed == (
+            {given.encode()} if given else set()
         ):
             return int(environ.parent.name)
     raise AssertionError("no such test server running")

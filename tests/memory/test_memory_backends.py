@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from bot.errors import IdentityRefused
 from bot.memory.service import MemoryRequestError, MemoryService
 from bot.memory.text import SEARCHED, fts_match
 from bot.messages import Identity
-from bot.store import Store
+from bot.store import Conn, Store
 from bot.store.config import StoreConfig, open_store
 from bot.store.pg_memory import PgMemoryRepo, tsquery
 from tests.deps import REDACT
@@ -179,11 +180,30 @@ async def test_an_id_that_reads_as_a_group_owner_is_never_made(any_store: Store)
     owner is console:bob's in group g1: refused where person ids are made, so an owner
     holding `@<channel>:group:` is always a group's."""
     for name in ("bob@test:group:g1", "bob@test:channel:c", "bob@test:group:"):
-        with pytest.raises(ValueError, match="marks a group"):
+        with pytest.raises(IdentityRefused, match="marks a group"):
             await any_store.identities.touch(Identity("console", name))
     assert await any_store.identities.person_id("console:bob@test:group:g1") is None
     for name in ("bob@corp", "bob@test:groupie", "bob@test"):
         assert await any_store.identities.touch(Identity("console", name)) == f"console:{name}"
+
+
+async def test_an_identity_stored_before_the_check_is_still_recognised(any_store: Store) -> None:
+    """Only a new identity is refused: one recorded before, with its person id (here merged
+    into another's), keeps being seen."""
+    key = "console:bob@test:group:g1"
+
+    def stored_before(conn: Conn) -> None:
+        conn.execute(
+            """INSERT INTO identities (key, channel, user_id, display_name, is_bot, person_id,
+               first_seen, last_seen) VALUES (?, 'console', 'bob@test:group:g1', '', 0,
+               'telegram:7', 0, 0)""",
+            (key,),
+        )
+
+    await any_store.write(stored_before)
+
+    identity = Identity("console", "bob@test:group:g1")
+    assert await any_store.identities.touch(identity) == "telegram:7"
 
 
 async def test_an_id_holding_the_place_mark_is_its_own_person(service: MemoryService) -> None:

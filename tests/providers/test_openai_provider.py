@@ -158,15 +158,17 @@ async def test_a_past_call_with_malformed_arguments_does_not_fail_later_turns(
     assert arguments == [{"_raw_arguments": '{"city": "Os'}, {}]
 
 
+def chunk(delta: dict[str, object], finish: str | None = None) -> str:
+    """One server-sent event of a chat-completions stream."""
+    body = {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return f"data: {json.dumps(body)}\n\n"
+
+
 async def test_parallel_calls_sent_whole_without_an_index_stay_apart(
     fake: FakeLLM, provider: OpenAIProvider
 ) -> None:
     # Gemini's OpenAI-compatible stream: each parallel call whole in its own chunk, with an
     # id but no index, and finish_reason "stop" after them
-    def chunk(delta: dict[str, object], finish: str | None = None) -> str:
-        body = {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-        return f"data: {json.dumps(body)}\n\n"
-
     def whole(call_id: str, city: str) -> dict[str, object]:
         function = {"name": "weather", "arguments": json.dumps({"city": city})}
         return {"tool_calls": [{"id": call_id, "type": "function", "function": function}]}
@@ -187,6 +189,31 @@ async def test_parallel_calls_sent_whole_without_an_index_stay_apart(
         ("function-call-2", {"city": "Lima"}),
     ]
     assert events[-1].reason == "tool_calls"  # type: ignore[union-attr]
+
+
+async def test_fragments_of_one_call_each_with_a_new_id_stay_one_call(
+    fake: FakeLLM, provider: OpenAIProvider
+) -> None:
+    # Poolside and older mlx-openai-server send a different id in every fragment of one call
+    def fragment(call_id: str, function: dict[str, str]) -> dict[str, object]:
+        part = {"index": 0, "id": call_id, "type": "function", "function": function}
+        return {"tool_calls": [part]}
+
+    stream = (
+        chunk({"role": "assistant", **fragment("A", {"name": "weather", "arguments": ""})})
+        + chunk(fragment("B", {"arguments": '{"city":'}))
+        + chunk(fragment("C", {"arguments": ' "Oslo"}'}))
+        + chunk({}, "tool_calls")
+        + "data: [DONE]\n\n"
+    )
+    fake.push(Reply(raw_body=stream.encode(), content_type="text/event-stream"))
+
+    events = [e async for e in provider.stream(ask(tools=(WEATHER,)))]
+
+    calls = [e.call for e in events if isinstance(e, ToolCallEvent)]
+    assert [(c.id, c.name, c.parsed_arguments()) for c in calls] == [
+        ("A", "weather", {"city": "Oslo"})
+    ]
 
 
 async def test_tool_call_fragments_are_joined_into_one_event(

@@ -255,6 +255,33 @@ async def test_save_as_keeps_a_file_that_is_there_unless_told_to_overwrite(
     assert "to /work/docs/a.pdf" in out and mine.read_bytes().startswith(b"%PDF-1.4")
 
 
+async def test_a_file_made_while_the_download_runs_is_kept(
+    pages: FakePages, tmp_path: Path
+) -> None:
+    """The name was free when checked; a file made there before the write (here while the
+    owner was asked) is not replaced without `overwrite`. With it, the owner is told."""
+
+    class MakesTheFileWhenAsked(_Owner):
+        async def _notify(self, pending: PendingApproval) -> None:
+            if not mine.exists():
+                mine.write_bytes(b"my own notes")
+            await super()._notify(pending)
+
+    owner = MakesTheFileWhenAsked(approve=True)
+    saver = _saver(tmp_path, owner)
+    mine = saver.workspaces.path_for(ctx_for().session_key) / "a.pdf"
+    mine.parent.mkdir(parents=True)
+    url = pages.url("/pdf", host="page.test")
+    async with web_tools(saver=saver) as t:
+        with pytest.raises(ToolError, match=r"/work/a\.pdf was made while the download ran"):
+            await call(t, "web_fetch", ctx_for(tainted=True), url=url, save_as="a.pdf")
+        assert mine.read_bytes() == b"my own notes"
+        await call(t, "web_fetch", ctx_for(tainted=True), url=url, save_as="a.pdf", overwrite=True)
+    assert "/work/a.pdf, replacing the file there" in owner.asked[-1].summary
+    assert "replacing" not in owner.asked[0].summary
+    assert mine.read_bytes().startswith(b"%PDF-1.4")
+
+
 async def test_save_as_a_folder_is_refused_before_anything_is_fetched_or_asked(
     pages: FakePages, tmp_path: Path
 ) -> None:

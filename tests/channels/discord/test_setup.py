@@ -120,7 +120,9 @@ async def test_doctor_goes_through_the_proxy_and_follows_no_redirect(
         moved = fake.api_base.replace("/api/", "/moved/api/")
         proxy.targets.clear()
         ((_, ok, detail),) = await doctor("discord", cfg.model_copy(update={"api_base_url": moved}))
-    assert not ok and detail == "GET /users/@me answered 307"
+    assert (
+        not ok and detail == f"GET /users/@me answered 307 (it leads to {fake.api_base}/users/@me)"
+    )
     assert proxy.targets == [f"{moved}/users/@me"]
 
 

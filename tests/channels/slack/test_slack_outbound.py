@@ -154,3 +154,22 @@ async def test_a_long_question_with_buttons_keeps_its_code_block_whole_in_each_s
     assert lines == [line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
                      for line in code]  # fmt: skip
     assert shown[-1].endswith("Run it?") and [b["type"] for b in blocks][-1] == "actions"
+
+
+async def test_a_section_is_never_cut_inside_an_entity_or_a_link(
+    fake: FakeSlack, channel: SlackChannel
+) -> None:
+    """Where no line or word is near, the cut at 3,000 characters moves back before an
+    `&amp;` it would split; a word cut inside a link's label moves back before the link."""
+    channel.chat_interval = 0.0
+    choices = (Choice("Yes", "/yes"), Choice("No", "/no"))
+    entity = "a" * 2994 + "&b" * 10  # the first "&amp;" would span the hard cut
+    link = "y" * 2970 + " see [the docs](http://e.io/) and more"  # "the docs": a space
+    shown: list[list[str]] = []
+    for text in (entity, link):
+        ref = await channel.send(replace(_to("C0001", text), choices=choices))
+        blocks = fake.blocks[("C0001", ref.message_id)]
+        shown.append([b["text"]["text"] for b in blocks if b["type"] == "section"])
+
+    assert shown[0] == ["a" * 2994, "&amp;b" * 10]
+    assert shown[1] == ["y" * 2970 + " see", "<http://e.io/|the docs> and more"]
