@@ -64,20 +64,20 @@ class AskResult:
 
 def run(args: argparse.Namespace) -> int:
     from bot.config import load_config
-    from bot.logging import command_configures_logging, setup_logging
+    from bot.logging import setup_command_logging
 
     config = load_config(args.config, args.home)
     # stdout is the answer and stderr the one line that says why there is none: the
     # gateway's own warnings go to the log file only
-    if command_configures_logging(args):
-        setup_logging(
-            config.logging.level,
-            config.logging.format,
-            config.log_file,
-            stream_level="CRITICAL",
-            max_bytes=int(config.logging.file_max_mb * 1024 * 1024),
-            backups=config.logging.file_backups,
-        )
+    setup_command_logging(
+        args,
+        config.logging.level,
+        config.logging.format,
+        config.log_file,
+        stream_level="CRITICAL",
+        max_bytes=int(config.logging.file_max_mb * 1024 * 1024),
+        backups=config.logging.file_backups,
+    )
     stream = not args.json and sys.stdout.isatty()
     try:
         result = asyncio.run(ask(config, " ".join(args.question), stream=stream))

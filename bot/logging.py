@@ -79,11 +79,26 @@ LOG_FILE_MAX_BYTES = 10 * 1024 * 1024
 LOG_FILE_BACKUPS = 5
 
 
-def command_configures_logging(args: Any) -> bool:
-    """Whether a command may set up the process's root logger (level, handlers, log file).
-    `bot.cli.main(..., configure_logging=False)` runs a command inside a program that owns
-    its logging (a test run): the command's output is the same, the root logger untouched."""
-    return bool(getattr(args, "configure_logging", True))
+def setup_command_logging(
+    args: Any,
+    level: str = "INFO",
+    fmt: str = "auto",
+    file: Path | None = None,
+    *,
+    stream_level: str | None = None,
+    max_bytes: int = LOG_FILE_MAX_BYTES,
+    backups: int = LOG_FILE_BACKUPS,
+) -> None:
+    """`setup_logging` for a command. Run by `bot.cli.main(..., configure_logging=False)`
+    inside a program that owns its logging (a test run), the command leaves the root
+    logger's level, handlers and log file alone, yet still puts the redaction filters on
+    those handlers: a secret the command registers never reaches the host's output."""
+    if not getattr(args, "configure_logging", True):
+        from bot.security.redact import install_log_redaction
+
+        install_log_redaction()
+        return
+    setup_logging(level, fmt, file, stream_level=stream_level, max_bytes=max_bytes, backups=backups)
 
 
 def setup_logging(

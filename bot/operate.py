@@ -15,7 +15,7 @@ from bot import __version__
 from bot.cli_banner import start_banner
 from bot.config import Config, HttpConfig, load_config, missing_secrets
 from bot.errors import DatabaseDamaged, DatabaseTooNew, StorageUnavailable, StoreError
-from bot.logging import command_configures_logging, setup_logging
+from bot.logging import setup_command_logging
 
 
 class CannotRun(Exception):
@@ -107,9 +107,8 @@ async def _until_signal(done: Awaitable[Any] | None = None) -> None:
 def _setup_logging(
     args: argparse.Namespace, config: Config, stream_level: str | None = None
 ) -> None:
-    if not command_configures_logging(args):
-        return
-    setup_logging(
+    setup_command_logging(
+        args,
         config.logging.level,
         config.logging.format,
         config.log_file,
@@ -252,8 +251,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(missing)
         return 1
     config = _config(args)
-    if command_configures_logging(args):
-        setup_logging("ERROR", "text", None)  # the checks say it all; keep stray warnings out
+    setup_command_logging(args, "ERROR", "text")  # the checks say it all; no stray warnings
     return asyncio.run(run_doctor(config))
 
 
@@ -322,8 +320,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     from bot.mcp import cli
 
     config = _config(args)
-    if command_configures_logging(args):
-        setup_logging("ERROR", "text", None)  # a server's own chatter is not the answer
+    setup_command_logging(args, "ERROR", "text")  # a server's own chatter is not the answer
     return cli.run(args, config)
 
 

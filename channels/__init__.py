@@ -125,7 +125,7 @@ ADAPTERS: dict[str, str] = {
 #: config `type` -> "module:function" of the adapter's own doctor checks,
 #: `async (name, channel_config) -> list[Check]`
 DOCTORS: dict[str, str] = {
-    "telegram": "channels.telegram:doctor",
+    "telegram": "channels.telegram_doctor:doctor",
     "slack": "channels.slack_api:doctor",
     "discord": "channels.discord_cli:doctor",
 }

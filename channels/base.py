@@ -11,11 +11,9 @@ new one), `DeliveryRefused` (permanent: never retried here), any other `ChannelE
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -27,12 +25,8 @@ from channels import HttpRoute, InboundSink
 from channels.buttons import Button, ButtonBook, Press, Pressed, Refused, choices_as_text, hand_on
 from channels.chunks import Chunk, split_text
 from channels.stream_reply import StreamedReply
-from channels.stream_state import StreamState
 
 log = logging.getLogger("decapod.channels")
-
-#: how long a streamed answer's first text waits before it is shown (see `_stream_ticker`)
-FIRST_TEXT_WAIT_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +54,9 @@ class BaseChannel(StreamedReply):
     #: minimum seconds between two sends to one chat
     chat_interval: float = 0.0
     typing_interval: float = 5.0
+    #: the platform shows a typing notice (the adapter overrides `_typing`); set per class,
+    #: so a platform without one gets no task per answer for it
+    sends_typing: bool = False
     max_send_attempts: int = 5
     #: renders `OutboundMessage.choices` as native buttons; otherwise they become text lines
     supports_buttons: bool = False
@@ -74,6 +71,10 @@ class BaseChannel(StreamedReply):
     #: the identity channel whose people are the operator at this machine while this
     #: channel runs (the console's own name); None on a platform's channel
     operator_console: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.sends_typing = cls._typing is not BaseChannel._typing
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -274,44 +275,6 @@ class BaseChannel(StreamedReply):
                 await asyncio.sleep(pause)
         raise ChannelError("unreachable")
 
-    async def _stream_ticker(self, template: OutboundMessage, state: StreamState) -> None:
-        next_typing = 0.0
-        # a platform without a typing notice (Slack, the web UI) gets no task per answer for it
-        types = type(self)._typing is not BaseChannel._typing
-        while not state.finished.is_set():
-            now = time.monotonic()
-            if types and not state.has_text and now >= next_typing:
-                # Shielded: when the answer ends the ticker, a typing request still in flight
-                # finishes on its own. Cancelled mid-flight, an SDK's HTTP request can keep its
-                # pooled connection (python-telegram-bot's does), and after pool-size such
-                # replies every send waits for a connection that never frees.
-                typing = asyncio.ensure_future(self._typing(template.conversation))
-                self._background.add(typing)
-                typing.add_done_callback(_forget_typing(self._background))
-                with contextlib.suppress(ChannelError):
-                    await asyncio.shield(typing)
-                next_typing = now + self.typing_interval
-            if self.supports_edit and state.has_text and not state.stalled:
-                try:
-                    await self._flush(template, state)
-                except DeliveryRefused as exc:
-                    state.refused = exc
-                    return
-                except ChannelError as exc:
-                    # the final flush tries again, with the whole answer
-                    log.warning("%s: streaming paused: %s", self.name, exc)
-                    state.stalled = True
-            if state.has_text:
-                await state.nap(self.edit_interval)
-            else:
-                # Woken by the first text (or the end), not polling for it: thousands of
-                # turns waiting on a slow model would each wake four times a second.
-                await state.nap(next_typing - time.monotonic() if types else None)
-                if state.has_text:
-                    # the first text is shown after a short while, so that a fast answer
-                    # goes out in one message instead of a fragment and an edit
-                    await state.nap(FIRST_TEXT_WAIT_S)
-
 
 def _note_delivered(exc: ChannelError, text: str, shown: Chunk, failed: Chunk) -> None:
     """Tell `exc` how much of `text` the chunks up to `shown` showed. Choice lines sent as
@@ -320,17 +283,3 @@ def _note_delivered(exc: ChannelError, text: str, shown: Chunk, failed: Chunk) -
         exc.delivered, exc.reopen = len(text), ""
     else:
         exc.delivered, exc.reopen = shown.end, failed.text[: failed.lead]
-
-
-def _forget_typing(
-    background: set[asyncio.Future[None]],
-) -> Callable[[asyncio.Future[None]], None]:
-    """A done-callback: drop the finished typing request, and take its failure (a typing
-    notice that failed after the answer went out matters to no one)."""
-
-    def done(future: asyncio.Future[None]) -> None:
-        background.discard(future)
-        if not future.cancelled():
-            future.exception()
-
-    return done

@@ -43,7 +43,7 @@ from bot.redaction import register_secret
 from bot.tasks import cancel_and_wait
 from channels import InboundSink
 from channels.buttons import EXPIRED, ButtonBook, Press, Refused
-from channels.telegram_doctor import doctor as doctor  # the registry's channels.telegram:doctor
+from channels.stream_reply import edited
 from channels.telegram_inbound import BotIdentity, ChatMigrations, normalize
 from channels.telegram_outbound import CALLBACK_PREFIX, TelegramOutbound
 from channels.telegram_polling import (
@@ -335,7 +335,7 @@ class TelegramChannel(TelegramOutbound):
         if shown is not None and not isinstance(result, Refused):
             ref = SentRef(result.conversation, str(shown.message_id))
             try:
-                await self._edited(result.conversation, ref, result.fitted(self.split))
+                await edited(self, result.conversation, ref, result.fitted(self.split))
             except DeliveryRefused as exc:
                 # the press is stored and runs: raised on, the update would be read again
                 # and again, and no later update of any chat behind it

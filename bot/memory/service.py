@@ -24,6 +24,7 @@ from bot.memory.class_words import CLASS_WORDS, ClassWords
 from bot.memory.config import MemoryConfig
 from bot.memory.embedder_chain import EmbedderChain, build_embedders
 from bot.memory.embedders import Embedder
+from bot.memory.forgetting import forget_owned
 from bot.memory.index import NoEmbedder, VectorIndex
 from bot.memory.knowledge import KnowledgeWatcher
 from bot.memory.links import LINK_ALPHABET, LINK_TTL_S, LinkCodes, MemoryRequestError
@@ -323,8 +324,6 @@ class MemoryService:
         """Delete a person's own items saved in `place` ("": private places; a group's place:
         only that group's) (rows, index entries, vectors); returns what went. `everywhere`
         (/forget in a DM, the web UI, the command line) takes those of every place instead."""
-        from bot.memory.forgetting import forget_owned  # with its first use: a start needs none
-
         gone: list[ItemRow] = []
         for owner in await self._owners(person_id, place, everywhere):
             gone += await forget_owned(self.repo, owner, item_ids, matching, everything)

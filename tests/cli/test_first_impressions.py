@@ -60,15 +60,11 @@ async def test_help_has_no_raw_backticks_on_any_platform(make_config: Any) -> No
         assert "<code>" not in rendered
 
 
+@pytest.mark.usefixtures("restore_logging")
 def test_noisy_http_client_loggers_stay_at_warning(tmp_path: Path) -> None:
     setup_logging("DEBUG", "json", tmp_path / "decapod.log", stream_level="CRITICAL")
-    try:
-        for name in ("httpx2", "httpx", "httpcore", "openai", "anthropic"):
-            assert logging.getLogger(name).getEffectiveLevel() >= logging.WARNING, name
-    finally:
-        for handler in list(logging.getLogger().handlers):
-            logging.getLogger().removeHandler(handler)
-            handler.close()
+    for name in ("httpx2", "httpx", "httpcore", "openai", "anthropic"):
+        assert logging.getLogger(name).getEffectiveLevel() >= logging.WARNING, name
 
 
 async def test_a_chat_turn_logs_no_http_request_lines(home: Path) -> None:

@@ -17,15 +17,12 @@ from tests.cli.harness import start, stop, until, write_config
 
 
 @pytest.fixture
-def gateway_log(home: Path) -> Iterator[Path]:
+def gateway_log(home: Path, restore_logging: None) -> Iterator[Path]:
     """The log file as the gateway writes it: the real handler, JSON lines, under the home."""
     write_config(home, "")
     path = home / "logs" / "decapod.log"
     setup_logging("DEBUG", "json", path, stream_level="CRITICAL")
     yield path
-    for handler in list(logging.getLogger().handlers):
-        logging.getLogger().removeHandler(handler)
-        handler.close()
 
 
 def _write_some(count: int = 0) -> None:
@@ -71,18 +68,14 @@ def test_level_session_json_and_count_filters(
     assert [r["logger"] for r in records] == ["decapod.gateway", "decapod.http"]
 
 
+@pytest.mark.usefixtures("restore_logging")
 def test_older_lines_come_from_the_rotated_files(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     write_config(home, "")
     path = home / "logs" / "decapod.log"
     setup_logging("INFO", "json", path, stream_level="CRITICAL", max_bytes=2000, backups=3)
-    try:
-        _write_some(count=40)
-    finally:
-        for handler in list(logging.getLogger().handlers):
-            logging.getLogger().removeHandler(handler)
-            handler.close()
+    _write_some(count=40)
     rotated = sorted(path.parent.glob("decapod.log.*"))
     assert rotated, "the file was never rotated"
     for file in [path, *rotated]:
@@ -117,6 +110,7 @@ def test_a_negative_count_is_refused_not_shown_as_an_empty_log(
     assert "invalid count value: '-5'" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("restore_logging")
 async def test_follow_prints_new_lines_across_a_rotation(home: Path) -> None:
     write_config(home, "")
     path = home / "logs" / "decapod.log"
@@ -145,9 +139,6 @@ async def test_follow_prints_new_lines_across_a_rotation(home: Path) -> None:
                 files = {p.name: p.read_text() for p in path.parent.iterdir()}
                 raise AssertionError((seen, files)) from None
     finally:
-        for handler in list(logging.getLogger().handlers):
-            logging.getLogger().removeHandler(handler)
-            handler.close()
         done = await stop(follower, signal.SIGINT)
     followed = [line for line in seen.splitlines() if "followed line" in line]
     assert [line.rsplit(" ", 1)[1] for line in followed] == [str(n) for n in range(30)], seen

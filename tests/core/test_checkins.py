@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.checkins import quiet_until, says_nothing
@@ -17,41 +16,14 @@ from bot.providers.base import ChatRequest, ToolCall
 from bot.providers.testing import FunctionProvider, estimate_tokens
 from bot.scheduler.config import CheckinConfig
 from bot.scheduler.text import describe_job
-from bot.store.jobs import Job, JobKind, JobStatus
+from bot.store.jobs import JobKind, JobStatus
+from tests.core.checkins_harness import CHANNELS, START, ask, checkin_job, until
 from tests.fakes.channel import RecordingChannel
-
-_START = dt.datetime(2030, 1, 7, 7, 0, tzinfo=dt.UTC).timestamp()  # a Monday, 07:00 UTC
-_CHANNELS = {
-    "tg": {
-        "type": "telegram",
-        "access": {"dm_policy": "open", "groups": {"*": {"require_mention": False}}},
-    }
-}
 
 
 def _config(make_config: Any, **checkins: Any) -> Any:
     # the loop only wakes when told: each test drives the deliveries at its own clock
-    return make_config(channels=_CHANNELS, scheduler={"poll_seconds": 3600}, checkins=checkins)
-
-
-async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.02)
-
-
-async def _ask(channel: RecordingChannel, text: str, **kwargs: Any) -> str:
-    before = len(channel.texts())
-    await channel.push(text, **kwargs)
-    return (await channel.wait_for_messages(before + 1))[before]
-
-
-async def _checkin_job(gw: Gateway) -> Job:
-    await gw.warmup.wait()  # the scheduler is a warm-up step
-    assert gw.deps.scheduler is not None
-    jobs = await gw.deps.scheduler.jobs.listing(include_closed=False, person_id="tg:u1")
-    [job] = [j for j in jobs if j.kind is JobKind.CHECKIN]
-    return job
+    return make_config(channels=CHANNELS, scheduler={"poll_seconds": 3600}, checkins=checkins)
 
 
 class _Model:
@@ -77,35 +49,35 @@ async def test_a_checkin_due_in_quiet_hours_waits_and_with_nothing_to_say_sends_
         await gw.warmup.wait()  # the scheduler is a warm-up step
         scheduler = gw.deps.scheduler
         assert scheduler is not None
-        clock = [_START]
+        clock = [START]
         scheduler.clock = lambda: clock[0]
-        await _ask(channel, "/remind in 3h dentist appointment")
+        await ask(channel, "/remind in 3h dentist appointment")
         assert gw.deps.memory is not None
         await gw.deps.memory.save("tg:u1", "I said I would finish the tax forms this week")
-        set_reply = await _ask(channel, "/checkin daily 8:30")
+        set_reply = await ask(channel, "/checkin daily 8:30")
         assert "I will check in daily 8:30 (UTC); first Mon 7 Jan 2030 08:30 UTC" in set_reply
         assert "Quiet hours 08:00-09:00" in set_reply
 
-        clock[0] = _START + 90 * 60 + 5  # 08:30:05: due, but inside the quiet hours
+        clock[0] = START + 90 * 60 + 5  # 08:30:05: due, but inside the quiet hours
         await scheduler.deliver_due()
-        job = await _checkin_job(gw)
-        assert job.run_at == _START + 2 * 3600 and job.runs == 0  # waits until 09:00
+        job = await checkin_job(gw)
+        assert job.run_at == START + 2 * 3600 and job.runs == 0  # waits until 09:00
         assert model.requests == []
 
-        clock[0] = _START + 2 * 3600 + 1  # 09:00:01: the quiet hours are over
+        clock[0] = START + 2 * 3600 + 1  # 09:00:01: the quiet hours are over
         await scheduler.deliver_due()
 
         async def ran() -> bool:
-            return (await _checkin_job(gw)).runs == 1
+            return (await checkin_job(gw)).runs == 1
 
-        await _until(ran)
+        await until(ran)
         [request] = model.requests
         prompt = request.messages[-1].content
         assert "dentist appointment" in prompt and "answer exactly NOTHING" in prompt
         assert request.max_tokens == 120
         assert "tax forms" in request.system  # the person's memory, recalled
-        job = await _checkin_job(gw)
-        assert job.due_at == _START + 86400 + 90 * 60  # tomorrow 08:30
+        job = await checkin_job(gw)
+        assert job.due_at == START + 86400 + 90 * 60  # tomorrow 08:30
         # nothing was sent: the two command answers are all the chat has
         assert len(channel.texts()) == 2
         # it ran in its own session, not in the person's chat
@@ -121,24 +93,24 @@ async def test_a_checkin_with_something_to_say_says_it_once(make_config: Any) ->
         await gw.warmup.wait()  # the scheduler is a warm-up step
         scheduler = gw.deps.scheduler
         assert scheduler is not None
-        clock = [_START]
+        clock = [START]
         scheduler.clock = lambda: clock[0]
-        await _ask(channel, "/checkin weekdays 7:30")
-        clock[0] = _START + 30 * 60 + 5
+        await ask(channel, "/checkin weekdays 7:30")
+        clock[0] = START + 30 * 60 + 5
         await scheduler.deliver_due()
         texts = await channel.wait_for_messages(2)
         assert texts[1] == "Your dentist appointment is at 10:00 today."
         await scheduler.deliver_due()  # the same moment again: nothing is due any more
 
         async def ran() -> bool:
-            return (await _checkin_job(gw)).runs == 1
+            return (await checkin_job(gw)).runs == 1
 
-        await _until(ran)
+        await until(ran)
         await asyncio.sleep(0.2)
         assert len(channel.texts()) == 2 and len(model.requests) == 1
-        assert "Your check-in: weekdays 7:30 (UTC)" in await _ask(channel, "/checkin")
-        assert "Check-ins are off" in await _ask(channel, "/checkin off")
-        assert "no check-in" in await _ask(channel, "/checkin")
+        assert "Your check-in: weekdays 7:30 (UTC)" in await ask(channel, "/checkin")
+        assert "Check-ins are off" in await ask(channel, "/checkin off")
+        assert "no check-in" in await ask(channel, "/checkin")
 
 
 async def test_checkins_from_the_config_are_made_once_and_bad_requests_are_explained(
@@ -149,20 +121,20 @@ async def test_checkins_from_the_config_are_made_once_and_bad_requests_are_expla
     model = _Model("NOTHING")
     for _ in range(2):  # a restart does not double it
         async with Gateway(config, provider=model.provider, channels={"tg": channel}) as gw:
-            job = await _checkin_job(gw)
+            job = await checkin_job(gw)
             assert job.cron == "15 7 * * 1-5" and job.conversation.chat_id == "u1"
     async with Gateway(config, provider=model.provider, channels={"tg": channel}) as gw:
-        assert "did not understand" in await _ask(channel, "/checkin hourly")
+        assert "did not understand" in await ask(channel, "/checkin hourly")
         # full-width digits, read as /remind reads them
-        assert "I will check in daily ８:３０" in await _ask(channel, "/checkin daily ８:３０")
-        assert (await _checkin_job(gw)).cron == "30 8 * * *"
+        assert "I will check in daily ８:３０" in await ask(channel, "/checkin daily ８:３０")
+        assert (await checkin_job(gw)).cron == "30 8 * * *"
         # and a full-width colon, as a Japanese or Chinese keyboard types it
-        assert "I will check in weekdays ７：４５" in await _ask(
+        assert "I will check in weekdays ７：４５" in await ask(
             channel, "/checkin weekdays ７：４５"
         )
-        assert (await _checkin_job(gw)).cron == "45 7 * * 1-5"
+        assert (await checkin_job(gw)).cron == "45 7 * * 1-5"
         group = {"chat": "g1", "kind": ConversationKind.GROUP}
-        assert "direct message" in await _ask(channel, "/checkin daily 9:00", **group)
+        assert "direct message" in await ask(channel, "/checkin daily 9:00", **group)
 
 
 def test_quiet_hours_are_read_in_the_persons_zone_and_may_wrap_midnight() -> None:
@@ -197,10 +169,10 @@ async def test_a_checkin_run_stays_within_its_token_cap(make_config: Any) -> Non
         await gw.warmup.wait()  # the scheduler is a warm-up step
         scheduler = gw.deps.scheduler
         assert scheduler is not None
-        clock = [_START]
+        clock = [START]
         scheduler.clock = lambda: clock[0]
-        await _ask(channel, "/checkin daily 7:30")
-        clock[0] = _START + 30 * 60 + 5
+        await ask(channel, "/checkin daily 7:30")
+        clock[0] = START + 30 * 60 + 5
         await scheduler.deliver_due()
         await channel.wait_for_messages(2)
         # the second call may write only what the first left of the run's 40 tokens
@@ -212,9 +184,9 @@ async def test_a_checkin_run_stays_within_its_token_cap(make_config: Any) -> Non
         await scheduler.deliver_due()
 
         async def ran_twice() -> bool:
-            return (await _checkin_job(gw)).runs == 2
+            return (await checkin_job(gw)).runs == 2
 
-        await _until(ran_twice)
+        await until(ran_twice)
         assert len(provider.requests) == 3
         assert channel.texts()[1:] == ["It is 07:30."]  # nothing more was sent
 
@@ -235,17 +207,17 @@ async def test_a_person_no_longer_allowed_gets_no_checkin_until_allowed_again(
         await gw.warmup.wait()  # the scheduler is a warm-up step
         scheduler = gw.deps.scheduler
         assert scheduler is not None
-        clock = [_START]
+        clock = [START]
         scheduler.clock = lambda: clock[0]
         code = await gw.store.access.issue_code("ABCD2345", "tg", "u1", "U1", 3600, 10)
         assert code is not None and await gw.store.access.approve(code.code, "owner")
-        assert "I will check in daily 7:30" in await _ask(channel, "/checkin daily 7:30")
+        assert "I will check in daily 7:30" in await ask(channel, "/checkin daily 7:30")
         assert await gw.store.access.revoke("tg", "u1")
 
-        clock[0] = _START + 30 * 60 + 5
+        clock[0] = START + 30 * 60 + 5
         await scheduler.deliver_due()
-        job = await _checkin_job(gw)
-        assert job.status is JobStatus.PENDING and job.due_at == _START + 30 * 60 + 86400
+        job = await checkin_job(gw)
+        assert job.status is JobStatus.PENDING and job.due_at == START + 30 * 60 + 86400
         assert model.requests == [] and len(channel.texts()) == 1
         # its tries start over, and its listing says it did not run
         assert job.attempt == 0 and job.last_error == "skipped: not allowed"
@@ -254,12 +226,12 @@ async def test_a_person_no_longer_allowed_gets_no_checkin_until_allowed_again(
 
         code = await gw.store.access.issue_code("EFGH2345", "tg", "u1", "U1", 3600, 10)
         assert code is not None and await gw.store.access.approve(code.code, "owner")
-        clock[0] = _START + 30 * 60 + 86400 + 5
+        clock[0] = START + 30 * 60 + 86400 + 5
         await scheduler.deliver_due()
         await channel.wait_for_messages(2)
         assert channel.texts()[1] == "Your dentist appointment is at 10:00 today."
         assert len(model.requests) == 1
-        assert (await _checkin_job(gw)).last_error is None
+        assert (await checkin_job(gw)).last_error is None
 
 
 async def test_linked_accounts_keep_one_checkin_and_an_old_code_names_who_they_are_now(
@@ -274,22 +246,22 @@ async def test_linked_accounts_keep_one_checkin_and_an_old_code_names_who_they_a
         _config(make_config), provider=model.provider, channels={"tg": channel}
     ) as gw:
         await gw.warmup.wait()
-        assert "daily 8:30" in await _ask(channel, "/checkin daily 8:30", user="u1")
-        assert "daily 9:00" in await _ask(channel, "/checkin daily 9:00", user="u2")
-        old_code = (await _ask(channel, "/link", user="u2")).split(": ")[1].split()[0]
-        code = (await _ask(channel, "/link", user="u1")).split(": ")[1].split()[0]
-        assert (await _ask(channel, f"/link {code}", user="u2")).startswith("Linked")
+        assert "daily 8:30" in await ask(channel, "/checkin daily 8:30", user="u1")
+        assert "daily 9:00" in await ask(channel, "/checkin daily 9:00", user="u2")
+        old_code = (await ask(channel, "/link", user="u2")).split(": ")[1].split()[0]
+        code = (await ask(channel, "/link", user="u1")).split(": ")[1].split()[0]
+        assert (await ask(channel, f"/link {code}", user="u2")).startswith("Linked")
 
         person = await gw.store.identities.person_id("tg:u1")
         assert person is not None and await gw.store.identities.person_id("tg:u2") == person
         assert gw.deps.scheduler is not None
         jobs = await gw.deps.scheduler.list_jobs(person)
         assert [j.text for j in jobs if j.kind is JobKind.CHECKIN] == ["daily 8:30"]
-        shown = await _ask(channel, "/checkin", user="u2")
+        shown = await ask(channel, "/checkin", user="u2")
         assert shown.startswith("Your check-in: daily 8:30")
 
         # u2's code was made before u2 was linked to u1: it joins u3 to them both
-        assert (await _ask(channel, f"/link {old_code}", user="u3")).startswith("Linked")
+        assert (await ask(channel, f"/link {old_code}", user="u3")).startswith("Linked")
         assert await gw.store.identities.person_id("tg:u3") == person
 
 
@@ -302,14 +274,14 @@ async def test_a_link_keeps_the_checkin_that_still_runs_over_a_paused_one(
     async with Gateway(
         _config(make_config), provider=_Model("Hi.").provider, channels={"tg": channel}
     ) as gw:
-        await _ask(channel, "/checkin daily 8:30", user="u1")
-        await _ask(channel, "/checkin daily 9:00", user="u2")
-        paused = await _checkin_job(gw)
+        await ask(channel, "/checkin daily 8:30", user="u1")
+        await ask(channel, "/checkin daily 9:00", user="u2")
+        paused = await checkin_job(gw)
         await gw.store.write(
             lambda c: c.execute("UPDATE jobs SET status = 'paused' WHERE id = ?", (paused.id,))
         )
-        code = (await _ask(channel, "/link", user="u1")).split(": ")[1].split()[0]
-        assert (await _ask(channel, f"/link {code}", user="u2")).startswith("Linked")
+        code = (await ask(channel, "/link", user="u1")).split(": ")[1].split()[0]
+        assert (await ask(channel, f"/link {code}", user="u2")).startswith("Linked")
         assert gw.deps.scheduler is not None
         jobs = await gw.deps.scheduler.jobs.listing(include_closed=True, person_id="tg:u1")
         kinds = {j.text: j.status for j in jobs if j.kind is JobKind.CHECKIN}

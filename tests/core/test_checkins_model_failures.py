@@ -12,7 +12,7 @@ from typing import Any
 from bot.gateway import Gateway
 from bot.providers.base import ToolCall
 from bot.scheduler.service import Scheduler
-from tests.core.test_checkins import _CHANNELS, _START, _ask, _checkin_job, _until
+from tests.core.checkins_harness import CHANNELS, START, ask, checkin_job, until
 from tests.fakes.channel import RecordingChannel
 from tests.fakes.llm import FakeLLM, Reply
 
@@ -22,7 +22,7 @@ async def _on_a_clock(gw: Gateway) -> tuple[Scheduler, list[float]]:
     await gw.warmup.wait()  # the scheduler is a warm-up step
     scheduler = gw.deps.scheduler
     assert scheduler is not None
-    clock = [_START]
+    clock = [START]
     scheduler.clock = lambda: clock[0]
     return scheduler, clock
 
@@ -32,15 +32,15 @@ async def _checkin_come_due(
 ) -> tuple[Scheduler, list[float]]:
     """tg:u1's daily 7:30 check-in, set and run once at its first time."""
     scheduler, clock = await _on_a_clock(gw)
-    await _ask(channel, "/checkin daily 7:30")
-    clock[0] = _START + 30 * 60 + 5
+    await ask(channel, "/checkin daily 7:30")
+    clock[0] = START + 30 * 60 + 5
     await scheduler.deliver_due()
     return scheduler, clock
 
 
 def _fake_llm_config(make_config: Any, fake: FakeLLM) -> Any:
     return make_config(
-        channels=_CHANNELS,
+        channels=CHANNELS,
         scheduler={"poll_seconds": 3600},
         checkins={"quiet_hours": ""},
         providers={"fake": {"base_url": fake.base_url + "/v1", "api_key_env": "FAKE_LLM_KEY"}},
@@ -61,14 +61,14 @@ async def test_a_checkin_whose_answer_breaks_off_mid_stream_is_tried_again_not_s
         channel = RecordingChannel("tg", console=False)
         async with Gateway(_fake_llm_config(make_config, fake), channels={"tg": channel}) as gw:
             scheduler, clock = await _checkin_come_due(gw, channel)
-            job = await _checkin_job(gw)
+            job = await checkin_job(gw)
             assert job.runs == 0 and job.run_at > clock[0]  # to be tried again
             assert len(channel.texts()) == 1  # only the answer to /checkin
 
             clock[0] = job.run_at + 61  # a minute on: the prompt's local time differs
             await scheduler.deliver_due()
             assert channel.texts()[1:] == [whole]
-            assert (await _checkin_job(gw)).runs == 1
+            assert (await checkin_job(gw)).runs == 1
             broken, retried = fake.calls(path="/v1/chat/completions")
     # the try again sees the job's history as it was: no half answer, no second prompt
     assert _without_local_time(retried.body["messages"]) == _without_local_time(
@@ -92,7 +92,7 @@ async def test_a_checkin_whose_model_call_fails_after_a_tool_ran_says_so_once(
             [note] = channel.texts()[1:]
             assert "not answering" in note and "Hello." not in note
             asked = len(fake.calls(path="/v1/chat/completions"))
-            job = await _checkin_job(gw)
+            job = await checkin_job(gw)
             assert job.runs == 1 and job.run_at > clock[0] + 3600  # its next day
             clock[0] += 3600  # long past any retry's time
             await scheduler.deliver_due()
@@ -125,9 +125,9 @@ async def test_a_checkin_whose_model_writes_nothing_sends_nothing(
             await _checkin_come_due(gw, channel)
 
             async def ran() -> bool:
-                return (await _checkin_job(gw)).runs == 1
+                return (await checkin_job(gw)).runs == 1
 
-            await _until(ran)
+            await until(ran)
             assert len(fake.calls(path="/v1/chat/completions")) == 1
             await asyncio.sleep(0.2)
             assert channel.texts() == [channel.texts()[0]]  # only the answer to /checkin

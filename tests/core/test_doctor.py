@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -248,8 +249,8 @@ def test_doctor_checks_a_home_set_up_by_environment_variables_alone(
 def test_doctor_run_in_process_leaves_the_root_logger_alone(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The first of a pair: doctor run in-process, then the next test's log capture sees
-    warnings at its default level, as it would have without this one."""
+    """Doctor run in-process keeps the root logger's level and handlers (doctor run alone
+    sets it to ERROR), so a test's log capture after it still sees warnings."""
     from bot.cli import main
 
     _without_decapod_variables(monkeypatch)
@@ -263,7 +264,25 @@ def test_doctor_run_in_process_leaves_the_root_logger_alone(
     assert root.level == level and root.handlers == handlers
 
 
-def test_log_capture_after_doctor_sees_warnings(caplog: pytest.LogCaptureFixture) -> None:
-    """The second of the pair: no caplog.set_level, so a root left at ERROR would hide this."""
-    logging.getLogger("decapod.doctor.pair").warning("still heard")
-    assert [r.getMessage() for r in caplog.records] == ["still heard"]
+def test_a_command_run_in_process_still_redacts_the_hosts_log_output(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """configure_logging=False leaves the handlers alone but not unfiltered: a registered
+    secret logged after (or during) the command shows redacted in the host's capture."""
+    from bot.cli import main
+    from bot.redaction import register_secret
+
+    _without_decapod_variables(monkeypatch)
+    monkeypatch.setenv("DECAPOD_MEMORY__ENABLED", "false")
+    secret = "in-process-" + secrets.token_hex(16)
+    register_secret(secret, "test_secret")
+
+    main(["--home", str(tmp_path), "doctor"], configure_logging=False)
+
+    assert "ok   config" in capsys.readouterr().out
+    logging.getLogger("decapod.doctor.host").warning("upstream said %s", secret)
+    assert secret not in caplog.text
+    assert "upstream said [REDACTED:known_secret]" in caplog.text

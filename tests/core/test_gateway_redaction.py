@@ -74,7 +74,7 @@ async def test_a_notice_to_the_owner_never_carries_a_secret(
     config = make_config(
         security={"secret_env": ["DECAPOD_TEST_MODEL_SECRET"]}, gateway={"owners": ["test:u1"]}
     )
-    channel = RecordingChannel(console=True)
+    channel = RecordingChannel()
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": channel}) as gw:
         await gw.notify_owner(f"the hook failed: invalid token {SECRET}")
     [notice] = channel.texts("u1")

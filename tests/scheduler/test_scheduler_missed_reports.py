@@ -189,8 +189,9 @@ async def test_a_missed_summary_leaves_out_the_jobs_of_an_account_revoked_there(
 async def _pause_in_the_group(
     scheduler: Scheduler, clock: FakeClock, deliverer: RecordingDeliverer
 ) -> None:
-    """A reminder in the group whose thread is gone: the job is paused, and its notice goes
-    to one of alice's DMs (the job each test scheduled there, an hour away)."""
+    """A reminder in the group whose thread is gone: the job is paused, and its notice is
+    offered to alice's DM (the one where each test scheduled a job, two hours away, and
+    revoked her there), so the scheduler asks there and sends nothing."""
     await _remind(scheduler, clock, 60, "team lunch", GROUP)
     deliverer.refusing[GROUP.chat_id] = "message thread not found"
     clock.advance(60)
@@ -203,9 +204,10 @@ async def test_a_paused_jobs_notice_is_not_sent_where_its_person_is_no_longer_al
     make_scheduler: MakeScheduler, clock: FakeClock, deliverer: RecordingDeliverer
 ) -> None:
     scheduler = make_scheduler()
-    scheduler.may_deliver = Revoked(DM.chat_id)
+    scheduler.may_deliver = revoked = Revoked(DM.chat_id)
     await _remind(scheduler, clock, 7200, "later", DM)
     await _pause_in_the_group(scheduler, clock, deliverer)
+    assert revoked.asked[-1] == DM.chat_id  # the notice was offered to the DM, and refused
     assert deliverer.sent == []
 
 
@@ -216,7 +218,8 @@ async def test_a_paused_jobs_notice_asks_as_the_linked_account_that_speaks_where
     while that account (not the paused job's) is allowed there."""
     scheduler = make_scheduler()
     other_dm = Conversation("dc", "alice-dc", DM.kind)
-    scheduler.may_deliver = Revoked(identities=("dc:alice",))
+    scheduler.may_deliver = revoked = Revoked(identities=("dc:alice",))
     await _remind(scheduler, clock, 7200, "later", other_dm, identity_key="dc:alice")
     await _pause_in_the_group(scheduler, clock, deliverer)
+    assert revoked.asked[-1] == other_dm.chat_id  # offered there, asked as dc:alice: refused
     assert deliverer.sent == []

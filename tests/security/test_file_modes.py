@@ -42,16 +42,6 @@ def umask_022() -> Iterator[None]:
     os.umask(old)
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
-    yield
-    for handler in root.handlers:
-        handler.close()
-    root.handlers[:], root.level = saved
-
-
 def _modes(home: Path) -> dict[str, str]:
     found = {".": oct(stat.S_IMODE(home.stat().st_mode))}
     for folder, dirs, files in os.walk(home):

@@ -13,7 +13,8 @@ import pytest
 
 from bot.errors import ChannelError
 from bot.messages import Attachment, Conversation, ConversationKind, OutboundMessage
-from channels.telegram import create, doctor
+from channels.telegram import create
+from channels.telegram_doctor import doctor
 from tests.channels.telegram.conftest import TOKEN_ENV, RecordingSink, channel_table, until
 from tests.fakes.telegram import FakeTelegram
 

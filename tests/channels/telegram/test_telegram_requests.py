@@ -262,7 +262,8 @@ async def test_a_proxy_variable_the_requests_cannot_use_is_a_start_up_error_nami
     """aiohttp ignores an https:// proxy from the environment (the requests would go around
     it) and fails each request through one without a scheme, naming neither variable."""
     from bot.errors import ConfigError
-    from channels.telegram import create, doctor
+    from channels.telegram import create
+    from channels.telegram_doctor import doctor
     from tests.channels.telegram.conftest import channel_table
 
     for other in (

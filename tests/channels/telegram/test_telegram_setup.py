@@ -11,7 +11,8 @@ import pytest
 
 from bot.config import parse_config
 from bot.errors import ChannelError, ConfigError
-from channels.telegram import create, doctor
+from channels.telegram import create
+from channels.telegram_doctor import doctor
 from channels.telegram_polling import sleep_unless
 from tests.channels.telegram.conftest import TOKEN_ENV, RecordingSink, channel_table, until
 from tests.fakes.telegram import FakeTelegram
