@@ -301,7 +301,7 @@ async def test_a_user_name_that_reads_as_a_group_is_answered_once_not_replayed(
 ) -> None:
     config = make_config(gateway={"owners": ["test:boss"]})
     name = "bob@test:group:g1"
-    first = RecordingChannel()
+    first = RecordingChannel(console=True)
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": first}) as gw:
         message = await first.push("hello", user=name)
         assert await first.wait_for_messages(1, chat_id=name) == [IdentityRefused.user_message]
@@ -309,7 +309,7 @@ async def test_a_user_name_that_reads_as_a_group_is_answered_once_not_replayed(
         status, error, _state = await gw.store.deliveries.get(("test", message.id))  # type: ignore[misc]
     assert status == "failed" and error is not None and "marks a group" in error
 
-    second = RecordingChannel()
+    second = RecordingChannel(console=True)
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": second}):
         await asyncio.sleep(0.3)
     assert second.texts(name) == [], "not run again at the next start"
