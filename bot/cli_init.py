@@ -196,10 +196,21 @@ def render_config(c: Choices) -> str:
 def _url_problem(answer: str) -> str | None:
     from urllib.parse import urlsplit
 
-    parts = urlsplit(answer)
-    if parts.scheme in ("http", "https") and parts.hostname:
-        return None
-    return "the address starts with http:// or https://, e.g. http://127.0.0.1:11434/v1"
+    usage = "the address starts with http:// or https://, e.g. http://127.0.0.1:11434/v1"
+    try:
+        parts = urlsplit(answer)
+        host = parts.hostname
+    except ValueError:  # "http://[::1" and the like
+        return usage
+    if parts.scheme not in ("http", "https") or not host:
+        return usage
+    if parts.username is not None or parts.password is not None:
+        # the config would refuse it (providers.<name>.base_url): asked again, not echoed
+        return (
+            "no user name or password in the address: put the server's key in an environment "
+            "variable and give its name with --api-key-env"
+        )
+    return None
 
 
 def gather(args: argparse.Namespace, q: Questions) -> Choices:
@@ -210,7 +221,10 @@ def gather(args: argparse.Namespace, q: Questions) -> Choices:
         from bot.providers.config import PRESET_BASE_URLS
 
         c.base_url = args.base_url or q.checked(
-            f"base URL of your {c.provider} server", PRESET_BASE_URLS[c.provider], _url_problem
+            f"base URL of your {c.provider} server",
+            PRESET_BASE_URLS[c.provider],
+            _url_problem,
+            shown=lambda answer: "@" not in answer,  # user:password@ stays off the screen
         )
         if c.base_url == PRESET_BASE_URLS[c.provider]:
             c.base_url = None  # the preset says it already

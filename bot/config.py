@@ -364,7 +364,7 @@ def load_config(
         return line_of(key_lines(text), key_path)
 
     try:
-        return parse_config(apply_overrides(data, overrides), home, file_line)
+        return parse_config(apply_overrides(data, overrides, Config), home, file_line)
     except ConfigError as exc:
         where = f"{path}" if path.exists() else "the defaults"
         if overrides:

@@ -20,19 +20,30 @@ def empty_list() -> list[Any]:
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+_NOT_A_NAME = (
+    "must be the name of the environment variable that holds the secret "
+    "(like TELEGRAM_BOT_TOKEN: letters, digits and _), not the secret itself"
+)
+
+
 def _env_name(value: str) -> str:
     # The message never repeats the value: a token pasted where its variable's name belongs
     # must not end up on a screen or in a log line ("" is left to keys where it means none).
     if value and not ENV_NAME.fullmatch(value):
-        raise ValueError(
-            "must be the name of the environment variable that holds the secret "
-            "(like TELEGRAM_BOT_TOKEN: letters, digits and _), not the secret itself"
-        )
+        raise ValueError(_NOT_A_NAME)
     return value
+
+
+def _given_env_name(value: str) -> str:
+    if not value:
+        raise ValueError(f"empty: {_NOT_A_NAME}")
+    return _env_name(value)
 
 
 #: a `*_env` key's value: the name of an environment variable, never a secret
 EnvName = Annotated[str, AfterValidator(_env_name)]
+#: the same for a key where "" cannot mean none (a key list's entry, a provider's key)
+GivenEnvName = Annotated[str, AfterValidator(_given_env_name)]
 
 
 class Section(BaseModel):

@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import copy
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
+
+from pydantic import BaseModel
 
 from bot.errors import ConfigError
 
@@ -58,18 +63,72 @@ def _value(raw: str) -> Any:
         return raw
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[EnvOverride]) -> dict[str, Any]:
-    """A copy of `data` with each override set; the file's own dict is left as it was."""
+def _too_deep(override: EnvOverride, depth: int) -> ConfigError:
+    where = ".".join(override.path[:depth])
+    variable = SEPARATOR.join(override.variable.split(SEPARATOR)[:depth])
+    return ConfigError(
+        f"environment variable {override.variable}: {where} is a value, not a table: "
+        f"it has no sub-keys (set it with {variable})"
+    )
+
+
+def _scalar(annotation: Any) -> bool:
+    """A key that holds one value (a number, a string, a choice), not a table or a list."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return all(_scalar(arg) for arg in typing.get_args(annotation) if arg is not type(None))
+    if origin is typing.Annotated:
+        return _scalar(typing.get_args(annotation)[0])
+    if origin is typing.Literal:
+        return True
+    return annotation in (str, int, float, bool) or (
+        isinstance(annotation, type) and issubclass(annotation, PurePath)
+    )
+
+
+def _optional(annotation: Any) -> Any:
+    """`X | None` as X: the table when it is set."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _check_depth(override: EnvOverride, schema: type[BaseModel]) -> None:
+    # Without this, DECAPOD_HTTP__PORT__X=1 would build port = {x = 1} and be reported as
+    # "http.port: Input should be a valid integer", naming neither the variable nor the cause.
+    model, depth = schema, 0
+    while depth < len(override.path) - 1:
+        field = model.model_fields.get(override.path[depth])
+        depth += 1
+        if field is None:
+            return  # an unknown key: validation names it
+        annotation = _optional(field.annotation)
+        if _scalar(annotation):
+            raise _too_deep(override, depth)
+        if typing.get_origin(annotation) is dict:
+            annotation = typing.get_args(annotation)[1]  # [providers.<name>]: skip the name
+            depth += 1
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return  # a list, a tagged union: validation reports what does not fit
+        model = annotation
+
+
+def apply_overrides(
+    data: dict[str, Any], overrides: list[EnvOverride], schema: type[BaseModel] | None = None
+) -> dict[str, Any]:
+    """A copy of `data` with each override set; the file's own dict is left as it was.
+    With `schema`, a variable that reaches below one of its single-value keys is refused."""
     merged = copy.deepcopy(data)
     for override in overrides:
+        if schema is not None:
+            _check_depth(override, schema)
         table = merged
-        for depth, part in enumerate(override.path[:-1]):
+        for depth, part in enumerate(override.path[:-1], start=1):
             table = table.setdefault(part, {})
             if not isinstance(table, dict):
-                where = ".".join(override.path[: depth + 1])
-                raise ConfigError(
-                    f"environment variable {override.variable}: {where} is a value, not a table"
-                )
+                raise _too_deep(override, depth)
         table[override.path[-1]] = override.value
     return merged
 

@@ -6,13 +6,12 @@ Secrets never live in the file: a provider names the environment variables that 
 from __future__ import annotations
 
 import ipaddress
-import re
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bot.config_base import empty_list
+from bot.config_base import GivenEnvName, empty_list
 
 ProviderType = Literal["openai", "anthropic"]
 Preset = Literal["openai", "ollama", "vllm", "llamacpp", "lmstudio", "openrouter"]
@@ -39,17 +38,6 @@ DEFAULT_BASE_URLS: dict[str, str] = {
     "anthropic": "https://api.anthropic.com",
 }
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _check_env_name(value: str) -> str:
-    # The message never repeats the value: a pasted key must not end up in a log line.
-    if not _ENV_NAME.fullmatch(value):
-        raise ValueError(
-            "must be the name of an environment variable (like OPENAI_API_KEY), not a key value"
-        )
-    return value
-
 
 class ProviderConfig(BaseModel):
     """One LLM endpoint. Keys come only from the environment variables named here."""
@@ -59,9 +47,9 @@ class ProviderConfig(BaseModel):
     type: ProviderType = "openai"
     preset: Preset | None = None
     base_url: str | None = None
-    api_key_env: str | None = None
+    api_key_env: GivenEnvName | None = None
     #: several keys, rotated on 401/403/429; tried after `api_key_env` when both are set
-    api_keys_env: list[str] = Field(default_factory=empty_list)
+    api_keys_env: list[GivenEnvName] = Field(default_factory=empty_list)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     #: from sending the request to the first streamed chunk
     first_token_timeout_s: float = Field(default=60.0, gt=0)
@@ -74,16 +62,6 @@ class ProviderConfig(BaseModel):
     health_probe: bool | None = None
     probe_interval_s: float = Field(default=30.0, gt=0)
 
-    @field_validator("api_key_env")
-    @classmethod
-    def _key_env_is_a_name(cls, value: str | None) -> str | None:
-        return None if value is None else _check_env_name(value)
-
-    @field_validator("api_keys_env")
-    @classmethod
-    def _key_envs_are_names(cls, values: list[str]) -> list[str]:
-        return [_check_env_name(value) for value in values]
-
     @field_validator("base_url")
     @classmethod
     def _base_url_is_http(cls, value: str | None) -> str | None:
@@ -92,6 +70,14 @@ class ProviderConfig(BaseModel):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL")
+        if parts.username is not None or parts.password is not None:
+            # Both clients send the key as an Authorization header, and aiohttp refuses a URL
+            # with credentials next to it: every turn would fail. The message leaves the URL out.
+            raise ValueError(
+                "must not hold a user name or password: put the server's key in an "
+                "environment variable and name that variable in api_key_env (it is sent "
+                "as a Bearer token)"
+            )
         return value.rstrip("/")
 
     @model_validator(mode="after")

@@ -9,24 +9,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from bot.config_base import Section, empty_list
+from bot.config_base import GivenEnvName, Section, empty_list
 
 Role = Literal["owner", "operator", "user"]
 ALL_ROLES: tuple[Role, ...] = ("owner", "operator", "user")
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HOST_NAME = re.compile(
     r"(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*"
 )
-
-
-def _env_name(value: str) -> str:
-    # The message never repeats the value: a pasted key must not end up in a log line.
-    if not _ENV_NAME.fullmatch(value):
-        raise ValueError(
-            "must be the name of an environment variable (like BRAVE_API_KEY), not a key value"
-        )
-    return value
 
 
 def _http_url(value: str) -> str:
@@ -51,12 +41,7 @@ class SearxngSearchConfig(_Provider):
     type: Literal["searxng"]
     base_url: str
     #: for an instance behind HTTP basic auth or a token proxy: sent as a Bearer token
-    api_key_env: str | None = None
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _key(cls, value: str | None) -> str | None:
-        return None if value is None else _env_name(value)
+    api_key_env: GivenEnvName | None = None
 
 
 class BraveSearchConfig(_Provider):
@@ -64,12 +49,7 @@ class BraveSearchConfig(_Provider):
 
     type: Literal["brave"]
     base_url: str = "https://api.search.brave.com/res/v1"
-    api_key_env: str = "BRAVE_API_KEY"
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _key(cls, value: str) -> str:
-        return _env_name(value)
+    api_key_env: GivenEnvName = "BRAVE_API_KEY"
 
 
 class TavilySearchConfig(_Provider):
@@ -77,12 +57,7 @@ class TavilySearchConfig(_Provider):
 
     type: Literal["tavily"]
     base_url: str = "https://api.tavily.com"
-    api_key_env: str = "TAVILY_API_KEY"
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _key(cls, value: str) -> str:
-        return _env_name(value)
+    api_key_env: GivenEnvName = "TAVILY_API_KEY"
 
 
 SearchProviderConfig = Annotated[

@@ -215,3 +215,18 @@ async def test_an_address_without_its_scheme_is_asked_again_keeping_the_other_an
     config = _config(home)
     assert config["providers"]["vllm"]["base_url"] == "http://localhost:8000/v1"
     assert config["models"]["chat"] == ["vllm:my-model"]
+
+
+async def test_an_address_with_a_password_is_asked_again_without_echoing_it(home: Path) -> None:
+    done = await decapod(
+        home,
+        "init",
+        stdin=_answers(
+            "vllm", "http://me:hunter2@localhost:8000/v1", "http://localhost:8000/v1", "m", "none"
+        ),
+    )
+
+    assert done.returncode == 0, done
+    assert "no user name or password in the address" in done.stdout
+    assert "hunter2" not in done.stdout + done.stderr
+    assert _config(home)["providers"]["vllm"]["base_url"] == "http://localhost:8000/v1"

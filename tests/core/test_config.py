@@ -46,7 +46,7 @@ def test_defaults_need_no_file_and_bind_loopback(home: Path) -> None:
         ),
         (
             {"providers": {"p": {"api_key_env": "sk-abc123"}}, "models": {"chat": ["p:m"]}},
-            "name of an environment variable",
+            "name of the environment variable",
         ),
     ],
 )
@@ -89,6 +89,76 @@ def test_a_token_pasted_where_its_variable_belongs_is_refused_unechoed(
     assert key in str(err.value)
     assert "name of the environment variable" in str(err.value)
     assert "secretTOKEN" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"providers": {"p": {"api_key_env": "sk-proj-secretTOKEN"}}}, "providers.p.api_key_env"),
+        ({"providers": {"p": {"api_keys_env": ["sk-secretTOKEN"]}}}, "providers.p.api_keys_env.0"),
+        (
+            {"web": {"search": [{"type": "brave", "api_key_env": "BSA-secretTOKEN"}]}},
+            "web.search.0.api_key_env",
+        ),
+        (
+            {
+                "web": {
+                    "search": [
+                        {"type": "searxng", "base_url": "http://s", "api_key_env": "x:secretTOKEN"}
+                    ]
+                }
+            },
+            "web.search.0.api_key_env",
+        ),
+    ],
+)
+def test_provider_and_search_keys_refuse_a_pasted_token_like_every_env_key(
+    home: Path, data: dict[str, Any], key: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({**data, "models": {"chat": ["p:m"]}}, home)
+    assert f"{key}: must be the name of the environment variable that holds the secret" in str(
+        err.value
+    )
+    assert "secretTOKEN" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"providers": {"p": {"api_key_env": ""}}},
+        {"providers": {"p": {"api_keys_env": [""]}}},
+        {"web": {"search": [{"type": "tavily", "api_key_env": ""}]}},
+    ],
+)
+def test_an_empty_key_variable_is_refused_where_it_cannot_mean_none(
+    home: Path, data: dict[str, Any]
+) -> None:
+    with pytest.raises(ConfigError, match=r"api_keys?_env(\.0)?: empty: must be the name of the"):
+        parse_config({**data, "models": {"chat": ["p:m"]}}, home)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://user:hunter2@gpu-box:8000/v1", "https://:hunter2@api.example/v1", "http://user@h"],
+)
+def test_a_provider_url_with_credentials_is_refused_naming_the_key_not_the_password(
+    home: Path, url: str
+) -> None:
+    # both clients send the key as an Authorization header, which aiohttp refuses next to
+    # credentials in the URL: every turn would end in "unexpected error"
+    data = {"providers": {"p": {"base_url": url}}, "models": {"chat": ["p:m"]}}
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, home)
+    message = str(err.value)
+    assert "providers.p.base_url: must not hold a user name or password" in message
+    assert "api_key_env" in message
+    assert "hunter2" not in message
+    assert "input_value" not in message
+    with pytest.raises(ConfigError) as err:
+        load_config(None, home, environ={"DECAPOD_PROVIDERS__P__BASE_URL": url})
+    assert "providers.p.base_url: must not hold" in str(err.value)
+    assert "hunter2" not in str(err.value)
 
 
 @pytest.mark.parametrize("host", ["", "  "])

@@ -105,6 +105,31 @@ def test_a_bad_variable_is_a_config_error_that_names_it(
     assert next(iter(environ)) in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("variable", "key", "shorter"),
+    [
+        ("DECAPOD_HTTP__PORT__X", "http.port", "DECAPOD_HTTP__PORT"),
+        ("DECAPOD_GATEWAY__TIMEZONE__ZONE", "gateway.timezone", "DECAPOD_GATEWAY__TIMEZONE"),
+        (
+            "DECAPOD_PROVIDERS__LOCAL__BASE_URL__HOST",
+            "providers.local.base_url",
+            "DECAPOD_PROVIDERS__LOCAL__BASE_URL",
+        ),
+    ],
+)
+def test_a_variable_below_a_single_value_key_says_it_has_no_sub_keys(
+    home: Path, variable: str, key: str, shorter: str
+) -> None:
+    # no file: nothing sets the key, so only the schema knows it holds one value
+    with pytest.raises(ConfigError) as err:
+        load_config(None, home, {variable: "1"})
+
+    message = str(err.value)
+    assert f"{variable}: {key} is a value, not a table: it has no sub-keys" in message
+    assert f"(set it with {shorter})" in message
+    assert "valid" not in message  # not "Input should be a valid integer"
+
+
 def test_the_command_line_reads_the_process_environment(
     home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

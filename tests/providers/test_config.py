@@ -68,7 +68,7 @@ def test_a_key_value_where_a_variable_name_belongs_is_refused_without_echoing_it
         ProviderConfig(**{field: value})  # type: ignore[arg-type]
 
     message = caught.value.errors()[0]["msg"]
-    assert "name of an environment variable" in message
+    assert "name of the environment variable" in message
     assert secret not in message
 
 
