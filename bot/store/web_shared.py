@@ -65,7 +65,7 @@ class WebSharedRepo:
         return await self.store.write(op, cheap=True)
 
     # uploads ---------------------------------------------------------------------------------
-    async def add_upload(self, row: UploadRow, data: bytes, quota: int) -> bool:
+    async def add_upload(self, row: UploadRow, data: bytes | bytearray, quota: int) -> bool:
         """Store an upload unless the person's kept uploads would pass `quota` with it (False):
         the sum is read in the writing transaction, after a lock of the person's (on
         PostgreSQL, whose READ COMMITTED would let two replicas both read the sum before

@@ -5,6 +5,7 @@ a chat message sent while PostgreSQL refuses writes for a moment waits and is no
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -35,7 +36,7 @@ pytestmark = [pytest.mark.replicas]
 DATA = b"the minutes of the meeting\n" * 100
 
 
-def replica_config(home: Path, pg_url: str, fake: FakeLLM) -> Any:
+def replica_config(home: Path, pg_url: str, fake: FakeLLM, **webui: Any) -> Any:
     def make(**sections: Any) -> Any:
         return parse_config({"logging": {"file": ""}, **sections}, home)
 
@@ -45,6 +46,7 @@ def replica_config(home: Path, pg_url: str, fake: FakeLLM) -> Any:
         store={"url": pg_url},
         gateway={"shutdown_grace_s": 0.5, "session_lease_s": 3},
         scheduler={"poll_seconds": 3600},
+        **({"webui": webui} if webui else {}),
     )
 
 
@@ -107,6 +109,49 @@ async def test_a_file_uploaded_through_one_replica_goes_with_a_message_sent_to_t
         assert await uploads.prune(time.time() + KEEP_S + 1) == 1
         with pytest.raises(ChannelError, match="no longer available"):
             await web_b.fetch(part, 1 << 20)  # type: ignore[attr-defined]
+
+
+async def test_uploads_still_streaming_count_against_the_persons_quota(
+    tmp_path: Path, pg_url: str, fake_llm: FakeLLM
+) -> None:
+    """Two uploads at once that together pass the quota: the second is refused while the
+    first still streams in (else each would fit the room left, and both be held at once)."""
+    config = replica_config(tmp_path, pg_url, fake_llm, upload_quota_mb=1)
+    held, part_size = asyncio.Event(), 700_000
+    async with Gateway(config) as gw, client() as http:
+        csrf = await signed_in_csrf(http, gw)
+        boundary = "b0und4ry"
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.bin"'
+            "\r\nContent-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+
+        async def slow_body() -> AsyncIterator[bytes]:
+            yield head + b"a" * part_size
+            await held.wait()  # the rest only once the second upload was answered
+            yield f"\r\n--{boundary}--\r\n".encode()
+
+        headers = {
+            "X-CSRF-Token": csrf,
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        }
+        first = asyncio.ensure_future(
+            http.post(base_url(gw) + "/upload", data=slow_body(), headers=headers)
+        )
+        uploads = gw.channels["web"].uploads  # type: ignore[attr-defined]
+        for _ in range(200):
+            if uploads._inflight.get("owner", 0) >= part_size:
+                break
+            await asyncio.sleep(0.05)
+        form = aiohttp.FormData()
+        form.add_field("file", b"b" * part_size, filename="b.bin")
+        async with http.post(
+            base_url(gw) + "/upload", data=form, headers={"X-CSRF-Token": csrf}
+        ) as resp:
+            assert resp.status == 413, await resp.text()
+        held.set()
+        async with await first as resp:
+            assert resp.status == 200, await resp.text()
 
 
 async def test_an_answer_made_on_one_replica_reaches_a_page_open_on_the_other(
