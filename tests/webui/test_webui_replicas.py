@@ -212,3 +212,42 @@ async def _read_only(admin: Any, on: bool) -> None:
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         "WHERE datname = current_database() AND pid <> pg_backend_pid()"
     )
+
+
+async def test_a_chat_message_whose_login_cannot_be_read_for_a_moment_waits_and_is_answered(
+    tmp_path: Path, pg_url: str, fake_llm: FakeLLM
+) -> None:
+    """The login asked for each message is a read: one PostgreSQL refuses (here a lock held
+    past the lock timeout) is waited for as a refused write is, not the end of the socket."""
+    fake_llm.push(Reply(text="Read after all."))
+    async with replicas(tmp_path, pg_url, fake_llm) as (a, _b), client() as http:
+        csrf = await signed_in_csrf(http, a)
+        ws = await open_chat(http, a, csrf)
+        admin = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+        try:
+            await _lock_timeout(admin, "200ms")
+            await admin.execute("BEGIN")
+            await admin.execute("LOCK TABLE web_sessions IN ACCESS EXCLUSIVE MODE")
+            await ws.send_json({"type": "send", "id": "msg-00000004", "text": "read this"})
+            waiting = await until_event(ws, "error")
+            assert waiting[-1]["wait"] is True and "busy" in waiting[-1]["text"]
+            await admin.execute("COMMIT")
+            events = await until_event(ws, "done")
+        finally:
+            if admin.info.transaction_status:
+                await admin.execute("ROLLBACK")
+            await _lock_timeout(admin, "0")
+            await admin.close()
+        assert {"type": "ack", "id": "msg-00000004"} in events
+        assert "".join(e["text"] for e in events if e["type"] == "delta") == "Read after all."
+        await ws.close()
+
+
+async def _lock_timeout(admin: Any, value: str) -> None:
+    """A lock timeout for every new session; the others are cut and open themselves again."""
+    db = (await (await admin.execute("SELECT current_database()")).fetchone())[0]
+    await admin.execute(f"ALTER DATABASE \"{db}\" SET lock_timeout = '{value}'")
+    await admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
