@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import shutil
 import time
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,8 @@ from bot.webui.uploads import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from aiohttp import BodyPartReader
 
     from bot.messages import Attachment
@@ -40,8 +43,12 @@ log = logging.getLogger(__name__)
 
 
 class RowUploads:
-    def __init__(self, store: Store, max_bytes: int, quota_bytes: int) -> None:
+    def __init__(
+        self, store: Store, max_bytes: int, quota_bytes: int, old_dir: Path | None = None
+    ) -> None:
         self.repo = WebSharedRepo(store)
+        #: the folder a single process kept uploads in before it had rows (removed at start)
+        self.old_dir = old_dir
         self.max_bytes = max_bytes
         self.quota_bytes = quota_bytes
         self._pruned_at = 0.0
@@ -50,7 +57,11 @@ class RowUploads:
         self._inflight: dict[str, int] = {}
 
     def start(self) -> None:
-        """Nothing to prepare here (a thread, no loop): the expired rows go on `started`."""
+        """In a thread: the files of a home that kept uploads on disk before its store was
+        PostgreSQL go (messages still naming them say they are gone); the expired rows go
+        on `started`."""
+        if self.old_dir is not None and self.old_dir.is_dir():
+            shutil.rmtree(self.old_dir, ignore_errors=True)
 
     async def started(self) -> None:
         await self._prune_due()
