@@ -16,7 +16,7 @@ def _said(queue: asyncio.Queue[dict[str, Any]]) -> list[dict[str, Any]]:
     return events
 
 
-async def test_an_answer_announced_again_replaces_a_different_copy_and_completes_a_cut_one() -> None:
+async def test_an_answer_announced_again_replaces_another_copy_and_completes_a_cut_one() -> None:
     web = WebChannel()
     queue, _ = web.attach("owner", None, {})
     answer = {"id": "msg-1", "chat": "owner", "re": "msg-1"}
