@@ -202,18 +202,6 @@ async def test_a_chat_message_sent_while_postgresql_refuses_writes_waits_and_is_
         await ws.close()
 
 
-async def _read_only(admin: Any, on: bool) -> None:
-    """Make the database read-only (or writable again) for every connection: the setting
-    holds for new sessions, so the others are cut and open themselves again."""
-    db = (await (await admin.execute("SELECT current_database()")).fetchone())[0]
-    value = "on" if on else "off"
-    await admin.execute(f'ALTER DATABASE "{db}" SET default_transaction_read_only = {value}')
-    await admin.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-    )
-
-
 async def test_a_chat_message_whose_login_cannot_be_read_for_a_moment_waits_and_is_answered(
     tmp_path: Path, pg_url: str, fake_llm: FakeLLM
 ) -> None:
@@ -243,10 +231,20 @@ async def test_a_chat_message_whose_login_cannot_be_read_for_a_moment_waits_and_
         await ws.close()
 
 
+async def _read_only(admin: Any, on: bool) -> None:
+    """Make the database read-only (or writable again) for every connection."""
+    await _for_every_session(admin, "default_transaction_read_only", "on" if on else "off")
+
+
 async def _lock_timeout(admin: Any, value: str) -> None:
-    """A lock timeout for every new session; the others are cut and open themselves again."""
+    await _for_every_session(admin, "lock_timeout", f"'{value}'")
+
+
+async def _for_every_session(admin: Any, setting: str, value: str) -> None:
+    """A setting of the database's: it holds for new sessions, so the others are cut and
+    open themselves again."""
     db = (await (await admin.execute("SELECT current_database()")).fetchone())[0]
-    await admin.execute(f"ALTER DATABASE \"{db}\" SET lock_timeout = '{value}'")
+    await admin.execute(f'ALTER DATABASE "{db}" SET {setting} = {value}')
     await admin.execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         "WHERE datname = current_database() AND pid <> pg_backend_pid()"
