@@ -116,3 +116,26 @@ async def test_a_read_refused_by_the_server_is_said_as_storage_unavailable(
     with pytest.raises(StorageUnavailable) as caught:
         await two_stores[0].read(op)
     assert caught.value.reason == "read-only"  # as a write's: whoever waits, waits for it
+
+
+async def test_a_write_that_cannot_reach_the_server_past_the_wait_is_said_unreachable(
+    two_stores: tuple[Store, Store], pg_url: str
+) -> None:
+    store = two_stores[0]
+    store.reconnect_wait_s = 0.5  # type: ignore[attr-defined]
+    db = psycopg.conninfo.conninfo_to_dict(pg_url)["dbname"]
+    # from another database: a database cannot refuse the connection that says so
+    admin_url = psycopg.conninfo.make_conninfo(pg_url, dbname="postgres")
+    admin = await psycopg.AsyncConnection.connect(admin_url, autocommit=True)
+    try:
+        await admin.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (db,)
+        )
+        with pytest.raises(StorageUnavailable) as caught:
+            await store.write(lambda conn: conn.execute("SELECT 1"))
+        assert caught.value.reason == "unreachable"
+    finally:
+        await admin.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true')
+        await admin.close()
+    await store.write(lambda conn: conn.execute("SELECT 1"))  # back once it can be reached
