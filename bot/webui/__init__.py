@@ -33,7 +33,8 @@ async def start_webui(gw: Gateway, http: HttpServer) -> None:
     from bot.webui.upload_rows import RowUploads
 
     if isinstance(ui.uploads, RowUploads):
-        pass  # the expired rows go now, not at the first upload
+        await ui.uploads.started()  # the expired rows go now, then hourly
+        http.app.on_shutdown.append(ui.uploads.stop)
     channel.outbox = auth.repo
     channel.uploads = ui.uploads
     if gw.replica is not None:

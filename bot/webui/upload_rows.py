@@ -5,10 +5,11 @@ SQLite keeps those): the size cap applied while the body streams in (held in mem
 most the cap, and stored without a copy), the per-person quota counted with the uploads
 still streaming into this process and again in the writing transaction, a day's keep, and
 the rows of older uploads removed (at start, then hourly on the next upload; a removal that
-fails is tried again on the next one and fails no upload)."""
+fails is tried again on the next one and fails no upload; hourly too without uploads)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import shutil
@@ -16,6 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 from bot.store.web_shared import UploadRow, WebSharedRepo
+from bot.tasks import cancel_and_wait
 from bot.webui.uploads import (
     _ID,
     KEEP_S,
@@ -55,6 +57,7 @@ class RowUploads:
         #: person -> bytes of their uploads streaming into this process now: counted against
         #: their quota too, so parallel uploads cannot each fit the room left
         self._inflight: dict[str, int] = {}
+        self._timer: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """In a thread: the files of a home that kept uploads on disk before its store was
@@ -65,6 +68,16 @@ class RowUploads:
 
     async def started(self) -> None:
         await self._prune_due()
+        self._timer = asyncio.create_task(self._prune_hourly())
+
+    async def stop(self, _app: object = None) -> None:
+        await cancel_and_wait(self._timer)
+
+    async def _prune_hourly(self) -> None:
+        """Also without uploads: the rows of a quiet replica's day go all the same."""
+        while True:
+            await asyncio.sleep(_PRUNE_EVERY_S)
+            await self._prune_due()
 
     async def prune(self, now: float | None = None) -> int:
         now = now or time.time()

@@ -154,6 +154,30 @@ async def test_uploads_still_streaming_count_against_the_persons_quota(
             assert resp.status == 200, await resp.text()
 
 
+async def test_a_replica_removes_expired_upload_rows_and_the_homes_old_upload_files_at_start(
+    tmp_path: Path, pg_url: str, fake_llm: FakeLLM
+) -> None:
+    config = replica_config(tmp_path, pg_url, fake_llm)
+    async with Gateway(config):
+        pass  # the tables made
+    admin = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+    try:
+        await admin.execute(
+            "INSERT INTO web_uploads VALUES ('old', 'owner', 'a.txt', 'text/plain', 1, "
+            "'document', %s, %s)",
+            (time.time() - KEEP_S - 60, b"x"),
+        )
+        old_files = tmp_path / "webui-uploads"  # kept there while the store was SQLite
+        old_files.mkdir()
+        (old_files / "abc.bin").write_bytes(b"y")
+        async with Gateway(config):
+            cur = await admin.execute("SELECT count(*) FROM web_uploads")
+            assert (await cur.fetchone()) == (0,)
+            assert not old_files.exists()
+    finally:
+        await admin.close()
+
+
 async def test_an_answer_made_on_one_replica_reaches_a_page_open_on_the_other(
     tmp_path: Path, pg_url: str, fake_llm: FakeLLM
 ) -> None:
