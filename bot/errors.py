@@ -83,7 +83,7 @@ class StorageUnavailable(StoreError):
 
     def __init__(self, reason: str, path: str) -> None:
         super().__init__(f"storage is {reason} ({path})")
-        self.reason = reason  # "full" | "read-only" | "busy" | "failing"
+        self.reason = reason  # "full" | "read-only" | "busy" | "failing" | "unreachable"
         self.path = path
         self.user_message = (
             f"Sorry, I cannot save anything right now: storage is {reason}. "

@@ -26,9 +26,26 @@ class CannotRun(Exception):
 _FIX_HOME = "make it writable, or point --home or DECAPOD_HOME at a folder that is"
 
 
+#: what a PostgreSQL server's refusal asks of the operator, by StorageUnavailable's reason
+_SERVER_REFUSALS = {
+    "unreachable": "cannot be reached: check that it runs and the URL, then start again",
+    "full": "is out of disk or memory: free some, then start again",
+    "busy": "refuses connections or holds a lock too long: retry shortly",
+    "failing": "is shutting down or reports I/O errors: check it, then start again",
+    "read-only": "accepts no writes (a standby, or set read-only): point the URL at the primary",
+}
+
+
+def _explain_server(exc: StorageUnavailable) -> str:
+    said = _SERVER_REFUSALS.get(exc.reason, f"is {exc.reason}: check it, then start again")
+    return f"the PostgreSQL server at {exc.path} {said}"
+
+
 def explain(exc: BaseException) -> str | None:
     """One line for a failure the operator fixes on the machine; None for anything else."""
     if isinstance(exc, StorageUnavailable):
+        if "://" in exc.path:  # a server's URL (PostgreSQL), not a file on this machine
+            return _explain_server(exc)
         if exc.reason == "full":
             return f"the disk holding {exc.path} is full: free some space, then start again"
         if exc.reason == "busy":

@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,6 +29,7 @@ from bot.messages import (
     OutboundMessage,
     SentRef,
 )
+from bot.tasks import cancel_and_wait
 from channels import ReplyProgress
 from channels.base import BaseChannel
 
@@ -80,7 +81,10 @@ class WebChannel(BaseChannel):
         self.uploads: WebUploads | None = None
         #: replicas on one database: a finished answer is handed here, to reach the pages
         #: open on the other replicas (bot/cluster/web_answers.py)
-        self.relay: Callable[[Event], Awaitable[None]] | None = None
+        self.relay: Callable[[Event], Coroutine[Any, Any, None]] | None = None
+        #: announcements under way: a turn does not wait for them (up to the store's
+        #: reconnect wait when PostgreSQL is out of reach); kept until done, ended at stop
+        self._relays: set[asyncio.Task[None]] = set()
 
     # the web UI's side ----------------------------------------------------------------------
     async def submit(
@@ -159,13 +163,18 @@ class WebChannel(BaseChannel):
     def relayed(self, answer: Event) -> None:
         """An answer finished on another replica (`relay`'s argument there): to this
         process's pages of its person as one delta and its end, and kept for their replay.
-        One already here (a repeat) is left as it is."""
-        answer_id, chat_id = str(answer["id"]), str(answer["chat"])
-        if answer_id in self._answers:
+        One already here whole (a repeat) is left as it is; the start of it (a copy cut
+        off) gets its rest, and any other copy is replaced by this whole one."""
+        answer_id, chat_id, text = str(answer["id"]), str(answer["chat"]), str(answer["text"])
+        held = self._answers.get(answer_id)
+        if held is not None and held.done and held.text == text:
             return
-        kept = self._keep(_Answer(answer_id, chat_id, str(answer["re"]), 0))
-        self._append(kept, str(answer["text"]))
-        self._finish(kept)
+        if held is None or not text.startswith(held.text):
+            self._answers.pop(answer_id, None)
+            held = self._keep(_Answer(answer_id, chat_id, str(answer["re"]), 0))
+        if len(text) > len(held.text):
+            self._append(held, text[len(held.text) :])
+        self._finish(held)
 
     # the gateway's side ---------------------------------------------------------------------
     async def fetch(self, attachment: Attachment, max_bytes: int) -> bytes:
@@ -181,7 +190,7 @@ class WebChannel(BaseChannel):
         answer = self._new_answer(message, answer_id)
         self._append(answer, text)
         self._finish(answer)
-        await self._relay(answer)
+        self._relay(answer)
         return SentRef(message.conversation, answer.id)
 
     async def reply(
@@ -200,13 +209,19 @@ class WebChannel(BaseChannel):
                         await progress.shown(refs, len(answer.text))
         finally:
             self._finish(answer)
-        await self._relay(answer)
+        self._relay(answer)
         return refs
 
-    async def _relay(self, answer: _Answer) -> None:
+    def _relay(self, answer: _Answer) -> None:
         if self.relay is not None and answer.text:
             said = {"id": answer.id, "chat": answer.chat_id, "re": answer.reply_to}
-            await self.relay({**said, "text": answer.text})
+            task = asyncio.create_task(self.relay({**said, "text": answer.text}))
+            self._relays.add(task)
+            task.add_done_callback(self._relays.discard)
+
+    async def stop(self) -> None:
+        await cancel_and_wait(*self._relays)  # what is not announced shows from the history
+        await super().stop()
 
     def _answer_id(self, message: OutboundMessage) -> str:
         """An answer is known by the id of the message it answers (the history says it

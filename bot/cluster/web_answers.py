@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from bot.cluster.bus import notify
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable, Coroutine
 
     from bot.cluster.bus import Bus
     from bot.store import Store
@@ -37,7 +37,7 @@ Answer = dict[str, Any]
 
 
 class WebAnswers(Protocol):
-    relay: Callable[[Answer], Awaitable[None]] | None
+    relay: Callable[[Answer], Coroutine[Any, Any, None]] | None
 
     def relayed(self, answer: Answer) -> None: ...
 
@@ -81,6 +81,8 @@ class SharedWebAnswers:
         replica, answer_id, n, count, head, part = json.loads(note)
         if replica == self.replica_id:
             return
+        if n == 0:  # a first piece (again: an answer announced anew) starts it afresh
+            self._open.pop(answer_id, None)
         got = self._open.setdefault(answer_id, [])
         if n != len(got):  # a piece lost (a reconnection between two): not shown half
             self._open.pop(answer_id, None)

@@ -384,22 +384,37 @@ def _refused(exc: BaseException, path: Path) -> StorageUnavailable | None:
     later error (SQLite rolls the whole transaction back on SQLITE_FULL, so the savepoint's
     rollback fails). A lock is one only here, past the busy timeout: another process (a CLI
     command, a backup) held it longer than a turn can wait."""
+    return refusal_in(exc, lambda seen: _sqlite_refusal(seen, path))
+
+
+def _sqlite_refusal(seen: BaseException, path: Path) -> StorageUnavailable | None:
+    code = getattr(seen, "sqlite_errorcode", None)  # the primary code is the low byte
+    if isinstance(code, int) and code & 0xFF == _SQLITE_FULL:
+        return StorageUnavailable("full", str(path))
+    if isinstance(code, int) and (
+        code & 0xFF == _SQLITE_READONLY
+        or (code & 0xFF == _SQLITE_CANTOPEN and not os.access(path.parent, os.W_OK))
+    ):
+        return StorageUnavailable("read-only", str(path))
+    if isinstance(code, int) and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return StorageUnavailable("busy", str(path))
+    if isinstance(code, int) and code & 0xFF == _SQLITE_IOERR:
+        return StorageUnavailable("failing", str(path))
+    return None
+
+
+def refusal_in(
+    exc: BaseException, judge: Callable[[BaseException], StorageUnavailable | None]
+) -> StorageUnavailable | None:
+    """The first refusal along `exc` and its causes: one said already, or one `judge` (the
+    backend's reading of an error) finds."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, StorageUnavailable):
             return seen
-        code = getattr(seen, "sqlite_errorcode", None)  # the primary code is the low byte
-        if isinstance(code, int) and code & 0xFF == _SQLITE_FULL:
-            return StorageUnavailable("full", str(path))
-        if isinstance(code, int) and (
-            code & 0xFF == _SQLITE_READONLY
-            or (code & 0xFF == _SQLITE_CANTOPEN and not os.access(path.parent, os.W_OK))
-        ):
-            return StorageUnavailable("read-only", str(path))
-        if isinstance(code, int) and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
-            return StorageUnavailable("busy", str(path))
-        if isinstance(code, int) and code & 0xFF == _SQLITE_IOERR:
-            return StorageUnavailable("failing", str(path))
+        found = judge(seen)
+        if found is not None:
+            return found
         seen = seen.__cause__ or seen.__context__
     return None
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from bot.errors import StoreError
+from bot.errors import StorageUnavailable, StoreError
 from bot.store import Store, _settle_all
 from bot.store.pg_vectors import VectorSupport
 from bot.store.postgres import (
@@ -150,9 +150,12 @@ class PgStore(Store):
         except Exception as exc:
             # a refusal for a while (read-only, full, out of reach) is said as SQLite's are,
             # so that every caller waiting for storage waits for this one too
-            refused = pg_refused(exc, self.label)
-            if refused is None:
-                raise
+            self._raise_refused(exc)
+            raise
+
+    def _raise_refused(self, exc: Exception) -> None:
+        refused = pg_refused(exc, self.label)
+        if refused is not None and refused is not exc:
             raise refused from exc
 
     def _flush(self) -> None:
@@ -218,7 +221,7 @@ class PgStore(Store):
                         exc,
                     )
                 elif now >= deadline:
-                    raise
+                    raise StorageUnavailable("unreachable", self.label) from exc
                 time.sleep(min(_RECONNECT_PAUSE_S, max(deadline - now, 0.0)))
 
     def _run_batch_pg(
@@ -248,7 +251,11 @@ class PgStore(Store):
         except Exception as exc:
             if not conn.broken and conn.in_transaction:
                 conn.execute("ROLLBACK")
-            failed = StoreError(f"write failed: {exc}")
+            failed = (
+                StorageUnavailable("unreachable", self.label)
+                if conn.broken  # the server went away during the batch
+                else StoreError(f"write failed: {exc}")
+            )
             failed.__cause__ = exc
             results = [(fut, None, failed) for _, fut in batch]
         return results
@@ -263,9 +270,15 @@ class PgStore(Store):
     async def read(self, fn: Callable[[Any], T]) -> T:
         if self._readers is None:
             raise StoreError("store is not started")
-        return await asyncio.get_running_loop().run_in_executor(self._readers, self._read, fn)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._readers, self._read, fn)
+        except Exception as exc:
+            self._raise_refused(exc)  # as the writes are: whoever waits for storage waits
+            raise
 
     def _read(self, fn: Callable[[Any], T]) -> T:
+        from psycopg_pool import PoolTimeout
+
         # no probe of a pooled connection before each read (a round trip per read): a read
         # that finds its connection dropped by the server (a restart, a fail-over) is run
         # again on another, which the pool opens anew once its dropped ones are put back
@@ -274,8 +287,13 @@ class PgStore(Store):
             try:
                 with self._pool.connection() as raw:
                     return fn(PgConnection(raw, self.pgvector))
-            except Exception:
-                if raw is None or not raw.broken or attempt == self._pool_size:
+            except Exception as exc:
+                if raw is None and isinstance(exc, PoolTimeout):
+                    # no connection to be had in the pool's wait: the server is out of reach
+                    raise StorageUnavailable("unreachable", self.label) from exc
+                if raw is not None and raw.broken and attempt == self._pool_size:
+                    raise StorageUnavailable("unreachable", self.label) from exc
+                if raw is None or not raw.broken:
                     raise
         raise AssertionError("unreachable")
 

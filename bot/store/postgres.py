@@ -146,20 +146,16 @@ _REFUSALS = {
 
 def pg_refused(exc: BaseException, label: str) -> StorageUnavailable | None:
     """The refusal behind `exc` (its causes included) as StorageUnavailable, as SQLite's
-    store says a full, read-only or locked disk; a server out of reach is "unreachable"."""
-    import psycopg
+    store says a full, read-only or locked disk. A server out of reach is said by the store
+    itself ("unreachable"), which alone knows that its connection broke: an error without a
+    SQLSTATE on a live connection (a client-side refusal) is no reason to wait."""
+    from bot.store import refusal_in
 
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, StorageUnavailable):
-            return seen
+    def judge(seen: BaseException) -> StorageUnavailable | None:
         reason = _REFUSALS.get(getattr(seen, "sqlstate", None) or "")
-        if reason is not None:
-            return StorageUnavailable(reason, label)
-        if isinstance(seen, psycopg.OperationalError) and getattr(seen, "sqlstate", None) is None:
-            return StorageUnavailable("unreachable", label)  # no answer from the server
-        seen = seen.__cause__ or seen.__context__
-    return None
+        return None if reason is None else StorageUnavailable(reason, label)
+
+    return refusal_in(exc, judge)
 
 
 def connect(conninfo: str, password: str | None, pgvector: bool = False) -> PgConnection:

@@ -34,9 +34,11 @@ class WebSharedRepo:
 
         def op(conn: Conn) -> None:
             conn.execute("DELETE FROM web_challenges WHERE expires_at < ?", (now,))
-            conn.execute("DELETE FROM web_challenges WHERE key = ?", (key,))
+            # one statement: two replicas issuing a challenge for one key do not collide
             conn.execute(
-                "INSERT INTO web_challenges VALUES (?, ?, ?)", (key, challenge, now + ttl_s)
+                "INSERT INTO web_challenges VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE "
+                "SET challenge = excluded.challenge, expires_at = excluded.expires_at",
+                (key, challenge, now + ttl_s),
             )
             conn.execute(
                 """DELETE FROM web_challenges WHERE key NOT IN
@@ -63,15 +65,17 @@ class WebSharedRepo:
         return await self.store.write(op, cheap=True)
 
     # uploads ---------------------------------------------------------------------------------
-    async def add_upload(self, row: UploadRow, data: bytes, quota: int) -> bool:
+    async def add_upload(self, row: UploadRow, data: bytes | bytearray, quota: int) -> bool:
         """Store an upload unless the person's kept uploads would pass `quota` with it (False):
-        the sum is read in the writing transaction, so two replicas cannot both fit one."""
+        the sum is read in the writing transaction, after a lock of the person's (on
+        PostgreSQL, whose READ COMMITTED would let two replicas both read the sum before
+        either adds; SQLite runs one writer at a time), so two replicas cannot both fit one."""
+        postgres = self.store.backend == "postgresql"
 
         def op(conn: Conn) -> bool:
-            kept = conn.execute(
-                "SELECT COALESCE(SUM(size), 0) FROM web_uploads WHERE person = ?", (row.person,)
-            ).fetchone()[0]
-            if int(kept) + row.size > quota:
+            if postgres:
+                conn.execute(_LOCK_PERSON, (row.person,))
+            if _kept(conn, row.person) + row.size > quota:
                 return False
             conn.execute(
                 "INSERT INTO web_uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -82,13 +86,7 @@ class WebSharedRepo:
         return await self.store.write(op)
 
     async def kept_bytes(self, person: str) -> int:
-        def op(conn: Conn) -> int:
-            row = conn.execute(
-                "SELECT COALESCE(SUM(size), 0) FROM web_uploads WHERE person = ?", (person,)
-            ).fetchone()
-            return int(row[0])
-
-        return await self.store.read(op)
+        return await self.store.read(lambda conn: _kept(conn, person))
 
     async def upload(self, upload_id: str, since: float) -> UploadRow | None:
         def op(conn: Conn) -> UploadRow | None:
@@ -115,3 +113,15 @@ class WebSharedRepo:
             )
 
         return await self.store.write(op)
+
+
+#: the first key of the advisory locks that serialize one person's uploads (the second is
+#: the hash of the person): apart from the migration lock's single key
+_LOCK_PERSON = "SELECT pg_advisory_xact_lock(22357, hashtext(?))"
+
+
+def _kept(conn: Conn, person: str) -> int:
+    row = conn.execute(
+        "SELECT COALESCE(SUM(size), 0) FROM web_uploads WHERE person = ?", (person,)
+    ).fetchone()
+    return int(row[0])

@@ -30,6 +30,11 @@ async def start_webui(gw: Gateway, http: HttpServer) -> None:
     ui = WebUI(gw, auth)
     channel = cast(WebChatHub, gw.channels["web"])
     await asyncio.to_thread(ui.uploads.start)
+    from bot.webui.upload_rows import RowUploads
+
+    if isinstance(ui.uploads, RowUploads):
+        await ui.uploads.started()  # the expired rows go now, then hourly
+        http.app.on_shutdown.append(ui.uploads.stop)
     channel.outbox = auth.repo
     channel.uploads = ui.uploads
     if gw.replica is not None:

@@ -83,7 +83,7 @@ class WebUI:
         quota = int(gw.config.webui.upload_quota_mb * 1024 * 1024)
         # replicas on one database: in it, as the next request may reach another replica
         self.uploads: UploadStore | RowUploads = (
-            RowUploads(gw.store, cap, quota)
+            RowUploads(gw.store, cap, quota, gw.config.home / UPLOAD_DIR)
             if gw.store.backend == "postgresql"
             else UploadStore(gw.config.home / UPLOAD_DIR, cap, quota)
         )

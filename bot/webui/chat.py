@@ -235,11 +235,6 @@ class ChatSocket:
             data = _parse(msg)
             if data is None or data.get("type") != "send":
                 continue
-            # asked again for each message: a socket outlives its handshake, and a logout,
-            # an expired login or a revoked guest must end what it may send
-            if await self.ui.session_of(request) is None:
-                await ws.close(code=SIGNED_OUT, message=b"signed out")
-                return
             client_id, text = data.get("id"), data.get("text")
             if not isinstance(client_id, str) or not _CLIENT_ID.fullmatch(client_id):
                 await ws.send_json({"type": "error", "text": "bad message id"})
@@ -253,15 +248,18 @@ class ChatSocket:
                 )
                 _refuse(queue, client_id, too_many)
                 continue
-            parts = await self._parts(session, files)
-            if parts is None:
-                _refuse(queue, client_id, "unknown file")
-                continue
             try:
-                if not await self._submit(ws, request, session, client_id, text, parts, queue):
-                    return
+                outcome = await self._submit(ws, request, session, client_id, text, files, queue)
             except DecapodError as exc:
                 queue.put_nowait({"type": "error", "id": client_id, "text": exc.user_message})
+                continue
+            if outcome == "left":
+                return
+            if outcome == "signed out":
+                await ws.close(code=SIGNED_OUT, message=b"signed out")
+                return
+            if outcome == "unknown file":
+                _refuse(queue, client_id, outcome)
                 continue
             # through the queue: the ack is never sent ahead of events already queued
             queue.put_nowait({"type": "ack", "id": client_id})
@@ -273,20 +271,28 @@ class ChatSocket:
         session: WebSession,
         client_id: str,
         text: str,
-        parts: tuple[Attachment, ...],
+        files: Any,
         queue: asyncio.Queue[Event],
-    ) -> bool:
-        """Hand a message on; while storage refuses writes (a full disk, a lock held too
-        long), said once and tried again until it is stored: the page sends it again only
-        after a reconnect, so without this it would be neither answered nor sent again.
-        The messages sent after it wait (their order is kept). False when the page left
-        meanwhile: nothing reads the socket during the wait, so `ws.closed` would not tell
-        a dropped connection; the connection itself does."""
+    ) -> str:
+        """Hand a message on ("sent"); while storage refuses it (a full disk, a lock held
+        too long, a database out of reach), said once and tried again until it is stored:
+        the page sends it again only after a reconnect, so without this it would be neither
+        answered nor sent again. The reads before it (the login, the files) wait the same
+        way. The messages sent after it wait (their order is kept). "left" when the page
+        left meanwhile: nothing reads the socket during the wait, so `ws.closed` would not
+        tell a dropped connection; the connection itself does."""
         pause = 1.0
         while True:
             try:
+                # asked again for each message: a socket outlives its handshake, and a
+                # logout, an expired login or a revoked guest must end what it may send
+                if await self.ui.session_of(request) is None:
+                    return "signed out"
+                parts = await self._parts(session, files)
+                if parts is None:
+                    return "unknown file"
                 await self.hub.submit(session.user, session.name, client_id, text, parts)
-                return True
+                return "sent"
             except StorageUnavailable as exc:
                 if pause == 1.0:
                     log.warning("web UI: a chat message waits for storage: %s", exc.reason)
@@ -299,7 +305,7 @@ class ChatSocket:
             await asyncio.sleep(pause)
             transport = request.transport
             if ws.closed or transport is None or transport.is_closing():
-                return False  # the page sends it again, under its id, when it is back
+                return "left"  # the page sends it again, under its id, when it is back
             pause = min(pause * 2, SUBMIT_RETRY_MOST_S)
 
     async def _parts(self, session: WebSession, files: Any) -> tuple[Attachment, ...] | None:

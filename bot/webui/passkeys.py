@@ -268,6 +268,8 @@ class Passkeys:
         from webauthn import generate_authentication_options, options_to_json
         from webauthn.helpers.structs import UserVerificationRequirement
 
+        # unsigned-in, and each call writes a challenge: held back with the failed logins
+        self.ui._throttled(request, "login")
         token = self._form_token(request)
         if not await self.ui.auth.is_configured():
             raise web.HTTPForbidden(text="finish the setup first")

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.errors import StorageUnavailable
+from bot.operate import explain
+
 CONFIG = """
 [http]
 enabled = {http}
@@ -164,3 +167,12 @@ def test_a_damaged_or_newer_database_is_named_by_run_and_doctor(
     assert doctor.returncode == 1 and "Traceback" not in doctor.stderr
     assert any(x.startswith("FAIL database") and said in x for x in _said(doctor)), doctor
     assert db.read_bytes() == before  # refused, not changed
+
+
+def test_postgresql_refusals_are_explained_as_the_servers_not_the_disks() -> None:
+    url = "postgresql://decapod@db.internal:5432/decapod"
+    said = {r: explain(StorageUnavailable(r, url)) or "" for r in ("unreachable", "busy", "full")}
+    assert "cannot be reached" in said["unreachable"] and url in said["unreachable"]
+    assert all("PostgreSQL server" in line for line in said.values())
+    assert not any("another process" in line or "the disk" in line for line in said.values())
+    assert "disk holding" in (explain(StorageUnavailable("full", "/home/x/decapod.db")) or "")

@@ -102,6 +102,10 @@ async def test_login_logout_and_the_failure_throttle(gateway: Gateway) -> None:
                 assert "Wrong password" in await resp.text()
         async with http.post(base + "/login", data={"csrf": token, "password": PASSWORD}) as resp:
             assert resp.status == 429 and "Retry-After" in resp.headers
+        # nor is a passkey's challenge issued (each one a write to the store)
+        options = base + "/passkey/login/options"
+        async with http.post(options, headers={"X-CSRF-Token": token}) as resp:
+            assert resp.status == 429
     gateway.http.auth.throttle._fails.clear()  # type: ignore[union-attr]
     async with client() as http:
         async with http.get(base + "/login") as resp:

@@ -24,9 +24,6 @@ async def _open(s: SignedIn, after: int | None = None, have: dict[str, int] | No
     return ws
 
 
-_until = until_event
-
-
 def _text(events: list[dict[str, Any]], answer_id: str) -> str:
     """The answer as a page builds it: each delta applied at its offset, repeats dropped."""
     text = ""
@@ -42,10 +39,10 @@ async def test_an_answer_streams_and_joins_the_history(
 ) -> None:
     fake_llm.push(Reply(text="Hello **there**, owner."))
     ws = await _open(signed_in)
-    first = await _until(ws, "ready")
+    first = await until_event(ws, "ready")
     assert first[0] == {"type": "history", "items": []}
     await ws.send_json({"type": "send", "id": "msg-00000001", "text": "hi"})
-    events = await _until(ws, "done")
+    events = await until_event(ws, "done")
     assert {"type": "ack", "id": "msg-00000001"} in events
     assert _text(events, "msg-00000001") == "Hello **there**, owner."
     await ws.close()
@@ -57,7 +54,7 @@ async def test_an_answer_streams_and_joins_the_history(
         status = await gateway.store.inbound.status("web", "owner:msg-00000001")
     assert status == "done"
     ws = await _open(signed_in)
-    history = (await _until(ws, "ready"))[0]
+    history = (await until_event(ws, "ready"))[0]
     assert history["items"] == [
         {"role": "user", "text": "hi"},
         {"role": "assistant", "text": "Hello **there**, owner.", "id": "msg-00000001"},
@@ -69,9 +66,9 @@ async def test_commands_answer_in_the_chat_as_the_owner(
     signed_in: SignedIn, fake_llm: FakeLLM
 ) -> None:
     ws = await _open(signed_in)
-    await _until(ws, "ready")
+    await until_event(ws, "ready")
     await ws.send_json({"type": "send", "id": "cmd-00000001", "text": "/pair NOPE2345"})
-    events = await _until(ws, "done")
+    events = await until_event(ws, "done")
     # an owner-only command runs: the web chat is the owner's, signed in with the password
     assert "No pending pairing code NOPE2345" in _text(events, "cmd-00000001")
     assert fake_llm.requests == [] or all("/pair" not in str(r.body) for r in fake_llm.requests)
@@ -83,17 +80,17 @@ async def test_a_drop_mid_answer_resumes_without_loss_or_doubling(
 ) -> None:
     fake_llm.push(Reply(text=LONG, chunk_delay_s=0.02))
     ws = await _open(signed_in)
-    ready = await _until(ws, "ready")
+    ready = await until_event(ws, "ready")
     after = ready[-1]["seq"]
     await ws.send_json({"type": "send", "id": "long-0000001", "text": "talk a while"})
-    got = await _until(ws, "delta")
+    got = await until_event(ws, "delta")
     await ws.close()  # the socket drops mid-answer
     partial = _text(got, "long-0000001")
     assert 0 < len(partial) < len(LONG)
     # the page comes back, says what it has, and sends its message again (no ack seen? same id)
     ws = await _open(signed_in, after=after, have={"long-0000001": len(partial)})
     await ws.send_json({"type": "send", "id": "long-0000001", "text": "talk a while"})
-    rest = await _until(ws, "done")
+    rest = await until_event(ws, "done")
     await ws.close()
     events = [e for e in got if e["type"] == "delta"] + rest
     assert _text(events, "long-0000001") == LONG
@@ -108,20 +105,20 @@ async def test_a_page_that_missed_a_whole_answer_gets_it_on_resume(
 ) -> None:
     fake_llm.push(Reply(text="all of it"))
     ws = await _open(signed_in)
-    after = (await _until(ws, "ready"))[-1]["seq"]
+    after = (await until_event(ws, "ready"))[-1]["seq"]
     await ws.send_json({"type": "send", "id": "gone-0000001", "text": "hello"})
-    await _until(ws, "ack")
+    await until_event(ws, "ack")
     await ws.close()  # gone before any of the answer arrived
     await asyncio.sleep(0.5)
     ws = await _open(signed_in, after=after, have={})
-    events = await _until(ws, "done")
+    events = await until_event(ws, "done")
     assert _text(events, "gone-0000001") == "all of it"
     await ws.close()
 
 
 async def test_bad_frames_are_refused_without_harm(signed_in: SignedIn) -> None:
     ws = await _open(signed_in)
-    await _until(ws, "ready")
+    await until_event(ws, "ready")
     await ws.send_str("not json")
     await ws.send_json({"type": "send", "id": "x", "text": "id too short"})
     event = await ws.receive_json(timeout=10)
@@ -139,7 +136,7 @@ async def test_stopping_the_gateway_closes_open_chats(make_config: Any, fake_llm
             async with http.get(base_url(gw) + "/") as resp:
                 s = SignedIn(http, base_url(gw), page_csrf(await resp.text()))
             ws = await _open(s)
-            await _until(ws, "ready")
+            await until_event(ws, "ready")
             # an open page must not hold the stop for the server's 60 s shutdown timeout
             async with asyncio.timeout(30):
                 await gw.stop()
@@ -160,9 +157,9 @@ async def test_a_reminder_sent_while_no_page_is_open_is_in_the_history(
 
     fake_llm.push(Reply(text="Sure."))
     ws = await _open(signed_in)
-    await _until(ws, "ready")
+    await until_event(ws, "ready")
     await ws.send_json({"type": "send", "id": "before-00001", "text": "hello"})
-    await _until(ws, "done")
+    await until_event(ws, "done")
     await ws.close()
     for _ in range(100):
         if await gateway.store.inbound.status("web", "owner:before-00001") == "done":
@@ -186,7 +183,7 @@ async def test_a_reminder_sent_while_no_page_is_open_is_in_the_history(
     else:
         raise AssertionError("the reminder was not delivered")
     ws = await _open(signed_in)  # a fresh page load
-    items = (await _until(ws, "ready"))[0]["items"]
+    items = (await until_event(ws, "ready"))[0]["items"]
     await ws.close()
     assert [i["text"] for i in items] == ["hello", "Sure.", "⏰ feed the cat"]
 
@@ -219,7 +216,7 @@ async def test_an_uploaded_file_reaches_the_gateway_as_an_attachment_it_can_fetc
     fake_llm.push(Reply(text="Nice cat."))
     received = record_inbound(gateway)
     ws = await _open(signed_in)
-    await _until(ws, "ready")
+    await until_event(ws, "ready")
     frame = {
         "type": "send",
         "id": "file-0000001",
@@ -227,7 +224,7 @@ async def test_an_uploaded_file_reaches_the_gateway_as_an_attachment_it_can_fetc
         "files": [image["id"], doc["id"]],
     }
     await ws.send_json(frame)
-    await _until(ws, "done")
+    await until_event(ws, "done")
     await ws.close()
     (message,) = received
     assert isinstance(message, InboundMessage)
@@ -262,7 +259,7 @@ async def test_uploads_need_the_token_stay_under_the_cap_and_belong_to_their_sen
         assert resp.status == 413 and "larger than" in await resp.text()
         assert list(uploads.iterdir()) == []  # the cut-off upload is not kept
         ws = await _open(s)
-        await _until(ws, "ready")
+        await until_event(ws, "ready")
         # an id that was never uploaded (or is someone else's) is refused, nothing stored
         await ws.send_json({"type": "send", "id": "file-0000002", "text": "x", "files": ["B" * 22]})
         event = await ws.receive_json(timeout=30)
@@ -281,7 +278,7 @@ async def test_a_chat_socket_opened_before_logout_sends_nothing_after_it(
     before the close finds the login gone."""
     seen = record_inbound(gateway)
     ws = await _open(signed_in)
-    await _until(ws, "ready")
+    await until_event(ws, "ready")
     async with await signed_in.post("/logout") as resp:
         assert resp.status == 303
     with contextlib.suppress(ConnectionError):  # the connection may be gone already
@@ -320,7 +317,7 @@ async def test_a_message_with_more_files_than_allowed_says_so(
         ids.append((await resp.json())["id"])
     received = record_inbound(gateway)
     ws = await _open(signed_in)
-    await _until(ws, "ready")
+    await until_event(ws, "ready")
     await ws.send_json({"type": "send", "id": "file-0000011", "text": "all", "files": ids})
     event = await ws.receive_json(timeout=30)
     acknowledged = await ws.receive_json(timeout=30)

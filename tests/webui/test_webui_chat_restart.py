@@ -10,8 +10,8 @@ from yarl import URL
 from bot.gateway import Gateway
 from bot.messages import Conversation, ConversationKind, OutboundMessage
 from tests.fakes.llm import FakeLLM, Reply
-from tests.webui.conftest import base_url, client, gateway_config, page_csrf, set_up
-from tests.webui.test_webui_chat import _text, _until
+from tests.webui.conftest import base_url, client, gateway_config, page_csrf, set_up, until_event
+from tests.webui.test_webui_chat import _text
 
 
 async def _first_answer(http: Any, gw: Gateway) -> tuple[str, str]:
@@ -23,9 +23,9 @@ async def _first_answer(http: Any, gw: Gateway) -> tuple[str, str]:
         csrf = page_csrf(await resp.text())
     ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
     await ws.send_json({"type": "hello", "after": None, "have": {}})
-    await _until(ws, "ready")
+    await until_event(ws, "ready")
     await ws.send_json({"type": "send", "id": "first-000001", "text": "hi"})
-    await _until(ws, "done")
+    await until_event(ws, "done")
     await ws.close()
     return base, csrf
 
@@ -43,7 +43,7 @@ async def test_a_page_open_across_a_restart_gets_what_the_new_process_sent(
             # the page the owner keeps open: loaded once that answer was there
             ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
             await ws.send_json({"type": "hello", "after": None, "have": {}})
-            ready = (await _until(ws, "ready"))[-1]
+            ready = (await until_event(ws, "ready"))[-1]
             after, process = ready["seq"], ready.get("process")
             await ws.close()
         cookie = http.cookie_jar.filter_cookies(URL(base))["decapod_session"].value
@@ -59,7 +59,7 @@ async def test_a_page_open_across_a_restart_gets_what_the_new_process_sent(
             have = {"first-000001": 13}
             hello = {"type": "hello", "after": after, "process": process, "have": have}
             await ws.send_json(hello)
-            events = await _until(ws, "done")
+            events = await until_event(ws, "done")
             await ws.close()
             # the next reconnect says the new process's number and gets nothing again
             ready = next(e for e in events if e["type"] == "ready")
@@ -67,11 +67,11 @@ async def test_a_page_open_across_a_restart_gets_what_the_new_process_sent(
             ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
             have[sent.message_id] = len("⏰ feed the cat")
             await ws.send_json({**hello, "after": ready["seq"], "process": ready["process"]})
-            await _until(ws, "ready")
+            await until_event(ws, "ready")
             plants = await web.send(OutboundMessage(conversation, "🌱 water the plants"))
-            later = await _until(ws, "done")
+            later = await until_event(ws, "done")
             while later[-1]["id"] != plants.message_id:
-                later += await _until(ws, "done")
+                later += await until_event(ws, "done")
             await ws.close()
     assert _text(events, sent.message_id) == "⏰ feed the cat"
     # of what it had, only the ends again: no text twice
@@ -95,7 +95,7 @@ async def test_a_page_of_the_version_before_gets_what_it_missed(
         sent = await web.send(OutboundMessage(conversation, "⏰ feed the cat"))
         ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
         await ws.send_json({"type": "hello", "after": 1_800_000_000_000_000, "have": {}})
-        events = await _until(ws, "done")
+        events = await until_event(ws, "done")
         await ws.close()
     ready = next(e for e in events if e["type"] == "ready")
     assert ready["seq"] == 1
@@ -119,7 +119,7 @@ async def test_the_history_names_its_answers_so_a_page_takes_none_twice(
         # a fresh page: both answers come in the history
         ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
         await ws.send_json({"type": "hello", "after": None, "have": {}})
-        history = (await _until(ws, "history"))[-1]["items"]
+        history = (await until_event(ws, "history"))[-1]["items"]
         await ws.close()
         answers = [item for item in history if item["role"] == "assistant"]
         assert [(a["id"], a["text"]) for a in answers] == [
@@ -133,8 +133,8 @@ async def test_the_history_names_its_answers_so_a_page_takes_none_twice(
         ws = await http.ws_connect(f"{base}/ws?csrf={csrf}", headers={"Origin": base})
         hello = {"type": "hello", "after": 5, "process": "another", "have": have}
         await ws.send_json(hello)
-        events = await _until(ws, "ready")
+        events = await until_event(ws, "ready")
         while len([e for e in events if e["type"] == "done"]) < 2:
-            events += await _until(ws, "done")
+            events += await until_event(ws, "done")
         await ws.close()
     assert [e for e in events if e["type"] == "delta"] == []

@@ -14,8 +14,8 @@ import pytest
 from bot.gateway import Gateway
 from bot.messages import Conversation, ConversationKind, OutboundMessage
 from tests.fakes.llm import FakeLLM, Reply
-from tests.webui.conftest import PASSWORD, SignedIn, client, form_token, page_csrf
-from tests.webui.test_webui_chat import _open, _text, _until
+from tests.webui.conftest import PASSWORD, SignedIn, client, form_token, page_csrf, until_event
+from tests.webui.test_webui_chat import _open, _text
 
 WAIT_S = 30.0
 
@@ -49,18 +49,18 @@ async def test_logout_closes_that_logins_sockets_and_another_login_still_receive
     async with client() as other_http:
         other = await _log_in(other_http, signed_in.base)
         left = await _open(signed_in)
-        await _until(left, "ready")
+        await until_event(left, "ready")
         kept = await _open(other)
-        await _until(kept, "ready")
+        await until_event(kept, "ready")
         async with await signed_in.post("/logout") as resp:
             assert resp.status == 303
         # a push and an answer for the same person, after the logout
         await _push(gateway, "feed the cat")
         fake_llm.push(Reply(text="Done, owner."))
         await kept.send_json({"type": "send", "id": "kept-0000001", "text": "still here"})
-        pushed = await _until(kept, "done")
+        pushed = await until_event(kept, "done")
         assert _text(pushed, pushed[0]["id"]) == "feed the cat"
-        assert _text(await _until(kept, "done"), "kept-0000001") == "Done, owner."
+        assert _text(await until_event(kept, "done"), "kept-0000001") == "Done, owner."
         await _next_is_signed_out(left)
         await kept.close()
 
@@ -75,7 +75,7 @@ async def test_a_login_that_expires_closes_its_socket(
         lambda c: c.execute("UPDATE web_sessions SET expires_at = ?", (soon,))
     )
     ws = await _open(signed_in)
-    await _until(ws, "ready")
+    await until_event(ws, "ready")
     assert time.time() < soon, "the socket opened only after the login had expired"
     await _next_is_signed_out(ws)  # at the expiry, with nothing sent
     assert time.time() >= soon - 0.1
@@ -90,7 +90,7 @@ async def test_a_login_the_store_dropped_closes_its_socket_at_the_next_check(
     periodic look-up, not by a store read per frame."""
     monkeypatch.setattr("bot.webui.chat.RECHECK_S", 0.2)
     ws = await _open(signed_in)
-    await _until(ws, "ready")
+    await until_event(ws, "ready")
     await gateway.store.write(lambda c: c.execute("DELETE FROM web_sessions"))
     await _next_is_signed_out(ws)
 
@@ -102,11 +102,11 @@ async def test_a_store_that_cannot_answer_the_check_leaves_the_chat_working(
     receiving, and once the store answers again the next look-up still ends a dropped login."""
     monkeypatch.setattr("bot.webui.chat.RECHECK_S", 0.2)
     ws = await _open(signed_in)
-    await _until(ws, "ready")
+    await until_event(ws, "ready")
     await gateway.store.write(lambda c: c.execute("ALTER TABLE web_sessions RENAME TO away"))
     await asyncio.sleep(1.0)  # several look-ups fail meanwhile
     await _push(gateway, "while the store was away")
-    pushed = await _until(ws, "done")
+    pushed = await until_event(ws, "done")
     assert _text(pushed, pushed[0]["id"]) == "while the store was away"
     await gateway.store.write(lambda c: c.execute("ALTER TABLE away RENAME TO web_sessions"))
     await gateway.store.write(lambda c: c.execute("DELETE FROM web_sessions"))
@@ -124,7 +124,7 @@ async def test_revoking_a_guest_closes_their_open_chat(make_config: Any, fake_ll
         async with guest_http.get(owner.base + "/") as resp:
             guest = SignedIn(guest_http, owner.base, page_csrf(await resp.text()))
         ws = await _open(guest)
-        await _until(ws, "ready")
+        await until_event(ws, "ready")
         (guest_id,) = [u for c, u, _ in await gw.store.access.paired() if c == "web"]
         assert (await owner.post("/panel/guests/revoke", user=guest_id)).status == 303
         await _next_is_signed_out(ws)

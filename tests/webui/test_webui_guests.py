@@ -21,8 +21,9 @@ from tests.webui.conftest import (
     gateway_config,
     page_csrf,
     set_up,
+    until_event,
 )
-from tests.webui.test_webui_chat import _open, _text, _until, _upload
+from tests.webui.test_webui_chat import _open, _text, _upload
 
 
 @pytest.fixture
@@ -89,12 +90,12 @@ async def test_an_invited_person_chats_as_a_user_and_cannot_open_the_panel(
 
         fake_llm.push(Reply(text="Hi Eve."))
         ws = await _open(guest)
-        assert (await _until(ws, "ready"))[0]["items"] == []  # not the owner's history
+        assert (await until_event(ws, "ready"))[0]["items"] == []  # not the owner's history
         await ws.send_json({"type": "send", "id": "guest-000001", "text": "hello"})
-        assert _text(await _until(ws, "done"), "guest-000001") == "Hi Eve."
+        assert _text(await until_event(ws, "done"), "guest-000001") == "Hi Eve."
         # an owner-only command is refused to a user
         await ws.send_json({"type": "send", "id": "guest-000002", "text": "/pair GUEST234"})
-        refused = _text(await _until(ws, "done"), "guest-000002")
+        refused = _text(await until_event(ws, "done"), "guest-000002")
         assert "Approved" not in refused and "No pending" not in refused
         await ws.close()
         assert not await guest_gw.store.access.is_paired("tg", "9")
@@ -202,9 +203,9 @@ async def test_a_guest_is_a_user_in_a_turn_process_too(make_config: Any, fake_ll
         code = await gw.store.access.issue_code("GUEST234", "tg", "9", "Mal", 3600, 100)
         assert code is not None
         ws = await _open(guest)
-        await _until(ws, "ready")
+        await until_event(ws, "ready")
         await ws.send_json({"type": "send", "id": "guest-000001", "text": "/pair GUEST234"})
-        refused = _text(await _until(ws, "done"), "guest-000001")
+        refused = _text(await until_event(ws, "done"), "guest-000001")
         assert "Approved" not in refused and "No pending" not in refused
         await ws.close()
         assert not await gw.store.access.is_paired("tg", "9")

@@ -5,6 +5,7 @@ a chat message sent while PostgreSQL refuses writes for a moment waits and is no
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -35,7 +36,7 @@ pytestmark = [pytest.mark.replicas]
 DATA = b"the minutes of the meeting\n" * 100
 
 
-def replica_config(home: Path, pg_url: str, fake: FakeLLM) -> Any:
+def replica_config(home: Path, pg_url: str, fake: FakeLLM, **webui: Any) -> Any:
     def make(**sections: Any) -> Any:
         return parse_config({"logging": {"file": ""}, **sections}, home)
 
@@ -45,6 +46,7 @@ def replica_config(home: Path, pg_url: str, fake: FakeLLM) -> Any:
         store={"url": pg_url},
         gateway={"shutdown_grace_s": 0.5, "session_lease_s": 3},
         scheduler={"poll_seconds": 3600},
+        **({"webui": webui} if webui else {}),
     )
 
 
@@ -109,6 +111,73 @@ async def test_a_file_uploaded_through_one_replica_goes_with_a_message_sent_to_t
             await web_b.fetch(part, 1 << 20)  # type: ignore[attr-defined]
 
 
+async def test_uploads_still_streaming_count_against_the_persons_quota(
+    tmp_path: Path, pg_url: str, fake_llm: FakeLLM
+) -> None:
+    """Two uploads at once that together pass the quota: the second is refused while the
+    first still streams in (else each would fit the room left, and both be held at once)."""
+    config = replica_config(tmp_path, pg_url, fake_llm, upload_quota_mb=1)
+    held, part_size = asyncio.Event(), 700_000
+    async with Gateway(config) as gw, client() as http:
+        csrf = await signed_in_csrf(http, gw)
+        boundary = "b0und4ry"
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.bin"'
+            "\r\nContent-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+
+        async def slow_body() -> AsyncIterator[bytes]:
+            yield head + b"a" * part_size
+            await held.wait()  # the rest only once the second upload was answered
+            yield f"\r\n--{boundary}--\r\n".encode()
+
+        headers = {
+            "X-CSRF-Token": csrf,
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        }
+        first = asyncio.ensure_future(
+            http.post(base_url(gw) + "/upload", data=slow_body(), headers=headers)
+        )
+        uploads = gw.channels["web"].uploads  # type: ignore[attr-defined]
+        for _ in range(200):
+            if uploads._inflight.get("owner", 0) >= part_size:
+                break
+            await asyncio.sleep(0.05)
+        form = aiohttp.FormData()
+        form.add_field("file", b"b" * part_size, filename="b.bin")
+        async with http.post(
+            base_url(gw) + "/upload", data=form, headers={"X-CSRF-Token": csrf}
+        ) as resp:
+            assert resp.status == 413, await resp.text()
+        held.set()
+        async with await first as resp:
+            assert resp.status == 200, await resp.text()
+
+
+async def test_a_replica_removes_expired_upload_rows_and_the_homes_old_upload_files_at_start(
+    tmp_path: Path, pg_url: str, fake_llm: FakeLLM
+) -> None:
+    config = replica_config(tmp_path, pg_url, fake_llm)
+    async with Gateway(config):
+        pass  # the tables made
+    admin = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+    try:
+        await admin.execute(
+            "INSERT INTO web_uploads VALUES ('old', 'owner', 'a.txt', 'text/plain', 1, "
+            "'document', %s, %s)",
+            (time.time() - KEEP_S - 60, b"x"),
+        )
+        old_files = tmp_path / "webui-uploads"  # kept there while the store was SQLite
+        old_files.mkdir()
+        (old_files / "abc.bin").write_bytes(b"y")
+        async with Gateway(config):
+            cur = await admin.execute("SELECT count(*) FROM web_uploads")
+            assert (await cur.fetchone()) == (0,)
+            assert not old_files.exists()
+    finally:
+        await admin.close()
+
+
 async def test_an_answer_made_on_one_replica_reaches_a_page_open_on_the_other(
     tmp_path: Path, pg_url: str, fake_llm: FakeLLM
 ) -> None:
@@ -157,12 +226,49 @@ async def test_a_chat_message_sent_while_postgresql_refuses_writes_waits_and_is_
         await ws.close()
 
 
+async def test_a_chat_message_whose_login_cannot_be_read_for_a_moment_waits_and_is_answered(
+    tmp_path: Path, pg_url: str, fake_llm: FakeLLM
+) -> None:
+    """The login asked for each message is a read: one PostgreSQL refuses (here a lock held
+    past the lock timeout) is waited for as a refused write is, not the end of the socket."""
+    fake_llm.push(Reply(text="Read after all."))
+    async with replicas(tmp_path, pg_url, fake_llm) as (a, _b), client() as http:
+        csrf = await signed_in_csrf(http, a)
+        ws = await open_chat(http, a, csrf)
+        admin = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+        try:
+            await _lock_timeout(admin, "200ms")
+            await admin.execute("BEGIN")
+            await admin.execute("LOCK TABLE web_sessions IN ACCESS EXCLUSIVE MODE")
+            await ws.send_json({"type": "send", "id": "msg-00000004", "text": "read this"})
+            waiting = await until_event(ws, "error")
+            assert waiting[-1]["wait"] is True and "busy" in waiting[-1]["text"]
+            await admin.execute("COMMIT")
+            events = await until_event(ws, "done")
+        finally:
+            if admin.info.transaction_status:
+                await admin.execute("ROLLBACK")
+            await _lock_timeout(admin, "0")
+            await admin.close()
+        assert {"type": "ack", "id": "msg-00000004"} in events
+        assert "".join(e["text"] for e in events if e["type"] == "delta") == "Read after all."
+        await ws.close()
+
+
 async def _read_only(admin: Any, on: bool) -> None:
-    """Make the database read-only (or writable again) for every connection: the setting
-    holds for new sessions, so the others are cut and open themselves again."""
+    """Make the database read-only (or writable again) for every connection."""
+    await _for_every_session(admin, "default_transaction_read_only", "on" if on else "off")
+
+
+async def _lock_timeout(admin: Any, value: str) -> None:
+    await _for_every_session(admin, "lock_timeout", f"'{value}'")
+
+
+async def _for_every_session(admin: Any, setting: str, value: str) -> None:
+    """A setting of the database's: it holds for new sessions, so the others are cut and
+    open themselves again."""
     db = (await (await admin.execute("SELECT current_database()")).fetchone())[0]
-    value = "on" if on else "off"
-    await admin.execute(f'ALTER DATABASE "{db}" SET default_transaction_read_only = {value}')
+    await admin.execute(f'ALTER DATABASE "{db}" SET {setting} = {value}')
     await admin.execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         "WHERE datname = current_database() AND pid <> pg_backend_pid()"

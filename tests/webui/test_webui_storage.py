@@ -10,7 +10,14 @@ from typing import Any
 
 from bot.gateway import Gateway
 from bot.webui.app import CSP
-from tests.webui.conftest import PASSWORD, SignedIn, base_url, client, form_token
+from tests.webui.conftest import (
+    PASSWORD,
+    SignedIn,
+    base_url,
+    client,
+    form_token,
+    until_event,
+)
 
 
 def _read_only(conn: Any) -> None:
@@ -21,14 +28,14 @@ def _read_only(conn: Any) -> None:
 async def _chat_open(make_config: Any, fake_llm: Any) -> AsyncIterator[tuple[Gateway, Any]]:
     """A gateway, its owner set up, and a chat socket past its `ready`."""
     from tests.webui.conftest import gateway_config, page_csrf, set_up
-    from tests.webui.test_webui_chat import _open, _until
+    from tests.webui.test_webui_chat import _open
 
     async with Gateway(gateway_config(make_config, fake_llm)) as gw, client() as http:
         await set_up(http, gw)
         async with http.get(base_url(gw) + "/") as resp:
             signed_in = SignedIn(http, base_url(gw), page_csrf(await resp.text()))
         ws = await _open(signed_in)
-        await _until(ws, "ready")
+        await until_event(ws, "ready")
         yield gw, ws
 
 
@@ -63,7 +70,7 @@ async def test_a_chat_message_sent_while_storage_refuses_writes_is_answered_once
     from bot.store import sqlite as store_sqlite
     from tests.core.test_storage_failures import _locked
     from tests.fakes.llm import Reply
-    from tests.webui.test_webui_chat import _text, _until
+    from tests.webui.test_webui_chat import _text
 
     monkeypatch.setattr(store_sqlite, "BUSY_TIMEOUT_MS", 200)  # the test waits less
     fake_llm.push(Reply(text="Got it."))
@@ -71,13 +78,13 @@ async def test_a_chat_message_sent_while_storage_refuses_writes_is_answered_once
         holder = _locked(gw)
         try:
             await ws.send_json({"type": "send", "id": "wait-0000001", "text": "note this"})
-            said = await _until(ws, "error")
+            said = await until_event(ws, "error")
             assert said[-1]["id"] == "wait-0000001" and "busy" in said[-1]["text"]
             assert said[-1]["wait"] is True  # the page keeps its note until the ack
         finally:
             holder.execute("ROLLBACK")
             holder.close()
-        events = await _until(ws, "done")
+        events = await until_event(ws, "done")
         await ws.close()
     assert {"type": "ack", "id": "wait-0000001"} in events
     assert _text(events, "wait-0000001") == "Got it."
@@ -95,7 +102,6 @@ async def test_a_chat_message_waiting_for_storage_is_let_go_when_the_page_drops(
     from bot.store import sqlite as store_sqlite
     from bot.webui import chat
     from tests.core.test_storage_failures import _locked
-    from tests.webui.test_webui_chat import _until
 
     monkeypatch.setattr(store_sqlite, "BUSY_TIMEOUT_MS", 200)
     monkeypatch.setattr(chat, "SUBMIT_RETRY_MOST_S", 1.5)  # tries again often
@@ -103,7 +109,7 @@ async def test_a_chat_message_waiting_for_storage_is_let_go_when_the_page_drops(
         holder = _locked(gw)
         try:
             await ws.send_json({"type": "send", "id": "drop-0000001", "text": "note this"})
-            await _until(ws, "error")
+            await until_event(ws, "error")
             ws._conn.transport.abort()  # no close frame: the connection just ends
             await asyncio.sleep(2.5)  # past a try that sees it gone
         finally:
