@@ -155,6 +155,38 @@ def test_errors_name_the_line_that_sets_the_key(home: Path, tmp_path: Path) -> N
     assert "http.port: Input should be a valid integer" in str(err.value)
 
 
+CONFIG_WITH_LOOKALIKES = """\
+[agent]
+system_prompt = 'a literal string holding \"\"\" is one line'
+name = "x"
+
+[http]
+port = 8787  # a comment naming \"\"\" opens nothing
+host = ""
+
+[gateway]
+table_of_pairs = [
+  ["a", "b"]
+]
+max_concurent_turns = 3
+"""
+
+
+def test_quotes_in_a_comment_and_arrays_in_an_array_do_not_move_the_lines(
+    home: Path, tmp_path: Path
+) -> None:
+    """Three quotes not at the start of a value open no multi-line string, and an array's
+    `[...]` line inside a longer array is not a table header."""
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG_WITH_LOOKALIKES)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, home, environ={})
+    message = str(err.value)
+    assert "agent.name (line 3): " in message
+    assert "http.host (line 7): " in message
+    assert "gateway.max_concurent_turns (line 13): unknown key" in message
+
+
 def test_config_check_cli_exits_2_naming_the_key(tmp_path: Path, home: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[gateway]\nmax_tool_iterations = 0\n")
