@@ -9,6 +9,7 @@ continued over lines) falls back to the nearest enclosing table or key that it c
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 #: a dotted key: bare, "quoted" or 'literal' parts joined by dots
 _DOTTED_KEY = (
@@ -66,3 +67,17 @@ def line_of(lines: dict[str, int], key_path: str) -> int | None:
             return lines[".".join(parts)]
         parts.pop()
     return None
+
+
+def line_finder(text: str) -> Callable[[str], int | None]:
+    """`line_of` for the keys of `text`, whose lines are read at the first call (only when an
+    error is reported), then once for every error."""
+    lines: dict[str, int] | None = None
+
+    def find(key_path: str) -> int | None:
+        nonlocal lines
+        if lines is None:
+            lines = key_lines(text)
+        return line_of(lines, key_path)
+
+    return find

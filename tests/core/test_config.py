@@ -71,12 +71,18 @@ def test_secret_value_is_never_echoed_in_errors(home: Path) -> None:
 @pytest.mark.parametrize(
     ("data", "key"),
     [
-        ({"channels": {"tg": {"type": "telegram", "token_env": "123:AAsecretTOKEN"}}}, "token_env"),
+        (
+            {"channels": {"tg": {"type": "telegram", "token_env": "123:AAsecretTOKEN"}}},
+            "channels.tg.token_env",
+        ),
         (
             {"channels": {"s": {"type": "slack", "app_token_env": "xapp-1-secretTOKEN"}}},
             "channels.s.app_token_env",
         ),
-        ({"channels": {"d": {"type": "discord", "token_env": "MTIz.secretTOKEN"}}}, "token_env"),
+        (
+            {"channels": {"d": {"type": "discord", "token_env": "MTIz.secretTOKEN"}}},
+            "channels.d.token_env",
+        ),
         ({"store": {"password_env": "hunter2 secretTOKEN"}}, "store.password_env"),
     ],
 )
@@ -94,8 +100,9 @@ def test_a_token_pasted_where_its_variable_belongs_is_refused_unechoed(
 @pytest.mark.parametrize("host", ["", "  "])
 def test_an_empty_http_host_is_refused_not_bound_to_every_interface(home: Path, host: str) -> None:
     # asyncio binds "" to 0.0.0.0 and :: while the banner still shows 127.0.0.1
-    with pytest.raises(ConfigError, match=r"http.host: empty: it would listen on every"):
+    with pytest.raises(ConfigError, match=r"http.host: empty: it would listen on every") as err:
         load_config(None, home, environ={"DECAPOD_HTTP__HOST": host})
+    assert '"0.0.0.0"' in str(err.value) and '"::"' in str(err.value)  # IPv4 and IPv6
 
 
 def test_bad_toml_names_the_file(home: Path, tmp_path: Path) -> None:
