@@ -146,20 +146,24 @@ mode = "carrier-pigeon"
 """
 
 
+def _load_error(text: str, path: Path, home: Path, environ: dict[str, str]) -> str:
+    """The ConfigError loading `text` from `path` raises."""
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, home, environ=environ)
+    return str(err.value)
+
+
 def test_errors_name_the_line_that_sets_the_key(home: Path, tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
-    path.write_text(CONFIG_WITH_MISTAKES)
-    with pytest.raises(ConfigError) as err:
-        load_config(path, home, environ={})
-    message = str(err.value)
+    message = _load_error(CONFIG_WITH_MISTAKES, path, home, {})
     assert "http.port (line 8): Input should be a valid integer" in message
     assert "gateway.max_concurent_turns (line 11): unknown key" in message
     assert "web.search.1.timeout_s (line 17): " in message
     assert "channels.tg.mode (line 21): " in message
     # a key the environment set is not the file's line
-    with pytest.raises(ConfigError) as err:
-        load_config(path, home, environ={"DECAPOD_HTTP__PORT": "eighty"})
-    assert "http.port: Input should be a valid integer" in str(err.value)
+    message = _load_error(CONFIG_WITH_MISTAKES, path, home, {"DECAPOD_HTTP__PORT": "eighty"})
+    assert "http.port: Input should be a valid integer" in message
 
 
 CONFIG_WITH_LOOKALIKES = """\
@@ -184,11 +188,7 @@ def test_quotes_in_a_comment_and_arrays_in_an_array_do_not_move_the_lines(
 ) -> None:
     """Three quotes not at the start of a value open no multi-line string, and an array's
     `[...]` line inside a longer array is not a table header."""
-    path = tmp_path / "config.toml"
-    path.write_text(CONFIG_WITH_LOOKALIKES)
-    with pytest.raises(ConfigError) as err:
-        load_config(path, home, environ={})
-    message = str(err.value)
+    message = _load_error(CONFIG_WITH_LOOKALIKES, tmp_path / "config.toml", home, {})
     assert "agent.name (line 3): " in message
     assert "http.host (line 7): " in message
     assert "gateway.max_concurent_turns (line 13): unknown key" in message
