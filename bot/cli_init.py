@@ -102,11 +102,8 @@ class Questions:
             return default
         answer = line.strip()
         if not sys.stdin.isatty():
-            # a piped answer shows up beside its question, unless it may be a secret; a
-            # password inside it (http://user:password@host) is redacted
-            from bot.security.redact import scrub
-
-            print(scrub(answer) if shown is None or shown(answer) else "")
+            # a piped answer shows up beside its question, unless it may be a secret
+            print(answer if shown is None or shown(answer) else "")
         return answer or default
 
     def refused(self, why: str) -> None:
@@ -204,13 +201,21 @@ def render_config(c: Choices) -> str:
 def _url_problem(answer: str) -> str | None:
     from urllib.parse import urlsplit
 
+    usage = "the address starts with http:// or https://, e.g. http://127.0.0.1:11434/v1"
     try:
         parts = urlsplit(answer)
-        if parts.scheme in ("http", "https") and parts.hostname:
-            return None
-    except ValueError:  # "http://[::1:8000/v1": an IPv6 address without its closing ]
-        pass
-    return "the address starts with http:// or https://, e.g. http://127.0.0.1:11434/v1"
+        host = parts.hostname
+    except ValueError:  # "http://[::1" and the like
+        return usage
+    if parts.scheme not in ("http", "https") or not host:
+        return usage
+    if parts.username is not None or parts.password is not None:
+        # the config would refuse it (providers.<name>.base_url): asked again, not echoed
+        return (
+            "no user name or password in the address: put the server's key in an environment "
+            "variable and give its name with --api-key-env"
+        )
+    return None
 
 
 def gather(args: argparse.Namespace, q: Questions) -> Choices:
@@ -221,7 +226,10 @@ def gather(args: argparse.Namespace, q: Questions) -> Choices:
         from bot.providers.config import PRESET_BASE_URLS
 
         c.base_url = args.base_url or q.checked(
-            f"base URL of your {c.provider} server", PRESET_BASE_URLS[c.provider], _url_problem
+            f"base URL of your {c.provider} server",
+            PRESET_BASE_URLS[c.provider],
+            _url_problem,
+            shown=lambda answer: "@" not in answer,  # user:password@ stays off the screen
         )
         if c.base_url == PRESET_BASE_URLS[c.provider]:
             c.base_url = None  # the preset says it already

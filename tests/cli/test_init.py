@@ -253,12 +253,20 @@ async def test_a_wrong_address_ends_a_piped_run_writing_nothing(home: Path, addr
     assert not (home / "config.toml").exists()
 
 
-async def test_a_password_in_a_piped_address_is_not_shown(home: Path) -> None:
-    done = await decapod(
-        home,
-        "init",
-        stdin=_answers("vllm", "http://u:pw-s3cr3t@127.0.0.1:8000/v1", "my-model", "none"),
+@pytest.mark.parametrize("typed", [False, True], ids=["piped", "on-a-terminal"])
+async def test_an_address_with_a_password_is_refused_without_echoing_it(
+    home: Path, typed: bool
+) -> None:
+    answers = _answers(
+        "vllm", "http://me:hunter2@localhost:8000/v1", "http://localhost:8000/v1", "m", "none"
     )
-
-    assert "http://u:" in done.stdout  # the answer is shown beside its question
-    assert "pw-s3cr3t" not in done.stdout + done.stderr
+    if typed:  # asked again, the other answers kept
+        done = await _on_a_terminal(home, "init", typed=answers)
+        assert done.returncode == 0, done
+        assert _config(home)["providers"]["vllm"]["base_url"] == "http://localhost:8000/v1"
+    else:
+        done = await decapod(home, "init", stdin=answers)
+        assert done.returncode == 2, done
+        assert not (home / "config.toml").exists()
+    assert "no user name or password in the address" in done.stdout
+    assert "hunter2" not in done.stdout + done.stderr
