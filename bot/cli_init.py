@@ -8,7 +8,8 @@ users/@me) and the owner, then writes the file and ends with the next command to
 Answers are read from stdin, terminal or not, so a script can pipe them in; at the end of
 stdin the remaining questions take their defaults. Flags answer their question in advance,
 and `--yes` asks nothing. An answer that cannot be right (an address without http://, a
-secret where its variable's name belongs) is asked again, never echoed if it may be a secret.
+secret where its variable's name belongs) is asked again on a terminal and ends a piped run
+(exit 2), never echoed if it may be a secret.
 Nothing is written when a check fails, unless the person says so.
 """
 
@@ -105,6 +106,14 @@ class Questions:
             print(answer if shown is None or shown(answer) else "")
         return answer or default
 
+    def refused(self, why: str) -> None:
+        """Say why an answer cannot be right. Only a terminal is asked again: piped answers
+        are read in order, so the next line is the next question's answer, and taking it
+        for this one would shift every answer after it into the wrong key."""
+        print(f"  {why}")
+        if not self.interactive or not sys.stdin.isatty():
+            raise SystemExit(2)
+
     def checked(
         self,
         question: str,
@@ -112,16 +121,14 @@ class Questions:
         problem: Callable[[str], str | None],
         shown: Callable[[str], bool] | None = None,
     ) -> str:
-        """An answer `problem` finds nothing wrong with; else it says why and asks again, so
-        one bad answer does not cost the others."""
+        """An answer `problem` finds nothing wrong with; else it says why and, on a terminal,
+        asks again, so one bad answer does not cost the others."""
         while True:
             answer = self.ask(question, default, shown=shown)
             why = problem(answer)
             if why is None:
                 return answer
-            print(f"  {why}")
-            if not self.interactive:
-                raise SystemExit(2)
+            self.refused(why)
 
     def variable(self, question: str, default: str) -> str:
         """The name of an environment variable. A secret pasted in its place is asked for
@@ -146,9 +153,7 @@ class Questions:
             answer = self.ask(f"{question} ({', '.join(choices)})", default).lower()
             if answer in choices:
                 return answer
-            print(f"  {answer!r} is not one of {', '.join(choices)}")
-            if not self.interactive:
-                raise SystemExit(2)
+            self.refused(f"{answer!r} is not one of {', '.join(choices)}")
 
 
 @dataclass(slots=True)

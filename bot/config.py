@@ -122,7 +122,8 @@ class HttpConfig(_Section):
         if not value.strip():
             raise ValueError(
                 "empty: it would listen on every interface; write 127.0.0.1 (the default, "
-                'this machine only) or "0.0.0.0" to mean every interface'
+                'this machine only), or "0.0.0.0" (every IPv4 interface) or "::" (every '
+                "IPv6 one) to mean it"
             )
         return value
 
@@ -356,12 +357,14 @@ def load_config(
     elif explicit:
         raise ConfigError(f"config file {path} does not exist")
 
-    def file_line(key_path: str) -> int | None:
-        from bot.config_lines import key_lines, line_of
+    from bot.config_lines import line_finder
 
+    line_in_file = line_finder(text)
+
+    def file_line(key_path: str) -> int | None:
         if any(f"{key_path}.".startswith(f"{o.key}.") for o in overrides):
             return None  # the environment set it, not the file
-        return line_of(key_lines(text), key_path)
+        return line_in_file(key_path)
 
     try:
         return parse_config(apply_overrides(data, overrides, Config), home, file_line)

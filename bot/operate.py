@@ -13,7 +13,7 @@ from typing import Any
 
 from bot import __version__
 from bot.cli_banner import start_banner
-from bot.config import Config, HttpConfig, load_config, missing_secrets
+from bot.config import Config, HttpConfig, format_validation_error, load_config, missing_secrets
 from bot.errors import DatabaseDamaged, DatabaseTooNew, StorageUnavailable, StoreError
 from bot.logging import setup_command_logging
 
@@ -289,7 +289,10 @@ def cmd_memory(args: argparse.Namespace) -> int:
 
 
 def _copy_to_postgres(config: Config, url: str, password_env: str | None) -> int:
+    from pydantic import ValidationError
+
     from bot.errors import ConfigError
+    from bot.security.redact import scrub
     from bot.store.config import StoreConfig
     from bot.store.copy import copy_sqlite_to_postgres
 
@@ -298,8 +301,16 @@ def _copy_to_postgres(config: Config, url: str, password_env: str | None) -> int
         if not target.is_postgres:
             raise ConfigError("--to: expected postgresql://user@host:port/database")
         copied = copy_sqlite_to_postgres(config.db_path, url, target.password())
+    except ValidationError as exc:
+        # pydantic's own text repeats the input: a secret typed as --password-env, or a
+        # password in the --to URL, would be printed back
+        flags = {"url": "--to", "password_env": "--password-env"}
+        for problem in format_validation_error(exc).splitlines():
+            key, _, msg = problem.partition(": ")
+            print(f"error: {flags.get(key, key)}: {scrub(msg)}", file=sys.stderr)
+        return 1
     except (ConfigError, StoreError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {scrub(str(exc))}", file=sys.stderr)
         return 1
     for c in copied:
         print(f"{c.table}: {c.source_rows} rows, {c.target_rows} there")

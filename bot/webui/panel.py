@@ -320,11 +320,12 @@ class Panel:
 
     async def config_edit(self, request: web.Request) -> web.StreamResponse:
         from bot.config import parse_config
+        from bot.config_lines import line_finder
 
         form = await self._form(request)
         text = form.get("text", "").replace("\r\n", "\n")
         try:
-            parse_config(tomllib.loads(text), self.gw.config.home)
+            parse_config(tomllib.loads(text), self.gw.config.home, line_finder(text))
         except tomllib.TOMLDecodeError as exc:
             return await self.config(request, text=text, problem=f"not valid TOML: {exc}")
         except ConfigError as exc:

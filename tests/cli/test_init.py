@@ -3,13 +3,19 @@ live against the fake platform (Telegram getMe, Slack auth.test, Discord users/@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import pty
 import stat
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.config import load_config
-from tests.cli.harness import decapod
+from tests.cli.harness import Finished, decapod, env_for
 from tests.fakes.discord import TOKEN as DISCORD_TOKEN
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import FakeSlack
@@ -162,34 +168,26 @@ async def test_flags_and_yes_ask_nothing(home: Path) -> None:
     assert again.returncode == 1 and "--force" in again.stderr and not again.stdout
 
 
-async def test_a_secret_answered_for_its_variable_is_asked_again_and_never_shown(
-    home: Path,
+@pytest.mark.parametrize(
+    "answers",
+    [
+        # the key itself where its variable's name belongs
+        ("openai", "sk-live-PASTEDKEY0123456789", "WORK_OPENAI_KEY", "", "none"),
+        ("openai", "'WORK_OPENAI_KEY'", "", "telegram", " 123456:PASTEDTOKENabcdefghij ", "TG"),
+    ],
+    ids=["api-key", "channel-token"],
+)
+async def test_a_secret_answered_for_its_variable_ends_a_piped_run_and_is_never_shown(
+    home: Path, answers: tuple[str, ...]
 ) -> None:
-    key, token = "sk-live-PASTEDKEY0123456789", "123456:PASTEDTOKENabcdefghij"
-    async with FakeTelegram() as fake:
-        done = await decapod(
-            home,
-            *("init", "--channel-api-url", fake.base_url),
-            stdin=_answers(
-                "openai",
-                key,  # the key itself where its variable's name belongs
-                "'WORK_OPENAI_KEY'",  # quoted: the quotes are dropped
-                "",  # model
-                "telegram",
-                f" {token} ",
-                "MY_TG_TOKEN",
-                "",  # owner
-            ),
-            MY_TG_TOKEN=TELEGRAM_TOKEN,
-        )
+    """Piped answers are read in order: the line after a refused one answers the next
+    question, so taking it as this one's would shift every answer after it."""
+    done = await decapod(home, "init", stdin=_answers(*answers))
 
-    assert done.returncode == 0, done
-    assert done.stdout.count("that is not a variable's name") == 2
+    assert done.returncode == 2, done
+    assert done.stdout.count("that is not a variable's name") == 1
     assert "PASTED" not in done.stdout + done.stderr
-    config = _config(home)
-    assert config["providers"]["openai"]["api_key_env"] == "WORK_OPENAI_KEY"
-    assert config["channels"]["telegram"]["token_env"] == "MY_TG_TOKEN"
-    assert "PASTED" not in (home / "config.toml").read_text()
+    assert not (home / "config.toml").exists()
 
 
 async def test_a_local_server_keeps_the_key_variable_it_was_given(home: Path) -> None:
@@ -201,14 +199,38 @@ async def test_a_local_server_keeps_the_key_variable_it_was_given(home: Path) ->
     assert "export VLLM_KEY=" in done.stdout
 
 
-async def test_an_address_without_its_scheme_is_asked_again_keeping_the_other_answers(
-    home: Path,
-) -> None:
-    done = await decapod(
-        home,
-        "init",
-        stdin=_answers("vllm", "localhost:8000", "http://localhost:8000/v1", "my-model", "none"),
+async def _on_a_terminal(home: Path, *args: str, typed: str) -> Finished:
+    """Run `decapod ARGS` with a terminal as stdin, the lines of `typed` typed into it."""
+    primary, secondary = pty.openpty()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        env=env_for(home),
+        stdin=secondary,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
+    os.close(secondary)
+    try:
+        os.write(primary, typed.encode() + b"\x04")  # then ^D: the end of input
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        os.close(primary)
+    assert proc.returncode is not None
+    return Finished(proc.returncode, out.decode(), err.decode())
+
+
+@pytest.mark.parametrize("address", ["localhost:8000", "http://[::1:8000/v1"])
+async def test_on_a_terminal_a_wrong_address_is_asked_again_keeping_the_other_answers(
+    home: Path, address: str
+) -> None:
+    typed = _answers("vllm", address, "http://localhost:8000/v1", "my-model", "none")
+    done = await _on_a_terminal(home, "init", typed=typed)
 
     assert done.returncode == 0, done
     assert "starts with http:// or https://" in done.stdout
@@ -217,16 +239,34 @@ async def test_an_address_without_its_scheme_is_asked_again_keeping_the_other_an
     assert config["models"]["chat"] == ["vllm:my-model"]
 
 
-async def test_an_address_with_a_password_is_asked_again_without_echoing_it(home: Path) -> None:
+@pytest.mark.parametrize("address", ["localhost:8000", "http://[::1:8000/v1"])
+async def test_a_wrong_address_ends_a_piped_run_writing_nothing(home: Path, address: str) -> None:
     done = await decapod(
         home,
         "init",
-        stdin=_answers(
-            "vllm", "http://me:hunter2@localhost:8000/v1", "http://localhost:8000/v1", "m", "none"
-        ),
+        stdin=_answers("vllm", address, "http://localhost:8000/v1", "my-model", "none"),
     )
 
-    assert done.returncode == 0, done
+    assert done.returncode == 2, done
+    assert "starts with http:// or https://" in done.stdout
+    assert "Traceback" not in done.stderr
+    assert not (home / "config.toml").exists()
+
+
+@pytest.mark.parametrize("typed", [False, True], ids=["piped", "on-a-terminal"])
+async def test_an_address_with_a_password_is_refused_without_echoing_it(
+    home: Path, typed: bool
+) -> None:
+    answers = _answers(
+        "vllm", "http://me:hunter2@localhost:8000/v1", "http://localhost:8000/v1", "m", "none"
+    )
+    if typed:  # asked again, the other answers kept
+        done = await _on_a_terminal(home, "init", typed=answers)
+        assert done.returncode == 0, done
+        assert _config(home)["providers"]["vllm"]["base_url"] == "http://localhost:8000/v1"
+    else:
+        done = await decapod(home, "init", stdin=answers)
+        assert done.returncode == 2, done
+        assert not (home / "config.toml").exists()
     assert "no user name or password in the address" in done.stdout
     assert "hunter2" not in done.stdout + done.stderr
-    assert _config(home)["providers"]["vllm"]["base_url"] == "http://localhost:8000/v1"

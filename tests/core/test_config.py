@@ -71,12 +71,18 @@ def test_secret_value_is_never_echoed_in_errors(home: Path) -> None:
 @pytest.mark.parametrize(
     ("data", "key"),
     [
-        ({"channels": {"tg": {"type": "telegram", "token_env": "123:AAsecretTOKEN"}}}, "token_env"),
+        (
+            {"channels": {"tg": {"type": "telegram", "token_env": "123:AAsecretTOKEN"}}},
+            "channels.tg.token_env",
+        ),
         (
             {"channels": {"s": {"type": "slack", "app_token_env": "xapp-1-secretTOKEN"}}},
             "channels.s.app_token_env",
         ),
-        ({"channels": {"d": {"type": "discord", "token_env": "MTIz.secretTOKEN"}}}, "token_env"),
+        (
+            {"channels": {"d": {"type": "discord", "token_env": "MTIz.secretTOKEN"}}},
+            "channels.d.token_env",
+        ),
         ({"store": {"password_env": "hunter2 secretTOKEN"}}, "store.password_env"),
     ],
 )
@@ -164,8 +170,9 @@ def test_a_provider_url_with_credentials_is_refused_naming_the_key_not_the_passw
 @pytest.mark.parametrize("host", ["", "  "])
 def test_an_empty_http_host_is_refused_not_bound_to_every_interface(home: Path, host: str) -> None:
     # asyncio binds "" to 0.0.0.0 and :: while the banner still shows 127.0.0.1
-    with pytest.raises(ConfigError, match=r"http.host: empty: it would listen on every"):
+    with pytest.raises(ConfigError, match=r"http.host: empty: it would listen on every") as err:
         load_config(None, home, environ={"DECAPOD_HTTP__HOST": host})
+    assert '"0.0.0.0"' in str(err.value) and '"::"' in str(err.value)  # IPv4 and IPv6
 
 
 def test_bad_toml_names_the_file(home: Path, tmp_path: Path) -> None:
@@ -209,20 +216,52 @@ mode = "carrier-pigeon"
 """
 
 
+def _load_error(text: str, path: Path, home: Path, environ: dict[str, str]) -> str:
+    """The ConfigError loading `text` from `path` raises."""
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, home, environ=environ)
+    return str(err.value)
+
+
 def test_errors_name_the_line_that_sets_the_key(home: Path, tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
-    path.write_text(CONFIG_WITH_MISTAKES)
-    with pytest.raises(ConfigError) as err:
-        load_config(path, home, environ={})
-    message = str(err.value)
+    message = _load_error(CONFIG_WITH_MISTAKES, path, home, {})
     assert "http.port (line 8): Input should be a valid integer" in message
     assert "gateway.max_concurent_turns (line 11): unknown key" in message
     assert "web.search.1.timeout_s (line 17): " in message
     assert "channels.tg.mode (line 21): " in message
     # a key the environment set is not the file's line
-    with pytest.raises(ConfigError) as err:
-        load_config(path, home, environ={"DECAPOD_HTTP__PORT": "eighty"})
-    assert "http.port: Input should be a valid integer" in str(err.value)
+    message = _load_error(CONFIG_WITH_MISTAKES, path, home, {"DECAPOD_HTTP__PORT": "eighty"})
+    assert "http.port: Input should be a valid integer" in message
+
+
+CONFIG_WITH_LOOKALIKES = """\
+[agent]
+system_prompt = 'a literal string holding \"\"\" is one line'
+name = "x"
+
+[http]
+port = 8787  # a comment naming \"\"\" opens nothing
+host = ""
+
+[gateway]
+table_of_pairs = [
+  ["a", "b"]
+]
+max_concurent_turns = 3
+"""
+
+
+def test_quotes_in_a_comment_and_arrays_in_an_array_do_not_move_the_lines(
+    home: Path, tmp_path: Path
+) -> None:
+    """Three quotes not at the start of a value open no multi-line string, and an array's
+    `[...]` line inside a longer array is not a table header."""
+    message = _load_error(CONFIG_WITH_LOOKALIKES, tmp_path / "config.toml", home, {})
+    assert "agent.name (line 3): " in message
+    assert "http.host (line 7): " in message
+    assert "gateway.max_concurent_turns (line 13): unknown key" in message
 
 
 def test_config_check_cli_exits_2_naming_the_key(tmp_path: Path, home: Path) -> None:

@@ -176,6 +176,32 @@ def test_migrate_to_refuses_a_url_with_a_password(
     assert "holds a password" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("args", "secret", "said"),
+    [
+        (
+            ["--to", "postgresql://u@h/db", "--password-env", "s3cr3t-pass!"],
+            "s3cr3t-pass!",
+            "--password-env: must be the name of the environment variable",
+        ),
+        (["--to", "postgresql://u:pw-s3cr3t@h/db"], "pw-s3cr3t", "--to: the URL holds a password"),
+        (["--to", "mysql://u:pw-s3cr3t@h/db"], "pw-s3cr3t", "--to: "),
+    ],
+    ids=["secret-as-env-name", "password-in-url", "unknown-scheme"],
+)
+def test_migrate_to_never_prints_a_secret_it_refuses(
+    home: Path, capsys: pytest.CaptureFixture[str], args: list[str], secret: str, said: str
+) -> None:
+    """A password typed where its variable's name belongs, or one inside the URL, is named as
+    the problem without being printed back."""
+    from bot.cli import main
+
+    assert main(["migrate", *args]) == 1
+    out = capsys.readouterr()
+    assert said in out.err
+    assert secret not in out.err + out.out
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.memory.conftest import build_tiny_model

@@ -179,7 +179,7 @@ async def test_config_is_checked_before_it_is_saved(panel_gw: Gateway, owner: Si
         "/panel/config", text="[gateway]\nmax_concurent_turns = 3\n", action="save"
     )
     body = await resp.text()
-    assert "gateway.max_concurent_turns: unknown key" in body and not path.exists()
+    assert "gateway.max_concurent_turns (line 2): unknown key" in body and not path.exists()
     resp = await owner.post("/panel/config", text="[gateway\n", action="save")
     assert "not valid TOML" in await resp.text() and not path.exists()
     good = "[gateway]\nmax_concurrent_turns = 3\n"
