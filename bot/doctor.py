@@ -359,9 +359,9 @@ async def run_doctor(config: Config) -> int:
 
     failed = 0
     for what, ok, detail in checks:
-        # details quote URLs and errors from the config and servers: a password written into
-        # a base_url, or a key a server echoed back, must not reach the terminal or a pasted
-        # report
+        # details quote URLs and errors from the config and servers: a key in a base_url's
+        # query string, a password in a redirect's Location, or a key a server echoed back
+        # must not reach the terminal or a pasted report
         print(_line(what, ok, scrub(detail)))
         failed += not ok
     print("all good" if not failed else f"{failed} check(s) failed")
