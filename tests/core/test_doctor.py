@@ -132,6 +132,18 @@ async def test_a_provider_that_redirects_is_not_followed_through_the_proxy(
     assert proxy.targets == [f"{fake.base_url}/v1/models"]
 
 
+async def test_a_provider_redirecting_elsewhere_than_a_model_list_gets_no_base_url_advice(
+    fake: FakeLLM, make_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sign-in page in front of the server is no new place for the model list: the doctor
+    says where the redirect leads, and suggests no base_url built from it."""
+    monkeypatch.setenv(KEY_ENV, "sk-right-key")
+    fake.models_moved_to = "/sign-in?here=1"
+    ((what, ok, detail),) = await check_providers(_config(make_config, fake, "small-model"))
+    assert (what, ok) == ("provider fake", False)
+    assert detail.endswith(f"answered 307 (it leads to {fake.base_url}/sign-in?here=1)")
+
+
 def _orphan_pages(db: Path) -> None:
     """Pages no table owns: the file still opens and answers queries, but it is damaged."""
     conn = sqlite3.connect(db)
