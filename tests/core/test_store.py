@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from bot.errors import StoreError
 from bot.messages import Conversation, Identity, InboundMessage
 from bot.providers.base import ChatMessage, ToolCall, Usage
-from bot.errors import StoreError
 from bot.store import Store, sqlite
 from bot.store.migrations import MIGRATIONS, migrate
 from bot.store.repos import TurnRecord
