@@ -110,7 +110,8 @@ def _add_optional_parts(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 def main(argv: list[str] | None = None, *, configure_logging: bool = True) -> int:
     """Run one command. configure_logging=False: leave the root logger (its level, handlers,
     the log file) as the calling program set it, only with the redaction filters put on its
-    handlers; for a command run in-process."""
+    handlers and the HTTP and SDK loggers (httpx, httpcore, openai, anthropic, ...) raised to
+    WARNING; for a command run in-process."""
     argv = sys.argv[1:] if argv is None else argv
     if argv == ["--version"]:
         # answered before the subcommand tree is built: that imports the optional parts

@@ -170,7 +170,7 @@ def _why(gateway: Gateway, outcome: str, note: str) -> str:
     if failing:
         from bot.security.redact import scrub
 
-        # as in `decapod doctor`: a password written into a base_url stays off the terminal
+        # as in `decapod doctor`: a key in a base_url's query string stays off the terminal
         return scrub(
             "no answer: " + "; ".join(failing) + " (`decapod providers status` checks each one)"
         )

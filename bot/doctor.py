@@ -170,11 +170,14 @@ async def _check_provider(
 
 
 def _redirect_advice(url: str, location: str, listing: str) -> str:
-    """Where a redirect of the model list leads, and the base_url that would reach it: the
-    Location (maybe relative) is the list's new place, not a base_url."""
+    """Where a redirect of the model list leads, and the base_url that would reach it when the
+    Location (maybe relative) is the list's new place; one elsewhere (a login page) gives no
+    base_url to suggest."""
     target = urljoin(url, location)
     parts = urlsplit(target)
     path = parts.path.rstrip("/")
+    if not path.endswith(listing):
+        return f"it leads to {target}"
     base = urlunsplit((parts.scheme, parts.netloc, path.removesuffix(listing), "", ""))
     return f"it leads to {target}: base_url should probably be {base.rstrip('/')}"
 
@@ -359,9 +362,9 @@ async def run_doctor(config: Config) -> int:
 
     failed = 0
     for what, ok, detail in checks:
-        # details quote URLs and errors from the config and servers: a password written into
-        # a base_url, or a key a server echoed back, must not reach the terminal or a pasted
-        # report
+        # details quote URLs and errors from the config and servers: a key in a base_url's
+        # query string, a password in a redirect's Location, or a key a server echoed back
+        # must not reach the terminal or a pasted report
         print(_line(what, ok, scrub(detail)))
         failed += not ok
     print("all good" if not failed else f"{failed} check(s) failed")

@@ -92,7 +92,9 @@ def setup_command_logging(
     """`setup_logging` for a command. Run by `bot.cli.main(..., configure_logging=False)`
     inside a program that owns its logging (a test run), the command leaves the root
     logger's level, handlers and log file alone, yet still puts the redaction filters on
-    those handlers: a secret the command registers never reaches the host's output."""
+    those handlers: a secret the command registers never reaches the host's output. As in
+    every run, the HTTP and SDK loggers (httpx, httpcore, openai, anthropic and the others of
+    NOISY_LOGGERS) are raised to WARNING: one INFO line per request is noise in a command."""
     if not getattr(args, "configure_logging", True):
         from bot.security.redact import install_log_redaction
 

@@ -373,7 +373,7 @@ async def _providers_status(config: Config) -> int:
         for name in providers.providers:
             error = await providers.probe_once(name)
             failed += error is not None
-            # as in `decapod doctor`: a password written into a base_url is not printed
+            # as in `decapod doctor`: a key in a base_url's query string is not printed
             print(
                 scrub(
                     f"{'ok  ' if error is None else 'FAIL'} {name:<16} "

@@ -98,10 +98,11 @@ class TurnRunner:
             # the next start reads them again
             log.info("turn in %s left for the next start: %s", session.key, exc)
         except IdentityRefused as exc:
-            # the same on every try: said once, and the delivery is not replayed at each start
-            log.error("turn in %s refused: %s", session.key, exc)
+            # the same on every try: said once, and the delivery is not replayed at each start;
+            # the owner's notice from give_up is its one line in the log
             await deliveries.give_up(message, outbox.state, str(exc))
-            await self.gw.say(message, exc.user_message)
+            with contextlib.suppress(ChannelError):  # the notice already says what happened
+                await self.gw.say(message, exc.user_message)
         except StartUpStepFailed as exc:
             # as when a start fails: nothing of the turn ran, its delivery stays pending
             log.error("turn in %s not run: %s", session.key, exc)

@@ -54,8 +54,9 @@ class BaseChannel(StreamedReply):
     #: minimum seconds between two sends to one chat
     chat_interval: float = 0.0
     typing_interval: float = 5.0
-    #: the platform shows a typing notice (the adapter overrides `_typing`); set per class,
-    #: so a platform without one gets no task per answer for it
+    #: the platform shows a typing notice: set for each class from whether it overrides
+    #: `_typing`, unless the class sets it itself, so a platform without one gets no task
+    #: per answer for it
     sends_typing: bool = False
     max_send_attempts: int = 5
     #: renders `OutboundMessage.choices` as native buttons; otherwise they become text lines
@@ -74,7 +75,8 @@ class BaseChannel(StreamedReply):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.sends_typing = cls._typing is not BaseChannel._typing
+        if "sends_typing" not in cls.__dict__:
+            cls.sends_typing = cls._typing is not BaseChannel._typing
 
     def __init__(self, name: str) -> None:
         self.name = name

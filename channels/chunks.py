@@ -36,9 +36,10 @@ class Chunk:
 def split_text(text: str, limit: int, whole: re.Pattern[str] | None = None) -> list[Chunk]:
     """Split at paragraph, then line, then word boundaries; never inside a code fence
     without closing it at the end of one chunk and reopening it at the start of the next.
-    A chunk's boundaries depend only on the text before them, so while a text grows, every
-    chunk but the last stays as it is. `whole`: what a cut must not land in (Slack's
-    `&amp;` and `<url|label>`): the cut moves back before it, unless it starts the chunk."""
+    Without `whole`, a chunk's boundaries depend only on the text before them, so while a
+    text grows, every chunk but the last stays as it is. `whole`: what a cut must not land
+    in (Slack's `&amp;` and `<url|label>`): the cut moves back before it, unless it starts
+    the chunk; a span is matched with the text after the cut, so later text can move it."""
     if limit < 16:
         raise ValueError("chunk limit too small")
     chunks: list[Chunk] = []

@@ -236,12 +236,14 @@ class _Answer:
         Gemini's compatible API sends parallel calls whole, each without an index (or all at
         0), and merged they were one call with both arguments run together. The id alone
         does not tell: some servers (Poolside, older mlx-openai-server) send a new id in
-        every fragment of one call."""
+        every fragment of one call. A call with no arguments yet is not whole: a server may
+        repeat the name in the fragment that begins them."""
         index = part.get("index", 0)
         key = self.slots.get(index)
         call = None if key is None else self.tool_calls[key]
         named = (part.get("function") or {}).get("name")
-        if call is None or (named and call.name and _is_json("".join(call.arguments))):
+        arguments = "" if call is None else "".join(call.arguments)
+        if call is None or (named and call.name and arguments and _is_json(arguments)):
             key = self.slots[index] = len(self.tool_calls)
             call = self.tool_calls[key] = _ToolCallParts()
         return call

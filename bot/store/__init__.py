@@ -365,7 +365,12 @@ class Store:
                 conn.execute("COMMIT")
         except Exception as exc:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                try:
+                    conn.execute("ROLLBACK")
+                except Exception as rollback_exc:
+                    # the batch still fails and settles (the writer thread lives on); the
+                    # next batch rolls back what is left open before it begins
+                    log.warning("rollback of a failed write failed: %s", rollback_exc)
             failed = _refused(exc, self.path) or StoreError(f"write failed: {exc}")
             results = [(fut, None, failed) for _, fut in batch]
         return results

@@ -120,3 +120,13 @@ async def test_a_platform_without_typing_gets_no_task_for_it() -> None:
     made = await _tasks_made_by(channel, _slow(0.3, ["hello"]))
     assert made == ["_stream_ticker"], made
     assert channel.sent == ["hello"]
+
+
+def test_a_class_that_says_whether_it_sends_typing_is_taken_at_its_word() -> None:
+    class QuietTicking(Ticking):
+        """Its parent's typing notice, turned off here (a setting, not a missing method)."""
+
+        sends_typing = False
+
+    assert (Ticking.sends_typing, Silent.sends_typing) == (True, False)
+    assert QuietTicking.sends_typing is False

@@ -73,15 +73,17 @@ async def test_a_provider_that_is_down_is_one_line_on_stderr_and_exit_1(home: Pa
     assert url in result["error"]
 
 
-async def test_a_password_in_the_provider_url_is_not_printed(home: Path) -> None:
-    # a provider behind basic auth that fails: `ask` and `providers status` name the URL
-    # without its password, as `decapod doctor` does
-    write_config(home, fake_llm_config("http://llm:hunter2-pass-Xy9@127.0.0.1:9"))
+async def test_a_key_in_the_provider_url_is_not_printed(home: Path) -> None:
+    # a provider whose key rides in the base_url's query string fails: `ask` and
+    # `providers status` name the URL without the key, as `decapod doctor` does
+    write_config(home, fake_llm_config("http://127.0.0.1:9/v1?api_key=hunter2-pass-Xy9"))
 
     done = await decapod(home, "ask", "hello")
     status = await decapod(home, "providers", "status")
 
-    assert done.returncode == 1 and "decapod: no answer: fake:m at http://llm:" in done.stderr
+    assert done.returncode == 1 and "decapod: no answer: fake:m at http://127.0.0.1:9/v1?" in (
+        done.stderr
+    )
     assert status.returncode == 1 and "FAIL fake" in status.stdout
     for shown in (done.stdout, done.stderr, status.stdout, status.stderr):
         assert "hunter2-pass-Xy9" not in shown

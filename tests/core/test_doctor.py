@@ -132,6 +132,18 @@ async def test_a_provider_that_redirects_is_not_followed_through_the_proxy(
     assert proxy.targets == [f"{fake.base_url}/v1/models"]
 
 
+async def test_a_provider_redirecting_elsewhere_than_a_model_list_gets_no_base_url_advice(
+    fake: FakeLLM, make_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sign-in page in front of the server is no new place for the model list: the doctor
+    says where the redirect leads, and suggests no base_url built from it."""
+    monkeypatch.setenv(KEY_ENV, "sk-right-key")
+    fake.models_moved_to = "/sign-in?here=1"
+    ((what, ok, detail),) = await check_providers(_config(make_config, fake, "small-model"))
+    assert (what, ok) == ("provider fake", False)
+    assert detail.endswith(f"answered 307 (it leads to {fake.base_url}/sign-in?here=1)")
+
+
 def _orphan_pages(db: Path) -> None:
     """Pages no table owns: the file still opens and answers queries, but it is damaged."""
     conn = sqlite3.connect(db)
@@ -159,22 +171,17 @@ async def test_a_damaged_database_that_still_opens_fails_the_storage_check(
     assert "is damaged" in detail and "never used" in detail and "backup" in detail
 
 
-async def test_a_password_in_a_provider_url_is_not_printed(
-    make_config: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+async def test_a_password_in_a_url_a_provider_answers_with_is_not_printed(
+    fake: FakeLLM, make_config: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
-    """A provider behind basic auth (https://user:password@host/v1) that does not answer:
-    the failure names the URL, without its password."""
+    """The config refuses a base_url with a password, but a server may still send one back:
+    a model list redirected to https://user:password@host/... is named without its password."""
     monkeypatch.setenv(KEY_ENV, "sk-right-key")
-    base_url = "http://llm:hunter2-pass-Xy9@127.0.0.1:9/v1"  # port 9: nothing listens
-    config = make_config(
-        providers={"down": {"type": "openai", "base_url": base_url, "api_key_env": KEY_ENV}},
-        models={"chat": ["down:small-model"]},
-        sandbox={"backend": "none"},
-        memory={"enabled": False},
-    )
-    assert await run_doctor(config) == 1
+    moved_to = fake.base_url.replace("://", "://llm:hunter2-pass-Xy9@") + "/v1/models?here=1"
+    fake.models_moved_to = moved_to
+    assert await run_doctor(_config(make_config, fake, "small-model")) == 1
     out = capsys.readouterr().out
-    assert "FAIL provider down" in out and "127.0.0.1:9/v1/models" in out
+    assert "FAIL provider fake" in out and "answered 307 (it leads to http://llm:" in out
     assert "hunter2-pass-Xy9" not in out
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -8,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bot.errors import StoreError
 from bot.messages import Conversation, Identity, InboundMessage
 from bot.providers.base import ChatMessage, ToolCall, Usage
 from bot.store import Store, sqlite
@@ -364,3 +366,39 @@ async def test_a_transaction_left_open_on_the_writers_connection_is_never_read_t
         assert count == 0
         assert await store.kv.get("uncommitted") is None
         assert await store.kv.get("next") == "x"
+
+
+@pytest.mark.parametrize("cheap", [True, False], ids=["on the loop", "on the writer thread"])
+async def test_a_rollback_that_fails_fails_its_write_and_later_writes_still_complete(
+    tmp_path: Path, cheap: bool
+) -> None:
+    """A write that raises, then a ROLLBACK that fails (its own and the batch's): that write
+    fails, the transaction it left open is dropped before the next batch, and the store goes
+    on writing, on the loop and on the writer thread alike."""
+    refusals = [2]
+
+    def no_rollback(action: int, what: str | None, *_: object) -> int:
+        if action == sqlite3.SQLITE_TRANSACTION and what == "ROLLBACK" and refusals[0] > 0:
+            refusals[0] -= 1
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    def insert_then_fail(conn: Any) -> None:
+        conn.execute("INSERT INTO kv VALUES ('lost', 'x', 0)")
+        conn.set_authorizer(no_rollback)
+        raise ValueError("the write went wrong")
+
+    async with Store(tmp_path / "a.db") as store:
+        async with asyncio.timeout(30):  # a writer that died would leave these waiting
+            with pytest.raises(StoreError, match="write failed: not authorized"):
+                await store.write(insert_then_fail, cheap=cheap)
+            await store.write(
+                lambda c: c.execute("INSERT INTO kv VALUES ('next', 'x', 0)"), cheap=cheap
+            )
+            assert await store.kv.get("next") == "x"
+            assert await store.kv.get("lost") is None
+            await store.write(lambda c: c.execute("INSERT INTO kv VALUES ('last', 'x', 0)"))
+        assert refusals == [0]
+    async with Store(tmp_path / "a.db") as store:
+        assert await store.kv.get("lost") is None
+        assert await store.kv.get("last") == "x"

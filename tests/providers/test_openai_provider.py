@@ -191,17 +191,20 @@ async def test_parallel_calls_sent_whole_without_an_index_stay_apart(
     assert events[-1].reason == "tool_calls"  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("named_again", [False, True], ids=["named once", "name repeated"])
 async def test_fragments_of_one_call_each_with_a_new_id_stay_one_call(
-    fake: FakeLLM, provider: OpenAIProvider
+    fake: FakeLLM, provider: OpenAIProvider, named_again: bool
 ) -> None:
-    # Poolside and older mlx-openai-server send a different id in every fragment of one call
+    # Poolside and older mlx-openai-server send a different id in every fragment of one call;
+    # a server may also repeat the function's name before any arguments came
     def fragment(call_id: str, function: dict[str, str]) -> dict[str, object]:
         part = {"index": 0, "id": call_id, "type": "function", "function": function}
         return {"tool_calls": [part]}
 
+    again = {"name": "weather"} if named_again else {}
     stream = (
         chunk({"role": "assistant", **fragment("A", {"name": "weather", "arguments": ""})})
-        + chunk(fragment("B", {"arguments": '{"city":'}))
+        + chunk(fragment("B", {**again, "arguments": '{"city":'}))
         + chunk(fragment("C", {"arguments": ' "Oslo"}'}))
         + chunk({}, "tool_calls")
         + "data: [DONE]\n\n"
