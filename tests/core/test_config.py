@@ -69,7 +69,8 @@ def test_secret_value_is_never_echoed_in_errors(home: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "key"), [("telegram", "token_env"), ("discord", "token_env"), ("slack", "bot_token_env")]
+    ("kind", "key"),
+    [("telegram", "token_env"), ("discord", "token_env"), ("slack", "bot_token_env")],
 )
 def test_an_empty_token_variable_name_is_refused_at_load(home: Path, kind: str, key: str) -> None:
     # else the start says "environment variable  is not set"
