@@ -24,12 +24,10 @@ from bot.webui.uploads import (
     Upload,
     UploadTooLarge,
     _mb,
-    checked,
     describe,
-    gone_error,
     kind_of,
     quota_full,
-    too_large_for,
+    read_within,
 )
 
 if TYPE_CHECKING:
@@ -130,16 +128,10 @@ class RowUploads:
 
     async def read(self, attachment: Attachment, max_bytes: int) -> bytes:
         """The bytes of an upload, never more than `max_bytes` (ChannelError if it is)."""
-        what = attachment.name or attachment.kind
-        upload = await self.find(attachment.ref)
-        if upload is None:
-            raise gone_error(what)
-        if upload.size > max_bytes:
-            raise too_large_for(what, upload.size, max_bytes)
-        data = await self.repo.upload_data(upload.id)
-        if data is None:
-            raise gone_error(what)  # pruned between the two reads
-        return checked(data, what, max_bytes)
+        return await read_within(attachment, max_bytes, self.find, self._data)
+
+    async def _data(self, upload: Upload) -> bytes | None:
+        return await self.repo.upload_data(upload.id)  # None: pruned since its row was read
 
 
 def _upload(row: UploadRow) -> Upload:
