@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from bot.store import Store
 
 _PRUNE_EVERY_S = 3600.0
+_PRUNE_RETRY_S = 60.0
 log = logging.getLogger(__name__)
 
 
@@ -72,9 +73,13 @@ class RowUploads:
         await cancel_and_wait(self._timer)
 
     async def _prune_hourly(self) -> None:
-        """Also without uploads: the rows of a quiet replica's day go all the same."""
+        """Also without uploads: the rows of a quiet replica's day go all the same. It wakes
+        when the next prune is due, not an hour after it last woke: an upload's prune in
+        between would else put the next one off to nearly two hours (a failed one is tried
+        again after a minute, not at once)."""
         while True:
-            await asyncio.sleep(_PRUNE_EVERY_S)
+            due_in = self._pruned_at + _PRUNE_EVERY_S - time.time()
+            await asyncio.sleep(min(max(due_in, _PRUNE_RETRY_S), _PRUNE_EVERY_S))
             await self._prune_due()
 
     async def prune(self, now: float | None = None) -> int:
