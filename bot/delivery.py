@@ -232,10 +232,15 @@ class Deliveries:
             await self.repo.record(plan)
         await self.retry_or_give_up(message, outbox, error, plan)
 
-    async def give_up(self, message: InboundMessage, state: DeliveryState, reason: str) -> None:
+    async def give_up(
+        self, message: InboundMessage, state: DeliveryState, reason: str, *, tell_owner: bool = True
+    ) -> None:
         """End a delivery as failed: recorded with its reason, never tried again, the owner
-        told once (which is also its one line in the log)."""
+        told once (which is also its one line in the log) unless `tell_owner` is False."""
         await self.repo.fail(delivery_key(message), state, reason)
+        if not tell_owner:
+            log.info("gave up %s: %s", delivery_key(message), reason)
+            return
         await self._notify(
             f"I could not deliver an answer in {_where(message.conversation)} and gave up: "
             f"{reason}."

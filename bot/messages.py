@@ -43,9 +43,12 @@ class Identity:
         return replace(self, display_name=well_formed(self.display_name))
 
 
+#: the start of a group's place, `<channel>:<group|channel>:` (the channel holds no ':' or
+#: '@'), as a pattern: memory owners are read back with it too (bot/store/memory_items.py)
+GROUP_PLACE_PREFIX = r"[^:@]+:(?:group|channel):"
 #: where a group's place begins in a memory owner: "telegram:1@tg:group:-5" holds what
-#: telegram:1 saved in that group (bot/store/memory_items.py). No person id may hold it.
-GROUP_PLACE_START = re.compile(r"@[^:@]+:(?:group|channel):")
+#: telegram:1 saved in that group. No person id may hold it.
+GROUP_PLACE_START = re.compile("@" + GROUP_PLACE_PREFIX)
 
 
 def person_id_problem(key: str) -> str | None:

@@ -57,9 +57,24 @@ log = logging.getLogger("decapod.gateway")
 turn_log = logging.getLogger("decapod.turn")
 
 
+#: identities remembered as refused (the owner told) per run
+MAX_REFUSED_IDENTITIES_TOLD = 10_000
+
+
 class TurnRunner:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
+        #: identities refused in this run whose owner's notice went out: one per identity,
+        #: not one per message (bounded; past it the owner is told of each)
+        self._refused_told: set[str] = set()
+
+    def _first_refusal(self, message: InboundMessage) -> bool:
+        key = message.identity.key
+        if key in self._refused_told:
+            return False
+        if len(self._refused_told) < MAX_REFUSED_IDENTITIES_TOLD:
+            self._refused_told.add(key)
+        return True
 
     async def run(self, session: Session, message: InboundMessage) -> float | None:
         """One try of the message's turn; the seconds to wait before it is tried again (the
@@ -99,8 +114,11 @@ class TurnRunner:
             log.info("turn in %s left for the next start: %s", session.key, exc)
         except IdentityRefused as exc:
             # the same on every try: said once, and the delivery is not replayed at each start;
-            # the owner's notice from give_up is its one line in the log
-            await deliveries.give_up(message, outbox.state, str(exc))
+            # the owner's notice from give_up is its one line in the log, sent for the
+            # identity's first refused message in this run only
+            await deliveries.give_up(
+                message, outbox.state, str(exc), tell_owner=self._first_refusal(message)
+            )
             with contextlib.suppress(ChannelError):  # the notice already says what happened
                 await self.gw.say(message, exc.user_message)
         except StartUpStepFailed as exc:

@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -42,6 +43,10 @@ class FileUpload:
     caption: str = ""
 
 
+#: the channel classes that set `sends_typing` themselves (the others have it computed)
+_TYPING_SET_BY_CLASS: weakref.WeakSet[type] = weakref.WeakSet()
+
+
 class BaseChannel(StreamedReply):
     """Base class for adapters. Limits are per platform; the config may lower them."""
 
@@ -55,8 +60,8 @@ class BaseChannel(StreamedReply):
     chat_interval: float = 0.0
     typing_interval: float = 5.0
     #: the platform shows a typing notice: set for each class from whether it overrides
-    #: `_typing`, unless the class sets it itself, so a platform without one gets no task
-    #: per answer for it
+    #: `_typing`, unless the class (or the nearest one it derives from that decides) set it
+    #: itself, so a platform without one gets no task per answer for it
     sends_typing: bool = False
     max_send_attempts: int = 5
     #: renders `OutboundMessage.choices` as native buttons; otherwise they become text lines
@@ -75,8 +80,18 @@ class BaseChannel(StreamedReply):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "sends_typing" not in cls.__dict__:
-            cls.sends_typing = cls._typing is not BaseChannel._typing
+        if "sends_typing" in cls.__dict__:
+            _TYPING_SET_BY_CLASS.add(cls)
+            return
+        # the nearest class that decides: one that set it itself (a subclass of a platform
+        # that turned it off keeps it off), or one with a `_typing` of its own
+        for klass in cls.__mro__:
+            if klass in _TYPING_SET_BY_CLASS:
+                cls.sends_typing = bool(klass.__dict__["sends_typing"])
+                return
+            if klass is BaseChannel or "_typing" in klass.__dict__:
+                cls.sends_typing = klass is not BaseChannel
+                return
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -2,7 +2,8 @@
 other channel (the gateway stores, dedupes and access-checks its deliveries like any other).
 
 The web UI's WebSocket handler authenticates the person and calls `submit`; answers stream to
-every open page of that person as `delta` events with their character offset, and are kept
+every open page of that person as `delta` events with their character offset (one at 0
+replaces what the page holds for that answer), and are kept
 (bounded) so a page that lost its socket gets exactly what it missed when it comes back:
 `attach(after, have)` replays from the offsets it already has. A message the page sends again
 after a reconnect carries the same client id, which is the delivery id: the gateway drops it.
@@ -252,7 +253,12 @@ class WebChannel(BaseChannel):
 
 
 def _delta(answer: _Answer, at: int, text: str) -> Event:
-    return {"type": "delta", "id": answer.id, "re": answer.reply_to, "at": at, "text": text}
+    """A piece of an answer from `at`. One from the start says `replace`: the page drops any
+    copy it holds under that id (another one announced, or one from before a restart)."""
+    event: Event = {"type": "delta", "id": answer.id, "re": answer.reply_to, "at": at, "text": text}
+    if at == 0:
+        event["replace"] = True
+    return event
 
 
 def _done(answer: _Answer) -> Event:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bot.config_base import ChannelAccessConfig, EnvName, empty_list
+from bot.config_base import ChannelAccessConfig, GivenEnvName, empty_list
 
 DISCORD_API = "https://discord.com/api/v10"
 DISCORD_GATEWAY = "wss://gateway.discord.gg/"
@@ -26,7 +26,7 @@ class DiscordChannelConfig(BaseModel):
     #: where interactions mode takes Discord's POSTs on Decapod's HTTP server
     interactions_path: str = Field(default="/discord/interactions", pattern=r"^/[A-Za-z0-9/_\-]*$")
     #: environment variable holding the bot token
-    token_env: EnvName = "DISCORD_BOT_TOKEN"
+    token_env: GivenEnvName = "DISCORD_BOT_TOKEN"
     #: REST base URL (tests point it at a local fake)
     api_base_url: str = DISCORD_API
     #: gateway URL for the first connection; resumes go where Discord says

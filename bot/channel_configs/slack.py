@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bot.config_base import ChannelAccessConfig, EnvName
+from bot.config_base import ChannelAccessConfig, EnvName, GivenEnvName
 
 SLACK_API_URL = "https://slack.com/api/"
 
@@ -18,7 +18,7 @@ class SlackChannelConfig(BaseModel):
     #: socket: Socket Mode (no public URL needed); http: Events API POSTs to /slack/events
     mode: Literal["socket", "http"] = "socket"
     #: environment variable holding the bot token (xoxb-...)
-    bot_token_env: EnvName = "SLACK_BOT_TOKEN"
+    bot_token_env: GivenEnvName = "SLACK_BOT_TOKEN"
     #: environment variable holding the app-level token (xapp-..., Socket Mode only)
     app_token_env: EnvName = "SLACK_APP_TOKEN"
     #: environment variable holding the signing secret (HTTP mode only)

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bot.config_base import ChannelAccessConfig, EnvName
+from bot.config_base import ChannelAccessConfig, EnvName, GivenEnvName
 
 
 class TelegramChannelConfig(BaseModel):
@@ -15,7 +15,7 @@ class TelegramChannelConfig(BaseModel):
 
     type: Literal["telegram"]
     #: environment variable holding the BotFather token
-    token_env: EnvName = "TELEGRAM_BOT_TOKEN"
+    token_env: GivenEnvName = "TELEGRAM_BOT_TOKEN"
     #: polling: the bot asks Telegram for updates (works behind NAT, no public URL needed);
     #: webhook: Telegram posts updates to `webhook_url`, served by the gateway's HTTP server
     mode: Literal["polling", "webhook"] = "polling"

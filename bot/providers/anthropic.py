@@ -298,7 +298,7 @@ def to_anthropic_messages(request: ChatRequest) -> tuple[list[TextBlockParam], l
         else:
             blocks = _text_blocks(message.content)
             blocks += [
-                {"type": "tool_use", "id": c.id, "name": c.name, "input": _tool_input(c)}
+                {"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments_object()}
                 for c in message.tool_calls
             ]
             add("assistant", blocks)
@@ -343,14 +343,6 @@ def _media_type(mime: str) -> Literal["image/jpeg", "image/png", "image/gif", "i
     if mime == "image/webp":
         return "image/webp"
     return "image/jpeg"
-
-
-def _tool_input(call: ToolCall) -> dict[str, Any]:
-    try:
-        return call.parsed_arguments()
-    except ValueError:
-        # Keep a model's malformed arguments visible to it rather than failing the request.
-        return {"_raw_arguments": call.arguments}
 
 
 def to_anthropic_tools(request: ChatRequest) -> list[ToolParam]:

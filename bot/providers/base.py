@@ -27,6 +27,15 @@ class ToolCall:
             raise ValueError("tool arguments must be a JSON object")
         return value
 
+    def arguments_object(self) -> dict[str, Any]:
+        """The arguments as an object for a past call sent back in the history: malformed
+        ones are kept visible to the model under `_raw_arguments`, as servers refuse a whole
+        request whose history holds arguments that are no JSON object."""
+        try:
+            return self.parsed_arguments()
+        except ValueError:
+            return {"_raw_arguments": self.arguments}
+
 
 @dataclass(frozen=True, slots=True)
 class ImagePart:

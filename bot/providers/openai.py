@@ -304,7 +304,7 @@ def to_openai_messages(request: ChatRequest) -> list[ChatCompletionMessageParam]
                         {
                             "id": call.id,
                             "type": "function",
-                            "function": {"name": call.name, "arguments": _arguments(call)},
+                            "function": {"name": call.name, "arguments": _arguments_json(call)},
                         }
                         for call in message.tool_calls
                     ],
@@ -315,16 +315,11 @@ def to_openai_messages(request: ChatRequest) -> list[ChatCompletionMessageParam]
     return out
 
 
-def _arguments(call: ToolCall) -> str:
-    """A past call's arguments as the JSON object servers expect. Ollama, vLLM and llama.cpp
-    parse them to render the history, and refuse the whole request when they are not JSON: a
-    model's one malformed call would fail every later turn of the conversation. Kept visible
-    to the model, as the Anthropic mapping keeps them."""
-    try:
-        call.parsed_arguments()
-    except ValueError:
-        return json.dumps({"_raw_arguments": call.arguments}, ensure_ascii=False)
-    return call.arguments if call.arguments.strip() else "{}"
+def _arguments_json(call: ToolCall) -> str:
+    """A past call's arguments as the JSON object text servers expect. Ollama, vLLM and
+    llama.cpp parse them to render the history and refuse the whole request when they are
+    not JSON: a model's one malformed call would fail every later turn of the conversation."""
+    return json.dumps(call.arguments_object(), ensure_ascii=False)
 
 
 def _openai_user_parts(message: ChatMessage) -> list[ChatCompletionContentPartParam]:

@@ -90,6 +90,7 @@ async def report_missed(
     # per conversation, not per person: a list of what was set in a DM must not be
     # posted in a group the person also uses
     for (person_id, conversation), group in groups.items():
+        told: list[Miss] = []  # the jobs the summary names, not the ones skipped unsaid
         try:
             # each job asked as the account it was set by (a linked person may have set
             # some there from another): one revoked there is reported without a word, as
@@ -100,7 +101,7 @@ async def report_missed(
         except DeliveryRefused as exc:
             log.warning(
                 "%d missed jobs of %s: their conversation refused the summary (%s)",
-                len(group),
+                len(told),
                 person_id,
                 exc.reason,
             )

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bot.messages import GROUP_PLACE_PREFIX
 from bot.store.memory_vectors import (
     drop_vectors,
     first_column,
@@ -38,7 +39,7 @@ PLACE_MARK = "@"
 #: `<channel>:<group|channel>:<chat>` (bot/memory/tools.py group_place). The channel part has
 #: no '@' or ':', and the person part is the shortest that leaves such a place, so a person id
 #: holding '@' ("console:bob@corp") is a private owner, never another person's group
-_GROUP_OWNER = re.compile(r"(.+?)" + PLACE_MARK + r"([^:@]+:(?:group|channel):.+)", re.DOTALL)
+_GROUP_OWNER = re.compile(r"(.+?)" + PLACE_MARK + f"({GROUP_PLACE_PREFIX}.+)", re.DOTALL)
 # No person id holds `@<channel>:group:` (bot/messages.py `person_id_problem`): so an owner
 # holding it is a group's, and the first one ends the person, whatever '@' the id has.
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -63,6 +64,10 @@ class PgStore(Store):
         self._password = password
         self._pool_size = pool_size
         self._pool: Any = None
+        #: pooled connections out with a read now: a pool that times out with some of them
+        #: open is busy, one with none is cut off from the server
+        self._lent = 0
+        self._lent_lock = threading.Lock()
         self._writes: ThreadPoolExecutor | None = None
         self._wconn: PgConnection | None = None
         #: a batch is with the writer thread; later writes gather in `_pending` meanwhile
@@ -286,16 +291,29 @@ class PgStore(Store):
             raw = None
             try:
                 with self._pool.connection() as raw:
-                    return fn(PgConnection(raw, self.pgvector))
+                    with self._lent_lock:
+                        self._lent += 1
+                    try:
+                        return fn(PgConnection(raw, self.pgvector))
+                    finally:
+                        with self._lent_lock:
+                            self._lent -= 1
             except Exception as exc:
                 if raw is None and isinstance(exc, PoolTimeout):
-                    # no connection to be had in the pool's wait: the server is out of reach
-                    raise StorageUnavailable("unreachable", self.label) from exc
+                    # no connection to be had in the pool's wait: the open ones are all out
+                    # (busy), or none could be opened (the server is out of reach)
+                    raise StorageUnavailable(self._pool_timeout_reason(), self.label) from exc
                 if raw is not None and raw.broken and attempt == self._pool_size:
                     raise StorageUnavailable("unreachable", self.label) from exc
                 if raw is None or not raw.broken:
                     raise
         raise AssertionError("unreachable")
+
+    def _pool_timeout_reason(self) -> str:
+        with self._lent_lock:
+            lent = self._lent
+        idle = int(self._pool.get_stats().get("pool_available", 0))
+        return "busy" if lent or idle else "unreachable"
 
 
 def redact_conninfo(conninfo: str) -> str:

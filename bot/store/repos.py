@@ -40,10 +40,13 @@ class IdentityRepo(_Repo):
     async def touch(self, identity: Identity) -> str:
         """Record that an identity was seen; returns its canonical person id. A new identity's
         key becomes its person id: one that could not be told from a group's owner in memory
-        is refused (IdentityRefused); one stored before that check came is left as it is."""
+        is refused (IdentityRefused). One stored before that check came is let through only
+        when its person id is another, safe one (it was merged into a person)."""
         problem = person_id_problem(identity.key)
-        if problem is not None and await self.person_id(identity.key) is None:
-            raise IdentityRefused(problem)
+        if problem is not None:
+            pid = await self.person_id(identity.key)
+            if pid is None or person_id_problem(pid) is not None:
+                raise IdentityRefused(problem)
         now = time.time()
 
         def op(conn: Conn) -> str:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from bot.security.http_auth import FailureThrottle
 from bot.store.web_shared import WebSharedRepo
 from bot.webui.auth import MIN_PASSWORD_CHARS, SESSION, WebSession, csrf_ok
 
@@ -36,6 +37,9 @@ log = logging.getLogger("decapod.webui")
 
 CHALLENGE_TTL_S = 300.0
 _MAX_CHALLENGES = 100
+#: sign-in challenges one client address may ask for a minute: each is a store write, and
+#: past the store's bound of challenges a new one pushes out another page's
+LOGIN_OPTIONS_PER_MINUTE = 10
 _OWNER_HANDLE = b"decapod-owner"
 
 
@@ -46,6 +50,8 @@ class Passkeys:
         #: token of the page that asked -> its challenge, one use each; in the store, as the
         #: answer may reach another replica than the one that issued it
         self.challenges = WebSharedRepo(ui.auth.repo.store)
+        #: every sign-in challenge asked for, per client address (not only failed logins)
+        self.login_options_asked = FailureThrottle(LOGIN_OPTIONS_PER_MINUTE, window_s=60.0)
 
     def public_routes(self) -> list[tuple[str, str, Handler]]:
         return [
@@ -268,11 +274,20 @@ class Passkeys:
         from webauthn import generate_authentication_options, options_to_json
         from webauthn.helpers.structs import UserVerificationRequirement
 
-        # unsigned-in, and each call writes a challenge: held back with the failed logins
+        # unsigned-in, and each call writes a challenge: held back with the failed logins,
+        # and counted on its own so one client cannot push out the challenges of others
         self.ui._throttled(request, "login")
+        client = self.ui.fwd.client(request)
+        wait = self.login_options_asked.retry_after("login", client)
+        if wait > 0:
+            raise web.HTTPTooManyRequests(
+                text="too many sign-in requests; try again later",
+                headers={"Retry-After": str(int(wait) + 1)},
+            )
         token = self._form_token(request)
         if not await self.ui.auth.is_configured():
             raise web.HTTPForbidden(text="finish the setup first")
+        self.login_options_asked.failed("login", client)
         _, rp_id = self._origin(request)
         options = generate_authentication_options(
             rp_id=rp_id,

@@ -24,12 +24,10 @@ from bot.webui.uploads import (
     Upload,
     UploadTooLarge,
     _mb,
-    checked,
     describe,
-    gone_error,
     kind_of,
     quota_full,
-    too_large_for,
+    read_within,
 )
 
 if TYPE_CHECKING:
@@ -41,6 +39,7 @@ if TYPE_CHECKING:
     from bot.store import Store
 
 _PRUNE_EVERY_S = 3600.0
+_PRUNE_RETRY_S = 60.0
 log = logging.getLogger(__name__)
 
 
@@ -74,9 +73,13 @@ class RowUploads:
         await cancel_and_wait(self._timer)
 
     async def _prune_hourly(self) -> None:
-        """Also without uploads: the rows of a quiet replica's day go all the same."""
+        """Also without uploads: the rows of a quiet replica's day go all the same. It wakes
+        when the next prune is due, not an hour after it last woke: an upload's prune in
+        between would else put the next one off to nearly two hours (a failed one is tried
+        again after a minute, not at once)."""
         while True:
-            await asyncio.sleep(_PRUNE_EVERY_S)
+            due_in = self._pruned_at + _PRUNE_EVERY_S - time.time()
+            await asyncio.sleep(min(max(due_in, _PRUNE_RETRY_S), _PRUNE_EVERY_S))
             await self._prune_due()
 
     async def prune(self, now: float | None = None) -> int:
@@ -130,16 +133,10 @@ class RowUploads:
 
     async def read(self, attachment: Attachment, max_bytes: int) -> bytes:
         """The bytes of an upload, never more than `max_bytes` (ChannelError if it is)."""
-        what = attachment.name or attachment.kind
-        upload = await self.find(attachment.ref)
-        if upload is None:
-            raise gone_error(what)
-        if upload.size > max_bytes:
-            raise too_large_for(what, upload.size, max_bytes)
-        data = await self.repo.upload_data(upload.id)
-        if data is None:
-            raise gone_error(what)  # pruned between the two reads
-        return checked(data, what, max_bytes)
+        return await read_within(attachment, max_bytes, self.find, self._data)
+
+    async def _data(self, upload: Upload) -> bytes | None:
+        return await self.repo.upload_data(upload.id)  # None: pruned since its row was read
 
 
 def _upload(row: UploadRow) -> Upload:

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING
 from bot.errors import ChannelError
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from aiohttp import BodyPartReader
 
     from bot.messages import Attachment
@@ -164,18 +166,13 @@ class UploadStore:
 
     async def read(self, attachment: Attachment, max_bytes: int) -> bytes:
         """The bytes of an upload, never more than `max_bytes` (ChannelError if it is)."""
-        upload = self.get(attachment.ref)
-        what = attachment.name or attachment.kind
-        gone = gone_error(what)
-        if upload is None:
-            raise gone
-        if upload.size > max_bytes:
-            raise too_large_for(what, upload.size, max_bytes)
+        return await read_within(attachment, max_bytes, self.find, self._data)
+
+    async def _data(self, upload: Upload) -> bytes | None:
         try:
-            data = await asyncio.to_thread((self.root / upload.id).read_bytes)
+            return await asyncio.to_thread((self.root / upload.id).read_bytes)
         except FileNotFoundError:
-            raise gone from None  # its record outlived it (pruned meanwhile, removed by hand)
-        return checked(data, what, max_bytes)
+            return None  # its record outlived it (pruned meanwhile, removed by hand)
 
     def prune(self, now: float | None = None) -> int:
         now = now or time.time()
@@ -193,6 +190,27 @@ class UploadStore:
             except OSError:
                 continue
         return removed
+
+
+async def read_within(
+    attachment: Attachment,
+    max_bytes: int,
+    find: Callable[[str], Awaitable[Upload | None]],
+    data_of: Callable[[Upload], Awaitable[bytes | None]],
+) -> bytes:
+    """The bytes of the upload `attachment` names, from its record (`find`) and its data
+    (`data_of`, None when it went since the record was read): never more than `max_bytes`,
+    and a ChannelError that says so or that the upload is gone."""
+    what = attachment.name or attachment.kind
+    upload = await find(attachment.ref)
+    if upload is None:
+        raise gone_error(what)
+    if upload.size > max_bytes:
+        raise too_large_for(what, upload.size, max_bytes)
+    data = await data_of(upload)
+    if data is None:
+        raise gone_error(what)
+    return checked(data, what, max_bytes)
 
 
 def checked(data: bytes, what: str, max_bytes: int) -> bytes:

@@ -128,5 +128,14 @@ def test_a_class_that_says_whether_it_sends_typing_is_taken_at_its_word() -> Non
 
         sends_typing = False
 
+    class QuietTickingForATeam(QuietTicking):
+        """Derived from a class that turned it off: kept off, not computed again."""
+
+    class LoudAgain(QuietTicking):
+        async def _typing(self, conversation: Conversation) -> None:
+            return None
+
     assert (Ticking.sends_typing, Silent.sends_typing) == (True, False)
     assert QuietTicking.sends_typing is False
+    assert QuietTickingForATeam.sends_typing is False
+    assert LoudAgain.sends_typing is True  # its own notice, below the class that set it

@@ -38,3 +38,20 @@ async def test_an_answer_announced_again_replaces_another_copy_and_completes_a_c
     assert "".join(e["text"] for e in replay if e["type"] == "delta") == (
         "The answer, whole, and more"
     )
+
+
+async def test_a_copy_that_does_not_continue_the_held_one_tells_pages_to_replace_theirs() -> None:
+    """A page adds a delta at an offset to the text it holds: one from the start must say
+    that it replaces that text, or a longer copy would be garbled and a shorter one ignored."""
+    web = WebChannel()
+    queue, _ = web.attach("owner", None, {})
+    answer = {"id": "msg-1", "chat": "owner", "re": "msg-1"}
+    web.relayed(answer | {"text": "A first try, long"})
+    web.relayed(answer | {"text": "Short"})  # shorter, not a continuation
+    web.relayed(answer | {"text": "Short, then more"})  # a continuation
+    deltas = [e for e in _said(queue) if e["type"] == "delta"]
+    assert [(d["at"], d["text"], d.get("replace", False)) for d in deltas] == [
+        (0, "A first try, long", True),
+        (0, "Short", True),
+        (5, ", then more", False),
+    ]

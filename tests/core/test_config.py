@@ -69,6 +69,16 @@ def test_secret_value_is_never_echoed_in_errors(home: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("kind", "key"),
+    [("telegram", "token_env"), ("discord", "token_env"), ("slack", "bot_token_env")],
+)
+def test_an_empty_token_variable_name_is_refused_at_load(home: Path, kind: str, key: str) -> None:
+    # else the start says "environment variable  is not set"
+    with pytest.raises(ConfigError, match=f"channels.c.{key}.*empty"):
+        parse_config({"channels": {"c": {"type": kind, key: ""}}}, home)
+
+
+@pytest.mark.parametrize(
     ("data", "key"),
     [
         (

@@ -305,10 +305,13 @@ async def test_a_user_name_that_reads_as_a_group_is_answered_once_not_replayed(
     async with Gateway(config, provider=ScriptedProvider([]), channels={"test": first}) as gw:
         message = await first.push("hello", user=name)
         [notice] = await first.wait_for_messages(1, chat_id="boss")
+        again = await first.push("hello again", user=name)  # the owner is not told twice
+        await _until(lambda: len(first.texts(name)) == 2)
         await _until(lambda: gw.sessions.active == 0)
-        status, error, _state = await gw.store.deliveries.get(("test", message.id))  # type: ignore[misc]
-    assert status == "failed" and error is not None and "marks a group" in error
-    assert first.texts(name) == [IdentityRefused.user_message]
+        for each in (message, again):
+            status, error, _state = await gw.store.deliveries.get(("test", each.id))  # type: ignore[misc]
+            assert status == "failed" and error is not None and "marks a group" in error
+    assert first.texts(name) == [IdentityRefused.user_message] * 2
     assert first.texts("boss") == [notice] and "marks a group" in notice
 
     second = RecordingChannel(console=True)

@@ -205,6 +205,17 @@ async def test_an_identity_stored_before_the_check_is_still_recognised(any_store
     identity = Identity("console", "bob@test:group:g1")
     assert await any_store.identities.touch(identity) == "telegram:7"
 
+    def stored_as_its_own_person(conn: Conn) -> None:
+        conn.execute(
+            """INSERT INTO identities (key, channel, user_id, display_name, is_bot, person_id,
+               first_seen, last_seen) VALUES (?, 'console', 'eve@test:group:g1', '', 0, ?, 0, 0)""",
+            ("console:eve@test:group:g1", "console:eve@test:group:g1"),
+        )
+
+    await any_store.write(stored_as_its_own_person)
+    with pytest.raises(IdentityRefused, match="marks a group"):  # its person id reads as a group's
+        await any_store.identities.touch(Identity("console", "eve@test:group:g1"))
+
 
 async def test_an_id_holding_the_place_mark_is_its_own_person(service: MemoryService) -> None:
     """A console user named "bob@corp" is a person of their own: linking "console:bob" moves

@@ -304,3 +304,21 @@ async def test_passkey_endpoints_need_their_tokens_and_an_open_challenge(
     )
     async with client() as http, http.get(base + "/login") as resp:
         assert 'id="passkey-signin"' in await resp.text()
+
+
+async def test_sign_in_challenges_are_counted_per_client_even_without_failed_logins(
+    gateway: Gateway, signed_in: Any
+) -> None:
+    """Each challenge is an unsigned-in store write, and the store keeps a bounded number:
+    one client asking again and again is refused before it pushes out the others'."""
+    from bot.webui.passkeys import LOGIN_OPTIONS_PER_MINUTE
+
+    async with client() as http:
+        async with http.get(signed_in.base + "/login") as resp:
+            headers = {"X-CSRF-Token": form_token(await resp.text())}
+        options = signed_in.base + "/passkey/login/options"
+        for _ in range(LOGIN_OPTIONS_PER_MINUTE):
+            async with http.post(options, headers=headers) as resp:
+                assert resp.status == 200
+        async with http.post(options, headers=headers) as resp:
+            assert resp.status == 429 and "Retry-After" in resp.headers

@@ -162,6 +162,7 @@
 
   function onDelta(event) {
     const a = answer(event);
+    if (event.replace) a.text = ""; // the whole answer anew: not a continuation of this copy
     const end = event.at + event.text.length;
     if (event.at > a.text.length || end <= a.text.length) return; // a gap or already shown
     a.text += event.text.slice(a.text.length - event.at);
