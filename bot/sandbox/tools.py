@@ -85,7 +85,7 @@ def session_workspace_fs(
     return WorkspaceFS(ws.path, workspaces.owner, limit, workspaces.quota)
 
 
-_Seconds = Annotated[float | None, Field(description="seconds (default: the configured)")]
+_Seconds = Annotated[float | None, Field(description="seconds")]
 
 
 @_redacted
@@ -209,8 +209,7 @@ async def read_file(ctx: ToolContext, path: _Path, offset: int = 0) -> str:
 
 @_redacted
 async def write_file(ctx: ToolContext, path: _Path, content: str, append: bool = False) -> str:
-    """Write (or `append` to) a text file under /work, replacing one that is there; makes
-    missing folders."""
+    """Write (or `append` to) a text file under /work; makes missing folders."""
     await _approve_write(ctx, "write_file", path)
     fs = workspace_fs(ctx)
     written = await asyncio.to_thread(fs.write, path, content.encode(), append=append)

@@ -41,9 +41,8 @@ WEB_GUIDANCE = (
 )
 
 _Url = Annotated[str, Field(min_length=1, max_length=4096)]
-_MaxChars = Annotated[int, Field(ge=0, le=MAX_CHARS, description="0: the default")]
+_MaxChars = Annotated[int, Field(ge=0, le=MAX_CHARS)]  # 0, the default: web.max_chars
 _SaveAs = Annotated[str, Field(max_length=512, description="a /work path: save the file there")]
-_Overwrite = Annotated[bool, Field(description="with save_as: replace a file already there")]
 _Query = Annotated[str, Field(min_length=1, max_length=400)]
 _Count = Annotated[int, Field(ge=0, le=20, description="0: the default")]
 
@@ -119,11 +118,10 @@ class WebTools:
         url: _Url,
         max_chars: _MaxChars = 0,
         save_as: _SaveAs = "",
-        overwrite: _Overwrite = False,
+        overwrite: bool = False,
     ) -> str:
         """Fetch an http(s) page as Markdown text (also JSON, text, PDF); with save_as,
-        save the raw file in the workspace instead (a file there is kept unless
-        `overwrite`)."""
+        save the raw file in the workspace instead."""
         assert self.fetcher is not None
         url = url.strip()
         if self.redact(url) != url:
