@@ -324,7 +324,7 @@ async def _guarded(
     try:
         return await group(config)
     except Exception as exc:
-        from bot.operate import explain
+        from bot.operator_errors import explain
 
         what = group.__name__.removeprefix("check_")
         return [(what, False, explain(exc) or f"{type(exc).__name__}: {exc}")]

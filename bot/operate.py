@@ -14,61 +14,14 @@ from typing import Any
 from bot import __version__
 from bot.cli_banner import start_banner
 from bot.config import Config, HttpConfig, format_validation_error, load_config, missing_secrets
-from bot.errors import DatabaseDamaged, DatabaseTooNew, StorageUnavailable, StoreError
+from bot.errors import StoreError
 from bot.logging import setup_command_logging
+from bot.operator_errors import explain
 
 
 class CannotRun(Exception):
     """Something on this machine stops the command (a port in use, a read-only or full disk).
     The message is one line that names the cause and the fix; no traceback is shown."""
-
-
-_FIX_HOME = "make it writable, or point --home or DECAPOD_HOME at a folder that is"
-
-
-#: what a PostgreSQL server's refusal asks of the operator, by StorageUnavailable's reason
-_SERVER_REFUSALS = {
-    "unreachable": "cannot be reached: check that it runs and the URL, then start again",
-    "full": "is out of disk or memory: free some, then start again",
-    "busy": "refuses connections or holds a lock too long: retry shortly",
-    "failing": "is shutting down or reports I/O errors: check it, then start again",
-    "read-only": "accepts no writes (a standby, or set read-only): point the URL at the primary",
-}
-
-
-def _explain_server(exc: StorageUnavailable) -> str:
-    said = _SERVER_REFUSALS.get(exc.reason, f"is {exc.reason}: check it, then start again")
-    return f"the PostgreSQL server at {exc.path} {said}"
-
-
-def explain(exc: BaseException) -> str | None:
-    """One line for a failure the operator fixes on the machine; None for anything else."""
-    if isinstance(exc, StorageUnavailable):
-        if "://" in exc.path:  # a server's URL (PostgreSQL), not a file on this machine
-            return _explain_server(exc)
-        if exc.reason == "full":
-            return f"the disk holding {exc.path} is full: free some space, then start again"
-        if exc.reason == "busy":
-            return f"the database {exc.path} is locked by another process: stop it, then retry"
-        if exc.reason == "failing":
-            return f"the disk holding {exc.path} reports I/O errors: check it, then start again"
-        return f"the database {exc.path} is read-only: {_FIX_HOME}"
-    if isinstance(exc, (DatabaseTooNew, DatabaseDamaged)):
-        return str(exc)
-    if isinstance(exc, StoreError):
-        return f"{exc}: is the home folder writable and the disk not full?"
-    if not isinstance(exc, OSError):
-        return None
-    where = exc.filename or "a file"
-    if exc.errno == errno.EROFS:
-        return f"{where} is on a read-only file system: decapod writes to its home; {_FIX_HOME}"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return f"no permission to write {where}: {_FIX_HOME}"
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"no space left on the disk holding {where}: free some space, then start again"
-    if exc.errno == errno.ENOTDIR:
-        return f"{where}: a part of this path is a file, not a folder; {_FIX_HOME}"
-    return None
 
 
 def dispatch(args: argparse.Namespace) -> int:

@@ -26,7 +26,6 @@ from bot.errors import (
     IdentityRefused,
     StorageUnavailable,
 )
-from bot.logging import log_fields
 from bot.media.errors import IntakeStopped
 from bot.media.outside import holds_outside_content
 from bot.messages import (
@@ -40,12 +39,12 @@ from bot.scheduler.natural import natural_command
 from bot.sessions import Session
 from bot.stop import RunningTurn
 from bot.store.deliveries import DeliveryUpdate
-from bot.store.repos import TurnRecord
 from bot.tasks import cancelled_from_outside
 from bot.tools import ToolContext
 from bot.turn_media import user_message_with_media, with_unused_parts_named
+from bot.turn_records import TurnRecords
 from bot.turn_resume import reply_template, resume_shown
-from bot.turn_stream import FAILED, failure_note, reply_stream
+from bot.turn_stream import FAILED, reply_stream
 from bot.warmup import StartUpStepFailed
 
 if TYPE_CHECKING:
@@ -54,14 +53,13 @@ if TYPE_CHECKING:
     from bot.store.jobs import Job
 
 log = logging.getLogger("decapod.gateway")
-turn_log = logging.getLogger("decapod.turn")
 
 
 #: identities remembered as refused (the owner told) per run
 MAX_REFUSED_IDENTITIES_TOLD = 10_000
 
 
-class TurnRunner:
+class TurnRunner(TurnRecords):
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
         #: identities refused in this run whose owner's notice went out: one per identity,
@@ -231,24 +229,6 @@ class TurnRunner:
 
         await self.gw.deliveries.store_or_keep(message, rest)
 
-    def _count(
-        self, session: Session, channel: str, result: TurnResult, latency_s: float, tainted: bool
-    ) -> None:
-        self.gw.metrics.observe_turn(channel, result.outcome, latency_s, result.usage)
-        log_fields(
-            turn_log,
-            "turn",
-            session=session.key,
-            channel=channel,
-            provider=result.provider,
-            model=result.model,
-            latency_ms=round(latency_s * 1000, 1),
-            tokens_in=result.usage.input_tokens,
-            tokens_out=result.usage.output_tokens,
-            outcome=result.outcome,
-            tainted=tainted,
-        )
-
     async def answer_task(
         self, job: Job, prompt: str | None = None, max_output_tokens: int | None = None
     ) -> tuple[str, TurnResult]:
@@ -312,21 +292,6 @@ class TurnRunner:
             raise NotAllowedNow(f"{identity.key} may not be answered there now")
         return identity
 
-    async def _persist_broken_try(
-        self, session: Session, turn_id: str, identity_key: str, result: TurnResult
-    ) -> None:
-        """A scheduled turn that failed or broke off is tried again later: its cost is
-        recorded, but neither its prompt nor its half answer becomes the job's history, so
-        the next run's model sees the history as it was before this one."""
-        assert session.row is not None
-        note = ChatMessage("assistant", failure_note(result.error, result.outcome))
-        record = TurnRecord(turn_id, note, identity_key=identity_key)
-        record.provider, record.model, record.usage = result.provider, result.model, result.usage
-        # "error" also for a broken-off answer: a failed reply is never history
-        record.latency_ms = result.latency_ms
-        record.outcome = result.outcome if result.outcome in FAILED else "error"
-        await self.gw.store.turns.add(session.row.id, [record], inbound_done=None)
-
     async def _command(
         self, message: InboundMessage, command: Command, person: str, role: str
     ) -> tuple[str | Reply | None, str]:
@@ -384,33 +349,3 @@ class TurnRunner:
             await collected.aclose()
             await answer.aclose()
         return holder[-1], None
-
-    async def _persist(
-        self,
-        session: Session,
-        turn_id: str,
-        identity_key: str,
-        user: ChatMessage,
-        result: TurnResult,
-        inbound_done: tuple[str, str] | None,
-        delivery: DeliveryUpdate | None = None,
-    ) -> None:
-        assert session.row is not None
-        # the pixels stay with this turn; the history keeps the line that names the image
-        records = [TurnRecord(turn_id, user.without_images(), identity_key=identity_key)]
-        records += [TurnRecord(turn_id, m) for m in result.messages]
-        if result.outcome in FAILED or not result.messages:
-            note = ChatMessage("assistant", failure_note(result.error, result.outcome))
-            records.append(TurnRecord(turn_id, note))
-        last = records[-1]
-        last.provider, last.model, last.usage = result.provider, result.model, result.usage
-        last.latency_ms, last.outcome = result.latency_ms, result.outcome
-        ids = await self.gw.store.turns.add(
-            session.row.id, records, inbound_done=inbound_done, delivery=delivery
-        )
-        kept = [
-            (row_id, rec.message)
-            for row_id, rec in zip(ids, records, strict=True)
-            if rec.outcome not in FAILED
-        ]
-        self.gw.sessions.remember(session, kept)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import queue
 import threading
 from collections.abc import Awaitable, Callable
@@ -22,9 +21,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from bot.errors import DatabaseDamaged, DatabaseTooNew, StorageUnavailable, StoreError
+from bot.errors import DatabaseTooNew, StoreError
 from bot.store import sqlite
 from bot.store.migrations import migrate
+
+# how SQLite says a disk refused lives with the connections (refusal_in is PostgreSQL's too)
+from bot.store.sqlite import _SQLITE_BUSY, _SQLITE_LOCKED, _damaged, _refused
+from bot.store.sqlite import refusal_in as refusal_in
 
 if TYPE_CHECKING:
     from bot.progress import ProgressSink
@@ -37,7 +40,6 @@ _STOP = object()
 _CHECKPOINT = object()
 #: commits between WAL checkpoints (~1,000 pages: SQLite's own default, in commits of a few)
 _CHECKPOINT_EVERY = 256
-_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 log = logging.getLogger(__name__)
 
 
@@ -378,58 +380,6 @@ class Store:
 
 def _data_version(conn: Conn) -> int:
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
-
-
-_SQLITE_IOERR, _SQLITE_READONLY, _SQLITE_FULL, _SQLITE_CANTOPEN = 10, 8, 13, 14
-_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
-
-
-def _refused(exc: BaseException, path: Path) -> StorageUnavailable | None:
-    """The full, read-only, locked or failing disk behind `exc`, also when it surfaced as a
-    later error (SQLite rolls the whole transaction back on SQLITE_FULL, so the savepoint's
-    rollback fails). A lock is one only here, past the busy timeout: another process (a CLI
-    command, a backup) held it longer than a turn can wait."""
-    return refusal_in(exc, lambda seen: _sqlite_refusal(seen, path))
-
-
-def _sqlite_refusal(seen: BaseException, path: Path) -> StorageUnavailable | None:
-    code = getattr(seen, "sqlite_errorcode", None)  # the primary code is the low byte
-    if isinstance(code, int) and code & 0xFF == _SQLITE_FULL:
-        return StorageUnavailable("full", str(path))
-    if isinstance(code, int) and (
-        code & 0xFF == _SQLITE_READONLY
-        or (code & 0xFF == _SQLITE_CANTOPEN and not os.access(path.parent, os.W_OK))
-    ):
-        return StorageUnavailable("read-only", str(path))
-    if isinstance(code, int) and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
-        return StorageUnavailable("busy", str(path))
-    if isinstance(code, int) and code & 0xFF == _SQLITE_IOERR:
-        return StorageUnavailable("failing", str(path))
-    return None
-
-
-def refusal_in(
-    exc: BaseException, judge: Callable[[BaseException], StorageUnavailable | None]
-) -> StorageUnavailable | None:
-    """The first refusal along `exc` and its causes: one said already, or one `judge` (the
-    backend's reading of an error) finds."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, StorageUnavailable):
-            return seen
-        found = judge(seen)
-        if found is not None:
-            return found
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def _damaged(exc: BaseException, path: Path) -> DatabaseDamaged | None:
-    """A file SQLite cannot read as a database (SQLITE_CORRUPT, SQLITE_NOTADB)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if isinstance(code, int) and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
-        return DatabaseDamaged(str(path), str(exc))
-    return None
 
 
 def _settle_all(results: list[tuple[Any, Any, BaseException | None]]) -> None:

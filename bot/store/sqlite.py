@@ -1,4 +1,5 @@
-"""Which SQLite to use, and how every connection is opened.
+"""Which SQLite to use, how every connection is opened, and how its errors read (a full,
+read-only, locked or failing disk; a damaged file).
 
 The standard library's sqlite3 is used when it can load extensions (needed for sqlite-vec);
 Python builds without `enable_load_extension` fall back to the bundled pysqlite3-binary.
@@ -9,13 +10,18 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from bot.errors import DatabaseDamaged, StorageUnavailable
+
 BUSY_TIMEOUT_MS = 5000
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,3 +144,56 @@ def info() -> SqliteInfo:
 
 def vec_available() -> bool:
     return _vec_error() is None
+
+
+# how SQLite says a disk refused or a file is damaged -------------------------------------
+_SQLITE_IOERR, _SQLITE_READONLY, _SQLITE_FULL, _SQLITE_CANTOPEN = 10, 8, 13, 14
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+def _refused(exc: BaseException, path: Path) -> StorageUnavailable | None:
+    """The full, read-only, locked or failing disk behind `exc`, also when it surfaced as a
+    later error (SQLite rolls the whole transaction back on SQLITE_FULL, so the savepoint's
+    rollback fails). A lock is one only here, past the busy timeout: another process (a CLI
+    command, a backup) held it longer than a turn can wait."""
+    return refusal_in(exc, lambda seen: _sqlite_refusal(seen, path))
+
+
+def _sqlite_refusal(seen: BaseException, path: Path) -> StorageUnavailable | None:
+    code = getattr(seen, "sqlite_errorcode", None)  # the primary code is the low byte
+    if isinstance(code, int) and code & 0xFF == _SQLITE_FULL:
+        return StorageUnavailable("full", str(path))
+    if isinstance(code, int) and (
+        code & 0xFF == _SQLITE_READONLY
+        or (code & 0xFF == _SQLITE_CANTOPEN and not os.access(path.parent, os.W_OK))
+    ):
+        return StorageUnavailable("read-only", str(path))
+    if isinstance(code, int) and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return StorageUnavailable("busy", str(path))
+    if isinstance(code, int) and code & 0xFF == _SQLITE_IOERR:
+        return StorageUnavailable("failing", str(path))
+    return None
+
+
+def refusal_in(
+    exc: BaseException, judge: Callable[[BaseException], StorageUnavailable | None]
+) -> StorageUnavailable | None:
+    """The first refusal along `exc` and its causes: one said already, or one `judge` (the
+    backend's reading of an error) finds."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, StorageUnavailable):
+            return seen
+        found = judge(seen)
+        if found is not None:
+            return found
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _damaged(exc: BaseException, path: Path) -> DatabaseDamaged | None:
+    """A file SQLite cannot read as a database (SQLITE_CORRUPT, SQLITE_NOTADB)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return DatabaseDamaged(str(path), str(exc))
+    return None
