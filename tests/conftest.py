@@ -38,12 +38,18 @@ def make_config(home: Path) -> Any:
 
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
-    """The root logger's handlers and level as they were, for a test that calls
-    `setup_logging`; the handlers it added closed (a log file among them)."""
+    """The root logger's handlers, their filters and its level as they were, for a test that
+    calls `setup_logging` or runs a command in-process; the handlers it added closed (a log
+    file among them)."""
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
+    # pytest's own handlers live for the whole session: a redaction filter a command put on
+    # them would redact every later test's captured records
+    filters = [(handler, handler.filters[:]) for handler in root.handlers]
     yield
     for handler in root.handlers:
         if handler not in saved[0]:
             handler.close()
     root.handlers[:], root.level = saved
+    for handler, kept in filters:
+        handler.filters[:] = kept
