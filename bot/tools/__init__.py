@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from bot.deps import Deps
 from bot.errors import ToolDenied, ToolError
-from bot.messages import Conversation, Identity
+from bot.messages import Conversation, Identity, well_formed
 from bot.providers.base import ToolCall, ToolSpec
 from bot.tasks import cancelled_from_outside
 
@@ -208,7 +208,10 @@ class ToolRegistry:
             log.exception("tool %s failed", call.name)
             content, ok = f"error: {call.name} failed: {_failure(exc)}", False
         elapsed = (time.perf_counter() - start) * 1000
-        result = ToolResult(call.id, call.name, content, ok, elapsed)
+        # a name or output made of bytes that are not UTF-8 (a file a command created, an MCP
+        # server's text) reaches here with lone surrogates, which neither the store nor a
+        # provider can encode: the turn would fail after the reply went out
+        result = ToolResult(call.id, call.name, well_formed(content), ok, elapsed)
         if hooks is not None:
             hooks.after_tool(ctx, result)
         return result
