@@ -144,8 +144,9 @@ async def _ask_owner(ctx: ToolContext, sandbox: SandboxDeps, shown: str, why: st
     wait = sandbox.config.approval_timeout_s
     try:
         # The broker owns the timeout; the outer bound only guards against one that hangs.
-        async with asyncio.timeout(wait + _DECISION_GRACE_S):  # wait_for can drop a cancel
-            approved = await broker.request(ctx, summary, wait)
+        with ctx.waiting_for_a_person(wait + _DECISION_GRACE_S):
+            async with asyncio.timeout(wait + _DECISION_GRACE_S):  # wait_for can drop a cancel
+                approved = await broker.request(ctx, summary, wait)
     except TimeoutError:
         approved = False
     except Exception:
