@@ -65,6 +65,12 @@ class ToolContext:
     def is_group(self) -> bool:
         return self.conversation.kind.value != "dm"
 
+    def seconds_left(self) -> float | None:
+        """How long the turn may still run; None when it has no deadline."""
+        deadline = self.turn_deadline
+        when = deadline.when() if deadline is not None else None
+        return None if when is None else when - asyncio.get_running_loop().time()
+
     @contextlib.contextmanager
     def waiting_for_a_person(self, at_most: float) -> Iterator[None]:
         """Time spent waiting for a person (the owner's approval, up to `at_most` seconds)
