@@ -122,4 +122,3 @@ async def test_an_approval_given_after_the_turn_deadline_still_runs_the_command(
     texts = channel.texts()
     assert "expires in 5 min" in ask
     assert texts[1] == "Approved." and "cleaned" in texts[2]
-
