@@ -131,7 +131,7 @@ class Agent:
         hooks = ctx.deps.hooks
         s = self.settings
         try:
-            async with asyncio.timeout(s.turn_deadline_s):
+            async with asyncio.timeout(s.turn_deadline_s) as ctx.turn_deadline:
                 for step in range(s.max_tool_iterations):
                     left = _left(max_output_tokens, result.usage.output_tokens)
                     if left is not None and left <= 0:
@@ -196,6 +196,8 @@ class Agent:
             result.outcome, result.error = "timeout", exc
         except (ProviderError, DecapodError) as exc:
             result.outcome, result.error = "error", exc
+        finally:
+            ctx.turn_deadline = None
         result.latency_ms = (time.perf_counter() - started) * 1000
         yield TurnDone(result)
 

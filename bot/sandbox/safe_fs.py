@@ -156,7 +156,7 @@ class WorkspaceFS:
         total = 0
         try:
             for dirpath, dirnames, filenames, dfd in os.fwalk(".", dir_fd=top):
-                prefix = "" if dirpath == "." else dirpath[2:] + "/"
+                prefix = "" if dirpath == "." else shown_name(dirpath[2:]) + "/"
                 for name in sorted(dirnames + filenames):
                     total += 1
                     if len(lines) < max_entries:
@@ -383,18 +383,29 @@ def _refused(shown: str, exc: OSError, *, symlink: bool) -> ToolError:
     return ToolError(f"{shown}: {exc.strerror}")
 
 
+def shown_name(name: str) -> str:
+    """A name a command made, as one line of text the store and a provider can take: bytes
+    that are not UTF-8 as `\\xff`, control characters (a newline that would fake another
+    entry) escaped as in Python."""
+    text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _describe(name: str, dir_fd: int) -> str:
+    shown = shown_name(name)
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except OSError:
-        return name
+        return shown
     if stat.S_ISDIR(st.st_mode):
-        return name + "/"
+        return shown + "/"
     if stat.S_ISLNK(st.st_mode):
         try:
-            return f"{name} -> {os.readlink(name, dir_fd=dir_fd)}"
+            return f"{shown} -> {shown_name(os.readlink(name, dir_fd=dir_fd))}"
         except OSError:
-            return f"{name} -> ?"
+            return f"{shown} -> ?"
     if stat.S_ISREG(st.st_mode):
-        return f"{name} ({st.st_size} bytes)"
-    return f"{name} (special file)"
+        return f"{shown} ({st.st_size} bytes)"
+    return f"{shown} (special file)"

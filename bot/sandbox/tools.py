@@ -38,6 +38,9 @@ log = logging.getLogger("decapod.sandbox")
 
 _MAX_LIST_ENTRIES = 500
 _DECISION_GRACE_S = 5.0
+#: what a command leaves of the turn for the model to read its result and answer
+_ANSWER_ROOM_S = 10.0
+_SHORTEST_RUN_S = 1.0
 
 
 def sandbox_tools() -> list[Tool]:
@@ -119,6 +122,7 @@ async def exec_command(
     if why is not None:
         await _ask_owner(ctx, sandbox, shown, why)
     assert backend is not None  # exec_denial refuses a missing backend
+    seconds = _within_the_turn(ctx, seconds)
     try:
         result = await backend.exec(
             ctx.session_key,
@@ -130,6 +134,21 @@ async def exec_command(
     except SandboxError as exc:
         raise ToolError(f"the sandbox could not run the command: {exc}") from None
     return format_result(result)
+
+
+def _within_the_turn(ctx: ToolContext, seconds: float) -> float:
+    """A command's wall clock cut to end before the turn's deadline: past it the whole turn
+    is stopped, and the person gets "that took too long" instead of the output so far."""
+    left = ctx.seconds_left()
+    if left is None:
+        return seconds
+    room = left - _ANSWER_ROOM_S
+    if room < _SHORTEST_RUN_S:
+        raise ToolDenied(
+            f"not run: this turn has {max(0.0, left):.0f} seconds left, too few to run a "
+            "command and answer; answer with what you have"
+        )
+    return min(seconds, room)
 
 
 async def _ask_owner(ctx: ToolContext, sandbox: SandboxDeps, shown: str, why: str) -> None:
@@ -144,8 +163,9 @@ async def _ask_owner(ctx: ToolContext, sandbox: SandboxDeps, shown: str, why: st
     wait = sandbox.config.approval_timeout_s
     try:
         # The broker owns the timeout; the outer bound only guards against one that hangs.
-        async with asyncio.timeout(wait + _DECISION_GRACE_S):  # wait_for can drop a cancel
-            approved = await broker.request(ctx, summary, wait)
+        with ctx.waiting_for_a_person(wait + _DECISION_GRACE_S):
+            async with asyncio.timeout(wait + _DECISION_GRACE_S):  # wait_for can drop a cancel
+                approved = await broker.request(ctx, summary, wait)
     except TimeoutError:
         approved = False
     except Exception:

@@ -91,10 +91,11 @@ class WorkspaceSaver:
         who = ctx.identity.display_name or ctx.identity.key
         wait = self.config.approval_timeout_s
         try:
-            approved = await asyncio.wait_for(
-                self.approvals.request(ctx, f"{who} wants to {what}, because {why}", wait),
-                wait + _DECISION_GRACE_S,
-            )
+            with ctx.waiting_for_a_person(wait + _DECISION_GRACE_S):
+                approved = await asyncio.wait_for(
+                    self.approvals.request(ctx, f"{who} wants to {what}, because {why}", wait),
+                    wait + _DECISION_GRACE_S,
+                )
         except TimeoutError:
             approved = False
         except Exception:

@@ -3,6 +3,7 @@ dangerous command given from the chat while the turn waits."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -93,3 +94,31 @@ async def test_owner_approves_or_denies_a_dangerous_command_from_the_chat(
         assert "cleaned" in texts[2]
     else:
         assert "cleaned" not in texts[2] and "denied" in texts[2]
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+async def test_an_approval_given_after_the_turn_deadline_still_runs_the_command(
+    make_config: Any,
+) -> None:
+    # The request said "expires in 5 min", but the turn gave up at its own deadline (2 min by
+    # default): the person was told it took too long and the owner's answer found nothing.
+    async def model(request: ChatRequest) -> Any:
+        last = request.messages[-1]
+        if last.role == "user":
+            return [ToolCall("x1", "exec", json.dumps({"command": "rm -rf d && echo cleaned"}))]
+        return "result: " + last.content
+
+    channel = RecordingChannel(console=True)
+    config = make_config(
+        sandbox={"backend": "bwrap", "approval": "ask"}, gateway={"turn_deadline_s": 1}
+    )
+    async with Gateway(config, provider=FunctionProvider(model), channels={"test": channel}):
+        await channel.push("clean up the folder", user="owner")
+        [ask] = await channel.wait_for_messages(1, timeout=10)
+        await asyncio.sleep(2)  # past the turn's deadline
+        approval_id = re.search(r"/approve (\w+)", ask).group(1)  # type: ignore[union-attr]
+        await channel.push(f"/approve {approval_id}", user="owner")
+        await channel.wait_for_messages(3, timeout=20)
+    texts = channel.texts()
+    assert "expires in 5 min" in ask
+    assert texts[1] == "Approved." and "cleaned" in texts[2]

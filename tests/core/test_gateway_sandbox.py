@@ -32,10 +32,10 @@ print(primes)
 """
 
 
-def _sandbox_config(make_config: Any, **extra: Any) -> Any:
+def _sandbox_config(make_config: Any, *, turn_deadline_s: float = 120.0, **extra: Any) -> Any:
     return make_config(
         sandbox={"backend": "bwrap", "approval": "never"},
-        gateway={"owners": ["tg:owner"]},
+        gateway={"owners": ["tg:owner"], "turn_deadline_s": turn_deadline_s},
         channels={
             "tg": {
                 "type": "telegram",
@@ -162,3 +162,25 @@ async def test_chat_stays_responsive_while_a_sandboxed_command_burns_cpu(
         # the bound leaves a busy machine 8 s for one short turn, the order is the point
         assert time.monotonic() - started < 8.0 and channel.texts("owner") == []
         await channel.wait_for_messages(1, chat_id="owner", timeout=30)
+
+
+async def test_a_command_longer_than_the_turn_has_left_is_stopped_in_time_to_answer(
+    make_config: Any,
+) -> None:
+    # The model may ask for up to `wall_seconds` (300 s by default), more than the turn's
+    # deadline (120 s): the whole turn was stopped, and the person got "that took too long"
+    # instead of the output so far.
+    command = "echo started; sleep 60; echo finished"
+    provider = ScriptedProvider(
+        [
+            [ToolCall("c1", "exec", json.dumps({"command": command, "timeout": 60}))],
+            lambda request: "Output: " + request.messages[-1].content,
+        ]
+    )
+    channel = RecordingChannel("tg", console=False)
+    config = _sandbox_config(make_config, turn_deadline_s=14)
+    async with Gateway(config, provider=provider, channels={"tg": channel}):
+        await channel.push("run the slow job", user="owner")
+        [reply] = await channel.wait_for_messages(1, timeout=30)
+    assert reply.startswith("Output: exit code") and "timed out" in reply
+    assert "started" in reply and "finished" not in reply

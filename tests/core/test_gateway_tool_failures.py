@@ -181,3 +181,49 @@ async def test_a_cancelled_error_a_library_raised_mid_turn_is_told_like_any_fail
         texts = await channel.wait_for_messages(2, timeout=10)
         assert texts[-1] == "second answer"
         assert await gw.store.inbound.status("test", first.id) == "pending"
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+async def test_file_names_a_command_made_of_odd_bytes_are_listed_and_answered_once(
+    make_config: Any,
+) -> None:
+    # A name that is not UTF-8 came back with a lone surrogate, which the store cannot encode:
+    # the person got the reply and then "Something went wrong". A newline in a name made a
+    # second, made-up entry.
+    make = """touch "$(printf 'bad\\377name')" "$(printf 'a\\nfake.txt (5 bytes)')" """
+    provider = ScriptedProvider(
+        [
+            [ToolCall("e1", "exec", json.dumps({"command": make}))],
+            [ToolCall("l1", "list_files", "{}")],
+            _answer_with_what_the_tool_said,
+        ]
+    )
+    channel = RecordingChannel(console=True)
+    config = make_config(sandbox={"backend": "bwrap", "approval": "never"})
+    async with Gateway(config, provider=provider, channels={"test": channel}) as gw:
+        message = await channel.push("make two files and list them")
+        [reply] = await channel.wait_for_messages(1, timeout=20)
+        assert await _delivery_status(gw, message) == "done"
+        await asyncio.sleep(0.2)  # an error notice would follow the reply at once
+    assert channel.texts() == [reply]
+    listed = provider.requests[2].messages[-1].content
+    assert listed.splitlines() == ["a\\nfake.txt (5 bytes) (0 bytes)", "bad\\xffname (0 bytes)"]
+
+
+async def test_a_tool_result_that_is_not_well_formed_text_is_stored_and_answered(
+    make_config: Any,
+) -> None:
+    @tool
+    async def peek(ctx: ToolContext) -> str:
+        """Show what a server sent."""
+        return "half an emoji: \ud83d, raw byte: \udcff"
+
+    provider = ScriptedProvider([[ToolCall("p1", "peek", "{}")], _answer_with_what_the_tool_said])
+    channel = RecordingChannel(console=True)
+    tools = ToolRegistry([*builtin_tools(), peek])
+    async with Gateway(make_config(), provider=provider, channels={"test": channel}, tools=tools):
+        await channel.push("peek")
+        [reply] = await channel.wait_for_messages(1, timeout=10)
+        await asyncio.sleep(0.2)
+    assert channel.texts() == [reply]
+    assert provider.requests[1].messages[-1].content == "half an emoji: \ufffd, raw byte: \ufffd"

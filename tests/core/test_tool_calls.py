@@ -193,3 +193,16 @@ def test_deps_are_frozen() -> None:
     deps = make_deps()
     with pytest.raises(AttributeError):
         deps.redact = lambda s: s  # type: ignore[misc]
+
+
+async def test_the_turn_deadline_counts_again_after_the_wait_for_a_person() -> None:
+    ctx = _ctx()
+    async with asyncio.timeout(60) as deadline:
+        ctx.turn_deadline = deadline
+        before = deadline.when()
+        assert before is not None
+        with ctx.waiting_for_a_person(600):
+            assert deadline.when() == before + 600
+            await asyncio.sleep(0.05)
+        after = deadline.when()
+    assert after is not None and before + 0.05 <= after < before + 60
