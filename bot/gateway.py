@@ -60,6 +60,7 @@ from bot.warmup import WarmUp
 from channels import Channel, create_channel
 
 if TYPE_CHECKING:
+    from bot.cluster.bus import Bus
     from bot.cluster.replica import Replica
     from bot.features import SandboxChoice
     from bot.http import HttpServer
@@ -97,6 +98,10 @@ class Gateway:
         self.turn_processes: TurnProcesses | None = None
         #: this process as one of several replicas on a PostgreSQL store (None on SQLite)
         self.replica: Replica | None = None
+        #: this process's LISTEN connection to the other replicas (PostgreSQL only): the
+        #: replica's, or the receiver's of turn processes, which runs no turns but keeps the
+        #: channels (the web chat's answers pass through it)
+        self.bus: Bus | None = None
         self.store: Store = open_store(config.store, config.home)
         #: this replica's id and role among the replicas on one database (bot/cluster)
         self.cluster = ClusterNode(config, self.store)

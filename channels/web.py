@@ -157,6 +157,10 @@ class WebChannel(BaseChannel):
             if not listeners:
                 del self._listeners[user_id]
 
+    def listening(self) -> list[str]:
+        """The people with a page open on this process."""
+        return list(self._listeners)
+
     def publish(self, user_id: str, event: Event) -> None:
         for queue in self._listeners.get(user_id, ()):
             queue.put_nowait(event)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -58,6 +59,9 @@ class Bus:
         self.listening = asyncio.Event()
         #: how often the connection was opened again after a loss
         self.reconnects = 0
+        #: wall-clock time the connection was last found lost (what was sent from about
+        #: then on may be missed: the `on_reconnect` handlers look from there)
+        self.lost_at = 0.0
 
     def subscribe(self, topic: str, handler: Handler) -> None:
         self._handlers.setdefault(topic, []).append(handler)
@@ -118,6 +122,7 @@ class Bus:
             except psycopg.Error as exc:
                 pause = _RECONNECT_S[min(failures, len(_RECONNECT_S) - 1)]
                 if failures == 0:
+                    self.lost_at = time.time()
                     log.warning("lost the connection that listens for other replicas: %s", exc)
                 failures += 1
                 await self._close()

@@ -76,14 +76,16 @@ async def start_replica(gw: Gateway, stack: contextlib.AsyncExitStack) -> Replic
         return None
     if gw.config.gateway.turn_processes > 1 and gw.share is None:
         # the receiver of turn processes runs no turns of people (each of them is a replica),
-        # but its scheduler's tasks and check-ins read the /model choices: it hears changes
+        # but its scheduler's tasks and check-ins read the /model choices: it hears changes;
+        # and the web chat's answers pass through its channel: they are told on its bus
         store_cfg = gw.config.store
-        bus = Bus(store_cfg.url, store_cfg.password())
+        bus = gw.bus = Bus(store_cfg.url, store_cfg.password())
         share_model_choices(gw.model_choices, bus, str(gw.cluster.replica))
         await bus.start()
         stack.push_async_callback(bus.stop)
         return None
     replica = Replica(gw)
+    gw.bus = replica.bus
     share_model_choices(gw.model_choices, replica.bus, replica.id)
     await replica.bus.start()
     stack.push_async_callback(replica.bus.stop)

@@ -56,6 +56,7 @@ class PgStore(Store):
         password: str | None = None,
         pool_size: int = 4,
         migration_progress: ProgressSink | None = None,
+        pool_wait_s: float = 30.0,
     ) -> None:
         super().__init__(redact_conninfo(conninfo), migration_progress=migration_progress)
         #: the URL without a password, for messages (`path` is no file here)
@@ -63,6 +64,9 @@ class PgStore(Store):
         self.conninfo = conninfo
         self._password = password
         self._pool_size = pool_size
+        #: how long a read waits for a pooled connection before storage is "busy" (or
+        #: "unreachable"); a parameter so that tests need not wait the half minute
+        self._pool_wait_s = pool_wait_s
         self._pool: Any = None
         #: pooled connections out with a read now: a pool that times out with some of them
         #: open is busy, one with none is cut off from the server
@@ -116,6 +120,7 @@ class PgStore(Store):
             self.conninfo,
             min_size=1,
             max_size=self._pool_size,
+            timeout=self._pool_wait_s,
             kwargs=kwargs,
             configure=configure,
             open=False,

@@ -115,6 +115,43 @@ class WebUIRepo:
 
         return await self.store.read(op)
 
+    async def answers_since(
+        self, session_key: str, chat_id: str, since: float
+    ) -> list[tuple[str, str, str]]:
+        """(answer id, id of the message it answers, text) of the answers said in the chat
+        from `since` on, oldest first: the turns' answers (an answer of several rows is their
+        text joined, as the page joins them from the history) and what was sent outside a
+        turn (it answers no message)."""
+        turn_of = f"web:{chat_id}:"
+
+        def op(conn: Conn) -> list[tuple[str, str, str]]:
+            session = conn.execute(
+                "SELECT id FROM sessions WHERE key = ? ORDER BY id DESC LIMIT 1", (session_key,)
+            ).fetchone()
+            rows = conn.execute(
+                """SELECT kind, answer, text FROM (
+                     SELECT 'turn' AS kind, t.turn_id AS answer, t.content AS text,
+                            t.created_at AS at, t.id AS n
+                       FROM turns t WHERE t.session_id = ? AND t.role = 'assistant'
+                       AND t.content != '' AND t.created_at >= ?
+                     UNION ALL
+                     SELECT 'sent', m.answer_id, m.text, m.created_at, m.id
+                       FROM web_messages m WHERE m.chat_id = ? AND m.created_at >= ?) AS said
+                   ORDER BY at, n""",
+                (session[0] if session else None, since, chat_id, since),
+            ).fetchall()
+            said: dict[str, tuple[str, str]] = {}
+            for kind, answer, text in rows:
+                if kind == "turn" and answer.startswith(turn_of):
+                    answer = answer[len(turn_of) :]
+                    re_, before = answer, said.get(answer, ("", ""))[1]
+                    said[answer] = (re_, before + text)
+                elif kind == "sent" and answer:
+                    said[answer] = ("", text)
+            return [(answer, re_, text) for answer, (re_, text) in said.items()]
+
+        return await self.store.read(op)
+
     # pairing links ---------------------------------------------------------------------------
     async def add_invite(self, key: str, name: str, ttl_s: float) -> None:
         now = time.time()

@@ -37,11 +37,12 @@ async def start_webui(gw: Gateway, http: HttpServer) -> None:
         http.app.on_shutdown.append(ui.uploads.stop)
     channel.outbox = auth.repo
     channel.uploads = ui.uploads
-    if gw.replica is not None:
-        # replicas behind a balancer: an answer made here reaches the pages open elsewhere
+    if gw.bus is not None:
+        # replicas behind a balancer: an answer made here (by a turn of this process or of
+        # its turn processes: the web channel is this one) reaches the pages open elsewhere
         from bot.cluster.web_answers import SharedWebAnswers, WebAnswers
 
-        SharedWebAnswers(cast(WebAnswers, channel), gw.replica.bus, gw.store, gw.replica.id)
+        SharedWebAnswers(cast(WebAnswers, channel), gw.bus, gw.store, str(gw.cluster.replica))
     for method, path, handler in ui.routes():
         http.add_route(method, path, handler, public=True)
     http.app.on_shutdown.append(ui.chat.close_all)

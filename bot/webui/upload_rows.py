@@ -45,9 +45,19 @@ log = logging.getLogger(__name__)
 
 class RowUploads:
     def __init__(
-        self, store: Store, max_bytes: int, quota_bytes: int, old_dir: Path | None = None
+        self,
+        store: Store,
+        max_bytes: int,
+        quota_bytes: int,
+        old_dir: Path | None = None,
+        *,
+        prune_every_s: float = _PRUNE_EVERY_S,
+        prune_retry_s: float = _PRUNE_RETRY_S,
     ) -> None:
         self.repo = WebSharedRepo(store)
+        #: how often the expired rows go, and how soon a removal that failed is tried again
+        self.prune_every_s = prune_every_s
+        self.prune_retry_s = prune_retry_s
         #: the folder a single process kept uploads in before it had rows (removed at start)
         self.old_dir = old_dir
         self.max_bytes = max_bytes
@@ -78,8 +88,8 @@ class RowUploads:
         between would else put the next one off to nearly two hours (a failed one is tried
         again after a minute, not at once)."""
         while True:
-            due_in = self._pruned_at + _PRUNE_EVERY_S - time.time()
-            await asyncio.sleep(min(max(due_in, _PRUNE_RETRY_S), _PRUNE_EVERY_S))
+            due_in = self._pruned_at + self.prune_every_s - time.time()
+            await asyncio.sleep(min(max(due_in, self.prune_retry_s), self.prune_every_s))
             await self._prune_due()
 
     async def prune(self, now: float | None = None) -> int:
@@ -89,7 +99,7 @@ class RowUploads:
         return gone
 
     async def _prune_due(self) -> None:
-        if time.time() - self._pruned_at <= _PRUNE_EVERY_S:
+        if time.time() - self._pruned_at <= self.prune_every_s:
             return
         try:
             await self.prune()
