@@ -141,7 +141,7 @@ class ChannelStateRepo:
             )
             return {str(new): str(old) for new, old in rows}
 
-        return await self.store.read(op)
+        return await self.store.peek(op)  # by the key's first column, read at the start
 
 
 def _prune(conn: Conn, now: float) -> None:

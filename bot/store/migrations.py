@@ -1,4 +1,5 @@
-"""Schema migrations: ordered functions, each run once, in name order, inside a transaction.
+"""Schema migrations: ordered functions, each run once, in name order, the pending ones in
+one transaction (the runner is bot/store/migration_runner.py).
 
 Add a migration by writing the next `mNNN_what(conn)` function below and decorating it with
 `@migration`. Never edit one that has shipped; write a new one.
@@ -6,66 +7,18 @@ Add a migration by writing the next `mNNN_what(conn)` function below and decorat
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from bot.errors import DatabaseTooNew
+from bot.store.migration_runner import (
+    MIGRATION_LOCK,
+    MIGRATIONS,
+    Migration,
+    migrate,
+    migration,
+    refuse_newer,
+)
 
-if TYPE_CHECKING:
-    from bot.progress import ProgressSink
-
-Migration = Callable[[Any], None]
-MIGRATIONS: dict[str, Migration] = {}
-
-#: PostgreSQL: the advisory lock every migration transaction takes: replicas starting
-#: together queue on it, and each migration is applied by exactly one of them. Here, not in
-#: postgres.py, so that the cluster's leader lock can be derived from it without importing
-#: the PostgreSQL store into a gateway on SQLite
-MIGRATION_LOCK = 0x6465636170_6F64  # "decapod"
-
-
-def migration(fn: Migration) -> Migration:
-    MIGRATIONS[fn.__name__] = fn
-    return fn
-
-
-def refuse_newer(done: set[str], where: str) -> None:
-    """Raise DatabaseTooNew when `done` names a migration this version does not have."""
-    unknown = sorted(done - MIGRATIONS.keys())
-    if unknown:
-        raise DatabaseTooNew(where, unknown)
-
-
-def migrate(conn: Any, progress: ProgressSink | None = None, where: str = "") -> list[str]:
-    """Apply pending migrations; returns the names applied. Safe to run concurrently. Each
-    runs in its own transaction, so a stop between two leaves the first one whole. A
-    database a newer version migrated is refused (DatabaseTooNew) before anything runs."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
-    )
-    done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
-    refuse_newer(done, where)
-    todo = [name for name in sorted(MIGRATIONS) if name not in done]
-    if progress is not None and todo:
-        progress.begin(len(todo))
-    applied: list[str] = []
-    for name in todo:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
-                conn.execute("ROLLBACK")  # another process applied it meanwhile
-            else:
-                MIGRATIONS[name](conn)
-                conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
-                conn.execute("COMMIT")
-                applied.append(name)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        if progress is not None:
-            progress.advance()
-    return applied
+__all__ = ["MIGRATIONS", "MIGRATION_LOCK", "Migration", "migrate", "migration", "refuse_newer"]
 
 
 @migration

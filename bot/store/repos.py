@@ -371,7 +371,9 @@ class KvRepo(_Repo):
             row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
             return row[0] if row else None
 
-        return await self.store.read(op)
+        # one row by its key: on the loop (the start's token and password reads open no
+        # reader thread before ready)
+        return await self.store.peek(op)
 
     async def set(self, key: str, value: str) -> None:
         now = time.time()

@@ -228,7 +228,7 @@ class WebUIRepo:
             ).fetchall()
             return [PasskeyRow(r[0], bytes(r[1]), *r[2:]) for r in rows]
 
-        return await self.store.read(op)
+        return await self.store.peek(op)  # a handful of rows, read at the start and sign-in
 
     async def passkey_used(self, credential_id: str, sign_count: int) -> None:
         now = time.time()

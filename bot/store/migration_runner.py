@@ -1,0 +1,74 @@
+"""The runner of the schema migrations (bot/store/migrations.py holds the migrations): the
+registry they join, the check that refuses a database a newer version migrated, and
+`migrate`, which applies the pending ones on SQLite (PostgreSQL's is in postgres.py)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from bot.errors import DatabaseTooNew
+
+if TYPE_CHECKING:
+    from bot.progress import ProgressSink
+
+Migration = Callable[[Any], None]
+MIGRATIONS: dict[str, Migration] = {}
+
+#: PostgreSQL: the advisory lock every migration transaction takes: replicas starting
+#: together queue on it, and each migration is applied by exactly one of them. Here, not in
+#: postgres.py, so that the cluster's leader lock can be derived from it without importing
+#: the PostgreSQL store into a gateway on SQLite
+MIGRATION_LOCK = 0x6465636170_6F64  # "decapod"
+
+
+def migration(fn: Migration) -> Migration:
+    MIGRATIONS[fn.__name__] = fn
+    return fn
+
+
+def refuse_newer(done: set[str], where: str) -> None:
+    """Raise DatabaseTooNew when `done` names a migration this version does not have."""
+    unknown = sorted(done - MIGRATIONS.keys())
+    if unknown:
+        raise DatabaseTooNew(where, unknown)
+
+
+def migrate(conn: Any, progress: ProgressSink | None = None, where: str = "") -> list[str]:
+    """Apply the pending migrations; returns the names applied. Safe to run concurrently.
+
+    All of them run in one transaction: a new home's whole schema is one commit (14 were
+    one each, their BEGIN, check, record and COMMIT apiece), and a stop or a failure part
+    way leaves the database at the version it had, never between two. The pending ones are
+    read again once the write lock is held, so a process that applied them meanwhile is
+    seen. A database a newer version migrated is refused (DatabaseTooNew) before anything
+    runs."""
+    import bot.store.migrations  # noqa: F401  (the migrations join MIGRATIONS at import)
+
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+    )
+    if not _pending(conn, where):  # the usual start: nothing to do, no write lock taken
+        return []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        todo = _pending(conn, where)  # under the lock: another process may have run some
+        if progress is not None and todo:
+            progress.begin(len(todo))
+        for name in todo:
+            MIGRATIONS[name](conn)
+            conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+            if progress is not None:
+                progress.advance()
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return todo
+
+
+def _pending(conn: Any, where: str) -> list[str]:
+    done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+    refuse_newer(done, where)
+    return [name for name in sorted(MIGRATIONS) if name not in done]

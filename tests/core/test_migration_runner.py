@@ -1,0 +1,103 @@
+"""The SQLite migration runner: the pending migrations are one transaction, so a new home's
+schema is one commit and a crash or a failure part way leaves the version the database had."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.store import sqlite
+from bot.store.migrations import MIGRATIONS, migrate
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tables(db: Path) -> set[str]:
+    conn = sqlite.connect(db)
+    try:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        conn.close()
+
+
+def _applied(db: Path) -> list[str]:
+    conn = sqlite.connect(db)
+    try:
+        return [r[0] for r in conn.execute("SELECT name FROM _migrations ORDER BY name")]
+    finally:
+        conn.close()
+
+
+def test_a_new_homes_schema_is_one_commit(tmp_path: Path) -> None:
+    conn = sqlite.connect(tmp_path / "a.db")
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    assert migrate(conn) == sorted(MIGRATIONS)
+    conn.close()
+    assert [s for s in statements if s.startswith(("BEGIN", "COMMIT"))] == [
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+    ]
+    assert _applied(tmp_path / "a.db") == sorted(MIGRATIONS)
+
+
+def test_a_failing_migration_leaves_the_version_the_database_had(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "a.db"
+    first = sorted(MIGRATIONS)[:3]
+    conn = sqlite.connect(db)
+    with monkeypatch.context() as patch:  # an older version: only its first three migrations
+        for name in sorted(MIGRATIONS)[3:]:
+            patch.delitem(MIGRATIONS, name)
+        assert migrate(conn) == first
+    before = _tables(db)
+
+    def m999_fails(c: Any) -> None:
+        c.execute("CREATE TABLE half_done (x)")
+        raise RuntimeError("the disk went away")
+
+    monkeypatch.setitem(MIGRATIONS, "m999_fails", m999_fails)
+    with pytest.raises(RuntimeError, match="disk went away"):
+        migrate(conn)
+    # none of the migrations before the failing one stayed, nor its own half
+    assert _tables(db) == before and _applied(db) == first
+    monkeypatch.delitem(MIGRATIONS, "m999_fails")
+    assert migrate(conn) == sorted(MIGRATIONS)[3:]
+    conn.close()
+    assert _applied(db) == sorted(MIGRATIONS)
+
+
+_CRASH = """
+import os, sys
+from bot.store import sqlite
+from bot.store.migrations import MIGRATIONS, migrate
+
+def m999_crash(conn):
+    os._exit(9)  # the process dies mid-way: no rollback, no close
+
+MIGRATIONS["m999_crash"] = m999_crash
+migrate(sqlite.connect(sys.argv[1]))
+"""
+
+
+def test_a_crash_part_way_leaves_the_version_the_database_had(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    crashed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_CRASH), str(db)], env=env, timeout=60
+    )
+    assert crashed.returncode == 9
+    # every migration before the one that crashed had run in that process: none stayed
+    assert _applied(db) == []
+    assert _tables(db) == {"_migrations"}
+    conn = sqlite.connect(db)
+    assert migrate(conn) == sorted(MIGRATIONS)
+    conn.close()
+    assert "identities" in _tables(db)
