@@ -2,8 +2,9 @@
 
 tomllib keeps no positions, so the file's lines are read once more, only when an error is
 reported: table headers (`[a.b]`, `[[a.b]]`, counted per array) and `key =` lines, with the
-lines inside a multi-line string or array skipped. What this cannot place (a key inside an inline table, a key
-continued over lines) falls back to the nearest enclosing table or key that it can.
+lines inside a multi-line string or array skipped. What this cannot place (a key inside an
+inline table, a key continued over lines) falls back to the nearest enclosing table or key
+that it can.
 """
 
 from __future__ import annotations
