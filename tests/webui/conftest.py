@@ -38,13 +38,7 @@ async def fake_llm() -> AsyncIterator[FakeLLM]:
 def gateway_config(make_config: Any, fake: FakeLLM, **extra: Any) -> Any:
     sections: dict[str, Any] = {
         "http": {"port": 0},
-        "providers": {
-            "fake": {
-                "base_url": fake.base_url + "/v1",
-                "api_key_env": "FAKE_LLM_KEY",
-                "first_token_timeout_s": 10,
-            }
-        },
+        "providers": {"fake": fake.provider(first_token_timeout_s=10)},
         "models": {"chat": ["fake:test-model"]},
         "sandbox": {"backend": "none"},
         "memory": {"enabled": False},
