@@ -72,14 +72,15 @@ def _too_deep(override: EnvOverride, depth: int) -> ConfigError:
     )
 
 
-def _scalar(annotation: Any) -> bool:
-    """A key that holds one value (a number, a string, a choice), not a table or a list."""
+def _holds_no_keys(annotation: Any) -> bool:
+    """A key that holds one value (a number, a string, a choice) or a list, not a table."""
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
-        return all(_scalar(arg) for arg in typing.get_args(annotation) if arg is not type(None))
+        args = typing.get_args(annotation)
+        return all(_holds_no_keys(arg) for arg in args if arg is not type(None))
     if origin is typing.Annotated:
-        return _scalar(typing.get_args(annotation)[0])
-    if origin is typing.Literal:
+        return _holds_no_keys(typing.get_args(annotation)[0])
+    if origin in (typing.Literal, list, tuple, set, frozenset):
         return True
     return annotation in (str, int, float, bool) or (
         isinstance(annotation, type) and issubclass(annotation, PurePath)
@@ -95,23 +96,42 @@ def _optional(annotation: Any) -> Any:
     return annotation
 
 
-def _check_depth(override: EnvOverride, schema: type[BaseModel]) -> None:
+def _tagged_member(annotation: Any, tag_key: object, table: dict[str, Any]) -> Any:
+    """Of a tagged union (`[channels.<name>]` by its `type`), the member whose tag the table
+    sets; else the annotation as it is."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation, *extras = typing.get_args(annotation)
+        tag_key = next((e.discriminator for e in extras if hasattr(e, "discriminator")), tag_key)
+    if not isinstance(tag_key, str):
+        return annotation
+    for member in typing.get_args(annotation):
+        tag = getattr(member, "model_fields", {}).get(tag_key)
+        if tag is not None and table.get(tag_key) in typing.get_args(tag.annotation):
+            return member
+    return annotation
+
+
+def _check_depth(override: EnvOverride, schema: type[BaseModel], merged: dict[str, Any]) -> None:
     # Without this, DECAPOD_HTTP__PORT__X=1 would build port = {x = 1} and be reported as
-    # "http.port: Input should be a valid integer", naming neither the variable nor the cause.
-    model, depth = schema, 0
+    # "http.port: Input should be a valid integer", naming neither the variable nor the cause;
+    # the same below a list (`web.search`) or a channel's key the file does not set.
+    model, depth, table = schema, 0, merged
     while depth < len(override.path) - 1:
         field = model.model_fields.get(override.path[depth])
+        table = table[override.path[depth]]
         depth += 1
         if field is None:
             return  # an unknown key: validation names it
         annotation = _optional(field.annotation)
-        if _scalar(annotation):
-            raise _too_deep(override, depth)
         if typing.get_origin(annotation) is dict:
             annotation = typing.get_args(annotation)[1]  # [providers.<name>]: skip the name
+            table = table[override.path[depth]]
             depth += 1
+        annotation = _tagged_member(annotation, field.discriminator, table)
+        if _holds_no_keys(annotation):
+            raise _too_deep(override, depth)
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return  # a list, a tagged union: validation reports what does not fit
+            return  # a tagged union without its tag: validation asks for it
         model = annotation
 
 
@@ -119,17 +139,20 @@ def apply_overrides(
     data: dict[str, Any], overrides: list[EnvOverride], schema: type[BaseModel] | None = None
 ) -> dict[str, Any]:
     """A copy of `data` with each override set; the file's own dict is left as it was.
-    With `schema`, a variable that reaches below one of its single-value keys is refused."""
+    With `schema`, a variable that reaches below one of its single-value or list keys is
+    refused."""
     merged = copy.deepcopy(data)
     for override in overrides:
-        if schema is not None:
-            _check_depth(override, schema)
         table = merged
         for depth, part in enumerate(override.path[:-1], start=1):
             table = table.setdefault(part, {})
             if not isinstance(table, dict):
                 raise _too_deep(override, depth)
         table[override.path[-1]] = override.value
+    # after all of them: a channel's tag may come from a variable sorted after its keys'
+    for override in overrides:
+        if schema is not None:
+            _check_depth(override, schema, merged)
     return merged
 
 

@@ -42,7 +42,7 @@ from bot.store.deliveries import DeliveryUpdate
 from bot.tasks import cancelled_from_outside
 from bot.tools import ToolContext
 from bot.turn_media import user_message_with_media, with_unused_parts_named
-from bot.turn_records import TurnRecords
+from bot.turn_records import count_turn, record_broken_try, record_turn
 from bot.turn_resume import reply_template, resume_shown
 from bot.turn_stream import FAILED, reply_stream
 from bot.warmup import StartUpStepFailed
@@ -59,7 +59,7 @@ log = logging.getLogger("decapod.gateway")
 MAX_REFUSED_IDENTITIES_TOLD = 10_000
 
 
-class TurnRunner(TurnRecords):
+class TurnRunner:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
         #: identities refused in this run whose owner's notice went out: one per identity,
@@ -218,9 +218,11 @@ class TurnRunner(TurnRecords):
             # run again whole when the store refused it; the turn is stored (and counted)
             # only once
             if not stored:
-                await self._persist(session, turn_id, identity, user, result, done_with, update)
+                await record_turn(
+                    self.gw, session, turn_id, identity, user, result, done_with, update
+                )
                 stored.append(True)
-                self._count(session, channel_name, result, latency_s, ctx.tainted)
+                count_turn(self.gw, session, channel_name, result, latency_s, ctx.tainted)
             if failure is not None:
                 await self.gw.deliveries.retry_or_give_up(message, outbox, failure, plan)
             elif self.gw.voice is not None and result.outcome == "ok":
@@ -271,10 +273,10 @@ class TurnRunner(TurnRecords):
         if not tools_ran and (result.outcome in FAILED or result.outcome == "interrupted"):
             from bot.scheduler.ports import TaskFailed
 
-            await self._persist_broken_try(session, turn_id, identity.key, result)
+            await record_broken_try(self.gw, session, turn_id, identity.key, result)
             why = result.error or "the answer broke off part way"
             raise TaskFailed(f"the scheduled turn's model call failed: {why}")
-        await self._persist(session, turn_id, identity.key, user, result, None)
+        await record_turn(self.gw, session, turn_id, identity.key, user, result, None)
         return answer, result
 
     async def job_may_deliver(self, job: Job) -> Identity:

@@ -48,7 +48,7 @@ from bot.messages import (
     OutboundMessage,
     SentRef,
 )
-from bot.proxy_env import check_proxy_env, proxy_for
+from bot.proxy_env import check_proxy_env
 from bot.tasks import cancel_and_wait
 from channels import HttpRoute, InboundSink, discord_private
 from channels.base import BaseChannel, FileUpload
@@ -56,7 +56,7 @@ from channels.buttons import Button, ButtonBook, Press, Refused
 from channels.discord_buttons import PressButton, view_of
 from channels.discord_cli import doctor
 from channels.discord_commands import CheckedCommandTree, add_commands, sync_commands
-from channels.discord_connection import ChannelClient, HeartbeatWatchdog, run_gateway
+from channels.discord_connection import ChannelClient, HeartbeatWatchdog, make_client, run_gateway
 from channels.discord_inbound import Downloads, Normalizer
 from channels.discord_interactions import InteractionsEndpoint, check_public_key, check_settings
 from channels.discord_outbound import CONTINUED, DiscordSender, allowed_mentions
@@ -68,10 +68,6 @@ log = logging.getLogger("decapod.channels.discord")
 
 #: how long start() waits for the first READY before it lets the gateway go on
 READY_TIMEOUT_S = 30.0
-#: discord.py fires on_ready this long after the last GUILD_CREATE; we never wait for it
-GUILD_READY_TIMEOUT_S = 0.1
-#: a 429 asking for a longer wait than this surfaces as RateLimited (discord.py's minimum)
-MAX_RATELIMIT_WAIT_S = 30.0
 #: at stop, how long events already received may take to reach the store
 DRAIN_TIMEOUT_S = 5.0
 
@@ -129,8 +125,8 @@ class DiscordChannel(BaseChannel):
         cfg = self.config
         key = f"channels.{self.name}.token_env"
         discord_private.point_at(self.name, cfg.api_base_url, cfg.gateway_url)
-        client = self.client = self._make_client()
-        self._sender = DiscordSender(client, self._mentions())
+        client = self.client = make_client(self, cfg)
+        self._sender = DiscordSender(client, allowed_mentions(cfg.allowed_mentions))
         self._normalizer = Normalizer(self.name, client)
         client.add_dynamic_items(PressButton)
         self.tree = CheckedCommandTree(client, self._count_malformed)
@@ -202,26 +198,6 @@ class DiscordChannel(BaseChannel):
             with contextlib.suppress(Exception):
                 await socket.close(code=1000)  # a clean close: the next leader identifies
         self._connected.clear()
-
-    def _mentions(self) -> discord.AllowedMentions:
-        return allowed_mentions(self.config.allowed_mentions)
-
-    def _make_client(self) -> ChannelClient:
-        intents = discord.Intents.none()
-        intents.guilds = True  # channels and threads
-        intents.guild_messages = True
-        intents.dm_messages = True
-        intents.message_content = self.config.message_content_intent
-        return ChannelClient(
-            self,
-            intents=intents,
-            allowed_mentions=self._mentions(),
-            max_messages=None,  # no message cache: replies carry the message they answer
-            guild_ready_timeout=GUILD_READY_TIMEOUT_S,
-            max_ratelimit_timeout=MAX_RATELIMIT_WAIT_S,
-            # discord.py takes one proxy for its REST calls and its gateway, not the environment's
-            proxy=proxy_for(self.config.api_base_url),
-        )
 
     async def stop(self) -> None:
         self._serving = False

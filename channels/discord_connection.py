@@ -10,7 +10,8 @@ offers no hook for this, so the watchdog reads the acknowledgement time through
 channels/discord_private.py. `run_gateway` keeps a connection open until the client closes
 or its task is cancelled (a replica that stops leading, bot/cluster/leader.py).
 `ChannelClient` is the connection's client: its events (messages, connects, resumes,
-disconnects, button presses) go to the DiscordChannel.
+disconnects, button presses) go to the DiscordChannel; `make_client` sets its intents and
+limits.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.proxy_env import proxy_for
 from channels import discord_private
+from channels.discord_outbound import allowed_mentions
 
 if TYPE_CHECKING:
+    from bot.channel_configs.discord import DiscordChannelConfig
     from channels.discord import DiscordChannel
 
 log = logging.getLogger("decapod.channels.discord")
@@ -35,6 +39,10 @@ RESTART_FIRST_S = 1.0
 RESTART_MAX_S = 60.0
 #: how often the watchdog looks, at most (it looks four times per window when that is shorter)
 MAX_CHECK_PERIOD_S = 5.0
+#: discord.py fires on_ready this long after the last GUILD_CREATE; we never wait for it
+GUILD_READY_TIMEOUT_S = 0.1
+#: a 429 asking for a longer wait than this surfaces as RateLimited (discord.py's minimum)
+MAX_RATELIMIT_WAIT_S = 30.0
 
 
 class ChannelClient(discord.Client):
@@ -58,6 +66,24 @@ class ChannelClient(discord.Client):
 
     async def on_press(self, interaction: discord.Interaction, token: str) -> None:
         await self.channel.on_press(interaction, token)
+
+
+def make_client(channel: DiscordChannel, config: DiscordChannelConfig) -> ChannelClient:
+    intents = discord.Intents.none()
+    intents.guilds = True  # channels and threads
+    intents.guild_messages = True
+    intents.dm_messages = True
+    intents.message_content = config.message_content_intent
+    return ChannelClient(
+        channel,
+        intents=intents,
+        allowed_mentions=allowed_mentions(config.allowed_mentions),
+        max_messages=None,  # no message cache: replies carry the message they answer
+        guild_ready_timeout=GUILD_READY_TIMEOUT_S,
+        max_ratelimit_timeout=MAX_RATELIMIT_WAIT_S,
+        # discord.py takes one proxy for its REST calls and its gateway, not the environment's
+        proxy=proxy_for(config.api_base_url),
+    )
 
 
 class HeartbeatWatchdog:

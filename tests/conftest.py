@@ -36,11 +36,12 @@ def make_config(home: Path) -> Any:
     return make
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
-    """The root logger's handlers, their filters and its level as they were, for a test that
-    calls `setup_logging` or runs a command in-process; the handlers it added closed (a log
-    file among them)."""
+    """The root logger's handlers, their filters and its level as they were after every test
+    (one that calls `setup_logging` or runs a command in-process changes them); the handlers
+    it added closed (a log file among them). For every test, so that none can forget it: it
+    costs a few microseconds."""
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
     # pytest's own handlers live for the whole session: a redaction filter a command put on

@@ -60,7 +60,6 @@ async def test_help_has_no_raw_backticks_on_any_platform(make_config: Any) -> No
         assert "<code>" not in rendered
 
 
-@pytest.mark.usefixtures("restore_logging")
 def test_noisy_http_client_loggers_stay_at_warning(tmp_path: Path) -> None:
     setup_logging("DEBUG", "json", tmp_path / "decapod.log", stream_level="CRITICAL")
     for name in ("httpx2", "httpx", "httpcore", "openai", "anthropic"):

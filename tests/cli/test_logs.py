@@ -17,7 +17,7 @@ from tests.cli.harness import start, stop, until, write_config
 
 
 @pytest.fixture
-def gateway_log(home: Path, restore_logging: None) -> Iterator[Path]:
+def gateway_log(home: Path) -> Iterator[Path]:
     """The log file as the gateway writes it: the real handler, JSON lines, under the home."""
     write_config(home, "")
     path = home / "logs" / "decapod.log"
@@ -68,7 +68,6 @@ def test_level_session_json_and_count_filters(
     assert [r["logger"] for r in records] == ["decapod.gateway", "decapod.http"]
 
 
-@pytest.mark.usefixtures("restore_logging")
 def test_older_lines_come_from_the_rotated_files(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -110,7 +109,6 @@ def test_a_negative_count_is_refused_not_shown_as_an_empty_log(
     assert "invalid count value: '-5'" in capsys.readouterr().err
 
 
-@pytest.mark.usefixtures("restore_logging")
 async def test_follow_prints_new_lines_across_a_rotation(home: Path) -> None:
     write_config(home, "")
     path = home / "logs" / "decapod.log"

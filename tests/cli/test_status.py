@@ -152,7 +152,7 @@ async def test_the_start_banner_says_where_to_chat_and_names_only_live_endpoints
 def _gateway_config(make_config: Any, fake: FakeLLM, *, webui: bool) -> Any:
     return make_config(
         http={"port": 0},
-        providers={"fake": {"base_url": fake.base_url + "/v1", "api_key_env": "FAKE_LLM_KEY"}},
+        providers={"fake": fake.provider()},
         models={"chat": ["fake:m"]},
         sandbox={"backend": "none"},
         memory={"enabled": False},

@@ -29,7 +29,7 @@ async def test_the_owners_default_set_on_one_replica_answers_on_the_other(
         fake.reply_fn = lambda recorded: Reply(text=f"from {recorded.body['model']}")
         config = make_config(
             store={"url": pg_url},
-            providers={"fake": {"base_url": fake.base_url + "/v1", "api_key_env": "FAKE_LLM_KEY"}},
+            providers={"fake": fake.provider()},
             models={"chat": ["fake:alpha", "fake:beta"]},
             scheduler={"poll_seconds": 3600},
             memory={"enabled": False},
@@ -74,7 +74,7 @@ async def test_a_change_on_another_replica_reaches_the_receiver_of_turn_processe
         "memory": {"enabled": False},
     }
     async with FakeLLM() as fake:
-        provider = {"base_url": fake.base_url + "/v1", "api_key_env": "FAKE_LLM_KEY"}
+        provider = fake.provider()
         sections["providers"] = {"fake": provider}
         spread = make_config(**sections, gateway={"turn_processes": 2, "shutdown_grace_s": 1})
         async with (

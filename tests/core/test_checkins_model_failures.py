@@ -43,7 +43,7 @@ def _fake_llm_config(make_config: Any, fake: FakeLLM) -> Any:
         channels=CHANNELS,
         scheduler={"poll_seconds": 3600},
         checkins={"quiet_hours": ""},
-        providers={"fake": {"base_url": fake.base_url + "/v1", "api_key_env": "FAKE_LLM_KEY"}},
+        providers={"fake": fake.provider()},
         models={"chat": ["fake:alpha"]},
     )
 

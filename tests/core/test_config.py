@@ -249,7 +249,11 @@ def test_errors_name_the_line_that_sets_the_key(home: Path, tmp_path: Path) -> N
 CONFIG_WITH_LOOKALIKES = """\
 [agent]
 system_prompt = 'a literal string holding \"\"\" is one line'
-name = "x"
+name = \"\"\"opened: an escaped \\\"\"\" does not close it
+nor here \\\"\"\"
+[http]
+host = "not the key: in the string"
+\"\"\"
 
 [http]
 port = 8787  # a comment naming \"\"\" opens nothing
@@ -257,7 +261,8 @@ host = ""
 
 [gateway]
 table_of_pairs = [
-  ["a", "b"]
+  ["a", "b"],
+  ["c"]
 ]
 max_concurent_turns = 3
 """
@@ -266,12 +271,13 @@ max_concurent_turns = 3
 def test_quotes_in_a_comment_and_arrays_in_an_array_do_not_move_the_lines(
     home: Path, tmp_path: Path
 ) -> None:
-    """Three quotes not at the start of a value open no multi-line string, and an array's
-    `[...]` line inside a longer array is not a table header."""
+    """Three quotes not at the start of a value open no multi-line string, escaped ones do
+    not close it, and an array's `[...]` line inside a longer array is not a table header,
+    even with one element."""
     message = _load_error(CONFIG_WITH_LOOKALIKES, tmp_path / "config.toml", home, {})
     assert "agent.name (line 3): " in message
-    assert "http.host (line 7): " in message
-    assert "gateway.max_concurent_turns (line 13): unknown key" in message
+    assert "http.host (line 11): " in message
+    assert "gateway.max_concurent_turns (line 18): unknown key" in message
 
 
 def test_config_check_cli_exits_2_naming_the_key(tmp_path: Path, home: Path) -> None:

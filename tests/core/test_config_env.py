@@ -105,29 +105,61 @@ def test_a_bad_variable_is_a_config_error_that_names_it(
     assert next(iter(environ)) in str(err.value)
 
 
+TELEGRAM = {"DECAPOD_CHANNELS__TG__TYPE": "telegram"}
+
+
 @pytest.mark.parametrize(
-    ("variable", "key", "shorter"),
+    ("environ", "key", "shorter"),
     [
-        ("DECAPOD_HTTP__PORT__X", "http.port", "DECAPOD_HTTP__PORT"),
-        ("DECAPOD_GATEWAY__TIMEZONE__ZONE", "gateway.timezone", "DECAPOD_GATEWAY__TIMEZONE"),
+        ({"DECAPOD_HTTP__PORT__X": "1"}, "http.port", "DECAPOD_HTTP__PORT"),
         (
-            "DECAPOD_PROVIDERS__LOCAL__BASE_URL__HOST",
+            {"DECAPOD_GATEWAY__TIMEZONE__ZONE": "1"},
+            "gateway.timezone",
+            "DECAPOD_GATEWAY__TIMEZONE",
+        ),
+        (
+            {"DECAPOD_PROVIDERS__LOCAL__BASE_URL__HOST": "1"},
             "providers.local.base_url",
             "DECAPOD_PROVIDERS__LOCAL__BASE_URL",
+        ),
+        # a list is one value too, and so is a channel's key once its type is known
+        ({"DECAPOD_MODELS__CHAT__X": "1"}, "models.chat", "DECAPOD_MODELS__CHAT"),
+        ({"DECAPOD_WEB__SEARCH__0__BASE_URL": "1"}, "web.search", "DECAPOD_WEB__SEARCH"),
+        (
+            {**TELEGRAM, "DECAPOD_CHANNELS__TG__MODE__X": "1"},
+            "channels.tg.mode",
+            "DECAPOD_CHANNELS__TG__MODE",
+        ),
+        (
+            {**TELEGRAM, "DECAPOD_CHANNELS__TG__ACCESS__ALLOW_USERS__X": "1"},
+            "channels.tg.access.allow_users",
+            "DECAPOD_CHANNELS__TG__ACCESS__ALLOW_USERS",
         ),
     ],
 )
 def test_a_variable_below_a_single_value_key_says_it_has_no_sub_keys(
-    home: Path, variable: str, key: str, shorter: str
+    home: Path, environ: dict[str, str], key: str, shorter: str
 ) -> None:
     # no file: nothing sets the key, so only the schema knows it holds one value
     with pytest.raises(ConfigError) as err:
-        load_config(None, home, {variable: "1"})
+        load_config(None, home, environ)
 
     message = str(err.value)
+    variable = max(environ, key=len)
     assert f"{variable}: {key} is a value, not a table: it has no sub-keys" in message
     assert f"(set it with {shorter})" in message
     assert "valid" not in message  # not "Input should be a valid integer"
+
+
+def test_a_variable_below_a_key_of_a_channel_from_the_file_says_it_has_no_sub_keys(
+    home: Path,
+) -> None:
+    _write(home, '[channels.tg]\ntype = "telegram"\n')
+
+    with pytest.raises(ConfigError) as err:
+        load_config(None, home, {"DECAPOD_CHANNELS__TG__TOKEN_ENV__X": "1"})
+
+    assert "channels.tg.token_env is a value, not a table" in str(err.value)
 
 
 def test_the_command_line_reads_the_process_environment(

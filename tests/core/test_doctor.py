@@ -21,9 +21,6 @@ from tests.fakes.llm import FakeLLM
 
 KEY_ENV = "DOCTOR_TEST_KEY"
 
-# commands run in-process put redaction filters on the root's handlers
-pytestmark = pytest.mark.usefixtures("restore_logging")
-
 
 @pytest_asyncio.fixture
 async def fake() -> AsyncIterator[FakeLLM]:

@@ -24,14 +24,7 @@ from tests.fakes.llm import FakeLLM, Reply
 
 def _fake_llm_config(make_config: Any, fake: FakeLLM, **extra: Any) -> Any:
     return make_config(
-        providers={
-            "fake": {
-                "base_url": fake.base_url + "/v1",
-                "api_key_env": "FAKE_LLM_KEY",
-                "context_window": 8000,
-                "first_token_timeout_s": 5,
-            }
-        },
+        providers={"fake": fake.provider(context_window=8000, first_token_timeout_s=5)},
         models={"chat": ["fake:test-model"]},
         **extra,
     )

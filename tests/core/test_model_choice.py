@@ -21,7 +21,7 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _config(make_config: Any, fake: FakeLLM) -> Any:
     return make_config(
-        providers={"fake": {"base_url": fake.base_url + "/v1", "api_key_env": "FAKE_LLM_KEY"}},
+        providers={"fake": fake.provider()},
         models={"chat": ["fake:alpha", "fake:beta"], "routes": {"cheap": ["fake:gamma"]}},
         gateway={"owners": ["tg:boss"]},
         # a configured channel: on a channel injected by code everyone is the owner

@@ -23,13 +23,7 @@ def _fake_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _config(make_config: Any, fake: FakeLLM) -> Any:
     return make_config(
-        providers={
-            "fake": {
-                "base_url": fake.base_url + "/v1",
-                "api_key_env": "FAKE_LLM_KEY",
-                "context_window": 8000,
-            }
-        },
+        providers={"fake": fake.provider(context_window=8000)},
         models={"chat": ["fake:test-model"]},
     )
 

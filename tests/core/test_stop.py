@@ -59,7 +59,7 @@ async def test_stop_while_streaming_ends_the_answer_and_it_is_not_run_again(
 ) -> None:
     async with FakeLLM() as fake:
         config = make_config(
-            providers={"fake": {"base_url": fake.base_url + "/v1", "api_key_env": "FAKE_LLM_KEY"}},
+            providers={"fake": fake.provider()},
             models={"chat": ["fake:m"]},
             channels=_CHANNELS,
         )
@@ -184,7 +184,7 @@ async def test_stop_while_waiting_for_approval_withdraws_the_request(make_config
 async def test_a_person_cannot_stop_someone_elses_turn(make_config: Any) -> None:
     async with FakeLLM() as fake:
         config = make_config(
-            providers={"fake": {"base_url": fake.base_url + "/v1", "api_key_env": "FAKE_LLM_KEY"}},
+            providers={"fake": fake.provider()},
             models={"chat": ["fake:m"]},
             channels={
                 "tg": {

@@ -36,14 +36,7 @@ async def test_a_gateway_turn_on_postgresql(
     async with FakeLLM() as fake:
         fake.push(Reply(text="Hello from PostgreSQL."))
         config = make_config(
-            providers={
-                "fake": {
-                    "base_url": fake.base_url + "/v1",
-                    "api_key_env": "FAKE_LLM_KEY",
-                    "context_window": 8000,
-                    "first_token_timeout_s": 5,
-                }
-            },
+            providers={"fake": fake.provider(context_window=8000, first_token_timeout_s=5)},
             models={"chat": ["fake:test-model"]},
             store={"url": pg_url},
         )

@@ -24,14 +24,7 @@ def _fake_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _config(make_config: Any, fake: FakeLLM, processes: int = 2) -> Any:
     return make_config(
-        providers={
-            "fake": {
-                "base_url": fake.base_url + "/v1",
-                "api_key_env": "FAKE_LLM_KEY",
-                "context_window": 8000,
-                "first_token_timeout_s": 60,
-            }
-        },
+        providers={"fake": fake.provider(context_window=8000, first_token_timeout_s=60)},
         models={"chat": ["fake:test-model"]},
         gateway={"turn_processes": processes, "shutdown_grace_s": 1},
     )
@@ -230,7 +223,7 @@ async def test_a_model_choice_made_in_one_turn_process_reaches_the_others(
     async with FakeLLM() as fake:
         fake.reply_fn = lambda recorded: Reply(text=f"from {recorded.body['model']}")
         config = make_config(
-            providers={"fake": {"base_url": fake.base_url + "/v1", "api_key_env": "FAKE_LLM_KEY"}},
+            providers={"fake": fake.provider()},
             models={"chat": ["fake:alpha", "fake:beta"]},
             gateway={"turn_processes": 2, "shutdown_grace_s": 1},
         )

@@ -24,7 +24,7 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _config(make_config: Any, fake: FakeLLM) -> Any:
     return make_config(
-        providers={"fake": {"base_url": fake.base_url + "/v1", "api_key_env": "FAKE_LLM_KEY"}},
+        providers={"fake": fake.provider()},
         models={"chat": ["fake:gpt-4o", "fake:gpt-4o-mini"]},
         gateway={"owners": ["tg:boss"]},
         channels={"tg": {"type": "telegram", "access": {"dm_policy": "open"}}},

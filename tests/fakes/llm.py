@@ -242,6 +242,10 @@ class FakeLLM:
     def base_url(self) -> str:
         return f"http://{self.host}:{self._port}"
 
+    def provider(self, **settings: Any) -> dict[str, Any]:
+        """A `[providers.<name>]` table for this fake, its key in $FAKE_LLM_KEY."""
+        return {"base_url": self.base_url + "/v1", "api_key_env": "FAKE_LLM_KEY", **settings}
+
     # scripting
 
     def push(self, *replies: Reply | str, model: str | None = None) -> None:

@@ -60,13 +60,7 @@ def gateway_config(make_config: Any, fake: FakeLLM, monkeypatch: pytest.MonkeyPa
 
     def build(servers: dict[str, Any], mcp: dict[str, Any] | None = None, **sections: Any) -> Any:
         defaults: dict[str, Any] = {
-            "providers": {
-                "fake": {
-                    "base_url": fake.base_url + "/v1",
-                    "api_key_env": "FAKE_LLM_KEY",
-                    "health_probe": False,
-                }
-            },
+            "providers": {"fake": fake.provider(health_probe=False)},
             "models": {"chat": ["fake:m"]},
             "gateway": {"owners": ["tg:owner"]},
             "channels": {

@@ -38,9 +38,6 @@ url = "http://127.0.0.1:9/mcp"
 enabled = false
 """
 
-# commands run in-process put redaction filters on the root's handlers
-pytestmark = pytest.mark.usefixtures("restore_logging")
-
 
 def decapod(argv: list[str]) -> int:
     """The command run in-process; the test run's own logging stays as it set it."""

@@ -13,7 +13,8 @@ import pytest_asyncio
 
 from bot.errors import DeliveryRefused
 from bot.messages import Conversation, ConversationKind
-from bot.scheduler import ConversationGone, Job, Scheduler, SchedulerConfig
+from bot.scheduler import ConversationGone, Job, JobKind, Scheduler, SchedulerConfig
+from bot.scheduler.timing import Cron, Every, Once
 from bot.store import Store
 
 DM = Conversation("test", "dm-alice")
@@ -96,3 +97,25 @@ def make_scheduler(
         )
 
     return make
+
+
+MakeScheduler = Callable[..., Scheduler]
+
+
+def once_in(clock: FakeClock, seconds: float) -> Once:
+    return Once(datetime.fromtimestamp(clock.now + seconds, UTC))
+
+
+async def remind(
+    scheduler: Scheduler,
+    when: Once | Every | Cron,
+    text: str = "stretch",
+    person: str = "alice",
+    conversation: Conversation = DM,
+    kind: JobKind = JobKind.REMINDER,
+) -> str:
+    job = await scheduler.schedule(
+        person_id=person, identity_key=f"test:{person}", conversation=conversation, text=text,
+        when=when, timezone="Europe/Berlin", kind=kind,
+    )  # fmt: skip
+    return job.id

@@ -4,38 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from bot.messages import Conversation, Identity
-from bot.scheduler import Job, JobKind, JobStatus, ScheduleError, Scheduler
+from bot.scheduler import JobStatus, ScheduleError, Scheduler
 from bot.scheduler.timing import Cron, Every, Once
 from bot.store import Store
 
-from .conftest import DM, GROUP, EchoTaskRunner, FakeClock, RecordingDeliverer
-
-MakeScheduler = Callable[..., Scheduler]
-
-
-def once_in(clock: FakeClock, seconds: float) -> Once:
-    return Once(datetime.fromtimestamp(clock.now + seconds, UTC))
-
-
-async def remind(
-    scheduler: Scheduler,
-    when: Once | Every | Cron,
-    text: str = "stretch",
-    person: str = "alice",
-    conversation: Conversation = DM,
-    kind: JobKind = JobKind.REMINDER,
-) -> str:
-    job = await scheduler.schedule(
-        person_id=person, identity_key=f"test:{person}", conversation=conversation, text=text,
-        when=when, timezone="Europe/Berlin", kind=kind,
-    )  # fmt: skip
-    return job.id
+from .conftest import DM, GROUP, FakeClock, MakeScheduler, RecordingDeliverer, once_in, remind
 
 
 async def test_reminder_is_delivered_verbatim_at_its_time(
@@ -285,83 +263,6 @@ async def test_cancel_during_delivery_is_not_undone(
     assert await scheduler.deliver_due() == 0
 
 
-async def task_due(scheduler: Scheduler, clock: FakeClock) -> str:
-    """A task "summarize my inbox", scheduled a minute ahead and now due."""
-    job_id = await remind(scheduler, once_in(clock, 60), "summarize my inbox", kind=JobKind.TASK)
-    clock.advance(60)
-    return job_id
-
-
-async def test_a_task_cancelled_while_its_prompt_runs_sends_nothing(
-    make_scheduler: MakeScheduler, clock: FakeClock, deliverer: RecordingDeliverer
-) -> None:
-    class CancelledMidway(EchoTaskRunner):
-        """The person cancels the task while the model is still working on it."""
-
-        async def run_task(self, job: Job) -> str:
-            assert await scheduler.cancel("alice", job.id)
-            return await super().run_task(job)
-
-    runner = CancelledMidway()
-    scheduler = make_scheduler(runner)
-    job_id = await task_due(scheduler, clock)
-    await scheduler.deliver_due()
-    assert [j.id for j in runner.jobs] == [job_id]
-    # the person was told "Cancelled", so the answer made meanwhile must not follow it
-    assert deliverer.texts() == []
-    job = await scheduler.jobs.get(job_id)
-    assert job is not None and job.status is JobStatus.CANCELLED
-
-
-async def test_a_task_running_longer_than_the_lease_is_not_claimed_by_another_replica(
-    make_scheduler: MakeScheduler, clock: FakeClock, deliverer: RecordingDeliverer
-) -> None:
-    """Its lease is renewed while the prompt runs; once it ran out, the other replica's
-    scheduler claimed the job and ran the prompt again, tools and all (and again, and again,
-    each lease later)."""
-
-    class SlowTask(EchoTaskRunner):
-        def __init__(self) -> None:
-            super().__init__()
-            self.started, self.finish = asyncio.Event(), asyncio.Event()
-
-        async def run_task(self, job: Job) -> str:
-            self.started.set()
-            await self.finish.wait()
-            return await super().run_task(job)
-
-    runner = SlowTask()
-    one, other = (
-        make_scheduler(runner, lease_seconds=0.3),
-        make_scheduler(runner, lease_seconds=0.3),
-    )
-    job_id = await task_due(one, clock)
-    first = asyncio.create_task(one.deliver_due())
-    await runner.started.wait()
-    clock.advance(30)  # the prompt runs for 100 leases
-    async with asyncio.timeout(10):  # until the holder renewed its lease
-        while (job := await one.jobs.get(job_id)) is None or (job.lease_until or 0) < clock.now:
-            await asyncio.sleep(0.05)
-    assert await other.deliver_due() == 0
-    runner.finish.set()
-    await first
-    assert [j.id for j in runner.jobs] == [job_id]
-    assert deliverer.texts() == ["answer to: summarize my inbox"]
-
-
-async def test_task_runs_its_prompt_and_delivers_the_answer(
-    make_scheduler: MakeScheduler, clock: FakeClock, deliverer: RecordingDeliverer
-) -> None:
-    runner = EchoTaskRunner()
-    scheduler = make_scheduler(runner)
-    job_id = await task_due(scheduler, clock)
-    await scheduler.deliver_due()
-    assert [j.id for j in runner.jobs] == [job_id]
-    assert deliverer.texts() == ["answer to: summarize my inbox"]
-    with pytest.raises(ScheduleError, match="tasks are not available"):
-        await remind(make_scheduler(), once_in(clock, 60), "x", kind=JobKind.TASK)
-
-
 async def test_limits_on_active_jobs_and_interval(
     make_scheduler: MakeScheduler, clock: FakeClock
 ) -> None:
@@ -432,70 +333,6 @@ async def test_running_loop_is_woken_for_the_due_time(
         assert time.time() - start < 20  # well before the 30 s poll; loose for a busy machine
     finally:
         await scheduler.stop()
-
-
-class SlowDeliverer(RecordingDeliverer):
-    """Each send takes a while; records how many were under way at once at most."""
-
-    in_flight = 0
-    most = 0
-
-    async def deliver(self, conversation: Conversation, text: str) -> str:
-        self.in_flight += 1
-        self.most = max(self.most, self.in_flight)
-        await asyncio.sleep(0.05)
-        self.in_flight -= 1
-        return await super().deliver(conversation, text)
-
-
-async def wait_for_sends(deliverer: RecordingDeliverer, count: int) -> None:
-    start = time.time()
-    while len(deliverer.sent) < count and time.time() - start < 20:
-        await asyncio.sleep(0.02)
-
-
-async def test_concurrent_deliveries_are_bounded_and_the_backlog_drains(store: Store) -> None:
-    from bot.scheduler import SchedulerConfig
-
-    deliverer = SlowDeliverer()
-    config = SchedulerConfig(max_concurrent_deliveries=2, poll_seconds=30)
-    scheduler = Scheduler(store, deliverer, config=config)
-    due = Once(datetime.fromtimestamp(time.time() + 0.2, UTC))
-    for i in range(10):
-        await remind(scheduler, due, f"r{i}", person=f"p{i}")
-    await scheduler.start()
-    try:
-        start = time.time()
-        await wait_for_sends(deliverer, 10)
-        assert sorted(deliverer.texts()) == sorted(f"⏰ r{i}" for i in range(10))
-        assert deliverer.most == 2
-        assert time.time() - start < 20  # well before the 30 s poll; loose for a busy machine
-    finally:
-        await scheduler.stop()
-
-
-async def test_the_catch_up_after_long_downtime_keeps_the_concurrency_limit(
-    make_scheduler: MakeScheduler, clock: FakeClock
-) -> None:
-    """Repeating jobs last due before the lateness limit are all claimed at once after a
-    long downtime; those catching up on a recent occurrence are still sent a few at a time
-    (a check-in or task each runs a model turn), each once."""
-    scheduler = make_scheduler(max_concurrent_deliveries=3, poll_seconds=30)
-    deliverer = scheduler.deliverer = SlowDeliverer()
-    for i in range(12):
-        await remind(scheduler, Cron("0 18 * * *"), f"r{i}", person=f"p{i}")
-    clock.advance(2 * 86_400 + 5400)  # down for two days; today's 18:00 was half an hour ago
-    await scheduler.start()
-    try:
-        await wait_for_sends(deliverer, 12)
-        await asyncio.sleep(0.2)  # room for a duplicate to show
-    finally:
-        await scheduler.stop()
-    assert sorted(t.split("\n")[0] for t in deliverer.texts()) == sorted(
-        f"⏰ r{i}" for i in range(12)
-    )
-    assert all("late by 30m" in text for text in deliverer.texts())
-    assert deliverer.most == 3
 
 
 def test_config_rejects_unknown_keys_and_zones() -> None:

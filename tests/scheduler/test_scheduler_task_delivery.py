@@ -57,11 +57,8 @@ async def _sent_roles(gw: Gateway, scheduler: Scheduler, job: Job) -> list[str]:
 
 
 def _fake_llm_config(make_config: Any, fake: FakeLLM) -> Any:
-    base_url = fake.base_url + "/v1"
     return _config(
-        make_config,
-        providers={"fake": {"base_url": base_url, "api_key_env": "FAKE_LLM_KEY"}},
-        models={"chat": ["fake:alpha"]},
+        make_config, providers={"fake": fake.provider()}, models={"chat": ["fake:alpha"]}
     )
 
 

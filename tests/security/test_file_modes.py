@@ -71,7 +71,7 @@ async def _chat(config: Any, home: Path, delivery_id: str = "d1") -> dict[str, s
             handler.close()
 
 
-@pytest.mark.usefixtures("umask_022", "restore_logging")
+@pytest.mark.usefixtures("umask_022")
 async def test_an_existing_shared_home_is_made_private_at_start(home: Path) -> None:
     home.mkdir(mode=0o755)
     (home / "config.toml").write_text(CONFIG)
@@ -102,7 +102,7 @@ async def test_an_existing_shared_home_is_made_private_at_start(home: Path) -> N
     assert (home / "logs" / "decapod.log").read_text().count(REPAIRED) == 1
 
 
-@pytest.mark.usefixtures("umask_022", "restore_logging")
+@pytest.mark.usefixtures("umask_022")
 async def test_a_new_home_is_created_private(home: Path, make_config: Any) -> None:
     config = make_config(
         logging={"file": "logs/decapod.log"}, sandbox={"backend": "none"}, memory={"enabled": False}

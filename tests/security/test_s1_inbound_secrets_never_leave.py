@@ -60,13 +60,7 @@ async def test_s1_inbound_fake_aws_key_never_leaves(
         # a model that echoes what it was sent: the reply shows whatever reached it
         fake.reply_fn = lambda request: _echo(request)  # type: ignore[assignment]
         config = make_config(
-            providers={
-                "fake": {
-                    "base_url": fake.base_url + "/v1",
-                    "api_key_env": "FAKE_LLM_KEY",
-                    "health_probe": False,
-                }
-            },
+            providers={"fake": fake.provider(health_probe=False)},
             models={"chat": ["fake:m"]},
         )
         channel = RecordingChannel(console=True)

@@ -251,8 +251,7 @@ async def test_a_delivered_job_is_a_job_fired_event(tmp_path: Path) -> None:
     from bot.scheduler.config import SchedulerConfig
     from bot.scheduler.service import Scheduler
     from bot.store import Store
-    from tests.scheduler.conftest import FakeClock, RecordingDeliverer
-    from tests.scheduler.test_scheduler_service import once_in, remind
+    from tests.scheduler.conftest import FakeClock, RecordingDeliverer, once_in, remind
 
     got: list[Any] = []
 

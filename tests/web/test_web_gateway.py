@@ -45,14 +45,7 @@ async def searxng() -> AsyncIterator[FakeSearchAPI]:
 def _config(make_config: Any, fake: FakeLLM, api: FakeSearchAPI | None, **extra: Any) -> Any:
     search = [{"type": "searxng", "base_url": api.base_url}] if api else []
     return make_config(
-        providers={
-            "fake": {
-                "base_url": fake.base_url + "/v1",
-                "api_key_env": "FAKE_LLM_KEY",
-                "context_window": 16000,
-                "first_token_timeout_s": 10,
-            }
-        },
+        providers={"fake": fake.provider(context_window=16000, first_token_timeout_s=10)},
         models={"chat": ["fake:test-model"]},
         sandbox={"backend": "none"},
         memory={"enabled": False},

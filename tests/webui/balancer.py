@@ -12,6 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.gateway import Gateway
+from tests.webui.conftest import serving
 
 #: hop-by-hop headers, which a proxy does not pass on
 _HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "content-length"}
@@ -46,12 +47,5 @@ async def balancer(
 
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", forward)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        try:
+        async with serving(app) as port:
             yield port, seen
-        finally:
-            await runner.cleanup()

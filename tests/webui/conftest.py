@@ -3,6 +3,7 @@ and a signed-in web client."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -12,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from bot.gateway import Gateway
 from tests.fakes.llm import FakeLLM
@@ -36,13 +38,7 @@ async def fake_llm() -> AsyncIterator[FakeLLM]:
 def gateway_config(make_config: Any, fake: FakeLLM, **extra: Any) -> Any:
     sections: dict[str, Any] = {
         "http": {"port": 0},
-        "providers": {
-            "fake": {
-                "base_url": fake.base_url + "/v1",
-                "api_key_env": "FAKE_LLM_KEY",
-                "first_token_timeout_s": 10,
-            }
-        },
+        "providers": {"fake": fake.provider(first_token_timeout_s=10)},
         "models": {"chat": ["fake:test-model"]},
         "sandbox": {"backend": "none"},
         "memory": {"enabled": False},
@@ -55,6 +51,18 @@ def gateway_config(make_config: Any, fake: FakeLLM, **extra: Any) -> Any:
 async def gateway(make_config: Any, fake_llm: FakeLLM) -> AsyncIterator[Gateway]:
     async with Gateway(gateway_config(make_config, fake_llm)) as gw:
         yield gw
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[int]:
+    """`app` served on 127.0.0.1 at a free port, which it yields."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
 
 
 def base_url(gw: Gateway) -> str:

@@ -27,6 +27,7 @@ from tests.webui.conftest import (
     base_url,
     gateway_config,
     record_inbound,
+    serving,
 )
 
 pytestmark = [
@@ -212,19 +213,12 @@ async def test_cookie_flags_and_csrf_from_another_origin(
 
     app = web.Application()
     app.router.add_get("/", evil)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with serving(app) as port:
         attacker = await context.new_page()
         await attacker.goto(f"http://localhost:{port}/")
         async with attacker.expect_response(base_url(gw) + "/logout") as info:
             await attacker.click("#go")
         assert (await info.value).status == 403
-    finally:
-        await runner.cleanup()
     await page.goto(base_url(gw) + "/panel")
     await expect(page).to_have_url(base_url(gw) + "/panel")  # still signed in
 

@@ -62,6 +62,16 @@ async def replicas(
         yield a, b
 
 
+@contextlib.asynccontextmanager
+async def signed_in_replicas(
+    tmp_path: Path, pg_url: str, fake: FakeLLM
+) -> AsyncIterator[tuple[Gateway, Gateway, aiohttp.ClientSession, str]]:
+    """`replicas`, and a client whose owner was set up through the first, with its session's
+    token."""
+    async with replicas(tmp_path, pg_url, fake) as (a, b), client() as http:
+        yield a, b, http, await signed_in_csrf(http, a)
+
+
 async def signed_in_csrf(http: aiohttp.ClientSession, gw: Gateway) -> str:
     """Set the owner up through `gw`; the session's token (its cookie opens every replica)."""
     await set_up(http, gw)
@@ -81,8 +91,7 @@ async def test_a_file_uploaded_through_one_replica_goes_with_a_message_sent_to_t
     tmp_path: Path, pg_url: str, fake_llm: FakeLLM
 ) -> None:
     fake_llm.push(Reply(text="Read it."))
-    async with replicas(tmp_path, pg_url, fake_llm) as (a, b), client() as http:
-        csrf = await signed_in_csrf(http, a)
+    async with signed_in_replicas(tmp_path, pg_url, fake_llm) as (a, b, http, csrf):
         form = aiohttp.FormData()
         form.add_field("file", DATA, filename="minutes.txt", content_type="text/plain")
         async with http.post(
@@ -160,8 +169,7 @@ async def test_a_replica_removes_expired_upload_rows_and_the_homes_old_upload_fi
     config = replica_config(tmp_path, pg_url, fake_llm)
     async with Gateway(config):
         pass  # the tables made
-    admin = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
-    try:
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
         await admin.execute(
             "INSERT INTO web_uploads VALUES ('old', 'owner', 'a.txt', 'text/plain', 1, "
             "'document', %s, %s)",
@@ -174,8 +182,6 @@ async def test_a_replica_removes_expired_upload_rows_and_the_homes_old_upload_fi
             cur = await admin.execute("SELECT count(*) FROM web_uploads")
             assert (await cur.fetchone()) == (0,)
             assert not old_files.exists()
-    finally:
-        await admin.close()
 
 
 async def test_an_answer_made_on_one_replica_reaches_a_page_open_on_the_other(
@@ -183,8 +189,7 @@ async def test_an_answer_made_on_one_replica_reaches_a_page_open_on_the_other(
 ) -> None:
     long_answer = "Here it is:" + " é and ✓" * 900  # several notifications' worth
     fake_llm.push(Reply(text=long_answer))
-    async with replicas(tmp_path, pg_url, fake_llm) as (a, b), client() as http:
-        csrf = await signed_in_csrf(http, a)
+    async with signed_in_replicas(tmp_path, pg_url, fake_llm) as (a, b, http, csrf):
         on_b = await open_chat(http, b, csrf)
         on_a = await open_chat(http, a, csrf)
         await on_a.send_json({"type": "send", "id": "msg-00000002", "text": "tell me"})
@@ -206,10 +211,11 @@ async def test_a_chat_message_sent_while_postgresql_refuses_writes_waits_and_is_
     tmp_path: Path, pg_url: str, fake_llm: FakeLLM
 ) -> None:
     fake_llm.push(Reply(text="Stored after all."))
-    async with replicas(tmp_path, pg_url, fake_llm) as (a, _b), client() as http:
-        csrf = await signed_in_csrf(http, a)
+    async with (
+        signed_in_replicas(tmp_path, pg_url, fake_llm) as (a, _b, http, csrf),
+        await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin,
+    ):
         ws = await open_chat(http, a, csrf)
-        admin = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
         try:
             await _read_only(admin, True)
             await ws.send_json({"type": "send", "id": "msg-00000003", "text": "keep this"})
@@ -219,7 +225,6 @@ async def test_a_chat_message_sent_while_postgresql_refuses_writes_waits_and_is_
             events = await until_event(ws, "done")
         finally:
             await _read_only(admin, False)
-            await admin.close()
         assert {"type": "ack", "id": "msg-00000003"} in events
         assert "".join(e["text"] for e in events if e["type"] == "delta") == "Stored after all."
         assert await a.store.inbound.status("web", "owner:msg-00000003") is not None
@@ -232,10 +237,11 @@ async def test_a_chat_message_whose_login_cannot_be_read_for_a_moment_waits_and_
     """The login asked for each message is a read: one PostgreSQL refuses (here a lock held
     past the lock timeout) is waited for as a refused write is, not the end of the socket."""
     fake_llm.push(Reply(text="Read after all."))
-    async with replicas(tmp_path, pg_url, fake_llm) as (a, _b), client() as http:
-        csrf = await signed_in_csrf(http, a)
+    async with (
+        signed_in_replicas(tmp_path, pg_url, fake_llm) as (a, _b, http, csrf),
+        await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin,
+    ):
         ws = await open_chat(http, a, csrf)
-        admin = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
         try:
             await _lock_timeout(admin, "200ms")
             await admin.execute("BEGIN")
@@ -249,7 +255,6 @@ async def test_a_chat_message_whose_login_cannot_be_read_for_a_moment_waits_and_
             if admin.info.transaction_status:
                 await admin.execute("ROLLBACK")
             await _lock_timeout(admin, "0")
-            await admin.close()
         assert {"type": "ack", "id": "msg-00000004"} in events
         assert "".join(e["text"] for e in events if e["type"] == "delta") == "Read after all."
         await ws.close()

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import BodyPartReader, web
 
 from bot.webui.uploads import UploadStore
+from tests.webui.conftest import serving
 
 BOUNDARY = "decapodboundary"
 
@@ -44,16 +45,9 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
 
     app = web.Application()
     app.router.add_post("/upload", upload)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    srv.base = f"http://127.0.0.1:{port}"
-    try:
+    async with serving(app) as port:
+        srv.base = f"http://127.0.0.1:{port}"
         yield srv
-    finally:
-        await runner.cleanup()
 
 
 async def _post(srv: Server, body: bytes) -> aiohttp.ClientResponse:

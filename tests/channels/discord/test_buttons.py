@@ -4,16 +4,15 @@ answer and change nothing; buttons sent before a restart still work after it."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from typing import Any
 
 import pytest
 
 from bot.gateway import Gateway
-from bot.providers.base import ChatRequest, ToolCall
-from bot.providers.testing import FunctionProvider, ScriptedProvider
+from bot.providers.testing import ScriptedProvider
 from channels.buttons import EXPIRED, NOT_YOURS
+from tests.channels.conftest import runs_a_command
 from tests.channels.discord.conftest import TOKEN_ENV, settle
 from tests.fakes.discord import ALICE, BOB, FakeDiscord
 
@@ -38,16 +37,6 @@ def _config(make_config: Any, fake: FakeDiscord, **sections: Any) -> Any:
     )
 
 
-def _runs_a_command() -> FunctionProvider:
-    async def model(request: ChatRequest) -> Any:
-        last = request.messages[-1]
-        if last.role == "user":
-            return [ToolCall("x1", "exec", json.dumps({"command": "echo ran-$((40+2))"}))]
-        return "result: " + last.content
-
-    return FunctionProvider(model)
-
-
 def _refusals(fake: FakeDiscord, *presses: dict[str, Any]) -> list[str]:
     answers = [body for press in presses for body in fake.callback_answers(press)]
     return [
@@ -64,7 +53,7 @@ async def test_the_owner_approves_with_a_tap_once_and_other_taps_change_nothing(
     dm = fake.dm_channel_id(ALICE)
     sandbox = {"backend": "bwrap", "approval": "always"}
     async with Gateway(
-        _config(make_config, fake, sandbox=sandbox), provider=_runs_a_command()
+        _config(make_config, fake, sandbox=sandbox), provider=runs_a_command()
     ) as gw:
         await fake.send_message("tidy up", dm=True)
         await fake.until(lambda: fake.buttons_in(dm)[1], timeout=15)
@@ -100,7 +89,7 @@ async def test_a_tap_on_an_expired_request_changes_nothing(
     dm = fake.dm_channel_id(ALICE)
     sandbox = {"backend": "bwrap", "approval": "always", "approval_timeout_s": 0.5}
     async with Gateway(
-        _config(make_config, fake, sandbox=sandbox), provider=_runs_a_command()
+        _config(make_config, fake, sandbox=sandbox), provider=runs_a_command()
     ) as gw:
         await fake.send_message("tidy up", dm=True)
         await fake.until(lambda: any(t.startswith("result:") for t in fake.texts_in(dm)), 20)

@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 
 from bot.gateway import Gateway
-from bot.providers.base import ChatRequest, ToolCall
-from bot.providers.testing import FunctionProvider, ScriptedProvider
+from bot.providers.testing import ScriptedProvider
 from channels.buttons import EXPIRED, NOT_YOURS
+from tests.channels.conftest import runs_a_command
 from tests.channels.slack.conftest import OPEN_ACCESS, events_url, idle, slack_settings, until
 from tests.fakes.slack import FakeSlack
 
@@ -31,16 +31,6 @@ def _config(make_config: Any, fake: FakeSlack, **sandbox: Any) -> Any:
         sandbox={"backend": "bwrap", "approval": "always", **sandbox},
         memory={"enabled": False},
     )
-
-
-def _runs_a_command() -> FunctionProvider:
-    async def model(request: ChatRequest) -> Any:
-        last = request.messages[-1]
-        if last.role == "user":
-            return [ToolCall("x1", "exec", json.dumps({"command": "echo ran-$((40+2))"}))]
-        return "result: " + last.content
-
-    return FunctionProvider(model)
 
 
 async def _ask(fake: FakeSlack) -> tuple[str, list[tuple[str, str]]]:
@@ -60,7 +50,7 @@ def _ephemeral(fake: FakeSlack) -> list[str]:
 async def test_the_owner_approves_with_a_tap_once_and_other_taps_change_nothing(
     make_config: Any, fake: FakeSlack
 ) -> None:
-    async with Gateway(_config(make_config, fake), provider=_runs_a_command()) as gw:
+    async with Gateway(_config(make_config, fake), provider=runs_a_command()) as gw:
         ts, keys = await _ask(fake)
         assert [label for label, _ in keys] == ["Approve", "Deny"]
         approve = keys[0][1]
@@ -94,7 +84,7 @@ async def test_a_tap_on_an_expired_request_or_an_unknown_button_changes_nothing(
     make_config: Any, fake: FakeSlack
 ) -> None:
     config = _config(make_config, fake, approval_timeout_s=0.5)
-    async with Gateway(config, provider=_runs_a_command()) as gw:
+    async with Gateway(config, provider=runs_a_command()) as gw:
         ts, keys = await _ask(fake)
         await until(lambda: any(t.startswith("result:") for t in fake.texts(DM)), timeout=20)
         late = fake.block_actions(DM, ts, keys[0][1], user=OWNER)

@@ -5,7 +5,6 @@ restart."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from typing import Any
@@ -14,10 +13,10 @@ import pytest
 
 from bot.gateway import Gateway
 from bot.messages import Choice, Conversation, ConversationKind, OutboundMessage
-from bot.providers.base import ChatRequest, ToolCall
-from bot.providers.testing import FunctionProvider, ScriptedProvider
+from bot.providers.testing import ScriptedProvider
 from channels.buttons import EXPIRED, NOT_YOURS
 from channels.telegram_html import markdown_to_html, utf16_len
+from tests.channels.conftest import runs_a_command
 from tests.channels.telegram.conftest import ALICE, channel_table, settled, until
 from tests.fakes.telegram import FakeTelegram
 
@@ -36,16 +35,6 @@ def _config(make_config: Callable[..., Any], fake: FakeTelegram, **sandbox: Any)
     )
 
 
-def _runs_a_command() -> FunctionProvider:
-    async def model(request: ChatRequest) -> Any:
-        last = request.messages[-1]
-        if last.role == "user":
-            return [ToolCall("x1", "exec", json.dumps({"command": "echo ran-$((40+2))"}))]
-        return "result: " + last.content
-
-    return FunctionProvider(model)
-
-
 async def _answer(fake: FakeTelegram, update: dict[str, Any]) -> dict[str, Any]:
     query_id = update["callback_query"]["id"]
     return await fake.wait_for("answerCallbackQuery", timeout=10, callback_query_id=query_id)
@@ -55,7 +44,7 @@ async def _answer(fake: FakeTelegram, update: dict[str, Any]) -> dict[str, Any]:
 async def test_the_owner_approves_with_a_tap_once_and_other_taps_change_nothing(
     fake: FakeTelegram, make_config: Callable[..., Any]
 ) -> None:
-    async with Gateway(_config(make_config, fake), provider=_runs_a_command()) as gw:
+    async with Gateway(_config(make_config, fake), provider=runs_a_command()) as gw:
         fake.push_private("tidy up", user_id=ALICE)
         await until(lambda: fake.buttons(ALICE)[1], timeout=15)
         message_id, keys = fake.buttons(ALICE)
@@ -91,7 +80,7 @@ async def test_a_tap_on_an_expired_request_or_an_unknown_button_changes_nothing(
     fake: FakeTelegram, make_config: Callable[..., Any]
 ) -> None:
     config = _config(make_config, fake, approval_timeout_s=0.5)
-    async with Gateway(config, provider=_runs_a_command()) as gw:
+    async with Gateway(config, provider=runs_a_command()) as gw:
         fake.push_private("tidy up", user_id=ALICE)
         await until(lambda: any(t.startswith("result:") for t in fake.texts(ALICE)), timeout=20)
         message_id, keys = fake.buttons(ALICE)
