@@ -22,6 +22,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import discord
+from yarl import URL
 
 from bot.errors import ChannelError
 from bot.messages import (
@@ -231,7 +232,7 @@ class Downloads:
         self,
         session: aiohttp.ClientSession,
         attachment: Attachment,
-        proxy: str | None,
+        proxy: URL | None,
         max_bytes: int,
     ) -> bytes:
         """The file's bytes, following up to `_MAX_REDIRECTS` redirects by hand: each target
