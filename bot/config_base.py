@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -44,6 +45,21 @@ def _given_env_name(value: str) -> str:
 EnvName = Annotated[str, AfterValidator(_env_name)]
 #: the same for a key where "" cannot mean none (a key list's entry, a provider's key)
 GivenEnvName = Annotated[str, AfterValidator(_given_env_name)]
+
+
+def no_url_credentials(value: str) -> str:
+    """A server's base_url without a user name or password. The clients send the key as an
+    Authorization header, which aiohttp refuses next to credentials in the URL (every request
+    would fail), and without a key they would go as basic auth in no way the config says,
+    while an error naming the URL would show them. The message leaves the URL out."""
+    parts = urlsplit(value)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "must not hold a user name or password: put the server's key in an "
+            "environment variable and name that variable in api_key_env (it is sent "
+            "as a Bearer token)"
+        )
+    return value
 
 
 class Section(BaseModel):

@@ -208,19 +208,23 @@ async def start_web(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
     a provider is configured. Runs after start_sandbox: save_as needs its workspaces, and
     the web policy wraps the sandbox's."""
     from bot.config import secret_from_env
+    from bot.proxy_env import check_proxy_env
     from bot.web import extractor_installed, net
     from bot.web.fetch import Fetcher
     from bot.web.guard import AddressGuard
     from bot.web.tools import WebTools
 
     cfg = gw.config.web
+    check_proxy_env()  # the web tools take the environment's proxy too
     network = net.system_network()
     fetcher = None
     if extractor_installed():
         guard = AddressGuard(allow_private=cfg.allow_private, allow_hosts=cfg.allow_hosts)
         session = net.open_session(network, user_agent=cfg.user_agent, guard=guard)
         stack.push_async_callback(session.close)
-        fetcher = Fetcher(cfg, session, guard)
+        routes = net.proxy_routes(network, session, guard, user_agent=cfg.user_agent)
+        stack.push_async_callback(routes.close)
+        fetcher = Fetcher(cfg, session, guard, routes)
     elif "enabled" in cfg.model_fields_set:
         raise ConfigError("web_fetch needs trafilatura: pip install 'decapod[web]'", "web.enabled")
     else:
@@ -228,6 +232,7 @@ async def start_web(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
     search = None
     if cfg.search:
         # the search APIs' module (and its HTML parser) only when one is configured
+        from bot.proxy_env import ProxyLookup
         from bot.web.search import SearchChain, build_provider
 
         keys = [
@@ -240,7 +245,10 @@ async def start_web(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
         # on this machine), never URLs from a chat
         api = net.open_session(network, user_agent=cfg.user_agent)
         stack.push_async_callback(api.close)
-        providers = [build_provider(p, api, key) for p, key in zip(cfg.search, keys, strict=True)]
+        proxies = ProxyLookup()  # the environment's, as the gateway's other sessions take it
+        providers = [
+            build_provider(p, api, key, proxies) for p, key in zip(cfg.search, keys, strict=True)
+        ]
         search = SearchChain(providers, cfg.search_cooldown_s)
     else:
         log.info("web_search is off: no search provider is configured ([[web.search]])")

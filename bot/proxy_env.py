@@ -23,6 +23,9 @@ from bot.errors import ConfigError
 if TYPE_CHECKING:
     from yarl import URL
 
+#: addresses a lookup remembers: web_fetch asks for any address a chat names
+_REMEMBERED = 1024
+
 
 def check_proxy_env(environ: Mapping[str, str] = os.environ) -> None:
     """ConfigError for a proxy variable the sessions cannot use. The value is not shown: it
@@ -94,7 +97,8 @@ class ProxyLookup:
     proxy's URL aiohttp sends them to the proxy either way, and never to the server.
 
     By address, not by URL: Telegram's URLs name the method and file paths, so a cache of
-    URLs would grow without end. A variable changed after the first request to an address
+    URLs would grow without end (and at most `_REMEMBERED` addresses are kept, for web_fetch,
+    which goes wherever a chat says). A variable changed after the first request to an address
     is not seen, as with an SDK's client that reads the environment once."""
 
     def __init__(self) -> None:
@@ -113,6 +117,8 @@ class ProxyLookup:
         origin = URL(url).origin()
         found = self._found.get(origin)
         if found is None:  # off the loop: it may read ~/.netrc for the proxy's credentials
+            if len(self._found) >= _REMEMBERED:  # the oldest goes; its waiters hold it
+                del self._found[next(iter(self._found))]
             found = asyncio.ensure_future(asyncio.to_thread(_environment_proxy, origin))
             found.add_done_callback(lambda done: self._forget_failed(origin, done))
             self._found[origin] = found

@@ -18,9 +18,11 @@ from __future__ import annotations
 import logging
 import re
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import discord
+from yarl import URL
 
 from bot.errors import ChannelError
 from bot.messages import (
@@ -41,6 +43,18 @@ log = logging.getLogger("decapod.channels.discord")
 _CONVERSATIONAL = (discord.MessageType.default, discord.MessageType.reply)
 _VOICE_MESSAGE_FLAG = 1 << 13
 _PARENT_CACHE_LIMIT = 4096
+#: CDN links can redirect (a signed URL renewed, another media host); more than this is a loop
+_MAX_REDIRECTS = 3
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _may_follow(first: str, target: str) -> bool:
+    """A download's redirect goes to https, or stays within the attachment URL's own origin:
+    never down from https to plain http, never to a plain-http host of the redirect's choice."""
+    to, origin = urlsplit(target), urlsplit(first)
+    if to.scheme == "https" and to.hostname:
+        return True
+    return (to.scheme, to.netloc) == (origin.scheme, origin.netloc)
 
 
 def attachment_kind(content_type: str, flags: int) -> str:
@@ -207,26 +221,48 @@ class Downloads:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=60), trust_env=False
             )
-        data = bytearray()
         try:
-            # no redirect: the CDN serves an attachment's URL itself, and a redirect followed
-            # would keep the first address's proxy; a 30x is refused as any other status
-            async with self._session.get(
-                attachment.ref, proxy=proxy, allow_redirects=False
-            ) as resp:
+            return await self._read(self._session, attachment, proxy, max_bytes)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ChannelError(
+                f"cannot download {attachment.name}: {describe_http_error(exc)}"
+            ) from None
+
+    async def _read(
+        self,
+        session: aiohttp.ClientSession,
+        attachment: Attachment,
+        proxy: URL | None,
+        max_bytes: int,
+    ) -> bytes:
+        """The file's bytes, following up to `_MAX_REDIRECTS` redirects by hand: each target
+        must pass `_may_follow` and gets its own proxy (aiohttp's own following would keep
+        the first address's)."""
+        url = attachment.ref
+        for _hop in range(_MAX_REDIRECTS + 1):
+            if session.closed:  # stopped while the redirect's proxy was looked up
+                raise ChannelError(f"the download of {attachment.name} was stopped")
+            async with session.get(url, proxy=proxy, allow_redirects=False) as resp:
+                if resp.status in _REDIRECTS:
+                    target = urljoin(url, resp.headers.get("Location", ""))
+                    if not _may_follow(attachment.ref, target):
+                        raise ChannelError(
+                            f"Discord CDN redirected {attachment.name} to a non-https address"
+                        )
+                    url = target
+                    proxy = await self._proxies.for_url(url)
+                    continue
                 if resp.status != 200:
                     raise ChannelError(f"Discord CDN answered {resp.status} for {attachment.name}")
+                data = bytearray()
                 async for block in resp.content.iter_chunked(64 * 1024):
                     data += block
                     if len(data) > max_bytes:
                         raise ChannelError(
                             f"{attachment.name} is larger than {size_text(max_bytes)}"
                         )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ChannelError(
-                f"cannot download {attachment.name}: {describe_http_error(exc)}"
-            ) from None
-        return bytes(data)
+                return bytes(data)
+        raise ChannelError(f"Discord CDN redirected {attachment.name} too many times")
 
     async def close(self) -> None:
         if self._session is not None:

@@ -60,6 +60,22 @@ _REFUSED = frozenset(
         "restricted_action_non_threadable_channel",
         "team_access_not_granted",
         "not_allowed_token_type",
+        "unknown_method",
+        "method_deprecated",
+        "accesslimited",
+    }
+)
+#: setStatus codes that say the method is not there for this app or workspace: only these
+#: turn the status off for good (a timeout, a 5xx, a refusal of one thread do not)
+_STATUS_UNAVAILABLE = frozenset(
+    {
+        "missing_scope",
+        "unknown_method",
+        "method_deprecated",
+        "not_allowed_token_type",
+        "accesslimited",
+        "no_permission",
+        "team_access_not_granted",
     }
 )
 # more codes a file upload gets that a retry cannot change
@@ -180,7 +196,8 @@ class SlackApi:
 class WorkingSignal:
     """What shows that the model is working: the assistant thread status where Slack offers
     it (apps with assistant:write), else a reaction on the person's message. Both stay until
-    removed, so unlike a typing indicator they are set once per answer."""
+    removed, so unlike a typing indicator they are set once per answer. Only an answer that
+    says the method is not there (`_STATUS_UNAVAILABLE`) gives the status up for good."""
 
     def __init__(self, api: Callable[[], SlackApi], reaction: str) -> None:
         self._api = api
@@ -222,10 +239,14 @@ class WorkingSignal:
                 thread_ts=thread_ts,
                 status=status,
             )
-        except ChannelError as exc:
-            if self.status_works is None:
+        except DeliveryRefused as exc:
+            if exc.reason in _STATUS_UNAVAILABLE and self.status_works is not False:
                 log.info("slack: no assistant thread status (%s); using reactions", exc)
                 self.status_works = False
+            return False
+        except ChannelError as exc:
+            # this message shows a reaction; the next one tries the status again
+            log.info("slack: the assistant thread status failed (%s)", exc)
             return False
         self.status_works = True
         return True

@@ -1,7 +1,8 @@
 """The send side of the Telegram channel: Markdown rendered to Telegram HTML with a plain-text
-retry when Telegram refuses the formatting, chunks that fit Telegram's 4096 limit, link
+retry when Telegram refuses the formatting, chunks that fit Telegram's 4096 limit (a text
+Telegram still finds too long goes again in smaller pieces, never retried as it was), link
 previews off, Telegram's send limits, and Telegram's errors mapped to Decapod's (in `_call`
-and `_classified`).
+and `classified`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from telegram.error import (
 from bot.channel_configs.telegram import TelegramChannelConfig
 from bot.errors import (
     ChannelError,
-    ConversationGone,
     DeliveryRefused,
     EditRejected,
     RateLimited,
@@ -55,6 +55,7 @@ from channels.telegram_html import markdown_to_html, utf16_len
 from channels.telegram_inbound import ChatMigrations
 from channels.telegram_pacing import RateLimits, SendPacer
 from channels.telegram_polling import RawUpdatesBot, describe, retry_after_seconds
+from channels.telegram_refusals import TooLong, classified, entities_rejected
 from channels.telegram_request import NotSent, new_session
 
 log = logging.getLogger("decapod.channels.telegram")
@@ -70,22 +71,9 @@ _DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_re
 _DOWNLOAD_POOL = 8
 #: a button's callback_data: this prefix and the book's token (Telegram allows 64 bytes)
 CALLBACK_PREFIX = "b:"
+#: below this, a text Telegram calls too long is not cut further: the refusal stands
+_SMALLEST_PIECE = 256
 _BUTTONS_PER_ROW = 2
-# Bad Request texts (lowercase, as python-telegram-bot words them) that a retry cannot change
-_EDIT_REJECTED = ("message to edit not found", "message can't be edited")
-_GONE = ("chat not found", "group is deactivated", "peer_id_invalid")
-_REFUSED = (
-    "message thread not found",
-    "topic_closed",
-    "topic_deleted",
-    "not enough rights to send",
-    "have no rights to send",
-    "chat_write_forbidden",
-)
-
-
-def _entities_rejected(exc: BadRequest) -> bool:
-    return "can't parse entities" in str(exc).lower()
 
 
 class TelegramOutbound(BaseChannel):
@@ -172,7 +160,11 @@ class TelegramOutbound(BaseChannel):
         return await self._send(message, text, InlineKeyboardMarkup(rows))
 
     async def _send(
-        self, message: OutboundMessage, text: str, keyboard: InlineKeyboardMarkup | None
+        self,
+        message: OutboundMessage,
+        text: str,
+        keyboard: InlineKeyboardMarkup | None,
+        limit: int | None = None,
     ) -> SentRef:
         conv = message.conversation
         reply = None
@@ -192,8 +184,35 @@ class TelegramOutbound(BaseChannel):
                 reply_markup=keyboard,
             )
 
-        sent = await self._formatted(conv, text, send)
+        try:
+            sent = await self._formatted(conv, text, send)
+        except TooLong:
+            return await self._send_smaller(message, text, keyboard, limit or len(text))
         return SentRef(conv, str(sent.message_id))
+
+    async def _send_smaller(
+        self,
+        message: OutboundMessage,
+        text: str,
+        keyboard: InlineKeyboardMarkup | None,
+        limit: int,
+    ) -> SentRef:
+        """Telegram counted `text` longer than `split` did: it goes in pieces of half the
+        size, the buttons under the last. A refusal that cannot change is never retried."""
+        smaller = limit // 2
+        pieces = split_text(text, smaller) if smaller >= _SMALLEST_PIECE else []
+        if len(pieces) < 2:
+            raise DeliveryRefused(
+                "message is too long",
+                f"telegram refused a message of {len(text)} characters as too long",
+            )
+        log.info("telegram found a message too long; sending it in %d pieces", len(pieces))
+        for i, piece in enumerate(pieces):
+            last = i == len(pieces) - 1
+            if i:
+                await self._pace(message.conversation)
+            ref = await self._send(message, piece.text, keyboard if last else None, smaller)
+        return ref
 
     async def _edit_text(self, ref: SentRef, text: str) -> None:
         """Also takes a message's buttons away: an edit without reply_markup drops them."""
@@ -212,7 +231,12 @@ class TelegramOutbound(BaseChannel):
                     return None  # the edit changed nothing Telegram shows
                 raise
 
-        await self._formatted(ref.conversation, text, edit)
+        try:
+            await self._formatted(ref.conversation, text, edit)
+        except TooLong as exc:
+            # the answer goes on in a new message (sent in pieces that fit), as after any
+            # edit Telegram will not take
+            raise EditRejected(str(exc)) from None
 
     async def _typing(self, conversation: Conversation) -> None:
         async def typing(chat_id: int) -> bool:
@@ -245,7 +269,7 @@ class TelegramOutbound(BaseChannel):
                 )
             except BadRequest as exc:
                 # a file Telegram will not take (its size, type, dimensions) stays refused
-                refused = _classified(exc)
+                refused = classified(exc)
                 if type(refused) is ChannelError:
                     raise DeliveryRefused(exc.message, refused.args[0]) from None
                 raise
@@ -265,7 +289,7 @@ class TelegramOutbound(BaseChannel):
             try:
                 return await call(chat_id, html, ParseMode.HTML)
             except BadRequest as exc:
-                if not _entities_rejected(exc):
+                if not entities_rejected(exc):
                     raise
                 log.info("telegram refused the formatting (%s); sent as plain text", describe(exc))
                 return await call(chat_id, text, None)
@@ -276,7 +300,7 @@ class TelegramOutbound(BaseChannel):
         """One API call for a chat, with Telegram's errors made Decapod's: RetryAfter becomes
         RateLimited (the base class pauses the whole channel), a migrated group is followed,
         a connection that was never made is tried again, refusals are classified
-        (`_classified`), the rest is a ChannelError (transient)."""
+        (`classified`), the rest is a ChannelError (transient)."""
         chat_id = self.migrations.current(int(conv.chat_id))
         for attempt in range(_CONNECT_ATTEMPTS):
             try:
@@ -287,7 +311,7 @@ class TelegramOutbound(BaseChannel):
                 self.migrations.record(chat_id, int(exc.new_chat_id))
                 chat_id = int(exc.new_chat_id)
             except (BadRequest, Forbidden, InvalidToken) as exc:
-                raise _classified(exc) from None
+                raise classified(exc) from None
             except NetworkError as exc:
                 # only a request that never left may go again: one whose answer was
                 # lost may have been delivered
@@ -352,20 +376,6 @@ class TelegramOutbound(BaseChannel):
         for response in self._reading:
             response.close()
         self._reading.clear()
-
-
-def _classified(exc: TelegramError) -> ChannelError:
-    """A refusal by Telegram as one of Decapod's errors. Forbidden: the bot was blocked,
-    kicked, or is no member; a wrong token (InvalidToken) fails every send alike."""
-    reason = exc.message.lower()
-    detail = f"telegram: {describe(exc)}"
-    if isinstance(exc, Forbidden) or any(text in reason for text in _GONE):
-        return ConversationGone(reason, detail)
-    if isinstance(exc, InvalidToken) or any(text in reason for text in _REFUSED):
-        return DeliveryRefused(reason, detail)
-    if any(text in reason for text in _EDIT_REJECTED):
-        return EditRejected(detail)
-    return ChannelError(detail)
 
 
 def _thread(conv: Conversation) -> int | None:

@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bot.errors import DecapodError, ProviderError
@@ -207,11 +207,11 @@ class Agent:
         try:
             parsed = json.loads(call.arguments)
         except ValueError:
-            return ToolCall(call.id, call.name, self.redact(call.arguments))
+            return replace(call, arguments=self.redact(call.arguments))
         cleaned = _redact_strings(parsed, self.redact)
         if cleaned == parsed:
             return call  # unchanged text keeps the model's own formatting
-        return ToolCall(call.id, call.name, json.dumps(cleaned, ensure_ascii=False))
+        return replace(call, arguments=json.dumps(cleaned, ensure_ascii=False))
 
 
 def _left(cap: int | None, written: int) -> int | None:

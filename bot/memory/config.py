@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from bot.config_base import EnvName
+from bot.config_base import EnvName, no_url_credentials
 
 
 class _Strict(BaseModel):
@@ -17,7 +17,7 @@ class OpenAIEmbedderConfig(_Strict):
     """Any server speaking the OpenAI /v1/embeddings API (OpenAI, Ollama, vLLM, llama.cpp)."""
 
     type: Literal["openai"]
-    base_url: str = "https://api.openai.com/v1"
+    base_url: Annotated[str, AfterValidator(no_url_credentials)] = "https://api.openai.com/v1"
     model: str = "text-embedding-3-small"
     #: name of the environment variable holding the key; None for servers without auth
     api_key_env: EnvName | None = "OPENAI_API_KEY"

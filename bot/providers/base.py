@@ -18,6 +18,10 @@ class ToolCall:
     id: str
     name: str
     arguments: str  # raw JSON text as the model produced it
+    #: what the provider that made the call wants back with it in the history (Gemini's
+    #: thought signature): JSON text, opaque to all but that provider (`extra_from`)
+    extra: str = ""
+    extra_from: str = ""
 
     def parsed_arguments(self) -> dict[str, Any]:
         if not self.arguments.strip():

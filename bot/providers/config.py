@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bot.config_base import GivenEnvName, empty_list
+from bot.config_base import GivenEnvName, empty_list, no_url_credentials
 
 ProviderType = Literal["openai", "anthropic"]
 Preset = Literal["openai", "ollama", "vllm", "llamacpp", "lmstudio", "openrouter"]
@@ -70,14 +70,7 @@ class ProviderConfig(BaseModel):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL")
-        if parts.username is not None or parts.password is not None:
-            # Both clients send the key as an Authorization header, and aiohttp refuses a URL
-            # with credentials next to it: every turn would fail. The message leaves the URL out.
-            raise ValueError(
-                "must not hold a user name or password: put the server's key in an "
-                "environment variable and name that variable in api_key_env (it is sent "
-                "as a Bearer token)"
-            )
+        no_url_credentials(value)
         return value.rstrip("/")
 
     @model_validator(mode="after")

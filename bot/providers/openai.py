@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from bot.errors import ProviderError, ProviderHTTPError
 from bot.providers.base import (
     ChatEvent,
-    ChatMessage,
     ChatRequest,
     Finish,
     TextDelta,
@@ -29,6 +28,7 @@ from bot.providers.base import (
     UsageEvent,
 )
 from bot.providers.config import ProviderConfig
+from bot.providers.openai_messages import call_extra, to_openai_messages, to_openai_tools
 from bot.providers.remote import (
     ChunkTimer,
     StreamingProvider,
@@ -40,11 +40,6 @@ from bot.providers.sse import EventStream, HttpFailure, JsonBody, event_text
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
-    from openai.types.chat import (
-        ChatCompletionContentPartParam,
-        ChatCompletionMessageParam,
-        ChatCompletionToolParam,
-    )
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +103,7 @@ class OpenAIProvider(StreamingProvider["AsyncOpenAI"]):
         self, headers: dict[str, str], request: ChatRequest
     ) -> AsyncGenerator[ChatEvent, None]:
         timer = ChunkTimer(self.config.first_token_timeout_s, self.config.idle_timeout_s)
-        answer = _Answer()
+        answer = _Answer(self.name)
         try:
             stream = await timer.request(self._open(headers, request))
             try:
@@ -144,7 +139,7 @@ class OpenAIProvider(StreamingProvider["AsyncOpenAI"]):
     async def _open(self, headers: dict[str, str], request: ChatRequest) -> EventStream:
         payload: dict[str, Any] = {
             "model": request.model,
-            "messages": to_openai_messages(request),
+            "messages": to_openai_messages(request, self.name),
             "stream": True,
         }
         if request.temperature is not None:
@@ -183,12 +178,16 @@ class _ToolCallParts:
     id: str = ""
     name: str = ""
     arguments: list[str] = field(default_factory=list)
+    #: the call's `extra_content`, as sent (Gemini's thought signature)
+    extra: Any = None
 
 
 @dataclass(slots=True)
 class _Answer:
     """One streamed answer as it arrives: text passes through, tool calls are held until done."""
 
+    #: the provider's name, kept with what a call carries for it alone (`call_extra`)
+    provider: str
     #: the calls in the order they began
     tool_calls: dict[int, _ToolCallParts] = field(default_factory=dict)
     #: the server's `index` of a call -> its key in `tool_calls`
@@ -219,6 +218,8 @@ class _Answer:
                 call = self._call_for(part)
                 if part.get("id") and not call.id:
                     call.id = part["id"]
+                if part.get("extra_content") is not None:
+                    call.extra = part["extra_content"]
                 function = part.get("function")
                 if function:
                     if function.get("name") and not call.name:
@@ -257,7 +258,8 @@ class _Answer:
                 continue
             call_id = parts.id or f"call_{uuid.uuid4().hex[:24]}"
             self.calls_made += 1
-            yield ToolCallEvent(ToolCall(id=call_id, name=parts.name, arguments=arguments))
+            extra, extra_from = call_extra(parts.extra, self.provider, parts.name)
+            yield ToolCallEvent(ToolCall(call_id, parts.name, arguments, extra, extra_from))
 
     def finish(self, provider: str, model: str) -> Iterator[ChatEvent]:
         if self.usage is not None:
@@ -273,78 +275,6 @@ def _is_json(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def to_openai_messages(request: ChatRequest) -> list[ChatCompletionMessageParam]:
-    """Our history in chat-completions form, the system prompt first."""
-    out: list[ChatCompletionMessageParam] = []
-    if request.system:
-        out.append({"role": "system", "content": request.system})
-    for message in request.messages:
-        if message.role == "system":
-            out.append({"role": "system", "content": message.content})
-        elif message.role == "user" and message.images:
-            out.append({"role": "user", "content": _openai_user_parts(message)})
-        elif message.role == "user":
-            out.append({"role": "user", "content": message.content})
-        elif message.role == "tool":
-            out.append(
-                {
-                    "role": "tool",
-                    "tool_call_id": message.tool_call_id or "",
-                    "content": message.content,
-                }
-            )
-        elif message.tool_calls:
-            out.append(
-                {
-                    "role": "assistant",
-                    "content": message.content or None,
-                    "tool_calls": [
-                        {
-                            "id": call.id,
-                            "type": "function",
-                            "function": {"name": call.name, "arguments": _arguments_json(call)},
-                        }
-                        for call in message.tool_calls
-                    ],
-                }
-            )
-        else:
-            out.append({"role": "assistant", "content": message.content})
-    return out
-
-
-def _arguments_json(call: ToolCall) -> str:
-    """A past call's arguments as the JSON object text servers expect. Ollama, vLLM and
-    llama.cpp parse them to render the history and refuse the whole request when they are
-    not JSON: a model's one malformed call would fail every later turn of the conversation."""
-    return json.dumps(call.arguments_object(), ensure_ascii=False)
-
-
-def _openai_user_parts(message: ChatMessage) -> list[ChatCompletionContentPartParam]:
-    """Text, then each image as a data URL (the chat-completions way to send pixels)."""
-    parts: list[ChatCompletionContentPartParam] = []
-    if message.content:
-        parts.append({"type": "text", "text": message.content})
-    for image in message.images:
-        url = f"data:{image.mime};base64,{image.base64()}"
-        parts.append({"type": "image_url", "image_url": {"url": url}})
-    return parts
-
-
-def to_openai_tools(request: ChatRequest) -> list[ChatCompletionToolParam]:
-    return [
-        {
-            "type": "function",
-            "function": {
-                "name": tool.name,
-                "description": tool.description,
-                "parameters": tool.parameters,
-            },
-        }
-        for tool in request.tools
-    ]
 
 
 def _error_fields(body: object) -> tuple[str | None, str]:

@@ -189,11 +189,7 @@ class TurnRecord:
 
 def _insert_turn(conn: Conn, session_id: int, rec: TurnRecord, now: float) -> int:
     msg, usage = rec.message, rec.usage or Usage()
-    calls = (
-        json.dumps([{"id": c.id, "name": c.name, "arguments": c.arguments} for c in msg.tool_calls])
-        if msg.tool_calls
-        else None
-    )
+    calls = json.dumps([_call_row(c) for c in msg.tool_calls]) if msg.tool_calls else None
     cur = conn.execute(
         """INSERT INTO turns (session_id, turn_id, role, content, tool_calls, tool_call_id, name,
            identity_key, provider, model, input_tokens, output_tokens, cache_read_tokens,
@@ -284,6 +280,13 @@ class TurnRepo(_Repo):
             return [dict(zip(names, row, strict=True)) for row in conn_rows.fetchall()]
 
         return await self.store.read(op)
+
+
+def _call_row(call: ToolCall) -> dict[str, str]:
+    row = {"id": call.id, "name": call.name, "arguments": call.arguments}
+    if call.extra:  # what its provider wants back with it (bot/providers/openai_messages.py)
+        row.update(extra=call.extra, extra_from=call.extra_from)
+    return row
 
 
 def _row_message(row: tuple[Any, ...]) -> ChatMessage:

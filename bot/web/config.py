@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from bot.config_base import GivenEnvName, Section, empty_list
+from bot.config_base import GivenEnvName, Section, empty_list, no_url_credentials
 
 Role = Literal["owner", "operator", "user"]
 ALL_ROLES: tuple[Role, ...] = ("owner", "operator", "user")
@@ -22,7 +22,7 @@ _HOST_NAME = re.compile(
 def _http_url(value: str) -> str:
     if not value.startswith(("http://", "https://")):
         raise ValueError("must be an http:// or https:// URL")
-    return value.rstrip("/")
+    return no_url_credentials(value).rstrip("/")
 
 
 class _Provider(Section):

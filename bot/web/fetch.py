@@ -1,5 +1,6 @@
 """One HTTP(S) GET, safely: URL checks, redirects followed by hand (each hop checked
-again), a byte cap, and one deadline for the whole chain."""
+again, and routed again: direct or through the environment's proxy, bot/web/route.py), a
+byte cap, and one deadline for the whole chain."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from yarl import URL
 from bot.errors import ToolError
 from bot.web.config import WebConfig
 from bot.web.guard import AddressGuard, FetchRefused, parse_host_literal
+from bot.web.route import ProxyRoutes, Route
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _ACCEPT = (
@@ -35,10 +37,18 @@ class Fetched:
 
 
 class Fetcher:
-    def __init__(self, config: WebConfig, session: aiohttp.ClientSession, guard: AddressGuard):
+    def __init__(
+        self,
+        config: WebConfig,
+        session: aiohttp.ClientSession,
+        guard: AddressGuard,
+        routes: ProxyRoutes | None = None,
+    ):
         self.config = config
         self.session = session
         self.guard = guard
+        #: the environment's proxy, where it names one for a page (None: always direct)
+        self.routes = routes
 
     def check_url(self, url: str) -> URL:
         """The URL to request, or FetchRefused. A host written as an address is checked
@@ -74,8 +84,15 @@ class Fetcher:
         current = url
         for _hop in range(self.config.max_redirects + 1):
             target = self.check_url(current)
-            async with self.session.get(
-                target, allow_redirects=False, headers={"Accept": _ACCEPT}
+            route = Route(self.session, target)
+            if self.routes is not None:  # every hop: a redirect may leave the proxy's reach
+                route = await self.routes.route(target)
+            async with route.session.get(
+                route.url,
+                allow_redirects=False,
+                proxy=route.proxy,
+                server_hostname=route.server_hostname,
+                headers={"Accept": _ACCEPT, **route.headers},
             ) as resp:
                 location = resp.headers.get("Location")
                 if resp.status in _REDIRECTS and location:

@@ -17,6 +17,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from bot.web.guard import AddressGuard, GuardedResolver
+from bot.web.route import ProxyRoutes
 
 SocketFactory = Callable[[Any], socket.socket]
 
@@ -47,4 +48,15 @@ def open_session(
         cookie_jar=aiohttp.DummyCookieJar(),
         trust_env=False,
         headers={"User-Agent": user_agent},
+    )
+
+
+def proxy_routes(
+    network: Network, direct: aiohttp.ClientSession, guard: AddressGuard, *, user_agent: str
+) -> ProxyRoutes:
+    """web_fetch's way through the environment's proxy: the page's name resolved on this
+    network and checked by `guard`, then asked of the proxy by its address, on a session
+    of its own (made with the first such request)."""
+    return ProxyRoutes(
+        direct, guard, network.resolver(), lambda: open_session(network, user_agent=user_agent)
     )

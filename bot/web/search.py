@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from bot.errors import ToolError
+from bot.proxy_env import ProxyLookup
 from bot.web.config import (
     BraveSearchConfig,
     SearchProviderConfig,
@@ -82,12 +83,18 @@ class HttpSearchProvider:
     answer."""
 
     def __init__(
-        self, config: SearchProviderConfig, session: aiohttp.ClientSession, key: str | None
+        self,
+        config: SearchProviderConfig,
+        session: aiohttp.ClientSession,
+        key: str | None,
+        proxies: ProxyLookup,
     ):
         self.config = config
         self.session = session
         self.key = key
         self.name: str = config.type
+        #: the environment's proxy for the API's address (HTTPS_PROXY, NO_PROXY...)
+        self.proxies = proxies
 
     async def search(self, query: str, count: int) -> list[SearchResult]:
         try:
@@ -134,7 +141,8 @@ class SearxngSearch(HttpSearchProvider):
         headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
         params = {"q": query, "format": "json", "safesearch": "1"}
         url = f"{self.config.base_url}/search"
-        async with self.session.get(url, params=params, headers=headers) as resp:
+        proxy = await self.proxies.for_url(url)
+        async with self.session.get(url, params=params, headers=headers, proxy=proxy) as resp:
             return await self._json(resp)
 
     def _results(self, body: Any, count: int) -> list[SearchResult]:
@@ -151,7 +159,8 @@ class BraveSearch(HttpSearchProvider):
         headers = {"X-Subscription-Token": self.key or "", "Accept": "application/json"}
         params = {"q": query, "count": str(count)}
         url = f"{self.config.base_url}/web/search"
-        async with self.session.get(url, params=params, headers=headers) as resp:
+        proxy = await self.proxies.for_url(url)
+        async with self.session.get(url, params=params, headers=headers, proxy=proxy) as resp:
             return await self._json(resp)
 
     def _results(self, body: Any, count: int) -> list[SearchResult]:
@@ -169,7 +178,8 @@ class TavilySearch(HttpSearchProvider):
         headers = {"Authorization": f"Bearer {self.key}"}
         payload = {"query": query, "max_results": count, "search_depth": "basic"}
         url = f"{self.config.base_url}/search"
-        async with self.session.post(url, json=payload, headers=headers) as resp:
+        proxy = await self.proxies.for_url(url)
+        async with self.session.post(url, json=payload, headers=headers, proxy=proxy) as resp:
             return await self._json(resp)
 
     def _results(self, body: Any, count: int) -> list[SearchResult]:
@@ -187,9 +197,12 @@ _PROVIDERS: dict[str, type[HttpSearchProvider]] = {
 
 
 def build_provider(
-    config: SearchProviderConfig, session: aiohttp.ClientSession, key: str | None
+    config: SearchProviderConfig,
+    session: aiohttp.ClientSession,
+    key: str | None,
+    proxies: ProxyLookup | None = None,
 ) -> HttpSearchProvider:
-    return _PROVIDERS[config.type](config, session, key)
+    return _PROVIDERS[config.type](config, session, key, proxies or ProxyLookup())
 
 
 class SearchChain:

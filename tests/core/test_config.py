@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -175,6 +176,31 @@ def test_a_provider_url_with_credentials_is_refused_naming_the_key_not_the_passw
         load_config(None, home, environ={"DECAPOD_PROVIDERS__P__BASE_URL": url})
     assert "providers.p.base_url: must not hold" in str(err.value)
     assert "hunter2" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ({"web": {"search": [{"type": "searxng", "base_url": "{url}"}]}}, "web.search.0.base_url"),
+        (
+            {"memory": {"embedders": [{"type": "openai", "base_url": "{url}"}]}},
+            "memory.embedders.0.openai.base_url",
+        ),
+    ],
+    ids=["searxng", "embedder"],
+)
+def test_a_search_or_embedder_url_with_credentials_is_refused_as_a_providers_is(
+    home: Path, section: dict[str, Any], key: str
+) -> None:
+    # the same clients' Authorization header (api_key_env) next to them fails every request
+    # in aiohttp, and an error naming the URL would show them
+    url = "https://searcher:hunter2@search.example/"
+    data = json.loads(json.dumps(section).replace("{url}", url))
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, home)
+    message = str(err.value)
+    assert f"{key}: must not hold a user name or password" in message
+    assert "api_key_env" in message and "hunter2" not in message
 
 
 @pytest.mark.parametrize("host", ["", "  "])

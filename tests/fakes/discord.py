@@ -178,6 +178,10 @@ class FakeDiscord:
         self.originals: dict[str, str] = {}  # interaction token -> original message id
         self.threads: dict[str, dict[str, Any]] = {}
         self.attachments: dict[str, bytes] = {}
+        #: attachment name -> the Location its CDN URL redirects to (302)
+        self.cdn_moves: dict[str, str] = {}
+        #: the attachment names the CDN was asked for, in order
+        self.cdn_asked: list[str] = []
         #: events the next RESUME replays although the client saw them already
         self.resume_duplicates: list[tuple[str, dict[str, Any]]] = []
         self.connections = 0
@@ -862,7 +866,14 @@ class FakeDiscord:
             return problem
         return self._edit(self._webhook_message_id(request), request[_BODY] or {})
 
+    def cdn_url(self, name: str) -> str:
+        return f"http://{self.host}:{self.port}/cdn/attachments/{name}"
+
     async def _cdn(self, request: web.Request) -> web.Response:
+        self.cdn_asked.append(request.match_info["name"])
+        moved = self.cdn_moves.get(request.match_info["name"])
+        if moved is not None:
+            return web.Response(status=302, headers={"Location": moved})
         blob = self.attachments.get(request.match_info["name"])
         if blob is None:
             return web.Response(status=404)

@@ -580,6 +580,8 @@ class _OpenAIRender(_Render):
         out += [self._chunk({"content": word}) for word in _words(reply.text)]
         for index, call in enumerate(reply.tool_calls):
             head = {"index": index, "id": call.id, "type": "function"}
+            if call.extra:  # as Gemini's compatible API sends a call's thought signature
+                head["extra_content"] = json.loads(call.extra)
             function = {"name": call.name, "arguments": ""}
             out.append(self._chunk({"tool_calls": [{**head, "function": function}]}))
             out += [

@@ -49,10 +49,11 @@ async def open_fetcher(**overrides: Any) -> AsyncIterator[Fetcher]:
     """A Fetcher as start_web builds it; the test server's name is allowed explicitly."""
     config = WebConfig.model_validate({"allow_hosts": ["page.test"], **overrides})
     guard = AddressGuard(allow_private=config.allow_private, allow_hosts=config.allow_hosts)
-    session = bot.web.net.open_session(
-        bot.web.net.system_network(), user_agent=config.user_agent, guard=guard
-    )
+    network = bot.web.net.system_network()
+    session = bot.web.net.open_session(network, user_agent=config.user_agent, guard=guard)
+    routes = bot.web.net.proxy_routes(network, session, guard, user_agent=config.user_agent)
     try:
-        yield Fetcher(config, session, guard)
+        yield Fetcher(config, session, guard, routes)
     finally:
+        await routes.close()
         await session.close()

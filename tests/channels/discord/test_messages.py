@@ -11,6 +11,7 @@ from bot.errors import ChannelError
 from bot.messages import Attachment, Conversation, ConversationKind, OutboundMessage
 from bot.providers.base import ChatRequest
 from bot.providers.testing import FunctionProvider, ScriptedProvider
+from channels.discord_inbound import Downloads
 from tests.channels.discord.conftest import channel_of, running, settle
 from tests.fakes.discord import ALICE, BOB, CHANNEL_ID, FakeDiscord
 from tests.fakes.forward_proxy import environment_proxy, thread_hops
@@ -240,3 +241,39 @@ async def test_the_gateway_and_the_rest_calls_go_through_the_proxy_from_the_envi
     assert call.body["content"] == "re: hello there"
     assert any(t.startswith(fake.gateway_url.split("?")[0]) for t in proxy.targets), proxy.targets
     assert f"{fake.api_base}/channels/{fake.dm_channel_id(ALICE)}/messages" in proxy.targets
+
+
+async def test_an_attachment_download_follows_a_few_redirects_each_one_checked(
+    fake: FakeDiscord,
+) -> None:
+    """CDN links can redirect: the download follows up to three hops, each target checked
+    as the first address is (https, or the attachment URL's own origin), never a plain-http
+    host the redirect picks, nor a loop."""
+    fake.attachments["renewed.txt"] = b"buy apples"
+    fake.cdn_moves.update(
+        {
+            "notes.txt": fake.cdn_url("signed.txt"),
+            "signed.txt": "/cdn/attachments/renewed.txt",  # relative, as a Location may be
+            "loop.txt": fake.cdn_url("loop.txt"),
+            "away.txt": f"http://localhost:{fake.port}/cdn/attachments/renewed.txt",
+        }
+    )
+    downloads = Downloads()
+    try:
+        part = Attachment("document", fake.cdn_url("notes.txt"), "notes.txt", "text/plain", 10)
+        assert await downloads.fetch(part, max_bytes=1000) == b"buy apples"
+        assert fake.cdn_asked == ["notes.txt", "signed.txt", "renewed.txt"]
+
+        fake.cdn_asked.clear()
+        loop = Attachment("document", fake.cdn_url("loop.txt"), "loop.txt", "text/plain", 10)
+        with pytest.raises(ChannelError, match="too many times"):
+            await downloads.fetch(loop, max_bytes=1000)
+        assert fake.cdn_asked == ["loop.txt"] * 4
+
+        fake.cdn_asked.clear()
+        away = Attachment("document", fake.cdn_url("away.txt"), "away.txt", "text/plain", 10)
+        with pytest.raises(ChannelError, match="non-https"):
+            await downloads.fetch(away, max_bytes=1000)
+        assert fake.cdn_asked == ["away.txt"], "the plain-http target was never asked"
+    finally:
+        await downloads.close()

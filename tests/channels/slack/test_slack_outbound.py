@@ -23,6 +23,7 @@ from bot.messages import (
 from bot.providers.base import ChatRequest, Finish, TextDelta
 from bot.providers.testing import FunctionProvider, ScriptedProvider
 from channels.slack import SlackChannel
+from channels.slack_api import SlackApi, WorkingSignal
 from tests.channels.slack.conftest import idle, until, user_texts
 from tests.fakes.slack import FakeSlack
 
@@ -173,3 +174,29 @@ async def test_a_section_is_never_cut_inside_an_entity_or_a_link(
 
     assert shown[0] == ["a" * 2994, "&amp;b" * 10]
     assert shown[1] == ["y" * 2970 + " see", "<http://e.io/|the docs> and more"]
+
+
+async def test_the_thread_status_is_given_up_only_when_slack_says_the_method_is_not_there(
+    fake: FakeSlack,
+) -> None:
+    api = SlackApi(fake.bot_token, fake.api_url, lambda seconds: None)
+    signal = WorkingSignal(lambda: api, "eyes")
+    thread = Conversation("slack", "C0001", ConversationKind.GROUP, thread_id="1700000000.000001")
+    try:
+        # a passing fault: this message shows a reaction, the next the status again
+        fake.fail("assistant.threads.setStatus", status=500, error="internal_error")
+        shown = await signal.show(thread, "1700000000.000002")
+        assert shown is not None and shown.kind == "reaction"
+        shown = await signal.show(thread, "1700000000.000003")
+        assert shown is not None and shown.kind == "status"
+        # the app lacks the scope: reactions from now on, without asking again each time
+        fake.assistant_status = False
+        shown = await signal.show(thread, "1700000000.000004")
+        assert shown is not None and shown.kind == "reaction"
+        asked = len(fake.method_calls("assistant.threads.setStatus", status=None))
+        fake.assistant_status = True
+        shown = await signal.show(thread, "1700000000.000005")
+        assert shown is not None and shown.kind == "reaction"
+        assert len(fake.method_calls("assistant.threads.setStatus", status=None)) == asked
+    finally:
+        await api.close()

@@ -244,3 +244,28 @@ async def test_chunks_resplit_for_telegrams_html_still_name_their_span_of_the_an
         assert before.end <= after.start and not text[before.end : after.start].strip()
     for chunk in chunks:
         assert text[chunk.start : chunk.end].rstrip() == chunk.text[chunk.lead :].rstrip()
+
+
+async def test_a_text_telegram_finds_too_long_goes_in_smaller_pieces_never_retried_as_it_was(
+    fake: FakeTelegram, start_channel: Callable[..., Awaitable[TelegramChannel]]
+) -> None:
+    # Telegram counts a text after its own parsing; where it counts more than the channel's
+    # split did, the same text can never go, and three tries of it would lose the answer
+    channel = await start_channel()
+    dm = Conversation("tg", str(ALICE), ConversationKind.DM)
+    text = "\n\n".join(f"Paragraph {i}: " + "the markets moved a little. " * 10 for i in range(10))
+    assert len(channel.split(text)) == 1
+    fake.fail_next("sendMessage", 400, "Bad Request: message is too long", count=2)
+    await channel.send(OutboundMessage(dm, text))
+    tried = [call.params["text"] for call in fake.calls_of("sendMessage", chat_id=ALICE)]
+    assert len(tried) > 3 and len(set(tried)) == len(tried), "no text was sent twice"
+    assert _words(fake.texts(ALICE)) == text.split(), "the whole answer, in order"
+
+    fake.fail_next("editMessageText", 400, "Bad Request: message is too long")
+    ref = await channel.send(OutboundMessage(dm, "short"))
+    with pytest.raises(EditRejected):  # the answer goes on in a new message
+        await channel._edit_text(ref, "short, edited")
+
+    fake.refuse(ALICE, 400, "Bad Request: message is too long")
+    with pytest.raises(DeliveryRefused):  # nothing smaller left to try: a clear refusal
+        await channel.send(OutboundMessage(dm, "a short text"))

@@ -1,0 +1,96 @@
+"""How one request of web_fetch leaves: straight to the host (the session's resolver checks
+every address it connects to), or through the environment's proxy (HTTPS_PROXY, HTTP_PROXY
+and NO_PROXY, found as the gateway's other sessions find them: `ProxyLookup`).
+
+A proxy resolves the name itself, where the address guard cannot see it, and reaches what
+the gateway can: a page on the local network, a cloud metadata address. So through a proxy
+the name is resolved and checked here, and the proxy is asked for that checked address,
+never for the name: a name that resolves elsewhere the second time (DNS rebinding) cannot
+move the request. The page's name still goes in the Host header and, for https, in TLS
+(SNI and the certificate check). A proxy that rewrites Host from the request line (as
+RFC 9112 has proxies do for plain http) shows the address's default site.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp.abc import AbstractResolver
+from yarl import URL
+
+from bot.proxy_env import ProxyLookup
+from bot.web.guard import AddressGuard, FetchRefused, parse_host_literal
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    session: aiohttp.ClientSession
+    #: what is asked for: the page's URL, or through a proxy the same at its checked address
+    url: URL
+    proxy: URL | None = None
+    #: the page's host[:port] for the Host header, when `url` names the address
+    host_header: str | None = None
+    #: the name TLS is started for and checks the certificate against, likewise
+    server_hostname: str | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {} if self.host_header is None else {"Host": self.host_header}
+
+
+class ProxyRoutes:
+    """The route of each request: direct on the guarded session, or through the proxy the
+    environment names for the page's address, on a session of its own (it connects to the
+    proxy only, which the guard does not judge: the operator set it)."""
+
+    def __init__(
+        self,
+        direct: aiohttp.ClientSession,
+        guard: AddressGuard,
+        resolver: AbstractResolver,
+        open_proxied: Callable[[], aiohttp.ClientSession],
+    ) -> None:
+        self.direct = direct
+        self.guard = guard
+        self._resolver = resolver
+        self._open_proxied = open_proxied
+        #: made with the first request through a proxy (most gateways have none)
+        self._proxied: aiohttp.ClientSession | None = None
+        self._proxies = ProxyLookup()
+
+    async def route(self, target: URL) -> Route:
+        proxy = await self._proxies.for_url(target)
+        if proxy is None:
+            return Route(self.direct, target)
+        address = await self._checked_address(target)
+        if self._proxied is None:
+            self._proxied = self._open_proxied()
+        https = target.scheme == "https"
+        return Route(
+            self._proxied,
+            target.with_host(address),
+            proxy,
+            host_header=target.raw_authority,
+            server_hostname=target.host if https else None,
+        )
+
+    async def _checked_address(self, target: URL) -> str:
+        host = target.host or ""
+        literal = parse_host_literal(host)
+        if literal is not None:  # already checked by `Fetcher.check_url`
+            return str(literal)
+        try:
+            found = await self._resolver.resolve(host, target.port or 0, socket.AF_UNSPEC)
+        except OSError as exc:
+            raise FetchRefused(f"{host} could not be resolved ({exc})") from None
+        addresses = [ipaddress.ip_address(r["host"]) for r in found]
+        self.guard.check(host, addresses)
+        return str(addresses[0])
+
+    async def close(self) -> None:
+        if self._proxied is not None:
+            await self._proxied.close()
