@@ -95,14 +95,7 @@ class ReplicaTurns:
                     if not await self.leases.confirm(key):
                         return  # lost to another replica (this one was late): its now
                     ran.add(delivery_key(delivery.message))
-                    try:
-                        await self._run(session, delivery)
-                    except SessionNotHeld:
-                        raise
-                    except Exception:
-                        # said to the person and logged by the turn; the session goes on
-                        log.exception("turn in session %s failed", key)
-                        self._failed.add(delivery_key(delivery.message))
+                    await self._run(session, delivery)
         except SessionNotHeld:
             # lost mid-turn: the answer was not sent (or not all of it) nor recorded; the
             # new holder runs the delivery
@@ -121,9 +114,17 @@ class ReplicaTurns:
             if not young:  # its replica died before refusing it: refused here, once
                 await gw.admit(message)
             return  # else its own replica refuses it (and says so once)
-        if await gw.deliveries.ready(delivery):
+        if not await gw.deliveries.ready(delivery):
+            return
+        try:
             # tried again after a refusal by the store before the session's next delivery
             await gw.sessions.retried(functools.partial(gw.turns.run, session, message))
+        except SessionNotHeld:
+            raise
+        except Exception:
+            # said to the person by the turn; the session goes on with its next delivery
+            log.exception("turn in session %s failed", session.key)
+            self._failed.add(delivery_key(message))
 
     # wake-ups ----------------------------------------------------------------------------
     def _freed(self, session_key: str) -> None:
