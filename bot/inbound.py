@@ -103,7 +103,8 @@ class InboundRouter:
         or arrivals while channels were starting) run now or when their try is due; what
         arrives meanwhile is stored and accepted after them, in the order it came."""
         gw = self.gw
-        self._arrived_in_resume = arrived = {}
+        arrived: dict[tuple[str, str], InboundMessage] = {}
+        self._arrived_in_resume = arrived
         self.accepting = True
         try:
             for delivery in await gw.store.deliveries.unfinished():
