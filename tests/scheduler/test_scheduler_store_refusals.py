@@ -5,19 +5,20 @@ being dropped, so the claim's lease does not bring the job back and the person g
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.messages import Conversation
-from bot.scheduler import JobStatus, Scheduler, SchedulerConfig
+from bot.scheduler import JobKind, JobStatus, Scheduler, SchedulerConfig
 from bot.scheduler import delivery as job_delivery
+from bot.scheduler.timing import Once
 from bot.store import Store
 from bot.store import sqlite as store_sqlite
 
-from .conftest import FakeClock, RecordingDeliverer
-from .test_scheduler_service import once_in, remind
+from .conftest import DM, FakeClock, RecordingDeliverer
 
 
 class LockedAfterSend(RecordingDeliverer):
@@ -53,14 +54,20 @@ async def test_a_reminder_whose_record_the_store_refused_is_not_sent_again(
         config = SchedulerConfig(default_timezone="Europe/Berlin", lease_seconds=30)
         scheduler = Scheduler(store, deliverer, None, config=config, clock=clock)
         try:
-            job_id = await remind(scheduler, once_in(clock, 60))
+            job = await scheduler.schedule(
+                person_id="alice", identity_key="test:alice", conversation=DM, text="stretch",
+                when=Once(datetime.fromtimestamp(clock.now + 60, UTC)),
+                timezone="Europe/Berlin", kind=JobKind.REMINDER,
+            )  # fmt: skip
             clock.advance(60)
             assert await asyncio.wait_for(scheduler.deliver_due(), 30) == 1
             clock.advance(31)  # past the lease of the claim
             await scheduler.deliver_due()
             assert deliverer.texts() == ["⏰ stretch"], "sent again once the lease ran out"
-            job = await scheduler.jobs.get(job_id)
-            assert job is not None and job.status is JobStatus.SENT, "recorded once unlocked"
+            recorded = await scheduler.jobs.get(job.id)
+            assert recorded is not None and recorded.status is JobStatus.SENT, (
+                "recorded once unlocked"
+            )
         finally:
             for other in deliverer.holders:
                 other.close()
