@@ -24,7 +24,10 @@ class InboundRouter:
         #: whether stored deliveries go on to their sessions: from the start's resume (or a
         #: replica's) until the drain
         self.accepting = False
-        self._live_at_start: set[tuple[str, str]] | None = None
+        #: what arrived while the start resumes the unfinished deliveries, in the order it
+        #: came: accepted after them (a chat's new message is not answered before its older
+        #: one), and not resumed as well
+        self._arrived_in_resume: dict[tuple[str, str], InboundMessage] | None = None
         self._immediate: set[asyncio.Task[None]] = set()
 
     async def handle(self, message: InboundMessage) -> None:
@@ -48,8 +51,9 @@ class InboundRouter:
             await gw.turn_processes.accept(message)
             return
         if self.accepting:
-            if self._live_at_start is not None:
-                self._live_at_start.add((message.conversation.channel, message.id))
+            if self._arrived_in_resume is not None:
+                self._arrived_in_resume[(message.conversation.channel, message.id)] = message
+                return
             await self.accept(message)
 
     async def accept(self, message: InboundMessage) -> None:
@@ -96,22 +100,29 @@ class InboundRouter:
 
     async def resume_unfinished(self) -> None:
         """Deliveries stored but unfinished (a crash, a stop, a send waiting for its next try,
-        or arrivals while channels were starting) run now or when their try is due, except
-        those accepted live since `accepting` was set."""
+        or arrivals while channels were starting) run now or when their try is due; what
+        arrives meanwhile is stored and accepted after them, in the order it came."""
         gw = self.gw
-        self._live_at_start = set()
+        arrived: dict[tuple[str, str], InboundMessage] = {}
+        self._arrived_in_resume = arrived
         self.accepting = True
-        for delivery in await gw.store.deliveries.unfinished():
-            message = delivery.message
-            key = (message.conversation.channel, message.id)
-            if (
-                message.conversation.channel in gw.channels
-                and key not in self._live_at_start
-                and self._owns(message)
-            ):
-                gw.resumed_at_start.add(key)
-                await gw.deliveries.resume(delivery)
-        self._live_at_start = None
+        try:
+            for delivery in await gw.store.deliveries.unfinished():
+                message = delivery.message
+                key = (message.conversation.channel, message.id)
+                if (
+                    message.conversation.channel in gw.channels
+                    and key not in arrived
+                    and self._owns(message)
+                ):
+                    gw.resumed_at_start.add(key)
+                    await gw.deliveries.resume(delivery)
+            # then what came meanwhile, in the order it came (more may come while these are
+            # admitted: it is empty when it is let go)
+            while arrived:
+                await self.accept(arrived.pop(next(iter(arrived))))
+        finally:
+            self._arrived_in_resume = None
 
     def _owns(self, message: InboundMessage) -> bool:
         if self.gw.share is None:

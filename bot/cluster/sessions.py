@@ -5,7 +5,9 @@ session's local queue only says "this session has work": the handler takes the s
 lease and then runs the session's unfinished deliveries from the database, oldest first,
 whichever replica stored them, looking again until none is left before it lets the lease
 go. So a message that lands on a replica while another holds its session is left pending
-there and run by the holder, in order.
+there and run by the holder, in order. A turn that fails in a way no layer planned for is
+said once and left pending for the next start, as on one process; the session goes on with
+its next delivery.
 
 A replica that could not take a lease remembers the session; the holder's release
 announces `freed`, and the replica tries again. A slow sweep (every lease lifetime) takes
@@ -50,6 +52,11 @@ class ReplicaTurns:
         self.grace_s = ttl / 3
         #: sessions whose lease another replica held when this one had work for them
         self._deferred: dict[str, InboundMessage] = {}
+        #: deliveries whose turn failed here in a way no layer planned for: told once (the
+        #: turn said so), left pending for the next start as on one process, and not run
+        #: again by this replica before then (each of the session's next messages, and each
+        #: sweep, would say it again and never reach what came after)
+        self._failed: set[Key] = set()
         self._tasks: list[asyncio.Task[None]] = []
         bus.subscribe("freed", self._freed)
         bus.on_reconnect(self.sweep)
@@ -82,7 +89,7 @@ class ReplicaTurns:
         try:
             # another replica may have added turns since this one last ran the session
             session.row = session.history = None
-            ran: set[Key] = set()
+            ran: set[Key] = set(self._failed)
             while batch := [d for d in await self.leases.open_deliveries(key) if _new(d, ran)]:
                 for delivery in batch:
                     if not await self.leases.confirm(key):
@@ -107,9 +114,17 @@ class ReplicaTurns:
             if not young:  # its replica died before refusing it: refused here, once
                 await gw.admit(message)
             return  # else its own replica refuses it (and says so once)
-        if await gw.deliveries.ready(delivery):
+        if not await gw.deliveries.ready(delivery):
+            return
+        try:
             # tried again after a refusal by the store before the session's next delivery
             await gw.sessions.retried(functools.partial(gw.turns.run, session, message))
+        except SessionNotHeld:
+            raise
+        except Exception:
+            # said to the person by the turn; the session goes on with its next delivery
+            log.exception("turn in session %s failed", session.key)
+            self._failed.add(delivery_key(message))
 
     # wake-ups ----------------------------------------------------------------------------
     def _freed(self, session_key: str) -> None:

@@ -121,6 +121,10 @@ class RemoteChannel:
         wire.send("call", call_id, (self.name, "reply", template, progress is not None))
         try:
             async for part in deltas:
+                if call.result.done():
+                    # the receiver's channel ended the reply (a refusal: the chat is gone):
+                    # as in one process, the model is asked for no more of it, nor its tools
+                    break
                 wire.send("delta", call_id, part)
         finally:
             wire.send("end", call_id)

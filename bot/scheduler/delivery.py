@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from bot.errors import ChannelError, DeliveryRefused, describe_error
+from bot.errors import ChannelError, DeliveryRefused, StorageUnavailable, describe_error
 from bot.faults import fault_point
 from bot.messages import Conversation
 from bot.scheduler import text as texts
@@ -30,6 +30,9 @@ log = logging.getLogger("bot.scheduler.service")
 
 _RETRY_FIRST_S = 5.0
 _RETRY_MAX_S = 300.0
+#: pauses between tries of the record of a sent job that the store refused; the last one
+#: repeats until it is stored (or the scheduler stops)
+_COMMIT_RETRY_S = (1.0, 5.0, 15.0, 60.0)
 
 
 def backoff(failures: int) -> float:
@@ -131,13 +134,7 @@ class JobDelivery:
             fault_point("scheduler.delivered")
             if s.on_fired is not None:
                 s.on_fired(job, late_by)
-            committed = await s.jobs.complete(
-                job,
-                message_id=message_id,
-                late_by=late_by,
-                next_due=following(job, due),
-                now=s.clock(),
-            )
+            committed = await self._commit_sent(job, due, message_id, late_by)
             if not committed:
                 log.warning("job %s changed while it was delivered (cancelled?)", job.id)
             fault_point("scheduler.committed")
@@ -145,6 +142,32 @@ class JobDelivery:
             log.exception("delivery of job %s failed; its lease will bring it back", job.id)
         finally:
             self._finished(job)
+
+    async def _commit_sent(self, job: Job, due: float, message_id: str, late_by: float) -> bool:
+        """Record the sent job; while the store refuses it (busy, full, read-only, out of
+        reach), tried again after a pause, the lease renewed meanwhile: given up, the lease
+        would bring the job back and it would be sent a second time. A stop ends the wait."""
+        s = self.scheduler
+        tries = 0
+        while True:
+            try:
+                return await s.jobs.complete(
+                    job,
+                    message_id=message_id,
+                    late_by=late_by,
+                    next_due=following(job, due),
+                    now=s.clock(),
+                )
+            except StorageUnavailable as exc:
+                pause = _COMMIT_RETRY_S[min(tries, len(_COMMIT_RETRY_S) - 1)]
+                tries += 1
+                log.warning(
+                    "job %s was sent but the store refused its record (%s); trying again in %.0fs",
+                    job.id,
+                    exc,
+                    pause,
+                )
+                await asyncio.sleep(pause)
 
     async def _skip(self, job: Job, due: float, exc: NotAllowedNow) -> None:
         """This run does not happen: a repeating job waits for its next time (and runs then
