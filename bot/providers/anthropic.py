@@ -140,6 +140,7 @@ class AnthropicProvider(StreamingProvider["AsyncAnthropic"]):
                         for out in answer.feed(sse.event, data):
                             yield out
             finally:
+                timer.close()
                 stream.close()
         except HttpFailure as exc:
             raise _status_error(exc) from exc

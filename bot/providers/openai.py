@@ -122,6 +122,7 @@ class OpenAIProvider(StreamingProvider["AsyncOpenAI"]):
                         for event in answer.feed(chunk):
                             yield event
             finally:
+                timer.close()
                 stream.close()
         except HttpFailure as exc:
             raise _status_error(exc) from exc
