@@ -25,6 +25,7 @@ from bot.providers.base import (
     TextDelta,
     ToolCall,
     ToolCallEvent,
+    ToolSpec,
     Usage,
     UsageEvent,
 )
@@ -78,7 +79,7 @@ class OpenAIProvider(StreamingProvider["AsyncOpenAI"]):
         self.base_url = config.resolved_base_url()
         self._url = self.base_url.rstrip("/") + "/chat/completions"
         self._setup(api_keys, clock, pool_size)
-        self._body = JsonBody()
+        self._body = JsonBody(to_openai_tools)
         # Some compatible servers refuse stream_options; learned on the first refusal.
         self._usage_in_stream = True
         # The official API wants max_completion_tokens; compatible servers know max_tokens.
@@ -156,7 +157,7 @@ class OpenAIProvider(StreamingProvider["AsyncOpenAI"]):
             )
         if self._usage_in_stream:
             payload["stream_options"] = {"include_usage": True}
-        body = self._body.encode(payload, list(to_openai_tools(request)))
+        body = self._body.encode(payload, request.tools)
         try:
             return await self._http.open(self._url, headers, body)
         except HttpFailure as exc:
@@ -334,7 +335,7 @@ def _openai_user_parts(message: ChatMessage) -> list[ChatCompletionContentPartPa
     return parts
 
 
-def to_openai_tools(request: ChatRequest) -> list[ChatCompletionToolParam]:
+def to_openai_tools(tools: Sequence[ToolSpec]) -> list[ChatCompletionToolParam]:
     return [
         {
             "type": "function",
@@ -344,7 +345,7 @@ def to_openai_tools(request: ChatRequest) -> list[ChatCompletionToolParam]:
                 "parameters": tool.parameters,
             },
         }
-        for tool in request.tools
+        for tool in tools
     ]
 
 

@@ -33,7 +33,6 @@ from bot.providers.sse import SseClient
 
 log = logging.getLogger("bot.providers")
 
-T = TypeVar("T")
 ClientT = TypeVar("ClientT")
 SdkT = TypeVar("SdkT")
 
