@@ -24,6 +24,7 @@ from bot.providers.base import (
     TextDelta,
     ToolCall,
     ToolCallEvent,
+    ToolSpec,
     Usage,
     UsageEvent,
 )
@@ -101,7 +102,7 @@ class AnthropicProvider(StreamingProvider["AsyncAnthropic"]):
         self.base_url = base_url.rstrip("/").removesuffix("/v1")
         self._url = self.base_url + "/v1/messages"
         self._setup(api_keys, clock, pool_size)
-        self._json = JsonBody()
+        self._json = JsonBody(to_anthropic_tools)
 
     def _key_headers(self, key: str) -> dict[str, str]:
         return {
@@ -140,6 +141,7 @@ class AnthropicProvider(StreamingProvider["AsyncAnthropic"]):
                         for out in answer.feed(sse.event, data):
                             yield out
             finally:
+                timer.close()
                 stream.close()
         except HttpFailure as exc:
             raise _status_error(exc) from exc
@@ -170,7 +172,7 @@ class AnthropicProvider(StreamingProvider["AsyncAnthropic"]):
         }
         if system:
             payload["system"] = system
-        return self._json.encode(payload, list(to_anthropic_tools(request)))
+        return self._json.encode(payload, request.tools)
 
     def _probe_error(self, exc: Exception) -> ProviderError | None:
         import anthropic
@@ -345,10 +347,10 @@ def _media_type(mime: str) -> Literal["image/jpeg", "image/png", "image/gif", "i
     return "image/jpeg"
 
 
-def to_anthropic_tools(request: ChatRequest) -> list[ToolParam]:
+def to_anthropic_tools(tools: Sequence[ToolSpec]) -> list[ToolParam]:
     return [
         {"name": tool.name, "description": tool.description, "input_schema": tool.parameters}
-        for tool in request.tools
+        for tool in tools
     ]
 
 

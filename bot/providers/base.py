@@ -5,6 +5,7 @@ A provider never imports the agent. `FailoverProvider` (a chain) satisfies the s
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -71,9 +72,18 @@ class ChatMessage:
 
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
+    """What the model is told of one tool. Made once per tool and never changed: the
+    providers serialise a tool set once and reuse its JSON while a turn offers the same specs
+    (the same objects), so a changed tool is a new spec."""
+
     name: str
     description: str
     parameters: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        # a copy of its own: the schema it came from (an MCP listing, pydantic's output) may
+        # be changed in place later, which must not change a spec whose JSON was reused
+        object.__setattr__(self, "parameters", copy.deepcopy(self.parameters))
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,7 +73,7 @@ class OpenAIProvider(StreamingProvider["AsyncOpenAI"]):
         self.base_url = config.resolved_base_url()
         self._url = self.base_url.rstrip("/") + "/chat/completions"
         self._setup(api_keys, clock, pool_size)
-        self._body = JsonBody()
+        self._body = JsonBody(to_openai_tools)
         # Some compatible servers refuse stream_options; learned on the first refusal.
         self._usage_in_stream = True
         # The official API wants max_completion_tokens; compatible servers know max_tokens.
@@ -117,6 +117,7 @@ class OpenAIProvider(StreamingProvider["AsyncOpenAI"]):
                         for event in answer.feed(chunk):
                             yield event
             finally:
+                timer.close()
                 stream.close()
         except HttpFailure as exc:
             raise _status_error(exc) from exc
@@ -150,7 +151,7 @@ class OpenAIProvider(StreamingProvider["AsyncOpenAI"]):
             )
         if self._usage_in_stream:
             payload["stream_options"] = {"include_usage": True}
-        body = self._body.encode(payload, list(to_openai_tools(request)))
+        body = self._body.encode(payload, request.tools)
         try:
             return await self._http.open(self._url, headers, body)
         except HttpFailure as exc:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from bot.providers.base import ChatMessage, ChatRequest, ToolCall
+from bot.providers.base import ChatMessage, ChatRequest, ToolCall, ToolSpec
 
 if TYPE_CHECKING:
     from openai.types.chat import (
@@ -109,7 +110,7 @@ def _openai_user_parts(message: ChatMessage) -> list[ChatCompletionContentPartPa
     return parts
 
 
-def to_openai_tools(request: ChatRequest) -> list[ChatCompletionToolParam]:
+def to_openai_tools(tools: Sequence[ToolSpec]) -> list[ChatCompletionToolParam]:
     return [
         {
             "type": "function",
@@ -119,5 +120,5 @@ def to_openai_tools(request: ChatRequest) -> list[ChatCompletionToolParam]:
                 "parameters": tool.parameters,
             },
         }
-        for tool in request.tools
+        for tool in tools
     ]

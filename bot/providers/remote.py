@@ -16,7 +16,6 @@ import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
-    Awaitable,
     Callable,
     Iterator,
     Mapping,
@@ -28,12 +27,12 @@ from typing import Any, Generic, TypeVar
 
 from bot.errors import ContextTooLong, ProviderError, ProviderHTTPError, ProviderTimeout
 from bot.providers.base import ChatEvent, ChatRequest
+from bot.providers.chunk_timer import ChunkTimer as ChunkTimer  # the providers import it here
 from bot.providers.config import ProviderConfig
 from bot.providers.sse import SseClient
 
 log = logging.getLogger("bot.providers")
 
-T = TypeVar("T")
 ClientT = TypeVar("ClientT")
 SdkT = TypeVar("SdkT")
 
@@ -130,48 +129,6 @@ class KeyPool(Generic[ClientT]):
 
     def forget_clients(self) -> None:
         self._clients.clear()
-
-
-class ChunkTimer:
-    """Deadlines for one streamed response.
-
-    The first chunk must arrive within `first_token_s` of sending the request (headers
-    included); after that, each gap between chunks is bounded by `idle_s`. Time the consumer
-    spends between chunks is not counted: each wait starts its own clock.
-    """
-
-    def __init__(self, first_token_s: float, idle_s: float) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._first_deadline = self._loop.time() + first_token_s
-        self._first_token_s = first_token_s
-        self._idle_s = idle_s
-        self.started = False
-
-    def phase(self) -> str:
-        return "idle" if self.started else "first_token"
-
-    def seconds(self) -> float:
-        return self._idle_s if self.started else self._first_token_s
-
-    async def request(self, awaitable: Awaitable[T]) -> T:
-        """Await the response headers; counted against the first-token deadline."""
-        return await self._within(awaitable, self._first_deadline)
-
-    async def chunk(self, awaitable: Awaitable[T]) -> T:
-        deadline = self._loop.time() + self._idle_s if self.started else self._first_deadline
-        value = await self._within(awaitable, deadline)
-        self.started = True
-        return value
-
-    async def _within(self, awaitable: Awaitable[T], deadline: float) -> T:
-        scope = asyncio.timeout_at(deadline)
-        try:
-            async with scope:
-                return await awaitable
-        except TimeoutError:
-            if scope.expired():
-                raise ProviderTimeout(self.phase(), self.seconds()) from None
-            raise
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,8 @@ from bot.proxy_env import ProxyLookup
 
 if TYPE_CHECKING:
     import aiohttp
+
+    from bot.providers.base import ToolSpec
 
 #: what a streamed answer may come as; aiohttp says application/octet-stream for none
 _STREAM_TYPES = frozenset({"text/event-stream", "application/octet-stream"})
@@ -68,23 +71,34 @@ def event_text(value: object) -> str:
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
+#: how many tool sets a body keeps the JSON of (people of different roles are offered
+#: different sets; a set changes when an MCP server comes or goes)
+_TOOL_SETS_KEPT = 8
+
+
 class JsonBody:
     """Encodes request bodies. The tool schemas are most of a body (~7.9 of 8.1 KB for a plain
-    turn) and the same on every turn: their JSON is made once and reused while they compare
-    equal to a private copy (a copy, so a schema changed in place is noticed)."""
+    turn) and the same on every turn: the JSON of a tool set is made once, when the set is
+    first offered, and reused while a turn offers the same specs. A `ToolSpec` is frozen (a
+    changed tool is a new spec), so the same specs are the same objects: the key is their
+    identities, and the kept specs hold those identities (no id is reused while kept)."""
 
-    def __init__(self) -> None:
-        self._tools: object = None
-        self._tools_json = ""
+    def __init__(self, render: Callable[[Sequence[ToolSpec]], list[Any]]) -> None:
+        #: the API's form of a tool set (the specs to a list of JSON objects)
+        self._render = render
+        self._tool_sets: dict[tuple[int, ...], tuple[Sequence[ToolSpec], str]] = {}
 
-    def encode(self, payload: dict[str, Any], tools: list[Any]) -> bytes:
+    def encode(self, payload: dict[str, Any], specs: Sequence[ToolSpec]) -> bytes:
         head = _dumps(payload)
-        if not tools:
+        if not specs:
             return head.encode()
-        if tools != self._tools:
-            self._tools_json = _dumps(tools)
-            self._tools = json.loads(self._tools_json)
-        return f'{head[:-1]},"tools":{self._tools_json}}}'.encode()
+        key = tuple(map(id, specs))
+        kept = self._tool_sets.get(key)
+        if kept is None:
+            if len(self._tool_sets) >= _TOOL_SETS_KEPT:
+                self._tool_sets.clear()
+            kept = self._tool_sets[key] = (tuple(specs), _dumps(self._render(specs)))
+        return f'{head[:-1]},"tools":{kept[1]}}}'.encode()
 
 
 class HttpFailure(Exception):

@@ -74,6 +74,34 @@ async def test_tools_are_withdrawn_while_the_server_is_down(
         assert "restarted 1x" in gw.mcp.states()[0][2]
 
 
+async def test_the_next_turn_is_offered_the_tools_as_the_server_goes_and_comes_back(
+    gateway_config: Any, fake: FakeLLM, state: Path
+) -> None:
+    fake.push(Reply(text="one"), Reply(text="two"), Reply(text="three"))
+
+    def turns() -> int:
+        return len(fake.calls(path="/v1/chat/completions"))
+
+    async with running(gateway_config({"t": stdio_entry()}), "t") as (gw, channel):
+        assert gw.mcp is not None
+        await channel.push("before", user="owner")
+        await until(lambda: turns() == 1)
+        os.kill(int((state / "pid").read_text()), signal.SIGKILL)
+        await until(lambda: "t__echo" not in gw.tools)
+        await channel.push("while it is down", user="owner")
+        await until(lambda: turns() == 2)
+        await asyncio.wait_for(gw.mcp.wait_ready("t"), 90)
+        await channel.push("after", user="owner")
+        await until(lambda: turns() == 3)
+    offered = [
+        {t["function"]["name"] for t in call.body.get("tools", [])}
+        for call in fake.calls(path="/v1/chat/completions")
+    ]
+    assert "t__echo" in offered[0]
+    assert "t__echo" not in offered[1] and offered[1]  # the built-in tools are still offered
+    assert "t__echo" in offered[2]
+
+
 async def test_list_changed_adds_a_tool(gateway_config: Any, fake: FakeLLM, state: Path) -> None:
     fake.push(
         Reply(tool_calls=[ToolCall("c1", "t__grow", "{}")]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import time
 
@@ -9,7 +10,13 @@ import httpx2
 import pytest
 
 from bot.errors import ContextTooLong, ProviderHTTPError, ProviderTimeout
-from bot.providers.remote import KeyPool, parse_retry_after, status_error, transport_error
+from bot.providers.remote import (
+    ChunkTimer,
+    KeyPool,
+    parse_retry_after,
+    status_error,
+    transport_error,
+)
 from bot.providers.testing import ManualClock
 
 
@@ -121,3 +128,69 @@ def test_key_pool_rotates_and_falls_back_to_the_soonest_ready_key() -> None:
 def test_key_pool_needs_a_key() -> None:
     with pytest.raises(ValueError):
         KeyPool([], str)
+
+
+async def _read_chunks(timer: ChunkTimer, gaps: list[float], between_s: float = 0.0) -> int:
+    """Waits on one 'chunk' per gap (a sleep that long); the consumer's own time in between."""
+    read = 0
+    for gap in gaps:
+        await timer.chunk(asyncio.sleep(gap))
+        read += 1
+        if between_s:
+            await asyncio.sleep(between_s)
+    return read
+
+
+async def test_chunk_timer_never_cuts_a_stream_that_keeps_sending() -> None:
+    # 8 chunks 0.1 s apart: 0.8 s in all, past both deadlines; the one timer must move on
+    timer = ChunkTimer(first_token_s=0.3, idle_s=0.3)
+    try:
+        assert await _read_chunks(timer, [0.1] * 8) == 8
+    finally:
+        timer.close()
+
+
+async def test_chunk_timer_does_not_count_the_consumers_time() -> None:
+    # 0.4 s of the consumer's own work after each chunk, longer than the idle gap
+    timer = ChunkTimer(first_token_s=0.3, idle_s=0.3)
+    try:
+        assert await _read_chunks(timer, [0.05] * 3, between_s=0.4) == 3
+    finally:
+        timer.close()
+
+
+async def test_chunk_timer_cuts_a_stream_that_stalls_mid_answer() -> None:
+    timer = ChunkTimer(first_token_s=5.0, idle_s=0.2)
+    stalled = asyncio.Event()
+
+    async def stall() -> None:
+        await asyncio.sleep(5.0)
+        stalled.set()
+
+    await _read_chunks(timer, [0.1] * 4)  # 0.4 s in: the first gaps re-armed it
+    with pytest.raises(ProviderTimeout) as caught:
+        await timer.chunk(stall())
+
+    assert (caught.value.phase, caught.value.seconds) == ("idle", 0.2)
+    assert not stalled.is_set()  # cut at the idle deadline, not when the wait ended
+
+
+async def test_chunk_timer_cuts_a_silent_server_at_the_first_token_deadline() -> None:
+    timer = ChunkTimer(first_token_s=0.2, idle_s=5.0)
+
+    with pytest.raises(ProviderTimeout) as caught:
+        await timer.request(asyncio.sleep(5.0))
+
+    assert (caught.value.phase, caught.value.seconds) == ("first_token", 0.2)
+
+
+async def test_chunk_timer_leaves_an_outside_cancel_a_cancel() -> None:
+    timer = ChunkTimer(first_token_s=5.0, idle_s=5.0)
+    reading = asyncio.create_task(timer.chunk(asyncio.sleep(5.0)))
+    await asyncio.sleep(0.05)
+
+    reading.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await reading
+    timer.close()

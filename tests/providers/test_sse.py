@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 import pytest_asyncio
 from aiohttp import web
 
 from bot.errors import ProviderHTTPError
+from bot.providers.base import ToolSpec
 from bot.providers.sse import HttpFailure, JsonBody, SseClient, SseEvent
 from tests.fakes.forward_proxy import environment_proxy
 
@@ -155,17 +156,28 @@ async def test_a_redirect_is_the_answer_not_followed_around_the_proxy(
     assert caught.value.status == 307
 
 
-def test_a_body_reuses_the_tools_json_only_while_the_tools_are_unchanged() -> None:
-    body = JsonBody()
+def _named(tools: Sequence[ToolSpec]) -> list[dict[str, object]]:
+    return [{"name": t.name, "input_schema": t.parameters} for t in tools]
+
+
+def test_a_body_reuses_the_tools_json_only_while_the_same_specs_are_offered() -> None:
+    body = JsonBody(_named)
     schema: dict[str, object] = {"type": "object", "properties": {"q": {"type": "string"}}}
-    tools = [{"name": "search", "input_schema": schema}]
+    search = ToolSpec("search", "find", schema)
     payload = {"model": "m", "messages": [{"role": "user", "content": "h\u00e9"}]}
 
-    first = json.loads(body.encode(payload, tools))
-    schema["required"] = ["q"]  # changed in place, as a reloaded skill might
-    second = json.loads(body.encode(payload, tools))
+    first = json.loads(body.encode(payload, (search,)))
+    schema["required"] = ["q"]  # the source changed in place: the spec made from it is not
+    again = json.loads(body.encode(payload, (search,)))
+    reloaded = ToolSpec("search", "find", schema)  # a tool changed is a new spec
+    changed = json.loads(body.encode(payload, (reloaded,)))
+    more = json.loads(body.encode(payload, (reloaded, ToolSpec("fetch", "get", {}))))
+    fewer = json.loads(body.encode(payload, (reloaded,)))
 
     unchanged = {"type": "object", "properties": {"q": {"type": "string"}}}
-    assert first == {**payload, "tools": [{"name": "search", "input_schema": unchanged}]}
-    assert second["tools"][0]["input_schema"]["required"] == ["q"]
-    assert json.loads(body.encode(payload, [])) == payload
+    assert first == again == {**payload, "tools": [{"name": "search", "input_schema": unchanged}]}
+    assert search.parameters == unchanged  # every set with it sends it alike
+    assert changed["tools"][0]["input_schema"]["required"] == ["q"]
+    assert [t["name"] for t in more["tools"]] == ["search", "fetch"]
+    assert [t["name"] for t in fewer["tools"]] == ["search"]
+    assert json.loads(body.encode(payload, ())) == payload
