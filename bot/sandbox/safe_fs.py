@@ -14,6 +14,7 @@ import errno
 import os
 import secrets
 import stat
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -156,11 +157,11 @@ class WorkspaceFS:
         total = 0
         try:
             for dirpath, dirnames, filenames, dfd in os.fwalk(".", dir_fd=top):
-                prefix = "" if dirpath == "." else shown_name(dirpath[2:]) + "/"
+                folder = "" if dirpath == "." else dirpath[2:] + "/"
                 for name in sorted(dirnames + filenames):
                     total += 1
                     if len(lines) < max_entries:
-                        lines.append(prefix + _describe(name, dfd))
+                        lines.append(_describe(name, dfd, folder))
                 if not recursive:
                     break
         finally:
@@ -383,18 +384,39 @@ def _refused(shown: str, exc: OSError, *, symlink: bool) -> ToolError:
     return ToolError(f"{shown}: {exc.strerror}")
 
 
+#: characters that reorder or hide text around them (a name could show as another)
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
 def shown_name(name: str) -> str:
-    """A name a command made, as one line of text the store and a provider can take: bytes
-    that are not UTF-8 as `\\xff`, control characters (a newline that would fake another
-    entry) escaped as in Python."""
-    text = os.fsencode(name).decode("utf-8", "backslashreplace")
-    if text.isprintable():
+    """A name a command made, as one line of text the store and a provider can take. A name
+    of plain text is shown as it is (any script, emoji, U+202F); one holding bytes that are
+    not UTF-8, control characters (a newline that would fake another entry), line separators
+    or bidi controls is shown quoted, escaped as in Python (`"bad\\xffname"`), so it never
+    reads like another name, a name written with a backslash and `xff` included."""
+    text = os.fsencode(name).decode("utf-8", "surrogateescape")
+    if not text.startswith('"') and not any(map(_escaped, text)):
         return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    shown = "".join(_escape(c) for c in text)
+    return f'"{shown}"'
 
 
-def _describe(name: str, dir_fd: int) -> str:
-    shown = shown_name(name)
+def _escaped(c: str) -> bool:
+    return unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") or c in _BIDI_CONTROLS
+
+
+def _escape(c: str) -> str:
+    if c in '"\\':
+        return "\\" + c
+    if "\udc80" <= c <= "\udcff":  # a byte that is not UTF-8, kept by surrogateescape
+        return f"\\x{ord(c) - 0xDC00:02x}"
+    return repr(c)[1:-1] if _escaped(c) else c
+
+
+def _describe(name: str, dir_fd: int, folder: str) -> str:
+    shown = shown_name(folder + name)
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except OSError:

@@ -109,16 +109,39 @@ async def test_an_approval_given_after_the_turn_deadline_still_runs_the_command(
         return "result: " + last.content
 
     channel = RecordingChannel(console=True)
+    # a short deadline leaves a quarter of itself (1.5 s) for the answer, ~4 s for the command
     config = make_config(
-        sandbox={"backend": "bwrap", "approval": "ask"}, gateway={"turn_deadline_s": 1}
+        sandbox={"backend": "bwrap", "approval": "ask"}, gateway={"turn_deadline_s": 6}
     )
     async with Gateway(config, provider=FunctionProvider(model), channels={"test": channel}):
         await channel.push("clean up the folder", user="owner")
         [ask] = await channel.wait_for_messages(1, timeout=10)
-        await asyncio.sleep(2)  # past the turn's deadline
+        await asyncio.sleep(7)  # past the turn's deadline
         approval_id = re.search(r"/approve (\w+)", ask).group(1)  # type: ignore[union-attr]
         await channel.push(f"/approve {approval_id}", user="owner")
         await channel.wait_for_messages(3, timeout=20)
     texts = channel.texts()
     assert "expires in 5 min" in ask
     assert texts[1] == "Approved." and "cleaned" in texts[2]
+
+
+async def test_the_owner_is_not_asked_for_a_command_the_turn_has_no_time_left_to_run(
+    make_config: Any,
+) -> None:
+    async def model(request: ChatRequest) -> Any:
+        last = request.messages[-1]
+        if last.role == "user":
+            await asyncio.sleep(2.5)  # a slow model call takes most of the turn
+            return [ToolCall("x1", "exec", json.dumps({"command": "rm -rf d && echo cleaned"}))]
+        return "result: " + last.content
+
+    channel = RecordingChannel(console=True)
+    config = make_config(
+        sandbox={"backend": "bwrap", "approval": "ask"}, gateway={"turn_deadline_s": 4}
+    )
+    async with Gateway(config, provider=FunctionProvider(model), channels={"test": channel}):
+        await channel.push("clean up the folder", user="owner")
+        [reply] = await channel.wait_for_messages(1, timeout=15)
+    # the approval would have been refused for too little time after the owner said yes
+    assert "/approve" not in reply
+    assert reply.startswith("result: error: not run: this turn has") and "seconds left" in reply
