@@ -14,13 +14,13 @@ import errno
 import os
 import secrets
 import stat
-import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.errors import SandboxError, ToolError
 from bot.sandbox.base import WORK_DIR
 from bot.sandbox.noreplace import remove_placeholder, rename_noreplace
+from bot.sandbox.shown_names import shown_name
 
 if TYPE_CHECKING:
     from bot.sandbox.quota import WorkspaceQuota
@@ -382,37 +382,6 @@ def _refused(shown: str, exc: OSError, *, symlink: bool) -> ToolError:
     if exc.errno == errno.ENOTDIR:
         return ToolError(f"refused: a component of {shown} is not a directory")
     return ToolError(f"{shown}: {exc.strerror}")
-
-
-#: characters that reorder or hide text around them (a name could show as another)
-_BIDI_CONTROLS = frozenset(
-    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-)
-
-
-def shown_name(name: str) -> str:
-    """A name a command made, as one line of text the store and a provider can take. A name
-    of plain text is shown as it is (any script, emoji, U+202F); one holding bytes that are
-    not UTF-8, control characters (a newline that would fake another entry), line separators
-    or bidi controls is shown quoted, escaped as in Python (`"bad\\xffname"`), so it never
-    reads like another name, a name written with a backslash and `xff` included."""
-    text = os.fsencode(name).decode("utf-8", "surrogateescape")
-    if not text.startswith('"') and not any(map(_escaped, text)):
-        return text
-    shown = "".join(_escape(c) for c in text)
-    return f'"{shown}"'
-
-
-def _escaped(c: str) -> bool:
-    return unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") or c in _BIDI_CONTROLS
-
-
-def _escape(c: str) -> str:
-    if c in '"\\':
-        return "\\" + c
-    if "\udc80" <= c <= "\udcff":  # a byte that is not UTF-8, kept by surrogateescape
-        return f"\\x{ord(c) - 0xDC00:02x}"
-    return repr(c)[1:-1] if _escaped(c) else c
 
 
 def _describe(name: str, dir_fd: int, folder: str) -> str:
