@@ -28,6 +28,7 @@ from bot.providers.base import (
     UsageEvent,
 )
 from bot.tools import ToolContext, ToolPolicy, ToolRegistry
+from bot.tools.turn_clock import TurnClock
 
 Redact = Callable[[str], str]
 
@@ -131,7 +132,8 @@ class Agent:
         hooks = ctx.deps.hooks
         s = self.settings
         try:
-            async with asyncio.timeout(s.turn_deadline_s) as ctx.turn_deadline:
+            async with asyncio.timeout(s.turn_deadline_s) as deadline:
+                ctx.turn_clock = TurnClock(deadline, s.turn_deadline_s)
                 for step in range(s.max_tool_iterations):
                     left = _left(max_output_tokens, result.usage.output_tokens)
                     if left is not None and left <= 0:
@@ -197,7 +199,7 @@ class Agent:
         except (ProviderError, DecapodError) as exc:
             result.outcome, result.error = "error", exc
         finally:
-            ctx.turn_deadline = None
+            ctx.turn_clock = None
         result.latency_ms = (time.perf_counter() - started) * 1000
         yield TurnDone(result)
 

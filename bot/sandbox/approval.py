@@ -9,6 +9,7 @@ is safe to run unasked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import secrets
@@ -17,10 +18,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from bot.errors import ToolDenied
+
 if TYPE_CHECKING:
     from bot.tools import ToolContext
 
 log = logging.getLogger("decapod.sandbox")
+
+#: how long past its own timeout a broker may take before it counts as hung
+_DECISION_GRACE_S = 5.0
 
 _DANGEROUS = [
     (re.compile(p), why)
@@ -54,6 +60,34 @@ class ApprovalBroker(Protocol):
     async def request(self, ctx: ToolContext, summary: str, timeout: float) -> bool:  # noqa: ASYNC109
         """True only if the owner approved within `timeout` seconds."""
         ...
+
+
+async def ask_owner(ctx: ToolContext, broker: ApprovalBroker, summary: str, wait: float) -> bool:
+    """Whether the owner approved `summary` (redacted here) within `wait` seconds; a denial,
+    no answer or a broker that fails or hangs are all False. The wait does not count against
+    the turn's deadline (one approval window per turn), and once the owner denied or did not
+    answer, the turn asks no more: each request would hold the session and nag the owner."""
+    clock = ctx.turn_clock
+    if clock is not None and clock.owner_refused:
+        raise ToolDenied(
+            "not asked: the owner denied or did not answer an earlier request in this turn; "
+            "answer with what you have"
+        )
+    window = wait + _DECISION_GRACE_S
+    held = clock.waiting_for_a_person(window) if clock else contextlib.nullcontext()
+    try:
+        with held:
+            # the broker owns the timeout; this bound only guards against one that hangs
+            async with asyncio.timeout(window):  # not wait_for: on 3.11 it can drop a cancel
+                approved = await broker.request(ctx, ctx.deps.redact(summary), wait)
+    except TimeoutError:
+        approved = False
+    except Exception:
+        log.exception("approval broker failed; treating the request as denied")
+        approved = False
+    if approved is not True and clock is not None:
+        clock.owner_refused = True
+    return approved is True
 
 
 @dataclass(frozen=True, slots=True)

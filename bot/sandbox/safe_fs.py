@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from bot.errors import SandboxError, ToolError
 from bot.sandbox.base import WORK_DIR
 from bot.sandbox.noreplace import remove_placeholder, rename_noreplace
+from bot.sandbox.shown_names import shown_name
 
 if TYPE_CHECKING:
     from bot.sandbox.quota import WorkspaceQuota
@@ -156,11 +157,11 @@ class WorkspaceFS:
         total = 0
         try:
             for dirpath, dirnames, filenames, dfd in os.fwalk(".", dir_fd=top):
-                prefix = "" if dirpath == "." else shown_name(dirpath[2:]) + "/"
+                folder = "" if dirpath == "." else dirpath[2:] + "/"
                 for name in sorted(dirnames + filenames):
                     total += 1
                     if len(lines) < max_entries:
-                        lines.append(prefix + _describe(name, dfd))
+                        lines.append(_describe(name, dfd, folder))
                 if not recursive:
                     break
         finally:
@@ -383,18 +384,8 @@ def _refused(shown: str, exc: OSError, *, symlink: bool) -> ToolError:
     return ToolError(f"{shown}: {exc.strerror}")
 
 
-def shown_name(name: str) -> str:
-    """A name a command made, as one line of text the store and a provider can take: bytes
-    that are not UTF-8 as `\\xff`, control characters (a newline that would fake another
-    entry) escaped as in Python."""
-    text = os.fsencode(name).decode("utf-8", "backslashreplace")
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def _describe(name: str, dir_fd: int) -> str:
-    shown = shown_name(name)
+def _describe(name: str, dir_fd: int, folder: str) -> str:
+    shown = shown_name(folder + name)
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except OSError:

@@ -19,6 +19,7 @@ from pydantic import Field
 
 from bot.deps import SandboxDeps
 from bot.errors import SandboxError, ToolDenied, ToolError
+from bot.sandbox.approval import ask_owner
 from bot.sandbox.base import ExecResult
 from bot.sandbox.policy import (
     EXEC_TAG,
@@ -37,8 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("decapod.sandbox")
 
 _MAX_LIST_ENTRIES = 500
-_DECISION_GRACE_S = 5.0
-#: what a command leaves of the turn for the model to read its result and answer
+#: what a command leaves of the turn for the model to read its result and answer; a short
+#: `turn_deadline_s` leaves a quarter of itself instead, so exec stays usable
 _ANSWER_ROOM_S = 10.0
 _SHORTEST_RUN_S = 1.0
 
@@ -118,11 +119,13 @@ async def exec_command(
     limits = config.limits.to_limits()
     seconds = min(timeout if timeout and timeout > 0 else config.timeout_s, limits.wall_seconds)
 
+    # checked before asking too: the owner is not asked for a command that cannot run
+    _within_the_turn(ctx, seconds)
     why = approval_reason(config, ctx, shown)
     if why is not None:
         await _ask_owner(ctx, sandbox, shown, why)
     assert backend is not None  # exec_denial refuses a missing backend
-    seconds = _within_the_turn(ctx, seconds)
+    asked, seconds = seconds, _within_the_turn(ctx, seconds)
     try:
         result = await backend.exec(
             ctx.session_key,
@@ -133,19 +136,26 @@ async def exec_command(
         )
     except SandboxError as exc:
         raise ToolError(f"the sandbox could not run the command: {exc}") from None
-    return format_result(result)
+    text = format_result(result)
+    if result.timed_out and seconds < asked:
+        text += (
+            f"\n[the turn's time limit cut this command's wall clock to {seconds:.0f}s; a "
+            "larger timeout will not help in this turn]"
+        )
+    return text
 
 
 def _within_the_turn(ctx: ToolContext, seconds: float) -> float:
     """A command's wall clock cut to end before the turn's deadline: past it the whole turn
     is stopped, and the person gets "that took too long" instead of the output so far."""
-    left = ctx.seconds_left()
-    if left is None:
+    clock = ctx.turn_clock
+    left = None if clock is None else clock.seconds_left()
+    if clock is None or left is None:
         return seconds
-    room = left - _ANSWER_ROOM_S
+    room = left - min(_ANSWER_ROOM_S, clock.length_s / 4)
     if room < _SHORTEST_RUN_S:
         raise ToolDenied(
-            f"not run: this turn has {max(0.0, left):.0f} seconds left, too few to run a "
+            f"not run: this turn has {max(0.0, left):.1f} seconds left, too few to run a "
             "command and answer; answer with what you have"
         )
     return min(seconds, room)
@@ -159,19 +169,8 @@ async def _ask_owner(ctx: ToolContext, sandbox: SandboxDeps, shown: str, why: st
             "and there is no way to ask for it here"
         )
     who = ctx.identity.display_name or ctx.identity.key
-    summary = ctx.deps.redact(f"{who} wants to run, because {why}:\n{shown}")
     wait = sandbox.config.approval_timeout_s
-    try:
-        # The broker owns the timeout; the outer bound only guards against one that hangs.
-        with ctx.waiting_for_a_person(wait + _DECISION_GRACE_S):
-            async with asyncio.timeout(wait + _DECISION_GRACE_S):  # wait_for can drop a cancel
-                approved = await broker.request(ctx, summary, wait)
-    except TimeoutError:
-        approved = False
-    except Exception:
-        log.exception("approval broker failed; treating the request as denied")
-        approved = False
-    if approved is not True:
+    if not await ask_owner(ctx, broker, f"{who} wants to run, because {why}:\n{shown}", wait):
         raise ToolDenied(
             f"not run: this command needed the owner's approval because {why}, "
             f"and it was denied or not given within {wait:g} seconds"
@@ -230,10 +229,21 @@ async def read_file(ctx: ToolContext, path: _Path, offset: int = 0) -> str:
 @_redacted
 async def write_file(ctx: ToolContext, path: _Path, content: str, append: bool = False) -> str:
     """Write (or `append` to) a text file under /work; makes missing folders."""
+    data = _encoded(content)  # before the owner is asked for a write that cannot happen
     await _approve_write(ctx, "write_file", path)
     fs = workspace_fs(ctx)
-    written = await asyncio.to_thread(fs.write, path, content.encode(), append=append)
+    written = await asyncio.to_thread(fs.write, path, data, append=append)
     return f"{'appended' if append else 'wrote'} {written} bytes to {path}"
+
+
+def _encoded(content: str) -> bytes:
+    try:
+        return content.encode()
+    except UnicodeEncodeError as exc:
+        raise ToolError(
+            f"content is not valid text: a lone surrogate ({content[exc.start]!a}) at "
+            f"character {exc.start}; nothing was written"
+        ) from None
 
 
 @_redacted
@@ -255,6 +265,7 @@ async def edit_file(
 ) -> str:
     """Replace exact text in a file under /work: `old_text` must occur once, unless
     `replace_all`."""
+    _encoded(new_text)
     await _approve_write(ctx, "edit_file", path)
     count = await asyncio.to_thread(
         workspace_fs(ctx).edit, path, old_text, new_text, replace_all=replace_all

@@ -14,12 +14,11 @@ Every failure inside a tool becomes a result the model reads; only cancellation 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, get_type_hints
 
@@ -30,6 +29,7 @@ from bot.errors import ToolDenied, ToolError
 from bot.messages import Conversation, Identity, well_formed
 from bot.providers.base import ToolCall, ToolSpec
 from bot.tasks import cancelled_from_outside
+from bot.tools.turn_clock import TurnClock
 
 log = logging.getLogger("decapod.tools")
 
@@ -57,38 +57,13 @@ class ToolContext:
     #: outside content reached this turn's context (an untrusted tool's output, a non-owner's
     #: attachments): commands then need the owner's approval
     tainted: bool = False
-    #: the turn's deadline while the agent runs it (bot/agent), so a wait for a person can
-    #: hold it back
-    turn_deadline: asyncio.Timeout | None = None
+    #: the turn's deadline while the agent runs it (bot/agent): how long is left, and a
+    #: wait for a person holds it back
+    turn_clock: TurnClock | None = None
 
     @property
     def is_group(self) -> bool:
         return self.conversation.kind.value != "dm"
-
-    def seconds_left(self) -> float | None:
-        """How long the turn may still run; None when it has no deadline."""
-        deadline = self.turn_deadline
-        when = deadline.when() if deadline is not None else None
-        return None if when is None else when - asyncio.get_running_loop().time()
-
-    @contextlib.contextmanager
-    def waiting_for_a_person(self, at_most: float) -> Iterator[None]:
-        """Time spent waiting for a person (the owner's approval, up to `at_most` seconds)
-        does not count against the turn's deadline: otherwise the turn would give up long
-        before the request it announced expires, and the owner's answer would find nothing."""
-        deadline = self.turn_deadline
-        when = deadline.when() if deadline is not None and not deadline.expired() else None
-        if deadline is None or when is None:
-            yield
-            return
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        deadline.reschedule(when + at_most)
-        try:
-            yield
-        finally:
-            if not deadline.expired():
-                deadline.reschedule(when + (loop.time() - started))
 
 
 @dataclass(frozen=True, slots=True)

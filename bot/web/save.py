@@ -5,12 +5,12 @@ untrusted content reached the conversation, only with the owner's approval."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import stat
 from typing import TYPE_CHECKING
 
 from bot.errors import ToolDenied, ToolError
+from bot.sandbox.approval import ask_owner
 from bot.sandbox.policy import write_approval_reason
 from bot.sandbox.safe_fs import split_workspace_path
 from bot.sandbox.tools import session_workspace_fs
@@ -20,10 +20,6 @@ if TYPE_CHECKING:
     from bot.sandbox.config import SandboxConfig
     from bot.sandbox.workspace import WorkspaceManager
     from bot.tools import ToolContext
-
-log = logging.getLogger("decapod.web")
-
-_DECISION_GRACE_S = 5.0
 
 
 class WorkspaceSaver:
@@ -90,18 +86,7 @@ class WorkspaceSaver:
             raise ToolDenied(f"not saved: saving needs the owner's approval because {why}")
         who = ctx.identity.display_name or ctx.identity.key
         wait = self.config.approval_timeout_s
-        try:
-            with ctx.waiting_for_a_person(wait + _DECISION_GRACE_S):
-                approved = await asyncio.wait_for(
-                    self.approvals.request(ctx, f"{who} wants to {what}, because {why}", wait),
-                    wait + _DECISION_GRACE_S,
-                )
-        except TimeoutError:
-            approved = False
-        except Exception:
-            log.exception("approval broker failed; treating the request as denied")
-            approved = False
-        if approved is not True:
+        if not await ask_owner(ctx, self.approvals, f"{who} wants to {what}, because {why}", wait):
             raise ToolDenied(
                 f"not saved: saving needed the owner's approval because {why}, and it was "
                 f"denied or not given within {wait:g} seconds"

@@ -96,29 +96,61 @@ async def test_owner_approves_or_denies_a_dangerous_command_from_the_chat(
         assert "cleaned" not in texts[2] and "denied" in texts[2]
 
 
+def _cleanup_model(thinking_s: float = 0.0) -> FunctionProvider:
+    """A model that asks for a dangerous command (after `thinking_s`), then repeats its
+    result."""
+
+    async def model(request: ChatRequest) -> Any:
+        last = request.messages[-1]
+        if last.role == "user":
+            await asyncio.sleep(thinking_s)
+            return [ToolCall("x1", "exec", json.dumps({"command": "rm -rf d && echo cleaned"}))]
+        return "result: " + last.content
+
+    return FunctionProvider(model)
+
+
+def _asking_config(make_config: Any, turn_deadline_s: float) -> Any:
+    return make_config(
+        sandbox={"backend": "bwrap", "approval": "ask"},
+        gateway={"turn_deadline_s": turn_deadline_s},
+    )
+
+
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 async def test_an_approval_given_after_the_turn_deadline_still_runs_the_command(
     make_config: Any,
 ) -> None:
     # The request said "expires in 5 min", but the turn gave up at its own deadline (2 min by
     # default): the person was told it took too long and the owner's answer found nothing.
-    async def model(request: ChatRequest) -> Any:
-        last = request.messages[-1]
-        if last.role == "user":
-            return [ToolCall("x1", "exec", json.dumps({"command": "rm -rf d && echo cleaned"}))]
-        return "result: " + last.content
-
     channel = RecordingChannel(console=True)
-    config = make_config(
-        sandbox={"backend": "bwrap", "approval": "ask"}, gateway={"turn_deadline_s": 1}
-    )
-    async with Gateway(config, provider=FunctionProvider(model), channels={"test": channel}):
+    # a short deadline leaves a quarter of itself (1.5 s) for the answer, ~4 s for the command
+    config = _asking_config(make_config, 6)
+    async with Gateway(config, provider=_cleanup_model(), channels={"test": channel}):
         await channel.push("clean up the folder", user="owner")
         [ask] = await channel.wait_for_messages(1, timeout=10)
-        await asyncio.sleep(2)  # past the turn's deadline
+        await asyncio.sleep(7)  # past the turn's deadline
         approval_id = re.search(r"/approve (\w+)", ask).group(1)  # type: ignore[union-attr]
         await channel.push(f"/approve {approval_id}", user="owner")
         await channel.wait_for_messages(3, timeout=20)
     texts = channel.texts()
     assert "expires in 5 min" in ask
     assert texts[1] == "Approved." and "cleaned" in texts[2]
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+async def test_the_owner_is_not_asked_for_a_command_the_turn_has_no_time_left_to_run(
+    make_config: Any,
+) -> None:
+    channel = RecordingChannel(console=True)
+    # a slow model call takes 2.5 s of a 4 s turn: 1 s is kept for the answer, 1 s is the least
+    # a command gets
+    provider = _cleanup_model(thinking_s=2.5)
+    async with Gateway(
+        _asking_config(make_config, 4), provider=provider, channels={"test": channel}
+    ):
+        await channel.push("clean up the folder", user="owner")
+        [reply] = await channel.wait_for_messages(1, timeout=15)
+    # the approval would have been refused for too little time after the owner said yes
+    assert "/approve" not in reply
+    assert reply.startswith("result: error: not run: this turn has") and "seconds left" in reply

@@ -207,7 +207,10 @@ async def test_file_names_a_command_made_of_odd_bytes_are_listed_and_answered_on
         await asyncio.sleep(0.2)  # an error notice would follow the reply at once
     assert channel.texts() == [reply]
     listed = provider.requests[2].messages[-1].content
-    assert listed.splitlines() == ["a\\nfake.txt (5 bytes) (0 bytes)", "bad\\xffname (0 bytes)"]
+    assert listed.splitlines() == [
+        '"a\\nfake.txt (5 bytes)" (0 bytes)',
+        '"bad\\xffname" (0 bytes)',
+    ]
 
 
 async def test_a_tool_result_that_is_not_well_formed_text_is_stored_and_answered(

@@ -19,6 +19,7 @@ from bot.providers.base import ChatMessage, TextDelta, ToolCall, ToolCallEvent
 from bot.providers.testing import ScriptedProvider
 from bot.store import Store
 from bot.tools import UNTRUSTED_TAG, ToolContext, ToolRegistry, tool
+from bot.tools.turn_clock import TurnClock
 from tests.deps import make_deps
 
 SECRET = "zq-7Hh2-secret-Kx9"
@@ -196,12 +197,11 @@ def test_deps_are_frozen() -> None:
 
 
 async def test_the_turn_deadline_counts_again_after_the_wait_for_a_person() -> None:
-    ctx = _ctx()
     async with asyncio.timeout(60) as deadline:
-        ctx.turn_deadline = deadline
+        clock = TurnClock(deadline, 60)
         before = deadline.when()
         assert before is not None
-        with ctx.waiting_for_a_person(600):
+        with clock.waiting_for_a_person(600):
             assert deadline.when() == before + 600
             await asyncio.sleep(0.05)
         after = deadline.when()

@@ -208,3 +208,41 @@ async def test_every_result_passes_the_redactor(bwrap_backend: SandboxBackend, h
     for out, _ in results:
         assert "hunter2" not in out and "[REDACTED]" in out, out
     assert results[-1][1] is False
+
+
+async def test_listed_names_stay_as_written_and_escaped_ones_never_merge(
+    fs_ctx: ToolContext,
+) -> None:
+    work = os.fsencode(workspace_of(fs_ctx))
+    names = [
+        b"bad\xffname",  # a byte that is not UTF-8
+        b"bad\\xffname",  # a backslash, then "xff": must not list like the one above
+        "shot\u202fat 10.00.png".encode(),  # macOS screenshot names: U+202F before "AM"
+        "\U0001f469\u200d\U0001f4bb.txt".encode(),  # an emoji joined with ZWJ
+        "evil\u202etxt.exe".encode(),  # a bidi override that would show as "exe.txt"
+        b'"quoted"',
+    ]
+    for name in names:
+        with open(os.path.join(work, name), "wb"):
+            pass
+    out, ok = await call(fs_ctx, "list_files")
+    assert ok and sorted(out.splitlines()) == sorted(
+        [
+            '"bad\\xffname" (0 bytes)',
+            "bad\\xffname (0 bytes)",
+            "shot\u202fat 10.00.png (0 bytes)",
+            "\U0001f469\u200d\U0001f4bb.txt (0 bytes)",
+            '"evil\\u202etxt.exe" (0 bytes)',
+            '"\\"quoted\\"" (0 bytes)',
+        ]
+    )
+
+
+async def test_text_that_is_not_valid_unicode_is_refused_clearly(fs_ctx: ToolContext) -> None:
+    out, ok = await call(fs_ctx, "write_file", path="half.txt", content="emoji: \ud83d!")
+    assert not ok and "lone surrogate" in out and "nothing was written" in out
+    assert not (workspace_of(fs_ctx) / "half.txt").exists()
+    await call(fs_ctx, "write_file", path="whole.txt", content="abc")
+    out, ok = await call(fs_ctx, "edit_file", path="whole.txt", old_text="b", new_text="\udcff")
+    assert not ok and "lone surrogate" in out
+    assert (workspace_of(fs_ctx) / "whole.txt").read_text() == "abc"
