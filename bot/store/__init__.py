@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.errors import DatabaseTooNew, StoreError
 from bot.store import sqlite
-from bot.store.migrations import migrate
+from bot.store.migration_runner import migrate
 
 # how SQLite says a disk refused lives with the connections (refusal_in is PostgreSQL's too)
 from bot.store.sqlite import _SQLITE_BUSY, _SQLITE_LOCKED, _damaged, _refused
