@@ -72,6 +72,19 @@ def _too_deep(override: EnvOverride, depth: int) -> ConfigError:
     )
 
 
+def _below(override: EnvOverride, depth: int, table: object) -> Any:
+    """The table's entry that the variable's part at `depth` names. The table was one when
+    this variable was set, so only another variable differing in case can have set it to a
+    value since (`DECAPOD_channels__tg__access=5` beside `..._TG__ACCESS__ALLOW_USERS__X`)."""
+    if not isinstance(table, dict):
+        where = ".".join(override.path[:depth])
+        raise ConfigError(
+            f"environment variable {override.variable}: another variable sets {where} to a "
+            "value, so nothing below it can be set (names are matched in lower case)"
+        )
+    return table[override.path[depth]]
+
+
 def _holds_no_keys(annotation: Any) -> bool:
     """A key that holds one value (a number, a string, a choice) or a list, not a table."""
     origin = typing.get_origin(annotation)
@@ -96,14 +109,14 @@ def _optional(annotation: Any) -> Any:
     return annotation
 
 
-def _tagged_member(annotation: Any, tag_key: object, table: dict[str, Any]) -> Any:
+def _tagged_member(annotation: Any, tag_key: object, table: object) -> Any:
     """Of a tagged union (`[channels.<name>]` by its `type`), the member whose tag the table
     sets; else the annotation as it is."""
     if typing.get_origin(annotation) is typing.Annotated:
         annotation, *extras = typing.get_args(annotation)
         tag_key = next((e.discriminator for e in extras if hasattr(e, "discriminator")), tag_key)
-    if not isinstance(tag_key, str):
-        return annotation
+    if not isinstance(tag_key, str) or not isinstance(table, dict):
+        return annotation  # not a table (`DECAPOD_CHANNELS__TG=telegram`): validation says so
     for member in typing.get_args(annotation):
         tag = getattr(member, "model_fields", {}).get(tag_key)
         if tag is not None and table.get(tag_key) in typing.get_args(tag.annotation):
@@ -118,17 +131,19 @@ def _check_depth(override: EnvOverride, schema: type[BaseModel], merged: dict[st
     model, depth, table = schema, 0, merged
     while depth < len(override.path) - 1:
         field = model.model_fields.get(override.path[depth])
-        table = table[override.path[depth]]
+        table = _below(override, depth, table)
         depth += 1
         if field is None:
             return  # an unknown key: validation names it
         annotation = _optional(field.annotation)
         if typing.get_origin(annotation) is dict:
             annotation = typing.get_args(annotation)[1]  # [providers.<name>]: skip the name
-            table = table[override.path[depth]]
+            table = _below(override, depth, table)
             depth += 1
         annotation = _tagged_member(annotation, field.discriminator, table)
-        if _holds_no_keys(annotation):
+        # the variable may end at the name it skipped (`DECAPOD_MODELS__ROUTES__CHEAP`): then
+        # it sets that entry's value, which holding no keys is what it should do
+        if depth < len(override.path) and _holds_no_keys(annotation):
             raise _too_deep(override, depth)
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return  # a tagged union without its tag: validation asks for it

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Any
 
-from bot.store.migrations import MIGRATION_LOCK
+from bot.store.migration_runner import MIGRATION_LOCK
 from bot.tasks import cancel_and_wait
 
 log = logging.getLogger("decapod.cluster")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.errors import DatabaseTooNew, StoreError
 from bot.store import sqlite
-from bot.store.migrations import migrate
+from bot.store.migration_runner import migrate
 
 # how SQLite says a disk refused lives with the connections (refusal_in is PostgreSQL's too)
 from bot.store.sqlite import _SQLITE_BUSY, _SQLITE_LOCKED, _damaged, _refused
@@ -210,10 +210,12 @@ class Store:
         _settle_all(results)
 
     async def peek(self, fn: Callable[[Conn], T]) -> T:
-        """Run a cheap read (an indexed lookup of a few rows) on the event loop: no thread
-        round trip. Never for a search or a scan, which would hold up every turn. `fn` must
-        return plain values (rows fetched, numbers), never a cursor or a lazy iterator: the
-        connection it ran on may be the writer thread's again as soon as `fn` returns.
+        """Run a cheap read (an indexed lookup of a few rows, or the whole of a table that
+        holds a handful, like the web UI's passkeys) on the event loop: no thread round trip.
+        Never for a search or a scan of a table that grows, which would hold up every turn.
+        `fn` must return plain values (rows fetched, numbers), never a cursor or a lazy
+        iterator: the connection it ran on may be the writer thread's again as soon as `fn`
+        returns.
         The writer's connection when the writer holds nothing: its page cache is current,
         where the loop's own connection rereads every page the last commit changed (95 against
         119 us a lookup, measured in one P2 run with reads alternating between the two)."""

@@ -38,7 +38,7 @@ def copy_sqlite_to_postgres(
     """Copy every table of the SQLite database at `db_path` into `conninfo`'s database;
     raises StoreError when a table's rows did not all arrive."""
     from bot.store import sqlite
-    from bot.store.migrations import migrate
+    from bot.store.migration_runner import migrate
     from bot.store.postgres import connect, migrate_pg, prepare_vectors
 
     if not db_path.exists():

@@ -1,20 +1,20 @@
-"""The runner of the schema migrations (bot/store/migrations.py holds the migrations): the
-registry they join, the check that refuses a database a newer version migrated, and
-`migrate`, which applies the pending ones on SQLite (PostgreSQL's is in postgres.py)."""
+"""The runner of the schema migrations (bot/store/migrations.py holds them and their registry):
+the check that refuses a database a newer version migrated, and `migrate`, which applies the
+pending ones on SQLite (PostgreSQL's is in postgres.py)."""
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import DatabaseTooNew
+from bot.store.migrations import MIGRATIONS
 
 if TYPE_CHECKING:
     from bot.progress import ProgressSink
 
-Migration = Callable[[Any], None]
-MIGRATIONS: dict[str, Migration] = {}
+log = logging.getLogger(__name__)
 
 #: PostgreSQL: the advisory lock every migration transaction takes: replicas starting
 #: together queue on it, and each migration is applied by exactly one of them. Here, not in
@@ -22,10 +22,9 @@ MIGRATIONS: dict[str, Migration] = {}
 #: the PostgreSQL store into a gateway on SQLite
 MIGRATION_LOCK = 0x6465636170_6F64  # "decapod"
 
-
-def migration(fn: Migration) -> Migration:
-    MIGRATIONS[fn.__name__] = fn
-    return fn
+#: How long a process waits for the write lock another process holds while it upgrades the
+#: schema: the connection's busy timeout (5 s) covers one statement, not a whole upgrade
+UPGRADE_WAIT_S = 60.0
 
 
 def refuse_newer(done: set[str], where: str) -> None:
@@ -44,14 +43,12 @@ def migrate(conn: Any, progress: ProgressSink | None = None, where: str = "") ->
     read again once the write lock is held, so a process that applied them meanwhile is
     seen. A database a newer version migrated is refused (DatabaseTooNew) before anything
     runs."""
-    import bot.store.migrations  # noqa: F401  (the migrations join MIGRATIONS at import)
-
     conn.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
     )
     if not _pending(conn, where):  # the usual start: nothing to do, no write lock taken
         return []
-    conn.execute("BEGIN IMMEDIATE")
+    _begin_write(conn, where)
     try:
         todo = _pending(conn, where)  # under the lock: another process may have run some
         if progress is not None and todo:
@@ -63,9 +60,35 @@ def migrate(conn: Any, progress: ProgressSink | None = None, where: str = "") ->
                 progress.advance()
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # SQLite may have rolled back already (a full disk, an I/O error): a ROLLBACK then
+        # would raise "no transaction is active" in place of the error that says why
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
     return todo
+
+
+def _begin_write(conn: Any, where: str) -> None:
+    """BEGIN IMMEDIATE, waiting up to UPGRADE_WAIT_S for a process that is upgrading."""
+    from bot.store.sqlite import sqlite_module
+
+    deadline = time.monotonic() + UPGRADE_WAIT_S
+    waited = False
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite_module().OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            if not waited:
+                log.info(
+                    "%s: waiting for another process's schema upgrade (up to %.0f s)",
+                    where or "the database",
+                    UPGRADE_WAIT_S,
+                )
+                waited = True
+            time.sleep(0.01)  # SQLITE_LOCKED comes back at once, without the busy wait
 
 
 def _pending(conn: Any, where: str) -> list[str]:

@@ -1,5 +1,6 @@
-"""Schema migrations: ordered functions, each run once, in name order, the pending ones in
-one transaction (the runner is bot/store/migration_runner.py).
+"""Schema migrations: ordered functions, each run once, in name order. The runner,
+bot/store/migration_runner.py, applies the pending ones: on SQLite all in one transaction;
+on PostgreSQL (postgres.py) one transaction each.
 
 Add a migration by writing the next `mNNN_what(conn)` function below and decorating it with
 `@migration`. Never edit one that has shipped; write a new one.
@@ -7,18 +8,16 @@ Add a migration by writing the next `mNNN_what(conn)` function below and decorat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from bot.store.migration_runner import (
-    MIGRATION_LOCK,
-    MIGRATIONS,
-    Migration,
-    migrate,
-    migration,
-    refuse_newer,
-)
+Migration = Callable[[Any], None]
+MIGRATIONS: dict[str, Migration] = {}
 
-__all__ = ["MIGRATIONS", "MIGRATION_LOCK", "Migration", "migrate", "migration", "refuse_newer"]
+
+def migration(fn: Migration) -> Migration:
+    MIGRATIONS[fn.__name__] = fn
+    return fn
 
 
 @migration

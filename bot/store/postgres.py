@@ -13,7 +13,8 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import StorageUnavailable
-from bot.store.migrations import MIGRATION_LOCK, MIGRATIONS, Migration, refuse_newer
+from bot.store.migration_runner import MIGRATION_LOCK, refuse_newer
+from bot.store.migrations import MIGRATIONS, Migration
 from bot.store.pg_dialect import Translated, translate
 
 if TYPE_CHECKING:

@@ -268,3 +268,71 @@ def test_compose_environment_loads_and_lets_exec_run_in_the_container(home: Path
 
     assert config.http.host == "0.0.0.0"
     assert config.sandbox.allow_unenforced_limits is True
+
+
+@pytest.mark.parametrize(
+    ("environ", "read"),
+    [
+        # the variable ends at an entry's own name: it sets that entry's value
+        (
+            {"DECAPOD_MODELS__ROUTES__CHEAP": '["local:llama3.2"]'},
+            lambda c: c.models.routes == {"cheap": ["local:llama3.2"]},
+        ),
+        (
+            {"DECAPOD_MEDIA__MAX_FILE_MB_BY_CHANNEL__TG": "5"},
+            lambda c: c.media.max_file_mb_by_channel == {"tg": 5},
+        ),
+        (
+            {
+                "DECAPOD_MCP__SERVERS__X__TRANSPORT": "http",
+                "DECAPOD_MCP__SERVERS__X__URL": "http://127.0.0.1:9/mcp",
+                "DECAPOD_MCP__SERVERS__X__HEADERS_ENV__AUTHORIZATION": "MCP_TOKEN",
+            },
+            lambda c: c.mcp.servers["x"].headers_env == {"authorization": "MCP_TOKEN"},
+        ),
+    ],
+)
+def test_a_variable_sets_one_entry_of_a_keyed_table(
+    home: Path, environ: dict[str, str], read: Callable[[Config], bool]
+) -> None:
+    _write(home, '[models]\nchat = ["local:llama3.2"]\n')
+
+    assert read(load_config(None, home, environ))
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        # a value where a channel's table goes
+        ({"DECAPOD_CHANNELS__TG": "telegram"}, "channels.tg: Input should be a valid dict"),
+        # two variables differing only in case: the lower-case one sets a table to a value
+        (
+            {
+                **TELEGRAM,
+                "DECAPOD_CHANNELS__TG__ACCESS__ALLOW_USERS__X": "1",
+                "DECAPOD_channels__tg__access": "5",
+            },
+            "DECAPOD_CHANNELS__TG__ACCESS__ALLOW_USERS__X: another variable sets "
+            "channels.tg.access to a value",
+        ),
+        (
+            {"DECAPOD_MCP__SERVERS__X__TRANSPORT": "stdio", "DECAPOD_mcp__servers": "5"},
+            "DECAPOD_MCP__SERVERS__X__TRANSPORT: another variable sets mcp.servers to a value",
+        ),
+    ],
+)
+def test_a_value_where_a_table_goes_is_a_config_error(
+    home: Path,
+    environ: dict[str, str],
+    expected: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+
+    assert main(["config", "check"]) == 2
+
+    err = capsys.readouterr().err
+    assert expected in err
+    assert "Traceback" not in err

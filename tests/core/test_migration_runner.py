@@ -3,17 +3,21 @@ schema is one commit and a crash or a failure part way leaves the version the da
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.store import sqlite
-from bot.store.migrations import MIGRATIONS, migrate
+from bot.store.migration_runner import migrate
+from bot.store.migrations import MIGRATIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,7 +81,8 @@ def test_a_failing_migration_leaves_the_version_the_database_had(
 _CRASH = """
 import os, sys
 from bot.store import sqlite
-from bot.store.migrations import MIGRATIONS, migrate
+from bot.store.migration_runner import migrate
+from bot.store.migrations import MIGRATIONS
 
 def m999_crash(conn):
     os._exit(9)  # the process dies mid-way: no rollback, no close
@@ -101,3 +106,54 @@ def test_a_crash_part_way_leaves_the_version_the_database_had(tmp_path: Path) ->
     assert migrate(conn) == sorted(MIGRATIONS)
     conn.close()
     assert "identities" in _tables(db)
+
+
+def test_a_migration_sqlite_rolled_back_itself_raises_its_own_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `OR ROLLBACK` makes SQLite end the transaction itself, as a full disk or an I/O
+    # error can: the runner's own ROLLBACK would then fail and hide this error
+    def m999_rolled_back(c: Any) -> None:
+        c.execute("CREATE TABLE once (x PRIMARY KEY)")
+        c.execute("INSERT INTO once VALUES (1)")
+        c.execute("INSERT OR ROLLBACK INTO once VALUES (1)")
+
+    monkeypatch.setitem(MIGRATIONS, "m999_rolled_back", m999_rolled_back)
+    conn = sqlite.connect(tmp_path / "a.db")
+    with pytest.raises(sqlite.sqlite_module().IntegrityError, match="UNIQUE"):
+        migrate(conn)
+    assert not conn.in_transaction
+    conn.close()
+    assert _applied(tmp_path / "a.db") == []
+
+
+def test_a_second_process_waits_out_another_ones_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "a.db"
+    conn = sqlite.connect(db)
+    migrate(conn)
+    monkeypatch.setitem(MIGRATIONS, "m999_new", lambda c: c.execute("CREATE TABLE new (x)"))
+    # the other process's upgrade holds the write lock past this connection's busy timeout
+    conn.execute("PRAGMA busy_timeout = 50")
+    upgrading, events = threading.Event(), []
+
+    def other_upgrade() -> None:
+        other = sqlite.connect(db)
+        other.execute("BEGIN IMMEDIATE")
+        upgrading.set()
+        time.sleep(1.0)
+        events.append("other committed")
+        other.execute("COMMIT")
+        other.close()
+
+    thread = threading.Thread(target=other_upgrade)
+    thread.start()
+    upgrading.wait(30)
+    with caplog.at_level(logging.INFO, logger="bot.store.migration_runner"):
+        assert migrate(conn, where="a.db") == ["m999_new"]
+    events.append("migrated")
+    thread.join(30)
+    conn.close()
+    assert events == ["other committed", "migrated"]
+    assert "a.db: waiting for another process's schema upgrade" in caplog.text

@@ -13,7 +13,8 @@ from bot.errors import StoreError
 from bot.messages import Conversation, Identity, InboundMessage
 from bot.providers.base import ChatMessage, ToolCall, Usage
 from bot.store import Store, sqlite
-from bot.store.migrations import MIGRATIONS, migrate
+from bot.store.migration_runner import migrate
+from bot.store.migrations import MIGRATIONS
 from bot.store.repos import TurnRecord
 
 

@@ -1,6 +1,7 @@
-"""The reads a start makes before ready (the admin token, the web UI's password and passkeys,
-a channel's chat moves) are keyed lookups run on the loop: none opens a reader thread and its
-connection while the gateway is starting, and each sees what was written before it."""
+"""The reads a start makes before ready (the admin token, the web UI's password, a channel's
+chat moves: keyed lookups; the web UI's passkeys: a small full read) run on the loop: none
+opens a reader thread and its connection while the gateway is starting, and each sees what
+was written before it."""
 
 from __future__ import annotations
 

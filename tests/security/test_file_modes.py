@@ -3,7 +3,6 @@ and a home made earlier under a permissive umask is repaired at start, once, wit
 
 from __future__ import annotations
 
-import logging
 import os
 import sqlite3
 import stat
@@ -58,17 +57,13 @@ def _private(modes: dict[str, str], home: Path) -> bool:
 
 
 async def _chat(config: Any, home: Path, delivery_id: str = "d1") -> dict[str, str]:
-    """Start as `decapod run` does, answer one message; the modes while it runs."""
-    setup_logging("INFO", "json", config.log_file)
+    """Start as `decapod run` does after its `setup_logging` (the test's, once: a second one
+    would drop the first's log file unclosed), answer one message; the modes while it runs."""
     channel = RecordingChannel(console=True)
-    try:
-        async with Gateway(config, provider=ScriptedProvider(["ok"]), channels={"test": channel}):
-            await channel.push("hello", user="boss", delivery_id=delivery_id)
-            await channel.wait_for_messages(1)
-            return _modes(home)
-    finally:
-        for handler in logging.getLogger().handlers:
-            handler.close()
+    async with Gateway(config, provider=ScriptedProvider(["ok"]), channels={"test": channel}):
+        await channel.push("hello", user="boss", delivery_id=delivery_id)
+        await channel.wait_for_messages(1)
+        return _modes(home)
 
 
 @pytest.mark.usefixtures("umask_022")
@@ -88,6 +83,7 @@ async def test_an_existing_shared_home_is_made_private_at_start(home: Path) -> N
         config = load_config(home / "config.toml", home)
         before_start = " ".join(f.what for f in audit(config))
         assert "can be read by other users" in before_start and "decapod.db-wal" in before_start
+        setup_logging("INFO", "json", config.log_file)
         running = await _chat(config, home)
     finally:
         earlier.close()
@@ -107,6 +103,7 @@ async def test_a_new_home_is_created_private(home: Path, make_config: Any) -> No
     config = make_config(
         logging={"file": "logs/decapod.log"}, sandbox={"backend": "none"}, memory={"enabled": False}
     )
+    setup_logging("INFO", "json", config.log_file)
     running = await _chat(config, home)
     assert {".", "decapod.db", "decapod.db-wal", "logs", "logs/decapod.log"} <= running.keys()
     assert _private(running, home), running

@@ -31,15 +31,12 @@ SECRETS = (AWS_ID, AWS_SECRET, GITHUB)
 
 
 @pytest.fixture
-def file_log(tmp_path: Path) -> Any:
+def file_log(tmp_path: Path) -> Path:
+    """The log file as `decapod run` writes it; the root logger is put back after the test
+    by the `restore_logging` fixture that every test has."""
     log_file = tmp_path / "decapod.log"
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
     setup_logging("DEBUG", "json", log_file)
-    yield log_file
-    for handler in root.handlers:
-        handler.close()
-    root.handlers[:], root.level = saved
+    return log_file
 
 
 # as a message, and as a command's arguments, which go to the model without the text

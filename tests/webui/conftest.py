@@ -57,9 +57,9 @@ async def gateway(make_config: Any, fake_llm: FakeLLM) -> AsyncIterator[Gateway]
 async def serving(app: web.Application) -> AsyncIterator[int]:
     """`app` served on 127.0.0.1 at a free port, which it yields."""
     runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
+    try:  # a failed start (the bind) cleans the runner up too
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
         yield runner.addresses[0][1]
     finally:
         await runner.cleanup()
