@@ -161,6 +161,10 @@ class WebChannel(BaseChannel):
         """The people with a page open on this process."""
         return list(self._listeners)
 
+    def holds(self, answer_id: str) -> bool:
+        """Whether this process has a copy of the answer (whole, cut off or streaming)."""
+        return answer_id in self._answers
+
     def publish(self, user_id: str, event: Event) -> None:
         for queue in self._listeners.get(user_id, ()):
             queue.put_nowait(event)

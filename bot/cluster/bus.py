@@ -28,6 +28,18 @@ CHANNEL = "decapod"
 Handler = Callable[[str], None]
 #: pauses between tries to open the LISTEN connection again, the last repeated
 _RECONNECT_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+#: the LISTEN connection only reads, so a server gone without a word (a host lost, a
+#: network cut) leaves it half-open: TCP keepalives find that within about half a minute
+#: (a probe after 10 s idle, then every 5 s, 3 unanswered), and the send timeout when it
+#: writes, instead of the system's default of hours. Catch-up's margin (a minute,
+#: bot/cluster/web_answers.py) counts on the loss being found that soon.
+LISTEN_KEEPALIVES: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
 
 
 def notify(conn: Any, topic: str, arg: str) -> None:
@@ -89,7 +101,11 @@ class Bus:
     async def _listen(self) -> Any:
         import psycopg
 
-        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": self._connect_timeout_s}
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": self._connect_timeout_s,
+            **LISTEN_KEEPALIVES,
+        }
         if self._password is not None:
             kwargs["password"] = self._password
         conn = await psycopg.AsyncConnection.connect(self._conninfo, **kwargs)

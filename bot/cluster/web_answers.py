@@ -8,19 +8,29 @@ it to its web channel, which shows it to the pages of that person open there and
 their replay. Answers go across once finished, not while they stream.
 
 A notification sent while a replica's LISTEN connection was down is lost for it: once the
-connection is back, the replica reads the answers said since shortly before the loss to each
-person with a page open there, from the history, and hands on those it does not hold whole
-(the channel drops the repeats, so nothing is shown twice).
+connection is back, the replica reads (in the background, at most `CATCH_UP_ROWS` rows a
+person) the answers said since shortly before the loss to each person with a page open
+there, from the history, and hands on those it holds no copy of: catch-up only fills in
+missing answers, it never replaces or completes one (a copy streamed here may differ from
+the stored text, and is what its pages show).
+
+An announcement the store refused (PostgreSQL out of reach) is kept and sent again once the
+answer's rows are in the history: a turn's rows are stored after its answer went out, and
+when the store was down they land later, so a replica that caught up in between read the
+history without them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.cluster.bus import notify
 from bot.messages import Conversation, ConversationKind
+from bot.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -39,6 +49,13 @@ _MAX_OPEN = 64
 #: after a lost LISTEN connection, the answers said from this long before the loss was
 #: found are read again: the loss is seen late, and the replicas' clocks differ a little
 CATCH_UP_MARGIN_S = 60.0
+#: rows of the history read per person on a catch-up (as many as a page loads)
+CATCH_UP_ROWS = 100
+#: pauses between tries to announce again the answers whose announcement was refused, the
+#: last repeated; one whose rows are not in the history after `RESEND_ANYWAY_S` (an answer
+#: that is no turn's, or a turn whose rows are still refused) is announced as it is
+RESEND_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+RESEND_ANYWAY_S = 600.0
 
 Answer = dict[str, Any]
 
@@ -48,6 +65,8 @@ class WebAnswers(Protocol):
     relay: Callable[[Answer], Coroutine[Any, Any, None]] | None
 
     def relayed(self, answer: Answer) -> None: ...
+
+    def holds(self, answer_id: str) -> bool: ...
 
     def listening(self) -> list[str]: ...
 
@@ -74,32 +93,88 @@ class SharedWebAnswers:
         self.replica_id = replica_id
         #: answer id -> its pieces so far
         self._open: dict[str, list[str]] = {}
+        #: answer id -> (an answer whose announcement the store refused, when it was kept)
+        self._unsent: dict[str, tuple[Answer, float]] = {}
+        self._resending: asyncio.Task[None] | None = None
+        #: catch-ups and tries under way (ended at stop)
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: catch-ups finished
+        self.caught_up = 0
         channel.relay = self.announce
         bus.subscribe(TOPIC, self._heard)
         bus.on_reconnect(self.catch_up)
 
     async def catch_up(self) -> None:
-        """The LISTEN connection is back: what was announced meanwhile, from the history."""
+        """The LISTEN connection is back: what was announced meanwhile, from the history, in
+        the background (the bus goes on with what it hears)."""
         self._open.clear()  # their next pieces were lost with the connection
         since = self.bus.lost_at - CATCH_UP_MARGIN_S
-        for person in self.channel.listening():
+        self._start(self._catch_up(since, self.channel.listening()), "web-catch-up")
+
+    async def _catch_up(self, since: float, people: list[str]) -> None:
+        for person in people:
             key = Conversation(self.channel.name, person, ConversationKind.DM).session_key
-            for answer_id, re, text in await self.repo.answers_since(key, person, since):
-                self.channel.relayed({"id": answer_id, "chat": person, "re": re, "text": text})
+            try:
+                said = await self.repo.answers_since(key, person, since, CATCH_UP_ROWS)
+            except Exception as exc:  # the next person's read may well work
+                log.warning("could not read the answers missed by the pages open here: %s", exc)
+                continue
+            for answer_id, re, text in said:
+                if not self.channel.holds(answer_id):
+                    self.channel.relayed({"id": answer_id, "chat": person, "re": re, "text": text})
+        self.caught_up += 1
 
     async def announce(self, answer: Answer) -> None:
+        try:
+            await self._announce(answer)
+        except Exception as exc:
+            log.warning("could not pass an answer to the other replicas (kept): %s", exc)
+            self._unsent[str(answer["id"])] = (answer, time.monotonic())
+            while len(self._unsent) > _MAX_OPEN:
+                self._unsent.pop(next(iter(self._unsent)))
+            if self._resending is None or self._resending.done():
+                self._resending = self._start(self._resend(), "web-resend")
+
+    async def _announce(self, answer: Answer) -> None:
         notes = pieces(self.replica_id, answer)
 
         def op(conn: Any) -> None:
             for note in notes:
                 notify(conn, TOPIC, note)
 
-        try:
-            await self.store.write(op, cheap=True)
-        except Exception as exc:
-            # the answer was shown here and is in the history: the other replicas' pages
-            # show it on their next load
-            log.warning("could not pass an answer to the other replicas: %s", exc)
+        await self.store.write(op, cheap=True)
+
+    async def _resend(self) -> None:
+        tries = 0
+        while self._unsent:
+            await asyncio.sleep(RESEND_S[min(tries, len(RESEND_S) - 1)])
+            tries += 1
+            kept = dict(self._unsent)
+            try:
+                stored = await self.repo.turns_stored(
+                    [f"web:{a['chat']}:{a['id']}" for a, _ in kept.values() if a.get("re")]
+                )
+                for answer_id, (answer, since) in kept.items():
+                    turn_id = f"web:{answer['chat']}:{answer_id}"
+                    waited = time.monotonic() - since
+                    if answer.get("re") and turn_id not in stored and waited < RESEND_ANYWAY_S:
+                        continue
+                    await self._announce(answer)
+                    if self._unsent.get(answer_id, (None, 0.0))[1] == since:
+                        del self._unsent[answer_id]
+            except Exception as exc:
+                log.warning("could not pass a kept answer to the other replicas: %s", exc)
+
+    def _start(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def stop(self, _app: object = None) -> None:
+        """End the catch-ups and the tries under way (what is not announced then shows
+        from the history on the pages' next load)."""
+        await cancel_and_wait(*self._tasks)
 
     def _heard(self, note: str) -> None:
         replica, answer_id, n, count, head, part = json.loads(note)

@@ -93,62 +93,50 @@ class WebUIRepo:
         message it answers, channels/web.py); '' for the person's own messages."""
 
         def op(conn: Conn) -> list[tuple[str, str, str]]:
-            session = conn.execute(
-                "SELECT id, created_at FROM sessions WHERE key = ? ORDER BY id DESC LIMIT 1",
-                (session_key,),
-            ).fetchone()
-            session_id, since = session if session else (None, 0.0)
-            rows = conn.execute(
-                """SELECT role, text, answer FROM (
-                     SELECT t.role AS role, t.content AS text, t.created_at AS at, t.id AS n,
-                            t.turn_id AS answer
-                       FROM turns t WHERE t.session_id = ?
-                       AND t.role IN ('user', 'assistant') AND t.content != ''
-                     UNION ALL
-                     SELECT 'assistant', m.text, m.created_at, m.id, m.answer_id
-                       FROM web_messages m
-                       WHERE m.chat_id = ? AND m.created_at >= ?) AS said
-                   ORDER BY at DESC, n DESC LIMIT ?""",
-                (session_id, chat_id, since, limit),
-            ).fetchall()
-            return [_history_item(r[0], r[1], r[2], chat_id) for r in reversed(rows)]
+            rows = _said(conn, session_key, chat_id, limit, ("user", "assistant"), 0.0)
+            return [_history_item(role, text, answer, chat_id) for role, text, answer, _ in rows]
 
         return await self.store.read(op)
 
     async def answers_since(
-        self, session_key: str, chat_id: str, since: float
+        self, session_key: str, chat_id: str, since: float, limit: int
     ) -> list[tuple[str, str, str]]:
         """(answer id, id of the message it answers, text) of the answers said in the chat
-        from `since` on, oldest first: the turns' answers (an answer of several rows is their
-        text joined, as the page joins them from the history) and what was sent outside a
-        turn (it answers no message)."""
+        from `since` on, oldest first, read as `history` reads them (at most `limit` rows):
+        the turns' answers (an answer of several rows is their text joined, as the page joins
+        them from the history) and what was sent outside a turn (it answers no message). When
+        the rows reach `limit`, the oldest answer is left out: its first rows may be cut."""
+
         turn_of = f"web:{chat_id}:"
 
         def op(conn: Conn) -> list[tuple[str, str, str]]:
-            session = conn.execute(
-                "SELECT id FROM sessions WHERE key = ? ORDER BY id DESC LIMIT 1", (session_key,)
-            ).fetchone()
-            rows = conn.execute(
-                """SELECT kind, answer, text FROM (
-                     SELECT 'turn' AS kind, t.turn_id AS answer, t.content AS text,
-                            t.created_at AS at, t.id AS n
-                       FROM turns t WHERE t.session_id = ? AND t.role = 'assistant'
-                       AND t.content != '' AND t.created_at >= ?
-                     UNION ALL
-                     SELECT 'sent', m.answer_id, m.text, m.created_at, m.id
-                       FROM web_messages m WHERE m.chat_id = ? AND m.created_at >= ?) AS said
-                   ORDER BY at, n""",
-                (session[0] if session else None, since, chat_id, since),
-            ).fetchall()
+            rows = _said(conn, session_key, chat_id, limit, ("assistant",), since)
             said: dict[str, tuple[str, str]] = {}
-            for kind, answer, text in rows:
-                if kind == "turn" and answer.startswith(turn_of):
-                    answer = answer[len(turn_of) :]
-                    re_, before = answer, said.get(answer, ("", ""))[1]
-                    said[answer] = (re_, before + text)
-                elif kind == "sent" and answer:
+            for _role, text, answer, sent in rows:
+                if sent and answer:
                     said[answer] = ("", text)
+                elif not sent and answer.startswith(turn_of):
+                    answer = answer[len(turn_of) :]
+                    said[answer] = (answer, said.get(answer, ("", ""))[1] + text)
+            if len(rows) >= limit and said:
+                del said[next(iter(said))]
             return [(answer, re_, text) for answer, (re_, text) in said.items()]
+
+        return await self.store.read(op)
+
+    async def turns_stored(self, turn_ids: list[str]) -> set[str]:
+        """Which of these turns have their answer in the history."""
+        if not turn_ids:
+            return set()
+        marks = ", ".join("?" for _ in turn_ids)
+
+        def op(conn: Conn) -> set[str]:
+            rows = conn.execute(
+                f"SELECT DISTINCT turn_id FROM turns WHERE role = 'assistant' "
+                f"AND turn_id IN ({marks})",
+                tuple(turn_ids),
+            ).fetchall()
+            return {str(r[0]) for r in rows}
 
         return await self.store.read(op)
 
@@ -245,6 +233,36 @@ class WebUIRepo:
             return bool(cur.rowcount)
 
         return await self.store.write(op)
+
+
+def _said(
+    conn: Conn, session_key: str, chat_id: str, limit: int, roles: tuple[str, ...], since: float
+) -> list[tuple[str, str, str, bool]]:
+    """(role, text, answer or turn id, sent outside a turn) of the newest `limit` messages of the
+    chat's current session from `since` on, oldest first. Each side reads its newest rows
+    by id (its index), so a long history is not scanned whole."""
+    session = conn.execute(
+        "SELECT id, created_at FROM sessions WHERE key = ? ORDER BY id DESC LIMIT 1",
+        (session_key,),
+    ).fetchone()
+    session_id, started = session if session else (None, 0.0)
+    marks = ", ".join("?" for _ in roles)
+    rows = conn.execute(
+        f"""SELECT role, text, answer, sent FROM (
+             SELECT * FROM (
+               SELECT t.role AS role, t.content AS text, t.created_at AS at, t.id AS n,
+                      t.turn_id AS answer, 0 AS sent
+                 FROM turns t WHERE t.session_id = ? AND t.role IN ({marks})
+                 AND t.content != '' AND t.created_at >= ? ORDER BY t.id DESC LIMIT ?) AS t
+             UNION ALL
+             SELECT * FROM (
+               SELECT 'assistant', m.text, m.created_at, m.id, m.answer_id, 1
+                 FROM web_messages m WHERE m.chat_id = ? AND m.created_at >= ?
+                 ORDER BY m.id DESC LIMIT ?) AS m) AS said
+           ORDER BY at DESC, n DESC LIMIT ?""",
+        (session_id, *roles, since, limit, chat_id, max(since, started), limit, limit),
+    ).fetchall()
+    return [(r[0], r[1], r[2], bool(r[3])) for r in reversed(rows)]
 
 
 def _history_item(role: str, text: str, answer: str, chat_id: str) -> tuple[str, str, str]:

@@ -42,7 +42,10 @@ async def start_webui(gw: Gateway, http: HttpServer) -> None:
         # its turn processes: the web channel is this one) reaches the pages open elsewhere
         from bot.cluster.web_answers import SharedWebAnswers, WebAnswers
 
-        SharedWebAnswers(cast(WebAnswers, channel), gw.bus, gw.store, str(gw.cluster.replica))
+        shared = SharedWebAnswers(
+            cast(WebAnswers, channel), gw.bus, gw.store, str(gw.cluster.replica)
+        )
+        http.app.on_shutdown.append(shared.stop)
     for method, path, handler in ui.routes():
         http.add_route(method, path, handler, public=True)
     http.app.on_shutdown.append(ui.chat.close_all)

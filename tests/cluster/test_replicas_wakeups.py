@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -164,6 +166,24 @@ async def test_the_listen_connection_cut_comes_back_and_catches_up(pg_url: str) 
             await until(lambda: seen == ["1", "2"])
         finally:
             await bus.stop()
+
+
+async def test_the_listen_connection_probes_a_silent_server(pg_url: str) -> None:
+    """The LISTEN connection only reads: its socket sends TCP keepalives after 10 s idle, so
+    a server gone without a word is found within about half a minute, not hours."""
+    bus = Bus(pg_url, None)
+    await bus.start()
+    try:
+        sock = socket.socket(fileno=os.dup(bus._conn.pgconn.socket))
+        try:
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 10
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 5
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
+        finally:
+            sock.close()
+    finally:
+        await bus.stop()
 
 
 async def test_database_connections_dropped_mid_turn_lose_nothing(

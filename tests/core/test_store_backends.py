@@ -316,6 +316,39 @@ async def test_usage_panel_and_web_ui_queries(store: Store) -> None:
     assert await web.end_sessions_of("ann") == 1
 
 
+async def test_the_answers_a_replica_missed_are_read_from_the_newest_rows(store: Store) -> None:
+    """What a replica reads back after a lost LISTEN connection: the chat's answers from a
+    time on, an answer of several rows joined; at most `limit` rows, and an answer whose
+    first rows fall outside them is left out rather than shown cut."""
+    from bot.store.webui import WebUIRepo
+
+    row = await store.sessions.current("web:dm:u")
+
+    async def turn(message: str, *answer: str) -> None:
+        turn_id = f"web:u:{message}"
+        records = [TurnRecord(turn_id, ChatMessage("user", "ask"), identity_key="web:u")]
+        records += [TurnRecord(turn_id, ChatMessage("assistant", text)) for text in answer]
+        await store.turns.add(row.id, records, inbound_done=None)
+        await asyncio.sleep(0.01)  # a later created_at for what follows
+
+    web = WebUIRepo(store)
+    await turn("m1", "Let me look. ", "Found it.")
+    since = time.time()
+    await turn("m2", "Second.")
+    await web.remember("u", "a reminder", "r1")
+    everything = [
+        ("m1", "m1", "Let me look. Found it."),
+        ("m2", "m2", "Second."),
+        ("r1", "", "a reminder"),
+    ]
+    assert await web.answers_since("web:dm:u", "u", 0.0, 100) == everything
+    assert await web.answers_since("web:dm:u", "u", since, 100) == everything[1:]
+    # the newest three rows hold only the end of m1's answer
+    assert await web.answers_since("web:dm:u", "u", 0.0, 3) == everything[1:]
+    history = await web.history("web:dm:u", "u", 3)
+    assert [text for _, text, _ in history] == ["ask", "Second.", "a reminder"]
+
+
 async def test_a_database_a_newer_version_migrated_is_refused_untouched(
     new_store: StoreFactory,
 ) -> None:

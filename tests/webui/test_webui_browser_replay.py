@@ -11,6 +11,8 @@ from playwright.async_api import Browser, expect
 
 from bot.gateway import Gateway
 from bot.messages import Conversation, ConversationKind, OutboundMessage
+from bot.providers.base import ChatMessage
+from bot.store.repos import TurnRecord
 from tests.fakes.llm import FakeLLM, Reply
 from tests.webui.conftest import CHROMIUM
 from tests.webui.test_webui_browser import _ask, _set_up_with_sockets, gw
@@ -48,3 +50,37 @@ async def test_answers_shown_from_the_history_are_not_shown_again(
     await web.send(OutboundMessage(conversation, "🌱 water the plants"))
     await expect(answers.last).to_have_text("🌱 water the plants", timeout=30_000)
     await expect(answers).to_have_text(["First answer.", "⏰ feed the cat", "🌱 water the plants"])
+
+
+async def test_an_answer_of_several_rows_from_the_history_is_replaced_whole(
+    browser: Browser, gw: Gateway, fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    """The history shows an answer stored in two rows as two bubbles; the same answer sent
+    whole from the start (another replica's catch-up: `replace`) leaves one bubble with its
+    text once, not the first row's text above the whole."""
+    page, _routes = await _set_up_with_sockets(browser, gw, tmp_path)
+    fake_llm.push(Reply(text="First answer."))
+    await _ask(page, "hi")
+    session = await gw.store.sessions.current(
+        Conversation("web", "owner", ConversationKind.DM).session_key
+    )
+    turn_id = "web:owner:msg-00000077"
+    await gw.store.turns.add(
+        session.id,
+        [
+            TurnRecord(turn_id, ChatMessage("user", "look it up"), identity_key="web:owner"),
+            TurnRecord(turn_id, ChatMessage("assistant", "Let me look. ")),
+            TurnRecord(turn_id, ChatMessage("assistant", "Found it.")),
+        ],
+        inbound_done=None,
+    )
+    await page.reload()
+    rows = page.locator('.msg.assistant[data-answer="msg-00000077"]')
+    await expect(rows).to_have_count(2, timeout=30_000)
+    await expect(page.locator("#status")).to_have_text("connected", timeout=30_000)
+    whole = "Let me look. Found it."
+    gw.channels["web"].relayed(  # type: ignore[attr-defined]
+        {"id": "msg-00000077", "chat": "owner", "re": "msg-00000077", "text": whole}
+    )
+    await expect(rows).to_have_text([whole], timeout=30_000)
+    await expect(page.locator(".msg.assistant")).to_have_text(["First answer.", whole])

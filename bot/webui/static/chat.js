@@ -143,7 +143,7 @@
   function answer(event) {
     let a = answers.get(event.id);
     if (!a) {
-      a = { el: bubble("assistant", ""), text: "", done: false };
+      a = { el: bubble("assistant", ""), rows: [], text: "", done: false };
       a.el.dataset.answer = event.id;
       answers.set(event.id, a);
     }
@@ -157,12 +157,20 @@
     if (item.role === "user" || !item.id) return;
     el.dataset.answer = item.id;
     const before = answers.get(item.id);
-    answers.set(item.id, { el: el, text: (before ? before.text : "") + item.text, done: true });
+    // an answer of several rows shows one bubble a row; the earlier ones are its `rows`
+    const rows = before ? before.rows.concat([before.el]) : [];
+    const text = (before ? before.text : "") + item.text;
+    answers.set(item.id, { el: el, rows: rows, text: text, done: true });
   }
 
   function onDelta(event) {
     const a = answer(event);
-    if (event.replace) a.text = ""; // the whole answer anew: not a continuation of this copy
+    if (event.replace) {
+      // the whole answer anew: not a continuation of this copy, which it replaces in full
+      a.rows.forEach((el) => el.remove());
+      a.rows = [];
+      a.text = "";
+    }
     const end = event.at + event.text.length;
     if (event.at > a.text.length || end <= a.text.length) return; // a gap or already shown
     a.text += event.text.slice(a.text.length - event.at);
