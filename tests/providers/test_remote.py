@@ -10,8 +10,8 @@ import httpx2
 import pytest
 
 from bot.errors import ContextTooLong, ProviderHTTPError, ProviderTimeout
+from bot.providers.chunk_timer import ChunkTimer
 from bot.providers.remote import (
-    ChunkTimer,
     KeyPool,
     parse_retry_after,
     status_error,
