@@ -28,9 +28,9 @@ from bot.providers.base import (
     Usage,
     UsageEvent,
 )
+from bot.providers.chunk_timer import ChunkTimer
 from bot.providers.config import ProviderConfig
 from bot.providers.remote import (
-    ChunkTimer,
     StreamingProvider,
     incomplete_stream,
     status_error,

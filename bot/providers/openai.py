@@ -27,10 +27,10 @@ from bot.providers.base import (
     Usage,
     UsageEvent,
 )
+from bot.providers.chunk_timer import ChunkTimer
 from bot.providers.config import ProviderConfig
 from bot.providers.openai_messages import call_extra, to_openai_messages, to_openai_tools
 from bot.providers.remote import (
-    ChunkTimer,
     StreamingProvider,
     incomplete_stream,
     status_error,

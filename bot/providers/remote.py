@@ -1,4 +1,4 @@
-"""What the OpenAI and Anthropic providers share: key rotation, stream deadlines, error mapping.
+"""What the OpenAI and Anthropic providers share: key rotation, error mapping, the stream pool.
 
 Nothing here imports an SDK at module level; `httpx2` (the transport both SDKs use for the
 health probe) is imported only inside the functions that inspect its exceptions.
@@ -27,7 +27,6 @@ from typing import Any, Generic, TypeVar
 
 from bot.errors import ContextTooLong, ProviderError, ProviderHTTPError, ProviderTimeout
 from bot.providers.base import ChatEvent, ChatRequest
-from bot.providers.chunk_timer import ChunkTimer as ChunkTimer  # the providers import it here
 from bot.providers.config import ProviderConfig
 from bot.providers.sse import SseClient
 

@@ -96,7 +96,8 @@ class JsonBody:
         kept = self._tool_sets.get(key)
         if kept is None:
             if len(self._tool_sets) >= _TOOL_SETS_KEPT:
-                self._tool_sets.clear()
+                # the first made goes (a dict keeps its order); the others stay reused
+                del self._tool_sets[next(iter(self._tool_sets))]
             kept = self._tool_sets[key] = (tuple(specs), _dumps(self._render(specs)))
         return f'{head[:-1]},"tools":{kept[1]}}}'.encode()
 

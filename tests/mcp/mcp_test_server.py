@@ -7,7 +7,8 @@
     python mcp_test_server.py --hang --babble  # the same, after one line that is not JSON
 
 With MCP_TEST_STATE naming a folder, the server writes `pid` there when it starts and
-`slow-started` when a `slow` call begins, so a test can kill it mid-call.
+`slow-started` when a `slow` call begins, so a test can kill it mid-call; while a file `down`
+is there, it exits as it starts, so a test keeps it down as long as it needs.
 Standalone on purpose: it also runs inside the sandbox, on the system's Python.
 """
 
@@ -23,6 +24,9 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+if os.environ.get("MCP_TEST_STATE") and Path(os.environ["MCP_TEST_STATE"], "down").exists():
+    sys.exit(3)
 
 if "--hang" in sys.argv:
     if "--babble" in sys.argv:

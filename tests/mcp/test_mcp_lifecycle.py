@@ -86,10 +86,12 @@ async def test_the_next_turn_is_offered_the_tools_as_the_server_goes_and_comes_b
         assert gw.mcp is not None
         await channel.push("before", user="owner")
         await until(lambda: turns() == 1)
+        (state / "down").touch()  # every restart exits at once until turn 2 has been sent
         os.kill(int((state / "pid").read_text()), signal.SIGKILL)
         await until(lambda: "t__echo" not in gw.tools)
         await channel.push("while it is down", user="owner")
         await until(lambda: turns() == 2)
+        (state / "down").unlink()
         await asyncio.wait_for(gw.mcp.wait_ready("t"), 90)
         await channel.push("after", user="owner")
         await until(lambda: turns() == 3)

@@ -10,8 +10,8 @@ import httpx2
 import pytest
 
 from bot.errors import ContextTooLong, ProviderHTTPError, ProviderTimeout
+from bot.providers.chunk_timer import ChunkTimer
 from bot.providers.remote import (
-    ChunkTimer,
     KeyPool,
     parse_retry_after,
     status_error,
@@ -141,38 +141,42 @@ async def _read_chunks(timer: ChunkTimer, gaps: list[float], between_s: float = 
     return read
 
 
+# Reads of ~0.01 s against deadlines of 1 s and more: a loop that lags a few hundred ms on a
+# busy machine still reads each chunk in time.
+
+
 async def test_chunk_timer_never_cuts_a_stream_that_keeps_sending() -> None:
-    # 8 chunks 0.1 s apart: 0.8 s in all, past both deadlines; the one timer must move on
-    timer = ChunkTimer(first_token_s=0.3, idle_s=0.3)
+    # 150 chunks ~0.01 s apart: 1.5 s in all, past both deadlines; the one timer must move on
+    timer = ChunkTimer(first_token_s=1.0, idle_s=1.0)
     try:
-        assert await _read_chunks(timer, [0.1] * 8) == 8
+        assert await _read_chunks(timer, [0.01] * 150) == 150
     finally:
         timer.close()
 
 
 async def test_chunk_timer_does_not_count_the_consumers_time() -> None:
-    # 0.4 s of the consumer's own work after each chunk, longer than the idle gap
-    timer = ChunkTimer(first_token_s=0.3, idle_s=0.3)
+    # 1.2 s of the consumer's own work after each chunk, longer than the idle gap
+    timer = ChunkTimer(first_token_s=1.0, idle_s=1.0)
     try:
-        assert await _read_chunks(timer, [0.05] * 3, between_s=0.4) == 3
+        assert await _read_chunks(timer, [0.01] * 2, between_s=1.2) == 2
     finally:
         timer.close()
 
 
 async def test_chunk_timer_cuts_a_stream_that_stalls_mid_answer() -> None:
-    timer = ChunkTimer(first_token_s=5.0, idle_s=0.2)
-    stalled = asyncio.Event()
+    first_token_s = 30.0
+    timer = ChunkTimer(first_token_s=first_token_s, idle_s=1.0)
+    loop = asyncio.get_running_loop()
 
-    async def stall() -> None:
-        await asyncio.sleep(5.0)
-        stalled.set()
-
-    await _read_chunks(timer, [0.1] * 4)  # 0.4 s in: the first gaps re-armed it
+    await _read_chunks(timer, [0.01] * 5)  # the first idle gap armed an earlier deadline
+    stalled_at = loop.time()
     with pytest.raises(ProviderTimeout) as caught:
-        await timer.chunk(stall())
+        await timer.chunk(asyncio.sleep(first_token_s))
+    cut_after = loop.time() - stalled_at
 
-    assert (caught.value.phase, caught.value.seconds) == ("idle", 0.2)
-    assert not stalled.is_set()  # cut at the idle deadline, not when the wait ended
+    assert (caught.value.phase, caught.value.seconds) == ("idle", 1.0)
+    # at the idle deadline, not at the first-token one the timer was first armed for
+    assert 0.9 <= cut_after < first_token_s / 2
 
 
 async def test_chunk_timer_cuts_a_silent_server_at_the_first_token_deadline() -> None:
@@ -194,3 +198,13 @@ async def test_chunk_timer_leaves_an_outside_cancel_a_cancel() -> None:
     with pytest.raises(asyncio.CancelledError):
         await reading
     timer.close()
+
+
+async def test_chunk_timer_leaves_an_outside_deadline_at_the_same_time_a_timeout() -> None:
+    """The caller's own deadline and the timer's go off in the same pass of the loop: two
+    cancels, one of them the caller's, so the caller's TimeoutError, not ProviderTimeout."""
+    timer = ChunkTimer(first_token_s=0.5, idle_s=5.0)
+
+    with pytest.raises(TimeoutError):  # ProviderTimeout is no TimeoutError
+        async with asyncio.timeout_at(timer._first_deadline):
+            await timer.request(asyncio.sleep(5.0))

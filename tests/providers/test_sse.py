@@ -181,3 +181,37 @@ def test_a_body_reuses_the_tools_json_only_while_the_same_specs_are_offered() ->
     assert [t["name"] for t in more["tools"]] == ["search", "fetch"]
     assert [t["name"] for t in fewer["tools"]] == ["search"]
     assert json.loads(body.encode(payload, ())) == payload
+
+
+def test_a_body_never_sends_a_dropped_specs_json_for_a_new_spec_at_its_address() -> None:
+    """The key is the specs' identities: a body keeping only the JSON would send a dropped
+    spec's schema for a new spec that CPython put at the same address (the same id)."""
+    body = JsonBody(_named)
+    payload = {"model": "m", "messages": []}
+    body.encode(payload, (ToolSpec("search", "find", {"type": "object"}),))  # dropped at once
+    ids: list[int] = []
+
+    for n in range(64):
+        spec = ToolSpec("search", "find", {"type": "object", "title": f"version {n}"})
+        ids.append(id(spec))
+        sent = json.loads(body.encode(payload, (spec,)))
+        assert sent["tools"] == [{"name": "search", "input_schema": spec.parameters}]
+
+    assert len(set(ids)) < len(ids)  # addresses do come back: the case above was met
+
+
+def test_a_body_with_too_many_tool_sets_drops_the_oldest_only() -> None:
+    rendered: list[str] = []
+
+    def render(tools: Sequence[ToolSpec]) -> list[dict[str, object]]:
+        rendered.append(tools[0].name)
+        return _named(tools)
+
+    body = JsonBody(render)
+    sets = [(ToolSpec(f"tool{n}", "", {}),) for n in range(9)]  # one more than is kept
+    for specs in sets:
+        body.encode({}, specs)
+    for specs in reversed(sets):  # the newest first: the oldest is made again last
+        body.encode({}, specs)
+
+    assert rendered == [f"tool{n}" for n in range(9)] + ["tool0"]
