@@ -150,8 +150,7 @@ async def test_a_write_the_server_ended_for_another_is_said_busy(
 
     def op(conn: object) -> None:
         conn.execute(  # type: ignore[attr-defined]
-            f"DO $$ BEGIN RAISE EXCEPTION 'ended for another' USING ERRCODE = '{condition}'; "
-            "END $$"
+            f"DO $$ BEGIN RAISE EXCEPTION 'ended for another' USING ERRCODE = '{condition}'; END $$"
         )
 
     with pytest.raises(StorageUnavailable) as caught:
