@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import logging
 from typing import TYPE_CHECKING
 
 from bot.messages import InboundMessage
@@ -16,6 +17,8 @@ from bot.security.access import pairing_request
 
 if TYPE_CHECKING:
     from bot.gateway import Gateway
+
+log = logging.getLogger("decapod.gateway")
 
 
 class InboundRouter:
@@ -107,6 +110,8 @@ class InboundRouter:
         self._arrived_in_resume = arrived
         self.accepting = True
         try:
+            # a store copied from replicas may hold deliveries set aside (bot/cluster/sessions)
+            await gw.store.deliveries.put_back()
             for delivery in await gw.store.deliveries.unfinished():
                 message = delivery.message
                 key = (message.conversation.channel, message.id)
@@ -120,7 +125,12 @@ class InboundRouter:
             # then what came meanwhile, in the order it came (more may come while these are
             # admitted: it is empty when it is let go)
             while arrived:
-                await self.accept(arrived.pop(next(iter(arrived))))
+                message = arrived.pop(next(iter(arrived)))
+                try:
+                    await self.accept(message)
+                except Exception:
+                    # as a live arrival's error: this one is left, the start and the rest go on
+                    log.exception("could not take in %s", message.id)
         finally:
             self._arrived_in_resume = None
 

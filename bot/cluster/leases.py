@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from bot.cluster.bus import notify, notify_after
+from bot.errors import StorageUnavailable
 from bot.messages import InboundMessage
 from bot.store.deliveries import OpenDelivery, _state
 
@@ -151,13 +152,12 @@ class PgLeases:
         """A cheap lease write; tried again when the server ended it to break a deadlock
         with another replica's batch (its transaction then still holds what it locked, so
         the next try goes with the next batch)."""
-        from psycopg.errors import DeadlockDetected
-
         for _ in range(_DEADLOCK_TRIES - 1):
             try:
                 return await self.store.write(op, cheap=True)
-            except DeadlockDetected:
-                continue
+            except StorageUnavailable as exc:
+                if not _deadlock(exc):
+                    raise
         return await self.store.write(op, cheap=True)
 
     async def release(self, session_key: str) -> None:
@@ -267,3 +267,15 @@ class PgLeases:
         payloads = await self.store.read(op)
         messages = [InboundMessage.from_dict(json.loads(p)) for p in payloads]
         return sorted(messages, key=lambda m: m.received_at)
+
+
+def _deadlock(exc: BaseException) -> bool:
+    """A write the server ended to break a deadlock (the store says it "busy")."""
+    from psycopg.errors import DeadlockDetected
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, DeadlockDetected):
+            return True
+        seen = seen.__cause__
+    return False

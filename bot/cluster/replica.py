@@ -33,6 +33,8 @@ class Replica:
         holds (only those whose lease this one gets). The scheduler, a warm-up step, wires
         its wake-ups itself (wake_on_new_jobs)."""
         self.stop_elsewhere()
+        # what a failed turn set aside runs again, as on one process after a restart
+        await self._gw.store.deliveries.put_back()
         self.turns.start()
         await self.turns.sweep()
 

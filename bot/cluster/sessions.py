@@ -6,8 +6,9 @@ lease and then runs the session's unfinished deliveries from the database, oldes
 whichever replica stored them, looking again until none is left before it lets the lease
 go. So a message that lands on a replica while another holds its session is left pending
 there and run by the holder, in order. A turn that fails in a way no layer planned for is
-said once and left pending for the next start, as on one process; the session goes on with
-its next delivery.
+said once and left pending for the next start, as on one process: set aside in the store, so
+no replica runs it again before then (bot/store/deliveries.py); the session goes on with its
+next delivery.
 
 A replica that could not take a lease remembers the session; the holder's release
 announces `freed`, and the replica tries again. A slow sweep (every lease lifetime) takes
@@ -28,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from bot.delivery import SessionNotHeld, delivery_key
+from bot.errors import StoreError, describe_error
 from bot.messages import InboundMessage
 from bot.store.deliveries import Key, OpenDelivery
 from bot.tasks import cancel_and_wait
@@ -52,11 +54,6 @@ class ReplicaTurns:
         self.grace_s = ttl / 3
         #: sessions whose lease another replica held when this one had work for them
         self._deferred: dict[str, InboundMessage] = {}
-        #: deliveries whose turn failed here in a way no layer planned for: told once (the
-        #: turn said so), left pending for the next start as on one process, and not run
-        #: again by this replica before then (each of the session's next messages, and each
-        #: sweep, would say it again and never reach what came after)
-        self._failed: set[Key] = set()
         self._tasks: list[asyncio.Task[None]] = []
         bus.subscribe("freed", self._freed)
         bus.on_reconnect(self.sweep)
@@ -89,7 +86,7 @@ class ReplicaTurns:
         try:
             # another replica may have added turns since this one last ran the session
             session.row = session.history = None
-            ran: set[Key] = set(self._failed)
+            ran: set[Key] = set()
             while batch := [d for d in await self.leases.open_deliveries(key) if _new(d, ran)]:
                 for delivery in batch:
                     if not await self.leases.confirm(key):
@@ -121,10 +118,19 @@ class ReplicaTurns:
             await gw.sessions.retried(functools.partial(gw.turns.run, session, message))
         except SessionNotHeld:
             raise
-        except Exception:
+        except Exception as exc:
             # said to the person by the turn; the session goes on with its next delivery
             log.exception("turn in session %s failed", session.key)
-            self._failed.add(delivery_key(message))
+            await self._set_aside(message, exc)
+
+    async def _set_aside(self, message: InboundMessage, exc: Exception) -> None:
+        """Left for the next start, unseen by every replica's next message and sweep (each
+        would say the failure again)."""
+        try:
+            await self.gw.store.deliveries.set_aside(delivery_key(message), describe_error(exc))
+        except StoreError as err:
+            # not recorded: a later run of the session may try it (and say it) again
+            log.warning("could not set delivery %s aside: %s", message.id, err)
 
     # wake-ups ----------------------------------------------------------------------------
     def _freed(self, session_key: str) -> None:

@@ -79,6 +79,17 @@ class Link:
                 call.result.set_result((False, ChannelError("the receiver is gone")))
 
 
+def _refused(call: _Call) -> bool:
+    """The receiver's channel refused the reply (the chat is gone). A receiver that is gone
+    is no refusal: the turn finishes, and its stored answer is sent by the next start."""
+    from bot.errors import DeliveryRefused
+
+    if not call.result.done():
+        return False
+    ok, value = call.result.result()
+    return not ok and isinstance(value, DeliveryRefused)
+
+
 class RemoteChannel:
     """A channels.Channel that is the receiver's channel of the same name."""
 
@@ -121,8 +132,7 @@ class RemoteChannel:
         wire.send("call", call_id, (self.name, "reply", template, progress is not None))
         try:
             async for part in deltas:
-                if call.result.done():
-                    # the receiver's channel ended the reply (a refusal: the chat is gone):
+                if _refused(call):
                     # as in one process, the model is asked for no more of it, nor its tools
                     break
                 wire.send("delta", call_id, part)

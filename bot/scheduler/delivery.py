@@ -134,24 +134,24 @@ class JobDelivery:
             fault_point("scheduler.delivered")
             if s.on_fired is not None:
                 s.on_fired(job, late_by)
-            committed = await self._commit_sent(job, due, message_id, late_by)
-            if not committed:
-                log.warning("job %s changed while it was delivered (cancelled?)", job.id)
+            await self._commit_sent(job, due, message_id, late_by)
             fault_point("scheduler.committed")
         except Exception:
             log.exception("delivery of job %s failed; its lease will bring it back", job.id)
         finally:
             self._finished(job)
 
-    async def _commit_sent(self, job: Job, due: float, message_id: str, late_by: float) -> bool:
+    async def _commit_sent(self, job: Job, due: float, message_id: str, late_by: float) -> None:
         """Record the sent job; while the store refuses it (busy, full, read-only, out of
-        reach), tried again after a pause, the lease renewed meanwhile: given up, the lease
-        would bring the job back and it would be sent a second time. A stop ends the wait."""
+        reach), tried again after a pause: given up, the lease would bring the job back and
+        it would be sent a second time. The lease is renewed meanwhile only as far as the
+        store takes that: a refusal longer than the lease lets another replica claim the job
+        and send it again. A stop ends the wait."""
         s = self.scheduler
         tries = 0
         while True:
             try:
-                return await s.jobs.complete(
+                committed = await s.jobs.complete(
                     job,
                     message_id=message_id,
                     late_by=late_by,
@@ -168,6 +168,14 @@ class JobDelivery:
                     pause,
                 )
                 await asyncio.sleep(pause)
+                continue
+            if not committed and not tries:
+                log.warning("job %s changed while it was delivered (cancelled?)", job.id)
+            elif not committed:
+                # a refused try may have been stored before its answer was lost, or the
+                # claim ran out meanwhile: either way the record is no longer this one's
+                log.info("job %s: its claim had ended when its record was tried again", job.id)
+            return
 
     async def _skip(self, job: Job, due: float, exc: NotAllowedNow) -> None:
         """This run does not happen: a repeating job waits for its next time (and runs then

@@ -9,6 +9,7 @@ message ids, never the text.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
     from bot.store import Conn, Store
 
 Key = tuple[str, str]  # (channel, delivery id)
+
+#: `retry_at` of a delivery set aside (`DeliveryRepo.set_aside`): never due by time, so no
+#: replica nor sweep runs it; the next start puts it back
+SET_ASIDE = math.inf
 
 
 @dataclass(slots=True)
@@ -114,6 +119,32 @@ class DeliveryRepo:
             set_inbound_status(conn, key, "failed", reason, now)
 
         await self.store.write(op, cheap=True)
+
+    async def set_aside(self, key: Key, reason: str) -> None:
+        """Its turn failed in a way no layer planned for, and the person was told: left
+        pending, as on one process, but run by no replica until the next start."""
+        now = time.time()
+
+        def op(conn: Conn) -> None:
+            conn.execute(
+                "UPDATE inbound SET retry_at = ?, error = ?, updated_at = ? "
+                "WHERE channel = ? AND delivery_id = ? AND status IN " + OPEN,
+                (SET_ASIDE, reason, now, *key),
+            )
+
+        await self.store.write(op, cheap=True)
+
+    async def put_back(self) -> int:
+        """At a start: the deliveries set aside are due again (how many)."""
+
+        def op(conn: Conn) -> int:
+            cur = conn.execute(
+                "UPDATE inbound SET retry_at = NULL WHERE status IN " + OPEN + " AND retry_at = ?",
+                (SET_ASIDE,),
+            )
+            return int(cur.rowcount)
+
+        return await self.store.write(op)
 
     async def unfinished(self) -> list[OpenDelivery]:
         """Deliveries stored but not finished (a crash, a stop mid-turn, a send that failed

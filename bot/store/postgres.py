@@ -140,6 +140,8 @@ _REFUSALS = {
     "55P03": "busy",  # lock_not_available (lock_timeout)
     "53300": "busy",  # too_many_connections
     "57P03": "busy",  # cannot_connect_now (starting up, shutting down)
+    "40P01": "busy",  # deadlock_detected (the server ended one of two writes: try again)
+    "40001": "busy",  # serialization_failure
     "57P01": "failing",  # admin_shutdown
     "58030": "failing",  # io_error
 }

@@ -1,5 +1,6 @@
 """After a restart, the deliveries left unfinished run before what people send while they are
-being resumed: a chat's answers keep the order of its messages."""
+being resumed: a chat's answers keep the order of its messages; an arrival meanwhile that
+cannot be taken in (its refusal cannot be said) stops neither the start nor the others."""
 
 from __future__ import annotations
 
@@ -7,14 +8,27 @@ import asyncio
 import time
 from typing import Any
 
+from bot.delivery import Deliveries
+from bot.errors import DeliveryRefused
 from bot.gateway import Gateway
+from bot.messages import OutboundMessage, SentRef
 from bot.providers.base import ChatRequest
 from bot.providers.testing import FunctionProvider
 from bot.store.config import open_store
+from bot.store.deliveries import OpenDelivery
 from tests.fakes.channel import RecordingChannel
 
 #: people with a message left unfinished by the last run, resumed before the one who writes
-OTHERS = 60
+OTHERS = 5
+#: someone not paired, who blocked the bot: the pairing code sent to them is refused
+STRANGER = "u-stranger"
+
+
+class BlockedByStranger(RecordingChannel):
+    async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
+        if message.conversation.chat_id == STRANGER:
+            raise DeliveryRefused("blocked", "the bot was blocked by the user")
+        return await super()._send_text(message, text)
 
 
 async def _left_unfinished(config: Any, channel: RecordingChannel) -> None:
@@ -35,6 +49,23 @@ async def _left_unfinished(config: Any, channel: RecordingChannel) -> None:
             assert await store.inbound.insert(channel.inbound(f"before from {user}", user=user))
 
 
+class HeldResume:
+    """The start's first resumed delivery waits until the test has pushed what arrives
+    during the resume."""
+
+    def __init__(self, deliveries: Deliveries) -> None:
+        self.resuming = asyncio.Event()
+        self.pushed = asyncio.Event()
+        self._resume = deliveries.resume
+        deliveries.resume = self  # type: ignore[method-assign]
+
+    async def __call__(self, delivery: OpenDelivery) -> None:
+        if not self.resuming.is_set():
+            self.resuming.set()
+            await asyncio.wait_for(self.pushed.wait(), 20)
+        await self._resume(delivery)
+
+
 async def test_messages_arriving_during_the_resume_are_answered_after_the_unfinished_ones(
     make_config: Any,
 ) -> None:
@@ -42,26 +73,29 @@ async def test_messages_arriving_during_the_resume_are_answered_after_the_unfini
         gateway={"owners": ["test:boss"]},
         channels={"test": {"type": "telegram", "access": {"dm_policy": "pairing"}}},
     )
-    channel = RecordingChannel(console=False)
+    channel = BlockedByStranger(console=False)
     await _left_unfinished(config, channel)
 
     def answer(request: ChatRequest) -> str:
         return f"answer to {request.messages[-1].content}"
 
     gateway = Gateway(config, provider=FunctionProvider(answer), channels={"test": channel})
+    held = HeldResume(gateway.deliveries)
     starting = asyncio.create_task(gateway.start())
     try:
-        # the resume is under way: from here a new message is taken live
-        while not gateway.router.accepting:
-            await asyncio.sleep(0)
+        await asyncio.wait_for(held.resuming.wait(), 30)  # the resume is under way
+        stranger = await channel.push("hello", user=STRANGER, delivery_id="stranger")
         await channel.push("after the restart", user="u-last", delivery_id="live")
-        await starting
+        held.pushed.set()
+        await asyncio.wait_for(starting, 30)
         await channel.wait_for_messages(OTHERS + 2, timeout=60)
         await gateway.sessions.wait_idle()
         assert channel.texts("u-last") == [
             "answer to before from u-last",
             "answer to after the restart",
         ]
+        assert channel.texts(STRANGER) == []
+        assert await gateway.store.inbound.status("test", stranger.id) == "denied"
     finally:
         if not starting.done():
             starting.cancel()

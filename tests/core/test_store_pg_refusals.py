@@ -139,3 +139,20 @@ async def test_a_write_that_cannot_reach_the_server_past_the_wait_is_said_unreac
         await admin.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true')
         await admin.close()
     await store.write(lambda conn: conn.execute("SELECT 1"))  # back once it can be reached
+
+
+@pytest.mark.parametrize("condition", ["deadlock_detected", "serialization_failure"])
+async def test_a_write_the_server_ended_for_another_is_said_busy(
+    two_stores: tuple[Store, Store], condition: str
+) -> None:
+    """A deadlock or a serialization failure ends one write so that another goes on: said
+    as a busy store, the turn that wrote waits and tries again (not a failure of its own)."""
+
+    def op(conn: object) -> None:
+        conn.execute(  # type: ignore[attr-defined]
+            f"DO $$ BEGIN RAISE EXCEPTION 'ended for another' USING ERRCODE = '{condition}'; END $$"
+        )
+
+    with pytest.raises(StorageUnavailable) as caught:
+        await two_stores[0].write(op)
+    assert caught.value.reason == "busy"

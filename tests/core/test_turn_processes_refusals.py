@@ -5,14 +5,18 @@ the answer runs for a conversation nobody can see."""
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from bot.errors import DeliveryRefused
+from bot.errors import ChannelError, DeliveryRefused
 from bot.gateway import Gateway
-from bot.messages import OutboundMessage, SentRef
+from bot.messages import Conversation, OutboundMessage, SentRef
 from bot.providers.base import ToolCall
+from bot.scaleout.child import Link, RemoteChannel
+from bot.scaleout.wire import ChannelShape, Wire
 from tests.core.test_turn_processes import _config, _users_on_each_process
 from tests.fakes.channel import RecordingChannel
 from tests.fakes.llm import FakeLLM, RecordedRequest, Reply
@@ -59,3 +63,52 @@ async def test_a_refused_reply_stops_the_turn_in_its_turn_process(make_config: A
             await asyncio.sleep(0.5)  # a second model call would be under way by now
         assert len(fake.calls(path="/v1/chat/completions")) == 1, "asked again after a refusal"
         assert channel.texts(user) == []
+
+
+async def _link_to_a_receiver() -> tuple[Link, RemoteChannel, Wire]:
+    """A turn process's link to a receiver on the other end of a socket pair."""
+    mine, theirs = socket.socketpair()
+    wire = Wire(*await asyncio.open_unix_connection(sock=mine))
+    receiver = Wire(*await asyncio.open_unix_connection(sock=theirs))
+    link = Link(wire)
+    shape = ChannelShape("test", 4096, 1 << 20, False, None)
+    return link, RemoteChannel(shape, link), receiver
+
+
+async def _reply_while(link: Link, channel: RemoteChannel, settle: Any) -> tuple[int, Any]:
+    """A reply of five parts; `settle` runs on the link after the first: how many parts the
+    model was asked for, and how the reply ended."""
+    asked = 0
+
+    async def deltas() -> AsyncIterator[str]:
+        nonlocal asked
+        for part in ("a", "b", "c", "d", "e"):
+            asked += 1
+            yield part
+            if asked == 1:
+                settle()
+
+    template = OutboundMessage(Conversation("test", "c1"), "")
+    try:
+        return asked, await channel.reply(template, deltas())
+    except ChannelError as exc:
+        return asked, exc
+
+
+async def test_a_lost_receiver_lets_the_turn_finish_its_answer_for_the_next_start() -> None:
+    link, channel, receiver = await _link_to_a_receiver()
+    asked, ended = await _reply_while(link, channel, link.lost)
+    assert asked == 5, "the model's answer is read to its end, to be stored"
+    assert isinstance(ended, ChannelError) and not isinstance(ended, DeliveryRefused)
+    link.wire.close()
+    receiver.close()
+
+
+async def test_a_refusal_stops_reading_the_answer_at_its_next_part() -> None:
+    link, channel, receiver = await _link_to_a_receiver()
+    refused = (False, DeliveryRefused("chat not found"))
+    asked, ended = await _reply_while(link, channel, lambda: link.settle(1, refused))
+    assert asked == 2, "the part after the refusal is the last one asked for"
+    assert isinstance(ended, DeliveryRefused)
+    link.wire.close()
+    receiver.close()
