@@ -30,6 +30,7 @@ from bot.web.config import (
     SearxngSearchConfig,
     TavilySearchConfig,
 )
+from bot.web.route import described
 
 log = logging.getLogger("decapod.web")
 
@@ -103,7 +104,7 @@ class HttpSearchProvider:
         except TimeoutError:
             raise SearchFailed(f"no answer within {self.config.timeout_s:g} s") from None
         except aiohttp.ClientError as exc:
-            raise SearchFailed(str(exc) or type(exc).__name__) from None
+            raise SearchFailed(described(exc)) from None
         try:
             results = self._results(body, count)
         except (KeyError, TypeError, AttributeError):
