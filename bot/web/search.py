@@ -139,7 +139,13 @@ class SearxngSearch(HttpSearchProvider):
     config: SearxngSearchConfig
 
     async def _request(self, query: str, count: int) -> Any:
-        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        headers = {}
+        if self.config.username is not None:  # the key is basic auth's password
+            headers["Authorization"] = aiohttp.encode_basic_auth(
+                self.config.username, self.key or ""
+            )
+        elif self.key:
+            headers["Authorization"] = f"Bearer {self.key}"
         params = {"q": query, "format": "json", "safesearch": "1"}
         url = f"{self.config.base_url}/search"
         proxy = await self.proxies.for_url(url)

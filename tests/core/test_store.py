@@ -84,8 +84,8 @@ async def test_a_tool_call_stored_with_fields_this_build_does_not_know_still_loa
         await store.turns.add(
             row.id, [TurnRecord("t1", ChatMessage("assistant", "", (call,)))], inbound_done=None
         )
-        newer = json.dumps([{"id": "call1", "name": "current_time", "arguments": "{}",
-                             "extra": '{"a": 1}', "extra_from": "gemini", "later": "x"}])  # fmt: skip
+        stored = {"id": "call1", "name": "current_time", "arguments": "{}"}
+        newer = json.dumps([stored | {"extra": '{"a": 1}', "extra_from": "gemini", "later": "x"}])
         await store.write(lambda conn: conn.execute("UPDATE turns SET tool_calls = ?", (newer,)))
         [(_, message)] = await store.turns.history(row.id, 0, 10)
     assert message.tool_calls == (call,)
