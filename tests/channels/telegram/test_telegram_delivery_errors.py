@@ -246,15 +246,23 @@ async def test_chunks_resplit_for_telegrams_html_still_name_their_span_of_the_an
         assert text[chunk.start : chunk.end].rstrip() == chunk.text[chunk.lead :].rstrip()
 
 
+async def _one_message_of_paragraphs(
+    start_channel: Callable[..., Awaitable[TelegramChannel]],
+) -> tuple[TelegramChannel, Conversation, str]:
+    """A channel, a DM, and a text its split sends as one message, in paragraphs."""
+    channel = await start_channel()
+    dm = Conversation("tg", str(ALICE), ConversationKind.DM)
+    text = "\n\n".join(f"Paragraph {i}: " + "the markets moved a little. " * 10 for i in range(10))
+    assert len(channel.split(text)) == 1
+    return channel, dm, text
+
+
 async def test_a_text_telegram_finds_too_long_goes_in_smaller_pieces_never_retried_as_it_was(
     fake: FakeTelegram, start_channel: Callable[..., Awaitable[TelegramChannel]]
 ) -> None:
     # Telegram counts a text after its own parsing; where it counts more than the channel's
     # split did, the same text can never go, and three tries of it would lose the answer
-    channel = await start_channel()
-    dm = Conversation("tg", str(ALICE), ConversationKind.DM)
-    text = "\n\n".join(f"Paragraph {i}: " + "the markets moved a little. " * 10 for i in range(10))
-    assert len(channel.split(text)) == 1
+    channel, dm, text = await _one_message_of_paragraphs(start_channel)
     fake.fail_next("sendMessage", 400, "Bad Request: message is too long", count=2)
     await channel.send(OutboundMessage(dm, text))
     tried = [call.params["text"] for call in fake.calls_of("sendMessage", chat_id=ALICE)]
@@ -275,10 +283,7 @@ async def test_a_piece_of_a_text_too_long_is_retried_alone_and_a_failure_says_wh
     fake: FakeTelegram, start_channel: Callable[..., Awaitable[TelegramChannel]]
 ) -> None:
     # a later piece throttled once goes again alone: the pieces before it are not repeated
-    channel = await start_channel()
-    dm = Conversation("tg", str(ALICE), ConversationKind.DM)
-    text = "\n\n".join(f"Paragraph {i}: " + "the markets moved a little. " * 10 for i in range(10))
-    assert len(channel.split(text)) == 1
+    channel, dm, text = await _one_message_of_paragraphs(start_channel)
     fake.fail_next("sendMessage", 400, "Bad Request: message is too long")
     fake.fail_next("sendMessage", 429, "Too Many Requests: retry after 1", after=1, retry_after=1)
     await channel.send(OutboundMessage(dm, text))
