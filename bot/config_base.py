@@ -47,17 +47,17 @@ EnvName = Annotated[str, AfterValidator(_env_name)]
 GivenEnvName = Annotated[str, AfterValidator(_given_env_name)]
 
 
-def no_url_credentials(value: str) -> str:
-    """A server's base_url without a user name or password. The clients send the key as an
-    Authorization header, which aiohttp refuses next to credentials in the URL (every request
-    would fail), and without a key they would go as basic auth in no way the config says,
-    while an error naming the URL would show them. The message leaves the URL out."""
+def no_url_credentials(value: str, instead: str = "") -> str:
+    """A server's base_url without a user name or password. The clients send the key in a
+    header (api_key_env), which aiohttp refuses next to credentials in the URL (every
+    request would fail), and without a key they would go as basic auth in no way the config
+    says, while an error naming the URL would show them. The message leaves the URL out and
+    says what to write instead (`instead`: where a server has more than a key)."""
     parts = urlsplit(value)
     if parts.username is not None or parts.password is not None:
         raise ValueError(
             "must not hold a user name or password: put the server's key in an "
-            "environment variable and name that variable in api_key_env (it is sent "
-            "as a Bearer token)"
+            "environment variable and name that variable in api_key_env" + instead
         )
     return value
 

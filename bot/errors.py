@@ -11,7 +11,8 @@
     │   ├── EditRejected            this message can no longer be edited (deleted, too old, an
     │   │                           expired interaction token): send the rest as new messages
     │   └── DeliveryRefused         permanent: the same send will never succeed (reason)
-    │       └── ConversationGone    the chat is deleted, or the bot was blocked or removed
+    │       ├── ConversationGone    the chat is deleted, or the bot was blocked or removed
+    │       └── SendSmaller         this text never goes whole, but may in pieces (limit)
     ├── ProviderError               an LLM call failed
     │   ├── ProviderHTTPError       status, retry_after, retryable
     │   │   └── ContextTooLong      the request does not fit the model's window (compact, retry)
@@ -150,6 +151,17 @@ class ConversationGone(DeliveryRefused):
 
     def __init__(self, reason: str = "conversation gone", message: str | None = None) -> None:
         super().__init__(reason, message)
+
+
+class SendSmaller(DeliveryRefused):
+    """The platform counted a text longer than the channel's `split` did (Telegram counts
+    after its own parsing): that text can never go as it is, but may in pieces of at most
+    `limit` characters. The shared send path sends it so, each piece tried on its own;
+    anywhere else it is the refusal it says."""
+
+    def __init__(self, limit: int, message: str) -> None:
+        super().__init__("message is too long", message)
+        self.limit = limit
 
 
 class IdentityRefused(DecapodError):

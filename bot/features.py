@@ -235,11 +235,10 @@ async def start_web(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
         from bot.proxy_env import ProxyLookup
         from bot.web.search import SearchChain, build_provider
 
+        secrets = [(i, p.secret_env()) for i, p in enumerate(cfg.search)]
         keys = [
-            secret_from_env(p.api_key_env, f"web.search[{i}].api_key_env")
-            if p.api_key_env
-            else None
-            for i, p in enumerate(cfg.search)
+            None if env is None else secret_from_env(env[1], f"web.search[{i}].{env[0]}")
+            for i, env in secrets
         ]
         # no address guard here: these are endpoints the operator chose (SearXNG is often
         # on this machine), never URLs from a chat

@@ -4,7 +4,8 @@ model works, and streaming by throttled edits of one message.
 An adapter implements the platform calls only: `_send_text`, and where the platform has
 them `_edit_text`, `_typing` and `_send_file`, and raises the errors of bot/errors.py:
 `RateLimited` (the whole channel pauses), `EditRejected` (that message is continued in a
-new one), `DeliveryRefused` (permanent: never retried here), any other `ChannelError`
+new one), `DeliveryRefused` (permanent: never retried here; `SendSmaller`: the text goes
+again in pieces, each retried on its own), any other `ChannelError`
 (transient: retried with backoff a few times). Cutting text into messages is channels/chunks.py.
 """
 
@@ -20,7 +21,7 @@ from typing import Any, ClassVar
 
 from bot.channel_state import ChannelState
 from bot.commands import CommandSpec
-from bot.errors import ChannelError, DeliveryRefused, EditRejected, RateLimited
+from bot.errors import ChannelError, DeliveryRefused, EditRejected, RateLimited, SendSmaller
 from bot.messages import Attachment, Conversation, InboundMessage, OutboundMessage, SentRef
 from channels import HttpRoute, InboundSink
 from channels.buttons import Button, ButtonBook, Press, Pressed, Refused, choices_as_text, hand_on
@@ -28,6 +29,8 @@ from channels.chunks import Chunk, split_text
 from channels.stream_reply import StreamedReply
 
 log = logging.getLogger("decapod.channels")
+#: split_text's smallest limit
+_SMALLEST_CUT = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,19 +219,19 @@ class BaseChannel(StreamedReply):
                 else:
                     refs.append(await self._send_chunk(plain, chunk.text))
             except ChannelError as exc:
-                if i:
+                if exc.delivered:  # pieces of this chunk were shown (`_send_pieces`)
+                    shown = chunk.part(Chunk("", exc.delivered, exc.delivered))
+                    _note_delivered(
+                        exc, message.text, shown, Chunk(exc.reopen, 0, 0, len(exc.reopen))
+                    )
+                elif i:
                     _note_delivered(exc, message.text, chunks[i - 1], chunk)
                 raise
         return refs[-1]
 
     async def _send_with_buttons(self, message: OutboundMessage, text: str) -> SentRef:
         buttons = await self.buttons.issue(message, text)
-        lock = self._chat_locks.setdefault(message.conversation.chat_id, asyncio.Lock())
-        async with lock:
-            ref: SentRef = await self._retrying(
-                message.conversation, self._send_buttons, message, text, buttons
-            )
-            return ref
+        return await self._send_pieces(message, text, buttons)
 
     async def take_press(
         self, press: Press, meta: dict[str, Any] | None = None
@@ -261,13 +264,39 @@ class BaseChannel(StreamedReply):
             return ref
 
     async def _send_chunk(self, message: OutboundMessage, text: str) -> SentRef:
+        return await self._send_pieces(message, text, [])
+
+    async def _send_pieces(
+        self, message: OutboundMessage, text: str, buttons: list[Button]
+    ) -> SentRef:
+        """Send `text` as one message (with `buttons` under it), retried. Where the platform
+        finds it too long (SendSmaller), it goes in pieces, the buttons under the last, each
+        retried on its own: a piece that fails is never the reason a shown one goes again.
+        One that keeps failing raises with `delivered` at the end of the last piece shown,
+        as an offset in `text`, and `reopen` the code fence the rest starts with."""
+        pieces = [Chunk(text, 0, len(text))]
+        shown: Chunk | None = None
+        ref: SentRef | None = None
         # one lock per chat keeps chunks and replies in order under concurrent senders
-        lock = self._chat_locks.setdefault(message.conversation.chat_id, asyncio.Lock())
-        async with lock:
-            ref: SentRef = await self._retrying(
-                message.conversation, self._send_text, message, text
-            )
-            return ref
+        async with self._chat_locks.setdefault(message.conversation.chat_id, asyncio.Lock()):
+            while pieces:
+                piece = pieces.pop(0)
+                send: tuple[Any, ...] = (self._send_text, message, piece.text)
+                if buttons and not pieces:
+                    send = (self._send_buttons, message, piece.text, buttons)
+                try:
+                    ref = await self._retrying(message.conversation, *send)
+                except SendSmaller as exc:
+                    pieces[:0] = _cut(piece, exc)
+                    log.info("%s: a text was too long; sending it in pieces", self.name)
+                    continue
+                except ChannelError as exc:
+                    if shown is not None:
+                        _note_delivered(exc, text, shown, piece)
+                    raise
+                shown = piece
+        assert ref is not None
+        return ref
 
     async def _retrying(self, conversation: Conversation, fn: Any, *args: Any) -> Any:
         transient = 0
@@ -281,7 +310,7 @@ class BaseChannel(StreamedReply):
                 # the platform throttles the whole bot, not only this chat
                 self._paused_until = time.monotonic() + exc.retry_after
                 log.warning("rate limited on %s; waiting %.1fs", self.name, exc.retry_after)
-            except (EditRejected, DeliveryRefused):
+            except (EditRejected, DeliveryRefused):  # SendSmaller too: `_send_pieces` cuts
                 raise  # the same call cannot succeed
             except ChannelError as exc:
                 transient += 1
@@ -300,3 +329,12 @@ def _note_delivered(exc: ChannelError, text: str, shown: Chunk, failed: Chunk) -
         exc.delivered, exc.reopen = len(text), ""
     else:
         exc.delivered, exc.reopen = shown.end, failed.text[: failed.lead]
+
+
+def _cut(piece: Chunk, refused: SendSmaller) -> list[Chunk]:
+    """`piece` in parts of at most `refused.limit`, each with its span in the source of
+    `piece`; a piece that cannot be cut keeps the refusal."""
+    parts = split_text(piece.text, refused.limit) if refused.limit >= _SMALLEST_CUT else []
+    if len(parts) < 2:
+        raise DeliveryRefused(refused.reason, str(refused)) from None
+    return [piece.part(part) for part in parts]

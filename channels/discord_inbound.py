@@ -48,11 +48,19 @@ _MAX_REDIRECTS = 3
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
+#: the domains of Discord's CDN (cdn.discordapp.com, media.discordapp.net) and its own
+_DISCORD_DOMAINS = ("discordapp.com", "discordapp.net", "discord.com")
+
+
 def _may_follow(first: str, target: str) -> bool:
-    """A download's redirect goes to https, or stays within the attachment URL's own origin:
-    never down from https to plain http, never to a plain-http host of the redirect's choice."""
+    """A download's redirect stays within the attachment URL's own origin, or goes to
+    Discord's CDN over https: never to an address the redirect picks (one inside this
+    network, a cloud metadata address, whose answer would reach the model), never down
+    from https to plain http."""
     to, origin = urlsplit(target), urlsplit(first)
-    if to.scheme == "https" and to.hostname:
+    host = (to.hostname or "").rstrip(".")
+    discords = host in _DISCORD_DOMAINS or host.endswith(tuple("." + d for d in _DISCORD_DOMAINS))
+    if to.scheme == "https" and discords:
         return True
     return (to.scheme, to.netloc) == (origin.scheme, origin.netloc)
 
@@ -247,7 +255,7 @@ class Downloads:
                     target = urljoin(url, resp.headers.get("Location", ""))
                     if not _may_follow(attachment.ref, target):
                         raise ChannelError(
-                            f"Discord CDN redirected {attachment.name} to a non-https address"
+                            f"Discord CDN redirected {attachment.name} away from Discord's CDN"
                         )
                     url = target
                     proxy = await self._proxies.for_url(url)

@@ -38,6 +38,7 @@ from bot.errors import (
     DeliveryRefused,
     EditRejected,
     RateLimited,
+    SendSmaller,
 )
 from bot.messages import (
     Attachment,
@@ -160,11 +161,7 @@ class TelegramOutbound(BaseChannel):
         return await self._send(message, text, InlineKeyboardMarkup(rows))
 
     async def _send(
-        self,
-        message: OutboundMessage,
-        text: str,
-        keyboard: InlineKeyboardMarkup | None,
-        limit: int | None = None,
+        self, message: OutboundMessage, text: str, keyboard: InlineKeyboardMarkup | None
     ) -> SentRef:
         conv = message.conversation
         reply = None
@@ -186,33 +183,16 @@ class TelegramOutbound(BaseChannel):
 
         try:
             sent = await self._formatted(conv, text, send)
-        except TooLong:
-            return await self._send_smaller(message, text, keyboard, limit or len(text))
+        except TooLong as exc:
+            # Telegram counted `text` longer than `split` did: the shared send path sends
+            # it in pieces of half the size, each tried on its own (channels/base.py)
+            if len(text) // 2 < _SMALLEST_PIECE:
+                raise DeliveryRefused(
+                    "message is too long",
+                    f"telegram refused a message of {len(text)} characters as too long",
+                ) from None
+            raise SendSmaller(len(text) // 2, str(exc)) from None
         return SentRef(conv, str(sent.message_id))
-
-    async def _send_smaller(
-        self,
-        message: OutboundMessage,
-        text: str,
-        keyboard: InlineKeyboardMarkup | None,
-        limit: int,
-    ) -> SentRef:
-        """Telegram counted `text` longer than `split` did: it goes in pieces of half the
-        size, the buttons under the last. A refusal that cannot change is never retried."""
-        smaller = limit // 2
-        pieces = split_text(text, smaller) if smaller >= _SMALLEST_PIECE else []
-        if len(pieces) < 2:
-            raise DeliveryRefused(
-                "message is too long",
-                f"telegram refused a message of {len(text)} characters as too long",
-            )
-        log.info("telegram found a message too long; sending it in %d pieces", len(pieces))
-        for i, piece in enumerate(pieces):
-            last = i == len(pieces) - 1
-            if i:
-                await self._pace(message.conversation)
-            ref = await self._send(message, piece.text, keyboard if last else None, smaller)
-        return ref
 
     async def _edit_text(self, ref: SentRef, text: str) -> None:
         """Also takes a message's buttons away: an edit without reply_markup drops them."""

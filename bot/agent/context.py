@@ -27,7 +27,9 @@ def estimate_messages(messages: Sequence[ChatMessage]) -> int:
     for m in messages:
         total += _MESSAGE_OVERHEAD + estimate_tokens(m.content)
         for call in m.tool_calls:
-            total += estimate_tokens(call.name) + estimate_tokens(call.arguments)
+            # `extra` (up to 16 KiB) goes back only to the provider that made the call;
+            # counted for any, it makes an early compaction, never an overflow
+            total += sum(map(estimate_tokens, (call.name, call.arguments, call.extra)))
     return total
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import IdentityRefused
@@ -291,8 +291,18 @@ def _call_row(call: ToolCall) -> dict[str, str]:
 
 def _row_message(row: tuple[Any, ...]) -> ChatMessage:
     _, role, content, calls, call_id, name = row
-    tool_calls = tuple(ToolCall(**c) for c in json.loads(calls)) if calls else ()
+    tool_calls = tuple(_row_call(c) for c in json.loads(calls)) if calls else ()
     return ChatMessage(role, content, tool_calls, call_id, name)
+
+
+#: what a stored call may hold that this build reads
+_CALL_FIELDS = frozenset(f.name for f in fields(ToolCall))
+
+
+def _row_call(stored: dict[str, Any]) -> ToolCall:
+    """A stored call, as far as this build knows its fields: a row a later build wrote
+    (read after a rollback, or by an older replica) may hold more."""
+    return ToolCall(**{k: v for k, v in stored.items() if k in _CALL_FIELDS})
 
 
 def set_inbound_status(

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from bot.config_base import GivenEnvName, Section, empty_list, no_url_credentials
 
@@ -19,20 +19,27 @@ _HOST_NAME = re.compile(
 )
 
 
-def _http_url(value: str) -> str:
+def _http_url(value: str, instead: str = "") -> str:
     if not value.startswith(("http://", "https://")):
         raise ValueError("must be an http:// or https:// URL")
-    return no_url_credentials(value).rstrip("/")
+    return no_url_credentials(value, instead).rstrip("/")
 
 
 class _Provider(Section):
     #: seconds one search request may take before the next provider is tried
     timeout_s: float = Field(default=10.0, gt=0)
+    #: what a base_url with credentials is refused with, besides api_key_env
+    _credentials_instead: ClassVar[str] = ""
 
     @field_validator("base_url", check_fields=False)
     @classmethod
     def _url(cls, value: str) -> str:
-        return _http_url(value)
+        return _http_url(value, cls._credentials_instead)
+
+    def secret_env(self) -> tuple[str, str] | None:
+        """(the key that names it, the environment variable) of the provider's secret."""
+        api_key_env: str | None = getattr(self, "api_key_env", None)
+        return None if api_key_env is None else ("api_key_env", api_key_env)
 
 
 class SearxngSearchConfig(_Provider):
@@ -40,8 +47,34 @@ class SearxngSearchConfig(_Provider):
 
     type: Literal["searxng"]
     base_url: str
-    #: for an instance behind HTTP basic auth or a token proxy: sent as a Bearer token
+    #: for an instance behind a proxy that wants a token: sent as a Bearer token
     api_key_env: GivenEnvName | None = None
+    #: for an instance behind HTTP basic auth: the user name, and the environment variable
+    #: that holds the password
+    username: str | None = None
+    password_env: GivenEnvName | None = None
+    _credentials_instead: ClassVar[str] = (
+        "; for HTTP basic auth, give the user name in username and name the variable "
+        "that holds the password in password_env"
+    )
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> SearxngSearchConfig:
+        if (self.username is None) != (self.password_env is None):
+            raise ValueError("username and password_env go together (HTTP basic auth)")
+        if self.username is not None and self.api_key_env is not None:
+            raise ValueError(
+                "api_key_env (a Bearer token) and username/password_env (basic auth) both "
+                "go in the Authorization header: give one of them"
+            )
+        if self.username is not None and ":" in self.username:
+            raise ValueError("username: basic auth cannot carry a ':' in a user name")
+        return self
+
+    def secret_env(self) -> tuple[str, str] | None:
+        if self.password_env is not None:
+            return ("password_env", self.password_env)
+        return super().secret_env()
 
 
 class BraveSearchConfig(_Provider):

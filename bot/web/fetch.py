@@ -13,7 +13,7 @@ from yarl import URL
 from bot.errors import ToolError
 from bot.web.config import WebConfig
 from bot.web.guard import AddressGuard, FetchRefused, parse_host_literal
-from bot.web.route import ProxyRoutes, Route
+from bot.web.route import ProxyRoutes, Route, described
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _ACCEPT = (
@@ -84,16 +84,10 @@ class Fetcher:
         current = url
         for _hop in range(self.config.max_redirects + 1):
             target = self.check_url(current)
-            route = Route(self.session, target)
+            route = Route(self.session, (target,))
             if self.routes is not None:  # every hop: a redirect may leave the proxy's reach
                 route = await self.routes.route(target)
-            async with route.session.get(
-                route.url,
-                allow_redirects=False,
-                proxy=route.proxy,
-                server_hostname=route.server_hostname,
-                headers={"Accept": _ACCEPT, **route.headers},
-            ) as resp:
+            async with await _ask(route) as resp:
                 location = resp.headers.get("Location")
                 if resp.status in _REDIRECTS and location:
                     try:
@@ -117,6 +111,29 @@ class Fetcher:
         raise ToolError(f"{url}: more than {self.config.max_redirects} redirects; gave up")
 
 
+async def _ask(route: Route) -> aiohttp.ClientResponse:
+    """The answer at the first of `route`'s addresses that the proxy can reach: one it
+    cannot open a tunnel to (an IPv6 address through a proxy with IPv4 only) gives way to
+    the next. A refusal of the credentials is the same for all of them."""
+    for url in route.urls[:-1]:
+        try:
+            return await _get(route, url)
+        except aiohttp.ClientHttpProxyError as exc:
+            if exc.status == 407:
+                raise
+    return await _get(route, route.urls[-1])
+
+
+async def _get(route: Route, url: URL) -> aiohttp.ClientResponse:
+    return await route.session.get(
+        url,
+        allow_redirects=False,
+        proxy=route.proxy,
+        server_hostname=route.server_hostname,
+        headers={"Accept": _ACCEPT, **route.headers},
+    )
+
+
 async def read_capped(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
     """At most `cap` bytes (decompressed), then the connection is dropped, not drained."""
     chunks: list[bytes] = []
@@ -133,4 +150,4 @@ async def read_capped(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bo
 def _describe(exc: aiohttp.ClientError) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"cannot connect to {exc.host}:{exc.port} ({exc.os_error.strerror or exc})"
-    return str(exc) or type(exc).__name__
+    return described(exc)

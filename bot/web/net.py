@@ -1,14 +1,15 @@
 """How the web tools reach the network: one place builds their HTTP sessions.
 
-`Network` is the seam: the resolver names go through and the factory that makes sockets.
-Production uses the system's; the tests swap in a resolver they control and a socket
-factory that refuses anything but 127.0.0.1, so a broken guard fails a test instead of
-sending traffic anywhere.
+`Network` is the seam: the resolver names go through, the factory that makes sockets, and
+the certificates trusted. Production uses the system's; the tests swap in a resolver they
+control, a socket factory that refuses anything but 127.0.0.1 (a broken guard fails a test
+instead of sending traffic anywhere) and their own certificate authority.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,8 @@ SocketFactory = Callable[[Any], socket.socket]
 class Network:
     resolver: Callable[[], AbstractResolver]
     socket_factory: SocketFactory | None = None
+    #: the TLS context certificates are checked with (None: the system's)
+    tls: ssl.SSLContext | None = None
 
 
 def system_network() -> Network:
@@ -41,7 +44,11 @@ def open_session(
     if guard is not None:
         resolver = GuardedResolver(guard, resolver)
     connector = aiohttp.TCPConnector(
-        resolver=resolver, socket_factory=network.socket_factory, limit=32, limit_per_host=4
+        resolver=resolver,
+        socket_factory=network.socket_factory,
+        ssl=network.tls or True,
+        limit=32,
+        limit_per_host=4,
     )
     return aiohttp.ClientSession(
         connector=connector,

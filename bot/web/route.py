@@ -6,14 +6,16 @@ A proxy resolves the name itself, where the address guard cannot see it, and rea
 the gateway can: a page on the local network, a cloud metadata address. So through a proxy
 the name is resolved and checked here, and the proxy is asked for that checked address,
 never for the name: a name that resolves elsewhere the second time (DNS rebinding) cannot
-move the request. The page's name still goes in the Host header and, for https, in TLS
-(SNI and the certificate check). A proxy that rewrites Host from the request line (as
-RFC 9112 has proxies do for plain http) shows the address's default site.
+move the request. The page's name still goes in the Host header and in TLS (SNI and the
+certificate check), inside the tunnel (CONNECT) the proxy opens to that address. A plain
+http:// page is refused when a proxy applies: a proxy takes Host from the request line
+(RFC 9112), which would name the address, and answer with the address's default site
+rather than the page. An address that the proxy cannot reach (an IPv6 one through a proxy
+with IPv4 only) gives way to the next the name resolved to.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,14 +25,15 @@ from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from bot.proxy_env import ProxyLookup
-from bot.web.guard import AddressGuard, FetchRefused, parse_host_literal
+from bot.web.guard import AddressGuard, FetchRefused, GuardedResolver, parse_host_literal
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
     session: aiohttp.ClientSession
-    #: what is asked for: the page's URL, or through a proxy the same at its checked address
-    url: URL
+    #: what is asked for: the page's URL, or through a proxy the same at each checked
+    #: address, in the order to try them
+    urls: tuple[URL, ...]
     proxy: URL | None = None
     #: the page's host[:port] for the Host header, when `url` names the address
     host_header: str | None = None
@@ -55,8 +58,7 @@ class ProxyRoutes:
         open_proxied: Callable[[], aiohttp.ClientSession],
     ) -> None:
         self.direct = direct
-        self.guard = guard
-        self._resolver = resolver
+        self._resolver = GuardedResolver(guard, resolver)
         self._open_proxied = open_proxied
         #: made with the first request through a proxy (most gateways have none)
         self._proxied: aiohttp.ClientSession | None = None
@@ -65,32 +67,43 @@ class ProxyRoutes:
     async def route(self, target: URL) -> Route:
         proxy = await self._proxies.for_url(target)
         if proxy is None:
-            return Route(self.direct, target)
-        address = await self._checked_address(target)
+            return Route(self.direct, (target,))
+        if target.scheme != "https":
+            raise FetchRefused(
+                f"refused: {target} is plain http, and the environment names a proxy for "
+                "it; through a proxy only https:// pages are fetched (use https://)"
+            )
+        addresses = await self._checked_addresses(target)
         if self._proxied is None:
             self._proxied = self._open_proxied()
-        https = target.scheme == "https"
         return Route(
             self._proxied,
-            target.with_host(address),
+            tuple(target.with_host(address) for address in addresses),
             proxy,
             host_header=target.raw_authority,
-            server_hostname=target.host if https else None,
+            # punycode, as the direct path sends it; a name's final dot is no name for TLS
+            server_hostname=(target.raw_host or "").rstrip("."),
         )
 
-    async def _checked_address(self, target: URL) -> str:
-        host = target.host or ""
+    async def _checked_addresses(self, target: URL) -> list[str]:
+        host = target.raw_host or ""
         literal = parse_host_literal(host)
         if literal is not None:  # already checked by `Fetcher.check_url`
-            return str(literal)
-        try:
+            return [str(literal)]
+        try:  # the guarded resolver refuses the name unless every address passes
             found = await self._resolver.resolve(host, target.port or 0, socket.AF_UNSPEC)
         except OSError as exc:
             raise FetchRefused(f"{host} could not be resolved ({exc})") from None
-        addresses = [ipaddress.ip_address(r["host"]) for r in found]
-        self.guard.check(host, addresses)
-        return str(addresses[0])
+        return list(dict.fromkeys(r["host"] for r in found))
 
     async def close(self) -> None:
         if self._proxied is not None:
             await self._proxied.close()
+
+
+def described(exc: aiohttp.ClientError) -> str:
+    """`exc` in words for the model and the log. A proxy's refusal (ClientHttpProxyError)
+    names the proxy's URL, with its password, in its text: only its status is said."""
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return f"the proxy refused ({exc.status} {exc.message})"
+    return str(exc) or type(exc).__name__

@@ -30,6 +30,7 @@ from bot.web.config import (
     SearxngSearchConfig,
     TavilySearchConfig,
 )
+from bot.web.route import described
 
 log = logging.getLogger("decapod.web")
 
@@ -103,7 +104,7 @@ class HttpSearchProvider:
         except TimeoutError:
             raise SearchFailed(f"no answer within {self.config.timeout_s:g} s") from None
         except aiohttp.ClientError as exc:
-            raise SearchFailed(str(exc) or type(exc).__name__) from None
+            raise SearchFailed(described(exc)) from None
         try:
             results = self._results(body, count)
         except (KeyError, TypeError, AttributeError):
@@ -138,7 +139,13 @@ class SearxngSearch(HttpSearchProvider):
     config: SearxngSearchConfig
 
     async def _request(self, query: str, count: int) -> Any:
-        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        headers = {}
+        if self.config.username is not None:  # the key is basic auth's password
+            headers["Authorization"] = aiohttp.encode_basic_auth(
+                self.config.username, self.key or ""
+            )
+        elif self.key:
+            headers["Authorization"] = f"Bearer {self.key}"
         params = {"q": query, "format": "json", "safesearch": "1"}
         url = f"{self.config.base_url}/search"
         proxy = await self.proxies.for_url(url)

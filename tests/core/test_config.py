@@ -201,6 +201,21 @@ def test_a_search_or_embedder_url_with_credentials_is_refused_as_a_providers_is(
     message = str(err.value)
     assert f"{key}: must not hold a user name or password" in message
     assert "api_key_env" in message and "hunter2" not in message
+    # the key goes in a header of the server's own (Brave's is no Bearer token); SearXNG
+    # behind basic auth has a way of its own
+    assert "Bearer" not in message
+    assert ("password_env" in message) == (key.startswith("web.search"))
+
+
+def test_searxng_basic_auth_takes_a_user_name_and_a_password_variable_not_a_key_too(
+    home: Path,
+) -> None:
+    entry = {"type": "searxng", "base_url": "https://search.example", "username": "crab"}
+    with pytest.raises(ConfigError, match="username and password_env go together"):
+        parse_config({"web": {"search": [entry]}}, home)
+    entry |= {"password_env": "SEARXNG_PASSWORD", "api_key_env": "SEARXNG_TOKEN"}
+    with pytest.raises(ConfigError, match="give one of them"):
+        parse_config({"web": {"search": [entry]}}, home)
 
 
 @pytest.mark.parametrize("host", ["", "  "])

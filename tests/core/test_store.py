@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -71,6 +72,24 @@ async def test_turns_round_trip_with_tool_calls(tmp_path: Path) -> None:
         assert [m for _, m in history] == [r.message for r in records[:4]]
         rows = await store.turns.for_session(row.id)
         assert rows[3]["input_tokens"] == 10 and rows[3]["provider"] == "p"
+
+
+async def test_a_tool_call_stored_with_fields_this_build_does_not_know_still_loads(
+    tmp_path: Path,
+) -> None:
+    # a row a newer build wrote (before a rollback, or by a newer replica): what this build
+    # knows of each call is loaded, the rest left in the row
+    async with Store(tmp_path / "a.db") as store:
+        row = await store.sessions.current("k")
+        call = ToolCall("call1", "current_time", "{}", extra='{"a": 1}', extra_from="gemini")
+        await store.turns.add(
+            row.id, [TurnRecord("t1", ChatMessage("assistant", "", (call,)))], inbound_done=None
+        )
+        stored = {"id": "call1", "name": "current_time", "arguments": "{}"}
+        newer = json.dumps([stored | {"extra": '{"a": 1}', "extra_from": "gemini", "later": "x"}])
+        await store.write(lambda conn: conn.execute("UPDATE turns SET tool_calls = ?", (newer,)))
+        [(_, message)] = await store.turns.history(row.id, 0, 10)
+    assert message.tool_calls == (call,)
 
 
 async def test_session_reset_starts_a_new_generation(tmp_path: Path) -> None:

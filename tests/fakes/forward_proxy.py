@@ -14,7 +14,9 @@ import pytest
 
 class ForwardProxy:
     """A plain HTTP forward proxy on 127.0.0.1: records each connection's target and pipes
-    the bytes through to it. A request that is no WebSocket upgrade is sent on with
+    the bytes through to it; a CONNECT (the way to an https:// page) opens a tunnel to the
+    host:port it names, or answers 502 when that cannot be reached, and the target it
+    records is that host:port. A request that is no WebSocket upgrade is sent on with
     `Connection: close`, so that every request comes on a connection of its own and is
     recorded. With `credentials` (login, password) it asks for them as a real one does: a
     request without that `Proxy-Authorization` is answered 407 and recorded in `refused`."""
@@ -56,6 +58,9 @@ class ForwardProxy:
                 await writer.drain()
                 return
             self.targets.append(target.decode())
+            if method == b"CONNECT":
+                await self._tunnel(target.decode(), reader, writer)
+                return
             host_port, _, path = target.decode().split("://", 1)[-1].partition("/")
             host, _, port = host_port.partition(":")
             up_reader, upstream = await asyncio.open_connection(host, int(port))
@@ -63,11 +68,30 @@ class ForwardProxy:
             await asyncio.gather(_pipe(reader, upstream), _pipe(up_reader, writer))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        except asyncio.CancelledError:
+            pass  # stopped: a tunnel kept open (keep-alive) ends here, quietly
         finally:
             for end in (writer, upstream):
                 if end is not None:
                     end.close()
             self._pipes.discard(task)
+
+    async def _tunnel(
+        self, target: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        host, _, port = target.rpartition(":")
+        try:
+            up_reader, upstream = await asyncio.open_connection(host.strip("[]"), int(port))
+        except OSError:
+            writer.write(_BAD_GATEWAY)
+            await writer.drain()
+            return
+        try:
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await writer.drain()
+            await asyncio.gather(_pipe(reader, upstream), _pipe(up_reader, writer))
+        finally:
+            upstream.close()
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -77,6 +101,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     writer.close()
 
 
+_BAD_GATEWAY = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 _PROXY_AUTH_REQUIRED = (
     b"HTTP/1.1 407 Proxy Authentication Required\r\n"
     b'Proxy-Authenticate: Basic realm="proxy"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'
@@ -105,16 +130,19 @@ def _one_request(rest: bytes) -> bytes:
 
 @asynccontextmanager
 async def environment_proxy(
-    monkeypatch: pytest.MonkeyPatch, credentials: tuple[str, str] | None = None
+    monkeypatch: pytest.MonkeyPatch,
+    credentials: tuple[str, str] | None = None,
+    variables: tuple[str, ...] = ("HTTP_PROXY",),
 ) -> AsyncIterator[ForwardProxy]:
-    """A ForwardProxy that `HTTP_PROXY` names (with its `credentials` in the URL), with
+    """A ForwardProxy that `variables` name (with its `credentials` in the URL), with
     every other proxy variable unset."""
     proxy = ForwardProxy(credentials)
     await proxy.start()
     for name in _PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     sign_in = "" if credentials is None else "{}:{}@".format(*credentials)
-    monkeypatch.setenv("HTTP_PROXY", f"http://{sign_in}127.0.0.1:{proxy.port}")
+    for name in variables:
+        monkeypatch.setenv(name, f"http://{sign_in}127.0.0.1:{proxy.port}")
     try:
         yield proxy
     finally:
@@ -141,6 +169,6 @@ def thread_hops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
 
 
 _PROXY_VARIABLES = (
-    "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
-    "WS_PROXY", "ws_proxy", "WSS_PROXY", "wss_proxy",
+    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy",
+    "ALL_PROXY", "all_proxy", "WS_PROXY", "ws_proxy", "WSS_PROXY", "wss_proxy",
 )  # fmt: skip

@@ -20,6 +20,7 @@ import asyncio
 import errno
 import json
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -113,9 +114,10 @@ def minimal_pdf(text: str) -> bytes:
 
 
 class _Server:
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.tls = tls
 
     def _routes(self, app: web.Application) -> None:
         raise NotImplementedError
@@ -125,7 +127,7 @@ class _Server:
         self._routes(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.tls)
         await site.start()
         self.port = self._runner.addresses[0][1]
         return self
@@ -142,14 +144,14 @@ class _Server:
         await self.stop()
 
     def url(self, path: str = "/", host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}{path}"
 
 
 class FakePages(_Server):
     BIG_BYTES = 50 << 20
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(tls)
         self.hits: dict[str, int] = {}
         self.served = 0  # bytes of /big written
         self.slow_disconnected = asyncio.Event()
@@ -234,6 +236,34 @@ class FakePages(_Server):
         except (ConnectionError, asyncio.CancelledError):
             self.slow_disconnected.set()
             raise
+        return response
+
+
+class NamedPages(FakePages):
+    """FakePages over TLS (`tls` holds the certificate for the names it serves), as a server
+    with virtual hosts: a request whose Host is not one of `names` gets the address's
+    default site. `server_names`: the names TLS was started for (SNI), in order."""
+
+    DEFAULT_SITE = "The default site of this address"
+
+    def __init__(self, tls: ssl.SSLContext, names: list[str]) -> None:
+        super().__init__(tls)
+        self.names = names
+        self.server_names: list[str | None] = []
+        tls.sni_callback = self._heard_name
+
+    def _heard_name(self, _socket: ssl.SSLObject, name: str | None, _context: object) -> None:
+        self.server_names.append(name)
+
+    def _routes(self, app: web.Application) -> None:
+        super()._routes(app)
+        app.middlewares.append(self._by_host)
+
+    @web.middleware
+    async def _by_host(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.host not in {f"{name}:{self.port}" for name in self.names}:
+            return web.Response(text=self.DEFAULT_SITE, content_type="text/plain")
+        response: web.StreamResponse = await handler(request)
         return response
 
 
@@ -346,6 +376,8 @@ class LoopbackNetwork:
         self.names: dict[str, list[str]] = {}
         self.connects: list[str] = []
         self.violations: list[str] = []
+        #: the TLS context sessions check certificates with (None: the system's)
+        self.tls: ssl.SSLContext | None = None
         for name, addresses in (names or {}).items():
             self.add(name, addresses)
 
@@ -362,5 +394,7 @@ class LoopbackNetwork:
 
     def network(self) -> Network:
         return Network(
-            resolver=lambda: _MapResolver(self.names), socket_factory=self.socket_factory
+            resolver=lambda: _MapResolver(self.names),
+            socket_factory=self.socket_factory,
+            tls=self.tls,
         )

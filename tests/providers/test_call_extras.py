@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from bot.agent.context import estimate_messages, needs_compaction
 from bot.gateway import Gateway
-from bot.providers.base import ToolCall
+from bot.providers.base import ChatMessage, ToolCall
 from bot.providers.openai_messages import MAX_CALL_EXTRA, call_extra
 from tests.fakes.channel import RecordingChannel
 from tests.fakes.llm import FakeLLM, Reply
@@ -87,3 +89,13 @@ def test_a_calls_extra_is_kept_only_when_it_is_a_small_object() -> None:
     assert call_extra("not an object", "gemini", "f") == ("", "")
     huge = {"google": {"thought_signature": "x" * MAX_CALL_EXTRA}}
     assert call_extra(huge, "gemini", "f") == ("", "")
+
+
+def test_a_calls_extra_counts_towards_the_context_window() -> None:
+    signature = {"google": {"thought_signature": "x" * 12_000}}
+    call = ToolCall("call_1", "current_time", "{}", extra=json.dumps(signature))
+    signed = [ChatMessage("user", "what time is it?"), ChatMessage("assistant", "", (call,))]
+    bare = [signed[0], ChatMessage("assistant", "", (replace(call, extra=""),))]
+    assert estimate_messages(signed) - estimate_messages(bare) >= 3_000
+    assert needs_compaction(100, signed, 4_000, 0.75)
+    assert not needs_compaction(100, bare, 4_000, 0.75)

@@ -10,6 +10,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bot.errors import ConfigError
@@ -42,8 +43,15 @@ async def searxng() -> AsyncIterator[FakeSearchAPI]:
         yield api
 
 
-def _config(make_config: Any, fake: FakeLLM, api: FakeSearchAPI | None, **extra: Any) -> Any:
-    search = [{"type": "searxng", "base_url": api.base_url}] if api else []
+def _config(
+    make_config: Any,
+    fake: FakeLLM,
+    api: FakeSearchAPI | None,
+    search: list[dict[str, str]] | None = None,
+    **extra: Any,
+) -> Any:
+    if search is None:
+        search = [{"type": "searxng", "base_url": api.base_url}] if api else []
     return make_config(
         providers={"fake": fake.provider(context_window=16000, first_token_timeout_s=10)},
         models={"chat": ["fake:test-model"]},
@@ -180,3 +188,27 @@ async def test_a_search_key_comes_from_the_environment_and_is_redacted(
     async with Gateway(config, provider=provider, channels={}) as gw:
         assert "web_search" in gw.tools
     assert key not in default_redactor().redact(f"the key is {key}")
+
+
+async def test_a_searxng_behind_basic_auth_is_asked_with_its_user_and_password(
+    make_config: Any, searxng: FakeSearchAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.security.redact import default_redactor
+
+    password = "shell-password-0123456789"
+    async with FakeLLM() as fake:
+        fake.reply_fn = _model
+        entry = {"type": "searxng", "base_url": searxng.base_url, "username": "crab",
+                 "password_env": "TEST_SEARXNG_PASSWORD"}  # fmt: skip
+        config = _config(make_config, fake, None, search=[entry])
+        channel = RecordingChannel(console=True)
+        with pytest.raises(ConfigError, match=r"web\.search\[0\]\.password_env"):
+            await Gateway(config, channels={"test": channel}).start()
+        monkeypatch.setenv("TEST_SEARXNG_PASSWORD", password)
+        async with Gateway(config, channels={"test": channel}):
+            await channel.push("search for hermit crab care")
+            [reply] = await channel.wait_for_messages(1, timeout=30)
+    assert reply.startswith("The top result is about hermit crab care.")
+    [(_, headers)] = searxng.requests
+    assert headers["Authorization"] == aiohttp.encode_basic_auth("crab", password)
+    assert password not in default_redactor().redact(f"the password is {password}")

@@ -246,9 +246,9 @@ async def test_the_gateway_and_the_rest_calls_go_through_the_proxy_from_the_envi
 async def test_an_attachment_download_follows_a_few_redirects_each_one_checked(
     fake: FakeDiscord,
 ) -> None:
-    """CDN links can redirect: the download follows up to three hops, each target checked
-    as the first address is (https, or the attachment URL's own origin), never a plain-http
-    host the redirect picks, nor a loop."""
+    """CDN links can redirect: the download follows up to three hops, each within the
+    attachment URL's own origin or to Discord's CDN over https, never to a host the redirect
+    picks, nor a loop."""
     fake.attachments["renewed.txt"] = b"buy apples"
     fake.cdn_moves.update(
         {
@@ -272,8 +272,17 @@ async def test_an_attachment_download_follows_a_few_redirects_each_one_checked(
 
         fake.cdn_asked.clear()
         away = Attachment("document", fake.cdn_url("away.txt"), "away.txt", "text/plain", 10)
-        with pytest.raises(ChannelError, match="non-https"):
+        with pytest.raises(ChannelError, match="away from Discord's CDN"):
             await downloads.fetch(away, max_bytes=1000)
         assert fake.cdn_asked == ["away.txt"], "the plain-http target was never asked"
+
+        # https is not enough: an address of the redirect's choice (here this machine, over
+        # https) could be one inside the network, whose answer would reach the model
+        for inside in ("127.0.0.1", "localhost", "cdn.discordapp.com.example"):
+            fake.cdn_asked.clear()
+            fake.cdn_moves["away.txt"] = f"https://{inside}:{fake.port}/cdn/attachments/x.txt"
+            with pytest.raises(ChannelError, match="away from Discord's CDN"):
+                await downloads.fetch(away, max_bytes=1000)
+            assert fake.cdn_asked == ["away.txt"]
     finally:
         await downloads.close()

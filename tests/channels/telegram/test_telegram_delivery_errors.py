@@ -246,15 +246,23 @@ async def test_chunks_resplit_for_telegrams_html_still_name_their_span_of_the_an
         assert text[chunk.start : chunk.end].rstrip() == chunk.text[chunk.lead :].rstrip()
 
 
+async def _one_message_of_paragraphs(
+    start_channel: Callable[..., Awaitable[TelegramChannel]],
+) -> tuple[TelegramChannel, Conversation, str]:
+    """A channel, a DM, and a text its split sends as one message, in paragraphs."""
+    channel = await start_channel()
+    dm = Conversation("tg", str(ALICE), ConversationKind.DM)
+    text = "\n\n".join(f"Paragraph {i}: " + "the markets moved a little. " * 10 for i in range(10))
+    assert len(channel.split(text)) == 1
+    return channel, dm, text
+
+
 async def test_a_text_telegram_finds_too_long_goes_in_smaller_pieces_never_retried_as_it_was(
     fake: FakeTelegram, start_channel: Callable[..., Awaitable[TelegramChannel]]
 ) -> None:
     # Telegram counts a text after its own parsing; where it counts more than the channel's
     # split did, the same text can never go, and three tries of it would lose the answer
-    channel = await start_channel()
-    dm = Conversation("tg", str(ALICE), ConversationKind.DM)
-    text = "\n\n".join(f"Paragraph {i}: " + "the markets moved a little. " * 10 for i in range(10))
-    assert len(channel.split(text)) == 1
+    channel, dm, text = await _one_message_of_paragraphs(start_channel)
     fake.fail_next("sendMessage", 400, "Bad Request: message is too long", count=2)
     await channel.send(OutboundMessage(dm, text))
     tried = [call.params["text"] for call in fake.calls_of("sendMessage", chat_id=ALICE)]
@@ -269,3 +277,31 @@ async def test_a_text_telegram_finds_too_long_goes_in_smaller_pieces_never_retri
     fake.refuse(ALICE, 400, "Bad Request: message is too long")
     with pytest.raises(DeliveryRefused):  # nothing smaller left to try: a clear refusal
         await channel.send(OutboundMessage(dm, "a short text"))
+
+
+async def test_a_piece_of_a_text_too_long_is_retried_alone_and_a_failure_says_what_was_shown(
+    fake: FakeTelegram, start_channel: Callable[..., Awaitable[TelegramChannel]]
+) -> None:
+    # a later piece throttled once goes again alone: the pieces before it are not repeated
+    channel, dm, text = await _one_message_of_paragraphs(start_channel)
+    fake.fail_next("sendMessage", 400, "Bad Request: message is too long")
+    fake.fail_next("sendMessage", 429, "Too Many Requests: retry after 1", after=1, retry_after=1)
+    await channel.send(OutboundMessage(dm, text))
+    shown = fake.texts(ALICE)
+    assert len(shown) > 1 and len(set(shown)) == len(shown), "each piece was shown once"
+    assert _words(shown) == text.split()
+    assert [c.status for c in fake.calls_of("sendMessage")].count(429) == 1
+
+    # a later piece that keeps failing: the error says how far the text got, and the rest
+    # is exactly what the person has not seen
+    before = len(shown)
+    fake.fail_next("sendMessage", 400, "Bad Request: message is too long")
+    fake.fail_next("sendMessage", 500, "Internal Server Error", after=1, count=10)
+    with pytest.raises(ChannelError) as failed:
+        await channel.send(OutboundMessage(dm, text))
+    fake.faults.clear()
+    shown_now = fake.texts(ALICE)[before:]
+    assert len(shown_now) == 1 and 0 < failed.value.delivered < len(text)
+    assert _words(shown_now) == text[: failed.value.delivered].split()
+    await channel.send(OutboundMessage(dm, failed.value.unsent(text)))
+    assert _words(fake.texts(ALICE)[before:]) == text.split(), "the rest, nothing twice"
