@@ -248,7 +248,7 @@ def _encoded(content: str) -> bytes:
 
 @_redacted
 async def list_files(ctx: ToolContext, path: _Path = ".", recursive: bool = False) -> str:
-    """List a folder under /work (symlinks shown, not followed)."""
+    """List a folder under /work; quoted names are JSON strings."""
     lines, left_off = await asyncio.to_thread(
         workspace_fs(ctx).listing, path, recursive=recursive, max_entries=_MAX_LIST_ENTRIES
     )
