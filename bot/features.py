@@ -318,10 +318,12 @@ async def ask_approval(gw: Gateway, pending: PendingApproval) -> None:
     """Ask the owner, with Approve / Deny buttons (typed commands where a platform has
     none): in the conversation the request came from when the owner asked there
     themselves, otherwise in the owner's DMs. Only the owners' presses count."""
-    minutes = max(1, round((pending.expires_at - pending.created_at) / 60))
+    seconds = pending.expires_at - pending.created_at
+    # a turn's later request may have less than its own window left: say so exactly
+    expiry = f"{max(1, round(seconds))} s" if seconds < 120 else f"{round(seconds / 60)} min"
     text = (
         f"Approval needed for {pending.requester}: {pending.summary}\n"
-        f"(request {pending.id}, expires in {minutes} min)"
+        f"(request {pending.id}, expires in {expiry})"
     )
     choices = approval_choices(pending.id)
     session = gw.sessions.get(pending.session_key)

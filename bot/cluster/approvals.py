@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -26,8 +25,6 @@ if TYPE_CHECKING:
     from bot.gateway import Gateway
     from bot.store import Store
     from bot.tools import ToolContext
-
-log = logging.getLogger("decapod.cluster")
 
 
 class SharedApprovalBroker(InMemoryApprovalBroker):
@@ -59,11 +56,7 @@ class SharedApprovalBroker(InMemoryApprovalBroker):
         self._pending[info.id] = (info, decision)
         try:
             if self._notify is not None:
-                try:
-                    await self._notify(info)
-                except Exception:
-                    log.exception("could not ask for approval of %s", info.id)
-                    return False
+                await self._notify(info)  # a failure reaches ask_owner: the owner was not asked
             return await self._wait(info, decision)
         finally:
             self._pending.pop(info.id, None)

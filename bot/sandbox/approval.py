@@ -27,6 +27,8 @@ log = logging.getLogger("decapod.sandbox")
 
 #: how long past its own timeout a broker may take before it counts as hung
 _DECISION_GRACE_S = 5.0
+#: the shortest wait a request is announced with (or half of `approval_timeout_s`)
+_SHORTEST_WAIT_S = 30.0
 
 _DANGEROUS = [
     (re.compile(p), why)
@@ -58,21 +60,48 @@ def dangerous_reason(command: str) -> str | None:
 
 class ApprovalBroker(Protocol):
     async def request(self, ctx: ToolContext, summary: str, timeout: float) -> bool:  # noqa: ASYNC109
-        """True only if the owner approved within `timeout` seconds."""
+        """True only if the owner approved within `timeout` seconds; raises when the owner
+        could not be asked (`notify` failed)."""
         ...
 
 
-async def ask_owner(ctx: ToolContext, broker: ApprovalBroker, summary: str, wait: float) -> bool:
-    """Whether the owner approved `summary` (redacted here) within `wait` seconds; a denial,
-    no answer or a broker that fails or hangs are all False. The wait does not count against
-    the turn's deadline (one approval window per turn), and once the owner denied or did not
-    answer, the turn asks no more: each request would hold the session and nag the owner."""
-    clock = ctx.turn_clock
-    if clock is not None and clock.owner_refused:
+async def ask_owner(
+    ctx: ToolContext,
+    broker: ApprovalBroker | None,
+    summary: str,
+    wait: float,
+    *,
+    why: str,
+    refused: str,
+) -> None:
+    """Ask the owner to approve `summary` (redacted here) within `wait` seconds, because
+    `why`; unless they approve, raise ToolDenied starting with `refused` ("not run", "not
+    written", "not saved"). The wait does not count against the turn's deadline, one
+    approval window per turn: a later request is announced with what is left of it, or not
+    made when too little is. The owner is not asked for a step the turn has no time left to
+    do, nor again in a turn where they denied or did not answer: each request would hold the
+    session and nag the owner."""
+    needed = f"{refused}: this needed the owner's approval because {why}"
+    if broker is None:
         raise ToolDenied(
-            "not asked: the owner denied or did not answer an earlier request in this turn; "
-            "answer with what you have"
+            f"{refused}: this needs the owner's approval because {why}, and there is no way "
+            "to ask for it here"
         )
+    clock = ctx.turn_clock
+    if clock is not None:
+        if clock.owner_refused:
+            raise ToolDenied(
+                f"{needed}, and it was not asked: the owner denied or did not answer an "
+                "earlier request in this turn; answer with what you have"
+            )
+        clock.room_s(refused)
+        left = clock.hold_for(wait + _DECISION_GRACE_S) - _DECISION_GRACE_S
+        if left < min(wait / 2, _SHORTEST_WAIT_S):
+            raise ToolDenied(
+                f"{needed}, and it was not asked: this turn's time for approvals is used up; "
+                "answer with what you have"
+            )
+        wait = min(wait, left)
     window = wait + _DECISION_GRACE_S
     held = clock.waiting_for_a_person(window) if clock else contextlib.nullcontext()
     try:
@@ -80,14 +109,14 @@ async def ask_owner(ctx: ToolContext, broker: ApprovalBroker, summary: str, wait
             # the broker owns the timeout; this bound only guards against one that hangs
             async with asyncio.timeout(window):  # not wait_for: on 3.11 it can drop a cancel
                 approved = await broker.request(ctx, ctx.deps.redact(summary), wait)
-    except TimeoutError:
-        approved = False
-    except Exception:
-        log.exception("approval broker failed; treating the request as denied")
-        approved = False
-    if approved is not True and clock is not None:
-        clock.owner_refused = True
-    return approved is True
+    except Exception:  # a failing or hung broker: the owner may never have seen the request
+        log.exception("could not ask the owner for approval")
+        raise ToolDenied(f"{needed}, and the owner could not be asked") from None
+    if approved is not True:
+        if clock is not None:
+            clock.owner_refused = True
+        within = f"{wait:.0f}" if wait >= 10 else f"{wait:g}"
+        raise ToolDenied(f"{needed}, and it was denied or not given within {within} seconds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +133,8 @@ class InMemoryApprovalBroker:
     """Holds requests until `approve(id)` or `deny(id)`, or until they time out.
 
     `notify` is called once per request (the gateway sends the owner a message with the id
-    and the summary); if it fails, the request is denied at once.
+    and the summary); if it fails, `request` raises it: the request is refused at once, as
+    one the owner could not be asked.
     """
 
     def __init__(self, notify: Callable[[PendingApproval], Awaitable[None]] | None = None) -> None:
@@ -123,11 +153,7 @@ class InMemoryApprovalBroker:
         self._pending[approval_id] = (info, decision)
         try:
             if self._notify is not None:
-                try:
-                    await self._notify(info)
-                except Exception:
-                    log.exception("could not ask for approval of %s", approval_id)
-                    return False
+                await self._notify(info)  # a failure reaches ask_owner: the owner was not asked
             async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can drop a cancel
                 return await decision
         except TimeoutError:

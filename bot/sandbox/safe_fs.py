@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from bot.errors import SandboxError, ToolError
 from bot.sandbox.base import WORK_DIR
 from bot.sandbox.noreplace import remove_placeholder, rename_noreplace
-from bot.sandbox.shown_names import shown_name
+from bot.sandbox.shown_names import ARROW, json_quoted, shown_name
 
 if TYPE_CHECKING:
     from bot.sandbox.quota import WorkspaceQuota
@@ -35,7 +35,7 @@ def split_workspace_path(path: str) -> list[str]:
     """`notes/a.txt`, `./notes/a.txt` and `/work/notes/a.txt` all name the same file."""
     if "\0" in path:
         raise ToolError("refused: the path contains a NUL byte")
-    p = path.strip()
+    p = path  # not stripped: `"a.txt "` as listed names that file, not `a.txt`
     if p == WORK_DIR or p.startswith(WORK_DIR + "/"):
         p = p[len(WORK_DIR) :]
     elif p.startswith("/"):
@@ -389,14 +389,16 @@ def _describe(name: str, dir_fd: int, folder: str) -> str:
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except OSError:
-        return shown
+        return f"{shown} (gone)"  # removed since the folder was read
     if stat.S_ISDIR(st.st_mode):
         return shown + "/"
     if stat.S_ISLNK(st.st_mode):
+        # the target always quoted: no name nor target reads like a file's size after it
         try:
-            return f"{shown} -> {shown_name(os.readlink(name, dir_fd=dir_fd))}"
+            target = os.fsencode(os.readlink(name, dir_fd=dir_fd))
         except OSError:
-            return f"{shown} -> ?"
+            return f"{shown}{ARROW}? (could not be read)"
+        return f"{shown}{ARROW}{json_quoted(target.decode('utf-8', 'surrogateescape'))}"
     if stat.S_ISREG(st.st_mode):
         return f"{shown} ({st.st_size} bytes)"
     return f"{shown} (special file)"

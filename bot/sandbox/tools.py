@@ -38,10 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("decapod.sandbox")
 
 _MAX_LIST_ENTRIES = 500
-#: what a command leaves of the turn for the model to read its result and answer; a short
-#: `turn_deadline_s` leaves a quarter of itself instead, so exec stays usable
-_ANSWER_ROOM_S = 10.0
-_SHORTEST_RUN_S = 1.0
 
 
 def sandbox_tools() -> list[Tool]:
@@ -119,11 +115,9 @@ async def exec_command(
     limits = config.limits.to_limits()
     seconds = min(timeout if timeout and timeout > 0 else config.timeout_s, limits.wall_seconds)
 
-    # checked before asking too: the owner is not asked for a command that cannot run
-    _within_the_turn(ctx, seconds)
     why = approval_reason(config, ctx, shown)
-    if why is not None:
-        await _ask_owner(ctx, sandbox, shown, why)
+    if why is not None:  # not asked for a command the turn has no time left to run
+        await _ask_owner(ctx, sandbox, shown, why, "not run")
     assert backend is not None  # exec_denial refuses a missing backend
     asked, seconds = seconds, _within_the_turn(ctx, seconds)
     try:
@@ -149,39 +143,24 @@ def _within_the_turn(ctx: ToolContext, seconds: float) -> float:
     """A command's wall clock cut to end before the turn's deadline: past it the whole turn
     is stopped, and the person gets "that took too long" instead of the output so far."""
     clock = ctx.turn_clock
-    left = None if clock is None else clock.seconds_left()
-    if clock is None or left is None:
-        return seconds
-    room = left - min(_ANSWER_ROOM_S, clock.length_s / 4)
-    if room < _SHORTEST_RUN_S:
-        raise ToolDenied(
-            f"not run: this turn has {max(0.0, left):.1f} seconds left, too few to run a "
-            "command and answer; answer with what you have"
-        )
-    return min(seconds, room)
+    room = None if clock is None else clock.room_s("not run")
+    return seconds if room is None else min(seconds, room)
 
 
-async def _ask_owner(ctx: ToolContext, sandbox: SandboxDeps, shown: str, why: str) -> None:
-    broker = sandbox.approvals
-    if broker is None:
-        raise ToolDenied(
-            f"not run: this command needs the owner's approval because {why}, "
-            "and there is no way to ask for it here"
-        )
+async def _ask_owner(
+    ctx: ToolContext, sandbox: SandboxDeps, shown: str, why: str, refused: str
+) -> None:
     who = ctx.identity.display_name or ctx.identity.key
+    summary = f"{who} wants to run, because {why}:\n{shown}"
     wait = sandbox.config.approval_timeout_s
-    if not await ask_owner(ctx, broker, f"{who} wants to run, because {why}:\n{shown}", wait):
-        raise ToolDenied(
-            f"not run: this command needed the owner's approval because {why}, "
-            f"and it was denied or not given within {wait:g} seconds"
-        )
+    await ask_owner(ctx, sandbox.approvals, summary, wait, why=why, refused=refused)
 
 
 async def _approve_write(ctx: ToolContext, tool_name: str, path: str) -> None:
     sandbox = _sandbox(ctx)
     why = write_approval_reason(sandbox.config, ctx)
     if why is not None:
-        await _ask_owner(ctx, sandbox, f"{tool_name} {path}", why)
+        await _ask_owner(ctx, sandbox, f"{tool_name} {path}", why, "not written")
 
 
 def format_result(r: ExecResult) -> str:
@@ -248,7 +227,7 @@ def _encoded(content: str) -> bytes:
 
 @_redacted
 async def list_files(ctx: ToolContext, path: _Path = ".", recursive: bool = False) -> str:
-    """List a folder under /work (symlinks shown, not followed)."""
+    """List a folder under /work; quoted names are JSON strings."""
     lines, left_off = await asyncio.to_thread(
         workspace_fs(ctx).listing, path, recursive=recursive, max_entries=_MAX_LIST_ENTRIES
     )

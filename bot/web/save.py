@@ -9,7 +9,7 @@ import os
 import stat
 from typing import TYPE_CHECKING
 
-from bot.errors import ToolDenied, ToolError
+from bot.errors import ToolError
 from bot.sandbox.approval import ask_owner
 from bot.sandbox.policy import write_approval_reason
 from bot.sandbox.safe_fs import split_workspace_path
@@ -82,12 +82,7 @@ class WorkspaceSaver:
             )
 
     async def _ask(self, ctx: ToolContext, what: str, why: str) -> None:
-        if self.approvals is None:
-            raise ToolDenied(f"not saved: saving needs the owner's approval because {why}")
         who = ctx.identity.display_name or ctx.identity.key
+        summary = f"{who} wants to {what}, because {why}"
         wait = self.config.approval_timeout_s
-        if not await ask_owner(ctx, self.approvals, f"{who} wants to {what}, because {why}", wait):
-            raise ToolDenied(
-                f"not saved: saving needed the owner's approval because {why}, and it was "
-                f"denied or not given within {wait:g} seconds"
-            )
+        await ask_owner(ctx, self.approvals, summary, wait, why=why, refused="not saved")

@@ -110,9 +110,9 @@ def _cleanup_model(thinking_s: float = 0.0) -> FunctionProvider:
     return FunctionProvider(model)
 
 
-def _asking_config(make_config: Any, turn_deadline_s: float) -> Any:
+def _asking_config(make_config: Any, turn_deadline_s: float, approval_s: float = 300) -> Any:
     return make_config(
-        sandbox={"backend": "bwrap", "approval": "ask"},
+        sandbox={"backend": "bwrap", "approval": "ask", "approval_timeout_s": approval_s},
         gateway={"turn_deadline_s": turn_deadline_s},
     )
 
@@ -139,15 +139,31 @@ async def test_an_approval_given_after_the_turn_deadline_still_runs_the_command(
 
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+async def test_a_request_shorter_than_two_minutes_says_its_expiry_in_seconds(
+    make_config: Any,
+) -> None:
+    # a turn's later request may be left less than its window: "1 min" would not be true
+    channel = RecordingChannel(console=True)
+    config = _asking_config(make_config, 60, approval_s=45)
+    async with Gateway(config, provider=_cleanup_model(), channels={"test": channel}):
+        await channel.push("clean up the folder", user="owner")
+        [ask] = await channel.wait_for_messages(1, timeout=10)
+        approval_id = re.search(r"/approve (\w+)", ask).group(1)  # type: ignore[union-attr]
+        await channel.push(f"/deny {approval_id}", user="owner")
+        await channel.wait_for_messages(3, timeout=20)
+    assert "expires in 45 s)" in ask
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 async def test_the_owner_is_not_asked_for_a_command_the_turn_has_no_time_left_to_run(
     make_config: Any,
 ) -> None:
     channel = RecordingChannel(console=True)
-    # a slow model call takes 2.5 s of a 4 s turn: 1 s is kept for the answer, 1 s is the least
-    # a command gets
-    provider = _cleanup_model(thinking_s=2.5)
+    # a slow model call takes 5.5 s of an 8 s turn: 2 s is kept for the answer, 1 s is the least
+    # a command gets; the 2.5 s left carry the refusal, the second model call and the reply
+    provider = _cleanup_model(thinking_s=5.5)
     async with Gateway(
-        _asking_config(make_config, 4), provider=provider, channels={"test": channel}
+        _asking_config(make_config, 8), provider=provider, channels={"test": channel}
     ):
         await channel.push("clean up the folder", user="owner")
         [reply] = await channel.wait_for_messages(1, timeout=15)

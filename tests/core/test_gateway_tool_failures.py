@@ -208,8 +208,8 @@ async def test_file_names_a_command_made_of_odd_bytes_are_listed_and_answered_on
     assert channel.texts() == [reply]
     listed = provider.requests[2].messages[-1].content
     assert listed.splitlines() == [
-        '"a\\nfake.txt (5 bytes)" (0 bytes)',
-        '"bad\\xffname" (0 bytes)',
+        '"a\\u000afake.txt (5 bytes)" (0 bytes)',
+        '"bad\\udcffname" (0 bytes)',
     ]
 
 

@@ -114,9 +114,9 @@ async def test_symlink_escapes_refused(fs_ctx: ToolContext, tmp_path: Path) -> N
     assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
     assert os.path.islink(ws / "file-link")
     out, ok = await call(fs_ctx, "list_files", path=".")
-    assert ok and f"file-link -> {outside / 'secret.txt'}" in out.splitlines()
+    assert ok and f'file-link -> "{outside / "secret.txt"}"' in out.splitlines()
     out, ok = await call(fs_ctx, "list_files", path=".", recursive=True)
-    assert ok and "secret.txt" not in out.replace("file-link -> " + str(outside / "secret.txt"), "")
+    assert ok and "secret.txt" not in out.replace(f'file-link -> "{outside / "secret.txt"}"', "")
 
 
 async def test_fifo_and_directories_refused_without_hanging(fs_ctx: ToolContext) -> None:
@@ -221,6 +221,11 @@ async def test_listed_names_stay_as_written_and_escaped_ones_never_merge(
         "\U0001f469\u200d\U0001f4bb.txt".encode(),  # an emoji joined with ZWJ
         "evil\u202etxt.exe".encode(),  # a bidi override that would show as "exe.txt"
         b'"quoted"',
+        "zero\u200bwidth".encode(),  # invisible format characters: U+200B, U+FEFF, U+00AD
+        "\ufeffbom".encode(),
+        "soft\u00adhyphen".encode(),
+        b"a.txt ",  # whitespace at an end: next to a.txt it would read the same
+        b"a.txt",
     ]
     for name in names:
         with open(os.path.join(work, name), "wb"):
@@ -228,14 +233,48 @@ async def test_listed_names_stay_as_written_and_escaped_ones_never_merge(
     out, ok = await call(fs_ctx, "list_files")
     assert ok and sorted(out.splitlines()) == sorted(
         [
-            '"bad\\xffname" (0 bytes)',
+            '"bad\\udcffname" (0 bytes)',
             "bad\\xffname (0 bytes)",
             "shot\u202fat 10.00.png (0 bytes)",
             "\U0001f469\u200d\U0001f4bb.txt (0 bytes)",
             '"evil\\u202etxt.exe" (0 bytes)',
             '"\\"quoted\\"" (0 bytes)',
+            '"zero\\u200bwidth" (0 bytes)',
+            '"\\ufeffbom" (0 bytes)',
+            '"soft\\u00adhyphen" (0 bytes)',
+            '"a.txt " (0 bytes)',
+            "a.txt (0 bytes)",
         ]
     )
+
+
+async def test_a_quoted_name_copied_into_a_path_reaches_that_same_file(
+    fs_ctx: ToolContext,
+) -> None:
+    work = os.fsencode(workspace_of(fs_ctx))
+    names = [b"bad\xffname", b"esc\x1b[31m", b"tab\there", b"a.txt ", b" a.txt"]
+    for i, name in enumerate([*names, b"a.txt"]):
+        with open(os.path.join(work, name), "wb") as f:
+            f.write(b"file %d" % i)
+    out, ok = await call(fs_ctx, "list_files")
+    quoted = [line.rsplit(" (", 1)[0] for line in out.splitlines() if line.startswith('"')]
+    assert ok and len(quoted) == len(names), out
+    registry = ToolRegistry(sandbox_tools())
+    for literal in quoted:
+        # the model writes the name into its arguments as it was listed: a JSON string
+        arguments = '{"path": ' + literal + "}"
+        result = await registry.call(ToolCall("c1", "read_file", arguments), fs_ctx)
+        name = os.fsencode(json.loads(literal))
+        assert result.ok and result.content == f"file {names.index(name)}", (literal, result)
+
+
+async def test_a_file_and_a_symlink_never_list_alike(fs_ctx: ToolContext) -> None:
+    work = workspace_of(fs_ctx)
+    (work / "x -> y").write_text("abc")  # a file, 3 bytes
+    (work / "x").symlink_to("y (3 bytes)")  # a symlink to a name that reads like a size
+    (work / "z").symlink_to("?")
+    out, ok = await call(fs_ctx, "list_files")
+    assert ok and out.splitlines() == ['x -> "y (3 bytes)"', '"x -> y" (3 bytes)', 'z -> "?"']
 
 
 async def test_text_that_is_not_valid_unicode_is_refused_clearly(fs_ctx: ToolContext) -> None:
