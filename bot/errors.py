@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+
 def describe_error(exc: BaseException) -> str:
     """An exception as one line for a log or a message: its type, and its text if any."""
     text = str(exc)
