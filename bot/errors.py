@@ -28,11 +28,22 @@ Errors that reach a person become one short message (`user_message`); the detail
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 def describe_error(exc: BaseException) -> str:
     """An exception as one line for a log or a message: its type, and its text if any."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def error_chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then what it arose from: its stated cause, else the error being handled when
+    it was raised (a driver's error a store turned into its own refusal)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        yield seen
+        seen = seen.__cause__ or seen.__context__
 
 
 class DecapodError(Exception):

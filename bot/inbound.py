@@ -110,8 +110,6 @@ class InboundRouter:
         self._arrived_in_resume = arrived
         self.accepting = True
         try:
-            # a store copied from replicas may hold deliveries set aside (bot/cluster/sessions)
-            await gw.store.deliveries.put_back()
             for delivery in await gw.store.deliveries.unfinished():
                 message = delivery.message
                 key = (message.conversation.channel, message.id)

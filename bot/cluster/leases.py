@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from bot.cluster.bus import notify, notify_after
-from bot.errors import StorageUnavailable
+from bot.errors import StorageUnavailable, error_chain
 from bot.messages import InboundMessage
 from bot.store.deliveries import OpenDelivery, _state
 
@@ -273,9 +273,4 @@ def _deadlock(exc: BaseException) -> bool:
     """A write the server ended to break a deadlock (the store says it "busy")."""
     from psycopg.errors import DeadlockDetected
 
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, DeadlockDetected):
-            return True
-        seen = seen.__cause__
-    return False
+    return any(isinstance(seen, DeadlockDetected) for seen in error_chain(exc))

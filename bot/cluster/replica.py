@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from typing import TYPE_CHECKING
 
 from bot.cluster.bus import Bus, notify
 from bot.cluster.leases import PgLeases
 from bot.cluster.sessions import ReplicaTurns
+from bot.errors import StoreError
 
 if TYPE_CHECKING:
     from bot.gateway import Gateway
     from bot.model_choice import ModelChoices
     from bot.scheduler import Scheduler
     from bot.store.jobs import Job
+
+log = logging.getLogger("decapod.cluster")
 
 
 class Replica:
@@ -34,7 +38,11 @@ class Replica:
         its wake-ups itself (wake_on_new_jobs)."""
         self.stop_elsewhere()
         # what a failed turn set aside runs again, as on one process after a restart
-        await self._gw.store.deliveries.put_back()
+        try:
+            await self._gw.store.deliveries.put_back()
+        except StoreError as exc:
+            # the start goes on: what is set aside waits for the next one
+            log.warning("could not put back the deliveries set aside: %s", exc)
         self.turns.start()
         await self.turns.sweep()
 

@@ -122,12 +122,15 @@ class DeliveryRepo:
 
     async def set_aside(self, key: Key, reason: str) -> None:
         """Its turn failed in a way no layer planned for, and the person was told: left
-        pending, as on one process, but run by no replica until the next start."""
+        pending, as on one process, but run by no replica until the next start. The failure
+        counts as a try: every replica's start puts it back, and one that always fails is
+        given up at its last try (bot/delivery.py), not said again at each start."""
         now = time.time()
 
         def op(conn: Conn) -> None:
             conn.execute(
-                "UPDATE inbound SET retry_at = ?, error = ?, updated_at = ? "
+                "UPDATE inbound SET attempts = attempts + 1, retry_at = ?, error = ?, "
+                "updated_at = ? "
                 "WHERE channel = ? AND delivery_id = ? AND status IN " + OPEN,
                 (SET_ASIDE, reason, now, *key),
             )

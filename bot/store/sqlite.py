@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bot.errors import DatabaseDamaged, StorageUnavailable
+from bot.errors import DatabaseDamaged, StorageUnavailable, error_chain
 
 BUSY_TIMEOUT_MS = 5000
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
@@ -180,14 +180,12 @@ def refusal_in(
 ) -> StorageUnavailable | None:
     """The first refusal along `exc` and its causes: one said already, or one `judge` (the
     backend's reading of an error) finds."""
-    seen: BaseException | None = exc
-    while seen is not None:
+    for seen in error_chain(exc):
         if isinstance(seen, StorageUnavailable):
             return seen
         found = judge(seen)
         if found is not None:
             return found
-        seen = seen.__cause__ or seen.__context__
     return None
 
 

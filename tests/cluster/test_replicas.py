@@ -114,23 +114,31 @@ class _DeadlockingStore:
     """The store, with its next `deadlocks` writes ended as the server ends one of two
     batches that wait for each other."""
 
-    def __init__(self, store: Any, deadlocks: int) -> None:
+    def __init__(self, store: Any, deadlocks: int, stated: bool) -> None:
         self.store, self.deadlocks, self.writes = store, deadlocks, 0
+        #: the deadlock is the refusal's stated cause (`from`), else the error it arose in
+        self.stated = stated
 
     async def write(self, op: Any, cheap: bool = False) -> Any:
         self.writes += 1
         if self.deadlocks:
             self.deadlocks -= 1
             # as the store says it: busy, for a while
-            raise StorageUnavailable("busy", "test") from psycopg.errors.DeadlockDetected()
+            try:
+                raise psycopg.errors.DeadlockDetected()
+            except psycopg.errors.DeadlockDetected as exc:
+                if self.stated:
+                    raise StorageUnavailable("busy", "test") from exc
+                raise StorageUnavailable("busy", "test")  # noqa: B904
         return await self.store.write(op, cheap=cheap)
 
 
+@pytest.mark.parametrize("stated", [True, False], ids=["cause", "context"])
 async def test_a_lease_write_ended_by_a_deadlock_is_tried_again_a_few_times(
-    pg_url: str,
+    pg_url: str, stated: bool
 ) -> None:
     async with pg_store(pg_url) as store:
-        flaky = _DeadlockingStore(store, deadlocks=2)
+        flaky = _DeadlockingStore(store, deadlocks=2, stated=stated)
         a = PgLeases(flaky, "replica-a", ttl_s=60)  # type: ignore[arg-type]
         assert await a.acquire("s1"), "taken on the third try"
         assert flaky.writes == 3

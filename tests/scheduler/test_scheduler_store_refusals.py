@@ -22,10 +22,25 @@ from bot.store.jobs import Job
 
 from .conftest import DM, FakeClock, RecordingDeliverer
 
+_SCHEDULER_LOG = "bot.scheduler.service"
+
+
+class _FirstRefusal(logging.Handler):
+    """Sets `seen` when the scheduler says the store refused the record of a send."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "the store refused its record" in record.getMessage():
+            self.seen.set()
+
 
 class LockedAfterSend(RecordingDeliverer):
     """The platform takes the text; right then another process takes the write lock, and
-    lets it go a moment later (having run `meanwhile` under it, if given)."""
+    lets it go once the record of the send was refused (having run `meanwhile` under it, if
+    given)."""
 
     def __init__(self, store: Store, meanwhile: str | None = None) -> None:
         super().__init__()
@@ -37,18 +52,21 @@ class LockedAfterSend(RecordingDeliverer):
         message_id = await super().deliver(conversation, text)
         other = store_sqlite.sqlite_module().connect(str(self.store.path), isolation_level=None)
         other.execute("BEGIN EXCLUSIVE")
-        self.released = asyncio.create_task(self._release_later(other))
+        refused = _FirstRefusal()
+        logging.getLogger(_SCHEDULER_LOG).addHandler(refused)
+        self.released = asyncio.create_task(self._release_after(refused, other))
         return message_id
 
-    async def _release_later(self, other: Any) -> None:
+    async def _release_after(self, refused: _FirstRefusal, other: Any) -> None:
         try:
-            await asyncio.sleep(1.0)  # the record of the send was refused by now
+            await refused.seen.wait()
             if self.meanwhile is None:
                 other.execute("ROLLBACK")
             else:
                 other.execute(self.meanwhile)
                 other.execute("COMMIT")
         finally:
+            logging.getLogger(_SCHEDULER_LOG).removeHandler(refused)
             other.close()
 
 
@@ -100,10 +118,10 @@ async def test_a_record_tried_again_after_its_claim_ended_is_not_said_a_cancella
         scheduler = Scheduler(store, deliverer, None, config=config, clock=clock)
         job = await _reminder(scheduler, clock)
         clock.advance(60)
-        with caplog.at_level(logging.INFO, logger="bot.scheduler.service"):
+        with caplog.at_level(logging.INFO, logger=_SCHEDULER_LOG):
             assert await asyncio.wait_for(scheduler.deliver_due(), 30) == 1
         assert deliverer.released is not None and deliverer.released.done()
-        said = [r.getMessage() for r in caplog.records if r.name == "bot.scheduler.service"]
+        said = [r.getMessage() for r in caplog.records if r.name == _SCHEDULER_LOG]
         assert not [m for m in said if "cancelled?" in m], said
         assert [m for m in said if "claim had ended" in m], said
         recorded = await scheduler.jobs.get(job.id)
