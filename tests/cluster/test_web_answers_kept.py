@@ -20,6 +20,7 @@ from bot.cluster import web_answers
 from bot.cluster.bus import Bus
 from bot.cluster.web_answers import TOPIC, SharedWebAnswers
 from bot.store.pg_store import PgStore
+from bot.store.webui import web_turn_id
 from tests.cluster.harness import pg_store, until
 
 pytestmark = pytest.mark.replicas
@@ -81,7 +82,7 @@ def _turn_stored(chat: str, message_id: str) -> Any:
         conn.execute(
             "INSERT INTO turns (session_id, turn_id, role, content, created_at) "
             "VALUES (?, ?, 'assistant', 'Stored.', 0)",
-            (session, f"web:{chat}:{message_id}"),
+            (session, web_turn_id(chat, message_id)),
         )
 
     return op
