@@ -73,14 +73,19 @@ def _too_deep(override: EnvOverride, depth: int) -> ConfigError:
 
 
 def _below(override: EnvOverride, depth: int, table: object) -> Any:
-    """The table's entry that the variable's part at `depth` names. The table was one when
-    this variable was set, so only another variable differing in case can have set it to a
-    value since (`DECAPOD_channels__tg__access=5` beside `..._TG__ACCESS__ALLOW_USERS__X`)."""
-    if not isinstance(table, dict):
+    """The table's entry that the variable's part at `depth` names. The table held that
+    entry when this variable was set, so only another variable differing in case can have
+    replaced it since: by a value (`DECAPOD_channels__tg__access=5` beside
+    `..._TG__ACCESS__ALLOW_USERS__X`) or by a table without that entry
+    (`DECAPOD_models__routes='{x=["c:d"]}'` beside `DECAPOD_MODELS__ROUTES__CHEAP`)."""
+    if not isinstance(table, dict) or override.path[depth] not in table:
         where = ".".join(override.path[:depth])
+        what = (
+            "a value" if not isinstance(table, dict) else f"a table without {override.path[depth]}"
+        )
         raise ConfigError(
-            f"environment variable {override.variable}: another variable sets {where} to a "
-            "value, so nothing below it can be set (names are matched in lower case)"
+            f"environment variable {override.variable}: another variable sets {where} to "
+            f"{what}, so nothing below it can be set (names are matched in lower case)"
         )
     return table[override.path[depth]]
 

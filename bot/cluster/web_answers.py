@@ -17,7 +17,10 @@ the stored text, and is what its pages show).
 An announcement the store refused (PostgreSQL out of reach) is kept and sent again once the
 answer's rows are in the history: a turn's rows are stored after its answer went out, and
 when the store was down they land later, so a replica that caught up in between read the
-history without them.
+history without them. At most `_MAX_OPEN` are kept (past that the one kept longest ago is
+given up), one that still cannot be sent after twice `RESEND_ANYWAY_S` is given up, and
+those kept at the stop are dropped: the other replicas' pages show them from the history on
+their next load.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.cluster.bus import notify
 from bot.messages import Conversation, ConversationKind
+from bot.store.webui import WebUIRepo, web_turn_id
 from bot.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -84,8 +88,6 @@ def pieces(replica_id: str, answer: Answer) -> list[str]:
 
 class SharedWebAnswers:
     def __init__(self, channel: WebAnswers, bus: Bus, store: Store, replica_id: str) -> None:
-        from bot.store.webui import WebUIRepo
-
         self.channel = channel
         self.store = store
         self.repo = WebUIRepo(store)
@@ -98,6 +100,8 @@ class SharedWebAnswers:
         self._resending: asyncio.Task[None] | None = None
         #: catch-ups and tries under way (ended at stop)
         self._tasks: set[asyncio.Task[None]] = set()
+        #: set at stop: no catch-up nor try starts after it
+        self._stopped = False
         #: catch-ups finished
         self.caught_up = 0
         channel.relay = self.announce
@@ -129,11 +133,23 @@ class SharedWebAnswers:
             await self._announce(answer)
         except Exception as exc:
             log.warning("could not pass an answer to the other replicas (kept): %s", exc)
-            self._unsent[str(answer["id"])] = (answer, time.monotonic())
-            while len(self._unsent) > _MAX_OPEN:
-                self._unsent.pop(next(iter(self._unsent)))
+            self._keep(answer)
             if self._resending is None or self._resending.done():
                 self._resending = self._start(self._resend(), "web-resend")
+
+    def _keep(self, answer: Answer) -> None:
+        answer_id = str(answer["id"])
+        self._unsent.pop(answer_id, None)  # kept anew: the last to be given up
+        self._unsent[answer_id] = (answer, time.monotonic())
+        while len(self._unsent) > _MAX_OPEN:
+            dropped = next(iter(self._unsent))
+            del self._unsent[dropped]
+            log.warning(
+                "more than %d answers kept for the other replicas: %s given up (their pages "
+                "show it from the history on their next load)",
+                _MAX_OPEN,
+                dropped,
+            )
 
     async def _announce(self, answer: Answer) -> None:
         notes = pieces(self.replica_id, answer)
@@ -152,20 +168,40 @@ class SharedWebAnswers:
             kept = dict(self._unsent)
             try:
                 stored = await self.repo.turns_stored(
-                    [f"web:{a['chat']}:{a['id']}" for a, _ in kept.values() if a.get("re")]
+                    [web_turn_id(a["chat"], a["re"]) for a, _ in kept.values() if a.get("re")]
                 )
-                for answer_id, (answer, since) in kept.items():
-                    turn_id = f"web:{answer['chat']}:{answer_id}"
-                    waited = time.monotonic() - since
-                    if answer.get("re") and turn_id not in stored and waited < RESEND_ANYWAY_S:
+            except Exception as exc:  # then only those past RESEND_ANYWAY_S go
+                log.warning("could not read which kept answers are stored: %s", exc)
+                stored = set()
+            for answer_id, (answer, since) in kept.items():
+                waited = time.monotonic() - since
+                if waited > 2 * RESEND_ANYWAY_S:  # its announcement keeps failing
+                    log.warning(
+                        "answer %s given up after %.0f s of failed tries to pass it to the "
+                        "other replicas (their pages show it from the history on their next "
+                        "load)",
+                        answer_id,
+                        waited,
+                    )
+                elif (
+                    answer.get("re")
+                    and web_turn_id(answer["chat"], answer["re"]) not in stored
+                    and waited < RESEND_ANYWAY_S
+                ):
+                    continue
+                else:
+                    try:
+                        await self._announce(answer)
+                    except Exception as exc:  # the others' may well go
+                        log.warning("could not pass a kept answer to the other replicas: %s", exc)
                         continue
-                    await self._announce(answer)
-                    if self._unsent.get(answer_id, (None, 0.0))[1] == since:
-                        del self._unsent[answer_id]
-            except Exception as exc:
-                log.warning("could not pass a kept answer to the other replicas: %s", exc)
+                if self._unsent.get(answer_id, (None, 0.0))[1] == since:
+                    del self._unsent[answer_id]
 
-    def _start(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    def _start(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None] | None:
+        if self._stopped:  # a bus reconnection after the stop: nobody would end it
+            work.close()
+            return None
         task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -174,6 +210,7 @@ class SharedWebAnswers:
     async def stop(self, _app: object = None) -> None:
         """End the catch-ups and the tries under way (what is not announced then shows
         from the history on the pages' next load)."""
+        self._stopped = True
         await cancel_and_wait(*self._tasks)
 
     def _heard(self, note: str) -> None:

@@ -26,7 +26,7 @@ from bot.store import sqlite
 from bot.store.migration_runner import migrate
 
 # how SQLite says a disk refused lives with the connections (refusal_in is PostgreSQL's too)
-from bot.store.sqlite import _SQLITE_BUSY, _SQLITE_LOCKED, _damaged, _refused
+from bot.store.sqlite import _SQLITE_BUSY, _damaged, _refused, busy
 from bot.store.sqlite import refusal_in as refusal_in
 
 if TYPE_CHECKING:
@@ -225,8 +225,7 @@ class Store:
         try:
             return fn(conn)
         except Exception as exc:
-            code = getattr(exc, "sqlite_errorcode", None)
-            if isinstance(code, int) and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            if busy(exc):
                 return await self.read(fn)
             refused = _refused(exc, self.path)
             if refused is None or refused is exc:

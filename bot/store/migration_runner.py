@@ -70,16 +70,19 @@ def migrate(conn: Any, progress: ProgressSink | None = None, where: str = "") ->
 
 def _begin_write(conn: Any, where: str) -> None:
     """BEGIN IMMEDIATE, waiting up to UPGRADE_WAIT_S for a process that is upgrading."""
-    from bot.store.sqlite import sqlite_module
+    from bot.store.sqlite import busy
 
+    # each try that finds the lock held (SQLITE_BUSY) has waited the busy timeout first:
+    # one is started only while it can end before the deadline
+    each_try_s = conn.execute("PRAGMA busy_timeout").fetchone()[0] / 1000
     deadline = time.monotonic() + UPGRADE_WAIT_S
     waited = False
     while True:
         try:
             conn.execute("BEGIN IMMEDIATE")
             return
-        except sqlite_module().OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
+        except Exception as exc:
+            if not busy(exc) or time.monotonic() + each_try_s > deadline:
                 raise
             if not waited:
                 log.info(
@@ -88,7 +91,9 @@ def _begin_write(conn: Any, where: str) -> None:
                     UPGRADE_WAIT_S,
                 )
                 waited = True
-            time.sleep(0.01)  # SQLITE_LOCKED comes back at once, without the busy wait
+            # SQLITE_BUSY came after the busy timeout's wait; SQLITE_LOCKED comes back at
+            # once, without it: a short pause, so that one is not a spin
+            time.sleep(0.01)
 
 
 def _pending(conn: Any, where: str) -> list[str]:

@@ -151,6 +151,12 @@ _SQLITE_IOERR, _SQLITE_READONLY, _SQLITE_FULL, _SQLITE_CANTOPEN = 10, 8, 13, 14
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
 
 
+def busy(exc: BaseException) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED: another connection holds the lock `exc` waited for."""
+    code = getattr(exc, "sqlite_errorcode", None)  # the primary code is the low byte
+    return isinstance(code, int) and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+
+
 def _refused(exc: BaseException, path: Path) -> StorageUnavailable | None:
     """The full, read-only, locked or failing disk behind `exc`, also when it surfaced as a
     later error (SQLite rolls the whole transaction back on SQLITE_FULL, so the savepoint's
@@ -168,7 +174,7 @@ def _sqlite_refusal(seen: BaseException, path: Path) -> StorageUnavailable | Non
         or (code & 0xFF == _SQLITE_CANTOPEN and not os.access(path.parent, os.W_OK))
     ):
         return StorageUnavailable("read-only", str(path))
-    if isinstance(code, int) and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
+    if busy(seen):
         return StorageUnavailable("busy", str(path))
     if isinstance(code, int) and code & 0xFF == _SQLITE_IOERR:
         return StorageUnavailable("failing", str(path))

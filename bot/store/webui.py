@@ -107,7 +107,7 @@ class WebUIRepo:
         them from the history) and what was sent outside a turn (it answers no message). When
         the rows reach `limit`, the oldest answer is left out: its first rows may be cut."""
 
-        turn_of = f"web:{chat_id}:"
+        turn_of = web_turn_id(chat_id)
 
         def op(conn: Conn) -> list[tuple[str, str, str]]:
             rows = _said(conn, session_key, chat_id, limit, ("assistant",), since)
@@ -265,10 +265,17 @@ def _said(
     return [(r[0], r[1], r[2], bool(r[3])) for r in reversed(rows)]
 
 
+def web_turn_id(chat_id: str, message_id: str = "") -> str:
+    """The id of the turn that answers a page's message: "web:<person>:<message id>" (every
+    row of its answer is stored under it); without a message id, what all of that person's
+    turn ids begin with."""
+    return f"web:{chat_id}:{message_id}"
+
+
 def _history_item(role: str, text: str, answer: str, chat_id: str) -> tuple[str, str, str]:
     # a turn's id is "web:<person>:<the page's message id>", and its answer was streamed
     # under that message id; a message sent outside a turn keeps its own
-    turn_of = f"web:{chat_id}:"
+    turn_of = web_turn_id(chat_id)
     if role != "assistant":
         answer = ""
     elif answer.startswith(turn_of):

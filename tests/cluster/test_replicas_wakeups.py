@@ -168,9 +168,14 @@ async def test_the_listen_connection_cut_comes_back_and_catches_up(pg_url: str) 
             await bus.stop()
 
 
+@pytest.mark.skipif(
+    not hasattr(socket, "TCP_KEEPIDLE") or not hasattr(socket, "TCP_USER_TIMEOUT"),
+    reason="the keepalive timings and TCP_USER_TIMEOUT are read with Linux's option names",
+)
 async def test_the_listen_connection_probes_a_silent_server(pg_url: str) -> None:
-    """The LISTEN connection only reads: its socket sends TCP keepalives after 10 s idle, so
-    a server gone without a word is found within about half a minute, not hours."""
+    """The LISTEN connection only reads: its socket sends TCP keepalives after 10 s idle, and
+    unacknowledged data gives up after 30 s, so a server gone without a word is found within
+    about half a minute, not hours."""
     bus = Bus(pg_url, None)
     await bus.start()
     try:
@@ -180,6 +185,7 @@ async def test_the_listen_connection_probes_a_silent_server(pg_url: str) -> None
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 10
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 5
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 30_000
         finally:
             sock.close()
     finally:

@@ -319,6 +319,12 @@ def test_a_variable_sets_one_entry_of_a_keyed_table(
             {"DECAPOD_MCP__SERVERS__X__TRANSPORT": "stdio", "DECAPOD_mcp__servers": "5"},
             "DECAPOD_MCP__SERVERS__X__TRANSPORT: another variable sets mcp.servers to a value",
         ),
+        # ... or a table to another table, without the entry the other variable set
+        (
+            {"DECAPOD_MODELS__ROUTES__CHEAP": '["a:b"]', "DECAPOD_models__routes": '{x=["c:d"]}'},
+            "DECAPOD_MODELS__ROUTES__CHEAP: another variable sets models.routes to a table "
+            "without cheap",
+        ),
     ],
 )
 def test_a_value_where_a_table_goes_is_a_config_error(

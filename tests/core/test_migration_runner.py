@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bot.store import sqlite
+from bot.store import migration_runner, sqlite
 from bot.store.migration_runner import migrate
 from bot.store.migrations import MIGRATIONS
 
@@ -80,7 +80,7 @@ def test_a_failing_migration_leaves_the_version_the_database_had(
 
 _CRASH = """
 import os, sys
-from bot.store import sqlite
+from bot.store import migration_runner, sqlite
 from bot.store.migration_runner import migrate
 from bot.store.migrations import MIGRATIONS
 
@@ -157,3 +157,28 @@ def test_a_second_process_waits_out_another_ones_upgrade(
     conn.close()
     assert events == ["other committed", "migrated"]
     assert "a.db: waiting for another process's schema upgrade" in caplog.text
+
+
+def test_the_wait_for_another_process_upgrade_ends_by_its_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each try that finds the write lock held waits the busy timeout first: none is started
+    that would end past UPGRADE_WAIT_S."""
+    db = tmp_path / "a.db"
+    conn = sqlite.connect(db)
+    migrate(conn)
+    monkeypatch.setitem(MIGRATIONS, "m999_new", lambda c: c.execute("CREATE TABLE new (x)"))
+    monkeypatch.setattr(migration_runner, "UPGRADE_WAIT_S", 3.0)
+    conn.execute("PRAGMA busy_timeout = 2000")
+    other = sqlite.connect(db)
+    other.execute("BEGIN IMMEDIATE")  # an upgrade that outlasts the wait
+    try:
+        start = time.monotonic()
+        with pytest.raises(sqlite.sqlite_module().OperationalError, match="locked"):
+            migrate(conn)
+        assert time.monotonic() - start < 3.0  # a second try would end after 4 s
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        conn.close()
+    assert "m999_new" not in _applied(db)

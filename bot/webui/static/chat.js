@@ -19,7 +19,7 @@
   let after = null; // the server's answer sequence when this page first connected
   let process = null; // the server process that sequence is of (a restart starts another)
   let retry = 500;
-  const answers = new Map(); // answer id -> {el, text, done}
+  const answers = new Map(); // answer id -> {el, rows, text, done} (rows: its earlier bubbles)
   const unacked = new Map(); // client id -> its send frame, re-sent after a reconnect
   const waiting = new Set(); // client ids said to wait (storage busy), not yet acknowledged
   const sent = new Map(); // client id -> its bubble, until acknowledged
