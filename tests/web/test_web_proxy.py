@@ -54,8 +54,12 @@ async def test_a_page_is_fetched_through_the_proxy_at_the_address_decapod_checke
     assert ARTICLE_SENTENCE in page_text(fetched).text
     assert fetched.url == pages.url("/article", host="page.test")
     assert pages.server_names and set(pages.server_names) == {"page.test"}
-    # through the proxy, a tunnel to the checked address (the hops share it), never to the name
+    # through the proxy, a tunnel to the checked address (the hops share it), not to the
+    # name: the proxy opens it to the request line's address; the name shows in its Host
     assert proxy.targets and set(proxy.targets) == {f"127.0.0.1:{pages.port}"}
+    assert proxy.connects and set(proxy.connects) == {
+        (f"127.0.0.1:{pages.port}", f"page.test:{pages.port}")
+    }
 
 
 async def test_an_address_the_proxy_cannot_reach_gives_way_to_the_next(
