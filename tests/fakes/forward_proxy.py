@@ -17,10 +17,11 @@ class ForwardProxy:
     the bytes through to it; a CONNECT (the way to an https:// page) opens a tunnel to the
     host:port it names, or answers 502 when that cannot be reached, and the target it
     records is that host:port (in `targets`, and in `connects` with the CONNECT's Host
-    header, which a client may fill with a name the request line does not carry). A request that is no WebSocket upgrade is sent on with
-    `Connection: close`, so that every request comes on a connection of its own and is
-    recorded. With `credentials` (login, password) it asks for them as a real one does: a
-    request without that `Proxy-Authorization` is answered 407 and recorded in `refused`."""
+    header, which a client may fill with a name the request line does not carry). A
+    request that is no WebSocket upgrade is sent on with `Connection: close`, so that every
+    request comes on a connection of its own and is recorded. With `credentials` (login,
+    password) it asks for them as a real one does: a request without that
+    `Proxy-Authorization` is answered 407 and recorded in `refused`."""
 
     def __init__(self, credentials: tuple[str, str] | None = None) -> None:
         self.targets: list[str] = []
