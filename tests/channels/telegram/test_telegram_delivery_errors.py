@@ -305,3 +305,23 @@ async def test_a_piece_of_a_text_too_long_is_retried_alone_and_a_failure_says_wh
     assert _words(shown_now) == text[: failed.value.delivered].split()
     await channel.send(OutboundMessage(dm, failed.value.unsent(text)))
     assert _words(fake.texts(ALICE)[before:]) == text.split(), "the rest, nothing twice"
+
+
+async def test_a_piece_too_long_to_cut_further_is_refused_saying_what_was_shown(
+    fake: FakeTelegram, start_channel: Callable[..., Awaitable[TelegramChannel]]
+) -> None:
+    # the first piece goes; the second is called too long at every size down to the
+    # channel's smallest piece: the refusal says how far the text got, like any failure
+    channel, dm, text = await _one_message_of_paragraphs(start_channel)
+    fake.fail_next("sendMessage", 400, "Bad Request: message is too long")
+    fake.fail_next("sendMessage", 400, "Bad Request: message is too long", after=1, count=10)
+    with pytest.raises(DeliveryRefused, match="too long") as refused:
+        await channel.send(OutboundMessage(dm, text))
+    fake.faults.clear()
+    shown = fake.texts(ALICE)
+    assert len(shown) == 1 and 0 < refused.value.delivered < len(text)
+    assert _words(shown) == text[: refused.value.delivered].split()
+    tried = [c.params["text"] for c in fake.calls_of("sendMessage", chat_id=ALICE)]
+    assert min(map(len, tried)) >= channel.smallest_piece, "never cut below the floor"
+    await channel.send(OutboundMessage(dm, refused.value.unsent(text)))
+    assert _words(fake.texts(ALICE)) == text.split(), "the rest, nothing twice"
