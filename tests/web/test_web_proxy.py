@@ -122,9 +122,11 @@ async def test_a_proxy_that_refuses_is_named_without_its_password(
     ):
         wrong = f"http://crab:wrong-secret@127.0.0.1:{proxy.port}"
         monkeypatch.setenv("HTTPS_PROXY", wrong)
-        async with open_fetcher() as fetcher:
+        # a name of two addresses: a refusal of the credentials is not tried at the next
+        async with open_fetcher(allow_hosts=["dual.test"]) as fetcher:
             with pytest.raises(ToolError) as fetch_failed:
-                await fetcher.get(named_pages.url("/article", host="page.test"))
+                await fetcher.get(named_pages.url("/article", host="dual.test"))
+        assert proxy.refused == [f"[::1]:{named_pages.port}"]
         config = WebConfig.model_validate(
             {"search": [{"type": "searxng", "base_url": f"https://127.0.0.1:{api.port}"}]}
         )
