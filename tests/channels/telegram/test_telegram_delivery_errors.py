@@ -285,7 +285,9 @@ async def test_a_piece_of_a_text_too_long_is_retried_alone_and_a_failure_says_wh
     # a later piece throttled once goes again alone: the pieces before it are not repeated
     channel, dm, text = await _one_message_of_paragraphs(start_channel)
     fake.fail_next("sendMessage", 400, "Bad Request: message is too long")
-    fake.fail_next("sendMessage", 429, "Too Many Requests: retry after 1", after=1, retry_after=1)
+    # Telegram says whole seconds; the channel takes any duration, and waits it out for real
+    throttled = "Too Many Requests: retry after 0.05"
+    fake.fail_next("sendMessage", 429, throttled, after=1, retry_after=0.05)
     await channel.send(OutboundMessage(dm, text))
     shown = fake.texts(ALICE)
     assert len(shown) > 1 and len(set(shown)) == len(shown), "each piece was shown once"
