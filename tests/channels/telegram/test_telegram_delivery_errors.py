@@ -309,6 +309,52 @@ async def test_a_piece_of_a_text_too_long_is_retried_alone_and_a_failure_says_wh
     assert _words(fake.texts(ALICE)[before:]) == text.split(), "the rest, nothing twice"
 
 
+async def test_a_streamed_chunk_partly_shown_goes_on_from_its_first_unshown_piece(
+    fake: FakeTelegram, start_channel: Callable[..., Awaitable[TelegramChannel]]
+) -> None:
+    # while the answer streams, its message is called too long and goes in pieces, and a
+    # later piece keeps failing: the final flush sends only what no piece showed
+    channel, dm, text = await _one_message_of_paragraphs(start_channel)
+    ending = "\n\nAnd that is all for today."
+
+    async def deltas() -> AsyncIterator[str]:
+        yield text
+        # the rest comes once streaming has given up on that piece
+        await until(lambda: [c.status for c in fake.calls_of("sendMessage")].count(500) == 3)
+        yield ending
+
+    fake.fail_next("sendMessage", 400, "Bad Request: message is too long")
+    fake.fail_next("sendMessage", 500, "Internal Server Error", after=1, count=3)
+    await channel.reply(OutboundMessage(dm, ""), deltas())
+    shown = fake.texts(ALICE)
+    assert len(shown) > 1 and len(set(shown)) == len(shown), "no piece was shown twice"
+    assert _words(shown) == (text + ending).split()
+
+
+async def test_a_streamed_answer_that_fails_in_a_later_chunk_says_what_of_it_was_shown(
+    fake: FakeTelegram, start_channel: Callable[..., Awaitable[TelegramChannel]]
+) -> None:
+    # the answer's second message goes in pieces, and one keeps failing: the error counts
+    # what the person saw of the whole answer, as `send`'s does of its text
+    channel, dm, paragraphs = await _one_message_of_paragraphs(start_channel)
+    text = paragraphs + "\n\n" + paragraphs.replace("Paragraph", "Section")
+    assert len(channel.split(text)) == 2
+
+    async def deltas() -> AsyncIterator[str]:
+        yield text
+
+    fake.fail_next("sendMessage", 400, "Bad Request: message is too long", after=1)
+    fake.fail_next("sendMessage", 500, "Internal Server Error", after=1, count=10)
+    with pytest.raises(ChannelError) as failed:
+        await channel.reply(OutboundMessage(dm, ""), deltas())
+    fake.faults.clear()
+    shown = fake.texts(ALICE)
+    assert len(shown) == 2 and len(paragraphs) < failed.value.delivered < len(text)
+    assert _words(shown) == text[: failed.value.delivered].split()
+    await channel.send(OutboundMessage(dm, failed.value.unsent(text)))
+    assert _words(fake.texts(ALICE)) == text.split(), "the rest, nothing twice"
+
+
 async def test_a_piece_too_long_to_cut_further_is_refused_saying_what_was_shown(
     fake: FakeTelegram, start_channel: Callable[..., Awaitable[TelegramChannel]]
 ) -> None:
