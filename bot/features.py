@@ -235,10 +235,11 @@ async def start_web(gw: Gateway, stack: contextlib.AsyncExitStack) -> None:
         from bot.proxy_env import ProxyLookup
         from bot.web.search import SearchChain, build_provider
 
-        secrets = [(i, p.secret_env()) for i, p in enumerate(cfg.search)]
         keys = [
-            None if env is None else secret_from_env(env[1], f"web.search[{i}].{env[0]}")
-            for i, env in secrets
+            None
+            if (secret := p.secret_env()) is None
+            else secret_from_env(secret[1], f"web.search[{i}].{secret[0]}")
+            for i, p in enumerate(cfg.search)
         ]
         # no address guard here: these are endpoints the operator chose (SearXNG is often
         # on this machine), never URLs from a chat

@@ -29,8 +29,6 @@ from channels.chunks import Chunk, split_text
 from channels.stream_reply import StreamedReply
 
 log = logging.getLogger("decapod.channels")
-#: split_text's smallest limit
-_SMALLEST_CUT = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +71,9 @@ class BaseChannel(StreamedReply):
     #: each next one after twice the one before
     max_transient_attempts: int = 3
     retry_backoff_s: float = 0.5
+    #: a text the platform finds too long (SendSmaller) is not cut into pieces shorter than
+    #: this: below it the refusal stands (never below split_text's smallest limit, 16)
+    smallest_piece: int = 16
     #: the largest file the platform takes from a bot
     max_upload_bytes: int = 50 * 1024 * 1024
     #: voice answers go as voice messages (OGG/Opus); otherwise as an audio file (MP3)
@@ -286,17 +287,26 @@ class BaseChannel(StreamedReply):
                     send = (self._send_buttons, message, piece.text, buttons)
                 try:
                     ref = await self._retrying(message.conversation, *send)
-                except SendSmaller as exc:
-                    pieces[:0] = _cut(piece, exc)
-                    log.info("%s: a text was too long; sending it in pieces", self.name)
-                    continue
                 except ChannelError as exc:
+                    parts = self._cut(piece, exc) if isinstance(exc, SendSmaller) else []
+                    if parts:
+                        pieces[:0] = parts
+                        log.info("%s: a text was too long; sending it in pieces", self.name)
+                        continue
                     if shown is not None:
                         _note_delivered(exc, text, shown, piece)
                     raise
                 shown = piece
         assert ref is not None
         return ref
+
+    def _cut(self, piece: Chunk, refused: SendSmaller) -> list[Chunk]:
+        """`piece` in parts of at most `refused.limit`, each with its span in the source of
+        `piece`; none (the refusal stands) below `smallest_piece` or where no cut helps."""
+        if refused.limit < max(self.smallest_piece, 16):
+            return []
+        parts = split_text(piece.text, refused.limit)
+        return [piece.part(part) for part in parts] if len(parts) > 1 else []
 
     async def _retrying(self, conversation: Conversation, fn: Any, *args: Any) -> Any:
         transient = 0
@@ -329,12 +339,3 @@ def _note_delivered(exc: ChannelError, text: str, shown: Chunk, failed: Chunk) -
         exc.delivered, exc.reopen = len(text), ""
     else:
         exc.delivered, exc.reopen = shown.end, failed.text[: failed.lead]
-
-
-def _cut(piece: Chunk, refused: SendSmaller) -> list[Chunk]:
-    """`piece` in parts of at most `refused.limit`, each with its span in the source of
-    `piece`; a piece that cannot be cut keeps the refusal."""
-    parts = split_text(piece.text, refused.limit) if refused.limit >= _SMALLEST_CUT else []
-    if len(parts) < 2:
-        raise DeliveryRefused(refused.reason, str(refused)) from None
-    return [piece.part(part) for part in parts]

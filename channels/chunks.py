@@ -22,15 +22,15 @@ class Chunk:
     end: int
     lead: int = 0
 
+    def source(self, offset: int) -> int:
+        """Where in the source the character at `offset` in `text` is (its end for one past
+        the last, the start for one of the lead)."""
+        return self.start + min(max(offset - self.lead, 0), self.end - self.start)
+
     def part(self, inner: Chunk) -> Chunk:
         """`inner`, a chunk cut from this chunk's text, with its span in this chunk's source."""
-        width = self.end - self.start
-
-        def source(offset: int) -> int:
-            return self.start + min(max(offset - self.lead, 0), width)
-
         lead = inner.lead + max(self.lead - inner.start, 0)
-        return Chunk(inner.text, source(inner.start), source(inner.end), lead)
+        return Chunk(inner.text, self.source(inner.start), self.source(inner.end), lead)
 
 
 def split_text(text: str, limit: int, whole: re.Pattern[str] | None = None) -> list[Chunk]:

@@ -60,7 +60,7 @@ class StreamedReply:
         stays as it is, and the answer goes on in new messages from the first character it
         does not show. DeliveryRefused stops reading `deltas` at once; a send that keeps
         failing otherwise is raised once the whole answer was read (so it can be kept and
-        sent later)."""
+        sent later), its `delivered` counting what of the answer was shown."""
         state = StreamState(progress)
         ticker = asyncio.create_task(_stream_ticker(self, template, state))
         try:
@@ -108,7 +108,12 @@ async def _show(channel: _Channel, template: OutboundMessage, state: StreamState
     for i, chunk in enumerate(channel.split(tail)):
         end = state.origin + chunk.end
         if i >= len(state.live):
-            ref = await channel._send_chunk(template, chunk.text)
+            try:
+                ref = await channel._send_chunk(template, chunk.text)
+            except ChannelError as exc:
+                if exc.delivered:
+                    await _shown_in_part(state, chunk, exc)
+                raise
             state.refs.append(ref)
             state.live.append(LiveMessage(ref, chunk.text, end))
             state.last_edit = time.monotonic()  # a send counts towards the edit rate
@@ -129,6 +134,17 @@ async def _show(channel: _Channel, template: OutboundMessage, state: StreamState
             continue
         await state.report()
     return True
+
+
+async def _shown_in_part(state: StreamState, chunk: Chunk, exc: ChannelError) -> None:
+    """A chunk that went in pieces, of which the first `exc.delivered` characters were
+    shown (channels/base.py): those pieces are messages of their own, never edited, and the
+    rest starts the next message, so that the final flush does not show them again. `exc`
+    then counts what was shown of the whole answer."""
+    state.origin += chunk.source(exc.delivered)
+    state.live.clear()
+    exc.delivered = state.origin
+    await state.report()
 
 
 async def edited(channel: _Channel, conversation: Conversation, ref: SentRef, text: str) -> bool:

@@ -72,8 +72,6 @@ _DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_re
 _DOWNLOAD_POOL = 8
 #: a button's callback_data: this prefix and the book's token (Telegram allows 64 bytes)
 CALLBACK_PREFIX = "b:"
-#: below this, a text Telegram calls too long is not cut further: the refusal stands
-_SMALLEST_PIECE = 256
 _BUTTONS_PER_ROW = 2
 
 
@@ -86,6 +84,8 @@ class TelegramOutbound(BaseChannel):
     #: what the Bot API takes from a bot (without a local Bot API server)
     max_upload_bytes = 50 * 1024 * 1024
     sends_voice_notes = True
+    #: a text Telegram calls too long goes in halves, then halves of those, not below this
+    smallest_piece = 256
 
     def __init__(
         self, name: str, config: TelegramChannelConfig, migrations: ChatMigrations
@@ -185,13 +185,12 @@ class TelegramOutbound(BaseChannel):
             sent = await self._formatted(conv, text, send)
         except TooLong as exc:
             # Telegram counted `text` longer than `split` did: the shared send path sends
-            # it in pieces of half the size, each tried on its own (channels/base.py)
-            if len(text) // 2 < _SMALLEST_PIECE:
-                raise DeliveryRefused(
-                    "message is too long",
-                    f"telegram refused a message of {len(text)} characters as too long",
-                ) from None
-            raise SendSmaller(len(text) // 2, str(exc)) from None
+            # it in pieces of half the size, each tried on its own, down to `smallest_piece`
+            # (channels/base.py)
+            raise SendSmaller(
+                len(text) // 2,
+                f"telegram refused a message of {len(text)} characters as too long ({exc})",
+            ) from None
         return SentRef(conv, str(sent.message_id))
 
     async def _edit_text(self, ref: SentRef, text: str) -> None:

@@ -4,10 +4,11 @@ and NO_PROXY, found as the gateway's other sessions find them: `ProxyLookup`).
 
 A proxy resolves the name itself, where the address guard cannot see it, and reaches what
 the gateway can: a page on the local network, a cloud metadata address. So through a proxy
-the name is resolved and checked here, and the proxy is asked for that checked address,
-never for the name: a name that resolves elsewhere the second time (DNS rebinding) cannot
-move the request. The page's name still goes in the Host header and in TLS (SNI and the
-certificate check), inside the tunnel (CONNECT) the proxy opens to that address. A plain
+the name is resolved and checked here, and the proxy is asked for a tunnel (CONNECT) to
+that checked address: a proxy tunnels to the address on the request line, so a name that
+resolves elsewhere the second time (DNS rebinding) cannot move the request. The name is
+not hidden from the proxy: aiohttp puts it in the CONNECT's Host header. Inside the tunnel
+it goes in the Host header and in TLS (SNI and the certificate check). A plain
 http:// page is refused when a proxy applies: a proxy takes Host from the request line
 (RFC 9112), which would name the address, and answer with the address's default site
 rather than the page. An address that the proxy cannot reach (an IPv6 one through a proxy
@@ -35,7 +36,7 @@ class Route:
     #: address, in the order to try them
     urls: tuple[URL, ...]
     proxy: URL | None = None
-    #: the page's host[:port] for the Host header, when `url` names the address
+    #: the page's host[:port] for the Host header, when `urls` name the addresses
     host_header: str | None = None
     #: the name TLS is started for and checks the certificate against, likewise
     server_hostname: str | None = None

@@ -16,13 +16,17 @@ class ForwardProxy:
     """A plain HTTP forward proxy on 127.0.0.1: records each connection's target and pipes
     the bytes through to it; a CONNECT (the way to an https:// page) opens a tunnel to the
     host:port it names, or answers 502 when that cannot be reached, and the target it
-    records is that host:port. A request that is no WebSocket upgrade is sent on with
-    `Connection: close`, so that every request comes on a connection of its own and is
-    recorded. With `credentials` (login, password) it asks for them as a real one does: a
-    request without that `Proxy-Authorization` is answered 407 and recorded in `refused`."""
+    records is that host:port (in `targets`, and in `connects` with the CONNECT's Host
+    header, which a client may fill with a name the request line does not carry). A
+    request that is no WebSocket upgrade is sent on with `Connection: close`, so that every
+    request comes on a connection of its own and is recorded. With `credentials` (login,
+    password) it asks for them as a real one does: a request without that
+    `Proxy-Authorization` is answered 407 and recorded in `refused`."""
 
     def __init__(self, credentials: tuple[str, str] | None = None) -> None:
         self.targets: list[str] = []
+        #: each CONNECT's (target, Host header or None)
+        self.connects: list[tuple[str, str | None]] = []
         self.refused: list[str] = []
         self._authorization = (
             None
@@ -59,6 +63,7 @@ class ForwardProxy:
                 return
             self.targets.append(target.decode())
             if method == b"CONNECT":
+                self.connects.append((target.decode(), _header(rest, b"host")))
                 await self._tunnel(target.decode(), reader, writer)
                 return
             host_port, _, path = target.decode().split("://", 1)[-1].partition("/")
@@ -109,10 +114,16 @@ _PROXY_AUTH_REQUIRED = (
 
 
 def _authorized(rest: bytes, expected: bytes) -> bool:
-    return any(
-        name.strip().lower() == b"proxy-authorization" and value.strip() == expected
-        for name, _, value in (line.partition(b":") for line in rest.split(b"\r\n")[1:])
-    )
+    return _header(rest, b"proxy-authorization") == expected.decode()
+
+
+def _header(rest: bytes, wanted: bytes) -> str | None:
+    """The value of the header `wanted` (lower case) in a request head after its method
+    and target, or None."""
+    for name, _, value in (line.partition(b":") for line in rest.split(b"\r\n")[1:]):
+        if name.strip().lower() == wanted:
+            return value.strip().decode()
+    return None
 
 
 def _one_request(rest: bytes) -> bytes:

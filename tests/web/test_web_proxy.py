@@ -28,16 +28,20 @@ from tests.web.conftest import open_fetcher
 HTTPS = ("HTTPS_PROXY",)
 #: krabbenladen.test with an umlaut, as DNS, TLS and Host carry it
 CRAB_SHOP = "xn--krabbenlden-s8a.test"
+#: a name of the pages' server that its certificate does not name
+UNCERTIFIED = "elsewhere.test"
 
 
 @pytest.fixture
 async def named_pages(net: LoopbackNetwork) -> AsyncIterator[NamedPages]:
     """https pages under page.test and dual.test (a name with an IPv6 address first), with a
-    certificate for those names only, which the fetcher's sessions trust."""
+    certificate for those names only, which the fetcher's sessions trust; UNCERTIFIED names
+    the same server, and no certificate."""
     authority = LocalAuthority()
     net.tls = authority.client_context()
     net.add("dual.test", ["::1", "127.0.0.1"])
     net.add(CRAB_SHOP, "127.0.0.1")
+    net.add(UNCERTIFIED, "127.0.0.1")
     names = ["page.test", "dual.test", CRAB_SHOP]
     async with NamedPages(authority.server_context(names), names) as server:
         yield server
@@ -54,8 +58,25 @@ async def test_a_page_is_fetched_through_the_proxy_at_the_address_decapod_checke
     assert ARTICLE_SENTENCE in page_text(fetched).text
     assert fetched.url == pages.url("/article", host="page.test")
     assert pages.server_names and set(pages.server_names) == {"page.test"}
-    # through the proxy, a tunnel to the checked address (the hops share it), never to the name
+    # through the proxy, a tunnel to the checked address (the hops share it), not to the
+    # name: the proxy opens it to the request line's address; the name shows in its Host
     assert proxy.targets and set(proxy.targets) == {f"127.0.0.1:{pages.port}"}
+    assert proxy.connects and set(proxy.connects) == {
+        (f"127.0.0.1:{pages.port}", f"page.test:{pages.port}")
+    }
+
+
+async def test_the_certificate_is_checked_for_the_name_inside_the_tunnel(
+    named_pages: NamedPages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the tunnel is to an address: the page's name is still what the certificate must name
+    async with (
+        environment_proxy(monkeypatch, variables=HTTPS) as proxy,
+        open_fetcher(allow_hosts=[UNCERTIFIED]) as fetcher,
+    ):
+        with pytest.raises(ToolError, match="certificate"):
+            await fetcher.get(named_pages.url("/article", host=UNCERTIFIED))
+    assert proxy.targets == [f"127.0.0.1:{named_pages.port}"]
 
 
 async def test_an_address_the_proxy_cannot_reach_gives_way_to_the_next(
@@ -101,9 +122,11 @@ async def test_a_proxy_that_refuses_is_named_without_its_password(
     ):
         wrong = f"http://crab:wrong-secret@127.0.0.1:{proxy.port}"
         monkeypatch.setenv("HTTPS_PROXY", wrong)
-        async with open_fetcher() as fetcher:
+        # a name of two addresses: a refusal of the credentials is not tried at the next
+        async with open_fetcher(allow_hosts=["dual.test"]) as fetcher:
             with pytest.raises(ToolError) as fetch_failed:
-                await fetcher.get(named_pages.url("/article", host="page.test"))
+                await fetcher.get(named_pages.url("/article", host="dual.test"))
+        assert proxy.refused == [f"[::1]:{named_pages.port}"]
         config = WebConfig.model_validate(
             {"search": [{"type": "searxng", "base_url": f"https://127.0.0.1:{api.port}"}]}
         )

@@ -285,7 +285,9 @@ async def test_a_piece_of_a_text_too_long_is_retried_alone_and_a_failure_says_wh
     # a later piece throttled once goes again alone: the pieces before it are not repeated
     channel, dm, text = await _one_message_of_paragraphs(start_channel)
     fake.fail_next("sendMessage", 400, "Bad Request: message is too long")
-    fake.fail_next("sendMessage", 429, "Too Many Requests: retry after 1", after=1, retry_after=1)
+    # Telegram says whole seconds; the channel takes any duration, and waits it out for real
+    throttled = "Too Many Requests: retry after 0.05"
+    fake.fail_next("sendMessage", 429, throttled, after=1, retry_after=0.05)
     await channel.send(OutboundMessage(dm, text))
     shown = fake.texts(ALICE)
     assert len(shown) > 1 and len(set(shown)) == len(shown), "each piece was shown once"
@@ -305,3 +307,69 @@ async def test_a_piece_of_a_text_too_long_is_retried_alone_and_a_failure_says_wh
     assert _words(shown_now) == text[: failed.value.delivered].split()
     await channel.send(OutboundMessage(dm, failed.value.unsent(text)))
     assert _words(fake.texts(ALICE)[before:]) == text.split(), "the rest, nothing twice"
+
+
+async def test_a_streamed_chunk_partly_shown_goes_on_from_its_first_unshown_piece(
+    fake: FakeTelegram, start_channel: Callable[..., Awaitable[TelegramChannel]]
+) -> None:
+    # while the answer streams, its message is called too long and goes in pieces, and a
+    # later piece keeps failing: the final flush sends only what no piece showed
+    channel, dm, text = await _one_message_of_paragraphs(start_channel)
+    ending = "\n\nAnd that is all for today."
+
+    async def deltas() -> AsyncIterator[str]:
+        yield text
+        # the rest comes once streaming has given up on that piece
+        await until(lambda: [c.status for c in fake.calls_of("sendMessage")].count(500) == 3)
+        yield ending
+
+    fake.fail_next("sendMessage", 400, "Bad Request: message is too long")
+    fake.fail_next("sendMessage", 500, "Internal Server Error", after=1, count=3)
+    await channel.reply(OutboundMessage(dm, ""), deltas())
+    shown = fake.texts(ALICE)
+    assert len(shown) > 1 and len(set(shown)) == len(shown), "no piece was shown twice"
+    assert _words(shown) == (text + ending).split()
+
+
+async def test_a_streamed_answer_that_fails_in_a_later_chunk_says_what_of_it_was_shown(
+    fake: FakeTelegram, start_channel: Callable[..., Awaitable[TelegramChannel]]
+) -> None:
+    # the answer's second message goes in pieces, and one keeps failing: the error counts
+    # what the person saw of the whole answer, as `send`'s does of its text
+    channel, dm, paragraphs = await _one_message_of_paragraphs(start_channel)
+    text = paragraphs + "\n\n" + paragraphs.replace("Paragraph", "Section")
+    assert len(channel.split(text)) == 2
+
+    async def deltas() -> AsyncIterator[str]:
+        yield text
+
+    fake.fail_next("sendMessage", 400, "Bad Request: message is too long", after=1)
+    fake.fail_next("sendMessage", 500, "Internal Server Error", after=1, count=10)
+    with pytest.raises(ChannelError) as failed:
+        await channel.reply(OutboundMessage(dm, ""), deltas())
+    fake.faults.clear()
+    shown = fake.texts(ALICE)
+    assert len(shown) == 2 and len(paragraphs) < failed.value.delivered < len(text)
+    assert _words(shown) == text[: failed.value.delivered].split()
+    await channel.send(OutboundMessage(dm, failed.value.unsent(text)))
+    assert _words(fake.texts(ALICE)) == text.split(), "the rest, nothing twice"
+
+
+async def test_a_piece_too_long_to_cut_further_is_refused_saying_what_was_shown(
+    fake: FakeTelegram, start_channel: Callable[..., Awaitable[TelegramChannel]]
+) -> None:
+    # the first piece goes; the second is called too long at every size down to the
+    # channel's smallest piece: the refusal says how far the text got, like any failure
+    channel, dm, text = await _one_message_of_paragraphs(start_channel)
+    fake.fail_next("sendMessage", 400, "Bad Request: message is too long")
+    fake.fail_next("sendMessage", 400, "Bad Request: message is too long", after=1, count=10)
+    with pytest.raises(DeliveryRefused, match="too long") as refused:
+        await channel.send(OutboundMessage(dm, text))
+    fake.faults.clear()
+    shown = fake.texts(ALICE)
+    assert len(shown) == 1 and 0 < refused.value.delivered < len(text)
+    assert _words(shown) == text[: refused.value.delivered].split()
+    tried = [c.params["text"] for c in fake.calls_of("sendMessage", chat_id=ALICE)]
+    assert min(map(len, tried)) >= channel.smallest_piece, "never cut below the floor"
+    await channel.send(OutboundMessage(dm, refused.value.unsent(text)))
+    assert _words(fake.texts(ALICE)) == text.split(), "the rest, nothing twice"
