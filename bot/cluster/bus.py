@@ -7,8 +7,10 @@ so it reaches the others only once what it announces is committed.
 
 A dropped connection is opened again with a growing pause; the notifications sent while it
 was down are lost, so each reconnection calls the `on_reconnect` handlers, which look at
-the database for what they may have missed. Nothing here polls: the slow safety sweep of
-bot/cluster/sessions.py is the only timer.
+the database for what they may have missed. Nothing here polls. Two timers stand beside
+it: the slow safety sweep of bot/cluster/sessions.py, and, only while web answers whose
+announcement the store refused are kept, the check whether their rows are stored
+(bot/cluster/web_answers.py).
 """
 
 from __future__ import annotations
