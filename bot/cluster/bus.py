@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.tasks import cancel_and_wait
+from bot.tasks import cancel_and_wait, pause_after
 
 log = logging.getLogger("decapod.cluster")
 
@@ -138,7 +138,7 @@ class Bus:
                 async for note in self._conn.notifies():
                     self._dispatch(note.payload)
             except psycopg.Error as exc:
-                pause = _RECONNECT_S[min(failures, len(_RECONNECT_S) - 1)]
+                pause = pause_after(_RECONNECT_S, failures)
                 if failures == 0:
                     self.lost_at = time.time()
                     log.warning("lost the connection that listens for other replicas: %s", exc)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from bot.cluster.bus import notify
 from bot.messages import Conversation, ConversationKind
 from bot.store.webui import WebUIRepo, web_turn_id
-from bot.tasks import cancel_and_wait
+from bot.tasks import cancel_and_wait, pause_after
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -166,7 +166,7 @@ class SharedWebAnswers:
     async def _resend(self) -> None:
         tries = 0
         while self._unsent:
-            await asyncio.sleep(RESEND_S[min(tries, len(RESEND_S) - 1)])
+            await asyncio.sleep(pause_after(RESEND_S, tries))
             tries += 1
             kept = dict(self._unsent)
             try:
