@@ -14,7 +14,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import psycopg
 import pytest
 
 from bot.cluster import web_answers
@@ -22,7 +21,7 @@ from bot.cluster.bus import Bus
 from bot.cluster.web_answers import TOPIC, SharedWebAnswers
 from bot.store.pg_store import PgStore
 from bot.store.webui import web_turn_id
-from tests.cluster.harness import pg_store, until
+from tests.cluster.harness import database_admin, pg_store, until
 
 pytestmark = pytest.mark.replicas
 
@@ -47,16 +46,11 @@ class Pages:
 async def _refusing(store: PgStore, pg_url: str) -> AsyncIterator[None]:
     """The store's writer connection cut and the database closed to new connections: its
     writes are refused after `reconnect_wait_s` (the LISTEN connection stays)."""
-    base, name = pg_url.rsplit("/", 1)
     store.reconnect_wait_s = 0.3
-    async with await psycopg.AsyncConnection.connect(f"{base}/postgres", autocommit=True) as server:
-        await server.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        try:
-            writer = store._wconn.raw.info.backend_pid  # type: ignore[attr-defined]
-            await server.execute("SELECT pg_terminate_backend(%s)", (writer,))
-            yield
-        finally:
-            await server.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    async with database_admin(pg_url) as admin:
+        await admin.allow_connections(False)
+        await admin.cut(store._wconn.raw.info.backend_pid)  # type: ignore[attr-defined]
+        yield
 
 
 @contextlib.asynccontextmanager
