@@ -1,9 +1,17 @@
-"""Stopping background tasks: cancel them and wait until they have finished."""
+"""Background tasks: stopping them (cancel, then wait until they have finished), and the
+pauses between a retry loop's tries."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
+
+
+def pause_after(pauses: Sequence[float], tries: int) -> float:
+    """The pause to wait when `tries` (0, 1, ...) pauses came before: the `pauses` in turn,
+    then the last repeated."""
+    return pauses[min(tries, len(pauses) - 1)]
 
 
 async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:

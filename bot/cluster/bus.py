@@ -7,8 +7,10 @@ so it reaches the others only once what it announces is committed.
 
 A dropped connection is opened again with a growing pause; the notifications sent while it
 was down are lost, so each reconnection calls the `on_reconnect` handlers, which look at
-the database for what they may have missed. Nothing here polls: the slow safety sweep of
-bot/cluster/sessions.py is the only timer.
+the database for what they may have missed. Nothing here polls. Two timers stand beside
+it: the slow safety sweep of bot/cluster/sessions.py, and, only while web answers whose
+announcement the store refused are kept, the check whether their rows are stored
+(bot/cluster/web_answers.py).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.tasks import cancel_and_wait
+from bot.tasks import cancel_and_wait, pause_after
 
 log = logging.getLogger("decapod.cluster")
 
@@ -136,7 +138,7 @@ class Bus:
                 async for note in self._conn.notifies():
                     self._dispatch(note.payload)
             except psycopg.Error as exc:
-                pause = _RECONNECT_S[min(failures, len(_RECONNECT_S) - 1)]
+                pause = pause_after(_RECONNECT_S, failures)
                 if failures == 0:
                     self.lost_at = time.time()
                     log.warning("lost the connection that listens for other replicas: %s", exc)

@@ -17,7 +17,10 @@ the stored text, and is what its pages show).
 An announcement the store refused (PostgreSQL out of reach) is kept and sent again once the
 answer's rows are in the history: a turn's rows are stored after its answer went out, and
 when the store was down they land later, so a replica that caught up in between read the
-history without them. At most `_MAX_OPEN` are kept (past that the one kept longest ago is
+history without them. The kept answers of one chat go in the order they were kept: one
+still waiting for its rows holds back the later ones of its chat (a reminder, which waits
+for no rows, would otherwise show before the answer said ahead of it). At most
+`_MAX_OPEN` are kept (past that the one kept longest ago is
 given up), one that still cannot be sent after twice `RESEND_ANYWAY_S` is given up, and
 those kept at the stop are dropped: the other replicas' pages show them from the history on
 their next load.
@@ -34,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from bot.cluster.bus import notify
 from bot.messages import Conversation, ConversationKind
 from bot.store.webui import WebUIRepo, web_turn_id
-from bot.tasks import cancel_and_wait
+from bot.tasks import cancel_and_wait, pause_after
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -163,7 +166,7 @@ class SharedWebAnswers:
     async def _resend(self) -> None:
         tries = 0
         while self._unsent:
-            await asyncio.sleep(RESEND_S[min(tries, len(RESEND_S) - 1)])
+            await asyncio.sleep(pause_after(RESEND_S, tries))
             tries += 1
             kept = dict(self._unsent)
             try:
@@ -173,8 +176,13 @@ class SharedWebAnswers:
             except Exception as exc:  # then only those past RESEND_ANYWAY_S go
                 log.warning("could not read which kept answers are stored: %s", exc)
                 stored = set()
+            #: chats with an answer still waiting for its rows: their later answers wait
+            #: behind it, or the other replicas' pages would show them first
+            held: set[str] = set()
             for answer_id, (answer, since) in kept.items():
                 waited = time.monotonic() - since
+                if answer["chat"] in held:
+                    continue
                 if waited > 2 * RESEND_ANYWAY_S:  # its announcement keeps failing
                     log.warning(
                         "answer %s given up after %.0f s of failed tries to pass it to the "
@@ -188,6 +196,7 @@ class SharedWebAnswers:
                     and web_turn_id(answer["chat"], answer["re"]) not in stored
                     and waited < RESEND_ANYWAY_S
                 ):
+                    held.add(answer["chat"])
                     continue
                 else:
                     try:

@@ -20,7 +20,7 @@ from bot.scheduler.notices import pause_refused
 from bot.scheduler.ports import NotAllowedNow, ScheduleError
 from bot.scheduler.timing import following
 from bot.store.jobs import SKIPPED_NOT_ALLOWED, Job, JobKind
-from bot.tasks import cancel_and_wait
+from bot.tasks import cancel_and_wait, pause_after
 
 if TYPE_CHECKING:
     from bot.scheduler.service import Scheduler
@@ -159,7 +159,7 @@ class JobDelivery:
                     now=s.clock(),
                 )
             except StorageUnavailable as exc:
-                pause = _COMMIT_RETRY_S[min(tries, len(_COMMIT_RETRY_S) - 1)]
+                pause = pause_after(_COMMIT_RETRY_S, tries)
                 tries += 1
                 log.warning(
                     "job %s was sent but the store refused its record (%s); trying again in %.0fs",

@@ -240,7 +240,10 @@ def _said(
 ) -> list[tuple[str, str, str, bool]]:
     """(role, text, answer or turn id, sent outside a turn) of the newest `limit` messages of the
     chat's current session from `since` on, oldest first. Each side reads its newest rows
-    by id (its index), so a long history is not scanned whole."""
+    by id (its index) and stops at `limit` rows: with `since` 0 (`history`) a long history
+    is not scanned whole. With a `since` (`answers_since`) no index covers created_at: the
+    older rows are read and dropped one by one, so when fewer than `limit` are from `since`
+    on, the session's rows (and the chat's sent messages) are walked back to the first."""
     session = conn.execute(
         "SELECT id, created_at FROM sessions WHERE key = ? ORDER BY id DESC LIMIT 1",
         (session_key,),

@@ -1,5 +1,6 @@
 """What the replica tests share: a model whose answers can be held, a store of its own, a
-wait for a condition, and replicas (gateways) on one PostgreSQL database."""
+wait for a condition, the test database closed to new connections, and replicas (gateways)
+on one PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import psycopg
 import pytest
 
 from bot.gateway import Gateway
@@ -36,6 +38,37 @@ async def pg_store(pg_url: str) -> AsyncIterator[PgStore]:
         yield store
     finally:
         await store.stop()
+
+
+class DatabaseAdmin:
+    """A superuser connection to the server's `postgres` database, from which the test
+    database is closed to new connections and its connections are cut."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], name: str) -> None:
+        self.conn = conn
+        self.name = name
+
+    async def allow_connections(self, allowed: bool) -> None:
+        await self.conn.execute(
+            f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS {"true" if allowed else "false"}'
+        )
+
+    async def cut(self, backend_pid: int) -> None:
+        """End one connection to the test database (its client finds it lost)."""
+        await self.conn.execute("SELECT pg_terminate_backend(%s)", (backend_pid,))
+
+
+@contextlib.asynccontextmanager
+async def database_admin(pg_url: str) -> AsyncIterator[DatabaseAdmin]:
+    """The test database's admin; at the end it takes new connections again, whatever
+    happened (the next test's replicas need them)."""
+    base, name = pg_url.rsplit("/", 1)
+    async with await psycopg.AsyncConnection.connect(f"{base}/postgres", autocommit=True) as conn:
+        admin = DatabaseAdmin(conn, name)
+        try:
+            yield admin
+        finally:
+            await admin.allow_connections(True)
 
 
 class Model:

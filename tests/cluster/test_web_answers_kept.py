@@ -1,8 +1,9 @@
 """The web chat's answers whose announcement the store refused (bot/cluster/web_answers.py):
 one is sent again once its turn's rows are stored, also when it is the turn's second
-message (its id is not the page's message id); one whose announcement keeps failing
-neither holds up the others nor is tried forever; past the bound the oldest kept is given
-up, saying so; and after the stop no catch-up starts."""
+message (its id is not the page's message id), and the chat's later ones wait behind it;
+one whose announcement keeps failing neither holds up the others nor is tried forever;
+past the bound the oldest kept is given up, saying so; and after the stop no catch-up
+starts."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import psycopg
 import pytest
 
 from bot.cluster import web_answers
@@ -21,7 +21,7 @@ from bot.cluster.bus import Bus
 from bot.cluster.web_answers import TOPIC, SharedWebAnswers
 from bot.store.pg_store import PgStore
 from bot.store.webui import web_turn_id
-from tests.cluster.harness import pg_store, until
+from tests.cluster.harness import database_admin, pg_store, until
 
 pytestmark = pytest.mark.replicas
 
@@ -46,16 +46,11 @@ class Pages:
 async def _refusing(store: PgStore, pg_url: str) -> AsyncIterator[None]:
     """The store's writer connection cut and the database closed to new connections: its
     writes are refused after `reconnect_wait_s` (the LISTEN connection stays)."""
-    base, name = pg_url.rsplit("/", 1)
     store.reconnect_wait_s = 0.3
-    async with await psycopg.AsyncConnection.connect(f"{base}/postgres", autocommit=True) as server:
-        await server.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        try:
-            writer = store._wconn.raw.info.backend_pid  # type: ignore[attr-defined]
-            await server.execute("SELECT pg_terminate_backend(%s)", (writer,))
-            yield
-        finally:
-            await server.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    async with database_admin(pg_url) as admin:
+        await admin.allow_connections(False)
+        await admin.cut(store._wconn.raw.info.backend_pid)  # type: ignore[attr-defined]
+        yield
 
 
 @contextlib.asynccontextmanager
@@ -107,6 +102,27 @@ async def test_a_turns_second_answer_kept_is_announced_once_the_turn_is_stored(
         await store.write(_turn_stored("alice", "msg-1"))
         await until(lambda: heard, timeout=30)
         assert _ids(heard) == ["5d41402abc4b2a76"]
+
+
+async def test_a_later_answer_of_the_chat_waits_behind_one_waiting_for_its_rows(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reminder answers no message and waits for no rows, but the other replicas' pages
+    must not show it before the answer kept ahead of it; another chat's goes at once."""
+    monkeypatch.setattr(web_answers, "RESEND_S", (0.2,))
+    async with _replica(pg_url) as (shared, store, heard):
+        answer = {"id": "msg-1", "chat": "alice", "re": "msg-1", "text": "The answer."}
+        reminder = {"id": "rem-1", "chat": "alice", "re": "", "text": "A reminder."}
+        bobs = {"id": "rem-2", "chat": "bob", "re": "", "text": "Bob's reminder."}
+        async with _refusing(store, pg_url):
+            for kept in (answer, reminder, bobs):
+                await shared.announce(kept)
+        await until(lambda: heard, timeout=30)
+        await asyncio.sleep(1.0)  # a few tries: the answer's rows are not stored yet
+        assert _ids(heard) == ["rem-2"]
+        await store.write(_turn_stored("alice", "msg-1"))
+        await until(lambda: len(heard) == 3, timeout=30)
+        assert _ids(heard) == ["rem-2", "msg-1", "rem-1"]
 
 
 async def test_an_answer_whose_announcement_keeps_failing_holds_up_no_other_and_is_given_up(

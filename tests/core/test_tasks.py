@@ -1,4 +1,5 @@
-"""cancel_and_wait: a task's own cancellation ends there, the caller's never does."""
+"""cancel_and_wait: a task's own cancellation ends there, the caller's never does; and a
+retry loop's pauses."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 
 import pytest
 
-from bot.tasks import cancel_and_wait
+from bot.tasks import cancel_and_wait, pause_after
 
 
 async def _forever() -> None:
@@ -94,3 +95,8 @@ async def test_a_caller_cleaning_up_after_its_own_cancellation_still_waits() -> 
     with pytest.raises(asyncio.CancelledError):
         await task
     assert len(stopped) == 1 and stopped[0].cancelled()
+
+
+def test_the_pauses_go_in_turn_then_the_last_is_repeated() -> None:
+    pauses = (0.2, 0.5, 1.0)
+    assert [pause_after(pauses, tries) for tries in range(5)] == [0.2, 0.5, 1.0, 1.0, 1.0]

@@ -51,17 +51,24 @@ async def test_a_refused_reply_stops_the_turn_in_its_turn_process(make_config: A
         fake.reply_fn = reply
         channel = GoneChat(console=True)
         channel.gone = user = _users_on_each_process(2)[0]
-        async with Gateway(_config(make_config, fake), channels={"test": channel}) as gw:
+        config = _config(make_config, fake)
+        config = config.model_copy(
+            update={"gateway": config.gateway.model_copy(update={"owners": ["test:boss"]})}
+        )
+        async with Gateway(config, channels={"test": channel}) as gw:
             message = await channel.push("hello", user=user)
+            # the owner's notice is the turn's last act: a second model call would come
+            # before it (the wait ends at that call, not at the bound)
             for _ in range(6000):
-                found = await gw.store.deliveries.get(("test", message.id))
-                if found is not None and found[0] == "failed":
+                if channel.texts("boss") or len(fake.calls(path="/v1/chat/completions")) > 1:
                     break
                 await asyncio.sleep(0.01)
+            assert len(fake.calls(path="/v1/chat/completions")) == 1, "asked again after a refusal"
+            (notice,) = channel.texts("boss")
+            assert "gave up: chat not found" in notice
+            found = await gw.store.deliveries.get(("test", message.id))
             assert found is not None and found[0] == "failed"
             assert found[1] == "chat not found"
-            await asyncio.sleep(0.5)  # a second model call would be under way by now
-        assert len(fake.calls(path="/v1/chat/completions")) == 1, "asked again after a refusal"
         assert channel.texts(user) == []
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from bot.cluster.web_answers import SharedWebAnswers
 from bot.gateway import Gateway
+from tests.cluster.harness import DatabaseAdmin, database_admin, until
 from tests.fakes.llm import FakeLLM, Reply
 from tests.webui.conftest import client, until_event
 from tests.webui.test_webui_replicas import open_chat, replica_config, signed_in_csrf
@@ -28,12 +29,6 @@ def _text(events: list[dict[str, Any]]) -> str:
     return "".join(e["text"] for e in events if e["type"] == "delta")
 
 
-async def _until(check: Any, timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):  # generous: the machine is shared
-        while not check():
-            await asyncio.sleep(0.05)
-
-
 def _shared(gw: Gateway) -> SharedWebAnswers:
     """The replica's side of the web chat's answers (its channel's relay)."""
     shared = gw.channels["web"].relay.__self__  # type: ignore[attr-defined]
@@ -42,19 +37,14 @@ def _shared(gw: Gateway) -> SharedWebAnswers:
 
 
 @contextlib.asynccontextmanager
-async def _admin(pg_url: str) -> AsyncIterator[tuple[Any, Any]]:
-    """Two superuser connections: to the server's `postgres` database (which may close the
-    test database to new connections) and to the test database (which reads and locks)."""
-    server = await psycopg.AsyncConnection.connect(
-        pg_url.rsplit("/", 1)[0] + "/postgres", autocommit=True
-    )
-    db = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
-    try:
+async def _admin(pg_url: str) -> AsyncIterator[tuple[DatabaseAdmin, Any]]:
+    """The test database's admin (which closes it to new connections and cuts them) and a
+    superuser connection to the test database (which reads and locks)."""
+    async with (
+        database_admin(pg_url) as server,
+        await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as db,
+    ):
         yield server, db
-    finally:
-        await server.execute(f'ALTER DATABASE "{pg_url.rsplit("/", 1)[1]}" ALLOW_CONNECTIONS true')
-        await server.close()
-        await db.close()
 
 
 async def _answer_stored(db: Any, message_id: str) -> bool:
@@ -78,10 +68,10 @@ def _long_leases(config: Any) -> Any:
     )
 
 
-async def _cut_listen(gw: Gateway, server: Any) -> None:
+async def _cut_listen(gw: Gateway, server: DatabaseAdmin) -> None:
     assert gw.bus is not None
-    await server.execute("SELECT pg_terminate_backend(%s)", (gw.bus.backend_pid,))
-    await _until(lambda: not gw.bus.listening.is_set())  # type: ignore[union-attr]
+    await server.cut(gw.bus.backend_pid)
+    await until(lambda: not gw.bus.listening.is_set(), timeout=30)  # type: ignore[union-attr]
 
 
 async def test_an_answer_announced_while_a_replicas_listen_connection_is_down_reaches_its_pages(
@@ -112,19 +102,19 @@ async def test_an_answer_announced_while_a_replicas_listen_connection_is_down_re
             "UPDATE turns SET content = 'Stored otherwise.' WHERE role = 'assistant' "
             "AND turn_id LIKE 'web:%:msg-00000009'"
         )
-        await server.execute(f'ALTER DATABASE "{pg_url.rsplit("/", 1)[1]}" ALLOW_CONNECTIONS false')
+        await server.allow_connections(False)
         await _cut_listen(b, server)
         await on_a.send_json({"type": "send", "id": "msg-00000010", "text": "tell me"})
         await until_event(on_a, "done")
-        await _until(lambda: not a.channels["web"]._relays)  # type: ignore[attr-defined]
+        await until(lambda: not a.channels["web"]._relays, timeout=30)  # type: ignore[attr-defined]
         await _stored(db, "msg-00000010")  # what B reads back once it listens again
-        await server.execute(f'ALTER DATABASE "{pg_url.rsplit("/", 1)[1]}" ALLOW_CONNECTIONS true')
+        await server.allow_connections(True)
         events = await until_event(on_b, "done")
         assert _text(events) == "Said while you were away."
         assert events[-1]["id"] == "msg-00000010"
         assert b.bus.reconnects == 1
         await _cut_listen(b, server)
-        await _until(lambda: _shared(b).caught_up == 2)
+        await until(lambda: _shared(b).caught_up == 2, timeout=30)
         with pytest.raises(TimeoutError):  # neither answer again, nor the stored copy
             await on_b.receive_json(timeout=1.0)
         assert b.bus.reconnects == 2
@@ -150,22 +140,20 @@ async def test_an_answer_whose_announcement_the_store_refused_is_announced_once_
         csrf = await signed_in_csrf(http, a)
         on_b = await open_chat(http, b, csrf)
         on_a = await open_chat(http, a, csrf)
-        name = pg_url.rsplit("/", 1)[1]
         a.store.reconnect_wait_s = 1.0  # type: ignore[attr-defined]
         asked = len(fake_llm.requests)
         await on_a.send_json({"type": "send", "id": "msg-00000020", "text": "tell me"})
-        await _until(lambda: len(fake_llm.requests) > asked)  # the model takes its time
-        await server.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        writer = a.store._wconn.raw.info.backend_pid  # type: ignore[attr-defined]
-        await server.execute("SELECT pg_terminate_backend(%s)", (writer,))
+        await until(lambda: len(fake_llm.requests) > asked, timeout=30)  # the model takes its time
+        await server.allow_connections(False)
+        await server.cut(a.store._wconn.raw.info.backend_pid)  # type: ignore[attr-defined]
         await _cut_listen(b, server)
         said = await until_event(on_a, "done")
         assert _text(said) == "Said while the store was away.", said
-        await _until(lambda: _shared(a)._unsent and a.deliveries._unstored, timeout=60)
+        await until(lambda: _shared(a)._unsent and a.deliveries._unstored, timeout=60)
         async with db.transaction():
             await db.execute("LOCK TABLE turns IN SHARE MODE")  # reads go on, writes wait
-            await server.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-            await _until(lambda: _shared(b).caught_up == 1, timeout=60)
+            await server.allow_connections(True)
+            await until(lambda: _shared(b).caught_up == 1, timeout=60)
             assert not await _answer_stored(db, "msg-00000020")
         events = await until_event(on_b, "done")
         assert _text(events) == "Said while the store was away."
