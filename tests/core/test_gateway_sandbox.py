@@ -179,7 +179,8 @@ async def test_a_command_longer_than_the_turn_has_left_is_stopped_in_time_to_ans
         ]
     )
     channel = RecordingChannel("tg", console=False)
-    # 20 s: 10 s for the command, 10 s for the answer, room for a busy machine either side
+    # 20 s: the answer's room is min(10, 20 / 4) = 5 s, so the command gets ~15 s of its
+    # 60 s, with room for a busy machine either side
     config = _sandbox_config(make_config, turn_deadline_s=20)
     async with Gateway(config, provider=provider, channels={"tg": channel}):
         await channel.push("run the slow job", user="owner")
