@@ -320,8 +320,13 @@ async def ask_approval(gw: Gateway, pending: PendingApproval) -> None:
     none): in the conversation the request came from when the owner asked there
     themselves, otherwise in the owner's DMs. Only the owners' presses count."""
     seconds = pending.expires_at - pending.created_at
-    # a turn's later request may have less than its own window left: say so exactly
-    expiry = f"{max(1, round(seconds))} s" if seconds < 120 else f"{round(seconds / 60)} min"
+    # a turn's later request may have less than its own window left: say so exactly, never
+    # more than there is (170 s rounded to "3 min" promised 10 s too many)
+    minutes, rest = divmod(int(seconds), 60)
+    if seconds < 120:
+        expiry = f"{max(1, round(seconds))} s"
+    else:
+        expiry = f"{minutes} min" + (f" {rest} s" if rest else "")
     text = (
         f"Approval needed for {pending.requester}: {pending.summary}\n"
         f"(request {pending.id}, expires in {expiry})"

@@ -26,6 +26,7 @@ from bot.providers.base import (
     ToolCallEvent,
     Usage,
     UsageEvent,
+    json_text,
 )
 from bot.tools import ToolContext, ToolPolicy, ToolRegistry
 from bot.tools.turn_clock import TurnClock
@@ -213,7 +214,7 @@ class Agent:
         cleaned = _redact_strings(parsed, self.redact)
         if cleaned == parsed:
             return call  # unchanged text keeps the model's own formatting
-        return replace(call, arguments=json.dumps(cleaned, ensure_ascii=False))
+        return replace(call, arguments=json_text(cleaned))
 
 
 def _left(cap: int | None, written: int) -> int | None:

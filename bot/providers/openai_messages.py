@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from bot.providers.base import ChatMessage, ChatRequest, ToolCall, ToolSpec
+from bot.providers.base import ChatMessage, ChatRequest, ToolCall, ToolSpec, json_text
 
 if TYPE_CHECKING:
     from openai.types.chat import (
@@ -33,13 +33,14 @@ def call_extra(extra: Any, provider: str, name: str) -> tuple[str, str]:
     for none, or for one that is no object or larger than `MAX_CALL_EXTRA`."""
     if not isinstance(extra, dict) or not extra:
         return "", ""
-    text = json.dumps(extra, ensure_ascii=False, separators=(",", ":"))
-    if len(text.encode()) > MAX_CALL_EXTRA:
+    text = json_text(extra, separators=(",", ":"))
+    size = len(text.encode())
+    if size > MAX_CALL_EXTRA:
         log.warning(
             "provider %s: the extra_content of tool call %r is %d bytes; not kept",
             provider,
             name,
-            len(text.encode()),
+            size,
         )
         return "", ""
     return text, provider
@@ -96,7 +97,7 @@ def _arguments_json(call: ToolCall) -> str:
     """A past call's arguments as the JSON object text servers expect. Ollama, vLLM and
     llama.cpp parse them to render the history and refuse the whole request when they are
     not JSON: a model's one malformed call would fail every later turn of the conversation."""
-    return json.dumps(call.arguments_object(), ensure_ascii=False)
+    return json_text(call.arguments_object())
 
 
 def _openai_user_parts(message: ChatMessage) -> list[ChatCompletionContentPartParam]:

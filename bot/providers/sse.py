@@ -69,6 +69,9 @@ def event_text(value: object) -> str:
 #: one encoder for every body: `json.dumps` with options builds a new one per call, which
 #: cost more than encoding a turn's payload (~20 of ~30 us)
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+#: for the rare body with a lone surrogate (a file name with bytes that are not UTF-8 in a
+#: call's arguments): it has no UTF-8 form, only its `\udcXX` escape
+_dumps_ascii = json.JSONEncoder(separators=(",", ":")).encode
 
 
 #: how many tool sets a body keeps the JSON of (people of different roles are offered
@@ -89,6 +92,15 @@ class JsonBody:
         self._tool_sets: dict[tuple[int, ...], tuple[Sequence[ToolSpec], str]] = {}
 
     def encode(self, payload: dict[str, Any], specs: Sequence[ToolSpec]) -> bytes:
+        try:
+            return self._encode(payload, specs)
+        except UnicodeEncodeError:
+            # raised here, the request would fail as no provider error: the turn would end
+            # and its delivery stay pending; the escaped form keeps every character
+            tools = {"tools": self._render(specs)} if specs else {}
+            return _dumps_ascii({**payload, **tools}).encode()
+
+    def _encode(self, payload: dict[str, Any], specs: Sequence[ToolSpec]) -> bytes:
         head = _dumps(payload)
         if not specs:
             return head.encode()

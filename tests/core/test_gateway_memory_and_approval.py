@@ -139,19 +139,24 @@ async def test_an_approval_given_after_the_turn_deadline_still_runs_the_command(
 
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
-async def test_a_request_shorter_than_two_minutes_says_its_expiry_in_seconds(
-    make_config: Any,
+@pytest.mark.parametrize(
+    ("turn_deadline_s", "approval_s", "said"),
+    [(60, 45, "45 s"), (600, 170, "2 min 50 s")],
+)
+async def test_a_request_says_its_expiry_to_the_second(
+    turn_deadline_s: float, approval_s: float, said: str, make_config: Any
 ) -> None:
-    # a turn's later request may be left less than its window: "1 min" would not be true
+    # a turn's later request may be left less than its window: "1 min" for 45 s, or "3 min"
+    # for 170 s, would promise more time than there is
     channel = RecordingChannel(console=True)
-    config = _asking_config(make_config, 60, approval_s=45)
+    config = _asking_config(make_config, turn_deadline_s, approval_s=approval_s)
     async with Gateway(config, provider=_cleanup_model(), channels={"test": channel}):
         await channel.push("clean up the folder", user="owner")
         [ask] = await channel.wait_for_messages(1, timeout=10)
         approval_id = re.search(r"/approve (\w+)", ask).group(1)  # type: ignore[union-attr]
         await channel.push(f"/deny {approval_id}", user="owner")
         await channel.wait_for_messages(3, timeout=20)
-    assert "expires in 45 s)" in ask
+    assert f"expires in {said})" in ask
 
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")

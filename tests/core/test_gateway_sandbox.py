@@ -17,6 +17,7 @@ from bot.messages import ConversationKind
 from bot.providers.base import ChatRequest, ToolCall
 from bot.providers.testing import FunctionProvider, ScriptedProvider
 from tests.fakes.channel import RecordingChannel
+from tests.fakes.llm import FakeLLM, Reply
 
 pytestmark = pytest.mark.skipif(
     __import__("shutil").which("bwrap") is None, reason="bubblewrap is not installed"
@@ -178,7 +179,8 @@ async def test_a_command_longer_than_the_turn_has_left_is_stopped_in_time_to_ans
         ]
     )
     channel = RecordingChannel("tg", console=False)
-    # 20 s: 10 s for the command, 10 s for the answer, room for a busy machine either side
+    # 20 s: the answer's room is min(10, 20 / 4) = 5 s, so the command gets ~15 s of its
+    # 60 s, with room for a busy machine either side
     config = _sandbox_config(make_config, turn_deadline_s=20)
     async with Gateway(config, provider=provider, channels={"tg": channel}):
         await channel.push("run the slow job", user="owner")
@@ -187,3 +189,76 @@ async def test_a_command_longer_than_the_turn_has_left_is_stopped_in_time_to_ans
     assert "started" in reply and "finished" not in reply
     # said, so the model does not try again with a larger timeout
     assert "the turn's time limit cut this command's wall clock" in reply
+
+
+#: a name with byte 0xFF, as `list_files` shows it and the model writes it back
+UNDECODABLE = "bad\udcffname"
+MAKE_UNDECODABLE = "open(b'bad\\xffname', 'wb').write(b'made with byte 0xFF\\n')"
+SECRET = "sk-fake-llm-KEY-0123456789abcdefXYZ"
+
+
+def _provider_table(api: str, fake: FakeLLM) -> dict[str, Any]:
+    if api == "anthropic":
+        return {"type": "anthropic", "base_url": fake.base_url, "api_key_env": "FAKE_LLM_KEY"}
+    return fake.provider(first_token_timeout_s=5, health_probe=False)
+
+
+def _past_paths(body: dict[str, Any]) -> list[str]:
+    """The `path` of every past file call in a request body, in either API's form."""
+    arguments = [
+        json.loads(call["function"]["arguments"])
+        for message in body["messages"]
+        for call in message.get("tool_calls") or ()
+    ]
+    arguments += [
+        block["input"]
+        for message in body["messages"]
+        if isinstance(message["content"], list)
+        for block in message["content"]
+        if block.get("type") == "tool_use"
+    ]
+    return [a["path"] for a in arguments if "path" in a]
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+async def test_a_name_that_is_no_utf8_goes_back_to_the_model_and_through_the_store(
+    api: str, make_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The model reads and writes a file whose name has byte 0xFF by its escaped name: the
+    # next request repeats that call, whose name has no UTF-8 form (only its \udcff escape);
+    # it failed to encode, as no provider error, and the turn failed with no answer.
+    monkeypatch.setenv("FAKE_LLM_KEY", SECRET)
+    path = "/v1/messages" if api == "anthropic" else "/v1/chat/completions"
+    async with FakeLLM() as fake:
+        make = {"command": ["python3", "-c", MAKE_UNDECODABLE]}
+        # a secret in the arguments: the redacted call is written anew, name included
+        write = {"path": UNDECODABLE, "content": SECRET}
+        fake.push(
+            Reply(tool_calls=[ToolCall("c1", "exec", json.dumps(make))]),
+            Reply(tool_calls=[ToolCall("c2", "read_file", json.dumps({"path": UNDECODABLE}))]),
+            Reply(tool_calls=[ToolCall("c3", "write_file", json.dumps(write))]),
+            Reply(text="Read and written."),
+        )
+        config = _sandbox_config(
+            make_config,
+            providers={"llm": _provider_table(api, fake)},
+            models={"chat": ["llm:test-model"]},
+        )
+        channel = RecordingChannel("tg", console=False)
+        async with Gateway(config, channels={"tg": channel}):
+            await channel.push("read the odd file", user="owner", delivery_id="r1")
+            assert await channel.wait_for_messages(1, timeout=30) == ["Read and written."]
+        requests = fake.calls(path=path)
+        assert len(requests) == 4
+        read = json.dumps(requests[2].body["messages"][-1])
+        assert "made with byte 0xFF" in read
+        assert _past_paths(requests[3].body) == [UNDECODABLE, UNDECODABLE]
+        assert SECRET not in json.dumps(requests[3].body)
+
+        # after a restart the history comes from the store, the name unchanged
+        fake.push(Reply(text="Still there."))
+        channel = RecordingChannel("tg", console=False)
+        async with Gateway(config, channels={"tg": channel}):
+            await channel.push("and now?", user="owner", delivery_id="r2")
+            assert await channel.wait_for_messages(1, timeout=30) == ["Still there."]
+    assert _past_paths(fake.calls(path=path)[4].body) == [UNDECODABLE, UNDECODABLE]

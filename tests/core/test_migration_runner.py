@@ -80,7 +80,7 @@ def test_a_failing_migration_leaves_the_version_the_database_had(
 
 _CRASH = """
 import os, sys
-from bot.store import migration_runner, sqlite
+from bot.store import sqlite
 from bot.store.migration_runner import migrate
 from bot.store.migrations import MIGRATIONS
 

@@ -89,6 +89,11 @@ def test_a_calls_extra_is_kept_only_when_it_is_a_small_object() -> None:
     assert call_extra("not an object", "gemini", "f") == ("", "")
     huge = {"google": {"thought_signature": "x" * MAX_CALL_EXTRA}}
     assert call_extra(huge, "gemini", "f") == ("", "")
+    # a lone surrogate (a server's `\udcff` escape) has no UTF-8 form: kept as its escape,
+    # where measuring it crashed the reading of the stream
+    odd = {"google": {"thought_signature": "sig\udcff"}}
+    text, provider = call_extra(odd, "gemini", "f")
+    assert json.loads(text) == odd and text.encode() and provider == "gemini"
 
 
 def test_a_calls_extra_counts_towards_the_context_window() -> None:

@@ -56,7 +56,9 @@ async def test_a_later_request_is_announced_with_what_is_left_of_the_window() ->
     ctx = make_ctx()
     async with asyncio.timeout(10) as deadline:
         ctx.turn_clock = TurnClock(deadline, 10)
-        with ctx.turn_clock.waiting_for_a_person(45):  # an earlier request took 45 s of it
+        # an earlier request, answered at once, made the turn's one window 45 s: ~0 s used,
+        # 45 s stay; less the 5 s grace, the later request waits 40 s
+        with ctx.turn_clock.waiting_for_a_person(45):
             pass
         with pytest.raises(ToolDenied, match="not given within 40 seconds"):
             await _ask(ctx, broker, "rm -rf build", 300)
@@ -74,7 +76,9 @@ async def test_no_request_is_made_when_the_turns_approval_time_is_used_up() -> N
     ctx = make_ctx()
     async with asyncio.timeout(60) as deadline:
         ctx.turn_clock = TurnClock(deadline, 60)
-        with ctx.turn_clock.waiting_for_a_person(5.8):  # 300 s + 5 s, less 299.2 s
+        # the turn's window is the first request's, 5.8 s (~0 s used): less the 5 s grace,
+        # 0.8 s stay, too few to ask the owner
+        with ctx.turn_clock.waiting_for_a_person(5.8):
             pass
         with pytest.raises(ToolDenied, match=r"^not run: .* not asked: this turn's time for app"):
             await _ask(ctx, InMemoryApprovalBroker(notify), "rm -rf build", 300)
