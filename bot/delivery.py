@@ -32,6 +32,7 @@ from typing import Protocol
 from bot.errors import ChannelError, DeliveryRefused, StorageUnavailable
 from bot.messages import Conversation, InboundMessage, SentRef
 from bot.store.deliveries import DeliveryRepo, DeliveryState, DeliveryUpdate, Key, OpenDelivery
+from bot.tasks import pause_after
 
 log = logging.getLogger("decapod.delivery")
 
@@ -196,7 +197,7 @@ class Deliveries:
         state.attempts += 1
         if state.attempts >= MAX_ATTEMPTS:
             return None
-        delay = RETRY_DELAYS_S[min(state.attempts, len(RETRY_DELAYS_S)) - 1]
+        delay = pause_after(RETRY_DELAYS_S, state.attempts - 1)
         state.retry_at = time.time() + delay
         return DeliveryUpdate(outbox.key, state, str(error))
 
@@ -270,7 +271,7 @@ class Deliveries:
         every try)."""
         key = delivery_key(message)
         tries = self._refused[key] = self._refused.get(key, 0) + 1
-        delay = STORAGE_RETRY_DELAYS_S[min(tries, len(STORAGE_RETRY_DELAYS_S)) - 1]
+        delay = pause_after(STORAGE_RETRY_DELAYS_S, tries - 1)
         log.warning("trying %s again in %.0fs (store refused try %d)", key, delay, tries)
         self._waiting[key] = outbox.state
         return delay, tries == 1

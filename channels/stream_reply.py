@@ -60,7 +60,9 @@ class StreamedReply:
         stays as it is, and the answer goes on in new messages from the first character it
         does not show. DeliveryRefused stops reading `deltas` at once; a send that keeps
         failing otherwise is raised once the whole answer was read (so it can be kept and
-        sent later), its `delivered` counting what of the answer was shown."""
+        sent later). Its `delivered` counts what of the answer was shown only where the
+        failing message went out in part (in pieces, channels/base.py); otherwise it is 0,
+        and what was shown is what `progress` heard."""
         state = StreamState(progress)
         ticker = asyncio.create_task(_stream_ticker(self, template, state))
         try:

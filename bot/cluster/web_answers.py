@@ -132,13 +132,18 @@ class SharedWebAnswers:
         self.caught_up += 1
 
     async def announce(self, answer: Answer) -> None:
-        try:
-            await self._announce(answer)
-        except Exception as exc:
-            log.warning("could not pass an answer to the other replicas (kept): %s", exc)
+        if any(kept["chat"] == answer["chat"] for kept, _ in self._unsent.values()):
+            # the other replicas' pages must not show it before the chat's answer kept ahead
             self._keep(answer)
-            if self._resending is None or self._resending.done():
-                self._resending = self._start(self._resend(), "web-resend")
+        else:
+            try:
+                await self._announce(answer)
+                return
+            except Exception as exc:
+                log.warning("could not pass an answer to the other replicas (kept): %s", exc)
+                self._keep(answer)
+        if self._resending is None or self._resending.done():
+            self._resending = self._start(self._resend(), "web-resend")
 
     def _keep(self, answer: Answer) -> None:
         answer_id = str(answer["id"])
@@ -201,8 +206,9 @@ class SharedWebAnswers:
                 else:
                     try:
                         await self._announce(answer)
-                    except Exception as exc:  # the others' may well go
+                    except Exception as exc:  # the other chats' may well go
                         log.warning("could not pass a kept answer to the other replicas: %s", exc)
+                        held.add(answer["chat"])  # its chat's later answers stay behind it
                         continue
                 if self._unsent.get(answer_id, (None, 0.0))[1] == since:
                     del self._unsent[answer_id]

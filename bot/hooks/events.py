@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.hooks.config import HookEventName
+from bot.providers.base import json_text
 
 #: tool results and texts handed to hooks are cut here
 MAX_TEXT_CHARS = 4000
@@ -36,7 +36,8 @@ class HookEvent:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, default=str)
+        """The event as JSON that encodes as UTF-8 (a path with a lone surrogate escaped)."""
+        return json_text(self.to_dict(), default=str)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,23 +7,27 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
 Role = Literal["system", "user", "assistant", "tool"]
 
 
-def json_text(value: Any, separators: tuple[str, str] | None = None) -> str:
+def json_text(
+    value: Any,
+    separators: tuple[str, str] | None = None,
+    default: Callable[[Any], Any] | None = None,
+) -> str:
     """`value` as JSON text that can be encoded as UTF-8: other scripts as they are, unless a
     string holds a lone surrogate (a file name with bytes that are not UTF-8, as `list_files`
     shows it), which has no UTF-8 form and is then written as its `\\udcXX` escape, like
-    every other character that is not ASCII in that text."""
-    text = json.dumps(value, ensure_ascii=False, separators=separators)
+    every other character that is not ASCII in that text. `default` as for `json.dumps`."""
+    text = json.dumps(value, ensure_ascii=False, separators=separators, default=default)
     try:
         text.encode()
     except UnicodeEncodeError:
-        return json.dumps(value, separators=separators)
+        return json.dumps(value, separators=separators, default=default)
     return text
 
 

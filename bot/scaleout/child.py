@@ -212,18 +212,22 @@ async def serve(fd: int) -> None:
 
 
 async def _read(wire: Wire, link: Link, gateway: Any, stopping: asyncio.Event) -> None:
-    while (frame := await wire.recv()) is not None:
-        kind, call_id, payload = frame
-        if kind == "accept":
-            await gateway.accept_stored(payload)
-        elif kind == "result":
-            link.settle(call_id, payload)
-        elif kind == "shown":
-            link.tell_shown(call_id, *payload)
-        elif kind == "choices":
-            gateway.model_choices.forget()  # another turn process changed a /model choice
-        elif kind == "stop":
-            stopping.set()
+    try:
+        while (frame := await wire.recv()) is not None:
+            kind, call_id, payload = frame
+            if kind == "accept":
+                await gateway.accept_stored(payload)
+            elif kind == "result":
+                link.settle(call_id, payload)
+            elif kind == "shown":
+                link.tell_shown(call_id, *payload)
+            elif kind == "choices":
+                gateway.model_choices.forget()  # another turn process changed a /model choice
+            elif kind == "stop":
+                stopping.set()
+    except Exception:
+        # a frame that cannot be read or handled must not leave a call waiting forever
+        log.exception("turn process: reading from the receiver failed; stopping")
     link.lost()  # the receiver is gone: nothing can be sent; stop
     stopping.set()
 

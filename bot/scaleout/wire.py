@@ -12,7 +12,7 @@ import pickle
 from dataclasses import dataclass
 from typing import Any
 
-from bot.errors import ChannelError, DeliveryRefused
+from bot.errors import ChannelError, ConversationGone, DeliveryRefused
 
 Frame = tuple[str, int, Any]
 _HEAD = 4
@@ -62,13 +62,18 @@ class Wire:
 
 
 def portable(exc: BaseException) -> ChannelError:
-    """A channel's error as one that unpickles the same on the other side (the adapters'
-    errors take arguments their pickled form would not restore)."""
-    if isinstance(exc, DeliveryRefused):
-        return type(exc)(exc.reason, str(exc))
-    if isinstance(exc, ChannelError):
+    """A channel's error as one that unpickles the same on the other side: a refusal stays a
+    refusal with its reason (an adapter's or SendSmaller's own arguments would not restore, so
+    it goes as the plain one), anything else a ChannelError; each says how far its text got."""
+    same: ChannelError
+    if isinstance(exc, ConversationGone):
+        same = ConversationGone(exc.reason, str(exc))
+    elif isinstance(exc, DeliveryRefused):
+        same = DeliveryRefused(exc.reason, str(exc))
+    elif isinstance(exc, ChannelError):
         same = ChannelError(str(exc))
-        # how far a text sent in several messages got (see BaseChannel.send)
-        same.delivered, same.reopen = exc.delivered, exc.reopen
-        return same
-    return ChannelError(f"{type(exc).__name__}: {exc}")
+    else:
+        return ChannelError(f"{type(exc).__name__}: {exc}")
+    # how far a text sent in several messages got (see BaseChannel.send)
+    same.delivered, same.reopen = exc.delivered, exc.reopen
+    return same

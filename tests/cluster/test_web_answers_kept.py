@@ -1,7 +1,8 @@
 """The web chat's answers whose announcement the store refused (bot/cluster/web_answers.py):
 one is sent again once its turn's rows are stored, also when it is the turn's second
-message (its id is not the page's message id), and the chat's later ones wait behind it;
-one whose announcement keeps failing neither holds up the others nor is tried forever;
+message (its id is not the page's message id), and the chat's later ones wait behind it,
+also one said when the store takes writes again, and behind one whose re-send fails; one
+whose announcement keeps failing neither holds up other chats nor is tried forever;
 past the bound the oldest kept is given up, saying so; and after the stop no catch-up
 starts."""
 
@@ -132,7 +133,7 @@ async def test_an_answer_whose_announcement_keeps_failing_holds_up_no_other_and_
     monkeypatch.setattr(web_answers, "RESEND_ANYWAY_S", 1.0)
     # a notification's payload is under 8000 bytes: this one is refused every time
     never = {"id": "x" * 9000, "chat": "alice", "re": "", "text": "Never fits."}
-    sent_outside = {"id": "msg-2", "chat": "alice", "re": "", "text": "Sent outside a turn."}
+    sent_outside = {"id": "msg-2", "chat": "bob", "re": "", "text": "Sent outside a turn."}
     with caplog.at_level(logging.WARNING, logger="decapod.cluster"):
         async with _replica(pg_url) as (shared, store, heard):
             await shared.announce(never)
@@ -143,6 +144,43 @@ async def test_an_answer_whose_announcement_keeps_failing_holds_up_no_other_and_
             await until(lambda: "given up after" in caplog.text, timeout=30)
             assert shared._resending is not None
             await asyncio.wait_for(shared._resending, 30)  # nothing left to try
+
+
+async def test_a_fresh_answer_of_a_chat_waits_behind_its_answer_kept(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store takes writes again, but the chat's kept answer still waits for its rows: a
+    reminder said now goes after it, not ahead."""
+    monkeypatch.setattr(web_answers, "RESEND_S", (0.2,))
+    async with _replica(pg_url) as (shared, store, heard):
+        answer = {"id": "msg-1", "chat": "alice", "re": "msg-1", "text": "The answer."}
+        reminder = {"id": "rem-1", "chat": "alice", "re": "", "text": "A reminder."}
+        async with _refusing(store, pg_url):
+            await shared.announce(answer)
+        await shared.announce(reminder)
+        await asyncio.sleep(1.0)  # a few tries: the answer's rows are not stored yet
+        assert heard == []
+        await store.write(_turn_stored("alice", "msg-1"))
+        await until(lambda: len(heard) == 2, timeout=30)
+        assert _ids(heard) == ["msg-1", "rem-1"]
+
+
+async def test_an_answer_whose_announcement_fails_again_holds_its_chat(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Until it is given up, the chat's later answers wait behind it."""
+    monkeypatch.setattr(web_answers, "RESEND_S", (0.2,))
+    monkeypatch.setattr(web_answers, "RESEND_ANYWAY_S", 1.0)
+    never = {"id": "x" * 9000, "chat": "alice", "re": "", "text": "Never fits."}
+    later = {"id": "rem-1", "chat": "alice", "re": "", "text": "A reminder."}
+    with caplog.at_level(logging.WARNING, logger="decapod.cluster"):
+        async with _replica(pg_url) as (shared, _store, heard):
+            await shared.announce(never)
+            await asyncio.sleep(1.0)  # kept later: not given up with it
+            await shared.announce(later)
+            await until(lambda: heard, timeout=30)
+            assert "given up after" in caplog.text, "it went before the one kept ahead"
+            assert _ids(heard) == ["rem-1"]
 
 
 async def test_past_the_bound_the_answer_kept_longest_ago_is_given_up(

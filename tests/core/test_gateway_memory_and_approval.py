@@ -141,7 +141,7 @@ async def test_an_approval_given_after_the_turn_deadline_still_runs_the_command(
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 @pytest.mark.parametrize(
     ("turn_deadline_s", "approval_s", "said"),
-    [(60, 45, "45 s"), (600, 170, "2 min 50 s")],
+    [(60, 45, "45 s"), (600, 170, "2 min 50 s"), (600, 119.6, "119 s")],
 )
 async def test_a_request_says_its_expiry_to_the_second(
     turn_deadline_s: float, approval_s: float, said: str, make_config: Any

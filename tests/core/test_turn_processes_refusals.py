@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from bot.errors import ChannelError, DeliveryRefused
+from bot.errors import ChannelError, DeliveryRefused, SendSmaller
 from bot.gateway import Gateway
 from bot.messages import Conversation, OutboundMessage, SentRef
 from bot.providers.base import ToolCall
-from bot.scaleout.child import Link, RemoteChannel
+from bot.scaleout.child import Link, RemoteChannel, _read
+from bot.scaleout.pool import owner_of
 from bot.scaleout.wire import ChannelShape, Wire
 from tests.core.test_turn_processes import _config, _users_on_each_process
 from tests.fakes.channel import RecordingChannel
@@ -119,3 +120,75 @@ async def test_a_refusal_stops_reading_the_answer_at_its_next_part() -> None:
     assert isinstance(ended, DeliveryRefused)
     link.wire.close()
     receiver.close()
+
+
+class TooLongChat(RecordingChannel):
+    """Every send to `refusing` is too long, even in the smallest pieces (as Telegram counts
+    a text after its own parsing)."""
+
+    refusing = ""
+
+    async def _send_text(self, message: OutboundMessage, text: str) -> SentRef:
+        if message.conversation.chat_id == self.refusing:
+            raise SendSmaller(1, "message is too long")
+        return await super()._send_text(message, text)
+
+
+async def test_a_reply_refused_as_too_long_is_given_up_not_left_waiting(make_config: Any) -> None:
+    async with FakeLLM() as fake:
+        fake.reply_fn = lambda recorded: Reply(text="a short answer")
+        channel = TooLongChat(console=True)
+        refused = channel.refusing = _users_on_each_process(2)[0]
+        same_process = next(
+            f"u{n}"
+            for n in range(100)
+            if f"u{n}" != refused
+            and owner_of(f"test:dm:u{n}", 2) == owner_of(f"test:dm:{refused}", 2)
+        )
+        config = _config(make_config, fake)
+        config = config.model_copy(
+            update={"gateway": config.gateway.model_copy(update={"owners": ["test:boss"]})}
+        )
+        async with Gateway(config, channels={"test": channel}) as gw:
+            message = await channel.push("hello", user=refused)
+            for _ in range(3000):
+                if channel.texts("boss"):
+                    break
+                await asyncio.sleep(0.01)
+            (notice,) = channel.texts("boss")
+            assert "gave up: message is too long" in notice
+            found = await gw.store.deliveries.get(("test", message.id))
+            assert found is not None and found[:2] == ("failed", "message is too long")
+            # the same turn process still takes turns
+            await channel.push("hello again", user=same_process)
+            for _ in range(3000):
+                if channel.texts(same_process):
+                    break
+                await asyncio.sleep(0.01)
+            assert channel.texts(same_process) == ["a short answer"]
+
+
+async def test_a_frame_that_cannot_be_read_ends_the_calls_waiting_on_the_link() -> None:
+    link, _channel, receiver = await _link_to_a_receiver()
+    stopping = asyncio.Event()
+    reading = asyncio.create_task(_read(link.wire, link, None, stopping))
+    call_id, call = link.open()
+    # a result whose error does not unpickle
+    receiver.send("result", call_id, (False, Unpicklable()))
+    with pytest.raises(ChannelError, match="the receiver is gone"):
+        await asyncio.wait_for(link.result(call_id, call), 10)
+    await asyncio.wait_for(stopping.wait(), 10)
+    await reading
+    link.wire.close()
+    receiver.close()
+
+
+class Unpicklable(Exception):
+    """An error whose pickled form raises as it is loaded."""
+
+    def __reduce__(self) -> Any:
+        return (_refuse_to_load, ())
+
+
+def _refuse_to_load() -> None:
+    raise TypeError("cannot be read back")

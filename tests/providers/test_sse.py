@@ -212,6 +212,7 @@ def test_a_body_with_a_lone_surrogate_is_sent_with_its_escape() -> None:
     for tools in ((), specs):
         sent = body.encode(payload, tools)
         assert b"\\udcff" in sent and json.loads(sent)["messages"] == payload["messages"]
+        assert json.loads(sent).get("tools", []) == _named(tools)
     assert "é".encode() in body.encode({"content": "café"}, specs)  # the usual body as it was
 
 

@@ -314,3 +314,22 @@ async def test_a_python_hook_raising_cancelled_error_fails_and_tool_calls_go_on(
         assert state.last_error is not None and "CancelledError" in state.last_error
     finally:
         await bus.stop()
+
+
+async def test_a_guard_is_asked_about_a_path_that_is_not_utf8(tmp_path: Path) -> None:
+    """A file name with byte 0xFF (a lone surrogate in Python) has no UTF-8 form: the event
+    carries its escape, and the guard answers as for any other path."""
+    seen = tmp_path / "seen.json"
+    guard = script(tmp_path, "guard.sh", f"head -n 1 > {seen}\nexit 0\n")
+    config = HooksConfig.model_validate(
+        {"commands": [{"name": "guard", "command": [guard], "events": ["before_tool"]}]}
+    )
+    hooks, _ = build_hooks(config)
+    bus = HookBus(hooks, config, redact=REDACT)
+    await bus.start()
+    try:
+        blocked = await bus.before_tool(_tool_context(), "read_file", {"path": "bad\udcffname"})
+    finally:
+        await bus.stop()
+    assert blocked is None, "the guard allowed it"
+    assert json.loads(seen.read_text())["arguments"] == {"path": "bad\udcffname"}
