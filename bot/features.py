@@ -324,7 +324,7 @@ async def ask_approval(gw: Gateway, pending: PendingApproval) -> None:
     # more than there is (170 s rounded to "3 min" promised 10 s too many)
     minutes, rest = divmod(int(seconds), 60)
     if seconds < 120:
-        expiry = f"{max(1, int(seconds))} s"  # floored: never more than there is
+        expiry = f"{int(seconds)} s" if seconds >= 1 else "under 1 s"  # floored, never more
     else:
         expiry = f"{minutes} min" + (f" {rest} s" if rest else "")
     text = (

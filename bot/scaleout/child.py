@@ -216,7 +216,7 @@ async def _read(wire: Wire, link: Link, gateway: Any, stopping: asyncio.Event) -
         while (frame := await wire.recv()) is not None:
             kind, call_id, payload = frame
             if kind == "accept":
-                await gateway.accept_stored(payload)
+                await _accept(gateway, payload)
             elif kind == "result":
                 link.settle(call_id, payload)
             elif kind == "shown":
@@ -230,6 +230,15 @@ async def _read(wire: Wire, link: Link, gateway: Any, stopping: asyncio.Event) -
         log.exception("turn process: reading from the receiver failed; stopping")
     link.lost()  # the receiver is gone: nothing can be sent; stop
     stopping.set()
+
+
+async def _accept(gateway: Any, payload: Any) -> None:
+    """Admit one stored message; its failure (a store refusal for a moment) is that message's
+    alone: it stays stored for the next start, and the turns in flight here go on."""
+    try:
+        await gateway.accept_stored(payload)
+    except Exception:
+        log.exception("turn process: a stored message could not be taken in; it waits for a start")
 
 
 def main() -> None:

@@ -66,10 +66,9 @@ def portable(exc: BaseException) -> ChannelError:
     refusal with its reason (an adapter's or SendSmaller's own arguments would not restore, so
     it goes as the plain one), anything else a ChannelError; each says how far its text got."""
     same: ChannelError
-    if isinstance(exc, ConversationGone):
-        same = ConversationGone(exc.reason, str(exc))
-    elif isinstance(exc, DeliveryRefused):
-        same = DeliveryRefused(exc.reason, str(exc))
+    if isinstance(exc, DeliveryRefused):
+        kind = ConversationGone if isinstance(exc, ConversationGone) else DeliveryRefused
+        same = kind(exc.reason, str(exc))
     elif isinstance(exc, ChannelError):
         same = ChannelError(str(exc))
     else:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.errors import ChannelError, DeliveryRefused, SendSmaller
+from bot.errors import ChannelError, DeliveryRefused, SendSmaller, StorageUnavailable
 from bot.gateway import Gateway
 from bot.messages import Conversation, OutboundMessage, SentRef
 from bot.providers.base import ToolCall
@@ -192,3 +192,24 @@ class Unpicklable(Exception):
 
 def _refuse_to_load() -> None:
     raise TypeError("cannot be read back")
+
+
+async def test_a_stored_message_that_cannot_be_taken_in_leaves_the_link_serving() -> None:
+    link, _channel, receiver = await _link_to_a_receiver()
+    stopping = asyncio.Event()
+    reading = asyncio.create_task(_read(link.wire, link, _RefusingGateway(), stopping))
+    call_id, call = link.open()
+    receiver.send("accept", 0, {"id": "m1"})  # the store refuses it for a moment
+    receiver.send("result", call_id, (True, "sent"))
+    assert await asyncio.wait_for(link.result(call_id, call), 10) == "sent"
+    assert not stopping.is_set()
+    receiver.send("stop", 0, None)
+    await asyncio.wait_for(stopping.wait(), 10)
+    receiver.close()
+    await asyncio.wait_for(reading, 10)
+    link.wire.close()
+
+
+class _RefusingGateway:
+    async def accept_stored(self, payload: Any) -> None:
+        raise StorageUnavailable("busy", "postgresql")
