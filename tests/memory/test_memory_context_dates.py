@@ -11,7 +11,7 @@ import pytest
 from bot.memory.dates import query_dates, resolve_relative
 from bot.memory.search import FusionWeights, MemoryHit, fuse, merge_phrasings
 from bot.memory.service import MemoryRequestError, MemoryService
-from bot.store import Store, migrations, sqlite
+from bot.store import Store, migration_runner, migrations, sqlite
 from bot.store.memory import ChunkRow, SearchRows, owner_tag
 from tests.deps import REDACT
 from tests.memory.conftest import memory_config
@@ -147,7 +147,7 @@ async def test_an_older_database_gets_the_context_column(tmp_path: Path) -> None
     try:
         for name in newer:
             del migrations.MIGRATIONS[name]
-        migrations.migrate(conn)
+        migration_runner.migrate(conn)
     finally:
         migrations.MIGRATIONS.update(newer)
     conn.execute(
